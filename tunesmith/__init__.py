@@ -1,0 +1,70 @@
+"""tunesmith: hyperparameter tuning and experiment execution, embedded by default.
+
+    import tunesmith as ts
+
+    def train(config):
+        for step in range(20):
+            ts.report({"loss": (config["lr"] - 0.01) ** 2 + 1 / (step + 1)})
+
+    result = ts.run(train, space={"lr": ts.loguniform(1e-4, 1e-1)}, metric="loss", mode="min",
+                    num_samples=16)
+    print(result.best.config)
+
+The names below are the public API (locked by a test). Heavy modules load on first use, so a worker
+process that only needs ``report`` starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tunesmith._errors import ConfigError, TrialError
+from tunesmith.checkpoint import Checkpoint
+from tunesmith.session import get_checkpoint, get_config, get_resources, get_trial_dir, get_trial_id, report
+
+__version__ = "0.1.0"
+
+# name -> module that defines it, imported on first access
+_LAZY = {
+    "run": "tunesmith._run",
+    "load": "tunesmith.analysis",
+    "ResultSet": "tunesmith.analysis",
+    "TrialResult": "tunesmith.analysis",
+    "Random": "tunesmith.searchers.random",
+    "Searcher": "tunesmith.searchers._base",
+    "FIFO": "tunesmith.schedulers._base",
+    "Scheduler": "tunesmith.schedulers._base",
+    "Callback": "tunesmith.callbacks._base",
+    "TrialStatus": "tunesmith.trial",
+    "uniform": "tunesmith.space",
+    "quniform": "tunesmith.space",
+    "loguniform": "tunesmith.space",
+    "qloguniform": "tunesmith.space",
+    "normal": "tunesmith.space",
+    "qnormal": "tunesmith.space",
+    "randint": "tunesmith.space",
+    "lograndint": "tunesmith.space",
+    "choice": "tunesmith.space",
+    "grid": "tunesmith.space",
+    "sample_from": "tunesmith.space",
+}
+
+__all__ = sorted([
+    "Checkpoint", "ConfigError", "TrialError", "__version__",
+    "get_checkpoint", "get_config", "get_resources", "get_trial_dir", "get_trial_id", "report",
+    *_LAZY,
+])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

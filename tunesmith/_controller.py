@@ -1,0 +1,428 @@
+"""The controller: the only place that mutates experiment state.
+
+One loop: start trials while capacity allows, take a batch of events from the executor, write them to the
+store in one transaction, then feed them to the scheduler and searcher and apply their decisions. Work per
+event is O(1): nothing in the hot path scans all trials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith._stop import StopRules
+from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.executors._base import Event, Executor, Launch
+from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
+from tunesmith.searchers._base import FINISHED, Searcher
+from tunesmith.store.sqlite import Store, dumps
+from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView, trial_name
+
+log = logging.getLogger("tunesmith")
+
+_POLL_S = 0.05
+
+
+class Controller:
+    def __init__(self, *, name: str, exp_dir: str, fn: Any, searcher: Searcher, scheduler: Scheduler,
+                 executor: Executor, store: Store, metric: str | None, mode: str | None, num_samples: int,
+                 stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
+                 resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True) -> None:
+        self.name = name
+        self.exp_dir = exp_dir
+        self.fn = fn
+        self.searcher = searcher
+        self.scheduler = scheduler
+        self.executor = executor
+        self.store = store
+        self.metric = metric
+        self.mode = mode
+        self.num_samples = num_samples
+        self.stop_rules = stop
+        self.time_budget_s = time_budget_s
+        self.max_concurrent = max_concurrent
+        self.resources = resources
+        self.callbacks = callbacks
+        self.strict_metric = strict_metric
+
+        self.trials: dict[int, TrialView] = {}
+        self.total_resources: dict[str, float] = {}
+        self.best_so_far: tuple[int, float] | None = None
+        self.num_results = 0
+        self._sign = -1.0 if mode == "max" else 1.0  # compare sign*value: smaller is better
+        self._next_id = 1
+        self._start = time.monotonic()
+        self._searcher_done = False
+        self._stopping = False  # time budget reached or interrupted: start nothing new
+        self._running: set[int] = set()
+        self._paused: set[int] = set()
+        self._pending_launch: list[Launch] = []  # created (or to restart) but not yet started
+        self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
+        self._new_rows: list[TrialView] = []  # trials created since the last store transaction
+        self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
+        self._metric_seen: set[int] = set()
+        self._ckpt_time: dict[int, float] = {}
+        self._fatal: BaseException | None = None
+        self.info = ExperimentInfo(self)
+        self.view = SchedulerView(self.trials, 0.0, {}, time_budget_s)
+
+    # -- public -------------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def resources_in_use(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for tid in self._running:
+            for k, v in self.trials[tid].resources.items():
+                used[k] = used.get(k, 0.0) + v
+        return used
+
+    def run(self) -> None:
+        self.total_resources = self.executor.total_resources()
+        self.view.total_resources = self.total_resources
+        for cb in self.callbacks:
+            cb.on_experiment_start(self.info)
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping %d running trials", len(self._running))
+            self._stop_all(grace_s=5.0)
+            self._set_status("interrupted")
+            raise
+        finally:
+            self.executor.shutdown()
+            for cb in self.callbacks:
+                try:
+                    cb.on_experiment_end(self.info)
+                except Exception:  # noqa: BLE001 - a broken callback must not hide the real outcome
+                    log.exception("callback failed at experiment end")
+        if self._fatal is not None:
+            self._set_status("failed")
+            raise self._fatal
+        self._set_status("finished")
+
+    # -- loop ---------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            if self.time_budget_s is not None and not self._stopping and self.elapsed() >= self.time_budget_s:
+                self._begin_stopping()
+            if not self._stopping:
+                self._launch()
+            if not self._running:
+                if self._stopping or self._fatal is not None:
+                    break
+                if self._searcher_done and not self._pending_launch and self._resumable() is None:
+                    break
+            events = self.executor.poll(_POLL_S if self._running else 0.0)
+            if events:
+                self._handle(events)
+            elif not self._running:
+                self._flush_store()  # trials created but none could start: keep the store current
+            if self._fatal is not None and not self._stopping:
+                self._begin_stopping()
+            self.view.now = self.elapsed()
+            for cb in self.callbacks:
+                cb.on_tick(self.info)
+        self._flush_store()
+        self._close_paused()
+
+    def _resumable(self) -> int | None:
+        if not self._paused:
+            return None
+        self.view.now = self.elapsed()
+        tid = self.scheduler.choose_trial_to_run(self.view)
+        return tid if tid in self._paused else None
+
+    def _capacity_left(self) -> bool:
+        limit = self.max_concurrent
+        return limit is None or len(self._running) < limit
+
+    def _launch(self) -> None:
+        while self._capacity_left():
+            launch = self._next_launch()
+            if launch is None:
+                return
+            if self._new_rows or self._restarts:
+                self._flush_store()  # a trial is in the store before it can report
+            if not self.executor.try_start(launch):
+                self._pending_launch.insert(0, launch)
+                return
+            trial = self.trials[launch.trial_id]
+            trial.status = TrialStatus.RUNNING
+            trial.start_time = trial.start_time or time.time()
+            self._running.add(trial.id)
+            self._paused.discard(trial.id)
+            for cb in self.callbacks:
+                cb.on_trial_start(trial)
+
+    def _next_launch(self) -> Launch | None:
+        if self._pending_launch:
+            return self._pending_launch.pop(0)
+        tid = self._resumable()
+        if tid is not None:
+            return self._restart_launch(self.trials[tid])
+        if self._searcher_done:
+            return None
+        trial_id = self._next_id
+        config = self.searcher.suggest(trial_id)
+        if config is FINISHED:
+            self._searcher_done = True
+            return None
+        if config is None:
+            return None
+        assert isinstance(config, dict)
+        self._next_id += 1
+        trial = TrialView(id=trial_id, config=config, resources=dict(self.resources))
+        self.trials[trial_id] = trial
+        self._new_rows.append(trial)
+        self.scheduler.on_trial_add(trial, self.view)
+        return self._make_launch(trial)
+
+    def _make_launch(self, trial: TrialView) -> Launch:
+        restore = trial.checkpoint_path if trial.iteration > 0 else None
+        return Launch(trial_id=trial.id, config=trial.config, trial_dir=self._trial_dir(trial.id),
+                      resources=trial.resources, restore=restore, iteration=trial.iteration,
+                      time_offset=self._ckpt_time.get(trial.id, 0.0),
+                      decision_iteration=self._decision_iteration(trial))
+
+    def _restart_launch(self, trial: TrialView) -> Launch:
+        """Restart a paused/exploited trial from its latest checkpoint (from scratch if it has none)."""
+        self._paused.discard(trial.id)
+        keep = trial.checkpoint_iteration if trial.checkpoint_path else 0
+        self._restarts.append((trial.id, keep))
+        trial.iteration = keep
+        if keep == 0:
+            trial.checkpoint_path = None
+        return self._make_launch(trial)
+
+    def _trial_dir(self, trial_id: int) -> str:
+        return os.path.join(self.exp_dir, "trials", trial_name(trial_id))
+
+    def _decision_iteration(self, trial: TrialView) -> int | None:
+        a = self.scheduler.decision_iteration(trial)
+        b = self.stop_rules.max_iteration
+        points = [p for p in (a, b) if p is not None and p > trial.iteration]
+        return min(points) if points else None
+
+    # -- events -------------------------------------------------------------------------------------
+    def _handle(self, events: list[Event]) -> None:
+        rows: list[tuple[int, int, float, float, str]] = []
+        ckpts: list[tuple[int, int, str, float]] = []
+        parsed: list[tuple[TrialView, list[Result], bool]] = []
+        done: list[tuple[TrialView, str, str | None]] = []
+        for ev in events:
+            trial = self.trials.get(ev[1])
+            if trial is None:
+                continue
+            if ev[0] == "r":
+                results = []
+                tid = trial.id
+                for iteration, time_total, timestamp, text, ckpt in ev[2]:
+                    rows.append((tid, iteration, time_total, timestamp, text))
+                    metrics = json.loads(text)
+                    metrics[ITERATION] = iteration
+                    metrics[TIME_TOTAL] = time_total
+                    metrics[TIMESTAMP] = timestamp
+                    if ckpt is not None:
+                        ckpts.append((tid, iteration, ckpt, timestamp))
+                        trial.checkpoint_path = ckpt
+                        trial.checkpoint_iteration = iteration
+                        self._ckpt_time[tid] = time_total
+                    results.append(Result(tid, iteration, metrics, ckpt))
+                trial.last_result = results[-1]
+                trial.iteration = results[-1].iteration
+                parsed.append((trial, results, ev[3]))
+            else:
+                done.append((trial, ev[2], ev[3]))
+        # 1. durable first: nothing is acted on before it is in the store
+        with self.store.transaction() as db:
+            self._write_pending(db)
+            if rows:
+                self.store.append_results(db, rows)
+                self.num_results += len(rows)
+            if ckpts:
+                self.store.add_checkpoints(db, ckpts)
+            for trial, _results, _w in parsed:
+                self.store.update_trial(db, trial.id, iteration=trial.iteration,
+                                        last_result=trial.last_result and dumps(trial.last_result.metrics),
+                                        checkpoint=trial.checkpoint_path,
+                                        checkpoint_iteration=trial.checkpoint_iteration)
+            for trial, status, tb in done:
+                self._complete(db, trial, status, tb)
+        # 2. then decide
+        for trial, results, waiting in parsed:
+            self._on_results(trial, results, waiting)
+        for trial, _status, _tb in done:
+            self._after_complete(trial)
+
+    def _on_results(self, trial: TrialView, results: list[Result], waiting: bool) -> None:
+        tid = trial.id
+        already = self._actions.get(tid)
+        decision: Decision = _CONTINUE
+        metric = self.metric
+        for result in results:
+            metrics = result.metrics
+            if metric is not None and isinstance(metric, str):
+                value = metrics.get(metric)
+                if value is None:
+                    if self.strict_metric and tid not in self._metric_seen:
+                        self._fail(ConfigError(
+                            f"metric {metric!r} is not in the results of {trial.name} (it reported: "
+                            f"{', '.join(sorted(k for k in metrics if k not in (TIME_TOTAL, TIMESTAMP)))}); "
+                            f"report it, or pass metric= one of those"))
+                        return
+                else:
+                    self._metric_seen.add(tid)
+                    if isinstance(value, (int, float)) and not math.isnan(value):
+                        best = self.best_so_far
+                        if best is None or self._sign * value < self._sign * best[1]:
+                            self.best_so_far = (tid, value)
+            self.searcher.observe(tid, metrics, False)
+            if already is not None or decision is not _CONTINUE:
+                continue  # already stopped: stored and observed, but nothing more to decide
+            if self.stop_rules.should_stop(tid, result.iteration, metrics):
+                decision = _STOP
+                continue
+            decision = self.scheduler.on_result(trial, result, self.view)
+        for cb in self.callbacks:
+            cb.on_trial_results(trial, results)
+        if already is not None:
+            if waiting:
+                self.executor.decide(tid, False, None)
+            return
+        if isinstance(decision, Continue):
+            if waiting:
+                self.executor.decide(tid, True, self._decision_iteration(trial))
+            return
+        self._actions[tid] = decision
+        if waiting:
+            self.executor.decide(tid, False, None)
+        else:
+            self.executor.stop(tid)
+
+    def _complete(self, db: Any, trial: TrialView, status: str, tb: str | None) -> None:
+        """Record a trial's end (its worker confirmed it) in the store, inside the caller's transaction."""
+        self._running.discard(trial.id)
+        action = self._actions.pop(trial.id, None)
+        now = time.time()
+        if status == "error":
+            trial.status = TrialStatus.ERROR
+            trial.error = tb
+            trial.num_failures += 1
+            trial.end_time = now
+            self.store.update_trial(db, trial.id, status=trial.status.value, error=tb,
+                                    num_failures=trial.num_failures, end_time=now)
+            self.store.log_event(db, "error", trial.id, {"traceback": tb})
+            return
+        if isinstance(action, Pause):
+            trial.status = TrialStatus.PAUSED
+            if action.resources is not None:
+                trial.resources = dict(action.resources)
+            self._paused.add(trial.id)
+            self.store.update_trial(db, trial.id, status=trial.status.value, resources=dumps(trial.resources))
+            self.store.log_event(db, "pause", trial.id, {"iteration": trial.iteration,
+                                                         "resources": trial.resources})
+            return
+        if isinstance(action, Exploit):
+            source = self.trials[action.source_trial]
+            path = action.source_checkpoint or source.checkpoint_path
+            it = action.source_iteration if action.source_iteration is not None else source.checkpoint_iteration
+            trial.config = dict(action.config)
+            trial.parent_id = source.id
+            trial.parent_iteration = it
+            self._restarts.append((trial.id, it))
+            trial.iteration = it
+            trial.checkpoint_path = path
+            trial.checkpoint_iteration = it
+            self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
+            trial.status = TrialStatus.PENDING
+            self.store.update_trial(db, trial.id, status=trial.status.value, config=dumps(trial.config),
+                                    parent_id=source.id, parent_iteration=it, checkpoint=path,
+                                    checkpoint_iteration=it, iteration=it)
+            self.store.log_event(db, "exploit", trial.id, {"source": source.id, "iteration": it,
+                                                           "config": trial.config})
+            self._pending_launch.append(self._make_launch(trial))
+            return
+        trial.status = TrialStatus.TERMINATED
+        trial.end_time = now
+        self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now)
+
+    def _after_complete(self, trial: TrialView) -> None:
+        if trial.status.is_finished:
+            self.view.now = self.elapsed()
+            self.scheduler.on_complete(trial, trial.last_result, self.view)
+            self.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
+            for cb in self.callbacks:
+                if trial.status is TrialStatus.ERROR:
+                    cb.on_trial_error(trial)
+                else:
+                    cb.on_trial_complete(trial)
+
+    # -- store --------------------------------------------------------------------------------------
+    def _write_pending(self, db: Any) -> None:
+        for trial in self._new_rows:
+            self.store.insert_trial(db, trial.id, trial.config, trial.resources, TrialStatus.RUNNING.value)
+        self._new_rows.clear()
+        for tid, it in self._restarts:
+            self.store.truncate_results(db, tid, it)
+            self.store.update_trial(db, tid, status=TrialStatus.RUNNING.value, iteration=it)
+        self._restarts.clear()
+
+    def _flush_store(self) -> None:
+        if self._new_rows or self._restarts:
+            with self.store.transaction() as db:
+                self._write_pending(db)
+
+    def _set_status(self, status: str) -> None:
+        try:
+            with self.store.transaction() as db:
+                self._write_pending(db)
+                self.store.set_meta(db, "status", status)
+                self.store.set_meta(db, "ended", time.time())
+        except Exception:  # noqa: BLE001
+            log.exception("could not record the experiment's status")
+
+    def _close_paused(self) -> None:
+        """Trials still paused when the experiment ends are terminated (their checkpoints stay)."""
+        if not self._paused and not self._pending_launch:
+            return
+        with self.store.transaction() as db:
+            for launch in self._pending_launch:
+                self._paused.add(launch.trial_id)
+            self._pending_launch.clear()
+            for tid in sorted(self._paused):
+                trial = self.trials[tid]
+                trial.status = TrialStatus.TERMINATED
+                trial.end_time = time.time()
+                self.store.update_trial(db, tid, status=trial.status.value, end_time=trial.end_time)
+        self._paused.clear()
+
+    # -- stopping -----------------------------------------------------------------------------------
+    def _fail(self, error: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = error
+
+    def _begin_stopping(self) -> None:
+        self._stopping = True
+        for tid in list(self._running):
+            self._actions.setdefault(tid, _STOP)
+            self.executor.stop(tid)
+
+    def _stop_all(self, grace_s: float) -> None:
+        self._begin_stopping()
+        deadline = time.monotonic() + grace_s
+        while self._running and time.monotonic() < deadline:
+            events = self.executor.poll(0.1)
+            if events:
+                self._handle(events)
+        self._flush_store()
+
+
+Decision = Continue | Stop | Pause | Exploit
+_CONTINUE = Continue()
+_STOP = Stop()

@@ -1,0 +1,235 @@
+"""``tunesmith.run``: check every input, open the experiment folder and store, run the controller."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import os
+import re
+import time
+from typing import Any
+
+from tunesmith._errors import ConfigError, TrialError
+from tunesmith.analysis import ResultSet, default_storage
+from tunesmith.callbacks._base import Callback
+from tunesmith.executors._base import Executor
+from tunesmith.executors.resources import normalize
+from tunesmith.schedulers._base import FIFO, Scheduler
+from tunesmith.searchers._base import Searcher
+from tunesmith.store.sqlite import STORE_FILE, Store
+
+log = logging.getLogger("tunesmith")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
+LOCK_FILE = ".driver.lock"
+PID_FILE = ".driver.pid"
+
+
+def check_name(name: Any) -> str:
+    """An experiment name is one safe folder name: it can never point outside the results folder."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise ConfigError(f"name must be a folder name of letters, digits and . _ = + - (not starting with "
+                          f"'.' or '-', at most 200 characters), got {name!r}")
+    return name
+
+
+def _check_mode(metric: Any, mode: Any) -> None:
+    if metric is None:
+        if mode is not None:
+            raise ConfigError(f"mode={mode!r} was given without a metric: pass metric='<name>' too")
+        return
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError(f"metric must be the name (str) of a reported metric, got {metric!r}")
+    if mode not in ("min", "max"):
+        raise ConfigError(f"mode must be 'min' or 'max' when metric is given, got {mode!r}")
+
+
+def _positive(name: str, value: Any, integer: bool = False) -> None:
+    if value is None:
+        return
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    if not ok or not math.isfinite(value) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number of seconds"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+
+
+def run(
+    fn: Any,
+    space: dict[str, Any] | None = None,
+    *,
+    metric: str | None = None,
+    mode: str | None = None,
+    num_samples: int = 1,
+    scheduler: Scheduler | None = None,
+    searcher: Searcher | None = None,
+    resources: dict[str, float] | None = None,
+    name: str | None = None,
+    storage_path: str | None = None,
+    stop: Any = None,
+    time_budget_s: float | None = None,
+    max_concurrent: int | None = None,
+    backend: str | Executor = "local",
+    seed: int | None = None,
+    verbose: int = 1,
+    callbacks: list[Callback] | None = None,
+    strict_metric_checking: bool = True,
+    raise_on_failed_trial: bool = False,
+) -> ResultSet:
+    """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
+
+    Args:
+        fn: the training function, ``fn(config)`` (or ``fn()``); inside it call ``tunesmith.report``.
+            Functions defined in ``__main__``, closures and lambdas work (shipped with cloudpickle).
+        space: the search space: a dict (nested allowed) of domains (``uniform``, ``choice``, ``grid``...)
+            and constants.
+        metric, mode: the metric to optimise and ``"min"`` or ``"max"``.
+        num_samples: trials to run (per grid point when the space has ``grid`` dimensions); ``-1`` for
+            no limit, which needs ``time_budget_s``.
+        scheduler: decides per result (default ``FIFO()``: run every trial to its end).
+        searcher: proposes configs (default ``Random(seed=seed)``, which also crosses ``grid`` dimensions).
+        resources: per trial, e.g. ``{"cpu": 1, "gpu": 0.25}`` (default one CPU). Fractional GPUs share a
+            device; the trial sees its device through ``CUDA_VISIBLE_DEVICES``.
+        name: the experiment folder's name (default ``<fn name>_<date>_<time>``).
+        storage_path: where experiment folders go (default ``./tunesmith_results`` or
+            ``$TUNESMITH_RESULTS``).
+        stop: ``{"training_iteration": 100}``, ``{"loss": 0.01}`` (reached in the direction of ``mode``),
+            or ``fn(trial_id, result) -> bool``.
+        time_budget_s: stop everything after this many seconds.
+        max_concurrent: at most this many trials at once (default: as many as resources allow).
+        backend: ``"local"`` (worker processes on this machine) or an executor instance.
+        seed: seed of the default searcher.
+        verbose: 0 silent, 1 progress table (plain lines when not a terminal), 2 more detail.
+        callbacks: extra :class:`Callback` objects.
+        strict_metric_checking: fail the experiment when a trial's first result lacks ``metric``.
+        raise_on_failed_trial: raise :class:`TrialError` at the end if any trial ended in ERROR.
+
+    Returns:
+        A :class:`ResultSet`: ``.best``, ``.trials``, ``.errors``, ``.history(id)``, ``.dataframe()``.
+
+    Raises:
+        ConfigError: bad input (before any trial starts), or a metric that trials do not report.
+    """
+    from tunesmith._controller import Controller
+    from tunesmith._stop import StopRules
+    from tunesmith.callbacks.progress import Progress
+
+    if not callable(fn):
+        raise ConfigError(f"fn must be the training function (callable), got {type(fn).__name__}")
+    if space is None:
+        space = {}
+    _check_mode(metric, mode)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or (num_samples < 1 and num_samples != -1):
+        raise ConfigError(f"num_samples must be a positive integer or -1 (no limit), got {num_samples!r}")
+    _positive("time_budget_s", time_budget_s)
+    _positive("max_concurrent", max_concurrent, integer=True)
+    if num_samples == -1 and time_budget_s is None:
+        raise ConfigError("num_samples=-1 runs trials without limit: give time_budget_s too")
+    if verbose not in (0, 1, 2):
+        raise ConfigError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    per_trial = normalize(resources)
+    stop_rules = StopRules(stop, metric, mode)
+
+    if searcher is None:
+        from tunesmith.searchers.random import Random
+
+        searcher = Random(seed=seed)
+    elif not isinstance(searcher, Searcher):
+        raise ConfigError(f"searcher must be a tunesmith searcher (e.g. tunesmith.Random()), got {searcher!r}")
+    if scheduler is None:
+        scheduler = FIFO()
+    elif not isinstance(scheduler, Scheduler):
+        raise ConfigError(f"scheduler must be a tunesmith scheduler (e.g. tunesmith.ASHA()), got {scheduler!r}")
+    searcher.setup(space, metric, mode, num_samples)
+    scheduler.setup(metric, mode)
+
+    if backend == "local":
+        from tunesmith.executors.local import LocalExecutor
+
+        executor: Executor = LocalExecutor()
+    elif isinstance(backend, Executor):
+        executor = backend
+    elif backend == "ray":
+        raise ConfigError("backend='ray' is not available yet in this version (planned: tunesmith[ray])")
+    else:
+        raise ConfigError(f"backend must be 'local' or an executor, got {backend!r}")
+    executor.check_resources(per_trial)
+
+    if name is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", getattr(fn, "__name__", "experiment")).lstrip("._-") or "experiment"
+        name = f"{base}_{stamp}"
+    check_name(name)
+    root = os.path.abspath(storage_path if storage_path is not None else default_storage())
+    exp_dir = os.path.join(root, name)
+    if os.path.exists(os.path.join(exp_dir, STORE_FILE)):
+        raise ConfigError(f"experiment {name!r} already exists in {root}: choose another name, or remove it "
+                          f"(tunesmith rm {name})")
+    os.makedirs(exp_dir, exist_ok=True)
+
+    lock = _acquire(exp_dir, name)
+    try:
+        store = Store(os.path.join(exp_dir, STORE_FILE))
+        spec = {
+            "name": name, "metric": metric, "mode": mode, "num_samples": num_samples,
+            "space": _space_json(space), "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
+            "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
+            "resources": per_trial, "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
+        }
+        with store.transaction() as db:
+            store.set_meta(db, "spec", spec)
+            store.set_meta(db, "status", "running")
+            store.set_meta(db, "created", time.time())
+        executor.setup(fn, exp_dir)
+        all_callbacks: list[Callback] = [Progress(verbose=verbose)] + list(callbacks or [])
+        controller = Controller(
+            name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
+            store=store, metric=metric, mode=mode, num_samples=num_samples, stop=stop_rules,
+            time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
+            callbacks=all_callbacks, strict_metric=strict_metric_checking)
+        try:
+            controller.run()
+        finally:
+            store.close()
+    finally:
+        _release(lock, exp_dir)
+    result = ResultSet(exp_dir)
+    if raise_on_failed_trial and result.errors:
+        first = result.errors[0]
+        raise TrialError(f"{len(result.errors)} trial(s) failed; first: {first.name}:\n{first.error}")
+    return result
+
+
+def _space_json(space: dict[str, Any]) -> Any:
+    from tunesmith.space import space_to_json
+
+    return space_to_json(space)
+
+
+def _acquire(exp_dir: str, name: str) -> Any:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(os.path.join(exp_dir, LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        pid = "?"
+        try:
+            with open(os.path.join(exp_dir, PID_FILE)) as f:
+                pid = f.read().strip()
+        except OSError:
+            pass
+        raise ConfigError(f"experiment {name!r} is being run by another driver (pid {pid}); "
+                          f"wait for it or stop it first") from None
+    with open(os.path.join(exp_dir, PID_FILE), "w") as f:
+        f.write(str(os.getpid()))
+    return lock
+
+
+def _release(lock: Any, exp_dir: str) -> None:
+    try:
+        os.remove(os.path.join(exp_dir, PID_FILE))
+    except OSError:
+        pass
+    lock.release()

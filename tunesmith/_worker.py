@@ -1,0 +1,211 @@
+"""A long-lived worker process: runs one trial at a time for the local executor.
+
+Started as ``python -m tunesmith._worker FD`` with one end of a socket pair. It never imports the
+driver's ``__main__``: the training function arrives cloudpickled. It dies with the driver (Linux
+parent-death signal), also when the driver is killed with SIGKILL.
+
+Messages (pickled tuples over the socket; both ends are our own processes):
+  driver -> worker: ("fn", key, bytes)  ("run", spec)  ("d", trial_id, continue, next_decision)
+                    ("s", trial_id)  ("x",)
+  worker -> driver: ("ready", pid)  ("r", trial_id, rows, waiting)  ("done", trial_id, status, traceback)
+                    ("hb",)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+HEARTBEAT_S = 1.0
+BATCH = 1024  # results per message at most
+COALESCE_S = 0.002  # a result waits at most this long for others to share its message
+
+
+class _Channel:
+    """Batches results to the driver from the trial's thread; a flusher thread sends what waits and a
+    heartbeat when idle. Control messages are read by the trial's thread only."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.buf: list[tuple[Any, ...]] = []
+        self.trial_id = -1
+        self.stopped = False
+        self.inbox: deque[tuple[Any, ...]] = deque()
+        self.wake = threading.Event()
+        threading.Thread(target=self._flusher, name="tunesmith-flusher", daemon=True).start()
+
+    # trial thread ----------------------------------------------------------------------------------
+    def send_result(self, row: tuple[Any, ...], wait: bool) -> Any:
+        with self.lock:
+            self.buf.append(row)
+            n = len(self.buf)
+            if wait or n >= BATCH or row[4] is not None:
+                self._flush_locked(waiting=wait)
+                n = 0
+        if n == 1:
+            self.wake.set()
+        if wait:
+            return self._wait_decision()
+        return None
+
+    def stop_requested(self) -> bool:
+        if not self.stopped and self.conn.poll():
+            self._read_control()
+        return self.stopped
+
+    def _read_control(self) -> None:
+        while self.conn.poll():
+            msg = self.conn.recv()
+            if msg[0] == "s" and msg[1] == self.trial_id:
+                self.stopped = True
+            elif msg[0] in ("s", "d"):
+                continue  # stale message for an earlier trial
+            else:
+                self.inbox.append(msg)  # e.g. the next trial's spec, sent ahead
+
+    def _wait_decision(self) -> tuple[bool, int | None]:
+        while True:
+            msg = self.conn.recv()
+            if msg[0] == "d" and msg[1] == self.trial_id:
+                return (msg[2] and not self.stopped), msg[3]
+            if msg[0] == "s" and msg[1] == self.trial_id:
+                self.stopped = True
+                return False, None
+            if msg[0] not in ("s", "d"):
+                self.inbox.append(msg)
+
+    def finish(self, status: str, tb: str | None) -> None:
+        with self.lock:
+            self._flush_locked(waiting=False)
+            self.conn.send(("done", self.trial_id, status, tb))
+
+    # both threads, lock held -----------------------------------------------------------------------
+    def _flush_locked(self, waiting: bool) -> None:
+        if self.buf:
+            self.conn.send(("r", self.trial_id, self.buf, waiting))
+            self.buf = []
+
+    # flusher thread --------------------------------------------------------------------------------
+    def _flusher(self) -> None:
+        while True:
+            woke = self.wake.wait(HEARTBEAT_S)
+            if woke:
+                self.wake.clear()
+                time.sleep(COALESCE_S)
+            try:
+                with self.lock:
+                    if self.buf:
+                        self._flush_locked(waiting=False)
+                    elif not woke:
+                        self.conn.send(("hb",))
+            except OSError:
+                os._exit(0)  # the driver is gone
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when the driver dies, so no worker outlives it."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        except Exception:  # noqa: BLE001 - best effort; the socket EOF still ends an idle worker
+            pass
+
+
+def _redirect_output(path: str | None, base: tuple[int, int]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if path is None:
+        os.dup2(base[0], 1)
+        os.dup2(base[1], 2)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _run_trial(spec: dict[str, Any], fn: Any, channel: _Channel, base_fds: tuple[int, int]) -> None:
+    from tunesmith import session
+    from tunesmith.checkpoint import Checkpoint
+
+    trial_id = spec["trial_id"]
+    channel.trial_id = trial_id
+    channel.stopped = False
+    os.makedirs(spec["trial_dir"], exist_ok=True)
+    for key, value in spec["env"].items():
+        os.environ[key] = value
+    restore = None
+    if spec["restore"] is not None:
+        restore = Checkpoint(spec["restore"], iteration=spec["iteration"])
+    session._session = session._Session(
+        trial_id, spec["config"], spec["trial_dir"], spec["resources"], channel, spec["iteration"],
+        spec["decision_iteration"], restore, spec["time_offset"])
+    _redirect_output(os.path.join(spec["trial_dir"], "output.log"), base_fds)
+    status, tb = "ok", None
+    try:
+        out = fn(spec["config"]) if spec["takes_config"] else fn()
+        if isinstance(out, dict) and not channel.stopped:
+            session._session.report(out, None)
+    except session.StopTrial:
+        status = "stopped"
+    except BaseException:  # noqa: BLE001 - the trial's failure is reported, the worker lives on
+        status, tb = "error", traceback.format_exc()
+    finally:
+        session._session = None
+        _redirect_output(None, base_fds)
+    if channel.stopped and status == "ok":
+        status = "stopped"
+    channel.finish(status, tb)
+
+
+def main() -> None:
+    _die_with_parent()
+    conn = Connection(int(sys.argv[1]))
+    if os.getppid() == 1:
+        return  # the driver died before we could ask to follow it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us in order
+    base_fds = (os.dup(1), os.dup(2))
+    channel = _Channel(conn)
+    functions: dict[str, Any] = {}
+    with channel.lock:
+        conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = channel.inbox.popleft() if channel.inbox else conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = msg[0]
+        if kind == "run":
+            spec = msg[1]
+            for p in reversed(spec.get("sys_path", [])):
+                if p not in sys.path:
+                    sys.path.insert(0, p)
+            fn = functions.get(spec["fn_key"])
+            if fn is None:
+                try:
+                    fn = functions[spec["fn_key"]] = pickle.loads(spec["fn"])
+                except BaseException:  # noqa: BLE001 - e.g. the function's module is not importable here
+                    channel.trial_id = spec["trial_id"]
+                    channel.finish("error", "could not load the training function in the worker:\n"
+                                   + traceback.format_exc())
+                    continue
+            _run_trial(spec, fn, channel, base_fds)
+        elif kind == "x":
+            return
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Checkpoints: a folder written atomically (temporary name, fsync, rename) with a checksummed manifest.
+
+A trial reports ``Checkpoint.from_state(obj)`` (pickled with cloudpickle into ``state.pkl``) or
+``Checkpoint.from_dir(path)`` (the folder's files are copied). Tunesmith writes it under the trial's folder
+as ``checkpoints/checkpoint_<iteration>``; a later ``get_checkpoint()`` returns it. Only folders tunesmith
+wrote (with a manifest whose checksums match) are ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+MANIFEST = "manifest.json"
+STATE_FILE = "state.pkl"
+_MISSING = object()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder is missing, incomplete or fails its checksum."""
+
+
+class Checkpoint:
+    """A trial's saved state: a folder on disk, or an object to be written as one.
+
+    Create one inside a trial with :meth:`from_state` or :meth:`from_dir` and pass it to
+    ``tunesmith.report(metrics, checkpoint=...)``. ``tunesmith.get_checkpoint()`` and ``result.best.checkpoint``
+    give back a ``Checkpoint`` whose :meth:`load` returns the state and :meth:`as_dir` the folder.
+    """
+
+    __slots__ = ("_path", "_state", "iteration")
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, _state: Any = _MISSING,
+                 iteration: int | None = None) -> None:
+        self._path = os.fspath(path) if path is not None else None
+        self._state = _state
+        self.iteration = iteration
+
+    @classmethod
+    def from_state(cls, state: Any) -> Checkpoint:
+        """A checkpoint holding any object cloudpickle can serialise (model weights, optimiser, step)."""
+        return cls(None, _state=state)
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike[str]) -> Checkpoint:
+        """A checkpoint made of the files in ``path`` (copied when reported; the folder may be reused)."""
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise ValueError(f"Checkpoint.from_dir: {path!r} is not a folder")
+        return cls(path)
+
+    @property
+    def path(self) -> str | None:
+        """The folder, or None for an in-memory checkpoint not yet written."""
+        return self._path
+
+    def load(self) -> Any:
+        """The state given to :meth:`from_state`; for a folder checkpoint, the unpickled ``state.pkl``.
+
+        Raises:
+            CheckpointError: the folder was not written by tunesmith, or fails its checksum.
+        """
+        if self._state is not _MISSING:
+            return self._state
+        if self._path is None:
+            raise CheckpointError("empty checkpoint")
+        state_file = os.path.join(self._path, STATE_FILE)
+        if not os.path.exists(state_file):
+            raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
+        verify(self._path)  # never unpickle a file that tunesmith did not write, or that changed since
+        import cloudpickle  # noqa: F401  (pickles made with cloudpickle may need it importable)
+        import pickle
+
+        with open(state_file, "rb") as f:
+            return pickle.load(f)
+
+    def as_dir(self) -> str:
+        """The checkpoint's folder (an in-memory one is written to a new temporary folder first)."""
+        if self._path is not None:
+            return self._path
+        tmp = tempfile.mkdtemp(prefix="tunesmith_ckpt_")
+        _fill(self, tmp)
+        return tmp
+
+    def __repr__(self) -> str:
+        where = self._path if self._path is not None else "<in memory>"
+        return f"Checkpoint({where!r}, iteration={self.iteration})"
+
+
+
+def checkpoint_dirname(iteration: int) -> str:
+    return f"checkpoint_{int(iteration):06d}"
+
+
+def write(checkpoint: Checkpoint, parent: str, iteration: int) -> str:
+    """Write ``checkpoint`` atomically as ``parent/checkpoint_<iteration>``; return that path.
+
+    The files go to a temporary folder beside the final one, are fsynced with a manifest (sizes and
+    SHA-256 checksums), and the folder is renamed into place, so a crash at any moment leaves either the
+    previous state or a complete checkpoint, never a half-written one under the final name.
+    """
+    os.makedirs(parent, exist_ok=True)
+    final = os.path.join(parent, checkpoint_dirname(iteration))
+    tmp = tempfile.mkdtemp(prefix=".tmp_" + checkpoint_dirname(iteration) + "_", dir=parent)
+    try:
+        files = _fill(checkpoint, tmp)
+        manifest = {"iteration": iteration, "created": time.time(), "files": files}
+        _write_synced(os.path.join(tmp, MANIFEST), json.dumps(manifest, sort_keys=True).encode())
+        _fsync_dir(tmp)
+        if os.path.exists(final):  # a restarted trial re-reaching this iteration replaces the old one
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _fill(checkpoint: Checkpoint, folder: str) -> dict[str, dict[str, Any]]:
+    """Put the checkpoint's files into ``folder`` (fsynced); return {relative path: {size, sha256}}."""
+    files: dict[str, dict[str, Any]] = {}
+    if checkpoint._state is not _MISSING:
+        import cloudpickle
+
+        data = cloudpickle.dumps(checkpoint._state)
+        _write_synced(os.path.join(folder, STATE_FILE), data)
+        files[STATE_FILE] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        return files
+    src = checkpoint._path
+    assert src is not None
+    for root, _dirs, names in os.walk(src):
+        rel_root = os.path.relpath(root, src)
+        out_root = folder if rel_root == "." else os.path.join(folder, rel_root)
+        os.makedirs(out_root, exist_ok=True)
+        for name in names:
+            if rel_root == "." and name == MANIFEST:
+                continue  # a restored checkpoint folder re-reported: its old manifest is rebuilt
+            rel = name if rel_root == "." else os.path.join(rel_root, name)
+            files[rel] = _copy_synced(os.path.join(root, name), os.path.join(out_root, name))
+    return files
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _copy_synced(src: str, dst: str) -> dict[str, Any]:
+    h = hashlib.sha256()
+    size = 0
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        while chunk := fi.read(1 << 20):
+            h.update(chunk)
+            fo.write(chunk)
+            size += len(chunk)
+        fo.flush()
+        os.fsync(fo.fileno())
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def verify(path: str) -> dict[str, Any]:
+    """Check a checkpoint folder against its manifest; return the manifest.
+
+    Raises:
+        CheckpointError: no manifest, a missing file, or a size or checksum mismatch.
+    """
+    try:
+        with open(os.path.join(path, MANIFEST), "rb") as f:
+            manifest = json.loads(f.read())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} has no readable {MANIFEST}: {e}") from e
+    for rel, meta in manifest.get("files", {}).items():
+        full = os.path.join(path, rel)
+        h = hashlib.sha256()
+        try:
+            with open(full, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            size = os.path.getsize(full)
+        except OSError as e:
+            raise CheckpointError(f"checkpoint {path}: file {rel} unreadable: {e}") from e
+        if size != meta["size"] or h.hexdigest() != meta["sha256"]:
+            raise CheckpointError(f"checkpoint {path}: file {rel} does not match its checksum")
+    return manifest

@@ -1,0 +1,62 @@
+"""The executor interface: runs trials and streams their events back. It decides nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Events from ``poll``: plain tuples, cheap on the hot path.
+#   ("r", trial_id, rows, waiting)   rows: [(iteration, time_total, timestamp, metrics_json, ckpt_path)]
+#                                    waiting: the last row's report() waits for a decision
+#   ("done", trial_id, status, tb)   status: "ok" (returned), "stopped" (by us), "error" (tb: traceback)
+Event = tuple[Any, ...]
+
+
+@dataclass
+class Launch:
+    """Everything an executor needs to start (or restart) one trial."""
+
+    trial_id: int
+    config: dict[str, Any]
+    trial_dir: str
+    resources: dict[str, float]
+    restore: str | None = None  # checkpoint folder to resume from
+    iteration: int = 0  # iterations already done (the restore checkpoint's)
+    time_offset: float = 0.0
+    decision_iteration: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Executor:
+    """Runs trials. The controller is its only caller, from one thread."""
+
+    def setup(self, fn: Any, experiment_dir: str) -> None:
+        """Called once before any trial starts with the user's training function."""
+
+    def total_resources(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def check_resources(self, resources: dict[str, float]) -> None:
+        """Raise ConfigError if a trial with ``resources`` could never run here."""
+
+    def try_start(self, launch: Launch) -> bool:
+        """Start the trial if its resources are free now; False (nothing started) if not."""
+        raise NotImplementedError
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+        """Answer a trial waiting at a decision point."""
+        raise NotImplementedError
+
+    def stop(self, trial_id: int) -> None:
+        """Ask a trial to end at its next report(); kill it after the grace period."""
+        raise NotImplementedError
+
+    def poll(self, timeout: float) -> list[Event]:
+        """Events since the last call; waits up to ``timeout`` seconds for the first."""
+        raise NotImplementedError
+
+    def running(self) -> int:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """End every worker. Safe to call twice."""

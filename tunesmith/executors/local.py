@@ -1,0 +1,305 @@
+"""The local executor: a pool of long-lived worker processes on this machine.
+
+Workers are reused between trials (the training function is sent to each worker once). A trial's
+resources are reserved in a :class:`ResourcePool`; its GPUs reach it through ``CUDA_VISIBLE_DEVICES``.
+A worker that ran a trial on some GPUs is reused only for trials on the same GPUs, since CUDA reads that
+variable once per process. A stopped trial ends at its next ``report()``; if it does not within the
+grace period its worker is killed and replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import cloudpickle
+
+from tunesmith._errors import ConfigError
+from tunesmith.executors._base import Event, Executor, Launch
+from tunesmith.executors.resources import ResourcePool, cuda_visible, detect_cpus, detect_gpus
+
+log = logging.getLogger("tunesmith")
+_MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the others
+
+
+class _Worker:
+    __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen")
+
+    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.trial_id: int | None = None
+        self.fns: set[str] = set()
+        self.cuda: str | None = None  # CUDA_VISIBLE_DEVICES this process was first given
+        self.stop_deadline: float | None = None
+        self.last_seen = time.monotonic()
+
+
+class LocalExecutor(Executor):
+    """Trials in worker processes on this machine.
+
+    Args:
+        total_resources: override what the machine offers, e.g. ``{"cpu": 4, "gpu": 2}`` (GPU ids 0..n-1
+            unless ``gpu_ids`` is given). Default: the CPUs this process may use and the GPUs in
+            ``CUDA_VISIBLE_DEVICES`` or listed by ``nvidia-smi``.
+        gpu_ids: the device ids to hand out.
+        grace_period_s: how long a stopped trial has to reach its next ``report()`` before its worker is
+            killed.
+    """
+
+    def __init__(self, total_resources: dict[str, float] | None = None, gpu_ids: list[str] | None = None,
+                 grace_period_s: float = 5.0) -> None:
+        self.total_resources_arg = total_resources
+        self.gpu_ids = gpu_ids
+        self.grace_period_s = grace_period_s
+        self._pool: ResourcePool | None = None
+        self._workers: list[_Worker] = []
+        self._by_trial: dict[int, _Worker] = {}
+        self._by_conn: dict[Connection, _Worker] = {}
+        self._fn_key = ""
+        self._fn_bytes = b""
+        self._takes_config = True
+        self._sys_path: list[str] = []
+        self._pending_events: list[Event] = []
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def setup(self, fn: Any, experiment_dir: str) -> None:
+        import inspect
+
+        self._fn_bytes = cloudpickle.dumps(fn)
+        self._fn_key = hashlib.sha1(self._fn_bytes).hexdigest()
+        try:
+            self._takes_config = len(inspect.signature(fn).parameters) > 0
+        except (TypeError, ValueError):
+            self._takes_config = True
+        self._sys_path = [p if p else os.getcwd() for p in sys.path]
+
+    def _ensure_pool(self, need_gpus: bool) -> ResourcePool:
+        if self._pool is not None and (not need_gpus or self._pool.gpu_ids or self.gpu_ids is not None):
+            return self._pool
+        total = dict(self.total_resources_arg or {})
+        total.setdefault("cpu", float(detect_cpus()))
+        gpu_ids = self.gpu_ids
+        if gpu_ids is None:
+            if "gpu" in total:
+                gpu_ids = [str(i) for i in range(int(total["gpu"]))]
+            elif need_gpus:
+                gpu_ids = detect_gpus()
+            else:
+                gpu_ids = []
+        total["gpu"] = float(len(gpu_ids))
+        if self._pool is not None and self._pool.assigned:
+            raise RuntimeError("GPU detection after trials started")  # cannot happen: checked at setup
+        self._pool = ResourcePool(total, gpu_ids)
+        return self._pool
+
+    def total_resources(self) -> dict[str, float]:
+        return dict(self._ensure_pool(False).total)
+
+    def check_resources(self, resources: dict[str, float]) -> None:
+        pool = self._ensure_pool(resources.get("gpu", 0.0) > 0)
+        if resources.get("gpu", 0.0) > 0 and not pool.gpu_ids:
+            raise ConfigError(f"resources['gpu'] = {resources['gpu']:g} but no GPU was found (set "
+                              f"CUDA_VISIBLE_DEVICES, or check that nvidia-smi works)")
+        pool.check(resources)
+
+    # -- trials ---------------------------------------------------------------------------------------
+    def try_start(self, launch: Launch) -> bool:
+        pool = self._ensure_pool(launch.resources.get("gpu", 0.0) > 0)
+        gpus = pool.acquire(launch.trial_id, launch.resources)
+        if gpus is None:
+            return False
+        env = dict(launch.env)
+        cuda = cuda_visible(gpus) if gpus else None
+        if cuda is not None:
+            env["CUDA_VISIBLE_DEVICES"] = cuda
+        worker = self._idle_worker(cuda)
+        spec = {
+            "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
+            "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
+            "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
+            "env": env, "fn_key": self._fn_key, "takes_config": self._takes_config,
+            "fn": None if self._fn_key in worker.fns else self._fn_bytes,
+            "sys_path": self._sys_path if self._fn_key not in worker.fns else [],
+        }
+        worker.fns.add(self._fn_key)
+        if cuda is not None and worker.cuda is None:
+            worker.cuda = cuda
+        worker.trial_id = launch.trial_id
+        worker.stop_deadline = None
+        self._by_trial[launch.trial_id] = worker
+        try:
+            worker.conn.send(("run", spec))
+        except OSError:
+            self._worker_died(worker)
+        return True
+
+    def _idle_worker(self, cuda: str | None) -> _Worker:
+        idle = [w for w in self._workers if w.trial_id is None]
+        for w in idle:
+            if w.cuda == cuda or (w.cuda is None and cuda is None):
+                return w
+        for w in idle:
+            if w.cuda is None:  # a fresh or CPU-only worker: CUDA not yet pinned in it
+                return w
+        if idle:  # every idle worker is pinned to other GPUs: replace one
+            self._kill(idle[0])
+        return self._spawn()
+
+    def _spawn(self) -> _Worker:
+        parent, child = socket.socketpair()
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        pkg_root = os.path.dirname(pkg_root)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunesmith._worker", str(child.fileno())],
+            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,  # Ctrl-C reaches the driver only; it stops trials in order
+        )
+        child.close()
+        conn = Connection(parent.detach())
+        worker = _Worker(proc, conn)
+        self._workers.append(worker)
+        self._by_conn[conn] = worker
+        return worker
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+        worker = self._by_trial.get(trial_id)
+        if worker is not None:
+            try:
+                worker.conn.send(("d", trial_id, cont, next_decision))
+            except OSError:
+                pass  # its death shows up in poll()
+
+    def stop(self, trial_id: int) -> None:
+        worker = self._by_trial.get(trial_id)
+        if worker is None or worker.stop_deadline is not None:
+            return
+        worker.stop_deadline = time.monotonic() + self.grace_period_s
+        try:
+            worker.conn.send(("s", trial_id))
+        except OSError:
+            pass
+
+    def running(self) -> int:
+        return len(self._by_trial)
+
+    # -- events ---------------------------------------------------------------------------------------
+    def poll(self, timeout: float) -> list[Event]:
+        events, self._pending_events = self._pending_events, []
+        if self._by_trial:
+            deadline = min((w.stop_deadline for w in self._by_trial.values() if w.stop_deadline is not None),
+                           default=None)
+            if deadline is not None:
+                timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        if events:
+            timeout = 0.0
+        ready = wait(list(self._by_conn), timeout) if self._by_conn else []
+        for conn in ready:
+            worker = self._by_conn.get(conn)  # type: ignore[arg-type]
+            if worker is None:
+                continue
+            self._drain(worker, events)
+        self._enforce_grace(events)
+        return events
+
+    def _drain(self, worker: _Worker, events: list[Event]) -> None:
+        conn = worker.conn
+        for _ in range(_MAX_MSGS_PER_WORKER):
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                self._worker_died(worker, events)
+                return
+            kind = msg[0]
+            if kind == "r":
+                events.append(msg)
+            elif kind == "done":
+                tid = msg[1]
+                if worker.trial_id == tid:
+                    self._finish(worker)
+                events.append(msg)
+            # "ready" and "hb" only prove liveness
+            worker.last_seen = time.monotonic()
+            if not conn.poll():
+                return
+
+    def _finish(self, worker: _Worker) -> None:
+        tid = worker.trial_id
+        if tid is not None:
+            self._by_trial.pop(tid, None)
+            if self._pool is not None:
+                self._pool.release(tid)
+        worker.trial_id = None
+        worker.stop_deadline = None
+
+    def _enforce_grace(self, events: list[Event]) -> None:
+        now = time.monotonic()
+        for worker in list(self._by_trial.values()):
+            if worker.stop_deadline is not None and now >= worker.stop_deadline:
+                tid = worker.trial_id
+                log.warning("trial %s did not stop within %.1fs; killing its worker", tid, self.grace_period_s)
+                self._finish(worker)
+                self._kill(worker)
+                events.append(("done", tid, "stopped", None))
+
+    def _worker_died(self, worker: _Worker, events: list[Event] | None = None) -> None:
+        tid = worker.trial_id
+        code = worker.proc.poll()
+        if code is None:
+            try:
+                code = worker.proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = None
+        self._finish(worker)
+        self._kill(worker)
+        if tid is not None:
+            how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
+                   else f"exit code {code}")
+            event = ("done", tid, "error", f"the worker process running this trial died ({how})")
+            (events if events is not None else self._pending_events).append(event)
+
+    def _kill(self, worker: _Worker) -> None:
+        if worker in self._workers:
+            self._workers.remove(worker)
+        self._by_conn.pop(worker.conn, None)
+        try:
+            os.killpg(worker.proc.pid, signal.SIGKILL)  # the worker and anything the trial started
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
+        try:
+            worker.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def worker_pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers]
+
+    def shutdown(self) -> None:
+        for worker in list(self._workers):
+            try:
+                worker.conn.send(("x",))
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
+        for worker in list(self._workers):
+            if worker.trial_id is None:
+                try:
+                    worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+            self._kill(worker)
+        self._by_trial.clear()

@@ -1,0 +1,129 @@
+"""Resource accounting for one machine: CPU slots and GPUs, fractional GPUs packed onto devices."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from tunesmith._errors import ConfigError
+
+_EPS = 1e-9
+KNOWN = ("cpu", "gpu")
+
+
+def detect_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def detect_gpus(env: dict[str, str] | None = None) -> list[str]:
+    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else what ``nvidia-smi`` lists."""
+    env = os.environ if env is None else env
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        # CUDA stops at the first invalid entry, "-1" included
+        out = []
+        for v in ids:
+            if v.startswith("-"):
+                break
+            out.append(v)
+        return out
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        proc = subprocess.run([smi, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if proc.returncode != 0:
+        return []
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+
+
+def normalize(resources: Any, where: str = "resources") -> dict[str, float]:
+    """Check a per-trial resource request; default ``{"cpu": 1, "gpu": 0}``."""
+    if resources is None:
+        return {"cpu": 1.0, "gpu": 0.0}
+    if not isinstance(resources, dict):
+        raise ConfigError(f"{where} must be a dict like {{'cpu': 1, 'gpu': 0.5}}, got {type(resources).__name__}")
+    out = {"cpu": 1.0, "gpu": 0.0}
+    for key, value in resources.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: resource names must be strings, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{where}[{key!r}] must be a non-negative number, got {value!r}")
+        out[key] = float(value)
+    gpu = out["gpu"]
+    if gpu > 1 and abs(gpu - round(gpu)) > _EPS:
+        raise ConfigError(f"{where}['gpu'] must be a fraction of one GPU (<= 1) or a whole number, got {gpu}")
+    return out
+
+
+class ResourcePool:
+    """What is free on this machine. GPUs: a fraction < 1 goes onto the fullest device it still fits on
+    (best fit, so small trials pack together and whole devices stay free); whole numbers take free
+    devices."""
+
+    def __init__(self, total: dict[str, float], gpu_ids: list[str]) -> None:
+        self.total = dict(total)
+        self.free = dict(total)
+        self.gpu_ids = list(gpu_ids)
+        self.gpu_free = {g: 1.0 for g in gpu_ids}
+        self.assigned: dict[int, tuple[dict[str, float], dict[str, float]]] = {}
+
+    def check(self, resources: dict[str, float], where: str = "resources") -> None:
+        for key, value in resources.items():
+            have = self.total.get(key, 0.0)
+            if value > have + _EPS:
+                raise ConfigError(f"{where}[{key!r}] = {value:g} is more than this machine has ({have:g}); "
+                                  f"a trial asking for it could never start")
+
+    def acquire(self, trial_id: int, resources: dict[str, float]) -> dict[str, float] | None:
+        """Reserve ``resources``; return the GPU share per device id, or None if they are not free."""
+        for key, value in resources.items():
+            if key != "gpu" and value > self.free.get(key, 0.0) + _EPS:
+                return None
+        gpus = self._place_gpus(resources.get("gpu", 0.0))
+        if gpus is None:
+            return None
+        for key, value in resources.items():
+            if key != "gpu":
+                self.free[key] = self.free.get(key, 0.0) - value
+        for g, share in gpus.items():
+            self.gpu_free[g] -= share
+        self.assigned[trial_id] = (resources, gpus)
+        return gpus
+
+    def release(self, trial_id: int) -> None:
+        resources, gpus = self.assigned.pop(trial_id, ({}, {}))
+        for key, value in resources.items():
+            if key != "gpu":
+                self.free[key] = self.free.get(key, 0.0) + value
+        for g, share in gpus.items():
+            self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)
+
+    def _place_gpus(self, want: float) -> dict[str, float] | None:
+        if want <= _EPS:
+            return {}
+        if want < 1 - _EPS:
+            fits = [g for g in self.gpu_ids if self.gpu_free[g] + _EPS >= want]
+            if not fits:
+                return None
+            best = min(fits, key=lambda g: (self.gpu_free[g], self.gpu_ids.index(g)))
+            return {best: want}
+        n = int(round(want))
+        whole = [g for g in self.gpu_ids if self.gpu_free[g] >= 1 - _EPS]
+        if len(whole) < n:
+            return None
+        return {g: 1.0 for g in whole[:n]}
+
+
+def cuda_visible(gpus: dict[str, float]) -> str:
+    return ",".join(gpus)

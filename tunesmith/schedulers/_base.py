@@ -1,0 +1,108 @@
+"""The scheduler interface: what to do with a trial after each result. Pure decision objects.
+
+A scheduler never starts a process or writes a file. Time, results and resources come in as
+arguments (``SchedulerView.now`` is the controller's clock, virtual in the simulated executor);
+decisions go out as values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunesmith._spec import constructor_spec
+from tunesmith.trial import Result, TrialView
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Keep running."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the trial now (status TERMINATED)."""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Stop the trial and keep it PAUSED; it frees its resources and is resumed later from its latest
+    checkpoint when ``choose_trial_to_run`` names it. ``resources``, if given, are the resources it gets
+    when resumed (deadline-aware reallocation)."""
+
+    resources: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """Restart this trial from ``source_trial``'s checkpoint with ``config`` (PBT)."""
+
+    source_trial: int
+    config: dict[str, Any]
+    source_checkpoint: str | None = None
+    source_iteration: int | None = None
+
+
+CONTINUE = Continue()
+STOP = Stop()
+PAUSE = Pause()
+
+Decision = Continue | Stop | Pause | Exploit
+
+
+@dataclass
+class SchedulerView:
+    """Read-only picture of the experiment handed to schedulers.
+
+    Attributes:
+        trials: every trial by id (the controller's own objects: do not mutate).
+        now: seconds since the experiment started, on the controller's clock.
+        total_resources: what the executor can run at once, e.g. ``{"cpu": 8, "gpu": 2}``.
+        deadline_s: the experiment's ``time_budget_s`` if any.
+    """
+
+    trials: dict[int, TrialView]
+    now: float = 0.0
+    total_resources: dict[str, float] = field(default_factory=dict)
+    deadline_s: float | None = None
+
+
+class Scheduler:
+    """Base class: FIFO behaviour (every trial runs to its end) with all hooks as no-ops.
+
+    Subclasses store their constructor arguments as attributes and validate in ``setup``.
+    """
+
+    metric: str | None = None
+    mode: str | None = None
+
+    def setup(self, metric: str | None, mode: str | None) -> None:
+        """Called once before any trial starts; raise ``ConfigError`` naming a bad argument."""
+        self.metric = metric
+        self.mode = mode
+
+    def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
+        """A new trial was created (before it starts)."""
+
+    def on_result(self, trial: TrialView, result: Result, view: SchedulerView) -> Decision:
+        """Decide after a stored result. Must tolerate results of trials it already stopped."""
+        return CONTINUE
+
+    def on_complete(self, trial: TrialView, result: Result | None, view: SchedulerView) -> None:
+        """The trial ended on its own (returned), was stopped, or failed for good."""
+
+    def decision_iteration(self, trial: TrialView) -> int | None:
+        """The next ``training_iteration`` (> ``trial.iteration``) at which the trial's ``report()`` must
+        wait for this scheduler's decision, or ``None`` if results may stream freely."""
+        return None
+
+    def choose_trial_to_run(self, view: SchedulerView) -> int | None:
+        """Id of a PAUSED trial to resume now, or ``None`` to let the controller start new trials."""
+        return None
+
+    def to_spec(self) -> dict[str, Any]:
+        return constructor_spec(self)
+
+
+class FIFO(Scheduler):
+    """Run every trial until it returns or a stop rule ends it. The default scheduler."""

@@ -1,0 +1,53 @@
+"""The searcher interface: what to try next. Pure: no I/O, no wall clock, its own RNG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith._spec import constructor_spec
+
+
+class _Finished:
+    """Sentinel returned by ``Searcher.suggest`` when no more configs will ever come."""
+
+    _instance: _Finished | None = None
+
+    def __new__(cls) -> _Finished:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "FINISHED"
+
+
+FINISHED = _Finished()
+
+
+class Searcher:
+    """Base class for searchers.
+
+    The controller calls ``setup`` once before any trial starts (validation lives there and raises
+    ``ConfigError``), then ``suggest`` whenever it has capacity, and ``observe`` for each stored result.
+
+    ``suggest`` returns a config dict, ``None`` ("nothing right now, ask again later", e.g. waiting for
+    results) or ``FINISHED`` (never ask again).
+    """
+
+    def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
+              num_samples: int) -> None:
+        self.space = space
+        self.metric = metric
+        self.mode = mode
+        self.num_samples = num_samples
+
+    def suggest(self, trial_id: int) -> dict[str, Any] | None | _Finished:
+        raise NotImplementedError
+
+    def observe(self, trial_id: int, result: dict[str, Any], final: bool) -> None:
+        """Called with each stored result (``final=True`` once, when the trial ended; ``result`` is then
+        its last result, or ``{}`` if it reported nothing)."""
+
+    def to_spec(self) -> dict[str, Any]:
+        """Constructor arguments as JSON (for the store's experiment spec)."""
+        return constructor_spec(self)

@@ -1,0 +1,171 @@
+"""What a trial calls from inside its training function: ``report``, ``get_checkpoint``, ``get_config``,
+``get_trial_dir`` and ``get_resources``.
+
+The session is the one piece of global state in a worker process: it is set while a trial runs.
+``report`` validates the metrics, writes the checkpoint (atomically) and hands the result to a batching
+channel; it waits for the driver only at an iteration where the scheduler must decide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Protocol
+
+from tunesmith import checkpoint as _ckpt
+from tunesmith._errors import ConfigError
+from tunesmith.checkpoint import Checkpoint
+from tunesmith.trial import AUTO_KEYS
+
+_SCALARS = (int, float, bool, str)
+
+
+class StopTrial(BaseException):
+    """Raised inside ``report()`` when the driver stopped this trial; ends the user's function.
+
+    A BaseException so that a user's ``except Exception`` does not swallow it.
+    """
+
+
+class _Channel(Protocol):
+    def send_result(self, row: tuple[int, float, float, str, str | None], wait: bool) -> Any: ...
+
+    def stop_requested(self) -> bool: ...
+
+
+class _Session:
+    __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
+                 "restore", "start", "time_offset", "latest_checkpoint")
+
+    def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
+                 channel: _Channel, iteration: int, decision_iteration: int | None,
+                 restore: Checkpoint | None, time_offset: float) -> None:
+        self.trial_id = trial_id
+        self.config = config
+        self.trial_dir = trial_dir
+        self.resources = resources
+        self.channel = channel
+        self.iteration = iteration
+        self.decision_iteration = decision_iteration
+        self.restore = restore
+        self.latest_checkpoint = restore
+        self.start = time.monotonic()
+        self.time_offset = time_offset
+
+    def report(self, metrics: Any, checkpoint: Checkpoint | None) -> None:
+        encoded = encode_metrics(metrics)
+        self.iteration += 1
+        ckpt_path = None
+        if checkpoint is not None:
+            if not isinstance(checkpoint, Checkpoint):
+                raise ConfigError(f"report(checkpoint=...) expects a tunesmith.Checkpoint, got "
+                                  f"{type(checkpoint).__name__}")
+            ckpt_path = _ckpt.write(checkpoint, os.path.join(self.trial_dir, "checkpoints"), self.iteration)
+            self.latest_checkpoint = Checkpoint(ckpt_path, iteration=self.iteration)
+        row = (self.iteration, self.time_offset + time.monotonic() - self.start, time.time(), encoded, ckpt_path)
+        wait = self.iteration == self.decision_iteration
+        decision = self.channel.send_result(row, wait)
+        if wait:
+            cont, self.decision_iteration = decision
+            if not cont:
+                raise StopTrial()
+        elif self.channel.stop_requested():
+            raise StopTrial()
+
+
+def encode_metrics(metrics: Any) -> str:
+    """Check that ``metrics`` is a flat dict of JSON scalars and return its JSON text.
+
+    NaN and infinities are allowed and stored faithfully. numpy scalars are converted.
+
+    Raises:
+        ConfigError: naming the first bad key and the type it had.
+    """
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"report() expects a dict of metrics, got {type(metrics).__name__}")
+    clean: dict[str, Any] | None = None
+    for key, value in metrics.items():
+        if type(value) in _SCALARS and type(key) is str and key not in AUTO_KEYS:
+            continue
+        if not isinstance(key, str):
+            raise ConfigError(f"report(): metric names must be strings, got {key!r}")
+        if key in AUTO_KEYS:
+            raise ConfigError(f"report(): {key!r} is set by tunesmith; report it under another name")
+        if not isinstance(value, _SCALARS):
+            item = getattr(value, "item", None)  # numpy / torch scalars
+            shape = getattr(value, "shape", None)
+            if item is not None and (shape is None or shape == () or _size(value) == 1):
+                converted = item()
+                if isinstance(converted, _SCALARS):
+                    if clean is None:
+                        clean = dict(metrics)
+                    clean[key] = converted
+                    continue
+            raise ConfigError(f"report(): metric {key!r} must be a number, string or bool, got "
+                              f"{type(value).__name__}")
+    return json.dumps(clean if clean is not None else metrics, separators=(",", ":"))
+
+
+def _size(value: Any) -> int:
+    try:
+        return int(value.size if not callable(value.size) else value.numel())
+    except Exception:
+        return 0
+
+
+_session: _Session | None = None
+
+
+def _current(fn: str) -> _Session:
+    if _session is None:
+        raise RuntimeError(f"tunesmith.{fn}() was called outside a trial: call it inside the training "
+                           f"function passed to tunesmith.run()")
+    return _session
+
+
+def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> None:
+    """Report one iteration's metrics (and optionally a checkpoint) from inside a trial.
+
+    Each call is one ``training_iteration``. Results stream to the driver in batches; the call waits for
+    the driver only at iterations where the scheduler must decide (e.g. an ASHA rung). If the trial was
+    stopped, the call ends the training function (it raises an exception that tunesmith handles).
+
+    Args:
+        metrics: flat dict of str -> int | float | bool | str (NaN and inf allowed).
+        checkpoint: a :class:`Checkpoint` to save with this result, written atomically under the trial's
+            folder.
+
+    Raises:
+        ConfigError: a metric is not a JSON scalar, or a name is reserved.
+        RuntimeError: called outside a trial.
+    """
+    _current("report").report(metrics, checkpoint)
+
+
+def get_checkpoint() -> Checkpoint | None:
+    """The checkpoint to resume from: the trial's latest (after a restart, PBT exploit or pause), or None
+    on a fresh start."""
+    return _current("get_checkpoint").latest_checkpoint
+
+
+def get_config() -> dict[str, Any]:
+    """The trial's configuration (after a PBT exploit, the new one)."""
+    return _current("get_config").config
+
+
+def get_trial_dir() -> str:
+    """The trial's own folder inside the experiment folder (created on first use)."""
+    s = _current("get_trial_dir")
+    os.makedirs(s.trial_dir, exist_ok=True)
+    return s.trial_dir
+
+
+def get_resources() -> dict[str, float]:
+    """The resources this trial runs with now, e.g. ``{"cpu": 2, "gpu": 0.5}``."""
+    return dict(_current("get_resources").resources)
+
+
+def get_trial_id() -> int:
+    """The trial's integer id within its experiment."""
+    return _current("get_trial_id").trial_id

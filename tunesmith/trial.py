@@ -1,0 +1,82 @@
+"""Values that describe trials and their results: frozen, JSON-friendly, cheap to copy."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+# Keys tunesmith adds to every reported result.
+ITERATION = "training_iteration"
+TIME_TOTAL = "time_total_s"
+TIMESTAMP = "timestamp"
+AUTO_KEYS = (ITERATION, TIME_TOTAL, TIMESTAMP)
+
+
+class TrialStatus(str, enum.Enum):
+    """Where a trial is in its life. Stored in the store as the string value."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (TrialStatus.TERMINATED, TrialStatus.ERROR)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One reported result of one trial.
+
+    Attributes:
+        trial_id: the trial that reported it.
+        iteration: 1-based count of ``report()`` calls in this trial (``training_iteration``).
+        metrics: what the trial reported plus ``training_iteration``, ``time_total_s``, ``timestamp``.
+        checkpoint_path: folder of the checkpoint reported with this result, if any.
+    """
+
+    trial_id: int
+    iteration: int
+    metrics: dict[str, Any]
+    checkpoint_path: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.metrics[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.metrics.get(key, default)
+
+
+@dataclass
+class TrialView:
+    """What schedulers and callbacks may read about a trial (the controller owns and mutates it).
+
+    Schedulers must treat it as read-only.
+    """
+
+    id: int
+    config: dict[str, Any]
+    status: TrialStatus = TrialStatus.PENDING
+    resources: dict[str, float] = field(default_factory=dict)
+    last_result: Result | None = None
+    iteration: int = 0
+    checkpoint_path: str | None = None
+    checkpoint_iteration: int = 0
+    parent_id: int | None = None
+    parent_iteration: int | None = None
+    num_failures: int = 0
+    error: str | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+
+    @property
+    def name(self) -> str:
+        return trial_name(self.id)
+
+
+def trial_name(trial_id: int) -> str:
+    """The folder and display name of a trial: derived from its integer id only, so it is always safe."""
+    return f"trial_{int(trial_id):05d}"
