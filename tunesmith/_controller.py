@@ -222,9 +222,11 @@ class Controller:
             if ev[0] == "r":
                 results = []
                 tid = trial.id
-                for iteration, time_total, timestamp, text, ckpt in ev[2]:
+                batch = ev[2]
+                # one C-level decode for the whole batch instead of one json.loads per result
+                decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
+                for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
                     rows.append((tid, iteration, time_total, timestamp, text))
-                    metrics = json.loads(text)
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
                     metrics[TIMESTAMP] = timestamp
@@ -283,7 +285,7 @@ class Controller:
                         if best is None or self._sign * value < self._sign * best[1]:
                             self.best_so_far = (tid, value)
             self.searcher.observe(tid, metrics, False)
-            if already is not None or decision is not _CONTINUE:
+            if already is not None or not isinstance(decision, Continue):
                 continue  # already stopped: stored and observed, but nothing more to decide
             if self.stop_rules.should_stop(tid, result.iteration, metrics):
                 decision = _STOP

@@ -163,13 +163,12 @@ def run(
     check_name(name)
     root = os.path.abspath(storage_path if storage_path is not None else default_storage())
     exp_dir = os.path.join(root, name)
-    if os.path.exists(os.path.join(exp_dir, STORE_FILE)):
-        raise ConfigError(f"experiment {name!r} already exists in {root}: choose another name, or remove it "
-                          f"(tunesmith rm {name})")
     os.makedirs(exp_dir, exist_ok=True)
-
-    lock = _acquire(exp_dir, name)
+    lock = _acquire(exp_dir, name)  # first: a live experiment is reported as such, not as "exists"
     try:
+        if os.path.exists(os.path.join(exp_dir, STORE_FILE)):
+            raise ConfigError(f"experiment {name!r} already exists in {root}: choose another name, or remove "
+                              f"it (tunesmith rm {name})")
         store = Store(os.path.join(exp_dir, STORE_FILE))
         spec = {
             "name": name, "metric": metric, "mode": mode, "num_samples": num_samples,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
@@ -41,6 +42,9 @@ class _Channel:
         self.stopped = False
         self.inbox: deque[tuple[Any, ...]] = deque()
         self.wake = threading.Event()
+        # one poll object for the life of the worker: a stop check per report() costs one cheap syscall
+        self._poller = select.poll()
+        self._poller.register(conn.fileno(), select.POLLIN)
         threading.Thread(target=self._flusher, name="tunesmith-flusher", daemon=True).start()
 
     # trial thread ----------------------------------------------------------------------------------
@@ -58,7 +62,7 @@ class _Channel:
         return None
 
     def stop_requested(self) -> bool:
-        if not self.stopped and self.conn.poll():
+        if not self.stopped and self._poller.poll(0):
             self._read_control()
         return self.stopped
 

@@ -1,0 +1,221 @@
+"""Overhead of tunesmith against a plain multiprocessing floor, on this machine, in one run.
+
+    .venv/bin/python benchmarks/overhead.py            # full sizes (the issue's workloads)
+    .venv/bin/python benchmarks/overhead.py --quick    # smaller, for a smoke run
+
+Prints one table. Workloads:
+  (a) N no-op trials reporting once: trials/s
+  (b) 4 trials x M reports each in a tight loop: results/s, end to end (every result stored in SQLite)
+  (c) 40 trials x 10 iterations of sleep(0.05) at concurrency 2: wall time vs the ideal 10 s
+  (d) time from interpreter start (`python -c`) to the first stored result
+  (e) peak RSS of the whole process tree (driver + workers) during (a)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tunesmith as ts  # noqa: E402
+
+
+# --- trial functions ----------------------------------------------------------------------------------
+def noop(config):
+    ts.report({"x": 1})
+
+
+def tight(config):
+    n = config["n"]
+    for i in range(n):
+        ts.report({"loss": 1.0 / (i + 1)})
+
+
+def sleepy(config):
+    for _ in range(10):
+        time.sleep(0.05)
+        ts.report({"v": 1})
+
+
+# --- multiprocessing floor ----------------------------------------------------------------------------
+def _mp_noop(_):
+    return {"x": 1}
+
+
+def _mp_tight(args):
+    n, q = args
+    batch = []
+    for i in range(n):
+        batch.append({"loss": 1.0 / (i + 1)})
+        if len(batch) == 1000:
+            q.put(batch)
+            batch = []
+    q.put(batch)
+    return n
+
+
+def _mp_sleepy(_):
+    for _ in range(10):
+        time.sleep(0.05)
+    return 1
+
+
+class PeakRSS:
+    """Samples the RSS of this process and all its descendants every 10 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> PeakRSS:
+        self._t.start()
+        return self
+
+    def __exit__(self, *a) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def ts_run(fn, space, num, storage, **kw):
+    return ts.run(fn, space=space, num_samples=num, storage_path=storage, verbose=0, **kw)
+
+
+FIRST_RESULT_TS = r"""
+import time, sys
+import tunesmith as ts
+class First(ts.Callback):
+    def on_trial_results(self, trial, results):
+        print(repr(time.time()), flush=True); sys.stdout.flush(); import os; os._exit(0)
+def f(config):
+    ts.report({"x": 1})
+ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0, callbacks=[First()])
+"""
+
+FIRST_RESULT_MP = r"""
+import time, multiprocessing as mp
+def f(_):
+    return {"x": 1}
+if __name__ == "__main__":
+    with mp.Pool(2) as p:
+        p.map(f, [0])
+    print(repr(time.time()), flush=True)
+"""
+
+
+def first_result_latency(code: str, storage: str, repeats: int = 5) -> float:
+    best = []
+    for _ in range(repeats):
+        path = os.path.join(storage, "first.py")
+        with open(path, "w") as f:
+            f.write(code)
+        t0 = time.time()
+        out = subprocess.run([sys.executable, path, tempfile.mkdtemp(dir=storage)], capture_output=True,
+                             text=True, check=True).stdout
+        best.append(float(out.strip().splitlines()[-1]) - t0)
+    best.sort()
+    return best[len(best) // 2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller workloads")
+    args = ap.parse_args()
+    n_trials = 100 if args.quick else 500
+    n_reports = 1000 if args.quick else 5000
+    n_sleepy = 8 if args.quick else 40
+    storage = tempfile.mkdtemp(prefix="tunesmith_bench_")
+    rows = []
+    try:
+        # (a) + (e)
+        with PeakRSS() as rss:
+            t = time.perf_counter()
+            res = ts_run(noop, {}, n_trials, storage)
+            dt = time.perf_counter() - t
+        assert len(res.trials) == n_trials
+        ts_a, ts_e = n_trials / dt, rss.peak / 2**20
+        with PeakRSS() as rss:
+            t = time.perf_counter()
+            with mp.get_context("spawn").Pool(os.cpu_count()) as pool:
+                pool.map(_mp_noop, range(n_trials), chunksize=1)
+            dt = time.perf_counter() - t
+        mp_a, mp_e = n_trials / dt, rss.peak / 2**20
+
+        # (b)
+        t = time.perf_counter()
+        res = ts_run(tight, {"n": n_reports}, 4, storage)
+        dt = time.perf_counter() - t
+        stored = res._store.count_results()
+        assert stored == 4 * n_reports, stored
+        ts_b = stored / dt
+        t = time.perf_counter()
+        ctx = mp.get_context("spawn")
+        with ctx.Manager() as m:
+            q = m.Queue()
+            with ctx.Pool(os.cpu_count()) as pool:
+                r = pool.map_async(_mp_tight, [(n_reports, q)] * 4, chunksize=1)
+                got = 0
+                while got < 4 * n_reports:
+                    got += len(q.get())
+                r.get()
+        mp_b = got / (time.perf_counter() - t)
+
+        # (c)
+        ideal = n_sleepy * 10 * 0.05 / 2
+        t = time.perf_counter()
+        ts_run(sleepy, {}, n_sleepy, storage, max_concurrent=2)
+        ts_c = time.perf_counter() - t
+        t = time.perf_counter()
+        with mp.get_context("spawn").Pool(2) as pool:
+            pool.map(_mp_sleepy, range(n_sleepy), chunksize=1)
+        mp_c = time.perf_counter() - t
+
+        # (d)
+        ts_d = first_result_latency(FIRST_RESULT_TS, storage)
+        mp_d = first_result_latency(FIRST_RESULT_MP, storage)
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+
+    rows = [
+        (f"(a) {n_trials} no-op trials", "trials/s", f"{ts_a:,.0f}", f"{mp_a:,.0f}", ">= 1,000"),
+        (f"(b) 4 x {n_reports} reports", "results/s", f"{ts_b:,.0f}", f"{mp_b:,.0f}", ">= 50,000"),
+        (f"(c) {n_sleepy} x 10 x sleep(0.05), conc 2", "wall s", f"{ts_c:.2f} ({ideal / ts_c:.1%} of ideal)",
+         f"{mp_c:.2f} ({ideal / mp_c:.1%})", f"<= {ideal * 1.05:.2f}"),
+        ("(d) start to first stored result", "s", f"{ts_d:.3f}", f"{mp_d:.3f}", "< 0.5"),
+        ("(e) peak RSS during (a), process tree", "MB", f"{ts_e:.0f}", f"{mp_e:.0f}", "< 200"),
+    ]
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"tunesmith overhead on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    for col in ("workload", "unit", "tunesmith", "multiprocessing floor", "target"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from tunesmith import ConfigError
+from tunesmith.executors.resources import ResourcePool, detect_gpus, normalize
+
+
+def test_fractional_gpus_pack_best_fit_and_keep_whole_devices_free():
+    pool = ResourcePool({"cpu": 16, "gpu": 2}, ["0", "1"])
+    a = pool.acquire(1, normalize({"cpu": 1, "gpu": 0.25}))
+    b = pool.acquire(2, normalize({"cpu": 1, "gpu": 0.25}))
+    assert a == {"0": 0.25} and b == {"0": 0.25}  # packed on one device
+    assert pool.acquire(3, normalize({"cpu": 1, "gpu": 1})) == {"1": 1.0}  # the other stays whole
+    assert pool.acquire(4, normalize({"cpu": 1, "gpu": 0.75})) is None  # 0.5 left on device 0
+    assert pool.acquire(5, normalize({"cpu": 1, "gpu": 0.5})) == {"0": 0.5}
+    pool.release(3)
+    assert pool.acquire(6, normalize({"cpu": 1, "gpu": 0.75})) == {"1": 0.75}
+
+
+def test_sixteen_sixteenths_fit_on_one_gpu_exactly():
+    pool = ResourcePool({"cpu": 16, "gpu": 1}, ["0"])
+    for i in range(16):
+        assert pool.acquire(i, normalize({"cpu": 1, "gpu": 1 / 16})) == {"0": 1 / 16}
+    assert pool.acquire(99, normalize({"cpu": 0, "gpu": 1 / 16})) is None
+    for i in range(16):
+        pool.release(i)
+    assert pool.gpu_free["0"] == pytest.approx(1.0)
+    assert pool.free["cpu"] == 16
+
+
+def test_multi_gpu_and_cpu_limits():
+    pool = ResourcePool({"cpu": 4, "gpu": 4}, ["a", "b", "c", "d"])
+    assert pool.acquire(1, normalize({"cpu": 2, "gpu": 2})) == {"a": 1.0, "b": 1.0}
+    assert pool.acquire(2, normalize({"cpu": 3, "gpu": 0})) is None  # only 2 CPUs left
+    assert pool.acquire(3, normalize({"cpu": 2, "gpu": 3})) is None  # only 2 whole GPUs left
+    assert pool.acquire(4, normalize({"cpu": 2, "gpu": 2})) == {"c": 1.0, "d": 1.0}
+    with pytest.raises(ConfigError, match="more than this machine has"):
+        pool.check(normalize({"cpu": 1, "gpu": 5}))
+
+
+def test_custom_resources_are_accounted():
+    pool = ResourcePool({"cpu": 4, "gpu": 0, "tpu": 1}, [])
+    assert pool.acquire(1, normalize({"cpu": 1, "tpu": 1})) == {}
+    assert pool.acquire(2, normalize({"cpu": 1, "tpu": 1})) is None
+
+
+@pytest.mark.parametrize("env, expected", [
+    ("0,1", ["0", "1"]), ("", []), ("-1", []), ("2, 5", ["2", "5"]), ("1,-1,2", ["1"]),
+    ("GPU-abc", ["GPU-abc"]),
+])
+def test_gpus_from_cuda_visible_devices(env, expected):
+    assert detect_gpus({"CUDA_VISIBLE_DEVICES": env}) == expected

@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+import pytest
+
+from tunesmith._errors import ConfigError
+from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP
+from tunesmith.schedulers.hyperband import HyperBand
+from tunesmith.trial import TrialStatus
+
+NAN = float("nan")
+
+
+def small(Harness, mode="min"):
+    """max_t=9, rf=3: brackets (s=2: 9 trials, rungs 1, 3, 9), (s=1: 5 trials, 3, 9), (s=0: 3, 9)."""
+    return Harness(HyperBand(max_t=9, reduction_factor=3), mode=mode)
+
+
+def test_bracket_plan_follows_li_et_al():
+    hb = HyperBand(max_t=81, reduction_factor=3)
+    hb.setup("loss", "min")
+    assert hb.bracket_plan() == [
+        (4, 81, [1, 3, 9, 27, 81]),
+        (3, 34, [3, 9, 27, 81]),
+        (2, 15, [9, 27, 81]),
+        (1, 8, [27, 81]),
+        (0, 5, [81]),
+    ]
+    hb = HyperBand(max_t=9, reduction_factor=3)
+    hb.setup("loss", "min")
+    assert hb.bracket_plan() == [(2, 9, [1, 3, 9]), (1, 5, [3, 9]), (0, 3, [9])]
+
+
+def test_brackets_fill_in_order_and_cycle(Harness):
+    h = small(Harness)
+    firsts = [h.scheduler.decision_iteration(h.add(i)) for i in range(9 + 5 + 3 + 1)]
+    assert firsts == [1] * 9 + [3] * 5 + [9] * 3 + [1]
+
+
+def test_rung_pauses_until_complete_then_keeps_top_third(Harness):
+    h = small(Harness)
+    values = [5.0, 3.0, 8.0, 1.0, 9.0, 4.0, 7.0, 2.0, 6.0]
+    for i in range(9):
+        h.add(i)
+    decisions = [h.report(i, 1, v) for i, v in enumerate(values)]
+    # The first eight wait; the ninth completes the rung and is answered directly (6.0: a loser).
+    assert decisions == [PAUSE] * 8 + [STOP]
+    assert h.trial(8).status == TrialStatus.TERMINATED
+    # Winners: floor(9 / 3) = 3 best (min): trials 3 (1.0), 7 (2.0), 1 (3.0), resumed best first.
+    assert h.scheduler.trials_to_stop(h.view) == [0, 2, 4, 5, 6]
+    assert h.scheduler.trials_to_stop(h.view) == [0, 2, 4, 5, 6]  # idempotent until on_complete
+    assert h.choose_all() == [3, 7, 1]
+    for loser in [0, 2, 4, 5, 6]:
+        h.end(loser)
+    assert h.scheduler.trials_to_stop(h.view) == []
+    assert [h.scheduler.decision_iteration(h.trial(t)) for t in (3, 7, 1)] == [3, 3, 3]
+    # Next rung: 3 trials -> max(1, floor(3/3)) = 1 continues, to max_t.
+    assert h.run([(3, 2, 1.0), (3, 3, 0.9), (7, 2, 1.0), (7, 3, 0.5)]) == [CONTINUE, PAUSE, CONTINUE, PAUSE]
+    assert h.run([(1, 2, 1.0), (1, 3, 0.7)]) == [CONTINUE, STOP]
+    assert h.scheduler.trials_to_stop(h.view) == [3]
+    assert h.choose_all() == [7]
+    assert h.scheduler.decision_iteration(h.trial(7)) == 9
+    assert h.run([(7, i, 0.1) for i in range(4, 10)]) == [CONTINUE] * 5 + [STOP]
+
+
+def test_last_arrival_continues_directly_when_it_wins(Harness):
+    h = small(Harness)
+    for i in range(9):
+        h.add(i)
+    decisions = [h.report(i, 1, float(9 - i)) for i in range(9)]  # the last one is the best
+    assert decisions == [PAUSE] * 8 + [CONTINUE]
+    assert h.choose_all() == [7, 6]
+    assert h.scheduler.trials_to_stop(h.view) == [0, 1, 2, 3, 4, 5]
+
+
+def test_mode_max(Harness):
+    h = small(Harness, mode="max")
+    for i in range(9):
+        h.add(i)
+    h.run([(i, 1, float(i)) for i in range(9)])
+    assert h.choose_all() == [7, 6]  # 8 (best) reported last and continued directly
+    assert h.trial(8).status == TrialStatus.RUNNING
+
+
+def test_ties_go_to_the_lower_trial_id(Harness):
+    h = small(Harness)
+    for i in range(9):
+        h.add(i)
+    decisions = h.run([(i, 1, 1.0) for i in (4, 2, 7, 0, 8, 1, 6, 3, 5)])
+    assert decisions[-1] == STOP  # trial 5
+    assert h.choose_all() == [0, 1, 2]
+
+
+def test_nan_is_never_promoted_over_real_numbers(Harness):
+    h = small(Harness)
+    for i in range(9):
+        h.add(i)
+    h.run([(i, 1, NAN if i < 7 else 5.0 + i) for i in range(9)])
+    # Only two real values: both win, although floor(9/3) = 3.
+    assert h.trial(8).status == TrialStatus.RUNNING
+    assert h.choose_all() == [7]
+    assert h.scheduler.trials_to_stop(h.view) == list(range(7))
+
+
+def test_all_nan_rung_stops_everyone(Harness):
+    h = small(Harness)
+    for i in range(9):
+        h.add(i)
+    assert h.run([(i, 1, NAN) for i in range(9)])[-1] == STOP
+    assert h.choose_all() == []
+    assert h.scheduler.trials_to_stop(h.view) == list(range(8))
+
+
+def test_trials_ending_before_the_rung_do_not_block_it(Harness):
+    h = small(Harness)
+    for i in range(9):
+        h.add(i)
+    assert h.run([(i, 1, float(i)) for i in range(7)]) == [PAUSE] * 7
+    h.end(7, TrialStatus.ERROR)  # failed before reporting
+    assert h.choose_all() == []
+    h.end(8)  # returned on its own before the rung: completes it, 7 reached -> keep 2
+    assert h.choose_all() == [0, 1]
+    assert h.scheduler.trials_to_stop(h.view) == [2, 3, 4, 5, 6]
+
+
+def test_searcher_running_dry_closes_partial_brackets(Harness):
+    h = small(Harness)
+    for i in range(4):
+        h.add(i)
+    assert h.run([(i, 1, float(i)) for i in range(4)]) == [PAUSE] * 4
+    assert h.choose_all() == []  # the 9-trial bracket is not full: more trials may still join
+    h.scheduler.on_no_more_trials(h.view)
+    assert h.choose_all() == [0]
+    assert h.scheduler.trials_to_stop(h.view) == [1, 2, 3]
+
+
+def test_a_winner_is_offered_only_once_it_is_paused(Harness):
+    h = small(Harness)
+    for i in range(9):
+        h.add(i)
+    h.report(0, 1, 0.0, apply=False)  # paused, but the controller has not applied it yet
+    h.run([(i, 1, float(i)) for i in range(1, 9)])
+    assert h.choose_all() == [1, 2]  # 0 (the best) is skipped while it still runs
+    h.trial(0).status = TrialStatus.PAUSED
+    assert h.scheduler.choose_trial_to_run(h.view) == 0
+    assert h.scheduler.choose_trial_to_run(h.view) is None
+
+
+def test_results_for_stopped_or_waiting_trials_are_harmless(Harness):
+    h = small(Harness)
+    for i in range(9):
+        h.add(i)
+    assert h.report(0, 1, 1.0, apply=False) == PAUSE
+    assert h.report(0, 2, 1.0, apply=False) == PAUSE  # overtook its own pause
+    h.run([(i, 1, 0.5) for i in range(1, 9)])
+    assert 0 in h.scheduler.trials_to_stop(h.view)
+    assert h.report(0, 3, 0.0, apply=False) == STOP
+    h.end(0)
+    assert h.report(0, 4, 0.0) == STOP
+    assert h.scheduler.trials_to_stop(h.view) == [4, 5, 6, 7]
+
+
+@pytest.mark.parametrize(("kwargs", "argument"), [
+    ({"reduction_factor": 1}, "reduction_factor"),
+    ({"reduction_factor": -2}, "reduction_factor"),
+    ({"max_t": 0.5}, "max_t"),
+    ({"max_t": None}, "max_t"),
+    ({"time_attr": None}, "time_attr"),
+    ({"mode": "best"}, "mode"),
+])
+def test_bad_arguments_raise_config_error_naming_them(kwargs, argument):
+    with pytest.raises(ConfigError, match=f"^{argument}:"):
+        HyperBand(**kwargs).setup("loss", "min")
+
+
+def test_missing_metric_raises_at_setup():
+    with pytest.raises(ConfigError, match="^metric:"):
+        HyperBand().setup(None, "min")
+
+
+# ---------------------------------------------------------------- a whole experiment, controller-style
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_trials=st.integers(1, 30), capacity=st.integers(1, 5), seed=st.integers(0, 10**6),
+       fail_rate=st.sampled_from([0.0, 0.05]))
+def test_controller_loop_never_deadlocks_and_never_overruns(Harness, n_trials, capacity, seed, fail_rate):
+    import random
+
+    rng = random.Random(seed)
+    h = Harness(HyperBand(max_t=9, reduction_factor=3))
+    hb = h.scheduler
+    quality = {}
+    added = 0
+    dry = False
+    for _ in range(10_000):
+        for trial_id in hb.trials_to_stop(h.view):
+            assert h.trial(trial_id).status == TrialStatus.PAUSED
+            h.end(trial_id)
+        running = [t for t, v in h.view.trials.items() if v.status == TrialStatus.RUNNING]
+        while len(running) < capacity:
+            picked = hb.choose_trial_to_run(h.view)
+            if picked is not None:
+                h.resume(picked)
+            elif added < n_trials:
+                h.add(added)
+                h.trial(added).status = TrialStatus.RUNNING
+                quality[added] = rng.random()
+                picked = added
+                added += 1
+            else:
+                if not dry:
+                    hb.on_no_more_trials(h.view)
+                    dry = True
+                    continue
+                break
+            running.append(picked)
+        if not running:
+            break
+        trial_id = rng.choice(running)
+        trial = h.trial(trial_id)
+        if rng.random() < fail_rate:
+            h.end(trial_id, TrialStatus.ERROR)
+            continue
+        iteration = trial.iteration + 1
+        assert iteration <= hb.decision_iteration(trial) <= 9  # never past a decision point
+        h.report(trial_id, iteration, quality[trial_id] / iteration)
+    else:
+        pytest.fail("the experiment did not finish")
+    statuses = {t.status for t in h.view.trials.values()}
+    assert statuses <= {TrialStatus.TERMINATED, TrialStatus.ERROR}, statuses
+    assert added == n_trials
+    assert all(t.iteration <= 9 for t in h.view.trials.values())

@@ -1,0 +1,162 @@
+"""Tests for the Random searcher (random search crossed with grid search)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tunesmith._errors import ConfigError
+from tunesmith.searchers._base import FINISHED, Searcher
+from tunesmith.searchers.random import Random, total_trials
+from tunesmith.space import choice, grid, loguniform, normal, randint, sample_from, uniform
+
+SPACE = {
+    "lr": loguniform(1e-4, 1e-1),
+    "width": choice([32, 64]),
+    "seed": grid([0, 1, 2]),
+}
+
+
+def _searcher(space: dict[str, Any], num_samples: int, seed: int | None = 0) -> Random:
+    searcher = Random(seed=seed)
+    searcher.setup(space, "loss", "min", num_samples)
+    return searcher
+
+
+def _drain(searcher: Random, limit: int = 10_000) -> list[dict[str, Any]]:
+    configs: list[dict[str, Any]] = []
+    for trial_id in range(limit):
+        config = searcher.suggest(trial_id)
+        if config is FINISHED:
+            return configs
+        assert isinstance(config, dict)
+        configs.append(config)
+    raise AssertionError("searcher never finished")
+
+
+def test_is_a_searcher_and_stores_constructor_args() -> None:
+    searcher = Random(seed=3)
+    assert isinstance(searcher, Searcher)
+    assert searcher.seed == 3
+    assert searcher.to_spec() == {"type": "Random", "seed": 3}
+
+
+def test_grid_times_num_samples_repeat_major() -> None:
+    configs = _drain(_searcher(SPACE, num_samples=2))
+    assert [c["seed"] for c in configs] == [0, 1, 2, 0, 1, 2]
+    assert len({c["lr"] for c in configs}) == 6  # random keys sampled afresh for every trial
+    assert all(1e-4 <= c["lr"] <= 1e-1 and c["width"] in (32, 64) for c in configs)
+
+
+def test_finished_stays_finished() -> None:
+    searcher = _searcher({"x": uniform(0, 1)}, num_samples=1)
+    assert isinstance(searcher.suggest(0), dict)
+    assert searcher.suggest(1) is FINISHED
+    assert searcher.suggest(2) is FINISHED
+
+
+def test_two_grids_are_crossed() -> None:
+    space = {"a": grid([1, 2]), "nested": {"b": grid(["x", "y", "z"])}, "c": uniform(0, 1)}
+    configs = _drain(_searcher(space, num_samples=1))
+    assert [(c["a"], c["nested"]["b"]) for c in configs] == [
+        (1, "x"), (1, "y"), (1, "z"), (2, "x"), (2, "y"), (2, "z")]
+
+
+def test_no_grid_gives_num_samples_configs() -> None:
+    configs = _drain(_searcher({"x": randint(0, 1000), "y": normal()}, num_samples=5))
+    assert len(configs) == 5
+    assert all(type(c["x"]) is int and type(c["y"]) is float for c in configs)
+
+
+def test_unlimited_never_finishes() -> None:
+    searcher = _searcher(SPACE, num_samples=-1)
+    configs = [searcher.suggest(i) for i in range(999)]
+    assert all(isinstance(c, dict) for c in configs)
+    assert [c["seed"] for c in configs[:6]] == [0, 1, 2, 0, 1, 2]  # type: ignore[index]
+
+
+def test_same_seed_same_configs_different_seed_different() -> None:
+    assert _drain(_searcher(SPACE, 4, seed=7)) == _drain(_searcher(SPACE, 4, seed=7))
+    assert _drain(_searcher(SPACE, 4, seed=7)) != _drain(_searcher(SPACE, 4, seed=8))
+
+
+def test_seed_none_draws_a_reportable_seed() -> None:
+    searcher = Random()
+    assert searcher.seed is None
+    assert isinstance(searcher._seed, int)
+    searcher.setup(SPACE, "loss", "min", 3)
+    replay = _searcher(SPACE, 3, seed=searcher._seed)
+    assert _drain(searcher) == _drain(replay)
+    assert Random()._seed != Random()._seed
+
+
+def test_setup_restarts_the_sequence() -> None:
+    searcher = _searcher(SPACE, 2)
+    first = _drain(searcher)
+    searcher.setup(SPACE, "loss", "min", 2)
+    assert _drain(searcher) == first
+
+
+def test_observe_does_not_change_suggestions() -> None:
+    plain, observed = _searcher(SPACE, 2), _searcher(SPACE, 2)
+    for trial_id in range(6):
+        observed.observe(trial_id, {"loss": 1.0}, final=True)
+        assert observed.suggest(trial_id) == plain.suggest(trial_id)
+
+
+def test_sample_from_and_conditional_spaces() -> None:
+    space = {
+        "model": choice([{"type": "mlp", "width": randint(8, 16)}, {"type": "linear"}]),
+        "batch": grid([32, 64]),
+        "steps": sample_from(lambda c: 1000 // c["batch"]),
+    }
+    configs = _drain(_searcher(space, num_samples=20))
+    assert len(configs) == 40
+    assert all(c["steps"] == 1000 // c["batch"] for c in configs)
+    assert {c["model"]["type"] for c in configs} == {"mlp", "linear"}
+    assert all(("width" in c["model"]) == (c["model"]["type"] == "mlp") for c in configs)
+
+
+@pytest.mark.parametrize("num_samples", [0, -2, 1.5, True, "3", None])
+def test_bad_num_samples(num_samples: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^num_samples: expected an int >= 1, or -1"):
+        Random(seed=0).setup(SPACE, "loss", "min", num_samples)
+    with pytest.raises(ConfigError, match=r"^num_samples"):
+        total_trials(SPACE, num_samples)
+
+
+@pytest.mark.parametrize("seed", ["x", 1.5, True, [1]])
+def test_bad_seed_is_reported_at_setup(seed: Any) -> None:
+    searcher = Random(seed=seed)  # the constructor only stores
+    assert searcher.seed is seed
+    with pytest.raises(ConfigError, match=r"^seed: expected an int or None"):
+        searcher.setup(SPACE, "loss", "min", 1)
+
+
+def test_setup_validates_the_space() -> None:
+    with pytest.raises(ConfigError, match=r'^space\["optim"\]\["lr"\]: .*positive'):
+        Random(seed=0).setup({"optim": {"lr": loguniform(0, 1)}}, "loss", "min", 1)
+
+
+def test_total_trials() -> None:
+    assert total_trials(SPACE, 4) == 12
+    assert total_trials({"a": grid([1, 2]), "b": {"c": grid(["x", "y", "z"])}}, 2) == 12
+    assert total_trials({"x": uniform(0, 1)}, 5) == 5
+    assert total_trials(SPACE, -1) is None
+    with pytest.raises(ConfigError, match=r'^space\["g"\]'):
+        total_trials({"g": grid([])}, 1)
+
+
+@settings(database=None, max_examples=50, deadline=None)
+@given(sizes=st.lists(st.integers(1, 3), max_size=3), num_samples=st.integers(1, 4))
+def test_total_trials_matches_suggestions(sizes: list[int], num_samples: int) -> None:
+    space: dict[str, Any] = {f"g{i}": grid(list(range(n))) for i, n in enumerate(sizes)}
+    space["x"] = uniform(0, 1)
+    configs = _drain(_searcher(space, num_samples))
+    assert len(configs) == total_trials(space, num_samples)
+    # Every grid point appears exactly num_samples times.
+    keys = [tuple(c[f"g{i}"] for i in range(len(sizes))) for c in configs]
+    assert all(keys.count(k) == num_samples for k in keys)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+
+import pytest
+
+from tunesmith.store.sqlite import SCHEMA_VERSION, Store, StoreError, result_dict
+
+
+def test_schema_version_and_newer_store_refused(tmp_path):
+    path = str(tmp_path / "e.db")
+    Store(path).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer tunesmith"):
+        Store(path)
+
+
+def test_results_replace_not_duplicate_and_truncate(tmp_path):
+    s = Store(str(tmp_path / "e.db"))
+    with s.transaction() as db:
+        s.insert_trial(db, 1, {"x": 1}, {"cpu": 1}, "RUNNING")
+        s.append_results(db, [(1, i, float(i), 0.0, '{"v": %d}' % i) for i in range(1, 6)])
+        s.add_checkpoints(db, [(1, 2, "/c2", 0.0), (1, 4, "/c4", 0.0)])
+    with s.transaction() as db:  # the trial restarted from its checkpoint at iteration 2
+        s.truncate_results(db, 1, 2)
+        s.append_results(db, [(1, 3, 3.0, 0.0, '{"v": 30}')])
+    rows = s.results(1)
+    assert [r[1] for r in rows] == [1, 2, 3]
+    assert result_dict(rows[-1])["v"] == 30
+    assert s.checkpoints(1) == [(2, "/c2")]
+
+
+def test_failed_transaction_leaves_nothing(tmp_path):
+    s = Store(str(tmp_path / "e.db"))
+    with pytest.raises(RuntimeError):
+        with s.transaction() as db:
+            s.insert_trial(db, 1, {}, {}, "RUNNING")
+            raise RuntimeError("crash mid-write")
+    assert s.trials() == []
+
+
+def test_nan_round_trip_and_reader_does_not_block_writer(tmp_path):
+    path = str(tmp_path / "e.db")
+    s = Store(path)
+    with s.transaction() as db:
+        s.insert_trial(db, 1, {}, {}, "RUNNING")
+        s.append_results(db, [(1, 1, 0.0, 0.0, '{"a": NaN, "b": Infinity}')])
+    reader = Store(path, readonly=True)
+    cur = reader._db.execute("SELECT * FROM results")  # an open read cursor
+    cur.fetchone()
+    done = threading.Event()
+
+    def write():
+        with s.transaction() as db:
+            s.append_results(db, [(1, 2, 0.0, 0.0, "{}")])
+        done.set()
+
+    t = threading.Thread(target=write)
+    t.start()
+    t.join(timeout=10)
+    assert done.is_set(), "the writer was blocked by a reader"
+    r = result_dict(reader.results(1)[0])
+    assert math.isnan(r["a"]) and r["b"] == math.inf
+    with pytest.raises(sqlite3.OperationalError):
+        reader._db.execute("INSERT INTO experiment VALUES ('k', '1')")

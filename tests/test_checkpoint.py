@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import tunesmith as ts
+from tunesmith import checkpoint as ck
+
+
+def test_from_state_round_trip_with_manifest(tmp_path):
+    path = ck.write(ts.Checkpoint.from_state({"w": [1, 2, 3], "step": 7}), str(tmp_path), 7)
+    assert os.path.basename(path) == "checkpoint_000007"
+    manifest = ck.verify(path)
+    assert manifest["iteration"] == 7 and ck.STATE_FILE in manifest["files"]
+    assert ts.Checkpoint(path).load() == {"w": [1, 2, 3], "step": 7}
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]  # no temporary folder left
+
+
+def test_from_dir_copies_files_and_source_may_be_reused(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "model.bin").write_bytes(b"\x00" * 1000)
+    (src / "sub" / "meta.txt").write_text("hello")
+    path = ck.write(ts.Checkpoint.from_dir(src), str(tmp_path / "out"), 1)
+    (src / "model.bin").write_bytes(b"changed")
+    c = ts.Checkpoint(path)
+    assert open(os.path.join(c.as_dir(), "model.bin"), "rb").read() == b"\x00" * 1000
+    assert open(os.path.join(c.as_dir(), "sub", "meta.txt")).read() == "hello"
+    with pytest.raises(ck.CheckpointError, match="from_dir"):
+        c.load()
+
+
+def test_damaged_checkpoint_is_never_unpickled(tmp_path):
+    path = ck.write(ts.Checkpoint.from_state({"a": 1}), str(tmp_path), 1)
+    with open(os.path.join(path, ck.STATE_FILE), "r+b") as f:
+        f.seek(5)
+        f.write(b"X")
+    with pytest.raises(ck.CheckpointError, match="checksum"):
+        ts.Checkpoint(path).load()
+    os.remove(os.path.join(path, ck.MANIFEST))
+    with pytest.raises(ck.CheckpointError, match="manifest"):
+        ts.Checkpoint(path).load()
+
+
+def test_a_folder_not_written_by_tunesmith_is_not_unpickled(tmp_path):
+    (tmp_path / ck.STATE_FILE).write_bytes(b"anything")
+    with pytest.raises(ck.CheckpointError):
+        ts.Checkpoint(tmp_path).load()
+
+
+def test_rewriting_an_iteration_replaces_it(tmp_path):
+    ck.write(ts.Checkpoint.from_state(1), str(tmp_path), 3)
+    path = ck.write(ts.Checkpoint.from_state(2), str(tmp_path), 3)
+    assert ts.Checkpoint(path).load() == 2
+    assert json.load(open(os.path.join(path, ck.MANIFEST)))["iteration"] == 3
+
+
+def test_in_memory_checkpoint_as_dir(tmp_path):
+    c = ts.Checkpoint.from_state({"x": 1})
+    assert c.load() == {"x": 1}
+    folder = c.as_dir()
+    assert os.path.exists(os.path.join(folder, ck.STATE_FILE))
+
+
+def resumable(config):
+    start = ts.get_checkpoint()
+    step = start.load()["step"] if start else 0
+    for i in range(step, 3):
+        ts.report({"i": i}, checkpoint=ts.Checkpoint.from_state({"step": i + 1}))
+
+
+def test_checkpoints_reported_in_a_run_are_indexed_and_loadable(results_dir):
+    result = ts.run(resumable, num_samples=1, verbose=0)
+    t = result.trials[0]
+    assert t.checkpoint is not None and t.checkpoint.iteration == 3
+    assert t.checkpoint.load() == {"step": 3}
+    assert os.path.dirname(t.checkpoint.path) == os.path.join(t.path, "checkpoints")
+    assert [it for it, _ in result._store.checkpoints(t.id)] == [1, 2, 3]
+
+
+def test_report_rejects_a_non_checkpoint(results_dir):
+    result = ts.run(lambda c: ts.report({"a": 1}, checkpoint={"state": 1}), num_samples=1, verbose=0)
+    assert "expects a tunesmith.Checkpoint, got dict" in result.trials[0].error

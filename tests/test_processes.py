@@ -1,0 +1,86 @@
+"""Driver as a real subprocess: functions from __main__, and no orphan workers after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import pid_alive
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script(tmp_path, body: str) -> str:
+    path = tmp_path / "driver.py"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def test_function_defined_in_main_script_runs_in_workers(tmp_path, results_dir):
+    script = _script(tmp_path, """
+        import tunesmith as ts
+        SCALE = 10  # a module global of __main__, shipped by value with the function
+
+        def train(config):
+            ts.report({"score": config["x"] * SCALE})
+
+        if __name__ == "__main__":
+            r = ts.run(train, space={"x": ts.grid([1, 2, 3])}, metric="score", mode="max", verbose=0)
+            print("BEST", r.best.metrics["score"])
+    """)
+    out = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "BEST 30" in out.stdout
+
+
+def test_script_without_main_guard_is_not_re_executed_by_workers(tmp_path, results_dir):
+    marker = tmp_path / "runs.txt"
+    script = _script(tmp_path, f"""
+        import tunesmith as ts
+        with open({str(marker)!r}, "a") as f:
+            f.write("x")
+        ts.run(lambda c: ts.report({{"v": 1}}), num_samples=4, verbose=0)
+    """)
+    out = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert marker.read_text() == "x"
+
+
+def test_no_worker_survives_sigkill_of_the_driver(tmp_path, results_dir):
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    script = _script(tmp_path, f"""
+        import os, time
+        import tunesmith as ts
+
+        def train(config):
+            with open(os.path.join({str(pids_dir)!r}, str(os.getpid())), "w") as f:
+                f.write("1")
+            for i in range(600):
+                time.sleep(0.1)
+                ts.report({{"i": i}})
+
+        ts.run(train, num_samples=4, verbose=0, max_concurrent=2)
+    """)
+    driver = subprocess.Popen([sys.executable, script], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while len(os.listdir(pids_dir)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for a condition (both workers started), bounded
+    pids = [int(p) for p in os.listdir(pids_dir)]
+    assert len(pids) == 2
+    assert all(pid_alive(p) for p in pids)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(pid_alive(p) for p in pids), "a worker outlived the driver by 10 s"

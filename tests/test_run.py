@@ -1,0 +1,282 @@
+"""End to end: tunesmith.run on real worker processes with a real SQLite store."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+
+import tunesmith as ts
+from tunesmith.executors.local import LocalExecutor
+from tunesmith.store.sqlite import STORE_FILE
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def quadratic(config):
+    for step in range(20):
+        ts.report({"loss": (config["lr"] - 0.01) ** 2 + 1 / (step + 1)})
+
+
+def test_issue_example_runs_and_finds_best(results_dir):
+    result = ts.run(quadratic, space={"lr": ts.loguniform(1e-4, 1e-1), "layers": ts.choice([1, 2, 3])},
+                    metric="loss", mode="min", num_samples=16, verbose=0, seed=1)
+    assert len(result.trials) == 16
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
+    finals = {t.id: (t.config["lr"] - 0.01) ** 2 + 1 / 20 for t in result.trials}
+    best_id = min(finals, key=finals.get)
+    assert result.best.id == best_id
+    assert result.best.metrics["loss"] == pytest.approx(finals[best_id])
+    assert result.best.metrics["training_iteration"] == 20
+    assert result.best.config["layers"] in (1, 2, 3)
+
+
+def test_every_result_is_durable_in_sqlite(results_dir):
+    result = ts.run(quadratic, space={"lr": ts.uniform(0.001, 0.1)}, num_samples=5, verbose=0, name="durable")
+    db = sqlite3.connect(os.path.join(results_dir, "durable", STORE_FILE))
+    rows = db.execute("SELECT trial_id, iteration, metrics FROM results ORDER BY trial_id, iteration").fetchall()
+    assert len(rows) == 5 * 20
+    assert sorted({r[0] for r in rows}) == [t.id for t in result.trials]
+    for tid in range(1, 6):
+        assert [r[1] for r in rows if r[0] == tid] == list(range(1, 21))
+    with pytest.raises(sqlite3.IntegrityError):  # UNIQUE(trial, iteration)
+        db.execute("INSERT INTO results VALUES (1, 1, 0, 0, '{}')")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    history = result.history(3)
+    assert [h["training_iteration"] for h in history] == list(range(1, 21))
+    assert history[-1]["loss"] == pytest.approx((result.trial(3).config["lr"] - 0.01) ** 2 + 1 / 20)
+
+
+def maybe_raise(config):
+    for i in range(5):
+        if config["x"] == 2 and i == 2:
+            raise ValueError("boom from trial with x=2")
+        ts.report({"v": i})
+
+
+def test_a_raising_trial_is_error_with_traceback_and_others_go_on(results_dir):
+    result = ts.run(maybe_raise, space={"x": ts.grid([0, 1, 2, 3])}, verbose=0)
+    by_x = {t.config["x"]: t for t in result.trials}
+    assert by_x[2].status is ts.TrialStatus.ERROR
+    assert "boom from trial with x=2" in by_x[2].error
+    assert "Traceback" in by_x[2].error
+    assert by_x[2].iteration == 2  # its results before the failure are kept
+    for x in (0, 1, 3):
+        assert by_x[x].status is ts.TrialStatus.TERMINATED
+        assert by_x[x].iteration == 5
+    assert [t.id for t in result.errors] == [by_x[2].id]
+    with pytest.raises(ts.TrialError, match="boom"):
+        ts.run(maybe_raise, space={"x": ts.grid([2])}, verbose=0, raise_on_failed_trial=True)
+
+
+def kill_self(config):
+    for i in range(5):
+        # a result with a checkpoint is sent at once (others may wait a few ms to be batched)
+        ts.report({"v": i}, checkpoint=ts.Checkpoint.from_state({"i": i}) if i == 2 else None)
+        if config["x"] == 1 and i == 2:
+            with open(os.path.join(ts.get_trial_dir(), "pid"), "w") as f:
+                f.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_worker_killed_with_sigkill_mid_trial(results_dir):
+    result = ts.run(kill_self, space={"x": ts.grid([0, 1, 2, 3, 4, 5])}, verbose=0, max_concurrent=2)
+    by_x = {t.config["x"]: t for t in result.trials}
+    assert by_x[1].status is ts.TrialStatus.ERROR
+    assert "SIGKILL" in by_x[1].error
+    assert by_x[1].iteration == 3
+    assert by_x[1].checkpoint.load() == {"i": 2}
+    for x in (0, 2, 3, 4, 5):  # later trials run in a replacement worker
+        assert by_x[x].status is ts.TrialStatus.TERMINATED and by_x[x].iteration == 5
+
+
+def long_trial(config):
+    for i in range(10**7):  # ends only when stopped
+        ts.report({"loss": 1.0 / (i + 1), "i": i})
+
+
+def test_stop_rules_end_trials_at_the_right_iteration(results_dir):
+    # training_iteration is a decision point: the trial never runs past it
+    result = ts.run(long_trial, num_samples=3, stop={"training_iteration": 7}, verbose=0)
+    for t in result.trials:
+        assert t.status is ts.TrialStatus.TERMINATED
+        assert t.iteration == 7
+        assert len(result.history(t.id)) == 7
+    # a metric threshold in the direction of mode; the trial stops within a few reports after reaching it
+    result = ts.run(long_trial, num_samples=2, metric="loss", mode="min", stop={"loss": 0.05}, verbose=0)
+    for t in result.trials:
+        assert 20 <= t.iteration < 10**7
+    # a callable
+    result = ts.run(long_trial, num_samples=1, stop=lambda tid, r: r["i"] >= 9, verbose=0)
+    assert 10 <= result.trials[0].iteration < 10**7
+
+
+def sleeper(config):
+    ts.report({"v": 1})
+    with open(os.path.join(ts.get_trial_dir(), "pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(600)  # never reports again: only the grace-period kill can end it
+
+
+def test_trial_that_ignores_stop_is_killed_after_grace_period(results_dir):
+    from conftest import pid_alive
+
+    t0 = time.monotonic()
+    result = ts.run(sleeper, num_samples=2, verbose=0, time_budget_s=1.0,
+                    backend=LocalExecutor(grace_period_s=0.5))
+    assert time.monotonic() - t0 < 60
+    for t in result.trials:
+        assert t.status is ts.TrialStatus.TERMINATED
+        assert t.iteration == 1
+        with open(os.path.join(t.path, "pid")) as f:
+            assert not pid_alive(int(f.read()))
+
+
+def test_max_concurrent_one_runs_trials_one_after_another(results_dir):
+    result = ts.run(quadratic, space={"lr": ts.uniform(0, 1)}, num_samples=4, max_concurrent=1, verbose=0)
+    spans = sorted((result.history(t.id)[0]["timestamp"], result.history(t.id)[-1]["timestamp"])
+                   for t in result.trials)
+    for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
+        assert s2 >= e1
+
+
+def test_time_budget_with_unlimited_samples(results_dir):
+    def quick(config):
+        ts.report({"x": config["x"]})
+
+    result = ts.run(quick, space={"x": ts.uniform(0, 1)}, num_samples=-1, time_budget_s=1.0, verbose=0)
+    assert len(result.trials) > 2
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
+
+
+def test_missing_metric_is_a_clear_error_naming_trial_and_keys(results_dir):
+    def reports_acc(config):
+        ts.report({"acc": 0.5})
+
+    with pytest.raises(ts.ConfigError, match=r"'loss' is not in the results of trial_0000\d .*acc"):
+        ts.run(reports_acc, num_samples=2, metric="loss", mode="min", verbose=0)
+
+
+def bad_metric(config):
+    ts.report({"loss": [1, 2]})
+
+
+def test_non_scalar_metric_fails_the_trial_with_a_clear_message(results_dir):
+    result = ts.run(bad_metric, num_samples=1, verbose=0)
+    assert result.trials[0].status is ts.TrialStatus.ERROR
+    assert "metric 'loss' must be a number, string or bool, got list" in result.trials[0].error
+
+
+def nan_inf(config):
+    import numpy as np
+
+    ts.report({"a": float("nan"), "b": float("inf"), "c": -float("inf"), "d": np.float32(1.5), "s": "x",
+               "flag": True})
+
+
+def test_nan_inf_and_numpy_scalars_are_stored_faithfully(results_dir):
+    result = ts.run(nan_inf, num_samples=1, verbose=0)
+    h = result.history(1)[0]
+    assert math.isnan(h["a"]) and h["b"] == math.inf and h["c"] == -math.inf
+    assert h["d"] == 1.5 and h["s"] == "x" and h["flag"] is True
+
+
+def test_same_seed_same_configs(results_dir):
+    space = {"lr": ts.loguniform(1e-4, 1e-1), "w": ts.choice([8, 16, 32]), "s": ts.grid([0, 1])}
+
+    def configs(seed):
+        r = ts.run(quadratic, space=space, num_samples=3, seed=seed, verbose=0)
+        return [t.config for t in r.trials]
+
+    a, b, c = configs(7), configs(7), configs(8)
+    assert a == b
+    assert a != c
+    assert sorted(x["s"] for x in a) == [0, 0, 0, 1, 1, 1]
+
+
+def test_closures_and_lambdas_are_shipped(results_dir):
+    offset = 41.0
+
+    def closure(config):
+        ts.report({"v": offset + config["x"]})
+
+    result = ts.run(closure, space={"x": ts.grid([1])}, verbose=0)
+    assert result.trials[0].last_result["v"] == 42.0
+    result = ts.run(lambda c: ts.report({"v": c["x"] * 2}), space={"x": ts.grid([3])}, verbose=0)
+    assert result.trials[0].last_result["v"] == 6
+
+
+def test_function_returning_a_dict_reports_it_and_no_arg_functions_work(results_dir):
+    result = ts.run(lambda config: {"score": config["x"] + 1}, space={"x": ts.grid([1, 2])}, metric="score",
+                    mode="max", verbose=0)
+    assert result.best.metrics["score"] == 3
+    result = ts.run(lambda: ts.report({"v": 1}), num_samples=2, verbose=0)
+    assert [t.iteration for t in result.trials] == [1, 1]
+
+
+def session_info(config):
+    assert ts.get_config() == config
+    assert ts.get_trial_id() >= 1
+    assert os.path.isdir(ts.get_trial_dir())
+    assert ts.get_checkpoint() is None
+    print("hello from the trial")
+    ts.report({"cpu": ts.get_resources()["cpu"]})
+
+
+def test_session_api_and_trial_output_goes_to_its_log(results_dir):
+    result = ts.run(session_info, space={"a": 1}, resources={"cpu": 2}, verbose=0)
+    t = result.trials[0]
+    assert t.status is ts.TrialStatus.TERMINATED, t.error
+    assert t.last_result["cpu"] == 2.0
+    with open(os.path.join(t.path, "output.log")) as f:
+        assert "hello from the trial" in f.read()
+
+
+def gpu_trial(config):
+    ts.report({"cuda": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")})
+
+
+def test_fractional_gpus_are_packed_and_exposed(results_dir):
+    executor = LocalExecutor(total_resources={"cpu": 8}, gpu_ids=["3", "5"])
+    result = ts.run(gpu_trial, num_samples=8, resources={"cpu": 1, "gpu": 0.5}, backend=executor, verbose=0)
+    seen = [t.last_result["cuda"] for t in result.trials]
+    assert set(seen) <= {"3", "5"} and len(seen) == 8
+    executor = LocalExecutor(total_resources={"cpu": 8}, gpu_ids=["0", "1"])
+    result = ts.run(gpu_trial, num_samples=2, resources={"cpu": 1, "gpu": 2}, backend=executor, verbose=0)
+    assert [t.last_result["cuda"] for t in result.trials] == ["0,1", "0,1"]
+
+
+def test_load_reads_the_same_experiment_back(results_dir):
+    result = ts.run(quadratic, space={"lr": ts.uniform(0, 0.1)}, num_samples=3, metric="loss", mode="min",
+                    name="again", verbose=0)
+    loaded = ts.load("again")
+    assert [t.config for t in loaded.trials] == [t.config for t in result.trials]
+    assert loaded.best.id == result.best.id
+    assert loaded.status == "finished"
+    assert ts.load(result.path).best.id == result.best.id
+    df = loaded.dataframe()
+    assert list(df["trial_id"]) == [1, 2, 3]
+    assert "config/lr" in df.columns and "loss" in df.columns
+    assert len(loaded.dataframe(all_results=True)) == 60
+    assert loaded.get_best(scope="all").metrics["training_iteration"] == 20
+    assert [t.id for t in loaded.top(2)] == [t.id for t in sorted(
+        loaded.trials, key=lambda t: t.last_result["loss"])][:2]
+
+
+def test_second_driver_on_the_same_experiment_is_refused(results_dir):
+    from filelock import FileLock
+
+    path = os.path.join(results_dir, "busy")
+    os.makedirs(path)
+    with FileLock(os.path.join(path, ".driver.lock")):
+        with open(os.path.join(path, ".driver.pid"), "w") as f:
+            f.write("4242")
+        with pytest.raises(ts.ConfigError, match="another driver.*4242"):
+            ts.run(quadratic, name="busy", verbose=0)
+    ts.run(quadratic, name="busy", verbose=0)  # free again
+    with pytest.raises(ts.ConfigError, match="already exists"):
+        ts.run(quadratic, name="busy", verbose=0)

@@ -1,0 +1,178 @@
+"""File loggers: every result of every trial as ``progress.csv`` and ``result.jsonl``, its config as
+``params.json``, in the trial's folder ``<experiment>/trials/<trial_name>/``.
+
+Both append one batch at a time and close the file after it, so a batch is on disk (flushed) when the
+callback returns and the number of open files does not grow with the number of trials. A trial that
+restarts from a checkpoint at iteration k (pause/resume, PBT exploit) reports iterations after k again:
+the rows after k are dropped first, as in the store, so a file never holds an iteration twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from typing import Any
+
+from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.trial import ITERATION, Result, TrialView
+
+PROGRESS_CSV = "progress.csv"
+RESULT_JSONL = "result.jsonl"
+PARAMS_JSON = "params.json"
+
+
+def flat_metrics(metrics: dict[str, Any], sep: str = "/") -> dict[str, Any]:
+    """A result as one level of keys: nested dicts become ``outer/inner`` (reported metrics are usually
+    flat already; this keeps a nested one readable instead of a dict in one CSV cell)."""
+    out: dict[str, Any] = {}
+
+    def walk(mapping: dict[Any, Any], prefix: str) -> None:
+        for key, value in mapping.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict) and value:
+                walk(value, name + sep)
+            else:
+                out[name] = value
+
+    walk(metrics, "")
+    return out
+
+
+class _TrialFileLogger(Callback):
+    """Shared part: where a trial's folder is, ``params.json``, and restart bookkeeping."""
+
+    def __init__(self) -> None:
+        self._root: str | None = None
+        self._last_iteration: dict[int, int] = {}
+        self._params: dict[int, dict[str, Any]] = {}
+
+    def on_experiment_start(self, experiment: ExperimentInfo) -> None:
+        self._root = experiment.path
+
+    def trial_dir(self, trial: TrialView) -> str:
+        """The folder of ``trial`` (created on demand)."""
+        if self._root is None:
+            raise RuntimeError(f"{type(self).__name__} used before on_experiment_start")
+        path = os.path.join(self._root, "trials", trial.name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def on_trial_start(self, trial: TrialView) -> None:
+        # Written again only when the config changed (a PBT exploit gives the trial a new one).
+        if self._params.get(trial.id) != trial.config:
+            _write_atomic(os.path.join(self.trial_dir(trial), PARAMS_JSON),
+                          json.dumps(trial.config, indent=2, sort_keys=True, default=str, allow_nan=True))
+            self._params[trial.id] = dict(trial.config)
+
+    def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
+        if not results:
+            return
+        first = results[0].iteration
+        restarted = first <= self._last_iteration.get(trial.id, 0)
+        self._write(trial, [flat_metrics(r.metrics) for r in results], restart_at=first if restarted else None)
+        self._last_iteration[trial.id] = results[-1].iteration
+
+    def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:
+        raise NotImplementedError
+
+
+class JSONLLogger(_TrialFileLogger):
+    """Writes every result of a trial as one JSON object per line to ``trials/<trial>/result.jsonl``.
+
+    Keys are the reported metrics (nested dicts flattened to ``outer/inner``) plus ``training_iteration``,
+    ``time_total_s`` and ``timestamp``. NaN and infinities are written as ``NaN`` / ``Infinity``, as in
+    the store (Python's ``json`` reads them back). The config is in ``params.json`` beside it.
+
+    Example:
+        ``ts.run(train, space, callbacks=[ts.JSONLLogger()])``
+    """
+
+    def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:
+        path = os.path.join(self.trial_dir(trial), RESULT_JSONL)
+        if restart_at is not None and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                kept = [line for line in f if line.strip() and _iteration(json.loads(line)) < restart_at]
+            _write_atomic(path, "".join(kept))
+        text = "".join(json.dumps(row, default=str, allow_nan=True) + "\n" for row in rows)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+
+
+class CSVLogger(_TrialFileLogger):
+    """Writes every result of a trial as one row of ``trials/<trial>/progress.csv``.
+
+    The header is the keys of the trial's first result, in order. A key that first appears later is
+    added at the end of the header and the file is rewritten once (earlier rows get an empty cell);
+    a row without some key gets an empty cell too. Lists and other non-scalar values are written as
+    JSON. The config is in ``params.json`` beside it.
+
+    Example:
+        ``ts.run(train, space, callbacks=[ts.CSVLogger()])``
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._header: dict[int, list[str]] = {}
+
+    def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:
+        path = os.path.join(self.trial_dir(trial), PROGRESS_CSV)
+        header = self._header.get(trial.id)
+        if header is None:
+            header = self._header[trial.id] = _read_header(path)
+        new_keys = [k for row in rows for k in row if k not in header]
+        grown = list(dict.fromkeys([*header, *new_keys]))
+        if (grown != header or restart_at is not None) and os.path.exists(path):
+            self._rewrite(path, grown, restart_at)
+        self._header[trial.id] = grown
+        write_header = not os.path.exists(path) or os.path.getsize(path) == 0
+        with open(path, "a", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=grown, restval="")
+            if write_header:
+                writer.writeheader()
+            writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+
+    @staticmethod
+    def _rewrite(path: str, header: list[str], restart_at: int | None) -> None:
+        with open(path, encoding="utf-8", newline="") as f:
+            old = list(csv.DictReader(f))
+        if restart_at is not None:
+            old = [row for row in old if _iteration(row) < restart_at]
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header, restval="")
+            writer.writeheader()
+            writer.writerows(old)
+        os.replace(tmp, path)
+
+
+def _read_header(path: str) -> list[str]:
+    """The header of an existing file (a logger re-created for the same folder appends to it)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def _iteration(row: dict[str, Any]) -> float:
+    try:
+        return float(row.get(ITERATION, math.inf))
+    except (TypeError, ValueError):
+        return math.inf
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

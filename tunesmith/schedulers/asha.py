@@ -1,0 +1,307 @@
+"""Asynchronous successive halving (ASHA; Li et al., "A System for Massively Parallel Hyperparameter
+Tuning", MLSys 2020), the early-stopping variant that Ray Tune calls ``AsyncHyperBandScheduler``.
+
+Each bracket ``s`` has rungs at ``grace_period * reduction_factor ** (k + s)`` (``k = 0, 1, ...``, every
+rung strictly below ``max_t``). A trial reaching a rung records its metric there and continues only if
+it is within the top ``1 / reduction_factor`` of everything recorded at that rung so far, itself
+included. Decisions are immediate (asynchronous): no trial waits for others.
+
+The promotion rule, exactly: with ``n`` results recorded at the rung (the new one included) and
+``better`` of them strictly better than the new one, the trial continues iff
+``reduction_factor * better < n`` (equivalently: its 0-based rank is below ``n / reduction_factor``;
+this is the rank form of Ray's quantile cutoff, with the trial itself counted). So the first trial at a
+rung always continues, and until ``reduction_factor`` results are in, only a new best continues.
+Ties never count against a trial (equal values are not "better"), so an uninformative constant metric
+stops nobody. A NaN metric is worse than every number: a trial whose metric is NaN at a rung is
+stopped, and its NaN still counts in ``n`` (it is a recorded result).
+
+What this rule guarantees, and what it does not (the "rung invariant"):
+
+* Every promotion is justified when it is made: ``reduction_factor * better < n`` over the results
+  recorded at that moment. The best result recorded at a rung so far always belongs to a promoted
+  trial.
+* The *number* of promotions is not bounded by ``n // reduction_factor`` plus any constant: a decision
+  made early cannot be revised, so a stream in which every new trial beats all earlier ones promotes
+  all of them (the paper's "mispromotions"; Ray's rule behaves the same). Over a uniformly random
+  arrival order of ``n`` distinct values the expected number promoted is exactly
+  ``sum(ceil(i / rf) / i for i in 1..n)``, at most ``n / rf + (1 - 1 / rf) * H(n)``: the asynchronous
+  slack is logarithmic on average, not constant.
+
+Shared helpers for the other schedulers of this package (objective resolution, metric scores,
+argument checks) live here too, as private functions.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Scheduler, SchedulerView
+from tunesmith.trial import ITERATION, Result, TrialView, trial_name
+
+# Relative tolerance when comparing a reported time to a milestone computed in floating point
+# (0.1 * 3 ** 2 is 0.9000000000000001, and a trial reporting 0.9 has reached it).
+_EPS = 1e-9
+# More rungs than this means a reduction_factor so close to 1 that it is surely a mistake.
+_MAX_RUNGS = 1000
+
+
+# ----------------------------------------------------------------------------- shared private helpers
+
+
+def _resolve_objective(owner: str, own_metric: Any, own_mode: Any, metric: Any, mode: Any) -> tuple[str, str]:
+    """The scheduler's metric and mode: its own arguments if given, else the experiment's.
+
+    Raises:
+        ConfigError: naming ``metric`` or ``mode`` when the result is missing or malformed.
+    """
+    chosen_metric = own_metric if own_metric is not None else metric
+    chosen_mode = own_mode if own_mode is not None else mode
+    if not isinstance(chosen_metric, str) or not chosen_metric:
+        raise ConfigError(
+            f"metric: {owner} needs the name of one reported metric (pass metric= to {owner} or to "
+            f"run()); got {chosen_metric!r}")
+    if chosen_mode not in ("min", "max"):
+        raise ConfigError(f"mode: {owner} expects 'min' or 'max' (to {owner} or to run()); got {chosen_mode!r}")
+    return chosen_metric, chosen_mode
+
+
+def _check_number(owner: str, name: str, value: Any, *, low: float | None = None, low_open: bool = False,
+                  high: float | None = None, high_open: bool = False, integer: bool = False) -> float:
+    """Check that ``value`` is a finite real number within the bounds; raise ``ConfigError`` naming it."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ConfigError(f"{name}: {owner} expects {kind}; got {value!r}")
+    if integer and not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name}: {owner} expects {kind}; got {value!r}")
+    number = float(value)
+    if low is not None and (number < low or (low_open and number == low)):
+        raise ConfigError(f"{name}: {owner} expects a value {'>' if low_open else '>='} {low:g}; got {value!r}")
+    if high is not None and (number > high or (high_open and number == high)):
+        raise ConfigError(f"{name}: {owner} expects a value {'<' if high_open else '<='} {high:g}; got {value!r}")
+    return number
+
+
+def _check_time_attr(owner: str, time_attr: Any) -> None:
+    if not isinstance(time_attr, str) or not time_attr:
+        raise ConfigError(f"time_attr: {owner} expects the name of a reported counter, e.g. "
+                          f"'training_iteration'; got {time_attr!r}")
+
+
+def _number(result: Result, key: str, what: str) -> float:
+    try:
+        value = result.metrics[key]
+    except KeyError:
+        raise ConfigError(
+            f"{what} {key!r} is missing from the result of {trial_name(result.trial_id)} at iteration "
+            f"{result.iteration} (reported keys: {sorted(result.metrics)})") from None
+    if not isinstance(value, numbers.Real):
+        raise ConfigError(f"{what} {key!r} of {trial_name(result.trial_id)} must be a number; got {value!r}")
+    return float(value)
+
+
+def _score(result: Result, metric: str, mode: str) -> float:
+    """The result's metric signed so that higher is better; NaN stays NaN (callers rank it worst).
+
+    Raises:
+        ConfigError: the metric is missing from the result or is not a number.
+    """
+    value = _number(result, metric, "metric")
+    return value if mode == "max" else -value
+
+
+def _time(result: Result, time_attr: str) -> float:
+    """The result's progress counter (``training_iteration`` comes from ``Result.iteration``)."""
+    if time_attr == ITERATION:
+        return float(result.iteration)
+    return _number(result, time_attr, "time_attr")
+
+
+def _reached(t: float, milestone: float) -> bool:
+    return t >= milestone - _EPS * max(1.0, abs(milestone))
+
+
+def _as_iteration(milestone: float) -> int:
+    """The first whole iteration at which ``milestone`` is reached."""
+    return max(1, math.ceil(milestone - _EPS * max(1.0, abs(milestone))))
+
+
+def _rank_key(score: float, trial_id: int) -> tuple[int, float, int]:
+    """Sort key, best first: real numbers by score (descending), then NaN, ties by lower trial id."""
+    if math.isnan(score):
+        return (1, 0.0, trial_id)
+    return (0, -score, trial_id)
+
+
+# ------------------------------------------------------------------------------------------------ ASHA
+
+
+class _Rung:
+    """The results recorded at one rung: sorted real scores (higher is better) and a count of all."""
+
+    __slots__ = ("milestone", "promoted", "recorded", "scores")
+
+    def __init__(self, milestone: float) -> None:
+        self.milestone = milestone
+        self.scores: list[float] = []  # ascending, NaN excluded
+        self.recorded = 0  # NaN included
+        self.promoted = 0
+
+    def record(self, score: float, rf: float) -> bool:
+        """Record ``score`` and say whether its trial continues past this rung."""
+        self.recorded += 1
+        if math.isnan(score):
+            return False
+        better = len(self.scores) - bisect.bisect_right(self.scores, score)
+        bisect.insort(self.scores, score)
+        promoted = rf * better < self.recorded
+        self.promoted += promoted
+        return promoted
+
+
+@dataclass
+class _AshaTrial:
+    bracket: int
+    next_rung: int = 0  # index of the first rung this trial has not passed yet
+    stopped: bool = False  # STOP returned (rung or max_t): later results get STOP
+    ended: bool = False  # on_complete seen
+
+
+class ASHA(Scheduler):
+    """Asynchronous successive halving: stop trials that fall out of the top ``1/reduction_factor`` at
+    a rung (see the module docstring for the exact rule and what it guarantees).
+
+    Args:
+        max_t: the most ``time_attr`` a trial may reach; it is stopped there.
+        grace_period: the first rung; no trial is stopped before it.
+        reduction_factor: ``rf``; rungs are ``rf`` times apart and the top ``1/rf`` continue.
+        brackets: number of brackets; bracket ``s`` starts its rungs at ``grace_period * rf ** s``.
+            New trials are assigned round-robin in the order they are added.
+        time_attr: the progress counter rungs are measured in. With ``training_iteration`` (the
+            default) ``decision_iteration`` makes trials wait at each rung; with anything else results
+            stream freely and a trial is judged at the first result past each rung.
+        metric: the metric to compare; defaults to the experiment's.
+        mode: ``"min"`` or ``"max"``; defaults to the experiment's.
+    """
+
+    def __init__(self, max_t: float = 100, grace_period: float = 1, reduction_factor: float = 3,
+                 brackets: int = 1, time_attr: str = ITERATION, metric: str | None = None,
+                 mode: str | None = None) -> None:
+        self.max_t = max_t
+        self.grace_period = grace_period
+        self.reduction_factor = reduction_factor
+        self.brackets = brackets
+        self.time_attr = time_attr
+        self.metric = metric
+        self.mode = mode
+
+    def setup(self, metric: str | None, mode: str | None) -> None:
+        """Validate the arguments and reset all state.
+
+        Raises:
+            ConfigError: naming the bad argument (e.g. ``reduction_factor`` <= 1, ``grace_period`` >
+                ``max_t``, a ``brackets`` count whose last bracket would have no rung).
+        """
+        name = "ASHA"
+        self._metric, self._mode = _resolve_objective(name, self.metric, self.mode, metric, mode)
+        _check_time_attr(name, self.time_attr)
+        max_t = _check_number(name, "max_t", self.max_t, low=0, low_open=True)
+        grace = _check_number(name, "grace_period", self.grace_period, low=0, low_open=True)
+        rf = _check_number(name, "reduction_factor", self.reduction_factor, low=1, low_open=True)
+        n_brackets = int(_check_number(name, "brackets", self.brackets, low=1, integer=True))
+        if grace > max_t:
+            raise ConfigError(f"grace_period: ASHA expects grace_period <= max_t ({self.max_t!r}); "
+                              f"got {self.grace_period!r}")
+        if math.log(max_t / grace) / math.log(rf) > _MAX_RUNGS:
+            raise ConfigError(f"reduction_factor: ASHA would need more than {_MAX_RUNGS} rungs between "
+                              f"grace_period and max_t; got {self.reduction_factor!r}")
+        self._rf = rf
+        self._max_t = max_t
+        self._rungs: list[list[_Rung]] = []
+        for s in range(n_brackets):
+            milestones = []
+            k = s
+            while True:
+                milestone = self.grace_period * self.reduction_factor ** k  # exact for integers
+                if _reached(milestone, max_t):
+                    break
+                milestones.append(milestone)
+                k += 1
+            if s > 0 and not milestones:
+                raise ConfigError(
+                    f"brackets: with max_t={self.max_t!r}, grace_period={self.grace_period!r} and "
+                    f"reduction_factor={self.reduction_factor!r} at most {s} bracket(s) have a rung; "
+                    f"got {self.brackets!r}")
+            self._rungs.append([_Rung(m) for m in milestones])
+        self._trials: dict[int, _AshaTrial] = {}
+        self._added = 0
+
+    # -- hooks
+
+    def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
+        self._state(trial.id)
+
+    def on_result(self, trial: TrialView, result: Result, view: SchedulerView) -> Decision:
+        state = self._state(trial.id)
+        if state.stopped or state.ended:
+            return STOP
+        t = _time(result, self.time_attr)
+        rungs = self._rungs[state.bracket]
+        score: float | None = None
+        # Ascending, so a trial that jumps past several rungs in one result must pass each of them.
+        while state.next_rung < len(rungs) and _reached(t, rungs[state.next_rung].milestone):
+            if score is None:
+                score = _score(result, self._metric, self._mode)
+            if not rungs[state.next_rung].record(score, self._rf):
+                state.stopped = True
+                return STOP
+            state.next_rung += 1
+        if _reached(t, self._max_t):
+            state.stopped = True
+            return STOP
+        return CONTINUE
+
+    def on_complete(self, trial: TrialView, result: Result | None, view: SchedulerView) -> None:
+        self._state(trial.id).ended = True
+
+    def decision_iteration(self, trial: TrialView) -> int | None:
+        """The iteration of the trial's next rung, or ``max_t``; ``None`` unless ``time_attr`` is
+        ``training_iteration`` or once the trial was stopped."""
+        if self.time_attr != ITERATION:
+            return None
+        state = self._state(trial.id)
+        if state.stopped or state.ended:
+            return None
+        rungs = self._rungs[state.bracket]
+        milestone = rungs[state.next_rung].milestone if state.next_rung < len(rungs) else self._max_t
+        return max(_as_iteration(milestone), trial.iteration + 1)
+
+    # -- introspection (used by Deadline; handy in reports)
+
+    def milestones(self, bracket: int = 0) -> list[float]:
+        """The rung milestones of ``bracket`` in ``time_attr`` units (after ``setup``)."""
+        return [rung.milestone for rung in self._rungs[bracket]]
+
+    def rungs_passed(self, trial_id: int) -> int:
+        """How many rungs the trial has passed (0 for an unknown trial)."""
+        state = self._trials.get(trial_id)
+        return 0 if state is None else state.next_rung
+
+    def rung_counts(self, bracket: int = 0) -> list[tuple[float, int, int]]:
+        """``(milestone, recorded, promoted)`` for each rung of ``bracket``."""
+        return [(rung.milestone, rung.recorded, rung.promoted) for rung in self._rungs[bracket]]
+
+    # -- internals
+
+    def _state(self, trial_id: int) -> _AshaTrial:
+        state = self._trials.get(trial_id)
+        if state is None:
+            # Also reached for a trial never announced through on_trial_add (e.g. replay on resume).
+            state = _AshaTrial(bracket=self._added % len(self._rungs))
+            self._added += 1
+            self._trials[trial_id] = state
+        return state

@@ -1,0 +1,306 @@
+"""Population based training (Jaderberg et al., "Population Based Training of Neural Networks", 2017).
+
+Each trial is judged at its perturbation points: the first result whose ``time_attr`` is at least
+``perturbation_interval`` past the trial's last perturbation point (with ``training_iteration``: every
+``perturbation_interval`` iterations, and ``decision_iteration`` makes the trial wait there). The live
+trials are ranked by their latest metric (NaN worst, ties to the lower trial id); the top and bottom
+``ceil(n * quantile_fraction)`` trials (at most ``n // 2`` each) form the quantiles. A bottom-quantile
+trial is answered ``Exploit``: restart from the latest checkpoint of a random top-quantile trial that
+has one (``view.trials[src].checkpoint_path``), with the source's config explored:
+
+for each key of ``hyperparam_mutations`` (a top-level key, a ``"a/b"`` path into nested dicts, or a
+nested dict of mutations), with probability ``resample_probability`` (or when the source lacks the
+key) the value is resampled, otherwise perturbed:
+
+* a list: resampled uniformly; perturbed to a neighbouring index (-1 or +1, clamped at the ends).
+* a ``tunesmith.space`` domain (anything with ``from_unit``): resampled as ``from_unit(rng.random())``;
+  a numeric value is multiplied by 0.8 or 1.2 (an int moves by at least 1) and clipped to
+  ``[from_unit(0), from_unit(1)]``; ``choice``/``grid`` domains (``options``/``values``) behave as a
+  list.
+* a callable: resampled as ``fn()`` (its randomness is its own, not seeded by ``seed``); a numeric
+  value is multiplied by 0.8 or 1.2 as above, unclipped.
+
+Every other key keeps the source's value. If no top-quantile trial has a checkpoint the answer is
+``CONTINUE``. All randomness comes from ``random.Random(seed)``.
+
+After an exploit the trial takes over its source's last perturbation point, so it trains at least
+``perturbation_interval`` past it before it is judged again (as in Ray Tune).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Exploit, Scheduler, SchedulerView
+from tunesmith.schedulers.asha import (
+    _as_iteration,
+    _check_number,
+    _check_time_attr,
+    _rank_key,
+    _reached,
+    _resolve_objective,
+    _score,
+    _time,
+)
+from tunesmith.trial import ITERATION, Result, TrialView
+
+_PERTURB_FACTORS = (0.8, 1.2)
+
+
+@dataclass
+class _PbtTrial:
+    last_score: float | None = None
+    last_perturbation: float = 0.0
+    ended: bool = False
+
+
+def _categories(spec: Any) -> list[Any] | None:
+    """The options of a categorical spec (a list, or a choice/grid domain), else None."""
+    if isinstance(spec, list):
+        return spec
+    for attr in ("options", "values"):
+        items = getattr(spec, attr, None)
+        if hasattr(spec, "from_unit") and isinstance(items, list) and items:
+            return items
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _flatten(mutations: Mapping[str, Any], prefix: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any]]:
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for key, spec in mutations.items():
+        where = "/".join((*prefix, str(key)))
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"hyperparam_mutations: keys must be non-empty strings; got {key!r}")
+        path = (*prefix, *key.split("/"))
+        if isinstance(spec, Mapping) and not hasattr(spec, "from_unit"):
+            if not spec:
+                raise ConfigError(f"hyperparam_mutations[{where!r}]: an empty dict mutates nothing")
+            out.extend(_flatten(spec, path))
+        else:
+            _check_spec(where, spec)
+            out.append((path, spec))
+    return out
+
+
+def _check_spec(where: str, spec: Any) -> None:
+    if isinstance(spec, tuple):
+        raise ConfigError(
+            f"hyperparam_mutations[{where!r}]: a tuple is ambiguous; pass a list of values or a domain "
+            f"such as ts.uniform(low, high)")
+    if isinstance(spec, list):
+        if not spec:
+            raise ConfigError(f"hyperparam_mutations[{where!r}]: the list of values is empty")
+        return
+    if hasattr(spec, "from_unit"):
+        try:
+            spec.from_unit(0.5)
+        except Exception as exc:  # any failure means the domain cannot be sampled on its own
+            raise ConfigError(
+                f"hyperparam_mutations[{where!r}]: {type(spec).__name__} cannot be sampled on its own "
+                f"({exc}); pass a list, another domain or a callable") from exc
+        return
+    if callable(spec):
+        return
+    raise ConfigError(f"hyperparam_mutations[{where!r}]: expected a list, a tunesmith.space domain or a "
+                      f"callable; got {spec!r}")
+
+
+def _get(config: dict[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
+    node: Any = config
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False, None
+        node = node[key]
+    return True, node
+
+
+def _set(config: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = config
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[path[-1]] = value
+
+
+class PBT(Scheduler):
+    """Population based training: the bottom quantile copies the top quantile and explores.
+
+    Args:
+        perturbation_interval: how much ``time_attr`` passes between a trial's perturbation points.
+        hyperparam_mutations: what to explore, key (or ``"a/b"`` path) -> list | domain | callable.
+        quantile_fraction: the share of the population in each quantile, in (0, 0.5].
+        resample_probability: the chance of resampling a value instead of perturbing it, in [0, 1].
+        seed: seed of the scheduler's own random generator.
+        time_attr: the progress counter perturbation points are measured in.
+        metric: the metric to compare; defaults to the experiment's.
+        mode: ``"min"`` or ``"max"``; defaults to the experiment's.
+    """
+
+    def __init__(self, perturbation_interval: float, hyperparam_mutations: dict[str, Any],
+                 quantile_fraction: float = 0.25, resample_probability: float = 0.25,
+                 seed: int | None = None, time_attr: str = ITERATION, metric: str | None = None,
+                 mode: str | None = None) -> None:
+        self.perturbation_interval = perturbation_interval
+        self.hyperparam_mutations = hyperparam_mutations
+        self.quantile_fraction = quantile_fraction
+        self.resample_probability = resample_probability
+        self.seed = seed
+        self.time_attr = time_attr
+        self.metric = metric
+        self.mode = mode
+
+    def setup(self, metric: str | None, mode: str | None) -> None:
+        """Validate the arguments and reset all state (the random generator included).
+
+        Raises:
+            ConfigError: naming the bad argument.
+        """
+        name = "PBT"
+        self._metric, self._mode = _resolve_objective(name, self.metric, self.mode, metric, mode)
+        _check_time_attr(name, self.time_attr)
+        self._interval = _check_number(name, "perturbation_interval", self.perturbation_interval,
+                                       low=0, low_open=True)
+        self._quantile = _check_number(name, "quantile_fraction", self.quantile_fraction,
+                                       low=0, low_open=True, high=0.5)
+        self._resample = _check_number(name, "resample_probability", self.resample_probability,
+                                       low=0, high=1)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed: PBT expects an int or None; got {self.seed!r}")
+        if not isinstance(self.hyperparam_mutations, Mapping) or not self.hyperparam_mutations:
+            raise ConfigError(f"hyperparam_mutations: PBT expects a non-empty dict of key -> list, domain "
+                              f"or callable; got {self.hyperparam_mutations!r}")
+        self._mutations = _flatten(self.hyperparam_mutations, ())
+        self._rng = random.Random(self.seed)
+        self._trials: dict[int, _PbtTrial] = {}
+
+    # -- hooks
+
+    def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
+        self._trials.setdefault(trial.id, _PbtTrial())
+
+    def on_result(self, trial: TrialView, result: Result, view: SchedulerView) -> Decision:
+        state = self._trials.setdefault(trial.id, _PbtTrial())
+        if state.ended:
+            return STOP
+        t = _time(result, self.time_attr)
+        state.last_score = _score(result, self._metric, self._mode)
+        if not _reached(t - state.last_perturbation, self._interval):
+            return CONTINUE
+        state.last_perturbation = t
+        bottom, top = self._quantiles(view)
+        if trial.id not in bottom:
+            return CONTINUE
+        sources = [s for s in top if s != trial.id and view.trials[s].checkpoint_path is not None]
+        if not sources:
+            return CONTINUE
+        source = view.trials[self._rng.choice(sources)]
+        state.last_perturbation = self._trials[source.id].last_perturbation
+        return Exploit(source_trial=source.id, config=self.explore(source.config),
+                       source_checkpoint=source.checkpoint_path, source_iteration=source.checkpoint_iteration)
+
+    def on_complete(self, trial: TrialView, result: Result | None, view: SchedulerView) -> None:
+        self._trials.setdefault(trial.id, _PbtTrial()).ended = True
+
+    def decision_iteration(self, trial: TrialView) -> int | None:
+        """The trial's next perturbation point (``training_iteration`` only)."""
+        if self.time_attr != ITERATION:
+            return None
+        state = self._trials.setdefault(trial.id, _PbtTrial())
+        if state.ended:
+            return None
+        return max(_as_iteration(state.last_perturbation + self._interval), trial.iteration + 1)
+
+    # -- exploration
+
+    def explore(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A deep copy of ``config`` with every mutation key resampled or perturbed (uses the RNG)."""
+        new = copy.deepcopy(config)
+        for path, spec in self._mutations:
+            present, current = _get(new, path)
+            if not present or self._rng.random() < self._resample:
+                value = self._sample(spec)
+            else:
+                value = self._perturb(spec, current)
+            _set(new, path, value)
+        return new
+
+    def _sample(self, spec: Any) -> Any:
+        if isinstance(spec, list):
+            return copy.deepcopy(self._rng.choice(spec))
+        if hasattr(spec, "from_unit"):
+            return spec.from_unit(self._rng.random())
+        fn: Callable[[], Any] = spec
+        return fn()
+
+    def _perturb(self, spec: Any, current: Any) -> Any:
+        options = _categories(spec)
+        if options is not None:
+            index = next((i for i, option in enumerate(options) if _same(option, current)), None)
+            if index is None:
+                return self._sample(spec)
+            index = min(max(index + self._rng.choice((-1, 1)), 0), len(options) - 1)
+            return copy.deepcopy(options[index])
+        if not _is_number(current) or not math.isfinite(float(current)):
+            return self._sample(spec)
+        factor = self._rng.choice(_PERTURB_FACTORS)
+        value: float | int
+        if isinstance(current, numbers.Integral):
+            value = round(int(current) * factor)
+            if value == current:  # small ints would never move
+                value = int(current) + (1 if factor > 1 else -1)
+        else:
+            value = float(current) * factor
+        bounds = _bounds(spec)
+        if bounds is not None:
+            value = min(max(value, bounds[0]), bounds[1])
+        return value
+
+    # -- ranking
+
+    def _quantiles(self, view: SchedulerView) -> tuple[list[int], list[int]]:
+        """(bottom, top) trial ids among the live trials with a score; NaN never in the top."""
+        scored = []
+        for trial_id, state in self._trials.items():
+            trial = view.trials.get(trial_id)
+            if state.ended or state.last_score is None or (trial is not None and trial.status.is_finished):
+                continue
+            scored.append((trial_id, state.last_score))
+        scored.sort(key=lambda item: _rank_key(item[1], item[0]))
+        n = len(scored)
+        size = min(math.ceil(n * self._quantile - 1e-9), n // 2)
+        if size == 0:
+            return [], []
+        top = [t for t, s in scored[:size] if not math.isnan(s) and t in view.trials]
+        bottom = [t for t, _ in scored[n - size:]]
+        return bottom, top
+
+
+def _same(option: Any, current: Any) -> bool:
+    # 1 == True in Python; a bool option must match a bool value and a number a number.
+    return type(option) is type(current) and option == current or (
+        _is_number(option) and _is_number(current) and option == current)
+
+
+def _bounds(spec: Any) -> tuple[float, float] | None:
+    if not hasattr(spec, "from_unit"):
+        return None
+    try:
+        low, high = spec.from_unit(0.0), spec.from_unit(1.0)
+    except Exception:  # noqa: BLE001 - no bounds known: leave the value unclipped
+        return None
+    if _is_number(low) and _is_number(high) and low <= high:
+        return low, high
+    return None

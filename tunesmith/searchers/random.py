@@ -1,0 +1,94 @@
+"""Random search, crossed with grid search when the space holds ``grid([...])`` keys."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import random
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+from tunesmith.space import Grid, KeyPath, domains, grid_points, resolve, validate_space
+
+__all__ = ["Random", "total_trials"]
+
+UNLIMITED = -1
+
+
+class Random(Searcher):
+    """Samples every domain at random; every grid point is tried ``num_samples`` times.
+
+    With grid keys of 3 values and ``num_samples=2`` the experiment has 6 trials: repeat 0 tries every
+    grid point, then repeat 1 does; the random keys are sampled afresh for every trial.
+    ``num_samples=-1`` never finishes.
+
+    Args:
+        seed: seed of this searcher's own ``random.Random``. ``None`` draws one at construction from
+            ``random.SystemRandom``; the seed used is ``self._seed`` either way, so it can be reported
+            and the same configs drawn again.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+        self._seed: Any = seed if seed is not None else random.SystemRandom().randrange(2**63)
+        self._rng = random.Random()
+        self._points: list[dict[KeyPath, Any]] = [{}]
+        self._total: int | None = None
+        self._count = 0
+
+    def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
+              num_samples: int) -> None:
+        """Validate the space, ``num_samples`` and ``seed``, and start drawing from the seed.
+
+        Raises:
+            ConfigError: naming the offending key path or argument.
+        """
+        super().setup(space, metric, mode, num_samples)
+        validate_space(space)
+        _check_num_samples(num_samples)
+        if isinstance(self._seed, bool) or not isinstance(self._seed, numbers.Integral):
+            raise ConfigError(f"seed: expected an int or None; got {self._seed!r} "
+                              f"({type(self._seed).__name__})")
+        self._rng = random.Random(int(self._seed))
+        self._points = grid_points(space)
+        self._total = None if num_samples == UNLIMITED else len(self._points) * num_samples
+        self._count = 0
+
+    def suggest(self, trial_id: int) -> dict[str, Any] | _Finished | None:
+        """The next config (``trial_id`` is not used: configs depend only on the seed and their order)."""
+        if self._total is not None and self._count >= self._total:
+            return FINISHED
+        point = self._points[self._count % len(self._points)]
+        config = resolve(self.space, self._rng, fixed=point)
+        self._count += 1
+        return config
+
+    def observe(self, trial_id: int, result: dict[str, Any], final: bool) -> None:
+        """Random search ignores results."""
+
+
+def total_trials(space: dict[str, Any], num_samples: int) -> int | None:
+    """How many trials ``Random`` suggests for this space: grid points x ``num_samples``.
+
+    Args:
+        space: a space (validated here).
+        num_samples: repeats of the grid, or -1 for unlimited.
+
+    Returns:
+        The count, or ``None`` when ``num_samples`` is -1.
+
+    Raises:
+        ConfigError: a bad space or ``num_samples``.
+    """
+    validate_space(space)
+    _check_num_samples(num_samples)
+    if num_samples == UNLIMITED:
+        return None
+    return math.prod(len(d.values) for _, d in domains(space) if isinstance(d, Grid)) * num_samples
+
+
+def _check_num_samples(num_samples: Any) -> None:
+    if (isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral)
+            or not (int(num_samples) >= 1 or num_samples == UNLIMITED)):
+        raise ConfigError(f"num_samples: expected an int >= 1, or -1 for unlimited; got {num_samples!r}")
