@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import pid_alive
+from proc_helpers import pid_alive
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -123,7 +123,7 @@ def sleeper(config):
 
 
 def test_trial_that_ignores_stop_is_killed_after_grace_period(results_dir):
-    from conftest import pid_alive
+    from proc_helpers import pid_alive
 
     t0 = time.monotonic()
     result = ts.run(sleeper, num_samples=2, verbose=0, time_budget_s=1.0,

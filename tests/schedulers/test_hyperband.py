@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tunesmith._errors import ConfigError
-from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP
+from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP, SchedulerView
 from tunesmith.schedulers.hyperband import HyperBand
-from tunesmith.trial import TrialStatus
+from tunesmith.trial import Result, TrialStatus, TrialView
 
 NAN = float("nan")
 
@@ -122,6 +126,22 @@ def test_trials_ending_before_the_rung_do_not_block_it(Harness):
     assert h.scheduler.trials_to_stop(h.view) == [2, 3, 4, 5, 6]
 
 
+def test_trial_jumping_to_max_t_completes_the_rung_it_leaves():
+    hb = HyperBand(max_t=9, reduction_factor=3, time_attr="time_total_s")
+    hb.setup("loss", "min")
+    view = SchedulerView(trials={i: TrialView(id=i, config={}) for i in range(9)})
+    for i in range(9):
+        hb.on_trial_add(view.trials[i], view)
+    for i in range(8):
+        assert hb.on_result(view.trials[i], Result(i, 1, {"loss": float(i), "time_total_s": 1.5}), view) == PAUSE
+        view.trials[i].status = TrialStatus.PAUSED
+    # The last one reports once, already past max_t: stopped, and the rung it left is decided.
+    assert hb.on_result(view.trials[8], Result(8, 1, {"loss": 0.0, "time_total_s": 9.5}), view) == STOP
+    assert hb.choose_trial_to_run(view) == 0
+    assert hb.choose_trial_to_run(view) == 1
+    assert hb.trials_to_stop(view) == [2, 3, 4, 5, 6, 7]
+
+
 def test_searcher_running_dry_closes_partial_brackets(Harness):
     h = small(Harness)
     for i in range(4):
@@ -179,16 +199,10 @@ def test_missing_metric_raises_at_setup():
 
 # ---------------------------------------------------------------- a whole experiment, controller-style
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-
 @settings(max_examples=60, deadline=None)
 @given(n_trials=st.integers(1, 30), capacity=st.integers(1, 5), seed=st.integers(0, 10**6),
        fail_rate=st.sampled_from([0.0, 0.05]))
 def test_controller_loop_never_deadlocks_and_never_overruns(Harness, n_trials, capacity, seed, fail_rate):
-    import random
-
     rng = random.Random(seed)
     h = Harness(HyperBand(max_t=9, reduction_factor=3))
     hb = h.scheduler

@@ -59,8 +59,9 @@ class _Bracket:
         return not self.closed and len(self.members) < self.size
 
     def rung_complete(self) -> bool:
+        # ``arrived`` is always a subset of ``alive``, so equal sizes mean everyone arrived: O(1).
         return (not self.filling and self.level < len(self.milestones) - 1
-                and bool(self.arrived) and all(t in self.arrived for t in self.alive))
+                and bool(self.arrived) and len(self.arrived) == len(self.alive))
 
 
 @dataclass
@@ -139,6 +140,8 @@ class HyperBand(Scheduler):
         if _reached(t, self._max_t):
             state.stopped = True
             self._leave(bracket, trial.id)
+            if bracket.rung_complete():  # it may have been the last one the rung waited for
+                self._halve(bracket, current=None)
             return STOP
         if not _reached(t, bracket.milestones[bracket.level]):
             return CONTINUE

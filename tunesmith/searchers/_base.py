@@ -48,6 +48,23 @@ class Searcher:
         """Called with each stored result (``final=True`` once, when the trial ended; ``result`` is then
         its last result, or ``{}`` if it reported nothing)."""
 
+    def restore_suggestion(self, trial_id: int, config: dict[str, Any]) -> None:
+        """Replay one stored suggestion when an experiment resumes.
+
+        On resume the controller calls ``setup(...)`` again, then for each stored trial in id order
+        ``restore_suggestion(trial_id, config)`` followed by that trial's stored ``observe`` calls. After
+        the replay the next ``suggest`` should return what an uninterrupted run would have returned.
+
+        The default calls ``suggest(trial_id)`` and ignores what it returns: right for searchers whose
+        configs depend only on their seed and how many came before (``Random``). Searchers that build a
+        model from the configs they suggested override it to take ``config`` as given.
+
+        Args:
+            trial_id: the stored trial's id.
+            config: the config the trial ran with (as stored).
+        """
+        self.suggest(trial_id)
+
     def to_spec(self) -> dict[str, Any]:
         """Constructor arguments as JSON (for the store's experiment spec)."""
         return constructor_spec(self)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+from tunesmith.searchers.points import check_points, check_points_fit
 from tunesmith.space import Grid, KeyPath, domains, grid_points, resolve, validate_space
 
 __all__ = ["Random", "total_trials"]
@@ -27,19 +28,26 @@ class Random(Searcher):
         seed: seed of this searcher's own ``random.Random``. ``None`` draws one at construction from
             ``random.SystemRandom``; the seed used is ``self._seed`` either way, so it can be reported
             and the same configs drawn again.
+        points_to_evaluate: (partial) configs to suggest first (see ``tunesmith.searchers.points``).
+            Trial ``k < len(points_to_evaluate)`` takes point ``k``; it still gets grid point
+            ``k % len(grid points)`` for the grid keys the point does not give, and its other missing
+            keys are sampled. Points count towards the total of ``grid points x num_samples``.
     """
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, points_to_evaluate: list[dict[str, Any]] | None = None) -> None:
         self.seed = seed
+        self.points_to_evaluate = points_to_evaluate
         self._seed: Any = seed if seed is not None else random.SystemRandom().randrange(2**63)
         self._rng = random.Random()
         self._points: list[dict[KeyPath, Any]] = [{}]
+        self._given: list[dict[KeyPath, Any]] = []
         self._total: int | None = None
         self._count = 0
 
     def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
               num_samples: int) -> None:
-        """Validate the space, ``num_samples`` and ``seed``, and start drawing from the seed.
+        """Validate the space, ``num_samples``, ``seed`` and ``points_to_evaluate``; start drawing from
+        the seed.
 
         Raises:
             ConfigError: naming the offending key path or argument.
@@ -53,6 +61,8 @@ class Random(Searcher):
         self._rng = random.Random(int(self._seed))
         self._points = grid_points(space)
         self._total = None if num_samples == UNLIMITED else len(self._points) * num_samples
+        self._given = check_points(self.points_to_evaluate, space)
+        check_points_fit(self._given, self._total)
         self._count = 0
 
     def suggest(self, trial_id: int) -> dict[str, Any] | _Finished | None:
@@ -60,12 +70,21 @@ class Random(Searcher):
         if self._total is not None and self._count >= self._total:
             return FINISHED
         point = self._points[self._count % len(self._points)]
+        if self._count < len(self._given):
+            point = {**point, **self._given[self._count]}
         config = resolve(self.space, self._rng, fixed=point)
         self._count += 1
         return config
 
     def observe(self, trial_id: int, result: dict[str, Any], final: bool) -> None:
         """Random search ignores results."""
+
+    def to_spec(self) -> dict[str, Any]:
+        """Constructor arguments as JSON; ``points_to_evaluate`` only when given (older specs lack it)."""
+        spec = super().to_spec()
+        if self.points_to_evaluate is None:
+            spec.pop("points_to_evaluate", None)
+        return spec
 
 
 def total_trials(space: dict[str, Any], num_samples: int) -> int | None:

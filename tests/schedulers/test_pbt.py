@@ -1,0 +1,286 @@
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tunesmith._errors import ConfigError
+from tunesmith.schedulers._base import CONTINUE, STOP, Exploit
+from tunesmith.schedulers.pbt import PBT
+
+NAN = float("nan")
+
+
+def population(Harness, values, *, interval=5, mode="min", checkpoint=True, configs=None, **kwargs):
+    """Trials 0..n-1 with ``configs[i]``; all but the last report ``values[i]`` at iterations 1..interval.
+
+    The last trial reports up to ``interval - 1``: the caller makes it reach the perturbation point.
+    """
+    kwargs.setdefault("hyperparam_mutations", {"lr": [0.001, 0.01, 0.1]})
+    kwargs.setdefault("seed", 0)
+    h = Harness(PBT(perturbation_interval=interval, **kwargs), mode=mode)
+    for trial_id, value in enumerate(values):
+        config = (configs or {}).get(trial_id, {"lr": 0.01, "width": 64 + trial_id, "id": trial_id})
+        h.add(trial_id, config=config)
+    last = len(values) - 1
+    for iteration in range(1, interval + 1):
+        for trial_id, value in enumerate(values):
+            if trial_id == last and iteration == interval:
+                continue
+            h.report(trial_id, iteration, value, checkpoint=checkpoint)
+    return h
+
+
+def test_bottom_trial_exploits_the_top_trials_checkpoint_and_config(Harness):
+    # Four trials, quantile 0.25: trial 1 is the top, trial 3 (worst) the bottom.
+    h = population(Harness, [2.0, 1.0, 3.0, 9.0], resample_probability=0.0)
+    decision = h.report(3, 5, 9.0)
+    assert isinstance(decision, Exploit)
+    source = h.trial(1)
+    assert decision.source_trial == 1
+    assert decision.source_checkpoint == source.checkpoint_path == "ckpt/1/5"
+    assert decision.source_iteration == source.checkpoint_iteration == 5
+    # Every key but the mutated one is the *source's*, not the trial's own.
+    assert {k: v for k, v in decision.config.items() if k != "lr"} == {"width": 65, "id": 1}
+    assert decision.config["lr"] in (0.001, 0.1)  # a neighbour of the source's 0.01
+    assert source.config == {"lr": 0.01, "width": 65, "id": 1}  # the source is not mutated
+
+
+def test_only_bottom_quantile_trials_exploit(Harness):
+    h = population(Harness, [2.0, 1.0, 9.0, 3.0])
+    assert h.report(3, 5, 3.0) == CONTINUE  # trial 2 is the bottom one
+
+
+def test_between_perturbation_points_nothing_happens(Harness):
+    h = population(Harness, [2.0, 1.0, 3.0, 9.0], interval=5)
+    # Trial 3 was the bottom one all along, but iterations 1-4 are not perturbation points.
+    assert [d for t, i, d in h.log if i < 5] == [CONTINUE] * 16
+    assert isinstance(h.report(3, 5, 9.0), Exploit)
+
+
+def test_decision_iteration_is_the_next_perturbation_point(Harness):
+    h = population(Harness, [2.0, 1.0, 3.0, 9.0], interval=5)
+    assert h.scheduler.decision_iteration(h.trial(3)) == 5
+    assert h.scheduler.decision_iteration(h.trial(0)) == 10  # perturbed (kept) at 5
+    decision = h.report(3, 5, 9.0)
+    assert isinstance(decision, Exploit)
+    # Restarted at the source's checkpoint (5): judged again one interval after the source's point.
+    assert h.trial(3).iteration == 5
+    assert h.scheduler.decision_iteration(h.trial(3)) == 10
+
+
+def test_exploiting_trial_takes_over_the_sources_perturbation_point(Harness):
+    h = population(Harness, [2.0, 1.0, 3.0, 9.0], interval=5)
+    h.run([(1, i, 1.0) for i in range(6, 11)], checkpoint=True)  # the top trial runs ahead to 10
+    decision = h.report(3, 5, 9.0)
+    assert isinstance(decision, Exploit) and decision.source_trial == 1
+    assert decision.source_iteration == 10
+    # Restarted at the source's iteration 10, it trains a full interval before being judged.
+    assert h.scheduler.decision_iteration(h.trial(3)) == 15
+
+
+def test_no_checkpointed_source_means_continue(Harness):
+    h = population(Harness, [2.0, 1.0, 3.0, 9.0], checkpoint=False)
+    assert h.report(3, 5, 9.0) == CONTINUE
+
+
+def test_only_checkpointed_top_trials_are_sources(Harness):
+    # quantile 0.5 of 4: top {1, 0}, bottom {2, 3}; only trial 0 has a checkpoint.
+    h = population(Harness, [2.0, 1.0, 3.0, 9.0], checkpoint=False, quantile_fraction=0.5)
+    h.trial(0).checkpoint_path, h.trial(0).checkpoint_iteration = "ckpt/0/3", 3
+    for iteration in (5, 10, 15, 20):  # each one a perturbation point again (the source's is 5)
+        decision = h.report(3, iteration, 9.0, apply=False)
+        assert isinstance(decision, Exploit) and decision.source_trial == 0
+        assert (decision.source_checkpoint, decision.source_iteration) == ("ckpt/0/3", 3)
+
+
+def test_mode_max(Harness):
+    h = population(Harness, [2.0, 1.0, 3.0, 0.5], mode="max")
+    decision = h.report(3, 5, 0.5)
+    assert isinstance(decision, Exploit) and decision.source_trial == 2
+
+
+def test_nan_is_bottom_and_never_a_source(Harness):
+    h = population(Harness, [NAN, 1.0, 3.0, 2.0])
+    decision = h.report(3, 5, 2.0)
+    assert decision == CONTINUE  # trial 0 (NaN) is the bottom, not 3
+    # Top 2 of 5 are trial 3 and a NaN one; NaN is dropped from the sources: exploits copy trial 3.
+    h = population(Harness, [NAN, NAN, NAN, 2.0, NAN], quantile_fraction=0.5)
+    h.report(4, 5, NAN, checkpoint=True)
+    sources = [d.source_trial for _, _, d in h.log if isinstance(d, Exploit)]
+    assert sources == [3, 3]  # trials 2 and 4, the bottom two
+
+
+def test_ties_rank_by_lower_trial_id(Harness):
+    h = population(Harness, [1.0, 1.0, 1.0, 1.0])
+    decision = h.report(3, 5, 1.0)
+    assert isinstance(decision, Exploit) and decision.source_trial == 0
+
+
+def test_single_trial_never_exploits(Harness):
+    h = population(Harness, [1.0])
+    assert h.report(0, 5, 1.0) == CONTINUE
+
+
+def test_results_after_completion_are_harmless(Harness):
+    h = population(Harness, [2.0, 1.0, 3.0, 9.0])
+    h.end(3)
+    assert h.report(3, 5, 9.0) == STOP
+    assert h.scheduler.decision_iteration(h.trial(3)) is None
+    # Ended trials are neither sources nor compared: with 1 (the best) gone, 2 copies 0.
+    h.end(1)
+    decision = h.report(2, 10, 3.0)
+    assert isinstance(decision, Exploit) and decision.source_trial == 0
+
+
+def test_same_seed_same_decisions(Harness):
+    def decisions(seed):
+        mutations = {"lr": lambda: 0.5, "width": [32, 64, 128], "momentum": [0.8, 0.9, 0.99]}
+        h = population(Harness, [float(i) for i in range(8)], seed=seed, hyperparam_mutations=mutations,
+                       configs={i: {"lr": 0.1 * (i + 1), "width": 64, "momentum": 0.9} for i in range(8)})
+        return [h.report(7, 5, 7.0)] + [h.report(6, 10, 6.0, checkpoint=True)]
+    assert decisions(3) == decisions(3)
+    assert any(decisions(3) != decisions(s) for s in range(4, 12))
+
+
+# --------------------------------------------------------------------------------------- exploration
+
+
+def explorer(mutations, resample=0.0, seed=0):
+    pbt = PBT(perturbation_interval=1, hyperparam_mutations=mutations, resample_probability=resample, seed=seed)
+    pbt.setup("loss", "min")
+    return pbt
+
+
+def test_list_values_move_to_a_neighbouring_index_clamped():
+    pbt = explorer({"width": [16, 32, 64, 128]})
+    assert {pbt.explore({"width": 32})["width"] for _ in range(50)} == {16, 64}
+    assert {pbt.explore({"width": 16})["width"] for _ in range(50)} == {16, 32}
+    assert {pbt.explore({"width": 128})["width"] for _ in range(50)} == {64, 128}
+    assert {pbt.explore({"width": 100})["width"] for _ in range(50)} <= {16, 32, 64, 128}  # resampled
+
+
+def test_bool_options_are_not_confused_with_numbers():
+    pbt = explorer({"flag": [0, 1, True]})
+    typed = {(type(v), v) for v in (pbt.explore({"flag": True})["flag"] for _ in range(50))}
+    assert typed == {(int, 1), (bool, True)}  # True sits at index 2, not at 1's index
+    typed = {(type(v), v) for v in (pbt.explore({"flag": 0})["flag"] for _ in range(50))}
+    assert typed == {(int, 0), (int, 1)}
+
+
+def test_callable_values_are_scaled_by_0_8_or_1_2():
+    pbt = explorer({"lr": lambda: 123.0})
+    assert {pbt.explore({"lr": 0.5})["lr"] for _ in range(50)} == {0.4, 0.6}
+    assert {pbt.explore({"lr": "adam"})["lr"] for _ in range(5)} == {123.0}  # not a number: resampled
+    assert {explorer({"lr": lambda: 123.0}, resample=1.0).explore({"lr": 0.5})["lr"]} == {123.0}
+
+
+def test_ints_move_by_at_least_one():
+    pbt = explorer({"layers": lambda: 3})
+    assert {pbt.explore({"layers": 1})["layers"] for _ in range(50)} == {0, 2}
+    assert {pbt.explore({"layers": 10})["layers"] for _ in range(50)} == {8, 12}
+
+
+@dataclass(frozen=True)
+class FakeUniform:
+    """Duck-typed stand-in for a tunesmith.space domain."""
+
+    low: float
+    high: float
+
+    def from_unit(self, u: float) -> float:
+        return self.low + u * (self.high - self.low)
+
+
+def test_domain_resamples_with_from_unit_and_clips_perturbations():
+    pbt = explorer({"lr": FakeUniform(1.0, 2.0)}, resample=1.0)
+    assert all(1.0 <= pbt.explore({"lr": 1.5})["lr"] <= 2.0 for _ in range(50))
+    pbt = explorer({"lr": FakeUniform(1.0, 2.0)})
+    assert sorted({pbt.explore({"lr": 1.9})["lr"] for _ in range(50)}) == pytest.approx([1.52, 2.0])
+
+
+def test_space_domains_if_present():
+    space = pytest.importorskip("tunesmith.space")
+    pbt = explorer({"lr": space.loguniform(1e-4, 1e-1), "units": space.randint(1, 10),
+                    "act": space.choice(["relu", "tanh", "gelu"])})
+    for _ in range(50):
+        new = pbt.explore({"lr": 0.1, "units": 9, "act": "relu"})
+        assert new["lr"] in (pytest.approx(0.08), pytest.approx(0.1))  # 0.12 clipped to high
+        assert new["units"] in (7, 9)  # 10.8 -> 11 clipped to 9 (high is excluded)
+        assert new["act"] in ("relu", "tanh")
+    resampled = explorer({"lr": space.loguniform(1e-4, 1e-1)}, resample=1.0).explore({"lr": 5.0})
+    assert 1e-4 <= resampled["lr"] <= 1e-1
+
+
+def test_nested_paths_and_nested_dicts():
+    pbt = explorer({"optim/lr": lambda: 1.0, "model": {"width": [1, 2, 3]}})
+    new = pbt.explore({"optim": {"lr": 0.5, "beta": 0.9}, "model": {"width": 2, "depth": 4}, "x": 1})
+    assert new["optim"]["beta"] == 0.9 and new["model"]["depth"] == 4 and new["x"] == 1
+    assert new["optim"]["lr"] in (0.4, 0.6)
+    assert new["model"]["width"] in (1, 3)
+    created = pbt.explore({"x": 1})
+    assert created == {"x": 1, "optim": {"lr": 1.0}, "model": {"width": created["model"]["width"]}}
+
+
+def test_explore_does_not_touch_its_input():
+    pbt = explorer({"optim/lr": lambda: 1.0})
+    config = {"optim": {"lr": 0.5}}
+    pbt.explore(config)
+    assert config == {"optim": {"lr": 0.5}}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    config=st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]),
+                           st.one_of(st.integers(-5, 5), st.floats(-5, 5), st.sampled_from(["x", "y"])),
+                           min_size=1),
+    mutated=st.sets(st.sampled_from(["a", "b", "c"]), min_size=1),
+    resample=st.floats(0, 1),
+    seed=st.integers(0, 100),
+)
+def test_exploit_keeps_every_unmutated_key_of_the_source(Harness, config, mutated, resample, seed):
+    options = [-5, 0, 5, "x", "y"]
+    mutations = {key: options for key in mutated}
+    h = Harness(PBT(perturbation_interval=1, hyperparam_mutations=mutations,
+                    resample_probability=resample, seed=seed))
+    h.add(0, config={**config, "who": "source"})
+    h.add(1, config={"who": "bottom", "a": "own"})
+    h.report(0, 1, 0.0, checkpoint=True)
+    decision = h.report(1, 1, 1.0)
+    assert isinstance(decision, Exploit) and decision.source_trial == 0
+    assert decision.source_checkpoint == "ckpt/0/1" and decision.source_iteration == 1
+    for key, value in {**config, "who": "source"}.items():
+        if key not in mutated:
+            assert decision.config[key] == value or (isinstance(value, float) and math.isnan(value))
+    for key in mutated:
+        assert decision.config[key] in options
+
+
+@pytest.mark.parametrize(("kwargs", "argument"), [
+    ({"quantile_fraction": 0}, "quantile_fraction"),
+    ({"quantile_fraction": 0.6}, "quantile_fraction"),
+    ({"quantile_fraction": -0.1}, "quantile_fraction"),
+    ({"resample_probability": 1.5}, "resample_probability"),
+    ({"perturbation_interval": 0}, "perturbation_interval"),
+    ({"perturbation_interval": "5"}, "perturbation_interval"),
+    ({"hyperparam_mutations": {}}, "hyperparam_mutations"),
+    ({"hyperparam_mutations": {"lr": (1e-3, 1e-1)}}, "hyperparam_mutations"),
+    ({"hyperparam_mutations": {"lr": []}}, "hyperparam_mutations"),
+    ({"hyperparam_mutations": {"lr": 3}}, "hyperparam_mutations"),
+    ({"hyperparam_mutations": ["lr"]}, "hyperparam_mutations"),
+    ({"seed": "x"}, "seed"),
+    ({"time_attr": ""}, "time_attr"),
+])
+def test_bad_arguments_raise_config_error_naming_them(kwargs, argument):
+    args = {"perturbation_interval": 5, "hyperparam_mutations": {"lr": [0.1, 0.01]}, **kwargs}
+    with pytest.raises(ConfigError, match=f"^{argument}"):
+        PBT(**args).setup("loss", "min")
+
+
+def test_unsampleable_domain_is_rejected_at_setup():
+    space = pytest.importorskip("tunesmith.space")
+    with pytest.raises(ConfigError, match=r"^hyperparam_mutations\['lr'\]"):
+        PBT(5, {"lr": space.sample_from(lambda config: 0.1)}).setup("loss", "min")

@@ -1,0 +1,650 @@
+"""Plot data: pure functions from an experiment's results to plotly figures as plain dicts.
+
+Each function reads a :class:`~tunesmith.analysis.ResultSet` (never writes) and returns a plotly figure
+``{"data": [trace, ...], "layout": {...}}`` made of lists, dicts, strings and numbers only, so it can be
+tested as data, dumped as JSON, drawn by plotly.js (``render.py``) or by the ``plotly`` Python package
+(``plotly.graph_objects.Figure(fig)``). Every trace carries a ``meta`` dict saying what it shows (trial
+id, status, ...). A function returns ``None`` when its plot does not apply (no grid for a sensitivity
+plot, no varying parameter for a scatter plot).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith.analysis import ResultSet
+from tunesmith.plots._pareto import non_dominated
+from tunesmith.store.sqlite import STORE_FILE, Store, result_dict
+from tunesmith.trial import AUTO_KEYS, ITERATION, TIMESTAMP, TrialStatus
+
+Figure = dict[str, Any]
+
+GREY = "rgba(150, 150, 150, 0.55)"
+ERROR_RED = "#d62728"
+# plotly.js's default colour cycle, given explicitly so that a PBT lineage link can take its child's colour
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+STATUS_COLORS = {"RUNNING": "#2ca02c", "PAUSED": "#bcbd22", "PENDING": "#7f7f7f", "TERMINATED": "#1f77b4",
+                 "ERROR": ERROR_RED}
+MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters than this are pooled
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Experiment:
+    """What the plots need from one experiment, read once."""
+
+    rs: ResultSet
+    records: dict[int, dict[str, Any]]  # raw store rows of trials (created, start_time, end_time)
+    history: dict[int, list[dict[str, Any]]]
+    events: list[tuple[int, float, str, int | None, Any]]
+    t0: float
+    space: dict[str, Any] | None = None
+
+
+def _read(rs: ResultSet) -> _Experiment:
+    store = Store(os.path.join(rs.path, STORE_FILE), readonly=True)
+    try:
+        records = {rec["id"]: rec for rec in store.trials()}
+        history: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for row in store.results():
+            history[row[0]].append(result_dict(row))
+        events = store.events()
+    finally:
+        store.close()
+    starts = [rec["created"] for rec in records.values() if rec.get("created") is not None]
+    created = rs.meta.get("created")
+    t0 = float(created) if isinstance(created, (int, float)) else min(starts, default=0.0)
+    space = None
+    encoded = rs.meta.get("spec", {}).get("space")
+    if isinstance(encoded, dict):
+        from tunesmith.space import space_from_json
+
+        try:
+            space = space_from_json(encoded)
+        except ConfigError:
+            space = None
+    return _Experiment(rs, records, dict(history), events, t0, space)
+
+
+def resolve_metric(rs: ResultSet, metric: str | None = None) -> str:
+    """The metric to plot: ``metric``, else the experiment's, else the first numeric key trials reported.
+
+    Raises:
+        ConfigError: no trial reported a numeric metric.
+    """
+    if metric:
+        return metric
+    if isinstance(rs.metric, str) and rs.metric:
+        return rs.metric
+    for t in rs.trials:
+        for key, value in t.last_result.items():
+            if key not in AUTO_KEYS and _number(value) is not None:
+                return key
+    raise ConfigError(f"experiment {rs.name} has no metric to plot: no trial reported a number")
+
+
+def resolve_mode(rs: ResultSet, mode: str | None = None) -> str:
+    """``mode``, else the experiment's.
+
+    Raises:
+        ConfigError: neither is ``"min"`` or ``"max"``.
+    """
+    chosen = mode or rs.mode
+    if chosen not in ("min", "max"):
+        raise ConfigError(f"experiment {rs.name} has no mode ('min' or 'max'): pass mode=")
+    return str(chosen)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _metric_values(exp: _Experiment, metric: str) -> dict[int, float]:
+    """Each trial's final value of ``metric`` (its last result that holds a finite number)."""
+    out: dict[int, float] = {}
+    for t in exp.rs.trials:
+        value = _number(t.last_result.get(metric))
+        if value is None:
+            for res in reversed(exp.history.get(t.id, [])):
+                value = _number(res.get(metric))
+                if value is not None:
+                    break
+        if value is not None:
+            out[t.id] = value
+    return out
+
+
+# ------------------------------------------------------------------------------------ learning curves
+
+
+def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION,
+                    max_points: int = 1000) -> Figure:
+    """Every trial's metric over its iterations, one line per trial.
+
+    Trials stopped early (TERMINATED before the highest iteration any trial reached, e.g. by ASHA) are
+    grey; failed ones red and dashed. A PBT exploit is drawn as a dotted link from the source trial's
+    point at the checkpoint's iteration to the trial's first point after it, and the trial's own line
+    breaks there (its earlier points are its life before the exploit).
+
+    Args:
+        rs: the experiment.
+        metric: default: the experiment's.
+        x: the result key on the x axis: ``training_iteration`` or ``time_total_s``.
+        max_points: per trial at most this many points are drawn (evenly spaced, the last one kept).
+    """
+    exp = _read(rs)
+    metric = resolve_metric(rs, metric)
+    max_iteration = max((t.iteration for t in rs.trials), default=0)
+    links = _lineage(exp)
+    breaks: dict[int, set[int]] = defaultdict(set)
+    for child, _source, iteration in links:
+        breaks[child].add(iteration)
+    data: list[dict[str, Any]] = []
+    colors: dict[int, str] = {}
+    for n, t in enumerate(rs.trials):
+        xs: list[Any] = []
+        ys: list[Any] = []
+        previous: int | None = None
+        for res in _thin(exp.history.get(t.id, []), max_points):
+            value = _number(res.get(metric))
+            if value is None:
+                continue
+            it = res[ITERATION]
+            if previous is not None and any(previous <= b < it for b in breaks.get(t.id, ())):
+                xs.append(None)
+                ys.append(None)  # plotly breaks the line at a gap
+            xs.append(res.get(x))
+            ys.append(value)
+            previous = it
+        stopped = t.status is TrialStatus.TERMINATED and t.iteration < max_iteration
+        color = PALETTE[n % len(PALETTE)]
+        line: dict[str, Any] = {"width": 1.5, "color": color}
+        if t.status is TrialStatus.ERROR:
+            line = {"width": 1.5, "color": ERROR_RED, "dash": "dash"}
+        elif stopped:
+            line = {"width": 1, "color": GREY}
+        colors[t.id] = line["color"]
+        data.append({
+            "type": "scatter", "mode": "lines+markers" if len(ys) == 1 else "lines", "name": t.name,
+            "x": xs, "y": ys, "line": line,
+            "hovertemplate": f"{t.name}<br>{x}=%{{x}}<br>{metric}=%{{y:.5g}}<extra></extra>",
+            "meta": {"kind": "trial", "trial_id": t.id, "status": t.status.value, "stopped": stopped},
+        })
+    for k, (child, source, iteration) in enumerate(links):
+        start = _point_at(exp.history.get(source, []), metric, x, lambda it, i=iteration: it == i)
+        end = _point_at(exp.history.get(child, []), metric, x, lambda it, i=iteration: it > i)
+        if start is None or end is None:
+            continue
+        data.append({
+            "type": "scatter", "mode": "lines", "name": "PBT exploit", "legendgroup": "lineage",
+            "showlegend": k == 0, "x": [start[0], end[0]], "y": [start[1], end[1]],
+            "line": {"dash": "dot", "width": 1.5, "color": colors.get(child, GREY)},
+            "hovertemplate": f"trial {child} took trial {source}'s checkpoint at {iteration}<extra></extra>",
+            "meta": {"kind": "lineage", "child": child, "source": source, "iteration": iteration},
+        })
+    return {"data": data, "layout": {
+        "title": {"text": f"Learning curves: {metric}"}, "xaxis": {"title": {"text": x}},
+        "yaxis": {"title": {"text": metric}}, "showlegend": len(rs.trials) <= 20, "hovermode": "closest"}}
+
+
+def _lineage(exp: _Experiment) -> list[tuple[int, int, int]]:
+    """(child, source, iteration) of every exploit: from the event log, and the trials' parent fields."""
+    links: list[tuple[int, int, int]] = []
+    for _seq, _time, kind, trial_id, data in exp.events:
+        if kind == "exploit" and trial_id is not None and isinstance(data, dict):
+            source, iteration = data.get("source"), data.get("iteration")
+            if isinstance(source, int) and isinstance(iteration, int):
+                links.append((trial_id, source, iteration))
+    for t in exp.rs.trials:
+        if t.parent_id is not None and t.parent_iteration is not None:
+            links.append((t.id, t.parent_id, t.parent_iteration))
+    return list(dict.fromkeys(links))
+
+
+def _point_at(history: list[dict[str, Any]], metric: str, x: str, match: Any) -> tuple[Any, float] | None:
+    for res in history:
+        value = _number(res.get(metric))
+        if value is not None and match(res[ITERATION]):
+            return res.get(x), value
+    return None
+
+
+def _thin(history: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
+    if max_points < 2 or len(history) <= max_points:
+        return history
+    step = (len(history) - 1) / (max_points - 1)
+    return [history[round(i * step)] for i in range(max_points)]
+
+
+# ------------------------------------------------------------------------------------------ best so far
+
+
+def best_so_far(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> Figure:
+    """The best value of the metric found so far, over wall-clock time since the experiment started,
+    with every single result as a grey point behind it."""
+    exp = _read(rs)
+    metric = resolve_metric(rs, metric)
+    mode = resolve_mode(rs, mode)
+    points = []
+    for tid, history in exp.history.items():
+        for res in history:
+            value = _number(res.get(metric))
+            stamp = _number(res.get(TIMESTAMP))
+            if value is not None and stamp is not None:
+                points.append((stamp - exp.t0, value, tid))
+    points.sort()
+    sign = 1.0 if mode == "min" else -1.0
+    best_x: list[float] = []
+    best_y: list[float] = []
+    best_text: list[str] = []
+    best: float | None = None
+    for when, value, tid in points:
+        if best is None or sign * value < sign * best:
+            best = value
+            best_x.append(when)
+            best_y.append(value)
+            best_text.append(f"trial {tid}")
+    if best_x and points:
+        best_x.append(points[-1][0])  # hold the final best to the last result
+        best_y.append(best_y[-1])
+        best_text.append(best_text[-1])
+    data = [
+        {"type": "scatter", "mode": "markers", "name": "results", "x": [p[0] for p in points],
+         "y": [p[1] for p in points], "text": [f"trial {p[2]}" for p in points],
+         "marker": {"size": 4, "color": GREY}, "meta": {"kind": "results"},
+         "hovertemplate": "%{text}<br>%{x:.1f} s<br>" + metric + "=%{y:.5g}<extra></extra>"},
+        {"type": "scatter", "mode": "lines", "name": f"best {metric} ({mode})", "x": best_x, "y": best_y,
+         "text": best_text, "line": {"shape": "hv", "width": 2, "color": PALETTE[0]},
+         "meta": {"kind": "best"}, "hovertemplate": "%{text}<br>%{x:.1f} s<br>best=%{y:.5g}<extra></extra>"},
+    ]
+    return {"data": data, "layout": {
+        "title": {"text": f"Best {metric} so far"}, "xaxis": {"title": {"text": "seconds since start"}},
+        "yaxis": {"title": {"text": metric}}, "hovermode": "closest"}}
+
+
+# -------------------------------------------------------------------------------------- grid sensitivity
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """The metric over the repeats of one grid value: ``n`` trials, their mean, spread and values."""
+
+    value: Any
+    n: int
+    mean: float
+    std: float
+    low: float
+    high: float
+
+
+def sweep_stats(values_by_x: dict[str, list[float]], order: Sequence[Any]) -> list[SweepPoint]:
+    """Mean, sample standard deviation (0 for one value), min and max per x, in ``order``; x values with
+    no finite metric are left out. Keys of ``values_by_x`` are ``_label(x)``."""
+    out = []
+    for value in order:
+        ys = values_by_x.get(_label(value), [])
+        if not ys:
+            continue
+        std = statistics.stdev(ys) if len(ys) > 1 else 0.0
+        out.append(SweepPoint(value, len(ys), statistics.fmean(ys), std, min(ys), max(ys)))
+    return out
+
+
+def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str] | None = None) -> Figure | None:
+    """For a grid sweep: the final metric against each swept parameter, mean line with a min–max band
+    over the repeats (seeds) and the other parameters' values.
+
+    One subplot per swept parameter. When other swept parameters have at most ``MAX_LINES`` combinations,
+    each combination gets its own line (its band is the spread over the repeats); otherwise they are
+    pooled into one line.
+
+    Args:
+        rs: the experiment; its stored space says which keys are ``grid`` dimensions.
+        metric: default: the experiment's.
+        repeats: grid keys (``outer/inner`` for nested ones) that are repeats rather than parameters;
+            default: those whose last part contains ``seed``.
+
+    Returns:
+        The figure, or None when the space has no grid dimension besides the repeats.
+    """
+    exp = _read(rs)
+    metric = resolve_metric(rs, metric)
+    grids = _grids(exp)
+    if repeats is None:
+        repeats = [k for k in grids if "seed" in k.rsplit("/", 1)[-1].lower()]
+    params = [k for k in grids if k not in set(repeats)]
+    if not params:
+        return None
+    finals = _metric_values(exp, metric)
+    trials = [t for t in rs.trials if t.id in finals]
+    layout, axes = _subplots(len(params), [f"{metric} vs {p}" for p in params])
+    data: list[dict[str, Any]] = []
+    legend_seen: set[str] = set()
+    for (xa, ya, xkey, ykey), param in zip(axes, params):
+        path, order = grids[param]
+        others = [q for q in params if q != param]
+        groups: dict[str, dict[str, list[float]]] = {}
+        for t in trials:
+            group = ", ".join(f"{q}={_label(_get(t.config, grids[q][0]))}" for q in others)
+            groups.setdefault(group, {}).setdefault(_label(_get(t.config, path)), []).append(finals[t.id])
+        if len(groups) > MAX_LINES:
+            pooled: dict[str, list[float]] = {}
+            for by_x in groups.values():
+                for label, ys in by_x.items():
+                    pooled.setdefault(label, []).extend(ys)
+            groups = {"": pooled}
+        numeric = all(_number(v) is not None for v in order)
+        for g, (group, by_x) in enumerate(sorted(groups.items())):
+            stats = sweep_stats(by_x, order)
+            xs = [p.value if numeric else _label(p.value) for p in stats]
+            color = PALETTE[g % len(PALETTE)]
+            name = group or metric
+            common = {"xaxis": xa, "yaxis": ya, "legendgroup": name, "hoverinfo": "skip", "showlegend": False}
+            data.append({"type": "scatter", "mode": "lines", "x": xs, "y": [p.low for p in stats],
+                         "line": {"width": 0, "color": color}, "name": f"{name} min",
+                         "meta": {"kind": "band_low", "param": param, "group": group}, **common})
+            data.append({"type": "scatter", "mode": "lines", "x": xs, "y": [p.high for p in stats],
+                         "fill": "tonexty", "fillcolor": _transparent(color), "line": {"width": 0, "color": color},
+                         "name": f"{name} max", "meta": {"kind": "band_high", "param": param, "group": group},
+                         **common})
+            data.append({
+                "type": "scatter", "mode": "lines+markers", "x": xs, "y": [p.mean for p in stats],
+                "name": name, "legendgroup": name, "showlegend": bool(group) and name not in legend_seen,
+                "xaxis": xa, "yaxis": ya, "line": {"color": color, "width": 2},
+                "customdata": [[p.n, p.std, p.low, p.high] for p in stats],
+                "hovertemplate": (f"{param}=%{{x}}<br>mean {metric}=%{{y:.5g}}<br>n=%{{customdata[0]}} "
+                                  "std=%{customdata[1]:.3g}<br>min=%{customdata[2]:.5g} "
+                                  "max=%{customdata[3]:.5g}<extra>" + (group or "") + "</extra>"),
+                "meta": {"kind": "mean", "param": param, "group": group,
+                         "n": [p.n for p in stats], "std": [p.std for p in stats]},
+            })
+            legend_seen.add(name)
+        axis: dict[str, Any] = {"title": {"text": param}}
+        if numeric:
+            numbers_ = [float(v) for v in order]
+            if min(numbers_) > 0 and max(numbers_) / min(numbers_) >= 100:
+                axis["type"] = "log"
+        else:
+            axis["type"] = "category"
+            axis["categoryarray"] = [_label(v) for v in order]
+        layout[xkey].update(axis)
+        layout[ykey].update({"title": {"text": metric}})
+    layout["title"] = {"text": f"Parameter sensitivity: {metric} (mean, band: min–max over repeats)"}
+    return {"data": data, "layout": layout}
+
+
+def _grids(exp: _Experiment) -> dict[str, tuple[tuple[str, ...], list[Any]]]:
+    """Flattened name -> (key path, values) of each grid dimension of the stored space."""
+    if exp.space is None:
+        return {}
+    from tunesmith.space import Grid, domains
+
+    return {"/".join(path): (path, list(d.values)) for path, d in domains(exp.space) if isinstance(d, Grid)}
+
+
+def _get(config: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = config
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _label(value: Any) -> str:
+    """A stable text for a value (grid values may be numbers, strings, lists or dicts)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1 and 1.0 are the same grid value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _transparent(hex_color: str, alpha: float = 0.2) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def _subplots(n: int, titles: list[str], cols: int = 3) -> tuple[dict[str, Any], list[tuple[str, str, str, str]]]:
+    """A layout with ``n`` axis pairs on a grid; returns it and per subplot (xref, yref, x key, y key)."""
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    gap_x, gap_y = 0.08, 0.14
+    width = (1 - gap_x * (cols - 1)) / cols
+    height = (1 - gap_y * (rows - 1)) / rows
+    layout: dict[str, Any] = {"height": max(380, 320 * rows), "annotations": [], "hovermode": "closest"}
+    axes = []
+    for i in range(n):
+        row, col = divmod(i, cols)
+        suffix = "" if i == 0 else str(i + 1)
+        x0 = col * (width + gap_x)
+        y1 = 1 - row * (height + gap_y)
+        layout[f"xaxis{suffix}"] = {"domain": [x0, x0 + width], "anchor": f"y{suffix}"}
+        layout[f"yaxis{suffix}"] = {"domain": [y1 - height, y1], "anchor": f"x{suffix}"}
+        layout["annotations"].append({"text": titles[i], "showarrow": False, "xref": "paper", "yref": "paper",
+                                      "x": x0 + width / 2, "y": y1, "yanchor": "bottom", "xanchor": "center"})
+        axes.append((f"x{suffix}", f"y{suffix}", f"xaxis{suffix}", f"yaxis{suffix}"))
+    return layout, axes
+
+
+# ----------------------------------------------------------------------- parameters: scatter and parallel
+
+
+def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]:
+    """Flattened config keys whose value differs between the given trials -> values in trial order."""
+    from tunesmith.space import flatten
+
+    by_id = {t.id: t for t in exp.rs.trials}
+    flat = [flatten(by_id[i].config) for i in trial_ids]
+    keys = list(dict.fromkeys(k for cfg in flat for k in cfg))
+    out = {}
+    for key in keys:
+        values = [cfg.get(key) for cfg in flat]
+        if len({_label(v) for v in values}) > 1:
+            out[key] = values
+    return out
+
+
+def _log_axis(exp: _Experiment, key: str, values: list[Any]) -> bool:
+    """Log scale for log-uniform domains; for choices, grids and constants, when the values are positive
+    numbers spanning two decades or more."""
+    if exp.space is not None:
+        from tunesmith.space import Choice, Grid, LogRandInt, LogUniform, QLogUniform, domains
+
+        for path, domain in domains(exp.space):
+            if "/".join(path) != key:
+                continue
+            if isinstance(domain, (LogUniform, QLogUniform, LogRandInt)):
+                return True
+            if not isinstance(domain, (Choice, Grid)):
+                return False  # a linear domain stays linear, whatever its span
+    numbers_ = [_number(v) for v in values]
+    if not numbers_ or any(v is None or v <= 0 for v in numbers_):
+        return False
+    positive = [v for v in numbers_ if v is not None]
+    return max(positive) / min(positive) >= 100
+
+
+def scatter(rs: ResultSet, metric: str | None = None) -> Figure | None:
+    """The final metric against each parameter that varies between trials, one subplot per parameter.
+
+    Returns:
+        The figure, or None when no parameter varies or no trial reported the metric.
+    """
+    exp = _read(rs)
+    metric = resolve_metric(rs, metric)
+    finals = _metric_values(exp, metric)
+    ids = sorted(finals)
+    varying = _varying(exp, ids)
+    if not varying:
+        return None
+    names = [f"trial_{i:05d}" for i in ids]
+    layout, axes = _subplots(len(varying), [f"{metric} vs {k}" for k in varying])
+    data = []
+    for (xa, ya, xkey, ykey), (key, values) in zip(axes, varying.items()):
+        numeric = all(_number(v) is not None for v in values)
+        xs = values if numeric else [_label(v) for v in values]
+        data.append({"type": "scatter", "mode": "markers", "x": xs, "y": [finals[i] for i in ids],
+                     "text": names, "xaxis": xa, "yaxis": ya, "name": key, "showlegend": False,
+                     "marker": {"size": 7, "color": PALETTE[0], "opacity": 0.75},
+                     "hovertemplate": f"%{{text}}<br>{key}=%{{x}}<br>{metric}=%{{y:.5g}}<extra></extra>",
+                     "meta": {"kind": "scatter", "param": key, "trial_ids": ids}})
+        axis: dict[str, Any] = {"title": {"text": key}}
+        if not numeric:
+            axis["type"] = "category"
+        elif _log_axis(exp, key, values):
+            axis["type"] = "log"
+        layout[xkey].update(axis)
+        layout[ykey].update({"title": {"text": metric}})
+    layout["title"] = {"text": f"{metric} against each parameter"}
+    return {"data": data, "layout": layout}
+
+
+def parallel_coordinates(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> Figure | None:
+    """One line per trial through an axis per varying parameter and a last axis for the final metric,
+    coloured by the metric (the best trials darkest). Text and other non-numeric parameters are
+    categorical axes; log-scaled ones are shown as ``log10(key)``.
+
+    Returns:
+        The figure, or None when no trial reported the metric.
+    """
+    exp = _read(rs)
+    metric = resolve_metric(rs, metric)
+    finals = _metric_values(exp, metric)
+    ids = sorted(finals)
+    if not ids:
+        return None
+    dimensions = []
+    for key, values in _varying(exp, ids).items():
+        numeric = all(_number(v) is not None for v in values)
+        if numeric and _log_axis(exp, key, values):
+            dimensions.append({"label": f"log10({key})", "values": [math.log10(float(v)) for v in values]})
+        elif numeric:
+            dimensions.append({"label": key, "values": [float(v) for v in values]})
+        else:
+            labels = [_label(v) for v in values]
+            cats = sorted(set(labels))
+            index = {c: i for i, c in enumerate(cats)}
+            dimensions.append({"label": key, "values": [index[c] for c in labels],
+                               "tickvals": list(range(len(cats))), "ticktext": cats})
+    ys = [finals[i] for i in ids]
+    dimensions.append({"label": metric, "values": ys})
+    try:
+        reverse = resolve_mode(rs, mode) == "max"
+    except ConfigError:
+        reverse = False
+    data = [{"type": "parcoords", "dimensions": dimensions,
+             "line": {"color": ys, "colorscale": "Viridis", "reversescale": reverse, "showscale": True,
+                      "colorbar": {"title": {"text": metric}}},
+             "meta": {"kind": "parcoords", "trial_ids": ids}}]
+    return {"data": data, "layout": {"title": {"text": f"Parallel coordinates ({metric})"},
+                                     "margin": {"l": 80, "r": 80}}}
+
+
+# ------------------------------------------------------------------------------------------ timeline
+
+
+def timeline(rs: ResultSet) -> Figure:
+    """When each trial ran: a horizontal bar per trial (Gantt), coloured by status, in seconds since the
+    experiment started.
+
+    A bar starts when the trial was created (it starts right after) and ends at its end time, or its last
+    result while it runs. A pause splits the bar: the gap lasts until its first result after the pause
+    (so a resumed segment starts a little late, by its first iteration's duration).
+    """
+    exp = _read(rs)
+    pauses: dict[int, list[float]] = defaultdict(list)
+    for _seq, when, kind, trial_id, _data in exp.events:
+        if kind == "pause" and trial_id is not None:
+            pauses[trial_id].append(when)
+    segments: list[tuple[int, str, float, float]] = []  # trial id, status, start, end (absolute)
+    for t in rs.trials:
+        rec = exp.records.get(t.id, {})
+        stamps = [s for s in (_number(r.get(TIMESTAMP)) for r in exp.history.get(t.id, [])) if s is not None]
+        start = rec.get("start_time") or rec.get("created")
+        if start is None:
+            continue
+        end = rec.get("end_time") or (max(stamps) if stamps else start)
+        begin: float | None = float(start)
+        for paused_at in sorted(pauses.get(t.id, [])):
+            if begin is not None and paused_at >= begin:
+                segments.append((t.id, t.status.value, begin, paused_at))
+            later = [s for s in stamps if s > paused_at]
+            begin = min(later) if later else None
+        if begin is not None:
+            segments.append((t.id, t.status.value, begin, max(float(end), begin)))
+    span = max((e for *_, e in segments), default=exp.t0) - exp.t0
+    tiny = max(span, 1e-3) * 0.003  # zero-length bars stay visible
+    data = []
+    for status in ("TERMINATED", "ERROR", "RUNNING", "PAUSED", "PENDING"):
+        rows = [s for s in segments if s[1] == status]
+        if not rows:
+            continue
+        data.append({
+            "type": "bar", "orientation": "h", "name": status.lower(),
+            "y": [f"trial_{tid:05d}" for tid, *_ in rows], "base": [b - exp.t0 for _, _, b, _ in rows],
+            "x": [max(e - b, tiny) for _, _, b, e in rows], "marker": {"color": STATUS_COLORS[status]},
+            "customdata": [[b - exp.t0, e - exp.t0] for _, _, b, e in rows],
+            "hovertemplate": "%{y}<br>%{customdata[0]:.2f} s – %{customdata[1]:.2f} s<extra>" + status.lower()
+                             + "</extra>",
+            "meta": {"kind": "timeline", "status": status, "trial_ids": [tid for tid, *_ in rows]},
+        })
+    names = [t.name for t in rs.trials]
+    return {"data": data, "layout": {
+        "title": {"text": "Trial timeline"}, "barmode": "overlay", "height": max(300, 40 + 18 * len(names)),
+        "xaxis": {"title": {"text": "seconds since start"}},
+        "yaxis": {"type": "category", "categoryorder": "array", "categoryarray": names, "autorange": "reversed"}}}
+
+
+# -------------------------------------------------------------------------------------------- Pareto
+
+
+def pareto_front(rs: ResultSet, metrics: Sequence[str], modes: Sequence[str]) -> Figure:
+    """Two objectives: every trial's final pair of values, the non-dominated ones highlighted and joined.
+
+    Args:
+        rs: the experiment.
+        metrics: the two metric names (x, y).
+        modes: ``"min"`` or ``"max"`` for each.
+
+    Raises:
+        ConfigError: not two metrics and two modes, or a bad mode.
+    """
+    if len(metrics) != 2 or len(modes) != 2:
+        raise ConfigError(f"pareto_front needs two metrics and two modes, got {list(metrics)} and {list(modes)}")
+    exp = _read(rs)
+    a = _metric_values(exp, metrics[0])
+    b = _metric_values(exp, metrics[1])
+    ids = sorted(set(a) & set(b))
+    points = [(a[i], b[i]) for i in ids]
+    front = [ids[k] for k in non_dominated(points, modes)]
+    front_pts = sorted((a[i], b[i], i) for i in front)
+    names = [f"trial_{i:05d}" for i in ids]
+    hover = f"%{{text}}<br>{metrics[0]}=%{{x:.5g}}<br>{metrics[1]}=%{{y:.5g}}<extra></extra>"
+    data = [
+        {"type": "scatter", "mode": "markers", "name": "trials", "x": [p[0] for p in points],
+         "y": [p[1] for p in points], "text": names, "marker": {"color": GREY, "size": 7},
+         "hovertemplate": hover, "meta": {"kind": "trials", "trial_ids": ids}},
+        {"type": "scatter", "mode": "lines+markers", "name": "Pareto front", "x": [p[0] for p in front_pts],
+         "y": [p[1] for p in front_pts], "text": [f"trial_{p[2]:05d}" for p in front_pts],
+         "marker": {"color": PALETTE[1], "size": 9}, "line": {"color": PALETTE[1]},
+         "hovertemplate": hover, "meta": {"kind": "front", "trial_ids": [p[2] for p in front_pts]}},
+    ]
+    return {"data": data, "layout": {
+        "title": {"text": f"Pareto front: {metrics[0]} ({modes[0]}) vs {metrics[1]} ({modes[1]})"},
+        "xaxis": {"title": {"text": metrics[0]}}, "yaxis": {"title": {"text": metrics[1]}},
+        "hovermode": "closest"}}

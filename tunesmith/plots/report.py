@@ -1,0 +1,131 @@
+"""The experiment report: every plot that applies, in one self-contained HTML file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith.analysis import ResultSet, load
+from tunesmith.plots import data as plot_data
+from tunesmith.plots.render import Panel, write_html
+
+log = logging.getLogger("tunesmith")
+
+
+def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = None,
+                 pareto: Sequence[tuple[str, str]] | None = None) -> tuple[list[Panel], list[str]]:
+    """The report's plots, and a note for each plot left out (and why).
+
+    Args:
+        rs: the experiment.
+        metric, mode: what to plot; default: the experiment's.
+        pareto: two ``(metric, mode)`` pairs for a Pareto-front plot; default: the experiment's metrics
+            when it has two.
+    """
+    panels: list[Panel] = []
+    notes: list[str] = []
+    if not rs.trials:
+        return panels, ["the experiment has no trials yet"]
+    try:
+        metric = plot_data.resolve_metric(rs, metric)
+    except ConfigError as exc:
+        return panels, [str(exc)]
+    try:
+        mode = plot_data.resolve_mode(rs, mode)
+    except ConfigError:
+        mode = None
+
+    def add(title: str, description: str, absent: str, make: Any, *args: Any) -> None:
+        try:
+            figure = make(*args)
+        except ConfigError as exc:
+            notes.append(f"{title}: left out ({exc})")
+            return
+        if figure is None:
+            notes.append(f"{title}: left out ({absent})")
+        else:
+            panels.append(Panel(title, figure, description))
+
+    add("Learning curves", "One line per trial. Grey: stopped early; red dashed: failed; dotted: PBT exploit.",
+        "", plot_data.learning_curves, rs, metric)
+    if mode is not None:
+        add("Best so far", "The best result found so far over wall-clock time; grey points: every result.",
+            "", plot_data.best_so_far, rs, metric, mode)
+    else:
+        notes.append("Best so far: left out (no mode: pass mode 'min' or 'max')")
+    add("Parameter sensitivity", "Final metric per grid value: mean line, band from min to max over repeats.",
+        "no grid dimension besides seeds in the search space", plot_data.sensitivity, rs, metric)
+    add("Parallel coordinates", "One line per trial, coloured by the final metric.",
+        "no trial reported the metric", plot_data.parallel_coordinates, rs, metric, mode)
+    add("Metric against each parameter", "Final metric of each trial against each parameter that varies.",
+        "no parameter varies between trials", plot_data.scatter, rs, metric)
+    add("Trial timeline", "When each trial ran, coloured by its status.", "", plot_data.timeline, rs)
+    pairs = list(pareto) if pareto else _spec_objectives(rs)
+    if pairs:
+        if len(pairs) != 2:
+            raise ConfigError(f"pareto: expected two (metric, mode) pairs, got {pairs!r}")
+        add("Pareto front", "Final values of two metrics; the non-dominated trials are joined.", "",
+            plot_data.pareto_front, rs, [p[0] for p in pairs], [p[1] for p in pairs])
+    return panels, notes
+
+
+def _spec_objectives(rs: ResultSet) -> list[tuple[str, str]]:
+    spec = rs.meta.get("spec", {})
+    metrics, modes = spec.get("metric"), spec.get("mode")
+    if isinstance(metrics, list) and isinstance(modes, list) and len(metrics) == 2 == len(modes):
+        return list(zip(metrics, modes))
+    return []
+
+
+def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> list[tuple[str, str]]:
+    """The facts shown at the top of a report: experiment, status, trials, best."""
+    counts = Counter(t.status.value.lower() for t in rs.trials)
+    facts = [("experiment", rs.name), ("folder", rs.path), ("status", rs.status),
+             ("trials", f"{len(rs.trials)} (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")")]
+    metric = metric or rs.metric
+    mode = mode or rs.mode
+    if metric and mode in ("min", "max"):
+        facts.append(("metric", f"{metric} ({mode})"))
+        try:
+            best = rs.get_best(metric, mode)
+        except ConfigError:
+            best = None
+        if best is not None:
+            facts.append(("best trial", f"{best.name}: {metric}={best.metrics.get(metric)!r}"))
+            facts.append(("best config", json.dumps(best.config, sort_keys=True, default=str)))
+    created = rs.meta.get("created")
+    if isinstance(created, (int, float)):
+        facts.append(("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))))
+    return facts
+
+
+def write_report(result_set: ResultSet | str, path: str, *, metric: str | None = None,
+                 mode: str | None = None, pareto: Sequence[tuple[str, str]] | None = None,
+                 title: str | None = None) -> list[str]:
+    """Write every plot that applies to the experiment into one HTML file that works offline.
+
+    Args:
+        result_set: the experiment: a ``ResultSet``, or a name or folder as for ``tunesmith.load``.
+        path: the HTML file to write.
+        metric, mode: what to plot; default: the experiment's.
+        pareto: two ``(metric, mode)`` pairs for a Pareto-front plot, e.g.
+            ``[("loss", "min"), ("latency", "min")]``.
+        title: the page title; default: ``tunesmith report: <experiment>``.
+
+    Returns:
+        The titles of the plots written, in page order (plots that do not apply are listed as notes on
+        the page instead).
+
+    Raises:
+        ConfigError: no such experiment, or a bad ``pareto``.
+    """
+    rs = load(result_set) if isinstance(result_set, str) else result_set
+    panels, notes = build_panels(rs, metric, mode, pareto)
+    write_html(path, title or f"tunesmith report: {rs.name}", panels, summary(rs, metric, mode), notes)
+    log.info("report of %s written to %s (%d plots)", rs.name, path, len(panels))
+    return [p.title for p in panels]

@@ -1,0 +1,145 @@
+"""``Repeat``: every config run ``n`` times with different seeds; the searcher learns from the average."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+
+__all__ = ["Repeat"]
+
+SEED_KEY = "seed"
+REPEAT_KEY = "repeat_index"
+
+
+class Repeat(Searcher):
+    """Runs each config of the wrapped searcher ``n`` times, to average out noisy training.
+
+    The ``n`` trials of a config differ only in one key: ``config["seed"] = i`` for the ``i``-th repeat
+    (``0 .. n-1``), so the training function can seed itself from it. When the space already has a
+    top-level ``"seed"`` key, that key is left as the wrapped searcher chose it and the repeat index
+    goes to ``config["repeat_index"]`` instead.
+
+    The wrapped searcher sees one trial per config (its own trial ids ``0, 1, 2, ...``): once all ``n``
+    repeats have ended it observes, once and ``final=True``, the average of their final results (every
+    numeric key averaged over the repeats where it is a number, NaN left out; other keys from the
+    first repeat; ``{}`` when no repeat reported anything). Intermediate results are not passed on (``n``
+    trials report the same iterations, which a model of learning curves would count ``n`` times).
+
+    The experiment runs ``n`` times as many trials as the wrapped searcher suggests: raise
+    ``num_samples`` accordingly, or pass ``num_samples=-1`` with a time budget.
+
+    Args:
+        searcher: the searcher to wrap.
+        n: repeats per config (an int >= 1).
+    """
+
+    def __init__(self, searcher: Searcher, n: int) -> None:
+        self.searcher = searcher
+        self.n = n
+        self._key = SEED_KEY
+        self._group = -1  # the wrapped searcher's trial id of the current config
+        self._base: dict[str, Any] = {}
+        self._next_repeat = 0  # the repeat index to hand out next within the current group
+        self._done = False
+        self._group_of: dict[int, tuple[int, int]] = {}  # trial id -> (group, repeat index)
+        self._finals: dict[int, dict[int, dict[str, Any]]] = {}  # group -> repeat index -> final result
+
+    def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
+              num_samples: int) -> None:
+        """Validate ``searcher`` and ``n``, then set up the wrapped searcher.
+
+        Raises:
+            ConfigError: naming ``searcher`` or ``n``; or what the wrapped searcher raises.
+        """
+        super().setup(space, metric, mode, num_samples)
+        if not isinstance(self.searcher, Searcher):
+            raise ConfigError(f"searcher: expected a tunesmith searcher to wrap; got {self.searcher!r}")
+        if isinstance(self.n, bool) or not isinstance(self.n, numbers.Integral) or self.n < 1:
+            raise ConfigError(f"n: expected an int >= 1 (repeats per config); got {self.n!r}")
+        self._key = REPEAT_KEY if isinstance(space, dict) and SEED_KEY in space else SEED_KEY
+        self._group, self._base, self._next_repeat, self._done = -1, {}, int(self.n), False
+        self._group_of, self._finals = {}, {}
+        self.searcher.setup(space, metric, mode, num_samples)
+
+    def suggest(self, trial_id: int) -> dict[str, Any] | None | _Finished:
+        """The current config with the next repeat index, or the wrapped searcher's next config."""
+        if self._next_repeat >= self.n:
+            if self._done:
+                return FINISHED
+            config = self.searcher.suggest(self._group + 1)
+            if config is FINISHED:
+                self._done = True
+                return FINISHED
+            if not isinstance(config, dict):
+                return None
+            self._start_group(config)
+        return self._hand_out(trial_id)
+
+    def restore_suggestion(self, trial_id: int, config: dict[str, Any]) -> None:
+        """Replay: a repeat index 0 replays a new config to the wrapped searcher (without the index key)."""
+        if self._next_repeat >= self.n:
+            base = {k: v for k, v in config.items() if k != self._key}
+            self.searcher.restore_suggestion(self._group + 1, base)
+            self._start_group(base)
+        self._hand_out(trial_id)
+
+    def observe(self, trial_id: int, result: dict[str, Any], final: bool) -> None:
+        """Collect final results; when a config's ``n`` repeats have ended, the wrapped searcher observes
+        their average."""
+        if not final or trial_id not in self._group_of:
+            return
+        group, index = self._group_of.pop(trial_id)
+        finals = self._finals.setdefault(group, {})
+        finals[index] = result
+        if len(finals) == self.n:
+            del self._finals[group]
+            self.searcher.observe(group, average([finals[i] for i in sorted(finals)]), True)
+
+    def _start_group(self, config: dict[str, Any]) -> None:
+        self._group += 1
+        self._base = config
+        self._next_repeat = 0
+
+    def _hand_out(self, trial_id: int) -> dict[str, Any]:
+        config = _copy(self._base)
+        config[self._key] = self._next_repeat
+        self._group_of[trial_id] = (self._group, self._next_repeat)
+        self._next_repeat += 1
+        return config
+
+
+def average(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of each numeric key over the results where it is a number other than NaN (NaN where it
+    never is; an infinity makes the mean infinite); other keys from the first result that has them.
+
+    Args:
+        results: final results (``{}`` for a trial that reported nothing).
+
+    Returns:
+        One result; ``{}`` when every result is empty.
+    """
+    out: dict[str, Any] = {}
+    sums: dict[str, list[float]] = {}
+    for result in results:
+        for key, value in result.items():
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                bucket = sums.setdefault(key, [])
+                if not math.isnan(value):
+                    bucket.append(float(value))
+            else:
+                out.setdefault(key, value)
+    for key, values in sums.items():
+        out[key] = math.fsum(values) / len(values) if values else math.nan
+    return out
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
