@@ -32,7 +32,8 @@ class Controller:
     def __init__(self, *, name: str, exp_dir: str, fn: Any, searcher: Searcher, scheduler: Scheduler,
                  executor: Executor, store: Store, metric: str | None, mode: str | None, num_samples: int,
                  stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
-                 resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True) -> None:
+                 resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
+                 max_failures: int = 0) -> None:
         self.name = name
         self.exp_dir = exp_dir
         self.fn = fn
@@ -49,6 +50,7 @@ class Controller:
         self.resources = resources
         self.callbacks = callbacks
         self.strict_metric = strict_metric
+        self.max_failures = max_failures
 
         self.trials: dict[int, TrialView] = {}
         self.total_resources: dict[str, float] = {}
@@ -56,7 +58,7 @@ class Controller:
         self.num_results = 0
         self._sign = -1.0 if mode == "max" else 1.0  # compare sign*value: smaller is better
         self._next_id = 1
-        self._start = time.monotonic()
+        self._start = executor.clock()
         self._searcher_done = False
         self._stopping = False  # time budget reached or interrupted: start nothing new
         self._running: set[int] = set()
@@ -68,12 +70,13 @@ class Controller:
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
         self._fatal: BaseException | None = None
+        self._chosen: int | None = None
         self.info = ExperimentInfo(self)
         self.view = SchedulerView(self.trials, 0.0, {}, time_budget_s)
 
     # -- public -------------------------------------------------------------------------------------
     def elapsed(self) -> float:
-        return time.monotonic() - self._start
+        return self.executor.clock() - self._start
 
     def resources_in_use(self) -> dict[str, float]:
         used: dict[str, float] = {}
@@ -106,6 +109,67 @@ class Controller:
             raise self._fatal
         self._set_status("finished")
 
+    # -- resume -------------------------------------------------------------------------------------
+    def replay(self, restart_errored: str | None = None) -> None:
+        """Rebuild state from the store after a crash: searcher and scheduler see every stored suggestion
+        and result again; unfinished trials restart from their latest good checkpoint.
+
+        Args:
+            restart_errored: None keeps ERROR trials as they are; "restart" runs them again from scratch;
+                "resume" continues them from their latest checkpoint.
+        """
+        from tunesmith.checkpoint import CheckpointError, verify
+        from tunesmith.store.sqlite import result_dict
+
+        records = self.store.trials()
+        restarts: list[TrialView] = []
+        for rec in records:
+            trial = TrialView(id=rec["id"], config=rec["config"], status=TrialStatus(rec["status"]),
+                              resources=rec["resources"] or dict(self.resources), parent_id=rec["parent_id"],
+                              parent_iteration=rec["parent_iteration"], num_failures=rec["num_failures"],
+                              error=rec["error"], start_time=rec["start_time"], end_time=rec["end_time"])
+            self.trials[trial.id] = trial
+            self._next_id = max(self._next_id, trial.id + 1)
+            self.searcher.restore_suggestion(trial.id, trial.config)
+            self.scheduler.on_trial_add(trial, self.view)
+            rows = self.store.results(trial.id)
+            last = None
+            for row in rows:
+                metrics = result_dict(row)
+                last = Result(trial.id, row[1], metrics)
+                self.searcher.observe(trial.id, metrics, False)
+                self.scheduler.on_result(trial, last, self.view)  # rebuilds rungs; the decision is past
+                trial.iteration, trial.last_result = row[1], last
+                self.num_results += 1
+                value = metrics.get(self.metric) if isinstance(self.metric, str) else None
+                if isinstance(value, (int, float)) and not math.isnan(value):
+                    self._metric_seen.add(trial.id)
+                    if self.best_so_far is None or self._sign * value < self._sign * self.best_so_far[1]:
+                        self.best_so_far = (trial.id, value)
+            # the latest checkpoint that passes its checksum; a damaged one is skipped for the one before
+            for it, path in reversed(self.store.checkpoints(trial.id)):
+                try:
+                    verify(path)
+                except CheckpointError as e:
+                    log.warning("%s: skipping damaged checkpoint at iteration %d: %s", trial.name, it, e)
+                    continue
+                trial.checkpoint_path, trial.checkpoint_iteration = path, it
+                self._ckpt_time[trial.id] = next((r[2] for r in rows if r[1] == it), 0.0)
+                break
+            errored = trial.status is TrialStatus.ERROR
+            if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
+                self.scheduler.on_complete(trial, last, self.view)
+                self.searcher.observe(trial.id, last.metrics if last else {}, True)
+                continue
+            if errored and restart_errored == "restart":
+                trial.checkpoint_path, trial.checkpoint_iteration = None, 0
+            restarts.append(trial)
+        for trial in restarts:
+            trial.status = TrialStatus.PENDING
+            trial.error = None
+            self._pending_launch.append(self._restart_launch(trial))
+        log.info("resuming %s: %d trials stored, %d to restart", self.name, len(records), len(restarts))
+
     # -- loop ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
@@ -132,11 +196,16 @@ class Controller:
         self._close_paused()
 
     def _resumable(self) -> int | None:
+        """The paused trial the scheduler wants resumed next (asked once; kept until it is launched)."""
+        if self._chosen is not None and self._chosen in self._paused:
+            return self._chosen
+        self._chosen = None
         if not self._paused:
             return None
         self.view.now = self.elapsed()
         tid = self.scheduler.choose_trial_to_run(self.view)
-        return tid if tid in self._paused else None
+        self._chosen = tid if tid in self._paused else None
+        return self._chosen
 
     def _capacity_left(self) -> bool:
         limit = self.max_concurrent
@@ -165,13 +234,15 @@ class Controller:
             return self._pending_launch.pop(0)
         tid = self._resumable()
         if tid is not None:
+            self._chosen = None
             return self._restart_launch(self.trials[tid])
-        if self._searcher_done:
+        if self._searcher_done or not self.scheduler.accepting_new_trials(self.view):
             return None
         trial_id = self._next_id
         config = self.searcher.suggest(trial_id)
         if config is FINISHED:
             self._searcher_done = True
+            self.scheduler.on_no_more_trials(self.view)
             return None
         if config is None:
             return None
@@ -257,9 +328,26 @@ class Controller:
             for trial, status, tb in done:
                 self._complete(db, trial, status, tb)
         # 2. then decide
+        self.view.now = self.elapsed()
         for trial, results, waiting in parsed:
             self._on_results(trial, results, waiting)
         for trial, _status, _tb in done:
+            self._after_complete(trial)
+        if self._paused:
+            self._terminate_paused(self.scheduler.trials_to_stop(self.view))
+
+    def _terminate_paused(self, trial_ids: list[int]) -> None:
+        ended = [self.trials[tid] for tid in trial_ids if tid in self._paused]
+        if not ended:
+            return
+        now = time.time()
+        with self.store.transaction() as db:
+            for trial in ended:
+                self._paused.discard(trial.id)
+                trial.status = TrialStatus.TERMINATED
+                trial.end_time = now
+                self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now)
+        for trial in ended:
             self._after_complete(trial)
 
     def _on_results(self, trial: TrialView, results: list[Result], waiting: bool) -> None:
@@ -312,14 +400,25 @@ class Controller:
         self._running.discard(trial.id)
         action = self._actions.pop(trial.id, None)
         now = time.time()
-        if status == "error":
-            trial.status = TrialStatus.ERROR
+        if status == "error" and not isinstance(action, (Stop, Pause)):
             trial.error = tb
             trial.num_failures += 1
+            self.store.log_event(db, "error", trial.id, {"traceback": tb, "iteration": trial.iteration,
+                                                         "failure": trial.num_failures})
+            if (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping:
+                # retry from its latest checkpoint (from scratch if it has none)
+                trial.status = TrialStatus.PENDING
+                self.store.update_trial(db, trial.id, status=trial.status.value, error=tb,
+                                        num_failures=trial.num_failures)
+                self._pending_launch.append(self._restart_launch(trial))
+                log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,
+                            trial.num_failures, "unlimited" if self.max_failures < 0 else self.max_failures,
+                            trial.iteration)
+                return
+            trial.status = TrialStatus.ERROR
             trial.end_time = now
             self.store.update_trial(db, trial.id, status=trial.status.value, error=tb,
                                     num_failures=trial.num_failures, end_time=now)
-            self.store.log_event(db, "error", trial.id, {"traceback": tb})
             return
         if isinstance(action, Pause):
             trial.status = TrialStatus.PAUSED

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
 import os
 import re
+import signal
+import threading
 import time
 from typing import Any
 
@@ -74,6 +77,10 @@ def run(
     callbacks: list[Callback] | None = None,
     strict_metric_checking: bool = True,
     raise_on_failed_trial: bool = False,
+    max_failures: int = 0,
+    trial_timeout_s: float | None = None,
+    resume: bool = False,
+    restart_errored: str | None = None,
 ) -> ResultSet:
     """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
 
@@ -102,6 +109,15 @@ def run(
         callbacks: extra :class:`Callback` objects.
         strict_metric_checking: fail the experiment when a trial's first result lacks ``metric``.
         raise_on_failed_trial: raise :class:`TrialError` at the end if any trial ended in ERROR.
+        max_failures: restarts allowed per trial (0 default, -1 forever) when its function raises, its worker
+            dies, or it goes silent for ``trial_timeout_s``; it restarts from its latest checkpoint.
+        trial_timeout_s: declare a trial dead when its worker sends nothing, not even its heartbeat (one a
+            second, also while the trial computes), for this long. A slow but alive trial is never killed.
+        resume: continue the experiment ``name`` after a crash or an interruption: finished trials are not
+            run again, unfinished ones restart from their latest good checkpoint, the searcher and scheduler
+            continue from their replayed state. Pass the same ``fn`` and ``space``.
+        restart_errored: on resume, ``"restart"`` runs ERROR trials again from scratch, ``"resume"``
+            continues them from their latest checkpoint; ``None`` leaves them as they are.
 
     Returns:
         A :class:`ResultSet`: ``.best``, ``.trials``, ``.errors``, ``.history(id)``, ``.dataframe()``.
@@ -128,6 +144,13 @@ def run(
         raise ConfigError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < -1:
+        raise ConfigError(f"max_failures must be an integer >= 0, or -1 for no limit, got {max_failures!r}")
+    _positive("trial_timeout_s", trial_timeout_s)
+    if restart_errored not in (None, "restart", "resume"):
+        raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
+    if resume and name is None:
+        raise ConfigError("resume=True needs the name of the experiment to resume")
     per_trial = normalize(resources)
     stop_rules = StopRules(stop, metric, mode)
 
@@ -147,9 +170,11 @@ def run(
     if backend == "local":
         from tunesmith.executors.local import LocalExecutor
 
-        executor: Executor = LocalExecutor()
+        executor: Executor = LocalExecutor(trial_timeout_s=trial_timeout_s)
     elif isinstance(backend, Executor):
         executor = backend
+        if trial_timeout_s is not None:
+            executor.trial_timeout_s = trial_timeout_s  # type: ignore[attr-defined]
     elif backend == "ray":
         raise ConfigError("backend='ray' is not available yet in this version (planned: tunesmith[ray])")
     else:
@@ -163,13 +188,17 @@ def run(
     check_name(name)
     root = os.path.abspath(storage_path if storage_path is not None else default_storage())
     exp_dir = os.path.join(root, name)
+    if resume and not os.path.exists(os.path.join(exp_dir, STORE_FILE)):
+        raise ConfigError(f"resume=True: there is no experiment {name!r} in {root}")
     os.makedirs(exp_dir, exist_ok=True)
     lock = _acquire(exp_dir, name)  # first: a live experiment is reported as such, not as "exists"
     try:
-        if os.path.exists(os.path.join(exp_dir, STORE_FILE)):
-            raise ConfigError(f"experiment {name!r} already exists in {root}: choose another name, or remove "
-                              f"it (tunesmith rm {name})")
+        if os.path.exists(os.path.join(exp_dir, STORE_FILE)) and not resume:
+            raise ConfigError(f"experiment {name!r} already exists in {root}: resume it (resume=True), choose "
+                              f"another name, or remove it (tunesmith rm {name})")
         store = Store(os.path.join(exp_dir, STORE_FILE))
+        if resume:
+            _check_resumable(store.meta().get("spec", {}), name, metric, mode)
         spec = {
             "name": name, "metric": metric, "mode": mode, "num_samples": num_samples,
             "space": _space_json(space), "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
@@ -179,16 +208,25 @@ def run(
         with store.transaction() as db:
             store.set_meta(db, "spec", spec)
             store.set_meta(db, "status", "running")
-            store.set_meta(db, "created", time.time())
+            if not resume:
+                store.set_meta(db, "created", time.time())
+            store.log_event(db, "resume" if resume else "start", None, {"pid": os.getpid()})
         executor.setup(fn, exp_dir)
         all_callbacks: list[Callback] = [Progress(verbose=verbose)] + list(callbacks or [])
         controller = Controller(
             name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
             store=store, metric=metric, mode=mode, num_samples=num_samples, stop=stop_rules,
             time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
-            callbacks=all_callbacks, strict_metric=strict_metric_checking)
+            callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures)
+        if resume:
+            controller.replay(restart_errored)
         try:
-            controller.run()
+            with _terminate_as_interrupt():
+                controller.run()
+        except KeyboardInterrupt:
+            log.warning("experiment %s interrupted; its results are stored. Resume with: tunesmith resume %s  "
+                        "(or tunesmith.run(..., name=%r, resume=True))", name, name, name)
+            raise
         finally:
             store.close()
     finally:
@@ -198,6 +236,33 @@ def run(
         first = result.errors[0]
         raise TrialError(f"{len(result.errors)} trial(s) failed; first: {first.name}:\n{first.error}")
     return result
+
+
+def _check_resumable(stored: dict[str, Any], name: str, metric: Any, mode: Any) -> None:
+    for key, value in (("metric", metric), ("mode", mode)):
+        if stored.get(key) != value:
+            raise ConfigError(f"resume: experiment {name!r} was run with {key}={stored.get(key)!r}, not "
+                              f"{value!r}; pass the same {key}")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: trials are stopped and the store is closed cleanly."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _space_json(space: dict[str, Any]) -> Any:

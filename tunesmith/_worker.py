@@ -41,6 +41,7 @@ class _Channel:
         self.trial_id = -1
         self.stopped = False
         self.inbox: deque[tuple[Any, ...]] = deque()
+        self.last_send = time.monotonic()
         self.wake = threading.Event()
         # one poll object for the life of the worker: a stop check per report() costs one cheap syscall
         self._poller = select.poll()
@@ -97,11 +98,12 @@ class _Channel:
         if self.buf:
             self.conn.send(("r", self.trial_id, self.buf, waiting))
             self.buf = []
+            self.last_send = time.monotonic()
 
     # flusher thread --------------------------------------------------------------------------------
     def _flusher(self) -> None:
         while True:
-            woke = self.wake.wait(HEARTBEAT_S)
+            woke = self.wake.wait(HEARTBEAT_S / 2)
             if woke:
                 self.wake.clear()
                 time.sleep(COALESCE_S)
@@ -109,8 +111,9 @@ class _Channel:
                 with self.lock:
                     if self.buf:
                         self._flush_locked(waiting=False)
-                    elif not woke:
+                    elif time.monotonic() - self.last_send >= HEARTBEAT_S:
                         self.conn.send(("hb",))
+                        self.last_send = time.monotonic()
             except OSError:
                 os._exit(0)  # the driver is gone
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,11 @@ class Executor:
 
     def setup(self, fn: Any, experiment_dir: str) -> None:
         """Called once before any trial starts with the user's training function."""
+
+    def clock(self) -> float:
+        """Seconds on this executor's clock: wall time here, virtual time in the simulated executor. The
+        controller measures elapsed time, budgets and what schedulers see as ``view.now`` with it."""
+        return time.monotonic()
 
     def total_resources(self) -> dict[str, float]:
         raise NotImplementedError

@@ -53,13 +53,17 @@ class LocalExecutor(Executor):
         gpu_ids: the device ids to hand out.
         grace_period_s: how long a stopped trial has to reach its next ``report()`` before its worker is
             killed.
+        trial_timeout_s: a running trial whose worker sends nothing (no result, no heartbeat: workers send
+            one every second, also while the trial computes between reports) for this long is declared
+            dead: its worker is killed and the trial fails (and is retried per ``max_failures``).
     """
 
     def __init__(self, total_resources: dict[str, float] | None = None, gpu_ids: list[str] | None = None,
-                 grace_period_s: float = 5.0) -> None:
+                 grace_period_s: float = 5.0, trial_timeout_s: float | None = None) -> None:
         self.total_resources_arg = total_resources
         self.gpu_ids = gpu_ids
         self.grace_period_s = grace_period_s
+        self.trial_timeout_s = trial_timeout_s
         self._pool: ResourcePool | None = None
         self._workers: list[_Worker] = []
         self._by_trial: dict[int, _Worker] = {}
@@ -135,6 +139,7 @@ class LocalExecutor(Executor):
             worker.cuda = cuda
         worker.trial_id = launch.trial_id
         worker.stop_deadline = None
+        worker.last_seen = time.monotonic()
         self._by_trial[launch.trial_id] = worker
         try:
             worker.conn.send(("run", spec))
@@ -210,7 +215,20 @@ class LocalExecutor(Executor):
                 continue
             self._drain(worker, events)
         self._enforce_grace(events)
+        if self.trial_timeout_s is not None:
+            self._enforce_heartbeat(events)
         return events
+
+    def _enforce_heartbeat(self, events: list[Event]) -> None:
+        now = time.monotonic()
+        for worker in list(self._by_trial.values()):
+            silent = now - worker.last_seen
+            if silent > self.trial_timeout_s and worker.stop_deadline is None:  # type: ignore[operator]
+                tid = worker.trial_id
+                self._finish(worker)
+                self._kill(worker)
+                events.append(("done", tid, "error", f"no heartbeat from the worker for {silent:.1f}s "
+                               f"(trial_timeout_s={self.trial_timeout_s:g}): hung or stopped; worker killed"))
 
     def _drain(self, worker: _Worker, events: list[Event]) -> None:
         conn = worker.conn

@@ -462,6 +462,10 @@ def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]
 def _log_axis(exp: _Experiment, key: str, values: list[Any]) -> bool:
     """Log scale for log-uniform domains; for choices, grids and constants, when the values are positive
     numbers spanning two decades or more."""
+    numbers_ = [_number(v) for v in values]
+    positive = [v for v in numbers_ if v is not None and v > 0]
+    if not numbers_ or len(positive) < len(numbers_):
+        return False
     if exp.space is not None:
         from tunesmith.space import Choice, Grid, LogRandInt, LogUniform, QLogUniform, domains
 
@@ -472,10 +476,6 @@ def _log_axis(exp: _Experiment, key: str, values: list[Any]) -> bool:
                 return True
             if not isinstance(domain, (Choice, Grid)):
                 return False  # a linear domain stays linear, whatever its span
-    numbers_ = [_number(v) for v in values]
-    if not numbers_ or any(v is None or v <= 0 for v in numbers_):
-        return False
-    positive = [v for v in numbers_ if v is not None]
     return max(positive) / min(positive) >= 100
 
 

@@ -100,6 +100,18 @@ class Scheduler:
         """Id of a PAUSED trial to resume now, or ``None`` to let the controller start new trials."""
         return None
 
+    def trials_to_stop(self, view: SchedulerView) -> list[int]:
+        """PAUSED trials that will never resume (e.g. HyperBand rung losers); polled after each batch of
+        events. The controller terminates each and calls ``on_complete``."""
+        return []
+
+    def on_no_more_trials(self, view: SchedulerView) -> None:
+        """The searcher is exhausted: no trial will be added (lets HyperBand close an unfilled bracket)."""
+
+    def accepting_new_trials(self, view: SchedulerView) -> bool:
+        """False to keep the controller from starting new trials now (e.g. close to a deadline)."""
+        return True
+
     def to_spec(self) -> dict[str, Any]:
         return constructor_spec(self)
 

@@ -177,13 +177,13 @@ class PBT(Scheduler):
                                        low=0, low_open=True, high=0.5)
         self._resample = _check_number(name, "resample_probability", self.resample_probability,
                                        low=0, high=1)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
             raise ConfigError(f"seed: PBT expects an int or None; got {self.seed!r}")
         if not isinstance(self.hyperparam_mutations, Mapping) or not self.hyperparam_mutations:
             raise ConfigError(f"hyperparam_mutations: PBT expects a non-empty dict of key -> list, domain "
                               f"or callable; got {self.hyperparam_mutations!r}")
         self._mutations = _flatten(self.hyperparam_mutations, ())
-        self._rng = random.Random(self.seed)
+        self._rng = random.Random(None if self.seed is None else int(self.seed))
         self._trials: dict[int, _PbtTrial] = {}
 
     # -- hooks

@@ -17,7 +17,7 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith.space import Domain, KeyPath
 
-__all__ = ["check_points", "check_points_fit", "point_paths"]
+__all__ = ["check_points", "check_points_fit", "merge_fixed", "point_paths"]
 
 
 def check_points(points: Any, space: dict[str, Any]) -> list[dict[KeyPath, Any]]:
@@ -86,3 +86,17 @@ def _collect(point: dict[Any, Any], space: dict[str, Any], path: KeyPath, where:
             _collect(value, sub, (*path, key), name, fixed)
         else:
             fixed[(*path, key)] = value
+
+
+def merge_fixed(base: dict[KeyPath, Any], given: dict[KeyPath, Any]) -> dict[KeyPath, Any]:
+    """``base`` updated with ``given``, dropping ``base``'s entries below a path that ``given`` sets
+    (a point's whole value for a choice key must not be overwritten by sampled values inside it).
+
+    Args:
+        base: fixed values, e.g. decoded from a Sobol point.
+        given: a point's fixed values (from ``check_points``).
+    """
+    out = {path: value for path, value in base.items()
+           if not any(len(path) > len(g) and path[:len(g)] == g for g in given)}
+    out.update(given)
+    return out

@@ -1,0 +1,249 @@
+"""Search spaces written as YAML or JSON (``tunesmith run --space space.yaml``).
+
+The file is a mapping with the same domains as Python. A domain is a mapping with one key, the domain's
+name, holding its arguments as a list (positional) or a mapping (by name)::
+
+    lr: {loguniform: [1e-4, 1e-1]}          # ts.loguniform(1e-4, 1e-1)
+    momentum: {uniform: {low: 0.8, high: 0.99}}
+    layers: {choice: [1, 2, 3]}             # ts.choice([1, 2, 3]); options may be domains or mappings
+    seed: {grid: [0, 1, 2]}                 # ts.grid([0, 1, 2])
+    optim:                                  # nested parameters
+      name: adam                            # constants as plain values
+      betas: [0.9, 0.999]
+    odd: {const: {choice: 1}}               # a constant that would otherwise read as a domain
+
+``sample_from`` needs Python code, so it has no file form. Numbers such as ``1e-4`` are read as numbers
+(YAML 1.1 would read them as text). Every error names the file and the key path
+(``space["optim"]["lr"]``) and says what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import io
+import json
+import os
+import re
+from typing import Any
+
+import yaml
+
+from tunesmith._errors import ConfigError
+from tunesmith.space import (
+    choice,
+    grid,
+    lograndint,
+    loguniform,
+    normal,
+    qloguniform,
+    qnormal,
+    quniform,
+    randint,
+    uniform,
+    validate_space,
+)
+
+DOMAINS: dict[str, Any] = {
+    "uniform": uniform, "quniform": quniform, "loguniform": loguniform, "qloguniform": qloguniform,
+    "normal": normal, "qnormal": qnormal, "randint": randint, "lograndint": lograndint,
+    "choice": choice, "grid": grid,
+}
+CONST = "const"
+_LISTS = {"choice": "options", "grid": "values"}
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that also reads ``1e-4`` and ``1E5`` as floats (YAML 1.2 does; PyYAML's 1.1 rules need
+    a dot, so ``lr: 1e-4`` would otherwise become the string "1e-4")."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    """A mapping that names a key given twice (PyYAML would keep the last one silently)."""
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def load_space(path: str) -> dict[str, Any]:
+    """Read and check a space file (``.yaml``, ``.yml`` or ``.json``; anything else is read as YAML,
+    which JSON is a subset of).
+
+    Returns:
+        The space: a dict of domains, nested dicts and constants, already validated.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, not valid YAML/JSON, or describes a bad space; the
+            message starts with the file's path and names the key path.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the space file ({exc.strerror or exc})") from None
+    return parse_space_text(text, source=path, json_only=os.path.splitext(path)[1].lower() == ".json")
+
+
+def parse_space_text(text: str, source: str = "space", json_only: bool = False) -> dict[str, Any]:
+    """Parse the text of a space file (YAML, or JSON with ``json_only``); see :func:`load_space`."""
+    try:
+        if json_only:
+            obj = json.loads(text, object_pairs_hook=_json_pairs)
+        else:
+            stream = io.StringIO(text)
+            stream.name = source  # type: ignore[misc]  # PyYAML names it in error marks
+            obj = yaml.load(stream, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = "JSON" if json_only else "YAML"
+        raise ConfigError(f"{source}: not valid {kind}: {' '.join(str(exc).split())}") from None
+    return parse_space(obj, source)
+
+
+def parse_space(obj: Any, source: str = "space") -> dict[str, Any]:
+    """Turn the data of a space file (dicts, lists, scalars) into a validated space.
+
+    Args:
+        obj: what YAML/JSON gave.
+        source: the name errors start with (the file's path).
+
+    Raises:
+        ConfigError: naming ``source`` and the key path.
+    """
+    if obj is None:
+        raise ConfigError(f"{source}: the space is empty; expected a mapping of parameter names to domains "
+                          "or constants, e.g. lr: {loguniform: [1e-4, 1e-1]}")
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{source}: expected a mapping of parameter names to domains or constants at the "
+                          f"top level; got {_kind(obj)}")
+    try:
+        space = _mapping(obj, "space")
+        validate_space(space)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return space
+
+
+def _mapping(obj: dict[Any, Any], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}[{key!r}]: parameter names must be text; got {_kind(key)} (quote it)")
+        out[key] = _value(value, _key(where, key))
+    return out
+
+
+def _value(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        names = [k for k in value if k in DOMAINS or k == CONST]
+        if names and len(value) > 1:
+            raise ConfigError(f"{where}: a domain is a mapping with one key, its name ({names[0]!r}); got the "
+                              f"extra keys {sorted(str(k) for k in value if k != names[0])}. Put arguments "
+                              f"in it, e.g. {{loguniform: [1e-4, 1e-1, 10]}}")
+        if len(value) == 1:
+            (name, args), = value.items()
+            if name == CONST:
+                return _constant(args, f"{where}.{CONST}", literal=True)
+            if name in DOMAINS:
+                return _domain(name, args, where)
+            if name == "sample_from":
+                raise ConfigError(f"{where}: sample_from needs Python code and has no file form; pass the "
+                                  "space from Python (tunesmith.run) for it")
+            near = difflib.get_close_matches(str(name), [*DOMAINS, CONST], n=1, cutoff=0.8)
+            if near and isinstance(args, (list, dict)):
+                raise ConfigError(f"{where}: unknown domain {name!r}; did you mean {near[0]!r}? (for a nested "
+                                  f"parameter named {name!r} write {{const: {{{name}: ...}}}} or add keys)")
+        return _mapping(value, where)
+    return _constant(value, where)
+
+
+def _domain(name: str, args: Any, where: str) -> Any:
+    if name in _LISTS:
+        items = args.get(_LISTS[name]) if isinstance(args, dict) and set(args) == {_LISTS[name]} else args
+        if not isinstance(items, list):
+            raise ConfigError(f"{where}: {name} expected a list of {_LISTS[name]}, e.g. {{{name}: [1, 2, 3]}}; "
+                              f"got {_kind(args)}")
+        return DOMAINS[name]([_value(item, f"{where}.{_LISTS[name]}[{i}]") for i, item in enumerate(items)])
+    fn = DOMAINS[name]
+    params = list(inspect.signature(fn).parameters.values())
+    usage = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default}"
+                      for p in params)
+    if args is None:
+        args = []
+    if isinstance(args, list):
+        positional, named = args, {}
+    elif isinstance(args, dict):
+        positional, named = [], args
+    else:
+        raise ConfigError(f"{where}: {name} expected its arguments as a list [{usage}] or a mapping; "
+                          f"got {_kind(args)}")
+    try:
+        inspect.signature(fn).bind(*positional, **{str(k): v for k, v in named.items()})
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {name} takes [{usage}]; got {json.dumps(args, default=str)} ({exc})") from None
+    for i, arg in enumerate([*positional, *named.values()]):
+        if isinstance(arg, (dict, list)):
+            label = params[i].name if i < len(positional) else list(named)[i - len(positional)]
+            raise ConfigError(f"{where}: {name} expected {label} to be a number; got {_kind(arg)}")
+    return fn(*positional, **{str(k): v for k, v in named.items()})
+
+
+def _constant(value: Any, where: str, literal: bool = False) -> Any:
+    """A constant as JSON holds it: text, numbers, booleans, null, lists and mappings of those. Outside
+    ``const`` (``literal``), a domain in a list is a mistake: lists are not sampled."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not literal and isinstance(item, dict) and len(item) == 1 and next(iter(item)) in DOMAINS:
+                raise ConfigError(f"{where}[{i}]: domains inside a list are not sampled; give each its own "
+                                  "key (e.g. layer0: {choice: [...]}), or write {const: [...]} for a literal")
+        return [_constant(item, f"{where}[{i}]", literal) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}[{key!r}]: keys must be text; got {_kind(key)} (quote it)")
+            out[key] = _constant(item, _key(where, key), literal)
+        return out
+    hint = " (quote it to keep it as text)" if type(value).__name__ in ("date", "datetime") else ""
+    raise ConfigError(f"{where}: {_kind(value)} is not allowed; expected text, a number, true/false, null, "
+                      f"a list or a mapping{hint}")
+
+
+def _key(where: str, key: str) -> str:
+    return f"{where}[{json.dumps(key)}]"
+
+
+def _kind(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, (set, bytes)) else repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
