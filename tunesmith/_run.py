@@ -112,7 +112,7 @@ def run(
         max_failures: restarts allowed per trial (0 default, -1 forever) when its function raises, its worker
             dies, or it goes silent for ``trial_timeout_s``; it restarts from its latest checkpoint.
         trial_timeout_s: declare a trial dead when its worker sends nothing, not even its heartbeat (one a
-            second, also while the trial computes), for this long. A slow but alive trial is never killed.
+            half second, also while the trial computes), for this long (at least 2 s). A slow but alive trial is never killed.
         resume: continue the experiment ``name`` after a crash or an interruption: finished trials are not
             run again, unfinished ones restart from their latest good checkpoint, the searcher and scheduler
             continue from their replayed state. Pass the same ``fn`` and ``space``.
@@ -147,6 +147,9 @@ def run(
     if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < -1:
         raise ConfigError(f"max_failures must be an integer >= 0, or -1 for no limit, got {max_failures!r}")
     _positive("trial_timeout_s", trial_timeout_s)
+    if trial_timeout_s is not None and trial_timeout_s < 2:
+        raise ConfigError(f"trial_timeout_s must be at least 2 seconds (workers send a heartbeat every 0.5 s), "
+                          f"got {trial_timeout_s!r}")
     if restart_errored not in (None, "restart", "resume"):
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
     if resume and name is None:

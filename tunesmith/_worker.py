@@ -25,7 +25,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-HEARTBEAT_S = 1.0
+HEARTBEAT_S = 0.5
 BATCH = 1024  # results per message at most
 COALESCE_S = 0.002  # a result waits at most this long for others to share its message
 

@@ -54,7 +54,7 @@ class LocalExecutor(Executor):
         grace_period_s: how long a stopped trial has to reach its next ``report()`` before its worker is
             killed.
         trial_timeout_s: a running trial whose worker sends nothing (no result, no heartbeat: workers send
-            one every second, also while the trial computes between reports) for this long is declared
+            one every half second, also while the trial computes between reports) for this long is declared
             dead: its worker is killed and the trial fails (and is retried per ``max_failures``).
     """
 

@@ -1,0 +1,283 @@
+"""Loggers: what they write is read back with ordinary readers and compared with what trials reported."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import struct
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import tunesmith as ts
+from tunesmith._optional import require
+from tunesmith.callbacks.csv_json import CSVLogger, JSONLLogger
+from tunesmith.trial import Result, TrialStatus, TrialView
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def train(config: dict[str, Any]) -> None:
+    for i in range(1, 5):
+        metrics: dict[str, Any] = {"loss": config["x"] / i, "acc": 1 - config["x"] / i, "val/n": i,
+                                   "tag": f"it{i}"}
+        if i >= 3:
+            metrics["late"] = i * 10  # a key first seen at the third result
+        ts.report(metrics)
+    if config["x"] > 0.9:
+        raise RuntimeError("too large")
+
+
+@pytest.fixture(scope="module")
+def file_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("loggers")
+    return ts.run(train, space={"x": ts.grid([0.25, 0.5])}, metric="loss", mode="min", name="files",
+                  storage_path=str(root), verbose=0, callbacks=[CSVLogger(), JSONLLogger()])
+
+
+def test_csv_rows_equal_the_reported_results(file_run: Any) -> None:
+    assert len(file_run.trials) == 2
+    for trial in file_run.trials:
+        history = file_run.history(trial.id)
+        with open(os.path.join(trial.path, "progress.csv"), newline="") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames
+            rows = list(reader)
+        # header: the first result's keys in order, then the key that appeared later
+        assert header == ["loss", "acc", "val/n", "tag", "training_iteration", "time_total_s", "timestamp",
+                          "late"]
+        assert len(rows) == len(history) == 4
+        for row, expected in zip(rows, history):
+            assert float(row["loss"]) == expected["loss"]  # repr of a float reads back exactly
+            assert float(row["acc"]) == expected["acc"]
+            assert int(row["val/n"]) == expected["val/n"]
+            assert row["tag"] == expected["tag"]
+            assert int(row["training_iteration"]) == expected["training_iteration"]
+            assert float(row["timestamp"]) == expected["timestamp"]
+            assert row["late"] == (str(expected["late"]) if "late" in expected else "")
+
+
+def test_jsonl_lines_equal_the_reported_results(file_run: Any) -> None:
+    for trial in file_run.trials:
+        with open(os.path.join(trial.path, "result.jsonl")) as f:
+            lines = [json.loads(line) for line in f]
+        assert lines == file_run.history(trial.id)
+
+
+def test_params_json_is_the_config(file_run: Any) -> None:
+    for trial in file_run.trials:
+        with open(os.path.join(trial.path, "params.json")) as f:
+            assert json.load(f) == trial.config
+
+
+# -- direct calls: flushing, restarts, header changes ------------------------------------------------
+
+
+def _result(trial_id: int, iteration: int, **metrics: Any) -> Result:
+    return Result(trial_id, iteration, {**metrics, "training_iteration": iteration, "time_total_s": 0.1 * iteration,
+                                        "timestamp": 1000.0 + iteration})
+
+
+@pytest.fixture
+def trial_and_info(tmp_path: Any) -> tuple[TrialView, Any]:
+    info = SimpleNamespace(path=str(tmp_path), name="direct", trials={})
+    return TrialView(id=7, config={"lr": 0.1, "opt": {"name": "adam"}}, status=TrialStatus.RUNNING), info
+
+
+def test_each_batch_is_on_disk_when_the_call_returns(trial_and_info: tuple[TrialView, Any]) -> None:
+    trial, info = trial_and_info
+    loggers = [CSVLogger(), JSONLLogger()]
+    for logger in loggers:
+        logger.on_experiment_start(info)
+        logger.on_trial_start(trial)
+        logger.on_trial_results(trial, [_result(7, 1, loss=1.0), _result(7, 2, loss=0.5)])
+    folder = os.path.join(info.path, "trials", "trial_00007")
+    with open(os.path.join(folder, "progress.csv")) as f:
+        assert [r["loss"] for r in csv.DictReader(f)] == ["1.0", "0.5"]
+    with open(os.path.join(folder, "result.jsonl")) as f:
+        assert [json.loads(line)["loss"] for line in f] == [1.0, 0.5]
+    with open(os.path.join(folder, "params.json")) as f:
+        assert json.load(f) == trial.config
+
+
+def test_a_restart_replaces_later_rows_instead_of_duplicating(trial_and_info: tuple[TrialView, Any]) -> None:
+    trial, info = trial_and_info
+    csv_logger, jsonl_logger = CSVLogger(), JSONLLogger()
+    for logger in (csv_logger, jsonl_logger):
+        logger.on_experiment_start(info)
+        logger.on_trial_start(trial)
+        logger.on_trial_results(trial, [_result(7, i, loss=float(i)) for i in (1, 2, 3, 4)])
+        # resumed from its checkpoint at iteration 2: iterations 3 and 4 are reported again
+        trial.config = {"lr": 0.2, "opt": {"name": "adam"}}
+        logger.on_trial_start(trial)
+        logger.on_trial_results(trial, [_result(7, i, loss=float(-i), extra=1) for i in (3, 4, 5)])
+        trial.config = {"lr": 0.1, "opt": {"name": "adam"}}
+    folder = os.path.join(info.path, "trials", "trial_00007")
+    with open(os.path.join(folder, "progress.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["training_iteration"], r["loss"], r["extra"]) for r in rows] == [
+        ("1", "1.0", ""), ("2", "2.0", ""), ("3", "-3.0", "1"), ("4", "-4.0", "1"), ("5", "-5.0", "1")]
+    with open(os.path.join(folder, "result.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    assert [(r["training_iteration"], r["loss"]) for r in lines] == [(1, 1.0), (2, 2.0), (3, -3.0), (4, -4.0),
+                                                                   (5, -5.0)]
+    with open(os.path.join(folder, "params.json")) as f:
+        assert json.load(f)["lr"] == 0.2  # the config changed at the restart (as a PBT exploit does)
+
+
+def test_csv_rows_missing_a_key_get_an_empty_cell(trial_and_info: tuple[TrialView, Any]) -> None:
+    trial, info = trial_and_info
+    logger = CSVLogger()
+    logger.on_experiment_start(info)
+    logger.on_trial_results(trial, [_result(7, 1, a=1, b=[1, 2]), _result(7, 2, b=None)])
+    logger.on_trial_results(trial, [_result(7, 3, c="x")])
+    with open(os.path.join(info.path, "trials", "trial_00007", "progress.csv")) as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["a", "b", "training_iteration", "time_total_s", "timestamp", "c"]
+    assert [(r["a"], r["b"], r["c"]) for r in rows] == [("1", "[1, 2]", ""), ("", "", ""), ("", "", "x")]
+
+
+# -- optional dependencies ----------------------------------------------------------------------------
+
+
+def test_require_names_the_extra() -> None:
+    with pytest.raises(ImportError, match=r"pip install 'tunesmith\[report\]'"):
+        require("tunesmith_no_such_module_xyz", "report")
+    assert require("json", "none") is json
+
+
+def test_tensorboard_logger_without_tensorboardx_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Any) -> None:
+    from tunesmith.callbacks.tensorboard import TensorBoardLogger
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # makes "import tensorboardX" fail
+    with pytest.raises(ImportError, match=r"tunesmith\[tensorboard\]"):
+        TensorBoardLogger().on_experiment_start(SimpleNamespace(path=str(tmp_path), name="x", trials={}))
+
+
+# -- TensorBoard --------------------------------------------------------------------------------------
+
+
+def _records(path: str) -> list[bytes]:
+    """TFRecord framing: uint64 length, uint32 crc, data, uint32 crc."""
+    out = []
+    with open(path, "rb") as f:
+        while header := f.read(8):
+            (length,) = struct.unpack("<Q", header)
+            f.read(4)
+            out.append(f.read(length))
+            f.read(4)
+    return out
+
+
+def _read_events(run_dir: str) -> tuple[dict[str, list[tuple[int, float, float]]], dict[str, Any], list[str]]:
+    """Scalars (tag -> [(step, value, wall time)]), hparams and metric tags, with tensorboardX's protos."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    scalars: dict[str, list[tuple[int, float, float]]] = {}
+    hparams: dict[str, Any] = {}
+    metric_tags: list[str] = []
+    files = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
+    assert files, f"no event file in {run_dir}"
+    for path in files:
+        for record in _records(path):
+            event = Event.FromString(record)
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    if value.tag == "_hparams_/session_start_info":
+                        for key, hp in data.session_start_info.hparams.items():
+                            hparams[key] = getattr(hp, hp.WhichOneof("kind"))
+                    elif value.tag == "_hparams_/experiment":
+                        metric_tags = [m.name.tag for m in data.experiment.metric_infos]
+                elif value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value, event.wall_time))
+    return scalars, hparams, metric_tags
+
+
+@pytest.fixture(scope="module")
+def tb_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    pytest.importorskip("tensorboardX")
+    from tunesmith.callbacks.tensorboard import TensorBoardLogger
+
+    root = tmp_path_factory.mktemp("tb")
+    return ts.run(train, space={"x": ts.grid([0.25, 0.95]), "opt": {"name": "adam"}}, metric="loss", mode="min",
+                  name="tb", storage_path=str(root), verbose=0, callbacks=[TensorBoardLogger()])
+
+
+def test_tensorboard_scalars_and_hparams_read_back(tb_run: Any) -> None:
+    assert {t.status for t in tb_run.trials} == {TrialStatus.TERMINATED, TrialStatus.ERROR}
+    for trial in tb_run.trials:
+        history = tb_run.history(trial.id)
+        scalars, hparams, metric_tags = _read_events(os.path.join(tb_run.path, "tensorboard", trial.name))
+        for key in ("loss", "acc", "time_total_s"):
+            assert [s[0] for s in scalars[key]] == [r["training_iteration"] for r in history]
+            assert [s[1] for s in scalars[key]] == pytest.approx([r[key] for r in history], rel=1e-6)
+        assert [s[1] for s in scalars["val/n"]] == [1.0, 2.0, 3.0, 4.0]
+        assert [s[0] for s in scalars["late"]] == [3, 4]
+        assert [s[2] for s in scalars["loss"]] == pytest.approx([r["timestamp"] for r in history])
+        assert "tag" not in scalars and "training_iteration" not in scalars and "timestamp" not in scalars
+        assert hparams == {"x": pytest.approx(trial.config["x"]), "opt/name": "adam"}
+        assert set(metric_tags) == {"loss", "acc", "val/n", "late", "time_total_s"}
+
+
+def test_tensorboard_event_accumulator_reads_the_runs(tb_run: Any) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard not installed; the record reader test covers the files")
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for trial in tb_run.trials:
+        acc = event_accumulator.EventAccumulator(os.path.join(tb_run.path, "tensorboard", trial.name),
+                                                 size_guidance={event_accumulator.SCALARS: 0})
+        acc.Reload()
+        history = tb_run.history(trial.id)
+        loss = acc.Scalars("loss")
+        assert [e.step for e in loss] == [r["training_iteration"] for r in history]
+        assert [e.value for e in loss] == pytest.approx([r["loss"] for r in history], rel=1e-6)
+        content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+        assert start.hparams["x"].number_value == pytest.approx(trial.config["x"])
+        assert start.hparams["opt/name"].string_value == "adam"
+
+
+# -- MLflow -------------------------------------------------------------------------------------------
+
+
+def test_mlflow_runs_read_back_through_its_client(tmp_path: Any) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from tunesmith.callbacks.mlflow import MLflowLogger
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = MLflowLogger(tracking_uri=uri, experiment_name="tunesmith-test")
+    rs = ts.run(train, space={"x": ts.grid([0.25, 0.95]), "opt": {"name": "adam"}}, metric="loss", mode="min",
+                name="ml", storage_path=str(tmp_path / "results"), verbose=0, callbacks=[logger])
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("tunesmith-test")
+    assert experiment is not None and experiment.experiment_id == logger.experiment_id
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {t.name for t in rs.trials}
+    for trial in rs.trials:
+        run = runs[trial.name]
+        assert run.info.run_id == logger.run_id(trial.id)
+        assert run.data.params == {"x": str(trial.config["x"]), "opt/name": "adam"}
+        assert run.data.tags["tunesmith.experiment"] == "ml"
+        assert run.data.tags["tunesmith.trial_id"] == str(trial.id)
+        assert run.info.status == ("FAILED" if trial.status is TrialStatus.ERROR else "FINISHED")
+        history = rs.history(trial.id)
+        loss = sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+        assert [m.step for m in loss] == [r["training_iteration"] for r in history]
+        assert [m.value for m in loss] == [r["loss"] for r in history]
+        assert [m.timestamp for m in loss] == [int(r["timestamp"] * 1000) for r in history]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "late")] == [3, 4]
+        assert client.get_metric_history(run.info.run_id, "val/n")[-1].value == 4.0
+        assert "tag" not in run.data.metrics
+    failed = next(t for t in rs.trials if t.status is TrialStatus.ERROR)
+    assert "too large" in runs[failed.name].data.tags["tunesmith.error"]

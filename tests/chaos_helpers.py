@@ -1,0 +1,73 @@
+"""Kill the driver at random moments and resume until the experiment finishes (shared by chaos tests)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+from tunesmith.store.sqlite import STORE_FILE
+
+DRIVER = """
+    import os, sys, time
+    import tunesmith as ts
+
+    def train(config):
+        ck = ts.get_checkpoint()
+        start = ck.load() if ck else 0
+        for i in range(start, 10):
+            time.sleep(0.02)
+            ts.report({"v": round(config["x"] * 100, 6) + i + 1}, checkpoint=ts.Checkpoint.from_state(i + 1))
+
+    name, storage = sys.argv[1], sys.argv[2]
+    resume = os.path.exists(os.path.join(storage, name, "experiment.db"))
+    ts.run(train, space={"x": ts.uniform(0, 1)}, num_samples=8, max_concurrent=2, name=name, seed=0,
+           verbose=0, storage_path=storage, resume=resume)
+"""
+
+
+def _stored(db_path: str) -> dict[tuple[int, int], str]:
+    if not os.path.exists(db_path):
+        return {}
+    db = sqlite3.connect(db_path)
+    try:
+        return {(t, i): m for t, i, m in db.execute("SELECT trial_id, iteration, metrics FROM results")}
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+
+
+def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> tuple[dict, int]:
+    """Run the driver, SIGKILL it ``kills`` times at random moments, resume until it finishes."""
+    script = tmp_path / "chaos_driver.py"
+    script.write_text(textwrap.dedent(DRIVER))
+    storage = str(tmp_path / "store")
+    db_path = os.path.join(storage, name, STORE_FILE)
+    seen: dict[tuple[int, int], str] = {}
+    starts = 0
+    while True:
+        starts += 1
+        proc = subprocess.Popen([sys.executable, str(script), name, storage], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        if kills > 0:
+            try:
+                proc.wait(timeout=rng.uniform(0.15, 1.2))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills -= 1
+                now = _stored(db_path)
+                lost = {k for k in seen if k not in now or now[k] != seen[k]}
+                assert not lost, f"stored results lost or changed after a kill: {sorted(lost)[:5]}"
+                seen = now
+                continue
+        err = proc.communicate(timeout=120)[1]
+        assert proc.returncode == 0, err.decode()[-2000:]
+        return _stored(db_path), starts
+
+

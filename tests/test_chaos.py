@@ -1,0 +1,85 @@
+"""Chaos loops, bounded for CI. TUNESMITH_CHAOS_RUNS / TUNESMITH_CHAOS_CKPT_KILLS raise the counts."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+import tunesmith as ts
+from chaos_helpers import kill_and_resume
+from tunesmith import checkpoint as ck
+
+RUNS = int(os.environ.get("TUNESMITH_CHAOS_RUNS", "20"))
+CKPT_KILLS = int(os.environ.get("TUNESMITH_CHAOS_CKPT_KILLS", "50"))
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_driver_at_random_moments_and_resume(tmp_path):
+    """20 runs of 8 trials x 10 iterations, 2 concurrent, 1-3 kills each: every run finishes, no stored
+    result lost or duplicated, exactly 8 trials."""
+    rng = random.Random(20261126)
+    for run in range(RUNS):
+        final, _starts = kill_and_resume(tmp_path, f"chaos{run}", kills=rng.randint(1, 3), rng=rng)
+        assert sorted(final) == [(t, i) for t in range(1, 9) for i in range(1, 11)], f"run {run}"
+        result = ts.load(str(tmp_path / "store" / f"chaos{run}"))
+        assert result.status == "finished" and len(result.trials) == 8
+        assert all(t.iteration == 10 for t in result.trials)
+
+
+WRITER = """
+    import os, sys
+    from tunesmith import checkpoint as ck
+    folder = sys.argv[1]
+    payload = os.urandom(1 << 20)
+    i = 0
+    while True:
+        i += 1
+        ck.write(ck.Checkpoint.from_state({"i": i, "payload": payload}), folder, i)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_while_writing_checkpoints_never_leaves_a_loadable_corrupt_one(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(textwrap.dedent(WRITER))
+    rng = random.Random(7)
+    loaded = 0
+    for k in range(CKPT_KILLS):
+        folder = tmp_path / f"c{k}"
+        proc = subprocess.Popen([sys.executable, str(script), str(folder)])
+        try:
+            proc.wait(timeout=rng.uniform(0.1, 0.6))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        if not folder.exists():
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = folder / name
+            if name.startswith(".tmp"):
+                continue  # an interrupted write: never under a checkpoint's name
+            state = ck.Checkpoint(path).load()  # raises CheckpointError if damaged
+            assert state["i"] == int(name.split("_")[1])
+            loaded += 1
+    assert loaded > 0
+
+
+def test_driver_memory_stays_flat_over_2000_trivial_trials(results_dir):
+    me = psutil.Process()
+    samples: dict[int, int] = {}
+
+    class Sample(ts.Callback):
+        def on_trial_complete(self, trial):
+            if trial.id in (200, 2000):
+                samples[trial.id] = me.memory_info().rss
+
+    ts.run(lambda c: ts.report({"x": 1}), num_samples=2000, verbose=0, callbacks=[Sample()])
+    growth_mb = (samples[2000] - samples[200]) / 2**20
+    assert growth_mb < 50, f"driver grew {growth_mb:.1f} MB from trial 200 to 2000"

@@ -1,0 +1,118 @@
+"""Nothing lost: retries, heartbeats, resume after a driver crash."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+
+import tunesmith as ts
+from chaos_helpers import kill_and_resume
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def flaky(config):
+    ck = ts.get_checkpoint()
+    start = ck.load() if ck else 0
+    rng = random.Random(config["seed"] * 1000 + start + 7 * (ts.get_trial_id()))
+    for i in range(start, 10):
+        if rng.random() < 0.2:
+            raise RuntimeError(f"flaky failure at iteration {i + 1}")
+        ts.report({"i": i + 1}, checkpoint=ts.Checkpoint.from_state(i + 1))
+
+
+def test_retries_restart_from_the_last_checkpoint_and_count_failures_exactly(results_dir):
+    result = ts.run(flaky, space={"seed": ts.grid(list(range(6)))}, max_failures=3, verbose=0, name="flaky")
+    events = result._store.events()
+    for t in result.trials:
+        errors = [e for e in events if e[2] == "error" and e[3] == t.id]
+        assert t.num_failures == len(errors)
+        history = result.history(t.id)
+        # results are never duplicated and, after each restart, continue from the checkpointed iteration
+        assert [h["training_iteration"] for h in history] == list(range(1, t.iteration + 1))
+        assert all(h["i"] == h["training_iteration"] for h in history)
+        for e in errors:
+            assert "flaky failure" in e[4]["traceback"]
+        if t.num_failures <= 3:
+            assert t.status is ts.TrialStatus.TERMINATED and t.iteration == 10
+        else:
+            assert t.status is ts.TrialStatus.ERROR and t.num_failures == 4
+    assert sum(t.num_failures for t in result.trials) > 0  # the seeds above do fail sometimes
+
+
+def slow_reporter(config):
+    for i in range(3):
+        time.sleep(config["gap"])  # longer than trial_timeout_s, but the heartbeat says it is alive
+        ts.report({"i": i})
+
+
+def test_slow_but_alive_trial_is_never_declared_dead(results_dir):
+    result = ts.run(slow_reporter, space={"gap": 3.0}, trial_timeout_s=2.0, verbose=0)
+    t = result.trials[0]
+    assert t.status is ts.TrialStatus.TERMINATED and t.num_failures == 0 and t.iteration == 3
+
+
+def stops_itself(config):
+    ck = ts.get_checkpoint()
+    if ck is None:
+        ts.report({"phase": 1}, checkpoint=ts.Checkpoint.from_state(1))
+        os.kill(os.getpid(), signal.SIGSTOP)  # frozen: no results, no heartbeat
+    ts.report({"phase": 2})
+
+
+def test_stopped_worker_is_declared_dead_and_retried(results_dir):
+    t0 = time.monotonic()
+    result = ts.run(stops_itself, num_samples=1, trial_timeout_s=2.0, max_failures=1, verbose=0)
+    elapsed = time.monotonic() - t0
+    t = result.trials[0]
+    assert t.status is ts.TrialStatus.TERMINATED and t.num_failures == 1
+    assert "no heartbeat" in t.error
+    assert [h["phase"] for h in result.history(t.id)] == [1, 2]
+    assert elapsed < 2.0 + 3.0 + 5.0  # declared dead within trial_timeout_s + 3 s (plus start-up)
+
+
+def test_driver_sigkill_then_resume_loses_nothing(tmp_path):
+    final, starts = kill_and_resume(tmp_path, "crashy", kills=2, rng=random.Random(1))
+    assert starts >= 2
+    assert sorted(final) == [(t, i) for t in range(1, 9) for i in range(1, 11)]
+    result = ts.load(str(tmp_path / "store" / "crashy"))
+    assert result.status == "finished" and len(result.trials) == 8
+    assert all(t.status is ts.TrialStatus.TERMINATED and t.iteration == 10 for t in result.trials)
+    # the resumed searcher continued the same sequence: configs equal an uninterrupted run's
+    clean = ts.run(lambda c: None, space={"x": ts.uniform(0, 1)}, num_samples=8, seed=0, verbose=0)
+    assert [t.config for t in result.trials] == [t.config for t in clean.trials]
+
+
+def test_resume_refuses_unknown_or_mismatched_experiments(results_dir):
+    with pytest.raises(ts.ConfigError, match="no experiment 'nope'"):
+        ts.run(flaky, name="nope", resume=True, verbose=0)
+    ts.run(lambda c: ts.report({"loss": 1}), name="done", metric="loss", mode="min", verbose=0)
+    with pytest.raises(ts.ConfigError, match="was run with mode='min'"):
+        ts.run(lambda c: ts.report({"loss": 1}), name="done", metric="loss", mode="max", resume=True, verbose=0)
+    with pytest.raises(ts.ConfigError, match="needs the name"):
+        ts.run(flaky, resume=True, verbose=0)
+
+
+def test_resume_of_a_finished_experiment_reruns_nothing_and_can_restart_errors(results_dir):
+    calls = results_dir.parent / "calls"
+    calls.mkdir()
+
+    def train(config):
+        (calls / f"{ts.get_trial_id()}-{time.monotonic_ns()}").touch()
+        if config["x"] == 1:
+            raise ValueError("bad x")
+        ts.report({"loss": config["x"]})
+
+    ts.run(train, space={"x": ts.grid([0, 1, 2])}, name="fin", metric="loss", mode="min", verbose=0)
+    assert len(os.listdir(calls)) == 3
+    r = ts.run(train, space={"x": ts.grid([0, 1, 2])}, name="fin", metric="loss", mode="min", verbose=0,
+               resume=True)
+    assert len(os.listdir(calls)) == 3 and len(r.trials) == 3
+    r = ts.run(train, space={"x": ts.grid([0, 1, 2])}, name="fin", metric="loss", mode="min", verbose=0,
+               resume=True, restart_errored="restart")
+    assert len(os.listdir(calls)) == 4 and len(r.trials) == 3
+    assert r.trial(2).status is ts.TrialStatus.ERROR and r.trial(2).num_failures == 2

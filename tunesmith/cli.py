@@ -1,0 +1,536 @@
+"""The ``tunesmith`` command line: run, ls, show, report, resume, rm.
+
+Exit codes scripts can rely on: 0 success; 1 a trial or the experiment failed (or a confirmation was
+declined); 2 a usage or configuration error (bad option, bad space file, unknown experiment); 130
+interrupted. Errors are one line on standard error; ``tunesmith --debug ...`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Any
+
+import click
+
+from tunesmith._errors import ConfigError
+
+_DEBUG = "tunesmith.debug"
+_SCHEDULERS = {
+    "fifo": ("tunesmith.schedulers._base", "FIFO"),
+    "asha": ("tunesmith.schedulers.asha", "ASHA"),
+    "hyperband": ("tunesmith.schedulers.hyperband", "HyperBand"),
+    "median": ("tunesmith.schedulers.median", "MedianStopping"),
+}
+
+
+class _Cli(click.Group):
+    """Turns exceptions into one line on stderr and an exit code (the traceback with ``--debug``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            if ctx.meta.get(_DEBUG):
+                raise
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001 - every error reaches the user as one line and a code
+            if ctx.meta.get(_DEBUG):
+                raise
+            config = isinstance(exc, (ConfigError, ImportError))
+            hint = "" if config else " (run with --debug for the traceback)"
+            click.echo(f"error: {_one_line(exc)}{hint}", err=True)
+            ctx.exit(2 if config else 1)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines) if isinstance(exc, ConfigError) else (lines[0] if lines else "")
+    return text if isinstance(exc, (ConfigError, ImportError)) else f"{type(exc).__name__}: {text}"
+
+
+def _storage_option(fn: Any) -> Any:
+    return click.option("--storage-path", type=click.Path(file_okay=False), default=None,
+                        help="Folder of experiment folders [default: $TUNESMITH_RESULTS or ./tunesmith_results].")(fn)
+
+
+def _root(storage_path: str | None) -> str:
+    from tunesmith.analysis import default_storage
+
+    return os.path.abspath(storage_path if storage_path is not None else default_storage())
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="tunesmith", prog_name="tunesmith")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Hyperparameter tuning: run experiments and look at their results.
+
+    Exit codes: 0 ok, 1 a trial or the experiment failed, 2 usage or configuration error.
+    """
+    ctx.meta[_DEBUG] = debug
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+@cli.command()
+@click.argument("target", metavar="MODULE_OR_FILE:FN")
+@click.option("--space", "space_file", type=click.Path(dir_okay=False), default=None,
+              help="Search space as YAML or JSON, e.g. 'lr: {loguniform: [1e-4, 1e-1]}'.")
+@click.option("--metric", default=None, help="The reported metric to optimise.")
+@click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="Minimise or maximise --metric.")
+@click.option("--num-samples", type=int, default=1, show_default=True,
+              help="Trials to run (per grid point); -1 for no limit (needs --time-budget).")
+@click.option("--name", default=None, help="Experiment folder name [default: <fn>_<date>_<time>].")
+@_storage_option
+@click.option("--stop", "stops", multiple=True, metavar="KEY=VALUE",
+              help="Stop a trial when KEY reaches VALUE, e.g. training_iteration=100 or loss=0.01. Repeatable.")
+@click.option("--time-budget", type=float, default=None, metavar="SECONDS", help="Stop everything after this long.")
+@click.option("--max-concurrent", type=int, default=None, help="At most this many trials at once.")
+@click.option("--resources", default=None, metavar="cpu=1,gpu=0.5", help="Resources per trial.")
+@click.option("--seed", type=int, default=None, help="Seed of the searcher.")
+@click.option("--scheduler", type=click.Choice(sorted(_SCHEDULERS)), default="fifo", show_default=True,
+              help="Trial scheduler, with its default settings.")
+@click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
+              help="0 quiet, 1 progress, 2 more detail.")
+def run(target: str, space_file: str | None, metric: str | None, mode: str | None, num_samples: int,
+        name: str | None, storage_path: str | None, stops: tuple[str, ...], time_budget: float | None,
+        max_concurrent: int | None, resources: str | None, seed: int | None, scheduler: str,
+        verbose: int) -> None:
+    """Run an experiment: the training function FN from a module or a .py file.
+
+    \b
+    Examples:
+      tunesmith run train.py:train --space space.yaml --metric loss --mode min --num-samples 20
+      tunesmith run mypkg.train:main --space space.json --stop training_iteration=50 --resources cpu=2
+    """
+    from tunesmith._run import run as run_experiment
+    from tunesmith._space_file import load_space
+
+    space = load_space(space_file) if space_file else {}
+    stop = _key_values(stops, "--stop") or None
+    per_trial = _key_values(resources.split(","), "--resources") if resources else None
+    module, cls = _SCHEDULERS[scheduler]
+    sched = getattr(importlib.import_module(module), cls)()
+    fn = load_target(target)
+    result = run_experiment(
+        fn, space, metric=metric, mode=mode, num_samples=num_samples, scheduler=sched, resources=per_trial,
+        name=name, storage_path=storage_path, stop=stop, time_budget_s=time_budget,
+        max_concurrent=max_concurrent, seed=seed, verbose=verbose)
+    counts = _counts(result.trials)
+    click.echo(f"experiment {result.name}: {len(result.trials)} trials ({counts}); folder {result.path}")
+    if result.metric and result.mode:
+        try:
+            best = result.best
+            value = best.metrics.get(result.metric)
+            click.echo(f"best {best.name}: {result.metric}={_fmt(value)} config={json.dumps(best.config, default=str)}")
+        except ConfigError:
+            pass
+    if result.errors:
+        first = result.errors[0]
+        last = (first.error or "").strip().splitlines()
+        click.echo(f"error: {len(result.errors)} trial(s) failed; first {first.name}: "
+                   f"{last[-1] if last else 'failed'} (traceback: tunesmith show {result.name} --json)", err=True)
+        sys.exit(1)
+    if result.status == "failed":
+        click.echo(f"error: experiment {result.name} failed", err=True)
+        sys.exit(1)
+
+
+def load_target(target: str) -> Any:
+    """The function named by ``MODULE:FN`` or ``path/to/file.py:FN``.
+
+    A file is loaded as a module named after the file (not ``__main__``, so its ``if __name__ ==
+    "__main__"`` block does not run) and its folder goes on ``sys.path``, so worker processes can import
+    it. For a module name the current folder goes on ``sys.path``, as with ``python -m``.
+
+    Raises:
+        ConfigError: a malformed target, a module that cannot be imported, or a missing or non-callable FN.
+    """
+    module_part, sep, attr = target.rpartition(":")
+    if not sep or not module_part or not attr:
+        raise ConfigError(f"expected MODULE:FN or FILE.py:FN (e.g. train.py:train), got {target!r}")
+    if module_part.endswith(".py") or os.path.isfile(module_part):
+        module = _load_file(module_part)
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_part)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import module {module_part!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{module_part} has no {attr!r} (found: "
+                              f"{', '.join(n for n in dir(module) if not n.startswith('_'))[:200]})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"{target}: {attr} is not a function (got {type(obj).__name__})")
+    return obj
+
+
+def _load_file(path: str) -> Any:
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"no such file: {path}")
+    name = os.path.splitext(os.path.basename(path))[0]
+    existing = sys.modules.get(name)
+    if existing is not None:
+        if os.path.abspath(getattr(existing, "__file__", "") or "") == path:
+            return existing
+        raise ConfigError(f"{path}: a module named {name!r} is already imported (from "
+                          f"{getattr(existing, '__file__', 'built-in')}); rename the file")
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ConfigError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _key_values(items: Any, option: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not sep or not key or math.isnan(value):
+            raise ConfigError(f"{option}: expected KEY=NUMBER, got {item!r}")
+        out[key] = int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+    return out
+
+
+# ----------------------------------------------------------------------------------------- ls and show
+
+
+def _experiments(root: str) -> list[str]:
+    from tunesmith.store.sqlite import STORE_FILE
+
+    if not os.path.isdir(root):
+        return []
+    return sorted(os.path.join(root, d) for d in os.listdir(root)
+                  if os.path.isfile(os.path.join(root, d, STORE_FILE)))
+
+
+def _live_status(path: str, status: str) -> str:
+    """The stored status, or "crashed" for one still marked running whose driver process is gone."""
+    from tunesmith._run import PID_FILE
+
+    if status != "running":
+        return status
+    try:
+        with open(os.path.join(path, PID_FILE)) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "crashed"
+    except (OSError, ValueError):
+        return "running" if os.path.exists(os.path.join(path, PID_FILE)) else "crashed"
+    return "running"
+
+
+def _summary(path: str) -> dict[str, Any]:
+    from tunesmith.analysis import ResultSet
+
+    name = os.path.basename(path)
+    try:
+        rs = ResultSet(path)
+        trials = rs.trials
+        status = _live_status(path, rs.status)
+    except Exception as exc:  # noqa: BLE001 - one damaged experiment must not hide the others
+        return {"name": name, "path": path, "status": "unreadable", "error": _one_line(exc), "trials": 0,
+                "errors": 0, "best": None, "created": None, "age_s": None}
+    best = None
+    if rs.metric and rs.mode:
+        try:
+            b = rs.best
+            best = {"trial": b.name, "metric": rs.metric, "mode": rs.mode, "value": b.metrics.get(rs.metric)}
+        except ConfigError:
+            best = None
+    created = rs.meta.get("created")
+    return {"name": rs.name, "path": path, "status": status, "trials": len(trials),
+            "errors": sum(1 for t in trials if t.status.value == "ERROR"), "best": best, "created": created,
+            "age_s": (time.time() - created) if isinstance(created, (int, float)) else None}
+
+
+@cli.command(name="ls")
+@_storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def ls_command(storage_path: str | None, as_json: bool) -> None:
+    """List the experiments under the storage path: status, trials, best, age."""
+    root = _root(storage_path)
+    rows = [_summary(p) for p in _experiments(root)]
+    rows.sort(key=lambda r: (r["created"] is None, r["created"] or 0, r["name"]))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo(f"no experiments in {root}")
+        return
+    table = _table("name", "status", "trials", "best", "age")
+    for r in rows:
+        trials = f"{r['trials']}" + (f" ({r['errors']} failed)" if r["errors"] else "")
+        best = r["best"]
+        best_text = f"{best['metric']}={_fmt(best['value'])} ({best['trial']})" if best else "-"
+        table.add_row(r["name"], r["status"], trials, best_text, _age(r["age_s"]))
+    _print(table)
+
+
+@cli.command()
+@click.argument("name")
+@_storage_option
+@click.option("--sort", "sort_key", default=None, metavar="KEY",
+              help="Sort by a metric, a config key, 'id', 'status' or 'iteration'; '-KEY' for descending "
+                   "[default: the experiment's metric, best first].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many trials.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with full configs, results and tracebacks).")
+def show(name: str, storage_path: str | None, sort_key: str | None, limit: int | None, as_json: bool) -> None:
+    """Show the trials of experiment NAME (a name under the storage path, or a folder)."""
+    from tunesmith.space import flatten
+
+    rs = _open(name, storage_path)
+    trials = _sorted_trials(rs, sort_key)
+    if limit is not None:
+        trials = trials[:limit]
+    if as_json:
+        click.echo(json.dumps({
+            "name": rs.name, "path": rs.path, "status": _live_status(rs.path, rs.status), "metric": rs.metric,
+            "mode": rs.mode,
+            "trials": [{"id": t.id, "name": t.name, "status": t.status.value, "iteration": t.iteration,
+                        "config": t.config, "last_result": t.last_result, "error": t.error,
+                        "num_failures": t.num_failures, "parent_id": t.parent_id} for t in trials],
+        }, indent=2, default=str))
+        return
+    click.echo(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {len(rs.trials)} trials ("
+               f"{_counts(rs.trials)}), folder {rs.path}")
+    config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
+    columns = ["trial", "status", "iter"] + ([rs.metric] if rs.metric else []) + config_keys
+    table = _table(*columns)
+    for t in trials:
+        flat = flatten(t.config)
+        row = [t.name, t.status.value.lower(), str(t.iteration)]
+        if rs.metric:
+            row.append(_fmt(t.last_result.get(rs.metric, "")))
+        row += [_fmt(flat.get(k, "")) for k in config_keys]
+        table.add_row(*row)
+    _print(table)
+    for t in trials:
+        if t.error:
+            lines = t.error.strip().splitlines()
+            click.echo(f"{t.name} failed: {lines[-1] if lines else ''}")
+
+
+def _sorted_trials(rs: Any, sort_key: str | None) -> list[Any]:
+    from tunesmith.space import flatten
+
+    trials = list(rs.trials)
+    descending = False
+    if sort_key is None:
+        if not (rs.metric and rs.mode):
+            return trials
+        sort_key, descending = rs.metric, rs.mode == "max"
+    elif sort_key.startswith("-"):
+        sort_key, descending = sort_key[1:], True
+
+    def value(t: Any) -> Any:
+        if sort_key == "id":
+            return t.id
+        if sort_key == "status":
+            return t.status.value
+        if sort_key == "iteration":
+            return t.iteration
+        if sort_key in t.last_result:
+            return t.last_result[sort_key]
+        flat = flatten(t.config)
+        return flat.get(sort_key[7:] if sort_key.startswith("config/") else sort_key)
+
+    known = [t for t in trials if _sortable(value(t))]
+    if not known and trials:
+        raise ConfigError(f"--sort: no trial has {sort_key!r} (a metric, a config key, 'id', 'status' or "
+                          "'iteration')")
+    missing = [t for t in trials if not _sortable(value(t))]
+    numeric = all(isinstance(value(t), (int, float)) and not isinstance(value(t), bool) for t in known)
+    known.sort(key=lambda t: (value(t) if numeric else str(value(t)), t.id), reverse=descending)
+    return known + missing
+
+
+def _sortable(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+@cli.command()
+@click.argument("name")
+@_storage_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="The HTML file to write [default: <experiment folder>/report.html].")
+@click.option("--metric", default=None, help="Metric to plot [default: the experiment's].")
+@click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="[default: the experiment's]")
+@click.option("--pareto", default=None, metavar="M1:MODE,M2:MODE",
+              help="Add a Pareto-front plot of two metrics, e.g. loss:min,latency:min.")
+def report(name: str, storage_path: str | None, output: str | None, metric: str | None, mode: str | None,
+           pareto: str | None) -> None:
+    """Write an HTML report of experiment NAME with every plot (one file, works offline)."""
+    from tunesmith.plots.report import write_report
+
+    rs = _open(name, storage_path)
+    pairs = None
+    if pareto:
+        pairs = []
+        for item in pareto.split(","):
+            key, _, direction = item.strip().partition(":")
+            if not key or direction not in ("min", "max"):
+                raise ConfigError(f"--pareto: expected METRIC:min|max,METRIC:min|max, got {pareto!r}")
+            pairs.append((key, direction))
+        if len(pairs) != 2:
+            raise ConfigError(f"--pareto: expected two metrics, got {len(pairs)}")
+    path = os.path.abspath(output or os.path.join(rs.path, "report.html"))
+    plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs)
+    click.echo(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})")
+
+
+# ------------------------------------------------------------------------------------------- resume
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("target", required=False, metavar="[MODULE_OR_FILE:FN]")
+@_storage_option
+@click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True)
+def resume(name: str, target: str | None, storage_path: str | None, verbose: int) -> None:
+    """Resume experiment NAME after its driver stopped: no trial repeated, finished ones kept.
+
+    TARGET defaults to the function the experiment was started with (its module must be importable from
+    the current folder; otherwise pass FILE.py:FN).
+    """
+    from tunesmith import _run
+
+    rs = _open(name, storage_path)
+    if "resume" not in inspect.signature(_run.run).parameters:
+        raise ConfigError("resume is not available yet in this version of tunesmith")
+    fn = load_target(target or str(rs.meta.get("spec", {}).get("fn", "")))
+    result = _run.run(fn, name=rs.name, storage_path=os.path.dirname(rs.path), resume=True,  # type: ignore[call-arg]
+                      verbose=verbose)
+    click.echo(f"experiment {result.name}: {len(result.trials)} trials ({_counts(result.trials)})")
+    if result.errors or result.status == "failed":
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------------------------- rm
+
+
+@cli.command()
+@click.argument("name")
+@_storage_option
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def rm(name: str, storage_path: str | None, yes: bool) -> None:
+    """Delete experiment NAME (its folder under the storage path, checkpoints included)."""
+    from tunesmith.store.sqlite import STORE_FILE
+
+    root = os.path.realpath(_root(storage_path))
+    candidate = name if (os.sep in name or name.startswith(".")) else os.path.join(root, name)
+    path = os.path.realpath(candidate)
+    if os.path.dirname(path) != root or path == root:
+        raise ConfigError(f"refusing to remove {name!r}: not an experiment folder directly under the storage "
+                          f"path {root}")
+    if not os.path.isfile(os.path.join(path, STORE_FILE)):
+        raise ConfigError(f"no experiment {name!r} in {root}")
+    if _live_status(path, "running") == "running":
+        raise ConfigError(f"experiment {os.path.basename(path)!r} is running (its driver is alive); stop it first")
+    if not yes and not click.confirm(f"Remove experiment {os.path.basename(path)} ({path})?", default=False):
+        click.echo("not removed", err=True)
+        sys.exit(1)
+    shutil.rmtree(path)
+    click.echo(f"removed {path}")
+
+
+# ---------------------------------------------------------------------------------------------- util
+
+
+def _open(name: str, storage_path: str | None) -> Any:
+    from tunesmith.analysis import ResultSet
+    from tunesmith.store.sqlite import STORE_FILE
+
+    root = _root(storage_path)
+    for path in (os.path.join(root, name), name):
+        if os.path.isfile(os.path.join(path, STORE_FILE)):
+            return ResultSet(path)
+    raise ConfigError(f"no experiment {name!r}: not in {root} and not an experiment folder "
+                      f"(tunesmith ls --storage-path {root})")
+
+
+def _counts(trials: list[Any]) -> str:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.status.value.lower()] = counts.get(t.status.value.lower(), 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(max(seconds, 0))}s ago"
+
+
+def _table(*columns: str) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    return table
+
+
+def _print(renderable: Any) -> None:
+    from rich.console import Console
+
+    out = click.get_text_stream("stdout")
+    console = Console(file=out, width=None if out.isatty() else 240, highlight=False, soft_wrap=False)
+    console.print(renderable)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``tunesmith`` console script."""
+    cli.main(args=argv, prog_name="tunesmith")
+
+
+if __name__ == "__main__":
+    main()

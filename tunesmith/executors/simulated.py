@@ -1,0 +1,374 @@
+"""The simulated executor: trials as Python generators in virtual time, for scheduler tests and benchmarks.
+
+No processes and no sleeping: ``clock()`` is a virtual clock that ``poll()`` moves forward to the next
+event, so an experiment of thousands of virtual seconds runs in a fraction of a real one, and the same
+inputs always give the same events in the same order.
+
+A simulated trial is a generator function. Each ``yield`` is one iteration (one ``report()``)::
+
+    def train(config, ctx):
+        state = ctx.checkpoint or {"w": 0.0}          # the state to resume from, or None on a fresh start
+        for step in range(ctx.iteration, 100):        # ctx.iteration: iterations already done
+            state["w"] += config["lr"]
+            yield {"loss": 1 / (1 + state["w"])}                  # takes 1 virtual second
+            yield ({"loss": ...}, 2.5)                            # takes 2.5 virtual seconds
+            yield ({"loss": ...}, 2.5, state)                     # ... and saves ``state`` as a checkpoint
+
+``fn(config)`` (no context) and ``fn()`` work too. A yielded state is written as a real tunesmith
+checkpoint (``Checkpoint.from_state(state)`` under ``<trial_dir>/checkpoints``), so the controller's
+restore path (pause and resume, PBT exploit, retry after a failure) works unchanged: a restarted trial
+gets a new generator whose ``ctx.checkpoint`` is that state, loaded back from disk.
+
+Speed model: an iteration's seconds are what it takes with the resources the trial was *first* started
+with on this executor. Restarted with more, it runs ``speedup(resources, base)`` times faster; the
+default is linear in the CPUs (in the GPUs if the trial asks for GPUs): a trial given twice its CPUs
+takes ``seconds / 2`` per iteration. Pass ``speedup=`` for another model (e.g. Amdahl's law).
+
+Semantics, the same as the local executor's:
+
+* an iteration starts when the previous one was reported (or at the start) and its result is reported
+  ``seconds / speedup`` later;
+* at ``launch.decision_iteration`` the result is sent with ``waiting=True`` and the trial does not go on
+  until ``decide()``; ``decide(cont=False)`` ends it ("stopped");
+* ``stop()`` is cooperative: the iteration in flight finishes and is reported, then the trial ends
+  ("stopped"); a trial waiting at a decision point ends at once;
+* a generator that returns ends "ok"; one that raises ends "error" with its traceback (so does a bad
+  yield or a metric that ``report()`` would refuse).
+
+Events that happen at the same virtual instant are returned by one ``poll()``; a trial's end comes in a
+later ``poll()`` than its last result (at the same instant), as it would from a real worker.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import os
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith.checkpoint import Checkpoint
+from tunesmith.checkpoint import write as write_checkpoint
+from tunesmith.executors._base import Event, Executor, Launch
+from tunesmith.executors.resources import ResourcePool
+from tunesmith.session import encode_metrics
+
+SpeedupFn = Callable[[dict[str, float], dict[str, float]], float]
+
+_STEP = 0  # heap entry kinds: start the next iteration / report the one in flight / end the trial
+_REPORT = 1
+_END = 2
+
+
+def linear_speedup(resources: dict[str, float], base: dict[str, float]) -> float:
+    """The default speed model: ``resources[k] / base[k]`` with ``k`` = "gpu" if the trial's first request
+    had GPUs, else "cpu" (1.0 when either is zero)."""
+    key = "gpu" if base.get("gpu", 0.0) > 0 else "cpu"
+    have, was = float(resources.get(key, 0.0)), float(base.get(key, 0.0))
+    return have / was if have > 0 and was > 0 else 1.0
+
+
+class SimContext:
+    """What a simulated trial can read about itself (the second argument of ``fn(config, ctx)``).
+
+    Attributes:
+        trial_id: the trial's id.
+        config: its configuration (after a PBT exploit, the new one).
+        checkpoint: the state to resume from (the object last yielded as a checkpoint, loaded back from
+            its checkpoint folder), or None on a fresh start.
+        checkpoint_path: that checkpoint's folder, or None.
+        iteration: iterations done so far (the restored checkpoint's iteration at the start; it grows by
+            one with each reported result).
+        resources: the resources this run of the trial holds, e.g. ``{"cpu": 2.0, "gpu": 0.0}``.
+        speedup: how much faster than at its first start an iteration runs now (see the module docstring).
+        trial_dir: the trial's folder.
+        rng: a ``random.Random`` seeded from the executor's seed, the trial id and the start iteration, for
+            deterministic noise.
+    """
+
+    __slots__ = ("trial_id", "config", "checkpoint", "checkpoint_path", "iteration", "resources", "speedup",
+                 "trial_dir", "rng", "_executor")
+
+    def __init__(self, executor: SimulatedExecutor, launch: Launch, checkpoint: Any, speedup: float,
+                 rng: random.Random) -> None:
+        self.trial_id = launch.trial_id
+        self.config = launch.config
+        self.checkpoint = checkpoint
+        self.checkpoint_path = launch.restore
+        self.iteration = launch.iteration
+        self.resources = dict(launch.resources)
+        self.speedup = speedup
+        self.trial_dir = launch.trial_dir
+        self.rng = rng
+        self._executor = executor
+
+    @property
+    def now(self) -> float:
+        """The executor's virtual clock, in seconds."""
+        return self._executor.clock()
+
+    def __repr__(self) -> str:
+        return (f"SimContext(trial_id={self.trial_id}, iteration={self.iteration}, resources={self.resources}, "
+                f"restored={self.checkpoint_path is not None})")
+
+
+class _SimTrial:
+    __slots__ = ("launch", "gen", "ctx", "speedup", "started", "iteration", "decision_iteration", "stopped",
+                 "waiting", "pending", "outcome", "token")
+
+    def __init__(self, launch: Launch, ctx: SimContext, speedup: float, started: float, token: int) -> None:
+        self.launch = launch
+        self.gen: Iterator[Any] | None = None
+        self.ctx = ctx
+        self.speedup = speedup
+        self.started = started
+        self.iteration = launch.iteration
+        self.decision_iteration = launch.decision_iteration
+        self.stopped = False
+        self.waiting = False
+        self.pending: tuple[str, Any] | None = None  # the iteration in flight: (metrics json, state)
+        self.outcome: tuple[str, str | None] = ("stopped", None)  # (status, traceback) for an _END entry
+        self.token = token  # heap entries of an earlier run of the same trial id are ignored
+
+
+class SimulatedExecutor(Executor):
+    """Runs generator trials in virtual time (see the module docstring for the trial API).
+
+    Args:
+        total_resources: what the simulated machine offers, e.g. ``{"cpu": 8, "gpu": 2}`` (GPU ids
+            ``"0"..``). Default ``{"cpu": 4}``.
+        seed: seeds each trial's ``ctx.rng``.
+        speedup: ``(resources, first_resources) -> factor`` by which an iteration runs faster; default
+            :func:`linear_speedup`.
+    """
+
+    def __init__(self, total_resources: dict[str, float] | None = None, seed: int = 0,
+                 speedup: SpeedupFn | None = None) -> None:
+        self.total_resources_arg = total_resources
+        self.seed = seed
+        self.speedup = speedup
+        self.trial_timeout_s: float | None = None  # accepted for symmetry with local; nothing hangs here
+        self._now = 0.0
+        self._epoch = time.time()  # timestamps: wall time at construction + virtual time
+        self._fn: Any = None
+        self._nargs = 2
+        self._pool: ResourcePool | None = None
+        self._trials: dict[int, _SimTrial] = {}
+        self._base: dict[int, dict[str, float]] = {}  # each trial's first resources (speed model)
+        self._heap: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, trial id, token)
+        self._seq = 0
+        self._tokens = 0
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def setup(self, fn: Any, experiment_dir: str) -> None:
+        if not callable(fn):
+            raise ConfigError(f"SimulatedExecutor: the trial must be a generator function, got {fn!r}")
+        self._fn = fn
+        try:
+            params = [p for p in inspect.signature(fn).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+            varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+            self._nargs = 2 if varargs else min(len(params), 2)
+        except (TypeError, ValueError):
+            self._nargs = 2
+
+    def clock(self) -> float:
+        """The virtual time in seconds (0 at construction)."""
+        return self._now
+
+    def _ensure_pool(self) -> ResourcePool:
+        if self._pool is None:
+            total = {k: float(v) for k, v in (self.total_resources_arg or {"cpu": 4}).items()}
+            total.setdefault("cpu", 0.0)
+            gpus = int(total.get("gpu", 0.0))
+            total["gpu"] = float(gpus)
+            self._pool = ResourcePool(total, [str(i) for i in range(gpus)])
+        return self._pool
+
+    def total_resources(self) -> dict[str, float]:
+        return dict(self._ensure_pool().total)
+
+    def check_resources(self, resources: dict[str, float]) -> None:
+        self._ensure_pool().check(resources)
+
+    # -- trials ---------------------------------------------------------------------------------------
+    def try_start(self, launch: Launch) -> bool:
+        pool = self._ensure_pool()
+        if launch.trial_id in self._trials:
+            raise RuntimeError(f"trial {launch.trial_id} started twice")
+        if pool.acquire(launch.trial_id, launch.resources) is None:
+            return False
+        base = self._base.setdefault(launch.trial_id, dict(launch.resources))
+        factor = float((self.speedup or linear_speedup)(dict(launch.resources), base))
+        rng = random.Random(f"{self.seed}:{launch.trial_id}:{launch.iteration}")
+        self._tokens += 1
+        ctx = SimContext(self, launch, None, factor, rng)
+        trial = _SimTrial(launch, ctx, factor, self._now, self._tokens)
+        self._trials[launch.trial_id] = trial
+        try:
+            if not factor > 0:
+                raise ValueError(f"speedup must be > 0, got {factor!r} for resources {launch.resources}")
+            if launch.restore is not None:
+                ctx.checkpoint = Checkpoint(launch.restore, iteration=launch.iteration).load()
+            gen = self._call(launch.config, ctx)
+            if not hasattr(gen, "__next__"):
+                raise TypeError(f"SimulatedExecutor: the trial function must be a generator (yield one result "
+                                f"per iteration); {getattr(self._fn, '__name__', self._fn)!r} returned "
+                                f"{type(gen).__name__}")
+            trial.gen = gen
+        except Exception:  # noqa: BLE001 - the trial fails, like a worker whose function raised
+            self._push(self._now, _END, trial, "error", traceback.format_exc())
+            return True
+        self._push(self._now, _STEP, trial)
+        return True
+
+    def _call(self, config: dict[str, Any], ctx: SimContext) -> Any:
+        if self._nargs >= 2:
+            return self._fn(config, ctx)
+        if self._nargs == 1:
+            return self._fn(config)
+        return self._fn()
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+        trial = self._trials.get(trial_id)
+        if trial is None or not trial.waiting:
+            return
+        trial.waiting = False
+        if cont and not trial.stopped:
+            trial.decision_iteration = next_decision
+            self._push(self._now, _STEP, trial)
+        else:
+            self._push(self._now, _END, trial, "stopped")
+
+    def stop(self, trial_id: int) -> None:
+        trial = self._trials.get(trial_id)
+        if trial is None or trial.stopped:
+            return
+        trial.stopped = True
+        if trial.waiting:  # its report() is blocked waiting for us: it ends now
+            trial.waiting = False
+            self._push(self._now, _END, trial, "stopped")
+
+    def running(self) -> int:
+        return len(self._trials)
+
+    # -- events ---------------------------------------------------------------------------------------
+    def poll(self, timeout: float) -> list[Event]:
+        """Move the clock to the next instant with events and return them (``timeout`` is not needed:
+        waiting costs nothing in virtual time). Entries scheduled while an instant is processed (the next
+        iteration's start, a trial's end after its last result) go to a later call."""
+        events: list[Event] = []
+        while self._heap and not events:
+            at = self._heap[0][0]
+            horizon = self._seq  # entries pushed from here on wait for the next round
+            self._now = max(self._now, at)
+            while self._heap and self._heap[0][0] == at and self._heap[0][1] < horizon:
+                _, _, kind, tid, token = heapq.heappop(self._heap)
+                trial = self._trials.get(tid)
+                if trial is None or trial.token != token:
+                    continue
+                if kind == _STEP:
+                    self._step(trial, events)
+                elif kind == _REPORT:
+                    self._report(trial, events)
+                else:
+                    self._end(trial, events)
+        return events
+
+    def _push(self, at: float, kind: int, trial: _SimTrial, status: str | None = None,
+              tb: str | None = None) -> None:
+        if kind == _END:
+            trial.outcome = (status or "ok", tb)
+        heapq.heappush(self._heap, (at, self._seq, kind, trial.launch.trial_id, trial.token))
+        self._seq += 1
+
+    def _step(self, trial: _SimTrial, events: list[Event]) -> None:
+        """Start the next iteration: run the generator to its next yield."""
+        assert trial.gen is not None
+        try:
+            item = next(trial.gen)
+            metrics, seconds, state = _parse(item)
+            text = encode_metrics(metrics)
+        except StopIteration:
+            self._finish(trial, events, "stopped" if trial.stopped else "ok", None)
+            return
+        except Exception:  # noqa: BLE001 - the trial's failure is reported; the executor goes on
+            self._finish(trial, events, "error", traceback.format_exc())
+            return
+        trial.pending = (text, state)
+        heapq.heappush(self._heap, (self._now + seconds / trial.speedup, self._seq, _REPORT,
+                                    trial.launch.trial_id, trial.token))
+        self._seq += 1
+
+    def _report(self, trial: _SimTrial, events: list[Event]) -> None:
+        assert trial.pending is not None
+        text, state = trial.pending
+        trial.pending = None
+        trial.iteration += 1
+        trial.ctx.iteration = trial.iteration
+        ckpt = None
+        if state is not None:
+            try:
+                ckpt = write_checkpoint(Checkpoint.from_state(state),
+                                        os.path.join(trial.launch.trial_dir, "checkpoints"), trial.iteration)
+            except Exception:  # noqa: BLE001 - e.g. a state cloudpickle cannot serialise
+                trial.iteration -= 1
+                self._finish(trial, events, "error", traceback.format_exc())
+                return
+        time_total = trial.launch.time_offset + (self._now - trial.started)
+        waiting = trial.iteration == trial.decision_iteration and not trial.stopped
+        events.append(("r", trial.launch.trial_id,
+                       [(trial.iteration, time_total, self._epoch + self._now, text, ckpt)], waiting))
+        if waiting:
+            trial.waiting = True
+        elif trial.stopped:
+            self._push(self._now, _END, trial, "stopped")
+        else:
+            self._push(self._now, _STEP, trial)
+
+    def _end(self, trial: _SimTrial, events: list[Event]) -> None:
+        self._finish(trial, events, *trial.outcome)
+
+    def _finish(self, trial: _SimTrial, events: list[Event], status: str, tb: str | None) -> None:
+        tid = trial.launch.trial_id
+        self._trials.pop(tid, None)
+        if self._pool is not None:
+            self._pool.release(tid)
+        if trial.gen is not None:
+            try:
+                trial.gen.close()  # runs the generator's finally blocks, as a stopped real trial would
+            except Exception:  # noqa: BLE001
+                pass
+        events.append(("done", tid, status, tb))
+
+    def shutdown(self) -> None:
+        """End every trial (without events). Safe to call twice."""
+        for trial in list(self._trials.values()):
+            if trial.gen is not None:
+                try:
+                    trial.gen.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            if self._pool is not None:
+                self._pool.release(trial.launch.trial_id)
+        self._trials.clear()
+        self._heap.clear()
+
+
+def _parse(item: Any) -> tuple[Any, float, Any]:
+    """``metrics`` | ``(metrics, seconds)`` | ``(metrics, seconds, state)`` -> (metrics, seconds, state)."""
+    if isinstance(item, dict):
+        return item, 1.0, None
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        metrics, seconds = item[0], item[1]
+        state = item[2] if len(item) == 3 else None
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0 \
+                or seconds == float("inf"):
+            raise ValueError(f"a simulated iteration's seconds must be a finite number >= 0, got {seconds!r}")
+        return metrics, float(seconds), state
+    raise TypeError(f"a simulated trial must yield a metrics dict, (metrics, seconds) or (metrics, seconds, "
+                    f"state); got {type(item).__name__}: {item!r}")

@@ -1,0 +1,458 @@
+"""Model-based search through Optuna's ask/tell interface: TPE, CMA-ES, GP, NSGA-II or random sampling.
+
+The space is translated define-by-run: every config is drawn with ``trial.suggest_*`` calls in the
+space's order, so a conditional choice (options that hold domains) is one categorical parameter (the
+option index) followed by the chosen option's parameters only, and Optuna sees exactly the parameters
+a config uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import numbers
+import random
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith._optional import require
+from tunesmith.searchers._base import FINISHED, Searcher, _Finished, objectives
+from tunesmith.searchers.points import check_points, check_points_fit
+from tunesmith.searchers.random import UNLIMITED, _check_num_samples
+from tunesmith.searchers.sobol import check_seed, fits, resolve_fixed, seed_sequence
+from tunesmith.space import (
+    Choice,
+    Domain,
+    Grid,
+    KeyPath,
+    LogRandInt,
+    LogUniform,
+    Normal,
+    QLogUniform,
+    QNormal,
+    QUniform,
+    RandInt,
+    SampleFrom,
+    Uniform,
+    validate_space,
+)
+
+__all__ = ["SAMPLERS", "OptunaSearch"]
+
+SAMPLERS = ("tpe", "cmaes", "gp", "nsgaii", "random")
+_SEP = "/"
+_MISSING = object()
+_SCALARS = (type(None), bool, int, float, str)
+
+
+class OptunaSearch(Searcher):
+    """Search with an Optuna sampler, driven through ``study.ask()`` / ``study.tell()``.
+
+    How the space maps to Optuna distributions (parameter names are key paths joined with ``/``):
+
+    - ``uniform`` / ``loguniform``: ``FloatDistribution`` (``log=True`` for the latter);
+      ``quniform``: ``FloatDistribution(step=q)`` over the multiples of ``q`` in the bounds (an
+      ``IntDistribution`` over the multiplier if Optuna cannot take that step exactly);
+      ``qloguniform``: a log-scaled ``IntDistribution`` over the multiplier of ``q``.
+    - ``randint(low, high)``: ``IntDistribution(low, high - 1)`` (our ``high`` is excluded);
+      ``lograndint``: the same with ``log=True``.
+    - ``choice``: ``CategoricalDistribution`` of the options when they are all plain scalars
+      (None/bool/int/float/str, pairwise distinct); of the option indices otherwise. A choice whose
+      options hold domains is conditional: the index is the parameter ``"optim"``, then only the
+      chosen option's domains are suggested, under ``"optim/<index>/..."`` (``"optim/1/lr"``).
+    - ``grid``: a ``CategoricalDistribution`` too. Under Optuna a grid is *searched*, not crossed: the
+      experiment has ``num_samples`` trials whatever the grid's size.
+    - ``normal`` / ``qnormal`` (unbounded) and ``sample_from`` cannot be expressed: ``setup`` raises
+      ``ConfigError`` naming the key.
+
+    Every suggestion is ``study.ask()``; intermediate results are ``trial.report(value,
+    step=training_iteration)`` (single objective), so samplers see learning curves; a trial's end is
+    ``study.tell`` with its last result's metric (a list of values for several metrics), or state FAIL
+    when it reported nothing, or NaN. With several metrics (``metric=["loss", "latency"]``,
+    ``mode=["min", "min"]``) the study has one direction per metric.
+
+    Seeds and resume: a named sampler is created afresh for every ``ask`` with a seed drawn from
+    ``(seed, ask number)``, so a suggestion depends only on the seed and on the study's trials, not on
+    how the sampler's random state got where it is. ``restore_suggestion`` replays a stored trial with
+    its stored parameters (``enqueue_trial`` + ``ask``) and the replayed ``observe`` calls report and
+    tell as before, so with ``tpe``, ``gp`` and ``random`` the next suggestion after a resume is the
+    one an uninterrupted run would have made. Known limits: ``cmaes`` and ``nsgaii`` keep their
+    generations in trial attributes that a replay does not rebuild, so they start a new search
+    distribution / population after a resume (the history still counts as data for ``nsgaii``); a
+    sampler *instance* keeps its own random state; and with a conditional space, TPE's constant-liar
+    view of trials still running at the interruption may differ slightly.
+
+    Needs ``pip install 'tunesmith[optuna]'``; ``sampler="gp"`` also needs PyTorch
+    (``'tunesmith[optuna,torch]'``), ``"cmaes"`` the ``cmaes`` package (in the ``optuna`` extra).
+
+    Args:
+        sampler: ``"tpe"`` (default; multivariate, and grouped for conditional spaces), ``"cmaes"``,
+            ``"gp"``, ``"nsgaii"``, ``"random"``, or an ``optuna.samplers.BaseSampler`` instance used as
+            given (then ``seed`` and ``n_startup_trials`` must stay ``None``: set them on the instance).
+        seed: seed of the named samplers; ``None`` draws one at construction (``self._seed``).
+        n_startup_trials: random trials before the model takes over (``tpe``, ``gp``, ``cmaes``);
+            ``None``: Optuna's default.
+        points_to_evaluate: (partial) configs to try first, through ``study.enqueue_trial`` (see
+            ``tunesmith.searchers.points``; a partial option dict picks the first option it fits).
+    """
+
+    def __init__(self, sampler: Any = "tpe", seed: int | None = None, n_startup_trials: int | None = None,
+                 points_to_evaluate: list[dict[str, Any]] | None = None) -> None:
+        self.sampler = sampler
+        self.seed = seed
+        self.n_startup_trials = n_startup_trials
+        self.points_to_evaluate = points_to_evaluate
+        self._seed: Any = seed if seed is not None else random.SystemRandom().randrange(2**63)
+        self._optuna: Any = None
+        self._study: Any = None
+        self._metrics: list[str] = []
+        self._modes: list[str] = []
+        self._params: dict[str, _Param] = {}
+        self._conditional = False
+        self._points: list[dict[str, Any]] = []
+        self._total: int | None = None
+        self._count = 0
+        self._trials: dict[int, Any] = {}
+        self._reported: dict[int, set[int]] = {}
+
+    @property
+    def study(self) -> Any:
+        """The ``optuna.Study`` (``None`` before ``setup``): read it, don't ask or tell on it."""
+        return self._study
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
+              num_samples: int) -> None:
+        """Validate everything and create the study.
+
+        Raises:
+            ConfigError: naming the key of a domain Optuna cannot express, or the argument at fault
+                (``metric``, ``mode``, ``sampler``, ``seed``, ``n_startup_trials``, ``num_samples``,
+                ``points_to_evaluate``); ``MissingDependency`` (a ``ConfigError``) without Optuna.
+        """
+        super().setup(space, metric, mode, num_samples)
+        validate_space(space)
+        _check_num_samples(num_samples)
+        self._metrics, self._modes = objectives(metric, mode, owner="OptunaSearch")
+        optuna = require("optuna", "optuna", what="OptunaSearch")
+        self._optuna = optuna
+        self._check_sampler(optuna)
+        self._params = {}
+        self._conditional = False
+        for key, value in space.items():
+            self._collect(value, (key,), (key,), f"space[{key!r}]")
+        self._total = None if num_samples == UNLIMITED else num_samples
+        check_points(self.points_to_evaluate, space)  # the keys exist
+        self._points = [self._point_params(p, f"points_to_evaluate[{i}]")
+                        for i, p in enumerate(self.points_to_evaluate or [])]
+        check_points_fit(self._points, self._total)
+        directions = ["minimize" if m == "min" else "maximize" for m in self._modes]
+        with _quiet(optuna):
+            self._study = optuna.create_study(directions=directions, sampler=self._make_sampler(0),
+                                              pruner=optuna.pruners.NopPruner())
+        self._count = 0
+        self._trials, self._reported = {}, {}
+
+    def _check_sampler(self, optuna: Any) -> None:
+        sampler, n = self.sampler, self.n_startup_trials
+        if isinstance(sampler, optuna.samplers.BaseSampler):
+            if self.seed is not None:
+                raise ConfigError("seed: a sampler instance keeps its own seed; pass seed=None and seed the "
+                                  "sampler itself")
+            if n is not None:
+                raise ConfigError("n_startup_trials: a sampler instance has its own settings; pass "
+                                  "n_startup_trials=None and set it on the sampler")
+            return
+        if not isinstance(sampler, str) or sampler not in SAMPLERS:
+            raise ConfigError(f"sampler: expected one of {list(SAMPLERS)} or an optuna.samplers.BaseSampler "
+                              f"instance; got {sampler!r}")
+        check_seed(self._seed)
+        if n is not None:
+            if sampler not in ("tpe", "gp", "cmaes"):
+                raise ConfigError(f"n_startup_trials: not used by sampler {sampler!r} (only by 'tpe', 'gp' "
+                                  "and 'cmaes'); leave it None")
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+                raise ConfigError(f"n_startup_trials: expected an int >= 0 or None; got {n!r}")
+        if sampler == "cmaes":
+            require("cmaes", "optuna", what="sampler: 'cmaes'")
+            if len(self._metrics) > 1:
+                raise ConfigError("sampler: 'cmaes' optimises a single metric; use 'tpe', 'gp' or 'nsgaii' "
+                                  f"for the metrics {self._metrics!r}")
+        if sampler == "gp":
+            require("torch", "optuna,torch", what="sampler: 'gp'")
+
+    def _make_sampler(self, ask: int) -> Any:
+        """A fresh named sampler seeded for ask number ``ask`` (the instance itself if one was given)."""
+        if not isinstance(self.sampler, str):
+            return self.sampler
+        samplers = self._optuna.samplers
+        seed = int(seed_sequence(self._seed, ask).generate_state(1)[0])
+        startup = {} if self.n_startup_trials is None else {"n_startup_trials": int(self.n_startup_trials)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", self._optuna.exceptions.ExperimentalWarning)
+            if self.sampler == "tpe":
+                grouped = {"multivariate": True, "group": True} if self._conditional else {}
+                return samplers.TPESampler(seed=seed, **grouped, **startup)
+            if self.sampler == "cmaes":
+                return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **startup)
+            if self.sampler == "gp":
+                return samplers.GPSampler(seed=seed, warn_independent_sampling=False, **startup)
+            if self.sampler == "nsgaii":
+                return samplers.NSGAIISampler(seed=seed)
+            return samplers.RandomSampler(seed=seed)
+
+    # -- the space ------------------------------------------------------------------------------------
+    def _collect(self, value: Any, path: KeyPath, name: tuple[str, ...], where: str) -> None:
+        """Check one value of the space and record the Optuna parameters under it (all branches)."""
+        if isinstance(value, (Normal, QNormal)):
+            raise ConfigError(f"{where}: {value.kind} is unbounded and OptunaSearch cannot express it; "
+                              "expected bounds, e.g. uniform(mean - 3 * sd, mean + 3 * sd)")
+        if isinstance(value, SampleFrom):
+            raise ConfigError(f"{where}: sample_from is not supported by OptunaSearch (Optuna must see every "
+                              "parameter it samples); compute the value from the config in the training "
+                              "function, or use Random / QuasiRandom")
+        if isinstance(value, Domain):
+            param = _Param.of(value)
+            joined = _SEP.join(name)
+            if joined in self._params:
+                raise ConfigError(f"{where}: its Optuna parameter name {joined!r} is also that of another "
+                                  f"key; rename a key (names are key paths joined with {_SEP!r})")
+            self._params[joined] = param
+            if param.by_index:
+                for i, item in enumerate(param.items):
+                    before = len(self._params)
+                    self._collect(item, path, (*name, str(i)), f"{where}.{_items(value)}[{i}]")
+                    self._conditional |= len(self._params) > before
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self._collect(item, (*path, key), (*name, key), f"{where}[{key!r}]")
+
+    def _draw(self, trial: Any, value: Any, path: KeyPath, name: tuple[str, ...],
+              fixed: dict[KeyPath, Any]) -> Any:
+        """Define-by-run: suggest the parameters of one value of the space; return what goes at ``path``."""
+        if isinstance(value, Domain):
+            param = self._params[_SEP.join(name)]
+            got = param.suggest(trial, _SEP.join(name))
+            if param.by_index:
+                return self._draw(trial, param.items[got], path, (*name, str(got)), fixed)
+            return param.value(value, got)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                fixed[(*path, key)] = self._draw(trial, item, (*path, key), (*name, key), fixed)
+        return value
+
+    def _config(self, trial: Any) -> dict[str, Any]:
+        fixed: dict[KeyPath, Any] = {}
+        for key, value in self.space.items():
+            fixed[(key,)] = self._draw(trial, value, (key,), (key,), fixed)
+        return resolve_fixed(self.space, fixed)
+
+    def _encode(self, value: Any, name: tuple[str, ...], got: Any, out: dict[str, Any], partial: bool,
+                where: str) -> None:
+        """The Optuna parameters of a (partial) config: the inverse of ``_draw``."""
+        if got is _MISSING:
+            return
+        if isinstance(value, Domain):
+            joined = _SEP.join(name)
+            param = self._params[joined]
+            if param.by_index:
+                match = _fits_partial if partial else fits
+                idx = next((i for i, item in enumerate(param.items) if match(item, got)), None)
+                if idx is None:
+                    raise ConfigError(f"{where}: {got!r} is none of the options of {joined!r}")
+                out[joined] = idx
+                self._encode(param.items[idx], (*name, str(idx)), got, out, partial, where)
+            else:
+                out[joined] = param.internal(value, got, f"{where}: {joined!r}")
+        elif isinstance(value, dict) and isinstance(got, dict):
+            for key, item in value.items():
+                self._encode(item, (*name, key), got.get(key, _MISSING), out, partial, where)
+
+    def _point_params(self, point: dict[str, Any], where: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.space.items():
+            self._encode(value, (key,), point.get(key, _MISSING), out, True, where)
+        return out
+
+    # -- ask / tell -----------------------------------------------------------------------------------
+    def suggest(self, trial_id: int) -> dict[str, Any] | None | _Finished:
+        """``study.ask()`` (a point to evaluate first, if any are left) and the config it draws."""
+        assert self._study is not None, "setup() first"
+        if self._total is not None and self._count >= self._total:
+            return FINISHED
+        params = self._points[self._count] if self._count < len(self._points) else None
+        return self._ask(trial_id, params)
+
+    def restore_suggestion(self, trial_id: int, config: dict[str, Any]) -> None:
+        """Replay a stored trial: ``enqueue_trial`` with its parameters, then ``ask`` (no sampling)."""
+        assert self._study is not None, "setup() first"
+        params: dict[str, Any] = {}
+        for key, value in self.space.items():
+            self._encode(value, (key,), config.get(key, _MISSING), params, False,
+                         f"trial {trial_id}'s stored config")
+        self._ask(trial_id, params)
+
+    def _ask(self, trial_id: int, params: dict[str, Any] | None) -> dict[str, Any]:
+        self._study.sampler = self._make_sampler(self._count)
+        with _quiet(self._optuna):
+            if params is not None:
+                self._study.enqueue_trial(params)
+            trial = self._study.ask()
+            config = self._config(trial)
+        self._count += 1
+        self._trials[trial_id] = trial
+        self._reported[trial_id] = set()
+        return config
+
+    def observe(self, trial_id: int, result: dict[str, Any], final: bool) -> None:
+        """Intermediate results: ``trial.report``; the final one: ``study.tell`` (FAIL when unusable)."""
+        trial = self._trials.get(trial_id)
+        if trial is None:
+            return
+        if not final:
+            step = result.get("training_iteration")
+            value = _number(result.get(self._metrics[0]))
+            reported = self._reported[trial_id]
+            if (len(self._metrics) == 1 and value is not None and not math.isnan(value)
+                    and isinstance(step, numbers.Integral) and not isinstance(step, bool)
+                    and int(step) not in reported):
+                reported.add(int(step))  # a trial restarted from a checkpoint reports steps again
+                trial.report(value, int(step))
+            return
+        del self._trials[trial_id], self._reported[trial_id]
+        values = [_number(result.get(m)) for m in self._metrics]
+        with _quiet(self._optuna):
+            if any(v is None or math.isnan(v) for v in values):
+                self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+            else:
+                self._study.tell(trial, values[0] if len(values) == 1 else values)
+
+
+# --------------------------------------------------------------------------------------------- params
+
+
+@dataclass(frozen=True)
+class _Param:
+    """How one domain of the space becomes one Optuna parameter."""
+
+    kind: str  # "float", "int", "categorical"
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+    log: bool = False
+    items: tuple[Any, ...] = ()  # a choice/grid's options
+    by_index: bool = False  # categorical over option indices (options not all plain scalars)
+    q: float | None = None  # the parameter is the multiplier k of q (value = k * q)
+
+    @staticmethod
+    def of(domain: Domain) -> _Param:
+        if isinstance(domain, (Choice, Grid)):
+            items = tuple(domain.options if isinstance(domain, Choice) else domain.values)
+            return _Param("categorical", items=items, by_index=not _plain(items))
+        if isinstance(domain, Uniform):
+            return _Param("float", domain.low, domain.high)
+        if isinstance(domain, LogUniform):
+            return _Param("float", domain.low, domain.high, log=True)
+        if isinstance(domain, RandInt):
+            return _Param("int", int(domain.low), int(domain.high) - 1)
+        if isinstance(domain, LogRandInt):
+            return _Param("int", int(domain.low), int(domain.high) - 1, log=True)
+        if isinstance(domain, (QUniform, QLogUniform)):
+            q = domain.q
+            k_low, k_high = math.ceil(domain.low / q - 1e-9), math.floor(domain.high / q + 1e-9)
+            if isinstance(domain, QUniform):
+                low, high = _times(k_low, q), _times(k_high, q)
+                # Optuna takes a step only when (high - low) is a multiple of it in decimal; else it moves
+                # high. Then count multiples of q instead.
+                if (Decimal(str(high)) - Decimal(str(low))) % Decimal(str(q)) == 0:
+                    return _Param("float", low, high, step=q)
+            return _Param("int", max(k_low, 1) if isinstance(domain, QLogUniform) else k_low, k_high,
+                          log=isinstance(domain, QLogUniform), q=q)
+        raise AssertionError(f"no Optuna distribution for {domain!r}")  # Normal/SampleFrom: _collect
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        if self.kind == "categorical":
+            choices = list(range(len(self.items))) if self.by_index else list(self.items)
+            return trial.suggest_categorical(name, choices)
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+
+    def value(self, domain: Domain, got: Any) -> Any:
+        """The config value for Optuna's value ``got``."""
+        if self.q is not None:
+            return _times(int(got), self.q)
+        if self.step is not None:
+            # Optuna's low + k * step can be 0.30000000000000004; give the multiple of q that Random
+            # would (the replay enqueues that, an ulp away, which no sampler can tell apart).
+            return min(max(_times(round(float(got) / self.step), self.step), self.low), self.high)
+        return got
+
+    def internal(self, domain: Domain, got: Any, where: str) -> Any:
+        """The Optuna value for a config value (for ``enqueue_trial``)."""
+        if self.kind == "categorical":
+            if not any(_same_scalar(got, item) for item in self.items):
+                raise ConfigError(f"{where}: {got!r} is none of the options {list(self.items)!r}")
+            return got
+        if isinstance(got, bool) or not isinstance(got, numbers.Real):
+            raise ConfigError(f"{where}: expected a number; got {got!r}")
+        if self.q is not None:
+            return int(round(float(got) / self.q))
+        if self.kind == "int":
+            return int(got)
+        return float(got)
+
+
+def _times(k: int, q: float) -> float:
+    """``k * q`` without float noise (``3 * 0.1 == 0.3``), as the space's quantisation does."""
+    return float(Decimal(k) * Decimal(repr(float(q))))
+
+
+def _plain(items: tuple[Any, ...]) -> bool:
+    """Whether Optuna can take the options themselves as categorical choices."""
+    if not all(type(item) in _SCALARS for item in items):
+        return False
+    if any(isinstance(item, float) and math.isnan(item) for item in items):
+        return False
+    # Optuna finds a value's index with ==, to which 1, 1.0 and True are one value.
+    return len(set(items)) == len(items)
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def _fits_partial(spec: Any, value: Any) -> bool:
+    """``fits``, but a dict may give only some of an option's keys (a partial point)."""
+    if isinstance(spec, dict) and not isinstance(spec, Domain):
+        return (isinstance(value, dict) and set(value) <= set(spec)
+                and all(_fits_partial(spec[k], value[k]) for k in value))
+    return fits(spec, value)
+
+
+def _items(domain: Domain) -> str:
+    return "options" if isinstance(domain, Choice) else "values"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+@contextlib.contextmanager
+def _quiet(optuna: Any) -> Iterator[None]:
+    """Optuna logs every finished trial at INFO; our progress display reports trials already."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    if logger.getEffectiveLevel() < logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
