@@ -83,3 +83,36 @@ def test_checkpoints_reported_in_a_run_are_indexed_and_loadable(results_dir):
 def test_report_rejects_a_non_checkpoint(results_dir):
     result = ts.run(lambda c: ts.report({"a": 1}, checkpoint={"state": 1}), num_samples=1, verbose=0)
     assert "expects a tunesmith.Checkpoint, got dict" in result.trials[0].error
+
+
+def many_checkpoints(config):
+    for i in range(30):
+        ts.report({"loss": abs(i - 10) + config["x"]}, checkpoint=ts.Checkpoint.from_state(i))
+
+
+def _ckpt_dirs(trial):
+    folder = os.path.join(trial.path, "checkpoints")
+    return sorted(n for n in os.listdir(folder) if not n.startswith("."))
+
+
+def test_keep_latest_n_bounds_disk_and_leaves_no_orphans(results_dir):
+    result = ts.run(many_checkpoints, space={"x": ts.uniform(0, 1)}, num_samples=20, keep=2, verbose=0)
+    for t in result.trials:
+        assert _ckpt_dirs(t) == ["checkpoint_000029", "checkpoint_000030"]
+        assert [it for it, _ in result._store.checkpoints(t.id)] == [29, 30]  # index matches the disk
+        assert t.checkpoint.load() == 29
+
+
+def test_keep_best_n_by_metric_keeps_the_latest_too(results_dir):
+    result = ts.run(many_checkpoints, space={"x": 0.5}, keep=2, keep_by="loss", metric="loss", mode="min",
+                    verbose=0)
+    t = result.trials[0]
+    # best loss is at i=10 (iteration 11); the latest (30) always stays
+    assert _ckpt_dirs(t) == ["checkpoint_000011", "checkpoint_000030"]
+
+
+def test_bad_retention_arguments():
+    with pytest.raises(ts.ConfigError, match="keep must be a positive integer"):
+        ts.run(many_checkpoints, keep=0, verbose=0)
+    with pytest.raises(ts.ConfigError, match="keep_by needs keep"):
+        ts.run(many_checkpoints, keep_by="loss", metric="loss", mode="min", verbose=0)

@@ -11,16 +11,19 @@ import json
 import logging
 import math
 import os
+import shutil
+import sqlite3
 import time
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.executors._base import Event, Executor, Launch
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
-from tunesmith.store.sqlite import Store, dumps
+from tunesmith.store.sqlite import Store, StoreError, dumps
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView, trial_name
 
 log = logging.getLogger("tunesmith")
@@ -33,7 +36,7 @@ class Controller:
                  executor: Executor, store: Store, metric: str | None, mode: str | None, num_samples: int,
                  stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
                  resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
-                 max_failures: int = 0) -> None:
+                 max_failures: int = 0, retention: Retention | None = None) -> None:
         self.name = name
         self.exp_dir = exp_dir
         self.fn = fn
@@ -51,6 +54,9 @@ class Controller:
         self.callbacks = callbacks
         self.strict_metric = strict_metric
         self.max_failures = max_failures
+        self.retention = retention or Retention(None, None, None)
+        self._borrowed: dict[str, int] = {}  # checkpoint path -> trials restarting from it (PBT exploit)
+        self._doomed: list[str] = []  # checkpoint folders to delete once their index rows are gone
 
         self.trials: dict[int, TrialView] = {}
         self.total_resources: dict[str, float] = {}
@@ -97,6 +103,10 @@ class Controller:
             self._stop_all(grace_s=5.0)
             self._set_status("interrupted")
             raise
+        except sqlite3.OperationalError as e:
+            # the transaction rolled back: the store holds everything committed before, so it resumes
+            raise StoreError(f"could not write experiment {self.name}'s store ({e}); free space if the disk is "
+                             f"full, then resume: tunesmith resume {self.name}") from e
         finally:
             self.executor.shutdown()
             for cb in self.callbacks:
@@ -146,8 +156,19 @@ class Controller:
                     self._metric_seen.add(trial.id)
                     if self.best_so_far is None or self._sign * value < self._sign * self.best_so_far[1]:
                         self.best_so_far = (trial.id, value)
-            # the latest checkpoint that passes its checksum; a damaged one is skipped for the one before
-            for it, path in reversed(self.store.checkpoints(trial.id)):
+            own = self.store.checkpoints(trial.id)
+            if self.retention.active:
+                by_iter = {row[1]: row for row in rows}
+                for it, path in own:
+                    metrics = result_dict(by_iter[it]) if it in by_iter else {}
+                    for _old_it, old_path in self.retention.add(trial.id, it, path, metrics):
+                        self._doomed.append(old_path)
+            # the latest checkpoint that passes its checksum (the trial's pointer first: after a PBT
+            # exploit it is the source's); a damaged one is skipped for the one before, with a warning
+            candidates = list(reversed(own))
+            if rec["checkpoint"] and (rec["checkpoint_iteration"], rec["checkpoint"]) not in own:
+                candidates.insert(0, (rec["checkpoint_iteration"], rec["checkpoint"]))
+            for it, path in candidates:
                 try:
                     verify(path)
                 except CheckpointError as e:
@@ -155,6 +176,8 @@ class Controller:
                     continue
                 trial.checkpoint_path, trial.checkpoint_iteration = path, it
                 self._ckpt_time[trial.id] = next((r[2] for r in rows if r[1] == it), 0.0)
+                if os.path.dirname(os.path.dirname(path)) != self._trial_dir(trial.id):
+                    self._borrowed[path] = self._borrowed.get(path, 0) + 1
                 break
             errored = trial.status is TrialStatus.ERROR
             if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
@@ -286,6 +309,7 @@ class Controller:
         ckpts: list[tuple[int, int, str, float]] = []
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
+        drop: list[tuple[int, int]] = []  # checkpoints retention lets go
         for ev in events:
             trial = self.trials.get(ev[1])
             if trial is None:
@@ -303,9 +327,15 @@ class Controller:
                     metrics[TIMESTAMP] = timestamp
                     if ckpt is not None:
                         ckpts.append((tid, iteration, ckpt, timestamp))
+                        self._release_borrowed(trial.checkpoint_path)
                         trial.checkpoint_path = ckpt
                         trial.checkpoint_iteration = iteration
                         self._ckpt_time[tid] = time_total
+                        if self.retention.active:
+                            for old_it, old_path in self.retention.add(tid, iteration, ckpt, metrics):
+                                if old_path not in self._borrowed:
+                                    drop.append((tid, old_it))
+                                    self._doomed.append(old_path)
                     results.append(Result(tid, iteration, metrics, ckpt))
                 trial.last_result = results[-1]
                 trial.iteration = results[-1].iteration
@@ -320,6 +350,8 @@ class Controller:
                 self.num_results += len(rows)
             if ckpts:
                 self.store.add_checkpoints(db, ckpts)
+            if drop:
+                self.store.remove_checkpoints(db, drop)
             for trial, _results, _w in parsed:
                 self.store.update_trial(db, trial.id, iteration=trial.iteration,
                                         last_result=trial.last_result and dumps(trial.last_result.metrics),
@@ -327,6 +359,10 @@ class Controller:
                                         checkpoint_iteration=trial.checkpoint_iteration)
             for trial, status, tb in done:
                 self._complete(db, trial, status, tb)
+        if self._doomed:  # deleted only after the index no longer names them
+            for path in self._doomed:
+                shutil.rmtree(path, ignore_errors=True)
+            self._doomed.clear()
         # 2. then decide
         self.view.now = self.elapsed()
         for trial, results, waiting in parsed:
@@ -434,6 +470,9 @@ class Controller:
             path = action.source_checkpoint or source.checkpoint_path
             it = action.source_iteration if action.source_iteration is not None else source.checkpoint_iteration
             trial.config = dict(action.config)
+            self._release_borrowed(trial.checkpoint_path)
+            if path is not None:
+                self._borrowed[path] = self._borrowed.get(path, 0) + 1
             trial.parent_id = source.id
             trial.parent_iteration = it
             self._restarts.append((trial.id, it))
@@ -453,6 +492,12 @@ class Controller:
         trial.end_time = now
         self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now)
 
+    def _release_borrowed(self, path: str | None) -> None:
+        if path is not None and path in self._borrowed:
+            self._borrowed[path] -= 1
+            if self._borrowed[path] <= 0:
+                del self._borrowed[path]
+
     def _after_complete(self, trial: TrialView) -> None:
         if trial.status.is_finished:
             self.view.now = self.elapsed()
@@ -471,6 +516,7 @@ class Controller:
         self._new_rows.clear()
         for tid, it in self._restarts:
             self.store.truncate_results(db, tid, it)
+            self.retention.forget_after(tid, it)
             self.store.update_trial(db, tid, status=TrialStatus.RUNNING.value, iteration=it)
         self._restarts.clear()
 

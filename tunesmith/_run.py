@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from tunesmith._errors import ConfigError, TrialError
+from tunesmith._retention import Retention
 from tunesmith.analysis import ResultSet, default_storage
 from tunesmith.callbacks._base import Callback
 from tunesmith.executors._base import Executor
@@ -81,6 +82,8 @@ def run(
     trial_timeout_s: float | None = None,
     resume: bool = False,
     restart_errored: str | None = None,
+    keep: int | None = None,
+    keep_by: str | None = None,
 ) -> ResultSet:
     """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
 
@@ -116,6 +119,10 @@ def run(
         resume: continue the experiment ``name`` after a crash or an interruption: finished trials are not
             run again, unfinished ones restart from their latest good checkpoint, the searcher and scheduler
             continue from their replayed state. Pass the same ``fn`` and ``space``.
+        keep: checkpoints kept per trial (default all). A trial's latest checkpoint, and one another trial
+            still needs (PBT), are never deleted.
+        keep_by: keep the ``keep`` best checkpoints by this metric (in the direction of ``mode``) instead of
+            the latest ones.
         restart_errored: on resume, ``"restart"`` runs ERROR trials again from scratch, ``"resume"``
             continues them from their latest checkpoint; ``None`` leaves them as they are.
 
@@ -154,6 +161,7 @@ def run(
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
     if resume and name is None:
         raise ConfigError("resume=True needs the name of the experiment to resume")
+    retention = Retention(keep, keep_by, mode)
     per_trial = normalize(resources)
     stop_rules = StopRules(stop, metric, mode)
 
@@ -206,7 +214,7 @@ def run(
             "name": name, "metric": metric, "mode": mode, "num_samples": num_samples,
             "space": _space_json(space), "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
-            "resources": per_trial, "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
+            "resources": per_trial, "keep": keep, "keep_by": keep_by, "max_failures": max_failures, "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
         }
         with store.transaction() as db:
             store.set_meta(db, "spec", spec)
@@ -220,7 +228,8 @@ def run(
             name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
             store=store, metric=metric, mode=mode, num_samples=num_samples, stop=stop_rules,
             time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
-            callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures)
+            callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
+            retention=retention)
         if resume:
             controller.replay(restart_errored)
         try:

@@ -160,9 +160,10 @@ class ResultSet:
         scored.sort(key=lambda x: (x[0], x[1]))
         return [t for _, _, t in scored[:k]]
 
-    def dataframe(self, all_results: bool = False) -> Any:
+    def dataframe(self, all_results: bool = False, show_secrets: bool = False) -> Any:
         """A pandas DataFrame: one row per trial (config as ``config/<key>``, last result's metrics), or one
-        row per stored result with ``all_results=True``.
+        row per stored result with ``all_results=True``. Config values that look like secrets (keys with
+        key/token/secret/password, passwords in URLs) show as ``***`` unless ``show_secrets=True``.
 
         Raises:
             ImportError: pandas is not installed (``pip install tunesmith[pandas]``).
@@ -171,7 +172,11 @@ class ResultSet:
             import pandas as pd
         except ImportError as e:
             raise ImportError("dataframe() needs pandas: pip install 'tunesmith[pandas]'") from e
+        from tunesmith._secrets import mask
         from tunesmith.space import flatten
+
+        def shown(config: dict[str, Any]) -> dict[str, Any]:
+            return {f"config/{k}": v for k, v in flatten(config if show_secrets else mask(config)).items()}
 
         rows = []
         by_id = {t.id: t for t in self.trials}
@@ -180,12 +185,12 @@ class ResultSet:
                 t = by_id.get(row[0])
                 rec = {"trial_id": row[0], **result_dict(row)}
                 if t is not None:
-                    rec.update({f"config/{k}": v for k, v in flatten(t.config).items()})
+                    rec.update(shown(t.config))
                 rows.append(rec)
         else:
             for t in self.trials:
                 rec = {"trial_id": t.id, "status": t.status.value, **t.last_result}
-                rec.update({f"config/{k}": v for k, v in flatten(t.config).items()})
+                rec.update(shown(t.config))
                 if t.error:
                     rec["error"] = t.error.strip().splitlines()[-1]
                 rows.append(rec)

@@ -8,6 +8,7 @@ channel; it waits for the driver only at an iteration where the scheduler must d
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -61,7 +62,15 @@ class _Session:
             if not isinstance(checkpoint, Checkpoint):
                 raise ConfigError(f"report(checkpoint=...) expects a tunesmith.Checkpoint, got "
                                   f"{type(checkpoint).__name__}")
-            ckpt_path = _ckpt.write(checkpoint, os.path.join(self.trial_dir, "checkpoints"), self.iteration)
+            folder = os.path.join(self.trial_dir, "checkpoints")
+            try:
+                ckpt_path = _ckpt.write(checkpoint, folder, self.iteration)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise OSError(errno.ENOSPC, f"no space left on the device writing the checkpoint of "
+                                  f"iteration {self.iteration} in {folder}: free space (or keep=N fewer "
+                                  f"checkpoints), then resume the experiment") from e
+                raise
             self.latest_checkpoint = Checkpoint(ckpt_path, iteration=self.iteration)
         row = (self.iteration, self.time_offset + time.monotonic() - self.start, time.time(), encoded, ckpt_path)
         wait = self.iteration == self.decision_iteration

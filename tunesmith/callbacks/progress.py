@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any
 
+from tunesmith._secrets import mask
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.trial import TrialStatus, TrialView
 
@@ -148,9 +149,10 @@ class Progress(Callback):
             return (0 if t.status is TrialStatus.RUNNING else 1, score, t.id)
 
         shown = sorted(trials, key=key)[: self.max_rows]
+        configs = {t.id: mask(t.config) for t in shown}  # never show a secret-looking value
         config_keys: list[str] = []
         for t in shown:
-            for k, v in t.config.items():
+            for k, v in configs[t.id].items():
                 if k not in config_keys and not isinstance(v, dict) and len(config_keys) < 5:
                     config_keys.append(k)
         table = Table(expand=False, show_edge=False, pad_edge=False)
@@ -163,7 +165,7 @@ class Progress(Callback):
             table.add_column(metric, justify="right")
         for t in shown:
             row = [t.name, Text(t.status.value, style=_STYLE[t.status])]
-            row += [_fmt(t.config.get(k, "")) for k in config_keys]
+            row += [_fmt(configs[t.id].get(k, "")) for k in config_keys]
             row.append(str(t.iteration))
             if metric:
                 row.append(_fmt(t.last_result.get(metric, "")) if t.last_result else "")

@@ -258,10 +258,18 @@ class SimulatedExecutor(Executor):
 
     # -- events ---------------------------------------------------------------------------------------
     def poll(self, timeout: float) -> list[Event]:
-        """Move the clock to the next instant with events and return them (``timeout`` is not needed:
-        waiting costs nothing in virtual time). Entries scheduled while an instant is processed (the next
-        iteration's start, a trial's end after its last result) go to a later call."""
+        """Move the clock to the next instant with events and return them.
+
+        Waiting costs nothing in virtual time, so the clock jumps straight to the next event however far
+        it is; ``timeout`` only matters when nothing is scheduled at all: the clock then moves on by
+        ``timeout`` (idle time passes, as it would for a real driver waiting on an idle pool). Entries
+        scheduled while an instant is processed (the next iteration's start, a trial's end after its last
+        result) go to a later call.
+        """
         events: list[Event] = []
+        if not self._heap:
+            self._now += max(0.0, float(timeout))
+            return events
         while self._heap and not events:
             at = self._heap[0][0]
             horizon = self._seq  # entries pushed from here on wait for the next round

@@ -81,17 +81,23 @@ class OptunaSearch(Searcher):
     how the sampler's random state got where it is. ``restore_suggestion`` replays a stored trial with
     its stored parameters (``enqueue_trial`` + ``ask``) and the replayed ``observe`` calls report and
     tell as before, so with ``tpe``, ``gp`` and ``random`` the next suggestion after a resume is the
-    one an uninterrupted run would have made. Known limits: ``cmaes`` and ``nsgaii`` keep their
+    one an uninterrupted run would have made (``quniform`` values go back to Optuna as the exact
+    multiples of ``q`` in the config, which can lie an ulp from the float Optuna drew: ``gp``'s next
+    suggestion may then differ in the last digits). Known limits: ``cmaes`` and ``nsgaii`` keep their
     generations in trial attributes that a replay does not rebuild, so they start a new search
-    distribution / population after a resume (the history still counts as data for ``nsgaii``); a
-    sampler *instance* keeps its own random state; and with a conditional space, TPE's constant-liar
-    view of trials still running at the interruption may differ slightly.
+    distribution / population after a resume (the history stays in the study); a sampler *instance*
+    keeps its own random state.
+
+    TPE is Optuna's default (multivariate, with the constant liar for trials still running). For a
+    conditional space it is grouped multivariate TPE (``group=True``) without the constant liar:
+    grouped TPE draws values for every branch and the liar would keep, for running trials, values of
+    branches they did not take, which a replay cannot know.
 
     Needs ``pip install 'tunesmith[optuna]'``; ``sampler="gp"`` also needs PyTorch
     (``'tunesmith[optuna,torch]'``), ``"cmaes"`` the ``cmaes`` package (in the ``optuna`` extra).
 
     Args:
-        sampler: ``"tpe"`` (default; multivariate, and grouped for conditional spaces), ``"cmaes"``,
+        sampler: ``"tpe"`` (default; see above), ``"cmaes"``,
             ``"gp"``, ``"nsgaii"``, ``"random"``, or an ``optuna.samplers.BaseSampler`` instance used as
             given (then ``seed`` and ``n_startup_trials`` must stay ``None``: set them on the instance).
         seed: seed of the named samplers; ``None`` draws one at construction (``self._seed``).
@@ -196,7 +202,11 @@ class OptunaSearch(Searcher):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", self._optuna.exceptions.ExperimentalWarning)
             if self.sampler == "tpe":
-                grouped = {"multivariate": True, "group": True} if self._conditional else {}
+                # Conditional spaces: multivariate TPE over groups of parameters that appear together.
+                # Its constant liar would remember, for running trials, values drawn for branches they
+                # did not take, which a replay cannot know; without it a resume is exact.
+                grouped = ({"multivariate": True, "group": True, "constant_liar": False}
+                           if self._conditional else {})
                 return samplers.TPESampler(seed=seed, **grouped, **startup)
             if self.sampler == "cmaes":
                 return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **startup)

@@ -159,6 +159,10 @@ class Store:
         db.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)", rows)
 
     @staticmethod
+    def remove_checkpoints(db: sqlite3.Connection, rows: Iterable[tuple[int, int]]) -> None:
+        db.executemany("DELETE FROM checkpoints WHERE trial_id = ? AND iteration = ?", rows)
+
+    @staticmethod
     def update_trial(db: sqlite3.Connection, trial_id: int, **fields: Any) -> None:
         cols = ", ".join(f"{k} = ?" for k in fields)
         db.execute(f"UPDATE trials SET {cols} WHERE id = ?", (*fields.values(), trial_id))

@@ -1,0 +1,441 @@
+"""The simulated executor: events, virtual clock, decision points, stop, errors, checkpoints, resources.
+
+The first tests drive the executor directly, the way the controller does; the last ones go through
+``tunesmith.run`` (HyperBand pauses, PBT exploits, ResourceChanging) and check what reached the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+import tunesmith as ts
+from tunesmith.executors._base import Launch
+from tunesmith.executors.simulated import SimContext, SimulatedExecutor, linear_speedup
+from tunesmith.trial import TrialStatus
+
+
+def launch(tid, tmp_path, *, resources=None, restore=None, iteration=0, time_offset=0.0, decision=None,
+           config=None):
+    return Launch(trial_id=tid, config=dict(config or {"x": tid}), trial_dir=str(tmp_path / f"trial_{tid}"),
+                  resources=dict(resources or {"cpu": 1.0}), restore=restore, iteration=iteration,
+                  time_offset=time_offset, decision_iteration=decision)
+
+
+def rows_of(events):
+    """{trial: [(iteration, time_total, metrics, ckpt, waiting)]} of the "r" events, and the "done" ones."""
+    rows, done = {}, []
+    for ev in events:
+        if ev[0] == "r":
+            for it, total, _ts, text, ckpt in ev[2]:
+                rows.setdefault(ev[1], []).append((it, total, json.loads(text), ckpt, ev[3]))
+        else:
+            done.append(ev[1:])
+    return rows, done
+
+
+def drain(ex, limit=10_000):
+    """Poll until nothing runs; return [(clock, events)] for each non-empty poll."""
+    out = []
+    for _ in range(limit):
+        if not ex.running():
+            return out
+        events = ex.poll(0.05)
+        if events:
+            out.append((ex.clock(), events))
+    raise AssertionError("the executor did not finish")
+
+
+def counting(n, seconds=1.0):
+    def fn(config, ctx):
+        for i in range(ctx.iteration, n):
+            yield ({"i": i + 1, "x": config["x"]}, seconds)
+    return fn
+
+
+# -- events and the virtual clock ------------------------------------------------------------------------------
+
+
+def test_events_and_virtual_clock(tmp_path):
+    ex = SimulatedExecutor({"cpu": 2})
+    ex.setup(counting(3, seconds=2.0), str(tmp_path))
+    assert ex.clock() == 0.0
+    assert ex.try_start(launch(1, tmp_path))
+
+    def fast(config, ctx):  # a second trial with other iteration times
+        yield {"v": 1}  # 1 virtual second by default
+        yield ({"v": 2}, 0.5)
+
+    ex2 = SimulatedExecutor({"cpu": 2})
+    ex2.setup(fast, str(tmp_path))
+    assert ex2.try_start(launch(7, tmp_path))
+    polls = drain(ex2)
+    assert [(t, rows_of(ev)) for t, ev in polls] == [
+        (1.0, ({7: [(1, 1.0, {"v": 1}, None, False)]}, [])),
+        (1.5, ({7: [(2, 1.5, {"v": 2}, None, False)]}, [])),
+        (1.5, ({}, [(7, "ok", None)])),  # the end comes after the last result, at the same instant
+    ]
+
+    polls = drain(ex)
+    times = [t for t, _ in polls]
+    assert times == [2.0, 4.0, 6.0, 6.0]
+    rows, done = rows_of([e for _, ev in polls for e in ev])
+    assert rows == {1: [(1, 2.0, {"i": 1, "x": 1}, None, False), (2, 4.0, {"i": 2, "x": 1}, None, False),
+                        (3, 6.0, {"i": 3, "x": 1}, None, False)]}
+    assert done == [(1, "ok", None)]
+    assert ex.running() == 0
+
+
+def test_simultaneous_results_come_in_one_poll_in_start_order(tmp_path):
+    ex = SimulatedExecutor({"cpu": 3})
+    ex.setup(counting(2), str(tmp_path))
+    for tid in (3, 1, 2):
+        assert ex.try_start(launch(tid, tmp_path))
+    events = ex.poll(0.05)
+    assert ex.clock() == 1.0
+    assert [(e[0], e[1], e[2][0][0]) for e in events] == [("r", 3, 1), ("r", 1, 1), ("r", 2, 1)]
+    events = ex.poll(0.05)
+    assert ex.clock() == 2.0 and [e[1] for e in events] == [3, 1, 2]
+    events = ex.poll(0.05)
+    assert ex.clock() == 2.0 and {e[:3] for e in events} == {("done", 3, "ok"), ("done", 1, "ok"), ("done", 2, "ok")}
+
+
+def test_resources_are_accounted_and_refused_when_not_free(tmp_path):
+    ex = SimulatedExecutor({"cpu": 3, "gpu": 1})
+    ex.setup(counting(1), str(tmp_path))
+    assert ex.total_resources() == {"cpu": 3.0, "gpu": 1.0}
+    with pytest.raises(ts.ConfigError, match="more than this machine has"):
+        ex.check_resources({"cpu": 4.0, "gpu": 0.0})
+    ex.check_resources({"cpu": 3.0, "gpu": 1.0})
+    assert ex.try_start(launch(1, tmp_path, resources={"cpu": 2, "gpu": 0.5}))
+    assert not ex.try_start(launch(2, tmp_path, resources={"cpu": 2}))  # 1 CPU left
+    assert not ex.try_start(launch(3, tmp_path, resources={"cpu": 1, "gpu": 0.75}))  # 0.5 GPU left
+    assert ex.try_start(launch(4, tmp_path, resources={"cpu": 1, "gpu": 0.5}))
+    assert ex.running() == 2
+    drain(ex)
+    assert ex.try_start(launch(2, tmp_path, resources={"cpu": 2}))  # freed at the end of trial 1
+    assert SimulatedExecutor().total_resources() == {"cpu": 4.0, "gpu": 0.0}
+
+
+def test_idle_poll_lets_virtual_time_pass(tmp_path):
+    ex = SimulatedExecutor()
+    ex.setup(counting(1), str(tmp_path))
+    assert ex.poll(0.5) == [] and ex.clock() == 0.5
+    assert ex.poll(0.0) == [] and ex.clock() == 0.5
+
+
+def test_function_signatures_without_context(tmp_path):
+    def with_config(config):
+        yield {"x": config["x"]}
+
+    def bare():
+        yield {"y": 1}
+
+    for fn, expected in ((with_config, {"x": 5}), (bare, {"y": 1})):
+        ex = SimulatedExecutor()
+        ex.setup(fn, str(tmp_path))
+        ex.try_start(launch(5, tmp_path))
+        rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
+        assert rows[5][0][2] == expected and done == [(5, "ok", None)]
+
+
+# -- decision points and stop ----------------------------------------------------------------------------------
+
+
+def test_a_trial_waits_at_its_decision_point_until_decide(tmp_path):
+    ex = SimulatedExecutor({"cpu": 2})
+    ex.setup(counting(10), str(tmp_path))
+    ex.try_start(launch(1, tmp_path, decision=2))
+    ex.try_start(launch(2, tmp_path, config={"x": 2}))
+    seen = []
+    while True:
+        events = ex.poll(0.05)
+        seen.extend(events)
+        if any(e[0] == "r" and e[1] == 1 and e[3] for e in events):
+            break
+    assert ex.clock() == 2.0
+    assert [(e[1], e[2][0][0], e[3]) for e in seen if e[0] == "r"] == [(1, 1, False), (2, 1, False), (1, 2, True),
+                                                                        (2, 2, False)]
+    # trial 1 is blocked: time goes on for trial 2 only
+    for _ in range(3):
+        events = ex.poll(0.05)
+        assert [e[1] for e in events] == [2]
+    assert ex.clock() == 5.0
+    ex.decide(1, True, 7)  # it resumes now, at t=5, and waits again at iteration 7
+    polls = []
+    while not any(e[0] == "r" and e[1] == 1 and e[3] for _, evs in polls for e in evs):
+        polls.append((ex.clock(), ex.poll(0.05)))
+    trial1 = [(e[2][0][0], e[2][0][1], e[3]) for _, evs in polls for e in evs if e[0] == "r" and e[1] == 1]
+    assert trial1 == [(3, 6.0, False), (4, 7.0, False), (5, 8.0, False), (6, 9.0, False), (7, 10.0, True)]
+    ex.decide(1, False, None)
+    events = ex.poll(0.05)
+    assert ("done", 1, "stopped", None) in events and ex.clock() == 10.0
+    ex.decide(1, True, None)  # stale answers are ignored
+    ex.stop(1)
+
+
+def test_stop_ends_a_trial_at_its_next_report(tmp_path):
+    closed = []
+
+    def fn(config, ctx):
+        try:
+            for i in range(100):
+                yield ({"i": i}, 2.0)
+        finally:
+            closed.append(ctx.iteration)
+
+    ex = SimulatedExecutor()
+    ex.setup(fn, str(tmp_path))
+    ex.try_start(launch(1, tmp_path))
+    assert [e[2][0][0] for e in ex.poll(1)] == [1]
+    ex.stop(1)  # the iteration in flight (2) finishes and is reported, then the trial ends
+    events = ex.poll(1)
+    assert ex.clock() == 4.0 and [(e[0], e[2][0][0], e[3]) for e in events] == [("r", 2, False)]
+    assert ex.poll(1) == [("done", 1, "stopped", None)] and ex.clock() == 4.0
+    assert closed == [2] and ex.running() == 0
+    assert ex.try_start(launch(2, tmp_path, resources={"cpu": 4}))  # its CPU is free again
+
+
+def test_stop_while_waiting_at_a_decision_point_ends_at_once(tmp_path):
+    ex = SimulatedExecutor()
+    ex.setup(counting(10), str(tmp_path))
+    ex.try_start(launch(1, tmp_path, decision=1))
+    assert ex.poll(1)[0][3] is True
+    ex.stop(1)
+    assert ex.poll(1) == [("done", 1, "stopped", None)] and ex.clock() == 1.0
+
+
+def test_a_generator_that_returns_after_stop_is_stopped(tmp_path):
+    ex = SimulatedExecutor()
+    ex.setup(counting(2), str(tmp_path))
+    ex.try_start(launch(1, tmp_path))
+    ex.poll(1)
+    ex.stop(1)
+    rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
+    assert [r[0] for r in rows[1]] == [2] and done == [(1, "stopped", None)]
+
+
+# -- errors -----------------------------------------------------------------------------------------------------
+
+
+def test_an_exception_in_the_generator_is_an_error_with_traceback(tmp_path):
+    def fn(config, ctx):
+        yield {"a": 1}
+        raise ValueError("boom at iteration two")
+
+    ex = SimulatedExecutor()
+    ex.setup(fn, str(tmp_path))
+    ex.try_start(launch(1, tmp_path))
+    rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
+    assert [r[0] for r in rows[1]] == [1]
+    (tid, status, tb), = done
+    assert (tid, status) == (1, "error")
+    assert "Traceback" in tb and "ValueError: boom at iteration two" in tb
+    assert ex.clock() == 1.0 and ex.running() == 0
+
+
+@pytest.mark.parametrize("body, message", [
+    ("yield 3", "must yield a metrics dict"),
+    ("yield ({'a': 1}, -1.0)", "seconds must be a finite number"),
+    ("yield {'a': [1, 2]}", "metric 'a' must be a number"),
+    ("yield {'training_iteration': 3}", "is set by tunesmith"),
+    ("return 5", "must be a generator"),
+    ("yield ({'a': 1}, 1.0, (i for i in range(3)))", "cannot pickle"),  # a state that cannot be saved
+    ("yield ({'a': 1}, 1.0, None)", ""),  # None: no checkpoint, no error
+])
+def test_bad_yields_and_non_generators_are_errors(tmp_path, body, message):
+    ns = {}
+    exec(f"def fn(config, ctx):\n    {body}\n", ns)
+    ex = SimulatedExecutor()
+    ex.setup(ns["fn"], str(tmp_path))
+    ex.try_start(launch(1, tmp_path))
+    _rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
+    if message:
+        assert done[0][1] == "error" and message in done[0][2]
+    else:
+        assert done[0][1] == "ok"
+
+
+def test_setup_refuses_a_non_callable(tmp_path):
+    with pytest.raises(ts.ConfigError, match="generator function"):
+        SimulatedExecutor().setup(42, str(tmp_path))
+
+
+# -- checkpoints and restore ------------------------------------------------------------------------------------
+
+
+def stateful(n, every=1):
+    def fn(config, ctx):
+        state = ctx.checkpoint or {"step": 0, "trace": []}
+        assert state["step"] == ctx.iteration  # the state matches the iteration it was saved at
+        while state["step"] < n:
+            state["step"] += 1
+            state["trace"].append(config["x"])
+            save = state if state["step"] % every == 0 else None
+            yield ({"step": state["step"], "restored": ctx.checkpoint_path is not None}, 1.0, save)
+    return fn
+
+
+def test_yielded_state_is_a_real_checkpoint_and_restores(tmp_path):
+    ex = SimulatedExecutor()
+    ex.setup(stateful(6, every=2), str(tmp_path))
+    ex.try_start(launch(1, tmp_path))
+    rows, _ = rows_of([e for _, ev in drain(ex) for e in ev])
+    ckpts = {it: path for it, _t, _m, path, _w in rows[1] if path}
+    assert sorted(ckpts) == [2, 4, 6]
+    assert ckpts[4] == os.path.join(str(tmp_path / "trial_1"), "checkpoints", "checkpoint_000004")
+    assert ts.Checkpoint(ckpts[4]).load() == {"step": 4, "trace": [1, 1, 1, 1]}
+
+    # restart from iteration 4, as the controller does after a pause: the clock and iterations continue
+    seen = []
+
+    def spy(config, ctx):
+        seen.append((json.loads(json.dumps(ctx.checkpoint)), ctx.iteration, ctx.checkpoint_path))
+        yield from stateful(6, every=2)(config, ctx)
+
+    ex.setup(spy, str(tmp_path))
+    start = ex.clock()
+    ex.try_start(launch(1, tmp_path, restore=ckpts[4], iteration=4, time_offset=4.0, config={"x": 9}))
+    rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
+    assert seen == [({"step": 4, "trace": [1, 1, 1, 1]}, 4, ckpts[4])]
+    assert [(r[0], r[1], r[2]["restored"]) for r in rows[1]] == [(5, 5.0, True), (6, 6.0, True)]
+    assert ex.clock() == start + 2
+    assert ts.Checkpoint(rows[1][-1][3]).load()["trace"] == [1, 1, 1, 1, 9, 9]
+    assert done == [(1, "ok", None)]
+
+
+def test_a_damaged_restore_checkpoint_fails_the_trial(tmp_path):
+    ex = SimulatedExecutor()
+    ex.setup(stateful(3), str(tmp_path))
+    ex.try_start(launch(1, tmp_path, restore=str(tmp_path / "nowhere"), iteration=2))
+    (_, events), = drain(ex)
+    assert events[0][:3] == ("done", 1, "error") and "CheckpointError" in events[0][3]
+
+
+# -- resources and speed ----------------------------------------------------------------------------------------
+
+
+def test_more_cpus_after_a_restart_make_iterations_faster(tmp_path):
+    contexts: list[SimContext] = []
+
+    def fn(config, ctx):
+        contexts.append(ctx)
+        for _ in range(2):
+            yield ({"cpu": ctx.resources["cpu"]}, 3.0)
+
+    ex = SimulatedExecutor({"cpu": 4})
+    ex.setup(fn, str(tmp_path))
+    ex.try_start(launch(1, tmp_path, resources={"cpu": 1}))
+    drain(ex)
+    assert ex.clock() == 6.0  # 2 x 3 s at its first resources
+    ex.try_start(launch(1, tmp_path, resources={"cpu": 3}, iteration=2, time_offset=6.0))
+    rows, _ = rows_of([e for _, ev in drain(ex) for e in ev])
+    assert [(r[0], r[1]) for r in rows[1]] == [(3, 7.0), (4, 8.0)]  # 3 CPUs: 3 s / 3 per iteration
+    assert ex.clock() == 8.0
+    assert [(c.resources["cpu"], c.speedup) for c in contexts] == [(1.0, 1.0), (3.0, 3.0)]
+
+    gpu = SimulatedExecutor({"cpu": 4, "gpu": 2}, speedup=lambda r, b: 1 + r["cpu"] / b["cpu"])
+    gpu.setup(fn, str(tmp_path))
+    gpu.try_start(launch(2, tmp_path, resources={"cpu": 2}))
+    drain(gpu)
+    assert gpu.clock() == 3.0  # the custom model: 2x at the same resources
+    assert linear_speedup({"cpu": 8, "gpu": 2}, {"cpu": 1, "gpu": 0.5}) == 4.0  # GPU trials scale with GPUs
+    assert linear_speedup({"cpu": 0}, {"cpu": 1}) == 1.0
+
+
+def test_context_rng_is_deterministic_per_seed_trial_and_start(tmp_path):
+    def fn(config, ctx):
+        yield {"r": ctx.rng.random()}
+
+    def draw(seed, tid, iteration=0):
+        ex = SimulatedExecutor(seed=seed)
+        ex.setup(fn, str(tmp_path))
+        ex.try_start(launch(tid, tmp_path, iteration=iteration))
+        rows, _ = rows_of([e for _, ev in drain(ex) for e in ev])
+        return rows[tid][0][2]["r"]
+
+    assert draw(0, 1) == draw(0, 1)
+    assert len({draw(0, 1), draw(1, 1), draw(0, 2), draw(0, 1, iteration=3)}) == 4
+
+
+# -- through tunesmith.run --------------------------------------------------------------------------------------
+
+
+def curve(config, ctx):
+    """loss falls towards config['x']; the state counts steps so a restore can be checked."""
+    state = ctx.checkpoint or {"step": 0, "born": config["x"]}
+    assert state["step"] == ctx.iteration
+    while True:
+        state["step"] += 1
+        loss = config["x"] + 1.0 / state["step"]
+        yield ({"loss": loss, "step": state["step"], "born": state["born"], "x": config["x"],
+                "cpu": ctx.resources["cpu"]}, 1.0, dict(state))
+
+
+def test_hyperband_pauses_and_resumes_from_checkpoints(results_dir):
+    ex = SimulatedExecutor({"cpu": 3})
+    result = ts.run(curve, space={"x": ts.grid([0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6])}, metric="loss",
+                    mode="min", scheduler=ts.HyperBand(max_t=9), backend=ex, verbose=0, name="hb")
+    # one bracket (s=2) of 9 trials: rungs 1, 3, 9 -> 9 x 1 + 3 x 2 + 1 x 6 iterations
+    finals = sorted(t.iteration for t in result.trials)
+    assert finals == [1] * 6 + [3] * 2 + [9]
+    assert sum(finals) == 21
+    assert result.best.config["x"] == 0.1 and result.best.iteration == 9
+    events = ts.load(str(results_dir / "hb"))._store.events()
+    assert len([e for e in events if e[2] == "pause"]) == 9 + 3 - 1 - 1  # all wait at a rung but its last
+    for t in result.trials:
+        history = result.history(t.id)
+        assert [h["training_iteration"] for h in history] == list(range(1, t.iteration + 1))
+        assert [h["step"] for h in history] == list(range(1, t.iteration + 1))  # state restored, not redone
+        assert t.status is TrialStatus.TERMINATED
+
+
+def test_pbt_exploit_restores_the_source_checkpoint_with_the_new_config(results_dir):
+    def train(config, ctx):
+        state = ctx.checkpoint or {"step": 0, "loss": 1.0, "family": config["family"]}
+        assert state["step"] == ctx.iteration
+        while state["step"] < 12:
+            state["step"] += 1
+            state["loss"] *= 1 - 0.1 * math.exp(-math.log(config["lr"] / 0.1) ** 2)
+            yield ({"loss": state["loss"], "lr": config["lr"], "family": state["family"],
+                    "step": state["step"]}, 1.0, dict(state) if state["step"] % 3 == 0 else None)
+
+    space = {"lr": ts.grid([0.001, 0.1, 0.01, 1.0]), "family": ts.sample_from(lambda c: f"f{c['lr']}")}
+    pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": ts.loguniform(1e-4, 10.0)},
+                 resample_probability=0.0, seed=0)
+    result = ts.run(train, space=space, metric="loss", mode="min", scheduler=pbt,
+                    backend=SimulatedExecutor({"cpu": 4}), verbose=0, name="pbt")
+    exploited = [t for t in result.trials if t.parent_id is not None and t.parent_iteration < 12]
+    assert exploited
+    for t in exploited:
+        history = result.history(t.id)
+        assert [h["training_iteration"] for h in history] == list(range(1, 13))
+        assert [h["step"] for h in history] == list(range(1, 13))
+        assert history[-1]["lr"] == t.config["lr"]  # ran with its new config
+        assert t.parent_iteration % 3 == 0
+        # what it continued from: the source family's checkpointed state
+        assert history[t.parent_iteration]["family"] == t.config["family"]
+
+
+def test_resource_changing_speeds_a_trial_up(results_dir):
+    def allocate(trial, view):
+        return {"cpu": 4.0} if trial.iteration >= 3 else None
+
+    def train(config, ctx):
+        state = ctx.checkpoint or {"step": 0}
+        while state["step"] < 7:
+            state["step"] += 1
+            yield ({"loss": 1.0 / state["step"], "cpu": ctx.resources["cpu"]}, 2.0, dict(state))
+
+    ex = SimulatedExecutor({"cpu": 4})
+    result = ts.run(train, metric="loss", mode="min", scheduler=ts.ResourceChanging(ts.FIFO(), allocate),
+                    backend=ex, verbose=0)
+    history = result.history(1)
+    # paused after its 3rd result; the 4th was in flight (a cooperative stop), then 4 CPUs: 4x faster
+    assert [h["cpu"] for h in history] == [1.0] * 4 + [4.0] * 3
+    assert [h["time_total_s"] for h in history] == [2.0, 4.0, 6.0, 8.0, 8.5, 9.0, 9.5]
+    assert ex.clock() == 9.5
+    assert result.trial(1).resources["cpu"] == 4.0

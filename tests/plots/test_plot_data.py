@@ -1,0 +1,414 @@
+"""Plot data functions on hand-made experiments (stores written directly) and on one real run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tunesmith as ts
+from tunesmith._errors import ConfigError
+from tunesmith.analysis import ResultSet
+from tunesmith.plots import data as pd_
+from tunesmith.plots._pareto import non_dominated
+from tunesmith.plots.render import Panel, figure_json, plotly_js, render_html
+from tunesmith.plots.report import write_report
+from tunesmith.space import choice, grid, loguniform, space_to_json, uniform
+from tunesmith.store.sqlite import STORE_FILE, Store, dumps
+
+T0 = 1_000_000.0
+
+
+def make_experiment(root: Any, name: str, trials: list[dict[str, Any]], space: dict[str, Any] | None = None,
+                    metric: Any = "loss", mode: Any = "min", events: list[tuple[float, str, int, Any]] = ()) -> ResultSet:
+    """Write an experiment store by hand.
+
+    Each trial: ``id``, ``config``, ``status``, ``results`` (metrics dicts with ``iteration`` and ``t``,
+    the timestamp offset), optional ``created`` and ``end`` offsets, ``parent`` = (id, iteration).
+    """
+    path = os.path.join(str(root), name)
+    store = Store(os.path.join(path, STORE_FILE))
+    with store.transaction() as db:
+        store.set_meta(db, "spec", {"name": name, "metric": metric, "mode": mode,
+                                    "space": space_to_json(space or {})})
+        store.set_meta(db, "status", "finished")
+        store.set_meta(db, "created", T0)
+        for t in trials:
+            store.insert_trial(db, t["id"], t["config"], {"cpu": 1.0}, t["status"])
+            rows = []
+            last = None
+            for r in t["results"]:
+                metrics = {k: v for k, v in r.items() if k not in ("iteration", "t")}
+                rows.append((t["id"], r["iteration"], float(r["iteration"]), T0 + r["t"], dumps(metrics)))
+                last = {**metrics, "training_iteration": r["iteration"], "time_total_s": float(r["iteration"]),
+                        "timestamp": T0 + r["t"]}
+            store.append_results(db, rows)
+            fields: dict[str, Any] = {"created": T0 + t.get("created", 0.0),
+                                      "iteration": t["results"][-1]["iteration"] if t["results"] else 0,
+                                      "last_result": dumps(last) if last else None}
+            if "end" in t:
+                fields["end_time"] = T0 + t["end"]
+            if "parent" in t:
+                fields["parent_id"], fields["parent_iteration"] = t["parent"]
+            if t["status"] == "ERROR":
+                fields["error"] = "Traceback...\nValueError: boom"
+            store.update_trial(db, t["id"], **fields)
+        for when, kind, tid, data in events:
+            db.execute("INSERT INTO events(time, kind, trial_id, data) VALUES (?, ?, ?, ?)",
+                       (T0 + when, kind, tid, dumps(data)))
+    store.close()
+    return ResultSet(path)
+
+
+def curve(values: list[float], start: int = 1, t0: float = 0.0, dt: float = 1.0) -> list[dict[str, Any]]:
+    return [{"iteration": start + i, "t": t0 + dt * (i + 1), "loss": v} for i, v in enumerate(values)]
+
+
+@pytest.fixture
+def pbt(tmp_path: Any) -> ResultSet:
+    """Trial 1 runs 6 iterations; 2 is stopped at 2; 3 fails at 3; 4 exploits 1's checkpoint at 3."""
+    return make_experiment(tmp_path, "pbt", [
+        {"id": 1, "config": {"lr": 0.1}, "status": "TERMINATED", "results": curve([6, 5, 4, 3, 2, 1]), "end": 7},
+        {"id": 2, "config": {"lr": 0.2}, "status": "TERMINATED", "results": curve([9, 8]), "end": 3},
+        {"id": 3, "config": {"lr": 0.3}, "status": "ERROR", "results": curve([7, 7, 7]), "end": 4},
+        {"id": 4, "config": {"lr": 0.4}, "status": "TERMINATED", "parent": (1, 3), "end": 8,
+         "results": curve([8, 7.5, 7.2]) + curve([3.5, 2.5, 1.5], start=4, t0=4)},
+    ], events=[(3.5, "exploit", 4, {"source": 1, "iteration": 3, "config": {"lr": 0.4}}),
+               (3.4, "pause", 4, {"iteration": 3, "resources": {}})])
+
+
+def _trace(fig: dict[str, Any], **meta: Any) -> dict[str, Any]:
+    found = [t for t in fig["data"] if all(t["meta"].get(k) == v for k, v in meta.items())]
+    assert len(found) == 1, f"expected one trace with {meta}, got {len(found)}"
+    return found[0]
+
+
+# -- learning curves ----------------------------------------------------------------------------------
+
+
+def test_learning_curves_one_line_per_trial_with_the_stored_values(pbt: ResultSet) -> None:
+    fig = pd_.learning_curves(pbt)
+    trials = [t for t in fig["data"] if t["meta"]["kind"] == "trial"]
+    assert [t["meta"]["trial_id"] for t in trials] == [1, 2, 3, 4]
+    t1 = _trace(fig, kind="trial", trial_id=1)
+    assert t1["x"] == [1, 2, 3, 4, 5, 6] and t1["y"] == [6, 5, 4, 3, 2, 1]
+    assert t1["meta"]["stopped"] is False and t1["line"]["color"] != pd_.GREY
+
+
+def test_learning_curves_grey_stopped_and_red_failed(pbt: ResultSet) -> None:
+    fig = pd_.learning_curves(pbt)
+    stopped = _trace(fig, kind="trial", trial_id=2)
+    assert stopped["meta"]["stopped"] is True and stopped["line"]["color"] == pd_.GREY
+    failed = _trace(fig, kind="trial", trial_id=3)
+    assert failed["meta"]["status"] == "ERROR" and failed["line"]["dash"] == "dash"
+    assert failed["meta"]["stopped"] is False  # failed is not "stopped early"
+
+
+def test_learning_curves_connect_pbt_lineage_and_break_the_child_line(pbt: ResultSet) -> None:
+    fig = pd_.learning_curves(pbt)
+    child = _trace(fig, kind="trial", trial_id=4)
+    assert child["x"] == [1, 2, 3, None, 4, 5, 6]
+    assert child["y"] == [8, 7.5, 7.2, None, 3.5, 2.5, 1.5]
+    link = _trace(fig, kind="lineage")
+    assert (link["meta"]["child"], link["meta"]["source"], link["meta"]["iteration"]) == (4, 1, 3)
+    assert link["x"] == [3, 4] and link["y"] == [4, 3.5]  # from trial 1 at 3 to trial 4's first point after
+    assert link["line"]["dash"] == "dot"
+
+
+def test_learning_curves_thin_long_histories_keeping_the_last_point(tmp_path: Any) -> None:
+    rs = make_experiment(tmp_path, "long", [
+        {"id": 1, "config": {}, "status": "TERMINATED", "results": curve([float(i) for i in range(50)])}])
+    trace = pd_.learning_curves(rs, max_points=10)["data"][0]
+    assert len(trace["x"]) == 10 and trace["x"][0] == 1 and trace["x"][-1] == 50
+    assert trace["y"] == [float(x - 1) for x in trace["x"]]
+
+
+def test_learning_curves_other_x_and_unknown_metric(pbt: ResultSet) -> None:
+    fig = pd_.learning_curves(pbt, x="time_total_s")
+    assert _trace(fig, kind="trial", trial_id=2)["x"] == [1.0, 2.0]
+    fig = pd_.learning_curves(pbt, metric="nope")
+    assert all(t["y"] == [] for t in fig["data"])
+
+
+# -- best so far --------------------------------------------------------------------------------------
+
+
+def test_best_so_far_is_the_running_best_over_time(pbt: ResultSet) -> None:
+    fig = pd_.best_so_far(pbt)
+    results = _trace(fig, kind="results")
+    best = _trace(fig, kind="best")
+    points = sorted(zip(results["x"], results["y"]))
+    assert len(points) == 6 + 2 + 3 + 6
+    expected_x, expected_y, running = [], [], math.inf
+    for x, y in points:
+        if y < running:
+            running = y
+            expected_x.append(x)
+            expected_y.append(y)
+    assert best["x"][:-1] == expected_x and best["y"][:-1] == expected_y
+    assert best["x"][-1] == points[-1][0] and best["y"][-1] == 1  # held to the last result
+    assert best["x"][0] == 1.0  # seconds since the experiment was created
+    assert best["line"]["shape"] == "hv"
+
+
+def test_best_so_far_max_and_mode_needed(pbt: ResultSet, tmp_path: Any) -> None:
+    best = _trace(pd_.best_so_far(pbt, mode="max"), kind="best")
+    assert best["y"][:-1] == sorted(best["y"][:-1]) and max(best["y"]) == 9
+    no_mode = make_experiment(tmp_path, "nomode", [
+        {"id": 1, "config": {}, "status": "TERMINATED", "results": curve([1.0])}], metric=None, mode=None)
+    with pytest.raises(ConfigError, match="mode"):
+        pd_.best_so_far(no_mode)
+    assert pd_.resolve_metric(no_mode) == "loss"  # the first numeric key reported
+
+
+# -- sensitivity --------------------------------------------------------------------------------------
+
+
+def _grid_experiment(root: Any, name: str, values: dict[tuple[Any, ...], float], space: dict[str, Any],
+                     keys: list[str]) -> ResultSet:
+    trials = []
+    for i, (combo, loss) in enumerate(sorted(values.items(), key=lambda kv: str(kv[0])), start=1):
+        trials.append({"id": i, "config": dict(zip(keys, combo)), "status": "TERMINATED",
+                       "results": [{"iteration": 1, "t": float(i), "loss": loss + 10}, {"iteration": 2, "t": i + 0.5,
+                                                                                         "loss": loss}]})
+    return make_experiment(root, name, trials, space=space)
+
+
+def test_sensitivity_mean_and_min_max_band_over_seeds(tmp_path: Any) -> None:
+    lrs, seeds = [0.1, 0.01, 0.001], [0, 1, 2]
+    values = {(lr, s): lr * 100 + s for lr in lrs for s in seeds}
+    rs = _grid_experiment(tmp_path, "sens", values, {"lr": grid(lrs), "seed": grid(seeds), "w": uniform(0, 1)},
+                          ["lr", "seed"])
+    fig = pd_.sensitivity(rs)
+    assert fig is not None
+    mean = _trace(fig, kind="mean", param="lr")
+    low = _trace(fig, kind="band_low", param="lr")
+    high = _trace(fig, kind="band_high", param="lr")
+    assert mean["x"] == lrs  # grid order
+    assert mean["y"] == pytest.approx([lr * 100 + 1 for lr in lrs])  # the final value, not the first
+    assert low["y"] == pytest.approx([lr * 100 for lr in lrs])
+    assert high["y"] == pytest.approx([lr * 100 + 2 for lr in lrs]) and high["fill"] == "tonexty"
+    assert mean["meta"]["n"] == [3, 3, 3] and mean["meta"]["std"] == pytest.approx([1.0, 1.0, 1.0])
+    assert fig["layout"]["xaxis"]["type"] == "log"  # 0.001..0.1 spans two decades
+    assert not any(t["meta"].get("param") == "seed" for t in fig["data"])  # seeds are the repeats
+
+
+def test_sensitivity_one_line_per_other_parameter_or_pooled(tmp_path: Any) -> None:
+    a_values, b_values = ["x", "y", "z"], [1, 2, 3, 4, 5, 6, 7]
+    values = {(a, b): b * 10 + a_values.index(a) for a in a_values for b in b_values}
+    rs = _grid_experiment(tmp_path, "two", values, {"a": grid(a_values), "b": grid(b_values)}, ["a", "b"])
+    fig = pd_.sensitivity(rs)
+    assert fig is not None
+    # against b: a has 3 values -> 3 lines, each one trial per point
+    lines_b = [t for t in fig["data"] if t["meta"]["kind"] == "mean" and t["meta"]["param"] == "b"]
+    assert sorted(t["meta"]["group"] for t in lines_b) == ["a=x", "a=y", "a=z"]
+    line_y = next(t for t in lines_b if t["meta"]["group"] == "a=y")
+    assert line_y["y"] == [b * 10 + 1 for b in b_values] and line_y["meta"]["n"] == [1] * 7
+    # against a: b has 7 values (> MAX_LINES) -> pooled into one line over all of them
+    lines_a = [t for t in fig["data"] if t["meta"]["kind"] == "mean" and t["meta"]["param"] == "a"]
+    assert len(lines_a) == 1 and lines_a[0]["meta"]["n"] == [7, 7, 7]
+    assert lines_a[0]["x"] == a_values and fig["layout"]["xaxis"]["type"] == "category"
+    assert lines_a[0]["y"] == pytest.approx([40 + i for i in range(3)])
+
+
+def test_sensitivity_needs_a_grid(tmp_path: Any) -> None:
+    no_grid = make_experiment(tmp_path, "nogrid", [
+        {"id": 1, "config": {"x": 0.5}, "status": "TERMINATED", "results": curve([1.0])}], space={"x": uniform(0, 1)})
+    assert pd_.sensitivity(no_grid) is None
+    seeds_only = make_experiment(tmp_path, "seeds", [
+        {"id": 1, "config": {"seed": 0}, "status": "TERMINATED", "results": curve([1.0])}],
+        space={"seed": grid([0, 1])})
+    assert pd_.sensitivity(seeds_only) is None
+    assert pd_.sensitivity(seeds_only, repeats=[]) is not None
+
+
+def test_sweep_stats_single_value_has_zero_std() -> None:
+    stats = pd_.sweep_stats({"1": [2.0], "2": [1.0, 3.0]}, [1, 2, 3])
+    assert [(p.value, p.n, p.mean, p.std, p.low, p.high) for p in stats] == [
+        (1, 1, 2.0, 0.0, 2.0, 2.0), (2, 2, 2.0, pytest.approx(math.sqrt(2)), 1.0, 3.0)]
+
+
+# -- parameters ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def params(tmp_path: Any) -> ResultSet:
+    rng = random.Random(0)
+    trials = []
+    for i in range(1, 9):
+        config = {"lr": 10 ** rng.uniform(-4, -1), "opt": {"name": rng.choice(["adam", "sgd"])}, "const": 5,
+                  "drop": rng.uniform(0, 0.5)}
+        trials.append({"id": i, "config": config, "status": "TERMINATED",
+                       "results": curve([1.0, config["lr"] * 10 + config["drop"]])})
+    trials.append({"id": 9, "config": {"lr": 0.01, "opt": {"name": "adam"}, "const": 5, "drop": 0.1},
+                   "status": "ERROR", "results": []})  # no metric: left out
+    space = {"lr": loguniform(1e-4, 1e-1), "opt": {"name": choice(["adam", "sgd"])}, "const": 5,
+             "drop": uniform(0, 0.5)}
+    return make_experiment(tmp_path, "params", trials, space=space)
+
+
+def test_scatter_one_subplot_per_varying_parameter(params: ResultSet) -> None:
+    fig = pd_.scatter(params)
+    assert fig is not None
+    by_param = {t["meta"]["param"]: t for t in fig["data"]}
+    assert list(by_param) == ["lr", "opt/name", "drop"]  # "const" does not vary
+    finals = {t.id: t.last_result["loss"] for t in params.trials if t.last_result}
+    lr = by_param["lr"]
+    assert lr["meta"]["trial_ids"] == list(range(1, 9))
+    assert lr["x"] == [params.trial(i).config["lr"] for i in range(1, 9)]
+    assert lr["y"] == [finals[i] for i in range(1, 9)]
+    assert by_param["opt/name"]["x"] == [params.trial(i).config["opt"]["name"] for i in range(1, 9)]
+    axes = {fig["layout"][f"xaxis{'' if n == 0 else n + 1}"]["title"]["text"]: fig["layout"][
+        f"xaxis{'' if n == 0 else n + 1}"] for n in range(3)}
+    assert axes["lr"]["type"] == "log" and axes["opt/name"]["type"] == "category"
+    assert "type" not in axes["drop"]  # linear
+    assert lr["xaxis"] == "x" and by_param["drop"]["xaxis"] == "x3"
+
+
+def test_parallel_coordinates_dimensions(params: ResultSet) -> None:
+    fig = pd_.parallel_coordinates(params)
+    assert fig is not None
+    trace = fig["data"][0]
+    assert trace["type"] == "parcoords" and trace["meta"]["trial_ids"] == list(range(1, 9))
+    dims = {d["label"]: d for d in trace["dimensions"]}
+    assert list(dims) == ["log10(lr)", "opt/name", "drop", "loss"]
+    assert dims["log10(lr)"]["values"] == pytest.approx(
+        [math.log10(params.trial(i).config["lr"]) for i in range(1, 9)])
+    names = [params.trial(i).config["opt"]["name"] for i in range(1, 9)]
+    assert dims["opt/name"]["ticktext"] == sorted(set(names))
+    assert [dims["opt/name"]["ticktext"][v] for v in dims["opt/name"]["values"]] == names
+    assert trace["line"]["color"] == dims["loss"]["values"]
+
+
+def test_parameter_plots_absent_without_data(tmp_path: Any) -> None:
+    rs = make_experiment(tmp_path, "one", [
+        {"id": 1, "config": {"x": 1}, "status": "TERMINATED", "results": curve([1.0])},
+        {"id": 2, "config": {"x": 1}, "status": "TERMINATED", "results": curve([2.0])}])
+    assert pd_.scatter(rs) is None  # x never varies
+    fig = pd_.parallel_coordinates(rs)
+    assert fig is not None and [d["label"] for d in fig["data"][0]["dimensions"]] == ["loss"]
+    empty = make_experiment(tmp_path, "empty", [{"id": 1, "config": {"x": 1}, "status": "ERROR", "results": []}])
+    assert pd_.parallel_coordinates(empty, metric="loss") is None
+
+
+# -- timeline -----------------------------------------------------------------------------------------
+
+
+def test_timeline_bars_from_creation_to_end_split_at_pauses(pbt: ResultSet) -> None:
+    fig = pd_.timeline(pbt)
+    bars: dict[int, list[tuple[float, float]]] = {}
+    for trace in fig["data"]:
+        assert trace["type"] == "bar" and trace["orientation"] == "h"
+        for name, base, width in zip(trace["y"], trace["base"], trace["x"]):
+            bars.setdefault(int(name[6:]), []).append((base, base + width))
+    assert bars[1] == [(0.0, 7.0)] and bars[2] == [(0.0, 3.0)]
+    assert bars[4] == [(0.0, pytest.approx(3.4)), (5.0, 8.0)]  # paused at 3.4, its next result at 5.0
+    error = next(t for t in fig["data"] if t["meta"]["status"] == "ERROR")
+    assert error["y"] == ["trial_00003"] and error["marker"]["color"] == pd_.STATUS_COLORS["ERROR"]
+    assert fig["layout"]["yaxis"]["categoryarray"] == [f"trial_{i:05d}" for i in (1, 2, 3, 4)]
+
+
+# -- Pareto -------------------------------------------------------------------------------------------
+
+
+def test_pareto_front_of_two_metrics(tmp_path: Any) -> None:
+    pts = {1: (1.0, 5.0), 2: (2.0, 3.0), 3: (3.0, 3.0), 4: (4.0, 1.0), 5: (2.5, 4.0), 6: (1.0, 5.0)}
+    rs = make_experiment(tmp_path, "mo", [
+        {"id": i, "config": {"i": i}, "status": "TERMINATED",
+         "results": [{"iteration": 1, "t": 1.0, "loss": a, "latency": b}]} for i, (a, b) in pts.items()])
+    fig = pd_.pareto_front(rs, ["loss", "latency"], ["min", "min"])
+    front = _trace(fig, kind="front")
+    assert front["meta"]["trial_ids"] == [1, 6, 2, 4]  # sorted by loss; duplicates both kept
+    assert front["x"] == [1.0, 1.0, 2.0, 4.0]
+    assert _trace(fig, kind="trials")["meta"]["trial_ids"] == [1, 2, 3, 4, 5, 6]
+    fig = pd_.pareto_front(rs, ["loss", "latency"], ["max", "min"])
+    assert _trace(fig, kind="front")["meta"]["trial_ids"] == [4]
+    with pytest.raises(ConfigError):
+        pd_.pareto_front(rs, ["loss"], ["min"])
+
+
+def _dominated_brute(points: list[tuple[float, ...]], modes: list[str]) -> list[int]:
+    sign = [1 if m == "min" else -1 for m in modes]
+    s = [tuple(v * k for v, k in zip(p, sign)) for p in points]
+    return [i for i, p in enumerate(s)
+            if not any(all(a <= b for a, b in zip(q, p)) and q != p for q in s)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_non_dominated_matches_brute_force(data: st.DataObject) -> None:
+    dims = data.draw(st.integers(2, 3))
+    values = st.integers(-5, 5).map(float)  # small range: many ties and duplicates
+    points = data.draw(st.lists(st.tuples(*[values] * dims), max_size=30))
+    modes = data.draw(st.lists(st.sampled_from(["min", "max"]), min_size=dims, max_size=dims))
+    assert non_dominated(points, modes) == _dominated_brute(points, modes)
+
+
+def test_non_dominated_rejects_bad_input() -> None:
+    with pytest.raises(ConfigError, match="mode"):
+        non_dominated([(1.0, 2.0)], ["min", "up"])
+    with pytest.raises(ConfigError, match="points\\[0\\]"):
+        non_dominated([(1.0,)], ["min", "min"])
+    with pytest.raises(ConfigError, match="finite"):
+        non_dominated([(1.0, math.nan)], ["min", "min"])
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+
+
+def test_figure_json_is_safe_inside_a_script_element() -> None:
+    text = figure_json({"data": [{"name": "</script><script>alert(1)</script>", "y": [1.0, math.nan, math.inf]}]})
+    assert "</script" not in text and "<" not in text
+    assert json.loads(text) == {"data": [{"name": "</script><script>alert(1)</script>", "y": [1.0, None, None]}]}
+
+
+def test_render_html_inlines_plotly_and_needs_no_network() -> None:
+    page = render_html("t <b>", [Panel("a", {"data": [], "layout": {}}), Panel("b", {"data": []}, "note")])
+    assert page.count('class="plot"') == 2
+    assert plotly_js() in page and "plotly.js v4" in page and "Plotly.newPlot" in page
+    ours = page.replace(plotly_js(), "")
+    assert "<script src" not in ours and "http" not in ours.replace('content="width=device-width', "")
+    assert "t &lt;b&gt;" in page
+
+
+# -- a real experiment --------------------------------------------------------------------------------
+
+
+def train(config: dict[str, Any]) -> None:
+    for i in range(1, 4):
+        ts.report({"loss": config["lr"] * 10 / i + config["seed"], "latency": config["width"] / 10 + i})
+
+
+def test_every_plot_on_a_real_run_and_the_report(tmp_path: Any) -> None:
+    rs = ts.run(train, space={"lr": grid([0.1, 0.01]), "seed": grid([0, 1]), "width": choice([32, 64])},
+                metric="loss", mode="min", name="real", storage_path=str(tmp_path), verbose=0)
+    assert len(rs.trials) == 4
+    curves = pd_.learning_curves(rs)
+    assert [len(t["y"]) for t in curves["data"]] == [3, 3, 3, 3]
+    for t in curves["data"]:
+        assert t["y"] == [r["loss"] for r in rs.history(t["meta"]["trial_id"])]
+    assert len(_trace(pd_.best_so_far(rs), kind="results")["y"]) == 12
+    assert _trace(pd_.sensitivity(rs) or {}, kind="mean", param="lr")["meta"]["n"] == [2, 2]
+    assert len(pd_.timeline(rs)["data"][0]["y"]) == 4
+    titles = write_report(rs, str(tmp_path / "out" / "report.html"), pareto=[("loss", "min"), ("latency", "min")])
+    assert titles == ["Learning curves", "Best so far", "Parameter sensitivity", "Parallel coordinates",
+                      "Metric against each parameter", "Trial timeline", "Pareto front"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count('class="plot"') == len(titles)
+    assert not os.path.exists(str(tmp_path / "out" / "report.html.tmp"))
+
+
+def test_report_notes_plots_that_do_not_apply(tmp_path: Any) -> None:
+    rs = make_experiment(tmp_path, "plain", [
+        {"id": 1, "config": {"x": 1}, "status": "TERMINATED", "results": curve([1.0, 0.5])}],
+        space={"x": 1}, mode=None)
+    titles = write_report(str(tmp_path / "plain"), str(tmp_path / "r.html"))
+    assert titles == ["Learning curves", "Parallel coordinates", "Trial timeline"]
+    page = (tmp_path / "r.html").read_text()
+    assert "Best so far: left out" in page and "Parameter sensitivity: left out" in page

@@ -1,0 +1,98 @@
+"""The HTML report in a real headless Chromium: every plot drawn, no console errors, no network."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from tunesmith.plots.report import write_report
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} missing: apt-get install -y chromium (Debian's package)"),
+]
+
+
+def _report(tmp_path: Any) -> tuple[str, list[str]]:
+    """A report with every kind of plot: grid sweep with seeds, two metrics, a PBT exploit, a failure."""
+    from test_plot_data import curve, make_experiment  # same folder; tests have no packages
+
+    from tunesmith.space import choice, grid, loguniform
+
+    trials = []
+    n = 0
+    for lr in (0.1, 0.01, 0.001):
+        for seed in (0, 1):
+            n += 1
+            width = 32 if n % 2 else 64
+            trials.append({"id": n, "config": {"lr": lr, "seed": seed, "width": width, "wd": 10 ** -(n % 4 + 1)},
+                           "status": "TERMINATED", "end": 6.0 + n,
+                           "results": [{**r, "latency": width / 10 + seed} for r in
+                                       curve([lr * 100 / i + seed for i in range(1, 6)], dt=1.0 + n / 10)]})
+    trials[1]["status"] = "ERROR"
+    trials.append({"id": 7, "config": {"lr": 0.1, "seed": 2, "width": 32, "wd": 0.01}, "status": "TERMINATED",
+                   "parent": (3, 2), "end": 9.0,
+                   "results": curve([9.0, 8.0]) + curve([0.5, 0.4, 0.3], start=3, t0=3.0)})
+    space = {"lr": grid([0.1, 0.01, 0.001]), "seed": grid([0, 1, 2]), "width": choice([32, 64]),
+             "wd": loguniform(1e-4, 1e-1)}
+    rs = make_experiment(tmp_path, "browser", trials, space=space)
+    path = str(tmp_path / "report.html")
+    titles = write_report(rs, path, pareto=[("loss", "min"), ("latency", "min")])
+    return path, titles
+
+
+def test_report_draws_every_plot_offline_without_errors(tmp_path: Any) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    path, titles = _report(tmp_path)
+    assert len(titles) == 7  # every kind of plot is in this report
+
+    problems: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+
+            def route(r: Any) -> None:
+                requests.append(r.request.url)
+                if r.request.url.startswith("file://"):
+                    r.continue_()
+                else:
+                    r.abort()  # the report must not need the network
+
+            page.route("**/*", route)
+            page.goto("file://" + path, wait_until="load", timeout=30_000)
+            # plotly.js marks each drawn div js-plotly-plot and gives it its main SVG layers
+            page.wait_for_function(
+                "n => document.querySelectorAll('.plot.js-plotly-plot').length === n &&"
+                " [...document.querySelectorAll('.plot')].every(d => d.querySelector('.main-svg'))",
+                arg=len(titles), timeout=30_000)
+            drawn = page.evaluate("""() => [...document.querySelectorAll('.plot')].map(d => ({
+                id: d.id, svgs: d.querySelectorAll('.main-svg').length,
+                traces: (d._fullData || []).length, given: (d.data || []).length,
+                marks: d.querySelectorAll('.scatterlayer .trace, .barlayer .trace, .gl-container canvas').length}))""")
+            headings = page.eval_on_selector_all("section h2", "els => els.map(e => e.textContent)")
+        finally:
+            browser.close()
+
+    assert problems == []
+    assert [r for r in requests if not r.startswith("file://")] == []
+    assert headings == titles
+    assert page_count(drawn) == len(titles)
+    for plot in drawn:
+        assert plot["svgs"] >= 1, plot
+        assert plot["traces"] == plot["given"] > 0, plot  # every trace of the figure reached plotly
+        assert plot["marks"] > 0, plot  # something was drawn: SVG traces or the WebGL canvas
+
+
+def page_count(drawn: list[dict[str, Any]]) -> int:
+    return len({d["id"] for d in drawn})
