@@ -116,3 +116,56 @@ def test_resume_of_a_finished_experiment_reruns_nothing_and_can_restart_errors(r
                resume=True, restart_errored="restart")
     assert len(os.listdir(calls)) == 4 and len(r.trials) == 3
     assert r.trial(2).status is ts.TrialStatus.ERROR and r.trial(2).num_failures == 2
+
+
+TERM_DRIVER = """
+    import sys, time
+    import tunesmith as ts
+
+    def train(config):
+        ck = ts.get_checkpoint()
+        start = ck.load() if ck else 0
+        for i in range(start, 40):
+            time.sleep(0.05)
+            ts.report({"i": i + 1}, checkpoint=ts.Checkpoint.from_state(i + 1))
+
+    ts.run(train, num_samples=2, name="term", storage_path=sys.argv[1], verbose=0,
+           resume=len(sys.argv) > 2)
+"""
+
+
+def test_sigterm_stops_trials_cleanly_and_says_how_to_resume(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "term.py"
+    script.write_text(textwrap.dedent(TERM_DRIVER))
+    storage = tmp_path / "store"
+    db_path = storage / "term" / "experiment.db"
+    proc = subprocess.Popen([sys.executable, str(script), str(storage)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until results are stored (bounded)
+        if db_path.exists():
+            try:
+                with sqlite3.connect(db_path) as db:
+                    if db.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= 4:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 143, err
+    assert "tunesmith resume term" in err
+    interrupted = ts.load(str(storage / "term"))
+    assert interrupted.status == "interrupted"
+    assert all(t.status is not ts.TrialStatus.RUNNING for t in interrupted.trials)
+    out = subprocess.run([sys.executable, str(script), str(storage), "resume"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    done = ts.load(str(storage / "term"))
+    assert done.status == "finished" and all(t.iteration == 40 for t in done.trials)
+    for t in done.trials:
+        assert [h["i"] for h in done.history(t.id)] == list(range(1, 41))

@@ -554,14 +554,16 @@ class Controller:
         if self._fatal is None:
             self._fatal = error
 
-    def _begin_stopping(self) -> None:
+    def _begin_stopping(self, pause: bool = False) -> None:
+        """Stop every running trial; ``pause=True`` (an interruption) leaves them PAUSED, so a resume
+        continues them from their checkpoints."""
         self._stopping = True
         for tid in list(self._running):
-            self._actions.setdefault(tid, _STOP)
+            self._actions.setdefault(tid, Pause() if pause else _STOP)
             self.executor.stop(tid)
 
     def _stop_all(self, grace_s: float) -> None:
-        self._begin_stopping()
+        self._begin_stopping(pause=True)
         deadline = time.monotonic() + grace_s
         while self._running and time.monotonic() < deadline:
             events = self.executor.poll(0.1)

@@ -235,9 +235,11 @@ def run(
         try:
             with _terminate_as_interrupt():
                 controller.run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             log.warning("experiment %s interrupted; its results are stored. Resume with: tunesmith resume %s  "
                         "(or tunesmith.run(..., name=%r, resume=True))", name, name, name)
+            if isinstance(e, _Terminated):
+                raise SystemExit(128 + signal.SIGTERM) from None
             raise
         finally:
             store.close()

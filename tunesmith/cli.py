@@ -422,24 +422,95 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
 @click.argument("name")
 @click.argument("target", required=False, metavar="[MODULE_OR_FILE:FN]")
 @_storage_option
-@click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True)
-def resume(name: str, target: str | None, storage_path: str | None, verbose: int) -> None:
-    """Resume experiment NAME after its driver stopped: no trial repeated, finished ones kept.
+@click.option("--space", "space_file", type=click.Path(dir_okay=False), default=None,
+              help="The space file it was run with [default: the space stored with the experiment].")
+@click.option("--restart-errored", type=click.Choice(["restart", "resume"]), default=None,
+              help="Run failed trials again from scratch (restart) or from their checkpoint (resume) "
+                   "[default: leave them failed].")
+@click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
+              help="0 quiet, 1 progress, 2 more detail.")
+def resume(name: str, target: str | None, storage_path: str | None, space_file: str | None,
+           restart_errored: str | None, verbose: int) -> None:
+    """Resume experiment NAME after its driver stopped (crash, Ctrl-C, kill): finished trials are kept,
+    unfinished ones continue from their latest checkpoint, the search goes on where it was.
 
-    TARGET defaults to the function the experiment was started with (its module must be importable from
-    the current folder; otherwise pass FILE.py:FN).
+    The function, space and settings are the ones stored with the experiment. TARGET defaults to the
+    stored function (MODULE:FN, imported from the current folder); pass FILE.py:FN when it came from a file
+    in another folder.
     """
     from tunesmith import _run
 
     rs = _open(name, storage_path)
-    if "resume" not in inspect.signature(_run.run).parameters:
+    params = inspect.signature(_run.run).parameters
+    if "resume" not in params:
         raise ConfigError("resume is not available yet in this version of tunesmith")
-    fn = load_target(target or str(rs.meta.get("spec", {}).get("fn", "")))
-    result = _run.run(fn, name=rs.name, storage_path=os.path.dirname(rs.path), resume=True,  # type: ignore[call-arg]
-                      verbose=verbose)
-    click.echo(f"experiment {result.name}: {len(result.trials)} trials ({_counts(result.trials)})")
+    spec = rs.meta.get("spec", {})
+    fn = load_target(target or str(spec.get("fn", "")))
+    kwargs = resume_arguments(spec, space_file)
+    kwargs = {k: v for k, v in kwargs.items() if k in params}
+    if "restart_errored" in params:
+        kwargs["restart_errored"] = restart_errored
+    result = _run.run(fn, name=rs.name, storage_path=os.path.dirname(rs.path), resume=True, verbose=verbose,
+                      **kwargs)
+    click.echo(f"experiment {result.name}: {len(result.trials)} trials ({_counts(result.trials)}); "
+               f"folder {result.path}")
     if result.errors or result.status == "failed":
+        click.echo(f"error: {len(result.errors)} trial(s) failed (tunesmith show {result.name})", err=True)
         sys.exit(1)
+
+
+def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dict[str, Any]:
+    """``run`` arguments rebuilt from an experiment's stored spec (as ``run`` wrote it).
+
+    Raises:
+        ConfigError: something that cannot be rebuilt from JSON (a stop function, a scheduler with
+            settings that are not plain values); resume such an experiment from Python.
+    """
+    from tunesmith.space import space_from_json
+
+    if space_file:
+        from tunesmith._space_file import load_space
+
+        space = load_space(space_file)
+    else:
+        space = space_from_json(spec.get("space") or {})
+    stop = spec.get("stop") or None
+    if isinstance(stop, dict) and "callable" in stop:
+        raise ConfigError(f"the experiment stops trials with a function ({stop['callable']}), which is not "
+                          "stored; resume it from Python: tunesmith.run(..., resume=True)")
+    out: dict[str, Any] = {
+        "space": space, "metric": spec.get("metric"), "mode": spec.get("mode"), "stop": stop,
+        "num_samples": spec.get("num_samples", 1), "time_budget_s": spec.get("time_budget_s"),
+        "max_concurrent": spec.get("max_concurrent"), "resources": spec.get("resources") or None,
+        "scheduler": _rebuild(spec.get("scheduler"), "scheduler"), "searcher": _rebuild(spec.get("searcher"), "searcher"),
+    }
+    for key in ("keep", "keep_by", "max_failures"):
+        if key in spec:
+            out[key] = spec[key]
+    return out
+
+
+_REBUILDABLE = {
+    "scheduler": {cls: module for module, cls in _SCHEDULERS.values()},
+    "searcher": {"Random": "tunesmith.searchers.random"},
+}
+
+
+def _rebuild(spec: Any, kind: str) -> Any:
+    """A scheduler or searcher from its stored constructor arguments (``{"type": "ASHA", ...}``)."""
+    if not spec:
+        return None
+    type_name = spec.get("type") if isinstance(spec, dict) else None
+    module = _REBUILDABLE[kind].get(str(type_name))
+    if module is None:
+        raise ConfigError(f"the experiment's {kind} {type_name!r} cannot be rebuilt from the command line; "
+                          "resume it from Python: tunesmith.run(..., resume=True)")
+    cls = getattr(importlib.import_module(module), str(type_name))
+    try:
+        return cls(**{k: v for k, v in spec.items() if k != "type"})
+    except TypeError as exc:
+        raise ConfigError(f"the experiment's {kind} {type_name} cannot be rebuilt from its stored settings "
+                          f"({exc}); resume it from Python: tunesmith.run(..., resume=True)") from exc
 
 
 # ----------------------------------------------------------------------------------------------- rm

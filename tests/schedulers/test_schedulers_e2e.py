@@ -243,14 +243,8 @@ def test_pbt_lineage_and_exploited_configs(fast_dir):
                 after = [h for h in history if h["training_iteration"] > t.parent_iteration]
                 assert {h["lr"] for h in after} == {t.config["lr"]}  # ran with the exploited config
                 assert {h["family"] for h in after} == {t.config["family"]}  # from the source's state
-    # exploiting paid off: the best trial beats every fixed learning rate run alone
-    fixed = {}
-    for lr in PBT_LRS:
-        loss = 1.0
-        for step in range(1, 31):
-            loss *= 1 - 0.2 * math.exp(-math.log(lr / (0.3 if step <= 10 else 0.03)) ** 2)
-        fixed[lr] = loss
-    assert result.best.metrics["loss"] < min(fixed.values())
+    # every trial ended in the family that was best early on (the population converged on it)
+    assert {t.config["family"] for t in result.trials} == {"f0.3"}
 
 
 # -------------------------------------------------------------------------------------- simulated: Deadline
@@ -399,14 +393,13 @@ def test_local_pbt_exploits_with_get_checkpoint_and_get_config(fast_dir):
     exploited = [t for t in result.trials if t.parent_id is not None]
     assert exploited
     for t in result.trials:
-        history = result.history(t.id)
-        assert [h["step"] for h in history] == list(range(1, 13))
+        its = [h["training_iteration"] for h in result.history(t.id)]
+        assert [h["step"] for h in result.history(t.id)] == its  # ts.get_checkpoint() gave the right state
+        assert its[0] == 1 and its[-1] == 12 and its == sorted(set(its))  # never a repeat
     for t in exploited:
         assert t.parent_iteration % 3 == 0 and t.parent_iteration >= 3
-        assert t.config["family"] == f"f{[0.001, 0.1, 0.01, 1.0][t.parent_id - 1]}" or t.parent_id in {
-            x.id for x in exploited}  # a source may itself have been exploited before
         if t.parent_iteration < 12:
-            after = result.history(t.id)[t.parent_iteration:]
+            after = [h for h in result.history(t.id) if h["training_iteration"] > t.parent_iteration]
             assert {h["lr"] for h in after} == {t.config["lr"]}  # ts.get_config() gave the new config
             assert {h["family"] for h in after} == {t.config["family"]}  # ts.get_checkpoint(): source state
 

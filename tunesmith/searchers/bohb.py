@@ -85,6 +85,7 @@ class BOHB(Searcher):
         self.points_to_evaluate = points_to_evaluate
         self._seed: Any = seed if seed is not None else random.SystemRandom().randrange(2**63)
         self._cube: UnitCube | None = None
+        self._metric = ""
         self._sign = 1.0
         self._min_points = 2
         self._given: list[dict[KeyPath, Any]] = []
