@@ -7,7 +7,8 @@ import pytest
 import tunesmith as ts
 
 PUBLIC = [
-    "ASHA", "Deadline", "HyperBand", "MedianStopping", "PBT", "ResourceChanging", "Callback", "Checkpoint", "ConfigError", "FIFO", "Random", "ResultSet", "Scheduler", "Searcher",
+    "ASHA", "Deadline", "HyperBand", "MedianStopping", "PBT", "ResourceChanging",
+    "Callback", "Checkpoint", "ConfigError", "FIFO", "Random", "ResultSet", "Scheduler", "Searcher",
     "TrialError", "TrialResult", "TrialStatus", "__version__", "choice", "get_checkpoint", "get_config",
     "get_resources", "get_trial_dir", "get_trial_id", "grid", "lograndint", "loguniform", "load", "normal",
     "qloguniform", "qnormal", "quniform", "randint", "report", "run", "sample_from", "uniform",

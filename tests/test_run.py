@@ -140,7 +140,7 @@ def test_max_concurrent_one_runs_trials_one_after_another(results_dir):
     result = ts.run(quadratic, space={"lr": ts.uniform(0, 1)}, num_samples=4, max_concurrent=1, verbose=0)
     spans = sorted((result.history(t.id)[0]["timestamp"], result.history(t.id)[-1]["timestamp"])
                    for t in result.trials)
-    for (s1, e1), (s2, _e2) in zip(spans, spans[1:]):
+    for (_s1, e1), (s2, _e2) in zip(spans, spans[1:]):
         assert s2 >= e1
 
 

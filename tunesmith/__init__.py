@@ -19,9 +19,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tunesmith._errors import ConfigError, TrialError
-from tunesmith.checkpoint import Checkpoint
-from tunesmith.session import get_checkpoint, get_config, get_resources, get_trial_dir, get_trial_id, report
+from tunesmith._errors import ConfigError, TrialError  # noqa: F401
+from tunesmith.checkpoint import Checkpoint  # noqa: F401
+from tunesmith.session import (  # noqa: F401
+    get_checkpoint,
+    get_config,
+    get_resources,
+    get_trial_dir,
+    get_trial_id,
+    report,
+)
 
 __version__ = "0.1.0"
 

@@ -115,7 +115,8 @@ def run(
         max_failures: restarts allowed per trial (0 default, -1 forever) when its function raises, its worker
             dies, or it goes silent for ``trial_timeout_s``; it restarts from its latest checkpoint.
         trial_timeout_s: declare a trial dead when its worker sends nothing, not even its heartbeat (one a
-            half second, also while the trial computes), for this long (at least 2 s). A slow but alive trial is never killed.
+            half second, also while the trial computes), for this long (at least 2 s). A slow but alive trial
+            is never killed.
         resume: continue the experiment ``name`` after a crash or an interruption: finished trials are not
             run again, unfinished ones restart from their latest good checkpoint, the searcher and scheduler
             continue from their replayed state. Pass the same ``fn`` and ``space``.
@@ -214,7 +215,8 @@ def run(
             "name": name, "metric": metric, "mode": mode, "num_samples": num_samples,
             "space": _space_json(space), "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
-            "resources": per_trial, "keep": keep, "keep_by": keep_by, "max_failures": max_failures, "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
+            "resources": per_trial, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
+            "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
         }
         with store.transaction() as db:
             store.set_meta(db, "spec", spec)

@@ -25,7 +25,7 @@ def test_results_replace_not_duplicate_and_truncate(tmp_path):
     s = Store(str(tmp_path / "e.db"))
     with s.transaction() as db:
         s.insert_trial(db, 1, {"x": 1}, {"cpu": 1}, "RUNNING")
-        s.append_results(db, [(1, i, float(i), 0.0, '{"v": %d}' % i) for i in range(1, 6)])
+        s.append_results(db, [(1, i, float(i), 0.0, f'{{"v": {i}}}') for i in range(1, 6)])
         s.add_checkpoints(db, [(1, 2, "/c2", 0.0), (1, 4, "/c4", 0.0)])
     with s.transaction() as db:  # the trial restarted from its checkpoint at iteration 2
         s.truncate_results(db, 1, 2)

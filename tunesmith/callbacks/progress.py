@@ -164,7 +164,7 @@ class Progress(Callback):
         if metric:
             table.add_column(metric, justify="right")
         for t in shown:
-            row = [t.name, Text(t.status.value, style=_STYLE[t.status])]
+            row: list[Any] = [t.name, Text(t.status.value, style=_STYLE[t.status])]
             row += [_fmt(configs[t.id].get(k, "")) for k in config_keys]
             row.append(str(t.iteration))
             if metric:

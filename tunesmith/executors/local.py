@@ -210,7 +210,7 @@ class LocalExecutor(Executor):
             timeout = 0.0
         ready = wait(list(self._by_conn), timeout) if self._by_conn else []
         for conn in ready:
-            worker = self._by_conn.get(conn)  # type: ignore[arg-type]
+            worker = self._by_conn.get(conn)  # type: ignore[call-overload]
             if worker is None:
                 continue
             self._drain(worker, events)

@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -21,10 +22,9 @@ def detect_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def detect_gpus(env: dict[str, str] | None = None) -> list[str]:
+def detect_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else what ``nvidia-smi`` lists."""
-    env = os.environ if env is None else env
-    visible = env.get("CUDA_VISIBLE_DEVICES")
+    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         ids = [v.strip() for v in visible.split(",") if v.strip()]
         # CUDA stops at the first invalid entry, "-1" included
