@@ -52,16 +52,15 @@ def _mp_noop(_):
     return {"x": 1}
 
 
-def _mp_tight(args):
-    n, q = args
+def _mp_tight(n, conn):
     batch = []
     for i in range(n):
         batch.append({"loss": 1.0 / (i + 1)})
         if len(batch) == 1000:
-            q.put(batch)
+            conn.send(batch)
             batch = []
-    q.put(batch)
-    return n
+    conn.send(batch)
+    conn.close()
 
 
 def _mp_sleepy(_):
@@ -170,16 +169,22 @@ def main() -> None:
         stored = res._store.count_results()
         assert stored == 4 * n_reports, stored
         ts_b = stored / dt
+        # floor: 4 processes send their results in batches of 1,000 over pipes; nothing is stored
         t = time.perf_counter()
         ctx = mp.get_context("spawn")
-        with ctx.Manager() as m:
-            q = m.Queue()
-            with ctx.Pool(os.cpu_count()) as pool:
-                r = pool.map_async(_mp_tight, [(n_reports, q)] * 4, chunksize=1)
-                got = 0
-                while got < 4 * n_reports:
-                    got += len(q.get())
-                r.get()
+        got = 0
+        for _ in range(2):  # two at a time, like tunesmith on 2 cores
+            pipes = [ctx.Pipe(duplex=False) for _ in range(2)]
+            procs = [ctx.Process(target=_mp_tight, args=(n_reports, w)) for _r, w in pipes]
+            for p in procs:
+                p.start()
+            for (r, _w), p in zip(pipes, procs):
+                while True:
+                    try:
+                        got += len(r.recv())
+                    except EOFError:
+                        break
+                p.join()
         mp_b = got / (time.perf_counter() - t)
 
         # (c)

@@ -11,9 +11,9 @@ import textwrap
 
 import psutil
 import pytest
+from chaos_helpers import kill_and_resume
 
 import tunesmith as ts
-from chaos_helpers import kill_and_resume
 from tunesmith import checkpoint as ck
 
 RUNS = int(os.environ.get("TUNESMITH_CHAOS_RUNS", "20"))

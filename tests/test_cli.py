@@ -38,9 +38,9 @@ SPACE = "lr: {loguniform: [1e-3, 1e-1]}\nseed: {grid: [0, 1]}\nopt: {name: adam}
 @pytest.fixture(autouse=True)
 def _restore_import_state() -> Any:
     """Loading a training file adds a module and a sys.path entry; keep tests independent."""
-    modules, path = set(sys.modules), list(sys.path)
+    path = list(sys.path)
     yield
-    for name in set(sys.modules) - modules:
+    for name in [m for m in sys.modules if m.startswith(("train_", "mod_", "resumable_"))]:
         del sys.modules[name]
     sys.path[:] = path
 
@@ -106,7 +106,8 @@ def test_run_a_file_then_ls_show_report(project: Any, results_dir: Any) -> None:
     res = invoke("report", "exp", "--storage-path", str(results_dir), "-o", str(out), "--pareto", "loss:min,acc:max")
     assert res.exit_code == 0, res.output
     assert "Pareto front" in res.output and out.exists()
-    assert out.read_text().count('class="plot"') == 7
+    assert "Parameter sensitivity" not in res.output  # the only grid dimension is the seed
+    assert out.read_text().count('class="plot"') == 6
     res = invoke("report", "exp", "--storage-path", str(results_dir), "--pareto", "loss")
     assert res.exit_code == 2 and "--pareto" in res.output
 
@@ -186,16 +187,102 @@ def test_ls_of_an_empty_folder(results_dir: Any) -> None:
     assert json.loads(invoke("ls", "--storage-path", str(results_dir / "none"), "--json").output) == []
 
 
-def test_resume_is_not_available_yet(project: Any, results_dir: Any) -> None:
-    import inspect
+def test_resume_rebuilds_the_stored_run_arguments(project: Any, results_dir: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
 
-    from tunesmith._run import run
+    from tunesmith import _run
+    from tunesmith.schedulers.asha import ASHA
+    from tunesmith.space import grid, loguniform
 
-    run_ok(project, results_dir)
+    folder, module = project
+    res = invoke("run", f"{folder / module}.py:train", "--space", str(folder / "space.yaml"), "--metric", "loss",
+                 "--mode", "min", "--name", "exp", "--storage-path", str(results_dir), "--stop",
+                 "training_iteration=2", "--scheduler", "asha", "--seed", "3", "--max-concurrent", "2",
+                 "--verbose", "0")
+    assert res.exit_code == 0, res.output
+    calls: list[dict[str, Any]] = []
+    real = _run.run
+
+    @functools.wraps(real)
+    def spy(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append({"fn": fn, **kwargs})
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(_run, "run", spy)
+    monkeypatch.chdir(folder)  # the stored function is MODULE:FN, imported from the current folder
+    res = invoke("resume", "exp", "--storage-path", str(results_dir), "--verbose", "0")
+    assert res.exit_code == 0, res.output
+    assert "experiment exp: 2 trials (2 terminated)" in res.output  # finished trials are not run again
+    (call,) = calls
+    assert call["fn"].__name__ == "train" and call["resume"] is True and call["name"] == "exp"
+    assert call["space"] == {"lr": loguniform(1e-3, 1e-1), "seed": grid([0, 1]), "opt": {"name": "adam"}}
+    assert (call["metric"], call["mode"], call["num_samples"], call["max_concurrent"]) == ("loss", "min", 1, 2)
+    assert call["stop"] == {"training_iteration": 2}
+    assert isinstance(call["scheduler"], ASHA) and call["searcher"].seed == 3
+
+    monkeypatch.setattr(_run, "run", lambda fn, **kwargs: None)  # a run() without resume=
     res = invoke("resume", "exp", "--storage-path", str(results_dir))
-    if "resume" in inspect.signature(run).parameters:
-        pytest.skip("run() has resume=: the resume command is tested with it")
     assert res.exit_code == 2 and "not available yet" in res.output
+
+
+RESUMABLE = textwrap.dedent("""
+    import os, time
+    import tunesmith as ts
+
+    def train(config):
+        with open(os.path.join(os.path.dirname(__file__), f"starts_{config['seed']}.txt"), "a") as f:
+            f.write("start\\n")
+        if config["seed"] == 0:
+            ts.report({"loss": 1.0})
+            return
+        for i in range(3000):  # reports until the test lets it finish (bounded: about a minute)
+            ts.report({"loss": 2.0 + i})
+            if os.path.exists(os.path.join(os.path.dirname(__file__), "go")):
+                return
+            time.sleep(0.02)
+""")
+
+
+def test_resume_after_the_driver_was_stopped(tmp_path: Any, results_dir: Any) -> None:
+    import signal
+    import time
+
+    module = f"resumable_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(RESUMABLE)
+    (tmp_path / "space.yaml").write_text("seed: {grid: [0, 1]}\n")
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.cli", "run", f"{module}.py:train", "--space", "space.yaml", "--metric",
+         "loss", "--mode", "min", "--name", "crashy", "--verbose", "0", "--max-concurrent", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until seed 0 finished and seed 1 reported: then stop the driver mid-experiment
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+            try:
+                trials = ts.load(str(results_dir / "crashy")).trials
+            except Exception:  # noqa: BLE001 - the driver is still creating the store
+                trials = []
+            if [t.status.value for t in trials] == ["TERMINATED", "RUNNING"] and trials[1].iteration > 0:
+                break
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGINT)  # Ctrl-C
+        _out, err = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, err
+    assert ts.load(str(results_dir / "crashy")).status == "interrupted"
+
+    (tmp_path / "go").write_text("")
+    res = subprocess.run([sys.executable, "-m", "tunesmith.cli", "resume", "crashy", "--verbose", "0"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    rs = ts.load(str(results_dir / "crashy"))
+    assert rs.status == "finished" and [t.status.value for t in rs.trials] == ["TERMINATED", "TERMINATED"]
+    assert (tmp_path / "starts_0.txt").read_text().count("start") == 1  # the finished trial did not run again
+    assert (tmp_path / "starts_1.txt").read_text().count("start") == 2
 
 
 def test_rm_asks_and_refuses_paths_outside_the_storage_root(project: Any, results_dir: Any, tmp_path: Any) -> None:

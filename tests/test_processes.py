@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import pytest
-
 from proc_helpers import pid_alive
 
 pytestmark = pytest.mark.timeout(120)

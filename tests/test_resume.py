@@ -8,9 +8,9 @@ import signal
 import time
 
 import pytest
+from chaos_helpers import kill_and_resume
 
 import tunesmith as ts
-from chaos_helpers import kill_and_resume
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -342,6 +342,10 @@ class Controller:
                 parsed.append((trial, results, ev[3]))
             else:
                 done.append((trial, ev[2], ev[3]))
+        # Trials whose end is in this batch: _complete applies (and clears) their pending decision below, so
+        # remember which had one: their rows here came after it (the iteration in flight when it was sent).
+        ended = {trial.id for trial, _s, _tb in done}
+        acted = {tid for tid in ended if tid in self._actions}
         # 1. durable first: nothing is acted on before it is in the store
         with self.store.transaction() as db:
             self._write_pending(db)
@@ -366,7 +370,7 @@ class Controller:
         # 2. then decide
         self.view.now = self.elapsed()
         for trial, results, waiting in parsed:
-            self._on_results(trial, results, waiting)
+            self._on_results(trial, results, waiting, trial.id in ended, trial.id in acted)
         for trial, _status, _tb in done:
             self._after_complete(trial)
         if self._paused:
@@ -386,9 +390,12 @@ class Controller:
         for trial in ended:
             self._after_complete(trial)
 
-    def _on_results(self, trial: TrialView, results: list[Result], waiting: bool) -> None:
+    def _on_results(self, trial: TrialView, results: list[Result], waiting: bool, ended: bool = False,
+                    acted: bool = False) -> None:
+        """``ended``: the trial's end came in the same batch and was applied already; ``acted``: a decision
+        was pending for it then (these rows are stored and observed, never shown to the scheduler)."""
         tid = trial.id
-        already = self._actions.get(tid)
+        already = self._actions.get(tid) or (_STOP if acted else None)
         decision: Decision = _CONTINUE
         metric = self.metric
         for result in results:
@@ -417,6 +424,8 @@ class Controller:
             decision = self.scheduler.on_result(trial, result, self.view)
         for cb in self.callbacks:
             cb.on_trial_results(trial, results)
+        if ended:
+            return  # nothing left to decide: a decision now would outlive the run it was meant for
         if already is not None:
             if waiting:
                 self.executor.decide(tid, False, None)

@@ -73,8 +73,9 @@ class Checkpoint:
         if not os.path.exists(state_file):
             raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
         verify(self._path)  # never unpickle a file that tunesmith did not write, or that changed since
-        import cloudpickle  # noqa: F401  (pickles made with cloudpickle may need it importable)
         import pickle
+
+        import cloudpickle  # noqa: F401  (pickles made with cloudpickle may need it importable)
 
         with open(state_file, "rb") as f:
             return pickle.load(f)

@@ -482,7 +482,8 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
         "space": space, "metric": spec.get("metric"), "mode": spec.get("mode"), "stop": stop,
         "num_samples": spec.get("num_samples", 1), "time_budget_s": spec.get("time_budget_s"),
         "max_concurrent": spec.get("max_concurrent"), "resources": spec.get("resources") or None,
-        "scheduler": _rebuild(spec.get("scheduler"), "scheduler"), "searcher": _rebuild(spec.get("searcher"), "searcher"),
+        "scheduler": _rebuild(spec.get("scheduler"), "scheduler"),
+        "searcher": _rebuild(spec.get("searcher"), "searcher"),
     }
     for key in ("keep", "keep_by", "max_failures"):
         if key in spec:
@@ -593,7 +594,7 @@ def _table(*columns: str) -> Any:
 def _print(renderable: Any) -> None:
     from rich.console import Console
 
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     console = Console(file=out, width=None if out.isatty() else 240, highlight=False, soft_wrap=False)
     console.print(renderable)
 

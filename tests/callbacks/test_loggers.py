@@ -9,7 +9,7 @@ import os
 import struct
 import sys
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -157,7 +157,7 @@ def test_tensorboard_logger_without_tensorboardx_says_what_to_install(monkeypatc
 
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # makes "import tensorboardX" fail
     with pytest.raises(ImportError, match=r"tunesmith\[tensorboard\]"):
-        TensorBoardLogger().on_experiment_start(SimpleNamespace(path=str(tmp_path), name="x", trials={}))
+        TensorBoardLogger().on_experiment_start(cast(Any, SimpleNamespace(path=str(tmp_path), name="x", trials={})))
 
 
 # -- TensorBoard --------------------------------------------------------------------------------------

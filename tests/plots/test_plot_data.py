@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -26,7 +27,8 @@ T0 = 1_000_000.0
 
 
 def make_experiment(root: Any, name: str, trials: list[dict[str, Any]], space: dict[str, Any] | None = None,
-                    metric: Any = "loss", mode: Any = "min", events: list[tuple[float, str, int, Any]] = ()) -> ResultSet:
+                    metric: Any = "loss", mode: Any = "min",
+                    events: Sequence[tuple[float, str, int, Any]] = ()) -> ResultSet:
     """Write an experiment store by hand.
 
     Each trial: ``id``, ``config``, ``status``, ``results`` (metrics dicts with ``iteration`` and ``t``,
@@ -170,7 +172,7 @@ def test_best_so_far_max_and_mode_needed(pbt: ResultSet, tmp_path: Any) -> None:
 # -- sensitivity --------------------------------------------------------------------------------------
 
 
-def _grid_experiment(root: Any, name: str, values: dict[tuple[Any, ...], float], space: dict[str, Any],
+def _grid_experiment(root: Any, name: str, values: dict[tuple[Any, ...], Any], space: dict[str, Any],
                      keys: list[str]) -> ResultSet:
     trials = []
     for i, (combo, loss) in enumerate(sorted(values.items(), key=lambda kv: str(kv[0])), start=1):
@@ -240,10 +242,10 @@ def test_sweep_stats_single_value_has_zero_std() -> None:
 @pytest.fixture
 def params(tmp_path: Any) -> ResultSet:
     rng = random.Random(0)
-    trials = []
+    trials: list[dict[str, Any]] = []
     for i in range(1, 9):
-        config = {"lr": 10 ** rng.uniform(-4, -1), "opt": {"name": rng.choice(["adam", "sgd"])}, "const": 5,
-                  "drop": rng.uniform(0, 0.5)}
+        config: dict[str, Any] = {"lr": 10 ** rng.uniform(-4, -1), "opt": {"name": rng.choice(["adam", "sgd"])},
+                                  "const": 5, "drop": rng.uniform(0, 0.5)}
         trials.append({"id": i, "config": config, "status": "TERMINATED",
                        "results": curve([1.0, config["lr"] * 10 + config["drop"]])})
     trials.append({"id": 9, "config": {"lr": 0.01, "opt": {"name": "adam"}, "const": 5, "drop": 0.1},
@@ -405,7 +407,7 @@ def test_every_plot_on_a_real_run_and_the_report(tmp_path: Any) -> None:
 
 
 def test_report_notes_plots_that_do_not_apply(tmp_path: Any) -> None:
-    rs = make_experiment(tmp_path, "plain", [
+    make_experiment(tmp_path, "plain", [
         {"id": 1, "config": {"x": 1}, "status": "TERMINATED", "results": curve([1.0, 0.5])}],
         space={"x": 1}, mode=None)
     titles = write_report(str(tmp_path / "plain"), str(tmp_path / "r.html"))

@@ -361,10 +361,13 @@ def local_constant(config):
 def test_local_median_stopping(fast_dir):
     result = ts.run(local_constant, space={"x": ts.grid([0.1, 0.9, 0.5, 0.8, 0.2, 0.7])}, metric="loss",
                     mode="min", scheduler=ts.MedianStopping(grace_period=2, min_samples=1), verbose=0,
-                    storage_path=fast_dir)
+                    storage_path=fast_dir, max_concurrent=1)  # one at a time: who has reached a step is known
     by_x = {t.config["x"]: t.iteration for t in result.trials}
-    assert by_x[0.1] == 10  # the best is never below a median
-    assert by_x[0.9] < 10 and by_x[0.8] < 10 and by_x[0.7] < 10
+    # 0.1 is never below a median; 0.9, 0.8 and 0.7 are above the median of the others at step 2 (0.1, or
+    # 0.5 of {0.1, 0.9, 0.5, ...}), so each is told to stop there; the stop reaches the trial asynchronously
+    # (median stopping sets no decision points), so it ends at one of its next reports.
+    assert by_x[0.1] == 10, by_x
+    assert all(2 <= by_x[x] < 10 for x in (0.9, 0.8, 0.7)), by_x
     assert sum(by_x.values()) < 60
     histories_are_contiguous(result)
 

@@ -44,13 +44,14 @@ class BOHB(Searcher):
 
     1. Points to evaluate first, if any; then with probability ``random_fraction`` a random config
        (so the search never stops exploring, as in BOHB).
-    2. Otherwise the model budget is the largest budget with at least ``min_points_in_model``
+    2. Otherwise the model budget is the largest budget with at least ``min_points_in_model`` + 2
        observations (random configs until there is one). Its observations are split into the best
-       ``top_n_percent`` (at least one) and the rest; a product-kernel density is fit to each
-       (Gaussian kernels on the unit cube, Scott's bandwidth, Aitchison-Aitken kernels for choices,
-       plus a uniform prior component of weight one, as TPE does). ``n_candidates`` configs are drawn
-       from the good density with bandwidths widened by ``bandwidth_factor``, and the one with the
-       largest ratio good/bad density is suggested.
+       ``top_n_percent`` and the worst ``100 - top_n_percent`` (each at least
+       ``min_points_in_model``, so with few observations they overlap); a product-kernel density is fit
+       to each (Gaussian kernels on the unit cube, Scott's bandwidth, Aitchison-Aitken kernels for
+       choices). ``n_candidates`` configs are drawn from the good density with bandwidths widened by
+       ``bandwidth_factor``, and the one with the largest ratio good/bad density is suggested. No
+       uniform prior enters the ratio: far from all data it would favour the edges of the space.
 
     The space is seen as ``QuasiRandom`` sees it (``tunesmith.searchers.sobol.UnitCube``): one
     coordinate per domain, every branch of a conditional choice included; a coordinate on a branch a
@@ -164,8 +165,8 @@ class BOHB(Searcher):
 
     def model_budget(self) -> float | None:
         """The budget the next model-based suggestion models: the largest with at least
-        ``min_points_in_model`` observations, or ``None``."""
-        ready = [b for b, seen in self._obs.items() if len(seen) >= self._min_points]
+        ``min_points_in_model`` + 2 observations (as in BOHB), or ``None``."""
+        ready = [b for b, seen in self._obs.items() if len(seen) >= self._min_points + 2]
         return max(ready) if ready else None
 
     def _propose(self, rng: np.random.Generator) -> np.ndarray:
@@ -181,9 +182,13 @@ class BOHB(Searcher):
         losses = np.array([seen[i] for i in ids])
         data = np.array([self._vectors[i] for i in ids])
         order = np.lexsort((np.array(ids), losses))  # by loss, ties by trial id
-        n_good = min(max(1, math.ceil(len(ids) * self.top_n_percent / 100)), len(ids) - 1)
+        # As in BOHB: each density rests on at least ``min_points_in_model`` points (with few
+        # observations the bad one reaches into the good ones rather than resting on one point).
+        n = len(ids)
+        n_good = max(self._min_points, n * self.top_n_percent // 100)
+        n_bad = max(self._min_points, n * (100 - self.top_n_percent) // 100)
         good = _KDE(data[order[:n_good]], cube.dims, self.min_bandwidth)
-        bad = _KDE(data[order[n_good:]], cube.dims, self.min_bandwidth)
+        bad = _KDE(data[order[max(0, n - n_bad):]], cube.dims, self.min_bandwidth)
         candidates = good.sample(rng, int(self.n_candidates), float(self.bandwidth_factor))
         active = np.array([cube.fixed(c)[1] for c in candidates])
         score = good.log_pdf(candidates, active) - bad.log_pdf(candidates, active)
@@ -214,8 +219,7 @@ class _KDE:
             if numeric[j]:
                 sd = float(np.std(data[known[:, j], j]))
                 scott = sd * n_j ** (-1.0 / (d_eff + 4))
-                # TPE's floor: never narrower than 1 / (n + 1) of the range, so few points stay broad.
-                self.bw[j] = max(scott, 1.0 / min(100, n_j + 1), min_bandwidth)
+                self.bw[j] = max(scott, min_bandwidth)
             else:
                 c = int(self.cats[j])
                 self.bw[j] = max(min_bandwidth, (c - 1) / (c + n_j))
@@ -244,19 +248,15 @@ class _KDE:
                 term = -0.5 * z * z - math.log(h) - _LOG_SQRT_2PI
             term = np.where(known[None, :], term, 0.0)
             total += np.where(active[:, j][:, None], term, 0.0)
-        # The uniform prior: density 1, log 0.
-        both = np.concatenate([total, np.zeros((n, 1))], axis=1)
-        top = both.max(axis=1, keepdims=True)
-        return (top[:, 0] + np.log(np.exp(both - top).sum(axis=1))) - math.log(self.m + 1)
+        top = total.max(axis=1, keepdims=True)
+        return (top[:, 0] + np.log(np.exp(total - top).sum(axis=1))) - math.log(self.m)
 
     def sample(self, rng: np.random.Generator, n: int, widen: float) -> np.ndarray:
         """``n`` draws from the mixture, kernels ``widen`` times wider."""
         dims = self.data.shape[1]
         out = rng.random((n, dims))
-        which = rng.integers(0, self.m + 1, size=n)  # == m: the uniform prior component
+        which = rng.integers(0, self.m, size=n)
         for i in range(n):
-            if which[i] == self.m:
-                continue
             center = self.data[which[i]]
             for j in range(dims):
                 x = center[j]

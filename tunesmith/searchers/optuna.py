@@ -9,6 +9,7 @@ a config uses.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import numbers
@@ -151,7 +152,7 @@ class OptunaSearch(Searcher):
         self._params = {}
         self._conditional = False
         for key, value in space.items():
-            self._collect(value, (key,), (key,), f"space[{key!r}]")
+            self._collect(value, (key,), (key,), _key("space", key))
         self._total = None if num_samples == UNLIMITED else num_samples
         check_points(self.points_to_evaluate, space)  # the keys exist
         self._points = [self._point_params(p, f"points_to_evaluate[{i}]")
@@ -240,7 +241,7 @@ class OptunaSearch(Searcher):
                     self._conditional |= len(self._params) > before
         elif isinstance(value, dict):
             for key, item in value.items():
-                self._collect(item, (*path, key), (*name, key), f"{where}[{key!r}]")
+                self._collect(item, (*path, key), (*name, key), _key(where, key))
 
     def _draw(self, trial: Any, value: Any, path: KeyPath, name: tuple[str, ...],
               fixed: dict[KeyPath, Any]) -> Any:
@@ -274,19 +275,19 @@ class OptunaSearch(Searcher):
                 match = _fits_partial if partial else fits
                 idx = next((i for i, item in enumerate(param.items) if match(item, got)), None)
                 if idx is None:
-                    raise ConfigError(f"{where}: {got!r} is none of the options of {joined!r}")
+                    raise ConfigError(f"{where}: {got!r} is none of the options {list(param.items)!r}")
                 out[joined] = idx
                 self._encode(param.items[idx], (*name, str(idx)), got, out, partial, where)
             else:
-                out[joined] = param.internal(value, got, f"{where}: {joined!r}")
+                out[joined] = param.internal(value, got, where)
         elif isinstance(value, dict) and isinstance(got, dict):
             for key, item in value.items():
-                self._encode(item, (*name, key), got.get(key, _MISSING), out, partial, where)
+                self._encode(item, (*name, key), got.get(key, _MISSING), out, partial, _key(where, key))
 
     def _point_params(self, point: dict[str, Any], where: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self.space.items():
-            self._encode(value, (key,), point.get(key, _MISSING), out, True, where)
+            self._encode(value, (key,), point.get(key, _MISSING), out, True, _key(where, key))
         return out
 
     # -- ask / tell -----------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ class OptunaSearch(Searcher):
         params: dict[str, Any] = {}
         for key, value in self.space.items():
             self._encode(value, (key,), config.get(key, _MISSING), params, False,
-                         f"trial {trial_id}'s stored config")
+                         _key(f"trial {trial_id}'s stored config", key))
         self._ask(trial_id, params)
 
     def _ask(self, trial_id: int, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -443,6 +444,11 @@ def _fits_partial(spec: Any, value: Any) -> bool:
         return (isinstance(value, dict) and set(value) <= set(spec)
                 and all(_fits_partial(spec[k], value[k]) for k in value))
     return fits(spec, value)
+
+
+def _key(where: str, key: str) -> str:
+    """``space["optim"]``: key paths are written as ``validate_space`` writes them."""
+    return f"{where}[{json.dumps(key)}]"
 
 
 def _items(domain: Domain) -> str:

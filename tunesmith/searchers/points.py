@@ -12,6 +12,7 @@ are sampled.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -78,7 +79,7 @@ def point_paths(point: dict[str, Any], space: dict[str, Any], where: str = "poin
 def _collect(point: dict[Any, Any], space: dict[str, Any], path: KeyPath, where: str,
              fixed: dict[KeyPath, Any]) -> None:
     for key, value in point.items():
-        name = f"{where}[{key!r}]"
+        name = f"{where}[{json.dumps(key) if isinstance(key, str) else repr(key)}]"
         if key not in space:
             raise ConfigError(f"{name}: not a key of the space; expected one of {sorted(map(str, space))}")
         sub = space[key]

@@ -1,0 +1,222 @@
+"""Tests for BOHB: budgets from training_iteration, the density model, replay, bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tunesmith._errors import ConfigError
+from tunesmith.searchers._base import FINISHED, Searcher
+from tunesmith.searchers.bohb import BOHB
+from tunesmith.space import choice, grid, loguniform, randint, sample_from, uniform
+
+SPACE: dict[str, Any] = {
+    "x": uniform(-1, 1),
+    "lr": loguniform(1e-4, 1e-1),
+    "k": randint(0, 10),
+    "act": choice(["relu", "tanh"]),
+    "g": grid([1, 2]),
+}
+
+CONDITIONAL: dict[str, Any] = {
+    "x": uniform(-1, 1),
+    "optim": choice([{"type": "sgd", "m": uniform(0, 1)}, {"type": "adam", "b": randint(1, 5)}, "none"]),
+    "twice": sample_from(lambda c: 2 * c["x"]),
+}
+
+
+def _searcher(space: dict[str, Any], num_samples: int = 50, **kwargs: Any) -> BOHB:
+    kwargs.setdefault("seed", 0)
+    searcher = BOHB(**kwargs)
+    searcher.setup(space, "loss", "min", num_samples)
+    return searcher
+
+
+def _loss(config: dict[str, Any], budget: int = 9) -> float:
+    return (config["x"] - 0.3) ** 2 + 1.0 / budget
+
+
+def _asha_like(searcher: BOHB, n: int, start: int = 0) -> list[dict[str, Any]]:
+    """Sequential trials with rungs at budgets 1 and 3 (max 9), ASHA's rule: a trial goes on past a
+    rung when it is in the top third of the results recorded there so far."""
+    configs = []
+    rungs: dict[int, list[float]] = {1: [], 3: []}
+    for trial_id in range(start, start + n):
+        config = searcher.suggest(trial_id)
+        assert isinstance(config, dict)
+        configs.append(config)
+        for budget in (1, 3, 9):
+            result = {"loss": _loss(config, budget), "training_iteration": budget}
+            searcher.observe(trial_id, result, False)
+            if budget == 9:
+                break
+            rung = sorted([*rungs[budget], result["loss"]])
+            rungs[budget] = rung
+            if result["loss"] > rung[max(0, len(rung) // 3 - 1)]:
+                break
+        searcher.observe(trial_id, result, True)
+    return configs
+
+
+def test_is_a_searcher_and_stores_constructor_args() -> None:
+    searcher = BOHB(seed=1, top_n_percent=20)
+    assert isinstance(searcher, Searcher)
+    assert searcher.to_spec() == {
+        "type": "BOHB", "seed": 1, "min_points_in_model": None, "top_n_percent": 20,
+        "random_fraction": 1 / 3, "bandwidth_factor": 3.0, "min_bandwidth": 1e-3, "n_candidates": 64,
+        "points_to_evaluate": None}
+
+
+def test_configs_inside_the_space_and_num_samples() -> None:
+    searcher = _searcher(SPACE, num_samples=30)
+    configs = _asha_like(searcher, 30)
+    assert searcher.suggest(30) is FINISHED  # grid searched, not crossed
+    for c in configs:
+        assert -1 <= c["x"] <= 1 and 1e-4 <= c["lr"] <= 1e-1
+        assert type(c["k"]) is int and 0 <= c["k"] < 10
+        assert c["act"] in ("relu", "tanh") and c["g"] in (1, 2)
+
+
+def test_same_seed_same_configs() -> None:
+    assert _asha_like(_searcher(SPACE, seed=3), 25) == _asha_like(_searcher(SPACE, seed=3), 25)
+    assert _asha_like(_searcher(SPACE, seed=3), 25) != _asha_like(_searcher(SPACE, seed=4), 25)
+
+
+def test_model_budget_is_the_largest_with_enough_observations() -> None:
+    searcher = _searcher({"x": uniform(-1, 1)}, min_points_in_model=2)  # a budget needs 2 + 2 observations
+    assert searcher.model_budget() is None
+    for trial_id, budgets in enumerate([(1, 3, 9), (1, 3), (1, 3), (1,), (1, 3, 9)]):
+        searcher.suggest(trial_id)
+        for b in budgets:
+            searcher.observe(trial_id, {"loss": 1.0, "training_iteration": b}, False)
+    assert searcher.model_budget() == 3.0  # 1 has 5, 3 has 4, 9 has only 2
+    for trial_id in (5, 6):
+        searcher.suggest(trial_id)
+        searcher.observe(trial_id, {"loss": 1.0, "training_iteration": 9}, True)
+    assert searcher.model_budget() == 9.0
+    # NaN and missing metrics are not observations.
+    for trial_id in (7, 8, 9, 10):
+        searcher.suggest(trial_id)
+        searcher.observe(trial_id, {"loss": float("nan"), "training_iteration": 27}, False)
+        searcher.observe(trial_id, {"acc": 1.0, "training_iteration": 27}, False)
+        searcher.observe(trial_id, {}, True)
+    assert searcher.model_budget() == 9.0
+
+
+def test_default_min_points_is_dims_plus_one() -> None:
+    searcher = _searcher({"a": uniform(0, 1), "b": uniform(0, 1)})
+    for trial_id in range(5):
+        searcher.suggest(trial_id)
+        searcher.observe(trial_id, {"loss": 1.0, "training_iteration": 1}, True)
+        assert searcher.model_budget() == (1.0 if trial_id == 4 else None)  # 3 + 2 observations
+    assert _searcher({"a": uniform(0, 1), "b": uniform(0, 1)}, min_points_in_model=4)._min_points == 4
+
+
+def test_the_model_finds_the_good_region() -> None:
+    hits, closest = [], []
+    for seed in range(5):
+        configs = _asha_like(_searcher({"x": uniform(-1, 1)}, num_samples=60, seed=seed), 60)
+        late = [abs(c["x"] - 0.3) for c in configs[20:]]
+        hits.append(sum(d < 0.15 for d in late))
+        closest.append(min(late))
+    assert sorted(hits)[2] >= 15, hits  # median of 40; random search would put about 6 there
+    assert sorted(closest)[2] < 0.05, closest
+
+
+def test_max_mode_flips_the_sign() -> None:
+    searcher = BOHB(seed=0, random_fraction=0.0)
+    searcher.setup({"x": uniform(-1, 1)}, "score", "max", 40)
+    xs = []
+    for trial_id in range(40):
+        config = searcher.suggest(trial_id)
+        assert isinstance(config, dict)
+        xs.append(config["x"])
+        searcher.observe(trial_id, {"score": -abs(config["x"] + 0.5)}, True)  # best at -0.5
+    assert sum(abs(x + 0.5) < 0.15 for x in xs[10:]) >= 12
+
+
+def test_conditional_space() -> None:
+    searcher = _searcher(CONDITIONAL, num_samples=40, random_fraction=0.0)
+    configs = _asha_like(searcher, 40)
+    kinds = set()
+    for c in configs:
+        assert c["twice"] == 2 * c["x"]
+        if c["optim"] == "none":
+            kinds.add("none")
+        else:
+            kinds.add(c["optim"]["type"])
+            assert set(c["optim"]) == ({"type", "m"} if c["optim"]["type"] == "sgd" else {"type", "b"})
+    assert kinds == {"none", "sgd", "adam"}
+
+
+@pytest.mark.parametrize("space", [SPACE, CONDITIONAL], ids=["flat", "conditional"])
+def test_resume_by_replay_gives_the_same_next_suggestion(space: dict[str, Any]) -> None:
+    uninterrupted = _searcher(space, points_to_evaluate=[{"x": 0.0}])
+    stored: list[tuple[int, dict[str, Any], bool]] = []
+    configs: dict[int, dict[str, Any]] = {}
+    running: list[int] = []
+    for trial_id in range(20):  # three at a time, finishing in order, with results at budgets
+        configs[trial_id] = config = uninterrupted.suggest(trial_id)  # type: ignore[assignment]
+        assert isinstance(config, dict)
+        running.append(trial_id)
+        if len(running) == 3:
+            done = running.pop(0)
+            for budget in (1, 3):
+                result = {"loss": _loss(configs[done], budget), "training_iteration": budget}
+                uninterrupted.observe(done, result, False)
+                stored.append((done, result, False))
+            uninterrupted.observe(done, result, True)
+            stored.append((done, result, True))
+    resumed = _searcher(space, points_to_evaluate=[{"x": 0.0}])
+    for trial_id in sorted(configs):
+        resumed.restore_suggestion(trial_id, json.loads(json.dumps(configs[trial_id])))
+        for tid, result, final in stored:
+            if tid == trial_id:
+                resumed.observe(tid, result, final)
+    assert [resumed.suggest(20 + i) for i in range(4)] == [uninterrupted.suggest(20 + i) for i in range(4)]
+
+
+def test_points_to_evaluate_come_first() -> None:
+    searcher = _searcher(CONDITIONAL, points_to_evaluate=[{"x": 0.25, "optim": "none"}, {"x": -0.5}])
+    first, second = searcher.suggest(0), searcher.suggest(1)
+    assert first == {"x": 0.25, "optim": "none", "twice": 0.5}
+    assert isinstance(second, dict) and second["x"] == -0.5
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"seed": 1.5}, r"^seed: expected an int"),
+    ({"min_points_in_model": 1}, r"^min_points_in_model: expected an int >= 2 or None"),
+    ({"min_points_in_model": 2.0}, r"^min_points_in_model: expected an int >= 2"),
+    ({"top_n_percent": 0}, r"^top_n_percent: expected a number with 0 < top_n_percent < 100"),
+    ({"top_n_percent": 100}, r"^top_n_percent:"),
+    ({"random_fraction": 1.5}, r"^random_fraction: expected a number with 0 <= random_fraction <= 1"),
+    ({"random_fraction": float("nan")}, r"^random_fraction:"),
+    ({"bandwidth_factor": 0}, r"^bandwidth_factor: expected a number with bandwidth_factor > 0"),
+    ({"min_bandwidth": 1}, r"^min_bandwidth: expected a number with 0 < min_bandwidth < 1"),
+    ({"n_candidates": 0}, r"^n_candidates: expected an int >= 1"),
+    ({"n_candidates": True}, r"^n_candidates: expected an int >= 1"),
+    ({"points_to_evaluate": [{"z": 1}]}, r'^points_to_evaluate\[0\]\["z"\]: not a key'),
+])
+def test_bad_arguments_name_the_argument(kwargs: dict[str, Any], match: str) -> None:
+    searcher = BOHB(**kwargs)  # the constructor only stores
+    with pytest.raises(ConfigError, match=match):
+        searcher.setup({"x": uniform(0, 1)}, "loss", "min", 10)
+
+
+@pytest.mark.parametrize(("metric", "mode", "match"), [
+    (None, None, r"^metric: BOHB learns from results and needs the name of a reported metric; got None"),
+    (["a", "b"], ["min", "min"], r"^metric: BOHB .*; got \['a', 'b'\]"),
+    ("loss", "down", r"^mode: BOHB expects 'min' or 'max'"),
+])
+def test_bad_metric_or_mode(metric: Any, mode: Any, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        BOHB(seed=0).setup({"x": uniform(0, 1)}, metric, mode, 10)
+
+
+def test_bad_space_and_num_samples() -> None:
+    with pytest.raises(ConfigError, match=r'^space\["x"\]: .*low < high'):
+        BOHB(seed=0).setup({"x": uniform(1, 0)}, "loss", "min", 10)
+    with pytest.raises(ConfigError, match=r"^num_samples"):
+        BOHB(seed=0).setup({"x": uniform(0, 1)}, "loss", "min", 0)

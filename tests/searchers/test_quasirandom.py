@@ -1,0 +1,208 @@
+"""Tests for QuasiRandom (scrambled Sobol / Halton) and the unit-cube view of a space."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import pytest
+
+pytest.importorskip("scipy")
+
+from tunesmith._errors import ConfigError  # noqa: E402
+from tunesmith._optional import MissingDependency  # noqa: E402
+from tunesmith.searchers._base import FINISHED, Searcher  # noqa: E402
+from tunesmith.searchers.sobol import QuasiRandom, UnitCube  # noqa: E402
+from tunesmith.space import (  # noqa: E402
+    choice,
+    grid,
+    lograndint,
+    loguniform,
+    normal,
+    qloguniform,
+    quniform,
+    randint,
+    sample_from,
+    uniform,
+)
+
+SPACE: dict[str, Any] = {
+    "lr": loguniform(1e-4, 1e-1),
+    "q": quniform(0.1, 1.0, 0.1),
+    "ql": qloguniform(1, 100, 5),
+    "layers": randint(1, 4),
+    "width": lograndint(8, 512),
+    "noise": normal(0, 1),
+    "act": choice(["relu", "tanh"]),
+    "nested": {"wd": uniform(0, 1), "name": "fixed"},
+}
+
+CONDITIONAL: dict[str, Any] = {
+    "x": uniform(0, 1),
+    "optim": choice([{"type": "sgd", "momentum": uniform(0, 0.99)}, {"type": "adam", "beta": randint(1, 5)},
+                     "none"]),
+    "seed": grid([0, 1]),
+    "steps": sample_from(lambda c: 10 * (c["seed"] + 1)),
+}
+
+
+def _searcher(space: dict[str, Any], num_samples: int, seed: int | None = 0, **kwargs: Any) -> QuasiRandom:
+    searcher = QuasiRandom(seed=seed, **kwargs)
+    searcher.setup(space, None, None, num_samples)
+    return searcher
+
+
+def _drain(searcher: QuasiRandom, limit: int = 10_000) -> list[dict[str, Any]]:
+    configs = []
+    for trial_id in range(limit):
+        config = searcher.suggest(trial_id)
+        if config is FINISHED:
+            return configs
+        assert isinstance(config, dict)
+        configs.append(config)
+    raise AssertionError("never finished")
+
+
+def test_is_a_searcher_and_stores_constructor_args() -> None:
+    searcher = QuasiRandom(seed=4, method="halton")
+    assert isinstance(searcher, Searcher)
+    assert searcher.to_spec() == {"type": "QuasiRandom", "seed": 4, "method": "halton",
+                                  "points_to_evaluate": None}
+
+
+@pytest.mark.parametrize("method", ["sobol", "halton"])
+def test_configs_stay_inside_the_space(method: str) -> None:
+    configs = _drain(_searcher(SPACE, 64, method=method))
+    assert len(configs) == 64
+    for c in configs:
+        assert 1e-4 <= c["lr"] <= 1e-1
+        assert c["q"] in {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0}
+        assert c["ql"] in {5.0 * k for k in range(1, 21)}
+        assert type(c["layers"]) is int and 1 <= c["layers"] < 4
+        assert type(c["width"]) is int and 8 <= c["width"] < 512
+        assert math.isfinite(c["noise"])
+        assert c["act"] in ("relu", "tanh")
+        assert 0 <= c["nested"]["wd"] <= 1 and c["nested"]["name"] == "fixed"
+
+
+def test_points_are_evenly_spread() -> None:
+    """64 scrambled Sobol points in 2-D: every one of 64 strips of each axis holds exactly one."""
+    configs = _drain(_searcher({"a": uniform(0, 1), "b": uniform(0, 1)}, 64))
+    for key in ("a", "b"):
+        assert sorted(math.floor(c[key] * 64) for c in configs) == list(range(64))
+
+
+def test_same_seed_same_configs_different_seed_different() -> None:
+    assert _drain(_searcher(SPACE, 8, seed=3)) == _drain(_searcher(SPACE, 8, seed=3))
+    assert _drain(_searcher(SPACE, 8, seed=3)) != _drain(_searcher(SPACE, 8, seed=4))
+    assert _drain(_searcher(SPACE, 8, seed=-3)) != _drain(_searcher(SPACE, 8, seed=3))
+    searcher = QuasiRandom()
+    assert isinstance(searcher._seed, int)
+    searcher.setup(SPACE, None, None, 4)
+    assert _drain(searcher) == _drain(_searcher(SPACE, 4, seed=searcher._seed))
+
+
+def test_grid_is_crossed_and_each_grid_point_gets_a_balanced_prefix() -> None:
+    space = {"g": grid(["a", "b", "c"]), "x": uniform(0, 1)}
+    configs = _drain(_searcher(space, 8))
+    assert len(configs) == 24
+    assert [c["g"] for c in configs[:6]] == ["a", "b", "c", "a", "b", "c"]
+    for g in "abc":
+        xs = [c["x"] for c in configs if c["g"] == g]
+        assert sorted(math.floor(x * 8) for x in xs) == list(range(8))  # 8 points, 8 strips
+
+
+def test_conditional_space_takes_every_branch_into_the_cube() -> None:
+    searcher = _searcher(CONDITIONAL, 32)
+    assert searcher._cube is not None
+    dims = [(d.slot[0], type(d.domain).__name__) for d in searcher._cube.dims]
+    # Top-level leaves first (space order), then the branches' domains.
+    assert dims == [(("x",), "Uniform"), (("optim",), "Choice"), (("optim", "momentum"), "Uniform"),
+                    (("optim", "beta"), "RandInt")]
+    configs = _drain(searcher)
+    assert len(configs) == 64
+    kinds = set()
+    for c in configs:
+        optim = c["optim"]
+        assert c["steps"] == 10 * (c["seed"] + 1)
+        if optim == "none":
+            kinds.add("none")
+        elif optim["type"] == "sgd":
+            kinds.add("sgd")
+            assert set(optim) == {"type", "momentum"} and 0 <= optim["momentum"] <= 0.99
+        else:
+            kinds.add("adam")
+            assert set(optim) == {"type", "beta"} and optim["beta"] in (1, 2, 3, 4)
+    assert kinds == {"none", "sgd", "adam"}
+
+
+def test_no_sampled_domain_at_all() -> None:
+    configs = _drain(_searcher({"g": grid([1, 2]), "c": 3}, 2))
+    assert configs == [{"g": 1, "c": 3}, {"g": 2, "c": 3}, {"g": 1, "c": 3}, {"g": 2, "c": 3}]
+
+
+def test_unlimited() -> None:
+    searcher = _searcher({"x": uniform(0, 1)}, -1)
+    assert all(isinstance(searcher.suggest(i), dict) for i in range(300))
+
+
+def test_resume_by_replay_gives_the_same_next_suggestion() -> None:
+    uninterrupted = _searcher(CONDITIONAL, 20)
+    configs = [uninterrupted.suggest(i) for i in range(7)]
+    resumed = _searcher(CONDITIONAL, 20)
+    for trial_id, config in enumerate(configs):
+        resumed.restore_suggestion(trial_id, json.loads(json.dumps(config)))
+        resumed.observe(trial_id, {"loss": 1.0, "training_iteration": 1}, True)
+    assert [resumed.suggest(7 + i) for i in range(5)] == [uninterrupted.suggest(7 + i) for i in range(5)]
+
+
+def test_points_to_evaluate_come_first() -> None:
+    points = [{"x": 0.5, "optim": {"type": "sgd", "momentum": 0.9}}, {"optim": "none"}]
+    searcher = _searcher(CONDITIONAL, 3, points_to_evaluate=points)
+    plain = _drain(_searcher(CONDITIONAL, 3))
+    configs = _drain(searcher)
+    assert configs[0]["x"] == 0.5 and configs[0]["optim"] == {"type": "sgd", "momentum": 0.9}
+    assert configs[0]["seed"] == 0  # the grid point of its slot
+    assert configs[1]["optim"] == "none" and configs[1]["x"] == plain[1]["x"]  # the rest from the cube
+    assert configs[2:] == plain[2:]
+
+
+def test_unit_cube_encode_inverts_decode() -> None:
+    cube = UnitCube(SPACE | {"o": choice([{"m": uniform(0, 1)}, [1, 2], 3])}, cross_grids=False)
+    searcher = _searcher(SPACE | {"o": choice([{"m": uniform(0, 1)}, [1, 2], 3])}, 30)
+    for config in _drain(searcher):
+        fixed, active = cube.fixed(cube.encode(config))
+        again = cube.config(fixed)
+        assert again.keys() == config.keys()
+        for key in ("q", "ql", "layers", "width", "act", "o"):
+            assert again[key] == config[key]
+        assert again["lr"] == pytest.approx(config["lr"])
+        encoded = cube.encode(config)
+        assert list(~(encoded != encoded)) == list(active)  # NaN exactly where a branch was not taken
+
+
+@pytest.mark.parametrize(("kwargs", "num_samples", "match"), [
+    ({"method": "lhs"}, 4, r"^method: expected one of \['sobol', 'halton'\]"),
+    ({"seed": "x"}, 4, r"^seed: expected an int"),
+    ({"seed": True}, 4, r"^seed: expected an int"),
+    ({}, 0, r"^num_samples: expected an int >= 1"),
+    ({"points_to_evaluate": [{"y": 1}]}, 4, r'^points_to_evaluate\[0\]\["y"\]: not a key of the space'),
+    ({"points_to_evaluate": ["x"]}, 4, r"^points_to_evaluate\[0\]: expected a config dict"),
+    ({"points_to_evaluate": [{"x": 1}] * 3}, 2, r"^points_to_evaluate: 3 points, but the searcher suggests only 2"),
+])
+def test_bad_arguments_name_the_argument(kwargs: dict[str, Any], num_samples: int, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        QuasiRandom(**kwargs).setup({"x": uniform(0, 1)}, None, None, num_samples)
+
+
+def test_bad_space_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r'^space\["a"\]\["b"\]: .*low < high'):
+        QuasiRandom(seed=0).setup({"a": {"b": uniform(1, 0)}}, None, None, 2)
+
+
+def test_missing_scipy_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "scipy.stats.qmc", None)
+    with pytest.raises(MissingDependency, match=r"^QuasiRandom: .*pip install 'tunesmith\[optuna\]'"):
+        QuasiRandom(seed=0).setup({"x": uniform(0, 1)}, None, None, 2)

@@ -1,0 +1,200 @@
+"""Space files (YAML/JSON) parse to the same spaces as Python; bad ones give one ConfigError naming the key."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tunesmith._errors import ConfigError
+from tunesmith._space_file import load_space, parse_space, parse_space_text
+from tunesmith.space import (
+    Domain,
+    choice,
+    grid,
+    lograndint,
+    loguniform,
+    normal,
+    qloguniform,
+    quniform,
+    randint,
+    uniform,
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes text such as "1e5" that the space loader (like YAML 1.2) reads as a number."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+# Names with digits are never mistaken for (or close to) a domain name.
+keys = st.from_regex(r"[a-z]{1,3}[0-9]{1,2}", fullmatch=True)
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+positive = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
+scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | finite | st.text(max_size=8)
+
+
+@st.composite
+def ordered(draw: Any, values: Any) -> tuple[Any, Any]:
+    a, b = draw(values), draw(values)
+    if a == b:
+        b = a + 1 if isinstance(a, int) else a * 2 + 1
+    return (min(a, b), max(a, b))
+
+
+@st.composite
+def leaf_domains(draw: Any) -> tuple[Domain, Any]:
+    """A domain and how a file writes it."""
+    kind = draw(st.sampled_from(["uniform", "loguniform", "normal", "randint", "lograndint", "quniform",
+                                 "qloguniform", "choice"]))
+    if kind == "uniform":
+        low, high = draw(ordered(finite))
+        return uniform(low, high), {"uniform": [low, high]}
+    if kind == "loguniform":
+        low, high = draw(ordered(positive))
+        return loguniform(low, high), {"loguniform": {"low": low, "high": high}}
+    if kind == "normal":
+        mean, sd = draw(finite), draw(positive)
+        return normal(mean, sd), {"normal": [mean, sd]}
+    if kind == "randint":
+        low, high = draw(ordered(st.integers(-1000, 1000)))
+        return randint(low, high), {"randint": [low, high]}
+    if kind == "lograndint":
+        low, high = draw(ordered(st.integers(1, 1000)))
+        return lograndint(low, high), {"lograndint": [low, high]}
+    if kind == "quniform":
+        return quniform(0.0, 1.0, 0.25), {"quniform": [0.0, 1.0, 0.25]}
+    if kind == "qloguniform":
+        return qloguniform(1.0, 100.0, 1.0, 10), {"qloguniform": {"low": 1.0, "high": 100.0, "q": 1.0, "base": 10}}
+    options = draw(st.lists(scalars, min_size=1, max_size=4))
+    return choice(options), {"choice": options}
+
+
+@st.composite
+def spaces(draw: Any, depth: int = 2) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A space and its file form, with nesting, constants, grids and choices of dicts."""
+    space: dict[str, Any] = {}
+    written: dict[str, Any] = {}
+    for key in draw(st.lists(keys, min_size=1, max_size=5, unique=True)):
+        what = draw(st.sampled_from(["domain", "constant", "list", "grid", "nested", "conditional"]))
+        if what == "domain":
+            space[key], written[key] = draw(leaf_domains())
+        elif what == "constant":
+            space[key] = written[key] = draw(scalars)
+        elif what == "list":
+            space[key] = written[key] = draw(st.lists(scalars, max_size=3))
+        elif what == "grid" and depth == 2:
+            values = draw(st.lists(scalars, min_size=1, max_size=3))
+            space[key], written[key] = grid(values), {"grid": values}
+        elif what == "conditional":
+            inner, inner_written = draw(leaf_domains())
+            space[key] = choice([{"opt": "a", "v": inner}, 5])
+            written[key] = {"choice": [{"opt": "a", "v": inner_written}, 5]}
+        elif depth > 0:
+            space[key], written[key] = draw(spaces(depth - 1))
+        else:
+            space[key] = written[key] = draw(scalars)
+    return space, written
+
+
+@settings(max_examples=200, deadline=None)
+@given(spaces())
+def test_yaml_and_json_files_give_the_python_space(pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    space, written = pair
+    text = yaml.dump(written, Dumper=_Dumper, sort_keys=False)
+    assert parse_space_text(text, "s.yaml") == space
+    assert parse_space_text(json.dumps(written), "s.json", json_only=True) == space
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.sampled_from(["uniform", "loguniform", "choice", "grid", "const", "randint", "normal",
+                                       "logunifrom", "sample_from", "a", "b"]) | st.text(max_size=3),
+                      children, max_size=3),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), json_values, max_size=4))
+def test_any_input_gives_a_space_or_a_config_error(obj: dict[str, Any]) -> None:
+    try:
+        space = parse_space(obj, "s.yaml")
+    except ConfigError as exc:
+        assert str(exc).startswith("s.yaml: ")
+        assert "\n" not in str(exc)
+    else:
+        assert isinstance(space, dict)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(keys, min_size=1, max_size=4, unique=True))
+def test_errors_name_the_key_path(path: list[str]) -> None:
+    obj: dict[str, Any] = {"loguniform": [1.0, 0.5]}  # low > high
+    for key in reversed(path):
+        obj = {key: obj, "other": 1}
+    where = "space" + "".join(f'["{k}"]' for k in path)
+    with pytest.raises(ConfigError) as info:
+        parse_space(obj, "s.yaml")
+    assert str(info.value).startswith(f"s.yaml: {where}: loguniform expected low < high")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lr: {logunifrom: [1, 2]}", "unknown domain 'logunifrom'; did you mean 'loguniform'?"),
+    ("lr: {loguniform: [1e-4, 1], base: 2}", "a domain is a mapping with one key"),
+    ("lr: {uniform: [1]}", 'space["lr"]: uniform takes [low, high]'),
+    ("lr: {uniform: 3}", "uniform expected its arguments as a list"),
+    ("lr: {uniform: [[1], 2]}", "uniform expected low to be a number"),
+    ("lr: {uniform: {low: 0, top: 1}}", "uniform takes [low, high]"),
+    ("c: {choice: 3}", 'space["c"]: choice expected a list of options'),
+    ("c: {grid: []}", "non-empty list"),
+    ("c: {choice: [{grid: [1, 2]}]}", "grid([...]) is not allowed inside a choice"),
+    ("x: [{choice: [1, 2]}]", 'space["x"][0]: domains inside a list are not sampled'),
+    ("f: {sample_from: x}", "sample_from needs Python code"),
+    ("d: 2024-01-01", "quote it to keep it as text"),
+    ("1: 2", "parameter names must be text"),
+    ("a: 1\na: 2", "key 'a' is given twice"),
+    ("a: [", "not valid YAML"),
+    ("", "the space is empty"),
+    ("- 1", "expected a mapping"),
+    ("lr: {loguniform: [0, 1]}", "positive bounds"),
+])
+def test_error_messages(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_space_text(text, "s.yaml")
+    assert message in str(info.value) and str(info.value).startswith("s.yaml: ")
+
+
+def test_numbers_constants_and_const_escape(tmp_path: Any) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text("lr: {loguniform: [1e-4, 1E-1]}\n"
+                    "wd: 1e-5\n"
+                    "layers: {choice: [1, 2, 3]}\n"
+                    "seed: {grid: [0, 1, 2]}\n"
+                    "optim:\n  name: adam\n  betas: [0.9, 0.999]\n  mom: {uniform: {low: 0.8, high: 0.99}}\n"
+                    "literal: {const: {choice: [1, 2]}}\n"
+                    "defaults: {normal: []}\n")
+    assert load_space(str(path)) == {
+        "lr": loguniform(1e-4, 1e-1), "wd": 1e-5, "layers": choice([1, 2, 3]), "seed": grid([0, 1, 2]),
+        "optim": {"name": "adam", "betas": [0.9, 0.999], "mom": uniform(0.8, 0.99)},
+        "literal": {"choice": [1, 2]}, "defaults": normal(),
+    }
+
+
+def test_json_files(tmp_path: Any) -> None:
+    path = tmp_path / "space.json"
+    path.write_text('{"lr": {"loguniform": [0.0001, 0.1]}, "seed": {"grid": [0, 1]}}')
+    assert load_space(str(path)) == {"lr": loguniform(1e-4, 1e-1), "seed": grid([0, 1])}
+    path.write_text('{"a": 1, "a": 2}')
+    with pytest.raises(ConfigError, match="given twice"):
+        load_space(str(path))
+    with pytest.raises(ConfigError, match="cannot read the space file"):
+        load_space(str(tmp_path / "missing.yaml"))
