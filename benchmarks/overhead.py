@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/overhead.py            # full sizes (the workloads)
     .venv/bin/python benchmarks/overhead.py --quick    # smaller, for a smoke run
+    .venv/bin/python benchmarks/overhead.py --backend ray [--quick]   # on Ray, beside Ray Tune
 
 Prints one table. Workloads:
   (a) N no-op trials reporting once: trials/s
@@ -141,7 +142,15 @@ def first_result_latency(code: str, storage: str, repeats: int = 5) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller workloads")
+    ap.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="ray: the same workloads on Ray, beside Ray Tune (benchmarks/overhead_ray.py)")
+    ap.add_argument("--address", default=None, help="with --backend ray: a Ray cluster to join (default: local)")
     args = ap.parse_args()
+    if args.backend == "ray":
+        import overhead_ray
+
+        overhead_ray.main(args, PeakRSS)
+        return
     n_trials = 100 if args.quick else 500
     n_reports = 1000 if args.quick else 5000
     n_sleepy = 8 if args.quick else 40
@@ -178,6 +187,8 @@ def main() -> None:
             procs = [ctx.Process(target=_mp_tight, args=(n_reports, w)) for _r, w in pipes]
             for p in procs:
                 p.start()
+            for _r, w in pipes:
+                w.close()  # the child holds the write end now: its exit is the reader's EOF
             for (r, _w), p in zip(pipes, procs):
                 while True:
                     try:

@@ -321,17 +321,85 @@ def test_rm_refuses_a_running_experiment(project: Any, results_dir: Any) -> None
     assert listed[0]["status"] == "finished"  # the stored status wins once the driver recorded the end
 
 
-def test_as_a_real_process(project: Any, results_dir: Any) -> None:
+def test_every_command_as_a_real_process(project: Any, results_dir: Any) -> None:
     folder, module = project
     env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+    script = os.path.join(os.path.dirname(sys.executable), "tunesmith")
+    assert os.access(script, os.X_OK), "the tunesmith console script is installed with the package"
     cmd = [sys.executable, "-m", "tunesmith.cli"]
-    done = subprocess.run([*cmd, "run", f"{module}.py:train", "--space", "space.yaml", "--metric", "loss", "--mode",
-                           "min", "--name", "proc", "--stop", "training_iteration=2", "--verbose", "0"],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=90)
+
+    def call(*args: str, via: list[str] = cmd) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*via, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=90)
+
+    done = call("run", f"{module}.py:train", "--space", "space.yaml", "--metric", "loss", "--mode", "min", "--name",
+                "proc", "--stop", "training_iteration=2", "--verbose", "0", via=[script])
     assert done.returncode == 0, done.stderr
     assert "experiment proc: 2 trials" in done.stdout
-    listed = subprocess.run([*cmd, "ls", "--json"], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+    listed = call("ls", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout)[0]["name"] == "proc"
-    bad = subprocess.run([*cmd, "show", "nope"], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+    shown = call("show", "proc")
+    assert shown.returncode == 0 and "trial_00001" in shown.stdout and "trial_00002" in shown.stdout
+    assert len(json.loads(call("show", "proc", "--json").stdout)["trials"]) == 2
+    reported = call("report", "proc", "-o", "r.html")
+    assert reported.returncode == 0 and (folder / "r.html").stat().st_size > 1_000_000  # plotly.js inside
+    removed = call("rm", "proc", "--yes")
+    assert removed.returncode == 0 and not (results_dir / "proc").exists()
+    for command in ([], ["run"], ["ls"], ["show"], ["report"], ["resume"], ["rm"]):
+        helped = call(*command, "--help", via=[script])
+        assert helped.returncode == 0 and helped.stdout.startswith("Usage: tunesmith"), (command, helped.stderr)
+    assert "Exit codes" in call("--help").stdout
+    # the resume command runs as a real process in test_resume_after_the_driver_was_stopped
+
+    bad = call("show", "nope")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: no experiment 'nope'") and bad.stderr.count("\n") == 1
+    usage = call("show")
+    assert usage.returncode == 2 and "Missing argument 'NAME'" in usage.stderr
+
+
+def test_unexpected_errors_are_one_line_exit_1_and_debug_shows_the_traceback(results_dir: Any) -> None:
+    broken = results_dir / "broken"
+    broken.mkdir(parents=True)
+    (broken / "experiment.db").write_bytes(b"this is not an SQLite file" * 200)
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+    cmd = [sys.executable, "-m", "tunesmith.cli"]
+    plain = subprocess.run([*cmd, "show", "broken"], env=env, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 1
+    assert plain.stderr == "error: DatabaseError: file is not a database (run with --debug for the traceback)\n"
+    debug = subprocess.run([*cmd, "--debug", "show", "broken"], env=env, capture_output=True, text=True, timeout=60)
+    assert debug.returncode == 1
+    assert debug.stderr.startswith("Traceback (most recent call last):")
+    assert debug.stderr.rstrip().endswith("sqlite3.DatabaseError: file is not a database")
+    listed = json.loads(invoke("ls", "--storage-path", str(results_dir), "--json").output)
+    assert [(e["name"], e["status"]) for e in listed] == [("broken", "unreadable")]  # ls still lists it
+
+
+def test_secrets_are_masked_in_run_and_show(project: Any, results_dir: Any) -> None:
+    folder, module = project
+    (folder / "secret.yaml").write_text(SPACE + "api_token: tok-XYZ\n")
+    res = invoke("run", f"{folder / module}.py:train", "--space", str(folder / "secret.yaml"), "--metric", "loss",
+                 "--mode", "min", "--name", "sec", "--storage-path", str(results_dir), "--verbose", "0")
+    assert res.exit_code == 0 and "tok-XYZ" not in res.output and '"api_token": "***"' in res.output
+    for args in ([], ["--json"]):
+        res = invoke("show", "sec", "--storage-path", str(results_dir), *args)
+        assert res.exit_code == 0 and "tok-XYZ" not in res.output and "***" in res.output
+    shown = json.loads(invoke("show", "sec", "--storage-path", str(results_dir), "--json", "--show-secrets").output)
+    assert shown["trials"][0]["config"]["api_token"] == "tok-XYZ"
+
+
+def test_show_and_ls_of_a_multi_objective_experiment(results_dir: Any) -> None:
+    def train(config: dict[str, Any]) -> None:
+        ts.report({"loss": config["x"], "latency": 1.0 - config["x"]})
+
+    ts.run(train, space={"x": ts.grid([0.2, 0.9, 0.5])}, metric=["loss", "latency"], mode=["min", "min"],
+           name="multi", storage_path=str(results_dir), verbose=0)
+    res = invoke("show", "multi", "--storage-path", str(results_dir))
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.output.splitlines() if "trial" in line and "status" in line)
+    assert "loss" in header and "latency" in header
+    rows = [line for line in res.output.splitlines() if "trial_0000" in line]
+    names = [next(w for w in r.split() if w.startswith("trial_")) for r in rows]
+    assert names == ["trial_00001", "trial_00003", "trial_00002"]  # sorted by the first metric, loss ascending
+    res = invoke("show", "multi", "--storage-path", str(results_dir), "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["metric"] == ["loss", "latency"]
+    assert invoke("ls", "--storage-path", str(results_dir)).exit_code == 0

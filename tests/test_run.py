@@ -280,3 +280,27 @@ def test_second_driver_on_the_same_experiment_is_refused(results_dir):
     ts.run(quadratic, name="busy", verbose=0)  # free again
     with pytest.raises(ts.ConfigError, match="already exists"):
         ts.run(quadratic, name="busy", verbose=0)
+
+
+def test_csv_and_jsonl_logs_are_written_by_default_and_can_be_turned_off(results_dir):
+    import csv
+    import json
+
+    def train(config):
+        for i in range(3):
+            ts.report({"loss": config["x"] + i, "tag": "a"})
+
+    result = ts.run(train, space={"x": ts.grid([1.0, 2.0])}, verbose=0, name="logs")
+    for t in result.trials:
+        folder = t.path
+        with open(os.path.join(folder, "result.jsonl")) as f:
+            lines = [json.loads(line) for line in f]
+        assert [r["loss"] for r in lines] == [t.config["x"] + i for i in range(3)]
+        with open(os.path.join(folder, "progress.csv")) as f:
+            rows = list(csv.DictReader(f))
+        assert [float(r["loss"]) for r in rows] == [t.config["x"] + i for i in range(3)]
+        assert [int(r["training_iteration"]) for r in rows] == [1, 2, 3]
+    quiet = ts.run(train, space={"x": ts.grid([1.0])}, verbose=0, name="nologs", file_loggers=False)
+    folder = quiet.trials[0].path
+    assert not os.path.exists(os.path.join(folder, "result.jsonl"))
+    assert not os.path.exists(os.path.join(folder, "progress.csv"))

@@ -20,6 +20,7 @@ from tunesmith._errors import ConfigError
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.checkpoint import CheckpointError, verify
 from tunesmith.executors._base import Event, Executor, Launch
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
@@ -33,8 +34,8 @@ _POLL_S = 0.05
 
 class Controller:
     def __init__(self, *, name: str, exp_dir: str, fn: Any, searcher: Searcher, scheduler: Scheduler,
-                 executor: Executor, store: Store, metric: str | None, mode: str | None, num_samples: int,
-                 stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
+                 executor: Executor, store: Store, metric: str | list[str] | None, mode: str | list[str] | None,
+                 num_samples: int, stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
                  resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
                  max_failures: int = 0, retention: Retention | None = None) -> None:
         self.name = name
@@ -52,10 +53,18 @@ class Controller:
         self.max_concurrent = max_concurrent
         self.resources = resources
         self.callbacks = callbacks
+        self._callback_failures: set[tuple[int, str]] = set()
         self.strict_metric = strict_metric
         self.max_failures = max_failures
         self.retention = retention or Retention(None, None, None)
         self._borrowed: dict[str, int] = {}  # checkpoint path -> trials restarting from it (PBT exploit)
+        # trial -> the other trial's checkpoint it restarts from. Per borrower: the source's own pointer is
+        # the same path, and its next checkpoint must not release the borrower's claim.
+        self._borrowing: dict[int, str] = {}
+        # retention victims kept only because a trial borrowed them: path -> (owner, iteration); deleted
+        # (through _drop_later, in the next batch's transaction) once the last borrower lets go
+        self._deferred: dict[str, tuple[int, int]] = {}
+        self._drop_later: list[tuple[int, int, str]] = []
         self._doomed: list[str] = []  # checkpoint folders to delete once their index rows are gone
 
         self.trials: dict[int, TrialView] = {}
@@ -94,8 +103,7 @@ class Controller:
     def run(self) -> None:
         self.total_resources = self.executor.total_resources()
         self.view.total_resources = self.total_resources
-        for cb in self.callbacks:
-            cb.on_experiment_start(self.info)
+        self._notify("on_experiment_start", self.info)
         try:
             self._loop()
         except KeyboardInterrupt:
@@ -109,11 +117,7 @@ class Controller:
                              f"full, then resume: tunesmith resume {self.name}") from e
         finally:
             self.executor.shutdown()
-            for cb in self.callbacks:
-                try:
-                    cb.on_experiment_end(self.info)
-                except Exception:  # noqa: BLE001 - a broken callback must not hide the real outcome
-                    log.exception("callback failed at experiment end")
+            self._notify("on_experiment_end", self.info)
         if self._fatal is not None:
             self._set_status("failed")
             raise self._fatal
@@ -128,7 +132,6 @@ class Controller:
             restart_errored: None keeps ERROR trials as they are; "restart" runs them again from scratch;
                 "resume" continues them from their latest checkpoint.
         """
-        from tunesmith.checkpoint import CheckpointError, verify
         from tunesmith.store.sqlite import result_dict
 
         records = self.store.trials()
@@ -168,17 +171,14 @@ class Controller:
             candidates = list(reversed(own))
             if rec["checkpoint"] and (rec["checkpoint_iteration"], rec["checkpoint"]) not in own:
                 candidates.insert(0, (rec["checkpoint_iteration"], rec["checkpoint"]))
-            for it, path in candidates:
-                try:
-                    verify(path)
-                except CheckpointError as e:
-                    log.warning("%s: skipping damaged checkpoint at iteration %d: %s", trial.name, it, e)
-                    continue
+            good = self._first_good_checkpoint(trial, candidates)
+            if good is not None:
+                it, path = good
                 trial.checkpoint_path, trial.checkpoint_iteration = path, it
                 self._ckpt_time[trial.id] = next((r[2] for r in rows if r[1] == it), 0.0)
                 if os.path.dirname(os.path.dirname(path)) != self._trial_dir(trial.id):
                     self._borrowed[path] = self._borrowed.get(path, 0) + 1
-                break
+                    self._borrowing[trial.id] = path
             errored = trial.status is TrialStatus.ERROR
             if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
                 self.scheduler.on_complete(trial, last, self.view)
@@ -205,7 +205,10 @@ class Controller:
                     break
                 if self._searcher_done and not self._pending_launch and self._resumable() is None:
                     break
-            events = self.executor.poll(_POLL_S if self._running else 0.0)
+            # Nothing running but not done: waiting for time to pass (a time budget, a scheduler that takes
+            # no new trials yet). Wait a poll interval rather than spin: the simulated executor's virtual
+            # clock only moves when asked to wait.
+            events = self.executor.poll(_POLL_S)
             if events:
                 self._handle(events)
             elif not self._running:
@@ -213,8 +216,7 @@ class Controller:
             if self._fatal is not None and not self._stopping:
                 self._begin_stopping()
             self.view.now = self.elapsed()
-            for cb in self.callbacks:
-                cb.on_tick(self.info)
+            self._notify("on_tick", self.info)
         self._flush_store()
         self._close_paused()
 
@@ -249,8 +251,7 @@ class Controller:
             trial.start_time = trial.start_time or time.time()
             self._running.add(trial.id)
             self._paused.discard(trial.id)
-            for cb in self.callbacks:
-                cb.on_trial_start(trial)
+            self._notify("on_trial_start", trial)
 
     def _next_launch(self) -> Launch | None:
         if self._pending_launch:
@@ -284,6 +285,33 @@ class Controller:
                       time_offset=self._ckpt_time.get(trial.id, 0.0),
                       decision_iteration=self._decision_iteration(trial))
 
+    def _first_good_checkpoint(self, trial: TrialView, candidates: list[tuple[int, str]]) -> tuple[int, str] | None:
+        """The first of ``candidates`` (iteration, path) that passes its checksum; a damaged one is skipped
+        for the next, with a warning."""
+        for it, path in candidates:
+            try:
+                verify(path)
+            except CheckpointError as e:
+                log.warning("%s: skipping damaged checkpoint at iteration %d: %s", trial.name, it, e)
+                continue
+            return it, path
+        return None
+
+    def _verify_before_retry(self, trial: TrialView) -> None:
+        """A failed trial may have left its latest checkpoint damaged (a dying disk, a killed copy): retry
+        from the latest good one. Only on failures: pauses and exploits restart from checkpoints that were
+        complete when reported, and checking every byte of a large one would stall the loop."""
+        if not trial.checkpoint_path:
+            return
+        own = [(it, path) for it, path in self.store.checkpoints(trial.id) if it < trial.checkpoint_iteration]
+        good = self._first_good_checkpoint(trial, [(trial.checkpoint_iteration, trial.checkpoint_path),
+                                                   *reversed(own)])
+        if good is None:
+            trial.checkpoint_path, trial.checkpoint_iteration = None, 0
+        elif good[1] != trial.checkpoint_path:
+            trial.checkpoint_iteration, trial.checkpoint_path = good
+            self._ckpt_time[trial.id] = next((r[2] for r in self.store.results(trial.id) if r[1] == good[0]), 0.0)
+
     def _restart_launch(self, trial: TrialView) -> Launch:
         """Restart a paused/exploited trial from its latest checkpoint (from scratch if it has none)."""
         self._paused.discard(trial.id)
@@ -310,6 +338,10 @@ class Controller:
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
         drop: list[tuple[int, int]] = []  # checkpoints retention lets go
+        for owner, old_it, old_path in self._drop_later:
+            drop.append((owner, old_it))
+            self._doomed.append(old_path)
+        self._drop_later.clear()
         for ev in events:
             trial = self.trials.get(ev[1])
             if trial is None:
@@ -327,7 +359,7 @@ class Controller:
                     metrics[TIMESTAMP] = timestamp
                     if ckpt is not None:
                         ckpts.append((tid, iteration, ckpt, timestamp))
-                        self._release_borrowed(trial.checkpoint_path)
+                        self._release_borrowed(self._borrowing.pop(tid, None))
                         trial.checkpoint_path = ckpt
                         trial.checkpoint_iteration = iteration
                         self._ckpt_time[tid] = time_total
@@ -336,6 +368,8 @@ class Controller:
                                 if old_path not in self._borrowed:
                                     drop.append((tid, old_it))
                                     self._doomed.append(old_path)
+                                else:
+                                    self._deferred[old_path] = (tid, old_it)
                     results.append(Result(tid, iteration, metrics, ckpt))
                 trial.last_result = results[-1]
                 trial.iteration = results[-1].iteration
@@ -386,7 +420,8 @@ class Controller:
                 self._paused.discard(trial.id)
                 trial.status = TrialStatus.TERMINATED
                 trial.end_time = now
-                self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now)
+                self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now,
+                                        start_time=trial.start_time)
         for trial in ended:
             self._after_complete(trial)
 
@@ -415,6 +450,17 @@ class Controller:
                         best = self.best_so_far
                         if best is None or self._sign * value < self._sign * best[1]:
                             self.best_so_far = (tid, value)
+            elif isinstance(metric, list) and tid not in self._metric_seen:
+                # several metrics: each must be in a trial's first result; no single "best so far"
+                missing = [m for m in metric if metrics.get(m) is None]
+                if missing and self.strict_metric:
+                    self._fail(ConfigError(
+                        f"metric {missing[0]!r} (of {metric!r}) is not in the results of {trial.name} (it "
+                        f"reported: {', '.join(sorted(k for k in metrics if k not in (TIME_TOTAL, TIMESTAMP)))}); "
+                        f"report every metric, or pass metric= some of those"))
+                    return
+                if not missing:
+                    self._metric_seen.add(tid)
             self.searcher.observe(tid, metrics, False)
             if already is not None or not isinstance(decision, Continue):
                 continue  # already stopped: stored and observed, but nothing more to decide
@@ -422,8 +468,7 @@ class Controller:
                 decision = _STOP
                 continue
             decision = self.scheduler.on_result(trial, result, self.view)
-        for cb in self.callbacks:
-            cb.on_trial_results(trial, results)
+        self._notify("on_trial_results", trial, results)
         if ended:
             return  # nothing left to decide: a decision now would outlive the run it was meant for
         if already is not None:
@@ -455,6 +500,7 @@ class Controller:
                 trial.status = TrialStatus.PENDING
                 self.store.update_trial(db, trial.id, status=trial.status.value, error=tb,
                                         num_failures=trial.num_failures)
+                self._verify_before_retry(trial)
                 self._pending_launch.append(self._restart_launch(trial))
                 log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,
                             trial.num_failures, "unlimited" if self.max_failures < 0 else self.max_failures,
@@ -463,7 +509,7 @@ class Controller:
             trial.status = TrialStatus.ERROR
             trial.end_time = now
             self.store.update_trial(db, trial.id, status=trial.status.value, error=tb,
-                                    num_failures=trial.num_failures, end_time=now)
+                                    num_failures=trial.num_failures, end_time=now, start_time=trial.start_time)
             return
         if isinstance(action, Pause):
             trial.status = TrialStatus.PAUSED
@@ -479,9 +525,10 @@ class Controller:
             path = action.source_checkpoint or source.checkpoint_path
             it = action.source_iteration if action.source_iteration is not None else source.checkpoint_iteration
             trial.config = dict(action.config)
-            self._release_borrowed(trial.checkpoint_path)
+            self._release_borrowed(self._borrowing.pop(trial.id, None))
             if path is not None:
                 self._borrowed[path] = self._borrowed.get(path, 0) + 1
+                self._borrowing[trial.id] = path
             trial.parent_id = source.id
             trial.parent_iteration = it
             self._restarts.append((trial.id, it))
@@ -499,24 +546,36 @@ class Controller:
             return
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
-        self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now)
+        self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now, start_time=trial.start_time)
 
     def _release_borrowed(self, path: str | None) -> None:
         if path is not None and path in self._borrowed:
             self._borrowed[path] -= 1
             if self._borrowed[path] <= 0:
                 del self._borrowed[path]
+                deferred = self._deferred.pop(path, None)
+                if deferred is not None:
+                    self._drop_later.append((*deferred, path))
+
+    def _notify(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` on every callback. Callbacks observe and never decide, so one that raises is logged
+        (with its traceback, the first time per callback and hook) and the experiment goes on."""
+        for cb in self.callbacks:
+            try:
+                getattr(cb, hook)(*args)
+            except Exception:  # noqa: BLE001 - a broken logger must not end hours of tuning
+                key = (id(cb), hook)
+                if key not in self._callback_failures:
+                    self._callback_failures.add(key)
+                    log.exception("callback %s.%s failed (later failures of it are not logged); the experiment "
+                                  "goes on", type(cb).__name__, hook)
 
     def _after_complete(self, trial: TrialView) -> None:
         if trial.status.is_finished:
             self.view.now = self.elapsed()
             self.scheduler.on_complete(trial, trial.last_result, self.view)
             self.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
-            for cb in self.callbacks:
-                if trial.status is TrialStatus.ERROR:
-                    cb.on_trial_error(trial)
-                else:
-                    cb.on_trial_complete(trial)
+            self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)
 
     # -- store --------------------------------------------------------------------------------------
     def _write_pending(self, db: Any) -> None:
@@ -555,7 +614,8 @@ class Controller:
                 trial = self.trials[tid]
                 trial.status = TrialStatus.TERMINATED
                 trial.end_time = time.time()
-                self.store.update_trial(db, tid, status=trial.status.value, end_time=trial.end_time)
+                self.store.update_trial(db, tid, status=trial.status.value, end_time=trial.end_time,
+                                        start_time=trial.start_time)
         self._paused.clear()
 
     # -- stopping -----------------------------------------------------------------------------------

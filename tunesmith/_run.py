@@ -37,15 +37,43 @@ def check_name(name: Any) -> str:
     return name
 
 
-def _check_mode(metric: Any, mode: Any) -> None:
+def _check_mode(metric: Any, mode: Any) -> tuple[Any, Any]:
+    """Check ``metric``/``mode``: one name and ``"min"``/``"max"``, or (multi-objective) a list of distinct
+    names and a list of as many modes. Returns them with tuples turned into lists (as the store keeps them)."""
     if metric is None:
         if mode is not None:
             raise ConfigError(f"mode={mode!r} was given without a metric: pass metric='<name>' too")
-        return
+        return None, None
+    if isinstance(metric, (list, tuple)):
+        if not metric:
+            raise ConfigError("metric: expected a metric name or a non-empty list of names, got []")
+        for i, name in enumerate(metric):
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"metric[{i}] must be the name (str) of a reported metric, got {name!r}")
+            if name in metric[:i]:
+                raise ConfigError(f"metric[{i}]: {name!r} is listed twice; each metric once")
+        if not isinstance(mode, (list, tuple)) or len(mode) != len(metric):
+            raise ConfigError(f"mode must be a list of {len(metric)} 'min'/'max' values, one per metric in "
+                              f"{list(metric)!r}, got {mode!r}")
+        for i, m in enumerate(mode):
+            if m not in ("min", "max"):
+                raise ConfigError(f"mode[{i}] (for metric {metric[i]!r}) must be 'min' or 'max', got {m!r}")
+        return list(metric), list(mode)
     if not isinstance(metric, str) or not metric:
-        raise ConfigError(f"metric must be the name (str) of a reported metric, got {metric!r}")
+        raise ConfigError(f"metric must be the name (str) of a reported metric, or a list of names, got {metric!r}")
     if mode not in ("min", "max"):
         raise ConfigError(f"mode must be 'min' or 'max' when metric is given, got {mode!r}")
+    return metric, mode
+
+
+def _keep_by_mode(keep_by: Any, metric: Any, mode: Any) -> Any:
+    """The mode that ranks checkpoints by ``keep_by``: with several metrics, that of ``keep_by`` among them."""
+    if not isinstance(metric, list):
+        return mode
+    if keep_by is not None and keep_by not in metric:
+        raise ConfigError(f"keep_by={keep_by!r}: with several metrics, keep_by must be one of {metric!r} (its "
+                          f"mode ranks the checkpoints)")
+    return mode[metric.index(keep_by)] if keep_by is not None else None
 
 
 def _positive(name: str, value: Any, integer: bool = False) -> None:
@@ -61,8 +89,8 @@ def run(
     fn: Any,
     space: dict[str, Any] | None = None,
     *,
-    metric: str | None = None,
-    mode: str | None = None,
+    metric: str | list[str] | None = None,
+    mode: str | list[str] | None = None,
     num_samples: int = 1,
     scheduler: Scheduler | None = None,
     searcher: Searcher | None = None,
@@ -76,6 +104,7 @@ def run(
     seed: int | None = None,
     verbose: int = 1,
     callbacks: list[Callback] | None = None,
+    file_loggers: bool = True,
     strict_metric_checking: bool = True,
     raise_on_failed_trial: bool = False,
     max_failures: int = 0,
@@ -92,7 +121,11 @@ def run(
             Functions defined in ``__main__``, closures and lambdas work (shipped with cloudpickle).
         space: the search space: a dict (nested allowed) of domains (``uniform``, ``choice``, ``grid``...)
             and constants.
-        metric, mode: the metric to optimise and ``"min"`` or ``"max"``.
+        metric, mode: the metric to optimise and ``"min"`` or ``"max"``; or, multi-objective, a list of
+            metrics and a list of modes (``metric=["loss", "latency"], mode=["min", "min"]``): the searcher
+            gets them all, ``result.pareto_front()`` gives the non-dominated trials and ``result.best`` asks
+            for one metric (``get_best(metric=...)``). A scheduler that compares trials by one metric (ASHA,
+            PBT...) then needs its own ``metric=``/``mode=``.
         num_samples: trials to run (per grid point when the space has ``grid`` dimensions); ``-1`` for
             no limit, which needs ``time_budget_s``.
         scheduler: decides per result (default ``FIFO()``: run every trial to its end).
@@ -106,10 +139,14 @@ def run(
             or ``fn(trial_id, result) -> bool``.
         time_budget_s: stop everything after this many seconds.
         max_concurrent: at most this many trials at once (default: as many as resources allow).
-        backend: ``"local"`` (worker processes on this machine) or an executor instance.
+        backend: ``"local"`` (worker processes on this machine), ``"ray"`` (a Ray actor per trial on a local
+            Ray, or the cluster ``ray.init`` already joined; needs ``tunesmith[ray]``) or an executor instance
+            such as ``RayBackend(address="auto")``.
         seed: seed of the default searcher.
         verbose: 0 silent, 1 progress table (plain lines when not a terminal), 2 more detail.
-        callbacks: extra :class:`Callback` objects.
+        callbacks: extra :class:`Callback` objects (loggers such as ``TensorBoardLogger``, or your own).
+        file_loggers: write each trial's results to ``progress.csv`` and ``result.jsonl`` in its folder (flat
+            keys). On by default; ``False`` when the SQLite store is all you need (it holds every result).
         strict_metric_checking: fail the experiment when a trial's first result lacks ``metric``.
         raise_on_failed_trial: raise :class:`TrialError` at the end if any trial ended in ERROR.
         max_failures: restarts allowed per trial (0 default, -1 forever) when its function raises, its worker
@@ -135,13 +172,13 @@ def run(
     """
     from tunesmith._controller import Controller
     from tunesmith._stop import StopRules
-    from tunesmith.callbacks.progress import Progress
+    from tunesmith.callbacks import default_callbacks
 
     if not callable(fn):
         raise ConfigError(f"fn must be the training function (callable), got {type(fn).__name__}")
     if space is None:
         space = {}
-    _check_mode(metric, mode)
+    metric, mode = _check_mode(metric, mode)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or (num_samples < 1 and num_samples != -1):
         raise ConfigError(f"num_samples must be a positive integer or -1 (no limit), got {num_samples!r}")
     _positive("time_budget_s", time_budget_s)
@@ -162,7 +199,7 @@ def run(
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
     if resume and name is None:
         raise ConfigError("resume=True needs the name of the experiment to resume")
-    retention = Retention(keep, keep_by, mode)
+    retention = Retention(keep, keep_by, _keep_by_mode(keep_by, metric, mode))
     per_trial = normalize(resources)
     stop_rules = StopRules(stop, metric, mode)
 
@@ -188,9 +225,12 @@ def run(
         if trial_timeout_s is not None:
             executor.trial_timeout_s = trial_timeout_s  # type: ignore[attr-defined]
     elif backend == "ray":
-        raise ConfigError("backend='ray' is not available yet in this version (planned: tunesmith[ray])")
+        from tunesmith.executors.ray import RayBackend
+
+        executor = RayBackend(trial_timeout_s=trial_timeout_s)
     else:
-        raise ConfigError(f"backend must be 'local' or an executor, got {backend!r}")
+        raise ConfigError(f"backend must be 'local', 'ray' or an executor (e.g. tunesmith.RayBackend(address="
+                          f"'auto')), got {backend!r}")
     executor.check_resources(per_trial)
 
     if name is None:
@@ -225,7 +265,7 @@ def run(
                 store.set_meta(db, "created", time.time())
             store.log_event(db, "resume" if resume else "start", None, {"pid": os.getpid()})
         executor.setup(fn, exp_dir)
-        all_callbacks: list[Callback] = [Progress(verbose=verbose)] + list(callbacks or [])
+        all_callbacks: list[Callback] = default_callbacks(verbose, callbacks, file_loggers=file_loggers)
         controller = Controller(
             name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
             store=store, metric=metric, mode=mode, num_samples=num_samples, stop=stop_rules,

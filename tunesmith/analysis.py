@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.store.sqlite import STORE_FILE, Store, result_dict
-from tunesmith.trial import TrialStatus, trial_name
+from tunesmith.trial import ITERATION, TrialStatus, trial_name
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,9 @@ class TrialResult:
         status: ``TrialStatus`` (TERMINATED, ERROR, PAUSED, RUNNING, PENDING).
         metrics: for ``result.best``, the result that made it best; otherwise its last result ({} if none).
         last_result: its last result ({} if none).
-        checkpoint: its latest checkpoint, or None.
+        checkpoint: its latest checkpoint, or None; from ``get_best(scope="all")``/``top(scope="all")``, the
+            checkpoint saved with the result that made it best when that one is still kept. ``.load()``
+            gives the state back. Paths are found again when the experiment folder was moved or copied.
         error: the traceback of its last failure, or None.
     """
 
@@ -49,12 +53,17 @@ class TrialResult:
 class ResultSet:
     """An experiment's trials and results, read from its store (read-only; safe while a driver writes).
 
+    ``metric``/``mode`` are the experiment's (a name and ``"min"``/``"max"``; lists of them for a
+    multi-objective experiment, where ``best`` needs a metric and ``pareto_front()`` gives the trade-offs).
+
     Args:
         path: the experiment folder.
-        metric, mode: what "best" means; default: the experiment's own.
+        metric, mode: what "best" means; default: the experiment's own. With a multi-objective experiment,
+            ``metric="loss"`` alone takes ``"loss"``'s mode from the experiment.
     """
 
-    def __init__(self, path: str, metric: str | None = None, mode: str | None = None) -> None:
+    def __init__(self, path: str, metric: str | list[str] | None = None,
+                 mode: str | list[str] | None = None) -> None:
         self.path = os.path.abspath(path)
         db_path = os.path.join(self.path, STORE_FILE)
         if not os.path.exists(db_path):
@@ -63,9 +72,26 @@ class ResultSet:
         self.meta = self._store.meta()
         spec = self.meta.get("spec", {})
         self.name: str = spec.get("name", os.path.basename(self.path))
-        self.metric: str | None = metric if metric is not None else spec.get("metric")
-        self.mode: str | None = mode if mode is not None else spec.get("mode")
+        stored_metric, stored_mode = spec.get("metric"), spec.get("mode")
+        self.metric: str | list[str] | None = metric if metric is not None else stored_metric
+        if mode is None and metric is not None and isinstance(stored_metric, list) and metric in stored_metric:
+            mode = stored_mode[stored_metric.index(metric)]
+        self.mode: str | list[str] | None = mode if mode is not None else stored_mode
         self._trials: list[TrialResult] | None = None
+
+    @property
+    def metrics(self) -> list[str]:
+        """The experiment's metrics as a list (one for a single objective, none without a metric)."""
+        if isinstance(self.metric, list):
+            return list(self.metric)
+        return [self.metric] if self.metric else []
+
+    @property
+    def modes(self) -> list[str]:
+        """``"min"``/``"max"`` per metric of ``metrics``."""
+        if isinstance(self.mode, list):
+            return list(self.mode)
+        return [self.mode] if self.mode else []
 
     @property
     def status(self) -> str:
@@ -89,13 +115,124 @@ class ResultSet:
         last = rec["last_result"] or {}
         ckpt = None
         if rec["checkpoint"]:
-            ckpt = Checkpoint(rec["checkpoint"], iteration=rec["checkpoint_iteration"])
+            ckpt = Checkpoint(self._located(rec["checkpoint"]), iteration=rec["checkpoint_iteration"])
         return TrialResult(
             id=rec["id"], config=rec["config"], status=TrialStatus(rec["status"]),
             metrics=last if metrics is None else metrics, last_result=last, checkpoint=ckpt,
             error=rec["error"], num_failures=rec["num_failures"], iteration=rec["iteration"],
             path=os.path.join(self.path, "trials", trial_name(rec["id"])), parent_id=rec["parent_id"],
             parent_iteration=rec["parent_iteration"], resources=rec["resources"])
+
+    def _located(self, path: str) -> str:
+        """A stored checkpoint path, or the same checkpoint under this folder when the experiment was moved.
+
+        The store keeps absolute paths (``<experiment>/trials/trial_00001/checkpoints/checkpoint_000005``);
+        after the folder was copied elsewhere (off a cluster, into an archive) the part from ``trials/``
+        on is looked up here instead. URLs (``s3://...``) are left as they are.
+        """
+        if "://" in path or os.path.exists(path):
+            return path
+        parts = os.path.normpath(path).split(os.sep)
+        for i in range(len(parts) - 3, -1, -1):
+            if parts[i] == "trials" and parts[i + 1].startswith("trial_") and parts[i + 2] == "checkpoints":
+                moved = os.path.join(self.path, *parts[i:])
+                return moved if os.path.exists(moved) else path
+        return path
+
+    def filter(self, status: TrialStatus | str | Iterable[TrialStatus | str] | None = None,
+               config: dict[str, Any] | None = None,
+               where: Callable[[TrialResult], bool] | None = None) -> list[TrialResult]:
+        """The trials that match every condition given, by id.
+
+        Examples::
+
+            rs.filter(status="TERMINATED")                          # or ts.TrialStatus.TERMINATED
+            rs.filter(status=["ERROR", "PAUSED"])
+            rs.filter(config={"optim": {"name": "adam"}})           # nested: the keys given must match
+            rs.filter(config={"lr": lambda lr: lr < 1e-2}, status="TERMINATED")
+            rs.filter(where=lambda t: t.last_result.get("loss", math.inf) < 0.1)
+
+        Args:
+            status: one status or several (a trial matches any of them); names are case-insensitive.
+            config: values a trial's config must have. A nested dict matches the keys it gives (the
+                trial's dict may have more); a callable is a test of the value; lists and tuples compare
+                alike (stored configs hold lists); anything else compares with ``==``. A trial whose
+                config lacks a key given does not match.
+            where: any test of the ``TrialResult``.
+
+        Raises:
+            ConfigError: an unknown status, ``config`` not a dict, a top-level ``config`` key that is not in
+                the experiment's space, or ``where`` not callable.
+        """
+        statuses = None if status is None else _statuses(status)
+        if config is not None:
+            if not isinstance(config, dict):
+                raise ConfigError(f"config: expected a dict of config values to match, got {config!r}")
+            space = self.meta.get("spec", {}).get("space")
+            if isinstance(space, dict):
+                for key in config:
+                    if key not in space:
+                        raise ConfigError(f"config[{key!r}]: not a key of the experiment's space; expected one "
+                                          f"of {sorted(map(str, space))}")
+        if where is not None and not callable(where):
+            raise ConfigError(f"where: expected a function of a TrialResult returning bool, got {where!r}")
+        return [t for t in self.trials
+                if (statuses is None or t.status in statuses)
+                and (config is None or _matches(config, t.config))
+                and (where is None or where(t))]
+
+    def pareto_front(self, metrics: list[str] | None = None, modes: list[str] | None = None) -> list[TrialResult]:
+        """The non-dominated trials: those no other trial beats in every metric at once, by id.
+
+        A trial dominates another when its last result is at least as good in every metric and better in
+        one (as ``best`` compares last results). Trials whose last result lacks a metric, or holds NaN
+        or a non-number for it, are left out; trials with equal values are all kept.
+
+        Args:
+            metrics: the metrics to trade off; default the experiment's (``run(metric=[...])``).
+            modes: ``"min"``/``"max"`` per metric; default each metric's mode in the experiment.
+
+        Raises:
+            ConfigError: no metrics known, a mode missing for a metric, or malformed lists.
+        """
+        from tunesmith.searchers._pareto import pareto_front
+
+        names, directions = self._objectives(metrics, modes)
+        scored: list[tuple[TrialResult, list[float]]] = []
+        for t in self.trials:
+            values = [_number(t.last_result.get(m)) for m in names]
+            if all(v is not None for v in values):
+                scored.append((t, [float(v) for v in values if v is not None]))
+        front = pareto_front([values for _, values in scored], directions)
+        return [scored[i][0] for i in front]
+
+    def _objectives(self, metrics: Any, modes: Any) -> tuple[list[str], list[str]]:
+        if metrics is None:
+            if modes is not None and not self.metrics:
+                raise ConfigError("modes: given without metrics; pass metrics=[...] too")
+            metrics = self.metrics
+            if not metrics:
+                raise ConfigError(f"pareto_front: experiment {self.name} has no metric; pass "
+                                  f"metrics=[...] and modes=[...]")
+        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not metrics:
+            raise ConfigError(f"metrics: expected a non-empty list of metric names, got {metrics!r}")
+        for i, m in enumerate(metrics):
+            if not isinstance(m, str) or not m or m in metrics[:i]:
+                raise ConfigError(f"metrics[{i}]: expected a metric name listed once, got {m!r}")
+        if modes is None:
+            known = dict(zip(self.metrics, self.modes))
+            missing = [m for m in metrics if m not in known]
+            if missing:
+                raise ConfigError(f"modes: {missing[0]!r} is not one of the experiment's metrics "
+                                  f"{self.metrics!r}, so its mode is unknown; pass modes=[...]")
+            modes = [known[m] for m in metrics]
+        if isinstance(modes, str) or not isinstance(modes, (list, tuple)) or len(modes) != len(metrics):
+            raise ConfigError(f"modes: expected a list of {len(metrics)} 'min'/'max' values, one per metric in "
+                              f"{list(metrics)!r}, got {modes!r}")
+        for i, m in enumerate(modes):
+            if m not in ("min", "max"):
+                raise ConfigError(f"modes[{i}] (for {metrics[i]!r}) must be 'min' or 'max', got {m!r}")
+        return list(metrics), list(modes)
 
     @property
     def errors(self) -> list[TrialResult]:
@@ -115,31 +252,55 @@ class ResultSet:
 
     @property
     def best(self) -> TrialResult:
-        """The best trial by its last result (``get_best`` for other scopes)."""
+        """The best trial by its last result (``get_best`` for other scopes).
+
+        ``.checkpoint`` is its latest checkpoint (``.checkpoint.load()``). With several metrics there is no
+        single best: this raises ``ConfigError``; use ``pareto_front()`` or ``get_best(metric=...)``.
+        """
         return self.get_best()
 
     def get_best(self, metric: str | None = None, mode: str | None = None, scope: str = "last") -> TrialResult:
         """The best trial.
 
         Args:
-            metric, mode: default the experiment's.
+            metric, mode: default the experiment's; for a multi-objective experiment ``metric`` is needed
+                (one of its metrics takes its mode from the experiment).
             scope: "last" compares each trial's last result; "all" its best result at any iteration
-                (``.metrics`` is then that result).
+                (``.metrics`` is then that result, ``.checkpoint`` the one saved with it if still kept).
 
         Raises:
-            ConfigError: no metric/mode known, a bad scope, or no trial reported the metric.
+            ConfigError: no metric/mode known (or several metrics and none chosen), a bad scope, or no
+                trial reported the metric.
         """
         ranked = self.top(1, metric=metric, mode=mode, scope=scope)
         if not ranked:
-            raise ConfigError(f"no trial of {self.name} reported a numeric {metric or self.metric!r}")
+            raise ConfigError(f"no trial of {self.name} reported a numeric {self._objective(metric, mode)[0]!r}")
         return ranked[0]
 
+    def _objective(self, metric: str | None, mode: str | None) -> tuple[str, str]:
+        """The one metric and mode that ``best``/``top`` rank by."""
+        if metric is None:
+            if isinstance(self.metric, list):
+                raise ConfigError(f"best: experiment {self.name} has several metrics {self.metric!r}, so no single "
+                                  f"best trial; use pareto_front(), or get_best(metric=...) for one of them")
+            metric = self.metric
+        if not metric or not isinstance(metric, str):
+            raise ConfigError(f"best needs one metric (a name) and a mode ('min' or 'max'): pass them to run() or "
+                              f"get_best(); got metric={metric!r}")
+        if mode is None:
+            known = dict(zip(self.metrics, self.modes))
+            mode = known[metric] if metric in known else (self.mode if isinstance(self.mode, str) else None)
+        if mode not in ("min", "max"):
+            raise ConfigError(f"best needs a metric and mode ('min' or 'max') for {metric!r}: pass them to run() "
+                              f"or get_best(); got mode={mode!r}")
+        return metric, str(mode)
+
     def top(self, k: int, metric: str | None = None, mode: str | None = None, scope: str = "last") -> list[TrialResult]:
-        """The ``k`` best trials, best first (trials that never reported the metric are left out)."""
-        metric = metric or self.metric
-        mode = mode or self.mode
-        if not metric or mode not in ("min", "max"):
-            raise ConfigError("best needs a metric and mode ('min' or 'max'): pass them to run() or get_best()")
+        """The ``k`` best trials, best first (trials that never reported the metric are left out).
+
+        Arguments and errors as for ``get_best``.
+        """
+        metric, mode = self._objective(metric, mode)
         if scope not in ("last", "all"):
             raise ConfigError(f"scope must be 'last' or 'all', got {scope!r}")
         sign = 1.0 if mode == "min" else -1.0
@@ -155,10 +316,19 @@ class ResultSet:
                         value, result = v, res
             if value is None or result is None:
                 continue
-            chosen = t if scope == "last" else TrialResult(**{**t.__dict__, "metrics": result})
+            chosen = t if scope == "last" else TrialResult(**{**t.__dict__, "metrics": result,
+                                                               "checkpoint": self._checkpoint_at(t, result)})
             scored.append((sign * value, t.id, chosen))
         scored.sort(key=lambda x: (x[0], x[1]))
         return [t for _, _, t in scored[:k]]
+
+    def _checkpoint_at(self, t: TrialResult, result: dict[str, Any]) -> Checkpoint | None:
+        """The checkpoint saved with ``result`` if it is still kept, else the trial's latest."""
+        iteration = result.get(ITERATION)
+        for it, path in self._store.checkpoints(t.id):
+            if it == iteration:
+                return Checkpoint(self._located(path), iteration=it)
+        return t.checkpoint
 
     def dataframe(self, all_results: bool = False, show_secrets: bool = False) -> Any:
         """A pandas DataFrame: one row per trial (config as ``config/<key>``, last result's metrics), or one
@@ -204,9 +374,40 @@ class ResultSet:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         return None
     return float(value)
+
+
+def _statuses(status: Any) -> set[TrialStatus]:
+    items = [status] if isinstance(status, (str, TrialStatus)) else status
+    try:
+        items = list(items)
+    except TypeError:
+        raise ConfigError(f"status: expected a TrialStatus, its name, or a list of them, got {status!r}") from None
+    out: set[TrialStatus] = set()
+    for item in items:
+        if isinstance(item, TrialStatus):
+            out.add(item)
+        elif isinstance(item, str) and item.upper() in TrialStatus.__members__:
+            out.add(TrialStatus[item.upper()])
+        else:
+            raise ConfigError(f"status: {item!r} is not a trial status; expected one of "
+                              f"{[s.value for s in TrialStatus]}")
+    return out
+
+
+def _matches(wanted: Any, got: Any) -> bool:
+    if callable(wanted) and not isinstance(wanted, type):
+        return bool(wanted(got))
+    if isinstance(wanted, dict):
+        return isinstance(got, dict) and all(k in got and _matches(v, got[k]) for k, v in wanted.items())
+    if isinstance(wanted, (list, tuple)):
+        return (isinstance(got, (list, tuple)) and len(got) == len(wanted)
+                and all(_matches(w, g) for w, g in zip(wanted, got)))
+    if isinstance(wanted, bool) != isinstance(got, bool):
+        return False  # True is not 1 in a config
+    return bool(wanted == got)
 
 
 def _trial_id(trial: int | str) -> int:
@@ -223,7 +424,8 @@ def default_storage() -> str:
     return os.environ.get("TUNESMITH_RESULTS", os.path.join(os.getcwd(), "tunesmith_results"))
 
 
-def load(name_or_path: str, metric: str | None = None, mode: str | None = None) -> ResultSet:
+def load(name_or_path: str, metric: str | list[str] | None = None, mode: str | list[str] | None = None
+         ) -> ResultSet:
     """Read an experiment back: a folder path, or a name under ``./tunesmith_results`` (or
     ``$TUNESMITH_RESULTS``). Returns the same object as ``run``. Safe while the experiment runs."""
     path = name_or_path

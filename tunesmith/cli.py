@@ -1,8 +1,10 @@
 """The ``tunesmith`` command line: run, ls, show, report, resume, rm.
 
-Exit codes scripts can rely on: 0 success; 1 a trial or the experiment failed (or a confirmation was
-declined); 2 a usage or configuration error (bad option, bad space file, unknown experiment); 130
-interrupted. Errors are one line on standard error; ``tunesmith --debug ...`` shows the traceback.
+Exit codes scripts can rely on: 0 success; 1 a trial or the experiment failed, an unexpected error
+(a damaged store...), or a declined confirmation; 2 a usage or configuration error (bad option, bad
+space file, unknown experiment, an experiment that is running); 130 interrupted (Ctrl-C); 143 stopped
+by SIGTERM (both leave the experiment resumable). Errors are one line on standard error;
+``tunesmith --debug ...`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import click
 
 from tunesmith._errors import ConfigError
+from tunesmith._secrets import mask
 
 _DEBUG = "tunesmith.debug"
 _SCHEDULERS = {
@@ -77,7 +80,14 @@ def _root(storage_path: str | None) -> str:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Hyperparameter tuning: run experiments and look at their results.
 
-    Exit codes: 0 ok, 1 a trial or the experiment failed, 2 usage or configuration error.
+    Experiments live in folders under --storage-path (default $TUNESMITH_RESULTS or ./tunesmith_results).
+
+    \b
+    Exit codes:
+      0    ok
+      1    a trial or the experiment failed, an unexpected error, or a declined confirmation
+      2    usage or configuration error (bad option, bad space file, unknown experiment)
+      130  interrupted (Ctrl-C); 143 stopped by SIGTERM: resume with `tunesmith resume NAME`
     """
     ctx.meta[_DEBUG] = debug
 
@@ -85,7 +95,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # ------------------------------------------------------------------------------------------------ run
 
 
-@cli.command()
+@cli.command(short_help="Run an experiment of a training function.")
 @click.argument("target", metavar="MODULE_OR_FILE:FN")
 @click.option("--space", "space_file", type=click.Path(dir_okay=False), default=None,
               help="Search space as YAML or JSON, e.g. 'lr: {loguniform: [1e-4, 1e-1]}'.")
@@ -135,7 +145,8 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
         try:
             best = result.best
             value = best.metrics.get(result.metric)
-            click.echo(f"best {best.name}: {result.metric}={_fmt(value)} config={json.dumps(best.config, default=str)}")
+            config = json.dumps(mask(best.config), default=str)
+            click.echo(f"best {best.name}: {result.metric}={_fmt(value)} config={config}")
         except ConfigError:
             pass
     if result.errors:
@@ -277,7 +288,7 @@ def _summary(path: str) -> dict[str, Any]:
             "age_s": (time.time() - created) if isinstance(created, (int, float)) else None}
 
 
-@cli.command(name="ls")
+@cli.command(name="ls", short_help="List experiments: status, trials, best, age.")
 @_storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def ls_command(storage_path: str | None, as_json: bool) -> None:
@@ -300,7 +311,7 @@ def ls_command(storage_path: str | None, as_json: bool) -> None:
     _print(table)
 
 
-@cli.command()
+@cli.command(short_help="Show the trials of an experiment (sortable, --json).")
 @click.argument("name")
 @_storage_option
 @click.option("--sort", "sort_key", default=None, metavar="KEY",
@@ -308,33 +319,44 @@ def ls_command(storage_path: str | None, as_json: bool) -> None:
                    "[default: the experiment's metric, best first].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many trials.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with full configs, results and tracebacks).")
-def show(name: str, storage_path: str | None, sort_key: str | None, limit: int | None, as_json: bool) -> None:
-    """Show the trials of experiment NAME (a name under the storage path, or a folder)."""
+@click.option("--show-secrets", is_flag=True,
+              help="Show config values that look like secrets (keys with key/token/secret/password) as stored.")
+def show(name: str, storage_path: str | None, sort_key: str | None, limit: int | None, as_json: bool,
+         show_secrets: bool) -> None:
+    """Show the trials of experiment NAME (a name under the storage path, or a folder), best first.
+
+    \b
+    Examples:
+      tunesmith show mnist-asha
+      tunesmith show mnist-asha --sort=-lr --limit 10
+      tunesmith show mnist-asha --json | jq '.trials[0].config'
+    """
     from tunesmith.space import flatten
 
     rs = _open(name, storage_path)
     trials = _sorted_trials(rs, sort_key)
     if limit is not None:
         trials = trials[:limit]
+    shown = {t.id: t.config if show_secrets else mask(t.config) for t in trials}
     if as_json:
         click.echo(json.dumps({
             "name": rs.name, "path": rs.path, "status": _live_status(rs.path, rs.status), "metric": rs.metric,
             "mode": rs.mode,
             "trials": [{"id": t.id, "name": t.name, "status": t.status.value, "iteration": t.iteration,
-                        "config": t.config, "last_result": t.last_result, "error": t.error,
+                        "config": shown[t.id], "last_result": t.last_result, "error": t.error,
                         "num_failures": t.num_failures, "parent_id": t.parent_id} for t in trials],
         }, indent=2, default=str))
         return
     click.echo(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {len(rs.trials)} trials ("
                f"{_counts(rs.trials)}), folder {rs.path}")
-    config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
-    columns = ["trial", "status", "iter"] + ([rs.metric] if rs.metric else []) + config_keys
+    config_keys = list(dict.fromkeys(k for t in trials for k in flatten(shown[t.id])))
+    metrics = list(rs.metrics)
+    columns = ["trial", "status", "iter"] + metrics + config_keys
     table = _table(*columns)
     for t in trials:
-        flat = flatten(t.config)
+        flat = flatten(shown[t.id])
         row = [t.name, t.status.value.lower(), str(t.iteration)]
-        if rs.metric:
-            row.append(_fmt(t.last_result.get(rs.metric, "")))
+        row += [_fmt(t.last_result.get(m, "")) for m in metrics]
         row += [_fmt(flat.get(k, "")) for k in config_keys]
         table.add_row(*row)
     _print(table)
@@ -350,9 +372,9 @@ def _sorted_trials(rs: Any, sort_key: str | None) -> list[Any]:
     trials = list(rs.trials)
     descending = False
     if sort_key is None:
-        if not (rs.metric and rs.mode):
+        if not (rs.metrics and rs.modes):
             return trials
-        sort_key, descending = rs.metric, rs.mode == "max"
+        sort_key, descending = rs.metrics[0], rs.modes[0] == "max"  # several metrics: by the first
     elif sort_key.startswith("-"):
         sort_key, descending = sort_key[1:], True
 
@@ -385,7 +407,7 @@ def _sortable(value: Any) -> bool:
 # ------------------------------------------------------------------------------------------- report
 
 
-@cli.command()
+@cli.command(short_help="Write an HTML report with every plot.")
 @click.argument("name")
 @_storage_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -418,7 +440,7 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
 # ------------------------------------------------------------------------------------------- resume
 
 
-@cli.command()
+@cli.command(short_help="Resume an experiment after its driver stopped.")
 @click.argument("name")
 @click.argument("target", required=False, metavar="[MODULE_OR_FILE:FN]")
 @_storage_option
@@ -517,7 +539,7 @@ def _rebuild(spec: Any, kind: str) -> Any:
 # ----------------------------------------------------------------------------------------------- rm
 
 
-@cli.command()
+@cli.command(short_help="Delete an experiment (its folder).")
 @click.argument("name")
 @_storage_option
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")

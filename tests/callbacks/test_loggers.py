@@ -281,3 +281,19 @@ def test_mlflow_runs_read_back_through_its_client(tmp_path: Any) -> None:
         assert "tag" not in run.data.metrics
     failed = next(t for t in rs.trials if t.status is TrialStatus.ERROR)
     assert "too large" in runs[failed.name].data.tags["tunesmith.error"]
+
+
+# -- defaults -----------------------------------------------------------------------------------------
+
+
+def test_default_callbacks_progress_and_file_loggers_then_the_users() -> None:
+    from tunesmith.callbacks import Progress, default_callbacks
+
+    mine = JSONLLogger()
+    chain = default_callbacks(1, [mine])
+    assert [type(cb).__name__ for cb in chain] == ["Progress", "CSVLogger", "JSONLLogger"]
+    assert chain[-1] is mine and chain[0].verbose == 1  # type: ignore[attr-defined]
+    assert [type(cb).__name__ for cb in default_callbacks(0, None, file_loggers=False)] == ["Progress"]
+    own = Progress(verbose=2)
+    chain = default_callbacks(1, [own])
+    assert [type(cb).__name__ for cb in chain] == ["CSVLogger", "JSONLLogger", "Progress"] and chain[-1] is own

@@ -1,11 +1,25 @@
+"""Progress: the live table's content, the plain lines off a terminal and their bounded number.
+
+The content tests run on the simulated executor: virtual time makes throughput, resources and the time
+left exact numbers; one test runs real worker processes into a terminal-like console.
+"""
+
 from __future__ import annotations
 
 import io
+import math
+import re
+from typing import Any
 
+import pytest
 from rich.console import Console
 
 import tunesmith as ts
-from tunesmith.callbacks.progress import Progress
+from tunesmith._secrets import MASK
+from tunesmith.callbacks.progress import Progress, _allocate, format_duration
+from tunesmith.executors.simulated import SimulatedExecutor
+
+pytestmark = pytest.mark.timeout(120)
 
 
 def train(config):
@@ -13,7 +27,141 @@ def train(config):
         ts.report({"loss": config["x"] + 1.0 / (i + 1)})
 
 
-def test_live_table_in_a_terminal_shows_trials_status_and_best(results_dir):
+def sim_train(config):
+    """Ten iterations of one virtual second; x=0.9 fails at its fourth iteration."""
+    for i in range(10):
+        if config["x"] == 0.9 and i == 3:
+            raise ValueError("diverged")
+        yield {"loss": config["x"] + 1.0 / (i + 1)}
+
+
+class Snapshot(ts.Callback):
+    """Renders the progress table (into a recording console) at the first tick at or after virtual time ``at``."""
+
+    def __init__(self, progress: Progress, at: float) -> None:
+        self.progress, self.at = progress, at
+        self.text: str | None = None
+        self.line = ""
+        self.eta: float | None = None
+        self.when = math.nan
+
+    def on_tick(self, experiment: Any) -> None:
+        if self.text is None and experiment.elapsed >= self.at:
+            console = Console(record=True, width=160, file=io.StringIO())
+            console.print(self.progress.render(experiment))
+            self.text = console.export_text()
+            self.line = self.progress.status_line(experiment)
+            self.when = experiment.elapsed
+            counts: dict[Any, int] = {}
+            for t in experiment.trials.values():
+                counts[t.status] = counts.get(t.status, 0) + 1
+            self.eta = self.progress.eta(experiment, counts)
+
+
+def sim_run(snapshot_at: float, **kwargs: Any) -> tuple[Progress, Snapshot, Any]:
+    progress = Progress(console=Console(file=io.StringIO(), force_terminal=True, width=160), refresh_s=0.0,
+                        max_rows=kwargs.pop("max_rows", 20))
+    snap = Snapshot(progress, snapshot_at)
+    space = kwargs.pop("space", {"x": ts.grid([0.1, 0.2, 0.3, 0.4, 0.9, 0.6]), "api_key": "sk-SECRET"})
+    rs = ts.run(sim_train, space=space, metric="loss", mode="min", backend=SimulatedExecutor({"cpu": 4}),
+                verbose=0, callbacks=[progress, snap], **kwargs)
+    return progress, snap, rs
+
+
+def test_table_groups_by_status_with_best_throughput_resources_and_eta() -> None:
+    # 6 trials, 4 CPUs: at t=5.0 four run (x=0.1..0.4), the x=0.9 and x=0.6 ones wait.
+    _progress, snap, _rs = sim_run(5.0, time_budget_s=100)
+    text, line = snap.text or "", snap.line
+    assert snap.when == 5.0
+    assert "trials 4 running, 1 pending (of 6)" in line  # the searcher is asked one trial ahead
+    assert "cpu 4/4 gpu 0/0" in line and "cpu 4/4 gpu 0/0" in text
+    assert "4.0/s" in line  # four trials, one result per virtual second each
+    assert "about 1m35s left" in line and snap.eta == 95.0  # the time budget bounds the run
+    assert "best loss=0.3 (trial_00001)" in text  # x=0.1 after 5 iterations: 0.1 + 1/5
+    rows = [r for r in text.splitlines() if r.startswith(("trial_", "+"))]
+    assert [r.split()[0] for r in rows] == ["trial_00001", "trial_00002", "trial_00003", "trial_00004",
+                                            "trial_00005"]
+    assert rows[0].startswith("trial_00001 *")  # the best is marked
+    assert all("RUNNING" in r for r in rows[:4]) and all("PENDING" in r for r in rows[4:])
+    assert "sk-SECRET" not in text and MASK in text  # secrets masked as everywhere else
+
+
+def test_eta_from_the_pace_of_finished_trials() -> None:
+    # No budget: the time left comes from the trials still to finish. At t=11 the first four have ended
+    # (4 trials in 11 s) and two remain: 2 * 11 / 4 = 5.5 s.
+    _progress, snap, _rs = sim_run(10.5)
+    assert snap.when == 11.0
+    assert snap.eta == pytest.approx(5.5) and "about 6s left" in snap.line
+    assert "trials 2 running, 4 terminated (of 6)" in snap.line  # groups in a fixed order: running first
+    assert "0.4 trials/s" in snap.line  # 4 trials over the last 10 s
+
+
+def test_rows_are_capped_but_every_status_keeps_a_row() -> None:
+    space = {"x": ts.grid([0.1, 0.9, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0])}
+    _progress, snap, _rs = sim_run(12.0, space=space, max_rows=4)
+    text = snap.text or ""
+    rows = [r for r in text.splitlines() if r.startswith(("trial_", "+"))]
+    # at t=12: trial 2 (x=0.9) failed at t=3, trials 1, 3, 4 ended at t=10, trials 5-8 run, 9 waits
+    assert "trials 4 running, 3 terminated, 1 error, 1 pending (of 10)" in snap.line
+    assert [r.split()[0] for r in rows] == ["trial_00005", "+3", "trial_00001", "+2", "trial_00002",
+                                            "trial_00009"]
+    assert rows[2].startswith("trial_00001 *")  # the best trial is always among those shown
+    assert "running" in rows[1] and "terminated" in rows[3]
+    assert "ERROR" in rows[4] and "PENDING" in rows[5]
+
+
+def test_final_summary_rates_are_over_the_whole_run() -> None:
+    buf = io.StringIO()
+    progress = Progress(console=Console(file=buf, width=200), plain_every_s=1.0)
+    ts.run(sim_train, space={"x": ts.grid([0.1, 0.2, 0.3, 0.4])}, metric="loss", mode="min",
+           backend=SimulatedExecutor({"cpu": 4}), verbose=0, callbacks=[progress])
+    last = buf.getvalue().strip().splitlines()[-2]
+    # 4 trials x 10 results in 10 virtual seconds
+    assert last.startswith("tunesmith ") and " done in 10s: trials 4 terminated (of 4)" in last
+    assert "40 results (4.0/s), 0.4 trials/s" in last and "best loss=0.2 (trial_00001)" in last
+
+
+def long_train(config):
+    """Twenty iterations of 60 virtual seconds; every tenth trial fails at its second."""
+    for i in range(20):
+        if config["i"] % 10 == 3 and i == 1:
+            raise RuntimeError(f"trial {config['i']} failed")
+        yield {"loss": 1.0 / (i + 1) + config["i"] * 1e-3}, 60.0
+
+
+class EndTime(ts.Callback):
+    elapsed = math.nan
+
+    def on_experiment_end(self, experiment: Any) -> None:
+        self.elapsed = experiment.elapsed
+
+
+def test_plain_lines_off_a_terminal_are_bounded_over_a_long_run() -> None:
+    buf = io.StringIO()
+    every = 10.0
+    progress = Progress(console=Console(file=buf, width=200), plain_every_s=every, max_error_lines=5)
+    end = EndTime()
+    rs = ts.run(long_train, space={"i": ts.grid(list(range(100)))}, metric="loss", mode="min",
+                backend=SimulatedExecutor({"cpu": 4}), verbose=0, callbacks=[progress, end])
+    out = buf.getvalue()
+    lines = out.strip().splitlines()
+    assert len(rs.errors) == 10
+    elapsed = end.elapsed
+    assert elapsed > 7 * 3600  # nearly 8 virtual hours
+    status_lines = [line for line in lines if " running " in line]
+    error_lines = [line for line in lines if " ERROR: " in line]
+    assert len(error_lines) == 5 and sum("only counted" in line for line in lines) == 1
+    # One line per `every` seconds for the first 60 * every seconds, then the interval grows with the run
+    # (elapsed / 60): about 60 * (1 + ln(elapsed / (60 * every))) lines, against elapsed / every = 3,000
+    # at a fixed interval.
+    bound = 60 * (1 + math.log(elapsed / (60 * every))) + 2
+    assert len(status_lines) <= bound and len(status_lines) < elapsed / every / 8
+    assert len(lines) == len(status_lines) + 5 + 1 + 1 + 2  # errors, "only counted", start, summary (2)
+    assert progress.lines == len(lines)
+    assert "\x1b[" not in out
+
+
+def test_live_table_in_a_terminal_shows_trials_status_and_best(results_dir) -> None:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=150)
     ts.run(train, space={"x": ts.grid([0.5, 0.25])}, metric="loss", mode="min", verbose=0,
@@ -22,19 +170,36 @@ def test_live_table_in_a_terminal_shows_trials_status_and_best(results_dir):
     assert "trial_00001" in out and "trial_00002" in out
     assert "TERMINATED" in out
     assert "best loss=0.5833 (trial_00002)" in out
+    assert re.search(r"cpu \d+(\.\d+)?/\d+(\.\d+)? gpu", out)
     assert "\x1b[" in out  # a terminal gets colour and cursor control
 
 
-def test_plain_lines_when_not_a_terminal(results_dir, capsys):
+def test_plain_lines_when_not_a_terminal(results_dir, capsys) -> None:
     ts.run(train, space={"x": ts.grid([0.5, 0.25])}, metric="loss", mode="min", verbose=1)
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert "\x1b[" not in out
     assert lines[0].startswith("tunesmith: experiment train_")
-    assert "done" in out and "2 terminated" in out and "best loss=0.5833 (trial_00002)" in out
+    assert " done in " in out and "2 terminated" in out and "best loss=0.5833 (trial_00002)" in out
     assert len(lines) <= 4  # no flood: a start line and a summary for a short run
 
 
-def test_verbose_zero_is_silent(results_dir, capsys):
+def test_verbose_two_prints_a_line_per_finished_trial(results_dir, capsys) -> None:
+    ts.run(train, space={"x": ts.grid([0.5, 0.25])}, metric="loss", mode="min", verbose=2)
+    out = capsys.readouterr().out
+    assert re.search(r"trial_00001 TERMINATED after 3 iterations: loss=0\.8333", out)
+    assert re.search(r"trial_00002 TERMINATED after 3 iterations: loss=0\.5833", out)
+
+
+def test_verbose_zero_is_silent(results_dir, capsys) -> None:
     ts.run(train, space={"x": ts.grid([0.5])}, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_helpers() -> None:
+    assert [format_duration(s) for s in (0, 42.4, 185, 7620, 3 * 86400 + 4 * 3600)] == [
+        "0s", "42s", "3m05s", "2h07m", "3d04h"]
+    assert _allocate([5, 0, 5, 2, 3], 4) == [1, 0, 1, 1, 1]  # every non-empty group first
+    assert _allocate([5, 0, 5, 2, 3], 8) == [5, 0, 1, 1, 1]  # then running ones
+    assert _allocate([1, 0, 5, 2, 3], 8) == [1, 0, 5, 1, 1]
+    assert _allocate([1, 1], 0) == [0, 0]

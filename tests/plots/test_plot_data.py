@@ -306,6 +306,8 @@ def test_timeline_bars_from_creation_to_end_split_at_pauses(pbt: ResultSet) -> N
     fig = pd_.timeline(pbt)
     bars: dict[int, list[tuple[float, float]]] = {}
     for trace in fig["data"]:
+        if trace["meta"]["kind"] == "resources":
+            continue
         assert trace["type"] == "bar" and trace["orientation"] == "h"
         for name, base, width in zip(trace["y"], trace["base"], trace["x"]):
             bars.setdefault(int(name[6:]), []).append((base, base + width))
@@ -314,6 +316,28 @@ def test_timeline_bars_from_creation_to_end_split_at_pauses(pbt: ResultSet) -> N
     error = next(t for t in fig["data"] if t["meta"]["status"] == "ERROR")
     assert error["y"] == ["trial_00003"] and error["marker"]["color"] == pd_.STATUS_COLORS["ERROR"]
     assert fig["layout"]["yaxis"]["categoryarray"] == [f"trial_{i:05d}" for i in (1, 2, 3, 4)]
+    # resources in use below the bars (one CPU per trial): the pause of trial 4 frees its CPU until 5.0
+    usage = _trace(fig, kind="resources", resource="cpu")
+    assert usage["x"] == [0.0, 3.0, pytest.approx(3.4), 4.0, 5.0, 7.0, 8.0]
+    assert usage["y"] == [4.0, 3.0, 2.0, 1.0, 2.0, 1.0, 0.0]
+    assert usage["yaxis"] == "y2" and fig["layout"]["xaxis"]["anchor"] == "y2"
+    top, bottom = fig["layout"]["yaxis"]["domain"], fig["layout"]["yaxis2"]["domain"]
+    assert bottom[1] < top[0]  # stacked, not overlapping
+
+
+def test_timeline_starts_a_waiting_trial_at_its_first_result_not_at_its_creation(tmp_path: Any) -> None:
+    # One CPU: trial 2 is created at once but waits for trial 1's worker; its first result at t=5 took
+    # 1 s (time_total_s), so it ran from 4, and the machine never had two trials on its one CPU.
+    rs = make_experiment(tmp_path, "queue", [
+        {"id": 1, "config": {"x": 1}, "status": "TERMINATED", "results": curve([3, 2, 1]), "end": 3.5},
+        {"id": 2, "config": {"x": 2}, "status": "TERMINATED", "created": 0.1, "end": 6.5,
+         "results": curve([3, 2], t0=4.0)}])
+    fig = pd_.timeline(rs)
+    bars = _trace(fig, kind="timeline", status="TERMINATED")
+    assert bars["y"] == ["trial_00001", "trial_00002"]
+    assert bars["base"] == [0.0, 4.0] and bars["x"] == [3.5, 2.5]
+    usage = _trace(fig, kind="resources", resource="cpu")
+    assert usage["x"] == [0.0, 3.5, 4.0, 6.5] and usage["y"] == [1.0, 0.0, 1.0, 0.0]
 
 
 # -- Pareto -------------------------------------------------------------------------------------------

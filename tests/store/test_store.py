@@ -69,3 +69,19 @@ def test_nan_round_trip_and_reader_does_not_block_writer(tmp_path):
     assert math.isnan(r["a"]) and r["b"] == math.inf
     with pytest.raises(sqlite3.OperationalError):
         reader._db.execute("INSERT INTO experiment VALUES ('k', '1')")
+
+
+def test_trial_start_and_end_times_are_stored(results_dir):
+    import time as _time
+
+    import tunesmith as ts
+
+    before = _time.time()
+    result = ts.run(lambda c: ts.report({"loss": 1.0}), num_samples=3, max_concurrent=1, verbose=0, name="times")
+    records = result._store.trials()
+    assert len(records) == 3
+    for rec in records:
+        assert before <= rec["created"] <= rec["start_time"] <= rec["end_time"] <= _time.time()
+    starts = sorted(rec["start_time"] for rec in records)
+    ends = sorted(rec["end_time"] for rec in records)
+    assert starts[1] >= ends[0] and starts[2] >= ends[1]  # one at a time: each starts after the last ended

@@ -10,24 +10,40 @@ from tunesmith.trial import Result, TrialView
 class Callback:
     """Hooks called by the controller, in the driver process, after the events are in the store.
 
+    Subclass it and override the hooks you need (each does nothing by default); pass instances in
+    ``tunesmith.run(..., callbacks=[...])``. Callbacks observe: the ``TrialView`` and ``ExperimentInfo``
+    they get are read-only views of the controller's state, valid during the call. Hooks run in the
+    driver's loop, so a slow hook slows the experiment; an exception raised in one ends the run (the
+    results so far are stored: fix the callback and resume).
+
     ``on_trial_results`` gets the results of one trial in order, in batches (one call per batch, not per
     result), so a callback costs little even at tens of thousands of results per second.
     """
 
-    def on_experiment_start(self, experiment: ExperimentInfo) -> None: ...
+    def on_experiment_start(self, experiment: ExperimentInfo) -> None:
+        """Before the first trial starts (also when an experiment is resumed)."""
 
-    def on_trial_start(self, trial: TrialView) -> None: ...
+    def on_trial_start(self, trial: TrialView) -> None:
+        """A trial starts on a worker: first time, and again after a pause, a retry or a PBT exploit (then
+        possibly with a new ``trial.config``)."""
 
-    def on_trial_results(self, trial: TrialView, results: list[Result]) -> None: ...
+    def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
+        """New results of ``trial``, in iteration order; ``result.metrics`` holds what the trial reported
+        plus ``training_iteration``, ``time_total_s`` and ``timestamp``. A trial restarted from a
+        checkpoint at iteration k reports iterations after k again."""
 
-    def on_trial_complete(self, trial: TrialView) -> None: ...
+    def on_trial_complete(self, trial: TrialView) -> None:
+        """The trial ended (its function returned, or a stop rule or the scheduler stopped it)."""
 
-    def on_trial_error(self, trial: TrialView) -> None: ...
+    def on_trial_error(self, trial: TrialView) -> None:
+        """The trial failed for good (``trial.error`` holds the traceback)."""
 
     def on_tick(self, experiment: ExperimentInfo) -> None:
         """Called every turn of the controller's loop (several times a second): keep it cheap."""
 
-    def on_experiment_end(self, experiment: ExperimentInfo) -> None: ...
+    def on_experiment_end(self, experiment: ExperimentInfo) -> None:
+        """After the last trial, also when the run was interrupted or failed (an exception here is logged,
+        not raised)."""
 
 
 class ExperimentInfo:
@@ -72,6 +88,19 @@ class ExperimentInfo:
     @property
     def num_samples(self) -> int:
         return self._c.num_samples
+
+    @property
+    def total_trials(self) -> int | None:
+        """How many trials the experiment will have in all, when known: every trial once the searcher
+        said it has no more; before that the searcher's own count (``Random``: grid points x
+        ``num_samples``); None when unbounded (``num_samples=-1``) or the searcher does not say."""
+        c = self._c
+        if getattr(c, "_searcher_done", False):
+            return len(c.trials)
+        total = getattr(getattr(c, "searcher", None), "_total", None)
+        if isinstance(total, int) and not isinstance(total, bool):
+            return max(total, len(c.trials))
+        return None
 
     @property
     def time_budget_s(self) -> float | None:

@@ -21,11 +21,20 @@ from tunesmith.trial import ITERATION, Result, TrialView
 PROGRESS_CSV = "progress.csv"
 RESULT_JSONL = "result.jsonl"
 PARAMS_JSON = "params.json"
+# json.dumps with options builds an encoder per call; one shared encoder halves the cost of a line
+_ENCODER = json.JSONEncoder(default=str, allow_nan=True)
+_PLAIN = (int, float, str, bool)  # written by csv as they are (None, lists, dicts need _cell)
 
 
 def flat_metrics(metrics: dict[str, Any], sep: str = "/") -> dict[str, Any]:
     """A result as one level of keys: nested dicts become ``outer/inner`` (reported metrics are usually
-    flat already; this keeps a nested one readable instead of a dict in one CSV cell)."""
+    flat already; this keeps a nested one readable instead of a dict in one CSV cell). A flat dict is
+    returned as it is (not copied): callers must not change it."""
+    for value in metrics.values():
+        if isinstance(value, dict):
+            break
+    else:
+        return metrics  # the common case, on the hot path of every result
     out: dict[str, Any] = {}
 
     def walk(mapping: dict[Any, Any], prefix: str) -> None:
@@ -47,6 +56,7 @@ class _TrialFileLogger(Callback):
         self._root: str | None = None
         self._last_iteration: dict[int, int] = {}
         self._params: dict[int, dict[str, Any]] = {}
+        self._dirs: dict[int, str] = {}
 
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
         self._root = experiment.path
@@ -55,8 +65,11 @@ class _TrialFileLogger(Callback):
         """The folder of ``trial`` (created on demand)."""
         if self._root is None:
             raise RuntimeError(f"{type(self).__name__} used before on_experiment_start")
-        path = os.path.join(self._root, "trials", trial.name)
-        os.makedirs(path, exist_ok=True)
+        path = self._dirs.get(trial.id)
+        if path is None:  # made once per trial: a makedirs per batch costs more than the batch's rows
+            path = os.path.join(self._root, "trials", trial.name)
+            os.makedirs(path, exist_ok=True)
+            self._dirs[trial.id] = path
         return path
 
     def on_trial_start(self, trial: TrialView) -> None:
@@ -95,7 +108,8 @@ class JSONLLogger(_TrialFileLogger):
             with open(path, encoding="utf-8") as f:
                 kept = [line for line in f if line.strip() and _iteration(json.loads(line)) < restart_at]
             _write_atomic(path, "".join(kept))
-        text = "".join(json.dumps(row, default=str, allow_nan=True) + "\n" for row in rows)
+        encode = _ENCODER.encode
+        text = "".join([encode(row) + "\n" for row in rows])
         with open(path, "a", encoding="utf-8") as f:
             f.write(text)
 
@@ -123,15 +137,16 @@ class CSVLogger(_TrialFileLogger):
             header = self._header[trial.id] = _read_header(path)
         new_keys = [k for row in rows for k in row if k not in header]
         grown = list(dict.fromkeys([*header, *new_keys]))
-        if (grown != header or restart_at is not None) and os.path.exists(path):
+        if header and (grown != header or restart_at is not None) and os.path.exists(path):
             self._rewrite(path, grown, restart_at)
         self._header[trial.id] = grown
-        write_header = not os.path.exists(path) or os.path.getsize(path) == 0
+        write_header = not header  # no file yet, or an empty one; a rewrite above wrote its own header
         with open(path, "a", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=grown, restval="")
+            writer = csv.writer(f)
             if write_header:
-                writer.writeheader()
-            writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+                writer.writerow(grown)
+            # csv.writer on lists: DictWriter's per-row key checks cost more than the writing itself
+            writer.writerows(_cells([row.get(k, "") for k in grown]) for row in rows)
 
     @staticmethod
     def _rewrite(path: str, header: list[str], restart_at: int | None) -> None:
@@ -162,8 +177,17 @@ def _iteration(row: dict[str, Any]) -> float:
         return math.inf
 
 
+def _cells(values: list[Any]) -> list[Any]:
+    for value in values:
+        if value.__class__ not in _PLAIN:
+            return [_cell(v) for v in values]
+    return values
+
+
 def _cell(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float, str)):
         return value
     try:
         return json.dumps(value, default=str)

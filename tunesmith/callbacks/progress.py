@@ -1,19 +1,40 @@
-"""Progress: a live rich table in a terminal; a few plain lines otherwise; nothing at ``verbose=0``."""
+"""Progress: a live rich table in a terminal; a few plain lines otherwise; nothing at ``verbose=0``.
+
+The table shows the trials grouped by status (running, paused, terminated best first, failed, pending),
+the best trial, throughput (results/s and trials/s over the last seconds), the resources in use, the
+time elapsed and, when the run is bounded (a known number of trials or a time budget), an estimate of
+the time left.
+
+Off a terminal (a log file, CI) it prints one line at the start, a status line at most every
+``plain_every_s`` seconds, and a summary at the end. The interval between status lines grows with the
+run (at least ``elapsed / 60``), so a day-long run writes a few hundred lines, not thousands; failed
+trials get a line each up to ``max_error_lines``, then only a count.
+
+Time is the experiment's own clock (``ExperimentInfo.elapsed``), so under the simulated executor the
+table follows virtual time.
+"""
 
 from __future__ import annotations
 
+import heapq
 import math
-import time
+from collections import deque
 from typing import Any
 
 from tunesmith._secrets import mask
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.trial import TrialStatus, TrialView
+from tunesmith.trial import AUTO_KEYS, TrialStatus, TrialView
 
-_ORDER = {TrialStatus.RUNNING: 0, TrialStatus.PAUSED: 1, TrialStatus.PENDING: 2, TrialStatus.TERMINATED: 3,
-          TrialStatus.ERROR: 4}
+# Display order of the groups; also the order in which spare rows are handed out.
+_GROUPS = (TrialStatus.RUNNING, TrialStatus.PAUSED, TrialStatus.TERMINATED, TrialStatus.ERROR, TrialStatus.PENDING)
 _STYLE = {TrialStatus.RUNNING: "green", TrialStatus.PAUSED: "yellow", TrialStatus.TERMINATED: "blue",
           TrialStatus.ERROR: "red", TrialStatus.PENDING: "white"}
+_WORDS = {TrialStatus.RUNNING: "running", TrialStatus.PAUSED: "paused", TrialStatus.TERMINATED: "terminated",
+          TrialStatus.ERROR: "error", TrialStatus.PENDING: "pending"}
+_RATE_WINDOW_S = 10.0  # throughput is measured over this many recent seconds
+_SAMPLE_S = 0.25  # ... from counts taken this often
+_PLAIN_LINES_PER_RUN = 60  # off a terminal, the status-line interval is at least elapsed / this
+_CONFIG_COLUMNS = 5
 
 
 def _fmt(value: Any) -> str:
@@ -24,31 +45,62 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _rate(per_s: float) -> str:
+    """``12,345`` / ``42.0`` / ``0.067``: a rate with the digits that matter at its size."""
+    if per_s >= 100:
+        return f"{per_s:,.0f}"
+    if per_s >= 1:
+        return f"{per_s:.1f}"
+    return f"{per_s:.2g}"
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``, ``3d04h``: short, and exact enough for a progress line."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
 class Progress(Callback):
-    """Shows the experiment's trials, their status, last metric and the best so far.
+    """Shows the experiment's trials by status, the best trial, throughput, resources and time left.
+
+    ``tunesmith.run`` adds one itself (``verbose=``); pass your own in ``callbacks=`` with
+    ``verbose=0`` on ``run`` to change its settings.
 
     Args:
         verbose: 0 silent, 1 table (or plain lines), 2 also a line per finished trial.
         refresh_s: seconds between redraws of the live table.
-        plain_every_s: seconds between status lines when output is not a terminal.
-        max_rows: trials shown in the table (running ones first, then the best).
+        plain_every_s: least seconds between status lines when output is not a terminal.
+        max_rows: trials shown in the table (every status group gets a row, running ones first, then
+            the best finished ones).
         console: a ``rich.console.Console`` (default: standard output).
+        max_error_lines: failed trials printed one line each; later failures are only counted.
     """
 
     def __init__(self, verbose: int = 1, refresh_s: float = 0.5, plain_every_s: float = 10.0, max_rows: int = 20,
-                 console: Any = None) -> None:
+                 console: Any = None, max_error_lines: int = 10) -> None:
         self.verbose = verbose
         self.refresh_s = refresh_s
         self.plain_every_s = plain_every_s
         self.max_rows = max_rows
         self.console = console
+        self.max_error_lines = max_error_lines
         self._live: Any = None
-        self._last = 0.0
-        self._last_results = 0
-        self._last_t = 0.0
-        self._rate = 0.0
-        self._finished = 0
+        self._last = -math.inf
+        self._t0 = 0.0
+        self._samples: deque[tuple[float, int, int]] = deque()  # (time, results, finished) for the rates
+        self._results0 = 0
+        self._finished = 0  # trials finished by this driver (a resumed run counts from its restart)
+        self._errors = 0
+        self._error_lines = 0
+        self.lines = 0  # plain lines printed (for tests and for the curious)
 
+    # -- hooks --------------------------------------------------------------------------------------
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
         if self.verbose <= 0:
             return
@@ -56,124 +108,274 @@ class Progress(Callback):
 
         if self.console is None:
             self.console = Console()
-        self._last = self._last_t = time.monotonic()
+        self._t0 = self._last = experiment.elapsed  # the first status line comes one interval in
+        self._results0 = experiment.num_results
+        self._samples.append((self._t0, self._results0, 0))
         if self.console.is_terminal:
             from rich.live import Live
 
-            self._live = Live(self._render(experiment), console=self.console, auto_refresh=False,
-                              transient=False)
+            self._live = Live(self.render(experiment), console=self.console, auto_refresh=False, transient=False)
             self._live.start()
         else:
-            self.console.print(f"tunesmith: experiment {experiment.name} in {experiment.path}", highlight=False,
-                               soft_wrap=True)
+            self._print(f"tunesmith: experiment {experiment.name} in {experiment.path}")
 
     def on_trial_complete(self, trial: TrialView) -> None:
         self._finished += 1
+        if self.verbose >= 2 and self.console is not None:
+            self._print(self._trial_line(trial))
 
     def on_trial_error(self, trial: TrialView) -> None:
         self._finished += 1
-        if self.verbose > 0 and self.console is not None:
+        self._errors += 1
+        if self.verbose <= 0 or self.console is None:
+            return
+        if self._error_lines < self.max_error_lines:
+            self._error_lines += 1
             last = (trial.error or "").strip().splitlines()
-            msg = f"{trial.name} ERROR: {last[-1] if last else 'failed'}"
-            if self._live is not None:
-                self._live.console.print(msg, style="red", highlight=False)
-            else:
-                self.console.print(msg, highlight=False)
+            self._print(f"{trial.name} ERROR: {last[-1] if last else 'failed'}", style="red")
+        elif self._error_lines == self.max_error_lines:
+            self._error_lines += 1
+            self._print("more trials failed: only counted from now on (their errors: tunesmith show <experiment>)",
+                        style="red")
 
     def on_tick(self, experiment: ExperimentInfo) -> None:
         if self.verbose <= 0 or self.console is None:
             return
-        now = time.monotonic()
-        every = self.refresh_s if self._live is not None else self.plain_every_s
+        now = experiment.elapsed
+        if not self._samples or now - self._samples[-1][0] >= _SAMPLE_S:
+            self._sample(experiment, now)
+        if self._live is not None:
+            every = self.refresh_s
+        else:
+            every = max(self.plain_every_s, (now - self._t0) / _PLAIN_LINES_PER_RUN)
         if now - self._last < every:
             return
-        self._update_rate(experiment, now)
         self._last = now
         if self._live is not None:
-            self._live.update(self._render(experiment), refresh=True)
+            self._live.update(self.render(experiment), refresh=True)
         else:
-            self.console.print(self._summary(experiment), highlight=False, soft_wrap=True)
+            self._print(self.status_line(experiment))
 
     def on_experiment_end(self, experiment: ExperimentInfo) -> None:
         if self.verbose <= 0 or self.console is None:
             return
-        self._update_rate(experiment, time.monotonic())
+        self._sample(experiment, experiment.elapsed)
         if self._live is not None:
-            self._live.update(self._render(experiment), refresh=True)
+            self._live.update(self.render(experiment), refresh=True)
             self._live.stop()
             self._live = None
-        self.console.print(self._summary(experiment, final=True), highlight=False, soft_wrap=True)
+        self._print(self.status_line(experiment, final=True))
 
-    # -- rendering ----------------------------------------------------------------------------------
-    def _update_rate(self, experiment: ExperimentInfo, now: float) -> None:
-        dt = now - self._last_t
-        if dt > 0:
-            self._rate = (experiment.num_results - self._last_results) / dt
-            self._last_results = experiment.num_results
-            self._last_t = now
+    # -- numbers ------------------------------------------------------------------------------------
+    def _sample(self, experiment: ExperimentInfo, now: float) -> None:
+        self._samples.append((now, experiment.num_results, self._finished))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= _RATE_WINDOW_S:
+            self._samples.popleft()
 
-    def _counts(self, experiment: ExperimentInfo) -> dict[TrialStatus, int]:
+    def rates(self, final: bool = False) -> tuple[float, float]:
+        """(results/s, trials/s): over the last ~10 s while running, over the whole run at the end."""
+        if len(self._samples) < 2:
+            return 0.0, 0.0
+        t1, r1, f1 = self._samples[-1]
+        t0, r0, f0 = (self._t0, self._results0, 0) if final else self._samples[0]
+        dt = t1 - t0
+        return ((r1 - r0) / dt, (f1 - f0) / dt) if dt > 0 else (0.0, 0.0)
+
+    def eta(self, experiment: ExperimentInfo, counts: dict[TrialStatus, int]) -> float | None:
+        """Seconds left, when the run is bounded: by the time budget, and by the trials still to finish at
+        the pace of this run so far (the smaller of the two); None when neither is known yet."""
+        now = experiment.elapsed
+        estimates = []
+        budget = experiment.time_budget_s
+        if budget is not None:
+            estimates.append(max(0.0, budget - now))
+        total = experiment.total_trials
+        done = counts.get(TrialStatus.TERMINATED, 0) + counts.get(TrialStatus.ERROR, 0)
+        ran = now - self._t0
+        if total is not None and self._finished > 0 and ran > 0:
+            estimates.append(max(0, total - done) * ran / self._finished)
+        elif total is not None and done >= total:
+            estimates.append(0.0)
+        return min(estimates) if estimates else None
+
+    # -- text ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _counts(experiment: ExperimentInfo) -> dict[TrialStatus, int]:
         counts: dict[TrialStatus, int] = {}
         for t in experiment.trials.values():
             counts[t.status] = counts.get(t.status, 0) + 1
         return counts
 
-    def _summary(self, experiment: ExperimentInfo, final: bool = False) -> str:
-        counts = self._counts(experiment)
-        parts = [f"{n} {s.value.lower()}" for s, n in sorted(counts.items(), key=lambda kv: _ORDER[kv[0]])]
-        total = experiment.num_samples if experiment.num_samples > 0 else "?"
-        head = "done" if final else "running"
-        line = (f"tunesmith {experiment.name} {head} {experiment.elapsed:.1f}s: trials {', '.join(parts) or 'none'}"
-                f" (of {total}); {experiment.num_results} results")
-        if not final:
-            line += f" ({self._rate:.0f}/s)"
+    @staticmethod
+    def resources_text(experiment: ExperimentInfo) -> str:
+        """``cpu 2/2 gpu 0.5/1``: in use by running trials / the executor's total (cpu and gpu always, other
+        resources when the executor has some)."""
+        used, total = experiment.resources_in_use, experiment.total_resources
+        keys = ["cpu", "gpu"] + [k for k in total if k not in ("cpu", "gpu") and total[k] > 0]
+        return " ".join(f"{k} {used.get(k, 0.0):g}/{total.get(k, 0.0):g}" for k in keys)
+
+    def _best_text(self, experiment: ExperimentInfo) -> str:
         best = experiment.best
-        if best is not None:
-            line += f"; best {experiment.metric}={_fmt(best[1])} (trial_{best[0]:05d})"
+        if best is None or not isinstance(experiment.metric, str):
+            return ""
+        return f"best {experiment.metric}={_fmt(best[1])} (trial_{best[0]:05d})"
+
+    def status_line(self, experiment: ExperimentInfo, final: bool = False) -> str:
+        """One line: trials by status, results and rates, resources, best, elapsed and ETA."""
+        counts = self._counts(experiment)
+        groups = ", ".join(f"{counts[s]} {_WORDS[s]}" for s in _GROUPS if counts.get(s))
+        total = experiment.total_trials
+        of = f" (of {total})" if total is not None else ""
+        results_s, trials_s = self.rates(final)
+        elapsed = format_duration(experiment.elapsed)
+        if final:
+            head = f"tunesmith {experiment.name} done in {elapsed}"
+        else:
+            eta = self.eta(experiment, counts)
+            head = f"tunesmith {experiment.name} running {elapsed}" + (
+                f", about {format_duration(eta)} left" if eta is not None else "")
+        parts = [f"{head}: trials {groups or 'none'}{of}",
+                 f"{experiment.num_results} results ({_rate(results_s)}/s), {_rate(trials_s)} trials/s"]
+        if not final:
+            parts.append(self.resources_text(experiment))
+        best = self._best_text(experiment)
+        if best:
+            parts.append(best)
+        line = "; ".join(parts)
         if final:
             line += f"\nresults: {experiment.path}"
         return line
 
-    def _render(self, experiment: ExperimentInfo) -> Any:
+    def _trial_line(self, trial: TrialView) -> str:
+        last = trial.last_result.metrics if trial.last_result else {}
+        shown = ", ".join([f"{k}={_fmt(v)}" for k, v in last.items() if k not in AUTO_KEYS][:4])
+        return f"{trial.name} {trial.status.value} after {trial.iteration} iterations" + (f": {shown}" if shown else "")
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        console = self._live.console if self._live is not None else self.console
+        console.print(text, style=style, highlight=False, soft_wrap=True, markup=False)
+        if self._live is None:
+            self.lines += text.count("\n") + 1
+
+    # -- the table ----------------------------------------------------------------------------------
+    def render(self, experiment: ExperimentInfo) -> Any:
+        """The live view: a status header, the best trial, and the trials grouped by status."""
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
-        metric = experiment.metric if isinstance(experiment.metric, str) else None
-        trials = list(experiment.trials.values())
-        sign = -1.0 if experiment.mode == "max" else 1.0
+        metrics = [experiment.metric] if isinstance(experiment.metric, str) else list(experiment.metric or [])
+        first = metrics[0] if metrics else None
+        modes = [experiment.mode] if isinstance(experiment.mode, str) else list(experiment.mode or [None])
+        sign = -1.0 if modes[0] == "max" else 1.0  # rows sorted by the first metric
+        best = experiment.best
+        best_id = best[0] if best is not None else None
 
-        def key(t: TrialView) -> tuple[int, float, int]:
-            v = t.last_result.get(metric) if (metric and t.last_result) else None
-            score = sign * v if isinstance(v, (int, float)) and not math.isnan(v) else math.inf
-            return (0 if t.status is TrialStatus.RUNNING else 1, score, t.id)
+        def score(t: TrialView) -> tuple[int, float, int]:
+            if t.id == best_id:
+                return (0, -math.inf, t.id)
+            v = t.last_result.get(first) if (first and t.last_result) else None
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+            return (1, sign * v if ok else math.inf, t.id)
 
-        shown = sorted(trials, key=key)[: self.max_rows]
-        configs = {t.id: mask(t.config) for t in shown}  # never show a secret-looking value
-        config_keys: list[str] = []
-        for t in shown:
-            for k, v in configs[t.id].items():
-                if k not in config_keys and not isinstance(v, dict) and len(config_keys) < 5:
-                    config_keys.append(k)
+        by_status: dict[TrialStatus, list[TrialView]] = {s: [] for s in _GROUPS}
+        for t in experiment.trials.values():
+            by_status[t.status].append(t)
+        quotas = _allocate([len(by_status[s]) for s in _GROUPS], self.max_rows)
+        shown: dict[TrialStatus, list[TrialView]] = {}
+        for status, quota in zip(_GROUPS, quotas):
+            group = by_status[status]
+            if status is TrialStatus.PENDING:
+                shown[status] = sorted(group, key=lambda t: t.id)[:quota]
+            else:
+                shown[status] = heapq.nsmallest(quota, group, key=score)
+
+        rows = [t for status in _GROUPS for t in shown[status]]
+        configs = {t.id: _flat(mask(t.config)) for t in rows}  # never show a secret-looking value
+        config_keys = _config_columns([configs[t.id] for t in rows])
+
         table = Table(expand=False, show_edge=False, pad_edge=False)
         table.add_column("trial")
         table.add_column("status")
         for k in config_keys:
             table.add_column(k, justify="right")
         table.add_column("iter", justify="right")
-        if metric:
-            table.add_column(metric, justify="right")
-        for t in shown:
-            row: list[Any] = [t.name, Text(t.status.value, style=_STYLE[t.status])]
-            row += [_fmt(configs[t.id].get(k, "")) for k in config_keys]
-            row.append(str(t.iteration))
-            if metric:
-                row.append(_fmt(t.last_result.get(metric, "")) if t.last_result else "")
-            table.add_row(*row)
-        hidden = len(trials) - len(shown)
-        footer = Text(f"... and {hidden} more trials" if hidden > 0 else "", style="dim")
-        used = experiment.resources_in_use
-        total = experiment.total_resources
-        res = ", ".join(f"{k} {used.get(k, 0):g}/{total[k]:g}" for k in total if total[k] > 0)
-        head = Text(self._summary(experiment) + (f"; resources {res}" if res else ""), style="bold")
-        return Group(head, table, footer)
+        for m in metrics:
+            table.add_column(m, justify="right")
+        blank = [""] * (len(config_keys) + 1 + len(metrics))
+        first_group = True
+        for status in _GROUPS:
+            group = shown[status]
+            hidden = len(by_status[status]) - len(group)
+            if not group and not hidden:
+                continue
+            if not first_group:
+                table.add_section()
+            first_group = False
+            for t in group:
+                name = Text(t.name + (" *" if t.id == best_id else ""), style="bold" if t.id == best_id else "")
+                row: list[Any] = [name, Text(t.status.value, style=_STYLE[t.status])]
+                row += [_fmt(configs[t.id].get(k, "")) for k in config_keys]
+                row.append(str(t.iteration))
+                row += [_fmt(t.last_result.get(m, "")) if t.last_result else "" for m in metrics]
+                table.add_row(*row)
+            if hidden:
+                table.add_row(Text(f"+{hidden} more", style="dim"), Text(_WORDS[status], style="dim"), *blank)
+
+        head = Text(self.status_line(experiment).split("; ")[0], style="bold")
+        results_s, trials_s = self.rates()
+        stats = Text(f"{experiment.num_results} results ({_rate(results_s)}/s), {_rate(trials_s)} trials/s · "
+                     f"resources {self.resources_text(experiment)}")
+        parts: list[Any] = [head, stats]
+        best_text = self._best_text(experiment)
+        if best_text and best_id is not None:
+            trial = experiment.trials.get(best_id)
+            config = ""
+            if trial is not None:
+                flat = _flat(mask(trial.config))
+                config = " " + ", ".join(f"{k}={_fmt(v)}" for k, v in list(flat.items())[:8])
+            parts.append(Text(f"{best_text}{config}   (* in the table)", style="bold"))
+        if self._errors > self._error_lines:
+            parts.append(Text(f"{self._errors} trials failed", style="red"))
+        parts.append(table)
+        return Group(*parts)
+
+
+def _allocate(sizes: list[int], budget: int) -> list[int]:
+    """Rows per group: one for every non-empty group first (every status stays visible), then the rest in
+    group order (running trials before finished ones before pending ones)."""
+    quotas = [0] * len(sizes)
+    for i, n in enumerate(sizes):
+        if n and budget > 0:
+            quotas[i], budget = 1, budget - 1
+    for i, n in enumerate(sizes):
+        extra = min(n - quotas[i], budget)
+        quotas[i] += extra
+        budget -= extra
+    return quotas
+
+
+def _flat(config: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def walk(mapping: dict[Any, Any], prefix: str) -> None:
+        for key, value in mapping.items():
+            if isinstance(value, dict) and value:
+                walk(value, f"{prefix}{key}/")
+            else:
+                out[f"{prefix}{key}"] = value
+
+    if isinstance(config, dict):
+        walk(config, "")
+    return out
+
+
+def _config_columns(configs: list[dict[str, Any]]) -> list[str]:
+    """Up to five config keys: those whose values differ between the shown trials first."""
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+
+    def varies(k: str) -> bool:
+        return len({repr(c.get(k)) for c in configs}) > 1
+
+    ordered = [k for k in keys if varies(k)] + [k for k in keys if not varies(k)]
+    return ordered[:_CONFIG_COLUMNS]

@@ -24,7 +24,7 @@ from tunesmith._errors import ConfigError
 from tunesmith.analysis import ResultSet
 from tunesmith.plots._pareto import non_dominated
 from tunesmith.store.sqlite import STORE_FILE, Store, result_dict
-from tunesmith.trial import AUTO_KEYS, ITERATION, TIMESTAMP, TrialStatus
+from tunesmith.trial import AUTO_KEYS, ITERATION, TIME_TOTAL, TIMESTAMP, TrialStatus
 
 Figure = dict[str, Any]
 
@@ -377,7 +377,8 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
         if numeric:
             numbers_ = [float(v) for v in order]
             if min(numbers_) > 0 and max(numbers_) / min(numbers_) >= 100:
-                axis["type"] = "log"
+                # ticks at the swept values only: a log axis's minor digits crowd a short sweep
+                axis.update({"type": "log", "tickvals": numbers_, "ticktext": [_label(v) for v in order]})
         else:
             axis["type"] = "category"
             axis["categoryarray"] = [_label(v) for v in order]
@@ -423,10 +424,13 @@ def _subplots(n: int, titles: list[str], cols: int = 3) -> tuple[dict[str, Any],
     """A layout with ``n`` axis pairs on a grid; returns it and per subplot (xref, yref, x key, y key)."""
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
-    gap_x, gap_y = 0.08, 0.14
+    total = max(380, 340 * rows + 60)
+    # Room between rows in pixels (tick labels and axis title of one row, subplot title of the next), as a
+    # fraction of the plotting area (the figure less plotly's default top and bottom margins).
+    gap_x, gap_y = 0.08, 120 / (total - 180)
     width = (1 - gap_x * (cols - 1)) / cols
     height = (1 - gap_y * (rows - 1)) / rows
-    layout: dict[str, Any] = {"height": max(380, 320 * rows), "annotations": [], "hovermode": "closest"}
+    layout: dict[str, Any] = {"height": total, "annotations": [], "hovermode": "closest"}
     axes = []
     for i in range(n):
         row, col = divmod(i, cols)
@@ -445,11 +449,13 @@ def _subplots(n: int, titles: list[str], cols: int = 3) -> tuple[dict[str, Any],
 
 
 def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]:
-    """Flattened config keys whose value differs between the given trials -> values in trial order."""
+    """Flattened config keys whose value differs between the given trials -> values in trial order (secret
+    values masked: a report is shared more widely than the store)."""
+    from tunesmith._secrets import mask
     from tunesmith.space import flatten
 
     by_id = {t.id: t for t in exp.rs.trials}
-    flat = [flatten(by_id[i].config) for i in trial_ids]
+    flat = [flatten(mask(by_id[i].config)) for i in trial_ids]
     keys = list(dict.fromkeys(k for cfg in flat for k in cfg))
     out = {}
     for key in keys:
@@ -575,7 +581,7 @@ def timeline(rs: ResultSet) -> Figure:
     for t in rs.trials:
         rec = exp.records.get(t.id, {})
         stamps = [s for s in (_number(r.get(TIMESTAMP)) for r in exp.history.get(t.id, [])) if s is not None]
-        start = rec.get("start_time") or rec.get("created")
+        start = rec.get("start_time") or _started(exp.history.get(t.id, [])) or rec.get("created")
         if start is None:
             continue
         end = rec.get("end_time") or (max(stamps) if stamps else start)
@@ -604,10 +610,63 @@ def timeline(rs: ResultSet) -> Figure:
             "meta": {"kind": "timeline", "status": status, "trial_ids": [tid for tid, *_ in rows]},
         })
     names = [t.name for t in rs.trials]
-    return {"data": data, "layout": {
-        "title": {"text": "Trial timeline"}, "barmode": "overlay", "height": max(300, 40 + 18 * len(names)),
+    held = {tid: (exp.records.get(tid, {}).get("resources") or {}) for tid, *_ in segments}
+    usage = _resource_steps([(held[tid], b - exp.t0, e - exp.t0) for tid, _, b, e in segments])
+    for key, (xs, ys) in usage.items():
+        data.append({
+            "type": "scatter", "mode": "lines", "name": f"{key} in use", "x": xs, "y": ys, "yaxis": "y2",
+            "line": {"shape": "hv", "width": 2}, "fill": "tozeroy",
+            "hovertemplate": "%{x:.2f} s: %{y:g} " + key + "<extra></extra>",
+            "meta": {"kind": "resources", "resource": key}})
+    gantt_height = 40 + 18 * len(names)
+    layout: dict[str, Any] = {
+        "title": {"text": "Trial timeline"}, "barmode": "overlay", "hovermode": "closest",
         "xaxis": {"title": {"text": "seconds since start"}},
-        "yaxis": {"type": "category", "categoryorder": "array", "categoryarray": names, "autorange": "reversed"}}}
+        "yaxis": {"type": "category", "categoryorder": "array", "categoryarray": names, "autorange": "reversed"}}
+    if usage:
+        # Resources in use under the bars, on the same time axis: how full the machine was.
+        below = 160
+        layout["height"] = max(300, gantt_height) + below
+        split = below / layout["height"]
+        layout["yaxis"]["domain"] = [split + 0.06, 1.0]
+        layout["yaxis2"] = {"domain": [0.0, split], "anchor": "x", "title": {"text": "in use"},
+                            "rangemode": "tozero"}
+        layout["xaxis"]["anchor"] = "y2"
+    else:
+        layout["height"] = max(300, gantt_height)
+    return {"data": data, "layout": layout}
+
+
+def _started(history: list[dict[str, Any]]) -> float | None:
+    """When a trial began running, from its first result (its timestamp less the trial's time so far): a
+    trial is created before a worker is free for it, so its creation time can be well before its start."""
+    if not history:
+        return None
+    stamp, elapsed = _number(history[0].get(TIMESTAMP)), _number(history[0].get(TIME_TOTAL))
+    if stamp is None or elapsed is None or elapsed < 0:
+        return None
+    return stamp - elapsed
+
+
+def _resource_steps(spans: list[tuple[dict[str, Any], float, float]]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per resource held by any trial, a step function of the amount in use: (times, amounts), each amount
+    holding from its time to the next."""
+    deltas: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for resources, begin, end in spans:
+        for key, amount in resources.items():
+            value = _number(amount)
+            if value is not None and value > 0:
+                deltas[key][begin] += value
+                deltas[key][end] -= value
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for key in sorted(deltas, key=lambda k: (k != "cpu", k != "gpu", k)):
+        xs, ys, level = [], [], 0.0
+        for when in sorted(deltas[key]):
+            level += deltas[key][when]
+            xs.append(when)
+            ys.append(round(level, 9) + 0.0)  # no -1e-17 or -0.0 from adding up fractions
+        out[key] = (xs, ys)
+    return out
 
 
 # -------------------------------------------------------------------------------------------- Pareto

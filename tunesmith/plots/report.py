@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._secrets import mask
 from tunesmith.analysis import ResultSet, load
 from tunesmith.plots import data as plot_data
 from tunesmith.plots.render import Panel, write_html
@@ -96,8 +97,10 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
         except ConfigError:
             best = None
         if best is not None:
-            facts.append(("best trial", f"{best.name}: {metric}={best.metrics.get(metric)!r}"))
-            facts.append(("best config", json.dumps(best.config, sort_keys=True, default=str)))
+            value = best.metrics.get(metric)
+            shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
+            facts.append(("best trial", f"{best.name}: {metric}={shown}"))
+            facts.append(("best config", json.dumps(mask(best.config), sort_keys=True, default=str)))
     created = rs.meta.get("created")
     if isinstance(created, (int, float)):
         facts.append(("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))))

@@ -1,0 +1,105 @@
+"""A damaged checkpoint is never loaded: the trial restarts from the one before, with a warning."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import tunesmith as ts
+from tunesmith.checkpoint import STATE_FILE
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def damages_its_latest_checkpoint(config):
+    ck = ts.get_checkpoint()
+    start = ck.load() if ck else 0
+    for i in range(start, 6):
+        ts.report({"i": i + 1}, checkpoint=ts.Checkpoint.from_state(i + 1))
+        if ck is None and i + 1 == 4:
+            # the disk damages the checkpoint just written (bytes flipped), then the trial crashes
+            folder = os.path.join(ts.get_trial_dir(), "checkpoints")
+            latest = sorted(n for n in os.listdir(folder) if not n.startswith("."))[-1]
+            with open(os.path.join(folder, latest, STATE_FILE), "r+b") as f:
+                f.seek(-1, os.SEEK_END)
+                last = f.read(1)
+                f.seek(-1, os.SEEK_END)
+                f.write(bytes([last[0] ^ 0xFF]))
+            raise RuntimeError("crash after a damaged write")
+
+
+def test_retry_skips_a_damaged_checkpoint_for_the_previous_good_one(results_dir, caplog):
+    caplog.set_level(logging.WARNING, logger="tunesmith")
+    result = ts.run(damages_its_latest_checkpoint, max_failures=1, verbose=0)
+    trial = result.trials[0]
+    assert trial.status is ts.TrialStatus.TERMINATED and trial.num_failures == 1
+    # restarted from iteration 3 (4's checkpoint is damaged): 4..6 replaced, never duplicated
+    assert [h["i"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
+    assert [h["training_iteration"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
+    assert any("damaged checkpoint" in r.getMessage() and "iteration 4" in r.getMessage() for r in caplog.records)
+
+
+STALE = textwrap.dedent("""
+    import os, signal, sys
+    from filelock import FileLock
+    lock = FileLock(os.path.join(sys.argv[1], ".driver.lock"))
+    lock.acquire()
+    with open(os.path.join(sys.argv[1], ".driver.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    print("locked", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # dies holding the lock, leaving the pid file behind
+""")
+
+
+def test_a_stale_lock_from_a_dead_driver_is_taken_over(results_dir):
+    ts.run(lambda c: ts.report({"loss": 1.0}), name="stale", verbose=0)
+    folder = results_dir / "stale"
+    proc = subprocess.run([sys.executable, "-c", STALE, str(folder)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9 and "locked" in proc.stdout
+    assert (folder / ".driver.pid").exists()
+    result = ts.run(lambda c: ts.report({"loss": 1.0}), name="stale", resume=True, verbose=0)
+    assert result.status == "finished" and len(result.trials) == 1
+
+
+def big_checkpoints(config):
+    ck = ts.get_checkpoint()
+    start = ck.load()["i"] if ck else 0
+    for i in range(start, 6):
+        ts.report({"i": i + 1}, checkpoint=ts.Checkpoint.from_state({"i": i + 1, "blob": os.urandom(1 << 20)}))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 3 MB tmpfs: room for the store and two 1 MB checkpoints (mounting needs root, as in CI)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_is_a_clear_error_and_the_experiment_resumes(tiny_disk):
+    result = ts.run(big_checkpoints, name="full", storage_path=str(tiny_disk), keep=None, verbose=0)
+    trial = result.trials[0]
+    assert trial.status is ts.TrialStatus.ERROR
+    assert "no space left on the device writing the checkpoint of iteration" in trial.error
+    assert "then resume the experiment" in trial.error
+    done = [h["i"] for h in result.history(trial.id)]
+    assert done and done == list(range(1, len(done) + 1))  # what was stored is intact
+    # the user frees space (here: a larger disk), then resumes from the latest good checkpoint
+    subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)
+    result = ts.run(big_checkpoints, name="full", storage_path=str(tiny_disk), resume=True,
+                    restart_errored="resume", verbose=0)
+    trial = result.trials[0]
+    assert trial.status is ts.TrialStatus.TERMINATED
+    assert [h["i"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
+    assert trial.checkpoint.load()["i"] == 6
