@@ -1,0 +1,224 @@
+"""The Ray executor on one real local Ray with fake GPUs and a custom resource (``ray.init(num_gpus=2,
+resources={"accel": 2})`` on a machine without GPUs): resource mapping, fractional GPUs, placement groups
+for trials that start their own Ray tasks, pending trials for an autoscaler, shared data through the object
+store, and ``backend="ray"`` in ``tunesmith.run``. The contract shared with the local executor is in
+tests/conformance/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from shared_data_helpers import report_reading
+
+import tunesmith as ts
+from tunesmith.data import get, put
+from tunesmith.executors._base import Launch
+
+ray = pytest.importorskip("ray")
+from tunesmith.executors.ray import RayBackend  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def ray_gpus():
+    ray.init(num_cpus=4, num_gpus=2, resources={"accel": 2}, object_store_memory=200 * 2**20,
+             include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def backend(ray_gpus, tmp_path):
+    made = []
+
+    def make(fn, **kw):
+        ex = RayBackend(**kw)
+        ex.setup(fn, str(tmp_path / "exp"))
+        made.append(ex)
+        return ex
+
+    yield make
+    for ex in made:
+        ex.shutdown()
+
+
+def launch(tid, tmp_path, resources, config=None):
+    return Launch(trial_id=tid, config=config or {}, trial_dir=str(tmp_path / "exp" / "trials" / f"t{tid}"),
+                  resources=resources, decision_iteration=1)
+
+
+def collect(ex, cond, timeout=60.0):
+    rows, done = {}, {}
+    deadline = time.monotonic() + timeout
+    while not cond(rows, done):
+        assert time.monotonic() < deadline, (rows, done)
+        for ev in ex.poll(0.05):
+            if ev[0] == "r":
+                rows.setdefault(ev[1], []).extend(json.loads(r[3]) for r in ev[2])
+            else:
+                done[ev[1]] = ev[2:]
+    return rows, done
+
+
+def where_am_i(config):
+    import os
+
+    import ray as _ray
+
+    ctx = _ray.get_runtime_context()
+    assigned = ctx.get_assigned_resources()
+    ts.report({"cuda": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "gpu_ids": ",".join(map(str, _ray.get_gpu_ids())),
+               "gpu": assigned.get("GPU", 0.0), "accel": assigned.get("accel", 0.0), "cpu": assigned.get("CPU", 0.0)})
+
+
+def _finish_all(ex, tids):
+    for tid in tids:
+        ex.decide(tid, False, None)
+    collect(ex, lambda r, d: set(tids) <= set(d))
+
+
+def test_fractional_gpus_are_packed_onto_ray_gpus(backend, tmp_path):
+    ex = backend(where_am_i)
+    assert ex.total_resources()["gpu"] == 2
+    for tid in range(1, 5):
+        assert ex.try_start(launch(tid, tmp_path, {"cpu": 0.5, "gpu": 0.5}))
+    assert not ex.try_start(launch(5, tmp_path, {"cpu": 0.5, "gpu": 0.5}))  # 2 GPUs hold 4 halves
+    rows, _ = collect(ex, lambda r, d: len(r) == 4)  # all four at their decision point at once
+    seen = [rows[t][0] for t in range(1, 5)]
+    assert all(m["gpu"] == 0.5 and m["cpu"] == 0.5 for m in seen)
+    assert all(m["cuda"] == m["gpu_ids"] and m["cuda"] in ("0", "1") for m in seen)  # the trial sees its device
+    assert Counter(m["cuda"] for m in seen) == {"0": 2, "1": 2}
+    _finish_all(ex, range(1, 5))
+    # whole GPUs: one trial takes both devices
+    assert ex.try_start(launch(6, tmp_path, {"cpu": 1.0, "gpu": 2.0}))
+    rows, _ = collect(ex, lambda r, d: 6 in r)
+    assert sorted(rows[6][0]["cuda"].split(",")) == ["0", "1"] and rows[6][0]["gpu"] == 2.0
+    _finish_all(ex, [6])
+
+
+def test_custom_resources_map_to_ray_resources(backend, tmp_path):
+    ex = backend(where_am_i)
+    assert ex.total_resources()["accel"] == 2
+    assert ex.try_start(launch(1, tmp_path, {"cpu": 0.5, "gpu": 0.0, "accel": 1.0}))
+    assert ex.try_start(launch(2, tmp_path, {"cpu": 0.5, "gpu": 0.0, "accel": 1.0}))
+    assert not ex.try_start(launch(3, tmp_path, {"cpu": 0.5, "gpu": 0.0, "accel": 1.0}))
+    rows, _ = collect(ex, lambda r, d: len(r) == 2)
+    assert [rows[t][0]["accel"] for t in (1, 2)] == [1.0, 1.0]
+    assert rows[1][0]["cuda"] == ""  # no GPU asked for, none given
+    with pytest.raises(ts.ConfigError, match=r"resources\['accel'\] = 3 is more than any node"):
+        ex.check_resources({"cpu": 1.0, "gpu": 0.0, "accel": 3.0})
+    _finish_all(ex, [1, 2])
+
+
+def starts_workers(config):
+    import ray as _ray
+    from ray.util import get_current_placement_group
+
+    @_ray.remote(num_cpus=1)
+    def helper():
+        pg = get_current_placement_group()
+        return pg.id.hex() if pg is not None else ""
+
+    mine = get_current_placement_group()
+    got = _ray.get([helper.remote() for _ in range(2)])
+    ts.report({"pg": mine.id.hex() if mine else "", "workers_pg": ",".join(sorted(set(got)))})
+
+
+def test_bundles_give_each_trial_a_placement_group_for_its_own_workers(backend, tmp_path):
+    ex = backend(starts_workers, bundles=[{"cpu": 1.0}])
+    ex.check_resources({"cpu": 0.5, "gpu": 0.0})
+    assert ex.try_start(launch(1, tmp_path, {"cpu": 0.5, "gpu": 0.0}))
+    assert ex.try_start(launch(2, tmp_path, {"cpu": 0.5, "gpu": 0.0}))
+    assert not ex.try_start(launch(3, tmp_path, {"cpu": 0.5, "gpu": 0.0}))  # 2 x (0.5 + 1) of 4 CPUs, 1 left
+    rows, done = collect(ex, lambda r, d: {1, 2} <= set(r) or bool(d))
+    assert not done, done
+    _finish_all(ex, [1, 2])
+    pgs = {rows[t][0]["pg"] for t in (1, 2)}
+    assert len(pgs) == 2 and "" not in pgs  # one group per trial
+    for t in (1, 2):
+        assert rows[t][0]["workers_pg"] == rows[t][0]["pg"]  # the trial's own tasks ran inside its group
+    with pytest.raises(ts.ConfigError, match="bundles"):
+        RayBackend(bundles=[{"cpu": -1}]).connect()
+
+
+def waits(config):
+    ts.report({"v": 1})
+
+
+def test_autoscaling_lets_trials_wait_in_rays_queue_showing_their_demand(backend, tmp_path):
+    ex = backend(waits, autoscaling=True, max_pending_trials=1)
+    ex.check_resources({"cpu": 64.0, "gpu": 0.0})  # a bigger node may come
+    assert ex.try_start(launch(1, tmp_path, {"cpu": 4.0, "gpu": 0.0}))
+    assert ex.try_start(launch(2, tmp_path, {"cpu": 4.0, "gpu": 0.0}))  # pending: no CPU free
+    assert not ex.try_start(launch(3, tmp_path, {"cpu": 4.0, "gpu": 0.0}))  # max_pending_trials reached
+    rows, _ = collect(ex, lambda r, d: 1 in r)
+    assert 2 not in rows
+    # what an autoscaler reads: the waiting trial's actor is a demand for 4 CPUs
+    from ray.autoscaler.v2.sdk import get_cluster_status
+
+    deadline = time.monotonic() + 30
+    while True:
+        status = get_cluster_status(ray.get_runtime_context().gcs_address)
+        demand = [(d.bundle, d.count) for a in status.resource_demands.ray_task_actor_demand
+                  for d in a.bundles_by_count]
+        if ({"CPU": 4.0}, 1) in demand:
+            break
+        assert time.monotonic() < deadline, demand
+        time.sleep(0.2)
+    ex.decide(1, False, None)
+    rows, done = collect(ex, lambda r, d: 2 in r)  # trial 2 starts when trial 1 gives its CPUs back
+    assert done == {1: ("stopped", None)}
+    ex.decide(2, False, None)
+    collect(ex, lambda r, d: 2 in d)
+
+
+def test_put_stores_a_large_array_once_for_all_trials(backend, tmp_path):
+    arr = np.arange(40 * 2**20 // 8, dtype=np.float64)  # 40 MiB
+    ref = put(arr)  # connected to Ray: the object store
+    assert ref.kind == "ray"
+
+    def trial(config):  # a closure: the reference travels with the function
+        report_reading(lambda: get(ref))
+
+    ex = backend(trial)
+    for tid in range(1, 5):
+        assert ex.try_start(launch(tid, tmp_path, {"cpu": 1.0, "gpu": 0.0}))
+    rows, _ = collect(ex, lambda r, d: len(r) == 4)  # all four hold the array at once
+    from ray._private.internal_api import memory_summary
+
+    usage = re.search(r"Plasma memory usage (\d+) MiB, (\d+) objects", memory_summary(stats_only=True))
+    mib, objects = int(usage.group(1)), int(usage.group(2))
+    _finish_all(ex, range(1, 5))
+    for t in range(1, 5):
+        m = rows[t][0]
+        assert m["sum"] == float(arr.sum())
+        assert m["writeable"] is False  # a view onto the shared copy
+        assert m["anon_growth_kb"] < arr.nbytes / 1024 / 4  # no private copy in the trial's process
+    assert 40 <= mib < 60, (mib, objects)  # one copy of the 40 MiB in the object store, not four
+
+
+def quadratic(config):
+    for i in range(3):
+        ts.report({"loss": (config["x"] - 0.3) ** 2 + 1 / (i + 1)})
+
+
+def test_run_with_backend_ray(ray_gpus, results_dir):
+    result = ts.run(quadratic, space={"x": ts.uniform(0, 1)}, metric="loss", mode="min", num_samples=6,
+                    backend="ray", resources={"cpu": 1, "gpu": 0.5}, verbose=0, seed=1)
+    assert len(result.trials) == 6 and all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
+    assert all(t.iteration == 3 for t in result.trials)
+    with pytest.raises(ts.ConfigError, match=r"resources\['gpu'\] = 3 is more than any node"):
+        ts.run(quadratic, backend="ray", resources={"gpu": 3}, verbose=0)
+    for bad, match in [({"address": "nowhere"}, "address"), ({"chunk_bytes": 0}, "chunk_bytes"),
+                       ({"placement_strategy": "TIGHT"}, "placement_strategy"),
+                       ({"max_pending_trials": -1}, "max_pending_trials"), ({"grace_period_s": "5"}, "grace_period_s")]:
+        with pytest.raises(ts.ConfigError, match=match):  # before any trial starts
+            ts.run(quadratic, backend=RayBackend(**bad), verbose=0, name=f"bad-{match}")
+        assert not (results_dir / f"bad-{match}").exists()

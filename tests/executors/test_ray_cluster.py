@@ -1,0 +1,186 @@
+"""The Ray executor on a multi-node cluster: a real Ray head and two worker nodes of 1 CPU each, started by
+``ray.cluster_utils.Cluster`` on this machine (separate raylets and object stores, one file system).
+
+Trials spread over the nodes; checkpoints of trials on the worker nodes are written there in a node-local
+folder and sent to the driver's experiment folder; a node removed while its trial runs costs that trial a
+restart from its latest checkpoint on another node, and the experiment finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import tunesmith as ts
+from tunesmith.checkpoint import Checkpoint, verify
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from tunesmith.executors.ray import RayBackend  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+_NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # the head offers no CPU: every trial runs on a worker node, away from the driver's folder.
+    # Fast health checks, so that a removed node is declared dead in about a second.
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "object_store_memory": 80 * 2**20, "include_dashboard": False,
+        "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 250,
+                           "health_check_failure_threshold": 4, "health_check_timeout_ms": 250}})
+    for _ in range(2):
+        c.add_node(**_NODE)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def _node_id() -> str:
+    import ray as _ray
+
+    return _ray.get_runtime_context().get_node_id()
+
+
+def spread(config):
+    ck = ts.get_checkpoint()
+    start = ck.load()["i"] if ck else 0
+    for i in range(start, 4):
+        folder = os.path.join(ts.get_trial_dir(), "scratch")
+        os.makedirs(os.path.join(folder, "sub"), exist_ok=True)
+        with open(os.path.join(folder, "sub", "weights.bin"), "wb") as f:
+            f.write(bytes([config["x"], i]) * 2500)  # 5 kB: several chunks of 1 kB
+        with open(os.path.join(folder, "state.pkl"), "wb") as f:
+            import pickle
+
+            pickle.dump({"i": i + 1, "x": config["x"]}, f)
+        time.sleep(0.1)  # long enough for both trials to be running at once
+        ts.report({"i": i + 1, "node": _node_id(), "dir": ts.get_trial_dir()},
+                  checkpoint=Checkpoint.from_dir(folder))
+
+
+def test_trials_spread_over_nodes_and_send_their_checkpoints_to_the_driver(cluster, results_dir):
+    head = cluster.head_node.node_id
+    workers = {n.node_id for n in cluster.worker_nodes}
+    result = ts.run(spread, space={"x": ts.grid([1, 2, 3, 4])}, backend=RayBackend(chunk_bytes=1000),
+                    verbose=0, name="spread")
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials), [t.error for t in result.trials]
+    nodes = {r["node"] for t in result.trials for r in result.history(t.id)}
+    assert nodes == workers and head not in nodes  # both worker nodes ran trials
+    for t in result.trials:
+        hist = result.history(t.id)
+        # the trial wrote in a folder of its node, not in the driver's experiment folder...
+        assert {r["dir"] for r in hist} != {t.path}
+        # ...and every checkpoint arrived in the driver's folder, complete
+        ckpt = t.checkpoint
+        assert os.path.dirname(ckpt.path) == os.path.join(t.path, "checkpoints")
+        assert verify(ckpt.path)["iteration"] == 4
+        with open(os.path.join(ckpt.path, "sub", "weights.bin"), "rb") as f:
+            assert f.read() == bytes([t.config["x"], 3]) * 2500
+        import pickle
+
+        with open(os.path.join(ckpt.path, "state.pkl"), "rb") as f:
+            assert pickle.load(f) == {"i": 4, "x": t.config["x"]}
+        # every iteration's checkpoint is indexed in the driver's folder
+        stored = sorted(os.listdir(os.path.join(t.path, "checkpoints")))
+        assert stored == [f"checkpoint_{i:06d}" for i in range(1, 5)]
+
+
+def from_state(config):
+    ck = ts.get_checkpoint()
+    start = ck.load() if ck else 0
+    for i in range(start, config["n"]):
+        ts.report({"i": i + 1, "start": start, "node": _node_id()}, checkpoint=Checkpoint.from_state(i + 1))
+        time.sleep(config["sleep"])
+
+
+def test_a_checkpoint_from_a_worker_node_restores_on_a_worker_node(cluster, results_dir):
+    from tunesmith.executors._base import Launch
+
+    ex = RayBackend()
+    ex.setup(from_state, str(results_dir / "restore"))
+    trial_dir = str(results_dir / "restore" / "trials" / "trial_00001")
+
+    def run(launch):
+        assert ex.try_start(launch)
+        rows, done = [], None
+        deadline = time.monotonic() + 60
+        while done is None:
+            assert time.monotonic() < deadline
+            for ev in ex.poll(0.05):
+                if ev[0] == "r":
+                    rows.extend(ev[2])
+                else:
+                    done = ev
+        return rows, done
+
+    try:
+        rows, done = run(Launch(1, {"n": 2, "sleep": 0.0}, trial_dir, {"cpu": 1.0}))
+        assert done[2] == "ok"
+        ckpt = rows[-1][4]
+        assert ckpt == os.path.join(trial_dir, "checkpoints", "checkpoint_000002")
+        assert Checkpoint(ckpt).load() == 2  # in the driver's folder, loadable here
+        rows, done = run(Launch(1, {"n": 4, "sleep": 0.0}, trial_dir, {"cpu": 1.0}, restore=ckpt, iteration=2))
+        assert done[2] == "ok"
+        assert [r[0] for r in rows] == [3, 4]
+        import json
+
+        assert {json.loads(r[3])["start"] for r in rows} == {2}
+    finally:
+        ex.shutdown()
+
+
+class RemoveNodeOnce(ts.Callback):
+    """When a trial has reported 3 results, kill the node it runs on (and start a fresh one, as an autoscaler
+    would replace it)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.removed: str | None = None
+        self.victim: int | None = None
+
+    def on_trial_results(self, trial, results):
+        if self.removed is None and results[-1].metrics["i"] >= 3:
+            node = next(n for n in self.cluster.worker_nodes if n.node_id == results[-1].metrics["node"])
+            self.removed, self.victim = node.node_id, trial.id
+            self.cluster.remove_node(node, allow_graceful=False)
+            self.cluster.add_node(**_NODE)
+
+
+def test_a_lost_node_costs_its_trial_a_restart_from_its_checkpoint(cluster, results_dir):
+    killer = RemoveNodeOnce(cluster)
+    result = ts.run(from_state, space={"n": 12, "sleep": 0.15, "x": ts.grid([0, 1])}, max_failures=2,
+                    backend=RayBackend(), callbacks=[killer], verbose=0, name="node-loss")
+    assert killer.removed is not None
+    for t in result.trials:
+        assert t.status is ts.TrialStatus.TERMINATED, t.error
+        hist = result.history(t.id)
+        assert [r["i"] for r in hist] == list(range(1, 13))  # no gap, no duplicate
+    victim = next(t for t in result.trials if t.id == killer.victim)
+    assert victim.num_failures == 1
+    hist = result.history(victim.id)
+    restarted = [r for r in hist if r["start"] > 0]
+    assert restarted, "the trial started again from zero"
+    assert restarted[0]["start"] >= 3  # from its latest checkpoint
+    assert {r["node"] for r in restarted}.isdisjoint({killer.removed})  # on another node
+
+
+def quick(config):
+    ts.report({"node": _node_id()})
+
+
+def test_address_auto_joins_the_running_cluster(cluster, results_dir, monkeypatch):
+    # last in this file: it disconnects the driver, as a script that only says address="auto" would start
+    ray.shutdown()
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    result = ts.run(quick, num_samples=2, backend=RayBackend(address="auto"), verbose=0, name="auto")
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
+    assert {t.last_result["node"] for t in result.trials} <= {n.node_id for n in cluster.worker_nodes}
+    assert not ray.is_initialized()  # the backend connected, so it disconnected at the end

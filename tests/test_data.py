@@ -1,0 +1,161 @@
+"""Shared data on the local backend: ``put`` once into shared memory, ``get`` from every trial without a
+copy; ``download_once`` under a file lock. (The Ray object store side is in tests/executors/test_ray.py.)"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from shared_data_helpers import report_reading
+
+import tunesmith as ts
+from tunesmith.data import DataRef, download_once, get, put
+from tunesmith.executors.local import LocalExecutor
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_put_and_get_round_trip_with_read_only_views():
+    a = np.arange(1_000_000, dtype=np.float32)
+    value = {"a": a, "b": [np.ones((3, 4)), "text", 7], "n": None}
+    ref = put(value, backend="local")
+    wire = pickle.dumps(ref)
+    assert len(wire) < 1000  # the reference travels, not the data
+    back = get(pickle.loads(wire))
+    assert np.array_equal(back["a"], a) and back["b"][1:] == ["text", 7] and back["n"] is None
+    assert np.array_equal(back["b"][0], np.ones((3, 4)))
+    assert not back["a"].flags.writeable  # a view of the shared copy
+    with pytest.raises(ValueError):
+        back["a"][0] = 1.0
+    assert os.path.dirname(ref.path).startswith(("/dev/shm", os.path.realpath("/tmp")))
+
+
+def test_the_file_goes_with_the_drivers_reference():
+    ref = put(np.zeros(1000), backend="local")
+    path = ref.path
+    assert os.path.exists(path) and oct(os.stat(path).st_mode & 0o777) == "0o600"
+    del ref
+    gc.collect()
+    assert not os.path.exists(path)
+    copy = DataRef("local", path, "0" * 64, 0)
+    with pytest.raises(ts.ConfigError, match="local backend"):
+        get(copy)
+
+
+def test_a_changed_file_is_never_unpickled():
+    ref = put({"x": 1, "pad": "y" * 100}, backend="local")
+    with open(ref.path, "r+b") as f:  # change one byte of the pickle stream
+        data = f.read()
+        i = data.index(b"yyyy")
+        f.seek(i)
+        f.write(b"z")
+    with pytest.raises(ts.ConfigError, match="checksum"):
+        get(DataRef(ref.kind, ref.path, ref.digest, ref.nbytes))  # a fresh reference: no cached value
+
+
+def test_bad_arguments():
+    with pytest.raises(ts.ConfigError, match="backend"):
+        put(1, backend="s3")
+    with pytest.raises(ts.ConfigError, match="DataRef"):
+        get("not a ref")
+
+
+def test_trials_read_one_shared_copy(results_dir):
+    arr = np.arange(40 * 2**20 // 8, dtype=np.float64)  # 40 MiB
+    ref = put(arr, backend="local")
+    files = os.listdir(os.path.dirname(ref.path))
+
+    def train(config):
+        report_reading(lambda: get(ref))
+
+    result = ts.run(train, num_samples=4, backend=LocalExecutor(total_resources={"cpu": 4}), verbose=0)
+    assert os.listdir(os.path.dirname(ref.path)) == files  # no copy written per trial
+    for t in result.trials:
+        m = t.last_result
+        assert t.status is ts.TrialStatus.TERMINATED, t.error
+        assert m["sum"] == float(arr.sum()) and m["writeable"] is False
+        assert m["anon_growth_kb"] < arr.nbytes / 1024 / 4  # mapped, not copied into the trial's memory
+
+
+# -- download_once -------------------------------------------------------------------------------------------
+def test_download_once_fetches_once_for_many_trials(results_dir, tmp_path):
+    target = str(tmp_path / "data" / "set.txt")
+    log = str(tmp_path / "fetches.log")
+
+    def fetch(tmp):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        with open(tmp, "w") as f:
+            f.write("payload")
+
+    def train(config):
+        path = download_once(target, fetch)
+        with open(path) as f:
+            ts.report({"content": f.read()})
+
+    result = ts.run(train, num_samples=4, backend=LocalExecutor(total_resources={"cpu": 4}), verbose=0)
+    assert [t.last_result["content"] for t in result.trials] == ["payload"] * 4
+    with open(log) as f:
+        assert len(f.read().split()) == 1
+    assert sorted(os.listdir(tmp_path / "data")) == ["set.txt", "set.txt.lock"]
+
+
+def test_a_failed_fetch_leaves_nothing_and_the_next_call_fetches_again(tmp_path):
+    target = tmp_path / "ds"
+
+    def broken(tmp):
+        os.makedirs(os.path.join(tmp, "part"))
+        with open(os.path.join(tmp, "part", "a.bin"), "wb") as f:
+            f.write(b"half")
+        raise ConnectionError("network down")
+
+    with pytest.raises(ConnectionError):
+        download_once(target, broken)
+    assert sorted(os.listdir(tmp_path)) == ["ds.lock"]  # no half-written data, under any name
+
+    def good(tmp):
+        os.makedirs(tmp)
+        with open(os.path.join(tmp, "a.bin"), "wb") as f:
+            f.write(b"whole")
+
+    assert download_once(target, good) == str(target)
+    assert (target / "a.bin").read_bytes() == b"whole"
+    assert download_once(target, broken) == str(target)  # there already: fetch_fn is not called
+    with pytest.raises(RuntimeError, match="without creating"):
+        download_once(tmp_path / "other", lambda tmp: None)
+
+
+CRASH = textwrap.dedent("""
+    import os, sys
+    from tunesmith.data import download_once
+
+    def fetch(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half of it")
+            f.flush()
+        os._exit(9)  # killed mid-download: no exception handler runs
+
+    download_once(sys.argv[1], fetch)
+""")
+
+
+def test_a_download_killed_midway_leaves_no_data_behind(tmp_path):
+    target = tmp_path / "weights.bin"
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(target)], capture_output=True, timeout=60)
+    assert proc.returncode == 9
+    assert not target.exists()
+    assert any(n.startswith(".weights.bin.tmp-") for n in os.listdir(tmp_path))  # the crash's leftover
+
+    def fetch(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"all of it")
+
+    download_once(target, fetch)  # the lock died with its holder; the leftover is cleaned up
+    assert target.read_bytes() == b"all of it"
+    assert sorted(os.listdir(tmp_path)) == ["weights.bin", "weights.bin.lock"]

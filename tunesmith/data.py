@@ -1,0 +1,316 @@
+"""Shared data for trials: store a large object once, read it from every trial without a copy per trial.
+
+    ref = tunesmith.put(big_array)              # in the driver, before tunesmith.run
+    def train(config):
+        data = tunesmith.get(ref)               # in a trial: a read-only view, not a copy
+        path = tunesmith.download_once("/data/mnist", fetch)   # one download per machine, the rest wait
+
+Where the data lives depends on the backend:
+
+* local backend: a file in shared memory (``/dev/shm``; the temporary folder where there is none),
+  written once by the driver. Trials map it read-only; numpy arrays (also inside dicts, lists, pandas
+  objects: anything pickled with protocol 5 out-of-band buffers) are views onto the shared pages, so N
+  trials on a machine cost one copy. Only data written by :func:`put` is unpickled: the reference carries
+  the SHA-256 of the pickle stream, checked before loading (the array bytes themselves are data, never
+  code).
+* Ray backend: Ray's object store, which keeps one copy per node and hands numpy arrays to each process
+  zero-copy.
+
+The file of a local :func:`put` is removed when its reference is garbage-collected in the driver, or when
+the driver exits; files of drivers that died are removed by the next :func:`put`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import hashlib
+import json
+import mmap
+import os
+import pickle
+import shutil
+import struct
+import sys
+import tempfile
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from tunesmith._errors import ConfigError
+
+__all__ = ["DataRef", "download_once", "get", "put"]
+
+_MAGIC = b"TSDATA1\n"
+_ALIGN = 64
+_PREFIX = "tunesmith-data-"
+_cache: dict[str, Any] = {}  # path -> object, per process: a trial calling get() twice maps the file once
+_local_dirs: dict[str, str] = {}  # root -> this driver's folder there
+
+
+class DataRef:
+    """A handle on data stored with :func:`put`. Small and cheap to pickle: capture it in the training
+    function (or keep it in a global the function reads); read the data with :func:`get`."""
+
+    __slots__ = ("kind", "path", "digest", "nbytes", "obj", "__weakref__")
+
+    def __init__(self, kind: str, path: str | None, digest: str | None, nbytes: int, obj: Any = None) -> None:
+        self.kind = kind  # "local" (a shared-memory file) or "ray" (an object in Ray's object store)
+        self.path = path
+        self.digest = digest
+        self.nbytes = nbytes
+        self.obj = obj  # the Ray ObjectRef
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DataRef, (self.kind, self.path, self.digest, self.nbytes, self.obj))
+
+    def __repr__(self) -> str:
+        where = self.path if self.kind == "local" else self.obj
+        return f"DataRef({self.kind}, {where}, {self.nbytes:,} bytes)"
+
+
+def put(obj: Any, backend: Any = None) -> DataRef:
+    """Store ``obj`` once for every trial to read with :func:`get`.
+
+    Args:
+        obj: any picklable object; numpy arrays (and objects made of them) are shared without copies.
+        backend: ``"local"`` (shared memory on this machine), ``"ray"`` (the object store of the Ray this
+            process is connected to) or a :class:`~tunesmith.RayBackend` (connected first). Default: Ray's
+            object store if this process is connected to Ray (``ray.init`` or ``RayBackend.connect()``),
+            else local shared memory.
+
+    Returns:
+        A :class:`DataRef`.
+
+    Raises:
+        ConfigError: an unknown backend, or ``"ray"`` without a Ray connection.
+    """
+    kind = _backend_kind(backend)
+    if kind == "ray":
+        import ray
+
+        if not ray.is_initialized():
+            raise ConfigError("put(obj, backend='ray'): this process is not connected to Ray; call ray.init(...) "
+                              "or pass backend=tunesmith.RayBackend(address=...)")
+        return DataRef("ray", None, None, _nbytes(obj), ray.put(obj))
+    return _put_local(obj)
+
+
+def get(ref: DataRef) -> Any:
+    """The object stored with :func:`put`. In a trial, numpy arrays come back as read-only views of the
+    shared copy (copy one with ``.copy()`` to write to it).
+
+    Raises:
+        ConfigError: ``ref`` is not a :class:`DataRef`, or its data is not reachable from here (a local
+            ``put`` read on another machine).
+    """
+    if not isinstance(ref, DataRef):
+        raise ConfigError(f"get(ref) expects the DataRef returned by tunesmith.put, got {type(ref).__name__}")
+    if ref.kind == "ray":
+        import ray
+
+        return ray.get(ref.obj)
+    assert ref.path is not None and ref.digest is not None
+    hit = _cache.get(ref.path)
+    if hit is not None and hit[0] == ref.digest:
+        return hit[1]
+    value = _load_local(ref.path, ref.digest)
+    _cache[ref.path] = (ref.digest, value)
+    return value
+
+
+def _backend_kind(backend: Any) -> str:
+    if backend is None:
+        ray = sys.modules.get("ray")
+        return "ray" if ray is not None and getattr(ray, "is_initialized", lambda: False)() else "local"
+    if backend in ("local", "ray"):
+        return str(backend)
+    from tunesmith.executors.ray import RayBackend  # light: imports no Ray until it connects
+
+    if isinstance(backend, RayBackend):
+        backend.connect()
+        return "ray"
+    raise ConfigError(f"put(backend=...) must be 'local', 'ray' or a RayBackend, got {backend!r}")
+
+
+def _nbytes(obj: Any) -> int:
+    n = getattr(obj, "nbytes", None)
+    return int(n) if isinstance(n, int) else 0
+
+
+# -- local: one file in shared memory per put ---------------------------------------------------------------
+def _shm_root() -> str:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def _my_dir(root: str | None = None) -> str:
+    """This driver's private folder (0700) for put() files under ``root`` (shared memory by default);
+    removed at exit."""
+    root = root or _shm_root()
+    folder = _local_dirs.get(root)
+    if folder is None or not os.path.isdir(folder):
+        _sweep(root)
+        folder = _local_dirs[root] = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=root)  # mode 0700
+        atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _sweep(root: str) -> None:
+    """Remove the put() folders of drivers that are no longer alive (killed before their exit handlers)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_PREFIX):
+            continue
+        try:
+            pid = int(name[len(_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        path = os.path.join(root, name)
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _put_local(obj: Any) -> DataRef:
+    buffers: list[pickle.PickleBuffer] = []
+    stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    views = [b.raw() for b in buffers]
+    # layout: magic, header length, header (JSON: offsets), pickle stream, then each buffer 64-byte aligned
+    offsets, pos = [], 0
+    for v in views:
+        pos = -(-pos // _ALIGN) * _ALIGN
+        offsets.append([pos, v.nbytes])
+        pos += v.nbytes
+    header = json.dumps({"pickle": len(stream), "buffers": offsets}).encode()
+    start = -(-(len(_MAGIC) + 8 + len(header) + len(stream)) // _ALIGN) * _ALIGN
+    head = _MAGIC + struct.pack("<Q", len(header)) + header + stream
+    try:
+        path = _write(_my_dir(), head, start, offsets, views, start + pos)
+    except OSError as e:
+        if e.errno != errno.ENOSPC or _shm_root() == tempfile.gettempdir():
+            raise
+        # a small /dev/shm (containers default to 64 MB): a file on disk is shared through the page cache
+        path = _write(_my_dir(tempfile.gettempdir()), head, start, offsets, views, start + pos)
+    ref = DataRef("local", path, hashlib.sha256(header + stream).hexdigest(), start + pos)
+    weakref.finalize(ref, _remove, path)  # only the driver's own reference owns the file
+    return ref
+
+
+def _write(folder: str, head: bytes, start: int, offsets: list[list[int]], views: list[memoryview],
+           size: int) -> str:
+    path = os.path.join(folder, uuid.uuid4().hex + ".bin")
+    tmp = path + ".part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(head)
+            for (off, _n), v in zip(offsets, views):
+                f.seek(start + off)
+                f.write(v)
+            f.truncate(size)
+    except BaseException:
+        _remove(tmp)
+        raise
+    os.rename(tmp, path)
+    return path
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _load_local(path: str, digest: str) -> Any:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise ConfigError(f"get(): the data of this DataRef ({path}) is not on this machine: it was stored with "
+                          f"the local backend; on a Ray cluster call ray.init(...) (or RayBackend.connect()) "
+                          f"before tunesmith.put, so that it goes to Ray's object store") from None
+    try:
+        size = os.fstat(fd).st_size
+        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
+    finally:
+        os.close(fd)
+    if mm is None or mm[:len(_MAGIC)] != _MAGIC:
+        raise ConfigError(f"get(): {path} is not a tunesmith.put file")
+    (hlen,) = struct.unpack("<Q", mm[len(_MAGIC):len(_MAGIC) + 8])
+    h0 = len(_MAGIC) + 8
+    view = memoryview(mm)
+    header_bytes = bytes(view[h0:h0 + hlen])
+    header = json.loads(header_bytes)
+    stream = bytes(view[h0 + hlen:h0 + hlen + header["pickle"]])
+    # never unpickle what put() did not write: the reference says what the stream's checksum must be
+    if hashlib.sha256(header_bytes + stream).hexdigest() != digest:
+        raise ConfigError(f"get(): {path} does not match its DataRef's checksum; refusing to load it")
+    start = -(-(h0 + hlen + header["pickle"]) // _ALIGN) * _ALIGN
+    buffers = [view[start + off:start + off + n] for off, n in header["buffers"]]
+    return pickle.loads(stream, buffers=buffers)
+
+
+# -- download_once ------------------------------------------------------------------------------------------
+def download_once(path: str | os.PathLike[str], fetch_fn: Callable[[str], Any], timeout_s: float | None = None) -> str:
+    """Make sure ``path`` exists on this machine, fetching it at most once however many trials ask.
+
+    The first caller on a machine runs ``fetch_fn(tmp_path)`` under a file lock; ``fetch_fn`` writes a file
+    or a folder at ``tmp_path`` (a new name beside ``path``), which is then renamed to ``path``. Other
+    callers wait for the lock and find ``path`` there. A ``fetch_fn`` that raises, or a process killed
+    mid-download, leaves nothing at ``path``; the next caller cleans up and fetches again.
+
+    Args:
+        path: the file or folder to have, e.g. ``~/data/mnist``.
+        fetch_fn: ``fetch_fn(tmp_path)`` downloads (or builds) the data at ``tmp_path``.
+        timeout_s: wait at most this long for another process's download (default: as long as it takes).
+
+    Returns:
+        ``path``, absolute.
+
+    Raises:
+        RuntimeError: ``fetch_fn`` returned without creating ``tmp_path``.
+        filelock.Timeout: ``timeout_s`` passed while another process was downloading.
+    """
+    from filelock import FileLock
+
+    final = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if os.path.exists(final):
+        return final
+    parent, name = os.path.split(final)
+    os.makedirs(parent, exist_ok=True)
+    with FileLock(final + ".lock", timeout=-1 if timeout_s is None else timeout_s):
+        if os.path.exists(final):
+            return final  # another process fetched it while we waited
+        for stale in os.listdir(parent):  # leftovers of a download that crashed; we hold the lock
+            if stale.startswith(f".{name}.tmp-"):
+                _rm(os.path.join(parent, stale))
+        tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            fetch_fn(tmp)
+            if not os.path.exists(tmp):
+                raise RuntimeError(f"download_once({final!r}): fetch_fn returned without creating the path it "
+                                   f"was given ({tmp})")
+            os.rename(tmp, final)
+        except BaseException:
+            _rm(tmp)
+            raise
+    return final
+
+
+def _rm(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.remove(path)
+        except OSError:
+            pass

@@ -1,0 +1,812 @@
+"""The Ray executor: every trial runs in a Ray actor on a Ray cluster.
+
+Ray does what it is good at: cluster membership, scheduling of resources (CPUs, GPUs, fractional GPUs,
+custom resources, placement groups), the object store and the autoscaler. Tunesmith keeps its own
+controller, store, schedulers and searchers; this module only runs trials and streams their events back,
+behind the same :class:`~tunesmith.executors._base.Executor` interface as the local executor (and it passes
+the same conformance suite).
+
+How a trial runs:
+
+* one actor per running trial, created with the trial's resources (``{"cpu": 2, "gpu": 0.5, "tpu_v4": 1}``
+  becomes ``num_cpus=2, num_gpus=0.5, resources={"tpu_v4": 1}``); with ``bundles=`` the actor is the first
+  bundle of a placement group whose other bundles are for the Ray tasks and actors the trial starts itself
+  (they are placed in the group automatically). An actor whose trial ended is reused for the next trial
+  with the same resources (starting an actor costs a worker process; a trial on a reused one costs two
+  round trips).
+* inside the actor the trial runs the same code as in a local worker process (``tunesmith._worker``,
+  ``tunesmith.session``); only the channel differs: results are buffered in the actor and fetched by the
+  driver with a long poll (``events``), one message per batch, which doubles as the heartbeat.
+* checkpoints without shared storage: a trial on another node than the driver writes its checkpoints in
+  a node-local staging folder and sends each one to the driver in chunks through the same long poll; the
+  driver writes them into the experiment folder (temporary name, checksums verified, renamed) before the
+  result that names them reaches the controller. A restart on another node gets its checkpoint through the
+  object store. With ``shared_storage=True`` (NFS and the like) trials write into the experiment folder
+  directly.
+* a trial whose actor dies (its node was lost, it was OOM-killed) ends with an error event; the controller
+  retries it per ``max_failures`` from its latest checkpoint, wherever Ray places the new actor.
+* with ``autoscaling=True`` up to ``max_pending_trials`` actors are created beyond the free resources:
+  they wait in Ray's queue, and their resource demand is what makes an autoscaling cluster grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith._optional import require
+from tunesmith.executors._base import Event, Executor, Launch
+
+log = logging.getLogger("tunesmith")
+
+HEARTBEAT_S = 0.5  # the long poll returns at least this often: a live actor answers, a dead one cannot
+BATCH = 4096  # results per message at most
+MAX_QUEUED_ROWS = 65536  # a trial reporting faster than the driver reads waits here (bounded memory)
+CHUNK_BYTES = 16 << 20  # checkpoint data per chunk (and at most about this much queued per actor)
+_CKPT_NAME = re.compile(r"^checkpoint_\d+$")
+_EPS = 1e-9
+
+
+# =================================================================================================
+# inside the actor
+# =================================================================================================
+class _ActorChannel:
+    """The trial's side of the link to the driver, for ``tunesmith._worker._run_trial``: results are
+    buffered here and taken by the driver's long poll (:meth:`take`); decisions and stops are put here by
+    the actor's other methods. Thread-safe: the trial's thread and Ray's method threads share it."""
+
+    def __init__(self) -> None:
+        self.cv = threading.Condition()
+        self.rows: list[tuple[Any, ...]] = []
+        self.out: list[tuple[Any, ...]] = []  # messages ready for the driver, in order
+        self.queued_rows = 0
+        self.queued_bytes = 0
+        self.trial_id = -1
+        self.stopped = False
+        self.decision: tuple[bool, int | None] | None = None
+        self.ship_to: str | None = None  # the driver's checkpoints folder, when checkpoints must be sent
+        self.last_shipped: str | None = None
+        self.keep: str | None = None  # a staging folder that must not be deleted (the restore checkpoint)
+        self.chunk_bytes = CHUNK_BYTES
+
+    def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES) -> None:
+        with self.cv:
+            self.chunk_bytes = chunk_bytes
+            self.rows, self.out = [], []
+            self.queued_rows = self.queued_bytes = 0
+            self.trial_id = trial_id
+            self.stopped = False
+            self.decision = None
+            self.ship_to = ship_to
+            self.last_shipped = None
+            self.keep = keep
+
+    # trial thread ----------------------------------------------------------------------------------
+    def send_result(self, row: tuple[Any, ...], wait: bool) -> Any:
+        if row[4] is not None and self.ship_to is not None:
+            row = self._ship(row)
+        with self.cv:
+            while self.queued_rows >= MAX_QUEUED_ROWS and not self.stopped:
+                self.cv.wait(HEARTBEAT_S)
+            self.rows.append(row)
+            self.queued_rows += 1
+            if wait or len(self.rows) >= BATCH:
+                self._flush_locked(wait)
+            self.cv.notify_all()
+            if not wait:
+                return None
+            while True:
+                if self.stopped:
+                    return False, None
+                if self.decision is not None:
+                    decision, self.decision = self.decision, None
+                    return decision[0] and not self.stopped, decision[1]
+                self.cv.wait()
+
+    def stop_requested(self) -> bool:
+        return self.stopped
+
+    def finish(self, status: str, tb: str | None) -> None:
+        with self.cv:
+            self._flush_locked(False)
+            self.out.append(("done", self.trial_id, status, tb))
+            self.cv.notify_all()
+
+    def _flush_locked(self, waiting: bool) -> None:
+        if self.rows:
+            self.out.append(("r", self.trial_id, self.rows, waiting))
+            self.rows = []
+
+    def _ship(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Queue the checkpoint folder ``row[4]`` for the driver, in chunks, behind the rows before it; the
+        row then names the folder the driver will have. Waits while more than a chunk is queued."""
+        import json
+
+        from tunesmith.checkpoint import MANIFEST
+
+        src: str = row[4]
+        assert self.ship_to is not None
+        dest = os.path.join(self.ship_to, os.path.basename(src))
+        with open(os.path.join(src, MANIFEST), "rb") as f:
+            manifest = json.loads(f.read())
+        # the manifest last: the driver checks every file against it before the folder is renamed into place
+        for rel in [*sorted(manifest["files"]), MANIFEST]:
+            offset = 0
+            with open(os.path.join(src, rel), "rb") as f:
+                while True:
+                    data = f.read(self.chunk_bytes)
+                    with self.cv:
+                        while self.queued_bytes >= self.chunk_bytes:  # bounded, stopped or not
+                            self.cv.wait(HEARTBEAT_S)
+                        self._flush_locked(False)
+                        self.out.append(("c", self.trial_id, dest, rel, offset, data))
+                        self.queued_bytes += len(data)
+                        self.cv.notify_all()
+                    offset += len(data)
+                    if len(data) < self.chunk_bytes:
+                        break
+        # the staging copy of the previous checkpoint is no longer needed: the driver has it
+        if self.last_shipped is not None and self.last_shipped not in (src, self.keep):
+            shutil.rmtree(self.last_shipped, ignore_errors=True)
+        self.last_shipped = src
+        return (*row[:4], dest)
+
+    # driver's calls, from Ray's method threads -----------------------------------------------------------
+    def take(self, timeout: float) -> list[tuple[Any, ...]]:
+        with self.cv:
+            if not self.out and not self.rows:
+                self.cv.wait(timeout)
+            self._flush_locked(False)
+            msgs, size, n = [], 0, 0
+            for msg in self.out:
+                if msg[0] == "c":
+                    if size and size + len(msg[5]) > self.chunk_bytes:
+                        break
+                    size += len(msg[5])
+                elif msg[0] == "r":
+                    self.queued_rows -= len(msg[2])
+                msgs.append(msg)
+                n += 1
+            del self.out[:n]
+            self.queued_bytes -= size
+            self.cv.notify_all()
+            return msgs
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+        with self.cv:
+            if trial_id == self.trial_id:
+                self.decision = (cont, next_decision)
+                self.cv.notify_all()
+
+    def stop(self, trial_id: int) -> None:
+        with self.cv:
+            if trial_id == self.trial_id:
+                self.stopped = True
+                self.cv.notify_all()
+
+
+class _TrialActor:
+    """One Ray actor: runs one trial at a time (in its own thread), reused for the next trial with the same
+    resources. Created as a threaded actor so that ``events``, ``decide`` and ``stop`` run while the trial
+    does."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self.channel = _ActorChannel()
+        self.functions: dict[str, Any] = {}
+        self.base_fds = (os.dup(1), os.dup(2))
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.thread: threading.Thread | None = None
+
+    def run(self, spec: dict[str, Any], fn_ref: list[Any], restore_files: list[Any] | None) -> dict[str, Any]:
+        """Start the trial in a thread; return where it runs. The restore checkpoint, when it has to come
+        from the driver, is written here first, so the driver can drop its copy when this returns."""
+        import ray
+
+        spec = dict(spec)
+        remote = spec["driver_node"] != self.node_id and not spec["shared_storage"]
+        driver_ckpts = os.path.join(spec["trial_dir"], "checkpoints")
+        keep = None
+        try:
+            for p in reversed(spec.pop("sys_path")):
+                if p not in sys.path:
+                    sys.path.insert(0, p)
+            if remote:
+                spec["trial_dir"] = _staging_dir(self.node_id, spec["trial_dir"])
+                if spec["restore"] is not None and restore_files is not None:
+                    keep = spec["restore"] = _receive(restore_files, os.path.join(spec["trial_dir"], "restore"),
+                                                      os.path.basename(spec["restore"]))
+            fn = self.functions.get(spec["fn_key"])
+            if fn is None:
+                fn = self.functions[spec["fn_key"]] = ray.get(fn_ref[0])
+        except BaseException:  # noqa: BLE001 - reported as the trial's failure; the actor lives on
+            self.channel.reset(spec["trial_id"], None, None)
+            self.channel.finish("error", "could not start the trial in its Ray actor:\n" + traceback.format_exc())
+            return {"node": self.node_id, "pid": os.getpid()}
+        self.channel.reset(spec["trial_id"], driver_ckpts if remote else None, keep, spec["chunk_bytes"])
+        self.thread = threading.Thread(target=self._run, args=(spec, fn, remote), name="tunesmith-trial",
+                                       daemon=True)
+        self.thread.start()
+        return {"node": self.node_id, "pid": os.getpid()}
+
+    def _run(self, spec: dict[str, Any], fn: Any, remote: bool) -> None:
+        from tunesmith._worker import _run_trial
+
+        _run_trial(spec, fn, self.channel, self.base_fds)
+        if remote:  # the driver has every checkpoint it was sent; the staging copies can go
+            shutil.rmtree(os.path.join(spec["trial_dir"], "checkpoints"), ignore_errors=True)
+            shutil.rmtree(os.path.join(spec["trial_dir"], "restore"), ignore_errors=True)
+
+    def events(self, timeout: float) -> list[tuple[Any, ...]]:
+        return self.channel.take(timeout)
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+        self.channel.decide(trial_id, cont, next_decision)
+
+    def stop(self, trial_id: int) -> None:
+        self.channel.stop(trial_id)
+
+
+def _staging_dir(node_id: str, trial_dir: str) -> str:
+    """A node-local folder for a trial whose experiment folder (``<exp>/trials/<trial>``) is on the driver's
+    machine."""
+    exp = os.path.basename(os.path.dirname(os.path.dirname(trial_dir)))
+    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], exp, "trials",
+                        os.path.basename(trial_dir))
+
+
+def _receive(files: list[tuple[str, list[Any]]], parent: str, name: str) -> str:
+    """Write a checkpoint sent through the object store as ``parent/name``; checksums checked."""
+    import ray
+
+    from tunesmith.checkpoint import verify
+
+    final = os.path.join(parent, name)
+    tmp = final + ".part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, refs in files:
+        path = _inside(tmp, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            for ref in refs:
+                f.write(ray.get(ref))
+    verify(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+    return final
+
+
+def _inside(root: str, rel: str) -> str:
+    """``root/rel``, refusing a ``rel`` that would leave ``root``."""
+    if os.path.isabs(rel) or rel != os.path.normpath(rel) or rel.split(os.sep)[0] == "..":
+        raise ValueError(f"refusing the checkpoint file name {rel!r}: it would leave the checkpoint folder")
+    return os.path.join(root, rel)
+
+
+# =================================================================================================
+# in the driver
+# =================================================================================================
+class _Slot:
+    """One actor as the driver sees it."""
+
+    __slots__ = ("actor", "shape", "pg", "demand", "trial_id", "trial_dir", "node", "ref", "kind", "started",
+                 "last_seen", "stop_deadline", "restore_refs", "transfers", "beyond")
+
+    def __init__(self, actor: Any, shape: tuple[Any, ...], pg: Any, demand: dict[str, float]) -> None:
+        self.actor = actor
+        self.shape = shape
+        self.pg = pg
+        self.demand = demand  # what it holds on the cluster, Ray's names
+        self.trial_id: int | None = None
+        self.trial_dir = ""
+        self.node: str | None = None
+        self.ref: Any = None
+        self.kind = ""
+        self.started = False
+        self.last_seen = 0.0
+        self.stop_deadline: float | None = None
+        self.restore_refs: Any = None
+        self.transfers: dict[str, str] = {}  # checkpoint folder -> its temporary folder being received
+        self.beyond = False  # created beyond the free resources: it waits in Ray's queue (autoscaling)
+
+
+def ray_resources(resources: dict[str, float]) -> dict[str, float]:
+    """Tunesmith's resource names to Ray's: ``cpu`` -> ``CPU``, ``gpu`` -> ``GPU``, the rest as they are
+    (custom resources; ``memory`` in bytes)."""
+    out: dict[str, float] = {}
+    for key, value in resources.items():
+        name = {"cpu": "CPU", "gpu": "GPU"}.get(key, key)
+        if value > 0:
+            out[name] = float(value)
+    return out
+
+
+class RayBackend(Executor):
+    """Run every trial as a Ray actor on a Ray cluster: ``tunesmith.run(..., backend=RayBackend(...))``, or
+    ``backend="ray"`` for the defaults.
+
+    Args:
+        address: ``None`` starts a local Ray (or uses the one this process already started with
+            ``ray.init``), ``"auto"`` joins the cluster this machine belongs to, ``"ray://host:10001"``
+            connects through Ray Client.
+        num_cpus, num_gpus, resources, object_store_memory: for a local Ray started here (``address=None``),
+            what it offers; ignored when connecting to a cluster.
+        init_kwargs: more arguments for ``ray.init`` (e.g. ``runtime_env={"working_dir": "."}`` to ship
+            your code to a remote cluster).
+        bundles: extra placement-group bundles per trial, for trials that start their own Ray tasks or
+            actors, e.g. ``[{"cpu": 2, "gpu": 1}] * 4``; the trial's actor takes the first bundle (its
+            ``resources``) and what it starts lands in the group.
+        placement_strategy: the group's strategy: ``"PACK"``, ``"SPREAD"``, ``"STRICT_PACK"``,
+            ``"STRICT_SPREAD"``.
+        autoscaling: the cluster can grow: trials larger than any node now are accepted, and up to
+            ``max_pending_trials`` trials wait in Ray's queue beyond the free resources, so that their
+            demand reaches the autoscaler.
+        max_pending_trials: see ``autoscaling`` (default 16 when autoscaling, else 0).
+        reuse_actors: run the next trial with the same resources in an actor whose trial ended.
+        shared_storage: every node sees the experiment folder at the same path (NFS...): trials write
+            their checkpoints there directly instead of sending them to the driver.
+        grace_period_s: how long a stopped trial has to reach its next ``report()`` before its actor is
+            killed.
+        trial_timeout_s: a started trial whose actor answers nothing for this long is declared dead (its
+            actor is killed; the trial fails and is retried per ``max_failures``).
+        chunk_bytes: checkpoints sent between nodes go in pieces of this size (memory in flight per trial
+            stays about this much).
+    """
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None,
+                 resources: dict[str, float] | None = None, object_store_memory: int | None = None,
+                 init_kwargs: dict[str, Any] | None = None, bundles: list[dict[str, float]] | None = None,
+                 placement_strategy: str = "PACK", autoscaling: bool = False, max_pending_trials: int | None = None,
+                 reuse_actors: bool = True, shared_storage: bool = False, grace_period_s: float = 5.0,
+                 trial_timeout_s: float | None = None, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.resources = resources
+        self.object_store_memory = object_store_memory
+        self.init_kwargs = init_kwargs
+        self.bundles = bundles
+        self.placement_strategy = placement_strategy
+        self.autoscaling = autoscaling
+        self.max_pending_trials = max_pending_trials
+        self.reuse_actors = reuse_actors
+        self.shared_storage = shared_storage
+        self.grace_period_s = grace_period_s
+        self.trial_timeout_s = trial_timeout_s
+        self.chunk_bytes = chunk_bytes
+        self._bundles: list[dict[str, float]] = []  # ``bundles`` in Ray's names, once validated
+        self._ray: Any = None
+        self._owns_ray = False
+        self._actor_cls: Any = None
+        self._driver_node: str | None = None
+        self._fn_ref: Any = None
+        self._fn_key = ""
+        self._takes_config = True
+        self._sys_path: list[str] = []
+        self._slots: list[_Slot] = []
+        self._by_trial: dict[int, _Slot] = {}
+        self._by_ref: dict[Any, _Slot] = {}
+        self._orphans: set[Any] = set()  # refs whose results nobody needs; consumed so Ray does not warn
+        self._cluster: dict[str, float] = {}
+        self._nodes: list[dict[str, float]] = []
+        self._cluster_at = -1e9
+
+    # -- connection -----------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        a = self.address
+        if a is not None and not (isinstance(a, str) and (a == "auto" or a.startswith("ray://") or ":" in a)):
+            raise ConfigError(f"RayBackend(address=...) must be None (start a local Ray), 'auto' or "
+                              f"'ray://host:port', got {a!r}")
+        if self.placement_strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
+            raise ConfigError(f"RayBackend(placement_strategy=...) must be 'PACK', 'SPREAD', 'STRICT_PACK' or "
+                              f"'STRICT_SPREAD', got {self.placement_strategy!r}")
+        if self.bundles is not None:
+            from tunesmith.executors.resources import normalize
+
+            if not isinstance(self.bundles, list) or not self.bundles:
+                raise ConfigError(f"RayBackend(bundles=...) must be a non-empty list of resource dicts, got "
+                                  f"{self.bundles!r}")
+            self._bundles = [ray_resources(normalize(b, where=f"bundles[{i}]")) for i, b in enumerate(self.bundles)]
+        mp = self.max_pending_trials
+        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or mp < 0):
+            raise ConfigError(f"RayBackend(max_pending_trials=...) must be an integer >= 0, got {mp!r}")
+        cb = self.chunk_bytes
+        if isinstance(cb, bool) or not isinstance(cb, int) or cb < 1:
+            raise ConfigError(f"RayBackend(chunk_bytes=...) must be a positive integer, got {cb!r}")
+        for name in ("grace_period_s", "trial_timeout_s"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
+                raise ConfigError(f"RayBackend({name}=...) must be a number of seconds >= 0, got {v!r}")
+
+    def connect(self) -> Any:
+        """Connect to (or start) Ray; return the ``ray`` module. Called on first use; call it yourself
+        before ``tunesmith.put`` so that shared data goes to this cluster's object store."""
+        if self._ray is not None:
+            return self._ray
+        self._validate()
+        ray = require("ray", "ray", "backend='ray'")
+        if not ray.is_initialized():
+            kwargs = dict(self.init_kwargs or {})
+            if self.address is None:
+                kwargs.setdefault("include_dashboard", False)
+                for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
+                    if getattr(self, key) is not None:
+                        kwargs.setdefault(key, getattr(self, key))
+                ray.init(**kwargs)
+            else:
+                ray.init(address=self.address, **kwargs)
+            self._owns_ray = True
+        self._ray = ray
+        client = False
+        try:
+            from ray.util.client import ray as client_ray
+
+            client = client_ray.is_connected()
+        except Exception:  # noqa: BLE001 - an older Ray without the client module
+            pass
+        # Through Ray Client this process is on no node of the cluster: every trial sends its checkpoints.
+        self._driver_node = None if client else ray.get_runtime_context().get_node_id()
+        self._actor_cls = ray.remote(max_concurrency=4, max_restarts=0, max_task_retries=0)(_TrialActor)
+        return ray
+
+    def setup(self, fn: Any, experiment_dir: str) -> None:
+        import hashlib
+        import inspect
+
+        import cloudpickle
+
+        ray = self.connect()
+        # ray.put(fn), not bytes: Ray then tracks object refs the function holds (tunesmith.put data)
+        self._fn_ref = ray.put(fn)
+        self._fn_key = hashlib.sha1(cloudpickle.dumps(fn)).hexdigest()
+        try:
+            self._takes_config = len(inspect.signature(fn).parameters) > 0
+        except (TypeError, ValueError):
+            self._takes_config = True
+        self._sys_path = [p if p else os.getcwd() for p in sys.path]
+
+    # -- resources ------------------------------------------------------------------------------------
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._cluster_at < 1.0:
+            return
+        ray = self.connect()
+        self._cluster = dict(ray.cluster_resources())
+        self._nodes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+        self._cluster_at = now
+
+    def total_resources(self) -> dict[str, float]:
+        self._refresh(force=True)
+        out = {"cpu": float(self._cluster.get("CPU", 0.0)), "gpu": float(self._cluster.get("GPU", 0.0))}
+        for key, value in self._cluster.items():
+            if key not in ("CPU", "GPU", "object_store_memory") and not key.startswith("node:") \
+                    and not key.startswith("accelerator_type:"):
+                out[key] = float(value)
+        return out
+
+    def check_resources(self, resources: dict[str, float]) -> None:
+        self._refresh(force=True)
+        if self.autoscaling:
+            return  # the cluster may grow nodes that fit
+        ours = {"CPU": "cpu", "GPU": "gpu"}
+        for i, bundle in enumerate([ray_resources(resources), *self._bundles]):
+            if any(all(node.get(k, 0.0) + _EPS >= v for k, v in bundle.items()) for node in self._nodes):
+                continue
+            where = "resources" if i == 0 else f"RayBackend(bundles=...)[{i - 1}]"
+            for k, v in bundle.items():
+                most = max((node.get(k, 0.0) for node in self._nodes), default=0.0)
+                if v > most + _EPS:
+                    raise ConfigError(f"{where}[{ours.get(k, k)!r}] = {v:g} is more than any node of the Ray "
+                                      f"cluster has (at most {most:g}); a trial asking for it could never start "
+                                      f"(pass RayBackend(autoscaling=True) if the cluster grows)")
+            raise ConfigError(f"{where} = {resources if i == 0 else self.bundles[i - 1]} fits on no single node "
+                              f"of the Ray cluster; a trial asking for it could never start (pass "
+                              f"RayBackend(autoscaling=True) if the cluster grows)")
+
+    def _demand(self, resources: dict[str, float]) -> dict[str, float]:
+        total = dict(ray_resources(resources))
+        for bundle in self._bundles:
+            for k, v in bundle.items():
+                total[k] = total.get(k, 0.0) + v
+        return total
+
+    def _fits(self, demand: dict[str, float]) -> bool:
+        self._refresh()
+        held: dict[str, float] = {}
+        for slot in self._slots:
+            for k, v in slot.demand.items():
+                held[k] = held.get(k, 0.0) + v
+        return all(held.get(k, 0.0) + v <= self._cluster.get(k, 0.0) + _EPS for k, v in demand.items())
+
+    # -- trials ---------------------------------------------------------------------------------------
+    def try_start(self, launch: Launch) -> bool:
+        ray = self.connect()
+        shape = tuple(sorted(launch.resources.items()))
+        slot = next((s for s in self._slots if s.trial_id is None and s.shape == shape), None)
+        if slot is None:
+            demand = self._demand(launch.resources)
+            while not self._fits(demand):
+                idle = next((s for s in self._slots if s.trial_id is None), None)
+                if idle is None:
+                    break
+                self._kill(idle)  # an idle actor of another shape gives its resources back
+            beyond = not self._fits(demand)
+            if beyond:
+                limit = self.max_pending_trials if self.max_pending_trials is not None else (
+                    16 if self.autoscaling else 0)
+                pending = sum(1 for s in self._slots if s.beyond and not s.started)
+                if not self.autoscaling or pending >= limit:
+                    return False
+            slot = self._create(shape, launch.resources, demand)
+            slot.beyond = beyond
+        restore_files = None
+        if launch.restore is not None and not self.shared_storage and self._multi_node():
+            restore_files = slot.restore_refs = _put_folder(ray, launch.restore, self.chunk_bytes)
+        spec = {
+            "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
+            "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
+            "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
+            "env": dict(launch.env), "fn_key": self._fn_key, "takes_config": self._takes_config,
+            "sys_path": self._sys_path, "driver_node": self._driver_node, "shared_storage": self.shared_storage,
+            "chunk_bytes": self.chunk_bytes,
+        }
+        slot.trial_id = launch.trial_id
+        slot.trial_dir = launch.trial_dir
+        slot.started = slot.node is not None  # a reused actor is up; a new one may wait for resources
+        slot.stop_deadline = None
+        slot.last_seen = time.monotonic()
+        self._by_trial[launch.trial_id] = slot
+        self._submit(slot, "run", slot.actor.run.remote(spec, [self._fn_ref], restore_files))
+        return True
+
+    def _multi_node(self) -> bool:
+        self._refresh()
+        return self._driver_node is None or len(self._nodes) > 1 or self.autoscaling
+
+    def _create(self, shape: tuple[Any, ...], resources: dict[str, float], demand: dict[str, float]) -> _Slot:
+        head = ray_resources(resources)
+        options: dict[str, Any] = {"num_cpus": head.get("CPU", 0.0), "num_gpus": head.get("GPU", 0.0)}
+        custom = {k: v for k, v in head.items() if k not in ("CPU", "GPU", "memory")}
+        if custom:
+            options["resources"] = custom
+        if "memory" in head:
+            options["memory"] = head["memory"]
+        pg = None
+        if self._bundles:
+            from ray.util.placement_group import placement_group
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            pg = placement_group([head, *self._bundles], strategy=self.placement_strategy)
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)
+        actor = self._actor_cls.options(**options).remote()
+        slot = _Slot(actor, shape, pg, demand)
+        self._slots.append(slot)
+        return slot
+
+    def _submit(self, slot: _Slot, kind: str, ref: Any) -> None:
+        slot.ref, slot.kind = ref, kind
+        self._by_ref[ref] = slot
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+        slot = self._by_trial.get(trial_id)
+        if slot is not None:
+            self._orphans.add(slot.actor.decide.remote(trial_id, cont, next_decision))
+
+    def stop(self, trial_id: int) -> None:
+        slot = self._by_trial.get(trial_id)
+        if slot is None or slot.stop_deadline is not None:
+            return
+        slot.stop_deadline = time.monotonic() + self.grace_period_s
+        self._orphans.add(slot.actor.stop.remote(trial_id))
+
+    def running(self) -> int:
+        return len(self._by_trial)
+
+    # -- events ---------------------------------------------------------------------------------------
+    def poll(self, timeout: float) -> list[Event]:
+        events: list[Event] = []
+        now = time.monotonic()
+        for slot in self._by_trial.values():
+            if slot.stop_deadline is not None:
+                timeout = max(0.0, min(timeout, slot.stop_deadline - now))
+        refs = [*self._by_ref, *self._orphans]
+        if not refs:
+            if timeout > 0:
+                time.sleep(timeout)  # nothing of ours in flight: the caller waits for time to pass
+            return events
+        ray = self._ray
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and len(refs) > 1:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            if ref in self._orphans:
+                self._orphans.discard(ref)
+                try:
+                    ray.get(ref)
+                except Exception:  # noqa: BLE001 - nobody waits for this answer (its actor may be gone)
+                    pass
+                continue
+            slot = self._by_ref.pop(ref, None)
+            if slot is not None:
+                self._answer(slot, ref, events)
+        self._enforce_deadlines(events)
+        if any(s.beyond and not s.started for s in self._slots):
+            for slot in [s for s in self._slots if s.trial_id is None]:
+                self._kill(slot)  # an idle actor must not hold resources a waiting trial needs
+        return events
+
+    def _answer(self, slot: _Slot, ref: Any, events: list[Event]) -> None:
+        ray = self._ray
+        try:
+            value = ray.get(ref)
+        except ray.exceptions.ActorUnavailableError:
+            self._submit(slot, "events", slot.actor.events.remote(HEARTBEAT_S))  # unreachable for now: ask again
+            return
+        except ray.exceptions.RayError as e:
+            tid = slot.trial_id
+            self._finish(slot, keep=False)
+            if tid is not None:
+                where = f" on node {slot.node}" if slot.node else ""
+                events.append(("done", tid, "error", f"the Ray actor running this trial{where} died (its node "
+                               f"may have been lost, or the process was killed): {type(e).__name__}: {e}"))
+            return
+        slot.last_seen = time.monotonic()
+        if slot.kind == "run":
+            slot.started = True
+            slot.node = value["node"]
+            slot.restore_refs = None  # the actor has written the checkpoint: the object store may drop it
+            self._submit(slot, "events", slot.actor.events.remote(HEARTBEAT_S))
+            return
+        for msg in value:
+            kind = msg[0]
+            if kind == "r":
+                rows = msg[2]
+                if slot.transfers:
+                    rows = [self._landed(slot, row) for row in rows]
+                events.append(("r", msg[1], rows, msg[3]))
+            elif kind == "c":
+                self._chunk(slot, msg)
+            elif kind == "done":
+                tid = msg[1]
+                if slot.trial_id == tid:
+                    self._finish(slot, keep=self.reuse_actors)
+                events.append(msg)
+                return
+        self._submit(slot, "events", slot.actor.events.remote(HEARTBEAT_S))
+
+    def _chunk(self, slot: _Slot, msg: tuple[Any, ...]) -> None:
+        """Write one chunk of a checkpoint a trial sends from another node into a temporary folder."""
+        _c, _tid, dest, rel, offset, data = msg
+        if os.path.dirname(dest) != os.path.join(slot.trial_dir, "checkpoints") or \
+                not _CKPT_NAME.match(os.path.basename(dest)):
+            raise RuntimeError(f"refusing a checkpoint sent for {dest!r}: not in the trial's checkpoints folder")
+        tmp = slot.transfers.get(dest)
+        if tmp is None:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            tmp = slot.transfers[dest] = tempfile.mkdtemp(prefix=".tmp_recv_" + os.path.basename(dest) + "_",
+                                                          dir=os.path.dirname(dest))
+        path = _inside(tmp, rel)
+        if offset == 0:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "r+b" if offset else "wb") as f:
+            f.seek(offset)
+            f.write(data)
+
+    def _landed(self, slot: _Slot, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The row naming a checkpoint whose chunks all came: fsync, check, rename into place."""
+        dest = row[4]
+        tmp = slot.transfers.pop(dest, None) if dest is not None else None
+        if tmp is None:
+            return row
+        from tunesmith.checkpoint import CheckpointError, _fsync_dir, verify
+
+        try:
+            manifest = verify(tmp)
+            for rel in [*manifest.get("files", {}), "manifest.json"]:
+                fd = os.open(os.path.join(tmp, rel), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            _fsync_dir(tmp)
+            if os.path.exists(dest):  # a restarted trial re-reaching this iteration replaces the old one
+                shutil.rmtree(dest)
+            os.rename(tmp, dest)
+            _fsync_dir(os.path.dirname(dest))
+        except (OSError, CheckpointError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.warning("trial %s: the checkpoint %s sent from node %s is damaged (%s); result kept without it",
+                        slot.trial_id, dest, slot.node, e)
+            return (*row[:4], None)
+        return row
+
+    def _enforce_deadlines(self, events: list[Event]) -> None:
+        now = time.monotonic()
+        for slot in list(self._by_trial.values()):
+            tid = slot.trial_id
+            if slot.stop_deadline is not None and now >= slot.stop_deadline:
+                log.warning("trial %s did not stop within %.1fs; killing its actor", tid, self.grace_period_s)
+                self._finish(slot, keep=False)
+                events.append(("done", tid, "stopped", None))
+            elif (self.trial_timeout_s is not None and slot.started and slot.stop_deadline is None
+                  and now - slot.last_seen > self.trial_timeout_s):
+                silent = now - slot.last_seen
+                self._finish(slot, keep=False)
+                events.append(("done", tid, "error", f"no answer from the Ray actor for {silent:.1f}s "
+                               f"(trial_timeout_s={self.trial_timeout_s:g}): hung or unreachable; actor killed"))
+
+    def _finish(self, slot: _Slot, keep: bool) -> None:
+        if slot.trial_id is not None:
+            self._by_trial.pop(slot.trial_id, None)
+        slot.trial_id = None
+        slot.stop_deadline = None
+        slot.restore_refs = None
+        for tmp in slot.transfers.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        slot.transfers.clear()
+        if not keep:
+            self._kill(slot)
+
+    def _kill(self, slot: _Slot) -> None:
+        if slot in self._slots:
+            self._slots.remove(slot)
+        if slot.ref is not None and self._by_ref.pop(slot.ref, None) is not None:
+            self._orphans.add(slot.ref)
+        slot.ref = None
+        try:
+            self._ray.kill(slot.actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already dead
+            pass
+        if slot.pg is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            try:
+                remove_placement_group(slot.pg)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def actor_nodes(self) -> dict[int, str | None]:
+        """Running trial -> the Ray node id its actor runs on (None while it waits for resources)."""
+        return {tid: slot.node for tid, slot in self._by_trial.items()}
+
+    def shutdown(self) -> None:
+        if self._ray is None:
+            return
+        for slot in list(self._slots):
+            self._finish(slot, keep=False)
+        self._by_trial.clear()
+        self._by_ref.clear()
+        self._orphans.clear()
+        self._fn_ref = None
+        if self._owns_ray:
+            self._ray.shutdown()
+            self._owns_ray = False
+            self._ray = None
+
+
+def _put_folder(ray: Any, folder: str, chunk_bytes: int) -> list[tuple[str, list[Any]]]:
+    """A checkpoint folder as (relative path, [object refs of its chunks]) for an actor on another node."""
+    files: list[tuple[str, list[Any]]] = []
+    for root, _dirs, names in os.walk(folder):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            refs = []
+            with open(path, "rb") as f:
+                while True:
+                    data = f.read(chunk_bytes)
+                    refs.append(ray.put(data))
+                    if len(data) < chunk_bytes:
+                        break
+            files.append((os.path.relpath(path, folder), refs))
+    return files
