@@ -95,7 +95,7 @@ def test_best_with_several_metrics_asks_for_one(tmp_path: Any) -> None:
     rs = ResultSet(write_experiment(tmp_path, "mo", [trial(1, loss=1.0, acc=0.5), trial(2, loss=2.0, acc=0.9)],
                                     metric=["loss", "acc"], mode=["min", "max"]))
     with pytest.raises(ts.ConfigError, match="several metrics.*pareto_front"):
-        rs.best
+        rs.best  # noqa: B018 - the property raises
     assert rs.get_best("loss").id == 1
     assert rs.get_best("acc").id == 2  # acc's mode (max) comes from the experiment
     assert rs.get_best("acc", "min").id == 1

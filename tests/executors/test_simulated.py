@@ -420,6 +420,62 @@ def test_pbt_exploit_restores_the_source_checkpoint_with_the_new_config(results_
         assert history[t.parent_iteration]["family"] == t.config["family"]
 
 
+def test_pbt_borrowed_checkpoint_survives_the_sources_retention(results_dir):
+    # keep=1 deletes a trial's older checkpoints, but never one another trial borrowed and has not yet
+    # restarted from. Three trials on two CPUs: at iteration 5 (the only perturbation point) trial 2
+    # exploits trial 1's checkpoint and then waits for a CPU (trial 3, queued earlier, takes the free one)
+    # while trial 1 trains on and checkpoints again at 6, 7, 8, 9. Trial 2 must still restore iteration 5's
+    # state when it gets a CPU.
+    def train(config, ctx):
+        state = ctx.checkpoint or {"step": 0, "family": config["family"]}
+        assert state["step"] == ctx.iteration
+        while state["step"] < 9:
+            state["step"] += 1
+            yield ({"loss": config["q"] + 1.0 / state["step"], "family": state["family"], "step": state["step"]},
+                   1.0, dict(state))
+
+    space = {"q": ts.grid([0.1, 0.9, 0.5]), "family": ts.sample_from(lambda c: f"f{c['q']}")}
+    pbt = ts.PBT(perturbation_interval=5, hyperparam_mutations={"q": [0.1, 0.5, 0.9]}, resample_probability=0.0,
+                 quantile_fraction=0.5, seed=0)
+    result = ts.run(train, space=space, metric="loss", mode="min", scheduler=pbt, keep=1,
+                    backend=SimulatedExecutor({"cpu": 2}), verbose=0, name="pbt-keep")
+    events = ts.load(str(results_dir / "pbt-keep"))._store.events()
+    assert [e for e in events if e[2] == "error"] == []
+    exploit = next(e for e in events if e[2] == "exploit")
+    assert exploit[3:] == (2, {"source": 1, "iteration": 5, "config": exploit[4]["config"]})
+    assert all(t.status is TrialStatus.TERMINATED for t in result.trials)
+    history = result.history(2)
+    assert [h["step"] for h in history] == list(range(1, 10))
+    assert [h["family"] for h in history] == ["f0.9"] * 5 + ["f0.1"] * 4  # continued from trial 1's state
+    # it did wait: restarted at t=9 on trial 1's CPU, so its 6th result came 5 virtual seconds after its 5th
+    assert history[5]["timestamp"] - history[4]["timestamp"] == pytest.approx(5.0)
+    # once trial 2 has checkpoints of its own, trial 1's old one is deleted after all
+    assert not os.path.exists(os.path.join(str(results_dir), "pbt-keep", "trials", "trial_00001", "checkpoints",
+                                           "checkpoint_000005"))
+
+
+class _StartsLate(ts.FIFO):
+    """Takes no new trial before virtual second 5: until then nothing runs and only time can change that."""
+
+    def accepting_new_trials(self, view):
+        return view.now >= 5.0
+
+
+@pytest.mark.timeout(60)
+def test_virtual_time_passes_while_nothing_runs(results_dir):
+    def train(config, ctx):
+        yield {"loss": config["x"], "started": ctx.now}
+
+    ex = SimulatedExecutor({"cpu": 2})
+    result = ts.run(train, space={"x": ts.grid([1.0, 2.0, 3.0])}, metric="loss", mode="min",
+                    scheduler=_StartsLate(), backend=ex, verbose=0)
+    # the controller waited in virtual time (in poll-interval steps) instead of spinning on a frozen clock
+    starts = [result.history(t.id)[0]["started"] for t in result.trials]
+    assert all(5.0 <= s < 5.1 for s in starts[:2]) and starts[0] == starts[1], starts
+    assert starts[2] == pytest.approx(starts[0] + 1.0)  # the third waited for a CPU
+    assert all(t.status is TrialStatus.TERMINATED for t in result.trials)
+
+
 def test_resource_changing_speeds_a_trial_up(results_dir):
     def allocate(trial, view):
         return {"cpu": 4.0} if trial.iteration >= 3 else None

@@ -22,7 +22,7 @@ def population(Harness, values, *, interval=5, mode="min", checkpoint=True, conf
     kwargs.setdefault("hyperparam_mutations", {"lr": [0.001, 0.01, 0.1]})
     kwargs.setdefault("seed", 0)
     h = Harness(PBT(perturbation_interval=interval, **kwargs), mode=mode)
-    for trial_id, value in enumerate(values):
+    for trial_id in range(len(values)):
         config = (configs or {}).get(trial_id, {"lr": 0.01, "width": 64 + trial_id, "id": trial_id})
         h.add(trial_id, config=config)
     last = len(values) - 1

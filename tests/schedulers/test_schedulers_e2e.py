@@ -103,7 +103,7 @@ def test_asha_concurrent_accounting_and_the_best_survives():
     assert counts[0][1] == 81  # every trial recorded at the first rung
     stopped_at_rungs = sum((recorded - promoted) * m for m, recorded, promoted in counts)
     assert total == stopped_at_rungs + counts[-1][2] * 81
-    for (m, recorded, promoted), nxt in zip(counts, counts[1:] + [(81, counts[-1][2], 0)]):
+    for (_m, _recorded, promoted), nxt in zip(counts, counts[1:] + [(81, counts[-1][2], 0)]):
         assert nxt[1] == promoted  # every promoted trial reached the next rung
     # the truly best config (lowest loss at max_t) trains to max_t, and the budget is a fraction of FIFO's
     assert finals[min(Q81, key=lambda q: loss_at(q, 81))] == 81

@@ -59,7 +59,7 @@ def test_nsgaii_sees_both_metrics_and_the_front_is_the_non_dominated_trials(resu
     assert loaded.metric == ["loss", "latency"] and loaded.mode == ["min", "min"]
     assert [t.id for t in loaded.pareto_front()] == [t.id for t in front]
     with pytest.raises(ts.ConfigError, match="pareto_front"):
-        loaded.best
+        loaded.best  # noqa: B018 - the property raises
     best_loss = loaded.get_best("loss")
     assert best_loss.last_result["loss"] == min(t.last_result["loss"] for t in result.trials)
     assert best_loss.checkpoint is not None and best_loss.checkpoint.load() == {"step": 3}

@@ -437,7 +437,8 @@ def test_bad_spaces_name_the_key(space: dict[str, Any], match: str) -> None:
     ({"sampler": "cmaes"}, ["a", "b"], ["min", "min"], r"^sampler: 'cmaes' optimises a single metric"),
     ({"points_to_evaluate": {"x": 1}}, "loss", "min", r"^points_to_evaluate: expected a list"),
     ({"points_to_evaluate": [{"nope": 1}]}, "loss", "min", r'^points_to_evaluate\[0\]\["nope"\]: not a key'),
-    ({"points_to_evaluate": [{"c": "z"}]}, "loss", "min", r'^points_to_evaluate\[0\]\["c"\]: \'z\' is none of the options'),
+    ({"points_to_evaluate": [{"c": "z"}]}, "loss", "min",
+     r'^points_to_evaluate\[0\]\["c"\]: \'z\' is none of the options'),
     ({"points_to_evaluate": [{"x": 0.1}] * 6}, "loss", "min", r"^points_to_evaluate: 6 points, but"),
 ])
 def test_bad_arguments_name_the_argument(kwargs: dict[str, Any], metric: Any, mode: Any, match: str) -> None:

@@ -33,5 +33,10 @@ def default_callbacks(verbose: int, callbacks: list[Callback] | None = None,
     if not any(isinstance(cb, Progress) for cb in own):
         out.append(Progress(verbose=verbose))
     if file_loggers:
-        out += [cls() for cls in (CSVLogger, JSONLLogger) if not any(isinstance(cb, cls) for cb in own)]
+        # params.json once per trial: by the user's own file logger if there is one, else by the first of ours
+        writes_params = any(isinstance(cb, (CSVLogger, JSONLLogger)) and cb.params for cb in own)
+        for cls in (CSVLogger, JSONLLogger):
+            if not any(isinstance(cb, cls) for cb in own):
+                out.append(cls(params=not writes_params))
+                writes_params = True
     return out + own

@@ -50,9 +50,15 @@ def flat_metrics(metrics: dict[str, Any], sep: str = "/") -> dict[str, Any]:
 
 
 class _TrialFileLogger(Callback):
-    """Shared part: where a trial's folder is, ``params.json``, and restart bookkeeping."""
+    """Shared part: where a trial's folder is, ``params.json``, and restart bookkeeping.
 
-    def __init__(self) -> None:
+    Args:
+        params: write ``params.json`` (default). ``default_callbacks`` turns it off for the second of two
+            file loggers, so the same file is not written twice per trial.
+    """
+
+    def __init__(self, params: bool = True) -> None:
+        self.params = params
         self._root: str | None = None
         self._last_iteration: dict[int, int] = {}
         self._params: dict[int, dict[str, Any]] = {}
@@ -74,7 +80,7 @@ class _TrialFileLogger(Callback):
 
     def on_trial_start(self, trial: TrialView) -> None:
         # Written again only when the config changed (a PBT exploit gives the trial a new one).
-        if self._params.get(trial.id) != trial.config:
+        if self.params and self._params.get(trial.id) != trial.config:
             _write_atomic(os.path.join(self.trial_dir(trial), PARAMS_JSON),
                           json.dumps(trial.config, indent=2, sort_keys=True, default=str, allow_nan=True))
             self._params[trial.id] = dict(trial.config)
@@ -97,6 +103,9 @@ class JSONLLogger(_TrialFileLogger):
     Keys are the reported metrics (nested dicts flattened to ``outer/inner``) plus ``training_iteration``,
     ``time_total_s`` and ``timestamp``. NaN and infinities are written as ``NaN`` / ``Infinity``, as in
     the store (Python's ``json`` reads them back). The config is in ``params.json`` beside it.
+
+    Args:
+        params: also write the trial's config to ``params.json`` (default True).
 
     Example:
         ``ts.run(train, space, callbacks=[ts.JSONLLogger()])``
@@ -122,12 +131,15 @@ class CSVLogger(_TrialFileLogger):
     a row without some key gets an empty cell too. Lists and other non-scalar values are written as
     JSON. The config is in ``params.json`` beside it.
 
+    Args:
+        params: also write the trial's config to ``params.json`` (default True).
+
     Example:
         ``ts.run(train, space, callbacks=[ts.CSVLogger()])``
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, params: bool = True) -> None:
+        super().__init__(params)
         self._header: dict[int, list[str]] = {}
 
     def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:

@@ -249,7 +249,8 @@ class Deadline(_Wrapper):
             return STOP
         if not isinstance(decision, Continue):
             return decision
-        if not self._exploiting and (view.now >= self._exploit_from or self._short_of_time(trial, result.iteration, view)):
+        if not self._exploiting and (view.now >= self._exploit_from
+                                     or self._short_of_time(trial, result.iteration, view)):
             self._exploiting = True
         if not self._exploiting:
             return CONTINUE
