@@ -139,13 +139,41 @@ def first_result_latency(code: str, storage: str, repeats: int = 5) -> float:
     return best[len(best) // 2]
 
 
+def repeat_a(times: int, n_trials: int) -> None:
+    """(a) again and again: how much the per-trial files cost, and how much the disk under them varies."""
+    import statistics
+
+    roots = [("disk", tempfile.mkdtemp(prefix="tunesmith_bench_"))]
+    if os.path.isdir("/dev/shm"):
+        roots.append(("tmpfs", tempfile.mkdtemp(prefix="tunesmith_bench_", dir="/dev/shm")))
+    try:
+        ts_run(noop, {}, 1, roots[0][1])  # one-time imports
+        for where, root in roots:
+            for loggers in (True, False):
+                rates = []
+                for _ in range(times):
+                    t = time.perf_counter()
+                    ts_run(noop, {}, n_trials, root, file_loggers=loggers)
+                    rates.append(n_trials / (time.perf_counter() - t))
+                print(f"(a) {n_trials} no-op trials, {where}, file_loggers={loggers}: median "
+                      f"{statistics.median(rates):,.0f} trials/s; runs: {', '.join(f'{r:,.0f}' for r in rates)}")
+    finally:
+        for _, root in roots:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller workloads")
     ap.add_argument("--backend", choices=("local", "ray"), default="local",
                     help="ray: the same workloads on Ray, beside Ray Tune (benchmarks/overhead_ray.py)")
     ap.add_argument("--address", default=None, help="with --backend ray: a Ray cluster to join (default: local)")
+    ap.add_argument("--repeat-a", type=int, default=0, metavar="N",
+                    help="only (a), N times each with and without the file loggers, on disk and on tmpfs")
     args = ap.parse_args()
+    if args.repeat_a:
+        repeat_a(args.repeat_a, 100 if args.quick else 500)
+        return
     if args.backend == "ray":
         import overhead_ray
 
