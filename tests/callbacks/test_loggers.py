@@ -88,13 +88,16 @@ def trial_and_info(tmp_path: Any) -> tuple[TrialView, Any]:
     return TrialView(id=7, config={"lr": 0.1, "opt": {"name": "adam"}}, status=TrialStatus.RUNNING), info
 
 
-def test_each_batch_is_on_disk_when_the_call_returns(trial_and_info: tuple[TrialView, Any]) -> None:
+@pytest.mark.parametrize("background", [False, True])
+def test_each_batch_is_on_disk_when_the_call_returns_or_after_flush(trial_and_info: tuple[TrialView, Any],
+                                                                   background: bool) -> None:
     trial, info = trial_and_info
-    loggers = [CSVLogger(), JSONLLogger()]
+    loggers = [CSVLogger(background=background), JSONLLogger(background=background)]
     for logger in loggers:
         logger.on_experiment_start(info)
         logger.on_trial_start(trial)
         logger.on_trial_results(trial, [_result(7, 1, loss=1.0), _result(7, 2, loss=0.5)])
+        logger.flush()  # with background=False there is nothing to wait for
     folder = os.path.join(info.path, "trials", "trial_00007")
     with open(os.path.join(folder, "progress.csv")) as f:
         assert [r["loss"] for r in csv.DictReader(f)] == ["1.0", "0.5"]
@@ -116,6 +119,7 @@ def test_a_restart_replaces_later_rows_instead_of_duplicating(trial_and_info: tu
         logger.on_trial_start(trial)
         logger.on_trial_results(trial, [_result(7, i, loss=float(-i), extra=1) for i in (3, 4, 5)])
         trial.config = {"lr": 0.1, "opt": {"name": "adam"}}
+        logger.on_experiment_end(info)  # the end waits for the background writes
     folder = os.path.join(info.path, "trials", "trial_00007")
     with open(os.path.join(folder, "progress.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -135,11 +139,42 @@ def test_csv_rows_missing_a_key_get_an_empty_cell(trial_and_info: tuple[TrialVie
     logger.on_experiment_start(info)
     logger.on_trial_results(trial, [_result(7, 1, a=1, b=[1, 2]), _result(7, 2, b=None)])
     logger.on_trial_results(trial, [_result(7, 3, c="x")])
+    logger.flush()
     with open(os.path.join(info.path, "trials", "trial_00007", "progress.csv")) as f:
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == ["a", "b", "training_iteration", "time_total_s", "timestamp", "c"]
     assert [(r["a"], r["b"], r["c"]) for r in rows] == [("1", "[1, 2]", ""), ("", "", ""), ("", "", "x")]
+
+
+def test_a_failed_background_write_is_logged_once_and_the_next_trial_is_written(
+        trial_and_info: tuple[TrialView, Any], caplog: pytest.LogCaptureFixture) -> None:
+    trial, info = trial_and_info
+    logger = JSONLLogger()
+    logger.on_experiment_start(info)
+    blocked = os.path.join(info.path, "trials", trial.name)
+    os.makedirs(os.path.dirname(blocked), exist_ok=True)
+    with open(blocked, "w") as f:  # a file where the trial's folder should be: every write for it fails
+        f.write("in the way")
+    for i in (1, 2, 3):
+        logger.on_trial_results(trial, [_result(7, i, loss=1.0)])
+    other = TrialView(id=8, config={"lr": 0.2}, status=TrialStatus.RUNNING)
+    logger.on_trial_start(other)
+    logger.on_trial_results(other, [_result(8, 1, loss=0.25)])
+    logger.on_experiment_end(info)
+    errors = [r for r in caplog.records if "could not write" in r.getMessage()]
+    assert len(errors) == 1 and "JSONLLogger" in errors[0].getMessage()
+    with open(os.path.join(info.path, "trials", other.name, "result.jsonl")) as f:
+        assert [json.loads(line)["loss"] for line in f] == [0.25]
+
+
+def test_the_second_default_file_logger_does_not_write_params_again() -> None:
+    from tunesmith.callbacks import default_callbacks
+
+    files = [cb for cb in default_callbacks(0) if isinstance(cb, (CSVLogger, JSONLLogger))]
+    assert [cb.params for cb in files] == [True, False]
+    mine = JSONLLogger()  # the user's own writes params.json: ours does not
+    assert [cb.params for cb in default_callbacks(0, [mine]) if isinstance(cb, CSVLogger)] == [False]
 
 
 # -- optional dependencies ----------------------------------------------------------------------------

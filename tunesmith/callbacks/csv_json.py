@@ -1,8 +1,11 @@
 """File loggers: every result of every trial as ``progress.csv`` and ``result.jsonl``, its config as
 ``params.json``, in the trial's folder ``<experiment>/trials/<trial_name>/``.
 
-Both append one batch at a time and close the file after it, so a batch is on disk (flushed) when the
-callback returns and the number of open files does not grow with the number of trials. A trial that
+Both append one batch at a time and close the file after it, so the number of open files does not grow
+with the number of trials. The writing happens on one background thread per logger, in the order of the
+calls, so a slow disk (creating a folder and three files per trial can take milliseconds each) never
+stalls the experiment's loop; ``flush()`` waits for what is queued, and the experiment's end flushes.
+``background=False`` writes in the calling thread instead (the batch is on disk when the call returns). A trial that
 restarts from a checkpoint at iteration k (pause/resume, PBT exploit) reports iterations after k again:
 the rows after k are dropped first, as in the store, so a file never holds an iteration twice.
 """
@@ -11,19 +14,80 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.trial import ITERATION, Result, TrialView
 
+log = logging.getLogger("tunesmith")
 PROGRESS_CSV = "progress.csv"
 RESULT_JSONL = "result.jsonl"
 PARAMS_JSON = "params.json"
 # json.dumps with options builds an encoder per call; one shared encoder halves the cost of a line
 _ENCODER = json.JSONEncoder(default=str, allow_nan=True)
 _PLAIN = (int, float, str, bool)  # written by csv as they are (None, lists, dicts need _cell)
+
+
+class _Writer:
+    """One background thread that runs queued writes in order. It takes what has queued in batches, a
+    few milliseconds apart, so a run of many small trials costs the loop a list append per write instead
+    of a thread switch per write."""
+
+    COALESCE_S = 0.005
+
+    def __init__(self, name: str, on_error: Callable[[BaseException], None]) -> None:
+        self._cv = threading.Condition()
+        self._items: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._busy = False
+        self._closed = False
+        self._on_error = on_error
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._cv:
+            self._items.append((fn, args))
+            if len(self._items) == 1:
+                self._cv.notify_all()
+
+    def flush(self) -> None:
+        with self._cv:
+            while self._items or self._busy:
+                self._cv.wait()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._items and not self._closed:
+                    self._cv.wait()
+                if not self._items:
+                    return
+                closing = self._closed
+            if not closing:
+                time.sleep(self.COALESCE_S)  # let the batch grow; flush() and close() wait for it anyway
+            with self._cv:
+                batch, self._items = self._items, []
+                self._busy = True
+            for fn, args in batch:
+                try:
+                    fn(*args)
+                except Exception as e:  # noqa: BLE001 - reported through on_error; later writes go on
+                    self._on_error(e)
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
 
 
 def flat_metrics(metrics: dict[str, Any], sep: str = "/") -> dict[str, Any]:
@@ -55,10 +119,14 @@ class _TrialFileLogger(Callback):
     Args:
         params: write ``params.json`` (default). ``default_callbacks`` turns it off for the second of two
             file loggers, so the same file is not written twice per trial.
+        background: write on a background thread (default; see the module docstring).
     """
 
-    def __init__(self, params: bool = True) -> None:
+    def __init__(self, params: bool = True, background: bool = True) -> None:
         self.params = params
+        self.background = background
+        self._writer: _Writer | None = None
+        self._failed = False
         self._root: str | None = None
         self._last_iteration: dict[int, int] = {}
         self._params: dict[int, dict[str, Any]] = {}
@@ -66,6 +134,30 @@ class _TrialFileLogger(Callback):
 
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
         self._root = experiment.path
+        if self.background and self._writer is None:
+            self._writer = _Writer(f"tunesmith-{type(self).__name__}", self._report_error)
+
+    def on_experiment_end(self, experiment: ExperimentInfo) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()  # everything queued is written first
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is on disk (a no-op with ``background=False``)."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _do(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._writer is None:
+            fn(*args)
+        else:
+            self._writer.submit(fn, *args)
+
+    def _report_error(self, error: BaseException) -> None:
+        if not self._failed:  # logged once: the same disk problem repeats per batch
+            self._failed = True
+            log.error("%s could not write a trial's file (later failures are not logged): %s",
+                      type(self).__name__, error, exc_info=error)
 
     def trial_dir(self, trial: TrialView) -> str:
         """The folder of ``trial`` (created on demand)."""
@@ -81,16 +173,19 @@ class _TrialFileLogger(Callback):
     def on_trial_start(self, trial: TrialView) -> None:
         # Written again only when the config changed (a PBT exploit gives the trial a new one).
         if self.params and self._params.get(trial.id) != trial.config:
-            _write_atomic(os.path.join(self.trial_dir(trial), PARAMS_JSON),
-                          json.dumps(trial.config, indent=2, sort_keys=True, default=str, allow_nan=True))
+            text = json.dumps(trial.config, indent=2, sort_keys=True, default=str, allow_nan=True)
+            self._do(self._write_params, trial, text)
             self._params[trial.id] = dict(trial.config)
+
+    def _write_params(self, trial: TrialView, text: str) -> None:
+        _write_atomic(os.path.join(self.trial_dir(trial), PARAMS_JSON), text)
 
     def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
         if not results:
             return
         first = results[0].iteration
         restarted = first <= self._last_iteration.get(trial.id, 0)
-        self._write(trial, [flat_metrics(r.metrics) for r in results], restart_at=first if restarted else None)
+        self._do(self._write, trial, [flat_metrics(r.metrics) for r in results], first if restarted else None)
         self._last_iteration[trial.id] = results[-1].iteration
 
     def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:
@@ -106,6 +201,7 @@ class JSONLLogger(_TrialFileLogger):
 
     Args:
         params: also write the trial's config to ``params.json`` (default True).
+        background: write on a background thread (default True); ``flush()`` waits for it.
 
     Example:
         ``ts.run(train, space, callbacks=[ts.JSONLLogger()])``
@@ -133,13 +229,14 @@ class CSVLogger(_TrialFileLogger):
 
     Args:
         params: also write the trial's config to ``params.json`` (default True).
+        background: write on a background thread (default True); ``flush()`` waits for it.
 
     Example:
         ``ts.run(train, space, callbacks=[ts.CSVLogger()])``
     """
 
-    def __init__(self, params: bool = True) -> None:
-        super().__init__(params)
+    def __init__(self, params: bool = True, background: bool = True) -> None:
+        super().__init__(params, background)
         self._header: dict[int, list[str]] = {}
 
     def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:
