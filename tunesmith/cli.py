@@ -32,6 +32,16 @@ _SCHEDULERS = {
     "hyperband": ("tunesmith.schedulers.hyperband", "HyperBand"),
     "median": ("tunesmith.schedulers.median", "MedianStopping"),
 }
+# --searcher NAME: (module, class, keyword arguments); the Optuna ones need tunesmith[optuna]
+_SEARCHERS = {
+    "random": ("tunesmith.searchers.random", "Random", {}),
+    "quasirandom": ("tunesmith.searchers.sobol", "QuasiRandom", {}),
+    "bohb": ("tunesmith.searchers.bohb", "BOHB", {}),
+    "tpe": ("tunesmith.searchers.optuna", "OptunaSearch", {"sampler": "tpe"}),
+    "cmaes": ("tunesmith.searchers.optuna", "OptunaSearch", {"sampler": "cmaes"}),
+    "gp": ("tunesmith.searchers.optuna", "OptunaSearch", {"sampler": "gp"}),
+    "nsgaii": ("tunesmith.searchers.optuna", "OptunaSearch", {"sampler": "nsgaii"}),
+}
 
 
 class _Cli(click.Group):
@@ -111,13 +121,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--max-concurrent", type=int, default=None, help="At most this many trials at once.")
 @click.option("--resources", default=None, metavar="cpu=1,gpu=0.5", help="Resources per trial.")
 @click.option("--seed", type=int, default=None, help="Seed of the searcher.")
+@click.option("--searcher", type=click.Choice(list(_SEARCHERS)), default="random", show_default=True,
+              help="How configs are chosen (tpe, cmaes, gp, nsgaii: Optuna's samplers, tunesmith[optuna]).")
 @click.option("--scheduler", type=click.Choice(sorted(_SCHEDULERS)), default="fifo", show_default=True,
               help="Trial scheduler, with its default settings.")
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 quiet, 1 progress, 2 more detail.")
 def run(target: str, space_file: str | None, metric: str | None, mode: str | None, num_samples: int,
         name: str | None, storage_path: str | None, stops: tuple[str, ...], time_budget: float | None,
-        max_concurrent: int | None, resources: str | None, seed: int | None, scheduler: str,
+        max_concurrent: int | None, resources: str | None, seed: int | None, searcher: str, scheduler: str,
         verbose: int) -> None:
     """Run an experiment: the training function FN from a module or a .py file.
 
@@ -125,6 +137,7 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
     Examples:
       tunesmith run train.py:train --space space.yaml --metric loss --mode min --num-samples 20
       tunesmith run mypkg.train:main --space space.json --stop training_iteration=50 --resources cpu=2
+      tunesmith run train.py:train --space space.yaml --metric loss --mode min --searcher tpe --seed 0
     """
     from tunesmith._run import run as run_experiment
     from tunesmith._space_file import load_space
@@ -134,11 +147,13 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
     per_trial = _key_values(resources.split(","), "--resources") if resources else None
     module, cls = _SCHEDULERS[scheduler]
     sched = getattr(importlib.import_module(module), cls)()
+    module, cls, kwargs = _SEARCHERS[searcher]
+    search = getattr(importlib.import_module(module), cls)(seed=seed, **kwargs)
     fn = load_target(target)
     result = run_experiment(
-        fn, space, metric=metric, mode=mode, num_samples=num_samples, scheduler=sched, resources=per_trial,
-        name=name, storage_path=storage_path, stop=stop, time_budget_s=time_budget,
-        max_concurrent=max_concurrent, seed=seed, verbose=verbose)
+        fn, space, metric=metric, mode=mode, num_samples=num_samples, scheduler=sched, searcher=search,
+        resources=per_trial, name=name, storage_path=storage_path, stop=stop, time_budget_s=time_budget,
+        max_concurrent=max_concurrent, verbose=verbose)
     counts = _counts(result.trials)
     click.echo(f"experiment {result.name}: {len(result.trials)} trials ({counts}); folder {result.path}")
     if result.metric and result.mode:
