@@ -18,6 +18,7 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,12 @@ def sleepy(config):
 # --- multiprocessing floor ----------------------------------------------------------------------------
 def _mp_noop(_):
     return {"x": 1}
+
+
+def _mp_noops(n: int) -> None:
+    """The floor of (a): n no-op tasks on a fresh pool of spawned processes, one per core."""
+    with mp.get_context("spawn").Pool(os.cpu_count()) as pool:
+        pool.map(_mp_noop, range(n), chunksize=1)
 
 
 def _mp_tight(n, conn):
@@ -141,8 +148,6 @@ def first_result_latency(code: str, storage: str, repeats: int = 5) -> float:
 
 def repeat_a(times: int, n_trials: int) -> None:
     """(a) again and again: how much the per-trial files cost, and how much the disk under them varies."""
-    import statistics
-
     roots = [("disk", tempfile.mkdtemp(prefix="tunesmith_bench_"))]
     if os.path.isdir("/dev/shm"):
         roots.append(("tmpfs", tempfile.mkdtemp(prefix="tunesmith_bench_", dir="/dev/shm")))
@@ -198,11 +203,10 @@ def main() -> None:
             ts_run(noop, {}, n_trials, storage)
         ts_e = rss.peak / 2**20
         t = time.perf_counter()
-        with mp.get_context("spawn").Pool(os.cpu_count()) as pool:
-            pool.map(_mp_noop, range(n_trials), chunksize=1)
+        _mp_noops(n_trials)
         mp_a = n_trials / (time.perf_counter() - t)
-        with PeakRSS() as rss, mp.get_context("spawn").Pool(os.cpu_count()) as pool:
-            pool.map(_mp_noop, range(n_trials), chunksize=1)
+        with PeakRSS() as rss:
+            _mp_noops(n_trials)
         mp_e = rss.peak / 2**20
 
         # (b)

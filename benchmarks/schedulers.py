@@ -128,6 +128,11 @@ def fixed_lr_loss(lr: float, t_end: int = MAX_T) -> float:
     return loss
 
 
+def best_fixed_lr() -> tuple[float, float]:
+    """(loss, lr) of the best constant learning rate on a 2001-point log grid over [1e-4, 1], exactly."""
+    return min((fixed_lr_loss(lr), lr) for lr in (10 ** (-4 + 4 * i / 2000) for i in range(2001)))
+
+
 def sim_schedule(config, ctx):
     state = dict(ctx.checkpoint) if ctx.checkpoint else {"step": 0, "loss": 1.0}
     while state["step"] < MAX_T:
@@ -196,6 +201,13 @@ class Run:
             self.regret = true_loss(best.config["lr"], best.config["reg"], MAX_T) - true_best
         self.configs = sorted((t.config.get("lr"), t.config.get("reg")) for t in result.trials)
         self.n_trials = len(result.trials)
+
+    def score_own_configs(self) -> float:
+        """For a run that trained every sampled config (FIFO): the best true final loss among them, which
+        the other schedulers' regret is measured against; sets this run's regret."""
+        true_best = min(true_loss(lr, reg, MAX_T) for lr, reg in self.configs)
+        self.regret = true_loss(self.config["lr"], self.config["reg"], MAX_T) - true_best
+        return true_best
 
 
 def run_one(fn: Any, space: dict[str, Any], scheduler: Any, *, seed: int, backend: Any, root: str, name: str,
@@ -267,8 +279,7 @@ def simulate_curves(seeds: list[int], root: str) -> dict[str, list[Run]]:
         fifo_ex = SimulatedExecutor({"cpu": SIM_CPUS}, seed=seed)
         fifo = run_one(sim_curves, space, ts.FIFO(), seed=seed, backend=fifo_ex, root=root,
                        name=f"curves-FIFO-{seed}", clock=fifo_ex.clock)
-        true_best = min(true_loss(lr, reg, MAX_T) for lr, reg in fifo.configs)
-        fifo.regret = true_loss(fifo.config["lr"], fifo.config["reg"], MAX_T) - true_best
+        true_best = fifo.score_own_configs()
         runs["FIFO"].append(fifo)
         finals = [true_loss(lr, reg, MAX_T) for lr, reg in fifo.configs]
         correlations.append([spearman([true_loss(lr, reg, t) for lr, reg in fifo.configs], finals)
@@ -320,17 +331,14 @@ def asha_target(runs: dict[str, list[Run]], name: str = "ASHA") -> str:
 
 
 def simulate_pbt(seeds: list[int], root: str) -> tuple[list[Run], list[Run], float, float]:
-    grid = [10 ** (-4 + 4 * i / 2000) for i in range(2001)]
-    fixed = [fixed_lr_loss(lr) for lr in grid]
-    best_fixed = min(fixed)
-    best_fixed_lr = grid[fixed.index(best_fixed)]
+    best_fixed, best_lr = best_fixed_lr()
     pbt_runs, fifo_runs = [], []
     for seed in seeds:
         for kind, sched, out in (("PBT", make_pbt(seed), pbt_runs), ("FIFO", ts.FIFO(), fifo_runs)):
             ex = SimulatedExecutor({"cpu": PBT_POPULATION}, seed=seed)
             out.append(run_one(sim_schedule, SCHEDULE_SPACE, sched, seed=seed, backend=ex, root=root,
                                name=f"schedule-{kind}-{seed}", num_samples=PBT_POPULATION, clock=ex.clock))
-    return pbt_runs, fifo_runs, best_fixed, best_fixed_lr
+    return pbt_runs, fifo_runs, best_fixed, best_lr
 
 
 def print_pbt(pbt_runs: list[Run], fifo_runs: list[Run], best_fixed: float, best_fixed_lr: float,
@@ -347,6 +355,12 @@ def print_pbt(pbt_runs: list[Run], fifo_runs: list[Run], best_fixed: float, best
             f"{verdict(med([r.best for r in pbt_runs]) < best_fixed)}")
 
 
+def asha_or_deadline(label: str, deadline: float) -> Any:
+    """The two schedulers of the deadline comparison: ``"ASHA"`` or ``"Deadline(ASHA)"``."""
+    asha = ts.ASHA(max_t=MAX_T, grace_period=1, reduction_factor=3)
+    return asha if label == "ASHA" else ts.Deadline(deadline_s=deadline, scheduler=asha)
+
+
 def simulate_deadline(seeds: list[int], root: str, deadlines: list[float], speedup: Any = None,
                       cpus: int = SIM_CPUS) -> dict[float, dict[str, list[Run]]]:
     out: dict[float, dict[str, list[Run]]] = {}
@@ -355,8 +369,7 @@ def simulate_deadline(seeds: list[int], root: str, deadlines: list[float], speed
         for seed in seeds:
             space = dict(CURVES_SPACE, noise_seed=seed)
             for label in out[deadline]:
-                asha = ts.ASHA(max_t=MAX_T, grace_period=1, reduction_factor=3)
-                sched = asha if label == "ASHA" else ts.Deadline(deadline_s=deadline, scheduler=asha)
+                sched = asha_or_deadline(label, deadline)
                 ex = SimulatedExecutor({"cpu": cpus}, seed=seed, speedup=speedup)
                 out[deadline][label].append(run_one(
                     sim_curves, space, sched, seed=seed, backend=ex, root=root, time_budget_s=deadline,
@@ -392,16 +405,13 @@ def real_part(args: argparse.Namespace, root: str) -> list[str]:
         run = run_one(real_curves, space, make(), seed=seed, backend=ex, root=root, name=f"real-{slug(name)}",
                       true_best=true_best)
         if name == "FIFO":
-            true_best = min(true_loss(lr, reg, MAX_T) for lr, reg in run.configs)
-            run.regret = true_loss(run.config["lr"], run.config["reg"], MAX_T) - true_best
+            true_best = run.score_own_configs()
         runs[name] = [run]
     print_curves(runs, f"Real local workers: problem A, seed {seed}, {N_TRIALS} trials x max_t={MAX_T}, "
                        f"{args.workers} workers, sleep {args.sleep * 1000:g} ms per iteration",
                  "wall s")
     notes.append("[real] " + asha_target(runs))
 
-    grid = [10 ** (-4 + 4 * i / 2000) for i in range(2001)]
-    fixed = [fixed_lr_loss(lr) for lr in grid]
     pbt_space = dict(SCHEDULE_SPACE, sleep_s=args.pbt_sleep)
     pbt_runs, fifo_runs = [], []
     for kind, sched, out in (("PBT", make_pbt(seed), pbt_runs), ("FIFO", ts.FIFO(), fifo_runs)):
@@ -409,7 +419,7 @@ def real_part(args: argparse.Namespace, root: str) -> list[str]:
         out.append(run_one(real_schedule, pbt_space, sched, seed=seed,
                            backend=LocalExecutor(total_resources={"cpu": REAL_PBT_POPULATION}), root=root,
                            name=f"real-schedule-{kind}", num_samples=REAL_PBT_POPULATION))
-    notes.append("[real] " + print_pbt(pbt_runs, fifo_runs, min(fixed), grid[fixed.index(min(fixed))],
+    notes.append("[real] " + print_pbt(pbt_runs, fifo_runs, *best_fixed_lr(),
                                        f"Real local workers: problem B (PBT), seed {seed}, {REAL_PBT_POPULATION} "
                                        f"workers, sleep {args.pbt_sleep * 1000:g} ms per iteration", "wall s"))
 
@@ -420,8 +430,7 @@ def real_part(args: argparse.Namespace, root: str) -> list[str]:
     for cpus in sorted({args.workers, SIM_CPUS}):
         by: dict[str, list[Run]] = {"ASHA": [], "Deadline(ASHA)": []}
         for label in by:
-            asha = ts.ASHA(max_t=MAX_T, grace_period=1, reduction_factor=3)
-            sched = asha if label == "ASHA" else ts.Deadline(deadline_s=deadline, scheduler=asha)
+            sched = asha_or_deadline(label, deadline)
             by[label].append(run_one(real_curves, space, sched, seed=seed, time_budget_s=deadline,
                                      backend=LocalExecutor(total_resources={"cpu": cpus}), root=root,
                                      name=f"real-deadline-{slug(label)}-{cpus}"))

@@ -408,7 +408,7 @@ def test_show_and_ls_of_a_multi_objective_experiment(results_dir: Any) -> None:
 @pytest.mark.parametrize("searcher, make", [("quasirandom", lambda: ts.QuasiRandom(seed=7)),
                                             ("tpe", lambda: ts.OptunaSearch(sampler="tpe", seed=7))])
 def test_searcher_option_runs_that_searcher_with_the_seed(project: Any, results_dir: Any, searcher: str,
-                                                          make: Any) -> None:
+                                                          make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     folder, module = project
     (folder / "flat.yaml").write_text("lr: {loguniform: [1e-3, 1e-1]}\nseed: 0\n")
     res = invoke("run", f"{folder / module}.py:train", "--space", str(folder / "flat.yaml"), "--metric", "loss",
@@ -425,6 +425,22 @@ def test_searcher_option_runs_that_searcher_with_the_seed(project: Any, results_
                  metric="loss", mode="min", num_samples=3, seed=7, verbose=0, storage_path=str(results_dir),
                  name=f"{searcher}-random")
     assert from_cli != [t.config["lr"] for t in rnd.trials]
+    # `resume` rebuilds that searcher from the stored spec (finished trials are not run again)
+    monkeypatch.chdir(folder)
+    res = invoke("resume", searcher, "--storage-path", str(results_dir), "--verbose", "0")
+    assert res.exit_code == 0 and "3 trials (3 terminated)" in res.output, res.output
+
+
+def test_resume_names_a_searcher_it_cannot_rebuild(project: Any, results_dir: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, module = project
+    ts.run(load_target(f"{folder / module}.py:train"), space={"lr": 0.01, "seed": 0}, metric="loss", mode="min",
+           searcher=ts.ConcurrencyLimiter(ts.Random(seed=1), max_concurrent=1), verbose=0,
+           storage_path=str(results_dir), name="limited")
+    monkeypatch.chdir(folder)
+    res = invoke("resume", "limited", "--storage-path", str(results_dir), "--verbose", "0")
+    assert res.exit_code == 2
+    assert "searcher 'ConcurrencyLimiter' cannot be rebuilt" in res.output and "OptunaSearch" in res.output
 
 
 def test_unknown_searcher_exits_2(project: Any, results_dir: Any) -> None:

@@ -26,22 +26,24 @@ from tunesmith._errors import ConfigError
 from tunesmith._secrets import mask
 
 _DEBUG = "tunesmith.debug"
-_SCHEDULERS = {
-    "fifo": ("tunesmith.schedulers._base", "FIFO"),
-    "asha": ("tunesmith.schedulers.asha", "ASHA"),
-    "hyperband": ("tunesmith.schedulers.hyperband", "HyperBand"),
-    "median": ("tunesmith.schedulers.median", "MedianStopping"),
+# What `run --scheduler/--searcher NAME` builds: a public class of tunesmith (its lazy exports import
+# only the one asked for) and its arguments. `resume` rebuilds any of these classes from the stored spec.
+_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "fifo": ("FIFO", {}), "asha": ("ASHA", {}), "hyperband": ("HyperBand", {}), "median": ("MedianStopping", {}),
 }
-# --searcher NAME: (module, class, keyword arguments); the Optuna ones need tunesmith[optuna]
-_SEARCHERS = {
-    "random": ("tunesmith.searchers.random", "Random", {}),
-    "quasirandom": ("tunesmith.searchers.sobol", "QuasiRandom", {}),
-    "bohb": ("tunesmith.searchers.bohb", "BOHB", {}),
-    "tpe": ("tunesmith.searchers.optuna", "OptunaSearch", {"sampler": "tpe"}),
-    "cmaes": ("tunesmith.searchers.optuna", "OptunaSearch", {"sampler": "cmaes"}),
-    "gp": ("tunesmith.searchers.optuna", "OptunaSearch", {"sampler": "gp"}),
-    "nsgaii": ("tunesmith.searchers.optuna", "OptunaSearch", {"sampler": "nsgaii"}),
+_SEARCHERS: dict[str, tuple[str, dict[str, Any]]] = {  # the Optuna ones need tunesmith[optuna]
+    "random": ("Random", {}), "quasirandom": ("QuasiRandom", {}), "bohb": ("BOHB", {}),
+    "tpe": ("OptunaSearch", {"sampler": "tpe"}), "cmaes": ("OptunaSearch", {"sampler": "cmaes"}),
+    "gp": ("OptunaSearch", {"sampler": "gp"}), "nsgaii": ("OptunaSearch", {"sampler": "nsgaii"}),
 }
+_REBUILDABLE = {"scheduler": {cls for cls, _ in _SCHEDULERS.values()},
+                "searcher": {cls for cls, _ in _SEARCHERS.values()}}
+
+
+def _public_class(name: str) -> Any:
+    import tunesmith
+
+    return getattr(tunesmith, name)
 
 
 class _Cli(click.Group):
@@ -145,10 +147,10 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
     space = load_space(space_file) if space_file else {}
     stop = _key_values(stops, "--stop") or None
     per_trial = _key_values(resources.split(","), "--resources") if resources else None
-    module, cls = _SCHEDULERS[scheduler]
-    sched = getattr(importlib.import_module(module), cls)()
-    module, cls, kwargs = _SEARCHERS[searcher]
-    search = getattr(importlib.import_module(module), cls)(seed=seed, **kwargs)
+    cls, kwargs = _SCHEDULERS[scheduler]
+    sched = _public_class(cls)(**kwargs)
+    cls, kwargs = _SEARCHERS[searcher]
+    search = _public_class(cls)(seed=seed, **kwargs)
     fn = load_target(target)
     result = run_experiment(
         fn, space, metric=metric, mode=mode, num_samples=num_samples, scheduler=sched, searcher=search,
@@ -528,22 +530,16 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
     return out
 
 
-_REBUILDABLE = {
-    "scheduler": {cls: module for module, cls in _SCHEDULERS.values()},
-    "searcher": {"Random": "tunesmith.searchers.random"},
-}
-
-
 def _rebuild(spec: Any, kind: str) -> Any:
     """A scheduler or searcher from its stored constructor arguments (``{"type": "ASHA", ...}``)."""
     if not spec:
         return None
     type_name = spec.get("type") if isinstance(spec, dict) else None
-    module = _REBUILDABLE[kind].get(str(type_name))
-    if module is None:
-        raise ConfigError(f"the experiment's {kind} {type_name!r} cannot be rebuilt from the command line; "
-                          "resume it from Python: tunesmith.run(..., resume=True)")
-    cls = getattr(importlib.import_module(module), str(type_name))
+    if type_name not in _REBUILDABLE[kind]:
+        raise ConfigError(f"the experiment's {kind} {type_name!r} cannot be rebuilt from the command line "
+                          f"(it can rebuild {', '.join(sorted(_REBUILDABLE[kind]))}); resume it from Python: "
+                          "tunesmith.run(..., resume=True)")
+    cls = _public_class(str(type_name))
     try:
         return cls(**{k: v for k, v in spec.items() if k != "type"})
     except TypeError as exc:

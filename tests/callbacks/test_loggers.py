@@ -168,11 +168,17 @@ def test_a_failed_background_write_is_logged_once_and_the_next_trial_is_written(
         assert [json.loads(line)["loss"] for line in f] == [0.25]
 
 
-def test_the_second_default_file_logger_does_not_write_params_again() -> None:
+def test_the_second_default_file_logger_does_not_write_params_again(trial_and_info: tuple[TrialView, Any]) -> None:
     from tunesmith.callbacks import default_callbacks
 
     files = [cb for cb in default_callbacks(0) if isinstance(cb, (CSVLogger, JSONLLogger))]
     assert [cb.params for cb in files] == [True, False]
+    trial, info = trial_and_info
+    quiet = JSONLLogger(params=False, background=False)
+    quiet.on_experiment_start(info)
+    quiet.on_trial_start(trial)
+    quiet.on_trial_results(trial, [_result(7, 1, loss=1.0)])
+    assert sorted(os.listdir(os.path.join(info.path, "trials", trial.name))) == ["result.jsonl"]
     mine = JSONLLogger()  # the user's own writes params.json: ours does not
     assert [cb.params for cb in default_callbacks(0, [mine]) if isinstance(cb, CSVLogger)] == [False]
 

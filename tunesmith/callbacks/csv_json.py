@@ -5,9 +5,11 @@ Both append one batch at a time and close the file after it, so the number of op
 with the number of trials. The writing happens on one background thread per logger, in the order of the
 calls, so a slow disk (creating a folder and three files per trial can take milliseconds each) never
 stalls the experiment's loop; ``flush()`` waits for what is queued, and the experiment's end flushes.
-``background=False`` writes in the calling thread instead (the batch is on disk when the call returns). A trial that
-restarts from a checkpoint at iteration k (pause/resume, PBT exploit) reports iterations after k again:
-the rows after k are dropped first, as in the store, so a file never holds an iteration twice.
+``background=False`` writes in the calling thread instead (the batch is on disk when the call returns).
+
+A trial that restarts from a checkpoint at iteration k (pause/resume, PBT exploit) reports iterations
+after k again: the rows after k are dropped first, as in the store, so a file never holds an iteration
+twice.
 """
 
 from __future__ import annotations
