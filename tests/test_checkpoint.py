@@ -116,3 +116,81 @@ def test_bad_retention_arguments():
         ts.run(many_checkpoints, keep=0, verbose=0)
     with pytest.raises(ts.ConfigError, match="keep_by needs keep"):
         ts.run(many_checkpoints, keep_by="loss", metric="loss", mode="min", verbose=0)
+
+
+# -- checkpoints at a URL (fsspec; file:// is a real fsspec filesystem: the same calls as s3://) -------------
+def _uploaded(tmp_path, state, name="checkpoint_000003"):
+    local = ck.write(ts.Checkpoint.from_state(state), str(tmp_path / "staging"), 3)
+    url = f"file://{tmp_path}/bucket/exp/trials/trial_00001/checkpoints/{name}"
+    ck.upload(local, url)
+    return url
+
+
+def test_a_checkpoint_uploaded_to_a_url_loads_and_verifies(tmp_path):
+    url = _uploaded(tmp_path, {"w": [1, 2], "step": 3})
+    remote = tmp_path / "bucket/exp/trials/trial_00001/checkpoints/checkpoint_000003"
+    assert sorted(os.listdir(remote)) == [ck.MANIFEST, ck.STATE_FILE]
+    assert ck.verify(url)["iteration"] == 3
+    c = ts.Checkpoint(url, iteration=3)
+    assert c.path == url and c.load() == {"w": [1, 2], "step": 3}
+    local = c.as_dir()  # downloaded once, checked, reused
+    assert not local.startswith(str(tmp_path / "bucket")) and c.as_dir() == local
+    assert ck.verify(local)["iteration"] == 3
+    assert ck.owner(url) == "trial_00001"
+
+
+def test_uploading_an_iteration_again_replaces_it(tmp_path):
+    _uploaded(tmp_path, 1)
+    url = _uploaded(tmp_path, 2)
+    assert ts.Checkpoint(url).load() == 2
+
+
+def test_an_incomplete_upload_is_refused_and_leaves_no_partial_download(tmp_path):
+    url = _uploaded(tmp_path, {"a": 1})
+    os.remove(tmp_path / "bucket/exp/trials/trial_00001/checkpoints/checkpoint_000003" / ck.MANIFEST)
+    with pytest.raises(ck.CheckpointError, match="incomplete upload"):
+        ck.verify(url)
+    out = tmp_path / "dl"
+    with pytest.raises(ck.CheckpointError, match="incomplete upload"):
+        ck.download(url, str(out))
+    assert os.listdir(out) == []  # no .part folder, nothing under the final name
+
+
+def test_a_checkpoint_changed_in_storage_is_never_unpickled(tmp_path):
+    url = _uploaded(tmp_path, {"a": 1})
+    state = tmp_path / "bucket/exp/trials/trial_00001/checkpoints/checkpoint_000003" / ck.STATE_FILE
+    data = bytearray(state.read_bytes())
+    data[5] ^= 0xFF
+    state.write_bytes(bytes(data))  # same size: the driver's cheap check passes...
+    assert ck.verify(url)["iteration"] == 3
+    with pytest.raises(ck.CheckpointError, match="checksum"):  # ...the download's checksums do not
+        ts.Checkpoint(url).load()
+    state.write_bytes(b"short")
+    with pytest.raises(ck.CheckpointError, match="bytes"):
+        ck.verify(url)
+
+
+def test_a_manifest_naming_a_file_outside_the_checkpoint_is_refused(tmp_path):
+    url = _uploaded(tmp_path, {"a": 1})
+    manifest = tmp_path / "bucket/exp/trials/trial_00001/checkpoints/checkpoint_000003" / ck.MANIFEST
+    m = json.loads(manifest.read_text())
+    m["files"]["../../escape.pkl"] = {"size": 1, "sha256": "0"}
+    manifest.write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="leave the checkpoint folder"):
+        ck.download(url, str(tmp_path / "dl"))
+    assert not (tmp_path / "escape.pkl").exists() and not (tmp_path / "dl" / "escape.pkl").exists()
+
+
+def test_remove_deletes_a_checkpoint_at_a_url_and_a_missing_one_is_no_error(tmp_path):
+    url = _uploaded(tmp_path, 1)
+    ck.remove(url)
+    assert not (tmp_path / "bucket/exp/trials/trial_00001/checkpoints/checkpoint_000003").exists()
+    ck.remove(url)
+    local = ck.write(ts.Checkpoint.from_state(1), str(tmp_path / "local"), 1)
+    ck.remove(local)
+    assert not os.path.exists(local)
+
+
+def test_an_unknown_protocol_is_a_config_error_naming_the_url():
+    with pytest.raises(ts.ConfigError, match="nosuchfs://x"):
+        ck.storage_fs("nosuchfs://x/y", "storage")

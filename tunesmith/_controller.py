@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sqlite3
 import time
 from typing import Any
@@ -21,6 +20,8 @@ from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.checkpoint import CheckpointError, verify
+from tunesmith.checkpoint import owner as checkpoint_owner
+from tunesmith.checkpoint import remove as remove_checkpoint
 from tunesmith.executors._base import Event, Executor, Launch
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
@@ -176,7 +177,7 @@ class Controller:
                 it, path = good
                 trial.checkpoint_path, trial.checkpoint_iteration = path, it
                 self._ckpt_time[trial.id] = next((r[2] for r in rows if r[1] == it), 0.0)
-                if os.path.dirname(os.path.dirname(path)) != self._trial_dir(trial.id):
+                if checkpoint_owner(path) != trial_name(trial.id):
                     self._borrowed[path] = self._borrowed.get(path, 0) + 1
                     self._borrowing[trial.id] = path
             errored = trial.status is TrialStatus.ERROR
@@ -399,7 +400,7 @@ class Controller:
                 self._complete(db, trial, status, tb)
         if self._doomed:  # deleted only after the index no longer names them
             for path in self._doomed:
-                shutil.rmtree(path, ignore_errors=True)
+                remove_checkpoint(path)
             self._doomed.clear()
         # 2. then decide
         self.view.now = self.elapsed()

@@ -159,7 +159,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: _Channel, base_fds: tuple
         restore = Checkpoint(spec["restore"], iteration=spec["iteration"])
     session._session = session._Session(
         trial_id, spec["config"], spec["trial_dir"], spec["resources"], channel, spec["iteration"],
-        spec["decision_iteration"], restore, spec["time_offset"])
+        spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"))
     _redirect_output(os.path.join(spec["trial_dir"], "output.log"), base_fds)
     status, tb = "ok", None
     try:

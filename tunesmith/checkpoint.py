@@ -4,6 +4,11 @@ A trial reports ``Checkpoint.from_state(obj)`` (pickled with cloudpickle into ``
 ``Checkpoint.from_dir(path)`` (the folder's files are copied). Tunesmith writes it under the trial's folder
 as ``checkpoints/checkpoint_<iteration>``; a later ``get_checkpoint()`` returns it. Only folders tunesmith
 wrote (with a manifest whose checksums match) are ever unpickled.
+
+A checkpoint can also live at a URL (``s3://bucket/prefix/.../checkpoint_000005``, any fsspec protocol;
+``RayBackend(storage=...)``): it is written locally first, then uploaded file by file with the manifest
+last, so a folder without a manifest is an incomplete upload. Reading one downloads it to a local folder
+and checks every checksum there before anything is unpickled.
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ class Checkpoint:
     give back a ``Checkpoint`` whose :meth:`load` returns the state and :meth:`as_dir` the folder.
     """
 
-    __slots__ = ("_path", "_state", "iteration")
+    __slots__ = ("_path", "_state", "_local", "iteration")
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, _state: Any = _MISSING,
                  iteration: int | None = None) -> None:
         self._path = os.fspath(path) if path is not None else None
         self._state = _state
+        self._local: str | None = None  # the downloaded copy of a checkpoint at a URL
         self.iteration = iteration
 
     @classmethod
@@ -56,7 +62,8 @@ class Checkpoint:
 
     @property
     def path(self) -> str | None:
-        """The folder, or None for an in-memory checkpoint not yet written."""
+        """The folder (or its URL, for checkpoints in remote storage), or None for an in-memory checkpoint
+        not yet written."""
         return self._path
 
     def load(self) -> Any:
@@ -69,10 +76,11 @@ class Checkpoint:
             return self._state
         if self._path is None:
             raise CheckpointError("empty checkpoint")
-        state_file = os.path.join(self._path, STATE_FILE)
+        folder = self.as_dir()  # a checkpoint at a URL: downloaded, every checksum checked there
+        state_file = os.path.join(folder, STATE_FILE)
         if not os.path.exists(state_file):
             raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
-        verify(self._path)  # never unpickle a file that tunesmith did not write, or that changed since
+        verify(folder)  # never unpickle a file that tunesmith did not write, or that changed since
         import pickle
 
         import cloudpickle  # noqa: F401  (pickles made with cloudpickle may need it importable)
@@ -81,12 +89,17 @@ class Checkpoint:
             return pickle.load(f)
 
     def as_dir(self) -> str:
-        """The checkpoint's folder (an in-memory one is written to a new temporary folder first)."""
-        if self._path is not None:
+        """The checkpoint's folder (an in-memory one is written to a new temporary folder first, one at a URL
+        is downloaded to one, once per ``Checkpoint`` object)."""
+        if self._path is not None and not is_url(self._path):
             return self._path
-        tmp = tempfile.mkdtemp(prefix="tunesmith_ckpt_")
-        _fill(self, tmp)
-        return tmp
+        if self._local is None or not os.path.isdir(self._local):
+            tmp = tempfile.mkdtemp(prefix="tunesmith_ckpt_")
+            if self._path is None:
+                _fill(self, tmp)
+                return tmp
+            self._local = download(self._path, tmp)
+        return self._local
 
     def __repr__(self) -> str:
         where = self._path if self._path is not None else "<in memory>"
@@ -176,11 +189,15 @@ def _fsync_dir(path: str) -> None:
 
 
 def verify(path: str) -> dict[str, Any]:
-    """Check a checkpoint folder against its manifest; return the manifest.
+    """Check a checkpoint folder against its manifest; return the manifest. For a checkpoint at a URL, only
+    the presence and sizes of its files (reading every byte back from remote storage would stall the
+    driver); the checksums are checked when it is downloaded.
 
     Raises:
         CheckpointError: no manifest, a missing file, or a size or checksum mismatch.
     """
+    if is_url(path):
+        return _verify_remote(path)
     try:
         with open(os.path.join(path, MANIFEST), "rb") as f:
             manifest = json.loads(f.read())
@@ -199,3 +216,128 @@ def verify(path: str) -> dict[str, Any]:
         if size != meta["size"] or h.hexdigest() != meta["sha256"]:
             raise CheckpointError(f"checkpoint {path}: file {rel} does not match its checksum")
     return manifest
+
+
+# -------------------------------------------------------------------------------------------------
+# checkpoints at a URL (fsspec)
+# -------------------------------------------------------------------------------------------------
+def is_url(path: str | None) -> bool:
+    """Whether a stored checkpoint path is a URL (``s3://...``, ``gs://...``, ``file://...``)."""
+    return isinstance(path, str) and "://" in path
+
+
+def storage_fs(url: str, what: str = "storage") -> tuple[Any, str]:
+    """The fsspec filesystem for ``url`` and the path inside it.
+
+    Raises:
+        ConfigError: fsspec (or the package for the URL's protocol, e.g. s3fs) is not installed, or the URL
+            is not one fsspec understands; the message names ``what``.
+    """
+    from tunesmith._errors import ConfigError
+    from tunesmith._optional import require
+
+    fsspec = require("fsspec", "ray", f"{what}={url!r}")
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(f"{what}={url!r}: fsspec cannot open this URL ({e})") from e
+
+
+def upload(folder: str, url: str) -> None:
+    """Copy the checkpoint ``folder`` (written by :func:`write`) to ``url``: every file, the manifest last.
+
+    A checkpoint already at ``url`` (a restarted trial re-reaching that iteration) is removed first.
+    """
+    fs, root = storage_fs(url)
+    with open(os.path.join(folder, MANIFEST), "rb") as f:
+        manifest = json.loads(f.read())
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+    fs.makedirs(root, exist_ok=True)
+    for rel in [*sorted(manifest["files"]), MANIFEST]:
+        remote = root.rstrip("/") + "/" + rel.replace(os.sep, "/")
+        parent = remote.rsplit("/", 1)[0]
+        if parent != root.rstrip("/"):
+            fs.makedirs(parent, exist_ok=True)
+        fs.put_file(os.path.join(folder, rel), remote)
+
+
+def download(url: str, parent: str) -> str:
+    """Download the checkpoint at ``url`` into ``parent/<its name>``; return that folder once every file
+    matches the manifest's checksum (a temporary name until then).
+
+    Raises:
+        CheckpointError: no manifest (an incomplete upload), a file missing, or a checksum mismatch.
+    """
+    fs, root = storage_fs(url)
+    root = root.rstrip("/")
+    name = root.rsplit("/", 1)[-1]
+    final = os.path.join(parent, name)
+    tmp = final + ".part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        try:
+            fs.get_file(root + "/" + MANIFEST, os.path.join(tmp, MANIFEST))
+            with open(os.path.join(tmp, MANIFEST), "rb") as f:
+                manifest = json.loads(f.read())
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {url} has no readable {MANIFEST} (an incomplete upload?): {e}") from e
+        for rel in manifest.get("files", {}):
+            local = inside(tmp, rel)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            try:
+                fs.get_file(root + "/" + rel.replace(os.sep, "/"), local)
+            except OSError as e:
+                raise CheckpointError(f"checkpoint {url}: file {rel} unreadable: {e}") from e
+        verify(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def remove(path: str) -> None:
+    """Delete a checkpoint, a local folder or one at a URL; one already gone is no error."""
+    if not is_url(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fs, root = storage_fs(path)
+    try:
+        fs.rm(root, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def _verify_remote(url: str) -> dict[str, Any]:
+    try:
+        fs, root = storage_fs(url)
+        root = root.rstrip("/")
+        with fs.open(root + "/" + MANIFEST, "rb") as f:
+            manifest = json.loads(f.read())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {url} has no readable {MANIFEST} (an incomplete upload?): {e}") from e
+    for rel, meta in manifest.get("files", {}).items():
+        try:
+            size = fs.size(root + "/" + rel.replace(os.sep, "/"))
+        except OSError as e:
+            raise CheckpointError(f"checkpoint {url}: file {rel} missing: {e}") from e
+        if size != meta["size"]:
+            raise CheckpointError(f"checkpoint {url}: file {rel} has {size} bytes, its manifest says {meta['size']}")
+    return manifest
+
+
+def owner(path: str) -> str:
+    """The name of the trial folder a checkpoint lies in (``.../trials/<trial>/checkpoints/checkpoint_N``, a
+    local path or a URL)."""
+    parts = path.rstrip("/").split("/")
+    return parts[-3] if len(parts) >= 3 else ""
+
+
+def inside(root: str, rel: str) -> str:
+    """``root/rel``, refusing a ``rel`` that would leave ``root`` (a manifest or a sender names it)."""
+    if os.path.isabs(rel) or rel != os.path.normpath(rel) or rel.split(os.sep)[0] == "..":
+        raise ValueError(f"refusing the checkpoint file name {rel!r}: it would leave the checkpoint folder")
+    return os.path.join(root, rel)

@@ -37,11 +37,11 @@ class _Channel(Protocol):
 
 class _Session:
     __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
-                 "restore", "start", "time_offset", "latest_checkpoint")
+                 "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  channel: _Channel, iteration: int, decision_iteration: int | None,
-                 restore: Checkpoint | None, time_offset: float) -> None:
+                 restore: Checkpoint | None, time_offset: float, checkpoint_dir: str | None = None) -> None:
         self.trial_id = trial_id
         self.config = config
         self.trial_dir = trial_dir
@@ -53,6 +53,8 @@ class _Session:
         self.latest_checkpoint = restore
         self.start = time.monotonic()
         self.time_offset = time_offset
+        # where checkpoints are written: the trial's folder, or a staging folder they are sent on from
+        self.checkpoint_dir = checkpoint_dir or os.path.join(trial_dir, "checkpoints")
 
     def report(self, metrics: Any, checkpoint: Checkpoint | None) -> None:
         encoded = encode_metrics(metrics)
@@ -62,7 +64,7 @@ class _Session:
             if not isinstance(checkpoint, Checkpoint):
                 raise ConfigError(f"report(checkpoint=...) expects a tunesmith.Checkpoint, got "
                                   f"{type(checkpoint).__name__}")
-            folder = os.path.join(self.trial_dir, "checkpoints")
+            folder = self.checkpoint_dir
             try:
                 ckpt_path = _ckpt.write(checkpoint, folder, self.iteration)
             except OSError as e:

@@ -8,6 +8,7 @@ tests/conformance/.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections import Counter
@@ -222,3 +223,40 @@ def test_run_with_backend_ray(ray_gpus, results_dir):
         with pytest.raises(ts.ConfigError, match=match):  # before any trial starts
             ts.run(quadratic, backend=RayBackend(**bad), verbose=0, name=f"bad-{match}")
         assert not (results_dir / f"bad-{match}").exists()
+
+
+def fails_once_after_a_checkpoint(config):
+    ck = ts.get_checkpoint()
+    start = ck.load() if ck else 0
+    for i in range(start, 4):
+        ts.report({"i": i + 1, "start": start, "dir": ts.get_trial_dir()}, checkpoint=ts.Checkpoint.from_state(i + 1))
+        marker = os.path.join(config["marks"], f"failed-{ts.get_trial_id()}")
+        if i + 1 == 2 and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("first attempt dies after its checkpoint of iteration 2")
+
+
+def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpus, results_dir, tmp_path):
+    (tmp_path / "marks").mkdir()
+    bucket = tmp_path / "bucket"
+    result = ts.run(fails_once_after_a_checkpoint, space={"marks": str(tmp_path / "marks"), "x": ts.grid([1, 2])},
+                    max_failures=1, keep=2, backend=RayBackend(storage=f"file://{bucket}/"), verbose=0,
+                    name="to-storage")
+    for t in result.trials:
+        assert t.status is ts.TrialStatus.TERMINATED, t.error
+        assert t.num_failures == 1
+        hist = result.history(t.id)
+        assert [r["i"] for r in hist] == [1, 2, 3, 4]  # no gap, no duplicate
+        assert [r["start"] for r in hist] == [0, 0, 2, 2]  # the retry restored iteration 2 from the URL
+        assert {r["dir"] for r in hist} == {t.path}  # the driver's node: the trial's folder is the usual one
+        assert not os.path.exists(os.path.join(t.path, "checkpoints"))  # no checkpoint in the experiment folder
+        there = bucket / "to-storage" / "trials" / os.path.basename(t.path) / "checkpoints"
+        assert sorted(os.listdir(there)) == ["checkpoint_000003", "checkpoint_000004"]  # keep=2, in storage
+        assert t.checkpoint.path == f"file://{there}/checkpoint_000004"
+        assert t.checkpoint.load() == 4
+    assert ts.load(result.path).get_best("i", "max").checkpoint.load() == 4  # read back from the store
+    for bad, match in [({"storage": "bucket/prefix"}, "must be a URL"),
+                       ({"storage": f"file://{bucket}", "shared_storage": True}, "pass one of them"),
+                       ({"storage": "nosuchfs://b"}, "nosuchfs://b")]:
+        with pytest.raises(ts.ConfigError, match=match):
+            ts.run(quadratic, backend=RayBackend(**bad), verbose=0, name="bad-storage")

@@ -172,6 +172,34 @@ def test_a_lost_node_costs_its_trial_a_restart_from_its_checkpoint(cluster, resu
     assert {r["node"] for r in restarted}.isdisjoint({killer.removed})  # on another node
 
 
+def test_with_a_storage_url_checkpoints_skip_the_driver_and_a_lost_node_restores_from_there(
+        cluster, results_dir, tmp_path):
+    import tempfile
+
+    bucket = tmp_path / "bucket"
+    killer = RemoveNodeOnce(cluster)
+    result = ts.run(from_state, space={"n": 8, "sleep": 0.15, "x": ts.grid([0, 1])}, max_failures=2, keep=2,
+                    backend=RayBackend(storage=f"file://{bucket}"), callbacks=[killer], verbose=0,
+                    name="node-storage")
+    assert killer.removed is not None
+    for t in result.trials:
+        assert t.status is ts.TrialStatus.TERMINATED, t.error
+        assert [r["i"] for r in result.history(t.id)] == list(range(1, 9))
+        assert not os.path.exists(os.path.join(t.path, "checkpoints"))  # nothing went through the driver
+        there = bucket / "node-storage" / "trials" / os.path.basename(t.path) / "checkpoints"
+        assert sorted(os.listdir(there)) == ["checkpoint_000007", "checkpoint_000008"]  # keep=2 deleted there
+        assert t.checkpoint.path == f"file://{there}/checkpoint_000008" and t.checkpoint.load() == 8
+    restarted = [r for r in result.history(killer.victim) if r["start"] > 0]
+    assert restarted and restarted[0]["start"] >= 3  # downloaded from the storage on another node
+    assert {r["node"] for r in restarted}.isdisjoint({killer.removed})
+    # the surviving nodes' staging copies were removed when their trials ended
+    staging = os.path.join(tempfile.gettempdir(), "tunesmith-ray")
+    left = [os.path.join(root, d) for root, dirs, _ in os.walk(staging) for d in dirs
+            if d == "checkpoints" and "node-storage" in root and os.listdir(os.path.join(root, d))]
+    survivors = {n.node_id[:16] for n in cluster.worker_nodes}
+    assert not [p for p in left if any(s in p for s in survivors)], left
+
+
 def quick(config):
     ts.report({"node": _node_id()})
 

@@ -22,7 +22,9 @@ How a trial runs:
   driver writes them into the experiment folder (temporary name, checksums verified, renamed) before the
   result that names them reaches the controller. A restart on another node gets its checkpoint through the
   object store. With ``shared_storage=True`` (NFS and the like) trials write into the experiment folder
-  directly.
+  directly. With ``storage="s3://..."`` (any fsspec URL) every trial uploads its checkpoints there (the
+  manifest last) before the result that names them is sent, and a restart downloads its checkpoint from
+  there (every checksum checked); the driver only records, verifies (sizes) and deletes (``keep=``) URLs.
 * a trial whose actor dies (its node was lost, it was OOM-killed) ends with an error event; the controller
   retries it per ``max_failures`` from its latest checkpoint, wherever Ray places the new actor.
 * with ``autoscaling=True`` up to ``max_pending_trials`` actors are created beyond the free resources:
@@ -44,6 +46,7 @@ from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
+from tunesmith.checkpoint import inside, is_url
 from tunesmith.executors._base import Event, Executor, Launch
 
 log = logging.getLogger("tunesmith")
@@ -74,12 +77,15 @@ class _ActorChannel:
         self.stopped = False
         self.decision: tuple[bool, int | None] | None = None
         self.ship_to: str | None = None  # the driver's checkpoints folder, when checkpoints must be sent
+        self.upload_to: str | None = None  # the trial's checkpoints URL, with RayBackend(storage=...)
         self.last_shipped: str | None = None
         self.keep: str | None = None  # a staging folder that must not be deleted (the restore checkpoint)
         self.chunk_bytes = CHUNK_BYTES
 
-    def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES) -> None:
+    def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES,
+              upload_to: str | None = None) -> None:
         with self.cv:
+            self.upload_to = upload_to
             self.chunk_bytes = chunk_bytes
             self.rows, self.out = [], []
             self.queued_rows = self.queued_bytes = 0
@@ -92,7 +98,9 @@ class _ActorChannel:
 
     # trial thread ----------------------------------------------------------------------------------
     def send_result(self, row: tuple[Any, ...], wait: bool) -> Any:
-        if row[4] is not None and self.ship_to is not None:
+        if row[4] is not None and self.upload_to is not None:
+            row = self._upload(row)
+        elif row[4] is not None and self.ship_to is not None:
             row = self._ship(row)
         with self.cv:
             while self.queued_rows >= MAX_QUEUED_ROWS and not self.stopped:
@@ -154,11 +162,27 @@ class _ActorChannel:
                     offset += len(data)
                     if len(data) < self.chunk_bytes:
                         break
-        # the staging copy of the previous checkpoint is no longer needed: the driver has it
+        self._sent(src)
+        return (*row[:4], dest)
+
+    def _upload(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Upload the checkpoint folder ``row[4]`` to the trial's storage URL (before the row is queued, so
+        the driver never hears of a checkpoint that is not there); the row then names its URL."""
+        from tunesmith.checkpoint import upload
+
+        src: str = row[4]
+        assert self.upload_to is not None
+        dest = self.upload_to + "/" + os.path.basename(src)
+        upload(src, dest)
+        self._sent(src)
+        return (*row[:4], dest)
+
+    def _sent(self, src: str) -> None:
+        """The staging copy of the checkpoint sent before ``src`` is no longer needed (the trial restores from
+        its latest, ``src``, which stays until the next one is sent)."""
         if self.last_shipped is not None and self.last_shipped not in (src, self.keep):
             shutil.rmtree(self.last_shipped, ignore_errors=True)
         self.last_shipped = src
-        return (*row[:4], dest)
 
     # driver's calls, from Ray's method threads -----------------------------------------------------------
     def take(self, timeout: float) -> list[tuple[Any, ...]]:
@@ -214,18 +238,28 @@ class _TrialActor:
         import ray
 
         spec = dict(spec)
+        storage = spec.pop("storage")  # this trial's checkpoints URL, with RayBackend(storage=...)
         remote = spec["driver_node"] != self.node_id and not spec["shared_storage"]
         driver_ckpts = os.path.join(spec["trial_dir"], "checkpoints")
+        # a node-local folder for checkpoints on their way to the driver or to the storage URL
+        stage = _staging_dir(self.node_id, spec["trial_dir"]) if remote or storage else None
         keep = None
         try:
             for p in reversed(spec.pop("sys_path")):
                 if p not in sys.path:
                     sys.path.insert(0, p)
             if remote:
-                spec["trial_dir"] = _staging_dir(self.node_id, spec["trial_dir"])
-                if spec["restore"] is not None and restore_files is not None:
-                    keep = spec["restore"] = _receive(restore_files, os.path.join(spec["trial_dir"], "restore"),
-                                                      os.path.basename(spec["restore"]))
+                spec["trial_dir"] = stage
+            if stage is not None:
+                spec["checkpoint_dir"] = os.path.join(stage, "checkpoints")
+            if is_url(spec["restore"]):
+                from tunesmith.checkpoint import download
+
+                os.makedirs(os.path.join(stage, "restore"), exist_ok=True)
+                keep = spec["restore"] = download(spec["restore"], os.path.join(stage, "restore"))
+            elif remote and spec["restore"] is not None and restore_files is not None:
+                keep = spec["restore"] = _receive(restore_files, os.path.join(stage, "restore"),
+                                                  os.path.basename(spec["restore"]))
             fn = self.functions.get(spec["fn_key"])
             if fn is None:
                 fn = self.functions[spec["fn_key"]] = ray.get(fn_ref[0])
@@ -233,19 +267,20 @@ class _TrialActor:
             self.channel.reset(spec["trial_id"], None, None)
             self.channel.finish("error", "could not start the trial in its Ray actor:\n" + traceback.format_exc())
             return {"node": self.node_id, "pid": os.getpid()}
-        self.channel.reset(spec["trial_id"], driver_ckpts if remote else None, keep, spec["chunk_bytes"])
-        self.thread = threading.Thread(target=self._run, args=(spec, fn, remote), name="tunesmith-trial",
+        self.channel.reset(spec["trial_id"], driver_ckpts if remote and not storage else None, keep,
+                           spec["chunk_bytes"], upload_to=storage)
+        self.thread = threading.Thread(target=self._run, args=(spec, fn, stage), name="tunesmith-trial",
                                        daemon=True)
         self.thread.start()
         return {"node": self.node_id, "pid": os.getpid()}
 
-    def _run(self, spec: dict[str, Any], fn: Any, remote: bool) -> None:
+    def _run(self, spec: dict[str, Any], fn: Any, stage: str | None) -> None:
         from tunesmith._worker import _run_trial
 
         _run_trial(spec, fn, self.channel, self.base_fds)
-        if remote:  # the driver has every checkpoint it was sent; the staging copies can go
-            shutil.rmtree(os.path.join(spec["trial_dir"], "checkpoints"), ignore_errors=True)
-            shutil.rmtree(os.path.join(spec["trial_dir"], "restore"), ignore_errors=True)
+        if stage is not None:  # every checkpoint went to the driver or the storage: the staging copies can go
+            shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
+            shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
 
     def events(self, timeout: float) -> list[tuple[Any, ...]]:
         return self.channel.take(timeout)
@@ -275,7 +310,7 @@ def _receive(files: list[tuple[str, list[Any]]], parent: str, name: str) -> str:
     tmp = final + ".part"
     shutil.rmtree(tmp, ignore_errors=True)
     for rel, refs in files:
-        path = _inside(tmp, rel)
+        path = inside(tmp, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             for ref in refs:
@@ -284,13 +319,6 @@ def _receive(files: list[tuple[str, list[Any]]], parent: str, name: str) -> str:
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
     return final
-
-
-def _inside(root: str, rel: str) -> str:
-    """``root/rel``, refusing a ``rel`` that would leave ``root``."""
-    if os.path.isabs(rel) or rel != os.path.normpath(rel) or rel.split(os.sep)[0] == "..":
-        raise ValueError(f"refusing the checkpoint file name {rel!r}: it would leave the checkpoint folder")
-    return os.path.join(root, rel)
 
 
 # =================================================================================================
@@ -355,6 +383,13 @@ class RayBackend(Executor):
         reuse_actors: run the next trial with the same resources in an actor whose trial ended.
         shared_storage: every node sees the experiment folder at the same path (NFS...): trials write
             their checkpoints there directly instead of sending them to the driver.
+        storage: a URL any fsspec filesystem understands (``"s3://bucket/prefix"``, ``"gs://..."``,
+            ``"file:///mnt/shared/ckpts"``; S3 needs ``pip install s3fs``): every trial uploads its
+            checkpoints there directly, as ``<storage>/<experiment>/trials/<trial>/checkpoints/
+            checkpoint_<iteration>``, instead of sending them to the driver; a restarted trial downloads its
+            checkpoint from there. The experiment folder (the SQLite store, logs) stays on the driver.
+            Credentials come from the usual places of that filesystem (environment, config files) on every
+            node.
         grace_period_s: how long a stopped trial has to reach its next ``report()`` before its actor is
             killed.
         trial_timeout_s: a started trial whose actor answers nothing for this long is declared dead (its
@@ -368,7 +403,8 @@ class RayBackend(Executor):
                  init_kwargs: dict[str, Any] | None = None, bundles: list[dict[str, float]] | None = None,
                  placement_strategy: str = "PACK", autoscaling: bool = False, max_pending_trials: int | None = None,
                  reuse_actors: bool = True, shared_storage: bool = False, grace_period_s: float = 5.0,
-                 trial_timeout_s: float | None = None, chunk_bytes: int = CHUNK_BYTES) -> None:
+                 trial_timeout_s: float | None = None, chunk_bytes: int = CHUNK_BYTES,
+                 storage: str | None = None) -> None:
         self.address = address
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
@@ -384,6 +420,8 @@ class RayBackend(Executor):
         self.grace_period_s = grace_period_s
         self.trial_timeout_s = trial_timeout_s
         self.chunk_bytes = chunk_bytes
+        self.storage = storage
+        self._exp_name = ""
         self._bundles: list[dict[str, float]] = []  # ``bundles`` in Ray's names, once validated
         self._ray: Any = None
         self._owns_ray = False
@@ -423,6 +461,17 @@ class RayBackend(Executor):
         cb = self.chunk_bytes
         if isinstance(cb, bool) or not isinstance(cb, int) or cb < 1:
             raise ConfigError(f"RayBackend(chunk_bytes=...) must be a positive integer, got {cb!r}")
+        if self.storage is not None:
+            if not is_url(self.storage):
+                raise ConfigError(f"RayBackend(storage=...) must be a URL such as 's3://bucket/prefix' or "
+                                  f"'file:///mnt/shared/ckpts', got {self.storage!r} (for a folder every node "
+                                  f"mounts at the same path, pass shared_storage=True instead)")
+            if self.shared_storage:
+                raise ConfigError("RayBackend(storage=..., shared_storage=True): pass one of them (storage sends "
+                                  "checkpoints to a URL, shared_storage writes them into the experiment folder)")
+            from tunesmith.checkpoint import storage_fs
+
+            storage_fs(self.storage, "RayBackend(storage=...)")  # fsspec and the protocol's package are here
         for name in ("grace_period_s", "trial_timeout_s"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
@@ -474,6 +523,7 @@ class RayBackend(Executor):
         except (TypeError, ValueError):
             self._takes_config = True
         self._sys_path = [p if p else os.getcwd() for p in sys.path]
+        self._exp_name = os.path.basename(os.path.normpath(experiment_dir))
 
     # -- resources ------------------------------------------------------------------------------------
     def _refresh(self, force: bool = False) -> None:
@@ -550,7 +600,8 @@ class RayBackend(Executor):
             slot = self._create(shape, launch.resources, demand)
             slot.beyond = beyond
         restore_files = None
-        if launch.restore is not None and not self.shared_storage and self._multi_node():
+        if launch.restore is not None and not self.shared_storage and not is_url(launch.restore) \
+                and self._multi_node():
             restore_files = slot.restore_refs = _put_folder(ray, launch.restore, self.chunk_bytes)
         spec = {
             "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
@@ -558,7 +609,7 @@ class RayBackend(Executor):
             "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
             "env": dict(launch.env), "fn_key": self._fn_key, "takes_config": self._takes_config,
             "sys_path": self._sys_path, "driver_node": self._driver_node, "shared_storage": self.shared_storage,
-            "chunk_bytes": self.chunk_bytes,
+            "chunk_bytes": self.chunk_bytes, "storage": self._storage_url(launch.trial_dir),
         }
         slot.trial_id = launch.trial_id
         slot.trial_dir = launch.trial_dir
@@ -568,6 +619,12 @@ class RayBackend(Executor):
         self._by_trial[launch.trial_id] = slot
         self._submit(slot, "run", slot.actor.run.remote(spec, [self._fn_ref], restore_files))
         return True
+
+    def _storage_url(self, trial_dir: str) -> str | None:
+        """Where a trial's checkpoints go with ``storage=``: ``<storage>/<experiment>/trials/<trial>/checkpoints``."""
+        if self.storage is None:
+            return None
+        return f"{self.storage.rstrip('/')}/{self._exp_name}/trials/{os.path.basename(trial_dir)}/checkpoints"
 
     def _multi_node(self) -> bool:
         self._refresh()
@@ -696,7 +753,7 @@ class RayBackend(Executor):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             tmp = slot.transfers[dest] = tempfile.mkdtemp(prefix=".tmp_recv_" + os.path.basename(dest) + "_",
                                                           dir=os.path.dirname(dest))
-        path = _inside(tmp, rel)
+        path = inside(tmp, rel)
         if offset == 0:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "r+b" if offset else "wb") as f:
