@@ -236,6 +236,39 @@ def test_session_api_and_trial_output_goes_to_its_log(results_dir):
         assert "hello from the trial" in f.read()
 
 
+def printer(config):
+    import subprocess
+    import sys
+
+    if config["kind"] == "quiet":
+        ts.report({"n": 0})
+        return
+    tag = f"trial-{ts.get_trial_id()}"
+    print(f"{tag} python")
+    os.write(2, f"{tag} fd2\n".encode())  # what C code writes
+    subprocess.run([sys.executable, "-c", f"print('{tag} child')"], check=True)  # a subprocess's output
+    sys.stdout.write((tag + "x" * 99 + "\n") * 1000)  # 100 kB: more than a pipe holds
+    ts.report({"n": 1})
+
+
+def test_a_trial_output_log_holds_what_it_printed_and_nothing_of_another_trial(results_dir):
+    result = ts.run(printer, space={"kind": ts.grid(["loud", "loud", "quiet"])}, max_concurrent=1, verbose=0,
+                    file_loggers=False)
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials), [t.error for t in result.trials]
+    for t in result.trials:
+        log = os.path.join(t.path, "output.log")
+        if t.config["kind"] == "quiet":
+            assert not os.path.exists(log)  # printed nothing: no file was made for it
+            continue
+        text = open(log).read()
+        tag = f"trial-{t.id}"
+        for line in (f"{tag} python", f"{tag} fd2", f"{tag} child"):
+            assert line in text.splitlines()
+        assert text.count(tag + "x" * 99 + "\n") == 1000
+        others = {f"trial-{o.id}" for o in result.trials if o.id != t.id}
+        assert not any(o in text for o in others)  # the same worker ran them one after the other
+
+
 def gpu_trial(config):
     ts.report({"cuda": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")})
 

@@ -131,27 +131,88 @@ def _die_with_parent() -> None:
             pass
 
 
-def _redirect_output(path: str | None, base: tuple[int, int]) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if path is None:
-        os.dup2(base[0], 1)
-        os.dup2(base[1], 2)
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+class _Output:
+    """Where a trial's prints go: during a trial, file descriptors 1 and 2 are a pipe that a thread copies
+    into the trial's ``output.log``, created on the first byte (a trial that prints nothing costs no file,
+    which matters when trials are short: a file creation can take a millisecond); between trials they are
+    the process's own stdout and stderr again. Output of C code and subprocesses is captured too (it is
+    the descriptors that change, not only ``sys.stdout``)."""
+
+    def __init__(self) -> None:
+        self.base = (os.dup(1), os.dup(2))
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        self.lock = threading.Lock()
+        self.path: str | None = None
+        self.fd: int | None = None
+        threading.Thread(target=self._pump, name="tunesmith-output", daemon=True).start()
+
+    def start(self, path: str) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with self.lock:
+            self.path = path
+        os.dup2(self.w, 1)
+        os.dup2(self.w, 2)
+
+    def end(self) -> None:
+        """Back to the process's stdout/stderr, once everything the trial printed is in its file."""
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # the trial closed or broke sys.stdout: what it held is lost, the descriptors are not
+        os.dup2(self.base[0], 1)
+        os.dup2(self.base[1], 2)
+        with self.lock:
+            self._drain()  # written before the switch: it is in the pipe now
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+            self.path = None
+
+    def _pump(self) -> None:
+        poller = select.poll()
+        poller.register(self.r, select.POLLIN)
+        while True:
+            poller.poll()
+            with self.lock:
+                self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.r, 1 << 16)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self.path is not None and self.fd is None:
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            except OSError:
+                self.path = None  # e.g. the disk is full: to the worker's own output instead
+        # between trials: output of a subprocess the last trial left running
+        target = self.fd if self.fd is not None else self.base[0]
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(target, view):]
+            except OSError:
+                return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
 
 
-def _run_trial(spec: dict[str, Any], fn: Any, channel: _Channel, base_fds: tuple[int, int]) -> None:
+def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output) -> None:
     from tunesmith import session
     from tunesmith.checkpoint import Checkpoint
 
     trial_id = spec["trial_id"]
     channel.trial_id = trial_id
     channel.stopped = False
-    os.makedirs(spec["trial_dir"], exist_ok=True)
     for key, value in spec["env"].items():
         os.environ[key] = value
     restore = None
@@ -160,7 +221,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: _Channel, base_fds: tuple
     session._session = session._Session(
         trial_id, spec["config"], spec["trial_dir"], spec["resources"], channel, spec["iteration"],
         spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"))
-    _redirect_output(os.path.join(spec["trial_dir"], "output.log"), base_fds)
+    output.start(os.path.join(spec["trial_dir"], "output.log"))
     status, tb = "ok", None
     try:
         out = fn(spec["config"]) if spec["takes_config"] else fn()
@@ -172,7 +233,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: _Channel, base_fds: tuple
         status, tb = "error", traceback.format_exc()
     finally:
         session._session = None
-        _redirect_output(None, base_fds)
+        output.end()
     if channel.stopped and status == "ok":
         status = "stopped"
     channel.finish(status, tb)
@@ -184,7 +245,7 @@ def main() -> None:
     if os.getppid() == 1:
         return  # the driver died before we could ask to follow it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us in order
-    base_fds = (os.dup(1), os.dup(2))
+    output = _Output()
     channel = _Channel(conn)
     functions: dict[str, Any] = {}
     with channel.lock:
@@ -209,7 +270,7 @@ def main() -> None:
                     channel.finish("error", "could not load the training function in the worker:\n"
                                    + traceback.format_exc())
                     continue
-            _run_trial(spec, fn, channel, base_fds)
+            _run_trial(spec, fn, channel, output)
         elif kind == "x":
             return
 

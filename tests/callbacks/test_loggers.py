@@ -338,3 +338,29 @@ def test_default_callbacks_progress_and_file_loggers_then_the_users() -> None:
     own = Progress(verbose=2)
     chain = default_callbacks(1, [own])
     assert [type(cb).__name__ for cb in chain] == ["CSVLogger", "JSONLLogger", "Progress"] and chain[-1] is own
+
+
+def test_the_default_file_loggers_share_one_writer_thread(tmp_path: Any) -> None:
+    import threading
+
+    import tunesmith as ts
+
+    seen: list[int] = []
+
+    def writers() -> set[int | None]:  # other tests' loggers, never ended, may still have theirs
+        return {t.ident for t in threading.enumerate() if t.name == "tunesmith-file-loggers"}
+
+    before = writers()
+
+    class CountWriters(ts.Callback):
+        def on_trial_results(self, trial: Any, results: Any) -> None:
+            seen.append(len(writers() - before))
+
+    def f(config: Any) -> None:
+        ts.report({"x": 1})
+
+    result = ts.run(f, num_samples=3, storage_path=str(tmp_path), verbose=0, callbacks=[CountWriters()])
+    assert seen and set(seen) == {1}  # one thread for both loggers, not one each
+    assert not writers() - before  # closed at the end
+    for t in result.trials:
+        assert sorted(os.listdir(t.path)) == ["params.json", "progress.csv", "result.jsonl"]  # no output.log

@@ -228,7 +228,9 @@ class _TrialActor:
 
         self.channel = _ActorChannel()
         self.functions: dict[str, Any] = {}
-        self.base_fds = (os.dup(1), os.dup(2))
+        from tunesmith._worker import _Output
+
+        self.output = _Output()
         self.node_id = ray.get_runtime_context().get_node_id()
         self.thread: threading.Thread | None = None
 
@@ -277,7 +279,7 @@ class _TrialActor:
     def _run(self, spec: dict[str, Any], fn: Any, stage: str | None) -> None:
         from tunesmith._worker import _run_trial
 
-        _run_trial(spec, fn, self.channel, self.base_fds)
+        _run_trial(spec, fn, self.channel, self.output)
         if stage is not None:  # every checkpoint went to the driver or the storage: the staging copies can go
             shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
             shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
