@@ -260,3 +260,34 @@ def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpu
                        ({"storage": "nosuchfs://b"}, "nosuchfs://b")]:
         with pytest.raises(ts.ConfigError, match=match):
             ts.run(quadratic, backend=RayBackend(**bad), verbose=0, name="bad-storage")
+
+
+def test_the_trial_function_of_a_module_beside_the_driver_ships_by_value_and_installed_ones_by_reference(
+        tmp_path):
+    import subprocess
+    import sys
+
+    import ray.cloudpickle as rcp
+
+    from tunesmith.executors.ray import _pickled_by_value
+
+    with _pickled_by_value(report_reading):  # shared_data_helpers: a file beside the tests, not installed
+        assert "shared_data_helpers" in rcp.list_registry_pickle_by_value()
+        (tmp_path / "fn.pkl").write_bytes(rcp.dumps(report_reading))
+    assert "shared_data_helpers" not in rcp.list_registry_pickle_by_value()  # the registry as it was
+    # a process that cannot import shared_data_helpers (as Ray Client's server, or a remote node) loads it
+    load = ("import ray.cloudpickle as c, sys; f = c.loads(open(sys.argv[1], 'rb').read()); "
+            "print(f.__name__, f.__globals__['anon_kb']() > 0)")  # its helper came along
+    for by_value in (True, False):
+        if not by_value:
+            (tmp_path / "fn.pkl").write_bytes(rcp.dumps(report_reading))
+        out = subprocess.run([sys.executable, "-c", load, str(tmp_path / "fn.pkl")], cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": ""}, capture_output=True, text=True)
+        if by_value:
+            assert out.returncode == 0 and out.stdout.split() == ["report_reading", "True"], out.stderr
+        else:  # what Ray did before: by reference, which needs the module
+            assert "No module named 'shared_data_helpers'" in out.stderr
+    with _pickled_by_value(json.dumps):  # the standard library stays by reference
+        assert "json" not in rcp.list_registry_pickle_by_value()
+    with _pickled_by_value(np.mean):  # so does an installed package
+        assert not any(m.startswith("numpy") for m in rcp.list_registry_pickle_by_value())

@@ -33,6 +33,7 @@ How a trial runs:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -42,6 +43,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -361,6 +363,33 @@ def ray_resources(resources: dict[str, float]) -> dict[str, float]:
     return out
 
 
+@contextlib.contextmanager
+def _pickled_by_value(fn: Any) -> Iterator[None]:
+    """Pickle the function's own module by value while shipping it, when that module is the user's code
+    (not installed, not the standard library): a remote node, and Ray Client's server, cannot import a
+    module that lives only beside the driver (a test file, ``from mytrain import train``). Installed
+    packages stay by reference; ``__main__`` is by value already."""
+    import sysconfig
+
+    import ray.cloudpickle as rcp
+
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    path = getattr(module, "__file__", None)
+    installed = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    real = os.path.realpath(path) if path else ""
+    own = (module is not None and path is not None and module.__name__ != "__main__"
+           and module.__name__.split(".")[0] != "tunesmith"
+           and not any(real.startswith(d + os.sep) for d in installed)
+           and module.__name__ not in rcp.list_registry_pickle_by_value())
+    if own:
+        rcp.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        if own:
+            rcp.unregister_pickle_by_value(module)
+
+
 class RayBackend(Executor):
     """Run every trial as a Ray actor on a Ray cluster: ``tunesmith.run(..., backend=RayBackend(...))``, or
     ``backend="ray"`` for the defaults.
@@ -518,7 +547,8 @@ class RayBackend(Executor):
 
         ray = self.connect()
         # ray.put(fn), not bytes: Ray then tracks object refs the function holds (tunesmith.put data)
-        self._fn_ref = ray.put(fn)
+        with _pickled_by_value(fn):
+            self._fn_ref = ray.put(fn)
         self._fn_key = hashlib.sha1(cloudpickle.dumps(fn)).hexdigest()
         try:
             self._takes_config = len(inspect.signature(fn).parameters) > 0
