@@ -291,3 +291,30 @@ def test_the_trial_function_of_a_module_beside_the_driver_ships_by_value_and_ins
         assert "json" not in rcp.list_registry_pickle_by_value()
     with _pickled_by_value(np.mean):  # so does an installed package
         assert not any(m.startswith("numpy") for m in rcp.list_registry_pickle_by_value())
+
+
+def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp_path):
+    # A retry the driver starts as soon as it hears "done" may use the same node-local staging folder (same
+    # node, same trial): the ended attempt must not delete it under the retry (it once did, in a thread,
+    # after "done" was queued, and a retry's download failed with FileNotFoundError).
+    from tunesmith.executors.ray import _ActorChannel, _remove_staging
+
+    stage = tmp_path / "stage"
+    for sub in ("checkpoints/checkpoint_000001", "restore/checkpoint_000000"):
+        (stage / sub).mkdir(parents=True)
+    ch = _ActorChannel()
+    seen = []
+
+    def cleanup():
+        seen.append([m[0] for m in ch.take(0)])  # what the driver could have read by now
+        _remove_staging(str(stage))
+
+    ch.reset(7, None, None, on_finish=cleanup)
+    ch.send_result((1, 0.0, 0.0, "{}", None), wait=False)
+    ch.finish("error", "tb")
+    assert seen == [["r"]]  # the result, not yet the end
+    assert sorted(os.listdir(stage)) == []
+    assert ch.take(0) == [("done", 7, "error", "tb")]
+    ch.reset(8, None, None)
+    ch.finish("ok", None)  # the next trial on this actor does not run the last one's cleanup again
+    assert seen == [["r"]]

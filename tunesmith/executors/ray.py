@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -83,10 +83,12 @@ class _ActorChannel:
         self.last_shipped: str | None = None
         self.keep: str | None = None  # a staging folder that must not be deleted (the restore checkpoint)
         self.chunk_bytes = CHUNK_BYTES
+        self.on_finish: Callable[[], None] | None = None
 
     def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES,
-              upload_to: str | None = None) -> None:
+              upload_to: str | None = None, on_finish: Callable[[], None] | None = None) -> None:
         with self.cv:
+            self.on_finish = on_finish
             self.upload_to = upload_to
             self.chunk_bytes = chunk_bytes
             self.rows, self.out = [], []
@@ -126,6 +128,10 @@ class _ActorChannel:
         return self.stopped
 
     def finish(self, status: str, tb: str | None) -> None:
+        # before the driver hears of the end: a retry it starts at once may use the same staging folder
+        on_finish, self.on_finish = self.on_finish, None
+        if on_finish is not None:
+            on_finish()
         with self.cv:
             self._flush_locked(False)
             self.out.append(("done", self.trial_id, status, tb))
@@ -272,19 +278,16 @@ class _TrialActor:
             self.channel.finish("error", "could not start the trial in its Ray actor:\n" + traceback.format_exc())
             return {"node": self.node_id, "pid": os.getpid()}
         self.channel.reset(spec["trial_id"], driver_ckpts if remote and not storage else None, keep,
-                           spec["chunk_bytes"], upload_to=storage)
-        self.thread = threading.Thread(target=self._run, args=(spec, fn, stage), name="tunesmith-trial",
-                                       daemon=True)
+                           spec["chunk_bytes"], upload_to=storage,
+                           on_finish=None if stage is None else lambda: _remove_staging(stage))
+        self.thread = threading.Thread(target=self._run, args=(spec, fn), name="tunesmith-trial", daemon=True)
         self.thread.start()
         return {"node": self.node_id, "pid": os.getpid()}
 
-    def _run(self, spec: dict[str, Any], fn: Any, stage: str | None) -> None:
+    def _run(self, spec: dict[str, Any], fn: Any) -> None:
         from tunesmith._worker import _run_trial
 
         _run_trial(spec, fn, self.channel, self.output)
-        if stage is not None:  # every checkpoint went to the driver or the storage: the staging copies can go
-            shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
-            shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
 
     def events(self, timeout: float) -> list[tuple[Any, ...]]:
         return self.channel.take(timeout)
@@ -294,6 +297,13 @@ class _TrialActor:
 
     def stop(self, trial_id: int) -> None:
         self.channel.stop(trial_id)
+
+
+def _remove_staging(stage: str) -> None:
+    """Every checkpoint of the trial was read for the driver (queued in memory) or uploaded to the
+    storage: the staging copies can go."""
+    shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
+    shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
 
 
 def _staging_dir(node_id: str, trial_dir: str) -> str:
