@@ -371,7 +371,7 @@ class Controller:
                                     self._doomed.append(old_path)
                                 else:
                                     self._deferred[old_path] = (tid, old_it)
-                    results.append(Result(tid, iteration, metrics, ckpt))
+                    results.append(Result(tid, iteration, metrics, ckpt, text))
                 trial.last_result = results[-1]
                 trial.iteration = results[-1].iteration
                 parsed.append((trial, results, ev[3]))

@@ -42,6 +42,9 @@ class Result:
     iteration: int
     metrics: dict[str, Any]
     checkpoint_path: str | None = None
+    # the reported metrics as the trial's JSON text (without the keys above), when it came from a trial:
+    # the JSONL logger writes it as it is instead of encoding the numbers again
+    _json: str | None = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.metrics[key]

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.trial import ITERATION, Result, TrialView
+from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialView
 
 log = logging.getLogger("tunesmith")
 PROGRESS_CSV = "progress.csv"
@@ -213,10 +213,14 @@ class _TrialFileLogger(Callback):
             return
         first = results[0].iteration
         restarted = first <= self._last_iteration.get(trial.id, 0)
-        self._do(self._write, trial, [flat_metrics(r.metrics) for r in results], first if restarted else None)
+        self._do(self._write, trial, self._rows(results), first if restarted else None)
         self._last_iteration[trial.id] = results[-1].iteration
 
-    def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:
+    def _rows(self, results: list[Result]) -> list[Any]:
+        """What ``_write`` gets for each result (the CSV logger: flat dicts)."""
+        return [flat_metrics(r.metrics) for r in results]
+
+    def _write(self, trial: TrialView, rows: list[Any], restart_at: int | None) -> None:
         raise NotImplementedError
 
 
@@ -235,16 +239,29 @@ class JSONLLogger(_TrialFileLogger):
         ``ts.run(train, space, callbacks=[ts.JSONLLogger()])``
     """
 
-    def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:
+    def _rows(self, results: list[Result]) -> list[Any]:
+        # Lines, made here: a result a trial reported is its metrics' JSON text as the trial sent it (the
+        # same encoder as this one's) with the three added keys appended, instead of encoding every number
+        # again (a third of this logger's time per result). Other results go through the encoder.
+        encode = _ENCODER.encode
+        lines = []
+        for r in results:
+            text, m = r._json, r.metrics
+            if text is not None:  # the controller made ``metrics`` from it: the same keys and values
+                lines.append(f"{text[:-1]}{', ' if len(text) > 2 else ''}\"{ITERATION}\": {r.iteration}, "
+                             f"\"{TIME_TOTAL}\": {m[TIME_TOTAL]!r}, \"{TIMESTAMP}\": {m[TIMESTAMP]!r}}}\n")
+            else:
+                lines.append(encode(flat_metrics(m)) + "\n")
+        return lines
+
+    def _write(self, trial: TrialView, rows: list[Any], restart_at: int | None) -> None:
         path = os.path.join(self.trial_dir(trial), RESULT_JSONL)
         if restart_at is not None and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 kept = [line for line in f if line.strip() and _iteration(json.loads(line)) < restart_at]
             _write_atomic(path, "".join(kept))
-        encode = _ENCODER.encode
-        text = "".join([encode(row) + "\n" for row in rows])
         with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
+            f.write("".join(rows))
 
 
 class CSVLogger(_TrialFileLogger):
