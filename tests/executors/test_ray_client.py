@@ -35,9 +35,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def client_address():
     port = _free_port()
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "object_store_memory": 80 * 2**20, "include_dashboard": False,
-        "ray_client_server_port": port})
+    # The client server forks a process per client connection while its gRPC threads run; with gRPC's fork
+    # handlers on, that child crashed now and then (a segfault in gRPC's event_engine thread, in dmesg;
+    # "Starting Ray client server failed" here, about 1 run in 5). The child execs at once and needs none.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GRPC_ENABLE_FORK_SUPPORT", "false")
+        c = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 2, "object_store_memory": 80 * 2**20, "include_dashboard": False,
+            "ray_client_server_port": port})
     c.wait_for_nodes()
     yield f"ray://127.0.0.1:{port}"
     if ray.is_initialized():

@@ -532,9 +532,16 @@ class RayBackend(Executor):
                 for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
                     if getattr(self, key) is not None:
                         kwargs.setdefault(key, getattr(self, key))
+            try:
+                if self.address is not None:
+                    kwargs["address"] = self.address
                 ray.init(**kwargs)
-            else:
-                ray.init(address=self.address, **kwargs)
+            except BaseException:
+                # a failed connection (Ray Client above all) leaves Ray's globals half set, and the
+                # process's next ray.init would fail on them: undo it before the error goes up
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                raise
             self._owns_ray = True
         self._ray = ray
         client = False
