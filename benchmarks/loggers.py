@@ -3,7 +3,8 @@ when there is one: the CPU a result costs the driver's interpreter, apart from t
 
     .venv/bin/python benchmarks/loggers.py [--results N] [--repeat K]
 
-Prints one table: microseconds per result for ``CSVLogger`` and ``JSONLLogger``, the latter for results
+Prints one table: microseconds per result for ``CSVLogger`` (results as trials report them) and
+``JSONLLogger``, the latter for results
 that carry the trial's JSON text (every result a trial reports) and for results that do not (rebuilt
 ones), medians of K runs over N results of one trial, written in batches of 500 as the controller does.
 """

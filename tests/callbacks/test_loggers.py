@@ -68,27 +68,37 @@ def test_jsonl_lines_equal_the_reported_results(file_run: Any) -> None:
         assert lines == file_run.history(trial.id)
 
 
-def test_a_jsonl_line_from_the_trials_own_json_text_is_the_line_the_encoder_writes(tmp_path: Any) -> None:
-    # A result that came from a trial carries its metrics' JSON text, and the JSONL logger appends the
-    # three added keys to it instead of encoding again: the line must be the same, byte for byte.
-    texts = [json.dumps({"loss": 1 / 7, "name": "caf\u00e9 \"q\"", "n": float("nan"), "inf": float("-inf"),
-                         "ok": True, "k": 3}), "{}"]
+@pytest.mark.parametrize("cls,name", [(JSONLLogger, "result.jsonl"), (CSVLogger, "progress.csv")])
+def test_results_carrying_the_trials_json_text_are_written_byte_for_byte_as_the_others(
+        tmp_path: Any, cls: type, name: str) -> None:
+    # A result that came from a trial carries its metrics' JSON text; the JSONL logger appends the three
+    # added keys to that text instead of encoding again, and the CSV logger picks the values of complete
+    # rows in one C call: the files must be the same as those written the general way.
+    full = {"loss": 1 / 7, "name": "caf\u00e9, \"q\"", "n": float("nan"), "inf": float("-inf"), "ok": True,
+            "k": 3}
+    batches = [[full, {**full, "loss": 0.5}],  # complete rows
+               [{**full, "late": 1.5}],  # a key first seen later (the CSV file is rewritten)
+               [{"loss": 0.25}, {}],  # rows missing keys
+               [{**full, "late": 2.5}, {**full, "late": 3.5}]]  # complete again, under the grown header
     written = []
     for carry in (True, False):
-        logger = JSONLLogger(background=False)
+        logger = cls(background=False)
         logger.on_experiment_start(SimpleNamespace(path=str(tmp_path / str(carry)), name="bytes", trials={}))
         trial = TrialView(id=1, config={})
-        results = []
-        for i, text in enumerate(texts, 1):
-            metrics = {**json.loads(text), "training_iteration": i, "time_total_s": 0.1 * i + 1e-9,
-                       "timestamp": 1796280062.5005417 + i}
-            results.append(Result(1, i, metrics, None, text if carry else None))
-        logger.on_trial_results(trial, results)
-        with open(tmp_path / str(carry) / "trials" / "trial_00001" / "result.jsonl", "rb") as f:
+        i = 0
+        for batch in batches:
+            results = []
+            for reported in batch:
+                i += 1
+                text = json.dumps(reported)
+                metrics = {**json.loads(text), "training_iteration": i, "time_total_s": 0.1 * i + 1e-9,
+                           "timestamp": 1796280062.5005417 + i}
+                results.append(Result(1, i, metrics, None, text if carry else None))
+            logger.on_trial_results(trial, results)
+        with open(tmp_path / str(carry) / "trials" / "trial_00001" / name, "rb") as f:
             written.append(f.read())
     assert written[0] == written[1]
-    assert [list(json.loads(line)) for line in written[0].splitlines()][1] == [
-        "training_iteration", "time_total_s", "timestamp"]
+    assert len(written[0].splitlines()) == 7 + (name == "progress.csv")  # every row (and the header)
 
 
 def test_params_json_is_the_config(file_run: Any) -> None:

@@ -20,6 +20,7 @@ import csv
 import json
 import logging
 import math
+import operator
 import os
 import threading
 import time
@@ -284,13 +285,22 @@ class CSVLogger(_TrialFileLogger):
         super().__init__(params, background)
         self._header: dict[int, list[str]] = {}
 
-    def _write(self, trial: TrialView, rows: list[dict[str, Any]], restart_at: int | None) -> None:
+    def _rows(self, results: list[Result]) -> list[Any]:
+        # Results a trial reported are flat dicts of scalars already (report() checked them): no
+        # flattening, and _write may take their values as they are. Others are flattened.
+        if all(r._json is not None for r in results):
+            return [True, [r.metrics for r in results]]
+        return [False, [flat_metrics(r.metrics) for r in results]]
+
+    def _write(self, trial: TrialView, batch: list[Any], restart_at: int | None) -> None:
+        scalars, rows = batch
         path = os.path.join(self.trial_dir(trial), PROGRESS_CSV)
         header = self._header.get(trial.id)
         if header is None:
             header = self._header[trial.id] = _read_header(path)
-        new_keys = [k for row in rows for k in row if k not in header]
-        grown = list(dict.fromkeys([*header, *new_keys]))
+        known = set(header)
+        new_keys = [k for row in rows if not known.issuperset(row) for k in row if k not in known]
+        grown = list(dict.fromkeys([*header, *new_keys])) if new_keys else header
         if header and (grown != header or restart_at is not None) and os.path.exists(path):
             self._rewrite(path, grown, restart_at)
         self._header[trial.id] = grown
@@ -300,7 +310,12 @@ class CSVLogger(_TrialFileLogger):
             if write_header:
                 writer.writerow(grown)
             # csv.writer on lists: DictWriter's per-row key checks cost more than the writing itself
-            writer.writerows(_cells([row.get(k, "") for k in grown]) for row in rows)
+            n = len(grown)
+            if scalars and n > 1 and all(len(row) == n for row in rows):
+                # every row has every key (its keys are in the header, and as many): picked in C
+                writer.writerows(map(operator.itemgetter(*grown), rows))
+            else:
+                writer.writerows(_cells([row.get(k, "") for k in grown]) for row in rows)
 
     @staticmethod
     def _rewrite(path: str, header: list[str], restart_at: int | None) -> None:
