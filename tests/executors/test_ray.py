@@ -318,3 +318,23 @@ def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp
     ch.reset(8, None, None)
     ch.finish("ok", None)  # the next trial on this actor does not run the last one's cleanup again
     assert seen == [["r"]]
+
+
+def test_a_trial_function_whose_module_globals_do_not_pickle_still_runs(ray_gpus, results_dir, tmp_path,
+                                                                        monkeypatch):
+    # By value, a function takes the module globals it uses along; a lock does not pickle. Then it goes by
+    # reference, which works where the module can be imported (here: the same machine, sys.path shipped).
+    (tmp_path / "locked_train.py").write_text(
+        "import threading\n"
+        "import tunesmith as ts\n"
+        "LOCK = threading.Lock()\n"
+        "def train(config):\n"
+        "    with LOCK:\n"
+        "        ts.report({'loss': config['x'] ** 2})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import locked_train
+
+    result = ts.run(locked_train.train, space={"x": ts.grid([1.0, 3.0])}, backend=RayBackend(), verbose=0,
+                    name="locked")
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 2, [t.error for t in result.trials]
+    assert sorted(t.last_result["loss"] for t in result.trials) == [1.0, 9.0]

@@ -564,7 +564,12 @@ class RayBackend(Executor):
 
         ray = self.connect()
         # ray.put(fn), not bytes: Ray then tracks object refs the function holds (tunesmith.put data)
-        with _pickled_by_value(fn):
+        try:
+            with _pickled_by_value(fn):
+                self._fn_ref = ray.put(fn)
+        except TypeError:
+            # by value, the module's globals the function uses travel too, and one may not pickle (a lock,
+            # an open file): by reference, as before, which works wherever the module can be imported
             self._fn_ref = ray.put(fn)
         self._fn_key = hashlib.sha1(cloudpickle.dumps(fn)).hexdigest()
         try:
