@@ -3,10 +3,9 @@ when there is one: the CPU a result costs the driver's interpreter, apart from t
 
     .venv/bin/python benchmarks/loggers.py [--results N] [--repeat K]
 
-Prints one table: microseconds per result for ``CSVLogger`` (results as trials report them) and
-``JSONLLogger``, the latter for results
-that carry the trial's JSON text (every result a trial reports) and for results that do not (rebuilt
-ones), medians of K runs over N results of one trial, written in batches of 500 as the controller does.
+Prints one table: microseconds per result for ``CSVLogger`` and ``JSONLLogger``, each for results that
+carry the trial's JSON text (every result a trial reports) and for results that do not (rebuilt ones);
+medians of K runs over N results of one trial, written in batches of 500 as the controller does.
 """
 
 from __future__ import annotations
@@ -54,8 +53,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="tunesmith_loggers_", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    cases = [("CSVLogger", CSVLogger, True), ("JSONLLogger, trial's JSON text", JSONLLogger, True),
-             ("JSONLLogger, encoded again", JSONLLogger, False)]
+    cases = [("CSVLogger, reported results", CSVLogger, True), ("CSVLogger, rebuilt results", CSVLogger, False),
+             ("JSONLLogger, trial's JSON text", JSONLLogger, True), ("JSONLLogger, encoded again", JSONLLogger, False)]
     table = Table(title=f"file loggers, us per result ({args.results:,} results, median of {args.repeat}, "
                         f"{os.cpu_count()} cores, Python {sys.version.split()[0]})")
     for col in ("logger", "us/result", "runs"):

@@ -22,7 +22,7 @@ from tunesmith.data import get, put
 from tunesmith.executors._base import Launch
 
 ray = pytest.importorskip("ray")
-from tunesmith.executors.ray import RayBackend  # noqa: E402
+from tunesmith.executors.ray import RayBackend, _staging_dir  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -254,6 +254,9 @@ def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpu
         assert sorted(os.listdir(there)) == ["checkpoint_000003", "checkpoint_000004"]  # keep=2, in storage
         assert t.checkpoint.path == f"file://{there}/checkpoint_000004"
         assert t.checkpoint.load() == 4
+        # the node-local staging copies went when the trial ended (before its end reached the driver)
+        stage = _staging_dir(ray.get_runtime_context().get_node_id(), t.path)
+        assert os.path.isdir(stage) and sorted(os.listdir(stage)) == [], os.listdir(stage)
     assert ts.load(result.path).get_best("i", "max").checkpoint.load() == 4  # read back from the store
     for bad, match in [({"storage": "bucket/prefix"}, "must be a URL"),
                        ({"storage": f"file://{bucket}", "shared_storage": True}, "pass one of them"),
@@ -271,22 +274,23 @@ def test_the_trial_function_of_a_module_beside_the_driver_ships_by_value_and_ins
 
     from tunesmith.executors.ray import _pickled_by_value
 
+    def load_elsewhere(data: bytes) -> subprocess.CompletedProcess[str]:
+        """Unpickle in a process that cannot import shared_data_helpers (as Ray Client's server, or a
+        remote node, cannot import a module beside the driver)."""
+        (tmp_path / "fn.pkl").write_bytes(data)
+        load = ("import ray.cloudpickle as c, sys; f = c.loads(open(sys.argv[1], 'rb').read()); "
+                "print(f.__name__, f.__globals__['anon_kb']() > 0)")  # its helper came along
+        return subprocess.run([sys.executable, "-c", load, str(tmp_path / "fn.pkl")], cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": ""}, capture_output=True, text=True)
+
     with _pickled_by_value(report_reading):  # shared_data_helpers: a file beside the tests, not installed
         assert "shared_data_helpers" in rcp.list_registry_pickle_by_value()
-        (tmp_path / "fn.pkl").write_bytes(rcp.dumps(report_reading))
+        by_value = rcp.dumps(report_reading)
     assert "shared_data_helpers" not in rcp.list_registry_pickle_by_value()  # the registry as it was
-    # a process that cannot import shared_data_helpers (as Ray Client's server, or a remote node) loads it
-    load = ("import ray.cloudpickle as c, sys; f = c.loads(open(sys.argv[1], 'rb').read()); "
-            "print(f.__name__, f.__globals__['anon_kb']() > 0)")  # its helper came along
-    for by_value in (True, False):
-        if not by_value:
-            (tmp_path / "fn.pkl").write_bytes(rcp.dumps(report_reading))
-        out = subprocess.run([sys.executable, "-c", load, str(tmp_path / "fn.pkl")], cwd=tmp_path,
-                             env={**os.environ, "PYTHONPATH": ""}, capture_output=True, text=True)
-        if by_value:
-            assert out.returncode == 0 and out.stdout.split() == ["report_reading", "True"], out.stderr
-        else:  # what Ray did before: by reference, which needs the module
-            assert "No module named 'shared_data_helpers'" in out.stderr
+    out = load_elsewhere(by_value)
+    assert out.returncode == 0 and out.stdout.split() == ["report_reading", "True"], out.stderr
+    # what Ray did before: by reference, which needs the module
+    assert "No module named 'shared_data_helpers'" in load_elsewhere(rcp.dumps(report_reading)).stderr
     with _pickled_by_value(json.dumps):  # the standard library stays by reference
         assert "json" not in rcp.list_registry_pickle_by_value()
     with _pickled_by_value(np.mean):  # so does an installed package

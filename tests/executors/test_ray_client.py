@@ -10,9 +10,9 @@ and sends them to the driver's experiment folder, and a retried trial gets its c
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
+from proc_helpers import free_port
 
 import tunesmith as ts
 from tunesmith.checkpoint import Checkpoint, verify
@@ -26,15 +26,9 @@ from tunesmith.executors.ray import RayBackend  # noqa: E402
 pytestmark = pytest.mark.timeout(180)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client_address():
-    port = _free_port()
+    port = free_port()
     # The client server forks a process per client connection while its gRPC threads run; with gRPC's fork
     # handlers on, that child crashed now and then (a segfault in gRPC's event_engine thread, in dmesg;
     # "Starting Ray client server failed" here, about 1 run in 5). The child execs at once and needs none.
@@ -48,7 +42,7 @@ def client_address():
     if ray.is_initialized():
         ray.shutdown()
     # The client server starts a "specific server" process per client connection; the Cluster does not
-    # know it, and it would hold its port (23000 and up) for the next cluster. End those too.
+    # know it, and it lives on for about a minute after the driver disconnects. End those too.
     import psutil
 
     proxy = c.head_node.all_processes[ray_constants.PROCESS_TYPE_RAY_CLIENT_SERVER][0].process.pid

@@ -3,9 +3,8 @@ a local Ray after the failure, which must not find another test's cluster)."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
+from proc_helpers import free_port
 
 import tunesmith as ts
 
@@ -25,9 +24,7 @@ def test_a_failed_ray_client_connection_leaves_ray_usable(monkeypatch, results_d
     # Ray Client retries for about 30 s by default; 1 s per attempt is enough to fail here
     monkeypatch.setattr(client_worker, "INITIAL_TIMEOUT_SEC", 1)
     monkeypatch.setattr(client_worker, "MAX_TIMEOUT_SEC", 1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]  # nothing listens there once the socket is closed
+    closed = free_port()  # nothing listens there
     with pytest.raises(ConnectionError):
         ts.run(quadratic, space={"x": 1.0}, backend=RayBackend(address=f"ray://127.0.0.1:{closed}"), verbose=0,
                name="nowhere")

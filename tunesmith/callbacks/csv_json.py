@@ -217,11 +217,11 @@ class _TrialFileLogger(Callback):
         self._do(self._write, trial, self._rows(results), first if restarted else None)
         self._last_iteration[trial.id] = results[-1].iteration
 
-    def _rows(self, results: list[Result]) -> list[Any]:
-        """What ``_write`` gets for each result (the CSV logger: flat dicts)."""
-        return [flat_metrics(r.metrics) for r in results]
+    def _rows(self, results: list[Result]) -> Any:
+        """What ``_write`` gets for a batch, made in the calling thread."""
+        raise NotImplementedError
 
-    def _write(self, trial: TrialView, rows: list[Any], restart_at: int | None) -> None:
+    def _write(self, trial: TrialView, rows: Any, restart_at: int | None) -> None:
         raise NotImplementedError
 
 
@@ -240,7 +240,7 @@ class JSONLLogger(_TrialFileLogger):
         ``ts.run(train, space, callbacks=[ts.JSONLLogger()])``
     """
 
-    def _rows(self, results: list[Result]) -> list[Any]:
+    def _rows(self, results: list[Result]) -> list[str]:
         # Lines, made here: a result a trial reported is its metrics' JSON text as the trial sent it (the
         # same encoder as this one's) with the three added keys appended, instead of encoding every number
         # again (a third of this logger's time per result). Other results go through the encoder.
@@ -255,7 +255,7 @@ class JSONLLogger(_TrialFileLogger):
                 lines.append(encode(flat_metrics(m)) + "\n")
         return lines
 
-    def _write(self, trial: TrialView, rows: list[Any], restart_at: int | None) -> None:
+    def _write(self, trial: TrialView, rows: list[str], restart_at: int | None) -> None:
         path = os.path.join(self.trial_dir(trial), RESULT_JSONL)
         if restart_at is not None and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
@@ -285,14 +285,14 @@ class CSVLogger(_TrialFileLogger):
         super().__init__(params, background)
         self._header: dict[int, list[str]] = {}
 
-    def _rows(self, results: list[Result]) -> list[Any]:
-        # Results a trial reported are flat dicts of scalars already (report() checked them): no
-        # flattening, and _write may take their values as they are. Others are flattened.
+    def _rows(self, results: list[Result]) -> tuple[bool, list[dict[str, Any]]]:
+        # (scalars, rows): results a trial reported are flat dicts of scalars already (report() checked
+        # them): no flattening, and _write may take their values as they are. Others are flattened.
         if all(r._json is not None for r in results):
-            return [True, [r.metrics for r in results]]
-        return [False, [flat_metrics(r.metrics) for r in results]]
+            return True, [r.metrics for r in results]
+        return False, [flat_metrics(r.metrics) for r in results]
 
-    def _write(self, trial: TrialView, batch: list[Any], restart_at: int | None) -> None:
+    def _write(self, trial: TrialView, batch: tuple[bool, list[dict[str, Any]]], restart_at: int | None) -> None:
         scalars, rows = batch
         path = os.path.join(self.trial_dir(trial), PROGRESS_CSV)
         header = self._header.get(trial.id)
