@@ -29,6 +29,8 @@ def test_report_accepts_json_scalars_and_rejects_the_rest_with_configerror(metri
         assert not scalars
         return
     assert scalars
+    # the same text as json.dumps (the JSONL logger writes it as it is; see session._scalar_dict_encoder)
+    assert text == json.dumps(metrics)
     back = json.loads(text)
     for k, v in metrics.items():
         if isinstance(v, float) and math.isnan(v):

@@ -28,6 +28,7 @@ from typing import Any
 HEARTBEAT_S = 0.5
 BATCH = 1024  # results per message at most
 COALESCE_S = 0.002  # a result waits at most this long for others to share its message
+STOP_CHECK_S = 0.001  # report() looks for a stop message at most this often (a syscall each time)
 
 
 class _Channel:
@@ -43,7 +44,9 @@ class _Channel:
         self.inbox: deque[tuple[Any, ...]] = deque()
         self.last_send = time.monotonic()
         self.wake = threading.Event()
-        # one poll object for the life of the worker: a stop check per report() costs one cheap syscall
+        # one poll object for the life of the worker: a stop check costs one cheap syscall, made at most
+        # every STOP_CHECK_S (a trial reporting in a tight loop would otherwise pay one per report)
+        self._next_check = 0.0
         self._poller = select.poll()
         self._poller.register(conn.fileno(), select.POLLIN)
         threading.Thread(target=self._flusher, name="tunesmith-flusher", daemon=True).start()
@@ -63,8 +66,12 @@ class _Channel:
         return None
 
     def stop_requested(self) -> bool:
-        if not self.stopped and self._poller.poll(0):
-            self._read_control()
+        if not self.stopped:
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + STOP_CHECK_S
+                if self._poller.poll(0):
+                    self._read_control()
         return self.stopped
 
     def _read_control(self) -> None:

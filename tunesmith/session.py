@@ -115,7 +115,31 @@ def encode_metrics(metrics: Any) -> str:
                     continue
             raise ConfigError(f"report(): metric {key!r} must be a number, string or bool, got "
                               f"{type(value).__name__}")
-    return json.dumps(clean if clean is not None else metrics)  # default arguments: json's fast cached encoder
+    return _dumps(clean if clean is not None else metrics)
+
+
+def _scalar_dict_encoder() -> Any:
+    """``json.dumps`` for a flat dict of JSON scalars, the same text, at a third of the cost: json's C
+    encoder made once, instead of ``dumps`` making one per call (which is most of its time for a small
+    dict). Without a circular-reference check: a checked dict of scalars cannot hold itself. Falls back to
+    ``json.dumps`` where the C encoder is missing or takes other arguments (it is not a public API)."""
+    try:
+        from json.encoder import c_make_encoder, encode_basestring_ascii
+
+        def no_default(obj: Any) -> Any:
+            raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+        encoder = c_make_encoder(None, no_default, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+        join = "".join
+        probe = {"a": 1, "b": 0.5, "c": float("nan"), "d": "\u00e9\"", "e": True, "f": float("-inf")}
+        if join(encoder(probe, 0)) != json.dumps(probe):
+            return json.dumps
+    except Exception:  # noqa: BLE001 - any surprise: the public function
+        return json.dumps
+    return lambda obj: join(encoder(obj, 0))
+
+
+_dumps = _scalar_dict_encoder()
 
 
 def _size(value: Any) -> int:
