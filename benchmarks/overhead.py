@@ -9,7 +9,11 @@ Prints one table. Workloads:
   (b) 4 trials x M reports each in a tight loop: results/s, end to end (every result stored in SQLite)
   (c) 40 trials x 10 iterations of sleep(0.05) at concurrency 2: wall time vs the ideal 10 s
   (d) time from interpreter start (`python -c`) to the first stored result
-  (e) peak RSS of the whole process tree (driver + workers) during (a)
+  (e) peak RSS of the whole process tree (driver + workers + fork server) during (a)
+
+(a) and (b) run after a one-trial warm-up run, so their workers are forks of the fork server that run
+started (it stays for the process's later runs); the rows "start_method='spawn'" give the same with a
+fresh interpreter per worker, what a process's first run pays to start its workers.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tunesmith as ts  # noqa: E402
+from tunesmith.executors.local import LocalExecutor  # noqa: E402
 
 
 # --- trial functions ----------------------------------------------------------------------------------
@@ -202,6 +207,11 @@ def main() -> None:
         with PeakRSS() as rss:
             ts_run(noop, {}, n_trials, storage)
         ts_e = rss.peak / 2**20
+        # the same with every worker a fresh interpreter (what a process's first run pays without the
+        # fork server the warm-up run started, and what runs get where there is no fork server)
+        t = time.perf_counter()
+        ts_run(noop, {}, n_trials, storage, backend=LocalExecutor(start_method="spawn"))
+        ts_a_spawn = n_trials / (time.perf_counter() - t)
         t = time.perf_counter()
         _mp_noops(n_trials)
         mp_a = n_trials / (time.perf_counter() - t)
@@ -216,6 +226,9 @@ def main() -> None:
         stored = res._store.count_results()
         assert stored == 4 * n_reports, stored
         ts_b = stored / dt
+        t = time.perf_counter()
+        ts_run(tight, {"n": n_reports}, 4, storage, backend=LocalExecutor(start_method="spawn"))
+        ts_b_spawn = 4 * n_reports / (time.perf_counter() - t)
         # floor: 4 processes send their results in batches of 1,000 over pipes; nothing is stored
         t = time.perf_counter()
         ctx = mp.get_context("spawn")
@@ -254,7 +267,9 @@ def main() -> None:
 
     rows = [
         (f"(a) {n_trials} no-op trials", "trials/s", f"{ts_a:,.0f}", f"{mp_a:,.0f}", ">= 1,000"),
+        ("    the same, start_method='spawn'", "trials/s", f"{ts_a_spawn:,.0f}", "", ""),
         (f"(b) 4 x {n_reports} reports", "results/s", f"{ts_b:,.0f}", f"{mp_b:,.0f}", ">= 50,000"),
+        ("    the same, start_method='spawn'", "results/s", f"{ts_b_spawn:,.0f}", "", ""),
         (f"(c) {n_sleepy} x 10 x sleep(0.05), conc 2", "wall s", f"{ts_c:.2f} ({ideal / ts_c:.1%} of ideal)",
          f"{mp_c:.2f} ({ideal / mp_c:.1%})", f"<= {ideal * 1.05:.2f}"),
         ("(d) start to first stored result", "s", f"{ts_d:.3f}", f"{mp_d:.3f}", "< 0.5"),

@@ -1,4 +1,4 @@
-"""Driver as a real subprocess: functions from __main__, and no orphan workers after SIGKILL."""
+"""Driver as a real subprocess: functions from __main__, and no orphan workers (nor fork server) after SIGKILL."""
 
 from __future__ import annotations
 
@@ -61,8 +61,10 @@ def test_no_worker_survives_sigkill_of_the_driver(tmp_path, results_dir):
         import tunesmith as ts
 
         def train(config):
-            with open(os.path.join({str(pids_dir)!r}, str(os.getpid())), "w") as f:
-                f.write("1")
+            path = os.path.join({str(pids_dir)!r}, str(os.getpid()))
+            with open(path + ".tmp", "w") as f:
+                f.write(str(os.getppid()))  # the fork server (or the driver)
+            os.replace(path + ".tmp", path)  # whole when the test sees it
             for i in range(600):
                 time.sleep(0.1)
                 ts.report({{"i": i}})
@@ -72,10 +74,14 @@ def test_no_worker_survives_sigkill_of_the_driver(tmp_path, results_dir):
     driver = subprocess.Popen([sys.executable, script], cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while len(os.listdir(pids_dir)) < 2 and time.monotonic() < deadline:
+    while len([p for p in os.listdir(pids_dir) if p.isdigit()]) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # waiting for a condition (both workers started), bounded
-    pids = [int(p) for p in os.listdir(pids_dir)]
+    pids = [int(p) for p in os.listdir(pids_dir) if p.isdigit()]
     assert len(pids) == 2
+    parents = {int((pids_dir / str(p)).read_text()) for p in pids}
+    if sys.platform.startswith("linux"):  # forked by the fork server, which must die with the driver too
+        assert parents != {driver.pid} and len(parents) == 1
+        pids += parents
     assert all(pid_alive(p) for p in pids)
     driver.send_signal(signal.SIGKILL)
     driver.wait()

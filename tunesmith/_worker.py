@@ -1,8 +1,10 @@
 """A long-lived worker process: runs one trial at a time for the local executor.
 
-Started as ``python -m tunesmith._worker FD`` with one end of a socket pair. It never imports the
-driver's ``__main__``: the training function arrives cloudpickled. It dies with the driver (Linux
-parent-death signal), also when the driver is killed with SIGKILL.
+Forked by the fork server (``tunesmith._forkserver``, on Linux), or started as
+``python -m tunesmith._worker FD``, with one end of a socket pair. It never imports the driver's
+``__main__``: the training function arrives cloudpickled. It dies with its parent, the driver or the
+fork server (Linux parent-death signal; the fork server dies with the driver), also when the driver is
+killed with SIGKILL.
 
 Messages (pickled tuples over the socket; both ends are our own processes):
   driver -> worker: ("fn", key, bytes)  ("run", spec)  ("d", trial_id, continue, next_decision)
@@ -246,11 +248,14 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output) -> 
     channel.finish(status, tb)
 
 
-def main() -> None:
+def main(fd: int | None = None, parent: int | None = None) -> None:
+    """Serve trials over the socket ``fd`` (default: the one named on the command line) until told to
+    exit or the driver is gone. ``parent``: the fork server this worker was forked from (None: started
+    by the driver itself)."""
     _die_with_parent()
-    conn = Connection(int(sys.argv[1]))
-    if os.getppid() == 1:
-        return  # the driver died before we could ask to follow it
+    conn = Connection(int(sys.argv[1]) if fd is None else fd)
+    if os.getppid() == 1 or (parent is not None and os.getppid() != parent):
+        return  # our parent died before we could ask to follow it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us in order
     output = _Output()
     channel = _Channel(conn)

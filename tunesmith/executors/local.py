@@ -23,6 +23,7 @@ from typing import Any
 
 import cloudpickle
 
+from tunesmith import _forkserver
 from tunesmith._errors import ConfigError
 from tunesmith.executors._base import Event, Executor, Launch
 from tunesmith.executors.resources import ResourcePool, cuda_visible, detect_cpus, detect_gpus
@@ -34,7 +35,7 @@ _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the ot
 class _Worker:
     __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen")
 
-    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | _forkserver.ForkedProcess, conn: Connection) -> None:
         self.proc = proc
         self.conn = conn
         self.trial_id: int | None = None
@@ -57,10 +58,22 @@ class LocalExecutor(Executor):
         trial_timeout_s: a running trial whose worker sends nothing (no result, no heartbeat: workers send
             one every half second, also while the trial computes between reports) for this long is declared
             dead: its worker is killed and the trial fails (and is retried per ``max_failures``).
+        start_method: ``"forkserver"`` (default; Linux): workers are forks of one server process that has
+            tunesmith imported, started once per driver process and kept for its later runs (a worker is
+            ready in milliseconds instead of an interpreter start); elsewhere, or if it cannot start,
+            ``"spawn"``: each worker is a fresh ``python -m tunesmith._worker``. Either way a worker
+            gets the driver's environment, working directory and output at the moment it starts.
     """
 
+    START_METHODS = ("forkserver", "spawn")
+
     def __init__(self, total_resources: dict[str, float] | None = None, gpu_ids: list[str] | None = None,
-                 grace_period_s: float = 5.0, trial_timeout_s: float | None = None) -> None:
+                 grace_period_s: float = 5.0, trial_timeout_s: float | None = None,
+                 start_method: str = "forkserver") -> None:
+        if start_method not in self.START_METHODS:
+            raise ConfigError(f"LocalExecutor(start_method={start_method!r}): expected one of "
+                              f"{', '.join(map(repr, self.START_METHODS))}")
+        self.start_method = start_method
         self.total_resources_arg = total_resources
         self.gpu_ids = gpu_ids
         self.grace_period_s = grace_period_s
@@ -149,7 +162,13 @@ class LocalExecutor(Executor):
         return True
 
     def _idle_worker(self, cuda: str | None) -> _Worker:
-        idle = [w for w in self._workers if w.trial_id is None]
+        idle = []
+        for w in self._workers:
+            if w.trial_id is None:
+                if w.proc.poll() is None and not getattr(w.proc, "orphaned", False):
+                    idle.append(w)
+                else:  # died while idle, or dying with its fork server: not handed a trial to fail
+                    self._kill(w)
         for w in idle:
             if w.cuda == cuda or (w.cuda is None and cuda is None):
                 return w
@@ -162,15 +181,24 @@ class LocalExecutor(Executor):
 
     def _spawn(self) -> _Worker:
         parent, child = socket.socketpair()
-        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        pkg_root = os.path.dirname(pkg_root)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tunesmith._worker", str(child.fileno())],
-            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True,  # Ctrl-C reaches the driver only; it stops trials in order
-        )
+        env = _forkserver.worker_env()
+        proc: Any = None
+        server = _forkserver.get() if self.start_method == "forkserver" else None
+        if server is not None:
+            try:
+                cwd: str | None = os.getcwd()
+            except OSError:
+                cwd = None  # the working directory was deleted: the worker keeps the server's
+            try:
+                proc = server.spawn(child.fileno(), env, cwd)
+            except _forkserver.ServerGone as e:
+                log.warning("%s; starting this worker the plain way", e)
+        if proc is None:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tunesmith._worker", str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,  # Ctrl-C reaches the driver only; it stops trials in order
+            )
         child.close()
         conn = Connection(parent.detach())
         worker = _Worker(proc, conn)
@@ -283,7 +311,7 @@ class LocalExecutor(Executor):
         self._kill(worker)
         if tid is not None:
             how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
-                   else f"exit code {code}")
+                   else f"exit code {code}" if code is not None else "its exit status is unknown")
             event = ("done", tid, "error", f"the worker process running this trial died ({how})")
             (events if events is not None else self._pending_events).append(event)
 

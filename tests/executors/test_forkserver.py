@@ -1,0 +1,115 @@
+"""The local executor's fork server: real processes, forked on Linux."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+import tunesmith as ts
+from tunesmith import _forkserver
+from tunesmith.executors.local import LocalExecutor
+
+pytestmark = [pytest.mark.timeout(120),
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux-only")]
+
+
+def where(config):
+    ts.report({"ppid": os.getppid(), "pid": os.getpid(), "env": os.environ.get("TS_TEST_VAR", ""),
+               "cwd": os.getcwd(), "path": os.pathsep.join(sys.path)})
+
+
+def test_workers_are_forks_of_one_server_kept_across_runs_with_the_drivers_env_and_cwd_of_now(
+        tmp_path, monkeypatch, results_dir):
+    if _forkserver._SERVER is not None:
+        _forkserver._SERVER.close()  # started below, in the first run's working directory
+    seen = []
+    for i in range(2):
+        here = tmp_path / f"cwd{i}"
+        here.mkdir()
+        monkeypatch.chdir(here)  # after the server started (in this test's first run, or an earlier test)
+        monkeypatch.setenv("TS_TEST_VAR", f"run{i}")
+        result = ts.run(where, num_samples=3, verbose=0, storage_path=str(results_dir))
+        server = _forkserver._SERVER
+        assert server is not None and not server.dead
+        for trial in result.trials:
+            assert trial.last_result["ppid"] == server.proc.pid  # forked by the server, not spawned
+            assert trial.last_result["pid"] != server.proc.pid
+            assert trial.last_result["env"] == f"run{i}"
+            assert trial.last_result["cwd"] == str(here)
+            # the server's own start directory on sys.path is replaced by the driver's (python -m puts the
+            # working directory first), so a module there cannot shadow the user's
+            path = trial.last_result["path"].split(os.pathsep)
+            assert str(here) in path
+            if i == 1:
+                assert str(tmp_path / "cwd0") not in path
+        seen.append(server.proc.pid)
+    assert seen[0] == seen[1]  # one server for both runs
+
+
+def test_the_server_outlives_the_thread_that_started_it(results_dir):
+    """Its parent-death signal is tied to a thread that lives as long as the process, not to the thread
+    that called run(): a run from a short-lived thread must not take the server (and a later run's
+    workers) down with the thread."""
+    if _forkserver._SERVER is not None:
+        _forkserver._SERVER.close()  # so that the thread below starts it
+    pids = []
+
+    def one_run():
+        result = ts.run(where, num_samples=2, verbose=0, storage_path=str(results_dir))
+        pids.append({t.last_result["ppid"] for t in result.trials})
+
+    for _ in range(2):
+        t = threading.Thread(target=one_run)
+        t.start()
+        t.join()
+    assert len(pids) == 2 and len(pids[0]) == 1
+    assert pids[0] == pids[1]
+    assert _forkserver._SERVER.proc.poll() is None
+
+
+def kill_the_server_once(config):
+    marker = os.path.join(config["dir"], "killed")
+    for i in range(3):
+        if i == 1 and not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write("1")
+            os.kill(os.getppid(), signal.SIGKILL)  # the fork server; our parent-death signal follows
+        ts.report({"i": i, "ppid": os.getppid()})
+
+
+def test_a_fork_server_killed_mid_run_fails_its_trials_and_the_retries_run_on_a_new_one(tmp_path, results_dir):
+    ts.run(where, num_samples=1, verbose=0, storage_path=str(results_dir))  # a server is up
+    first = _forkserver._SERVER.proc.pid
+    result = ts.run(kill_the_server_once, space={"dir": str(tmp_path), "x": ts.grid([0, 1])}, max_failures=2,
+                    max_concurrent=2, verbose=0, storage_path=str(results_dir))
+    assert (tmp_path / "killed").exists()
+    for trial in result.trials:
+        assert trial.status is ts.TrialStatus.TERMINATED, trial.error
+        assert [r["i"] for r in result.history(trial.id)] == [0, 1, 2]
+    # a trial running when the server died failed once (its worker died with the server), and once only:
+    # an idle worker that died with it is not handed a retry (the other trial may have ended before)
+    failures = [t.num_failures for t in result.trials]
+    assert max(failures) == 1 and min(failures) in (0, 1)
+    now = _forkserver._SERVER.proc.pid
+    assert now != first
+    for trial in result.trials:
+        if trial.num_failures:
+            assert trial.last_result["ppid"] == now
+    # and a later run uses that one
+    again = ts.run(where, num_samples=1, verbose=0, storage_path=str(results_dir))
+    assert again.trials[0].last_result["ppid"] == now
+
+
+def test_spawn_start_method_starts_workers_from_the_driver(results_dir):
+    result = ts.run(where, num_samples=2, verbose=0, storage_path=str(results_dir),
+                    backend=LocalExecutor(start_method="spawn"))
+    assert {t.last_result["ppid"] for t in result.trials} == {os.getpid()}
+
+
+def test_an_unknown_start_method_is_a_configerror():
+    with pytest.raises(ts.ConfigError, match=r"start_method='fork'.*'forkserver', 'spawn'"):
+        LocalExecutor(start_method="fork")

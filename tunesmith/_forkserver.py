@@ -1,0 +1,370 @@
+"""A fork server for the local executor's workers (Linux).
+
+A worker started as ``python -m tunesmith._worker`` pays an interpreter start and tunesmith's imports:
+about 0.13 s of CPU on a small VM, per worker and per run, before its first trial. The fork server is
+one such process per driver process, started on first use with those imports done; every worker after
+that is a fork of it, ready in milliseconds. It is started once and kept for the driver's later runs
+(a notebook, a script that tunes twice, a test suite).
+
+What a forked worker gets from the driver at the moment it is asked for: the environment, the working
+directory, stdout and stderr (the three are sent along with each request), as a freshly started process
+would. It never holds the user's modules: the fork server imports tunesmith's own only.
+
+Lifetime: the server dies with the driver (the parent-death signal, tied to a thread of the driver that
+lives as long as the process, not to the thread that happened to call ``run``), and its workers die with
+it, so nothing outlives a driver that is killed. The server reaps its workers and tells the driver how
+each ended (the driver is not their parent, so it cannot wait for them itself).
+
+Protocol (a SOCK_SEQPACKET socket pair, JSON; both ends are our own processes):
+  driver -> server: {"env": {...}, "cwd": str | null} with three file descriptors: the worker's end of
+                    its socket pair, the driver's stdout and its stderr
+  server -> driver: ["pid", pid] after each fork, ["exit", pid, returncode] when a worker has ended
+                    (returncode as ``subprocess`` gives it: negative for a signal)
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("tunesmith")
+
+# imported by the server before it forks, so that no worker imports them again
+_PRELOAD = ("tunesmith._worker", "tunesmith.session", "tunesmith.checkpoint", "cloudpickle")
+_MAX_MSG = 1 << 22
+_ANSWER_S = 10.0  # a fork server that does not answer a fork request within this is given up
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a worker process: the driver's, with tunesmith importable."""
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+# -- driver side ---------------------------------------------------------------------------------------
+class ServerGone(OSError):
+    """The fork server died or stopped answering."""
+
+
+class ForkServer:
+    """The driver's end of its fork server. Thread-safe: runs in several threads may share it."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        started: dict[str, Any] = {}
+        ready = threading.Event()
+        self._closed = threading.Event()
+
+        def keeper() -> None:
+            # The server's parent-death signal fires when the thread that started it ends: this one, which
+            # waits until the server is closed (or the process ends), not the caller of run().
+            try:
+                started["proc"] = subprocess.Popen(
+                    [sys.executable, "-m", "tunesmith._forkserver", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=worker_env(),
+                    start_new_session=True)  # Ctrl-C reaches the driver only
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                started["error"] = e
+            finally:
+                ready.set()
+            self._closed.wait()
+
+        threading.Thread(target=keeper, name="tunesmith-forkserver", daemon=True).start()
+        ready.wait()
+        theirs.close()
+        if "error" in started:
+            ours.close()
+            raise started["error"]
+        self.proc: subprocess.Popen[bytes] = started["proc"]
+        self.pid = os.getpid()  # the driver process this server belongs to (a fork of it must not use it)
+        self._sock = ours
+        self._lock = threading.Lock()
+        self._exits: dict[int, int] = {}
+        self.dead = False
+
+    def spawn(self, conn_fd: int, env: dict[str, str], cwd: str | None) -> ForkedProcess:
+        """Fork a worker that talks over ``conn_fd``. Raises ServerGone if the server cannot."""
+        data = json.dumps({"env": env, "cwd": cwd}).encode()
+        with self._lock:
+            if self.dead:
+                raise ServerGone("the fork server is gone")
+            try:
+                socket.send_fds(self._sock, [data], [conn_fd, 1, 2])
+            except OSError as e:
+                self._gone()
+                raise ServerGone(f"could not reach the fork server: {e}") from e
+            deadline = time.monotonic() + _ANSWER_S
+            while True:
+                msg = self._read(deadline - time.monotonic())
+                if msg is None:
+                    self._gone()
+                    raise ServerGone("the fork server did not answer")
+                if msg[0] == "pid":
+                    if int(msg[1]) < 0:
+                        raise ServerGone("the fork server refused the request")
+                    return ForkedProcess(self, int(msg[1]))
+
+    def returncode(self, pid: int, timeout: float) -> int | None:
+        """The exit code of worker ``pid`` once it ended, waiting up to ``timeout`` seconds; raises
+        TimeoutError while it runs. None if it ended but the server, gone, could not say how."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while pid not in self._exits:
+                remaining = deadline - time.monotonic()
+                if self.dead:  # its parent-death signal is on its way, if it has not ended yet
+                    if not _wait_gone(pid, remaining):
+                        raise TimeoutError(pid)
+                    return None
+                if self._read(remaining) is None and not self.dead and remaining <= 0:
+                    raise TimeoutError(pid)
+            return self._exits.pop(pid)
+
+    def close(self) -> None:
+        """Let the server go: it exits when its socket closes, and workers it forked die with it."""
+        self._closed.set()
+        with self._lock:
+            self.dead = True
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    # lock held ---------------------------------------------------------------------------------------
+    def _read(self, timeout: float) -> list[Any] | None:
+        """One message from the server within ``timeout`` (exit notices are filed as they come); None if
+        none came in time, or the server is gone (then ``dead`` is set)."""
+        try:
+            ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
+            if not ready:
+                return None
+            data = self._sock.recv(_MAX_MSG)
+        except OSError:
+            data = b""
+        if not data:
+            self._gone()
+            return None
+        msg = json.loads(data)
+        if msg[0] == "exit":
+            self._exits[int(msg[1])] = int(msg[2])
+        return msg
+
+    def _gone(self) -> None:
+        self.dead = True
+        self._closed.set()
+
+
+class ForkedProcess:
+    """A worker forked by the fork server: what the local executor needs of ``subprocess.Popen``."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self.server = server
+        self.pid = pid
+        self.returncode: int | None = None
+        self._ended = False
+
+    @property
+    def orphaned(self) -> bool:
+        """Its server is gone: the process ends (its parent-death signal) if it has not yet."""
+        return self.server.dead
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(0.0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._ended:
+            try:
+                self.returncode = self.server.returncode(self.pid, 1e9 if timeout is None else timeout)
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0) from None
+            self._ended = True
+        return self.returncode
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` for process ``pid`` (not our child) to end; True once it has."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:  # pidfds not allowed here: one look
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+    try:
+        return bool(select.select([fd], [], [], max(0.0, timeout))[0])
+    finally:
+        os.close(fd)
+
+
+_SERVER: ForkServer | None = None
+_SERVER_LOCK = threading.Lock()
+
+
+def get() -> ForkServer | None:
+    """This process's fork server, started on first use (again if it died); None where there is none
+    (not Linux) or it cannot start: the caller starts its worker the plain way then."""
+    global _SERVER
+    if not sys.platform.startswith("linux") or not hasattr(socket, "send_fds"):
+        return None
+    with _SERVER_LOCK:
+        server = _SERVER
+        if server is not None and (server.dead or server.pid != os.getpid() or server.proc.poll() is not None):
+            if server.pid == os.getpid():
+                server.close()
+            server = _SERVER = None
+        if server is None:
+            try:
+                server = _SERVER = ForkServer()
+            except OSError as e:
+                log.warning("could not start the fork server (%s); starting workers one by one", e)
+                return None
+        return server
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    server = _SERVER
+    if server is not None and server.pid == os.getpid():
+        server.close()
+
+
+# -- server side ---------------------------------------------------------------------------------------
+def _send(sock: socket.socket, msg: list[Any]) -> None:
+    sock.send(json.dumps(msg).encode())
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, ["exit", pid, os.waitstatus_to_exitcode(status)])
+
+
+def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_pid: int, start_cwd: str) -> None:
+    """In the forked worker: become what a fresh worker process would be, then run the worker. Never
+    returns."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in closing:
+            os.close(fd)
+        os.setsid()  # its own process group: the executor kills a worker with everything it started
+        conn_fd, out, err = fds
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        for fd, target in ((out, 1), (err, 2)):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        cwd = request.get("cwd")
+        if cwd:
+            os.chdir(cwd)
+            if sys.path and sys.path[0] == start_cwd:
+                sys.path[0] = cwd  # as ``python -m`` started there would have it
+        from tunesmith import _worker
+
+        _worker.main(conn_fd, parent=server_pid)
+        code = 0
+        atexit._run_exitfuncs()  # what the trials registered (a forked process skips the interpreter's end)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # noqa: BLE001 - printed where the worker's output goes
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code)
+
+
+def serve(fd: int) -> None:
+    from tunesmith import _worker
+
+    _worker._die_with_parent()
+    if os.getppid() == 1:
+        return  # the driver died before we could ask to follow it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    import importlib
+
+    for name in _PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # a worker imports what it needs itself
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll below through wake_r
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    me = os.getpid()
+    start_cwd = os.getcwd()  # ``python -m`` put it first on sys.path; a worker gets the driver's of its time
+    try:
+        while True:
+            for ready, _ev in poller.poll():
+                if ready == wake_r:
+                    while True:
+                        try:
+                            if not os.read(wake_r, 512):
+                                break
+                        except BlockingIOError:
+                            break
+                    continue
+                msg, fds, flags, _addr = socket.recv_fds(sock, _MAX_MSG, 3)
+                if not msg:
+                    return  # the driver closed its end, or died
+                if flags & socket.MSG_TRUNC or len(fds) != 3:
+                    for f in fds:
+                        os.close(f)
+                    _send(sock, ["pid", -1])
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    _child(json.loads(msg), fds, [sock.fileno(), wake_r, wake_w], me, start_cwd)
+                for f in fds:
+                    os.close(f)
+                _send(sock, ["pid", pid])
+            _reap(sock)
+    except OSError:
+        return  # the driver is gone
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
