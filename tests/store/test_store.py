@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -34,6 +35,26 @@ def test_results_replace_not_duplicate_and_truncate(tmp_path):
     assert [r[1] for r in rows] == [1, 2, 3]
     assert result_dict(rows[-1])["v"] == 30
     assert s.checkpoints(1) == [(2, "/c2")]
+
+
+def test_a_batch_larger_than_one_statement_is_stored_whole_and_a_later_row_of_an_iteration_wins(tmp_path):
+    from tunesmith.store.sqlite import ROWS_PER_INSERT
+
+    s = Store(str(tmp_path / "e.db"))
+    n = 2 * ROWS_PER_INSERT + 7  # three statements, the last a short one
+    rows = [(1 + i % 3, i // 3 + 1, float(i), 1.0 + i, f'{{"v": {i}}}') for i in range(n)]
+    rows.append((2, 1, -1.0, -1.0, '{"v": -1}'))  # trial 2's iteration 1 again, later in the same batch
+    with s.transaction() as db:
+        for tid in (1, 2, 3):
+            s.insert_trial(db, tid, {}, {}, "RUNNING")
+        s.append_results(db, iter(rows))  # any iterable
+    assert s.count_results() == n
+    stored = {(r[0], r[1]): r for r in s.results()}
+    for tid, it, total, stamp, text in rows[:-1]:
+        if (tid, it) != (2, 1):
+            got = stored[(tid, it)]
+            assert (got[2], got[3]) == (total, stamp) and result_dict(got)["v"] == json.loads(text)["v"]
+    assert result_dict(stored[(2, 1)])["v"] == -1
 
 
 def test_failed_transaction_leaves_nothing(tmp_path):
