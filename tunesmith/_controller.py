@@ -82,6 +82,7 @@ class Controller:
         self._pending_launch: list[Launch] = []  # created (or to restart) but not yet started
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
         self._new_rows: list[TrialView] = []  # trials created since the last store transaction
+        self._row_updates: dict[int, dict[str, Any]] = {}  # trial row fields a batch's results changed
         self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
@@ -212,8 +213,8 @@ class Controller:
             events = self.executor.poll(_POLL_S)
             if events:
                 self._handle(events)
-            elif not self._running:
-                self._flush_store()  # trials created but none could start: keep the store current
+            else:
+                self._flush_store()  # a quiet moment: trials started since the last batch go in the store
             if self._fatal is not None and not self._stopping:
                 self._begin_stopping()
             self.view.now = self.elapsed()
@@ -242,8 +243,9 @@ class Controller:
             launch = self._next_launch()
             if launch is None:
                 return
-            if self._new_rows or self._restarts:
-                self._flush_store()  # a trial is in the store before it can report
+            # Its row is written with the next batch of events, in that transaction and before the batch's
+            # rows (a trial is in the store before anything it reported), or at the next quiet poll: one
+            # transaction fewer per trial than writing it here.
             if not self.executor.try_start(launch):
                 self._pending_launch.insert(0, launch)
                 return
@@ -391,13 +393,18 @@ class Controller:
                 self.store.add_checkpoints(db, ckpts)
             if drop:
                 self.store.remove_checkpoints(db, drop)
+            # a trial whose end is in this batch gets one UPDATE: _complete's, with these fields
+            updates = self._row_updates
             for trial, _results, _w in parsed:
-                self.store.update_trial(db, trial.id, iteration=trial.iteration,
-                                        last_result=trial.last_result and dumps(trial.last_result.metrics),
-                                        checkpoint=trial.checkpoint_path,
-                                        checkpoint_iteration=trial.checkpoint_iteration)
+                updates[trial.id] = {"iteration": trial.iteration,
+                                     "last_result": trial.last_result and dumps(trial.last_result.metrics),
+                                     "checkpoint": trial.checkpoint_path,
+                                     "checkpoint_iteration": trial.checkpoint_iteration}
             for trial, status, tb in done:
                 self._complete(db, trial, status, tb)
+            for tid, fields in updates.items():
+                self.store.update_trial(db, tid, **fields)
+            updates.clear()
         if self._doomed:  # deleted only after the index no longer names them
             for path in self._doomed:
                 remove_checkpoint(path)
@@ -499,7 +506,7 @@ class Controller:
             if (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping:
                 # retry from its latest checkpoint (from scratch if it has none)
                 trial.status = TrialStatus.PENDING
-                self.store.update_trial(db, trial.id, status=trial.status.value, error=tb,
+                self._update(db, trial.id, status=trial.status.value, error=tb,
                                         num_failures=trial.num_failures)
                 self._verify_before_retry(trial)
                 self._pending_launch.append(self._restart_launch(trial))
@@ -509,7 +516,7 @@ class Controller:
                 return
             trial.status = TrialStatus.ERROR
             trial.end_time = now
-            self.store.update_trial(db, trial.id, status=trial.status.value, error=tb,
+            self._update(db, trial.id, status=trial.status.value, error=tb,
                                     num_failures=trial.num_failures, end_time=now, start_time=trial.start_time)
             return
         if isinstance(action, Pause):
@@ -517,7 +524,7 @@ class Controller:
             if action.resources is not None:
                 trial.resources = dict(action.resources)
             self._paused.add(trial.id)
-            self.store.update_trial(db, trial.id, status=trial.status.value, resources=dumps(trial.resources))
+            self._update(db, trial.id, status=trial.status.value, resources=dumps(trial.resources))
             self.store.log_event(db, "pause", trial.id, {"iteration": trial.iteration,
                                                          "resources": trial.resources})
             return
@@ -538,7 +545,7 @@ class Controller:
             trial.checkpoint_iteration = it
             self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
             trial.status = TrialStatus.PENDING
-            self.store.update_trial(db, trial.id, status=trial.status.value, config=dumps(trial.config),
+            self._update(db, trial.id, status=trial.status.value, config=dumps(trial.config),
                                     parent_id=source.id, parent_iteration=it, checkpoint=path,
                                     checkpoint_iteration=it, iteration=it)
             self.store.log_event(db, "exploit", trial.id, {"source": source.id, "iteration": it,
@@ -547,7 +554,12 @@ class Controller:
             return
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
-        self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now, start_time=trial.start_time)
+        self._update(db, trial.id, status=trial.status.value, end_time=now, start_time=trial.start_time)
+
+    def _update(self, db: Any, trial_id: int, **fields: Any) -> None:
+        """update_trial, with the fields this batch's results left for the trial (one UPDATE, not two)."""
+        pending = self._row_updates.pop(trial_id, None)
+        self.store.update_trial(db, trial_id, **({**pending, **fields} if pending else fields))
 
     def _release_borrowed(self, path: str | None) -> None:
         if path is not None and path in self._borrowed:
