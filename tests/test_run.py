@@ -337,3 +337,44 @@ def test_csv_and_jsonl_logs_are_written_by_default_and_can_be_turned_off(results
     folder = quiet.trials[0].path
     assert not os.path.exists(os.path.join(folder, "result.jsonl"))
     assert not os.path.exists(os.path.join(folder, "progress.csv"))
+
+
+def wait_on_fifo(config):
+    with open(config["fifo"]) as f:  # blocks until the test opens the other end
+        f.read()
+    ts.report({"v": 1})
+
+
+def test_a_running_trial_that_has_not_reported_is_in_the_store(tmp_path, results_dir):
+    """Its row is written with the next batch of events or at the next quiet poll, not only once it
+    reports: `tunesmith ls/show` and the dashboard see a trial that computes for hours before its first
+    result."""
+    import threading
+
+    from tunesmith.store.sqlite import Store
+
+    fifo = str(tmp_path / "go")
+    os.mkfifo(fifo)
+    out = {}
+    runner = threading.Thread(target=lambda: out.update(r=ts.run(
+        wait_on_fifo, space={"fifo": fifo}, name="quiet", verbose=0, storage_path=str(results_dir))))
+    runner.start()
+    path = results_dir / "quiet" / STORE_FILE
+    deadline = time.monotonic() + 30
+    rows = []
+    while not rows and time.monotonic() < deadline:  # waiting for a condition (the row), bounded
+        if path.exists():
+            store = Store(str(path), readonly=True)
+            try:
+                rows = store.trials()
+            except sqlite3.OperationalError:
+                rows = []  # the schema is being created
+            store.close()
+        time.sleep(0.01)
+    try:
+        assert [(r["id"], r["status"]) for r in rows] == [(1, "RUNNING")]
+    finally:
+        with open(fifo, "w") as f:
+            f.write("go")
+        runner.join(30)
+    assert out["r"].trials[0].status is ts.TrialStatus.TERMINATED
