@@ -25,6 +25,7 @@ Protocol (a SOCK_SEQPACKET socket pair, JSON; both ends are our own processes):
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import logging
 import os
@@ -41,7 +42,8 @@ log = logging.getLogger("tunesmith")
 
 # imported by the server before it forks, so that no worker imports them again
 _PRELOAD = ("tunesmith._worker", "tunesmith.session", "tunesmith.checkpoint", "cloudpickle")
-_MAX_MSG = 1 << 22
+_MAX_REQUEST = 1 << 20  # a fork request (its environment) at most
+_MAX_ANSWER = 1 << 12
 _ANSWER_S = 10.0  # a fork server that does not answer a fork request within this is given up
 
 
@@ -97,19 +99,39 @@ class ForkServer:
     def spawn(self, conn_fd: int, env: dict[str, str], cwd: str | None) -> ForkedProcess:
         """Fork a worker that talks over ``conn_fd``. Raises ServerGone if the server cannot."""
         data = json.dumps({"env": env, "cwd": cwd}).encode()
+        nulls = []
+        try:
+            fds = [conn_fd]
+            for fd in (1, 2):  # the driver's output now; /dev/null where it has none (closed)
+                try:
+                    os.fstat(fd)
+                    fds.append(fd)
+                except OSError:
+                    nulls.append(os.open(os.devnull, os.O_WRONLY))
+                    fds.append(nulls[-1])
+            return self._request(data, fds)
+        finally:
+            for fd in nulls:
+                os.close(fd)
+
+    def _request(self, data: bytes, fds: list[int]) -> ForkedProcess:
         with self._lock:
             if self.dead:
                 raise ServerGone("the fork server is gone")
             try:
-                socket.send_fds(self._sock, [data], [conn_fd, 1, 2])
+                socket.send_fds(self._sock, [data], fds)
             except OSError as e:
-                self._gone()
+                if e.errno != errno.EMSGSIZE:  # too large a request (environment) is no reason to give up
+                    self._gone()
                 raise ServerGone(f"could not reach the fork server: {e}") from e
             deadline = time.monotonic() + _ANSWER_S
             while True:
                 msg = self._read(deadline - time.monotonic())
                 if msg is None:
+                    # gone, or hung: killed, so that it cannot fork this request's worker after all (the
+                    # caller starts one the plain way on the same socket)
                     self._gone()
+                    self.proc.kill()
                     raise ServerGone("the fork server did not answer")
                 if msg[0] == "pid":
                     if int(msg[1]) < 0:
@@ -153,7 +175,7 @@ class ForkServer:
             ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
             if not ready:
                 return None
-            data = self._sock.recv(_MAX_MSG)
+            data = self._sock.recv(_MAX_ANSWER)
         except OSError:
             data = b""
         if not data:
@@ -318,7 +340,8 @@ def serve(fd: int) -> None:
     if os.getppid() == 1:
         return  # the driver died before we could ask to follow it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=fd)
+    # above 0-2, which get /dev/null if closed: a worker's received descriptors must not land there
+    sock = socket.socket(fileno=_worker.standard_fds(fd))
     import importlib
 
     for name in _PRELOAD:
@@ -347,7 +370,7 @@ def serve(fd: int) -> None:
                         except BlockingIOError:
                             break
                     continue
-                msg, fds, flags, _addr = socket.recv_fds(sock, _MAX_MSG, 3)
+                msg, fds, flags, _addr = socket.recv_fds(sock, _MAX_REQUEST, 3)
                 if not msg:
                     return  # the driver closed its end, or died
                 if flags & socket.MSG_TRUNC or len(fds) != 3:

@@ -15,6 +15,7 @@ Messages (pickled tuples over the socket; both ends are our own processes):
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import select
@@ -125,6 +126,31 @@ class _Channel:
                         self.last_send = time.monotonic()
             except OSError:
                 os._exit(0)  # the driver is gone
+
+
+def standard_fds(fd: int) -> int:
+    """Give file descriptors 0-2 /dev/null where they are closed (a driver started with its output
+    closed passes that on), after moving ``fd``, our socket, above them if it is one of them, and give
+    Python streams for 1 and 2 if it has none; returns where ``fd`` is now. Otherwise redirecting a trial's
+    output onto 1 and 2 would replace the socket, and a trial's print() would fail."""
+    if fd < 3:
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        os.close(fd)
+        fd = moved
+    for std in range(3):
+        try:
+            os.fstat(std)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != std:
+                os.dup2(null, std)
+                os.close(null)
+    # Python starts with sys.stdout/sys.stderr None where 1/2 were closed; a trial's print() needs them
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own stream
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
+    return fd
 
 
 def _die_with_parent() -> None:
@@ -253,7 +279,7 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
     exit or the driver is gone. ``parent``: the fork server this worker was forked from (None: started
     by the driver itself)."""
     _die_with_parent()
-    conn = Connection(int(sys.argv[1]) if fd is None else fd)
+    conn = Connection(standard_fds(int(sys.argv[1]) if fd is None else fd))
     if os.getppid() == 1 or (parent is not None and os.getppid() != parent):
         return  # our parent died before we could ask to follow it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us in order

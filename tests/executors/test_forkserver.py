@@ -113,3 +113,42 @@ def test_spawn_start_method_starts_workers_from_the_driver(results_dir):
 def test_an_unknown_start_method_is_a_configerror():
     with pytest.raises(ts.ConfigError, match=r"start_method='fork'.*'forkserver', 'spawn'"):
         LocalExecutor(start_method="fork")
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_a_driver_without_stdout_and_stderr_runs_its_trials(tmp_path, start_method):
+    """A daemon's closed output: /dev/null for the workers (not a reason to give up the server), and the
+    worker's socket never lands on descriptor 1 or 2, where the trial's output goes."""
+    import json
+    import subprocess
+    import textwrap
+
+    out = tmp_path / "out.json"
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os, sys
+        os.close(1)
+        os.close(2)
+        import tunesmith as ts
+        from tunesmith import _forkserver
+        from tunesmith.executors.local import LocalExecutor
+
+        def where(config):
+            print("to the trial's output.log")
+            ts.report({{"ppid": os.getppid()}})
+
+        result = ts.run(where, num_samples=2, verbose=0, storage_path={str(tmp_path / "results")!r},
+                        backend=LocalExecutor(start_method={start_method!r}))
+        with open({str(out)!r}, "w") as f:
+            json.dump({{"ppids": [t.last_result["ppid"] for t in result.trials],
+                       "status": [t.status.value for t in result.trials],
+                       "logs": [open(os.path.join(t.path, "output.log")).read() for t in result.trials],
+                       "server": _forkserver._SERVER.proc.pid if _forkserver._SERVER else None,
+                       "driver": os.getpid()}}, f)
+    """))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, timeout=60)
+    assert done.returncode == 0
+    got = json.loads(out.read_text())
+    assert got["status"] == ["TERMINATED", "TERMINATED"]
+    assert got["logs"] == ["to the trial's output.log\n"] * 2
+    assert set(got["ppids"]) == ({got["server"]} if start_method == "forkserver" else {got["driver"]})
