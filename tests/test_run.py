@@ -373,6 +373,7 @@ def test_a_running_trial_that_has_not_reported_is_in_the_store(tmp_path, results
         time.sleep(0.01)
     try:
         assert [(r["id"], r["status"]) for r in rows] == [(1, "RUNNING")]
+        assert rows[0]["created"] <= rows[0]["start_time"] <= time.time()  # when it was made, and started
     finally:
         with open(fifo, "w") as f:
             f.write("go")

@@ -81,7 +81,8 @@ class Controller:
         self._paused: set[int] = set()
         self._pending_launch: list[Launch] = []  # created (or to restart) but not yet started
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
-        self._new_rows: list[TrialView] = []  # trials created since the last store transaction
+        # trials created since the last store transaction, with the time they were created
+        self._new_rows: list[tuple[TrialView, float]] = []
         self._row_updates: dict[int, dict[str, Any]] = {}  # trial row fields a batch's results changed
         self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
         self._metric_seen: set[int] = set()
@@ -277,7 +278,7 @@ class Controller:
         self._next_id += 1
         trial = TrialView(id=trial_id, config=config, resources=dict(self.resources))
         self.trials[trial_id] = trial
-        self._new_rows.append(trial)
+        self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
         return self._make_launch(trial)
 
@@ -592,8 +593,9 @@ class Controller:
 
     # -- store --------------------------------------------------------------------------------------
     def _write_pending(self, db: Any) -> None:
-        for trial in self._new_rows:
-            self.store.insert_trial(db, trial.id, trial.config, trial.resources, TrialStatus.RUNNING.value)
+        for trial, created in self._new_rows:
+            self.store.insert_trial(db, trial.id, trial.config, trial.resources, TrialStatus.RUNNING.value,
+                                    created=created, start_time=trial.start_time)
         self._new_rows.clear()
         for tid, it in self._restarts:
             self.store.truncate_results(db, tid, it)

@@ -155,11 +155,14 @@ class Store:
     @staticmethod
     def insert_trial(db: sqlite3.Connection, trial_id: int, config: dict[str, Any],
                      resources: dict[str, float], status: str, parent_id: int | None = None,
-                     parent_iteration: int | None = None) -> None:
+                     parent_iteration: int | None = None, created: float | None = None,
+                     start_time: float | None = None) -> None:
+        """``created``: when the trial was made (default now; the row may be written after it started)."""
         db.execute(
-            "INSERT INTO trials(id, config, status, resources, parent_id, parent_iteration, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (trial_id, dumps(config), status, dumps(resources), parent_id, parent_iteration, time.time()))
+            "INSERT INTO trials(id, config, status, resources, parent_id, parent_iteration, created, start_time) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (trial_id, dumps(config), status, dumps(resources), parent_id, parent_iteration,
+             time.time() if created is None else created, start_time))
 
     @staticmethod
     def append_results(db: sqlite3.Connection, rows: Iterable[ResultRow]) -> None:
