@@ -373,27 +373,62 @@ def test_default_callbacks_progress_and_file_loggers_then_the_users() -> None:
     assert [type(cb).__name__ for cb in chain] == ["CSVLogger", "JSONLLogger", "Progress"] and chain[-1] is own
 
 
-def test_the_default_file_loggers_share_one_writer_thread(tmp_path: Any) -> None:
+def test_the_default_file_loggers_share_one_writer(tmp_path: Any) -> None:
     import threading
-
-    import tunesmith as ts
-
-    seen: list[int] = []
 
     def writers() -> set[int | None]:  # other tests' loggers, never ended, may still have theirs
         return {t.ident for t in threading.enumerate() if t.name == "tunesmith-file-loggers"}
 
     before = writers()
+    seen: list[bool] = []
 
-    class CountWriters(ts.Callback):
+    class Watch(ts.Callback):
+        def on_experiment_start(self, info: Any) -> None:
+            self.loggers = [cb for cb in info._c.callbacks if isinstance(cb, (CSVLogger, JSONLLogger))]
+
         def on_trial_results(self, trial: Any, results: Any) -> None:
-            seen.append(len(writers() - before))
+            a, b = self.loggers
+            seen.append(a._writer is not None and a._writer is b._writer)  # one writer for both, not one each
 
     def f(config: Any) -> None:
         ts.report({"x": 1})
 
-    result = ts.run(f, num_samples=3, storage_path=str(tmp_path), verbose=0, callbacks=[CountWriters()])
-    assert seen and set(seen) == {1}  # one thread for both loggers, not one each
-    assert not writers() - before  # closed at the end
+    watch = Watch()
+    result = ts.run(f, num_samples=3, storage_path=str(tmp_path), verbose=0, callbacks=[watch])
+    assert len(watch.loggers) == 2 and seen and all(seen)
+    assert not writers() - before  # its threads end with the experiment
     for t in result.trials:
         assert sorted(os.listdir(t.path)) == ["params.json", "progress.csv", "result.jsonl"]  # no output.log
+
+
+def test_the_writer_adds_threads_while_the_filesystem_is_slow_and_keeps_each_trials_order() -> None:
+    """Writes that each wait on the device (simulated: the wait gives up the interpreter lock, as I/O does)
+    start more threads; quick writes stay on one. Either way a trial's writes run in the order they came."""
+    import time
+
+    from tunesmith.callbacks.csv_json import _Writer
+
+    def run(write_s: float) -> tuple[int, dict[int, list[int]]]:
+        writer = _Writer("tunesmith-test-writer")
+        done: dict[int, list[int]] = {}
+
+        def write(trial: Any, seq: int) -> None:
+            if write_s:
+                time.sleep(write_s)  # a slow device, not synchronisation
+            done.setdefault(trial.id, []).append(seq)
+
+        trials = [TrialView(id=i, config={}) for i in range(1, 25)]
+        for seq in range(6):
+            for trial in trials:
+                writer.submit(lambda e: None, write, trial, seq)
+        writer.flush()
+        threads = writer.threads
+        writer.close()
+        return threads, done
+
+    threads, done = run(0.002)
+    assert threads > 1
+    assert done == {i: list(range(6)) for i in range(1, 25)}
+    threads, done = run(0.0)
+    assert threads == 1
+    assert done == {i: list(range(6)) for i in range(1, 25)}
