@@ -396,6 +396,7 @@ class Controller:
                 self.store.remove_checkpoints(db, drop)
             # a trial whose end is in this batch gets one UPDATE: _complete's, with these fields
             updates = self._row_updates
+            updates.clear()  # nothing left from a batch whose transaction failed
             for trial, _results, _w in parsed:
                 updates[trial.id] = {"iteration": trial.iteration,
                                      "last_result": trial.last_result and dumps(trial.last_result.metrics),
@@ -507,8 +508,7 @@ class Controller:
             if (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping:
                 # retry from its latest checkpoint (from scratch if it has none)
                 trial.status = TrialStatus.PENDING
-                self._update(db, trial.id, status=trial.status.value, error=tb,
-                                        num_failures=trial.num_failures)
+                self._update(db, trial.id, status=trial.status.value, error=tb, num_failures=trial.num_failures)
                 self._verify_before_retry(trial)
                 self._pending_launch.append(self._restart_launch(trial))
                 log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,
@@ -518,7 +518,7 @@ class Controller:
             trial.status = TrialStatus.ERROR
             trial.end_time = now
             self._update(db, trial.id, status=trial.status.value, error=tb,
-                                    num_failures=trial.num_failures, end_time=now, start_time=trial.start_time)
+                         num_failures=trial.num_failures, end_time=now, start_time=trial.start_time)
             return
         if isinstance(action, Pause):
             trial.status = TrialStatus.PAUSED
@@ -547,8 +547,8 @@ class Controller:
             self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
             trial.status = TrialStatus.PENDING
             self._update(db, trial.id, status=trial.status.value, config=dumps(trial.config),
-                                    parent_id=source.id, parent_iteration=it, checkpoint=path,
-                                    checkpoint_iteration=it, iteration=it)
+                         parent_id=source.id, parent_iteration=it, checkpoint=path,
+                         checkpoint_iteration=it, iteration=it)
             self.store.log_event(db, "exploit", trial.id, {"source": source.id, "iteration": it,
                                                            "config": trial.config})
             self._pending_launch.append(self._make_launch(trial))

@@ -78,6 +78,9 @@ def kill_the_server_once(config):
             with open(marker, "w") as f:
                 f.write("1")
             os.kill(os.getppid(), signal.SIGKILL)  # the fork server; our parent-death signal follows
+            # wait for it (it is asynchronous: without this the trial could end first); bounded
+            threading.Event().wait(60)
+            raise RuntimeError("the worker outlived its fork server by 60 s")
         ts.report({"i": i, "ppid": os.getppid()})
 
 

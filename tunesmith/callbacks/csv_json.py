@@ -51,11 +51,11 @@ class _Writer:
     network disk, a virtual disk in a slow phase) where each file creation waits on the device for a
     millisecond or more, more threads start (up to ``MAX_THREADS``) and overlap those waits: a run of
     short trials would otherwise wait for one thread's backlog (``benchmarks/slow_fs.py``: 500 trials at
-    1 ms a write, 168 trials/s on one thread, 864 on eight). More threads on a fast disk only compete with
-    the loop for the interpreter lock (four from the start: 8-11% slower on this VM's disk and tmpfs), so
-    they start only then. Writes queue in ``QUEUES`` lanes by
-    trial; a thread takes what has queued in a lane a few milliseconds after waking, so a run of many
-    small trials costs the loop a list append per write instead of a thread switch per write."""
+    1 ms a write, 171 trials/s on one thread, 995 as shipped). More threads on a fast disk only compete
+    with the loop for the interpreter lock (four from the start: 8-11% slower on this VM's disk and
+    tmpfs), so they start only then. Writes queue in ``QUEUES`` lanes by trial; a thread takes what has
+    queued in a lane a few milliseconds after waking, so a run of many small trials costs the loop a list
+    append per write instead of a thread switch per write."""
 
     COALESCE_S = 0.005
     QUEUES = 8

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -347,34 +346,10 @@ class LocalExecutor(Executor):
         self._by_trial.clear()
 
 
-def _wait_exited(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
-    """Wait up to ``timeout`` seconds until every one of ``procs`` has exited (and reap them).
-
-    On Linux through pidfds, woken by the exits themselves: ``Popen.wait(timeout)`` sleeps in steps
-    that double up to 50 ms, which made a run's end up to twice as late as the workers' exits."""
+def _wait_exited(procs: list[Any], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds until every one of ``procs`` has exited, and reap them."""
     deadline = time.monotonic() + timeout
-    fds: dict[int, subprocess.Popen[bytes]] = {}
-    try:
-        if hasattr(os, "pidfd_open"):
-            for proc in procs:
-                try:
-                    fds[os.pidfd_open(proc.pid)] = proc
-                except OSError:  # gone already, or pidfds not allowed here: Popen.wait below
-                    pass
-        poller = select.poll()
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        left = set(fds)
-        while left:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            for fd, _ev in poller.poll(remaining * 1000):
-                left.discard(fd)
-                poller.unregister(fd)
-    finally:
-        for fd in fds:
-            os.close(fd)
+    _forkserver.wait_gone([proc.pid for proc in procs], timeout)
     for proc in procs:
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
