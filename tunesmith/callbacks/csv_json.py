@@ -362,7 +362,7 @@ class CSVLogger(_TrialFileLogger):
         grown = list(dict.fromkeys([*header, *new_keys])) if new_keys else header
         if header and (grown != header or restart_at is not None) and os.path.exists(path):
             self._rewrite(path, grown, restart_at)
-        self._header[trial.id] = grown
+            self._header[trial.id] = header = grown
         write_header = not header  # no file yet, or an empty one; a rewrite above wrote its own header
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -376,6 +376,9 @@ class CSVLogger(_TrialFileLogger):
         else:
             writer.writerows(_cells([row.get(k, "") for k in grown]) for row in rows)
         _append(path, buf.getvalue())
+        # Only now: a batch that failed to reach the file (a full disk) must not count as having written
+        # the header, or every later row would go to a file without one.
+        self._header[trial.id] = grown
 
     @staticmethod
     def _rewrite(path: str, header: list[str], restart_at: int | None) -> None:
