@@ -119,7 +119,9 @@ def mask_text(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     forms: set[str] = set()
     for s in secrets:
         if len(s) >= MIN_TEXT_SECRET:
-            forms.update((s, repr(s)[1:-1], json.dumps(s)[1:-1]))
+            escaped = s.encode("unicode_escape").decode("ascii")  # as repr writes it, in either quotes
+            forms.update((s, repr(s)[1:-1], json.dumps(s)[1:-1], escaped.replace("'", "\\'"),
+                          escaped.replace('"', '\\"')))
     for form in sorted(forms, key=len, reverse=True):  # longest first: a secret may contain another
         if form in text:
             text = text.replace(form, MASK)

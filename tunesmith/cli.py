@@ -24,7 +24,7 @@ import click
 
 from tunesmith._display import printable
 from tunesmith._errors import ConfigError
-from tunesmith._secrets import mask, shown
+from tunesmith._secrets import shown
 
 _DEBUG = "tunesmith.debug"
 # What `run --scheduler/--searcher NAME` builds: a public class of tunesmith (its lazy exports import
@@ -163,7 +163,7 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
         try:
             best = result.best
             value = best.metrics.get(result.metric)
-            config = json.dumps(mask(best.config), default=str)
+            config = json.dumps(shown(best).config, default=str)
             click.echo(printable(f"best {best.name}: {result.metric}={_fmt(value)} config={config}"))
         except ConfigError:
             pass

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialView
 
@@ -258,7 +259,8 @@ class _TrialFileLogger(Callback):
     def on_trial_start(self, trial: TrialView) -> None:
         # Written again only when the config changed (a PBT exploit gives the trial a new one).
         if self.params and self._params.get(trial.id) != trial.config:
-            text = json.dumps(trial.config, indent=2, sort_keys=True, default=str, allow_nan=True)
+            # secret-looking values masked (``tunesmith._secrets``): the store keeps them, the trial gets them
+            text = json.dumps(shown(trial).config, indent=2, sort_keys=True, default=str, allow_nan=True)
             self._do(self._write_params, trial, text)
             self._params[trial.id] = dict(trial.config)
 
