@@ -511,3 +511,13 @@ def test_show_of_an_experiment_whose_trials_all_failed_before_reporting(results_
     assert as_json.exit_code == 0 and [t["id"] for t in json.loads(as_json.output)["trials"]] == [1, 2]
     typo = invoke("show", "allfailed", "--storage-path", str(results_dir), "--sort", "nope")
     assert typo.exit_code == 2  # a key that is no metric of the experiment is still a usage error
+
+
+def test_run_masks_a_secret_quoted_in_the_first_error(tmp_path: Any, results_dir: Any) -> None:
+    module = f"train_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def train(config):\n    raise ValueError(f'refused: {config}')\n")
+    (tmp_path / "space.yaml").write_text("api_key: sk-QUOTED-77\nlr: 0.1\n")
+    res = invoke("run", f"{tmp_path / module}.py:train", "--space", str(tmp_path / "space.yaml"), "--name", "q",
+                 "--storage-path", str(results_dir), "--verbose", "1")
+    assert res.exit_code == 1
+    assert "refused: {'api_key': '***', 'lr': 0.1}" in res.output and "sk-QUOTED-77" not in res.output

@@ -61,7 +61,7 @@ def _files_under(path: str) -> list[str]:
     return [os.path.join(d, f) for d, _, files in os.walk(path) for f in files]
 
 
-def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path) -> None:
+def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd) -> None:
     import json
 
     from click.testing import CliRunner
@@ -84,7 +84,8 @@ def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path) -> Non
     assert len(failed) == 2 and KEYS[1] in failed[0].error  # the store keeps the error as raised...
     assert {t.config["api_key"] for t in result.trials} == set(KEYS)  # ... and the config as given
 
-    outputs = {"progress": buf.getvalue()}
+    driver = capfd.readouterr()
+    outputs = {"progress": buf.getvalue(), "driver stdout": driver.out, "driver stderr": driver.err}
     report = tmp_path / "report.html"
     write_report(result, str(report))
     runner = CliRunner()
