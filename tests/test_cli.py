@@ -447,3 +447,77 @@ def test_unknown_searcher_exits_2(project: Any, results_dir: Any) -> None:
     folder, module = project
     res = CliRunner().invoke(cli, ["run", f"{folder / module}.py:train", "--searcher", "nope"])
     assert res.exit_code == 2 and "nope" in res.output
+
+
+def _in_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the command line with its output on a pseudo-terminal (rich draws for a terminal then)."""
+    import pty
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", *args], stdin=child, stdout=child, stderr=child,
+                            env={**env, "COLUMNS": "400", "TERM": "xterm-256color"}, close_fds=True)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+
+
+HOSTILE = ["[INST] {prompt} [/INST]", "[bold]x[/bold]", "[/]", "\x1b]0;pwned\x07\x1b[2J", ":thumbs_up:"]
+
+
+def test_show_and_ls_in_a_terminal_print_markup_and_control_sequences_as_text(results_dir: Any) -> None:
+    def train(config: dict[str, Any]) -> None:
+        ts.report({"loss": float(len(config["prompt"])), "[red]m": 1.0})
+        if config["prompt"] == "[/]":
+            raise ValueError("[/] closing tag \x1b]0;pwned\x07 in the error")
+
+    ts.run(train, space={"prompt": ts.grid(HOSTILE), "[b]name": "[i]v"}, metric="[red]m", mode="max",
+           name="hostile", storage_path=str(results_dir), verbose=0)
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+    for args in (["show", "hostile"], ["show", "hostile", "--sort", "[b]name"], ["ls"]):
+        code, out = _in_a_terminal(args, env)
+        assert code == 0, out
+        assert "\x1b]0;pwned" not in out and "\x07" not in out and "\x1b[2J" not in out, args
+        assert "\U0001f44d" not in out
+    code, out = _in_a_terminal(["show", "hostile"], env)
+    for literal in ("[INST] {prompt} [/INST]", "[bold]x[/bold]", "[/]", "]0;pwned", "[2J", ":thumbs_up:",
+                    "[b]name", "[i]v", "[red]m", "[/] closing tag"):
+        assert literal in out, literal
+
+
+def test_show_of_an_experiment_whose_trials_all_failed_before_reporting(results_dir: Any) -> None:
+    def train(config: dict[str, Any]) -> None:
+        raise RuntimeError(f"cannot open data file {config['x']}")
+
+    ts.run(train, space={"x": ts.grid([1, 2])}, metric="loss", mode="min", name="allfailed",
+           storage_path=str(results_dir), verbose=0)
+    res = invoke("show", "allfailed", "--storage-path", str(results_dir))
+    assert res.exit_code == 0, res.output
+    assert res.output.count("sorted by id") == 1
+    rows = [line for line in res.output.splitlines() if line.lstrip().startswith("trial_0000")]
+    assert [r.split()[0] for r in rows][:2] == ["trial_00001", "trial_00002"]
+    assert "trial_00001 failed: RuntimeError: cannot open data file 1" in res.output
+    assert "trial_00002 failed: RuntimeError: cannot open data file 2" in res.output
+    assert invoke("show", "allfailed", "--storage-path", str(results_dir), "--sort", "-loss").exit_code == 0
+    as_json = invoke("show", "allfailed", "--storage-path", str(results_dir), "--json")
+    assert as_json.exit_code == 0 and [t["id"] for t in json.loads(as_json.output)["trials"]] == [1, 2]
+    typo = invoke("show", "allfailed", "--storage-path", str(results_dir), "--sort", "nope")
+    assert typo.exit_code == 2  # a key that is no metric of the experiment is still a usage error
+
+
+def test_run_masks_a_secret_quoted_in_the_first_error(tmp_path: Any, results_dir: Any) -> None:
+    module = f"train_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def train(config):\n    raise ValueError(f'refused: {config}')\n")
+    (tmp_path / "space.yaml").write_text("api_key: sk-QUOTED-77\nlr: 0.1\n")
+    res = invoke("run", f"{tmp_path / module}.py:train", "--space", str(tmp_path / "space.yaml"), "--name", "q",
+                 "--storage-path", str(results_dir), "--verbose", "1")
+    assert res.exit_code == 1
+    assert "refused: {'api_key': '***', 'lr': 0.1}" in res.output and "sk-QUOTED-77" not in res.output

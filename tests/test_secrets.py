@@ -43,3 +43,116 @@ def test_hostile_experiment_names_never_leave_the_results_folder(name):
         return
     path = os.path.realpath(os.path.join(root, name))
     assert os.path.dirname(path) == root
+
+
+# -- every output masks; the store keeps the value --------------------------------------------------------
+
+KEYS = ["sk-live-AAAA1111", "sk-live-BBBB2222"]
+DB_URL = "postgres://bob:pa/ss-w0rd@db.example:5432/x"
+
+
+def secret_train(config):
+    ts.report({"loss": 1.0 if config["api_key"] == KEYS[0] else 2.0})
+    if config["api_key"] == KEYS[1]:
+        raise ValueError(f"request refused for config {config}")  # a message that quotes the config
+
+
+def _files_under(path: str) -> list[str]:
+    return [os.path.join(d, f) for d, _, files in os.walk(path) for f in files]
+
+
+def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from tunesmith.callbacks import CSVLogger, JSONLLogger, MLflowLogger, TensorBoardLogger
+    from tunesmith.cli import cli
+    from tunesmith.plots.report import write_report
+    from tunesmith.store.sqlite import STORE_FILE
+
+    buf = io.StringIO()
+    mlflow_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    callbacks = [Progress(verbose=2, console=Console(file=buf, force_terminal=True, width=200), refresh_s=0),
+                 CSVLogger(), JSONLLogger(), TensorBoardLogger(),
+                 MLflowLogger(tracking_uri=mlflow_uri, experiment_name="secrets")]
+    result = ts.run(secret_train, space={"api_key": ts.grid(KEYS), "seed": ts.grid([0, 1]), "db": DB_URL},
+                    metric="loss", mode="min", name="sec", storage_path=str(results_dir), verbose=0,
+                    callbacks=callbacks)
+    secrets = [*KEYS, "pa/ss-w0rd"]
+    failed = [t for t in result.trials if t.status.value == "ERROR"]
+    assert len(failed) == 2 and KEYS[1] in failed[0].error  # the store keeps the error as raised...
+    assert {t.config["api_key"] for t in result.trials} == set(KEYS)  # ... and the config as given
+
+    driver = capfd.readouterr()
+    outputs = {"progress": buf.getvalue(), "driver stdout": driver.out, "driver stderr": driver.err}
+    report = tmp_path / "report.html"
+    write_report(result, str(report))
+    runner = CliRunner()
+    for args in (["show", "sec"], ["show", "sec", "--json"], ["ls"], ["report", "sec", "-o", str(tmp_path / "r2.html")]):
+        res = runner.invoke(cli, [*args, "--storage-path", str(results_dir)])
+        assert res.exit_code == 0, res.output
+        outputs[" ".join(args)] = res.output
+    frame = result.dataframe()
+    outputs["dataframe"] = frame.to_csv()
+    outputs["dataframe all results"] = result.dataframe(all_results=True).to_csv()
+    store_files = {STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm"}
+    files = [f for f in _files_under(result.path) if os.path.basename(f) not in store_files]
+    files += _files_under(str(tmp_path / "mlruns")) if (tmp_path / "mlruns").exists() else []
+    files += [str(report), str(tmp_path / "r2.html"), str(tmp_path / "mlflow.db")]
+    assert any(f.endswith("params.json") for f in files) and any("tfevents" in f for f in files)
+    for f in files:
+        with open(f, "rb") as fh:
+            outputs[f] = fh.read().decode("utf-8", "replace")
+    for where, text in outputs.items():
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} in {where}"
+    assert MASK in outputs["show sec"] and "***" in outputs["progress"]
+    assert json.loads(outputs["show sec --json"])["trials"][0]["config"]["api_key"] == MASK
+    assert "request refused" in outputs["show sec"]  # the error is shown, its secret masked
+    from tunesmith.plots.data import sensitivity
+
+    figure = sensitivity(result)  # the swept key's values told apart, not shown
+    assert figure is not None and figure["layout"]["xaxis"]["categoryarray"] == [f"{MASK} #1", f"{MASK} #2"]
+    assert {tuple(trace["x"]) for trace in figure["data"]} == {(f"{MASK} #1", f"{MASK} #2")}
+    shown = json.loads(runner.invoke(cli, ["show", "sec", "--json", "--show-secrets", "--storage-path",
+                                           str(results_dir)]).output)
+    assert {t["config"]["api_key"] for t in shown["trials"]} == set(KEYS)  # asked for: shown as stored
+
+
+def test_the_mask_covers_nested_urls_tokens_and_pwd() -> None:
+    config = {"credentials": {"user": "alice", "pin": 1234, "scopes": ["read", "write"]},
+              "url": "postgres://bob:pa/ss@db:5432/x", "repo": "https://ghp_TOKEN123@github.com/org/repo.git",
+              "header": "Authorization: Bearer eyJhbGciOi.JIUzI1-NiJ9", "pwd": "hunter2", "passwd": "x1",
+              "mail": "https://host/path?to=a@b.com", "use_token": True, "lr": 0.1}
+    m = mask(config)
+    assert m["credentials"] == {"user": MASK, "pin": MASK, "scopes": [MASK, MASK]}
+    assert m["url"] == f"postgres://bob:{MASK}@db:5432/x"
+    assert m["repo"] == f"https://{MASK}@github.com/org/repo.git"
+    assert m["header"] == f"Authorization: Bearer {MASK}"
+    assert m["pwd"] == MASK and m["passwd"] == MASK
+    assert m["mail"] == "https://host/path?to=a@b.com" and m["use_token"] is True and m["lr"] == 0.1
+    assert mask({"u": "https://a:p@ss@host/x"})["u"] == f"https://a:{MASK}@host/x"  # '@' in the password
+
+
+def test_an_error_message_that_quotes_the_config_is_masked() -> None:
+    from tunesmith._secrets import mask_text, secret_strings, shown
+    from tunesmith.trial import TrialStatus, TrialView
+
+    config = {"api_key": "sk-QUOTED-9", "db": "mysql://u:se/cret@h/x", "n": 3, "token": "ab"}
+    error = (f"Traceback (most recent call last):\n  line 3\nValueError: bad {config!r} "
+             f"{json_dumps(config)} Bearer zzz-TOKEN-1")
+    trial = TrialView(id=1, config=config, status=TrialStatus.ERROR, error=error)
+    masked = shown(trial)
+    for secret in ("sk-QUOTED-9", "se/cret", "zzz-TOKEN-1"):
+        assert secret not in masked.error
+    assert "line 3" in masked.error  # short values ("ab", 3) are masked in the config, not in free text
+    assert masked.config["token"] == MASK and trial.error == error and trial.config["api_key"] == "sk-QUOTED-9"
+    assert secret_strings(config) == {"sk-QUOTED-9", "se/cret", "ab"}
+    assert mask_text("key 'it\\'s-a-secret'", {"it's-a-secret"}) == f"key '{MASK}'"  # as repr writes it
+
+
+def json_dumps(value: object) -> str:
+    import json
+
+    return json.dumps(value)

@@ -342,14 +342,14 @@ class ResultSet:
             import pandas as pd
         except ImportError as e:
             raise ImportError("dataframe() needs pandas: pip install 'tunesmith[pandas]'") from e
-        from tunesmith._secrets import mask
+        from tunesmith._secrets import shown as masked
         from tunesmith.space import flatten
 
         def shown(config: dict[str, Any]) -> dict[str, Any]:
-            return {f"config/{k}": v for k, v in flatten(config if show_secrets else mask(config)).items()}
+            return {f"config/{k}": v for k, v in flatten(config).items()}
 
         rows = []
-        by_id = {t.id: t for t in self.trials}
+        by_id = {t.id: t if show_secrets else masked(t) for t in self.trials}  # configs and errors masked
         if all_results:
             for row in self._store.results():
                 t = by_id.get(row[0])
@@ -358,7 +358,7 @@ class ResultSet:
                     rec.update(shown(t.config))
                 rows.append(rec)
         else:
-            for t in self.trials:
+            for t in by_id.values():
                 rec = {"trial_id": t.id, "status": t.status.value, **t.last_result}
                 rec.update(shown(t.config))
                 if t.error:

@@ -22,8 +22,9 @@ from typing import Any
 
 import click
 
+from tunesmith._display import printable
 from tunesmith._errors import ConfigError
-from tunesmith._secrets import mask
+from tunesmith._secrets import shown
 
 _DEBUG = "tunesmith.debug"
 # What `run --scheduler/--searcher NAME` builds: a public class of tunesmith (its lazy exports import
@@ -157,20 +158,21 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
         resources=per_trial, name=name, storage_path=storage_path, stop=stop, time_budget_s=time_budget,
         max_concurrent=max_concurrent, verbose=verbose)
     counts = _counts(result.trials)
-    click.echo(f"experiment {result.name}: {len(result.trials)} trials ({counts}); folder {result.path}")
+    click.echo(printable(f"experiment {result.name}: {len(result.trials)} trials ({counts}); folder {result.path}"))
     if result.metric and result.mode:
         try:
             best = result.best
             value = best.metrics.get(result.metric)
-            config = json.dumps(mask(best.config), default=str)
-            click.echo(f"best {best.name}: {result.metric}={_fmt(value)} config={config}")
+            config = json.dumps(shown(best).config, default=str)
+            click.echo(printable(f"best {best.name}: {result.metric}={_fmt(value)} config={config}"))
         except ConfigError:
             pass
     if result.errors:
-        first = result.errors[0]
+        first = shown(result.errors[0])
         last = (first.error or "").strip().splitlines()
-        click.echo(f"error: {len(result.errors)} trial(s) failed; first {first.name}: "
-                   f"{last[-1] if last else 'failed'} (traceback: tunesmith show {result.name} --json)", err=True)
+        click.echo(printable(f"error: {len(result.errors)} trial(s) failed; first {first.name}: "
+                             f"{last[-1] if last else 'failed'} (traceback: tunesmith show {result.name} --json)",
+                             one_line=True), err=True)
         sys.exit(1)
     if result.status == "failed":
         click.echo(f"error: experiment {result.name} failed", err=True)
@@ -317,7 +319,7 @@ def ls_command(storage_path: str | None, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     if not rows:
-        click.echo(f"no experiments in {root}")
+        click.echo(printable(f"no experiments in {root}", one_line=True))
         return
     table = _table("name", "status", "trials", "best", "age")
     for r in rows:
@@ -351,27 +353,30 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
     from tunesmith.space import flatten
 
     rs = _open(name, storage_path)
-    trials = _sorted_trials(rs, sort_key)
+    trials, note = _sorted_trials(rs, sort_key)
     if limit is not None:
         trials = trials[:limit]
-    shown = {t.id: t.config if show_secrets else mask(t.config) for t in trials}
+    if not show_secrets:
+        trials = [shown(t) for t in trials]  # configs and error messages masked
     if as_json:
         click.echo(json.dumps({
             "name": rs.name, "path": rs.path, "status": _live_status(rs.path, rs.status), "metric": rs.metric,
             "mode": rs.mode,
             "trials": [{"id": t.id, "name": t.name, "status": t.status.value, "iteration": t.iteration,
-                        "config": shown[t.id], "last_result": t.last_result, "error": t.error,
+                        "config": t.config, "last_result": t.last_result, "error": t.error,
                         "num_failures": t.num_failures, "parent_id": t.parent_id} for t in trials],
         }, indent=2, default=str))
         return
-    click.echo(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {len(rs.trials)} trials ("
-               f"{_counts(rs.trials)}), folder {rs.path}")
-    config_keys = list(dict.fromkeys(k for t in trials for k in flatten(shown[t.id])))
+    click.echo(printable(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {len(rs.trials)} trials ("
+                         f"{_counts(rs.trials)}), folder {rs.path}", one_line=True))
+    if note:
+        click.echo(printable(note, one_line=True))
+    config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
     metrics = list(rs.metrics)
     columns = ["trial", "status", "iter"] + metrics + config_keys
     table = _table(*columns)
     for t in trials:
-        flat = flatten(shown[t.id])
+        flat = flatten(t.config)
         row = [t.name, t.status.value.lower(), str(t.iteration)]
         row += [_fmt(t.last_result.get(m, "")) for m in metrics]
         row += [_fmt(flat.get(k, "")) for k in config_keys]
@@ -380,17 +385,20 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
     for t in trials:
         if t.error:
             lines = t.error.strip().splitlines()
-            click.echo(f"{t.name} failed: {lines[-1] if lines else ''}")
+            click.echo(printable(f"{t.name} failed: {lines[-1] if lines else ''}", one_line=True))
 
 
-def _sorted_trials(rs: Any, sort_key: str | None) -> list[Any]:
+def _sorted_trials(rs: Any, sort_key: str | None) -> tuple[list[Any], str | None]:
+    """The trials in the order ``--sort`` asks for, and a note when that order could not be had: when no
+    trial reported the metric asked for (every trial failed before its first report, exactly when a user
+    looks at why), they come by id instead of the command failing."""
     from tunesmith.space import flatten
 
     trials = list(rs.trials)
     descending = False
     if sort_key is None:
         if not (rs.metrics and rs.modes):
-            return trials
+            return trials, None
         sort_key, descending = rs.metrics[0], rs.modes[0] == "max"  # several metrics: by the first
     elif sort_key.startswith("-"):
         sort_key, descending = sort_key[1:], True
@@ -408,13 +416,15 @@ def _sorted_trials(rs: Any, sort_key: str | None) -> list[Any]:
         return flat.get(sort_key[7:] if sort_key.startswith("config/") else sort_key)
 
     known = [t for t in trials if _sortable(value(t))]
+    if not known and trials and sort_key in rs.metrics:
+        return sorted(trials, key=lambda t: t.id), f"no trial has reported {sort_key!r} yet: sorted by id"
     if not known and trials:
         raise ConfigError(f"--sort: no trial has {sort_key!r} (a metric, a config key, 'id', 'status' or "
                           "'iteration')")
     missing = [t for t in trials if not _sortable(value(t))]
     numeric = all(isinstance(value(t), (int, float)) and not isinstance(value(t), bool) for t in known)
     known.sort(key=lambda t: (value(t) if numeric else str(value(t)), t.id), reverse=descending)
-    return known + missing
+    return known + missing, None
 
 
 def _sortable(value: Any) -> bool:
@@ -615,12 +625,20 @@ def _age(seconds: float | None) -> str:
 
 
 def _table(*columns: str) -> Any:
+    """A rich table whose headers and cells are plain text: names, config keys and values are never read
+    as markup (``"[INST] {prompt} [/INST]"``) and their control characters are shown escaped."""
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    from tunesmith._display import text
+
+    class PlainTable(Table):
+        def add_row(self, *cells: Any, **kwargs: Any) -> None:
+            super().add_row(*(text(c) if isinstance(c, str) else c for c in cells), **kwargs)
+
+    table = PlainTable(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(text(col), overflow="fold")
     return table
 
 
@@ -628,7 +646,8 @@ def _print(renderable: Any) -> None:
     from rich.console import Console
 
     out = sys.stdout
-    console = Console(file=out, width=None if out.isatty() else 240, highlight=False, soft_wrap=False)
+    console = Console(file=out, width=None if out.isatty() else 240, highlight=False, soft_wrap=False,
+                      markup=False, emoji=False)
     console.print(renderable)
 
 

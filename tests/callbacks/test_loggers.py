@@ -432,3 +432,32 @@ def test_the_writer_adds_threads_while_the_filesystem_is_slow_and_keeps_each_tri
     threads, done = run(0.0)
     assert threads == 1
     assert done == {i: list(range(6)) for i in range(1, 25)}
+
+
+def test_the_csv_header_is_written_with_the_first_rows_that_reach_the_file(
+        trial_and_info: tuple[TrialView, Any]) -> None:
+    """A first batch that fails to write (here: the file-size limit) must not leave later rows headerless."""
+    import resource
+    import signal
+
+    trial, info = trial_and_info
+    logger = CSVLogger(params=False)
+    logger.on_experiment_start(info)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, old_limit[1]))
+        logger.on_trial_results(trial, [_result(7, 1, loss=1.0)])
+        logger.flush()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    path = os.path.join(info.path, "trials", trial.name, "progress.csv")
+    assert not os.path.exists(path) or os.path.getsize(path) == 0  # the first batch is lost, nothing else
+    logger.on_trial_results(trial, [_result(7, 2, loss=0.5), _result(7, 3, loss=0.25)])
+    logger.on_experiment_end(info)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["loss", "training_iteration", "time_total_s", "timestamp"]
+    assert [(r["training_iteration"], r["loss"]) for r in rows] == [("2", "0.5"), ("3", "0.25")]

@@ -203,3 +203,41 @@ def test_helpers() -> None:
     assert _allocate([5, 0, 5, 2, 3], 8) == [5, 0, 1, 1, 1]  # then running ones
     assert _allocate([1, 0, 5, 2, 3], 8) == [1, 0, 5, 1, 1]
     assert _allocate([1, 1], 0) == [0, 0]
+
+
+# -- user strings are data: rich markup and terminal control sequences --------------------------------
+
+HOSTILE = ["[INST] {prompt} [/INST]", "[bold]x[/bold]", "[/]", "\x1b]0;pwned\x07\x1b[2J", ":thumbs_up:"]
+
+
+def hostile_train(config):
+    ts.report({"loss": float(len(config["prompt"])), "[red]m": 1.0})
+    if config["prompt"] == "[/]":
+        raise ValueError("[/] closing tag \x1b[2J in the error")
+
+
+def test_markup_and_control_sequences_in_configs_names_and_errors_are_shown_as_text(results_dir) -> None:
+    """A Llama-2 prompt template as a config value used to kill the driver on a terminal (rich markup)."""
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=250)
+    result = ts.run(hostile_train, space={"prompt": ts.grid(HOSTILE), "[b]name": "[i]v"}, metric="[red]m",
+                    mode="max", verbose=0, callbacks=[Progress(verbose=2, console=console, refresh_s=0.0)])
+    assert {t.status.value for t in result.trials} == {"TERMINATED", "ERROR"}
+    assert len(result.trials) == len(HOSTILE)
+    out = buf.getvalue()
+    for literal in ("[INST] {prompt} [/INST]", "[bold]x[/bold]", "[/]", "]0;pwned", "[2J", ":thumbs_up:",
+                    "[b]name", "[i]v", "[red]m", "[/] closing tag"):
+        assert literal in out, literal
+    # the control characters themselves never reach the terminal: the title and screen are untouched
+    assert "\x1b]0;pwned" not in out and "\x07" not in out and "\x1b[2J" not in out
+    assert "\U0001f44d" not in out  # no emoji codes either
+
+
+def test_plain_lines_escape_control_sequences_too(results_dir) -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=250)
+    ts.run(hostile_train, space={"prompt": ts.grid(HOSTILE)}, verbose=0,
+           callbacks=[Progress(verbose=2, console=console, refresh_s=0.0)])
+    out = buf.getvalue()
+    assert "\x1b" not in out and "\x07" not in out
+    assert "[/] closing tag" in out

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialView
 
@@ -258,7 +259,8 @@ class _TrialFileLogger(Callback):
     def on_trial_start(self, trial: TrialView) -> None:
         # Written again only when the config changed (a PBT exploit gives the trial a new one).
         if self.params and self._params.get(trial.id) != trial.config:
-            text = json.dumps(trial.config, indent=2, sort_keys=True, default=str, allow_nan=True)
+            # secret-looking values masked (``tunesmith._secrets``): the store keeps them, the trial gets them
+            text = json.dumps(shown(trial).config, indent=2, sort_keys=True, default=str, allow_nan=True)
             self._do(self._write_params, trial, text)
             self._params[trial.id] = dict(trial.config)
 
@@ -362,7 +364,7 @@ class CSVLogger(_TrialFileLogger):
         grown = list(dict.fromkeys([*header, *new_keys])) if new_keys else header
         if header and (grown != header or restart_at is not None) and os.path.exists(path):
             self._rewrite(path, grown, restart_at)
-        self._header[trial.id] = grown
+            self._header[trial.id] = header = grown
         write_header = not header  # no file yet, or an empty one; a rewrite above wrote its own header
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -376,6 +378,9 @@ class CSVLogger(_TrialFileLogger):
         else:
             writer.writerows(_cells([row.get(k, "") for k in grown]) for row in rows)
         _append(path, buf.getvalue())
+        # Only now: a batch that failed to reach the file (a full disk) must not count as having written
+        # the header, or every later row would go to a file without one.
+        self._header[trial.id] = grown
 
     @staticmethod
     def _rewrite(path: str, header: list[str], restart_at: int | None) -> None:

@@ -8,6 +8,7 @@ import re
 import time
 from typing import Any
 
+from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks.csv_json import flat_metrics
 from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialStatus, TrialView
@@ -77,11 +78,14 @@ class MLflowLogger(Callback):
                 tags={"tunesmith.experiment": self._tunesmith_name, "tunesmith.trial_id": str(trial.id)})
             run_id = self._runs[trial.id] = run.info.run_id
             self._open.add(trial.id)
-            params = [Param(_key(k), str(v)[:_PARAM_CHARS]) for k, v in flat_metrics(trial.config).items()]
+            # secret-looking values masked, as everywhere tunesmith shows a config (the tracking server is
+            # shared more widely than the experiment folder)
+            config = shown(trial).config
+            params = [Param(_key(k), str(v)[:_PARAM_CHARS]) for k, v in flat_metrics(config).items()]
             for i in range(0, len(params), 100):  # MLflow's limit of params per batch
                 self._client.log_batch(run_id, params=params[i:i + 100])
         elif self._configs.get(trial.id) != trial.config:
-            self._client.set_tag(run_id, "tunesmith.config", json.dumps(trial.config, default=str))
+            self._client.set_tag(run_id, "tunesmith.config", json.dumps(shown(trial).config, default=str))
         self._configs[trial.id] = dict(trial.config)
 
     def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
@@ -106,8 +110,9 @@ class MLflowLogger(Callback):
 
     def on_trial_error(self, trial: TrialView) -> None:
         run_id = self._runs.get(trial.id)
-        if run_id is not None and trial.error:
-            last = trial.error.strip().splitlines()
+        error = shown(trial).error if trial.error else None  # an error message may quote the config
+        if run_id is not None and error:
+            last = error.strip().splitlines()
             self._client.set_tag(run_id, "tunesmith.error", (last[-1] if last else "")[:_PARAM_CHARS])
         self._end(trial.id, "FAILED")
 

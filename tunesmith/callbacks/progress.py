@@ -10,6 +10,10 @@ Off a terminal (a log file, CI) it prints one line at the start, a status line a
 run (at least ``elapsed / 60``), so a day-long run writes a few hundred lines, not thousands; failed
 trials get a line each up to ``max_error_lines``, then only a count.
 
+User strings (config keys and values, metric and experiment names, error messages) are shown as the
+text they are: never read as rich markup, control characters written as escapes (``tunesmith._display``);
+secret-looking config values and their copies in error messages are masked (``tunesmith._secrets``).
+
 Time is the experiment's own clock (``ExperimentInfo.elapsed``), so under the simulated executor the
 table follows virtual time.
 """
@@ -21,7 +25,8 @@ import math
 from collections import deque
 from typing import Any
 
-from tunesmith._secrets import mask
+from tunesmith._display import printable, text
+from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.trial import AUTO_KEYS, TrialStatus, TrialView
 
@@ -117,7 +122,8 @@ class Progress(Callback):
             self._live = Live(self.render(experiment), console=self.console, auto_refresh=False, transient=False)
             self._live.start()
         else:
-            self._print(f"tunesmith: experiment {experiment.name} in {experiment.path}")
+            self._print(f"tunesmith: experiment {printable(experiment.name, one_line=True)} in "
+                        f"{printable(experiment.path, one_line=True)}")
 
     def on_trial_complete(self, trial: TrialView) -> None:
         self._finished += 1
@@ -131,8 +137,9 @@ class Progress(Callback):
             return
         if self._error_lines < self.max_error_lines:
             self._error_lines += 1
-            last = (trial.error or "").strip().splitlines()
-            self._print(f"{trial.name} ERROR: {last[-1] if last else 'failed'}", style="red")
+            last = (shown(trial).error or "").strip().splitlines()
+            self._print(f"{trial.name} ERROR: {printable(last[-1] if last else 'failed', one_line=True)}",
+                        style="red")
         elif self._error_lines == self.max_error_lines:
             self._error_lines += 1
             self._print("more trials failed: only counted from now on (their errors: tunesmith show <experiment>)",
@@ -218,7 +225,7 @@ class Progress(Callback):
         best = experiment.best
         if best is None or not isinstance(experiment.metric, str):
             return ""
-        return f"best {experiment.metric}={_fmt(best[1])} (trial_{best[0]:05d})"
+        return f"best {printable(experiment.metric, one_line=True)}={_fmt(best[1])} (trial_{best[0]:05d})"
 
     def status_line(self, experiment: ExperimentInfo, final: bool = False) -> str:
         """One line: trials by status, results and rates, resources, best, elapsed and ETA."""
@@ -229,10 +236,10 @@ class Progress(Callback):
         results_s, trials_s = self.rates(final)
         elapsed = format_duration(experiment.elapsed)
         if final:
-            head = f"tunesmith {experiment.name} done in {elapsed}"
+            head = f"tunesmith {printable(experiment.name, one_line=True)} done in {elapsed}"
         else:
             eta = self.eta(experiment, counts)
-            head = f"tunesmith {experiment.name} running {elapsed}" + (
+            head = f"tunesmith {printable(experiment.name, one_line=True)} running {elapsed}" + (
                 f", about {format_duration(eta)} left" if eta is not None else "")
         parts = [f"{head}: trials {groups or 'none'}{of}",
                  f"{experiment.num_results} results ({_rate(results_s)}/s), {_rate(trials_s)} trials/s"]
@@ -243,19 +250,21 @@ class Progress(Callback):
             parts.append(best)
         line = "; ".join(parts)
         if final:
-            line += f"\nresults: {experiment.path}"
+            line += f"\nresults: {printable(experiment.path, one_line=True)}"
         return line
 
     def _trial_line(self, trial: TrialView) -> str:
         last = trial.last_result.metrics if trial.last_result else {}
-        shown = ", ".join([f"{k}={_fmt(v)}" for k, v in last.items() if k not in AUTO_KEYS][:4])
-        return f"{trial.name} {trial.status.value} after {trial.iteration} iterations" + (f": {shown}" if shown else "")
+        values = ", ".join([f"{k}={_fmt(v)}" for k, v in last.items() if k not in AUTO_KEYS][:4])
+        return printable(f"{trial.name} {trial.status.value} after {trial.iteration} iterations"
+                         + (f": {values}" if values else ""), one_line=True)
 
-    def _print(self, text: str, style: str | None = None) -> None:
+    def _print(self, line: str, style: str | None = None) -> None:
         console = self._live.console if self._live is not None else self.console
-        console.print(text, style=style, highlight=False, soft_wrap=True, markup=False)
+        line = printable(line)  # every caller's text is already one line each; this is the last door
+        console.print(line, style=style, highlight=False, soft_wrap=True, markup=False, emoji=False)
         if self._live is None:
-            self.lines += text.count("\n") + 1
+            self.lines += line.count("\n") + 1
 
     # -- the table ----------------------------------------------------------------------------------
     def render(self, experiment: ExperimentInfo) -> Any:
@@ -264,6 +273,7 @@ class Progress(Callback):
         from rich.table import Table
         from rich.text import Text
 
+        # Every string a user chose goes in as a Text (rich reads a str as markup): keys, values, names.
         metrics = [experiment.metric] if isinstance(experiment.metric, str) else list(experiment.metric or [])
         first = metrics[0] if metrics else None
         modes = [experiment.mode] if isinstance(experiment.mode, str) else list(experiment.mode or [None])
@@ -282,30 +292,30 @@ class Progress(Callback):
         for t in experiment.trials.values():
             by_status[t.status].append(t)
         quotas = _allocate([len(by_status[s]) for s in _GROUPS], self.max_rows)
-        shown: dict[TrialStatus, list[TrialView]] = {}
+        visible: dict[TrialStatus, list[TrialView]] = {}
         for status, quota in zip(_GROUPS, quotas):
             group = by_status[status]
             if status is TrialStatus.PENDING:
-                shown[status] = sorted(group, key=lambda t: t.id)[:quota]
+                visible[status] = sorted(group, key=lambda t: t.id)[:quota]
             else:
-                shown[status] = heapq.nsmallest(quota, group, key=score)
+                visible[status] = heapq.nsmallest(quota, group, key=score)
 
-        rows = [t for status in _GROUPS for t in shown[status]]
-        configs = {t.id: _flat(mask(t.config)) for t in rows}  # never show a secret-looking value
+        rows = [t for status in _GROUPS for t in visible[status]]
+        configs = {t.id: _flat(shown(t).config) for t in rows}  # never show a secret-looking value
         config_keys = _config_columns([configs[t.id] for t in rows])
 
         table = Table(expand=False, show_edge=False, pad_edge=False)
         table.add_column("trial")
         table.add_column("status")
         for k in config_keys:
-            table.add_column(k, justify="right")
+            table.add_column(text(k), justify="right")
         table.add_column("iter", justify="right")
         for m in metrics:
-            table.add_column(m, justify="right")
+            table.add_column(text(m), justify="right")
         blank = [""] * (len(config_keys) + 1 + len(metrics))
         first_group = True
         for status in _GROUPS:
-            group = shown[status]
+            group = visible[status]
             hidden = len(by_status[status]) - len(group)
             if not group and not hidden:
                 continue
@@ -315,9 +325,9 @@ class Progress(Callback):
             for t in group:
                 name = Text(t.name + (" *" if t.id == best_id else ""), style="bold" if t.id == best_id else "")
                 row: list[Any] = [name, Text(t.status.value, style=_STYLE[t.status])]
-                row += [_fmt(configs[t.id].get(k, "")) for k in config_keys]
+                row += [text(_fmt(configs[t.id].get(k, ""))) for k in config_keys]
                 row.append(str(t.iteration))
-                row += [_fmt(t.last_result.get(m, "")) if t.last_result else "" for m in metrics]
+                row += [text(_fmt(t.last_result.get(m, "")) if t.last_result else "") for m in metrics]
                 table.add_row(*row)
             if hidden:
                 table.add_row(Text(f"+{hidden} more", style="dim"), Text(_WORDS[status], style="dim"), *blank)
@@ -332,9 +342,9 @@ class Progress(Callback):
             trial = experiment.trials.get(best_id)
             config = ""
             if trial is not None:
-                flat = _flat(mask(trial.config))
+                flat = _flat(shown(trial).config)
                 config = " " + ", ".join(f"{k}={_fmt(v)}" for k, v in list(flat.items())[:8])
-            parts.append(Text(f"{best_text}{config}   (* in the table)", style="bold"))
+            parts.append(text(f"{best_text}{config}   (* in the table)", style="bold"))
         if self._errors > self._error_lines:
             parts.append(Text(f"{self._errors} trials failed", style="red"))
         parts.append(table)

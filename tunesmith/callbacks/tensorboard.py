@@ -7,6 +7,7 @@ import numbers
 import os
 from typing import Any
 
+from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks.csv_json import flat_metrics
 from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialView
@@ -88,7 +89,8 @@ class TensorBoardLogger(Callback):
             return
         from tensorboardX.summary import hparams
 
-        hp = {key: _hparam(value) for key, value in flat_metrics(trial.config).items()}
+        # secret-looking values masked: event files are shared (tensorboard.dev, a colleague's --logdir)
+        hp = {key: _hparam(value) for key, value in flat_metrics(shown(trial).config).items()}
         # Metric names equal to the scalar tags: the HParams tab then shows each tag's last value in this
         # run (the trial's final metrics) without a duplicate scalar point.
         metrics = self._final.pop(trial.id, {})

@@ -331,6 +331,7 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
         return None
     finals = _metric_values(exp, metric)
     trials = [t for t in rs.trials if t.id in finals]
+    shown = {q: _shown_labels(path, values) for q, (path, values) in grids.items()}
     layout, axes = _subplots(len(params), [f"{metric} vs {p}" for p in params])
     data: list[dict[str, Any]] = []
     legend_seen: set[str] = set()
@@ -339,17 +340,20 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
         others = [q for q in params if q != param]
         groups: dict[str, dict[str, list[float]]] = {}
         for t in trials:
-            group = ", ".join(f"{q}={_label(_get(t.config, grids[q][0]))}" for q in others)
-            groups.setdefault(group, {}).setdefault(_label(_get(t.config, path)), []).append(finals[t.id])
+            group = ", ".join(f"{q}={_shown(grids[q][0], shown[q], _get(t.config, grids[q][0]))}" for q in others)
+            groups.setdefault(group, {}).setdefault(_shown(path, shown[param], _get(t.config, path)), []).append(
+                finals[t.id])
         if len(groups) > MAX_LINES:
             pooled: dict[str, list[float]] = {}
             for by_x in groups.values():
                 for label, ys in by_x.items():
                     pooled.setdefault(label, []).extend(ys)
             groups = {"": pooled}
-        numeric = all(_number(v) is not None for v in order)
+        masked = any(label != _label(value) for value, label in zip(order, shown[param].values()))
+        numeric = not masked and all(_number(v) is not None for v in order)
+        labels = list(dict.fromkeys(shown[param].values()))
         for g, (group, by_x) in enumerate(sorted(groups.items())):
-            stats = sweep_stats(by_x, order)
+            stats = sweep_stats(by_x, order if not masked else labels)
             xs = [p.value if numeric else _label(p.value) for p in stats]
             color = PALETTE[g % len(PALETTE)]
             name = group or metric
@@ -381,7 +385,7 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
                 axis.update({"type": "log", "tickvals": numbers_, "ticktext": [_label(v) for v in order]})
         else:
             axis["type"] = "category"
-            axis["categoryarray"] = [_label(v) for v in order]
+            axis["categoryarray"] = labels
         layout[xkey].update(axis)
         layout[ykey].update({"title": {"text": metric}})
     layout["title"] = {"text": f"Parameter sensitivity: {metric} (mean, band: min–max over repeats)"}
@@ -404,6 +408,31 @@ def _get(config: dict[str, Any], path: tuple[str, ...]) -> Any:
             return None
         value = value[key]
     return value
+
+
+def _shown_labels(path: tuple[str, ...], values: list[Any]) -> dict[str, str]:
+    """Label of each grid value (by its ``_label``) as the plot shows it: a secret-looking key's values as
+    ``*** #1``, ``*** #2``... (told apart, not shown: a report is shared more widely than the store),
+    others with their URL passwords masked."""
+    from tunesmith._secrets import MASK, is_secret_path, mask_at
+
+    out: dict[str, str] = {}
+    for value in values:
+        key = _label(value)
+        if key not in out:
+            out[key] = f"{MASK} #{len(out) + 1}" if is_secret_path(path) else _label(mask_at(path, value))
+    return out
+
+
+def _shown(path: tuple[str, ...], labels: dict[str, str], value: Any) -> str:
+    """A trial's value as ``_shown_labels`` shows it; a value off the grid (a PBT exploit's) as ``***`` under
+    a secret-looking key, else masked as in a config."""
+    from tunesmith._secrets import MASK, is_secret_path, mask_at
+
+    label = labels.get(_label(value))
+    if label is not None:
+        return label
+    return MASK if is_secret_path(path) else _label(mask_at(path, value))
 
 
 def _label(value: Any) -> str:
@@ -451,11 +480,11 @@ def _subplots(n: int, titles: list[str], cols: int = 3) -> tuple[dict[str, Any],
 def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]:
     """Flattened config keys whose value differs between the given trials -> values in trial order (secret
     values masked: a report is shared more widely than the store)."""
-    from tunesmith._secrets import mask
+    from tunesmith._secrets import shown
     from tunesmith.space import flatten
 
     by_id = {t.id: t for t in exp.rs.trials}
-    flat = [flatten(mask(by_id[i].config)) for i in trial_ids]
+    flat = [flatten(shown(by_id[i]).config) for i in trial_ids]
     keys = list(dict.fromkeys(k for cfg in flat for k in cfg))
     out = {}
     for key in keys:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesmith._errors import ConfigError
-from tunesmith._secrets import mask
+from tunesmith._secrets import shown as masked
 from tunesmith.analysis import ResultSet, load
 from tunesmith.plots import data as plot_data
 from tunesmith.plots.render import Panel, write_html
@@ -100,7 +100,7 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
             value = best.metrics.get(metric)
             shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
             facts.append(("best trial", f"{best.name}: {metric}={shown}"))
-            facts.append(("best config", json.dumps(mask(best.config), sort_keys=True, default=str)))
+            facts.append(("best config", json.dumps(masked(best).config, sort_keys=True, default=str)))
     created = rs.meta.get("created")
     if isinstance(created, (int, float)):
         facts.append(("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))))

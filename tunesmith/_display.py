@@ -1,0 +1,40 @@
+"""User strings on a terminal: shown as the text they are, never as markup or control sequences.
+
+Config values and keys, metric names, experiment names and error messages are data. rich would read
+``"[INST] {prompt} [/INST]"`` (a Llama-2 prompt template) as markup and fail, or ``":thumbs_up:"`` as an
+emoji; a terminal would obey ``"\\x1b]0;title\\x07"`` or ``"\\x1b[2J"`` in a value. Everything the progress
+display, ``tunesmith show`` and ``tunesmith ls`` print goes through ``printable`` (plain text) or
+``text`` (a rich ``Text``, which rich never parses for markup or emoji).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# C0 controls but tab and newline, DEL, C1 controls (0x9b is a one-byte CSI on some terminals), and the
+# bidirectional overrides and isolates that make a terminal show text in another order than it is.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile("[\t\n]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: Any, one_line: bool = False) -> str:
+    """``str(value)`` with every control character written as its escape (``\\x1b``), so a terminal shows
+    it instead of obeying it; with ``one_line`` also tab and newline (``\\t``, ``\\n``)."""
+    text = value if isinstance(value, str) else str(value)
+    text = _CONTROL.sub(_escape, text)
+    if one_line:
+        text = _LINE_BREAKS.sub(lambda m: "\\t" if m.group() == "\t" else "\\n", text)
+    return text
+
+
+def text(value: Any, style: str = "", one_line: bool = True) -> Any:
+    """A rich ``Text`` of ``printable(value)``: rich shows it literally (no markup, no emoji codes)."""
+    from rich.text import Text
+
+    return Text(printable(value, one_line=one_line), style=style)
