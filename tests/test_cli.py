@@ -507,7 +507,7 @@ def test_ls_names_each_experiment_by_its_folder(project: Any, results_dir: Any) 
 def test_a_storage_path_with_uri_characters_works_for_run_and_every_reader(project: Any, tmp_path: Any,
                                                                           char: str) -> None:
     """The read-only SQLite URI is quoted: a project under C#/ (or a?b, 100%) is read, and no stray file is made."""
-    parent = tmp_path / f"C{char}x"
+    parent = tmp_path / f"C{char}41"  # "%41" would read as "A" in an unquoted URI
     storage = parent / "results"
     run_ok(project, storage)
     before = sorted(os.listdir(tmp_path))
