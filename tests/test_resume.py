@@ -277,3 +277,25 @@ def test_resume_of_a_renamed_folder_works_on_that_folder(results_dir, tmp_path):
                              catch_exceptions=False)
     assert res.exit_code == 0 and "experiment newer:" in res.output, res.output
     assert ts.load("newer").name == "newer"
+
+
+def test_the_driver_pid_file_never_follows_a_planted_symlink(results_dir, tmp_path):
+    """A shared folder with .driver.pid linked to another file: the driver replaces the link, never writes
+    through it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = results_dir / "planted"
+    folder.mkdir(parents=True)
+    os.symlink(victim, folder / ".driver.pid")
+    seen = tmp_path / "seen.txt"
+
+    def train(config):
+        pid_file = os.path.join(os.path.dirname(os.path.dirname(ts.get_trial_dir())), ".driver.pid")
+        with open(seen, "w") as f:
+            f.write(f"{os.path.islink(pid_file)} {open(pid_file).read()}")
+        ts.report({"loss": 1.0})
+
+    ts.run(train, name="planted", verbose=0)
+    assert victim.read_text() == "precious"
+    assert seen.read_text() == f"False {os.getpid()}"  # while it ran: a plain file naming the driver
+    assert not os.path.lexists(folder / ".driver.pid")
