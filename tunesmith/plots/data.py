@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
