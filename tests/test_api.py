@@ -10,7 +10,7 @@ PUBLIC = [
     "ASHA", "Deadline", "HyperBand", "MedianStopping", "PBT", "ResourceChanging",
     "BOHB", "ConcurrencyLimiter", "OptunaSearch", "QuasiRandom", "Repeat",
     "CSVLogger", "JSONLLogger", "MLflowLogger", "Progress", "TensorBoardLogger",
-    "DataRef", "RayBackend", "download_once", "get", "put",
+    "DataRef", "RayBackend", "download_once", "get", "put", "StoreError",
     "Callback", "Checkpoint", "ConfigError", "FIFO", "Random", "ResultSet", "Scheduler", "Searcher",
     "TrialError", "TrialResult", "TrialStatus", "__version__", "choice", "get_checkpoint", "get_config",
     "get_resources", "get_trial_dir", "get_trial_id", "grid", "lograndint", "loguniform", "load", "normal",

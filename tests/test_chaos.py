@@ -83,3 +83,52 @@ def test_driver_memory_stays_flat_over_2000_trivial_trials(results_dir):
     ts.run(lambda c: ts.report({"x": 1}), num_samples=2000, verbose=0, callbacks=[Sample()])
     growth_mb = (samples[2000] - samples[200]) / 2**20
     assert growth_mb < 50, f"driver grew {growth_mb:.1f} MB from trial 200 to 2000"
+
+
+CREATE_KILLS = int(os.environ.get("TUNESMITH_CHAOS_CREATE_KILLS", "8"))
+CREATOR = """
+    import os, sys
+    import tunesmith as ts
+
+    def train(config):
+        for i in range(3):
+            ts.report({"v": config["x"] + i})
+
+    name, storage = sys.argv[1], sys.argv[2]
+    resume = os.path.exists(os.path.join(storage, name, "experiment.db"))
+    ts.run(train, space={"x": ts.uniform(0, 1)}, num_samples=2, metric="v", mode="max", name=name, seed=0,
+           verbose=0, storage_path=storage, resume=resume)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_while_creating_an_experiment_leaves_it_creatable_or_resumable(tmp_path):
+    """Kill the driver the moment its store starts to exist (schema being written, spec not yet): the name is
+    then either free (no experiment.db: created again) or a whole experiment (resumed); never stuck."""
+    import time
+
+    script = tmp_path / "creator.py"
+    script.write_text(textwrap.dedent(CREATOR))
+    storage = tmp_path / "store"
+    rng = random.Random(5)
+    for run in range(CREATE_KILLS):
+        name = f"new{run}"
+        folder = storage / name
+        proc = subprocess.Popen([sys.executable, str(script), name, str(storage)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:  # until a store file starts to exist
+            if folder.is_dir() and any("experiment.db" in f for f in os.listdir(folder)):
+                break
+            time.sleep(0.0005)
+        try:
+            proc.wait(timeout=rng.uniform(0, 0.005))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        again = subprocess.run([sys.executable, str(script), name, str(storage)], capture_output=True, text=True,
+                               timeout=120)
+        assert again.returncode == 0, f"run {run}: {again.stderr[-2000:]}"
+        result = ts.load(str(folder))
+        assert result.status == "finished" and len(result.trials) == 2, f"run {run}"
+        assert all(t.iteration == 3 for t in result.trials)

@@ -313,9 +313,12 @@ def test_rm_asks_and_refuses_paths_outside_the_storage_root(project: Any, result
 
 
 def test_rm_refuses_a_running_experiment(project: Any, results_dir: Any) -> None:
+    from filelock import FileLock
+
     run_ok(project, results_dir)
-    (results_dir / "exp" / ".driver.pid").write_text(str(os.getpid()))  # a live driver
-    res = invoke("rm", "exp", "--storage-path", str(results_dir), "--yes")
+    with FileLock(str(results_dir / "exp" / ".driver.lock")):  # a live driver holds the lock
+        (results_dir / "exp" / ".driver.pid").write_text(str(os.getpid()))
+        res = invoke("rm", "exp", "--storage-path", str(results_dir), "--yes")
     assert res.exit_code == 2 and "running" in res.output and (results_dir / "exp").exists()
     listed = json.loads(invoke("ls", "--storage-path", str(results_dir), "--json").output)
     assert listed[0]["status"] == "finished"  # the stored status wins once the driver recorded the end
@@ -365,11 +368,14 @@ def test_unexpected_errors_are_one_line_exit_1_and_debug_shows_the_traceback(res
     cmd = [sys.executable, "-m", "tunesmith.cli"]
     plain = subprocess.run([*cmd, "show", "broken"], env=env, capture_output=True, text=True, timeout=60)
     assert plain.returncode == 1
-    assert plain.stderr == "error: DatabaseError: file is not a database (run with --debug for the traceback)\n"
+    db = broken / "experiment.db"
+    assert plain.stderr == (f"error: StoreError: cannot open the experiment store {db}: file is not a database (is "
+                            f"the file damaged?) (run with --debug for the traceback)\n")
     debug = subprocess.run([*cmd, "--debug", "show", "broken"], env=env, capture_output=True, text=True, timeout=60)
     assert debug.returncode == 1
     assert debug.stderr.startswith("Traceback (most recent call last):")
-    assert debug.stderr.rstrip().endswith("sqlite3.DatabaseError: file is not a database")
+    assert "sqlite3.DatabaseError: file is not a database" in debug.stderr  # the cause, then tunesmith's error
+    assert debug.stderr.rstrip().endswith("(is the file damaged?)")
     listed = json.loads(invoke("ls", "--storage-path", str(results_dir), "--json").output)
     assert [(e["name"], e["status"]) for e in listed] == [("broken", "unreadable")]  # ls still lists it
 
@@ -521,3 +527,68 @@ def test_run_masks_a_secret_quoted_in_the_first_error(tmp_path: Any, results_dir
                  "--storage-path", str(results_dir), "--verbose", "1")
     assert res.exit_code == 1
     assert "refused: {'api_key': '***', 'lr': 0.1}" in res.output and "sk-QUOTED-77" not in res.output
+
+def _mark_running(folder: Any) -> None:
+    """What a driver killed mid-experiment leaves: the store's status still "running"."""
+    from tunesmith.store.sqlite import STORE_FILE, Store
+
+    store = Store(str(folder / STORE_FILE))
+    with store.transaction() as db:
+        store.set_meta(db, "status", "running")
+    store.close()
+
+
+def test_a_stale_pid_file_naming_a_live_process_is_not_a_running_driver(project: Any, results_dir: Any) -> None:
+    """The lock is the truth: a .driver.pid whose number now belongs to another live process (here this test's
+    own) with no lock held is a crashed experiment for ls and show, and rm removes it, as resume would take it."""
+    from filelock import FileLock
+
+    run_ok(project, results_dir)
+    folder = results_dir / "exp"
+    _mark_running(folder)
+    (folder / ".driver.pid").write_text(str(os.getpid()))  # alive, but not a driver of this experiment
+    listed = json.loads(invoke("ls", "--storage-path", str(results_dir), "--json").output)
+    assert [(r["name"], r["status"]) for r in listed] == [("exp", "crashed")]
+    shown = json.loads(invoke("show", "exp", "--storage-path", str(results_dir), "--json").output)
+    assert shown["status"] == "crashed"
+    with FileLock(str(folder / ".driver.lock")):  # while a driver holds the lock it is running, pid file or not
+        (folder / ".driver.pid").unlink()
+        listed = json.loads(invoke("ls", "--storage-path", str(results_dir), "--json").output)
+        assert listed[0]["status"] == "running"
+    (folder / ".driver.pid").write_text(str(os.getpid()))
+    res = invoke("rm", "exp", "--storage-path", str(results_dir), "--yes")
+    assert res.exit_code == 0 and not folder.exists(), res.output
+
+
+def test_ls_names_each_experiment_by_its_folder(project: Any, results_dir: Any) -> None:
+    """A renamed or copied folder is the experiment of its folder's name: no two rows with one name."""
+    import shutil
+
+    run_ok(project, results_dir, name="exp")
+    shutil.copytree(results_dir / "exp", results_dir / "exp-copy")
+    os.rename(results_dir / "exp", results_dir / "renamed")
+    listed = json.loads(invoke("ls", "--storage-path", str(results_dir), "--json").output)
+    assert sorted(r["name"] for r in listed) == ["exp-copy", "renamed"]
+    assert {r["name"]: os.path.basename(r["path"]) for r in listed} == {"exp-copy": "exp-copy", "renamed": "renamed"}
+    table = invoke("ls", "--storage-path", str(results_dir)).output
+    assert "renamed" in table and "exp-copy" in table
+    shown = json.loads(invoke("show", "renamed", "--storage-path", str(results_dir), "--json").output)
+    assert shown["name"] == "renamed" and shown["path"] == str(results_dir / "renamed")
+
+
+@pytest.mark.parametrize("char", ["#", "?", "%"])
+def test_a_storage_path_with_uri_characters_works_for_run_and_every_reader(project: Any, tmp_path: Any,
+                                                                          char: str) -> None:
+    """The read-only SQLite URI is quoted: a project under C#/ (or a?b, 100%) is read, and no stray file is made."""
+    parent = tmp_path / f"C{char}41"  # "%41" would read as "A" in an unquoted URI
+    storage = parent / "results"
+    run_ok(project, storage)
+    before = sorted(os.listdir(tmp_path))
+    rs = ts.load(str(storage / "exp"))
+    assert len(rs.trials) == 4 and rs.status == "finished"
+    listed = json.loads(invoke("ls", "--storage-path", str(storage), "--json").output)
+    assert [(r["name"], r["status"], r["trials"]) for r in listed] == [("exp", "finished", 4)]
+    res = invoke("show", "exp", "--storage-path", str(storage))
+    assert res.exit_code == 0 and "4 trials" in res.output, res.output
+    assert sorted(os.listdir(tmp_path)) == before  # nothing made beside the folder (C with a -wal...)
+    assert sorted(os.listdir(parent)) == ["results"]

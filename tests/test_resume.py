@@ -169,3 +169,133 @@ def test_sigterm_stops_trials_cleanly_and_says_how_to_resume(tmp_path):
     assert done.status == "finished" and all(t.iteration == 40 for t in done.trials)
     for t in done.trials:
         assert [h["i"] for h in done.history(t.id)] == list(range(1, 41))
+
+
+# -- a folder is self-contained: moved, copied or renamed, it resumes from its own checkpoints ----------
+
+
+def stops_at_three(config):
+    """Checkpoints every iteration; fails at iteration 3 until the file ``go`` exists. Logs what it
+    restored from."""
+    ck = ts.get_checkpoint()
+    start = ck.load() if ck else 0
+    with open(config["log"], "a") as f:
+        f.write(f"{ck.path if ck else None}\n")
+    for i in range(start, 6):
+        ts.report({"i": i + 1}, checkpoint=ts.Checkpoint.from_state(i + 1))
+        if i + 1 == 3 and not os.path.exists(config["go"]):
+            raise RuntimeError("stopped at 3")
+
+
+def _failed_at_three(results_dir, name, keep=None):
+    """An experiment whose trial failed at iteration 3 with its checkpoints (resumable from the 3rd)."""
+    base = results_dir.parent
+    space = {"log": str(base / f"{name}.log"), "go": str(base / "go")}
+    rs = ts.run(stops_at_three, space=space, name=name, keep=keep, verbose=0)
+    assert rs.trials[0].status is ts.TrialStatus.ERROR and rs.trials[0].iteration == 3
+    (base / f"{name}.log").write_text("")
+    return space
+
+
+def _snapshot(folder):
+    """Every file under ``folder`` with its bytes (to prove a folder was not touched)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(folder):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, folder)] = fh.read()
+    return out
+
+
+def _assert_resumed_from_own_checkpoint(rs, folder, log):
+    t = rs.trials[0]
+    assert t.status is ts.TrialStatus.TERMINATED and t.iteration == 6
+    assert [h["i"] for h in rs.history(t.id)] == [1, 2, 3, 4, 5, 6]  # continued, not restarted from scratch
+    restored = open(log).read().split()
+    assert restored == [os.path.join(str(folder), "trials", "trial_00001", "checkpoints", "checkpoint_000003")]
+    assert t.checkpoint.path.startswith(str(folder) + os.sep) and t.checkpoint.load() == 6
+
+
+def test_a_moved_experiment_resumes_from_its_checkpoints(results_dir, tmp_path, caplog):
+    import logging
+    import shutil
+
+    space = _failed_at_three(results_dir, "moved")
+    (tmp_path / "go").touch()
+    elsewhere = tmp_path / "archive"
+    elsewhere.mkdir()
+    shutil.move(str(results_dir / "moved"), str(elsewhere / "moved"))
+    caplog.set_level(logging.WARNING, logger="tunesmith")
+    rs = ts.run(stops_at_three, space=space, name="moved", storage_path=str(elsewhere), resume=True,
+                restart_errored="resume", verbose=0)
+    assert not any("damaged" in r.getMessage() for r in caplog.records)
+    _assert_resumed_from_own_checkpoint(rs, elsewhere / "moved", space["log"])
+    assert ts.load(str(elsewhere / "moved")).trials[0].checkpoint.load() == 6  # read back from the new place
+
+
+def test_a_copied_experiment_with_keep_never_reads_or_deletes_the_originals_checkpoints(results_dir, tmp_path):
+    import shutil
+
+    space = _failed_at_three(results_dir, "orig", keep=1)
+    (tmp_path / "go").touch()
+    copies = tmp_path / "copies"
+    shutil.copytree(results_dir / "orig", copies / "orig")
+    before = _snapshot(results_dir / "orig")
+    assert "trials/trial_00001/checkpoints/checkpoint_000003/state.pkl" in before
+    rs = ts.run(stops_at_three, space=space, name="orig", storage_path=str(copies), resume=True,
+                restart_errored="resume", keep=1, verbose=0)
+    _assert_resumed_from_own_checkpoint(rs, copies / "orig", space["log"])
+    assert _snapshot(results_dir / "orig") == before  # the original: every file byte-identical, none deleted
+    ckpts = copies / "orig" / "trials" / "trial_00001" / "checkpoints"
+    assert sorted(os.listdir(ckpts)) == ["checkpoint_000006"]  # keep=1 applied to the copy's own
+    assert ts.load(str(results_dir / "orig")).trials[0].checkpoint.load() == 3
+
+
+def test_resume_of_a_renamed_folder_works_on_that_folder(results_dir, tmp_path):
+    """`tunesmith resume NEW` on a folder copied or renamed from OLD resumes NEW; OLD is left as it is."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    space = _failed_at_three(results_dir, "old")
+    (tmp_path / "go").touch()
+    shutil.copytree(results_dir / "old", results_dir / "new")  # the stored name in "new" is still "old"
+    before = _snapshot(results_dir / "old")
+    res = CliRunner().invoke(cli, ["resume", "new", f"{__name__}:stops_at_three", "--restart-errored", "resume",
+                                   "--verbose", "0"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "experiment new:" in res.output
+    _assert_resumed_from_own_checkpoint(ts.load("new"), results_dir / "new", space["log"])
+    assert _snapshot(results_dir / "old") == before
+    assert ts.load("old").trials[0].status is ts.TrialStatus.ERROR
+    # renamed away (no folder of the old name left): resumed under its new name, by the CLI and from Python
+    (results_dir / "new").rename(results_dir / "newer")
+    res = CliRunner().invoke(cli, ["resume", "newer", f"{__name__}:stops_at_three", "--verbose", "0"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0 and "experiment newer:" in res.output, res.output
+    assert ts.load("newer").name == "newer"
+
+
+def test_the_driver_pid_file_never_follows_a_planted_symlink(results_dir, tmp_path):
+    """A shared folder with .driver.pid linked to another file: the driver replaces the link, never writes
+    through it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = results_dir / "planted"
+    folder.mkdir(parents=True)
+    os.symlink(victim, folder / ".driver.pid")
+    seen = tmp_path / "seen.txt"
+
+    def train(config):
+        pid_file = os.path.join(os.path.dirname(os.path.dirname(ts.get_trial_dir())), ".driver.pid")
+        with open(seen, "w") as f:
+            f.write(f"{os.path.islink(pid_file)} {open(pid_file).read()}")
+        ts.report({"loss": 1.0})
+
+    ts.run(train, name="planted", verbose=0)
+    assert victim.read_text() == "precious"
+    assert seen.read_text() == f"False {os.getpid()}"  # while it ran: a plain file naming the driver
+    assert not os.path.lexists(folder / ".driver.pid")

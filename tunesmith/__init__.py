@@ -38,6 +38,7 @@ _LAZY = {
     "load": "tunesmith.analysis",
     "ResultSet": "tunesmith.analysis",
     "TrialResult": "tunesmith.analysis",
+    "StoreError": "tunesmith.store.sqlite",
     "Random": "tunesmith.searchers.random",
     "QuasiRandom": "tunesmith.searchers.sobol",
     "OptunaSearch": "tunesmith.searchers.optuna",

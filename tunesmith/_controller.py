@@ -15,6 +15,7 @@ import sqlite3
 import time
 from typing import Any
 
+from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
@@ -327,7 +328,7 @@ class Controller:
         return self._make_launch(trial)
 
     def _trial_dir(self, trial_id: int) -> str:
-        return os.path.join(self.exp_dir, "trials", trial_name(trial_id))
+        return _layout.trial_dir(self.exp_dir, trial_id)
 
     def _decision_iteration(self, trial: TrialView) -> int | None:
         a = self.scheduler.decision_iteration(trial)

@@ -13,7 +13,9 @@ import threading
 import time
 from typing import Any
 
+from tunesmith import _layout
 from tunesmith._errors import ConfigError, TrialError
+from tunesmith._layout import LOCK_FILE, PID_FILE, STORE_FILE, check_name  # noqa: F401 - names kept here
 from tunesmith._retention import Retention
 from tunesmith.analysis import ResultSet, default_storage
 from tunesmith.callbacks._base import Callback
@@ -21,20 +23,9 @@ from tunesmith.executors._base import Executor
 from tunesmith.executors.resources import normalize
 from tunesmith.schedulers._base import FIFO, Scheduler
 from tunesmith.searchers._base import Searcher
-from tunesmith.store.sqlite import STORE_FILE, Store
+from tunesmith.store.sqlite import Store
 
 log = logging.getLogger("tunesmith")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
-LOCK_FILE = ".driver.lock"
-PID_FILE = ".driver.pid"
-
-
-def check_name(name: Any) -> str:
-    """An experiment name is one safe folder name: it can never point outside the results folder."""
-    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
-        raise ConfigError(f"name must be a folder name of letters, digits and . _ = + - (not starting with "
-                          f"'.' or '-', at most 200 characters), got {name!r}")
-    return name
 
 
 def _check_mode(metric: Any, mode: Any) -> tuple[Any, Any]:
@@ -244,15 +235,18 @@ def run(
     check_name(name)
     root = os.path.abspath(storage_path if storage_path is not None else default_storage())
     exp_dir = os.path.join(root, name)
-    if resume and not os.path.exists(os.path.join(exp_dir, STORE_FILE)):
+    store_file = _layout.store_path(exp_dir)
+    if resume and not os.path.exists(store_file):
         raise ConfigError(f"resume=True: there is no experiment {name!r} in {root}")
-    os.makedirs(exp_dir, exist_ok=True)
+    _make_folder(root, exp_dir, storage_path)
     lock = _acquire(exp_dir, name)  # first: a live experiment is reported as such, not as "exists"
     try:
-        if os.path.exists(os.path.join(exp_dir, STORE_FILE)) and not resume:
+        if os.path.exists(store_file) and not resume:
             raise ConfigError(f"experiment {name!r} already exists in {root}: resume it (resume=True), choose "
                               f"another name, or remove it (tunesmith rm {name})")
-        store = Store(os.path.join(exp_dir, STORE_FILE))
+        # a new store is renamed into place with its spec (publish): a driver killed before leaves no
+        # half-made experiment, and the name can be created again
+        store = Store(store_file, create=not resume)
         if resume:
             _check_resumable(store.meta().get("spec", {}), name, metric, mode)
         spec = {
@@ -268,6 +262,7 @@ def run(
             if not resume:
                 store.set_meta(db, "created", time.time())
             store.log_event(db, "resume" if resume else "start", None, {"pid": os.getpid()})
+        store.publish()
         executor.setup(fn, exp_dir)
         all_callbacks: list[Callback] = default_callbacks(verbose, callbacks, file_loggers=file_loggers)
         controller = Controller(
@@ -331,29 +326,33 @@ def _space_json(space: dict[str, Any]) -> Any:
     return space_to_json(space)
 
 
+def _make_folder(root: str, exp_dir: str, storage_path: str | None) -> None:
+    """Create the experiment folder; a storage path (or experiment folder) that is a file is a ConfigError."""
+    what = "storage_path" if storage_path is not None else "the results folder ($TUNESMITH_RESULTS)"
+    for path, label in ((root, what), (exp_dir, "the experiment folder")):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"{label} {path} is a file, not a folder: give a folder (it holds one folder per "
+                              f"experiment)")
+    try:
+        os.makedirs(exp_dir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot create the experiment folder {exp_dir} ({e.strerror or e})") from e
+
+
 def _acquire(exp_dir: str, name: str) -> Any:
     from filelock import FileLock, Timeout
 
-    lock = FileLock(os.path.join(exp_dir, LOCK_FILE))
+    lock = FileLock(_layout.lock_path(exp_dir))
     try:
-        lock.acquire(timeout=0)
+        # a moment's patience: `tunesmith ls` probes the lock (a shared flock, held for microseconds)
+        lock.acquire(timeout=0.2, poll_interval=0.02)
     except Timeout:
-        pid = "?"
-        try:
-            with open(os.path.join(exp_dir, PID_FILE)) as f:
-                pid = f.read().strip()
-        except OSError:
-            pass
-        raise ConfigError(f"experiment {name!r} is being run by another driver (pid {pid}); "
-                          f"wait for it or stop it first") from None
-    with open(os.path.join(exp_dir, PID_FILE), "w") as f:
-        f.write(str(os.getpid()))
+        raise ConfigError(f"experiment {name!r} is being run by another driver (pid {_layout.read_pid(exp_dir)});"
+                          f" wait for it or stop it first") from None
+    _layout.write_pid(exp_dir)  # a fresh file renamed over: a planted symlink is replaced, not followed
     return lock
 
 
 def _release(lock: Any, exp_dir: str) -> None:
-    try:
-        os.remove(os.path.join(exp_dir, PID_FILE))
-    except OSError:
-        pass
+    _layout.remove_pid(exp_dir)
     lock.release()

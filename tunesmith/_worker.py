@@ -243,6 +243,7 @@ class _Output:
 
 def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output) -> None:
     from tunesmith import session
+    from tunesmith._layout import OUTPUT_LOG
     from tunesmith.checkpoint import Checkpoint
 
     trial_id = spec["trial_id"]
@@ -256,7 +257,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output) -> 
     session._session = session._Session(
         trial_id, spec["config"], spec["trial_dir"], spec["resources"], channel, spec["iteration"],
         spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"))
-    output.start(os.path.join(spec["trial_dir"], "output.log"))
+    output.start(os.path.join(spec["trial_dir"], OUTPUT_LOG))
     status, tb = "ok", None
     try:
         out = fn(spec["config"]) if spec["takes_config"] else fn()

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunesmith import _layout
 from tunesmith._errors import ConfigError
+from tunesmith._layout import STORE_FILE
 from tunesmith.checkpoint import Checkpoint
-from tunesmith.store.sqlite import STORE_FILE, Store, result_dict
+from tunesmith.store.sqlite import Store, StoreError, result_dict
 from tunesmith.trial import ITERATION, TrialStatus, trial_name
 
 
@@ -27,7 +29,8 @@ class TrialResult:
         last_result: its last result ({} if none).
         checkpoint: its latest checkpoint, or None; from ``get_best(scope="all")``/``top(scope="all")``, the
             checkpoint saved with the result that made it best when that one is still kept. ``.load()``
-            gives the state back. Paths are found again when the experiment folder was moved or copied.
+            gives the state back. Paths are under the folder the experiment is read from (moved or copied
+            folders find their own checkpoints).
         error: the traceback of its last failure, or None.
     """
 
@@ -56,22 +59,31 @@ class ResultSet:
     ``metric``/``mode`` are the experiment's (a name and ``"min"``/``"max"``; lists of them for a
     multi-objective experiment, where ``best`` needs a metric and ``pareto_front()`` gives the trade-offs).
 
+    ``name`` is the folder's name: a renamed folder is the experiment of its new name (the name it was
+    created with is ``meta["spec"]["name"]``).
+
     Args:
         path: the experiment folder.
         metric, mode: what "best" means; default: the experiment's own. With a multi-objective experiment,
             ``metric="loss"`` alone takes ``"loss"``'s mode from the experiment.
+
+    Raises:
+        ConfigError: no experiment store in the folder.
+        StoreError: the store is damaged, from a newer tunesmith, or missing a table (the message names it).
     """
 
     def __init__(self, path: str, metric: str | list[str] | None = None,
                  mode: str | list[str] | None = None) -> None:
         self.path = os.path.abspath(path)
-        db_path = os.path.join(self.path, STORE_FILE)
+        db_path = _layout.store_path(self.path)
         if not os.path.exists(db_path):
             raise ConfigError(f"no tunesmith experiment at {self.path} (no {STORE_FILE})")
         self._store = Store(db_path, readonly=True)
         self.meta = self._store.meta()
         spec = self.meta.get("spec", {})
-        self.name: str = spec.get("name", os.path.basename(self.path))
+        if not isinstance(spec, dict):
+            raise StoreError(f"the experiment store {db_path} is damaged: its spec is not a JSON object")
+        self.name: str = os.path.basename(self.path)
         stored_metric, stored_mode = spec.get("metric"), spec.get("mode")
         self.metric: str | list[str] | None = metric if metric is not None else stored_metric
         if mode is None and metric is not None and isinstance(stored_metric, list) and metric in stored_metric:
@@ -102,7 +114,12 @@ class ResultSet:
     def trials(self) -> list[TrialResult]:
         """Every trial, by id."""
         if self._trials is None:
-            self._trials = [self._trial(rec) for rec in self._store.trials()]
+            records = self._store.trials()
+            try:
+                self._trials = [self._trial(rec) for rec in records]
+            except (ValueError, TypeError, KeyError) as e:
+                raise StoreError(f"the experiment store {self._store.path} is damaged: a trial's row cannot be "
+                                 f"read ({type(e).__name__}: {e})") from e
         return self._trials
 
     def refresh(self) -> ResultSet:
@@ -115,29 +132,13 @@ class ResultSet:
         last = rec["last_result"] or {}
         ckpt = None
         if rec["checkpoint"]:
-            ckpt = Checkpoint(self._located(rec["checkpoint"]), iteration=rec["checkpoint_iteration"])
+            ckpt = Checkpoint(rec["checkpoint"], iteration=rec["checkpoint_iteration"])
         return TrialResult(
             id=rec["id"], config=rec["config"], status=TrialStatus(rec["status"]),
             metrics=last if metrics is None else metrics, last_result=last, checkpoint=ckpt,
             error=rec["error"], num_failures=rec["num_failures"], iteration=rec["iteration"],
-            path=os.path.join(self.path, "trials", trial_name(rec["id"])), parent_id=rec["parent_id"],
+            path=_layout.trial_dir(self.path, rec["id"]), parent_id=rec["parent_id"],
             parent_iteration=rec["parent_iteration"], resources=rec["resources"])
-
-    def _located(self, path: str) -> str:
-        """A stored checkpoint path, or the same checkpoint under this folder when the experiment was moved.
-
-        The store keeps absolute paths (``<experiment>/trials/trial_00001/checkpoints/checkpoint_000005``);
-        after the folder was copied elsewhere (off a cluster, into an archive) the part from ``trials/``
-        on is looked up here instead. URLs (``s3://...``) are left as they are.
-        """
-        if "://" in path or os.path.exists(path):
-            return path
-        parts = os.path.normpath(path).split(os.sep)
-        for i in range(len(parts) - 3, -1, -1):
-            if parts[i] == "trials" and parts[i + 1].startswith("trial_") and parts[i + 2] == "checkpoints":
-                moved = os.path.join(self.path, *parts[i:])
-                return moved if os.path.exists(moved) else path
-        return path
 
     def filter(self, status: TrialStatus | str | Iterable[TrialStatus | str] | None = None,
                config: dict[str, Any] | None = None,
@@ -327,7 +328,7 @@ class ResultSet:
         iteration = result.get(ITERATION)
         for it, path in self._store.checkpoints(t.id):
             if it == iteration:
-                return Checkpoint(self._located(path), iteration=it)
+                return Checkpoint(path, iteration=it)
         return t.checkpoint
 
     def dataframe(self, all_results: bool = False, show_secrets: bool = False) -> Any:
@@ -427,7 +428,12 @@ def default_storage() -> str:
 def load(name_or_path: str, metric: str | list[str] | None = None, mode: str | list[str] | None = None
          ) -> ResultSet:
     """Read an experiment back: a folder path, or a name under ``./tunesmith_results`` (or
-    ``$TUNESMITH_RESULTS``). Returns the same object as ``run``. Safe while the experiment runs."""
+    ``$TUNESMITH_RESULTS``). Returns the same object as ``run``. Safe while the experiment runs.
+
+    Raises:
+        ConfigError: no such experiment folder.
+        StoreError: its store is damaged, from a newer tunesmith or missing a table (the message names the file).
+    """
     path = name_or_path
     if not os.path.isdir(path):
         path = os.path.join(default_storage(), name_or_path)

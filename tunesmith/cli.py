@@ -258,29 +258,23 @@ def _key_values(items: Any, option: str) -> dict[str, float]:
 
 
 def _experiments(root: str) -> list[str]:
-    from tunesmith.store.sqlite import STORE_FILE
+    from tunesmith._layout import store_path
 
     if not os.path.isdir(root):
         return []
-    return sorted(os.path.join(root, d) for d in os.listdir(root)
-                  if os.path.isfile(os.path.join(root, d, STORE_FILE)))
+    return sorted(os.path.join(root, d) for d in os.listdir(root) if os.path.isfile(store_path(os.path.join(root, d))))
 
 
 def _live_status(path: str, status: str) -> str:
-    """The stored status, or "crashed" for one still marked running whose driver process is gone."""
-    from tunesmith._run import PID_FILE
+    """The stored status, or "crashed" for one still marked running whose driver holds no lock on it.
+
+    The lock is the truth, as for ``resume``: a ``.driver.pid`` left by a killed driver can name a process
+    that is alive by now (its number reused)."""
+    from tunesmith._layout import driver_running
 
     if status != "running":
         return status
-    try:
-        with open(os.path.join(path, PID_FILE)) as f:
-            pid = int(f.read().strip())
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "crashed"
-    except (OSError, ValueError):
-        return "running" if os.path.exists(os.path.join(path, PID_FILE)) else "crashed"
-    return "running"
+    return "running" if driver_running(path) else "crashed"
 
 
 def _summary(path: str) -> dict[str, Any]:
@@ -302,7 +296,7 @@ def _summary(path: str) -> dict[str, Any]:
         except ConfigError:
             best = None
     created = rs.meta.get("created")
-    return {"name": rs.name, "path": path, "status": status, "trials": len(trials),
+    return {"name": name, "path": path, "status": status, "trials": len(trials),
             "errors": sum(1 for t in trials if t.status.value == "ERROR"), "best": best, "created": created,
             "age_s": (time.time() - created) if isinstance(created, (int, float)) else None}
 
@@ -499,8 +493,9 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     kwargs = {k: v for k, v in kwargs.items() if k in params}
     if "restart_errored" in params:
         kwargs["restart_errored"] = restart_errored
-    result = _run.run(fn, name=rs.name, storage_path=os.path.dirname(rs.path), resume=True, verbose=verbose,
-                      **kwargs)
+    # the folder found is the experiment resumed (its name is the folder's, whatever name is stored in it)
+    result = _run.run(fn, name=os.path.basename(rs.path), storage_path=os.path.dirname(rs.path), resume=True,
+                      verbose=verbose, **kwargs)
     click.echo(f"experiment {result.name}: {len(result.trials)} trials ({_counts(result.trials)}); "
                f"folder {result.path}")
     if result.errors or result.status == "failed":
@@ -566,7 +561,7 @@ def _rebuild(spec: Any, kind: str) -> Any:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def rm(name: str, storage_path: str | None, yes: bool) -> None:
     """Delete experiment NAME (its folder under the storage path, checkpoints included)."""
-    from tunesmith.store.sqlite import STORE_FILE
+    from tunesmith._layout import STORE_FILE, driver_running
 
     root = os.path.realpath(_root(storage_path))
     candidate = name if (os.sep in name or name.startswith(".")) else os.path.join(root, name)
@@ -576,7 +571,7 @@ def rm(name: str, storage_path: str | None, yes: bool) -> None:
                           f"path {root}")
     if not os.path.isfile(os.path.join(path, STORE_FILE)):
         raise ConfigError(f"no experiment {name!r} in {root}")
-    if _live_status(path, "running") == "running":
+    if driver_running(path):
         raise ConfigError(f"experiment {os.path.basename(path)!r} is running (its driver is alive); stop it first")
     if not yes and not click.confirm(f"Remove experiment {os.path.basename(path)} ({path})?", default=False):
         click.echo("not removed", err=True)
@@ -589,12 +584,12 @@ def rm(name: str, storage_path: str | None, yes: bool) -> None:
 
 
 def _open(name: str, storage_path: str | None) -> Any:
+    from tunesmith._layout import store_path
     from tunesmith.analysis import ResultSet
-    from tunesmith.store.sqlite import STORE_FILE
 
     root = _root(storage_path)
     for path in (os.path.join(root, name), name):
-        if os.path.isfile(os.path.join(path, STORE_FILE)):
+        if os.path.isfile(store_path(path)):
             return ResultSet(path)
     raise ConfigError(f"no experiment {name!r}: not in {root} and not an experiment folder "
                       f"(tunesmith ls --storage-path {root})")

@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any, Protocol
 
+from tunesmith import _layout
 from tunesmith import checkpoint as _ckpt
 from tunesmith._errors import ConfigError
 from tunesmith.checkpoint import Checkpoint
@@ -54,7 +55,7 @@ class _Session:
         self.start = time.monotonic()
         self.time_offset = time_offset
         # where checkpoints are written: the trial's folder, or a staging folder they are sent on from
-        self.checkpoint_dir = checkpoint_dir or os.path.join(trial_dir, "checkpoints")
+        self.checkpoint_dir = checkpoint_dir or _layout.checkpoints_dir(trial_dir)
 
     def report(self, metrics: Any, checkpoint: Checkpoint | None) -> None:
         encoded = encode_metrics(metrics)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 
@@ -106,3 +107,141 @@ def test_trial_start_and_end_times_are_stored(results_dir):
     starts = sorted(rec["start_time"] for rec in records)
     ends = sorted(rec["end_time"] for rec in records)
     assert starts[1] >= ends[0] and starts[2] >= ends[1]  # one at a time: each starts after the last ended
+
+
+# -- a damaged, newer or incomplete store is tunesmith's error naming the file ---------------------------
+
+
+def _experiment(results_dir, name="exp"):
+    import tunesmith as ts
+
+    ts.run(lambda c: ts.report({"loss": 1.0}), name=name, verbose=0)
+    return results_dir / name / "experiment.db"
+
+
+def _damage(db_path, *statements):
+    db = sqlite3.connect(db_path)
+    for stmt in statements:
+        db.execute(stmt)
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (["PRAGMA user_version=99"], r"newer tunesmith \(schema 99"),
+    (["DROP TABLE results"], "table 'results' is missing"),
+    (["DROP TABLE experiment"], "table 'experiment' is missing"),
+    (["UPDATE experiment SET value = '{not json' WHERE key = 'spec'"], "not valid JSON"),
+    (["UPDATE trials SET config = 'nope'"], "not valid JSON"),
+    (["UPDATE trials SET status = 'SIDEWAYS'"], "a trial's row cannot be read"),
+])
+def test_load_of_a_damaged_or_newer_store_is_a_store_error_naming_the_file(results_dir, damage, message):
+    import tunesmith as ts
+
+    db_path = _experiment(results_dir)
+    _damage(db_path, *damage)
+    with pytest.raises(StoreError, match=message) as info:
+        rs = ts.load("exp")
+        rs.trials  # noqa: B018 - rows are read on first use
+    assert str(db_path) in str(info.value)
+
+
+def test_load_of_a_file_that_is_not_a_store(results_dir):
+    import tunesmith as ts
+
+    folder = results_dir / "junk"
+    folder.mkdir(parents=True)
+    (folder / "experiment.db").write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(StoreError, match="file is not a database") as info:
+        ts.load("junk")
+    assert str(folder / "experiment.db") in str(info.value)
+    empty = results_dir / "empty"
+    empty.mkdir()
+    sqlite3.connect(empty / "experiment.db").close()  # an SQLite file with nothing in it
+    with pytest.raises(StoreError, match="not a tunesmith experiment store"):
+        ts.load("empty")
+
+
+def test_a_full_disk_while_committing_says_so_and_the_store_stays_usable(tmp_path):
+    """SQLite rolls the transaction back itself on SQLITE_FULL; the ROLLBACK that then fails must not hide
+    "database or disk is full", and the connection must not be left inside a transaction."""
+    s = Store(str(tmp_path / "e.db"))
+    pages = s._db.execute("PRAGMA page_count").fetchone()[0]
+    s._db.execute(f"PRAGMA max_page_count={pages + 2}")  # a disk with two pages free
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+        with s.transaction() as db:
+            s.insert_trial(db, 1, {"blob": "x" * 100_000}, {}, "RUNNING")
+    assert not s._db.in_transaction
+    with s.transaction() as db:  # space freed (here: a larger limit): the next write works
+        s._db.execute(f"PRAGMA max_page_count={pages + 1000}")
+        s.insert_trial(db, 1, {"small": 1}, {}, "RUNNING")
+    assert [t["id"] for t in s.trials()] == [1]
+
+
+def test_a_storage_path_that_is_a_file_is_a_config_error(tmp_path):
+    import tunesmith as ts
+
+    afile = tmp_path / "results.txt"
+    afile.write_text("not a folder")
+    with pytest.raises(ts.ConfigError, match="storage_path .*results.txt is a file"):
+        ts.run(lambda c: ts.report({"loss": 1.0}), name="e", storage_path=str(afile), verbose=0)
+    with pytest.raises(ts.ConfigError, match="storage_path: cannot create .*results.txt"):
+        ts.run(lambda c: ts.report({"loss": 1.0}), name="e", storage_path=str(afile / "sub"), verbose=0)
+    assert afile.read_text() == "not a folder"
+
+
+# -- a new experiment's store appears whole or not at all ----------------------------------------------
+
+
+def test_a_new_store_appears_only_with_its_spec_and_a_half_made_one_is_replaced(tmp_path):
+    from tunesmith.store.sqlite import STORE_FILE
+
+    final = tmp_path / "exp" / STORE_FILE
+    s = Store(str(final), create=True)
+    assert not final.exists()  # schema committed, spec not yet: no experiment.db for readers or resume
+    with s.transaction() as db:
+        s.set_meta(db, "spec", {"name": "exp"})
+    s.publish()
+    assert [f for f in os.listdir(tmp_path / "exp") if not f.startswith(STORE_FILE)] == []  # temporary one gone
+    assert Store(str(final), readonly=True).meta() == {"spec": {"name": "exp"}}
+    s.close()
+    # a driver killed while creating leaves the temporary store: the next creation starts it afresh
+    again = tmp_path / "again" / STORE_FILE
+    killed = Store(str(again), create=True)
+    with killed.transaction() as db:
+        killed.set_meta(db, "spec", {"name": "stale"})
+    killed._db.close()
+    s = Store(str(again), create=True)
+    assert s.meta() == {}
+    s.publish()
+    s.close()
+
+
+def test_checkpoint_paths_are_stored_relative_to_the_folder_and_read_under_the_current_one(tmp_path):
+    """Relative in the file; absolute under the folder the store is in now; old absolute paths re-rooted."""
+    import shutil
+
+    from tunesmith.store.sqlite import STORE_FILE
+
+    folder = tmp_path / "a"
+    ck = str(folder / "trials" / "trial_00001" / "checkpoints" / "checkpoint_000002")
+    s = Store(str(folder / STORE_FILE))
+    with s.transaction() as db:
+        s.insert_trial(db, 1, {}, {}, "RUNNING")
+        s.add_checkpoints(db, [(1, 2, ck, 0.0), (1, 3, "s3://bucket/x/checkpoint_000003", 0.0)])
+        s.update_trial(db, 1, checkpoint=ck, checkpoint_iteration=2)
+        # a store written before paths were relative: an absolute path into another copy of the folder
+        db.execute("INSERT INTO checkpoints VALUES (1, 4, '/old/place/a/trials/trial_00001/checkpoints/"
+                   "checkpoint_000004', 0.0)")
+    s.close()
+    raw = sqlite3.connect(folder / STORE_FILE)
+    assert raw.execute("SELECT checkpoint FROM trials").fetchone()[0] == os.path.join(
+        "trials", "trial_00001", "checkpoints", "checkpoint_000002")
+    raw.close()
+    shutil.move(str(folder), str(tmp_path / "b"))
+    moved = Store(str(tmp_path / "b" / STORE_FILE), readonly=True)
+    b_ck = str(tmp_path / "b" / "trials" / "trial_00001" / "checkpoints")
+    assert moved.checkpoints(1) == [(2, os.path.join(b_ck, "checkpoint_000002")),
+                                    (3, "s3://bucket/x/checkpoint_000003"),
+                                    (4, os.path.join(b_ck, "checkpoint_000004"))]
+    assert moved.trials()[0]["checkpoint"] == os.path.join(b_ck, "checkpoint_000002")

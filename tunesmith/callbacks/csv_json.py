@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith import _layout
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialView
@@ -246,7 +247,7 @@ class _TrialFileLogger(Callback):
             raise RuntimeError(f"{type(self).__name__} used before on_experiment_start")
         path = self._dirs.get(trial.id)
         if path is None:  # made once per trial: a makedirs per batch costs more than the batch's rows
-            path = os.path.join(self._root, "trials", trial.name)
+            path = _layout.trial_dir(self._root, trial.id)
             try:
                 os.mkdir(path)  # one system call; makedirs looks at the parent first
             except FileExistsError:

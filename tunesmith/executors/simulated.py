@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._layout import checkpoints_dir
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.checkpoint import write as write_checkpoint
 from tunesmith.executors._base import Event, Executor, Launch
@@ -322,7 +323,7 @@ class SimulatedExecutor(Executor):
         if state is not None:
             try:
                 ckpt = write_checkpoint(Checkpoint.from_state(state),
-                                        os.path.join(trial.launch.trial_dir, "checkpoints"), trial.iteration)
+                                        checkpoints_dir(trial.launch.trial_dir), trial.iteration)
             except Exception:  # noqa: BLE001 - e.g. a state cloudpickle cannot serialise
                 trial.iteration -= 1
                 self._finish(trial, events, "error", traceback.format_exc())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,7 +22,8 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith.analysis import ResultSet
 from tunesmith.plots._pareto import non_dominated
-from tunesmith.store.sqlite import STORE_FILE, Store, result_dict
+from tunesmith._layout import store_path
+from tunesmith.store.sqlite import Store, result_dict
 from tunesmith.trial import AUTO_KEYS, ITERATION, TIME_TOTAL, TIMESTAMP, TrialStatus
 
 Figure = dict[str, Any]
@@ -53,7 +53,7 @@ class _Experiment:
 
 
 def _read(rs: ResultSet) -> _Experiment:
-    store = Store(os.path.join(rs.path, STORE_FILE), readonly=True)
+    store = Store(store_path(rs.path), readonly=True)
     try:
         records = {rec["id"]: rec for rec in store.trials()}
         history: dict[int, list[dict[str, Any]]] = defaultdict(list)

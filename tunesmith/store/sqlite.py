@@ -3,22 +3,36 @@
 Everything is JSON (never pickles). Results are keyed by (trial, iteration), so a trial that restarts
 from a checkpoint replaces its later results instead of duplicating them. Readers (CLI, dashboard,
 ``tunesmith.load``) open the file read-only and never block the writer.
+
+Checkpoint paths are kept relative to the experiment folder (the folder the store file is in) and given
+back absolute under the folder the store is in now: a moved or copied experiment finds its own
+checkpoints, never the original folder's (``tunesmith._layout``). A new store is built under a temporary
+name and renamed into place once its schema and first metadata are committed, so ``experiment.db`` is
+never a half-made experiment. Anything wrong with the file (damaged, from a newer tunesmith, a table
+missing, a value that is not JSON) is a ``StoreError`` naming the file.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+from urllib.request import pathname2url
 
-STORE_FILE = "experiment.db"
+from tunesmith._layout import STORE_FILE, from_stored, to_stored
+
+__all__ = ["SCHEMA_VERSION", "STORE_FILE", "Store", "StoreError", "dumps", "result_dict"]
+
 SCHEMA_VERSION = 1
+_TABLES = ("experiment", "trials", "results", "checkpoints", "events")
+_SQLITE_FULL = 13  # sqlite3.SQLITE_FULL from Python 3.11
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiment (
@@ -90,29 +104,123 @@ class StoreError(RuntimeError):
     """The experiment file is missing, newer than this tunesmith, or damaged."""
 
 
-class Store:
-    """One experiment's SQLite file. Open with ``readonly=True`` from anything that is not the driver."""
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-    def __init__(self, path: str, readonly: bool = False) -> None:
+
+def _reading(fn: _F) -> _F:
+    """A read that fails on a damaged file raises ``StoreError`` naming the file, not sqlite3/JSON errors."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot read the experiment store {self.path}: {e} (is the file damaged?)") from e
+        except ValueError as e:  # json.JSONDecodeError
+            raise StoreError(f"the experiment store {self.path} holds a value that is not valid JSON ({e}): "
+                             f"the file is damaged") from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+                                               or "disk is full" in str(exc))
+
+
+class Store:
+    """One experiment's SQLite file. Open with ``readonly=True`` from anything that is not the driver.
+
+    Args:
+        path: the store file, ``<experiment folder>/experiment.db``.
+        readonly: a reader: never writes, never blocks the driver.
+        create: a new experiment: the store is built under a temporary name beside ``path`` until
+            :meth:`publish` renames it into place (so a driver killed while creating leaves no store, and
+            the name can be created again).
+    """
+
+    def __init__(self, path: str, readonly: bool = False, create: bool = False) -> None:
         self.path = path
+        self.final_path = path
+        self.folder = os.path.dirname(os.path.abspath(path))
         self.readonly = readonly
         if readonly:
             if not os.path.exists(path):
                 raise StoreError(f"no experiment store at {path}")
-            uri = f"file:{path}?mode=ro"
+            if not os.path.isfile(path):
+                raise StoreError(f"the experiment store {path} is not a file")
+            # quoted: a folder named C#, a?b or 100% is a path, not a URI's fragment, query or escape
+            uri = f"file:{pathname2url(os.path.abspath(path))}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA query_only=1")
+            self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
+            self._check_schema()
         else:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a committed transaction survives a crash of the process (SIGKILL included);
-            # only an OS crash or power loss can take the last commits. durable=True gives FULL.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            if create:
+                self.path = os.path.join(self.folder, f".{os.path.basename(path)}.new")
+                _remove_database(self.path)  # left by a driver killed while creating
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                self._checked(self._open_writer)
+            except BaseException:
+                self._db.close()
+                raise
+        self._db.execute("PRAGMA busy_timeout=5000")
+
+    def _open_writer(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a committed transaction survives a crash of the process (SIGKILL included);
+        # only an OS crash or power loss can take the last commits. durable=True gives FULL.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+        self._check_schema()
+
+    def _checked(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot open the experiment store {self.path}: {e} (is the file damaged?)") from e
+
+    def publish(self) -> None:
+        """Rename a store made with ``create=True`` into place (after its schema and spec are committed).
+
+        Closed first, so its write-ahead log is folded into the file: the renamed file is complete alone.
+        """
+        if self.path == self.final_path:
+            return
+        self._db.close()
+        if os.path.exists(self.path + "-wal"):
+            raise StoreError(f"the new experiment store {self.path} could not be completed (its write-ahead "
+                             f"log is left); remove the folder and run again")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self.path, self.final_path)
+        _fsync_dir(self.folder)
+        self.path = self.final_path
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._checked(self._open_writer)
         self._db.execute("PRAGMA busy_timeout=5000")
 
     # -- schema -------------------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        """Refuse a store this tunesmith cannot read: newer, never completed, or with a table missing."""
+        version = self._checked(lambda: self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer tunesmith (schema {version} > "
+                             f"{SCHEMA_VERSION}); upgrade tunesmith to read it")
+        tables = {row[0] for row in self._checked(
+            lambda: self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall())}
+        missing = [t for t in _TABLES if t not in tables]
+        if version == 0 and len(missing) == len(_TABLES):
+            raise StoreError(f"{self.path} is not a tunesmith experiment store (it has no tables)")
+        if missing:
+            raise StoreError(f"the experiment store {self.path} is damaged: table {missing[0]!r} is missing")
+
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
@@ -133,13 +241,24 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """All or nothing. The error that stopped it is the one raised: a ROLLBACK that fails (SQLite already
+        rolled back after a full disk) must not hide "database or disk is full"; a failed COMMIT rolls back
+        too, so the connection is never left inside a transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original error says what went wrong
+            note = getattr(exc, "add_note", None)  # Python 3.11+: shown with the traceback
+            if note is not None and _disk_full(exc):
+                note(f"the disk holding {self.path} is full (ENOSPC): free space, then resume")
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -148,6 +267,7 @@ class Store:
     def set_meta(self, db: sqlite3.Connection, key: str, value: Any) -> None:
         db.execute("INSERT OR REPLACE INTO experiment(key, value) VALUES (?, ?)", (key, dumps(value)))
 
+    @_reading
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM experiment")}
 
@@ -178,16 +298,20 @@ class Store:
             part = rows[start:start + step]
             db.execute(_insert_results_sql(len(part)), list(itertools.chain.from_iterable(part)))
 
-    @staticmethod
-    def add_checkpoints(db: sqlite3.Connection, rows: Iterable[tuple[int, int, str, float]]) -> None:
-        db.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)", rows)
+    def add_checkpoints(self, db: sqlite3.Connection, rows: Iterable[tuple[int, int, str, float]]) -> None:
+        """Index checkpoints (trial, iteration, absolute path, time); paths in the folder are stored relative."""
+        folder = self.folder
+        db.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+                       [(tid, it, to_stored(folder, path), t) for tid, it, path, t in rows])
 
     @staticmethod
     def remove_checkpoints(db: sqlite3.Connection, rows: Iterable[tuple[int, int]]) -> None:
         db.executemany("DELETE FROM checkpoints WHERE trial_id = ? AND iteration = ?", rows)
 
-    @staticmethod
-    def update_trial(db: sqlite3.Connection, trial_id: int, **fields: Any) -> None:
+    def update_trial(self, db: sqlite3.Connection, trial_id: int, **fields: Any) -> None:
+        """Set a trial's columns; a ``checkpoint`` path in the folder is stored relative to it."""
+        if fields.get("checkpoint") is not None:
+            fields["checkpoint"] = to_stored(self.folder, fields["checkpoint"])
         cols = ", ".join(f"{k} = ?" for k in fields)
         db.execute(f"UPDATE trials SET {cols} WHERE id = ?", (*fields.values(), trial_id))
 
@@ -203,7 +327,9 @@ class Store:
                    (time.time(), kind, trial_id, None if data is None else dumps(data)))
 
     # -- reads --------------------------------------------------------------------------------------
+    @_reading
     def trials(self) -> list[dict[str, Any]]:
+        """Every trial's row, JSON decoded; ``checkpoint`` an absolute path under this folder (or a URL)."""
         cur = self._db.execute("SELECT * FROM trials ORDER BY id")
         names = [d[0] for d in cur.description]
         out = []
@@ -212,25 +338,53 @@ class Store:
             for key in ("config", "resources", "last_result"):
                 if rec[key] is not None:
                     rec[key] = json.loads(rec[key])
+            rec["checkpoint"] = from_stored(self.folder, rec["checkpoint"])
             out.append(rec)
         return out
 
+    @_reading
     def results(self, trial_id: int | None = None) -> list[tuple[int, int, float, float, str]]:
         if trial_id is None:
             return self._db.execute("SELECT * FROM results ORDER BY trial_id, iteration").fetchall()
         return self._db.execute("SELECT * FROM results WHERE trial_id = ? ORDER BY iteration",
                                 (trial_id,)).fetchall()
 
+    @_reading
     def checkpoints(self, trial_id: int) -> list[tuple[int, str]]:
-        return self._db.execute("SELECT iteration, path FROM checkpoints WHERE trial_id = ? ORDER BY iteration",
-                                (trial_id,)).fetchall()
+        """(iteration, absolute path under this folder, or a URL) of a trial's indexed checkpoints."""
+        folder = self.folder
+        return [(it, from_stored(folder, path)) for it, path in self._db.execute(
+            "SELECT iteration, path FROM checkpoints WHERE trial_id = ? ORDER BY iteration", (trial_id,))]
 
+    @_reading
     def events(self) -> list[tuple[int, float, str, int | None, Any]]:
         return [(s, t, k, tid, None if d is None else json.loads(d))
                 for s, t, k, tid, d in self._db.execute("SELECT * FROM events ORDER BY seq")]
 
+    @_reading
     def count_results(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+
+def _remove_database(path: str) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        try:
+            os.remove(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def result_dict(row: tuple[int, int, float, float, str]) -> dict[str, Any]:
