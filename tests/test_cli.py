@@ -581,3 +581,38 @@ def test_trust_leaves_a_damaged_checkpoint_unsigned_and_follows_no_link(results_
     assert res.exit_code == 1 and "checkpoint_000002" in res.output and "checksum" in res.output
     assert "signature" not in json.loads((elsewhere / "manifest.json").read_text())
     assert "signature" not in json.loads((ckpts / "checkpoint_000002" / "manifest.json").read_text())
+
+
+# -- writes into a folder someone else made never follow a planted symbolic link ----------------------------
+def test_report_does_not_write_through_links_planted_in_the_folder(project: Any, results_dir: Any,
+                                                                   tmp_path: Any) -> None:
+    run_ok(project, results_dir)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = results_dir / "exp"
+    os.symlink(victim, folder / "report.html.tmp")
+    os.symlink(victim, folder / "report.html")
+    res = invoke("report", "exp", "--storage-path", str(results_dir))
+    assert res.exit_code == 0, res.output
+    assert victim.read_text() == "precious"
+    assert not (folder / "report.html").is_symlink() and "<html" in (folder / "report.html").read_text()[:200]
+    assert sorted(n for n in os.listdir(folder) if n.endswith(".tmp")) == ["report.html.tmp"]  # ours: gone
+
+
+def test_trial_files_are_not_written_through_planted_links(results_dir: Any, tmp_path: Any) -> None:
+    first = ts.run(crashes_once, space={"lr": 0.5}, name="shared", verbose=0)
+    trial_dir = results_dir / "shared" / "trials" / first.trials[0].name
+    victims = {}
+    for name in ("params.json", "result.jsonl", "progress.csv", "progress.csv.tmp", "result.jsonl.tmp"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_text("precious")
+        victims[name] = victim
+        if (trial_dir / name).exists():
+            os.remove(trial_dir / name)
+        os.symlink(victim, trial_dir / name)
+    result = ts.run(crashes_once, space={"lr": 0.5}, name="shared", resume=True, restart_errored="restart",
+                    verbose=0)
+    assert result.trials[0].status is ts.TrialStatus.ERROR  # crashed again (restarted from scratch)
+    assert all(v.read_text() == "precious" for v in victims.values())
+    assert json.loads((trial_dir / "params.json").read_text()) == {"lr": 0.5}  # the link replaced by the file
+    assert not (trial_dir / "result.jsonl").is_symlink()
