@@ -194,3 +194,114 @@ def test_remove_deletes_a_checkpoint_at_a_url_and_a_missing_one_is_no_error(tmp_
 def test_an_unknown_protocol_is_a_config_error_naming_the_url():
     with pytest.raises(ts.ConfigError, match="nosuchfs://x"):
         ck.storage_fs("nosuchfs://x/y", "storage")
+
+
+# -- signed manifests: only a pickle this user's tunesmith wrote is loaded without being told to trust it ------
+class _SideEffect:
+    """Unpickling it creates the folder ``path``: the proof that a pickle's code ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def _foreign_checkpoint(folder, payload, sign_key=None, monkeypatch=None):
+    """A checkpoint with a correct manifest (checksums match) made by someone else: unsigned, or signed with
+    ``sign_key``."""
+    if sign_key is None:
+        path = ck.write(ts.Checkpoint.from_state(payload), str(folder), 1)
+        manifest = json.loads(open(os.path.join(path, ck.MANIFEST)).read())
+        del manifest["signature"]
+        with open(os.path.join(path, ck.MANIFEST), "w") as f:
+            json.dump(manifest, f)
+        return path
+    with monkeypatch.context() as m:
+        m.setenv("TUNESMITH_KEY", sign_key)
+        return ck.write(ts.Checkpoint.from_state(payload), str(folder), 1)
+
+
+def test_a_checkpoint_signed_with_this_users_key_loads(tmp_path, _signing_key):
+    path = ck.write(ts.Checkpoint.from_state({"w": 1}), str(tmp_path), 1)
+    sig = json.load(open(os.path.join(path, ck.MANIFEST)))["signature"]
+    assert sig["alg"] == "hmac-sha256" and len(sig["hmac"]) == 64
+    assert ts.Checkpoint(path).load() == {"w": 1}
+    assert _signing_key.read_text().strip() not in open(os.path.join(path, ck.MANIFEST)).read()  # key not in it
+
+
+@pytest.mark.parametrize("who", ["unsigned", "foreign"])
+def test_a_pickle_this_user_did_not_write_is_refused_and_not_run(tmp_path, monkeypatch, who):
+    ran = tmp_path / "the_pickle_ran"
+    path = _foreign_checkpoint(tmp_path / "shared", _SideEffect(ran), None if who == "unsigned" else "k" * 32,
+                               monkeypatch)
+    ck.verify(path)  # the checksums match: integrity is not origin
+    with pytest.raises(ck.CheckpointError) as err:
+        ts.Checkpoint(path).load()
+    assert not ran.exists()
+    message = str(err.value)
+    assert path in message and "tunesmith trust" in message and "trust_foreign_pickle=True" in message
+    assert ("not signed" if who == "unsigned" else "another key") in message
+    # the user says they trust it: loaded (and its code ran, as unpickling does)
+    ts.Checkpoint(path).load(trust_foreign_pickle=True)
+    assert ran.is_dir()
+
+
+def test_a_signed_manifest_changed_afterwards_is_refused(tmp_path):
+    path = ck.write(ts.Checkpoint.from_state(1), str(tmp_path), 1)
+    manifest = json.load(open(os.path.join(path, ck.MANIFEST)))
+    manifest["iteration"] = 2
+    json.dump(manifest, open(os.path.join(path, ck.MANIFEST), "w"))
+    with pytest.raises(ck.CheckpointError, match="changed after it was signed"):
+        ts.Checkpoint(path).load()
+
+
+def test_resign_adopts_an_intact_checkpoint_and_refuses_a_damaged_one(tmp_path):
+    path = _foreign_checkpoint(tmp_path / "a", {"x": 1})
+    assert ck.resign(path) is True and ts.Checkpoint(path).load() == {"x": 1}
+    assert ck.resign(path) is False  # signed by this key already
+    damaged = _foreign_checkpoint(tmp_path / "b", {"x": 2})
+    with open(os.path.join(damaged, ck.STATE_FILE), "ab") as f:
+        f.write(b"!")
+    with pytest.raises(ck.CheckpointError, match="checksum"):
+        ck.resign(damaged)
+    assert "signature" not in json.load(open(os.path.join(damaged, ck.MANIFEST)))
+
+
+def test_the_key_file_is_made_once_private_and_outside_experiment_folders(tmp_path, monkeypatch):
+    from tunesmith import _signing
+
+    monkeypatch.delenv("TUNESMITH_KEY_FILE")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    key = _signing.key()
+    path = tmp_path / "cfg" / "tunesmith" / "key"
+    assert path.read_bytes().strip() == key and len(key) >= 32
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert os.listdir(path.parent) == ["key"]  # no temporary file left
+    written = ck.write(ts.Checkpoint.from_state(1), str(tmp_path / "c"), 1)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "other_user"))  # another user: another key
+    with pytest.raises(ck.CheckpointError, match="another key"):
+        ts.Checkpoint(written).load()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert ts.Checkpoint(written).load() == 1
+    monkeypatch.setenv("TUNESMITH_KEY", "short")
+    with pytest.raises(ts.ConfigError, match="TUNESMITH_KEY"):
+        _signing.key()
+
+
+def test_a_crafted_manifest_cannot_make_verify_read_outside_the_folder(tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    path = ck.write(ts.Checkpoint.from_state(1), str(tmp_path / "c"), 1)
+    good = json.load(open(os.path.join(path, ck.MANIFEST)))
+    for files in ({"../../secret.txt": {"size": 9, "sha256": "0"}}, {"/etc/passwd": {"size": 1, "sha256": "0"}},
+                  {"": {"size": 1, "sha256": "0"}}, {ck.STATE_FILE: {"size": "1", "sha256": 0}}, ["state.pkl"]):
+        json.dump({**good, "files": files}, open(os.path.join(path, ck.MANIFEST), "w"))
+        with pytest.raises(ck.CheckpointError):
+            ck.verify(path)
+    # a state.pkl that is a symbolic link to a file elsewhere is not read through
+    json.dump(good, open(os.path.join(path, ck.MANIFEST), "w"))
+    os.replace(os.path.join(path, ck.STATE_FILE), tmp_path / "elsewhere.pkl")
+    os.symlink(tmp_path / "elsewhere.pkl", os.path.join(path, ck.STATE_FILE))
+    with pytest.raises(ck.CheckpointError, match="unreadable"):
+        ck.verify(path)

@@ -67,7 +67,7 @@ def run_ok(project: Any, results: Any, name: str = "exp") -> Any:
     return res
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["ls"], ["show"], ["report"], ["resume"], ["rm"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["ls"], ["show"], ["report"], ["resume"], ["trust"], ["rm"]])
 def test_help_for_every_command(command: list[str]) -> None:
     res = invoke(*command, "--help")
     assert res.exit_code == 0
@@ -211,7 +211,7 @@ def test_resume_rebuilds_the_stored_run_arguments(project: Any, results_dir: Any
 
     monkeypatch.setattr(_run, "run", spy)
     monkeypatch.chdir(folder)  # the stored function is MODULE:FN, imported from the current folder
-    res = invoke("resume", "exp", "--storage-path", str(results_dir), "--verbose", "0")
+    res = invoke("resume", "exp", "--storage-path", str(results_dir), "--verbose", "0", "--trust-stored-fn")
     assert res.exit_code == 0, res.output
     assert "experiment exp: 2 trials (2 terminated)" in res.output  # finished trials are not run again
     (call,) = calls
@@ -276,7 +276,8 @@ def test_resume_after_the_driver_was_stopped(tmp_path: Any, results_dir: Any) ->
     assert ts.load(str(results_dir / "crashy")).status == "interrupted"
 
     (tmp_path / "go").write_text("")
-    res = subprocess.run([sys.executable, "-m", "tunesmith.cli", "resume", "crashy", "--verbose", "0"],
+    res = subprocess.run([sys.executable, "-m", "tunesmith.cli", "resume", "crashy", "--verbose", "0", "--fn",
+                          f"{module}.py:train"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     rs = ts.load(str(results_dir / "crashy"))
@@ -433,7 +434,7 @@ def test_searcher_option_runs_that_searcher_with_the_seed(project: Any, results_
     assert from_cli != [t.config["lr"] for t in rnd.trials]
     # `resume` rebuilds that searcher from the stored spec (finished trials are not run again)
     monkeypatch.chdir(folder)
-    res = invoke("resume", searcher, "--storage-path", str(results_dir), "--verbose", "0")
+    res = invoke("resume", searcher, "--storage-path", str(results_dir), "--verbose", "0", "--trust-stored-fn")
     assert res.exit_code == 0 and "3 trials (3 terminated)" in res.output, res.output
 
 
@@ -592,3 +593,170 @@ def test_a_storage_path_with_uri_characters_works_for_run_and_every_reader(proje
     assert res.exit_code == 0 and "4 trials" in res.output, res.output
     assert sorted(os.listdir(tmp_path)) == before  # nothing made beside the folder (C with a -wal...)
     assert sorted(os.listdir(parent)) == ["results"]
+
+# -- a folder someone else made: resume runs only a function the user names or confirms ----------------------
+PAYLOAD = textwrap.dedent("""
+    import os
+    open(os.path.join(os.path.dirname(__file__), "imported"), "a").close()
+
+    def payload(config):
+        open(os.path.join(os.path.dirname(__file__), "called"), "a").close()
+""")
+
+
+def _plant_stored_fn(folder: Any, fn: str, num_samples: int) -> None:
+    """What a shared folder's author can do: name any function (and ask for more trials) in the store."""
+    from tunesmith.store.sqlite import STORE_FILE, Store
+
+    store = Store(str(folder / STORE_FILE))
+    spec = store.meta()["spec"]
+    with store.transaction() as db:
+        store.set_meta(db, "spec", {**spec, "fn": fn, "num_samples": num_samples})
+
+
+def test_resume_does_not_run_the_function_a_store_names_until_the_user_confirms(project: Any,
+                                                                                results_dir: Any) -> None:
+    import pty
+
+    folder, module = project
+    ts.run(load_target(f"{folder / module}.py:train"), space={"lr": 0.01, "seed": 0}, verbose=0,
+           storage_path=str(results_dir), name="shared")
+    evil = f"mod_{uuid.uuid4().hex[:8]}"
+    (folder / f"{evil}.py").write_text(PAYLOAD)
+    _plant_stored_fn(results_dir / "shared", f"{evil}:payload", 2)
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+
+    def resume(*args: str, stdin: Any = subprocess.DEVNULL) -> Any:
+        return subprocess.run([sys.executable, "-m", "tunesmith.cli", "resume", "shared", "--verbose", "0", *args],
+                              cwd=folder, env=env, stdin=stdin, capture_output=True, text=True, timeout=60)
+
+    res = resume()  # not a terminal: refused, naming the stored function and both ways forward
+    assert res.returncode == 2, res.stderr
+    assert f"'{evil}:payload'" in res.stderr and "--fn" in res.stderr and "--trust-stored-fn" in res.stderr
+    assert not (folder / "imported").exists() and not (folder / "called").exists()
+    assert len(ts.load(str(results_dir / "shared")).trials) == 1
+
+    main, child = pty.openpty()  # on a terminal: asked, and "no" runs nothing
+    try:
+        os.write(main, b"n\n")
+        res = resume(stdin=child)
+    finally:
+        os.close(child)
+        os.close(main)
+    assert res.returncode == 1 and "Import and run it?" in res.stdout and "not resumed" in res.stderr, res
+    assert not (folder / "imported").exists() and not (folder / "called").exists()
+
+    res = resume("--fn", f"{module}.py:train")  # the function the user names runs, not the stored one
+    assert res.returncode == 0, res.stderr
+    assert len(ts.load(str(results_dir / "shared")).trials) == 2
+    assert not (folder / "imported").exists() and not (folder / "called").exists()
+
+    _plant_stored_fn(results_dir / "shared", f"{evil}:payload", 3)
+    res = resume("--trust-stored-fn")  # confirmed: the stored function runs (the refusals above were real)
+    assert (folder / "called").exists(), res.stderr
+
+
+def test_resume_refuses_a_stdlib_callable_named_by_the_store(project: Any, results_dir: Any) -> None:
+    folder, module = project
+    ts.run(load_target(f"{folder / module}.py:train"), space={"lr": 0.01, "seed": 0}, verbose=0,
+           storage_path=str(results_dir), name="shared")
+    _plant_stored_fn(results_dir / "shared", "os:system", 2)
+    res = subprocess.run([sys.executable, "-m", "tunesmith.cli", "resume", "shared", "--verbose", "0"], cwd=folder,
+                         env={**os.environ, "TUNESMITH_RESULTS": str(results_dir)}, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "'os:system'" in res.stderr, res.stderr
+    assert len(ts.load(str(results_dir / "shared")).trials) == 1  # nothing ran
+
+
+# -- tunesmith trust: an experiment written before checkpoints were signed is adopted once -----------------
+def crashes_once(config: Any) -> None:
+    restored = ts.get_checkpoint()
+    start = restored.load()["i"] if restored else 0
+    for i in range(start, 4):
+        ts.report({"i": i + 1}, checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
+        if restored is None and i + 1 == 2:
+            raise RuntimeError("crash after iteration 2")
+
+
+def _unsign_every_manifest(folder: Any) -> int:
+    """Make the experiment look as one written before checkpoints were signed."""
+    n = 0
+    for manifest in folder.glob("trials/*/checkpoints/checkpoint_*/manifest.json"):
+        data = json.loads(manifest.read_text())
+        del data["signature"]
+        manifest.write_text(json.dumps(data))
+        n += 1
+    return n
+
+
+def test_trust_adopts_an_experiment_written_before_checkpoints_were_signed(results_dir: Any) -> None:
+    first = ts.run(crashes_once, name="old", verbose=0)
+    assert first.trials[0].status is ts.TrialStatus.ERROR
+    assert _unsign_every_manifest(results_dir / "old") == 2
+    refused = ts.run(crashes_once, name="old", resume=True, restart_errored="resume", verbose=0).trials[0]
+    assert refused.status is ts.TrialStatus.ERROR
+    assert "refusing to unpickle" in refused.error and "tunesmith trust" in refused.error
+
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+    res = subprocess.run([sys.executable, "-m", "tunesmith.cli", "trust", "old"], env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--yes" in res.stderr  # not confirmed: nothing signed
+    res = subprocess.run([sys.executable, "-m", "tunesmith.cli", "trust", "old", "--yes"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "signed 2 of 2 checkpoints" in res.stdout, res.stderr
+    result = ts.run(crashes_once, name="old", resume=True, restart_errored="resume", verbose=0)
+    trial = result.trials[0]
+    assert trial.status is ts.TrialStatus.TERMINATED, trial.error
+    assert [h["i"] for h in result.history(trial.id)] == [1, 2, 3, 4]  # restored from iteration 2
+    assert invoke("trust", "old", "--yes", "--storage-path", str(results_dir)).output.startswith(
+        "signed 0 of 4 checkpoints")  # all signed by this key now
+
+
+def test_trust_leaves_a_damaged_checkpoint_unsigned_and_follows_no_link(results_dir: Any, tmp_path: Any) -> None:
+    ts.run(crashes_once, name="old", verbose=0)
+    _unsign_every_manifest(results_dir / "old")
+    ckpts = results_dir / "old" / "trials" / "trial_00001" / "checkpoints"
+    with open(ckpts / "checkpoint_000002" / "state.pkl", "ab") as f:
+        f.write(b"!")
+    elsewhere = tmp_path / "elsewhere"
+    (ckpts / "checkpoint_000001").rename(elsewhere)
+    os.symlink(elsewhere, ckpts / "checkpoint_000001")  # a checkpoint folder that is a link: not signed
+    res = invoke("trust", "old", "--yes", "--storage-path", str(results_dir))
+    assert res.exit_code == 1 and "checkpoint_000002" in res.output and "checksum" in res.output
+    assert "signature" not in json.loads((elsewhere / "manifest.json").read_text())
+    assert "signature" not in json.loads((ckpts / "checkpoint_000002" / "manifest.json").read_text())
+
+
+# -- writes into a folder someone else made never follow a planted symbolic link ----------------------------
+def test_report_does_not_write_through_links_planted_in_the_folder(project: Any, results_dir: Any,
+                                                                   tmp_path: Any) -> None:
+    run_ok(project, results_dir)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = results_dir / "exp"
+    os.symlink(victim, folder / "report.html.tmp")
+    os.symlink(victim, folder / "report.html")
+    res = invoke("report", "exp", "--storage-path", str(results_dir))
+    assert res.exit_code == 0, res.output
+    assert victim.read_text() == "precious"
+    assert not (folder / "report.html").is_symlink() and "<html" in (folder / "report.html").read_text()[:200]
+    assert sorted(n for n in os.listdir(folder) if n.endswith(".tmp")) == ["report.html.tmp"]  # ours: gone
+
+
+def test_trial_files_are_not_written_through_planted_links(results_dir: Any, tmp_path: Any) -> None:
+    first = ts.run(crashes_once, space={"lr": 0.5}, name="shared", verbose=0)
+    trial_dir = results_dir / "shared" / "trials" / first.trials[0].name
+    victims = {}
+    for name in ("params.json", "result.jsonl", "progress.csv", "progress.csv.tmp", "result.jsonl.tmp"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_text("precious")
+        victims[name] = victim
+        if (trial_dir / name).exists():
+            os.remove(trial_dir / name)
+        os.symlink(victim, trial_dir / name)
+    result = ts.run(crashes_once, space={"lr": 0.5}, name="shared", resume=True, restart_errored="restart",
+                    verbose=0)
+    assert result.trials[0].status is ts.TrialStatus.ERROR  # crashed again (restarted from scratch)
+    assert all(v.read_text() == "precious" for v in victims.values())
+    assert json.loads((trial_dir / "params.json").read_text()) == {"lr": 0.5}  # the link replaced by the file
+    assert not (trial_dir / "result.jsonl").is_symlink()

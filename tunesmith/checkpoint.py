@@ -2,8 +2,13 @@
 
 A trial reports ``Checkpoint.from_state(obj)`` (pickled with cloudpickle into ``state.pkl``) or
 ``Checkpoint.from_dir(path)`` (the folder's files are copied). Tunesmith writes it under the trial's folder
-as ``checkpoints/checkpoint_<iteration>``; a later ``get_checkpoint()`` returns it. Only folders tunesmith
-wrote (with a manifest whose checksums match) are ever unpickled.
+as ``checkpoints/checkpoint_<iteration>``; a later ``get_checkpoint()`` returns it.
+
+The manifest's checksums prove that the files are intact, not who wrote them (they lie beside the data). Its
+signature (HMAC-SHA256 with this user's key, kept outside experiment folders: see ``tunesmith._signing``)
+proves that this user's tunesmith wrote it: ``load`` unpickles only a ``state.pkl`` whose checksums match and
+whose manifest this user's key signed, unless told to trust it (``load(trust_foreign_pickle=True)``, or
+``tunesmith trust EXPERIMENT`` to re-sign an experiment's checkpoints once).
 
 A checkpoint can also live at a URL (``s3://bucket/prefix/.../checkpoint_000005``, any fsspec protocol;
 ``RayBackend(storage=...)``): it is written locally first, then uploaded file by file with the manifest
@@ -13,13 +18,17 @@ and checks every checksum there before anything is unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import secrets
 import time
 from typing import Any
+
+from tunesmith import _signing
 
 MANIFEST = "manifest.json"
 STATE_FILE = "state.pkl"
@@ -27,7 +36,8 @@ _MISSING = object()
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint folder is missing, incomplete or fails its checksum."""
+    """A checkpoint folder is missing, incomplete, fails its checksum, or holds a pickle this user's tunesmith
+    did not write."""
 
 
 class Checkpoint:
@@ -66,11 +76,17 @@ class Checkpoint:
         not yet written."""
         return self._path
 
-    def load(self) -> Any:
+    def load(self, *, trust_foreign_pickle: bool = False) -> Any:
         """The state given to :meth:`from_state`; for a folder checkpoint, the unpickled ``state.pkl``.
 
+        Args:
+            trust_foreign_pickle: also unpickle a ``state.pkl`` whose manifest this user's key did not sign
+                (a folder someone else made, or one written before checkpoints were signed). Unpickling runs
+                any code the file's author chose: pass True only for a checkpoint whose origin you trust.
+
         Raises:
-            CheckpointError: the folder was not written by tunesmith, or fails its checksum.
+            CheckpointError: the folder was not written by tunesmith, fails its checksum, or (without
+                ``trust_foreign_pickle``) its manifest is not signed by this user's key.
         """
         if self._state is not _MISSING:
             return self._state
@@ -80,7 +96,13 @@ class Checkpoint:
         state_file = os.path.join(folder, STATE_FILE)
         if not os.path.exists(state_file):
             raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
-        verify(folder)  # never unpickle a file that tunesmith did not write, or that changed since
+        manifest = verify(folder)  # never unpickle a file that changed since it was written
+        why = _signing.check(manifest)
+        if why is not None and not trust_foreign_pickle:  # ... or one that this user's tunesmith did not write
+            raise CheckpointError(
+                f"refusing to unpickle the checkpoint {self._path}: {why}. Unpickling runs any code its author "
+                f"chose. If you trust where it came from: {_adopt_hint(self._path)}, or "
+                "Checkpoint.load(trust_foreign_pickle=True) for this one")
         import pickle
 
         import cloudpickle  # noqa: F401  (pickles made with cloudpickle may need it importable)
@@ -123,7 +145,7 @@ def write(checkpoint: Checkpoint, parent: str, iteration: int) -> str:
     tmp = tempfile.mkdtemp(prefix=".tmp_" + checkpoint_dirname(iteration) + "_", dir=parent)
     try:
         files = _fill(checkpoint, tmp)
-        manifest = {"iteration": iteration, "created": time.time(), "files": files}
+        manifest = _signing.sign({"iteration": iteration, "created": time.time(), "files": files})
         _write_synced(os.path.join(tmp, MANIFEST), json.dumps(manifest, sort_keys=True).encode())
         _fsync_dir(tmp)
         if os.path.exists(final):  # a restarted trial re-reaching this iteration replaces the old one
@@ -191,10 +213,12 @@ def _fsync_dir(path: str) -> None:
 def verify(path: str) -> dict[str, Any]:
     """Check a checkpoint folder against its manifest; return the manifest. For a checkpoint at a URL, only
     the presence and sizes of its files (reading every byte back from remote storage would stall the
-    driver); the checksums are checked when it is downloaded.
+    driver); the checksums are checked when it is downloaded. This proves the files are intact, not who wrote
+    them (``Checkpoint.load`` also checks the manifest's signature).
 
     Raises:
-        CheckpointError: no manifest, a missing file, or a size or checksum mismatch.
+        CheckpointError: no manifest, a malformed one (a file name leaving the folder...), a missing file, or a
+            size or checksum mismatch.
     """
     if is_url(path):
         return _verify_remote(path)
@@ -203,19 +227,73 @@ def verify(path: str) -> dict[str, Any]:
             manifest = json.loads(f.read())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} has no readable {MANIFEST}: {e}") from e
-    for rel, meta in manifest.get("files", {}).items():
-        full = os.path.join(path, rel)
+    for rel, meta in _files(manifest, path).items():
         h = hashlib.sha256()
+        size = 0
         try:
-            with open(full, "rb") as f:
+            # not through a symbolic link: the manifest names files in the folder, nothing elsewhere
+            fd = os.open(inside(path, rel), os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
                 while chunk := f.read(1 << 20):
                     h.update(chunk)
-            size = os.path.getsize(full)
+                    size += len(chunk)
         except OSError as e:
             raise CheckpointError(f"checkpoint {path}: file {rel} unreadable: {e}") from e
         if size != meta["size"] or h.hexdigest() != meta["sha256"]:
             raise CheckpointError(f"checkpoint {path}: file {rel} does not match its checksum")
     return manifest
+
+
+def _files(manifest: Any, path: str) -> dict[str, dict[str, Any]]:
+    """The manifest's ``files``, every name and entry checked (a manifest is read from a folder anyone made)."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise CheckpointError(f"checkpoint {path}: its {MANIFEST} has no 'files' table")
+    for rel, meta in files.items():
+        try:
+            inside(path, rel)
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {path}: {e}") from e
+        if not (isinstance(meta, dict) and type(meta.get("size")) is int and isinstance(meta.get("sha256"), str)):
+            raise CheckpointError(f"checkpoint {path}: its {MANIFEST} entry for {rel!r} is not "
+                                  "{'size': int, 'sha256': str}")
+    return files
+
+
+def resign(path: str) -> bool:
+    """Sign the manifest of the local checkpoint ``path`` with this user's key after checking every checksum
+    (``tunesmith trust``); False when this key had signed it already.
+
+    Raises:
+        CheckpointError: the checkpoint is damaged (nothing is signed then).
+    """
+    manifest = verify(path)
+    if _signing.check(manifest) is None:
+        return False
+    data = json.dumps(_signing.sign(manifest), sort_keys=True).encode()
+    # a fresh name in the folder (never an existing file or link), then renamed over the manifest
+    tmp = os.path.join(path, f".{MANIFEST}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(path, MANIFEST))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path)
+    return True
+
+
+def _adopt_hint(path: str) -> str:
+    """How to trust every checkpoint of the experiment ``path`` lies in (``<exp>/trials/<t>/checkpoints/<c>``)."""
+    parts = os.path.normpath(path).split(os.sep) if not is_url(path) else []
+    if len(parts) >= 5 and parts[-4] == "trials" and parts[-2] == "checkpoints":
+        return f"`tunesmith trust {os.sep.join(parts[:-4]) or os.sep}` signs every checkpoint of its experiment"
+    return "`tunesmith trust EXPERIMENT` signs every checkpoint of an experiment"
 
 
 # -------------------------------------------------------------------------------------------------
@@ -319,7 +397,7 @@ def _verify_remote(url: str) -> dict[str, Any]:
             manifest = json.loads(f.read())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {url} has no readable {MANIFEST} (an incomplete upload?): {e}") from e
-    for rel, meta in manifest.get("files", {}).items():
+    for rel, meta in _files(manifest, url).items():
         try:
             size = fs.size(root + "/" + rel.replace(os.sep, "/"))
         except OSError as e:
@@ -338,6 +416,7 @@ def owner(path: str) -> str:
 
 def inside(root: str, rel: str) -> str:
     """``root/rel``, refusing a ``rel`` that would leave ``root`` (a manifest or a sender names it)."""
-    if os.path.isabs(rel) or rel != os.path.normpath(rel) or rel.split(os.sep)[0] == "..":
+    if not isinstance(rel, str) or not rel or "\0" in rel or os.path.isabs(rel) or rel != os.path.normpath(rel) \
+            or rel.split(os.sep)[0] == ".." or rel == ".":
         raise ValueError(f"refusing the checkpoint file name {rel!r}: it would leave the checkpoint folder")
     return os.path.join(root, rel)

@@ -1,4 +1,4 @@
-"""The ``tunesmith`` command line: run, ls, show, report, resume, rm.
+"""The ``tunesmith`` command line: run, ls, show, report, resume, trust, rm.
 
 Exit codes scripts can rely on: 0 success; 1 a trial or the experiment failed, an unexpected error
 (a damaged store...), or a declined confirmation; 2 a usage or configuration error (bad option, bad
@@ -472,14 +472,20 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
                    "[default: leave them failed].")
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 quiet, 1 progress, 2 more detail.")
+@click.option("--fn", "fn_option", default=None, metavar="MODULE_OR_FILE:FN",
+              help="The training function to run (the same as TARGET).")
+@click.option("--trust-stored-fn", is_flag=True,
+              help="Run the function named in the experiment's store without asking (it is imported and "
+                   "called: only for a folder you trust).")
 def resume(name: str, target: str | None, storage_path: str | None, space_file: str | None,
-           restart_errored: str | None, verbose: int) -> None:
+           restart_errored: str | None, verbose: int, fn_option: str | None, trust_stored_fn: bool) -> None:
     """Resume experiment NAME after its driver stopped (crash, Ctrl-C, kill): finished trials are kept,
     unfinished ones continue from their latest checkpoint, the search goes on where it was.
 
-    The function, space and settings are the ones stored with the experiment. TARGET defaults to the
-    stored function (MODULE:FN, imported from the current folder); pass FILE.py:FN when it came from a file
-    in another folder.
+    The space and settings are the ones stored with the experiment. The function is the one you name
+    (TARGET or --fn: MODULE:FN, or FILE.py:FN for a file in another folder). Without one, the function named
+    in the store (imported from the current folder) runs only once you confirm it: at a prompt on a
+    terminal, or with --trust-stored-fn. A folder someone else made could name any importable function.
     """
     from tunesmith import _run
 
@@ -488,9 +494,11 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     if "resume" not in params:
         raise ConfigError("resume is not available yet in this version of tunesmith")
     spec = rs.meta.get("spec", {})
-    fn = load_target(target or str(spec.get("fn", "")))
-    kwargs = resume_arguments(spec, space_file)
+    kwargs = resume_arguments(spec, space_file)  # before anything is imported: a bad spec is only data
     kwargs = {k: v for k, v in kwargs.items() if k in params}
+    if target and fn_option and target != fn_option:
+        raise ConfigError(f"two functions given: TARGET {target!r} and --fn {fn_option!r}; give one")
+    fn = load_target(target or fn_option or _confirmed_stored_fn(name, spec, trust_stored_fn))
     if "restart_errored" in params:
         kwargs["restart_errored"] = restart_errored
     # the folder found is the experiment resumed (its name is the folder's, whatever name is stored in it)
@@ -501,6 +509,28 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     if result.errors or result.status == "failed":
         click.echo(f"error: {len(result.errors)} trial(s) failed (tunesmith show {result.name})", err=True)
         sys.exit(1)
+
+
+def _confirmed_stored_fn(name: str, spec: dict[str, Any], trusted: bool) -> str:
+    """The stored ``MODULE:FN`` once the user confirmed it (``--trust-stored-fn`` or yes at a prompt on a
+    terminal): the store is data anyone could have written, and importing and calling what it names runs
+    their choice of code (any importable callable, e.g. ``os:system``, gets the config)."""
+    stored = spec.get("fn") if isinstance(spec, dict) else None
+    if not isinstance(stored, str) or not stored:
+        raise ConfigError(f"experiment {name!r} names no training function; give it: tunesmith resume {name} "
+                          "--fn MODULE_OR_FILE:FN")
+    if trusted:
+        return stored
+    ways = (f"name the function yourself (tunesmith resume {name} --fn MODULE_OR_FILE:FN), or confirm the stored "
+            "one with --trust-stored-fn")
+    if not sys.stdin.isatty():
+        raise ConfigError(f"experiment {name!r} was run with the function {stored!r} (named in its store); resume "
+                          f"runs only a function you name or confirm: {ways}")
+    if not click.confirm(f"Experiment {name!r} was run with the function {stored!r} (named in its store). Import "
+                         "and run it? Only if you trust whoever made this folder", default=False):
+        click.echo(f"not resumed: {ways}", err=True)
+        sys.exit(1)
+    return stored
 
 
 def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dict[str, Any]:
@@ -550,6 +580,71 @@ def _rebuild(spec: Any, kind: str) -> Any:
     except TypeError as exc:
         raise ConfigError(f"the experiment's {kind} {type_name} cannot be rebuilt from its stored settings "
                           f"({exc}); resume it from Python: tunesmith.run(..., resume=True)") from exc
+
+
+# -------------------------------------------------------------------------------------------- trust
+
+
+@cli.command(short_help="Sign an experiment's checkpoints with your key (adopt a folder you trust).")
+@click.argument("name")
+@_storage_option
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def trust(name: str, storage_path: str | None, yes: bool) -> None:
+    """Sign every intact checkpoint of experiment NAME with your key, so that its pickles load.
+
+    Checkpoints are signed by the key of the user whose tunesmith wrote them, and a pickled one that your
+    key did not sign is not loaded (unpickling runs code its author chose). Run this once for an experiment
+    written before checkpoints were signed, or one made by someone you trust. Every checksum is checked
+    first; a damaged checkpoint is left unsigned.
+    """
+    from tunesmith.checkpoint import CheckpointError, resign
+
+    rs = _open(name, storage_path)
+    if _live_status(rs.path, rs.status) == "running":
+        raise ConfigError(f"experiment {name!r} is running (its driver is alive); trust it after it stopped")
+    folders = _checkpoint_folders(rs.path)
+    if not folders:
+        click.echo(f"experiment {name!r} has no checkpoints in {rs.path}")
+        return
+    if not yes and not sys.stdin.isatty():
+        raise ConfigError(f"tunesmith trust {name}: not on a terminal, so not asked; pass --yes to sign the "
+                          f"{len(folders)} checkpoints of {rs.path}")
+    if not yes and not click.confirm(
+            f"Sign the {len(folders)} checkpoints of {rs.path} with your key? Their pickles then load like your "
+            "own: only for a folder whose origin you trust", default=False):
+        click.echo("not signed", err=True)
+        sys.exit(1)
+    signed, damaged = 0, []
+    for folder in folders:
+        try:
+            signed += resign(folder)
+        except (CheckpointError, OSError) as exc:
+            damaged.append(f"{os.path.relpath(folder, rs.path)} ({_one_line(exc)})")
+    click.echo(f"signed {signed} of {len(folders)} checkpoints of {rs.path} "
+               f"({len(folders) - signed - len(damaged)} were signed by your key already)")
+    if damaged:
+        click.echo(f"error: {len(damaged)} damaged checkpoint(s) left unsigned: {'; '.join(damaged)}", err=True)
+        sys.exit(1)
+
+
+def _checkpoint_folders(path: str) -> list[str]:
+    """The checkpoint folders in an experiment folder (``trials/<trial>/checkpoints/checkpoint_N``), found on
+    disk, not from paths in the store; no symbolic link is followed."""
+    import re
+
+    def subdirs(folder: str, pattern: str) -> list[str]:
+        try:
+            with os.scandir(folder) as it:
+                return sorted(e.path for e in it if re.fullmatch(pattern, e.name) and e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    out = []
+    for trials in subdirs(path, "trials"):
+        for trial in subdirs(trials, r"trial_-?\d+"):
+            for ckpt_root in subdirs(trial, "checkpoints"):
+                out += subdirs(ckpt_root, r"checkpoint_\d+")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- rm

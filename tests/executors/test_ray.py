@@ -342,3 +342,16 @@ def test_a_trial_function_whose_module_globals_do_not_pickle_still_runs(ray_gpus
                     name="locked")
     assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 2, [t.error for t in result.trials]
     assert sorted(t.last_result["loss"] for t in result.trials) == [1.0, 9.0]
+
+
+def test_trials_on_ray_sign_their_checkpoints_with_the_drivers_key(ray_gpus, results_dir, tmp_path, monkeypatch):
+    # Ray's worker processes took the environment of ray.init (or another machine's): the key they sign with
+    # comes from the driver, in the trial's spec, so the driver's user can load what the trials wrote.
+    monkeypatch.setenv("TUNESMITH_KEY", "a-key-only-this-driver-process-has")
+    (tmp_path / "marks").mkdir()
+    result = ts.run(fails_once_after_a_checkpoint, space={"marks": str(tmp_path / "marks")}, max_failures=1,
+                    backend=RayBackend(), verbose=0, name="signed")
+    trial = result.trials[0]
+    assert trial.status is ts.TrialStatus.TERMINATED, trial.error
+    assert [r["start"] for r in result.history(trial.id)] == [0, 0, 2, 2]  # the retry loaded its checkpoint
+    assert trial.checkpoint.load() == 4  # signed with the driver's key

@@ -247,7 +247,10 @@ class _TrialActor:
         from the driver, is written here first, so the driver can drop its copy when this returns."""
         import ray
 
+        from tunesmith import _signing
+
         spec = dict(spec)
+        _signing.use(spec.pop("signing_key"))  # the driver's key signs what this trial writes
         storage = spec.pop("storage")  # this trial's checkpoints URL, with RayBackend(storage=...)
         remote = spec["driver_node"] != self.node_id and not spec["shared_storage"]
         driver_ckpts = os.path.join(spec["trial_dir"], "checkpoints")
@@ -578,6 +581,9 @@ class RayBackend(Executor):
             self._takes_config = True
         self._sys_path = [p if p else os.getcwd() for p in sys.path]
         self._exp_name = os.path.basename(os.path.normpath(experiment_dir))
+        from tunesmith import _signing
+
+        self._signing_key = _signing.key()  # the trials sign their checkpoints with it (a node has no key file)
 
     # -- resources ------------------------------------------------------------------------------------
     def _refresh(self, force: bool = False) -> None:
@@ -664,6 +670,7 @@ class RayBackend(Executor):
             "env": dict(launch.env), "fn_key": self._fn_key, "takes_config": self._takes_config,
             "sys_path": self._sys_path, "driver_node": self._driver_node, "shared_storage": self.shared_storage,
             "chunk_bytes": self.chunk_bytes, "storage": self._storage_url(launch.trial_dir),
+            "signing_key": self._signing_key,
         }
         slot.trial_id = launch.trial_id
         slot.trial_dir = launch.trial_dir

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from tunesmith._safe_write import replacing
+
 PLOTLY_JS_VERSION = "4.1.1"
 
 
@@ -127,8 +129,7 @@ def write_html(path: str, title: str, panels: Sequence[Panel], facts: Sequence[t
     page) and return the absolute path."""
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(render_html(title, panels, facts, notes))
-    os.replace(tmp, path)
+    html = render_html(title, panels, facts, notes)
+    with replacing(path, "w", encoding="utf-8") as f:  # a fresh name: never through a link planted beside it
+        f.write(html)
     return path

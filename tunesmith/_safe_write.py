@@ -1,0 +1,50 @@
+"""Writing files in folders that someone else may have made (a shared or downloaded experiment folder).
+
+A name such as ``report.html.tmp`` or ``params.json`` in such a folder may already be a symbolic link to a file
+elsewhere (``~/.bashrc``); opening it for writing would write there. So a file is replaced through a fresh
+name created with ``O_EXCL | O_NOFOLLOW`` (never an existing file or link) and renamed over the final name
+(which replaces a link, not its target), and a file appended to is opened with ``O_NOFOLLOW``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def replacing(path: str, mode: str = "w", **open_args: Any) -> Iterator[IO[Any]]:
+    """A new file to write ``path``'s next content into; renamed over ``path`` when the block ends without an
+    error (a reader never sees half a file), removed otherwise."""
+    folder, base = os.path.split(path)
+    while True:
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, mode, **open_args) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def open_nofollow(path: str, flags: int, mode: int = 0o644) -> int:
+    """``os.open(path, flags | O_NOFOLLOW)``; a symbolic link found at ``path`` is removed (the link, not what
+    it points to) and the file created in its place."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, mode)
+    except OSError as e:
+        if e.errno != errno.ELOOP or not os.path.islink(path):
+            raise
+    os.unlink(path)
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL, mode)
