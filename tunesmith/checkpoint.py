@@ -77,6 +77,8 @@ class Checkpoint:
         if self._path is None:
             raise CheckpointError("empty checkpoint")
         folder = self.as_dir()  # a checkpoint at a URL: downloaded, every checksum checked there
+        if not os.path.isdir(folder):
+            raise CheckpointError(f"checkpoint folder {self._path} does not exist (deleted or moved)")
         state_file = os.path.join(folder, STATE_FILE)
         if not os.path.exists(state_file):
             raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
