@@ -301,18 +301,6 @@ def download(url: str, parent: str) -> str:
     return final
 
 
-def remove(path: str) -> None:
-    """Delete a checkpoint, a local folder or one at a URL; one already gone is no error."""
-    if not is_url(path):
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    fs, root = storage_fs(path)
-    try:
-        fs.rm(root, recursive=True)
-    except FileNotFoundError:
-        pass
-
-
 def _verify_remote(url: str) -> dict[str, Any]:
     try:
         fs, root = storage_fs(url)
