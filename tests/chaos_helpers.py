@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -71,3 +72,88 @@ def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> tupl
         return _stored(db_path), starts
 
 
+
+
+PBT_DRIVER = """
+    import os, sys, time
+    import tunesmith as ts
+
+    def train(config):
+        ck = ts.get_checkpoint()
+        start = ck.load() if ck else 0
+        for i in range(start, 12):
+            time.sleep(0.03)
+            ts.report({"v": round(config["x"], 6) + 1.0 / (i + 1)}, checkpoint=ts.Checkpoint.from_state(i + 1))
+
+    name, storage = sys.argv[1], sys.argv[2]
+    resume = os.path.exists(os.path.join(storage, name, "experiment.db"))
+    pbt = ts.PBT(perturbation_interval=2, hyperparam_mutations={"x": ts.uniform(0, 1)}, quantile_fraction=0.5,
+                 seed=0)
+    ts.run(train, space={"x": ts.uniform(0, 1)}, num_samples=6, max_concurrent=3, name=name, seed=0, verbose=0,
+           metric="v", mode="min", scheduler=pbt, keep=1, storage_path=storage, resume=resume)
+"""
+
+
+def _exploits_since(db_path: str, seq: int) -> dict[int, int]:
+    """trial -> the lowest iteration it restarted from in an exploit logged after event ``seq``."""
+    db = sqlite3.connect(db_path)
+    try:
+        out: dict[int, int] = {}
+        for tid, data in db.execute("SELECT trial_id, data FROM events WHERE kind = 'exploit' AND seq > ?", (seq,)):
+            out[tid] = min(out.get(tid, 10**9), json.loads(data)["iteration"])
+        return out
+    finally:
+        db.close()
+
+
+def _last_seq(db_path: str) -> int:
+    if not os.path.exists(db_path):
+        return 0
+    db = sqlite3.connect(db_path)
+    try:
+        return db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def pbt_kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> dict[str, int]:
+    """PBT with keep=1: SIGKILL the driver ``kills`` times at random moments, resume until it finishes.
+
+    A stored result may only go when its trial exploited another after it was seen (its later results are
+    replaced by the new lineage's); any other missing or changed one is lost. Returns counts: kills done,
+    starts, lost results."""
+    script = tmp_path / "chaos_pbt_driver.py"
+    script.write_text(textwrap.dedent(PBT_DRIVER))
+    storage = str(tmp_path / "store")
+    db_path = os.path.join(storage, name, STORE_FILE)
+    seen: dict[tuple[int, int], str] = {}
+    seen_seq = 0
+    counts = {"kills": 0, "starts": 0, "lost": 0}
+    while True:
+        counts["starts"] += 1
+        proc = subprocess.Popen([sys.executable, str(script), name, storage], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        killed = False
+        if kills > 0:
+            try:
+                proc.wait(timeout=rng.uniform(0.2, 1.5))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills -= 1
+                counts["kills"] += 1
+                killed = True
+        if not killed:
+            err = proc.communicate(timeout=120)[1]
+            assert proc.returncode == 0, err.decode()[-2000:]
+        now = _stored(db_path)
+        replaced = _exploits_since(db_path, seen_seq) if os.path.exists(db_path) else {}
+        lost = {(t, i) for (t, i), m in seen.items()
+                if ((t, i) not in now or now[(t, i)] != m) and i <= replaced.get(t, 10**9)}
+        counts["lost"] += len(lost)
+        assert not lost, f"stored results lost or changed: {sorted(lost)[:5]}"
+        seen, seen_seq = now, _last_seq(db_path)
+        if not killed:
+            return counts

@@ -11,13 +11,14 @@ import textwrap
 
 import psutil
 import pytest
-from chaos_helpers import kill_and_resume
+from chaos_helpers import kill_and_resume, pbt_kill_and_resume
 
 import tunesmith as ts
 from tunesmith import checkpoint as ck
 
 RUNS = int(os.environ.get("TUNESMITH_CHAOS_RUNS", "20"))
 CKPT_KILLS = int(os.environ.get("TUNESMITH_CHAOS_CKPT_KILLS", "50"))
+PBT_RUNS = int(os.environ.get("TUNESMITH_CHAOS_PBT_RUNS", "2"))
 
 
 @pytest.mark.timeout(900)
@@ -31,6 +32,37 @@ def test_sigkill_driver_at_random_moments_and_resume(tmp_path):
         result = ts.load(str(tmp_path / "store" / f"chaos{run}"))
         assert result.status == "finished" and len(result.trials) == 8
         assert all(t.iteration == 10 for t in result.trials)
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_a_pbt_driver_with_keep_1_and_resume(tmp_path):
+    """PBT (6 trials x 12 iterations, 3 concurrent, exploits every 2 iterations) with keep=1, 1-2 kills per run:
+    no clone fails for a missing checkpoint, no stored result lost (only those an exploit replaced go), every
+    trial finishes, and each trial's folder holds at most keep=1 checkpoint (beside those other trials
+    restarted from) and no .tmp_checkpoint_* or unindexed leftovers."""
+    rng = random.Random(20261204)
+    totals = {"kills": 0, "lost": 0, "leftover": 0}
+    for run in range(PBT_RUNS):
+        name = f"pbt{run}"
+        counts = pbt_kill_and_resume(tmp_path, name, kills=rng.randint(1, 2), rng=rng)
+        result = ts.load(str(tmp_path / "store" / name))
+        events = result._store.events()
+        assert [e[4]["traceback"][-300:] for e in events if e[2] == "error"] == [], f"run {run}"
+        assert result.status == "finished" and len(result.trials) == 6
+        assert all(t.iteration == 12 for t in result.trials)
+        for t in result.trials:
+            pointers = {o.checkpoint.path for o in result.trials if o.id != t.id and o.checkpoint is not None}
+            folder = os.path.join(t.path, "checkpoints")
+            names = sorted(os.listdir(folder))
+            indexed = {p for _it, p in result._store.checkpoints(t.id)}
+            extra = [n for n in names if n.startswith(".") or os.path.join(folder, n) not in indexed]
+            totals["leftover"] += len(extra)
+            assert not extra, (run, t.id, names)
+            assert len({os.path.join(folder, n) for n in names} - pointers) <= 1, (run, t.id, names)
+        totals["kills"] += counts["kills"]
+        totals["lost"] += counts["lost"]
+    print(f"PBT chaos: {PBT_RUNS} runs, {totals['kills']} kills, {totals['lost']} lost, "
+          f"{totals['leftover']} leftover folders")
 
 
 WRITER = """

@@ -181,13 +181,17 @@ def test_a_manifest_naming_a_file_outside_the_checkpoint_is_refused(tmp_path):
     assert not (tmp_path / "escape.pkl").exists() and not (tmp_path / "dl" / "escape.pkl").exists()
 
 
-def test_remove_deletes_a_checkpoint_at_a_url_and_a_missing_one_is_no_error(tmp_path):
+def test_delete_removes_a_checkpoint_at_a_url_and_a_missing_one_is_no_error(tmp_path):
+    from tunesmith._ledger import delete_checkpoint
+
     url = _uploaded(tmp_path, 1)
-    ck.remove(url)
+    exp = str(tmp_path / "exp")
+    prefix = f"file://{tmp_path}/bucket/exp/trials/"
+    assert delete_checkpoint(url, exp, prefix)
     assert not (tmp_path / "bucket/exp/trials/trial_00001/checkpoints/checkpoint_000003").exists()
-    ck.remove(url)
-    local = ck.write(ts.Checkpoint.from_state(1), str(tmp_path / "local"), 1)
-    ck.remove(local)
+    assert delete_checkpoint(url, exp, prefix)
+    local = ck.write(ts.Checkpoint.from_state(1), str(tmp_path / "exp/trials/trial_00001/checkpoints"), 1)
+    assert delete_checkpoint(local, exp)
     assert not os.path.exists(local)
 
 

@@ -17,12 +17,11 @@ from typing import Any
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
+from tunesmith._ledger import Ledger, clean_leftovers, delete_checkpoint, storage_prefix
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.checkpoint import CheckpointError, verify
-from tunesmith.checkpoint import owner as checkpoint_owner
-from tunesmith.checkpoint import remove as remove_checkpoint
 from tunesmith.executors._base import Event, Executor, Launch
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
@@ -58,16 +57,9 @@ class Controller:
         self._callback_failures: set[tuple[int, str]] = set()
         self.strict_metric = strict_metric
         self.max_failures = max_failures
-        self.retention = retention or Retention(None, None, None)
-        self._borrowed: dict[str, int] = {}  # checkpoint path -> trials restarting from it (PBT exploit)
-        # trial -> the other trial's checkpoint it restarts from. Per borrower: the source's own pointer is
-        # the same path, and its next checkpoint must not release the borrower's claim.
-        self._borrowing: dict[int, str] = {}
-        # retention victims kept only because a trial borrowed them: path -> (owner, iteration); deleted
-        # (through _drop_later, in the next batch's transaction) once the last borrower lets go
-        self._deferred: dict[str, tuple[int, int]] = {}
-        self._drop_later: list[tuple[int, int, str]] = []
-        self._doomed: list[str] = []  # checkpoint folders to delete once their index rows are gone
+        # which checkpoints may be deleted: retention, and what decisions and restarted trials still need
+        self.ledger = Ledger(retention or Retention(None, None, None))
+        self._storage_prefix = storage_prefix(getattr(executor, "storage", None), exp_dir)
 
         self.trials: dict[int, TrialView] = {}
         self.total_resources: dict[str, float] = {}
@@ -140,6 +132,8 @@ class Controller:
 
         records = self.store.trials()
         restarts: list[TrialView] = []
+        indexed: list[tuple[int, list[tuple[int, str]], list[Any]]] = []
+        known: set[str] = set()  # every checkpoint the store names: the rest in trials/ is left over
         for rec in records:
             trial = TrialView(id=rec["id"], config=rec["config"], status=TrialStatus(rec["status"]),
                               resources=rec["resources"] or dict(self.resources), parent_id=rec["parent_id"],
@@ -164,12 +158,8 @@ class Controller:
                     if self.best_so_far is None or self._sign * value < self._sign * self.best_so_far[1]:
                         self.best_so_far = (trial.id, value)
             own = self.store.checkpoints(trial.id)
-            if self.retention.active:
-                by_iter = {row[1]: row for row in rows}
-                for it, path in own:
-                    metrics = result_dict(by_iter[it]) if it in by_iter else {}
-                    for _old_it, old_path in self.retention.add(trial.id, it, path, metrics):
-                        self._doomed.append(old_path)
+            indexed.append((trial.id, own, rows))
+            known.update([path for _it, path in own] + ([rec["checkpoint"]] if rec["checkpoint"] else []))
             # the latest checkpoint that passes its checksum (the trial's pointer first: after a PBT
             # exploit it is the source's); a damaged one is skipped for the one before, with a warning
             candidates = list(reversed(own))
@@ -180,9 +170,8 @@ class Controller:
                 it, path = good
                 trial.checkpoint_path, trial.checkpoint_iteration = path, it
                 self._ckpt_time[trial.id] = next((r[2] for r in rows if r[1] == it), 0.0)
-                if checkpoint_owner(path) != trial_name(trial.id):
-                    self._borrowed[path] = self._borrowed.get(path, 0) + 1
-                    self._borrowing[trial.id] = path
+                if not own or path != own[-1][1]:  # another trial's (a PBT exploit), or an older own one
+                    self.ledger.restore(trial.id, path)
             errored = trial.status is TrialStatus.ERROR
             if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
                 self.scheduler.on_complete(trial, last, self.view)
@@ -190,7 +179,15 @@ class Controller:
                 continue
             if errored and restart_errored == "restart":
                 trial.checkpoint_path, trial.checkpoint_iteration = None, 0
+                self.ledger.restore(trial.id, None)
             restarts.append(trial)
+        # every restart point is held above before retention sees the index: nothing a trial restarts
+        # from is let go
+        for tid, own, rows in indexed:
+            by_iter = {row[1]: row for row in rows}
+            for it, path in own:
+                self.ledger.known(tid, it, path, result_dict(by_iter[it]) if it in by_iter else {})
+        clean_leftovers(self.exp_dir, known)  # keep=N bounds the disk after a crash too
         for trial in restarts:
             trial.status = TrialStatus.PENDING
             trial.error = None
@@ -245,6 +242,10 @@ class Controller:
             launch = self._next_launch()
             if launch is None:
                 return
+            if self._restarts:
+                # a restart's superseded checkpoints are deleted before its worker can write new ones under
+                # the same names
+                self._flush_store()
             # Its row is written with the next batch of events, in that transaction and before the batch's
             # rows (a trial is in the store before anything it reported), or at the next quiet poll: one
             # transaction fewer per trial than writing it here.
@@ -313,8 +314,10 @@ class Controller:
                                                    *reversed(own)])
         if good is None:
             trial.checkpoint_path, trial.checkpoint_iteration = None, 0
+            self.ledger.restore(trial.id, None)
         elif good[1] != trial.checkpoint_path:
             trial.checkpoint_iteration, trial.checkpoint_path = good
+            self.ledger.restore(trial.id, good[1])
             self._ckpt_time[trial.id] = next((r[2] for r in self.store.results(trial.id) if r[1] == good[0]), 0.0)
 
     def _restart_launch(self, trial: TrialView) -> Launch:
@@ -322,6 +325,7 @@ class Controller:
         self._paused.discard(trial.id)
         keep = trial.checkpoint_iteration if trial.checkpoint_path else 0
         self._restarts.append((trial.id, keep))
+        self.ledger.forget_after(trial.id, keep)
         trial.iteration = keep
         if keep == 0:
             trial.checkpoint_path = None
@@ -342,11 +346,6 @@ class Controller:
         ckpts: list[tuple[int, int, str, float]] = []
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
-        drop: list[tuple[int, int]] = []  # checkpoints retention lets go
-        for owner, old_it, old_path in self._drop_later:
-            drop.append((owner, old_it))
-            self._doomed.append(old_path)
-        self._drop_later.clear()
         for ev in events:
             trial = self.trials.get(ev[1])
             if trial is None:
@@ -364,17 +363,10 @@ class Controller:
                     metrics[TIMESTAMP] = timestamp
                     if ckpt is not None:
                         ckpts.append((tid, iteration, ckpt, timestamp))
-                        self._release_borrowed(self._borrowing.pop(tid, None))
+                        self.ledger.add(tid, iteration, ckpt, metrics)
                         trial.checkpoint_path = ckpt
                         trial.checkpoint_iteration = iteration
                         self._ckpt_time[tid] = time_total
-                        if self.retention.active:
-                            for old_it, old_path in self.retention.add(tid, iteration, ckpt, metrics):
-                                if old_path not in self._borrowed:
-                                    drop.append((tid, old_it))
-                                    self._doomed.append(old_path)
-                                else:
-                                    self._deferred[old_path] = (tid, old_it)
                     results.append(Result(tid, iteration, metrics, ckpt, text))
                 trial.last_result = results[-1]
                 trial.iteration = results[-1].iteration
@@ -385,6 +377,7 @@ class Controller:
         # remember which had one: their rows here came after it (the iteration in flight when it was sent).
         ended = {trial.id for trial, _s, _tb in done}
         acted = {tid for tid in ended if tid in self._actions}
+        drop = self.ledger.take()  # checkpoints nothing needs any more
         # 1. durable first: nothing is acted on before it is in the store
         with self.store.transaction() as db:
             self._write_pending(db)
@@ -394,7 +387,7 @@ class Controller:
             if ckpts:
                 self.store.add_checkpoints(db, ckpts)
             if drop:
-                self.store.remove_checkpoints(db, drop)
+                self.store.remove_checkpoints(db, [(owner, it) for owner, it, _path in drop])
             # a trial whose end is in this batch gets one UPDATE: _complete's, with these fields
             updates = self._row_updates
             updates.clear()  # nothing left from a batch whose transaction failed
@@ -408,10 +401,7 @@ class Controller:
             for tid, fields in updates.items():
                 self.store.update_trial(db, tid, **fields)
             updates.clear()
-        if self._doomed:  # deleted only after the index no longer names them
-            for path in self._doomed:
-                remove_checkpoint(path)
-            self._doomed.clear()
+        self._delete(drop)
         # 2. then decide
         self.view.now = self.elapsed()
         for trial, results, waiting in parsed:
@@ -491,6 +481,12 @@ class Controller:
                 self.executor.decide(tid, True, self._decision_iteration(trial))
             return
         self._actions[tid] = decision
+        if isinstance(decision, Exploit):
+            # held from now: the source trains on while this trial's worker stops, and retention must not
+            # delete what it will restart from
+            path = self._exploit_source(decision)[1]
+            if path is not None:
+                self.ledger.pin(tid, path)
         if waiting:
             self.executor.decide(tid, False, None)
         else:
@@ -502,6 +498,7 @@ class Controller:
         action = self._actions.pop(trial.id, None)
         now = time.time()
         if status == "error" and not isinstance(action, (Stop, Pause)):
+            self.ledger.unpin(trial.id)  # a pending exploit is dropped with its decision
             trial.error = tb
             trial.num_failures += 1
             self.store.log_event(db, "error", trial.id, {"traceback": tb, "iteration": trial.iteration,
@@ -532,16 +529,13 @@ class Controller:
             return
         if isinstance(action, Exploit):
             source = self.trials[action.source_trial]
-            path = action.source_checkpoint or source.checkpoint_path
-            it = action.source_iteration if action.source_iteration is not None else source.checkpoint_iteration
+            it, path = self._exploit_source(action)
             trial.config = dict(action.config)
-            self._release_borrowed(self._borrowing.pop(trial.id, None))
-            if path is not None:
-                self._borrowed[path] = self._borrowed.get(path, 0) + 1
-                self._borrowing[trial.id] = path
+            self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
             trial.parent_id = source.id
             trial.parent_iteration = it
             self._restarts.append((trial.id, it))
+            self.ledger.forget_after(trial.id, it)
             trial.iteration = it
             trial.checkpoint_path = path
             trial.checkpoint_iteration = it
@@ -563,14 +557,18 @@ class Controller:
         pending = self._row_updates.pop(trial_id, None)
         self.store.update_trial(db, trial_id, **({**pending, **fields} if pending else fields))
 
-    def _release_borrowed(self, path: str | None) -> None:
-        if path is not None and path in self._borrowed:
-            self._borrowed[path] -= 1
-            if self._borrowed[path] <= 0:
-                del self._borrowed[path]
-                deferred = self._deferred.pop(path, None)
-                if deferred is not None:
-                    self._drop_later.append((*deferred, path))
+    def _exploit_source(self, action: Exploit) -> tuple[int, str | None]:
+        """(iteration, path) of the checkpoint an exploit restarts from: the one the decision named, else the
+        source's latest."""
+        source = self.trials[action.source_trial]
+        path = action.source_checkpoint or source.checkpoint_path
+        it = action.source_iteration if action.source_iteration is not None else source.checkpoint_iteration
+        return it, path
+
+    def _delete(self, drop: list[tuple[int, int, str]]) -> None:
+        """Delete checkpoint folders whose index rows are gone (committed): only inside this experiment."""
+        for _owner, _it, path in drop:
+            delete_checkpoint(path, self.exp_dir, self._storage_prefix)
 
     def _notify(self, hook: str, *args: Any) -> None:
         """Call ``hook`` on every callback. Callbacks observe and never decide, so one that raises is logged
@@ -600,14 +598,17 @@ class Controller:
         self._new_rows.clear()
         for tid, it in self._restarts:
             self.store.truncate_results(db, tid, it)
-            self.retention.forget_after(tid, it)
             self.store.update_trial(db, tid, status=TrialStatus.RUNNING.value, iteration=it)
         self._restarts.clear()
 
     def _flush_store(self) -> None:
-        if self._new_rows or self._restarts:
+        drop = self.ledger.take()
+        if self._new_rows or self._restarts or drop:
             with self.store.transaction() as db:
                 self._write_pending(db)
+                if drop:
+                    self.store.remove_checkpoints(db, [(owner, it) for owner, it, _path in drop])
+            self._delete(drop)
 
     def _set_status(self, status: str) -> None:
         try:

@@ -1,8 +1,7 @@
 """Checkpoint retention: keep each trial's latest N checkpoints, or its best N by a metric.
 
-A trial's latest checkpoint is always kept (it restarts from it), and so is any checkpoint another trial
-borrowed through a PBT exploit until that trial has a checkpoint of its own. Decisions only: the
-controller deletes the folders and their index rows.
+A trial's latest checkpoint is always kept (it restarts from it). Per trial and by rank only: what other
+trials still need (a PBT exploit's source) is :mod:`tunesmith._ledger`'s, which wraps this.
 """
 
 from __future__ import annotations
@@ -56,10 +55,14 @@ class Retention:
         self._by_trial[trial_id] = kept
         return [(it, p) for _, it, p in victims]
 
-    def forget_after(self, trial_id: int, iteration: int) -> None:
-        """A trial restarted from ``iteration``: later checkpoints are gone from the index."""
-        if trial_id in self._by_trial:
-            self._by_trial[trial_id] = [e for e in self._by_trial[trial_id] if e[1] <= iteration]
+    def forget_after(self, trial_id: int, iteration: int) -> list[tuple[int, str]]:
+        """A trial restarted from ``iteration``: later checkpoints are gone from the index; return them
+        (iteration, path) as :meth:`add` returns those that may go."""
+        entries = self._by_trial.get(trial_id)
+        if not entries:
+            return []
+        self._by_trial[trial_id] = [e for e in entries if e[1] <= iteration]
+        return [(it, p) for _, it, p in entries if it > iteration]
 
     def _score(self, metrics: dict[str, Any], iteration: int) -> float:
         if self.keep_by is None:

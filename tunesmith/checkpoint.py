@@ -93,6 +93,8 @@ class Checkpoint:
         if self._path is None:
             raise CheckpointError("empty checkpoint")
         folder = self.as_dir()  # a checkpoint at a URL: downloaded, every checksum checked there
+        if not os.path.isdir(folder):
+            raise CheckpointError(f"checkpoint folder {self._path} does not exist (deleted or moved)")
         state_file = os.path.join(folder, STATE_FILE)
         if not os.path.exists(state_file):
             raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
@@ -375,18 +377,6 @@ def download(url: str, parent: str) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def remove(path: str) -> None:
-    """Delete a checkpoint, a local folder or one at a URL; one already gone is no error."""
-    if not is_url(path):
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    fs, root = storage_fs(path)
-    try:
-        fs.rm(root, recursive=True)
-    except FileNotFoundError:
-        pass
 
 
 def _verify_remote(url: str) -> dict[str, Any]:
