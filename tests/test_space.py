@@ -625,3 +625,81 @@ def test_round_trip_domain_types() -> None:
     space = {"lr": LogUniform(1e-3, 1.0), "c": Choice([1, 2]), "g": Grid([1])}
     assert space_from_json(space_to_json(space)) == space
     assert isinstance(space_from_json(space_to_json(space))["lr"], LogUniform)
+
+
+# ------------------------------------------------------------------------------- everyday inputs (issue 14)
+
+
+def test_numpy_and_torch_values_resolve_to_python_numbers() -> None:
+    torch = pytest.importorskip("torch")
+    space = {
+        "g": grid(list(np.arange(3))), "c": choice([np.float32(0.5)]), "s": sample_from(lambda c: np.int64(7)),
+        "k": np.int64(3), "f": np.float64(1.5), "b": np.bool_(True), "z": np.array(2.5), "t": torch.tensor(1.0),
+        "arr": np.arange(2), "nested": {"n": [np.int32(1), (np.float32(0.25),)]}, "str": np.str_("x"),
+    }
+    validate_space(space)
+    config = resolve(space, random.Random(0))
+    assert config == {"g": config["g"], "c": 0.5, "s": 7, "k": 3, "f": 1.5, "b": True, "z": 2.5, "t": 1.0,
+                      "arr": [0, 1], "nested": {"n": [1, (0.25,)]}, "str": "x"}
+    types = {k: type(v) for k, v in config.items()}
+    assert types == {"g": int, "c": float, "s": int, "k": int, "f": float, "b": bool, "z": float, "t": float,
+                     "arr": list, "nested": dict, "str": str}
+    assert type(config["nested"]["n"][0]) is int and type(config["nested"]["n"][1][0]) is float
+    json.dumps(config, allow_nan=False)  # the store can hold it as it is
+    assert json.loads(json.dumps(space_to_json({"arr": np.arange(2)}))) == {"arr": [0, 1]}
+
+
+@pytest.mark.parametrize("space, where", [
+    ({"a/b": 1}, r'space\["a/b"\]'),
+    ({"opt": {"lr/x": uniform(0, 1)}}, r'space\["opt"\]\["lr/x"\]'),
+    ({"m": choice([{"w/h": 1}, {"w": 2}])}, r'space\["m"\]\.options\[0\]\["w/h"\]'),
+    ({"m": grid([{"d": {"x/": 1}}])}, r'space\["m"\]\.values\[0\]\["d"\]\["x/"\]'),
+])
+def test_a_slash_in_a_config_key_is_refused_naming_the_key(space: dict[str, Any], where: str) -> None:
+    with pytest.raises(ConfigError, match=where + ": a key may not contain '/' .*flattened"):
+        validate_space(space)
+
+
+def test_a_slash_inside_a_constant_list_of_dicts_is_fine() -> None:
+    validate_space({"layers": [{"in/out": 3}]})  # not flattened: lists are values
+
+
+def test_check_storable_names_the_key_path_of_what_cannot_be_stored() -> None:
+    from tunesmith.space import check_storable
+
+    check_storable({"a": [1, {"x/y": (2.0, None)}], "b": {"c": "s", "d": True}, "e": float("nan")})
+    with pytest.raises(ConfigError, match=r'^config\["a"\]\["b"\]\[1\]: set .*cannot be stored'):
+        check_storable({"a": {"b": [1, {2}]}})
+    with pytest.raises(ConfigError, match=r'^config\["a"\]\["x/y"\]: a key may not contain'):
+        check_storable({"a": {"x/y": 1}})
+    with pytest.raises(ConfigError, match=r'^config\["a"\]\[3\]: keys must be strings'):
+        check_storable({"a": {3: 1}})
+
+
+@SETTINGS
+@given(sizes=st.lists(st.integers(1, 4), max_size=4))
+def test_grid_points_by_index_are_the_cartesian_product(sizes: list[int]) -> None:
+    import itertools
+
+    from tunesmith.space import GridPoints
+
+    space: dict[str, Any] = {f"g{i}": grid([f"v{i}.{j}" for j in range(n)]) for i, n in enumerate(sizes)}
+    points = GridPoints(space)
+    expected = [dict(zip([(f"g{i}",) for i in range(len(sizes))], combo, strict=True))
+                for combo in itertools.product(*([f"v{i}.{j}" for j in range(n)] for i, n in enumerate(sizes)))]
+    assert len(points) == points.size == len(expected)
+    assert list(points) == expected == grid_points(space)
+    assert points[-1] == expected[-1] and points[1:3] == expected[1:3]
+    with pytest.raises(IndexError):
+        points[len(expected)]
+
+
+def test_a_grid_of_a_billion_points_is_indexed_without_being_built() -> None:
+    from tunesmith.space import GridPoints
+
+    values = list(range(1000))
+    points = GridPoints({"a": grid(values), "n": {"b": grid(values)}, "lr": uniform(0, 1), "c": grid(values)})
+    assert points.size == 10**9
+    assert points[0] == {("a",): 0, ("n", "b"): 0, ("c",): 0}
+    assert points[1001] == {("a",): 0, ("n", "b"): 1, ("c",): 1}  # first key slowest
+    assert points[10**9 - 1] == {("a",): 999, ("n", "b"): 999, ("c",): 999}

@@ -462,6 +462,12 @@ class Controller:
                     return
                 if not missing:
                     self._metric_seen.add(tid)
+            if self.stop_rules.watching:  # stop keys and keep_by against the first results
+                error = self.stop_rules.check_keys(trial.name, metrics, result.checkpoint_path is not None,
+                                                   self.strict_metric)
+                if error is not None:
+                    self._fail(error)
+                    return
             self.searcher.observe(tid, metrics, False)
             if already is not None or not isinstance(decision, Continue):
                 continue  # already stopped: stored and observed, but nothing more to decide

@@ -109,9 +109,12 @@ def run(
 
     Args:
         fn: the training function, ``fn(config)`` (or ``fn()``); inside it call ``tunesmith.report``.
-            Functions defined in ``__main__``, closures and lambdas work (shipped with cloudpickle).
+            Functions defined in ``__main__``, closures and lambdas work (shipped with cloudpickle); one that
+            cannot be pickled is a ``ConfigError`` before anything is created.
         space: the search space: a dict (nested allowed) of domains (``uniform``, ``choice``, ``grid``...)
-            and constants.
+            and constants. Keys may not contain ``/`` (flat views join nested keys with it); numpy and torch
+            values become Python numbers. ``sample_from`` functions are called once more, on a throwaway draw,
+            before anything is created, so that a value the store cannot hold fails early.
         metric, mode: the metric to optimise and ``"min"`` or ``"max"``; or, multi-objective, a list of
             metrics and a list of modes (``metric=["loss", "latency"], mode=["min", "min"]``): the searcher
             gets them all, ``result.pareto_front()`` gives the non-dominated trials and ``result.best`` asks
@@ -122,7 +125,8 @@ def run(
         scheduler: decides per result (default ``FIFO()``: run every trial to its end).
         searcher: proposes configs (default ``Random(seed=seed)``, which also crosses ``grid`` dimensions).
         resources: per trial, e.g. ``{"cpu": 1, "gpu": 0.25}`` (default one CPU). Fractional GPUs share a
-            device; the trial sees its device through ``CUDA_VISIBLE_DEVICES``.
+            device; the trial sees its device through ``CUDA_VISIBLE_DEVICES``. ``{"cpu": 0}`` alone is refused
+            (nothing would hold a trial back).
         name: the experiment folder's name (default ``<fn name>_<date>_<time>``).
         storage_path: where experiment folders go (default ``./tunesmith_results`` or
             ``$TUNESMITH_RESULTS``).
@@ -151,7 +155,8 @@ def run(
         keep: checkpoints kept per trial (default all). A trial's latest checkpoint, and one another trial
             still needs (PBT), are never deleted.
         keep_by: keep the ``keep`` best checkpoints by this metric (in the direction of ``mode``) instead of
-            the latest ones.
+            the latest ones. The first result with a checkpoint must hold it (else a ``ConfigError``, or a warning
+            without ``strict_metric_checking``).
         restart_errored: on resume, ``"restart"`` runs ERROR trials again from scratch, ``"resume"``
             continues them from their latest checkpoint; ``None`` leaves them as they are.
 
@@ -196,7 +201,7 @@ def run(
         raise ConfigError("resume=True needs the name of the experiment to resume")
     retention = Retention(keep, keep_by, _keep_by_mode(keep_by, metric, mode))
     per_trial = normalize(resources)
-    stop_rules = StopRules(stop, metric, mode)
+    stop_rules = StopRules(stop, metric, mode, keep_by=keep_by)
 
     if searcher is None:
         from tunesmith.searchers.random import Random
@@ -210,6 +215,8 @@ def run(
         raise ConfigError(f"scheduler must be a tunesmith scheduler (e.g. tunesmith.ASHA()), got {scheduler!r}")
     searcher.setup(space, metric, mode, num_samples)
     scheduler.setup(metric, mode)
+    space_json = _space_json(space)  # before anything is created: a constant the store cannot hold fails here
+    _check_sampled_values(space)
 
     if backend == "local":
         from tunesmith.executors.local import LocalExecutor
@@ -227,6 +234,8 @@ def run(
         raise ConfigError(f"backend must be 'local', 'ray' or an executor (e.g. tunesmith.RayBackend(address="
                           f"'auto')), got {backend!r}")
     executor.check_resources(per_trial)
+    if _ships_fn(executor):
+        _check_picklable(fn)
 
     if name is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
@@ -251,7 +260,7 @@ def run(
             _check_resumable(store.meta().get("spec", {}), name, metric, mode)
         spec = {
             "name": name, "metric": metric, "mode": mode, "num_samples": num_samples,
-            "space": _space_json(space), "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
+            "space": space_json, "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
             "resources": per_trial, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
             "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
@@ -337,6 +346,54 @@ def _make_folder(root: str, exp_dir: str, storage_path: str | None) -> None:
         os.makedirs(exp_dir, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{what}: cannot create the experiment folder {exp_dir} ({e.strerror or e})") from e
+
+
+def _check_sampled_values(space: dict[str, Any]) -> None:
+    """Resolve the space once, with a throwaway generator, and check that the store can hold the config: the
+    values of ``sample_from`` functions are known only once they are called, and a trial's config that cannot
+    be stored would otherwise fail after the experiment folder exists. (numpy and torch numbers are fine:
+    ``resolve`` makes them Python numbers.)"""
+    import random
+
+    from tunesmith.space import check_storable, resolve, validate_space
+
+    if _has_sample_from(space):
+        validate_space(space)
+        check_storable(resolve(space, random.Random(0)), "config")
+
+
+def _has_sample_from(value: Any) -> bool:
+    from tunesmith.space import Choice, Grid, SampleFrom
+
+    if isinstance(value, SampleFrom):
+        return True
+    if isinstance(value, dict):
+        return any(_has_sample_from(v) for v in value.values())
+    if isinstance(value, (Choice, Grid)):
+        return any(_has_sample_from(v) for v in (value.options if isinstance(value, Choice) else value.values))
+    return False
+
+
+def _ships_fn(executor: Executor) -> bool:
+    """Whether the executor pickles ``fn`` to run it in other processes (the simulated one calls it in place)."""
+    from tunesmith.executors.simulated import SimulatedExecutor
+
+    return not isinstance(executor, SimulatedExecutor)
+
+
+def _check_picklable(fn: Any) -> None:
+    """Workers get ``fn`` pickled (cloudpickle): one that cannot be pickled fails here, before anything is created,
+    rather than in the executor's setup after the experiment folder exists. (The executors pickle it again:
+    once more for the check, which is small next to starting the workers.)"""
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(fn)
+    except Exception as e:  # noqa: BLE001 - pickling raises TypeError, PicklingError, AttributeError...
+        what = getattr(fn, "__qualname__", None) or repr(fn)
+        raise ConfigError(f"fn {what!r} cannot be pickled to send it to the worker processes: {type(e).__name__}: "
+                          f"{e}. Create what it cannot pickle (a lock, an open file or connection, a loaded model "
+                          f"holding one...) inside the function, or pass the values it needs in the config") from e
 
 
 def _acquire(exp_dir: str, name: str) -> Any:

@@ -87,36 +87,56 @@ class _Session:
 
 
 def encode_metrics(metrics: Any) -> str:
-    """Check that ``metrics`` is a flat dict of JSON scalars and return its JSON text.
+    """Check ``metrics`` and return its JSON text: a flat dict of JSON scalars.
 
-    NaN and infinities are allowed and stored faithfully. numpy scalars are converted.
+    Nested dicts are flattened, their keys joined with ``/`` (``{"opt": {"lr": 0.1}}`` is stored as
+    ``{"opt/lr": 0.1}``, as RLlib-style results need). numpy and torch scalars (``np.float32``, ``np.int64``,
+    ``np.bool_``, 0-d arrays, ``torch.tensor(1.0)``) are stored as numbers. NaN and infinities are allowed and
+    stored faithfully.
 
     Raises:
         ConfigError: naming the first bad key and the type it had.
     """
     if not isinstance(metrics, dict):
         raise ConfigError(f"report() expects a dict of metrics, got {type(metrics).__name__}")
-    clean: dict[str, Any] | None = None
-    for key, value in metrics.items():
+    for key, value in metrics.items():  # the fast path: a flat dict of str -> JSON scalar, encoded as it is
         if type(value) in _SCALARS and type(key) is str and key not in AUTO_KEYS:
             continue
+        return _dumps(_flat_metrics(metrics, "", {}))
+    return _dumps(metrics)
+
+
+def _flat_metrics(metrics: dict[Any, Any], prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` checked, with nested dicts flattened into ``out`` under ``prefix``-joined names."""
+    for key, value in metrics.items():
         if not isinstance(key, str):
-            raise ConfigError(f"report(): metric names must be strings, got {key!r}")
-        if key in AUTO_KEYS:
+            where = f" (in {prefix[:-1]!r})" if prefix else ""
+            raise ConfigError(f"report(): metric names must be strings, got {key!r}{where}")
+        name = prefix + key
+        if not prefix and key in AUTO_KEYS:
             raise ConfigError(f"report(): {key!r} is set by tunesmith; report it under another name")
+        if isinstance(value, dict):
+            _flat_metrics(value, name + "/", out)
+            continue
         if not isinstance(value, _SCALARS):
-            item = getattr(value, "item", None)  # numpy / torch scalars
-            shape = getattr(value, "shape", None)
-            if item is not None and (shape is None or shape == () or _size(value) == 1):
-                converted = item()
-                if isinstance(converted, _SCALARS):
-                    if clean is None:
-                        clean = dict(metrics)
-                    clean[key] = converted
-                    continue
-            raise ConfigError(f"report(): metric {key!r} must be a number, string or bool, got "
-                              f"{type(value).__name__}")
-    return _dumps(clean if clean is not None else metrics)
+            value = _number(value, name)
+        if name in out:
+            raise ConfigError(f"report(): metric {name!r} is given twice (nested dicts are stored under their keys "
+                              f"joined with '/'): rename one")
+        out[name] = value
+    return out
+
+
+def _number(value: Any, name: str) -> Any:
+    """A numpy / torch scalar (or an array of one element) as a Python number or bool."""
+    item = getattr(value, "item", None)
+    shape = getattr(value, "shape", None)
+    if item is not None and (shape is None or shape == () or _size(value) == 1):
+        converted = item()
+        if isinstance(converted, _SCALARS):
+            return converted
+    raise ConfigError(f"report(): metric {name!r} must be a number, string or bool, got {type(value).__name__} (a "
+                      f"dict of them is stored flattened, as '{name}/<key>')")
 
 
 def _scalar_dict_encoder() -> Any:
@@ -168,7 +188,8 @@ def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> Non
     stopped, the call ends the training function (it raises an exception that tunesmith handles).
 
     Args:
-        metrics: flat dict of str -> int | float | bool | str (NaN and inf allowed).
+        metrics: dict of str -> int | float | bool | str (NaN and inf allowed; numpy and torch scalars are
+            stored as numbers), or a nested dict of them: ``{"opt": {"lr": 0.1}}`` is stored as ``opt/lr``.
         checkpoint: a :class:`Checkpoint` to save with this result, written atomically under the trial's
             folder.
 

@@ -12,16 +12,15 @@ configs.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import numbers
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from statistics import NormalDist
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from tunesmith._errors import ConfigError
 
@@ -29,6 +28,7 @@ __all__ = [
     "Choice",
     "Domain",
     "Grid",
+    "GridPoints",
     "KeyPath",
     "LogRandInt",
     "LogUniform",
@@ -39,6 +39,7 @@ __all__ = [
     "RandInt",
     "SampleFrom",
     "Uniform",
+    "check_storable",
     "choice",
     "domains",
     "flatten",
@@ -47,6 +48,7 @@ __all__ = [
     "lograndint",
     "loguniform",
     "normal",
+    "plain",
     "qloguniform",
     "qnormal",
     "quniform",
@@ -66,6 +68,9 @@ KeyPath = tuple[str, ...]
 _TAG = "__domain__"
 _ESCAPED_DICT = "__dict__"
 _TUPLE = "__tuple__"
+
+# Joins nested config keys in flat views (results, ``show``, ``dataframe()``, the report): ``optim/lr``.
+FLAT_SEP = "/"
 
 # Keeps the normal's inverse CDF finite at u == 0 and u == 1.
 _TINY = 2.0**-53
@@ -412,9 +417,19 @@ def validate_space(space: dict[str, Any]) -> None:
 
 def _check_dict(mapping: dict[Any, Any], where: str, in_option: bool) -> None:
     for key, value in mapping.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"{where}[{key!r}]: keys must be strings; got {type(key).__name__}")
+        _check_key(key, where)
         _check_value(value, _key(where, key), in_option)
+
+
+def _check_key(key: Any, where: str) -> None:
+    """A config key is a string without ``/``: results, ``show``, ``dataframe()`` and the report name a nested
+    key by its path joined with ``/`` (``optim/lr``), so a ``/`` inside a key would read as two keys."""
+    if not isinstance(key, str):
+        raise ConfigError(f"{where}[{key!r}]: keys must be strings; got {type(key).__name__}")
+    if FLAT_SEP in key:
+        raise ConfigError(f"{_key(where, key)}: a key may not contain {FLAT_SEP!r} (flattened config keys join "
+                          f"nested keys with it, e.g. 'optim{FLAT_SEP}lr'); nest a dict instead, or use another "
+                          "character such as '.' or '_'")
 
 
 def _check_value(value: Any, where: str, in_option: bool) -> None:
@@ -456,6 +471,40 @@ def _check_constant(value: Any, where: str) -> None:
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             _check_constant(item, f"{where}[{i}]")
+
+
+def check_storable(config: dict[str, Any], where: str = "config") -> None:
+    """Check that the store can hold ``config`` as it is: JSON (dicts with string keys, lists, tuples,
+    None/bool/int/float/str), with keys that flatten (no ``/`` in a key of a nested dict).
+
+    ``resolve`` makes numpy and torch numbers plain, so this fails only for values that no conversion could
+    store (an object, a set, bytes...), typically returned by a ``sample_from`` function.
+
+    Raises:
+        ConfigError: naming the key path of the first value or key that cannot be stored.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: expected a dict; got {type(config).__name__}")
+    _check_storable(config, where, True)
+
+
+def _check_storable(value: Any, where: str, flattened: bool) -> None:
+    """``flattened``: ``value`` is reached through dicts only, so a dict's keys become flat names."""
+    if type(value) in _PLAIN_TYPES:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if flattened:
+                _check_key(key, where)
+            elif not isinstance(key, str):
+                raise ConfigError(f"{where}[{key!r}]: keys must be strings to be stored; got {type(key).__name__}")
+            _check_storable(item, _key(where, key), flattened)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_storable(item, f"{where}[{i}]", False)
+    elif not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{where}: {type(value).__name__} {value!r:.80} cannot be stored (the store keeps "
+                          "configs as JSON); expected a dict, a list, a tuple, or a None/bool/int/float/str value")
 
 
 def _number_problem(domain: Domain, names: tuple[str, ...], integer: bool = False) -> str | None:
@@ -612,8 +661,47 @@ def _walk(mapping: dict[str, Any], path: KeyPath) -> Iterator[tuple[KeyPath, Dom
             yield from _walk(value, (*path, key))
 
 
+class GridPoints(Sequence[dict[KeyPath, Any]]):
+    """Every combination of a space's grid values, computed from its index when asked for: a grid of 3 keys
+    of 1,000 values each is 10^9 points, which no list could hold.
+
+    Point ``i`` is the cartesian product's ``i``-th in key order of appearance, first key slowest (as
+    ``itertools.product``); each maps a key path to its value. A space without grid keys has one empty point.
+    """
+
+    def __init__(self, space: dict[str, Any]) -> None:
+        grids = [(path, d) for path, d in domains(space) if isinstance(d, Grid)]
+        self._paths = [path for path, _ in grids]
+        self._values = [d.values for _, d in grids]
+        self.size = math.prod(len(v) for v in self._values)
+        """How many points (a Python int: unlike ``len()``, not limited to ``sys.maxsize``)."""
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> dict[KeyPath, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[KeyPath, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[KeyPath, Any] | list[dict[KeyPath, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.size))]
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"grid point indices must be integers; got {type(index).__name__}")
+        i = int(index) + self.size if index < 0 else int(index)
+        if not 0 <= i < self.size:
+            raise IndexError(f"grid point {index} out of range: the grid has {self.size} points")
+        point: dict[KeyPath, Any] = {}
+        for path, values in zip(reversed(self._paths), reversed(self._values), strict=True):
+            i, digit = divmod(i, len(values))
+            point[path] = values[digit]
+        return {path: point[path] for path in self._paths}  # in key order of appearance
+
+
 def grid_points(space: dict[str, Any]) -> list[dict[KeyPath, Any]]:
-    """Every combination of the space's grid values.
+    """Every combination of the space's grid values, as a list (``GridPoints`` computes them one at a time).
 
     Args:
         space: a validated space.
@@ -622,10 +710,7 @@ def grid_points(space: dict[str, Any]) -> list[dict[KeyPath, Any]]:
         The cartesian product in key order of appearance, first key slowest; each point maps a key
         path to its value. ``[{}]`` (one empty point) when the space has no grid.
     """
-    grids = [(path, d) for path, d in domains(space) if isinstance(d, Grid)]
-    paths = [path for path, _ in grids]
-    combos = itertools.product(*(d.values for _, d in grids))
-    return [dict(zip(paths, combo, strict=True)) for combo in combos]
+    return list(GridPoints(space))
 
 
 def resolve(space: dict[str, Any], rng: random.Random,
@@ -643,7 +728,8 @@ def resolve(space: dict[str, Any], rng: random.Random,
         fixed: values for key paths, e.g. ``{("seed",): 1}``.
 
     Returns:
-        A new nested dict of plain values; constant lists and dicts are copied, not shared.
+        A new nested dict of plain values (numpy and torch numbers made Python numbers: see ``plain``);
+        constant lists and dicts are copied, not shared.
 
     Raises:
         ConfigError: a ``sample_from`` function raised (chained), or was not stored (space read from JSON).
@@ -651,7 +737,7 @@ def resolve(space: dict[str, Any], rng: random.Random,
     deferred: list[tuple[KeyPath, SampleFrom]] = []
     config = _resolve_dict(space, (), rng, fixed or {}, deferred)
     for path, domain in deferred:
-        value = domain.call(_view(config), _where(path))
+        value = plain(domain.call(_view(config), _where(path)))
         target = config
         for key in path[:-1]:
             target = target[key]
@@ -679,20 +765,58 @@ def _resolve_value(value: Any, path: KeyPath, rng: random.Random, fixed: dict[Ke
         return value.sample(rng)
     if isinstance(value, dict):
         return _resolve_dict(value, path, rng, fixed, deferred)
-    return _copy(value)
+    return plain(value)
 
 
-def _copy(value: Any) -> Any:
-    """Copy containers so that a trial mutating its config cannot change the space."""
+_PLAIN_TYPES = frozenset((str, int, float, bool, type(None)))
+
+
+def plain(value: Any) -> Any:
+    """``value`` as the store gives it back: numpy and torch scalars (``np.int64``, ``np.float32``, ``np.bool_``,
+    0-d arrays, ``torch.tensor(1.0)``) and other numbers (``np.float64``, an ``IntEnum``) become Python
+    ``int``/``float``/``bool``, arrays and tensors lists; dicts, lists and tuples are copied (so that a trial
+    mutating its config cannot change the space) with their items made plain. Anything else is returned as it
+    is: ``check_storable`` says whether the store can hold it.
+
+    A trial so sees the same values on its first run as after a resume, which reads its config from the store.
+    """
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is dict:
+        return {k: plain(v) for k, v in value.items()}
+    if kind is list:
+        return [plain(v) for v in value]
+    if kind is tuple:
+        return tuple(plain(v) for v in value)
+    return _plain_other(value)
+
+
+def _plain_other(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(value)  # np.str_
+    if isinstance(value, numbers.Integral):  # np.int64, IntEnum (bool's subclasses cannot exist)
+        return int(value)
+    if isinstance(value, numbers.Real):  # np.float32, np.float64
+        return float(value)
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [plain(v) for v in value]
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple):  # numpy arrays and scalars (np.bool_), torch tensors (torch.Size is a tuple)
+        item, tolist = getattr(value, "item", None), getattr(value, "tolist", None)
+        if shape == () and callable(item):
+            scalar = item()
+            if type(scalar) in _PLAIN_TYPES:
+                return scalar
+        elif callable(tolist):
+            return plain(tolist())
     return value
 
 
 def _view(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: _view(v) if isinstance(v, dict) else _copy(v) for k, v in config.items() if v is not _PENDING}
+    return {k: _view(v) if isinstance(v, dict) else plain(v) for k, v in config.items() if v is not _PENDING}
 
 
 # -------------------------------------------------------------------------------------------- flatten
@@ -798,6 +922,9 @@ def _encode(value: Any, where: str) -> Any:
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
+    converted = plain(value)  # numpy arrays and scalars, torch tensors
+    if converted is not value:
+        return _encode(converted, where)
     raise ConfigError(f"{where}: {type(value).__name__} cannot be stored as JSON; expected a domain, a dict, "
                       "a list, a tuple, or a None/bool/int/float/str constant")
 

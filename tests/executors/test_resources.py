@@ -51,3 +51,15 @@ def test_custom_resources_are_accounted():
 ])
 def test_gpus_from_cuda_visible_devices(env, expected):
     assert detect_gpus({"CUDA_VISIBLE_DEVICES": env}) == expected
+
+
+@pytest.mark.parametrize("resources", [{"cpu": 0}, {"cpu": 0.0, "gpu": 0}, {"cpu": 0, "tpu": 0}])
+def test_a_request_for_no_resource_at_all_is_refused(resources):
+    """{"cpu": 0} used to start every trial at once: nothing held any back."""
+    with pytest.raises(ConfigError, match=r"resources\['cpu'\] must be more than 0 .*every trial would start at once"):
+        normalize(resources)
+
+
+@pytest.mark.parametrize("resources", [{"cpu": 0.5}, {"cpu": 0.01}, {"cpu": 0, "gpu": 0.25}, {"cpu": 0, "tpu": 1}])
+def test_a_fraction_of_a_cpu_or_cpu_0_beside_another_resource_stays_allowed(resources):
+    assert normalize(resources)["cpu"] == resources["cpu"]

@@ -160,3 +160,36 @@ def test_total_trials_matches_suggestions(sizes: list[int], num_samples: int) ->
     # Every grid point appears exactly num_samples times.
     keys = [tuple(c[f"g{i}"] for i in range(len(sizes))) for c in configs]
     assert all(keys.count(k) == num_samples for k in keys)
+
+
+def test_a_huge_grid_suggests_its_first_configs_in_bounded_memory() -> None:
+    """3 grid keys of 1,000 values: 10^9 points, which used to be built as a list before the first suggestion
+    (MemoryError / OOM). A subprocess with its address space capped at 1 GiB asks for the first few."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import resource
+        from tunesmith.searchers.random import Random
+        from tunesmith.space import grid, uniform
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+        values = list(range(1000))
+        searcher = Random(seed=0)
+        searcher.setup({"a": grid(values), "b": grid(values), "c": grid(values), "lr": uniform(0, 1)}, None, None, 2)
+        configs = [searcher.suggest(i) for i in range(3)]
+        assert [(c["a"], c["b"], c["c"]) for c in configs] == [(0, 0, 0), (0, 0, 1), (0, 0, 2)], configs
+        assert searcher._total == 2 * 10**9
+        print("ok")
+    """
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_numpy_grid_and_choice_values_are_suggested_as_python_numbers() -> None:
+    import numpy as np
+
+    searcher = _searcher({"g": grid(list(np.arange(3))), "c": choice([np.float32(0.5)]),
+                          "s": sample_from(lambda c: np.int64(c["g"]) * 2)}, 1)
+    configs = _drain(searcher)
+    assert configs == [{"g": 0, "c": 0.5, "s": 0}, {"g": 1, "c": 0.5, "s": 2}, {"g": 2, "c": 0.5, "s": 4}]
+    assert {type(v) for c in configs for v in c.values()} == {int, float}

@@ -48,7 +48,11 @@ def detect_gpus(env: Mapping[str, str] | None = None) -> list[str]:
 
 
 def normalize(resources: Any, where: str = "resources") -> dict[str, float]:
-    """Check a per-trial resource request; default ``{"cpu": 1, "gpu": 0}``."""
+    """Check a per-trial resource request; default ``{"cpu": 1, "gpu": 0}``.
+
+    A request must ask for some of at least one resource (``{"cpu": 0}`` alone would let every trial start at
+    once); ``{"cpu": 0, "gpu": 0.25}`` is fine: the GPU share limits how many run.
+    """
     if resources is None:
         return {"cpu": 1.0, "gpu": 0.0}
     if not isinstance(resources, dict):
@@ -60,6 +64,10 @@ def normalize(resources: Any, where: str = "resources") -> dict[str, float]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ConfigError(f"{where}[{key!r}] must be a non-negative number, got {value!r}")
         out[key] = float(value)
+    if not any(value > 0 for value in out.values()):
+        raise ConfigError(f"{where}['cpu'] must be more than 0 (a fraction such as 0.5 is fine), or the trial must "
+                          f"ask for a GPU or another resource: a trial that asks for nothing is never held back, "
+                          f"so every trial would start at once; got {resources!r}")
     gpu = out["gpu"]
     if gpu > 1 and abs(gpu - round(gpu)) > _EPS:
         raise ConfigError(f"{where}['gpu'] must be a fraction of one GPU (<= 1) or a whole number, got {gpu}")

@@ -10,7 +10,7 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith.searchers._base import FINISHED, Searcher, _Finished
 from tunesmith.searchers.points import check_points, check_points_fit
-from tunesmith.space import Grid, KeyPath, domains, grid_points, resolve, validate_space
+from tunesmith.space import Grid, GridPoints, KeyPath, domains, resolve, validate_space
 
 __all__ = ["Random", "total_trials"]
 
@@ -39,7 +39,7 @@ class Random(Searcher):
         self.points_to_evaluate = points_to_evaluate
         self._seed: Any = seed if seed is not None else random.SystemRandom().randrange(2**63)
         self._rng = random.Random()
-        self._points: list[dict[KeyPath, Any]] = [{}]
+        self._points = GridPoints({})  # computed one at a time: a grid can have 10^9 points
         self._given: list[dict[KeyPath, Any]] = []
         self._total: int | None = None
         self._count = 0
@@ -59,8 +59,8 @@ class Random(Searcher):
             raise ConfigError(f"seed: expected an int or None; got {self._seed!r} "
                               f"({type(self._seed).__name__})")
         self._rng = random.Random(int(self._seed))
-        self._points = grid_points(space)
-        self._total = None if num_samples == UNLIMITED else len(self._points) * num_samples
+        self._points = GridPoints(space)
+        self._total = None if num_samples == UNLIMITED else self._points.size * num_samples
         self._given = check_points(self.points_to_evaluate, space)
         check_points_fit(self._given, self._total)
         self._count = 0
@@ -69,7 +69,7 @@ class Random(Searcher):
         """The next config (``trial_id`` is not used: configs depend only on the seed and their order)."""
         if self._total is not None and self._count >= self._total:
             return FINISHED
-        point = self._points[self._count % len(self._points)]
+        point = self._points[self._count % self._points.size]
         if self._count < len(self._given):
             point = {**point, **self._given[self._count]}
         config = resolve(self.space, self._rng, fixed=point)

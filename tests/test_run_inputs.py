@@ -1,0 +1,140 @@
+"""Everyday inputs to ``tunesmith.run`` (issue 14 §4): a clear ``ConfigError`` before anything is created, or
+they simply work. Real worker processes, a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tunesmith as ts
+from tunesmith.store.sqlite import STORE_FILE
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def once(config):
+    ts.report({"x": 1})
+
+
+def _unpicklable_fn():
+    lock = threading.Lock()
+
+    def train_with_lock(config):
+        with lock:
+            ts.report({"x": 1})
+
+    return train_with_lock
+
+
+def _stored_configs(results_dir: Any, name: str) -> list[Any]:
+    db = sqlite3.connect(os.path.join(results_dir, name, STORE_FILE))
+    try:
+        return [json.loads(text) for (text,) in db.execute("SELECT config FROM trials ORDER BY id")]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("space, expected", [
+    ({"a": ts.grid(list(np.arange(3)))}, [{"a": 0}, {"a": 1}, {"a": 2}]),
+    ({"a": ts.choice([np.float32(0.5)])}, [{"a": 0.5}]),
+    ({"a": ts.sample_from(lambda c: np.int64(3))}, [{"a": 3}]),
+    ({"a": np.int64(3), "b": np.bool_(False)}, [{"a": 3, "b": False}]),
+])
+def test_numpy_values_in_a_space_run_and_are_stored_as_numbers(results_dir, space, expected):
+    result = ts.run(once, space, name="np", verbose=0)
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * len(expected)
+    assert [t.config for t in result.trials] == expected
+    assert _stored_configs(results_dir, "np") == expected
+
+
+def _refused_before_anything_is_created(results_dir: Any, match: str, fn: Any = once, **kwargs: Any) -> None:
+    with pytest.raises(ts.ConfigError, match=match):
+        ts.run(fn, name="early", verbose=0, **{"space": {}, **kwargs})
+    assert not os.path.exists(os.path.join(results_dir, "early"))
+    result = ts.run(once, {}, name="early", verbose=0)  # the name is free
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED]
+
+
+def test_an_unpicklable_fn_fails_before_anything_is_created_naming_it(results_dir):
+    _refused_before_anything_is_created(
+        results_dir, r"fn '_unpicklable_fn.<locals>.train_with_lock' cannot be pickled .*_thread.lock",
+        fn=_unpicklable_fn())
+
+
+@pytest.mark.parametrize("space, match", [
+    ({"a/b": 1}, r"space\[\"a/b\"\]: a key may not contain '/'"),
+    ({"opt": {"x": ts.choice([{"w/h": 1}])}}, r"space\[\"opt\"\]\[\"x\"\]\.options\[0\]\[\"w/h\"\]: a key may not"),
+    ({"m": {"obj": object()}}, r"space\[\"m\"\]\[\"obj\"\]: object cannot be stored"),
+    ({"s": ts.sample_from(lambda c: {1, 2})}, r"config\[\"s\"\]: set \{1, 2\} cannot be stored"),
+    ({"s": ts.sample_from(lambda c: {"a/b": 1})}, r"config\[\"s\"\]\[\"a/b\"\]: a key may not contain '/'"),
+])
+def test_a_config_that_cannot_be_stored_fails_before_anything_is_created(results_dir, space, match):
+    _refused_before_anything_is_created(results_dir, match, space=space)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"resources": {"cpu": 0}}, r"resources\['cpu'\] must be more than 0"),
+    ({"stop": {"training_iteration": float("inf")}}, r"stop\['training_iteration'\] must be >= 1 and finite"),
+    ({"stop": {"loss": float("inf")}, "metric": "x", "mode": "min"}, None),
+    ({"stop": {"x": float("inf")}, "metric": "x", "mode": "min"}, r"stop\['x'\] = inf is met by every result"),
+    ({"stop": {"acc": -float("inf")}}, r"stop\['acc'\] = -inf is met by every result"),
+])
+def test_silently_accepted_arguments_fail_before_anything_is_created(results_dir, kwargs, match):
+    if match is None:  # loss >= inf (not the metric): fires only on an infinite loss, a real event
+        assert ts.run(once, {}, verbose=0, **kwargs).trials[0].status is ts.TrialStatus.TERMINATED
+        return
+    _refused_before_anything_is_created(results_dir, match, **kwargs)
+
+
+def three_results(config):
+    for i in range(3):
+        ts.report({"x": i, "loss": 1.0 / (i + 1)}, checkpoint=ts.Checkpoint.from_state(i))
+
+
+def test_a_stop_key_no_trial_reports_is_warned_about_once(results_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        result = ts.run(three_results, {"k": ts.grid([1, 2, 3])}, stop={"acc": 0.9, "x": 100}, verbose=0)
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
+    warnings = [r.getMessage() for r in caplog.records if "stop[" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "stop['acc']" in warnings[0] and "without 'acc' (it reported: loss, training_iteration, x)" in warnings[0]
+
+
+def test_a_keep_by_the_trials_do_not_report_fails_the_experiment_naming_it(results_dir):
+    with pytest.raises(ts.ConfigError, match=r"keep_by='accuracy' is not in the result of trial_\d+ that carries a "
+                                             r"checkpoint \(it reported: loss, training_iteration, x\)"):
+        ts.run(three_results, {}, metric="loss", mode="min", keep=1, keep_by="accuracy", verbose=0)
+
+
+def test_a_keep_by_the_trials_report_ranks_checkpoints(results_dir):
+    result = ts.run(three_results, {}, metric="loss", mode="min", keep=1, keep_by="x", verbose=0)
+    assert result.trials[0].status is ts.TrialStatus.TERMINATED
+
+
+def rich_metrics(config):
+    import torch
+
+    ts.report({"opt": {"lr": 0.1, "sched": {"step": np.int64(3)}}, "loss": np.float32(0.5), "n": np.int64(7),
+               "ok": np.bool_(True), "z": np.array(2.0), "t": torch.tensor(1.5), "flat/name": 1})
+
+
+def test_nested_metric_dicts_are_flattened_and_numpy_torch_scalars_stored_as_numbers(results_dir):
+    pytest.importorskip("torch")
+    result = ts.run(rich_metrics, {}, metric="loss", mode="min", name="nested", verbose=0)
+    trial = result.trials[0]
+    assert trial.status is ts.TrialStatus.TERMINATED, trial.error
+    row = result.history(trial.id)[0]
+    reported = {k: row[k] for k in ("opt/lr", "opt/sched/step", "loss", "n", "ok", "z", "t", "flat/name")}
+    assert reported == {"opt/lr": 0.1, "opt/sched/step": 3, "loss": 0.5, "n": 7, "ok": True, "z": 2.0, "t": 1.5,
+                        "flat/name": 1}
+    assert {k: type(v) for k, v in reported.items()} == {
+        "opt/lr": float, "opt/sched/step": int, "loss": float, "n": int, "ok": bool, "z": float, "t": float,
+        "flat/name": int}
+    assert "opt/lr" in result.dataframe().columns
