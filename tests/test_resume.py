@@ -299,3 +299,23 @@ def test_the_driver_pid_file_never_follows_a_planted_symlink(results_dir, tmp_pa
     assert victim.read_text() == "precious"
     assert seen.read_text() == f"False {os.getpid()}"  # while it ran: a plain file naming the driver
     assert not os.path.lexists(folder / ".driver.pid")
+
+
+@pytest.mark.parametrize("planted", ["trials", "trials/trial_00001", "trials/trial_00001/checkpoints"])
+def test_resume_writes_nothing_through_a_folder_planted_as_a_symlink(results_dir, tmp_path, planted):
+    """A shared folder whose trials/, trial or checkpoints folder is a link to a folder of the user's: the
+    resumed driver removes the link (not its target) and writes its logs and checkpoints in a real folder."""
+    space = _failed_at_three(results_dir, "linked")
+    (results_dir.parent / "go").write_text("")
+    folder = results_dir / "linked"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("precious")
+    os.rename(folder / planted, tmp_path / "moved_away")
+    os.symlink(victim, folder / planted)
+    before = _snapshot(victim)
+    rs = ts.run(stops_at_three, space=space, name="linked", resume=True, restart_errored="restart", verbose=0)
+    assert _snapshot(victim) == before
+    assert rs.trials[0].status is ts.TrialStatus.TERMINATED and rs.trials[0].iteration == 6
+    assert not os.path.islink(folder / planted) and os.path.isdir(folder / planted)
+    assert rs.trials[0].checkpoint.load() == 6

@@ -18,12 +18,17 @@ archived and still be read and resumed. Nothing here does I/O beyond the folder 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._safe_write import replacing
 from tunesmith.trial import trial_name
+
+log = logging.getLogger("tunesmith")
 
 STORE_FILE = "experiment.db"
 LOCK_FILE = ".driver.lock"
@@ -65,6 +70,56 @@ def trial_dir(exp_dir: str, trial_id: int) -> str:
 def checkpoints_dir(trial_folder: str) -> str:
     """Where a trial's checkpoints go, given its folder (``trial_dir``)."""
     return os.path.join(trial_folder, CHECKPOINTS)
+
+
+def _real_subdirs(folder: str, pattern: str) -> list[os.DirEntry[str]]:
+    """The folders in ``folder`` whose names match ``pattern``; symbolic links are not folders here."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if re.fullmatch(pattern, e.name) and e.is_dir(follow_symlinks=False)),
+                          key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def checkpoint_entries(exp_dir: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(trial folder name, entry) for everything in each ``trials/<trial>/checkpoints/`` of the folder, found
+    on disk (not from paths a store names). Nothing is followed: a ``trials``, trial or ``checkpoints``
+    folder that is a symbolic link is skipped."""
+    for trials in _real_subdirs(exp_dir, TRIALS):
+        for trial in _real_subdirs(trials.path, r"trial_-?\d+"):
+            for ckpts in _real_subdirs(trial.path, CHECKPOINTS):
+                with os.scandir(ckpts.path) as it:
+                    for entry in sorted(it, key=lambda e: e.name):
+                        yield trial.name, entry
+
+
+def unlink_planted_links(exp_dir: str) -> list[str]:
+    """Remove symbolic links where the experiment's own folders go (``trials``, ``trials/<trial>``,
+    ``.../checkpoints``): the driver writes logs and checkpoints there, and a folder someone else made could
+    point them at any folder of this user's. The link is removed, never what it points to; the driver makes
+    a real folder in its place. Return what was removed."""
+    trials = os.path.join(exp_dir, TRIALS)
+    links = [trials] if os.path.islink(trials) else []
+    for entry in [] if links else _scan(trials):
+        if entry.is_symlink():
+            links.append(entry.path)
+        elif entry.is_dir() and os.path.islink(checkpoints_dir(entry.path)):
+            links.append(checkpoints_dir(entry.path))
+    for path in links:
+        os.unlink(path)
+    if links:
+        log.warning("removed %d symbolic link(s) where the experiment's own folders go (%s): the experiment "
+                    "writes only inside its folder", len(links), ", ".join(links[:3]))
+    return links
+
+
+def _scan(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 # -- checkpoint paths in the store ---------------------------------------------------------------------
@@ -124,18 +179,8 @@ def driver_running(exp_dir: str) -> bool:
 
 def write_pid(exp_dir: str) -> None:
     """Write ``.driver.pid`` without following a link planted in the folder: a fresh file, renamed over."""
-    final = pid_path(exp_dir)
-    tmp = f"{final}.{os.getpid()}.tmp"
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        os.write(fd, str(os.getpid()).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)  # replaces a link itself, never its target
+    with replacing(pid_path(exp_dir)) as f:  # replaces a link itself, never its target
+        f.write(str(os.getpid()))
 
 
 def read_pid(exp_dir: str) -> str:

@@ -23,14 +23,11 @@ import posixpath
 import shutil
 from typing import Any
 
+from tunesmith._layout import CHECKPOINTS, TRIALS, checkpoint_entries
 from tunesmith._retention import Retention
 from tunesmith.checkpoint import is_url, storage_fs
 
 log = logging.getLogger("tunesmith")
-
-TRIALS_DIR = "trials"
-CHECKPOINTS_DIR = "checkpoints"
-_TMP_PREFIX = ".tmp_checkpoint_"
 
 
 class Ledger:
@@ -130,7 +127,7 @@ def storage_prefix(storage: str | None, exp_dir: str) -> str | None:
     if not is_url(storage):
         return None
     assert storage is not None
-    return f"{storage.rstrip('/')}/{os.path.basename(os.path.normpath(exp_dir))}/{TRIALS_DIR}/"
+    return f"{storage.rstrip('/')}/{os.path.basename(os.path.normpath(exp_dir))}/{TRIALS}/"
 
 
 def _strictly_inside(path: str, root: str) -> bool:
@@ -158,7 +155,7 @@ def delete_checkpoint(path: str, exp_dir: str, url_prefix: str | None = None) ->
         except FileNotFoundError:
             pass
         return True
-    trials = os.path.realpath(os.path.join(exp_dir, TRIALS_DIR))
+    trials = os.path.realpath(os.path.join(exp_dir, TRIALS))
     if not os.path.isabs(path):
         log.warning("refusing to delete checkpoint %s: not an absolute path inside %s", path, trials)
         return False
@@ -179,8 +176,8 @@ def delete_checkpoint(path: str, exp_dir: str, url_prefix: str | None = None) ->
 
 
 def clean_leftovers(exp_dir: str, known: set[str]) -> list[str]:
-    """On resume: delete what a killed run left in ``trials/*/checkpoints/``: ``.tmp_checkpoint_*`` folders
-    (writes cut short before their rename) and ``checkpoint_*`` folders the store does not know (written, but
+    """On resume: delete what a killed run left in ``trials/*/checkpoints/``: ``.tmp_*`` folders (writes and
+    transfers cut short before their rename) and ``checkpoint_*`` folders the store does not know (written, but
     the driver died before indexing them; or let go, but not yet deleted). Return what was deleted.
 
     ``known``: the paths the store names (its checkpoints index and every trial's pointer), compared by their
@@ -188,22 +185,14 @@ def clean_leftovers(exp_dir: str, known: set[str]) -> list[str]:
     is followed: a symlinked trial or checkpoints folder is skipped; a symlink inside one is only unlinked.
     """
     tails = {_tail(p) for p in known}
-    trials = os.path.join(exp_dir, TRIALS_DIR)
     removed: list[str] = []
-    try:
-        trial_dirs = [e for e in os.scandir(trials) if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return removed
-    for trial in trial_dirs:
-        folder = os.path.join(trial.path, CHECKPOINTS_DIR)
-        if os.path.islink(folder) or not os.path.isdir(folder):
-            continue
-        for entry in os.scandir(folder):
-            name = entry.name
-            stray = name.startswith(_TMP_PREFIX) or (
-                name.startswith("checkpoint_") and (trial.name, CHECKPOINTS_DIR, name) not in tails)
-            if stray and delete_checkpoint(entry.path, exp_dir):
-                removed.append(entry.path)
+    for trial, entry in checkpoint_entries(exp_dir):
+        name = entry.name
+        # .tmp_*: a checkpoint write (.tmp_checkpoint_*) or a Ray transfer (.tmp_recv_*) cut short
+        stray = name.startswith(".tmp_") or (
+            name.startswith("checkpoint_") and (trial, CHECKPOINTS, name) not in tails)
+        if stray and delete_checkpoint(entry.path, exp_dir):
+            removed.append(entry.path)
     if removed:
         log.info("removed %d checkpoint folders a stopped run left behind (unfinished writes or not in the "
                  "store)", len(removed))

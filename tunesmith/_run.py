@@ -250,6 +250,7 @@ def run(
     _make_folder(root, exp_dir, storage_path)
     lock = _acquire(exp_dir, name)  # first: a live experiment is reported as such, not as "exists"
     try:
+        _layout.unlink_planted_links(exp_dir)  # the driver writes only inside the folder, whoever made it
         if os.path.exists(store_file) and not resume:
             raise ConfigError(f"experiment {name!r} already exists in {root}: resume it (resume=True), choose "
                               f"another name, or remove it (tunesmith rm {name})")

@@ -632,19 +632,10 @@ def _checkpoint_folders(path: str) -> list[str]:
     disk, not from paths in the store; no symbolic link is followed."""
     import re
 
-    def subdirs(folder: str, pattern: str) -> list[str]:
-        try:
-            with os.scandir(folder) as it:
-                return sorted(e.path for e in it if re.fullmatch(pattern, e.name) and e.is_dir(follow_symlinks=False))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+    from tunesmith._layout import checkpoint_entries
 
-    out = []
-    for trials in subdirs(path, "trials"):
-        for trial in subdirs(trials, r"trial_-?\d+"):
-            for ckpt_root in subdirs(trial, "checkpoints"):
-                out += subdirs(ckpt_root, r"checkpoint_\d+")
-    return out
+    return [e.path for _trial, e in checkpoint_entries(path)
+            if re.fullmatch(r"checkpoint_\d+", e.name) and e.is_dir(follow_symlinks=False)]
 
 
 # ----------------------------------------------------------------------------------------------- rm
