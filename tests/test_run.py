@@ -379,3 +379,76 @@ def test_a_running_trial_that_has_not_reported_is_in_the_store(tmp_path, results
             f.write("go")
         runner.join(30)
     assert out["r"].trials[0].status is ts.TrialStatus.TERMINATED
+
+
+# -- stop rules are enforced where the result is made (issue 14 §5) -------------------------------------
+def count_forever(config):
+    i = 0
+    while True:
+        i += 1
+        ts.report({"m": i})
+
+
+def _stopped_exactly_at(result, iteration):
+    for t in result.trials:
+        history = result.history(t.id)
+        assert t.status is ts.TrialStatus.TERMINATED, t.error
+        assert [h["training_iteration"] for h in history] == list(range(1, iteration + 1)), (
+            f"{t.name} stored {len(history)} results; its stop rule was met at iteration {iteration}")
+        assert history[-1]["m"] == iteration
+
+
+def test_metric_stop_rule_stops_at_exactly_the_result_that_met_it(results_dir):
+    """In a tight loop the driver's decision arrives thousands of results late: the worker evaluates the
+    rule itself and ends the trial on the result that met it."""
+    result = ts.run(count_forever, stop={"m": 50}, num_samples=2, verbose=0)
+    _stopped_exactly_at(result, 50)
+
+
+def test_callable_stop_rule_stops_at_exactly_the_result_that_met_it(results_dir):
+    threshold = 40  # captured: the rule is shipped to the worker cloudpickled
+
+    def stop(trial_id, result):
+        return result["m"] >= threshold and result["training_iteration"] == result["m"]
+
+    result = ts.run(count_forever, stop=stop, num_samples=2, verbose=0)
+    _stopped_exactly_at(result, 40)
+
+
+def catches_the_stop(config):
+    for i in range(1, 3001):
+        try:
+            ts.report({"m": i})
+        except BaseException:  # noqa: BLE001 - what a careless trial does
+            pass
+
+
+def reports_in_finally(config):
+    try:
+        for i in range(1, 3001):
+            ts.report({"m": i})
+    finally:
+        ts.report({"m": -1})
+
+
+@pytest.mark.parametrize("train", [catches_the_stop, reports_in_finally])
+def test_reports_after_a_stop_decision_are_refused(results_dir, train):
+    result = ts.run(train, stop={"training_iteration": 10}, verbose=0)
+    _stopped_exactly_at(result, 10)
+
+
+def spins_after_the_stop(config):
+    try:
+        for i in range(1, 100):
+            ts.report({"m": i})
+    except BaseException:  # noqa: BLE001 - ignores the stop and never reports again
+        while True:
+            time.sleep(0.01)
+
+
+def test_a_trial_that_ignores_a_stop_at_a_decision_point_is_killed_after_the_grace_period(results_dir):
+    start = time.monotonic()
+    result = ts.run(spins_after_the_stop, stop={"training_iteration": 3}, verbose=0,
+                    backend=LocalExecutor(grace_period_s=0.5))
+    assert time.monotonic() - start < 30
+    _stopped_exactly_at(result, 3)
