@@ -343,8 +343,11 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         if spec.get("chdir", False):
             # its own working folder: relative paths written by concurrent trials cannot collide
             home = os.getcwd()
-            os.makedirs(spec["trial_dir"], exist_ok=True)
-            os.chdir(spec["trial_dir"])
+            try:
+                os.chdir(spec["trial_dir"])
+            except FileNotFoundError:  # a new trial's folder: made here (a file logger would make it later)
+                os.makedirs(spec["trial_dir"], exist_ok=True)
+                os.chdir(spec["trial_dir"])
         out = fn(spec["config"]) if spec["takes_config"] else fn()
         if isinstance(out, dict) and not channel.stopped:
             session._session.report(out, None)
