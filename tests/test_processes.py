@@ -176,3 +176,24 @@ def test_a_stopped_trial_leaves_none_of_its_processes(tmp_path, results_dir):
     assert driver.returncode == 0, err.decode()[-2000:]
     pids = _started(pids_dir, 2, deadline_s=0)
     assert not _none_alive(pids, timeout=2), "a stopped trial's processes outlived it"
+
+
+def uses_a_multiprocessing_forkserver(config):
+    import multiprocessing as mp
+
+    import tunesmith as ts
+
+    with mp.get_context("forkserver").Pool(1) as pool:
+        value = pool.map(abs, [-3])[0]
+    ts.report({"v": value, "pid": os.getpid()})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_the_next_trial_on_a_worker_can_use_multiprocessing_again(results_dir):
+    """The end of a trial kills multiprocessing's forkserver too (the trial started it); the next trial on
+    the same worker must get a new one, not a ChildProcessError."""
+    import tunesmith as ts
+
+    result = ts.run(uses_a_multiprocessing_forkserver, num_samples=3, max_concurrent=1, verbose=0)
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 3, [t.error for t in result.trials]
+    assert len({t.last_result["pid"] for t in result.trials}) == 1  # one worker ran them all

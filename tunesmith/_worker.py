@@ -219,11 +219,13 @@ def kill_children(keep: frozenset[int] | set[int] = frozenset(), timeout: float 
     from tunesmith._forkserver import wait_gone
 
     deadline = time.monotonic() + timeout
-    killed = 0
+    killed: set[int] = set()
     while True:
         kids = [p for p in _children() if p not in keep]
         if not kids or time.monotonic() >= deadline:
-            return killed
+            if killed:
+                _forget_helpers(killed)
+            return len(killed)
         for pid in kids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -235,7 +237,21 @@ def kill_children(keep: frozenset[int] | set[int] = frozenset(), timeout: float 
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
-        killed += len(kids)
+        killed.update(kids)
+
+
+def _forget_helpers(killed: set[int]) -> None:
+    """multiprocessing's forkserver remembers its process and waits for it unguarded the next time it is
+    used (ChildProcessError once it was reaped here): forget it, so the next trial starts a new one. Its
+    resource tracker notices by itself."""
+    server = getattr(sys.modules.get("multiprocessing.forkserver"), "_forkserver", None)
+    try:
+        if server is not None and getattr(server, "_forkserver_pid", None) in killed:
+            if server._forkserver_alive_fd is not None:
+                os.close(server._forkserver_alive_fd)
+            server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None
+    except (AttributeError, OSError):  # another Python's internals: its next use may fail as it would have
+        pass
 
 
 class _Output:
