@@ -279,12 +279,12 @@ class LocalExecutor(Executor):
         and ends in ERROR: the heartbeat cannot tell a hung trial from a slow one, the clock can."""
         now = time.monotonic()
         for worker in list(self._by_trial.values()):
-            if worker.limit_at is not None and now >= worker.limit_at and worker.over_limit is None:
+            if worker.limit_at is not None and now >= worker.limit_at and worker.stop_deadline is None:
+                # (a trial already being stopped ends as it was asked to, within its grace period)
                 worker.over_limit = (f"the trial ran longer than its limit (trial_time_limit_s="
                                      f"{self.trial_time_limit_s:g}); stopped")
                 worker.limit_at = None
                 if worker.trial_id is not None:
-                    worker.stop_deadline = None  # the grace period starts now, whatever was asked before
                     self.stop(worker.trial_id)
 
     def _drain(self, worker: _Worker, events: list[Event]) -> None:

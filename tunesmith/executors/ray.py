@@ -863,12 +863,12 @@ class RayBackend(Executor):
         now = time.monotonic()
         for slot in list(self._by_trial.values()):
             tid = slot.trial_id
-            if slot.limit_at is not None and now >= slot.limit_at and tid is not None:
+            if slot.limit_at is not None and now >= slot.limit_at and tid is not None \
+                    and slot.stop_deadline is None:  # (one already being stopped ends as it was asked to)
                 # past its wall-clock limit: stopped, killed after the grace period if it does not end; ERROR
                 slot.limit_at = None
                 slot.over_limit = (f"the trial ran longer than its limit (trial_time_limit_s="
                                    f"{self.trial_time_limit_s:g}); stopped")
-                slot.stop_deadline = None  # the grace period starts now, whatever was asked before
                 self.stop(tid)
             if slot.stop_deadline is not None and now >= slot.stop_deadline:
                 over = slot.over_limit
