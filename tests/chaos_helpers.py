@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 
 from tunesmith.store.sqlite import STORE_FILE
 
@@ -43,25 +44,85 @@ def _stored(db_path: str) -> dict[tuple[int, int], str]:
         db.close()
 
 
-def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> tuple[dict, int]:
-    """Run the driver, SIGKILL it ``kills`` times at random moments, resume until it finishes."""
+# Trials that start processes: a child and a double-forked grandchild in its own session, pids recorded
+SPAWNING_DRIVER = """
+    import os, subprocess, sys, time
+    import tunesmith as ts
+    PIDS = sys.argv[3]
+
+    def train(config):
+        child = subprocess.Popen(["sleep", "600"])
+        daemon = subprocess.Popen([sys.executable, "-c",
+                                   "import os, subprocess, sys; os.setsid(); "
+                                   "p = subprocess.Popen(['sleep', '600'], start_new_session=True); "
+                                   "print(p.pid); sys.stdout.flush(); os._exit(0)"],
+                                  stdout=subprocess.PIPE, text=True)
+        grandchild = int(daemon.stdout.readline())
+        daemon.wait()
+        path = os.path.join(PIDS, f"{os.getpid()}-{child.pid}")
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{child.pid} {grandchild}")
+        os.replace(path + ".tmp", path)
+        ck = ts.get_checkpoint()
+        start = ck.load() if ck else 0
+        for i in range(start, 10):
+            time.sleep(0.1)
+            ts.report({"v": i + 1}, checkpoint=ts.Checkpoint.from_state(i + 1))
+
+    name, storage = sys.argv[1], sys.argv[2]
+    resume = os.path.exists(os.path.join(storage, name, "experiment.db"))
+    ts.run(train, num_samples=4, max_concurrent=2, name=name, seed=0, verbose=0, storage_path=storage,
+           resume=resume)
+"""
+
+
+def sleepers(pids_dir: str) -> list[int]:
+    """The recorded processes of SPAWNING_DRIVER's trials that still run (a reused pid is not one of them)."""
+    alive = []
+    for name in os.listdir(pids_dir):
+        if name.endswith(".tmp"):
+            continue
+        with open(os.path.join(pids_dir, name)) as f:
+            for pid in map(int, f.read().split()):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as c:
+                        if c.read().split(b"\0")[:2] == [b"sleep", b"600"]:
+                            with open(f"/proc/{pid}/stat") as st:
+                                if st.read().rsplit(")", 1)[1].split()[0] != "Z":
+                                    alive.append(pid)
+                except OSError:
+                    pass
+    return alive
+
+
+def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random, driver: str = DRIVER,
+                    args: tuple[str, ...] = (), before_kill: Callable[[], None] | None = None,
+                    after_kill: Callable[[], None] | None = None,
+                    window: tuple[float, float] = (0.15, 1.2)) -> tuple[dict, int]:
+    """Run the driver, SIGKILL it ``kills`` times at random moments (``window`` seconds after it starts),
+    resume until it finishes. ``before_kill``/``after_kill``: called around each kill (e.g. to count the
+    processes trials run, then check for orphans)."""
     script = tmp_path / "chaos_driver.py"
-    script.write_text(textwrap.dedent(DRIVER))
+    script.write_text(textwrap.dedent(driver))
     storage = str(tmp_path / "store")
     db_path = os.path.join(storage, name, STORE_FILE)
     seen: dict[tuple[int, int], str] = {}
     starts = 0
     while True:
         starts += 1
-        proc = subprocess.Popen([sys.executable, str(script), name, storage], stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, str(script), name, storage, *args], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         if kills > 0:
             try:
-                proc.wait(timeout=rng.uniform(0.15, 1.2))
+                proc.wait(timeout=rng.uniform(*window))
             except subprocess.TimeoutExpired:
+                if before_kill is not None:
+                    before_kill()
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 kills -= 1
+                if after_kill is not None:
+                    after_kill()
                 now = _stored(db_path)
                 lost = {k for k in seen if k not in now or now[k] != seen[k]}
                 assert not lost, f"stored results lost or changed after a kill: {sorted(lost)[:5]}"

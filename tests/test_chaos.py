@@ -11,12 +11,13 @@ import textwrap
 
 import psutil
 import pytest
-from chaos_helpers import kill_and_resume, pbt_kill_and_resume
+from chaos_helpers import SPAWNING_DRIVER, kill_and_resume, pbt_kill_and_resume, sleepers
 
 import tunesmith as ts
 from tunesmith import checkpoint as ck
 
 RUNS = int(os.environ.get("TUNESMITH_CHAOS_RUNS", "20"))
+PROC_RUNS = int(os.environ.get("TUNESMITH_CHAOS_PROC_RUNS", "4"))
 CKPT_KILLS = int(os.environ.get("TUNESMITH_CHAOS_CKPT_KILLS", "50"))
 PBT_RUNS = int(os.environ.get("TUNESMITH_CHAOS_PBT_RUNS", "2"))
 
@@ -63,6 +64,46 @@ def test_sigkill_a_pbt_driver_with_keep_1_and_resume(tmp_path):
         totals["lost"] += counts["lost"]
     print(f"PBT chaos: {PBT_RUNS} runs, {totals['kills']} kills, {totals['lost']} lost, "
           f"{totals['leftover']} leftover folders")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_sigkill_driver_whose_trials_start_processes_leaves_no_orphans(tmp_path):
+    """Trials start a child and a double-forked daemon; the driver is SIGKILLed at random moments: after
+    each kill, within 10 s, none of the processes any trial started is still running; every run finishes."""
+    import time
+
+    rng = random.Random(20261204)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    orphans: set[int] = set()
+    kills = []  # per kill: the processes trials had running when it came
+
+    def count() -> None:
+        kills.append(len(sleepers(str(pids))))
+
+    def no_orphans() -> None:
+        deadline = time.monotonic() + 10
+        while sleepers(str(pids)) and time.monotonic() < deadline:
+            time.sleep(0.05)  # waiting for a condition (the trials' processes gone), bounded
+        orphans.update(sleepers(str(pids)))
+
+    try:
+        for run in range(PROC_RUNS):
+            final, _starts = kill_and_resume(tmp_path, f"procs{run}", kills=rng.randint(1, 3), rng=rng,
+                                             driver=SPAWNING_DRIVER, args=(str(pids),), before_kill=count,
+                                             after_kill=no_orphans,
+                                             window=(0.5, 2.0))
+            assert sorted(final) == [(t, i) for t in range(1, 5) for i in range(1, 11)], f"run {run}"
+            no_orphans()
+        assert len(os.listdir(pids)) >= PROC_RUNS * 4  # the trials did start their processes
+        print(f"{len(kills)} kills, {sum(1 for k in kills if k)} while trial processes ran ({sum(kills)} "
+              f"processes), {len(orphans)} orphans")
+        assert any(kills), "no kill came while trials had started their processes"
+        assert not orphans, f"{len(orphans)} processes started by trials outlived their driver"
+    finally:
+        for pid in sleepers(str(pids)):
+            os.kill(pid, signal.SIGKILL)
 
 
 WRITER = """

@@ -89,3 +89,111 @@ def test_no_worker_survives_sigkill_of_the_driver(tmp_path, results_dir):
     while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(pid_alive(p) for p in pids), "a worker outlived the driver by 10 s"
+
+
+# -- what a trial starts dies with it, and with the driver (issue 14 §5) ------------------------------
+SPAWNER = """
+    import os, subprocess, sys, time
+    import tunesmith as ts
+    PIDS, N = sys.argv[1], int(sys.argv[2])  # globals of __main__: shipped with the function
+
+    def train(config):
+        # a plain child, and a daemon-ish grandchild: double-forked, in its own session, parent gone
+        child = subprocess.Popen(["sleep", "600"])
+        daemon = subprocess.Popen([sys.executable, "-c",
+                                   "import os, subprocess, sys; os.setsid(); "
+                                   "p = subprocess.Popen(['sleep', '600'], start_new_session=True); "
+                                   "print(p.pid); sys.stdout.flush(); os._exit(0)"],
+                                  stdout=subprocess.PIPE, text=True)
+        grandchild = int(daemon.stdout.readline())
+        daemon.wait()
+        path = os.path.join(PIDS, str(os.getpid()))
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{{child.pid}} {{grandchild}}")
+        os.replace(path + ".tmp", path)  # whole when the test sees it
+        for i in range(N):
+            time.sleep(0.05)
+            ts.report({{"i": i}})
+
+    if __name__ == "__main__":
+        ts.run(train, num_samples=2, max_concurrent=2, verbose=0{extra})
+"""
+
+
+def _spawner(tmp_path, pids_dir, iterations: int, extra: str = "") -> subprocess.Popen:
+    script = _script(tmp_path, SPAWNER.format(extra=extra))
+    return subprocess.Popen([sys.executable, script, str(pids_dir), str(iterations)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _started(pids_dir, n: int, deadline_s: float = 30) -> list[int]:
+    deadline = time.monotonic() + deadline_s
+    while len([p for p in os.listdir(pids_dir) if p.isdigit()]) < n and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for a condition (the trials' processes started), bounded
+    found = [p for p in os.listdir(pids_dir) if p.isdigit()]
+    assert len(found) == n, f"{len(found)} of {n} trials started their processes"
+    return [int(x) for p in found for x in (pids_dir / p).read_text().split()]
+
+
+def _none_alive(pids: list[int], timeout: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if pid_alive(p)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_no_process_a_trial_started_survives_sigkill_of_the_driver(tmp_path, results_dir):
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    driver = _spawner(tmp_path, pids_dir, iterations=100000)
+    try:
+        pids = _started(pids_dir, 2)
+        assert all(pid_alive(p) for p in pids)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert not _none_alive(pids), "a process a trial started outlived the driver by 10 s"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_a_trial_that_ends_leaves_none_of_its_processes(tmp_path, results_dir):
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    driver = _spawner(tmp_path, pids_dir, iterations=3)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 0, err.decode()[-2000:]
+    pids = _started(pids_dir, 2, deadline_s=0)
+    assert not _none_alive(pids, timeout=2), "a trial's processes outlived it"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_a_stopped_trial_leaves_none_of_its_processes(tmp_path, results_dir):
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    driver = _spawner(tmp_path, pids_dir, iterations=100000, extra=", stop={'training_iteration': 5}")
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 0, err.decode()[-2000:]
+    pids = _started(pids_dir, 2, deadline_s=0)
+    assert not _none_alive(pids, timeout=2), "a stopped trial's processes outlived it"
+
+
+def uses_a_multiprocessing_forkserver(config):
+    import multiprocessing as mp
+
+    import tunesmith as ts
+
+    with mp.get_context("forkserver").Pool(1) as pool:
+        value = pool.map(abs, [-3])[0]
+    ts.report({"v": value, "pid": os.getpid()})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_the_next_trial_on_a_worker_can_use_multiprocessing_again(results_dir):
+    """The end of a trial kills multiprocessing's forkserver too (the trial started it); the next trial on
+    the same worker must get a new one, not a ChildProcessError."""
+    import tunesmith as ts
+
+    result = ts.run(uses_a_multiprocessing_forkserver, num_samples=3, max_concurrent=1, verbose=0)
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 3, [t.error for t in result.trials]
+    assert len({t.last_result["pid"] for t in result.trials}) == 1  # one worker ran them all

@@ -379,3 +379,158 @@ def test_a_running_trial_that_has_not_reported_is_in_the_store(tmp_path, results
             f.write("go")
         runner.join(30)
     assert out["r"].trials[0].status is ts.TrialStatus.TERMINATED
+
+
+# -- stop rules are enforced where the result is made (issue 14 §5) -------------------------------------
+def count_forever(config):
+    i = 0
+    while True:
+        i += 1
+        ts.report({"m": i})
+
+
+def _stopped_exactly_at(result, iteration):
+    for t in result.trials:
+        history = result.history(t.id)
+        assert t.status is ts.TrialStatus.TERMINATED, t.error
+        assert [h["training_iteration"] for h in history] == list(range(1, iteration + 1)), (
+            f"{t.name} stored {len(history)} results; its stop rule was met at iteration {iteration}")
+        assert history[-1]["m"] == iteration
+
+
+def test_metric_stop_rule_stops_at_exactly_the_result_that_met_it(results_dir):
+    """In a tight loop the driver's decision arrives thousands of results late: the worker evaluates the
+    rule itself and ends the trial on the result that met it."""
+    result = ts.run(count_forever, stop={"m": 50}, num_samples=2, verbose=0)
+    _stopped_exactly_at(result, 50)
+
+
+def test_callable_stop_rule_stops_at_exactly_the_result_that_met_it(results_dir):
+    threshold = 40  # captured: the rule is shipped to the worker cloudpickled
+
+    def stop(trial_id, result):
+        return result["m"] >= threshold and result["training_iteration"] == result["m"]
+
+    result = ts.run(count_forever, stop=stop, num_samples=2, verbose=0)
+    _stopped_exactly_at(result, 40)
+
+
+def catches_the_stop(config):
+    for i in range(1, 3001):
+        try:
+            ts.report({"m": i})
+        except BaseException:  # noqa: BLE001 - what a careless trial does
+            pass
+
+
+def reports_in_finally(config):
+    try:
+        for i in range(1, 3001):
+            ts.report({"m": i})
+    finally:
+        ts.report({"m": -1})
+
+
+@pytest.mark.parametrize("train", [catches_the_stop, reports_in_finally])
+def test_reports_after_a_stop_decision_are_refused(results_dir, train):
+    result = ts.run(train, stop={"training_iteration": 10}, verbose=0)
+    _stopped_exactly_at(result, 10)
+
+
+def spins_after_the_stop(config):
+    try:
+        for i in range(1, 100):
+            ts.report({"m": i})
+    except BaseException:  # noqa: BLE001 - ignores the stop and never reports again
+        while True:
+            time.sleep(0.01)
+
+
+def test_a_trial_that_ignores_a_stop_at_a_decision_point_is_killed_after_the_grace_period(results_dir):
+    start = time.monotonic()
+    result = ts.run(spins_after_the_stop, stop={"training_iteration": 3}, verbose=0,
+                    backend=LocalExecutor(grace_period_s=0.5))
+    assert time.monotonic() - start < 30
+    _stopped_exactly_at(result, 3)
+
+
+# -- each trial in its own working folder (issue 14 §5) --------------------------------------------------
+def writes_a_relative_file(config):
+    with open("model.txt", "w") as f:  # relative, as Ray Tune's PBT example saves into my_model/
+        f.write(str(config["x"]))
+    os.makedirs(config["meet"], exist_ok=True)
+    open(os.path.join(config["meet"], str(config["x"])), "w").close()
+    deadline = time.monotonic() + 20
+    while len(os.listdir(config["meet"])) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # both trials have written before either reads back
+    with open("model.txt") as f:
+        mine = f.read()
+    with open(os.path.join(os.environ["TUNESMITH_ORIG_WORKING_DIR"], "data.txt")) as f:
+        data = f.read()  # a relative data path, resolved the documented way
+    ts.report({"read": mine, "data": data, "cwd": os.getcwd(), "together": len(os.listdir(config["meet"]))})
+
+
+def test_concurrent_trials_each_find_their_own_relative_file(tmp_path, monkeypatch, results_dir):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.txt").write_text("dataset")
+    result = ts.run(writes_a_relative_file, space={"x": ts.grid([1, 2]), "meet": str(tmp_path / "meet")},
+                    max_concurrent=2, verbose=0)
+    for t in result.trials:
+        assert t.last_result["together"] == 2  # they ran at the same time
+        assert t.last_result["read"] == str(t.config["x"])
+        assert t.last_result["data"] == "dataset"
+        assert t.last_result["cwd"] == t.path
+    assert not (tmp_path / "model.txt").exists()
+
+
+def test_chdir_to_trial_dir_false_runs_trials_in_the_drivers_folder(tmp_path, monkeypatch, results_dir):
+    monkeypatch.chdir(tmp_path)
+    result = ts.run(lambda: ts.report({"cwd": os.getcwd()}), verbose=0, chdir_to_trial_dir=False)
+    assert result.trials[0].last_result["cwd"] == str(tmp_path)
+
+
+# -- trial_time_limit_s (issue 14 §5) -------------------------------------------------------------------
+def hangs_alive(config):
+    while True:  # its heartbeat thread keeps beating: trial_timeout_s cannot see it
+        time.sleep(0.05)
+
+
+def ignores_every_stop(config):
+    i = 0
+    while True:
+        i += 1
+        try:
+            ts.report({"i": i})
+        except BaseException:  # noqa: BLE001
+            time.sleep(0.001)
+
+
+@pytest.mark.parametrize("train", [hangs_alive, ignores_every_stop])
+def test_a_trial_past_its_time_limit_is_killed_and_fails(results_dir, train):
+    start = time.monotonic()
+    result = ts.run(train, verbose=0, trial_time_limit_s=1, max_failures=1,
+                    backend=LocalExecutor(grace_period_s=0.5, trial_timeout_s=60))
+    assert time.monotonic() - start < 30
+    (t,) = result.trials
+    assert t.status is ts.TrialStatus.ERROR
+    assert t.num_failures == 2  # retried once per max_failures, then failed again
+    assert "trial_time_limit_s=1" in t.error and "killed" in t.error
+
+
+def reports_slowly(config):
+    for i in range(1000):
+        time.sleep(0.05)
+        ts.report({"i": i})
+
+
+def test_a_trial_that_stops_at_its_time_limit_fails_naming_the_limit(results_dir):
+    result = ts.run(reports_slowly, verbose=0, trial_time_limit_s=0.5)
+    (t,) = result.trials
+    assert t.status is ts.TrialStatus.ERROR
+    assert "trial_time_limit_s=0.5" in t.error and "killed" not in t.error
+    assert 0 < t.iteration < 1000
+
+
+def test_trial_time_limit_s_must_be_positive(results_dir):
+    with pytest.raises(ts.ConfigError, match="trial_time_limit_s"):
+        ts.run(reports_slowly, verbose=0, trial_time_limit_s=0)

@@ -301,15 +301,35 @@ def _send(sock: socket.socket, msg: list[Any]) -> None:
     sock.send(json.dumps(msg).encode())
 
 
-def _reap(sock: socket.socket) -> None:
+def _reap(sock: socket.socket, workers: set[int]) -> None:
+    """Report the workers that ended; kill what else came to us (we are a child subreaper): the processes
+    of a trial whose worker died or was killed."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
-        _send(sock, ["exit", pid, os.waitstatus_to_exitcode(status)])
+            break
+        if pid in workers:
+            workers.discard(pid)
+            _send(sock, ["exit", pid, os.waitstatus_to_exitcode(status)])
+    from tunesmith import _worker
+
+    _worker.kill_children(keep=workers)
+
+
+def _end_all(workers: set[int]) -> None:
+    """Kill every worker with its process group, then everything their trials started (it passes to us as
+    they die), before the server exits: nothing outlives the driver."""
+    from tunesmith import _worker
+
+    for pid in workers:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _worker.kill_children()
 
 
 def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_pid: int, start_cwd: str) -> None:
@@ -319,6 +339,7 @@ def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_p
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for fd in closing:
             os.close(fd)
         os.setsid()  # its own process group: the executor kills a worker with everything it started
@@ -359,9 +380,14 @@ def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_p
 def serve(fd: int) -> None:
     from tunesmith import _worker
 
-    _worker._die_with_parent()
+    # SIGTERM, not SIGKILL, when the driver dies: the server kills everything its workers' trials started
+    # first (it is idle in poll(), so the handler runs at once)
+    gone: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: gone.append(1))
+    _worker._die_with_parent(signal.SIGTERM)
     if os.getppid() == 1:
         return  # the driver died before we could ask to follow it
+    _worker.become_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # above 0-2, which get /dev/null if closed: a worker's received descriptors must not land there
     sock = socket.socket(fileno=_worker.standard_fds(fd))
@@ -382,8 +408,11 @@ def serve(fd: int) -> None:
     poller.register(wake_r, select.POLLIN)
     me = os.getpid()
     start_cwd = os.getcwd()  # ``python -m`` put it first on sys.path; a worker gets the driver's of its time
+    workers: set[int] = set()
     try:
         while True:
+            if gone:
+                return
             for ready, _ev in poller.poll():
                 if ready == wake_r:
                     while True:
@@ -404,12 +433,15 @@ def serve(fd: int) -> None:
                 pid = os.fork()
                 if pid == 0:
                     _child(json.loads(msg), fds, [sock.fileno(), wake_r, wake_w], me, start_cwd)
+                workers.add(pid)
                 for f in fds:
                     os.close(f)
                 _send(sock, ["pid", pid])
-            _reap(sock)
+            _reap(sock, workers)
     except OSError:
         return  # the driver is gone
+    finally:
+        _end_all(workers)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,8 @@ def run(
     restart_errored: str | None = None,
     keep: int | None = None,
     keep_by: str | None = None,
+    trial_time_limit_s: float | None = None,
+    chdir_to_trial_dir: bool = True,
 ) -> ResultSet:
     """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
 
@@ -159,6 +161,15 @@ def run(
             without ``strict_metric_checking``).
         restart_errored: on resume, ``"restart"`` runs ERROR trials again from scratch, ``"resume"``
             continues them from their latest checkpoint; ``None`` leaves them as they are.
+        trial_time_limit_s: wall-clock seconds a trial may run (counted from each start: a restart or resume
+            starts its clock again); then it is stopped, killed after the grace period if it does not end,
+            and fails (retried per ``max_failures``). Catches a trial that hangs alive, which
+            ``trial_timeout_s`` cannot see.
+        chdir_to_trial_dir: run each trial in its own folder (``trials/<trial>``), so relative paths
+            written by concurrent trials cannot collide (default). The driver's working directory stays
+            first on ``sys.path`` and is in the environment variable ``TUNESMITH_ORIG_WORKING_DIR``: read
+            a relative data path as ``os.path.join(os.environ["TUNESMITH_ORIG_WORKING_DIR"], path)``.
+            ``False``: trials run in the driver's working directory.
 
     Returns:
         A :class:`ResultSet`: ``.best``, ``.trials``, ``.errors``, ``.history(id)``, ``.dataframe()``.
@@ -195,6 +206,9 @@ def run(
     if trial_timeout_s is not None and trial_timeout_s < 2:
         raise ConfigError(f"trial_timeout_s must be at least 2 seconds (workers send a heartbeat every 0.5 s), "
                           f"got {trial_timeout_s!r}")
+    _positive("trial_time_limit_s", trial_time_limit_s)
+    if not isinstance(chdir_to_trial_dir, bool):
+        raise ConfigError(f"chdir_to_trial_dir must be True or False, got {chdir_to_trial_dir!r}")
     if restart_errored not in (None, "restart", "resume"):
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
     if resume and name is None:
@@ -234,6 +248,9 @@ def run(
         raise ConfigError(f"backend must be 'local', 'ray' or an executor (e.g. tunesmith.RayBackend(address="
                           f"'auto')), got {backend!r}")
     executor.check_resources(per_trial)
+    executor.stop_rules = stop_rules
+    executor.trial_time_limit_s = trial_time_limit_s
+    executor.chdir_to_trial_dir = chdir_to_trial_dir
     if _ships_fn(executor):
         _check_picklable(fn)
 

@@ -108,6 +108,21 @@ class StopRules:
             return bool(self.fn(trial_id, metrics))
         return False
 
+    def for_trials(self) -> bytes | None:
+        """These rules cloudpickled for the trial's own process, which evaluates them on each result it makes
+        and stops at exactly the one that met them (the driver sees results in batches, thousands late in a
+        tight loop). None when there is nothing to ship: no rule, or only ``training_iteration``, which the
+        trial already waits for at its report; or a callable that cannot be pickled (the driver alone
+        evaluates it then, as before)."""
+        if not self.rules and self.fn is None:
+            return None
+        import cloudpickle
+
+        try:
+            return cloudpickle.dumps(self)
+        except Exception:  # noqa: BLE001 - e.g. a callable holding a lock: evaluated in the driver only
+            return None
+
     def to_spec(self) -> Any:
         if self.fn is not None:
             return {"callable": getattr(self.fn, "__qualname__", repr(self.fn))}

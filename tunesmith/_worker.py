@@ -4,7 +4,12 @@ Forked by the fork server (``tunesmith._forkserver``, on Linux), or started as
 ``python -m tunesmith._worker FD``, with one end of a socket pair. It never imports the driver's
 ``__main__``: the training function arrives cloudpickled. It dies with its parent, the driver or the
 fork server (Linux parent-death signal; the fork server dies with the driver), also when the driver is
-killed with SIGKILL.
+killed with SIGKILL. It is a child subreaper: processes a trial started, daemons included, stay its
+descendants, and are killed when the trial ends; when the worker itself is killed they pass to the fork
+server (a subreaper too), which kills them, and kills everything before it exits.
+
+A trial runs in its own folder (the trial's folder) unless the run said otherwise, with the driver's
+working directory in ``TUNESMITH_ORIG_WORKING_DIR`` and still first on ``sys.path``.
 
 Messages (pickled tuples over the socket; both ends are our own processes):
   driver -> worker: ("fn", key, bytes)  ("run", spec)  ("d", trial_id, continue, next_decision)
@@ -153,17 +158,100 @@ def standard_fds(fd: int) -> int:
     return fd
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL us when the driver dies, so no worker outlives it."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+def _prctl(option: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            pr_set_pdeathsig = 1
-            libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-        except Exception:  # noqa: BLE001 - best effort; the socket EOF still ends an idle worker
-            pass
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except Exception:  # noqa: BLE001 - best effort
+        return False
+
+
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send us ``sig`` (default SIGKILL) when our parent dies, so no worker outlives the driver.
+    Best effort: the socket's EOF still ends an idle worker."""
+    _prctl(1, sig)  # PR_SET_PDEATHSIG
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants (a trial's double-forked daemon) our children instead of init's, so that
+    :func:`kill_children` finds them. Linux only; False where it is not available."""
+    return _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def _children() -> list[int]:
+    """This process's children (of every thread), zombies included."""
+    me = os.getpid()
+    if not os.path.exists(f"/proc/{me}/task/{me}/children"):
+        return _children_by_scan(me)  # a kernel without the children file: look at every process
+    kids: list[int] = []
+    for tid in os.listdir(f"/proc/{me}/task"):
+        try:
+            with open(f"/proc/{me}/task/{tid}/children") as f:
+                kids.extend(int(p) for p in f.read().split())
+        except (OSError, ValueError):
+            continue  # a thread that just ended
+    return kids
+
+
+def _children_by_scan(me: int) -> list[int]:
+    kids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        kids.append(int(name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return kids
+
+
+def kill_children(keep: frozenset[int] | set[int] = frozenset(), timeout: float = 5.0) -> int:
+    """SIGKILL every child of this process but ``keep`` and reap it; again for their children, which a child
+    subreaper inherits as they lose their parents, until none is left (or ``timeout`` seconds passed).
+    Returns how many were killed. Processes in another session (a daemon) are found all the same: they are
+    children, not process group members."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    from tunesmith._forkserver import wait_gone
+
+    deadline = time.monotonic() + timeout
+    killed: set[int] = set()
+    while True:
+        kids = [p for p in _children() if p not in keep]
+        if not kids or time.monotonic() >= deadline:
+            if killed:
+                _forget_helpers(killed)
+            return len(killed)
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_gone(kids, max(0.0, deadline - time.monotonic()))
+        for pid in kids:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        killed.update(kids)
+
+
+def _forget_helpers(killed: set[int]) -> None:
+    """multiprocessing's forkserver remembers its process and waits for it unguarded the next time it is
+    used (ChildProcessError once it was reaped here): forget it, so the next trial starts a new one. Its
+    resource tracker notices by itself."""
+    server = getattr(sys.modules.get("multiprocessing.forkserver"), "_forkserver", None)
+    try:
+        if server is not None and getattr(server, "_forkserver_pid", None) in killed:
+            if server._forkserver_alive_fd is not None:
+                os.close(server._forkserver_alive_fd)
+            server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None
+    except (AttributeError, OSError):  # another Python's internals: its next use may fail as it would have
+        pass
 
 
 class _Output:
@@ -241,7 +329,9 @@ class _Output:
                 return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
 
 
-def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output) -> None:
+def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own_children: bool = False) -> None:
+    """Run one trial. ``own_children``: this process runs nothing but trials (a local worker), so any child
+    process left when the trial ends is the trial's, and is killed."""
     from tunesmith import session
     from tunesmith._layout import OUTPUT_LOG
     from tunesmith.checkpoint import Checkpoint
@@ -251,15 +341,30 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output) -> 
     channel.stopped = False
     for key, value in spec["env"].items():
         os.environ[key] = value
+    try:
+        # the experiment's stop rules, evaluated on each result as it is made (cloudpickled: a callable too)
+        stop_rules = pickle.loads(spec["stop"]) if spec.get("stop") else None
+    except BaseException:  # noqa: BLE001 - e.g. a module the rule needs is not importable here
+        channel.finish("error", "could not load the stop rules in the worker:\n" + traceback.format_exc())
+        return
     restore = None
     if spec["restore"] is not None:
         restore = Checkpoint(spec["restore"], iteration=spec["iteration"])
     session._session = session._Session(
         trial_id, spec["config"], spec["trial_dir"], spec["resources"], channel, spec["iteration"],
-        spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"))
+        spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"), stop_rules)
     output.start(os.path.join(spec["trial_dir"], OUTPUT_LOG))
     status, tb = "ok", None
+    home = None
     try:
+        if spec.get("chdir", False):
+            # its own working folder: relative paths written by concurrent trials cannot collide
+            home = os.getcwd()
+            try:
+                os.chdir(spec["trial_dir"])
+            except FileNotFoundError:  # a new trial's folder: made here (a file logger would make it later)
+                os.makedirs(spec["trial_dir"], exist_ok=True)
+                os.chdir(spec["trial_dir"])
         out = fn(spec["config"]) if spec["takes_config"] else fn()
         if isinstance(out, dict) and not channel.stopped:
             session._session.report(out, None)
@@ -269,6 +374,13 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output) -> 
         status, tb = "error", traceback.format_exc()
     finally:
         session._session = None
+        if home is not None:
+            try:
+                os.chdir(home)
+            except OSError:
+                os.chdir("/")  # the folder it came from is gone
+        if own_children:
+            kill_children()  # before its end is reported: nothing it started outlives it
         output.end()
     if channel.stopped and status == "ok":
         status = "stopped"
@@ -283,6 +395,7 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
     conn = Connection(standard_fds(int(sys.argv[1]) if fd is None else fd))
     if os.getppid() == 1 or (parent is not None and os.getppid() != parent):
         return  # our parent died before we could ask to follow it
+    become_subreaper()  # what a trial starts stays ours to kill, daemons included
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us in order
     output = _Output()
     channel = _Channel(conn)
@@ -309,7 +422,7 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
                     channel.finish("error", "could not load the training function in the worker:\n"
                                    + traceback.format_exc())
                     continue
-            _run_trial(spec, fn, channel, output)
+            _run_trial(spec, fn, channel, output, own_children=True)
         elif kind == "x":
             return
 

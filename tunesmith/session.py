@@ -3,7 +3,9 @@
 
 The session is the one piece of global state in a worker process: it is set while a trial runs.
 ``report`` validates the metrics, writes the checkpoint (atomically) and hands the result to a batching
-channel; it waits for the driver only at an iteration where the scheduler must decide.
+channel; it waits for the driver only at an iteration where the scheduler must decide. Stop rules shipped
+with the trial are evaluated here, on each result as it is made, so a trial ends on exactly the result that
+met them. Once a trial was told to stop, every later ``report()`` raises again and stores nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tunesmith import _layout
 from tunesmith import checkpoint as _ckpt
 from tunesmith._errors import ConfigError
 from tunesmith.checkpoint import Checkpoint
-from tunesmith.trial import AUTO_KEYS
+from tunesmith.trial import AUTO_KEYS, ITERATION, TIME_TOTAL, TIMESTAMP
 
 _SCALARS = (int, float, bool, str)
 
@@ -36,13 +38,18 @@ class _Channel(Protocol):
     def stop_requested(self) -> bool: ...
 
 
+class _Rules(Protocol):
+    def should_stop(self, trial_id: int, iteration: int, metrics: dict[str, Any]) -> bool: ...
+
+
 class _Session:
     __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
-                 "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir")
+                 "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir", "stop_rules", "stopped")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  channel: _Channel, iteration: int, decision_iteration: int | None,
-                 restore: Checkpoint | None, time_offset: float, checkpoint_dir: str | None = None) -> None:
+                 restore: Checkpoint | None, time_offset: float, checkpoint_dir: str | None = None,
+                 stop_rules: _Rules | None = None) -> None:
         self.trial_id = trial_id
         self.config = config
         self.trial_dir = trial_dir
@@ -56,8 +63,12 @@ class _Session:
         self.time_offset = time_offset
         # where checkpoints are written: the trial's folder, or a staging folder they are sent on from
         self.checkpoint_dir = checkpoint_dir or _layout.checkpoints_dir(trial_dir)
+        self.stop_rules = stop_rules  # the experiment's stop rules, where they could end a trial between waits
+        self.stopped = False  # a stop was decided: no later report is stored
 
     def report(self, metrics: Any, checkpoint: Checkpoint | None) -> None:
+        if self.stopped:
+            raise StopTrial()  # it caught the stop, or reports in a finally: nothing after a stop is stored
         encoded = encode_metrics(metrics)
         self.iteration += 1
         ckpt_path = None
@@ -76,13 +87,24 @@ class _Session:
                 raise
             self.latest_checkpoint = Checkpoint(ckpt_path, iteration=self.iteration)
         row = (self.iteration, self.time_offset + time.monotonic() - self.start, time.time(), encoded, ckpt_path)
+        rules = self.stop_rules
+        if rules is not None:
+            # the result as the driver will see it (the same JSON, the same automatic keys): the rules are pure
+            result = json.loads(encoded)
+            result[ITERATION], result[TIME_TOTAL], result[TIMESTAMP] = row[0], row[1], row[2]
+            if rules.should_stop(self.trial_id, self.iteration, result):
+                self.stopped = True
+                self.channel.send_result(row, False)  # stored: the result that met the rule is the last
+                raise StopTrial()
         wait = self.iteration == self.decision_iteration
         decision = self.channel.send_result(row, wait)
         if wait:
             cont, self.decision_iteration = decision
             if not cont:
+                self.stopped = True
                 raise StopTrial()
         elif self.channel.stop_requested():
+            self.stopped = True
             raise StopTrial()
 
 

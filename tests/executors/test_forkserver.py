@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.timeout(120),
 
 def where(config):
     ts.report({"ppid": os.getppid(), "pid": os.getpid(), "env": os.environ.get("TS_TEST_VAR", ""),
-               "cwd": os.getcwd(), "path": os.pathsep.join(sys.path)})
+               "cwd": os.getcwd(), "orig": os.environ["TUNESMITH_ORIG_WORKING_DIR"],
+               "path": os.pathsep.join(sys.path)})
 
 
 def test_workers_are_forks_of_one_server_kept_across_runs_with_the_drivers_env_and_cwd_of_now(
@@ -39,7 +40,8 @@ def test_workers_are_forks_of_one_server_kept_across_runs_with_the_drivers_env_a
             assert trial.last_result["ppid"] == server.proc.pid  # forked by the server, not spawned
             assert trial.last_result["pid"] != server.proc.pid
             assert trial.last_result["env"] == f"run{i}"
-            assert trial.last_result["cwd"] == str(here)
+            assert trial.last_result["orig"] == str(here)  # the driver's; the trial runs in its own folder
+            assert trial.last_result["cwd"] == trial.path
             # the server's own start directory on sys.path is replaced by the driver's (python -m puts the
             # working directory first), so a module there cannot shadow the user's
             path = trial.last_result["path"].split(os.pathsep)

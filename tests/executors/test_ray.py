@@ -355,3 +355,31 @@ def test_trials_on_ray_sign_their_checkpoints_with_the_drivers_key(ray_gpus, res
     assert trial.status is ts.TrialStatus.TERMINATED, trial.error
     assert [r["start"] for r in result.history(trial.id)] == [0, 0, 2, 2]  # the retry loaded its checkpoint
     assert trial.checkpoint.load() == 4  # signed with the driver's key
+
+
+def counts_where_it_runs(config):
+    i = 0
+    while True:
+        i += 1
+        ts.report({"m": i, "cwd": os.getcwd(), "orig": os.environ["TUNESMITH_ORIG_WORKING_DIR"]})
+
+
+def hangs_alive(config):
+    while True:
+        time.sleep(0.05)
+
+
+def test_ray_trials_stop_exactly_at_their_rule_run_in_their_folder_and_obey_their_time_limit(
+        ray_gpus, results_dir):
+    """The spec carries the stop rules, the working folder and the driver's cwd; the time limit is the
+    backend's: the same contract as the local executor (tests/test_run.py)."""
+    result = ts.run(counts_where_it_runs, stop={"m": 30}, num_samples=2, backend="ray", verbose=0)
+    for t in result.trials:
+        assert t.status is ts.TrialStatus.TERMINATED
+        assert [h["m"] for h in result.history(t.id)] == list(range(1, 31))
+        assert t.last_result["cwd"] == t.path and t.last_result["orig"] == os.getcwd()
+    start = time.monotonic()
+    result = ts.run(hangs_alive, trial_time_limit_s=1, backend=RayBackend(grace_period_s=0.5), verbose=0)
+    assert time.monotonic() - start < 60
+    (t,) = result.trials
+    assert t.status is ts.TrialStatus.ERROR and "trial_time_limit_s=1" in t.error and "killed" in t.error

@@ -31,6 +31,13 @@ class Launch:
 class Executor:
     """Runs trials. The controller is its only caller, from one thread."""
 
+    # How trials run, set by ``run()`` before ``setup()`` (an executor that runs no user code may ignore them):
+    # the experiment's StopRules (a trial evaluates them on each result it makes, to stop on exactly the one
+    # that met them), a wall-clock limit per trial start, and whether a trial runs in its own folder.
+    stop_rules: Any = None
+    trial_time_limit_s: float | None = None
+    chdir_to_trial_dir: bool = True
+
     def setup(self, fn: Any, experiment_dir: str) -> None:
         """Called once before any trial starts with the user's training function."""
 

@@ -4,7 +4,8 @@ Workers are reused between trials (the training function is sent to each worker 
 resources are reserved in a :class:`ResourcePool`; its GPUs reach it through ``CUDA_VISIBLE_DEVICES``.
 A worker that ran a trial on some GPUs is reused only for trials on the same GPUs, since CUDA reads that
 variable once per process. A stopped trial ends at its next ``report()``; if it does not within the
-grace period its worker is killed and replaced.
+grace period its worker is killed and replaced. A trial that runs longer than ``trial_time_limit_s`` is
+stopped the same way and ends in ERROR.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the ot
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen")
+    __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen", "limit_at", "over_limit")
 
     def __init__(self, proc: subprocess.Popen[bytes] | _forkserver.ForkedProcess, conn: Connection) -> None:
         self.proc = proc
@@ -42,6 +43,8 @@ class _Worker:
         self.cuda: str | None = None  # CUDA_VISIBLE_DEVICES this process was first given
         self.stop_deadline: float | None = None
         self.last_seen = time.monotonic()
+        self.limit_at: float | None = None  # when the trial's trial_time_limit_s runs out
+        self.over_limit: str | None = None  # why the trial was stopped for its time limit: it ends in ERROR
 
 
 class LocalExecutor(Executor):
@@ -85,6 +88,8 @@ class LocalExecutor(Executor):
         self._fn_bytes = b""
         self._takes_config = True
         self._sys_path: list[str] = []
+        self._cwd = ""
+        self._stop_bytes: bytes | None = None
         self._pending_events: list[Event] = []
 
     # -- setup ----------------------------------------------------------------------------------------
@@ -97,7 +102,10 @@ class LocalExecutor(Executor):
             self._takes_config = len(inspect.signature(fn).parameters) > 0
         except (TypeError, ValueError):
             self._takes_config = True
-        self._sys_path = [p if p else os.getcwd() for p in sys.path]
+        self._cwd = os.getcwd()
+        # absolute: a trial runs in its own folder, where a relative entry would name another one
+        self._sys_path = [os.path.abspath(p) if p else self._cwd for p in sys.path]
+        self._stop_bytes = self.stop_rules.for_trials() if self.stop_rules is not None else None
 
     def _ensure_pool(self, need_gpus: bool) -> ResourcePool:
         if self._pool is not None and (not need_gpus or self._pool.gpu_ids or self.gpu_ids is not None):
@@ -135,6 +143,7 @@ class LocalExecutor(Executor):
         if gpus is None:
             return False
         env = dict(launch.env)
+        env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
         cuda = cuda_visible(gpus) if gpus else None
         if cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = cuda
@@ -146,6 +155,7 @@ class LocalExecutor(Executor):
             "env": env, "fn_key": self._fn_key, "takes_config": self._takes_config,
             "fn": None if self._fn_key in worker.fns else self._fn_bytes,
             "sys_path": self._sys_path if self._fn_key not in worker.fns else [],
+            "stop": self._stop_bytes, "chdir": self.chdir_to_trial_dir,
         }
         worker.fns.add(self._fn_key)
         if cuda is not None and worker.cuda is None:
@@ -153,6 +163,8 @@ class LocalExecutor(Executor):
         worker.trial_id = launch.trial_id
         worker.stop_deadline = None
         worker.last_seen = time.monotonic()
+        worker.limit_at = None if self.trial_time_limit_s is None else worker.last_seen + self.trial_time_limit_s
+        worker.over_limit = None
         self._by_trial[launch.trial_id] = worker
         try:
             worker.conn.send(("run", spec))
@@ -208,6 +220,8 @@ class LocalExecutor(Executor):
     def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
         worker = self._by_trial.get(trial_id)
         if worker is not None:
+            if not cont and worker.stop_deadline is None:  # a stop: one that catches it is killed in time
+                worker.stop_deadline = time.monotonic() + self.grace_period_s
             try:
                 worker.conn.send(("d", trial_id, cont, next_decision))
             except OSError:
@@ -230,8 +244,8 @@ class LocalExecutor(Executor):
     def poll(self, timeout: float) -> list[Event]:
         events, self._pending_events = self._pending_events, []
         if self._by_trial:
-            deadline = min((w.stop_deadline for w in self._by_trial.values() if w.stop_deadline is not None),
-                           default=None)
+            deadline = min((t for w in self._by_trial.values() for t in (w.stop_deadline, w.limit_at)
+                            if t is not None), default=None)
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         if events:
@@ -242,6 +256,8 @@ class LocalExecutor(Executor):
             if worker is None:
                 continue
             self._drain(worker, events)
+        if self.trial_time_limit_s is not None:
+            self._enforce_time_limit()
         self._enforce_grace(events)
         if self.trial_timeout_s is not None:
             self._enforce_heartbeat(events)
@@ -258,6 +274,19 @@ class LocalExecutor(Executor):
                 events.append(("done", tid, "error", f"no heartbeat from the worker for {silent:.1f}s "
                                f"(trial_timeout_s={self.trial_timeout_s:g}): hung or stopped; worker killed"))
 
+    def _enforce_time_limit(self) -> None:
+        """A trial past its wall-clock limit is stopped (killed after the grace period if it does not end)
+        and ends in ERROR: the heartbeat cannot tell a hung trial from a slow one, the clock can."""
+        now = time.monotonic()
+        for worker in list(self._by_trial.values()):
+            if worker.limit_at is not None and now >= worker.limit_at and worker.stop_deadline is None:
+                # (a trial already being stopped ends as it was asked to, within its grace period)
+                worker.over_limit = (f"the trial ran longer than its limit (trial_time_limit_s="
+                                     f"{self.trial_time_limit_s:g}); stopped")
+                worker.limit_at = None
+                if worker.trial_id is not None:
+                    self.stop(worker.trial_id)
+
     def _drain(self, worker: _Worker, events: list[Event]) -> None:
         conn = worker.conn
         for _ in range(_MAX_MSGS_PER_WORKER):
@@ -272,6 +301,8 @@ class LocalExecutor(Executor):
             elif kind == "done":
                 tid = msg[1]
                 if worker.trial_id == tid:
+                    if worker.over_limit is not None and msg[2] != "error":
+                        msg = ("done", tid, "error", worker.over_limit)
                     self._finish(worker)
                 events.append(msg)
             # "ready" and "hb" only prove liveness
@@ -287,16 +318,23 @@ class LocalExecutor(Executor):
                 self._pool.release(tid)
         worker.trial_id = None
         worker.stop_deadline = None
+        worker.limit_at = None
+        worker.over_limit = None
 
     def _enforce_grace(self, events: list[Event]) -> None:
         now = time.monotonic()
         for worker in list(self._by_trial.values()):
             if worker.stop_deadline is not None and now >= worker.stop_deadline:
                 tid = worker.trial_id
+                over = worker.over_limit
                 log.warning("trial %s did not stop within %.1fs; killing its worker", tid, self.grace_period_s)
                 self._finish(worker)
                 self._kill(worker)
-                events.append(("done", tid, "stopped", None))
+                if over is not None:
+                    events.append(("done", tid, "error", f"{over}, then killed: it did not end within the grace "
+                                                         f"period ({self.grace_period_s:g}s)"))
+                else:
+                    events.append(("done", tid, "stopped", None))
 
     def _worker_died(self, worker: _Worker, events: list[Event] | None = None) -> None:
         tid = worker.trial_id

@@ -345,7 +345,7 @@ class _Slot:
     """One actor as the driver sees it."""
 
     __slots__ = ("actor", "shape", "pg", "demand", "trial_id", "trial_dir", "node", "ref", "kind", "started",
-                 "last_seen", "stop_deadline", "restore_refs", "transfers", "beyond")
+                 "last_seen", "stop_deadline", "restore_refs", "transfers", "beyond", "limit_at", "over_limit")
 
     def __init__(self, actor: Any, shape: tuple[Any, ...], pg: Any, demand: dict[str, float]) -> None:
         self.actor = actor
@@ -363,6 +363,8 @@ class _Slot:
         self.restore_refs: Any = None
         self.transfers: dict[str, str] = {}  # checkpoint folder -> its temporary folder being received
         self.beyond = False  # created beyond the free resources: it waits in Ray's queue (autoscaling)
+        self.limit_at: float | None = None  # when its trial_time_limit_s runs out (counted once it started)
+        self.over_limit: str | None = None  # why it was stopped for its time limit: it ends in ERROR
 
 
 def ray_resources(resources: dict[str, float]) -> dict[str, float]:
@@ -475,6 +477,8 @@ class RayBackend(Executor):
         self._fn_key = ""
         self._takes_config = True
         self._sys_path: list[str] = []
+        self._cwd = ""
+        self._stop_bytes: bytes | None = None
         self._slots: list[_Slot] = []
         self._by_trial: dict[int, _Slot] = {}
         self._by_ref: dict[Any, _Slot] = {}
@@ -579,7 +583,10 @@ class RayBackend(Executor):
             self._takes_config = len(inspect.signature(fn).parameters) > 0
         except (TypeError, ValueError):
             self._takes_config = True
-        self._sys_path = [p if p else os.getcwd() for p in sys.path]
+        self._cwd = os.getcwd()
+        # absolute: a trial runs in its own folder, where a relative entry would name another one
+        self._sys_path = [os.path.abspath(p) if p else self._cwd for p in sys.path]
+        self._stop_bytes = self.stop_rules.for_trials() if self.stop_rules is not None else None
         self._exp_name = os.path.basename(os.path.normpath(experiment_dir))
         from tunesmith import _signing
 
@@ -667,15 +674,17 @@ class RayBackend(Executor):
             "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
             "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
             "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
-            "env": dict(launch.env), "fn_key": self._fn_key, "takes_config": self._takes_config,
-            "sys_path": self._sys_path, "driver_node": self._driver_node, "shared_storage": self.shared_storage,
-            "chunk_bytes": self.chunk_bytes, "storage": self._storage_url(launch.trial_dir),
-            "signing_key": self._signing_key,
+            "env": {**launch.env, "TUNESMITH_ORIG_WORKING_DIR": self._cwd}, "fn_key": self._fn_key,
+            "takes_config": self._takes_config, "sys_path": self._sys_path, "driver_node": self._driver_node,
+            "shared_storage": self.shared_storage, "chunk_bytes": self.chunk_bytes,
+            "storage": self._storage_url(launch.trial_dir), "stop": self._stop_bytes,
+            "chdir": self.chdir_to_trial_dir, "signing_key": self._signing_key,
         }
         slot.trial_id = launch.trial_id
         slot.trial_dir = launch.trial_dir
         slot.started = slot.node is not None  # a reused actor is up; a new one may wait for resources
         slot.stop_deadline = None
+        slot.limit_at = slot.over_limit = None
         slot.last_seen = time.monotonic()
         self._by_trial[launch.trial_id] = slot
         self._submit(slot, "run", slot.actor.run.remote(spec, [self._fn_ref], restore_files))
@@ -719,6 +728,8 @@ class RayBackend(Executor):
     def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
         slot = self._by_trial.get(trial_id)
         if slot is not None:
+            if not cont and slot.stop_deadline is None:  # a stop: one that catches it is killed in time
+                slot.stop_deadline = time.monotonic() + self.grace_period_s
             self._orphans.add(slot.actor.decide.remote(trial_id, cont, next_decision))
 
     def stop(self, trial_id: int) -> None:
@@ -736,8 +747,9 @@ class RayBackend(Executor):
         events: list[Event] = []
         now = time.monotonic()
         for slot in self._by_trial.values():
-            if slot.stop_deadline is not None:
-                timeout = max(0.0, min(timeout, slot.stop_deadline - now))
+            for deadline in (slot.stop_deadline, slot.limit_at):
+                if deadline is not None:
+                    timeout = max(0.0, min(timeout, deadline - now))
         refs = [*self._by_ref, *self._orphans]
         if not refs:
             if timeout > 0:
@@ -782,6 +794,8 @@ class RayBackend(Executor):
         slot.last_seen = time.monotonic()
         if slot.kind == "run":
             slot.started = True
+            if self.trial_time_limit_s is not None and slot.limit_at is None and slot.over_limit is None:
+                slot.limit_at = slot.last_seen + self.trial_time_limit_s
             slot.node = value["node"]
             slot.restore_refs = None  # the actor has written the checkpoint: the object store may drop it
             self._submit(slot, "events", slot.actor.events.remote(HEARTBEAT_S))
@@ -798,6 +812,8 @@ class RayBackend(Executor):
             elif kind == "done":
                 tid = msg[1]
                 if slot.trial_id == tid:
+                    if slot.over_limit is not None and msg[2] != "error":
+                        msg = ("done", tid, "error", slot.over_limit)
                     self._finish(slot, keep=self.reuse_actors)
                 events.append(msg)
                 return
@@ -853,10 +869,22 @@ class RayBackend(Executor):
         now = time.monotonic()
         for slot in list(self._by_trial.values()):
             tid = slot.trial_id
+            if slot.limit_at is not None and now >= slot.limit_at and tid is not None \
+                    and slot.stop_deadline is None:  # (one already being stopped ends as it was asked to)
+                # past its wall-clock limit: stopped, killed after the grace period if it does not end; ERROR
+                slot.limit_at = None
+                slot.over_limit = (f"the trial ran longer than its limit (trial_time_limit_s="
+                                   f"{self.trial_time_limit_s:g}); stopped")
+                self.stop(tid)
             if slot.stop_deadline is not None and now >= slot.stop_deadline:
+                over = slot.over_limit
                 log.warning("trial %s did not stop within %.1fs; killing its actor", tid, self.grace_period_s)
                 self._finish(slot, keep=False)
-                events.append(("done", tid, "stopped", None))
+                if over is not None:
+                    events.append(("done", tid, "error", f"{over}, then killed: it did not end within the grace "
+                                                         f"period ({self.grace_period_s:g}s)"))
+                else:
+                    events.append(("done", tid, "stopped", None))
             elif (self.trial_timeout_s is not None and slot.started and slot.stop_deadline is None
                   and now - slot.last_seen > self.trial_timeout_s):
                 silent = now - slot.last_seen
@@ -869,6 +897,7 @@ class RayBackend(Executor):
             self._by_trial.pop(slot.trial_id, None)
         slot.trial_id = None
         slot.stop_deadline = None
+        slot.limit_at = slot.over_limit = None
         slot.restore_refs = None
         for tmp in slot.transfers.values():
             shutil.rmtree(tmp, ignore_errors=True)
