@@ -97,21 +97,25 @@ def sleepers(pids_dir: str) -> list[int]:
 
 def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random, driver: str = DRIVER,
                     args: tuple[str, ...] = (), before_kill: Callable[[], None] | None = None,
-                    after_kill: Callable[[], None] | None = None,
-                    window: tuple[float, float] = (0.15, 1.2)) -> tuple[dict, int]:
+                    after_kill: Callable[[], None] | None = None, window: tuple[float, float] = (0.15, 1.2),
+                    replaced: Callable[[str, int], dict[int, int]] | None = None) -> tuple[dict, int]:
     """Run the driver, SIGKILL it ``kills`` times at random moments (``window`` seconds after it starts),
-    resume until it finishes. ``before_kill``/``after_kill``: called around each kill (e.g. to count the
-    processes trials run, then check for orphans)."""
+    resume until it finishes; after every start, no stored result may be lost or changed. ``before_kill``/
+    ``after_kill``: called around each kill (e.g. to count the processes trials run, then check for
+    orphans). ``replaced(db_path, since_seq)``: trial -> iteration after which its results may legitimately
+    change (a PBT exploit logged since event ``since_seq`` replaces the clone's later results)."""
     script = tmp_path / "chaos_driver.py"
     script.write_text(textwrap.dedent(driver))
     storage = str(tmp_path / "store")
     db_path = os.path.join(storage, name, STORE_FILE)
     seen: dict[tuple[int, int], str] = {}
+    seen_seq = 0
     starts = 0
     while True:
         starts += 1
         proc = subprocess.Popen([sys.executable, str(script), name, storage, *args], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
+        killed = False
         if kills > 0:
             try:
                 proc.wait(timeout=rng.uniform(*window))
@@ -121,18 +125,20 @@ def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random, driver:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 kills -= 1
+                killed = True
                 if after_kill is not None:
                     after_kill()
-                now = _stored(db_path)
-                lost = {k for k in seen if k not in now or now[k] != seen[k]}
-                assert not lost, f"stored results lost or changed after a kill: {sorted(lost)[:5]}"
-                seen = now
-                continue
-        err = proc.communicate(timeout=120)[1]
-        assert proc.returncode == 0, err.decode()[-2000:]
-        return _stored(db_path), starts
-
-
+        if not killed:
+            err = proc.communicate(timeout=120)[1]
+            assert proc.returncode == 0, err.decode()[-2000:]
+        now = _stored(db_path)
+        may_go = replaced(db_path, seen_seq) if replaced is not None and os.path.exists(db_path) else {}
+        lost = {(t, i) for (t, i), m in seen.items()
+                if ((t, i) not in now or now[(t, i)] != m) and i <= may_go.get(t, 10**9)}
+        assert not lost, f"stored results lost or changed: {sorted(lost)[:5]}"
+        seen, seen_seq = now, _last_seq(db_path)
+        if not killed:
+            return now, starts
 
 
 PBT_DRIVER = """
@@ -183,38 +189,13 @@ def pbt_kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> 
     """PBT with keep=1: SIGKILL the driver ``kills`` times at random moments, resume until it finishes.
 
     A stored result may only go when its trial exploited another after it was seen (its later results are
-    replaced by the new lineage's); any other missing or changed one is lost. Returns counts: kills done,
-    starts, lost results."""
-    script = tmp_path / "chaos_pbt_driver.py"
-    script.write_text(textwrap.dedent(PBT_DRIVER))
-    storage = str(tmp_path / "store")
-    db_path = os.path.join(storage, name, STORE_FILE)
-    seen: dict[tuple[int, int], str] = {}
-    seen_seq = 0
-    counts = {"kills": 0, "starts": 0, "lost": 0}
-    while True:
-        counts["starts"] += 1
-        proc = subprocess.Popen([sys.executable, str(script), name, storage], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        killed = False
-        if kills > 0:
-            try:
-                proc.wait(timeout=rng.uniform(0.2, 1.5))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                kills -= 1
-                counts["kills"] += 1
-                killed = True
-        if not killed:
-            err = proc.communicate(timeout=120)[1]
-            assert proc.returncode == 0, err.decode()[-2000:]
-        now = _stored(db_path)
-        replaced = _exploits_since(db_path, seen_seq) if os.path.exists(db_path) else {}
-        lost = {(t, i) for (t, i), m in seen.items()
-                if ((t, i) not in now or now[(t, i)] != m) and i <= replaced.get(t, 10**9)}
-        counts["lost"] += len(lost)
-        assert not lost, f"stored results lost or changed: {sorted(lost)[:5]}"
-        seen, seen_seq = now, _last_seq(db_path)
-        if not killed:
-            return counts
+    replaced by the new lineage's); any other missing or changed one is lost (an assertion). Returns counts:
+    kills done, starts, lost results."""
+    done = {"kills": 0}
+
+    def count() -> None:
+        done["kills"] += 1
+
+    _final, starts = kill_and_resume(tmp_path, name, kills, rng, driver=PBT_DRIVER, before_kill=count,
+                                     window=(0.2, 1.5), replaced=_exploits_since)
+    return {"kills": done["kills"], "starts": starts, "lost": 0}
