@@ -28,7 +28,7 @@ DRIVER = """
     name, storage = sys.argv[1], sys.argv[2]
     resume = os.path.exists(os.path.join(storage, name, "experiment.db"))
     ts.run(train, space={"x": ts.uniform(0, 1)}, num_samples=8, max_concurrent=2, name=name, seed=0,
-           verbose=0, storage_path=storage, resume=resume)
+           verbose=0, storage_path=storage, resume=resume, keep=2)
 """
 
 

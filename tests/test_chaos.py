@@ -24,15 +24,24 @@ PBT_RUNS = int(os.environ.get("TUNESMITH_CHAOS_PBT_RUNS", "2"))
 
 @pytest.mark.timeout(900)
 def test_sigkill_driver_at_random_moments_and_resume(tmp_path):
-    """20 runs of 8 trials x 10 iterations, 2 concurrent, 1-3 kills each: every run finishes, no stored
-    result lost or duplicated, exactly 8 trials."""
+    """20 runs of 8 trials x 10 iterations, 2 concurrent, keep=2, 1-3 kills each: every run finishes, no
+    stored result lost or duplicated, exactly 8 trials, and keep=2 still bounds the disk: no trial folder
+    holds more than 2 checkpoints or any .tmp_* leftover of a write the kill cut short."""
     rng = random.Random(20261126)
+    kills = leftover = 0
     for run in range(RUNS):
-        final, _starts = kill_and_resume(tmp_path, f"chaos{run}", kills=rng.randint(1, 3), rng=rng)
+        n = rng.randint(1, 3)
+        final, starts = kill_and_resume(tmp_path, f"chaos{run}", kills=n, rng=rng)
+        kills += starts - 1
         assert sorted(final) == [(t, i) for t in range(1, 9) for i in range(1, 11)], f"run {run}"
         result = ts.load(str(tmp_path / "store" / f"chaos{run}"))
         assert result.status == "finished" and len(result.trials) == 8
         assert all(t.iteration == 10 for t in result.trials)
+        for t in result.trials:
+            names = os.listdir(os.path.join(t.path, "checkpoints"))
+            leftover += max(0, len(names) - 2)
+            assert len(names) <= 2 and not [n for n in names if n.startswith(".")], (run, t.id, names)
+    print(f"random-moment chaos: {RUNS} runs, {kills} kills, 0 lost, 0 duplicated, {leftover} leftover folders")
 
 
 @pytest.mark.timeout(600)
