@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith.trial import Result, trial_name
 
 MODES = ("min", "max")
 
@@ -194,7 +195,7 @@ class Objective:
         """Whether value ``a`` of the single objective is strictly better than ``b`` (NaN never is)."""
         return a < b if self.primary_mode == "min" else a > b
 
-    def score(self, result: Any) -> float:
+    def score(self, result: Result | Mapping[str, Any]) -> float:
         """The single objective's value in ``result`` (a :class:`~tunesmith.trial.Result` or a metrics dict),
         signed so that higher is better; NaN stays NaN (callers rank it worst).
 
@@ -203,16 +204,12 @@ class Objective:
                 ``result`` is a ``Result``).
         """
         name = self.primary
-        metrics = getattr(result, "metrics", result)
-        where = ""
-        if hasattr(result, "trial_id"):
-            from tunesmith.trial import trial_name
-
-            where = f" of {trial_name(result.trial_id)}"
+        metrics = result.metrics if isinstance(result, Result) else result
+        where = f" of {trial_name(result.trial_id)}" if isinstance(result, Result) else ""
         try:
             value = metrics[name]
         except KeyError:
-            at = f" at iteration {result.iteration}" if hasattr(result, "iteration") else ""
+            at = f" at iteration {result.iteration}" if isinstance(result, Result) else ""
             raise ConfigError(f"metric {name!r} is missing from the result{where}{at} (reported keys: "
                               f"{sorted(metrics)})") from None
         if not isinstance(value, numbers.Real):
