@@ -9,6 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tunesmith import ConfigError
+from tunesmith._objective import Objective
 from tunesmith._stop import StopRules
 from tunesmith.session import encode_metrics
 
@@ -81,7 +82,7 @@ def test_report_rejects_non_dicts(value):
 @example({"x": -math.inf}, "max")
 def test_stop_rules_are_valid_or_one_configerror(stop, mode):
     try:
-        rules = StopRules(stop, "loss", mode)
+        rules = StopRules(stop, Objective.from_args("loss", mode))
     except ConfigError:
         return
     # a valid rule set has finite iteration limits and no threshold that every result meets

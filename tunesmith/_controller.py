@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sqlite3
 import time
 from typing import Any
 
 from tunesmith import _layout
-from tunesmith._errors import ConfigError
 from tunesmith._ledger import Ledger, clean_leftovers, delete_checkpoint, storage_prefix
+from tunesmith._objective import Objective
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -46,8 +45,9 @@ class Controller:
         self.scheduler = scheduler
         self.executor = executor
         self.store = store
-        self.metric = metric
-        self.mode = mode
+        self.objective = Objective.from_args(metric, mode)
+        self.metric = self.objective.metric
+        self.mode = self.objective.mode
         self.num_samples = num_samples
         self.stop_rules = stop
         self.time_budget_s = time_budget_s
@@ -65,7 +65,6 @@ class Controller:
         self.total_resources: dict[str, float] = {}
         self.best_so_far: tuple[int, float] | None = None
         self.num_results = 0
-        self._sign = -1.0 if mode == "max" else 1.0  # compare sign*value: smaller is better
         self._next_id = 1
         self._start = executor.clock()
         self._searcher_done = False
@@ -152,10 +151,10 @@ class Controller:
                 self.scheduler.on_result(trial, last, self.view)  # rebuilds rungs; the decision is past
                 trial.iteration, trial.last_result = row[1], last
                 self.num_results += 1
-                value = metrics.get(self.metric) if isinstance(self.metric, str) else None
-                if isinstance(value, (int, float)) and not math.isnan(value):
+                value = self.objective.value(metrics)  # None with several metrics: no single best
+                if value is not None:
                     self._metric_seen.add(trial.id)
-                    if self.best_so_far is None or self._sign * value < self._sign * self.best_so_far[1]:
+                    if self.best_so_far is None or self.objective.better(value, self.best_so_far[1]):
                         self.best_so_far = (trial.id, value)
             own = self.store.checkpoints(trial.id)
             indexed.append((trial.id, own, rows))
@@ -433,35 +432,23 @@ class Controller:
         tid = trial.id
         already = self._actions.get(tid) or (_STOP if acted else None)
         decision: Decision = _CONTINUE
-        metric = self.metric
+        objective = self.objective
         for result in results:
             metrics = result.metrics
-            if metric is not None and isinstance(metric, str):
-                value = metrics.get(metric)
-                if value is None:
-                    if self.strict_metric and tid not in self._metric_seen:
-                        self._fail(ConfigError(
-                            f"metric {metric!r} is not in the results of {trial.name} (it reported: "
-                            f"{', '.join(sorted(k for k in metrics if k not in (TIME_TOTAL, TIMESTAMP)))}); "
-                            f"report it, or pass metric= one of those"))
-                        return
-                else:
-                    self._metric_seen.add(tid)
-                    if isinstance(value, (int, float)) and not math.isnan(value):
-                        best = self.best_so_far
-                        if best is None or self._sign * value < self._sign * best[1]:
-                            self.best_so_far = (tid, value)
-            elif isinstance(metric, list) and tid not in self._metric_seen:
-                # several metrics: each must be in a trial's first result; no single "best so far"
-                missing = [m for m in metric if metrics.get(m) is None]
+            if objective and tid not in self._metric_seen:
+                # every metric must be in a trial's first result
+                missing = objective.missing(metrics)
                 if missing and self.strict_metric:
-                    self._fail(ConfigError(
-                        f"metric {missing[0]!r} (of {metric!r}) is not in the results of {trial.name} (it "
-                        f"reported: {', '.join(sorted(k for k in metrics if k not in (TIME_TOTAL, TIMESTAMP)))}); "
-                        f"report every metric, or pass metric= some of those"))
+                    reported = ", ".join(sorted(k for k in metrics if k not in (TIME_TOTAL, TIMESTAMP)))
+                    self._fail(objective.missing_error(missing, trial.name, reported))
                     return
                 if not missing:
                     self._metric_seen.add(tid)
+            value = objective.value(metrics)  # None with several metrics: no single best
+            if value is not None:
+                best = self.best_so_far
+                if best is None or objective.better(value, best[1]):
+                    self.best_so_far = (tid, value)
             if self.stop_rules.watching:  # stop keys and keep_by against the first results
                 error = self.stop_rules.check_keys(trial.name, metrics, result.checkpoint_path is not None,
                                                    self.strict_metric)

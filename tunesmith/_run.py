@@ -16,6 +16,7 @@ from typing import Any
 from tunesmith import _layout
 from tunesmith._errors import ConfigError, TrialError
 from tunesmith._layout import LOCK_FILE, PID_FILE, STORE_FILE, check_name  # noqa: F401 - names kept here
+from tunesmith._objective import Objective
 from tunesmith._retention import Retention
 from tunesmith.analysis import ResultSet, default_storage
 from tunesmith.callbacks._base import Callback
@@ -28,43 +29,14 @@ from tunesmith.store.sqlite import Store
 log = logging.getLogger("tunesmith")
 
 
-def _check_mode(metric: Any, mode: Any) -> tuple[Any, Any]:
-    """Check ``metric``/``mode``: one name and ``"min"``/``"max"``, or (multi-objective) a list of distinct
-    names and a list of as many modes. Returns them with tuples turned into lists (as the store keeps them)."""
-    if metric is None:
-        if mode is not None:
-            raise ConfigError(f"mode={mode!r} was given without a metric: pass metric='<name>' too")
-        return None, None
-    if isinstance(metric, (list, tuple)):
-        if not metric:
-            raise ConfigError("metric: expected a metric name or a non-empty list of names, got []")
-        for i, name in enumerate(metric):
-            if not isinstance(name, str) or not name:
-                raise ConfigError(f"metric[{i}] must be the name (str) of a reported metric, got {name!r}")
-            if name in metric[:i]:
-                raise ConfigError(f"metric[{i}]: {name!r} is listed twice; each metric once")
-        if not isinstance(mode, (list, tuple)) or len(mode) != len(metric):
-            raise ConfigError(f"mode must be a list of {len(metric)} 'min'/'max' values, one per metric in "
-                              f"{list(metric)!r}, got {mode!r}")
-        for i, m in enumerate(mode):
-            if m not in ("min", "max"):
-                raise ConfigError(f"mode[{i}] (for metric {metric[i]!r}) must be 'min' or 'max', got {m!r}")
-        return list(metric), list(mode)
-    if not isinstance(metric, str) or not metric:
-        raise ConfigError(f"metric must be the name (str) of a reported metric, or a list of names, got {metric!r}")
-    if mode not in ("min", "max"):
-        raise ConfigError(f"mode must be 'min' or 'max' when metric is given, got {mode!r}")
-    return metric, mode
-
-
-def _keep_by_mode(keep_by: Any, metric: Any, mode: Any) -> Any:
+def _keep_by_mode(keep_by: Any, objective: Objective) -> Any:
     """The mode that ranks checkpoints by ``keep_by``: with several metrics, that of ``keep_by`` among them."""
-    if not isinstance(metric, list):
-        return mode
-    if keep_by is not None and keep_by not in metric:
-        raise ConfigError(f"keep_by={keep_by!r}: with several metrics, keep_by must be one of {metric!r} (its "
-                          f"mode ranks the checkpoints)")
-    return mode[metric.index(keep_by)] if keep_by is not None else None
+    if not objective.is_multi:
+        return objective.mode
+    if keep_by is not None and keep_by not in objective.names:
+        raise ConfigError(f"keep_by={keep_by!r}: with several metrics, keep_by must be one of {objective.metric!r} "
+                          f"(its mode ranks the checkpoints)")
+    return objective.mode_of(keep_by) if keep_by is not None else None
 
 
 def _positive(name: str, value: Any, integer: bool = False) -> None:
@@ -189,7 +161,7 @@ def run(
         raise ConfigError(f"fn must be the training function (callable), got {type(fn).__name__}")
     if space is None:
         space = {}
-    metric, mode = _check_mode(metric, mode)
+    objective = Objective.from_args(metric, mode)  # checked once; everything below is handed the value
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or (num_samples < 1 and num_samples != -1):
         raise ConfigError(f"num_samples must be a positive integer or -1 (no limit), got {num_samples!r}")
     _positive("time_budget_s", time_budget_s)
@@ -213,9 +185,9 @@ def run(
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
     if resume and name is None:
         raise ConfigError("resume=True needs the name of the experiment to resume")
-    retention = Retention(keep, keep_by, _keep_by_mode(keep_by, metric, mode))
+    retention = Retention(keep, keep_by, _keep_by_mode(keep_by, objective))
     per_trial = normalize(resources)
-    stop_rules = StopRules(stop, metric, mode, keep_by=keep_by)
+    stop_rules = StopRules(stop, objective, keep_by=keep_by)
 
     if searcher is None:
         from tunesmith.searchers.random import Random
@@ -227,8 +199,10 @@ def run(
         scheduler = FIFO()
     elif not isinstance(scheduler, Scheduler):
         raise ConfigError(f"scheduler must be a tunesmith scheduler (e.g. tunesmith.ASHA()), got {scheduler!r}")
-    searcher.setup(space, metric, mode, num_samples)
-    scheduler.setup(metric, mode)
+    # setup keeps its public (metric, mode) arguments (users' own searchers and schedulers implement it):
+    # the objective's run form, a name or a list
+    searcher.setup(space, objective.metric, objective.mode, num_samples)
+    scheduler.setup(objective.metric, objective.mode)
     space_json = _space_json(space)  # before anything is created: a constant the store cannot hold fails here
     _check_sampled_values(space)
 
@@ -275,9 +249,9 @@ def run(
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
         if resume:
-            _check_resumable(store.meta().get("spec", {}), name, metric, mode)
+            _check_resumable(store.meta().get("spec", {}), name, objective)
         spec = {
-            "name": name, "metric": metric, "mode": mode, "num_samples": num_samples,
+            "name": name, **objective.to_spec(), "num_samples": num_samples,
             "space": space_json, "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
             "resources": per_trial, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
@@ -294,7 +268,7 @@ def run(
         all_callbacks: list[Callback] = default_callbacks(verbose, callbacks, file_loggers=file_loggers)
         controller = Controller(
             name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
-            store=store, metric=metric, mode=mode, num_samples=num_samples, stop=stop_rules,
+            store=store, metric=objective.metric, mode=objective.mode, num_samples=num_samples, stop=stop_rules,
             time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
             callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
             retention=retention)
@@ -320,8 +294,8 @@ def run(
     return result
 
 
-def _check_resumable(stored: dict[str, Any], name: str, metric: Any, mode: Any) -> None:
-    for key, value in (("metric", metric), ("mode", mode)):
+def _check_resumable(stored: dict[str, Any], name: str, objective: Objective) -> None:
+    for key, value in objective.to_spec().items():
         if stored.get(key) != value:
             raise ConfigError(f"resume: experiment {name!r} was run with {key}={stored.get(key)!r}, not "
                               f"{value!r}; pass the same {key}")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._objective import Objective
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP
 
 log = logging.getLogger("tunesmith")
@@ -24,8 +25,7 @@ class StopRules:
     key ``>=``. A callable is called as ``fn(trial_id, result)`` and stops the trial when it returns True.
     """
 
-    def __init__(self, stop: Any, metric: str | list[str] | None, mode: str | list[str] | None,
-                 keep_by: str | None = None) -> None:
+    def __init__(self, stop: Any, objective: Objective, keep_by: str | None = None) -> None:
         self.fn: StopFn | None = None
         self.rules: list[tuple[str, float, bool]] = []  # key, threshold, stop when value <= threshold
         self.max_iteration: int | None = None
@@ -41,8 +41,6 @@ class StopRules:
         if not isinstance(stop, dict):
             raise ConfigError(f"stop must be a dict like {{'training_iteration': 100}} or a callable "
                               f"fn(trial_id, result) -> bool, got {type(stop).__name__}")
-        metrics = metric if isinstance(metric, list) else [metric]
-        modes = mode if isinstance(mode, list) else [mode]
         for key, threshold in stop.items():
             if not isinstance(key, str):
                 raise ConfigError(f"stop: keys must be metric names (str), got {key!r}")
@@ -56,7 +54,7 @@ class StopRules:
                                       f"{threshold!r} (for no iteration limit, leave {key!r} out)")
                 self.max_iteration = int(math.ceil(threshold))
                 continue
-            below = key in metrics and modes[metrics.index(key)] == "min"
+            below = objective.mode_of(key) == "min"
             if threshold == (math.inf if below else -math.inf):
                 raise ConfigError(f"stop[{key!r}] = {threshold!r} is met by every result ({key} "
                                   f"{'<=' if below else '>='} {threshold!r}): each trial would stop after its first "

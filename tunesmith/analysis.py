@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,6 +10,7 @@ from typing import Any
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._layout import STORE_FILE
+from tunesmith._objective import Objective
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.store.sqlite import Store, StoreError, result_dict
 from tunesmith.trial import ITERATION, TrialStatus, trial_name
@@ -84,11 +83,11 @@ class ResultSet:
         if not isinstance(spec, dict):
             raise StoreError(f"the experiment store {db_path} is damaged: its spec is not a JSON object")
         self.name: str = os.path.basename(self.path)
-        stored_metric, stored_mode = spec.get("metric"), spec.get("mode")
-        self.metric: str | list[str] | None = metric if metric is not None else stored_metric
-        if mode is None and metric is not None and isinstance(stored_metric, list) and metric in stored_metric:
-            mode = stored_mode[stored_metric.index(metric)]
-        self.mode: str | list[str] | None = mode if mode is not None else stored_mode
+        stored = Objective.from_spec(spec)
+        self.metric: str | list[str] | None = metric if metric is not None else stored.metric
+        if mode is None and metric is not None and stored.is_multi:
+            mode = stored.mode_of(metric)  # one of the experiment's metrics keeps its mode
+        self.mode: str | list[str] | None = mode if mode is not None else stored.mode
         self._trials: list[TrialResult] | None = None
 
     @property
@@ -198,16 +197,17 @@ class ResultSet:
         """
         from tunesmith.searchers._pareto import pareto_front
 
-        names, directions = self._objectives(metrics, modes)
+        objective = self._objectives(metrics, modes)
         scored: list[tuple[TrialResult, list[float]]] = []
         for t in self.trials:
-            values = [_number(t.last_result.get(m)) for m in names]
-            if all(v is not None for v in values):
-                scored.append((t, [float(v) for v in values if v is not None]))
-        front = pareto_front([values for _, values in scored], directions)
+            values = objective.values(t.last_result)
+            if values is not None:
+                scored.append((t, values))
+        front = pareto_front([values for _, values in scored], objective.modes)
         return [scored[i][0] for i in front]
 
-    def _objectives(self, metrics: Any, modes: Any) -> tuple[list[str], list[str]]:
+    def _objectives(self, metrics: Any, modes: Any) -> Objective:
+        """The metrics and modes ``pareto_front`` trades off (``modes`` default: the experiment's)."""
         if metrics is None:
             if modes is not None and not self.metrics:
                 raise ConfigError("modes: given without metrics; pass metrics=[...] too")
@@ -233,7 +233,7 @@ class ResultSet:
         for i, m in enumerate(modes):
             if m not in ("min", "max"):
                 raise ConfigError(f"modes[{i}] (for {metrics[i]!r}) must be 'min' or 'max', got {m!r}")
-        return list(metrics), list(modes)
+        return Objective(tuple(metrics), tuple(modes), multi=True)
 
     @property
     def errors(self) -> list[TrialResult]:
@@ -275,10 +275,10 @@ class ResultSet:
         """
         ranked = self.top(1, metric=metric, mode=mode, scope=scope)
         if not ranked:
-            raise ConfigError(f"no trial of {self.name} reported a numeric {self._objective(metric, mode)[0]!r}")
+            raise ConfigError(f"no trial of {self.name} reported a numeric {self._objective(metric, mode).primary!r}")
         return ranked[0]
 
-    def _objective(self, metric: str | None, mode: str | None) -> tuple[str, str]:
+    def _objective(self, metric: str | None, mode: str | None) -> Objective:
         """The one metric and mode that ``best``/``top`` rank by."""
         if metric is None:
             if isinstance(self.metric, list):
@@ -294,32 +294,31 @@ class ResultSet:
         if mode not in ("min", "max"):
             raise ConfigError(f"best needs a metric and mode ('min' or 'max') for {metric!r}: pass them to run() "
                               f"or get_best(); got mode={mode!r}")
-        return metric, str(mode)
+        return Objective.single(metric, str(mode))
 
     def top(self, k: int, metric: str | None = None, mode: str | None = None, scope: str = "last") -> list[TrialResult]:
         """The ``k`` best trials, best first (trials that never reported the metric are left out).
 
         Arguments and errors as for ``get_best``.
         """
-        metric, mode = self._objective(metric, mode)
+        objective = self._objective(metric, mode)
         if scope not in ("last", "all"):
             raise ConfigError(f"scope must be 'last' or 'all', got {scope!r}")
-        sign = 1.0 if mode == "min" else -1.0
         scored: list[tuple[float, int, TrialResult]] = []
         for t in self.trials:
             if scope == "last":
-                value, result = _number(t.last_result.get(metric)), t.last_result
+                value, result = objective.value(t.last_result), t.last_result
             else:
                 value, result = None, None
                 for res in self.history(t.id):
-                    v = _number(res.get(metric))
-                    if v is not None and (value is None or sign * v < sign * value):
+                    v = objective.value(res)
+                    if v is not None and (value is None or objective.better(v, value)):
                         value, result = v, res
             if value is None or result is None:
                 continue
             chosen = t if scope == "last" else TrialResult(**{**t.__dict__, "metrics": result,
                                                                "checkpoint": self._checkpoint_at(t, result)})
-            scored.append((sign * value, t.id, chosen))
+            scored.append((-objective.score(result), t.id, chosen))
         scored.sort(key=lambda x: (x[0], x[1]))
         return [t for _, _, t in scored[:k]]
 
@@ -372,12 +371,6 @@ class ResultSet:
 
     def __repr__(self) -> str:
         return f"ResultSet({self.name!r}, trials={len(self.trials)}, status={self.status!r})"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        return None
-    return float(value)
 
 
 def _statuses(status: Any) -> set[TrialStatus]:

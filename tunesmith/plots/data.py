@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._layout import store_path
+from tunesmith._objective import Objective
 from tunesmith.analysis import ResultSet
 from tunesmith.plots._pareto import non_dominated
-from tunesmith._layout import store_path
 from tunesmith.store.sqlite import Store, result_dict
 from tunesmith.trial import AUTO_KEYS, ITERATION, TIME_TOTAL, TIMESTAMP, TrialStatus
 
@@ -247,13 +248,13 @@ def best_so_far(rs: ResultSet, metric: str | None = None, mode: str | None = Non
             if value is not None and stamp is not None:
                 points.append((stamp - exp.t0, value, tid))
     points.sort()
-    sign = 1.0 if mode == "min" else -1.0
+    objective = Objective.single(metric, mode)
     best_x: list[float] = []
     best_y: list[float] = []
     best_text: list[str] = []
     best: float | None = None
     for when, value, tid in points:
-        if best is None or sign * value < sign * best:
+        if best is None or objective.better(value, best):
             best = value
             best_x.append(when)
             best_y.append(value)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._objective import Objective
 from tunesmith._secrets import shown as masked
 from tunesmith.analysis import ResultSet, load
 from tunesmith.plots import data as plot_data
@@ -76,10 +77,9 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
 
 
 def _spec_objectives(rs: ResultSet) -> list[tuple[str, str]]:
-    spec = rs.meta.get("spec", {})
-    metrics, modes = spec.get("metric"), spec.get("mode")
-    if isinstance(metrics, list) and isinstance(modes, list) and len(metrics) == 2 == len(modes):
-        return list(zip(metrics, modes))
+    objective = Objective.from_spec(rs.meta.get("spec", {}))
+    if objective.is_multi and len(objective.names) == 2:
+        return list(zip(objective.names, objective.modes))
     return []
 
 
@@ -88,9 +88,12 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
     counts = Counter(t.status.value.lower() for t in rs.trials)
     facts = [("experiment", rs.name), ("folder", rs.path), ("status", rs.status),
              ("trials", f"{len(rs.trials)} (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")")]
-    metric = metric or rs.metric
-    mode = mode or rs.mode
-    if metric and mode in ("min", "max"):
+    try:
+        objective = Objective.from_args(metric or rs.metric, mode or rs.mode)
+    except ConfigError:
+        objective = Objective()
+    if objective and not objective.is_multi:  # several metrics: no single best to show
+        metric, mode = objective.primary, objective.primary_mode
         facts.append(("metric", f"{metric} ({mode})"))
         try:
             best = rs.get_best(metric, mode)

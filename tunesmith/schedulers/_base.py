@@ -73,11 +73,16 @@ class Scheduler:
     Subclasses store their constructor arguments as attributes and validate in ``setup``.
     """
 
-    metric: str | None = None
-    mode: str | None = None
+    metric: str | list[str] | None = None
+    mode: str | list[str] | None = None
 
-    def setup(self, metric: str | None, mode: str | None) -> None:
-        """Called once before any trial starts; raise ``ConfigError`` naming a bad argument."""
+    def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
+        """Called once before any trial starts; raise ``ConfigError`` naming a bad argument.
+
+        ``metric``/``mode`` are the experiment's objective as ``run`` takes them: a name and ``"min"``/``"max"``,
+        lists of them (multi-objective), or ``None``. A scheduler that compares trials by one metric resolves
+        it with ``Objective.for_scheduler`` (its own ``metric=`` first) and ranks results by its ``score``.
+        """
         self.metric = metric
         self.mode = mode
 

@@ -27,8 +27,9 @@ What this rule guarantees, and what it does not (the "rung invariant"):
   ``sum(ceil(i / rf) / i for i in 1..n)``, at most ``n / rf + (1 - 1 / rf) * H(n)``: the asynchronous
   slack is logarithmic on average, not constant.
 
-Shared helpers for the other schedulers of this package (objective resolution, metric scores,
-argument checks) live here too, as private functions.
+Shared helpers for the other schedulers of this package (argument checks, ranks, times) live here too, as
+private functions; the metric a scheduler compares by, and its score, is an ``Objective``
+(``Objective.for_scheduler``: the scheduler's own ``metric``/``mode``, else the experiment's).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._objective import Objective
 from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Scheduler, SchedulerView
 from tunesmith.trial import ITERATION, Result, TrialView, trial_name
 
@@ -51,23 +53,6 @@ _MAX_RUNGS = 1000
 
 
 # ----------------------------------------------------------------------------- shared private helpers
-
-
-def _resolve_objective(owner: str, own_metric: Any, own_mode: Any, metric: Any, mode: Any) -> tuple[str, str]:
-    """The scheduler's metric and mode: its own arguments if given, else the experiment's.
-
-    Raises:
-        ConfigError: naming ``metric`` or ``mode`` when the result is missing or malformed.
-    """
-    chosen_metric = own_metric if own_metric is not None else metric
-    chosen_mode = own_mode if own_mode is not None else mode
-    if not isinstance(chosen_metric, str) or not chosen_metric:
-        raise ConfigError(
-            f"metric: {owner} needs the name of one reported metric (pass metric= to {owner} or to "
-            f"run()); got {chosen_metric!r}")
-    if chosen_mode not in ("min", "max"):
-        raise ConfigError(f"mode: {owner} expects 'min' or 'max' (to {owner} or to run()); got {chosen_mode!r}")
-    return chosen_metric, chosen_mode
 
 
 def _check_number(owner: str, name: str, value: Any, *, low: float | None = None, low_open: bool = False,
@@ -102,16 +87,6 @@ def _number(result: Result, key: str, what: str) -> float:
     if not isinstance(value, numbers.Real):
         raise ConfigError(f"{what} {key!r} of {trial_name(result.trial_id)} must be a number; got {value!r}")
     return float(value)
-
-
-def _score(result: Result, metric: str, mode: str) -> float:
-    """The result's metric signed so that higher is better; NaN stays NaN (callers rank it worst).
-
-    Raises:
-        ConfigError: the metric is missing from the result or is not a number.
-    """
-    value = _number(result, metric, "metric")
-    return value if mode == "max" else -value
 
 
 def _time(result: Result, time_attr: str) -> float:
@@ -199,7 +174,7 @@ class ASHA(Scheduler):
         self.metric = metric
         self.mode = mode
 
-    def setup(self, metric: str | None, mode: str | None) -> None:
+    def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
         """Validate the arguments and reset all state.
 
         Raises:
@@ -207,7 +182,7 @@ class ASHA(Scheduler):
                 ``max_t``, a ``brackets`` count whose last bracket would have no rung).
         """
         name = "ASHA"
-        self._metric, self._mode = _resolve_objective(name, self.metric, self.mode, metric, mode)
+        self._objective = Objective.for_scheduler(name, self.metric, self.mode, metric, mode)
         _check_time_attr(name, self.time_attr)
         max_t = _check_number(name, "max_t", self.max_t, low=0, low_open=True)
         grace = _check_number(name, "grace_period", self.grace_period, low=0, low_open=True)
@@ -255,7 +230,7 @@ class ASHA(Scheduler):
         # Ascending, so a trial that jumps past several rungs in one result must pass each of them.
         while state.next_rung < len(rungs) and _reached(t, rungs[state.next_rung].milestone):
             if score is None:
-                score = _score(result, self._metric, self._mode)
+                score = self._objective.score(result)
             if not rungs[state.next_rung].record(score, self._rf):
                 state.stopped = True
                 return STOP

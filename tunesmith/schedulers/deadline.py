@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._objective import Objective
 from tunesmith.schedulers._base import (
     CONTINUE,
     STOP,
@@ -32,7 +33,7 @@ from tunesmith.schedulers._base import (
     Scheduler,
     SchedulerView,
 )
-from tunesmith.schedulers.asha import ASHA, _check_number, _rank_key, _resolve_objective, _score
+from tunesmith.schedulers.asha import ASHA, _check_number, _rank_key
 from tunesmith.trial import TIME_TOTAL, Result, TrialStatus, TrialView
 
 AllocateFn = Callable[[TrialView, SchedulerView], "dict[str, float] | None"]
@@ -111,7 +112,7 @@ class ResourceChanging(_Wrapper):
         self.scheduler = scheduler
         self.allocate_fn = allocate_fn
 
-    def setup(self, metric: str | None, mode: str | None) -> None:
+    def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
         """Validate the arguments, reset state and set up the wrapped scheduler.
 
         Raises:
@@ -204,21 +205,21 @@ class Deadline(_Wrapper):
         self.exploit_fraction = exploit_fraction
         self.keep = keep
 
-    def setup(self, metric: str | None, mode: str | None) -> None:
+    def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
         """Validate the arguments, reset state and set up the wrapped scheduler.
 
         Raises:
             ConfigError: naming the bad argument, or from the wrapped scheduler.
         """
         name = "Deadline"
-        self._metric, self._mode = _resolve_objective(name, self.metric, self.mode, metric, mode)
+        self._objective = Objective.for_scheduler(name, self.metric, self.mode, metric, mode)
         self._deadline = _check_number(name, "deadline_s", self.deadline_s, low=0, low_open=True)
         fraction = _check_number(name, "exploit_fraction", self.exploit_fraction, low=0, high=1)
         self._keep = int(_check_number(name, "keep", self.keep, low=1, integer=True))
         if self.scheduler is not None and not isinstance(self.scheduler, Scheduler):
             raise ConfigError(f"scheduler: Deadline expects a tunesmith Scheduler or None; got {self.scheduler!r}")
         self._inner = self.scheduler if self.scheduler is not None else ASHA(max_t=_DEFAULT_MAX_T)
-        self._inner.setup(self._metric, self._mode)
+        self._inner.setup(self._objective.metric, self._objective.mode)
         self._exploit_from = self._deadline * (1.0 - fraction)
         self._exploiting = False
         self._base: dict[int, dict[str, float]] = {}  # each trial's original request
@@ -239,7 +240,7 @@ class Deadline(_Wrapper):
             return STOP
         self._base.setdefault(trial.id, dict(trial.resources))
         decision = self._inner.on_result(trial, result, view)
-        self._scores[trial.id] = _score(result, self._metric, self._mode)
+        self._scores[trial.id] = self._objective.score(result)
         elapsed = result.get(TIME_TOTAL)
         if isinstance(elapsed, numbers.Real) and result.iteration > 0 and math.isfinite(float(elapsed)):
             self._speed[trial.id] = float(elapsed) / result.iteration

@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 
 from tunesmith._errors import ConfigError
+from tunesmith._objective import Objective
 from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP, Decision, Scheduler, SchedulerView
 from tunesmith.schedulers.asha import (
     _MAX_RUNGS,
@@ -36,8 +37,6 @@ from tunesmith.schedulers.asha import (
     _check_time_attr,
     _rank_key,
     _reached,
-    _resolve_objective,
-    _score,
     _time,
 )
 from tunesmith.trial import ITERATION, Result, TrialStatus, TrialView
@@ -95,14 +94,14 @@ class HyperBand(Scheduler):
         self.metric = metric
         self.mode = mode
 
-    def setup(self, metric: str | None, mode: str | None) -> None:
+    def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
         """Validate the arguments and reset all state.
 
         Raises:
             ConfigError: naming the bad argument.
         """
         name = "HyperBand"
-        self._metric, self._mode = _resolve_objective(name, self.metric, self.mode, metric, mode)
+        self._objective = Objective.for_scheduler(name, self.metric, self.mode, metric, mode)
         _check_time_attr(name, self.time_attr)
         max_t = _check_number(name, "max_t", self.max_t, low=1)
         rf = _check_number(name, "reduction_factor", self.reduction_factor, low=1, low_open=True)
@@ -145,7 +144,7 @@ class HyperBand(Scheduler):
             return STOP
         if not _reached(t, bracket.milestones[bracket.level]):
             return CONTINUE
-        bracket.arrived[trial.id] = _score(result, self._metric, self._mode)
+        bracket.arrived[trial.id] = self._objective.score(result)
         state.waiting = True
         if not bracket.rung_complete():
             return PAUSE

@@ -23,13 +23,12 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
+from tunesmith._objective import Objective
 from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Scheduler, SchedulerView
 from tunesmith.schedulers.asha import (
     _check_number,
     _check_time_attr,
     _reached,
-    _resolve_objective,
-    _score,
     _time,
 )
 from tunesmith.trial import ITERATION, Result, TrialView
@@ -93,14 +92,14 @@ class MedianStopping(Scheduler):
         self.metric = metric
         self.mode = mode
 
-    def setup(self, metric: str | None, mode: str | None) -> None:
+    def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
         """Validate the arguments and reset all state.
 
         Raises:
             ConfigError: naming the bad argument.
         """
         name = "MedianStopping"
-        self._metric, self._mode = _resolve_objective(name, self.metric, self.mode, metric, mode)
+        self._objective = Objective.for_scheduler(name, self.metric, self.mode, metric, mode)
         _check_time_attr(name, self.time_attr)
         self._grace = _check_number(name, "grace_period", self.grace_period, low=0)
         _check_number(name, "min_samples", self.min_samples, low=1, integer=True)
@@ -116,7 +115,7 @@ class MedianStopping(Scheduler):
         if history.stopped:
             return STOP
         t = _time(result, self.time_attr)
-        score = _score(result, self._metric, self._mode)
+        score = self._objective.score(result)
         if history.times and t <= history.times[-1]:
             self._forget(history, t)
         if not _reached(t, self._grace):

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._objective import Objective
 from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Exploit, Scheduler, SchedulerView
 from tunesmith.schedulers.asha import (
     _as_iteration,
@@ -45,8 +46,6 @@ from tunesmith.schedulers.asha import (
     _check_time_attr,
     _rank_key,
     _reached,
-    _resolve_objective,
-    _score,
     _time,
 )
 from tunesmith.trial import ITERATION, Result, TrialView
@@ -162,14 +161,14 @@ class PBT(Scheduler):
         self.metric = metric
         self.mode = mode
 
-    def setup(self, metric: str | None, mode: str | None) -> None:
+    def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
         """Validate the arguments and reset all state (the random generator included).
 
         Raises:
             ConfigError: naming the bad argument.
         """
         name = "PBT"
-        self._metric, self._mode = _resolve_objective(name, self.metric, self.mode, metric, mode)
+        self._objective = Objective.for_scheduler(name, self.metric, self.mode, metric, mode)
         _check_time_attr(name, self.time_attr)
         self._interval = _check_number(name, "perturbation_interval", self.perturbation_interval,
                                        low=0, low_open=True)
@@ -196,7 +195,7 @@ class PBT(Scheduler):
         if state.ended:
             return STOP
         t = _time(result, self.time_attr)
-        state.last_score = _score(result, self._metric, self._mode)
+        state.last_score = self._objective.score(result)
         if not _reached(t - state.last_perturbation, self._interval):
             return CONTINUE
         state.last_perturbation = t

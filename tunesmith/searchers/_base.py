@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunesmith._errors import ConfigError
 from tunesmith._spec import constructor_spec
 
 
@@ -37,6 +36,10 @@ class Searcher:
 
     def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
               num_samples: int) -> None:
+        """``metric``/``mode`` are the experiment's objective as ``run`` takes them (a name and ``"min"``/``"max"``,
+        lists of them, or ``None``), already checked by ``run``. A searcher that learns from results turns them
+        into an :class:`~tunesmith._objective.Objective` with ``Objective.for_searcher`` (its checks, for direct
+        calls, name this searcher)."""
         self.space = space
         self.metric = metric
         self.mode = mode
@@ -69,36 +72,3 @@ class Searcher:
     def to_spec(self) -> dict[str, Any]:
         """Constructor arguments as JSON (for the store's experiment spec)."""
         return constructor_spec(self)
-
-
-def objectives(metric: Any, mode: Any, *, multi: bool = True, owner: str = "this searcher"
-               ) -> tuple[list[str], list[str]]:
-    """Check an experiment's ``metric``/``mode`` for a searcher that learns from results.
-
-    Args:
-        metric: a metric name, or (``multi=True``) a list of names for multi-objective search.
-        mode: ``"min"``/``"max"``, or a list of them as long as ``metric``.
-        multi: whether a list of metrics is allowed.
-        owner: the searcher's name, for messages.
-
-    Returns:
-        ``(metrics, modes)`` as lists of equal length (one element for a single objective).
-
-    Raises:
-        ConfigError: naming ``metric`` or ``mode``.
-    """
-    if isinstance(metric, str) and metric:
-        if mode not in ("min", "max"):
-            raise ConfigError(f"mode: {owner} expects 'min' or 'max' for metric {metric!r}; got {mode!r}")
-        return [metric], [mode]
-    if not multi or not isinstance(metric, (list, tuple)):
-        what = "the name of a reported metric" + (" or a list of names" if multi else "")
-        raise ConfigError(f"metric: {owner} learns from results and needs {what}; got {metric!r}")
-    if not metric or not all(isinstance(m, str) and m for m in metric) or len(set(metric)) != len(metric):
-        raise ConfigError(f"metric: expected a non-empty list of distinct metric names; got {metric!r}")
-    if not isinstance(mode, (list, tuple)) or len(mode) != len(metric):
-        raise ConfigError(f"mode: expected a list of {len(metric)} 'min'/'max' values, one per metric in "
-                          f"{list(metric)!r}; got {mode!r}")
-    if any(m not in ("min", "max") for m in mode):
-        raise ConfigError(f"mode: expected only 'min' or 'max'; got {mode!r}")
-    return list(metric), list(mode)

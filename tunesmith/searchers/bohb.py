@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from tunesmith._errors import ConfigError
-from tunesmith.searchers._base import FINISHED, Searcher, _Finished, objectives
+from tunesmith._objective import Objective
+from tunesmith.searchers._base import FINISHED, Searcher, _Finished
 from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
 from tunesmith.searchers.random import UNLIMITED, _check_num_samples
 from tunesmith.searchers.sobol import Dim, UnitCube, check_seed, seed_sequence
@@ -105,8 +106,8 @@ class BOHB(Searcher):
         super().setup(space, metric, mode, num_samples)
         validate_space(space)
         _check_num_samples(num_samples)
-        metrics, modes = objectives(metric, mode, multi=False, owner="BOHB")
-        self._metric, self._sign = metrics[0], (1.0 if modes[0] == "min" else -1.0)
+        objective = Objective.for_searcher(metric, mode, multi=False, owner="BOHB")
+        self._metric, self._sign = objective.primary, (1.0 if objective.primary_mode == "min" else -1.0)
         check_seed(self._seed)
         _check_int("min_points_in_model", self.min_points_in_model, 2, optional=True)
         _check_real("top_n_percent", self.top_n_percent, 0, 100, "0 < top_n_percent < 100")

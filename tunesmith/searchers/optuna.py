@@ -21,8 +21,9 @@ from decimal import Decimal
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._objective import Objective
 from tunesmith._optional import require
-from tunesmith.searchers._base import FINISHED, Searcher, _Finished, objectives
+from tunesmith.searchers._base import FINISHED, Searcher, _Finished
 from tunesmith.searchers.points import check_points, check_points_fit
 from tunesmith.searchers.random import UNLIMITED, _check_num_samples
 from tunesmith.searchers.sobol import check_seed, fits, resolve_fixed, seed_sequence
@@ -145,7 +146,8 @@ class OptunaSearch(Searcher):
         super().setup(space, metric, mode, num_samples)
         validate_space(space)
         _check_num_samples(num_samples)
-        self._metrics, self._modes = objectives(metric, mode, owner="OptunaSearch")
+        objective = Objective.for_searcher(metric, mode, owner="OptunaSearch")
+        self._metrics, self._modes = list(objective.names), list(objective.modes)
         optuna = require("optuna", "optuna", what="OptunaSearch")
         self._optuna = optuna
         self._check_sampler(optuna)
