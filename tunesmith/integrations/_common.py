@@ -31,6 +31,8 @@ def should_stop() -> bool:
     if fn is not None:
         return bool(fn())
     s = session._session
+    if s is not None and not s.stopped and s.channel.stop_requested():  # a cheap, rate-limited poll
+        s.stopped = True  # as report() does: a later report raises instead of being stored
     return s is not None and s.stopped
 
 
