@@ -132,3 +132,18 @@ def test_a_checkpoint_this_user_did_not_write_is_not_loaded(tmp_path: Any) -> No
         json.dump(data, f)
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_or_create(PPO, _env(), {}, checkpoint=ckpt, policy="MlpPolicy")
+
+
+def test_the_pbt_example_runs_with_tiny_settings(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "sb3_pbt.py")
+    out = subprocess.run([sys.executable, example, "--population", "3", "--timesteps", "768", "--eval-freq", "256",
+                          "--perturbation-interval", "512", "--target", "0", "--verbose", "0",
+                          "--storage-path", str(tmp_path)], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 trials" in out.stdout
+    result = ts.load(str(tmp_path / "sb3_pbt"))
+    assert all(t.status == ts.TrialStatus.TERMINATED for t in result.trials)
+    assert {row["timesteps"] for t in result.trials for row in result.history(t.id)} <= {256, 512, 768}

@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tunesmith import _signing
+from tunesmith import _signing, session
 from tunesmith import checkpoint as _ckpt
-from tunesmith import session
 from tunesmith.checkpoint import Checkpoint, CheckpointError
 
 
