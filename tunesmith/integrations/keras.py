@@ -34,7 +34,7 @@ MODEL_FILE = "model.keras"  # what ``model.save`` writes in a checkpoint folder
 _EPOCH_FILE = "epoch.json"  # the number of epochs done when it was written (``fit``'s ``initial_epoch``)
 
 
-class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc]
+class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
     """Reports the logs at the end of each epoch; sets ``model.stop_training`` when the trial is stopped.
 
     Args:
@@ -128,7 +128,7 @@ def restore(model: Any, checkpoint: Any = None) -> int:
         lr = getattr(optimizer, "_learning_rate", None)
         lr = lr.numpy() if isinstance(lr, keras.Variable) else None
     model.load_weights(path)
-    if lr is not None:
+    if optimizer is not None and lr is not None:
         optimizer.learning_rate = lr  # the compiled (current config's) value, not the saved one
     with open(os.path.join(folder, _EPOCH_FILE)) as f:
         return int(json.load(f)["epoch"])

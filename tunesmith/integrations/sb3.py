@@ -90,8 +90,9 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
 
     def evaluate(self) -> bool:
         """Evaluate, report (with a checkpoint) now; False when the trial was stopped."""
-        mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
-                                    deterministic=self.deterministic)
+        out: Any = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
+                                   deterministic=self.deterministic)
+        mean, std = out  # (mean, std): return_episode_rewards is False
         metrics = {"mean_reward": float(mean), "std_reward": float(std), "timesteps": int(self.num_timesteps)}
         if self.checkpoint:
             with tempfile.TemporaryDirectory(prefix="sb3-") as folder:
@@ -103,7 +104,7 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         return ok
 
 
-def load_or_create(algo_class: type, env: Any, config: dict[str, Any], *, checkpoint: Any = _DEFAULT,
+def load_or_create(algo_class: Any, env: Any, config: dict[str, Any], *, checkpoint: Any = _DEFAULT,
                    **fixed: Any) -> Any:
     """The trial's model: restored from its checkpoint with ``config`` applied, or new.
 
