@@ -9,7 +9,7 @@ import tunesmith as ts
 PUBLIC = [
     "ASHA", "Deadline", "HyperBand", "MedianStopping", "PBT", "ResourceChanging",
     "BOHB", "ConcurrencyLimiter", "OptunaSearch", "QuasiRandom", "Repeat",
-    "CSVLogger", "JSONLLogger", "MLflowLogger", "Progress", "TensorBoardLogger",
+    "CSVLogger", "JSONLLogger", "MLflowLogger", "Progress", "TensorBoardLogger", "WandbLogger",
     "DataRef", "RayBackend", "download_once", "get", "put", "StoreError",
     "Callback", "Checkpoint", "ConfigError", "FIFO", "Random", "ResultSet", "Scheduler", "Searcher",
     "TrialError", "TrialResult", "TrialStatus", "__version__", "choice", "get_checkpoint", "get_config",

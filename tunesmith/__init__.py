@@ -59,6 +59,7 @@ _LAZY = {
     "JSONLLogger": "tunesmith.callbacks.csv_json",
     "TensorBoardLogger": "tunesmith.callbacks.tensorboard",
     "MLflowLogger": "tunesmith.callbacks.mlflow",
+    "WandbLogger": "tunesmith.callbacks.wandb",
     "Progress": "tunesmith.callbacks.progress",
     "TrialStatus": "tunesmith.trial",
     "RayBackend": "tunesmith.executors.ray",

@@ -1,6 +1,6 @@
 """Callbacks: progress display and loggers; ``Callback`` is the base class for your own.
 
-The optional loggers import their packages (tensorboardX, mlflow) only when an experiment starts, so
+The optional loggers import their packages (tensorboardX, mlflow, wandb) only when an experiment starts, so
 importing them here costs nothing.
 """
 
@@ -11,9 +11,10 @@ from tunesmith.callbacks.csv_json import CSVLogger, JSONLLogger
 from tunesmith.callbacks.mlflow import MLflowLogger
 from tunesmith.callbacks.progress import Progress
 from tunesmith.callbacks.tensorboard import TensorBoardLogger
+from tunesmith.callbacks.wandb import WandbLogger
 
 __all__ = ["CSVLogger", "Callback", "ExperimentInfo", "JSONLLogger", "MLflowLogger", "Progress",
-           "TensorBoardLogger", "default_callbacks"]
+           "TensorBoardLogger", "WandbLogger", "default_callbacks"]
 
 
 def default_callbacks(verbose: int, callbacks: list[Callback] | None = None,

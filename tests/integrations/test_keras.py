@@ -1,0 +1,124 @@
+"""Keras 3 bridge, on the PyTorch backend (no TensorFlow): a tiny Dense model on random numpy data."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported, here and in the workers (they inherit it)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import tunesmith as ts  # noqa: E402
+from tunesmith import checkpoint as _ckpt  # noqa: E402
+from tunesmith.checkpoint import Checkpoint  # noqa: E402
+
+keras = pytest.importorskip("keras")
+from tunesmith.integrations.keras import MODEL_FILE, ReportCallback, restore  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _data() -> tuple[Any, Any]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    return x, (x @ np.array([[1.0], [-2.0], [0.5], [0.0]], dtype="float32"))
+
+
+def _model(lr: float) -> Any:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse", metrics=["mae"])
+    return model
+
+
+def _weights_sum(model: Any) -> float:
+    return float(sum(np.abs(w).sum() for w in model.get_weights()))
+
+
+def _train(config: dict[str, Any]) -> None:
+    x, y = _data()
+    model = _model(config.get("lr", 1e-2))
+    initial = restore(model)
+    log = os.path.join(ts.get_trial_dir(), "attempts.jsonl")
+    with open(log, "a") as f:
+        f.write(json.dumps({"initial_epoch": initial, "weights": _weights_sum(model)}) + "\n")
+    callback = ReportCallback(metrics=config.get("metrics"))
+    epochs = config["fail_after"] if config.get("fail_after") and initial == 0 else config["epochs"]
+    history = model.fit(x, y, validation_split=0.25, batch_size=16, epochs=epochs, initial_epoch=initial,
+                        verbose=0, callbacks=[callback])
+    with open(log, "a") as f:
+        f.write(json.dumps({"ran": history.epoch, "stopped": callback.stopped, "weights": _weights_sum(model)})
+                + "\n")
+    if initial == 0 and config.get("fail_after"):
+        raise RuntimeError("the first attempt fails after its epochs")
+
+
+def _lines(path: str) -> list[dict[str, Any]]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_epoch_logs_arrive_in_the_store_and_a_stop_ends_fit_after_that_epoch() -> None:
+    result = ts.run(_train, space={"epochs": 50}, stop={"training_iteration": 2}, verbose=0, name="keras-stop")
+    trial = result.trials[0]
+    history = result.history(trial.id)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert {"loss", "mae", "val_loss", "val_mae"} <= set(h) and h["loss"] > 0
+    lines = _lines(os.path.join(trial.path, "attempts.jsonl"))
+    assert lines[-1]["ran"] == [0, 1] and lines[-1]["stopped"] is True  # 2 of the 50 epochs
+    assert os.path.isfile(os.path.join(trial.checkpoint.as_dir(), MODEL_FILE))
+
+
+def test_chosen_metrics_only_and_a_name_keras_never_logs_is_one_clear_error() -> None:
+    result = ts.run(_train, space={"epochs": 1, "metrics": ts.grid([["val_loss"], ["val_los"]])}, verbose=0,
+                    name="keras-metrics")
+    ok, bad = sorted(result.trials, key=lambda t: t.config["metrics"] != ["val_loss"])
+    assert set(result.history(ok.id)[0]) - {"training_iteration", "time_total_s", "timestamp"} == {"val_loss",
+                                                                                                   "epoch"}
+    assert bad.status == ts.TrialStatus.ERROR
+    assert "metrics ['val_los'] are not in Keras' logs" in bad.error and "'val_loss'" in bad.error
+
+
+def test_a_retry_continues_from_the_checkpoint() -> None:
+    result = ts.run(_train, space={"epochs": 4, "fail_after": 2}, max_failures=1, verbose=0, name="keras-retry")
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED
+    first_start, first_end, retry_start, retry_end = _lines(os.path.join(trial.path, "attempts.jsonl"))
+    assert first_start["initial_epoch"] == 0 and first_end["ran"] == [0, 1]
+    # the retry starts from the weights the first attempt ended with, at epoch 2, and runs epochs 3 and 4
+    assert retry_start["initial_epoch"] == 2
+    assert retry_start["weights"] == pytest.approx(first_end["weights"], rel=1e-6)
+    assert retry_start["weights"] != pytest.approx(first_start["weights"], rel=1e-3)
+    assert retry_end["ran"] == [2, 3]
+    assert [h["epoch"] for h in result.history(trial.id)] == [1, 2, 3, 4]
+
+
+def test_restore_keeps_the_compiled_learning_rate_and_the_optimizer_state(tmp_path: Any) -> None:
+    x, y = _data()
+    model = _model(1e-2)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[_Saver(tmp_path)])
+    ckpt = Checkpoint(_ckpt.write(Checkpoint.from_dir(tmp_path / "saved"), str(tmp_path / "ckpts"), 1))
+
+    new = _model(5e-4)  # the config after a PBT exploit
+    assert restore(new, ckpt) == 1
+    assert float(new.optimizer.learning_rate) == pytest.approx(5e-4)
+    assert int(new.optimizer.iterations) == 4  # 64 samples / 16 per batch: the saved count, not 0
+    for a, b in zip(model.get_weights(), new.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    new.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert float(new.optimizer.learning_rate) == pytest.approx(5e-4) and int(new.optimizer.iterations) == 8
+
+
+class _Saver(keras.callbacks.Callback):  # the files ReportCallback puts in a checkpoint, outside a trial
+    def __init__(self, tmp_path: Any) -> None:
+        super().__init__()
+        self.folder = tmp_path / "saved"
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.folder.mkdir()
+        self.model.save(str(self.folder / MODEL_FILE))
+        (self.folder / "epoch.json").write_text(json.dumps({"epoch": epoch + 1}))

@@ -1,0 +1,149 @@
+"""Stable-Baselines3 bridge: real PPO on CartPole-v1 for a few thousand steps."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+
+import tunesmith as ts
+from tunesmith import checkpoint as _ckpt
+from tunesmith.checkpoint import Checkpoint, CheckpointError
+
+pytest.importorskip("stable_baselines3")
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+
+from tunesmith.integrations.sb3 import MODEL_FILE, ReportCallback, load_or_create  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+SMALL = {"n_steps": 64, "batch_size": 64, "n_epochs": 1, "policy_kwargs": {"net_arch": [16]}}
+
+
+def _env(n: int = 1) -> Any:
+    return make_vec_env("CartPole-v1", n_envs=n, seed=0)
+
+
+def _train(config: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    restored = ts.get_checkpoint() is not None
+    model = load_or_create(PPO, _env(), config, policy="MlpPolicy", seed=0, **SMALL)
+    callback = ReportCallback(_env(), eval_freq=config["eval_freq"], n_eval_episodes=2)
+    with open(os.path.join(ts.get_trial_dir(), "starts.jsonl"), "a") as f:
+        f.write(json.dumps({"restored": restored, "timesteps": model.num_timesteps}) + "\n")
+    model.learn(config["total"] - model.num_timesteps, callback=callback, reset_num_timesteps=False)
+    with open(os.path.join(ts.get_trial_dir(), "end.json"), "w") as f:
+        json.dump({"timesteps": model.num_timesteps, "stopped": callback.stopped}, f)
+    if not restored and config.get("fail_once"):
+        raise RuntimeError("first attempt fails after learning")
+
+
+def _lines(path: str) -> list[dict[str, Any]]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_evaluations_arrive_in_the_store_and_a_stop_ends_learn_within_one_evaluation() -> None:
+    result = ts.run(_train, space={"eval_freq": 256, "total": 20_000, "learning_rate": 3e-4},
+                    stop={"training_iteration": 2}, verbose=0, name="sb3-stop")
+    trial = result.trials[0]
+    history = result.history(trial.id)
+    assert [h["training_iteration"] for h in history] == [1, 2]
+    assert [h["timesteps"] for h in history] == [256, 512]
+    for h in history:
+        assert h["mean_reward"] > 0 and h["std_reward"] >= 0
+    with open(os.path.join(trial.path, "end.json")) as f:
+        end = json.load(f)
+    # learn returned right after the second evaluation (the step it was made at), not at 20 000 steps
+    assert end == {"timesteps": 512, "stopped": True}
+    assert trial.checkpoint is not None and os.path.isfile(os.path.join(trial.checkpoint.as_dir(), MODEL_FILE))
+
+
+def test_a_retry_continues_from_the_checkpoint() -> None:
+    result = ts.run(_train, space={"eval_freq": 256, "total": 1024, "fail_once": True}, max_failures=1,
+                    verbose=0, name="sb3-retry")
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED
+    starts = _lines(os.path.join(trial.path, "starts.jsonl"))
+    # the first attempt reported at 256, 512, 768 and 1024 steps, then failed: the retry restarted at 1024
+    assert starts == [{"restored": False, "timesteps": 0}, {"restored": True, "timesteps": 1024}]
+    assert [h["timesteps"] for h in result.history(trial.id)] == [256, 512, 768, 1024]
+
+
+def _saved(tmp_path: Any, model: Any) -> Checkpoint:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model.save(str(folder / MODEL_FILE))
+    return Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
+
+
+def test_restoring_applies_the_new_config_to_what_training_uses(tmp_path: Any) -> None:
+    old = {"learning_rate": 1e-3, "gamma": 0.9, "ent_coef": 0.0, "gae_lambda": 0.8, "clip_range": 0.3}
+    model = PPO("MlpPolicy", _env(), seed=0, **old, **SMALL)
+    model.learn(128)
+    weights = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    ckpt = _saved(tmp_path, model)
+
+    # what the bridge fixes: a plain load brings the old values back
+    plain = PPO.load(os.path.join(ckpt.as_dir(), MODEL_FILE), env=_env())
+    assert (plain.learning_rate, plain.gamma, plain.rollout_buffer.gamma) == (1e-3, 0.9, 0.9)
+
+    new = {"learning_rate": 2.5e-4, "gamma": 0.97, "ent_coef": 0.02, "gae_lambda": 0.95, "clip_range": 0.1,
+           "unrelated": "left to the user's code"}
+    restored = load_or_create(PPO, _env(), new, checkpoint=ckpt, policy="MlpPolicy", seed=0, **SMALL)
+    # the weights are the checkpoint's, the count continues
+    assert restored.num_timesteps == 128
+    for key, value in restored.policy.state_dict().items():
+        assert (value == weights[key]).all(), key
+    restored.learn(64, reset_num_timesteps=False)  # one rollout and one update with the restored model
+    assert restored.num_timesteps == 192
+    assert [g["lr"] for g in restored.policy.optimizer.param_groups] == [2.5e-4]  # the lr the update used
+    assert restored.lr_schedule(1.0) == 2.5e-4
+    assert restored.gamma == restored.rollout_buffer.gamma == 0.97
+    assert restored.gae_lambda == restored.rollout_buffer.gae_lambda == 0.95
+    assert restored.ent_coef == 0.02
+    assert restored.clip_range(1.0) == 0.1
+
+
+def test_a_new_model_gets_the_config_and_bad_input_is_named(tmp_path: Any) -> None:
+    model = load_or_create(PPO, _env(), {"gamma": 0.95, "lr": 1}, checkpoint=None, policy="MlpPolicy", **SMALL)
+    assert model.gamma == model.rollout_buffer.gamma == 0.95
+    with pytest.raises(ts.ConfigError, match=r"\['gamma'\] given both in config and as fixed"):
+        load_or_create(PPO, _env(), {"gamma": 0.95}, checkpoint=None, policy="MlpPolicy", gamma=0.9)
+    with pytest.raises(ts.ConfigError, match="eval_freq must be a positive integer"):
+        ReportCallback(_env(), eval_freq=0)
+
+
+def test_a_checkpoint_this_user_did_not_write_is_not_loaded(tmp_path: Any) -> None:
+    model = PPO("MlpPolicy", _env(), seed=0, **SMALL)
+    ckpt = _saved(tmp_path, model)
+    manifest = os.path.join(ckpt.as_dir(), _ckpt.MANIFEST)
+    with open(manifest) as f:
+        data = json.load(f)
+    data.pop("signature", None)
+    for key in [k for k in data if "sig" in k]:
+        data.pop(key)
+    with open(manifest, "w") as f:
+        json.dump(data, f)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_or_create(PPO, _env(), {}, checkpoint=ckpt, policy="MlpPolicy")
+
+
+def test_the_pbt_example_runs_with_tiny_settings(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "sb3_pbt.py")
+    out = subprocess.run([sys.executable, example, "--population", "3", "--timesteps", "768", "--eval-freq", "256",
+                          "--perturbation-interval", "512", "--target", "0", "--verbose", "0",
+                          "--storage-path", str(tmp_path)], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 trials" in out.stdout
+    result = ts.load(str(tmp_path / "sb3_pbt"))
+    assert all(t.status == ts.TrialStatus.TERMINATED for t in result.trials)
+    assert {row["timesteps"] for t in result.trials for row in result.history(t.id)} <= {256, 512, 768}

@@ -1,0 +1,158 @@
+"""Weights & Biases: the logger and the in-trial setup in W&B's offline mode (no network); the offline run
+files are read back (W&B's record format: a LevelDB-style log of protobuf records)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import struct
+from typing import Any
+
+import pytest
+
+import tunesmith as ts
+
+pytest.importorskip("wandb")
+from wandb.proto import wandb_internal_pb2 as pb  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+SECRET = "s3cr3t-token-value"
+URL_PASSWORD = "hunter2pass"
+
+
+@pytest.fixture(autouse=True)
+def _offline(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    folder = str(tmp_path / "wandb")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, folder)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    return folder
+
+
+def _records(path: str) -> list[Any]:
+    """The protobuf records of a ``.wandb`` file: a 7-byte header, then 32 KiB blocks of chunks (crc32,
+    length, type: 1 full, 2 first, 3 middle, 4 last)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b":W&B"
+    pos, block, buf, out = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:
+            break
+        buf += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(buf)
+            out.append(record)
+            buf = b""
+    return out
+
+
+def _runs(folder: str) -> dict[str, dict[str, Any]]:
+    """name -> {group, config, history (rows), summary} of every offline run under ``folder``."""
+    runs = {}
+    for path in glob.glob(os.path.join(folder, "**", "*.wandb"), recursive=True):
+        run: dict[str, Any] = {"config": {}, "history": [], "summary": {}, "exit": None}
+        for record in _records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run["name"], run["group"], run["project"] = (record.run.display_name, record.run.run_group,
+                                                             record.run.project)
+                run["tags"] = list(record.run.tags)
+                run["config"].update({u.key: json.loads(u.value_json) for u in record.run.config.update})
+            elif kind == "config":
+                run["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
+            elif kind == "history":
+                run["history"].append({"/".join(i.nested_key) or i.key: json.loads(i.value_json)
+                                       for i in record.history.item})
+            elif kind == "summary":
+                run["summary"].update({"/".join(u.nested_key) or u.key: json.loads(u.value_json)
+                                       for u in record.summary.update})
+            elif kind == "exit":
+                run["exit"] = record.exit.exit_code
+        runs[run["name"]] = run
+    return runs
+
+
+def _no_secret_in(folder: str) -> None:
+    for path in glob.glob(os.path.join(folder, "**", "*"), recursive=True):
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            assert SECRET.encode() not in data and URL_PASSWORD.encode() not in data, path
+
+
+def _train(config: dict[str, Any]) -> None:
+    for i in range(1, 4):
+        ts.report({"loss": config["x"] / i, "opt": {"lr": 0.1 * i}, "note": "text is not logged"})
+    if config["x"] > 1:
+        raise RuntimeError(f"x too large, token {config['api_token']}")
+
+
+def test_one_run_per_trial_with_config_results_and_summary(_offline: str) -> None:
+    from tunesmith.callbacks.wandb import WandbLogger
+
+    space = {"x": ts.grid([0.5, 2.0]), "api_token": SECRET, "db": f"postgres://me:{URL_PASSWORD}@db/x"}
+    result = ts.run(_train, space=space, metric="loss", mode="min", name="wb-exp", verbose=0,
+                    callbacks=[ts.WandbLogger(project="tunesmith-test", tags=["mine"])])
+    runs = _runs(_offline)
+    assert sorted(runs) == ["trial_00001", "trial_00002"]
+    assert WandbLogger is ts.WandbLogger
+    for trial in result.trials:
+        run = runs[trial.name]
+        assert (run["project"], run["group"], run["tags"]) == ("tunesmith-test", "wb-exp", ["mine", "wb-exp"])
+        assert run["config"]["x"] == trial.config["x"]
+        assert run["config"]["api_token"] == "***" and run["config"]["db"] == "postgres://me:***@db/x"
+        history = result.history(trial.id)
+        assert len(run["history"]) == len(history) == 3
+        for logged, reported in zip(run["history"], history):
+            for key in ("loss", "opt/lr", "training_iteration", "time_total_s", "timestamp"):
+                assert logged[key] == pytest.approx(reported[key]), key
+            assert "note" not in logged
+    ok, failed = runs["trial_00001"], runs["trial_00002"]
+    assert ok["summary"]["tunesmith/status"] == "TERMINATED" and ok["exit"] == 0
+    assert failed["summary"]["tunesmith/status"] == "ERROR" and failed["exit"] == 1
+    assert failed["summary"]["tunesmith/error"] == "RuntimeError: x too large, token ***"
+    _no_secret_in(_offline)
+
+
+def test_the_logger_refuses_the_arguments_it_sets() -> None:
+    with pytest.raises(ts.ConfigError, match=r"\['group', 'name'\] are set by the logger"):
+        ts.WandbLogger(project="p", name="mine", group="g")
+
+
+def _train_with_setup(config: dict[str, Any]) -> None:
+    from tunesmith.integrations.wandb import setup
+
+    run = setup(project="in-trial")
+    for i in range(1, 3):
+        run.log({"inner": config["x"] * i})
+        ts.report({"loss": config["x"] / i})
+    run.finish()
+
+
+def test_setup_inside_a_trial_names_the_run_after_it_and_groups_by_experiment(_offline: str) -> None:
+    ts.run(_train_with_setup, space={"x": 3.0, "password": SECRET}, name="wb-inside", verbose=0)
+    runs = _runs(_offline)
+    assert list(runs) == ["trial_00001"]
+    run = runs["trial_00001"]
+    assert (run["project"], run["group"]) == ("in-trial", "wb-inside")
+    assert run["config"]["x"] == 3.0 and run["config"]["password"] == "***"
+    assert [row["inner"] for row in run["history"]] == [3.0, 6.0]
+    _no_secret_in(_offline)
+
+
+def test_setup_outside_a_trial_says_so() -> None:
+    from tunesmith.integrations.wandb import setup
+
+    with pytest.raises(RuntimeError, match="outside a trial"):
+        setup(project="p")

@@ -1,0 +1,104 @@
+"""Weights & Biases logging: one W&B run per trial, grouped by experiment, logged from the driver."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from tunesmith._secrets import shown
+from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.callbacks.csv_json import flat_metrics
+from tunesmith.trial import Result, TrialStatus, TrialView
+
+
+class WandbLogger(Callback):
+    """Logs each trial as a W&B run: its config, every result, and its end in the summary.
+
+    Runs are named after the trial (``trial_00001``), grouped under the experiment's name (``group``) and
+    tagged with it. Every numeric result is logged with its ``training_iteration`` as a metric (W&B's own
+    step counts the rows: a trial restarted from a checkpoint logs its re-run iterations again instead of W&B
+    dropping them). The summary gets ``tunesmith/status`` (``TERMINATED``, ``ERROR``, or the status the trial
+    had when the experiment ended) and, for a failed trial, the last line of its error. A config changed later
+    (a PBT exploit) updates the run's config. Secret-looking config values are masked (``***``), as everywhere
+    tunesmith shows a config.
+
+    Logged from the driver, so trials need no W&B setup; to log from inside a trial (gradients, media) use
+    ``tunesmith.integrations.wandb.setup()`` instead. Needs ``pip install 'tunesmith[wandb]'`` and a W&B login
+    (or ``WANDB_MODE=offline``).
+
+    Args:
+        project: the W&B project.
+        **init_kwargs: passed to every ``wandb.init`` (``entity``, ``tags``, ``mode``, ``settings``...);
+            ``name``, ``group``, ``config`` and ``reinit`` are set by the logger. Without ``settings``, console
+            capture and system metrics are off (the driver logs many runs at once).
+    """
+
+    def __init__(self, project: str | None = None, **init_kwargs: Any) -> None:
+        taken = sorted({"name", "group", "config", "reinit"} & set(init_kwargs))
+        if taken:
+            from tunesmith._errors import ConfigError
+
+            raise ConfigError(f"WandbLogger: {taken} are set by the logger (one run per trial, named after it, "
+                              f"grouped by experiment); remove them from its arguments")
+        self.project = project
+        self.init_kwargs = init_kwargs
+        self._wandb: Any = None
+        self._group = ""
+        self._runs: dict[int, Any] = {}
+        self._configs: dict[int, dict[str, Any]] = {}
+
+    def run(self, trial_id: int) -> Any:
+        """The W&B run of a trial while it is open (None before it started and after it ended)."""
+        return self._runs.get(trial_id)
+
+    def on_experiment_start(self, experiment: ExperimentInfo) -> None:
+        from tunesmith._optional import require
+
+        self._wandb = require("wandb", "wandb", "WandbLogger")
+        self._group = experiment.name
+
+    def on_trial_start(self, trial: TrialView) -> None:
+        run = self._runs.get(trial.id)
+        config = shown(trial).config  # secret-looking values masked: a W&B project is shared more widely
+        if run is None:
+            kwargs = dict(self.init_kwargs)
+            tags = list(kwargs.pop("tags", None) or [])
+            if "settings" not in kwargs:
+                kwargs["settings"] = self._wandb.Settings(console="off", x_disable_stats=True, save_code=False)
+            self._runs[trial.id] = self._wandb.init(
+                project=self.project, name=trial.name, group=self._group, config=config,
+                tags=[*tags, self._group][:64], reinit="create_new", **kwargs)
+        elif self._configs.get(trial.id) != trial.config:
+            run.config.update(config, allow_val_change=True)
+        self._configs[trial.id] = dict(trial.config)
+
+    def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
+        run = self._runs.get(trial.id)
+        if run is None:
+            return
+        for result in results:
+            row = {k: v for k, v in flat_metrics(result.metrics).items()
+                   if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+            run.log(row)
+
+    def on_trial_complete(self, trial: TrialView) -> None:
+        self._end(trial.id, TrialStatus.TERMINATED.name, None)
+
+    def on_trial_error(self, trial: TrialView) -> None:
+        error = shown(trial).error if trial.error else None  # an error message may quote the config
+        last = error.strip().splitlines() if error else []
+        self._end(trial.id, TrialStatus.ERROR.name, last[-1] if last else "")
+
+    def on_experiment_end(self, experiment: ExperimentInfo) -> None:
+        for trial_id in sorted(self._runs):
+            trial = experiment.trials.get(trial_id)
+            self._end(trial_id, trial.status.name if trial is not None else "UNKNOWN", None)
+
+    def _end(self, trial_id: int, status: str, error: str | None) -> None:
+        run = self._runs.pop(trial_id, None)
+        if run is None:
+            return
+        run.summary["tunesmith/status"] = status
+        if error is not None:
+            run.summary["tunesmith/error"] = error
+        run.finish(exit_code=1 if error is not None else 0)

@@ -1,0 +1,141 @@
+"""Keras 3: report each epoch's logs from ``model.fit``, checkpoint the model, stop ``fit`` when told, restore.
+
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # your choice: jax, torch or tensorflow, before keras loads
+    import keras
+    from tunesmith.integrations.keras import ReportCallback, restore
+
+    def train(config):
+        model = build_and_compile(config)            # with the trial's current config (learning rate...)
+        initial_epoch = restore(model)               # 0, or the epoch its checkpoint was saved after
+        model.fit(x, y, validation_split=0.2, epochs=20, initial_epoch=initial_epoch,
+                  callbacks=[ReportCallback(metrics=["val_loss", "val_accuracy"])])
+
+Needs ``pip install 'tunesmith[keras]'`` and a Keras backend (JAX, PyTorch or TensorFlow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith._optional import require
+from tunesmith.checkpoint import Checkpoint
+from tunesmith.integrations import _common
+
+keras = require("keras", "keras", "tunesmith.integrations.keras")
+
+__all__ = ["MODEL_FILE", "ReportCallback", "restore"]
+
+MODEL_FILE = "model.keras"  # what ``model.save`` writes in a checkpoint folder
+_EPOCH_FILE = "epoch.json"  # the number of epochs done when it was written (``fit``'s ``initial_epoch``)
+
+
+class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+    """Reports the logs at the end of each epoch; sets ``model.stop_training`` when the trial is stopped.
+
+    Args:
+        metrics: the log names to report, as Keras names them (``"loss"``, ``"val_loss"``,
+            ``"val_accuracy"``...), or a dict ``{reported name: log name}``; default: every scalar in the logs.
+            A name that Keras does not log is an error at the first report, naming those it logs.
+        checkpoint: save the model (``model.save``, optimizer state included) with each report; :func:`restore`
+            loads it back.
+        frequency: report every ``frequency`` epochs.
+    """
+
+    def __init__(self, metrics: list[str] | dict[str, str] | str | None = None, checkpoint: bool = True,
+                 frequency: int = 1) -> None:
+        super().__init__()
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        if metrics is not None and not isinstance(metrics, dict):
+            metrics = {name: name for name in metrics}
+        if metrics is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metrics.items()):
+            raise ConfigError(f"ReportCallback: metrics must be log names (a list or a dict of str), got {metrics!r}")
+        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+            raise ConfigError(f"ReportCallback: frequency must be a positive integer, got {frequency!r}")
+        self.metrics = metrics
+        self.checkpoint = checkpoint
+        self.frequency = frequency
+        self.stopped = False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if (epoch + 1) % self.frequency:
+            return
+        logs = dict(logs or {})
+        if self.metrics is None:
+            out = {k: v for k, v in logs.items() if _scalar(v)}
+        else:
+            missing = sorted(set(self.metrics.values()) - set(logs))
+            if missing:
+                raise ConfigError(f"ReportCallback: metrics {missing} are not in Keras' logs; it logged "
+                                  f"{sorted(logs)} (validation metrics need validation_data or validation_split)")
+            out = {name: logs[log] for name, log in self.metrics.items()}
+        out["epoch"] = epoch + 1
+        if self.checkpoint:
+            with tempfile.TemporaryDirectory(prefix="keras-") as folder:
+                self.model.save(os.path.join(folder, MODEL_FILE))
+                with open(os.path.join(folder, _EPOCH_FILE), "w") as f:
+                    json.dump({"epoch": epoch + 1}, f)
+                ok = _common.report(out, Checkpoint.from_dir(folder))  # copied before the folder goes
+        else:
+            ok = _common.report(out)
+        if not ok:
+            self.stopped = True
+            self.model.stop_training = True  # fit ends after this epoch, its callbacks' ends run
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.stopped and batch % 64 == 63 and _common.should_stop():  # told between reports
+            self.stopped = True
+            self.model.stop_training = True
+
+
+def restore(model: Any, checkpoint: Any = None) -> int:
+    """Load the trial's checkpoint into ``model``, built and compiled with the trial's CURRENT config; return
+    the ``initial_epoch`` to pass to ``fit`` (0 when there is nothing to restore).
+
+    The weights and the optimizer's state (moments, iteration count) come from the checkpoint; the learning
+    rate stays the one ``model`` was compiled with: after a PBT exploit the new value is the one training
+    uses (``keras.models.load_model`` would bring back the saved one).
+
+    Args:
+        model: the compiled model (same architecture as the checkpoint's).
+        checkpoint: the checkpoint to restore; default ``ts.get_checkpoint()``.
+
+    Raises:
+        CheckpointError: the checkpoint is not one this user's tunesmith wrote, or is damaged.
+        ConfigError: the checkpoint was not written by this ``ReportCallback``.
+    """
+    if checkpoint is None:
+        from tunesmith import session
+
+        checkpoint = session.get_checkpoint()
+        if checkpoint is None:
+            return 0
+    folder = _common.checked_dir(checkpoint, "keras.restore")
+    path = os.path.join(folder, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"keras.restore: the checkpoint {checkpoint.path} holds no {MODEL_FILE}: it was not "
+                          f"written by tunesmith.integrations.keras.ReportCallback")
+    optimizer = getattr(model, "optimizer", None)
+    lr = None
+    if optimizer is not None:
+        if not optimizer.built:  # an unbuilt optimizer's saved state would be skipped
+            optimizer.build(model.trainable_variables)
+        lr = getattr(optimizer, "_learning_rate", None)
+        lr = lr.numpy() if isinstance(lr, keras.Variable) else None
+    model.load_weights(path)
+    if optimizer is not None and lr is not None:
+        optimizer.learning_rate = lr  # the compiled (current config's) value, not the saved one
+    with open(os.path.join(folder, _EPOCH_FILE)) as f:
+        return int(json.load(f)["epoch"])
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, (int, float, bool)):
+        return True
+    shape = getattr(value, "shape", None)
+    return shape is not None and tuple(shape) in ((), (1,))

@@ -1,0 +1,157 @@
+"""Stable-Baselines3: report evaluations from ``model.learn`` and restore a trial's model with its current config.
+
+    from stable_baselines3 import PPO
+    from tunesmith.integrations.sb3 import ReportCallback, load_or_create
+
+    def train(config):
+        env = make_vec_env("CartPole-v1", n_envs=8)
+        model = load_or_create(PPO, env, config, policy="MlpPolicy")  # restored after a retry or PBT exploit
+        callback = ReportCallback(make_vec_env("CartPole-v1", n_envs=4), eval_freq=10_000)
+        model.learn(100_000 - model.num_timesteps, callback=callback, reset_num_timesteps=False)
+
+Needs ``pip install 'tunesmith[sb3]'``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith._optional import require
+from tunesmith.checkpoint import Checkpoint
+from tunesmith.integrations import _common
+
+require("stable_baselines3", "sb3", "tunesmith.integrations.sb3")
+
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+
+__all__ = ["MODEL_FILE", "ReportCallback", "load_or_create"]
+
+MODEL_FILE = "model.zip"  # the file ``model.save`` writes in a checkpoint folder
+_DEFAULT: Any = object()
+
+
+class ReportCallback(BaseCallback):  # type: ignore[misc]
+    """Evaluates the policy every ``eval_freq`` timesteps and reports it; ends ``learn`` when the trial is
+    stopped.
+
+    Each evaluation runs ``evaluate_policy`` on ``eval_env`` for ``n_eval_episodes`` episodes and reports
+    ``mean_reward``, ``std_reward`` and ``timesteps`` (the model's ``num_timesteps``), with the model saved
+    as a checkpoint (``model.save`` into ``model.zip`` of a folder; :func:`load_or_create` restores it). When
+    the driver stops the trial (a scheduler, a stop rule, a time limit), ``_on_step`` returns False, so SB3
+    ends ``learn`` at once; :attr:`stopped` then says so (a later ``ts.report`` raises again).
+
+    Args:
+        eval_env: the environment (or vectorised environment) to evaluate on; keep it apart from the
+            training environment.
+        eval_freq: timesteps between evaluations, counted over all training environments together
+            (``model.num_timesteps``; SB3's own ``EvalCallback`` counts calls instead).
+        n_eval_episodes: episodes per evaluation.
+        deterministic: evaluate the deterministic policy (SB3's default).
+        checkpoint: save the model with each report.
+    """
+
+    def __init__(self, eval_env: Any, eval_freq: int, n_eval_episodes: int = 5, deterministic: bool = True,
+                 checkpoint: bool = True, verbose: int = 0) -> None:
+        for name, value in (("eval_freq", eval_freq), ("n_eval_episodes", n_eval_episodes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ReportCallback: {name} must be a positive integer, got {value!r}")
+        super().__init__(verbose)
+        self.eval_env = eval_env
+        self.eval_freq = eval_freq
+        self.n_eval_episodes = n_eval_episodes
+        self.deterministic = deterministic
+        self.checkpoint = checkpoint
+        self.stopped = False
+        self._next_eval: int | None = None
+
+    def _on_training_start(self) -> None:
+        # a restored model continues its count: the next evaluation is eval_freq after where it is now
+        self._next_eval = self.num_timesteps + self.eval_freq
+
+    def _on_step(self) -> bool:
+        if self.stopped:
+            return False
+        if self._next_eval is None:
+            self._next_eval = self.num_timesteps + self.eval_freq
+        if self.num_timesteps < self._next_eval:
+            return True
+        while self._next_eval <= self.num_timesteps:
+            self._next_eval += self.eval_freq
+        return self.evaluate()
+
+    def _on_rollout_end(self) -> None:
+        if _common.should_stop():  # told between evaluations: _on_step ends learn at its next call
+            self.stopped = True
+
+    def evaluate(self) -> bool:
+        """Evaluate, report (with a checkpoint) now; False when the trial was stopped."""
+        out: Any = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
+                                   deterministic=self.deterministic)
+        mean, std = out  # (mean, std): return_episode_rewards is False
+        metrics = {"mean_reward": float(mean), "std_reward": float(std), "timesteps": int(self.num_timesteps)}
+        if self.checkpoint:
+            with tempfile.TemporaryDirectory(prefix="sb3-") as folder:
+                self.model.save(os.path.join(folder, MODEL_FILE))
+                ok = _common.report(metrics, Checkpoint.from_dir(folder))  # copied before the folder goes
+        else:
+            ok = _common.report(metrics)
+        self.stopped = not ok
+        return ok
+
+
+def load_or_create(algo_class: Any, env: Any, config: dict[str, Any], *, checkpoint: Any = _DEFAULT,
+                   **fixed: Any) -> Any:
+    """The trial's model: restored from its checkpoint with ``config`` applied, or new.
+
+    A plain ``PPO.load(path, env=env)`` brings back the saved ``learning_rate``, ``gamma``, ``ent_coef``...,
+    so after a PBT exploit the new config would silently do nothing; setting attributes after loading only
+    half-applies (the learning-rate schedule, the clip range's schedule and the rollout buffer keep the old
+    values). Here the config's values replace the saved ones before SB3 builds the schedules and buffers, and
+    the weights and optimiser state are then restored: training continues from the checkpoint with the new
+    hyperparameters.
+
+    Args:
+        algo_class: the algorithm, e.g. ``PPO``, ``SAC``.
+        env: the training environment.
+        config: the trial's config; its keys that are parameters of ``algo_class`` (``learning_rate``,
+            ``gamma``, ``ent_coef``, ``n_steps``...) are applied, the others are left to your code.
+        checkpoint: the checkpoint to restore; default ``ts.get_checkpoint()`` (None: a new model).
+        **fixed: the other arguments of ``algo_class`` (``policy="MlpPolicy"``, ``verbose``, ``seed``,
+            ``policy_kwargs``...). ``policy`` and ``policy_kwargs`` are only used for a new model (a restored
+            one keeps its network).
+
+    Returns:
+        The model; continue its count with ``model.learn(total - model.num_timesteps,
+        reset_num_timesteps=False)``.
+
+    Raises:
+        ConfigError: a key is both in ``config`` and ``fixed``.
+        CheckpointError: the checkpoint is not one this user's tunesmith wrote, or is damaged.
+    """
+    params = set(inspect.signature(algo_class.__init__).parameters) - {"self", "env", "_init_setup_model"}
+    hyper = {k: v for k, v in config.items() if k in params}
+    both = sorted(set(hyper) & set(fixed))
+    if both:
+        raise ConfigError(f"load_or_create: {both} given both in config and as fixed arguments; give each once")
+    if checkpoint is _DEFAULT:
+        from tunesmith import session
+
+        checkpoint = session.get_checkpoint()
+    if checkpoint is None:
+        return algo_class(env=env, **hyper, **fixed)
+    folder = _common.checked_dir(checkpoint, f"load_or_create({algo_class.__name__})")
+    path = os.path.join(folder, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"load_or_create: the checkpoint {checkpoint.path} holds no {MODEL_FILE}: it was not "
+                          f"written by tunesmith.integrations.sb3.ReportCallback")
+    rest = {k: v for k, v in fixed.items() if k not in ("policy", "policy_kwargs", "device")}
+    # custom_objects: the saved values are not even deserialised (an old schedule may be a closure that no
+    # longer unpickles); the keyword arguments are set before SB3's _setup_model builds the learning-rate and
+    # clip-range schedules and the rollout buffer from them
+    return algo_class.load(path, env=env, device=fixed.get("device", "auto"), custom_objects=dict(hyper),
+                           **hyper, **rest)
