@@ -18,12 +18,7 @@ soon as a trial starts, its last results and its final ``observe`` when it ends.
 
 from __future__ import annotations
 
-import builtins
-import io
 import json
-import os
-import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -217,13 +212,15 @@ BAD: list[tuple[str, Callable[[], Searcher], tuple[Any, Any, Any], str]] = [
      r"^bandwidth_factor: expected a number with bandwidth_factor > 0"),
     ("bohb-min_bandwidth", lambda: ts.BOHB(min_bandwidth=1), ("loss", "min", 10),
      r"^min_bandwidth: expected a number with 0 < min_bandwidth < 1"),
-    ("bohb-n_candidates-0", lambda: ts.BOHB(n_candidates=0), ("loss", "min", 10), r"^n_candidates: expected an int >= 1"),
+    ("bohb-n_candidates-0", lambda: ts.BOHB(n_candidates=0), ("loss", "min", 10),
+     r"^n_candidates: expected an int >= 1"),
     ("bohb-n_candidates-bool", lambda: ts.BOHB(n_candidates=True), ("loss", "min", 10),
      r"^n_candidates: expected an int >= 1"),
     ("bohb-num_samples", lambda: ts.BOHB(seed=0), ("loss", "min", 0), r"^num_samples"),
     ("bohb-metric-none", lambda: ts.BOHB(seed=0), (None, None, 10),
      r"^metric: BOHB learns from results and needs the name of a reported metric; got None"),
-    ("bohb-metric-list", lambda: ts.BOHB(seed=0), (["a", "b"], ["min", "min"], 10), r"^metric: BOHB .*; got \['a', 'b'\]"),
+    ("bohb-metric-list", lambda: ts.BOHB(seed=0), (["a", "b"], ["min", "min"], 10),
+     r"^metric: BOHB .*; got \['a', 'b'\]"),
     ("bohb-mode", lambda: ts.BOHB(seed=0), ("loss", "down", 10), r"^mode: BOHB expects 'min' or 'max'"),
     ("optuna-sampler-name", lambda: _optuna(sampler="bayes"), ("loss", "min", 5), r"^sampler: expected one of"),
     ("optuna-sampler-int", lambda: _optuna(sampler=3), ("loss", "min", 5), r"^sampler: expected one of"),
@@ -314,25 +311,6 @@ def test_resume_by_replay_gives_the_same_next_suggestions(make: Make, crash_at: 
 
 
 # -- purity --------------------------------------------------------------------------------------------------------
-@pytest.fixture
-def no_io(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Files, sockets and clocks raise while the test runs (a guard: nothing here is mocked). Calls are also
-    recorded, in case a broad ``except`` swallows the error."""
-    calls: list[str] = []
-
-    def refuse(name: str) -> Callable[..., Any]:
-        def refused(*args: Any, **kwargs: Any) -> Any:
-            calls.append(name)
-            raise AssertionError(f"a searcher or scheduler called {name}")
-        return refused
-
-    for target, attr in ((builtins, "open"), (io, "open"), (os, "open"), (socket, "socket"),
-                         (socket, "create_connection"), (time, "time"), (time, "time_ns"), (time, "monotonic"),
-                         (time, "perf_counter")):
-        monkeypatch.setattr(target, attr, refuse(f"{target.__name__}.{attr}"))
-    return calls
-
-
 def test_no_file_socket_or_clock(make: Make, request: pytest.FixtureRequest) -> None:
     searcher = make(2)  # constructed outside the guard: an unseeded one draws its seed from the OS
     calls = request.getfixturevalue("no_io")
