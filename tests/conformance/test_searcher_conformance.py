@@ -35,6 +35,9 @@ import scipy.stats.qmc  # noqa: E402,F401
 
 SPACE: dict[str, Any] = {"x": uniform(-1, 1), "lr": loguniform(1e-4, 1e-1), "k": randint(0, 10),
                          "act": choice(["relu", "tanh"])}
+# a conditional choice: one option holds a domain of its own
+CONDITIONAL: dict[str, Any] = {"x": uniform(-1, 1), "k": randint(0, 10),
+                               "act": choice(["relu", {"name": "tanh", "scale": uniform(0.5, 2)}, "tanh"])}
 POINTS = [{"x": 0.25, "act": "tanh"}, {"k": 3}]
 NUM_SAMPLES = 40
 TRIALS = 10  # enough for every model to take over (n_startup_trials=3, min_points_in_model=2)
@@ -88,9 +91,11 @@ def loss(config: dict[str, Any], step: int) -> float:
 class Run:
     """A searcher driven two trials at a time; every suggestion and observation is logged (the store)."""
 
-    def __init__(self, searcher: Searcher, *, metric: str = "loss", mode: str = "min") -> None:
+    def __init__(self, searcher: Searcher, *, metric: str = "loss", mode: str = "min",
+                 space: dict[str, Any] = SPACE) -> None:
         self.searcher, self.metric, self.sign = searcher, metric, (1.0 if mode == "min" else -1.0)
-        searcher.setup(SPACE, metric, mode, NUM_SAMPLES)
+        self.space = space
+        searcher.setup(space, metric, mode, NUM_SAMPLES)
         self.configs: dict[int, dict[str, Any]] = {}
         self.events: list[Event] = []
         self.running: list[int] = []
@@ -144,7 +149,7 @@ class Run:
 def replay(searcher: Searcher, run: Run) -> Run:
     """What the controller does on resume: setup, then per stored trial in id order its suggestion and its
     stored observations; trials still running are restarted (nothing more is observed for them yet)."""
-    resumed = Run(searcher, metric=run.metric, mode="min" if run.sign > 0 else "max")
+    resumed = Run(searcher, metric=run.metric, mode="min" if run.sign > 0 else "max", space=run.space)
     for trial_id in sorted(run.configs):
         searcher.restore_suggestion(trial_id, run.configs[trial_id])
         for tid, result, final in run.events:
@@ -170,6 +175,7 @@ def test_same_seed_same_configs_other_seed_other_configs(make: Make) -> None:
 
 def test_an_unseeded_searcher_records_the_seed_it_drew(make: Make) -> None:
     searcher = make(None)
+    assert getattr(searcher, "searcher", searcher).seed is None  # the argument stays as given
     spec = searcher.to_spec()
     seed = spec["searcher"]["seed"] if "searcher" in spec else spec["seed"]
     assert isinstance(seed, int), spec  # not None: `tunesmith resume` rebuilds the searcher from this spec
@@ -264,6 +270,8 @@ BAD: list[tuple[str, Callable[[], Searcher], tuple[Any, Any, Any], str]] = [
      r"^points_to_evaluate\[0\]: expected a config dict"),
     ("points-quasirandom-key", lambda: ts.QuasiRandom(points_to_evaluate=[{"y": 1}]), (None, None, 4),
      r'^points_to_evaluate\[0\]\["y"\]: not a key of the space'),
+    ("points-random-key", lambda: ts.Random(points_to_evaluate=[{"nope": 1}]), ("loss", "min", 5),
+     r'^points_to_evaluate\[0\]\["nope"\]: not a key'),
     ("points-bohb-key", lambda: ts.BOHB(points_to_evaluate=[{"z": 1}]), ("loss", "min", 10),
      r'^points_to_evaluate\[0\]\["z"\]: not a key'),
     ("points-optuna-key", lambda: _optuna(points_to_evaluate=[{"nope": 1}]), ("loss", "min", 5),
@@ -294,18 +302,19 @@ def test_maximising_the_negated_metric_is_minimising_the_metric(make: Make) -> N
 
 
 # -- resume by replay ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("space", [SPACE, CONDITIONAL], ids=["flat", "conditional"])
 @pytest.mark.parametrize("crash_at", [3, TRIALS])
-def test_resume_by_replay_gives_the_same_next_suggestions(make: Make, crash_at: int) -> None:
-    uninterrupted = Run(make(11)).until(crash_at)
+def test_resume_by_replay_gives_the_same_next_suggestions(make: Make, crash_at: int, space: dict[str, Any]) -> None:
+    uninterrupted = Run(make(11), space=space).until(crash_at)
     assert uninterrupted.running  # crashed with trials running: they are restarted, not observed again
     resumed = replay(make(11), uninterrupted)
-    # right after the resume (the limiter may say None: its running trials count), then with them ended
-    assert resumed.suggest() == uninterrupted.suggest()
+    # right after the resume (the limiter's second is None: its running trials count), then with them ended
+    assert [resumed.suggest(), resumed.suggest()] == [uninterrupted.suggest(), uninterrupted.suggest()]
     resumed.finish_all()
     uninterrupted.finish_all()
     ahead, again = uninterrupted.suggestions(3), resumed.suggestions(3)
     if make.id in INEXACT_REPLAY:  # type: ignore[attr-defined]
-        assert all(isinstance(c, dict) and c.keys() == SPACE.keys() for c in again)
+        assert all(isinstance(c, dict) and c.keys() == space.keys() for c in again)
     else:
         assert again == ahead
 
