@@ -1,5 +1,9 @@
 """Constructor arguments as JSON: every argument is an attribute (scikit-learn style), so a searcher's
-or scheduler's spec can be written to the store and shown back."""
+or scheduler's spec can be written to the store and shown back.
+
+A searcher or scheduler built with ``seed=None`` draws its seed at construction and keeps it as ``_seed``;
+its spec records that seed, not ``None``, so that the object rebuilt from the spec (``tunesmith resume``)
+draws the same stream again."""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ def constructor_spec(obj: Any) -> dict[str, Any]:
             continue
         value = getattr(obj, name)
         spec[name] = value.to_spec() if hasattr(value, "to_spec") else _jsonable(value)
+    drawn = getattr(obj, "_seed", None)
+    if "seed" in spec and spec["seed"] is None and isinstance(drawn, int) and not isinstance(drawn, bool):
+        spec["seed"] = drawn
     return spec
 
 

@@ -6,6 +6,12 @@ kill after the grace period, decision points, checkpoints and restore, resource 
 through ``tunesmith.run`` (retry from a checkpoint, a scheduler that stops trials).
 
 Ray runs as a real local Ray (``ray.init(num_cpus=2)``), started once for this module.
+
+The simulated executor (``tunesmith.executors.simulated``) is not in ``EXECUTORS``: its trials are
+generators that yield results in virtual time, not functions that call ``ts.report`` in a process, so
+these trial functions cannot run on it; process concerns (grace-period kills, heartbeats and
+``trial_timeout_s``, output files) do not exist there. It keeps the same event semantics (decision
+points, cooperative stop, checkpoints and restore, resources), tested in tests/executors/test_simulated.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ import pytest
 
 from tunesmith._errors import ConfigError
 from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP, Pause, Scheduler
-from tunesmith.schedulers.asha import ASHA
 from tunesmith.schedulers.deadline import Deadline, ResourceChanging
 from tunesmith.schedulers.hyperband import HyperBand
 from tunesmith.trial import TrialStatus
@@ -92,16 +91,6 @@ def test_bad_allocation_names_allocate_fn(Harness):
     h = Harness(ResourceChanging(Scripted(), lambda trial, view: {"cpu": -1}))
     with pytest.raises(ConfigError, match="^allocate_fn:"):
         h.report(0, 1, 1.0)
-
-
-@pytest.mark.parametrize(("args", "argument"), [
-    (("asha", lambda t, v: None), "scheduler"),
-    ((ASHA(), None), "allocate_fn"),
-    ((ASHA(reduction_factor=1), lambda t, v: None), "reduction_factor"),
-])
-def test_resource_changing_bad_arguments(args, argument):
-    with pytest.raises(ConfigError, match=f"^{argument}:"):
-        ResourceChanging(*args).setup("loss", "min")
 
 
 # ------------------------------------------------------------------------------------------ Deadline
@@ -220,16 +209,3 @@ def test_results_of_ended_trials_are_stopped(Harness):
     h.end(0)
     assert h.report(0, 1, 1.0) == STOP
 
-
-@pytest.mark.parametrize(("kwargs", "argument"), [
-    ({"deadline_s": 0}, "deadline_s"),
-    ({"deadline_s": "1h"}, "deadline_s"),
-    ({"deadline_s": 10, "exploit_fraction": 1.5}, "exploit_fraction"),
-    ({"deadline_s": 10, "keep": 0}, "keep"),
-    ({"deadline_s": 10, "scheduler": "asha"}, "scheduler"),
-    ({"deadline_s": 10, "scheduler": ASHA(grace_period=0)}, "grace_period"),
-    ({"deadline_s": 10, "mode": "up"}, "mode"),
-])
-def test_deadline_bad_arguments(kwargs, argument):
-    with pytest.raises(ConfigError, match=f"^{argument}:"):
-        Deadline(**kwargs).setup("loss", "min")

@@ -179,19 +179,6 @@ def test_results_for_stopped_or_waiting_trials_are_harmless(Harness):
     assert h.scheduler.trials_to_stop(h.view) == [4, 5, 6, 7]
 
 
-@pytest.mark.parametrize(("kwargs", "argument"), [
-    ({"reduction_factor": 1}, "reduction_factor"),
-    ({"reduction_factor": -2}, "reduction_factor"),
-    ({"max_t": 0.5}, "max_t"),
-    ({"max_t": None}, "max_t"),
-    ({"time_attr": None}, "time_attr"),
-    ({"mode": "best"}, "mode"),
-])
-def test_bad_arguments_raise_config_error_naming_them(kwargs, argument):
-    with pytest.raises(ConfigError, match=f"^{argument}:"):
-        HyperBand(**kwargs).setup("loss", "min")
-
-
 def test_missing_metric_raises_at_setup():
     with pytest.raises(ConfigError, match="^metric:"):
         HyperBand().setup(None, "min")

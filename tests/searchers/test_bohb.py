@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -79,11 +78,6 @@ def test_configs_inside_the_space_and_num_samples() -> None:
         assert c["act"] in ("relu", "tanh") and c["g"] in (1, 2)
 
 
-def test_same_seed_same_configs() -> None:
-    assert _asha_like(_searcher(SPACE, seed=3), 25) == _asha_like(_searcher(SPACE, seed=3), 25)
-    assert _asha_like(_searcher(SPACE, seed=3), 25) != _asha_like(_searcher(SPACE, seed=4), 25)
-
-
 def test_model_budget_is_the_largest_with_enough_observations() -> None:
     searcher = _searcher({"x": uniform(-1, 1)}, min_points_in_model=2)  # a budget needs 2 + 2 observations
     assert searcher.model_budget() is None
@@ -151,68 +145,11 @@ def test_conditional_space() -> None:
     assert kinds == {"none", "sgd", "adam"}
 
 
-@pytest.mark.parametrize("space", [SPACE, CONDITIONAL], ids=["flat", "conditional"])
-def test_resume_by_replay_gives_the_same_next_suggestion(space: dict[str, Any]) -> None:
-    uninterrupted = _searcher(space, points_to_evaluate=[{"x": 0.0}])
-    stored: list[tuple[int, dict[str, Any], bool]] = []
-    configs: dict[int, dict[str, Any]] = {}
-    running: list[int] = []
-    for trial_id in range(20):  # three at a time, finishing in order, with results at budgets
-        configs[trial_id] = config = uninterrupted.suggest(trial_id)  # type: ignore[assignment]
-        assert isinstance(config, dict)
-        running.append(trial_id)
-        if len(running) == 3:
-            done = running.pop(0)
-            for budget in (1, 3):
-                result = {"loss": _loss(configs[done], budget), "training_iteration": budget}
-                uninterrupted.observe(done, result, False)
-                stored.append((done, result, False))
-            uninterrupted.observe(done, result, True)
-            stored.append((done, result, True))
-    resumed = _searcher(space, points_to_evaluate=[{"x": 0.0}])
-    for trial_id in sorted(configs):
-        resumed.restore_suggestion(trial_id, json.loads(json.dumps(configs[trial_id])))
-        for tid, result, final in stored:
-            if tid == trial_id:
-                resumed.observe(tid, result, final)
-    assert [resumed.suggest(20 + i) for i in range(4)] == [uninterrupted.suggest(20 + i) for i in range(4)]
-
-
 def test_points_to_evaluate_come_first() -> None:
     searcher = _searcher(CONDITIONAL, points_to_evaluate=[{"x": 0.25, "optim": "none"}, {"x": -0.5}])
     first, second = searcher.suggest(0), searcher.suggest(1)
     assert first == {"x": 0.25, "optim": "none", "twice": 0.5}
     assert isinstance(second, dict) and second["x"] == -0.5
-
-
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"seed": 1.5}, r"^seed: expected an int"),
-    ({"min_points_in_model": 1}, r"^min_points_in_model: expected an int >= 2 or None"),
-    ({"min_points_in_model": 2.0}, r"^min_points_in_model: expected an int >= 2"),
-    ({"top_n_percent": 0}, r"^top_n_percent: expected a number with 0 < top_n_percent < 100"),
-    ({"top_n_percent": 100}, r"^top_n_percent:"),
-    ({"random_fraction": 1.5}, r"^random_fraction: expected a number with 0 <= random_fraction <= 1"),
-    ({"random_fraction": float("nan")}, r"^random_fraction:"),
-    ({"bandwidth_factor": 0}, r"^bandwidth_factor: expected a number with bandwidth_factor > 0"),
-    ({"min_bandwidth": 1}, r"^min_bandwidth: expected a number with 0 < min_bandwidth < 1"),
-    ({"n_candidates": 0}, r"^n_candidates: expected an int >= 1"),
-    ({"n_candidates": True}, r"^n_candidates: expected an int >= 1"),
-    ({"points_to_evaluate": [{"z": 1}]}, r'^points_to_evaluate\[0\]\["z"\]: not a key'),
-])
-def test_bad_arguments_name_the_argument(kwargs: dict[str, Any], match: str) -> None:
-    searcher = BOHB(**kwargs)  # the constructor only stores
-    with pytest.raises(ConfigError, match=match):
-        searcher.setup({"x": uniform(0, 1)}, "loss", "min", 10)
-
-
-@pytest.mark.parametrize(("metric", "mode", "match"), [
-    (None, None, r"^metric: BOHB learns from results and needs the name of a reported metric; got None"),
-    (["a", "b"], ["min", "min"], r"^metric: BOHB .*; got \['a', 'b'\]"),
-    ("loss", "down", r"^mode: BOHB expects 'min' or 'max'"),
-])
-def test_bad_metric_or_mode(metric: Any, mode: Any, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        BOHB(seed=0).setup({"x": uniform(0, 1)}, metric, mode, 10)
 
 
 def test_bad_space_and_num_samples() -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 import tunesmith as ts
-from tunesmith._errors import ConfigError
 from tunesmith.searchers._base import FINISHED
 from tunesmith.searchers.limiter import ConcurrencyLimiter
 from tunesmith.searchers.optuna import OptunaSearch
@@ -47,39 +45,6 @@ def test_observations_reach_the_wrapped_searcher() -> None:
     limiter.observe(1, {"loss": 0.25, "training_iteration": 2}, True)
     (told,) = inner.study.trials
     assert told.value == 0.25 and told.intermediate_values == {1: 0.5}
-
-
-def test_resume_by_replay_keeps_unfinished_trials_counted() -> None:
-    def make() -> ConcurrencyLimiter:
-        s = ConcurrencyLimiter(OptunaSearch(seed=3, n_startup_trials=2), max_concurrent=2)
-        s.setup(SPACE, "loss", "min", 20)
-        return s
-
-    run, configs = make(), {}
-    for tid in range(1, 6):
-        configs[tid] = run.suggest(tid)
-        if tid <= 4:
-            run.observe(tid, {"loss": configs[tid]["x"] ** 2}, True)
-    resumed = make()
-    for tid in range(1, 6):
-        resumed.restore_suggestion(tid, json.loads(json.dumps(configs[tid])))
-        if tid <= 4:
-            resumed.observe(tid, {"loss": configs[tid]["x"] ** 2}, True)
-    assert resumed.suggest(6) == run.suggest(6)  # trial 5 unfinished + trial 6: full now
-    assert resumed.suggest(7) is None and run.suggest(7) is None
-
-
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"searcher": "tpe", "max_concurrent": 1}, "searcher: expected a tunesmith searcher"),
-    ({"searcher": None, "max_concurrent": 0}, "max_concurrent: expected an int >= 1"),
-    ({"searcher": None, "max_concurrent": 1.5}, "max_concurrent: expected an int >= 1"),
-    ({"searcher": None, "max_concurrent": True}, "max_concurrent: expected an int >= 1"),
-])
-def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
-    if kwargs["searcher"] is None:
-        kwargs["searcher"] = ts.Random(seed=0)
-    with pytest.raises(ConfigError, match=match):
-        ConcurrencyLimiter(**kwargs).setup(SPACE, "loss", "min", 2)
 
 
 def quick(config: dict[str, Any]) -> None:

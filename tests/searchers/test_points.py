@@ -6,12 +6,8 @@ from typing import Any
 
 import pytest
 
-import tunesmith as ts
 from tunesmith._errors import ConfigError
-from tunesmith.searchers.bohb import BOHB
-from tunesmith.searchers.optuna import OptunaSearch
 from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
-from tunesmith.searchers.sobol import QuasiRandom
 from tunesmith.space import choice, loguniform, uniform
 
 SPACE = {"lr": loguniform(1e-4, 1e-1), "model": {"depth": uniform(1, 4), "act": "relu"},
@@ -48,13 +44,3 @@ def test_more_points_than_trials() -> None:
     with pytest.raises(ConfigError, match="points_to_evaluate: 3 points, but the searcher suggests only 2"):
         check_points_fit([{}, {}, {}], 2)
 
-
-@pytest.mark.parametrize("make", [
-    lambda pts: ts.Random(seed=0, points_to_evaluate=pts),
-    lambda pts: QuasiRandom(seed=0, points_to_evaluate=pts),
-    lambda pts: OptunaSearch(seed=0, points_to_evaluate=pts),
-    lambda pts: BOHB(seed=0, points_to_evaluate=pts),
-], ids=["random", "quasi", "optuna", "bohb"])
-def test_every_searcher_refuses_a_bad_point_at_setup(make: Any) -> None:
-    with pytest.raises(ConfigError, match=r'points_to_evaluate\[0\]\["nope"\]'):
-        make([{"nope": 1}]).setup(SPACE, "loss", "min", 4)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any
 
 import pytest
 
 import tunesmith as ts
-from tunesmith._errors import ConfigError
 from tunesmith.searchers._base import FINISHED
 from tunesmith.searchers.optuna import OptunaSearch
 from tunesmith.searchers.repeat import Repeat, average
@@ -60,32 +57,3 @@ def test_average() -> None:
     assert average([{"a": math.inf}, {"a": 1}])["a"] == math.inf
     assert average([{"ok": True}, {"ok": False}]) == {"ok": True}  # booleans are not averaged
 
-
-def test_resume_by_replay_in_the_middle_of_a_group() -> None:
-    def make() -> Repeat:
-        r = Repeat(OptunaSearch(seed=4, n_startup_trials=2), n=2)
-        r.setup(SPACE, "loss", "min", 10)
-        return r
-
-    run, configs, finals = make(), {}, {}
-    for tid in range(1, 8):  # 3 full groups and the first repeat of the fourth
-        configs[tid] = run.suggest(tid)
-        finals[tid] = {"loss": configs[tid]["x"] ** 2 + configs[tid]["seed"]}
-        if tid < 7:
-            run.observe(tid, finals[tid], True)
-    resumed = make()
-    for tid in range(1, 8):
-        resumed.restore_suggestion(tid, json.loads(json.dumps(configs[tid])))
-        if tid < 7:
-            resumed.observe(tid, finals[tid], True)
-    assert [resumed.suggest(i) for i in (8, 9, 10)] == [run.suggest(i) for i in (8, 9, 10)]
-
-
-@pytest.mark.parametrize(("searcher", "n", "match"), [
-    ("random", 2, "searcher: expected a tunesmith searcher"),
-    (None, 0, "n: expected an int >= 1"),
-    (None, 2.0, "n: expected an int >= 1"),
-])
-def test_bad_arguments(searcher: Any, n: Any, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        Repeat(ts.Random(seed=0) if searcher is None else searcher, n).setup(SPACE, "loss", "min", 2)

@@ -53,10 +53,9 @@ class _Writer:
     One thread while writes are quick. While they are slow, as on a latency-bound filesystem (NFS, a
     network disk, a virtual disk in a slow phase) where each file creation waits on the device for a
     millisecond or more, more threads start (up to ``MAX_THREADS``) and overlap those waits: a run of
-    short trials would otherwise wait for one thread's backlog (``benchmarks/slow_fs.py``: 500 trials at
-    1 ms a write, 171 trials/s on one thread, 995 as shipped). More threads on a fast disk only compete
-    with the loop for the interpreter lock (four from the start: 8-11% slower on this VM's disk and
-    tmpfs), so they start only then. Writes queue in ``QUEUES`` lanes by trial; a thread takes what has
+    short trials would otherwise wait for one thread's backlog. More threads on a fast disk only compete
+    with the loop for the interpreter lock, so they start only then (measure both with
+    ``.venv/bin/python benchmarks/slow_fs.py``). Writes queue in ``QUEUES`` lanes by trial; a thread takes what has
     queued in a lane a few milliseconds after waking, so a run of many small trials costs the loop a list
     append per write instead of a thread switch per write."""
 
@@ -432,7 +431,7 @@ def _cell(value: Any) -> Any:
 def _append(path: str, text: str, truncate: bool = False) -> None:
     """Write ``text`` at the end of ``path`` (created if missing; emptied first with ``truncate``) in three
     system calls, where ``open()`` makes six or seven: a short trial's three small files are most of the
-    writer thread's time (500 trials' files: 185 -> 100 us per trial on disk, 110 -> 43 on tmpfs)."""
+    writer thread's time (``.venv/bin/python benchmarks/slow_fs.py`` measures it)."""
     data = memoryview(text.encode("utf-8"))
     fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND))
     try:

@@ -142,7 +142,8 @@ class PBT(Scheduler):
         hyperparam_mutations: what to explore, key (or ``"a/b"`` path) -> list | domain | callable.
         quantile_fraction: the share of the population in each quantile, in (0, 0.5].
         resample_probability: the chance of resampling a value instead of perturbing it, in [0, 1].
-        seed: seed of the scheduler's own random generator.
+        seed: seed of the scheduler's own random generator; ``None`` draws one at construction
+            (``self._seed``, recorded in the spec).
         time_attr: the progress counter perturbation points are measured in.
         metric: the metric to compare; defaults to the experiment's.
         mode: ``"min"`` or ``"max"``; defaults to the experiment's.
@@ -157,6 +158,8 @@ class PBT(Scheduler):
         self.quantile_fraction = quantile_fraction
         self.resample_probability = resample_probability
         self.seed = seed
+        # drawn now, not at setup: the spec records it (``tunesmith resume`` rebuilds the same stream)
+        self._seed: Any = seed if seed is not None else random.SystemRandom().randrange(2**63)
         self.time_attr = time_attr
         self.metric = metric
         self.mode = mode
@@ -176,13 +179,13 @@ class PBT(Scheduler):
                                        low=0, low_open=True, high=0.5)
         self._resample = _check_number(name, "resample_probability", self.resample_probability,
                                        low=0, high=1)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
+        if isinstance(self._seed, bool) or not isinstance(self._seed, numbers.Integral):
             raise ConfigError(f"seed: PBT expects an int or None; got {self.seed!r}")
         if not isinstance(self.hyperparam_mutations, Mapping) or not self.hyperparam_mutations:
             raise ConfigError(f"hyperparam_mutations: PBT expects a non-empty dict of key -> list, domain "
                               f"or callable; got {self.hyperparam_mutations!r}")
         self._mutations = _flatten(self.hyperparam_mutations, ())
-        self._rng = random.Random(None if self.seed is None else int(self.seed))
+        self._rng = random.Random(int(self._seed))
         self._trials: dict[int, _PbtTrial] = {}
 
     # -- hooks

@@ -102,7 +102,8 @@ class OptunaSearch(Searcher):
         sampler: ``"tpe"`` (default; see above), ``"cmaes"``,
             ``"gp"``, ``"nsgaii"``, ``"random"``, or an ``optuna.samplers.BaseSampler`` instance used as
             given (then ``seed`` and ``n_startup_trials`` must stay ``None``: set them on the instance).
-        seed: seed of the named samplers; ``None`` draws one at construction (``self._seed``).
+        seed: seed of the named samplers; ``None`` draws one at construction (``self._seed``, recorded in
+            the spec).
         n_startup_trials: random trials before the model takes over (``tpe``, ``gp``, ``cmaes``);
             ``None``: Optuna's default.
         points_to_evaluate: (partial) configs to try first, through ``study.enqueue_trial`` (see
@@ -127,6 +128,14 @@ class OptunaSearch(Searcher):
         self._count = 0
         self._trials: dict[int, Any] = {}
         self._reported: dict[int, set[int]] = {}
+
+    def to_spec(self) -> dict[str, Any]:
+        """Constructor arguments as JSON, with the seed drawn when none was given; ``seed`` stays ``None``
+        beside a sampler instance (which keeps its own)."""
+        spec = super().to_spec()
+        if not isinstance(self.sampler, str):
+            spec["seed"] = self.seed
+        return spec
 
     @property
     def study(self) -> Any:

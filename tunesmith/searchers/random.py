@@ -26,8 +26,8 @@ class Random(Searcher):
 
     Args:
         seed: seed of this searcher's own ``random.Random``. ``None`` draws one at construction from
-            ``random.SystemRandom``; the seed used is ``self._seed`` either way, so it can be reported
-            and the same configs drawn again.
+            ``random.SystemRandom``; the seed used is ``self._seed`` either way (the spec records it), so
+            it can be reported and the same configs drawn again.
         points_to_evaluate: (partial) configs to suggest first (see ``tunesmith.searchers.points``).
             Trial ``k < len(points_to_evaluate)`` takes point ``k``; it still gets grid point
             ``k % len(grid points)`` for the grid keys the point does not give, and its other missing

@@ -289,9 +289,9 @@ class Store:
         """Insert (or replace: a later row of the same trial and iteration wins) result rows, up to
         ``ROWS_PER_INSERT`` in one statement. Not ``executemany``: it gives up the interpreter lock around
         every row's step, and with another thread of the driver busy (the file loggers' writer, a user's
-        callback thread) taking it back can wait the interpreter's switch interval, 5 ms, per row
-        (``benchmarks/store.py``, 2-core VM: executemany 1.8 us a row alone, 8,950 us beside a busy thread;
-        this 2.1 and 23 us)."""
+        callback thread) taking it back can wait the interpreter's switch interval per row
+        (``sys.getswitchinterval()``); one statement for many rows does not (measure both with
+        ``.venv/bin/python benchmarks/store.py``)."""
         rows = rows if isinstance(rows, list) else list(rows)
         step = ROWS_PER_INSERT
         for start in range(0, len(rows), step):

@@ -1,0 +1,331 @@
+"""The scheduler contract, checked once for every scheduler: FIFO, ASHA, HyperBand, MedianStopping, PBT,
+Deadline and ResourceChanging.
+
+What every scheduler promises (``tunesmith.schedulers._base``):
+
+* seeding: the same arguments (and seed) give the same decisions; PBT's seed changes its exploits;
+* bad constructor arguments are stored, and ``setup`` raises ``ConfigError`` naming the argument;
+* ``mode`` is a sign: minimising ``loss`` and maximising ``-loss`` give the same decisions;
+* resume by replay: after the stored history is replayed the way the controller does it on resume (per
+  trial in id order: ``on_trial_add``, its stored results, ``on_complete`` if it ended) the scheduler
+  decides the next results as it would have without the interruption;
+* purity: no file, socket or clock (time arrives as ``view.now``);
+* decisions only at the iterations announced: when ``decision_iteration`` names an iteration, a decision
+  other than ``CONTINUE`` comes only at that iteration (the trial runs freely before it);
+* ``to_spec`` is JSON and rebuilds an equal scheduler (for the ones the command line can rebuild).
+
+A small controller loop (``simulate``) drives each scheduler over a population of trials with the
+``Harness`` of tests/scheduler_harness.py, on a virtual clock of one second per result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from scheduler_harness import Harness
+
+import tunesmith as ts
+from tunesmith.schedulers._base import Continue, Decision, Exploit, Scheduler
+from tunesmith.trial import TrialStatus
+
+Make = Callable[[Any], Scheduler]
+MAX_ITER = 9
+
+
+def _allocate(trial: Any, view: Any) -> dict[str, float] | None:
+    """Trials past iteration 4 ask for two CPUs (a pure function of the view, as a scheduler is)."""
+    return {"cpu": 2.0} if trial.iteration >= 4 and trial.id % 2 == 0 else None
+
+
+# id -> a factory of the scheduler for a seed (only PBT has one)
+SCHEDULERS: dict[str, Make] = {
+    "fifo": lambda seed: ts.FIFO(),
+    "asha": lambda seed: ts.ASHA(max_t=MAX_ITER, grace_period=1, reduction_factor=3),
+    "asha-brackets": lambda seed: ts.ASHA(max_t=MAX_ITER, grace_period=1, reduction_factor=2, brackets=2),
+    "hyperband": lambda seed: ts.HyperBand(max_t=MAX_ITER, reduction_factor=3),
+    "median": lambda seed: ts.MedianStopping(grace_period=2, min_samples=2),
+    "pbt": lambda seed: ts.PBT(perturbation_interval=2, seed=seed, quantile_fraction=0.5,
+                               hyperparam_mutations={"lr": ts.loguniform(1e-4, 1e-1), "width": [16, 32, 64]}),
+    "deadline": lambda seed: ts.Deadline(deadline_s=40.0, scheduler=ts.ASHA(max_t=MAX_ITER), keep=2),
+    "resource-changing": lambda seed: ts.ResourceChanging(ts.ASHA(max_t=MAX_ITER), _allocate),
+}
+
+# Deadline pauses the weak trials at any result once the exploit phase begins (time, not iterations, decides)
+# and ResourceChanging pauses when allocate_fn asks for new resources: neither can announce those decisions in
+# advance, so they are applied at the trial's next report; the decisions of the scheduler they wrap are still
+# announced (they forward decision_iteration).
+UNANNOUNCED = {"deadline", "resource-changing"}
+
+
+@pytest.fixture(params=list(SCHEDULERS))
+def make(request: pytest.FixtureRequest) -> Make:
+    factory = SCHEDULERS[request.param]
+    factory.id = request.param  # type: ignore[attr-defined]
+    return factory
+
+
+def value(trial_id: int, config: dict[str, Any], iteration: int) -> float:
+    """A learning curve per trial: distinct levels, decreasing with the iteration."""
+    return (trial_id * 7 % 11) / 10 + abs(math.log10(config["lr"]) + 2) / 5 + 1 / iteration
+
+
+class Sim:
+    """A small controller loop over a Harness: ``capacity`` trials at a time, one result per running trial
+    per round; paused trials resume when the scheduler names them; decisions are logged."""
+
+    def __init__(self, scheduler: Scheduler, *, mode: str = "min", trials: int = 9, capacity: int = 3) -> None:
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.metric = "loss" if mode == "min" else "score"
+        self.h = Harness(scheduler, mode=mode, metric=self.metric, total_resources={"cpu": 4.0})
+        self.trials, self.capacity = trials, capacity
+        self.next_id = 0
+        self.log: list[tuple[int, int, Decision]] = []
+        self.announced: list[tuple[int, int, int | None, Decision]] = []  # (trial, iteration, announced, decision)
+        self.told_no_more = False
+        self.stored: list[tuple[int, int, float]] = []  # every result, as the store keeps it
+
+    @property
+    def view(self) -> Any:
+        return self.h.view
+
+    def running(self) -> list[int]:
+        return sorted(t for t, tr in self.view.trials.items()
+                      if tr.status in (TrialStatus.RUNNING, TrialStatus.PENDING))
+
+    def fill(self) -> None:
+        s = self.h.scheduler
+        for t in s.trials_to_stop(self.view):
+            self.h.end(t)
+        while len(self.running()) < self.capacity:
+            chosen = s.choose_trial_to_run(self.view)
+            if chosen is not None:
+                self.h.resume(chosen)
+                continue
+            if self.next_id < self.trials and s.accepting_new_trials(self.view):
+                config = {"lr": 10 ** -(1 + self.next_id % 3), "width": 32, "id": self.next_id}
+                self.h.add(self.next_id, config=config).status = TrialStatus.RUNNING
+                self.next_id += 1
+                continue
+            if self.next_id >= self.trials and not self.told_no_more:
+                self.told_no_more = True
+                s.on_no_more_trials(self.view)
+                continue
+            break
+
+    def step(self) -> bool:
+        """One round: every running trial reports its next result. False when nothing runs any more."""
+        self.fill()
+        running = self.running()
+        if not running:
+            return False
+        for trial_id in running:
+            trial = self.h.trial(trial_id)
+            if trial.status.is_finished or trial.status == TrialStatus.PAUSED:
+                continue
+            announced = self.h.scheduler.decision_iteration(trial)
+            assert announced is None or announced > trial.iteration, (trial_id, trial.iteration, announced)
+            iteration = trial.iteration + 1
+            v = self.sign * value(trial_id, trial.config, iteration)
+            self.view.now += 1.0
+            self.stored.append((trial_id, iteration, v))
+            decision = self.h.report(trial_id, iteration, v, checkpoint=True)
+            self.log.append((trial_id, iteration, decision))
+            self.announced.append((trial_id, iteration, announced, decision))
+            if trial.status == TrialStatus.RUNNING and trial.iteration >= MAX_ITER:
+                self.h.end(trial_id)  # returned on its own
+        return True
+
+    def run(self, rounds: int = 200) -> Sim:
+        for _ in range(rounds):
+            if not self.step():
+                return self
+        raise AssertionError("the simulated experiment did not end")
+
+
+def decisions(scheduler: Scheduler, **kw: Any) -> list[tuple[int, int, Decision]]:
+    return Sim(scheduler, **kw).run().log
+
+
+# -- seeding -------------------------------------------------------------------------------------------------------
+def test_same_arguments_same_decisions(make: Make) -> None:
+    first = decisions(make(3))
+    assert decisions(make(3)) == first
+    if make.id != "fifo":  # type: ignore[attr-defined]
+        assert any(not isinstance(d, Continue) for _t, _i, d in first)  # the scenario makes the scheduler decide
+
+
+def test_pbt_seed_changes_its_exploits() -> None:
+    exploits = [[d for _t, _i, d in decisions(SCHEDULERS["pbt"](seed)) if isinstance(d, Exploit)]
+                for seed in range(5)]
+    assert exploits[0] and any(e != exploits[0] for e in exploits[1:])
+
+
+def test_an_unseeded_pbt_records_the_seed_it_drew() -> None:
+    pbt = SCHEDULERS["pbt"](None)
+    spec = pbt.to_spec()
+    assert isinstance(spec["seed"], int)
+    assert decisions(SCHEDULERS["pbt"](spec["seed"])) == decisions(pbt)
+
+
+# -- bad arguments -------------------------------------------------------------------------------------------------
+_PBT = {"perturbation_interval": 5, "hyperparam_mutations": {"lr": [0.1, 0.01]}}
+
+# (id, the scheduler, the argument its ConfigError names first). The constructor only stores its arguments.
+BAD: list[tuple[str, Callable[[], Scheduler], str]] = [
+    *[(f"asha-{k}={v!r}" + (f"-{extra}" if extra else ""), lambda k=k, v=v, extra=extra: ts.ASHA(
+        **{k: v}, **(extra or {})), argument) for k, v, extra, argument in [
+        ("reduction_factor", 1, None, "reduction_factor"),
+        ("reduction_factor", 0.5, None, "reduction_factor"),
+        ("reduction_factor", 1.0000001, None, "reduction_factor"),
+        ("grace_period", 200, {"max_t": 100}, "grace_period"),
+        ("grace_period", 0, None, "grace_period"),
+        ("max_t", 0, None, "max_t"),
+        ("max_t", float("inf"), None, "max_t"),
+        ("max_t", "100", None, "max_t"),
+        ("max_t", True, None, "max_t"),
+        ("brackets", 0, None, "brackets"),
+        ("brackets", 1.5, None, "brackets"),
+        ("brackets", 6, {"max_t": 100}, "brackets"),  # rungs 1, 3, 9, 27, 81: at most 5 brackets
+        ("time_attr", "", None, "time_attr"),
+        ("mode", "maximize", None, "mode")]],
+    *[(f"hyperband-{k}={v!r}", lambda k=k, v=v: ts.HyperBand(**{k: v}), k) for k, v in [
+        ("reduction_factor", 1), ("reduction_factor", -2), ("max_t", 0.5), ("max_t", None), ("time_attr", None),
+        ("mode", "best")]],
+    *[(f"median-{k}={v!r}", lambda k=k, v=v: ts.MedianStopping(**{k: v}), k) for k, v in [
+        ("min_samples", 0), ("min_samples", 2.5), ("grace_period", -1), ("grace_period", float("nan")),
+        ("time_attr", 3), ("mode", "MIN")]],
+    *[(f"pbt-{k}={v!r}", lambda k=k, v=v: ts.PBT(**{**_PBT, k: v}), k) for k, v in [
+        ("quantile_fraction", 0), ("quantile_fraction", 0.6), ("quantile_fraction", -0.1),
+        ("resample_probability", 1.5), ("perturbation_interval", 0), ("perturbation_interval", "5"),
+        ("hyperparam_mutations", {}), ("hyperparam_mutations", {"lr": (1e-3, 1e-1)}),
+        ("hyperparam_mutations", {"lr": []}), ("hyperparam_mutations", {"lr": 3}), ("hyperparam_mutations", ["lr"]),
+        ("seed", "x"), ("seed", 1.5), ("seed", True), ("time_attr", ""), ("mode", "high")]],
+    ("resource-changing-scheduler", lambda: ts.ResourceChanging("asha", lambda t, v: None), "scheduler"),  # type: ignore[arg-type]
+    ("resource-changing-allocate_fn", lambda: ts.ResourceChanging(ts.ASHA(), None), "allocate_fn"),  # type: ignore[arg-type]
+    ("resource-changing-inner", lambda: ts.ResourceChanging(ts.ASHA(reduction_factor=1), lambda t, v: None),
+     "reduction_factor"),
+    *[(f"deadline-{k}={v!r}", lambda k=k, v=v: ts.Deadline(**{"deadline_s": 10, k: v}), argument)
+      for k, v, argument in [
+        ("deadline_s", 0, "deadline_s"), ("deadline_s", "1h", "deadline_s"),
+        ("exploit_fraction", 1.5, "exploit_fraction"), ("keep", 0, "keep"), ("scheduler", "asha", "scheduler"),
+        ("scheduler", ts.ASHA(grace_period=0), "grace_period"), ("mode", "up", "mode")]],
+]
+
+
+@pytest.mark.parametrize(("build", "argument"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_arguments_are_stored_then_named_by_setup(build: Callable[[], Scheduler], argument: str) -> None:
+    scheduler = build()  # the constructor only stores
+    with pytest.raises(ts.ConfigError, match=f"^{argument}"):
+        scheduler.setup("loss", "min")
+
+
+@pytest.mark.parametrize("make_bare", [
+    ts.ASHA, ts.HyperBand, ts.MedianStopping, lambda: ts.PBT(**_PBT), lambda: ts.Deadline(10),
+    lambda: ts.ResourceChanging(ts.ASHA(), _allocate)], ids=["asha", "hyperband", "median", "pbt", "deadline",
+                                                            "resource-changing"])
+@pytest.mark.parametrize(("metric", "mode", "argument"), [(None, "min", "metric"), ("loss", None, "mode"),
+                                                          (["a", "b"], ["min", "min"], "metric")])
+def test_a_metric_and_mode_are_needed(make_bare: Callable[[], Scheduler], metric: Any, mode: Any,
+                                      argument: str) -> None:
+    with pytest.raises(ts.ConfigError, match=f"^{argument}:"):
+        make_bare().setup(metric, mode)
+
+
+# -- mode ----------------------------------------------------------------------------------------------------------
+def test_maximising_the_negated_metric_is_minimising_the_metric(make: Make) -> None:
+    assert decisions(make(1), mode="max") == decisions(make(1), mode="min")
+
+
+# -- decision points -----------------------------------------------------------------------------------------------
+def test_decisions_come_only_at_the_iterations_announced(make: Make) -> None:
+    sim = Sim(make(0)).run()
+    if make.id in UNANNOUNCED:  # type: ignore[attr-defined]
+        pytest.skip("decides at any result by design (see UNANNOUNCED)")
+    late = [(t, i, a, d) for t, i, a, d in sim.announced if a is not None and not isinstance(d, Continue) and i != a]
+    assert late == []
+    assert any(a is not None for _t, _i, a, _d in sim.announced) or make.id in ("fifo", "median")  # type: ignore[attr-defined]
+
+
+# -- resume by replay ----------------------------------------------------------------------------------------------
+# The controller's replay today (Controller.replay) feeds each trial's stored results per trial in id order, not
+# in the order they were stored. PBT's random draws depend on the order its decisions were made in, so that replay
+# leaves its generator elsewhere and its next exploits differ (found by this suite; the fix belongs to the
+# controller's replay: feed results in stored order, which every scheduler here meets).
+ORDER_SENSITIVE = {"pbt"}
+
+
+def replayed(make: Make, uninterrupted: Sim, order: str) -> Sim:
+    resumed = Sim(make(7))
+    s = resumed.h.scheduler
+    if order == "stored":  # every stored result in the order it was stored
+        for trial_id, iteration, v in uninterrupted.stored:
+            if trial_id not in resumed.view.trials:
+                resumed.h.add(trial_id, config=dict(uninterrupted.h.trial(trial_id).config))
+            resumed.view.now += 1.0
+            resumed.h.report(trial_id, iteration, v, checkpoint=True)
+    else:  # per trial in id order, as Controller.replay does
+        resumed.view.now = uninterrupted.view.now
+        for trial_id in sorted(uninterrupted.view.trials):
+            resumed.h.add(trial_id, config=dict(uninterrupted.h.trial(trial_id).config))
+            for tid, iteration, v in uninterrupted.stored:
+                if tid == trial_id:
+                    resumed.h.report(trial_id, iteration, v, apply=False, checkpoint=True)
+    for trial_id in sorted(uninterrupted.view.trials):
+        original, trial = uninterrupted.h.trial(trial_id), resumed.h.trial(trial_id)
+        for attr in ("config", "iteration", "checkpoint_path", "checkpoint_iteration", "resources", "parent_id",
+                     "parent_iteration"):
+            setattr(trial, attr, getattr(original, attr))
+        if original.status.is_finished and not trial.status.is_finished:
+            resumed.h.end(trial_id, original.status)
+        trial.status = original.status
+    resumed.h.pending_resources = dict(uninterrupted.h.pending_resources)
+    resumed.next_id, resumed.told_no_more = uninterrupted.next_id, uninterrupted.told_no_more
+    if uninterrupted.told_no_more:
+        s.on_no_more_trials(resumed.view)
+    return resumed
+
+
+@pytest.mark.parametrize("order", ["stored", "by-trial"])
+@pytest.mark.parametrize("crash_after", [4, 9])
+def test_resume_by_replay_decides_the_next_results_the_same(make: Make, crash_after: int, order: str,
+                                                            request: pytest.FixtureRequest) -> None:
+    if order == "by-trial" and make.id in ORDER_SENSITIVE:  # type: ignore[attr-defined]
+        request.applymarker(pytest.mark.xfail(strict=True, reason="replay per trial in id order (see ORDER_SENSITIVE)"))
+    uninterrupted = Sim(make(7))
+    for _ in range(crash_after):
+        assert uninterrupted.step()
+    resumed = replayed(make, uninterrupted, order)
+    cut = len(uninterrupted.log)
+    uninterrupted.run()
+    resumed.run()
+    assert resumed.log == uninterrupted.log[cut:]
+
+
+# -- purity --------------------------------------------------------------------------------------------------------
+def test_no_file_socket_or_clock(make: Make, request: pytest.FixtureRequest) -> None:
+    scheduler = make(2)
+    calls = request.getfixturevalue("no_io")
+    Sim(scheduler).run()
+    assert calls == []
+
+
+# -- spec ----------------------------------------------------------------------------------------------------------
+def test_to_spec_is_json(make: Make) -> None:
+    spec = make(4).to_spec()
+    assert json.loads(json.dumps(spec)) == spec
+    assert spec["type"] == type(make(4)).__name__
+
+
+def test_the_command_line_rebuilds_every_scheduler_it_offers() -> None:
+    from tunesmith.cli import _SCHEDULERS, _rebuild
+
+    for type_name, kwargs in _SCHEDULERS.values():
+        spec = getattr(ts, type_name)(**kwargs).to_spec()
+        again = _rebuild(spec, "scheduler")
+        assert again.to_spec() == spec
+        if type_name != "FIFO":  # the same arguments decide the same
+            assert decisions(again) == decisions(getattr(ts, type_name)(**kwargs))
