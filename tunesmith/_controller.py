@@ -22,7 +22,7 @@ from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.checkpoint import CheckpointError, verify
-from tunesmith.executors._base import Event, Executor, Launch
+from tunesmith.executors._base import Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
 from tunesmith.store.sqlite import Store, StoreError, dumps
@@ -347,13 +347,13 @@ class Controller:
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
         for ev in events:
-            trial = self.trials.get(ev[1])
+            trial = self.trials.get(ev.trial_id)
             if trial is None:
                 continue
-            if ev[0] == "r":
+            if type(ev) is Results:
                 results = []
                 tid = trial.id
-                batch = ev[2]
+                batch = ev.rows
                 # one C-level decode for the whole batch instead of one json.loads per result
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
@@ -370,9 +370,9 @@ class Controller:
                     results.append(Result(tid, iteration, metrics, ckpt, text))
                 trial.last_result = results[-1]
                 trial.iteration = results[-1].iteration
-                parsed.append((trial, results, ev[3]))
+                parsed.append((trial, results, ev.waiting))
             else:
-                done.append((trial, ev[2], ev[3]))
+                done.append((trial, ev.status, ev.error))
         # Trials whose end is in this batch: _complete applies (and clears) their pending decision below, so
         # remember which had one: their rows here came after it (the iteration in flight when it was sent).
         ended = {trial.id for trial, _s, _tb in done}

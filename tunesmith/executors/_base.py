@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-# Events from ``poll``: plain tuples, cheap on the hot path.
-#   ("r", trial_id, rows, waiting)   rows: [(iteration, time_total, timestamp, metrics_json, ckpt_path)]
-#                                    waiting: the last row's report() waits for a decision
-#   ("done", trial_id, status, tb)   status: "ok" (returned), "stopped" (by us), "error" (tb: traceback)
-Event = tuple[Any, ...]
+# One result as a trial sends it: (iteration, time_total, timestamp, metrics JSON, checkpoint path or None).
+# A plain tuple: there is one per result, and they cross process boundaries in batches.
+ReportRow = tuple[int, float, float, str, str | None]
+
+
+class Results(NamedTuple):
+    """An event from ``poll``: a batch of a trial's results, in order (one event per batch, not per result)."""
+
+    trial_id: int
+    rows: list[ReportRow]
+    waiting: bool  # the last row's report() waits for a decision (``Executor.decide``)
+
+
+class Done(NamedTuple):
+    """An event from ``poll``: a trial ended. ``status``: "ok" (it returned), "stopped" (we asked it to), or
+    "error" (``error`` says why: a traceback, or what the executor saw happen to its worker)."""
+
+    trial_id: int
+    status: str
+    error: str | None
+
+
+Event = Results | Done
 
 
 @dataclass
