@@ -46,6 +46,20 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config: bool, sys_path: list[str],
+               stop: bytes | None, chdir: bool, **own: Any) -> dict[str, Any]:
+    """What a worker runs one trial from (``_worker._run_trial`` reads it): the launch's fields, then what
+    every executor sends (the trial's environment, which function and how to call it, where to import from,
+    the stop rules, whether to change into the trial's folder), then the executor's ``own`` keys."""
+    return {
+        "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
+        "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
+        "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
+        "env": env, "fn_key": fn_key, "takes_config": takes_config, "sys_path": sys_path, "stop": stop,
+        "chdir": chdir, **own,
+    }
+
+
 class Executor:
     """Runs trials. The controller is its only caller, from one thread."""
 

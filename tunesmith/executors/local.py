@@ -25,7 +25,7 @@ import cloudpickle
 
 from tunesmith import _forkserver
 from tunesmith._errors import ConfigError
-from tunesmith.executors._base import Done, Event, Executor, Launch, Results
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
 from tunesmith.executors.resources import ResourcePool, cuda_visible, detect_cpus, detect_gpus
 
@@ -149,15 +149,10 @@ class LocalExecutor(Executor):
         if cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = cuda
         worker = self._idle_worker(cuda)
-        spec = {
-            "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
-            "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
-            "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
-            "env": env, "fn_key": self._fn_key, "takes_config": self._takes_config,
-            "fn": None if self._fn_key in worker.fns else self._fn_bytes,
-            "sys_path": self._sys_path if self._fn_key not in worker.fns else [],
-            "stop": self._stop_bytes, "chdir": self.chdir_to_trial_dir,
-        }
+        known = self._fn_key in worker.fns  # the function (and its import path) is sent once per worker
+        spec = trial_spec(launch, env=env, fn_key=self._fn_key, takes_config=self._takes_config,
+                          sys_path=[] if known else self._sys_path, stop=self._stop_bytes,
+                          chdir=self.chdir_to_trial_dir, fn=None if known else self._fn_bytes)
         worker.fns.add(self._fn_key)
         if cuda is not None and worker.cuda is None:
             worker.cuda = cuda

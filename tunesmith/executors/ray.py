@@ -49,7 +49,7 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.checkpoint import inside, is_url
-from tunesmith.executors._base import Done, Event, Executor, Launch, Results
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._wire import CHUNK, DONE, RESULTS
 
 log = logging.getLogger("tunesmith")
@@ -671,16 +671,11 @@ class RayBackend(Executor):
         if launch.restore is not None and not self.shared_storage and not is_url(launch.restore) \
                 and self._multi_node():
             restore_files = slot.restore_refs = _put_folder(ray, launch.restore, self.chunk_bytes)
-        spec = {
-            "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
-            "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
-            "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
-            "env": {**launch.env, "TUNESMITH_ORIG_WORKING_DIR": self._cwd}, "fn_key": self._fn_key,
-            "takes_config": self._takes_config, "sys_path": self._sys_path, "driver_node": self._driver_node,
-            "shared_storage": self.shared_storage, "chunk_bytes": self.chunk_bytes,
-            "storage": self._storage_url(launch.trial_dir), "stop": self._stop_bytes,
-            "chdir": self.chdir_to_trial_dir, "signing_key": self._signing_key,
-        }
+        spec = trial_spec(launch, env={**launch.env, "TUNESMITH_ORIG_WORKING_DIR": self._cwd}, fn_key=self._fn_key,
+                          takes_config=self._takes_config, sys_path=self._sys_path, stop=self._stop_bytes,
+                          chdir=self.chdir_to_trial_dir, driver_node=self._driver_node,
+                          shared_storage=self.shared_storage, chunk_bytes=self.chunk_bytes,
+                          storage=self._storage_url(launch.trial_dir), signing_key=self._signing_key)
         slot.trial_id = launch.trial_id
         slot.trial_dir = launch.trial_dir
         slot.started = slot.node is not None  # a reused actor is up; a new one may wait for resources
