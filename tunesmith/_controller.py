@@ -147,10 +147,10 @@ class Controller:
             last = None
             for row in rows:
                 metrics = result_dict(row)
-                last = Result(trial.id, row[1], metrics)
+                last = Result(trial.id, row.iteration, metrics)
                 self.searcher.observe(trial.id, metrics, False)
                 self.scheduler.on_result(trial, last, self.view)  # rebuilds rungs; the decision is past
-                trial.iteration, trial.last_result = row[1], last
+                trial.iteration, trial.last_result = row.iteration, last
                 self.num_results += 1
                 value = metrics.get(self.metric) if isinstance(self.metric, str) else None
                 if isinstance(value, (int, float)) and not math.isnan(value):
@@ -169,7 +169,7 @@ class Controller:
             if good is not None:
                 it, path = good
                 trial.checkpoint_path, trial.checkpoint_iteration = path, it
-                self._ckpt_time[trial.id] = next((r[2] for r in rows if r[1] == it), 0.0)
+                self._ckpt_time[trial.id] = next((r.time_total for r in rows if r.iteration == it), 0.0)
                 if not own or path != own[-1][1]:  # another trial's (a PBT exploit), or an older own one
                     self.ledger.restore(trial.id, path)
             errored = trial.status is TrialStatus.ERROR
@@ -184,7 +184,7 @@ class Controller:
         # every restart point is held above before retention sees the index: nothing a trial restarts
         # from is let go
         for tid, own, rows in indexed:
-            by_iter = {row[1]: row for row in rows}
+            by_iter = {row.iteration: row for row in rows}
             for it, path in own:
                 self.ledger.known(tid, it, path, result_dict(by_iter[it]) if it in by_iter else {})
         clean_leftovers(self.exp_dir, known)  # keep=N bounds the disk after a crash too
@@ -318,7 +318,8 @@ class Controller:
         elif good[1] != trial.checkpoint_path:
             trial.checkpoint_iteration, trial.checkpoint_path = good
             self.ledger.restore(trial.id, good[1])
-            self._ckpt_time[trial.id] = next((r[2] for r in self.store.results(trial.id) if r[1] == good[0]), 0.0)
+            self._ckpt_time[trial.id] = next((r.time_total for r in self.store.results(trial.id)
+                                              if r.iteration == good[0]), 0.0)
 
     def _restart_launch(self, trial: TrialView) -> Launch:
         """Restart a paused/exploited trial from its latest checkpoint (from scratch if it has none)."""
