@@ -10,23 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sqlite3
 import time
 from typing import Any
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
-from tunesmith._ledger import Ledger, clean_leftovers, delete_checkpoint, storage_prefix
+from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
+from tunesmith._replay import first_good_checkpoint, replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.checkpoint import CheckpointError, verify
 from tunesmith.executors._base import Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
 from tunesmith.store.sqlite import Store, StoreError, dumps
-from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView, trial_name
+from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView
 
 log = logging.getLogger("tunesmith")
 
@@ -121,78 +120,9 @@ class Controller:
 
     # -- resume -------------------------------------------------------------------------------------
     def replay(self, restart_errored: str | None = None) -> None:
-        """Rebuild state from the store after a crash: searcher and scheduler see every stored suggestion
-        and result again; unfinished trials restart from their latest good checkpoint.
-
-        Args:
-            restart_errored: None keeps ERROR trials as they are; "restart" runs them again from scratch;
-                "resume" continues them from their latest checkpoint.
-        """
-        from tunesmith.store.sqlite import result_dict
-
-        records = self.store.trials()
-        restarts: list[TrialView] = []
-        indexed: list[tuple[int, list[tuple[int, str]], list[Any]]] = []
-        known: set[str] = set()  # every checkpoint the store names: the rest in trials/ is left over
-        for rec in records:
-            trial = TrialView(id=rec["id"], config=rec["config"], status=TrialStatus(rec["status"]),
-                              resources=rec["resources"] or dict(self.resources), parent_id=rec["parent_id"],
-                              parent_iteration=rec["parent_iteration"], num_failures=rec["num_failures"],
-                              error=rec["error"], start_time=rec["start_time"], end_time=rec["end_time"])
-            self.trials[trial.id] = trial
-            self._next_id = max(self._next_id, trial.id + 1)
-            self.searcher.restore_suggestion(trial.id, trial.config)
-            self.scheduler.on_trial_add(trial, self.view)
-            rows = self.store.results(trial.id)
-            last = None
-            for row in rows:
-                metrics = result_dict(row)
-                last = Result(trial.id, row.iteration, metrics)
-                self.searcher.observe(trial.id, metrics, False)
-                self.scheduler.on_result(trial, last, self.view)  # rebuilds rungs; the decision is past
-                trial.iteration, trial.last_result = row.iteration, last
-                self.num_results += 1
-                value = metrics.get(self.metric) if isinstance(self.metric, str) else None
-                if isinstance(value, (int, float)) and not math.isnan(value):
-                    self._metric_seen.add(trial.id)
-                    if self.best_so_far is None or self._sign * value < self._sign * self.best_so_far[1]:
-                        self.best_so_far = (trial.id, value)
-            own = self.store.checkpoints(trial.id)
-            indexed.append((trial.id, own, rows))
-            known.update([path for _it, path in own] + ([rec["checkpoint"]] if rec["checkpoint"] else []))
-            # the latest checkpoint that passes its checksum (the trial's pointer first: after a PBT
-            # exploit it is the source's); a damaged one is skipped for the one before, with a warning
-            candidates = list(reversed(own))
-            if rec["checkpoint"] and (rec["checkpoint_iteration"], rec["checkpoint"]) not in own:
-                candidates.insert(0, (rec["checkpoint_iteration"], rec["checkpoint"]))
-            good = self._first_good_checkpoint(trial, candidates)
-            if good is not None:
-                it, path = good
-                trial.checkpoint_path, trial.checkpoint_iteration = path, it
-                self._ckpt_time[trial.id] = next((r.time_total for r in rows if r.iteration == it), 0.0)
-                if not own or path != own[-1][1]:  # another trial's (a PBT exploit), or an older own one
-                    self.ledger.restore(trial.id, path)
-            errored = trial.status is TrialStatus.ERROR
-            if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
-                self.scheduler.on_complete(trial, last, self.view)
-                self.searcher.observe(trial.id, last.metrics if last else {}, True)
-                continue
-            if errored and restart_errored == "restart":
-                trial.checkpoint_path, trial.checkpoint_iteration = None, 0
-                self.ledger.restore(trial.id, None)
-            restarts.append(trial)
-        # every restart point is held above before retention sees the index: nothing a trial restarts
-        # from is let go
-        for tid, own, rows in indexed:
-            by_iter = {row.iteration: row for row in rows}
-            for it, path in own:
-                self.ledger.known(tid, it, path, result_dict(by_iter[it]) if it in by_iter else {})
-        clean_leftovers(self.exp_dir, known)  # keep=N bounds the disk after a crash too
-        for trial in restarts:
-            trial.status = TrialStatus.PENDING
-            trial.error = None
-            self._pending_launch.append(self._restart_launch(trial))
-        log.info("resuming %s: %d trials stored, %d to restart", self.name, len(records), len(restarts))
+        """Rebuild state from the store after a crash (``tunesmith._replay``); unfinished trials restart from
+        their latest good checkpoint."""
+        replay(self, restart_errored)
 
     # -- loop ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -291,18 +221,6 @@ class Controller:
                       time_offset=self._ckpt_time.get(trial.id, 0.0),
                       decision_iteration=self._decision_iteration(trial))
 
-    def _first_good_checkpoint(self, trial: TrialView, candidates: list[tuple[int, str]]) -> tuple[int, str] | None:
-        """The first of ``candidates`` (iteration, path) that passes its checksum; a damaged one is skipped
-        for the next, with a warning."""
-        for it, path in candidates:
-            try:
-                verify(path)
-            except CheckpointError as e:
-                log.warning("%s: skipping damaged checkpoint at iteration %d: %s", trial.name, it, e)
-                continue
-            return it, path
-        return None
-
     def _verify_before_retry(self, trial: TrialView) -> None:
         """A failed trial may have left its latest checkpoint damaged (a dying disk, a killed copy): retry
         from the latest good one. Only on failures: pauses and exploits restart from checkpoints that were
@@ -310,7 +228,7 @@ class Controller:
         if not trial.checkpoint_path:
             return
         own = [(it, path) for it, path in self.store.checkpoints(trial.id) if it < trial.checkpoint_iteration]
-        good = self._first_good_checkpoint(trial, [(trial.checkpoint_iteration, trial.checkpoint_path),
+        good = first_good_checkpoint(trial, [(trial.checkpoint_iteration, trial.checkpoint_path),
                                                    *reversed(own)])
         if good is None:
             trial.checkpoint_path, trial.checkpoint_iteration = None, 0
