@@ -75,7 +75,6 @@ class Controller:
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
         # trials created since the last store transaction, with the time they were created
         self._new_rows: list[tuple[TrialView, float]] = []
-        self._row_updates: dict[int, dict[str, Any]] = {}  # trial row fields a batch's results changed
         self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
@@ -307,19 +306,19 @@ class Controller:
                 self.store.add_checkpoints(db, ckpts)
             if drop:
                 self.store.remove_checkpoints(db, [(owner, it) for owner, it, _path in drop])
-            # a trial whose end is in this batch gets one UPDATE: _complete's, with these fields
-            updates = self._row_updates
-            updates.clear()  # nothing left from a batch whose transaction failed
-            for trial, _results, _w in parsed:
-                updates[trial.id] = {"iteration": trial.iteration,
-                                     "last_result": trial.last_result and dumps(trial.last_result.metrics),
-                                     "checkpoint": trial.checkpoint_path,
-                                     "checkpoint_iteration": trial.checkpoint_iteration}
+            # the batch's row changes, one UPDATE per trial: what its results moved, then what its end set
+            changes: dict[int, dict[str, Any]] = {
+                trial.id: {"iteration": trial.iteration,
+                           "last_result": trial.last_result and dumps(trial.last_result.metrics),
+                           "checkpoint": trial.checkpoint_path, "checkpoint_iteration": trial.checkpoint_iteration}
+                for trial, _results, _w in parsed}
+            logged: list[tuple[str, int, dict[str, Any]]] = []
             for trial, status, tb in done:
-                self._complete(db, trial, status, tb)
-            for tid, fields in updates.items():
-                self.store.update_trial(db, tid, **fields)
-            updates.clear()
+                fields, event = self._complete(trial, status, tb)
+                changes[trial.id] = {**changes[trial.id], **fields} if trial.id in changes else fields
+                if event is not None:
+                    logged.append((event[0], trial.id, event[1]))
+            self.store.update_trials(db, changes, logged)
         self._delete(drop)
         # 2. then decide
         self.view.now = self.elapsed()
@@ -417,8 +416,10 @@ class Controller:
         else:
             self.executor.stop(tid)
 
-    def _complete(self, db: Any, trial: TrialView, status: str, tb: str | None) -> None:
-        """Record a trial's end (its worker confirmed it) in the store, inside the caller's transaction."""
+    def _complete(self, trial: TrialView, status: str, tb: str | None) -> tuple[dict[str, Any],
+                                                                              tuple[str, dict[str, Any]] | None]:
+        """Apply a trial's end (its worker confirmed it). Returns what the store must record, in the batch's
+        transaction: the trial row's changed fields, and the event to log (kind, data) if any."""
         self._running.discard(trial.id)
         action = self._actions.pop(trial.id, None)
         now = time.time()
@@ -426,32 +427,27 @@ class Controller:
             self.ledger.unpin(trial.id)  # a pending exploit is dropped with its decision
             trial.error = tb
             trial.num_failures += 1
-            self.store.log_event(db, "error", trial.id, {"traceback": tb, "iteration": trial.iteration,
-                                                         "failure": trial.num_failures})
+            event = ("error", {"traceback": tb, "iteration": trial.iteration, "failure": trial.num_failures})
             if (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping:
                 # retry from its latest checkpoint (from scratch if it has none)
                 trial.status = TrialStatus.PENDING
-                self._update(db, trial.id, status=trial.status.value, error=tb, num_failures=trial.num_failures)
                 self._verify_before_retry(trial)
                 self._pending_launch.append(self._restart_launch(trial))
                 log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,
                             trial.num_failures, "unlimited" if self.max_failures < 0 else self.max_failures,
                             trial.iteration)
-                return
+                return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures}, event
             trial.status = TrialStatus.ERROR
             trial.end_time = now
-            self._update(db, trial.id, status=trial.status.value, error=tb,
-                         num_failures=trial.num_failures, end_time=now, start_time=trial.start_time)
-            return
+            return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures, "end_time": now,
+                    "start_time": trial.start_time}, event
         if isinstance(action, Pause):
             trial.status = TrialStatus.PAUSED
             if action.resources is not None:
                 trial.resources = dict(action.resources)
             self._paused.add(trial.id)
-            self._update(db, trial.id, status=trial.status.value, resources=dumps(trial.resources))
-            self.store.log_event(db, "pause", trial.id, {"iteration": trial.iteration,
-                                                         "resources": trial.resources})
-            return
+            return ({"status": trial.status.value, "resources": dumps(trial.resources)},
+                    ("pause", {"iteration": trial.iteration, "resources": trial.resources}))
         if isinstance(action, Exploit):
             source = self.trials[action.source_trial]
             it, path = self._exploit_source(action)
@@ -466,21 +462,13 @@ class Controller:
             trial.checkpoint_iteration = it
             self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
             trial.status = TrialStatus.PENDING
-            self._update(db, trial.id, status=trial.status.value, config=dumps(trial.config),
-                         parent_id=source.id, parent_iteration=it, checkpoint=path,
-                         checkpoint_iteration=it, iteration=it)
-            self.store.log_event(db, "exploit", trial.id, {"source": source.id, "iteration": it,
-                                                           "config": trial.config})
             self._pending_launch.append(self._make_launch(trial))
-            return
+            return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
+                     "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
+                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config}))
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
-        self._update(db, trial.id, status=trial.status.value, end_time=now, start_time=trial.start_time)
-
-    def _update(self, db: Any, trial_id: int, **fields: Any) -> None:
-        """update_trial, with the fields this batch's results left for the trial (one UPDATE, not two)."""
-        pending = self._row_updates.pop(trial_id, None)
-        self.store.update_trial(db, trial_id, **({**pending, **fields} if pending else fields))
+        return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, None
 
     def _exploit_source(self, action: Exploit) -> tuple[int, str | None]:
         """(iteration, path) of the checkpoint an exploit restarts from: the one the decision named, else the

@@ -325,6 +325,15 @@ class Store:
         cols = ", ".join(f"{k} = ?" for k in fields)
         db.execute(f"UPDATE trials SET {cols} WHERE id = ?", (*fields.values(), trial_id))
 
+    def update_trials(self, db: sqlite3.Connection, changes: dict[int, dict[str, Any]],
+                      events: Iterable[tuple[str, int | None, Any]] = ()) -> None:
+        """A batch's row changes: ``changes`` maps a trial to the columns to set (one UPDATE per trial), and
+        ``events`` are (kind, trial, data) to log, in order."""
+        for trial_id, fields in changes.items():
+            self.update_trial(db, trial_id, **fields)
+        for kind, trial_id, data in events:
+            self.log_event(db, kind, trial_id, data)
+
     @staticmethod
     def truncate_results(db: sqlite3.Connection, trial_id: int, after_iteration: int) -> None:
         """Drop results and checkpoint entries after ``after_iteration`` (a restart from a checkpoint)."""
