@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import time
 from typing import Any
 
 from tunesmith import _layout
-from tunesmith._ledger import Ledger, clean_leftovers, delete_checkpoint, storage_prefix
+from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
+from tunesmith._replay import first_good_checkpoint, replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.checkpoint import CheckpointError, verify
-from tunesmith.executors._base import Event, Executor, Launch
+from tunesmith.executors._base import Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
 from tunesmith.store.sqlite import Store, StoreError, dumps
-from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView, trial_name
+from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView
 
 log = logging.getLogger("tunesmith")
 
@@ -75,7 +74,6 @@ class Controller:
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
         # trials created since the last store transaction, with the time they were created
         self._new_rows: list[tuple[TrialView, float]] = []
-        self._row_updates: dict[int, dict[str, Any]] = {}  # trial row fields a batch's results changed
         self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
@@ -120,78 +118,9 @@ class Controller:
 
     # -- resume -------------------------------------------------------------------------------------
     def replay(self, restart_errored: str | None = None) -> None:
-        """Rebuild state from the store after a crash: searcher and scheduler see every stored suggestion
-        and result again; unfinished trials restart from their latest good checkpoint.
-
-        Args:
-            restart_errored: None keeps ERROR trials as they are; "restart" runs them again from scratch;
-                "resume" continues them from their latest checkpoint.
-        """
-        from tunesmith.store.sqlite import result_dict
-
-        records = self.store.trials()
-        restarts: list[TrialView] = []
-        indexed: list[tuple[int, list[tuple[int, str]], list[Any]]] = []
-        known: set[str] = set()  # every checkpoint the store names: the rest in trials/ is left over
-        for rec in records:
-            trial = TrialView(id=rec["id"], config=rec["config"], status=TrialStatus(rec["status"]),
-                              resources=rec["resources"] or dict(self.resources), parent_id=rec["parent_id"],
-                              parent_iteration=rec["parent_iteration"], num_failures=rec["num_failures"],
-                              error=rec["error"], start_time=rec["start_time"], end_time=rec["end_time"])
-            self.trials[trial.id] = trial
-            self._next_id = max(self._next_id, trial.id + 1)
-            self.searcher.restore_suggestion(trial.id, trial.config)
-            self.scheduler.on_trial_add(trial, self.view)
-            rows = self.store.results(trial.id)
-            last = None
-            for row in rows:
-                metrics = result_dict(row)
-                last = Result(trial.id, row[1], metrics)
-                self.searcher.observe(trial.id, metrics, False)
-                self.scheduler.on_result(trial, last, self.view)  # rebuilds rungs; the decision is past
-                trial.iteration, trial.last_result = row[1], last
-                self.num_results += 1
-                value = self.objective.value(metrics)  # None with several metrics: no single best
-                if value is not None:
-                    self._metric_seen.add(trial.id)
-                    if self.best_so_far is None or self.objective.better(value, self.best_so_far[1]):
-                        self.best_so_far = (trial.id, value)
-            own = self.store.checkpoints(trial.id)
-            indexed.append((trial.id, own, rows))
-            known.update([path for _it, path in own] + ([rec["checkpoint"]] if rec["checkpoint"] else []))
-            # the latest checkpoint that passes its checksum (the trial's pointer first: after a PBT
-            # exploit it is the source's); a damaged one is skipped for the one before, with a warning
-            candidates = list(reversed(own))
-            if rec["checkpoint"] and (rec["checkpoint_iteration"], rec["checkpoint"]) not in own:
-                candidates.insert(0, (rec["checkpoint_iteration"], rec["checkpoint"]))
-            good = self._first_good_checkpoint(trial, candidates)
-            if good is not None:
-                it, path = good
-                trial.checkpoint_path, trial.checkpoint_iteration = path, it
-                self._ckpt_time[trial.id] = next((r[2] for r in rows if r[1] == it), 0.0)
-                if not own or path != own[-1][1]:  # another trial's (a PBT exploit), or an older own one
-                    self.ledger.restore(trial.id, path)
-            errored = trial.status is TrialStatus.ERROR
-            if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
-                self.scheduler.on_complete(trial, last, self.view)
-                self.searcher.observe(trial.id, last.metrics if last else {}, True)
-                continue
-            if errored and restart_errored == "restart":
-                trial.checkpoint_path, trial.checkpoint_iteration = None, 0
-                self.ledger.restore(trial.id, None)
-            restarts.append(trial)
-        # every restart point is held above before retention sees the index: nothing a trial restarts
-        # from is let go
-        for tid, own, rows in indexed:
-            by_iter = {row[1]: row for row in rows}
-            for it, path in own:
-                self.ledger.known(tid, it, path, result_dict(by_iter[it]) if it in by_iter else {})
-        clean_leftovers(self.exp_dir, known)  # keep=N bounds the disk after a crash too
-        for trial in restarts:
-            trial.status = TrialStatus.PENDING
-            trial.error = None
-            self._pending_launch.append(self._restart_launch(trial))
-        log.info("resuming %s: %d trials stored, %d to restart", self.name, len(records), len(restarts))
+        """Rebuild state from the store after a crash (``tunesmith._replay``); unfinished trials restart from
+        their latest good checkpoint."""
+        replay(self, restart_errored)
 
     # -- loop ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -290,18 +219,6 @@ class Controller:
                       time_offset=self._ckpt_time.get(trial.id, 0.0),
                       decision_iteration=self._decision_iteration(trial))
 
-    def _first_good_checkpoint(self, trial: TrialView, candidates: list[tuple[int, str]]) -> tuple[int, str] | None:
-        """The first of ``candidates`` (iteration, path) that passes its checksum; a damaged one is skipped
-        for the next, with a warning."""
-        for it, path in candidates:
-            try:
-                verify(path)
-            except CheckpointError as e:
-                log.warning("%s: skipping damaged checkpoint at iteration %d: %s", trial.name, it, e)
-                continue
-            return it, path
-        return None
-
     def _verify_before_retry(self, trial: TrialView) -> None:
         """A failed trial may have left its latest checkpoint damaged (a dying disk, a killed copy): retry
         from the latest good one. Only on failures: pauses and exploits restart from checkpoints that were
@@ -309,7 +226,7 @@ class Controller:
         if not trial.checkpoint_path:
             return
         own = [(it, path) for it, path in self.store.checkpoints(trial.id) if it < trial.checkpoint_iteration]
-        good = self._first_good_checkpoint(trial, [(trial.checkpoint_iteration, trial.checkpoint_path),
+        good = first_good_checkpoint(trial, [(trial.checkpoint_iteration, trial.checkpoint_path),
                                                    *reversed(own)])
         if good is None:
             trial.checkpoint_path, trial.checkpoint_iteration = None, 0
@@ -317,7 +234,8 @@ class Controller:
         elif good[1] != trial.checkpoint_path:
             trial.checkpoint_iteration, trial.checkpoint_path = good
             self.ledger.restore(trial.id, good[1])
-            self._ckpt_time[trial.id] = next((r[2] for r in self.store.results(trial.id) if r[1] == good[0]), 0.0)
+            self._ckpt_time[trial.id] = next((r.time_total for r in self.store.results(trial.id)
+                                              if r.iteration == good[0]), 0.0)
 
     def _restart_launch(self, trial: TrialView) -> Launch:
         """Restart a paused/exploited trial from its latest checkpoint (from scratch if it has none)."""
@@ -346,13 +264,13 @@ class Controller:
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
         for ev in events:
-            trial = self.trials.get(ev[1])
+            trial = self.trials.get(ev.trial_id)
             if trial is None:
                 continue
-            if ev[0] == "r":
+            if type(ev) is Results:
                 results = []
                 tid = trial.id
-                batch = ev[2]
+                batch = ev.rows
                 # one C-level decode for the whole batch instead of one json.loads per result
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
@@ -369,9 +287,9 @@ class Controller:
                     results.append(Result(tid, iteration, metrics, ckpt, text))
                 trial.last_result = results[-1]
                 trial.iteration = results[-1].iteration
-                parsed.append((trial, results, ev[3]))
+                parsed.append((trial, results, ev.waiting))
             else:
-                done.append((trial, ev[2], ev[3]))
+                done.append((trial, ev.status, ev.error))
         # Trials whose end is in this batch: _complete applies (and clears) their pending decision below, so
         # remember which had one: their rows here came after it (the iteration in flight when it was sent).
         ended = {trial.id for trial, _s, _tb in done}
@@ -387,19 +305,19 @@ class Controller:
                 self.store.add_checkpoints(db, ckpts)
             if drop:
                 self.store.remove_checkpoints(db, [(owner, it) for owner, it, _path in drop])
-            # a trial whose end is in this batch gets one UPDATE: _complete's, with these fields
-            updates = self._row_updates
-            updates.clear()  # nothing left from a batch whose transaction failed
-            for trial, _results, _w in parsed:
-                updates[trial.id] = {"iteration": trial.iteration,
-                                     "last_result": trial.last_result and dumps(trial.last_result.metrics),
-                                     "checkpoint": trial.checkpoint_path,
-                                     "checkpoint_iteration": trial.checkpoint_iteration}
+            # the batch's row changes, one UPDATE per trial: what its results moved, then what its end set
+            changes: dict[int, dict[str, Any]] = {
+                trial.id: {"iteration": trial.iteration,
+                           "last_result": trial.last_result and dumps(trial.last_result.metrics),
+                           "checkpoint": trial.checkpoint_path, "checkpoint_iteration": trial.checkpoint_iteration}
+                for trial, _results, _w in parsed}
+            logged: list[tuple[str, int, dict[str, Any]]] = []
             for trial, status, tb in done:
-                self._complete(db, trial, status, tb)
-            for tid, fields in updates.items():
-                self.store.update_trial(db, tid, **fields)
-            updates.clear()
+                fields, event = self._complete(trial, status, tb)
+                changes[trial.id] = {**changes[trial.id], **fields} if trial.id in changes else fields
+                if event is not None:
+                    logged.append((event[0], trial.id, event[1]))
+            self.store.update_trials(db, changes, logged)
         self._delete(drop)
         # 2. then decide
         self.view.now = self.elapsed()
@@ -485,8 +403,10 @@ class Controller:
         else:
             self.executor.stop(tid)
 
-    def _complete(self, db: Any, trial: TrialView, status: str, tb: str | None) -> None:
-        """Record a trial's end (its worker confirmed it) in the store, inside the caller's transaction."""
+    def _complete(self, trial: TrialView, status: str, tb: str | None) -> tuple[dict[str, Any],
+                                                                              tuple[str, dict[str, Any]] | None]:
+        """Apply a trial's end (its worker confirmed it). Returns what the store must record, in the batch's
+        transaction: the trial row's changed fields, and the event to log (kind, data) if any."""
         self._running.discard(trial.id)
         action = self._actions.pop(trial.id, None)
         now = time.time()
@@ -494,32 +414,27 @@ class Controller:
             self.ledger.unpin(trial.id)  # a pending exploit is dropped with its decision
             trial.error = tb
             trial.num_failures += 1
-            self.store.log_event(db, "error", trial.id, {"traceback": tb, "iteration": trial.iteration,
-                                                         "failure": trial.num_failures})
+            event = ("error", {"traceback": tb, "iteration": trial.iteration, "failure": trial.num_failures})
             if (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping:
                 # retry from its latest checkpoint (from scratch if it has none)
                 trial.status = TrialStatus.PENDING
-                self._update(db, trial.id, status=trial.status.value, error=tb, num_failures=trial.num_failures)
                 self._verify_before_retry(trial)
                 self._pending_launch.append(self._restart_launch(trial))
                 log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,
                             trial.num_failures, "unlimited" if self.max_failures < 0 else self.max_failures,
                             trial.iteration)
-                return
+                return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures}, event
             trial.status = TrialStatus.ERROR
             trial.end_time = now
-            self._update(db, trial.id, status=trial.status.value, error=tb,
-                         num_failures=trial.num_failures, end_time=now, start_time=trial.start_time)
-            return
+            return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures, "end_time": now,
+                    "start_time": trial.start_time}, event
         if isinstance(action, Pause):
             trial.status = TrialStatus.PAUSED
             if action.resources is not None:
                 trial.resources = dict(action.resources)
             self._paused.add(trial.id)
-            self._update(db, trial.id, status=trial.status.value, resources=dumps(trial.resources))
-            self.store.log_event(db, "pause", trial.id, {"iteration": trial.iteration,
-                                                         "resources": trial.resources})
-            return
+            return ({"status": trial.status.value, "resources": dumps(trial.resources)},
+                    ("pause", {"iteration": trial.iteration, "resources": trial.resources}))
         if isinstance(action, Exploit):
             source = self.trials[action.source_trial]
             it, path = self._exploit_source(action)
@@ -534,21 +449,13 @@ class Controller:
             trial.checkpoint_iteration = it
             self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
             trial.status = TrialStatus.PENDING
-            self._update(db, trial.id, status=trial.status.value, config=dumps(trial.config),
-                         parent_id=source.id, parent_iteration=it, checkpoint=path,
-                         checkpoint_iteration=it, iteration=it)
-            self.store.log_event(db, "exploit", trial.id, {"source": source.id, "iteration": it,
-                                                           "config": trial.config})
             self._pending_launch.append(self._make_launch(trial))
-            return
+            return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
+                     "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
+                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config}))
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
-        self._update(db, trial.id, status=trial.status.value, end_time=now, start_time=trial.start_time)
-
-    def _update(self, db: Any, trial_id: int, **fields: Any) -> None:
-        """update_trial, with the fields this batch's results left for the trial (one UPDATE, not two)."""
-        pending = self._row_updates.pop(trial_id, None)
-        self.store.update_trial(db, trial_id, **({**pending, **fields} if pending else fields))
+        return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, None
 
     def _exploit_source(self, action: Exploit) -> tuple[int, str | None]:
         """(iteration, path) of the checkpoint an exploit restarts from: the one the decision named, else the

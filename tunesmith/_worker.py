@@ -11,11 +11,8 @@ server (a subreaper too), which kills them, and kills everything before it exits
 A trial runs in its own folder (the trial's folder) unless the run said otherwise, with the driver's
 working directory in ``TUNESMITH_ORIG_WORKING_DIR`` and still first on ``sys.path``.
 
-Messages (pickled tuples over the socket; both ends are our own processes):
-  driver -> worker: ("fn", key, bytes)  ("run", spec)  ("d", trial_id, continue, next_decision)
-                    ("s", trial_id)  ("x",)
-  worker -> driver: ("ready", pid)  ("r", trial_id, rows, waiting)  ("done", trial_id, status, traceback)
-                    ("hb",)
+Messages: pickled tuples over the socket (both ends are our own processes), tagged as
+``tunesmith.executors._wire`` says.
 """
 
 from __future__ import annotations
@@ -32,6 +29,8 @@ import traceback
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
+
+from tunesmith.executors._wire import DECIDE, DONE, EXIT, HEARTBEAT, READY, RESULTS, RUN, STOP
 
 HEARTBEAT_S = 0.5
 BATCH = 1024  # results per message at most
@@ -85,9 +84,9 @@ class _Channel:
     def _read_control(self) -> None:
         while self.conn.poll():
             msg = self.conn.recv()
-            if msg[0] == "s" and msg[1] == self.trial_id:
+            if msg[0] == STOP and msg[1] == self.trial_id:
                 self.stopped = True
-            elif msg[0] in ("s", "d"):
+            elif msg[0] in (STOP, DECIDE):
                 continue  # stale message for an earlier trial
             else:
                 self.inbox.append(msg)  # e.g. the next trial's spec, sent ahead
@@ -95,23 +94,23 @@ class _Channel:
     def _wait_decision(self) -> tuple[bool, int | None]:
         while True:
             msg = self.conn.recv()
-            if msg[0] == "d" and msg[1] == self.trial_id:
+            if msg[0] == DECIDE and msg[1] == self.trial_id:
                 return (msg[2] and not self.stopped), msg[3]
-            if msg[0] == "s" and msg[1] == self.trial_id:
+            if msg[0] == STOP and msg[1] == self.trial_id:
                 self.stopped = True
                 return False, None
-            if msg[0] not in ("s", "d"):
+            if msg[0] not in (STOP, DECIDE):
                 self.inbox.append(msg)
 
     def finish(self, status: str, tb: str | None) -> None:
         with self.lock:
             self._flush_locked(waiting=False)
-            self.conn.send(("done", self.trial_id, status, tb))
+            self.conn.send((DONE, self.trial_id, status, tb))
 
     # both threads, lock held -----------------------------------------------------------------------
     def _flush_locked(self, waiting: bool) -> None:
         if self.buf:
-            self.conn.send(("r", self.trial_id, self.buf, waiting))
+            self.conn.send((RESULTS, self.trial_id, self.buf, waiting))
             self.buf = []
             self.last_send = time.monotonic()
 
@@ -127,7 +126,7 @@ class _Channel:
                     if self.buf:
                         self._flush_locked(waiting=False)
                     elif time.monotonic() - self.last_send >= HEARTBEAT_S:
-                        self.conn.send(("hb",))
+                        self.conn.send((HEARTBEAT,))
                         self.last_send = time.monotonic()
             except OSError:
                 os._exit(0)  # the driver is gone
@@ -401,14 +400,14 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
     channel = _Channel(conn)
     functions: dict[str, Any] = {}
     with channel.lock:
-        conn.send(("ready", os.getpid()))
+        conn.send((READY, os.getpid()))
     while True:
         try:
             msg = channel.inbox.popleft() if channel.inbox else conn.recv()
         except (EOFError, OSError):
             return
         kind = msg[0]
-        if kind == "run":
+        if kind == RUN:
             spec = msg[1]
             for p in reversed(spec.get("sys_path", [])):
                 if p not in sys.path:
@@ -423,7 +422,7 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
                                    + traceback.format_exc())
                     continue
             _run_trial(spec, fn, channel, output, own_children=True)
-        elif kind == "x":
+        elif kind == EXIT:
             return
 
 

@@ -25,7 +25,7 @@ import pytest
 
 import tunesmith as ts
 from tunesmith.checkpoint import Checkpoint, verify
-from tunesmith.executors._base import Launch
+from tunesmith.executors._base import Launch, Results
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,7 +71,7 @@ def launch(tid, tmp_path, config, **kw):
 
 
 class Log:
-    """Everything an executor sent: rows per trial, "r" events per trial, ends."""
+    """Everything an executor sent: rows per trial, Results events per trial, ends."""
 
     def __init__(self):
         self.rows: dict[int, list[tuple]] = {}
@@ -82,18 +82,17 @@ class Log:
 
     def add(self, events):
         for ev in events:
-            tid = ev[1]
-            self.order.append((ev[0], tid))
-            if ev[0] == "r":
+            tid = ev.trial_id
+            self.order.append((type(ev).__name__, tid))
+            if isinstance(ev, Results):
                 assert tid not in self.done, "a result came after the trial's end"
                 self.batches[tid] = self.batches.get(tid, 0) + 1
-                for it, _total, _stamp, text, ckpt in ev[2]:
+                for it, _total, _stamp, text, ckpt in ev.rows:
                     self.rows.setdefault(tid, []).append((it, json.loads(text), ckpt))
-                if ev[3]:
-                    self.waiting.append((tid, ev[2][-1][0]))
+                if ev.waiting:
+                    self.waiting.append((tid, ev.rows[-1][0]))
             else:
-                assert ev[0] == "done"
-                self.done[tid] = (ev[2], ev[3])
+                self.done[tid] = (ev.status, ev.error)
 
     def iterations(self, tid):
         return [r[0] for r in self.rows.get(tid, [])]
@@ -166,7 +165,7 @@ def test_results_stream_in_order_and_in_batches_then_end(make_executor, tmp_path
         assert all(m["tid"] == tid and m["x"] == tid * 10 and m["start"] == 0 for _it, m, _c in log.rows[tid])
         assert log.done[tid] == ("ok", None)
         assert log.batches[tid] < n / 4  # streamed in batches, not one message per result
-        assert log.order.index(("done", tid)) > max(i for i, e in enumerate(log.order) if e == ("r", tid))
+        assert log.order.index(("Done", tid)) > max(i for i, e in enumerate(log.order) if e == ("Results", tid))
     assert ex.running() == 0
 
 

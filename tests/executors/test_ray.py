@@ -19,7 +19,7 @@ from shared_data_helpers import report_reading
 
 import tunesmith as ts
 from tunesmith.data import get, put
-from tunesmith.executors._base import Launch
+from tunesmith.executors._base import Launch, Results
 
 ray = pytest.importorskip("ray")
 from tunesmith.executors.ray import RayBackend, _staging_dir  # noqa: E402
@@ -61,10 +61,10 @@ def collect(ex, cond, timeout=60.0):
     while not cond(rows, done):
         assert time.monotonic() < deadline, (rows, done)
         for ev in ex.poll(0.05):
-            if ev[0] == "r":
-                rows.setdefault(ev[1], []).extend(json.loads(r[3]) for r in ev[2])
+            if isinstance(ev, Results):
+                rows.setdefault(ev.trial_id, []).extend(json.loads(r[3]) for r in ev.rows)
             else:
-                done[ev[1]] = ev[2:]
+                done[ev.trial_id] = ev[1:]
     return rows, done
 
 

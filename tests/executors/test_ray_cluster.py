@@ -15,6 +15,7 @@ import pytest
 
 import tunesmith as ts
 from tunesmith.checkpoint import Checkpoint, verify
+from tunesmith.executors._base import Results
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -115,20 +116,20 @@ def test_a_checkpoint_from_a_worker_node_restores_on_a_worker_node(cluster, resu
         while done is None:
             assert time.monotonic() < deadline
             for ev in ex.poll(0.05):
-                if ev[0] == "r":
-                    rows.extend(ev[2])
+                if isinstance(ev, Results):
+                    rows.extend(ev.rows)
                 else:
                     done = ev
         return rows, done
 
     try:
         rows, done = run(Launch(1, {"n": 2, "sleep": 0.0}, trial_dir, {"cpu": 1.0}))
-        assert done[2] == "ok"
+        assert done.status == "ok"
         ckpt = rows[-1][4]
         assert ckpt == os.path.join(trial_dir, "checkpoints", "checkpoint_000002")
         assert Checkpoint(ckpt).load() == 2  # in the driver's folder, loadable here
         rows, done = run(Launch(1, {"n": 4, "sleep": 0.0}, trial_dir, {"cpu": 1.0}, restore=ckpt, iteration=2))
-        assert done[2] == "ok"
+        assert done.status == "ok"
         assert [r[0] for r in rows] == [3, 4]
         import json
 

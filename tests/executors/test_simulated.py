@@ -13,7 +13,7 @@ import os
 import pytest
 
 import tunesmith as ts
-from tunesmith.executors._base import Launch
+from tunesmith.executors._base import Done, Launch, Results
 from tunesmith.executors.simulated import SimContext, SimulatedExecutor, linear_speedup
 from tunesmith.trial import TrialStatus
 
@@ -26,14 +26,14 @@ def launch(tid, tmp_path, *, resources=None, restore=None, iteration=0, time_off
 
 
 def rows_of(events):
-    """{trial: [(iteration, time_total, metrics, ckpt, waiting)]} of the "r" events, and the "done" ones."""
+    """{trial: [(iteration, time_total, metrics, ckpt, waiting)]} of the Results events, and the Done ones."""
     rows, done = {}, []
     for ev in events:
-        if ev[0] == "r":
-            for it, total, _ts, text, ckpt in ev[2]:
-                rows.setdefault(ev[1], []).append((it, total, json.loads(text), ckpt, ev[3]))
+        if isinstance(ev, Results):
+            for it, total, _ts, text, ckpt in ev.rows:
+                rows.setdefault(ev.trial_id, []).append((it, total, json.loads(text), ckpt, ev.waiting))
         else:
-            done.append(ev[1:])
+            done.append(ev)
     return rows, done
 
 
@@ -96,11 +96,11 @@ def test_simultaneous_results_come_in_one_poll_in_start_order(tmp_path):
         assert ex.try_start(launch(tid, tmp_path))
     events = ex.poll(0.05)
     assert ex.clock() == 1.0
-    assert [(e[0], e[1], e[2][0][0]) for e in events] == [("r", 3, 1), ("r", 1, 1), ("r", 2, 1)]
+    assert [(type(e), e.trial_id, e.rows[0][0]) for e in events] == [(Results, 3, 1), (Results, 1, 1), (Results, 2, 1)]
     events = ex.poll(0.05)
-    assert ex.clock() == 2.0 and [e[1] for e in events] == [3, 1, 2]
+    assert ex.clock() == 2.0 and [e.trial_id for e in events] == [3, 1, 2]
     events = ex.poll(0.05)
-    assert ex.clock() == 2.0 and {e[:3] for e in events} == {("done", 3, "ok"), ("done", 1, "ok"), ("done", 2, "ok")}
+    assert ex.clock() == 2.0 and set(events) == {Done(3, "ok", None), Done(1, "ok", None), Done(2, "ok", None)}
 
 
 def test_resources_are_accounted_and_refused_when_not_free(tmp_path):
@@ -154,25 +154,26 @@ def test_a_trial_waits_at_its_decision_point_until_decide(tmp_path):
     while True:
         events = ex.poll(0.05)
         seen.extend(events)
-        if any(e[0] == "r" and e[1] == 1 and e[3] for e in events):
+        if any(isinstance(e, Results) and e.trial_id == 1 and e.waiting for e in events):
             break
     assert ex.clock() == 2.0
-    assert [(e[1], e[2][0][0], e[3]) for e in seen if e[0] == "r"] == [(1, 1, False), (2, 1, False), (1, 2, True),
-                                                                        (2, 2, False)]
+    assert [(e.trial_id, e.rows[0][0], e.waiting) for e in seen if isinstance(e, Results)] == [
+        (1, 1, False), (2, 1, False), (1, 2, True), (2, 2, False)]
     # trial 1 is blocked: time goes on for trial 2 only
     for _ in range(3):
         events = ex.poll(0.05)
-        assert [e[1] for e in events] == [2]
+        assert [e.trial_id for e in events] == [2]
     assert ex.clock() == 5.0
     ex.decide(1, True, 7)  # it resumes now, at t=5, and waits again at iteration 7
     polls = []
-    while not any(e[0] == "r" and e[1] == 1 and e[3] for _, evs in polls for e in evs):
+    while not any(isinstance(e, Results) and e.trial_id == 1 and e.waiting for _, evs in polls for e in evs):
         polls.append((ex.clock(), ex.poll(0.05)))
-    trial1 = [(e[2][0][0], e[2][0][1], e[3]) for _, evs in polls for e in evs if e[0] == "r" and e[1] == 1]
+    trial1 = [(e.rows[0][0], e.rows[0][1], e.waiting) for _, evs in polls for e in evs
+              if isinstance(e, Results) and e.trial_id == 1]
     assert trial1 == [(3, 6.0, False), (4, 7.0, False), (5, 8.0, False), (6, 9.0, False), (7, 10.0, True)]
     ex.decide(1, False, None)
     events = ex.poll(0.05)
-    assert ("done", 1, "stopped", None) in events and ex.clock() == 10.0
+    assert Done(1, "stopped", None) in events and ex.clock() == 10.0
     ex.decide(1, True, None)  # stale answers are ignored
     ex.stop(1)
 
@@ -190,11 +191,11 @@ def test_stop_ends_a_trial_at_its_next_report(tmp_path):
     ex = SimulatedExecutor()
     ex.setup(fn, str(tmp_path))
     ex.try_start(launch(1, tmp_path))
-    assert [e[2][0][0] for e in ex.poll(1)] == [1]
+    assert [e.rows[0][0] for e in ex.poll(1)] == [1]
     ex.stop(1)  # the iteration in flight (2) finishes and is reported, then the trial ends
     events = ex.poll(1)
-    assert ex.clock() == 4.0 and [(e[0], e[2][0][0], e[3]) for e in events] == [("r", 2, False)]
-    assert ex.poll(1) == [("done", 1, "stopped", None)] and ex.clock() == 4.0
+    assert ex.clock() == 4.0 and [(type(e), e.rows[0][0], e.waiting) for e in events] == [(Results, 2, False)]
+    assert ex.poll(1) == [Done(1, "stopped", None)] and ex.clock() == 4.0
     assert closed == [2] and ex.running() == 0
     assert ex.try_start(launch(2, tmp_path, resources={"cpu": 4}))  # its CPU is free again
 
@@ -203,9 +204,9 @@ def test_stop_while_waiting_at_a_decision_point_ends_at_once(tmp_path):
     ex = SimulatedExecutor()
     ex.setup(counting(10), str(tmp_path))
     ex.try_start(launch(1, tmp_path, decision=1))
-    assert ex.poll(1)[0][3] is True
+    assert ex.poll(1)[0].waiting is True
     ex.stop(1)
-    assert ex.poll(1) == [("done", 1, "stopped", None)] and ex.clock() == 1.0
+    assert ex.poll(1) == [Done(1, "stopped", None)] and ex.clock() == 1.0
 
 
 def test_a_generator_that_returns_after_stop_is_stopped(tmp_path):
@@ -254,9 +255,9 @@ def test_bad_yields_and_non_generators_are_errors(tmp_path, body, message):
     ex.try_start(launch(1, tmp_path))
     _rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
     if message:
-        assert done[0][1] == "error" and message in done[0][2]
+        assert done[0].status == "error" and message in done[0].error
     else:
-        assert done[0][1] == "ok"
+        assert done[0].status == "ok"
 
 
 def test_setup_refuses_a_non_callable(tmp_path):
@@ -312,7 +313,7 @@ def test_a_damaged_restore_checkpoint_fails_the_trial(tmp_path):
     ex.setup(stateful(3), str(tmp_path))
     ex.try_start(launch(1, tmp_path, restore=str(tmp_path / "nowhere"), iteration=2))
     (_, events), = drain(ex)
-    assert events[0][:3] == ("done", 1, "error") and "CheckpointError" in events[0][3]
+    assert events[0][:2] == (1, "error") and "CheckpointError" in events[0].error
 
 
 # -- resources and speed ----------------------------------------------------------------------------------------

@@ -184,53 +184,44 @@ def test_missing_metric_raises_at_setup():
         HyperBand().setup(None, "min")
 
 
-# ---------------------------------------------------------------- a whole experiment, controller-style
+# ---------------------------------------------------------------- a whole experiment, through the controller
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=10, deadline=None)  # each example is a whole experiment (~0.5 s)
 @given(n_trials=st.integers(1, 30), capacity=st.integers(1, 5), seed=st.integers(0, 10**6),
        fail_rate=st.sampled_from([0.0, 0.05]))
-def test_controller_loop_never_deadlocks_and_never_overruns(Harness, n_trials, capacity, seed, fail_rate):
+def test_controller_loop_never_deadlocks_and_never_overruns(n_trials, capacity, seed, fail_rate):
+    """The real controller drives HyperBand over the simulated executor (pauses at rungs, resumes from
+    checkpoints, failures): every experiment ends by itself, every trial ends TERMINATED at a rung or in
+    ERROR, and none reports past a decision point."""
+    import tempfile
+
+    import tunesmith as ts
+    from tunesmith.executors.simulated import SimulatedExecutor
+
     rng = random.Random(seed)
-    h = Harness(HyperBand(max_t=9, reduction_factor=3))
-    hb = h.scheduler
-    quality = {}
-    added = 0
-    dry = False
-    for _ in range(10_000):
-        for trial_id in hb.trials_to_stop(h.view):
-            assert h.trial(trial_id).status == TrialStatus.PAUSED
-            h.end(trial_id)
-        running = [t for t, v in h.view.trials.items() if v.status == TrialStatus.RUNNING]
-        while len(running) < capacity:
-            picked = hb.choose_trial_to_run(h.view)
-            if picked is not None:
-                h.resume(picked)
-            elif added < n_trials:
-                h.add(added)
-                h.trial(added).status = TrialStatus.RUNNING
-                quality[added] = rng.random()
-                picked = added
-                added += 1
-            else:
-                if not dry:
-                    hb.on_no_more_trials(h.view)
-                    dry = True
-                    continue
-                break
-            running.append(picked)
-        if not running:
-            break
-        trial_id = rng.choice(running)
-        trial = h.trial(trial_id)
-        if rng.random() < fail_rate:
-            h.end(trial_id, TrialStatus.ERROR)
-            continue
-        iteration = trial.iteration + 1
-        assert iteration <= hb.decision_iteration(trial) <= 9  # never past a decision point
-        h.report(trial_id, iteration, quality[trial_id] / iteration)
-    else:
-        pytest.fail("the experiment did not finish")
-    statuses = {t.status for t in h.view.trials.values()}
-    assert statuses <= {TrialStatus.TERMINATED, TrialStatus.ERROR}, statuses
-    assert added == n_trials
-    assert all(t.iteration <= 9 for t in h.view.trials.values())
+    quality = [rng.random() for _ in range(n_trials)]
+
+    def train(config, ctx):
+        state = ctx.checkpoint or {"step": 0}
+        assert state["step"] == ctx.iteration  # a resumed trial continues from its checkpoint
+        while True:
+            if ctx.rng.random() < fail_rate:
+                raise RuntimeError("simulated failure")
+            state["step"] += 1
+            yield {"loss": quality[config["i"]] / state["step"]}, 1.0, dict(state)
+
+    hb = HyperBand(max_t=9, reduction_factor=3)
+    budget = 10_000.0  # virtual seconds; a deadlocked loop would idle until it runs out
+    ex = SimulatedExecutor({"cpu": capacity}, seed=seed)
+    with tempfile.TemporaryDirectory() as folder:
+        result = ts.run(train, space={"i": ts.grid(list(range(n_trials)))}, metric="loss", mode="min",
+                        scheduler=hb, backend=ex, time_budget_s=budget, storage_path=folder, name="hb",
+                        verbose=0)
+        assert ex.clock() < budget  # it ended because the work was done, not because time ran out
+        assert len(result.trials) == n_trials
+        for t in result.trials:
+            assert t.status in (TrialStatus.TERMINATED, TrialStatus.ERROR), (t.id, t.status)
+            if t.status is TrialStatus.TERMINATED:
+                assert t.iteration in (1, 3, 9), (t.id, t.iteration)  # stopped at a rung, never past one
+            its = [h["training_iteration"] for h in result.history(t.id)]
+            assert its == list(range(1, t.iteration + 1)) and t.iteration <= 9, (t.id, its)

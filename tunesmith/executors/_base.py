@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-# Events from ``poll``: plain tuples, cheap on the hot path.
-#   ("r", trial_id, rows, waiting)   rows: [(iteration, time_total, timestamp, metrics_json, ckpt_path)]
-#                                    waiting: the last row's report() waits for a decision
-#   ("done", trial_id, status, tb)   status: "ok" (returned), "stopped" (by us), "error" (tb: traceback)
-Event = tuple[Any, ...]
+# One result as a trial sends it: (iteration, time_total, timestamp, metrics JSON, checkpoint path or None).
+# A plain tuple: there is one per result, and they cross process boundaries in batches.
+ReportRow = tuple[int, float, float, str, str | None]
+
+
+class Results(NamedTuple):
+    """An event from ``poll``: a batch of a trial's results, in order (one event per batch, not per result)."""
+
+    trial_id: int
+    rows: list[ReportRow]
+    waiting: bool  # the last row's report() waits for a decision (``Executor.decide``)
+
+
+class Done(NamedTuple):
+    """An event from ``poll``: a trial ended. ``status``: "ok" (it returned), "stopped" (we asked it to), or
+    "error" (``error`` says why: a traceback, or what the executor saw happen to its worker)."""
+
+    trial_id: int
+    status: str
+    error: str | None
+
+
+Event = Results | Done
 
 
 @dataclass
@@ -26,6 +44,20 @@ class Launch:
     time_offset: float = 0.0
     decision_iteration: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+
+
+def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config: bool, sys_path: list[str],
+               stop: bytes | None, chdir: bool, **own: Any) -> dict[str, Any]:
+    """What a worker runs one trial from (``_worker._run_trial`` reads it): the launch's fields, then what
+    every executor sends (the trial's environment, which function and how to call it, where to import from,
+    the stop rules, whether to change into the trial's folder), then the executor's ``own`` keys."""
+    return {
+        "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
+        "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
+        "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
+        "env": env, "fn_key": fn_key, "takes_config": takes_config, "sys_path": sys_path, "stop": stop,
+        "chdir": chdir, **own,
+    }
 
 
 class Executor:

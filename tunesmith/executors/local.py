@@ -25,7 +25,8 @@ import cloudpickle
 
 from tunesmith import _forkserver
 from tunesmith._errors import ConfigError
-from tunesmith.executors._base import Event, Executor, Launch
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
+from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
 from tunesmith.executors.resources import ResourcePool, cuda_visible, detect_cpus, detect_gpus
 
 log = logging.getLogger("tunesmith")
@@ -148,15 +149,10 @@ class LocalExecutor(Executor):
         if cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = cuda
         worker = self._idle_worker(cuda)
-        spec = {
-            "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
-            "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
-            "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
-            "env": env, "fn_key": self._fn_key, "takes_config": self._takes_config,
-            "fn": None if self._fn_key in worker.fns else self._fn_bytes,
-            "sys_path": self._sys_path if self._fn_key not in worker.fns else [],
-            "stop": self._stop_bytes, "chdir": self.chdir_to_trial_dir,
-        }
+        known = self._fn_key in worker.fns  # the function (and its import path) is sent once per worker
+        spec = trial_spec(launch, env=env, fn_key=self._fn_key, takes_config=self._takes_config,
+                          sys_path=[] if known else self._sys_path, stop=self._stop_bytes,
+                          chdir=self.chdir_to_trial_dir, fn=None if known else self._fn_bytes)
         worker.fns.add(self._fn_key)
         if cuda is not None and worker.cuda is None:
             worker.cuda = cuda
@@ -167,7 +163,7 @@ class LocalExecutor(Executor):
         worker.over_limit = None
         self._by_trial[launch.trial_id] = worker
         try:
-            worker.conn.send(("run", spec))
+            worker.conn.send((RUN, spec))
         except OSError:
             self._worker_died(worker)
         return True
@@ -223,7 +219,7 @@ class LocalExecutor(Executor):
             if not cont and worker.stop_deadline is None:  # a stop: one that catches it is killed in time
                 worker.stop_deadline = time.monotonic() + self.grace_period_s
             try:
-                worker.conn.send(("d", trial_id, cont, next_decision))
+                worker.conn.send((DECIDE, trial_id, cont, next_decision))
             except OSError:
                 pass  # its death shows up in poll()
 
@@ -233,7 +229,7 @@ class LocalExecutor(Executor):
             return
         worker.stop_deadline = time.monotonic() + self.grace_period_s
         try:
-            worker.conn.send(("s", trial_id))
+            worker.conn.send((STOP, trial_id))
         except OSError:
             pass
 
@@ -271,8 +267,8 @@ class LocalExecutor(Executor):
                 tid = worker.trial_id
                 self._finish(worker)
                 self._kill(worker)
-                events.append(("done", tid, "error", f"no heartbeat from the worker for {silent:.1f}s "
-                               f"(trial_timeout_s={self.trial_timeout_s:g}): hung or stopped; worker killed"))
+                events.append(Done(tid, "error", f"no heartbeat from the worker for {silent:.1f}s "
+                                   f"(trial_timeout_s={self.trial_timeout_s:g}): hung or stopped; worker killed"))
 
     def _enforce_time_limit(self) -> None:
         """A trial past its wall-clock limit is stopped (killed after the grace period if it does not end)
@@ -296,16 +292,16 @@ class LocalExecutor(Executor):
                 self._worker_died(worker, events)
                 return
             kind = msg[0]
-            if kind == "r":
-                events.append(msg)
-            elif kind == "done":
-                tid = msg[1]
-                if worker.trial_id == tid:
-                    if worker.over_limit is not None and msg[2] != "error":
-                        msg = ("done", tid, "error", worker.over_limit)
+            if kind == RESULTS:
+                events.append(Results(msg[1], msg[2], msg[3]))
+            elif kind == DONE:
+                done = Done(msg[1], msg[2], msg[3])
+                if worker.trial_id == done.trial_id:
+                    if worker.over_limit is not None and done.status != "error":
+                        done = Done(done.trial_id, "error", worker.over_limit)
                     self._finish(worker)
-                events.append(msg)
-            # "ready" and "hb" only prove liveness
+                events.append(done)
+            # READY and HEARTBEAT only prove liveness
             worker.last_seen = time.monotonic()
             if not conn.poll():
                 return
@@ -331,10 +327,10 @@ class LocalExecutor(Executor):
                 self._finish(worker)
                 self._kill(worker)
                 if over is not None:
-                    events.append(("done", tid, "error", f"{over}, then killed: it did not end within the grace "
-                                                         f"period ({self.grace_period_s:g}s)"))
+                    events.append(Done(tid, "error", f"{over}, then killed: it did not end within the grace "
+                                                     f"period ({self.grace_period_s:g}s)"))
                 else:
-                    events.append(("done", tid, "stopped", None))
+                    events.append(Done(tid, "stopped", None))
 
     def _worker_died(self, worker: _Worker, events: list[Event] | None = None) -> None:
         tid = worker.trial_id
@@ -349,7 +345,7 @@ class LocalExecutor(Executor):
         if tid is not None:
             how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
                    else f"exit code {code}" if code is not None else "its exit status is unknown")
-            event = ("done", tid, "error", f"the worker process running this trial died ({how})")
+            event = Done(tid, "error", f"the worker process running this trial died ({how})")
             (events if events is not None else self._pending_events).append(event)
 
     def _kill(self, worker: _Worker) -> None:
@@ -375,7 +371,7 @@ class LocalExecutor(Executor):
     def shutdown(self) -> None:
         for worker in list(self._workers):
             try:
-                worker.conn.send(("x",))
+                worker.conn.send((EXIT,))
             except OSError:
                 pass
         _wait_exited([w.proc for w in self._workers if w.trial_id is None], 2.0)

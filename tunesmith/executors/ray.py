@@ -49,7 +49,8 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.checkpoint import inside, is_url
-from tunesmith.executors._base import Event, Executor, Launch
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
+from tunesmith.executors._wire import CHUNK, DONE, RESULTS
 
 log = logging.getLogger("tunesmith")
 
@@ -134,12 +135,12 @@ class _ActorChannel:
             on_finish()
         with self.cv:
             self._flush_locked(False)
-            self.out.append(("done", self.trial_id, status, tb))
+            self.out.append((DONE, self.trial_id, status, tb))
             self.cv.notify_all()
 
     def _flush_locked(self, waiting: bool) -> None:
         if self.rows:
-            self.out.append(("r", self.trial_id, self.rows, waiting))
+            self.out.append((RESULTS, self.trial_id, self.rows, waiting))
             self.rows = []
 
     def _ship(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -164,7 +165,7 @@ class _ActorChannel:
                         while self.queued_bytes >= self.chunk_bytes:  # bounded, stopped or not
                             self.cv.wait(HEARTBEAT_S)
                         self._flush_locked(False)
-                        self.out.append(("c", self.trial_id, dest, rel, offset, data))
+                        self.out.append((CHUNK, self.trial_id, dest, rel, offset, data))
                         self.queued_bytes += len(data)
                         self.cv.notify_all()
                     offset += len(data)
@@ -200,11 +201,11 @@ class _ActorChannel:
             self._flush_locked(False)
             msgs, size, n = [], 0, 0
             for msg in self.out:
-                if msg[0] == "c":
+                if msg[0] == CHUNK:
                     if size and size + len(msg[5]) > self.chunk_bytes:
                         break
                     size += len(msg[5])
-                elif msg[0] == "r":
+                elif msg[0] == RESULTS:
                     self.queued_rows -= len(msg[2])
                 msgs.append(msg)
                 n += 1
@@ -670,16 +671,11 @@ class RayBackend(Executor):
         if launch.restore is not None and not self.shared_storage and not is_url(launch.restore) \
                 and self._multi_node():
             restore_files = slot.restore_refs = _put_folder(ray, launch.restore, self.chunk_bytes)
-        spec = {
-            "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
-            "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
-            "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
-            "env": {**launch.env, "TUNESMITH_ORIG_WORKING_DIR": self._cwd}, "fn_key": self._fn_key,
-            "takes_config": self._takes_config, "sys_path": self._sys_path, "driver_node": self._driver_node,
-            "shared_storage": self.shared_storage, "chunk_bytes": self.chunk_bytes,
-            "storage": self._storage_url(launch.trial_dir), "stop": self._stop_bytes,
-            "chdir": self.chdir_to_trial_dir, "signing_key": self._signing_key,
-        }
+        spec = trial_spec(launch, env={**launch.env, "TUNESMITH_ORIG_WORKING_DIR": self._cwd}, fn_key=self._fn_key,
+                          takes_config=self._takes_config, sys_path=self._sys_path, stop=self._stop_bytes,
+                          chdir=self.chdir_to_trial_dir, driver_node=self._driver_node,
+                          shared_storage=self.shared_storage, chunk_bytes=self.chunk_bytes,
+                          storage=self._storage_url(launch.trial_dir), signing_key=self._signing_key)
         slot.trial_id = launch.trial_id
         slot.trial_dir = launch.trial_dir
         slot.started = slot.node is not None  # a reused actor is up; a new one may wait for resources
@@ -788,8 +784,8 @@ class RayBackend(Executor):
             self._finish(slot, keep=False)
             if tid is not None:
                 where = f" on node {slot.node}" if slot.node else ""
-                events.append(("done", tid, "error", f"the Ray actor running this trial{where} died (its node "
-                               f"may have been lost, or the process was killed): {type(e).__name__}: {e}"))
+                events.append(Done(tid, "error", f"the Ray actor running this trial{where} died (its node "
+                                   f"may have been lost, or the process was killed): {type(e).__name__}: {e}"))
             return
         slot.last_seen = time.monotonic()
         if slot.kind == "run":
@@ -802,20 +798,20 @@ class RayBackend(Executor):
             return
         for msg in value:
             kind = msg[0]
-            if kind == "r":
+            if kind == RESULTS:
                 rows = msg[2]
                 if slot.transfers:
                     rows = [self._landed(slot, row) for row in rows]
-                events.append(("r", msg[1], rows, msg[3]))
-            elif kind == "c":
+                events.append(Results(msg[1], rows, msg[3]))
+            elif kind == CHUNK:
                 self._chunk(slot, msg)
-            elif kind == "done":
-                tid = msg[1]
-                if slot.trial_id == tid:
-                    if slot.over_limit is not None and msg[2] != "error":
-                        msg = ("done", tid, "error", slot.over_limit)
+            elif kind == DONE:
+                done = Done(msg[1], msg[2], msg[3])
+                if slot.trial_id == done.trial_id:
+                    if slot.over_limit is not None and done.status != "error":
+                        done = Done(done.trial_id, "error", slot.over_limit)
                     self._finish(slot, keep=self.reuse_actors)
-                events.append(msg)
+                events.append(done)
                 return
         self._submit(slot, "events", slot.actor.events.remote(HEARTBEAT_S))
 
@@ -881,16 +877,16 @@ class RayBackend(Executor):
                 log.warning("trial %s did not stop within %.1fs; killing its actor", tid, self.grace_period_s)
                 self._finish(slot, keep=False)
                 if over is not None:
-                    events.append(("done", tid, "error", f"{over}, then killed: it did not end within the grace "
-                                                         f"period ({self.grace_period_s:g}s)"))
+                    events.append(Done(tid, "error", f"{over}, then killed: it did not end within the grace "
+                                                     f"period ({self.grace_period_s:g}s)"))
                 else:
-                    events.append(("done", tid, "stopped", None))
+                    events.append(Done(tid, "stopped", None))
             elif (self.trial_timeout_s is not None and slot.started and slot.stop_deadline is None
                   and now - slot.last_seen > self.trial_timeout_s):
                 silent = now - slot.last_seen
                 self._finish(slot, keep=False)
-                events.append(("done", tid, "error", f"no answer from the Ray actor for {silent:.1f}s "
-                               f"(trial_timeout_s={self.trial_timeout_s:g}): hung or unreachable; actor killed"))
+                events.append(Done(tid, "error", f"no answer from the Ray actor for {silent:.1f}s "
+                                   f"(trial_timeout_s={self.trial_timeout_s:g}): hung or unreachable; actor killed"))
 
     def _finish(self, slot: _Slot, keep: bool) -> None:
         if slot.trial_id is not None:

@@ -54,7 +54,7 @@ from tunesmith._errors import ConfigError
 from tunesmith._layout import checkpoints_dir
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.checkpoint import write as write_checkpoint
-from tunesmith.executors._base import Event, Executor, Launch
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results
 from tunesmith.executors.resources import ResourcePool
 from tunesmith.session import encode_metrics
 
@@ -330,8 +330,8 @@ class SimulatedExecutor(Executor):
                 return
         time_total = trial.launch.time_offset + (self._now - trial.started)
         waiting = trial.iteration == trial.decision_iteration and not trial.stopped
-        events.append(("r", trial.launch.trial_id,
-                       [(trial.iteration, time_total, self._epoch + self._now, text, ckpt)], waiting))
+        events.append(Results(trial.launch.trial_id,
+                              [(trial.iteration, time_total, self._epoch + self._now, text, ckpt)], waiting))
         if waiting:
             trial.waiting = True
         elif trial.stopped:
@@ -352,7 +352,7 @@ class SimulatedExecutor(Executor):
                 trial.gen.close()  # runs the generator's finally blocks, as a stopped real trial would
             except Exception:  # noqa: BLE001
                 pass
-        events.append(("done", tid, status, tb))
+        events.append(Done(tid, status, tb))
 
     def shutdown(self) -> None:
         """End every trial (without events). Safe to call twice."""

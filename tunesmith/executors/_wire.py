@@ -1,0 +1,22 @@
+"""The messages between the driver and the processes that run trials (local workers, Ray actors).
+
+Pickled tuples whose first item is one of these tags: short strings, so a message costs what it did when the
+tags were written inline, and one place names them for both ends. Results travel in batches (one message
+per batch, not per result), as :class:`tunesmith.executors._base.Results` once they reach the controller.
+
+  driver -> worker: (RUN, spec)  (DECIDE, trial_id, continue, next_decision)  (STOP, trial_id)  (EXIT,)
+  worker -> driver: (READY, pid)  (RESULTS, trial_id, rows, waiting)  (DONE, trial_id, status, error)
+                    (HEARTBEAT,)  (CHUNK, trial_id, dest, relpath, offset, data) (Ray: a checkpoint's bytes)
+"""
+
+from __future__ import annotations
+
+RUN = "run"  # start a trial from its spec (executors._base.trial_spec)
+DECIDE = "d"  # answer a trial waiting at a decision point
+STOP = "s"  # end the trial at its next report()
+EXIT = "x"  # the worker exits
+READY = "ready"  # the worker is up
+RESULTS = "r"  # a batch of results
+DONE = "done"  # the trial ended
+HEARTBEAT = "hb"  # alive, nothing to send
+CHUNK = "c"  # part of a checkpoint folder on its way to the driver
