@@ -33,7 +33,10 @@ __all__ = ["CHECKPOINT_FILE", "ReportCallback", "resume_path"]
 CHECKPOINT_FILE = "lightning.ckpt"  # the trainer's checkpoint inside a tunesmith checkpoint folder
 
 
-class ReportCallback(_pl.Callback):
+_Base: Any = _pl.Callback  # the library's callback class, known only at run time
+
+
+class ReportCallback(_Base):
     """Reports the chosen logged metrics (``trainer.callback_metrics``) at the end of each validation run
     (sanity checks excepted): one ``training_iteration`` per validation.
 

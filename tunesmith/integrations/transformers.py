@@ -33,7 +33,10 @@ log = logging.getLogger("tunesmith")
 OBJECTIVE = "objective"  # the metric hyperparameter_search reports and optimises, as Transformers names it
 
 
-class ReportCallback(_hf.TrainerCallback):
+_Base: Any = _hf.TrainerCallback  # the library's callback class, known only at run time
+
+
+class ReportCallback(_Base):
     """Reports each evaluation's metrics (one ``training_iteration`` per evaluation) with the checkpoint the
     Trainer saves at the same step, and stops training (``control.should_training_stop``) once the driver
     stopped the trial.
