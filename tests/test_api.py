@@ -15,6 +15,7 @@ PUBLIC = [
     "TrialError", "TrialResult", "TrialStatus", "__version__", "choice", "get_checkpoint", "get_config",
     "get_resources", "get_trial_dir", "get_trial_id", "grid", "lograndint", "loguniform", "load", "normal",
     "qloguniform", "qnormal", "quniform", "randint", "report", "run", "sample_from", "uniform",
+    "should_stop",
 ]
 
 

@@ -28,6 +28,7 @@ from tunesmith.session import (  # noqa: F401
     get_trial_dir,
     get_trial_id,
     report,
+    should_stop,
 )
 
 __version__ = "0.1.0"
@@ -83,7 +84,7 @@ _LAZY = {
 __all__ = sorted([
     "Checkpoint", "ConfigError", "TrialError", "__version__",
     "get_checkpoint", "get_config", "get_resources", "get_trial_dir", "get_trial_id", "report",
-    *_LAZY,
+    "should_stop", *_LAZY,
 ])
 
 

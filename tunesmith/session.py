@@ -1,5 +1,5 @@
-"""What a trial calls from inside its training function: ``report``, ``get_checkpoint``, ``get_config``,
-``get_trial_dir`` and ``get_resources``.
+"""What a trial calls from inside its training function: ``report``, ``should_stop``, ``get_checkpoint``,
+``get_config``, ``get_trial_dir`` and ``get_resources``.
 
 The session is the one piece of global state in a worker process: it is set while a trial runs.
 ``report`` validates the metrics, writes the checkpoint (atomically) and hands the result to a batching
@@ -220,6 +220,24 @@ def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> Non
         RuntimeError: called outside a trial.
     """
     _current("report").report(metrics, checkpoint)
+
+
+def should_stop() -> bool:
+    """Whether the driver decided that this trial must stop (a scheduler's stop, pause or exploit, a stop rule,
+    the trial time limit): a framework's callback sets its loop's stop flag (``trainer.should_stop = True``)
+    when this is True, so the loop ends gracefully.
+
+    Once True it stays True, and every later ``report()`` raises and stores nothing. True at the latest at
+    the first report after the stop was decided (at once where ``report()`` waited for the decision), and
+    also without a report when the stop arrives while the trial trains. Cheap (at most one syscall a
+    millisecond); never raises: outside a trial (a function run by hand) nothing can stop it, so False.
+    """
+    s = _session
+    if s is None:
+        return False
+    if not s.stopped and s.channel.stop_requested():
+        s.stopped = True  # as report() would: nothing reported after a stop is stored
+    return s.stopped
 
 
 def get_checkpoint() -> Checkpoint | None:

@@ -1,14 +1,83 @@
-"""What the bridges share: reporting that turns a stop into a flag, and checkpoint folders checked before a
-framework loads them (a framework's loader may unpickle)."""
+"""What the framework bridges share: choosing the metrics to report from what a framework logged, reporting
+that turns a stop into a flag, and checkpoint folders checked before a framework loads them (a framework's
+loader may unpickle)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tunesmith import _signing, session
 from tunesmith import checkpoint as _ckpt
+from tunesmith._errors import ConfigError
 from tunesmith.checkpoint import Checkpoint, CheckpointError
+
+
+class MetricPicker:
+    """Picks the metrics a bridge reports from the ones a framework logged.
+
+    ``metrics`` is None (every scalar the framework logged, under its own name), a name, a list of names,
+    or a dict ``{reported name: logged name}``. A chosen name that the framework did not log is one
+    ``ConfigError`` at the first report, naming the metrics it did log: a typo (``val_los``) would otherwise
+    make every trial report nothing useful, or fail later with an error about the experiment's metric.
+    """
+
+    def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None, who: str) -> None:
+        self.who = who  # e.g. "lightning.ReportCallback": put first in the error
+        if metrics is None:
+            self.names: dict[str, str] | None = None
+        elif isinstance(metrics, str):
+            self.names = {metrics: metrics}
+        elif isinstance(metrics, Mapping):
+            self.names = dict(metrics)
+        elif isinstance(metrics, Sequence):
+            self.names = {m: m for m in metrics}
+        else:
+            raise ConfigError(f"{who}(metrics=...): expected None, a metric name, a list of names or a dict "
+                              f"{{reported name: logged name}}, got {type(metrics).__name__}")
+        for reported, logged in (self.names or {}).items():
+            if not isinstance(reported, str) or not isinstance(logged, str):
+                raise ConfigError(f"{who}(metrics=...): metric names must be strings, got {reported!r}: {logged!r}")
+        if self.names == {}:
+            raise ConfigError(f"{who}(metrics=...): no metric chosen; pass None to report every logged metric")
+
+    def pick(self, logged: Mapping[str, Any]) -> dict[str, Any]:
+        """The metrics to report, as Python scalars.
+
+        Raises:
+            ConfigError: a chosen metric is not in ``logged`` (or is not a scalar).
+        """
+        if self.names is None:
+            out = {}
+            for name, value in logged.items():
+                scalar = _scalar(value)
+                if scalar is not None:
+                    out[str(name)] = scalar
+            return out
+        out = {}
+        for reported, name in self.names.items():
+            value = _scalar(logged[name]) if name in logged else None
+            if value is None:
+                seen = ", ".join(sorted(str(k) for k in logged)) or "nothing"
+                why = "was not logged" if name not in logged else f"is not a number ({type(logged[name]).__name__})"
+                raise ConfigError(f"{self.who}(metrics=...): metric {name!r} {why}; the framework logged: {seen}")
+            out[reported] = value
+        return out
+
+
+def _scalar(value: Any) -> int | float | bool | None:
+    """``value`` as a Python number (numpy/torch scalars and one-element tensors included), or None."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    item = getattr(value, "item", None)
+    if item is None:
+        return None
+    try:
+        converted = item()
+    except (ValueError, RuntimeError, TypeError):  # not one element
+        return None
+    return converted if isinstance(converted, (bool, int, float)) else None
 
 
 def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> bool:
@@ -24,16 +93,10 @@ def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> boo
     return True
 
 
-def should_stop() -> bool:
-    """Whether the driver already decided to stop this trial (``ts.should_stop`` where this tunesmith has it)."""
-    fn = getattr(session, "should_stop", None)
-    if fn is not None:
-        return bool(fn())
-    s = session._session
-    if s is not None and not s.stopped and s.channel.stop_requested():  # a cheap, rate-limited poll
-        s.stopped = True  # as report() does: a later report raises instead of being stored
-    return s is not None and s.stopped
 
+def should_stop() -> bool:
+    """Whether the driver already decided to stop this trial (``ts.should_stop``)."""
+    return session.should_stop()
 
 def checked_dir(checkpoint: Checkpoint, what: str) -> str:
     """The local folder of ``checkpoint`` once its files match their checksums and this user's key signed its

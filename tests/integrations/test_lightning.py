@@ -1,0 +1,162 @@
+"""The Lightning bridge with a real 2-layer MLP trained by a real Trainer on CPU, in real worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from integration_helpers import assert_missing_library_error
+
+pytest.importorskip("lightning")
+import lightning.pytorch as pl  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import tunesmith as ts  # noqa: E402
+from tunesmith.integrations.lightning import ReportCallback, resume_path  # noqa: E402
+
+
+class MLP(pl.LightningModule):
+    def __init__(self, lr: float = 0.05, fail_at_epoch: int | None = None) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        self.lr = lr
+        self.fail_at_epoch = fail_at_epoch
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("train_loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
+        self.log("epoch_seen", float(self.current_epoch))
+
+    def on_train_epoch_start(self):
+        if self.current_epoch == self.fail_at_epoch:
+            raise RuntimeError("injected failure")
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def loaders():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 8, generator=g)
+    y = x.sum(dim=1, keepdim=True) + 0.1 * torch.randn(96, 1, generator=g)
+    return (DataLoader(TensorDataset(x[:64], y[:64]), batch_size=16),
+            DataLoader(TensorDataset(x[64:], y[64:]), batch_size=32))
+
+
+def note(name, **kwargs):
+    with open(os.path.join(os.environ["TUNESMITH_ORIG_WORKING_DIR"], f"{name}.json"), "w") as f:
+        json.dump(kwargs, f)
+
+
+def train(config):
+    ckpt_path = resume_path()
+    fail = config.get("fail_at_epoch") if ckpt_path is None else None  # the retry runs clean
+    trainer = pl.Trainer(max_epochs=config.get("epochs", 3), accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[ReportCallback(config.get("metrics"), checkpoint=config.get("ckpt", True))])
+    start = {}
+
+    class Start(pl.Callback):
+        def on_train_start(self, trainer, module):
+            start["step"] = trainer.global_step
+
+    trainer.callbacks.append(Start())
+    trainer.fit(MLP(config["lr"], fail), *loaders(), ckpt_path=ckpt_path)
+    note(f"fit_{ts.get_trial_id()}_{'resumed' if ckpt_path else 'fresh'}", start_step=start["step"],
+         end=trainer.current_epoch, should_stop=ts.should_stop())
+
+
+def test_metrics_and_checkpoints_arrive_in_the_store():
+    result = ts.run(train, space={"lr": 0.05}, metric="val_loss", mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    history = result.history(trial.id)
+    assert [r["training_iteration"] for r in history] == [1, 2, 3]
+    assert [r["epoch_seen"] for r in history] == [0.0, 1.0, 2.0]
+    assert all(isinstance(r["val_loss"], float) and isinstance(r["train_loss"], float) for r in history[1:])
+    assert history[-1]["val_loss"] < history[0]["val_loss"]  # it trained
+    assert trial.checkpoint is not None
+    assert os.path.isfile(os.path.join(trial.checkpoint.as_dir(), "lightning.ckpt"))
+
+
+def test_a_stop_rule_ends_fit_within_one_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = ts.run(train, space={"lr": 0.05, "epochs": 50}, stop={"training_iteration": 2}, metric="val_loss",
+                    mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert [r["training_iteration"] for r in result.history(trial.id)] == [1, 2]
+    fit = json.loads((tmp_path / f"fit_{trial.id}_fresh.json").read_text())
+    assert fit["should_stop"] is True
+    assert fit["end"] == 2  # fit returned after its second epoch (of 50): no exception went through Lightning
+
+
+def test_asha_stops_lightning_trials_at_a_rung(tmp_path, monkeypatch):
+    """A scheduler's stop where report() waits for the decision: the losers' fit ends at the rung."""
+    monkeypatch.chdir(tmp_path)
+    result = ts.run(train, space={"lr": ts.grid([0.05, 1e-5, 2e-5]), "epochs": 4}, metric="val_loss", mode="min",
+                    scheduler=ts.ASHA(max_t=4, grace_period=1, reduction_factor=3), max_concurrent=2, verbose=0)
+    stopped = [t for t in result.trials if t.iteration < 4]
+    assert stopped, [t.iteration for t in result.trials]
+    for t in result.trials:
+        assert t.status == ts.TrialStatus.TERMINATED, t.error
+    for t in stopped:
+        fit = json.loads((tmp_path / f"fit_{t.id}_fresh.json").read_text())
+        assert fit["should_stop"] is True and fit["end"] == t.iteration
+        assert len(result.history(t.id)) == t.iteration
+
+
+def test_a_retry_continues_from_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = ts.run(train, space={"lr": 0.05, "epochs": 4, "fail_at_epoch": 2}, max_failures=1, metric="val_loss",
+                    mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert trial.num_failures == 1
+    history = result.history(trial.id)
+    assert [r["training_iteration"] for r in history] == [1, 2, 3, 4]
+    assert [r["epoch_seen"] for r in history] == [0.0, 1.0, 2.0, 3.0]
+    assert not (tmp_path / f"fit_{trial.id}_fresh.json").exists()  # the first attempt raised
+    resumed = json.loads((tmp_path / f"fit_{trial.id}_resumed.json").read_text())
+    assert resumed["start_step"] == 8  # Lightning restored the state after 2 epochs of 4 batches, not step 0
+    assert resumed["end"] == 4
+
+
+def test_a_metric_never_logged_is_one_clear_error():
+    result = ts.run(train, space={"lr": 0.05, "metrics": ["val_los"]}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.ERROR
+    assert ("lightning.ReportCallback(metrics=...): metric 'val_los' was not logged; the framework logged: "
+            "epoch_seen, val_loss") in trial.error
+    assert result.history(trial.id) == []
+
+
+def test_resume_path_refuses_a_checkpoint_it_did_not_save():
+    def foreign(config):
+        if ts.get_checkpoint() is None:
+            ts.report({"x": 1}, checkpoint=ts.Checkpoint.from_state({"a": 1}))
+            raise RuntimeError("retry me")
+        resume_path()
+
+    result = ts.run(foreign, max_failures=1, verbose=0)
+    assert "holds no lightning.ckpt" in result.trials[0].error
+
+
+def test_resume_path_is_none_on_a_fresh_start():
+    def fresh(config):
+        ts.report({"none": resume_path() is None})
+
+    result = ts.run(fresh, verbose=0)
+    assert result.trials[0].last_result["none"] is True
+
+
+def test_importing_without_lightning_says_which_extra():
+    assert_missing_library_error("lightning", "lightning", "lightning")

@@ -1,0 +1,153 @@
+"""The Transformers bridge with a randomly initialised BERT-style model (hidden size 32, built from its config:
+no download) trained by a real Trainer on synthetic token ids, on CPU, in real worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from integration_helpers import assert_missing_library_error
+
+pytest.importorskip("transformers")
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers.trainer_utils import BestRun  # noqa: E402
+
+import tunesmith as ts  # noqa: E402
+from tunesmith.integrations.transformers import ReportCallback, hyperparameter_search, resume_path  # noqa: E402
+
+STEPS_PER_EPOCH = 4  # 32 examples, batches of 8
+
+
+class Tokens(torch.utils.data.Dataset):
+    """Sequences of 8 token ids; the label is whether token 5 occurs (learnable, and quick)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(1, 20, (n, 8), generator=g)
+        self.labels = (self.ids == 5).any(dim=1).long()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones(8, dtype=torch.long), "labels": self.labels[i]}
+
+
+def model_init(trial=None):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=20, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=37, max_position_embeddings=16, num_labels=2)
+    return transformers.BertForSequenceClassification(config)
+
+
+def make_trainer(epochs=2, lr=1e-3, callbacks=(), output_dir="trainer_output"):
+    args = transformers.TrainingArguments(
+        output_dir=output_dir, num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=8,
+        per_device_eval_batch_size=16, eval_strategy="epoch", save_strategy="epoch", logging_strategy="no",
+        report_to="none", use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0)
+    return transformers.Trainer(model_init=model_init, args=args, train_dataset=Tokens(32, 0),
+                                eval_dataset=Tokens(16, 1), callbacks=list(callbacks))
+
+
+class Notes(transformers.TrainerCallback):
+    def __init__(self, fail_at_epoch=None):
+        self.first_step = None
+        self.fail_at_epoch = fail_at_epoch
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.first_step is None:
+            self.first_step = state.global_step
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.fail_at_epoch is not None and round(state.epoch or 0) == self.fail_at_epoch:
+            raise RuntimeError("injected failure")
+
+
+def note(name, **kwargs):
+    with open(os.path.join(os.environ["TUNESMITH_ORIG_WORKING_DIR"], f"{name}.json"), "w") as f:
+        json.dump(kwargs, f)
+
+
+def train(config):
+    path = resume_path()
+    notes = Notes(config.get("fail_at_epoch") if path is None else None)
+    trainer = make_trainer(config.get("epochs", 2), config["lr"],
+                           [ReportCallback(config.get("metrics")), notes])
+    trainer.train(resume_from_checkpoint=path)
+    note(f"train_{ts.get_trial_id()}_{'resumed' if path else 'fresh'}", first_step=notes.first_step,
+         global_step=trainer.state.global_step, should_stop=ts.should_stop())
+
+
+def test_eval_metrics_and_checkpoints_arrive_in_the_store():
+    result = ts.run(train, space={"lr": 1e-3}, metric="eval_loss", mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    history = result.history(trial.id)
+    assert [r["training_iteration"] for r in history] == [1, 2]
+    assert [r["epoch"] for r in history] == [1.0, 2.0]
+    assert all(isinstance(r["eval_loss"], float) for r in history)
+    assert os.path.isfile(os.path.join(trial.checkpoint.as_dir(), "trainer_state.json"))
+    assert json.load(open(os.path.join(trial.checkpoint.as_dir(), "trainer_state.json")))["global_step"] == 8
+
+
+def test_a_stop_ends_training_within_one_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = ts.run(train, space={"lr": 1e-3, "epochs": 20}, stop={"training_iteration": 1}, metric="eval_loss",
+                    mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert [r["training_iteration"] for r in result.history(trial.id)] == [1]
+    done = json.loads((tmp_path / f"train_{trial.id}_fresh.json").read_text())
+    assert done["should_stop"] is True
+    assert done["global_step"] == STEPS_PER_EPOCH  # train() returned after its first epoch (of 20)
+
+
+def test_a_retry_continues_from_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = ts.run(train, space={"lr": 1e-3, "epochs": 3, "fail_at_epoch": 2}, max_failures=1, metric="eval_loss",
+                    mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert trial.num_failures == 1
+    assert [r["epoch"] for r in result.history(trial.id)] == [1.0, 2.0, 3.0]
+    resumed = json.loads((tmp_path / f"train_{trial.id}_resumed.json").read_text())
+    assert resumed["first_step"] == 2 * STEPS_PER_EPOCH  # the Trainer resumed after epoch 2, not from step 0
+    assert resumed["global_step"] == 3 * STEPS_PER_EPOCH
+
+
+def test_a_metric_never_logged_is_one_clear_error():
+    result = ts.run(train, space={"lr": 1e-3, "metrics": ["eval_los"]}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.ERROR
+    assert "transformers.ReportCallback(metrics=...): metric 'eval_los' was not logged; the framework logged: " \
+           "epoch, eval_loss, eval_runtime" in trial.error
+
+
+def test_hyperparameter_search_returns_the_best_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trainer = make_trainer(epochs=1)
+    best = hyperparameter_search(trainer, {"learning_rate": ts.grid([1e-6, 3e-3])}, n_trials=1, verbose=0)
+    assert isinstance(best, BestRun)
+    summary = best.run_summary
+    assert isinstance(summary, ts.ResultSet) and len(summary.trials) == 2
+    objectives = {t.config["learning_rate"]: t.last_result["objective"] for t in summary.trials}
+    assert best.objective == min(objectives.values())
+    assert best.hyperparameters == {"learning_rate": min(objectives, key=objectives.get)}
+    for t in summary.trials:  # each trial trained with its own learning rate (from TrainingArguments)
+        assert t.last_result["objective"] == t.last_result["eval_loss"]
+        assert t.checkpoint is not None
+    assert objectives[1e-6] != objectives[3e-3]
+    assert trainer.model is not None  # the caller's trainer is left as it was
+
+
+def test_hyperparameter_search_needs_model_init():
+    trainer = make_trainer()
+    trainer.model_init = None
+    with pytest.raises(ts.ConfigError, match="needs a model_init"):
+        hyperparameter_search(trainer, {"learning_rate": ts.uniform(0, 1)}, n_trials=1)
+
+
+def test_importing_without_transformers_says_which_extra():
+    assert_missing_library_error("transformers", "transformers", "transformers")

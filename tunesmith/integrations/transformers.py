@@ -1,0 +1,231 @@
+"""Hugging Face Transformers bridge: a ``TrainerCallback`` that reports each evaluation with the Trainer's
+checkpoint and stops training when the driver stops the trial, and ``hyperparameter_search``, a drop-in for
+``Trainer.hyperparameter_search`` that runs the trials with tunesmith.
+
+    from tunesmith.integrations.transformers import hyperparameter_search
+
+    best = hyperparameter_search(trainer, {"learning_rate": ts.loguniform(1e-5, 1e-3)}, n_trials=8)
+    print(best.hyperparameters, best.objective, best.run_summary.best)   # run_summary: the ResultSet
+
+Needs ``transformers`` and ``accelerate`` (``pip install 'tunesmith[transformers]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tunesmith import session
+from tunesmith._errors import ConfigError
+from tunesmith._optional import require
+from tunesmith.checkpoint import Checkpoint
+from tunesmith.integrations._common import MetricPicker
+
+_hf = require("transformers", "transformers", "tunesmith.integrations.transformers")
+_utils = require("transformers.trainer_utils", "transformers", "tunesmith.integrations.transformers")
+
+__all__ = ["ReportCallback", "hyperparameter_search", "resume_path"]
+
+log = logging.getLogger("tunesmith")
+
+OBJECTIVE = "objective"  # the metric hyperparameter_search reports and optimises, as Transformers names it
+
+
+_Base: Any = _hf.TrainerCallback  # the library's callback class, known only at run time
+
+
+class ReportCallback(_Base):
+    """Reports each evaluation's metrics (one ``training_iteration`` per evaluation) with the checkpoint the
+    Trainer saves at the same step, and stops training (``control.should_training_stop``) once the driver
+    stopped the trial.
+
+    Args:
+        metrics: None (every scalar metric of the evaluation, named as Transformers names them:
+            ``eval_loss``, ``eval_accuracy``, ``epoch``...), a name, a list of names, or a dict
+            ``{reported name: metric name}``. A chosen name the evaluation did not give is a ``ConfigError``
+            at the first evaluation, naming the ones it gave.
+        checkpoint: report the checkpoint folder the Trainer saves (``checkpoint-<step>``) with the evaluation
+            of the same step (set ``save_strategy`` like ``eval_strategy``), so :func:`resume_path` resumes
+            from it. A checkpoint saved at a step without an evaluation is not reported.
+        compute_objective: also report ``objective`` = ``compute_objective(metrics)`` (as
+            ``hyperparameter_search`` does).
+    """
+
+    def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None = None, checkpoint: bool = True,
+                 compute_objective: Callable[[dict[str, float]], float] | None = None) -> None:
+        self._picker = MetricPicker(metrics, "transformers.ReportCallback")
+        self._checkpoint = bool(checkpoint)
+        self._objective = compute_objective
+        self._pending: dict[str, Any] | None = None  # an evaluation whose step's checkpoint is being saved
+        self.reported = 0
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kwargs: Any) -> Any:
+        if session.should_stop():  # e.g. trainer.evaluate() after a stop: nothing more is stored
+            control.should_training_stop = True
+            return control
+        self._flush(control)
+        values = self._picker.pick(metrics or {})
+        if self._objective is not None:
+            values[OBJECTIVE] = float(self._objective(dict(metrics or {})))
+        if self._checkpoint and control.should_save and state.is_world_process_zero:
+            self._pending = values  # reported by on_save, with the checkpoint written right after
+            return control
+        self._report(values, None, control)
+        return control
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self._pending is not None:
+            values, self._pending = self._pending, None
+            folder = os.path.join(args.output_dir, f"{_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            self._report(values, Checkpoint.from_dir(folder) if os.path.isdir(folder) else None, control)
+        return control
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._flush(control)  # an evaluation whose step saved nothing after all (save_strategy="best")
+        return self._check(control)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        return self._check(control)  # a stop that arrived while training (time limit, asynchronous stop)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._flush(control)
+        return self._check(control)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._flush(control)
+        return control
+
+    def _flush(self, control: Any) -> None:
+        if self._pending is not None:
+            values, self._pending = self._pending, None
+            self._report(values, None, control)
+
+    def _report(self, values: dict[str, Any], ckpt: Checkpoint | None, control: Any) -> None:
+        try:
+            session.report(values, checkpoint=ckpt)
+            self.reported += 1
+        except session.StopTrial:
+            self.reported += 1  # stored: the result that ended the trial is its last
+        self._check(control)
+
+    @staticmethod
+    def _check(control: Any) -> Any:
+        if session.should_stop():
+            control.should_training_stop = True
+        return control
+
+
+def resume_path() -> str | None:
+    """The ``resume_from_checkpoint`` folder for ``trainer.train``: the Trainer checkpoint this trial was
+    restored from (a retry, a PBT exploit, a resumed experiment), or None on a fresh start.
+
+    Raises:
+        ConfigError: the trial's checkpoint is not a Trainer checkpoint (no ``trainer_state.json``).
+        RuntimeError: called outside a trial.
+    """
+    ckpt = session.get_checkpoint()
+    if ckpt is None:
+        return None
+    folder = ckpt.as_dir()
+    if not os.path.isfile(os.path.join(folder, "trainer_state.json")):
+        raise ConfigError(f"resume_path(): the trial's checkpoint {folder} is not a Trainer checkpoint (no "
+                          f"trainer_state.json): not saved by tunesmith.integrations.transformers.ReportCallback")
+    return folder
+
+
+def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 20, direction: str = "minimize",
+                          compute_objective: Callable[[dict[str, float]], float] | None = None,
+                          **run_kwargs: Any) -> Any:
+    """``Trainer.hyperparameter_search`` run by tunesmith: the same contract, so a Transformers user switches
+    with one line.
+
+    Each trial gets its own copy of ``trainer`` (pickled once with cloudpickle, without its model), sets the
+    ``TrainingArguments`` fields named in its config (the other keys only reach ``model_init``), builds its
+    model with ``model_init`` (given the config if it takes one argument), trains with a
+    :class:`ReportCallback` that reports ``objective`` at each evaluation (an evaluation at the end if
+    training made none), writes its outputs under its trial folder, and resumes from its checkpoint after a
+    retry or a PBT exploit. Schedulers need evaluations during training (``eval_strategy="epoch"`` or
+    ``"steps"``); checkpoints need ``save_strategy`` like ``eval_strategy``.
+
+    Args:
+        trainer: a ``Trainer`` built with ``model_init``.
+        space: a tunesmith search space, e.g. ``{"learning_rate": ts.loguniform(1e-5, 1e-3)}``.
+        n_trials: trials to run (``num_samples``).
+        direction: ``"minimize"`` or ``"maximize"`` the objective.
+        compute_objective: metrics -> objective; Transformers' default (``eval_loss``, or the sum of the other
+            metrics when there are some).
+        run_kwargs: passed on to :func:`tunesmith.run` (``scheduler=``, ``searcher=``, ``resources=``,
+            ``max_failures=``, ``name=``...).
+
+    Returns:
+        ``transformers.trainer_utils.BestRun(run_id, objective, hyperparameters, run_summary)``, where
+        ``run_summary`` is the experiment's :class:`tunesmith.ResultSet`.
+    """
+    from tunesmith._run import run
+
+    if getattr(trainer, "model_init", None) is None:
+        raise ConfigError("hyperparameter_search(trainer): the Trainer needs a model_init (each trial builds its own "
+                          "model): Trainer(model_init=lambda: ..., ...)")
+    if direction not in ("minimize", "maximize"):
+        raise ConfigError(f"hyperparameter_search(direction=...): expected 'minimize' or 'maximize', got {direction!r}")
+    if not isinstance(space, dict):
+        raise ConfigError(f"hyperparameter_search(space=...): expected a tunesmith search space (a dict), got "
+                          f"{type(space).__name__}")
+    for key in ("metric", "mode", "num_samples", "space"):
+        if key in run_kwargs:
+            raise ConfigError(f"hyperparameter_search(): {key}= is set from the arguments (objective, direction, "
+                              f"n_trials, space); leave it out")
+    objective_fn = compute_objective or _utils.default_compute_objective
+    blob = _pickled(trainer)
+
+    def objective(config: dict[str, Any]) -> None:
+        _run_trial(blob, config, objective_fn)
+
+    result = run(objective, space=space, num_samples=n_trials, metric=OBJECTIVE,
+                 mode="min" if direction == "minimize" else "max", **run_kwargs)
+    best = result.best
+    return _utils.BestRun(best.name, best.metrics[OBJECTIVE], best.config, result)
+
+
+def _pickled(trainer: Any) -> bytes:
+    """``trainer`` cloudpickled without its model (each trial builds its own with ``model_init``)."""
+    import cloudpickle
+
+    saved = trainer.model, getattr(trainer, "model_wrapped", None)
+    trainer.model = None
+    if hasattr(trainer, "model_wrapped"):
+        trainer.model_wrapped = None
+    try:
+        return cloudpickle.dumps(trainer)
+    except Exception as e:  # noqa: BLE001 - any failure to pickle is the same problem for the user
+        raise ConfigError(f"hyperparameter_search(trainer): the Trainer could not be pickled to send it to the "
+                          f"trials ({type(e).__name__}: {e}); remove what holds an open file, lock or process (a "
+                          f"callback, a dataset's handle) or build it from picklable parts") from e
+    finally:
+        trainer.model = saved[0]
+        if hasattr(trainer, "model_wrapped"):
+            trainer.model_wrapped = saved[1]
+
+
+def _run_trial(blob: bytes, config: dict[str, Any], compute_objective: Callable[[dict[str, float]], float]) -> None:
+    import pickle
+
+    trainer = pickle.loads(blob)  # a fresh copy per trial: a worker runs many trials with the same function
+    args = trainer.args
+    for key, value in config.items():
+        if not hasattr(args, key):
+            continue  # not a TrainingArguments field: for model_init
+        old = getattr(args, key)
+        setattr(args, key, type(old)(value) if old is not None and not isinstance(value, type(old)) else value)
+    args.output_dir = os.path.join(session.get_trial_dir(), "trainer_output")
+    # as Transformers does for its own search backends, once TrainingArguments changed
+    trainer._train_batch_size = args.train_batch_size
+    trainer.create_accelerator_and_postprocess()
+    callback = ReportCallback(checkpoint=True, compute_objective=compute_objective)
+    trainer.add_callback(callback)
+    trainer.train(resume_from_checkpoint=resume_path(), trial=dict(config))
+    if callback.reported == 0 and not session.should_stop():
+        trainer.evaluate()  # no evaluation during training: one at the end, reported by the callback
