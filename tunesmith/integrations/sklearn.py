@@ -41,6 +41,7 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.metrics import check_scoring  # noqa: E402
 from sklearn.model_selection import check_cv, cross_validate  # noqa: E402
+from sklearn.utils import get_tags  # noqa: E402
 from sklearn.utils.metaestimators import _safe_split, available_if  # noqa: E402
 from sklearn.utils.validation import check_is_fitted, indexable  # noqa: E402
 
@@ -149,7 +150,7 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        sub = self.estimator.__sklearn_tags__()
+        sub = get_tags(self.estimator)
         tags.estimator_type = sub.estimator_type
         tags.classifier_tags = deepcopy(sub.classifier_tags)
         tags.regressor_tags = deepcopy(sub.regressor_tags)

@@ -50,7 +50,7 @@ def _save(booster: Any, folder: str) -> None:
     booster.save_model(f"{folder}/{MODEL_FILE}")
 
 
-class ReportCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
+class ReportCallback(xgb.callback.TrainingCallback):  # type: ignore[misc,name-defined]
     """Report each round's evaluation metrics to tunesmith, stop boosting when told, checkpoint the booster.
 
     Args:
