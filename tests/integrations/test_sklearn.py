@@ -1,0 +1,106 @@
+"""TuneSearchCV on make_classification: GridSearchCV's results, scikit-learn's estimator checks, and early
+stopping of incrementally trained candidates by ASHA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import tunesmith as ts
+from tunesmith.integrations.sklearn import TuneSearchCV
+
+X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+
+
+def test_a_grid_search_gives_gridsearchcvs_results(results_dir):
+    grid = [0.01, 0.1, 1.0]
+    ours = TuneSearchCV(LogisticRegression(), {"C": ts.grid(grid)}, n_trials=1, cv=3).fit(X, y)
+    theirs = GridSearchCV(LogisticRegression(), {"C": grid}, cv=3).fit(X, y)
+    assert set(ours.cv_results_) == set(theirs.cv_results_)
+    order = np.argsort([p["C"] for p in ours.cv_results_["params"]])  # trials in trial order, the grid sorted
+    for key, expected in theirs.cv_results_.items():
+        got = [ours.cv_results_[key][i] for i in order]
+        if key == "params" or key.startswith("param_"):
+            assert list(got) == list(expected)
+        elif "time" not in key:
+            assert np.allclose(got, expected), key
+    assert ours.best_params_ == theirs.best_params_ and ours.best_score_ == pytest.approx(theirs.best_score_)
+    assert (ours.predict(X) == theirs.predict(X)).all()
+    assert ours.score(X, y) == pytest.approx(theirs.score(X, y))
+    assert ours.n_splits_ == 3 and ours.refit_time_ > 0
+    assert len(ts.load(ours.experiment_path_).trials) == 3
+
+
+def test_run_keywords_survive_clone_and_unknown_ones_are_refused(results_dir):
+    search = TuneSearchCV(LogisticRegression(), {"C": ts.loguniform(0.1, 10)}, seed=3, max_concurrent=1)
+    copy = clone(search)
+    assert copy.get_params()["seed"] == 3 and copy.get_params()["max_concurrent"] == 1
+    copy.set_params(seed=4)
+    assert copy.get_params()["seed"] == 4
+    with pytest.raises(ts.ConfigError, match="unexpected keyword argument.*max_concurent"):
+        TuneSearchCV(LogisticRegression(), {"C": 1.0}, max_concurent=1).fit(X, y)
+    with pytest.raises(ts.ConfigError, match="space"):
+        TuneSearchCV(LogisticRegression()).fit(X, y)
+
+
+def test_without_a_scheduler_each_candidate_is_one_cross_validation(results_dir):
+    search = TuneSearchCV(SGDClassifier(random_state=0), {"alpha": ts.loguniform(1e-5, 1e-1)}, n_trials=2, cv=2,
+                          refit=False, seed=0).fit(X, y)
+    assert [t.iteration for t in ts.load(search.experiment_path_).trials] == [1, 1]
+    assert not hasattr(search, "best_estimator_")
+    with pytest.raises(AttributeError):
+        search.predict(X)
+
+
+def test_asha_stops_partial_fit_candidates_before_their_last_increment(results_dir):
+    search = TuneSearchCV(SGDClassifier(random_state=0), {"alpha": ts.loguniform(1e-6, 1.0)}, n_trials=9, cv=2,
+                          max_iters=9, scheduler=ts.ASHA(max_t=9, grace_period=1, reduction_factor=3), seed=0,
+                          max_concurrent=2).fit(X, y)
+    trials = ts.load(search.experiment_path_).trials
+    iterations = [t.iteration for t in trials]
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in trials)
+    assert max(iterations) == 9 and sum(i < 9 for i in iterations) >= 3  # stopped early, at a rung
+    for t in trials:  # one report per increment, each a cross-validation of the model trained so far
+        history = ts.load(search.experiment_path_).history(t.id)
+        assert [h["training_iteration"] for h in history] == list(range(1, t.iteration + 1))
+        assert all(0 <= h["mean_test_score"] <= 1 for h in history)
+    assert search.best_params_ == trials[search.best_index_].config
+
+
+def test_warm_start_ensembles_grow_in_increments(results_dir):
+    search = TuneSearchCV(RandomForestClassifier(n_estimators=8, random_state=0), {"max_depth": ts.choice([2, 4])},
+                          n_trials=1, cv=2, max_iters=4, scheduler=ts.FIFO(), seed=0).fit(X, y)
+    (t,) = ts.load(search.experiment_path_).trials
+    assert t.iteration == 4
+    assert search.best_estimator_.n_estimators == 8 and len(search.best_estimator_.estimators_) == 8
+
+
+def test_candidates_whose_every_fit_fails_raise_the_fits_own_error(results_dir):
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        TuneSearchCV(LogisticRegression(), {"C": ts.loguniform(0.1, 10)}, n_trials=1, cv=2).fit(bad, y)
+
+
+# Checks that do not apply to TuneSearchCV, and why:
+SKIPPED = {
+    "check_no_attributes_set_in_init": "the keywords of tunesmith.run given as **run_kwargs are kept as attributes of "
+                                       "their own names (so that get_params, set_params and clone carry them); the "
+                                       "check knows only the named parameters of __init__",
+    "check_do_not_raise_errors_in_init_or_set_params": "the check passes a parameter named 'run_kwargs' (the name of "
+                                                       "the ** argument), which set_params rightly refuses",
+}
+
+
+# One configured instance (a meta-estimator needs its estimator and space); one worker at a time, so that each fit
+# (a whole tunesmith experiment) imports scikit-learn in one process only.
+@parametrize_with_checks([TuneSearchCV(LogisticRegression(), {"C": ts.loguniform(0.1, 10)}, n_trials=2, cv=2,
+                                       seed=0, max_concurrent=1)], expected_failed_checks=lambda est: SKIPPED)
+def test_scikit_learn_estimator_checks(estimator, check, results_dir):
+    check(estimator)

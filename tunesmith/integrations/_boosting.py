@@ -1,0 +1,127 @@
+"""What the gradient-boosting bridges (xgboost, lightgbm) share: choosing the metrics a round reports, the one
+error for a metric the library never logged, a checkpoint every N rounds, and a stop turned into the library's
+own way of ending training.
+
+Metric names are ``<data>-<metric>``: the name of the evaluation set (``evals=[(dvalid, "valid")]``,
+``valid_names=["valid"]``) and the library's name of the metric, e.g. ``valid-logloss`` (xgboost) or
+``valid-binary_logloss`` (lightgbm).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import tunesmith
+from tunesmith._errors import ConfigError
+from tunesmith.checkpoint import Checkpoint
+from tunesmith.session import StopTrial
+
+
+def metric_names(metrics: str | Sequence[str] | Mapping[str, str] | None, who: str) -> dict[str, str] | None:
+    """``metrics`` as {reported name: logged name}, or None for every logged metric under its own name."""
+    if metrics is None:
+        return None
+    if isinstance(metrics, str):
+        return {metrics: metrics}
+    if isinstance(metrics, Mapping):
+        out = dict(metrics)
+    elif isinstance(metrics, Sequence):
+        out = {m: m for m in metrics}
+    else:
+        raise ConfigError(f"{who}(metrics=...) expects a metric name, a list of names or a dict "
+                          f"{{reported name: logged name}}, got {type(metrics).__name__}")
+    for key, value in out.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key or not value:
+            raise ConfigError(f"{who}(metrics=...): names must be non-empty strings, got {key!r}: {value!r}")
+    if not out:
+        raise ConfigError(f"{who}(metrics=...) is empty: name at least one metric, or pass None for all")
+    return out
+
+
+def positive_or_none(value: Any, name: str, who: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ConfigError(f"{who}({name}=...) must be a positive number of rounds or None, got {value!r}")
+    return value
+
+
+class RoundReporter:
+    """Reports one boosting round; returns True when the trial must stop (the driver decided so).
+
+    Args:
+        who: the callback's name, for messages (``"xgboost.ReportCallback"``).
+        hint: how the library names its metrics, added to the error for a metric it never logged.
+        metrics: from :func:`metric_names`.
+        checkpoint_every: save the booster every this many rounds (counted over the model's whole life, so a
+            restored booster keeps the cadence), or None for never.
+        save: ``save(booster, folder)`` writes the booster's file(s) into ``folder``.
+    """
+
+    def __init__(self, who: str, hint: str, metrics: dict[str, str] | None, checkpoint_every: int | None,
+                 save: Callable[[Any, str], None]) -> None:
+        self.who = who
+        self.hint = hint
+        self.metrics = metrics
+        self.checkpoint_every = checkpoint_every
+        self.save = save
+        self.checked = False
+
+    def __call__(self, logged: dict[str, float], booster: Any, rounds: int) -> bool:
+        """``logged``: this round's metrics by ``<data>-<metric>``; ``rounds``: the rounds the booster holds."""
+        if not self.checked:
+            self.check(logged)
+        if self.metrics is None:
+            chosen = logged
+        else:
+            chosen = {name: logged[key] for name, key in self.metrics.items()}
+        checkpoint = None
+        folder = None
+        if self.checkpoint_every is not None and rounds % self.checkpoint_every == 0:
+            folder = tempfile.mkdtemp(prefix="tunesmith_booster_")
+            self.save(booster, folder)
+            checkpoint = Checkpoint.from_dir(folder)
+        try:
+            tunesmith.report(chosen, checkpoint=checkpoint)  # copies the folder before it returns
+        except StopTrial:
+            return True  # the result is stored; the library ends its loop and the function goes on
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        should_stop = getattr(tunesmith, "should_stop", None)  # a stop report() did not raise for
+        return bool(should_stop()) if callable(should_stop) else False
+
+    def check(self, logged: dict[str, float]) -> None:
+        """After the first round: every asked-for metric was logged, and something was."""
+        self.checked = True
+        seen = ", ".join(sorted(logged)) or "nothing"
+        if not logged:
+            raise ConfigError(f"{self.who}: the library logged no evaluation metric in the first round, so there "
+                              f"is nothing to report; {self.hint}")
+        if self.metrics is not None:
+            missing = [key for key in self.metrics.values() if key not in logged]
+            if missing:
+                raise ConfigError(f"{self.who}(metrics=...): {', '.join(map(repr, missing))} "
+                                  f"{'was' if len(missing) == 1 else 'were'} not logged in the first round; it logged: "
+                                  f"{seen} ({self.hint})")
+
+
+def restored_model_file(filename: str, who: str) -> str | None:
+    """The model file of the trial's checkpoint (retry, PBT exploit, resume), or None on a fresh start."""
+    checkpoint = tunesmith.get_checkpoint()
+    if checkpoint is None:
+        return None
+    path = os.path.join(checkpoint.as_dir(), filename)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{who}: the trial's checkpoint {checkpoint.path} has no {filename}: it was not saved by "
+                          f"ReportCallback(checkpoint_every=...); restore it yourself with tunesmith.get_checkpoint()")
+    return path
+
+
+def rounds_left(num_boost_round: Any, done: int, who: str) -> int:
+    if isinstance(num_boost_round, bool) or not isinstance(num_boost_round, int) or num_boost_round <= 0:
+        raise ConfigError(f"{who}(num_boost_round=...) must be the positive number of rounds the model should "
+                          f"end with, got {num_boost_round!r}")
+    return max(num_boost_round - done, 0)

@@ -1,0 +1,385 @@
+"""scikit-learn bridge: ``TuneSearchCV``, a drop-in for ``RandomizedSearchCV`` whose candidates are tunesmith
+trials (cross-validations run in parallel by ``tunesmith.run``, chosen by any searcher, stopped early by any
+scheduler).
+
+    from sklearn.linear_model import SGDClassifier
+    from tunesmith.integrations.sklearn import TuneSearchCV
+
+    search = TuneSearchCV(SGDClassifier(), {"alpha": ts.loguniform(1e-6, 1e-1)}, n_trials=20, cv=3,
+                          scheduler=ts.ASHA(max_t=10))
+    search.fit(X, y)
+    search.best_params_, search.best_score_, search.predict(X_test)
+
+Each trial clones the estimator, sets the trial's config with ``set_params`` (keys are parameter names, with
+``step__param`` for pipelines) and cross-validates it on the same splits, reporting ``mean_test_score``,
+``std_test_score``, ``split<k>_test_score`` and the fit/score times; the experiment maximises
+``mean_test_score`` (scikit-learn scorers are greater-is-better). The data reaches the trials through
+``tunesmith.put`` (shared memory: one copy however many trials run), not inside each trial's function.
+
+Early stopping: with a ``scheduler``, an estimator that has ``partial_fit`` (``SGDClassifier``, ``MLPClassifier``,
+``MultinomialNB``...) is trained in ``max_iters`` increments of one ``partial_fit`` pass over each training fold,
+and one that has ``warm_start`` and ``n_estimators`` (random forests, gradient boosting, bagging) grows to its
+``n_estimators`` in ``max_iters`` steps; the trial reports after each increment, so the scheduler can stop it
+(``ts.ASHA(max_t=max_iters)``). Other estimators are fitted once per fold (one report).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+import warnings
+from copy import deepcopy
+from typing import Any
+
+from tunesmith._optional import require
+
+_sklearn = require("sklearn", "sklearn", "tunesmith.integrations.sklearn")
+
+import numpy as np  # noqa: E402 - after the check that says which extra installs scikit-learn (and numpy)
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.metrics import check_scoring  # noqa: E402
+from sklearn.model_selection import check_cv, cross_validate  # noqa: E402
+from sklearn.utils import get_tags  # noqa: E402
+from sklearn.utils.metaestimators import _safe_split, available_if  # noqa: E402
+from sklearn.utils.validation import check_is_fitted, indexable  # noqa: E402
+
+import tunesmith  # noqa: E402
+from tunesmith._errors import ConfigError  # noqa: E402
+
+__all__ = ["TuneSearchCV"]
+
+# what TuneSearchCV decides itself; every other keyword of tunesmith.run may be given as **run_kwargs
+_OWN = {"fn", "space", "metric", "mode", "num_samples", "scheduler", "searcher"}
+
+
+def _run_keys() -> frozenset[str]:
+    from tunesmith._run import run
+
+    return frozenset(p for p in inspect.signature(run).parameters if p not in _OWN)
+
+
+_RUN_KEYS = _run_keys()
+
+
+def _delegate(method: str) -> Any:
+    """``available_if`` check: the refitted estimator (or, before fitting, the estimator) has ``method``."""
+    def check(self: TuneSearchCV) -> bool:
+        return hasattr(self.best_estimator_ if hasattr(self, "best_estimator_") else self.estimator, method)
+    return check
+
+
+class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
+    """Search ``space`` for the estimator's best parameters by cross-validation, one tunesmith trial per
+    candidate.
+
+    Args:
+        estimator: a scikit-learn estimator (cloned per fold; never fitted itself).
+        space: a tunesmith search space: ``{"C": ts.loguniform(1e-3, 1e3), "kernel": ts.choice(["rbf",
+            "linear"])}``; keys are ``set_params`` names.
+        n_trials: candidates to try (``num_samples`` of ``tunesmith.run``; per grid point with ``ts.grid``).
+        cv: folds (an int), a splitter or an iterable of (train, test) index pairs, as in ``GridSearchCV``;
+            stratified for classifiers.
+        scoring: ``None`` (the estimator's ``score``), a scorer name (``"roc_auc"``) or a callable
+            ``scorer(estimator, X, y)``. One metric.
+        searcher: a tunesmith searcher (default: random search).
+        scheduler: a tunesmith scheduler; with one, estimators that can be trained in increments are (see the
+            module's docstring), so it can stop poor candidates early. It must compare ``mean_test_score``
+            (``mode="max"``), which it gets from the experiment when it names no metric of its own.
+        refit: refit the best candidate on all of ``X, y`` (``best_estimator_``, ``predict``, ``score``...).
+        max_iters: increments of an incrementally trained candidate (its ``training_iteration`` runs to this).
+        error_score: the score of a fold whose fit raises (default NaN, as in ``GridSearchCV``), or
+            ``"raise"`` to fail the trial.
+        **run_kwargs: any other keyword of :func:`tunesmith.run` (``max_concurrent``, ``resources``,
+            ``storage_path``, ``seed``, ``backend``, ``verbose``, which defaults to 0 here...).
+
+    Attributes (after ``fit``): ``cv_results_`` (shaped like ``GridSearchCV``'s: ``params``, ``param_<name>``,
+    ``split<k>_test_score``, ``mean_test_score``, ``std_test_score``, ``rank_test_score``, fit and score
+    times; one entry per trial, in trial order, with the scores of its last report), ``best_index_``,
+    ``best_params_``, ``best_score_``, ``best_estimator_`` and ``refit_time_`` (with ``refit``), ``scorer_``,
+    ``n_splits_``, ``experiment_path_`` (the experiment's folder: ``tunesmith.load(search.experiment_path_)``
+    gives its :class:`tunesmith.ResultSet`).
+    """
+
+    def __init__(self, estimator: Any, space: dict[str, Any] | None = None, n_trials: int = 10, cv: Any = 5,
+                 scoring: Any = None, searcher: Any = None, scheduler: Any = None, refit: bool = True,
+                 max_iters: int = 10, error_score: Any = np.nan, **run_kwargs: Any) -> None:
+        self.estimator = estimator
+        self.space = space
+        self.n_trials = n_trials
+        self.cv = cv
+        self.scoring = scoring
+        self.searcher = searcher
+        self.scheduler = scheduler
+        self.refit = refit
+        self.max_iters = max_iters
+        self.error_score = error_score
+        for key, value in run_kwargs.items():  # as attributes, so that get_params/clone carry them (checked in fit)
+            setattr(self, key, value)
+
+    # scikit-learn's get_params reads __init__'s named parameters only: add the tunesmith.run keywords given
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        params = super().get_params(deep=deep)
+        params.update(self._run_kwargs())
+        return params
+
+    def set_params(self, **params: Any) -> TuneSearchCV:
+        for key in [k for k in params if k in _RUN_KEYS]:
+            setattr(self, key, params.pop(key))
+        return super().set_params(**params)
+
+    def _run_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k in _RUN_KEYS}
+
+    def _check_params(self) -> None:
+        unknown = sorted(k for k in vars(self) if k not in _RUN_KEYS and k not in self._get_param_names()
+                         and not k.endswith("_") and not k.startswith("_"))
+        if unknown:
+            raise ConfigError(f"TuneSearchCV got unexpected keyword argument(s) {', '.join(unknown)}: besides its "
+                              f"own, it takes the keywords of tunesmith.run ({', '.join(sorted(_RUN_KEYS))})")
+        if not isinstance(self.space, dict) or not self.space:
+            raise ConfigError(f"TuneSearchCV(space=...) must be a non-empty dict of parameter name -> tunesmith "
+                              f"domain, got {self.space!r}")
+        for name in ("n_trials", "max_iters"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"TuneSearchCV({name}=...) must be a positive integer, got {value!r}")
+        if not isinstance(self.refit, bool):
+            raise ConfigError(f"TuneSearchCV(refit=...) must be True or False, got {self.refit!r}")
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        sub = get_tags(self.estimator)
+        tags.estimator_type = sub.estimator_type
+        tags.classifier_tags = deepcopy(sub.classifier_tags)
+        tags.regressor_tags = deepcopy(sub.regressor_tags)
+        tags.input_tags.pairwise = sub.input_tags.pairwise
+        tags.input_tags.sparse = sub.input_tags.sparse
+        tags.input_tags.allow_nan = sub.input_tags.allow_nan
+        return tags
+
+    def fit(self, X: Any, y: Any = None, groups: Any = None, **fit_params: Any) -> TuneSearchCV:
+        """Run the search: ``n_trials`` cross-validations as tunesmith trials, then refit the best.
+
+        ``fit_params`` are passed to every fold's ``fit`` (and to the refit).
+
+        Raises:
+            ConfigError: no ``space``, bad ``n_trials``/``max_iters``/``refit``.
+            ValueError: every candidate failed (the message gives the first error).
+        """
+        self._check_params()
+        X, y, groups = indexable(X, y, groups)
+        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
+        splits = [(np.asarray(train), np.asarray(test)) for train, test in cv.split(X, y, groups)]
+        self.n_splits_ = len(splits)
+        self.scorer_ = check_scoring(self.estimator, self.scoring)
+        self.multimetric_ = False
+        increments = _increments(self.estimator) if self.scheduler is not None else None
+
+        run_kwargs = self._run_kwargs()
+        run_kwargs.setdefault("verbose", 0)
+        data = (X, y, splits, fit_params)
+        backend = run_kwargs.get("backend", "local")
+        ref = tunesmith.put(data, backend) if _puttable(backend) else None
+        trial = _Trial(self.estimator, self.scorer_, self.error_score, self.max_iters, increments,
+                       ref, data if ref is None else None)
+        result = tunesmith.run(trial, self.space, metric="mean_test_score", mode="max", num_samples=self.n_trials,
+                               searcher=self.searcher, scheduler=self.scheduler, **run_kwargs)
+        del ref  # the shared copy goes with its last reference
+        self.experiment_path_ = result.path
+        trials = result.trials
+        self.cv_results_ = _cv_results(trials, self.n_splits_)
+        scores = self.cv_results_["mean_test_score"]
+        if not np.isfinite(scores).any():
+            errors = [t.error for t in trials if t.error]
+            if errors:
+                raise ValueError(f"TuneSearchCV: none of the {len(scores)} candidates got a score; the first "
+                                 f"error:\n{errors[0]}")
+            # every fold's fit failed and was scored error_score: fit one here, so its own error is raised
+            clone(self.estimator).set_params(**trials[0].config).fit(X, y, **fit_params)
+            raise ValueError(f"TuneSearchCV: none of the {len(scores)} candidates got a score (every fold's fit "
+                             f"failed; error_score='raise' fails a trial at its first error)")
+        self.best_index_ = int(np.nanargmax(scores))
+        self.best_params_ = self.cv_results_["params"][self.best_index_]
+        self.best_score_ = float(scores[self.best_index_])
+        if self.refit:
+            start = time.perf_counter()
+            self.best_estimator_ = clone(self.estimator).set_params(**clone(self.best_params_, safe=False))
+            self.best_estimator_.fit(X, y, **fit_params)
+            self.refit_time_ = time.perf_counter() - start
+            if hasattr(self.best_estimator_, "feature_names_in_"):
+                self.feature_names_in_ = self.best_estimator_.feature_names_in_
+        return self
+
+    @property
+    def n_features_in_(self) -> int:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.n_features_in_  # type: ignore[no-any-return]
+
+    @property
+    def classes_(self) -> Any:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.classes_
+
+    def _best(self) -> Any:
+        check_is_fitted(self, "best_estimator_", msg="This TuneSearchCV instance was not fitted with refit=True "
+                        "(call fit first, with refit=True, to use %(name)s's best_estimator_)")
+        return self.best_estimator_
+
+    def score(self, X: Any, y: Any = None, **params: Any) -> float:
+        """The best estimator's score on ``X, y`` by the search's scorer."""
+        return float(self.scorer_(self._best(), X, y, **params))
+
+    @available_if(_delegate("predict"))
+    def predict(self, X: Any) -> Any:
+        return self._best().predict(X)
+
+    @available_if(_delegate("predict_proba"))
+    def predict_proba(self, X: Any) -> Any:
+        return self._best().predict_proba(X)
+
+    @available_if(_delegate("predict_log_proba"))
+    def predict_log_proba(self, X: Any) -> Any:
+        return self._best().predict_log_proba(X)
+
+    @available_if(_delegate("decision_function"))
+    def decision_function(self, X: Any) -> Any:
+        return self._best().decision_function(X)
+
+    @available_if(_delegate("score_samples"))
+    def score_samples(self, X: Any) -> Any:
+        return self._best().score_samples(X)
+
+    @available_if(_delegate("transform"))
+    def transform(self, X: Any) -> Any:
+        return self._best().transform(X)
+
+    @available_if(_delegate("inverse_transform"))
+    def inverse_transform(self, X: Any) -> Any:
+        return self._best().inverse_transform(X)
+
+
+def _puttable(backend: Any) -> bool:
+    """Whether ``tunesmith.put`` can place the data where this backend's trials read it."""
+    if isinstance(backend, str):
+        return backend == "local"
+    from tunesmith.executors.ray import RayBackend
+
+    return isinstance(backend, RayBackend)
+
+
+def _increments(estimator: Any) -> str | None:
+    """How the estimator trains in increments: ``"partial_fit"``, ``"n_estimators"`` (warm start), or None."""
+    if hasattr(estimator, "partial_fit"):
+        return "partial_fit"
+    params = estimator.get_params(deep=False)
+    if "warm_start" in params and "n_estimators" in params:
+        return "n_estimators"
+    return None
+
+
+class _Trial:
+    """The training function: cross-validate one candidate (a class, so the trial gets a readable name)."""
+
+    __name__ = "TuneSearchCV"
+
+    def __init__(self, estimator: Any, scorer: Any, error_score: Any, max_iters: int, increments: str | None,
+                 ref: Any, data: Any) -> None:
+        self.estimator = estimator
+        self.scorer = scorer
+        self.error_score = error_score
+        self.max_iters = max_iters
+        self.increments = increments
+        self.ref = ref
+        self.data = data
+
+    def __call__(self, config: dict[str, Any]) -> None:
+        X, y, splits, fit_params = tunesmith.get(self.ref) if self.ref is not None else self.data
+        estimator = clone(self.estimator).set_params(**config)
+        if self.increments is None:
+            out = cross_validate(estimator, X, y, cv=splits, scoring=self.scorer, error_score=self.error_score,
+                                 **({"params": fit_params} if fit_params else {}))
+            tunesmith.report(_metrics(list(out["test_score"]), list(out["fit_time"]), list(out["score_time"])))
+            return
+        self._incremental(estimator, X, y, splits, fit_params)
+
+    def _incremental(self, estimator: Any, X: Any, y: Any, splits: list[Any], fit_params: dict[str, Any]) -> None:
+        """Train every fold's model in ``max_iters`` steps, reporting after each: a scheduler may stop it there
+        (``report`` then ends this function)."""
+        folds = [(_safe_split(estimator, X, y, train), _safe_split(estimator, X, y, test, train))
+                 for train, test in splits]
+        models = [clone(estimator) for _ in splits]
+        extra: dict[str, Any] = dict(fit_params)
+        total = 0
+        if self.increments == "partial_fit" and is_classifier(estimator):
+            extra["classes"] = np.unique(y)
+        elif self.increments == "n_estimators":
+            total = estimator.get_params()["n_estimators"]
+            for model in models:
+                model.set_params(warm_start=True)
+        fit_times = [0.0] * len(splits)
+        score_times = [0.0] * len(splits)
+        failed = [False] * len(splits)
+        for step in range(1, self.max_iters + 1):
+            scores = []
+            for k, ((Xtr, ytr), (Xte, yte)) in enumerate(folds):
+                model = models[k]
+                start = time.perf_counter()
+                try:
+                    if not failed[k]:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", ConvergenceWarning)  # one pass is not convergence
+                            if self.increments == "partial_fit":
+                                model.partial_fit(Xtr, ytr, **extra)
+                            else:
+                                model.set_params(n_estimators=max(1, math.ceil(total * step / self.max_iters)))
+                                model.fit(Xtr, ytr, **extra)
+                except Exception:
+                    if isinstance(self.error_score, str) and self.error_score == "raise":
+                        raise
+                    failed[k] = True
+                fit_times[k] += time.perf_counter() - start
+                start = time.perf_counter()
+                scores.append(float(self.error_score) if failed[k] else float(self.scorer(model, Xte, yte)))
+                score_times[k] += time.perf_counter() - start
+            tunesmith.report(_metrics(scores, fit_times, score_times))
+
+
+def _metrics(scores: list[float], fit_times: list[float], score_times: list[float]) -> dict[str, float]:
+    out = {f"split{k}_test_score": float(s) for k, s in enumerate(scores)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN scores (failed fits) give NaN means
+        out["mean_test_score"] = float(np.mean(scores))
+        out["std_test_score"] = float(np.std(scores))
+    out["mean_fit_time"], out["std_fit_time"] = float(np.mean(fit_times)), float(np.std(fit_times))
+    out["mean_score_time"], out["std_score_time"] = float(np.mean(score_times)), float(np.std(score_times))
+    return out
+
+
+def _cv_results(trials: list[Any], n_splits: int) -> dict[str, Any]:
+    """``GridSearchCV.cv_results_`` from the trials' last results (NaN for a trial that reported nothing)."""
+    n = len(trials)
+    results: dict[str, Any] = {}
+    for key in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"):
+        results[key] = np.array([t.last_result.get(key, np.nan) for t in trials], dtype=float)
+    names = sorted({name for t in trials for name in t.config})
+    for name in names:
+        column = np.ma.MaskedArray(np.empty(n, dtype=object), mask=True)
+        for i, t in enumerate(trials):
+            if name in t.config:
+                column[i] = t.config[name]
+        results[f"param_{name}"] = column
+    results["params"] = [dict(t.config) for t in trials]
+    for k in range(n_splits):
+        results[f"split{k}_test_score"] = np.array([t.last_result.get(f"split{k}_test_score", np.nan)
+                                                   for t in trials], dtype=float)
+    mean = np.array([t.last_result.get("mean_test_score", np.nan) for t in trials], dtype=float)
+    results["mean_test_score"] = mean
+    results["std_test_score"] = np.array([t.last_result.get("std_test_score", np.nan) for t in trials], dtype=float)
+    # rank 1 is best; ties share the lower rank; NaN scores rank last (as GridSearchCV does)
+    filled = np.where(np.isnan(mean), -np.inf, mean)
+    order = np.sort(filled)[::-1]
+    results["rank_test_score"] = np.array([int(np.searchsorted(-order, -v, side="left")) + 1 for v in filled],
+                                          dtype=np.int32)
+    return results
