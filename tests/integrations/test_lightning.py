@@ -150,6 +150,27 @@ def test_resume_path_refuses_a_checkpoint_it_did_not_save():
     assert "holds no lightning.ckpt" in result.trials[0].error
 
 
+def test_resume_path_refuses_a_checkpoint_another_key_signed(tmp_path):
+    """trainer.fit(ckpt_path=...) unpickles the file: resume_path hands it over only when this user's key
+    signed the checkpoint (here the retry runs under another key, as a folder from someone else would)."""
+    def foreign_key(config):
+        if ts.get_checkpoint() is None:
+            folder = tmp_path / f"ckpt_{os.getpid()}"
+            folder.mkdir()
+            (folder / "lightning.ckpt").write_bytes(b"not for this user")
+            ts.report({"x": 1}, checkpoint=ts.Checkpoint.from_dir(folder))
+            raise RuntimeError("retry me")
+        os.environ["TUNESMITH_KEY"] = "someone-elses-key-0123456789"
+        try:
+            resume_path()
+        finally:
+            del os.environ["TUNESMITH_KEY"]
+
+    result = ts.run(foreign_key, max_failures=1, verbose=0)
+    assert "refusing to load the checkpoint" in result.trials[0].error
+    assert "signed by another key" in result.trials[0].error
+
+
 def test_resume_path_is_none_on_a_fresh_start():
     def fresh(config):
         ts.report({"none": resume_path() is None})

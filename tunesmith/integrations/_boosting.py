@@ -18,28 +18,7 @@ from typing import Any
 import tunesmith
 from tunesmith._errors import ConfigError
 from tunesmith.checkpoint import Checkpoint
-from tunesmith.session import StopTrial
-
-
-def metric_names(metrics: str | Sequence[str] | Mapping[str, str] | None, who: str) -> dict[str, str] | None:
-    """``metrics`` as {reported name: logged name}, or None for every logged metric under its own name."""
-    if metrics is None:
-        return None
-    if isinstance(metrics, str):
-        return {metrics: metrics}
-    if isinstance(metrics, Mapping):
-        out = dict(metrics)
-    elif isinstance(metrics, Sequence):
-        out = {m: m for m in metrics}
-    else:
-        raise ConfigError(f"{who}(metrics=...) expects a metric name, a list of names or a dict "
-                          f"{{reported name: logged name}}, got {type(metrics).__name__}")
-    for key, value in out.items():
-        if not isinstance(key, str) or not isinstance(value, str) or not key or not value:
-            raise ConfigError(f"{who}(metrics=...): names must be non-empty strings, got {key!r}: {value!r}")
-    if not out:
-        raise ConfigError(f"{who}(metrics=...) is empty: name at least one metric, or pass None for all")
-    return out
+from tunesmith.integrations._common import MetricPicker, report, should_stop
 
 
 def positive_or_none(value: Any, name: str, who: str) -> int | None:
@@ -54,58 +33,35 @@ class RoundReporter:
     Args:
         who: the callback's name, for messages (``"xgboost.ReportCallback"``).
         hint: how the library names its metrics, added to the error for a metric it never logged.
-        metrics: from :func:`metric_names`.
+        metrics: None (every logged metric), a name, a list of names or ``{reported name: logged name}``.
         checkpoint_every: save the booster every this many rounds (counted over the model's whole life, so a
             restored booster keeps the cadence), or None for never.
         save: ``save(booster, folder)`` writes the booster's file(s) into ``folder``.
     """
 
-    def __init__(self, who: str, hint: str, metrics: dict[str, str] | None, checkpoint_every: int | None,
-                 save: Callable[[Any, str], None]) -> None:
+    def __init__(self, who: str, hint: str, metrics: str | Sequence[str] | Mapping[str, str] | None,
+                 checkpoint_every: int | None, save: Callable[[Any, str], None]) -> None:
         self.who = who
         self.hint = hint
-        self.metrics = metrics
+        self.picker = MetricPicker(metrics, who, hint)
         self.checkpoint_every = checkpoint_every
         self.save = save
-        self.checked = False
 
     def __call__(self, logged: dict[str, float], booster: Any, rounds: int) -> bool:
         """``logged``: this round's metrics by ``<data>-<metric>``; ``rounds``: the rounds the booster holds."""
-        if not self.checked:
-            self.check(logged)
-        if self.metrics is None:
-            chosen = logged
-        else:
-            chosen = {name: logged[key] for name, key in self.metrics.items()}
-        checkpoint = None
+        if not logged:
+            raise ConfigError(f"{self.who}: the library logged no evaluation metric in the first round, so there "
+                              f"is nothing to report; {self.hint}")
+        chosen = self.picker.pick(logged)
         folder = None
         if self.checkpoint_every is not None and rounds % self.checkpoint_every == 0:
             folder = tempfile.mkdtemp(prefix="tunesmith_booster_")
             self.save(booster, folder)
-            checkpoint = Checkpoint.from_dir(folder)
-        try:
-            tunesmith.report(chosen, checkpoint=checkpoint)  # copies the folder before it returns
-        except StopTrial:
-            return True  # the result is stored; the library ends its loop and the function goes on
+        try:  # report() copies the folder before it returns
+            return not report(chosen, Checkpoint.from_dir(folder) if folder is not None else None) or should_stop()
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-        should_stop = getattr(tunesmith, "should_stop", None)  # a stop report() did not raise for
-        return bool(should_stop()) if callable(should_stop) else False
-
-    def check(self, logged: dict[str, float]) -> None:
-        """After the first round: every asked-for metric was logged, and something was."""
-        self.checked = True
-        seen = ", ".join(sorted(logged)) or "nothing"
-        if not logged:
-            raise ConfigError(f"{self.who}: the library logged no evaluation metric in the first round, so there "
-                              f"is nothing to report; {self.hint}")
-        if self.metrics is not None:
-            missing = [key for key in self.metrics.values() if key not in logged]
-            if missing:
-                raise ConfigError(f"{self.who}(metrics=...): {', '.join(map(repr, missing))} "
-                                  f"{'was' if len(missing) == 1 else 'were'} not logged in the first round; it logged: "
-                                  f"{seen} ({self.hint})")
 
 
 def restored_model_file(filename: str, who: str) -> str | None:

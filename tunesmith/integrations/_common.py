@@ -23,8 +23,9 @@ class MetricPicker:
     make every trial report nothing useful, or fail later with an error about the experiment's metric.
     """
 
-    def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None, who: str) -> None:
+    def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None, who: str, hint: str = "") -> None:
         self.who = who  # e.g. "lightning.ReportCallback": put first in the error
+        self.hint = hint  # how the framework names what it logs, added to the error
         if metrics is None:
             self.names: dict[str, str] | None = None
         elif isinstance(metrics, str):
@@ -61,7 +62,8 @@ class MetricPicker:
             if value is None:
                 seen = ", ".join(sorted(str(k) for k in logged)) or "nothing"
                 why = "was not logged" if name not in logged else f"is not a number ({type(logged[name]).__name__})"
-                raise ConfigError(f"{self.who}(metrics=...): metric {name!r} {why}; the framework logged: {seen}")
+                raise ConfigError(f"{self.who}(metrics=...): metric {name!r} {why}; the framework logged: {seen}"
+                                  + (f" ({self.hint})" if self.hint else ""))
             out[reported] = value
         return out
 

@@ -32,7 +32,6 @@ from typing import Any
 from tunesmith._optional import require
 from tunesmith.integrations._boosting import (
     RoundReporter,
-    metric_names,
     positive_or_none,
     restored_model_file,
     rounds_left,
@@ -70,7 +69,7 @@ class ReportCallback:
 
     def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None = None,
                  checkpoint_every: int | None = None) -> None:
-        self._report = RoundReporter(_WHO, _HINT, metric_names(metrics, _WHO),
+        self._report = RoundReporter(_WHO, _HINT, metrics,
                                      positive_or_none(checkpoint_every, "checkpoint_every", _WHO), _save)
 
     def __call__(self, env: Any) -> None:

@@ -24,6 +24,7 @@ from tunesmith import session
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.checkpoint import Checkpoint
+from tunesmith.integrations import _common
 from tunesmith.integrations._common import MetricPicker
 
 _pl = require("lightning.pytorch", "lightning", "tunesmith.integrations.lightning")
@@ -100,7 +101,8 @@ def resume_path() -> str | None:
     ckpt = session.get_checkpoint()
     if ckpt is None:
         return None
-    path = os.path.join(ckpt.as_dir(), CHECKPOINT_FILE)
+    # checksums and this user's signature checked first: trainer.fit unpickles the file (torch.load)
+    path = os.path.join(_common.checked_dir(ckpt, "lightning.resume_path"), CHECKPOINT_FILE)
     if not os.path.isfile(path):
         raise ConfigError(f"resume_path(): the trial's checkpoint {ckpt.as_dir()} holds no {CHECKPOINT_FILE}: it was "
                           f"not saved by tunesmith.integrations.lightning.ReportCallback(checkpoint=True)")

@@ -21,6 +21,7 @@ from tunesmith import session
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.checkpoint import Checkpoint
+from tunesmith.integrations import _common
 from tunesmith.integrations._common import MetricPicker
 
 _hf = require("transformers", "transformers", "tunesmith.integrations.transformers")
@@ -129,7 +130,8 @@ def resume_path() -> str | None:
     ckpt = session.get_checkpoint()
     if ckpt is None:
         return None
-    folder = ckpt.as_dir()
+    # checksums and this user's signature checked first: the Trainer unpickles its optimizer/scheduler state
+    folder = _common.checked_dir(ckpt, "transformers.resume_path")
     if not os.path.isfile(os.path.join(folder, "trainer_state.json")):
         raise ConfigError(f"resume_path(): the trial's checkpoint {folder} is not a Trainer checkpoint (no "
                           f"trainer_state.json): not saved by tunesmith.integrations.transformers.ReportCallback")

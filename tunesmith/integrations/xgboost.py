@@ -30,7 +30,6 @@ from typing import Any
 from tunesmith._optional import require
 from tunesmith.integrations._boosting import (
     RoundReporter,
-    metric_names,
     positive_or_none,
     restored_model_file,
     rounds_left,
@@ -66,7 +65,7 @@ class ReportCallback(xgb.callback.TrainingCallback):  # type: ignore[misc,name-d
     def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None = None,
                  checkpoint_every: int | None = None) -> None:
         super().__init__()
-        self._report = RoundReporter(_WHO, _HINT, metric_names(metrics, _WHO),
+        self._report = RoundReporter(_WHO, _HINT, metrics,
                                      positive_or_none(checkpoint_every, "checkpoint_every", _WHO), _save)
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
