@@ -319,3 +319,36 @@ def test_resume_writes_nothing_through_a_folder_planted_as_a_symlink(results_dir
     assert rs.trials[0].status is ts.TrialStatus.TERMINATED and rs.trials[0].iteration == 6
     assert not os.path.islink(folder / planted) and os.path.isdir(folder / planted)
     assert rs.trials[0].checkpoint.load() == 6
+
+
+class _InterruptAfter(ts.Callback):
+    """Ctrl-C in the driver once ``n`` trials have completed (what a user's interrupt does)."""
+
+    def __init__(self, n):
+        self.n, self.done = n, 0
+
+    def on_trial_complete(self, trial):
+        self.done += 1
+        if self.done == self.n:
+            raise KeyboardInterrupt
+
+
+def _one_report(config):
+    ts.report({"x": config["x"]})
+
+
+def test_resume_from_python_with_an_unseeded_searcher_continues_the_stored_stream(results_dir):
+    """The default searcher draws its seed; an interrupted experiment resumed with a fresh unseeded searcher
+    (what ts.run(..., resume=True) builds) suggests what the uninterrupted experiment would have: the seed
+    drawn first, recorded in the store, is adopted."""
+    space = {"x": ts.uniform(0, 1)}
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(_one_report, space, name="drawn", num_samples=6, max_concurrent=1, verbose=0,
+               callbacks=[_InterruptAfter(2)])
+    seed = ts.load("drawn").meta["spec"]["searcher"]["seed"]
+    assert isinstance(seed, int)
+    resumed = ts.run(_one_report, space, name="drawn", num_samples=6, max_concurrent=1, verbose=0, resume=True)
+    same = ts.run(_one_report, space, name="same", num_samples=6, max_concurrent=1, verbose=0,
+                  searcher=ts.Random(seed=seed))
+    assert [t.config for t in resumed.trials] == [t.config for t in same.trials]
+    assert resumed.meta["spec"]["searcher"]["seed"] == seed

@@ -249,7 +249,14 @@ def run(
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
         if resume:
-            _check_resumable(store.meta().get("spec", {}), name, objective)
+            stored_spec = store.meta().get("spec", {})
+            _check_resumable(stored_spec, name, objective)
+            # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
+            # so the resumed experiment continues the stream it replays
+            if _adopt_drawn_seed(searcher, stored_spec.get("searcher")):
+                searcher.setup(space, objective.metric, objective.mode, num_samples)
+            if _adopt_drawn_seed(scheduler, stored_spec.get("scheduler")):
+                scheduler.setup(objective.metric, objective.mode)
         spec = {
             "name": name, **objective.to_spec(), "num_samples": num_samples,
             "space": space_json, "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
@@ -299,6 +306,20 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective) ->
         if stored.get(key) != value:
             raise ConfigError(f"resume: experiment {name!r} was run with {key}={stored.get(key)!r}, not "
                               f"{value!r}; pass the same {key}")
+
+
+def _adopt_drawn_seed(obj: Any, stored: Any) -> bool:
+    """Give ``obj`` (built with ``seed=None``, so it drew one) the seed its stored spec recorded, when the spec
+    is of the same type; return whether it changed (its ``setup`` must then run again)."""
+    if getattr(obj, "seed", 0) is not None or not hasattr(obj, "_seed") or not isinstance(stored, dict):
+        return False
+    seed = stored.get("seed")
+    if stored.get("type") != type(obj).__name__ or isinstance(seed, bool) or not isinstance(seed, int):
+        return False
+    if obj._seed == seed:
+        return False
+    obj._seed = seed
+    return True
 
 
 class _Terminated(KeyboardInterrupt):
