@@ -11,6 +11,7 @@ import pytest
 import tunesmith as ts
 from tunesmith._controller import Controller
 from tunesmith._layout import STORE_FILE
+from tunesmith._objective import Objective
 from tunesmith._stop import StopRules
 from tunesmith.executors.simulated import SimulatedExecutor
 from tunesmith.schedulers._base import CONTINUE, FIFO, PAUSE, Exploit, Scheduler
@@ -39,7 +40,7 @@ def make(tmp_path, fn=train, *, scheduler=None, executor=None, n=3, max_failures
     scheduler = scheduler or FIFO()
     scheduler.setup("loss", "min")
     executor = executor or SimulatedExecutor({"cpu": 2})
-    stop = StopRules(None, "loss", "min")
+    stop = StopRules(None, Objective.from_args("loss", "min"))
     executor.stop_rules = stop
     executor.setup(fn, str(exp))
     return Controller(name="exp", exp_dir=str(exp), fn=fn, searcher=searcher, scheduler=scheduler,
