@@ -306,7 +306,8 @@ def _summary(path: str) -> dict[str, Any]:
 @_storage_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback needs --token.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8788, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8788, show_default=True,
+              help="Port; 0 picks a free one.")
 @click.option("--token", default=None, envvar="TUNESMITH_DASHBOARD_TOKEN",
               help="Access token every request must carry [env TUNESMITH_DASHBOARD_TOKEN].")
 @click.option("--allow-control", is_flag=True, help="Allow stopping trials, the experiment, more samples or time.")

@@ -44,8 +44,9 @@ SESSION_COOKIE = "tunesmith_session"
 TOKEN_HEADER = "HTTP_X_TUNESMITH_TOKEN"
 CSRF_HEADER = "HTTP_X_TUNESMITH_CSRF"
 MAX_BODY = 4096
-# plotly.js draws parallel coordinates with WebGL through regl, which compiles with new Function: hence
-# 'unsafe-eval' (scripts still come only from this server; none is inline); plotly sets inline styles.
+# No inline script: every script is a packaged file. 'unsafe-eval' because plotly.js draws parallel coordinates
+# with WebGL through regl, which compiles its shaders' glue with Function(...) (never with page data); plotly.js
+# sets inline styles.
 CSP = ("default-src 'none'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; base-uri 'none'; "
        "form-action 'none'; frame-ancestors 'none'; worker-src blob:")
@@ -232,6 +233,7 @@ class DashboardApp:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/dashboard.css">
 <script src="/static/plotly.min.js" defer></script>
 <script src="/static/dashboard.js" defer></script>
@@ -326,6 +328,7 @@ class DashboardApp:
             command = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise HTTPError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
+        command = _commands.validate(command)  # a bad command is a 400 whatever the experiment's state
         folder = self.experiments.folder(name)
         summary = self.experiments.summary(name)
         if summary["status"] != "running":

@@ -1,5 +1,5 @@
 // tunesmith dashboard. Every value from an experiment is data: it reaches the page through textContent and
-// plotly (which escapes text), never through innerHTML. Served as a file: the page allows no inline script.
+// plotly (which escapes text), never parsed as markup. Served as a file: the page allows no inline script.
 (function () {
   "use strict";
   var B = document.body.dataset;
