@@ -33,6 +33,8 @@ MAX_TOTAL_POINTS = 100_000  # per curves answer: with many trials each curve get
 MAX_PAGE = 200
 MAX_EVENTS = 1000
 MAX_CURVE_TRIALS = 200
+# the report's plot functions read every result: above this the dashboard leaves them to `tunesmith report`
+MAX_PLOT_RESULTS = 200_000
 LOG_TAIL_BYTES = 32 * 1024
 MAX_RESULT_ROWS = 1000  # a trial page's results, thinned
 _AUTO_COLUMNS = {ITERATION: "iteration", TIME_TOTAL: "time_total", TIMESTAMP: "timestamp"}
@@ -274,6 +276,10 @@ class Experiments:
             version = (store._db.execute("SELECT COUNT(*), TOTAL(iteration), TOTAL(num_failures), "
                                          "GROUP_CONCAT(status) FROM trials").fetchone(),
                        store._db.execute("SELECT MAX(seq) FROM events").fetchone()[0], metric)
+        if version[0][1] > MAX_PLOT_RESULTS:
+            return {"panels": [], "notes": [f"best so far, parallel coordinates, metric against each parameter and "
+                                            f"the timeline are left out above {MAX_PLOT_RESULTS:,} results (they "
+                                            f"read every result): `tunesmith report {name}` writes them to a file"]}
         key = name
         with self._plots_lock:
             cached = self._plots.get(key)
