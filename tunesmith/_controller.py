@@ -502,7 +502,6 @@ class Controller:
         for tid, it in self._restarts:
             self.store.truncate_results(db, tid, it)
             self.store.update_trial(db, tid, status=TrialStatus.RUNNING.value, iteration=it)
-            self.store.log_event(db, "restart", tid, {"iteration": it})  # readers replace what they showed
         self._restarts.clear()
 
     def _flush_store(self) -> None:

@@ -192,10 +192,17 @@ def test_curves_append_what_is_new_and_replace_what_a_restart_superseded(tmp_pat
     grown = api(app, f"/api/e/exp/curves?metric=loss&t={cursor}")["trials"]["1"]
     assert grown["mode"] == "append" and grown["x"] == [6, 7]
     cursor = "1:{}:{}".format(*grown["cursor"])
-    # a restart from the checkpoint at 3, then new results up to 8: what the page showed after 3 is replaced
+    # paused at 7 (a poll sees it waiting), then restarted from the checkpoint at 3 with new results up to 8:
+    # what the page showed after 3 is replaced
+    with store.transaction() as db:
+        store.log_event(db, "pause", 1, {"iteration": 7})
+        store.update_trial(db, 1, status="PAUSED")
+    waiting = api(app, f"/api/e/exp/curves?metric=loss&t={cursor}")["trials"]["1"]
+    assert waiting["mode"] == "replace" and waiting["x"] == list(range(1, 8))
+    cursor = "1:{}:{}".format(*waiting["cursor"])
     with store.transaction() as db:
         store.truncate_results(db, 1, 3)
-        store.log_event(db, "restart", 1, {"iteration": 3})
+        store.update_trial(db, 1, status="RUNNING", iteration=3)
         store.append_results(db, [(1, i, float(i), time.time(), dumps({"loss": 100.0 + i})) for i in range(4, 9)])
         store.update_trial(db, 1, iteration=8)
     redone = api(app, f"/api/e/exp/curves?metric=loss&t={cursor}")["trials"]["1"]

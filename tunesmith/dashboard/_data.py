@@ -227,7 +227,7 @@ class Experiments:
     def curves(self, name: str, metric: str, cursors: dict[int, tuple[int, int] | None]) -> dict[str, Any]:
         """Each asked trial's curve of ``metric`` against ``training_iteration``: what is new since its cursor
         (``append``), or all of it, thinned (``replace``) when the client has none or the trial restarted
-        since (a ``restart`` event newer than the cursor's, or its iteration went back)."""
+        since (a pause, error or exploit event newer than the cursor, or its iteration went back)."""
         ids = sorted(cursors)[:MAX_CURVE_TRIALS]
         cap = max(20, min(MAX_POINTS, MAX_TOTAL_POINTS // max(1, len(ids))))
         out: dict[str, Any] = {}
@@ -238,19 +238,23 @@ class Experiments:
             db = store._db
             state = {tid: (it, st) for tid, it, st in db.execute(
                 f"SELECT id, iteration, status FROM trials WHERE id IN ({marks})", ids)}
-            gens = dict(db.execute(f"SELECT trial_id, MAX(seq) FROM events WHERE kind = 'restart' AND trial_id "
-                                   f"IN ({marks}) GROUP BY trial_id", ids).fetchall())
+            # a trial restarts from a checkpoint only after a pause, an error or an exploit (logged first), and the
+            # results it supersedes go in the transaction that makes it RUNNING again: a cursor taken before
+            # that (or while it waits) gets the whole curve again
+            gens = dict(db.execute(f"SELECT trial_id, COUNT(*) FROM events WHERE kind IN ('pause', 'error', "
+                                   f"'exploit') AND trial_id IN ({marks}) GROUP BY trial_id", ids).fetchall())
             column, path = _metric_sql(metric)
             for tid in ids:
                 if tid not in state:
                     continue
                 iteration, st = state[tid]
-                gen = gens.get(tid, 0)
+                # 0: not settled (paused or pending a restart): the next poll replaces the curve again
+                gen = gens.get(tid, 0) + 1 if st not in ("PAUSED", "PENDING") else 0
                 cursor = cursors[tid]
-                if cursor is not None and cursor[1] == gen and cursor[0] == iteration:
+                if cursor is not None and cursor[1] == gen != 0 and cursor[0] == iteration:
                     out[str(tid)] = {"mode": "same", "status": st}
                     continue
-                replace = cursor is None or cursor[1] != gen or iteration < cursor[0]
+                replace = cursor is None or cursor[1] != gen or gen == 0 or iteration < cursor[0]
                 after = 0 if replace else cursor[0]  # type: ignore[index]
                 count = iteration - after
                 stride = max(1, math.ceil(count / cap))
