@@ -43,7 +43,8 @@ def build(folder: str, trials: int, per_trial: int) -> None:
             loss = 1.0
             for it in range(1, per_trial + 1):
                 loss *= 0.97 + 0.02 * rng.random()
-                batch.append((tid, it, it * 0.1, now - 3600 + tid * 0.3 + it * 0.1, dumps({"loss": loss, "acc": 1 - loss})))
+                t = now - 3600 + tid * 0.3 + it * 0.1
+                batch.append((tid, it, it * 0.1, t, dumps({"loss": loss, "acc": 1 - loss})))
             store.append_results(db, batch)
             last = {"loss": loss, "acc": 1 - loss, "training_iteration": per_trial}
             store.update_trial(db, tid, iteration=per_trial, last_result=dumps(last), end_time=now - 3000 + tid * 0.3)
