@@ -33,3 +33,5 @@ def test_the_wheel_ships_py_typed_and_the_vendored_plotly(tmp_path: Path) -> Non
     # the HTML report reads plotly.js from the package (importlib.resources)
     assert "tunesmith/plots/static/plotly.min.js" in names
     assert "tunesmith/plots/static/plotly.min.js.LICENSE" in names
+    # the dashboard serves its script and style only from the package
+    assert {"tunesmith/dashboard/static/dashboard.js", "tunesmith/dashboard/static/dashboard.css"} <= names

@@ -20,6 +20,7 @@ from tunesmith._replay import first_good_checkpoint, replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
@@ -81,6 +82,7 @@ class Controller:
         self._chosen: int | None = None
         self.info = ExperimentInfo(self)
         self.view = SchedulerView(self.trials, 0.0, {}, time_budget_s)
+        self._inbox = CommandInbox(exp_dir)  # the dashboard's control commands (opt-in there)
 
     # -- public -------------------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -145,6 +147,7 @@ class Controller:
             if self._fatal is not None and not self._stopping:
                 self._begin_stopping()
             self.view.now = self.elapsed()
+            apply_commands(self, self._inbox)
             self._notify("on_tick", self.info)
         self._flush_store()
         self._close_paused()

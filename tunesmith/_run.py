@@ -78,6 +78,7 @@ def run(
     keep_by: str | None = None,
     trial_time_limit_s: float | None = None,
     chdir_to_trial_dir: bool = True,
+    dashboard: bool | dict[str, Any] = False,
 ) -> ResultSet:
     """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
 
@@ -142,6 +143,9 @@ def run(
             first on ``sys.path`` and is in the environment variable ``TUNESMITH_ORIG_WORKING_DIR``: read
             a relative data path as ``os.path.join(os.environ["TUNESMITH_ORIG_WORKING_DIR"], path)``.
             ``False``: trials run in the driver's working directory.
+        dashboard: serve the live dashboard of this experiment from a thread of this process while it runs
+            (read-only; the URL is printed); a dict passes options to ``tunesmith.dashboard.start``
+            (``port``, ``host``, ``token``, ``allow_control``). See docs/dashboard.md.
 
     Returns:
         A :class:`ResultSet`: ``.best``, ``.trials``, ``.errors``, ``.history(id)``, ``.dataframe()``.
@@ -281,6 +285,7 @@ def run(
             retention=retention)
         if resume:
             controller.replay(restart_errored)
+        board = _start_dashboard(dashboard, root, name)
         try:
             with _terminate_as_interrupt():
                 controller.run()
@@ -291,6 +296,8 @@ def run(
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
         finally:
+            if board is not None:
+                board.stop()
             store.close()
     finally:
         _release(lock, exp_dir)
@@ -299,6 +306,21 @@ def run(
         first = result.errors[0]
         raise TrialError(f"{len(result.errors)} trial(s) failed; first: {first.name}:\n{first.error}")
     return result
+
+
+def _start_dashboard(option: bool | dict[str, Any], root: str, name: str) -> Any:
+    if not option:
+        return None
+    from tunesmith.dashboard import start
+
+    options = dict(option) if isinstance(option, dict) else {}
+    unknown = sorted(set(options) - {"host", "port", "token", "allow_control", "allowed_hosts"})
+    if unknown:
+        raise ConfigError(f"dashboard: unknown option(s) {unknown}; expected host, port, token, allow_control, "
+                          f"allowed_hosts")
+    board = start(root, name, **options)
+    print(f"tunesmith dashboard: {board.url}", flush=True)
+    return board
 
 
 def _check_resumable(stored: dict[str, Any], name: str, objective: Objective) -> None:

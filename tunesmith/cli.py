@@ -301,6 +301,39 @@ def _summary(path: str) -> dict[str, Any]:
             "age_s": (time.time() - created) if isinstance(created, (int, float)) else None}
 
 
+@cli.command(short_help="Serve the live dashboard of the experiments (a local web page).")
+@click.argument("name", required=False)
+@_storage_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8788, show_default=True,
+              help="Port; 0 picks a free one.")
+@click.option("--token", default=None, envvar="TUNESMITH_DASHBOARD_TOKEN",
+              help="Access token every request must carry [env TUNESMITH_DASHBOARD_TOKEN].")
+@click.option("--allow-control", is_flag=True, help="Allow stopping trials, the experiment, more samples or time.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another name the Host header may carry (a reverse proxy's). Repeatable.")
+def dashboard(name: str | None, storage_path: str | None, host: str, port: int, token: str | None,
+              allow_control: bool, allowed_hosts: tuple[str, ...]) -> None:
+    """Serve a live dashboard of the experiments under the storage path (or only NAME) until Ctrl-C.
+
+    The first line printed is `tunesmith dashboard: http://HOST:PORT/` (with ?token=... when a token is set).
+    """
+    from tunesmith._layout import check_name, store_path
+    from tunesmith.dashboard import serve
+
+    root = _root(storage_path)
+    if name is not None and not os.path.isfile(store_path(os.path.join(root, check_name(name)))):
+        raise ConfigError(f"no experiment {name!r} in {root} (tunesmith ls --storage-path {root})")
+
+    def announce(line: str) -> None:
+        click.echo(line + (f"?token={token}" if token else ""))
+        sys.stdout.flush()
+
+    serve(root, name, host=host, port=port, token=token, allow_control=allow_control,
+          allowed_hosts=allowed_hosts, announce=announce)
+
+
 @cli.command(name="ls", short_help="List experiments: status, trials, best, age.")
 @_storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -1,0 +1,279 @@
+"""The dashboard's WSGI app and the driver's command pickup, without a browser: real stores, real runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import tunesmith as ts
+from tunesmith._errors import ConfigError
+from tunesmith.dashboard import make_app
+from tunesmith.dashboard._commands import commands_dir, write_command
+from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.store.sqlite import Store, dumps
+
+XSS = "<script>window.pwned=1</script>"
+
+
+def call(app: Any, path: str, *, method: str = "GET", host: str = "127.0.0.1:8788", headers: dict[str, str] | None
+         = None, body: bytes = b"") -> tuple[int, dict[str, list[str]], bytes]:
+    """One request through the WSGI callable, as a server would make it."""
+    path, _, query = path.partition("?")
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "HTTP_HOST": host,
+               "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), "SERVER_NAME": "127.0.0.1",
+               "SERVER_PORT": "8788", "wsgi.url_scheme": "http"}
+    for k, v in (headers or {}).items():
+        key = k.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = v
+    got: dict[str, Any] = {}
+
+    def start_response(status: str, hdrs: list[tuple[str, str]]) -> None:
+        got["status"] = int(status.split()[0])
+        got["headers"] = {}
+        for k, v in hdrs:
+            got["headers"].setdefault(k.lower(), []).append(v)
+
+    out = b"".join(app(environ, start_response))
+    return got["status"], got["headers"], out
+
+
+def pbt_train(config: dict[str, Any], ctx: Any) -> Any:
+    state = ctx.checkpoint or {"step": 0, "loss": 1.0}
+    while state["step"] < 12:
+        state["step"] += 1
+        state["loss"] *= 1 - 0.05 * config["lr"]
+        yield ({"loss": state["loss"]}, 1.0, dict(state) if state["step"] % 3 == 0 else None)
+
+
+@pytest.fixture
+def finished(results_dir: Any) -> str:
+    """A finished PBT experiment (exploits, pauses) whose config holds a secret and markup."""
+    pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": [0.5, 1.0, 2.0, 4.0]}, seed=0,
+                 time_attr="time_total_s", quantile_fraction=0.25)
+    ts.run(pbt_train, space={"lr": ts.grid([0.5, 1.0, 2.0, 4.0]), "note": XSS, "api_key": "hunter2-secret"},
+           metric="loss", mode="min", scheduler=pbt, backend=SimulatedExecutor({"cpu": 4}), verbose=0, name="pbt")
+    return str(results_dir)
+
+
+def api(app: Any, path: str) -> Any:
+    status, _h, body = call(app, path)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_endpoints_mask_secrets_and_show_why_and_lineage(finished: str) -> None:
+    app = make_app(finished)
+    listing = api(app, "/api/experiments")["experiments"]
+    assert [e["name"] for e in listing] == ["pbt"] and listing[0]["trials"] == 4
+    assert listing[0]["best"]["metric"] == "loss"
+    page = api(app, "/api/e/pbt/trials?sort=-m:loss&limit=2")
+    assert page["total"] == 4 and len(page["rows"]) == 2
+    losses = [r["metrics"]["loss"] for r in page["rows"]]
+    assert losses == sorted(losses, reverse=True)
+    assert all(r["config"]["api_key"] == "***" and r["config"]["note"] == XSS for r in page["rows"])
+    trial = api(app, "/api/e/pbt/t/1")
+    assert trial["config"]["api_key"] == "***" and trial["results_total"] == len(trial["results"]) > 0
+    everything = json.dumps([api(app, p) for p in ("/api/e/pbt/summary", "/api/e/pbt/events", "/api/e/pbt/t/2",
+                                                   "/api/e/pbt/trials", "/api/e/pbt/plots")])
+    assert "hunter2-secret" not in everything
+    events = api(app, "/api/e/pbt/events")
+    assert events["lineage"], "PBT exploited nothing: the test shows nothing"
+    assert all(row["source"] in (1, 2, 3, 4) and row["config"]["api_key"] == "***" for row in events["lineage"])
+    assert {w["trial"] for w in events["why"]} == {1, 2, 3, 4}
+    plots = api(app, "/api/e/pbt/plots?metric=loss")
+    assert {"Best so far", "Parallel coordinates", "Trial timeline"} <= {p["title"] for p in plots["panels"]}
+
+
+def test_pages_have_a_strict_csp_no_inline_script_and_escaped_names(finished: str) -> None:
+    app = make_app(finished)
+    status, headers, body = call(app, "/e/pbt")
+    assert status == 200
+    csp = headers["content-security-policy"][0]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp
+    html = body.decode()
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []  # every script is a packaged file
+    assert call(app, "/e/nope")[0] == 404
+    assert call(app, "/e/..%2F..")[0] == 404
+    for path in ("/static/../../../etc/passwd", "/static/report.py", "/static/README.md", "/e/pbt/../../x"):
+        assert call(app, path)[0] == 404, path
+    status, headers, js = call(app, "/static/dashboard.js")
+    assert status == 200 and headers["content-type"][0].startswith("text/javascript")
+    assert b"innerHTML" not in js  # user data goes through textContent only
+
+
+def test_a_non_loopback_bind_needs_a_token_and_every_request_must_carry_it(finished: str,
+                                                                          monkeypatch: Any) -> None:
+    monkeypatch.delenv("TUNESMITH_DASHBOARD_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="--token"):
+        make_app(finished, host="0.0.0.0")
+    token = "s3cret-token-value"
+    app = make_app(finished, host="0.0.0.0", token=token)
+    for path in ("/", "/api/experiments", "/static/dashboard.js", "/api/e/pbt/t/1"):
+        assert call(app, path, host="10.1.2.3:8788")[0] == 401, path
+    assert call(app, "/api/experiments", headers={"X-Tunesmith-Token": "wrong-token-value"})[0] == 401
+    assert call(app, "/api/experiments", headers={"X-Tunesmith-Token": token})[0] == 200
+    status, headers, _ = call(app, f"/e/pbt?token={token}")
+    assert status == 303 and headers["location"] == ["/e/pbt"]  # the token leaves the address bar
+    cookie = headers["set-cookie"][0].split(";")[0]
+    assert "HttpOnly" in headers["set-cookie"][0] and "SameSite=Strict" in headers["set-cookie"][0]
+    assert call(app, "/api/experiments", headers={"Cookie": cookie})[0] == 200
+    monkeypatch.setenv("TUNESMITH_DASHBOARD_TOKEN", token)
+    assert call(make_app(finished, host="0.0.0.0"), "/", headers={"X-Tunesmith-Token": token})[0] == 200
+
+
+def test_a_wrong_host_header_is_refused(finished: str) -> None:
+    app = make_app(finished)
+    for host in ("evil.example:8788", "evil.example", "127.0.0.1.evil.example", ""):
+        assert call(app, "/api/experiments", host=host)[0] in (400, 403), host
+    for host in ("127.0.0.1:8788", "localhost:8788", "[::1]:8788"):
+        assert call(app, "/api/experiments", host=host)[0] == 200, host
+    proxied = make_app(finished, allowed_hosts=("tune.internal",))
+    assert call(proxied, "/api/experiments", host="tune.internal")[0] == 200
+
+
+def _csrf(app: Any) -> tuple[str, str]:
+    status, headers, body = call(app, "/e/pbt")
+    csrf = re.search(r'data-csrf="([0-9a-f]+)"', body.decode()).group(1)  # type: ignore[union-attr]
+    return headers["set-cookie"][0].split(";")[0], csrf
+
+
+def test_control_is_opt_in_and_needs_the_sessions_csrf_token(finished: str) -> None:
+    body = json.dumps({"action": "stop_experiment"}).encode()
+    json_type = {"Content-Type": "application/json"}
+    off = make_app(finished)
+    cookie, csrf = _csrf(off)
+    assert call(off, "/api/e/pbt/control", method="POST", body=body,
+                headers={**json_type, "Cookie": cookie, "X-Tunesmith-CSRF": csrf})[0] == 403
+    app = make_app(finished, allow_control=True)
+    cookie, csrf = _csrf(app)
+    other_cookie, _ = _csrf(app)
+    assert call(app, "/api/e/pbt/control", method="POST", body=body, headers={**json_type, "Cookie": cookie})[0] == 403
+    assert call(app, "/api/e/pbt/control", method="POST", body=body,
+                headers={**json_type, "Cookie": other_cookie, "X-Tunesmith-CSRF": csrf})[0] == 403
+    assert call(app, "/api/e/pbt/control", method="GET")[0] == 405
+    ok = {**json_type, "Cookie": cookie, "X-Tunesmith-CSRF": csrf}
+    bad = json.dumps({"action": "rm -rf"}).encode()
+    assert call(app, "/api/e/pbt/control", method="POST", body=bad, headers=ok)[0] == 400
+    # a finished experiment takes no commands: nothing is written
+    assert call(app, "/api/e/pbt/control", method="POST", body=body, headers=ok)[0] == 409
+    assert not os.path.exists(commands_dir(os.path.join(finished, "pbt")))
+
+
+def test_curves_append_what_is_new_and_replace_what_a_restart_superseded(tmp_path: Any) -> None:
+    folder = tmp_path / "root" / "exp"
+    store = Store(str(folder / "experiment.db"), create=True)
+    with store.transaction() as db:
+        store.set_meta(db, "spec", {"metric": "loss", "mode": "min"})
+        store.insert_trial(db, 1, {"x": 1}, {}, "RUNNING")
+        store.insert_trial(db, 2, {"x": 2}, {}, "RUNNING")
+        store.append_results(db, [(1, i, float(i), time.time(), dumps({"loss": 10.0 - i})) for i in range(1, 6)])
+        store.append_results(db, [(2, i, float(i), time.time(), dumps({"loss": 1.0})) for i in range(1, 5001)])
+        store.update_trial(db, 1, iteration=5)
+        store.update_trial(db, 2, iteration=5000)
+    store.publish()
+    app = make_app(str(tmp_path / "root"))
+    first = api(app, "/api/e/exp/curves?metric=loss&t=1,2")
+    one, two = first["trials"]["1"], first["trials"]["2"]
+    assert one["mode"] == "replace" and one["x"] == [1, 2, 3, 4, 5] and one["y"] == [9.0, 8.0, 7.0, 6.0, 5.0]
+    assert len(two["x"]) <= 1000 and two["x"][-1] == 5000  # thinned, the last point kept
+    cursor = "1:{}:{}".format(*one["cursor"])
+    assert api(app, f"/api/e/exp/curves?metric=loss&t={cursor}")["trials"]["1"]["mode"] == "same"
+    with store.transaction() as db:
+        store.append_results(db, [(1, i, float(i), time.time(), dumps({"loss": 10.0 - i})) for i in (6, 7)])
+        store.update_trial(db, 1, iteration=7)
+    grown = api(app, f"/api/e/exp/curves?metric=loss&t={cursor}")["trials"]["1"]
+    assert grown["mode"] == "append" and grown["x"] == [6, 7]
+    cursor = "1:{}:{}".format(*grown["cursor"])
+    # paused at 7 (a poll sees it waiting), then restarted from the checkpoint at 3 with new results up to 8:
+    # what the page showed after 3 is replaced
+    with store.transaction() as db:
+        store.log_event(db, "pause", 1, {"iteration": 7})
+        store.update_trial(db, 1, status="PAUSED")
+    waiting = api(app, f"/api/e/exp/curves?metric=loss&t={cursor}")["trials"]["1"]
+    assert waiting["mode"] == "replace" and waiting["x"] == list(range(1, 8))
+    cursor = "1:{}:{}".format(*waiting["cursor"])
+    with store.transaction() as db:
+        store.truncate_results(db, 1, 3)
+        store.update_trial(db, 1, status="RUNNING", iteration=3)
+        store.append_results(db, [(1, i, float(i), time.time(), dumps({"loss": 100.0 + i})) for i in range(4, 9)])
+        store.update_trial(db, 1, iteration=8)
+    redone = api(app, f"/api/e/exp/curves?metric=loss&t={cursor}")["trials"]["1"]
+    assert redone["mode"] == "replace" and redone["x"] == list(range(1, 9))
+    assert redone["y"] == [9.0, 8.0, 7.0, 104.0, 105.0, 106.0, 107.0, 108.0]
+    store.close()
+
+
+def slow_train(config: dict[str, Any]) -> None:
+    for i in range(2000):
+        ts.report({"loss": config["x"] / (i + 1)})
+        time.sleep(0.01)
+
+
+def test_the_driver_applies_valid_commands_refuses_others_and_logs_both(results_dir: Any) -> None:
+    """A real run: a command file stops one trial within seconds; a malformed file and a link are refused,
+    logged and removed; the dashboard's app never wrote the store."""
+    exp = os.path.join(str(results_dir), "ctl")
+    outside = results_dir.parent / "outside.json"
+    outside.write_text(json.dumps({"action": "stop_experiment"}))
+    sent: dict[str, float] = {}
+
+    def control() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                s = Store(os.path.join(exp, "experiment.db"), readonly=True)
+            except Exception:  # noqa: BLE001 - not created yet
+                time.sleep(0.05)
+                continue
+            try:
+                if any(t["iteration"] >= 5 for t in s.trials()) and len(s.trials()) == 2:
+                    break
+            finally:
+                s.close()
+            time.sleep(0.05)
+        folder = commands_dir(exp)
+        write_command(exp, {"action": "add_samples", "n": 3})
+        with open(os.path.join(folder, "0" * 32 + ".json"), "w") as f:
+            f.write('{"action": "stop_trial", "trial_id": "1; rm"}')
+        os.symlink(outside, os.path.join(folder, "1" * 32 + ".json"))
+        sent["t"] = time.monotonic()
+        write_command(exp, {"action": "stop_trial", "trial_id": 1})
+        while time.monotonic() < deadline:
+            s = Store(os.path.join(exp, "experiment.db"), readonly=True)
+            try:
+                if s.trials()[0]["status"] == "TERMINATED":
+                    sent["stopped_after"] = time.monotonic() - sent["t"]
+                    break
+            finally:
+                s.close()
+            time.sleep(0.05)
+        write_command(exp, {"action": "stop_experiment"})
+
+    helper = threading.Thread(target=control, daemon=True)
+    helper.start()
+    t0 = time.monotonic()
+    result = ts.run(slow_train, space={"x": ts.grid([1.0, 2.0])}, metric="loss", mode="min", verbose=0, name="ctl",
+                    time_budget_s=25)
+    helper.join(5)
+    stopped = result.trials[0]
+    assert stopped.status.value == "TERMINATED" and stopped.iteration < 2000
+    assert sent["stopped_after"] < 5
+    assert time.monotonic() - t0 < 20  # ended by the stop_experiment command, not the time budget
+    events = [(kind, tid, data) for _s, _t, kind, tid, data in result._store.events() if kind == "command"]
+    applied = [e for e in events if e[2]["applied"]]
+    assert [(e[1], e[2]["action"]) for e in applied] == [(1, "stop_trial"), (None, "stop_experiment")]
+    refused = [e[2]["detail"] for e in events if not e[2]["applied"]]
+    assert any("cannot take more samples" in d for d in refused)
+    assert any("trial_id must be" in d for d in refused)
+    assert any("link" in d or "cannot be opened" in d for d in refused)
+    assert os.listdir(commands_dir(exp)) == []  # every file looked at is gone
+    assert outside.exists()  # the link was removed, not its target
+    assert result.trials[1].status.value == "TERMINATED"

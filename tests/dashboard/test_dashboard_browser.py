@@ -1,0 +1,111 @@
+"""The dashboard in a real headless Chromium, over a real run in a subprocess: live growth without reload,
+every plot drawn without console errors, a trial stopped from the page, markup in a config never run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tunesmith.store.sqlite import Store
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+pytestmark = [pytest.mark.timeout(120)]
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} missing: apt-get install -y chromium (Debian's package)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def live(tmp_path: Any) -> Any:
+    """(url, experiment folder) of a run in a subprocess that serves its own dashboard."""
+    root = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(HERE)),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "live_run.py"), str(root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=str(tmp_path))
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("tunesmith dashboard: http://127.0.0.1:"), line
+        yield line.split(": ", 1)[1].strip(), str(root / "live")
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _store_iteration(folder: str, trial: int) -> int:
+    s = Store(os.path.join(folder, "experiment.db"), readonly=True)
+    try:
+        return next(t["iteration"] for t in s.trials() if t["id"] == trial)
+    finally:
+        s.close()
+
+
+def test_live_page_grows_draws_every_plot_stops_a_trial_and_never_runs_config_markup(live: Any) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    url, folder = live
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto(url, wait_until="load", timeout=20_000)
+            page.wait_for_selector('#experiments tr[data-name="live"]', timeout=15_000)
+
+            page.goto(url + "e/live", wait_until="load", timeout=20_000)
+            page.wait_for_function("() => window.__ts && window.__ts.points > 0", timeout=15_000)
+            points = page.evaluate("() => window.__ts.points")
+            updates = page.evaluate("() => window.__ts.updates")
+            # the curve grows without reload: the page shows what the store holds now within a second or so
+            target = _store_iteration(folder, 1)
+            t0 = time.monotonic()
+            page.wait_for_function("n => { var tr = document.getElementById('plot-curves').data || [];"
+                                   " return tr.length && Math.max.apply(null, tr[0].x) >= n; }", arg=target,
+                                   timeout=10_000)
+            latency = time.monotonic() - t0
+            page.wait_for_function("a => window.__ts.points > a[0] && window.__ts.updates > a[1]",
+                                   arg=[points, updates], timeout=10_000)
+            print(f"live latency (stored -> on screen, upper bound): {latency:.2f} s")
+            assert latency < 2.0
+            # every plot the experiment has drawn, with its SVG
+            page.wait_for_function("() => document.querySelectorAll('.panel.js-plotly-plot').length >= 3",
+                                   timeout=15_000)
+            drawn = page.evaluate("""() => [...document.querySelectorAll('#plot-curves, .panel')].map(d => ({
+                svgs: d.querySelectorAll('.main-svg').length, traces: (d._fullData || []).length}))""")
+            assert all(d["svgs"] >= 1 and d["traces"] > 0 for d in drawn), drawn
+            # the config's markup is text in the table, never run
+            assert page.evaluate("() => typeof window.pwned") == "undefined"
+            assert page.locator("td.cfg", has_text="<script>window.pwned=1</script>").count() >= 1
+            assert page.locator("text=hunter2-secret").count() == 0
+            if os.environ.get("TUNESMITH_DASHBOARD_SCREENSHOT"):
+                page.screenshot(path=os.environ["TUNESMITH_DASHBOARD_SCREENSHOT"], full_page=False)
+            # stop trial 1 from the page: it ends within a few seconds
+            page.click('#trials tr[data-trial="1"] button.stop-trial', timeout=10_000)
+            t0 = time.monotonic()
+            page.wait_for_selector('#trials tr[data-trial="1"] td.status-TERMINATED', timeout=10_000)
+            stopped_in = time.monotonic() - t0
+            print(f"stop trial from the page -> TERMINATED on the page: {stopped_in:.2f} s")
+            assert stopped_in < 5
+            page.goto(url + "e/live/t/1", wait_until="load", timeout=20_000)
+            page.wait_for_selector("#log", timeout=10_000)
+            assert "command: stopping trial_00001" in page.inner_text("main")
+            assert page.evaluate("() => typeof window.pwned") == "undefined"
+        finally:
+            browser.close()
+    assert problems == []

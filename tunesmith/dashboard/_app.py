@@ -1,0 +1,368 @@
+"""The dashboard as a WSGI application: a small router, the security checks, and the JSON endpoints.
+
+Standard library only (``wsgiref`` types, no framework): the dashboard is part of the core install, like the
+report, and runs the same under ``tunesmith dashboard`` (``ThreadingHTTPServer`` through ``wsgiref``) and
+under any WSGI server (``gunicorn 'tunesmith.dashboard:app_from_env()'``).
+
+Security, every request: the ``Host`` header must name the bound host, ``localhost`` or a loopback address
+(DNS rebinding), unless the server is bound to every interface, where the token guards instead; with a
+token (required off loopback) the request carries it in an ``X-Tunesmith-Token`` header or the
+``tunesmith_token`` cookie, which a first visit with ``?token=`` sets; control requests (POST, only with
+``allow_control``) need the ``X-Tunesmith-CSRF`` header matching the session cookie's token. Every answer
+has a Content-Security-Policy with no inline script; static files come only from the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote
+
+from tunesmith._errors import ConfigError
+from tunesmith.dashboard import _commands
+from tunesmith.dashboard._data import Experiments, NotFound
+from tunesmith.plots.render import _plain
+from tunesmith.store.sqlite import StoreError
+
+log = logging.getLogger("tunesmith")
+
+TOKEN_ENV = "TUNESMITH_DASHBOARD_TOKEN"
+TOKEN_COOKIE = "tunesmith_token"
+SESSION_COOKIE = "tunesmith_session"
+TOKEN_HEADER = "HTTP_X_TUNESMITH_TOKEN"
+CSRF_HEADER = "HTTP_X_TUNESMITH_CSRF"
+MAX_BODY = 4096
+# No inline script: every script is a packaged file. 'unsafe-eval' because plotly.js draws parallel coordinates
+# with WebGL through regl, which compiles its shaders' glue with Function(...) (never with page data); plotly.js
+# sets inline styles.
+CSP = ("default-src 'none'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; base-uri 'none'; "
+       "form-action 'none'; frame-ancestors 'none'; worker-src blob:")
+_STATIC = {  # name -> (package, file, content type): nothing else is ever served from disk
+    "dashboard.js": ("tunesmith.dashboard", "dashboard.js", "text/javascript; charset=utf-8"),
+    "dashboard.css": ("tunesmith.dashboard", "dashboard.css", "text/css; charset=utf-8"),
+    "plotly.min.js": ("tunesmith.plots", "plotly.min.js", "text/javascript; charset=utf-8"),
+}
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_NAME = r"([A-Za-z0-9][A-Za-z0-9._=+-]{0,199})"
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("GET", re.compile(r"^/$"), "page_list"),
+    ("GET", re.compile(rf"^/e/{_NAME}/?$"), "page_experiment"),
+    ("GET", re.compile(rf"^/e/{_NAME}/t/(\d{{1,9}})/?$"), "page_trial"),
+    ("GET", re.compile(r"^/static/([a-z.]+)$"), "static"),
+    ("GET", re.compile(r"^/api/experiments$"), "api_list"),
+    ("GET", re.compile(rf"^/api/e/{_NAME}/summary$"), "api_summary"),
+    ("GET", re.compile(rf"^/api/e/{_NAME}/trials$"), "api_trials"),
+    ("GET", re.compile(rf"^/api/e/{_NAME}/curves$"), "api_curves"),
+    ("GET", re.compile(rf"^/api/e/{_NAME}/plots$"), "api_plots"),
+    ("GET", re.compile(rf"^/api/e/{_NAME}/events$"), "api_events"),
+    ("GET", re.compile(rf"^/api/e/{_NAME}/t/(\d{{1,9}})$"), "api_trial"),
+    ("POST", re.compile(rf"^/api/e/{_NAME}/control$"), "api_control"),
+]
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_wildcard(host: str) -> bool:
+    return host.strip("[]") in ("0.0.0.0", "::", "")
+
+
+class DashboardApp:
+    """The WSGI callable.
+
+    Args:
+        storage_path: the folder of experiment folders.
+        name: serve only this experiment of it.
+        host: the host the server is bound to (checked against each request's ``Host`` header; a
+            non-loopback host needs a token).
+        token: the access token; default ``$TUNESMITH_DASHBOARD_TOKEN``. Required unless ``host`` is loopback.
+        allow_control: accept control requests (stop a trial or the experiment, more samples or time).
+        allowed_hosts: more names the ``Host`` header may carry (a reverse proxy's name).
+    """
+
+    def __init__(self, storage_path: str, name: str | None = None, *, host: str = "127.0.0.1",
+                 token: str | None = None, allow_control: bool = False,
+                 allowed_hosts: Iterable[str] = ()) -> None:
+        token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+        if not is_loopback(host) and not token:
+            raise ConfigError(f"--host {host} is not a loopback address: give --token (or set {TOKEN_ENV}) so that "
+                              f"only those who have it can see the experiments")
+        if token is not None and len(token) < 8:
+            raise ConfigError("the dashboard token must be at least 8 characters")
+        self.experiments = Experiments(storage_path, name)
+        self.host = host
+        self.token = token
+        self.allow_control = allow_control
+        self.allowed_hosts = {h.lower() for h in (*_LOOPBACK_NAMES, host, *allowed_hosts)}
+        self._secret = secrets.token_bytes(32)
+
+    # -- WSGI ---------------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        headers: list[tuple[str, str]] = []
+        try:
+            self._check_host(environ)
+            redirect = self._check_token(environ, headers)
+            if redirect is not None:
+                status, body, ctype = HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8"
+                headers.append(("Location", redirect))
+            else:
+                status, body, ctype = self._route(environ, headers)
+        except HTTPError as e:
+            status, ctype = e.status, "application/json"
+            body = json.dumps({"error": e.message}).encode()
+        except NotFound as e:
+            status, ctype, body = HTTPStatus.NOT_FOUND, "application/json", json.dumps({"error": str(e)}).encode()
+        except ConfigError as e:
+            status, ctype = HTTPStatus.BAD_REQUEST, "application/json"
+            body = json.dumps({"error": str(e)}).encode()
+        except StoreError as e:
+            status, ctype = HTTPStatus.SERVICE_UNAVAILABLE, "application/json"
+            body = json.dumps({"error": str(e)}).encode()
+        except Exception:  # noqa: BLE001 - a bug answers 500 and is logged; the server goes on
+            log.exception("dashboard: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json", b'{"error": "internal error"}'
+        code = HTTPStatus(status)
+        headers += [("Content-Type", ctype), ("Content-Length", str(len(body))),
+                    ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+                    ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
+                    ("Cross-Origin-Opener-Policy", "same-origin"), ("Cross-Origin-Resource-Policy", "same-origin")]
+        if not any(k == "Cache-Control" for k, _v in headers):
+            headers.append(("Cache-Control", "no-store"))
+        start_response(f"{code.value} {code.phrase}", headers)
+        return [body] if environ.get("REQUEST_METHOD") != "HEAD" else [b""]
+
+    # -- security -----------------------------------------------------------------------------------
+    def _check_host(self, environ: dict[str, Any]) -> None:
+        host = environ.get("HTTP_HOST", "")
+        match = re.match(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$", host)
+        if match is None:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "missing or malformed Host header")
+        name = match.group(1).strip("[]").lower()
+        if _is_wildcard(self.host) and self.token:
+            return  # every interface: any name may reach it; the token guards
+        if name not in self.allowed_hosts:
+            raise HTTPError(HTTPStatus.FORBIDDEN, f"Host {name!r} is not the dashboard's ({self.host}); "
+                                                  f"DNS rebinding is refused (add it with --allowed-host)")
+
+    def _check_token(self, environ: dict[str, Any], headers: list[tuple[str, str]]) -> str | None:
+        """None when the request may go on; a URL to redirect to after a ``?token=`` visit set the cookie."""
+        if not self.token:
+            return None
+        expected = self.token.encode()
+        given = environ.get(TOKEN_HEADER) or _cookies(environ).get(TOKEN_COOKIE) or ""
+        if given and hmac.compare_digest(given.encode(), expected):
+            return None
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        offered = (query.get("token") or [""])[0]
+        if environ.get("REQUEST_METHOD") == "GET" and offered and hmac.compare_digest(offered.encode(), expected):
+            headers.append(("Set-Cookie", f"{TOKEN_COOKIE}={quote(self.token, safe='')}; Path=/; HttpOnly; "
+                                          f"SameSite=Strict"))
+            return quote(environ.get("PATH_INFO", "/") or "/")
+        raise HTTPError(HTTPStatus.UNAUTHORIZED, "this dashboard needs its token: open the URL it printed "
+                                                 "(with ?token=...) or send the X-Tunesmith-Token header")
+
+    def _session(self, environ: dict[str, Any], headers: list[tuple[str, str]]) -> str:
+        session = _cookies(environ).get(SESSION_COOKIE, "")
+        if not re.fullmatch(r"[0-9a-f]{32}", session):
+            session = secrets.token_hex(16)
+            headers.append(("Set-Cookie", f"{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict"))
+        return session
+
+    def csrf_token(self, session: str) -> str:
+        return hmac.new(self._secret, session.encode(), hashlib.sha256).hexdigest()
+
+    def _check_csrf(self, environ: dict[str, Any]) -> None:
+        session = _cookies(environ).get(SESSION_COOKIE, "")
+        given = environ.get(CSRF_HEADER, "")
+        if not session or not given or not hmac.compare_digest(given.encode(), self.csrf_token(session).encode()):
+            raise HTTPError(HTTPStatus.FORBIDDEN, "control requests need the page's CSRF token (reload the page)")
+
+    # -- routing ------------------------------------------------------------------------------------
+    def _route(self, environ: dict[str, Any], headers: list[tuple[str, str]]) -> tuple[int, bytes, str]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "/") or "/"
+        allowed = False
+        for verb, pattern, handler in _ROUTES:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            allowed = True
+            if verb == method or (verb == "GET" and method == "HEAD"):
+                query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+                return getattr(self, handler)(environ, headers, query, *match.groups())
+        if allowed:
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+        raise HTTPError(HTTPStatus.NOT_FOUND, "no such page")
+
+    # -- pages: one shell each; dashboard.js fills it from the API -------------------------------------
+    def _page(self, environ: dict[str, Any], headers: list[tuple[str, str]], kind: str, title: str,
+              **data: Any) -> tuple[int, bytes, str]:
+        session = self._session(environ, headers)
+        attrs = {"page": kind, "control": "1" if self.allow_control else "0", "csrf": self.csrf_token(session),
+                 **{k: str(v) for k, v in data.items()}}
+        body_attrs = " ".join(f'data-{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
+        page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/dashboard.css">
+<script src="/static/plotly.min.js" defer></script>
+<script src="/static/dashboard.js" defer></script>
+</head>
+<body {body_attrs}>
+<header><a href="/" class="home">tunesmith dashboard</a> <span id="crumb"></span><span id="live"></span></header>
+<main id="main"><p class="muted">loading...</p></main>
+</body>
+</html>
+"""
+        return HTTPStatus.OK, page.encode(), "text/html; charset=utf-8"
+
+    def page_list(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str]
+                  ) -> tuple[int, bytes, str]:
+        return self._page(environ, headers, "list", "tunesmith dashboard")
+
+    def page_experiment(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                        name: str) -> tuple[int, bytes, str]:
+        self.experiments.folder(name)
+        return self._page(environ, headers, "experiment", f"{name} - tunesmith", experiment=name)
+
+    def page_trial(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                   name: str, tid: str) -> tuple[int, bytes, str]:
+        self.experiments.folder(name)
+        return self._page(environ, headers, "trial", f"{name} trial {int(tid)} - tunesmith", experiment=name,
+                          trial=int(tid))
+
+    def static(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+               name: str) -> tuple[int, bytes, str]:
+        if name not in _STATIC:
+            raise HTTPError(HTTPStatus.NOT_FOUND, "no such file")
+        package, file, ctype = _STATIC[name]
+        body = _static_bytes(package, file)
+        headers.append(("Cache-Control", "private, max-age=3600"))
+        return HTTPStatus.OK, body, ctype
+
+    # -- API ----------------------------------------------------------------------------------------
+    def api_list(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str]
+                 ) -> tuple[int, bytes, str]:
+        return _json({"experiments": self.experiments.listing(), "now": time.time()})
+
+    def api_summary(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                    name: str) -> tuple[int, bytes, str]:
+        return _json({**self.experiments.summary(name), "control": self.allow_control})
+
+    def api_trials(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                   name: str) -> tuple[int, bytes, str]:
+        return _json(self.experiments.trials(name, offset=_int(query, "offset", 0), limit=_int(query, "limit", 50),
+                                             sort=query.get("sort", "id"), status=query.get("status", ""),
+                                             query=query.get("q", "")[:200]))
+
+    def api_curves(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                   name: str) -> tuple[int, bytes, str]:
+        metric = query.get("metric", "")
+        if not metric or len(metric) > 200:
+            raise ConfigError("curves: give metric=<a reported metric>")
+        cursors: dict[int, tuple[int, int] | None] = {}
+        for part in filter(None, query.get("t", "").split(",")):
+            m = re.fullmatch(r"(\d{1,9})(?::(\d{1,12}):(\d{1,12}))?", part)
+            if m is None:
+                raise ConfigError(f"curves: t must be trial[:iteration:generation],... got {part[:40]!r}")
+            cursors[int(m[1])] = (int(m[2]), int(m[3])) if m[2] is not None else None
+        return _json(self.experiments.curves(name, metric, cursors))
+
+    def api_plots(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                  name: str) -> tuple[int, bytes, str]:
+        metric = query.get("metric") or None
+        return _json(self.experiments.plots(name, metric[:200] if metric else None))
+
+    def api_events(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                   name: str) -> tuple[int, bytes, str]:
+        return _json(self.experiments.events(name))
+
+    def api_trial(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                  name: str, tid: str) -> tuple[int, bytes, str]:
+        return _json(self.experiments.trial(name, int(tid)))
+
+    def api_control(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
+                    name: str) -> tuple[int, bytes, str]:
+        if not self.allow_control:
+            raise HTTPError(HTTPStatus.FORBIDDEN, "control is off: start the dashboard with --allow-control")
+        self._check_csrf(environ)
+        if not environ.get("CONTENT_TYPE", "").startswith("application/json"):
+            raise HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "control requests are JSON")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 < length <= MAX_BODY:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"a control request is a JSON body of at most {MAX_BODY} bytes")
+        try:
+            command = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
+        command = _commands.validate(command)  # a bad command is a 400 whatever the experiment's state
+        folder = self.experiments.folder(name)
+        summary = self.experiments.summary(name)
+        if summary["status"] != "running":
+            raise HTTPError(HTTPStatus.CONFLICT, f"experiment {name} is not running ({summary['status']})")
+        command_id = _commands.write_command(folder, command)
+        return _json({"queued": command_id})
+
+
+def _static_bytes(package: str, file: str, _cache: dict[tuple[str, str], bytes] = {}) -> bytes:  # noqa: B006
+    key = (package, file)
+    if key not in _cache:
+        base = resources.files(package)
+        _cache[key] = (base / "static" / file).read_bytes()
+    return _cache[key]
+
+
+def _json(obj: Any) -> tuple[int, bytes, str]:
+    text = json.dumps(_plain(obj), separators=(",", ":"), allow_nan=False, default=str)
+    return HTTPStatus.OK, text.encode(), "application/json"
+
+
+def _int(query: dict[str, str], key: str, default: int) -> int:
+    value = query.get(key)
+    if value is None:
+        return default
+    if not re.fullmatch(r"\d{1,9}", value):
+        raise ConfigError(f"{key} must be a non-negative integer, got {value[:20]!r}")
+    return int(value)
+
+
+def _cookies(environ: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in environ.get("HTTP_COOKIE", "").split(";"):
+        if "=" in part:
+            k, v = part.strip().split("=", 1)
+            out.setdefault(k, unquote(v))
+    return out

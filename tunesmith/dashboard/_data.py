@@ -1,0 +1,497 @@
+"""What the dashboard's JSON endpoints answer, read from each experiment's store opened read-only.
+
+Every read opens the store with ``Store(path, readonly=True)`` (a reader never blocks the driver) and closes
+it. Payloads are bounded: curves are thinned to ``MAX_POINTS`` per trial (and ``MAX_TOTAL_POINTS`` per
+answer), the trial table is paged, event lists are cut to the newest ``MAX_EVENTS``. Every config and error
+shown goes through ``tunesmith._secrets.shown``; everything else the client draws as text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import stat
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tunesmith import _layout
+from tunesmith._errors import ConfigError
+from tunesmith._objective import Objective
+from tunesmith._secrets import mask_text, secret_strings, shown
+from tunesmith.store.sqlite import Store, StoreError
+from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP
+
+MAX_POINTS = 1000  # per curve
+MAX_TOTAL_POINTS = 100_000  # per curves answer: with many trials each curve gets fewer points
+MAX_PAGE = 200
+MAX_EVENTS = 1000
+MAX_CURVE_TRIALS = 200
+# the report's plot functions read every result: above this the dashboard leaves them to `tunesmith report`
+MAX_PLOT_RESULTS = 200_000
+LOG_TAIL_BYTES = 32 * 1024
+MAX_RESULT_ROWS = 1000  # a trial page's results, thinned
+_AUTO_COLUMNS = {ITERATION: "iteration", TIME_TOTAL: "time_total", TIMESTAMP: "timestamp"}
+_SORT = re.compile(r"^(-?)(id|status|iteration|failures|[mc]:.{1,200})$", re.DOTALL)
+STATUSES = ("RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR")
+
+
+class NotFound(Exception):
+    """No such experiment or trial (answered 404)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shown:
+    config: Any
+    error: str | None
+
+
+def _masked(config: Any, error: str | None = None) -> _Shown:
+    return shown(_Shown(config, error))
+
+
+def number(value: Any) -> float | None:
+    """A finite float, else None (JSON has no NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _json_path(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config as ``a/b`` keys (as the rest of tunesmith flattens them)."""
+    out: dict[str, Any] = {}
+    if isinstance(config, dict):
+        for k, v in config.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict) and v:
+                out.update(flat(v, key + "/"))
+            else:
+                out[key] = v
+    return out
+
+
+class Experiments:
+    """The experiments under ``root`` (or just ``only``, one name in it)."""
+
+    def __init__(self, root: str, only: str | None = None) -> None:
+        self.root = os.path.abspath(root)
+        self.only = only
+        self._plots: dict[str, tuple[Any, Any]] = {}
+        self._plots_lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        if self.only is not None:
+            return [self.only]
+        try:
+            entries = sorted(os.listdir(self.root))
+        except OSError:
+            return []
+        out = []
+        for name in entries:
+            try:
+                _layout.check_name(name)
+            except ConfigError:
+                continue
+            folder = os.path.join(self.root, name)
+            if not os.path.islink(folder) and os.path.isfile(_layout.store_path(folder)):
+                out.append(name)
+        return out
+
+    def folder(self, name: str) -> str:
+        """The experiment's folder: a plain name of one, directly under the root, not a link."""
+        try:
+            _layout.check_name(name)
+        except ConfigError:
+            raise NotFound(f"no experiment {name!r}") from None
+        if self.only is not None and name != self.only:
+            raise NotFound(f"no experiment {name!r}")
+        folder = os.path.join(self.root, name)
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            raise NotFound(f"no experiment {name!r}") from None
+        if not stat.S_ISDIR(st.st_mode) or not os.path.isfile(_layout.store_path(folder)):
+            raise NotFound(f"no experiment {name!r}")
+        return folder
+
+    @contextmanager
+    def store(self, name: str) -> Iterator[Store]:
+        store = Store(_layout.store_path(self.folder(name)), readonly=True)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    # -- the list -------------------------------------------------------------------------------------
+    def listing(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.names():
+            try:
+                rows.append(self.summary(name))
+            except (StoreError, NotFound, OSError) as e:  # one damaged experiment must not hide the others
+                rows.append({"name": name, "status": "unreadable", "error": str(e), "counts": {}, "trials": 0,
+                             "best": None, "age_s": None, "created": None})
+        rows.sort(key=lambda r: -(r.get("created") or 0))
+        return rows
+
+    def summary(self, name: str) -> dict[str, Any]:
+        with self.store(name) as store:
+            meta = store.meta()
+            db = store._db
+            counts = dict(db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+            objective = _objective(meta)
+            best = _best(db, objective)
+            results = db.execute("SELECT TOTAL(iteration) FROM trials").fetchone()[0]
+            metrics, params = _keys(db)
+        status = meta.get("status", "running")
+        if status == "running" and not _layout.driver_running(self.folder(name)):
+            status = "crashed"
+        created = meta.get("created")
+        ended = meta.get("ended") if status != "running" else None
+        spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+        return {"name": name, "status": status, "counts": counts, "trials": sum(counts.values()),
+                "results": int(results), "best": best, "metric": objective.names, "mode": objective.modes,
+                "created": created if isinstance(created, (int, float)) else None,
+                "age_s": time.time() - created if isinstance(created, (int, float)) else None,
+                "ended": ended if isinstance(ended, (int, float)) else None,
+                "time_budget_s": number(spec.get("time_budget_s")), "num_samples": spec.get("num_samples"),
+                "scheduler": (spec.get("scheduler") or {}).get("type") if isinstance(spec.get("scheduler"), dict)
+                else None, "metrics": metrics, "params": params}
+
+    # -- the trial table ----------------------------------------------------------------------------
+    def trials(self, name: str, offset: int = 0, limit: int = 50, sort: str = "id", status: str = "",
+               query: str = "") -> dict[str, Any]:
+        limit = max(1, min(MAX_PAGE, limit))
+        match = _SORT.match(sort)
+        if match is None:
+            raise ConfigError(f"sort must be id, status, iteration, failures, m:<metric> or c:<param>, got {sort!r}")
+        statuses = {s for s in status.upper().split(",") if s}
+        if statuses - set(STATUSES):
+            raise ConfigError(f"status must be among {', '.join(STATUSES)}, got {status!r}")
+        with self.store(name) as store:
+            objective = _objective(store.meta())
+            rows = []
+            for tid, config, st, failures, iteration, last, parent in store._db.execute(
+                    "SELECT id, config, status, num_failures, iteration, last_result, parent_id FROM trials "
+                    "ORDER BY id"):
+                if statuses and st not in statuses:
+                    continue
+                masked = _masked(json.loads(config)).config
+                rows.append((tid, masked, st, failures, iteration, last, parent))
+        if query:
+            needle = query.lower()
+            rows = [r for r in rows if needle in json.dumps(r[1], default=str).lower() or needle in r[2].lower()
+                    or needle == str(r[0])]
+        desc, key = match.group(1) == "-", match.group(2)
+        if key in ("id", "status", "iteration", "failures"):
+            index = {"id": 0, "status": 2, "iteration": 4, "failures": 3}[key]
+            rows.sort(key=lambda r: r[index], reverse=desc)
+        else:
+            kind, field = key[0], key[2:]
+
+            def value(r: tuple[Any, ...]) -> Any:
+                if kind == "m":
+                    v = json.loads(r[5]).get(field) if r[5] else None
+                else:
+                    v = flat(r[1]).get(field)
+                n = number(v)
+                if n is not None:
+                    return (0, n, "")
+                return (1 if v is not None else 2, 0.0, str(v))
+
+            present = [r for r in rows if value(r)[0] < 2]
+            absent = [r for r in rows if value(r)[0] == 2]
+            present.sort(key=value, reverse=desc)
+            rows = present + absent  # trials without the value last, either way
+        total = len(rows)
+        page = []
+        for tid, config, st, failures, iteration, last, parent in rows[offset:offset + limit]:
+            last_result = json.loads(last) if last else {}
+            page.append({"id": tid, "status": st, "iteration": iteration, "failures": failures, "parent": parent,
+                         "metrics": {k: _cell(v) for k, v in last_result.items() if k not in (TIMESTAMP,)},
+                         "config": {k: _cell(v) for k, v in flat(config).items()}})
+        return {"total": total, "offset": offset, "limit": limit, "rows": page, "primary": objective.names}
+
+    # -- curves, incrementally ----------------------------------------------------------------------
+    def curves(self, name: str, metric: str, cursors: dict[int, tuple[int, int] | None]) -> dict[str, Any]:
+        """Each asked trial's curve of ``metric`` against ``training_iteration``: what is new since its cursor
+        (``append``), or all of it, thinned (``replace``) when the client has none or the trial restarted
+        since (a pause, error or exploit event newer than the cursor, or its iteration went back)."""
+        ids = sorted(cursors)[:MAX_CURVE_TRIALS]
+        cap = max(20, min(MAX_POINTS, MAX_TOTAL_POINTS // max(1, len(ids))))
+        out: dict[str, Any] = {}
+        if not ids:
+            return {"trials": out, "cap": cap}
+        marks = ",".join("?" * len(ids))
+        with self.store(name) as store:
+            db = store._db
+            state = {tid: (it, st) for tid, it, st in db.execute(
+                f"SELECT id, iteration, status FROM trials WHERE id IN ({marks})", ids)}
+            # a trial restarts from a checkpoint only after a pause, an error or an exploit (logged first), and the
+            # results it supersedes go in the transaction that makes it RUNNING again: a cursor taken before
+            # that (or while it waits) gets the whole curve again
+            gens = dict(db.execute(f"SELECT trial_id, COUNT(*) FROM events WHERE kind IN ('pause', 'error', "
+                                   f"'exploit') AND trial_id IN ({marks}) GROUP BY trial_id", ids).fetchall())
+            column, path = _metric_sql(metric)
+            for tid in ids:
+                if tid not in state:
+                    continue
+                iteration, st = state[tid]
+                # 0: not settled (paused or pending a restart): the next poll replaces the curve again
+                gen = gens.get(tid, 0) + 1 if st not in ("PAUSED", "PENDING") else 0
+                cursor = cursors[tid]
+                if cursor is not None and cursor[1] == gen != 0 and cursor[0] == iteration:
+                    out[str(tid)] = {"mode": "same", "status": st}
+                    continue
+                replace = cursor is None or cursor[1] != gen or gen == 0 or iteration < cursor[0]
+                after = 0 if replace else cursor[0]  # type: ignore[index]
+                count = iteration - after
+                stride = max(1, math.ceil(count / cap))
+                if count > cap and not replace:
+                    replace, after, stride = True, 0, max(1, math.ceil(iteration / cap))
+                sql = (f"SELECT iteration, {column} FROM results WHERE trial_id = ? AND iteration > ? "
+                       f"AND ((iteration - ?) % ? = 0 OR iteration = ?) ORDER BY iteration")
+                rows = db.execute(sql, _args(tid, after, stride, iteration, path)).fetchall()
+                # the newest row may be beyond the trial row's iteration (a batch in flight): the row is the truth
+                last_it = rows[-1][0] if rows else after
+                out[str(tid)] = {"mode": "replace" if replace else "append", "status": st,
+                                 "x": [r[0] for r in rows], "y": [number(r[1]) for r in rows],
+                                 "cursor": [max(iteration, last_it) if rows else iteration, gen]}
+        return {"trials": out, "cap": cap}
+
+    # -- the other plots (the report's pure plot-data functions, cached per store version) ------------
+    def plots(self, name: str, metric: str | None = None) -> dict[str, Any]:
+        from tunesmith.analysis import ResultSet
+        from tunesmith.plots.report import build_panels
+
+        folder = self.folder(name)
+        with self.store(name) as store:
+            version = (store._db.execute("SELECT COUNT(*), TOTAL(iteration), TOTAL(num_failures), "
+                                         "GROUP_CONCAT(status) FROM trials").fetchone(),
+                       store._db.execute("SELECT MAX(seq) FROM events").fetchone()[0], metric)
+        if version[0][1] > MAX_PLOT_RESULTS:
+            return {"panels": [], "notes": [f"best so far, parallel coordinates, metric against each parameter and "
+                                            f"the timeline are left out above {MAX_PLOT_RESULTS:,} results (they "
+                                            f"read every result): `tunesmith report {name}` writes them to a file"]}
+        key = name
+        with self._plots_lock:
+            cached = self._plots.get(key)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+        rs = ResultSet(folder)
+        try:
+            panels, notes = build_panels(rs, metric)
+        except ConfigError as e:
+            panels, notes = [], [str(e)]
+        finally:
+            rs._store.close()
+        # learning curves are drawn live from the curves endpoint
+        answer = {"panels": [{"title": p.title, "note": p.note, "figure": p.figure} for p in panels
+                             if p.title != "Learning curves"], "notes": notes}
+        with self._plots_lock:
+            self._plots[key] = (version, answer)
+        return answer
+
+    # -- one trial ----------------------------------------------------------------------------------
+    def trial(self, name: str, tid: int) -> dict[str, Any]:
+        folder = self.folder(name)
+        with self.store(name) as store:
+            rec = next((r for r in store.trials() if r["id"] == tid), None)  # noqa: SIM110
+            if rec is None:
+                raise NotFound(f"no trial {tid} in {name}")
+            results = store.results(tid)
+            checkpoints = store.checkpoints(tid)
+            events = [e for e in store._db.execute(
+                "SELECT seq, time, kind, trial_id, data FROM events WHERE trial_id = ? ORDER BY seq DESC LIMIT ?",
+                (tid, MAX_EVENTS))]
+        view = _masked(rec["config"], rec["error"])
+        secrets = secret_strings(rec["config"])
+        stride = max(1, math.ceil(len(results) / MAX_RESULT_ROWS))
+        kept = [r for i, r in enumerate(results) if i % stride == 0 or i == len(results) - 1]
+        rows = []
+        for r in kept:
+            metrics = json.loads(r.metrics)
+            rows.append({"iteration": r.iteration, "time_total": number(r.time_total),
+                         **{k: _cell(v) for k, v in metrics.items()}})
+        return {"id": tid, "status": rec["status"], "config": _plain(view.config), "error": view.error,
+                "iteration": rec["iteration"], "failures": rec["num_failures"], "parent": rec["parent_id"],
+                "parent_iteration": rec["parent_iteration"], "resources": rec["resources"],
+                "start_time": rec["start_time"], "end_time": rec["end_time"],
+                "results": rows, "results_total": len(results), "results_stride": stride,
+                "checkpoints": [{"iteration": it, "path": _relative(folder, p)} for it, p in checkpoints],
+                "events": [_event(e, secrets) for e in events],
+                "log": _log_tail(folder, tid, secrets)}
+
+    # -- why trials stopped, and the PBT lineage ----------------------------------------------------
+    def events(self, name: str) -> dict[str, Any]:
+        with self.store(name) as store:
+            db = store._db
+            configs = {tid: json.loads(c) for tid, c in db.execute("SELECT id, config FROM trials")}
+            trials = {tid: (st, it) for tid, st, it in db.execute("SELECT id, status, iteration FROM trials")}
+            rows = db.execute("SELECT seq, time, kind, trial_id, data FROM events WHERE kind IN "
+                              "('pause', 'exploit', 'error', 'restart', 'command') ORDER BY seq DESC LIMIT ?",
+                              (MAX_EVENTS,)).fetchall()
+            exploits = db.execute("SELECT seq, time, kind, trial_id, data FROM events WHERE kind = 'exploit' "
+                                  "ORDER BY seq LIMIT ?", (MAX_EVENTS,)).fetchall()
+        secrets = set().union(*(secret_strings(c) for c in configs.values())) if configs else set()
+        listed = [_event(e, secrets) for e in rows]
+        # the last decision per trial: what it says about why the trial is where it is
+        last: dict[int, dict[str, Any]] = {}
+        for e in reversed(listed):
+            if e["trial"] is not None and e["kind"] != "restart":
+                last[e["trial"]] = e
+        longest = max((it for _st, it in trials.values()), default=0)
+        why = []
+        for tid, (st, it) in sorted(trials.items()):
+            if st in ("RUNNING", "PENDING"):
+                continue
+            e = last.get(tid)
+            if st == "PAUSED":
+                reason = f"paused by the scheduler at iteration {e['iteration'] if e else it}"
+            elif st == "ERROR":
+                reason = f"failed at iteration {e['iteration'] if e and e['iteration'] is not None else it}"
+            elif e is not None and e["kind"] == "command" and e.get("applied"):
+                reason = f"stopped from the dashboard at iteration {it}"
+            elif it < longest:
+                reason = f"stopped at iteration {it} (the scheduler or a stop rule; the longest ran {longest})"
+            else:
+                reason = f"ran to its end (iteration {it})"
+            why.append({"trial": tid, "status": st, "iteration": it, "reason": reason,
+                        "last_event": e["kind"] if e else None})
+        lineage = []
+        for seq, t, _kind, tid, data in exploits:
+            d = json.loads(data) if data else {}
+            if not isinstance(d, dict):
+                continue
+            config = d.get("config") if isinstance(d.get("config"), dict) else {}
+            lineage.append({"seq": seq, "time": t, "trial": tid, "source": d.get("source"),
+                            "iteration": d.get("iteration"), "config": {k: _cell(v) for k, v in
+                                                                        flat(_masked(config).config).items()}})
+        return {"events": listed, "why": why[:MAX_EVENTS], "lineage": lineage}
+
+
+def _args(tid: int, after: int, stride: int, iteration: int, path: str | None) -> list[Any]:
+    return [*([path] if path is not None else []), tid, after, after, stride, iteration]
+
+
+def _metric_sql(metric: str) -> tuple[str, str | None]:
+    """The results column or JSON path to read ``metric`` from."""
+    if metric in _AUTO_COLUMNS:
+        return _AUTO_COLUMNS[metric], None
+    return "json_extract(metrics, ?)", _json_path(metric)
+
+
+def _objective(meta: dict[str, Any]) -> Objective:
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    try:
+        return Objective.from_spec(spec)
+    except (ConfigError, TypeError, ValueError):
+        return Objective()
+
+
+def _best(db: Any, objective: Objective) -> dict[str, Any] | None:
+    if not objective or objective.is_multi:
+        return None
+    metric, mode = objective.primary, objective.primary_mode
+    order = "ASC" if mode == "min" else "DESC"
+    row = db.execute(f"SELECT id, v FROM (SELECT id, json_extract(last_result, ?) AS v FROM trials "
+                     f"WHERE last_result IS NOT NULL) WHERE typeof(v) IN ('integer', 'real') ORDER BY v {order} "
+                     f"LIMIT 1", (_json_path(metric),)).fetchone()
+    if row is None:
+        return None
+    return {"trial": row[0], "metric": metric, "mode": mode, "value": number(row[1])}
+
+
+def _keys(db: Any) -> tuple[list[str], list[str]]:
+    """Metric names (from a few last results) and flat config keys (from a few configs)."""
+    metrics: Counter[str] = Counter()
+    params: Counter[str] = Counter()
+    for last, config in db.execute("SELECT last_result, config FROM trials ORDER BY id DESC LIMIT 50"):
+        if last:
+            metrics.update(k for k, v in json.loads(last).items() if number(v) is not None and k != TIMESTAMP)
+        params.update(flat(json.loads(config)))
+    return sorted(metrics), sorted(params)
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: numbers (NaN as null), strings, booleans; anything else as compact JSON text."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return number(value) if isinstance(value, float) else value
+    return json.dumps(value, default=str, allow_nan=True)[:500]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return number(value)
+    return value
+
+
+def _event(row: tuple[Any, ...], secrets: set[str]) -> dict[str, Any]:
+    seq, t, kind, tid, data = row
+    d = json.loads(data) if data else None
+    out: dict[str, Any] = {"seq": seq, "time": t, "kind": kind, "trial": tid, "iteration": None}
+    if isinstance(d, dict):
+        out["iteration"] = d.get("iteration") if isinstance(d.get("iteration"), int) else None
+        if kind == "error":
+            out["traceback"] = mask_text(str(d.get("traceback") or ""), secrets)
+            out["failure"] = d.get("failure")
+        elif kind == "exploit":
+            out["source"] = d.get("source")
+        elif kind == "command":
+            out["action"] = d.get("action")
+            out["applied"] = bool(d.get("applied"))
+            out["detail"] = mask_text(str(d.get("detail") or ""), secrets)
+    return out
+
+
+def _relative(folder: str, path: str | None) -> str | None:
+    if path is None:
+        return None
+    prefix = folder.rstrip(os.sep) + os.sep
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def _log_tail(folder: str, tid: int, secrets: set[str]) -> str | None:
+    """The last ``LOG_TAIL_BYTES`` of the trial's ``output.log``; no link on the way is followed."""
+    trials = os.path.join(folder, _layout.TRIALS)
+    trial = _layout.trial_dir(folder, tid)
+    for part in (trials, trial):
+        try:
+            if not stat.S_ISDIR(os.lstat(part).st_mode):
+                return None
+        except OSError:
+            return None
+    try:
+        fd = os.open(os.path.join(trial, _layout.OUTPUT_LOG), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        start = max(0, st.st_size - LOG_TAIL_BYTES)
+        os.lseek(fd, start, os.SEEK_SET)
+        data = os.read(fd, LOG_TAIL_BYTES)
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", errors="replace")
+    if start > 0:
+        text = text.split("\n", 1)[-1]
+    return mask_text(text, secrets)

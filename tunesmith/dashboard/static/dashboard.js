@@ -1,0 +1,400 @@
+// tunesmith dashboard. Every value from an experiment is data: it reaches the page through textContent and
+// plotly (which escapes text), never parsed as markup. Served as a file: the page allows no inline script.
+(function () {
+  "use strict";
+  var B = document.body.dataset;
+  var CONTROL = B.control === "1";
+  var CSRF = B.csrf;
+  var main = document.getElementById("main");
+  var PLOT_CONFIG = {responsive: true, displaylogo: false};
+  window.__ts = {updates: 0, points: 0, errors: []};
+
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        var v = attrs[k];
+        if (v === undefined || v === null) return;
+        if (k === "text") node.textContent = String(v);
+        else if (k === "cls") node.className = v;
+        else if (k === "on") Object.keys(v).forEach(function (e) { node.addEventListener(e, v[e]); });
+        else node.setAttribute(k, String(v));
+      });
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined) continue;
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return node;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+  function enc(s) { return encodeURIComponent(s); }
+  function fmt(v) {
+    if (v === null || v === undefined) return "";
+    if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toPrecision(5).replace(/\.?0+(e|$)/, "$1");
+    return String(v);
+  }
+  function age(s) {
+    if (s === null || s === undefined) return "";
+    if (s < 90) return Math.round(s) + " s";
+    if (s < 5400) return Math.round(s / 60) + " min";
+    if (s < 172800) return (s / 3600).toFixed(1) + " h";
+    return Math.round(s / 86400) + " d";
+  }
+  function trialName(id) { return "trial_" + String(id).padStart(5, "0"); }
+  function api(path) {
+    return fetch(path, {credentials: "same-origin", headers: {Accept: "application/json"}}).then(function (r) {
+      return r.json().then(function (body) {
+        if (!r.ok) throw new Error(body.error || r.statusText);
+        return body;
+      });
+    });
+  }
+  function control(name, command, msg) {
+    return fetch("/api/e/" + enc(name) + "/control", {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-Tunesmith-CSRF": CSRF}, body: JSON.stringify(command)
+    }).then(function (r) { return r.json().then(function (b) {
+      msg.textContent = r.ok ? "sent: " + command.action + " (the driver applies it on its next tick)" : (b.error || r.statusText);
+    }); });
+  }
+  function live(ok, text) {
+    var node = document.getElementById("live");
+    node.textContent = text;
+    node.style.color = ok ? "#9c9" : "#f99";
+  }
+  function every(ms, fn) {
+    var busy = false;
+    function tick() {
+      if (busy) return;
+      busy = true;
+      Promise.resolve().then(fn).then(function () { live(true, "live"); }, function (e) {
+        live(false, "offline: " + e.message); window.__ts.errors.push(String(e));
+      }).then(function () { busy = false; });
+    }
+    tick();
+    return setInterval(tick, ms);
+  }
+  function crumb(parts) {
+    var c = clear(document.getElementById("crumb"));
+    parts.forEach(function (p) { c.appendChild(document.createTextNode(" / ")); c.appendChild(p); });
+  }
+  function countsText(counts) {
+    return Object.keys(counts || {}).sort().map(function (k) { return counts[k] + " " + k.toLowerCase(); }).join(", ");
+  }
+
+  // ---------------------------------------------------------------------------------------- the list
+  function listPage() {
+    clear(main);
+    main.appendChild(el("h1", {text: "Experiments"}));
+    var body = el("tbody");
+    main.appendChild(el("table", {id: "experiments"}, el("thead", null, el("tr", null,
+      el("th", {text: "name"}), el("th", {text: "status"}), el("th", {text: "trials"}), el("th", {text: "by status"}),
+      el("th", {text: "best"}), el("th", {text: "age"}))), body));
+    every(1000, function () {
+      return api("/api/experiments").then(function (data) {
+        clear(body);
+        data.experiments.forEach(function (e) {
+          var best = e.best ? e.best.metric + " = " + fmt(e.best.value) + " (" + trialName(e.best.trial) + ")" : "";
+          body.appendChild(el("tr", {"data-name": e.name},
+            el("td", null, el("a", {href: "/e/" + enc(e.name), text: e.name})),
+            el("td", {cls: "status-" + e.status, text: e.status}), el("td", {cls: "num trials", text: e.trials}),
+            el("td", {text: countsText(e.counts)}), el("td", {text: best}), el("td", {text: age(e.age_s)})));
+        });
+        if (!data.experiments.length) body.appendChild(el("tr", null, el("td", {colspan: 6, text: "no experiments yet"})));
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------------------------- an experiment
+  function experimentPage(name) {
+    crumb([el("a", {href: "/e/" + enc(name), text: name})]);
+    clear(main);
+    var state = {sort: "id", offset: 0, limit: 50, status: "", q: "", metric: null, summary: null,
+                 curves: {}, pageIds: [], plotsDrawn: {}};
+    var head = el("div", {id: "summary"});
+    var msg = el("span", {cls: "msg"});
+    var metricSel = el("select", {id: "metric"});
+    var filter = el("input", {id: "filter", placeholder: "filter config / status / id", size: 30});
+    var statusSel = el("select", {id: "status-filter"}, el("option", {value: "", text: "any status"}));
+    ["RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR"].forEach(function (s) {
+      statusSel.appendChild(el("option", {value: s, text: s.toLowerCase()}));
+    });
+    var pager = el("span", {cls: "muted"});
+    var prev = el("button", {text: "\u2190", on: {click: function () { state.offset = Math.max(0, state.offset - state.limit); refreshTable(); }}});
+    var next = el("button", {text: "\u2192", on: {click: function () { state.offset += state.limit; refreshTable(); }}});
+    var table = el("table", {id: "trials"});
+    var curves = el("div", {cls: "plot", id: "plot-curves"});
+    var plots = el("div", {cls: "grid", id: "plots"});
+    var notes = el("ul", {cls: "note"});
+    var why = el("table", {id: "why"});
+    var lineage = el("table", {id: "lineage"});
+    main.appendChild(el("h1", {text: name}));
+    main.appendChild(head);
+    if (CONTROL) {
+      var seconds = el("input", {type: "number", min: 1, value: 600, size: 6});
+      var samples = el("input", {type: "number", min: 1, value: 10, size: 5});
+      main.appendChild(el("div", {cls: "bar", id: "controls"},
+        el("button", {cls: "danger", id: "stop-experiment", text: "stop experiment", on: {click: function () {
+          if (confirm("Stop every trial of " + name + "?")) control(name, {action: "stop_experiment"}, msg);
+        }}}),
+        el("button", {text: "extend time budget by", on: {click: function () {
+          control(name, {action: "extend_time", seconds: Number(seconds.value)}, msg);
+        }}}), seconds, "s",
+        el("button", {text: "add samples", on: {click: function () {
+          control(name, {action: "add_samples", n: Number(samples.value)}, msg);
+        }}}), samples, msg));
+    }
+    main.appendChild(el("h2", {text: "Trials"}));
+    main.appendChild(el("div", {cls: "bar"}, el("label", null, "metric ", metricSel), filter, statusSel, prev, next, pager));
+    main.appendChild(table);
+    main.appendChild(el("h2", {text: "Learning curves"}));
+    main.appendChild(el("p", {cls: "note", text: "The trials of this page of the table; live, thinned to at most 1,000 points per trial."}));
+    main.appendChild(curves);
+    main.appendChild(plots);
+    main.appendChild(notes);
+    main.appendChild(el("h2", {text: "Why each trial stopped or paused"}));
+    main.appendChild(why);
+    main.appendChild(el("h2", {text: "PBT lineage (exploits)"}));
+    main.appendChild(lineage);
+
+    var typing;
+    filter.addEventListener("input", function () {
+      clearTimeout(typing);
+      typing = setTimeout(function () { state.q = filter.value; state.offset = 0; refreshTable(); }, 250);
+    });
+    statusSel.addEventListener("change", function () { state.status = statusSel.value; state.offset = 0; refreshTable(); });
+    metricSel.addEventListener("change", function () {
+      state.metric = metricSel.value; state.curves = {}; state.plotsVersion = null; refreshTable(); refreshCurves(); refreshPlots();
+    });
+
+    function refreshSummary() {
+      return api("/api/e/" + enc(name) + "/summary").then(function (s) {
+        state.summary = s;
+        if (state.metric === null) {
+          state.metric = (s.metric && s.metric[0]) || s.metrics[0] || "training_iteration";
+          var options = s.metrics.slice();
+          if (options.indexOf(state.metric) < 0) options.unshift(state.metric);
+          options.forEach(function (m) { metricSel.appendChild(el("option", {value: m, text: m})); });
+          metricSel.value = state.metric;
+        }
+        var best = s.best ? s.best.metric + " = " + fmt(s.best.value) + " (" + trialName(s.best.trial) + ", " + s.best.mode + ")" : "-";
+        clear(head).appendChild(el("table", {cls: "facts"}, el("tbody", null,
+          el("tr", null, el("th", {text: "status"}), el("td", {cls: "status-" + s.status, id: "exp-status", text: s.status})),
+          el("tr", null, el("th", {text: "trials"}), el("td", {id: "trial-count", text: s.trials + " (" + countsText(s.counts) + ")"})),
+          el("tr", null, el("th", {text: "results"}), el("td", {text: s.results})),
+          el("tr", null, el("th", {text: "best"}), el("td", {text: best})),
+          el("tr", null, el("th", {text: "scheduler"}), el("td", {text: s.scheduler || ""})),
+          el("tr", null, el("th", {text: "age"}), el("td", {text: age(s.age_s)})))));
+      });
+    }
+
+    function sortHeader(label, key) {
+      var mark = state.sort === key ? " \u25b2" : state.sort === "-" + key ? " \u25bc" : "";
+      return el("th", {cls: "sort", "data-sort": key, text: label + mark, on: {click: function () {
+        state.sort = state.sort === key ? "-" + key : key; state.offset = 0; refreshTable();
+      }}});
+    }
+    function refreshTable() {
+      if (state.metric === null) return Promise.resolve();
+      var q = "offset=" + state.offset + "&limit=" + state.limit + "&sort=" + enc(state.sort) + "&status=" + enc(state.status) + "&q=" + enc(state.q);
+      return api("/api/e/" + enc(name) + "/trials?" + q).then(function (page) {
+        var metrics = [state.metric];
+        (page.primary || []).forEach(function (m) { if (metrics.indexOf(m) < 0) metrics.push(m); });
+        var params = [];
+        page.rows.forEach(function (r) {
+          Object.keys(r.config).forEach(function (k) { if (params.indexOf(k) < 0 && params.length < 10) params.push(k); });
+        });
+        var headRow = el("tr", null, sortHeader("trial", "id"), sortHeader("status", "status"),
+          sortHeader("iteration", "iteration"), sortHeader("failures", "failures"));
+        metrics.forEach(function (m) { headRow.appendChild(sortHeader(m, "m:" + m)); });
+        params.forEach(function (p) { headRow.appendChild(sortHeader(p, "c:" + p)); });
+        if (CONTROL) headRow.appendChild(el("th"));
+        var body = el("tbody");
+        page.rows.forEach(function (r) {
+          var tr = el("tr", {"data-trial": r.id},
+            el("td", null, el("a", {href: "/e/" + enc(name) + "/t/" + r.id, text: trialName(r.id)})),
+            el("td", {cls: "status-" + r.status, text: r.status}), el("td", {cls: "num", text: r.iteration}),
+            el("td", {cls: "num", text: r.failures}));
+          metrics.forEach(function (m) { tr.appendChild(el("td", {cls: "num", text: fmt(r.metrics[m])})); });
+          params.forEach(function (p) { tr.appendChild(el("td", {cls: "cfg", text: fmt(r.config[p])})); });
+          if (CONTROL) {
+            tr.appendChild(el("td", null, r.status === "RUNNING" ? el("button", {cls: "danger stop-trial", text: "stop",
+              on: {click: function () { control(name, {action: "stop_trial", trial_id: r.id}, msg); }}}) : null));
+          }
+          body.appendChild(tr);
+        });
+        clear(table).appendChild(el("thead", null, headRow));
+        table.appendChild(body);
+        pager.textContent = page.total ? (page.offset + 1) + "\u2013" + Math.min(page.total, page.offset + page.limit) + " of " + page.total : "no trials";
+        var ids = page.rows.map(function (r) { return r.id; });
+        if (ids.join() !== state.pageIds.join()) {
+          state.pageIds = ids;
+          Object.keys(state.curves).forEach(function (id) { if (ids.indexOf(Number(id)) < 0) delete state.curves[id]; });
+          return refreshCurves();
+        }
+      });
+    }
+
+    function refreshCurves() {
+      if (!state.pageIds.length || state.metric === null) return Promise.resolve();
+      var metric = state.metric;
+      var t = state.pageIds.map(function (id) {
+        var c = state.curves[id];
+        return c ? id + ":" + c.cursor[0] + ":" + c.cursor[1] : String(id);
+      }).join(",");
+      return api("/api/e/" + enc(name) + "/curves?metric=" + enc(metric) + "&t=" + t).then(function (data) {
+        if (metric !== state.metric) return;
+        var changed = false;
+        Object.keys(data.trials).forEach(function (id) {
+          var d = data.trials[id];
+          if (d.mode === "same") return;
+          changed = true;
+          var c = state.curves[id];
+          if (d.mode === "replace" || !c) c = state.curves[id] = {x: [], y: []};
+          c.x = c.x.concat(d.x); c.y = c.y.concat(d.y); c.cursor = d.cursor; c.status = d.status;
+          if (c.x.length > 2 * data.cap) {  // keep it bounded: every other point, the last one kept
+            var keep = function (_v, i, a) { return i % 2 === 0 || i === a.length - 1; };
+            c.x = c.x.filter(keep); c.y = c.y.filter(keep);
+          }
+        });
+        if (!changed && curves.classList.contains("js-plotly-plot")) return;
+        var traces = state.pageIds.filter(function (id) { return state.curves[id]; }).map(function (id) {
+          var c = state.curves[id];
+          return {type: "scatter", mode: "lines", name: trialName(Number(id)), x: c.x, y: c.y,
+                  line: {width: 1.5, dash: c.status === "ERROR" ? "dash" : "solid"}};
+        });
+        window.__ts.points = traces.reduce(function (n, tr) { return n + tr.x.length; }, 0);
+        window.__ts.updates += 1;
+        return Plotly.react(curves, traces, {margin: {t: 20}, xaxis: {title: {text: "training_iteration"}},
+          yaxis: {title: {text: metric}}, showlegend: traces.length <= 20, uirevision: metric}, PLOT_CONFIG);
+      });
+    }
+
+    function refreshPlots() {
+      if (state.metric === null) return Promise.resolve();
+      return api("/api/e/" + enc(name) + "/plots?metric=" + enc(state.metric)).then(function (data) {
+        var key = JSON.stringify(data);
+        if (key === state.plotsVersion) return;
+        state.plotsVersion = key;
+        var wanted = data.panels.map(function (p) { return p.title; });
+        Array.prototype.slice.call(plots.children).forEach(function (s) {
+          if (wanted.indexOf(s.dataset.title) < 0) plots.removeChild(s);
+        });
+        data.panels.forEach(function (p, i) {
+          var section = plots.querySelector('section[data-index="' + i + '"]');
+          if (!section || section.dataset.title !== p.title) {
+            if (section) plots.removeChild(section);
+            section = el("section", {"data-index": i, "data-title": p.title}, el("h2", {text: p.title}),
+              el("p", {cls: "note", text: p.note}), el("div", {cls: "plot panel"}));
+            plots.appendChild(section);
+          }
+          var fig = p.figure;
+          Plotly.react(section.querySelector(".plot"), fig.data, fig.layout || {}, PLOT_CONFIG);
+        });
+        clear(notes);
+        data.notes.forEach(function (n) { notes.appendChild(el("li", {text: n})); });
+      });
+    }
+
+    function refreshEvents() {
+      return api("/api/e/" + enc(name) + "/events").then(function (data) {
+        clear(why).appendChild(el("thead", null, el("tr", null, el("th", {text: "trial"}), el("th", {text: "status"}),
+          el("th", {text: "iteration"}), el("th", {text: "why"}))));
+        var body = el("tbody");
+        data.why.slice(0, 500).forEach(function (w) {
+          body.appendChild(el("tr", null, el("td", null, el("a", {href: "/e/" + enc(name) + "/t/" + w.trial, text: trialName(w.trial)})),
+            el("td", {cls: "status-" + w.status, text: w.status}), el("td", {cls: "num", text: w.iteration}),
+            el("td", {text: w.reason})));
+        });
+        if (!data.why.length) body.appendChild(el("tr", null, el("td", {colspan: 4, cls: "muted", text: "no trial has stopped yet"})));
+        why.appendChild(body);
+        clear(lineage).appendChild(el("thead", null, el("tr", null, el("th", {text: "trial"}), el("th", {text: "copied from"}),
+          el("th", {text: "at iteration"}), el("th", {text: "new config"}))));
+        var lb = el("tbody");
+        data.lineage.forEach(function (l) {
+          lb.appendChild(el("tr", null, el("td", {text: trialName(l.trial)}), el("td", {text: trialName(l.source)}),
+            el("td", {cls: "num", text: l.iteration}),
+            el("td", {cls: "cfg", text: Object.keys(l.config).map(function (k) { return k + "=" + fmt(l.config[k]); }).join(", ")})));
+        });
+        if (!data.lineage.length) lb.appendChild(el("tr", null, el("td", {colspan: 4, cls: "muted", text: "no exploit (not a PBT run, or none yet)"})));
+        lineage.appendChild(lb);
+      });
+    }
+
+    refreshSummary().then(function () {
+      every(1000, function () { return Promise.all([refreshSummary(), refreshTable()]); });
+      every(500, refreshCurves);
+      every(3000, refreshPlots);
+      every(3000, refreshEvents);
+    }, function (e) { main.appendChild(el("p", {cls: "msg", text: e.message})); });
+  }
+
+  // ---------------------------------------------------------------------------------------- a trial
+  function trialPage(name, id) {
+    crumb([el("a", {href: "/e/" + enc(name), text: name}), el("span", {text: trialName(id)})]);
+    clear(main);
+    var box = el("div");
+    var msg = el("span", {cls: "msg"});
+    main.appendChild(el("h1", {text: name + " / " + trialName(id)}));
+    if (CONTROL) main.appendChild(el("div", {cls: "bar"}, el("button", {cls: "danger", text: "stop trial", on: {click: function () {
+      control(name, {action: "stop_trial", trial_id: id}, msg);
+    }}}), msg));
+    main.appendChild(box);
+    every(2000, function () {
+      return api("/api/e/" + enc(name) + "/t/" + id).then(function (t) {
+        clear(box);
+        var facts = el("tbody");
+        [["status", t.status], ["iteration", t.iteration], ["failures (retries)", t.failures],
+         ["parent", t.parent ? trialName(t.parent) + " at iteration " + t.parent_iteration : ""],
+         ["resources", JSON.stringify(t.resources)]].forEach(function (f) {
+          facts.appendChild(el("tr", null, el("th", {text: f[0]}), el("td", {text: f[1]})));
+        });
+        box.appendChild(el("table", {cls: "facts"}, facts));
+        box.appendChild(el("h2", {text: "Config"}));
+        box.appendChild(el("pre", {id: "config", text: JSON.stringify(t.config, null, 2)}));
+        if (t.error) {
+          box.appendChild(el("h2", {text: "Error"}));
+          box.appendChild(el("pre", {id: "error", text: t.error}));
+        }
+        box.appendChild(el("h2", {text: "Results (" + t.results_total + (t.results_stride > 1 ? ", every " + t.results_stride + "th shown" : "") + ")"}));
+        var keys = [];
+        t.results.forEach(function (r) { Object.keys(r).forEach(function (k) { if (keys.indexOf(k) < 0 && keys.length < 12) keys.push(k); }); });
+        var rt = el("table", {id: "results"}, el("thead", null, el("tr")));
+        var hr = rt.querySelector("tr");
+        keys.forEach(function (k) { hr.appendChild(el("th", {text: k})); });
+        var rb = el("tbody");
+        t.results.slice(-200).reverse().forEach(function (r) {
+          var tr = el("tr");
+          keys.forEach(function (k) { tr.appendChild(el("td", {cls: "num", text: fmt(r[k])})); });
+          rb.appendChild(tr);
+        });
+        rt.appendChild(rb);
+        box.appendChild(rt);
+        box.appendChild(el("h2", {text: "Checkpoints"}));
+        var cl = el("ul");
+        t.checkpoints.forEach(function (c) { cl.appendChild(el("li", {text: "iteration " + c.iteration + ": " + c.path})); });
+        if (!t.checkpoints.length) cl.appendChild(el("li", {cls: "muted", text: "none kept"}));
+        box.appendChild(cl);
+        box.appendChild(el("h2", {text: "Events (retries, pauses, exploits, commands)"}));
+        var el_ = el("ul");
+        t.events.forEach(function (e) {
+          var text = new Date(e.time * 1000).toLocaleTimeString() + "  " + e.kind +
+            (e.iteration !== null ? " at iteration " + e.iteration : "") +
+            (e.source ? " from " + trialName(e.source) : "") + (e.detail ? ": " + e.detail : "");
+          var li = el("li", {text: text});
+          if (e.traceback) li.appendChild(el("pre", {text: e.traceback}));
+          el_.appendChild(li);
+        });
+        box.appendChild(el_);
+        box.appendChild(el("h2", {text: "output.log (tail)"}));
+        box.appendChild(el("pre", {id: "log", text: t.log === null ? "(no output.log)" : t.log}));
+      });
+    });
+  }
+
+  if (B.page === "list") listPage();
+  else if (B.page === "experiment") experimentPage(B.experiment);
+  else if (B.page === "trial") trialPage(B.experiment, Number(B.trial));
+})();
