@@ -225,7 +225,8 @@ class Progress(Callback):
         best = experiment.best
         if best is None or not isinstance(experiment.metric, str):
             return ""
-        return f"best {printable(experiment.metric, one_line=True)}={_fmt(best[1])} (trial_{best[0]:05d})"
+        # the driver's best is the best single result any trial reported (not a trial's last result)
+        return f"best {printable(experiment.metric, one_line=True)}={_fmt(best[1])} (trial_{best[0]:05d}, any result)"
 
     def status_line(self, experiment: ExperimentInfo, final: bool = False) -> str:
         """One line: trials by status, results and rates, resources, best, elapsed and ETA."""
