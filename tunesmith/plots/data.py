@@ -549,8 +549,8 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
     grids = _grids(exp)
-    repeats = _seed_set(list(grids), repeats)
-    params = [k for k in grids if k not in repeats]
+    repeat_keys = _seed_set(list(grids), repeats)
+    params = [k for k in grids if k not in repeat_keys]
     if not params:
         return None
     finals = _final_values(exp, metric, final, last_k, mode)
