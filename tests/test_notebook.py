@@ -132,3 +132,37 @@ def test_the_example_notebook_runs_on_a_real_kernel(tmp_path: Any) -> None:
     assert [t["name"] for t in figure["data"] if t["meta"]["kind"] == "seed_mean"] == ["lr=0.01", "lr=0.1"]
     assert "plotly.js v4" not in html[curves_cell] and "Plotly.newPlot" in html[curves_cell]  # sent once
     assert json.loads(json.dumps(figure))  # plain JSON in the saved notebook
+
+
+@pytest.mark.timeout(90)
+def test_inline_figures_draw_in_a_real_browser_with_plotly_js_sent_once(tmp_path: Any, monkeypatch: Any) -> None:
+    """Two figures' outputs as a notebook page holds them: the first carries plotly.js, the second waits for it."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    from test_report_browser import ARGS, CHROMIUM
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} missing")
+    rs = make_experiment(tmp_path, "draw", [
+        {"id": i, "config": {"lr": 10.0 ** -i, "seed": i % 2}, "status": "TERMINATED",
+         "results": curve([1.0 / i, 0.5 / i, 0.2 / i])} for i in range(1, 5)])
+    monkeypatch.setattr(_notebook, "_plotly_sent", False)
+    cells = [rs.plot.learning_curves()._repr_html_(), rs.plot.parallel_coordinates()._repr_html_()]  # type: ignore[union-attr]
+    page_file = tmp_path / "cells.html"
+    page_file.write_text("<!DOCTYPE html><html><body>" + "".join(f"<div class='cell'>{c}</div>" for c in cells)
+                         + "</body></html>")
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://") else r.abort())
+            page.goto("file://" + str(page_file), wait_until="load", timeout=30_000)
+            page.wait_for_function("() => document.querySelectorAll('.cell .js-plotly-plot .main-svg').length >= 2",
+                                   timeout=30_000)
+            traces = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.data.length)")
+        finally:
+            browser.close()
+    assert problems == []
+    assert traces == [4, 1]  # four trials' lines; one parcoords trace

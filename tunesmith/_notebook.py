@@ -241,8 +241,10 @@ class DashboardFrame:
         self.height = height
 
     def _repr_html_(self) -> str:
-        return (f'<iframe src="{html.escape(self.url, quote=True)}" width="100%" height="{int(self.height)}" '
-                'style="border:1px solid #ddd"></iframe>')
+        # the link too: a dashboard that refuses to be framed (its CSP) is still one click away
+        url = html.escape(self.url, quote=True)
+        return (f'<iframe src="{url}" width="100%" height="{int(self.height)}" style="border:1px solid #ddd">'
+                f'</iframe><div><a href="{url}" target="_blank" rel="noopener">open the dashboard: {url}</a></div>')
 
     def __repr__(self) -> str:
         return f"tunesmith dashboard: {self.url}"
