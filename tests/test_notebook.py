@@ -101,18 +101,16 @@ def test_dashboard_frame_escapes_and_checks_the_url() -> None:
         _notebook.show("http://127.0.0.1:1/", height=True)  # type: ignore[arg-type]
 
 
-def test_the_example_notebook_runs_on_a_real_kernel(tmp_path: Any) -> None:
+@pytest.mark.timeout(180)
+def test_the_example_notebook_runs_on_a_real_kernel(tmp_path: Any, monkeypatch: Any) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(EXAMPLE, as_version=4)
     env_path = os.environ.get("PYTHONPATH", "")
     here = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
-    os.environ["PYTHONPATH"] = here + (os.pathsep + env_path if env_path else "")  # the kernel imports this tree
-    try:
-        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        os.environ["PYTHONPATH"] = env_path
+    monkeypatch.setenv("PYTHONPATH", here + (os.pathsep + env_path if env_path else ""))  # the kernel imports this tree
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [(i, o) for i, cell in enumerate(nb.cells) if cell.cell_type == "code" for o in cell.outputs]
     assert [o for _i, o in outputs if o.output_type == "error"] == []
     html = {i: o.data["text/html"] for i, o in outputs if "text/html" in o.get("data", {})}

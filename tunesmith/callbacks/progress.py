@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections import deque
 from typing import Any
 
@@ -122,7 +123,7 @@ class Progress(Callback):
         self._t0 = self._last = experiment.elapsed  # the first status line comes one interval in
         self._results0 = experiment.num_results
         self._samples.append((self._t0, self._results0, 0))
-        if getattr(self.console, "is_jupyter", False):
+        if getattr(self.console, "is_jupyter", False) and self.console.file is sys.stdout:  # not a console to a file
             from IPython.display import HTML, display
 
             self._display = display(HTML(self.html(experiment)), display_id=True)
