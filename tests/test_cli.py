@@ -80,7 +80,7 @@ def test_run_a_file_then_ls_show_report(project: Any, results_dir: Any) -> None:
     rs = ts.load(str(results_dir / "exp"))
     assert len(rs.trials) == 4 and all(t.iteration == 2 for t in rs.trials)  # --stop applied
     assert {t.config["seed"] for t in rs.trials} == {0, 1} and rs.trials[0].config["opt"] == {"name": "adam"}
-    assert f"best {rs.best.name}: loss=" in res.output
+    assert f"best {rs.best.name} by its last result: loss=" in res.output  # which "best" it means
 
     res = invoke("ls", "--storage-path", str(results_dir))
     assert res.exit_code == 0
@@ -99,6 +99,7 @@ def test_run_a_file_then_ls_show_report(project: Any, results_dir: Any) -> None:
     assert len(lrs) == 3 and lrs == sorted(lrs, reverse=True)
     res = invoke("show", "exp", "--storage-path", str(results_dir))
     assert res.exit_code == 0 and "trial_00001" in res.output and "opt/name" in res.output
+    assert "best first by each trial's last loss (min)" in res.output
     res = invoke("show", "exp", "--storage-path", str(results_dir), "--sort", "nothing")
     assert res.exit_code == 2 and "nothing" in res.output
 
@@ -110,6 +111,17 @@ def test_run_a_file_then_ls_show_report(project: Any, results_dir: Any) -> None:
     assert out.read_text().count('class="plot"') == 6
     res = invoke("report", "exp", "--storage-path", str(results_dir), "--pareto", "loss")
     assert res.exit_code == 2 and "--pareto" in res.output
+
+
+def test_report_x_axis_is_any_reported_counter(project: Any, results_dir: Any) -> None:
+    run_ok(project, results_dir)
+    out = results_dir / "x.html"
+    res = invoke("report", "exp", "--storage-path", str(results_dir), "-o", str(out), "--x", "time_total_s",
+                 "--final", "mean_last")
+    assert res.exit_code == 0, res.output
+    assert '"title":{"text":"time_total_s"}' in out.read_text()  # the learning curves' x axis
+    res = invoke("report", "exp", "--storage-path", str(results_dir), "--x", "episodes")
+    assert res.exit_code == 2 and "'episodes'" in res.output
 
 
 def test_a_failed_trial_exits_1(project: Any, results_dir: Any) -> None:

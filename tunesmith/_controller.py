@@ -64,6 +64,7 @@ class Controller:
         self.trials: dict[int, TrialView] = {}
         self.total_resources: dict[str, float] = {}
         self.best_so_far: tuple[int, float] | None = None
+        self._stop_reasons: dict[int, str] = {}  # why a Stop was sent: "stop_rule" or "experiment" (else a scheduler)
         self.num_results = 0
         self._next_id = 1
         self._start = executor.clock()
@@ -343,6 +344,7 @@ class Controller:
                 trial.end_time = now
                 self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now,
                                         start_time=trial.start_time)
+                self.store.log_event(db, "stop", trial.id, {"reason": "scheduler", "iteration": trial.iteration})
         for trial in ended:
             self._after_complete(trial)
 
@@ -381,6 +383,7 @@ class Controller:
                 continue  # already stopped: stored and observed, but nothing more to decide
             if self.stop_rules.should_stop(tid, result.iteration, metrics):
                 decision = _STOP
+                self._stop_reasons[tid] = "stop_rule"
                 continue
             decision = self.scheduler.on_result(trial, result, self.view)
         self._notify("on_trial_results", trial, results)
@@ -458,7 +461,12 @@ class Controller:
                     ("exploit", {"source": source.id, "iteration": it, "config": trial.config}))
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
-        return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, None
+        # why it ended before returning, for the record (a plot greys only a scheduler's early stop); "stopped"
+        # with no decision of ours: the worker met the stop rules itself
+        reason = self._stop_reasons.pop(trial.id, "scheduler") if isinstance(action, Stop) else (
+            "stop_rule" if status == "stopped" else None)
+        stop = ("stop", {"reason": reason, "iteration": trial.iteration}) if reason else None
+        return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, stop
 
     def _exploit_source(self, action: Exploit) -> tuple[int, str | None]:
         """(iteration, path) of the checkpoint an exploit restarts from: the one the decision named, else the
@@ -549,6 +557,8 @@ class Controller:
         self._stopping = True
         for tid in list(self._running):
             self._actions.setdefault(tid, Pause() if pause else _STOP)
+            if not pause:
+                self._stop_reasons.setdefault(tid, "experiment")
             self.executor.stop(tid)
 
     def _stop_all(self, grace_s: float) -> None:

@@ -51,6 +51,12 @@ class TrialResult:
     def name(self) -> str:
         return trial_name(self.id)
 
+    def _repr_html_(self) -> str:
+        """In a notebook: a table of its config (secrets masked), last result and error."""
+        from tunesmith._notebook import trial_html
+
+        return trial_html(self)
+
 
 class ResultSet:
     """An experiment's trials and results, read from its store (read-only; safe while a driver writes).
@@ -365,6 +371,22 @@ class ResultSet:
                     rec["error"] = t.error.strip().splitlines()[-1]
                 rows.append(rec)
         return pd.DataFrame(rows)
+
+    @property
+    def plot(self) -> Any:
+        """The report's plots for a notebook: ``result.plot.learning_curves(x="timesteps")``,
+        ``.seed_curves()``, ``.sensitivity(final="best")``, ``.parallel_coordinates()``, ``.scatter()``,
+        ``.best_so_far()``, ``.timeline()``, ``.pareto_front(metrics, modes)``. Each returns a figure that
+        draws itself inline (``.figure``: the plotly dict; ``.to_plotly()``: a plotly ``Figure``)."""
+        from tunesmith._notebook import PlotAccessor
+
+        return PlotAccessor(self)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the first trials as a table (secrets masked) and a count of the rest."""
+        from tunesmith._notebook import result_set_html
+
+        return result_set_html(self)
 
     def __len__(self) -> int:
         return len(self.trials)

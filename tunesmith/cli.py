@@ -164,7 +164,8 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
             best = result.best
             value = best.metrics.get(result.metric)
             config = json.dumps(shown(best).config, default=str)
-            click.echo(printable(f"best {best.name}: {result.metric}={_fmt(value)} config={config}"))
+            click.echo(printable(f"best {best.name} by its last result: {result.metric}={_fmt(value)} "
+                                 f"config={config}"))
         except ConfigError:
             pass
     if result.errors:
@@ -398,6 +399,8 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
                          f"{_counts(rs.trials)}), folder {rs.path}", one_line=True))
     if note:
         click.echo(printable(note, one_line=True))
+    elif sort_key is None and rs.metrics and rs.modes:
+        click.echo(printable(f"best first by each trial's last {rs.metrics[0]} ({rs.modes[0]})", one_line=True))
     config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
     metrics = list(rs.metrics)
     columns = ["trial", "status", "iter"] + metrics + config_keys
@@ -470,8 +473,12 @@ def _sortable(value: Any) -> bool:
 @click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="[default: the experiment's]")
 @click.option("--pareto", default=None, metavar="M1:MODE,M2:MODE",
               help="Add a Pareto-front plot of two metrics, e.g. loss:min,latency:min.")
+@click.option("--x", "x", default="training_iteration", show_default=True, metavar="KEY",
+              help="The learning curves' x axis: any counter the trials report (timesteps, episodes).")
+@click.option("--final", type=click.Choice(["last", "best", "mean_last"]), default="last", show_default=True,
+              help="A trial's value in the sensitivity plot: its last result, its best, or the mean of its last 5.")
 def report(name: str, storage_path: str | None, output: str | None, metric: str | None, mode: str | None,
-           pareto: str | None) -> None:
+           pareto: str | None, x: str, final: str) -> None:
     """Write an HTML report of experiment NAME with every plot (one file, works offline)."""
     from tunesmith.plots.report import write_report
 
@@ -487,7 +494,7 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
         if len(pairs) != 2:
             raise ConfigError(f"--pareto: expected two metrics, got {len(pairs)}")
     path = os.path.abspath(output or os.path.join(rs.path, "report.html"))
-    plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs)
+    plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs, x=x, final=final)
     click.echo(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})")
 
 

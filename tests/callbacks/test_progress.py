@@ -77,7 +77,7 @@ def test_table_groups_by_status_with_best_throughput_resources_and_eta() -> None
     assert "cpu 4/4 gpu 0/0" in line and "cpu 4/4 gpu 0/0" in text
     assert "4.0/s" in line  # four trials, one result per virtual second each
     assert "about 1m35s left" in line and snap.eta == 95.0  # the time budget bounds the run
-    assert "best loss=0.3 (trial_00001)" in text  # x=0.1 after 5 iterations: 0.1 + 1/5
+    assert "best loss=0.3 (trial_00001, any result)" in text  # x=0.1 after 5 iterations: 0.1 + 1/5
     rows = [r for r in text.splitlines() if r.startswith(("trial_", "+"))]
     assert [r.split()[0] for r in rows] == ["trial_00001", "trial_00002", "trial_00003", "trial_00004",
                                             "trial_00005"]
@@ -118,7 +118,7 @@ def test_final_summary_rates_are_over_the_whole_run() -> None:
     last = buf.getvalue().strip().splitlines()[-2]
     # 4 trials x 10 results in 10 virtual seconds
     assert last.startswith("tunesmith ") and " done in 10s: trials 4 terminated (of 4)" in last
-    assert "40 results (4.0/s), 0.4 trials/s" in last and "best loss=0.2 (trial_00001)" in last
+    assert "40 results (4.0/s), 0.4 trials/s" in last and "best loss=0.2 (trial_00001, any result)" in last
 
 
 def long_train(config):
@@ -169,7 +169,7 @@ def test_live_table_in_a_terminal_shows_trials_status_and_best(results_dir) -> N
     out = buf.getvalue()
     assert "trial_00001" in out and "trial_00002" in out
     assert "TERMINATED" in out
-    assert "best loss=0.5833 (trial_00002)" in out
+    assert "best loss=0.5833 (trial_00002, any result)" in out
     assert re.search(r"cpu \d+(\.\d+)?/\d+(\.\d+)? gpu", out)
     assert "\x1b[" in out  # a terminal gets colour and cursor control
 
@@ -180,7 +180,7 @@ def test_plain_lines_when_not_a_terminal(results_dir, capsys) -> None:
     lines = out.strip().splitlines()
     assert "\x1b[" not in out
     assert lines[0].startswith("tunesmith: experiment train_")
-    assert " done in " in out and "2 terminated" in out and "best loss=0.5833 (trial_00002)" in out
+    assert " done in " in out and "2 terminated" in out and "best loss=0.5833 (trial_00002, any result)" in out
     assert len(lines) <= 4  # no flood: a start line and a summary for a short run
 
 

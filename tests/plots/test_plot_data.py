@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -423,9 +424,10 @@ def test_every_plot_on_a_real_run_and_the_report(tmp_path: Any) -> None:
     assert _trace(pd_.sensitivity(rs) or {}, kind="mean", param="lr")["meta"]["n"] == [2, 2]
     assert len(pd_.timeline(rs)["data"][0]["y"]) == 4
     titles = write_report(rs, str(tmp_path / "out" / "report.html"), pareto=[("loss", "min"), ("latency", "min")])
-    assert titles == ["Learning curves", "Best so far", "Parameter sensitivity", "Parallel coordinates",
-                      "Metric against each parameter", "Trial timeline", "Pareto front"]
+    assert titles == ["Learning curves", "Learning curves by value", "Best so far", "Parameter sensitivity",
+                      "Parallel coordinates", "Metric against each parameter", "Trial timeline", "Pareto front"]
     page = (tmp_path / "out" / "report.html").read_text()
+    assert "best trial (by last result)" in page and "best result (any iteration)" in page  # which best
     assert page.count('class="plot"') == len(titles)
     assert not os.path.exists(str(tmp_path / "out" / "report.html.tmp"))
 
@@ -438,3 +440,151 @@ def test_report_notes_plots_that_do_not_apply(tmp_path: Any) -> None:
     assert titles == ["Learning curves", "Parallel coordinates", "Trial timeline"]
     page = (tmp_path / "r.html").read_text()
     assert "Best so far: left out" in page and "Parameter sensitivity: left out" in page
+
+
+# -- RL-shaped views ----------------------------------------------------------------------------------
+
+
+def _rl_curve(values: list[float], steps: int = 2048, **extra: Any) -> list[dict[str, Any]]:
+    return [{"iteration": i + 1, "t": float(i + 1), "reward": v, "timesteps": steps * (i + 1), **extra}
+            for i, v in enumerate(values)]
+
+
+@pytest.fixture
+def seeds(tmp_path: Any) -> ResultSet:
+    """A PPO-style sweep: lr in {0.1, 0.01} x 3 seeds, reward against timesteps; reward = base + seed."""
+    trials: list[dict[str, Any]] = []
+    n = 0
+    for lr, base in ((0.1, 10.0), (0.01, 20.0)):
+        for seed in (0, 1, 2):
+            n += 1
+            trials.append({"id": n, "config": {"lr": lr, "seed": seed, "env_seed": 7 * seed},
+                           "status": "TERMINATED",
+                           "results": _rl_curve([base + seed + i for i in range(4)])})
+    space = {"lr": grid([0.1, 0.01]), "seed": grid([0, 1, 2]), "env_seed": choice([0, 7, 14])}
+    return make_experiment(tmp_path, "ppo", trials, space=space, metric="reward", mode="max")
+
+
+def test_learning_curves_against_any_reported_counter(seeds: ResultSet) -> None:
+    fig = pd_.learning_curves(seeds, x="timesteps")
+    assert _trace(fig, kind="trial", trial_id=1)["x"] == [2048, 4096, 6144, 8192]
+    assert fig["layout"]["xaxis"]["title"]["text"] == "timesteps"
+    with pytest.raises(ConfigError, match="'episodes'.*timesteps"):
+        pd_.learning_curves(seeds, x="episodes")  # names the key and what was reported
+
+
+def test_seed_keys_are_recognised_by_name_or_declared() -> None:
+    assert pd_.is_seed_key("seed") and pd_.is_seed_key("env_seed") and pd_.is_seed_key("ppo/Train_Seed")
+    assert not pd_.is_seed_key("seedling") and not pd_.is_seed_key("lr") and not pd_.is_seed_key("seeds/x")
+
+
+def test_seed_curves_mean_and_std_band_per_swept_value(seeds: ResultSet) -> None:
+    fig = pd_.seed_curves(seeds, x="timesteps")
+    assert fig is not None
+    means = [t for t in fig["data"] if t["meta"]["kind"] == "seed_mean"]
+    assert [t["name"] for t in means] == ["lr=0.1", "lr=0.01"]  # the swept value, not trial names
+    lr1 = _trace(fig, kind="seed_mean", group="lr=0.1")
+    assert lr1["x"] == [2048, 4096, 6144, 8192]
+    assert lr1["y"] == pytest.approx([11.0, 12.0, 13.0, 14.0])  # mean over seeds 0, 1, 2 of 10 + seed + i
+    assert lr1["meta"]["n"] == [3, 3, 3, 3] and lr1["meta"]["trial_ids"] == [1, 2, 3]
+    high = _trace(fig, kind="seed_band_high", group="lr=0.1")
+    low = _trace(fig, kind="seed_band_low", group="lr=0.1")
+    assert high["y"] == pytest.approx([12.0, 13.0, 14.0, 15.0]) and high["fill"] == "tonexty"  # std of 0,1,2 is 1
+    assert low["y"] == pytest.approx([10.0, 11.0, 12.0, 13.0])
+    assert "env_seed" not in json.dumps([t["name"] for t in fig["data"]])  # a seed key is not a label
+
+
+def test_seed_curves_ci95_band_and_interpolated_counters(tmp_path: Any) -> None:
+    # seed 1 reports at other timesteps than seed 0: its value at seed 0's counters is interpolated
+    rs = make_experiment(tmp_path, "ci", [
+        {"id": 1, "config": {"lr": 1, "seed": 0}, "status": "TERMINATED",
+         "results": _rl_curve([0.0, 10.0], steps=100)},
+        {"id": 2, "config": {"lr": 1, "seed": 1}, "status": "TERMINATED",
+         "results": _rl_curve([0.0, 20.0, 40.0], steps=150)}], metric="reward", mode="max")
+    fig = pd_.seed_curves(rs, x="timesteps", band="ci95")
+    assert fig is not None
+    mean = _trace(fig, kind="seed_mean")
+    assert mean["x"] == [100, 150, 200, 300, 450]
+    # a seed counts where its own counters reach: seed 1 starts at 150, seed 0 ends at 200
+    assert mean["meta"]["n"] == [1, 2, 2, 1, 1]
+    assert mean["y"][1] == pytest.approx((5.0 + 0.0) / 2) and mean["y"][2] == pytest.approx((10 + 20 * 50 / 150) / 2)
+    high = _trace(fig, kind="seed_band_high")
+    values = [5.0, 0.0]
+    half = 12.706 * statistics.stdev(values) / math.sqrt(2)  # Student's t, 1 degree of freedom
+    assert high["y"][1] == pytest.approx(2.5 + half, rel=1e-3)
+    assert high["y"][0] == pytest.approx(0.0)  # one seed: no band
+    with pytest.raises(ConfigError, match="band"):
+        pd_.seed_curves(rs, band="iqr")
+
+
+def test_seed_curves_absent_without_repeated_seeds(pbt: ResultSet) -> None:
+    assert pd_.seed_curves(pbt) is None  # no seed key at all
+
+
+def test_sensitivity_final_is_selectable_and_shows_each_seed(seeds: ResultSet) -> None:
+    last = _trace(pd_.sensitivity(seeds) or {}, kind="mean", param="lr")
+    assert last["y"] == pytest.approx([14.0, 24.0])  # mean over seeds of the last reward
+    best = _trace(pd_.sensitivity(seeds, final="best") or {}, kind="mean", param="lr")
+    assert best["y"] == pytest.approx([14.0, 24.0])  # max mode: the best is the last here
+    mean2 = _trace(pd_.sensitivity(seeds, final="mean_last", last_k=2) or {}, kind="mean", param="lr")
+    assert mean2["y"] == pytest.approx([13.5, 23.5])
+    points = _trace(pd_.sensitivity(seeds) or {}, kind="seeds", param="lr")
+    assert sorted(zip(points["x"], points["y"])) == sorted(
+        [(0.1, 13.0), (0.1, 14.0), (0.1, 15.0), (0.01, 23.0), (0.01, 24.0), (0.01, 25.0)])
+    with pytest.raises(ConfigError, match="final"):
+        pd_.sensitivity(seeds, final="median")
+
+
+def test_sensitivity_best_final_in_min_mode(tmp_path: Any) -> None:
+    rs = make_experiment(tmp_path, "dip", [
+        {"id": 1, "config": {"lr": 1}, "status": "TERMINATED", "results": curve([5.0, 1.0, 3.0])}],
+        space={"lr": grid([1])})
+    assert _trace(pd_.sensitivity(rs, final="best") or {}, kind="mean")["y"] == [1.0]
+    assert _trace(pd_.sensitivity(rs, final="last") or {}, kind="mean")["y"] == [3.0]
+
+
+def test_a_seed_key_is_not_a_parameter_axis(seeds: ResultSet) -> None:
+    fig = pd_.parallel_coordinates(seeds)
+    assert fig is not None and [d["label"] for d in fig["data"][0]["dimensions"]] == ["lr", "reward"]
+    scatter = pd_.scatter(seeds)
+    assert scatter is not None and [t["meta"]["param"] for t in scatter["data"]] == ["lr"]
+    declared = pd_.scatter(seeds, seeds=[])  # declared: no key is a seed
+    assert declared is not None and [t["meta"]["param"] for t in declared["data"]] == ["lr", "seed", "env_seed"]
+
+
+def test_only_a_schedulers_stop_is_stopped_early(tmp_path: Any) -> None:
+    trials = [{"id": 1, "config": {"lr": 1}, "status": "TERMINATED", "results": curve([6, 5, 4, 3])},
+              {"id": 2, "config": {"lr": 2}, "status": "TERMINATED", "results": curve([9, 8])},
+              {"id": 3, "config": {"lr": 3}, "status": "TERMINATED", "results": curve([2, 1])},
+              {"id": 4, "config": {"lr": 4}, "status": "TERMINATED", "results": curve([7, 6, 5])}]
+    rs = make_experiment(tmp_path, "why", trials, events=[
+        (3.0, "stop", 2, {"reason": "scheduler", "iteration": 2}),
+        (3.0, "stop", 3, {"reason": "stop_rule", "iteration": 2})])
+    fig = pd_.learning_curves(rs)
+    assert _trace(fig, kind="trial", trial_id=2)["meta"]["stopped"] is True
+    assert _trace(fig, kind="trial", trial_id=3)["meta"]["stopped"] is False  # the user's rule: solved
+    assert _trace(fig, kind="trial", trial_id=4)["meta"]["stopped"] is False  # returned by itself
+    assert _trace(fig, kind="trial", trial_id=3)["line"]["color"] != pd_.GREY
+
+
+def solve(config: dict[str, Any]) -> None:
+    for i in range(1, 7):
+        ts.report({"loss": 1 / i, "solved": int(i >= config["solve_at"])})
+
+
+def test_a_real_run_records_why_each_trial_stopped(tmp_path: Any) -> None:
+    from tunesmith.schedulers._base import CONTINUE, STOP, Scheduler
+
+    class StopTrialOneAt2(Scheduler):
+        def decision_iteration(self, trial: Any) -> int:
+            return trial.iteration + 1  # every worker waits for the decision on each result: no race
+
+        def on_result(self, trial: Any, result: Any, view: Any) -> Any:
+            return STOP if trial.id == 1 and result.iteration == 2 else CONTINUE
+
+    rs = ts.run(solve, space={"solve_at": grid([3, 4, 9])}, metric="loss", mode="min", stop={"solved": 1},
+                scheduler=StopTrialOneAt2(), name="why", storage_path=str(tmp_path), verbose=0)
+    stops = {tid: data for _s, _t, kind, tid, data in rs._store.events() if kind == "stop"}
+    assert stops == {1: {"reason": "scheduler", "iteration": 2}, 2: {"reason": "stop_rule", "iteration": 4}}
+    fig = pd_.learning_curves(rs)
+    assert [_trace(fig, kind="trial", trial_id=i)["meta"]["stopped"] for i in (1, 2, 3)] == [True, False, False]

@@ -5,6 +5,10 @@ the best trial, throughput (results/s and trials/s over the last seconds), the r
 time elapsed and, when the run is bounded (a known number of trials or a time budget), an estimate of
 the time left.
 
+In a Jupyter notebook the same table is one output that updates in place (an IPython display handle,
+redrawn at most every ``max(refresh_s, 1)`` seconds): rich's ``Live`` needs ipywidgets there, and plain
+lines would pile up in the cell.
+
 Off a terminal (a log file, CI) it prints one line at the start, a status line at most every
 ``plain_every_s`` seconds, and a summary at the end. The interval between status lines grows with the
 run (at least ``elapsed / 60``), so a day-long run writes a few hundred lines, not thousands; failed
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections import deque
 from typing import Any
 
@@ -96,6 +101,8 @@ class Progress(Callback):
         self.console = console
         self.max_error_lines = max_error_lines
         self._live: Any = None
+        self._display: Any = None  # the notebook's display handle, updated in place
+        self._notebook = False  # in a notebook, lines are printed as text under the display, not as displays
         self._last = -math.inf
         self._t0 = 0.0
         self._samples: deque[tuple[float, int, int]] = deque()  # (time, results, finished) for the rates
@@ -116,7 +123,12 @@ class Progress(Callback):
         self._t0 = self._last = experiment.elapsed  # the first status line comes one interval in
         self._results0 = experiment.num_results
         self._samples.append((self._t0, self._results0, 0))
-        if self.console.is_terminal:
+        if getattr(self.console, "is_jupyter", False) and self.console.file is sys.stdout:  # not a console to a file
+            from IPython.display import HTML, display
+
+            self._display = display(HTML(self.html(experiment)), display_id=True)
+            self._notebook = True
+        elif self.console.is_terminal:
             from rich.live import Live
 
             self._live = Live(self.render(experiment), console=self.console, auto_refresh=False, transient=False)
@@ -153,6 +165,8 @@ class Progress(Callback):
             self._sample(experiment, now)
         if self._live is not None:
             every = self.refresh_s
+        elif self._display is not None:
+            every = max(self.refresh_s, 1.0)  # each redraw is a message to the notebook
         else:
             every = max(self.plain_every_s, (now - self._t0) / _PLAIN_LINES_PER_RUN)
         if now - self._last < every:
@@ -160,6 +174,8 @@ class Progress(Callback):
         self._last = now
         if self._live is not None:
             self._live.update(self.render(experiment), refresh=True)
+        elif self._display is not None:
+            self._update_display(experiment)
         else:
             self._print(self.status_line(experiment))
 
@@ -171,7 +187,29 @@ class Progress(Callback):
             self._live.update(self.render(experiment), refresh=True)
             self._live.stop()
             self._live = None
+        if self._display is not None:
+            self._update_display(experiment)
+            self._display = None
         self._print(self.status_line(experiment, final=True))
+
+    # -- notebook -----------------------------------------------------------------------------------
+    def html(self, experiment: ExperimentInfo) -> str:
+        """The live table as HTML (rich's own export: every string escaped), for a notebook's display."""
+        import io
+
+        from rich.console import Console
+
+        recorder = Console(record=True, file=io.StringIO(), width=140, force_terminal=True, force_jupyter=False,
+                           color_system="truecolor")
+        recorder.print(self.render(experiment))
+        return recorder.export_html(inline_styles=True, code_format=(
+            '<pre class="tunesmith-progress" style="font-family:monospace;line-height:1.25;font-size:12px">'
+            "{code}</pre>"))
+
+    def _update_display(self, experiment: ExperimentInfo) -> None:
+        from IPython.display import HTML
+
+        self._display.update(HTML(self.html(experiment)))
 
     # -- numbers ------------------------------------------------------------------------------------
     def _sample(self, experiment: ExperimentInfo, now: float) -> None:
@@ -225,7 +263,8 @@ class Progress(Callback):
         best = experiment.best
         if best is None or not isinstance(experiment.metric, str):
             return ""
-        return f"best {printable(experiment.metric, one_line=True)}={_fmt(best[1])} (trial_{best[0]:05d})"
+        # the driver's best is the best single result any trial reported (not a trial's last result)
+        return f"best {printable(experiment.metric, one_line=True)}={_fmt(best[1])} (trial_{best[0]:05d}, any result)"
 
     def status_line(self, experiment: ExperimentInfo, final: bool = False) -> str:
         """One line: trials by status, results and rates, resources, best, elapsed and ETA."""
@@ -262,6 +301,10 @@ class Progress(Callback):
     def _print(self, line: str, style: str | None = None) -> None:
         console = self._live.console if self._live is not None else self.console
         line = printable(line)  # every caller's text is already one line each; this is the last door
+        if self._notebook:
+            print(line, flush=True)  # rich would make each line a display of its own
+            self.lines += line.count("\n") + 1
+            return
         console.print(line, style=style, highlight=False, soft_wrap=True, markup=False, emoji=False)
         if self._live is None:
             self.lines += line.count("\n") + 1

@@ -6,6 +6,11 @@ tested as data, dumped as JSON, drawn by plotly.js (``render.py``) or by the ``p
 (``plotly.graph_objects.Figure(fig)``). Every trace carries a ``meta`` dict saying what it shows (trial
 id, status, ...). A function returns ``None`` when its plot does not apply (no grid for a sensitivity
 plot, no varying parameter for a scatter plot).
+
+Seeds: a config key whose last part is ``seed`` or ends in ``_seed`` (``seed``, ``env_seed``,
+``ppo/train_seed``) is a repeat, not a parameter (:func:`is_seed_key`); the functions that use this take
+``seeds=`` (or ``repeats=``) to declare the seed keys instead (``[]``: none). Seeds are averaged over in
+:func:`seed_curves` and :func:`sensitivity`, and never drawn as a parameter axis.
 """
 
 from __future__ import annotations
@@ -129,6 +134,91 @@ def _metric_values(exp: _Experiment, metric: str) -> dict[int, float]:
     return out
 
 
+FINALS = ("last", "best", "mean_last")
+
+
+def _final_values(exp: _Experiment, metric: str, final: str = "last", last_k: int = 5,
+                  mode: str | None = None) -> dict[int, float]:
+    """Each trial's "final" value of ``metric``: its ``last`` result's, its ``best`` result's (in the
+    experiment's mode) or the ``mean_last`` of its last ``last_k`` results that hold the metric.
+
+    Raises:
+        ConfigError: an unknown ``final``, ``last_k`` < 1, or ``best`` without a mode.
+    """
+    if final not in FINALS:
+        raise ConfigError(f"final: expected one of {list(FINALS)}, got {final!r}")
+    if final == "last":
+        return _metric_values(exp, metric)
+    if isinstance(last_k, bool) or not isinstance(last_k, int) or last_k < 1:
+        raise ConfigError(f"last_k: expected a whole number >= 1 of last results to average, got {last_k!r}")
+    sign = 1.0
+    if final == "best":
+        sign = 1.0 if resolve_mode(exp.rs, mode) == "max" else -1.0
+    out: dict[int, float] = {}
+    for t in exp.rs.trials:
+        values = [v for v in (_number(r.get(metric)) for r in exp.history.get(t.id, [])) if v is not None]
+        if not values:
+            continue
+        out[t.id] = sign * max(sign * v for v in values) if final == "best" else statistics.fmean(values[-last_k:])
+    return out
+
+
+def is_seed_key(key: str) -> bool:
+    """A config key that names a seed, a repeat rather than a parameter: its last part (of ``outer/inner``)
+    is ``seed`` or ends in ``_seed``, in any case (``seed``, ``env_seed``, ``ppo/Train_Seed``)."""
+    last = str(key).rsplit("/", 1)[-1].lower()
+    return last == "seed" or last.endswith("_seed")
+
+
+def _seed_set(keys: Sequence[str], seeds: Sequence[str] | None) -> set[str]:
+    """The seed keys among ``keys``: ``seeds`` when declared, else those :func:`is_seed_key` recognises."""
+    if seeds is not None:
+        if isinstance(seeds, str):
+            raise ConfigError(f"seeds: expected a list of config keys, got the string {seeds!r}")
+        return set(seeds)
+    return {k for k in keys if is_seed_key(k)}
+
+
+def _stopped_early(exp: _Experiment) -> set[int]:
+    """Trials a scheduler stopped early (ASHA, HyperBand, median stopping), as the driver logged it: a
+    ``stop`` event with reason ``scheduler``. A trial ended by the user's own ``stop=`` rule (a solved
+    task), by the end of the run or by returning is not "stopped early".
+
+    Stores written before the driver logged stop events have none: there, as before, a TERMINATED trial
+    short of the longest one counts as stopped, unless the experiment ran with FIFO (which never stops
+    a trial)."""
+    logged = False
+    stopped: set[int] = set()
+    for _seq, _time, kind, trial_id, data in exp.events:
+        if kind == "stop" and trial_id is not None:
+            logged = True
+            if isinstance(data, dict) and data.get("reason") == "scheduler":
+                stopped.add(trial_id)
+            else:
+                stopped.discard(trial_id)
+    if logged:
+        return {t.id for t in exp.rs.trials if t.id in stopped and t.status is TrialStatus.TERMINATED}
+    scheduler = exp.rs.meta.get("spec", {}).get("scheduler")
+    if isinstance(scheduler, dict) and scheduler.get("type") == "FIFO":
+        return set()
+    longest = max((t.iteration for t in exp.rs.trials), default=0)
+    return {t.id for t in exp.rs.trials if t.status is TrialStatus.TERMINATED and t.iteration < longest}
+
+
+def _check_x(exp: _Experiment, x: str) -> None:
+    """``x`` must be a counter some result reported as a number (``timesteps``, ``episodes``...)."""
+    if x == ITERATION:
+        return
+    keys: dict[str, None] = {}
+    for history in exp.history.values():
+        for res in history:
+            if _number(res.get(x)) is not None:
+                return
+            keys.update((k, None) for k, v in res.items() if _number(v) is not None)
+    raise ConfigError(f"x: no result reported a number for {x!r}; expected one of the reported keys "
+                      f"{sorted(keys) or [ITERATION]}")
+
+
 # ------------------------------------------------------------------------------------ learning curves
 
 
@@ -136,7 +226,7 @@ def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION
                     max_points: int = 1000) -> Figure:
     """Every trial's metric over its iterations, one line per trial.
 
-    Trials stopped early (TERMINATED before the highest iteration any trial reached, e.g. by ASHA) are
+    Trials a scheduler stopped early (ASHA, HyperBand...; not those the user's ``stop=`` rule ended) are
     grey; failed ones red and dashed. A PBT exploit is drawn as a dotted link from the source trial's
     point at the checkpoint's iteration to the trial's first point after it, and the trial's own line
     breaks there (its earlier points are its life before the exploit).
@@ -144,12 +234,17 @@ def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION
     Args:
         rs: the experiment.
         metric: default: the experiment's.
-        x: the result key on the x axis: ``training_iteration`` or ``time_total_s``.
+        x: the result key on the x axis: ``training_iteration`` (default), ``time_total_s`` or any counter
+            the trials report (``timesteps``, ``episodes``); results without it are left out.
         max_points: per trial at most this many points are drawn (evenly spaced, the last one kept).
+
+    Raises:
+        ConfigError: no result reported a number for ``x``.
     """
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
-    max_iteration = max((t.iteration for t in rs.trials), default=0)
+    _check_x(exp, x)
+    early = _stopped_early(exp)
     links = _lineage(exp)
     breaks: dict[int, set[int]] = defaultdict(set)
     for child, _source, iteration in links:
@@ -162,7 +257,7 @@ def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION
         previous: int | None = None
         for res in _thin(exp.history.get(t.id, []), max_points):
             value = _number(res.get(metric))
-            if value is None:
+            if value is None or _number(res.get(x)) is None:
                 continue
             it = res[ITERATION]
             if previous is not None and any(previous <= b < it for b in breaks.get(t.id, ())):
@@ -171,7 +266,7 @@ def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION
             xs.append(res.get(x))
             ys.append(value)
             previous = it
-        stopped = t.status is TrialStatus.TERMINATED and t.iteration < max_iteration
+        stopped = t.id in early
         color = PALETTE[n % len(PALETTE)]
         line: dict[str, Any] = {"width": 1.5, "color": color}
         if t.status is TrialStatus.ERROR:
@@ -229,6 +324,131 @@ def _thin(history: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]
         return history
     step = (len(history) - 1) / (max_points - 1)
     return [history[round(i * step)] for i in range(max_points)]
+
+
+# ------------------------------------------------------------------------------ curves averaged over seeds
+
+BANDS = ("std", "ci95")
+# Student's t at 0.975 for 1..30 degrees of freedom (no scipy in the core); beyond, the normal 1.96
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def _half_width(values: list[float], band: str) -> float:
+    if len(values) < 2:
+        return 0.0
+    std = statistics.stdev(values)
+    if band == "std":
+        return std
+    df = len(values) - 1
+    return (_T975[df - 1] if df <= len(_T975) else 1.96) * std / math.sqrt(len(values))
+
+
+def _interpolate(points: list[tuple[float, float]], at: float) -> float | None:
+    """The curve through ``points`` (sorted by x) at ``at``, linear between points; None outside them."""
+    if not points or at < points[0][0] or at > points[-1][0]:
+        return None
+    lo, hi = 0, len(points) - 1
+    while hi - lo > 1:  # bisect: the last point at or before ``at``
+        mid = (lo + hi) // 2
+        if points[mid][0] <= at:
+            lo = mid
+        else:
+            hi = mid
+    (x0, y0), (x1, y1) = points[lo], points[hi]
+    if at <= x0 or x1 == x0:
+        return y0 if at <= x0 else y1
+    return y0 + (y1 - y0) * (at - x0) / (x1 - x0)
+
+
+def seed_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION, band: str = "std",
+                seeds: Sequence[str] | None = None, max_points: int = 300) -> Figure | None:
+    """The standard RL figure: one curve per swept value, the mean over its seeds, with a band.
+
+    Trials that differ only in their seed keys form a group, labelled by the values of the other keys that
+    vary (``lr=0.001``). Each seed's curve is taken at every counter value any seed of the group reported
+    (linear between its own points, never beyond its first or last), so seeds that log at different
+    ``timesteps`` still average; ``meta["n"]`` says how many seeds each point averages.
+
+    Args:
+        rs: the experiment.
+        metric: default: the experiment's.
+        x: the counter on the x axis (``training_iteration``, ``timesteps``, ``episodes``...).
+        band: ``"std"`` (mean ± one sample standard deviation) or ``"ci95"`` (a 95% confidence interval
+            of the mean, Student's t).
+        seeds: the config keys that are seeds; default: those :func:`is_seed_key` recognises.
+        max_points: per curve at most this many counter values (evenly spaced).
+
+    Returns:
+        The figure, or None when no group has two seeds (nothing to average).
+
+    Raises:
+        ConfigError: an unknown ``band``, or no result reported a number for ``x``.
+    """
+    from tunesmith._secrets import shown
+    from tunesmith.space import flatten
+
+    if band not in BANDS:
+        raise ConfigError(f"band: expected one of {list(BANDS)}, got {band!r}")
+    exp = _read(rs)
+    metric = resolve_metric(rs, metric)
+    _check_x(exp, x)
+    flat = {t.id: flatten(shown(t).config) for t in rs.trials}
+    seed_keys = _seed_set(list(dict.fromkeys(k for cfg in flat.values() for k in cfg)), seeds)
+    if not seed_keys:
+        return None
+    curves: dict[int, list[tuple[float, float]]] = {}
+    for t in rs.trials:
+        points = {}
+        for res in exp.history.get(t.id, []):
+            cx, cy = _number(res.get(x)), _number(res.get(metric))
+            if cx is not None and cy is not None:
+                points[cx] = cy  # one value per counter: the latest
+        if points:
+            curves[t.id] = sorted(points.items())
+    others = [k for k in dict.fromkeys(k for cfg in flat.values() for k in cfg) if k not in seed_keys]
+    varying = [k for k in others if len({_label(flat[i].get(k)) for i in curves}) > 1]
+    groups: dict[str, list[int]] = {}
+    for tid in curves:
+        label = ", ".join(f"{k}={_label(flat[tid].get(k))}" for k in varying) or metric
+        groups.setdefault(label, []).append(tid)
+    if not any(len(ids) > 1 for ids in groups.values()):
+        return None
+    data: list[dict[str, Any]] = []
+    for g, (label, ids) in enumerate(groups.items()):
+        grid = sorted({px for tid in ids for px, _ in curves[tid]})
+        if len(grid) > max_points > 1:
+            step = (len(grid) - 1) / (max_points - 1)
+            grid = [grid[round(i * step)] for i in range(max_points)]
+        xs, means, lows, highs, ns = [], [], [], [], []
+        for at in grid:
+            values = [v for v in (_interpolate(curves[tid], at) for tid in ids) if v is not None]
+            if not values:
+                continue
+            mean, half = statistics.fmean(values), _half_width(values, band)
+            xs.append(int(at) if float(at).is_integer() else at)
+            means.append(mean)
+            lows.append(mean - half)
+            highs.append(mean + half)
+            ns.append(len(values))
+        color = PALETTE[g % len(PALETTE)]
+        common = {"legendgroup": label, "hoverinfo": "skip", "showlegend": False}
+        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": lows, "name": f"{label} low",
+                     "line": {"width": 0, "color": color},
+                     "meta": {"kind": "seed_band_low", "group": label}, **common})
+        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": highs, "name": f"{label} high",
+                     "fill": "tonexty", "fillcolor": _transparent(color), "line": {"width": 0, "color": color},
+                     "meta": {"kind": "seed_band_high", "group": label}, **common})
+        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": means, "name": label,
+                     "legendgroup": label, "line": {"color": color, "width": 2}, "customdata": ns,
+                     "hovertemplate": f"{label}<br>{x}=%{{x}}<br>mean {metric}=%{{y:.5g}}<br>"
+                                      "seeds=%{customdata}<extra></extra>",
+                     "meta": {"kind": "seed_mean", "group": label, "n": ns, "trial_ids": ids}})
+    what = "±1 std" if band == "std" else "95% CI"
+    return {"data": data, "layout": {
+        "title": {"text": f"{metric} against {x}: mean over seeds ({', '.join(sorted(seed_keys))}), band {what}"},
+        "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": metric}}, "hovermode": "closest"}}
 
 
 # ------------------------------------------------------------------------------------------ best so far
@@ -305,9 +525,10 @@ def sweep_stats(values_by_x: dict[str, list[float]], order: Sequence[Any]) -> li
     return out
 
 
-def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str] | None = None) -> Figure | None:
+def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str] | None = None,
+                final: str = "last", last_k: int = 5, mode: str | None = None) -> Figure | None:
     """For a grid sweep: the final metric against each swept parameter, mean line with a min–max band
-    over the repeats (seeds) and the other parameters' values.
+    over the repeats (seeds) and the other parameters' values, and each trial's own value as a point.
 
     One subplot per swept parameter. When other swept parameters have at most ``MAX_LINES`` combinations,
     each combination gets its own line (its band is the spread over the repeats); otherwise they are
@@ -317,7 +538,10 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
         rs: the experiment; its stored space says which keys are ``grid`` dimensions.
         metric: default: the experiment's.
         repeats: grid keys (``outer/inner`` for nested ones) that are repeats rather than parameters;
-            default: those whose last part contains ``seed``.
+            default: the seed keys (:func:`is_seed_key`).
+        final: which value of a trial counts: its ``last`` result's, its ``best`` (in ``mode``), or the
+            ``mean_last`` of its last ``last_k`` results (a noisy RL return).
+        mode: for ``final="best"``; default: the experiment's.
 
     Returns:
         The figure, or None when the space has no grid dimension besides the repeats.
@@ -325,12 +549,11 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
     grids = _grids(exp)
-    if repeats is None:
-        repeats = [k for k in grids if "seed" in k.rsplit("/", 1)[-1].lower()]
-    params = [k for k in grids if k not in set(repeats)]
+    repeat_keys = _seed_set(list(grids), repeats)
+    params = [k for k in grids if k not in repeat_keys]
     if not params:
         return None
-    finals = _metric_values(exp, metric)
+    finals = _final_values(exp, metric, final, last_k, mode)
     trials = [t for t in rs.trials if t.id in finals]
     shown = {q: _shown_labels(path, values) for q, (path, values) in grids.items()}
     layout, axes = _subplots(len(params), [f"{metric} vs {p}" for p in params])
@@ -340,16 +563,20 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
         path, order = grids[param]
         others = [q for q in params if q != param]
         groups: dict[str, dict[str, list[float]]] = {}
+        members: dict[str, dict[str, list[int]]] = {}  # the trials behind each value, for the seed points
         for t in trials:
             group = ", ".join(f"{q}={_shown(grids[q][0], shown[q], _get(t.config, grids[q][0]))}" for q in others)
-            groups.setdefault(group, {}).setdefault(_shown(path, shown[param], _get(t.config, path)), []).append(
-                finals[t.id])
+            label = _shown(path, shown[param], _get(t.config, path))
+            groups.setdefault(group, {}).setdefault(label, []).append(finals[t.id])
+            members.setdefault(group, {}).setdefault(label, []).append(t.id)
         if len(groups) > MAX_LINES:
             pooled: dict[str, list[float]] = {}
-            for by_x in groups.values():
+            pooled_ids: dict[str, list[int]] = {}
+            for group, by_x in groups.items():
                 for label, ys in by_x.items():
                     pooled.setdefault(label, []).extend(ys)
-            groups = {"": pooled}
+                    pooled_ids.setdefault(label, []).extend(members[group][label])
+            groups, members = {"": pooled}, {"": pooled_ids}
         masked = any(label != _label(value) for value, label in zip(order, shown[param].values()))
         numeric = not masked and all(_number(v) is not None for v in order)
         labels = list(dict.fromkeys(shown[param].values()))
@@ -378,6 +605,16 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
                          "n": [p.n for p in stats], "std": [p.std for p in stats]},
             })
             legend_seen.add(name)
+            # every trial's own value: the seeds behind the mean, so a lucky seed shows
+            by_label = {_label(p.value): (p.value if numeric else _label(p.value)) for p in stats}
+            ids = [tid for label in by_label for tid in members[group].get(label, [])]
+            data.append({"type": "scatter", "mode": "markers", "name": f"{name} trials", "legendgroup": name,
+                         "showlegend": False, "xaxis": xa, "yaxis": ya,
+                         "x": [by_label[label] for label in by_label for _ in members[group].get(label, [])],
+                         "y": [finals[tid] for tid in ids], "text": [f"trial_{tid:05d}" for tid in ids],
+                         "marker": {"size": 5, "color": color, "opacity": 0.6},
+                         "hovertemplate": f"%{{text}}<br>{param}=%{{x}}<br>{metric}=%{{y:.5g}}<extra></extra>",
+                         "meta": {"kind": "seeds", "param": param, "group": group, "trial_ids": ids}})
         axis: dict[str, Any] = {"title": {"text": param}}
         if numeric:
             numbers_ = [float(v) for v in order]
@@ -389,7 +626,9 @@ def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str]
             axis["categoryarray"] = labels
         layout[xkey].update(axis)
         layout[ykey].update({"title": {"text": metric}})
-    layout["title"] = {"text": f"Parameter sensitivity: {metric} (mean, band: min–max over repeats)"}
+    what = {"last": "last result", "best": "best result", "mean_last": f"mean of the last {last_k} results"}[final]
+    layout["title"] = {"text": f"Parameter sensitivity: {metric}, {what} (mean, band: min–max over repeats, "
+                               "points: trials)"}
     return {"data": data, "layout": layout}
 
 
@@ -495,6 +734,13 @@ def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]
     return out
 
 
+def _parameters(exp: _Experiment, trial_ids: Sequence[int], seeds: Sequence[str] | None) -> dict[str, list[Any]]:
+    """``_varying`` less the seed keys: a seed is a repeat, not a parameter to draw an axis for."""
+    varying = _varying(exp, trial_ids)
+    skip = _seed_set(list(varying), seeds)
+    return {k: v for k, v in varying.items() if k not in skip}
+
+
 def _log_axis(exp: _Experiment, key: str, values: list[Any]) -> bool:
     """Log scale for log-uniform domains; for choices, grids and constants, when the values are positive
     numbers spanning two decades or more."""
@@ -515,8 +761,9 @@ def _log_axis(exp: _Experiment, key: str, values: list[Any]) -> bool:
     return max(positive) / min(positive) >= 100
 
 
-def scatter(rs: ResultSet, metric: str | None = None) -> Figure | None:
-    """The final metric against each parameter that varies between trials, one subplot per parameter.
+def scatter(rs: ResultSet, metric: str | None = None, seeds: Sequence[str] | None = None) -> Figure | None:
+    """The final metric against each parameter that varies between trials, one subplot per parameter
+    (seed keys are not parameters: ``seeds=`` declares them, default :func:`is_seed_key`).
 
     Returns:
         The figure, or None when no parameter varies or no trial reported the metric.
@@ -525,7 +772,7 @@ def scatter(rs: ResultSet, metric: str | None = None) -> Figure | None:
     metric = resolve_metric(rs, metric)
     finals = _metric_values(exp, metric)
     ids = sorted(finals)
-    varying = _varying(exp, ids)
+    varying = _parameters(exp, ids, seeds)
     if not varying:
         return None
     names = [f"trial_{i:05d}" for i in ids]
@@ -550,8 +797,10 @@ def scatter(rs: ResultSet, metric: str | None = None) -> Figure | None:
     return {"data": data, "layout": layout}
 
 
-def parallel_coordinates(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> Figure | None:
-    """One line per trial through an axis per varying parameter and a last axis for the final metric,
+def parallel_coordinates(rs: ResultSet, metric: str | None = None, mode: str | None = None,
+                         seeds: Sequence[str] | None = None) -> Figure | None:
+    """One line per trial through an axis per varying parameter (not the seed keys: ``seeds=`` declares
+    them, default :func:`is_seed_key`) and a last axis for the final metric,
     coloured by the metric (the best trials darkest). Text and other non-numeric parameters are
     categorical axes; log-scaled ones are shown as ``log10(key)``.
 
@@ -565,7 +814,7 @@ def parallel_coordinates(rs: ResultSet, metric: str | None = None, mode: str | N
     if not ids:
         return None
     dimensions = []
-    for key, values in _varying(exp, ids).items():
+    for key, values in _parameters(exp, ids, seeds).items():
         numeric = all(_number(v) is not None for v in values)
         if numeric and _log_axis(exp, key, values):
             dimensions.append({"label": f"log10({key})", "values": [math.log10(float(v)) for v in values]})

@@ -15,12 +15,14 @@ from tunesmith._secrets import shown as masked
 from tunesmith.analysis import ResultSet, load
 from tunesmith.plots import data as plot_data
 from tunesmith.plots.render import Panel, write_html
+from tunesmith.trial import ITERATION
 
 log = logging.getLogger("tunesmith")
 
 
 def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = None,
-                 pareto: Sequence[tuple[str, str]] | None = None) -> tuple[list[Panel], list[str]]:
+                 pareto: Sequence[tuple[str, str]] | None = None, x: str = ITERATION,
+                 final: str = "last") -> tuple[list[Panel], list[str]]:
     """The report's plots, and a note for each plot left out (and why).
 
     Args:
@@ -28,6 +30,11 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
         metric, mode: what to plot; default: the experiment's.
         pareto: two ``(metric, mode)`` pairs for a Pareto-front plot; default: the experiment's metrics
             when it has two.
+        x: the learning curves' x axis (any counter the trials report).
+        final: which value of a trial the sensitivity plot takes: ``last``, ``best`` or ``mean_last``.
+
+    Raises:
+        ConfigError: no result reported ``x``, an unknown ``final``, or a bad ``pareto``.
     """
     panels: list[Panel] = []
     notes: list[str] = []
@@ -53,15 +60,22 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
         else:
             panels.append(Panel(title, figure, description))
 
-    add("Learning curves", "One line per trial. Grey: stopped early; red dashed: failed; dotted: PBT exploit.",
-        "", plot_data.learning_curves, rs, metric)
+    curves = plot_data.learning_curves(rs, metric, x)  # a bad x is the user's error, not a plot left out
+    panels.append(Panel("Learning curves", curves, "One line per trial. Grey: stopped early by the scheduler; "
+                        "red dashed: failed; dotted: PBT exploit."))
+    add("Learning curves by value", "Mean over the seeds of each swept value, band: ±1 std; the figure RL "
+        "papers show.", "no seed key (seed, *_seed) repeated for a value", plot_data.seed_curves, rs, metric, x)
     if mode is not None:
         add("Best so far", "The best result found so far over wall-clock time; grey points: every result.",
             "", plot_data.best_so_far, rs, metric, mode)
     else:
         notes.append("Best so far: left out (no mode: pass mode 'min' or 'max')")
-    add("Parameter sensitivity", "Final metric per grid value: mean line, band from min to max over repeats.",
-        "no grid dimension besides seeds in the search space", plot_data.sensitivity, rs, metric)
+    if final not in plot_data.FINALS:
+        raise ConfigError(f"final: expected one of {list(plot_data.FINALS)}, got {final!r}")
+    which = {"last": "last result", "best": "best result", "mean_last": "mean of the last 5 results"}[final]
+    add("Parameter sensitivity", f"Each trial's {which} per grid value: mean line, band from min to max over "
+        "repeats, a point per trial.", "no grid dimension besides seeds in the search space",
+        plot_data.sensitivity, rs, metric, None, final, 5, mode)
     add("Parallel coordinates", "One line per trial, coloured by the final metric.",
         "no trial reported the metric", plot_data.parallel_coordinates, rs, metric, mode)
     add("Metric against each parameter", "Final metric of each trial against each parameter that varies.",
@@ -102,8 +116,13 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
         if best is not None:
             value = best.metrics.get(metric)
             shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
-            facts.append(("best trial", f"{best.name}: {metric}={shown}"))
+            facts.append(("best trial (by last result)", f"{best.name}: {metric}={shown}"))
             facts.append(("best config", json.dumps(masked(best).config, sort_keys=True, default=str)))
+            ever = rs.get_best(metric, mode, scope="all")
+            value = ever.metrics.get(metric)
+            shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
+            facts.append(("best result (any iteration)",
+                          f"{ever.name} at iteration {ever.metrics.get(ITERATION)}: {metric}={shown}"))
     created = rs.meta.get("created")
     if isinstance(created, (int, float)):
         facts.append(("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))))
@@ -112,7 +131,7 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
 
 def write_report(result_set: ResultSet | str, path: str, *, metric: str | None = None,
                  mode: str | None = None, pareto: Sequence[tuple[str, str]] | None = None,
-                 title: str | None = None) -> list[str]:
+                 title: str | None = None, x: str = ITERATION, final: str = "last") -> list[str]:
     """Write every plot that applies to the experiment into one HTML file that works offline.
 
     Args:
@@ -122,16 +141,19 @@ def write_report(result_set: ResultSet | str, path: str, *, metric: str | None =
         pareto: two ``(metric, mode)`` pairs for a Pareto-front plot, e.g.
             ``[("loss", "min"), ("latency", "min")]``.
         title: the page title; default: ``tunesmith report: <experiment>``.
+        x: the learning curves' x axis: ``training_iteration`` or any counter the trials report
+            (``timesteps``, ``episodes``).
+        final: a trial's value in the sensitivity plot: ``last`` result, ``best``, or ``mean_last`` (of 5).
 
     Returns:
         The titles of the plots written, in page order (plots that do not apply are listed as notes on
         the page instead).
 
     Raises:
-        ConfigError: no such experiment, or a bad ``pareto``.
+        ConfigError: no such experiment, a bad ``pareto`` or ``final``, or no result reported ``x``.
     """
     rs = load(result_set) if isinstance(result_set, str) else result_set
-    panels, notes = build_panels(rs, metric, mode, pareto)
+    panels, notes = build_panels(rs, metric, mode, pareto, x, final)
     write_html(path, title or f"tunesmith report: {rs.name}", panels, summary(rs, metric, mode), notes)
     log.info("report of %s written to %s (%d plots)", rs.name, path, len(panels))
     return [p.title for p in panels]

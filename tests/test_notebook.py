@@ -1,0 +1,166 @@
+"""Results in Jupyter: HTML tables (escaped, masked, bounded), inline plots, the dashboard frame, and the example
+notebook executed on a real kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import pytest
+
+from tunesmith import _notebook
+from tunesmith._errors import ConfigError
+from tunesmith.analysis import ResultSet
+from tunesmith.plots import data as plot_data
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "plots"))
+from test_plot_data import curve, make_experiment  # noqa: E402  (tests have no packages)
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "tunesmith_quickstart.ipynb")
+EVIL = '<script>alert("x")</script>'
+EVIL_KEY = "<img src=x onerror=alert(1)>"  # keys cannot hold "/" (it nests)
+
+
+@pytest.fixture
+def hostile(tmp_path: Any) -> ResultSet:
+    """Config keys and values, a metric and an error that carry markup, and a secret."""
+    return make_experiment(tmp_path, "hostile", [
+        {"id": 1, "config": {"name": EVIL, "api_key": "sk-verysecret-123", EVIL_KEY: 1}, "status": "ERROR",
+         "results": curve([1.0, 0.5])},
+        {"id": 2, "config": {"name": "plain", "api_key": "sk-verysecret-123", EVIL_KEY: 2}, "status": "TERMINATED",
+         "results": curve([0.4, 0.2])}])
+
+
+def test_result_set_html_escapes_every_value_and_masks_secrets(hostile: ResultSet) -> None:
+    page = hostile._repr_html_()
+    assert "<script>" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "sk-verysecret-123" not in page and "***" in page
+    assert "trial_00001" in page and "trial_00002 ★" in page  # the best (by last result) is marked
+    assert "best by last result: trial_00002 loss=0.2 (min)" in page
+
+
+def test_trial_html_escapes_masks_and_shows_the_error(hostile: ResultSet) -> None:
+    failed = hostile.trial(1)
+    page = failed._repr_html_()
+    assert "<script>" not in page and "&lt;script&gt;" in page and "<img" not in page
+    assert "sk-verysecret-123" not in page and "config/api_key" in page
+    assert "ValueError: boom" in page and "ERROR" in page
+
+
+def test_result_set_html_is_bounded(tmp_path: Any) -> None:
+    rs = make_experiment(tmp_path, "many", [
+        {"id": i, "config": {"x": i}, "status": "TERMINATED", "results": curve([float(i)])} for i in range(1, 31)])
+    page = _notebook.result_set_html(rs, max_rows=5)
+    assert page.count("<tr><td>") == 5 and "… and 25 more trials" in page
+    assert page.count("<tr><td>trial_000") == 5
+    assert len(rs._repr_html_()) < 20_000  # MAX_ROWS by default
+
+
+def test_plot_accessor_returns_the_reports_figures(hostile: ResultSet) -> None:
+    fig = hostile.plot.learning_curves()
+    assert isinstance(fig, _notebook.PlotFigure)
+    assert fig.figure == plot_data.learning_curves(hostile)  # the same pure function as the report
+    bundle = fig._repr_mimebundle_()
+    assert bundle[_notebook.PLOTLY_MIME]["data"][0]["meta"]["trial_id"] == 1
+    html = bundle["text/html"]
+    assert "Plotly.newPlot" in html and "</script><script>" not in html.split("var fig=")[1].split(";")[0]
+    assert hostile.plot.sensitivity() is None  # does not apply: no grid
+    assert "learning_curves()" in repr(hostile.plot)
+
+
+def test_plotly_js_is_sent_once_per_kernel(hostile: ResultSet, monkeypatch: Any) -> None:
+    monkeypatch.setattr(_notebook, "_plotly_sent", False)
+    first = hostile.plot.timeline()._repr_html_()
+    second = hostile.plot.timeline()._repr_html_()
+    assert "plotly.js v4" in first and len(first) > 1_000_000
+    assert "plotly.js v4" not in second and len(second) < 100_000 and "window.Plotly" in second
+
+
+def test_a_figure_cannot_close_its_script_element(tmp_path: Any) -> None:
+    rs = make_experiment(tmp_path, "names", [
+        {"id": 1, "config": {"x": 1}, "status": "TERMINATED", "results": curve([1.0])}], metric=f"loss{EVIL}")
+    rs_plain = make_experiment(tmp_path, "plain2", [
+        {"id": 1, "config": {"x": 1}, "status": "TERMINATED",
+         "results": [{"iteration": 1, "t": 1.0, f"loss{EVIL}": 1.0}]}], metric=f"loss{EVIL}")
+    html = rs_plain.plot.learning_curves()._repr_html_()
+    body = html.split("var fig=", 1)[1]
+    assert "</script" not in body.split("function draw")[0]  # the JSON holds \u003c/script
+    assert rs.plot.learning_curves(metric="loss") is not None
+
+
+def test_dashboard_frame_escapes_and_checks_the_url() -> None:
+    frame = _notebook.show('http://127.0.0.1:8788/?a="><script>x</script>', height=400)
+    page = frame._repr_html_()
+    assert "<script>" not in page and 'height="400"' in page and page.startswith("<iframe ")
+    with pytest.raises(ConfigError, match="url"):
+        _notebook.show("javascript:alert(1)")
+    with pytest.raises(ConfigError, match="height"):
+        _notebook.show("http://127.0.0.1:1/", height=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(180)
+def test_the_example_notebook_runs_on_a_real_kernel(tmp_path: Any, monkeypatch: Any) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(EXAMPLE, as_version=4)
+    env_path = os.environ.get("PYTHONPATH", "")
+    here = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+    monkeypatch.setenv("PYTHONPATH", here + (os.pathsep + env_path if env_path else ""))  # the kernel imports this tree
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [(i, o) for i, cell in enumerate(nb.cells) if cell.cell_type == "code" for o in cell.outputs]
+    assert [o for _i, o in outputs if o.output_type == "error"] == []
+    html = {i: o.data["text/html"] for i, o in outputs if "text/html" in o.get("data", {})}
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    run_cell, table_cell, best_cell, seeds_cell, curves_cell = code
+    # progress: one display, updated in place (its last state is the finished table), not a line every 10 s
+    progress = [o for i, o in outputs if i == run_cell and o.output_type in ("display_data", "update_display_data")]
+    assert len(progress) == 1 and "tunesmith-progress" in progress[0].data["text/html"]
+    assert "6 terminated" in progress[0].data["text/html"]
+    text = "".join(o.get("text", "") for i, o in outputs if i == run_cell and o.output_type == "stream")
+    assert "tunesmith: experiment" not in text and " done in " in text  # the end line, as text
+    assert 'class="tunesmith-table"' in html[table_cell] and "6 trials (6 terminated)" in html[table_cell]
+    assert "config/lr" in html[best_cell]
+    assert "plotly.js v4" in html[seeds_cell] and "Plotly.newPlot" in html[seeds_cell]
+    seeds = next(o for i, o in outputs if i == seeds_cell and _notebook.PLOTLY_MIME in o.get("data", {}))
+    figure = seeds.data[_notebook.PLOTLY_MIME]
+    assert [t["name"] for t in figure["data"] if t["meta"]["kind"] == "seed_mean"] == ["lr=0.01", "lr=0.1"]
+    assert "plotly.js v4" not in html[curves_cell] and "Plotly.newPlot" in html[curves_cell]  # sent once
+    assert json.loads(json.dumps(figure))  # plain JSON in the saved notebook
+
+
+@pytest.mark.timeout(90)
+def test_inline_figures_draw_in_a_real_browser_with_plotly_js_sent_once(tmp_path: Any, monkeypatch: Any) -> None:
+    """Two figures' outputs as a notebook page holds them: the first carries plotly.js, the second waits for it."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    from test_report_browser import ARGS, CHROMIUM
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} missing")
+    rs = make_experiment(tmp_path, "draw", [
+        {"id": i, "config": {"lr": 10.0 ** -i, "seed": i % 2}, "status": "TERMINATED",
+         "results": curve([1.0 / i, 0.5 / i, 0.2 / i])} for i in range(1, 5)])
+    monkeypatch.setattr(_notebook, "_plotly_sent", False)
+    cells = [rs.plot.learning_curves()._repr_html_(), rs.plot.parallel_coordinates()._repr_html_()]  # type: ignore[union-attr]
+    page_file = tmp_path / "cells.html"
+    page_file.write_text("<!DOCTYPE html><html><body>" + "".join(f"<div class='cell'>{c}</div>" for c in cells)
+                         + "</body></html>")
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://") else r.abort())
+            page.goto("file://" + str(page_file), wait_until="load", timeout=30_000)
+            page.wait_for_function("() => document.querySelectorAll('.cell .js-plotly-plot .main-svg').length >= 2",
+                                   timeout=30_000)
+            traces = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.data.length)")
+        finally:
+            browser.close()
+    assert problems == []
+    assert traces == [4, 1]  # four trials' lines; one parcoords trace

@@ -1,0 +1,282 @@
+"""Results in a Jupyter notebook: HTML tables, inline plots, the live dashboard in a cell.
+
+``ResultSet`` and ``TrialResult`` show themselves as HTML tables (``_repr_html_`` calls here): bounded (the
+first ``MAX_ROWS`` trials and a count of the rest), secret-looking config values masked as everywhere
+else (``tunesmith._secrets.shown``), every value and key HTML-escaped (a config value is data, never
+markup).
+
+``result.plot.<name>()`` returns a :class:`PlotFigure`: the report's figure for that plot (one pure
+function in ``tunesmith.plots.data`` per plot), drawn inline by the plotly.js that ships with tunesmith.
+It is the same object whether or not the ``plotly`` Python package is installed (a notebook behaves alike
+on every machine, and the core takes no 60 MB dependency for one 4.8 MB script it already has);
+``.to_plotly()`` gives a ``plotly.graph_objects.Figure`` when that package is there, and frontends that
+render plotly's own MIME type (VS Code, JupyterLab with its plotly extension) get it too.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+from collections import Counter
+from typing import Any
+
+from tunesmith._errors import ConfigError
+from tunesmith.trial import AUTO_KEYS
+
+MAX_ROWS = 20  # trials shown in a ResultSet's table; the rest are counted
+MAX_CONFIG_COLUMNS = 8
+MAX_TRACEBACK_LINES = 30
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+_CSS = ("<style>.tunesmith-table td,.tunesmith-table th{text-align:left;padding:2px 8px;font-family:monospace;"
+        "vertical-align:top}.tunesmith-table caption{text-align:left;font-weight:600}</style>")
+
+
+def _e(value: Any) -> str:
+    """Any value as escaped HTML text (quotes too: safe in an attribute as well)."""
+    return html.escape(value if isinstance(value, str) else _short(value), quote=True)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, sort_keys=True)
+    return str(value)
+
+
+def _metric_keys(rs: Any, trials: list[Any]) -> list[str]:
+    """The experiment's metrics, else the first few numeric keys the trials reported."""
+    if rs.metrics:
+        return list(rs.metrics)
+    keys = dict.fromkeys(k for t in trials for k, v in t.last_result.items()
+                         if k not in AUTO_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool))
+    return list(keys)[:4]
+
+
+def result_set_html(rs: Any, max_rows: int = MAX_ROWS) -> str:
+    """A ``ResultSet`` as an HTML table: a caption with the experiment, its status, the trials by status and
+    the best trial (by last result), then the first ``max_rows`` trials by id and a count of the rest."""
+    from tunesmith._secrets import shown
+    from tunesmith.space import flatten
+
+    trials = rs.trials
+    head = list(itertools.islice(trials, max_rows))
+    counts = Counter(t.status.value.lower() for t in trials)
+    best_text, best_id = "", None
+    if len(rs.metrics) == 1 and rs.modes:
+        try:
+            best = rs.best
+        except ConfigError:
+            best = None
+        if best is not None:
+            best_id = best.id
+            best_text = (f"; best by last result: {best.name} {rs.metrics[0]}="
+                         f"{_short(best.last_result.get(rs.metrics[0]))} ({rs.modes[0]})")
+    caption = (f"tunesmith experiment {rs.name} ({rs.status}): {len(trials)} trials ("
+               + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")" + best_text)
+    masked = [shown(t) for t in head]
+    configs = [flatten(t.config) for t in masked]
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    config_keys = (varying + [k for k in keys if k not in varying])[:MAX_CONFIG_COLUMNS]
+    metrics = _metric_keys(rs, head)
+    columns = ["trial", "status", "iter", *metrics, *config_keys, "error"]
+    rows = []
+    for t, config in zip(masked, configs):
+        error = (t.error or "").strip().splitlines()
+        cells = [t.name + (" ★" if t.id == best_id else ""), t.status.value, t.iteration,
+                 *[t.last_result.get(m, "") for m in metrics], *[config.get(k, "") for k in config_keys],
+                 error[-1] if error else ""]
+        rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    if len(trials) > len(head):
+        rows.append(f'<tr><td colspan="{len(columns)}">… and {len(trials) - len(head)} more trials '
+                    f"(result.dataframe() has them all)</td></tr>")
+    return (f'{_CSS}<table class="tunesmith-table"><caption>{_e(caption)}</caption><thead><tr>'
+            + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table>")
+
+
+def trial_html(trial: Any) -> str:
+    """A ``TrialResult`` as an HTML table: status, iteration, its config (masked), its last result, and the
+    end of its traceback if it failed."""
+    from tunesmith._secrets import shown
+    from tunesmith.space import flatten
+
+    t = shown(trial)
+    rows: list[tuple[str, Any]] = [("status", t.status.value), ("iteration", t.iteration)]
+    if t.parent_id is not None:
+        rows.append(("exploited", f"trial_{t.parent_id:05d} at iteration {t.parent_iteration}"))
+    rows += [(f"config/{k}", v) for k, v in flatten(t.config).items()]
+    rows += [(k, v) for k, v in t.metrics.items() if k not in AUTO_KEYS]
+    if t.checkpoint is not None:
+        rows.append(("checkpoint", t.checkpoint.path))
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    if t.error:
+        lines = t.error.strip().splitlines()[-MAX_TRACEBACK_LINES:]
+        body += f'<tr><th>error</th><td><pre>{_e(chr(10).join(lines))}</pre></td></tr>'
+    return f'{_CSS}<table class="tunesmith-table"><caption>{_e(t.name)}</caption>{body}</table>'
+
+
+# -------------------------------------------------------------------------------------------- plots
+
+_plotly_sent = False  # plotly.js goes into the first figure's output of this kernel only (4.8 MB)
+
+
+class PlotFigure:
+    """One of the report's plots for inline display: ``.figure`` is the plotly figure as plain dicts.
+
+    Drawn in the notebook by the vendored plotly.js (no network, no ``plotly`` package needed);
+    ``to_plotly()`` gives a ``plotly.graph_objects.Figure`` to restyle or export.
+    """
+
+    def __init__(self, figure: dict[str, Any], title: str = "") -> None:
+        self.figure = figure
+        self.title = title
+
+    def to_plotly(self) -> Any:
+        """The figure as a ``plotly.graph_objects.Figure``.
+
+        Raises:
+            ImportError: the ``plotly`` package is not installed (``pip install plotly``).
+        """
+        try:
+            import plotly.graph_objects as go
+        except ImportError as e:
+            raise ImportError("to_plotly() needs the plotly package: pip install plotly (inline display does "
+                              "not: tunesmith ships plotly.js)") from e
+        return go.Figure(self.figure)
+
+    def to_json(self) -> str:
+        from tunesmith.plots.render import figure_json
+
+        return figure_json(self.figure)
+
+    def _repr_html_(self) -> str:
+        global _plotly_sent
+        from tunesmith.plots.render import plotly_js
+
+        library = ""
+        if not _plotly_sent:
+            library = "<script>" + plotly_js().replace("</script", "<\\/script") + "</script>"
+            _plotly_sent = True
+        div = f"tunesmith-plot-{id(self):x}-{next(_ids)}"
+        # Later figures wait (bounded) for the first one's plotly.js; the JSON is escaped for a script element.
+        return (f'{library}<div id="{div}" style="width:100%;min-height:380px"></div><script>(function(){{'
+                f"var fig={self.to_json()},n=0;"
+                "function draw(){if(window.Plotly){window.Plotly.newPlot(" + json.dumps(div)
+                + ",fig.data,fig.layout||{},{responsive:true,displaylogo:false});}"
+                "else if(n++<100){setTimeout(draw,100);}}draw();})();</script>")
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from tunesmith.plots.render import _plain
+
+        return {PLOTLY_MIME: _plain(self.figure), "text/html": self._repr_html_(),
+                "text/plain": repr(self)}
+
+    def __repr__(self) -> str:
+        return f"PlotFigure({self.title or 'plot'!r}, traces={len(self.figure.get('data', []))})"
+
+
+_ids = itertools.count(1)
+
+
+class PlotAccessor:
+    """``result.plot``: each of the report's plots as a :class:`PlotFigure` (None when it does not apply,
+    e.g. ``sensitivity()`` without a grid). Arguments as for the functions of ``tunesmith.plots.data``."""
+
+    def __init__(self, rs: Any) -> None:
+        self._rs = rs
+
+    def _make(self, name: str, *args: Any, **kwargs: Any) -> PlotFigure | None:
+        from tunesmith.plots import data
+
+        figure = getattr(data, name)(self._rs, *args, **kwargs)
+        return None if figure is None else PlotFigure(figure, name)
+
+    def learning_curves(self, metric: str | None = None, x: str = "training_iteration", **kw: Any) -> PlotFigure:
+        """Every trial's metric against ``x`` (``training_iteration``, ``timesteps``, ``episodes``...)."""
+        return self._make("learning_curves", metric, x, **kw)  # type: ignore[return-value]
+
+    def seed_curves(self, metric: str | None = None, x: str = "training_iteration", **kw: Any) -> PlotFigure | None:
+        """Per swept value, the mean over seeds with a band (``band="std"`` or ``"ci95"``)."""
+        return self._make("seed_curves", metric, x, **kw)
+
+    def best_so_far(self, metric: str | None = None, mode: str | None = None) -> PlotFigure:
+        return self._make("best_so_far", metric, mode)  # type: ignore[return-value]
+
+    def sensitivity(self, metric: str | None = None, **kw: Any) -> PlotFigure | None:
+        """Grid sensitivity; ``final="last"|"best"|"mean_last"``, ``last_k=``, ``repeats=``."""
+        return self._make("sensitivity", metric, **kw)
+
+    def parallel_coordinates(self, metric: str | None = None, mode: str | None = None, **kw: Any) -> PlotFigure | None:
+        return self._make("parallel_coordinates", metric, mode, **kw)
+
+    def scatter(self, metric: str | None = None, **kw: Any) -> PlotFigure | None:
+        """The final metric against each parameter."""
+        return self._make("scatter", metric, **kw)
+
+    def timeline(self) -> PlotFigure:
+        return self._make("timeline")  # type: ignore[return-value]
+
+    def pareto_front(self, metrics: list[str], modes: list[str]) -> PlotFigure:
+        return self._make("pareto_front", metrics, modes)  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        names = [n for n in type(self).__dict__ if not n.startswith("_")]
+        return f"result.plot: {', '.join(n + '()' for n in names)}"
+
+
+# ---------------------------------------------------------------------------------------- dashboard
+
+_started: dict[tuple[str | None, str | None], Any] = {}  # dashboards show() started, reused by later calls
+
+
+class DashboardFrame:
+    """The live dashboard in a notebook cell: an ``<iframe>`` of ``url`` (escaped)."""
+
+    def __init__(self, url: str, height: int = 600) -> None:
+        self.url = url
+        self.height = height
+
+    def _repr_html_(self) -> str:
+        # the link too: a dashboard that refuses to be framed (its CSP) is still one click away
+        url = html.escape(self.url, quote=True)
+        return (f'<iframe src="{url}" width="100%" height="{int(self.height)}" style="border:1px solid #ddd">'
+                f'</iframe><div><a href="{url}" target="_blank" rel="noopener">open the dashboard: {url}</a></div>')
+
+    def __repr__(self) -> str:
+        return f"tunesmith dashboard: {self.url}"
+
+
+def show(url: str | None = None, *, storage_path: str | None = None, name: str | None = None,
+         height: int = 600) -> DashboardFrame:
+    """Embed the live dashboard in a notebook cell.
+
+    Args:
+        url: a running dashboard's address (``tunesmith dashboard`` prints it); default: start one on
+            127.0.0.1 and a free port in this kernel (once: later calls reuse it).
+        storage_path, name: what a dashboard started here serves (as for ``tunesmith dashboard``).
+        height: the frame's height in pixels.
+
+    Raises:
+        ConfigError: ``url`` not an http(s) address, or no URL given and the dashboard is not available.
+    """
+    from urllib.parse import urlsplit
+
+    if url is None:
+        key = (storage_path, name)
+        if key not in _started:
+            try:
+                from tunesmith import dashboard
+            except ImportError as e:
+                raise ConfigError("show(): no dashboard in this tunesmith; pass url= of a running "
+                                  "`tunesmith dashboard`") from e
+            _started[key] = dashboard.start(storage_path, name, port=0)
+        url = str(_started[key].url)
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigError(f"url: expected an http(s) address like http://127.0.0.1:8788/, got {url!r}")
+    if isinstance(height, bool) or not isinstance(height, int) or height < 50:
+        raise ConfigError(f"height: expected pixels as a whole number >= 50, got {height!r}")
+    return DashboardFrame(url, height)
