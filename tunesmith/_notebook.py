@@ -273,7 +273,8 @@ def show(url: str | None = None, *, storage_path: str | None = None, name: str |
             except ImportError as e:
                 raise ConfigError("show(): no dashboard in this tunesmith; pass url= of a running "
                                   "`tunesmith dashboard`") from e
-            _started[key] = dashboard.start(storage_path, name, port=0)
+            _started[key] = dashboard.start(storage_path, name, port=0,
+                                            frame_ancestors=dashboard.NOTEBOOK_FRAME_ANCESTORS)
         url = str(_started[key].url)
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
         raise ConfigError(f"url: expected an http(s) address like http://127.0.0.1:8788/, got {url!r}")

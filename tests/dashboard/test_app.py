@@ -109,6 +109,28 @@ def test_pages_have_a_strict_csp_no_inline_script_and_escaped_names(finished: st
     assert b"innerHTML" not in js  # user data goes through textContent only
 
 
+def test_a_dashboard_started_for_a_notebook_may_be_framed_by_loopback_pages_only(finished: str) -> None:
+    """tunesmith.dashboard.show() embeds the page in a notebook (a page on localhost): the dashboard it starts
+    lets loopback origins frame it, and no other; a dashboard started otherwise refuses every frame."""
+    from tunesmith import dashboard
+
+    started = dashboard.start(finished, port=0, frame_ancestors=dashboard.NOTEBOOK_FRAME_ANCESTORS)
+    try:
+        app = started.app
+        _status, headers, _body = call(app, "/")
+        csp = headers["content-security-policy"][0]
+        assert "frame-ancestors http://localhost:* http://127.0.0.1:*" in csp and "x-frame-options" not in headers
+    finally:
+        started.stop()
+    _status, headers, _body = call(make_app(finished), "/")
+    assert "frame-ancestors 'none'" in headers["content-security-policy"][0]
+    assert headers["x-frame-options"] == ["DENY"]
+    with pytest.raises(ConfigError, match="frame_ancestors"):
+        make_app(finished, frame_ancestors=("*",))
+    frame = dashboard.show(storage_path=finished)
+    assert frame.url.startswith("http://127.0.0.1:") and "iframe" in frame._repr_html_()
+
+
 def test_a_non_loopback_bind_needs_a_token_and_every_request_must_carry_it(finished: str,
                                                                           monkeypatch: Any) -> None:
     monkeypatch.delenv("TUNESMITH_DASHBOARD_TOKEN", raising=False)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["Dashboard", "DashboardApp", "make_app", "serve", "start"]
+__all__ = ["NOTEBOOK_FRAME_ANCESTORS", "Dashboard", "DashboardApp", "make_app", "serve", "show", "start"]
+
+# the pages a dashboard started for a notebook (show) may be framed by: notebooks served from this machine
+NOTEBOOK_FRAME_ANCESTORS = ("http://localhost:*", "http://127.0.0.1:*")
 
 
 def make_app(storage_path: str | None = None, name: str | None = None, *, host: str = "127.0.0.1",
-             token: str | None = None, allow_control: bool = False, allowed_hosts: tuple[str, ...] = ()) -> Any:
+             token: str | None = None, allow_control: bool = False, allowed_hosts: tuple[str, ...] = (),
+             frame_ancestors: tuple[str, ...] = ()) -> Any:
     """The dashboard as a WSGI callable (for ``gunicorn``-style hosting, or tests).
 
     Args:
@@ -26,24 +30,35 @@ def make_app(storage_path: str | None = None, name: str | None = None, *, host: 
         token: access token; default ``$TUNESMITH_DASHBOARD_TOKEN``; required unless ``host`` is loopback.
         allow_control: accept stop / more samples / more time requests from the page.
         allowed_hosts: more names the ``Host`` header may carry (a reverse proxy's).
+        frame_ancestors: loopback origins that may frame the page (``NOTEBOOK_FRAME_ANCESTORS``); default none.
     """
     from tunesmith.analysis import default_storage
     from tunesmith.dashboard._app import DashboardApp
 
     root = os.path.abspath(storage_path if storage_path is not None else default_storage())
     return DashboardApp(root, name, host=host, token=token, allow_control=allow_control,
-                        allowed_hosts=allowed_hosts)
+                        allowed_hosts=allowed_hosts, frame_ancestors=frame_ancestors)
 
 
 def start(storage_path: str | None = None, name: str | None = None, *, host: str = "127.0.0.1", port: int = 0,
-          token: str | None = None, allow_control: bool = False, allowed_hosts: tuple[str, ...] = ()) -> Any:
+          token: str | None = None, allow_control: bool = False, allowed_hosts: tuple[str, ...] = (),
+          frame_ancestors: tuple[str, ...] = ()) -> Any:
     """Serve the dashboard from a background thread and return the running :class:`Dashboard` (``.url``,
     ``.stop()``). ``port=0`` picks a free port."""
     from tunesmith.dashboard._server import Dashboard
 
     app = make_app(storage_path, name, host=host, token=token, allow_control=allow_control,
-                   allowed_hosts=allowed_hosts)
+                   allowed_hosts=allowed_hosts, frame_ancestors=frame_ancestors)
     return Dashboard(app, host, port).start()
+
+
+def show(url: str | None = None, *, storage_path: str | None = None, name: str | None = None,
+         height: int = 600) -> Any:
+    """Embed the live dashboard in a notebook cell: ``url`` of a running one, or one started in this kernel
+    (once) that notebooks on this machine may frame. See :func:`tunesmith._notebook.show`."""
+    from tunesmith._notebook import show as _show
+
+    return _show(url, storage_path=storage_path, name=name, height=height)
 
 
 def serve(storage_path: str | None = None, name: str | None = None, *, host: str = "127.0.0.1", port: int = 8788,

@@ -49,7 +49,10 @@ MAX_BODY = 4096
 # sets inline styles.
 CSP = ("default-src 'none'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; base-uri 'none'; "
-       "form-action 'none'; frame-ancestors 'none'; worker-src blob:")
+       "form-action 'none'; worker-src blob:; frame-ancestors ")
+# who may frame the page: nobody, unless a notebook's dashboard (tunesmith.dashboard.show) asks for pages on
+# this machine; a CSP source such as http://localhost:* (no wildcard host, no scheme alone)
+_FRAME_SOURCE = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:(\*|[0-9]{1,5}))?$")
 _STATIC = {  # name -> (package, file, content type): nothing else is ever served from disk
     "dashboard.js": ("tunesmith.dashboard", "dashboard.js", "text/javascript; charset=utf-8"),
     "dashboard.css": ("tunesmith.dashboard", "dashboard.css", "text/css; charset=utf-8"),
@@ -104,11 +107,20 @@ class DashboardApp:
         token: the access token; default ``$TUNESMITH_DASHBOARD_TOKEN``. Required unless ``host`` is loopback.
         allow_control: accept control requests (stop a trial or the experiment, more samples or time).
         allowed_hosts: more names the ``Host`` header may carry (a reverse proxy's name).
+        frame_ancestors: loopback origins that may show the page in a frame (a notebook on this machine,
+            ``http://localhost:*``); default none.
     """
 
     def __init__(self, storage_path: str, name: str | None = None, *, host: str = "127.0.0.1",
                  token: str | None = None, allow_control: bool = False,
-                 allowed_hosts: Iterable[str] = ()) -> None:
+                 allowed_hosts: Iterable[str] = (), frame_ancestors: Iterable[str] = ()) -> None:
+        frame_ancestors = tuple(frame_ancestors)
+        for source in frame_ancestors:
+            if not isinstance(source, str) or not _FRAME_SOURCE.match(source):
+                raise ConfigError(f"frame_ancestors: expected loopback origins like 'http://localhost:*', got "
+                                  f"{source!r}")
+        self._frame_headers = ([("Content-Security-Policy", CSP + " ".join(frame_ancestors))] if frame_ancestors
+                               else [("Content-Security-Policy", CSP + "'none'"), ("X-Frame-Options", "DENY")])
         token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
         if not is_loopback(host) and not token:
             raise ConfigError(f"--host {host} is not a loopback address: give --token (or set {TOKEN_ENV}) so that "
@@ -149,8 +161,7 @@ class DashboardApp:
             status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json", b'{"error": "internal error"}'
         code = HTTPStatus(status)
         headers += [("Content-Type", ctype), ("Content-Length", str(len(body))),
-                    ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
-                    ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
+                    *self._frame_headers, ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
                     ("Cross-Origin-Opener-Policy", "same-origin"), ("Cross-Origin-Resource-Policy", "same-origin")]
         if not any(k == "Cache-Control" for k, _v in headers):
             headers.append(("Cache-Control", "no-store"))
