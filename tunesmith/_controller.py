@@ -438,7 +438,7 @@ class Controller:
         if isinstance(action, Exploit):
             source = self.trials[action.source_trial]
             it, path = self._exploit_source(action)
-            trial.config = dict(action.config)
+            old_config, trial.config = trial.config, dict(action.config)
             self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
             trial.parent_id = source.id
             trial.parent_iteration = it
@@ -452,7 +452,8 @@ class Controller:
             self._pending_launch.append(self._make_launch(trial))
             return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
-                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config}))
+                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
+                                 "old_config": old_config}))
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
         return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, None
