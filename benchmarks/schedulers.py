@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/schedulers.py              # simulated executor only (about a minute)
     .venv/bin/python benchmarks/schedulers.py --real       # + the same on real local worker processes
     .venv/bin/python benchmarks/schedulers.py --seeds 3    # fewer seeds (default 5)
+    .venv/bin/python benchmarks/schedulers.py --pb2        # only PB2 vs PBT on problem B (simulated)
+    .venv/bin/python benchmarks/schedulers.py --pb2 --cartpole   # + CartPole-v1, population 4 (a few minutes)
 
 Everything is seeded: the same command prints the same simulated tables.
 
@@ -157,6 +159,127 @@ SCHEDULE_SPACE = {"lr": ts.loguniform(1e-4, 1.0)}
 
 def make_pbt(seed: int) -> ts.PBT:
     return ts.PBT(perturbation_interval=5, hyperparam_mutations={"lr": ts.loguniform(1e-4, 1.0)}, seed=seed)
+
+
+def make_pb2(seed: int) -> ts.PB2:
+    return ts.PB2(perturbation_interval=5, hyperparam_bounds={"lr": ts.loguniform(1e-4, 1.0)}, seed=seed)
+
+
+# ---------------------------------------------------------------------------------- problem C: CartPole (RL)
+
+CP_POPULATION = 4
+CP_EPISODES = 8  # episodes per iteration (one vectorised env)
+CP_HIDDEN = 32
+CP_BOUNDS = {"lr": ts.loguniform(1e-5, 1e-1), "gamma": ts.uniform(0.9, 0.999)}
+CP_WINDOW = 5  # the reward at a budget: a trial's mean over its last CP_WINDOW iterations (one is 8 episodes)
+
+
+def sim_cartpole(config, ctx):
+    """The REINFORCE agent of examples/cartpole.py (numpy MLP policy, Adam), checkpointing its whole state each
+    iteration so that PBT/PB2 can clone it; run in-process by the simulated executor (one virtual second per
+    iteration: budgets are iterations, the reward is CartPole-v1's). Environments and action draws are seeded
+    by (trial seed, iteration), so a run is a function of its configs and the scheduler's decisions."""
+    import gymnasium as gym
+    import numpy as np
+
+    lr, gamma, seed = float(config["lr"]), float(config["gamma"]), int(config["seed"])
+    n = CP_EPISODES
+    env = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
+    obs_dim, n_actions, max_steps = 4, 2, 500
+    if ctx.checkpoint:
+        state = {k: (np.array(v) if isinstance(v, list) else v) for k, v in ctx.checkpoint.items()}
+    else:
+        rng = np.random.default_rng([seed, 0])
+        state = {"W1": rng.normal(0.0, 1.0 / np.sqrt(obs_dim), (obs_dim, CP_HIDDEN)), "b1": np.zeros(CP_HIDDEN),
+                 "W2": rng.normal(0.0, 0.01, (CP_HIDDEN, n_actions)), "b2": np.zeros(n_actions), "it": 0}
+        for k in ("W1", "b1", "W2", "b2"):
+            state["m_" + k], state["v_" + k] = np.zeros_like(state[k]), np.zeros_like(state[k])
+
+    def probs(x):
+        h = np.tanh(x @ state["W1"] + state["b1"])
+        logits = h @ state["W2"] + state["b2"]
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return h, p / p.sum(axis=1, keepdims=True)
+
+    while True:
+        state["it"] += 1
+        it = state["it"]
+        rng = np.random.default_rng([seed, it, 1])
+        obs, _ = env.reset(seed=seed * 100_003 + it)
+        obs_buf, act_buf = np.zeros((max_steps, n, obs_dim)), np.zeros((max_steps, n), dtype=np.int64)
+        rew_buf, mask = np.zeros((max_steps, n)), np.zeros((max_steps, n), dtype=bool)
+        alive, t = np.ones(n, dtype=bool), 0
+        while alive.any() and t < max_steps:
+            _, p = probs(obs)
+            action = np.minimum((rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1), n_actions - 1)
+            obs_buf[t], act_buf[t], mask[t] = obs, action, alive
+            obs, reward, terminated, truncated, _ = env.step(action)
+            rew_buf[t] = reward * alive
+            alive &= ~(terminated | truncated)
+            t += 1
+        rew, m = rew_buf[:t], mask[:t]
+        returns, running = np.zeros_like(rew), np.zeros(n)
+        for k in range(t - 1, -1, -1):
+            running = rew[k] + gamma * running
+            returns[k] = running
+        g = returns[m]
+        adv = (g - g.mean()) / (g.std() + 1e-8)
+        x, a = obs_buf[:t][m], act_buf[:t][m]
+        h, d_logits = probs(x)
+        d_logits[np.arange(len(a)), a] -= 1.0
+        d_logits *= adv[:, None] / len(a)
+        d_h = (d_logits @ state["W2"].T) * (1.0 - h * h)
+        grads = {"W2": h.T @ d_logits, "b2": d_logits.sum(axis=0), "W1": x.T @ d_h, "b1": d_h.sum(axis=0)}
+        for k, grad in grads.items():  # Adam, with its step count continuing across clones
+            state["m_" + k] = 0.9 * state["m_" + k] + 0.1 * grad
+            state["v_" + k] = 0.999 * state["v_" + k] + 0.001 * grad * grad
+            m_hat, v_hat = state["m_" + k] / (1 - 0.9**it), state["v_" + k] / (1 - 0.999**it)
+            state[k] = state[k] - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+        saved = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in state.items()}
+        yield ({"mean_reward": float(rew.sum(axis=0).mean()), "lr": lr, "gamma": gamma}, 1.0, saved)
+
+
+def cartpole_schedulers(seed: int, interval: int) -> dict[str, Any]:
+    bounds = CP_BOUNDS
+    return {"PBT": ts.PBT(perturbation_interval=interval, hyperparam_mutations=bounds, quantile_fraction=0.25,
+                          seed=seed),
+            "PB2": ts.PB2(perturbation_interval=interval, hyperparam_bounds=bounds, quantile_fraction=0.25,
+                          seed=seed)}
+
+
+def run_cartpole(seeds: list[int], root: str, iterations: int, interval: int,
+                 budgets: list[int]) -> dict[str, list[list[float]]]:
+    """Per scheduler, per seed: the population's best mean reward at each budget (iterations per trial). Both
+    schedulers of a seed start from the same 4 configs and the same agent seeds."""
+    out: dict[str, list[list[float]]] = {"PBT": [], "PB2": []}
+    for seed in seeds:
+        for kind, sched in cartpole_schedulers(seed, interval).items():
+            ex = SimulatedExecutor({"cpu": CP_POPULATION}, seed=seed)
+            space = {**CP_BOUNDS, "seed": seed}
+            result = ts.run(sim_cartpole, space=space, metric="mean_reward", mode="max", num_samples=CP_POPULATION,
+                            scheduler=sched, searcher=ts.Random(seed=seed), stop={"training_iteration": iterations},
+                            backend=ex, storage_path=root, name=f"cartpole-{kind}-{seed}", verbose=0, keep=2)
+            curves = [{r["training_iteration"]: r["mean_reward"] for r in result.history(t.id)} for t in result.trials]
+            out[kind].append([max(statistics.fmean(c.get(i, 0.0) for i in range(b - CP_WINDOW + 1, b + 1))
+                                  for c in curves) for b in budgets])
+            print(f"  cartpole {kind} seed {seed}: " + ", ".join(f"{b}: {v:.0f}" for b, v in
+                                                                  zip(budgets, out[kind][-1])), flush=True)
+    return out
+
+
+def print_cartpole(out: dict[str, list[list[float]]], budgets: list[int], title: str) -> str:
+    rows = []
+    for kind, runs in out.items():
+        cells = []
+        for j in range(len(budgets)):
+            values = [r[j] for r in runs]
+            mean = statistics.fmean(values)
+            se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+            cells.append(f"{mean:.1f} +- {se:.1f}")
+        rows.append([kind, *cells])
+    table(title, ["scheduler", *[f"reward @ {b} it" for b in budgets]], rows)
+    last = [statistics.fmean(r[-1] for r in runs) for runs in out.values()]
+    return f"CartPole: PB2 {last[1]:.1f} vs PBT {last[0]:.1f} mean best reward at {budgets[-1]} iterations"
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -355,6 +478,30 @@ def print_pbt(pbt_runs: list[Run], fifo_runs: list[Run], best_fixed: float, best
             f"{verdict(med([r.best for r in pbt_runs]) < best_fixed)}")
 
 
+def simulate_pb2(seeds: list[int], root: str) -> dict[str, list[Run]]:
+    """Problem B with PB2 against PBT: the same 16 initial configs per seed, the same perturbation interval."""
+    out: dict[str, list[Run]] = {"PBT": [], "PB2": []}
+    for seed in seeds:
+        for kind, sched in (("PBT", make_pbt(seed)), ("PB2", make_pb2(seed))):
+            ex = SimulatedExecutor({"cpu": PBT_POPULATION}, seed=seed)
+            out[kind].append(run_one(sim_schedule, SCHEDULE_SPACE, sched, seed=seed, backend=ex, root=root,
+                                     name=f"schedule-pb2-{kind}-{seed}", num_samples=PBT_POPULATION,
+                                     clock=ex.clock))
+    return out
+
+
+def print_pb2(out: dict[str, list[Run]], best_fixed: float, title: str) -> str:
+    rows = [["best fixed lr (2001-point grid, exact)", f"{best_fixed:.4f}", "-", "-"]]
+    for kind, rs in out.items():
+        rows.append([kind, fmt_range([r.best for r in rs], ".4f"),
+                     f"{statistics.fmean(r.best for r in rs):.4f}",
+                     f"{sum(r.best < best_fixed for r in rs)}/{len(rs)}"])
+    table(title, ["scheduler", "best final loss", "mean", "beats best fixed"], rows)
+    wins = sum(b.best < a.best for a, b in zip(out["PBT"], out["PB2"]))
+    return (f"problem B: PB2 better than PBT on {wins}/{len(out['PB2'])} seeds (median "
+            f"{med([r.best for r in out['PB2']]):.4f} vs {med([r.best for r in out['PBT']]):.4f})")
+
+
 def asha_or_deadline(label: str, deadline: float) -> Any:
     """The two schedulers of the deadline comparison: ``"ASHA"`` or ``"Deadline(ASHA)"``."""
     asha = ts.ASHA(max_t=MAX_T, grace_period=1, reduction_factor=3)
@@ -441,6 +588,31 @@ def real_part(args: argparse.Namespace, root: str) -> list[str]:
     return notes
 
 
+def pb2_part(args: argparse.Namespace, seeds: list[int], root: str) -> None:
+    notes = []
+    if args.pb2:
+        start = time.perf_counter()
+        best_fixed, _lr = best_fixed_lr()
+        notes.append(print_pb2(simulate_pb2(seeds, root), best_fixed,
+                               f"Simulated: problem B, PB2 vs PBT, {PBT_POPULATION} trials x {MAX_T} iterations, "
+                               f"perturbation every 5, median [min, max] over {len(seeds)} seeds"))
+        print(f"(problem B: {time.perf_counter() - start:.1f} s real)")
+    if args.cartpole:
+        start = time.perf_counter()
+        n = args.cartpole_iters
+        budgets = [n // 4, n // 2, 3 * n // 4, n]
+        out = run_cartpole(list(range(args.cartpole_seeds)), root, n, args.cartpole_interval, budgets)
+        notes.append(print_cartpole(out, budgets, f"CartPole-v1 (REINFORCE, {CP_EPISODES} episodes per iteration), "
+                                                  f"population {CP_POPULATION}, perturbation every "
+                                                  f"{args.cartpole_interval}: the population's best mean reward "
+                                                  f"(its mean over the last {CP_WINDOW} iterations) at fixed "
+                                                  f"budgets, mean +- s.e. over {args.cartpole_seeds} seeds"))
+        print(f"(CartPole: {time.perf_counter() - start:.1f} s real)")
+    print()
+    for note in notes:
+        print(note)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds for the simulated part (default 5)")
@@ -451,12 +623,25 @@ def main() -> None:
     parser.add_argument("--deadline-sleep", type=float, default=0.05,
                         help="seconds per iteration on one CPU, --real deadline comparison")
     parser.add_argument("--real-deadline", type=float, default=3.0, help="deadline (s) for --real")
+    parser.add_argument("--pb2", action="store_true",
+                        help="only PB2 against PBT: problem B (simulated) and, with --cartpole, CartPole-v1")
+    parser.add_argument("--cartpole", action="store_true",
+                        help="PB2 against PBT on CartPole-v1, population 4 (real RL training, CPU-heavy)")
+    parser.add_argument("--cartpole-seeds", type=int, default=5, help="seeds for --cartpole (default 5)")
+    parser.add_argument("--cartpole-iters", type=int, default=40, help="iterations per trial (default 40)")
+    parser.add_argument("--cartpole-interval", type=int, default=4, help="perturbation interval (default 4)")
     args = parser.parse_args()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # the agent's BLAS: one thread
+        os.environ.setdefault(var, "1")
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     root = tempfile.mkdtemp(prefix="tunesmith_bench_sched_", dir=base)
     seeds = list(range(args.seeds))
     notes = []
     try:
+        if args.pb2 or args.cartpole:
+            pb2_part(args, seeds, root)
+            if args.pb2:
+                return
         start = time.perf_counter()
         runs = simulate_curves(seeds, root)
         print_curves(runs, f"Simulated: problem A, {N_TRIALS} trials x max_t={MAX_T}, {SIM_CPUS} CPUs, "

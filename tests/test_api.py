@@ -7,7 +7,7 @@ import pytest
 import tunesmith as ts
 
 PUBLIC = [
-    "ASHA", "Deadline", "HyperBand", "MedianStopping", "PBT", "ResourceChanging",
+    "ASHA", "Deadline", "HyperBand", "MedianStopping", "PB2", "PBT", "PBTReplay", "ResourceChanging",
     "BOHB", "ConcurrencyLimiter", "OptunaSearch", "QuasiRandom", "Repeat",
     "CSVLogger", "JSONLLogger", "MLflowLogger", "Progress", "TensorBoardLogger", "WandbLogger",
     "DataRef", "RayBackend", "download_once", "get", "put", "StoreError",

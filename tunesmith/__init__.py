@@ -52,6 +52,8 @@ _LAZY = {
     "HyperBand": "tunesmith.schedulers.hyperband",
     "MedianStopping": "tunesmith.schedulers.median",
     "PBT": "tunesmith.schedulers.pbt",
+    "PB2": "tunesmith.schedulers.pb2",
+    "PBTReplay": "tunesmith.schedulers.replay",
     "Deadline": "tunesmith.schedulers.deadline",
     "ResourceChanging": "tunesmith.schedulers.deadline",
     "Scheduler": "tunesmith.schedulers._base",

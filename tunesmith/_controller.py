@@ -444,7 +444,7 @@ class Controller:
         if isinstance(action, Exploit):
             source = self.trials[action.source_trial]
             it, path = self._exploit_source(action)
-            trial.config = dict(action.config)
+            old_config, trial.config = trial.config, dict(action.config)
             self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
             trial.parent_id = source.id
             trial.parent_iteration = it
@@ -458,7 +458,8 @@ class Controller:
             self._pending_launch.append(self._make_launch(trial))
             return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
-                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config}))
+                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
+                                 "old_config": old_config}))
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
         # why it ended before returning, for the record (a plot greys only a scheduler's early stop); "stopped"

@@ -253,6 +253,24 @@ class ResultSet:
                 return t
         raise KeyError(f"no trial {trial!r} in experiment {self.name}")
 
+    def importance(self, metric: str | None = None, mode: str | None = None) -> dict[str, float]:
+        """How much each parameter matters to the metric: {parameter: importance}, summing to 1, largest first.
+
+        PED-ANOVA (tunesmith/_importance.py): how differently a parameter's values are spread among the best
+        10% of the trials (at least 5) than among all of them, from each trial's last result. Nested parameters
+        are ``"a/b"``; trials without the metric are left out.
+
+        Raises:
+            ConfigError: no single metric and mode, or fewer than 4 trials reported the metric.
+        """
+        from tunesmith._importance import ped_anova
+
+        objective = self._objective(metric, mode)
+        done = [t for t in self.trials if isinstance(t.last_result.get(objective.primary), (int, float))]
+        scores = [objective.score(t.last_result) for t in done]
+        ranked = ped_anova([t.config for t in done], scores)
+        return dict(sorted(ranked.items(), key=lambda item: (-item[1], item[0])))
+
     def history(self, trial: int | str) -> list[dict[str, Any]]:
         """The stored results of one trial, in iteration order."""
         return [result_dict(row) for row in self._store.results(_trial_id(trial))]

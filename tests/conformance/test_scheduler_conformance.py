@@ -1,4 +1,4 @@
-"""The scheduler contract, checked once for every scheduler: FIFO, ASHA, HyperBand, MedianStopping, PBT,
+"""The scheduler contract, checked once for every scheduler: FIFO, ASHA, HyperBand, MedianStopping, PBT, PB2,
 Deadline and ResourceChanging.
 
 What every scheduler promises (``tunesmith.schedulers._base``):
@@ -50,6 +50,8 @@ SCHEDULERS: dict[str, Make] = {
     "median": lambda seed: ts.MedianStopping(grace_period=2, min_samples=2),
     "pbt": lambda seed: ts.PBT(perturbation_interval=2, seed=seed, quantile_fraction=0.5,
                                hyperparam_mutations={"lr": ts.loguniform(1e-4, 1e-1), "width": [16, 32, 64]}),
+    "pb2": lambda seed: ts.PB2(perturbation_interval=2, seed=seed, quantile_fraction=0.5,
+                               hyperparam_bounds={"lr": ts.loguniform(1e-4, 1e-1), "width": [16, 64]}),
     "deadline": lambda seed: ts.Deadline(deadline_s=40.0, scheduler=ts.ASHA(max_t=MAX_ITER), keep=2),
     "resource-changing": lambda seed: ts.ResourceChanging(ts.ASHA(max_t=MAX_ITER), _allocate),
 }
@@ -173,6 +175,7 @@ def test_an_unseeded_pbt_records_the_seed_it_drew() -> None:
 
 # -- bad arguments -------------------------------------------------------------------------------------------------
 _PBT = {"perturbation_interval": 5, "hyperparam_mutations": {"lr": [0.1, 0.01]}}
+_PB2 = {"perturbation_interval": 5, "hyperparam_bounds": {"lr": [0.001, 0.1]}}
 
 # (id, the scheduler, the argument its ConfigError names first). The constructor only stores its arguments.
 BAD: list[tuple[str, Callable[[], Scheduler], str]] = [
@@ -204,6 +207,10 @@ BAD: list[tuple[str, Callable[[], Scheduler], str]] = [
         ("hyperparam_mutations", {}), ("hyperparam_mutations", {"lr": (1e-3, 1e-1)}),
         ("hyperparam_mutations", {"lr": []}), ("hyperparam_mutations", {"lr": 3}), ("hyperparam_mutations", ["lr"]),
         ("seed", "x"), ("seed", 1.5), ("seed", True), ("time_attr", ""), ("mode", "high")]],
+    *[(f"pb2-{k}={v!r}", lambda k=k, v=v: ts.PB2(**{**_PB2, k: v}), k) for k, v in [
+        ("quantile_fraction", 0), ("quantile_fraction", 0.6), ("perturbation_interval", 0),
+        ("hyperparam_bounds", {}), ("hyperparam_bounds", {"lr": [1e-1, 1e-3]}), ("hyperparam_bounds", {"lr": [0.1]}),
+        ("max_data", 1), ("seed", "x"), ("seed", True), ("time_attr", ""), ("mode", "high")]],
     ("resource-changing-scheduler", lambda: ts.ResourceChanging("asha", lambda t, v: None), "scheduler"),  # type: ignore[arg-type]
     ("resource-changing-allocate_fn", lambda: ts.ResourceChanging(ts.ASHA(), None), "allocate_fn"),  # type: ignore[arg-type]
     ("resource-changing-inner", lambda: ts.ResourceChanging(ts.ASHA(reduction_factor=1), lambda t, v: None),
@@ -224,8 +231,8 @@ def test_bad_arguments_are_stored_then_named_by_setup(build: Callable[[], Schedu
 
 
 @pytest.mark.parametrize("make_bare", [
-    ts.ASHA, ts.HyperBand, ts.MedianStopping, lambda: ts.PBT(**_PBT), lambda: ts.Deadline(10),
-    lambda: ts.ResourceChanging(ts.ASHA(), _allocate)], ids=["asha", "hyperband", "median", "pbt", "deadline",
+    ts.ASHA, ts.HyperBand, ts.MedianStopping, lambda: ts.PBT(**_PBT), lambda: ts.PB2(**_PB2), lambda: ts.Deadline(10),
+    lambda: ts.ResourceChanging(ts.ASHA(), _allocate)], ids=["asha", "hyperband", "median", "pbt", "pb2", "deadline",
                                                             "resource-changing"])
 @pytest.mark.parametrize(("metric", "mode", "argument"), [(None, "min", "metric"), ("loss", None, "mode"),
                                                           (["a", "b"], ["min", "min"], "metric")])
@@ -255,7 +262,12 @@ def test_decisions_come_only_at_the_iterations_announced(make: Make) -> None:
 # in the order they were stored. PBT's random draws depend on the order its decisions were made in, so that replay
 # leaves its generator elsewhere and its next exploits differ (found by this suite; the fix belongs to the
 # controller's replay: feed results in stored order, which every scheduler here meets).
-ORDER_SENSITIVE = {"pbt"}
+ORDER_SENSITIVE = {"pbt", "pb2"}
+# PB2's data points are (time, the trial's config, its progress): a trial's results from before an exploit were
+# made with its config of then, but the store (and so the replay) keeps its latest config only. Given the configs
+# of then, PB2 replays exactly (checked by hand); the fix belongs to the store: the pre-exploit config in the
+# exploit event (issue 18's lineage) and the replay handing each result the config it was made with.
+CONFIG_HISTORY = {"pb2"}
 
 
 def replayed(make: Make, uninterrupted: Sim, order: str) -> Sim:
@@ -295,6 +307,8 @@ def test_resume_by_replay_decides_the_next_results_the_same(make: Make, crash_af
                                                             request: pytest.FixtureRequest) -> None:
     if order == "by-trial" and make.id in ORDER_SENSITIVE:  # type: ignore[attr-defined]
         request.applymarker(pytest.mark.xfail(strict=True, reason="replay per trial in id order (see ORDER_SENSITIVE)"))
+    elif make.id in CONFIG_HISTORY:  # type: ignore[attr-defined]
+        request.applymarker(pytest.mark.xfail(strict=True, reason="the latest config only (see CONFIG_HISTORY)"))
     uninterrupted = Sim(make(7))
     for _ in range(crash_after):
         assert uninterrupted.step()

@@ -425,7 +425,8 @@ def test_every_plot_on_a_real_run_and_the_report(tmp_path: Any) -> None:
     assert len(pd_.timeline(rs)["data"][0]["y"]) == 4
     titles = write_report(rs, str(tmp_path / "out" / "report.html"), pareto=[("loss", "min"), ("latency", "min")])
     assert titles == ["Learning curves", "Learning curves by value", "Best so far", "Parameter sensitivity",
-                      "Parallel coordinates", "Metric against each parameter", "Trial timeline", "Pareto front"]
+                      "Parallel coordinates", "Metric against each parameter", "Trial timeline",
+                      "Parameter importance", "Pareto front"]
     page = (tmp_path / "out" / "report.html").read_text()
     assert "best trial (by last result)" in page and "best result (any iteration)" in page  # which best
     assert page.count('class="plot"') == len(titles)

@@ -81,6 +81,10 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
     add("Metric against each parameter", "Final metric of each trial against each parameter that varies.",
         "no parameter varies between trials", plot_data.scatter, rs, metric)
     add("Trial timeline", "When each trial ran, coloured by its status.", "", plot_data.timeline, rs)
+    if mode is not None:
+        add("Parameter importance", "How differently each parameter is spread among the best 10% of the trials "
+            "than among all (PED-ANOVA); sums to 1.", "fewer than 4 trials reported the metric, or nothing varies",
+            plot_data.importance, rs, metric, mode)
     pairs = list(pareto) if pareto else _spec_objectives(rs)
     if pairs:
         if len(pairs) != 2:

@@ -170,7 +170,7 @@ class PBT(Scheduler):
         Raises:
             ConfigError: naming the bad argument.
         """
-        name = "PBT"
+        name = type(self).__name__  # PB2 shares this setup
         self._objective = Objective.for_scheduler(name, self.metric, self.mode, metric, mode)
         _check_time_attr(name, self.time_attr)
         self._interval = _check_number(name, "perturbation_interval", self.perturbation_interval,
@@ -180,7 +180,7 @@ class PBT(Scheduler):
         self._resample = _check_number(name, "resample_probability", self.resample_probability,
                                        low=0, high=1)
         if isinstance(self._seed, bool) or not isinstance(self._seed, numbers.Integral):
-            raise ConfigError(f"seed: PBT expects an int or None; got {self.seed!r}")
+            raise ConfigError(f"seed: {name} expects an int or None; got {self.seed!r}")
         if not isinstance(self.hyperparam_mutations, Mapping) or not self.hyperparam_mutations:
             raise ConfigError(f"hyperparam_mutations: PBT expects a non-empty dict of key -> list, domain "
                               f"or callable; got {self.hyperparam_mutations!r}")
