@@ -57,7 +57,7 @@ def _report(tmp_path: Any) -> tuple[str, list[str]]:
 def test_report_draws_every_plot_offline_without_errors(tmp_path: Any) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     path, titles = _report(tmp_path)
-    assert len(titles) == 8  # every kind of plot is in this report
+    assert len(titles) == 9  # every kind of plot is in this report
 
     problems: list[str] = []
     requests: list[str] = []
