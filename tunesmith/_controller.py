@@ -36,7 +36,7 @@ class Controller:
                  executor: Executor, store: Store, metric: str | list[str] | None, mode: str | list[str] | None,
                  num_samples: int, stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
                  resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
-                 max_failures: int = 0, retention: Retention | None = None) -> None:
+                 max_failures: int = 0, retention: Retention | None = None, fail_fast: bool | str = False) -> None:
         self.name = name
         self.exp_dir = exp_dir
         self.fn = fn
@@ -56,6 +56,8 @@ class Controller:
         self._callback_failures: set[tuple[int, str]] = set()
         self.strict_metric = strict_metric
         self.max_failures = max_failures
+        self.fail_fast = fail_fast  # the first trial error ends the experiment ("raise": and run raises it)
+        self._end_reason: str | None = None  # why the experiment ended early (an experiment-level stop rule...)
         # which checkpoints may be deleted: retention, and what decisions and restarted trials still need
         self.ledger = Ledger(retention or Retention(None, None, None))
         self._storage_prefix = storage_prefix(getattr(executor, "storage", None), exp_dir)
@@ -325,6 +327,9 @@ class Controller:
             self._on_results(trial, results, waiting, trial.id in ended, trial.id in acted)
         for trial, _status, _tb in done:
             self._after_complete(trial)
+        if self._end_reason is not None and not self._stopping:
+            log.info("%s: stopping every trial", self._end_reason)
+            self._begin_stopping()
         if self._paused:
             self._terminate_paused(self.scheduler.trials_to_stop(self.view))
 
@@ -374,9 +379,14 @@ class Controller:
                     self._fail(error)
                     return
             self.searcher.observe(tid, metrics, False)
+            trial_stop = False
+            if self.stop_rules.experiment:  # stateful rules over every trial's results, in order
+                trial_stop, end = self.stop_rules.observe_experiment(tid, metrics)
+                if end and self._end_reason is None:
+                    self._end_reason = f"a stop rule ended the experiment at {trial.name}'s result {result.iteration}"
             if already is not None or not isinstance(decision, Continue):
                 continue  # already stopped: stored and observed, but nothing more to decide
-            if self.stop_rules.should_stop(tid, result.iteration, metrics):
+            if trial_stop or self.stop_rules.should_stop(tid, result.iteration, metrics):
                 decision = _STOP
                 continue
             decision = self.scheduler.on_result(trial, result, self.view)
@@ -426,6 +436,12 @@ class Controller:
                 return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures}, event
             trial.status = TrialStatus.ERROR
             trial.end_time = now
+            if self.fail_fast and self._end_reason is None:
+                self._end_reason = f"fail_fast: {trial.name} failed"
+                if self.fail_fast == "raise":
+                    from tunesmith._errors import TrialError
+
+                    self._fail(TrialError(f"fail_fast: {trial.name} failed:\n{tb}"))
             return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures, "end_time": now,
                     "start_time": trial.start_time}, event
         if isinstance(action, Pause):
@@ -453,6 +469,10 @@ class Controller:
             return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
                     ("exploit", {"source": source.id, "iteration": it, "config": trial.config}))
+        if status == "ok" and trial.last_result is None and self.objective and action is None:
+            log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
+                        "tunesmith.report({...}) in the training function (or return a dict of metrics)",
+                        trial.name, self.metric)
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
         return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, None

@@ -78,6 +78,7 @@ def run(
     keep_by: str | None = None,
     trial_time_limit_s: float | None = None,
     chdir_to_trial_dir: bool = True,
+    fail_fast: bool | str = False,
 ) -> ResultSet:
     """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
 
@@ -105,7 +106,9 @@ def run(
         storage_path: where experiment folders go (default ``./tunesmith_results`` or
             ``$TUNESMITH_RESULTS``).
         stop: ``{"training_iteration": 100}``, ``{"loss": 0.01}`` (reached in the direction of ``mode``),
-            or ``fn(trial_id, result) -> bool``.
+            ``{"done": True}`` (a flag the trial reports), ``fn(trial_id, result) -> bool``, a
+            :class:`Stopper` (``TrialPlateau(...)`` per trial; ``ExperimentPlateau(...)`` or your own with
+            ``stop_all()`` end the whole experiment), or a list of them (any one stops).
         time_budget_s: stop everything after this many seconds.
         max_concurrent: at most this many trials at once (default: as many as resources allow).
         backend: ``"local"`` (worker processes on this machine), ``"ray"`` (a Ray actor per trial on a local
@@ -142,6 +145,8 @@ def run(
             first on ``sys.path`` and is in the environment variable ``TUNESMITH_ORIG_WORKING_DIR``: read
             a relative data path as ``os.path.join(os.environ["TUNESMITH_ORIG_WORKING_DIR"], path)``.
             ``False``: trials run in the driver's working directory.
+        fail_fast: the first trial that ends in ERROR (after its ``max_failures`` retries) stops every other
+            trial at once and starts no new one; ``"raise"`` also makes ``run`` raise a ``TrialError``.
 
     Returns:
         A :class:`ResultSet`: ``.best``, ``.trials``, ``.errors``, ``.history(id)``, ``.dataframe()``.
@@ -181,6 +186,8 @@ def run(
     _positive("trial_time_limit_s", trial_time_limit_s)
     if not isinstance(chdir_to_trial_dir, bool):
         raise ConfigError(f"chdir_to_trial_dir must be True or False, got {chdir_to_trial_dir!r}")
+    if fail_fast not in (True, False, "raise"):
+        raise ConfigError(f"fail_fast must be True, False or 'raise', got {fail_fast!r}")
     if restart_errored not in (None, "restart", "resume"):
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
     if resume and name is None:
@@ -271,7 +278,7 @@ def run(
             store=store, metric=objective.metric, mode=objective.mode, num_samples=num_samples, stop=stop_rules,
             time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
             callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
-            retention=retention)
+            retention=retention, fail_fast=fail_fast)
         if resume:
             controller.replay(restart_errored)
         try:
