@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
 from typing import Any
@@ -36,7 +37,8 @@ class Controller:
                  executor: Executor, store: Store, metric: str | list[str] | None, mode: str | list[str] | None,
                  num_samples: int, stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
                  resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
-                 max_failures: int = 0, retention: Retention | None = None, fail_fast: bool | str = False) -> None:
+                 max_failures: int = 0, retention: Retention | None = None, fail_fast: bool | str = False,
+                 resources_fn: Any = None, constraints: Any = None) -> None:
         self.name = name
         self.exp_dir = exp_dir
         self.fn = fn
@@ -52,6 +54,8 @@ class Controller:
         self.time_budget_s = time_budget_s
         self.max_concurrent = max_concurrent
         self.resources = resources
+        self.resources_fn = resources_fn  # resources=lambda config: {...}: each trial's own request
+        self.constraints = constraints  # fn(result) -> floats, stored as constraint/<i> with each result
         self.callbacks = callbacks
         self._callback_failures: set[tuple[int, str]] = set()
         self.strict_metric = strict_metric
@@ -207,12 +211,37 @@ class Controller:
         if config is None:
             return None
         assert isinstance(config, dict)
+        resources = self._resources_for(trial_id, config)
+        if resources is None:
+            return None
         self._next_id += 1
-        trial = TrialView(id=trial_id, config=config, resources=dict(self.resources))
+        trial = TrialView(id=trial_id, config=config, resources=resources)
         self.trials[trial_id] = trial
         self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
         return self._make_launch(trial)
+
+    def _resources_for(self, trial_id: int, config: dict[str, Any]) -> dict[str, float] | None:
+        """The trial's resources: ``resources(config)`` checked against what the executor has (a request it can
+        never meet ends the experiment with a ConfigError naming the config), or the experiment's."""
+        if self.resources_fn is None:
+            return dict(self.resources)
+        from tunesmith._errors import ConfigError
+        from tunesmith.executors.resources import normalize
+
+        where = f"resources(config) for trial {trial_id} (config {config!r})"
+        try:
+            resources = normalize(self.resources_fn(config), where=where)
+            self.executor.check_resources(resources)
+        except ConfigError as e:
+            message = str(e) if str(e).startswith(where) else f"{where}: {e}"
+            self._fail(ConfigError(message))
+        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
+            self._fail(ConfigError(f"{where}: the resources function raised {type(e).__name__}: {e}"))
+        else:
+            return resources
+        self._searcher_done = True  # the experiment ends: nothing more is suggested
+        return None
 
     def _make_launch(self, trial: TrialView) -> Launch:
         restore = trial.checkpoint_path if trial.iteration > 0 else None
@@ -276,6 +305,8 @@ class Controller:
                 # one C-level decode for the whole batch instead of one json.loads per result
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
+                    if self.constraints is not None:
+                        text = self._add_constraints(trial, iteration, time_total, timestamp, metrics)
                     rows.append((tid, iteration, time_total, timestamp, text))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
@@ -332,6 +363,24 @@ class Controller:
             self._begin_stopping()
         if self._paused:
             self._terminate_paused(self.scheduler.trials_to_stop(self.view))
+
+    def _add_constraints(self, trial: TrialView, iteration: int, time_total: float, timestamp: float,
+                         metrics: dict[str, Any]) -> str:
+        """``constraints(result)`` as ``constraint/<i>`` metrics of the result; its stored text, re-encoded."""
+        from tunesmith._errors import ConfigError
+        from tunesmith.session import encode_metrics
+
+        result = {**metrics, ITERATION: iteration, TIME_TOTAL: time_total, TIMESTAMP: timestamp}
+        try:
+            values = self.constraints(result)
+            values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
+            self._fail(ConfigError(f"constraints({trial.name}'s result {iteration}) raised {type(e).__name__}: {e}; "
+                                   f"expected a list of floats (<= 0 feasible)"))
+            values = [math.inf]
+        for i, value in enumerate(values):
+            metrics[f"constraint/{i}"] = value
+        return encode_metrics(metrics)
 
     def _terminate_paused(self, trial_ids: list[int]) -> None:
         ended = [self.trials[tid] for tid in trial_ids if tid in self._paused]

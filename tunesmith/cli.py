@@ -366,13 +366,21 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
     if note:
         click.echo(printable(note, one_line=True))
     config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
-    metrics = list(rs.metrics)
-    columns = ["trial", "status", "iter"] + metrics + config_keys
+    from tunesmith.analysis import feasible_result
+
+    # run(constraints=...): their values, and whether the last result meets them
+    constrained = sorted({k for t in trials for k in t.last_result if k.startswith("constraint/")},
+                         key=lambda k: (len(k), k))
+    metrics = list(rs.metrics) + [k for k in constrained if k not in rs.metrics]
+    columns = ["trial", "status", "iter"] + metrics + (["feasible"] if constrained else []) + config_keys
     table = _table(*columns)
     for t in trials:
         flat = flatten(t.config)
         row = [t.name, t.status.value.lower(), str(t.iteration)]
         row += [_fmt(t.last_result.get(m, "")) for m in metrics]
+        if constrained:
+            ok = feasible_result(t.last_result)
+            row.append("" if ok is None else "yes" if ok else "no")
         row += [_fmt(flat.get(k, "")) for k in config_keys]
         table.add_row(*row)
     _print(table)
