@@ -158,3 +158,18 @@ def test_a_trial_without_results_while_a_metric_is_set_is_a_warning(results_dir,
     with caplog.at_level(logging.WARNING, logger="tunesmith"):
         ts.run(silent, metric="loss", mode="min", verbose=0, strict_metric_checking=False)
     assert "ended without reporting a result" in caplog.text
+
+
+def test_tunesmith_resume_rebuilds_plateau_rules_and_refuses_what_is_not_stored():
+    from tunesmith.cli import resume_arguments
+
+    spec = {"stop": [{"m": 4}, {"TrialPlateau": {"metric": "loss", "std": 0.1, "num_results": 3,
+                                                  "grace_period": 1, "metric_threshold": None, "mode": None}}],
+            "fail_fast": True}
+    args = resume_arguments(spec)
+    assert args["stop"][0] == {"m": 4} and isinstance(args["stop"][1], ts.TrialPlateau)
+    assert args["stop"][1].num_results == 3 and args["fail_fast"] is True
+    with pytest.raises(ts.ConfigError, match="'TotalResults', which is not stored"):
+        resume_arguments({"stop": {"stopper": "TotalResults"}})
+    with pytest.raises(ts.ConfigError, match=r"asks for resources with a function \(<lambda>\)"):
+        resume_arguments({"resources": {"callable": "<lambda>"}})

@@ -556,10 +556,13 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
         space = load_space(space_file)
     else:
         space = space_from_json(spec.get("space") or {})
-    stop = spec.get("stop") or None
-    if isinstance(stop, dict) and "callable" in stop:
-        raise ConfigError(f"the experiment stops trials with a function ({stop['callable']}), which is not "
-                          "stored; resume it from Python: tunesmith.run(..., resume=True)")
+    stop = _rebuild_stop(spec.get("stop") or None)
+    for key, what in (("resources", "asks for resources"), ("constraints", "computes constraints")):
+        value = spec.get(key)
+        if isinstance(value, dict) and "callable" in value or key == "constraints" and value:
+            name = value["callable"] if isinstance(value, dict) else value
+            raise ConfigError(f"the experiment {what} with a function ({name}), which is not stored; resume it "
+                              "from Python: tunesmith.run(..., resume=True)")
     out: dict[str, Any] = {
         "space": space, "metric": spec.get("metric"), "mode": spec.get("mode"), "stop": stop,
         "num_samples": spec.get("num_samples", 1), "time_budget_s": spec.get("time_budget_s"),
@@ -567,10 +570,29 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
         "scheduler": _rebuild(spec.get("scheduler"), "scheduler"),
         "searcher": _rebuild(spec.get("searcher"), "searcher"),
     }
-    for key in ("keep", "keep_by", "max_failures"):
+    for key in ("keep", "keep_by", "max_failures", "fail_fast", "warm_start"):
         if key in spec:
             out[key] = spec[key]
     return out
+
+
+def _rebuild_stop(stop: Any) -> Any:
+    """``stop`` from its stored form: thresholds as they are, the plateau rules from their arguments. A function or
+    a Stopper of the user's own is not stored: a ConfigError says to resume from Python."""
+    from tunesmith._stop import ExperimentPlateau, TrialPlateau
+
+    if isinstance(stop, list):
+        return [_rebuild_stop(item) for item in stop]
+    if not isinstance(stop, dict):
+        return stop
+    if "callable" in stop or "stopper" in stop:
+        what = stop.get("callable") or stop.get("stopper")
+        raise ConfigError(f"the experiment stops trials with {what!r}, which is not stored; resume it from "
+                          "Python: tunesmith.run(..., resume=True)")
+    for cls in (TrialPlateau, ExperimentPlateau):
+        if set(stop) == {cls.__name__} and isinstance(stop[cls.__name__], dict):
+            return cls(**stop[cls.__name__])
+    return stop
 
 
 def _rebuild(spec: Any, kind: str) -> Any:

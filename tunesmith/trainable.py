@@ -94,7 +94,7 @@ class _TrainableFunction:
             obj.load_checkpoint(checked_dir(restore, f"{self.cls.__name__}.load_checkpoint"))
         frequency = int(getattr(obj, "checkpoint_frequency", 0) or 0)
         at_end = bool(getattr(obj, "checkpoint_at_end", False))
-        limit = s.stop_rules.max_iteration if s.stop_rules is not None else None
+        limit = getattr(s.stop_rules, "max_iteration", None)  # stop={"training_iteration": n}
         try:
             while True:
                 metrics = obj.step()

@@ -245,7 +245,9 @@ class OptunaSearch(Searcher):
             return self.sampler
         samplers = self._optuna.samplers
         seed = int(seed_sequence(self._seed, ask).generate_state(1)[0])
-        startup = {} if self.n_startup_trials is None else {"n_startup_trials": int(self.n_startup_trials)}
+        startup: dict[str, Any] = {}
+        if self.n_startup_trials is not None:
+            startup["n_startup_trials"] = int(self.n_startup_trials)
         if self._constrained and self.sampler in ("tpe", "nsgaii", "gp") and not _HAS_SET_CONSTRAINT(self._optuna):
             startup = {**startup, "constraints_func": self._constraint_values}  # Optuna < 5: set_constraint is new
         with warnings.catch_warnings():
