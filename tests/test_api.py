@@ -15,7 +15,7 @@ PUBLIC = [
     "TrialError", "TrialResult", "TrialStatus", "__version__", "choice", "get_checkpoint", "get_config",
     "get_resources", "get_trial_dir", "get_trial_id", "grid", "lograndint", "loguniform", "load", "normal",
     "qloguniform", "qnormal", "quniform", "randint", "report", "run", "sample_from", "uniform",
-    "should_stop",
+    "should_stop", "Stopper", "TrialPlateau", "ExperimentPlateau", "Trainable",
 ]
 
 
@@ -53,6 +53,8 @@ def train(config):
     ({"resources": "1cpu"}, "resources must be a dict"),
     ({"stop": {"loss": "low"}}, r"stop\['loss'\] must be a number"),
     ({"stop": 5}, "stop must be a dict"),
+    ({"stop": [{"loss": 0.1}, 5]}, r"stop\[1\] must be a dict"),
+    ({"fail_fast": "yes"}, "fail_fast must be True, False or 'raise'"),
     ({"stop": {"training_iteration": 0}}, r"stop\['training_iteration'\] must be >= 1"),
     ({"backend": "slurm"}, "backend must be 'local'"),
     ({"searcher": "tpe"}, "searcher must be a tunesmith searcher"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
 from typing import Any
@@ -37,7 +38,8 @@ class Controller:
                  executor: Executor, store: Store, metric: str | list[str] | None, mode: str | list[str] | None,
                  num_samples: int, stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
                  resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
-                 max_failures: int = 0, retention: Retention | None = None) -> None:
+                 max_failures: int = 0, retention: Retention | None = None, fail_fast: bool | str = False,
+                 resources_fn: Any = None, constraints: Any = None) -> None:
         self.name = name
         self.exp_dir = exp_dir
         self.fn = fn
@@ -53,10 +55,14 @@ class Controller:
         self.time_budget_s = time_budget_s
         self.max_concurrent = max_concurrent
         self.resources = resources
+        self.resources_fn = resources_fn  # resources=lambda config: {...}: each trial's own request
+        self.constraints = constraints  # fn(result) -> floats, stored as constraint/<i> with each result
         self.callbacks = callbacks
         self._callback_failures: set[tuple[int, str]] = set()
         self.strict_metric = strict_metric
         self.max_failures = max_failures
+        self.fail_fast = fail_fast  # the first trial error ends the experiment ("raise": and run raises it)
+        self._end_reason: str | None = None  # why the experiment ended early (an experiment-level stop rule...)
         # which checkpoints may be deleted: retention, and what decisions and restarted trials still need
         self.ledger = Ledger(retention or Retention(None, None, None))
         self._storage_prefix = storage_prefix(getattr(executor, "storage", None), exp_dir)
@@ -209,12 +215,37 @@ class Controller:
         if config is None:
             return None
         assert isinstance(config, dict)
+        resources = self._resources_for(trial_id, config)
+        if resources is None:
+            return None
         self._next_id += 1
-        trial = TrialView(id=trial_id, config=config, resources=dict(self.resources))
+        trial = TrialView(id=trial_id, config=config, resources=resources)
         self.trials[trial_id] = trial
         self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
         return self._make_launch(trial)
+
+    def _resources_for(self, trial_id: int, config: dict[str, Any]) -> dict[str, float] | None:
+        """The trial's resources: ``resources(config)`` checked against what the executor has (a request it can
+        never meet ends the experiment with a ConfigError naming the config), or the experiment's."""
+        if self.resources_fn is None:
+            return dict(self.resources)
+        from tunesmith._errors import ConfigError
+        from tunesmith.executors.resources import normalize
+
+        where = f"resources(config) for trial {trial_id} (config {config!r})"
+        try:
+            resources = normalize(self.resources_fn(config), where=where)
+            self.executor.check_resources(resources)
+        except ConfigError as e:
+            message = str(e) if str(e).startswith(where) else f"{where}: {e}"
+            self._fail(ConfigError(message))
+        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
+            self._fail(ConfigError(f"{where}: the resources function raised {type(e).__name__}: {e}"))
+        else:
+            return resources
+        self._searcher_done = True  # the experiment ends: nothing more is suggested
+        return None
 
     def _make_launch(self, trial: TrialView) -> Launch:
         restore = trial.checkpoint_path if trial.iteration > 0 else None
@@ -278,6 +309,8 @@ class Controller:
                 # one C-level decode for the whole batch instead of one json.loads per result
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
+                    if self.constraints is not None:
+                        text = self._add_constraints(trial, iteration, time_total, timestamp, metrics)
                     rows.append((tid, iteration, time_total, timestamp, text))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
@@ -329,8 +362,29 @@ class Controller:
             self._on_results(trial, results, waiting, trial.id in ended, trial.id in acted)
         for trial, _status, _tb in done:
             self._after_complete(trial)
+        if self._end_reason is not None and not self._stopping:
+            log.info("%s: stopping every trial", self._end_reason)
+            self._begin_stopping()
         if self._paused:
             self._terminate_paused(self.scheduler.trials_to_stop(self.view))
+
+    def _add_constraints(self, trial: TrialView, iteration: int, time_total: float, timestamp: float,
+                         metrics: dict[str, Any]) -> str:
+        """``constraints(result)`` as ``constraint/<i>`` metrics of the result; its stored text, re-encoded."""
+        from tunesmith._errors import ConfigError
+        from tunesmith.session import encode_metrics
+
+        result = {**metrics, ITERATION: iteration, TIME_TOTAL: time_total, TIMESTAMP: timestamp}
+        try:
+            values = self.constraints(result)
+            values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
+            self._fail(ConfigError(f"constraints({trial.name}'s result {iteration}) raised {type(e).__name__}: {e}; "
+                                   f"expected a list of floats (<= 0 feasible)"))
+            values = [math.inf]
+        for i, value in enumerate(values):
+            metrics[f"constraint/{i}"] = value
+        return encode_metrics(metrics)
 
     def _terminate_paused(self, trial_ids: list[int]) -> None:
         ended = [self.trials[tid] for tid in trial_ids if tid in self._paused]
@@ -379,9 +433,14 @@ class Controller:
                     self._fail(error)
                     return
             self.searcher.observe(tid, metrics, False)
+            trial_stop = False
+            if self.stop_rules.experiment:  # stateful rules over every trial's results, in order
+                trial_stop, end = self.stop_rules.observe_experiment(tid, metrics)
+                if end and self._end_reason is None:
+                    self._end_reason = f"a stop rule ended the experiment at {trial.name}'s result {result.iteration}"
             if already is not None or not isinstance(decision, Continue):
                 continue  # already stopped: stored and observed, but nothing more to decide
-            if self.stop_rules.should_stop(tid, result.iteration, metrics):
+            if trial_stop or self.stop_rules.should_stop(tid, result.iteration, metrics):
                 decision = _STOP
                 self._stop_reasons[tid] = "stop_rule"
                 continue
@@ -432,6 +491,12 @@ class Controller:
                 return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures}, event
             trial.status = TrialStatus.ERROR
             trial.end_time = now
+            if self.fail_fast and self._end_reason is None:
+                self._end_reason = f"fail_fast: {trial.name} failed"
+                if self.fail_fast == "raise":
+                    from tunesmith._errors import TrialError
+
+                    self._fail(TrialError(f"fail_fast: {trial.name} failed:\n{tb}"))
             return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures, "end_time": now,
                     "start_time": trial.start_time}, event
         if isinstance(action, Pause):
@@ -460,6 +525,10 @@ class Controller:
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
                     ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
                                  "old_config": old_config}))
+        if status == "ok" and trial.last_result is None and self.objective and action is None:
+            log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
+                        "tunesmith.report({...}) in the training function (or return a dict of metrics)",
+                        trial.name, self.metric)
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
         # why it ended before returning, for the record (a plot greys only a scheduler's early stop); "stopped"

@@ -57,7 +57,7 @@ def run(
     num_samples: int = 1,
     scheduler: Scheduler | None = None,
     searcher: Searcher | None = None,
-    resources: dict[str, float] | None = None,
+    resources: dict[str, float] | Any = None,
     name: str | None = None,
     storage_path: str | None = None,
     stop: Any = None,
@@ -79,11 +79,16 @@ def run(
     trial_time_limit_s: float | None = None,
     chdir_to_trial_dir: bool = True,
     dashboard: bool | dict[str, Any] = False,
+    fail_fast: bool | str = False,
+    warm_start: str | list[str] | None = None,
+    constraints: Any = None,
 ) -> ResultSet:
     """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
 
     Args:
-        fn: the training function, ``fn(config)`` (or ``fn()``); inside it call ``tunesmith.report``.
+        fn: the training function, ``fn(config)`` (or ``fn()``); inside it call ``tunesmith.report``. Or a
+            :class:`Trainable` subclass (``setup``/``step``/``save_checkpoint``/``load_checkpoint``); any other
+            class (a Ray Tune ``Trainable``) is a ``ConfigError``.
             Functions defined in ``__main__``, closures and lambdas work (shipped with cloudpickle); one that
             cannot be pickled is a ``ConfigError`` before anything is created.
         space: the search space: a dict (nested allowed) of domains (``uniform``, ``choice``, ``grid``...)
@@ -101,12 +106,16 @@ def run(
         searcher: proposes configs (default ``Random(seed=seed)``, which also crosses ``grid`` dimensions).
         resources: per trial, e.g. ``{"cpu": 1, "gpu": 0.25}`` (default one CPU). Fractional GPUs share a
             device; the trial sees its device through ``CUDA_VISIBLE_DEVICES``. ``{"cpu": 0}`` alone is refused
-            (nothing would hold a trial back).
+            (nothing would hold a trial back). Or a function of the config, ``lambda config: {"gpu": 1 if
+            config["big"] else 0.25}``: called per trial, each trial's request is checked (a ``ConfigError``
+            naming the trial's config when it asks for more than there is) and held by the executor.
         name: the experiment folder's name (default ``<fn name>_<date>_<time>``).
         storage_path: where experiment folders go (default ``./tunesmith_results`` or
             ``$TUNESMITH_RESULTS``).
         stop: ``{"training_iteration": 100}``, ``{"loss": 0.01}`` (reached in the direction of ``mode``),
-            or ``fn(trial_id, result) -> bool``.
+            ``{"done": True}`` (a flag the trial reports), ``fn(trial_id, result) -> bool``, a
+            :class:`Stopper` (``TrialPlateau(...)`` per trial; ``ExperimentPlateau(...)`` or your own with
+            ``stop_all()`` end the whole experiment), or a list of them (any one stops).
         time_budget_s: stop everything after this many seconds.
         max_concurrent: at most this many trials at once (default: as many as resources allow).
         backend: ``"local"`` (worker processes on this machine), ``"ray"`` (a Ray actor per trial on a local
@@ -146,6 +155,16 @@ def run(
         dashboard: serve the live dashboard of this experiment from a thread of this process while it runs
             (read-only; the URL is printed); a dict passes options to ``tunesmith.dashboard.start``
             (``port``, ``host``, ``token``, ``allow_control``). See docs/dashboard.md.
+        warm_start: an earlier experiment (a name under ``storage_path``, or a folder), or a list of them: its
+            finished trials are handed to the searcher (``searcher.warm_start``) before the first suggestion.
+            Model-based searchers (``OptunaSearch``, ``BOHB``) learn from those whose config fits this space
+            and skip the others (the count is logged); ``Random`` and ``QuasiRandom`` ignore them.
+        constraints: ``fn(result) -> list of floats`` (each <= 0 when feasible), called in the driver on every
+            result; the values are stored with it as ``constraint/0``, ``constraint/1``... ``OptunaSearch``
+            passes them to its sampler (``tpe``, ``nsgaii``, ``gp``: Optuna's ``constraints_func``);
+            ``best``, ``top`` and ``pareto_front()`` rank feasible trials only, when there is one.
+        fail_fast: the first trial that ends in ERROR (after its ``max_failures`` retries) stops every other
+            trial at once and starts no new one; ``"raise"`` also makes ``run`` raise a ``TrialError``.
 
     Returns:
         A :class:`ResultSet`: ``.best``, ``.trials``, ``.errors``, ``.history(id)``, ``.dataframe()``.
@@ -163,6 +182,9 @@ def run(
 
     if not callable(fn):
         raise ConfigError(f"fn must be the training function (callable), got {type(fn).__name__}")
+    from tunesmith.trainable import as_function
+
+    fn = as_function(fn)  # a tunesmith.Trainable subclass runs as a function; any other class is refused
     if space is None:
         space = {}
     objective = Objective.from_args(metric, mode)  # checked once; everything below is handed the value
@@ -185,12 +207,19 @@ def run(
     _positive("trial_time_limit_s", trial_time_limit_s)
     if not isinstance(chdir_to_trial_dir, bool):
         raise ConfigError(f"chdir_to_trial_dir must be True or False, got {chdir_to_trial_dir!r}")
+    if fail_fast not in (True, False, "raise"):
+        raise ConfigError(f"fail_fast must be True, False or 'raise', got {fail_fast!r}")
     if restart_errored not in (None, "restart", "resume"):
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
     if resume and name is None:
         raise ConfigError("resume=True needs the name of the experiment to resume")
     retention = Retention(keep, keep_by, _keep_by_mode(keep_by, objective))
-    per_trial = normalize(resources)
+    resources_fn = resources if callable(resources) else None
+    per_trial = normalize(None if resources_fn is not None else resources)
+    if constraints is not None and not callable(constraints):
+        raise ConfigError(f"constraints must be a function fn(result) -> list of floats (<= 0 feasible), got "
+                          f"{type(constraints).__name__}")
+    warm_dirs = _warm_start_dirs(warm_start, storage_path)
     stop_rules = StopRules(stop, objective, keep_by=keep_by)
 
     if searcher is None:
@@ -203,10 +232,15 @@ def run(
         scheduler = FIFO()
     elif not isinstance(scheduler, Scheduler):
         raise ConfigError(f"scheduler must be a tunesmith scheduler (e.g. tunesmith.ASHA()), got {scheduler!r}")
+    if constraints is not None and not searcher.use_constraints():
+        log.info("constraints: %s does not use them; they are stored with each result and rank best and "
+                 "pareto_front()", type(searcher).__name__)
     # setup keeps its public (metric, mode) arguments (users' own searchers and schedulers implement it):
     # the objective's run form, a name or a list
     searcher.setup(space, objective.metric, objective.mode, num_samples)
     scheduler.setup(objective.metric, objective.mode)
+    if warm_dirs:
+        _warm_start(searcher, warm_dirs)
     space_json = _space_json(space)  # before anything is created: a constant the store cannot hold fails here
     _check_sampled_values(space)
 
@@ -225,7 +259,8 @@ def run(
     else:
         raise ConfigError(f"backend must be 'local', 'ray' or an executor (e.g. tunesmith.RayBackend(address="
                           f"'auto')), got {backend!r}")
-    executor.check_resources(per_trial)
+    if resources_fn is None:
+        executor.check_resources(per_trial)  # a function's requests are checked per trial
     executor.stop_rules = stop_rules
     executor.trial_time_limit_s = trial_time_limit_s
     executor.chdir_to_trial_dir = chdir_to_trial_dir
@@ -265,7 +300,9 @@ def run(
             "name": name, **objective.to_spec(), "num_samples": num_samples,
             "space": space_json, "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
-            "resources": per_trial, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
+            "resources": per_trial if resources_fn is None else {"callable": _qualname(resources_fn)},
+            "warm_start": warm_dirs or None, "constraints": constraints and _qualname(constraints),
+            "fail_fast": fail_fast, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
             "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
         }
         with store.transaction() as db:
@@ -282,7 +319,7 @@ def run(
             store=store, metric=objective.metric, mode=objective.mode, num_samples=num_samples, stop=stop_rules,
             time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
             callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
-            retention=retention)
+            retention=retention, fail_fast=fail_fast, resources_fn=resources_fn, constraints=constraints)
         if resume:
             controller.replay(restart_errored)
         board = _start_dashboard(dashboard, root, name)
@@ -321,6 +358,48 @@ def _start_dashboard(option: bool | dict[str, Any], root: str, name: str) -> Any
     board = start(root, name, **options)
     print(f"tunesmith dashboard: {board.url}", flush=True)
     return board
+
+
+def _qualname(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
+    """The experiment folders ``warm_start`` names (names under the storage path, or folders), checked."""
+    if warm_start is None:
+        return []
+    items = [warm_start] if isinstance(warm_start, (str, os.PathLike)) else warm_start
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, os.PathLike)) for i in items):
+        raise ConfigError(f"warm_start must be an experiment name or folder, or a list of them, got {warm_start!r}")
+    root = os.path.abspath(storage_path if storage_path is not None else default_storage())
+    dirs = []
+    for item in items:
+        item = os.fspath(item)
+        path = os.path.abspath(item) if (os.sep in item or item.startswith(".")) else os.path.join(root, item)
+        if not os.path.isfile(_layout.store_path(path)):
+            raise ConfigError(f"warm_start: {item!r} is no experiment (no {STORE_FILE} in {path})")
+        dirs.append(path)
+    return dirs
+
+
+def _warm_start(searcher: Searcher, dirs: list[str]) -> None:
+    """Hand the earlier experiments' finished trials to the searcher as data: (config, last result) pairs read
+    here (the searcher stays pure). Read as data only: nothing in those folders is imported or unpickled."""
+    from tunesmith.trial import TrialStatus
+
+    trials: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for path in dirs:
+        earlier = ResultSet(path)
+        trials += [(t.config, t.last_result) for t in earlier.trials
+                   if t.status is TrialStatus.TERMINATED and t.last_result]
+    used = searcher.warm_start(trials)
+    if used:
+        log.info("warm start: %s observed %d of %d finished earlier trials (%d skipped: outside this space or "
+                 "without the metric)", type(searcher).__name__, used, len(trials), len(trials) - used)
+    elif trials:
+        log.warning("warm start: %s took in none of the %d finished earlier trials (Random and QuasiRandom learn "
+                    "nothing from results and ignore warm_start; a model-based searcher skips configs outside "
+                    "its space)", type(searcher).__name__, len(trials))
 
 
 def _check_resumable(stored: dict[str, Any], name: str, objective: Objective) -> None:

@@ -1,10 +1,17 @@
-"""Stop rules: ``stop={"training_iteration": 100}``, ``stop={"loss": 0.01}``, a callable, or none."""
+"""Stop rules: ``stop={"training_iteration": 100}``, ``stop={"loss": 0.01}``, ``{"done": True}``, a callable, a
+:class:`Stopper` (``TrialPlateau``, ``ExperimentPlateau``, your own), a list of any of them, or none.
+
+Per-trial rules are pure and travel to the workers (each trial evaluates them on the result it makes);
+experiment-level rules (a ``Stopper`` that defines ``stop_all``) see every trial's results, so they stay in
+the driver, which ends the whole experiment when one says so.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import numbers
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +24,152 @@ log = logging.getLogger("tunesmith")
 StopFn = Callable[[int, dict[str, Any]], bool]
 
 
+class Stopper:
+    """A stop rule with state, as Ray Tune's ``Stopper``: ``__call__(trial_id, result)`` stops that trial when it
+    returns True; ``stop_all()`` (checked after each result) ends the whole experiment when it returns True.
+
+    A stopper that does not override ``stop_all`` is per trial: it is shipped to the trials (cloudpickled) and
+    evaluated on each result there, so it must keep its state per ``trial_id`` (and be pure: no I/O, no clock).
+    One that overrides ``stop_all`` sees every trial's results in order, in the driver only.
+    """
+
+    def __call__(self, trial_id: int, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return False
+
+    def bind(self, objective: Objective) -> None:
+        """Called once by ``run`` with the experiment's objective (a stopper without ``mode`` takes its mode)."""
+
+    @property
+    def experiment_level(self) -> bool:
+        return type(self).stop_all is not Stopper.stop_all
+
+    def to_spec(self) -> Any:
+        return {"stopper": type(self).__qualname__}
+
+
+def _std(values: Any) -> float:
+    values = list(values)
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def _check_number(owner: str, name: str, value: Any, low: float = 0.0, integer: bool = False) -> None:
+    kinds = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < low:
+        raise ConfigError(f"{owner}: {name} must be {'an integer' if integer else 'a number'} >= {low:g}, "
+                          f"got {value!r}")
+
+
+class TrialPlateau(Stopper):
+    """Stop a trial whose ``metric`` has plateaued: the standard deviation of its last ``num_results`` values is
+    below ``std``, after at least ``grace_period`` results (Ray Tune's ``TrialPlateauStopper``).
+
+    ``metric_threshold`` (with ``mode``, default the experiment's): stop only once the metric is at least that
+    good, so a trial stuck at a bad value is not mistaken for a converged one. Non-numeric and NaN values are
+    skipped. Per trial: shipped to the trials, so it stops on exactly the result that plateaued.
+    """
+
+    def __init__(self, metric: str, std: float = 0.01, num_results: int = 4, grace_period: int = 4,
+                 metric_threshold: float | None = None, mode: str | None = None) -> None:
+        if not isinstance(metric, str):
+            raise ConfigError(f"TrialPlateau: metric must be a metric name (str), got {metric!r}")
+        _check_number("TrialPlateau", "std", std)
+        _check_number("TrialPlateau", "num_results", num_results, 1, integer=True)
+        _check_number("TrialPlateau", "grace_period", grace_period, 0, integer=True)
+        if mode not in (None, "min", "max"):
+            raise ConfigError(f"TrialPlateau: mode must be 'min', 'max' or None (the experiment's), got {mode!r}")
+        if metric_threshold is not None:
+            _check_number("TrialPlateau", "metric_threshold", metric_threshold, -math.inf)
+        self.metric, self.std, self.num_results, self.grace_period = metric, float(std), num_results, grace_period
+        self.metric_threshold, self.mode = metric_threshold, mode
+        self._values: dict[int, deque[float]] = {}
+        self._seen: dict[int, int] = {}
+
+    def bind(self, objective: Objective) -> None:
+        if self.mode is None and self.metric_threshold is not None:
+            self.mode = objective.mode_of(self.metric)
+            if self.mode is None:
+                raise ConfigError(f"TrialPlateau(metric={self.metric!r}, metric_threshold=...): {self.metric!r} "
+                                  f"is not the experiment's metric; give mode='min' or 'max'")
+
+    def __call__(self, trial_id: int, result: dict[str, Any]) -> bool:
+        value = _real(result.get(self.metric))
+        if value is None:
+            return False
+        seen = self._seen[trial_id] = self._seen.get(trial_id, 0) + 1
+        window = self._values.setdefault(trial_id, deque(maxlen=self.num_results))
+        window.append(value)
+        if seen < self.grace_period or len(window) < self.num_results:
+            return False
+        if self.metric_threshold is not None:
+            if (value > self.metric_threshold) if self.mode == "min" else (value < self.metric_threshold):
+                return False
+        return _std(window) < self.std
+
+    def to_spec(self) -> Any:
+        return {"TrialPlateau": {"metric": self.metric, "std": self.std, "num_results": self.num_results,
+                                 "grace_period": self.grace_period, "metric_threshold": self.metric_threshold,
+                                 "mode": self.mode}}
+
+
+class ExperimentPlateau(Stopper):
+    """End the whole experiment once the best ``top`` values of ``metric`` (over all results so far, in the
+    direction of ``mode``, default the experiment's) have a standard deviation below ``std`` for ``patience``
+    results in a row (Ray Tune's ``ExperimentPlateauStopper``). Running trials are stopped, none is started.
+    """
+
+    def __init__(self, metric: str, top: int = 10, std: float = 0.001, patience: int = 0,
+                 mode: str | None = None) -> None:
+        if not isinstance(metric, str):
+            raise ConfigError(f"ExperimentPlateau: metric must be a metric name (str), got {metric!r}")
+        _check_number("ExperimentPlateau", "top", top, 2, integer=True)
+        _check_number("ExperimentPlateau", "std", std)
+        _check_number("ExperimentPlateau", "patience", patience, 0, integer=True)
+        if mode not in (None, "min", "max"):
+            raise ConfigError(f"ExperimentPlateau: mode must be 'min', 'max' or None (the experiment's), got "
+                              f"{mode!r}")
+        self.metric, self.top, self.std, self.patience, self.mode = metric, top, float(std), patience, mode
+        self._best: list[float] = []  # the top values, best first
+        self._flat = 0
+
+    def bind(self, objective: Objective) -> None:
+        if self.mode is None:
+            self.mode = objective.mode_of(self.metric)
+            if self.mode is None:
+                raise ConfigError(f"ExperimentPlateau(metric={self.metric!r}): {self.metric!r} is not the "
+                                  f"experiment's metric; give mode='min' or 'max' (which values are the best)")
+
+    def __call__(self, trial_id: int, result: dict[str, Any]) -> bool:
+        value = _real(result.get(self.metric))
+        if value is None:
+            return False
+        self._best.append(value)
+        self._best.sort(reverse=self.mode == "max")
+        del self._best[self.top:]
+        if len(self._best) == self.top and _std(self._best) < self.std:
+            self._flat += 1
+        else:
+            self._flat = 0
+        return False
+
+    def stop_all(self) -> bool:
+        return self._flat > self.patience
+
+    def to_spec(self) -> Any:
+        return {"ExperimentPlateau": {"metric": self.metric, "top": self.top, "std": self.std,
+                                      "patience": self.patience, "mode": self.mode}}
+
+
+def _real(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
 class StopRules:
     """Checks one result against the user's stop rules.
 
@@ -26,8 +179,10 @@ class StopRules:
     """
 
     def __init__(self, stop: Any, objective: Objective, keep_by: str | None = None) -> None:
-        self.fn: StopFn | None = None
+        self.fns: list[StopFn] = []  # per trial: callables and Stoppers without stop_all
+        self.experiment: list[Stopper] = []  # experiment-level: kept in the driver
         self.rules: list[tuple[str, float, bool]] = []  # key, threshold, stop when value <= threshold
+        self.flags: list[tuple[str, bool]] = []  # key, the boolean value that stops a trial
         self.max_iteration: int | None = None
         # Result keys that run()'s arguments name, checked in the driver against the first results (check_keys)
         self._unchecked_stop_keys: set[str] = set()
@@ -35,33 +190,49 @@ class StopRules:
         self.watching = keep_by is not None
         if stop is None:
             return
+        for i, item in enumerate(stop if isinstance(stop, (list, tuple)) else [stop]):
+            where = f"stop[{i}]" if isinstance(stop, (list, tuple)) else "stop"
+            self._add(item, objective, where)
+        self.watching = self.watching or bool(self._unchecked_stop_keys)
+
+    def _add(self, stop: Any, objective: Objective, where: str) -> None:
+        if isinstance(stop, Stopper):
+            stop.bind(objective)
+            (self.experiment if stop.experiment_level else self.fns).append(stop)
+            return
         if callable(stop):
-            self.fn = stop
+            self.fns.append(stop)
             return
         if not isinstance(stop, dict):
-            raise ConfigError(f"stop must be a dict like {{'training_iteration': 100}} or a callable "
-                              f"fn(trial_id, result) -> bool, got {type(stop).__name__}")
+            raise ConfigError(f"{where} must be a dict like {{'training_iteration': 100}}, a callable "
+                              f"fn(trial_id, result) -> bool, a tunesmith Stopper (TrialPlateau, ExperimentPlateau) "
+                              f"or a list of them, got {type(stop).__name__}")
         for key, threshold in stop.items():
             if not isinstance(key, str):
-                raise ConfigError(f"stop: keys must be metric names (str), got {key!r}")
-            if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
-                    or math.isnan(float(threshold))):
-                raise ConfigError(f"stop[{key!r}] must be a number, got {threshold!r}")
+                raise ConfigError(f"{where}: keys must be metric names (str), got {key!r}")
+            if isinstance(threshold, bool):
+                if key == ITERATION:
+                    raise ConfigError(f"{where}[{key!r}] must be a number of iterations, got {threshold!r}")
+                self.flags.append((key, threshold))  # {"done": True}: stops when the result says so
+                self._unchecked_stop_keys.add(key)
+                continue
+            if not isinstance(threshold, numbers.Real) or math.isnan(float(threshold)):
+                raise ConfigError(f"{where}[{key!r}] must be a number (or True/False for a flag), got {threshold!r}")
             threshold = float(threshold) if not isinstance(threshold, numbers.Integral) else int(threshold)
             if key == ITERATION:
                 if not math.isfinite(threshold) or threshold < 1:
-                    raise ConfigError(f"stop[{key!r}] must be >= 1 and finite (a number of iterations), got "
+                    raise ConfigError(f"{where}[{key!r}] must be >= 1 and finite (a number of iterations), got "
                                       f"{threshold!r} (for no iteration limit, leave {key!r} out)")
-                self.max_iteration = int(math.ceil(threshold))
+                limit = int(math.ceil(threshold))
+                self.max_iteration = limit if self.max_iteration is None else min(self.max_iteration, limit)
                 continue
             below = objective.mode_of(key) == "min"
             if threshold == (math.inf if below else -math.inf):
-                raise ConfigError(f"stop[{key!r}] = {threshold!r} is met by every result ({key} "
+                raise ConfigError(f"{where}[{key!r}] = {threshold!r} is met by every result ({key} "
                                   f"{'<=' if below else '>='} {threshold!r}): each trial would stop after its first "
                                   f"result; give a finite threshold")
             self.rules.append((key, float(threshold), below))
             self._unchecked_stop_keys.add(key)
-        self.watching = self.watching or bool(self._unchecked_stop_keys)
 
     def check_keys(self, trial_name: str, metrics: dict[str, Any], has_checkpoint: bool,
                    strict: bool = True) -> ConfigError | None:
@@ -102,9 +273,21 @@ class StopRules:
                 continue
             if (value <= threshold) if below else (value >= threshold):
                 return True
-        if self.fn is not None:
-            return bool(self.fn(trial_id, metrics))
-        return False
+        for key, flag in self.flags:
+            value = metrics.get(key)
+            if isinstance(value, (bool, numbers.Real)) and not isinstance(value, str) and bool(value) is flag:
+                return True
+        # every per-trial stopper sees every result (they keep state), even once one of them said stop
+        stops = [bool(fn(trial_id, metrics)) for fn in self.fns]
+        return any(stops)
+
+    def observe_experiment(self, trial_id: int, metrics: dict[str, Any]) -> tuple[bool, bool]:
+        """In the driver, each result of every trial in order: (stop this trial, end the experiment) by the
+        experiment-level stoppers."""
+        trial = False
+        for stopper in self.experiment:
+            trial = bool(stopper(trial_id, metrics)) or trial
+        return trial, any(stopper.stop_all() for stopper in self.experiment)
 
     def for_trials(self) -> bytes | None:
         """These rules cloudpickled for the trial's own process, which evaluates them on each result it makes
@@ -112,22 +295,31 @@ class StopRules:
         tight loop). None when there is nothing to ship: no rule, or only ``training_iteration``, which the
         trial already waits for at its report; or a callable that cannot be pickled (the driver alone
         evaluates it then, as before)."""
-        if not self.rules and self.fn is None:
+        if not self.rules and not self.flags and not self.fns:
             return None
+        import copy
+
         import cloudpickle
 
+        shipped = copy.copy(self)
+        shipped.experiment = []  # they need every trial's results: the driver's alone
         try:
-            return cloudpickle.dumps(self)
+            return cloudpickle.dumps(shipped)
         except Exception:  # noqa: BLE001 - e.g. a callable holding a lock: evaluated in the driver only
             return None
 
     def to_spec(self) -> Any:
-        if self.fn is not None:
-            return {"callable": getattr(self.fn, "__qualname__", repr(self.fn))}
         spec: dict[str, Any] = {k: t for k, t, _ in self.rules}
+        spec.update(dict(self.flags))
         if self.max_iteration is not None:
             spec[ITERATION] = self.max_iteration
-        return spec
+        others = [fn.to_spec() if isinstance(fn, Stopper) else {"callable": getattr(fn, "__qualname__", repr(fn))}
+                  for fn in [*self.fns, *self.experiment]]
+        if not others:
+            return spec
+        if len(others) == 1 and not spec:
+            return others[0]
+        return [spec, *others] if spec else others
 
 
 def _reported(metrics: dict[str, Any]) -> str:

@@ -205,7 +205,7 @@ class ResultSet:
 
         objective = self._objectives(metrics, modes)
         scored: list[tuple[TrialResult, list[float]]] = []
-        for t in self.trials:
+        for t in self._feasible_first():
             values = objective.values(t.last_result)
             if values is not None:
                 scored.append((t, values))
@@ -329,7 +329,7 @@ class ResultSet:
         if scope not in ("last", "all"):
             raise ConfigError(f"scope must be 'last' or 'all', got {scope!r}")
         scored: list[tuple[float, int, TrialResult]] = []
-        for t in self.trials:
+        for t in self._feasible_first():
             if scope == "last":
                 value, result = objective.value(t.last_result), t.last_result
             else:
@@ -345,6 +345,15 @@ class ResultSet:
             scored.append((-objective.score(result), t.id, chosen))
         scored.sort(key=lambda x: (x[0], x[1]))
         return [t for _, _, t in scored[:k]]
+
+    def _feasible_first(self) -> list[TrialResult]:
+        """With ``run(constraints=...)``: the trials whose last result is feasible (every ``constraint/<i>`` <= 0),
+        when there is one; else (or without constraints) every trial."""
+        trials = self.trials
+        if not any(_CONSTRAINT + "0" in t.last_result for t in trials):
+            return trials
+        feasible = [t for t in trials if feasible_result(t.last_result)]
+        return feasible or trials
 
     def _checkpoint_at(self, t: TrialResult, result: dict[str, Any]) -> Checkpoint | None:
         """The checkpoint saved with ``result`` if it is still kept, else the trial's latest."""
@@ -442,6 +451,23 @@ def _matches(wanted: Any, got: Any) -> bool:
     if isinstance(wanted, bool) != isinstance(got, bool):
         return False  # True is not 1 in a config
     return bool(wanted == got)
+
+
+_CONSTRAINT = "constraint/"
+
+
+def feasible_result(result: dict[str, Any]) -> bool | None:
+    """Whether a result meets ``run(constraints=...)``: every ``constraint/<i>`` is a number <= 0 (NaN is not);
+    None when it carries no constraint values."""
+    if _CONSTRAINT + "0" not in result:
+        return None
+    i = 0
+    while _CONSTRAINT + str(i) in result:
+        value = result[_CONSTRAINT + str(i)]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value <= 0:
+            return False
+        i += 1
+    return True
 
 
 def _trial_id(trial: int | str) -> int:

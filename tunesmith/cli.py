@@ -402,13 +402,21 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
     elif sort_key is None and rs.metrics and rs.modes:
         click.echo(printable(f"best first by each trial's last {rs.metrics[0]} ({rs.modes[0]})", one_line=True))
     config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
-    metrics = list(rs.metrics)
-    columns = ["trial", "status", "iter"] + metrics + config_keys
+    from tunesmith.analysis import feasible_result
+
+    # run(constraints=...): their values, and whether the last result meets them
+    constrained = sorted({k for t in trials for k in t.last_result if k.startswith("constraint/")},
+                         key=lambda k: (len(k), k))
+    metrics = list(rs.metrics) + [k for k in constrained if k not in rs.metrics]
+    columns = ["trial", "status", "iter"] + metrics + (["feasible"] if constrained else []) + config_keys
     table = _table(*columns)
     for t in trials:
         flat = flatten(t.config)
         row = [t.name, t.status.value.lower(), str(t.iteration)]
         row += [_fmt(t.last_result.get(m, "")) for m in metrics]
+        if constrained:
+            ok = feasible_result(t.last_result)
+            row.append("" if ok is None else "yes" if ok else "no")
         row += [_fmt(flat.get(k, "")) for k in config_keys]
         table.add_row(*row)
     _print(table)
@@ -588,10 +596,13 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
         space = load_space(space_file)
     else:
         space = space_from_json(spec.get("space") or {})
-    stop = spec.get("stop") or None
-    if isinstance(stop, dict) and "callable" in stop:
-        raise ConfigError(f"the experiment stops trials with a function ({stop['callable']}), which is not "
-                          "stored; resume it from Python: tunesmith.run(..., resume=True)")
+    stop = _rebuild_stop(spec.get("stop") or None)
+    for key, what in (("resources", "asks for resources"), ("constraints", "computes constraints")):
+        value = spec.get(key)
+        if isinstance(value, dict) and "callable" in value or key == "constraints" and value:
+            name = value["callable"] if isinstance(value, dict) else value
+            raise ConfigError(f"the experiment {what} with a function ({name}), which is not stored; resume it "
+                              "from Python: tunesmith.run(..., resume=True)")
     out: dict[str, Any] = {
         "space": space, "metric": spec.get("metric"), "mode": spec.get("mode"), "stop": stop,
         "num_samples": spec.get("num_samples", 1), "time_budget_s": spec.get("time_budget_s"),
@@ -599,10 +610,29 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
         "scheduler": _rebuild(spec.get("scheduler"), "scheduler"),
         "searcher": _rebuild(spec.get("searcher"), "searcher"),
     }
-    for key in ("keep", "keep_by", "max_failures"):
+    for key in ("keep", "keep_by", "max_failures", "fail_fast", "warm_start"):
         if key in spec:
             out[key] = spec[key]
     return out
+
+
+def _rebuild_stop(stop: Any) -> Any:
+    """``stop`` from its stored form: thresholds as they are, the plateau rules from their arguments. A function or
+    a Stopper of the user's own is not stored: a ConfigError says to resume from Python."""
+    from tunesmith._stop import ExperimentPlateau, TrialPlateau
+
+    if isinstance(stop, list):
+        return [_rebuild_stop(item) for item in stop]
+    if not isinstance(stop, dict):
+        return stop
+    if "callable" in stop or "stopper" in stop:
+        what = stop.get("callable") or stop.get("stopper")
+        raise ConfigError(f"the experiment stops trials with {what!r}, which is not stored; resume it from "
+                          "Python: tunesmith.run(..., resume=True)")
+    for cls in (TrialPlateau, ExperimentPlateau):
+        if set(stop) == {cls.__name__} and isinstance(stop[cls.__name__], dict):
+            return cls(**stop[cls.__name__])
+    return stop
 
 
 def _rebuild(spec: Any, kind: str) -> Any:

@@ -157,3 +157,15 @@ def test_bad_space_and_num_samples() -> None:
         BOHB(seed=0).setup({"x": uniform(1, 0)}, "loss", "min", 10)
     with pytest.raises(ConfigError, match=r"^num_samples"):
         BOHB(seed=0).setup({"x": uniform(0, 1)}, "loss", "min", 0)
+
+
+def test_warm_start_gives_the_model_its_observations_and_skips_configs_outside_the_space() -> None:
+    searcher = BOHB(seed=0, min_points_in_model=3, random_fraction=0.0)
+    searcher.setup({"x": uniform(0, 1)}, "loss", "min", 20)
+    earlier = [({"x": i / 10}, {"loss": (i / 10 - 0.3) ** 2, "training_iteration": 4}) for i in range(10)]
+    outside = [({"x": 3.0}, {"loss": 0.0, "training_iteration": 4}), ({"y": 0.1}, {"loss": 0.0}),
+               ({"x": 0.5}, {"other": 1.0})]
+    assert searcher.warm_start(earlier + outside) == 10
+    assert searcher.model_budget() == 4.0  # a model from the first suggestion on
+    first = [searcher.suggest(i) for i in range(8)]
+    assert sum(abs(c["x"] - 0.3) < 0.2 for c in first) >= 6  # type: ignore[index]  # random: about 3

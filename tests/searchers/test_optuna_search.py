@@ -406,3 +406,121 @@ def test_missing_optuna_says_what_to_install(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError, match=r"pip install 'tunesmith\[optuna\]'") as info:
         OptunaSearch(seed=0).setup({"x": uniform(0, 1)}, "loss", "min", 2)
     assert isinstance(info.value, MissingDependency) and isinstance(info.value, ImportError)
+
+
+# -- define-by-run spaces (issue 18 §2.9) --------------------------------------------------------------------
+def _define(trial: Any) -> dict[str, Any]:
+    """A conditional space as Optuna users write it: sgd has a momentum, adam does not."""
+    optim = trial.suggest_categorical("optim", ["sgd", "adam"])
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    if optim == "sgd":
+        trial.suggest_float("momentum", 0.0, 0.99)
+    return {"epochs": 3}
+
+
+def _define_searcher(**kwargs: Any) -> OptunaSearch:
+    searcher = OptunaSearch(space=_define, seed=3, **kwargs)
+    searcher.setup({}, "loss", "min", 30)
+    return searcher
+
+
+def test_define_by_run_space_draws_conditional_configs() -> None:
+    searcher = _define_searcher()
+    configs = [searcher.suggest(i) for i in range(12)]
+    assert all(isinstance(c, dict) and c["epochs"] == 3 and 1e-4 <= c["lr"] <= 1e-1 for c in configs)
+    assert all(("momentum" in c) == (c["optim"] == "sgd") for c in configs)  # type: ignore[operator,index]
+    assert {c["optim"] for c in configs} == {"sgd", "adam"}  # type: ignore[index]
+    assert searcher.to_spec()["space"] == {"define_by_run": "_define"}
+
+
+def test_define_by_run_learns_and_replays() -> None:
+    def space(trial: Any) -> None:
+        trial.suggest_float("x", -1, 1)
+
+    def make() -> OptunaSearch:
+        return OptunaSearch(space=space, seed=5, n_startup_trials=5)
+
+    searcher = make()
+    searcher.setup({}, "loss", "min", 40)
+    configs = _drive(searcher, 40)
+    assert sum(abs(c["x"] - 0.3) < 0.15 for c in configs[10:]) >= 9  # TPE, not random (about 4.5)
+    # replayed from the stored configs, the next suggestion is the uninterrupted one
+    uninterrupted = make()
+    uninterrupted.setup({}, "loss", "min", 40)
+    first = _drive(uninterrupted, 8)
+    resumed = make()
+    resumed.setup({}, "loss", "min", 40)
+    for i, config in enumerate(first):
+        resumed.restore_suggestion(i, json.loads(json.dumps(config)))
+        resumed.observe(i, {"loss": _objective(config), "training_iteration": 1}, True)
+    assert resumed.suggest(8) == uninterrupted.suggest(8)
+
+
+def test_define_by_run_errors_are_config_errors_at_setup() -> None:
+    def broken(trial: Any) -> None:
+        trial.suggest_float("x", 1, 0)
+
+    with pytest.raises(ConfigError, match=r"OptunaSearch\(space=.*broken\): the define-by-run function raised"):
+        OptunaSearch(space=broken).setup({}, "loss", "min", 3)
+    with pytest.raises(ConfigError, match="pass space=None to run"):
+        OptunaSearch(space=_define).setup({"x": uniform(0, 1)}, "loss", "min", 3)
+    with pytest.raises(ConfigError, match="expected a define-by-run function"):
+        OptunaSearch(space={"x": uniform(0, 1)})
+
+
+def test_define_by_run_through_run(tmp_path: Any) -> None:
+    import tunesmith as ts
+
+    result = ts.run(_train_define, metric="loss", mode="min", num_samples=6, verbose=0,
+                    searcher=OptunaSearch(space=_define, seed=1), storage_path=str(tmp_path))
+    assert len(result.trials) == 6 and not result.errors
+    assert all(("momentum" in t.config) == (t.config["optim"] == "sgd") for t in result.trials)
+
+
+def _train_define(config: dict[str, Any]) -> None:
+    import tunesmith as ts
+
+    ts.report({"loss": config["lr"] + config.get("momentum", 0.0)})
+
+
+# -- warm start (issue 18 §2.5) ----------------------------------------------------------------------------
+def test_warm_start_adds_earlier_trials_and_skips_those_outside_the_space() -> None:
+    searcher = _searcher({"x": uniform(0, 1), "c": choice(["a", "b"])}, n_startup_trials=5)
+    earlier = [({"x": i / 20, "c": c}, {"loss": (i / 20 - 0.3) ** 2 + (c == "b")}) for i in range(20) for c in "ab"]
+    outside = [({"x": 2.0, "c": "a"}, {"loss": 0.0}),  # out of range
+               ({"x": 0.5, "c": "z"}, {"loss": 0.0}),  # not an option
+               ({"x": 0.5}, {"loss": 0.0}),  # a key missing
+               ({"x": 0.5, "c": "a", "y": 1}, {"loss": 0.0}),  # a key this space lacks
+               ({"x": 0.5, "c": "a"}, {"other": 1.0})]  # no metric
+    assert searcher.warm_start(earlier + outside) == 40
+    trials = searcher.study.trials
+    assert len(trials) == 40 and all(t.state is TrialState.COMPLETE for t in trials)
+    # past the startup trials already: the first suggestions are TPE's, in the good region (random: 3 of 10)
+    first = [searcher.suggest(i) for i in range(10)]
+    assert sum(abs(c["x"] - 0.3) < 0.15 and c["c"] == "a" for c in first) >= 6  # type: ignore[index]
+
+
+def test_warm_start_define_by_run_checks_ranges() -> None:
+    searcher = _define_searcher()
+    used = searcher.warm_start([({"optim": "adam", "lr": 0.01, "epochs": 3}, {"loss": 1.0}),
+                                ({"optim": "sgd", "lr": 0.01, "momentum": 0.5, "epochs": 3}, {"loss": 0.5}),
+                                ({"optim": "adam", "lr": 5.0, "epochs": 3}, {"loss": 0.1}),  # out of range
+                                ({"optim": "adam", "lr": 0.01, "momentum": 0.5, "epochs": 3}, {"loss": 0.1})])
+    assert used == 2
+
+
+# -- constraints (issue 18 §2.6) ---------------------------------------------------------------------------
+@pytest.mark.parametrize("sampler", ["tpe", "nsgaii"])
+def test_constraints_reach_the_sampler(sampler: str) -> None:
+    searcher = OptunaSearch(sampler=sampler, seed=0)
+    assert searcher.use_constraints() is True
+    searcher.setup({"x": uniform(0, 1)}, "loss", "min", 10)
+    config = searcher.suggest(0)
+    assert isinstance(config, dict)
+    searcher.observe(0, {"loss": 1.0, "constraint/0": 0.5, "constraint/1": -1.0}, True)
+    attrs = searcher.study.trials[0].system_attrs
+    if hasattr(optuna.trial.Trial, "set_constraint"):  # Optuna >= 5
+        assert attrs["constraints:constraint/0"] == 0.5 and attrs["constraints:constraint/1"] == -1.0
+    else:
+        assert attrs["constraints"] == (0.5, -1.0)
+    assert OptunaSearch(sampler="random").use_constraints() is False

@@ -12,7 +12,7 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith._secrets import shown as masked
-from tunesmith.analysis import ResultSet, load
+from tunesmith.analysis import ResultSet, feasible_result, load
 from tunesmith.plots import data as plot_data
 from tunesmith.plots.render import Panel, write_html
 from tunesmith.trial import ITERATION
@@ -106,6 +106,10 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
     counts = Counter(t.status.value.lower() for t in rs.trials)
     facts = [("experiment", rs.name), ("folder", rs.path), ("status", rs.status),
              ("trials", f"{len(rs.trials)} (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")")]
+    constrained = [feasible_result(t.last_result) for t in rs.trials]
+    if any(ok is not None for ok in constrained):  # run(constraints=...): best is among the feasible ones
+        facts.append(("feasible trials", f"{sum(ok is True for ok in constrained)} of {len(rs.trials)} "
+                                         f"(every constraint/<i> <= 0 in the last result)"))
     try:
         objective = Objective.from_args(metric or rs.metric, mode or rs.mode)
     except ConfigError:

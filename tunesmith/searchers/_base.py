@@ -69,6 +69,23 @@ class Searcher:
         """
         self.suggest(trial_id)
 
+    def warm_start(self, trials: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+        """Observe finished trials of earlier experiments before the first suggestion (``run(warm_start=...)``).
+
+        Called after ``setup`` (and before a resume's replay), with ``(config, last result)`` pairs read by
+        ``run`` from the earlier stores: the searcher does no I/O. A config outside this searcher's space is
+        skipped. The default learns nothing from them (``Random`` and ``QuasiRandom`` draw as before).
+
+        Returns:
+            How many of ``trials`` the searcher took in.
+        """
+        return 0
+
+    def use_constraints(self) -> bool:
+        """``run(constraints=...)`` is set: results carry ``constraint/<i>`` values (<= 0 feasible). Called before
+        ``setup``. Returns whether this searcher uses them (the default does not; they still rank ``best``)."""
+        return False
+
     def to_spec(self) -> dict[str, Any]:
         """Constructor arguments as JSON (for the store's experiment spec)."""
         return constructor_spec(self)

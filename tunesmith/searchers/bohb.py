@@ -27,7 +27,7 @@ from tunesmith._objective import Objective
 from tunesmith.searchers._base import FINISHED, Searcher, _Finished
 from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
 from tunesmith.searchers.random import UNLIMITED, _check_num_samples
-from tunesmith.searchers.sobol import Dim, UnitCube, check_seed, seed_sequence
+from tunesmith.searchers.sobol import Dim, UnitCube, check_seed, fits, seed_sequence
 from tunesmith.space import KeyPath, validate_space
 
 __all__ = ["BOHB"]
@@ -163,6 +163,26 @@ class BOHB(Searcher):
                 or isinstance(budget, bool) or not isinstance(budget, numbers.Real)):
             return
         self._obs.setdefault(float(budget), {})[trial_id] = self._sign * float(value)
+
+    def warm_start(self, trials: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+        """Earlier trials become observations at their last result's budget (under ids below zero, which no
+        trial of this experiment has); a config this space cannot draw is skipped."""
+        cube = self._cube
+        assert cube is not None, "setup() first"
+        used = 0
+        for config, result in trials:
+            if (not isinstance(config, dict) or set(config) != set(self.space)
+                    or not all(fits(v, config[k]) for k, v in self.space.items())):
+                continue
+            wid = -1 - len([k for k in self._vectors if k < 0])
+            self._vectors[wid] = cube.encode(config)
+            before = sum(len(seen) for seen in self._obs.values())
+            self.observe(wid, result, True)
+            if sum(len(seen) for seen in self._obs.values()) == before:
+                del self._vectors[wid]  # no usable metric
+                continue
+            used += 1
+        return used
 
     def model_budget(self) -> float | None:
         """The budget the next model-based suggestion models: the largest with at least

@@ -58,6 +58,13 @@ class ConcurrencyLimiter(Searcher):
         self.searcher.restore_suggestion(trial_id, config)
         self._live.add(trial_id)
 
+    def warm_start(self, trials: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+        """The wrapped searcher observes the earlier trials."""
+        return self.searcher.warm_start(trials)
+
+    def use_constraints(self) -> bool:
+        return self.searcher.use_constraints()
+
     def observe(self, trial_id: int, result: dict[str, Any], final: bool) -> None:
         """Pass every observation on; a final one frees a slot."""
         self.searcher.observe(trial_id, result, final)

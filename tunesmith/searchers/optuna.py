@@ -47,6 +47,8 @@ from tunesmith.space import (
 __all__ = ["SAMPLERS", "OptunaSearch"]
 
 SAMPLERS = ("tpe", "cmaes", "gp", "nsgaii", "random")
+CONSTRAINT_PREFIX = "constraint/"  # run(constraints=fn) stores fn(result)[i] as the metric constraint/<i>
+_CONSTRAINTS_ATTR = "tunesmith:constraints"
 _SEP = "/"
 _MISSING = object()
 _SCALARS = (type(None), bool, int, float, str)
@@ -107,11 +109,29 @@ class OptunaSearch(Searcher):
         n_startup_trials: random trials before the model takes over (``tpe``, ``gp``, ``cmaes``);
             ``None``: Optuna's default.
         points_to_evaluate: (partial) configs to try first, through ``study.enqueue_trial`` (see
-            ``tunesmith.searchers.points``; a partial option dict picks the first option it fits).
+            ``tunesmith.searchers.points``; a partial option dict picks the first option it fits). With a
+            define-by-run ``space``: dicts of Optuna parameters (the names the function suggests).
+        space: a define-by-run function ``fn(trial)`` that calls ``trial.suggest_float/int/categorical``, as
+            Optuna users write conditional spaces; it may return a dict of constants to add to the config. The
+            config is the suggested parameters (by the names given) plus those constants; pass ``space=None``
+            to ``run``. The function is called once at ``setup`` on a throwaway study, so an error in it is a
+            ``ConfigError`` before anything is created. Conditional spaces get grouped TPE (see above).
+
+    Warm start (``run(warm_start=...)``): earlier trials are added to the study as finished trials
+    (``study.add_trial``) before the first suggestion; a config outside this space is skipped.
+
+    Constraints (``run(constraints=fn)``): ``tpe``, ``nsgaii`` and ``gp`` are created with Optuna's
+    ``constraints_func``, which reads each finished trial's ``constraint/<i>`` values (<= 0 feasible).
     """
 
     def __init__(self, sampler: Any = "tpe", seed: int | None = None, n_startup_trials: int | None = None,
-                 points_to_evaluate: list[dict[str, Any]] | None = None) -> None:
+                 points_to_evaluate: list[dict[str, Any]] | None = None, space: Any = None) -> None:
+        if space is not None and not callable(space):
+            raise ConfigError(f"OptunaSearch(space=...): expected a define-by-run function fn(trial) that calls "
+                              f"trial.suggest_*; got {type(space).__name__} (give a dict space to run(space=...))")
+        self._define: Any = space
+        self._constrained = False
+        self._n_constraints = 0
         self.sampler = sampler
         self.seed = seed
         self.n_startup_trials = n_startup_trials
@@ -133,6 +153,9 @@ class OptunaSearch(Searcher):
         """Constructor arguments as JSON, with the seed drawn when none was given; ``seed`` stays ``None``
         beside a sampler instance (which keeps its own)."""
         spec = super().to_spec()
+        spec.pop("space", None)  # setup's space (run's), not the constructor's
+        if self._define is not None:
+            spec["space"] = {"define_by_run": getattr(self._define, "__qualname__", repr(self._define))}
         if not isinstance(self.sampler, str):
             spec["seed"] = self.seed
         return spec
@@ -162,12 +185,24 @@ class OptunaSearch(Searcher):
         self._check_sampler(optuna)
         self._params = {}
         self._conditional = False
-        for key, value in space.items():
-            self._collect(value, (key,), (key,), _key("space", key))
         self._total = None if num_samples == UNLIMITED else num_samples
-        check_points(self.points_to_evaluate, space)  # the keys exist
-        self._points = [self._point_params(p, f"points_to_evaluate[{i}]")
-                        for i, p in enumerate(self.points_to_evaluate or [])]
+        if self._define is not None:
+            if space:
+                raise ConfigError(f"OptunaSearch(space=fn) defines the space by run: pass space=None to run(), "
+                                  f"not the space with keys {sorted(space)!r}")
+            self._conditional = True  # a define-by-run space may branch: grouped TPE, as for conditional choices
+            self._points = []
+            for i, p in enumerate(self.points_to_evaluate or []):
+                if not isinstance(p, dict):
+                    raise ConfigError(f"points_to_evaluate[{i}]: expected a dict of Optuna parameters; got {p!r}")
+                self._points.append(dict(p))
+            self._probe({})  # the function runs once here: an error in it is a ConfigError now
+        else:
+            for key, value in space.items():
+                self._collect(value, (key,), (key,), _key("space", key))
+            check_points(self.points_to_evaluate, space)  # the keys exist
+            self._points = [self._point_params(p, f"points_to_evaluate[{i}]")
+                            for i, p in enumerate(self.points_to_evaluate or [])]
         check_points_fit(self._points, self._total)
         directions = ["minimize" if m == "min" else "maximize" for m in self._modes]
         with _quiet(optuna):
@@ -210,7 +245,11 @@ class OptunaSearch(Searcher):
             return self.sampler
         samplers = self._optuna.samplers
         seed = int(seed_sequence(self._seed, ask).generate_state(1)[0])
-        startup = {} if self.n_startup_trials is None else {"n_startup_trials": int(self.n_startup_trials)}
+        startup: dict[str, Any] = {}
+        if self.n_startup_trials is not None:
+            startup["n_startup_trials"] = int(self.n_startup_trials)
+        if self._constrained and self.sampler in ("tpe", "nsgaii", "gp") and not _HAS_SET_CONSTRAINT(self._optuna):
+            startup = {**startup, "constraints_func": self._constraint_values}  # Optuna < 5: set_constraint is new
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", self._optuna.exceptions.ExperimentalWarning)
             if self.sampler == "tpe":
@@ -225,7 +264,7 @@ class OptunaSearch(Searcher):
             if self.sampler == "gp":
                 return samplers.GPSampler(seed=seed, warn_independent_sampling=False, **startup)
             if self.sampler == "nsgaii":
-                return samplers.NSGAIISampler(seed=seed)
+                return samplers.NSGAIISampler(seed=seed, **startup)  # no n_startup_trials: refused above
             return samplers.RandomSampler(seed=seed)
 
     # -- the space ------------------------------------------------------------------------------------
@@ -269,10 +308,42 @@ class OptunaSearch(Searcher):
         return value
 
     def _config(self, trial: Any) -> dict[str, Any]:
+        if self._define is not None:
+            return self._defined_config(trial)
         fixed: dict[KeyPath, Any] = {}
         for key, value in self.space.items():
             fixed[(key,)] = self._draw(trial, value, (key,), (key,), fixed)
         return resolve_fixed(self.space, fixed)
+
+    def _defined_config(self, trial: Any) -> dict[str, Any]:
+        """Define-by-run: the user's function suggests; the config is its parameters and returned constants."""
+        what = f"OptunaSearch(space={getattr(self._define, '__qualname__', repr(self._define))})"
+        try:
+            constants = self._define(trial)
+        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
+            raise ConfigError(f"{what}: the define-by-run function raised {type(e).__name__}: {e}") from e
+        if constants is not None and not isinstance(constants, dict):
+            raise ConfigError(f"{what}: the define-by-run function must return None or a dict of constants; got "
+                              f"{type(constants).__name__}")
+        config = dict(trial.params)
+        for key, value in (constants or {}).items():
+            if key in config:
+                raise ConfigError(f"{what}: the returned constant {key!r} is also a suggested parameter")
+            config[key] = value
+        return config
+
+    def _probe(self, params: dict[str, Any]) -> Any:
+        """A throwaway study's trial with ``params`` fixed (an in-memory study: no I/O), after drawing the config
+        from it: its ``params`` and ``distributions`` are what this space makes of ``params``."""
+        optuna = self._optuna
+        with _quiet(optuna), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            if params:
+                probe.enqueue_trial(params)
+            trial = probe.ask()
+            config = self._config(trial)
+        return trial, config
 
     def _encode(self, value: Any, name: tuple[str, ...], got: Any, out: dict[str, Any], partial: bool,
                 where: str) -> None:
@@ -313,11 +384,74 @@ class OptunaSearch(Searcher):
     def restore_suggestion(self, trial_id: int, config: dict[str, Any]) -> None:
         """Replay a stored trial: ``enqueue_trial`` with its parameters, then ``ask`` (no sampling)."""
         assert self._study is not None, "setup() first"
-        params: dict[str, Any] = {}
-        for key, value in self.space.items():
-            self._encode(value, (key,), config.get(key, _MISSING), params, False,
-                         _key(f"trial {trial_id}'s stored config", key))
+        if self._define is not None:
+            params = {k: v for k, v in config.items() if type(v) in _SCALARS}
+        else:
+            params = {}
+            for key, value in self.space.items():
+                self._encode(value, (key,), config.get(key, _MISSING), params, False,
+                             _key(f"trial {trial_id}'s stored config", key))
         self._ask(trial_id, params)
+
+    # -- warm start and constraints -------------------------------------------------------------------
+    def warm_start(self, trials: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+        """Add earlier finished trials to the study (``study.add_trial``): those whose config this space
+        can draw (the same parameters, in range) and whose result holds every metric."""
+        assert self._study is not None, "setup() first"
+        optuna = self._optuna
+        used = 0
+        for config, result in trials:
+            values = [_number(result.get(m)) for m in self._metrics]
+            if any(v is None or math.isnan(v) for v in values):
+                continue
+            params = self._params_of(config)
+            if params is None:
+                continue
+            trial, drawn = self._probe(params)
+            if json.dumps(drawn, sort_keys=True, default=repr) != json.dumps(config, sort_keys=True, default=repr):
+                continue  # a parameter this space does not have, or cannot reach
+            if any(not dist._contains(dist.to_internal_repr(trial.params[name]))
+                   for name, dist in trial.distributions.items()):
+                continue
+            attrs: dict[str, Any] = {}
+            constraints = _constraints(result)
+            if self._constrained and constraints is not None:
+                if _HAS_SET_CONSTRAINT(optuna):  # as Trial.set_constraint stores them
+                    attrs = {f"constraints:{CONSTRAINT_PREFIX}{i}": v for i, v in enumerate(constraints)}
+                else:  # as constraints_func's values are stored
+                    attrs["constraints"] = tuple(constraints)
+            with _quiet(optuna):
+                self._study.add_trial(optuna.trial.create_trial(
+                    params=trial.params, distributions=trial.distributions, system_attrs=attrs,
+                    values=values, state=optuna.trial.TrialState.COMPLETE))
+            used += 1
+        return used
+
+    def _params_of(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        if not isinstance(config, dict):
+            return None
+        if self._define is not None:
+            return {k: v for k, v in config.items() if type(v) in _SCALARS}
+        if set(config) != set(self.space) or not all(fits(v, config[k]) for k, v in self.space.items()):
+            return None
+        params: dict[str, Any] = {}
+        try:
+            for key, value in self.space.items():
+                self._encode(value, (key,), config[key], params, False, _key("warm_start", key))
+        except ConfigError:
+            return None
+        return params
+
+    def use_constraints(self) -> bool:
+        """Create ``tpe``, ``nsgaii`` and ``gp`` with ``constraints_func`` (a sampler instance: set it yourself)."""
+        self._constrained = True
+        return isinstance(self.sampler, str) and self.sampler in ("tpe", "nsgaii", "gp")
+
+    def _constraint_values(self, trial: Any) -> list[float]:
+        values = trial.user_attrs.get(_CONSTRAINTS_ATTR)
+        if values is None:  # told without them (a result the constraints could not be computed for): infeasible
+            return [math.inf] * max(self._n_constraints, 1)
+        return list(values)
 
     def _ask(self, trial_id: int, params: dict[str, Any] | None) -> dict[str, Any]:
         self._study.sampler = self._make_sampler(self._count)
@@ -348,6 +482,15 @@ class OptunaSearch(Searcher):
             return
         del self._trials[trial_id], self._reported[trial_id]
         values = [_number(result.get(m)) for m in self._metrics]
+        constraints = _constraints(result) if self._constrained else None
+        if constraints is not None:
+            self._n_constraints = max(self._n_constraints, len(constraints))
+            if _HAS_SET_CONSTRAINT(self._optuna):
+                # Optuna >= 5: the samplers that support constraints read these
+                for i, value in enumerate(constraints):
+                    trial.set_constraint(f"{CONSTRAINT_PREFIX}{i}", value)
+            else:
+                trial.set_user_attr(_CONSTRAINTS_ATTR, constraints)
         with _quiet(self._optuna):
             if any(v is None or math.isnan(v) for v in values):
                 self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
@@ -464,6 +607,21 @@ def _key(where: str, key: str) -> str:
 
 def _items(domain: Domain) -> str:
     return "options" if isinstance(domain, Choice) else "values"
+
+
+def _HAS_SET_CONSTRAINT(optuna: Any) -> bool:  # noqa: N802 - read as a constant
+    return hasattr(optuna.trial.Trial, "set_constraint")
+
+
+def _constraints(result: dict[str, Any]) -> list[float] | None:
+    """A result's ``constraint/<i>`` values in order, or None when it has none (or one is not a number)."""
+    values: list[float] = []
+    while f"{CONSTRAINT_PREFIX}{len(values)}" in result:
+        value = _number(result[f"{CONSTRAINT_PREFIX}{len(values)}"])
+        if value is None or math.isnan(value):
+            return None
+        values.append(value)
+    return values or None
 
 
 def _number(value: Any) -> float | None:

@@ -87,6 +87,13 @@ class Repeat(Searcher):
             self._start_group(base)
         self._hand_out(trial_id)
 
+    def warm_start(self, trials: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+        """The wrapped searcher observes the earlier trials."""
+        return self.searcher.warm_start(trials)
+
+    def use_constraints(self) -> bool:
+        return self.searcher.use_constraints()
+
     def observe(self, trial_id: int, result: dict[str, Any], final: bool) -> None:
         """Collect final results; when a config's ``n`` repeats have ended, the wrapped searcher observes
         their average."""

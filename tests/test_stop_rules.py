@@ -1,0 +1,175 @@
+"""Stop rules beyond thresholds: flags, plateau rules, experiment-level stops, combinations, fail_fast."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import tunesmith as ts
+from tunesmith._objective import Objective
+from tunesmith._stop import StopRules
+
+
+def count_forever(config):
+    i = 0
+    while True:
+        i += 1
+        ts.report({"m": i, "done": i >= 6, "loss": max(10.0 - i, 1.0)})
+
+
+def _iterations(result):
+    return sorted(t.iteration for t in result.trials)
+
+
+# -- pure rules ----------------------------------------------------------------------------------------
+def test_trial_plateau_stops_once_the_last_results_are_flat():
+    rule = ts.TrialPlateau("loss", std=0.01, num_results=3, grace_period=5)
+    values = [5.0, 4.0, 3.0, 2.0, 2.0, 2.0, 2.0]
+    stops = [rule(1, {"loss": v}) for v in values]
+    # the window [2, 2, 2] is flat from the 6th result on; the grace period alone would allow the 5th
+    assert stops == [False] * 5 + [True, True]
+    # per trial: another trial's values do not count
+    assert rule(2, {"loss": 2.0}) is False
+
+
+def test_trial_plateau_with_a_threshold_ignores_a_trial_stuck_at_a_bad_value():
+    rules = StopRules(ts.TrialPlateau("loss", std=0.1, num_results=2, grace_period=0, metric_threshold=1.0),
+                      Objective.from_args("loss", "min"))
+    assert not any(rules.should_stop(1, i, {"loss": 5.0}) for i in range(1, 10))
+    assert [rules.should_stop(2, i, {"loss": 0.5}) for i in (1, 2)] == [False, True]
+
+
+def test_experiment_plateau_ends_the_experiment_after_patience():
+    rule = ts.ExperimentPlateau("score", top=3, std=0.01, patience=1, mode="max")
+    ends = []
+    for v in [0.1, 0.9, 0.2, 0.9, 0.9, 0.3]:
+        rule(1, {"score": v})
+        ends.append(rule.stop_all())
+    # top 3 after each: [.1] [.9 .1] [.9 .2 .1] [.9 .9 .2] [.9 .9 .9] (flat once) [.9 .9 .9] (flat twice)
+    assert ends == [False] * 5 + [True]
+
+
+def test_experiment_plateau_takes_its_mode_from_the_experiment_or_asks_for_one():
+    rule = ts.ExperimentPlateau("loss", top=2)
+    StopRules(rule, Objective.from_args("loss", "max"))
+    assert rule.mode == "max"
+    with pytest.raises(ts.ConfigError, match="give mode="):
+        StopRules(ts.ExperimentPlateau("other"), Objective.from_args("loss", "min"))
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: ts.TrialPlateau("loss", std=-1), "std must be a number >= 0"),
+    (lambda: ts.TrialPlateau("loss", num_results=0), "num_results must be an integer >= 1"),
+    (lambda: ts.ExperimentPlateau("loss", top=1), "top must be an integer >= 2"),
+    (lambda: ts.ExperimentPlateau(3), "metric must be a metric name"),
+])
+def test_plateau_arguments_are_checked(make, match):
+    with pytest.raises(ts.ConfigError, match=match):
+        make()
+
+
+# -- through run -----------------------------------------------------------------------------------------
+def test_a_boolean_flag_stops_the_trial_at_the_result_that_raised_it(results_dir):
+    result = ts.run(count_forever, stop={"done": True}, num_samples=2, verbose=0)
+    assert _iterations(result) == [6, 6]
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
+
+
+def test_trial_plateau_and_a_list_of_rules_stop_trials_in_the_worker(results_dir):
+    # loss: 9, 8, ..., 1, 1, 1...: flat over 3 results from iteration 11 on
+    result = ts.run(count_forever, metric="loss", mode="min", num_samples=2, verbose=0,
+                    stop=ts.TrialPlateau("loss", std=1e-9, num_results=3, grace_period=1))
+    assert _iterations(result) == [11, 11]
+    # combined with a threshold: the first rule met stops the trial
+    result = ts.run(count_forever, metric="loss", mode="min", num_samples=1, verbose=0,
+                    stop=[{"m": 4}, ts.TrialPlateau("loss", std=1e-9, num_results=3, grace_period=1)])
+    assert _iterations(result) == [4]
+    assert result.meta["spec"]["stop"] == [{"m": 4}, {"TrialPlateau": {
+        "metric": "loss", "std": 1e-9, "num_results": 3, "grace_period": 1, "metric_threshold": None,
+        "mode": None}}]
+
+
+def constant(config):
+    for _ in range(10**6):
+        ts.report({"loss": 1.0})
+        if ts.should_stop():
+            return
+
+
+def test_experiment_plateau_ends_the_whole_experiment(results_dir):
+    result = ts.run(constant, metric="loss", mode="min", num_samples=50, max_concurrent=2, verbose=0,
+                    stop=[{"training_iteration": 3}, ts.ExperimentPlateau("loss", top=4, std=1e-9)])
+    # 4 equal values are reached in the second trial: no more trials start, those running stop
+    assert 2 <= len(result.trials) < 10
+    assert result.status == "finished"
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
+
+
+class TotalResults(ts.Stopper):
+    """A Ray-style stopper: ends the experiment after `n` results over all trials."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return False
+
+    def stop_all(self):
+        return self.seen >= self.n
+
+
+def test_a_stopper_with_stop_all_stays_in_the_driver_and_ends_the_experiment(results_dir):
+    result = ts.run(constant, num_samples=30, max_concurrent=1, verbose=0, stop=TotalResults(12))
+    # the first trial would run for 10**6 results: the experiment ends it, and no other trial starts
+    assert len(result.trials) == 1
+    assert 12 <= result.trials[0].iteration < 10**6
+    assert result.trials[0].status is ts.TrialStatus.TERMINATED
+
+
+def fails_or_waits(config):
+    if config["i"] == 0:
+        raise RuntimeError("boom")
+    for _ in range(100000):
+        ts.report({"v": 1})
+        if ts.should_stop():
+            return
+        import time
+        time.sleep(0.01)
+
+
+def test_fail_fast_stops_every_trial_at_the_first_error(results_dir):
+    space = {"i": ts.grid([1, 0, 2, 3, 4, 5])}
+    result = ts.run(fails_or_waits, space, fail_fast=True, max_concurrent=2, verbose=0)
+    statuses = {t.config["i"]: t.status for t in result.trials}
+    assert statuses[0] is ts.TrialStatus.ERROR
+    assert statuses[1] is ts.TrialStatus.TERMINATED and result.trials[0].iteration < 100000
+    assert len(result.trials) == 2  # nothing started after the error
+    with pytest.raises(ts.TrialError, match="fail_fast: .* failed"):
+        ts.run(fails_or_waits, space, fail_fast="raise", max_concurrent=2, verbose=0)
+
+
+def silent(config):
+    pass
+
+
+def test_a_trial_without_results_while_a_metric_is_set_is_a_warning(results_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        ts.run(silent, metric="loss", mode="min", verbose=0, strict_metric_checking=False)
+    assert "ended without reporting a result" in caplog.text
+
+
+def test_tunesmith_resume_rebuilds_plateau_rules_and_refuses_what_is_not_stored():
+    from tunesmith.cli import resume_arguments
+
+    spec = {"stop": [{"m": 4}, {"TrialPlateau": {"metric": "loss", "std": 0.1, "num_results": 3,
+                                                  "grace_period": 1, "metric_threshold": None, "mode": None}}],
+            "fail_fast": True}
+    args = resume_arguments(spec)
+    assert args["stop"][0] == {"m": 4} and isinstance(args["stop"][1], ts.TrialPlateau)
+    assert args["stop"][1].num_results == 3 and args["fail_fast"] is True
+    with pytest.raises(ts.ConfigError, match="'TotalResults', which is not stored"):
+        resume_arguments({"stop": {"stopper": "TotalResults"}})
+    with pytest.raises(ts.ConfigError, match=r"asks for resources with a function \(<lambda>\)"):
+        resume_arguments({"resources": {"callable": "<lambda>"}})

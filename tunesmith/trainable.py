@@ -1,0 +1,165 @@
+"""``ts.Trainable``: a class trainable for users coming from Ray Tune (``setup``/``step``/``save_checkpoint``...).
+
+``run`` turns a subclass into a training function (:class:`_TrainableFunction`) that the workers run like any
+other: it reports each ``step()``'s metrics, with a checkpoint every ``checkpoint_frequency`` iterations, at
+every iteration where a scheduler decides (so a trial the scheduler pauses, or a PBT source, has a checkpoint
+there) and at the end (``checkpoint_at_end``). Any other class is refused (a Ray Tune ``Trainable`` subclass
+would otherwise be "called" with a config, construct an object and report nothing).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+from tunesmith._errors import ConfigError
+
+__all__ = ["Trainable"]
+
+
+class Trainable:
+    """Subclass it and pass the class to ``tunesmith.run`` (``ts.run(MyTrial, space, ...)``).
+
+    Override ``setup(config)`` (build the model), ``step() -> dict`` (one iteration: its metrics; a result
+    with ``"done": True`` ends the trial), and, to be checkpointed, ``save_checkpoint(checkpoint_dir)``
+    (write files into the folder) and ``load_checkpoint(checkpoint_dir)`` (read them back). Optional:
+    ``reset_config(new_config) -> bool``: return True when the object took the new config in place (PBT's
+    exploit then reuses it, loading the source's checkpoint, instead of a new object and ``setup``; only when
+    the trial's next run lands in the same worker process, which is the case on the local backend with one
+    trial at a time); ``cleanup()`` when the object is dropped.
+
+    Class attributes: ``checkpoint_frequency`` (every so many iterations, 0: none), ``checkpoint_at_end``
+    (checkpoint the result that ends the trial: ``done``, ``stop={"training_iteration": n}`` or a scheduler's
+    stop at a decision point; a metric threshold evaluated in the trial ends it without one). A checkpoint is
+    also written at every iteration where the scheduler decides (ASHA rungs, PBT perturbation points...),
+    so a paused or exploited trial restarts from exactly there.
+
+    Inside the methods ``self.config``, ``self.iteration`` (results reported so far, also after a restore) and
+    ``self.trial_dir`` are set, and the session functions (``ts.get_trial_id()``...) work.
+    """
+
+    checkpoint_frequency: int = 0
+    checkpoint_at_end: bool = False
+
+    config: dict[str, Any]
+    iteration: int
+    trial_dir: str
+
+    def setup(self, config: dict[str, Any]) -> None:
+        """Build what the trial needs from ``config`` (called once per object)."""
+
+    def step(self) -> dict[str, Any]:
+        """One training iteration; returns its metrics (``{"done": True, ...}`` ends the trial)."""
+        raise NotImplementedError(f"{type(self).__name__}.step() must return a dict of metrics")
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """Write this trial's state into ``checkpoint_dir`` (an empty folder)."""
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        """Restore the state written by ``save_checkpoint`` (of this trial, or of a PBT source)."""
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Take ``new_config`` in place; True if done (no new object), False (default) to rebuild."""
+        return False
+
+    def cleanup(self) -> None:
+        """Release what ``setup`` took (called when the object is dropped)."""
+
+
+# The last object a worker process ran, kept for a restart of the same trial there (reset_config): one at most.
+_kept: dict[str, Any] = {}
+
+
+class _TrainableFunction:
+    """The training function ``run`` makes of a ``Trainable`` subclass (cloudpickled to the workers)."""
+
+    def __init__(self, cls: type[Trainable]) -> None:
+        self.cls = cls
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+
+    def __call__(self, config: dict[str, Any]) -> None:
+        from tunesmith import session
+
+        s = session._current("Trainable")
+        obj = self._object(s.trial_id, config)
+        obj.trial_dir = s.trial_dir
+        obj.iteration = s.iteration
+        restore = s.restore
+        if restore is not None:
+            from tunesmith.integrations._common import checked_dir
+
+            obj.load_checkpoint(checked_dir(restore, f"{self.cls.__name__}.load_checkpoint"))
+        frequency = int(getattr(obj, "checkpoint_frequency", 0) or 0)
+        at_end = bool(getattr(obj, "checkpoint_at_end", False))
+        limit = getattr(s.stop_rules, "max_iteration", None)  # stop={"training_iteration": n}
+        try:
+            while True:
+                metrics = obj.step()
+                if not isinstance(metrics, dict):
+                    raise TypeError(f"{self.cls.__name__}.step() must return a dict of metrics, got "
+                                    f"{type(metrics).__name__}")
+                iteration = s.iteration + 1
+                done = metrics.get("done") is True
+                save = ((frequency > 0 and iteration % frequency == 0)
+                        or iteration == s.decision_iteration  # the scheduler may pause it here
+                        or (at_end and (done or iteration == limit)))
+                obj.iteration = iteration
+                if save:
+                    self._report_with_checkpoint(obj, metrics)
+                else:
+                    session.report(metrics)
+                if done:
+                    return
+        finally:
+            self._keep(s.trial_id, obj)
+
+    def _object(self, trial_id: int, config: dict[str, Any]) -> Trainable:
+        kept = _kept.pop(self.__qualname__, None)
+        if kept is not None:
+            tid, obj = kept
+            if tid == trial_id and (obj.config == config or obj.reset_config(dict(config))):
+                obj.config = config
+                return obj  # PBT's new config taken in place: no new object, no setup
+            obj.cleanup()
+        obj = self.cls()
+        obj.config = config
+        obj.setup(config)
+        return obj
+
+    def _keep(self, trial_id: int, obj: Trainable) -> None:
+        if type(obj).reset_config is not Trainable.reset_config:
+            _kept[self.__qualname__] = (trial_id, obj)
+        else:
+            obj.cleanup()
+
+    @staticmethod
+    def _report_with_checkpoint(obj: Trainable, metrics: dict[str, Any]) -> None:
+        from tunesmith import session
+        from tunesmith.checkpoint import Checkpoint
+
+        folder = tempfile.mkdtemp(prefix="tunesmith_trainable_")
+        try:
+            obj.save_checkpoint(folder)
+            session.report(metrics, checkpoint=Checkpoint.from_dir(folder))  # copied when reported
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_function(fn: Any) -> Any:
+    """What ``run`` runs for ``fn``: a ``Trainable`` subclass becomes its training function; any other class is
+    a ConfigError (a Ray Tune ``Trainable`` would be constructed with the config and report nothing)."""
+    if not isinstance(fn, type):
+        return fn
+    if issubclass(fn, Trainable):
+        if fn.step is Trainable.step:
+            raise ConfigError(f"{fn.__qualname__} subclasses tunesmith.Trainable but does not define step(): "
+                              f"define step(self) -> dict of metrics")
+        return _TrainableFunction(fn)
+    bases = ", ".join(f"{b.__module__}.{b.__qualname__}" for b in fn.__mro__[1:-1]) or "object"
+    raise ConfigError(f"fn {fn.__qualname__!r} is a class (bases: {bases}), not a training function or a "
+                      f"tunesmith.Trainable subclass: a Ray Tune Trainable becomes `class {fn.__qualname__}"
+                      f"(tunesmith.Trainable)` with setup/step/save_checkpoint/load_checkpoint, or a function "
+                      f"fn(config) that calls tunesmith.report")
