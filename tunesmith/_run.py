@@ -150,7 +150,7 @@ def run(
         ConfigError: bad input (before any trial starts), or a metric that trials do not report.
     """
     if backend == "local" or getattr(backend, "start_method", None) == "forkserver":
-        from tunesmith import _forkserver
+        from tunesmith.executors import _forkserver
 
         _forkserver.get()  # first: its start (an interpreter and imports) overlaps the setup below
     from tunesmith._controller import Controller

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import tunesmith as ts
-from tunesmith import _forkserver
+from tunesmith.executors import _forkserver
 from tunesmith.executors.local import LocalExecutor
 
 pytestmark = [pytest.mark.timeout(120),
@@ -135,7 +135,7 @@ def test_a_driver_without_stdout_and_stderr_runs_its_trials(tmp_path, start_meth
         os.close(1)
         os.close(2)
         import tunesmith as ts
-        from tunesmith import _forkserver
+        from tunesmith.executors import _forkserver
         from tunesmith.executors.local import LocalExecutor
 
         def where(config):

@@ -23,7 +23,7 @@ from typing import Any
 
 import cloudpickle
 
-from tunesmith import _forkserver
+from tunesmith.executors import _forkserver
 from tunesmith._errors import ConfigError
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
@@ -64,7 +64,7 @@ class LocalExecutor(Executor):
         start_method: ``"forkserver"`` (default; Linux): workers are forks of one server process that has
             tunesmith imported, started once per driver process and kept for its later runs (a worker is
             ready in milliseconds instead of an interpreter start); elsewhere, or if it cannot start,
-            ``"spawn"``: each worker is a fresh ``python -m tunesmith._worker``. Either way a worker
+            ``"spawn"``: each worker is a fresh ``python -m tunesmith.executors._worker``. Either way a worker
             gets the driver's environment, working directory and output at the moment it starts.
     """
 
@@ -202,7 +202,7 @@ class LocalExecutor(Executor):
                 log.warning("%s; starting this worker the plain way", e)
         if proc is None:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tunesmith._worker", str(child.fileno())],
+                [sys.executable, "-m", "tunesmith.executors._worker", str(child.fileno())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,  # Ctrl-C reaches the driver only; it stops trials in order
             )

@@ -14,7 +14,7 @@ How a trial runs:
   (they are placed in the group automatically). An actor whose trial ended is reused for the next trial
   with the same resources (starting an actor costs a worker process; a trial on a reused one costs two
   round trips).
-* inside the actor the trial runs the same code as in a local worker process (``tunesmith._worker``,
+* inside the actor the trial runs the same code as in a local worker process (``tunesmith.executors._worker``,
   ``tunesmith.session``); only the channel differs: results are buffered in the actor and fetched by the
   driver with a long poll (``events``), one message per batch, which doubles as the heartbeat.
 * checkpoints without shared storage: a trial on another node than the driver writes its checkpoints in
@@ -66,7 +66,7 @@ _EPS = 1e-9
 # inside the actor
 # =================================================================================================
 class _ActorChannel:
-    """The trial's side of the link to the driver, for ``tunesmith._worker._run_trial``: results are
+    """The trial's side of the link to the driver, for ``tunesmith.executors._worker._run_trial``: results are
     buffered here and taken by the driver's long poll (:meth:`take`); decisions and stops are put here by
     the actor's other methods. Thread-safe: the trial's thread and Ray's method threads share it."""
 
@@ -237,7 +237,7 @@ class _TrialActor:
 
         self.channel = _ActorChannel()
         self.functions: dict[str, Any] = {}
-        from tunesmith._worker import _Output
+        from tunesmith.executors._worker import _Output
 
         self.output = _Output()
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -289,7 +289,7 @@ class _TrialActor:
         return {"node": self.node_id, "pid": os.getpid()}
 
     def _run(self, spec: dict[str, Any], fn: Any) -> None:
-        from tunesmith._worker import _run_trial
+        from tunesmith.executors._worker import _run_trial
 
         _run_trial(spec, fn, self.channel, self.output)
 

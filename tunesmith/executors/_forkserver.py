@@ -1,6 +1,6 @@
 """A fork server for the local executor's workers (Linux).
 
-A worker started as ``python -m tunesmith._worker`` pays an interpreter start and tunesmith's imports:
+A worker started as ``python -m tunesmith.executors._worker`` pays an interpreter start and tunesmith's imports:
 about 0.13 s of CPU on a small VM, per worker and per run, before its first trial. The fork server is
 one such process per driver process, started on first use with those imports done; every worker after
 that is a fork of it, ready in milliseconds. It is started once and kept for the driver's later runs
@@ -41,7 +41,7 @@ from typing import Any
 log = logging.getLogger("tunesmith")
 
 # imported by the server before it forks, so that no worker imports them again
-_PRELOAD = ("tunesmith._worker", "tunesmith.session", "tunesmith.checkpoint", "cloudpickle")
+_PRELOAD = ("tunesmith.executors._worker", "tunesmith.session", "tunesmith.checkpoint", "cloudpickle")
 _MAX_REQUEST = 1 << 20  # a fork request (its environment) at most
 _MAX_ANSWER = 1 << 12
 _ANSWER_S = 10.0  # a fork server that does not answer a fork request within this is given up
@@ -74,7 +74,7 @@ class ForkServer:
             # waits until the server is closed (or the process ends), not the caller of run().
             try:
                 started["proc"] = subprocess.Popen(
-                    [sys.executable, "-m", "tunesmith._forkserver", str(theirs.fileno())],
+                    [sys.executable, "-m", "tunesmith.executors._forkserver", str(theirs.fileno())],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=worker_env(),
                     start_new_session=True)  # Ctrl-C reaches the driver only
             except BaseException as e:  # noqa: BLE001 - handed to the caller
@@ -314,7 +314,7 @@ def _reap(sock: socket.socket, workers: set[int]) -> None:
         if pid in workers:
             workers.discard(pid)
             _send(sock, ["exit", pid, os.waitstatus_to_exitcode(status)])
-    from tunesmith import _worker
+    from tunesmith.executors import _worker
 
     _worker.kill_children(keep=workers)
 
@@ -322,7 +322,7 @@ def _reap(sock: socket.socket, workers: set[int]) -> None:
 def _end_all(workers: set[int]) -> None:
     """Kill every worker with its process group, then everything their trials started (it passes to us as
     they die), before the server exits: nothing outlives the driver."""
-    from tunesmith import _worker
+    from tunesmith.executors import _worker
 
     for pid in workers:
         try:
@@ -357,7 +357,7 @@ def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_p
             os.chdir(cwd)
             if sys.path and sys.path[0] == start_cwd:
                 sys.path[0] = cwd  # as ``python -m`` started there would have it
-        from tunesmith import _worker
+        from tunesmith.executors import _worker
 
         _worker.main(conn_fd, parent=server_pid)
         code = 0
@@ -378,7 +378,7 @@ def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_p
 
 
 def serve(fd: int) -> None:
-    from tunesmith import _worker
+    from tunesmith.executors import _worker
 
     # SIGTERM, not SIGKILL, when the driver dies: the server kills everything its workers' trials started
     # first (it is idle in poll(), so the handler runs at once)

@@ -1,7 +1,7 @@
 """A long-lived worker process: runs one trial at a time for the local executor.
 
-Forked by the fork server (``tunesmith._forkserver``, on Linux), or started as
-``python -m tunesmith._worker FD``, with one end of a socket pair. It never imports the driver's
+Forked by the fork server (``tunesmith.executors._forkserver``, on Linux), or started as
+``python -m tunesmith.executors._worker FD``, with one end of a socket pair. It never imports the driver's
 ``__main__``: the training function arrives cloudpickled. It dies with its parent, the driver or the
 fork server (Linux parent-death signal; the fork server dies with the driver), also when the driver is
 killed with SIGKILL. It is a child subreaper: processes a trial started, daemons included, stay its
@@ -215,7 +215,7 @@ def kill_children(keep: frozenset[int] | set[int] = frozenset(), timeout: float 
     children, not process group members."""
     if not sys.platform.startswith("linux"):
         return 0
-    from tunesmith._forkserver import wait_gone
+    from tunesmith.executors._forkserver import wait_gone
 
     deadline = time.monotonic() + timeout
     killed: set[int] = set()
