@@ -23,8 +23,8 @@ from typing import Any
 
 import cloudpickle
 
-from tunesmith.executors import _forkserver
 from tunesmith._errors import ConfigError
+from tunesmith.executors import _forkserver, _procs
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
 from tunesmith.executors.resources import ResourcePool, cuda_visible, detect_cpus, detect_gpus
@@ -383,7 +383,7 @@ class LocalExecutor(Executor):
 def _wait_exited(procs: list[Any], timeout: float) -> None:
     """Wait up to ``timeout`` seconds until every one of ``procs`` has exited, and reap them."""
     deadline = time.monotonic() + timeout
-    _forkserver.wait_gone([proc.pid for proc in procs], timeout)
+    _procs.wait_gone([proc.pid for proc in procs], timeout)
     for proc in procs:
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
