@@ -53,7 +53,7 @@ _LAZY = {
     "MedianStopping": "tunesmith.schedulers.median",
     "PBT": "tunesmith.schedulers.pbt",
     "Deadline": "tunesmith.schedulers.deadline",
-    "ResourceChanging": "tunesmith.schedulers.deadline",
+    "ResourceChanging": "tunesmith.schedulers.resource_changing",
     "Scheduler": "tunesmith.schedulers._base",
     "Callback": "tunesmith.callbacks._base",
     "CSVLogger": "tunesmith.callbacks.csv_json",
