@@ -13,7 +13,8 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith.schedulers._base import CONTINUE, STOP, Continue, Decision, Pause, Scheduler, SchedulerView
-from tunesmith.schedulers.asha import ASHA, _check_number, _rank_key
+from tunesmith.schedulers._milestones import _check_number, _rank_key
+from tunesmith.schedulers.asha import ASHA
 from tunesmith.schedulers.resource_changing import _normalized, _pop_paused, _Wrapper
 from tunesmith.trial import TIME_TOTAL, Result, TrialStatus, TrialView
 
