@@ -24,9 +24,8 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
-from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
-from tunesmith.searchers.random import UNLIMITED, _check_num_samples
 from tunesmith.searchers.sobol import Dim, UnitCube, check_seed, seed_sequence
 from tunesmith.space import KeyPath, validate_space
 

@@ -23,9 +23,8 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith._optional import require
-from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers.points import check_points, check_points_fit
-from tunesmith.searchers.random import UNLIMITED, _check_num_samples
 from tunesmith.searchers.sobol import check_seed, fits, resolve_fixed, seed_sequence
 from tunesmith.space import (
     Choice,

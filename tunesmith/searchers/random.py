@@ -8,14 +8,11 @@ import random
 from typing import Any
 
 from tunesmith._errors import ConfigError
-from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers.points import check_points, check_points_fit
 from tunesmith.space import Grid, GridPoints, KeyPath, domains, resolve, validate_space
 
 __all__ = ["Random", "total_trials"]
-
-UNLIMITED = -1
-
 
 class Random(Searcher):
     """Samples every domain at random; every grid point is tried ``num_samples`` times.
@@ -106,8 +103,3 @@ def total_trials(space: dict[str, Any], num_samples: int) -> int | None:
         return None
     return math.prod(len(d.values) for _, d in domains(space) if isinstance(d, Grid)) * num_samples
 
-
-def _check_num_samples(num_samples: Any) -> None:
-    if (isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral)
-            or not (int(num_samples) >= 1 or num_samples == UNLIMITED)):
-        raise ConfigError(f"num_samples: expected an int >= 1, or -1 for unlimited; got {num_samples!r}")
