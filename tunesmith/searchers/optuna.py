@@ -24,8 +24,9 @@ from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith._optional import require
 from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
+from tunesmith.searchers._seeding import check_seed, seed_sequence
+from tunesmith.searchers._unit_cube import fits, resolve_fixed
 from tunesmith.searchers.points import check_points, check_points_fit
-from tunesmith.searchers.sobol import check_seed, fits, resolve_fixed, seed_sequence
 from tunesmith.space import (
     Choice,
     Domain,

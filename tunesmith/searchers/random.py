@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 import random
 from typing import Any
 
-from tunesmith._errors import ConfigError
 from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
+from tunesmith.searchers._seeding import check_seed
 from tunesmith.searchers.points import check_points, check_points_fit
 from tunesmith.space import Grid, GridPoints, KeyPath, domains, resolve, validate_space
 
@@ -52,9 +51,7 @@ class Random(Searcher):
         super().setup(space, metric, mode, num_samples)
         validate_space(space)
         _check_num_samples(num_samples)
-        if isinstance(self._seed, bool) or not isinstance(self._seed, numbers.Integral):
-            raise ConfigError(f"seed: expected an int or None; got {self._seed!r} "
-                              f"({type(self._seed).__name__})")
+        check_seed(self._seed)
         self._rng = random.Random(int(self._seed))
         self._points = GridPoints(space)
         self._total = None if num_samples == UNLIMITED else self._points.size * num_samples
