@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunesmith import _layout
+from tunesmith._flat import flat_metrics
 from tunesmith._safe_write import open_nofollow, replacing
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -41,29 +42,6 @@ PARAMS_JSON = "params.json"
 # json.dumps with options builds an encoder per call; one shared encoder halves the cost of a line
 _ENCODER = json.JSONEncoder(default=str, allow_nan=True)
 _PLAIN = (int, float, str, bool)  # written by csv as they are (None, lists, dicts need _cell)
-
-
-def flat_metrics(metrics: dict[str, Any], sep: str = "/") -> dict[str, Any]:
-    """A result as one level of keys: nested dicts become ``outer/inner`` (reported metrics are usually
-    flat already; this keeps a nested one readable instead of a dict in one CSV cell). A flat dict is
-    returned as it is (not copied): callers must not change it."""
-    for value in metrics.values():
-        if isinstance(value, dict):
-            break
-    else:
-        return metrics  # the common case, on the hot path of every result
-    out: dict[str, Any] = {}
-
-    def walk(mapping: dict[Any, Any], prefix: str) -> None:
-        for key, value in mapping.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict) and value:
-                walk(value, name + sep)
-            else:
-                out[name] = value
-
-    walk(metrics, "")
-    return out
 
 
 class _TrialFileLogger(Callback):

@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from tunesmith._display import printable, text
+from tunesmith._flat import flatten
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.trial import AUTO_KEYS, TrialStatus, TrialView
@@ -366,18 +367,7 @@ def _allocate(sizes: list[int], budget: int) -> list[int]:
 
 
 def _flat(config: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-
-    def walk(mapping: dict[Any, Any], prefix: str) -> None:
-        for key, value in mapping.items():
-            if isinstance(value, dict) and value:
-                walk(value, f"{prefix}{key}/")
-            else:
-                out[f"{prefix}{key}"] = value
-
-    if isinstance(config, dict):
-        walk(config, "")
-    return out
+    return flatten(config) if isinstance(config, dict) else {}
 
 
 def _config_columns(configs: list[dict[str, Any]]) -> list[str]:
