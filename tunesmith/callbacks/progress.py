@@ -286,8 +286,9 @@ class Progress(Callback):
             if t.id == best_id:
                 return (0, -math.inf, t.id)
             v = t.last_result.get(first) if (first and t.last_result) else None
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
-            return (1, sign * v if ok else math.inf, t.id)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+                return (1, math.inf, t.id)
+            return (1, sign * v, t.id)
 
         by_status: dict[TrialStatus, list[TrialView]] = {s: [] for s in _GROUPS}
         for t in experiment.trials.values():

@@ -220,9 +220,12 @@ class _TrialActor:
             if is_url(spec["restore"]):
                 from tunesmith.checkpoint import download
 
+                assert stage is not None  # a URL restore means storage=, which stages
+
                 os.makedirs(os.path.join(stage, "restore"), exist_ok=True)
                 keep = spec["restore"] = download(spec["restore"], os.path.join(stage, "restore"))
             elif remote and spec["restore"] is not None and restore_files is not None:
+                assert stage is not None  # remote: staged
                 keep = spec["restore"] = receive_folder(restore_files, os.path.join(stage, "restore"),
                                                         os.path.basename(spec["restore"]))
             fn = self.functions.get(spec["fn_key"])

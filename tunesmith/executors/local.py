@@ -261,10 +261,9 @@ class LocalBackend(Executor):
 
     def _enforce_heartbeat(self, events: list[Event]) -> None:
         now = time.monotonic()
-        for worker in list(self._by_trial.values()):
+        for tid, worker in list(self._by_trial.items()):
             silent = now - worker.last_seen
             if silent > self.trial_timeout_s and worker.stop_deadline is None:  # type: ignore[operator]
-                tid = worker.trial_id
                 self._finish(worker)
                 self._kill(worker)
                 events.append(Done(tid, "error", f"no heartbeat from the worker for {silent:.1f}s "
@@ -319,9 +318,8 @@ class LocalBackend(Executor):
 
     def _enforce_grace(self, events: list[Event]) -> None:
         now = time.monotonic()
-        for worker in list(self._by_trial.values()):
+        for tid, worker in list(self._by_trial.items()):
             if worker.stop_deadline is not None and now >= worker.stop_deadline:
-                tid = worker.trial_id
                 over = worker.over_limit
                 log.warning("trial %s did not stop within %.1fs; killing its worker", tid, self.grace_period_s)
                 self._finish(worker)

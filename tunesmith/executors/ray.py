@@ -342,7 +342,8 @@ class RayBackend(Executor):
                     raise ConfigError(f"{where}[{ours.get(k, k)!r}] = {v:g} is more than any node of the Ray "
                                       f"cluster has (at most {most:g}); a trial asking for it could never start "
                                       f"(pass RayBackend(autoscaling=True) if the cluster grows)")
-            raise ConfigError(f"{where} = {resources if i == 0 else self.bundles[i - 1]} fits on no single node "
+            shown = resources if i == 0 else (self.bundles or [])[i - 1]  # bundles were given when i > 0
+            raise ConfigError(f"{where} = {shown} fits on no single node "
                               f"of the Ray cluster; a trial asking for it could never start (pass "
                               f"RayBackend(autoscaling=True) if the cluster grows)")
 
@@ -478,9 +479,9 @@ class RayBackend(Executor):
                 except Exception:  # noqa: BLE001 - nobody waits for this answer (its actor may be gone)
                     pass
                 continue
-            slot = self._by_ref.pop(ref, None)
-            if slot is not None:
-                self._answer(slot, ref, events)
+            answered = self._by_ref.pop(ref, None)
+            if answered is not None:
+                self._answer(answered, ref, events)
         self._enforce_deadlines(events)
         if any(s.beyond and not s.started for s in self._slots):
             for slot in [s for s in self._slots if s.trial_id is None]:
@@ -550,9 +551,8 @@ class RayBackend(Executor):
 
     def _enforce_deadlines(self, events: list[Event]) -> None:
         now = time.monotonic()
-        for slot in list(self._by_trial.values()):
-            tid = slot.trial_id
-            if slot.limit_at is not None and now >= slot.limit_at and tid is not None \
+        for tid, slot in list(self._by_trial.items()):
+            if slot.limit_at is not None and now >= slot.limit_at \
                     and slot.stop_deadline is None:  # (one already being stopped ends as it was asked to)
                 # past its wall-clock limit: stopped, killed after the grace period if it does not end; ERROR
                 slot.limit_at = None

@@ -43,11 +43,10 @@ from __future__ import annotations
 
 import heapq
 import inspect
-import os
 import random
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -123,7 +122,7 @@ class _SimTrial:
 
     def __init__(self, launch: Launch, ctx: SimContext, speedup: float, started: float, token: int) -> None:
         self.launch = launch
-        self.gen: Iterator[Any] | None = None
+        self.gen: Generator[Any, Any, Any] | None = None
         self.ctx = ctx
         self.speedup = speedup
         self.started = started

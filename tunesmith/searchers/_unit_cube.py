@@ -120,7 +120,7 @@ class UnitCube:
         return [dict(zip(paths, combo, strict=True)) for combo in combos]
 
     # -- cube -> config -------------------------------------------------------------------------------
-    def fixed(self, u: Sequence[float], grid: dict[KeyPath, int] | None = None
+    def fixed(self, u: Sequence[float] | np.ndarray, grid: dict[KeyPath, int] | None = None
               ) -> tuple[dict[KeyPath, Any], np.ndarray]:
         """The values a cube point gives, as ``resolve``'s ``fixed=``, and which coordinates it used.
 
@@ -141,8 +141,9 @@ class UnitCube:
         """The config for ``fixed`` (``sample_from`` keys computed last, as ``resolve`` does)."""
         return resolve_fixed(self.space, fixed)
 
-    def _value(self, value: Any, path: KeyPath, branch: tuple[tuple[KeyPath, int], ...], u: Sequence[float],
-               grid: dict[KeyPath, int], fixed: dict[KeyPath, Any], active: np.ndarray) -> Any:
+    def _value(self, value: Any, path: KeyPath, branch: tuple[tuple[KeyPath, int], ...],
+               u: Sequence[float] | np.ndarray, grid: dict[KeyPath, int], fixed: dict[KeyPath, Any],
+               active: np.ndarray) -> Any:
         if isinstance(value, SampleFrom):
             return value  # resolve defers it
         if isinstance(value, (Choice, Grid)):

@@ -426,7 +426,7 @@ class _Param:
         if self.q is not None:
             return int(round(float(got) / self.q))
         if self.kind == "int":
-            return int(got)
+            return math.trunc(got)  # int() of a Real, typed
         return float(got)
 
 
