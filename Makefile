@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test venv-demo venv-test browser clean
+.PHONY: demo test lint venv-demo venv-test browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,7 +29,18 @@ browser:
 demo: venv-demo
 	$(BIN)/python examples/cartpole.py
 
+# The code is clean under ruff and mypy (pyproject.toml configures both): a finding fails `make test` before
+# the suite runs. `make lint` runs the two alone.
+LINT_RUFF = $(BIN)/python -m ruff check tunesmith tests benchmarks examples
+LINT_MYPY = $(BIN)/python -m mypy tunesmith
+
+lint: venv-test
+	$(LINT_RUFF)
+	$(LINT_MYPY)
+
 test: venv-test browser
+	$(LINT_RUFF)
+	$(LINT_MYPY)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -34,7 +34,7 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tunesmith as ts  # noqa: E402
-from tunesmith.executors.local import LocalExecutor  # noqa: E402
+from tunesmith.executors.local import LocalBackend  # noqa: E402
 
 
 # --- trial functions ----------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def main() -> None:
         # the same with every worker a fresh interpreter (what a process's first run pays without the
         # fork server the warm-up run started, and what runs get where there is no fork server)
         t = time.perf_counter()
-        ts_run(noop, {}, n_trials, storage, backend=LocalExecutor(start_method="spawn"))
+        ts_run(noop, {}, n_trials, storage, backend=LocalBackend(start_method="spawn"))
         ts_a_spawn = n_trials / (time.perf_counter() - t)
         t = time.perf_counter()
         _mp_noops(n_trials)
@@ -227,7 +227,7 @@ def main() -> None:
         assert stored == 4 * n_reports, stored
         ts_b = stored / dt
         t = time.perf_counter()
-        ts_run(tight, {"n": n_reports}, 4, storage, backend=LocalExecutor(start_method="spawn"))
+        ts_run(tight, {"n": n_reports}, 4, storage, backend=LocalBackend(start_method="spawn"))
         ts_b_spawn = 4 * n_reports / (time.perf_counter() - t)
         # floor: 4 processes send their results in batches of 1,000 over pipes; nothing is stored
         t = time.perf_counter()

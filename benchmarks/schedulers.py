@@ -65,8 +65,8 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tunesmith as ts  # noqa: E402
-from tunesmith.executors.local import LocalExecutor  # noqa: E402
-from tunesmith.executors.simulated import SimulatedExecutor  # noqa: E402
+from tunesmith.executors.local import LocalBackend  # noqa: E402
+from tunesmith.executors.simulated import SimulatedBackend  # noqa: E402
 
 MAX_T = 81
 N_TRIALS = 81
@@ -254,7 +254,7 @@ def run_cartpole(seeds: list[int], root: str, iterations: int, interval: int,
     out: dict[str, list[list[float]]] = {"PBT": [], "PB2": []}
     for seed in seeds:
         for kind, sched in cartpole_schedulers(seed, interval).items():
-            ex = SimulatedExecutor({"cpu": CP_POPULATION}, seed=seed)
+            ex = SimulatedBackend({"cpu": CP_POPULATION}, seed=seed)
             space = {**CP_BOUNDS, "seed": seed}
             result = ts.run(sim_cartpole, space=space, metric="mean_reward", mode="max", num_samples=CP_POPULATION,
                             scheduler=sched, searcher=ts.Random(seed=seed), stop={"training_iteration": iterations},
@@ -399,7 +399,7 @@ def simulate_curves(seeds: list[int], root: str) -> dict[str, list[Run]]:
     first_rung: list[tuple[int, float]] = []  # (rank of the true best at t=1, best of the top third's gap %)
     for seed in seeds:
         space = dict(CURVES_SPACE, noise_seed=seed)
-        fifo_ex = SimulatedExecutor({"cpu": SIM_CPUS}, seed=seed)
+        fifo_ex = SimulatedBackend({"cpu": SIM_CPUS}, seed=seed)
         fifo = run_one(sim_curves, space, ts.FIFO(), seed=seed, backend=fifo_ex, root=root,
                        name=f"curves-FIFO-{seed}", clock=fifo_ex.clock)
         true_best = fifo.score_own_configs()
@@ -414,7 +414,7 @@ def simulate_curves(seeds: list[int], root: str) -> dict[str, list[Run]]:
         for name, make in schedulers().items():
             if name == "FIFO":
                 continue
-            ex = SimulatedExecutor({"cpu": SIM_CPUS}, seed=seed)
+            ex = SimulatedBackend({"cpu": SIM_CPUS}, seed=seed)
             run = run_one(sim_curves, space, make(), seed=seed, backend=ex, root=root,
                           name=f"curves-{slug(name)}-{seed}",
                           true_best=true_best, clock=ex.clock)
@@ -458,7 +458,7 @@ def simulate_pbt(seeds: list[int], root: str) -> tuple[list[Run], list[Run], flo
     pbt_runs, fifo_runs = [], []
     for seed in seeds:
         for kind, sched, out in (("PBT", make_pbt(seed), pbt_runs), ("FIFO", ts.FIFO(), fifo_runs)):
-            ex = SimulatedExecutor({"cpu": PBT_POPULATION}, seed=seed)
+            ex = SimulatedBackend({"cpu": PBT_POPULATION}, seed=seed)
             out.append(run_one(sim_schedule, SCHEDULE_SPACE, sched, seed=seed, backend=ex, root=root,
                                name=f"schedule-{kind}-{seed}", num_samples=PBT_POPULATION, clock=ex.clock))
     return pbt_runs, fifo_runs, best_fixed, best_lr
@@ -483,7 +483,7 @@ def simulate_pb2(seeds: list[int], root: str) -> dict[str, list[Run]]:
     out: dict[str, list[Run]] = {"PBT": [], "PB2": []}
     for seed in seeds:
         for kind, sched in (("PBT", make_pbt(seed)), ("PB2", make_pb2(seed))):
-            ex = SimulatedExecutor({"cpu": PBT_POPULATION}, seed=seed)
+            ex = SimulatedBackend({"cpu": PBT_POPULATION}, seed=seed)
             out[kind].append(run_one(sim_schedule, SCHEDULE_SPACE, sched, seed=seed, backend=ex, root=root,
                                      name=f"schedule-pb2-{kind}-{seed}", num_samples=PBT_POPULATION,
                                      clock=ex.clock))
@@ -517,7 +517,7 @@ def simulate_deadline(seeds: list[int], root: str, deadlines: list[float], speed
             space = dict(CURVES_SPACE, noise_seed=seed)
             for label in out[deadline]:
                 sched = asha_or_deadline(label, deadline)
-                ex = SimulatedExecutor({"cpu": cpus}, seed=seed, speedup=speedup)
+                ex = SimulatedBackend({"cpu": cpus}, seed=seed, speedup=speedup)
                 out[deadline][label].append(run_one(
                     sim_curves, space, sched, seed=seed, backend=ex, root=root, time_budget_s=deadline,
                     name=f"deadline-{slug(label)}-{deadline:g}-{seed}-{cpus}-{id(speedup)}",
@@ -548,7 +548,7 @@ def real_part(args: argparse.Namespace, root: str) -> list[str]:
     runs: dict[str, list[Run]] = {}
     true_best = None
     for name, make in schedulers(extra=False).items():
-        ex = LocalExecutor(total_resources={"cpu": args.workers})
+        ex = LocalBackend(total_resources={"cpu": args.workers})
         run = run_one(real_curves, space, make(), seed=seed, backend=ex, root=root, name=f"real-{slug(name)}",
                       true_best=true_best)
         if name == "FIFO":
@@ -564,7 +564,7 @@ def real_part(args: argparse.Namespace, root: str) -> list[str]:
     for kind, sched, out in (("PBT", make_pbt(seed), pbt_runs), ("FIFO", ts.FIFO(), fifo_runs)):
         # the population trains side by side: one worker process per member (they mostly sleep)
         out.append(run_one(real_schedule, pbt_space, sched, seed=seed,
-                           backend=LocalExecutor(total_resources={"cpu": REAL_PBT_POPULATION}), root=root,
+                           backend=LocalBackend(total_resources={"cpu": REAL_PBT_POPULATION}), root=root,
                            name=f"real-schedule-{kind}", num_samples=REAL_PBT_POPULATION))
     notes.append("[real] " + print_pbt(pbt_runs, fifo_runs, *best_fixed_lr(),
                                        f"Real local workers: problem B (PBT), seed {seed}, {REAL_PBT_POPULATION} "
@@ -579,7 +579,7 @@ def real_part(args: argparse.Namespace, root: str) -> list[str]:
         for label in by:
             sched = asha_or_deadline(label, deadline)
             by[label].append(run_one(real_curves, space, sched, seed=seed, time_budget_s=deadline,
-                                     backend=LocalExecutor(total_resources={"cpu": cpus}), root=root,
+                                     backend=LocalBackend(total_resources={"cpu": cpus}), root=root,
                                      name=f"real-deadline-{slug(label)}-{cpus}"))
         notes.append(f"[real, {cpus} CPUs] " + print_deadline(
             {deadline: by}, f"Real local workers: Deadline vs ASHA, {cpus} CPUs (one worker each), sleep "

@@ -159,7 +159,7 @@ def run_one(task: tuple[str, str, int, int]) -> tuple[str, str, int, float, int,
     """``(problem, searcher, seed, trials)`` -> ``(problem, searcher, seed, best, n_trials, seconds)``."""
     problem, searcher_name, seed, trials = task
     import tunesmith as ts
-    from tunesmith.executors.simulated import SimulatedExecutor
+    from tunesmith.executors.simulated import SimulatedBackend
     from tunesmith.schedulers.asha import ASHA
     from tunesmith.searchers.bohb import BOHB
     from tunesmith.searchers.optuna import OptunaSearch
@@ -182,7 +182,7 @@ def run_one(task: tuple[str, str, int, int]) -> tuple[str, str, int, float, int,
             num_samples=-1 if bohb else trials, searcher=searcher,
             scheduler=ASHA(max_t=FIDELITY, grace_period=1, reduction_factor=3) if bohb else None,
             time_budget_s=float(trials * FIDELITY) if bohb else None,
-            backend=SimulatedExecutor({"cpu": 1}, seed=seed), storage_path=root, name="bench", verbose=0)
+            backend=SimulatedBackend({"cpu": 1}, seed=seed), storage_path=root, name="bench", verbose=0)
         finals = [t.last_result["value"] for t in result.trials
                   if "value" in t.last_result and (not bohb or t.iteration >= FIDELITY)]
         best = min(finals) if finals else math.nan

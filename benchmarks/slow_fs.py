@@ -23,7 +23,7 @@ from rich.table import Table
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tunesmith as ts  # noqa: E402
-from tunesmith.callbacks import csv_json  # noqa: E402
+from tunesmith.callbacks import _writer, csv_json  # noqa: E402
 
 
 def noop(config):
@@ -66,20 +66,20 @@ def main() -> None:
     storage = tempfile.mkdtemp(prefix="tunesmith_slowfs_", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     ts.run(noop, num_samples=1, storage_path=storage, verbose=0)  # one-time imports, the fork server
     real = (csv_json._append, csv_json.os)
-    shipped = csv_json._Writer.MAX_THREADS
+    shipped = _writer.Writer.MAX_THREADS
     table = Table(title=f"(a) {args.trials} no-op trials, file loggers on a simulated slow filesystem, trials/s")
     for col in ("latency per write", "one writer thread", "as shipped"):
         table.add_column(col)
     for ms in args.latency_ms:
         slowed(ms / 1000)
         try:
-            csv_json._Writer.MAX_THREADS = 1
+            _writer.Writer.MAX_THREADS = 1
             one = rate(storage, args.trials, args.repeat)
-            csv_json._Writer.MAX_THREADS = shipped
+            _writer.Writer.MAX_THREADS = shipped
             many = rate(storage, args.trials, args.repeat)
         finally:
             csv_json._append, csv_json.os = real
-            csv_json._Writer.MAX_THREADS = shipped
+            _writer.Writer.MAX_THREADS = shipped
         table.add_row(f"{ms:g} ms", f"{one:,.0f}", f"{many:,.0f}")
     Console(width=120).print(table)
 

@@ -10,7 +10,7 @@ PUBLIC = [
     "ASHA", "Deadline", "HyperBand", "MedianStopping", "PB2", "PBT", "PBTReplay", "ResourceChanging",
     "BOHB", "ConcurrencyLimiter", "OptunaSearch", "QuasiRandom", "Repeat",
     "CSVLogger", "JSONLLogger", "MLflowLogger", "Progress", "TensorBoardLogger", "WandbLogger",
-    "DataRef", "RayBackend", "download_once", "get", "put", "StoreError",
+    "DataRef", "LocalBackend", "RayBackend", "SimulatedBackend", "download_once", "get", "put", "StoreError",
     "Callback", "Checkpoint", "ConfigError", "FIFO", "Random", "ResultSet", "Scheduler", "Searcher",
     "TrialError", "TrialResult", "TrialStatus", "__version__", "choice", "get_checkpoint", "get_config",
     "get_resources", "get_trial_dir", "get_trial_id", "grid", "lograndint", "loguniform", "load", "normal",

@@ -13,7 +13,7 @@ from tunesmith._controller import Controller
 from tunesmith._layout import STORE_FILE
 from tunesmith._objective import Objective
 from tunesmith._stop import StopRules
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.schedulers._base import CONTINUE, FIFO, PAUSE, Exploit, Scheduler
 from tunesmith.searchers.random import Random
 from tunesmith.store.sqlite import Store
@@ -39,7 +39,7 @@ def make(tmp_path, fn=train, *, scheduler=None, executor=None, n=3, max_failures
     searcher.setup({"i": ts.grid(list(range(n)))}, "loss", "min", 1)
     scheduler = scheduler or FIFO()
     scheduler.setup("loss", "min")
-    executor = executor or SimulatedExecutor({"cpu": 2})
+    executor = executor or SimulatedBackend({"cpu": 2})
     stop = StopRules(None, Objective.from_args("loss", "min"))
     executor.stop_rules = stop
     executor.setup(fn, str(exp))
@@ -169,7 +169,7 @@ class Crash(BaseException):
     """The driver dying: nothing after it runs, what was committed stays."""
 
 
-class CrashingExecutor(SimulatedExecutor):
+class CrashingExecutor(SimulatedBackend):
     def __init__(self, polls):
         super().__init__({"cpu": 2})
         self.polls = polls

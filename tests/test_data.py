@@ -16,7 +16,7 @@ from shared_data_helpers import report_reading
 
 import tunesmith as ts
 from tunesmith.data import DataRef, download_once, get, put
-from tunesmith.executors.local import LocalExecutor
+from tunesmith.executors.local import LocalBackend
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,7 +74,7 @@ def test_trials_read_one_shared_copy(results_dir):
     def train(config):
         report_reading(lambda: get(ref))
 
-    result = ts.run(train, num_samples=4, backend=LocalExecutor(total_resources={"cpu": 4}), verbose=0)
+    result = ts.run(train, num_samples=4, backend=LocalBackend(total_resources={"cpu": 4}), verbose=0)
     assert os.listdir(os.path.dirname(ref.path)) == files  # no copy written per trial
     for t in result.trials:
         m = t.last_result
@@ -99,7 +99,7 @@ def test_download_once_fetches_once_for_many_trials(results_dir, tmp_path):
         with open(path) as f:
             ts.report({"content": f.read()})
 
-    result = ts.run(train, num_samples=4, backend=LocalExecutor(total_resources={"cpu": 4}), verbose=0)
+    result = ts.run(train, num_samples=4, backend=LocalBackend(total_resources={"cpu": 4}), verbose=0)
     assert [t.last_result["content"] for t in result.trials] == ["payload"] * 4
     with open(log) as f:
         assert len(f.read().split()) == 1

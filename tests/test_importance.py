@@ -8,7 +8,7 @@ import pytest
 
 import tunesmith as ts
 from tunesmith._importance import ped_anova
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.simulated import SimulatedBackend
 
 
 def objective(config):
@@ -22,7 +22,7 @@ SPACE = {"lr": ts.loguniform(1e-4, 1.0), "noise": ts.uniform(0, 1), "opt": ts.ch
 @pytest.mark.parametrize("seed", range(5))
 def test_the_dominant_parameter_gets_most_of_the_importance_and_noise_little(tmp_path, seed):
     result = ts.run(objective, space=SPACE, metric="loss", mode="min", num_samples=80, searcher=ts.Random(seed=seed),
-                    backend=SimulatedExecutor({"cpu": 8}), verbose=0, storage_path=str(tmp_path), name="imp")
+                    backend=SimulatedBackend({"cpu": 8}), verbose=0, storage_path=str(tmp_path), name="imp")
     importance = result.importance()
     assert set(importance) == {"lr", "noise", "opt"}
     assert abs(sum(importance.values()) - 1) < 1e-9
@@ -52,7 +52,7 @@ def test_the_report_has_an_importance_bar_per_parameter(tmp_path):
     from tunesmith.plots.report import build_panels
 
     result = ts.run(objective, space=SPACE, metric="loss", mode="min", num_samples=40, searcher=ts.Random(seed=1),
-                    backend=SimulatedExecutor({"cpu": 8}), verbose=0, storage_path=str(tmp_path), name="imp")
+                    backend=SimulatedBackend({"cpu": 8}), verbose=0, storage_path=str(tmp_path), name="imp")
     figure = plot_data.importance(result)
     (bars,) = figure["data"]
     assert bars["y"][-1] == "lr" and sorted(bars["y"]) == ["lr", "noise", "opt"]  # the largest on top
@@ -60,5 +60,5 @@ def test_the_report_has_an_importance_bar_per_parameter(tmp_path):
     panels, _notes = build_panels(result)
     assert "Parameter importance" in [p.title for p in panels]
     few = ts.run(objective, space=SPACE, metric="loss", mode="min", num_samples=3, verbose=0,
-                 backend=SimulatedExecutor({"cpu": 8}), storage_path=str(tmp_path), name="few")
+                 backend=SimulatedBackend({"cpu": 8}), storage_path=str(tmp_path), name="few")
     assert plot_data.importance(few) is None

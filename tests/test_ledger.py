@@ -13,7 +13,7 @@ import tunesmith as ts
 from tunesmith import checkpoint as ck
 from tunesmith._ledger import Ledger, delete_checkpoint
 from tunesmith._retention import Retention
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.store.sqlite import STORE_FILE
 from tunesmith.trial import TrialStatus
 
@@ -240,7 +240,7 @@ def test_pbt_keep_1_source_checkpoint_is_pinned_from_the_decision(results_dir):
     pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"q": [1, 2, 3, 4]}, time_attr="time_total_s",
                  quantile_fraction=0.25, seed=0)
     result = ts.run(sim_train, space={"q": ts.grid([1, 2, 3, 4])}, metric="loss", mode="min", scheduler=pbt,
-                    keep=1, backend=SimulatedExecutor({"cpu": 4}), verbose=0, name="pin")
+                    keep=1, backend=SimulatedBackend({"cpu": 4}), verbose=0, name="pin")
     events = result._store.events()
     assert [e for e in events if e[2] == "exploit"], "no exploit happened: the test exercises nothing"
     assert [e[4]["traceback"][-300:] for e in events if e[2] == "error"] == []

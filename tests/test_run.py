@@ -11,7 +11,7 @@ import time
 import pytest
 
 import tunesmith as ts
-from tunesmith.executors.local import LocalExecutor
+from tunesmith.executors.local import LocalBackend
 from tunesmith.store.sqlite import STORE_FILE
 
 pytestmark = pytest.mark.timeout(120)
@@ -127,7 +127,7 @@ def test_trial_that_ignores_stop_is_killed_after_grace_period(results_dir):
 
     t0 = time.monotonic()
     result = ts.run(sleeper, num_samples=2, verbose=0, time_budget_s=1.0,
-                    backend=LocalExecutor(grace_period_s=0.5))
+                    backend=LocalBackend(grace_period_s=0.5))
     assert time.monotonic() - t0 < 60
     for t in result.trials:
         assert t.status is ts.TrialStatus.TERMINATED
@@ -274,11 +274,11 @@ def gpu_trial(config):
 
 
 def test_fractional_gpus_are_packed_and_exposed(results_dir):
-    executor = LocalExecutor(total_resources={"cpu": 8}, gpu_ids=["3", "5"])
+    executor = LocalBackend(total_resources={"cpu": 8}, gpu_ids=["3", "5"])
     result = ts.run(gpu_trial, num_samples=8, resources={"cpu": 1, "gpu": 0.5}, backend=executor, verbose=0)
     seen = [t.last_result["cuda"] for t in result.trials]
     assert set(seen) <= {"3", "5"} and len(seen) == 8
-    executor = LocalExecutor(total_resources={"cpu": 8}, gpu_ids=["0", "1"])
+    executor = LocalBackend(total_resources={"cpu": 8}, gpu_ids=["0", "1"])
     result = ts.run(gpu_trial, num_samples=2, resources={"cpu": 1, "gpu": 2}, backend=executor, verbose=0)
     assert [t.last_result["cuda"] for t in result.trials] == ["0,1", "0,1"]
 
@@ -449,7 +449,7 @@ def spins_after_the_stop(config):
 def test_a_trial_that_ignores_a_stop_at_a_decision_point_is_killed_after_the_grace_period(results_dir):
     start = time.monotonic()
     result = ts.run(spins_after_the_stop, stop={"training_iteration": 3}, verbose=0,
-                    backend=LocalExecutor(grace_period_s=0.5))
+                    backend=LocalBackend(grace_period_s=0.5))
     assert time.monotonic() - start < 30
     _stopped_exactly_at(result, 3)
 
@@ -509,7 +509,7 @@ def ignores_every_stop(config):
 def test_a_trial_past_its_time_limit_is_killed_and_fails(results_dir, train):
     start = time.monotonic()
     result = ts.run(train, verbose=0, trial_time_limit_s=1, max_failures=1,
-                    backend=LocalExecutor(grace_period_s=0.5, trial_timeout_s=60))
+                    backend=LocalBackend(grace_period_s=0.5, trial_timeout_s=60))
     assert time.monotonic() - start < 30
     (t,) = result.trials
     assert t.status is ts.TrialStatus.ERROR

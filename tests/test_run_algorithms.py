@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import tunesmith as ts
 from tunesmith.cli import cli
-from tunesmith.executors.local import LocalExecutor
+from tunesmith.executors.local import LocalBackend
 from tunesmith.plots.report import summary
 
 
@@ -83,7 +83,7 @@ def test_constraints_reach_optuna_and_a_broken_function_is_a_config_error(result
 # -- resources per config (issue 18 §2.7) ------------------------------------------------------------------
 def test_resources_can_depend_on_the_config(results_dir):
     result = ts.run(quadratic, {"x": ts.grid([0.1, 0.2, 0.3])}, verbose=0,
-                    backend=LocalExecutor(total_resources={"cpu": 4}),
+                    backend=LocalBackend(total_resources={"cpu": 4}),
                     resources=lambda config: {"cpu": 1 if config["x"] < 0.25 else 3})
     by_x = {t.config["x"]: t for t in result.trials}
     assert [by_x[x].resources["cpu"] for x in (0.1, 0.2, 0.3)] == [1.0, 1.0, 3.0]
@@ -95,5 +95,5 @@ def test_a_config_asking_for_more_than_there_is_is_a_config_error_naming_it(resu
     with pytest.raises(ts.ConfigError, match=r"resources\(config\) for trial 2 \(config \{'x': 0.9\}\).*"
                                              r"more than this machine has"):
         ts.run(quadratic, {"x": ts.grid([0.1, 0.9])}, verbose=0, max_concurrent=1,
-               backend=LocalExecutor(total_resources={"cpu": 2}),
+               backend=LocalBackend(total_resources={"cpu": 2}),
                resources=lambda config: {"cpu": 1 if config["x"] < 0.5 else 8})

@@ -89,7 +89,8 @@ def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd)
     report = tmp_path / "report.html"
     write_report(result, str(report))
     runner = CliRunner()
-    for args in (["show", "sec"], ["show", "sec", "--json"], ["ls"], ["report", "sec", "-o", str(tmp_path / "r2.html")]):
+    for args in (["show", "sec"], ["show", "sec", "--json"], ["ls"],
+                 ["report", "sec", "-o", str(tmp_path / "r2.html")]):
         res = runner.invoke(cli, [*args, "--storage-path", str(results_dir)])
         assert res.exit_code == 0, res.output
         outputs[" ".join(args)] = res.output

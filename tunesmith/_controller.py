@@ -22,7 +22,7 @@ from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
-from tunesmith.executors._base import Event, Executor, Launch, Results
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
 from tunesmith.store.sqlite import Store, StoreError, dumps
@@ -326,6 +326,7 @@ class Controller:
                 trial.iteration = results[-1].iteration
                 parsed.append((trial, results, ev.waiting))
             else:
+                assert isinstance(ev, Done)  # an Event is Results or Done
                 done.append((trial, ev.status, ev.error))
         # Trials whose end is in this batch: _complete applies (and clears) their pending decision below, so
         # remember which had one: their rows here came after it (the iteration in flight when it was sent).

@@ -22,7 +22,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, overload
 
 from tunesmith._errors import ConfigError
 from tunesmith._safe_write import replacing
@@ -134,6 +134,10 @@ def to_stored(exp_dir: str, path: str | None) -> str | None:
     return path
 
 
+@overload
+def from_stored(exp_dir: str, stored: str) -> str: ...
+@overload
+def from_stored(exp_dir: str, stored: None) -> None: ...
 def from_stored(exp_dir: str, stored: str | None) -> str | None:
     """A stored checkpoint path as an absolute path under the folder the store lives in now.
 

@@ -119,8 +119,8 @@ def run(
         time_budget_s: stop everything after this many seconds.
         max_concurrent: at most this many trials at once (default: as many as resources allow).
         backend: ``"local"`` (worker processes on this machine), ``"ray"`` (a Ray actor per trial on a local
-            Ray, or the cluster ``ray.init`` already joined; needs ``tunesmith[ray]``) or an executor instance
-            such as ``RayBackend(address="auto")``.
+            Ray, or the cluster ``ray.init`` already joined; needs ``tunesmith[ray]``) or a backend instance:
+            ``LocalBackend(start_method="spawn")``, ``RayBackend(address="auto")``, ``SimulatedBackend(...)``.
         seed: seed of the default searcher.
         verbose: 0 silent, 1 progress table (plain lines when not a terminal), 2 more detail.
         callbacks: extra :class:`Callback` objects (loggers such as ``TensorBoardLogger``, or your own).
@@ -173,7 +173,7 @@ def run(
         ConfigError: bad input (before any trial starts), or a metric that trials do not report.
     """
     if backend == "local" or getattr(backend, "start_method", None) == "forkserver":
-        from tunesmith import _forkserver
+        from tunesmith.executors import _forkserver
 
         _forkserver.get()  # first: its start (an interpreter and imports) overlaps the setup below
     from tunesmith._controller import Controller
@@ -245,9 +245,9 @@ def run(
     _check_sampled_values(space)
 
     if backend == "local":
-        from tunesmith.executors.local import LocalExecutor
+        from tunesmith.executors.local import LocalBackend
 
-        executor: Executor = LocalExecutor(trial_timeout_s=trial_timeout_s)
+        executor: Executor = LocalBackend(trial_timeout_s=trial_timeout_s)
     elif isinstance(backend, Executor):
         executor = backend
         if trial_timeout_s is not None:
@@ -257,7 +257,7 @@ def run(
 
         executor = RayBackend(trial_timeout_s=trial_timeout_s)
     else:
-        raise ConfigError(f"backend must be 'local', 'ray' or an executor (e.g. tunesmith.RayBackend(address="
+        raise ConfigError(f"backend must be 'local', 'ray' or a backend (e.g. tunesmith.RayBackend(address="
                           f"'auto')), got {backend!r}")
     if resources_fn is None:
         executor.check_resources(per_trial)  # a function's requests are checked per trial
@@ -490,9 +490,9 @@ def _has_sample_from(value: Any) -> bool:
 
 def _ships_fn(executor: Executor) -> bool:
     """Whether the executor pickles ``fn`` to run it in other processes (the simulated one calls it in place)."""
-    from tunesmith.executors.simulated import SimulatedExecutor
+    from tunesmith.executors.simulated import SimulatedBackend
 
-    return not isinstance(executor, SimulatedExecutor)
+    return not isinstance(executor, SimulatedBackend)
 
 
 def _check_picklable(fn: Any) -> None:

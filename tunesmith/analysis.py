@@ -91,7 +91,7 @@ class ResultSet:
         self.name: str = os.path.basename(self.path)
         stored = Objective.from_spec(spec)
         self.metric: str | list[str] | None = metric if metric is not None else stored.metric
-        if mode is None and metric is not None and stored.is_multi:
+        if mode is None and isinstance(metric, str) and stored.is_multi:
             mode = stored.mode_of(metric)  # one of the experiment's metrics keeps its mode
         self.mode: str | list[str] | None = mode if mode is not None else stored.mode
         self._trials: list[TrialResult] | None = None

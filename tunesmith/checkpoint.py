@@ -22,9 +22,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
-import secrets
 import time
 from typing import Any
 

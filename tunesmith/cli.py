@@ -162,7 +162,7 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
     if result.metric and result.mode:
         try:
             best = result.best
-            value = best.metrics.get(result.metric)
+            value = best.metrics.get(result.metric) if isinstance(result.metric, str) else None
             config = json.dumps(shown(best).config, default=str)
             click.echo(printable(f"best {best.name} by its last result: {result.metric}={_fmt(value)} "
                                  f"config={config}"))
@@ -293,7 +293,8 @@ def _summary(path: str) -> dict[str, Any]:
     if rs.metric and rs.mode:
         try:
             b = rs.best
-            best = {"trial": b.name, "metric": rs.metric, "mode": rs.mode, "value": b.metrics.get(rs.metric)}
+            value = b.metrics.get(rs.metric) if isinstance(rs.metric, str) else None  # several: best raised
+            best = {"trial": b.name, "metric": rs.metric, "mode": rs.mode, "value": value}
         except ConfigError:
             best = None
     created = rs.meta.get("created")

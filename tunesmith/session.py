@@ -167,7 +167,7 @@ def _scalar_dict_encoder() -> Any:
     dict). Without a circular-reference check: a checked dict of scalars cannot hold itself. Falls back to
     ``json.dumps`` where the C encoder is missing or takes other arguments (it is not a public API)."""
     try:
-        from json.encoder import c_make_encoder, encode_basestring_ascii
+        from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 
         def no_default(obj: Any) -> Any:
             raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")

@@ -22,6 +22,7 @@ from decimal import Decimal
 from statistics import NormalDist
 from typing import Any, ClassVar, overload
 
+from tunesmith import _flat
 from tunesmith._errors import ConfigError
 
 __all__ = [
@@ -830,20 +831,7 @@ def flatten(config: dict[str, Any], sep: str = "/") -> dict[str, Any]:
     Raises:
         ConfigError: a key is not a string or contains ``sep``.
     """
-    out: dict[str, Any] = {}
-    _flatten_into(out, config, "", sep)
-    return out
-
-
-def _flatten_into(out: dict[str, Any], mapping: dict[Any, Any], prefix: str, sep: str) -> None:
-    for key, value in mapping.items():
-        if not isinstance(key, str) or sep in key:
-            raise ConfigError(f"config key {key!r}: expected a string without {sep!r} to flatten")
-        name = prefix + key
-        if isinstance(value, dict) and value:
-            _flatten_into(out, value, name + sep, sep)
-        else:
-            out[name] = value
+    return _flat.flatten(config, sep, strict=True)
 
 
 def unflatten(flat: dict[str, Any], sep: str = "/") -> dict[str, Any]:

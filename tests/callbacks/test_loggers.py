@@ -406,10 +406,10 @@ def test_the_writer_adds_threads_while_the_filesystem_is_slow_and_keeps_each_tri
     start more threads; quick writes stay on one. Either way a trial's writes run in the order they came."""
     import time
 
-    from tunesmith.callbacks.csv_json import _Writer
+    from tunesmith.callbacks._writer import Writer
 
     def run(write_s: float) -> tuple[int, dict[int, list[int]]]:
-        writer = _Writer("tunesmith-test-writer")
+        writer = Writer("tunesmith-test-writer")
         done: dict[int, list[int]] = {}
 
         def write(trial: Any, seq: int) -> None:

@@ -17,7 +17,7 @@ from rich.console import Console
 import tunesmith as ts
 from tunesmith._secrets import MASK
 from tunesmith.callbacks.progress import Progress, _allocate, format_duration
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.simulated import SimulatedBackend
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,7 +63,7 @@ def sim_run(snapshot_at: float, **kwargs: Any) -> tuple[Progress, Snapshot, Any]
                         max_rows=kwargs.pop("max_rows", 20))
     snap = Snapshot(progress, snapshot_at)
     space = kwargs.pop("space", {"x": ts.grid([0.1, 0.2, 0.3, 0.4, 0.9, 0.6]), "api_key": "sk-SECRET"})
-    rs = ts.run(sim_train, space=space, metric="loss", mode="min", backend=SimulatedExecutor({"cpu": 4}),
+    rs = ts.run(sim_train, space=space, metric="loss", mode="min", backend=SimulatedBackend({"cpu": 4}),
                 verbose=0, callbacks=[progress, snap], **kwargs)
     return progress, snap, rs
 
@@ -114,7 +114,7 @@ def test_final_summary_rates_are_over_the_whole_run() -> None:
     buf = io.StringIO()
     progress = Progress(console=Console(file=buf, width=200), plain_every_s=1.0)
     ts.run(sim_train, space={"x": ts.grid([0.1, 0.2, 0.3, 0.4])}, metric="loss", mode="min",
-           backend=SimulatedExecutor({"cpu": 4}), verbose=0, callbacks=[progress])
+           backend=SimulatedBackend({"cpu": 4}), verbose=0, callbacks=[progress])
     last = buf.getvalue().strip().splitlines()[-2]
     # 4 trials x 10 results in 10 virtual seconds
     assert last.startswith("tunesmith ") and " done in 10s: trials 4 terminated (of 4)" in last
@@ -142,7 +142,7 @@ def test_plain_lines_off_a_terminal_are_bounded_over_a_long_run() -> None:
     progress = Progress(console=Console(file=buf, width=200), plain_every_s=every, max_error_lines=5)
     end = EndTime()
     rs = ts.run(long_train, space={"i": ts.grid(list(range(100)))}, metric="loss", mode="min",
-                backend=SimulatedExecutor({"cpu": 4}), verbose=0, callbacks=[progress, end])
+                backend=SimulatedBackend({"cpu": 4}), verbose=0, callbacks=[progress, end])
     out = buf.getvalue()
     lines = out.strip().splitlines()
     assert len(rs.errors) == 10

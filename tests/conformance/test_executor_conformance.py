@@ -47,9 +47,9 @@ def make_executor(request, tmp_path):
 
     def make(fn, grace_period_s=5.0):
         if request.param == "local":
-            from tunesmith.executors.local import LocalExecutor
+            from tunesmith.executors.local import LocalBackend
 
-            ex = LocalExecutor(total_resources={"cpu": 2}, grace_period_s=grace_period_s)
+            ex = LocalBackend(total_resources={"cpu": 2}, grace_period_s=grace_period_s)
         else:
             request.getfixturevalue("ray_session")
             from tunesmith.executors.ray import RayBackend

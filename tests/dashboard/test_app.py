@@ -16,7 +16,7 @@ import tunesmith as ts
 from tunesmith._errors import ConfigError
 from tunesmith.dashboard import make_app
 from tunesmith.dashboard._commands import commands_dir, write_command
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.store.sqlite import Store, dumps
 
 XSS = "<script>window.pwned=1</script>"
@@ -58,7 +58,7 @@ def finished(results_dir: Any) -> str:
     pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": [0.5, 1.0, 2.0, 4.0]}, seed=0,
                  time_attr="time_total_s", quantile_fraction=0.25)
     ts.run(pbt_train, space={"lr": ts.grid([0.5, 1.0, 2.0, 4.0]), "note": XSS, "api_key": "hunter2-secret"},
-           metric="loss", mode="min", scheduler=pbt, backend=SimulatedExecutor({"cpu": 4}), verbose=0, name="pbt")
+           metric="loss", mode="min", scheduler=pbt, backend=SimulatedBackend({"cpu": 4}), verbose=0, name="pbt")
     return str(results_dir)
 
 

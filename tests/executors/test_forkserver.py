@@ -10,8 +10,8 @@ import threading
 import pytest
 
 import tunesmith as ts
-from tunesmith import _forkserver
-from tunesmith.executors.local import LocalExecutor
+from tunesmith.executors import _forkserver
+from tunesmith.executors.local import LocalBackend
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux-only")]
@@ -111,13 +111,13 @@ def test_a_fork_server_killed_mid_run_fails_its_trials_and_the_retries_run_on_a_
 
 def test_spawn_start_method_starts_workers_from_the_driver(results_dir):
     result = ts.run(where, num_samples=2, verbose=0, storage_path=str(results_dir),
-                    backend=LocalExecutor(start_method="spawn"))
+                    backend=LocalBackend(start_method="spawn"))
     assert {t.last_result["ppid"] for t in result.trials} == {os.getpid()}
 
 
 def test_an_unknown_start_method_is_a_configerror():
     with pytest.raises(ts.ConfigError, match=r"start_method='fork'.*'forkserver', 'spawn'"):
-        LocalExecutor(start_method="fork")
+        LocalBackend(start_method="fork")
 
 
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
@@ -135,15 +135,15 @@ def test_a_driver_without_stdout_and_stderr_runs_its_trials(tmp_path, start_meth
         os.close(1)
         os.close(2)
         import tunesmith as ts
-        from tunesmith import _forkserver
-        from tunesmith.executors.local import LocalExecutor
+        from tunesmith.executors import _forkserver
+        from tunesmith.executors.local import LocalBackend
 
         def where(config):
             print("to the trial's output.log")
             ts.report({{"ppid": os.getppid()}})
 
         result = ts.run(where, num_samples=2, verbose=0, storage_path={str(tmp_path / "results")!r},
-                        backend=LocalExecutor(start_method={start_method!r}))
+                        backend=LocalBackend(start_method={start_method!r}))
         with open({str(out)!r}, "w") as f:
             json.dump({{"ppids": [t.last_result["ppid"] for t in result.trials],
                        "status": [t.status.value for t in result.trials],

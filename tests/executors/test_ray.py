@@ -22,7 +22,8 @@ from tunesmith.data import get, put
 from tunesmith.executors._base import Launch, Results
 
 ray = pytest.importorskip("ray")
-from tunesmith.executors.ray import RayBackend, _staging_dir  # noqa: E402
+from tunesmith.executors._ray_actor import _staging_dir  # noqa: E402
+from tunesmith.executors.ray import RayBackend  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -301,7 +302,7 @@ def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp
     # A retry the driver starts as soon as it hears "done" may use the same node-local staging folder (same
     # node, same trial): the ended attempt must not delete it under the retry (it once did, in a thread,
     # after "done" was queued, and a retry's download failed with FileNotFoundError).
-    from tunesmith.executors.ray import _ActorChannel, _remove_staging
+    from tunesmith.executors._ray_actor import _ActorChannel, _remove_staging
 
     stage = tmp_path / "stage"
     for sub in ("checkpoints/checkpoint_000001", "restore/checkpoint_000000"):

@@ -14,7 +14,7 @@ import pytest
 
 import tunesmith as ts
 from tunesmith.executors._base import Done, Launch, Results
-from tunesmith.executors.simulated import SimContext, SimulatedExecutor, linear_speedup
+from tunesmith.executors.simulated import SimContext, SimulatedBackend, linear_speedup
 from tunesmith.trial import TrialStatus
 
 
@@ -60,7 +60,7 @@ def counting(n, seconds=1.0):
 
 
 def test_events_and_virtual_clock(tmp_path):
-    ex = SimulatedExecutor({"cpu": 2})
+    ex = SimulatedBackend({"cpu": 2})
     ex.setup(counting(3, seconds=2.0), str(tmp_path))
     assert ex.clock() == 0.0
     assert ex.try_start(launch(1, tmp_path))
@@ -69,7 +69,7 @@ def test_events_and_virtual_clock(tmp_path):
         yield {"v": 1}  # 1 virtual second by default
         yield ({"v": 2}, 0.5)
 
-    ex2 = SimulatedExecutor({"cpu": 2})
+    ex2 = SimulatedBackend({"cpu": 2})
     ex2.setup(fast, str(tmp_path))
     assert ex2.try_start(launch(7, tmp_path))
     polls = drain(ex2)
@@ -90,7 +90,7 @@ def test_events_and_virtual_clock(tmp_path):
 
 
 def test_simultaneous_results_come_in_one_poll_in_start_order(tmp_path):
-    ex = SimulatedExecutor({"cpu": 3})
+    ex = SimulatedBackend({"cpu": 3})
     ex.setup(counting(2), str(tmp_path))
     for tid in (3, 1, 2):
         assert ex.try_start(launch(tid, tmp_path))
@@ -104,7 +104,7 @@ def test_simultaneous_results_come_in_one_poll_in_start_order(tmp_path):
 
 
 def test_resources_are_accounted_and_refused_when_not_free(tmp_path):
-    ex = SimulatedExecutor({"cpu": 3, "gpu": 1})
+    ex = SimulatedBackend({"cpu": 3, "gpu": 1})
     ex.setup(counting(1), str(tmp_path))
     assert ex.total_resources() == {"cpu": 3.0, "gpu": 1.0}
     with pytest.raises(ts.ConfigError, match="more than this machine has"):
@@ -117,11 +117,11 @@ def test_resources_are_accounted_and_refused_when_not_free(tmp_path):
     assert ex.running() == 2
     drain(ex)
     assert ex.try_start(launch(2, tmp_path, resources={"cpu": 2}))  # freed at the end of trial 1
-    assert SimulatedExecutor().total_resources() == {"cpu": 4.0, "gpu": 0.0}
+    assert SimulatedBackend().total_resources() == {"cpu": 4.0, "gpu": 0.0}
 
 
 def test_idle_poll_lets_virtual_time_pass(tmp_path):
-    ex = SimulatedExecutor()
+    ex = SimulatedBackend()
     ex.setup(counting(1), str(tmp_path))
     assert ex.poll(0.5) == [] and ex.clock() == 0.5
     assert ex.poll(0.0) == [] and ex.clock() == 0.5
@@ -135,7 +135,7 @@ def test_function_signatures_without_context(tmp_path):
         yield {"y": 1}
 
     for fn, expected in ((with_config, {"x": 5}), (bare, {"y": 1})):
-        ex = SimulatedExecutor()
+        ex = SimulatedBackend()
         ex.setup(fn, str(tmp_path))
         ex.try_start(launch(5, tmp_path))
         rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
@@ -146,7 +146,7 @@ def test_function_signatures_without_context(tmp_path):
 
 
 def test_a_trial_waits_at_its_decision_point_until_decide(tmp_path):
-    ex = SimulatedExecutor({"cpu": 2})
+    ex = SimulatedBackend({"cpu": 2})
     ex.setup(counting(10), str(tmp_path))
     ex.try_start(launch(1, tmp_path, decision=2))
     ex.try_start(launch(2, tmp_path, config={"x": 2}))
@@ -188,7 +188,7 @@ def test_stop_ends_a_trial_at_its_next_report(tmp_path):
         finally:
             closed.append(ctx.iteration)
 
-    ex = SimulatedExecutor()
+    ex = SimulatedBackend()
     ex.setup(fn, str(tmp_path))
     ex.try_start(launch(1, tmp_path))
     assert [e.rows[0][0] for e in ex.poll(1)] == [1]
@@ -201,7 +201,7 @@ def test_stop_ends_a_trial_at_its_next_report(tmp_path):
 
 
 def test_stop_while_waiting_at_a_decision_point_ends_at_once(tmp_path):
-    ex = SimulatedExecutor()
+    ex = SimulatedBackend()
     ex.setup(counting(10), str(tmp_path))
     ex.try_start(launch(1, tmp_path, decision=1))
     assert ex.poll(1)[0].waiting is True
@@ -210,7 +210,7 @@ def test_stop_while_waiting_at_a_decision_point_ends_at_once(tmp_path):
 
 
 def test_a_generator_that_returns_after_stop_is_stopped(tmp_path):
-    ex = SimulatedExecutor()
+    ex = SimulatedBackend()
     ex.setup(counting(2), str(tmp_path))
     ex.try_start(launch(1, tmp_path))
     ex.poll(1)
@@ -227,7 +227,7 @@ def test_an_exception_in_the_generator_is_an_error_with_traceback(tmp_path):
         yield {"a": 1}
         raise ValueError("boom at iteration two")
 
-    ex = SimulatedExecutor()
+    ex = SimulatedBackend()
     ex.setup(fn, str(tmp_path))
     ex.try_start(launch(1, tmp_path))
     rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
@@ -250,7 +250,7 @@ def test_an_exception_in_the_generator_is_an_error_with_traceback(tmp_path):
 def test_bad_yields_and_non_generators_are_errors(tmp_path, body, message):
     ns = {}
     exec(f"def fn(config, ctx):\n    {body}\n", ns)
-    ex = SimulatedExecutor()
+    ex = SimulatedBackend()
     ex.setup(ns["fn"], str(tmp_path))
     ex.try_start(launch(1, tmp_path))
     _rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
@@ -262,7 +262,7 @@ def test_bad_yields_and_non_generators_are_errors(tmp_path, body, message):
 
 def test_setup_refuses_a_non_callable(tmp_path):
     with pytest.raises(ts.ConfigError, match="generator function"):
-        SimulatedExecutor().setup(42, str(tmp_path))
+        SimulatedBackend().setup(42, str(tmp_path))
 
 
 # -- checkpoints and restore ------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def stateful(n, every=1):
 
 
 def test_yielded_state_is_a_real_checkpoint_and_restores(tmp_path):
-    ex = SimulatedExecutor()
+    ex = SimulatedBackend()
     ex.setup(stateful(6, every=2), str(tmp_path))
     ex.try_start(launch(1, tmp_path))
     rows, _ = rows_of([e for _, ev in drain(ex) for e in ev])
@@ -309,7 +309,7 @@ def test_yielded_state_is_a_real_checkpoint_and_restores(tmp_path):
 
 
 def test_a_damaged_restore_checkpoint_fails_the_trial(tmp_path):
-    ex = SimulatedExecutor()
+    ex = SimulatedBackend()
     ex.setup(stateful(3), str(tmp_path))
     ex.try_start(launch(1, tmp_path, restore=str(tmp_path / "nowhere"), iteration=2))
     (_, events), = drain(ex)
@@ -327,7 +327,7 @@ def test_more_cpus_after_a_restart_make_iterations_faster(tmp_path):
         for _ in range(2):
             yield ({"cpu": ctx.resources["cpu"]}, 3.0)
 
-    ex = SimulatedExecutor({"cpu": 4})
+    ex = SimulatedBackend({"cpu": 4})
     ex.setup(fn, str(tmp_path))
     ex.try_start(launch(1, tmp_path, resources={"cpu": 1}))
     drain(ex)
@@ -338,7 +338,7 @@ def test_more_cpus_after_a_restart_make_iterations_faster(tmp_path):
     assert ex.clock() == 8.0
     assert [(c.resources["cpu"], c.speedup) for c in contexts] == [(1.0, 1.0), (3.0, 3.0)]
 
-    gpu = SimulatedExecutor({"cpu": 4, "gpu": 2}, speedup=lambda r, b: 1 + r["cpu"] / b["cpu"])
+    gpu = SimulatedBackend({"cpu": 4, "gpu": 2}, speedup=lambda r, b: 1 + r["cpu"] / b["cpu"])
     gpu.setup(fn, str(tmp_path))
     gpu.try_start(launch(2, tmp_path, resources={"cpu": 2}))
     drain(gpu)
@@ -352,7 +352,7 @@ def test_context_rng_is_deterministic_per_seed_trial_and_start(tmp_path):
         yield {"r": ctx.rng.random()}
 
     def draw(seed, tid, iteration=0):
-        ex = SimulatedExecutor(seed=seed)
+        ex = SimulatedBackend(seed=seed)
         ex.setup(fn, str(tmp_path))
         ex.try_start(launch(tid, tmp_path, iteration=iteration))
         rows, _ = rows_of([e for _, ev in drain(ex) for e in ev])
@@ -377,7 +377,7 @@ def curve(config, ctx):
 
 
 def test_hyperband_pauses_and_resumes_from_checkpoints(results_dir):
-    ex = SimulatedExecutor({"cpu": 3})
+    ex = SimulatedBackend({"cpu": 3})
     result = ts.run(curve, space={"x": ts.grid([0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6])}, metric="loss",
                     mode="min", scheduler=ts.HyperBand(max_t=9), backend=ex, verbose=0, name="hb")
     # one bracket (s=2) of 9 trials: rungs 1, 3, 9 -> 9 x 1 + 3 x 2 + 1 x 6 iterations
@@ -408,7 +408,7 @@ def test_pbt_exploit_restores_the_source_checkpoint_with_the_new_config(results_
     pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": ts.loguniform(1e-4, 10.0)},
                  resample_probability=0.0, seed=0)
     result = ts.run(train, space=space, metric="loss", mode="min", scheduler=pbt,
-                    backend=SimulatedExecutor({"cpu": 4}), verbose=0, name="pbt")
+                    backend=SimulatedBackend({"cpu": 4}), verbose=0, name="pbt")
     exploited = [t for t in result.trials if t.parent_id is not None and t.parent_iteration < 12]
     assert exploited
     for t in exploited:
@@ -439,7 +439,7 @@ def test_pbt_borrowed_checkpoint_survives_the_sources_retention(results_dir):
     pbt = ts.PBT(perturbation_interval=5, hyperparam_mutations={"q": [0.1, 0.5, 0.9]}, resample_probability=0.0,
                  quantile_fraction=0.5, seed=0)
     result = ts.run(train, space=space, metric="loss", mode="min", scheduler=pbt, keep=1,
-                    backend=SimulatedExecutor({"cpu": 2}), verbose=0, name="pbt-keep")
+                    backend=SimulatedBackend({"cpu": 2}), verbose=0, name="pbt-keep")
     events = ts.load(str(results_dir / "pbt-keep"))._store.events()
     assert [e for e in events if e[2] == "error"] == []
     exploit = next(e for e in events if e[2] == "exploit")
@@ -467,7 +467,7 @@ def test_virtual_time_passes_while_nothing_runs(results_dir):
     def train(config, ctx):
         yield {"loss": config["x"], "started": ctx.now}
 
-    ex = SimulatedExecutor({"cpu": 2})
+    ex = SimulatedBackend({"cpu": 2})
     result = ts.run(train, space={"x": ts.grid([1.0, 2.0, 3.0])}, metric="loss", mode="min",
                     scheduler=_StartsLate(), backend=ex, verbose=0)
     # the controller waited in virtual time (in poll-interval steps) instead of spinning on a frozen clock
@@ -487,7 +487,7 @@ def test_resource_changing_speeds_a_trial_up(results_dir):
             state["step"] += 1
             yield ({"loss": 1.0 / state["step"], "cpu": ctx.resources["cpu"]}, 2.0, dict(state))
 
-    ex = SimulatedExecutor({"cpu": 4})
+    ex = SimulatedBackend({"cpu": 4})
     result = ts.run(train, metric="loss", mode="min", scheduler=ts.ResourceChanging(ts.FIFO(), allocate),
                     backend=ex, verbose=0)
     history = result.history(1)

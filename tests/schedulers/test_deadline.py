@@ -4,8 +4,9 @@ import pytest
 
 from tunesmith._errors import ConfigError
 from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP, Pause, Scheduler
-from tunesmith.schedulers.deadline import Deadline, ResourceChanging
+from tunesmith.schedulers.deadline import Deadline
 from tunesmith.schedulers.hyperband import HyperBand
+from tunesmith.schedulers.resource_changing import ResourceChanging
 from tunesmith.trial import TrialStatus
 
 NAN = float("nan")

@@ -196,7 +196,7 @@ def test_controller_loop_never_deadlocks_and_never_overruns(n_trials, capacity, 
     import tempfile
 
     import tunesmith as ts
-    from tunesmith.executors.simulated import SimulatedExecutor
+    from tunesmith.executors.simulated import SimulatedBackend
 
     rng = random.Random(seed)
     quality = [rng.random() for _ in range(n_trials)]
@@ -212,7 +212,7 @@ def test_controller_loop_never_deadlocks_and_never_overruns(n_trials, capacity, 
 
     hb = HyperBand(max_t=9, reduction_factor=3)
     budget = 10_000.0  # virtual seconds; a deadlocked loop would idle until it runs out
-    ex = SimulatedExecutor({"cpu": capacity}, seed=seed)
+    ex = SimulatedBackend({"cpu": capacity}, seed=seed)
     with tempfile.TemporaryDirectory() as folder:
         result = ts.run(train, space={"i": ts.grid(list(range(n_trials)))}, metric="loss", mode="min",
                         scheduler=hb, backend=ex, time_budget_s=budget, storage_path=folder, name="hb",

@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 import tunesmith as ts
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.schedulers.replay import lineage_schedule
 
 LRS = [0.001, 0.3, 0.01, 3.0, 0.03, 1.0]
@@ -43,7 +43,7 @@ def pbt_experiment(fast_dir):
     pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"lr": ts.loguniform(1e-4, 10.0)},
                  quantile_fraction=0.34, seed=5)
     result = ts.run(train, space={"lr": ts.grid(LRS)}, metric="loss", mode="min", scheduler=pbt,
-                    backend=SimulatedExecutor({"cpu": 6}), verbose=0, storage_path=fast_dir, name="pbt", keep=None)
+                    backend=SimulatedBackend({"cpu": 6}), verbose=0, storage_path=fast_dir, name="pbt", keep=None)
     return result
 
 
@@ -60,7 +60,7 @@ def test_replay_of_the_best_trial_trains_with_its_config_schedule(pbt_experiment
         assert lineage_lrs[start:nxt[0]] == [config["lr"]] * (nxt[0] - start), (start, replay.schedule)
 
     again = ts.run(train, space=replay.config, metric="loss", mode="min", scheduler=replay, num_samples=1,
-                   backend=SimulatedExecutor({"cpu": 1}), verbose=0, storage_path=fast_dir, name="replay")
+                   backend=SimulatedBackend({"cpu": 1}), verbose=0, storage_path=fast_dir, name="replay")
     (trial,) = again.trials
     assert trial.checkpoint.load()["lrs"] == lineage_lrs  # every segment with its config
     assert trial.iteration == best.iteration
@@ -69,7 +69,7 @@ def test_replay_of_the_best_trial_trains_with_its_config_schedule(pbt_experiment
 
 
 def test_a_trial_never_exploited_replays_its_one_config(fast_dir):
-    ts.run(train, space={"lr": ts.grid([0.1, 0.2])}, metric="loss", mode="min", backend=SimulatedExecutor({"cpu": 2}),
+    ts.run(train, space={"lr": ts.grid([0.1, 0.2])}, metric="loss", mode="min", backend=SimulatedBackend({"cpu": 2}),
            verbose=0, storage_path=fast_dir, name="fifo")
     replay = ts.PBTReplay(os.path.join(fast_dir, "fifo"), "trial_00002")
     assert replay.schedule == [(0, {"lr": 0.2})] and replay.config == {"lr": 0.2}

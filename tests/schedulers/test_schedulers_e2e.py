@@ -17,8 +17,8 @@ import time
 import pytest
 
 import tunesmith as ts
-from tunesmith.executors.local import LocalExecutor
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.local import LocalBackend
+from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.trial import TrialStatus
 
 Q81 = [round(0.01 + 0.98 * i / 80, 6) for i in range(81)]  # 81 configs in (0, 1)
@@ -78,7 +78,7 @@ def asha_reference(order, milestones, rf, max_t):
 def test_asha_sequential_matches_the_reference_exactly(results_dir):
     asha = ts.ASHA(max_t=81, grace_period=1, reduction_factor=3)
     result = ts.run(sim_curve, space={"q": ts.grid(ORDER)}, metric="loss", mode="min", scheduler=asha,
-                    backend=SimulatedExecutor({"cpu": 4}), max_concurrent=1, verbose=0)
+                    backend=SimulatedBackend({"cpu": 4}), max_concurrent=1, verbose=0)
     expected = asha_reference(ORDER, [1, 3, 9, 27], 3, 81)
     assert [t.config["q"] for t in result.trials] == ORDER
     assert [t.iteration for t in result.trials] == expected
@@ -89,7 +89,7 @@ def test_asha_sequential_matches_the_reference_exactly(results_dir):
 def test_asha_concurrent_accounting_and_the_best_survives():
     def run():
         asha = ts.ASHA(max_t=81, grace_period=1, reduction_factor=3)
-        ex = SimulatedExecutor({"cpu": 8})
+        ex = SimulatedBackend({"cpu": 8})
         result = ts.run(sim_curve, space={"q": ts.grid(ORDER)}, metric="loss", mode="min", scheduler=asha,
                         backend=ex, verbose=0)
         return asha, ex, result
@@ -121,7 +121,7 @@ def test_asha_concurrent_accounting_and_the_best_survives():
 def test_hyperband_brackets_exact_with_pauses_and_resumes(fast_dir):
     hb = ts.HyperBand(max_t=9, reduction_factor=3)
     result = ts.run(sim_curve, space={"q": ts.grid(ORDER[:17]), "ckpt": True}, metric="loss", mode="min",
-                    scheduler=hb, backend=SimulatedExecutor({"cpu": 4}), verbose=0, storage_path=fast_dir,
+                    scheduler=hb, backend=SimulatedBackend({"cpu": 4}), verbose=0, storage_path=fast_dir,
                     name="hb17")
     # brackets in fill order: s=2 (9 trials, rungs 1,3,9), s=1 (5 trials, rungs 3,9), s=0 (3 trials, 9)
     assert [(s, n) for s, n, _m in hb.bracket_plan()] == [(2, 9), (1, 5), (0, 3)]
@@ -144,7 +144,7 @@ def test_hyperband_brackets_exact_with_pauses_and_resumes(fast_dir):
 
 def test_hyperband_81_pauses_resume_from_checkpoints_never_duplicating(fast_dir):
     result = ts.run(sim_curve, space={"q": ts.grid(ORDER), "ckpt": True}, metric="loss", mode="min",
-                    scheduler=ts.HyperBand(max_t=81), backend=SimulatedExecutor({"cpu": 8}), verbose=0,
+                    scheduler=ts.HyperBand(max_t=81), backend=SimulatedBackend({"cpu": 8}), verbose=0,
                     storage_path=fast_dir, name="hb81")
     finals = sorted(t.iteration for t in result.trials)
     # one bracket (s=4): 81 -> 27 -> 9 -> 3 -> 1 trials at rungs 1, 3, 9, 27, 81
@@ -182,7 +182,7 @@ def test_median_stopping_lockstep_exact():
     # all 8 run at once in lockstep; results at one instant are handled in trial order
     result = ts.run(constant, space={"x": ts.grid([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])}, metric="loss",
                     mode="min", scheduler=ts.MedianStopping(grace_period=1, min_samples=3),
-                    backend=SimulatedExecutor({"cpu": 8}), verbose=0)
+                    backend=SimulatedBackend({"cpu": 8}), verbose=0)
     # at t=1 trials 1-3 have fewer than 3 others before them; 4-8 are worse than the median and stopped.
     # A stop is cooperative (no decision point): the iteration in flight is still reported.
     assert [t.iteration for t in result.trials] == [20, 20, 20, 2, 2, 2, 2, 2]
@@ -212,7 +212,7 @@ def test_pbt_lineage_and_exploited_configs(fast_dir):
                  quantile_fraction=0.34, resample_probability=0.0, seed=3)
     space = {"lr": ts.grid(PBT_LRS), "family": ts.sample_from(lambda c: f"f{c['lr']}")}
     result = ts.run(pbt_sim, space=space, metric="loss", mode="min", scheduler=pbt,
-                    backend=SimulatedExecutor({"cpu": 6}), verbose=0, storage_path=fast_dir, name="pbt")
+                    backend=SimulatedBackend({"cpu": 6}), verbose=0, storage_path=fast_dir, name="pbt")
     events = ts.load(os.path.join(fast_dir, "pbt"))._store.events()
     exploits = [e for e in events if e[2] == "exploit"]
     assert len(exploits) >= 3
@@ -258,7 +258,7 @@ def deadline_sim(config, ctx):
 
 
 def test_deadline_ends_by_the_deadline_and_gives_the_best_the_resources(fast_dir):
-    ex = SimulatedExecutor({"cpu": 4})
+    ex = SimulatedBackend({"cpu": 4})
     qs = [0.5, 0.3, 0.8, 0.1, 0.6, 0.4, 0.7, 0.2]
     result = ts.run(deadline_sim, space={"q": ts.grid(qs)}, metric="loss", mode="min",
                     scheduler=ts.Deadline(deadline_s=60), time_budget_s=60,
@@ -287,9 +287,9 @@ def test_deadline_beats_asha_alone_at_the_same_deadline(fast_dir):
 
     common = dict(space={"q": ts.grid(qs)}, metric="loss", mode="min", time_budget_s=40, verbose=0,
                   storage_path=fast_dir)
-    deadline = ts.run(slow, scheduler=ts.Deadline(deadline_s=40), backend=SimulatedExecutor({"cpu": 4}),
+    deadline = ts.run(slow, scheduler=ts.Deadline(deadline_s=40), backend=SimulatedBackend({"cpu": 4}),
                       name="deadline", **common)
-    asha = ts.run(slow, scheduler=ts.ASHA(max_t=10**9), backend=SimulatedExecutor({"cpu": 4}), name="asha",
+    asha = ts.run(slow, scheduler=ts.ASHA(max_t=10**9), backend=SimulatedBackend({"cpu": 4}), name="asha",
                   **common)
     assert deadline.best.metrics["loss"] < asha.best.metrics["loss"]
 
@@ -298,7 +298,7 @@ def test_deadline_beats_asha_alone_at_the_same_deadline(fast_dir):
 
 
 def test_fifo_runs_everything_to_the_end_in_the_expected_virtual_time():
-    ex = SimulatedExecutor({"cpu": 4})
+    ex = SimulatedBackend({"cpu": 4})
     result = ts.run(sim_curve, space={"q": ts.grid(ORDER[:9])}, metric="loss", mode="min",
                     stop={"training_iteration": 9}, backend=ex, verbose=0)
     assert [t.iteration for t in result.trials] == [9] * 9
@@ -392,7 +392,7 @@ def test_local_pbt_exploits_with_get_checkpoint_and_get_config(fast_dir):
     pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": ts.loguniform(1e-4, 10.0)},
                  resample_probability=0.0, seed=0)
     result = ts.run(local_pbt, space=space, metric="loss", mode="min", scheduler=pbt, resources={"cpu": 1},
-                    backend=LocalExecutor(total_resources={"cpu": 4}), verbose=0, storage_path=fast_dir)
+                    backend=LocalBackend(total_resources={"cpu": 4}), verbose=0, storage_path=fast_dir)
     exploited = [t for t in result.trials if t.parent_id is not None]
     assert exploited
     for t in result.trials:
@@ -423,7 +423,7 @@ def test_local_deadline_gives_the_best_more_cpus_after_a_restart(fast_dir):
     start = time.monotonic()
     result = ts.run(local_deadline, space={"q": ts.grid([0.4, 0.1, 0.3, 0.2])}, metric="loss", mode="min",
                     scheduler=ts.Deadline(deadline_s=3.0), time_budget_s=3.0, resources={"cpu": 1},
-                    backend=LocalExecutor(total_resources={"cpu": 4}), verbose=0, storage_path=fast_dir)
+                    backend=LocalBackend(total_resources={"cpu": 4}), verbose=0, storage_path=fast_dir)
     assert time.monotonic() - start < 20
     best = min(result.trials, key=lambda t: t.config["q"])
     cpus = [h["cpu"] for h in result.history(best.id)]

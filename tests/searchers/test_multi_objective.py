@@ -170,11 +170,11 @@ class Render(ts.Callback):
 
 
 def test_the_live_progress_table_shows_every_metric(results_dir: Any) -> None:
-    from tunesmith.executors.simulated import SimulatedExecutor
+    from tunesmith.executors.simulated import SimulatedBackend
 
     render = Render()
     ts.run(sim_two_costs, space={"x": ts.grid([0.25, 0.5])}, metric=["loss", "latency"], mode=["min", "min"],
-           backend=SimulatedExecutor({"cpu": 2}), callbacks=[render], name="mo-live", verbose=0)
+           backend=SimulatedBackend({"cpu": 2}), callbacks=[render], name="mo-live", verbose=0)
     assert render.texts
     header = next(line for line in render.texts[-1].splitlines() if "trial" in line and "iter" in line)
     assert "loss" in header and "latency" in header

@@ -13,7 +13,8 @@ pytest.importorskip("scipy")
 from tunesmith._errors import ConfigError  # noqa: E402
 from tunesmith._optional import MissingDependency  # noqa: E402
 from tunesmith.searchers._base import FINISHED, Searcher  # noqa: E402
-from tunesmith.searchers.sobol import QuasiRandom, UnitCube  # noqa: E402
+from tunesmith.searchers._unit_cube import UnitCube  # noqa: E402
+from tunesmith.searchers.sobol import QuasiRandom  # noqa: E402
 from tunesmith.space import (  # noqa: E402
     choice,
     grid,

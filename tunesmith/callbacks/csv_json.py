@@ -3,7 +3,7 @@
 
 Both append one batch at a time and close the file after it, so the number of open files does not grow
 with the number of trials. The writing happens on background threads that the file loggers of an
-experiment share (one, more while the filesystem is slow; see ``_Writer``), each trial's writes in the
+experiment share (one, more while the filesystem is slow; see ``callbacks/_writer.py``), each trial's writes in the
 order of the calls, so a slow disk (creating a folder and three files per trial can take milliseconds
 each) never stalls the experiment's loop; ``flush()`` waits for what is queued, and the experiment's end
 flushes. (Shared, not one thread per logger: two writer threads competing with the loop for the
@@ -24,15 +24,15 @@ import logging
 import math
 import operator
 import os
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from tunesmith import _layout
+from tunesmith._flat import flat_metrics
 from tunesmith._safe_write import open_nofollow, replacing
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.callbacks._writer import Writer, acquire, release
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialView
 
 log = logging.getLogger("tunesmith")
@@ -42,141 +42,6 @@ PARAMS_JSON = "params.json"
 # json.dumps with options builds an encoder per call; one shared encoder halves the cost of a line
 _ENCODER = json.JSONEncoder(default=str, allow_nan=True)
 _PLAIN = (int, float, str, bool)  # written by csv as they are (None, lists, dicts need _cell)
-_SHARED: dict[str, _Writer] = {}  # experiment folder -> the writer thread its file loggers share
-_SHARED_LOCK = threading.Lock()
-
-
-class _Writer:
-    """Background threads that run queued writes, a trial's writes in the order they came and on one
-    thread at a time (its files' state, e.g. the CSV header, is never touched by two at once).
-
-    One thread while writes are quick. While they are slow, as on a latency-bound filesystem (NFS, a
-    network disk, a virtual disk in a slow phase) where each file creation waits on the device for a
-    millisecond or more, more threads start (up to ``MAX_THREADS``) and overlap those waits: a run of
-    short trials would otherwise wait for one thread's backlog. More threads on a fast disk only compete
-    with the loop for the interpreter lock, so they start only then (measure both with
-    ``.venv/bin/python benchmarks/slow_fs.py``). Writes queue in ``QUEUES`` lanes by trial; a thread takes what has
-    queued in a lane a few milliseconds after waking, so a run of many small trials costs the loop a list
-    append per write instead of a thread switch per write."""
-
-    COALESCE_S = 0.005
-    QUEUES = 8
-    MAX_THREADS = 8
-    SLOW_S = 0.0005  # every write of a batch took longer than this: the filesystem is slow
-    PROBE = 3  # writes a batch needs to tell
-
-    def __init__(self, name: str) -> None:
-        self._cv = threading.Condition()
-        self._queues: list[list[tuple[Callable[[BaseException], None], Callable[..., None], tuple[Any, ...]]]] = [
-            [] for _ in range(self.QUEUES)]
-        self._taken = [False] * self.QUEUES  # a thread is writing this lane's batch
-        self._pending = 0  # writes queued, not yet taken
-        self._busy = 0  # threads writing a batch
-        self._closed = False
-        self._name = name
-        self.users = 0  # file loggers of the experiment writing through these threads
-        self.dirs: dict[int, str] = {}  # trial folders made so far, shared by those loggers
-        self._threads: list[threading.Thread] = []
-        self._start_thread()
-
-    def submit(self, on_error: Callable[[BaseException], None], fn: Callable[..., None], *args: Any) -> None:
-        lane = getattr(args[0], "id", 0) % self.QUEUES if args else 0
-        with self._cv:
-            queue = self._queues[lane]
-            queue.append((on_error, fn, args))
-            self._pending += 1
-            if len(queue) == 1 and not self._taken[lane]:
-                self._cv.notify()
-
-    def flush(self) -> None:
-        with self._cv:
-            while self._pending or self._busy:
-                self._cv.wait()
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-        for thread in list(self._threads):
-            thread.join()
-
-    @property
-    def threads(self) -> int:
-        """How many threads write now (one, more while the filesystem is slow)."""
-        return len(self._threads)
-
-    def _start_thread(self) -> None:
-        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _free_lane(self) -> int | None:
-        for i, queue in enumerate(self._queues):
-            if queue and not self._taken[i]:
-                return i
-        return None
-
-    def _run(self) -> None:
-        woke = True
-        while True:
-            with self._cv:
-                lane = self._free_lane()
-                while lane is None:
-                    if self._closed and not self._pending:
-                        return
-                    self._cv.wait()
-                    woke = True
-                    lane = self._free_lane()
-                self._taken[lane] = True
-                self._busy += 1
-                closing = self._closed
-            if woke and not closing:
-                time.sleep(self.COALESCE_S)  # let the batch grow; flush() and close() wait for it anyway
-            woke = False
-            with self._cv:
-                batch, self._queues[lane] = self._queues[lane], []
-                self._pending -= len(batch)
-            fastest = math.inf
-            clock = time.perf_counter
-            for on_error, fn, args in batch:
-                t = clock()
-                try:
-                    fn(*args)
-                except Exception as e:  # noqa: BLE001 - reported through on_error; later writes go on
-                    on_error(e)
-                fastest = min(fastest, clock() - t)
-            with self._cv:
-                self._taken[lane] = False
-                self._busy -= 1
-                # Slow only if even the batch's fastest write was: one write can be slow for waiting on the
-                # interpreter lock (the loop holds it), every write of a batch only on a slow filesystem.
-                if (len(batch) >= self.PROBE and fastest > self.SLOW_S and self._free_lane() is not None
-                        and len(self._threads) < self.MAX_THREADS and not self._closed):
-                    self._start_thread()  # and another lane waits: overlap its waits
-                self._cv.notify_all()
-
-
-def flat_metrics(metrics: dict[str, Any], sep: str = "/") -> dict[str, Any]:
-    """A result as one level of keys: nested dicts become ``outer/inner`` (reported metrics are usually
-    flat already; this keeps a nested one readable instead of a dict in one CSV cell). A flat dict is
-    returned as it is (not copied): callers must not change it."""
-    for value in metrics.values():
-        if isinstance(value, dict):
-            break
-    else:
-        return metrics  # the common case, on the hot path of every result
-    out: dict[str, Any] = {}
-
-    def walk(mapping: dict[Any, Any], prefix: str) -> None:
-        for key, value in mapping.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict) and value:
-                walk(value, name + sep)
-            else:
-                out[name] = value
-
-    walk(metrics, "")
-    return out
 
 
 class _TrialFileLogger(Callback):
@@ -191,7 +56,7 @@ class _TrialFileLogger(Callback):
     def __init__(self, params: bool = True, background: bool = True) -> None:
         self.params = params
         self.background = background
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         self._failed = False
         self._root: str | None = None
         self._last_iteration: dict[int, int] = {}
@@ -201,28 +66,15 @@ class _TrialFileLogger(Callback):
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
         self._root = experiment.path
         if self.background and self._writer is None:
-            with _SHARED_LOCK:
-                writer = _SHARED.get(experiment.path)
-                if writer is None:
-                    writer = _SHARED[experiment.path] = _Writer("tunesmith-file-loggers")
-                writer.users += 1
-            self._writer = writer
-            self._dirs = writer.dirs
+            self._writer = acquire(experiment.path)
+            self._dirs = self._writer.dirs
 
     def on_experiment_end(self, experiment: ExperimentInfo) -> None:
         writer, self._writer = self._writer, None
         if writer is None:
             return
-        with _SHARED_LOCK:
-            writer.users -= 1
-            last = writer.users == 0
-            if last and _SHARED.get(experiment.path) is writer:
-                del _SHARED[experiment.path]
         self._dirs = {}
-        if last:
-            writer.close()  # everything queued is written first
-        else:
-            writer.flush()  # this logger's writes are on disk when its end returns
+        release(experiment.path, writer)  # this logger's writes are on disk when its end returns
 
     def flush(self) -> None:
         """Wait until every write queued so far is on disk (a no-op with ``background=False``)."""

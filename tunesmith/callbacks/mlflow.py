@@ -8,9 +8,9 @@ import re
 import time
 from typing import Any
 
+from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.callbacks.csv_json import flat_metrics
 from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialStatus, TrialView
 
 _SKIP = (ITERATION, TIMESTAMP)

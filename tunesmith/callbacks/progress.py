@@ -31,6 +31,7 @@ from collections import deque
 from typing import Any
 
 from tunesmith._display import printable, text
+from tunesmith._flat import flatten
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.trial import AUTO_KEYS, TrialStatus, TrialView
@@ -328,8 +329,9 @@ class Progress(Callback):
             if t.id == best_id:
                 return (0, -math.inf, t.id)
             v = t.last_result.get(first) if (first and t.last_result) else None
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
-            return (1, sign * v if ok else math.inf, t.id)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+                return (1, math.inf, t.id)
+            return (1, sign * v, t.id)
 
         by_status: dict[TrialStatus, list[TrialView]] = {s: [] for s in _GROUPS}
         for t in experiment.trials.values():
@@ -409,18 +411,7 @@ def _allocate(sizes: list[int], budget: int) -> list[int]:
 
 
 def _flat(config: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-
-    def walk(mapping: dict[Any, Any], prefix: str) -> None:
-        for key, value in mapping.items():
-            if isinstance(value, dict) and value:
-                walk(value, f"{prefix}{key}/")
-            else:
-                out[f"{prefix}{key}"] = value
-
-    if isinstance(config, dict):
-        walk(config, "")
-    return out
+    return flatten(config) if isinstance(config, dict) else {}
 
 
 def _config_columns(configs: list[dict[str, Any]]) -> list[str]:

@@ -7,9 +7,9 @@ import numbers
 import os
 from typing import Any
 
+from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.callbacks.csv_json import flat_metrics
 from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialView
 
 # Not plotted: the step itself and the wall clock (it is the event's wall time already).

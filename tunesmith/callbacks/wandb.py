@@ -5,9 +5,9 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.callbacks.csv_json import flat_metrics
 from tunesmith.trial import Result, TrialStatus, TrialView
 
 

@@ -137,6 +137,7 @@ class DashboardApp:
     # -- WSGI ---------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         headers: list[tuple[str, str]] = []
+        status: int
         try:
             self._check_host(environ)
             redirect = self._check_token(environ, headers)

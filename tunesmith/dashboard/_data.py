@@ -159,7 +159,7 @@ class Experiments:
             status = "crashed"
         created = meta.get("created")
         ended = meta.get("ended") if status != "running" else None
-        spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+        spec = meta["spec"] if isinstance(meta.get("spec"), dict) else {}
         return {"name": name, "status": status, "counts": counts, "trials": sum(counts.values()),
                 "results": int(results), "best": best, "metric": objective.names, "mode": objective.modes,
                 "created": created if isinstance(created, (int, float)) else None,
@@ -393,7 +393,7 @@ def _metric_sql(metric: str) -> tuple[str, str | None]:
 
 
 def _objective(meta: dict[str, Any]) -> Objective:
-    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    spec = meta["spec"] if isinstance(meta.get("spec"), dict) else {}
     try:
         return Objective.from_spec(spec)
     except (ConfigError, TypeError, ValueError):

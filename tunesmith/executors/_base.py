@@ -61,7 +61,10 @@ def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config
 
 
 class Executor:
-    """Runs trials. The controller is its only caller, from one thread."""
+    """Runs trials. The controller is its only caller, from one thread.
+
+    Users call an implementation a *backend* (``run(backend=...)``: ``LocalBackend``, ``RayBackend``,
+    ``SimulatedBackend``); this is the interface the controller drives, named for what it does."""
 
     # How trials run, set by ``run()`` before ``setup()`` (an executor that runs no user code may ignore them):
     # the experiment's StopRules (a trial evaluates them on each result it makes, to stop on exactly the one

@@ -23,8 +23,8 @@ from typing import Any
 
 import cloudpickle
 
-from tunesmith import _forkserver
 from tunesmith._errors import ConfigError
+from tunesmith.executors import _forkserver, _procs
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
 from tunesmith.executors.resources import ResourcePool, cuda_visible, detect_cpus, detect_gpus
@@ -48,7 +48,7 @@ class _Worker:
         self.over_limit: str | None = None  # why the trial was stopped for its time limit: it ends in ERROR
 
 
-class LocalExecutor(Executor):
+class LocalBackend(Executor):
     """Trials in worker processes on this machine.
 
     Args:
@@ -64,7 +64,7 @@ class LocalExecutor(Executor):
         start_method: ``"forkserver"`` (default; Linux): workers are forks of one server process that has
             tunesmith imported, started once per driver process and kept for its later runs (a worker is
             ready in milliseconds instead of an interpreter start); elsewhere, or if it cannot start,
-            ``"spawn"``: each worker is a fresh ``python -m tunesmith._worker``. Either way a worker
+            ``"spawn"``: each worker is a fresh ``python -m tunesmith.executors._worker``. Either way a worker
             gets the driver's environment, working directory and output at the moment it starts.
     """
 
@@ -74,7 +74,7 @@ class LocalExecutor(Executor):
                  grace_period_s: float = 5.0, trial_timeout_s: float | None = None,
                  start_method: str = "forkserver") -> None:
         if start_method not in self.START_METHODS:
-            raise ConfigError(f"LocalExecutor(start_method={start_method!r}): expected one of "
+            raise ConfigError(f"LocalBackend(start_method={start_method!r}): expected one of "
                               f"{', '.join(map(repr, self.START_METHODS))}")
         self.start_method = start_method
         self.total_resources_arg = total_resources
@@ -202,7 +202,7 @@ class LocalExecutor(Executor):
                 log.warning("%s; starting this worker the plain way", e)
         if proc is None:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tunesmith._worker", str(child.fileno())],
+                [sys.executable, "-m", "tunesmith.executors._worker", str(child.fileno())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,  # Ctrl-C reaches the driver only; it stops trials in order
             )
@@ -261,10 +261,9 @@ class LocalExecutor(Executor):
 
     def _enforce_heartbeat(self, events: list[Event]) -> None:
         now = time.monotonic()
-        for worker in list(self._by_trial.values()):
+        for tid, worker in list(self._by_trial.items()):
             silent = now - worker.last_seen
             if silent > self.trial_timeout_s and worker.stop_deadline is None:  # type: ignore[operator]
-                tid = worker.trial_id
                 self._finish(worker)
                 self._kill(worker)
                 events.append(Done(tid, "error", f"no heartbeat from the worker for {silent:.1f}s "
@@ -319,9 +318,8 @@ class LocalExecutor(Executor):
 
     def _enforce_grace(self, events: list[Event]) -> None:
         now = time.monotonic()
-        for worker in list(self._by_trial.values()):
+        for tid, worker in list(self._by_trial.items()):
             if worker.stop_deadline is not None and now >= worker.stop_deadline:
-                tid = worker.trial_id
                 over = worker.over_limit
                 log.warning("trial %s did not stop within %.1fs; killing its worker", tid, self.grace_period_s)
                 self._finish(worker)
@@ -383,9 +381,10 @@ class LocalExecutor(Executor):
 def _wait_exited(procs: list[Any], timeout: float) -> None:
     """Wait up to ``timeout`` seconds until every one of ``procs`` has exited, and reap them."""
     deadline = time.monotonic() + timeout
-    _forkserver.wait_gone([proc.pid for proc in procs], timeout)
+    _procs.wait_gone([proc.pid for proc in procs], timeout)
     for proc in procs:
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
+

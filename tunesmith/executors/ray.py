@@ -14,7 +14,7 @@ How a trial runs:
   (they are placed in the group automatically). An actor whose trial ended is reused for the next trial
   with the same resources (starting an actor costs a worker process; a trial on a reused one costs two
   round trips).
-* inside the actor the trial runs the same code as in a local worker process (``tunesmith._worker``,
+* inside the actor the trial runs the same code as in a local worker process (``tunesmith.executors._worker``,
   ``tunesmith.session``); only the channel differs: results are buffered in the actor and fetched by the
   driver with a long poll (``events``), one message per batch, which doubles as the heartbeat.
 * checkpoints without shared storage: a trial on another node than the driver writes its checkpoints in
@@ -29,6 +29,9 @@ How a trial runs:
   retries it per ``max_failures`` from its latest checkpoint, wherever Ray places the new actor.
 * with ``autoscaling=True`` up to ``max_pending_trials`` actors are created beyond the free resources:
   they wait in Ray's queue, and their resource demand is what makes an autoscaling cluster grow.
+
+This module is the driver's side (:class:`RayBackend`); what runs in the actor is ``_ray_actor``, and the
+checkpoint transfer between nodes (both halves) is ``_ray_transfer``.
 """
 
 from __future__ import annotations
@@ -36,312 +39,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import shutil
 import sys
-import tempfile
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
-from tunesmith.checkpoint import inside, is_url
+from tunesmith.checkpoint import is_url
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
+from tunesmith.executors._ray_actor import HEARTBEAT_S, _TrialActor
+from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, put_folder
 from tunesmith.executors._wire import CHUNK, DONE, RESULTS
 
 log = logging.getLogger("tunesmith")
 
-HEARTBEAT_S = 0.5  # the long poll returns at least this often: a live actor answers, a dead one cannot
-BATCH = 4096  # results per message at most
-MAX_QUEUED_ROWS = 65536  # a trial reporting faster than the driver reads waits here (bounded memory)
-CHUNK_BYTES = 16 << 20  # checkpoint data per chunk (and at most about this much queued per actor)
-_CKPT_NAME = re.compile(r"^checkpoint_\d+$")
 _EPS = 1e-9
 
 
-# =================================================================================================
-# inside the actor
-# =================================================================================================
-class _ActorChannel:
-    """The trial's side of the link to the driver, for ``tunesmith._worker._run_trial``: results are
-    buffered here and taken by the driver's long poll (:meth:`take`); decisions and stops are put here by
-    the actor's other methods. Thread-safe: the trial's thread and Ray's method threads share it."""
-
-    def __init__(self) -> None:
-        self.cv = threading.Condition()
-        self.rows: list[tuple[Any, ...]] = []
-        self.out: list[tuple[Any, ...]] = []  # messages ready for the driver, in order
-        self.queued_rows = 0
-        self.queued_bytes = 0
-        self.trial_id = -1
-        self.stopped = False
-        self.decision: tuple[bool, int | None] | None = None
-        self.ship_to: str | None = None  # the driver's checkpoints folder, when checkpoints must be sent
-        self.upload_to: str | None = None  # the trial's checkpoints URL, with RayBackend(storage=...)
-        self.last_shipped: str | None = None
-        self.keep: str | None = None  # a staging folder that must not be deleted (the restore checkpoint)
-        self.chunk_bytes = CHUNK_BYTES
-        self.on_finish: Callable[[], None] | None = None
-
-    def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES,
-              upload_to: str | None = None, on_finish: Callable[[], None] | None = None) -> None:
-        with self.cv:
-            self.on_finish = on_finish
-            self.upload_to = upload_to
-            self.chunk_bytes = chunk_bytes
-            self.rows, self.out = [], []
-            self.queued_rows = self.queued_bytes = 0
-            self.trial_id = trial_id
-            self.stopped = False
-            self.decision = None
-            self.ship_to = ship_to
-            self.last_shipped = None
-            self.keep = keep
-
-    # trial thread ----------------------------------------------------------------------------------
-    def send_result(self, row: tuple[Any, ...], wait: bool) -> Any:
-        if row[4] is not None and self.upload_to is not None:
-            row = self._upload(row)
-        elif row[4] is not None and self.ship_to is not None:
-            row = self._ship(row)
-        with self.cv:
-            while self.queued_rows >= MAX_QUEUED_ROWS and not self.stopped:
-                self.cv.wait(HEARTBEAT_S)
-            self.rows.append(row)
-            self.queued_rows += 1
-            if wait or len(self.rows) >= BATCH:
-                self._flush_locked(wait)
-            self.cv.notify_all()
-            if not wait:
-                return None
-            while True:
-                if self.stopped:
-                    return False, None
-                if self.decision is not None:
-                    decision, self.decision = self.decision, None
-                    return decision[0] and not self.stopped, decision[1]
-                self.cv.wait()
-
-    def stop_requested(self) -> bool:
-        return self.stopped
-
-    def finish(self, status: str, tb: str | None) -> None:
-        # before the driver hears of the end: a retry it starts at once may use the same staging folder
-        on_finish, self.on_finish = self.on_finish, None
-        if on_finish is not None:
-            on_finish()
-        with self.cv:
-            self._flush_locked(False)
-            self.out.append((DONE, self.trial_id, status, tb))
-            self.cv.notify_all()
-
-    def _flush_locked(self, waiting: bool) -> None:
-        if self.rows:
-            self.out.append((RESULTS, self.trial_id, self.rows, waiting))
-            self.rows = []
-
-    def _ship(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Queue the checkpoint folder ``row[4]`` for the driver, in chunks, behind the rows before it; the
-        row then names the folder the driver will have. Waits while more than a chunk is queued."""
-        import json
-
-        from tunesmith.checkpoint import MANIFEST
-
-        src: str = row[4]
-        assert self.ship_to is not None
-        dest = os.path.join(self.ship_to, os.path.basename(src))
-        with open(os.path.join(src, MANIFEST), "rb") as f:
-            manifest = json.loads(f.read())
-        # the manifest last: the driver checks every file against it before the folder is renamed into place
-        for rel in [*sorted(manifest["files"]), MANIFEST]:
-            offset = 0
-            with open(os.path.join(src, rel), "rb") as f:
-                while True:
-                    data = f.read(self.chunk_bytes)
-                    with self.cv:
-                        while self.queued_bytes >= self.chunk_bytes:  # bounded, stopped or not
-                            self.cv.wait(HEARTBEAT_S)
-                        self._flush_locked(False)
-                        self.out.append((CHUNK, self.trial_id, dest, rel, offset, data))
-                        self.queued_bytes += len(data)
-                        self.cv.notify_all()
-                    offset += len(data)
-                    if len(data) < self.chunk_bytes:
-                        break
-        self._sent(src)
-        return (*row[:4], dest)
-
-    def _upload(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Upload the checkpoint folder ``row[4]`` to the trial's storage URL (before the row is queued, so
-        the driver never hears of a checkpoint that is not there); the row then names its URL."""
-        from tunesmith.checkpoint import upload
-
-        src: str = row[4]
-        assert self.upload_to is not None
-        dest = self.upload_to + "/" + os.path.basename(src)
-        upload(src, dest)
-        self._sent(src)
-        return (*row[:4], dest)
-
-    def _sent(self, src: str) -> None:
-        """The staging copy of the checkpoint sent before ``src`` is no longer needed (the trial restores from
-        its latest, ``src``, which stays until the next one is sent)."""
-        if self.last_shipped is not None and self.last_shipped not in (src, self.keep):
-            shutil.rmtree(self.last_shipped, ignore_errors=True)
-        self.last_shipped = src
-
-    # driver's calls, from Ray's method threads -----------------------------------------------------------
-    def take(self, timeout: float) -> list[tuple[Any, ...]]:
-        with self.cv:
-            if not self.out and not self.rows:
-                self.cv.wait(timeout)
-            self._flush_locked(False)
-            msgs, size, n = [], 0, 0
-            for msg in self.out:
-                if msg[0] == CHUNK:
-                    if size and size + len(msg[5]) > self.chunk_bytes:
-                        break
-                    size += len(msg[5])
-                elif msg[0] == RESULTS:
-                    self.queued_rows -= len(msg[2])
-                msgs.append(msg)
-                n += 1
-            del self.out[:n]
-            self.queued_bytes -= size
-            self.cv.notify_all()
-            return msgs
-
-    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
-        with self.cv:
-            if trial_id == self.trial_id:
-                self.decision = (cont, next_decision)
-                self.cv.notify_all()
-
-    def stop(self, trial_id: int) -> None:
-        with self.cv:
-            if trial_id == self.trial_id:
-                self.stopped = True
-                self.cv.notify_all()
-
-
-class _TrialActor:
-    """One Ray actor: runs one trial at a time (in its own thread), reused for the next trial with the same
-    resources. Created as a threaded actor so that ``events``, ``decide`` and ``stop`` run while the trial
-    does."""
-
-    def __init__(self) -> None:
-        import ray
-
-        self.channel = _ActorChannel()
-        self.functions: dict[str, Any] = {}
-        from tunesmith._worker import _Output
-
-        self.output = _Output()
-        self.node_id = ray.get_runtime_context().get_node_id()
-        self.thread: threading.Thread | None = None
-
-    def run(self, spec: dict[str, Any], fn_ref: list[Any], restore_files: list[Any] | None) -> dict[str, Any]:
-        """Start the trial in a thread; return where it runs. The restore checkpoint, when it has to come
-        from the driver, is written here first, so the driver can drop its copy when this returns."""
-        import ray
-
-        from tunesmith import _signing
-
-        spec = dict(spec)
-        _signing.use(spec.pop("signing_key"))  # the driver's key signs what this trial writes
-        storage = spec.pop("storage")  # this trial's checkpoints URL, with RayBackend(storage=...)
-        remote = spec["driver_node"] != self.node_id and not spec["shared_storage"]
-        driver_ckpts = os.path.join(spec["trial_dir"], "checkpoints")
-        # a node-local folder for checkpoints on their way to the driver or to the storage URL
-        stage = _staging_dir(self.node_id, spec["trial_dir"]) if remote or storage else None
-        keep = None
-        try:
-            for p in reversed(spec.pop("sys_path")):
-                if p not in sys.path:
-                    sys.path.insert(0, p)
-            if remote:
-                spec["trial_dir"] = stage
-            if stage is not None:
-                spec["checkpoint_dir"] = os.path.join(stage, "checkpoints")
-            if is_url(spec["restore"]):
-                from tunesmith.checkpoint import download
-
-                os.makedirs(os.path.join(stage, "restore"), exist_ok=True)
-                keep = spec["restore"] = download(spec["restore"], os.path.join(stage, "restore"))
-            elif remote and spec["restore"] is not None and restore_files is not None:
-                keep = spec["restore"] = _receive(restore_files, os.path.join(stage, "restore"),
-                                                  os.path.basename(spec["restore"]))
-            fn = self.functions.get(spec["fn_key"])
-            if fn is None:
-                fn = self.functions[spec["fn_key"]] = ray.get(fn_ref[0])
-        except BaseException:  # noqa: BLE001 - reported as the trial's failure; the actor lives on
-            self.channel.reset(spec["trial_id"], None, None)
-            self.channel.finish("error", "could not start the trial in its Ray actor:\n" + traceback.format_exc())
-            return {"node": self.node_id, "pid": os.getpid()}
-        self.channel.reset(spec["trial_id"], driver_ckpts if remote and not storage else None, keep,
-                           spec["chunk_bytes"], upload_to=storage,
-                           on_finish=None if stage is None else lambda: _remove_staging(stage))
-        self.thread = threading.Thread(target=self._run, args=(spec, fn), name="tunesmith-trial", daemon=True)
-        self.thread.start()
-        return {"node": self.node_id, "pid": os.getpid()}
-
-    def _run(self, spec: dict[str, Any], fn: Any) -> None:
-        from tunesmith._worker import _run_trial
-
-        _run_trial(spec, fn, self.channel, self.output)
-
-    def events(self, timeout: float) -> list[tuple[Any, ...]]:
-        return self.channel.take(timeout)
-
-    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
-        self.channel.decide(trial_id, cont, next_decision)
-
-    def stop(self, trial_id: int) -> None:
-        self.channel.stop(trial_id)
-
-
-def _remove_staging(stage: str) -> None:
-    """Every checkpoint of the trial was read for the driver (queued in memory) or uploaded to the
-    storage: the staging copies can go."""
-    shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
-    shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
-
-
-def _staging_dir(node_id: str, trial_dir: str) -> str:
-    """A node-local folder for a trial whose experiment folder (``<exp>/trials/<trial>``) is on the driver's
-    machine."""
-    exp = os.path.basename(os.path.dirname(os.path.dirname(trial_dir)))
-    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], exp, "trials",
-                        os.path.basename(trial_dir))
-
-
-def _receive(files: list[tuple[str, list[Any]]], parent: str, name: str) -> str:
-    """Write a checkpoint sent through the object store as ``parent/name``; checksums checked."""
-    import ray
-
-    from tunesmith.checkpoint import verify
-
-    final = os.path.join(parent, name)
-    tmp = final + ".part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for rel, refs in files:
-        path = inside(tmp, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            for ref in refs:
-                f.write(ray.get(ref))
-    verify(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.rename(tmp, final)
-    return final
-
-
-# =================================================================================================
-# in the driver
-# =================================================================================================
 class _Slot:
     """One actor as the driver sees it."""
 
@@ -362,7 +77,7 @@ class _Slot:
         self.last_seen = 0.0
         self.stop_deadline: float | None = None
         self.restore_refs: Any = None
-        self.transfers: dict[str, str] = {}  # checkpoint folder -> its temporary folder being received
+        self.transfers = Incoming()  # checkpoints its trial is sending from another node
         self.beyond = False  # created beyond the free resources: it waits in Ray's queue (autoscaling)
         self.limit_at: float | None = None  # when its trial_time_limit_s runs out (counted once it started)
         self.over_limit: str | None = None  # why it was stopped for its time limit: it ends in ERROR
@@ -627,7 +342,8 @@ class RayBackend(Executor):
                     raise ConfigError(f"{where}[{ours.get(k, k)!r}] = {v:g} is more than any node of the Ray "
                                       f"cluster has (at most {most:g}); a trial asking for it could never start "
                                       f"(pass RayBackend(autoscaling=True) if the cluster grows)")
-            raise ConfigError(f"{where} = {resources if i == 0 else self.bundles[i - 1]} fits on no single node "
+            shown = resources if i == 0 else (self.bundles or [])[i - 1]  # bundles were given when i > 0
+            raise ConfigError(f"{where} = {shown} fits on no single node "
                               f"of the Ray cluster; a trial asking for it could never start (pass "
                               f"RayBackend(autoscaling=True) if the cluster grows)")
 
@@ -670,7 +386,7 @@ class RayBackend(Executor):
         restore_files = None
         if launch.restore is not None and not self.shared_storage and not is_url(launch.restore) \
                 and self._multi_node():
-            restore_files = slot.restore_refs = _put_folder(ray, launch.restore, self.chunk_bytes)
+            restore_files = slot.restore_refs = put_folder(ray, launch.restore, self.chunk_bytes)
         spec = trial_spec(launch, env={**launch.env, "TUNESMITH_ORIG_WORKING_DIR": self._cwd}, fn_key=self._fn_key,
                           takes_config=self._takes_config, sys_path=self._sys_path, stop=self._stop_bytes,
                           chdir=self.chdir_to_trial_dir, driver_node=self._driver_node,
@@ -763,9 +479,9 @@ class RayBackend(Executor):
                 except Exception:  # noqa: BLE001 - nobody waits for this answer (its actor may be gone)
                     pass
                 continue
-            slot = self._by_ref.pop(ref, None)
-            if slot is not None:
-                self._answer(slot, ref, events)
+            answered = self._by_ref.pop(ref, None)
+            if answered is not None:
+                self._answer(answered, ref, events)
         self._enforce_deadlines(events)
         if any(s.beyond and not s.started for s in self._slots):
             for slot in [s for s in self._slots if s.trial_id is None]:
@@ -816,56 +532,27 @@ class RayBackend(Executor):
         self._submit(slot, "events", slot.actor.events.remote(HEARTBEAT_S))
 
     def _chunk(self, slot: _Slot, msg: tuple[Any, ...]) -> None:
-        """Write one chunk of a checkpoint a trial sends from another node into a temporary folder."""
+        """One chunk of a checkpoint a trial sends from another node."""
         _c, _tid, dest, rel, offset, data = msg
-        if os.path.dirname(dest) != os.path.join(slot.trial_dir, "checkpoints") or \
-                not _CKPT_NAME.match(os.path.basename(dest)):
-            raise RuntimeError(f"refusing a checkpoint sent for {dest!r}: not in the trial's checkpoints folder")
-        tmp = slot.transfers.get(dest)
-        if tmp is None:
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            tmp = slot.transfers[dest] = tempfile.mkdtemp(prefix=".tmp_recv_" + os.path.basename(dest) + "_",
-                                                          dir=os.path.dirname(dest))
-        path = inside(tmp, rel)
-        if offset == 0:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "r+b" if offset else "wb") as f:
-            f.seek(offset)
-            f.write(data)
+        slot.transfers.chunk(os.path.join(slot.trial_dir, "checkpoints"), dest, rel, offset, data)
 
     def _landed(self, slot: _Slot, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The row naming a checkpoint whose chunks all came: fsync, check, rename into place."""
-        dest = row[4]
-        tmp = slot.transfers.pop(dest, None) if dest is not None else None
-        if tmp is None:
-            return row
-        from tunesmith.checkpoint import CheckpointError, _fsync_dir, verify
+        """The row naming a checkpoint whose chunks all came: the checkpoint lands (checked, renamed into
+        place) first; a damaged one is dropped and the result kept without it."""
+        from tunesmith.checkpoint import CheckpointError
 
         try:
-            manifest = verify(tmp)
-            for rel in [*manifest.get("files", {}), "manifest.json"]:
-                fd = os.open(os.path.join(tmp, rel), os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            _fsync_dir(tmp)
-            if os.path.exists(dest):  # a restarted trial re-reaching this iteration replaces the old one
-                shutil.rmtree(dest)
-            os.rename(tmp, dest)
-            _fsync_dir(os.path.dirname(dest))
+            slot.transfers.land(row[4])
         except (OSError, CheckpointError) as e:
-            shutil.rmtree(tmp, ignore_errors=True)
             log.warning("trial %s: the checkpoint %s sent from node %s is damaged (%s); result kept without it",
-                        slot.trial_id, dest, slot.node, e)
+                        slot.trial_id, row[4], slot.node, e)
             return (*row[:4], None)
         return row
 
     def _enforce_deadlines(self, events: list[Event]) -> None:
         now = time.monotonic()
-        for slot in list(self._by_trial.values()):
-            tid = slot.trial_id
-            if slot.limit_at is not None and now >= slot.limit_at and tid is not None \
+        for tid, slot in list(self._by_trial.items()):
+            if slot.limit_at is not None and now >= slot.limit_at \
                     and slot.stop_deadline is None:  # (one already being stopped ends as it was asked to)
                 # past its wall-clock limit: stopped, killed after the grace period if it does not end; ERROR
                 slot.limit_at = None
@@ -895,9 +582,7 @@ class RayBackend(Executor):
         slot.stop_deadline = None
         slot.limit_at = slot.over_limit = None
         slot.restore_refs = None
-        for tmp in slot.transfers.values():
-            shutil.rmtree(tmp, ignore_errors=True)
-        slot.transfers.clear()
+        slot.transfers.discard()
         if not keep:
             self._kill(slot)
 
@@ -936,20 +621,3 @@ class RayBackend(Executor):
             self._ray.shutdown()
             self._owns_ray = False
             self._ray = None
-
-
-def _put_folder(ray: Any, folder: str, chunk_bytes: int) -> list[tuple[str, list[Any]]]:
-    """A checkpoint folder as (relative path, [object refs of its chunks]) for an actor on another node."""
-    files: list[tuple[str, list[Any]]] = []
-    for root, _dirs, names in os.walk(folder):
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            refs = []
-            with open(path, "rb") as f:
-                while True:
-                    data = f.read(chunk_bytes)
-                    refs.append(ray.put(data))
-                    if len(data) < chunk_bytes:
-                        break
-            files.append((os.path.relpath(path, folder), refs))
-    return files

@@ -43,11 +43,10 @@ from __future__ import annotations
 
 import heapq
 import inspect
-import os
 import random
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -94,7 +93,7 @@ class SimContext:
     __slots__ = ("trial_id", "config", "checkpoint", "checkpoint_path", "iteration", "resources", "speedup",
                  "trial_dir", "rng", "_executor")
 
-    def __init__(self, executor: SimulatedExecutor, launch: Launch, checkpoint: Any, speedup: float,
+    def __init__(self, executor: SimulatedBackend, launch: Launch, checkpoint: Any, speedup: float,
                  rng: random.Random) -> None:
         self.trial_id = launch.trial_id
         self.config = launch.config
@@ -123,7 +122,7 @@ class _SimTrial:
 
     def __init__(self, launch: Launch, ctx: SimContext, speedup: float, started: float, token: int) -> None:
         self.launch = launch
-        self.gen: Iterator[Any] | None = None
+        self.gen: Generator[Any, Any, Any] | None = None
         self.ctx = ctx
         self.speedup = speedup
         self.started = started
@@ -136,7 +135,7 @@ class _SimTrial:
         self.token = token  # heap entries of an earlier run of the same trial id are ignored
 
 
-class SimulatedExecutor(Executor):
+class SimulatedBackend(Executor):
     """Runs generator trials in virtual time (see the module docstring for the trial API).
 
     Args:
@@ -167,7 +166,7 @@ class SimulatedExecutor(Executor):
     # -- setup ----------------------------------------------------------------------------------------
     def setup(self, fn: Any, experiment_dir: str) -> None:
         if not callable(fn):
-            raise ConfigError(f"SimulatedExecutor: the trial must be a generator function, got {fn!r}")
+            raise ConfigError(f"SimulatedBackend: the trial must be a generator function, got {fn!r}")
         self._fn = fn
         try:
             params = [p for p in inspect.signature(fn).parameters.values()
@@ -217,7 +216,7 @@ class SimulatedExecutor(Executor):
                 ctx.checkpoint = Checkpoint(launch.restore, iteration=launch.iteration).load()
             gen = self._call(launch.config, ctx)
             if not hasattr(gen, "__next__"):
-                raise TypeError(f"SimulatedExecutor: the trial function must be a generator (yield one result "
+                raise TypeError(f"SimulatedBackend: the trial function must be a generator (yield one result "
                                 f"per iteration); {getattr(self._fn, '__name__', self._fn)!r} returned "
                                 f"{type(gen).__name__}")
             trial.gen = gen
@@ -381,3 +380,4 @@ def _parse(item: Any) -> tuple[Any, float, Any]:
         return metrics, float(seconds), state
     raise TypeError(f"a simulated trial must yield a metrics dict, (metrics, seconds) or (metrics, seconds, "
                     f"state); got {type(item).__name__}: {item!r}")
+

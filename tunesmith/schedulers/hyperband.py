@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP, Decision, Scheduler, SchedulerView
-from tunesmith.schedulers.asha import (
+from tunesmith.schedulers._milestones import (
     _MAX_RUNGS,
     _as_iteration,
     _check_number,

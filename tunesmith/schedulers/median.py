@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from tunesmith._objective import Objective
 from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Scheduler, SchedulerView
-from tunesmith.schedulers.asha import (
+from tunesmith.schedulers._milestones import (
     _check_number,
     _check_time_attr,
     _reached,

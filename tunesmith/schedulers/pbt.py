@@ -40,7 +40,7 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Exploit, Scheduler, SchedulerView
-from tunesmith.schedulers.asha import (
+from tunesmith.schedulers._milestones import (
     _as_iteration,
     _check_number,
     _check_time_attr,

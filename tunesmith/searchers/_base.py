@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
+from tunesmith._errors import ConfigError
 from tunesmith._spec import constructor_spec
 
 
@@ -22,6 +24,14 @@ class _Finished:
 
 
 FINISHED = _Finished()
+
+UNLIMITED = -1  # num_samples: suggest configs until the experiment is stopped
+
+
+def _check_num_samples(num_samples: Any) -> None:
+    if (isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral)
+            or not (int(num_samples) >= 1 or num_samples == UNLIMITED)):
+        raise ConfigError(f"num_samples: expected an int >= 1, or -1 for unlimited; got {num_samples!r}")
 
 
 class Searcher:

@@ -24,10 +24,10 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
-from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
+from tunesmith.searchers._seeding import check_seed, seed_sequence
+from tunesmith.searchers._unit_cube import Dim, UnitCube, fits
 from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
-from tunesmith.searchers.random import UNLIMITED, _check_num_samples
-from tunesmith.searchers.sobol import Dim, UnitCube, check_seed, fits, seed_sequence
 from tunesmith.space import KeyPath, validate_space
 
 __all__ = ["BOHB"]

@@ -23,10 +23,10 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith._optional import require
-from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
+from tunesmith.searchers._seeding import check_seed, seed_sequence
+from tunesmith.searchers._unit_cube import fits, resolve_fixed
 from tunesmith.searchers.points import check_points, check_points_fit
-from tunesmith.searchers.random import UNLIMITED, _check_num_samples
-from tunesmith.searchers.sobol import check_seed, fits, resolve_fixed, seed_sequence
 from tunesmith.space import (
     Choice,
     Domain,
@@ -569,7 +569,7 @@ class _Param:
         if self.q is not None:
             return int(round(float(got) / self.q))
         if self.kind == "int":
-            return int(got)
+            return math.trunc(got)  # int() of a Real, typed
         return float(got)
 
 

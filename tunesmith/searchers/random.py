@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import math
-import numbers
 import random
 from typing import Any
 
-from tunesmith._errors import ConfigError
-from tunesmith.searchers._base import FINISHED, Searcher, _Finished
+from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
+from tunesmith.searchers._seeding import check_seed
 from tunesmith.searchers.points import check_points, check_points_fit
 from tunesmith.space import Grid, GridPoints, KeyPath, domains, resolve, validate_space
 
 __all__ = ["Random", "total_trials"]
-
-UNLIMITED = -1
-
 
 class Random(Searcher):
     """Samples every domain at random; every grid point is tried ``num_samples`` times.
@@ -55,9 +51,7 @@ class Random(Searcher):
         super().setup(space, metric, mode, num_samples)
         validate_space(space)
         _check_num_samples(num_samples)
-        if isinstance(self._seed, bool) or not isinstance(self._seed, numbers.Integral):
-            raise ConfigError(f"seed: expected an int or None; got {self._seed!r} "
-                              f"({type(self._seed).__name__})")
+        check_seed(self._seed)
         self._rng = random.Random(int(self._seed))
         self._points = GridPoints(space)
         self._total = None if num_samples == UNLIMITED else self._points.size * num_samples
@@ -106,8 +100,3 @@ def total_trials(space: dict[str, Any], num_samples: int) -> int | None:
         return None
     return math.prod(len(d.values) for _, d in domains(space) if isinstance(d, Grid)) * num_samples
 
-
-def _check_num_samples(num_samples: Any) -> None:
-    if (isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral)
-            or not (int(num_samples) >= 1 or num_samples == UNLIMITED)):
-        raise ConfigError(f"num_samples: expected an int >= 1, or -1 for unlimited; got {num_samples!r}")

@@ -331,8 +331,8 @@ class Store:
         ``events`` are (kind, trial, data) to log, in order."""
         for trial_id, fields in changes.items():
             self.update_trial(db, trial_id, **fields)
-        for kind, trial_id, data in events:
-            self.log_event(db, kind, trial_id, data)
+        for kind, about, data in events:
+            self.log_event(db, kind, about, data)
 
     @staticmethod
     def truncate_results(db: sqlite3.Connection, trial_id: int, after_iteration: int) -> None:

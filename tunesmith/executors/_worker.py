@@ -1,7 +1,7 @@
 """A long-lived worker process: runs one trial at a time for the local executor.
 
-Forked by the fork server (``tunesmith._forkserver``, on Linux), or started as
-``python -m tunesmith._worker FD``, with one end of a socket pair. It never imports the driver's
+Forked by the fork server (``tunesmith.executors._forkserver``, on Linux), or started as
+``python -m tunesmith.executors._worker FD``, with one end of a socket pair. It never imports the driver's
 ``__main__``: the training function arrives cloudpickled. It dies with its parent, the driver or the
 fork server (Linux parent-death signal; the fork server dies with the driver), also when the driver is
 killed with SIGKILL. It is a child subreaper: processes a trial started, daemons included, stay its
@@ -17,7 +17,6 @@ Messages: pickled tuples over the socket (both ends are our own processes), tagg
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pickle
 import select
@@ -30,6 +29,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tunesmith.executors._procs import become_subreaper, die_with_parent, kill_children, standard_fds
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, HEARTBEAT, READY, RESULTS, RUN, STOP
 
 HEARTBEAT_S = 0.5
@@ -130,127 +130,6 @@ class _Channel:
                         self.last_send = time.monotonic()
             except OSError:
                 os._exit(0)  # the driver is gone
-
-
-def standard_fds(fd: int) -> int:
-    """Give file descriptors 0-2 /dev/null where they are closed (a driver started with its output
-    closed passes that on), after moving ``fd``, our socket, above them if it is one of them, and give
-    Python streams for 1 and 2 if it has none; returns where ``fd`` is now. Otherwise redirecting a trial's
-    output onto 1 and 2 would replace the socket, and a trial's print() would fail."""
-    if fd < 3:
-        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-        os.close(fd)
-        fd = moved
-    for std in range(3):
-        try:
-            os.fstat(std)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != std:
-                os.dup2(null, std)
-                os.close(null)
-    # Python starts with sys.stdout/sys.stderr None where 1/2 were closed; a trial's print() needs them
-    if sys.stdout is None:
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own stream
-    if sys.stderr is None:
-        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
-    return fd
-
-
-def _prctl(option: int, value: int) -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
-    except Exception:  # noqa: BLE001 - best effort
-        return False
-
-
-def _die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send us ``sig`` (default SIGKILL) when our parent dies, so no worker outlives the driver.
-    Best effort: the socket's EOF still ends an idle worker."""
-    _prctl(1, sig)  # PR_SET_PDEATHSIG
-
-
-def become_subreaper() -> bool:
-    """Make orphaned descendants (a trial's double-forked daemon) our children instead of init's, so that
-    :func:`kill_children` finds them. Linux only; False where it is not available."""
-    return _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
-
-
-def _children() -> list[int]:
-    """This process's children (of every thread), zombies included."""
-    me = os.getpid()
-    if not os.path.exists(f"/proc/{me}/task/{me}/children"):
-        return _children_by_scan(me)  # a kernel without the children file: look at every process
-    kids: list[int] = []
-    for tid in os.listdir(f"/proc/{me}/task"):
-        try:
-            with open(f"/proc/{me}/task/{tid}/children") as f:
-                kids.extend(int(p) for p in f.read().split())
-        except (OSError, ValueError):
-            continue  # a thread that just ended
-    return kids
-
-
-def _children_by_scan(me: int) -> list[int]:
-    kids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
-                        kids.append(int(name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return kids
-
-
-def kill_children(keep: frozenset[int] | set[int] = frozenset(), timeout: float = 5.0) -> int:
-    """SIGKILL every child of this process but ``keep`` and reap it; again for their children, which a child
-    subreaper inherits as they lose their parents, until none is left (or ``timeout`` seconds passed).
-    Returns how many were killed. Processes in another session (a daemon) are found all the same: they are
-    children, not process group members."""
-    if not sys.platform.startswith("linux"):
-        return 0
-    from tunesmith._forkserver import wait_gone
-
-    deadline = time.monotonic() + timeout
-    killed: set[int] = set()
-    while True:
-        kids = [p for p in _children() if p not in keep]
-        if not kids or time.monotonic() >= deadline:
-            if killed:
-                _forget_helpers(killed)
-            return len(killed)
-        for pid in kids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        wait_gone(kids, max(0.0, deadline - time.monotonic()))
-        for pid in kids:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        killed.update(kids)
-
-
-def _forget_helpers(killed: set[int]) -> None:
-    """multiprocessing's forkserver remembers its process and waits for it unguarded the next time it is
-    used (ChildProcessError once it was reaped here): forget it, so the next trial starts a new one. Its
-    resource tracker notices by itself."""
-    server = getattr(sys.modules.get("multiprocessing.forkserver"), "_forkserver", None)
-    try:
-        if server is not None and getattr(server, "_forkserver_pid", None) in killed:
-            if server._forkserver_alive_fd is not None:
-                os.close(server._forkserver_alive_fd)
-            server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None
-    except (AttributeError, OSError):  # another Python's internals: its next use may fail as it would have
-        pass
 
 
 class _Output:
@@ -390,7 +269,7 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
     """Serve trials over the socket ``fd`` (default: the one named on the command line) until told to
     exit or the driver is gone. ``parent``: the fork server this worker was forked from (None: started
     by the driver itself)."""
-    _die_with_parent()
+    die_with_parent()
     conn = Connection(standard_fds(int(sys.argv[1]) if fd is None else fd))
     if os.getppid() == 1 or (parent is not None and os.getppid() != parent):
         return  # our parent died before we could ask to follow it

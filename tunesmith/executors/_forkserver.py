@@ -1,6 +1,6 @@
 """A fork server for the local executor's workers (Linux).
 
-A worker started as ``python -m tunesmith._worker`` pays an interpreter start and tunesmith's imports:
+A worker started as ``python -m tunesmith.executors._worker`` pays an interpreter start and tunesmith's imports:
 about 0.13 s of CPU on a small VM, per worker and per run, before its first trial. The fork server is
 one such process per driver process, started on first use with those imports done; every worker after
 that is a fork of it, ready in milliseconds. It is started once and kept for the driver's later runs
@@ -38,10 +38,12 @@ import threading
 import time
 from typing import Any
 
+from tunesmith.executors import _procs
+
 log = logging.getLogger("tunesmith")
 
 # imported by the server before it forks, so that no worker imports them again
-_PRELOAD = ("tunesmith._worker", "tunesmith.session", "tunesmith.checkpoint", "cloudpickle")
+_PRELOAD = ("tunesmith.executors._worker", "tunesmith.session", "tunesmith.checkpoint", "cloudpickle")
 _MAX_REQUEST = 1 << 20  # a fork request (its environment) at most
 _MAX_ANSWER = 1 << 12
 _ANSWER_S = 10.0  # a fork server that does not answer a fork request within this is given up
@@ -74,7 +76,7 @@ class ForkServer:
             # waits until the server is closed (or the process ends), not the caller of run().
             try:
                 started["proc"] = subprocess.Popen(
-                    [sys.executable, "-m", "tunesmith._forkserver", str(theirs.fileno())],
+                    [sys.executable, "-m", "tunesmith.executors._forkserver", str(theirs.fileno())],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=worker_env(),
                     start_new_session=True)  # Ctrl-C reaches the driver only
             except BaseException as e:  # noqa: BLE001 - handed to the caller
@@ -146,7 +148,7 @@ class ForkServer:
             while pid not in self._exits:
                 remaining = deadline - time.monotonic()
                 if self.dead:  # its parent-death signal is on its way, if it has not ended yet
-                    if wait_gone([pid], remaining):
+                    if _procs.wait_gone([pid], remaining):
                         raise TimeoutError(pid)
                     return None
                 if self._read(remaining) is None and not self.dead and remaining <= 0:
@@ -221,49 +223,6 @@ class ForkedProcess:
         return self.returncode
 
 
-def wait_gone(pids: list[int], timeout: float) -> set[int]:
-    """Wait up to ``timeout`` seconds for the processes ``pids`` (our children or not) to end, woken by the
-    exits themselves through pidfds (``Popen.wait(timeout)`` sleeps in steps that double up to 50 ms,
-    which made a run's end up to twice as late as its workers' exits). Returns those still there; one
-    that cannot be watched (no pidfds here) counts as there while it exists. Reaps nothing."""
-    deadline = time.monotonic() + timeout
-    watched: dict[int, int] = {}  # pidfd -> pid
-    unwatched: list[int] = []
-    try:
-        for pid in pids:
-            try:
-                watched[os.pidfd_open(pid)] = pid
-            except ProcessLookupError:
-                pass  # gone already
-            except (OSError, AttributeError):  # pidfds not allowed here, or not this platform
-                unwatched.append(pid)
-        poller = select.poll()
-        for fd in watched:
-            poller.register(fd, select.POLLIN)
-        while watched:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            for fd, _ev in poller.poll(remaining * 1000):
-                poller.unregister(fd)
-                os.close(fd)
-                del watched[fd]
-    finally:
-        for fd in watched:
-            os.close(fd)
-    return set(watched.values()) | {pid for pid in unwatched if _exists(pid)}
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 _SERVER: ForkServer | None = None
 _SERVER_LOCK = threading.Lock()
 
@@ -314,22 +273,18 @@ def _reap(sock: socket.socket, workers: set[int]) -> None:
         if pid in workers:
             workers.discard(pid)
             _send(sock, ["exit", pid, os.waitstatus_to_exitcode(status)])
-    from tunesmith import _worker
-
-    _worker.kill_children(keep=workers)
+    _procs.kill_children(keep=workers)
 
 
 def _end_all(workers: set[int]) -> None:
     """Kill every worker with its process group, then everything their trials started (it passes to us as
     they die), before the server exits: nothing outlives the driver."""
-    from tunesmith import _worker
-
     for pid in workers:
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    _worker.kill_children()
+    _procs.kill_children()
 
 
 def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_pid: int, start_cwd: str) -> None:
@@ -357,7 +312,7 @@ def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_p
             os.chdir(cwd)
             if sys.path and sys.path[0] == start_cwd:
                 sys.path[0] = cwd  # as ``python -m`` started there would have it
-        from tunesmith import _worker
+        from tunesmith.executors import _worker
 
         _worker.main(conn_fd, parent=server_pid)
         code = 0
@@ -378,19 +333,17 @@ def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_p
 
 
 def serve(fd: int) -> None:
-    from tunesmith import _worker
-
     # SIGTERM, not SIGKILL, when the driver dies: the server kills everything its workers' trials started
     # first (it is idle in poll(), so the handler runs at once)
     gone: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: gone.append(1))
-    _worker._die_with_parent(signal.SIGTERM)
+    _procs.die_with_parent(signal.SIGTERM)
     if os.getppid() == 1:
         return  # the driver died before we could ask to follow it
-    _worker.become_subreaper()
+    _procs.become_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # above 0-2, which get /dev/null if closed: a worker's received descriptors must not land there
-    sock = socket.socket(fileno=_worker.standard_fds(fd))
+    sock = socket.socket(fileno=_procs.standard_fds(fd))
     import importlib
 
     for name in _PRELOAD:

@@ -1,0 +1,272 @@
+"""The Ray executor's actor runtime: what runs inside a trial's Ray actor, on whichever node Ray placed it.
+
+:class:`_TrialActor` runs one trial at a time in a thread, with the same code as a local worker process
+(``tunesmith.executors._worker._run_trial``, ``tunesmith.session``); only the channel differs:
+:class:`_ActorChannel` buffers results for the driver's long poll (``events``), one message per batch, which
+doubles as the heartbeat, and queues the checkpoints a trial on another node than the driver sends
+(``_ray_transfer``) or uploads them to the storage URL. The driver's side is ``tunesmith.executors.ray``.
+
+Ray exports :class:`_TrialActor` by reference (module and name): every node imports it from this module,
+so it imports no Ray at module level and nothing of the driver's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from tunesmith.checkpoint import is_url
+from tunesmith.executors._ray_transfer import CHUNK_BYTES, chunks, receive_folder
+from tunesmith.executors._wire import CHUNK, DONE, RESULTS
+
+HEARTBEAT_S = 0.5  # the long poll returns at least this often: a live actor answers, a dead one cannot
+BATCH = 4096  # results per message at most
+MAX_QUEUED_ROWS = 65536  # a trial reporting faster than the driver reads waits here (bounded memory)
+
+
+class _ActorChannel:
+    """The trial's side of the link to the driver, for ``tunesmith.executors._worker._run_trial``: results are
+    buffered here and taken by the driver's long poll (:meth:`take`); decisions and stops are put here by
+    the actor's other methods. Thread-safe: the trial's thread and Ray's method threads share it."""
+
+    def __init__(self) -> None:
+        self.cv = threading.Condition()
+        self.rows: list[tuple[Any, ...]] = []
+        self.out: list[tuple[Any, ...]] = []  # messages ready for the driver, in order
+        self.queued_rows = 0
+        self.queued_bytes = 0
+        self.trial_id = -1
+        self.stopped = False
+        self.decision: tuple[bool, int | None] | None = None
+        self.ship_to: str | None = None  # the driver's checkpoints folder, when checkpoints must be sent
+        self.upload_to: str | None = None  # the trial's checkpoints URL, with RayBackend(storage=...)
+        self.last_shipped: str | None = None
+        self.keep: str | None = None  # a staging folder that must not be deleted (the restore checkpoint)
+        self.chunk_bytes = CHUNK_BYTES
+        self.on_finish: Callable[[], None] | None = None
+
+    def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES,
+              upload_to: str | None = None, on_finish: Callable[[], None] | None = None) -> None:
+        with self.cv:
+            self.on_finish = on_finish
+            self.upload_to = upload_to
+            self.chunk_bytes = chunk_bytes
+            self.rows, self.out = [], []
+            self.queued_rows = self.queued_bytes = 0
+            self.trial_id = trial_id
+            self.stopped = False
+            self.decision = None
+            self.ship_to = ship_to
+            self.last_shipped = None
+            self.keep = keep
+
+    # trial thread ----------------------------------------------------------------------------------
+    def send_result(self, row: tuple[Any, ...], wait: bool) -> Any:
+        if row[4] is not None and self.upload_to is not None:
+            row = self._upload(row)
+        elif row[4] is not None and self.ship_to is not None:
+            row = self._ship(row)
+        with self.cv:
+            while self.queued_rows >= MAX_QUEUED_ROWS and not self.stopped:
+                self.cv.wait(HEARTBEAT_S)
+            self.rows.append(row)
+            self.queued_rows += 1
+            if wait or len(self.rows) >= BATCH:
+                self._flush_locked(wait)
+            self.cv.notify_all()
+            if not wait:
+                return None
+            while True:
+                if self.stopped:
+                    return False, None
+                if self.decision is not None:
+                    decision, self.decision = self.decision, None
+                    return decision[0] and not self.stopped, decision[1]
+                self.cv.wait()
+
+    def stop_requested(self) -> bool:
+        return self.stopped
+
+    def finish(self, status: str, tb: str | None) -> None:
+        # before the driver hears of the end: a retry it starts at once may use the same staging folder
+        on_finish, self.on_finish = self.on_finish, None
+        if on_finish is not None:
+            on_finish()
+        with self.cv:
+            self._flush_locked(False)
+            self.out.append((DONE, self.trial_id, status, tb))
+            self.cv.notify_all()
+
+    def _flush_locked(self, waiting: bool) -> None:
+        if self.rows:
+            self.out.append((RESULTS, self.trial_id, self.rows, waiting))
+            self.rows = []
+
+    def _ship(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Queue the checkpoint folder ``row[4]`` for the driver, in chunks, behind the rows before it; the
+        row then names the folder the driver will have. Waits while more than a chunk is queued."""
+        src: str = row[4]
+        assert self.ship_to is not None
+        dest = os.path.join(self.ship_to, os.path.basename(src))
+        for rel, offset, data in chunks(src, self.chunk_bytes):
+            with self.cv:
+                while self.queued_bytes >= self.chunk_bytes:  # bounded, stopped or not
+                    self.cv.wait(HEARTBEAT_S)
+                self._flush_locked(False)
+                self.out.append((CHUNK, self.trial_id, dest, rel, offset, data))
+                self.queued_bytes += len(data)
+                self.cv.notify_all()
+        self._sent(src)
+        return (*row[:4], dest)
+
+    def _upload(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Upload the checkpoint folder ``row[4]`` to the trial's storage URL (before the row is queued, so
+        the driver never hears of a checkpoint that is not there); the row then names its URL."""
+        from tunesmith.checkpoint import upload
+
+        src: str = row[4]
+        assert self.upload_to is not None
+        dest = self.upload_to + "/" + os.path.basename(src)
+        upload(src, dest)
+        self._sent(src)
+        return (*row[:4], dest)
+
+    def _sent(self, src: str) -> None:
+        """The staging copy of the checkpoint sent before ``src`` is no longer needed (the trial restores from
+        its latest, ``src``, which stays until the next one is sent)."""
+        if self.last_shipped is not None and self.last_shipped not in (src, self.keep):
+            shutil.rmtree(self.last_shipped, ignore_errors=True)
+        self.last_shipped = src
+
+    # driver's calls, from Ray's method threads -----------------------------------------------------------
+    def take(self, timeout: float) -> list[tuple[Any, ...]]:
+        with self.cv:
+            if not self.out and not self.rows:
+                self.cv.wait(timeout)
+            self._flush_locked(False)
+            msgs, size, n = [], 0, 0
+            for msg in self.out:
+                if msg[0] == CHUNK:
+                    if size and size + len(msg[5]) > self.chunk_bytes:
+                        break
+                    size += len(msg[5])
+                elif msg[0] == RESULTS:
+                    self.queued_rows -= len(msg[2])
+                msgs.append(msg)
+                n += 1
+            del self.out[:n]
+            self.queued_bytes -= size
+            self.cv.notify_all()
+            return msgs
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+        with self.cv:
+            if trial_id == self.trial_id:
+                self.decision = (cont, next_decision)
+                self.cv.notify_all()
+
+    def stop(self, trial_id: int) -> None:
+        with self.cv:
+            if trial_id == self.trial_id:
+                self.stopped = True
+                self.cv.notify_all()
+
+
+class _TrialActor:
+    """One Ray actor: runs one trial at a time (in its own thread), reused for the next trial with the same
+    resources. Created as a threaded actor so that ``events``, ``decide`` and ``stop`` run while the trial
+    does."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self.channel = _ActorChannel()
+        self.functions: dict[str, Any] = {}
+        from tunesmith.executors._worker import _Output
+
+        self.output = _Output()
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.thread: threading.Thread | None = None
+
+    def run(self, spec: dict[str, Any], fn_ref: list[Any], restore_files: list[Any] | None) -> dict[str, Any]:
+        """Start the trial in a thread; return where it runs. The restore checkpoint, when it has to come
+        from the driver, is written here first, so the driver can drop its copy when this returns."""
+        import ray
+
+        from tunesmith import _signing
+
+        spec = dict(spec)
+        _signing.use(spec.pop("signing_key"))  # the driver's key signs what this trial writes
+        storage = spec.pop("storage")  # this trial's checkpoints URL, with RayBackend(storage=...)
+        remote = spec["driver_node"] != self.node_id and not spec["shared_storage"]
+        driver_ckpts = os.path.join(spec["trial_dir"], "checkpoints")
+        # a node-local folder for checkpoints on their way to the driver or to the storage URL
+        stage = _staging_dir(self.node_id, spec["trial_dir"]) if remote or storage else None
+        keep = None
+        try:
+            for p in reversed(spec.pop("sys_path")):
+                if p not in sys.path:
+                    sys.path.insert(0, p)
+            if remote:
+                spec["trial_dir"] = stage
+            if stage is not None:
+                spec["checkpoint_dir"] = os.path.join(stage, "checkpoints")
+            if is_url(spec["restore"]):
+                from tunesmith.checkpoint import download
+
+                assert stage is not None  # a URL restore means storage=, which stages
+
+                os.makedirs(os.path.join(stage, "restore"), exist_ok=True)
+                keep = spec["restore"] = download(spec["restore"], os.path.join(stage, "restore"))
+            elif remote and spec["restore"] is not None and restore_files is not None:
+                assert stage is not None  # remote: staged
+                keep = spec["restore"] = receive_folder(restore_files, os.path.join(stage, "restore"),
+                                                        os.path.basename(spec["restore"]))
+            fn = self.functions.get(spec["fn_key"])
+            if fn is None:
+                fn = self.functions[spec["fn_key"]] = ray.get(fn_ref[0])
+        except BaseException:  # noqa: BLE001 - reported as the trial's failure; the actor lives on
+            self.channel.reset(spec["trial_id"], None, None)
+            self.channel.finish("error", "could not start the trial in its Ray actor:\n" + traceback.format_exc())
+            return {"node": self.node_id, "pid": os.getpid()}
+        self.channel.reset(spec["trial_id"], driver_ckpts if remote and not storage else None, keep,
+                           spec["chunk_bytes"], upload_to=storage,
+                           on_finish=None if stage is None else lambda: _remove_staging(stage))
+        self.thread = threading.Thread(target=self._run, args=(spec, fn), name="tunesmith-trial", daemon=True)
+        self.thread.start()
+        return {"node": self.node_id, "pid": os.getpid()}
+
+    def _run(self, spec: dict[str, Any], fn: Any) -> None:
+        from tunesmith.executors._worker import _run_trial
+
+        _run_trial(spec, fn, self.channel, self.output)
+
+    def events(self, timeout: float) -> list[tuple[Any, ...]]:
+        return self.channel.take(timeout)
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+        self.channel.decide(trial_id, cont, next_decision)
+
+    def stop(self, trial_id: int) -> None:
+        self.channel.stop(trial_id)
+
+
+def _remove_staging(stage: str) -> None:
+    """Every checkpoint of the trial was read for the driver (queued in memory) or uploaded to the
+    storage: the staging copies can go."""
+    shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
+    shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
+
+
+def _staging_dir(node_id: str, trial_dir: str) -> str:
+    """A node-local folder for a trial whose experiment folder (``<exp>/trials/<trial>``) is on the driver's
+    machine."""
+    exp = os.path.basename(os.path.dirname(os.path.dirname(trial_dir)))
+    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], exp, "trials",
+                        os.path.basename(trial_dir))

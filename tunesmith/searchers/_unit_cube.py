@@ -1,0 +1,285 @@
+"""The unit-cube view of a space, for the searchers that search a cube (``QuasiRandom``, ``BOHB``) or read
+stored configs back (``OptunaSearch``).
+
+``UnitCube`` gives every sampled domain of a space one coordinate of [0, 1]^d and maps a point of the
+cube to a config through each domain's ``from_unit``, so a low-discrepancy sequence or a density model
+over the cube turns into configs the same way random search does; ``encode``/``to_unit`` go back from a
+config, ``fits`` tells which option of a choice a stored config took.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any, cast
+
+import numpy as np
+
+from tunesmith.space import (
+    Choice,
+    Domain,
+    Grid,
+    KeyPath,
+    LogRandInt,
+    LogUniform,
+    Normal,
+    QLogUniform,
+    QNormal,
+    QUniform,
+    RandInt,
+    SampleFrom,
+    Uniform,
+    resolve,
+)
+
+__all__ = ["Dim", "Slot", "UnitCube", "fits", "resolve_fixed", "to_unit"]
+
+# (config key path, the branch taken to reach it: ((choice path, option index), ...))
+Slot = tuple[KeyPath, tuple[tuple[KeyPath, int], ...]]
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One coordinate of the cube: the domain sampled at ``slot`` (a selector for choice/grid)."""
+
+    slot: Slot
+    domain: Domain
+    depth: int  # how many choice options lie above it (0: a leaf of the space itself)
+
+    @property
+    def categories(self) -> int:
+        """The number of options of a choice/grid coordinate; 0 for a numeric one."""
+        if isinstance(self.domain, Choice):
+            return len(self.domain.options)
+        if isinstance(self.domain, Grid):
+            return len(self.domain.values)
+        return 0
+
+
+class _NoRandom:
+    """Given to ``resolve`` when every domain is fixed: a draw would be a bug."""
+
+    def random(self) -> float:
+        raise AssertionError("a domain of the space was not fixed from the unit cube")
+
+
+_MISSING = object()
+
+
+class UnitCube:
+    """The unit-cube view of a space: one coordinate per sampled domain, every branch included.
+
+    Args:
+        space: a validated space.
+        cross_grids: ``True``: grid keys are not coordinates (the caller crosses them, passing
+            ``grid_points()``); ``False``: a grid is one more categorical coordinate, searched like a
+            choice.
+    """
+
+    def __init__(self, space: dict[str, Any], cross_grids: bool) -> None:
+        self.space = space
+        self.cross_grids = cross_grids
+        found: list[Dim] = []
+        self._grid_keys: list[tuple[KeyPath, Grid]] = []
+        self._walk_dict(space, (), (), 0, found)
+        self.dims: list[Dim] = sorted(found, key=lambda d: d.depth)  # stable: top-level leaves first
+        self.index: dict[Slot, int] = {d.slot: i for i, d in enumerate(self.dims)}
+
+    # -- structure ------------------------------------------------------------------------------------
+    def _walk_dict(self, mapping: dict[str, Any], path: KeyPath, branch: tuple[tuple[KeyPath, int], ...],
+                   depth: int, out: list[Dim]) -> None:
+        for key, value in mapping.items():
+            self._walk_value(value, (*path, key), branch, depth, out)
+
+    def _walk_value(self, value: Any, path: KeyPath, branch: tuple[tuple[KeyPath, int], ...], depth: int,
+                    out: list[Dim]) -> None:
+        if isinstance(value, SampleFrom):
+            return
+        if isinstance(value, (Choice, Grid)):
+            items = value.options if isinstance(value, Choice) else value.values
+            if isinstance(value, Grid) and self.cross_grids:
+                self._grid_keys.append((path, value))
+            else:
+                out.append(Dim((path, branch), value, depth))
+            for i, item in enumerate(items):
+                self._walk_value(item, path, (*branch, (path, i)), depth + 1, out)
+        elif isinstance(value, Domain):
+            out.append(Dim((path, branch), value, depth))
+        elif isinstance(value, dict):
+            self._walk_dict(value, path, branch, depth, out)
+
+    def grid_points(self) -> list[dict[KeyPath, int]]:
+        """Every combination of the crossed grid keys' value indices, first key slowest (``[{}]`` if none)."""
+        paths = [path for path, _ in self._grid_keys]
+        combos = itertools.product(*(range(len(g.values)) for _, g in self._grid_keys))
+        return [dict(zip(paths, combo, strict=True)) for combo in combos]
+
+    # -- cube -> config -------------------------------------------------------------------------------
+    def fixed(self, u: Sequence[float] | np.ndarray, grid: dict[KeyPath, int] | None = None
+              ) -> tuple[dict[KeyPath, Any], np.ndarray]:
+        """The values a cube point gives, as ``resolve``'s ``fixed=``, and which coordinates it used.
+
+        Args:
+            u: one number in [0, 1] per coordinate.
+            grid: option indices of the crossed grid keys (from ``grid_points()``).
+
+        Returns:
+            ``(fixed, active)``: ``active[i]`` is whether coordinate ``i`` lies on the branches taken.
+        """
+        active = np.zeros(len(self.dims), dtype=bool)
+        fixed: dict[KeyPath, Any] = {}
+        for key, value in self.space.items():
+            fixed[(key,)] = self._value(value, (key,), (), u, grid or {}, fixed, active)
+        return fixed, active
+
+    def config(self, fixed: dict[KeyPath, Any]) -> dict[str, Any]:
+        """The config for ``fixed`` (``sample_from`` keys computed last, as ``resolve`` does)."""
+        return resolve_fixed(self.space, fixed)
+
+    def _value(self, value: Any, path: KeyPath, branch: tuple[tuple[KeyPath, int], ...],
+               u: Sequence[float] | np.ndarray, grid: dict[KeyPath, int], fixed: dict[KeyPath, Any],
+               active: np.ndarray) -> Any:
+        if isinstance(value, SampleFrom):
+            return value  # resolve defers it
+        if isinstance(value, (Choice, Grid)):
+            items = value.options if isinstance(value, Choice) else value.values
+            if isinstance(value, Grid) and self.cross_grids:
+                idx = grid[path]
+            else:
+                i = self.index[(path, branch)]
+                active[i] = True
+                idx = min(math.floor(_unit(u[i]) * len(items)), len(items) - 1)
+            return self._value(items[idx], path, (*branch, (path, idx)), u, grid, fixed, active)
+        if isinstance(value, Domain):
+            i = self.index[(path, branch)]
+            active[i] = True
+            return value.from_unit(_unit(u[i]))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                fixed[(*path, key)] = self._value(item, (*path, key), branch, u, grid, fixed, active)
+        return value
+
+    # -- config -> cube -------------------------------------------------------------------------------
+    def encode(self, config: dict[str, Any]) -> np.ndarray:
+        """A cube point for a config: coordinates of untaken branches (and values that fit no option
+        or domain) are NaN; integers and options map to the middle of their interval.
+
+        Args:
+            config: a config of this space (e.g. as stored).
+        """
+        out = np.full(len(self.dims), np.nan)
+        for key, value in self.space.items():
+            self._encode(value, (key,), (), config.get(key, _MISSING), out)
+        return out
+
+    def _encode(self, value: Any, path: KeyPath, branch: tuple[tuple[KeyPath, int], ...], got: Any,
+                out: np.ndarray) -> None:
+        if got is _MISSING or isinstance(value, SampleFrom):
+            return
+        if isinstance(value, (Choice, Grid)):
+            items = value.options if isinstance(value, Choice) else value.values
+            idx = next((i for i, item in enumerate(items) if fits(item, got)), None)
+            if idx is None:
+                return
+            if not (isinstance(value, Grid) and self.cross_grids):
+                out[self.index[(path, branch)]] = (idx + 0.5) / len(items)
+            self._encode(items[idx], path, (*branch, (path, idx)), got, out)
+        elif isinstance(value, Domain):
+            u = to_unit(value, got)
+            if u is not None:
+                out[self.index[(path, branch)]] = u
+        elif isinstance(value, dict) and isinstance(got, dict):
+            for key, item in value.items():
+                self._encode(item, (*path, key), branch, got.get(key, _MISSING), out)
+
+
+def resolve_fixed(space: dict[str, Any], fixed: dict[KeyPath, Any]) -> dict[str, Any]:
+    """``resolve`` for a ``fixed`` that gives every sampled domain on the branches taken (no draws)."""
+    return resolve(space, cast(random.Random, _NoRandom()), fixed=fixed)
+
+
+def _unit(u: float) -> float:
+    return min(max(float(u), 0.0), 1.0)
+
+
+def to_unit(domain: Domain, value: Any) -> float | None:
+    """The inverse of ``domain.from_unit``: a ``u`` that maps to ``value`` (the middle of its interval
+    for integers and options), or ``None`` when ``value`` is not a value of the domain's kind."""
+    if isinstance(domain, (Choice, Grid)):
+        items = domain.options if isinstance(domain, Choice) else domain.values
+        idx = next((i for i, item in enumerate(items) if fits(item, value)), None)
+        return None if idx is None else (idx + 0.5) / len(items)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        return None
+    v = float(value)
+    u: float
+    if isinstance(domain, (Uniform, QUniform)):
+        u = (v - domain.low) / (domain.high - domain.low)
+    elif isinstance(domain, (LogUniform, QLogUniform)):
+        if v <= 0:
+            return None
+        u = math.log(v / domain.low) / math.log(domain.high / domain.low)
+    elif isinstance(domain, RandInt):
+        u = (math.floor(v) - domain.low + 0.5) / (domain.high - domain.low)
+    elif isinstance(domain, LogRandInt):
+        if v <= 0:
+            return None
+        span = math.log(domain.high / domain.low)
+        lo = math.log(max(math.floor(v), domain.low) / domain.low) / span
+        hi = math.log(min(math.floor(v) + 1, domain.high) / domain.low) / span
+        u = (lo + hi) / 2
+    elif isinstance(domain, (Normal, QNormal)):
+        u = NormalDist(float(domain.mean), float(domain.sd)).cdf(v)
+    else:
+        return None
+    return _unit(u)
+
+
+def fits(spec: Any, value: Any) -> bool:
+    """Whether ``value`` could have been drawn from ``spec`` (a domain, a nested dict, a constant).
+
+    Used to tell which option of a choice a stored config took. Lists and tuples compare alike (a
+    config read back from JSON has lists); ``True`` is not ``1``.
+    """
+    if isinstance(spec, SampleFrom):
+        return True
+    if isinstance(spec, (Choice, Grid)):
+        items = spec.options if isinstance(spec, Choice) else spec.values
+        return any(fits(item, value) for item in items)
+    if isinstance(spec, Domain):
+        return _in_domain(spec, value)
+    if isinstance(spec, dict):
+        return (isinstance(value, dict) and set(value) == set(spec)
+                and all(fits(spec[k], value[k]) for k in spec))
+    return _same(spec, value)
+
+
+def _in_domain(domain: Domain, value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if isinstance(domain, (Normal, QNormal)):
+        return not math.isnan(value)
+    low, high = getattr(domain, "low", None), getattr(domain, "high", None)
+    if low is None or high is None:
+        return False
+    if isinstance(domain, (RandInt, LogRandInt)):
+        return float(value).is_integer() and low <= value < high
+    return bool(low <= value <= high)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # an object whose == misbehaves is simply not the same
+        return False
