@@ -132,7 +132,11 @@ class Controller:
             if not self._running:
                 if self._stopping or self._fatal is not None:
                     break
-                if self._searcher_done and not self._pending_launch and self._resumable() is None:
+                if not self._pending_launch and self._resumable() is None and (
+                        self._searcher_done or not self.scheduler.accepting_new_trials(self.view)):
+                    # nothing runs, nothing is left to resume, and no new trial may start: nothing could
+                    # change that (a scheduler that refuses new trials, Deadline's after its deadline, while
+                    # idle would refuse forever)
                     break
             # Nothing running but not done: waiting for time to pass (a time budget, a scheduler that takes
             # no new trials yet). Wait a poll interval rather than spin: the simulated executor's virtual
@@ -190,10 +194,9 @@ class Controller:
     def _next_launch(self) -> Launch | None:
         if self._pending_launch:
             return self._pending_launch.pop(0)
-        tid = self._resumable()
-        if tid is not None:
-            self._chosen = None
-            return self._restart_launch(self.trials[tid])
+        launch = self._resume_chosen()
+        if launch is not None:
+            return launch
         if self._searcher_done or not self.scheduler.accepting_new_trials(self.view):
             return None
         trial_id = self._next_id
@@ -201,8 +204,14 @@ class Controller:
         if config is FINISHED:
             self._searcher_done = True
             self.scheduler.on_no_more_trials(self.view)
-            return None
+            return self._resume_chosen()
         if config is None:
+            if not self._running and self._paused:
+                # Stalled: the searcher waits for a trial to end (a ConcurrencyLimiter counts paused trials as
+                # unfinished) and nothing runs that could end. The scheduler decides with the trials it has
+                # (HyperBand closes a bracket that cannot fill, PBT stops waiting for newcomers).
+                self.scheduler.on_no_more_trials(self.view)
+                return self._resume_chosen()
             return None
         assert isinstance(config, dict)
         self._next_id += 1
@@ -211,6 +220,13 @@ class Controller:
         self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
         return self._make_launch(trial)
+
+    def _resume_chosen(self) -> Launch | None:
+        tid = self._resumable()
+        if tid is None:
+            return None
+        self._chosen = None
+        return self._restart_launch(self.trials[tid])
 
     def _make_launch(self, trial: TrialView) -> Launch:
         restore = trial.checkpoint_path if trial.iteration > 0 else None
