@@ -454,6 +454,7 @@ class Controller:
         if isinstance(action, Exploit):
             source = self.trials[action.source_trial]
             it, path = self._exploit_source(action)
+            old_config, from_iteration = trial.config, trial.iteration
             trial.config = dict(action.config)
             self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
             trial.parent_id = source.id
@@ -464,11 +465,16 @@ class Controller:
             trial.checkpoint_path = path
             trial.checkpoint_iteration = it
             self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
-            trial.status = TrialStatus.PENDING
-            self._pending_launch.append(self._make_launch(trial))
+            if action.pause:  # resumed from the cloned checkpoint when the scheduler chooses it
+                trial.status = TrialStatus.PAUSED
+                self._paused.add(trial.id)
+            else:
+                trial.status = TrialStatus.PENDING
+                self._pending_launch.append(self._make_launch(trial))
             return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
-                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config}))
+                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
+                                 "from_iteration": from_iteration, "old_config": old_config}))
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
         return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, None

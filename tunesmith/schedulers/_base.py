@@ -35,12 +35,15 @@ class Pause:
 
 @dataclass(frozen=True)
 class Exploit:
-    """Restart this trial from ``source_trial``'s checkpoint with ``config`` (PBT)."""
+    """Restart this trial from ``source_trial``'s checkpoint with ``config`` (PBT). With ``pause=True`` the
+    trial takes the checkpoint and config now but waits PAUSED until ``choose_trial_to_run`` names it
+    (time-sharing: others are behind it)."""
 
     source_trial: int
     config: dict[str, Any]
     source_checkpoint: str | None = None
     source_iteration: int | None = None
+    pause: bool = False
 
 
 CONTINUE = Continue()
