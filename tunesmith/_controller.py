@@ -75,6 +75,8 @@ class Controller:
         # trials created since the last store transaction, with the time they were created
         self._new_rows: list[tuple[TrialView, float]] = []
         self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
+        # (trial, iteration, generation): PBT exploits whose trial continues as a new generation from there
+        self._generations: list[tuple[int, int, int]] = []
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
         self._fatal: BaseException | None = None
@@ -275,7 +277,7 @@ class Controller:
 
     # -- events -------------------------------------------------------------------------------------
     def _handle(self, events: list[Event]) -> None:
-        rows: list[tuple[int, int, float, float, str]] = []
+        rows: list[tuple[int, int, float, float, str, int]] = []
         ckpts: list[tuple[int, int, str, float]] = []
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
@@ -285,12 +287,12 @@ class Controller:
                 continue
             if type(ev) is Results:
                 results = []
-                tid = trial.id
+                tid, generation = trial.id, trial.generation
                 batch = ev.rows
                 # one C-level decode for the whole batch instead of one json.loads per result
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
-                    rows.append((tid, iteration, time_total, timestamp, text))
+                    rows.append((tid, iteration, time_total, timestamp, text, generation))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
                     metrics[TIMESTAMP] = timestamp
@@ -334,6 +336,7 @@ class Controller:
                 if event is not None:
                     logged.append((event[0], trial.id, event[1]))
             self.store.update_trials(db, changes, logged)
+            self._write_generations(db)  # with the exploit's own rows: a crash never splits them
         self._delete(drop)
         # 2. then decide
         self.view.now = self.elapsed()
@@ -459,7 +462,11 @@ class Controller:
             self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
             trial.parent_id = source.id
             trial.parent_iteration = it
-            self._restarts.append((trial.id, it))
+            # a new generation: the results its old lineage reported after ``it`` are kept, not replaced
+            trial.generation += 1
+            self._generations.append((trial.id, it, trial.generation))
+            if not action.pause:
+                self._restarts.append((trial.id, it))
             self.ledger.forget_after(trial.id, it)
             trial.iteration = it
             trial.checkpoint_path = path
@@ -474,7 +481,8 @@ class Controller:
             return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
                     ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
-                                 "from_iteration": from_iteration, "old_config": old_config}))
+                                 "from_iteration": from_iteration, "old_config": old_config,
+                                 "generation": trial.generation}))
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
         return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, None
@@ -513,7 +521,13 @@ class Controller:
             self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)
 
     # -- store --------------------------------------------------------------------------------------
+    def _write_generations(self, db: Any) -> None:
+        for tid, it, generation in self._generations:
+            self.store.new_generation(db, tid, it, generation)
+        self._generations.clear()
+
     def _write_pending(self, db: Any) -> None:
+        self._write_generations(db)
         for trial, created in self._new_rows:
             self.store.insert_trial(db, trial.id, trial.config, trial.resources, TrialStatus.RUNNING.value,
                                     created=created, start_time=trial.start_time)

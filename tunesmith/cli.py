@@ -358,7 +358,8 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
             "mode": rs.mode,
             "trials": [{"id": t.id, "name": t.name, "status": t.status.value, "iteration": t.iteration,
                         "config": t.config, "last_result": t.last_result, "error": t.error,
-                        "num_failures": t.num_failures, "parent_id": t.parent_id} for t in trials],
+                        "num_failures": t.num_failures, "parent_id": t.parent_id,
+                        "parent_iteration": t.parent_iteration} for t in trials],
         }, indent=2, default=str))
         return
     click.echo(printable(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {len(rs.trials)} trials ("
@@ -367,11 +368,14 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
         click.echo(printable(note, one_line=True))
     config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
     metrics = list(rs.metrics)
-    columns = ["trial", "status", "iter"] + metrics + config_keys
+    parents = any(t.parent_id is not None for t in trials)  # PBT: whose checkpoint the latest exploit cloned
+    columns = ["trial", "status", "iter"] + (["parent"] if parents else []) + metrics + config_keys
     table = _table(*columns)
     for t in trials:
         flat = flatten(t.config)
         row = [t.name, t.status.value.lower(), str(t.iteration)]
+        if parents:
+            row.append("" if t.parent_id is None else f"{t.parent_id}@{t.parent_iteration}")
         row += [_fmt(t.last_result.get(m, "")) for m in metrics]
         row += [_fmt(flat.get(k, "")) for k in config_keys]
         table.add_row(*row)
