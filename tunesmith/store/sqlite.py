@@ -413,7 +413,8 @@ class Store:
         elif all_generations:
             join, order = "", "r.trial_id, r.generation, r.iteration"
         else:
-            join, order = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation", "r.trial_id, r.iteration"
+            join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation"
+            order = "r.trial_id, r.iteration"
         where, args = "", ()
         if trial_id is not None:
             where, args = " WHERE r.trial_id = ?", (trial_id,)  # type: ignore[assignment]
