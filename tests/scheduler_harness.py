@@ -89,7 +89,7 @@ class Harness:
             trial.parent_id, trial.parent_iteration = decision.source_trial, decision.source_iteration
             trial.checkpoint_path = decision.source_checkpoint
             trial.checkpoint_iteration = trial.iteration = decision.source_iteration or 0
-            trial.status = TrialStatus.PENDING
+            trial.status = TrialStatus.PAUSED if decision.pause else TrialStatus.PENDING
 
     def end(self, trial_id: int, status: TrialStatus = TrialStatus.TERMINATED) -> None:
         """The trial ended (returned, was stopped or failed): mark it and call ``on_complete``."""

@@ -83,6 +83,8 @@ class Controller:
         # trials created since the last store transaction, with the time they were created
         self._new_rows: list[tuple[TrialView, float]] = []
         self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
+        # (trial, iteration, generation): PBT exploits whose trial continues as a new generation from there
+        self._generations: list[tuple[int, int, int]] = []
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
         self._fatal: BaseException | None = None
@@ -141,7 +143,11 @@ class Controller:
             if not self._running:
                 if self._stopping or self._fatal is not None:
                     break
-                if self._searcher_done and not self._pending_launch and self._resumable() is None:
+                if not self._pending_launch and self._resumable() is None and (
+                        self._searcher_done or not self.scheduler.accepting_new_trials(self.view)):
+                    # nothing runs, nothing is left to resume, and no new trial may start: nothing could
+                    # change that (a scheduler that refuses new trials, Deadline's after its deadline, while
+                    # idle would refuse forever)
                     break
             # Nothing running but not done: waiting for time to pass (a time budget, a scheduler that takes
             # no new trials yet). Wait a poll interval rather than spin: the simulated executor's virtual
@@ -200,10 +206,9 @@ class Controller:
     def _next_launch(self) -> Launch | None:
         if self._pending_launch:
             return self._pending_launch.pop(0)
-        tid = self._resumable()
-        if tid is not None:
-            self._chosen = None
-            return self._restart_launch(self.trials[tid])
+        launch = self._resume_chosen()
+        if launch is not None:
+            return launch
         if self._searcher_done or not self.scheduler.accepting_new_trials(self.view):
             return None
         trial_id = self._next_id
@@ -211,8 +216,14 @@ class Controller:
         if config is FINISHED:
             self._searcher_done = True
             self.scheduler.on_no_more_trials(self.view)
-            return None
+            return self._resume_chosen()
         if config is None:
+            if not self._running and self._paused:
+                # Stalled: the searcher waits for a trial to end (a ConcurrencyLimiter counts paused trials as
+                # unfinished) and nothing runs that could end. The scheduler decides with the trials it has
+                # (HyperBand closes a bracket that cannot fill, PBT stops waiting for newcomers).
+                self.scheduler.on_no_more_trials(self.view)
+                return self._resume_chosen()
             return None
         assert isinstance(config, dict)
         resources = self._resources_for(trial_id, config)
@@ -246,6 +257,13 @@ class Controller:
             return resources
         self._searcher_done = True  # the experiment ends: nothing more is suggested
         return None
+
+    def _resume_chosen(self) -> Launch | None:
+        tid = self._resumable()
+        if tid is None:
+            return None
+        self._chosen = None
+        return self._restart_launch(self.trials[tid])
 
     def _make_launch(self, trial: TrialView) -> Launch:
         restore = trial.checkpoint_path if trial.iteration > 0 else None
@@ -294,7 +312,7 @@ class Controller:
 
     # -- events -------------------------------------------------------------------------------------
     def _handle(self, events: list[Event]) -> None:
-        rows: list[tuple[int, int, float, float, str]] = []
+        rows: list[tuple[int, int, float, float, str, int]] = []
         ckpts: list[tuple[int, int, str, float]] = []
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
@@ -304,14 +322,14 @@ class Controller:
                 continue
             if type(ev) is Results:
                 results = []
-                tid = trial.id
+                tid, generation = trial.id, trial.generation
                 batch = ev.rows
                 # one C-level decode for the whole batch instead of one json.loads per result
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
                     if self.constraints is not None:
                         text = self._add_constraints(trial, iteration, time_total, timestamp, metrics)
-                    rows.append((tid, iteration, time_total, timestamp, text))
+                    rows.append((tid, iteration, time_total, timestamp, text, generation))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
                     metrics[TIMESTAMP] = timestamp
@@ -356,6 +374,7 @@ class Controller:
                 if event is not None:
                     logged.append((event[0], trial.id, event[1]))
             self.store.update_trials(db, changes, logged)
+            self._write_generations(db)  # with the exploit's own rows: a crash never splits them
         self._delete(drop)
         # 2. then decide
         self.view.now = self.elapsed()
@@ -510,22 +529,32 @@ class Controller:
         if isinstance(action, Exploit):
             source = self.trials[action.source_trial]
             it, path = self._exploit_source(action)
-            old_config, trial.config = trial.config, dict(action.config)
+            old_config, from_iteration = trial.config, trial.iteration
+            trial.config = dict(action.config)
             self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
             trial.parent_id = source.id
             trial.parent_iteration = it
-            self._restarts.append((trial.id, it))
+            # a new generation: the results its old lineage reported after ``it`` are kept, not replaced
+            trial.generation += 1
+            self._generations.append((trial.id, it, trial.generation))
+            if not action.pause:
+                self._restarts.append((trial.id, it))
             self.ledger.forget_after(trial.id, it)
             trial.iteration = it
             trial.checkpoint_path = path
             trial.checkpoint_iteration = it
             self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
-            trial.status = TrialStatus.PENDING
-            self._pending_launch.append(self._make_launch(trial))
+            if action.pause:  # resumed from the cloned checkpoint when the scheduler chooses it
+                trial.status = TrialStatus.PAUSED
+                self._paused.add(trial.id)
+            else:
+                trial.status = TrialStatus.PENDING
+                self._pending_launch.append(self._make_launch(trial))
             return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
                     ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
-                                 "old_config": old_config}))
+                                 "from_iteration": from_iteration, "old_config": old_config,
+                                 "generation": trial.generation}))
         if status == "ok" and trial.last_result is None and self.objective and action is None:
             log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
                         "tunesmith.report({...}) in the training function (or return a dict of metrics)",
@@ -573,7 +602,13 @@ class Controller:
             self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)
 
     # -- store --------------------------------------------------------------------------------------
+    def _write_generations(self, db: Any) -> None:
+        for tid, it, generation in self._generations:
+            self.store.new_generation(db, tid, it, generation)
+        self._generations.clear()
+
     def _write_pending(self, db: Any) -> None:
+        self._write_generations(db)
         for trial, created in self._new_rows:
             self.store.insert_trial(db, trial.id, trial.config, trial.resources, TrialStatus.RUNNING.value,
                                     created=created, start_time=trial.start_time)

@@ -40,7 +40,8 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
     for rec in records:
         trial = TrialView(id=rec["id"], config=rec["config"], status=TrialStatus(rec["status"]),
                           resources=rec["resources"] or dict(ctl.resources), parent_id=rec["parent_id"],
-                          parent_iteration=rec["parent_iteration"], num_failures=rec["num_failures"],
+                          parent_iteration=rec["parent_iteration"], generation=rec["generation"],
+                          num_failures=rec["num_failures"],
                           error=rec["error"], start_time=rec["start_time"], end_time=rec["end_time"])
         ctl.trials[trial.id] = trial
         ctl._next_id = max(ctl._next_id, trial.id + 1)

@@ -31,6 +31,10 @@ class TrialResult:
             gives the state back. Paths are under the folder the experiment is read from (moved or copied
             folders find their own checkpoints).
         error: the traceback of its last failure, or None.
+        parent_id: PBT: the trial whose checkpoint its *latest* exploit cloned (None if never exploited);
+            ``parent_iteration`` is that checkpoint's iteration. Every exploit, with the configs before and
+            after, is in ``ResultSet.lineage(id)``.
+        generation: PBT: how many times it was exploited; ``history(id)`` is its current generation.
     """
 
     id: int
@@ -46,6 +50,7 @@ class TrialResult:
     parent_id: int | None = None
     parent_iteration: int | None = None
     resources: dict[str, float] = field(default_factory=dict)
+    generation: int = 0
 
     @property
     def name(self) -> str:
@@ -143,7 +148,7 @@ class ResultSet:
             metrics=last if metrics is None else metrics, last_result=last, checkpoint=ckpt,
             error=rec["error"], num_failures=rec["num_failures"], iteration=rec["iteration"],
             path=_layout.trial_dir(self.path, rec["id"]), parent_id=rec["parent_id"],
-            parent_iteration=rec["parent_iteration"], resources=rec["resources"])
+            parent_iteration=rec["parent_iteration"], resources=rec["resources"], generation=rec["generation"])
 
     def filter(self, status: TrialStatus | str | Iterable[TrialStatus | str] | None = None,
                config: dict[str, Any] | None = None,
@@ -271,9 +276,37 @@ class ResultSet:
         ranked = ped_anova([t.config for t in done], scores)
         return dict(sorted(ranked.items(), key=lambda item: (-item[1], item[0])))
 
-    def history(self, trial: int | str) -> list[dict[str, Any]]:
-        """The stored results of one trial, in iteration order."""
-        return [result_dict(row) for row in self._store.results(_trial_id(trial))]
+    def history(self, trial: int | str, all_generations: bool = False) -> list[dict[str, Any]]:
+        """The stored results of one trial's current generation, in iteration order: after PBT exploits, the
+        results it reported before its latest exploit up to the cloned checkpoint's iteration, then the ones
+        since (a restart from its own checkpoint replaced what came after it).
+
+        ``all_generations=True``: every result the trial reported, the ones its exploits superseded included,
+        ordered by ``generation`` (a key of each dict) then iteration; the current generation comes last.
+        """
+        rows = self._store.results(_trial_id(trial), all_generations=all_generations)
+        if not all_generations:
+            return [result_dict(row) for row in rows]
+        return [{**result_dict(row), "generation": row.generation} for row in rows]
+
+    def lineage(self, trial: int | str | None = None) -> list[dict[str, Any]]:
+        """Every PBT exploit (of one trial, or of all), in the order they happened, from the store's events.
+
+        Each is a dict: ``trial_id``; ``source`` (the trial whose checkpoint was cloned) and
+        ``source_iteration`` (that checkpoint's iteration: the exploited trial went on from there);
+        ``iteration`` (where the trial itself was when it was exploited); ``old_config`` and ``config`` (before
+        and after); ``generation`` (the generation it started); ``time`` (a Unix time). ``iteration``,
+        ``old_config`` and ``generation`` are None in stores written before they were recorded (schema 1).
+        """
+        wanted = None if trial is None else _trial_id(trial)
+        out = []
+        for _seq, when, kind, tid, data in self._store.events():
+            if kind != "exploit" or not isinstance(data, dict) or (wanted is not None and tid != wanted):
+                continue
+            out.append({"trial_id": tid, "source": data.get("source"), "source_iteration": data.get("iteration"),
+                        "iteration": data.get("from_iteration"), "old_config": data.get("old_config"),
+                        "config": data.get("config"), "generation": data.get("generation"), "time": when})
+        return out
 
     @property
     def best(self) -> TrialResult:

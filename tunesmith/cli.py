@@ -393,7 +393,8 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
             "mode": rs.mode,
             "trials": [{"id": t.id, "name": t.name, "status": t.status.value, "iteration": t.iteration,
                         "config": t.config, "last_result": t.last_result, "error": t.error,
-                        "num_failures": t.num_failures, "parent_id": t.parent_id} for t in trials],
+                        "num_failures": t.num_failures, "parent_id": t.parent_id,
+                        "parent_iteration": t.parent_iteration} for t in trials],
         }, indent=2, default=str))
         return
     click.echo(printable(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {len(rs.trials)} trials ("
@@ -409,11 +410,15 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
     constrained = sorted({k for t in trials for k in t.last_result if k.startswith("constraint/")},
                          key=lambda k: (len(k), k))
     metrics = list(rs.metrics) + [k for k in constrained if k not in rs.metrics]
-    columns = ["trial", "status", "iter"] + metrics + (["feasible"] if constrained else []) + config_keys
+    parents = any(t.parent_id is not None for t in trials)  # PBT: whose checkpoint the latest exploit cloned
+    columns = (["trial", "status", "iter"] + (["parent"] if parents else []) + metrics
+               + (["feasible"] if constrained else []) + config_keys)
     table = _table(*columns)
     for t in trials:
         flat = flatten(t.config)
         row = [t.name, t.status.value.lower(), str(t.iteration)]
+        if parents:
+            row.append("" if t.parent_id is None else f"{t.parent_id}@{t.parent_iteration}")
         row += [_fmt(t.last_result.get(m, "")) for m in metrics]
         if constrained:
             ok = feasible_result(t.last_result)

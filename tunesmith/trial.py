@@ -70,6 +70,7 @@ class TrialView:
     checkpoint_iteration: int = 0
     parent_id: int | None = None
     parent_iteration: int | None = None
+    generation: int = 0  # PBT exploits so far (each starts a new generation of its results)
     num_failures: int = 0
     error: str | None = None
     start_time: float | None = None

@@ -343,3 +343,36 @@ def test_the_command_line_rebuilds_every_scheduler_it_offers() -> None:
         assert again.to_spec() == spec
         if type_name != "FIFO":  # the same arguments decide the same
             assert decisions(again) == decisions(getattr(ts, type_name)(**kwargs))
+
+
+# -- no deadlock with a searcher wrapper ---------------------------------------------------------------------------
+# A pausing scheduler (HyperBand until its rung fills, PBT while the population catches up, Deadline, a resize)
+# holds trials that a ConcurrencyLimiter counts as unfinished; a Repeat hands out a config's repeats before the
+# next config. Every combination must end on its own.
+WRAPPERS: dict[str, Callable[[Any], Any]] = {
+    "plain": lambda searcher: searcher,
+    "limiter": lambda searcher: ts.ConcurrencyLimiter(searcher, max_concurrent=2),
+    "repeat": lambda searcher: ts.Repeat(searcher, n=2),
+    "limiter-repeat": lambda searcher: ts.ConcurrencyLimiter(ts.Repeat(searcher, n=2), max_concurrent=3),
+}
+_BUDGET_S = 100_000.0  # virtual seconds; a deadlocked run idles until this budget ends it
+
+
+def _sim_trial(config: dict[str, Any], ctx: Any) -> Any:
+    state = ctx.checkpoint or {"step": 0}
+    while state["step"] < MAX_ITER:
+        state["step"] += 1
+        yield {"loss": value(ctx.trial_id, config, state["step"])}, 1.0, dict(state)
+
+
+@pytest.mark.parametrize("wrapper", list(WRAPPERS))
+def test_no_scheduler_and_searcher_wrapper_deadlock(make: Make, wrapper: str, tmp_path: Any) -> None:
+    from tunesmith.executors.simulated import SimulatedExecutor
+
+    executor = SimulatedExecutor({"cpu": 4})
+    searcher = WRAPPERS[wrapper](ts.Random(seed=0))
+    result = ts.run(_sim_trial, space={"lr": ts.loguniform(1e-4, 1e-1), "width": 32}, metric="loss", mode="min",
+                    num_samples=8, scheduler=make(0), searcher=searcher, backend=executor, time_budget_s=_BUDGET_S,
+                    storage_path=str(tmp_path), verbose=0, file_loggers=False)
+    assert executor.clock() < 1_000.0, f"{make.id} with {wrapper} idled until the time budget"  # type: ignore[attr-defined]
+    assert len(result.trials) >= 8 and all(t.status is TrialStatus.TERMINATED for t in result.trials)

@@ -149,3 +149,12 @@ def test_fast_path_matches_the_general_scan(Harness, events, mode, min_samples, 
         a = fast.report(trial_id, t, value, apply=False)
         b = scan.report(trial_id, t, value, apply=False, extra={"step": t})
         assert a == b, (trial_id, t)
+
+
+def test_running_averages_start_at_step_1_as_in_golovin_et_al_not_at_the_grace_period(Harness):
+    # Vizier (Golovin et al., KDD 2017, sec. 3.2.2): the median of the running averages o_{1:s} of the other
+    # trials' objectives reported up to step s; the grace period only delays judging. Ray Tune's
+    # MedianStoppingRule averages only results at or after grace_period (it would take 0 here and stop).
+    h = with_others(Harness, [[10.0, 10.0, 0.0]], grace_period=3, min_samples=1)
+    assert h.run([(1, 1, 5.0), (1, 2, 5.0), (1, 3, 5.0)]) == [CONTINUE, CONTINUE, CONTINUE]  # 5 < 20/3
+    assert h.run([(2, 1, 9.0), (2, 2, 9.0), (2, 3, 9.0)]) == [CONTINUE, CONTINUE, STOP]  # 9 > (20/3 + 5) / 2

@@ -34,7 +34,7 @@ def test_results_replace_not_duplicate_and_truncate(tmp_path):
         s.append_results(db, [(1, 3, 3.0, 0.0, '{"v": 30}')])
     rows = s.results(1)
     assert [r.iteration for r in rows] == [1, 2, 3]
-    assert rows[0]._fields == ("trial_id", "iteration", "time_total", "timestamp", "metrics")  # named, in order
+    assert rows[0]._fields == ("trial_id", "iteration", "time_total", "timestamp", "metrics", "generation")
     assert rows[-1].trial_id == 1 and json.loads(rows[-1].metrics)["v"] == 30
     assert result_dict(rows[-1])["v"] == 30
     assert s.checkpoints(1) == [(2, "/c2")]

@@ -35,12 +35,15 @@ class Pause:
 
 @dataclass(frozen=True)
 class Exploit:
-    """Restart this trial from ``source_trial``'s checkpoint with ``config`` (PBT)."""
+    """Restart this trial from ``source_trial``'s checkpoint with ``config`` (PBT). With ``pause=True`` the
+    trial takes the checkpoint and config now but waits PAUSED until ``choose_trial_to_run`` names it
+    (time-sharing: others are behind it)."""
 
     source_trial: int
     config: dict[str, Any]
     source_checkpoint: str | None = None
     source_iteration: int | None = None
+    pause: bool = False
 
 
 CONTINUE = Continue()
@@ -111,10 +114,15 @@ class Scheduler:
         return []
 
     def on_no_more_trials(self, view: SchedulerView) -> None:
-        """The searcher is exhausted: no trial will be added (lets HyperBand close an unfilled bracket)."""
+        """No trial will be added until a paused one runs again: the searcher is exhausted, or it waits for
+        trials to end (a ``ConcurrencyLimiter`` counts paused trials as unfinished) while nothing runs. The
+        scheduler must then decide with the trials it has (HyperBand closes a bracket that cannot fill, PBT
+        stops waiting for newcomers); otherwise the experiment would wait forever. May be called more than
+        once, and trials may be added after it (a limiter's slot freed)."""
 
     def accepting_new_trials(self, view: SchedulerView) -> bool:
-        """False to keep the controller from starting new trials now (e.g. close to a deadline)."""
+        """False to keep the controller from starting new trials now (e.g. close to a deadline). While nothing
+        runs and nothing paused is chosen to resume, ``False`` ends the experiment (nothing could change)."""
         return True
 
     def to_spec(self) -> dict[str, Any]:

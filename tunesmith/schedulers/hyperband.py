@@ -17,9 +17,11 @@ ones are handed to the controller through two polls:
   ``on_complete``). Idempotent: an id stays listed until ``on_complete`` is called for it or the view
   shows it finished.
 
-A bracket stops taking trials when it is full. If the searcher runs dry first, the controller must
-call ``on_no_more_trials(view)``: partly filled brackets then count as complete, otherwise their
-trials would wait at the first rung forever.
+A bracket stops taking trials when it is full. If the searcher runs dry first, or waits for trials to
+end while every trial of the bracket is paused at a rung (a ``ConcurrencyLimiter`` counts paused trials
+as unfinished), the controller calls ``on_no_more_trials(view)``: partly filled brackets are then processed
+with what they have (as Ray Tune's HyperBandForBOHB does), otherwise their trials would wait at the first
+rung forever; trials added later start a new bracket.
 """
 
 from __future__ import annotations

@@ -25,6 +25,17 @@ Every other key keeps the source's value. If no top-quantile trial has a checkpo
 
 After an exploit the trial takes over its source's last perturbation point, so it trains at least
 ``perturbation_interval`` past it before it is judged again (as in Ray Tune).
+
+Time-sharing (a population larger than the free slots): the population must evolve together, or the
+first trials would run to the end before the last ones start, and a trial at iteration 25 would clone
+one at 975. So at a perturbation point a trial that is ahead *pauses* (``PAUSE``; after an exploit
+too, ``Exploit(pause=True)``) while another trial is behind it: one the searcher may still add (until
+``on_no_more_trials``; a new trial is at 0), or a paused or pending one whose progress is lower.
+``choose_trial_to_run`` then resumes the least advanced paused trial (ties to the lower id), and answers
+``None`` while new trials may come (they are the least advanced). This is Ray Tune's PBT with
+``synch=False``. A trial pauses only when it has a checkpoint at this very result (checkpoint at every
+perturbation point): one without would lose the iterations since its last checkpoint, so it runs on.
+When the population fits in the slots nobody is behind a running trial and nothing pauses.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
-from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Exploit, Scheduler, SchedulerView
+from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP, Decision, Exploit, Scheduler, SchedulerView
 from tunesmith.schedulers._milestones import (
     _as_iteration,
     _check_number,
@@ -48,7 +59,7 @@ from tunesmith.schedulers._milestones import (
     _reached,
     _time,
 )
-from tunesmith.trial import ITERATION, Result, TrialView
+from tunesmith.trial import ITERATION, Result, TrialStatus, TrialView
 
 _PERTURB_FACTORS = (0.8, 1.2)
 
@@ -57,6 +68,7 @@ _PERTURB_FACTORS = (0.8, 1.2)
 class _PbtTrial:
     last_score: float | None = None
     last_perturbation: float = 0.0
+    progress: float = 0.0  # ``time_attr`` at its latest result (after an exploit: the cloned checkpoint's)
     ended: bool = False
 
 
@@ -187,6 +199,8 @@ class PBT(Scheduler):
         self._mutations = _flatten(self.hyperparam_mutations, ())
         self._rng = random.Random(int(self._seed))
         self._trials: dict[int, _PbtTrial] = {}
+        self._newcomers = True  # the searcher may still add trials (until on_no_more_trials)
+        self._waiting: set[int] = set()  # trials paused to let the others catch up
 
     # -- hooks
 
@@ -199,22 +213,68 @@ class PBT(Scheduler):
             return STOP
         t = _time(result, self.time_attr)
         state.last_score = self._objective.score(result)
+        state.progress = t
+        self._waiting.discard(trial.id)
         if not _reached(t - state.last_perturbation, self._interval):
             return CONTINUE
         state.last_perturbation = t
         bottom, top = self._quantiles(view)
-        if trial.id not in bottom:
-            return CONTINUE
         sources = [s for s in top if s != trial.id and view.trials[s].checkpoint_path is not None]
-        if not sources:
+        if trial.id not in bottom or not sources:
+            if trial.checkpoint_path is not None and trial.checkpoint_iteration >= result.iteration \
+                    and self._others_behind(trial.id, t, view):
+                self._waiting.add(trial.id)
+                return PAUSE
             return CONTINUE
         source = view.trials[self._rng.choice(sources)]
-        state.last_perturbation = self._trials[source.id].last_perturbation
+        source_state = self._trials[source.id]
+        state.last_perturbation = source_state.last_perturbation
+        state.progress = source_state.last_perturbation
+        pause = self._others_behind(trial.id, state.progress, view)
+        if pause:
+            self._waiting.add(trial.id)
         return Exploit(source_trial=source.id, config=self.explore(source.config),
-                       source_checkpoint=source.checkpoint_path, source_iteration=source.checkpoint_iteration)
+                       source_checkpoint=source.checkpoint_path, source_iteration=source.checkpoint_iteration,
+                       pause=pause)
 
     def on_complete(self, trial: TrialView, result: Result | None, view: SchedulerView) -> None:
         self._trials.setdefault(trial.id, _PbtTrial()).ended = True
+        self._waiting.discard(trial.id)
+
+    def on_no_more_trials(self, view: SchedulerView) -> None:
+        """No newcomer to wait for: the paused trials take turns, least advanced first."""
+        self._newcomers = False
+
+    def choose_trial_to_run(self, view: SchedulerView) -> int | None:
+        """The least advanced trial paused for time-sharing (ties to the lower id); ``None`` while the searcher
+        may still add trials (a new trial is the least advanced of all)."""
+        if self._newcomers or not self._waiting:
+            return None
+        best: tuple[float, int] | None = None
+        for trial_id in list(self._waiting):
+            trial = view.trials.get(trial_id)
+            if trial is None or trial.status.is_finished:
+                self._waiting.discard(trial_id)
+            elif trial.status == TrialStatus.PAUSED:
+                key = (self._trials[trial_id].progress, trial_id)
+                if best is None or key < best:
+                    best = key
+        if best is None:
+            return None
+        self._waiting.discard(best[1])
+        return best[1]
+
+    def _others_behind(self, trial_id: int, progress: float, view: SchedulerView) -> bool:
+        """Whether another live trial is behind ``progress`` and waiting for a slot (or may still be added)."""
+        if self._newcomers:
+            return True
+        for other_id, other in self._trials.items():
+            if other_id == trial_id or other.ended or other.progress >= progress:
+                continue
+            trial = view.trials.get(other_id)
+            if trial is not None and trial.status in (TrialStatus.PAUSED, TrialStatus.PENDING):
+                return True
+        return False
 
     def decision_iteration(self, trial: TrialView) -> int | None:
         """The trial's next perturbation point (``training_iteration`` only)."""

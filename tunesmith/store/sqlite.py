@@ -1,7 +1,10 @@
 """The experiment store: one SQLite file per experiment, WAL mode, the driver its only writer.
 
-Everything is JSON (never pickles). Results are keyed by (trial, iteration), so a trial that restarts
-from a checkpoint replaces its later results instead of duplicating them. Readers (CLI, dashboard,
+Everything is JSON (never pickles). Results are keyed by (trial, generation, iteration): a trial that
+restarts from its own checkpoint (a pause, a retry, a resume) replaces its later results of the current
+generation instead of duplicating them, while a PBT exploit starts a new generation, so the results the
+old lineage reported after the cloned checkpoint are kept (the rows up to it move to the new generation:
+a trial's current generation is its whole current history). Readers (CLI, dashboard,
 ``tunesmith.load``) open the file read-only and never block the writer.
 
 Checkpoint paths are kept relative to the experiment folder (the folder the store file is in) and given
@@ -30,7 +33,7 @@ from tunesmith._layout import STORE_FILE, from_stored, to_stored
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "ResultRow", "Store", "StoreError", "dumps", "result_dict"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _TABLES = ("experiment", "trials", "results", "checkpoints", "events")
 _SQLITE_FULL = 13  # sqlite3.SQLITE_FULL from Python 3.11
 
@@ -46,6 +49,7 @@ CREATE TABLE IF NOT EXISTS trials (
     resources TEXT NOT NULL DEFAULT '{}',
     parent_id INTEGER,
     parent_iteration INTEGER,
+    generation INTEGER NOT NULL DEFAULT 0,
     num_failures INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     iteration INTEGER NOT NULL DEFAULT 0,
@@ -62,7 +66,8 @@ CREATE TABLE IF NOT EXISTS results (
     time_total REAL NOT NULL,
     timestamp REAL NOT NULL,
     metrics TEXT NOT NULL,
-    PRIMARY KEY (trial_id, iteration)
+    generation INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (trial_id, generation, iteration)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     trial_id INTEGER NOT NULL,
@@ -80,8 +85,21 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+
+def _v1_generations(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: PBT generations. Results are keyed by (trial, generation, iteration) and trials know
+    their current generation; every existing row is generation 0 (schema 1 deleted superseded results)."""
+    db.execute("ALTER TABLE trials ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE results RENAME TO results_v1")
+    db.execute("CREATE TABLE results (trial_id INTEGER NOT NULL, iteration INTEGER NOT NULL, time_total REAL NOT NULL, "
+               "timestamp REAL NOT NULL, metrics TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0, "
+               "PRIMARY KEY (trial_id, generation, iteration)) WITHOUT ROWID")
+    db.execute("INSERT INTO results SELECT trial_id, iteration, time_total, timestamp, metrics, 0 FROM results_v1")
+    db.execute("DROP TABLE results_v1")
+
+
 # Small migration functions, one per version step: MIGRATIONS[v] takes a store at version v to v + 1.
-MIGRATIONS: dict[int, Any] = {}
+MIGRATIONS: dict[int, Any] = {1: _v1_generations}
 
 
 class ResultRow(NamedTuple):
@@ -94,15 +112,19 @@ class ResultRow(NamedTuple):
     time_total: float
     timestamp: float
     metrics: str  # JSON, without the automatic keys (result_dict adds them)
+    generation: int = 0  # bumped by each PBT exploit of the trial
 
 
-# rows of 5 values per INSERT statement, within SQLite's limit on bound variables (999 before 3.32)
-ROWS_PER_INSERT = 1000 if sqlite3.sqlite_version_info >= (3, 32) else 199
+# rows of 6 values per INSERT statement, within SQLite's limit on bound variables (999 before 3.32)
+ROWS_PER_INSERT = 1000 if sqlite3.sqlite_version_info >= (3, 32) else 166
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_results_sql(n: int) -> str:
-    return "INSERT OR REPLACE INTO results VALUES " + ",".join(["(?, ?, ?, ?, ?)"] * n)
+def _insert_results_sql(n: int, width: int = 6) -> str:
+    if width == 5:  # rows without a generation: generation 0
+        return ("INSERT OR REPLACE INTO results(trial_id, iteration, time_total, timestamp, metrics) VALUES "
+                + ",".join(["(?, ?, ?, ?, ?)"] * n))
+    return "INSERT OR REPLACE INTO results VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * n)
 
 
 def dumps(obj: Any) -> str:
@@ -220,6 +242,8 @@ class Store:
     def _check_schema(self) -> None:
         """Refuse a store this tunesmith cannot read: newer, never completed, or with a table missing."""
         version = self._checked(lambda: self._db.execute("PRAGMA user_version").fetchone()[0])
+        # a reader of a schema-1 store (never migrated: readers do not write) reads it without generations
+        self._generations = version >= 2 or version == 0
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer tunesmith (schema {version} > "
                              f"{SCHEMA_VERSION}); upgrade tunesmith to read it")
@@ -295,8 +319,9 @@ class Store:
              time.time() if created is None else created, start_time))
 
     @staticmethod
-    def append_results(db: sqlite3.Connection, rows: Iterable[tuple[int, int, float, float, str]]) -> None:
-        """Insert (or replace: a later row of the same trial and iteration wins) result rows, up to
+    def append_results(db: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Insert (or replace: a later row of the same trial, generation and iteration wins) result rows
+        (trial, iteration, time_total, timestamp, metrics, generation; without the generation: 0), up to
         ``ROWS_PER_INSERT`` in one statement. Not ``executemany``: it gives up the interpreter lock around
         every row's step, and with another thread of the driver busy (the file loggers' writer, a user's
         callback thread) taking it back can wait the interpreter's switch interval per row
@@ -304,9 +329,10 @@ class Store:
         ``.venv/bin/python benchmarks/store.py``)."""
         rows = rows if isinstance(rows, list) else list(rows)
         step = ROWS_PER_INSERT
+        width = len(rows[0]) if rows else 6  # 5: (trial, iteration, time_total, timestamp, metrics), generation 0
         for start in range(0, len(rows), step):
             part = rows[start:start + step]
-            db.execute(_insert_results_sql(len(part)), list(itertools.chain.from_iterable(part)))
+            db.execute(_insert_results_sql(len(part), width), list(itertools.chain.from_iterable(part)))
 
     def add_checkpoints(self, db: sqlite3.Connection, rows: Iterable[tuple[int, int, str, float]]) -> None:
         """Index checkpoints (trial, iteration, absolute path, time); paths in the folder are stored relative."""
@@ -336,9 +362,22 @@ class Store:
 
     @staticmethod
     def truncate_results(db: sqlite3.Connection, trial_id: int, after_iteration: int) -> None:
-        """Drop results and checkpoint entries after ``after_iteration`` (a restart from a checkpoint)."""
-        db.execute("DELETE FROM results WHERE trial_id = ? AND iteration > ?", (trial_id, after_iteration))
+        """Drop the current generation's results and the checkpoint entries after ``after_iteration`` (a
+        restart from the trial's own checkpoint: what it reports next replaces them)."""
+        db.execute("DELETE FROM results WHERE trial_id = ? AND iteration > ? AND generation = "
+                   "(SELECT generation FROM trials WHERE id = ?)", (trial_id, after_iteration, trial_id))
         db.execute("DELETE FROM checkpoints WHERE trial_id = ? AND iteration > ?", (trial_id, after_iteration))
+
+    @staticmethod
+    def new_generation(db: sqlite3.Connection, trial_id: int, at_iteration: int, generation: int) -> None:
+        """A PBT exploit: the trial continues from a checkpoint of iteration ``at_iteration`` as generation
+        ``generation``. Its rows up to that iteration move to the new generation (they stay its current
+        history); the ones after it keep the old generation (the superseded lineage, kept as data). Its own
+        checkpoint entries after it are dropped (the files go with retention's ledger)."""
+        db.execute("UPDATE results SET generation = ? WHERE trial_id = ? AND generation = ? AND iteration <= ?",
+                   (generation, trial_id, generation - 1, at_iteration))
+        db.execute("UPDATE trials SET generation = ? WHERE id = ?", (generation, trial_id))
+        db.execute("DELETE FROM checkpoints WHERE trial_id = ? AND iteration > ?", (trial_id, at_iteration))
 
     @staticmethod
     def log_event(db: sqlite3.Connection, kind: str, trial_id: int | None, data: Any = None) -> None:
@@ -358,16 +397,28 @@ class Store:
                 if rec[key] is not None:
                     rec[key] = json.loads(rec[key])
             rec["checkpoint"] = from_stored(self.folder, rec["checkpoint"])
+            rec.setdefault("generation", 0)  # schema 1
             out.append(rec)
         return out
 
     @_reading
-    def results(self, trial_id: int | None = None) -> list[ResultRow]:
-        """Every stored result (of one trial, or of all, by trial), in iteration order."""
-        if trial_id is None:
-            cur = self._db.execute("SELECT * FROM results ORDER BY trial_id, iteration")
+    def results(self, trial_id: int | None = None, all_generations: bool = False) -> list[ResultRow]:
+        """Every stored result of the trials' current generation (of one trial, or of all, by trial), in
+        iteration order; ``all_generations=True`` adds the rows PBT exploits superseded (ordered by trial,
+        generation, iteration)."""
+        cols = "r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation"
+        if not self._generations:
+            cols, join, order = "r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, 0", "", \
+                "r.trial_id, r.iteration"
+        elif all_generations:
+            join, order = "", "r.trial_id, r.generation, r.iteration"
         else:
-            cur = self._db.execute("SELECT * FROM results WHERE trial_id = ? ORDER BY iteration", (trial_id,))
+            join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation"
+            order = "r.trial_id, r.iteration"
+        where, args = "", ()
+        if trial_id is not None:
+            where, args = " WHERE r.trial_id = ?", (trial_id,)  # type: ignore[assignment]
+        cur = self._db.execute(f"SELECT {cols} FROM results r{join}{where} ORDER BY {order}", args)
         return list(map(ResultRow._make, cur))
 
     @_reading
@@ -384,7 +435,10 @@ class Store:
 
     @_reading
     def count_results(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        if not self._generations:
+            return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM results r JOIN trials t ON t.id = r.trial_id "
+                                "AND t.generation = r.generation").fetchone()[0]
 
 
 def _remove_database(path: str) -> None:

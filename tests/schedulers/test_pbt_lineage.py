@@ -1,0 +1,118 @@
+"""PBT history and lineage are data: an exploit starts a new generation of the trial's results and keeps the
+old lineage's; a restart from the trial's own checkpoint still replaces what came after it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import tunesmith as ts
+from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.store.sqlite import SCHEMA_VERSION, Store
+
+
+def two_speeds(config, ctx):
+    """Trial 1 is bad and fast (0.5 s an iteration), trial 2 good and slow (1 s): at trial 1's perturbation
+    points trial 2's latest checkpoint is behind it, so trial 1 clones an *earlier* iteration."""
+    state = ctx.checkpoint or {"level": config["q"], "step": 0}
+    assert state["step"] == ctx.iteration
+    seconds = 0.5 if config["q"] > 0.5 else 1.0
+    while state["step"] < 30:
+        state["step"] += 1
+        yield ({"loss": state["level"] + 1.0 / state["step"], "lr": config["lr"]}, seconds,
+               dict(state) if state["step"] % 5 == 0 else None)
+
+
+def run_two(path, **kw):
+    pbt = ts.PBT(perturbation_interval=5, hyperparam_mutations={"lr": ts.uniform(0.0, 1.0)}, quantile_fraction=0.5,
+                 seed=1)
+    return ts.run(two_speeds, space={"q": ts.grid([1.0, 0.0]), "lr": 0.5}, metric="loss", mode="min",
+                  scheduler=pbt, backend=SimulatedExecutor({"cpu": 2}), storage_path=str(path), name="two",
+                  verbose=0, file_loggers=False, **kw)
+
+
+def test_an_exploit_keeps_the_old_lineages_results_as_an_earlier_generation(tmp_path):
+    result = run_two(tmp_path)
+    lineage = result.lineage(1)
+    back = [e for e in lineage if e["source_iteration"] < e["iteration"]]
+    assert back, lineage  # the scenario makes trial 1 clone an earlier checkpoint
+    t1 = result.trial(1)
+    assert t1.generation == len(lineage) and (t1.parent_id, t1.parent_iteration) == (2, lineage[-1]["source_iteration"])
+    every = result.history(1, all_generations=True)
+    for e in back:
+        superseded = [h["training_iteration"] for h in every if h["generation"] == e["generation"] - 1
+                      and e["source_iteration"] < h["training_iteration"] <= e["iteration"]]
+        # the results its old lineage reported after the cloned checkpoint are all still there
+        assert superseded == list(range(e["source_iteration"] + 1, e["iteration"] + 1)), (e, superseded)
+    # the default history is the current generation: each iteration once, in order, ending where it ended
+    current = [h["training_iteration"] for h in result.history(1)]
+    assert current == list(range(1, 31)), current
+    assert [h for h in every if h["generation"] == t1.generation] == [
+        {**h, "generation": t1.generation} for h in result.history(1)]
+    # lineage: source, iterations, and the configs before and after
+    first = lineage[0]
+    assert first["trial_id"] == 1 and first["source"] == 2 and first["generation"] == 1
+    assert first["old_config"] == {"q": 1.0, "lr": 0.5} and first["config"]["q"] == 0.0
+    assert first["config"]["lr"] != 0.5
+    everyone = result.lineage()
+    assert everyone == sorted(everyone, key=lambda e: e["time"]) and len(everyone) >= len(lineage)
+
+
+def test_show_has_a_parent_column(tmp_path):
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    run_two(tmp_path)
+    out = CliRunner().invoke(cli, ["show", os.path.join(str(tmp_path), "two")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "parent" in out.output and "2@" in out.output
+
+
+def _downgrade_to_schema_1(db_path: str) -> None:
+    """What a tunesmith of schema 1 wrote: results keyed by (trial, iteration), no generation anywhere."""
+    db = sqlite3.connect(db_path)
+    db.executescript("""
+        CREATE TABLE results_v1 (trial_id INTEGER NOT NULL, iteration INTEGER NOT NULL, time_total REAL NOT NULL,
+            timestamp REAL NOT NULL, metrics TEXT NOT NULL, PRIMARY KEY (trial_id, iteration)) WITHOUT ROWID;
+        INSERT INTO results_v1 SELECT trial_id, iteration, time_total, timestamp, metrics FROM results
+            WHERE generation = 0;
+        DROP TABLE results;
+        ALTER TABLE results_v1 RENAME TO results;
+        ALTER TABLE trials DROP COLUMN generation;
+        PRAGMA user_version = 1;
+    """)
+    db.commit()
+    db.close()
+
+
+def test_a_schema_1_store_loads_and_resumes(tmp_path):
+    def steady(config, ctx):
+        state = ctx.checkpoint or {"step": 0}
+        while state["step"] < 6:
+            state["step"] += 1
+            yield {"loss": config["x"] / state["step"]}, 1.0, dict(state)
+
+    def run(**kw):
+        return ts.run(steady, space={"x": ts.grid([1.0, 2.0])}, metric="loss", mode="min", name="old",
+                      storage_path=str(tmp_path), backend=SimulatedExecutor({"cpu": 2}), verbose=0,
+                      file_loggers=False, **kw)
+
+    run()
+    db_path = os.path.join(str(tmp_path), "old", "experiment.db")
+    _downgrade_to_schema_1(db_path)
+    db = sqlite3.connect(db_path)  # as if the driver had died with trial 2 at iteration 3
+    db.execute("UPDATE trials SET status = 'RUNNING', iteration = 3, end_time = NULL WHERE id = 2")
+    db.execute("DELETE FROM results WHERE trial_id = 2 AND iteration > 3")
+    db.execute("DELETE FROM checkpoints WHERE trial_id = 2 AND iteration > 3")
+    db.execute("UPDATE trials SET checkpoint_iteration = 3, checkpoint = "
+               "(SELECT path FROM checkpoints WHERE trial_id = 2 AND iteration = 3) WHERE id = 2")
+    db.commit()
+    db.close()
+    loaded = ts.load(os.path.join(str(tmp_path), "old"))  # a reader of the old file (no migration: read-only)
+    assert [h["training_iteration"] for h in loaded.history(2)] == [1, 2, 3]
+    assert loaded.lineage() == [] and loaded.trial(2).generation == 0
+    resumed = run(resume=True)
+    assert [h["training_iteration"] for h in resumed.history(1)] == list(range(1, 7))
+    assert [h["training_iteration"] for h in resumed.history(2)] == list(range(1, 7))
+    assert Store(db_path, readonly=True)._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
