@@ -108,7 +108,8 @@ def test_run_a_file_then_ls_show_report(project: Any, results_dir: Any) -> None:
     assert res.exit_code == 0, res.output
     assert "Pareto front" in res.output and out.exists()
     assert "Parameter sensitivity" not in res.output  # the only grid dimension is the seed
-    assert out.read_text().count('class="plot"') == 6
+    assert "Parameter importance" in res.output
+    assert out.read_text().count('class="plot"') == 7
     res = invoke("report", "exp", "--storage-path", str(results_dir), "--pareto", "loss")
     assert res.exit_code == 2 and "--pareto" in res.output
 

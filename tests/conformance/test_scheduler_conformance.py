@@ -367,9 +367,9 @@ def _sim_trial(config: dict[str, Any], ctx: Any) -> Any:
 
 @pytest.mark.parametrize("wrapper", list(WRAPPERS))
 def test_no_scheduler_and_searcher_wrapper_deadlock(make: Make, wrapper: str, tmp_path: Any) -> None:
-    from tunesmith.executors.simulated import SimulatedExecutor
+    from tunesmith.executors.simulated import SimulatedBackend
 
-    executor = SimulatedExecutor({"cpu": 4})
+    executor = SimulatedBackend({"cpu": 4})
     searcher = WRAPPERS[wrapper](ts.Random(seed=0))
     result = ts.run(_sim_trial, space={"lr": ts.loguniform(1e-4, 1e-1), "width": 32}, metric="loss", mode="min",
                     num_samples=8, scheduler=make(0), searcher=searcher, backend=executor, time_budget_s=_BUDGET_S,

@@ -7,7 +7,7 @@ import os
 import sqlite3
 
 import tunesmith as ts
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.store.sqlite import SCHEMA_VERSION, Store
 
 
@@ -27,7 +27,7 @@ def run_two(path, **kw):
     pbt = ts.PBT(perturbation_interval=5, hyperparam_mutations={"lr": ts.uniform(0.0, 1.0)}, quantile_fraction=0.5,
                  seed=1)
     return ts.run(two_speeds, space={"q": ts.grid([1.0, 0.0]), "lr": 0.5}, metric="loss", mode="min",
-                  scheduler=pbt, backend=SimulatedExecutor({"cpu": 2}), storage_path=str(path), name="two",
+                  scheduler=pbt, backend=SimulatedBackend({"cpu": 2}), storage_path=str(path), name="two",
                   verbose=0, file_loggers=False, **kw)
 
 
@@ -95,7 +95,7 @@ def test_a_schema_1_store_loads_and_resumes(tmp_path):
 
     def run(**kw):
         return ts.run(steady, space={"x": ts.grid([1.0, 2.0])}, metric="loss", mode="min", name="old",
-                      storage_path=str(tmp_path), backend=SimulatedExecutor({"cpu": 2}), verbose=0,
+                      storage_path=str(tmp_path), backend=SimulatedBackend({"cpu": 2}), verbose=0,
                       file_loggers=False, **kw)
 
     run()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import tunesmith as ts
-from tunesmith.executors.simulated import SimulatedExecutor
+from tunesmith.executors.simulated import SimulatedBackend
 
 INTERVAL = 20
 GOAL = 200.0
@@ -59,9 +59,9 @@ def exploit_gaps(result):
 @pytest.mark.parametrize("slots", [{"backend": "cpu2"}, {"max_concurrent": 2}], ids=["2-cpus", "max_concurrent-2"])
 def test_eight_trials_on_two_slots_evolve_together_and_all_reach_the_goal(tmp_path, slots):
     if slots.get("backend") == "cpu2":
-        slots = {"backend": SimulatedExecutor({"cpu": 2})}
+        slots = {"backend": SimulatedBackend({"cpu": 2})}
     else:
-        slots = {"backend": SimulatedExecutor({"cpu": 8}), **slots}
+        slots = {"backend": SimulatedBackend({"cpu": 8}), **slots}
     result = run_population(tmp_path, **slots)
     finals = {t.id: t.last_result["mean_accuracy"] for t in result.trials}
     assert len(finals) == 8 and all(acc > GOAL for acc in finals.values()), finals
