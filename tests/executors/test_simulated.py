@@ -443,7 +443,7 @@ def test_pbt_borrowed_checkpoint_survives_the_sources_retention(results_dir):
     events = ts.load(str(results_dir / "pbt-keep"))._store.events()
     assert [e for e in events if e[2] == "error"] == []
     exploit = next(e for e in events if e[2] == "exploit")
-    assert exploit[3:] == (2, {"source": 1, "iteration": 5, "config": exploit[4]["config"]})
+    assert exploit[3] == 2 and (exploit[4]["source"], exploit[4]["iteration"]) == (1, 5)
     assert all(t.status is TrialStatus.TERMINATED for t in result.trials)
     history = result.history(2)
     assert [h["step"] for h in history] == list(range(1, 10))
