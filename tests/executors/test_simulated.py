@@ -456,25 +456,25 @@ def test_pbt_borrowed_checkpoint_survives_the_sources_retention(results_dir):
 
 
 class _StartsLate(ts.FIFO):
-    """Takes no new trial before virtual second 5: until then nothing runs and only time can change that."""
+    """Takes no new trial before virtual second 5, but the first: after it, nothing runs for a while."""
 
     def accepting_new_trials(self, view):
-        return view.now >= 5.0
+        return view.now >= 5.0 or not view.trials
 
 
 @pytest.mark.timeout(60)
-def test_virtual_time_passes_while_nothing_runs(results_dir):
+def test_a_scheduler_that_refuses_new_trials_while_nothing_runs_ends_the_experiment(results_dir):
+    """Scheduler.accepting_new_trials: False while nothing runs and nothing paused is chosen to resume ends
+    the experiment (nothing could change it: a Deadline past its deadline, a limiter waiting on paused
+    trials), instead of waiting forever; the trials it had are kept."""
     def train(config, ctx):
         yield {"loss": config["x"], "started": ctx.now}
 
     ex = SimulatedBackend({"cpu": 2})
     result = ts.run(train, space={"x": ts.grid([1.0, 2.0, 3.0])}, metric="loss", mode="min",
                     scheduler=_StartsLate(), backend=ex, verbose=0)
-    # the controller waited in virtual time (in poll-interval steps) instead of spinning on a frozen clock
-    starts = [result.history(t.id)[0]["started"] for t in result.trials]
-    assert all(5.0 <= s < 5.1 for s in starts[:2]) and starts[0] == starts[1], starts
-    assert starts[2] == pytest.approx(starts[0] + 1.0)  # the third waited for a CPU
-    assert all(t.status is TrialStatus.TERMINATED for t in result.trials)
+    assert [t.status for t in result.trials] == [TrialStatus.TERMINATED]
+    assert result.meta["status"] == "finished" and ex.clock() < 5.0
 
 
 def test_resource_changing_speeds_a_trial_up(results_dir):
