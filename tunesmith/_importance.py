@@ -29,21 +29,10 @@ from typing import Any
 import numpy as np
 
 from tunesmith._errors import ConfigError
+from tunesmith._flat import flatten
 
 _GRID = np.linspace(0.0, 1.0, 201)
 _MIN_BANDWIDTH = 0.02
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``"a/b"`` keys."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "/"))
-        else:
-            out[name] = value
-    return out
 
 
 def ped_anova(configs: Sequence[Mapping[str, Any]], scores: Sequence[float], gamma: float = 0.1,
@@ -59,7 +48,7 @@ def ped_anova(configs: Sequence[Mapping[str, Any]], scores: Sequence[float], gam
     Raises:
         ConfigError: fewer than 4 trials with a finite score.
     """
-    rows = [(flatten(c), float(s)) for c, s in zip(configs, scores) if math.isfinite(float(s))]
+    rows = [(flatten(dict(c)), float(s)) for c, s in zip(configs, scores) if math.isfinite(float(s))]
     if len(rows) < 4:
         raise ConfigError(f"importance needs at least 4 trials with a finite metric; got {len(rows)}")
     names = sorted({name for config, _s in rows for name in config})

@@ -23,6 +23,7 @@ from typing import Any
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
+from tunesmith._flat import flatten
 from tunesmith._objective import Objective
 from tunesmith._secrets import mask_text, secret_strings, shown
 from tunesmith.store.sqlite import Store, StoreError
@@ -68,17 +69,10 @@ def _json_path(key: str) -> str:
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config as ``a/b`` keys (as the rest of tunesmith flattens them)."""
-    out: dict[str, Any] = {}
-    if isinstance(config, dict):
-        for k, v in config.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict) and v:
-                out.update(flat(v, key + "/"))
-            else:
-                out[key] = v
-    return out
+def flat(config: Any) -> dict[str, Any]:
+    """Nested config as ``a/b`` keys (``tunesmith._flat``, as the rest of tunesmith flattens them); {} for a
+    stored value that is not a dict."""
+    return flatten(config) if isinstance(config, dict) else {}
 
 
 class Experiments:
