@@ -136,10 +136,9 @@ def test_the_example_notebook_runs_on_a_real_kernel(tmp_path: Any, monkeypatch: 
 def test_inline_figures_draw_in_a_real_browser_with_plotly_js_sent_once(tmp_path: Any, monkeypatch: Any) -> None:
     """Two figures' outputs as a notebook page holds them: the first carries plotly.js, the second waits for it."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    from test_report_browser import ARGS, CHROMIUM
+    from browser_helpers import ARGS, CHROMIUM, require_chromium
 
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} missing")
+    require_chromium()
     rs = make_experiment(tmp_path, "draw", [
         {"id": i, "config": {"lr": 10.0 ** -i, "seed": i % 2}, "status": "TERMINATED",
          "results": curve([1.0 / i, 0.5 / i, 0.2 / i])} for i in range(1, 5)])

@@ -10,12 +10,10 @@ import time
 from typing import Any
 
 import pytest
+from browser_helpers import ARGS, CHROMIUM, require_chromium
 
 from tunesmith.store.sqlite import Store
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -23,11 +21,7 @@ pytestmark = [pytest.mark.timeout(120)]
 
 @pytest.fixture(autouse=True)
 def _chromium() -> None:
-    if not os.path.exists(CHROMIUM):
-        message = f"{CHROMIUM} missing: apt-get install -y chromium (Debian's package)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
 
 
 @pytest.fixture

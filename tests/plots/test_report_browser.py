@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
+from browser_helpers import ARGS, CHROMIUM, require_chromium
 
 from tunesmith.plots.report import write_report
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 pytestmark = [pytest.mark.timeout(90)]
 
 
 @pytest.fixture(autouse=True)
 def _chromium() -> None:
-    """``make test`` installs Debian's chromium; without it this test skips, except in CI, where it must run."""
-    if not os.path.exists(CHROMIUM):
-        message = f"{CHROMIUM} missing: apt-get install -y chromium (Debian's package)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
 
 
 def _report(tmp_path: Any) -> tuple[str, list[str]]:
