@@ -138,3 +138,27 @@ def test_nested_metric_dicts_are_flattened_and_numpy_torch_scalars_stored_as_num
         "opt/lr": float, "opt/sched/step": int, "loss": float, "n": int, "ok": bool, "z": float, "t": float,
         "flat/name": int}
     assert "opt/lr" in result.dataframe().columns
+
+
+_draws: list[int] = []
+
+
+def _stored_until_the_third_draw(config):
+    _draws.append(1)
+    return object() if len(_draws) == 3 else 1  # run()'s own check draws once: the 2nd trial gets an object
+
+
+def test_a_sampled_value_the_store_cannot_hold_ends_the_run_with_a_config_error_naming_it(results_dir):
+    """A sample_from value that run()'s one throwaway draw did not meet: the trial it was drawn for is not
+    created, the experiment ends with a ConfigError naming the key (not a raw TypeError from the store), and
+    what ran before is kept."""
+    _draws.clear()
+
+    def train(config):
+        ts.report({"loss": 1.0})
+
+    with pytest.raises(ts.ConfigError, match=r'config\["y"\]: object'):
+        ts.run(train, space={"x": ts.grid([1, 2, 3]), "y": ts.sample_from(_stored_until_the_third_draw)},
+               max_concurrent=1, verbose=0, name="unstorable")
+    stored = ts.load("unstorable")
+    assert [t.config for t in stored.trials] == [{"x": 1, "y": 1}] and stored.trials[0].last_result["loss"] == 1.0

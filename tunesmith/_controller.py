@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from tunesmith import _layout
+from tunesmith._errors import ConfigError
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
 from tunesmith._replay import first_good_checkpoint, replay
@@ -25,6 +26,7 @@ from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
+from tunesmith.space import check_storable
 from tunesmith.store.sqlite import Store, StoreError, dumps
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView
 
@@ -226,6 +228,12 @@ class Controller:
                 return self._resume_chosen()
             return None
         assert isinstance(config, dict)
+        try:  # run() drew sample_from values once; one drawn now may still be something the store cannot hold
+            check_storable(config, "config")
+        except ConfigError as e:
+            self._fail(e)
+            self._searcher_done = True  # the experiment ends: nothing more is suggested
+            return None
         resources = self._resources_for(trial_id, config)
         if resources is None:
             return None
@@ -241,7 +249,6 @@ class Controller:
         never meet ends the experiment with a ConfigError naming the config), or the experiment's."""
         if self.resources_fn is None:
             return dict(self.resources)
-        from tunesmith._errors import ConfigError
         from tunesmith.executors.resources import normalize
 
         where = f"resources(config) for trial {trial_id} (config {config!r})"
