@@ -189,8 +189,8 @@ def pbt_kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> 
     """PBT with keep=1: SIGKILL the driver ``kills`` times at random moments, resume until it finishes.
 
     A stored result may only go when its trial exploited another after it was seen (its later results are
-    replaced by the new lineage's); any other missing or changed one is lost (an assertion). Returns counts:
-    kills done, starts, lost results."""
+    replaced by the new lineage's); any other missing or changed one is lost (an assertion fails). Returns counts:
+    kills done, starts."""
     done = {"kills": 0}
 
     def count() -> None:
@@ -198,4 +198,4 @@ def pbt_kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> 
 
     _final, starts = kill_and_resume(tmp_path, name, kills, rng, driver=PBT_DRIVER, before_kill=count,
                                      window=(0.2, 1.5), replaced=_exploits_since)
-    return {"kills": done["kills"], "starts": starts, "lost": 0}
+    return {"kills": done["kills"], "starts": starts}
