@@ -41,7 +41,7 @@ class Controller:
                  num_samples: int, stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
                  resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
                  max_failures: int = 0, retention: Retention | None = None, fail_fast: bool | str = False,
-                 resources_fn: Any = None, constraints: Any = None, ranks: int = 1) -> None:
+                 resources_fn: Any = None, constraints: Any = None, ranks: int | None = None) -> None:
         self.name = name
         self.exp_dir = exp_dir
         self.fn = fn
@@ -281,11 +281,11 @@ class Controller:
                       time_offset=self._ckpt_time.get(trial.id, 0.0),
                       decision_iteration=self._decision_iteration(trial), ranks=self._ranks_of(trial))
 
-    def _ranks_of(self, trial: TrialView) -> int:
+    def _ranks_of(self, trial: TrialView) -> int | None:
         """The trial's world size for this start: as many ranks as its resources now hold of the per-rank share
         it first asked for (``_ranks.world_size``), so a resize restarts it with more or fewer ranks."""
-        if self.ranks == 1:
-            return 1
+        if self.ranks is None:
+            return None
         from tunesmith import _ranks
 
         unit = self._rank_unit.get(trial.id)

@@ -82,7 +82,7 @@ def run(
     fail_fast: bool | str = False,
     warm_start: str | list[str] | None = None,
     constraints: Any = None,
-    ranks: int = 1,
+    ranks: int | None = None,
 ) -> ResultSet:
     """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
 
@@ -114,7 +114,8 @@ def run(
             environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...) so that ``init_process_group()`` works
             unchanged; ``resources`` is then the trial's total, split evenly over its ranks. Rank 0's reports
             and checkpoints are the trial's; other ranks' reports are ignored. A resize changes the number of
-            ranks with the resources. See docs/distributed-trials.md. Local backend.
+            ranks with the resources. ``None`` (default): one process, without that environment; ``ranks=1``:
+            one rank with it. See docs/distributed-trials.md. Local backend.
         name: the experiment folder's name (default ``<fn name>_<date>_<time>``).
         storage_path: where experiment folders go (default ``./tunesmith_results`` or
             ``$TUNESMITH_RESULTS``).
@@ -224,8 +225,8 @@ def run(
     per_trial = normalize(None if resources_fn is not None else resources)
     from tunesmith import _ranks
 
-    ranks = _ranks.check_ranks(ranks)
-    if ranks > 1 and resources_fn is None:
+    ranks = None if ranks is None else _ranks.check_ranks(ranks)
+    if ranks is not None and resources_fn is None:
         _ranks.split_resources(per_trial, ranks)  # a GPU split that makes no sense is refused here
     if constraints is not None and not callable(constraints):
         raise ConfigError(f"constraints must be a function fn(result) -> list of floats (<= 0 feasible), got "

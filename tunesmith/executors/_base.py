@@ -46,7 +46,9 @@ class Launch:
     time_offset: float = 0.0
     decision_iteration: int | None = None
     env: dict[str, str] = field(default_factory=dict)
-    ranks: int = 1  # processes the trial runs as (``run(ranks=N)``); ``resources`` is their total
+    # processes the trial runs as, each with the rendezvous environment (``run(ranks=N)``; ``resources`` is
+    # their total); None: a plain trial, one process without it
+    ranks: int | None = None
 
 
 def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config: bool, sys_path: list[str],
@@ -90,9 +92,9 @@ class Executor:
     def check_resources(self, resources: dict[str, float]) -> None:
         """Raise ConfigError if a trial with ``resources`` could never run here."""
 
-    def check_ranks(self, ranks: int) -> None:
+    def check_ranks(self, ranks: int | None) -> None:
         """Raise ConfigError if this executor cannot run a trial as ``ranks`` processes (``run(ranks=N)``)."""
-        if ranks > 1:
+        if ranks is not None:
             raise ConfigError(f"ranks={ranks}: {type(self).__name__} does not run a trial as several ranks")
 
     def try_start(self, launch: Launch) -> bool:

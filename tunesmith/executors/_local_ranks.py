@@ -31,8 +31,10 @@ import time
 from typing import Any
 
 from tunesmith import _ranks
+from tunesmith.executors import _procs
 
 FAIL_GRACE_S = 3.0  # how long rank 0 has to end by itself after another rank failed
+RANK0_FAILED_WAIT_S = 1.0  # how long the other ranks have to end when rank 0 failed (one may be why)
 
 
 class RankGroup:
@@ -159,12 +161,22 @@ class RankGroup:
             os._exit(1)
 
     # rank 0's thread ---------------------------------------------------------------------------------
-    def end(self, rank0_returned: bool) -> str | None:
-        """Rank 0's function is over: end the other ranks (after a return, once they returned too, within
-        ``_ranks.END_GRACE_S``; else at once). Returns why the trial failed because of them, or None. Blocks
-        forever if the watcher is already ending the worker."""
+    def end(self, status: str) -> str | None:
+        """Rank 0's function is over (``status``: "ok" it returned, "stopped", "error"): end the other ranks
+        (after a return, once they returned too, within ``_ranks.END_GRACE_S``; after a failure, once they
+        ended within ``RANK0_FAILED_WAIT_S``; after a stop, at once). Returns why the trial failed because of
+        them, or None. Blocks forever if the watcher is already ending the worker."""
         self.rank0_done.set()
-        if rank0_returned and self.failure is None:
+        if status == "error" and self.failure is None:
+            # rank 0 failed or was stopped: when another rank's death made it fail (gloo raises once the peer's
+            # socket closes, while that process may still be exiting), that rank's story is the trial's
+            _procs.wait_gone([p.pid for p in self.procs.values()], RANK0_FAILED_WAIT_S)
+            with self.lock:
+                for rank, proc in self.procs.items():
+                    code = proc.poll()
+                    if code is not None and code != 0 and self.failure is None:
+                        self.failure = self._story(rank, proc.pid, code)
+        if status == "ok" and self.failure is None:
             deadline = time.monotonic() + _ranks.END_GRACE_S
             for rank, proc in self.procs.items():
                 try:

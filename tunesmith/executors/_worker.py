@@ -103,8 +103,8 @@ class _Channel:
                 self.inbox.append(msg)
 
     def finish(self, status: str, tb: str | None, retire: bool = False) -> None:
-        """The trial's end, after what it reported. ``retire``: this worker exits now (a rank of the trial is
-        stuck where Python cannot reach it): the driver gives it no further trial, and kills what is left."""
+        """The trial's end, after what it reported. ``retire``: this worker exits now (it ran rank 0 of a trial run
+        as several ranks): the driver gives it no further trial, and kills what is left of it."""
         with self.lock:
             self._flush_locked(waiting=False)
             self.conn.send((DONE, self.trial_id, status, tb, True) if retire else (DONE, self.trial_id, status, tb))
@@ -210,10 +210,10 @@ class _Output:
 
 
 def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own_children: bool = False,
-               fn_bytes: bytes | None = None) -> None:
+               fn_bytes: bytes | None = None) -> bool:
     """Run one trial. ``own_children``: this process runs nothing but trials (a local worker), so any child
-    process left when the trial ends is the trial's, and is killed. A trial with ``spec["ranks"]`` > 1 runs
-    here as rank 0, its other ranks in processes started from ``fn_bytes`` (``_local_ranks``)."""
+    process left when the trial ends is the trial's, and is killed. A trial with ``spec["ranks"]`` (not None)
+    runs here as rank 0, its other ranks in processes started from ``fn_bytes`` (``_local_ranks``)."""
     from tunesmith import session
     from tunesmith._layout import OUTPUT_LOG
     from tunesmith.checkpoint import Checkpoint
@@ -228,12 +228,12 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         stop_rules = pickle.loads(spec["stop"]) if spec.get("stop") else None
     except BaseException:  # noqa: BLE001 - e.g. a module the rule needs is not importable here
         channel.finish("error", "could not load the stop rules in the worker:\n" + traceback.format_exc())
-        return
+        return False
     restore = None
     if spec["restore"] is not None:
         restore = Checkpoint(spec["restore"], iteration=spec["iteration"])
     ranks, saved_env = None, {}
-    if spec.get("ranks", 1) > 1 and fn_bytes is not None:
+    if spec.get("ranks") is not None and fn_bytes is not None:
         from tunesmith.executors._local_ranks import RankGroup
 
         ranks = RankGroup(spec, fn_bytes, channel)
@@ -266,7 +266,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         status, tb = "error", traceback.format_exc()
     finally:
         if ranks is not None:
-            failed = ranks.end(rank0_returned=status == "ok" and not channel.stopped)
+            failed = ranks.end("stopped" if channel.stopped and status != "error" else status)
             if failed is not None:  # a rank's failure is the trial's, whatever rank 0 did after it
                 status, tb = "error", failed + (f"\n\nrank 0 then failed:\n{tb}" if tb else "")
             for key, old in saved_env.items():  # a later trial on this worker must not see this one's ranks
@@ -285,7 +285,10 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         output.end()
     if channel.stopped and status == "ok":
         status = "stopped"
-    channel.finish(status, tb)
+    # a process that ran rank 0 keeps torch.distributed's process group (and a GPU's collective state): it
+    # runs no further trial
+    channel.finish(status, tb, retire=ranks is not None)
+    return ranks is not None
 
 
 def main(fd: int | None = None, parent: int | None = None) -> None:
@@ -325,7 +328,8 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
                     channel.finish("error", "could not load the training function in the worker:\n"
                                    + traceback.format_exc())
                     continue
-            _run_trial(spec, fn, channel, output, own_children=True, fn_bytes=fn_bytes.get(spec["fn_key"]))
+            if _run_trial(spec, fn, channel, output, own_children=True, fn_bytes=fn_bytes.get(spec["fn_key"])):
+                return
         elif kind == EXIT:
             return
 

@@ -131,7 +131,7 @@ class LocalBackend(Executor):
     def total_resources(self) -> dict[str, float]:
         return dict(self._ensure_pool(False).total)
 
-    def check_ranks(self, ranks: int) -> None:
+    def check_ranks(self, ranks: int | None) -> None:
         """Any number: the worker runs rank 0, and starts and watches the others (``_local_ranks``)."""
 
     def check_resources(self, resources: dict[str, float]) -> None:
@@ -151,7 +151,7 @@ class LocalBackend(Executor):
         env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
         cuda = cuda_visible(gpus) if gpus else None
         rank_cuda = None
-        if launch.ranks > 1 and cuda is not None:  # the trial's devices (all reserved here), dealt to its ranks
+        if launch.ranks is not None and cuda is not None:  # the trial's devices (all reserved here), dealt to its ranks
             rank_cuda = [",".join(ids) for ids in _ranks.rank_devices(list(gpus), launch.ranks)]
             cuda = rank_cuda[0]  # the worker runs rank 0
         if cuda is not None:
@@ -308,7 +308,7 @@ class LocalBackend(Executor):
                         done = Done(done.trial_id, "error", worker.over_limit)
                     self._finish(worker)
                 events.append(done)
-                if len(msg) > 4 and msg[4]:  # the worker ends itself (a rank stuck in C): no trial goes to it
+                if len(msg) > 4 and msg[4]:  # the worker ends itself (it ran rank 0): no trial goes to it
                     self._kill(worker)
                     return
             # READY and HEARTBEAT only prove liveness

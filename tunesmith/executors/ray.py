@@ -327,8 +327,8 @@ class RayBackend(Executor):
                 out[key] = float(value)
         return out
 
-    def check_ranks(self, ranks: int) -> None:
-        if ranks > 1:  # issue 20 section 2: ranks on the bundles of the trial's placement group
+    def check_ranks(self, ranks: int | None) -> None:
+        if ranks is not None:  # issue 20 section 2: ranks on the bundles of the trial's placement group
             raise ConfigError(f"ranks={ranks}: RayBackend does not run a trial as several ranks yet; use the local "
                               f"backend, or ranks=1 with the trial's own distributed launcher")
 
