@@ -13,7 +13,8 @@ PUBLIC = [
     "DataRef", "LocalBackend", "RayBackend", "SimulatedBackend", "download_once", "get", "put", "StoreError",
     "Callback", "Checkpoint", "ConfigError", "FIFO", "Random", "ResultSet", "Scheduler", "Searcher",
     "TrialError", "TrialResult", "TrialStatus", "__version__", "choice", "get_checkpoint", "get_config",
-    "get_resources", "get_trial_dir", "get_trial_id", "grid", "lograndint", "loguniform", "load", "normal",
+    "get_rank", "get_resources", "get_trial_dir", "get_trial_id", "get_world_size", "grid", "lograndint",
+    "loguniform", "load", "normal",
     "qloguniform", "qnormal", "quniform", "randint", "report", "run", "sample_from", "uniform",
     "should_stop", "Stopper", "TrialPlateau", "ExperimentPlateau", "Trainable",
 ]

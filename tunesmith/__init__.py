@@ -24,9 +24,11 @@ from tunesmith.checkpoint import Checkpoint  # noqa: F401
 from tunesmith.session import (  # noqa: F401
     get_checkpoint,
     get_config,
+    get_rank,
     get_resources,
     get_trial_dir,
     get_trial_id,
+    get_world_size,
     report,
     should_stop,
 )
@@ -91,8 +93,8 @@ _LAZY = {
 
 __all__ = sorted([
     "Checkpoint", "ConfigError", "TrialError", "__version__",
-    "get_checkpoint", "get_config", "get_resources", "get_trial_dir", "get_trial_id", "report",
-    "should_stop", *_LAZY,
+    "get_checkpoint", "get_config", "get_rank", "get_resources", "get_trial_dir", "get_trial_id",
+    "get_world_size", "report", "should_stop", *_LAZY,
 ])
 
 

@@ -41,7 +41,7 @@ class Controller:
                  num_samples: int, stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
                  resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
                  max_failures: int = 0, retention: Retention | None = None, fail_fast: bool | str = False,
-                 resources_fn: Any = None, constraints: Any = None) -> None:
+                 resources_fn: Any = None, constraints: Any = None, ranks: int | None = None) -> None:
         self.name = name
         self.exp_dir = exp_dir
         self.fn = fn
@@ -58,6 +58,8 @@ class Controller:
         self.max_concurrent = max_concurrent
         self.resources = resources
         self.resources_fn = resources_fn  # resources=lambda config: {...}: each trial's own request
+        self.ranks = ranks  # processes a trial starts as (run(ranks=N)); a resize changes it (_ranks_of)
+        self._rank_unit: dict[int, dict[str, float]] = {}  # a trial's per-rank share, from its first request
         self.constraints = constraints  # fn(result) -> floats, stored as constraint/<i> with each result
         self.callbacks = callbacks
         self._callback_failures: set[tuple[int, str]] = set()
@@ -277,7 +279,20 @@ class Controller:
         return Launch(trial_id=trial.id, config=trial.config, trial_dir=self._trial_dir(trial.id),
                       resources=trial.resources, restore=restore, iteration=trial.iteration,
                       time_offset=self._ckpt_time.get(trial.id, 0.0),
-                      decision_iteration=self._decision_iteration(trial))
+                      decision_iteration=self._decision_iteration(trial), ranks=self._ranks_of(trial))
+
+    def _ranks_of(self, trial: TrialView) -> int | None:
+        """The trial's world size for this start: as many ranks as its resources now hold of the per-rank share
+        it first asked for (``_ranks.world_size``), so a resize restarts it with more or fewer ranks."""
+        if self.ranks is None:
+            return None
+        from tunesmith import _ranks
+
+        unit = self._rank_unit.get(trial.id)
+        if unit is None:  # first start, or after a resume: the first request, again (resources(config) is pure)
+            first = dict(self.resources) if self.resources_fn is None else self._resources_for(trial.id, trial.config)
+            unit = self._rank_unit[trial.id] = _ranks.split_resources(first or trial.resources, self.ranks)
+        return _ranks.world_size(trial.resources, unit)
 
     def _verify_before_retry(self, trial: TrialView) -> None:
         """A failed trial may have left its latest checkpoint damaged (a dying disk, a killed copy): retry

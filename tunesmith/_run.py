@@ -82,6 +82,7 @@ def run(
     fail_fast: bool | str = False,
     warm_start: str | list[str] | None = None,
     constraints: Any = None,
+    ranks: int | None = None,
 ) -> ResultSet:
     """Run an experiment: many trials of ``fn`` over ``space``, in parallel, and return their results.
 
@@ -109,6 +110,12 @@ def run(
             (nothing would hold a trial back). Or a function of the config, ``lambda config: {"gpu": 1 if
             config["big"] else 0.25}``: called per trial, each trial's request is checked (a ``ConfigError``
             naming the trial's config when it asks for more than there is) and held by the executor.
+        ranks: run each trial's function as this many processes (data-parallel ranks), each with the torchrun
+            environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...) so that ``init_process_group()`` works
+            unchanged; ``resources`` is then the trial's total, split evenly over its ranks. Rank 0's reports
+            and checkpoints are the trial's; other ranks' reports are ignored. A resize changes the number of
+            ranks with the resources. ``None`` (default): one process, without that environment; ``ranks=1``:
+            one rank with it. See docs/distributed-trials.md. Local backend.
         name: the experiment folder's name (default ``<fn name>_<date>_<time>``).
         storage_path: where experiment folders go (default ``./tunesmith_results`` or
             ``$TUNESMITH_RESULTS``).
@@ -216,6 +223,11 @@ def run(
     retention = Retention(keep, keep_by, _keep_by_mode(keep_by, objective))
     resources_fn = resources if callable(resources) else None
     per_trial = normalize(None if resources_fn is not None else resources)
+    from tunesmith import _ranks
+
+    ranks = None if ranks is None else _ranks.check_ranks(ranks)
+    if ranks is not None and resources_fn is None:
+        _ranks.split_resources(per_trial, ranks)  # a GPU split that makes no sense is refused here
     if constraints is not None and not callable(constraints):
         raise ConfigError(f"constraints must be a function fn(result) -> list of floats (<= 0 feasible), got "
                           f"{type(constraints).__name__}")
@@ -261,6 +273,7 @@ def run(
                           f"'auto')), got {backend!r}")
     if resources_fn is None:
         executor.check_resources(per_trial)  # a function's requests are checked per trial
+    executor.check_ranks(ranks)
     executor.stop_rules = stop_rules
     executor.trial_time_limit_s = trial_time_limit_s
     executor.chdir_to_trial_dir = chdir_to_trial_dir
@@ -302,7 +315,7 @@ def run(
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
             "resources": per_trial if resources_fn is None else {"callable": _qualname(resources_fn)},
             "warm_start": warm_dirs or None, "constraints": constraints and _qualname(constraints),
-            "fail_fast": fail_fast, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
+            "fail_fast": fail_fast, "ranks": ranks, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
             "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
         }
         with store.transaction() as db:
@@ -319,7 +332,8 @@ def run(
             store=store, metric=objective.metric, mode=objective.mode, num_samples=num_samples, stop=stop_rules,
             time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
             callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
-            retention=retention, fail_fast=fail_fast, resources_fn=resources_fn, constraints=constraints)
+            retention=retention, fail_fast=fail_fast, resources_fn=resources_fn, constraints=constraints,
+            ranks=ranks)
         if resume:
             controller.replay(restart_errored)
         board = _start_dashboard(dashboard, root, name)

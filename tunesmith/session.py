@@ -1,5 +1,5 @@
 """What a trial calls from inside its training function: ``report``, ``should_stop``, ``get_checkpoint``,
-``get_config``, ``get_trial_dir`` and ``get_resources``.
+``get_config``, ``get_trial_dir``, ``get_resources``, ``get_rank`` and ``get_world_size``.
 
 The session is the one piece of global state in a worker process: it is set while a trial runs.
 ``report`` validates the metrics, writes the checkpoint (atomically) and hands the result to a batching
@@ -44,12 +44,13 @@ class _Rules(Protocol):
 
 class _Session:
     __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
-                 "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir", "stop_rules", "stopped")
+                 "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir", "stop_rules", "stopped",
+                 "rank", "world_size")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  channel: _Channel, iteration: int, decision_iteration: int | None,
                  restore: Checkpoint | None, time_offset: float, checkpoint_dir: str | None = None,
-                 stop_rules: _Rules | None = None) -> None:
+                 stop_rules: _Rules | None = None, rank: int = 0, world_size: int = 1) -> None:
         self.trial_id = trial_id
         self.config = config
         self.trial_dir = trial_dir
@@ -65,6 +66,8 @@ class _Session:
         self.checkpoint_dir = checkpoint_dir or _layout.checkpoints_dir(trial_dir)
         self.stop_rules = stop_rules  # the experiment's stop rules, where they could end a trial between waits
         self.stopped = False  # a stop was decided: no later report is stored
+        self.rank = rank  # this process's rank in a trial run as several (``run(ranks=N)``); 0 is the trial's
+        self.world_size = world_size
 
     def report(self, metrics: Any, checkpoint: Checkpoint | None) -> None:
         if self.stopped:
@@ -106,6 +109,28 @@ class _Session:
         elif self.channel.stop_requested():
             self.stopped = True
             raise StopTrial()
+
+
+class _OtherRank(_Session):
+    """The session of a rank other than 0 (``tunesmith._ranks.run_rank``): the trial's config, folder and
+    restore point, its own share of the resources; ``report()`` is ignored (rank 0's results and checkpoints
+    are the trial's), ``should_stop()`` is False (a stop reaches rank 0; the backend ends every rank with it)."""
+
+    __slots__ = ()
+
+    def report(self, metrics: Any, checkpoint: Checkpoint | None) -> None:
+        return None
+
+
+class _NoChannel:
+    def send_result(self, row: tuple[int, float, float, str, str | None], wait: bool) -> Any:
+        return (True, None)
+
+    def stop_requested(self) -> bool:
+        return False
+
+
+_NO_CHANNEL = _NoChannel()
 
 
 def encode_metrics(metrics: Any) -> str:
@@ -205,6 +230,9 @@ def _current(fn: str) -> _Session:
 def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> None:
     """Report one iteration's metrics (and optionally a checkpoint) from inside a trial.
 
+    In a trial run as several ranks (``run(..., ranks=N)``), rank 0's reports are the trial's; the other
+    ranks' calls return at once and store nothing (their checkpoint is not written).
+
     Each call is one ``training_iteration``. Results stream to the driver in batches; the call waits for
     the driver only at iterations where the scheduler must decide (e.g. an ASHA rung). If the trial was
     stopped, the call ends the training function (it raises an exception that tunesmith handles).
@@ -259,8 +287,20 @@ def get_trial_dir() -> str:
 
 
 def get_resources() -> dict[str, float]:
-    """The resources this trial runs with now, e.g. ``{"cpu": 2, "gpu": 0.5}``."""
+    """The resources this trial runs with now, e.g. ``{"cpu": 2, "gpu": 0.5}``; in a trial run as several
+    ranks, this rank's share (the trial's resources split evenly over its ranks)."""
     return dict(_current("get_resources").resources)
+
+
+def get_rank() -> int:
+    """This process's rank in its trial: 0 for rank 0, the one whose reports count (and for every trial
+    run as one process), 1..N-1 for the others of a trial run with ``ranks=N``."""
+    return _current("get_rank").rank
+
+
+def get_world_size() -> int:
+    """How many ranks this trial runs as now (1 unless ``run(..., ranks=N)``; a resize can change it)."""
+    return _current("get_world_size").world_size
 
 
 def get_trial_id() -> int:

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from tunesmith._errors import ConfigError
+
 # One result as a trial sends it: (iteration, time_total, timestamp, metrics JSON, checkpoint path or None).
 # A plain tuple: there is one per result, and they cross process boundaries in batches.
 ReportRow = tuple[int, float, float, str, str | None]
@@ -44,6 +46,9 @@ class Launch:
     time_offset: float = 0.0
     decision_iteration: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # processes the trial runs as, each with the rendezvous environment (``run(ranks=N)``; ``resources`` is
+    # their total); None: a plain trial, one process without it
+    ranks: int | None = None
 
 
 def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config: bool, sys_path: list[str],
@@ -56,7 +61,7 @@ def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config
         "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
         "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
         "env": env, "fn_key": fn_key, "takes_config": takes_config, "sys_path": sys_path, "stop": stop,
-        "chdir": chdir, **own,
+        "chdir": chdir, "ranks": launch.ranks, **own,
     }
 
 
@@ -86,6 +91,11 @@ class Executor:
 
     def check_resources(self, resources: dict[str, float]) -> None:
         """Raise ConfigError if a trial with ``resources`` could never run here."""
+
+    def check_ranks(self, ranks: int | None) -> None:
+        """Raise ConfigError if this executor cannot run a trial as ``ranks`` processes (``run(ranks=N)``)."""
+        if ranks is not None:
+            raise ConfigError(f"ranks={ranks}: {type(self).__name__} does not run a trial as several ranks")
 
     def try_start(self, launch: Launch) -> bool:
         """Start the trial if its resources are free now; False (nothing started) if not."""

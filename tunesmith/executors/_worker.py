@@ -102,10 +102,12 @@ class _Channel:
             if msg[0] not in (STOP, DECIDE):
                 self.inbox.append(msg)
 
-    def finish(self, status: str, tb: str | None) -> None:
+    def finish(self, status: str, tb: str | None, retire: bool = False) -> None:
+        """The trial's end, after what it reported. ``retire``: this worker exits now (it ran rank 0 of a trial run
+        as several ranks): the driver gives it no further trial, and kills what is left of it."""
         with self.lock:
             self._flush_locked(waiting=False)
-            self.conn.send((DONE, self.trial_id, status, tb))
+            self.conn.send((DONE, self.trial_id, status, tb, True) if retire else (DONE, self.trial_id, status, tb))
 
     # both threads, lock held -----------------------------------------------------------------------
     def _flush_locked(self, waiting: bool) -> None:
@@ -207,9 +209,11 @@ class _Output:
                 return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
 
 
-def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own_children: bool = False) -> None:
+def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own_children: bool = False,
+               fn_bytes: bytes | None = None) -> bool:
     """Run one trial. ``own_children``: this process runs nothing but trials (a local worker), so any child
-    process left when the trial ends is the trial's, and is killed."""
+    process left when the trial ends is the trial's, and is killed. A trial with ``spec["ranks"]`` (not None)
+    runs here as rank 0, its other ranks in processes started from ``fn_bytes`` (``_local_ranks``)."""
     from tunesmith import session
     from tunesmith._layout import OUTPUT_LOG
     from tunesmith.checkpoint import Checkpoint
@@ -224,17 +228,27 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         stop_rules = pickle.loads(spec["stop"]) if spec.get("stop") else None
     except BaseException:  # noqa: BLE001 - e.g. a module the rule needs is not importable here
         channel.finish("error", "could not load the stop rules in the worker:\n" + traceback.format_exc())
-        return
+        return False
     restore = None
     if spec["restore"] is not None:
         restore = Checkpoint(spec["restore"], iteration=spec["iteration"])
+    ranks, saved_env = None, {}
+    if spec.get("ranks") is not None and fn_bytes is not None:
+        from tunesmith.executors._local_ranks import RankGroup
+
+        ranks = RankGroup(spec, fn_bytes, channel)
     session._session = session._Session(
-        trial_id, spec["config"], spec["trial_dir"], spec["resources"], channel, spec["iteration"],
-        spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"), stop_rules)
+        trial_id, spec["config"], spec["trial_dir"], spec["resources"] if ranks is None else ranks.share(), channel,
+        spec["iteration"], spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"),
+        stop_rules, world_size=1 if ranks is None else ranks.world)
     output.start(os.path.join(spec["trial_dir"], OUTPUT_LOG))
     status, tb = "ok", None
     home = None
     try:
+        if ranks is not None:  # their output goes where rank 0's goes now: the trial's output.log
+            ranks.start()
+            saved_env = {k: os.environ.get(k) for k in ranks.rank0_env()}
+            os.environ.update(ranks.rank0_env())
         if spec.get("chdir", False):
             # its own working folder: relative paths written by concurrent trials cannot collide
             home = os.getcwd()
@@ -251,6 +265,15 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
     except BaseException:  # noqa: BLE001 - the trial's failure is reported, the worker lives on
         status, tb = "error", traceback.format_exc()
     finally:
+        if ranks is not None:
+            failed = ranks.end("stopped" if channel.stopped and status != "error" else status)
+            if failed is not None:  # a rank's failure is the trial's, whatever rank 0 did after it
+                status, tb = "error", failed + (f"\n\nrank 0 then failed:\n{tb}" if tb else "")
+            for key, old in saved_env.items():  # a later trial on this worker must not see this one's ranks
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old
         session._session = None
         if home is not None:
             try:
@@ -262,7 +285,10 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         output.end()
     if channel.stopped and status == "ok":
         status = "stopped"
-    channel.finish(status, tb)
+    # a process that ran rank 0 keeps torch.distributed's process group (and a GPU's collective state): it
+    # runs no further trial
+    channel.finish(status, tb, retire=ranks is not None)
+    return ranks is not None
 
 
 def main(fd: int | None = None, parent: int | None = None) -> None:
@@ -278,6 +304,7 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
     output = _Output()
     channel = _Channel(conn)
     functions: dict[str, Any] = {}
+    fn_bytes: dict[str, bytes] = {}  # as sent: what a trial's other ranks start from
     with channel.lock:
         conn.send((READY, os.getpid()))
     while True:
@@ -294,13 +321,15 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
             fn = functions.get(spec["fn_key"])
             if fn is None:
                 try:
+                    fn_bytes[spec["fn_key"]] = spec["fn"]
                     fn = functions[spec["fn_key"]] = pickle.loads(spec["fn"])
                 except BaseException:  # noqa: BLE001 - e.g. the function's module is not importable here
                     channel.trial_id = spec["trial_id"]
                     channel.finish("error", "could not load the training function in the worker:\n"
                                    + traceback.format_exc())
                     continue
-            _run_trial(spec, fn, channel, output, own_children=True)
+            if _run_trial(spec, fn, channel, output, own_children=True, fn_bytes=fn_bytes.get(spec["fn_key"])):
+                return
         elif kind == EXIT:
             return
 

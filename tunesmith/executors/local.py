@@ -23,6 +23,7 @@ from typing import Any
 
 import cloudpickle
 
+from tunesmith import _ranks
 from tunesmith._errors import ConfigError
 from tunesmith.executors import _forkserver, _procs
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
@@ -130,6 +131,9 @@ class LocalBackend(Executor):
     def total_resources(self) -> dict[str, float]:
         return dict(self._ensure_pool(False).total)
 
+    def check_ranks(self, ranks: int | None) -> None:
+        """Any number: the worker runs rank 0, and starts and watches the others (``_local_ranks``)."""
+
     def check_resources(self, resources: dict[str, float]) -> None:
         pool = self._ensure_pool(resources.get("gpu", 0.0) > 0)
         if resources.get("gpu", 0.0) > 0 and not pool.gpu_ids:
@@ -146,13 +150,17 @@ class LocalBackend(Executor):
         env = dict(launch.env)
         env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
         cuda = cuda_visible(gpus) if gpus else None
+        rank_cuda = None
+        if launch.ranks is not None and cuda is not None:  # the trial's devices (all reserved here), dealt to its ranks
+            rank_cuda = [",".join(ids) for ids in _ranks.rank_devices(list(gpus), launch.ranks)]
+            cuda = rank_cuda[0]  # the worker runs rank 0
         if cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = cuda
         worker = self._idle_worker(cuda)
         known = self._fn_key in worker.fns  # the function (and its import path) is sent once per worker
         spec = trial_spec(launch, env=env, fn_key=self._fn_key, takes_config=self._takes_config,
                           sys_path=[] if known else self._sys_path, stop=self._stop_bytes,
-                          chdir=self.chdir_to_trial_dir, fn=None if known else self._fn_bytes)
+                          chdir=self.chdir_to_trial_dir, fn=None if known else self._fn_bytes, rank_cuda=rank_cuda)
         worker.fns.add(self._fn_key)
         if cuda is not None and worker.cuda is None:
             worker.cuda = cuda
@@ -300,6 +308,9 @@ class LocalBackend(Executor):
                         done = Done(done.trial_id, "error", worker.over_limit)
                     self._finish(worker)
                 events.append(done)
+                if len(msg) > 4 and msg[4]:  # the worker ends itself (it ran rank 0): no trial goes to it
+                    self._kill(worker)
+                    return
             # READY and HEARTBEAT only prove liveness
             worker.last_seen = time.monotonic()
             if not conn.poll():

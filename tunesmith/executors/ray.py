@@ -327,6 +327,11 @@ class RayBackend(Executor):
                 out[key] = float(value)
         return out
 
+    def check_ranks(self, ranks: int | None) -> None:
+        if ranks is not None:  # issue 20 section 2: ranks on the bundles of the trial's placement group
+            raise ConfigError(f"ranks={ranks}: RayBackend does not run a trial as several ranks yet; use the local "
+                              f"backend, or ranks=1 with the trial's own distributed launcher")
+
     def check_resources(self, resources: dict[str, float]) -> None:
         self._refresh(force=True)
         if self.autoscaling:

@@ -192,6 +192,9 @@ class SimulatedBackend(Executor):
     def total_resources(self) -> dict[str, float]:
         return dict(self._ensure_pool().total)
 
+    def check_ranks(self, ranks: int | None) -> None:
+        """Any: a simulated trial runs no code; it holds its total resources whatever its ranks."""
+
     def check_resources(self, resources: dict[str, float]) -> None:
         self._ensure_pool().check(resources)
 

@@ -1,0 +1,278 @@
+"""Trials run as several ranks (``run(..., ranks=N)``) on the local backend: real worker processes, real rank
+processes, torch DDP with the gloo backend on CPU (issue 20)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+import tunesmith as ts
+from tests.proc_helpers import pid_alive
+from tunesmith import _ranks
+from tunesmith.executors.local import LocalBackend
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="rank supervision is tested on Linux")
+
+
+def _none_alive(pids, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if pid_alive(p)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if pid_alive(p)]
+
+
+def _note(name, value):
+    """A rank's record in the trial's folder (the working folder of every rank)."""
+    with open(f"{name}.rank{ts.get_rank()}.json", "a") as f:
+        f.write(json.dumps(value) + "\n")
+
+
+def _records(trial_dir, name, rank):
+    with open(os.path.join(trial_dir, f"{name}.rank{rank}.json")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _trial_dir(result, trial_id=1):
+    return os.path.join(result.path, "trials", f"trial_{trial_id:05d}")
+
+
+def ddp_steps(config):
+    """A DDP model trained a few steps; each rank records its parameters' hash after each step."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    _note("env", {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+          | {"pid": os.getpid(), "rank": ts.get_rank(), "world": ts.get_world_size(), "cpu": ts.get_resources()["cpu"]})
+    torch.manual_seed(100 + dist.get_rank())  # different data per rank: without the all-reduce they would differ
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(config["steps"]):
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        _note("params", hashlib.sha1(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest())
+        ts.report({"loss": loss.item(), "rank": ts.get_rank()})  # only rank 0's are the trial's
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_get_the_env_all_reduce_and_only_rank_0_results_are_stored():
+    result = ts.run(ddp_steps, {"steps": 3}, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    folder = _trial_dir(result)
+    env0, env1 = _records(folder, "env", 0)[0], _records(folder, "env", 1)[0]
+    assert (env0["RANK"], env1["RANK"]) == ("0", "1")
+    assert env0["WORLD_SIZE"] == env1["WORLD_SIZE"] == "2"
+    assert env0["MASTER_PORT"] == env1["MASTER_PORT"] and env0["MASTER_ADDR"] == "127.0.0.1"
+    assert (env0["world"], env1["world"]) == (2, 2) and env0["cpu"] == env1["cpu"] == 1.0  # each rank its share
+    assert env0["pid"] != env1["pid"]
+    # gradients all-reduced: after every step both ranks hold the same parameters
+    assert _records(folder, "params", 0) == _records(folder, "params", 1)
+    assert len(set(_records(folder, "params", 0))) == 3
+    history = result.history(trial.id)
+    assert [r["training_iteration"] for r in history] == [1, 2, 3]  # rank 1's three reports are not stored
+    assert all(r["rank"] == 0 for r in history)
+    assert not pid_alive(env1["pid"]), "rank 1 outlived its trial"
+
+
+def fails_on_rank_1(config):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    _note("pid", os.getpid())
+    if ts.get_rank() == 1:
+        raise ValueError("boom in rank 1")
+    dist.barrier()  # rank 0 waits for a rank that is gone: gloo raises, the trial must not hang
+    ts.report({"loss": 1.0})
+
+
+def test_a_failing_rank_fails_the_trial_with_its_traceback_and_nothing_is_left():
+    result = ts.run(fails_on_rank_1, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.ERROR
+    assert "rank 1 of 2" in trial.error and "ValueError: boom in rank 1" in trial.error, trial.error
+    pids = [_records(_trial_dir(result), "pid", r)[0] for r in (0, 1)]
+    assert not pid_alive(pids[1])
+
+
+def killed_then_resumed(config):
+    """Checkpoints every step; in its first attempt rank 0 SIGKILLs rank 1 after the second step."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    ckpt = ts.get_checkpoint()
+    start = 0
+    if ckpt is not None:
+        with open(os.path.join(ckpt.as_dir(), "step.json")) as f:
+            start = json.load(f)["step"]
+    _note("start", {"start": start, "pid": os.getpid()})
+    for step in range(start, config["steps"]):
+        t = torch.tensor([float(step)])
+        dist.all_reduce(t)
+        if step == 2 and start == 0 and ts.get_rank() == 0:
+            other = _records(".", "start", 1)[-1]["pid"]
+            os.kill(other, signal.SIGKILL)  # rank 1 dies mid-run
+            dist.all_reduce(t)  # gloo raises: the peer is gone
+        import tempfile
+
+        tmp = tempfile.mkdtemp()
+        with open(os.path.join(tmp, "step.json"), "w") as f:
+            json.dump({"step": step + 1}, f)
+        folder = ts.Checkpoint.from_dir(tmp)
+        ts.report({"loss": float(config["steps"] - step), "sum": t.item()}, checkpoint=folder)
+
+
+def test_a_killed_rank_fails_the_trial_and_the_retry_resumes_every_rank_from_the_checkpoint():
+    result = ts.run(killed_then_resumed, {"steps": 4}, metric="loss", mode="min", ranks=2, resources={"cpu": 2},
+                    max_failures=1, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    folder = _trial_dir(result)
+    starts0 = [r["start"] for r in _records(folder, "start", 0)]
+    starts1 = [r["start"] for r in _records(folder, "start", 1)]
+    assert starts0 == starts1 == [0, 2]  # both ranks restarted from the same checkpoint (step 2)
+    history = result.history(trial.id)
+    assert [r["training_iteration"] for r in history] == [1, 2, 3, 4]
+    assert [r["sum"] for r in history] == [0.0, 2.0, 4.0, 6.0]  # all-reduced over both ranks each time
+    pids = [r["pid"] for rank in (0, 1) for r in _records(folder, "start", rank) if r["pid"] != os.getpid()]
+    assert not _none_alive(pids[1:], timeout=2)
+
+
+def asha_trial(config):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    _note("pid", os.getpid())
+    for step in range(config["steps"]):
+        t = torch.tensor([1.0])
+        dist.all_reduce(t)  # a stopped rank 0 leaves rank 1 waiting here: it must be ended with it
+        ts.report({"loss": config["bad"] + 1.0 / (step + 1), "world": t.item()})
+
+
+def test_asha_sees_a_two_rank_trial_as_one_and_its_stop_ends_every_rank():
+    result = ts.run(asha_trial, {"steps": 8, "bad": ts.grid([0.0, 10.0])}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, scheduler=ts.ASHA(max_t=8, grace_period=1, reduction_factor=2),
+                    backend=LocalBackend(total_resources={"cpu": 2}), verbose=0)
+    by_bad = {t.config["bad"]: t for t in result.trials}
+    good, bad = by_bad[0.0], by_bad[10.0]
+    assert good.status == ts.TrialStatus.TERMINATED and good.last_result["training_iteration"] == 8
+    assert bad.last_result["training_iteration"] < 8  # stopped at a rung, as one trial
+    assert all(r["world"] == 2.0 for r in result.history(bad.id))
+    pids = [_records(_trial_dir(result, t.id), "pid", 1)[0] for t in (good, bad)]
+    assert not _none_alive(pids, timeout=2), "a rank of a stopped trial outlived it"
+
+
+def resized(config):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    ckpt = ts.get_checkpoint()
+    start = ckpt.iteration if ckpt is not None else 0
+    _note("start", {"start": start, "world": dist.get_world_size(), "cpu": ts.get_resources()["cpu"]})
+    for step in range(start, config["steps"]):
+        t = torch.tensor([1.0])
+        dist.all_reduce(t)
+        import tempfile
+
+        ts.report({"loss": 1.0 / (step + 1), "world": t.item()}, checkpoint=ts.Checkpoint.from_dir(tempfile.mkdtemp()))
+
+
+def test_resource_changing_restarts_a_two_rank_trial_from_its_checkpoint_with_the_new_world_size():
+    def shrink(trial, view):
+        return {"cpu": 1.0} if trial.iteration >= 2 else None
+
+    result = ts.run(resized, {"steps": 4}, metric="loss", mode="min", ranks=2, resources={"cpu": 2},
+                    scheduler=ts.ResourceChanging(ts.FIFO(), shrink), verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    first, second = _records(_trial_dir(result), "start", 0)
+    assert first == {"start": 0, "world": 2, "cpu": 1.0}
+    assert second["world"] == 1 and second["cpu"] == 1.0 and 2 <= second["start"] < 4  # from its checkpoint
+    worlds = [r["world"] for r in result.history(trial.id)]
+    assert worlds == [2.0] * second["start"] + [1.0] * (4 - second["start"])
+
+
+# -- the pure parts ------------------------------------------------------------------------------------
+def test_ranks_must_be_a_positive_integer():
+    with pytest.raises(ts.ConfigError, match="ranks must be an integer >= 1"):
+        ts.run(ddp_steps, ranks=0, verbose=0)
+    with pytest.raises(ts.ConfigError, match="ranks"):
+        ts.run(ddp_steps, ranks=True, verbose=0)
+
+
+def test_a_gpu_split_that_gives_a_rank_parts_of_two_devices_is_refused():
+    with pytest.raises(ts.ConfigError, match=r"resources\['gpu'\] = 3 over ranks=2"):
+        _ranks.split_resources({"cpu": 2, "gpu": 3}, 2)
+    assert _ranks.split_resources({"cpu": 1, "gpu": 1}, 2) == {"cpu": 0.5, "gpu": 0.5}
+    assert _ranks.split_resources({"gpu": 2}, 4) == {"gpu": 0.5}
+    assert _ranks.rank_devices(["3", "5"], 4) == [["3"], ["3"], ["5"], ["5"]]
+    assert _ranks.rank_devices(["3", "5", "6", "7"], 2) == [["3", "5"], ["6", "7"]]
+    assert _ranks.rank_devices(["4"], 2) == [["4"], ["4"]]
+
+
+def test_the_world_size_follows_the_resources_in_whole_per_rank_shares():
+    unit = {"cpu": 1.0, "gpu": 0.0}
+    assert _ranks.world_size({"cpu": 4}, unit) == 4
+    assert _ranks.world_size({"cpu": 3}, unit) == 3
+    assert _ranks.world_size({"cpu": 1.5}, unit) == 1
+    assert _ranks.world_size({"cpu": 0.5}, unit) == 1
+    # GPUs: lowered until they split evenly (3 devices cannot go to 2 ranks)
+    assert _ranks.world_size({"cpu": 2, "gpu": 3}, {"cpu": 1.0, "gpu": 1.0}) == 1
+
+
+def test_the_ray_backend_says_it_does_not_run_ranks_yet():
+    from tunesmith.executors.ray import RayBackend
+
+    with pytest.raises(ts.ConfigError, match="RayBackend does not run a trial as several ranks yet"):
+        RayBackend().check_ranks(2)
+
+
+def lightning_ddp(config):
+    import lightning.pytorch as pl
+
+    from tunesmith.integrations.lightning import ReportCallback
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, _):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, _):
+            self.log("val_loss", self.layer(batch[0]).pow(2).mean(), sync_dist=True)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(32, 4, generator=g))
+    loader = torch.utils.data.DataLoader(data, batch_size=8)
+    trainer = pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_epochs=2, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[ReportCallback(["val_loss"], checkpoint=False)])
+    trainer.fit(Tiny(), loader, loader)
+    _note("lightning", {"pid": os.getpid(), "global_rank": trainer.global_rank, "world": trainer.world_size})
+
+
+def test_lightning_ddp_joins_the_trial_ranks_instead_of_launching_its_own():
+    pytest.importorskip("lightning")
+    result = ts.run(lightning_ddp, metric="val_loss", mode="min", ranks=2, resources={"cpu": 2}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    folder = _trial_dir(result)
+    ranks = [_records(folder, "lightning", r)[0] for r in (0, 1)]
+    assert [(r["global_rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)]  # our two processes, no third
+    assert [r["training_iteration"] for r in result.history(trial.id)] == [1, 2]  # rank 0's validations only
