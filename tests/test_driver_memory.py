@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 import tunesmith as ts
+from tunesmith.callbacks.csv_json import CSVLogger, JSONLLogger
 from tunesmith.callbacks.progress import Progress
 from tunesmith.trial import TrialStatus
 
@@ -34,6 +35,7 @@ class Watch(ts.Callback):
         self.at_end: dict[str, Any] = {}
 
     def on_experiment_start(self, experiment: Any) -> None:
+        self.loggers = [cb for cb in experiment._c.callbacks if isinstance(cb, (CSVLogger, JSONLLogger))]
         self.held_at_start = len(experiment.trials)
         self.counts_at_start = dict(experiment.counts)
 
@@ -49,12 +51,16 @@ class Watch(ts.Callback):
                        "num_trials": experiment.num_trials, "total": experiment.total_trials}
 
 
-def test_finished_trials_leave_the_controller_and_are_still_counted() -> None:
+@pytest.mark.parametrize("file_loggers", [False, True])
+def test_finished_trials_leave_the_controller_and_are_still_counted(file_loggers: bool) -> None:
     watch = Watch()
     rs = ts.run(train, {"x": ts.uniform(0, 1)}, metric="loss", mode="min", num_samples=N, verbose=0, seed=1,
-                max_concurrent=2, callbacks=[watch], name="mem")
+                max_concurrent=2, callbacks=[watch], name="mem", file_loggers=file_loggers)
     assert len(watch.ended) == N
-    assert watch.alive_at_end == 0  # no finished TrialView is kept by anything (the controller, a default callback)
+    assert watch.alive_at_end == 0  # no finished TrialView is kept by anything (the controller, a file logger)
+    for logger in watch.loggers:  # nor any per-trial state of the live file loggers
+        assert (logger._params, logger._last_iteration, getattr(logger, "_header", {})) == ({}, {}, {})
+    assert len(watch.loggers) == (2 if file_loggers else 0)
     assert watch.at_end == {"held": 0, "counts": {TrialStatus.TERMINATED: N}, "num_trials": N, "total": N}
     assert len(rs.trials) == N and rs.best is not None  # the store has them all
 
