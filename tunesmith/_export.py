@@ -85,5 +85,14 @@ def _real_folder(path: str) -> None:
 
 
 def _write(path: str, text: str) -> None:
-    with replacing(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
+    """A new file is created in one step (``O_EXCL | O_NOFOLLOW``: never an existing file or link); one that
+    exists (a second export, the live loggers' file, a planted link) is replaced through a fresh name."""
+    data = text.encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        with replacing(path, "wb") as f:
+            f.write(data)
+        return
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
