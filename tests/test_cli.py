@@ -768,7 +768,7 @@ def test_trial_files_are_not_written_through_planted_links(results_dir: Any, tmp
             os.remove(trial_dir / name)
         os.symlink(victim, trial_dir / name)
     result = ts.run(crashes_once, space={"lr": 0.5}, name="shared", resume=True, restart_errored="restart",
-                    verbose=0)
+                    verbose=0, file_loggers=True)
     assert result.trials[0].status is ts.TrialStatus.ERROR  # crashed again (restarted from scratch)
     assert all(v.read_text() == "precious" for v in victims.values())
     assert json.loads((trial_dir / "params.json").read_text()) == {"lr": 0.5}  # the link replaced by the file

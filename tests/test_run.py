@@ -315,7 +315,7 @@ def test_second_driver_on_the_same_experiment_is_refused(results_dir):
         ts.run(quadratic, name="busy", verbose=0)
 
 
-def test_csv_and_jsonl_logs_are_written_by_default_and_can_be_turned_off(results_dir):
+def test_csv_and_jsonl_logs_are_written_when_asked_and_not_by_default(results_dir):
     import csv
     import json
 
@@ -323,7 +323,7 @@ def test_csv_and_jsonl_logs_are_written_by_default_and_can_be_turned_off(results
         for i in range(3):
             ts.report({"loss": config["x"] + i, "tag": "a"})
 
-    result = ts.run(train, space={"x": ts.grid([1.0, 2.0])}, verbose=0, name="logs")
+    result = ts.run(train, space={"x": ts.grid([1.0, 2.0])}, verbose=0, name="logs", file_loggers=True)
     for t in result.trials:
         folder = t.path
         with open(os.path.join(folder, "result.jsonl")) as f:
@@ -333,10 +333,11 @@ def test_csv_and_jsonl_logs_are_written_by_default_and_can_be_turned_off(results
             rows = list(csv.DictReader(f))
         assert [float(r["loss"]) for r in rows] == [t.config["x"] + i for i in range(3)]
         assert [int(r["training_iteration"]) for r in rows] == [1, 2, 3]
-    quiet = ts.run(train, space={"x": ts.grid([1.0])}, verbose=0, name="nologs", file_loggers=False)
+    quiet = ts.run(train, space={"x": ts.grid([1.0])}, verbose=0, name="nologs")  # the default: the store only
     folder = quiet.trials[0].path
-    assert not os.path.exists(os.path.join(folder, "result.jsonl"))
-    assert not os.path.exists(os.path.join(folder, "progress.csv"))
+    for name in ("result.jsonl", "progress.csv", "params.json"):
+        assert not os.path.exists(os.path.join(folder, name))
+    assert [r["loss"] for r in quiet.history(quiet.trials[0].id)] == [1.0, 2.0, 3.0]  # every result is in the store
 
 
 def wait_on_fifo(config):

@@ -90,7 +90,8 @@ def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd)
     write_report(result, str(report))
     runner = CliRunner()
     for args in (["show", "sec"], ["show", "sec", "--json"], ["ls"],
-                 ["report", "sec", "-o", str(tmp_path / "r2.html")]):
+                 ["report", "sec", "-o", str(tmp_path / "r2.html")],
+                 ["export", "sec", "--to", str(tmp_path / "exported")]):
         res = runner.invoke(cli, [*args, "--storage-path", str(results_dir)])
         assert res.exit_code == 0, res.output
         outputs[" ".join(args)] = res.output
@@ -101,6 +102,7 @@ def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd)
     files = [f for f in _files_under(result.path) if os.path.basename(f) not in store_files]
     files += _files_under(str(tmp_path / "mlruns")) if (tmp_path / "mlruns").exists() else []
     files += [str(report), str(tmp_path / "r2.html"), str(tmp_path / "mlflow.db")]
+    files += _files_under(str(tmp_path / "exported"))  # tunesmith export's params.json too
     assert any(f.endswith("params.json") for f in files) and any("tfevents" in f for f in files)
     for f in files:
         with open(f, "rb") as fh:

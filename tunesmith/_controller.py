@@ -71,7 +71,11 @@ class Controller:
         self.ledger = Ledger(retention or Retention(None, None, None))
         self._storage_prefix = storage_prefix(getattr(executor, "storage", None), exp_dir)
 
+        # Unfinished trials; finished ones too only while the scheduler reads them (``needs_finished_trials``):
+        # otherwise a trial leaves when it ends (the store has it), counted by status in _forgotten, so memory
+        # follows the running trials rather than the trials so far.
         self.trials: dict[int, TrialView] = {}
+        self._forgotten: dict[TrialStatus, int] = {}
         self.total_resources: dict[str, float] = {}
         self.best_so_far: tuple[int, float] | None = None
         self._stop_reasons: dict[int, str] = {}  # why a Stop was sent: "stop_rule" or "experiment" (else a scheduler)
@@ -111,6 +115,8 @@ class Controller:
     def run(self) -> None:
         self.total_resources = self.executor.total_resources()
         self.view.total_resources = self.total_resources
+        for trial in [t for t in self.trials.values() if t.status.is_finished]:  # a resume's finished trials
+            self._forget(trial)
         self._notify("on_experiment_start", self.info)
         try:
             self._loop()
@@ -622,6 +628,31 @@ class Controller:
             self.scheduler.on_complete(trial, trial.last_result, self.view)
             self.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
             self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)
+            self._forget(trial)
+
+    def _forget(self, trial: TrialView) -> None:
+        """A finished trial leaves the controller's memory, unless the scheduler reads finished trials: everything
+        about it is in the store already (written before any decision), and nothing here acts on it again."""
+        if self.scheduler.needs_finished_trials:
+            return
+        tid = trial.id
+        self.trials.pop(tid, None)
+        self._forgotten[trial.status] = self._forgotten.get(trial.status, 0) + 1
+        self._metric_seen.discard(tid)
+        self._ckpt_time.pop(tid, None)
+        self._stop_reasons.pop(tid, None)
+
+    def counts(self) -> dict[TrialStatus, int]:
+        """Trials by status, the forgotten finished ones included."""
+        counts = dict(self._forgotten)
+        for t in self.trials.values():
+            counts[t.status] = counts.get(t.status, 0) + 1
+        return counts
+
+    @property
+    def num_trials(self) -> int:
+        """Trials created so far (this run's and, on resume, the stored ones), the forgotten ones included."""
+        return len(self.trials) + sum(self._forgotten.values())
 
     # -- store --------------------------------------------------------------------------------------
     def _write_generations(self, db: Any) -> None:

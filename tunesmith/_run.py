@@ -67,7 +67,7 @@ def run(
     seed: int | None = None,
     verbose: int = 1,
     callbacks: list[Callback] | None = None,
-    file_loggers: bool = True,
+    file_loggers: bool = False,
     strict_metric_checking: bool = True,
     raise_on_failed_trial: bool = False,
     max_failures: int = 0,
@@ -131,8 +131,10 @@ def run(
         seed: seed of the default searcher.
         verbose: 0 silent, 1 progress table (plain lines when not a terminal), 2 more detail.
         callbacks: extra :class:`Callback` objects (loggers such as ``TensorBoardLogger``, or your own).
-        file_loggers: write each trial's results to ``progress.csv`` and ``result.jsonl`` in its folder (flat
-            keys). On by default; ``False`` when the SQLite store is all you need (it holds every result).
+        file_loggers: also write each trial's results live to ``progress.csv`` and ``result.jsonl`` (and its
+            config to ``params.json``) in its folder. Off by default: the SQLite store holds every result, and
+            ``tunesmith export NAME`` writes the same files from it on demand (a folder and three files per
+            trial cost a run of short trials 1.2-2x its time; docs/callbacks.md).
         strict_metric_checking: fail the experiment when a trial's first result lacks ``metric``.
         raise_on_failed_trial: raise :class:`TrialError` at the end if any trial ended in ERROR.
         max_failures: restarts allowed per trial (0 default, -1 forever) when its function raises, its worker

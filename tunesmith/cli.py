@@ -512,6 +512,28 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
     click.echo(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})")
 
 
+@cli.command(short_help="Write each trial's progress.csv / result.jsonl / params.json from the store.")
+@click.argument("name")
+@_storage_option
+@click.option("--format", "formats", type=click.Choice(["csv", "jsonl"]), multiple=True,
+              help="progress.csv (csv) and/or result.jsonl (jsonl); repeat for both [default: both]. "
+                   "params.json is always written.")
+@click.option("--to", "to", type=click.Path(file_okay=False), default=None,
+              help="The folder to put the trial folders in [default: <experiment folder>/trials].")
+def export(name: str, storage_path: str | None, formats: tuple[str, ...], to: str | None) -> None:
+    """Write the per-trial files of experiment NAME (the file loggers' files) from its store, on demand.
+
+    The run writes no per-trial files by default (run(..., file_loggers=True) writes them live); every
+    result is in the store, so this makes them when you want them. Safe while the experiment runs.
+    """
+    from tunesmith._export import FORMATS
+    from tunesmith._export import export as write
+
+    rs = _open(name, storage_path)
+    n, folder = write(rs.path, formats or FORMATS, to)
+    click.echo(printable(f"wrote the files of {n} trials in {folder}", one_line=True))
+
+
 # ------------------------------------------------------------------------------------------- resume
 
 

@@ -204,7 +204,7 @@ def test_a_failed_background_write_is_logged_once_and_the_next_trial_is_written(
 def test_the_second_default_file_logger_does_not_write_params_again(trial_and_info: tuple[TrialView, Any]) -> None:
     from tunesmith.callbacks import default_callbacks
 
-    files = [cb for cb in default_callbacks(0) if isinstance(cb, (CSVLogger, JSONLLogger))]
+    files = [cb for cb in default_callbacks(0, file_loggers=True) if isinstance(cb, (CSVLogger, JSONLLogger))]
     assert [cb.params for cb in files] == [True, False]
     trial, info = trial_and_info
     quiet = JSONLLogger(params=False, background=False)
@@ -213,7 +213,7 @@ def test_the_second_default_file_logger_does_not_write_params_again(trial_and_in
     quiet.on_trial_results(trial, [_result(7, 1, loss=1.0)])
     assert sorted(os.listdir(os.path.join(info.path, "trials", trial.name))) == ["result.jsonl"]
     mine = JSONLLogger()  # the user's own writes params.json: ours does not
-    assert [cb.params for cb in default_callbacks(0, [mine]) if isinstance(cb, CSVLogger)] == [False]
+    assert [cb.params for cb in default_callbacks(0, [mine], file_loggers=True) if isinstance(cb, CSVLogger)] == [False]
 
 
 # -- optional dependencies ----------------------------------------------------------------------------
@@ -360,16 +360,16 @@ def test_mlflow_runs_read_back_through_its_client(tmp_path: Any) -> None:
 # -- defaults -----------------------------------------------------------------------------------------
 
 
-def test_default_callbacks_progress_and_file_loggers_then_the_users() -> None:
+def test_default_callbacks_progress_then_the_users_and_file_loggers_when_asked() -> None:
     from tunesmith.callbacks import Progress, default_callbacks
 
     mine = JSONLLogger()
-    chain = default_callbacks(1, [mine])
+    assert [type(cb).__name__ for cb in default_callbacks(0)] == ["Progress"]  # the store holds every result
+    chain = default_callbacks(1, [mine], file_loggers=True)
     assert [type(cb).__name__ for cb in chain] == ["Progress", "CSVLogger", "JSONLLogger"]
     assert chain[-1] is mine and chain[0].verbose == 1  # type: ignore[attr-defined]
-    assert [type(cb).__name__ for cb in default_callbacks(0, None, file_loggers=False)] == ["Progress"]
     own = Progress(verbose=2)
-    chain = default_callbacks(1, [own])
+    chain = default_callbacks(1, [own], file_loggers=True)
     assert [type(cb).__name__ for cb in chain] == ["CSVLogger", "JSONLLogger", "Progress"] and chain[-1] is own
 
 
@@ -394,7 +394,7 @@ def test_the_default_file_loggers_share_one_writer(tmp_path: Any) -> None:
         ts.report({"x": 1})
 
     watch = Watch()
-    result = ts.run(f, num_samples=3, storage_path=str(tmp_path), verbose=0, callbacks=[watch])
+    result = ts.run(f, num_samples=3, storage_path=str(tmp_path), verbose=0, callbacks=[watch], file_loggers=True)
     assert len(watch.loggers) == 2 and seen and all(seen)
     assert not writers() - before  # its threads end with the experiment
     for t in result.trials:

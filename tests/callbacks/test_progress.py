@@ -52,10 +52,7 @@ class Snapshot(ts.Callback):
             self.text = console.export_text()
             self.line = self.progress.status_line(experiment)
             self.when = experiment.elapsed
-            counts: dict[Any, int] = {}
-            for t in experiment.trials.values():
-                counts[t.status] = counts.get(t.status, 0) + 1
-            self.eta = self.progress.eta(experiment, counts)
+            self.eta = self.progress.eta(experiment, experiment.counts)
 
 
 def sim_run(snapshot_at: float, **kwargs: Any) -> tuple[Progress, Snapshot, Any]:

@@ -18,8 +18,8 @@ __all__ = ["CSVLogger", "Callback", "ExperimentInfo", "JSONLLogger", "MLflowLogg
 
 
 def default_callbacks(verbose: int, callbacks: list[Callback] | None = None,
-                      file_loggers: bool = True) -> list[Callback]:
-    """The callbacks of a run: progress, the per-trial CSV and JSON-lines files, then the user's own.
+                      file_loggers: bool = False) -> list[Callback]:
+    """The callbacks of a run: progress, the per-trial CSV and JSON-lines files if asked for, then the user's own.
 
     Args:
         verbose: the progress level (0 silent); a ``Progress`` among ``callbacks`` replaces the default one.

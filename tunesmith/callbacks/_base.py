@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunesmith.trial import Result, TrialView
+from tunesmith.trial import Result, TrialStatus, TrialView
 
 
 class Callback:
@@ -71,7 +71,21 @@ class ExperimentInfo:
 
     @property
     def trials(self) -> dict[int, TrialView]:
+        """The trials the controller holds, by id: every unfinished one. Finished trials leave it when they end
+        (the store keeps them: ``tunesmith.load(path)``), unless the scheduler reads them
+        (``Scheduler.needs_finished_trials``: PBT, PB2, HyperBand...): the driver's memory then follows the
+        running trials. ``counts`` and ``num_trials`` count every trial."""
         return self._c.trials
+
+    @property
+    def counts(self) -> dict[TrialStatus, int]:
+        """How many trials are in each status, the finished ones no longer in ``trials`` included."""
+        return self._c.counts()
+
+    @property
+    def num_trials(self) -> int:
+        """How many trials the experiment has so far (in ``trials`` or finished)."""
+        return self._c.num_trials
 
     @property
     def elapsed(self) -> float:
@@ -97,10 +111,10 @@ class ExperimentInfo:
         ``num_samples``); None when unbounded (``num_samples=-1``) or the searcher does not say."""
         c = self._c
         if getattr(c, "_searcher_done", False):
-            return len(c.trials)
+            return c.num_trials
         total = getattr(getattr(c, "searcher", None), "_total", None)
         if isinstance(total, int) and not isinstance(total, bool):
-            return max(total, len(c.trials))
+            return max(total, c.num_trials)
         return None
 
     @property

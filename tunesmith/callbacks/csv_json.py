@@ -113,9 +113,20 @@ class _TrialFileLogger(Callback):
         # Written again only when the config changed (a PBT exploit gives the trial a new one).
         if self.params and self._params.get(trial.id) != trial.config:
             # secret-looking values masked (``tunesmith._secrets``): the store keeps them, the trial gets them
-            text = json.dumps(shown(trial).config, indent=2, sort_keys=True, default=str, allow_nan=True)
-            self._do(self._write_params, trial, text)
+            self._do(self._write_params, trial, params_text(trial))
             self._params[trial.id] = dict(trial.config)
+
+    def on_trial_complete(self, trial: TrialView) -> None:
+        # Nothing more is written for a finished trial: what is kept about it goes, so the memory follows the
+        # running trials. Its folder and header go after its queued writes (in its lane, in order).
+        self._params.pop(trial.id, None)
+        self._last_iteration.pop(trial.id, None)
+        self._do(self._forget, trial)
+
+    on_trial_error = on_trial_complete
+
+    def _forget(self, trial: TrialView) -> None:
+        self._dirs.pop(trial.id, None)
 
     def _write_params(self, trial: TrialView, text: str) -> None:
         # Written in place, not through a temporary name and a rename: one file operation fewer per trial
@@ -156,19 +167,7 @@ class JSONLLogger(_TrialFileLogger):
     """
 
     def _rows(self, results: list[Result]) -> list[str]:
-        # Lines, made here: a result a trial reported is its metrics' JSON text as the trial sent it (the
-        # same encoder as this one's) with the three added keys appended, instead of encoding every number
-        # again (a third of this logger's time per result). Other results go through the encoder.
-        encode = _ENCODER.encode
-        lines = []
-        for r in results:
-            text, m = r._json, r.metrics
-            if text is not None:  # the controller made ``metrics`` from it: the same keys and values
-                lines.append(f"{text[:-1]}{', ' if len(text) > 2 else ''}\"{ITERATION}\": {r.iteration}, "
-                             f"\"{TIME_TOTAL}\": {m[TIME_TOTAL]!r}, \"{TIMESTAMP}\": {m[TIMESTAMP]!r}}}\n")
-            else:
-                lines.append(encode(flat_metrics(m)) + "\n")
-        return lines
+        return jsonl_lines(results)
 
     def _write(self, trial: TrialView, rows: list[str], restart_at: int | None) -> None:
         path = os.path.join(self.trial_dir(trial), RESULT_JSONL)
@@ -198,6 +197,10 @@ class CSVLogger(_TrialFileLogger):
     def __init__(self, params: bool = True, background: bool = True) -> None:
         super().__init__(params, background)
         self._header: dict[int, list[str]] = {}
+
+    def _forget(self, trial: TrialView) -> None:
+        super()._forget(trial)
+        self._header.pop(trial.id, None)
 
     def _rows(self, results: list[Result]) -> tuple[bool, list[dict[str, Any]]]:
         # (scalars, rows): results a trial reported are flat dicts of scalars already (report() checked
@@ -245,6 +248,42 @@ class CSVLogger(_TrialFileLogger):
             writer = csv.DictWriter(f, fieldnames=header, restval="")
             writer.writeheader()
             writer.writerows(old)
+
+
+def params_text(trial: TrialView) -> str:
+    """``params.json``: the trial's config, secret-looking values masked (``tunesmith._secrets``: the store keeps
+    them, the trial gets them)."""
+    return json.dumps(shown(trial).config, indent=2, sort_keys=True, default=str, allow_nan=True)
+
+
+def jsonl_lines(results: list[Result]) -> list[str]:
+    """``result.jsonl``'s lines for ``results``.
+
+    A result a trial reported (or one read from the store) is its metrics' JSON text as the trial sent it (the
+    same encoder as this one's) with the three added keys appended, instead of encoding every number again (a
+    third of this logger's time per result). Other results go through the encoder."""
+    encode = _ENCODER.encode
+    lines = []
+    for r in results:
+        text, m = r._json, r.metrics
+        if text is not None:  # ``metrics`` was made from it: the same keys and values
+            lines.append(f"{text[:-1]}{', ' if len(text) > 2 else ''}\"{ITERATION}\": {r.iteration}, "
+                         f"\"{TIME_TOTAL}\": {m[TIME_TOTAL]!r}, \"{TIMESTAMP}\": {m[TIMESTAMP]!r}}}\n")
+        else:
+            lines.append(encode(flat_metrics(m)) + "\n")
+    return lines
+
+
+def csv_text(results: list[Result]) -> str:
+    """``progress.csv`` for ``results``, as ``CSVLogger`` leaves it: the header is every key in the order it
+    first appears, a row without a key has an empty cell, a non-scalar value is written as JSON."""
+    rows = [r.metrics if r._json is not None else flat_metrics(r.metrics) for r in results]
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(_cells([row.get(k, "") for k in header]) for row in rows)
+    return buf.getvalue()
 
 
 def _read_header(path: str) -> list[str]:

@@ -112,6 +112,10 @@ class Progress(Callback):
         self._errors = 0
         self._error_lines = 0
         self.lines = 0  # plain lines printed (for tests and for the curious)
+        # Finished trials the table may show: the controller forgets a trial when it ends (its memory follows
+        # the running trials), so the best max_rows of each finished status are kept here, and the best trial.
+        self._done: dict[int, TrialView] = {}
+        self._experiment: ExperimentInfo | None = None
 
     # -- hooks --------------------------------------------------------------------------------------
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
@@ -121,6 +125,7 @@ class Progress(Callback):
 
         if self.console is None:
             self.console = Console()
+        self._experiment = experiment
         self._t0 = self._last = experiment.elapsed  # the first status line comes one interval in
         self._results0 = experiment.num_results
         self._samples.append((self._t0, self._results0, 0))
@@ -140,12 +145,14 @@ class Progress(Callback):
 
     def on_trial_complete(self, trial: TrialView) -> None:
         self._finished += 1
+        self._keep(trial)
         if self.verbose >= 2 and self.console is not None:
             self._print(self._trial_line(trial))
 
     def on_trial_error(self, trial: TrialView) -> None:
         self._finished += 1
         self._errors += 1
+        self._keep(trial)
         if self.verbose <= 0 or self.console is None:
             return
         if self._error_lines < self.max_error_lines:
@@ -192,6 +199,18 @@ class Progress(Callback):
             self._update_display(experiment)
             self._display = None
         self._print(self.status_line(experiment, final=True))
+
+    def _keep(self, trial: TrialView) -> None:
+        """Keep ``trial`` for the table if it is among the best ``max_rows`` of its status (or the best trial):
+        the table never shows more of a group, and this stays as small as the table."""
+        experiment = self._experiment
+        if self.verbose <= 0 or experiment is None:
+            return
+        self._done[trial.id] = trial
+        group = [t for t in self._done.values() if t.status is trial.status]
+        if len(group) > self.max_rows:
+            score = self._score(experiment)
+            del self._done[max(group, key=score).id]  # the best trial scores first: never the one let go
 
     # -- notebook -----------------------------------------------------------------------------------
     def html(self, experiment: ExperimentInfo) -> str:
@@ -247,10 +266,28 @@ class Progress(Callback):
     # -- text ---------------------------------------------------------------------------------------
     @staticmethod
     def _counts(experiment: ExperimentInfo) -> dict[TrialStatus, int]:
-        counts: dict[TrialStatus, int] = {}
-        for t in experiment.trials.values():
-            counts[t.status] = counts.get(t.status, 0) + 1
-        return counts
+        return experiment.counts
+
+    @staticmethod
+    def _score(experiment: ExperimentInfo) -> Any:
+        """The table's order within a status group: the best trial first, then by the first metric's last
+        value (NaN and missing last), then by id."""
+        metrics = [experiment.metric] if isinstance(experiment.metric, str) else list(experiment.metric or [])
+        first = metrics[0] if metrics else None
+        modes = [experiment.mode] if isinstance(experiment.mode, str) else list(experiment.mode or [None])
+        sign = -1.0 if modes[0] == "max" else 1.0  # rows sorted by the first metric
+        best = experiment.best
+        best_id = best[0] if best is not None else None
+
+        def score(t: TrialView) -> tuple[int, float, int]:
+            if t.id == best_id:
+                return (0, -math.inf, t.id)
+            v = t.last_result.get(first) if (first and t.last_result) else None
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+                return (1, math.inf, t.id)
+            return (1, sign * v, t.id)
+
+        return score
 
     @staticmethod
     def resources_text(experiment: ExperimentInfo) -> str:
@@ -319,23 +356,18 @@ class Progress(Callback):
 
         # Every string a user chose goes in as a Text (rich reads a str as markup): keys, values, names.
         metrics = [experiment.metric] if isinstance(experiment.metric, str) else list(experiment.metric or [])
-        first = metrics[0] if metrics else None
-        modes = [experiment.mode] if isinstance(experiment.mode, str) else list(experiment.mode or [None])
-        sign = -1.0 if modes[0] == "max" else 1.0  # rows sorted by the first metric
         best = experiment.best
         best_id = best[0] if best is not None else None
-
-        def score(t: TrialView) -> tuple[int, float, int]:
-            if t.id == best_id:
-                return (0, -math.inf, t.id)
-            v = t.last_result.get(first) if (first and t.last_result) else None
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
-                return (1, math.inf, t.id)
-            return (1, sign * v, t.id)
+        score = self._score(experiment)
 
         by_status: dict[TrialStatus, list[TrialView]] = {s: [] for s in _GROUPS}
-        for t in experiment.trials.values():
+        held = experiment.trials
+        for t in held.values():
             by_status[t.status].append(t)
+        for t in self._done.values():  # finished trials the controller no longer holds
+            if t.id not in held:
+                by_status[t.status].append(t)
+        counts = experiment.counts
         quotas = _allocate([len(by_status[s]) for s in _GROUPS], self.max_rows)
         visible: dict[TrialStatus, list[TrialView]] = {}
         for status, quota in zip(_GROUPS, quotas):
@@ -361,7 +393,7 @@ class Progress(Callback):
         first_group = True
         for status in _GROUPS:
             group = visible[status]
-            hidden = len(by_status[status]) - len(group)
+            hidden = max(len(by_status[status]), counts.get(status, 0)) - len(group)
             if not group and not hidden:
                 continue
             if not first_group:
@@ -384,7 +416,7 @@ class Progress(Callback):
         parts: list[Any] = [head, stats]
         best_text = self._best_text(experiment)
         if best_text and best_id is not None:
-            trial = experiment.trials.get(best_id)
+            trial = held.get(best_id) or self._done.get(best_id)
             config = ""
             if trial is not None:
                 flat = _flat(shown(trial).config)

@@ -100,6 +100,9 @@ class ASHA(Scheduler):
         mode: ``"min"`` or ``"max"``; defaults to the experiment's.
     """
 
+    # never reads finished trials from the view; its own record of each trial's rung values grows with the trials
+    needs_finished_trials = False
+
     def __init__(self, max_t: float = 100, grace_period: float = 1, reduction_factor: float = 3,
                  brackets: int = 1, time_attr: str = ITERATION, metric: str | None = None,
                  mode: str | None = None) -> None:

@@ -84,6 +84,9 @@ class MedianStopping(Scheduler):
         mode: ``"min"`` or ``"max"``; defaults to the experiment's.
     """
 
+    # never reads finished trials from the view; its own running averages of every trial grow with the trials
+    needs_finished_trials = False
+
     def __init__(self, grace_period: float = 1, min_samples: int = 3, time_attr: str = ITERATION,
                  metric: str | None = None, mode: str | None = None) -> None:
         self.grace_period = grace_period
