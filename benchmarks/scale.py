@@ -723,12 +723,14 @@ ROWS: dict[int, tuple[str, Callable[[Context], list[Line]]]] = {
     10: ("plots at 5-10k trials", row10), 11: ("start -> first result", row11), 12: ("threads per trial", row12),
 }
 
-# Each row's measurement in the per-row modules (written with the fixes): (module, function, extra arguments).
+# Each row's measurement in the per-row modules (written with the fixes): (module, function, extra arguments;
+# "@key": that size of this run, e.g. "@short" is 10,000 at full size).
 HELPERS: dict[int, list[tuple[str, str, dict[str, Any]]]] = {
     1: [("report_scale", "measure_report", {})],
     2: [("loggers", "measure_loggers", {})],
     3: [("loggers", "measure_driver_memory", {})],
-    4: [("pertrial", "measure_noop", {}), ("pertrial", "measure_short_trials", {"scheduler": "fifo"})],
+    4: [("pertrial", "measure_noop", {}),
+        ("pertrial", "measure_short_trials", {"scheduler": "fifo", "n": "@short", "n_trials": "@short"})],
     5: [("pertrial", "measure_short_trials", {"scheduler": "asha"})],
     6: [("readers", "measure_show", {})],
     7: [("readers", "measure_dataframe", {})],
@@ -748,8 +750,10 @@ def helper_sizes(row: int, s: dict[str, int], quick: bool, rounds: int) -> dict[
     return {"n_trials": n_trials, "n": n_trials, "n_results": n_results, "quick": quick, "rounds": rounds}
 
 
-def call_helper(row: int, module: str, func: str, extra: dict[str, Any], sizes: dict[str, Any]) -> list[Line]:
+def call_helper(row: int, module: str, func: str, extra: dict[str, Any], sizes: dict[str, Any],
+                table: dict[str, int] | None = None) -> list[Line]:
     by = f"{module}.{func}"
+    extra = {k: (table or {})[v[1:]] if isinstance(v, str) and v.startswith("@") else v for k, v in extra.items()}
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
@@ -874,7 +878,7 @@ def main(argv: list[str] | None = None) -> list[Line]:
                     lines.append(Line(r, f"{ROWS[r][0]}: failed: {type(e).__name__}: {e}"[:300]))
             if args.source in ("both", "helpers"):
                 for module, func, extra in HELPERS[r]:
-                    lines += call_helper(r, module, func, extra, helper_sizes(r, sizes, args.quick, ctx.rounds))
+                    lines += call_helper(r, module, func, extra, helper_sizes(r, sizes, args.quick, ctx.rounds), sizes)
             print(f"row {r} ({ROWS[r][0]}): {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     finally:
         if not args.keep:

@@ -92,6 +92,8 @@ def test_a_helper_is_called_with_this_runs_sizes_and_its_dict_fills_the_columns(
                                                                                       "trials/s", 28.0)
     assert line.ratio == pytest.approx(0.5) and line.met is True and line.goal == "ratio >= 0.25"
     assert "scheduler=asha" in line.note and "extra=3" in line.note  # the extra argument, and the default kept
+    [sized] = scale.call_helper(4, "scale_probe_helper", "measure_noop", {"n": "@short"}, {"n": 7}, {"short": 99})
+    assert sized.size == "99 trials"  # "@short": the run's size of that name, not the row's default n
     a, b = scale.call_helper(1, "scale_probe_helper", "measure_lines", {}, {"n_trials": 3})
     assert (a.what, a.ratio, b.what, b.ratio) == ("a", 0.5, "b", None)
     [plain] = scale.call_helper(1, "scale_probe_helper", "measure_plain", {}, {"n_trials": 3})
