@@ -26,6 +26,7 @@ from tunesmith._errors import ConfigError
 from tunesmith._flat import flatten
 from tunesmith._objective import Objective
 from tunesmith._secrets import mask_text, secret_strings, shown
+from tunesmith.dashboard._commands import ADDED_KEY
 from tunesmith.store.sqlite import Store, StoreError
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP
 
@@ -159,7 +160,7 @@ class Experiments:
                 "created": created if isinstance(created, (int, float)) else None,
                 "age_s": time.time() - created if isinstance(created, (int, float)) else None,
                 "ended": ended if isinstance(ended, (int, float)) else None,
-                "time_budget_s": number(spec.get("time_budget_s")), "num_samples": spec.get("num_samples"),
+                "time_budget_s": number(spec.get("time_budget_s")), "num_samples": _num_samples(spec, meta),
                 "scheduler": (spec.get("scheduler") or {}).get("type") if isinstance(spec.get("scheduler"), dict)
                 else None, "metrics": metrics, "params": params}
 
@@ -384,6 +385,14 @@ def _metric_sql(metric: str) -> tuple[str, str | None]:
     if metric in _AUTO_COLUMNS:
         return _AUTO_COLUMNS[metric], None
     return "json_extract(metrics, ?)", _json_path(metric)
+
+
+def _num_samples(spec: dict[str, Any], meta: dict[str, Any]) -> Any:
+    """The run's num_samples plus those added from the dashboard (``_commands.add_samples``)."""
+    own, added = spec.get("num_samples"), meta.get(ADDED_KEY)
+    if isinstance(own, int) and own > 0 and isinstance(added, int) and not isinstance(added, bool) and added > 0:
+        return own + added
+    return own
 
 
 def _objective(meta: dict[str, Any]) -> Objective:
