@@ -27,6 +27,7 @@ from tunesmith._flat import flatten
 from tunesmith._objective import Objective
 from tunesmith._secrets import mask_text, secret_strings, shown
 from tunesmith.dashboard._commands import ADDED_KEY
+from tunesmith.plots.lineage import lineage_graph
 from tunesmith.store.sqlite import Store, StoreError
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP
 
@@ -176,6 +177,7 @@ class Experiments:
             raise ConfigError(f"status must be among {', '.join(STATUSES)}, got {status!r}")
         with self.store(name) as store:
             objective = _objective(store.meta())
+            placed = _placements(store._db)
             rows = []
             for tid, config, st, failures, iteration, last, parent in store._db.execute(
                     "SELECT id, config, status, num_failures, iteration, last_result, parent_id FROM trials "
@@ -214,9 +216,11 @@ class Experiments:
         for tid, config, st, failures, iteration, last, parent in rows[offset:offset + limit]:
             last_result = json.loads(last) if last else {}
             page.append({"id": tid, "status": st, "iteration": iteration, "failures": failures, "parent": parent,
+                         "placement": placed.get(tid),
                          "metrics": {k: _cell(v) for k, v in last_result.items() if k not in (TIMESTAMP,)},
                          "config": {k: _cell(v) for k, v in flat(config).items()}})
-        return {"total": total, "offset": offset, "limit": limit, "rows": page, "primary": objective.names}
+        return {"total": total, "offset": offset, "limit": limit, "rows": page, "primary": objective.names,
+                "placed": bool(placed)}
 
     # -- curves, incrementally ----------------------------------------------------------------------
     def curves(self, name: str, metric: str, cursors: dict[int, tuple[int, int] | None]) -> dict[str, Any]:
@@ -275,10 +279,7 @@ class Experiments:
             version = (store._db.execute("SELECT COUNT(*), TOTAL(iteration), TOTAL(num_failures), "
                                          "GROUP_CONCAT(status) FROM trials").fetchone(),
                        store._db.execute("SELECT MAX(seq) FROM events").fetchone()[0], metric)
-        if version[0][1] > MAX_PLOT_RESULTS:
-            return {"panels": [], "notes": [f"best so far, parallel coordinates, metric against each parameter and "
-                                            f"the timeline are left out above {MAX_PLOT_RESULTS:,} results (they "
-                                            f"read every result): `tunesmith report {name}` writes them to a file"]}
+        large = version[0][1] > MAX_PLOT_RESULTS
         key = name
         with self._plots_lock:
             cached = self._plots.get(key)
@@ -286,7 +287,7 @@ class Experiments:
                 return cached[1]
         rs = ResultSet(folder)
         try:
-            panels, notes = build_panels(rs, metric)
+            panels, notes = _importance_only(rs, metric, name) if large else build_panels(rs, metric)
         except ConfigError as e:
             panels, notes = [], [str(e)]
         finally:
@@ -310,6 +311,7 @@ class Experiments:
             events = [e for e in store._db.execute(
                 "SELECT seq, time, kind, trial_id, data FROM events WHERE trial_id = ? ORDER BY seq DESC LIMIT ?",
                 (tid, MAX_EVENTS))]
+        placement = next((e for e in events if e[2] == "placement"), None)  # the newest first
         view = _masked(rec["config"], rec["error"])
         secrets = secret_strings(rec["config"])
         stride = max(1, math.ceil(len(results) / MAX_RESULT_ROWS))
@@ -323,6 +325,7 @@ class Experiments:
                 "iteration": rec["iteration"], "failures": rec["num_failures"], "parent": rec["parent_id"],
                 "parent_iteration": rec["parent_iteration"], "resources": rec["resources"],
                 "start_time": rec["start_time"], "end_time": rec["end_time"],
+                "placement": _placement(placement[4]) if placement else None,
                 "results": rows, "results_total": len(results), "results_stride": stride,
                 "checkpoints": [{"iteration": it, "path": _relative(folder, p)} for it, p in checkpoints],
                 "events": [_event(e, secrets) for e in events],
@@ -339,6 +342,7 @@ class Experiments:
                               (MAX_EVENTS,)).fetchall()
             exploits = db.execute("SELECT seq, time, kind, trial_id, data FROM events WHERE kind = 'exploit' "
                                   "ORDER BY seq LIMIT ?", (MAX_EVENTS,)).fetchall()
+            placed = _placements(db)
         secrets = set().union(*(secret_strings(c) for c in configs.values())) if configs else set()
         listed = [_event(e, secrets) for e in rows]
         # the last decision per trial: what it says about why the trial is where it is
@@ -373,7 +377,65 @@ class Experiments:
             lineage.append({"seq": seq, "time": t, "trial": tid, "source": d.get("source"),
                             "iteration": d.get("iteration"), "config": {k: _cell(v) for k, v in
                                                                         flat(_masked(config).config).items()}})
-        return {"events": listed, "why": why[:MAX_EVENTS], "lineage": lineage}
+        graph = lineage_graph({tid: it for tid, (_st, it) in trials.items()},
+                              [{**d, "trial": tid} for _s, _t, _k, tid, data in exploits
+                               if isinstance(d := json.loads(data) if data else None, dict)])
+        return {"events": listed, "why": why[:MAX_EVENTS], "lineage": lineage, "lineage_graph": graph,
+                "nodes": _nodes(placed, trials)}
+
+
+def _importance_only(rs: Any, metric: str | None, name: str) -> tuple[list[Any], list[str]]:
+    """Above ``MAX_PLOT_RESULTS``: the report's importance panel (it reads only each trial's last result); the
+    plots that read every result are left to ``tunesmith report``."""
+    from tunesmith.plots import data as plot_data
+    from tunesmith.plots.render import Panel
+
+    notes = [f"best so far, parallel coordinates, metric against each parameter and the timeline are left out above "
+             f"{MAX_PLOT_RESULTS:,} results (they read every result): `tunesmith report {name}` writes them to a file"]
+    metric = plot_data.resolve_metric(rs, metric)
+    try:
+        mode = plot_data.resolve_mode(rs)
+    except ConfigError:
+        return [], notes
+    figure = plot_data.importance(rs, metric, mode)
+    if figure is None:
+        return [], notes
+    return [Panel("Parameter importance", figure, "How differently each parameter is spread among the best 10% of "
+                  "the trials than among all (PED-ANOVA); sums to 1.")], notes
+
+
+def _placement(data: Any) -> dict[str, Any] | None:
+    """A ``placement`` event's data (the Ray backend: node id, its address, the actor's pid), checked: the
+    store is read as data."""
+    d = json.loads(data) if isinstance(data, str) else data
+    if not isinstance(d, dict) or not isinstance(d.get("node"), str):
+        return None
+    address, pid = d.get("address"), d.get("pid")
+    return {"node": d["node"][:200], "address": address[:200] if isinstance(address, str) else None,
+            "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None}
+
+
+def _placements(db: Any) -> dict[int, dict[str, Any]]:
+    """Each trial's newest placement (where it runs, or ran last)."""
+    out: dict[int, dict[str, Any]] = {}
+    for tid, data in db.execute("SELECT trial_id, data FROM events WHERE kind = 'placement' ORDER BY seq"):
+        where = _placement(data)
+        if tid is not None and where is not None:
+            out[tid] = where
+    return out
+
+
+def _nodes(placed: dict[int, dict[str, Any]], trials: dict[int, tuple[str, int]]) -> list[dict[str, Any]]:
+    """The per-node view: each node with the trials that ran (last) there and their statuses."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for tid, where in sorted(placed.items()):
+        node = nodes.setdefault(where["node"], {"node": where["node"], "address": where["address"], "trials": [],
+                                                "counts": Counter()})
+        node["trials"].append(tid)
+        if tid in trials:
+            node["counts"][trials[tid][0]] += 1
+    return sorted(({**n, "counts": dict(n["counts"])} for n in nodes.values()),
+                  key=lambda n: (str(n["address"]), n["node"]))
 
 
 def _args(tid: int, after: int, stride: int, iteration: int, path: str | None) -> list[Any]:
@@ -457,6 +519,8 @@ def _event(row: tuple[Any, ...], secrets: set[str]) -> dict[str, Any]:
             out["failure"] = d.get("failure")
         elif kind == "exploit":
             out["source"] = d.get("source")
+        elif kind == "placement":
+            out.update(_placement(d) or {})
         elif kind == "command":
             out["action"] = d.get("action")
             out["applied"] = bool(d.get("applied"))

@@ -43,6 +43,10 @@
     return Math.round(s / 86400) + " d";
   }
   function trialName(id) { return "trial_" + String(id).padStart(5, "0"); }
+  function nodeText(p) {  // a Ray placement: the node's address (or its id's start) and the actor's pid
+    if (!p) return "";
+    return (p.address || p.node.slice(0, 12)) + (p.pid !== null && p.pid !== undefined ? " pid " + p.pid : "");
+  }
   function api(path) {
     return fetch(path, {credentials: "same-origin", headers: {Accept: "application/json"}}).then(function (r) {
       return r.json().then(function (body) {
@@ -130,6 +134,8 @@
     var notes = el("ul", {cls: "note"});
     var why = el("table", {id: "why"});
     var lineage = el("table", {id: "lineage"});
+    var lineageGraph = el("div", {cls: "plot", id: "plot-lineage"});
+    var nodesBox = el("div", {id: "nodes"});
     main.appendChild(el("h1", {text: name}));
     main.appendChild(head);
     if (CONTROL) {
@@ -156,7 +162,10 @@
     main.appendChild(notes);
     main.appendChild(el("h2", {text: "Why each trial stopped or paused"}));
     main.appendChild(why);
+    main.appendChild(nodesBox);
     main.appendChild(el("h2", {text: "PBT lineage (exploits)"}));
+    main.appendChild(el("p", {cls: "note", text: "A line per trial and generation; an arrow per exploit, from the trial copied at the iteration copied, labelled with the config it changed."}));
+    main.appendChild(lineageGraph);
     main.appendChild(lineage);
 
     var typing;
@@ -208,6 +217,7 @@
         });
         var headRow = el("tr", null, sortHeader("trial", "id"), sortHeader("status", "status"),
           sortHeader("iteration", "iteration"), sortHeader("failures", "failures"));
+        if (page.placed) headRow.appendChild(el("th", {text: "node"}));
         metrics.forEach(function (m) { headRow.appendChild(sortHeader(m, "m:" + m)); });
         params.forEach(function (p) { headRow.appendChild(sortHeader(p, "c:" + p)); });
         if (CONTROL) headRow.appendChild(el("th"));
@@ -217,6 +227,7 @@
             el("td", null, el("a", {href: "/e/" + enc(name) + "/t/" + r.id, text: trialName(r.id)})),
             el("td", {cls: "status-" + r.status, text: r.status}), el("td", {cls: "num", text: r.iteration}),
             el("td", {cls: "num", text: r.failures}));
+          if (page.placed) tr.appendChild(el("td", {cls: "node", title: r.placement ? r.placement.node : null, text: nodeText(r.placement)}));
           metrics.forEach(function (m) { tr.appendChild(el("td", {cls: "num", text: fmt(r.metrics[m])})); });
           params.forEach(function (p) { tr.appendChild(el("td", {cls: "cfg", text: fmt(r.config[p])})); });
           if (CONTROL) {
@@ -320,6 +331,30 @@
         });
         if (!data.lineage.length) lb.appendChild(el("tr", null, el("td", {colspan: 4, cls: "muted", text: "no exploit (not a PBT run, or none yet)"})));
         lineage.appendChild(lb);
+        if (data.lineage_graph) {
+          var key = JSON.stringify(data.lineage_graph);
+          if (key !== state.lineageVersion) {
+            state.lineageVersion = key;
+            Plotly.react(lineageGraph, data.lineage_graph.data, data.lineage_graph.layout, PLOT_CONFIG);
+          }
+        }
+        clear(nodesBox);
+        if (data.nodes.length) {
+          nodesBox.appendChild(el("h2", {text: "Ray nodes (where each trial ran last)"}));
+          var nb = el("tbody");
+          data.nodes.forEach(function (n) {
+            var links = el("td", {cls: "cfg"});
+            n.trials.slice(0, 50).forEach(function (id, i) {
+              if (i) links.appendChild(document.createTextNode(" "));
+              links.appendChild(el("a", {href: "/e/" + enc(name) + "/t/" + id, text: trialName(id)}));
+            });
+            if (n.trials.length > 50) links.appendChild(document.createTextNode(" \u2026"));
+            nb.appendChild(el("tr", {"data-node": n.node}, el("td", {text: n.address || ""}), el("td", {cls: "cfg", text: n.node}),
+              el("td", {cls: "num", text: n.trials.length}), el("td", {text: countsText(n.counts)}), links));
+          });
+          nodesBox.appendChild(el("table", {id: "node-table"}, el("thead", null, el("tr", null, el("th", {text: "address"}),
+            el("th", {text: "node id"}), el("th", {text: "trials"}), el("th", {text: "by status"}), el("th", {text: "trials"}))), nb));
+        }
       });
     }
 
@@ -348,7 +383,7 @@
         var facts = el("tbody");
         [["status", t.status], ["iteration", t.iteration], ["failures (retries)", t.failures],
          ["parent", t.parent ? trialName(t.parent) + " at iteration " + t.parent_iteration : ""],
-         ["resources", JSON.stringify(t.resources)]].forEach(function (f) {
+         ["resources", JSON.stringify(t.resources)]].concat(t.placement ? [["node", nodeText(t.placement) + " (" + t.placement.node + ")"]] : []).forEach(function (f) {
           facts.appendChild(el("tr", null, el("th", {text: f[0]}), el("td", {text: f[1]})));
         });
         box.appendChild(el("table", {cls: "facts"}, facts));
