@@ -299,3 +299,30 @@ def test_the_driver_applies_valid_commands_refuses_others_and_logs_both(results_
     assert os.listdir(commands_dir(exp)) == []  # every file looked at is gone
     assert outside.exists()  # the link was removed, not its target
     assert result.trials[1].status.value == "TERMINATED"
+
+
+def test_the_table_pages_and_sorts_in_sqlite_as_it_does_in_python(tmp_path: Any) -> None:
+    """The default views (sorted by id, status, iteration or failures, no text filter) are paged by SQLite; the
+    same page as the general path's: ties by id, statuses filtered, configs masked."""
+    folder = tmp_path / "root" / "exp"
+    store = Store(str(folder / "experiment.db"), create=True)
+    statuses = ["TERMINATED", "ERROR", "RUNNING", "PAUSED"]
+    with store.transaction() as db:
+        store.set_meta(db, "spec", {"metric": "loss", "mode": "min"})
+        for tid in range(1, 31):
+            store.insert_trial(db, tid, {"x": tid, "api_key": "hunter2-secret"}, {}, statuses[tid % 4])
+            store.update_trial(db, tid, iteration=tid % 5, num_failures=tid % 3)
+    store.publish()
+    store.close()
+    app = make_app(str(tmp_path / "root"))
+    index = {"id": "id", "status": "status", "iteration": "iteration", "failures": "failures"}
+    everything = api(app, "/api/e/exp/trials?limit=200")["rows"]
+    for sort in ("id", "-id", "status", "-status", "iteration", "-iteration", "failures", "-failures"):
+        for status in ("", "ERROR,PAUSED"):
+            rows = [r for r in everything if not status or r["status"] in status.split(",")]
+            field = index[sort.lstrip("-")]
+            expected = sorted(rows, key=lambda r, f=field: r[f], reverse=sort.startswith("-"))[5:12]
+            page = api(app, f"/api/e/exp/trials?sort={sort}&status={status}&offset=5&limit=7")
+            assert page["total"] == len(rows)
+            assert [r["id"] for r in page["rows"]] == [r["id"] for r in expected], (sort, status)
+            assert all(r["config"]["api_key"] == "***" for r in page["rows"])

@@ -175,22 +175,32 @@ class Experiments:
         statuses = {s for s in status.upper().split(",") if s}
         if statuses - set(STATUSES):
             raise ConfigError(f"status must be among {', '.join(STATUSES)}, got {status!r}")
+        desc, key = match.group(1) == "-", match.group(2)
+        columns = "id, config, status, num_failures, iteration, last_result, parent_id"
+        where = f"WHERE status IN ({','.join('?' * len(statuses))})" if statuses else ""
+        args = sorted(statuses)
         with self.store(name) as store:
             objective = _objective(store.meta())
             placed = _placements(store._db)
+            if not query and key in ("id", "status", "iteration", "failures"):
+                # the page's default view: sorted and paged by SQLite, only the page's configs read and masked
+                column = {"id": "id", "status": "status", "iteration": "iteration", "failures": "num_failures"}[key]
+                order = f"{column} {'DESC' if desc else 'ASC'}" + (", id" if key != "id" else "")
+                total = store._db.execute(f"SELECT COUNT(*) FROM trials {where}", args).fetchone()[0]
+                rows = [(tid, _masked(json.loads(config)).config, st, failures, iteration, last, parent)
+                        for tid, config, st, failures, iteration, last, parent in store._db.execute(
+                            f"SELECT {columns} FROM trials {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                            [*args, limit, offset])]
+                return self._page(rows, total, offset, limit, objective, placed)
             rows = []
             for tid, config, st, failures, iteration, last, parent in store._db.execute(
-                    "SELECT id, config, status, num_failures, iteration, last_result, parent_id FROM trials "
-                    "ORDER BY id"):
-                if statuses and st not in statuses:
-                    continue
+                    f"SELECT {columns} FROM trials {where} ORDER BY id", args):
                 masked = _masked(json.loads(config)).config
                 rows.append((tid, masked, st, failures, iteration, last, parent))
         if query:
             needle = query.lower()
             rows = [r for r in rows if needle in json.dumps(r[1], default=str).lower() or needle in r[2].lower()
                     or needle == str(r[0])]
-        desc, key = match.group(1) == "-", match.group(2)
         if key in ("id", "status", "iteration", "failures"):
             index = {"id": 0, "status": 2, "iteration": 4, "failures": 3}[key]
             rows.sort(key=lambda r: r[index], reverse=desc)
@@ -211,9 +221,13 @@ class Experiments:
             absent = [r for r in rows if value(r)[0] == 2]
             present.sort(key=value, reverse=desc)
             rows = present + absent  # trials without the value last, either way
-        total = len(rows)
+        return self._page(rows[offset:offset + limit], len(rows), offset, limit, objective, placed)
+
+    @staticmethod
+    def _page(rows: list[tuple[Any, ...]], total: int, offset: int, limit: int, objective: Objective,
+              placed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         page = []
-        for tid, config, st, failures, iteration, last, parent in rows[offset:offset + limit]:
+        for tid, config, st, failures, iteration, last, parent in rows:
             last_result = json.loads(last) if last else {}
             page.append({"id": tid, "status": st, "iteration": iteration, "failures": failures, "parent": parent,
                          "placement": placed.get(tid),

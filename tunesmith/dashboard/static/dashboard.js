@@ -7,6 +7,16 @@
   var CSRF = B.csrf;
   var main = document.getElementById("main");
   var PLOT_CONFIG = {responsive: true, displaylogo: false};
+  // every plot waits for plotly.js (deferred before this file, so normally there already)
+  var plotlyReady = new Promise(function (resolve) {
+    if (window.Plotly) { resolve(); return; }
+    var tag = document.querySelector('script[src$="/plotly.min.js"]');
+    if (tag) tag.addEventListener("load", function () { resolve(); });
+    window.addEventListener("load", function () { resolve(); });
+  });
+  function draw(node, data, layout, config) {
+    return plotlyReady.then(function () { return Plotly.react(node, data, layout, config); });
+  }
   window.__ts = {updates: 0, points: 0, errors: []};
 
   function el(tag, attrs) {
@@ -168,6 +178,8 @@
     main.appendChild(lineageGraph);
     main.appendChild(lineage);
 
+    var painted;
+    var firstPaint = new Promise(function (r) { painted = r; });
     var typing;
     filter.addEventListener("input", function () {
       clearTimeout(typing);
@@ -240,6 +252,7 @@
         table.appendChild(body);
         pager.textContent = page.total ? (page.offset + 1) + "\u2013" + Math.min(page.total, page.offset + page.limit) + " of " + page.total : "no trials";
         var ids = page.rows.map(function (r) { return r.id; });
+        if (!ids.length) painted();
         if (ids.join() !== state.pageIds.join()) {
           state.pageIds = ids;
           Object.keys(state.curves).forEach(function (id) { if (ids.indexOf(Number(id)) < 0) delete state.curves[id]; });
@@ -278,8 +291,8 @@
         });
         window.__ts.points = traces.reduce(function (n, tr) { return n + tr.x.length; }, 0);
         window.__ts.updates += 1;
-        return Plotly.react(curves, traces, {margin: {t: 20}, xaxis: {title: {text: "training_iteration"}},
-          yaxis: {title: {text: metric}}, showlegend: traces.length <= 20, uirevision: metric}, PLOT_CONFIG);
+        return draw(curves, traces, {margin: {t: 20}, xaxis: {title: {text: "training_iteration"}},
+          yaxis: {title: {text: metric}}, showlegend: traces.length <= 20, uirevision: metric}, PLOT_CONFIG).then(painted);
       });
     }
 
@@ -302,7 +315,7 @@
             plots.appendChild(section);
           }
           var fig = p.figure;
-          Plotly.react(section.querySelector(".plot"), fig.data, fig.layout || {}, PLOT_CONFIG);
+          draw(section.querySelector(".plot"), fig.data, fig.layout || {}, PLOT_CONFIG);
         });
         clear(notes);
         data.notes.forEach(function (n) { notes.appendChild(el("li", {text: n})); });
@@ -335,7 +348,7 @@
           var key = JSON.stringify(data.lineage_graph);
           if (key !== state.lineageVersion) {
             state.lineageVersion = key;
-            Plotly.react(lineageGraph, data.lineage_graph.data, data.lineage_graph.layout, PLOT_CONFIG);
+            draw(lineageGraph, data.lineage_graph.data, data.lineage_graph.layout, PLOT_CONFIG);
           }
         }
         clear(nodesBox);
@@ -361,8 +374,11 @@
     refreshSummary().then(function () {
       every(1000, function () { return Promise.all([refreshSummary(), refreshTable()]); });
       every(500, refreshCurves);
-      every(3000, refreshPlots);
-      every(3000, refreshEvents);
+      // first paint is the table and its curves: the heavier plots and events are asked for after them
+      Promise.race([firstPaint, new Promise(function (r) { setTimeout(r, 2000); })]).then(function () {
+        every(3000, refreshPlots);
+        every(3000, refreshEvents);
+      });
     }, function (e) { main.appendChild(el("p", {cls: "msg", text: e.message})); });
   }
 
