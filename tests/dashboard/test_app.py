@@ -326,3 +326,27 @@ def test_the_table_pages_and_sorts_in_sqlite_as_it_does_in_python(tmp_path: Any)
             assert page["total"] == len(rows)
             assert [r["id"] for r in page["rows"]] == [r["id"] for r in expected], (sort, status)
             assert all(r["config"]["api_key"] == "***" for r in page["rows"])
+
+
+def test_curves_and_plots_take_any_reported_counter_as_x_and_a_final(tmp_path: Any) -> None:
+    """The RL views on the page: curves against ``timesteps`` (cursors still by iteration), and the report's
+    panels drawn with the chosen x and "final"."""
+    folder = tmp_path / "root" / "exp"
+    store = Store(str(folder / "experiment.db"), create=True)
+    with store.transaction() as db:
+        store.set_meta(db, "spec", {"metric": "reward", "mode": "max"})
+        for tid in (1, 2):
+            store.insert_trial(db, tid, {"lr": 0.1 * tid, "seed": 0}, {}, "TERMINATED")
+            store.append_results(db, [(tid, i, float(i), time.time(), dumps({"reward": tid * i, "timesteps": 256 * i}))
+                                      for i in range(1, 6)])
+            store.update_trial(db, tid, iteration=5, last_result=dumps({"reward": tid * 5, "timesteps": 1280}))
+    store.publish()
+    store.close()
+    app = make_app(str(tmp_path / "root"))
+    one = api(app, "/api/e/exp/curves?metric=reward&x=timesteps&t=1")["trials"]["1"]
+    assert one["x"] == [256, 512, 768, 1024, 1280] and one["y"] == [1, 2, 3, 4, 5] and one["cursor"][0] == 5
+    assert api(app, "/api/e/exp/curves?metric=reward&x=timesteps&t=1:5:1")["trials"]["1"]["mode"] == "same"
+    plots = api(app, "/api/e/exp/plots?metric=reward&x=timesteps&final=best")
+    assert plots["x"] == "timesteps" and plots["final"] == "best"
+    assert call(app, "/api/e/exp/plots?metric=reward&final=median")[0] == 400
+    assert call(app, "/api/e/exp/curves?metric=reward&x=" + "a" * 300 + "&t=1")[0] == 400

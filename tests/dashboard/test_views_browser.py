@@ -58,6 +58,12 @@ def test_lineage_graph_importance_resources_and_nodes_are_drawn(results_dir: Any
                 kinds = page.evaluate("""() => document.querySelector('section[data-title="Trial timeline"] .plot')
                     ._fullData.map(t => t.meta && t.meta.kind)""")
                 assert "resources" in kinds
+                # the x axis: any reported counter (here the only other number the trials report)
+                page.select_option("#x-axis", "loss")
+                page.wait_for_function("() => { var d = document.getElementById('plot-curves');"
+                                       " return d.layout && d.layout.xaxis.title.text === 'loss' && d.data.length"
+                                       " && d.data[0].x.every(v => v < 1.01); }", timeout=10_000)
+                page.select_option("#final", "best")
                 page.wait_for_selector("#node-table tbody tr", timeout=10_000)
                 assert page.locator("#node-table tbody tr").count() == 2
                 assert page.locator("#node-table", has_text="10.0.0.2").count() == 1

@@ -237,7 +237,8 @@ class Experiments:
                 "placed": bool(placed)}
 
     # -- curves, incrementally ----------------------------------------------------------------------
-    def curves(self, name: str, metric: str, cursors: dict[int, tuple[int, int] | None]) -> dict[str, Any]:
+    def curves(self, name: str, metric: str, cursors: dict[int, tuple[int, int] | None], x: str = ITERATION
+               ) -> dict[str, Any]:
         """Each asked trial's curve of ``metric`` against ``training_iteration``: what is new since its cursor
         (``append``), or all of it, thinned (``replace``) when the client has none or the trial restarted
         since (a pause, error or exploit event newer than the cursor, or its iteration went back)."""
@@ -257,6 +258,7 @@ class Experiments:
             gens = dict(db.execute(f"SELECT trial_id, COUNT(*) FROM events WHERE kind IN ('pause', 'error', "
                                    f"'exploit') AND trial_id IN ({marks}) GROUP BY trial_id", ids).fetchall())
             column, path = _metric_sql(metric)
+            x_column, x_path = _metric_sql(x) if x != ITERATION else ("iteration", None)
             for tid in ids:
                 if tid not in state:
                     continue
@@ -273,18 +275,20 @@ class Experiments:
                 stride = max(1, math.ceil(count / cap))
                 if count > cap and not replace:
                     replace, after, stride = True, 0, max(1, math.ceil(iteration / cap))
-                sql = (f"SELECT iteration, {column} FROM results WHERE trial_id = ? AND iteration > ? "
+                sql = (f"SELECT iteration, {x_column}, {column} FROM results WHERE trial_id = ? AND iteration > ? "
                        f"AND ((iteration - ?) % ? = 0 OR iteration = ?) ORDER BY iteration")
-                rows = db.execute(sql, _args(tid, after, stride, iteration, path)).fetchall()
+                paths = [p for p in (x_path, path) if p is not None]
+                rows = db.execute(sql, [*paths, *_args(tid, after, stride, iteration, None)]).fetchall()
                 # the newest row may be beyond the trial row's iteration (a batch in flight): the row is the truth
                 last_it = rows[-1][0] if rows else after
                 out[str(tid)] = {"mode": "replace" if replace else "append", "status": st,
-                                 "x": [r[0] for r in rows], "y": [number(r[1]) for r in rows],
+                                 "x": [r[1] if x == ITERATION else number(r[1]) for r in rows],
+                                 "y": [number(r[2]) for r in rows],
                                  "cursor": [max(iteration, last_it) if rows else iteration, gen]}
         return {"trials": out, "cap": cap}
 
     # -- the other plots (the report's pure plot-data functions, cached per store version) ------------
-    def plots(self, name: str, metric: str | None = None) -> dict[str, Any]:
+    def plots(self, name: str, metric: str | None = None, x: str = ITERATION, final: str = "last") -> dict[str, Any]:
         from tunesmith.analysis import ResultSet
         from tunesmith.plots.report import build_panels
 
@@ -292,7 +296,7 @@ class Experiments:
         with self.store(name) as store:
             version = (store._db.execute("SELECT COUNT(*), TOTAL(iteration), TOTAL(num_failures), "
                                          "GROUP_CONCAT(status) FROM trials").fetchone(),
-                       store._db.execute("SELECT MAX(seq) FROM events").fetchone()[0], metric)
+                       store._db.execute("SELECT MAX(seq) FROM events").fetchone()[0], metric, x, final)
         large = version[0][1] > MAX_PLOT_RESULTS
         key = name
         with self._plots_lock:
@@ -301,14 +305,15 @@ class Experiments:
                 return cached[1]
         rs = ResultSet(folder)
         try:
-            panels, notes = _importance_only(rs, metric, name) if large else build_panels(rs, metric)
+            panels, notes = (_importance_only(rs, metric, name) if large
+                             else build_panels(rs, metric, x=x, final=final))
         except ConfigError as e:
             panels, notes = [], [str(e)]
         finally:
             rs._store.close()
         # learning curves are drawn live from the curves endpoint
         answer = {"panels": [{"title": p.title, "note": p.note, "figure": p.figure} for p in panels
-                             if p.title != "Learning curves"], "notes": notes}
+                             if p.title != "Learning curves"], "notes": notes, "x": x, "final": final}
         with self._plots_lock:
             self._plots[key] = (version, answer)
         return answer

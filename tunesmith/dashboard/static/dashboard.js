@@ -126,10 +126,16 @@
     crumb([el("a", {href: "/e/" + enc(name), text: name})]);
     clear(main);
     var state = {sort: "id", offset: 0, limit: 50, status: "", q: "", metric: null, summary: null,
+                 x: "training_iteration", final: "last",
                  curves: {}, pageIds: [], plotsDrawn: {}};
     var head = el("div", {id: "summary"});
     var msg = el("span", {cls: "msg"});
     var metricSel = el("select", {id: "metric"});
+    var xSel = el("select", {id: "x-axis"}, el("option", {value: "training_iteration", text: "training_iteration"}));
+    var finalSel = el("select", {id: "final"});
+    [["last", "last result"], ["best", "best result"], ["mean_last", "mean of the last 5"]].forEach(function (f) {
+      finalSel.appendChild(el("option", {value: f[0], text: f[1]}));
+    });
     var filter = el("input", {id: "filter", placeholder: "filter config / status / id", size: 30});
     var statusSel = el("select", {id: "status-filter"}, el("option", {value: "", text: "any status"}));
     ["RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR"].forEach(function (s) {
@@ -163,7 +169,8 @@
         }}}), samples, msg));
     }
     main.appendChild(el("h2", {text: "Trials"}));
-    main.appendChild(el("div", {cls: "bar"}, el("label", null, "metric ", metricSel), filter, statusSel, prev, next, pager));
+    main.appendChild(el("div", {cls: "bar"}, el("label", null, "metric ", metricSel), el("label", null, "x ", xSel),
+      el("label", {title: "which value of a trial the sensitivity plot takes"}, "final ", finalSel), filter, statusSel, prev, next, pager));
     main.appendChild(table);
     main.appendChild(el("h2", {text: "Learning curves"}));
     main.appendChild(el("p", {cls: "note", text: "The trials of this page of the table; live, thinned to at most 1,000 points per trial."}));
@@ -178,14 +185,14 @@
     main.appendChild(lineageGraph);
     main.appendChild(lineage);
 
-    var painted;
-    var firstPaint = new Promise(function (r) { painted = r; });
     var typing;
     filter.addEventListener("input", function () {
       clearTimeout(typing);
       typing = setTimeout(function () { state.q = filter.value; state.offset = 0; refreshTable(); }, 250);
     });
     statusSel.addEventListener("change", function () { state.status = statusSel.value; state.offset = 0; refreshTable(); });
+    xSel.addEventListener("change", function () { state.x = xSel.value; state.curves = {}; refreshCurves(); refreshPlots(); });
+    finalSel.addEventListener("change", function () { state.final = finalSel.value; refreshPlots(); });
     metricSel.addEventListener("change", function () {
       state.metric = metricSel.value; state.curves = {}; state.plotsVersion = null; refreshTable(); refreshCurves(); refreshPlots();
     });
@@ -198,6 +205,7 @@
           var options = s.metrics.slice();
           if (options.indexOf(state.metric) < 0) options.unshift(state.metric);
           options.forEach(function (m) { metricSel.appendChild(el("option", {value: m, text: m})); });
+          s.metrics.forEach(function (m) { if (m !== "training_iteration") xSel.appendChild(el("option", {value: m, text: m})); });
           metricSel.value = state.metric;
         }
         var best = s.best ? s.best.metric + " = " + fmt(s.best.value) + " (" + trialName(s.best.trial) + ", " + s.best.mode + ")" : "-";
@@ -252,7 +260,6 @@
         table.appendChild(body);
         pager.textContent = page.total ? (page.offset + 1) + "\u2013" + Math.min(page.total, page.offset + page.limit) + " of " + page.total : "no trials";
         var ids = page.rows.map(function (r) { return r.id; });
-        if (!ids.length) painted();
         if (ids.join() !== state.pageIds.join()) {
           state.pageIds = ids;
           Object.keys(state.curves).forEach(function (id) { if (ids.indexOf(Number(id)) < 0) delete state.curves[id]; });
@@ -263,13 +270,13 @@
 
     function refreshCurves() {
       if (!state.pageIds.length || state.metric === null) return Promise.resolve();
-      var metric = state.metric;
+      var metric = state.metric, x = state.x;
       var t = state.pageIds.map(function (id) {
         var c = state.curves[id];
         return c ? id + ":" + c.cursor[0] + ":" + c.cursor[1] : String(id);
       }).join(",");
-      return api("/api/e/" + enc(name) + "/curves?metric=" + enc(metric) + "&t=" + t).then(function (data) {
-        if (metric !== state.metric) return;
+      return api("/api/e/" + enc(name) + "/curves?metric=" + enc(metric) + "&x=" + enc(x) + "&t=" + t).then(function (data) {
+        if (metric !== state.metric || x !== state.x) return;
         var changed = false;
         Object.keys(data.trials).forEach(function (id) {
           var d = data.trials[id];
@@ -291,14 +298,14 @@
         });
         window.__ts.points = traces.reduce(function (n, tr) { return n + tr.x.length; }, 0);
         window.__ts.updates += 1;
-        return draw(curves, traces, {margin: {t: 20}, xaxis: {title: {text: "training_iteration"}},
-          yaxis: {title: {text: metric}}, showlegend: traces.length <= 20, uirevision: metric}, PLOT_CONFIG).then(painted);
+        return draw(curves, traces, {margin: {t: 20}, xaxis: {title: {text: x}},
+          yaxis: {title: {text: metric}}, showlegend: traces.length <= 20, uirevision: metric + "|" + x}, PLOT_CONFIG);
       });
     }
 
     function refreshPlots() {
       if (state.metric === null) return Promise.resolve();
-      return api("/api/e/" + enc(name) + "/plots?metric=" + enc(state.metric)).then(function (data) {
+      return api("/api/e/" + enc(name) + "/plots?metric=" + enc(state.metric) + "&x=" + enc(state.x) + "&final=" + enc(state.final)).then(function (data) {
         var key = JSON.stringify(data);
         if (key === state.plotsVersion) return;
         state.plotsVersion = key;
@@ -374,11 +381,8 @@
     refreshSummary().then(function () {
       every(1000, function () { return Promise.all([refreshSummary(), refreshTable()]); });
       every(500, refreshCurves);
-      // first paint is the table and its curves: the heavier plots and events are asked for after them
-      Promise.race([firstPaint, new Promise(function (r) { setTimeout(r, 2000); })]).then(function () {
-        every(3000, refreshPlots);
-        every(3000, refreshEvents);
-      });
+      every(3000, refreshPlots);
+      every(3000, refreshEvents);
     }, function (e) { main.appendChild(el("p", {cls: "msg", text: e.message})); });
   }
 
