@@ -77,7 +77,8 @@ def lineage_graph(trials: Mapping[int, int], exploits: Sequence[Mapping[str, Any
         stood = e.get("from_iteration")
         end = stood if isinstance(stood, int) else it
         segments.append((tid, gen[tid], start[tid], max(end, start[tid])))
-        new_gen = e.get("generation") if isinstance(e.get("generation"), int) else gen[tid] + 1
+        stored_gen = e.get("generation")
+        new_gen: int = stored_gen if isinstance(stored_gen, int) else gen[tid] + 1
         edges.append((source, gen.get(source, 0), tid, new_gen, it, changes(e.get("old_config"), e.get("config"))))
         gen[tid], start[tid] = new_gen, it
     for tid in sorted(gen):
