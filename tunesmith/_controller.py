@@ -100,6 +100,7 @@ class Controller:
         self.info = ExperimentInfo(self)
         self.view = SchedulerView(self.trials, 0.0, {}, time_budget_s)
         self._inbox = CommandInbox(exp_dir)  # the dashboard's control commands (opt-in there)
+        self._placed: dict[int, Any] = {}  # trial -> where it was last seen running (executors that say: Ray)
 
     # -- public -------------------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -171,9 +172,23 @@ class Controller:
                 self._begin_stopping()
             self.view.now = self.elapsed()
             apply_commands(self, self._inbox)
+            self._record_placements()
             self._notify("on_tick", self.info)
         self._flush_store()
         self._close_paused()
+
+    def _record_placements(self) -> None:
+        """A ``placement`` event per trial started somewhere new (Ray: node, address, pid), for the dashboard."""
+        placements = getattr(self.executor, "placements", None)
+        if placements is None:
+            return
+        new = [(tid, where) for tid, where in placements().items() if self._placed.get(tid) != where]
+        if not new:
+            return
+        with self.store.transaction() as db:
+            for tid, where in new:
+                self.store.log_event(db, "placement", tid, where)
+                self._placed[tid] = where
 
     def _resumable(self) -> int | None:
         """The paused trial the scheduler wants resumed next (asked once; kept until it is launched)."""

@@ -302,13 +302,15 @@ def run(
         # a new store is renamed into place with its spec (publish): a driver killed before leaves no
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
+        total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
         if resume:
             stored_spec = store.meta().get("spec", {})
             _check_resumable(stored_spec, name, objective)
+            total_samples = _with_added_samples(store, searcher, space, objective, num_samples, warm_dirs)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
             # so the resumed experiment continues the stream it replays
             if _adopt_drawn_seed(searcher, stored_spec.get("searcher")):
-                searcher.setup(space, objective.metric, objective.mode, num_samples)
+                searcher.setup(space, objective.metric, objective.mode, total_samples)
             if _adopt_drawn_seed(scheduler, stored_spec.get("scheduler")):
                 scheduler.setup(objective.metric, objective.mode)
         spec = {
@@ -331,7 +333,7 @@ def run(
         all_callbacks: list[Callback] = default_callbacks(verbose, callbacks, file_loggers=file_loggers)
         controller = Controller(
             name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
-            store=store, metric=objective.metric, mode=objective.mode, num_samples=num_samples, stop=stop_rules,
+            store=store, metric=objective.metric, mode=objective.mode, num_samples=total_samples, stop=stop_rules,
             time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
             callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
             retention=retention, fail_fast=fail_fast, resources_fn=resources_fn, constraints=constraints,
@@ -396,6 +398,22 @@ def _warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
             raise ConfigError(f"warm_start: {item!r} is no experiment (no {STORE_FILE} in {path})")
         dirs.append(path)
     return dirs
+
+
+def _with_added_samples(store: Store, searcher: Searcher, space: dict[str, Any], objective: Objective,
+                        num_samples: int, warm_dirs: list[str]) -> int:
+    """A resume's num_samples: the run's own plus those the dashboard added (``add_samples``, kept in the store's
+    meta); the searcher is set up again with the sum."""
+    from tunesmith.dashboard._commands import ADDED_KEY
+
+    added = store.meta().get(ADDED_KEY)
+    if num_samples == -1 or isinstance(added, bool) or not isinstance(added, int) or added <= 0:
+        return num_samples
+    log.info("resume: num_samples %d + %d added from the dashboard", num_samples, added)
+    searcher.setup(space, objective.metric, objective.mode, num_samples + added)
+    if warm_dirs:
+        _warm_start(searcher, warm_dirs)
+    return num_samples + added
 
 
 def _warm_start(searcher: Searcher, dirs: list[str]) -> None:

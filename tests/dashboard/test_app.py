@@ -291,11 +291,62 @@ def test_the_driver_applies_valid_commands_refuses_others_and_logs_both(results_
     assert time.monotonic() - t0 < 20  # ended by the stop_experiment command, not the time budget
     events = [(kind, tid, data) for _s, _t, kind, tid, data in result._store.events() if kind == "command"]
     applied = [e for e in events if e[2]["applied"]]
-    assert [(e[1], e[2]["action"]) for e in applied] == [(1, "stop_trial"), (None, "stop_experiment")]
+    assert [(e[1], e[2]["action"]) for e in applied] == [(None, "add_samples"), (1, "stop_trial"),
+                                                         (None, "stop_experiment")]
     refused = [e[2]["detail"] for e in events if not e[2]["applied"]]
-    assert any("cannot take more samples" in d for d in refused)
     assert any("trial_id must be" in d for d in refused)
     assert any("link" in d or "cannot be opened" in d for d in refused)
     assert os.listdir(commands_dir(exp)) == []  # every file looked at is gone
     assert outside.exists()  # the link was removed, not its target
     assert result.trials[1].status.value == "TERMINATED"
+
+
+def test_the_table_pages_and_sorts_in_sqlite_as_it_does_in_python(tmp_path: Any) -> None:
+    """The default views (sorted by id, status, iteration or failures, no text filter) are paged by SQLite; the
+    same page as the general path's: ties by id, statuses filtered, configs masked."""
+    folder = tmp_path / "root" / "exp"
+    store = Store(str(folder / "experiment.db"), create=True)
+    statuses = ["TERMINATED", "ERROR", "RUNNING", "PAUSED"]
+    with store.transaction() as db:
+        store.set_meta(db, "spec", {"metric": "loss", "mode": "min"})
+        for tid in range(1, 31):
+            store.insert_trial(db, tid, {"x": tid, "api_key": "hunter2-secret"}, {}, statuses[tid % 4])
+            store.update_trial(db, tid, iteration=tid % 5, num_failures=tid % 3)
+    store.publish()
+    store.close()
+    app = make_app(str(tmp_path / "root"))
+    index = {"id": "id", "status": "status", "iteration": "iteration", "failures": "failures"}
+    everything = api(app, "/api/e/exp/trials?limit=200")["rows"]
+    for sort in ("id", "-id", "status", "-status", "iteration", "-iteration", "failures", "-failures"):
+        for status in ("", "ERROR,PAUSED"):
+            rows = [r for r in everything if not status or r["status"] in status.split(",")]
+            field = index[sort.lstrip("-")]
+            expected = sorted(rows, key=lambda r, f=field: r[f], reverse=sort.startswith("-"))[5:12]
+            page = api(app, f"/api/e/exp/trials?sort={sort}&status={status}&offset=5&limit=7")
+            assert page["total"] == len(rows)
+            assert [r["id"] for r in page["rows"]] == [r["id"] for r in expected], (sort, status)
+            assert all(r["config"]["api_key"] == "***" for r in page["rows"])
+
+
+def test_curves_and_plots_take_any_reported_counter_as_x_and_a_final(tmp_path: Any) -> None:
+    """The RL views on the page: curves against ``timesteps`` (cursors still by iteration), and the report's
+    panels drawn with the chosen x and "final"."""
+    folder = tmp_path / "root" / "exp"
+    store = Store(str(folder / "experiment.db"), create=True)
+    with store.transaction() as db:
+        store.set_meta(db, "spec", {"metric": "reward", "mode": "max"})
+        for tid in (1, 2):
+            store.insert_trial(db, tid, {"lr": 0.1 * tid, "seed": 0}, {}, "TERMINATED")
+            store.append_results(db, [(tid, i, float(i), time.time(), dumps({"reward": tid * i, "timesteps": 256 * i}))
+                                      for i in range(1, 6)])
+            store.update_trial(db, tid, iteration=5, last_result=dumps({"reward": tid * 5, "timesteps": 1280}))
+    store.publish()
+    store.close()
+    app = make_app(str(tmp_path / "root"))
+    one = api(app, "/api/e/exp/curves?metric=reward&x=timesteps&t=1")["trials"]["1"]
+    assert one["x"] == [256, 512, 768, 1024, 1280] and one["y"] == [1, 2, 3, 4, 5] and one["cursor"][0] == 5
+    assert api(app, "/api/e/exp/curves?metric=reward&x=timesteps&t=1:5:1")["trials"]["1"]["mode"] == "same"
+    plots = api(app, "/api/e/exp/plots?metric=reward&x=timesteps&final=best")
+    assert plots["x"] == "timesteps" and plots["final"] == "best"
+    assert call(app, "/api/e/exp/plots?metric=reward&final=median")[0] == 400
+    assert call(app, "/api/e/exp/curves?metric=reward&x=" + "a" * 300 + "&t=1")[0] == 400

@@ -308,12 +308,17 @@ class DashboardApp:
             if m is None:
                 raise ConfigError(f"curves: t must be trial[:iteration:generation],... got {part[:40]!r}")
             cursors[int(m[1])] = (int(m[2]), int(m[3])) if m[2] is not None else None
-        return _json(self.experiments.curves(name, metric, cursors))
+        return _json(self.experiments.curves(name, metric, cursors, x=_counter(query)))
 
     def api_plots(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
                   name: str) -> tuple[int, bytes, str]:
+        from tunesmith.plots.data import FINALS
+
         metric = query.get("metric") or None
-        return _json(self.experiments.plots(name, metric[:200] if metric else None))
+        final = query.get("final") or "last"
+        if final not in FINALS:
+            raise ConfigError(f"final must be one of {', '.join(FINALS)}, got {final[:40]!r}")
+        return _json(self.experiments.plots(name, metric[:200] if metric else None, x=_counter(query), final=final))
 
     def api_events(self, environ: dict[str, Any], headers: list[tuple[str, str]], query: dict[str, str],
                    name: str) -> tuple[int, bytes, str]:
@@ -360,6 +365,14 @@ def _static_bytes(package: str, file: str, _cache: dict[tuple[str, str], bytes] 
 def _json(obj: Any) -> tuple[int, bytes, str]:
     text = json.dumps(_plain(obj), separators=(",", ":"), allow_nan=False, default=str)
     return HTTPStatus.OK, text.encode(), "application/json"
+
+
+def _counter(query: dict[str, str]) -> str:
+    """The learning curves' x axis: ``training_iteration`` or any counter the trials report (``timesteps``)."""
+    x = query.get("x") or "training_iteration"
+    if len(x) > 200:
+        raise ConfigError(f"x must be a reported counter's name (at most 200 characters), got {x[:40]!r}...")
+    return x
 
 
 def _int(query: dict[str, str], key: str, default: int) -> int:

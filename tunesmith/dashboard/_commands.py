@@ -10,6 +10,7 @@ untrusted: anyone who can write there can drop a file), applies what is valid th
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -200,15 +201,9 @@ def _apply(ctl: Any, command: dict[str, Any]) -> tuple[bool, str]:
         ctl._begin_stopping()
         return True, f"stopping the experiment ({len(ctl._running)} running trials)"
     if action == "add_samples":
-        add = getattr(ctl.searcher, "add_samples", None)
-        if add is None:
-            return False, f"the searcher {type(ctl.searcher).__name__} cannot take more samples"
         if ctl._stopping:
             return False, "the experiment is stopping"
-        add(command["n"])
-        ctl.num_samples += command["n"]
-        ctl._searcher_done = False
-        return True, f"{command['n']} more samples"
+        return add_samples(ctl, command["n"])
     # extend_time
     if ctl.time_budget_s is None:
         return False, "the experiment has no time budget to extend"
@@ -217,3 +212,75 @@ def _apply(ctl: Any, command: dict[str, Any]) -> tuple[bool, str]:
     ctl.time_budget_s += float(command["seconds"])
     ctl.view.time_budget_s = ctl.time_budget_s
     return True, f"time budget now {ctl.time_budget_s:g} s"
+
+
+ADDED_KEY = "num_samples_added"  # store meta: samples added from the dashboard; a resume adds them to its own
+
+
+def add_samples(ctl: Any, n: int) -> tuple[bool, str]:
+    """Raise the experiment's ``num_samples`` by ``n``: the searcher is set up again with the larger count and
+    shown its history from the store, as a resume does (``Searcher.restore_suggestion`` then every ``observe``
+    in the order it happened), so that it suggests what a run started with that count would have suggested
+    next. Works for every searcher that resumes, the user's own included. A searcher with nothing more to
+    suggest (a finite list or grid it has used up) is set up again as it was, and the command says so.
+    The count added is kept in the store (``num_samples_added``), so a resume honours it."""
+    from tunesmith.searchers._base import FINISHED, UNLIMITED
+
+    searcher = ctl.searcher
+    name = type(searcher).__name__
+    before = ctl.num_samples
+    if before == UNLIMITED:
+        return False, "num_samples is -1: the experiment already creates trials until it is stopped"
+    if not isinstance(getattr(searcher, "space", None), dict):
+        return False, f"the searcher {name} keeps no space from its setup (it does not call Searcher.setup)"
+    after = before + n
+    ctl._flush_store()  # every trial created so far is in the store: the replay shows it to the searcher
+    try:
+        _set_up_again(ctl, after)
+    except Exception as e:  # noqa: BLE001 - the user's searcher: say why, and keep it as it was
+        _set_up_again(ctl, before)
+        return False, f"the searcher {name} could not be set up with num_samples {after}: {type(e).__name__}: {e}"
+    try:
+        probe = copy.deepcopy(searcher).suggest(ctl._next_id)  # searchers are pure: a copy's answer changes nothing
+    except Exception:  # noqa: BLE001 - a searcher that cannot be copied: its next suggest will tell
+        probe = None
+    if probe is FINISHED:
+        _set_up_again(ctl, before)
+        return False, (f"the searcher {name} has no more configs to suggest (its grid or list is exhausted): "
+                       f"num_samples stays {before}")
+    ctl.num_samples = after
+    ctl._searcher_done = False
+    with ctl.store.transaction() as db:
+        added = ctl.store.meta().get(ADDED_KEY, 0)
+        ctl.store.set_meta(db, ADDED_KEY, (added if isinstance(added, int) else 0) + n)
+    return True, f"num_samples {before} -> {after}"
+
+
+def _set_up_again(ctl: Any, num_samples: int) -> None:
+    """``setup`` with ``num_samples``, the warm start again, then the stored suggestions and results replayed in
+    the order they happened (as ``tunesmith._replay`` does on resume)."""
+    from tunesmith._run import _warm_start
+    from tunesmith.store.sqlite import result_dict
+
+    searcher, store = ctl.searcher, ctl.store
+    searcher.setup(searcher.space, ctl.metric, ctl.mode, num_samples)
+    spec = store.meta().get("spec") or {}
+    warm = spec.get("warm_start") if isinstance(spec, dict) else None
+    if isinstance(warm, list) and warm:
+        _warm_start(searcher, [str(d) for d in warm])
+    history: list[tuple[float, int, int, int, Any]] = []
+    for rec in store.trials():
+        tid = rec["id"]
+        searcher.restore_suggestion(tid, rec["config"])
+        rows = store.results(tid)
+        history.extend((row.timestamp, 0, tid, row.iteration, row) for row in rows)
+        if rec["status"] in ("TERMINATED", "ERROR"):
+            end = rec["end_time"] if rec["end_time"] is not None else (rows[-1].timestamp if rows else 0.0)
+            last = result_dict(rows[-1]) if rows else {}
+            history.append((end, 1, tid, 0, last))
+    history.sort(key=lambda h: h[:4])
+    for _time, order, tid, _it, item in history:
+        if order == 1:
+            searcher.observe(tid, item, True)
+        else:
+            searcher.observe(tid, result_dict(item), False)

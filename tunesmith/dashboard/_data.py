@@ -26,6 +26,8 @@ from tunesmith._errors import ConfigError
 from tunesmith._flat import flatten
 from tunesmith._objective import Objective
 from tunesmith._secrets import mask_text, secret_strings, shown
+from tunesmith.dashboard._commands import ADDED_KEY
+from tunesmith.plots.lineage import lineage_graph
 from tunesmith.store.sqlite import Store, StoreError
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP
 
@@ -159,7 +161,7 @@ class Experiments:
                 "created": created if isinstance(created, (int, float)) else None,
                 "age_s": time.time() - created if isinstance(created, (int, float)) else None,
                 "ended": ended if isinstance(ended, (int, float)) else None,
-                "time_budget_s": number(spec.get("time_budget_s")), "num_samples": spec.get("num_samples"),
+                "time_budget_s": number(spec.get("time_budget_s")), "num_samples": _num_samples(spec, meta),
                 "scheduler": (spec.get("scheduler") or {}).get("type") if isinstance(spec.get("scheduler"), dict)
                 else None, "metrics": metrics, "params": params}
 
@@ -173,21 +175,32 @@ class Experiments:
         statuses = {s for s in status.upper().split(",") if s}
         if statuses - set(STATUSES):
             raise ConfigError(f"status must be among {', '.join(STATUSES)}, got {status!r}")
+        desc, key = match.group(1) == "-", match.group(2)
+        columns = "id, config, status, num_failures, iteration, last_result, parent_id"
+        where = f"WHERE status IN ({','.join('?' * len(statuses))})" if statuses else ""
+        args = sorted(statuses)
         with self.store(name) as store:
             objective = _objective(store.meta())
+            placed = _placements(store._db)
+            if not query and key in ("id", "status", "iteration", "failures"):
+                # the page's default view: sorted and paged by SQLite, only the page's configs read and masked
+                column = {"id": "id", "status": "status", "iteration": "iteration", "failures": "num_failures"}[key]
+                order = f"{column} {'DESC' if desc else 'ASC'}" + (", id" if key != "id" else "")
+                total = store._db.execute(f"SELECT COUNT(*) FROM trials {where}", args).fetchone()[0]
+                rows = [(tid, _masked(json.loads(config)).config, st, failures, iteration, last, parent)
+                        for tid, config, st, failures, iteration, last, parent in store._db.execute(
+                            f"SELECT {columns} FROM trials {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                            [*args, limit, offset])]
+                return self._page(rows, total, offset, limit, objective, placed)
             rows = []
             for tid, config, st, failures, iteration, last, parent in store._db.execute(
-                    "SELECT id, config, status, num_failures, iteration, last_result, parent_id FROM trials "
-                    "ORDER BY id"):
-                if statuses and st not in statuses:
-                    continue
+                    f"SELECT {columns} FROM trials {where} ORDER BY id", args):
                 masked = _masked(json.loads(config)).config
                 rows.append((tid, masked, st, failures, iteration, last, parent))
         if query:
             needle = query.lower()
             rows = [r for r in rows if needle in json.dumps(r[1], default=str).lower() or needle in r[2].lower()
                     or needle == str(r[0])]
-        desc, key = match.group(1) == "-", match.group(2)
         if key in ("id", "status", "iteration", "failures"):
             index = {"id": 0, "status": 2, "iteration": 4, "failures": 3}[key]
             rows.sort(key=lambda r: r[index], reverse=desc)
@@ -208,17 +221,24 @@ class Experiments:
             absent = [r for r in rows if value(r)[0] == 2]
             present.sort(key=value, reverse=desc)
             rows = present + absent  # trials without the value last, either way
-        total = len(rows)
+        return self._page(rows[offset:offset + limit], len(rows), offset, limit, objective, placed)
+
+    @staticmethod
+    def _page(rows: list[tuple[Any, ...]], total: int, offset: int, limit: int, objective: Objective,
+              placed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         page = []
-        for tid, config, st, failures, iteration, last, parent in rows[offset:offset + limit]:
+        for tid, config, st, failures, iteration, last, parent in rows:
             last_result = json.loads(last) if last else {}
             page.append({"id": tid, "status": st, "iteration": iteration, "failures": failures, "parent": parent,
+                         "placement": placed.get(tid),
                          "metrics": {k: _cell(v) for k, v in last_result.items() if k not in (TIMESTAMP,)},
                          "config": {k: _cell(v) for k, v in flat(config).items()}})
-        return {"total": total, "offset": offset, "limit": limit, "rows": page, "primary": objective.names}
+        return {"total": total, "offset": offset, "limit": limit, "rows": page, "primary": objective.names,
+                "placed": bool(placed)}
 
     # -- curves, incrementally ----------------------------------------------------------------------
-    def curves(self, name: str, metric: str, cursors: dict[int, tuple[int, int] | None]) -> dict[str, Any]:
+    def curves(self, name: str, metric: str, cursors: dict[int, tuple[int, int] | None], x: str = ITERATION
+               ) -> dict[str, Any]:
         """Each asked trial's curve of ``metric`` against ``training_iteration``: what is new since its cursor
         (``append``), or all of it, thinned (``replace``) when the client has none or the trial restarted
         since (a pause, error or exploit event newer than the cursor, or its iteration went back)."""
@@ -238,6 +258,7 @@ class Experiments:
             gens = dict(db.execute(f"SELECT trial_id, COUNT(*) FROM events WHERE kind IN ('pause', 'error', "
                                    f"'exploit') AND trial_id IN ({marks}) GROUP BY trial_id", ids).fetchall())
             column, path = _metric_sql(metric)
+            x_column, x_path = _metric_sql(x) if x != ITERATION else ("iteration", None)
             for tid in ids:
                 if tid not in state:
                     continue
@@ -254,18 +275,20 @@ class Experiments:
                 stride = max(1, math.ceil(count / cap))
                 if count > cap and not replace:
                     replace, after, stride = True, 0, max(1, math.ceil(iteration / cap))
-                sql = (f"SELECT iteration, {column} FROM results WHERE trial_id = ? AND iteration > ? "
+                sql = (f"SELECT iteration, {x_column}, {column} FROM results WHERE trial_id = ? AND iteration > ? "
                        f"AND ((iteration - ?) % ? = 0 OR iteration = ?) ORDER BY iteration")
-                rows = db.execute(sql, _args(tid, after, stride, iteration, path)).fetchall()
+                paths = [p for p in (x_path, path) if p is not None]
+                rows = db.execute(sql, [*paths, *_args(tid, after, stride, iteration, None)]).fetchall()
                 # the newest row may be beyond the trial row's iteration (a batch in flight): the row is the truth
                 last_it = rows[-1][0] if rows else after
                 out[str(tid)] = {"mode": "replace" if replace else "append", "status": st,
-                                 "x": [r[0] for r in rows], "y": [number(r[1]) for r in rows],
+                                 "x": [r[1] if x == ITERATION else number(r[1]) for r in rows],
+                                 "y": [number(r[2]) for r in rows],
                                  "cursor": [max(iteration, last_it) if rows else iteration, gen]}
         return {"trials": out, "cap": cap}
 
     # -- the other plots (the report's pure plot-data functions, cached per store version) ------------
-    def plots(self, name: str, metric: str | None = None) -> dict[str, Any]:
+    def plots(self, name: str, metric: str | None = None, x: str = ITERATION, final: str = "last") -> dict[str, Any]:
         from tunesmith.analysis import ResultSet
         from tunesmith.plots.report import build_panels
 
@@ -273,11 +296,8 @@ class Experiments:
         with self.store(name) as store:
             version = (store._db.execute("SELECT COUNT(*), TOTAL(iteration), TOTAL(num_failures), "
                                          "GROUP_CONCAT(status) FROM trials").fetchone(),
-                       store._db.execute("SELECT MAX(seq) FROM events").fetchone()[0], metric)
-        if version[0][1] > MAX_PLOT_RESULTS:
-            return {"panels": [], "notes": [f"best so far, parallel coordinates, metric against each parameter and "
-                                            f"the timeline are left out above {MAX_PLOT_RESULTS:,} results (they "
-                                            f"read every result): `tunesmith report {name}` writes them to a file"]}
+                       store._db.execute("SELECT MAX(seq) FROM events").fetchone()[0], metric, x, final)
+        large = version[0][1] > MAX_PLOT_RESULTS
         key = name
         with self._plots_lock:
             cached = self._plots.get(key)
@@ -285,14 +305,15 @@ class Experiments:
                 return cached[1]
         rs = ResultSet(folder)
         try:
-            panels, notes = build_panels(rs, metric)
+            panels, notes = (_importance_only(rs, metric, name) if large
+                             else build_panels(rs, metric, x=x, final=final))
         except ConfigError as e:
             panels, notes = [], [str(e)]
         finally:
             rs._store.close()
         # learning curves are drawn live from the curves endpoint
         answer = {"panels": [{"title": p.title, "note": p.note, "figure": p.figure} for p in panels
-                             if p.title != "Learning curves"], "notes": notes}
+                             if p.title != "Learning curves"], "notes": notes, "x": x, "final": final}
         with self._plots_lock:
             self._plots[key] = (version, answer)
         return answer
@@ -309,6 +330,7 @@ class Experiments:
             events = [e for e in store._db.execute(
                 "SELECT seq, time, kind, trial_id, data FROM events WHERE trial_id = ? ORDER BY seq DESC LIMIT ?",
                 (tid, MAX_EVENTS))]
+        placement = next((e for e in events if e[2] == "placement"), None)  # the newest first
         view = _masked(rec["config"], rec["error"])
         secrets = secret_strings(rec["config"])
         stride = max(1, math.ceil(len(results) / MAX_RESULT_ROWS))
@@ -322,6 +344,7 @@ class Experiments:
                 "iteration": rec["iteration"], "failures": rec["num_failures"], "parent": rec["parent_id"],
                 "parent_iteration": rec["parent_iteration"], "resources": rec["resources"],
                 "start_time": rec["start_time"], "end_time": rec["end_time"],
+                "placement": _placement(placement[4]) if placement else None,
                 "results": rows, "results_total": len(results), "results_stride": stride,
                 "checkpoints": [{"iteration": it, "path": _relative(folder, p)} for it, p in checkpoints],
                 "events": [_event(e, secrets) for e in events],
@@ -338,6 +361,7 @@ class Experiments:
                               (MAX_EVENTS,)).fetchall()
             exploits = db.execute("SELECT seq, time, kind, trial_id, data FROM events WHERE kind = 'exploit' "
                                   "ORDER BY seq LIMIT ?", (MAX_EVENTS,)).fetchall()
+            placed = _placements(db)
         secrets = set().union(*(secret_strings(c) for c in configs.values())) if configs else set()
         listed = [_event(e, secrets) for e in rows]
         # the last decision per trial: what it says about why the trial is where it is
@@ -372,7 +396,65 @@ class Experiments:
             lineage.append({"seq": seq, "time": t, "trial": tid, "source": d.get("source"),
                             "iteration": d.get("iteration"), "config": {k: _cell(v) for k, v in
                                                                         flat(_masked(config).config).items()}})
-        return {"events": listed, "why": why[:MAX_EVENTS], "lineage": lineage}
+        graph = lineage_graph({tid: it for tid, (_st, it) in trials.items()},
+                              [{**d, "trial": tid} for _s, _t, _k, tid, data in exploits
+                               if isinstance(d := json.loads(data) if data else None, dict)])
+        return {"events": listed, "why": why[:MAX_EVENTS], "lineage": lineage, "lineage_graph": graph,
+                "nodes": _nodes(placed, trials)}
+
+
+def _importance_only(rs: Any, metric: str | None, name: str) -> tuple[list[Any], list[str]]:
+    """Above ``MAX_PLOT_RESULTS``: the report's importance panel (it reads only each trial's last result); the
+    plots that read every result are left to ``tunesmith report``."""
+    from tunesmith.plots import data as plot_data
+    from tunesmith.plots.render import Panel
+
+    notes = [f"best so far, parallel coordinates, metric against each parameter and the timeline are left out above "
+             f"{MAX_PLOT_RESULTS:,} results (they read every result): `tunesmith report {name}` writes them to a file"]
+    metric = plot_data.resolve_metric(rs, metric)
+    try:
+        mode = plot_data.resolve_mode(rs)
+    except ConfigError:
+        return [], notes
+    figure = plot_data.importance(rs, metric, mode)
+    if figure is None:
+        return [], notes
+    return [Panel("Parameter importance", figure, "How differently each parameter is spread among the best 10% of "
+                  "the trials than among all (PED-ANOVA); sums to 1.")], notes
+
+
+def _placement(data: Any) -> dict[str, Any] | None:
+    """A ``placement`` event's data (the Ray backend: node id, its address, the actor's pid), checked: the
+    store is read as data."""
+    d = json.loads(data) if isinstance(data, str) else data
+    if not isinstance(d, dict) or not isinstance(d.get("node"), str):
+        return None
+    address, pid = d.get("address"), d.get("pid")
+    return {"node": d["node"][:200], "address": address[:200] if isinstance(address, str) else None,
+            "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None}
+
+
+def _placements(db: Any) -> dict[int, dict[str, Any]]:
+    """Each trial's newest placement (where it runs, or ran last)."""
+    out: dict[int, dict[str, Any]] = {}
+    for tid, data in db.execute("SELECT trial_id, data FROM events WHERE kind = 'placement' ORDER BY seq"):
+        where = _placement(data)
+        if tid is not None and where is not None:
+            out[tid] = where
+    return out
+
+
+def _nodes(placed: dict[int, dict[str, Any]], trials: dict[int, tuple[str, int]]) -> list[dict[str, Any]]:
+    """The per-node view: each node with the trials that ran (last) there and their statuses."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for tid, where in sorted(placed.items()):
+        node = nodes.setdefault(where["node"], {"node": where["node"], "address": where["address"], "trials": [],
+                                                "counts": Counter()})
+        node["trials"].append(tid)
+        if tid in trials:
+            node["counts"][trials[tid][0]] += 1
+    return sorted(({**n, "counts": dict(n["counts"])} for n in nodes.values()),
+                  key=lambda n: (str(n["address"]), n["node"]))
 
 
 def _args(tid: int, after: int, stride: int, iteration: int, path: str | None) -> list[Any]:
@@ -384,6 +466,14 @@ def _metric_sql(metric: str) -> tuple[str, str | None]:
     if metric in _AUTO_COLUMNS:
         return _AUTO_COLUMNS[metric], None
     return "json_extract(metrics, ?)", _json_path(metric)
+
+
+def _num_samples(spec: dict[str, Any], meta: dict[str, Any]) -> Any:
+    """The run's num_samples plus those added from the dashboard (``_commands.add_samples``)."""
+    own, added = spec.get("num_samples"), meta.get(ADDED_KEY)
+    if isinstance(own, int) and own > 0 and isinstance(added, int) and not isinstance(added, bool) and added > 0:
+        return own + added
+    return own
 
 
 def _objective(meta: dict[str, Any]) -> Objective:
@@ -448,6 +538,8 @@ def _event(row: tuple[Any, ...], secrets: set[str]) -> dict[str, Any]:
             out["failure"] = d.get("failure")
         elif kind == "exploit":
             out["source"] = d.get("source")
+        elif kind == "placement":
+            out.update(_placement(d) or {})
         elif kind == "command":
             out["action"] = d.get("action")
             out["applied"] = bool(d.get("applied"))

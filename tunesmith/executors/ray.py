@@ -60,7 +60,7 @@ _EPS = 1e-9
 class _Slot:
     """One actor as the driver sees it."""
 
-    __slots__ = ("actor", "shape", "pg", "demand", "trial_id", "trial_dir", "node", "ref", "kind", "started",
+    __slots__ = ("actor", "shape", "pg", "demand", "trial_id", "trial_dir", "node", "pid", "ref", "kind", "started",
                  "last_seen", "stop_deadline", "restore_refs", "transfers", "beyond", "limit_at", "over_limit")
 
     def __init__(self, actor: Any, shape: tuple[Any, ...], pg: Any, demand: dict[str, float]) -> None:
@@ -71,6 +71,7 @@ class _Slot:
         self.trial_id: int | None = None
         self.trial_dir = ""
         self.node: str | None = None
+        self.pid: int | None = None  # the actor's process, on its node
         self.ref: Any = None
         self.kind = ""
         self.started = False
@@ -201,6 +202,7 @@ class RayBackend(Executor):
         self._orphans: set[Any] = set()  # refs whose results nobody needs; consumed so Ray does not warn
         self._cluster: dict[str, float] = {}
         self._nodes: list[dict[str, float]] = []
+        self._addresses: dict[str, str | None] = {}  # Ray node id -> its IP (placements)
         self._cluster_at = -1e9
 
     # -- connection -----------------------------------------------------------------------------------
@@ -513,7 +515,7 @@ class RayBackend(Executor):
             slot.started = True
             if self.trial_time_limit_s is not None and slot.limit_at is None and slot.over_limit is None:
                 slot.limit_at = slot.last_seen + self.trial_time_limit_s
-            slot.node = value["node"]
+            slot.node, slot.pid = value["node"], value.get("pid")
             slot.restore_refs = None  # the actor has written the checkpoint: the object store may drop it
             self._submit(slot, "events", slot.actor.events.remote(HEARTBEAT_S))
             return
@@ -608,6 +610,19 @@ class RayBackend(Executor):
                 remove_placement_group(slot.pg)
             except Exception:  # noqa: BLE001
                 pass
+
+    def placements(self) -> dict[int, dict[str, Any]]:
+        """Where each running trial runs, once its actor has started it: {trial: {"node": Ray node id, "address":
+        the node's IP, "pid": the actor's process}} (the controller logs each new one as a ``placement`` event,
+        which the dashboard shows)."""
+        out = {}
+        for tid, slot in self._by_trial.items():
+            if slot.node is None or not slot.started:
+                continue
+            if slot.node not in self._addresses:
+                self._addresses.update({n["NodeID"]: n.get("NodeManagerAddress") for n in self._ray.nodes()})
+            out[tid] = {"node": slot.node, "address": self._addresses.get(slot.node), "pid": slot.pid}
+        return out
 
     def actor_nodes(self) -> dict[int, str | None]:
         """Running trial -> the Ray node id its actor runs on (None while it waits for resources)."""

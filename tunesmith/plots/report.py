@@ -14,6 +14,7 @@ from tunesmith._objective import Objective
 from tunesmith._secrets import shown as masked
 from tunesmith.analysis import ResultSet, feasible_result, load
 from tunesmith.plots import data as plot_data
+from tunesmith.plots.lineage import lineage_graph_for
 from tunesmith.plots.render import Panel, write_html
 from tunesmith.trial import ITERATION
 
@@ -85,6 +86,8 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
         add("Parameter importance", "How differently each parameter is spread among the best 10% of the trials "
             "than among all (PED-ANOVA); sums to 1.", "fewer than 4 trials reported the metric, or nothing varies",
             plot_data.importance, rs, metric, mode)
+    add("PBT lineage", "A line per trial and generation, an arrow per exploit (from the trial copied, at the "
+        "iteration copied) labelled with the config it changed.", "no PBT exploit", lineage_graph_for, rs)
     pairs = list(pareto) if pareto else _spec_objectives(rs)
     if pairs:
         if len(pairs) != 2:

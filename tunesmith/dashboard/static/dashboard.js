@@ -7,6 +7,16 @@
   var CSRF = B.csrf;
   var main = document.getElementById("main");
   var PLOT_CONFIG = {responsive: true, displaylogo: false};
+  // every plot waits for plotly.js (deferred before this file, so normally there already)
+  var plotlyReady = new Promise(function (resolve) {
+    if (window.Plotly) { resolve(); return; }
+    var tag = document.querySelector('script[src$="/plotly.min.js"]');
+    if (tag) tag.addEventListener("load", function () { resolve(); });
+    window.addEventListener("load", function () { resolve(); });
+  });
+  function draw(node, data, layout, config) {
+    return plotlyReady.then(function () { return Plotly.react(node, data, layout, config); });
+  }
   window.__ts = {updates: 0, points: 0, errors: []};
 
   function el(tag, attrs) {
@@ -43,6 +53,10 @@
     return Math.round(s / 86400) + " d";
   }
   function trialName(id) { return "trial_" + String(id).padStart(5, "0"); }
+  function nodeText(p) {  // a Ray placement: the node's address (or its id's start) and the actor's pid
+    if (!p) return "";
+    return (p.address || p.node.slice(0, 12)) + (p.pid !== null && p.pid !== undefined ? " pid " + p.pid : "");
+  }
   function api(path) {
     return fetch(path, {credentials: "same-origin", headers: {Accept: "application/json"}}).then(function (r) {
       return r.json().then(function (body) {
@@ -112,10 +126,16 @@
     crumb([el("a", {href: "/e/" + enc(name), text: name})]);
     clear(main);
     var state = {sort: "id", offset: 0, limit: 50, status: "", q: "", metric: null, summary: null,
+                 x: "training_iteration", final: "last",
                  curves: {}, pageIds: [], plotsDrawn: {}};
     var head = el("div", {id: "summary"});
     var msg = el("span", {cls: "msg"});
     var metricSel = el("select", {id: "metric"});
+    var xSel = el("select", {id: "x-axis"}, el("option", {value: "training_iteration", text: "training_iteration"}));
+    var finalSel = el("select", {id: "final"});
+    [["last", "last result"], ["best", "best result"], ["mean_last", "mean of the last 5"]].forEach(function (f) {
+      finalSel.appendChild(el("option", {value: f[0], text: f[1]}));
+    });
     var filter = el("input", {id: "filter", placeholder: "filter config / status / id", size: 30});
     var statusSel = el("select", {id: "status-filter"}, el("option", {value: "", text: "any status"}));
     ["RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR"].forEach(function (s) {
@@ -130,6 +150,8 @@
     var notes = el("ul", {cls: "note"});
     var why = el("table", {id: "why"});
     var lineage = el("table", {id: "lineage"});
+    var lineageGraph = el("div", {cls: "plot", id: "plot-lineage"});
+    var nodesBox = el("div", {id: "nodes"});
     main.appendChild(el("h1", {text: name}));
     main.appendChild(head);
     if (CONTROL) {
@@ -147,7 +169,8 @@
         }}}), samples, msg));
     }
     main.appendChild(el("h2", {text: "Trials"}));
-    main.appendChild(el("div", {cls: "bar"}, el("label", null, "metric ", metricSel), filter, statusSel, prev, next, pager));
+    main.appendChild(el("div", {cls: "bar"}, el("label", null, "metric ", metricSel), el("label", null, "x ", xSel),
+      el("label", {title: "which value of a trial the sensitivity plot takes"}, "final ", finalSel), filter, statusSel, prev, next, pager));
     main.appendChild(table);
     main.appendChild(el("h2", {text: "Learning curves"}));
     main.appendChild(el("p", {cls: "note", text: "The trials of this page of the table; live, thinned to at most 1,000 points per trial."}));
@@ -156,7 +179,10 @@
     main.appendChild(notes);
     main.appendChild(el("h2", {text: "Why each trial stopped or paused"}));
     main.appendChild(why);
+    main.appendChild(nodesBox);
     main.appendChild(el("h2", {text: "PBT lineage (exploits)"}));
+    main.appendChild(el("p", {cls: "note", text: "A line per trial and generation; an arrow per exploit, from the trial copied at the iteration copied, labelled with the config it changed."}));
+    main.appendChild(lineageGraph);
     main.appendChild(lineage);
 
     var typing;
@@ -165,6 +191,8 @@
       typing = setTimeout(function () { state.q = filter.value; state.offset = 0; refreshTable(); }, 250);
     });
     statusSel.addEventListener("change", function () { state.status = statusSel.value; state.offset = 0; refreshTable(); });
+    xSel.addEventListener("change", function () { state.x = xSel.value; state.curves = {}; refreshCurves(); refreshPlots(); });
+    finalSel.addEventListener("change", function () { state.final = finalSel.value; refreshPlots(); });
     metricSel.addEventListener("change", function () {
       state.metric = metricSel.value; state.curves = {}; state.plotsVersion = null; refreshTable(); refreshCurves(); refreshPlots();
     });
@@ -177,6 +205,7 @@
           var options = s.metrics.slice();
           if (options.indexOf(state.metric) < 0) options.unshift(state.metric);
           options.forEach(function (m) { metricSel.appendChild(el("option", {value: m, text: m})); });
+          s.metrics.forEach(function (m) { if (m !== "training_iteration") xSel.appendChild(el("option", {value: m, text: m})); });
           metricSel.value = state.metric;
         }
         var best = s.best ? s.best.metric + " = " + fmt(s.best.value) + " (" + trialName(s.best.trial) + ", " + s.best.mode + ")" : "-";
@@ -208,6 +237,7 @@
         });
         var headRow = el("tr", null, sortHeader("trial", "id"), sortHeader("status", "status"),
           sortHeader("iteration", "iteration"), sortHeader("failures", "failures"));
+        if (page.placed) headRow.appendChild(el("th", {text: "node"}));
         metrics.forEach(function (m) { headRow.appendChild(sortHeader(m, "m:" + m)); });
         params.forEach(function (p) { headRow.appendChild(sortHeader(p, "c:" + p)); });
         if (CONTROL) headRow.appendChild(el("th"));
@@ -217,6 +247,7 @@
             el("td", null, el("a", {href: "/e/" + enc(name) + "/t/" + r.id, text: trialName(r.id)})),
             el("td", {cls: "status-" + r.status, text: r.status}), el("td", {cls: "num", text: r.iteration}),
             el("td", {cls: "num", text: r.failures}));
+          if (page.placed) tr.appendChild(el("td", {cls: "node", title: r.placement ? r.placement.node : null, text: nodeText(r.placement)}));
           metrics.forEach(function (m) { tr.appendChild(el("td", {cls: "num", text: fmt(r.metrics[m])})); });
           params.forEach(function (p) { tr.appendChild(el("td", {cls: "cfg", text: fmt(r.config[p])})); });
           if (CONTROL) {
@@ -239,13 +270,13 @@
 
     function refreshCurves() {
       if (!state.pageIds.length || state.metric === null) return Promise.resolve();
-      var metric = state.metric;
+      var metric = state.metric, x = state.x;
       var t = state.pageIds.map(function (id) {
         var c = state.curves[id];
         return c ? id + ":" + c.cursor[0] + ":" + c.cursor[1] : String(id);
       }).join(",");
-      return api("/api/e/" + enc(name) + "/curves?metric=" + enc(metric) + "&t=" + t).then(function (data) {
-        if (metric !== state.metric) return;
+      return api("/api/e/" + enc(name) + "/curves?metric=" + enc(metric) + "&x=" + enc(x) + "&t=" + t).then(function (data) {
+        if (metric !== state.metric || x !== state.x) return;
         var changed = false;
         Object.keys(data.trials).forEach(function (id) {
           var d = data.trials[id];
@@ -267,14 +298,14 @@
         });
         window.__ts.points = traces.reduce(function (n, tr) { return n + tr.x.length; }, 0);
         window.__ts.updates += 1;
-        return Plotly.react(curves, traces, {margin: {t: 20}, xaxis: {title: {text: "training_iteration"}},
-          yaxis: {title: {text: metric}}, showlegend: traces.length <= 20, uirevision: metric}, PLOT_CONFIG);
+        return draw(curves, traces, {margin: {t: 20}, xaxis: {title: {text: x}},
+          yaxis: {title: {text: metric}}, showlegend: traces.length <= 20, uirevision: metric + "|" + x}, PLOT_CONFIG);
       });
     }
 
     function refreshPlots() {
       if (state.metric === null) return Promise.resolve();
-      return api("/api/e/" + enc(name) + "/plots?metric=" + enc(state.metric)).then(function (data) {
+      return api("/api/e/" + enc(name) + "/plots?metric=" + enc(state.metric) + "&x=" + enc(state.x) + "&final=" + enc(state.final)).then(function (data) {
         var key = JSON.stringify(data);
         if (key === state.plotsVersion) return;
         state.plotsVersion = key;
@@ -291,7 +322,7 @@
             plots.appendChild(section);
           }
           var fig = p.figure;
-          Plotly.react(section.querySelector(".plot"), fig.data, fig.layout || {}, PLOT_CONFIG);
+          draw(section.querySelector(".plot"), fig.data, fig.layout || {}, PLOT_CONFIG);
         });
         clear(notes);
         data.notes.forEach(function (n) { notes.appendChild(el("li", {text: n})); });
@@ -320,6 +351,30 @@
         });
         if (!data.lineage.length) lb.appendChild(el("tr", null, el("td", {colspan: 4, cls: "muted", text: "no exploit (not a PBT run, or none yet)"})));
         lineage.appendChild(lb);
+        if (data.lineage_graph) {
+          var key = JSON.stringify(data.lineage_graph);
+          if (key !== state.lineageVersion) {
+            state.lineageVersion = key;
+            draw(lineageGraph, data.lineage_graph.data, data.lineage_graph.layout, PLOT_CONFIG);
+          }
+        }
+        clear(nodesBox);
+        if (data.nodes.length) {
+          nodesBox.appendChild(el("h2", {text: "Ray nodes (where each trial ran last)"}));
+          var nb = el("tbody");
+          data.nodes.forEach(function (n) {
+            var links = el("td", {cls: "cfg"});
+            n.trials.slice(0, 50).forEach(function (id, i) {
+              if (i) links.appendChild(document.createTextNode(" "));
+              links.appendChild(el("a", {href: "/e/" + enc(name) + "/t/" + id, text: trialName(id)}));
+            });
+            if (n.trials.length > 50) links.appendChild(document.createTextNode(" \u2026"));
+            nb.appendChild(el("tr", {"data-node": n.node}, el("td", {text: n.address || ""}), el("td", {cls: "cfg", text: n.node}),
+              el("td", {cls: "num", text: n.trials.length}), el("td", {text: countsText(n.counts)}), links));
+          });
+          nodesBox.appendChild(el("table", {id: "node-table"}, el("thead", null, el("tr", null, el("th", {text: "address"}),
+            el("th", {text: "node id"}), el("th", {text: "trials"}), el("th", {text: "by status"}), el("th", {text: "trials"}))), nb));
+        }
       });
     }
 
@@ -348,7 +403,7 @@
         var facts = el("tbody");
         [["status", t.status], ["iteration", t.iteration], ["failures (retries)", t.failures],
          ["parent", t.parent ? trialName(t.parent) + " at iteration " + t.parent_iteration : ""],
-         ["resources", JSON.stringify(t.resources)]].forEach(function (f) {
+         ["resources", JSON.stringify(t.resources)]].concat(t.placement ? [["node", nodeText(t.placement) + " (" + t.placement.node + ")"]] : []).forEach(function (f) {
           facts.appendChild(el("tr", null, el("th", {text: f[0]}), el("td", {text: f[1]})));
         });
         box.appendChild(el("table", {cls: "facts"}, facts));

@@ -1,0 +1,80 @@
+"""The experiment page's newer views in a real headless Chromium, over a finished PBT run served by a real
+dashboard: the lineage graph, parameter importance, the timeline with CPUs in use, and the Ray node view (the
+placement events written as the driver writes them on the Ray backend); no console error, markup never run."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from browser_helpers import ARGS, CHROMIUM, require_chromium
+
+import tunesmith as ts
+from tunesmith import dashboard
+from tunesmith.executors.simulated import SimulatedBackend
+from tunesmith.store.sqlite import Store
+
+pytestmark = [pytest.mark.timeout(120)]
+XSS = "<img src=x onerror=window.pwned=1>"
+
+
+def pbt_train(config: dict[str, Any], ctx: Any) -> Any:
+    state = ctx.checkpoint or {"step": 0, "loss": 1.0}
+    while state["step"] < 12:
+        state["step"] += 1
+        state["loss"] *= 1 - 0.05 * config["lr"]
+        yield ({"loss": state["loss"]}, 1.0, dict(state) if state["step"] % 3 == 0 else None)
+
+
+def test_lineage_graph_importance_resources_and_nodes_are_drawn(results_dir: Any) -> None:
+    require_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": [0.5, 1.0, 2.0, 4.0], "note": [XSS, "b"]},
+                 seed=0, time_attr="time_total_s", quantile_fraction=0.25)
+    ts.run(pbt_train, space={"lr": ts.grid([0.5, 1.0, 2.0, 4.0]), "note": "a"}, metric="loss", mode="min",
+           scheduler=pbt, backend=SimulatedBackend({"cpu": 4}), resources={"cpu": 1}, verbose=0, name="pbt")
+    store = Store(os.path.join(str(results_dir), "pbt", "experiment.db"))
+    with store.transaction() as db:  # what the controller logs on the Ray backend (tests/dashboard/test_ray_placement)
+        for tid in (1, 2, 3, 4):
+            store.log_event(db, "placement", tid, {"node": f"{tid % 2:056x}", "address": f"10.0.0.{tid % 2 + 1}",
+                                                   "pid": 4000 + tid})
+    store.close()
+    board = dashboard.start(str(results_dir), port=0)
+    problems: list[str] = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1600})
+                page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+                page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                page.goto(board.url + "e/pbt", wait_until="load", timeout=20_000)
+                page.wait_for_selector("#plot-lineage .main-svg", timeout=15_000)
+                traces = page.evaluate("() => document.getElementById('plot-lineage')._fullData.map(t => "
+                                       "t.meta && t.meta.kind)")
+                assert traces.count("lineage-segments") == 4 and "lineage-exploits" in traces
+                page.wait_for_selector('section[data-title="Parameter importance"] .main-svg', timeout=15_000)
+                kinds = page.evaluate("""() => document.querySelector('section[data-title="Trial timeline"] .plot')
+                    ._fullData.map(t => t.meta && t.meta.kind)""")
+                assert "resources" in kinds
+                # the x axis: any reported counter (here the only other number the trials report)
+                page.select_option("#x-axis", "loss")
+                page.wait_for_function("() => { var d = document.getElementById('plot-curves');"
+                                       " return d.layout && d.layout.xaxis.title.text === 'loss' && d.data.length"
+                                       " && d.data[0].x.every(v => v < 1.01); }", timeout=10_000)
+                page.select_option("#final", "best")
+                page.wait_for_selector("#node-table tbody tr", timeout=10_000)
+                assert page.locator("#node-table tbody tr").count() == 2
+                assert page.locator("#node-table", has_text="10.0.0.2").count() == 1
+                page.wait_for_selector("#trials td.node", timeout=10_000)
+                assert page.locator('#trials tr[data-trial="3"] td.node').inner_text() == "10.0.0.2 pid 4003"
+                page.goto(board.url + "e/pbt/t/3", wait_until="load", timeout=20_000)
+                page.wait_for_selector("#config", timeout=10_000)
+                assert "10.0.0.2 pid 4003" in page.inner_text("main")
+                assert page.evaluate("() => typeof window.pwned") == "undefined"
+            finally:
+                browser.close()
+    finally:
+        board.stop()
+    assert problems == []
