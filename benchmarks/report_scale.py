@@ -39,7 +39,8 @@ from tunesmith.plots.report import write_report
 titles = write_report(sys.argv[1], sys.argv[2])
 wall = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-print(json.dumps({"wall_s": wall, "peak_rss_mb": peak, "titles": titles}))
+import tunesmith
+print(json.dumps({"wall_s": wall, "peak_rss_mb": peak, "titles": titles, "from": tunesmith.__file__}))
 """
 
 
@@ -82,8 +83,10 @@ def write(folder: str, out: str, pythonpath: str | None = None) -> dict[str, Any
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
+    # run from the output's folder: ``-c`` puts the working directory first on the path, and a checkout
+    # there would shadow PYTHONPATH's tunesmith
     proc = subprocess.run([sys.executable, "-c", _WRITE, folder, out], env=env, capture_output=True, text=True,
-                          timeout=1800, check=False)
+                          timeout=1800, check=False, cwd=os.path.dirname(out))
     if proc.returncode != 0:
         raise RuntimeError(f"the report's write failed:\n{proc.stderr[-3000:]}")
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -126,7 +129,7 @@ def measure_report(n_trials: int = 100, n_results: int = 10_000, *, browser: boo
         out = os.path.join(root, "report.html")
         written = write(exp, out, pythonpath)
         drawn = draw(out, len(written["titles"])) if browser and os.path.exists(CHROMIUM) else None
-        return {"trials": n_trials, "results": n_trials * n_results, "build_s": build_s,
+        return {"tunesmith": written["from"], "trials": n_trials, "results": n_trials * n_results, "build_s": build_s,
                 "write_s": written["wall_s"], "peak_rss_mb": written["peak_rss_mb"], "html_mb": written["html_mb"],
                 "draw_s": drawn, "plots": len(written["titles"])}
     finally:

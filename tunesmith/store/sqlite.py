@@ -451,7 +451,10 @@ class Store:
                       "ELSE 9e999 END")
             args += [path, path, path]
         join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
-        order = " ORDER BY r.trial_id, r.iteration"
+        # the primary key's order (one generation per trial here): ordering by (trial_id, iteration) alone
+        # makes SQLite sort each trial's rows again
+        order = " ORDER BY r.trial_id, r.generation, r.iteration" if self._generations else \
+            " ORDER BY r.trial_id, r.iteration"
         valid = ", json_valid(r.metrics)" if wanted else ", 1"
         sql = f"SELECT r.trial_id, r.iteration, r.time_total, r.timestamp{valid}{picks} FROM results r{join}{order}"
         dtype = [("trial_id", "i8"), ("it", "i8"), ("total", "f8"), ("stamp", "f8"), ("valid", "i8")]
