@@ -522,16 +522,6 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.045, 2.042)
 
 
-def _half_width(values: list[float], band: str) -> float:
-    if len(values) < 2:
-        return 0.0
-    std = statistics.stdev(values)
-    if band == "std":
-        return std
-    df = len(values) - 1
-    return (_T975[df - 1] if df <= len(_T975) else 1.96) * std / math.sqrt(len(values))
-
-
 def seed_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION, band: str = "std",
                 seeds: Sequence[str] | None = None, max_points: int = 300) -> Figure | None:
     """The standard RL figure: one curve per swept value, the mean over its seeds, with a band.
@@ -597,18 +587,23 @@ def seed_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION, ba
             ys = np.interp(grid, cx, cy)
             ys[(grid < cx[0]) | (grid > cx[-1])] = np.nan
             at_grid.append(ys)
-        table = np.array(at_grid).T.tolist()
-        xs, means, lows, highs, ns = [], [], [], [], []
-        for at, row in zip(grid.tolist(), table):
-            values = [v for v in row if not math.isnan(v)]
-            if not values:
-                continue
-            mean, half = statistics.fmean(values), _half_width(values, band)
-            xs.append(int(at) if float(at).is_integer() else at)
-            means.append(mean)
-            lows.append(mean - half)
-            highs.append(mean + half)
-            ns.append(len(values))
+        table = np.array(at_grid)  # seeds x grid counters
+        present = ~np.isnan(table)
+        counts = present.sum(axis=0)
+        at = counts > 0
+        table, present, counts = table[:, at], present[:, at], counts[at]
+        mean = np.where(present, table, 0.0).sum(axis=0) / counts
+        spread = np.where(present, table - mean, 0.0)
+        std = np.sqrt((spread ** 2).sum(axis=0) / np.maximum(counts - 1, 1))  # sample std; 0 for one seed
+        if band == "std":
+            half = std
+        else:
+            # Student's t at n - 1 degrees of freedom (1.96 beyond the table; one seed has no band anyway)
+            t975 = np.array([_T975[n - 2] if 2 <= n <= len(_T975) + 1 else 1.96 for n in counts.tolist()])
+            half = t975 * std / np.sqrt(counts)
+        half = np.where(counts > 1, half, 0.0)
+        xs = _plain_list(grid[at])
+        means, lows, highs, ns = mean.tolist(), (mean - half).tolist(), (mean + half).tolist(), counts.tolist()
         color = PALETTE[g % len(PALETTE)]
         common = {"legendgroup": label, "hoverinfo": "skip", "showlegend": False}
         data.append({"type": "scatter", "mode": "lines", "x": xs, "y": lows, "name": f"{label} low",
