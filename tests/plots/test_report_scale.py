@@ -15,7 +15,7 @@ import pytest
 
 from tunesmith.analysis import ResultSet
 from tunesmith.plots import data as pd_
-from tunesmith.plots.report import summary, write_report
+from tunesmith.plots.report import build_panels, summary, write_report
 from tunesmith.store.sqlite import STORE_FILE, Store, dumps
 
 T0 = 1_000_000.0
@@ -123,6 +123,7 @@ def test_hundreds_of_trials_are_drawn_as_quantile_bands_and_the_best_trials(tmp_
     high = next(t for t in fig["data"] if t["meta"].get("q") == 0.9)
     assert all(a <= m <= b for a, m, b in zip(low["y"], median["y"], high["y"]))
     assert "300 trials" in fig["layout"]["title"]["text"]
+    assert build_panels(rs)[0][0].note.startswith("300 trials: the median")  # the report says what it shows
     # at most max_trials trials: one line each, as before
     assert len([t for t in pd_.learning_curves(rs, max_trials=300)["data"] if t["meta"]["kind"] == "trial"]) == 300
 

@@ -67,8 +67,11 @@ def _add_panels(rs: ResultSet, metric: str, mode: str | None, pareto: Sequence[t
             panels.append(Panel(title, figure, description))
 
     curves = plot_data.learning_curves(rs, metric, x)  # a bad x is the user's error, not a plot left out
-    panels.append(Panel("Learning curves", curves, "One line per trial. Grey: stopped early by the scheduler; "
-                        "red dashed: failed; dotted: PBT exploit."))
+    many = len(rs.trials) > plot_data.MAX_TRIAL_LINES
+    panels.append(Panel("Learning curves", curves, (
+        f"{len(rs.trials)} trials: the median and the 25–75% and 10–90% bands over trials, and the best "
+        f"{plot_data.TOP_TRIALS} trials as lines. " if many else "One line per trial. ")
+        + "Grey: stopped early by the scheduler; red dashed: failed; dotted: PBT exploit."))
     add("Learning curves by value", "Mean over the seeds of each swept value, band: ±1 std; the figure RL "
         "papers show.", "no seed key (seed, *_seed) repeated for a value", plot_data.seed_curves, rs, metric, x)
     if mode is not None:
