@@ -124,12 +124,29 @@ def test_learning_curves_connect_pbt_lineage_and_break_the_child_line(pbt: Resul
     assert link["line"]["dash"] == "dot"
 
 
-def test_learning_curves_thin_long_histories_keeping_the_last_point(tmp_path: Any) -> None:
+def test_learning_curves_thin_long_histories_keeping_the_ends_and_the_extremes(tmp_path: Any) -> None:
+    values = [float(i) for i in range(50)]
+    values[17], values[33] = 500.0, -500.0  # a spike and a dip an even sampling would step over
     rs = make_experiment(tmp_path, "long", [
-        {"id": 1, "config": {}, "status": "TERMINATED", "results": curve([float(i) for i in range(50)])}])
+        {"id": 1, "config": {}, "status": "TERMINATED", "results": curve(values)}])
     trace = pd_.learning_curves(rs, max_points=10)["data"][0]
-    assert len(trace["x"]) == 10 and trace["x"][0] == 1 and trace["x"][-1] == 50
-    assert trace["y"] == [float(x - 1) for x in trace["x"]]
+    assert len(trace["x"]) <= 10 and trace["x"][0] == 1 and trace["x"][-1] == 50
+    assert trace["x"] == sorted(trace["x"]) and trace["y"] == [values[x - 1] for x in trace["x"]]
+    assert 500.0 in trace["y"] and -500.0 in trace["y"]
+
+
+def test_thin_keeps_each_stretchs_min_and_max() -> None:
+    rng = random.Random(3)
+    values = [rng.gauss(0, 1) for _ in range(10_000)]
+    kept = pd_.thin(pd_.np.array(values), 202)
+    assert len(kept) <= 202 and kept[0] == 0 and kept[-1] == len(values) - 1
+    assert list(kept) == sorted(set(kept))
+    for stretch in range(100):  # 100 stretches of 100 consecutive values each
+        part = range(stretch * 100, stretch * 100 + 100)
+        low = min(part, key=values.__getitem__)
+        high = max(part, key=values.__getitem__)
+        assert low in kept and high in kept
+    assert list(pd_.thin(pd_.np.array(values[:50]), 202)) == list(range(50))  # short: all
 
 
 def test_learning_curves_other_x_and_unknown_metric(pbt: ResultSet) -> None:

@@ -46,10 +46,24 @@ def _report(tmp_path: Any) -> tuple[str, list[str]]:
 
 
 def test_report_draws_every_plot_offline_without_errors(tmp_path: Any) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     path, titles = _report(tmp_path)
     assert len(titles) == 9  # every kind of plot is in this report
+    _check_drawn(path, titles)
 
+
+def test_a_big_report_draws_its_many_points_with_webgl(tmp_path: Any) -> None:
+    from test_report_scale import build  # same folder; tests have no packages
+
+    rs = build(tmp_path, "big", 30, 1_000)  # 30,000 results: learning curves and best so far go WebGL
+    path = str(tmp_path / "report.html")
+    titles = write_report(rs, path)
+    drawn = _check_drawn(path, titles)
+    webgl = {titles[int(d["id"].split("-")[1])] for d in drawn if d["canvases"]}
+    assert {"Learning curves", "Best so far"} <= webgl
+
+
+def _check_drawn(path: str, titles: list[str]) -> list[dict[str, Any]]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     problems: list[str] = []
     requests: list[str] = []
     with sync_api.sync_playwright() as p:
@@ -76,12 +90,15 @@ def test_report_draws_every_plot_offline_without_errors(tmp_path: Any) -> None:
             drawn = page.evaluate("""() => [...document.querySelectorAll('.plot')].map(d => ({
                 id: d.id, svgs: d.querySelectorAll('.main-svg').length,
                 traces: (d._fullData || []).length, given: (d.data || []).length,
-                marks: d.querySelectorAll('.scatterlayer .trace, .barlayer .trace, .gl-container canvas').length}))""")
+                marks: d.querySelectorAll('.scatterlayer .trace, .barlayer .trace, .gl-container canvas').length,
+                canvases: d.querySelectorAll('.gl-container canvas').length}))""")
             headings = page.eval_on_selector_all("section h2", "els => els.map(e => e.textContent)")
+            text = page.inner_text("body")
         finally:
             browser.close()
 
     assert problems == []
+    assert "WebGL is not supported" not in text  # plotly's message where a WebGL plot could not draw
     assert [r for r in requests if not r.startswith("file://")] == []
     assert headings == titles
     assert page_count(drawn) == len(titles)
@@ -89,6 +106,7 @@ def test_report_draws_every_plot_offline_without_errors(tmp_path: Any) -> None:
         assert plot["svgs"] >= 1, plot
         assert plot["traces"] == plot["given"] > 0, plot  # every trace of the figure reached plotly
         assert plot["marks"] > 0, plot  # something was drawn: SVG traces or the WebGL canvas
+    return drawn
 
 
 def page_count(drawn: list[dict[str, Any]]) -> int:

@@ -15,21 +15,26 @@ Seeds: a config key whose last part is ``seed`` or ends in ``_seed`` (``seed``, 
 
 from __future__ import annotations
 
+import contextvars
+import heapq
 import json
 import math
 import numbers
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._layout import store_path
 from tunesmith._objective import Objective
 from tunesmith.analysis import ResultSet
 from tunesmith.plots._pareto import non_dominated
-from tunesmith.store.sqlite import Store, result_dict
+from tunesmith.store.sqlite import Store
 from tunesmith.trial import AUTO_KEYS, ITERATION, TIME_TOTAL, TIMESTAMP, TrialStatus
 
 Figure = dict[str, Any]
@@ -48,26 +53,75 @@ MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters th
 
 @dataclass
 class _Experiment:
-    """What the plots need from one experiment, read once."""
+    """What the plots need from one experiment, read once: the trials and events, and the results as
+    columns (``Store.result_columns``: a float per result and key, not a dict per result), one pass over the
+    store for every key asked so far."""
 
     rs: ResultSet
     records: dict[int, dict[str, Any]]  # raw store rows of trials (created, start_time, end_time)
-    history: dict[int, list[dict[str, Any]]]
     events: list[tuple[int, float, str, int | None, Any]]
     t0: float
+    columns: dict[str, np.ndarray]
+    slices: dict[int, slice]  # each trial's rows in the columns
     space: dict[str, Any] | None = None
 
+    def need(self, *keys: str) -> None:
+        """Read the columns of ``keys`` not read yet, all in one more pass over the results."""
+        missing = [k for k in dict.fromkeys(keys) if k and k not in self.columns]
+        if missing:
+            self.columns.update(_columns(self.rs, missing))
 
-def _read(rs: ResultSet) -> _Experiment:
+    def series(self, trial_id: int, key: str) -> np.ndarray:
+        """One trial's values of ``key``, in iteration order (NaN where a result has no finite number)."""
+        self.need(key)
+        return self.columns[key][self.slices.get(trial_id, slice(0, 0))]
+
+    def column(self, key: str) -> np.ndarray:
+        self.need(key)
+        return self.columns[key]
+
+
+def _columns(rs: ResultSet, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    store = Store(store_path(rs.path), readonly=True)
+    try:
+        return store.result_columns(keys)
+    finally:
+        store.close()
+
+
+# build_panels' experiment, shared by every plot function it calls: one read of the store for the whole report
+_shared: contextvars.ContextVar[tuple[ResultSet, _Experiment] | None] = contextvars.ContextVar("_shared", default=None)
+
+
+@contextmanager
+def shared_read(rs: ResultSet, keys: Sequence[str] = ()) -> Iterator[None]:
+    """Within this block every plot function of ``rs`` uses one read of its store (the columns of
+    ``keys`` read in a single pass up front; a key asked later costs one more pass). Outside, each call
+    reads afresh, so a plot of a running experiment is never stale."""
+    exp = _read(rs, keys)
+    token = _shared.set((rs, exp))
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
+def _read(rs: ResultSet, keys: Sequence[str] = ()) -> _Experiment:
+    current = _shared.get()
+    if current is not None and current[0] is rs:
+        current[1].need(*keys)
+        return current[1]
     store = Store(store_path(rs.path), readonly=True)
     try:
         records = {rec["id"]: rec for rec in store.trials()}
-        history: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for row in store.results():
-            history[row[0]].append(result_dict(row))
+        columns = store.result_columns(keys)
         events = store.events()
     finally:
         store.close()
+    ids = columns["trial_id"]
+    starts_at = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    ends_at = np.r_[starts_at[1:], len(ids)]
+    slices = {int(ids[a]): slice(int(a), int(b)) for a, b in zip(starts_at, ends_at)}
     starts = [rec["created"] for rec in records.values() if rec.get("created") is not None]
     created = rs.meta.get("created")
     t0 = float(created) if isinstance(created, (int, float)) else min(starts, default=0.0)
@@ -80,7 +134,7 @@ def _read(rs: ResultSet) -> _Experiment:
             space = space_from_json(encoded)
         except ConfigError:
             space = None
-    return _Experiment(rs, records, dict(history), events, t0, space)
+    return _Experiment(rs, records, events, t0, columns, slices, space)
 
 
 def resolve_metric(rs: ResultSet, metric: str | None = None) -> str:
@@ -125,10 +179,9 @@ def _metric_values(exp: _Experiment, metric: str) -> dict[int, float]:
     for t in exp.rs.trials:
         value = _number(t.last_result.get(metric))
         if value is None:
-            for res in reversed(exp.history.get(t.id, [])):
-                value = _number(res.get(metric))
-                if value is not None:
-                    break
+            values = exp.series(t.id, metric)
+            finite = np.flatnonzero(~np.isnan(values))
+            value = float(values[finite[-1]]) if len(finite) else None
         if value is not None:
             out[t.id] = value
     return out
@@ -156,7 +209,7 @@ def _final_values(exp: _Experiment, metric: str, final: str = "last", last_k: in
         sign = 1.0 if resolve_mode(exp.rs, mode) == "max" else -1.0
     out: dict[int, float] = {}
     for t in exp.rs.trials:
-        values = [v for v in (_number(r.get(metric)) for r in exp.history.get(t.id, [])) if v is not None]
+        values = [float(v) for v in exp.series(t.id, metric) if not math.isnan(v)]
         if not values:
             continue
         out[t.id] = sign * max(sign * v for v in values) if final == "best" else statistics.fmean(values[-last_k:])
@@ -209,62 +262,110 @@ def _check_x(exp: _Experiment, x: str) -> None:
     """``x`` must be a counter some result reported as a number (``timesteps``, ``episodes``...)."""
     if x == ITERATION:
         return
-    keys: dict[str, None] = {}
-    for history in exp.history.values():
-        for res in history:
-            if _number(res.get(x)) is not None:
-                return
-            keys.update((k, None) for k, v in res.items() if _number(v) is not None)
+    if not np.isnan(exp.column(x)).all():
+        return
+    keys = {k for t in exp.rs.trials for k, v in t.last_result.items() if _number(v) is not None}
     raise ConfigError(f"x: no result reported a number for {x!r}; expected one of the reported keys "
                       f"{sorted(keys) or [ITERATION]}")
+
+
+def best_result(rs: ResultSet, metric: str, mode: str,
+                trial_ids: Sequence[int] | None = None) -> tuple[int, int, float] | None:
+    """(trial id, iteration, value) of the best result of ``metric`` at any iteration, as
+    ``rs.get_best(metric, mode, scope="all")`` finds it (ties: the lowest trial id, then its first such
+    iteration), among ``trial_ids`` (default: every trial), from the metric's column rather than a dict per
+    result; None when no result holds a finite number."""
+    exp = _read(rs, [metric])
+    values, ids, its = exp.column(metric), exp.column("trial_id"), exp.column(ITERATION)
+    keep = ~np.isnan(values)
+    if trial_ids is not None:
+        keep &= np.isin(ids, np.fromiter(trial_ids, dtype=np.int64))
+    hits = np.flatnonzero(keep)
+    if not len(hits):
+        return None
+    chosen = values[hits]
+    best = chosen.min() if mode == "min" else chosen.max()
+    first = hits[np.flatnonzero(chosen == best)[0]]  # rows are by trial id, then iteration
+    return int(ids[first]), int(its[first]), float(values[first])
 
 
 # ------------------------------------------------------------------------------------ learning curves
 
 
+MAX_TRIAL_LINES = 200  # learning curves: beyond this many trials, quantile bands over trials and the best few
+TOP_TRIALS = 10  # ... drawn as lines
+POINTS_PER_FIGURE = 60_000  # a figure's points, shared among its lines: what a screen can show, many times over
+WEBGL_POINTS = 20_000  # a figure with more points than this draws them with WebGL (scattergl), not as SVG
+
+
 def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION,
-                    max_points: int = 1000) -> Figure:
-    """Every trial's metric over its iterations, one line per trial.
+                    max_points: int = 1000, mode: str | None = None, max_trials: int = MAX_TRIAL_LINES) -> Figure:
+    """Every trial's metric over its iterations, one line per trial (up to ``max_trials`` trials).
 
     Trials a scheduler stopped early (ASHA, HyperBand...; not those the user's ``stop=`` rule ended) are
     grey; failed ones red and dashed. A PBT exploit is drawn as a dotted link from the source trial's
     point at the checkpoint's iteration to the trial's first point after it, and the trial's own line
     breaks there (its earlier points are its life before the exploit).
 
+    At scale: a long history is thinned to what a screen shows, keeping each stretch's lowest and highest
+    value (:func:`thin`), the points of all lines together bounded by ``POINTS_PER_FIGURE`` and drawn with
+    WebGL beyond ``WEBGL_POINTS``. With more than ``max_trials`` trials, one line per trial is an unreadable
+    band: the figure shows instead the median and the 10–90% and 25–75% bands over trials of their values
+    (each trial's latest value in each of ``BUCKETS`` stretches of ``x``), and the best ``TOP_TRIALS`` trials
+    (by final value in ``mode``; default the experiment's) as lines.
+
     Args:
         rs: the experiment.
         metric: default: the experiment's.
         x: the result key on the x axis: ``training_iteration`` (default), ``time_total_s`` or any counter
             the trials report (``timesteps``, ``episodes``); results without it are left out.
-        max_points: per trial at most this many points are drawn (evenly spaced, the last one kept).
+        max_points: per trial at most this many points are drawn (first, last and each stretch's extremes).
+        mode: which trials are the best ones drawn when aggregating; default: the experiment's.
+        max_trials: more trials than this are aggregated.
 
     Raises:
         ConfigError: no result reported a number for ``x``.
     """
-    exp = _read(rs)
     metric = resolve_metric(rs, metric)
+    exp = _read(rs, [metric, x])
     _check_x(exp, x)
     early = _stopped_early(exp)
     links = _lineage(exp)
     breaks: dict[int, set[int]] = defaultdict(set)
     for child, _source, iteration in links:
         breaks[child].add(iteration)
+    trials = list(rs.trials)
+    aggregate = len(trials) > max_trials
     data: list[dict[str, Any]] = []
+    if aggregate:
+        data.extend(_quantile_bands(exp, metric, x))
+        try:
+            objective = Objective.single(metric, resolve_mode(rs, mode))
+        except ConfigError:
+            objective = None
+        finals = _metric_values(exp, metric)
+        ranked = sorted(finals, key=lambda i: -objective.score({metric: finals[i]})) if objective else []
+        chosen = set(ranked[:TOP_TRIALS])
+        trials = [t for t in trials if t.id in chosen]
+    budget = max(2, min(max_points, POINTS_PER_FIGURE // max(1, len(trials))))
     colors: dict[int, str] = {}
-    for n, t in enumerate(rs.trials):
+    lines: list[dict[str, Any]] = []
+    for n, t in enumerate(trials):
+        xs_all, ys_all = exp.series(t.id, x), exp.series(t.id, metric)
+        its_all = exp.series(t.id, ITERATION)
+        keep = ~(np.isnan(xs_all) | np.isnan(ys_all))
+        xs_f, ys_f, its_f = xs_all[keep], ys_all[keep], its_all[keep]
+        picked = thin(ys_f, budget)
         xs: list[Any] = []
         ys: list[Any] = []
         previous: int | None = None
-        for res in _thin(exp.history.get(t.id, []), max_points):
-            value = _number(res.get(metric))
-            if value is None or _number(res.get(x)) is None:
-                continue
-            it = res[ITERATION]
-            if previous is not None and any(previous <= b < it for b in breaks.get(t.id, ())):
+        cuts = breaks.get(t.id, ())
+        for cx, cy, it in zip(_plain_list(xs_f[picked]), ys_f[picked].tolist(), its_f[picked].tolist()):
+            if previous is not None and cuts and any(previous <= b < it for b in cuts):
                 xs.append(None)
                 ys.append(None)  # plotly breaks the line at a gap
-            xs.append(res.get(x))
-            ys.append(value)
+            xs.append(cx)
+            ys.append(cy)
             previous = it
         stopped = t.id in early
         color = PALETTE[n % len(PALETTE)]
@@ -274,15 +375,18 @@ def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION
         elif stopped:
             line = {"width": 1, "color": GREY}
         colors[t.id] = line["color"]
-        data.append({
+        lines.append({
             "type": "scatter", "mode": "lines+markers" if len(ys) == 1 else "lines", "name": t.name,
             "x": xs, "y": ys, "line": line,
             "hovertemplate": f"{t.name}<br>{x}=%{{x}}<br>{metric}=%{{y:.5g}}<extra></extra>",
             "meta": {"kind": "trial", "trial_id": t.id, "status": t.status.value, "stopped": stopped},
         })
+    data.extend(lines)
     for k, (child, source, iteration) in enumerate(links):
-        start = _point_at(exp.history.get(source, []), metric, x, lambda it, i=iteration: it == i)
-        end = _point_at(exp.history.get(child, []), metric, x, lambda it, i=iteration: it > i)
+        if child not in colors:
+            continue  # not drawn (aggregated)
+        start = _point_at(exp, source, metric, x, lambda its, i=iteration: its == i)
+        end = _point_at(exp, child, metric, x, lambda its, i=iteration: its > i)
         if start is None or end is None:
             continue
         data.append({
@@ -292,9 +396,15 @@ def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION
             "hovertemplate": f"trial {child} took trial {source}'s checkpoint at {iteration}<extra></extra>",
             "meta": {"kind": "lineage", "child": child, "source": source, "iteration": iteration},
         })
+    _webgl(data)
+    title = f"Learning curves: {metric}"
+    if aggregate:
+        title += (f" ({len(rs.trials)} trials: median and bands over trials"
+                  + (f", the best {len(lines)} drawn)" if lines else ")"))
     return {"data": data, "layout": {
-        "title": {"text": f"Learning curves: {metric}"}, "xaxis": {"title": {"text": x}},
-        "yaxis": {"title": {"text": metric}}, "showlegend": len(rs.trials) <= 20, "hovermode": "closest"}}
+        "title": {"text": title}, "xaxis": {"title": {"text": x}},
+        "yaxis": {"title": {"text": metric}}, "showlegend": aggregate or len(rs.trials) <= 20,
+        "hovermode": "closest"}}
 
 
 def _lineage(exp: _Experiment) -> list[tuple[int, int, int]]:
@@ -311,19 +421,96 @@ def _lineage(exp: _Experiment) -> list[tuple[int, int, int]]:
     return list(dict.fromkeys(links))
 
 
-def _point_at(history: list[dict[str, Any]], metric: str, x: str, match: Any) -> tuple[Any, float] | None:
-    for res in history:
-        value = _number(res.get(metric))
-        if value is not None and match(res[ITERATION]):
-            return res.get(x), value
-    return None
+BUCKETS = 200  # aggregated learning curves: stretches of x
 
 
-def _thin(history: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
-    if max_points < 2 or len(history) <= max_points:
-        return history
-    step = (len(history) - 1) / (max_points - 1)
-    return [history[round(i * step)] for i in range(max_points)]
+def _quantile_bands(exp: _Experiment, metric: str, x: str) -> list[dict[str, Any]]:
+    """The 10–90% and 25–75% bands and the median over trials of the metric along ``x``: in each of
+    ``BUCKETS`` equal stretches of ``x``, each trial's latest value there counts once."""
+    xs, ys, ids = exp.column(x), exp.column(metric), exp.column("trial_id")
+    keep = ~(np.isnan(xs) | np.isnan(ys))
+    xs, ys, ids = xs[keep], ys[keep], ids[keep]
+    if not len(xs):
+        return []
+    lo, hi = float(xs.min()), float(xs.max())
+    edges = np.linspace(lo, hi, BUCKETS + 1) if hi > lo else np.array([lo, lo])
+    bucket = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, len(edges) - 2)
+    # each trial's latest value per bucket: rows are by trial then iteration, so the last row of each run
+    order = np.lexsort((np.arange(len(xs)), ids, bucket))
+    b, i = bucket[order], ids[order]
+    last = np.r_[(b[1:] != b[:-1]) | (i[1:] != i[:-1]), True]
+    b, v = b[last], ys[order][last]
+    starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    ends = np.r_[starts[1:], len(b)]
+    centres, qs, counts = [], [], []
+    for a, e in zip(starts, ends):
+        k = int(b[a])
+        centres.append((edges[k] + edges[k + 1]) / 2 if hi > lo else lo)
+        qs.append(np.quantile(v[a:e], [0.1, 0.25, 0.5, 0.75, 0.9]))
+        counts.append(int(e - a))
+    q = np.array(qs).T.tolist()
+    cx = [float(c) for c in centres]
+    color = PALETTE[0]
+    common = {"type": "scatter", "mode": "lines", "x": cx, "hoverinfo": "skip", "showlegend": False}
+    return [
+        {**common, "y": q[0], "name": "10%", "line": {"width": 0, "color": color},
+         "meta": {"kind": "quantile", "q": 0.1}},
+        {**common, "y": q[4], "name": "90%", "fill": "tonexty", "fillcolor": _transparent(color, 0.15),
+         "line": {"width": 0, "color": color}, "meta": {"kind": "quantile", "q": 0.9}},
+        {**common, "y": q[1], "name": "25%", "line": {"width": 0, "color": color},
+         "meta": {"kind": "quantile", "q": 0.25}},
+        {**common, "y": q[3], "name": "25–75% of trials", "fill": "tonexty", "fillcolor": _transparent(color, 0.3),
+         "line": {"width": 0, "color": color}, "showlegend": True, "meta": {"kind": "quantile", "q": 0.75}},
+        {"type": "scatter", "mode": "lines", "x": cx, "y": q[2], "name": "median over trials",
+         "line": {"width": 2.5, "color": "#222"}, "customdata": counts,
+         "hovertemplate": f"{x}≈%{{x:.4g}}<br>median {metric}=%{{y:.5g}}<br>trials=%{{customdata}}<extra></extra>",
+         "meta": {"kind": "quantile", "q": 0.5, "n": counts}},
+    ]
+
+
+def _point_at(exp: _Experiment, trial_id: int, metric: str, x: str, match: Any) -> tuple[Any, float] | None:
+    """The first result of a trial whose iteration ``match``es and that holds the metric: (x, value)."""
+    values, its, xs = exp.series(trial_id, metric), exp.series(trial_id, ITERATION), exp.series(trial_id, x)
+    hits = np.flatnonzero(match(its) & ~np.isnan(values))
+    if not len(hits):
+        return None
+    return _plain_list(xs[hits[:1]])[0], float(values[hits[0]])
+
+
+def thin(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices (ascending) of at most ``max_points`` of ``values`` that draw the same curve on a screen: the
+    first and the last, and in each of ``(max_points - 2) // 2`` stretches of consecutive points its lowest
+    and its highest, so no spike or dip is lost (min/max decimation). All of them when they fit.
+    ``max_points`` < 2 keeps all."""
+    n = len(values)
+    if max_points < 2 or n <= max_points:
+        return np.arange(n)
+    buckets = (max_points - 2) // 2
+    picked = [np.array([0, n - 1])]
+    if buckets > 0:
+        bucket = np.arange(n) * buckets // n
+        order = np.lexsort((values, bucket))  # by bucket, then value: each bucket's min first, max last
+        b = bucket[order]
+        first = np.r_[True, b[1:] != b[:-1]]
+        last = np.r_[b[1:] != b[:-1], True]
+        picked += [order[first], order[last]]
+    return np.unique(np.concatenate(picked))
+
+
+def _plain_list(values: np.ndarray) -> list[Any]:
+    """A column as JSON-ready numbers: whole numbers as ints (iterations, timesteps), others as floats."""
+    if values.dtype.kind in "iu":
+        return values.tolist()
+    out = values.tolist()
+    return [int(v) if v.is_integer() and abs(v) < 2**53 else v for v in out]
+
+
+def _webgl(data: list[dict[str, Any]]) -> None:
+    """Draw a figure's scatter traces with WebGL when it has too many points for SVG to draw quickly."""
+    if sum(len(t.get("x") or ()) for t in data if t.get("type") == "scatter") > WEBGL_POINTS:
+        for trace in data:
+            if trace.get("type") == "scatter" and "fill" not in trace:
+                trace["type"] = "scattergl"
 
 
 # ------------------------------------------------------------------------------ curves averaged over seeds
@@ -333,33 +520,6 @@ BANDS = ("std", "ci95")
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042)
-
-
-def _half_width(values: list[float], band: str) -> float:
-    if len(values) < 2:
-        return 0.0
-    std = statistics.stdev(values)
-    if band == "std":
-        return std
-    df = len(values) - 1
-    return (_T975[df - 1] if df <= len(_T975) else 1.96) * std / math.sqrt(len(values))
-
-
-def _interpolate(points: list[tuple[float, float]], at: float) -> float | None:
-    """The curve through ``points`` (sorted by x) at ``at``, linear between points; None outside them."""
-    if not points or at < points[0][0] or at > points[-1][0]:
-        return None
-    lo, hi = 0, len(points) - 1
-    while hi - lo > 1:  # bisect: the last point at or before ``at``
-        mid = (lo + hi) // 2
-        if points[mid][0] <= at:
-            lo = mid
-        else:
-            hi = mid
-    (x0, y0), (x1, y1) = points[lo], points[hi]
-    if at <= x0 or x1 == x0:
-        return y0 if at <= x0 else y1
-    return y0 + (y1 - y0) * (at - x0) / (x1 - x0)
 
 
 def seed_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION, band: str = "std",
@@ -391,22 +551,21 @@ def seed_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION, ba
 
     if band not in BANDS:
         raise ConfigError(f"band: expected one of {list(BANDS)}, got {band!r}")
-    exp = _read(rs)
     metric = resolve_metric(rs, metric)
+    exp = _read(rs, [metric, x])
     _check_x(exp, x)
     flat = {t.id: flatten(shown(t).config) for t in rs.trials}
     seed_keys = _seed_set(list(dict.fromkeys(k for cfg in flat.values() for k in cfg)), seeds)
     if not seed_keys:
         return None
-    curves: dict[int, list[tuple[float, float]]] = {}
+    curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # counters (ascending), values
     for t in rs.trials:
-        points = {}
-        for res in exp.history.get(t.id, []):
-            cx, cy = _number(res.get(x)), _number(res.get(metric))
-            if cx is not None and cy is not None:
-                points[cx] = cy  # one value per counter: the latest
-        if points:
-            curves[t.id] = sorted(points.items())
+        cx, cy = exp.series(t.id, x), exp.series(t.id, metric)
+        keep = ~(np.isnan(cx) | np.isnan(cy))
+        cx, cy = cx[keep][::-1], cy[keep][::-1]
+        if len(cx):
+            counters, first = np.unique(cx, return_index=True)  # one value per counter: the latest
+            curves[t.id] = (counters, cy[first])
     others = [k for k in dict.fromkeys(k for cfg in flat.values() for k in cfg) if k not in seed_keys]
     varying = [k for k in others if len({_label(flat[i].get(k)) for i in curves}) > 1]
     groups: dict[str, list[int]] = {}
@@ -417,21 +576,34 @@ def seed_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION, ba
         return None
     data: list[dict[str, Any]] = []
     for g, (label, ids) in enumerate(groups.items()):
-        grid = sorted({px for tid in ids for px, _ in curves[tid]})
+        grid = np.unique(np.concatenate([curves[tid][0] for tid in ids]))
         if len(grid) > max_points > 1:
             step = (len(grid) - 1) / (max_points - 1)
-            grid = [grid[round(i * step)] for i in range(max_points)]
-        xs, means, lows, highs, ns = [], [], [], [], []
-        for at in grid:
-            values = [v for v in (_interpolate(curves[tid], at) for tid in ids) if v is not None]
-            if not values:
-                continue
-            mean, half = statistics.fmean(values), _half_width(values, band)
-            xs.append(int(at) if float(at).is_integer() else at)
-            means.append(mean)
-            lows.append(mean - half)
-            highs.append(mean + half)
-            ns.append(len(values))
+            grid = grid[[round(i * step) for i in range(max_points)]]
+        # each seed's curve at every grid counter, linear between its own points, never beyond its ends
+        at_grid = []
+        for tid in ids:
+            cx, cy = curves[tid]
+            ys = np.interp(grid, cx, cy)
+            ys[(grid < cx[0]) | (grid > cx[-1])] = np.nan
+            at_grid.append(ys)
+        table = np.array(at_grid)  # seeds x grid counters
+        present = ~np.isnan(table)
+        counts = present.sum(axis=0)
+        at = counts > 0
+        table, present, counts = table[:, at], present[:, at], counts[at]
+        mean = np.where(present, table, 0.0).sum(axis=0) / counts
+        spread = np.where(present, table - mean, 0.0)
+        std = np.sqrt((spread ** 2).sum(axis=0) / np.maximum(counts - 1, 1))  # sample std; 0 for one seed
+        if band == "std":
+            half = std
+        else:
+            # Student's t at n - 1 degrees of freedom (1.96 beyond the table; one seed has no band anyway)
+            t975 = np.array([_T975[n - 2] if 2 <= n <= len(_T975) + 1 else 1.96 for n in counts.tolist()])
+            half = t975 * std / np.sqrt(counts)
+        half = np.where(counts > 1, half, 0.0)
+        xs = _plain_list(grid[at])
+        means, lows, highs, ns = mean.tolist(), (mean - half).tolist(), (mean + half).tolist(), counts.tolist()
         color = PALETTE[g % len(PALETTE)]
         common = {"legendgroup": label, "hoverinfo": "skip", "showlegend": False}
         data.append({"type": "scatter", "mode": "lines", "x": xs, "y": lows, "name": f"{label} low",
@@ -454,40 +626,57 @@ def seed_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION, ba
 # ------------------------------------------------------------------------------------------ best so far
 
 
-def best_so_far(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> Figure:
+MAX_RESULT_POINTS = 4000  # best so far: the results behind the line, at most (each time stretch's extremes kept)
+
+
+def best_so_far(rs: ResultSet, metric: str | None = None, mode: str | None = None,
+                max_points: int = MAX_RESULT_POINTS) -> Figure:
     """The best value of the metric found so far, over wall-clock time since the experiment started,
-    with every single result as a grey point behind it."""
-    exp = _read(rs)
+    with the results as grey points behind it: every one, or beyond ``max_points`` the lowest and highest
+    of each short stretch of time (:func:`thin`; drawn with WebGL), so the cloud keeps its outline and
+    every result that made a new best is on the line."""
     metric = resolve_metric(rs, metric)
     mode = resolve_mode(rs, mode)
-    points = []
-    for tid, history in exp.history.items():
-        for res in history:
-            value = _number(res.get(metric))
-            stamp = _number(res.get(TIMESTAMP))
-            if value is not None and stamp is not None:
-                points.append((stamp - exp.t0, value, tid))
-    points.sort()
+    exp = _read(rs, [metric])
+    values, stamps, ids = exp.column(metric), exp.column(TIMESTAMP), exp.column("trial_id")
+    keep = ~(np.isnan(values) | np.isnan(stamps))
+    order = np.lexsort((values[keep], stamps[keep]))  # by time (ties by value, as sorting the points did)
+    when = stamps[keep][order] - exp.t0
+    values, ids = values[keep][order], ids[keep][order]
     objective = Objective.single(metric, mode)
     best_x: list[float] = []
     best_y: list[float] = []
     best_text: list[str] = []
-    best: float | None = None
-    for when, value, tid in points:
-        if best is None or objective.better(value, best):
-            best = value
-            best_x.append(when)
-            best_y.append(value)
-            best_text.append(f"trial {tid}")
-    if best_x and points:
-        best_x.append(points[-1][0])  # hold the final best to the last result
+    if len(values):
+        running = np.minimum.accumulate(values) if mode == "min" else np.maximum.accumulate(values)
+        better = objective.better
+        new = np.flatnonzero(np.r_[True, running[1:] != running[:-1]])  # each result that improved the best
+        for k in new.tolist():
+            if not best_y or better(float(values[k]), best_y[-1]):
+                best_x.append(float(when[k]))
+                best_y.append(float(values[k]))
+                best_text.append(f"trial {ids[k]}")
+        best_x.append(float(when[-1]))  # hold the final best to the last result
         best_y.append(best_y[-1])
         best_text.append(best_text[-1])
+    shown = np.arange(len(values))
+    if len(values) > max_points:
+        # by time stretch rather than by count: a burst of results is as wide on screen as its seconds
+        bucket = np.minimum((when - when[0]) * ((max_points - 2) // 2) / max(float(when[-1] - when[0]), 1e-9),
+                            (max_points - 2) // 2 - 1).astype(np.int64)
+        order_ = np.lexsort((values, bucket))
+        b = bucket[order_]
+        shown = np.unique(np.concatenate([[0, len(values) - 1], order_[np.r_[True, b[1:] != b[:-1]]],
+                                          order_[np.r_[b[1:] != b[:-1], True]]]))
+    results = {"type": "scatter", "mode": "markers", "name": "results" if len(shown) == len(values) else
+               f"results (extremes of {len(values):,})", "x": when[shown].tolist(), "y": values[shown].tolist(),
+               "text": [f"trial {i}" for i in ids[shown].tolist()],
+               "marker": {"size": 4, "color": GREY}, "meta": {"kind": "results", "n": int(len(values))},
+               "hovertemplate": "%{text}<br>%{x:.1f} s<br>" + metric + "=%{y:.5g}<extra></extra>"}
+    if len(shown) > WEBGL_POINTS // 10:
+        results["type"] = "scattergl"
     data = [
-        {"type": "scatter", "mode": "markers", "name": "results", "x": [p[0] for p in points],
-         "y": [p[1] for p in points], "text": [f"trial {p[2]}" for p in points],
-         "marker": {"size": 4, "color": GREY}, "meta": {"kind": "results"},
-         "hovertemplate": "%{text}<br>%{x:.1f} s<br>" + metric + "=%{y:.5g}<extra></extra>"},
+        results,
         {"type": "scatter", "mode": "lines", "name": f"best {metric} ({mode})", "x": best_x, "y": best_y,
          "text": best_text, "line": {"shape": "hv", "width": 2, "color": PALETTE[0]},
          "meta": {"kind": "best"}, "hovertemplate": "%{text}<br>%{x:.1f} s<br>best=%{y:.5g}<extra></extra>"},
@@ -794,6 +983,7 @@ def scatter(rs: ResultSet, metric: str | None = None, seeds: Sequence[str] | Non
         layout[xkey].update(axis)
         layout[ykey].update({"title": {"text": metric}})
     layout["title"] = {"text": f"{metric} against each parameter"}
+    _webgl(data)
     return {"data": data, "layout": layout}
 
 
@@ -843,13 +1033,21 @@ def parallel_coordinates(rs: ResultSet, metric: str | None = None, mode: str | N
 # ------------------------------------------------------------------------------------------ timeline
 
 
-def timeline(rs: ResultSet) -> Figure:
+MAX_TIMELINE_ROWS = 100  # the timeline: one row per trial up to this many trials, then rows of concurrent slots
+
+
+def timeline(rs: ResultSet, max_rows: int = MAX_TIMELINE_ROWS) -> Figure:
     """When each trial ran: a horizontal bar per trial (Gantt), coloured by status, in seconds since the
     experiment started.
 
     A bar starts when the trial was created (it starts right after) and ends at its end time, or its last
     result while it runs. A pause splits the bar: the gap lasts until its first result after the pause
     (so a resumed segment starts a little late, by its first iteration's duration).
+
+    With more than ``max_rows`` trials a row per trial would be thousands of rows tall: the rows are then
+    slots instead, each bar in the first slot free when it starts (as many slots as trials ever ran at
+    once, so the picture is the machine's occupancy; beyond ``max_rows`` slots, bars share the
+    earliest-freed one), and a bar's trial shows on hover. The height stays bounded either way.
     """
     exp = _read(rs)
     pauses: dict[int, list[float]] = defaultdict(list)
@@ -859,8 +1057,9 @@ def timeline(rs: ResultSet) -> Figure:
     segments: list[tuple[int, str, float, float]] = []  # trial id, status, start, end (absolute)
     for t in rs.trials:
         rec = exp.records.get(t.id, {})
-        stamps = [s for s in (_number(r.get(TIMESTAMP)) for r in exp.history.get(t.id, [])) if s is not None]
-        start = rec.get("start_time") or _started(exp.history.get(t.id, [])) or rec.get("created")
+        stamp_col = exp.series(t.id, TIMESTAMP)
+        stamps = stamp_col[~np.isnan(stamp_col)].tolist()
+        start = rec.get("start_time") or _started(exp, t.id) or rec.get("created")
         if start is None:
             continue
         end = rec.get("end_time") or (max(stamps) if stamps else start)
@@ -875,20 +1074,27 @@ def timeline(rs: ResultSet) -> Figure:
     span = max((e for *_, e in segments), default=exp.t0) - exp.t0
     tiny = max(span, 1e-3) * 0.003  # zero-length bars stay visible
     data = []
+    lanes = len(rs.trials) > max_rows
+    row_of = _slots(segments, max_rows) if lanes else {}
     for status in ("TERMINATED", "ERROR", "RUNNING", "PAUSED", "PENDING"):
-        rows = [s for s in segments if s[1] == status]
+        rows = [(k, s) for k, s in enumerate(segments) if s[1] == status]
         if not rows:
             continue
         data.append({
             "type": "bar", "orientation": "h", "name": status.lower(),
-            "y": [f"trial_{tid:05d}" for tid, *_ in rows], "base": [b - exp.t0 for _, _, b, _ in rows],
-            "x": [max(e - b, tiny) for _, _, b, e in rows], "marker": {"color": STATUS_COLORS[status]},
-            "customdata": [[b - exp.t0, e - exp.t0] for _, _, b, e in rows],
-            "hovertemplate": "%{y}<br>%{customdata[0]:.2f} s – %{customdata[1]:.2f} s<extra>" + status.lower()
+            "y": [f"slot {row_of[k] + 1}" if lanes else f"trial_{tid:05d}" for k, (tid, *_) in rows],
+            "base": [b - exp.t0 for _, (_, _, b, _) in rows],
+            "x": [max(e - b, tiny) for _, (_, _, b, e) in rows], "marker": {"color": STATUS_COLORS[status]},
+            "text": [f"trial_{tid:05d}" for _, (tid, *_) in rows], "textposition": "none",
+            "customdata": [[b - exp.t0, e - exp.t0] for _, (_, _, b, e) in rows],
+            "hovertemplate": "%{text}<br>%{customdata[0]:.2f} s – %{customdata[1]:.2f} s<extra>" + status.lower()
                              + "</extra>",
-            "meta": {"kind": "timeline", "status": status, "trial_ids": [tid for tid, *_ in rows]},
+            "meta": {"kind": "timeline", "status": status, "trial_ids": [tid for _, (tid, *_) in rows]},
         })
-    names = [t.name for t in rs.trials]
+    if lanes:
+        names = [f"slot {i + 1}" for i in range(max(row_of.values(), default=-1) + 1)]
+    else:
+        names = [t.name for t in rs.trials]
     held = {tid: (exp.records.get(tid, {}).get("resources") or {}) for tid, *_ in segments}
     usage = _resource_steps([(held[tid], b - exp.t0, e - exp.t0) for tid, _, b, e in segments])
     for key, (xs, ys) in usage.items():
@@ -899,7 +1105,8 @@ def timeline(rs: ResultSet) -> Figure:
             "meta": {"kind": "resources", "resource": key}})
     gantt_height = 40 + 18 * len(names)
     layout: dict[str, Any] = {
-        "title": {"text": "Trial timeline"}, "barmode": "overlay", "hovermode": "closest",
+        "title": {"text": f"Trial timeline ({len(rs.trials)} trials by slot: a row is one trial at a time)"
+                          if lanes else "Trial timeline"}, "barmode": "overlay", "hovermode": "closest",
         "xaxis": {"title": {"text": "seconds since start"}},
         "yaxis": {"type": "category", "categoryorder": "array", "categoryarray": names, "autorange": "reversed"}}
     if usage:
@@ -916,12 +1123,35 @@ def timeline(rs: ResultSet) -> Figure:
     return {"data": data, "layout": layout}
 
 
-def _started(history: list[dict[str, Any]]) -> float | None:
+def _slots(segments: list[tuple[int, str, float, float]], most: int) -> dict[int, int]:
+    """Segment index -> slot: each segment in the lowest slot free when it begins (as few slots as segments
+    ever ran at once); with ``most`` slots busy, the one freed earliest (bars overlap there)."""
+    free: list[int] = []  # slots free now (a heap: lowest first)
+    busy: list[tuple[float, int]] = []  # (end, slot) of the running segments
+    slot_of: dict[int, int] = {}
+    count = 0
+    for k in sorted(range(len(segments)), key=lambda i: (segments[i][2], segments[i][3])):
+        begin, end = segments[k][2], segments[k][3]
+        while busy and busy[0][0] <= begin:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        if free:
+            slot = heapq.heappop(free)
+        elif count < most:
+            slot, count = count, count + 1
+        else:
+            slot = heapq.heappop(busy)[1]
+        slot_of[k] = slot
+        heapq.heappush(busy, (end, slot))
+    return slot_of
+
+
+def _started(exp: _Experiment, trial_id: int) -> float | None:
     """When a trial began running, from its first result (its timestamp less the trial's time so far): a
     trial is created before a worker is free for it, so its creation time can be well before its start."""
-    if not history:
+    stamps, totals = exp.series(trial_id, TIMESTAMP), exp.series(trial_id, TIME_TOTAL)
+    if not len(stamps):
         return None
-    stamp, elapsed = _number(history[0].get(TIMESTAMP)), _number(history[0].get(TIME_TOTAL))
+    stamp, elapsed = _number(float(stamps[0])), _number(float(totals[0]))
     if stamp is None or elapsed is None or elapsed < 0:
         return None
     return stamp - elapsed

@@ -50,6 +50,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if all(type(v) is float for v in value):  # a plot's long columns: only the non-finite need a change
+            isfinite = math.isfinite
+            return [v if isfinite(v) else None for v in value]
         return [_plain(v) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value

@@ -16,7 +16,7 @@ from tunesmith.analysis import ResultSet, feasible_result, load
 from tunesmith.plots import data as plot_data
 from tunesmith.plots.lineage import lineage_graph_for
 from tunesmith.plots.render import Panel, write_html
-from tunesmith.trial import ITERATION
+from tunesmith.trial import ITERATION, trial_name
 
 log = logging.getLogger("tunesmith")
 
@@ -49,7 +49,13 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
         mode = plot_data.resolve_mode(rs, mode)
     except ConfigError:
         mode = None
+    with plot_data.shared_read(rs, [metric, x]):  # one pass over the results, shared by every plot
+        _add_panels(rs, metric, mode, pareto, x, final, panels, notes)
+    return panels, notes
 
+
+def _add_panels(rs: ResultSet, metric: str, mode: str | None, pareto: Sequence[tuple[str, str]] | None, x: str,
+                final: str, panels: list[Panel], notes: list[str]) -> None:
     def add(title: str, description: str, absent: str, make: Any, *args: Any) -> None:
         try:
             figure = make(*args)
@@ -62,8 +68,11 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
             panels.append(Panel(title, figure, description))
 
     curves = plot_data.learning_curves(rs, metric, x)  # a bad x is the user's error, not a plot left out
-    panels.append(Panel("Learning curves", curves, "One line per trial. Grey: stopped early by the scheduler; "
-                        "red dashed: failed; dotted: PBT exploit."))
+    many = len(rs.trials) > plot_data.MAX_TRIAL_LINES
+    panels.append(Panel("Learning curves", curves, (
+        f"{len(rs.trials)} trials: the median and the 25–75% and 10–90% bands over trials, and the best "
+        f"{plot_data.TOP_TRIALS} trials as lines. " if many else "One line per trial. ")
+        + "Grey: stopped early by the scheduler; red dashed: failed; dotted: PBT exploit."))
     add("Learning curves by value", "Mean over the seeds of each swept value, band: ±1 std; the figure RL "
         "papers show.", "no seed key (seed, *_seed) repeated for a value", plot_data.seed_curves, rs, metric, x)
     if mode is not None:
@@ -94,7 +103,6 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
             raise ConfigError(f"pareto: expected two (metric, mode) pairs, got {pairs!r}")
         add("Pareto front", "Final values of two metrics; the non-dominated trials are joined.", "",
             plot_data.pareto_front, rs, [p[0] for p in pairs], [p[1] for p in pairs])
-    return panels, notes
 
 
 def _spec_objectives(rs: ResultSet) -> list[tuple[str, str]]:
@@ -129,11 +137,13 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
             shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
             facts.append(("best trial (by last result)", f"{best.name}: {metric}={shown}"))
             facts.append(("best config", json.dumps(masked(best).config, sort_keys=True, default=str)))
-            ever = rs.get_best(metric, mode, scope="all")
-            value = ever.metrics.get(metric)
-            shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
-            facts.append(("best result (any iteration)",
-                          f"{ever.name} at iteration {ever.metrics.get(ITERATION)}: {metric}={shown}"))
+            # get_best(scope="all")'s answer from the metric's column (shared with the plots under
+            # write_report), not a dict per result: the trials it ranks, the same ties
+            ever = plot_data.best_result(rs, metric, mode, [t.id for t in rs._feasible_first()])
+            if ever is not None:
+                tid, iteration, number = ever
+                facts.append(("best result (any iteration)",
+                              f"{trial_name(tid)} at iteration {iteration}: {metric}={number:.6g}"))
     created = rs.meta.get("created")
     if isinstance(created, (int, float)):
         facts.append(("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))))
@@ -164,7 +174,13 @@ def write_report(result_set: ResultSet | str, path: str, *, metric: str | None =
         ConfigError: no such experiment, a bad ``pareto`` or ``final``, or no result reported ``x``.
     """
     rs = load(result_set) if isinstance(result_set, str) else result_set
-    panels, notes = build_panels(rs, metric, mode, pareto, x, final)
-    write_html(path, title or f"tunesmith report: {rs.name}", panels, summary(rs, metric, mode), notes)
+    try:
+        shared = plot_data.resolve_metric(rs, metric)
+    except ConfigError:
+        shared = None
+    with plot_data.shared_read(rs, [k for k in (shared, x) if k]):  # the summary and the plots: one read
+        panels, notes = build_panels(rs, metric, mode, pareto, x, final)
+        facts = summary(rs, metric, mode)
+    write_html(path, title or f"tunesmith report: {rs.name}", panels, facts, notes)
     log.info("report of %s written to %s (%d plots)", rs.name, path, len(panels))
     return [p.title for p in panels]

@@ -422,6 +422,64 @@ class Store:
         return list(map(ResultRow._make, cur))
 
     @_reading
+    def result_columns(self, keys: Iterable[str] = ()) -> dict[str, Any]:
+        """Every stored result of the trials' current generation in one pass, as numpy columns (ordered by
+        trial, then iteration): ``trial_id``, ``training_iteration``, ``time_total_s``, ``timestamp`` and one
+        float column per key of ``keys``, NaN where a result lacks the key or holds no finite number.
+
+        For readers of a million results (the report): 8 bytes a value instead of a dict per result, and
+        each result's JSON decoded once whatever the number of keys. Without ``keys`` nothing is decoded.
+        """
+        import math
+
+        import numpy as np
+
+        auto = ("training_iteration", "time_total_s", "timestamp")  # columns, as result_dict gives them
+        wanted = [k for k in dict.fromkeys(keys) if k not in auto]
+        # SQLite's JSON functions pick the numbers out and numpy takes the rows without a Python object per
+        # row (about 3x faster than json.loads and a loop); a row SQLite cannot read (NaN or Infinity, which
+        # Python's JSON writes) is decoded here afterwards. A key a JSON path cannot spell safely (a quote or
+        # a backslash in it) is read by json.loads for every row.
+        fast = [k for k in wanted if '"' not in k and "\\" not in k]
+        slow = [k for k in wanted if k not in fast]
+        picks, args = "", []
+        for key in fast:
+            path = f'$."{key}"'
+            # 9e999 is SQLite's infinity: no number here (numpy takes no NULL; infinities become NaN below)
+            picks += (", CASE WHEN json_valid(r.metrics) THEN CASE json_type(r.metrics, ?) WHEN 'real' THEN "
+                      "json_extract(r.metrics, ?) WHEN 'integer' THEN json_extract(r.metrics, ?) ELSE 9e999 END "
+                      "ELSE 9e999 END")
+            args += [path, path, path]
+        join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
+        # the primary key's order (one generation per trial here): ordering by (trial_id, iteration) alone
+        # makes SQLite sort each trial's rows again
+        order = " ORDER BY r.trial_id, r.generation, r.iteration" if self._generations else \
+            " ORDER BY r.trial_id, r.iteration"
+        valid = ", json_valid(r.metrics)" if wanted else ", 1"
+        sql = f"SELECT r.trial_id, r.iteration, r.time_total, r.timestamp{valid}{picks} FROM results r{join}{order}"
+        dtype = [("trial_id", "i8"), ("it", "i8"), ("total", "f8"), ("stamp", "f8"), ("valid", "i8")]
+        dtype += [(f"k{i}", "f8") for i in range(len(fast))]
+        table = np.fromiter(self._db.execute(sql, args), dtype=dtype)
+        out = {"trial_id": table["trial_id"], auto[0]: table["it"], auto[1]: table["total"], auto[2]: table["stamp"]}
+        for i, key in enumerate(fast):
+            out[key] = table[f"k{i}"].copy()
+        for key in slow:
+            out[key] = np.full(len(table), math.nan)
+        redo = np.arange(len(table)) if slow else np.flatnonzero(table["valid"] == 0)
+        if len(redo):
+            where = "" if slow else " WHERE NOT json_valid(r.metrics)"
+            texts = self._db.execute(f"SELECT r.metrics FROM results r{join}{where}{order}")
+            for at, (text,) in zip(redo.tolist(), texts):
+                decoded = json.loads(text)
+                for key in wanted:
+                    v = decoded.get(key)
+                    kind = type(v)
+                    out[key][at] = v if kind is float else _as_float(v) if kind is int else math.nan
+        for key in wanted:
+            out[key][~np.isfinite(out[key])] = np.nan  # infinities are no more plottable than NaN
+        return out
+
+    @_reading
     def checkpoints(self, trial_id: int) -> list[tuple[int, str]]:
         """(iteration, absolute path under this folder, or a URL) of a trial's indexed checkpoints."""
         folder = self.folder
@@ -460,6 +518,14 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _as_float(value: int) -> float:
+    """A JSON integer as a float column holds it (one too large for a float is no plottable number)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("nan")
 
 
 def result_dict(row: ResultRow) -> dict[str, Any]:
