@@ -203,3 +203,45 @@ def test_a_stop_ends_every_rank(cluster, tmp_path):
     assert trial.status == ts.TrialStatus.TERMINATED, trial.error
     assert [r["training_iteration"] for r in result.history(trial.id)] == [1, 2, 3]
     assert _alive_trial_actors() == []
+
+
+def rank_0_stuck(config):
+    if ts.get_rank() == 1:
+        raise ValueError("boom in rank 1")
+    time.sleep(600)  # as rank 0 blocked where Python cannot reach it (an NCCL collective): not waited for
+
+
+def test_a_rank_0_stuck_after_another_rank_failed_is_not_waited_for(cluster):
+    result = ts.run(rank_0_stuck, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, backend=RayBackend(),
+                    verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.ERROR
+    assert "ValueError: boom in rank 1" in trial.error and "rank 0 did not end within" in trial.error, trial.error
+    assert _alive_trial_actors() == []
+
+
+def test_each_rank_share_must_fit_on_a_node(cluster):
+    ex = RayBackend()
+    ex.check_ranks(2)
+    ex.check_resources({"cpu": 2.0})  # 1 CPU a rank: on two nodes of 1 CPU
+    with pytest.raises(ts.ConfigError, match=r"resources / ranks=2\['cpu'\] = 1.5 is more than any node"):
+        ex.check_resources({"cpu": 3.0})
+
+
+def one_rank(config):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    t = torch.tensor([3.0])
+    dist.all_reduce(t)
+    ts.report({"sum": t.item(), "world": dist.get_world_size(), "addr": os.environ["MASTER_ADDR"],
+               "ip": _where()["ip"]})
+
+
+def test_ranks_1_is_one_rank_with_the_environment(cluster):
+    result = ts.run(one_rank, metric="sum", mode="max", ranks=1, resources={"cpu": 1}, backend=RayBackend(),
+                    verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    last = trial.last_result
+    assert (last["sum"], last["world"]) == (3.0, 1) and last["addr"] == last["ip"]

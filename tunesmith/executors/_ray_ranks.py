@@ -75,23 +75,26 @@ class _RankActor:
         for p in reversed(spec.get("sys_path") or []):
             if p not in sys.path:
                 sys.path.insert(0, p)
-        remote = spec.pop("driver_node") != self.node_id and not spec.pop("shared_storage")
+        driver_node, shared_storage = spec.pop("driver_node"), spec.pop("shared_storage")
+        remote = driver_node != self.node_id and not shared_storage  # the driver's folder is not here
+        stage = staging_dir(self.node_id, spec["trial_dir"])
         if remote:
-            spec["trial_dir"] = staging_dir(self.node_id, spec["trial_dir"])
+            spec["trial_dir"] = stage
         restore, rank0_restore, rank0_node = spec["restore"], spec.pop("rank0_restore"), spec.pop("rank0_node")
-        rank = spec["rank_env"]["RANK"]
+        # its own copy, in this node's staging folder: other ranks on this node may be reading theirs
+        restore_dir = os.path.join(stage, f"restore_rank{spec['rank_env']['RANK']}")
         try:
             if restore is not None and self.node_id == rank0_node:
                 spec["restore"] = rank0_restore  # the copy rank 0 has on this node (written before we started)
             elif is_url(restore):
                 from tunesmith.checkpoint import download
 
-                self.restore_dir = os.path.join(spec["trial_dir"], f"restore_rank{rank}")
-                os.makedirs(self.restore_dir, exist_ok=True)
-                spec["restore"] = download(restore, self.restore_dir)
+                os.makedirs(restore_dir, exist_ok=True)
+                self.restore_dir = restore_dir
+                spec["restore"] = download(restore, restore_dir)
             elif restore is not None and remote and restore_files is not None:
-                self.restore_dir = os.path.join(spec["trial_dir"], f"restore_rank{rank}")
-                spec["restore"] = receive_folder(restore_files, self.restore_dir, os.path.basename(restore))
+                self.restore_dir = restore_dir
+                spec["restore"] = receive_folder(restore_files, restore_dir, os.path.basename(restore))
             _ranks.run_rank(spec, ray.get(fn_ref[0]))
         finally:
             if self.restore_dir is not None:
@@ -139,15 +142,15 @@ class RayRankGroup:
         from ray.util.placement_group import get_current_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        pg = get_current_placement_group()
-        if pg is None and self.world > 1:
-            raise RuntimeError("a trial run as several ranks on Ray must run in its placement group")
         share = self.share()
-        cls = ray.remote(max_restarts=0, max_task_retries=0)(_RankActor)
-        for rank in range(1, self.world):
-            self.actors[rank] = cls.options(
-                **actor_options(share),
-                scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=rank)).remote()
+        if self.world > 1:
+            pg = get_current_placement_group()
+            if pg is None:
+                raise RuntimeError("a trial run as several ranks on Ray must run in its placement group")
+            cls = ray.remote(max_restarts=0, max_task_retries=0)(_RankActor)
+            for rank in range(1, self.world):
+                self.actors[rank] = cls.options(**actor_options(share), scheduling_strategy=(
+                    PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=rank))).remote()
         for rank, info in zip(self.actors, ray.get([a.where.remote() for a in self.actors.values()])):
             self.where[rank] = info
         nodes = [self.node_id, *(self.where[r]["node"] for r in range(1, self.world))]

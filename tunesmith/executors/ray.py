@@ -25,6 +25,9 @@ How a trial runs:
   directly. With ``storage="s3://..."`` (any fsspec URL) every trial uploads its checkpoints there (the
   manifest last) before the result that names them is sent, and a restart downloads its checkpoint from
   there (every checksum checked); the driver only records, verifies (sizes) and deletes (``keep=``) URLs.
+* a trial run as several ranks (``run(ranks=N)``) gets a placement group of one bundle per rank (each its
+  share), then the ``bundles=``; its actor is rank 0 on bundle 0 and starts the other ranks as actors on
+  theirs (``_ray_ranks``); that actor is never reused.
 * a trial whose actor dies (its node was lost, it was OOM-killed) ends with an error event; the controller
   retries it per ``max_failures`` from its latest checkpoint, wherever Ray places the new actor.
 * with ``autoscaling=True`` up to ``max_pending_trials`` actors are created beyond the free resources:
@@ -140,7 +143,8 @@ class RayBackend(Executor):
             actors, e.g. ``[{"cpu": 2, "gpu": 1}] * 4``; the trial's actor takes the first bundle (its
             ``resources``) and what it starts lands in the group.
         placement_strategy: the group's strategy: ``"PACK"``, ``"SPREAD"``, ``"STRICT_PACK"``,
-            ``"STRICT_SPREAD"``.
+            ``"STRICT_SPREAD"``; it also places the ranks of a trial run with ``ranks=N`` (one bundle each:
+            with PACK on one node where one has room, else over several).
         autoscaling: the cluster can grow: trials larger than any node now are accepted, and up to
             ``max_pending_trials`` trials wait in Ray's queue beyond the free resources, so that their
             demand reaches the autoscaler.
