@@ -231,13 +231,6 @@ def test_the_world_size_follows_the_resources_in_whole_per_rank_shares():
     assert _ranks.world_size({"cpu": 2, "gpu": 3}, {"cpu": 1.0, "gpu": 1.0}) == 1
 
 
-def test_the_ray_backend_says_it_does_not_run_ranks_yet():
-    from tunesmith.executors.ray import RayBackend
-
-    with pytest.raises(ts.ConfigError, match="RayBackend does not run a trial as several ranks yet"):
-        RayBackend().check_ranks(2)
-
-
 def lightning_ddp(config):
     import lightning.pytorch as pl
 

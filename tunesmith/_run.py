@@ -115,7 +115,7 @@ def run(
             unchanged; ``resources`` is then the trial's total, split evenly over its ranks. Rank 0's reports
             and checkpoints are the trial's; other ranks' reports are ignored. A resize changes the number of
             ranks with the resources. ``None`` (default): one process, without that environment; ``ranks=1``:
-            one rank with it. See docs/distributed-trials.md. Local backend.
+            one rank with it. See docs/distributed-trials.md. Local and Ray backends.
         name: the experiment folder's name (default ``<fn name>_<date>_<time>``).
         storage_path: where experiment folders go (default ``./tunesmith_results`` or
             ``$TUNESMITH_RESULTS``).
@@ -273,9 +273,9 @@ def run(
     else:
         raise ConfigError(f"backend must be 'local', 'ray' or a backend (e.g. tunesmith.RayBackend(address="
                           f"'auto')), got {backend!r}")
+    executor.check_ranks(ranks)  # first: with ranks, a backend checks each rank's share of the resources
     if resources_fn is None:
         executor.check_resources(per_trial)  # a function's requests are checked per trial
-    executor.check_ranks(ranks)
     executor.stop_rules = stop_rules
     executor.trial_time_limit_s = trial_time_limit_s
     executor.chdir_to_trial_dir = chdir_to_trial_dir

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import traceback
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 
 from tunesmith.checkpoint import is_url
 from tunesmith.executors._ray_transfer import CHUNK_BYTES, chunks, receive_folder
+from tunesmith.executors._ray_transfer import staging_dir as _staging_dir
 from tunesmith.executors._wire import CHUNK, DONE, RESULTS
 
 HEARTBEAT_S = 0.5  # the long poll returns at least this often: a live actor answers, a dead one cannot
@@ -93,14 +93,16 @@ class _ActorChannel:
     def stop_requested(self) -> bool:
         return self.stopped
 
-    def finish(self, status: str, tb: str | None) -> None:
+    def finish(self, status: str, tb: str | None, retire: bool = False) -> None:
+        """The trial's end, after what it reported. ``retire``: this actor ran rank 0 of a trial run as several
+        ranks (torch.distributed's state stays in the process): the driver kills it instead of reusing it."""
         # before the driver hears of the end: a retry it starts at once may use the same staging folder
         on_finish, self.on_finish = self.on_finish, None
         if on_finish is not None:
             on_finish()
         with self.cv:
             self._flush_locked(False)
-            self.out.append((DONE, self.trial_id, status, tb))
+            self.out.append((DONE, self.trial_id, status, tb, True) if retire else (DONE, self.trial_id, status, tb))
             self.cv.notify_all()
 
     def _flush_locked(self, waiting: bool) -> None:
@@ -202,15 +204,19 @@ class _TrialActor:
         from tunesmith import _signing
 
         spec = dict(spec)
-        _signing.use(spec.pop("signing_key"))  # the driver's key signs what this trial writes
+        signing_key = spec.pop("signing_key")
+        _signing.use(signing_key)  # the driver's key signs what this trial writes
         storage = spec.pop("storage")  # this trial's checkpoints URL, with RayBackend(storage=...)
         remote = spec["driver_node"] != self.node_id and not spec["shared_storage"]
+        driver_trial_dir, driver_restore = spec["trial_dir"], spec["restore"]
         driver_ckpts = os.path.join(spec["trial_dir"], "checkpoints")
         # a node-local folder for checkpoints on their way to the driver or to the storage URL
         stage = _staging_dir(self.node_id, spec["trial_dir"]) if remote or storage else None
         keep = None
+        group = None
         try:
-            for p in reversed(spec.pop("sys_path")):
+            sys_path = spec.pop("sys_path")
+            for p in reversed(sys_path):
                 if p not in sys.path:
                     sys.path.insert(0, p)
             if remote:
@@ -231,6 +237,13 @@ class _TrialActor:
             fn = self.functions.get(spec["fn_key"])
             if fn is None:
                 fn = self.functions[spec["fn_key"]] = ray.get(fn_ref[0])
+            if spec.get("ranks") is not None:  # ranks 1..N-1 on the other bundles of this actor's group
+                from tunesmith.executors._ray_ranks import RayRankGroup
+
+                group = RayRankGroup({**spec, "sys_path": sys_path}, self.channel, fn_ref, restore_files,
+                                     node_id=self.node_id, driver_node=spec["driver_node"],
+                                     shared_storage=spec["shared_storage"], driver_trial_dir=driver_trial_dir,
+                                     driver_restore=driver_restore, signing_key=signing_key)
         except BaseException:  # noqa: BLE001 - reported as the trial's failure; the actor lives on
             self.channel.reset(spec["trial_id"], None, None)
             self.channel.finish("error", "could not start the trial in its Ray actor:\n" + traceback.format_exc())
@@ -238,14 +251,14 @@ class _TrialActor:
         self.channel.reset(spec["trial_id"], driver_ckpts if remote and not storage else None, keep,
                            spec["chunk_bytes"], upload_to=storage,
                            on_finish=None if stage is None else lambda: _remove_staging(stage))
-        self.thread = threading.Thread(target=self._run, args=(spec, fn), name="tunesmith-trial", daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(spec, fn, group), name="tunesmith-trial", daemon=True)
         self.thread.start()
         return {"node": self.node_id, "pid": os.getpid()}
 
-    def _run(self, spec: dict[str, Any], fn: Any) -> None:
+    def _run(self, spec: dict[str, Any], fn: Any, group: Any) -> None:
         from tunesmith.executors._worker import _run_trial
 
-        _run_trial(spec, fn, self.channel, self.output)
+        _run_trial(spec, fn, self.channel, self.output, group=group)
 
     def events(self, timeout: float) -> list[tuple[Any, ...]]:
         return self.channel.take(timeout)
@@ -262,11 +275,3 @@ def _remove_staging(stage: str) -> None:
     storage: the staging copies can go."""
     shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
     shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
-
-
-def _staging_dir(node_id: str, trial_dir: str) -> str:
-    """A node-local folder for a trial whose experiment folder (``<exp>/trials/<trial>``) is on the driver's
-    machine."""
-    exp = os.path.basename(os.path.dirname(os.path.dirname(trial_dir)))
-    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], exp, "trials",
-                        os.path.basename(trial_dir))

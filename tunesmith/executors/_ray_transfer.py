@@ -143,3 +143,11 @@ def receive_folder(files: list[tuple[str, list[Any]]], parent: str, name: str) -
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
     return final
+
+
+def staging_dir(node_id: str, trial_dir: str) -> str:
+    """A node-local folder for a trial whose experiment folder (``<exp>/trials/<trial>``) is on the driver's
+    machine (its actors on that node write there: rank 0's checkpoints on their way, restore copies)."""
+    exp = os.path.basename(os.path.dirname(os.path.dirname(trial_dir)))
+    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], exp, "trials",
+                        os.path.basename(trial_dir))

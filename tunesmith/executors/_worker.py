@@ -210,10 +210,11 @@ class _Output:
 
 
 def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own_children: bool = False,
-               fn_bytes: bytes | None = None) -> bool:
+               fn_bytes: bytes | None = None, group: Any = None) -> bool:
     """Run one trial. ``own_children``: this process runs nothing but trials (a local worker), so any child
     process left when the trial ends is the trial's, and is killed. A trial with ``spec["ranks"]`` (not None)
-    runs here as rank 0, its other ranks in processes started from ``fn_bytes`` (``_local_ranks``)."""
+    runs here as rank 0, its other ranks in processes started from ``fn_bytes`` (``_local_ranks``), or by
+    ``group`` (the same interface: a Ray actor's ranks on the bundles of its placement group, ``_ray_ranks``)."""
     from tunesmith import session
     from tunesmith._layout import OUTPUT_LOG
     from tunesmith.checkpoint import Checkpoint
@@ -232,8 +233,8 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
     restore = None
     if spec["restore"] is not None:
         restore = Checkpoint(spec["restore"], iteration=spec["iteration"])
-    ranks, saved_env = None, {}
-    if spec.get("ranks") is not None and fn_bytes is not None:
+    ranks, saved_env = group, {}
+    if ranks is None and spec.get("ranks") is not None and fn_bytes is not None:
         from tunesmith.executors._local_ranks import RankGroup
 
         ranks = RankGroup(spec, fn_bytes, channel)

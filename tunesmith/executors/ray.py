@@ -25,6 +25,9 @@ How a trial runs:
   directly. With ``storage="s3://..."`` (any fsspec URL) every trial uploads its checkpoints there (the
   manifest last) before the result that names them is sent, and a restart downloads its checkpoint from
   there (every checksum checked); the driver only records, verifies (sizes) and deletes (``keep=``) URLs.
+* a trial run as several ranks (``run(ranks=N)``) gets a placement group of one bundle per rank (each its
+  share), then the ``bundles=``; its actor is rank 0 on bundle 0 and starts the other ranks as actors on
+  theirs (``_ray_ranks``); that actor is never reused.
 * a trial whose actor dies (its node was lost, it was OOM-killed) ends with an error event; the controller
   retries it per ``max_failures`` from its latest checkpoint, wherever Ray places the new actor.
 * with ``autoscaling=True`` up to ``max_pending_trials`` actors are created beyond the free resources:
@@ -61,10 +64,13 @@ class _Slot:
     """One actor as the driver sees it."""
 
     __slots__ = ("actor", "shape", "pg", "demand", "trial_id", "trial_dir", "node", "pid", "ref", "kind", "started",
-                 "last_seen", "stop_deadline", "restore_refs", "transfers", "beyond", "limit_at", "over_limit")
+                 "last_seen", "stop_deadline", "restore_refs", "transfers", "beyond", "limit_at", "over_limit",
+                 "ranks")
 
-    def __init__(self, actor: Any, shape: tuple[Any, ...], pg: Any, demand: dict[str, float]) -> None:
+    def __init__(self, actor: Any, shape: tuple[Any, ...], pg: Any, demand: dict[str, float],
+                 ranks: int | None = None) -> None:
         self.actor = actor
+        self.ranks = ranks  # a trial run as this many ranks: never reused (rank 0's process keeps their state)
         self.shape = shape
         self.pg = pg
         self.demand = demand  # what it holds on the cluster, Ray's names
@@ -138,7 +144,8 @@ class RayBackend(Executor):
             actors, e.g. ``[{"cpu": 2, "gpu": 1}] * 4``; the trial's actor takes the first bundle (its
             ``resources``) and what it starts lands in the group.
         placement_strategy: the group's strategy: ``"PACK"``, ``"SPREAD"``, ``"STRICT_PACK"``,
-            ``"STRICT_SPREAD"``.
+            ``"STRICT_SPREAD"``; it also places the ranks of a trial run with ``ranks=N`` (one bundle each:
+            with PACK on one node where one has room, else over several).
         autoscaling: the cluster can grow: trials larger than any node now are accepted, and up to
             ``max_pending_trials`` trials wait in Ray's queue beyond the free resources, so that their
             demand reaches the autoscaler.
@@ -204,6 +211,7 @@ class RayBackend(Executor):
         self._nodes: list[dict[str, float]] = []
         self._addresses: dict[str, str | None] = {}  # Ray node id -> its IP (placements)
         self._cluster_at = -1e9
+        self._ranks: int | None = None  # run(ranks=N): each rank's share is what must fit on a node
 
     # -- connection -----------------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -330,26 +338,32 @@ class RayBackend(Executor):
         return out
 
     def check_ranks(self, ranks: int | None) -> None:
-        if ranks is not None:  # issue 20 section 2: ranks on the bundles of the trial's placement group
-            raise ConfigError(f"ranks={ranks}: RayBackend does not run a trial as several ranks yet; use the local "
-                              f"backend, or ranks=1 with the trial's own distributed launcher")
+        """Any number: a trial's ranks run on the bundles of its placement group, one bundle per rank
+        (``_ray_ranks``); ``check_resources`` then checks one rank's share."""
+        self._ranks = ranks
 
     def check_resources(self, resources: dict[str, float]) -> None:
         self._refresh(force=True)
         if self.autoscaling:
             return  # the cluster may grow nodes that fit
         ours = {"CPU": "cpu", "GPU": "gpu"}
-        for i, bundle in enumerate([ray_resources(resources), *self._bundles]):
+        first = resources
+        if self._ranks is not None:  # one bundle per rank: each rank's share must fit on a node
+            from tunesmith import _ranks
+
+            first = _ranks.split_resources(resources, self._ranks)
+        for i, bundle in enumerate([ray_resources(first), *self._bundles]):
             if any(all(node.get(k, 0.0) + _EPS >= v for k, v in bundle.items()) for node in self._nodes):
                 continue
-            where = "resources" if i == 0 else f"RayBackend(bundles=...)[{i - 1}]"
+            where = ("resources" if self._ranks is None else f"resources / ranks={self._ranks}") if i == 0 \
+                else f"RayBackend(bundles=...)[{i - 1}]"
             for k, v in bundle.items():
                 most = max((node.get(k, 0.0) for node in self._nodes), default=0.0)
                 if v > most + _EPS:
                     raise ConfigError(f"{where}[{ours.get(k, k)!r}] = {v:g} is more than any node of the Ray "
                                       f"cluster has (at most {most:g}); a trial asking for it could never start "
                                       f"(pass RayBackend(autoscaling=True) if the cluster grows)")
-            shown = resources if i == 0 else (self.bundles or [])[i - 1]  # bundles were given when i > 0
+            shown = first if i == 0 else (self.bundles or [])[i - 1]  # bundles were given when i > 0
             raise ConfigError(f"{where} = {shown} fits on no single node "
                               f"of the Ray cluster; a trial asking for it could never start (pass "
                               f"RayBackend(autoscaling=True) if the cluster grows)")
@@ -373,7 +387,9 @@ class RayBackend(Executor):
     def try_start(self, launch: Launch) -> bool:
         ray = self.connect()
         shape = tuple(sorted(launch.resources.items()))
-        slot = next((s for s in self._slots if s.trial_id is None and s.shape == shape), None)
+        slot = None
+        if launch.ranks is None:  # a trial run as ranks gets fresh actors and its own placement group
+            slot = next((s for s in self._slots if s.trial_id is None and s.shape == shape and s.ranks is None), None)
         if slot is None:
             demand = self._demand(launch.resources)
             while not self._fits(demand):
@@ -388,7 +404,7 @@ class RayBackend(Executor):
                 pending = sum(1 for s in self._slots if s.beyond and not s.started)
                 if not self.autoscaling or pending >= limit:
                     return False
-            slot = self._create(shape, launch.resources, demand)
+            slot = self._create(shape, launch.resources, demand, launch.ranks)
             slot.beyond = beyond
         restore_files = None
         if launch.restore is not None and not self.shared_storage and not is_url(launch.restore) \
@@ -419,8 +435,20 @@ class RayBackend(Executor):
         self._refresh()
         return self._driver_node is None or len(self._nodes) > 1 or self.autoscaling
 
-    def _create(self, shape: tuple[Any, ...], resources: dict[str, float], demand: dict[str, float]) -> _Slot:
-        head = ray_resources(resources)
+    def _create(self, shape: tuple[Any, ...], resources: dict[str, float], demand: dict[str, float],
+                ranks: int | None = None) -> _Slot:
+        """An actor for a trial with ``resources``; with ``bundles=``, in a placement group. A trial run as
+        ``ranks``: a placement group of one bundle per rank (each its share; ``placement_strategy`` places them,
+        PACK by default: on one node where one has room, else over several), then the ``bundles=``; the actor
+        is rank 0 on bundle 0 and creates the other ranks' actors on theirs (``_ray_ranks``)."""
+        rank_bundles: list[dict[str, float]] = []
+        if ranks is not None:
+            from tunesmith import _ranks
+
+            rank_bundles = [ray_resources(_ranks.split_resources(resources, ranks))] * ranks
+            head = rank_bundles[0]
+        else:
+            head = ray_resources(resources)
         options: dict[str, Any] = {"num_cpus": head.get("CPU", 0.0), "num_gpus": head.get("GPU", 0.0)}
         custom = {k: v for k, v in head.items() if k not in ("CPU", "GPU", "memory")}
         if custom:
@@ -428,15 +456,16 @@ class RayBackend(Executor):
         if "memory" in head:
             options["memory"] = head["memory"]
         pg = None
-        if self._bundles:
+        if self._bundles or ranks is not None:
             from ray.util.placement_group import placement_group
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-            pg = placement_group([head, *self._bundles], strategy=self.placement_strategy)
+            pg = placement_group([*(rank_bundles or [head]), *self._bundles], strategy=self.placement_strategy)
+            # what the trial starts itself lands in the group (in the bundles=); the ranks name their bundle
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)
+                pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=bool(self._bundles))
         actor = self._actor_cls.options(**options).remote()
-        slot = _Slot(actor, shape, pg, demand)
+        slot = _Slot(actor, shape, pg, demand, ranks)
         self._slots.append(slot)
         return slot
 
@@ -533,7 +562,7 @@ class RayBackend(Executor):
                 if slot.trial_id == done.trial_id:
                     if slot.over_limit is not None and done.status != "error":
                         done = Done(done.trial_id, "error", slot.over_limit)
-                    self._finish(slot, keep=self.reuse_actors)
+                    self._finish(slot, keep=self.reuse_actors and slot.ranks is None and len(msg) < 5)
                 events.append(done)
                 return
         self._submit(slot, "events", slot.actor.events.remote(HEARTBEAT_S))

@@ -1,0 +1,247 @@
+"""Trials run as several ranks on the Ray backend (``run(..., ranks=N, backend=RayBackend())``, issue 20 §2): a
+real 2-node ``ray.cluster_utils.Cluster`` whose head offers no CPU and whose two worker nodes offer 1 CPU each,
+so the two ranks of a ``{"cpu": 2}`` trial land on different nodes (separate raylets and object stores, one
+file system). Torch DDP with the gloo backend on CPU.
+
+Each rank writes its notes into ``config["notes"]``, a folder of the test: the trial's own folder differs per
+node (a rank on a node other than the driver's runs in a node-local staging folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import time
+
+import pytest
+
+import tunesmith as ts
+
+ray = pytest.importorskip("ray")
+torch = pytest.importorskip("torch")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from tunesmith.executors.ray import RayBackend  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "object_store_memory": 80 * 2**20, "include_dashboard": False})
+    for _ in range(2):
+        c.add_node(num_cpus=1, object_store_memory=80 * 2**20)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def _note(config, name, value):
+    with open(os.path.join(config["notes"], f"{name}.rank{ts.get_rank()}.json"), "a") as f:
+        f.write(json.dumps(value) + "\n")
+
+
+def _records(notes, name, rank):
+    with open(os.path.join(notes, f"{name}.rank{rank}.json")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _alive_trial_actors(timeout=20.0):
+    """Tunesmith's actors still alive, once the cluster has settled (bounded wait: a killed actor's state
+    reaches the GCS asynchronously)."""
+    from ray._private.state import actors
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [a["ActorClassName"] for a in actors().values()
+                 if a.get("State") != "DEAD" and a["ActorClassName"] in ("_TrialActor", "_RankActor")]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _where():
+    import ray as _ray
+
+    return {"node": _ray.get_runtime_context().get_node_id(), "ip": _ray.util.get_node_ip_address(),
+            "pid": os.getpid()}
+
+
+def ddp_steps(config):
+    """A DDP model trained a few steps; each rank notes its environment and its parameters after each step."""
+    import hashlib
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    _note(config, "env", {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+          | _where() | {"rank": ts.get_rank(), "world": ts.get_world_size(), "cpu": ts.get_resources()["cpu"]})
+    torch.manual_seed(100 + dist.get_rank())  # different data per rank: without the all-reduce they would differ
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(config["steps"]):
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        _note(config, "params",
+              hashlib.sha1(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest())
+        ts.report({"loss": loss.item(), "rank": ts.get_rank()})  # only rank 0's are the trial's
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_on_two_nodes_all_reduce_and_only_rank_0_results_are_stored(cluster, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(ddp_steps, {"steps": 3, "notes": str(notes)}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, backend=RayBackend(), verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    env0, env1 = _records(notes, "env", 0)[0], _records(notes, "env", 1)[0]
+    assert (env0["RANK"], env1["RANK"]) == ("0", "1") and env0["WORLD_SIZE"] == env1["WORLD_SIZE"] == "2"
+    workers = {n.node_id for n in cluster.worker_nodes}
+    assert env0["node"] != env1["node"] and {env0["node"], env1["node"]} == workers  # one rank per node
+    assert env0["MASTER_ADDR"] == env1["MASTER_ADDR"] == env0["ip"]  # rank 0's node
+    assert env0["MASTER_PORT"] == env1["MASTER_PORT"]
+    assert (env0["LOCAL_RANK"], env1["LOCAL_RANK"]) == ("0", "0")  # each alone on its node
+    assert (env0["world"], env1["world"]) == (2, 2) and env0["cpu"] == env1["cpu"] == 1.0  # each rank its share
+    # gradients all-reduced: after every step both ranks hold the same parameters
+    assert _records(notes, "params", 0) == _records(notes, "params", 1)
+    assert len(set(_records(notes, "params", 0))) == 3
+    history = result.history(trial.id)
+    assert [r["training_iteration"] for r in history] == [1, 2, 3]  # rank 1's three reports are not stored
+    assert all(r["rank"] == 0 for r in history)
+    assert _alive_trial_actors() == []
+
+
+def fails_on_rank_1(config):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    if ts.get_rank() == 1:
+        raise ValueError("boom in rank 1")
+    dist.barrier()  # rank 0 waits for a rank that is gone: gloo raises, the trial must not hang
+    ts.report({"loss": 1.0})
+
+
+def test_a_failing_rank_fails_the_trial_with_its_traceback(cluster):
+    result = ts.run(fails_on_rank_1, metric="loss", mode="min", ranks=2, resources={"cpu": 2},
+                    backend=RayBackend(), verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.ERROR
+    assert "rank 1 of 2" in trial.error and "ValueError: boom in rank 1" in trial.error, trial.error
+    assert result.history(trial.id) == []
+    assert _alive_trial_actors() == []
+
+
+def killed_then_resumed(config):
+    """Checkpoints every step (rank 0); in its first attempt rank 1 SIGKILLs itself at the third step."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    ckpt = ts.get_checkpoint()
+    start = 0
+    if ckpt is not None:
+        with open(os.path.join(ckpt.as_dir(), "step.json")) as f:
+            start = json.load(f)["step"]
+    _note(config, "start", {"start": start, "path": ckpt and ckpt.path} | _where())
+    for step in range(start, config["steps"]):
+        if step == 2 and start == 0 and ts.get_rank() == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # rank 1 dies mid-run; rank 0 waits for it in the all-reduce
+        t = torch.tensor([float(step)])
+        dist.all_reduce(t)
+        tmp = tempfile.mkdtemp()
+        with open(os.path.join(tmp, "step.json"), "w") as f:
+            json.dump({"step": step + 1}, f)
+        ts.report({"loss": float(config["steps"] - step), "sum": t.item()}, checkpoint=ts.Checkpoint.from_dir(tmp))
+
+
+def test_a_killed_rank_fails_the_trial_and_the_retry_resumes_every_rank_from_the_checkpoint(cluster, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(killed_then_resumed, {"steps": 4, "notes": str(notes)}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, max_failures=1, backend=RayBackend(), verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert trial.num_failures == 1
+    history = result.history(trial.id)
+    assert [r["training_iteration"] for r in history] == [1, 2, 3, 4]  # no gap, no repeat
+    assert [r["sum"] for r in history] == [0.0, 2.0, 4.0, 6.0]  # both ranks took part in every step
+    starts = {r: _records(notes, "start", r) for r in (0, 1)}
+    assert [s["start"] for s in starts[0]] == [s["start"] for s in starts[1]] == [0, 2]
+    # rank 1 restored on its own node from a copy that reached it there (not the driver's folder)
+    retry1 = starts[1][1]
+    assert retry1["node"] != starts[0][1]["node"]
+    assert not retry1["path"].startswith(result.path), retry1
+    assert _alive_trial_actors() == []
+
+
+def steps_forever(config):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    _note(config, "pid", _where())
+    step = 0
+    while True:
+        t = torch.tensor([1.0])
+        dist.all_reduce(t)  # rank 1 waits here for a rank 0 that was stopped
+        step += 1
+        ts.report({"loss": 1.0 / step})
+
+
+def test_a_stop_ends_every_rank(cluster, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(steps_forever, {"notes": str(notes)}, metric="loss", mode="min", ranks=2, resources={"cpu": 2},
+                    stop={"training_iteration": 3}, backend=RayBackend(), verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert [r["training_iteration"] for r in result.history(trial.id)] == [1, 2, 3]
+    assert _alive_trial_actors() == []
+
+
+def rank_0_stuck(config):
+    if ts.get_rank() == 1:
+        raise ValueError("boom in rank 1")
+    time.sleep(600)  # as rank 0 blocked where Python cannot reach it (an NCCL collective): not waited for
+
+
+def test_a_rank_0_stuck_after_another_rank_failed_is_not_waited_for(cluster):
+    result = ts.run(rank_0_stuck, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, backend=RayBackend(),
+                    verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.ERROR
+    assert "ValueError: boom in rank 1" in trial.error and "rank 0 did not end within" in trial.error, trial.error
+    assert _alive_trial_actors() == []
+
+
+def test_each_rank_share_must_fit_on_a_node(cluster):
+    ex = RayBackend()
+    ex.check_ranks(2)
+    ex.check_resources({"cpu": 2.0})  # 1 CPU a rank: on two nodes of 1 CPU
+    with pytest.raises(ts.ConfigError, match=r"resources / ranks=2\['cpu'\] = 1.5 is more than any node"):
+        ex.check_resources({"cpu": 3.0})
+
+
+def one_rank(config):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    t = torch.tensor([3.0])
+    dist.all_reduce(t)
+    ts.report({"sum": t.item(), "world": dist.get_world_size(), "addr": os.environ["MASTER_ADDR"],
+               "ip": _where()["ip"]})
+
+
+def test_ranks_1_is_one_rank_with_the_environment(cluster):
+    result = ts.run(one_rank, metric="sum", mode="max", ranks=1, resources={"cpu": 1}, backend=RayBackend(),
+                    verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    last = trial.last_result
+    assert (last["sum"], last["world"]) == (3.0, 1) and last["addr"] == last["ip"]

@@ -1,0 +1,245 @@
+"""The ranks 1..N-1 of a trial on the Ray backend, started and watched by the actor that runs rank 0.
+
+The driver (``executors.ray``) gives a trial run with ``ranks=N`` a placement group of N bundles, each one rank's
+share of the trial's resources (then the ``bundles=`` of ``RayBackend``, for what the trial starts itself), and
+runs the trial's actor, rank 0, on bundle 0 as for any trial. :class:`RayRankGroup` (inside that actor) creates
+one :class:`_RankActor` per other rank on bundle r of the same group, so Ray places each where its bundle was
+reserved (another node, possibly) and assigns its devices (``CUDA_VISIBLE_DEVICES`` as Ray sets it per actor).
+Rank 0's actor is their owner: they die with it, and with the placement group the driver removes when the
+trial ends. Rendezvous: ``MASTER_ADDR`` is rank 0's node's address, ``MASTER_PORT`` a free port there;
+``LOCAL_RANK``/``LOCAL_WORLD_SIZE`` count the ranks that landed on the same node.
+
+A rank on a node other than the driver's runs in that node's staging folder (as rank 0 does), and gets the
+trial's restore checkpoint there: from rank 0's copy when it shares rank 0's node, from the object store
+chunks the driver sent (``_ray_transfer.receive_folder``) otherwise, or downloaded from ``storage=``'s URL.
+
+The same ends as on the local backend (``_local_ranks``): a rank that fails (raises, its process dies) fails the
+trial with its story, the other rank actors are killed, and rank 0 gets ``FAIL_GRACE_S`` to end by itself (gloo
+raises in a collective whose peer is gone); one stuck where Python cannot reach it is not waited for: the
+trial's end is reported and the driver kills the actor (an actor that ran rank 0 is never reused). When rank 0
+ends, the others end with it: after a return they get ``_ranks.END_GRACE_S`` to return too, otherwise they are
+killed at once.
+
+Ray exports :class:`_RankActor` by reference: this module imports no Ray at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+from typing import Any
+
+from tunesmith import _ranks
+from tunesmith.checkpoint import is_url
+from tunesmith.executors._local_ranks import FAIL_GRACE_S, RANK0_FAILED_WAIT_S
+from tunesmith.executors._ray_transfer import receive_folder, staging_dir
+
+_WAIT_S = 0.5  # the watcher looks at "rank 0 ended" this often while no rank ends
+
+
+def actor_options(share: dict[str, float]) -> dict[str, Any]:
+    """Ray actor options for one rank's share (tunesmith's names: ``cpu``, ``gpu``, custom, ``memory``)."""
+    options: dict[str, Any] = {"num_cpus": float(share.get("cpu", 0.0)), "num_gpus": float(share.get("gpu", 0.0))}
+    custom = {k: float(v) for k, v in share.items() if k not in ("cpu", "gpu", "memory") and v > 0}
+    if custom:
+        options["resources"] = custom
+    if share.get("memory", 0) > 0:
+        options["memory"] = share["memory"]
+    return options
+
+
+class _RankActor:
+    """One rank other than 0 of one trial, on its own bundle of the trial's placement group; used once."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.restore_dir: str | None = None
+
+    def where(self) -> dict[str, Any]:
+        return {"node": self.node_id, "pid": os.getpid()}
+
+    def run(self, spec: dict[str, Any], fn_ref: list[Any], restore_files: list[Any] | None) -> None:
+        """Run the trial's function as the rank ``spec["rank_env"]["RANK"]`` (``_ranks.run_rank``); raises what
+        it raises (the group's watcher makes it the trial's failure)."""
+        import ray
+
+        from tunesmith import _signing
+
+        spec = dict(spec)
+        _signing.use(spec.pop("signing_key"))  # a checkpoint's signature is checked with the driver's key
+        for p in reversed(spec.get("sys_path") or []):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        driver_node, shared_storage = spec.pop("driver_node"), spec.pop("shared_storage")
+        remote = driver_node != self.node_id and not shared_storage  # the driver's folder is not here
+        stage = staging_dir(self.node_id, spec["trial_dir"])
+        if remote:
+            spec["trial_dir"] = stage
+        restore, rank0_restore, rank0_node = spec["restore"], spec.pop("rank0_restore"), spec.pop("rank0_node")
+        # its own copy, in this node's staging folder: other ranks on this node may be reading theirs
+        restore_dir = os.path.join(stage, f"restore_rank{spec['rank_env']['RANK']}")
+        try:
+            if restore is not None and self.node_id == rank0_node:
+                spec["restore"] = rank0_restore  # the copy rank 0 has on this node (written before we started)
+            elif is_url(restore):
+                from tunesmith.checkpoint import download
+
+                os.makedirs(restore_dir, exist_ok=True)
+                self.restore_dir = restore_dir
+                spec["restore"] = download(restore, restore_dir)
+            elif restore is not None and remote and restore_files is not None:
+                self.restore_dir = restore_dir
+                spec["restore"] = receive_folder(restore_files, restore_dir, os.path.basename(restore))
+            _ranks.run_rank(spec, ray.get(fn_ref[0]))
+        finally:
+            if self.restore_dir is not None:
+                shutil.rmtree(self.restore_dir, ignore_errors=True)
+
+
+class RayRankGroup:
+    """Ranks 1..N-1 of one trial, started by :meth:`start` in the actor that runs rank 0 and ended by :meth:`end`
+    when rank 0's function is over (``executors._worker._run_trial`` calls both, as for ``_local_ranks``)."""
+
+    def __init__(self, spec: dict[str, Any], channel: Any, fn_ref: list[Any], restore_files: list[Any] | None,
+                 *, node_id: str, driver_node: str | None, shared_storage: bool, driver_trial_dir: str,
+                 driver_restore: str | None, signing_key: bytes | None) -> None:
+        self.spec = spec  # rank 0's (its trial_dir and restore are on its node)
+        self.channel = channel
+        self.fn_ref = fn_ref
+        self.restore_files = restore_files  # held until the ranks have read them (object refs borrowed)
+        self.node_id = node_id
+        self.driver_node = driver_node
+        self.shared_storage = shared_storage
+        self.driver_trial_dir = driver_trial_dir
+        self.driver_restore = driver_restore
+        self.signing_key = signing_key
+        self.world = int(spec["ranks"])
+        self.actors: dict[int, Any] = {}  # rank -> its actor
+        self.where: dict[int, dict[str, Any]] = {}  # rank -> node, pid
+        self.refs: dict[Any, int] = {}  # run() ref -> rank
+        self.lock = threading.Lock()
+        self.failure: str | None = None  # the first failed rank's story
+        self.ending = False
+        self.retiring = False  # the watcher reported the trial's end (rank 0 is stuck): the driver kills us
+        self.rank0_done = threading.Event()
+        self._envs = [_ranks.rank_env(0, self.world, 0, 1, "127.0.0.1", 0)]
+
+    def share(self) -> dict[str, float]:
+        return _ranks.split_resources(self.spec["resources"], self.world)
+
+    def rank0_env(self) -> dict[str, str]:
+        return self._envs[0]
+
+    def start(self) -> None:
+        """Create the other ranks' actors on their bundles, learn their nodes, choose the rendezvous (rank 0's
+        node address, a free port there) and start the function on each."""
+        import ray
+        from ray.util.placement_group import get_current_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        share = self.share()
+        if self.world > 1:
+            pg = get_current_placement_group()
+            if pg is None:
+                raise RuntimeError("a trial run as several ranks on Ray must run in its placement group")
+            cls = ray.remote(max_restarts=0, max_task_retries=0)(_RankActor)
+            for rank in range(1, self.world):
+                self.actors[rank] = cls.options(**actor_options(share), scheduling_strategy=(
+                    PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=rank))).remote()
+        for rank, info in zip(self.actors, ray.get([a.where.remote() for a in self.actors.values()])):
+            self.where[rank] = info
+        nodes = [self.node_id, *(self.where[r]["node"] for r in range(1, self.world))]
+        ip = ray.util.get_node_ip_address()
+        port = _ranks.free_port(ip)
+        self._envs = [_ranks.rank_env(r, self.world, nodes[:r].count(nodes[r]), nodes.count(nodes[r]), ip, port)
+                      for r in range(self.world)]
+        base = {**self.spec, "trial_dir": self.driver_trial_dir, "restore": self.driver_restore}
+        for rank, actor in self.actors.items():
+            spec = {**_ranks.rank_spec(base, b"", self._envs[rank], share, list(self.spec.get("sys_path") or [])),
+                    "signing_key": self.signing_key, "driver_node": self.driver_node,
+                    "shared_storage": self.shared_storage, "rank0_restore": self.spec["restore"],
+                    "rank0_node": self.node_id}
+            self.refs[actor.run.remote(spec, self.fn_ref, self.restore_files)] = rank
+        threading.Thread(target=self._watch, name="tunesmith-ray-ranks", daemon=True).start()
+
+    # the watcher thread ------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        import ray
+
+        left = list(self.refs)
+        while left:
+            ready, left = ray.wait(left, num_returns=1, timeout=_WAIT_S)
+            with self.lock:
+                if self.ending:
+                    return
+                for ref in ready:
+                    self._collect(ref)
+                failed = self.failure is not None
+            if failed:
+                self._kill_all()
+                self._fail_trial()
+                return
+
+    def _collect(self, ref: Any) -> None:
+        """Record the rank's failure when its ``run`` (finished) raised; lock held."""
+        import ray
+
+        try:
+            ray.get(ref, timeout=0)
+        except Exception as e:  # noqa: BLE001 - the rank's failure is the trial's
+            if self.failure is None:
+                rank = self.refs[ref]
+                info = self.where.get(rank, {})
+                died = isinstance(e, ray.exceptions.RayActorError)
+                how = "its actor died (killed, out of memory, or its node was lost)" if died else "it raised"
+                text = str(e).rstrip()[-_ranks.TRACEBACK_MAX:]
+                self.failure = (f"rank {rank} of {self.world} (Ray actor, pid {info.get('pid', '?')}, node "
+                                f"{info.get('node', '?')}) failed: {how}:\n{text}")
+
+    def _fail_trial(self) -> None:
+        if self.rank0_done.wait(FAIL_GRACE_S):
+            return
+        with self.lock:
+            if self.ending:
+                return  # rank 0 ended just now: it reports the failure itself
+            self.retiring = True
+        self.channel.finish("error", f"{self.failure}\n\nrank 0 did not end within {FAIL_GRACE_S:g}s (blocked in a "
+                                     f"collective?): its actor was ended", retire=True)
+
+    # rank 0's thread ---------------------------------------------------------------------------------
+    def end(self, status: str) -> str | None:
+        """Rank 0's function is over (``status``: "ok", "stopped", "error"): end the other ranks (after a
+        return, once they returned too, within ``_ranks.END_GRACE_S``; after a failure, once they ended within
+        ``RANK0_FAILED_WAIT_S``; after a stop, at once). Returns why the trial failed because of them, or None.
+        Blocks for good if the watcher already reported the trial's end (the driver kills this actor)."""
+        import ray
+
+        self.rank0_done.set()
+        wait = {"ok": _ranks.END_GRACE_S, "error": RANK0_FAILED_WAIT_S}.get(status, 0.0)
+        if wait and self.refs and self.failure is None:
+            ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=wait)
+            with self.lock:
+                for ref in ready:
+                    self._collect(ref)
+        with self.lock:
+            retiring = self.retiring
+            self.ending = True
+        while retiring:
+            time.sleep(60)
+        self._kill_all()
+        self.restore_files = None
+        return self.failure
+
+    def _kill_all(self) -> None:
+        import ray
+
+        for actor in self.actors.values():
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead
+                pass
