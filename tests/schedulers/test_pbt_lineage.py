@@ -3,6 +3,7 @@ old lineage's; a restart from the trial's own checkpoint still replaces what cam
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 
@@ -116,3 +117,32 @@ def test_a_schema_1_store_loads_and_resumes(tmp_path):
     assert [h["training_iteration"] for h in resumed.history(1)] == list(range(1, 7))
     assert [h["training_iteration"] for h in resumed.history(2)] == list(range(1, 7))
     assert Store(db_path, readonly=True)._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def uneven(config, ctx):
+    """The e2e PBT experiment in virtual time: 12 iterations of uneven length, a checkpoint every 3."""
+    state = dict(ctx.checkpoint) if ctx.checkpoint is not None else {"step": 0, "loss": 1.0}
+    while state["step"] < 12:
+        state["step"] += 1
+        state["loss"] *= 1 - 0.1 * math.exp(-math.log(config["lr"] / 0.1) ** 2)
+        seconds = ctx.rng.choice([0.5, 1.0, 1.0, 1.5, 2.0])
+        yield ({"loss": state["loss"], "step": state["step"]}, seconds,
+               dict(state) if state["step"] % 3 == 0 else None)
+
+
+def test_a_trial_that_clones_a_final_checkpoint_ends_there_without_new_results(tmp_path):
+    """Trial 3, at its perturbation point 9, clones trial 2's checkpoint of iteration 12: trial 2 reported its
+    last result but its end is not in yet, so it is still in the population. Cloned ahead, trial 3 has nothing
+    left to train: its current history ends where it was exploited, while its iteration and checkpoint are
+    the clone's. (The e2e test's flaky failure, 'a history ended at iteration 9', was this, in real time.)"""
+    pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": ts.loguniform(1e-4, 10.0)},
+                 resample_probability=0.0, seed=39)
+    result = ts.run(uneven, space={"lr": ts.grid([0.001, 0.1, 0.01, 1.0])}, metric="loss", mode="min",
+                    scheduler=pbt, backend=SimulatedBackend({"cpu": 4}, seed=39), storage_path=str(tmp_path),
+                    verbose=0, file_loggers=False)
+    last = result.lineage(3)[-1]
+    assert (last["source"], last["source_iteration"], last["iteration"]) == (2, 12, 9), result.lineage(3)
+    t3 = result.trial(3)
+    assert [h["training_iteration"] for h in result.history(3)] == list(range(1, 10))
+    assert t3.iteration == 12 and t3.checkpoint.iteration == 12 and t3.status is ts.TrialStatus.TERMINATED
+    assert t3.checkpoint.load()["step"] == 12  # trial 2's final state
