@@ -57,9 +57,10 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
         trial.config = epochs[0].config  # as suggested: what the searcher gave and the scheduler was first shown
         ctl.searcher.restore_suggestion(trial.id, trial.config)
         ctl.scheduler.on_trial_add(trial, ctl.view)
-        rows = ctl.store.results(trial.id)
+        every = ctl.store.results(trial.id, all_generations=True)
+        rows = [row for row in every if row.generation == trial.generation]  # its current history
         own = ctl.store.checkpoints(trial.id)
-        steps = _steps(trial, ctl.store.results(trial.id, all_generations=True), epochs, dict(own))
+        steps = _steps(trial, every, epochs, dict(own))
         history.extend(steps)
         indexed.append((trial.id, own, rows))
         known.update([path for _it, path in own] + ([rec["checkpoint"]] if rec["checkpoint"] else []))
