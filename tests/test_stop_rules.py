@@ -128,6 +128,47 @@ def test_a_stopper_with_stop_all_stays_in_the_driver_and_ends_the_experiment(res
     assert result.trials[0].status is ts.TrialStatus.TERMINATED
 
 
+def three_results(config):
+    for _ in range(3):
+        ts.report({"loss": 1.0})
+
+
+class _InterruptAfter(ts.Callback):
+    """Ctrl-C in the driver once ``n`` trials have completed."""
+
+    def __init__(self, n):
+        self.n, self.done = n, 0
+
+    def on_trial_complete(self, trial):
+        self.done += 1
+        if self.done == self.n:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("make", [lambda: ts.ExperimentPlateau("loss", top=2, std=1e-9, patience=10),
+                                  lambda: TotalResults(12)], ids=["plateau", "custom"])
+def test_an_experiment_level_stopper_resumes_with_the_state_of_the_stored_results(results_dir, make):
+    """Both stoppers end the experiment at its 12th result (the fourth trial, one at a time). Interrupted after
+    the second trial, the resumed experiment replays the 6 stored results to its stopper, so it still ends at
+    the 12th result overall (without them it would need 12 more: 6 trials)."""
+    kw = dict(metric="loss", mode="min", num_samples=8, max_concurrent=1, verbose=0)
+    whole = ts.run(three_results, name="whole", stop=make(), **kw)
+    assert len(whole.trials) == 4
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(three_results, name="cut", stop=make(), callbacks=[_InterruptAfter(2)], **kw)
+    assert len(ts.load("cut").trials) == 2
+    resumed = ts.run(three_results, name="cut", stop=make(), resume=True, **kw)
+    assert len(resumed.trials) == 4 and sum(t.iteration for t in resumed.trials) == 12
+    assert resumed.status == "finished"
+
+
+def test_a_resume_after_the_experiment_was_ended_by_a_stopper_starts_nothing(results_dir):
+    kw = dict(metric="loss", mode="min", num_samples=8, max_concurrent=1, verbose=0)
+    ts.run(three_results, name="ended", stop=TotalResults(6), **kw)
+    again = ts.run(three_results, name="ended", stop=TotalResults(6), resume=True, **kw)
+    assert len(again.trials) == 2
+
+
 def fails_or_waits(config):
     if config["i"] == 0:
         raise RuntimeError("boom")

@@ -3,7 +3,8 @@
 The searcher and scheduler see every stored suggestion and result again, in order (their decisions are
 past: only the state they rebuild counts), the checkpoint ledger learns what is on disk, checkpoints no row
 names are removed, and every unfinished trial is queued to restart from its latest good checkpoint. The
-controller then runs its loop as if it had never stopped.
+controller then runs its loop as if it had never stopped. Experiment-level stoppers (``Stopper.stop_all``) see
+the stored results too: one that had ended the experiment ends the resumed one before anything starts.
 
 What the scheduler saw live is what it sees again: the results a PBT exploit superseded (an older generation)
 are replayed too, and each result comes with the config the trial had when it reported it (the original
@@ -106,6 +107,8 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
         result = Result(trial.id, row.iteration, metrics)
         ctl.searcher.observe(trial.id, metrics, False)
         ctl.scheduler.on_result(trial, result, ctl.view)  # rebuilds rungs; the decision is past
+        if ctl.stop_rules.experiment:  # experiment-level stoppers (ExperimentPlateau...) rebuild their state
+            ctl.stop_rules.observe_experiment(trial.id, metrics)
         if row.generation == trial.generation:  # an older generation's row is history, not where it is
             trial.iteration, trial.last_result = row.iteration, result
         ctl.num_results += 1
@@ -119,6 +122,10 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
             trial.checkpoint_iteration, trial.checkpoint_path = step.then.cloned, _REPLAYED
     for tid, trial in ctl.trials.items():
         trial.config, trial.status, trial.checkpoint_path, trial.checkpoint_iteration = final[tid]
+    if any(stopper.stop_all() for stopper in ctl.stop_rules.experiment):
+        # it ended the experiment before (the interruption came before every trial had stopped): it still does
+        ctl._end_reason = "a stop rule ended the experiment before it was resumed"
+        ctl._stopping = True
     # every restart point is held above before retention sees the index: nothing a trial restarts
     # from is let go
     for tid, own, rows in indexed:
