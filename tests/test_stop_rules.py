@@ -201,7 +201,7 @@ def test_a_trial_without_results_while_a_metric_is_set_is_a_warning(results_dir,
     assert "ended without reporting a result" in caplog.text
 
 
-def test_tunesmith_resume_rebuilds_plateau_rules_and_refuses_what_is_not_stored():
+def test_tunesmith_resume_rebuilds_plateau_rules_and_leaves_the_users_own_as_stored_names():
     from tunesmith.cli import resume_arguments
 
     spec = {"stop": [{"m": 4}, {"TrialPlateau": {"metric": "loss", "std": 0.1, "num_results": 3,
@@ -210,7 +210,11 @@ def test_tunesmith_resume_rebuilds_plateau_rules_and_refuses_what_is_not_stored(
     args = resume_arguments(spec)
     assert args["stop"][0] == {"m": 4} and isinstance(args["stop"][1], ts.TrialPlateau)
     assert args["stop"][1].num_results == 3 and args["fail_fast"] is True
-    with pytest.raises(ts.ConfigError, match="'TotalResults', which is not stored"):
-        resume_arguments({"stop": {"stopper": "TotalResults"}})
-    with pytest.raises(ts.ConfigError, match=r"asks for resources with a function \(<lambda>\)"):
-        resume_arguments({"resources": {"callable": "<lambda>"}})
+    # a function or Stopper of the user's is left as the name the store gives (imported only once confirmed)
+    args = resume_arguments({"stop": [{"m": 4}, {"stopper": "train:TotalResults"}],
+                             "resources": {"callable": "train:gpus"}, "constraints": "train:feasible"})
+    assert [repr(args["stop"][1]), repr(args["resources"]), repr(args["constraints"])] == [
+        "the Stopper 'train:TotalResults'", "the resources function 'train:gpus'",
+        "the constraints function 'train:feasible'"]
+    with pytest.raises(ts.ConfigError, match=r"the resources function '<lambda>' of your own, which cannot be "):
+        resume_arguments({"resources": {"callable": "<lambda>"}})["resources"].check()

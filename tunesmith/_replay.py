@@ -88,6 +88,7 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
         if errored and restart_errored == "restart":
             trial.checkpoint_path, trial.checkpoint_iteration = None, 0
             ctl.ledger.restore(trial.id, None)
+            final[trial.id] = (final_config, trial.status, None, 0)
         restarts.append(trial)
     # as they were at the start: running, without a checkpoint
     for trial in ctl.trials.values():
