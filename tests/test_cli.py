@@ -681,6 +681,79 @@ def test_resume_refuses_a_stdlib_callable_named_by_the_store(project: Any, resul
     assert len(ts.load(str(results_dir / "shared")).trials) == 1  # nothing ran
 
 
+EXTRAS = textwrap.dedent("""
+    import os
+    import tunesmith as ts
+
+    open(os.path.join(os.path.dirname(__file__), "extras_imported"), "a").close()
+
+    def resources(config):
+        return {"cpu": 2}
+
+    def feasible(result):
+        return [result["loss"] - 100.0]
+
+    class AtTwo(ts.Stopper):
+        def __call__(self, trial_id, result):
+            return result["training_iteration"] >= 2
+
+    def mine_resources(config):
+        return {"cpu": 1}
+""")
+
+
+def test_resume_imports_the_users_own_resources_constraints_and_stopper_only_once_confirmed(
+        project: Any, results_dir: Any) -> None:
+    """An experiment run with a resources function, a constraints function and a Stopper of its author's (the
+    store names them as module:qualname) resumes from the command line: not on a terminal and unconfirmed it is
+    refused, naming each and importing none; with --trust-stored-fn they are imported and used; named by the
+    user (--resources...) the user's are used and the stored ones never imported."""
+    folder, module = project
+    extras = f"resumable_{uuid.uuid4().hex[:8]}"
+    (folder / f"{extras}.py").write_text(EXTRAS)
+    own = load_target(f"{folder / extras}.py:AtTwo")
+    ts.run(load_target(f"{folder / module}.py:train"), space={"lr": 0.01, "seed": 0}, metric="loss", mode="min",
+           resources=load_target(f"{folder / extras}.py:resources"),
+           constraints=load_target(f"{folder / extras}.py:feasible"), stop=[{"acc": 3}, own()], verbose=0,
+           storage_path=str(results_dir), name="own", backend=ts.LocalBackend(total_resources={"cpu": 2}))
+    spec = ts.load(str(results_dir / "own")).meta["spec"]
+    assert (spec["resources"], spec["constraints"], spec["stop"][1]) == (
+        {"callable": f"{extras}:resources"}, f"{extras}:feasible", {"stopper": f"{extras}:AtTwo"})
+    os.remove(folder / "extras_imported")
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+
+    def resume(*args: str) -> Any:
+        _plant_stored_fn(results_dir / "own", spec["fn"], len(ts.load(str(results_dir / "own")).trials) + 1)
+        return subprocess.run([sys.executable, "-m", "tunesmith.cli", "resume", "own", "--verbose", "0", "--fn",
+                               f"{module}:train", *args], cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60)
+
+    res = resume()
+    assert res.returncode == 2, res.stderr
+    for named in (f"'{extras}:resources'", f"'{extras}:feasible'", f"'{extras}:AtTwo'", "--resources",
+                  "--constraints", "--stop", "--trust-stored-fn"):
+        assert named in res.stderr, (named, res.stderr)
+    assert not (folder / "extras_imported").exists() and len(ts.load(str(results_dir / "own")).trials) == 1
+
+    res = resume("--resources", f"{module}.py:train", "--stop", f"{module}.py:train")  # the constraints are left
+    assert res.returncode == 2 and f"'{extras}:feasible'" in res.stderr and "resources'" not in res.stderr, res.stderr
+    assert not (folder / "extras_imported").exists()
+
+    res = resume("--trust-stored-fn")
+    assert res.returncode == 0, res.stderr
+    new = ts.load(str(results_dir / "own")).trials[-1]
+    assert new.resources["cpu"] == 2 and new.iteration == 2 and "constraint/0" in new.metrics  # theirs, used
+
+    # the user's own in place of every stored one: no confirmation, nothing of the store's imported
+    os.remove(folder / "extras_imported")
+    (folder / "mine.py").write_text(EXTRAS.replace("extras_imported", "mine_imported"))
+    res = resume("--resources", "mine.py:mine_resources", "--constraints", "mine.py:feasible", "--stop",
+                 "mine.py:AtTwo")
+    assert res.returncode == 0, res.stderr
+    assert not (folder / "extras_imported").exists() and (folder / "mine_imported").exists()
+    assert ts.load(str(results_dir / "own")).trials[-1].resources["cpu"] == 1
+
+
 # -- tunesmith trust: an experiment written before checkpoints were signed is adopted once -----------------
 def crashes_once(config: Any) -> None:
     restored = ts.get_checkpoint()

@@ -128,6 +128,47 @@ def test_a_stopper_with_stop_all_stays_in_the_driver_and_ends_the_experiment(res
     assert result.trials[0].status is ts.TrialStatus.TERMINATED
 
 
+def three_results(config):
+    for _ in range(3):
+        ts.report({"loss": 1.0})
+
+
+class _InterruptAfter(ts.Callback):
+    """Ctrl-C in the driver once ``n`` trials have completed."""
+
+    def __init__(self, n):
+        self.n, self.done = n, 0
+
+    def on_trial_complete(self, trial):
+        self.done += 1
+        if self.done == self.n:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("make", [lambda: ts.ExperimentPlateau("loss", top=2, std=1e-9, patience=10),
+                                  lambda: TotalResults(12)], ids=["plateau", "custom"])
+def test_an_experiment_level_stopper_resumes_with_the_state_of_the_stored_results(results_dir, make):
+    """Both stoppers end the experiment at its 12th result (the fourth trial, one at a time). Interrupted after
+    the second trial, the resumed experiment replays the 6 stored results to its stopper, so it still ends at
+    the 12th result overall (without them it would need 12 more: 6 trials)."""
+    kw = dict(metric="loss", mode="min", num_samples=8, max_concurrent=1, verbose=0)
+    whole = ts.run(three_results, name="whole", stop=make(), **kw)
+    assert len(whole.trials) == 4
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(three_results, name="cut", stop=make(), callbacks=[_InterruptAfter(2)], **kw)
+    assert len(ts.load("cut").trials) == 2
+    resumed = ts.run(three_results, name="cut", stop=make(), resume=True, **kw)
+    assert len(resumed.trials) == 4 and sum(t.iteration for t in resumed.trials) == 12
+    assert resumed.status == "finished"
+
+
+def test_a_resume_after_the_experiment_was_ended_by_a_stopper_starts_nothing(results_dir):
+    kw = dict(metric="loss", mode="min", num_samples=8, max_concurrent=1, verbose=0)
+    ts.run(three_results, name="ended", stop=TotalResults(6), **kw)
+    again = ts.run(three_results, name="ended", stop=TotalResults(6), resume=True, **kw)
+    assert len(again.trials) == 2
+
+
 def fails_or_waits(config):
     if config["i"] == 0:
         raise RuntimeError("boom")
@@ -160,7 +201,7 @@ def test_a_trial_without_results_while_a_metric_is_set_is_a_warning(results_dir,
     assert "ended without reporting a result" in caplog.text
 
 
-def test_tunesmith_resume_rebuilds_plateau_rules_and_refuses_what_is_not_stored():
+def test_tunesmith_resume_rebuilds_plateau_rules_and_leaves_the_users_own_as_stored_names():
     from tunesmith.cli import resume_arguments
 
     spec = {"stop": [{"m": 4}, {"TrialPlateau": {"metric": "loss", "std": 0.1, "num_results": 3,
@@ -169,7 +210,11 @@ def test_tunesmith_resume_rebuilds_plateau_rules_and_refuses_what_is_not_stored(
     args = resume_arguments(spec)
     assert args["stop"][0] == {"m": 4} and isinstance(args["stop"][1], ts.TrialPlateau)
     assert args["stop"][1].num_results == 3 and args["fail_fast"] is True
-    with pytest.raises(ts.ConfigError, match="'TotalResults', which is not stored"):
-        resume_arguments({"stop": {"stopper": "TotalResults"}})
-    with pytest.raises(ts.ConfigError, match=r"asks for resources with a function \(<lambda>\)"):
-        resume_arguments({"resources": {"callable": "<lambda>"}})
+    # a function or Stopper of the user's is left as the name the store gives (imported only once confirmed)
+    args = resume_arguments({"stop": [{"m": 4}, {"stopper": "train:TotalResults"}],
+                             "resources": {"callable": "train:gpus"}, "constraints": "train:feasible"})
+    assert [repr(args["stop"][1]), repr(args["resources"]), repr(args["constraints"])] == [
+        "the Stopper 'train:TotalResults'", "the resources function 'train:gpus'",
+        "the constraints function 'train:feasible'"]
+    with pytest.raises(ts.ConfigError, match=r"the resources function '<lambda>' of your own, which cannot be "):
+        resume_arguments({"resources": {"callable": "<lambda>"}})["resources"].check()

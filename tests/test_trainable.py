@@ -55,6 +55,25 @@ def test_checkpoint_at_end_with_an_iteration_stop(results_dir):
     assert result.trials[0].checkpoint.iteration == 5
 
 
+@pytest.mark.parametrize("stop", [{"value": 4.0}, lambda trial_id, result: result["value"] >= 4.0,
+                                  ts.TrialPlateau("value", std=100.0, num_results=2, grace_period=4)],
+                         ids=["threshold", "callable", "stopper"])
+def test_checkpoint_at_end_when_a_stop_rule_in_the_trial_ends_it(results_dir, stop):
+    """A rule evaluated in the trial's process (a metric threshold, a callable, a per-trial Stopper) ends it at
+    iteration 4, a result the class did not plan to checkpoint: checkpoint_at_end still gives it its final
+    checkpoint, with the state of that result, and the rule sees each result once (the plateau's count)."""
+    result = ts.run(AtEnd, {"lr": 1.0}, metric="value", mode="max", stop=stop, verbose=0)
+    trial = result.trials[0]
+    assert trial.iteration == 4 and trial.checkpoint is not None and trial.checkpoint.iteration == 4
+    with open(os.path.join(trial.checkpoint.path, "state.json")) as f:
+        assert json.load(f) == {"value": 4.0}
+
+
+def test_without_checkpoint_at_end_a_stop_rule_ends_the_trial_without_one(results_dir):
+    result = ts.run(Counter, {"lr": 1.0}, metric="value", mode="max", stop={"value": 4.0}, verbose=0)
+    assert result.trials[0].iteration == 4 and result.trials[0].checkpoint.iteration == 3
+
+
 class ExploitOnce(ts.Scheduler):
     """Trial 2 exploits trial 1 at its iteration 3, with lr=10 (what PBT does, without its randomness)."""
 

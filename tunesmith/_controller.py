@@ -573,6 +573,9 @@ class Controller:
             source = self.trials[action.source_trial]
             it, path = self._exploit_source(action)
             old_config, from_iteration = trial.config, trial.iteration
+            # its own checkpoints the new generation drops from the index: a resume's replay needs to know the
+            # superseded results came with one (what the scheduler saw live)
+            dropped = [i for i, _path in self.store.checkpoints(trial.id) if i > it]
             trial.config = dict(action.config)
             self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
             trial.parent_id = source.id
@@ -597,7 +600,7 @@ class Controller:
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
                     ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
                                  "from_iteration": from_iteration, "old_config": old_config,
-                                 "generation": trial.generation}))
+                                 "generation": trial.generation, "dropped_checkpoints": dropped}))
         if status == "ok" and trial.last_result is None and self.objective and action is None:
             log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
                         "tunesmith.report({...}) in the training function (or return a dict of metrics)",

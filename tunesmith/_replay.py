@@ -3,13 +3,19 @@
 The searcher and scheduler see every stored suggestion and result again, in order (their decisions are
 past: only the state they rebuild counts), the checkpoint ledger learns what is on disk, checkpoints no row
 names are removed, and every unfinished trial is queued to restart from its latest good checkpoint. The
-controller then runs its loop as if it had never stopped.
+controller then runs its loop as if it had never stopped. Experiment-level stoppers (``Stopper.stop_all``) see
+the stored results too: one that had ended the experiment ends the resumed one before anything starts.
+
+What the scheduler saw live is what it sees again: the results a PBT exploit superseded (an older generation)
+are replayed too, and each result comes with the config the trial had when it reported it (the original
+suggestion, then each exploit's new config, from the store's exploit events): PB2 learns from (config,
+progress) pairs, so a replay with the latest config only would rebuild another model.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tunesmith._ledger import clean_leftovers
 from tunesmith.checkpoint import CheckpointError, verify
@@ -33,10 +39,12 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
     restarts: list[TrialView] = []
     indexed: list[tuple[int, list[tuple[int, str]], list[ResultRow]]] = []
     known: set[str] = set()  # every checkpoint the store names: the rest in trials/ is left over
-    # (time, order, trial, result row): every stored result and every end, replayed in the order they
-    # happened, not trial by trial: a scheduler's state (PBT's random draws, a rung's ranking) depends on the
-    # order it saw results from different trials in
-    history: list[tuple[float, int, TrialView, ResultRow | None]] = []
+    # every stored result and every end, replayed in the order they happened, not trial by trial: a scheduler's
+    # state (PBT's random draws, a rung's ranking) depends on the order it saw results from different trials in
+    history: list[_Step] = []
+    exploits = _exploits(ctl.store.events())
+    # what each trial is when the replay is over (its record); during the replay it is what it was then
+    final: dict[int, tuple[dict[str, Any], TrialStatus, str | None, int]] = {}
     for rec in records:
         trial = TrialView(id=rec["id"], config=rec["config"], status=TrialStatus(rec["status"]),
                           resources=rec["resources"] or dict(ctl.resources), parent_id=rec["parent_id"],
@@ -45,11 +53,16 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
                           error=rec["error"], start_time=rec["start_time"], end_time=rec["end_time"])
         ctl.trials[trial.id] = trial
         ctl._next_id = max(ctl._next_id, trial.id + 1)
+        epochs = _epochs(trial.config, exploits.get(trial.id, []))
+        final_config = trial.config
+        trial.config = epochs[0].config  # as suggested: what the searcher gave and the scheduler was first shown
         ctl.searcher.restore_suggestion(trial.id, trial.config)
         ctl.scheduler.on_trial_add(trial, ctl.view)
-        rows = ctl.store.results(trial.id)
-        history.extend((row.timestamp, 0, trial, row) for row in rows)
+        every = ctl.store.results(trial.id, all_generations=True)
+        rows = [row for row in every if row.generation == trial.generation]  # its current history
         own = ctl.store.checkpoints(trial.id)
+        steps = _steps(trial, every, epochs, dict(own))
+        history.extend(steps)
         indexed.append((trial.id, own, rows))
         known.update([path for _it, path in own] + ([rec["checkpoint"]] if rec["checkpoint"] else []))
         # the latest checkpoint that passes its checksum (the trial's pointer first: after a PBT
@@ -64,32 +77,56 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
             ctl._ckpt_time[trial.id] = next((r.time_total for r in rows if r.iteration == it), 0.0)
             if not own or path != own[-1][1]:  # another trial's (a PBT exploit), or an older own one
                 ctl.ledger.restore(trial.id, path)
+        final[trial.id] = (final_config, trial.status, trial.checkpoint_path, trial.checkpoint_iteration)
         errored = trial.status is TrialStatus.ERROR
         if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
-            end = trial.end_time if trial.end_time is not None else (rows[-1].timestamp if rows else 0.0)
-            history.append((end, 1, trial, None))
+            end = trial.end_time if trial.end_time is not None else 0.0
+            # not before its last result (the simulated executor's timestamps are virtual: ahead of the clock)
+            end = max(end, steps[-1].time) if steps else end
+            history.append(_Step(end, 1, trial.id, len(epochs), 0, trial, None, epochs[-1].config, None, None))
             continue
         if errored and restart_errored == "restart":
             trial.checkpoint_path, trial.checkpoint_iteration = None, 0
             ctl.ledger.restore(trial.id, None)
+            final[trial.id] = (final_config, trial.status, None, 0)
         restarts.append(trial)
-    history.sort(key=lambda h: (h[0], h[1], h[2].id, h[3].iteration if h[3] is not None else 0))
-    for _time, _order, trial, row in history:
+    # as they were at the start: running, without a checkpoint
+    for trial in ctl.trials.values():
+        trial.status, trial.checkpoint_path, trial.checkpoint_iteration = TrialStatus.RUNNING, None, 0
+    history.sort(key=lambda step: step[:5])
+    for step in history:
+        trial, row = step.trial, step.row
+        trial.config = step.config
         if row is None:  # the trial ended here
+            trial.status = final[trial.id][1]
             ctl.scheduler.on_complete(trial, trial.last_result, ctl.view)
             ctl.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
             continue
+        if step.checkpoint is not None:
+            trial.checkpoint_iteration, trial.checkpoint_path = step.checkpoint
         metrics = result_dict(row)
         result = Result(trial.id, row.iteration, metrics)
         ctl.searcher.observe(trial.id, metrics, False)
         ctl.scheduler.on_result(trial, result, ctl.view)  # rebuilds rungs; the decision is past
-        trial.iteration, trial.last_result = row.iteration, result
+        if ctl.stop_rules.experiment:  # experiment-level stoppers (ExperimentPlateau...) rebuild their state
+            ctl.stop_rules.observe_experiment(trial.id, metrics)
+        if row.generation == trial.generation:  # an older generation's row is history, not where it is
+            trial.iteration, trial.last_result = row.iteration, result
         ctl.num_results += 1
         value = ctl.objective.value(metrics)  # None with several metrics: no single best
         if value is not None:
             ctl._metric_seen.add(trial.id)
             if ctl.best_so_far is None or ctl.objective.better(value, ctl.best_so_far[1]):
                 ctl.best_so_far = (trial.id, value)
+        if step.then is not None:  # exploited at this result: the clone's config and checkpoint from here
+            trial.config = step.then.config
+            trial.checkpoint_iteration, trial.checkpoint_path = step.then.cloned, _REPLAYED
+    for tid, trial in ctl.trials.items():
+        trial.config, trial.status, trial.checkpoint_path, trial.checkpoint_iteration = final[tid]
+    if any(stopper.stop_all() for stopper in ctl.stop_rules.experiment):
+        # it ended the experiment before (the interruption came before every trial had stopped): it still does
+        ctl._end_reason = "a stop rule ended the experiment before it was resumed"
+        ctl._stopping = True
     # every restart point is held above before retention sees the index: nothing a trial restarts
     # from is let go
     for tid, own, rows in indexed:
@@ -115,3 +152,89 @@ def first_good_checkpoint(trial: TrialView, candidates: list[tuple[int, str]]) -
             continue
         return it, path
     return None
+
+
+# During the replay a checkpoint that was there then but is not any more (superseded by an exploit) stands for
+# itself by this path: schedulers only compare it with None, and decisions made during the replay are dropped.
+_REPLAYED = "<replayed checkpoint>"
+
+
+class _Epoch(NamedTuple):
+    """A stretch of a trial's life between two PBT exploits: the exploit that began it (its generation, the
+    cloned checkpoint's iteration), the config the trial had through it, and the iterations of its own
+    checkpoints the *next* exploit dropped from the index (their results stayed in this generation)."""
+
+    generation: int
+    cloned: int
+    config: dict[str, Any]
+    dropped: frozenset[int]
+
+
+class _Step(NamedTuple):
+    time: float
+    order: int  # 0 a result, 1 the trial's end (after its results of the same instant)
+    trial_id: int
+    epoch: int
+    iteration: int
+    trial: TrialView
+    row: ResultRow | None
+    config: dict[str, Any]  # the trial's config when it reported this
+    checkpoint: tuple[int, str] | None  # the checkpoint this result came with
+    then: _Epoch | None  # the exploit decided at this result (the last of its epoch), if any
+
+
+def _exploits(events: list[tuple[int, float, str, int | None, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Each trial's exploit events' data, in the order they happened."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for _seq, _when, kind, tid, data in events:
+        if kind == "exploit" and tid is not None and isinstance(data, dict):
+            out.setdefault(tid, []).append(data)
+    return out
+
+
+def _epochs(config: dict[str, Any], exploits: list[dict[str, Any]]) -> list[_Epoch]:
+    """A trial's epochs: the suggested config first (the first exploit's ``old_config``), then each exploit's. A
+    store that did not record them (schema 1: no ``old_config`` nor ``generation``) gives the latest config
+    throughout."""
+    if not exploits or any(not isinstance(e.get("generation"), int) or not isinstance(e.get("old_config"), dict)
+                           or not isinstance(e.get("config"), dict) or not isinstance(e.get("iteration"), int)
+                           for e in exploits):
+        return [_Epoch(0, 0, config, frozenset())]
+    begins = [(0, 0, exploits[0]["old_config"])] + [(e["generation"], e["iteration"], e["config"]) for e in exploits]
+    ends = [frozenset(i for i in e.get("dropped_checkpoints") or () if isinstance(i, int)) for e in exploits]
+    ends.append(frozenset())
+    return [_Epoch(g, it, c, d) for (g, it, c), d in zip(begins, ends)]
+
+
+def _epoch_of(row: ResultRow, epochs: list[_Epoch]) -> int:
+    """The epoch a row was reported in. Reported after exploit k (which started generation g_k from iteration
+    it_k), a row is past it_k and its generation is g_k or later (an exploit moves the rows up to its cloned
+    iteration into its generation); a row from before exploit k is at or below it_k, or kept an older
+    generation."""
+    for index in range(len(epochs) - 1, 0, -1):
+        if row.generation >= epochs[index].generation and row.iteration > epochs[index].cloned:
+            return index
+    return 0
+
+
+def _steps(trial: TrialView, rows: list[ResultRow], epochs: list[_Epoch], own: dict[int, str]) -> list[_Step]:
+    """A trial's results (every generation) as replay steps, with what the trial was when it reported each."""
+    # the exploit that started generation g + 1 dropped these checkpoint iterations of generation g's rows
+    dropped = {e.generation - 1: prev.dropped for prev, e in zip(epochs, epochs[1:])}
+    steps = []
+    for row in rows:
+        epoch = _epoch_of(row, epochs)
+        checkpoint = None
+        if row.generation == trial.generation and row.iteration in own:  # indexed: its own, still there
+            checkpoint = (row.iteration, own[row.iteration])
+        elif row.iteration in dropped.get(row.generation, ()):
+            checkpoint = (row.iteration, _REPLAYED)
+        steps.append(_Step(row.timestamp, 0, trial.id, epoch, row.iteration, trial, row, epochs[epoch].config,
+                           checkpoint, None))
+    steps.sort(key=lambda step: step[:5])
+    # the exploit that ended an epoch was decided at the epoch's last result
+    last = {step.epoch: index for index, step in enumerate(steps)}
+    for epoch, index in last.items():
+        if epoch + 1 < len(epochs):
+            steps[index] = steps[index]._replace(then=epochs[epoch + 1])
+    return steps

@@ -379,7 +379,9 @@ def _start_dashboard(option: bool | dict[str, Any], root: str, name: str) -> Any
 
 
 def _qualname(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
+    from tunesmith._stop import stored_name
+
+    return stored_name(fn)  # module:qualname: `tunesmith resume` imports it once the user confirms
 
 
 def _warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:

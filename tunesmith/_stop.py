@@ -47,7 +47,20 @@ class Stopper:
         return type(self).stop_all is not Stopper.stop_all
 
     def to_spec(self) -> Any:
-        return {"stopper": type(self).__qualname__}
+        return {"stopper": stored_name(self)}
+
+
+def stored_name(obj: Any) -> str:
+    """How the store names a function or a Stopper of the user's (``resources=``, ``constraints=``, ``stop=``):
+    ``module:qualname`` of the function, or of the stopper's class, which ``tunesmith resume`` imports once the
+    user confirms it. Anything else (a ``functools.partial``, a callable object) is named without a module: the
+    command line cannot rebuild it and asks the user to name one."""
+    import inspect
+
+    target = type(obj) if isinstance(obj, Stopper) else obj
+    if inspect.isfunction(target) or inspect.isclass(target):
+        return f"{target.__module__}:{target.__qualname__}"
+    return getattr(target, "__qualname__", None) or type(target).__qualname__
 
 
 def _std(values: Any) -> float:
@@ -313,7 +326,7 @@ class StopRules:
         spec.update(dict(self.flags))
         if self.max_iteration is not None:
             spec[ITERATION] = self.max_iteration
-        others = [fn.to_spec() if isinstance(fn, Stopper) else {"callable": getattr(fn, "__qualname__", repr(fn))}
+        others = [fn.to_spec() if isinstance(fn, Stopper) else {"callable": stored_name(fn)}
                   for fn in [*self.fns, *self.experiment]]
         if not others:
             return spec

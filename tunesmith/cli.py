@@ -550,18 +550,29 @@ def export(name: str, storage_path: str | None, formats: tuple[str, ...], to: st
               help="0 quiet, 1 progress, 2 more detail.")
 @click.option("--fn", "fn_option", default=None, metavar="MODULE_OR_FILE:FN",
               help="The training function to run (the same as TARGET).")
+@click.option("--resources", "resources_option", default=None, metavar="MODULE_OR_FILE:FN",
+              help="The resources function (config -> resources) of an experiment run with one.")
+@click.option("--constraints", "constraints_option", default=None, metavar="MODULE_OR_FILE:FN",
+              help="The constraints function (result -> floats) of an experiment run with one.")
+@click.option("--stop", "stop_options", multiple=True, metavar="MODULE_OR_FILE:OBJ",
+              help="A stop rule of your own (a function, a Stopper or a Stopper class) for the experiment's: "
+                   "one per such rule, in their order.")
 @click.option("--trust-stored-fn", is_flag=True,
-              help="Run the function named in the experiment's store without asking (it is imported and "
+              help="Run what the experiment's store names without asking: the training function, and a "
+                   "resources function, constraints function or stop rule of your own (they are imported and "
                    "called: only for a folder you trust).")
 def resume(name: str, target: str | None, storage_path: str | None, space_file: str | None,
-           restart_errored: str | None, verbose: int, fn_option: str | None, trust_stored_fn: bool) -> None:
+           restart_errored: str | None, verbose: int, fn_option: str | None, resources_option: str | None,
+           constraints_option: str | None, stop_options: tuple[str, ...], trust_stored_fn: bool) -> None:
     """Resume experiment NAME after its driver stopped (crash, Ctrl-C, kill): finished trials are kept,
     unfinished ones continue from their latest checkpoint, the search goes on where it was.
 
     The space and settings are the ones stored with the experiment. The function is the one you name
     (TARGET or --fn: MODULE:FN, or FILE.py:FN for a file in another folder). Without one, the function named
     in the store (imported from the current folder) runs only once you confirm it: at a prompt on a
-    terminal, or with --trust-stored-fn. A folder someone else made could name any importable function.
+    terminal, or with --trust-stored-fn. A folder someone else made could name any importable function. The
+    same holds for a resources function, a constraints function or a stop rule of your own that the
+    experiment was run with: name yours (--resources, --constraints, --stop) or confirm the stored ones.
     """
     from tunesmith import _run
 
@@ -574,7 +585,14 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     kwargs = {k: v for k, v in kwargs.items() if k in params}
     if target and fn_option and target != fn_option:
         raise ConfigError(f"two functions given: TARGET {target!r} and --fn {fn_option!r}; give one")
-    fn = load_target(target or fn_option or _confirmed_stored_fn(name, spec, trust_stored_fn))
+    stored = _own_instead(kwargs, resources_option, constraints_option, stop_options)
+    if not (target or fn_option):
+        stored.insert(0, _stored_fn(name, spec))
+    for item in stored:  # checked as text: nothing imported yet
+        item.check()
+    _confirm_stored(name, stored, trust_stored_fn)
+    fn = load_target(target or fn_option or stored.pop(0).name)
+    kwargs = _resolve(kwargs)
     if "restart_errored" in params:
         kwargs["restart_errored"] = restart_errored
     # the folder found is the experiment resumed (its name is the folder's, whatever name is stored in it)
@@ -587,34 +605,128 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
         sys.exit(1)
 
 
-def _confirmed_stored_fn(name: str, spec: dict[str, Any], trusted: bool) -> str:
-    """The stored ``MODULE:FN`` once the user confirmed it (``--trust-stored-fn`` or yes at a prompt on a
-    terminal): the store is data anyone could have written, and importing and calling what it names runs
-    their choice of code (any importable callable, e.g. ``os:system``, gets the config)."""
+class _Stored:
+    """A function (or Stopper) the store names as ``module:qualname``: data until the user confirms it, or names
+    their own in its place (``option``). ``kind``: "function" (imported as it is) or "stopper" (a Stopper class,
+    built without arguments)."""
+
+    def __init__(self, name: Any, what: str, option: str, kind: str = "function") -> None:
+        self.name, self.what, self.option, self.kind = name, what, option, kind
+        self.value: Any = None
+
+    def __repr__(self) -> str:
+        return f"{self.what} {self.name!r}"
+
+    def check(self) -> None:
+        """A name the command line can import (a lambda, a nested function or a callable object cannot be)."""
+        module, sep, attr = self.name.rpartition(":") if isinstance(self.name, str) else ("", "", "")
+        if not sep or not module or not attr or "<" in self.name:
+            raise ConfigError(f"the experiment was run with {self} of your own, which cannot be imported by name "
+                              f"(a lambda, a function defined inside another, a callable object, or a store "
+                              f"written before tunesmith recorded its module); name one: {self.option} "
+                              "MODULE_OR_FILE:NAME, or resume from Python: tunesmith.run(..., resume=True)")
+
+    def load(self, target: str | None = None) -> Any:
+        """Import it (``target``: the user's own instead); a Stopper class is built without arguments."""
+        from tunesmith._stop import Stopper
+
+        where = target or self.name
+        obj = load_target(where)
+        if isinstance(obj, type):
+            if not issubclass(obj, Stopper) or self.option != "--stop" or (target is None and self.kind != "stopper"):
+                raise ConfigError(f"{where} is a class, not {self.what.replace('the ', 'a ')}")
+            try:
+                obj = obj()
+            except TypeError as exc:
+                raise ConfigError(f"{where}: the Stopper class cannot be built without arguments ({exc}); name an "
+                                  f"instance: {self.option} MODULE_OR_FILE:OBJ, or resume from Python") from exc
+        elif self.kind == "stopper" and target is None and not isinstance(obj, Stopper):
+            raise ConfigError(f"{where} is not a tunesmith.Stopper, as {self} was")
+        return obj
+
+
+def _stored_fn(name: str, spec: dict[str, Any]) -> _Stored:
     stored = spec.get("fn") if isinstance(spec, dict) else None
     if not isinstance(stored, str) or not stored:
         raise ConfigError(f"experiment {name!r} names no training function; give it: tunesmith resume {name} "
                           "--fn MODULE_OR_FILE:FN")
-    if trusted:
-        return stored
-    ways = (f"name the function yourself (tunesmith resume {name} --fn MODULE_OR_FILE:FN), or confirm the stored "
-            "one with --trust-stored-fn")
+    return _Stored(stored, "the function", "--fn")
+
+
+def _stored_items(kwargs: dict[str, Any]) -> list[tuple[Any, Any, _Stored]]:
+    """(container, key, item) of every ``_Stored`` in the rebuilt arguments, in order."""
+    out: list[tuple[Any, Any, _Stored]] = []
+    for key in ("resources", "constraints"):
+        if isinstance(kwargs.get(key), _Stored):
+            out.append((kwargs, key, kwargs[key]))
+    stop = kwargs.get("stop")
+    if isinstance(stop, _Stored):
+        out.append((kwargs, "stop", stop))
+    elif isinstance(stop, list):
+        out.extend((stop, i, item) for i, item in enumerate(stop) if isinstance(item, _Stored))
+    return out
+
+
+def _own_instead(kwargs: dict[str, Any], resources: str | None, constraints: str | None,
+                 stops: tuple[str, ...]) -> list[_Stored]:
+    """Put the functions the user named in place of the stored ones (imported: the user chose them); the stored
+    ones still to import."""
+    items = _stored_items(kwargs)
+    stored_stops = [item for _c, _k, item in items if item.option == "--stop"]
+    if stops and len(stops) != len(stored_stops):
+        raise ConfigError(f"--stop given {len(stops)} time(s); the experiment has {len(stored_stops)} stop rule(s) of "
+                          f"your own ({', '.join(repr(i.name) for i in stored_stops) or 'none'}): one --stop each, "
+                          "in their order")
+    own = {"--resources": [resources] if resources else [], "--constraints": [constraints] if constraints else [],
+           "--stop": list(stops)}
+    for option, given in own.items():
+        if given and not any(item.option == option for _c, _k, item in items):
+            raise ConfigError(f"{option} given, but the experiment was run without one of your own")
+    left = []
+    for _container, _key, item in items:
+        given = own[item.option]
+        if given:
+            item.value = item.load(given.pop(0))
+        else:
+            left.append(item)
+    return left
+
+
+def _resolve(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments with every ``_Stored`` replaced by what it names (imported now: confirmed) or the user's."""
+    for container, key, item in _stored_items(kwargs):
+        container[key] = item.value if item.value is not None else item.load()
+    return kwargs
+
+
+def _confirm_stored(name: str, stored: list[_Stored], trusted: bool) -> None:
+    """Return once the user confirmed what the store names (``--trust-stored-fn`` or yes at a prompt on a
+    terminal): the store is data anyone could have written, and importing and calling what it names runs
+    their choice of code (any importable callable, e.g. ``os:system``, gets the config)."""
+    if not stored or trusted:
+        return
+    named = ", ".join(repr(item) for item in stored)
+    own = ", ".join(f"{item.option} MODULE_OR_FILE:{'FN' if item.option != '--stop' else 'OBJ'}" for item in stored)
+    ways = (f"name your own (tunesmith resume {name} {own}), or confirm the stored "
+            f"{'one' if len(stored) == 1 else 'ones'} with --trust-stored-fn")
     if not sys.stdin.isatty():
-        raise ConfigError(f"experiment {name!r} was run with the function {stored!r} (named in its store); resume "
-                          f"runs only a function you name or confirm: {ways}")
-    if not click.confirm(f"Experiment {name!r} was run with the function {stored!r} (named in its store). Import "
-                         "and run it? Only if you trust whoever made this folder", default=False):
+        raise ConfigError(f"experiment {name!r} was run with {named} (named in its store); resume runs only what "
+                          f"you name or confirm: {ways}")
+    it = "it" if len(stored) == 1 else "them"
+    if not click.confirm(f"Experiment {name!r} was run with {named} (named in its store). Import and run {it}? "
+                         "Only if you trust whoever made this folder", default=False):
         click.echo(f"not resumed: {ways}", err=True)
         sys.exit(1)
-    return stored
 
 
 def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dict[str, Any]:
-    """``run`` arguments rebuilt from an experiment's stored spec (as ``run`` wrote it).
+    """``run`` arguments rebuilt from an experiment's stored spec (as ``run`` wrote it). Nothing is imported: a
+    function or Stopper of the user's (``resources``, ``constraints``, ``stop``) is left as the ``_Stored`` name
+    that ``resume`` imports once the user confirms it.
 
     Raises:
-        ConfigError: something that cannot be rebuilt from JSON (a stop function, a scheduler with
-            settings that are not plain values); resume such an experiment from Python.
+        ConfigError: something that cannot be rebuilt from JSON (a scheduler with settings that are not plain
+            values); resume such an experiment from Python.
     """
     from tunesmith.space import space_from_json
 
@@ -624,20 +736,20 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
         space = load_space(space_file)
     else:
         space = space_from_json(spec.get("space") or {})
-    stop = _rebuild_stop(spec.get("stop") or None)
-    for key, what in (("resources", "asks for resources"), ("constraints", "computes constraints")):
-        value = spec.get(key)
-        if isinstance(value, dict) and "callable" in value or key == "constraints" and value:
-            name = value["callable"] if isinstance(value, dict) else value
-            raise ConfigError(f"the experiment {what} with a function ({name}), which is not stored; resume it "
-                              "from Python: tunesmith.run(..., resume=True)")
+    resources = spec.get("resources") or None
+    if isinstance(resources, dict) and "callable" in resources:
+        resources = _Stored(resources["callable"], "the resources function", "--resources")
+    constraints = spec.get("constraints") or None
     out: dict[str, Any] = {
-        "space": space, "metric": spec.get("metric"), "mode": spec.get("mode"), "stop": stop,
+        "space": space, "metric": spec.get("metric"), "mode": spec.get("mode"),
+        "stop": _rebuild_stop(spec.get("stop") or None),
         "num_samples": spec.get("num_samples", 1), "time_budget_s": spec.get("time_budget_s"),
-        "max_concurrent": spec.get("max_concurrent"), "resources": spec.get("resources") or None,
+        "max_concurrent": spec.get("max_concurrent"), "resources": resources,
         "scheduler": _rebuild(spec.get("scheduler"), "scheduler"),
         "searcher": _rebuild(spec.get("searcher"), "searcher"),
     }
+    if constraints:
+        out["constraints"] = _Stored(constraints, "the constraints function", "--constraints")
     for key in ("keep", "keep_by", "max_failures", "fail_fast", "warm_start"):
         if key in spec:
             out[key] = spec[key]
@@ -645,18 +757,18 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
 
 
 def _rebuild_stop(stop: Any) -> Any:
-    """``stop`` from its stored form: thresholds as they are, the plateau rules from their arguments. A function or
-    a Stopper of the user's own is not stored: a ConfigError says to resume from Python."""
+    """``stop`` from its stored form: thresholds as they are, the plateau rules from their arguments, a function or
+    a Stopper of the user's own as its stored name (imported by ``resume`` once confirmed)."""
     from tunesmith._stop import ExperimentPlateau, TrialPlateau
 
     if isinstance(stop, list):
         return [_rebuild_stop(item) for item in stop]
     if not isinstance(stop, dict):
         return stop
-    if "callable" in stop or "stopper" in stop:
-        what = stop.get("callable") or stop.get("stopper")
-        raise ConfigError(f"the experiment stops trials with {what!r}, which is not stored; resume it from "
-                          "Python: tunesmith.run(..., resume=True)")
+    if "callable" in stop:
+        return _Stored(stop["callable"], "the stop function", "--stop")
+    if "stopper" in stop:
+        return _Stored(stop["stopper"], "the Stopper", "--stop", kind="stopper")
     for cls in (TrialPlateau, ExperimentPlateau):
         if set(stop) == {cls.__name__} and isinstance(stop[cls.__name__], dict):
             return cls(**stop[cls.__name__])

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from tunesmith import _layout
@@ -69,26 +70,15 @@ class _Session:
         self.rank = rank  # this process's rank in a trial run as several (``run(ranks=N)``); 0 is the trial's
         self.world_size = world_size
 
-    def report(self, metrics: Any, checkpoint: Checkpoint | None) -> None:
+    def report(self, metrics: Any, checkpoint: Checkpoint | None,
+               at_end: Callable[[], Checkpoint] | None = None) -> None:
+        """``at_end``: makes the checkpoint of a result that carries none when a stop rule evaluated here ends the
+        trial with it (a ``Trainable``'s ``checkpoint_at_end``: the rule's verdict is only known here)."""
         if self.stopped:
             raise StopTrial()  # it caught the stop, or reports in a finally: nothing after a stop is stored
         encoded = encode_metrics(metrics)
         self.iteration += 1
-        ckpt_path = None
-        if checkpoint is not None:
-            if not isinstance(checkpoint, Checkpoint):
-                raise ConfigError(f"report(checkpoint=...) expects a tunesmith.Checkpoint, got "
-                                  f"{type(checkpoint).__name__}")
-            folder = self.checkpoint_dir
-            try:
-                ckpt_path = _ckpt.write(checkpoint, folder, self.iteration)
-            except OSError as e:
-                if e.errno == errno.ENOSPC:
-                    raise OSError(errno.ENOSPC, f"no space left on the device writing the checkpoint of "
-                                  f"iteration {self.iteration} in {folder}: free space (or keep=N fewer "
-                                  f"checkpoints), then resume the experiment") from e
-                raise
-            self.latest_checkpoint = Checkpoint(ckpt_path, iteration=self.iteration)
+        ckpt_path = None if checkpoint is None else self._write(checkpoint)
         row = (self.iteration, self.time_offset + time.monotonic() - self.start, time.time(), encoded, ckpt_path)
         rules = self.stop_rules
         if rules is not None:
@@ -97,6 +87,8 @@ class _Session:
             result[ITERATION], result[TIME_TOTAL], result[TIMESTAMP] = row[0], row[1], row[2]
             if rules.should_stop(self.trial_id, self.iteration, result):
                 self.stopped = True
+                if ckpt_path is None and at_end is not None:
+                    row = (*row[:4], self._write(at_end()))
                 self.channel.send_result(row, False)  # stored: the result that met the rule is the last
                 raise StopTrial()
         wait = self.iteration == self.decision_iteration
@@ -110,6 +102,22 @@ class _Session:
             self.stopped = True
             raise StopTrial()
 
+    def _write(self, checkpoint: Any) -> str:
+        """Write the checkpoint of the result being reported; its path."""
+        if not isinstance(checkpoint, Checkpoint):
+            raise ConfigError(f"report(checkpoint=...) expects a tunesmith.Checkpoint, got {type(checkpoint).__name__}")
+        folder = self.checkpoint_dir
+        try:
+            path = _ckpt.write(checkpoint, folder, self.iteration)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, f"no space left on the device writing the checkpoint of iteration "
+                              f"{self.iteration} in {folder}: free space (or keep=N fewer checkpoints), then resume "
+                              f"the experiment") from e
+            raise
+        self.latest_checkpoint = Checkpoint(path, iteration=self.iteration)
+        return path
+
 
 class _OtherRank(_Session):
     """The session of a rank other than 0 (``tunesmith._ranks.run_rank``): the trial's config, folder and
@@ -118,7 +126,8 @@ class _OtherRank(_Session):
 
     __slots__ = ()
 
-    def report(self, metrics: Any, checkpoint: Checkpoint | None) -> None:
+    def report(self, metrics: Any, checkpoint: Checkpoint | None,
+               at_end: Callable[[], Checkpoint] | None = None) -> None:
         return None
 
 

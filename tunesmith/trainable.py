@@ -30,8 +30,10 @@ class Trainable:
     trial at a time); ``cleanup()`` when the object is dropped.
 
     Class attributes: ``checkpoint_frequency`` (every so many iterations, 0: none), ``checkpoint_at_end``
-    (checkpoint the result that ends the trial: ``done``, ``stop={"training_iteration": n}`` or a scheduler's
-    stop at a decision point; a metric threshold evaluated in the trial ends it without one). A checkpoint is
+    (checkpoint the result that ends the trial: ``done``, a stop rule (``stop={"training_iteration": n}``, a
+    metric threshold, a callable or a per-trial ``Stopper``, evaluated in the trial) or a scheduler's stop at a
+    decision point; a rule only the driver can evaluate, such as a callable that cannot be pickled, stops the
+    trial after its result went without one). A checkpoint is
     also written at every iteration where the scheduler decides (ASHA rungs, PBT perturbation points...),
     so a paused or exploited trial restarts from exactly there.
 
@@ -107,10 +109,7 @@ class _TrainableFunction:
                         or iteration == s.decision_iteration  # the scheduler may pause it here
                         or (at_end and (done or iteration == limit)))
                 obj.iteration = iteration
-                if save:
-                    self._report_with_checkpoint(obj, metrics)
-                else:
-                    session.report(metrics)
+                self._report(s, obj, metrics, save, at_end)
                 if done:
                     return
         finally:
@@ -136,16 +135,26 @@ class _TrainableFunction:
             obj.cleanup()
 
     @staticmethod
-    def _report_with_checkpoint(obj: Trainable, metrics: dict[str, Any]) -> None:
-        from tunesmith import session
+    def _report(s: Any, obj: Trainable, metrics: dict[str, Any], save: bool, at_end: bool) -> None:
+        """Report ``metrics``, with a checkpoint when ``save``; with ``at_end``, also when a stop rule evaluated in
+        this process ends the trial at this result (only the session knows: the rule sees each result once)."""
         from tunesmith.checkpoint import Checkpoint
 
-        folder = tempfile.mkdtemp(prefix="tunesmith_trainable_")
+        folders: list[str] = []
+
+        def checkpoint() -> Checkpoint:
+            folders.append(tempfile.mkdtemp(prefix="tunesmith_trainable_"))
+            obj.save_checkpoint(folders[-1])
+            return Checkpoint.from_dir(folders[-1])  # copied when reported
+
         try:
-            obj.save_checkpoint(folder)
-            session.report(metrics, checkpoint=Checkpoint.from_dir(folder))  # copied when reported
+            if save:
+                s.report(metrics, checkpoint())
+            else:
+                s.report(metrics, None, at_end=checkpoint if at_end else None)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def as_function(fn: Any) -> Any:

@@ -6,9 +6,9 @@ What every scheduler promises (``tunesmith.schedulers._base``):
 * seeding: the same arguments (and seed) give the same decisions; PBT's seed changes its exploits;
 * bad constructor arguments are stored, and ``setup`` raises ``ConfigError`` naming the argument;
 * ``mode`` is a sign: minimising ``loss`` and maximising ``-loss`` give the same decisions;
-* resume by replay: after the stored history is replayed the way the controller does it on resume (per
-  trial in id order: ``on_trial_add``, its stored results, ``on_complete`` if it ended) the scheduler
-  decides the next results as it would have without the interruption;
+* resume by replay: after the stored history is replayed the way the controller does it on resume (every
+  stored result in the order it came, with the config its trial had then; ``on_complete`` if it ended) the
+  scheduler decides the next results as it would have without the interruption;
 * purity: no file, socket or clock (time arrives as ``view.now``);
 * decisions only at the iterations announced: when ``decision_iteration`` names an iteration, a decision
   other than ``CONTINUE`` comes only at that iteration (the trial runs freely before it);
@@ -88,7 +88,8 @@ class Sim:
         self.log: list[tuple[int, int, Decision]] = []
         self.announced: list[tuple[int, int, int | None, Decision]] = []  # (trial, iteration, announced, decision)
         self.told_no_more = False
-        self.stored: list[tuple[int, int, float]] = []  # every result, as the store keeps it
+        # every result as the store keeps it, with the config its trial had then (the exploit events' configs)
+        self.stored: list[tuple[int, int, float, dict[str, Any]]] = []
 
     @property
     def view(self) -> Any:
@@ -133,7 +134,7 @@ class Sim:
             iteration = trial.iteration + 1
             v = self.sign * value(trial_id, trial.config, iteration)
             self.view.now += 1.0
-            self.stored.append((trial_id, iteration, v))
+            self.stored.append((trial_id, iteration, v, dict(trial.config)))
             decision = self.h.report(trial_id, iteration, v, checkpoint=True)
             self.log.append((trial_id, iteration, decision))
             self.announced.append((trial_id, iteration, announced, decision))
@@ -258,32 +259,31 @@ def test_decisions_come_only_at_the_iterations_announced(make: Make) -> None:
 
 
 # -- resume by replay ----------------------------------------------------------------------------------------------
-# The controller's replay today (Controller.replay) feeds each trial's stored results per trial in id order, not
-# in the order they were stored. PBT's random draws depend on the order its decisions were made in, so that replay
-# leaves its generator elsewhere and its next exploits differ (found by this suite; the fix belongs to the
-# controller's replay: feed results in stored order, which every scheduler here meets).
+# A replay per trial in id order, instead of the order results were stored, leaves PBT's random draws (they depend
+# on the order its decisions were made in) elsewhere, so its next exploits differ: Controller.replay feeds results
+# in stored order, which every scheduler here meets ("by-trial" stays as the counter-example).
 ORDER_SENSITIVE = {"pbt", "pb2"}
 # PB2's data points are (time, the trial's config, its progress): a trial's results from before an exploit were
-# made with its config of then, but the store (and so the replay) keeps its latest config only. Given the configs
-# of then, PB2 replays exactly (checked by hand); the fix belongs to the store: the pre-exploit config in the
-# exploit event (issue 18's lineage) and the replay handing each result the config it was made with.
-CONFIG_HISTORY = {"pb2"}
+# made with its config of then. The replay hands each result that config (the exploit events keep the old and new
+# configs; tests/schedulers/test_pb2.py checks Controller.replay itself, and that with the latest config only PB2
+# rebuilds another model).
 
 
 def replayed(make: Make, uninterrupted: Sim, order: str) -> Sim:
     resumed = Sim(make(7))
     s = resumed.h.scheduler
     if order == "stored":  # every stored result in the order it was stored
-        for trial_id, iteration, v in uninterrupted.stored:
+        for trial_id, iteration, v, config in uninterrupted.stored:
             if trial_id not in resumed.view.trials:
-                resumed.h.add(trial_id, config=dict(uninterrupted.h.trial(trial_id).config))
+                resumed.h.add(trial_id, config=dict(config))
+            resumed.h.trial(trial_id).config = dict(config)
             resumed.view.now += 1.0
             resumed.h.report(trial_id, iteration, v, checkpoint=True)
     else:  # per trial in id order, as Controller.replay does
         resumed.view.now = uninterrupted.view.now
         for trial_id in sorted(uninterrupted.view.trials):
             resumed.h.add(trial_id, config=dict(uninterrupted.h.trial(trial_id).config))
-            for tid, iteration, v in uninterrupted.stored:
+            for tid, iteration, v, _config in uninterrupted.stored:
                 if tid == trial_id:
                     resumed.h.report(trial_id, iteration, v, apply=False, checkpoint=True)
     for trial_id in sorted(uninterrupted.view.trials):
@@ -307,8 +307,6 @@ def test_resume_by_replay_decides_the_next_results_the_same(make: Make, crash_af
                                                             request: pytest.FixtureRequest) -> None:
     if order == "by-trial" and make.id in ORDER_SENSITIVE:  # type: ignore[attr-defined]
         request.applymarker(pytest.mark.xfail(strict=True, reason="replay per trial in id order (see ORDER_SENSITIVE)"))
-    elif make.id in CONFIG_HISTORY:  # type: ignore[attr-defined]
-        request.applymarker(pytest.mark.xfail(strict=True, reason="the latest config only (see CONFIG_HISTORY)"))
     uninterrupted = Sim(make(7))
     for _ in range(crash_after):
         assert uninterrupted.step()

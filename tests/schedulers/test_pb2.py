@@ -127,3 +127,58 @@ def test_errors_of_the_shared_setup_name_pb2():
         make().setup(None, None)
     with pytest.raises(ts.ConfigError, match="^seed: PB2"):
         make(seed="x").setup("loss", "min")
+
+
+def climbing(config, ctx):
+    """Virtual-time trial: the reward grows by ``rate(lr)`` per iteration; a checkpoint at every iteration."""
+    state = dict(ctx.checkpoint) if ctx.checkpoint is not None else {"reward": 0.0}
+    for _ in range(ctx.iteration, 16):
+        state["reward"] += rate(config["lr"])
+        yield {"reward": state["reward"]}, ctx.rng.uniform(0.5, 1.5), dict(state)  # no two at one instant
+
+
+class _Snapshot(ts.Callback):
+    """What the scheduler knows when the loop starts (on a resume: right after the replay)."""
+
+    def __init__(self, scheduler):
+        self.scheduler, self.state = scheduler, None
+
+    def on_experiment_start(self, info):
+        self.state = pb2_state(self.scheduler)
+
+
+def pb2_state(s):
+    return {"data": list(s._data), "pending": dict(s._pending), "tracks": dict(s._tracks),
+            "rng": s._rng.getstate(), "np_rng": s._np_rng.bit_generator.state}
+
+
+def test_a_replay_rebuilds_what_pb2_saw_live_each_result_with_its_config_of_then(tmp_path):
+    """A resume replays every stored result to PB2 with the config the trial had when it reported it (the
+    exploit events' old and new configs), the results a later exploit superseded included: the rebuilt
+    scheduler's data, pending points and random streams are the live ones, so it decides the same."""
+    from tunesmith.executors.simulated import SimulatedBackend
+
+    space = {"lr": ts.grid([1e-4, 1e-3, 1e-2, 0.3, 1.0])}
+    live = make(2)
+    ts.run(climbing, space=space, metric="reward", mode="max", scheduler=live, name="pb2",
+           backend=SimulatedBackend({"cpu": 5}, seed=2), storage_path=str(tmp_path), verbose=0, file_loggers=False)
+    stored = ts.load(str(tmp_path / "pb2"))
+    lineage = stored.lineage()
+    assert any(e["old_config"] != e["config"] for e in lineage)  # configs changed: the case at stake
+    assert any(e["source_iteration"] < e["iteration"] for e in lineage)  # some results were superseded
+    # each exploit names its own checkpoints the new generation drops from the index (one at every iteration
+    # here): the replay knows the superseded results came with one
+    from tunesmith.store.sqlite import Store
+
+    events = [data for _s, _t, kind, _tid, data in Store(str(tmp_path / "pb2" / "experiment.db"),
+                                                          readonly=True).events() if kind == "exploit"]
+    assert [e["dropped_checkpoints"] for e in events] == [
+        list(range(e["iteration"] + 1, e["from_iteration"] + 1)) for e in events]
+    again = make(2)
+    snapshot = _Snapshot(again)
+    ts.run(climbing, space=space, metric="reward", mode="max", scheduler=again, name="pb2", resume=True,
+           backend=SimulatedBackend({"cpu": 5}, seed=2), storage_path=str(tmp_path), verbose=0,
+           file_loggers=False, callbacks=[snapshot])
+    expected = pb2_state(live)
+    assert len(expected["data"]) > 10
+    assert snapshot.state == expected

@@ -3,6 +3,7 @@ old lineage's; a restart from the trial's own checkpoint still replaces what cam
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 
@@ -116,3 +117,65 @@ def test_a_schema_1_store_loads_and_resumes(tmp_path):
     assert [h["training_iteration"] for h in resumed.history(1)] == list(range(1, 7))
     assert [h["training_iteration"] for h in resumed.history(2)] == list(range(1, 7))
     assert Store(db_path, readonly=True)._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def uneven(config, ctx):
+    """The e2e PBT experiment in virtual time: 12 iterations of uneven length, a checkpoint every 3."""
+    state = dict(ctx.checkpoint) if ctx.checkpoint is not None else {"step": 0, "loss": 1.0}
+    while state["step"] < 12:
+        state["step"] += 1
+        state["loss"] *= 1 - 0.1 * math.exp(-math.log(config["lr"] / 0.1) ** 2)
+        seconds = ctx.rng.choice([0.5, 1.0, 1.0, 1.5, 2.0])
+        yield ({"loss": state["loss"], "step": state["step"]}, seconds,
+               dict(state) if state["step"] % 3 == 0 else None)
+
+
+def test_a_trial_that_clones_a_final_checkpoint_ends_there_without_new_results(tmp_path):
+    """Trial 3, at its perturbation point 9, clones trial 2's checkpoint of iteration 12: trial 2 reported its
+    last result but its end is not in yet, so it is still in the population. Cloned ahead, trial 3 has nothing
+    left to train: its current history ends where it was exploited, while its iteration and checkpoint are
+    the clone's. (The e2e test's flaky failure, 'a history ended at iteration 9', was this, in real time.)"""
+    pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": ts.loguniform(1e-4, 10.0)},
+                 resample_probability=0.0, seed=39)
+    result = ts.run(uneven, space={"lr": ts.grid([0.001, 0.1, 0.01, 1.0])}, metric="loss", mode="min",
+                    scheduler=pbt, backend=SimulatedBackend({"cpu": 4}, seed=39), storage_path=str(tmp_path),
+                    verbose=0, file_loggers=False)
+    last = result.lineage(3)[-1]
+    assert (last["source"], last["source_iteration"], last["iteration"]) == (2, 12, 9), result.lineage(3)
+    t3 = result.trial(3)
+    assert [h["training_iteration"] for h in result.history(3)] == list(range(1, 10))
+    assert t3.iteration == 12 and t3.checkpoint.iteration == 12 and t3.status is ts.TrialStatus.TERMINATED
+    assert t3.checkpoint.load()["step"] == 12  # trial 2's final state
+
+
+def test_the_replay_knows_each_results_config_and_checkpoint_of_then():
+    """Controller.replay's reading of a twice-exploited trial's rows: which stretch between exploits each was
+    reported in (so its config then), whether it came with a checkpoint (one the index still has, or one an
+    exploit dropped), and the result each exploit was decided at."""
+    from tunesmith._replay import _epochs, _steps
+    from tunesmith.store.sqlite import ResultRow
+    from tunesmith.trial import TrialView
+
+    a, b, c = {"lr": 1}, {"lr": 2}, {"lr": 3}
+    exploits = [  # at 6 it cloned a checkpoint of 3, at 8 one of 8
+        {"iteration": 3, "from_iteration": 6, "old_config": a, "config": b, "generation": 1,
+         "dropped_checkpoints": [4, 5, 6]},
+        {"iteration": 8, "from_iteration": 8, "old_config": b, "config": c, "generation": 2,
+         "dropped_checkpoints": []},
+    ]
+    stored = [(1, 2, 1), (2, 2, 2), (3, 2, 3), (4, 0, 4), (5, 0, 5), (6, 0, 6),  # (iteration, generation, time)
+              (4, 2, 7), (5, 2, 8), (6, 2, 9), (7, 2, 10), (8, 2, 11), (9, 2, 12), (10, 2, 13)]
+    rows = [ResultRow(1, it, float(t), float(t), "{}", gen) for it, gen, t in stored]
+    own = {it: f"ckpt{it}" for it in (1, 2, 3, 4, 5, 6, 7, 8, 10)}  # none at 9; 4..6 of generation 2
+    trial = TrialView(id=1, config=c, generation=2)
+    steps = _steps(trial, sorted(rows, key=lambda r: (r.generation, r.iteration)), _epochs(c, exploits), own)
+    got = [(s.iteration, s.epoch, s.config["lr"], s.checkpoint, s.then and s.then.config["lr"]) for s in steps]
+    assert got == [
+        (1, 0, 1, (1, "ckpt1"), None), (2, 0, 1, (2, "ckpt2"), None), (3, 0, 1, (3, "ckpt3"), None),
+        (4, 0, 1, (4, "<replayed checkpoint>"), None), (5, 0, 1, (5, "<replayed checkpoint>"), None),
+        (6, 0, 1, (6, "<replayed checkpoint>"), 2),  # exploited here: config b from the next result on
+        (4, 1, 2, (4, "ckpt4"), None), (5, 1, 2, (5, "ckpt5"), None), (6, 1, 2, (6, "ckpt6"), None),
+        (7, 1, 2, (7, "ckpt7"), None), (8, 1, 2, (8, "ckpt8"), 3),
+        (9, 2, 3, None, None), (10, 2, 3, (10, "ckpt10"), None)]
+    # a store that did not record the configs (schema 1) replays the latest config throughout
+    assert {s.config["lr"] for s in _steps(trial, rows, _epochs(c, [{"iteration": 3, "config": b}]), own)} == {3}
