@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -100,6 +102,7 @@ class ResultSet:
             mode = stored.mode_of(metric)  # one of the experiment's metrics keeps its mode
         self.mode: str | list[str] | None = mode if mode is not None else stored.mode
         self._trials: list[TrialResult] | None = None
+        self._by_id: dict[int, TrialResult] = {}
 
     @property
     def metrics(self) -> list[str]:
@@ -127,6 +130,7 @@ class ResultSet:
             records = self._store.trials()
             try:
                 self._trials = [self._trial(rec) for rec in records]
+                self._by_id = {t.id: t for t in self._trials}
             except (ValueError, TypeError, KeyError) as e:
                 raise StoreError(f"the experiment store {self._store.path} is damaged: a trial's row cannot be "
                                  f"read ({type(e).__name__}: {e})") from e
@@ -135,6 +139,7 @@ class ResultSet:
     def refresh(self) -> ResultSet:
         """Re-read the store (for an experiment still running)."""
         self._trials = None
+        self._by_id = {}
         self.meta = self._store.meta()
         return self
 
@@ -252,11 +257,25 @@ class ResultSet:
         return [t for t in self.trials if t.status is TrialStatus.ERROR]
 
     def trial(self, trial: int | str) -> TrialResult:
+        """One trial by id or name (``3``, ``"3"``, ``"trial_00003"``): from the trials already read (a dict by
+        id), else one row read from the store by its key.
+
+        Raises:
+            KeyError: no such trial.
+        """
         tid = _trial_id(trial)
-        for t in self.trials:
-            if t.id == tid:
-                return t
-        raise KeyError(f"no trial {trial!r} in experiment {self.name}")
+        if self._trials is not None:
+            found = self._by_id.get(tid)
+        else:
+            rec = self._store.trial(tid)
+            try:
+                found = None if rec is None else self._trial(rec)
+            except (ValueError, TypeError, KeyError) as e:
+                raise StoreError(f"the experiment store {self._store.path} is damaged: a trial's row cannot be "
+                                 f"read ({type(e).__name__}: {e})") from e
+        if found is None:
+            raise KeyError(f"no trial {trial!r} in experiment {self.name}")
+        return found
 
     def importance(self, metric: str | None = None, mode: str | None = None) -> dict[str, float]:
         """How much each parameter matters to the metric: {parameter: importance}, summing to 1, largest first.
@@ -330,10 +349,27 @@ class ResultSet:
             ConfigError: no metric/mode known (or several metrics and none chosen), a bad scope, or no
                 trial reported the metric.
         """
+        if scope == "last" and self._trials is None:
+            found = self._best_last(self._objective(metric, mode))
+            if found is not None:
+                return found
         ranked = self.top(1, metric=metric, mode=mode, scope=scope)
         if not ranked:
             raise ConfigError(f"no trial of {self.name} reported a numeric {self._objective(metric, mode).primary!r}")
         return ranked[0]
+
+    def _best_last(self, objective: Objective) -> TrialResult | None:
+        """``get_best(scope="last")`` before the trials are read: SQLite ranks the last results and one trial's
+        row is read. None when that cannot answer (``top`` then reads every trial): a constrained experiment
+        (feasibility comes first), a metric name an SQLite JSON path cannot hold, or no trial with the metric
+        (``get_best`` then raises as before)."""
+        if self._store.any_last_result_has(_CONSTRAINT + "0"):
+            return None
+        try:
+            found = self._store.best_last(objective.primary, objective.primary_mode)
+        except ValueError:
+            return None
+        return None if found is None else self.trial(found[0])
 
     def _objective(self, metric: str | None, mode: str | None) -> Objective:
         """The one metric and mode that ``best``/``top`` rank by."""
@@ -361,8 +397,18 @@ class ResultSet:
         objective = self._objective(metric, mode)
         if scope not in ("last", "all"):
             raise ConfigError(f"scope must be 'last' or 'all', got {scope!r}")
+        candidates = self._feasible_first()
+        if scope == "all":
+            # SQLite finds each trial's best value; only the trials that can be among the k best are decoded
+            best = self._store.best_by_trial(objective.primary, objective.primary_mode)
+            if best is not None:
+                sign = 1 if objective.primary_mode == "min" else -1
+                wanted = {t.id for t in candidates}
+                order = sorted((sign * v, tid) for tid, v in best.items() if tid in wanted)
+                keep = {tid for _, tid in order[:k]}
+                candidates = [t for t in candidates if t.id in keep]
         scored: list[tuple[float, int, TrialResult]] = []
-        for t in self._feasible_first():
+        for t in candidates:
             if scope == "last":
                 value, result = objective.value(t.last_result), t.last_result
             else:
@@ -417,12 +463,7 @@ class ResultSet:
         rows = []
         by_id = {t.id: t if show_secrets else masked(t) for t in self.trials}  # configs and errors masked
         if all_results:
-            for row in self._store.results():
-                t = by_id.get(row[0])
-                rec = {"trial_id": row[0], **result_dict(row)}
-                if t is not None:
-                    rec.update(shown(t.config))
-                rows.append(rec)
+            return self._results_frame(pd, {tid: shown(t.config) for tid, t in by_id.items()})
         else:
             for t in by_id.values():
                 rec = {"trial_id": t.id, "status": t.status.value, **t.last_result}
@@ -431,6 +472,65 @@ class ResultSet:
                     rec["error"] = t.error.strip().splitlines()[-1]
                 rows.append(rec)
         return pd.DataFrame(rows)
+
+    def _results_frame(self, pd: Any, configs: dict[int, dict[str, Any]]) -> Any:
+        """``dataframe(all_results=True)``, built as columns: each trial's config (masked and flattened once, in
+        ``configs``) fills its rows' config columns in one step, and each result's metrics go straight into
+        their columns; every ``_FRAME_CHUNK`` rows become a frame of their own, so the Python objects of at
+        most one chunk are alive beside the frames. The columns, their order and the values are those of
+        one dict per result (``{"trial_id", **result, **config}``) given to pandas, as before."""
+        frames = []
+        cols: dict[str, list[Any]] = {}
+        n = 0  # rows in this chunk
+        nan = math.nan
+        loads = json.loads
+        seg_tid: int | None = None
+        seg_start, seg_cfg, seg_new = 0, {}, False  # the rows of one trial in this chunk and its config
+
+        def fill(col: list[Any], upto: int) -> None:
+            if len(col) < upto:
+                col.extend([nan] * (upto - len(col)))  # a key this row lacks: NaN, as pandas gives a missing key
+
+        def close_segment() -> None:
+            for key, value in seg_cfg.items():
+                col = cols[key]
+                fill(col, seg_start)
+                col.extend([value] * (n - seg_start))
+
+        def flush() -> None:
+            for col in cols.values():
+                fill(col, n)
+            frames.append(pd.DataFrame(cols))
+
+        for tid, iteration, time_total, timestamp, metrics in self._store.iter_results():
+            if tid != seg_tid:
+                close_segment()
+                seg_tid, seg_start, seg_cfg, seg_new = tid, n, configs.get(tid, {}), True
+            rec = {"trial_id": tid, **loads(metrics)}
+            rec["training_iteration"], rec["time_total_s"], rec["timestamp"] = iteration, time_total, timestamp
+            for key, value in rec.items():
+                if key in seg_cfg:
+                    continue  # the config's value wins, as dict.update gave it
+                col = cols.get(key)
+                if col is None:
+                    col = cols[key] = []
+                fill(col, n)
+                col.append(value)
+            if seg_new:  # the config columns come after the first row's result keys
+                for key in seg_cfg:
+                    cols.setdefault(key, [])
+                seg_new = False
+            n += 1
+            if n >= _FRAME_CHUNK:
+                close_segment()
+                flush()
+                cols, n, seg_tid, seg_cfg = {}, 0, None, {}  # the next row starts a part of its trial
+        if n:
+            close_segment()
+            flush()
+        if not frames:
+            return pd.DataFrame([])
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)
 
     @property
     def plot(self) -> Any:
@@ -453,6 +553,10 @@ class ResultSet:
 
     def __repr__(self) -> str:
         return f"ResultSet({self.name!r}, trials={len(self.trials)}, status={self.status!r})"
+
+
+# rows per part of dataframe(all_results=True): its Python objects are alive at once (a few MB)
+_FRAME_CHUNK = 1 << 16
 
 
 def _statuses(status: Any) -> set[TrialStatus]:

@@ -390,16 +390,89 @@ class Store:
         """Every trial's row, JSON decoded; ``checkpoint`` an absolute path under this folder (or a URL)."""
         cur = self._db.execute("SELECT * FROM trials ORDER BY id")
         names = [d[0] for d in cur.description]
-        out = []
-        for row in cur:
-            rec = dict(zip(names, row))
-            for key in ("config", "resources", "last_result"):
-                if rec[key] is not None:
-                    rec[key] = json.loads(rec[key])
-            rec["checkpoint"] = from_stored(self.folder, rec["checkpoint"])
-            rec.setdefault("generation", 0)  # schema 1
-            out.append(rec)
+        return [self._trial_record(names, row) for row in cur]
+
+    @_reading
+    def trial(self, trial_id: int) -> dict[str, Any] | None:
+        """One trial's row as :meth:`trials` gives it (None if there is no such trial): one primary-key lookup."""
+        cur = self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,))
+        row = cur.fetchone()
+        return None if row is None else self._trial_record([d[0] for d in cur.description], row)
+
+    def _trial_record(self, names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+        rec = dict(zip(names, row))
+        for key in ("config", "resources", "last_result"):
+            if rec[key] is not None:
+                rec[key] = json.loads(rec[key])
+        rec["checkpoint"] = from_stored(self.folder, rec["checkpoint"])
+        rec.setdefault("generation", 0)  # schema 1
+        return rec
+
+    @_reading
+    def trial_counts(self) -> dict[str, int]:
+        """{status: number of trials}, counted by SQLite (nothing decoded)."""
+        return dict(self._db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+
+    @_reading
+    def best_by_trial(self, key: str, mode: str) -> dict[int, float] | None:
+        """Each trial's best value of the metric ``key`` over the stored results of its current generation
+        (``mode`` "min" or "max"): {trial: value} for the trials that reported it as a real number (not a bool,
+        not NaN). SQLite reads the JSON and aggregates, so a million results are not decoded in Python; only
+        rows its JSON reader refuses (Python writes NaN and infinities as ``NaN``/``Infinity``) are decoded
+        here. None when ``key`` cannot be written as an SQLite JSON path (it holds a double quote or a
+        backslash): the caller scans."""
+        path = _json_path(key)
+        if path is None:
+            return None
+        join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
+        agg = "MIN" if mode == "min" else "MAX"
+        out: dict[int, float] = {}
+        unreadable: list[int] = []
+        for tid, value, refused in self._db.execute(
+                f"SELECT r.trial_id, {agg}(CASE WHEN json_valid(r.metrics) THEN {_NUMBER.format('r.metrics')} END), "
+                f"SUM(NOT json_valid(r.metrics)) FROM results r{join} GROUP BY r.trial_id", (path, path)):
+            if value is not None:
+                out[tid] = value
+            if refused:
+                unreadable.append(tid)
+        better = min if mode == "min" else max
+        for tid in unreadable:
+            for (metrics,) in self._db.execute(f"SELECT r.metrics FROM results r{join} WHERE r.trial_id = ? "
+                                               "AND NOT json_valid(r.metrics)", (tid,)):
+                value = _real(json.loads(metrics).get(key))
+                if value is not None:
+                    out[tid] = value if tid not in out else better(out[tid], value)
         return out
+
+    @_reading
+    def best_last(self, key: str, mode: str) -> tuple[int, float] | None:
+        """(trial, value) of the trial whose last result has the best real value of ``key`` (the lowest id among
+        equals), or None when no trial has one; SQLite ranks, and only last results its JSON reader refuses
+        (NaN, infinities) are decoded here. Raises ``ValueError`` when ``key`` cannot be an SQLite JSON path."""
+        path = _json_path(key)
+        if path is None:
+            raise ValueError(f"metric name {key!r} cannot be an SQLite JSON path")
+        order = "ASC" if mode == "min" else "DESC"
+        found = self._db.execute(
+            f"SELECT id, v FROM (SELECT id, {_NUMBER.format('last_result')} AS v FROM trials "
+            f"WHERE json_valid(last_result)) WHERE v IS NOT NULL ORDER BY v {order}, id LIMIT 1",
+            (path, path)).fetchone()
+        best = None if found is None else (found[0], found[1])
+        for tid, last in self._db.execute("SELECT id, last_result FROM trials WHERE last_result IS NOT NULL "
+                                          "AND NOT json_valid(last_result)"):
+            value = _real(json.loads(last).get(key))
+            if value is None:
+                continue
+            if best is None or (value < best[1] if mode == "min" else value > best[1]) or (
+                    value == best[1] and tid < best[0]):
+                best = (tid, value)
+        return best
+
+    @_reading
+    def any_last_result_has(self, key: str) -> bool:
+        """Whether some trial's last result has the key ``key`` (a text search by SQLite, nothing decoded)."""
+        return self._db.execute("SELECT 1 FROM trials WHERE instr(last_result, ?) LIMIT 1",
+                                (json.dumps(key) + ":",)).fetchone() is not None
 
     @_reading
     def results(self, trial_id: int | None = None, all_generations: bool = False) -> list[ResultRow]:
@@ -421,6 +494,21 @@ class Store:
         cur = self._db.execute(f"SELECT {cols} FROM results r{join}{where} ORDER BY {order}", args)
         return list(map(ResultRow._make, cur))
 
+    def iter_results(self, size: int = 4096) -> Iterator[tuple[Any, ...]]:
+        """The rows of :meth:`results` (all trials, current generations) as plain tuples, ``size`` at a time:
+        a million results are never all in memory as Python objects at once."""
+        cols = "r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics"
+        join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
+        try:
+            cur = self._db.execute(f"SELECT {cols} FROM results r{join} ORDER BY r.trial_id, r.iteration")
+            while True:
+                part = cur.fetchmany(size)
+                if not part:
+                    return
+                yield from part
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot read the experiment store {self.path}: {e} (is the file damaged?)") from e
+
     @_reading
     def checkpoints(self, trial_id: int) -> list[tuple[int, str]]:
         """(iteration, absolute path under this folder, or a URL) of a trial's indexed checkpoints."""
@@ -439,6 +527,23 @@ class Store:
             return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
         return self._db.execute("SELECT COUNT(*) FROM results r JOIN trials t ON t.id = r.trial_id "
                                 "AND t.generation = r.generation").fetchone()[0]
+
+
+# A JSON value as SQLite reads it when it is a number (integer or real), else NULL (a bool, a string, missing).
+_NUMBER = "CASE WHEN json_type({0}, ?) IN ('integer', 'real') THEN json_extract({0}, ?) END"
+
+
+def _json_path(key: str) -> str | None:
+    """The SQLite JSON path of the top-level key ``key`` (quoted: dots and brackets are part of the name), or
+    None when the name holds a character a quoted path cannot carry."""
+    return None if '"' in key or "\\" in key else f'$."{key}"'
+
+
+def _real(value: Any) -> float | None:
+    """A metric value that ranks: a real number, not a bool, not NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return value
 
 
 def _remove_database(path: str) -> None:
