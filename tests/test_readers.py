@@ -214,9 +214,11 @@ def awkward_trials() -> list[dict[str, Any]]:
 @pytest.mark.parametrize("mode", ["min", "max"])
 def test_best_over_all_results_equals_a_scan(tmp_path: Any, mode: str) -> None:
     rs = load(write_store(str(tmp_path / "awk"), awkward_trials(), mode=mode))
+    fresh = load(rs.path).top(40, scope="all")  # before the trials are read: only the ranked ones are
     want = brute_best_all(rs, 40, "loss", mode)
     got = rs.top(40, scope="all")
     assert [(t.id, t.metrics["loss"], t.metrics["training_iteration"]) for t in got] == want
+    assert fresh == got
     best = rs.get_best(scope="all")
     assert (best.id, best.metrics["loss"]) == want[0][:2]
     assert best.metrics == rs.history(best.id)[want[0][2] - 1]  # the whole result that made it best
@@ -273,3 +275,21 @@ def test_best_by_last_result_of_a_constrained_experiment_keeps_feasible_first(tm
               {"id": 2, "config": {}, "results": [{"loss": 0.5, "constraint/0": -1.0}]}]
     rs = load(write_store(str(tmp_path / "c"), trials))
     assert rs.get_best().id == 2
+
+
+def test_all_results_frame_of_metrics_named_like_its_own_columns(tmp_path: Any) -> None:
+    import pandas as pd
+
+    trials = [{"id": 1, "config": {"lr": 0.1}, "results": [{"loss": 1.0, "config/lr": 5.0}, {"trial_id": 9}]},
+              {"id": 2, "config": {"lr": 0.2}, "results": [{"loss": 2.0}]}]
+    rs = load(write_store(str(tmp_path / "clash"), trials))
+    pd.testing.assert_frame_equal(rs.dataframe(all_results=True), old_all_results_frame(rs))
+
+
+def test_best_over_all_results_of_a_constrained_experiment_keeps_feasible_first(tmp_path: Any) -> None:
+    trials = [{"id": 1, "config": {}, "results": [{"loss": 0.1, "constraint/0": 1.0}]},
+              {"id": 2, "config": {}, "results": [{"loss": 0.2, "constraint/0": -1.0}, {"loss": 0.5,
+                                                                                     "constraint/0": -1.0}]}]
+    rs = load(write_store(str(tmp_path / "c"), trials))
+    best = rs.get_best(scope="all")
+    assert (best.id, best.metrics["loss"]) == (2, 0.2)

@@ -397,16 +397,18 @@ class ResultSet:
         objective = self._objective(metric, mode)
         if scope not in ("last", "all"):
             raise ConfigError(f"scope must be 'last' or 'all', got {scope!r}")
-        candidates = self._feasible_first()
-        if scope == "all":
-            # SQLite finds each trial's best value; only the trials that can be among the k best are decoded
-            best = self._store.best_by_trial(objective.primary, objective.primary_mode)
-            if best is not None:
-                sign = 1 if objective.primary_mode == "min" else -1
-                wanted = {t.id for t in candidates}
-                order = sorted((sign * v, tid) for tid, v in best.items() if tid in wanted)
-                keep = {tid for _, tid in order[:k]}
-                candidates = [t for t in candidates if t.id in keep]
+        best = self._store.best_by_trial(objective.primary, objective.primary_mode) if scope == "all" else None
+        if best is not None:
+            # SQLite found each trial's best value: only the k best trials are read and their results decoded
+            # (every trial is read only for feasibility, in a constrained experiment)
+            wanted = None
+            if self._trials is not None or self._store.any_last_result_has(_CONSTRAINT + "0"):
+                wanted = {t.id for t in self._feasible_first()}
+            sign = 1 if objective.primary_mode == "min" else -1
+            order = sorted((sign * v, tid) for tid, v in best.items() if wanted is None or tid in wanted)
+            candidates = [self.trial(tid) for _, tid in order[:k]]
+        else:
+            candidates = self._feasible_first()
         scored: list[tuple[float, int, TrialResult]] = []
         for t in candidates:
             if scope == "last":
@@ -474,63 +476,57 @@ class ResultSet:
         return pd.DataFrame(rows)
 
     def _results_frame(self, pd: Any, configs: dict[int, dict[str, Any]]) -> Any:
-        """``dataframe(all_results=True)``, built as columns: each trial's config (masked and flattened once, in
-        ``configs``) fills its rows' config columns in one step, and each result's metrics go straight into
-        their columns; every ``_FRAME_CHUNK`` rows become a frame of their own, so the Python objects of at
-        most one chunk are alive beside the frames. The columns, their order and the values are those of
-        one dict per result (``{"trial_id", **result, **config}``) given to pandas, as before."""
-        frames = []
-        cols: dict[str, list[Any]] = {}
-        n = 0  # rows in this chunk
-        nan = math.nan
-        loads = json.loads
-        seg_tid: int | None = None
-        seg_start, seg_cfg, seg_new = 0, {}, False  # the rows of one trial in this chunk and its config
-
-        def fill(col: list[Any], upto: int) -> None:
-            if len(col) < upto:
-                col.extend([nan] * (upto - len(col)))  # a key this row lacks: NaN, as pandas gives a missing key
-
-        def close_segment() -> None:
-            for key, value in seg_cfg.items():
-                col = cols[key]
-                fill(col, seg_start)
-                col.extend([value] * (n - seg_start))
-
-        def flush() -> None:
-            for col in cols.values():
-                fill(col, n)
-            frames.append(pd.DataFrame(cols))
-
-        for tid, iteration, time_total, timestamp, metrics in self._store.iter_results():
-            if tid != seg_tid:
-                close_segment()
-                seg_tid, seg_start, seg_cfg, seg_new = tid, n, configs.get(tid, {}), True
-            rec = {"trial_id": tid, **loads(metrics)}
-            rec["training_iteration"], rec["time_total_s"], rec["timestamp"] = iteration, time_total, timestamp
-            for key, value in rec.items():
-                if key in seg_cfg:
-                    continue  # the config's value wins, as dict.update gave it
-                col = cols.get(key)
-                if col is None:
-                    col = cols[key] = []
-                fill(col, n)
-                col.append(value)
-            if seg_new:  # the config columns come after the first row's result keys
-                for key in seg_cfg:
-                    cols.setdefault(key, [])
-                seg_new = False
-            n += 1
-            if n >= _FRAME_CHUNK:
-                close_segment()
-                flush()
-                cols, n, seg_tid, seg_cfg = {}, 0, None, {}  # the next row starts a part of its trial
-        if n:
-            close_segment()
-            flush()
+        """``dataframe(all_results=True)``, built as columns, ``_FRAME_CHUNK`` rows at a time: the chunk's
+        metrics decoded in one ``json.loads`` and made a frame by pandas, the automatic keys and the trial id
+        straight from the rows, and each trial's config (masked and flattened once, in ``configs``) repeated
+        over its rows. Each chunk is a frame of its own (the Python objects of one chunk at most are alive)
+        and the chunks are concatenated. Columns, their order and the values are those of one dict per result
+        (``{"trial_id", **result, **config}``) given to pandas, as it was built before (a result whose metric
+        names clash with those keys is still built that way)."""
+        frames: list[Any] = []
+        order: dict[str, None] = {}  # every column by first appearance, as pandas orders a list of dicts
+        for rows in self._store.result_chunks(_FRAME_CHUNK):
+            metrics = json.loads("[" + ",".join([r[4] for r in rows]) + "]")
+            tids = [r[0] for r in rows]
+            prev_tid, prev_keys = None, None
+            config_cols: dict[str, list[Any]] = {}
+            seg_start, seg_cfg = 0, {}
+            for i, (tid, m) in enumerate(zip(tids, metrics)):
+                if tid != prev_tid or m.keys() != prev_keys:  # only then can a column appear
+                    if _AUTO_KEYS.intersection(m) or any(k.startswith("config/") for k in m):
+                        return self._results_frame_by_row(pd, configs)
+                    order["trial_id"] = None
+                    order.update(dict.fromkeys(m))
+                    order.update(_AUTO_ORDER)
+                    prev_keys = m.keys()
+                if tid != prev_tid:
+                    _fill_config(config_cols, seg_cfg, seg_start, i)
+                    seg_start, seg_cfg, prev_tid = i, configs.get(tid, {}), tid
+                    order.update(dict.fromkeys(seg_cfg))
+            _fill_config(config_cols, seg_cfg, seg_start, len(rows))
+            frame = pd.DataFrame(metrics)
+            del metrics
+            columns: dict[str, Any] = {"trial_id": tids}
+            columns.update({name: frame[name] for name in frame.columns})
+            for name, pos in (("training_iteration", 1), ("time_total_s", 2), ("timestamp", 3)):
+                columns[name] = [r[pos] for r in rows]
+            for name, col in config_cols.items():
+                if len(col) < len(rows):
+                    col.extend([math.nan] * (len(rows) - len(col)))
+                columns[name] = col
+            frames.append(pd.DataFrame({name: columns[name] for name in order if name in columns}))
+            del rows, columns, frame, config_cols
         if not frames:
             return pd.DataFrame([])
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)
+
+    def _results_frame_by_row(self, pd: Any, configs: dict[int, dict[str, Any]]) -> Any:
+        """``dataframe(all_results=True)`` one dict per result: for results whose metric names clash with the
+        trial id, the automatic keys or the config columns (the later key wins, as it always did)."""
+        rows = []
+        for row in self._store.results():
+            rows.append({"trial_id": row[0], **result_dict(row), **configs.get(row[0], {})})
+        return pd.DataFrame(rows)
 
     @property
     def plot(self) -> Any:
@@ -557,6 +553,18 @@ class ResultSet:
 
 # rows per part of dataframe(all_results=True): its Python objects are alive at once (a few MB)
 _FRAME_CHUNK = 1 << 16
+_AUTO_ORDER = dict.fromkeys(("training_iteration", "time_total_s", "timestamp"))
+_AUTO_KEYS = frozenset(("trial_id", *_AUTO_ORDER))
+
+
+def _fill_config(cols: dict[str, list[Any]], config: dict[str, Any], start: int, end: int) -> None:
+    """Rows start..end-1 of a chunk are one trial's: its config values fill its config columns there (NaN
+    where an earlier trial had a key it lacks)."""
+    for name, value in config.items():
+        col = cols.setdefault(name, [])
+        if len(col) < start:
+            col.extend([math.nan] * (start - len(col)))
+        col.extend([value] * (end - start))
 
 
 def _statuses(status: Any) -> set[TrialStatus]:

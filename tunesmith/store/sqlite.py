@@ -491,21 +491,29 @@ class Store:
         where, args = "", ()
         if trial_id is not None:
             where, args = " WHERE r.trial_id = ?", (trial_id,)  # type: ignore[assignment]
+        elif join:  # every trial's: trials first, then each one's rows by key, already in order (no sort)
+            cur = self._db.execute(f"SELECT {cols} FROM trials t CROSS JOIN results r ON r.trial_id = t.id AND "
+                                   "r.generation = t.generation ORDER BY t.id, r.iteration")
+            return list(map(ResultRow._make, cur))
         cur = self._db.execute(f"SELECT {cols} FROM results r{join}{where} ORDER BY {order}", args)
         return list(map(ResultRow._make, cur))
 
-    def iter_results(self, size: int = 4096) -> Iterator[tuple[Any, ...]]:
-        """The rows of :meth:`results` (all trials, current generations) as plain tuples, ``size`` at a time:
-        a million results are never all in memory as Python objects at once."""
+    def result_chunks(self, size: int = 4096) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of :meth:`results` (all trials, current generations, by trial and iteration) as lists of up
+        to ``size`` plain tuples (trial, iteration, time_total, timestamp, metrics): a million results are
+        never all in memory as Python objects at once."""
         cols = "r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics"
-        join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
+        # trials first, then each one's rows by key: already in order, no sort of a million rows
+        source = (" FROM trials t CROSS JOIN results r ON r.trial_id = t.id AND r.generation = t.generation"
+                  if self._generations else " FROM results r")
         try:
-            cur = self._db.execute(f"SELECT {cols} FROM results r{join} ORDER BY r.trial_id, r.iteration")
+            cur = self._db.execute(f"SELECT {cols}{source} ORDER BY {'t.id' if self._generations else 'r.trial_id'}, "
+                                   "r.iteration")
             while True:
                 part = cur.fetchmany(size)
                 if not part:
                     return
-                yield from part
+                yield part
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot read the experiment store {self.path}: {e} (is the file damaged?)") from e
 
