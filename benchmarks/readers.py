@@ -37,7 +37,8 @@ def _env() -> dict[str, str]:
 
 def build_store(folder: str, trials: int, results_per_trial: int, params: int = 3, seed: int = 0) -> str:
     """An experiment folder whose store holds ``trials`` finished trials of ``params`` parameters (two of them
-    nested) and ``results_per_trial`` results each ({"loss", "acc"}), metric loss (min)."""
+    nested) and ``results_per_trial`` results each ({"loss", "acc"}), metric loss (min), finished (its metric
+    indexed, as the driver leaves it)."""
     from tunesmith._layout import STORE_FILE
     from tunesmith.store.sqlite import Store, dumps
 
@@ -67,6 +68,8 @@ def build_store(folder: str, trials: int, results_per_trial: int, params: int = 
             if len(batch) >= 50_000 or tid == trials:
                 store.append_results(db, batch)
                 batch = []
+    if hasattr(store, "index_results"):
+        store.index_results()  # what the driver does once an experiment finished
     store.close()
     return folder
 
