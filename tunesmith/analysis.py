@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
@@ -490,7 +490,7 @@ class ResultSet:
             tids = [r[0] for r in rows]
             prev_tid, prev_keys = None, None
             config_cols: dict[str, list[Any]] = {}
-            seg_start, seg_cfg = 0, {}
+            seg_start, seg_cfg = 0, cast("dict[str, Any]", {})
             for i, (tid, m) in enumerate(zip(tids, metrics)):
                 if tid != prev_tid or m.keys() != prev_keys:  # only then can a column appear
                     if _AUTO_KEYS.intersection(m) or any(k.startswith("config/") for k in m):

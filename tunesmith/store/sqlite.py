@@ -304,8 +304,8 @@ class Store:
         of :meth:`index_results`: a running experiment's writes pay for no index."""
         db.execute("INSERT OR REPLACE INTO experiment(key, value) VALUES (?, ?)", (key, dumps(value)))
         if key == "status" and value == "running":
-            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND (name = ? OR name "
-                                      "LIKE 'results_metric_%')", (_UNREADABLE_INDEX,)).fetchall():
+            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE "
+                                      "'results_metric_%'").fetchall():
                 db.execute(f"DROP INDEX {name}")
 
     def index_results(self) -> bool:
@@ -452,15 +452,15 @@ class Store:
         out: dict[int, float] = {}
         unreadable: list[int] = []
         indexed = self._generations and self._db.execute(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN (?, ?)",
-            (_metric_index_name(key), _UNREADABLE_INDEX)).fetchone()[0] == 2
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (_metric_index_name(key),)).fetchone()
         if indexed:  # one index seek per trial for its best, one for whether it has rows SQLite cannot read
-            # (ORDER BY ... LIMIT 1, not MIN(): SQLite seeks the index's end only for that spelling)
+            # (numbers sort before text, so "< ''" is the numbers; ORDER BY ... LIMIT 1, not MIN(): SQLite seeks
+            # the index's end only for that spelling)
             value = _indexed_value(key, "r.metrics")
             query = (f"SELECT t.id, (SELECT {value} FROM results r WHERE r.trial_id = t.id AND r.generation = "
-                     f"t.generation AND {value} IS NOT NULL ORDER BY {value} {'ASC' if mode == 'min' else 'DESC'} "
-                     f"LIMIT 1), EXISTS (SELECT 1 FROM results r INDEXED BY {_UNREADABLE_INDEX} WHERE r.trial_id = "
-                     "t.id AND r.generation = t.generation AND NOT json_valid(r.metrics)) FROM trials t")
+                     f"t.generation AND {value} < '' ORDER BY {value} {'ASC' if mode == 'min' else 'DESC'} "
+                     f"LIMIT 1), EXISTS (SELECT 1 FROM results r INDEXED BY {_metric_index_name(key)} WHERE "
+                     f"r.trial_id = t.id AND r.generation = t.generation AND {value} = '{_UNREADABLE}') FROM trials t")
             rows = self._db.execute(query)
         else:
             rows = self._db.execute(
@@ -475,9 +475,9 @@ class Store:
         for tid in unreadable:
             for (metrics,) in self._db.execute(f"SELECT r.metrics FROM results r{join} WHERE r.trial_id = ? "
                                                "AND NOT json_valid(r.metrics)", (tid,)):
-                value = _real(json.loads(metrics).get(key))
-                if value is not None:
-                    out[tid] = value if tid not in out else better(out[tid], value)
+                found = _real(json.loads(metrics).get(key))
+                if found is not None:
+                    out[tid] = found if tid not in out else better(out[tid], found)
         return out
 
     @_reading
@@ -577,7 +577,7 @@ class Store:
 _NUMBER = "CASE WHEN json_type({0}, ?) IN ('integer', 'real') THEN json_extract({0}, ?) END"
 
 
-_UNREADABLE_INDEX = "results_unreadable"
+_UNREADABLE = "unreadable"  # the indexed value of a row whose JSON SQLite cannot read (NaN, infinities)
 
 
 def _metric_index_name(key: str) -> str:
@@ -585,30 +585,25 @@ def _metric_index_name(key: str) -> str:
 
 
 def _indexed_value(key: str, column: str) -> str:
-    """The metric ``key``'s value in the JSON ``column`` when it is a number, else NULL: the expression of its
+    """The metric ``key``'s value in the JSON ``column`` when it is a number, NULL when it is not, and the text
+    ``'unreadable'`` when SQLite cannot read the JSON (Python's NaN and infinities): the expression of its
     index (a query uses the index only when it spells the expression alike, path inlined)."""
     path = _json_path(key)
     assert path is not None
     literal = "'" + path.replace("'", "''") + "'"
     return (f"CASE WHEN json_valid({column}) THEN (CASE WHEN json_type({column}, {literal}) IN ('integer', 'real') "
-            f"THEN json_extract({column}, {literal}) END) END")
+            f"THEN json_extract({column}, {literal}) END) ELSE '{_UNREADABLE}' END")
 
 
 def index_metrics(db: sqlite3.Connection, metrics: Iterable[Any]) -> None:
     """Index each metric's value in the results by trial and generation (an expression index: SQLite reads the
-    value from each row's JSON), and the rows whose JSON SQLite cannot read (NaN, infinities):
-    ``get_best(scope="all")`` is then one index seek per trial. A metric name an SQLite JSON path cannot hold
+    value from each row's JSON; rows it cannot read, with NaN or infinities, are marked so):
+    ``get_best(scope="all")`` is then two index seeks per trial. A metric name an SQLite JSON path cannot hold
     is not indexed (its best is found by a scan); stores without the index are read by a scan."""
-    made = False
     for key in metrics:
-        if not isinstance(key, str) or _json_path(key) is None:
-            continue
-        db.execute(f"CREATE INDEX IF NOT EXISTS {_metric_index_name(key)} ON results(trial_id, generation, "
-                   f"({_indexed_value(key, 'metrics')}))")
-        made = True
-    if made:
-        db.execute(f"CREATE INDEX IF NOT EXISTS {_UNREADABLE_INDEX} ON results(trial_id, generation) "
-                   "WHERE NOT json_valid(metrics)")
+        if isinstance(key, str) and _json_path(key) is not None:
+            db.execute(f"CREATE INDEX IF NOT EXISTS {_metric_index_name(key)} ON results(trial_id, generation, "
+                       f"({_indexed_value(key, 'metrics')}))")
 
 
 def _json_path(key: str) -> str | None:
