@@ -415,7 +415,9 @@ class ResultSet:
                 value, result = objective.value(t.last_result), t.last_result
             else:
                 value, result = None, None
-                for res in self.history(t.id):
+                row = self._store.best_result(t.id, objective.primary, objective.primary_mode) if best else None
+                rows = [result_dict(row)] if row is not None else self.history(t.id)  # else: a scan of its rows
+                for res in rows:
                     v = objective.value(res)
                     if v is not None and (value is None or objective.better(v, value)):
                         value, result = v, res

@@ -481,6 +481,25 @@ class Store:
         return out
 
     @_reading
+    def best_result(self, trial_id: int, key: str, mode: str) -> ResultRow | None:
+        """The result of a trial's current generation with the best real value of ``key`` (the earliest of equals),
+        found in the metric's index (:func:`index_metrics`); None when there is no index, the trial has rows
+        SQLite's JSON reader refuses (NaN, infinities: the caller scans the trial's rows), or no such value."""
+        if not self._generations or _json_path(key) is None or not self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (_metric_index_name(key),)).fetchone():
+            return None
+        value, name = _indexed_value(key, "r.metrics"), _metric_index_name(key)
+        where = "r.trial_id = ? AND r.generation = (SELECT generation FROM trials WHERE id = ?)"
+        if self._db.execute(f"SELECT 1 FROM results r INDEXED BY {name} WHERE {where} AND {value} = '{_UNREADABLE}' "
+                            "LIMIT 1", (trial_id, trial_id)).fetchone():
+            return None
+        row = self._db.execute(
+            f"SELECT r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation FROM results r "
+            f"INDEXED BY {name} WHERE {where} AND {value} < '' ORDER BY {value} {'ASC' if mode == 'min' else 'DESC'}, "
+            "r.iteration LIMIT 1", (trial_id, trial_id)).fetchone()
+        return None if row is None else ResultRow._make(row)
+
+    @_reading
     def best_last(self, key: str, mode: str) -> tuple[int, float] | None:
         """(trial, value) of the trial whose last result has the best real value of ``key`` (the lowest id among
         equals), or None when no trial has one; SQLite ranks, and only last results its JSON reader refuses
