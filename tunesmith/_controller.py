@@ -706,6 +706,9 @@ class Controller:
                 self.store.set_meta(db, "ended", time.time())
         except Exception:  # noqa: BLE001
             log.exception("could not record the experiment's status")
+            return
+        if status == "finished":
+            self.store.index_results()  # after everything is committed; readers scan without it
 
     def _close_paused(self) -> None:
         """Trials still paused when the experiment ends are terminated (their checkpoints stay)."""

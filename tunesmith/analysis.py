@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
@@ -100,6 +102,7 @@ class ResultSet:
             mode = stored.mode_of(metric)  # one of the experiment's metrics keeps its mode
         self.mode: str | list[str] | None = mode if mode is not None else stored.mode
         self._trials: list[TrialResult] | None = None
+        self._by_id: dict[int, TrialResult] = {}
 
     @property
     def metrics(self) -> list[str]:
@@ -127,6 +130,7 @@ class ResultSet:
             records = self._store.trials()
             try:
                 self._trials = [self._trial(rec) for rec in records]
+                self._by_id = {t.id: t for t in self._trials}
             except (ValueError, TypeError, KeyError) as e:
                 raise StoreError(f"the experiment store {self._store.path} is damaged: a trial's row cannot be "
                                  f"read ({type(e).__name__}: {e})") from e
@@ -135,6 +139,7 @@ class ResultSet:
     def refresh(self) -> ResultSet:
         """Re-read the store (for an experiment still running)."""
         self._trials = None
+        self._by_id = {}
         self.meta = self._store.meta()
         return self
 
@@ -252,11 +257,25 @@ class ResultSet:
         return [t for t in self.trials if t.status is TrialStatus.ERROR]
 
     def trial(self, trial: int | str) -> TrialResult:
+        """One trial by id or name (``3``, ``"3"``, ``"trial_00003"``): from the trials already read (a dict by
+        id), else one row read from the store by its key.
+
+        Raises:
+            KeyError: no such trial.
+        """
         tid = _trial_id(trial)
-        for t in self.trials:
-            if t.id == tid:
-                return t
-        raise KeyError(f"no trial {trial!r} in experiment {self.name}")
+        if self._trials is not None:
+            found = self._by_id.get(tid)
+        else:
+            rec = self._store.trial(tid)
+            try:
+                found = None if rec is None else self._trial(rec)
+            except (ValueError, TypeError, KeyError) as e:
+                raise StoreError(f"the experiment store {self._store.path} is damaged: a trial's row cannot be "
+                                 f"read ({type(e).__name__}: {e})") from e
+        if found is None:
+            raise KeyError(f"no trial {trial!r} in experiment {self.name}")
+        return found
 
     def importance(self, metric: str | None = None, mode: str | None = None) -> dict[str, float]:
         """How much each parameter matters to the metric: {parameter: importance}, summing to 1, largest first.
@@ -330,10 +349,27 @@ class ResultSet:
             ConfigError: no metric/mode known (or several metrics and none chosen), a bad scope, or no
                 trial reported the metric.
         """
+        if scope == "last" and self._trials is None:
+            found = self._best_last(self._objective(metric, mode))
+            if found is not None:
+                return found
         ranked = self.top(1, metric=metric, mode=mode, scope=scope)
         if not ranked:
             raise ConfigError(f"no trial of {self.name} reported a numeric {self._objective(metric, mode).primary!r}")
         return ranked[0]
+
+    def _best_last(self, objective: Objective) -> TrialResult | None:
+        """``get_best(scope="last")`` before the trials are read: SQLite ranks the last results and one trial's
+        row is read. None when that cannot answer (``top`` then reads every trial): a constrained experiment
+        (feasibility comes first), a metric name an SQLite JSON path cannot hold, or no trial with the metric
+        (``get_best`` then raises as before)."""
+        if self._store.any_last_result_has(_CONSTRAINT + "0"):
+            return None
+        try:
+            found = self._store.best_last(objective.primary, objective.primary_mode)
+        except ValueError:
+            return None
+        return None if found is None else self.trial(found[0])
 
     def _objective(self, metric: str | None, mode: str | None) -> Objective:
         """The one metric and mode that ``best``/``top`` rank by."""
@@ -361,13 +397,27 @@ class ResultSet:
         objective = self._objective(metric, mode)
         if scope not in ("last", "all"):
             raise ConfigError(f"scope must be 'last' or 'all', got {scope!r}")
+        best = self._store.best_by_trial(objective.primary, objective.primary_mode) if scope == "all" else None
+        if best is not None:
+            # SQLite found each trial's best value: only the k best trials are read and their results decoded
+            # (every trial is read only for feasibility, in a constrained experiment)
+            wanted = None
+            if self._trials is not None or self._store.any_last_result_has(_CONSTRAINT + "0"):
+                wanted = {t.id for t in self._feasible_first()}
+            sign = 1 if objective.primary_mode == "min" else -1
+            order = sorted((sign * v, tid) for tid, v in best.items() if wanted is None or tid in wanted)
+            candidates = [self.trial(tid) for _, tid in order[:k]]
+        else:
+            candidates = self._feasible_first()
         scored: list[tuple[float, int, TrialResult]] = []
-        for t in self._feasible_first():
+        for t in candidates:
             if scope == "last":
                 value, result = objective.value(t.last_result), t.last_result
             else:
                 value, result = None, None
-                for res in self.history(t.id):
+                row = self._store.best_result(t.id, objective.primary, objective.primary_mode) if best else None
+                rows = [result_dict(row)] if row is not None else self.history(t.id)  # else: a scan of its rows
+                for res in rows:
                     v = objective.value(res)
                     if v is not None and (value is None or objective.better(v, value)):
                         value, result = v, res
@@ -417,12 +467,7 @@ class ResultSet:
         rows = []
         by_id = {t.id: t if show_secrets else masked(t) for t in self.trials}  # configs and errors masked
         if all_results:
-            for row in self._store.results():
-                t = by_id.get(row[0])
-                rec = {"trial_id": row[0], **result_dict(row)}
-                if t is not None:
-                    rec.update(shown(t.config))
-                rows.append(rec)
+            return self._results_frame(pd, {tid: shown(t.config) for tid, t in by_id.items()})
         else:
             for t in by_id.values():
                 rec = {"trial_id": t.id, "status": t.status.value, **t.last_result}
@@ -430,6 +475,59 @@ class ResultSet:
                 if t.error:
                     rec["error"] = t.error.strip().splitlines()[-1]
                 rows.append(rec)
+        return pd.DataFrame(rows)
+
+    def _results_frame(self, pd: Any, configs: dict[int, dict[str, Any]]) -> Any:
+        """``dataframe(all_results=True)``, built as columns, ``_FRAME_CHUNK`` rows at a time: the chunk's
+        metrics decoded in one ``json.loads`` and made a frame by pandas, the automatic keys and the trial id
+        straight from the rows, and each trial's config (masked and flattened once, in ``configs``) repeated
+        over its rows. Each chunk is a frame of its own (the Python objects of one chunk at most are alive)
+        and the chunks are concatenated. Columns, their order and the values are those of one dict per result
+        (``{"trial_id", **result, **config}``) given to pandas, as it was built before (a result whose metric
+        names clash with those keys is still built that way)."""
+        frames: list[Any] = []
+        order: dict[str, None] = {}  # every column by first appearance, as pandas orders a list of dicts
+        for rows in self._store.result_chunks(_FRAME_CHUNK):
+            metrics = json.loads("[" + ",".join([r[4] for r in rows]) + "]")
+            tids = [r[0] for r in rows]
+            prev_tid, prev_keys = None, None
+            config_cols: dict[str, list[Any]] = {}
+            seg_start, seg_cfg = 0, cast("dict[str, Any]", {})
+            for i, (tid, m) in enumerate(zip(tids, metrics)):
+                if tid != prev_tid or m.keys() != prev_keys:  # only then can a column appear
+                    if _AUTO_KEYS.intersection(m) or any(k.startswith("config/") for k in m):
+                        return self._results_frame_by_row(pd, configs)
+                    order["trial_id"] = None
+                    order.update(dict.fromkeys(m))
+                    order.update(_AUTO_ORDER)
+                    prev_keys = m.keys()
+                if tid != prev_tid:
+                    _fill_config(config_cols, seg_cfg, seg_start, i)
+                    seg_start, seg_cfg, prev_tid = i, configs.get(tid, {}), tid
+                    order.update(dict.fromkeys(seg_cfg))
+            _fill_config(config_cols, seg_cfg, seg_start, len(rows))
+            frame = pd.DataFrame(metrics)
+            del metrics
+            columns: dict[str, Any] = {"trial_id": tids}
+            columns.update({name: frame[name] for name in frame.columns})
+            for name, pos in (("training_iteration", 1), ("time_total_s", 2), ("timestamp", 3)):
+                columns[name] = [r[pos] for r in rows]
+            for name, col in config_cols.items():
+                if len(col) < len(rows):
+                    col.extend([math.nan] * (len(rows) - len(col)))
+                columns[name] = col
+            frames.append(pd.DataFrame({name: columns[name] for name in order if name in columns}))
+            del rows, columns, frame, config_cols
+        if not frames:
+            return pd.DataFrame([])
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)
+
+    def _results_frame_by_row(self, pd: Any, configs: dict[int, dict[str, Any]]) -> Any:
+        """``dataframe(all_results=True)`` one dict per result: for results whose metric names clash with the
+        trial id, the automatic keys or the config columns (the later key wins, as it always did)."""
+        rows = []
+        for row in self._store.results():
+            rows.append({"trial_id": row[0], **result_dict(row), **configs.get(row[0], {})})
         return pd.DataFrame(rows)
 
     @property
@@ -453,6 +551,22 @@ class ResultSet:
 
     def __repr__(self) -> str:
         return f"ResultSet({self.name!r}, trials={len(self.trials)}, status={self.status!r})"
+
+
+# rows per part of dataframe(all_results=True): its Python objects are alive at once (a few MB)
+_FRAME_CHUNK = 1 << 16
+_AUTO_ORDER = dict.fromkeys(("training_iteration", "time_total_s", "timestamp"))
+_AUTO_KEYS = frozenset(("trial_id", *_AUTO_ORDER))
+
+
+def _fill_config(cols: dict[str, list[Any]], config: dict[str, Any], start: int, end: int) -> None:
+    """Rows start..end-1 of a chunk are one trial's: its config values fill its config columns there (NaN
+    where an earlier trial had a key it lacks)."""
+    for name, value in config.items():
+        col = cols.setdefault(name, [])
+        if len(col) < start:
+            col.extend([math.nan] * (start - len(col)))
+        col.extend([value] * (end - start))
 
 
 def _statuses(status: Any) -> set[TrialStatus]:

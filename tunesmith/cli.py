@@ -258,6 +258,9 @@ def _key_values(items: Any, option: str) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------- ls and show
 
 
+SHOW_PAGE = 20  # trials in `tunesmith show`'s table unless --limit or --all
+
+
 def _experiments(root: str) -> list[str]:
     from tunesmith._layout import store_path
 
@@ -284,22 +287,22 @@ def _summary(path: str) -> dict[str, Any]:
     name = os.path.basename(path)
     try:
         rs = ResultSet(path)
-        trials = rs.trials
+        counts = rs._store.trial_counts()  # counted by SQLite; the best is ranked by SQLite, one row read
         status = _live_status(path, rs.status)
+        best = None
+        if rs.metric and rs.mode:
+            try:
+                b = rs.best
+                value = b.metrics.get(rs.metric) if isinstance(rs.metric, str) else None  # several: best raised
+                best = {"trial": b.name, "metric": rs.metric, "mode": rs.mode, "value": value}
+            except ConfigError:
+                best = None
     except Exception as exc:  # noqa: BLE001 - one damaged experiment must not hide the others
         return {"name": name, "path": path, "status": "unreadable", "error": _one_line(exc), "trials": 0,
                 "errors": 0, "best": None, "created": None, "age_s": None}
-    best = None
-    if rs.metric and rs.mode:
-        try:
-            b = rs.best
-            value = b.metrics.get(rs.metric) if isinstance(rs.metric, str) else None  # several: best raised
-            best = {"trial": b.name, "metric": rs.metric, "mode": rs.mode, "value": value}
-        except ConfigError:
-            best = None
     created = rs.meta.get("created")
-    return {"name": name, "path": path, "status": status, "trials": len(trials),
-            "errors": sum(1 for t in trials if t.status.value == "ERROR"), "best": best, "created": created,
+    return {"name": name, "path": path, "status": status, "trials": sum(counts.values()),
+            "errors": counts.get("ERROR", 0), "best": best, "created": created,
             "age_s": (time.time() - created) if isinstance(created, (int, float)) else None}
 
 
@@ -365,13 +368,19 @@ def ls_command(storage_path: str | None, as_json: bool) -> None:
 @click.option("--sort", "sort_key", default=None, metavar="KEY",
               help="Sort by a metric, a config key, 'id', 'status' or 'iteration'; '-KEY' for descending "
                    "[default: the experiment's metric, best first].")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many trials.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with full configs, results and tracebacks).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help=f"Show at most this many trials [default: {SHOW_PAGE} in the table, every trial with --json].")
+@click.option("--all", "show_all", is_flag=True, help="Show every trial in the table.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON of every trial (with full configs, results and tracebacks); --limit shortens it.")
 @click.option("--show-secrets", is_flag=True,
               help="Show config values that look like secrets (keys with key/token/secret/password) as stored.")
-def show(name: str, storage_path: str | None, sort_key: str | None, limit: int | None, as_json: bool,
-         show_secrets: bool) -> None:
+def show(name: str, storage_path: str | None, sort_key: str | None, limit: int | None, show_all: bool,
+         as_json: bool, show_secrets: bool) -> None:
     """Show the trials of experiment NAME (a name under the storage path, or a folder), best first.
+
+    The table shows the first 20 in that order and says how many more there are (--limit N, --all);
+    --json gives every trial unless --limit is given.
 
     \b
     Examples:
@@ -381,8 +390,14 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
     """
     from tunesmith.space import flatten
 
+    if show_all and limit is not None:
+        raise ConfigError(f"--all and --limit {limit}: give one of them (--all shows every trial, --limit N the "
+                          "first N)")
     rs = _open(name, storage_path)
     trials, note = _sorted_trials(rs, sort_key)
+    total = len(trials)
+    if limit is None and not show_all and not as_json:
+        limit = SHOW_PAGE  # drawing 10,000 rows takes seconds and nobody reads them: page, and say so
     if limit is not None:
         trials = trials[:limit]
     if not show_secrets:
@@ -430,6 +445,9 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
         if t.error:
             lines = t.error.strip().splitlines()
             click.echo(printable(f"{t.name} failed: {lines[-1] if lines else ''}", one_line=True))
+    if len(trials) < total:
+        click.echo(f"{total - len(trials)} more trials not shown: --limit N shows the first N, --all every one, "
+                   "--json all of them as JSON")
 
 
 def _sorted_trials(rs: Any, sort_key: str | None) -> tuple[list[Any], str | None]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -299,7 +300,29 @@ class Store:
 
     # -- experiment ---------------------------------------------------------------------------------
     def set_meta(self, db: sqlite3.Connection, key: str, value: Any) -> None:
+        """Set an experiment value. Setting the status to running (a start or a resume) drops the metric indexes
+        of :meth:`index_results`: a running experiment's writes pay for no index."""
         db.execute("INSERT OR REPLACE INTO experiment(key, value) VALUES (?, ?)", (key, dumps(value)))
+        if key == "status" and value == "running":
+            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE "
+                                      "'results_metric_%'").fetchall():
+                db.execute(f"DROP INDEX {name}")
+
+    def index_results(self) -> bool:
+        """Index the experiment's metrics in its results (:func:`index_metrics`), in a transaction of its own:
+        the driver calls it once the experiment finished (after its last results and status are committed), so
+        ``get_best(scope="all")`` of a finished experiment is a seek per trial, while a running one's writes
+        pay for no index (an index on the results doubled the cost of storing a result; build: about a second
+        per million results). False when it could not be made (a full disk...): readers then scan."""
+        try:
+            spec = json.loads((self._db.execute("SELECT value FROM experiment WHERE key = 'spec'").fetchone()
+                               or ["{}"])[0])
+            metric = spec.get("metric") if isinstance(spec, dict) else None
+            with self.transaction() as db:
+                index_metrics(db, metric if isinstance(metric, list) else [metric])
+            return True
+        except (sqlite3.Error, ValueError):
+            return False
 
     @_reading
     def meta(self) -> dict[str, Any]:
@@ -390,16 +413,121 @@ class Store:
         """Every trial's row, JSON decoded; ``checkpoint`` an absolute path under this folder (or a URL)."""
         cur = self._db.execute("SELECT * FROM trials ORDER BY id")
         names = [d[0] for d in cur.description]
-        out = []
-        for row in cur:
-            rec = dict(zip(names, row))
-            for key in ("config", "resources", "last_result"):
-                if rec[key] is not None:
-                    rec[key] = json.loads(rec[key])
-            rec["checkpoint"] = from_stored(self.folder, rec["checkpoint"])
-            rec.setdefault("generation", 0)  # schema 1
-            out.append(rec)
+        return [self._trial_record(names, row) for row in cur]
+
+    @_reading
+    def trial(self, trial_id: int) -> dict[str, Any] | None:
+        """One trial's row as :meth:`trials` gives it (None if there is no such trial): one primary-key lookup."""
+        cur = self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,))
+        row = cur.fetchone()
+        return None if row is None else self._trial_record([d[0] for d in cur.description], row)
+
+    def _trial_record(self, names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+        rec = dict(zip(names, row))
+        for key in ("config", "resources", "last_result"):
+            if rec[key] is not None:
+                rec[key] = json.loads(rec[key])
+        rec["checkpoint"] = from_stored(self.folder, rec["checkpoint"])
+        rec.setdefault("generation", 0)  # schema 1
+        return rec
+
+    @_reading
+    def trial_counts(self) -> dict[str, int]:
+        """{status: number of trials}, counted by SQLite (nothing decoded)."""
+        return dict(self._db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+
+    @_reading
+    def best_by_trial(self, key: str, mode: str) -> dict[int, float] | None:
+        """Each trial's best value of the metric ``key`` over the stored results of its current generation
+        (``mode`` "min" or "max"): {trial: value} for the trials that reported it as a real number (not a bool,
+        not NaN). SQLite reads the JSON and aggregates, so a million results are not decoded in Python; only
+        rows its JSON reader refuses (Python writes NaN and infinities as ``NaN``/``Infinity``) are decoded
+        here. None when ``key`` cannot be written as an SQLite JSON path (it holds a double quote or a
+        backslash): the caller scans."""
+        path = _json_path(key)
+        if path is None:
+            return None
+        join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
+        agg = "MIN" if mode == "min" else "MAX"
+        out: dict[int, float] = {}
+        unreadable: list[int] = []
+        indexed = self._generations and self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (_metric_index_name(key),)).fetchone()
+        if indexed:  # one index seek per trial for its best, one for whether it has rows SQLite cannot read
+            # (numbers sort before text, so "< ''" is the numbers; ORDER BY ... LIMIT 1, not MIN(): SQLite seeks
+            # the index's end only for that spelling)
+            value = _indexed_value(key, "r.metrics")
+            query = (f"SELECT t.id, (SELECT {value} FROM results r WHERE r.trial_id = t.id AND r.generation = "
+                     f"t.generation AND {value} < '' ORDER BY {value} {'ASC' if mode == 'min' else 'DESC'} "
+                     f"LIMIT 1), EXISTS (SELECT 1 FROM results r INDEXED BY {_metric_index_name(key)} WHERE "
+                     f"r.trial_id = t.id AND r.generation = t.generation AND {value} = '{_UNREADABLE}') FROM trials t")
+            rows = self._db.execute(query)
+        else:
+            rows = self._db.execute(
+                f"SELECT r.trial_id, {agg}(CASE WHEN json_valid(r.metrics) THEN {_NUMBER.format('r.metrics')} END), "
+                f"SUM(NOT json_valid(r.metrics)) FROM results r{join} GROUP BY r.trial_id", (path, path))
+        for tid, value, refused in rows:
+            if value is not None:
+                out[tid] = value
+            if refused:
+                unreadable.append(tid)
+        better = min if mode == "min" else max
+        for tid in unreadable:
+            for (metrics,) in self._db.execute(f"SELECT r.metrics FROM results r{join} WHERE r.trial_id = ? "
+                                               "AND NOT json_valid(r.metrics)", (tid,)):
+                found = _real(json.loads(metrics).get(key))
+                if found is not None:
+                    out[tid] = found if tid not in out else better(out[tid], found)
         return out
+
+    @_reading
+    def best_result(self, trial_id: int, key: str, mode: str) -> ResultRow | None:
+        """The result of a trial's current generation with the best real value of ``key`` (the earliest of equals),
+        found in the metric's index (:func:`index_metrics`); None when there is no index, the trial has rows
+        SQLite's JSON reader refuses (NaN, infinities: the caller scans the trial's rows), or no such value."""
+        if not self._generations or _json_path(key) is None or not self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (_metric_index_name(key),)).fetchone():
+            return None
+        value, name = _indexed_value(key, "r.metrics"), _metric_index_name(key)
+        where = "r.trial_id = ? AND r.generation = (SELECT generation FROM trials WHERE id = ?)"
+        if self._db.execute(f"SELECT 1 FROM results r INDEXED BY {name} WHERE {where} AND {value} = '{_UNREADABLE}' "
+                            "LIMIT 1", (trial_id, trial_id)).fetchone():
+            return None
+        row = self._db.execute(
+            f"SELECT r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation FROM results r "
+            f"INDEXED BY {name} WHERE {where} AND {value} < '' ORDER BY {value} {'ASC' if mode == 'min' else 'DESC'}, "
+            "r.iteration LIMIT 1", (trial_id, trial_id)).fetchone()
+        return None if row is None else ResultRow._make(row)
+
+    @_reading
+    def best_last(self, key: str, mode: str) -> tuple[int, float] | None:
+        """(trial, value) of the trial whose last result has the best real value of ``key`` (the lowest id among
+        equals), or None when no trial has one; SQLite ranks, and only last results its JSON reader refuses
+        (NaN, infinities) are decoded here. Raises ``ValueError`` when ``key`` cannot be an SQLite JSON path."""
+        path = _json_path(key)
+        if path is None:
+            raise ValueError(f"metric name {key!r} cannot be an SQLite JSON path")
+        order = "ASC" if mode == "min" else "DESC"
+        found = self._db.execute(
+            f"SELECT id, v FROM (SELECT id, {_NUMBER.format('last_result')} AS v FROM trials "
+            f"WHERE json_valid(last_result)) WHERE v IS NOT NULL ORDER BY v {order}, id LIMIT 1",
+            (path, path)).fetchone()
+        best = None if found is None else (found[0], found[1])
+        for tid, last in self._db.execute("SELECT id, last_result FROM trials WHERE last_result IS NOT NULL "
+                                          "AND NOT json_valid(last_result)"):
+            value = _real(json.loads(last).get(key))
+            if value is None:
+                continue
+            if best is None or (value < best[1] if mode == "min" else value > best[1]) or (
+                    value == best[1] and tid < best[0]):
+                best = (tid, value)
+        return best
+
+    @_reading
+    def any_last_result_has(self, key: str) -> bool:
+        """Whether some trial's last result has the key ``key`` (a text search by SQLite, nothing decoded)."""
+        return self._db.execute("SELECT 1 FROM trials WHERE instr(last_result, ?) LIMIT 1",
+                                (json.dumps(key) + ":",)).fetchone() is not None
 
     @_reading
     def results(self, trial_id: int | None = None, all_generations: bool = False) -> list[ResultRow]:
@@ -418,8 +546,31 @@ class Store:
         where, args = "", ()
         if trial_id is not None:
             where, args = " WHERE r.trial_id = ?", (trial_id,)  # type: ignore[assignment]
+        elif join:  # every trial's: trials first, then each one's rows by key, already in order (no sort)
+            cur = self._db.execute(f"SELECT {cols} FROM trials t CROSS JOIN results r ON r.trial_id = t.id AND "
+                                   "r.generation = t.generation ORDER BY t.id, r.iteration")
+            return list(map(ResultRow._make, cur))
         cur = self._db.execute(f"SELECT {cols} FROM results r{join}{where} ORDER BY {order}", args)
         return list(map(ResultRow._make, cur))
+
+    def result_chunks(self, size: int = 4096) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of :meth:`results` (all trials, current generations, by trial and iteration) as lists of up
+        to ``size`` plain tuples (trial, iteration, time_total, timestamp, metrics): a million results are
+        never all in memory as Python objects at once."""
+        cols = "r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics"
+        # trials first, then each one's rows by key: already in order, no sort of a million rows
+        source = (" FROM trials t CROSS JOIN results r ON r.trial_id = t.id AND r.generation = t.generation"
+                  if self._generations else " FROM results r")
+        try:
+            cur = self._db.execute(f"SELECT {cols}{source} ORDER BY {'t.id' if self._generations else 'r.trial_id'}, "
+                                   "r.iteration")
+            while True:
+                part = cur.fetchmany(size)
+                if not part:
+                    return
+                yield part
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot read the experiment store {self.path}: {e} (is the file damaged?)") from e
 
     @_reading
     def result_columns(self, keys: Iterable[str] = ()) -> dict[str, Any]:
@@ -497,6 +648,52 @@ class Store:
             return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
         return self._db.execute("SELECT COUNT(*) FROM results r JOIN trials t ON t.id = r.trial_id "
                                 "AND t.generation = r.generation").fetchone()[0]
+
+
+# A JSON value as SQLite reads it when it is a number (integer or real), else NULL (a bool, a string, missing).
+_NUMBER = "CASE WHEN json_type({0}, ?) IN ('integer', 'real') THEN json_extract({0}, ?) END"
+
+
+_UNREADABLE = "unreadable"  # the indexed value of a row whose JSON SQLite cannot read (NaN, infinities)
+
+
+def _metric_index_name(key: str) -> str:
+    return "results_metric_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _indexed_value(key: str, column: str) -> str:
+    """The metric ``key``'s value in the JSON ``column`` when it is a number, NULL when it is not, and the text
+    ``'unreadable'`` when SQLite cannot read the JSON (Python's NaN and infinities): the expression of its
+    index (a query uses the index only when it spells the expression alike, path inlined)."""
+    path = _json_path(key)
+    assert path is not None
+    literal = "'" + path.replace("'", "''") + "'"
+    return (f"CASE WHEN json_valid({column}) THEN (CASE WHEN json_type({column}, {literal}) IN ('integer', 'real') "
+            f"THEN json_extract({column}, {literal}) END) ELSE '{_UNREADABLE}' END")
+
+
+def index_metrics(db: sqlite3.Connection, metrics: Iterable[Any]) -> None:
+    """Index each metric's value in the results by trial and generation (an expression index: SQLite reads the
+    value from each row's JSON; rows it cannot read, with NaN or infinities, are marked so):
+    ``get_best(scope="all")`` is then two index seeks per trial. A metric name an SQLite JSON path cannot hold
+    is not indexed (its best is found by a scan); stores without the index are read by a scan."""
+    for key in metrics:
+        if isinstance(key, str) and _json_path(key) is not None:
+            db.execute(f"CREATE INDEX IF NOT EXISTS {_metric_index_name(key)} ON results(trial_id, generation, "
+                       f"({_indexed_value(key, 'metrics')}))")
+
+
+def _json_path(key: str) -> str | None:
+    """The SQLite JSON path of the top-level key ``key`` (quoted: dots and brackets are part of the name), or
+    None when the name holds a character a quoted path cannot carry."""
+    return None if '"' in key or "\\" in key else f'$."{key}"'
+
+
+def _real(value: Any) -> float | None:
+    """A metric value that ranks: a real number, not a bool, not NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return value
 
 
 def _remove_database(path: str) -> None:

@@ -1,0 +1,368 @@
+"""Readers at scale: `tunesmith show` pages, `dataframe(all_results=True)` builds columns, lookups by id and the
+best over all results answer without reading every row in Python (issue 19 rows 6-8).
+
+Stores are written by hand as the driver writes them (real SQLite files); answers are compared with a plain
+scan of the same data."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sqlite3
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tunesmith._layout import STORE_FILE
+from tunesmith.analysis import ResultSet, load
+from tunesmith.cli import cli
+from tunesmith.store.sqlite import Store, dumps
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def write_store(folder: str, trials: list[dict[str, Any]], metric: Any = "loss", mode: Any = "min") -> str:
+    """Each trial: ``id``, ``config``, ``status``, ``results`` (metric dicts, iterations 1, 2, ...), optional
+    ``superseded`` (metric dicts of an earlier PBT generation, kept as data but not the trial's history)."""
+    os.makedirs(folder, exist_ok=True)
+    store = Store(os.path.join(folder, STORE_FILE))
+    with store.transaction() as db:
+        store.set_meta(db, "spec", {"name": os.path.basename(folder), "metric": metric, "mode": mode, "space": {}})
+        store.set_meta(db, "status", "finished")
+        for t in trials:
+            store.insert_trial(db, t["id"], t["config"], {"cpu": 1.0}, t.get("status", "TERMINATED"))
+            old = t.get("superseded", [])
+            generation = 1 if old else 0
+            rows = [(t["id"], it, float(it), 1000.0 + it, dumps(m), 0) for it, m in enumerate(old, start=1)]
+            rows += [(t["id"], it, float(it), 2000.0 + it, dumps(m), generation)
+                     for it, m in enumerate(t["results"], start=1)]
+            if rows:
+                store.append_results(db, rows)
+            last = {**t["results"][-1], "training_iteration": len(t["results"])} if t["results"] else None
+            store.update_trial(db, t["id"], iteration=len(t["results"]), generation=generation,
+                               last_result=dumps(last) if last else None, error=t.get("error"))
+    assert store.index_results()  # as the driver does once the experiment finished
+    store.close()
+    return folder
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def many(folder: str, n: int, per_trial: int = 1) -> str:
+    return write_store(folder, [{"id": i, "config": {"lr": i / 1000, "opt": {"name": "adam"}},
+                                 "results": [{"loss": (i * 7919 % n) + j / 10} for j in range(per_trial)]}
+                                for i in range(1, n + 1)])
+
+
+# -- show ---------------------------------------------------------------------------------------------------
+
+
+def test_show_pages_by_default_and_all_dumps_every_trial(tmp_path: Any) -> None:
+    many(str(tmp_path / "big"), 75)
+    rs = load(str(tmp_path / "big"))
+    ranked = [t.name for t in rs.top(75)]
+
+    res = invoke("show", "big", "--storage-path", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    listed = [w for line in res.output.splitlines() for w in line.split()[:1] if w.startswith("trial_")]
+    assert listed == ranked[:20]  # the best 20 by the metric
+    assert "55 more trials not shown" in res.output and "--all" in res.output and "--limit" in res.output
+
+    res = invoke("show", "big", "--storage-path", str(tmp_path), "--all")
+    listed = [w for line in res.output.splitlines() for w in line.split()[:1] if w.startswith("trial_")]
+    assert listed == ranked and "more trials" not in res.output
+
+    res = invoke("show", "big", "--storage-path", str(tmp_path), "--limit", "30")
+    listed = [w for line in res.output.splitlines() for w in line.split()[:1] if w.startswith("trial_")]
+    assert listed == ranked[:30] and "45 more trials not shown" in res.output
+
+    # --json is for scripts: complete unless --limit is given
+    data = json.loads(invoke("show", "big", "--storage-path", str(tmp_path), "--json").output)
+    assert [t["name"] for t in data["trials"]] == ranked
+    data = json.loads(invoke("show", "big", "--storage-path", str(tmp_path), "--json", "--limit", "5").output)
+    assert [t["name"] for t in data["trials"]] == ranked[:5]
+
+    res = invoke("show", "big", "--storage-path", str(tmp_path), "--all", "--limit", "5")
+    assert res.exit_code == 2 and "--all" in res.output and "--limit" in res.output
+
+
+def test_show_of_a_small_experiment_has_no_paging_line(tmp_path: Any) -> None:
+    many(str(tmp_path / "small"), 20)
+    res = invoke("show", "small", "--storage-path", str(tmp_path))
+    assert res.exit_code == 0 and res.output.count("trial_000") == 20 and "more trials" not in res.output
+
+
+# -- dataframe ----------------------------------------------------------------------------------------------
+
+
+def old_all_results_frame(rs: ResultSet, show_secrets: bool = False) -> Any:
+    """dataframe(all_results=True) as it was built before issue 19: a dict per result."""
+    import pandas as pd
+
+    from tunesmith._secrets import shown as masked
+    from tunesmith.space import flatten
+    from tunesmith.store.sqlite import result_dict
+
+    by_id = {t.id: t if show_secrets else masked(t) for t in rs.trials}
+    rows = []
+    for row in rs._store.results():
+        t = by_id.get(row[0])
+        rec = {"trial_id": row[0], **result_dict(row)}
+        if t is not None:
+            rec.update({f"config/{k}": v for k, v in flatten(t.config).items()})
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def mixed_trials() -> list[dict[str, Any]]:
+    rng = random.Random(3)
+    trials = []
+    for i in range(1, 13):
+        config: dict[str, Any] = {"lr": rng.random(), "api_token": f"tok-{i}", "opt": {"name": "adam", "b": i},
+                                  "db": "postgres://u:hunter2@h/db"}
+        if i % 3 == 0:
+            config["extra"] = "only some"  # a column only some trials have
+        if i % 4 == 0:
+            config["opt"] = {"name": "sgd"}
+        results = []
+        for it in range(rng.randint(0, 5)):
+            m: dict[str, Any] = {"loss": rng.random(), "acc": rng.randint(0, 100)}
+            if it == 2:
+                m["note"] = "text"  # a key only some results have
+            if it == 3:
+                m["loss"] = math.nan
+            results.append(m)
+        trials.append({"id": i, "config": config, "results": results,
+                       "superseded": [{"loss": 5.0}] if i == 5 else []})
+    return trials
+
+
+@pytest.mark.parametrize("show_secrets", [False, True])
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_all_results_frame_equals_the_old_one(tmp_path: Any, show_secrets: bool, chunk: int | None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    import tunesmith.analysis as analysis
+
+    if chunk is not None:  # several chunks: the frame is put together from parts
+        monkeypatch.setattr(analysis, "_FRAME_CHUNK", chunk)
+    rs = load(write_store(str(tmp_path / "mixed"), mixed_trials()))
+    new = rs.dataframe(all_results=True, show_secrets=show_secrets)
+    old = old_all_results_frame(rs, show_secrets)
+    assert list(new.columns) == list(old.columns)
+    pd.testing.assert_frame_equal(new, old)
+    assert ("hunter2" in new.to_string()) is show_secrets and ("tok-1" in new.to_string()) is show_secrets
+
+
+def test_all_results_frame_of_an_experiment_without_results(tmp_path: Any) -> None:
+    rs = load(write_store(str(tmp_path / "empty"), [{"id": 1, "config": {"lr": 0.1}, "results": []}]))
+    assert len(rs.dataframe(all_results=True)) == 0
+    assert list(rs.dataframe(all_results=True).columns) == list(old_all_results_frame(rs).columns)
+
+
+# -- lookups ------------------------------------------------------------------------------------------------
+
+
+def brute_best_all(rs: ResultSet, k: int, metric: str, mode: str) -> list[tuple[int, float, int]]:
+    """(trial, value, iteration) of the k best trials by their best result, scanning every result in Python."""
+    best: list[tuple[float, int, float, int]] = []
+    for t in rs.trials:
+        chosen = None
+        for res in rs.history(t.id):
+            v = res.get(metric)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+                continue
+            if chosen is None or (v < chosen[0] if mode == "min" else v > chosen[0]):
+                chosen = (v, res["training_iteration"])
+        if chosen is not None:
+            best.append((chosen[0] if mode == "min" else -chosen[0], t.id, chosen[0], chosen[1]))
+    best.sort(key=lambda x: (x[0], x[1]))
+    return [(tid, v, it) for _, tid, v, it in best[:k]]
+
+
+def awkward_trials() -> list[dict[str, Any]]:
+    rng = random.Random(11)
+    trials = []
+    for i in range(1, 41):
+        results = []
+        for _ in range(rng.randint(0, 8)):
+            choice = rng.random()
+            value: Any = round(rng.uniform(-5, 5), 1)  # ties across and within trials
+            if choice < 0.05:
+                value = math.nan
+            elif choice < 0.08:
+                value = "high"
+            elif choice < 0.11:
+                value = True
+            elif choice < 0.13:
+                value = rng.choice([math.inf, -math.inf])
+            elif choice < 0.2:
+                value = rng.randint(-5, 5)
+            m = {"loss": value, "other": math.nan} if rng.random() < 0.3 else {"loss": value}
+            if rng.random() < 0.1:
+                m = {"acc": 1.0}  # the metric missing
+            results.append(m)
+        superseded = [{"loss": -100.0}] if i % 7 == 0 else []  # an old lineage's rows are not the history
+        trials.append({"id": i, "config": {"x": i}, "results": results, "superseded": superseded})
+    return trials
+
+
+def drop_indexes(folder: str) -> None:
+    """The store as tunesmith wrote it before the metric's index (read by a scan)."""
+    db = sqlite3.connect(os.path.join(folder, STORE_FILE))
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall():
+        db.execute(f"DROP INDEX {name}")
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_best_over_all_results_equals_a_scan(tmp_path: Any, mode: str, indexed: bool) -> None:
+    folder = write_store(str(tmp_path / "awk"), awkward_trials(), mode=mode)
+    if not indexed:
+        drop_indexes(folder)
+    rs = load(folder)
+    fresh = load(rs.path).top(40, scope="all")  # before the trials are read: only the ranked ones are
+    want = brute_best_all(rs, 40, "loss", mode)
+    got = rs.top(40, scope="all")
+    assert [(t.id, t.metrics["loss"], t.metrics["training_iteration"]) for t in got] == want
+    assert fresh == got
+    best = rs.get_best(scope="all")
+    assert (best.id, best.metrics["loss"]) == want[0][:2]
+    assert best.metrics == rs.history(best.id)[want[0][2] - 1]  # the whole result that made it best
+    other = "max" if mode == "min" else "min"
+    assert [t.id for t in rs.top(5, mode=other, scope="all")] == [x[0] for x in brute_best_all(rs, 5, "loss", other)]
+
+
+@pytest.mark.parametrize("odd", ["val.loss $[0]", 'val "loss"'])  # SQLite's JSON path quoted; a scan
+def test_best_over_all_results_of_a_metric_name_that_needs_quoting(tmp_path: Any, odd: str) -> None:
+    trials = [{"id": i, "config": {}, "results": [{odd: v} for v in vals]}
+              for i, vals in ((1, [3.0, 1.0]), (2, [2.0]), (3, []))]
+    rs = load(write_store(str(tmp_path / "odd"), trials, metric=odd))
+    assert [(t.id, t.metrics[odd]) for t in rs.top(3, scope="all")] == [(1, 1.0), (2, 2.0)]
+
+
+def test_trial_by_id_reads_one_row(tmp_path: Any) -> None:
+    many(str(tmp_path / "big"), 3000)
+    rs = load(str(tmp_path / "big"))
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    rs._store._db.set_progress_handler(count, 1)  # one call per SQLite VM instruction
+    t = rs.trial(2500)
+    assert t.id == 2500 and t.config["lr"] == 2.5 and rs.trial("trial_02500") == t
+    assert steps[0] < 500, steps[0]  # a scan of 3,000 rows takes tens of thousands
+    with pytest.raises(KeyError, match="no trial 99999"):
+        rs.trial(99999)
+    everything = rs.trials  # once read, lookups come from a dict by id
+    assert rs.trial(17) is everything[16]
+
+
+def test_lookups_of_a_fresh_result_set_equal_the_scan(tmp_path: Any) -> None:
+    rs = load(write_store(str(tmp_path / "awk"), awkward_trials()))
+    for t in load(str(tmp_path / "awk")).trials:
+        assert rs.trial(t.id) == t
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_best_by_last_result_before_the_trials_are_read_equals_a_scan(tmp_path: Any, mode: str) -> None:
+    write_store(str(tmp_path / "awk"), awkward_trials(), mode=mode)
+    scanned = load(str(tmp_path / "awk"))
+    want = scanned.top(1)[0]  # reads every trial, ranks in Python
+    fresh = load(str(tmp_path / "awk"))
+    assert fresh.get_best() == want and fresh._trials is None  # ranked by SQLite, one trial's row read
+    data = json.loads(invoke("ls", "--storage-path", str(tmp_path), "--json").output)
+    assert data[0]["best"]["trial"] == want.name and data[0]["trials"] == 40
+
+
+def test_best_by_last_result_of_a_constrained_experiment_keeps_feasible_first(tmp_path: Any) -> None:
+    trials = [{"id": 1, "config": {}, "results": [{"loss": 0.1, "constraint/0": 1.0}]},
+              {"id": 2, "config": {}, "results": [{"loss": 0.5, "constraint/0": -1.0}]}]
+    rs = load(write_store(str(tmp_path / "c"), trials))
+    assert rs.get_best().id == 2
+
+
+def test_all_results_frame_of_metrics_named_like_its_own_columns(tmp_path: Any) -> None:
+    import pandas as pd
+
+    trials = [{"id": 1, "config": {"lr": 0.1}, "results": [{"loss": 1.0, "config/lr": 5.0}, {"trial_id": 9}]},
+              {"id": 2, "config": {"lr": 0.2}, "results": [{"loss": 2.0}]}]
+    rs = load(write_store(str(tmp_path / "clash"), trials))
+    pd.testing.assert_frame_equal(rs.dataframe(all_results=True), old_all_results_frame(rs))
+
+
+def test_best_over_all_results_of_a_constrained_experiment_keeps_feasible_first(tmp_path: Any) -> None:
+    trials = [{"id": 1, "config": {}, "results": [{"loss": 0.1, "constraint/0": 1.0}]},
+              {"id": 2, "config": {}, "results": [{"loss": 0.2, "constraint/0": -1.0}, {"loss": 0.5,
+                                                                                     "constraint/0": -1.0}]}]
+    rs = load(write_store(str(tmp_path / "c"), trials))
+    best = rs.get_best(scope="all")
+    assert (best.id, best.metrics["loss"]) == (2, 0.2)
+
+
+def test_best_over_all_results_seeks_an_index(tmp_path: Any) -> None:
+    """The experiment's metric is indexed as results are written: the best of 40,000 results is a seek per
+    trial and one trial's rows (counted in SQLite VM steps, not timed)."""
+    trials = [{"id": i, "config": {}, "results": [{"loss": (i * 31 + j * 17) % 1000 / 7} for j in range(2000)]}
+              for i in range(1, 21)]
+    folder = write_store(str(tmp_path / "deep"), trials)
+
+    def steps_of_best(path: str) -> tuple[int, Any]:
+        rs = load(path)
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        rs._store._db.set_progress_handler(count, 1)
+        best = rs.get_best(scope="all")
+        return steps[0], (best.id, best.metrics)
+
+    indexed, found = steps_of_best(folder)
+    drop_indexes(folder)
+    scanned, found_by_scan = steps_of_best(folder)
+    assert found == found_by_scan
+    # indexed: a seek per trial, then the best trial's own 2,000 rows (its best result, the earliest of equals)
+    assert indexed * 20 < scanned, (indexed, scanned)
+
+
+def index_names(folder: str) -> set[str]:
+    db = sqlite3.connect(os.path.join(folder, STORE_FILE))
+    try:
+        return {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+    finally:
+        db.close()
+
+
+def test_a_finished_run_indexes_its_metric_and_a_resume_drops_the_index_while_it_runs(tmp_path: Any) -> None:
+    import tunesmith as ts
+
+    log = tmp_path / "seen.txt"
+
+    def train(config: dict[str, Any]) -> None:  # runs in a worker process: what it sees goes to a file
+        with open(log, "a") as f:
+            f.write(json.dumps(sorted(index_names(str(tmp_path / "real")))) + "\n")
+        ts.report({"loss": config["x"]})
+
+    ts.run(train, space={"x": ts.grid([0.3, 0.1, 0.2])}, metric="loss", mode="min", name="real",
+           storage_path=str(tmp_path), verbose=0, max_concurrent=1)
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) == 3 and not any(seen)  # no index while it ran
+    assert len(index_names(str(tmp_path / "real"))) == 1  # the metric's
+    assert load(str(tmp_path / "real")).get_best(scope="all").metrics["loss"] == 0.1
+    store = Store(os.path.join(str(tmp_path / "real"), STORE_FILE))
+    with store.transaction() as db:
+        store.set_meta(db, "status", "running")  # what a resume writes first
+    store.close()
+    assert index_names(str(tmp_path / "real")) == set()
