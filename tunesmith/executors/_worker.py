@@ -207,6 +207,18 @@ class _Output:
                 return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
 
 
+def _torch_threads(torch: Any) -> None:
+    """torch reads OMP_NUM_THREADS once, at import: in a worker that imported it for an earlier trial, the
+    count follows this trial's (its CPUs, or the user's value). Other libraries' pools (OpenBLAS, MKL loaded
+    by numpy) keep the size they had when first loaded in this worker."""
+    try:
+        count = int(os.environ.get("OMP_NUM_THREADS", ""))
+        if count >= 1 and torch.get_num_threads() != count:
+            torch.set_num_threads(count)
+    except (ValueError, AttributeError, RuntimeError):
+        pass  # not a number, or a torch without the call: left as it is
+
+
 def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own_children: bool = False) -> None:
     """Run one trial. ``own_children``: this process runs nothing but trials (a local worker), so any child
     process left when the trial ends is the trial's, and is killed."""
@@ -219,6 +231,8 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
     channel.stopped = False
     for key, value in spec["env"].items():
         os.environ[key] = value
+    if "torch" in sys.modules:
+        _torch_threads(sys.modules["torch"])
     try:
         # the experiment's stop rules, evaluated on each result as it is made (cloudpickled: a callable too)
         stop_rules = pickle.loads(spec["stop"]) if spec.get("stop") else None

@@ -27,7 +27,14 @@ from tunesmith._errors import ConfigError
 from tunesmith.executors import _forkserver, _procs
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
-from tunesmith.executors.resources import ResourcePool, cuda_visible, detect_cpus, detect_gpus
+from tunesmith.executors.resources import (
+    THREAD_VARS,
+    ResourcePool,
+    cuda_visible,
+    detect_cpus,
+    detect_gpus,
+    thread_env,
+)
 
 log = logging.getLogger("tunesmith")
 _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the others
@@ -91,6 +98,7 @@ class LocalBackend(Executor):
         self._sys_path: list[str] = []
         self._cwd = ""
         self._stop_bytes: bytes | None = None
+        self._user_threads: frozenset[str] = frozenset()
         self._pending_events: list[Event] = []
 
     # -- setup ----------------------------------------------------------------------------------------
@@ -107,6 +115,7 @@ class LocalBackend(Executor):
         # absolute: a trial runs in its own folder, where a relative entry would name another one
         self._sys_path = [os.path.abspath(p) if p else self._cwd for p in sys.path]
         self._stop_bytes = self.stop_rules.for_trials() if self.stop_rules is not None else None
+        self._user_threads = frozenset(var for var in THREAD_VARS if var in os.environ)  # the user's: kept
 
     def _ensure_pool(self, need_gpus: bool) -> ResourcePool:
         if self._pool is not None and (not need_gpus or self._pool.gpu_ids or self.gpu_ids is not None):
@@ -143,7 +152,8 @@ class LocalBackend(Executor):
         gpus = pool.acquire(launch.trial_id, launch.resources)
         if gpus is None:
             return False
-        env = dict(launch.env)
+        env = thread_env(launch.resources, self._user_threads | launch.env.keys())
+        env.update(launch.env)
         env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
         cuda = cuda_visible(gpus) if gpus else None
         if cuda is not None:
