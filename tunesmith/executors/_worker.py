@@ -103,9 +103,12 @@ class _Channel:
                 self.inbox.append(msg)
 
     def finish(self, status: str, tb: str | None) -> None:
+        # the results not sent yet travel with the end: one message, so the driver stores a short trial's
+        # results and its end in one transaction (two messages could reach it in two batches)
         with self.lock:
-            self._flush_locked(waiting=False)
-            self.conn.send((DONE, self.trial_id, status, tb))
+            rows, self.buf = self.buf, []
+            self.conn.send((DONE, self.trial_id, status, tb, rows))
+            self.last_send = time.monotonic()
 
     # both threads, lock held -----------------------------------------------------------------------
     def _flush_locked(self, waiting: bool) -> None:

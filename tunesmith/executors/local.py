@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
@@ -92,6 +93,9 @@ class LocalBackend(Executor):
         self._workers: list[_Worker] = []
         self._by_trial: dict[int, _Worker] = {}
         self._by_conn: dict[Connection, _Worker] = {}
+        # the workers' sockets, registered once each (not a new selector per poll: one per event batch)
+        self._by_fd: dict[int, _Worker] = {}
+        self._poller = select.poll()
         self._fn_key = ""
         self._fn_bytes = b""
         self._takes_config = True
@@ -221,6 +225,8 @@ class LocalBackend(Executor):
         worker = _Worker(proc, conn)
         self._workers.append(worker)
         self._by_conn[conn] = worker
+        self._by_fd[conn.fileno()] = worker
+        self._poller.register(conn.fileno(), select.POLLIN)
         return worker
 
     def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
@@ -256,9 +262,9 @@ class LocalBackend(Executor):
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         if events:
             timeout = 0.0
-        ready = wait(list(self._by_conn), timeout) if self._by_conn else []
-        for conn in ready:
-            worker = self._by_conn.get(conn)  # type: ignore[call-overload]
+        ready = self._poller.poll(timeout * 1000) if self._by_fd else []
+        for fd, _ev in ready:
+            worker = self._by_fd.get(fd)
             if worker is None:
                 continue
             self._drain(worker, events)
@@ -304,6 +310,8 @@ class LocalBackend(Executor):
             if kind == RESULTS:
                 events.append(Results(msg[1], msg[2], msg[3]))
             elif kind == DONE:
+                if msg[4]:  # its last results, sent with its end
+                    events.append(Results(msg[1], msg[4], False))
                 done = Done(msg[1], msg[2], msg[3])
                 if worker.trial_id == done.trial_id:
                     if worker.over_limit is not None and done.status != "error":
@@ -312,7 +320,7 @@ class LocalBackend(Executor):
                 events.append(done)
             # READY and HEARTBEAT only prove liveness
             worker.last_seen = time.monotonic()
-            if not conn.poll():
+            if not select.select((conn,), (), (), 0)[0]:  # (conn.poll() builds a selector each time)
                 return
 
     def _finish(self, worker: _Worker) -> None:
@@ -359,7 +367,10 @@ class LocalBackend(Executor):
     def _kill(self, worker: _Worker) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
-        self._by_conn.pop(worker.conn, None)
+        if self._by_conn.pop(worker.conn, None) is not None:
+            fd = worker.conn.fileno()
+            self._poller.unregister(fd)
+            del self._by_fd[fd]
         try:
             os.killpg(worker.proc.pid, signal.SIGKILL)  # the worker and anything the trial started
         except (ProcessLookupError, PermissionError):
