@@ -62,3 +62,33 @@ def test_torch_in_a_reused_worker_gets_the_trials_count(results_dir, monkeypatch
     assert got[1]["pid"] == got[2]["pid"]  # one worker: torch was imported before the 1-CPU trial began
     assert got[2]["torch_threads"] == 2
     assert got[1]["torch_threads"] == 1
+
+
+# -- one message per short trial (issue 19 row 4) ------------------------------------------------------------
+def _report_once():
+    ts.report({"x": 1})
+
+
+def test_a_short_trials_results_travel_with_its_end(tmp_path):
+    """The worker's DONE carries the results it had not sent: a trial that reports and returns costs the driver
+    one message (one store transaction), not a RESULTS then a DONE that could arrive in two batches."""
+    from tunesmith.executors._base import Launch
+    from tunesmith.executors._wire import DONE
+
+    backend = LocalBackend(total_resources={"cpu": 1})
+    backend.setup(_report_once, str(tmp_path))
+    try:
+        assert backend.try_start(Launch(trial_id=1, config={}, trial_dir=str(tmp_path / "t1"), resources={"cpu": 1}))
+        conn = backend._by_trial[1].conn
+        kinds = []
+        while True:
+            assert conn.poll(30)
+            msg = conn.recv()
+            kinds.append(msg[0])
+            if msg[0] == DONE:
+                break
+        assert [k for k in kinds if k not in ("ready", "hb")] == [DONE]
+        assert msg[1:4] == (1, "ok", None)
+        assert [row[0] for row in msg[4]] == [1]  # its one result, iteration 1
+    finally:
+        backend.shutdown()
