@@ -1,5 +1,6 @@
-"""Threads per trial on the local backend (issue 19 row 12): a trial's thread-pool variables follow its CPUs,
-unless the user set them; torch, already imported in a reused worker, is told the same count."""
+"""Per-trial cost and environment on the local backend (issue 19): a trial's thread-pool variables follow its CPUs
+unless the user set them (torch, already imported in a reused worker, is told the same count); a short trial's
+results travel with its end."""
 
 from __future__ import annotations
 
