@@ -320,7 +320,7 @@ class LocalBackend(Executor):
                 events.append(done)
             # READY and HEARTBEAT only prove liveness
             worker.last_seen = time.monotonic()
-            if not select.select((conn,), (), (), 0)[0]:  # (conn.poll() builds a selector each time)
+            if not _readable(conn.fileno()):
                 return
 
     def _finish(self, worker: _Worker) -> None:
@@ -397,6 +397,14 @@ class LocalBackend(Executor):
         for worker in list(self._workers):
             self._kill(worker)
         self._by_trial.clear()
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has data (or its end) to read now: one poll() (``Connection.poll`` builds a selector per
+    call, and ``select.select`` fails on descriptors past 1023)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _wait_exited(procs: list[Any], timeout: float) -> None:
