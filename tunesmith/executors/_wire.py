@@ -2,10 +2,13 @@
 
 Pickled tuples whose first item is one of these tags: short strings, so a message costs what it did when the
 tags were written inline, and one place names them for both ends. Results travel in batches (one message
-per batch, not per result), as :class:`tunesmith.executors._base.Results` once they reach the controller.
+per batch, not per result), as :class:`tunesmith.executors._base.Results` once they reach the controller;
+a local worker's DONE carries the results it had not sent yet (one message for a short trial's whole life),
+and a final True when the worker retires after it (it ran rank 0 of a trial run as several ranks; a Ray
+actor's DONE has no rows, and the same flag fifth).
 
   driver -> worker: (RUN, spec)  (DECIDE, trial_id, continue, next_decision)  (STOP, trial_id)  (EXIT,)
-  worker -> driver: (READY, pid)  (RESULTS, trial_id, rows, waiting)  (DONE, trial_id, status, error)
+  worker -> driver: (READY, pid)  (RESULTS, trial_id, rows, waiting)  (DONE, trial_id, status, error, rows[, retire])
                     (HEARTBEAT,)  (CHUNK, trial_id, dest, relpath, offset, data) (Ray: a checkpoint's bytes)
 """
 

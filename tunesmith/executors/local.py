@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
@@ -28,7 +29,14 @@ from tunesmith._errors import ConfigError
 from tunesmith.executors import _forkserver, _procs
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
-from tunesmith.executors.resources import ResourcePool, cuda_visible, detect_cpus, detect_gpus
+from tunesmith.executors.resources import (
+    THREAD_VARS,
+    ResourcePool,
+    cuda_visible,
+    detect_cpus,
+    detect_gpus,
+    thread_env,
+)
 
 log = logging.getLogger("tunesmith")
 _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the others
@@ -86,12 +94,16 @@ class LocalBackend(Executor):
         self._workers: list[_Worker] = []
         self._by_trial: dict[int, _Worker] = {}
         self._by_conn: dict[Connection, _Worker] = {}
+        # the workers' sockets, registered once each (not a new selector per poll: one per event batch)
+        self._by_fd: dict[int, _Worker] = {}
+        self._poller = select.poll()
         self._fn_key = ""
         self._fn_bytes = b""
         self._takes_config = True
         self._sys_path: list[str] = []
         self._cwd = ""
         self._stop_bytes: bytes | None = None
+        self._user_threads: frozenset[str] = frozenset()
         self._pending_events: list[Event] = []
 
     # -- setup ----------------------------------------------------------------------------------------
@@ -108,6 +120,7 @@ class LocalBackend(Executor):
         # absolute: a trial runs in its own folder, where a relative entry would name another one
         self._sys_path = [os.path.abspath(p) if p else self._cwd for p in sys.path]
         self._stop_bytes = self.stop_rules.for_trials() if self.stop_rules is not None else None
+        self._user_threads = frozenset(var for var in THREAD_VARS if var in os.environ)  # the user's: kept
 
     def _ensure_pool(self, need_gpus: bool) -> ResourcePool:
         if self._pool is not None and (not need_gpus or self._pool.gpu_ids or self.gpu_ids is not None):
@@ -147,7 +160,8 @@ class LocalBackend(Executor):
         gpus = pool.acquire(launch.trial_id, launch.resources)
         if gpus is None:
             return False
-        env = dict(launch.env)
+        env = thread_env(launch.resources, self._user_threads | launch.env.keys())
+        env.update(launch.env)
         env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
         cuda = cuda_visible(gpus) if gpus else None
         rank_cuda = None
@@ -219,6 +233,8 @@ class LocalBackend(Executor):
         worker = _Worker(proc, conn)
         self._workers.append(worker)
         self._by_conn[conn] = worker
+        self._by_fd[conn.fileno()] = worker
+        self._poller.register(conn.fileno(), select.POLLIN)
         return worker
 
     def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
@@ -254,9 +270,9 @@ class LocalBackend(Executor):
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         if events:
             timeout = 0.0
-        ready = wait(list(self._by_conn), timeout) if self._by_conn else []
-        for conn in ready:
-            worker = self._by_conn.get(conn)  # type: ignore[call-overload]
+        ready = self._poller.poll(timeout * 1000) if self._by_fd else []
+        for fd, _ev in ready:
+            worker = self._by_fd.get(fd)
             if worker is None:
                 continue
             self._drain(worker, events)
@@ -302,18 +318,20 @@ class LocalBackend(Executor):
             if kind == RESULTS:
                 events.append(Results(msg[1], msg[2], msg[3]))
             elif kind == DONE:
+                if msg[4]:  # its last results, sent with its end
+                    events.append(Results(msg[1], msg[4], False))
                 done = Done(msg[1], msg[2], msg[3])
                 if worker.trial_id == done.trial_id:
                     if worker.over_limit is not None and done.status != "error":
                         done = Done(done.trial_id, "error", worker.over_limit)
                     self._finish(worker)
                 events.append(done)
-                if len(msg) > 4 and msg[4]:  # the worker ends itself (it ran rank 0): no trial goes to it
+                if len(msg) > 5 and msg[5]:  # the worker ends itself (it ran rank 0): no trial goes to it
                     self._kill(worker)
                     return
             # READY and HEARTBEAT only prove liveness
             worker.last_seen = time.monotonic()
-            if not conn.poll():
+            if not _readable(conn.fileno()):
                 return
 
     def _finish(self, worker: _Worker) -> None:
@@ -360,7 +378,10 @@ class LocalBackend(Executor):
     def _kill(self, worker: _Worker) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
-        self._by_conn.pop(worker.conn, None)
+        if self._by_conn.pop(worker.conn, None) is not None:
+            fd = worker.conn.fileno()
+            self._poller.unregister(fd)
+            del self._by_fd[fd]
         try:
             os.killpg(worker.proc.pid, signal.SIGKILL)  # the worker and anything the trial started
         except (ProcessLookupError, PermissionError):
@@ -387,6 +408,14 @@ class LocalBackend(Executor):
         for worker in list(self._workers):
             self._kill(worker)
         self._by_trial.clear()
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has data (or its end) to read now: one poll() (``Connection.poll`` builds a selector per
+    call, and ``select.select`` fails on descriptors past 1023)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _wait_exited(procs: list[Any], timeout: float) -> None:

@@ -6,7 +6,7 @@ import math
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -135,3 +135,18 @@ class ResourcePool:
 
 def cuda_visible(gpus: dict[str, float]) -> str:
     return ",".join(gpus)
+
+
+# The variables that size the thread pools of OpenMP, MKL, OpenBLAS, numexpr and Apple's Accelerate (read when
+# each library loads; torch reads OMP_NUM_THREADS at import).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS")
+
+
+def thread_env(resources: Mapping[str, float], given: Container[str]) -> dict[str, str]:
+    """The thread variables a trial with ``resources`` gets: its CPUs rounded up (at least 1), for each
+    variable not in ``given`` (what the user set: the driver's environment, the trial's own). Without them a
+    1-CPU trial running numpy or torch starts a thread per core, and trials side by side oversubscribe the
+    machine (Ray Tune sets OMP_NUM_THREADS the same way)."""
+    count = str(max(1, math.ceil(resources.get("cpu", 1.0) - _EPS)))
+    return {var: count for var in THREAD_VARS if var not in given}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from tunesmith._errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def check_seed(seed: Any) -> None:
@@ -18,4 +19,6 @@ def check_seed(seed: Any) -> None:
 
 def seed_sequence(seed: int, *more: int) -> np.random.SeedSequence:
     """A NumPy seed sequence for any int seed (negative ones too) and further stream indices."""
+    import numpy as np  # here: the random searcher checks seeds without NumPy, and a plain run starts sooner
+
     return np.random.SeedSequence([abs(int(seed)), int(seed < 0), *(int(m) for m in more)])

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
-from urllib.request import pathname2url
 
 from tunesmith._layout import STORE_FILE, from_stored, to_stored
 
@@ -185,6 +184,8 @@ class Store:
             if not os.path.isfile(path):
                 raise StoreError(f"the experiment store {path} is not a file")
             # quoted: a folder named C#, a?b or 100% is a path, not a URI's fragment, query or escape
+            from urllib.request import pathname2url  # here: it imports http and ssl, which a run's start need not
+
             uri = f"file:{pathname2url(os.path.abspath(path))}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             self._checked(lambda: self._db.execute("PRAGMA query_only=1"))

@@ -1,0 +1,56 @@
+"""Start to first result (issue 19 row 11): a plain run imports only what it uses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_plain_run_does_not_import_numpy_nor_filelock(tmp_path):
+    # NumPy alone took 0.17 s of a 0.5 s start (the random searcher imported it to check a seed), filelock
+    # 0.09-0.25 s (the driver's lock is a flock); the simulated backend was imported for an isinstance check
+    code = textwrap.dedent("""
+        import sys
+        import tunesmith as ts
+
+        def f(config):
+            ts.report({"loss": config["x"]})
+
+        ts.run(f, {"x": ts.uniform(0, 1)}, num_samples=2, metric="loss", mode="min", seed=3,
+               storage_path=sys.argv[1], verbose=0)
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("numpy", "filelock")
+                     or m == "tunesmith.executors.simulated"))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _one(config):
+    import tunesmith as ts
+
+    ts.report({"loss": 1.0})
+
+
+def test_the_driver_lock_is_a_flock_that_follows_no_planted_link(tmp_path):
+    """The lock is taken with flock directly (not the filelock package): a link planted as ``.driver.lock`` is
+    refused with a ConfigError, and what it points to is left alone."""
+    import tunesmith as ts
+
+    ts.run(_one, name="exp", storage_path=str(tmp_path), verbose=0)
+    lock = tmp_path / "exp" / ".driver.lock"
+    assert lock.is_file()
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep")
+    lock.unlink()
+    lock.symlink_to(target)
+    with pytest.raises(ts.ConfigError, match=r"lock file .*\.driver\.lock.*a link is not followed"):
+        ts.run(_one, name="exp", storage_path=str(tmp_path), verbose=0, resume=True)
+    assert target.read_text() == "keep"
+    lock.unlink()
+    ts.run(_one, name="exp", storage_path=str(tmp_path), verbose=0, resume=True)  # a plain file again: it runs
