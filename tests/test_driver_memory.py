@@ -96,6 +96,24 @@ def test_a_scheduler_that_reads_finished_trials_keeps_them_in_its_view() -> None
     assert watch.alive_at_end == 8 and watch.at_end["held"] == 8
 
 
+class RemembersLikeFIFO(ts.FIFO):
+    """A subclass of a built-in that forgets: it inherits ``needs_finished_trials = False`` but reads
+    ``view.trials`` all the same, so the promise is not inherited."""
+
+    def __init__(self) -> None:
+        self.finished_seen = 0
+
+    def on_trial_add(self, trial: Any, view: Any) -> None:
+        self.finished_seen = max(self.finished_seen, sum(t.status.is_finished for t in view.trials.values()))
+
+
+def test_a_subclass_of_a_forgetting_scheduler_keeps_finished_trials_unless_it_says_so_itself() -> None:
+    sched = RemembersLikeFIFO()
+    ts.run(train, {"x": ts.uniform(0, 1)}, metric="loss", mode="min", num_samples=8, verbose=0, seed=1,
+           max_concurrent=1, scheduler=sched, name="subclass")
+    assert sched.finished_seen == 7
+
+
 def test_the_progress_table_still_shows_the_best_finished_trials_and_counts_the_rest() -> None:
     progress = Progress(verbose=1, max_rows=4, console=Console(record=True, width=160, file=io.StringIO()))
     watch = Watch()

@@ -24,7 +24,7 @@ from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results
-from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
+from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop, reads_finished_trials
 from tunesmith.searchers._base import FINISHED, Searcher
 from tunesmith.space import check_storable
 from tunesmith.store.sqlite import Store, StoreError, dumps
@@ -651,7 +651,7 @@ class Controller:
     def _forget(self, trial: TrialView) -> None:
         """A finished trial leaves the controller's memory, unless the scheduler reads finished trials: everything
         about it is in the store already (written before any decision), and nothing here acts on it again."""
-        if self.scheduler.needs_finished_trials:
+        if reads_finished_trials(self.scheduler):
             return
         tid = trial.id
         self.trials.pop(tid, None)

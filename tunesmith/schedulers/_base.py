@@ -82,6 +82,8 @@ class Scheduler:
     # scheduler of your own), the controller keeps every finished trial in memory (about 1.5 KB each); a
     # scheduler that sets it False sees only unfinished trials there, and the controller forgets a trial when
     # it ends (the store has it), so the driver's memory follows the running trials, not the trials so far.
+    # Only the class that says False is taken at its word: a subclass of FIFO or ASHA that does not say so
+    # itself may read them (``reads_finished_trials``).
     needs_finished_trials: bool = True
 
     def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
@@ -132,6 +134,14 @@ class Scheduler:
 
     def to_spec(self) -> dict[str, Any]:
         return constructor_spec(self)
+
+
+def reads_finished_trials(scheduler: Scheduler) -> bool:
+    """Whether the controller must keep finished trials in ``view.trials`` for ``scheduler``: False only when
+    the scheduler's own class says ``needs_finished_trials = False``. A user's subclass of a built-in that
+    says so (``class StartsLate(ts.FIFO)`` reading ``view.trials``) inherits the attribute, not the promise:
+    its finished trials are kept."""
+    return type(scheduler).__dict__.get("needs_finished_trials", True) is not False
 
 
 class FIFO(Scheduler):
