@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 import tunesmith as ts
 from tunesmith._errors import ConfigError
-from tunesmith.analysis import ResultSet
 from tunesmith.plots import data as pd_
 from tunesmith.plots._pareto import non_dominated
 from tunesmith.plots.render import Panel, figure_json, plotly_js, render_html
 from tunesmith.plots.report import write_report
+from tunesmith.results import ResultSet
 from tunesmith.space import choice, grid, loguniform, space_to_json, uniform
 from tunesmith.store.sqlite import STORE_FILE, Store, dumps
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from tunesmith._objective import Objective
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     GREY,
     PALETTE,
@@ -18,6 +17,7 @@ from tunesmith.plots._read import (
     resolve_metric,
     resolve_mode,
 )
+from tunesmith.results import ResultSet
 from tunesmith.trial import TIMESTAMP
 
 MAX_RESULT_POINTS = 4000  # best so far: the results behind the line, at most (each time stretch's extremes kept)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from tunesmith._errors import ConfigError
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     PALETTE,
     Figure,
@@ -13,6 +12,7 @@ from tunesmith.plots._read import (
     resolve_metric,
     resolve_mode,
 )
+from tunesmith.results import ResultSet
 
 
 def importance(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> Figure | None:

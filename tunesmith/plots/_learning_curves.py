@@ -11,7 +11,6 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     ERROR_RED,
     GREY,
@@ -32,6 +31,7 @@ from tunesmith.plots._read import (
     resolve_metric,
     resolve_mode,
 )
+from tunesmith.results import ResultSet
 from tunesmith.trial import ITERATION, TrialStatus
 
 MAX_TRIAL_LINES = 200  # learning curves: beyond this many trials, quantile bands over trials and the best few

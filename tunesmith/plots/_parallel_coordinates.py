@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     Figure,
     _label,
@@ -21,6 +20,7 @@ from tunesmith.plots._read import (
     resolve_metric,
     resolve_mode,
 )
+from tunesmith.results import ResultSet
 
 
 def parallel_coordinates(rs: ResultSet, metric: str | None = None, mode: str | None = None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     GREY,
     PALETTE,
@@ -17,6 +16,7 @@ from tunesmith.plots._read import (
     _metric_values,
     _read,
 )
+from tunesmith.results import ResultSet
 
 
 def pareto_front(rs: ResultSet, metrics: Sequence[str], modes: Sequence[str]) -> Figure:

@@ -18,8 +18,8 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._layout import store_path
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import _label
+from tunesmith.results import ResultSet
 from tunesmith.store.sqlite import Store
 from tunesmith.trial import AUTO_KEYS, ITERATION, TrialStatus
 

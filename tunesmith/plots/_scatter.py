@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     PALETTE,
     Figure,
@@ -22,6 +21,7 @@ from tunesmith.plots._read import (
     _read,
     resolve_metric,
 )
+from tunesmith.results import ResultSet
 
 
 def scatter(rs: ResultSet, metric: str | None = None, seeds: Sequence[str] | None = None) -> Figure | None:

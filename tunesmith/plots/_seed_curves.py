@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from tunesmith._errors import ConfigError
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     PALETTE,
     Figure,
@@ -23,6 +22,7 @@ from tunesmith.plots._read import (
     _seed_set,
     resolve_metric,
 )
+from tunesmith.results import ResultSet
 from tunesmith.trial import ITERATION
 
 BANDS = ("std", "ci95")

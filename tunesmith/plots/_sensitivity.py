@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     PALETTE,
     Figure,
@@ -24,6 +23,7 @@ from tunesmith.plots._read import (
     _seed_set,
     resolve_metric,
 )
+from tunesmith.results import ResultSet
 
 MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters than this are pooled
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from tunesmith.analysis import ResultSet
 from tunesmith.plots._figure import (
     STATUS_COLORS,
     Figure,
@@ -19,6 +18,7 @@ from tunesmith.plots._read import (
     _number,
     _read,
 )
+from tunesmith.results import ResultSet
 from tunesmith.trial import TIME_TOTAL, TIMESTAMP
 
 MAX_TIMELINE_ROWS = 100  # the timeline: one row per trial up to this many trials, then rows of concurrent slots
