@@ -1,22 +1,12 @@
-"""Best so far: the best value of the metric over time, over the results behind it.
-"""
+"""Best so far: the best value of the metric over time, over the results behind it."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tunesmith._objective import Objective
-from tunesmith.plots._figure import (
-    GREY,
-    PALETTE,
-    WEBGL_POINTS,
-    Figure,
-)
-from tunesmith.plots._read import (
-    _read,
-    resolve_metric,
-    resolve_mode,
-)
+from tunesmith.plots._figure import GREY, PALETTE, WEBGL_POINTS, Figure
+from tunesmith.plots._read import _read, resolve_metric, resolve_mode
 from tunesmith.results import ResultSet
 from tunesmith.trial import TIMESTAMP
 

@@ -1,17 +1,10 @@
-"""Parameter importance: PED-ANOVA (``ResultSet.importance``) as bars.
-"""
+"""Parameter importance: PED-ANOVA (``ResultSet.importance``) as bars."""
 
 from __future__ import annotations
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import (
-    PALETTE,
-    Figure,
-)
-from tunesmith.plots._read import (
-    resolve_metric,
-    resolve_mode,
-)
+from tunesmith.plots._figure import PALETTE, Figure
+from tunesmith.plots._read import resolve_metric, resolve_mode
 from tunesmith.results import ResultSet
 
 

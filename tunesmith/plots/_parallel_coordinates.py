@@ -1,5 +1,4 @@
-"""Parallel coordinates: every trial's varying parameters and its metric.
-"""
+"""Parallel coordinates: every trial's varying parameters and its metric."""
 
 from __future__ import annotations
 
@@ -7,19 +6,8 @@ import math
 from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import (
-    Figure,
-    _label,
-)
-from tunesmith.plots._read import (
-    _log_axis,
-    _metric_values,
-    _number,
-    _parameters,
-    _read,
-    resolve_metric,
-    resolve_mode,
-)
+from tunesmith.plots._figure import Figure, _label
+from tunesmith.plots._read import _log_axis, _metric_values, _number, _parameters, _read, resolve_metric, resolve_mode
 from tunesmith.results import ResultSet
 
 

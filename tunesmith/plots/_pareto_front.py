@@ -1,21 +1,13 @@
-"""The Pareto front of two metrics.
-"""
+"""The Pareto front of two metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import (
-    GREY,
-    PALETTE,
-    Figure,
-)
+from tunesmith.plots._figure import GREY, PALETTE, Figure
 from tunesmith.plots._pareto import non_dominated
-from tunesmith.plots._read import (
-    _metric_values,
-    _read,
-)
+from tunesmith.plots._read import _metric_values, _read
 from tunesmith.results import ResultSet
 
 

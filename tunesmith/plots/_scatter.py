@@ -1,26 +1,12 @@
-"""Parameter scatter: the metric against each parameter that varies.
-"""
+"""Parameter scatter: the metric against each parameter that varies."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith.plots._figure import (
-    PALETTE,
-    Figure,
-    _label,
-    _subplots,
-    _webgl,
-)
-from tunesmith.plots._read import (
-    _log_axis,
-    _metric_values,
-    _number,
-    _parameters,
-    _read,
-    resolve_metric,
-)
+from tunesmith.plots._figure import PALETTE, Figure, _label, _subplots, _webgl
+from tunesmith.plots._read import _log_axis, _metric_values, _number, _parameters, _read, resolve_metric
 from tunesmith.results import ResultSet
 
 

@@ -1,5 +1,4 @@
-"""Curves averaged over seeds: a mean line and a band (std or 95% CI) per configuration.
-"""
+"""Curves averaged over seeds: a mean line and a band (std or 95% CI) per configuration."""
 
 from __future__ import annotations
 
@@ -9,19 +8,8 @@ from typing import Any
 import numpy as np
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import (
-    PALETTE,
-    Figure,
-    _label,
-    _plain_list,
-    _transparent,
-)
-from tunesmith.plots._read import (
-    _check_x,
-    _read,
-    _seed_set,
-    resolve_metric,
-)
+from tunesmith.plots._figure import PALETTE, Figure, _label, _plain_list, _transparent
+from tunesmith.plots._read import _check_x, _read, _seed_set, resolve_metric
 from tunesmith.results import ResultSet
 from tunesmith.trial import ITERATION
 

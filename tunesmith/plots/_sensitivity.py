@@ -1,5 +1,4 @@
-"""Grid sensitivity: the final metric against each swept grid parameter, averaged over repeats.
-"""
+"""Grid sensitivity: the final metric against each swept grid parameter, averaged over repeats."""
 
 from __future__ import annotations
 
@@ -8,21 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith.plots._figure import (
-    PALETTE,
-    Figure,
-    _label,
-    _subplots,
-    _transparent,
-)
-from tunesmith.plots._read import (
-    _Experiment,
-    _final_values,
-    _number,
-    _read,
-    _seed_set,
-    resolve_metric,
-)
+from tunesmith.plots._figure import PALETTE, Figure, _label, _subplots, _transparent
+from tunesmith.plots._read import _Experiment, _final_values, _number, _read, _seed_set, resolve_metric
 from tunesmith.results import ResultSet
 
 MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters than this are pooled

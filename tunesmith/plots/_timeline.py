@@ -1,5 +1,4 @@
-"""The trial timeline: when each trial ran (or, for many, rows of concurrent slots), with resources.
-"""
+"""The trial timeline: when each trial ran (or, for many, rows of concurrent slots), with resources."""
 
 from __future__ import annotations
 
@@ -9,15 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from tunesmith.plots._figure import (
-    STATUS_COLORS,
-    Figure,
-)
-from tunesmith.plots._read import (
-    _Experiment,
-    _number,
-    _read,
-)
+from tunesmith.plots._figure import STATUS_COLORS, Figure
+from tunesmith.plots._read import _Experiment, _number, _read
 from tunesmith.results import ResultSet
 from tunesmith.trial import TIME_TOTAL, TIMESTAMP
 
