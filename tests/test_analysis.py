@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import tunesmith as ts
-from tunesmith.analysis import ResultSet
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.checkpoint import write as write_checkpoint
+from tunesmith.results import ResultSet
 from tunesmith.space import space_to_json
 from tunesmith.store.sqlite import STORE_FILE, Store, dumps
 from tunesmith.trial import TrialStatus, trial_name

@@ -12,8 +12,8 @@ import pytest
 
 from tunesmith import _notebook
 from tunesmith._errors import ConfigError
-from tunesmith.analysis import ResultSet
 from tunesmith.plots import data as plot_data
+from tunesmith.results import ResultSet
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "plots"))
 from test_plot_data import curve, make_experiment  # noqa: E402  (tests have no packages)

@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from tunesmith._layout import STORE_FILE
-from tunesmith.analysis import ResultSet, load
 from tunesmith.cli import cli
+from tunesmith.results import ResultSet, load
 from tunesmith.store.sqlite import Store, dumps
 
 pytestmark = pytest.mark.timeout(120)
@@ -148,10 +148,10 @@ def test_all_results_frame_equals_the_old_one(tmp_path: Any, show_secrets: bool,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
 
-    import tunesmith.analysis as analysis
+    import tunesmith.results as results_module
 
     if chunk is not None:  # several chunks: the frame is put together from parts
-        monkeypatch.setattr(analysis, "_FRAME_CHUNK", chunk)
+        monkeypatch.setattr(results_module, "_FRAME_CHUNK", chunk)
     rs = load(write_store(str(tmp_path / "mixed"), mixed_trials()))
     new = rs.dataframe(all_results=True, show_secrets=show_secrets)
     old = old_all_results_frame(rs, show_secrets)

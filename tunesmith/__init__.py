@@ -38,9 +38,9 @@ __version__ = "0.1.0"
 # name -> module that defines it, imported on first access
 _LAZY = {
     "run": "tunesmith._run",
-    "load": "tunesmith.analysis",
-    "ResultSet": "tunesmith.analysis",
-    "TrialResult": "tunesmith.analysis",
+    "load": "tunesmith.results",
+    "ResultSet": "tunesmith.results",
+    "TrialResult": "tunesmith.results",
     "StoreError": "tunesmith.store.sqlite",
     "Random": "tunesmith.searchers.random",
     "QuasiRandom": "tunesmith.searchers.sobol",

@@ -2,7 +2,7 @@
 
 ``run(metric=..., mode=...)`` takes a name and ``"min"``/``"max"``, or lists of them. Past ``run`` that pair
 is one :class:`Objective`, validated once, so "one name or a list?" and "which way is better?" are answered
-here instead of in every searcher, scheduler, the controller, analysis and plots.
+here instead of in every searcher, scheduler, the controller, the results API and plots.
 
 Conventions: ``score`` is *higher is better* (the value for ``"max"``, its negation for ``"min"``), so a
 descending sort puts the best first; ``better(a, b)`` compares two raw values in the objective's direction.

@@ -20,10 +20,10 @@ from tunesmith._errors import ConfigError, TrialError
 from tunesmith._layout import LOCK_FILE, PID_FILE, STORE_FILE, check_name  # noqa: F401 - names kept here
 from tunesmith._objective import Objective
 from tunesmith._retention import Retention
-from tunesmith.analysis import ResultSet, default_storage
 from tunesmith.callbacks._base import Callback
 from tunesmith.executors._base import Executor
 from tunesmith.executors.resources import normalize
+from tunesmith.results import ResultSet, default_storage
 from tunesmith.schedulers._base import FIFO, Scheduler
 from tunesmith.searchers._base import Searcher
 from tunesmith.store.sqlite import Store

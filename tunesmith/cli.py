@@ -81,7 +81,7 @@ def _storage_option(fn: Any) -> Any:
 
 
 def _root(storage_path: str | None) -> str:
-    from tunesmith.analysis import default_storage
+    from tunesmith.results import default_storage
 
     return os.path.abspath(storage_path if storage_path is not None else default_storage())
 
@@ -282,7 +282,7 @@ def _live_status(path: str, status: str) -> str:
 
 
 def _summary(path: str) -> dict[str, Any]:
-    from tunesmith.analysis import ResultSet
+    from tunesmith.results import ResultSet
 
     name = os.path.basename(path)
     try:
@@ -419,7 +419,7 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
     elif sort_key is None and rs.metrics and rs.modes:
         click.echo(printable(f"best first by each trial's last {rs.metrics[0]} ({rs.modes[0]})", one_line=True))
     config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
-    from tunesmith.analysis import feasible_result
+    from tunesmith.results import feasible_result
 
     # run(constraints=...): their values, and whether the last result meets them
     constrained = sorted({k for t in trials for k in t.last_result if k.startswith("constraint/")},
@@ -899,7 +899,7 @@ def rm(name: str, storage_path: str | None, yes: bool) -> None:
 
 def _open(name: str, storage_path: str | None) -> Any:
     from tunesmith._layout import store_path
-    from tunesmith.analysis import ResultSet
+    from tunesmith.results import ResultSet
 
     root = _root(storage_path)
     for path in (os.path.join(root, name), name):

@@ -9,11 +9,11 @@ import json
 from typing import Any
 
 import tunesmith as ts
-from tunesmith.analysis import ResultSet
 from tunesmith.dashboard import make_app
 from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.plots.lineage import lineage_graph
 from tunesmith.plots.report import build_panels
+from tunesmith.results import ResultSet
 
 
 def pbt_train(config: dict[str, Any], ctx: Any) -> Any:

@@ -9,11 +9,11 @@ import json
 from typing import Any
 
 import tunesmith as ts
-from tunesmith.analysis import ResultSet
 from tunesmith.dashboard import _data, make_app
 from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.plots import data as plot_data
 from tunesmith.plots.render import _plain
+from tunesmith.results import ResultSet
 
 
 def train(config: dict[str, Any], ctx: Any) -> Any:

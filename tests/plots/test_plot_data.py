@@ -10,17 +10,18 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tunesmith as ts
 from tunesmith._errors import ConfigError
-from tunesmith.analysis import ResultSet
 from tunesmith.plots import data as pd_
 from tunesmith.plots._pareto import non_dominated
 from tunesmith.plots.render import Panel, figure_json, plotly_js, render_html
 from tunesmith.plots.report import write_report
+from tunesmith.results import ResultSet
 from tunesmith.space import choice, grid, loguniform, space_to_json, uniform
 from tunesmith.store.sqlite import STORE_FILE, Store, dumps
 
@@ -138,7 +139,7 @@ def test_learning_curves_thin_long_histories_keeping_the_ends_and_the_extremes(t
 def test_thin_keeps_each_stretchs_min_and_max() -> None:
     rng = random.Random(3)
     values = [rng.gauss(0, 1) for _ in range(10_000)]
-    kept = pd_.thin(pd_.np.array(values), 202)
+    kept = pd_.thin(np.array(values), 202)
     assert len(kept) <= 202 and kept[0] == 0 and kept[-1] == len(values) - 1
     assert list(kept) == sorted(set(kept))
     for stretch in range(100):  # 100 stretches of 100 consecutive values each
@@ -146,7 +147,7 @@ def test_thin_keeps_each_stretchs_min_and_max() -> None:
         low = min(part, key=values.__getitem__)
         high = max(part, key=values.__getitem__)
         assert low in kept and high in kept
-    assert list(pd_.thin(pd_.np.array(values[:50]), 202)) == list(range(50))  # short: all
+    assert list(pd_.thin(np.array(values[:50]), 202)) == list(range(50))  # short: all
 
 
 def test_learning_curves_other_x_and_unknown_metric(pbt: ResultSet) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tunesmith.analysis import ResultSet
 from tunesmith.plots import data as pd_
 from tunesmith.plots.report import build_panels, summary, write_report
+from tunesmith.results import ResultSet
 from tunesmith.store.sqlite import STORE_FILE, Store, dumps
 
 T0 = 1_000_000.0

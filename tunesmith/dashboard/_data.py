@@ -289,8 +289,8 @@ class Experiments:
 
     # -- the other plots (the report's pure plot-data functions, cached per store version) ------------
     def plots(self, name: str, metric: str | None = None, x: str = ITERATION, final: str = "last") -> dict[str, Any]:
-        from tunesmith.analysis import ResultSet
         from tunesmith.plots.report import build_panels
+        from tunesmith.results import ResultSet
 
         folder = self.folder(name)
         with self.store(name) as store:

@@ -12,10 +12,10 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith._secrets import shown as masked
-from tunesmith.analysis import ResultSet, feasible_result, load
 from tunesmith.plots import data as plot_data
 from tunesmith.plots.lineage import lineage_graph_for
 from tunesmith.plots.render import Panel, write_html
+from tunesmith.results import ResultSet, feasible_result, load
 from tunesmith.trial import ITERATION, trial_name
 
 log = logging.getLogger("tunesmith")

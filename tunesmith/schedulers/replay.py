@@ -89,7 +89,7 @@ class PBTReplay(Scheduler):
     """
 
     def __init__(self, experiment: str, trial_id: int | str) -> None:
-        from tunesmith.analysis import _trial_id, load
+        from tunesmith.results import _trial_id, load
 
         self.experiment = experiment
         self.trial_id = trial_id

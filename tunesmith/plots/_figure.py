@@ -1,0 +1,100 @@
+"""What every plot shares: the figure type, colours, thinning lines to what a screen shows, labels
+and subplot grids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+Figure = dict[str, Any]
+
+
+GREY = "rgba(150, 150, 150, 0.55)"
+ERROR_RED = "#d62728"
+# plotly.js's default colour cycle, given explicitly so that a PBT lineage link can take its child's colour
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+STATUS_COLORS = {"RUNNING": "#2ca02c", "PAUSED": "#bcbd22", "PENDING": "#7f7f7f", "TERMINATED": "#1f77b4",
+                 "ERROR": ERROR_RED}
+
+
+POINTS_PER_FIGURE = 60_000  # a figure's points, shared among its lines: what a screen can show, many times over
+WEBGL_POINTS = 20_000  # a figure with more points than this draws them with WebGL (scattergl), not as SVG
+
+
+def thin(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices (ascending) of at most ``max_points`` of ``values`` that draw the same curve on a screen: the
+    first and the last, and in each of ``(max_points - 2) // 2`` stretches of consecutive points its lowest
+    and its highest, so no spike or dip is lost (min/max decimation). All of them when they fit.
+    ``max_points`` < 2 keeps all."""
+    n = len(values)
+    if max_points < 2 or n <= max_points:
+        return np.arange(n)
+    buckets = (max_points - 2) // 2
+    picked = [np.array([0, n - 1])]
+    if buckets > 0:
+        bucket = np.arange(n) * buckets // n
+        order = np.lexsort((values, bucket))  # by bucket, then value: each bucket's min first, max last
+        b = bucket[order]
+        first = np.r_[True, b[1:] != b[:-1]]
+        last = np.r_[b[1:] != b[:-1], True]
+        picked += [order[first], order[last]]
+    return np.unique(np.concatenate(picked))
+
+
+def _plain_list(values: np.ndarray) -> list[Any]:
+    """A column as JSON-ready numbers: whole numbers as ints (iterations, timesteps), others as floats."""
+    if values.dtype.kind in "iu":
+        return values.tolist()
+    out = values.tolist()
+    return [int(v) if v.is_integer() and abs(v) < 2**53 else v for v in out]
+
+
+def _webgl(data: list[dict[str, Any]]) -> None:
+    """Draw a figure's scatter traces with WebGL when it has too many points for SVG to draw quickly."""
+    if sum(len(t.get("x") or ()) for t in data if t.get("type") == "scatter") > WEBGL_POINTS:
+        for trace in data:
+            if trace.get("type") == "scatter" and "fill" not in trace:
+                trace["type"] = "scattergl"
+
+
+def _label(value: Any) -> str:
+    """A stable text for a value (grid values may be numbers, strings, lists or dicts)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1 and 1.0 are the same grid value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _transparent(hex_color: str, alpha: float = 0.2) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def _subplots(n: int, titles: list[str], cols: int = 3) -> tuple[dict[str, Any], list[tuple[str, str, str, str]]]:
+    """A layout with ``n`` axis pairs on a grid; returns it and per subplot (xref, yref, x key, y key)."""
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    total = max(380, 340 * rows + 60)
+    # Room between rows in pixels (tick labels and axis title of one row, subplot title of the next), as a
+    # fraction of the plotting area (the figure less plotly's default top and bottom margins).
+    gap_x, gap_y = 0.08, 120 / (total - 180)
+    width = (1 - gap_x * (cols - 1)) / cols
+    height = (1 - gap_y * (rows - 1)) / rows
+    layout: dict[str, Any] = {"height": total, "annotations": [], "hovermode": "closest"}
+    axes = []
+    for i in range(n):
+        row, col = divmod(i, cols)
+        suffix = "" if i == 0 else str(i + 1)
+        x0 = col * (width + gap_x)
+        y1 = 1 - row * (height + gap_y)
+        layout[f"xaxis{suffix}"] = {"domain": [x0, x0 + width], "anchor": f"y{suffix}"}
+        layout[f"yaxis{suffix}"] = {"domain": [y1 - height, y1], "anchor": f"x{suffix}"}
+        layout["annotations"].append({"text": titles[i], "showarrow": False, "xref": "paper", "yref": "paper",
+                                      "x": x0 + width / 2, "y": y1, "yanchor": "bottom", "xanchor": "center"})
+        axes.append((f"x{suffix}", f"y{suffix}", f"xaxis{suffix}", f"yaxis{suffix}"))
+    return layout, axes

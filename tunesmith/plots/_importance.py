@@ -1,0 +1,31 @@
+"""Parameter importance: PED-ANOVA (``ResultSet.importance``) as bars."""
+
+from __future__ import annotations
+
+from tunesmith._errors import ConfigError
+from tunesmith.plots._figure import PALETTE, Figure
+from tunesmith.plots._read import resolve_metric, resolve_mode
+from tunesmith.results import ResultSet
+
+
+def importance(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> Figure | None:
+    """A horizontal bar per parameter: its PED-ANOVA importance for the metric (``ResultSet.importance``),
+    largest on top; None with fewer than 4 trials that reported the metric or no parameter that varies."""
+    metric = resolve_metric(rs, metric)
+    mode = resolve_mode(rs, mode)
+    try:
+        ranked = rs.importance(metric, mode)
+    except ConfigError:
+        return None
+    if not ranked or not any(ranked.values()):
+        return None
+    from tunesmith._secrets import MASK, is_secret_path
+
+    names = [MASK if is_secret_path(tuple(name.split("/"))) else name for name in ranked]
+    values = list(ranked.values())
+    data = [{"type": "bar", "orientation": "h", "x": values[::-1], "y": names[::-1], "name": "importance",
+             "marker": {"color": PALETTE[0]}, "hovertemplate": "%{y}: %{x:.3f}<extra></extra>"}]
+    return {"data": data, "layout": {
+        "title": {"text": f"Parameter importance for {metric} (PED-ANOVA)"},
+        "xaxis": {"title": {"text": "importance (sums to 1)"}, "range": [0, 1]},
+        "yaxis": {"automargin": True}, "hovermode": "closest"}}

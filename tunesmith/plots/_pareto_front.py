@@ -1,0 +1,48 @@
+"""The Pareto front of two metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tunesmith._errors import ConfigError
+from tunesmith.plots._figure import GREY, PALETTE, Figure
+from tunesmith.plots._pareto import non_dominated
+from tunesmith.plots._read import _metric_values, _read
+from tunesmith.results import ResultSet
+
+
+def pareto_front(rs: ResultSet, metrics: Sequence[str], modes: Sequence[str]) -> Figure:
+    """Two objectives: every trial's final pair of values, the non-dominated ones highlighted and joined.
+
+    Args:
+        rs: the experiment.
+        metrics: the two metric names (x, y).
+        modes: ``"min"`` or ``"max"`` for each.
+
+    Raises:
+        ConfigError: not two metrics and two modes, or a bad mode.
+    """
+    if len(metrics) != 2 or len(modes) != 2:
+        raise ConfigError(f"pareto_front needs two metrics and two modes, got {list(metrics)} and {list(modes)}")
+    exp = _read(rs)
+    a = _metric_values(exp, metrics[0])
+    b = _metric_values(exp, metrics[1])
+    ids = sorted(set(a) & set(b))
+    points = [(a[i], b[i]) for i in ids]
+    front = [ids[k] for k in non_dominated(points, modes)]
+    front_pts = sorted((a[i], b[i], i) for i in front)
+    names = [f"trial_{i:05d}" for i in ids]
+    hover = f"%{{text}}<br>{metrics[0]}=%{{x:.5g}}<br>{metrics[1]}=%{{y:.5g}}<extra></extra>"
+    data = [
+        {"type": "scatter", "mode": "markers", "name": "trials", "x": [p[0] for p in points],
+         "y": [p[1] for p in points], "text": names, "marker": {"color": GREY, "size": 7},
+         "hovertemplate": hover, "meta": {"kind": "trials", "trial_ids": ids}},
+        {"type": "scatter", "mode": "lines+markers", "name": "Pareto front", "x": [p[0] for p in front_pts],
+         "y": [p[1] for p in front_pts], "text": [f"trial_{p[2]:05d}" for p in front_pts],
+         "marker": {"color": PALETTE[1], "size": 9}, "line": {"color": PALETTE[1]},
+         "hovertemplate": hover, "meta": {"kind": "front", "trial_ids": [p[2] for p in front_pts]}},
+    ]
+    return {"data": data, "layout": {
+        "title": {"text": f"Pareto front: {metrics[0]} ({modes[0]}) vs {metrics[1]} ({modes[1]})"},
+        "xaxis": {"title": {"text": metrics[0]}}, "yaxis": {"title": {"text": metrics[1]}},
+        "hovermode": "closest"}}

@@ -1,0 +1,306 @@
+"""Reading an experiment for the plots: one columnar read of the store (``shared_read`` lets every
+plot of a report share it), and what several plots derive from it (the metric and mode, final values,
+seed keys, early stops, the parameters that vary).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import numbers
+import statistics
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tunesmith._errors import ConfigError
+from tunesmith._layout import store_path
+from tunesmith.plots._figure import _label
+from tunesmith.results import ResultSet
+from tunesmith.store.sqlite import Store
+from tunesmith.trial import AUTO_KEYS, ITERATION, TrialStatus
+
+
+@dataclass
+class _Experiment:
+    """What the plots need from one experiment, read once: the trials and events, and the results as
+    columns (``Store.result_columns``: a float per result and key, not a dict per result), one pass over the
+    store for every key asked so far."""
+
+    rs: ResultSet
+    records: dict[int, dict[str, Any]]  # raw store rows of trials (created, start_time, end_time)
+    events: list[tuple[int, float, str, int | None, Any]]
+    t0: float
+    columns: dict[str, np.ndarray]
+    slices: dict[int, slice]  # each trial's rows in the columns
+    space: dict[str, Any] | None = None
+
+    def need(self, *keys: str) -> None:
+        """Read the columns of ``keys`` not read yet, all in one more pass over the results."""
+        missing = [k for k in dict.fromkeys(keys) if k and k not in self.columns]
+        if missing:
+            self.columns.update(_columns(self.rs, missing))
+
+    def series(self, trial_id: int, key: str) -> np.ndarray:
+        """One trial's values of ``key``, in iteration order (NaN where a result has no finite number)."""
+        self.need(key)
+        return self.columns[key][self.slices.get(trial_id, slice(0, 0))]
+
+    def column(self, key: str) -> np.ndarray:
+        self.need(key)
+        return self.columns[key]
+
+
+def _columns(rs: ResultSet, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    store = Store(store_path(rs.path), readonly=True)
+    try:
+        return store.result_columns(keys)
+    finally:
+        store.close()
+
+
+# build_panels' experiment, shared by every plot function it calls: one read of the store for the whole report
+_shared: contextvars.ContextVar[tuple[ResultSet, _Experiment] | None] = contextvars.ContextVar("_shared", default=None)
+
+
+@contextmanager
+def shared_read(rs: ResultSet, keys: Sequence[str] = ()) -> Iterator[None]:
+    """Within this block every plot function of ``rs`` uses one read of its store (the columns of
+    ``keys`` read in a single pass up front; a key asked later costs one more pass). Outside, each call
+    reads afresh, so a plot of a running experiment is never stale."""
+    exp = _read(rs, keys)
+    token = _shared.set((rs, exp))
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
+def _read(rs: ResultSet, keys: Sequence[str] = ()) -> _Experiment:
+    current = _shared.get()
+    if current is not None and current[0] is rs:
+        current[1].need(*keys)
+        return current[1]
+    store = Store(store_path(rs.path), readonly=True)
+    try:
+        records = {rec["id"]: rec for rec in store.trials()}
+        columns = store.result_columns(keys)
+        events = store.events()
+    finally:
+        store.close()
+    ids = columns["trial_id"]
+    starts_at = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    ends_at = np.r_[starts_at[1:], len(ids)]
+    slices = {int(ids[a]): slice(int(a), int(b)) for a, b in zip(starts_at, ends_at)}
+    starts = [rec["created"] for rec in records.values() if rec.get("created") is not None]
+    created = rs.meta.get("created")
+    t0 = float(created) if isinstance(created, (int, float)) else min(starts, default=0.0)
+    space = None
+    encoded = rs.meta.get("spec", {}).get("space")
+    if isinstance(encoded, dict):
+        from tunesmith.space import space_from_json
+
+        try:
+            space = space_from_json(encoded)
+        except ConfigError:
+            space = None
+    return _Experiment(rs, records, events, t0, columns, slices, space)
+
+
+def resolve_metric(rs: ResultSet, metric: str | None = None) -> str:
+    """The metric to plot: ``metric``, else the experiment's, else the first numeric key trials reported.
+
+    Raises:
+        ConfigError: no trial reported a numeric metric.
+    """
+    if metric:
+        return metric
+    if isinstance(rs.metric, str) and rs.metric:
+        return rs.metric
+    for t in rs.trials:
+        for key, value in t.last_result.items():
+            if key not in AUTO_KEYS and _number(value) is not None:
+                return key
+    raise ConfigError(f"experiment {rs.name} has no metric to plot: no trial reported a number")
+
+
+def resolve_mode(rs: ResultSet, mode: str | None = None) -> str:
+    """``mode``, else the experiment's.
+
+    Raises:
+        ConfigError: neither is ``"min"`` or ``"max"``.
+    """
+    chosen = mode or rs.mode
+    if chosen not in ("min", "max"):
+        raise ConfigError(f"experiment {rs.name} has no mode ('min' or 'max'): pass mode=")
+    return str(chosen)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _metric_values(exp: _Experiment, metric: str) -> dict[int, float]:
+    """Each trial's final value of ``metric`` (its last result that holds a finite number)."""
+    out: dict[int, float] = {}
+    for t in exp.rs.trials:
+        value = _number(t.last_result.get(metric))
+        if value is None:
+            values = exp.series(t.id, metric)
+            finite = np.flatnonzero(~np.isnan(values))
+            value = float(values[finite[-1]]) if len(finite) else None
+        if value is not None:
+            out[t.id] = value
+    return out
+
+
+FINALS = ("last", "best", "mean_last")
+
+
+def _final_values(exp: _Experiment, metric: str, final: str = "last", last_k: int = 5,
+                  mode: str | None = None) -> dict[int, float]:
+    """Each trial's "final" value of ``metric``: its ``last`` result's, its ``best`` result's (in the
+    experiment's mode) or the ``mean_last`` of its last ``last_k`` results that hold the metric.
+
+    Raises:
+        ConfigError: an unknown ``final``, ``last_k`` < 1, or ``best`` without a mode.
+    """
+    if final not in FINALS:
+        raise ConfigError(f"final: expected one of {list(FINALS)}, got {final!r}")
+    if final == "last":
+        return _metric_values(exp, metric)
+    if isinstance(last_k, bool) or not isinstance(last_k, int) or last_k < 1:
+        raise ConfigError(f"last_k: expected a whole number >= 1 of last results to average, got {last_k!r}")
+    sign = 1.0
+    if final == "best":
+        sign = 1.0 if resolve_mode(exp.rs, mode) == "max" else -1.0
+    out: dict[int, float] = {}
+    for t in exp.rs.trials:
+        values = [float(v) for v in exp.series(t.id, metric) if not math.isnan(v)]
+        if not values:
+            continue
+        out[t.id] = sign * max(sign * v for v in values) if final == "best" else statistics.fmean(values[-last_k:])
+    return out
+
+
+def is_seed_key(key: str) -> bool:
+    """A config key that names a seed, a repeat rather than a parameter: its last part (of ``outer/inner``)
+    is ``seed`` or ends in ``_seed``, in any case (``seed``, ``env_seed``, ``ppo/Train_Seed``)."""
+    last = str(key).rsplit("/", 1)[-1].lower()
+    return last == "seed" or last.endswith("_seed")
+
+
+def _seed_set(keys: Sequence[str], seeds: Sequence[str] | None) -> set[str]:
+    """The seed keys among ``keys``: ``seeds`` when declared, else those :func:`is_seed_key` recognises."""
+    if seeds is not None:
+        if isinstance(seeds, str):
+            raise ConfigError(f"seeds: expected a list of config keys, got the string {seeds!r}")
+        return set(seeds)
+    return {k for k in keys if is_seed_key(k)}
+
+
+def _stopped_early(exp: _Experiment) -> set[int]:
+    """Trials a scheduler stopped early (ASHA, HyperBand, median stopping), as the driver logged it: a
+    ``stop`` event with reason ``scheduler``. A trial ended by the user's own ``stop=`` rule (a solved
+    task), by the end of the run or by returning is not "stopped early".
+
+    Stores written before the driver logged stop events have none: there, as before, a TERMINATED trial
+    short of the longest one counts as stopped, unless the experiment ran with FIFO (which never stops
+    a trial)."""
+    logged = False
+    stopped: set[int] = set()
+    for _seq, _time, kind, trial_id, data in exp.events:
+        if kind == "stop" and trial_id is not None:
+            logged = True
+            if isinstance(data, dict) and data.get("reason") == "scheduler":
+                stopped.add(trial_id)
+            else:
+                stopped.discard(trial_id)
+    if logged:
+        return {t.id for t in exp.rs.trials if t.id in stopped and t.status is TrialStatus.TERMINATED}
+    scheduler = exp.rs.meta.get("spec", {}).get("scheduler")
+    if isinstance(scheduler, dict) and scheduler.get("type") == "FIFO":
+        return set()
+    longest = max((t.iteration for t in exp.rs.trials), default=0)
+    return {t.id for t in exp.rs.trials if t.status is TrialStatus.TERMINATED and t.iteration < longest}
+
+
+def _check_x(exp: _Experiment, x: str) -> None:
+    """``x`` must be a counter some result reported as a number (``timesteps``, ``episodes``...)."""
+    if x == ITERATION:
+        return
+    if not np.isnan(exp.column(x)).all():
+        return
+    keys = {k for t in exp.rs.trials for k, v in t.last_result.items() if _number(v) is not None}
+    raise ConfigError(f"x: no result reported a number for {x!r}; expected one of the reported keys "
+                      f"{sorted(keys) or [ITERATION]}")
+
+
+def best_result(rs: ResultSet, metric: str, mode: str,
+                trial_ids: Sequence[int] | None = None) -> tuple[int, int, float] | None:
+    """(trial id, iteration, value) of the best result of ``metric`` at any iteration, as
+    ``rs.get_best(metric, mode, scope="all")`` finds it (ties: the lowest trial id, then its first such
+    iteration), among ``trial_ids`` (default: every trial), from the metric's column rather than a dict per
+    result; None when no result holds a finite number."""
+    exp = _read(rs, [metric])
+    values, ids, its = exp.column(metric), exp.column("trial_id"), exp.column(ITERATION)
+    keep = ~np.isnan(values)
+    if trial_ids is not None:
+        keep &= np.isin(ids, np.fromiter(trial_ids, dtype=np.int64))
+    hits = np.flatnonzero(keep)
+    if not len(hits):
+        return None
+    chosen = values[hits]
+    best = chosen.min() if mode == "min" else chosen.max()
+    first = hits[np.flatnonzero(chosen == best)[0]]  # rows are by trial id, then iteration
+    return int(ids[first]), int(its[first]), float(values[first])
+
+
+def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]:
+    """Flattened config keys whose value differs between the given trials -> values in trial order (secret
+    values masked: a report is shared more widely than the store)."""
+    from tunesmith._secrets import shown
+    from tunesmith.space import flatten
+
+    by_id = {t.id: t for t in exp.rs.trials}
+    flat = [flatten(shown(by_id[i]).config) for i in trial_ids]
+    keys = list(dict.fromkeys(k for cfg in flat for k in cfg))
+    out = {}
+    for key in keys:
+        values = [cfg.get(key) for cfg in flat]
+        if len({_label(v) for v in values}) > 1:
+            out[key] = values
+    return out
+
+
+def _parameters(exp: _Experiment, trial_ids: Sequence[int], seeds: Sequence[str] | None) -> dict[str, list[Any]]:
+    """``_varying`` less the seed keys: a seed is a repeat, not a parameter to draw an axis for."""
+    varying = _varying(exp, trial_ids)
+    skip = _seed_set(list(varying), seeds)
+    return {k: v for k, v in varying.items() if k not in skip}
+
+
+def _log_axis(exp: _Experiment, key: str, values: list[Any]) -> bool:
+    """Log scale for log-uniform domains; for choices, grids and constants, when the values are positive
+    numbers spanning two decades or more."""
+    numbers_ = [_number(v) for v in values]
+    positive = [v for v in numbers_ if v is not None and v > 0]
+    if not numbers_ or len(positive) < len(numbers_):
+        return False
+    if exp.space is not None:
+        from tunesmith.space import Choice, Grid, LogRandInt, LogUniform, QLogUniform, domains
+
+        for path, domain in domains(exp.space):
+            if "/".join(path) != key:
+                continue
+            if isinstance(domain, (LogUniform, QLogUniform, LogRandInt)):
+                return True
+            if not isinstance(domain, (Choice, Grid)):
+                return False  # a linear domain stays linear, whatever its span
+    return max(positive) / min(positive) >= 100
