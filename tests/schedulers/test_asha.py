@@ -372,3 +372,29 @@ def test_no_plan_for_other_time_attrs_or_stopped_trials(Harness):
     h = Harness(ASHA(max_t=2, grace_period=1, reduction_factor=3))
     h.run([(0, 1, 1.0), (0, 2, 1.0)])
     assert h.scheduler.decision_plan(h.trial(0)) is None
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(-3, 3), max_size=10), st.sampled_from(["min", "max"]),
+       st.one_of(st.floats(-4, 4), st.just(NAN), st.just(math.inf), st.just(-math.inf), st.booleans(),
+                 st.just("text"), st.none()),
+       st.lists(st.floats(-3, 3), max_size=4))
+def test_the_trials_own_decision_on_its_plan_is_the_schedulers(Harness, earlier, mode, value, between):
+    """What the trial's session decides from its plan (on the result's JSON, as sent) is what ASHA decides when
+    the result comes, whatever others recorded at the rung in between; where the session cannot decide, it waits."""
+    import json
+
+    from tunesmith.session import _Plan
+
+    h = Harness(ASHA(max_t=9, grace_period=1, reduction_factor=3), mode=mode)
+    for i, v in enumerate(earlier):
+        h.report(i, 1, v)
+    plan = h.scheduler.decision_plan(h.add(100))
+    local, after = _Plan(plan).decision(1, json.dumps({} if value is None else {"loss": value}))
+    for i, v in enumerate(between):
+        h.report(200 + i, 1, v)
+    if local is None:
+        return  # it waits: the driver decides (and a missing or non-number metric is the driver's error)
+    assert h.report(100, 1, value) == (CONTINUE if local else STOP)
+    if local:
+        assert after == 3  # the next rung is its next decision point
