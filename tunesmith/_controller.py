@@ -79,6 +79,7 @@ class Controller:
         self.total_resources: dict[str, float] = {}
         self.best_so_far: tuple[int, float] | None = None
         self._stop_reasons: dict[int, str] = {}  # why a Stop was sent: "stop_rule" or "experiment" (else a scheduler)
+        self._plans: dict[int, tuple[Any, ...]] = {}  # the decision plan a running trial was last sent
         self.num_results = 0
         self._next_id = 1
         self._start = executor.clock()
@@ -297,10 +298,11 @@ class Controller:
 
     def _make_launch(self, trial: TrialView) -> Launch:
         restore = trial.checkpoint_path if trial.iteration > 0 else None
+        first = self._decision_iteration(trial)
         return Launch(trial_id=trial.id, config=trial.config, trial_dir=self._trial_dir(trial.id),
                       resources=trial.resources, restore=restore, iteration=trial.iteration,
-                      time_offset=self._ckpt_time.get(trial.id, 0.0),
-                      decision_iteration=self._decision_iteration(trial), ranks=self._ranks_of(trial))
+                      time_offset=self._ckpt_time.get(trial.id, 0.0), decision_iteration=first,
+                      decision_plan=self._decision_plan(trial, first), ranks=self._ranks_of(trial))
 
     def _ranks_of(self, trial: TrialView) -> int | None:
         """The trial's world size for this start: as many ranks as its resources now hold of the per-rank share
@@ -352,6 +354,23 @@ class Controller:
         b = self.stop_rules.max_iteration
         points = [p for p in (a, b) if p is not None and p > trial.iteration]
         return min(points) if points else None
+
+    def _decision_plan(self, trial: TrialView, first: int | None) -> tuple[Any, ...] | None:
+        """The scheduler's decision plan from ``first`` on, for an executor that takes plans; cut at the stop rules'
+        ``max_iteration`` (the trial's own rules stop it there first). None where the driver could still decide
+        against a promised CONTINUE: with experiment-level stop rules, which stop trials from the driver alone."""
+        if first is None or not self.executor.takes_plans or self.stop_rules.experiment:
+            return None
+        plan = self.scheduler.decision_plan(trial)
+        if plan is None or not plan.points or plan.points[0][0] != first:
+            self._plans.pop(trial.id, None)
+            return None
+        points = plan.points
+        cap = self.stop_rules.max_iteration
+        if cap is not None and points[-1][0] >= cap:
+            points = (*(point for point in points if point[0] < cap), (cap, None))
+        sent = self._plans[trial.id] = (plan.metric, plan.mode, tuple(points))
+        return sent
 
     # -- events -------------------------------------------------------------------------------------
     def _handle(self, events: list[Event]) -> None:
@@ -517,7 +536,12 @@ class Controller:
             return
         if isinstance(decision, Continue):
             if waiting:
-                self.executor.decide(tid, True, self._decision_iteration(trial))
+                first = self._decision_iteration(trial)
+                plan = self._decision_plan(trial, first)
+                if plan is None:
+                    self.executor.decide(tid, True, first)
+                else:
+                    self.executor.decide(tid, True, first, plan)
             return
         self._actions[tid] = decision
         if isinstance(decision, Exploit):
@@ -537,6 +561,7 @@ class Controller:
         transaction: the trial row's changed fields, and the event to log (kind, data) if any."""
         self._running.discard(trial.id)
         action = self._actions.pop(trial.id, None)
+        plan = self._plans.pop(trial.id, None)
         now = time.time()
         if status == "error" and not isinstance(action, (Stop, Pause)):
             self.ledger.unpin(trial.id)  # a pending exploit is dropped with its decision
@@ -610,7 +635,7 @@ class Controller:
         # why it ended before returning, for the record (a plot greys only a scheduler's early stop); "stopped"
         # with no decision of ours: the worker met the stop rules itself
         reason = self._stop_reasons.pop(trial.id, "scheduler") if isinstance(action, Stop) else (
-            "stop_rule" if status == "stopped" else None)
+            ("scheduler" if _stopped_on_plan(plan, trial) else "stop_rule") if status == "stopped" else None)
         stop = ("stop", {"reason": reason, "iteration": trial.iteration}) if reason else None
         return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, stop
 
@@ -754,3 +779,13 @@ class Controller:
 Decision = Continue | Stop | Pause | Exploit
 _CONTINUE = Continue()
 _STOP = Stop()
+
+
+def _stopped_on_plan(plan: tuple[Any, ...] | None, trial: TrialView) -> bool:
+    """Whether the trial, ending "stopped" with no decision of the driver's, ended on a STOP its decision ``plan``
+    promised (the scheduler's stop, decided in the worker) rather than on the stop rules."""
+    if plan is None or trial.last_result is None:
+        return False
+    from tunesmith.session import _Plan
+
+    return _Plan(plan).decision(trial.iteration, trial.last_result.metrics)[0] is False

@@ -3,7 +3,8 @@
 
 The session is the one piece of global state in a worker process: it is set while a trial runs.
 ``report`` validates the metrics, writes the checkpoint (atomically) and hands the result to a batching
-channel; it waits for the driver only at an iteration where the scheduler must decide. Stop rules shipped
+channel; it waits for the driver only at an iteration where the scheduler must decide, and not even there when
+the scheduler's decision plan already promised the decision for that result (an ASHA rung's cutoff). Stop rules shipped
 with the trial are evaluated here, on each result as it is made, so a trial ends on exactly the result that
 met them. Once a trial was told to stop, every later ``report()`` raises again and stores nothing.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import errno
 import json
+import math
+import numbers
 import os
 import time
 from collections.abc import Callable
@@ -46,12 +49,13 @@ class _Rules(Protocol):
 class _Session:
     __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
                  "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir", "stop_rules", "stopped",
-                 "rank", "world_size")
+                 "rank", "world_size", "plan")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  channel: _Channel, iteration: int, decision_iteration: int | None,
                  restore: Checkpoint | None, time_offset: float, checkpoint_dir: str | None = None,
-                 stop_rules: _Rules | None = None, rank: int = 0, world_size: int = 1) -> None:
+                 stop_rules: _Rules | None = None, rank: int = 0, world_size: int = 1,
+                 plan: tuple[str, str, tuple[tuple[int, float | None], ...]] | None = None) -> None:
         self.trial_id = trial_id
         self.config = config
         self.trial_dir = trial_dir
@@ -69,6 +73,8 @@ class _Session:
         self.stopped = False  # a stop was decided: no later report is stored
         self.rank = rank  # this process's rank in a trial run as several (``run(ranks=N)``); 0 is the trial's
         self.world_size = world_size
+        # the scheduler's decision plan (schedulers._base.DecisionPlan, as sent): where a result may go on unasked
+        self.plan = _Plan(plan) if plan else None
 
     def report(self, metrics: Any, checkpoint: Checkpoint | None,
                at_end: Callable[[], Checkpoint] | None = None) -> None:
@@ -92,9 +98,18 @@ class _Session:
                 self.channel.send_result(row, False)  # stored: the result that met the rule is the last
                 raise StopTrial()
         wait = self.iteration == self.decision_iteration
+        if wait and self.plan is not None:
+            promised, after = self.plan.decision(self.iteration, encoded)
+            if promised is False:  # the scheduler promised STOP for this result: sent, and the trial ends
+                self.stopped = True
+                self.channel.send_result(row, False)
+                raise StopTrial()
+            if promised:  # it promised CONTINUE: sent, and no wait for the answer
+                wait, self.decision_iteration = False, after
         decision = self.channel.send_result(row, wait)
         if wait:
-            cont, self.decision_iteration = decision
+            cont, self.decision_iteration, *plan = decision  # a channel without plans answers two items
+            self.plan = _Plan(plan[0]) if plan and plan[0] else None
             if not cont:
                 self.stopped = True
                 raise StopTrial()
@@ -119,6 +134,36 @@ class _Session:
         return path
 
 
+class _Plan:
+    """A decision plan (``schedulers._base.DecisionPlan``) as the trial's session uses it: at one of its points,
+    whether the result is sure to continue, and the decision point after it."""
+
+    __slots__ = ("metric", "maximise", "cutoffs", "after")
+
+    def __init__(self, plan: tuple[str, str, tuple[tuple[int, float | None], ...]]) -> None:
+        metric, mode, points = plan
+        self.metric = metric
+        self.maximise = mode == "max"
+        self.cutoffs = dict(points)
+        iterations = [point[0] for point in points]
+        self.after: dict[int, int | None] = dict(zip(iterations, [*iterations[1:], None]))
+
+    def decision(self, iteration: int, result: str | dict[str, Any]) -> tuple[bool | None, int | None]:
+        """(the decision promised for ``result`` (its JSON text, or its metrics) at decision point ``iteration``:
+        True to continue, False to stop, None to wait for the driver's; the next decision point). Scored as
+        ``Objective.score`` scores the same JSON in the driver: a real number, negated for "min"."""
+        cutoff = self.cutoffs.get(iteration)
+        if cutoff is None:
+            return None, None
+        if cutoff == math.inf:
+            return False, None  # stops whatever the result
+        value = (json.loads(result) if isinstance(result, str) else result).get(self.metric)
+        if not isinstance(value, numbers.Real) or math.isnan(value):
+            return None, None  # missing, not a number, NaN: the driver decides (and says why)
+        score = float(value) if self.maximise else -float(value)
+        return score >= cutoff, self.after[iteration]
+
+
 class _OtherRank(_Session):
     """The session of a rank other than 0 (``tunesmith._ranks.run_rank``): the trial's config, folder and
     restore point, its own share of the resources; ``report()`` is ignored (rank 0's results and checkpoints
@@ -133,7 +178,7 @@ class _OtherRank(_Session):
 
 class _NoChannel:
     def send_result(self, row: tuple[int, float, float, str, str | None], wait: bool) -> Any:
-        return (True, None)
+        return (True, None, None)
 
     def stop_requested(self) -> bool:
         return False

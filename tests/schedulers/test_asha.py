@@ -277,3 +277,124 @@ def test_no_constant_slack_exists_for_an_increasing_stream():
     assert promotions(list(range(30)), 3) == 30
     # A decreasing stream promotes only the first.
     assert promotions(list(range(30, 0, -1)), 3) == 1
+
+
+# ------------------------------------------------------------------------------------- decision plans
+
+
+def _scores_at_rung_1(asha: ASHA) -> list[float]:
+    return list(asha._rungs[0][0].scores)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.integers(-5, 5).map(float), st.just(NAN)), max_size=12),
+       st.sampled_from([2, 3, 4, 2.5]))
+def test_plan_cutoff_is_the_rule_at_the_rung_now(Harness, earlier, rf):
+    """The cutoff promised at a rung is exactly where record's rule splits CONTINUE from STOP for the next
+    result: a score at the cutoff continues, any lower one stops (and with no cutoff, every number continues)."""
+    def decision(score: float) -> object:
+        h = Harness(ASHA(max_t=27, grace_period=1, reduction_factor=rf), mode="max")
+        for i, v in enumerate(earlier):
+            h.report(i, 1, v)
+        return h.report(len(earlier), 1, score)
+
+    h = Harness(ASHA(max_t=27, grace_period=1, reduction_factor=rf), mode="max")
+    for i, v in enumerate(earlier):
+        h.report(i, 1, v)
+    plan = h.scheduler.decision_plan(h.add(len(earlier)))
+    assert plan is not None and plan.points[0][0] == 1 and (plan.metric, plan.mode) == ("loss", "max")
+    cutoff = plan.points[0][1]
+    lowest = -1e9
+    if cutoff is None:
+        assert decision(lowest) == CONTINUE
+    else:
+        assert decision(cutoff) == CONTINUE
+        assert decision(math.nextafter(cutoff, -math.inf)) == STOP
+        assert cutoff in _scores_at_rung_1(h.scheduler)
+
+
+def test_plan_lists_rungs_then_max_t(Harness):
+    h = Harness(ASHA(max_t=10, grace_period=1, reduction_factor=3))
+    for i, v in enumerate([1.0, 2.0, 3.0]):  # min: 1.0 best
+        h.report(i, 1, v)
+    plan = h.scheduler.decision_plan(h.add(9))
+    # rung 1 holds 1, 2, 3 (scores -1, -2, -3): the fourth continues if at most one is better -> loss <= 2;
+    # rung 3 and 9 are empty (the rule decides there), and max_t always stops
+    assert plan.points == ((1, -2.0), (3, None), (9, None), (10, math.inf))
+    assert plan.points[0][0] == h.scheduler.decision_iteration(h.trial(9))
+    assert h.scheduler.decision_plan(h.trial(0)).points[0][0] == 3  # trial 0 passed rung 1
+
+
+def test_a_promise_is_kept_whatever_came_since(Harness):
+    """Promoted on its promise: the result reaching the cutoff continues though others recorded since would
+    have made the rule stop it; it is still recorded at the rung (later trials are ranked against it)."""
+    h = Harness(ASHA(max_t=27, grace_period=1, reduction_factor=3))
+    h.run([(0, 1, 5.0), (1, 1, 6.0), (2, 1, 7.0)])
+    plan = h.scheduler.decision_plan(h.add(3))
+    assert plan.points[0] == (1, -6.0)  # loss <= 6 continues now
+    h.run([(4, 1, 1.0), (5, 1, 2.0), (6, 1, 3.0)])  # better ones come first: 6.0 alone would now stop
+    assert h.report(7, 1, 6.0) == STOP
+    assert h.report(3, 1, 6.0) == CONTINUE
+    assert h.scheduler.rung_counts()[0][1] == 8
+    assert h.report(8, 1, 5.5) == STOP  # and its 6.0 counts against later ones
+
+
+def test_a_result_below_its_cutoff_stops_whatever_came_since(Harness):
+    """The other side of the promise: the trial ended itself there, so it stays stopped though worse results
+    recorded since would have let the rule promote it; a NaN stops too."""
+    h = Harness(ASHA(max_t=27, grace_period=1, reduction_factor=3))
+    h.run([(0, 1, 5.0), (1, 1, 6.0), (2, 1, 7.0)])
+    assert h.scheduler.decision_plan(h.add(3)).points[0] == (1, -6.0)
+    h.run([(4, 1, 8.0), (5, 1, 9.0), (6, 1, 10.0)])  # worse ones: 6.5 alone would now continue
+    assert h.report(7, 1, 6.5) == CONTINUE
+    assert h.report(3, 1, 6.5) == STOP
+    promoted = h.scheduler.rung_counts()[0][2]
+    h2 = Harness(ASHA(max_t=27, grace_period=1, reduction_factor=3))
+    h2.run([(0, 1, 5.0), (1, 1, 6.0), (2, 1, 7.0)])
+    h2.scheduler.decision_plan(h2.add(3))
+    assert h2.report(3, 1, NAN) == STOP
+    assert promoted == sum(d == CONTINUE for _t, _i, d in h.log)
+
+
+def test_a_new_plan_replaces_the_promises(Harness):
+    h = Harness(ASHA(max_t=27, grace_period=1, reduction_factor=3))
+    h.run([(0, 1, 5.0), (1, 1, 6.0), (2, 1, 7.0)])
+    h.scheduler.decision_plan(h.add(3))  # loss <= 6
+    h.run([(4, 1, 1.0), (5, 1, 2.0), (6, 1, 3.0)])
+    assert h.scheduler.decision_plan(h.trial(3)).points[0] == (1, -3.0)  # started again: what holds now
+    assert h.report(3, 1, 6.0) == STOP
+
+
+def test_no_plan_for_other_time_attrs_or_stopped_trials(Harness):
+    asha = ASHA(time_attr="time_total_s")
+    asha.setup("loss", "min")
+    assert asha.decision_plan(TrialView(id=0, config={})) is None
+    h = Harness(ASHA(max_t=2, grace_period=1, reduction_factor=3))
+    h.run([(0, 1, 1.0), (0, 2, 1.0)])
+    assert h.scheduler.decision_plan(h.trial(0)) is None
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(-3, 3), max_size=10), st.sampled_from(["min", "max"]),
+       st.one_of(st.floats(-4, 4), st.just(NAN), st.just(math.inf), st.just(-math.inf), st.booleans(),
+                 st.just("text"), st.none()),
+       st.lists(st.floats(-3, 3), max_size=4))
+def test_the_trials_own_decision_on_its_plan_is_the_schedulers(Harness, earlier, mode, value, between):
+    """What the trial's session decides from its plan (on the result's JSON, as sent) is what ASHA decides when
+    the result comes, whatever others recorded at the rung in between; where the session cannot decide, it waits."""
+    import json
+
+    from tunesmith.session import _Plan
+
+    h = Harness(ASHA(max_t=9, grace_period=1, reduction_factor=3), mode=mode)
+    for i, v in enumerate(earlier):
+        h.report(i, 1, v)
+    plan = h.scheduler.decision_plan(h.add(100))
+    local, after = _Plan(plan).decision(1, json.dumps({} if value is None else {"loss": value}))
+    for i, v in enumerate(between):
+        h.report(200 + i, 1, v)
+    if local is None:
+        return  # it waits: the driver decides (and a missing or non-number metric is the driver's error)
+    assert h.report(100, 1, value) == (CONTINUE if local else STOP)
+    if local:
+        assert after == 3  # the next rung is its next decision point

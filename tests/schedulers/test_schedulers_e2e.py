@@ -436,3 +436,43 @@ def test_local_deadline_gives_the_best_more_cpus_after_a_restart(fast_dir):
     assert [h["step"] for h in result.history(best.id)] == list(range(1, best.iteration + 1))
     assert best.iteration == max(t.iteration for t in result.trials)
     histories_are_contiguous(result)
+
+
+class CountingBackend(LocalBackend):
+    """The local backend, counting the decisions it sends (each answers a trial waiting at a decision point)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decisions: list[tuple[int, bool]] = []
+
+    def decide(self, trial_id, cont, next_decision, plan=None):
+        self.decisions.append((trial_id, cont))
+        super().decide(trial_id, cont, next_decision, plan)
+
+
+def flat_curve(config):
+    for _ in range(9):
+        ts.report({"loss": config["v"]})
+
+
+@pytest.mark.timeout(120)
+def test_local_asha_decides_at_a_rung_in_the_worker_when_the_cutoff_was_known(fast_dir):
+    """One trial at a time, each better than all before, then a bad one. The first trial finds its rungs empty:
+    it waits at rungs 1 and 3 for the driver's decisions. Each later one was given the rungs' cutoffs at its start:
+    its result at a rung beats the cutoff and it goes on without a round trip; the last one's is below rung 1's and
+    it ends there without one; max_t ends every trial the same way. The rungs record what the rule alone decides."""
+    backend = CountingBackend()
+    asha = ts.ASHA(max_t=9, grace_period=1, reduction_factor=3)
+    values = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 9.0]
+    result = ts.run(flat_curve, space={"v": ts.grid(values)}, metric="loss", mode="min", scheduler=asha,
+                    backend=backend, max_concurrent=1, verbose=0, storage_path=fast_dir)
+    assert [t.config["v"] for t in result.trials] == values
+    assert [t.iteration for t in result.trials] == [9, 9, 9, 9, 9, 9, 1]
+    first = result.trials[0].id
+    assert backend.decisions == [(first, True), (first, True)]  # without plans: 3 per trial at max_t, 19 in all
+    assert [(r, p) for _m, r, p in asha.rung_counts()] == [(7, 6), (6, 6)]
+    assert all(t.status is TrialStatus.TERMINATED for t in result.trials)
+    stops = {tid: data for _s, _t, kind, tid, data in result._store.events() if kind == "stop"}
+    assert stops[result.trials[-1].id] == {"reason": "scheduler", "iteration": 1}
+    assert stops[first] == {"reason": "scheduler", "iteration": 9}
+    histories_are_contiguous(result)

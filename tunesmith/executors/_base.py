@@ -45,6 +45,8 @@ class Launch:
     iteration: int = 0  # iterations already done (the restore checkpoint's)
     time_offset: float = 0.0
     decision_iteration: int | None = None
+    # the scheduler's DecisionPlan from decision_iteration on, as a plain tuple (only to an executor that takes_plans)
+    decision_plan: tuple[Any, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
     # processes the trial runs as, each with the rendezvous environment (``run(ranks=N)``; ``resources`` is
     # their total); None: a plain trial, one process without it
@@ -60,6 +62,7 @@ def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config
         "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
         "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
         "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
+        "decision_plan": launch.decision_plan,
         "env": env, "fn_key": fn_key, "takes_config": takes_config, "sys_path": sys_path, "stop": stop,
         "chdir": chdir, "ranks": launch.ranks, **own,
     }
@@ -77,6 +80,10 @@ class Executor:
     stop_rules: Any = None
     trial_time_limit_s: float | None = None
     chdir_to_trial_dir: bool = True
+    # Whether a trial here follows a scheduler's decision plan (``Scheduler.decision_plan``): it goes on without
+    # waiting at a decision point where the plan promised CONTINUE. Then ``Launch.decision_plan`` and ``decide``'s
+    # ``plan`` carry it; an executor without (the default) is never sent one, and its trials wait at every point.
+    takes_plans: bool = False
 
     def setup(self, fn: Any, experiment_dir: str) -> None:
         """Called once before any trial starts with the user's training function."""
@@ -101,8 +108,8 @@ class Executor:
         """Start the trial if its resources are free now; False (nothing started) if not."""
         raise NotImplementedError
 
-    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
-        """Answer a trial waiting at a decision point."""
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None, plan: tuple[Any, ...] | None = None) -> None:
+        """Answer a trial waiting at a decision point (``plan``: from ``next_decision`` on, if ``takes_plans``)."""
         raise NotImplementedError
 
     def stop(self, trial_id: int) -> None:

@@ -99,14 +99,15 @@ class _Channel:
             else:
                 self.inbox.append(msg)  # e.g. the next trial's spec, sent ahead
 
-    def _wait_decision(self) -> tuple[bool, int | None]:
+    def _wait_decision(self) -> tuple[bool, int | None, Any]:
+        """(continue, the next decision point, the decision plan from it)."""
         while True:
             msg = self.conn.recv()
             if msg[0] == DECIDE and msg[1] == self.trial_id:
-                return (msg[2] and not self.stopped), msg[3]
+                return (msg[2] and not self.stopped), msg[3], msg[4]
             if msg[0] == STOP and msg[1] == self.trial_id:
                 self.stopped = True
-                return False, None
+                return False, None, None
             if msg[0] not in (STOP, DECIDE):
                 self.inbox.append(msg)
 
@@ -271,7 +272,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
     session._session = session._Session(
         trial_id, spec["config"], spec["trial_dir"], spec["resources"] if ranks is None else ranks.share(), channel,
         spec["iteration"], spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"),
-        stop_rules, world_size=1 if ranks is None else ranks.world)
+        stop_rules, world_size=1 if ranks is None else ranks.world, plan=spec.get("decision_plan"))
     output.start(os.path.join(spec["trial_dir"], OUTPUT_LOG))
     status, tb = "ok", None
     home = None

@@ -237,13 +237,15 @@ class LocalBackend(Executor):
         self._poller.register(conn.fileno(), select.POLLIN)
         return worker
 
-    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+    takes_plans = True  # a worker's session follows the scheduler's plan (session._Plan)
+
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None, plan: tuple[Any, ...] | None = None) -> None:
         worker = self._by_trial.get(trial_id)
         if worker is not None:
             if not cont and worker.stop_deadline is None:  # a stop: one that catches it is killed in time
                 worker.stop_deadline = time.monotonic() + self.grace_period_s
             try:
-                worker.conn.send((DECIDE, trial_id, cont, next_decision))
+                worker.conn.send((DECIDE, trial_id, cont, next_decision, plan))
             except OSError:
                 pass  # its death shows up in poll()
 

@@ -473,7 +473,8 @@ class RayBackend(Executor):
         slot.ref, slot.kind = ref, kind
         self._by_ref[ref] = slot
 
-    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None, plan: Any = None) -> None:
+        # plan: ignored: a Ray actor takes no plan (takes_plans is False)
         slot = self._by_trial.get(trial_id)
         if slot is not None:
             if not cont and slot.stop_deadline is None:  # a stop: one that catches it is killed in time

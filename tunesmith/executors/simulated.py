@@ -236,7 +236,8 @@ class SimulatedBackend(Executor):
             return self._fn(config)
         return self._fn()
 
-    def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
+    def decide(self, trial_id: int, cont: bool, next_decision: int | None, plan: Any = None) -> None:
+        # plan: ignored: simulated trials take no plan (takes_plans is False)
         trial = self._trials.get(trial_id)
         if trial is None or not trial.waiting:
             return

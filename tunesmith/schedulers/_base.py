@@ -8,7 +8,7 @@ decisions go out as values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from tunesmith._spec import constructor_spec
 from tunesmith.trial import Result, TrialView
@@ -51,6 +51,20 @@ STOP = Stop()
 PAUSE = Pause()
 
 Decision = Continue | Stop | Pause | Exploit
+
+
+class DecisionPlan(NamedTuple):
+    """A trial's decision points from its next one on, with the decision the scheduler already promises at each
+    (``Scheduler.decision_plan``). At the point ``(iteration, cutoff)``, a result whose score (``metric``'s value,
+    negated for ``mode="min"``: higher is better) is a real number continues if it is ``>= cutoff`` and stops if
+    not: its trial goes on, or ends, without waiting for the driver (the result is still sent, and stored before
+    the driver decides anything on it). ``math.inf``: the trial stops there whatever the result. A ``None``
+    cutoff, or a missing or NaN metric: the trial waits for the decision as without a plan. Past the last point
+    no decision is due (results stream)."""
+
+    metric: str
+    mode: str
+    points: tuple[tuple[int, float | None], ...]
 
 
 @dataclass
@@ -109,6 +123,18 @@ class Scheduler:
     def decision_iteration(self, trial: TrialView) -> int | None:
         """The next ``training_iteration`` (> ``trial.iteration``) at which the trial's ``report()`` must
         wait for this scheduler's decision, or ``None`` if results may stream freely."""
+        return None
+
+    def decision_plan(self, trial: TrialView) -> DecisionPlan | None:
+        """The trial's decision points, the first one ``decision_iteration``'s, each with the score that decides
+        there (see ``DecisionPlan``), or ``None`` (default: always wait for the decision).
+
+        Calling it is a promise: until the trial's next ``decision_plan`` (the controller asks at each start and
+        with each decision it sends), ``on_result`` decides a result of the trial at a point with a cutoff as the
+        plan says (``CONTINUE`` iff its score reaches the cutoff), whatever other trials reported first, because
+        the trial may already have gone on or ended. Give ``None`` at a point whose decision must wait for the
+        result's arrival (one that may pause, exploit, or turn on results not in yet).
+        """
         return None
 
     def choose_trial_to_run(self, view: SchedulerView) -> int | None:

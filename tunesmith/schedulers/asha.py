@@ -27,6 +27,17 @@ What this rule guarantees, and what it does not (the "rung invariant"):
   ``sum(ceil(i / rf) / i for i in 1..n)``, at most ``n / rf + (1 - 1 / rf) * H(n)``: the asynchronous
   slack is logarithmic on average, not constant.
 
+Decision plans (``decision_plan``): with each start and each decision the controller asks ASHA for the
+cutoffs of the trial's remaining rungs, the score the rule above requires of a result recorded there now
+(``_Rung.cutoff``), and a worker that takes plans decides at the rung itself: on (result reaches the cutoff)
+or off, no round trip. ASHA keeps that promise: the result is recorded at the rung as every result is, and
+its decision is the plan's even when results recorded there in between would have changed the rule's. So a
+promotion (or stop) is justified over the rung as it was when the plan was given rather than when the result
+came: the rung invariant above holds with "when it is made" read as "when it was promised". Asynchronous
+promotion is order-dependent anyway; the rung's recorded values stay the same function of the results. A rung
+too empty to rank against (every number would pass) is left to the rule (no cutoff), which also keeps the
+first trials of a run from all being promoted on stale cutoffs.
+
 The helpers ASHA shares with the other schedulers (progress counters, milestones, ranks, argument checks)
 live in ``schedulers/_milestones.py``; the metric a scheduler compares by, and its score, is an
 ``Objective`` (``Objective.for_scheduler``: the scheduler's own ``metric``/``mode``, else the experiment's).
@@ -40,7 +51,7 @@ from dataclasses import dataclass
 
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
-from tunesmith.schedulers._base import CONTINUE, STOP, Decision, Scheduler, SchedulerView
+from tunesmith.schedulers._base import CONTINUE, STOP, Decision, DecisionPlan, Scheduler, SchedulerView
 from tunesmith.schedulers._milestones import (
     _MAX_RUNGS,
     _as_iteration,
@@ -63,16 +74,30 @@ class _Rung:
         self.recorded = 0  # NaN included
         self.promoted = 0
 
-    def record(self, score: float, rf: float) -> bool:
-        """Record ``score`` and say whether its trial continues past this rung."""
+    def record(self, score: float, rf: float, promised: float | None = None) -> bool:
+        """Record ``score`` and say whether its trial continues past this rung. ``promised``: the cutoff its
+        trial was promised here (``ASHA.decision_plan``): a score continues iff it reaches it, whatever came since."""
         self.recorded += 1
         if math.isnan(score):
             return False
         better = len(self.scores) - bisect.bisect_right(self.scores, score)
         bisect.insort(self.scores, score)
-        promoted = rf * better < self.recorded
+        promoted = rf * better < self.recorded if promised is None else score >= promised
         self.promoted += promoted
         return promoted
+
+    def cutoff(self, rf: float) -> float | None:
+        """The least score that continues if it is the next one recorded here: ``record``'s rule with the rung as
+        it is now. None when every real number would (fewer results than the rule lets be better)."""
+        n = self.recorded + 1
+        most = math.ceil(n / rf) - 1  # the most results that may be better than a promoted one: rf * most < n
+        while rf * (most + 1) < n:  # (float rounding in the division, either way)
+            most += 1
+        while most > 0 and not rf * most < n:
+            most -= 1
+        if len(self.scores) <= most:
+            return None
+        return self.scores[len(self.scores) - 1 - most]
 
 
 @dataclass
@@ -81,6 +106,7 @@ class _AshaTrial:
     next_rung: int = 0  # index of the first rung this trial has not passed yet
     stopped: bool = False  # STOP returned (rung or max_t): later results get STOP
     ended: bool = False  # on_complete seen
+    promises: dict[int, float] | None = None  # rung index -> the cutoff its last decision_plan promised there
 
 
 class ASHA(Scheduler):
@@ -171,7 +197,8 @@ class ASHA(Scheduler):
         while state.next_rung < len(rungs) and _reached(t, rungs[state.next_rung].milestone):
             if score is None:
                 score = self._objective.score(result)
-            if not rungs[state.next_rung].record(score, self._rf):
+            promised = state.promises.pop(state.next_rung, None) if state.promises else None
+            if not rungs[state.next_rung].record(score, self._rf, promised):
                 state.stopped = True
                 return STOP
             state.next_rung += 1
@@ -194,6 +221,35 @@ class ASHA(Scheduler):
         rungs = self._rungs[state.bracket]
         milestone = rungs[state.next_rung].milestone if state.next_rung < len(rungs) else self._max_t
         return max(_as_iteration(milestone), trial.iteration + 1)
+
+    def decision_plan(self, trial: TrialView) -> DecisionPlan | None:
+        """The trial's rungs from its next one, then ``max_t`` (``math.inf``: it stops there). At each rung the
+        cutoff ``record``'s rule applies to a result recorded there now (``_Rung.cutoff``), promised until the next
+        plan: the trial's result there continues iff it reaches the cutoff, decided by the trial without a round
+        trip, and recorded at the rung when it comes whatever other trials recorded there in between. None (the
+        rule decides when the result comes) at a rung too empty to rank against (any number would pass), and where
+        one result would reach two rungs."""
+        first = self.decision_iteration(trial)
+        if first is None:
+            return None
+        state = self._state(trial.id)
+        rungs = self._rungs[state.bracket]
+        floor = trial.iteration + 1
+        end = max(_as_iteration(self._max_t), floor)
+        at: dict[int, list[int]] = {}  # iteration -> the rungs a result there reaches first
+        for index in range(state.next_rung, len(rungs)):
+            at.setdefault(max(_as_iteration(rungs[index].milestone), floor), []).append(index)
+        points: list[tuple[int, float | None]] = []
+        promises: dict[int, float] = {}
+        for point, indexes in at.items():
+            cutoff = rungs[indexes[0]].cutoff(self._rf) if len(indexes) == 1 and point < end else None
+            if cutoff is not None:
+                promises[indexes[0]] = cutoff
+            points.append((point, cutoff))
+        if end not in at:
+            points.append((end, math.inf))  # every trial stops at max_t
+        state.promises = promises
+        return DecisionPlan(self._objective.primary, self._objective.primary_mode, tuple(points))
 
     # -- introspection (used by Deadline; handy in reports)
 
