@@ -15,7 +15,7 @@ progress) pairs, so a replay with the latest config only would rebuild another m
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from tunesmith._ledger import clean_leftovers
 from tunesmith.checkpoint import CheckpointError, verify
@@ -23,12 +23,45 @@ from tunesmith.store.sqlite import ResultRow, result_dict
 from tunesmith.trial import Result, TrialStatus, TrialView
 
 if TYPE_CHECKING:
-    from tunesmith._controller import Controller
+    from tunesmith._ledger import Ledger
+    from tunesmith._objective import Objective
+    from tunesmith._stop import StopRules
+    from tunesmith.executors._base import Launch
+    from tunesmith.schedulers._base import Scheduler, SchedulerView
+    from tunesmith.searchers._base import Searcher
+    from tunesmith.store.sqlite import Store
 
 log = logging.getLogger("tunesmith")
 
 
-def replay(ctl: Controller, restart_errored: str | None = None) -> None:
+class Replayable(Protocol):
+    """What the replay reads and fills of a new controller (``tunesmith._controller.Controller``, before its
+    ``run``): named here so this module needs no import of the controller, which calls it."""
+
+    name: str
+    exp_dir: str
+    store: Store
+    searcher: Searcher
+    scheduler: Scheduler
+    stop_rules: StopRules
+    objective: Objective
+    ledger: Ledger
+    view: SchedulerView
+    resources: dict[str, float]
+    trials: dict[int, TrialView]
+    num_results: int
+    best_so_far: tuple[int, float] | None
+    _next_id: int
+    _ckpt_time: dict[int, float]
+    _metric_seen: set[int]
+    _pending_launch: list[Launch]
+    _end_reason: str | None
+    _stopping: bool
+
+    def _restart_launch(self, trial: TrialView) -> Launch: ...
+
+
+def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     """Fill ``ctl`` (a new controller, before ``run``) from its store.
 
     Args:
