@@ -14,11 +14,11 @@ import sqlite3
 import time
 from typing import Any
 
-from tunesmith import _layout
 from tunesmith._errors import ConfigError
+from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
-from tunesmith._replay import first_good_checkpoint, replay
+from tunesmith._replay import replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -58,7 +58,7 @@ class Controller:
         self.max_concurrent = max_concurrent
         self.resources = resources
         self.resources_fn = resources_fn  # resources=lambda config: {...}: each trial's own request
-        self.ranks = ranks  # processes a trial starts as (run(ranks=N)); a resize changes it (_ranks_of)
+        self.ranks = ranks  # processes a trial starts as (run(ranks=N)); a resize changes it (_launches.ranks_of)
         self._rank_unit: dict[int, dict[str, float]] = {}  # a trial's per-rank share, from its first request
         self.constraints = constraints  # fn(result) -> floats, stored as constraint/<i> with each result
         self.callbacks = callbacks
@@ -257,7 +257,7 @@ class Controller:
             self._fail(e)
             self._searcher_done = True  # the experiment ends: nothing more is suggested
             return None
-        resources = self._resources_for(trial_id, config)
+        resources = resources_for(self, trial_id, config)
         if resources is None:
             return None
         self._next_id += 1
@@ -265,87 +265,14 @@ class Controller:
         self.trials[trial_id] = trial
         self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
-        return self._make_launch(trial)
-
-    def _resources_for(self, trial_id: int, config: dict[str, Any]) -> dict[str, float] | None:
-        """The trial's resources: ``resources(config)`` checked against what the executor has (a request it can
-        never meet ends the experiment with a ConfigError naming the config), or the experiment's."""
-        if self.resources_fn is None:
-            return dict(self.resources)
-        from tunesmith.executors.resources import normalize
-
-        where = f"resources(config) for trial {trial_id} (config {config!r})"
-        try:
-            resources = normalize(self.resources_fn(config), where=where)
-            self.executor.check_resources(resources)
-        except ConfigError as e:
-            message = str(e) if str(e).startswith(where) else f"{where}: {e}"
-            self._fail(ConfigError(message))
-        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
-            self._fail(ConfigError(f"{where}: the resources function raised {type(e).__name__}: {e}"))
-        else:
-            return resources
-        self._searcher_done = True  # the experiment ends: nothing more is suggested
-        return None
+        return make_launch(self, trial)
 
     def _resume_chosen(self) -> Launch | None:
         tid = self._resumable()
         if tid is None:
             return None
         self._chosen = None
-        return self._restart_launch(self.trials[tid])
-
-    def _make_launch(self, trial: TrialView) -> Launch:
-        restore = trial.checkpoint_path if trial.iteration > 0 else None
-        return Launch(trial_id=trial.id, config=trial.config, trial_dir=self._trial_dir(trial.id),
-                      resources=trial.resources, restore=restore, iteration=trial.iteration,
-                      time_offset=self._ckpt_time.get(trial.id, 0.0),
-                      decision_iteration=self._decision_iteration(trial), ranks=self._ranks_of(trial))
-
-    def _ranks_of(self, trial: TrialView) -> int | None:
-        """The trial's world size for this start: as many ranks as its resources now hold of the per-rank share
-        it first asked for (``_ranks.world_size``), so a resize restarts it with more or fewer ranks."""
-        if self.ranks is None:
-            return None
-        from tunesmith import _ranks
-
-        unit = self._rank_unit.get(trial.id)
-        if unit is None:  # first start, or after a resume: the first request, again (resources(config) is pure)
-            first = dict(self.resources) if self.resources_fn is None else self._resources_for(trial.id, trial.config)
-            unit = self._rank_unit[trial.id] = _ranks.split_resources(first or trial.resources, self.ranks)
-        return _ranks.world_size(trial.resources, unit)
-
-    def _verify_before_retry(self, trial: TrialView) -> None:
-        """A failed trial may have left its latest checkpoint damaged (a dying disk, a killed copy): retry
-        from the latest good one. Only on failures: pauses and exploits restart from checkpoints that were
-        complete when reported, and checking every byte of a large one would stall the loop."""
-        if not trial.checkpoint_path:
-            return
-        own = [(it, path) for it, path in self.store.checkpoints(trial.id) if it < trial.checkpoint_iteration]
-        good = first_good_checkpoint(trial, [(trial.checkpoint_iteration, trial.checkpoint_path),
-                                                   *reversed(own)])
-        if good is None:
-            trial.checkpoint_path, trial.checkpoint_iteration = None, 0
-            self.ledger.restore(trial.id, None)
-        elif good[1] != trial.checkpoint_path:
-            trial.checkpoint_iteration, trial.checkpoint_path = good
-            self.ledger.restore(trial.id, good[1])
-            self._ckpt_time[trial.id] = next((r.time_total for r in self.store.results(trial.id)
-                                              if r.iteration == good[0]), 0.0)
-
-    def _restart_launch(self, trial: TrialView) -> Launch:
-        """Restart a paused/exploited trial from its latest checkpoint (from scratch if it has none)."""
-        self._paused.discard(trial.id)
-        keep = trial.checkpoint_iteration if trial.checkpoint_path else 0
-        self._restarts.append((trial.id, keep))
-        self.ledger.forget_after(trial.id, keep)
-        trial.iteration = keep
-        if keep == 0:
-            trial.checkpoint_path = None
-        return self._make_launch(trial)
-
-    def _trial_dir(self, trial_id: int) -> str:
-        return _layout.trial_dir(self.exp_dir, trial_id)
+        return restart_launch(self, self.trials[tid])
 
     def _decision_iteration(self, trial: TrialView) -> int | None:
         a = self.scheduler.decision_iteration(trial)
@@ -546,8 +473,8 @@ class Controller:
             if (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping:
                 # retry from its latest checkpoint (from scratch if it has none)
                 trial.status = TrialStatus.PENDING
-                self._verify_before_retry(trial)
-                self._pending_launch.append(self._restart_launch(trial))
+                verify_before_retry(self, trial)
+                self._pending_launch.append(restart_launch(self, trial))
                 log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,
                             trial.num_failures, "unlimited" if self.max_failures < 0 else self.max_failures,
                             trial.iteration)
@@ -595,7 +522,7 @@ class Controller:
                 self._paused.add(trial.id)
             else:
                 trial.status = TrialStatus.PENDING
-                self._pending_launch.append(self._make_launch(trial))
+                self._pending_launch.append(make_launch(self, trial))
             return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
                      "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
                     ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
