@@ -21,7 +21,7 @@ from tunesmith._objective import Objective
 from tunesmith._replay import replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
-from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.callbacks._base import Callback, ExperimentInfo, Notifier
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
@@ -62,7 +62,7 @@ class Controller:
         self._rank_unit: dict[int, dict[str, float]] = {}  # a trial's per-rank share, from its first request
         self.constraints = constraints  # fn(result) -> floats, stored as constraint/<i> with each result
         self.callbacks = callbacks
-        self._callback_failures: set[tuple[int, str]] = set()
+        self._notify = Notifier(callbacks)  # self._notify(hook, *args): every callback's hook, failures logged
         self.strict_metric = strict_metric
         self.max_failures = max_failures
         self.fail_fast = fail_fast  # the first trial error ends the experiment ("raise": and run raises it)
@@ -553,19 +553,6 @@ class Controller:
         """Delete checkpoint folders whose index rows are gone (committed): only inside this experiment."""
         for _owner, _it, path in drop:
             delete_checkpoint(path, self.exp_dir, self._storage_prefix)
-
-    def _notify(self, hook: str, *args: Any) -> None:
-        """Call ``hook`` on every callback. Callbacks observe and never decide, so one that raises is logged
-        (with its traceback, the first time per callback and hook) and the experiment goes on."""
-        for cb in self.callbacks:
-            try:
-                getattr(cb, hook)(*args)
-            except Exception:  # noqa: BLE001 - a broken logger must not end hours of tuning
-                key = (id(cb), hook)
-                if key not in self._callback_failures:
-                    self._callback_failures.add(key)
-                    log.exception("callback %s.%s failed (later failures of it are not logged); the experiment "
-                                  "goes on", type(cb).__name__, hook)
 
     def _after_complete(self, trial: TrialView) -> None:
         if trial.status.is_finished:
