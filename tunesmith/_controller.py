@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import time
 from typing import Any
 
+from tunesmith._constraints import add_constraints
 from tunesmith._errors import ConfigError
 from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
@@ -298,7 +298,8 @@ class Controller:
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
                     if self.constraints is not None:
-                        text = self._add_constraints(trial, iteration, time_total, timestamp, metrics)
+                        text = add_constraints(self.constraints, self._fail, trial, iteration, time_total, timestamp,
+                                               metrics)
                     rows.append((tid, iteration, time_total, timestamp, text, generation))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
@@ -357,24 +358,6 @@ class Controller:
             self._begin_stopping()
         if self._paused:
             self._terminate_paused(self.scheduler.trials_to_stop(self.view))
-
-    def _add_constraints(self, trial: TrialView, iteration: int, time_total: float, timestamp: float,
-                         metrics: dict[str, Any]) -> str:
-        """``constraints(result)`` as ``constraint/<i>`` metrics of the result; its stored text, re-encoded."""
-        from tunesmith._errors import ConfigError
-        from tunesmith.session import encode_metrics
-
-        result = {**metrics, ITERATION: iteration, TIME_TOTAL: time_total, TIMESTAMP: timestamp}
-        try:
-            values = self.constraints(result)
-            values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
-            self._fail(ConfigError(f"constraints({trial.name}'s result {iteration}) raised {type(e).__name__}: {e}; "
-                                   f"expected a list of floats (<= 0 feasible)"))
-            values = [math.inf]
-        for i, value in enumerate(values):
-            metrics[f"constraint/{i}"] = value
-        return encode_metrics(metrics)
 
     def _terminate_paused(self, trial_ids: list[int]) -> None:
         ended = [self.trials[tid] for tid in trial_ids if tid in self._paused]
