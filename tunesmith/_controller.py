@@ -15,6 +15,7 @@ from typing import Any
 
 from tunesmith._constraints import add_constraints
 from tunesmith._errors import ConfigError
+from tunesmith._experiment_end import close_paused, set_status
 from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
@@ -124,7 +125,7 @@ class Controller:
         except KeyboardInterrupt:
             log.warning("interrupted: stopping %d running trials", len(self._running))
             self._stop_all(grace_s=5.0)
-            self._set_status("interrupted")
+            set_status(self, "interrupted")
             raise
         except sqlite3.OperationalError as e:
             # the transaction rolled back: the store holds everything committed before, so it resumes
@@ -134,9 +135,9 @@ class Controller:
             self.executor.shutdown()
             self._notify("on_experiment_end", self.info)
         if self._fatal is not None:
-            self._set_status("failed")
+            set_status(self, "failed")
             raise self._fatal
-        self._set_status("finished")
+        set_status(self, "finished")
 
     # -- resume -------------------------------------------------------------------------------------
     def replay(self, restart_errored: str | None = None) -> None:
@@ -175,7 +176,7 @@ class Controller:
             self._record_placements()
             self._notify("on_tick", self.info)
         self._flush_store()
-        self._close_paused()
+        close_paused(self)
 
     def _record_placements(self) -> None:
         """A ``placement`` event per trial started somewhere new (Ray: node, address, pid), for the dashboard."""
@@ -594,34 +595,6 @@ class Controller:
                 if drop:
                     self.store.remove_checkpoints(db, [(owner, it) for owner, it, _path in drop])
             self._delete(drop)
-
-    def _set_status(self, status: str) -> None:
-        try:
-            with self.store.transaction() as db:
-                self._write_pending(db)
-                self.store.set_meta(db, "status", status)
-                self.store.set_meta(db, "ended", time.time())
-        except Exception:  # noqa: BLE001
-            log.exception("could not record the experiment's status")
-            return
-        if status == "finished":
-            self.store.index_results()  # after everything is committed; readers scan without it
-
-    def _close_paused(self) -> None:
-        """Trials still paused when the experiment ends are terminated (their checkpoints stay)."""
-        if not self._paused and not self._pending_launch:
-            return
-        with self.store.transaction() as db:
-            for launch in self._pending_launch:
-                self._paused.add(launch.trial_id)
-            self._pending_launch.clear()
-            for tid in sorted(self._paused):
-                trial = self.trials[tid]
-                trial.status = TrialStatus.TERMINATED
-                trial.end_time = time.time()
-                self.store.update_trial(db, tid, status=trial.status.value, end_time=trial.end_time,
-                                        start_time=trial.start_time)
-        self._paused.clear()
 
     # -- stopping -----------------------------------------------------------------------------------
     def _fail(self, error: BaseException) -> None:
