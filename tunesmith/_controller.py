@@ -19,6 +19,7 @@ from tunesmith._experiment_end import close_paused, set_status
 from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
+from tunesmith._placements import record_placements
 from tunesmith._replay import replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
@@ -173,23 +174,10 @@ class Controller:
                 self._begin_stopping()
             self.view.now = self.elapsed()
             apply_commands(self, self._inbox)
-            self._record_placements()
+            record_placements(self.executor, self.store, self._placed)
             self._notify("on_tick", self.info)
         self._flush_store()
         close_paused(self)
-
-    def _record_placements(self) -> None:
-        """A ``placement`` event per trial started somewhere new (Ray: node, address, pid), for the dashboard."""
-        placements = getattr(self.executor, "placements", None)
-        if placements is None:
-            return
-        new = [(tid, where) for tid, where in placements().items() if self._placed.get(tid) != where]
-        if not new:
-            return
-        with self.store.transaction() as db:
-            for tid, where in new:
-                self.store.log_event(db, "placement", tid, where)
-                self._placed[tid] = where
 
     def _resumable(self) -> int | None:
         """The paused trial the scheduler wants resumed next (asked once; kept until it is launched)."""
