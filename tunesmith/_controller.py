@@ -23,6 +23,7 @@ from tunesmith._placements import record_placements
 from tunesmith._replay import replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
+from tunesmith._trial_memory import forget
 from tunesmith.callbacks._base import Callback, ExperimentInfo, Notifier
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results
@@ -75,7 +76,7 @@ class Controller:
 
         # Unfinished trials; finished ones too only while the scheduler reads them (``needs_finished_trials``):
         # otherwise a trial leaves when it ends (the store has it), counted by status in _forgotten, so memory
-        # follows the running trials rather than the trials so far.
+        # follows the running trials rather than the trials so far (_trial_memory.forget).
         self.trials: dict[int, TrialView] = {}
         self._forgotten: dict[TrialStatus, int] = {}
         self.total_resources: dict[str, float] = {}
@@ -119,7 +120,7 @@ class Controller:
         self.total_resources = self.executor.total_resources()
         self.view.total_resources = self.total_resources
         for trial in [t for t in self.trials.values() if t.status.is_finished]:  # a resume's finished trials
-            self._forget(trial)
+            forget(self, trial)
         self._notify("on_experiment_start", self.info)
         try:
             self._loop()
@@ -532,19 +533,7 @@ class Controller:
             self.scheduler.on_complete(trial, trial.last_result, self.view)
             self.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
             self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)
-            self._forget(trial)
-
-    def _forget(self, trial: TrialView) -> None:
-        """A finished trial leaves the controller's memory, unless the scheduler reads finished trials: everything
-        about it is in the store already (written before any decision), and nothing here acts on it again."""
-        if self.scheduler.needs_finished_trials:
-            return
-        tid = trial.id
-        self.trials.pop(tid, None)
-        self._forgotten[trial.status] = self._forgotten.get(trial.status, 0) + 1
-        self._metric_seen.discard(tid)
-        self._ckpt_time.pop(tid, None)
-        self._stop_reasons.pop(tid, None)
+            forget(self, trial)
 
     def counts(self) -> dict[TrialStatus, int]:
         """Trials by status, the forgotten finished ones included."""
