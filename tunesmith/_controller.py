@@ -116,6 +116,18 @@ class Controller:
                 used[k] = used.get(k, 0.0) + v
         return used
 
+    def counts(self) -> dict[TrialStatus, int]:
+        """Trials by status, the forgotten finished ones included."""
+        counts = dict(self._forgotten)
+        for t in self.trials.values():
+            counts[t.status] = counts.get(t.status, 0) + 1
+        return counts
+
+    @property
+    def num_trials(self) -> int:
+        """Trials created so far (this run's and, on resume, the stored ones), the forgotten ones included."""
+        return len(self.trials) + sum(self._forgotten.values())
+
     def run(self) -> None:
         self.total_resources = self.executor.total_resources()
         self.view.total_resources = self.total_resources
@@ -534,18 +546,6 @@ class Controller:
             self.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
             self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)
             forget(self, trial)
-
-    def counts(self) -> dict[TrialStatus, int]:
-        """Trials by status, the forgotten finished ones included."""
-        counts = dict(self._forgotten)
-        for t in self.trials.values():
-            counts[t.status] = counts.get(t.status, 0) + 1
-        return counts
-
-    @property
-    def num_trials(self) -> int:
-        """Trials created so far (this run's and, on resume, the stored ones), the forgotten ones included."""
-        return len(self.trials) + sum(self._forgotten.values())
 
     # -- store --------------------------------------------------------------------------------------
     def _write_generations(self, db: Any) -> None:
