@@ -22,6 +22,7 @@ from typing import Any
 from tunesmith._constraints import add_constraints
 from tunesmith._errors import ConfigError
 from tunesmith._experiment_end import close_paused, set_status
+from tunesmith._exploit import apply_exploit, exploit_source
 from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
@@ -441,7 +442,7 @@ class Controller:
         if isinstance(decision, Exploit):
             # held from now: the source trains on while this trial's worker stops, and retention must not
             # delete what it will restart from
-            path = self._exploit_source(decision)[1]
+            path = exploit_source(self.trials, decision)[1]
             if path is not None:
                 self.ledger.pin(tid, path)
         if waiting:
@@ -488,37 +489,7 @@ class Controller:
             return ({"status": trial.status.value, "resources": dumps(trial.resources)},
                     ("pause", {"iteration": trial.iteration, "resources": trial.resources}))
         if isinstance(action, Exploit):
-            source = self.trials[action.source_trial]
-            it, path = self._exploit_source(action)
-            old_config, from_iteration = trial.config, trial.iteration
-            # its own checkpoints the new generation drops from the index: a resume's replay needs to know the
-            # superseded results came with one (what the scheduler saw live)
-            dropped = [i for i, _path in self.store.checkpoints(trial.id) if i > it]
-            trial.config = dict(action.config)
-            self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
-            trial.parent_id = source.id
-            trial.parent_iteration = it
-            # a new generation: the results its old lineage reported after ``it`` are kept, not replaced
-            trial.generation += 1
-            self._generations.append((trial.id, it, trial.generation))
-            if not action.pause:
-                self._restarts.append((trial.id, it))
-            self.ledger.forget_after(trial.id, it)
-            trial.iteration = it
-            trial.checkpoint_path = path
-            trial.checkpoint_iteration = it
-            self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
-            if action.pause:  # resumed from the cloned checkpoint when the scheduler chooses it
-                trial.status = TrialStatus.PAUSED
-                self._paused.add(trial.id)
-            else:
-                trial.status = TrialStatus.PENDING
-                self._pending_launch.append(make_launch(self, trial))
-            return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
-                     "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
-                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
-                                 "from_iteration": from_iteration, "old_config": old_config,
-                                 "generation": trial.generation, "dropped_checkpoints": dropped}))
+            return apply_exploit(self, trial, action)
         if status == "ok" and trial.last_result is None and self.objective and action is None:
             log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
                         "tunesmith.report({...}) in the training function (or return a dict of metrics)",
@@ -531,14 +502,6 @@ class Controller:
             "stop_rule" if status == "stopped" else None)
         stop = ("stop", {"reason": reason, "iteration": trial.iteration}) if reason else None
         return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, stop
-
-    def _exploit_source(self, action: Exploit) -> tuple[int, str | None]:
-        """(iteration, path) of the checkpoint an exploit restarts from: the one the decision named, else the
-        source's latest."""
-        source = self.trials[action.source_trial]
-        path = action.source_checkpoint or source.checkpoint_path
-        it = action.source_iteration if action.source_iteration is not None else source.checkpoint_iteration
-        return it, path
 
     def _delete(self, drop: list[tuple[int, int, str]]) -> None:
         """Delete checkpoint folders whose index rows are gone (committed): only inside this experiment."""
