@@ -5,10 +5,10 @@ store in one transaction, then feed them to the scheduler and searcher and apply
 event is O(1): nothing in the hot path scans all trials.
 
 This file is that loop. Its side jobs live in modules named after them, called from here in order: what a
-trial starts as (``_launches``), the resume (``_replay``), ``constraints(result)`` (``_constraints``), which
-finished trials it forgets (``_trial_memory``), the dashboard's commands and the placements logged each tick
-(``dashboard._commands``, ``_placements``), the callbacks (``callbacks._base.Notifier``), and the end's
-bookkeeping (``_experiment_end``).
+trial starts as (``_launches``), the resume (``_replay``), ``constraints(result)`` (``_constraints``), a PBT
+exploit applied (``_exploit``), which finished trials it forgets (``_trial_memory``), the dashboard's commands
+and the placements logged each tick (``dashboard._commands``, ``_placements``), the callbacks
+(``callbacks._base.Notifier``), and the end's bookkeeping (``_experiment_end``).
 """
 
 from __future__ import annotations
