@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tunesmith import _notebook
+from tunesmith import _notebook, dashboard
 from tunesmith._errors import ConfigError
 from tunesmith.plots import data as plot_data
 from tunesmith.results import ResultSet
@@ -92,13 +92,13 @@ def test_a_figure_cannot_close_its_script_element(tmp_path: Any) -> None:
 
 
 def test_dashboard_frame_escapes_and_checks_the_url() -> None:
-    frame = _notebook.show('http://127.0.0.1:8788/?a="><script>x</script>', height=400)
+    frame = dashboard.show('http://127.0.0.1:8788/?a="><script>x</script>', height=400)
     page = frame._repr_html_()
     assert "<script>" not in page and 'height="400"' in page and page.startswith("<iframe ")
     with pytest.raises(ConfigError, match="url"):
-        _notebook.show("javascript:alert(1)")
+        dashboard.show("javascript:alert(1)")
     with pytest.raises(ConfigError, match="height"):
-        _notebook.show("http://127.0.0.1:1/", height=True)  # type: ignore[arg-type]
+        dashboard.show("http://127.0.0.1:1/", height=True)  # type: ignore[arg-type]
 
 
 @pytest.mark.timeout(180)

@@ -3,28 +3,38 @@
 One loop: start trials while capacity allows, take a batch of events from the executor, write them to the
 store in one transaction, then feed them to the scheduler and searcher and apply their decisions. Work per
 event is O(1): nothing in the hot path scans all trials.
+
+This file is that loop. Its side jobs live in modules named after them, called from here in order: what a
+trial starts as (``_launches``), the resume (``_replay``), ``constraints(result)`` (``_constraints``), a PBT
+exploit applied (``_exploit``), which finished trials it forgets (``_trial_memory``), the dashboard's commands
+and the placements logged each tick (``dashboard._commands``, ``_placements``), the callbacks
+(``callbacks._base.Notifier``), and the end's bookkeeping (``_experiment_end``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import time
 from typing import Any
 
-from tunesmith import _layout
+from tunesmith._constraints import add_constraints
 from tunesmith._errors import ConfigError
+from tunesmith._experiment_end import close_paused, set_status
+from tunesmith._exploit import apply_exploit, exploit_source
+from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
-from tunesmith._replay import first_good_checkpoint, replay
+from tunesmith._placements import record_placements
+from tunesmith._replay import replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
-from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith._trial_memory import forget
+from tunesmith.callbacks._base import Callback, ExperimentInfo, Notifier
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results
-from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop, reads_finished_trials
+from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
 from tunesmith.space import check_storable
 from tunesmith.store.sqlite import Store, StoreError, dumps
@@ -58,11 +68,11 @@ class Controller:
         self.max_concurrent = max_concurrent
         self.resources = resources
         self.resources_fn = resources_fn  # resources=lambda config: {...}: each trial's own request
-        self.ranks = ranks  # processes a trial starts as (run(ranks=N)); a resize changes it (_ranks_of)
+        self.ranks = ranks  # processes a trial starts as (run(ranks=N)); a resize changes it (_launches.ranks_of)
         self._rank_unit: dict[int, dict[str, float]] = {}  # a trial's per-rank share, from its first request
         self.constraints = constraints  # fn(result) -> floats, stored as constraint/<i> with each result
         self.callbacks = callbacks
-        self._callback_failures: set[tuple[int, str]] = set()
+        self._notify = Notifier(callbacks)  # self._notify(hook, *args): every callback's hook, failures logged
         self.strict_metric = strict_metric
         self.max_failures = max_failures
         self.fail_fast = fail_fast  # the first trial error ends the experiment ("raise": and run raises it)
@@ -73,7 +83,7 @@ class Controller:
 
         # Unfinished trials; finished ones too only while the scheduler reads them (``needs_finished_trials``):
         # otherwise a trial leaves when it ends (the store has it), counted by status in _forgotten, so memory
-        # follows the running trials rather than the trials so far.
+        # follows the running trials rather than the trials so far (_trial_memory.forget).
         self.trials: dict[int, TrialView] = {}
         self._forgotten: dict[TrialStatus, int] = {}
         self.total_resources: dict[str, float] = {}
@@ -114,18 +124,30 @@ class Controller:
                 used[k] = used.get(k, 0.0) + v
         return used
 
+    def counts(self) -> dict[TrialStatus, int]:
+        """Trials by status, the forgotten finished ones included."""
+        counts = dict(self._forgotten)
+        for t in self.trials.values():
+            counts[t.status] = counts.get(t.status, 0) + 1
+        return counts
+
+    @property
+    def num_trials(self) -> int:
+        """Trials created so far (this run's and, on resume, the stored ones), the forgotten ones included."""
+        return len(self.trials) + sum(self._forgotten.values())
+
     def run(self) -> None:
         self.total_resources = self.executor.total_resources()
         self.view.total_resources = self.total_resources
         for trial in [t for t in self.trials.values() if t.status.is_finished]:  # a resume's finished trials
-            self._forget(trial)
+            forget(self, trial)
         self._notify("on_experiment_start", self.info)
         try:
             self._loop()
         except KeyboardInterrupt:
             log.warning("interrupted: stopping %d running trials", len(self._running))
             self._stop_all(grace_s=5.0)
-            self._set_status("interrupted")
+            set_status(self, "interrupted")
             raise
         except sqlite3.OperationalError as e:
             # the transaction rolled back: the store holds everything committed before, so it resumes
@@ -135,9 +157,9 @@ class Controller:
             self.executor.shutdown()
             self._notify("on_experiment_end", self.info)
         if self._fatal is not None:
-            self._set_status("failed")
+            set_status(self, "failed")
             raise self._fatal
-        self._set_status("finished")
+        set_status(self, "finished")
 
     # -- resume -------------------------------------------------------------------------------------
     def replay(self, restart_errored: str | None = None) -> None:
@@ -173,23 +195,10 @@ class Controller:
                 self._begin_stopping()
             self.view.now = self.elapsed()
             apply_commands(self, self._inbox)
-            self._record_placements()
+            record_placements(self.executor, self.store, self._placed)
             self._notify("on_tick", self.info)
         self._flush_store()
-        self._close_paused()
-
-    def _record_placements(self) -> None:
-        """A ``placement`` event per trial started somewhere new (Ray: node, address, pid), for the dashboard."""
-        placements = getattr(self.executor, "placements", None)
-        if placements is None:
-            return
-        new = [(tid, where) for tid, where in placements().items() if self._placed.get(tid) != where]
-        if not new:
-            return
-        with self.store.transaction() as db:
-            for tid, where in new:
-                self.store.log_event(db, "placement", tid, where)
-                self._placed[tid] = where
+        close_paused(self)
 
     def _resumable(self) -> int | None:
         """The paused trial the scheduler wants resumed next (asked once; kept until it is launched)."""
@@ -258,7 +267,7 @@ class Controller:
             self._fail(e)
             self._searcher_done = True  # the experiment ends: nothing more is suggested
             return None
-        resources = self._resources_for(trial_id, config)
+        resources = resources_for(self, trial_id, config)
         if resources is None:
             return None
         self._next_id += 1
@@ -266,88 +275,14 @@ class Controller:
         self.trials[trial_id] = trial
         self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
-        return self._make_launch(trial)
-
-    def _resources_for(self, trial_id: int, config: dict[str, Any]) -> dict[str, float] | None:
-        """The trial's resources: ``resources(config)`` checked against what the executor has (a request it can
-        never meet ends the experiment with a ConfigError naming the config), or the experiment's."""
-        if self.resources_fn is None:
-            return dict(self.resources)
-        from tunesmith.executors.resources import normalize
-
-        where = f"resources(config) for trial {trial_id} (config {config!r})"
-        try:
-            resources = normalize(self.resources_fn(config), where=where)
-            self.executor.check_resources(resources)
-        except ConfigError as e:
-            message = str(e) if str(e).startswith(where) else f"{where}: {e}"
-            self._fail(ConfigError(message))
-        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
-            self._fail(ConfigError(f"{where}: the resources function raised {type(e).__name__}: {e}"))
-        else:
-            return resources
-        self._searcher_done = True  # the experiment ends: nothing more is suggested
-        return None
+        return make_launch(self, trial)
 
     def _resume_chosen(self) -> Launch | None:
         tid = self._resumable()
         if tid is None:
             return None
         self._chosen = None
-        return self._restart_launch(self.trials[tid])
-
-    def _make_launch(self, trial: TrialView) -> Launch:
-        restore = trial.checkpoint_path if trial.iteration > 0 else None
-        first = self._decision_iteration(trial)
-        return Launch(trial_id=trial.id, config=trial.config, trial_dir=self._trial_dir(trial.id),
-                      resources=trial.resources, restore=restore, iteration=trial.iteration,
-                      time_offset=self._ckpt_time.get(trial.id, 0.0), decision_iteration=first,
-                      decision_plan=self._decision_plan(trial, first), ranks=self._ranks_of(trial))
-
-    def _ranks_of(self, trial: TrialView) -> int | None:
-        """The trial's world size for this start: as many ranks as its resources now hold of the per-rank share
-        it first asked for (``_ranks.world_size``), so a resize restarts it with more or fewer ranks."""
-        if self.ranks is None:
-            return None
-        from tunesmith import _ranks
-
-        unit = self._rank_unit.get(trial.id)
-        if unit is None:  # first start, or after a resume: the first request, again (resources(config) is pure)
-            first = dict(self.resources) if self.resources_fn is None else self._resources_for(trial.id, trial.config)
-            unit = self._rank_unit[trial.id] = _ranks.split_resources(first or trial.resources, self.ranks)
-        return _ranks.world_size(trial.resources, unit)
-
-    def _verify_before_retry(self, trial: TrialView) -> None:
-        """A failed trial may have left its latest checkpoint damaged (a dying disk, a killed copy): retry
-        from the latest good one. Only on failures: pauses and exploits restart from checkpoints that were
-        complete when reported, and checking every byte of a large one would stall the loop."""
-        if not trial.checkpoint_path:
-            return
-        own = [(it, path) for it, path in self.store.checkpoints(trial.id) if it < trial.checkpoint_iteration]
-        good = first_good_checkpoint(trial, [(trial.checkpoint_iteration, trial.checkpoint_path),
-                                                   *reversed(own)])
-        if good is None:
-            trial.checkpoint_path, trial.checkpoint_iteration = None, 0
-            self.ledger.restore(trial.id, None)
-        elif good[1] != trial.checkpoint_path:
-            trial.checkpoint_iteration, trial.checkpoint_path = good
-            self.ledger.restore(trial.id, good[1])
-            self._ckpt_time[trial.id] = next((r.time_total for r in self.store.results(trial.id)
-                                              if r.iteration == good[0]), 0.0)
-
-    def _restart_launch(self, trial: TrialView) -> Launch:
-        """Restart a paused/exploited trial from its latest checkpoint (from scratch if it has none)."""
-        self._paused.discard(trial.id)
-        keep = trial.checkpoint_iteration if trial.checkpoint_path else 0
-        self._restarts.append((trial.id, keep))
-        self.ledger.forget_after(trial.id, keep)
-        trial.iteration = keep
-        if keep == 0:
-            trial.checkpoint_path = None
-        return self._make_launch(trial)
-
-    def _trial_dir(self, trial_id: int) -> str:
-        return _layout.trial_dir(self.exp_dir, trial_id)
+        return restart_launch(self, self.trials[tid])
 
     def _decision_iteration(self, trial: TrialView) -> int | None:
         a = self.scheduler.decision_iteration(trial)
@@ -390,7 +325,8 @@ class Controller:
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
                     if self.constraints is not None:
-                        text = self._add_constraints(trial, iteration, time_total, timestamp, metrics)
+                        text = add_constraints(self.constraints, self._fail, trial, iteration, time_total, timestamp,
+                                               metrics)
                     rows.append((tid, iteration, time_total, timestamp, text, generation))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
@@ -449,24 +385,6 @@ class Controller:
             self._begin_stopping()
         if self._paused:
             self._terminate_paused(self.scheduler.trials_to_stop(self.view))
-
-    def _add_constraints(self, trial: TrialView, iteration: int, time_total: float, timestamp: float,
-                         metrics: dict[str, Any]) -> str:
-        """``constraints(result)`` as ``constraint/<i>`` metrics of the result; its stored text, re-encoded."""
-        from tunesmith._errors import ConfigError
-        from tunesmith.session import encode_metrics
-
-        result = {**metrics, ITERATION: iteration, TIME_TOTAL: time_total, TIMESTAMP: timestamp}
-        try:
-            values = self.constraints(result)
-            values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-        except Exception as e:  # noqa: BLE001 - the user's function: named in the error
-            self._fail(ConfigError(f"constraints({trial.name}'s result {iteration}) raised {type(e).__name__}: {e}; "
-                                   f"expected a list of floats (<= 0 feasible)"))
-            values = [math.inf]
-        for i, value in enumerate(values):
-            metrics[f"constraint/{i}"] = value
-        return encode_metrics(metrics)
 
     def _terminate_paused(self, trial_ids: list[int]) -> None:
         ended = [self.trials[tid] for tid in trial_ids if tid in self._paused]
@@ -547,7 +465,7 @@ class Controller:
         if isinstance(decision, Exploit):
             # held from now: the source trains on while this trial's worker stops, and retention must not
             # delete what it will restart from
-            path = self._exploit_source(decision)[1]
+            path = exploit_source(self.trials, decision)[1]
             if path is not None:
                 self.ledger.pin(tid, path)
         if waiting:
@@ -571,8 +489,8 @@ class Controller:
             if (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping:
                 # retry from its latest checkpoint (from scratch if it has none)
                 trial.status = TrialStatus.PENDING
-                self._verify_before_retry(trial)
-                self._pending_launch.append(self._restart_launch(trial))
+                verify_before_retry(self, trial)
+                self._pending_launch.append(restart_launch(self, trial))
                 log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,
                             trial.num_failures, "unlimited" if self.max_failures < 0 else self.max_failures,
                             trial.iteration)
@@ -595,37 +513,7 @@ class Controller:
             return ({"status": trial.status.value, "resources": dumps(trial.resources)},
                     ("pause", {"iteration": trial.iteration, "resources": trial.resources}))
         if isinstance(action, Exploit):
-            source = self.trials[action.source_trial]
-            it, path = self._exploit_source(action)
-            old_config, from_iteration = trial.config, trial.iteration
-            # its own checkpoints the new generation drops from the index: a resume's replay needs to know the
-            # superseded results came with one (what the scheduler saw live)
-            dropped = [i for i, _path in self.store.checkpoints(trial.id) if i > it]
-            trial.config = dict(action.config)
-            self.ledger.restore(trial.id, path)  # its pin becomes a borrow, until it has its own checkpoint
-            trial.parent_id = source.id
-            trial.parent_iteration = it
-            # a new generation: the results its old lineage reported after ``it`` are kept, not replaced
-            trial.generation += 1
-            self._generations.append((trial.id, it, trial.generation))
-            if not action.pause:
-                self._restarts.append((trial.id, it))
-            self.ledger.forget_after(trial.id, it)
-            trial.iteration = it
-            trial.checkpoint_path = path
-            trial.checkpoint_iteration = it
-            self._ckpt_time[trial.id] = self._ckpt_time.get(source.id, 0.0)
-            if action.pause:  # resumed from the cloned checkpoint when the scheduler chooses it
-                trial.status = TrialStatus.PAUSED
-                self._paused.add(trial.id)
-            else:
-                trial.status = TrialStatus.PENDING
-                self._pending_launch.append(self._make_launch(trial))
-            return ({"status": trial.status.value, "config": dumps(trial.config), "parent_id": source.id,
-                     "parent_iteration": it, "checkpoint": path, "checkpoint_iteration": it, "iteration": it},
-                    ("exploit", {"source": source.id, "iteration": it, "config": trial.config,
-                                 "from_iteration": from_iteration, "old_config": old_config,
-                                 "generation": trial.generation, "dropped_checkpoints": dropped}))
+            return apply_exploit(self, trial, action)
         if status == "ok" and trial.last_result is None and self.objective and action is None:
             log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
                         "tunesmith.report({...}) in the training function (or return a dict of metrics)",
@@ -639,31 +527,10 @@ class Controller:
         stop = ("stop", {"reason": reason, "iteration": trial.iteration}) if reason else None
         return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, stop
 
-    def _exploit_source(self, action: Exploit) -> tuple[int, str | None]:
-        """(iteration, path) of the checkpoint an exploit restarts from: the one the decision named, else the
-        source's latest."""
-        source = self.trials[action.source_trial]
-        path = action.source_checkpoint or source.checkpoint_path
-        it = action.source_iteration if action.source_iteration is not None else source.checkpoint_iteration
-        return it, path
-
     def _delete(self, drop: list[tuple[int, int, str]]) -> None:
         """Delete checkpoint folders whose index rows are gone (committed): only inside this experiment."""
         for _owner, _it, path in drop:
             delete_checkpoint(path, self.exp_dir, self._storage_prefix)
-
-    def _notify(self, hook: str, *args: Any) -> None:
-        """Call ``hook`` on every callback. Callbacks observe and never decide, so one that raises is logged
-        (with its traceback, the first time per callback and hook) and the experiment goes on."""
-        for cb in self.callbacks:
-            try:
-                getattr(cb, hook)(*args)
-            except Exception:  # noqa: BLE001 - a broken logger must not end hours of tuning
-                key = (id(cb), hook)
-                if key not in self._callback_failures:
-                    self._callback_failures.add(key)
-                    log.exception("callback %s.%s failed (later failures of it are not logged); the experiment "
-                                  "goes on", type(cb).__name__, hook)
 
     def _after_complete(self, trial: TrialView) -> None:
         if trial.status.is_finished:
@@ -671,31 +538,7 @@ class Controller:
             self.scheduler.on_complete(trial, trial.last_result, self.view)
             self.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
             self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)
-            self._forget(trial)
-
-    def _forget(self, trial: TrialView) -> None:
-        """A finished trial leaves the controller's memory, unless the scheduler reads finished trials: everything
-        about it is in the store already (written before any decision), and nothing here acts on it again."""
-        if reads_finished_trials(self.scheduler):
-            return
-        tid = trial.id
-        self.trials.pop(tid, None)
-        self._forgotten[trial.status] = self._forgotten.get(trial.status, 0) + 1
-        self._metric_seen.discard(tid)
-        self._ckpt_time.pop(tid, None)
-        self._stop_reasons.pop(tid, None)
-
-    def counts(self) -> dict[TrialStatus, int]:
-        """Trials by status, the forgotten finished ones included."""
-        counts = dict(self._forgotten)
-        for t in self.trials.values():
-            counts[t.status] = counts.get(t.status, 0) + 1
-        return counts
-
-    @property
-    def num_trials(self) -> int:
-        """Trials created so far (this run's and, on resume, the stored ones), the forgotten ones included."""
-        return len(self.trials) + sum(self._forgotten.values())
+            forget(self, trial)
 
     # -- store --------------------------------------------------------------------------------------
     def _write_generations(self, db: Any) -> None:
@@ -722,34 +565,6 @@ class Controller:
                 if drop:
                     self.store.remove_checkpoints(db, [(owner, it) for owner, it, _path in drop])
             self._delete(drop)
-
-    def _set_status(self, status: str) -> None:
-        try:
-            with self.store.transaction() as db:
-                self._write_pending(db)
-                self.store.set_meta(db, "status", status)
-                self.store.set_meta(db, "ended", time.time())
-        except Exception:  # noqa: BLE001
-            log.exception("could not record the experiment's status")
-            return
-        if status == "finished":
-            self.store.index_results()  # after everything is committed; readers scan without it
-
-    def _close_paused(self) -> None:
-        """Trials still paused when the experiment ends are terminated (their checkpoints stay)."""
-        if not self._paused and not self._pending_launch:
-            return
-        with self.store.transaction() as db:
-            for launch in self._pending_launch:
-                self._paused.add(launch.trial_id)
-            self._pending_launch.clear()
-            for tid in sorted(self._paused):
-                trial = self.trials[tid]
-                trial.status = TrialStatus.TERMINATED
-                trial.end_time = time.time()
-                self.store.update_trial(db, tid, status=trial.status.value, end_time=trial.end_time,
-                                        start_time=trial.start_time)
-        self._paused.clear()
 
     # -- stopping -----------------------------------------------------------------------------------
     def _fail(self, error: BaseException) -> None:

@@ -1,4 +1,5 @@
-"""Results in a Jupyter notebook: HTML tables, inline plots, the live dashboard in a cell.
+"""Results in a Jupyter notebook: HTML tables and inline plots (the live dashboard in a cell is
+:func:`tunesmith.dashboard.show`).
 
 ``ResultSet`` and ``TrialResult`` show themselves as HTML tables (``_repr_html_`` calls here): bounded (the
 first ``MAX_ROWS`` trials and a count of the rest), secret-looking config values masked as everywhere
@@ -226,58 +227,3 @@ class PlotAccessor:
     def __repr__(self) -> str:
         names = [n for n in type(self).__dict__ if not n.startswith("_")]
         return f"result.plot: {', '.join(n + '()' for n in names)}"
-
-
-# ---------------------------------------------------------------------------------------- dashboard
-
-_started: dict[tuple[str | None, str | None], Any] = {}  # dashboards show() started, reused by later calls
-
-
-class DashboardFrame:
-    """The live dashboard in a notebook cell: an ``<iframe>`` of ``url`` (escaped)."""
-
-    def __init__(self, url: str, height: int = 600) -> None:
-        self.url = url
-        self.height = height
-
-    def _repr_html_(self) -> str:
-        # the link too: a dashboard that refuses to be framed (its CSP) is still one click away
-        url = html.escape(self.url, quote=True)
-        return (f'<iframe src="{url}" width="100%" height="{int(self.height)}" style="border:1px solid #ddd">'
-                f'</iframe><div><a href="{url}" target="_blank" rel="noopener">open the dashboard: {url}</a></div>')
-
-    def __repr__(self) -> str:
-        return f"tunesmith dashboard: {self.url}"
-
-
-def show(url: str | None = None, *, storage_path: str | None = None, name: str | None = None,
-         height: int = 600) -> DashboardFrame:
-    """Embed the live dashboard in a notebook cell.
-
-    Args:
-        url: a running dashboard's address (``tunesmith dashboard`` prints it); default: start one on
-            127.0.0.1 and a free port in this kernel (once: later calls reuse it).
-        storage_path, name: what a dashboard started here serves (as for ``tunesmith dashboard``).
-        height: the frame's height in pixels.
-
-    Raises:
-        ConfigError: ``url`` not an http(s) address, or no URL given and the dashboard is not available.
-    """
-    from urllib.parse import urlsplit
-
-    if url is None:
-        key = (storage_path, name)
-        if key not in _started:
-            try:
-                from tunesmith import dashboard
-            except ImportError as e:
-                raise ConfigError("show(): no dashboard in this tunesmith; pass url= of a running "
-                                  "`tunesmith dashboard`") from e
-            _started[key] = dashboard.start(storage_path, name, port=0,
-                                            frame_ancestors=dashboard.NOTEBOOK_FRAME_ANCESTORS)
-        url = str(_started[key].url)
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-        raise ConfigError(f"url: expected an http(s) address like http://127.0.0.1:8788/, got {url!r}")
-    if isinstance(height, bool) or not isinstance(height, int) or height < 50:
-        raise ConfigError(f"height: expected pixels as a whole number >= 50, got {height!r}")
-    return DashboardFrame(url, height)

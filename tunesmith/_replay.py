@@ -15,20 +15,45 @@ progress) pairs, so a replay with the latest config only would rebuild another m
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from tunesmith._launches import LaunchHost, first_good_checkpoint, restart_launch
 from tunesmith._ledger import clean_leftovers
-from tunesmith.checkpoint import CheckpointError, verify
 from tunesmith.store.sqlite import ResultRow, result_dict
 from tunesmith.trial import Result, TrialStatus, TrialView
 
 if TYPE_CHECKING:
-    from tunesmith._controller import Controller
+    from tunesmith._objective import Objective
+    from tunesmith._stop import StopRules
+    from tunesmith.executors._base import Launch
+    from tunesmith.schedulers._base import Scheduler, SchedulerView
+    from tunesmith.searchers._base import Searcher
 
 log = logging.getLogger("tunesmith")
 
 
-def replay(ctl: Controller, restart_errored: str | None = None) -> None:
+class Replayable(LaunchHost, Protocol):
+    """What the replay reads and fills of a new controller (``tunesmith._controller.Controller``, before its
+    ``run``), besides what a launch needs: named here so this module needs no import of the controller, which
+    calls it."""
+
+    name: str
+    searcher: Searcher
+    scheduler: Scheduler
+    stop_rules: StopRules
+    objective: Objective
+    view: SchedulerView
+    trials: dict[int, TrialView]
+    num_results: int
+    best_so_far: tuple[int, float] | None
+    _next_id: int
+    _metric_seen: set[int]
+    _pending_launch: list[Launch]
+    _end_reason: str | None
+    _stopping: bool
+
+
+def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     """Fill ``ctl`` (a new controller, before ``run``) from its store.
 
     Args:
@@ -137,21 +162,8 @@ def replay(ctl: Controller, restart_errored: str | None = None) -> None:
     for trial in restarts:
         trial.status = TrialStatus.PENDING
         trial.error = None
-        ctl._pending_launch.append(ctl._restart_launch(trial))
+        ctl._pending_launch.append(restart_launch(ctl, trial))
     log.info("resuming %s: %d trials stored, %d to restart", ctl.name, len(records), len(restarts))
-
-
-def first_good_checkpoint(trial: TrialView, candidates: list[tuple[int, str]]) -> tuple[int, str] | None:
-    """The first of ``candidates`` (iteration, path) that passes its checksum; a damaged one is skipped
-    for the next, with a warning."""
-    for it, path in candidates:
-        try:
-            verify(path)
-        except CheckpointError as e:
-            log.warning("%s: skipping damaged checkpoint at iteration %d: %s", trial.name, it, e)
-            continue
-        return it, path
-    return None
 
 
 # During the replay a checkpoint that was there then but is not any more (superseded by an exploit) stands for

@@ -20,6 +20,7 @@ from tunesmith._errors import ConfigError, TrialError
 from tunesmith._layout import LOCK_FILE, PID_FILE, STORE_FILE, check_name  # noqa: F401 - names kept here
 from tunesmith._objective import Objective
 from tunesmith._retention import Retention
+from tunesmith._warm_start import warm_start_dirs, warm_start_searcher
 from tunesmith.callbacks._base import Callback
 from tunesmith.executors._base import Executor
 from tunesmith.executors.resources import normalize
@@ -235,7 +236,7 @@ def run(
     if constraints is not None and not callable(constraints):
         raise ConfigError(f"constraints must be a function fn(result) -> list of floats (<= 0 feasible), got "
                           f"{type(constraints).__name__}")
-    warm_dirs = _warm_start_dirs(warm_start, storage_path)
+    warm_dirs = warm_start_dirs(warm_start, storage_path)
     stop_rules = StopRules(stop, objective, keep_by=keep_by)
 
     if searcher is None:
@@ -256,7 +257,7 @@ def run(
     searcher.setup(space, objective.metric, objective.mode, num_samples)
     scheduler.setup(objective.metric, objective.mode)
     if warm_dirs:
-        _warm_start(searcher, warm_dirs)
+        warm_start_searcher(searcher, warm_dirs)
     space_json = _space_json(space)  # before anything is created: a constant the store cannot hold fails here
     _check_sampled_values(space)
 
@@ -386,24 +387,6 @@ def _qualname(fn: Any) -> str:
     return stored_name(fn)  # module:qualname: `tunesmith resume` imports it once the user confirms
 
 
-def _warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
-    """The experiment folders ``warm_start`` names (names under the storage path, or folders), checked."""
-    if warm_start is None:
-        return []
-    items = [warm_start] if isinstance(warm_start, (str, os.PathLike)) else warm_start
-    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, os.PathLike)) for i in items):
-        raise ConfigError(f"warm_start must be an experiment name or folder, or a list of them, got {warm_start!r}")
-    root = os.path.abspath(storage_path if storage_path is not None else default_storage())
-    dirs = []
-    for item in items:
-        item = os.fspath(item)
-        path = os.path.abspath(item) if (os.sep in item or item.startswith(".")) else os.path.join(root, item)
-        if not os.path.isfile(_layout.store_path(path)):
-            raise ConfigError(f"warm_start: {item!r} is no experiment (no {STORE_FILE} in {path})")
-        dirs.append(path)
-    return dirs
-
-
 def _with_added_samples(store: Store, searcher: Searcher, space: dict[str, Any], objective: Objective,
                         num_samples: int, warm_dirs: list[str]) -> int:
     """A resume's num_samples: the run's own plus those the dashboard added (``add_samples``, kept in the store's
@@ -416,28 +399,8 @@ def _with_added_samples(store: Store, searcher: Searcher, space: dict[str, Any],
     log.info("resume: num_samples %d + %d added from the dashboard", num_samples, added)
     searcher.setup(space, objective.metric, objective.mode, num_samples + added)
     if warm_dirs:
-        _warm_start(searcher, warm_dirs)
+        warm_start_searcher(searcher, warm_dirs)
     return num_samples + added
-
-
-def _warm_start(searcher: Searcher, dirs: list[str]) -> None:
-    """Hand the earlier experiments' finished trials to the searcher as data: (config, last result) pairs read
-    here (the searcher stays pure). Read as data only: nothing in those folders is imported or unpickled."""
-    from tunesmith.trial import TrialStatus
-
-    trials: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for path in dirs:
-        earlier = ResultSet(path)
-        trials += [(t.config, t.last_result) for t in earlier.trials
-                   if t.status is TrialStatus.TERMINATED and t.last_result]
-    used = searcher.warm_start(trials)
-    if used:
-        log.info("warm start: %s observed %d of %d finished earlier trials (%d skipped: outside this space or "
-                 "without the metric)", type(searcher).__name__, used, len(trials), len(trials) - used)
-    elif trials:
-        log.warning("warm start: %s took in none of the %d finished earlier trials (Random and QuasiRandom learn "
-                    "nothing from results and ignore warm_start; a model-based searcher skips configs outside "
-                    "its space)", type(searcher).__name__, len(trials))
 
 
 def _check_resumable(stored: dict[str, Any], name: str, objective: Objective) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tunesmith.trial import Result, TrialStatus, TrialView
+
+log = logging.getLogger("tunesmith")
 
 
 class Callback:
@@ -128,3 +131,24 @@ class ExperimentInfo:
     @property
     def total_resources(self) -> dict[str, float]:
         return self._c.total_resources
+
+
+class Notifier:
+    """The controller's way to call its callbacks: ``notify(hook, *args)`` calls ``hook`` on every callback.
+    Callbacks observe and never decide, so one that raises is logged (with its traceback, the first time per
+    callback and hook) and the experiment goes on."""
+
+    def __init__(self, callbacks: list[Callback]) -> None:
+        self.callbacks = callbacks
+        self._failures: set[tuple[int, str]] = set()
+
+    def __call__(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            try:
+                getattr(cb, hook)(*args)
+            except Exception:  # noqa: BLE001 - a broken logger must not end hours of tuning
+                key = (id(cb), hook)
+                if key not in self._failures:
+                    self._failures.add(key)
+                    log.exception("callback %s.%s failed (later failures of it are not logged); the experiment "
+                                  "goes on", type(cb).__name__, hook)

@@ -9,7 +9,10 @@ The controller imports ``_commands`` from here, so this module imports the serve
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tunesmith.dashboard._frame import DashboardFrame
 
 __all__ = ["NOTEBOOK_FRAME_ANCESTORS", "Dashboard", "DashboardApp", "make_app", "serve", "show", "start"]
 
@@ -52,13 +55,38 @@ def start(storage_path: str | None = None, name: str | None = None, *, host: str
     return Dashboard(app, host, port).start()
 
 
-def show(url: str | None = None, *, storage_path: str | None = None, name: str | None = None,
-         height: int = 600) -> Any:
-    """Embed the live dashboard in a notebook cell: ``url`` of a running one, or one started in this kernel
-    (once) that notebooks on this machine may frame. See :func:`tunesmith._notebook.show`."""
-    from tunesmith._notebook import show as _show
+_started: dict[tuple[str | None, str | None], Any] = {}  # dashboards show() started, reused by later calls
 
-    return _show(url, storage_path=storage_path, name=name, height=height)
+
+def show(url: str | None = None, *, storage_path: str | None = None, name: str | None = None,
+         height: int = 600) -> DashboardFrame:
+    """Embed the live dashboard in a notebook cell.
+
+    Args:
+        url: a running dashboard's address (``tunesmith dashboard`` prints it); default: start one on
+            127.0.0.1 and a free port in this kernel (once: later calls reuse it) that notebooks on this
+            machine may frame (``NOTEBOOK_FRAME_ANCESTORS``).
+        storage_path, name: what a dashboard started here serves (as for ``tunesmith dashboard``).
+        height: the frame's height in pixels.
+
+    Raises:
+        ConfigError: ``url`` not an http(s) address, or ``height`` not a whole number >= 50.
+    """
+    from urllib.parse import urlsplit
+
+    from tunesmith._errors import ConfigError
+    from tunesmith.dashboard._frame import DashboardFrame
+
+    if url is None:
+        key = (storage_path, name)
+        if key not in _started:
+            _started[key] = start(storage_path, name, port=0, frame_ancestors=NOTEBOOK_FRAME_ANCESTORS)
+        url = str(_started[key].url)
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigError(f"url: expected an http(s) address like http://127.0.0.1:8788/, got {url!r}")
+    if isinstance(height, bool) or not isinstance(height, int) or height < 50:
+        raise ConfigError(f"height: expected pixels as a whole number >= 50, got {height!r}")
+    return DashboardFrame(url, height)
 
 
 def serve(storage_path: str | None = None, name: str | None = None, *, host: str = "127.0.0.1", port: int = 8788,

@@ -259,7 +259,7 @@ def add_samples(ctl: Any, n: int) -> tuple[bool, str]:
 def _set_up_again(ctl: Any, num_samples: int) -> None:
     """``setup`` with ``num_samples``, the warm start again, then the stored suggestions and results replayed in
     the order they happened (as ``tunesmith._replay`` does on resume)."""
-    from tunesmith._run import _warm_start
+    from tunesmith._warm_start import warm_start_searcher
     from tunesmith.store.sqlite import result_dict
 
     searcher, store = ctl.searcher, ctl.store
@@ -267,7 +267,7 @@ def _set_up_again(ctl: Any, num_samples: int) -> None:
     spec = store.meta().get("spec") or {}
     warm = spec.get("warm_start") if isinstance(spec, dict) else None
     if isinstance(warm, list) and warm:
-        _warm_start(searcher, [str(d) for d in warm])
+        warm_start_searcher(searcher, [str(d) for d in warm])
     history: list[tuple[float, int, int, int, Any]] = []
     for rec in store.trials():
         tid = rec["id"]

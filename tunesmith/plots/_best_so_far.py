@@ -6,14 +6,13 @@ import numpy as np
 
 from tunesmith._objective import Objective
 from tunesmith.plots._figure import GREY, PALETTE, WEBGL_POINTS, Figure
-from tunesmith.plots._read import _read, resolve_metric, resolve_mode
-from tunesmith.results import ResultSet
+from tunesmith.plots._read import PlotSource, _read, resolve_metric, resolve_mode
 from tunesmith.trial import TIMESTAMP
 
 MAX_RESULT_POINTS = 4000  # best so far: the results behind the line, at most (each time stretch's extremes kept)
 
 
-def best_so_far(rs: ResultSet, metric: str | None = None, mode: str | None = None,
+def best_so_far(rs: PlotSource, metric: str | None = None, mode: str | None = None,
                 max_points: int = MAX_RESULT_POINTS) -> Figure:
     """The best value of the metric found so far, over wall-clock time since the experiment started,
     with the results as grey points behind it: every one, or beyond ``max_points`` the lowest and highest

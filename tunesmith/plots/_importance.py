@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import PALETTE, Figure
-from tunesmith.plots._read import resolve_metric, resolve_mode
-from tunesmith.results import ResultSet
+from tunesmith.plots._read import PlotSource, resolve_metric, resolve_mode
 
 
-def importance(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> Figure | None:
+def importance(rs: PlotSource, metric: str | None = None, mode: str | None = None) -> Figure | None:
     """A horizontal bar per parameter: its PED-ANOVA importance for the metric (``ResultSet.importance``),
     largest on top; None with fewer than 4 trials that reported the metric or no parameter that varies."""
     metric = resolve_metric(rs, metric)

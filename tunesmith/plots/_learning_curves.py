@@ -23,6 +23,7 @@ from tunesmith.plots._figure import (
     thin,
 )
 from tunesmith.plots._read import (
+    PlotSource,
     _check_x,
     _Experiment,
     _metric_values,
@@ -31,14 +32,13 @@ from tunesmith.plots._read import (
     resolve_metric,
     resolve_mode,
 )
-from tunesmith.results import ResultSet
 from tunesmith.trial import ITERATION, TrialStatus
 
 MAX_TRIAL_LINES = 200  # learning curves: beyond this many trials, quantile bands over trials and the best few
 TOP_TRIALS = 10  # ... drawn as lines
 
 
-def learning_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION,
+def learning_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATION,
                     max_points: int = 1000, mode: str | None = None, max_trials: int = MAX_TRIAL_LINES) -> Figure:
     """Every trial's metric over its iterations, one line per trial (up to ``max_trials`` trials).
 

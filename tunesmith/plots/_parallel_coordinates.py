@@ -7,11 +7,19 @@ from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import Figure, _label
-from tunesmith.plots._read import _log_axis, _metric_values, _number, _parameters, _read, resolve_metric, resolve_mode
-from tunesmith.results import ResultSet
+from tunesmith.plots._read import (
+    PlotSource,
+    _log_axis,
+    _metric_values,
+    _number,
+    _parameters,
+    _read,
+    resolve_metric,
+    resolve_mode,
+)
 
 
-def parallel_coordinates(rs: ResultSet, metric: str | None = None, mode: str | None = None,
+def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | None = None,
                          seeds: Sequence[str] | None = None) -> Figure | None:
     """One line per trial through an axis per varying parameter (not the seed keys: ``seeds=`` declares
     them, default :func:`is_seed_key`) and a last axis for the final metric,

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import GREY, PALETTE, Figure
 from tunesmith.plots._pareto import non_dominated
-from tunesmith.plots._read import _metric_values, _read
-from tunesmith.results import ResultSet
+from tunesmith.plots._read import PlotSource, _metric_values, _read
 
 
-def pareto_front(rs: ResultSet, metrics: Sequence[str], modes: Sequence[str]) -> Figure:
+def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -> Figure:
     """Two objectives: every trial's final pair of values, the non-dominated ones highlighted and joined.
 
     Args:

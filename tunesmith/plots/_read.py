@@ -1,6 +1,10 @@
 """Reading an experiment for the plots: one columnar read of the store (``shared_read`` lets every
 plot of a report share it), and what several plots derive from it (the metric and mode, final values,
 seed keys, early stops, the parameters that vary).
+
+The plots read an experiment through :class:`PlotSource`, the part of ``tunesmith.results.ResultSet`` they
+use, so they sit below the results module (which draws them for a notebook: ``result.plot``) instead of
+importing it.
 """
 
 from __future__ import annotations
@@ -12,16 +16,57 @@ import statistics
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._layout import store_path
 from tunesmith.plots._figure import _label
-from tunesmith.results import ResultSet
 from tunesmith.store.sqlite import Store
 from tunesmith.trial import AUTO_KEYS, ITERATION, TrialStatus
+
+
+class PlotTrial(Protocol):
+    """One trial as the plots read it (``tunesmith.results.TrialResult`` is one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def status(self) -> TrialStatus: ...
+    @property
+    def iteration(self) -> int: ...
+    @property
+    def last_result(self) -> dict[str, Any]: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def parent_id(self) -> int | None: ...
+    @property
+    def parent_iteration(self) -> int | None: ...
+
+
+class PlotSource(Protocol):
+    """An experiment's results as the plots read them (``tunesmith.results.ResultSet`` is one): its folder (the
+    plots read the store there, in columns), its spec and metadata, its objective and its trials."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def meta(self) -> dict[str, Any]: ...
+    @property
+    def metric(self) -> str | list[str] | None: ...
+    @property
+    def mode(self) -> str | list[str] | None: ...
+    @property
+    def trials(self) -> Sequence[PlotTrial]: ...
+    def importance(self, metric: str | None = None, mode: str | None = None) -> dict[str, float]: ...
 
 
 @dataclass
@@ -30,7 +75,7 @@ class _Experiment:
     columns (``Store.result_columns``: a float per result and key, not a dict per result), one pass over the
     store for every key asked so far."""
 
-    rs: ResultSet
+    rs: PlotSource
     records: dict[int, dict[str, Any]]  # raw store rows of trials (created, start_time, end_time)
     events: list[tuple[int, float, str, int | None, Any]]
     t0: float
@@ -54,7 +99,7 @@ class _Experiment:
         return self.columns[key]
 
 
-def _columns(rs: ResultSet, keys: Sequence[str]) -> dict[str, np.ndarray]:
+def _columns(rs: PlotSource, keys: Sequence[str]) -> dict[str, np.ndarray]:
     store = Store(store_path(rs.path), readonly=True)
     try:
         return store.result_columns(keys)
@@ -63,11 +108,11 @@ def _columns(rs: ResultSet, keys: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 # build_panels' experiment, shared by every plot function it calls: one read of the store for the whole report
-_shared: contextvars.ContextVar[tuple[ResultSet, _Experiment] | None] = contextvars.ContextVar("_shared", default=None)
+_shared: contextvars.ContextVar[tuple[PlotSource, _Experiment] | None] = contextvars.ContextVar("_shared", default=None)
 
 
 @contextmanager
-def shared_read(rs: ResultSet, keys: Sequence[str] = ()) -> Iterator[None]:
+def shared_read(rs: PlotSource, keys: Sequence[str] = ()) -> Iterator[None]:
     """Within this block every plot function of ``rs`` uses one read of its store (the columns of
     ``keys`` read in a single pass up front; a key asked later costs one more pass). Outside, each call
     reads afresh, so a plot of a running experiment is never stale."""
@@ -79,7 +124,7 @@ def shared_read(rs: ResultSet, keys: Sequence[str] = ()) -> Iterator[None]:
         _shared.reset(token)
 
 
-def _read(rs: ResultSet, keys: Sequence[str] = ()) -> _Experiment:
+def _read(rs: PlotSource, keys: Sequence[str] = ()) -> _Experiment:
     current = _shared.get()
     if current is not None and current[0] is rs:
         current[1].need(*keys)
@@ -110,7 +155,7 @@ def _read(rs: ResultSet, keys: Sequence[str] = ()) -> _Experiment:
     return _Experiment(rs, records, events, t0, columns, slices, space)
 
 
-def resolve_metric(rs: ResultSet, metric: str | None = None) -> str:
+def resolve_metric(rs: PlotSource, metric: str | None = None) -> str:
     """The metric to plot: ``metric``, else the experiment's, else the first numeric key trials reported.
 
     Raises:
@@ -127,7 +172,7 @@ def resolve_metric(rs: ResultSet, metric: str | None = None) -> str:
     raise ConfigError(f"experiment {rs.name} has no metric to plot: no trial reported a number")
 
 
-def resolve_mode(rs: ResultSet, mode: str | None = None) -> str:
+def resolve_mode(rs: PlotSource, mode: str | None = None) -> str:
     """``mode``, else the experiment's.
 
     Raises:
@@ -242,7 +287,7 @@ def _check_x(exp: _Experiment, x: str) -> None:
                       f"{sorted(keys) or [ITERATION]}")
 
 
-def best_result(rs: ResultSet, metric: str, mode: str,
+def best_result(rs: PlotSource, metric: str, mode: str,
                 trial_ids: Sequence[int] | None = None) -> tuple[int, int, float] | None:
     """(trial id, iteration, value) of the best result of ``metric`` at any iteration, as
     ``rs.get_best(metric, mode, scope="all")`` finds it (ties: the lowest trial id, then its first such

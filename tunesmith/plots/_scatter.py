@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesmith.plots._figure import PALETTE, Figure, _label, _subplots, _webgl
-from tunesmith.plots._read import _log_axis, _metric_values, _number, _parameters, _read, resolve_metric
-from tunesmith.results import ResultSet
+from tunesmith.plots._read import PlotSource, _log_axis, _metric_values, _number, _parameters, _read, resolve_metric
 
 
-def scatter(rs: ResultSet, metric: str | None = None, seeds: Sequence[str] | None = None) -> Figure | None:
+def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | None = None) -> Figure | None:
     """The final metric against each parameter that varies between trials, one subplot per parameter
     (seed keys are not parameters: ``seeds=`` declares them, default :func:`is_seed_key`).
 

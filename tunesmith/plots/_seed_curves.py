@@ -9,8 +9,7 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import PALETTE, Figure, _label, _plain_list, _transparent
-from tunesmith.plots._read import _check_x, _read, _seed_set, resolve_metric
-from tunesmith.results import ResultSet
+from tunesmith.plots._read import PlotSource, _check_x, _read, _seed_set, resolve_metric
 from tunesmith.trial import ITERATION
 
 BANDS = ("std", "ci95")
@@ -20,7 +19,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.045, 2.042)
 
 
-def seed_curves(rs: ResultSet, metric: str | None = None, x: str = ITERATION, band: str = "std",
+def seed_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATION, band: str = "std",
                 seeds: Sequence[str] | None = None, max_points: int = 300) -> Figure | None:
     """The standard RL figure: one curve per swept value, the mean over its seeds, with a band.
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.plots._figure import PALETTE, Figure, _label, _subplots, _transparent
-from tunesmith.plots._read import _Experiment, _final_values, _number, _read, _seed_set, resolve_metric
-from tunesmith.results import ResultSet
+from tunesmith.plots._read import PlotSource, _Experiment, _final_values, _number, _read, _seed_set, resolve_metric
 
 MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters than this are pooled
 
@@ -39,7 +38,7 @@ def sweep_stats(values_by_x: dict[str, list[float]], order: Sequence[Any]) -> li
     return out
 
 
-def sensitivity(rs: ResultSet, metric: str | None = None, repeats: Sequence[str] | None = None,
+def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str] | None = None,
                 final: str = "last", last_k: int = 5, mode: str | None = None) -> Figure | None:
     """For a grid sweep: the final metric against each swept parameter, mean line with a min–max band
     over the repeats (seeds) and the other parameters' values, and each trial's own value as a point.

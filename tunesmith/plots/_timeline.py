@@ -9,14 +9,13 @@ from typing import Any
 import numpy as np
 
 from tunesmith.plots._figure import STATUS_COLORS, Figure
-from tunesmith.plots._read import _Experiment, _number, _read
-from tunesmith.results import ResultSet
+from tunesmith.plots._read import PlotSource, _Experiment, _number, _read
 from tunesmith.trial import TIME_TOTAL, TIMESTAMP
 
 MAX_TIMELINE_ROWS = 100  # the timeline: one row per trial up to this many trials, then rows of concurrent slots
 
 
-def timeline(rs: ResultSet, max_rows: int = MAX_TIMELINE_ROWS) -> Figure:
+def timeline(rs: PlotSource, max_rows: int = MAX_TIMELINE_ROWS) -> Figure:
     """When each trial ran: a horizontal bar per trial (Gantt), coloured by status, in seconds since the
     experiment started.
 

@@ -1,6 +1,7 @@
 """Plot data: pure functions from an experiment's results to plotly figures as plain dicts.
 
-Each function reads a :class:`~tunesmith.results.ResultSet` (never writes) and returns a plotly figure
+Each function reads a :class:`~tunesmith.results.ResultSet` (never writes; typed as ``_read.PlotSource``, the
+part of it the plots use, so no plot imports the results module) and returns a plotly figure
 ``{"data": [trace, ...], "layout": {...}}`` made of lists, dicts, strings and numbers only, so it can be
 tested as data, dumped as JSON, drawn by plotly.js (``render.py``) or by the ``plotly`` Python package
 (``plotly.graph_objects.Figure(fig)``). Every trace carries a ``meta`` dict saying what it shows (trial

@@ -1,0 +1,59 @@
+"""The experiment's end, recorded: trials still paused or waiting to start are closed, and the store's meta gets
+the status the run ended with (and when); a finished experiment's results are indexed for the readers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tunesmith.trial import TrialStatus, TrialView
+
+if TYPE_CHECKING:
+    from tunesmith.executors._base import Launch
+    from tunesmith.store.sqlite import Store
+
+log = logging.getLogger("tunesmith")
+
+
+class EndHost(Protocol):
+    """What the end reads and changes of the controller (``tunesmith._controller.Controller``)."""
+
+    store: Store
+    trials: dict[int, TrialView]
+    _paused: set[int]
+    _pending_launch: list[Launch]
+
+    def _write_pending(self, db: Any) -> None: ...
+
+
+def close_paused(ctl: EndHost) -> None:
+    """Trials still paused when the experiment ends are terminated (their checkpoints stay)."""
+    if not ctl._paused and not ctl._pending_launch:
+        return
+    with ctl.store.transaction() as db:
+        for launch in ctl._pending_launch:
+            ctl._paused.add(launch.trial_id)
+        ctl._pending_launch.clear()
+        for tid in sorted(ctl._paused):
+            trial = ctl.trials[tid]
+            trial.status = TrialStatus.TERMINATED
+            trial.end_time = time.time()
+            ctl.store.update_trial(db, tid, status=trial.status.value, end_time=trial.end_time,
+                                    start_time=trial.start_time)
+    ctl._paused.clear()
+
+
+def set_status(ctl: EndHost, status: str) -> None:
+    """Record how the experiment ended ("finished", "failed", "interrupted") and when, with whatever the loop had
+    not written yet; once finished, index the results for the readers."""
+    try:
+        with ctl.store.transaction() as db:
+            ctl._write_pending(db)
+            ctl.store.set_meta(db, "status", status)
+            ctl.store.set_meta(db, "ended", time.time())
+    except Exception:  # noqa: BLE001
+        log.exception("could not record the experiment's status")
+        return
+    if status == "finished":
+        ctl.store.index_results()  # after everything is committed; readers scan without it
