@@ -54,3 +54,24 @@ def test_the_driver_lock_is_a_flock_that_follows_no_planted_link(tmp_path):
     assert target.read_text() == "keep"
     lock.unlink()
     ts.run(_one, name="exp", storage_path=str(tmp_path), verbose=0, resume=True)  # a plain file again: it runs
+
+
+def test_a_plain_run_with_a_space_and_the_default_scheduler_defers_what_it_does_not_use(tmp_path):
+    # statistics (and the decimal/fractions it pulls) serve only normal()/q*() domains when sampled, and
+    # reading FIFO's signature from object.__init__'s text compiled tokenize's regexes: ~6 ms of a 0.1 s start
+    code = textwrap.dedent("""
+        import sys
+        import tunesmith as ts
+
+        def f(config):
+            ts.report({"x": config["a"]})
+
+        ts.run(f, space={"a": ts.uniform(0, 1)}, num_samples=1, storage_path=sys.argv[1], verbose=0)
+        print(sorted(m for m in ("statistics", "decimal", "fractions") if m in sys.modules))
+        print(getattr(sys.modules.get("tokenize"), "_compile").cache_info().currsize
+              if "tokenize" in sys.modules and hasattr(sys.modules["tokenize"]._compile, "cache_info") else 0)
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "0"], out.stdout

@@ -13,21 +13,22 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError, TrialError
 from tunesmith._layout import LOCK_FILE, PID_FILE, STORE_FILE, check_name  # noqa: F401 - names kept here
-from tunesmith._objective import Objective
-from tunesmith._retention import Retention
-from tunesmith._warm_start import warm_start_dirs, warm_start_searcher
-from tunesmith.callbacks._base import Callback
-from tunesmith.executors._base import Executor
-from tunesmith.executors.resources import normalize
-from tunesmith.results import ResultSet, default_storage
-from tunesmith.schedulers._base import FIFO, Scheduler
-from tunesmith.searchers._base import Searcher
-from tunesmith.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from tunesmith._objective import Objective
+    from tunesmith.callbacks._base import Callback
+    from tunesmith.executors._base import Executor
+    from tunesmith.results import ResultSet
+    from tunesmith.schedulers._base import Scheduler
+    from tunesmith.searchers._base import Searcher
+    from tunesmith.store.sqlite import Store
+# The rest is imported inside run(), after the fork server's start: the server's own start (an interpreter
+# and tunesmith's imports) is what the first result waits for, so it begins before this module's imports.
 
 log = logging.getLogger("tunesmith")
 
@@ -189,8 +190,17 @@ def run(
 
         _forkserver.get()  # first: its start (an interpreter and imports) overlaps the setup below
     from tunesmith._controller import Controller
+    from tunesmith._objective import Objective
+    from tunesmith._retention import Retention
     from tunesmith._stop import StopRules
+    from tunesmith._warm_start import warm_start_dirs, warm_start_searcher
     from tunesmith.callbacks import default_callbacks
+    from tunesmith.executors._base import Executor
+    from tunesmith.executors.resources import normalize
+    from tunesmith.results import ResultSet, default_storage
+    from tunesmith.schedulers._base import FIFO, Scheduler
+    from tunesmith.searchers._base import Searcher
+    from tunesmith.store.sqlite import Store
 
     if not callable(fn):
         raise ConfigError(f"fn must be the training function (callable), got {type(fn).__name__}")
@@ -391,6 +401,7 @@ def _with_added_samples(store: Store, searcher: Searcher, space: dict[str, Any],
                         num_samples: int, warm_dirs: list[str]) -> int:
     """A resume's num_samples: the run's own plus those the dashboard added (``add_samples``, kept in the store's
     meta); the searcher is set up again with the sum."""
+    from tunesmith._warm_start import warm_start_searcher
     from tunesmith.dashboard._commands import ADDED_KEY
 
     added = store.meta().get(ADDED_KEY)

@@ -14,7 +14,10 @@ from typing import Any
 
 def constructor_spec(obj: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": type(obj).__name__}
-    for name in inspect.signature(type(obj).__init__).parameters:
+    init = type(obj).__init__
+    # no __init__ of its own (FIFO): no arguments; object.__init__'s signature would be parsed from its text
+    params = () if init is object.__init__ else inspect.signature(init).parameters
+    for name in params:
         if name == "self" or not hasattr(obj, name):
             continue
         value = getattr(obj, name)

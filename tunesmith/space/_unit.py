@@ -7,8 +7,6 @@ Random search (``from_unit(rng.random())``) and quasi-random search (Sobol point
 from __future__ import annotations
 
 import math
-from decimal import Decimal
-from statistics import NormalDist
 from typing import Any
 
 # Keeps the normal's inverse CDF finite at u == 0 and u == 1.
@@ -37,6 +35,8 @@ def _log_lerp(low: float, high: float, base: float, u: float) -> float:
 
 def _normal(mean: float, sd: float, u: float) -> float:
     p = min(max(_unit(u), _TINY), 1.0 - _TINY)
+    from statistics import NormalDist  # here: its import (with decimal, fractions) is ~2 ms of a start
+
     return float(NormalDist(float(mean), float(sd)).inv_cdf(p))
 
 
@@ -54,6 +54,8 @@ def _quantize(value: float, q: float, low: float | None = None, high: float | No
     if low is not None and high is not None:
         k = min(max(k, _k_low(low, q)), _k_high(high, q))
     # Decimal arithmetic on q's shortest repr gives 0.3 rather than 0.30000000000000004 for 3 * 0.1.
+    from decimal import Decimal
+
     result = float(Decimal(k) * Decimal(repr(float(q))))
     if low is not None and high is not None:
         result = _clip(result, low, high)
