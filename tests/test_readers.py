@@ -97,6 +97,35 @@ def test_show_of_a_small_experiment_has_no_paging_line(tmp_path: Any) -> None:
     assert res.exit_code == 0 and res.output.count("trial_000") == 20 and "more trials" not in res.output
 
 
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("sort", [None, "-x", "status", "-iteration"])
+def test_show_builds_only_the_trials_it_shows_in_the_order_of_a_full_read(tmp_path: Any, monkeypatch: Any,
+                                                                          mode: str, sort: str | None) -> None:
+    """A page of `show` ranks every trial from its status, iteration and last result (its config decoded only
+    when sorting by it) and builds a TrialResult for the shown ones only (counted), in the order the full read
+    gives (ties, NaN, strings, missing values; --json without --limit reads every trial)."""
+    import tunesmith.results as results_module
+
+    folder = write_store(str(tmp_path / "awk"), awkward_trials(), mode=mode)
+    sort_args = [] if sort is None else ["--sort", sort]
+    every = json.loads(invoke("show", folder, "--json", *sort_args).output)["trials"]
+    built = [0]
+    original = results_module.ResultSet._trial
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        built[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(results_module.ResultSet, "_trial", counted)
+    page = json.loads(invoke("show", folder, "--json", "--limit", "7", *sort_args).output)["trials"]
+    assert page == every[:7] and built[0] == 7
+    built[0] = 0
+    res = invoke("show", folder, *sort_args)
+    listed = [w for line in res.output.splitlines() for w in line.split()[:1] if w.startswith("trial_")]
+    assert listed == [t["name"] for t in every[:20]] and built[0] == 20
+    assert "40 trials (" in res.output and "20 more trials not shown" in res.output
+
+
 # -- dataframe ----------------------------------------------------------------------------------------------
 
 

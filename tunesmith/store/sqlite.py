@@ -417,6 +417,12 @@ class Store:
         return [self._trial_record(names, row) for row in cur]
 
     @_reading
+    def trial_briefs(self) -> list[tuple[int, str, int, str | None, str]]:
+        """Every trial's (id, status, iteration, last result, config) by id, the JSON undecoded: what ranking
+        the trials needs (`tunesmith show` decodes the last results, and a config only when sorting by it)."""
+        return self._db.execute("SELECT id, status, iteration, last_result, config FROM trials ORDER BY id").fetchall()
+
+    @_reading
     def trial(self, trial_id: int) -> dict[str, Any] | None:
         """One trial's row as :meth:`trials` gives it (None if there is no such trial): one primary-key lookup."""
         cur = self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,))
