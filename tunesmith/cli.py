@@ -394,12 +394,16 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
         raise ConfigError(f"--all and --limit {limit}: give one of them (--all shows every trial, --limit N the "
                           "first N)")
     rs = _open(name, storage_path)
-    trials, note = _sorted_trials(rs, sort_key)
-    total = len(trials)
     if limit is None and not show_all and not as_json:
         limit = SHOW_PAGE  # drawing 10,000 rows takes seconds and nobody reads them: page, and say so
-    if limit is not None:
-        trials = trials[:limit]
+    if limit is None:
+        everyone = list(rs.trials)
+        trials, note = _sorted_trials(rs, everyone, sort_key)
+    else:  # a page: rank light records, then read the shown trials' rows only
+        everyone = _briefs(rs)
+        ranked, note = _sorted_trials(rs, everyone, sort_key)
+        trials = [rs.trial(t.id) for t in ranked[:limit]]
+    total = len(everyone)
     if not show_secrets:
         trials = [shown(t) for t in trials]  # configs and error messages masked
     if as_json:
@@ -412,8 +416,8 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
                         "parent_iteration": t.parent_iteration} for t in trials],
         }, indent=2, default=str))
         return
-    click.echo(printable(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {len(rs.trials)} trials ("
-                         f"{_counts(rs.trials)}), folder {rs.path}", one_line=True))
+    click.echo(printable(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {total} trials ("
+                         f"{_counts(everyone)}), folder {rs.path}", one_line=True))
     if note:
         click.echo(printable(note, one_line=True))
     elif sort_key is None and rs.metrics and rs.modes:
@@ -450,13 +454,43 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
                    "--json all of them as JSON")
 
 
-def _sorted_trials(rs: Any, sort_key: str | None) -> tuple[list[Any], str | None]:
-    """The trials in the order ``--sort`` asks for, and a note when that order could not be had: when no
-    trial reported the metric asked for (every trial failed before its first report, exactly when a user
-    looks at why), they come by id instead of the command failing."""
+class _Brief:
+    """What ranking a trial in `show` needs: its id, status, iteration and last result, its config decoded only
+    when asked for (sorting by a config key). A page of 20 out of 10,000 trials builds 20 TrialResults."""
+
+    __slots__ = ("id", "status", "iteration", "last_result", "_config")
+
+    def __init__(self, row: tuple[int, str, int, str | None, str]) -> None:
+        from tunesmith.trial import TrialStatus
+
+        self.id, status, self.iteration, last, self._config = row
+        self.status = TrialStatus(status)
+        self.last_result = (json.loads(last) if last is not None else None) or {}
+
+    @property
+    def config(self) -> Any:
+        if isinstance(self._config, str):
+            self._config = json.loads(self._config)
+        return self._config
+
+
+def _briefs(rs: Any) -> list[_Brief]:
+    from tunesmith.store.sqlite import StoreError
+
+    try:
+        return [_Brief(row) for row in rs._store.trial_briefs()]
+    except (ValueError, TypeError, KeyError) as e:
+        raise StoreError(f"the experiment store {rs._store.path} is damaged: a trial's row cannot be read "
+                         f"({type(e).__name__}: {e})") from e
+
+
+def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[list[Any], str | None]:
+    """``trials`` (TrialResults or _Briefs, by id) in the order ``--sort`` asks for, and a note when that order
+    could not be had: when no trial reported the metric asked for (every trial failed before its first report,
+    exactly when a user looks at why), they come by id instead of the command failing."""
     from tunesmith.space import flatten
 
-    trials = list(rs.trials)
+    trials = list(trials)
     descending = False
     if sort_key is None:
         if not (rs.metrics and rs.modes):

@@ -353,6 +353,10 @@ class ResultSet:
             found = self._best_last(self._objective(metric, mode))
             if found is not None:
                 return found
+        if scope == "all":
+            found = self._best_overall(self._objective(metric, mode))
+            if found is not None:
+                return found
         ranked = self.top(1, metric=metric, mode=mode, scope=scope)
         if not ranked:
             raise ConfigError(f"no trial of {self.name} reported a numeric {self._objective(metric, mode).primary!r}")
@@ -370,6 +374,20 @@ class ResultSet:
         except ValueError:
             return None
         return None if found is None else self.trial(found[0])
+
+    def _best_overall(self, objective: Objective) -> TrialResult | None:
+        """``get_best(scope="all")`` from the finished experiment's value-ordered index: the best current result
+        and one trial's row read. None when that cannot answer (``top`` then ranks the trials): a constrained
+        experiment (feasibility comes first), no such index (a running experiment, an older store), or no trial
+        with the metric."""
+        if (any(_CONSTRAINT + "0" in t.last_result for t in self._trials) if self._trials is not None
+                else self._store.any_last_result_has(_CONSTRAINT + "0")):
+            return None
+        row = self._store.best_overall(objective.primary, objective.primary_mode)
+        if row is None:
+            return None
+        t, result = self.trial(row.trial_id), result_dict(row)
+        return TrialResult(**{**t.__dict__, "metrics": result, "checkpoint": self._checkpoint_at(t, result)})
 
     def _objective(self, metric: str | None, mode: str | None) -> Objective:
         """The one metric and mode that ``best``/``top`` rank by."""

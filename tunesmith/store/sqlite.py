@@ -184,9 +184,7 @@ class Store:
             if not os.path.isfile(path):
                 raise StoreError(f"the experiment store {path} is not a file")
             # quoted: a folder named C#, a?b or 100% is a path, not a URI's fragment, query or escape
-            from urllib.request import pathname2url  # here: it imports http and ssl, which a run's start need not
-
-            uri = f"file:{pathname2url(os.path.abspath(path))}?mode=ro"
+            uri = f"file:{_pathname2url(os.path.abspath(path))}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
             self._check_schema()
@@ -417,6 +415,12 @@ class Store:
         return [self._trial_record(names, row) for row in cur]
 
     @_reading
+    def trial_briefs(self) -> list[tuple[int, str, int, str | None, str]]:
+        """Every trial's (id, status, iteration, last result, config) by id, the JSON undecoded: what ranking
+        the trials needs (`tunesmith show` decodes the last results, and a config only when sorting by it)."""
+        return self._db.execute("SELECT id, status, iteration, last_result, config FROM trials ORDER BY id").fetchall()
+
+    @_reading
     def trial(self, trial_id: int) -> dict[str, Any] | None:
         """One trial's row as :meth:`trials` gives it (None if there is no such trial): one primary-key lookup."""
         cur = self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,))
@@ -501,21 +505,75 @@ class Store:
         return None if row is None else ResultRow._make(row)
 
     @_reading
+    def best_overall(self, key: str, mode: str) -> ResultRow | None:
+        """The result with the best real value of ``key`` among every trial's current generation (the lowest trial
+        id, then the earliest iteration, among equals), read from the metric's value-ordered index
+        (:func:`index_metrics`): the best value at one end of it, then the first current row holding it; rows
+        SQLite's JSON reader refuses (NaN, infinities) are found by one seek and decoded here. None when there
+        is no such index or no trial reported a real value (the caller ranks the trials)."""
+        if not self._generations or _json_path(key) is None:
+            return None
+        name = _metric_index_name(key, "value")
+        if not self._has_index(name):
+            return None
+        value = _indexed_value(key, "r.metrics")
+        # CROSS JOIN: the index is the outer loop, so rows come in its order; a row is current when its generation
+        # is its trial's (a PBT exploit's superseded rows are skipped)
+        source = (f" FROM results r INDEXED BY {name} CROSS JOIN trials t ON t.id = r.trial_id "
+                  "AND t.generation = r.generation")
+        cols = "r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation"
+        top = self._db.execute(f"SELECT {value}{source} WHERE {value} < '' ORDER BY {value} "
+                               f"{'ASC' if mode == 'min' else 'DESC'} LIMIT 1").fetchone()
+        candidates: list[tuple[float, ResultRow]] = []
+        if top is not None:
+            row = self._db.execute(f"SELECT {cols}{source} WHERE {value} = ? ORDER BY r.trial_id, r.generation, "
+                                   "r.iteration LIMIT 1", (top[0],)).fetchone()
+            candidates.append((top[0], ResultRow._make(row)))
+        for row in self._db.execute(f"SELECT {cols}{source} WHERE {value} = '{_UNREADABLE}'"):
+            found = _real(json.loads(row[4]).get(key))
+            if found is not None:
+                candidates.append((found, ResultRow._make(row)))
+        if not candidates:
+            return None
+        sign = 1 if mode == "min" else -1
+        return min(candidates, key=lambda c: (sign * c[0], c[1].trial_id, c[1].iteration))[1]
+
+    def _has_index(self, name: str) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                (name,)).fetchone() is not None
+
+    @_reading
     def best_last(self, key: str, mode: str) -> tuple[int, float] | None:
         """(trial, value) of the trial whose last result has the best real value of ``key`` (the lowest id among
-        equals), or None when no trial has one; SQLite ranks, and only last results its JSON reader refuses
-        (NaN, infinities) are decoded here. Raises ``ValueError`` when ``key`` cannot be an SQLite JSON path."""
+        equals), or None when no trial has one; SQLite ranks (in a finished experiment, from the index of
+        :func:`index_metrics` over the last results: two index reads), and only last results its JSON reader
+        refuses (NaN, infinities) are decoded here. Raises ``ValueError`` when ``key`` cannot be an SQLite JSON
+        path."""
         path = _json_path(key)
         if path is None:
             raise ValueError(f"metric name {key!r} cannot be an SQLite JSON path")
         order = "ASC" if mode == "min" else "DESC"
-        found = self._db.execute(
-            f"SELECT id, v FROM (SELECT id, {_NUMBER.format('last_result')} AS v FROM trials "
-            f"WHERE json_valid(last_result)) WHERE v IS NOT NULL ORDER BY v {order}, id LIMIT 1",
-            (path, path)).fetchone()
-        best = None if found is None else (found[0], found[1])
-        for tid, last in self._db.execute("SELECT id, last_result FROM trials WHERE last_result IS NOT NULL "
-                                          "AND NOT json_valid(last_result)"):
+        name = _metric_index_name(key, "last")
+        best: tuple[int, float] | None = None
+        if self._has_index(name):
+            indexed = _indexed_value(key, "last_result")
+            top = self._db.execute(f"SELECT {indexed} FROM trials INDEXED BY {name} WHERE {indexed} < '' ORDER BY "
+                                   f"{indexed} {order} LIMIT 1").fetchone()
+            if top is not None:
+                found = self._db.execute(f"SELECT id FROM trials INDEXED BY {name} WHERE {indexed} = ? ORDER BY id "
+                                         "LIMIT 1", (top[0],)).fetchone()
+                best = (found[0], top[0])
+            refused = self._db.execute(f"SELECT id, last_result FROM trials INDEXED BY {name} WHERE {indexed} = "
+                                       f"'{_UNREADABLE}' AND last_result IS NOT NULL")
+        else:
+            found = self._db.execute(
+                f"SELECT id, v FROM (SELECT id, {_NUMBER.format('last_result')} AS v FROM trials "
+                f"WHERE json_valid(last_result)) WHERE v IS NOT NULL ORDER BY v {order}, id LIMIT 1",
+                (path, path)).fetchone()
+            best = None if found is None else (found[0], found[1])
+            refused = self._db.execute("SELECT id, last_result FROM trials WHERE last_result IS NOT NULL "
+                                       "AND NOT json_valid(last_result)")
+        for tid, last in refused:
             value = _real(json.loads(last).get(key))
             if value is None:
                 continue
@@ -526,7 +584,12 @@ class Store:
 
     @_reading
     def any_last_result_has(self, key: str) -> bool:
-        """Whether some trial's last result has the key ``key`` (a text search by SQLite, nothing decoded)."""
+        """Whether some trial's last result has the key ``key`` (a text search by SQLite, nothing decoded; for a
+        key of :data:`FLAGGED_KEYS` in a finished experiment, a read of its partial index, empty when none has)."""
+        name = _metric_index_name(key, "has")
+        if key in FLAGGED_KEYS and self._has_index(name):
+            return self._db.execute(f"SELECT 1 FROM trials INDEXED BY {name} WHERE {_has_key(key)} LIMIT 1"
+                                    ).fetchone() is not None
         return self._db.execute("SELECT 1 FROM trials WHERE instr(last_result, ?) LIMIT 1",
                                 (json.dumps(key) + ":",)).fetchone() is not None
 
@@ -658,8 +721,11 @@ _NUMBER = "CASE WHEN json_type({0}, ?) IN ('integer', 'real') THEN json_extract(
 _UNREADABLE = "unreadable"  # the indexed value of a row whose JSON SQLite cannot read (NaN, infinities)
 
 
-def _metric_index_name(key: str) -> str:
-    return "results_metric_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+def _metric_index_name(key: str, kind: str = "") -> str:
+    """The name of a metric's index (every one starts ``results_metric_``: a resume drops them by that prefix):
+    by trial and generation (kind ""), by value over the results ("value"), by value over the last results
+    ("last")."""
+    return "results_metric_" + (kind + "_" if kind else "") + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _indexed_value(key: str, column: str) -> str:
@@ -674,14 +740,35 @@ def _indexed_value(key: str, column: str) -> str:
 
 
 def index_metrics(db: sqlite3.Connection, metrics: Iterable[Any]) -> None:
-    """Index each metric's value in the results by trial and generation (an expression index: SQLite reads the
-    value from each row's JSON; rows it cannot read, with NaN or infinities, are marked so):
-    ``get_best(scope="all")`` is then two index seeks per trial. A metric name an SQLite JSON path cannot hold
-    is not indexed (its best is found by a scan); stores without the index are read by a scan."""
+    """Index each metric's value (expression indexes: SQLite reads the value from each row's JSON; rows it
+    cannot read, with NaN or infinities, are marked so) three ways: in the results by trial and generation
+    (``top(k, scope="all")``: two index seeks per trial), in the results by value (``get_best(scope="all")``:
+    one ordered read from the best end, skipping superseded generations' rows), and in the trials' last results
+    by value (``get_best()``). A metric name an SQLite JSON path cannot hold is not indexed (its best is found
+    by a scan); stores without the indexes are read by a scan."""
     for key in metrics:
         if isinstance(key, str) and _json_path(key) is not None:
+            value = _indexed_value(key, "metrics")
             db.execute(f"CREATE INDEX IF NOT EXISTS {_metric_index_name(key)} ON results(trial_id, generation, "
-                       f"({_indexed_value(key, 'metrics')}))")
+                       f"({value}))")
+            db.execute(f"CREATE INDEX IF NOT EXISTS {_metric_index_name(key, 'value')} ON results(({value}), "
+                       "trial_id, generation, iteration)")
+            db.execute(f"CREATE INDEX IF NOT EXISTS {_metric_index_name(key, 'last')} ON trials(("
+                       f"{_indexed_value(key, 'last_result')}), id)")
+    for key in FLAGGED_KEYS:  # which trials' last results hold the key: most often none, so the index is empty
+        db.execute(f"CREATE INDEX IF NOT EXISTS {_metric_index_name(key, 'has')} ON trials(id) WHERE {_has_key(key)}")
+
+
+# keys whose presence in some last result readers ask about (Store.any_last_result_has): "constraint/0" makes an
+# experiment constrained (feasible trials rank first)
+FLAGGED_KEYS = ("constraint/0",)
+
+
+def _has_key(key: str) -> str:
+    """The condition "the last result has the key ``key``" (a text search), spelled alike in the partial index
+    and in the query that reads it (SQLite uses a partial index only then)."""
+    needle = json.dumps(key) + ":"
+    return "instr(last_result, '" + needle.replace("'", "''") + "')"
 
 
 def _json_path(key: str) -> str | None:
@@ -695,6 +782,18 @@ def _real(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         return None
     return value
+
+
+def _pathname2url(path: str) -> str:
+    """``urllib.request.pathname2url`` without importing urllib.request (it imports http, email and ssl: 15 ms
+    of every `tunesmith show`/`ls`): what it is on POSIX (``quote``) and on Windows (``nturl2path``)."""
+    if os.name == "nt":
+        from nturl2path import pathname2url
+
+        return str(pathname2url(path))
+    from urllib.parse import quote
+
+    return quote(path)
 
 
 def _remove_database(path: str) -> None:
