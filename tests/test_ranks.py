@@ -186,19 +186,25 @@ def resized(config):
         import tempfile
 
         ts.report({"loss": 1.0 / (step + 1), "world": t.item()}, checkpoint=ts.Checkpoint.from_dir(tempfile.mkdtemp()))
+        if step + 1 == config.get("resize_at") and dist.get_world_size() == 2 and ts.get_rank() == 0:
+            # the resize is decided on this result, asynchronously: rank 0 waits until the driver's pause reaches
+            # it (a condition, bounded), so the trial cannot run past the checkpoint it is to restart from
+            deadline = time.monotonic() + 60
+            while not ts.should_stop() and time.monotonic() < deadline:
+                time.sleep(0.005)
 
 
 def test_resource_changing_restarts_a_two_rank_trial_from_its_checkpoint_with_the_new_world_size():
     def shrink(trial, view):
         return {"cpu": 1.0} if trial.iteration >= 2 else None
 
-    result = ts.run(resized, {"steps": 4}, metric="loss", mode="min", ranks=2, resources={"cpu": 2},
+    result = ts.run(resized, {"steps": 4, "resize_at": 2}, metric="loss", mode="min", ranks=2, resources={"cpu": 2},
                     scheduler=ts.ResourceChanging(ts.FIFO(), shrink), verbose=0)
     trial = result.trials[0]
     assert trial.status == ts.TrialStatus.TERMINATED, trial.error
     first, second = _records(_trial_dir(result), "start", 0)
     assert first == {"start": 0, "world": 2, "cpu": 1.0}
-    assert second["world"] == 1 and second["cpu"] == 1.0 and 2 <= second["start"] < 4  # from its checkpoint
+    assert second == {"start": 2, "world": 1, "cpu": 1.0}  # from its checkpoint at the result the resize was decided on
     worlds = [r["world"] for r in result.history(trial.id)]
     assert worlds == [2.0] * second["start"] + [1.0] * (4 - second["start"])
 
