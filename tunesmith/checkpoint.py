@@ -151,7 +151,7 @@ def write(checkpoint: Checkpoint, parent: str, iteration: int) -> str:
         _write_synced(os.path.join(tmp, MANIFEST), json.dumps(manifest, sort_keys=True).encode())
         _fsync_dir(tmp)
         if os.path.exists(final):  # a restarted trial re-reaching this iteration replaces the old one
-            shutil.rmtree(final)
+            shutil.rmtree(final, onerror=_gone_is_removed)  # the driver's retention may be deleting it too
         os.rename(tmp, final)
         _fsync_dir(parent)
     except BaseException:
@@ -202,6 +202,13 @@ def _copy_synced(src: str, dst: str) -> dict[str, Any]:
         fo.flush()
         os.fsync(fo.fileno())
     return {"size": size, "sha256": h.hexdigest()}
+
+
+def _gone_is_removed(function: Any, path: str, exc_info: Any) -> None:
+    """``shutil.rmtree``'s error hook: a file or folder that vanished while being removed is removed (another
+    process deleting the same old checkpoint); any other error is raised."""
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]
 
 
 def _fsync_dir(path: str) -> None:
