@@ -1,6 +1,15 @@
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Every Ray that the tests start runs its workers (trial actors, rank actors) at the same priority as the rest:
+# Ray's default is nice 15, and on a busy 2-core machine (a shared CI runner) a worker importing torch then gets
+# a thirtieth of a core. Measured: the 2-node DDP test (tests/executors/test_ray_ranks.py) beside two CPU
+# burners took 75 s for its trial at nice 15 and 5.3 s at nice 0 (3.4 s on a quiet machine); a CI run hit its
+# 180 s timeout. The raylets read this when they start (docs/ray.md, "A busy machine").
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 @pytest.fixture(autouse=True)
