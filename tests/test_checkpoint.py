@@ -57,6 +57,16 @@ def test_rewriting_an_iteration_replaces_it(tmp_path):
     assert json.load(open(os.path.join(path, ck.MANIFEST)))["iteration"] == 3
 
 
+def test_a_held_name_is_written_beside_and_the_held_folder_stays_whole(tmp_path):
+    held_path = ck.write(ts.Checkpoint.from_state("held"), str(tmp_path), 3)
+    first = ck.write(ts.Checkpoint.from_state(1), str(tmp_path), 3, held={"checkpoint_000003"})
+    second = ck.write(ts.Checkpoint.from_state(2), str(tmp_path), 3,
+                      held={"checkpoint_000003", "checkpoint_000003_1"})
+    assert [os.path.basename(p) for p in (first, second)] == ["checkpoint_000003_1", "checkpoint_000003_2"]
+    assert [ts.Checkpoint(p).load() for p in (held_path, first, second)] == ["held", 1, 2]
+    assert all(ck.CHECKPOINT_NAME.fullmatch(n) for n in os.listdir(tmp_path))
+
+
 def test_in_memory_checkpoint_as_dir(tmp_path):
     c = ts.Checkpoint.from_state({"x": 1})
     assert c.load() == {"x": 1}

@@ -14,6 +14,7 @@ from tunesmith import checkpoint as ck
 from tunesmith._ledger import Ledger, delete_checkpoint
 from tunesmith._retention import Retention
 from tunesmith.executors.simulated import SimulatedBackend
+from tunesmith.schedulers._base import CONTINUE, Exploit
 from tunesmith.store.sqlite import STORE_FILE
 from tunesmith.trial import TrialStatus
 
@@ -140,6 +141,17 @@ def test_a_checkpoint_written_again_under_a_waiting_name_is_not_deleted():
     assert "t1/c4" not in paths(led.take())
 
 
+def test_held_names_are_the_pinned_or_borrowed_folders_in_that_trials_checkpoints_folder():
+    led = keep(1)
+    led.add(1, 4, "/e/trials/trial_00001/checkpoints/checkpoint_000004", {})
+    led.pin(2, "/e/trials/trial_00001/checkpoints/checkpoint_000004")
+    led.restore(3, "file://b/e/trials/trial_00001/checkpoints/checkpoint_000002_1")
+    led.restore(4, "/e/trials/trial_00011/checkpoints/checkpoint_000004")
+    assert led.held_names("trial_00001") == ("checkpoint_000002_1", "checkpoint_000004")
+    led.unpin(2)
+    assert led.held_names("trial_00001") == ("checkpoint_000002_1",)
+
+
 def test_replay_registers_every_borrow_before_retention_lets_anything_go():
     # After a crash: trial 1 has c3 (borrowed by trial 3's pointer) and c4 in the index; trial 2 has c4.
     led = keep(1)
@@ -246,6 +258,68 @@ def test_pbt_keep_1_source_checkpoint_is_pinned_from_the_decision(results_dir):
     assert [e[4]["traceback"][-300:] for e in events if e[2] == "error"] == []
     assert all(t.status is TrialStatus.TERMINATED and t.iteration == 12 for t in result.trials)
     _assert_bounded(result, keep=1)
+
+
+PROFILES = {0: ("T", 0.5), 1: ("Q", 2.0), 2: ("S", 2.0), 3: ("T2", 0.5)}  # who: (name, seconds a step)
+
+
+def lineage_train(config, ctx):
+    """Each step adds the config's name to the state: a checkpoint tells which run wrote it."""
+    name, dt = PROFILES[config["who"]]
+    state = ctx.checkpoint or {"step": 0, "path": ""}
+    while state["step"] < 12:
+        state["step"] += 1
+        state["path"] += name + " "
+        yield ({"step": state["step"], "path": state["path"]}, dt, dict(state))
+
+
+class BorrowThenRollBack(ts.FIFO):
+    """Trial 2 (slow) clones trial 1's checkpoint 8 and stays PAUSED, holding it, until trial 1 has ended;
+    trial 1 then clones trial 3 at iteration 2 (rolls back) and re-reaches iteration 8."""
+
+    def __init__(self):
+        super().__init__()
+        self.done = set()
+
+    def decision_iteration(self, trial):
+        return trial.iteration + 1  # every result waits for its decision: the order is the simulator's
+
+    def on_result(self, trial, result, view):
+        if trial.id == 2 and result.iteration == 2:
+            return Exploit(source_trial=1, config={"who": 1}, pause=True)
+        if trial.id == 1 and result.iteration == 10 and trial.generation == 0:
+            return Exploit(source_trial=3, config={"who": 3})
+        return CONTINUE
+
+    def on_complete(self, trial, result, view):
+        self.done.add(trial.id)
+
+    def choose_trial_to_run(self, view):
+        paused = [t.id for t in view.trials.values() if t.status is TrialStatus.PAUSED]
+        return 2 if 1 in self.done and 2 in paused else None
+
+
+def test_a_rolled_back_trial_never_writes_over_a_checkpoint_a_clone_still_holds(results_dir):
+    # Trial 1's checkpoint_000008 is borrowed by paused trial 2 when trial 1 rolls back to iteration 2 and
+    # re-reaches 8: written under the same name, the new folder replaced what trial 2 had chosen, and the
+    # driver deleted it by that name when trial 2 let the old one go.
+    result = ts.run(lineage_train, space={"who": ts.grid([0, 1, 2])}, scheduler=BorrowThenRollBack(),
+                    backend=SimulatedBackend({"cpu": 3}), verbose=0, name="held", keep=12, max_concurrent=3)
+    t1, t2 = result.trials[0], result.trials[1]
+    exploits = [e for e in result._store.events() if e[2] == "exploit"]
+    assert [(e[3], e[4]["source"], e[4]["iteration"]) for e in exploits] == [(2, 1, 8), (1, 3, 2)], exploits
+    assert all(t.status is TrialStatus.TERMINATED and t.iteration == 12 for t in result.trials)
+    # trial 2 resumed from trial 1's first run at 8, not from its second
+    resumed = [r for r in result.history(t2.id) if r["step"] == 9]
+    assert resumed[-1]["path"].split() == ["T"] * 8 + ["Q"]
+    # trial 1's second run wrote iteration 8 beside the held folder, and nothing it indexed was deleted
+    names = [os.path.basename(p) for _it, p in result._store.checkpoints(t1.id)]
+    assert "checkpoint_000008_1" in names and "checkpoint_000008" not in names, names
+    for t in result.trials:
+        for _it, path in result._store.checkpoints(t.id):
+            assert os.path.isdir(path), path
+        assert t.checkpoint.load()["path"].split()[-1] == PROFILES[t.config["who"]][0]
+    assert not os.path.exists(os.path.join(t1.path, "checkpoints", "checkpoint_000008"))  # let go once freed
 
 
 def real_train(config):

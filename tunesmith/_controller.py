@@ -358,7 +358,7 @@ class Controller:
             if ckpts:
                 self.store.add_checkpoints(db, ckpts)
             if drop:
-                self.store.remove_checkpoints(db, [(owner, it) for owner, it, _path in drop])
+                self.store.remove_checkpoints(db, drop)
             # the batch's row changes, one UPDATE per trial: what its results moved, then what its end set
             changes: dict[int, dict[str, Any]] = {
                 trial.id: {"iteration": trial.iteration,
@@ -563,7 +563,7 @@ class Controller:
             with self.store.transaction() as db:
                 self._write_pending(db)
                 if drop:
-                    self.store.remove_checkpoints(db, [(owner, it) for owner, it, _path in drop])
+                    self.store.remove_checkpoints(db, drop)
             self._delete(drop)
 
     # -- stopping -----------------------------------------------------------------------------------

@@ -77,7 +77,8 @@ def make_launch(ctl: LaunchHost, trial: TrialView) -> Launch:
                   resources=trial.resources, restore=restore, iteration=trial.iteration,
                   time_offset=ctl._ckpt_time.get(trial.id, 0.0),
                   decision_iteration=first,
-                  decision_plan=ctl._decision_plan(trial, first), ranks=ranks_of(ctl, trial))
+                  decision_plan=ctl._decision_plan(trial, first), ranks=ranks_of(ctl, trial),
+                  held_checkpoints=ctl.ledger.held_names(_layout.trial_name(trial.id)))
 
 
 def ranks_of(ctl: LaunchHost, trial: TrialView) -> int | None:

@@ -90,6 +90,14 @@ class Ledger:
         """Whether a pin or a borrow keeps ``path``."""
         return path in self._holders
 
+    def held_names(self, trial_name: str) -> tuple[str, ...]:
+        """The folder names of the checkpoints in trial ``trial_name``'s ``checkpoints`` folder that a pin or
+        a borrow holds (a clone restores from one). The trial, restarted from an earlier iteration (its own
+        exploit, a retry from an older checkpoint), must not write a new folder under one of them: it would
+        replace what the clone restores from, and be deleted in the old one's place once the clone lets go."""
+        return tuple(sorted(tail[2] for tail in map(_tail, self._holders)
+                            if len(tail) == 3 and tail[:2] == (trial_name, CHECKPOINTS)))
+
     def take(self) -> list[tuple[int, int, str]]:
         """(owner trial, iteration, path) of every checkpoint that may now be deleted, each returned once."""
         out = [(owner, it, path) for path, (owner, it) in self._deletable.items()]

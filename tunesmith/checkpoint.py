@@ -22,10 +22,12 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Collection
 from typing import Any
 
 from tunesmith import _signing
@@ -131,27 +133,47 @@ class Checkpoint:
 
 
 
-def checkpoint_dirname(iteration: int) -> str:
-    return f"checkpoint_{int(iteration):06d}"
+# a checkpoint folder's name: its iteration, then ``_<n>`` when the driver still held a folder of that name
+CHECKPOINT_NAME = re.compile(r"checkpoint_\d+(?:_\d+)?")
 
 
-def write(checkpoint: Checkpoint, parent: str, iteration: int) -> str:
+def checkpoint_dirname(iteration: int, held: Collection[str] = ()) -> str:
+    """``checkpoint_<iteration>``, or, when ``held`` names it, the first of ``checkpoint_<iteration>_1``,
+    ``_2``... that ``held`` does not name.
+
+    ``held``: the names of the trial's checkpoint folders that the driver let go but still keeps for another
+    trial (a PBT clone restores from it; ``Launch.held_checkpoints``). A trial that rolled back re-reaches
+    their iterations; a new folder under a held name would replace the state the clone chose, and be deleted
+    by the driver, by its path, once the clone lets the old one go."""
+    name = f"checkpoint_{int(iteration):06d}"
+    if name not in held:
+        return name
+    n = 1
+    while f"{name}_{n}" in held:
+        n += 1
+    return f"{name}_{n}"
+
+
+def write(checkpoint: Checkpoint, parent: str, iteration: int, held: Collection[str] = ()) -> str:
     """Write ``checkpoint`` atomically as ``parent/checkpoint_<iteration>``; return that path.
 
     The files go to a temporary folder beside the final one, are fsynced with a manifest (sizes and
     SHA-256 checksums), and the folder is renamed into place, so a crash at any moment leaves either the
-    previous state or a complete checkpoint, never a half-written one under the final name.
+    previous state or a complete checkpoint, never a half-written one under the final name. ``held``: names
+    not to use (:func:`checkpoint_dirname`); a folder under the name used is replaced (a restarted trial
+    re-reaching an iteration whose folder nothing needs: one its failed run wrote but never reported).
     """
     os.makedirs(parent, exist_ok=True)
-    final = os.path.join(parent, checkpoint_dirname(iteration))
-    tmp = tempfile.mkdtemp(prefix=".tmp_" + checkpoint_dirname(iteration) + "_", dir=parent)
+    name = checkpoint_dirname(iteration, held)
+    final = os.path.join(parent, name)
+    tmp = tempfile.mkdtemp(prefix=".tmp_" + name + "_", dir=parent)
     try:
         files = _fill(checkpoint, tmp)
         manifest = _signing.sign({"iteration": iteration, "created": time.time(), "files": files})
         _write_synced(os.path.join(tmp, MANIFEST), json.dumps(manifest, sort_keys=True).encode())
         _fsync_dir(tmp)
-        if os.path.exists(final):  # a restarted trial re-reaching this iteration replaces the old one
-            shutil.rmtree(final, onerror=_gone_is_removed)  # the driver's retention may be deleting it too
+        if os.path.exists(final):
+            shutil.rmtree(final, onerror=_gone_is_removed)
         os.rename(tmp, final)
         _fsync_dir(parent)
     except BaseException:

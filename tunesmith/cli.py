@@ -892,12 +892,11 @@ def trust(name: str, storage_path: str | None, yes: bool) -> None:
 def _checkpoint_folders(path: str) -> list[str]:
     """The checkpoint folders in an experiment folder (``trials/<trial>/checkpoints/checkpoint_N``), found on
     disk, not from paths in the store; no symbolic link is followed."""
-    import re
-
     from tunesmith._layout import checkpoint_entries
+    from tunesmith.checkpoint import CHECKPOINT_NAME
 
     return [e.path for _trial, e in checkpoint_entries(path)
-            if re.fullmatch(r"checkpoint_\d+", e.name) and e.is_dir(follow_symlinks=False)]
+            if CHECKPOINT_NAME.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
 
 
 # ----------------------------------------------------------------------------------------------- rm

@@ -17,7 +17,7 @@ import math
 import numbers
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from tunesmith import _layout
@@ -49,13 +49,14 @@ class _Rules(Protocol):
 class _Session:
     __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
                  "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir", "stop_rules", "stopped",
-                 "rank", "world_size", "plan")
+                 "rank", "world_size", "plan", "held_checkpoints")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  channel: _Channel, iteration: int, decision_iteration: int | None,
                  restore: Checkpoint | None, time_offset: float, checkpoint_dir: str | None = None,
                  stop_rules: _Rules | None = None, rank: int = 0, world_size: int = 1,
-                 plan: tuple[str, str, tuple[tuple[int, float | None], ...]] | None = None) -> None:
+                 plan: tuple[str, str, tuple[tuple[int, float | None], ...]] | None = None,
+                 held_checkpoints: Collection[str] = ()) -> None:
         self.trial_id = trial_id
         self.config = config
         self.trial_dir = trial_dir
@@ -73,6 +74,7 @@ class _Session:
         self.stopped = False  # a stop was decided: no later report is stored
         self.rank = rank  # this process's rank in a trial run as several (``run(ranks=N)``); 0 is the trial's
         self.world_size = world_size
+        self.held_checkpoints = frozenset(held_checkpoints)  # folder names not to write (Launch.held_checkpoints)
         # the scheduler's decision plan (schedulers._base.DecisionPlan, as sent): where a result may go on unasked
         self.plan = _Plan(plan) if plan else None
 
@@ -123,7 +125,7 @@ class _Session:
             raise ConfigError(f"report(checkpoint=...) expects a tunesmith.Checkpoint, got {type(checkpoint).__name__}")
         folder = self.checkpoint_dir
         try:
-            path = _ckpt.write(checkpoint, folder, self.iteration)
+            path = _ckpt.write(checkpoint, folder, self.iteration, self.held_checkpoints)
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise OSError(errno.ENOSPC, f"no space left on the device writing the checkpoint of iteration "

@@ -51,6 +51,10 @@ class Launch:
     # processes the trial runs as, each with the rendezvous environment (``run(ranks=N)``; ``resources`` is
     # their total); None: a plain trial, one process without it
     ranks: int | None = None
+    # names of the trial's checkpoint folders the driver let go but still keeps for another trial (a PBT clone
+    # restores from one): a trial that rolled back writes the iterations they hold under other names
+    # (``checkpoint.checkpoint_dirname``)
+    held_checkpoints: tuple[str, ...] = ()
 
 
 def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config: bool, sys_path: list[str],
@@ -64,7 +68,7 @@ def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config
         "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
         "decision_plan": launch.decision_plan,
         "env": env, "fn_key": fn_key, "takes_config": takes_config, "sys_path": sys_path, "stop": stop,
-        "chdir": chdir, "ranks": launch.ranks, **own,
+        "chdir": chdir, "ranks": launch.ranks, "held_checkpoints": launch.held_checkpoints, **own,
     }
 
 

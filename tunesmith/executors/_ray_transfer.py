@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from tunesmith.checkpoint import MANIFEST, _fsync_dir, inside, verify
+from tunesmith.checkpoint import CHECKPOINT_NAME, MANIFEST, _fsync_dir, inside, verify
 
 CHUNK_BYTES = 16 << 20  # checkpoint data per chunk (and at most about this much queued per actor)
-_CKPT_NAME = re.compile(r"^checkpoint_\d+$")
 
 
 # -- driver-bound: the actor's half ----------------------------------------------------------------------
@@ -60,7 +58,7 @@ class Incoming:
     def chunk(self, checkpoints_dir: str, dest: str, rel: str, offset: int, data: bytes) -> None:
         """Write one piece of the checkpoint ``dest``, which must be a checkpoint folder in the trial's
         ``checkpoints_dir`` (the sender names it; the driver decides where it may go)."""
-        if os.path.dirname(dest) != checkpoints_dir or not _CKPT_NAME.match(os.path.basename(dest)):
+        if os.path.dirname(dest) != checkpoints_dir or not CHECKPOINT_NAME.fullmatch(os.path.basename(dest)):
             raise RuntimeError(f"refusing a checkpoint sent for {dest!r}: not in the trial's checkpoints folder")
         tmp = self._tmp.get(dest)
         if tmp is None:

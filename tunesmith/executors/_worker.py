@@ -272,7 +272,8 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
     session._session = session._Session(
         trial_id, spec["config"], spec["trial_dir"], spec["resources"] if ranks is None else ranks.share(), channel,
         spec["iteration"], spec["decision_iteration"], restore, spec["time_offset"], spec.get("checkpoint_dir"),
-        stop_rules, world_size=1 if ranks is None else ranks.world, plan=spec.get("decision_plan"))
+        stop_rules, world_size=1 if ranks is None else ranks.world, plan=spec.get("decision_plan"),
+        held_checkpoints=spec.get("held_checkpoints") or ())
     output.start(os.path.join(spec["trial_dir"], OUTPUT_LOG))
     status, tb = "ok", None
     home = None

@@ -325,8 +325,8 @@ class SimulatedBackend(Executor):
         ckpt = None
         if state is not None:
             try:
-                ckpt = write_checkpoint(Checkpoint.from_state(state),
-                                        checkpoints_dir(trial.launch.trial_dir), trial.iteration)
+                ckpt = write_checkpoint(Checkpoint.from_state(state), checkpoints_dir(trial.launch.trial_dir),
+                                        trial.iteration, trial.launch.held_checkpoints)
             except Exception:  # noqa: BLE001 - e.g. a state cloudpickle cannot serialise
                 trial.iteration -= 1
                 self._finish(trial, events, "error", traceback.format_exc())

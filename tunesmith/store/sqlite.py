@@ -362,9 +362,12 @@ class Store:
         db.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
                        [(tid, it, to_stored(folder, path), t) for tid, it, path, t in rows])
 
-    @staticmethod
-    def remove_checkpoints(db: sqlite3.Connection, rows: Iterable[tuple[int, int]]) -> None:
-        db.executemany("DELETE FROM checkpoints WHERE trial_id = ? AND iteration = ?", rows)
+    def remove_checkpoints(self, db: sqlite3.Connection, rows: Iterable[tuple[int, int, str]]) -> None:
+        """Drop the index rows of checkpoints (trial, iteration, absolute path): only a row that still names
+        that folder (the trial may have re-reached the iteration since, under another folder name)."""
+        folder = self.folder
+        db.executemany("DELETE FROM checkpoints WHERE trial_id = ? AND iteration = ? AND path = ?",
+                       [(tid, it, to_stored(folder, path)) for tid, it, path in rows])
 
     def update_trial(self, db: sqlite3.Connection, trial_id: int, **fields: Any) -> None:
         """Set a trial's columns; a ``checkpoint`` path in the folder is stored relative to it."""
