@@ -67,10 +67,10 @@ def test_the_lineage_graph_has_a_node_per_generation_and_an_edge_per_exploit_wit
 
 def test_config_changes_are_shown_as_text_with_secrets_masked() -> None:
     figure = lineage_graph({1: 6, 2: 6}, [{"trial": 2, "source": 1, "iteration": 3, "from_iteration": 3,
-                                           "generation": 1, "old_config": {"lr": 0.1, "note": "a", "token": "s1"},
-                                           "config": {"lr": 0.2, "note": "<b>x</b>", "token": "s2"}}])
+                                           "generation": 1, "old_config": {"lr": 0.1, "note": "a", "token": "s1", "<i>k": 1},
+                                           "config": {"lr": 0.2, "note": "<b>x</b>", "token": "s2", "<i>k": 2}}])
     assert figure is not None
     [change] = next(t for t in figure["data"] if t.get("meta", {}).get("kind") == "lineage-exploits")["meta"][
         "changes"]
-    assert change == ["lr: 0.1 → 0.2", "note: a → &lt;b&gt;x&lt;/b&gt;", "token: *** → ***"]
+    assert change == ["&lt;i&gt;k: 1 → 2", "lr: 0.1 → 0.2", "note: a → &lt;b&gt;x&lt;/b&gt;", "token: *** → ***"]
     assert lineage_graph({1: 3}, []) is None  # no exploit: no graph

@@ -49,7 +49,7 @@ def changes(old: Any, new: Any) -> list[str]:
         a, b = before.get(key), after.get(key)
         if a != b:
             path = tuple(key.split("/"))
-            out.append(f"{key}: {_short(mask_at(path, a))} → {_short(mask_at(path, b))}")
+            out.append(f"{html.escape(key)}: {_short(mask_at(path, a))} → {_short(mask_at(path, b))}")
     return out
 
 
