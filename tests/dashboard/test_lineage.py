@@ -66,9 +66,10 @@ def test_the_lineage_graph_has_a_node_per_generation_and_an_edge_per_exploit_wit
 
 
 def test_config_changes_are_shown_as_text_with_secrets_masked() -> None:
+    old = {"lr": 0.1, "note": "a", "token": "s1", "<i>k": 1}
+    new = {"lr": 0.2, "note": "<b>x</b>", "token": "s2", "<i>k": 2}
     figure = lineage_graph({1: 6, 2: 6}, [{"trial": 2, "source": 1, "iteration": 3, "from_iteration": 3,
-                                           "generation": 1, "old_config": {"lr": 0.1, "note": "a", "token": "s1", "<i>k": 1},
-                                           "config": {"lr": 0.2, "note": "<b>x</b>", "token": "s2", "<i>k": 2}}])
+                                           "generation": 1, "old_config": old, "config": new}])
     assert figure is not None
     [change] = next(t for t in figure["data"] if t.get("meta", {}).get("kind") == "lineage-exploits")["meta"][
         "changes"]

@@ -15,7 +15,7 @@ import tunesmith as ts
 from tunesmith.dashboard import make_app
 
 ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray_helpers import start_cluster  # noqa: E402
 
 from tunesmith.executors.ray import RayBackend  # noqa: E402
 
@@ -24,11 +24,8 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture(scope="module")
 def cluster() -> Any:
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 80 * 2**20,
-                                                      "include_dashboard": False})
-    for _ in range(2):
-        c.add_node(num_cpus=1, object_store_memory=80 * 2**20)
-    c.wait_for_nodes()
+    c = start_cluster({"num_cpus": 0, "object_store_memory": 80 * 2**20, "include_dashboard": False},
+                      [{"num_cpus": 1, "object_store_memory": 80 * 2**20}] * 2)
     ray.init(address=c.address, log_to_driver=False)
     yield c
     ray.shutdown()

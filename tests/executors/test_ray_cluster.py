@@ -18,7 +18,7 @@ from tunesmith.checkpoint import Checkpoint, verify
 from tunesmith.executors._base import Results
 
 ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray_helpers import start_cluster  # noqa: E402
 
 from tunesmith.executors.ray import RayBackend  # noqa: E402
 
@@ -31,13 +31,10 @@ _NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
 def cluster():
     # the head offers no CPU: every trial runs on a worker node, away from the driver's folder.
     # Fast health checks, so that a removed node is declared dead in about a second.
-    c = Cluster(initialize_head=True, head_node_args={
+    c = start_cluster({
         "num_cpus": 0, "object_store_memory": 80 * 2**20, "include_dashboard": False,
         "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 250,
-                           "health_check_failure_threshold": 4, "health_check_timeout_ms": 250}})
-    for _ in range(2):
-        c.add_node(**_NODE)
-    c.wait_for_nodes()
+                           "health_check_failure_threshold": 4, "health_check_timeout_ms": 250}}, [_NODE] * 2)
     ray.init(address=c.address, log_to_driver=False)
     yield c
     ray.shutdown()
