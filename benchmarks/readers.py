@@ -139,10 +139,6 @@ def measure_dataframe(n_trials: int = 100, n_results: int = 10_000, folder: str 
             import json, resource, sqlite3, time
             import pandas
             import tunesmith as ts
-            db = sqlite3.connect("file:" + {os.path.join(folder, "experiment.db")!r} + "?mode=ro", uri=True)
-            t = time.perf_counter()
-            db.execute("SELECT trial_id, iteration, time_total, timestamp, metrics FROM results").fetchall()
-            floor = time.perf_counter() - t
             rs = ts.load({folder!r})
             rs.trials
             before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -150,6 +146,12 @@ def measure_dataframe(n_trials: int = 100, n_results: int = 10_000, folder: str 
             df = rs.dataframe(all_results=True)
             seconds = time.perf_counter() - t
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+            # the floor after the peak is read: its million rows would raise the high-water mark before the call
+            # (the peak then read 0 MB)
+            db = sqlite3.connect("file:" + {os.path.join(folder, "experiment.db")!r} + "?mode=ro", uri=True)
+            t = time.perf_counter()
+            db.execute("SELECT trial_id, iteration, time_total, timestamp, metrics FROM results").fetchall()
+            floor = time.perf_counter() - t
             print(json.dumps({{"seconds": seconds, "peak_mb": peak / 1024, "rows": len(df), "floor_s": floor,
                               "frame_mb": df.memory_usage(deep=True).sum() / 2**20}}))
         """)

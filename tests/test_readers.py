@@ -189,6 +189,93 @@ def test_all_results_frame_equals_the_old_one(tmp_path: Any, show_secrets: bool,
     assert ("hunter2" in new.to_string()) is show_secrets and ("tok-1" in new.to_string()) is show_secrets
 
 
+def typed_trials() -> list[dict[str, Any]]:
+    """Columns whose type is decided across chunks: an int metric that is a float in a later trial, one that
+    only some trials report, one a number then a string, bools and strings with gaps, configs of every JSON
+    type, an int past int64."""
+    trials = []
+    for i in range(1, 9):
+        config: dict[str, Any] = {"lr": i / 10, "width": 32 * i, "opt": {"name": "sgd" if i % 2 else "adam"}}
+        if i % 3 == 0:
+            config.update(width=0.5, flag=True, few=[1, 2])  # int -> float; keys some trials lack
+        if i == 5:
+            config["huge"] = 2**70
+        results = []
+        for it in range(4):
+            m: dict[str, Any] = {"loss": 1.0 / (i + it), "step": i * 10 + it, "big": 2**60 + it}
+            if i >= 6:
+                m["step"] = i + it / 2  # an int column becomes float in a later chunk
+            if i in (2, 7):
+                m.update(some=it, done=it == 3, phase="warm" if it < 2 else "main")  # only some trials
+            if i >= 4:
+                m["mixed"] = 0.5 * it if i < 7 else "nan-ish"  # numbers, then strings (object in the end)
+            if i == 8 and it == 1:
+                m["loss"] = math.nan
+            results.append(m)
+        trials.append({"id": i, "config": config, "results": results})
+    return trials
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3, 5, 8])
+def test_all_results_frame_types_decided_across_chunks_equal_the_old_one(tmp_path: Any, chunk: int | None,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each column's dtype is the one a frame of every row gets, whatever chunk an int, a float, a gap or a
+    string falls in (int64 kept where every row holds an int)."""
+    import pandas as pd
+
+    import tunesmith.results as results_module
+
+    if chunk is not None:
+        monkeypatch.setattr(results_module, "_FRAME_CHUNK", chunk)
+    rs = load(write_store(str(tmp_path / "typed"), typed_trials()))
+    new, old = rs.dataframe(all_results=True), old_all_results_frame(rs)
+    assert list(new.columns) == list(old.columns)
+    assert str(new["big"].dtype) == "int64" and str(new["step"].dtype) == "float64"
+    assert str(new["config/width"].dtype) == "float64" and new["mixed"].dtype == object
+    pd.testing.assert_frame_equal(new, old)
+
+
+@pytest.mark.parametrize("counted", [0, 7, 1000])
+def test_all_results_frame_when_the_count_differs_from_the_rows_read(tmp_path: Any, counted: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The columns are allocated at the store's count, taken before the rows are read: a writer may add rows
+    (or a PBT exploit move a trial's generation) in between. More rows grow the columns, fewer are cut off."""
+    import pandas as pd
+
+    import tunesmith.results as results_module
+
+    monkeypatch.setattr(results_module, "_FRAME_CHUNK", 3)
+    rs = load(write_store(str(tmp_path / "typed"), typed_trials()))
+    monkeypatch.setattr(rs._store, "count_results", lambda: counted)
+    pd.testing.assert_frame_equal(rs.dataframe(all_results=True), old_all_results_frame(rs))
+
+
+def test_all_results_frame_is_built_once_not_copied_from_its_chunks(tmp_path: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numeric columns are filled in place chunk by chunk and become the frame without a copy: the memory
+    traced while building (numpy's arrays are traced) stays near the frame's own size, where chunk frames
+    concatenated hold the frame twice (issue 19 row 7: peak <= 3x the frame at a million results)."""
+    import tracemalloc
+
+    import tunesmith.results as results_module
+
+    monkeypatch.setattr(results_module, "_FRAME_CHUNK", 500)
+    folder = write_store(str(tmp_path / "deep"), [
+        {"id": i, "config": {"lr": i / 100, "width": 8 * i}, "results": [{"loss": 1 / j, "acc": j} for j in
+                                                                          range(1, 2001)]} for i in range(1, 11)])
+    rs = load(folder)
+    rs.dataframe(all_results=True)  # pandas' own first-use allocations are not the frame's
+    tracemalloc.start()
+    try:
+        df = rs.dataframe(all_results=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    frame = int(df.memory_usage(deep=True).sum())
+    assert len(df) == 20_000 and frame >= 20_000 * 8 * 8
+    assert peak < 1.5 * frame, f"traced peak {peak / frame:.2f}x the frame"
+
+
 def test_all_results_frame_of_an_experiment_without_results(tmp_path: Any) -> None:
     rs = load(write_store(str(tmp_path / "empty"), [{"id": 1, "config": {"lr": 0.1}, "results": []}]))
     assert len(rs.dataframe(all_results=True)) == 0
