@@ -75,3 +75,32 @@ def test_a_plain_run_with_a_space_and_the_default_scheduler_defers_what_it_does_
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["[]", "0"], out.stdout
+
+
+def test_a_plain_run_loads_no_hashing_nor_secrets_before_its_first_result(tmp_path):
+    # hashlib (with hmac and secrets) loads OpenSSL's libcrypto: ~2-4 ms in each of the driver, the fork server
+    # and the worker before a first result that needs none of it. Checkpoints, the signing key and the
+    # end-of-run indexes import it when they are used
+    code = textwrap.dedent("""
+        import sys
+        import tunesmith as ts
+
+        HEAVY = ("hashlib", "_hashlib", "hmac", "secrets")
+        seen = []
+
+        class First(ts.Callback):
+            def on_trial_results(self, trial, results):
+                seen.append(",".join(m for m in HEAVY if m in sys.modules))
+
+        def f(config):
+            import sys
+            ts.report({"x": 1.0, "loaded": ",".join(m for m in HEAVY if m in sys.modules)})
+
+        res = ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0, strict_metric_checking=False,
+                     callbacks=[First()])
+        print(repr(res.trials[0].last_result["loaded"]))
+        print(repr(seen[0]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-2:] == ["''", "''"], out.stdout
