@@ -8,7 +8,10 @@ that is a fork of it, ready in milliseconds. It is started once and kept for the
 
 What a forked worker gets from the driver at the moment it is asked for: the environment, the working
 directory, stdout and stderr (the three are sent along with each request), as a freshly started process
-would. It never holds the user's modules: the fork server imports tunesmith's own only.
+would. It never holds the user's modules: the fork server imports tunesmith's own only. It is started as
+``python -m tunesmith.executors._forkserver``, or, where the driver holds nothing a new interpreter would not
+(``_forkable``: the standard library and tunesmith only, no other thread), forked from the driver and reset to
+a new interpreter's state (``_as_new``), which saves the first result an interpreter start and the imports.
 
 Lifetime: the server dies with the driver (the parent-death signal, tied to a thread of the driver that
 lives as long as the process, not to the thread that happened to call ``run``), and its workers die with
@@ -36,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from tunesmith.executors import _procs
 
@@ -66,9 +69,10 @@ _FLAGS = ("optimize", "isolated", "ignore_environment", "no_site", "no_user_site
           "bytes_warning", "verbose", "inspect", "interactive")
 # what the warnings module starts with where no -W option nor PYTHONWARNINGS says otherwise (Python's documented
 # default filters), last first as filterwarnings inserts each at the front
-_DEFAULT_WARNINGS = (("ignore", ResourceWarning, ""), ("ignore", ImportWarning, ""),
-                     ("ignore", PendingDeprecationWarning, ""), ("ignore", DeprecationWarning, ""),
-                     ("default", DeprecationWarning, "__main__"))
+_DEFAULT_WARNINGS: tuple[tuple[Literal["default", "ignore"], type[Warning], str], ...] = (
+    ("ignore", ResourceWarning, ""),
+    ("ignore", ImportWarning, ""), ("ignore", PendingDeprecationWarning, ""), ("ignore", DeprecationWarning, ""),
+    ("default", DeprecationWarning, "__main__"))
 _INHERITED: list[Any] = []  # in a server forked from the driver: the driver's objects, kept and never used
 
 
@@ -169,7 +173,8 @@ def _as_new(fd: int, ours: int) -> int:
         os.dup2(null, 0)
         os.close(null)
     if sys.stdin is not None:  # a new one: the driver's may hold input it read ahead
-        sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115 - the process's own stream
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stream
+        sys.__stdin__ = sys.stdin  # type: ignore[misc]
     atexit._clear()
     keep.append(dict(weakref.finalize._registry))  # type: ignore[attr-defined]
     weakref.finalize._registry.clear()  # type: ignore[attr-defined]
