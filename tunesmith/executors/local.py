@@ -192,6 +192,12 @@ class LocalBackend(Executor):
             self._worker_died(worker)
         return True
 
+    def prestart(self) -> None:
+        """The first worker: its start (a fork, or an interpreter with ``spawn``) overlaps the store's creation
+        instead of following it. It has no CUDA devices pinned yet, so any first trial can take it."""
+        if not self._workers:
+            self._spawn()
+
     def _idle_worker(self, cuda: str | None) -> _Worker:
         idle = []
         for w in self._workers:
