@@ -221,12 +221,13 @@ def _driver_state(tmp_path, before: str = "") -> dict:
     return got
 
 
-def test_a_driver_holding_only_tunesmith_is_forked_into_a_server_as_a_new_interpreter_would_be(tmp_path):
+@pytest.mark.parametrize("before", ["", "import multiprocessing"])  # which names __main__ __mp_main__ too
+def test_a_driver_holding_only_tunesmith_is_forked_into_a_server_as_a_new_interpreter_would_be(tmp_path, before):
     """The fork server of a driver that holds nothing but the standard library and tunesmith is a fork of it (no
     interpreter start, no imports: the first result comes ~40 ms sooner), reset to what a new interpreter would
     be: the driver's open files, exit handlers, signal handlers, logging handlers, warning filters, hooks and
     __main__ are not its workers'."""
-    got = _driver_state(tmp_path)
+    got = _driver_state(tmp_path, before)
     assert "driver.py" in got["server_cmd"] and "_forkserver" not in got["server_cmd"]  # a fork of the driver
     assert got["argv0"].endswith("_forkserver.py")
     assert got["held"] == []  # neither the worker nor the server holds the driver's file

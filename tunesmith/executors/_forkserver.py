@@ -64,7 +64,8 @@ def worker_env() -> dict[str, str]:
 # Besides the standard library's and tunesmith's own modules, what a new server would hold as well: its own
 # dependency, and what the interpreter's start imports (site's .pth files: setuptools' and an editable install's
 # finders; sitecustomize). A driver holding any other module is never forked.
-_SHARED = frozenset({"tunesmith", "cloudpickle", "__main__", "_distutils_hack", "sitecustomize", "usercustomize"})
+_SHARED = frozenset({"tunesmith", "cloudpickle", "__main__", "__mp_main__", "_distutils_hack", "sitecustomize",
+                     "usercustomize"})
 _FLAGS = ("optimize", "isolated", "ignore_environment", "no_site", "no_user_site", "dev_mode", "safe_path",
           "bytes_warning", "verbose", "inspect", "interactive")
 # what the warnings module starts with where no -W option nor PYTHONWARNINGS says otherwise (Python's documented
