@@ -81,6 +81,8 @@ def test_no_worker_survives_sigkill_of_the_driver(tmp_path, results_dir):
     parents = {int((pids_dir / str(p)).read_text()) for p in pids}
     if sys.platform.startswith("linux"):  # forked by the fork server, which must die with the driver too
         assert parents != {driver.pid} and len(parents) == 1
+        with open(f"/proc/{next(iter(parents))}/cmdline", "rb") as f:
+            assert b"driver.py" in f.read()  # a driver holding only tunesmith forks itself into its server
         pids += parents
     assert all(pid_alive(p) for p in pids)
     driver.send_signal(signal.SIGKILL)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
+from proc_helpers import pid_alive
+
+import tunesmith as ts
+from tunesmith.callbacks import Callback
+from tunesmith.executors.local import LocalBackend
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,3 +81,79 @@ def test_a_plain_run_with_a_space_and_the_default_scheduler_defers_what_it_does_
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["[]", "0"], out.stdout
+
+
+def test_a_plain_run_loads_no_hashing_nor_secrets_before_its_first_result(tmp_path):
+    # hashlib (with hmac and secrets) loads OpenSSL's libcrypto: ~2-4 ms in each of the driver, the fork server
+    # and the worker before a first result that needs none of it. Checkpoints, the signing key and the
+    # end-of-run indexes import it when they are used
+    code = textwrap.dedent("""
+        import sys
+        import tunesmith as ts
+
+        HEAVY = ("hashlib", "_hashlib", "hmac", "secrets")
+        seen = []
+
+        class First(ts.Callback):
+            def on_trial_results(self, trial, results):
+                seen.append(",".join(m for m in HEAVY if m in sys.modules))
+
+        def f(config):
+            import sys
+            ts.report({"x": 1.0, "loaded": ",".join(m for m in HEAVY if m in sys.modules)})
+
+        res = ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0, strict_metric_checking=False,
+                     callbacks=[First()])
+        print(repr(res.trials[0].last_result["loaded"]))
+        print(repr(seen[0]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-2:] == ["''", "''"], out.stdout
+
+
+class _AtStart(Callback):
+    def __init__(self, backend):
+        self.backend = backend
+        self.workers: list[int] = []
+
+    def on_experiment_start(self, info):
+        self.workers = [w.proc.pid for w in self.backend._workers]
+
+
+def _pid(config):
+    import os
+
+    ts.report({"pid": os.getpid()})
+
+
+def test_the_first_worker_starts_while_the_driver_makes_the_store(tmp_path):
+    """The local backend starts the first trial's worker before the store is made (its fsyncs), not when the
+    first trial is launched: the controller finds it started, and the first trial runs on it."""
+    backend = LocalBackend()
+    seen = _AtStart(backend)
+    result = ts.run(_pid, num_samples=1, storage_path=str(tmp_path), verbose=0, backend=backend, callbacks=[seen])
+    assert len(seen.workers) == 1
+    assert result.trials[0].last_result["pid"] == seen.workers[0]
+
+
+def test_a_run_refused_after_its_first_worker_started_leaves_no_worker(tmp_path):
+    ts.run(_pid, name="exp", num_samples=1, storage_path=str(tmp_path), verbose=0, metric="pid", mode="min")
+    backend = LocalBackend()
+    started: list[int] = []
+    real_spawn = backend._spawn
+
+    def spawn():  # the real spawn, noting the worker's pid
+        worker = real_spawn()
+        started.append(worker.proc.pid)
+        return worker
+
+    backend._spawn = spawn
+    with pytest.raises(ts.ConfigError, match="resume"):  # refused once the store is open: another metric
+        ts.run(_pid, name="exp", resume=True, storage_path=str(tmp_path), verbose=0, metric="other", mode="min",
+               backend=backend)
+    assert started and backend._workers == []
+    deadline = time.monotonic() + 10
+    while pid_alive(started[0]) and time.monotonic() < deadline:
+        time.sleep(0.02)  # waiting for a condition (the killed worker is gone), bounded
+    assert not pid_alive(started[0])

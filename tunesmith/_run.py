@@ -312,6 +312,7 @@ def run(
         if os.path.exists(store_file) and not resume:
             raise ConfigError(f"experiment {name!r} already exists in {root}: resume it (resume=True), choose "
                               f"another name, or remove it (tunesmith rm {name})")
+        executor.prestart()  # the first worker starts while the store is made (shut down below if the run fails)
         # a new store is renamed into place with its spec (publish): a driver killed before leaves no
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
@@ -368,6 +369,7 @@ def run(
                 board.stop()
             store.close()
     finally:
+        executor.shutdown()  # what prestart() started, where the run failed before its controller ran
         _release(lock, exp_dir)
     result = ResultSet(exp_dir)
     if raise_on_failed_trial and result.errors:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -22,7 +21,7 @@ def replacing(path: str, mode: str = "w", **open_args: Any) -> Iterator[IO[Any]]
     error (a reader never sees half a file), removed otherwise."""
     folder, base = os.path.split(path)
     while True:
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(folder, f".{base}.{os.urandom(6).hex()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             break

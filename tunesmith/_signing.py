@@ -15,11 +15,8 @@ actors get it in the trial's spec (:func:`use`), since a node may have another h
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
-import secrets
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -76,6 +73,8 @@ def use(value: bytes | None) -> None:
 
 def key_id(value: bytes | None = None) -> str:
     """A short public name of a key (in manifests and messages; it does not reveal the key)."""
+    import hashlib  # here: OpenSSL's load is paid when a checkpoint is signed or checked, not by every process
+
     return hashlib.sha256(b"tunesmith key id\0" + (key() if value is None else value)).hexdigest()[:16]
 
 
@@ -93,6 +92,8 @@ def check(manifest: dict[str, Any]) -> str | None:
         return "its manifest is not signed (written by another user's tunesmith, or before checkpoints were signed)"
     k = key()
     body = {name: v for name, v in manifest.items() if name != SIGNATURE}
+    import hmac
+
     if hmac.compare_digest(sig["hmac"], _mac(k, body)):
         return None
     if sig.get("key_id") != key_id(k):
@@ -101,6 +102,9 @@ def check(manifest: dict[str, Any]) -> str | None:
 
 
 def _mac(k: bytes, body: dict[str, Any]) -> str:
+    import hashlib
+    import hmac
+
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hmac.new(k, text.encode(), hashlib.sha256).hexdigest()
 
@@ -115,11 +119,11 @@ def _read_or_create(path: str) -> bytes:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         # the whole key under a fresh name, then linked to the final one: a process that finds the file finds
         # it complete, and of two processes creating it at once one wins and both use its key
-        tmp = os.path.join(folder, f".key.{secrets.token_hex(8)}")
+        tmp = os.path.join(folder, f".key.{os.urandom(8).hex()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             try:
-                os.write(fd, (secrets.token_hex(32) + "\n").encode())
+                os.write(fd, (os.urandom(32).hex() + "\n").encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)

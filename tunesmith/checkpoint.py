@@ -19,11 +19,9 @@ and checks every checksum there before anything is unpickled.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import tempfile
 import time
@@ -186,6 +184,8 @@ def _fill(checkpoint: Checkpoint, folder: str) -> dict[str, dict[str, Any]]:
     """Put the checkpoint's files into ``folder`` (fsynced); return {relative path: {size, sha256}}."""
     files: dict[str, dict[str, Any]] = {}
     if checkpoint._state is not _MISSING:
+        import hashlib  # here, as below: a run that writes no checkpoint never loads OpenSSL for it
+
         import cloudpickle
 
         data = cloudpickle.dumps(checkpoint._state)
@@ -214,6 +214,8 @@ def _write_synced(path: str, data: bytes) -> None:
 
 
 def _copy_synced(src: str, dst: str) -> dict[str, Any]:
+    import hashlib
+
     h = hashlib.sha256()
     size = 0
     with open(src, "rb") as fi, open(dst, "wb") as fo:
@@ -253,6 +255,8 @@ def verify(path: str) -> dict[str, Any]:
     """
     if is_url(path):
         return _verify_remote(path)
+    import hashlib
+
     try:
         with open(os.path.join(path, MANIFEST), "rb") as f:
             manifest = json.loads(f.read())
@@ -303,7 +307,7 @@ def resign(path: str) -> bool:
         return False
     data = json.dumps(_signing.sign(manifest), sort_keys=True).encode()
     # a fresh name in the folder (never an existing file or link), then renamed over the manifest
-    tmp = os.path.join(path, f".{MANIFEST}.{secrets.token_hex(8)}")
+    tmp = os.path.join(path, f".{MANIFEST}.{os.urandom(8).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -157,3 +157,92 @@ def test_a_driver_without_stdout_and_stderr_runs_its_trials(tmp_path, start_meth
     assert got["status"] == ["TERMINATED", "TERMINATED"]
     assert got["logs"] == ["to the trial's output.log\n"] * 2
     assert set(got["ppids"]) == ({got["server"]} if start_method == "forkserver" else {got["driver"]})
+
+
+DRIVER_STATE = """
+    import atexit, json, logging, os, signal, sys, warnings
+    {before}
+    import tunesmith as ts
+
+    OUT = sys.argv[1]
+    held = open(os.path.join(OUT, "held.txt"), "w")  # a file the driver holds open while it runs
+    logging.basicConfig(filename=os.path.join(OUT, "driver.log"), level=logging.INFO)
+    atexit.register(lambda: open(os.path.join(OUT, "exits.txt"), "a").write("exit\\n"))
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    warnings.simplefilter("error")
+    sys.excepthook = lambda *_: None
+    DRIVER_ONLY = 1
+
+    def facts(config):
+        def links(pid):
+            found = []
+            for fd in os.listdir(f"/proc/{{pid}}/fd"):
+                try:
+                    found.append(os.readlink(f"/proc/{{pid}}/fd/{{fd}}"))
+                except OSError:
+                    pass
+            return found
+
+        import __main__
+        server = os.getppid()
+        logging.getLogger("user").warning("from the trial")
+        warnings.warn("a warning is not an error here", UserWarning)
+        with open(f"/proc/{{server}}/cmdline", "rb") as f:
+            server_cmd = f.read().decode()
+        with open(os.path.join(OUT, "facts.json"), "w") as f:
+            json.dump({{"server_cmd": server_cmd, "argv0": sys.argv[0],
+                       "held": [p for p in links("self") + links(server) if p.endswith("held.txt")],
+                       "usr1_default": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL,
+                       "excepthook": sys.excepthook is sys.__excepthook__,
+                       "main_has_driver_globals": hasattr(__main__, "DRIVER_ONLY"),
+                       "root_handlers": len(logging.getLogger().handlers)}}, f)
+        ts.report({{"x": 1}})
+
+    if __name__ == "__main__":
+        result = ts.run(facts, num_samples=1, verbose=0, storage_path=os.path.join(OUT, "results"))
+        assert result.trials[0].status.value == "TERMINATED", result.trials[0].error
+"""
+
+
+def _driver_state(tmp_path, before: str = "") -> dict:
+    import json
+    import subprocess
+    import textwrap
+
+    (tmp_path / "usermod.py").write_text("VALUE = 1\n")
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(DRIVER_STATE.format(before=before)))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    got = json.loads((tmp_path / "facts.json").read_text())
+    got["exits"] = (tmp_path / "exits.txt").read_text()
+    got["driver_log"] = (tmp_path / "driver.log").read_text() if (tmp_path / "driver.log").exists() else ""
+    return got
+
+
+@pytest.mark.parametrize("before", ["", "import multiprocessing"])  # which names __main__ __mp_main__ too
+def test_a_driver_holding_only_tunesmith_is_forked_into_a_server_as_a_new_interpreter_would_be(tmp_path, before):
+    """The fork server of a driver that holds nothing but the standard library and tunesmith is a fork of it (no
+    interpreter start, no imports: the first result comes ~40 ms sooner), reset to what a new interpreter would
+    be: the driver's open files, exit handlers, signal handlers, logging handlers, warning filters, hooks and
+    __main__ are not its workers'."""
+    got = _driver_state(tmp_path, before)
+    assert "driver.py" in got["server_cmd"] and "_forkserver" not in got["server_cmd"]  # a fork of the driver
+    assert got["argv0"].endswith("_forkserver.py")
+    assert got["held"] == []  # neither the worker nor the server holds the driver's file
+    assert got["usr1_default"] and got["excepthook"]
+    assert not got["main_has_driver_globals"]
+    assert got["root_handlers"] == 0
+    assert "from the trial" not in got["driver_log"]  # the trial's log is not written to the driver's file
+    assert got["exits"] == "exit\n"  # the driver's exit handler ran in the driver only
+
+
+@pytest.mark.parametrize("before", ["import usermod",  # a module a new interpreter would not hold
+                                    "import threading, time; threading.Thread(target=time.sleep, args=(30,), "
+                                    "daemon=True).start()"])  # a thread (a lock it holds would stay held)
+def test_a_driver_holding_more_starts_its_server_as_a_new_interpreter(tmp_path, before):
+    got = _driver_state(tmp_path, before)
+    assert "-m\0tunesmith.executors._forkserver" in got["server_cmd"]
+    assert got["held"] == [] and got["usr1_default"] and not got["main_has_driver_globals"]
+    assert got["exits"] == "exit\n"

@@ -127,5 +127,9 @@ class Executor:
     def running(self) -> int:
         raise NotImplementedError
 
+    def prestart(self) -> None:
+        """Start what the first trial will need now, while the driver makes the store (``run`` calls it once,
+        before ``setup``, and ``shutdown`` whatever follows). Nothing by default."""
+
     def shutdown(self) -> None:
         """End every worker. Safe to call twice."""

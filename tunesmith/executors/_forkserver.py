@@ -8,7 +8,10 @@ that is a fork of it, ready in milliseconds. It is started once and kept for the
 
 What a forked worker gets from the driver at the moment it is asked for: the environment, the working
 directory, stdout and stderr (the three are sent along with each request), as a freshly started process
-would. It never holds the user's modules: the fork server imports tunesmith's own only.
+would. It never holds the user's modules: the fork server imports tunesmith's own only. It is started as
+``python -m tunesmith.executors._forkserver``, or, where the driver holds nothing a new interpreter would not
+(``_forkable``: the standard library and tunesmith only, no other thread), forked from the driver and reset to
+a new interpreter's state (``_as_new``), which saves the first result an interpreter start and the imports.
 
 Lifetime: the server dies with the driver (the parent-death signal, tied to a thread of the driver that
 lives as long as the process, not to the thread that happened to call ``run``), and its workers die with
@@ -36,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from tunesmith.executors import _procs
 
@@ -58,6 +61,163 @@ def worker_env() -> dict[str, str]:
 
 
 # -- driver side ---------------------------------------------------------------------------------------
+# Besides the standard library's and tunesmith's own modules, what a new server would hold as well: its own
+# dependency, and what the interpreter's start imports (site's .pth files: setuptools' and an editable install's
+# finders; sitecustomize). A driver holding any other module is never forked.
+_SHARED = frozenset({"tunesmith", "cloudpickle", "__main__", "__mp_main__", "_distutils_hack", "sitecustomize",
+                     "usercustomize"})
+_FLAGS = ("optimize", "isolated", "ignore_environment", "no_site", "no_user_site", "dev_mode", "safe_path",
+          "bytes_warning", "verbose", "inspect", "interactive")
+# what the warnings module starts with where no -W option nor PYTHONWARNINGS says otherwise (Python's documented
+# default filters), last first as filterwarnings inserts each at the front
+_DEFAULT_WARNINGS: tuple[tuple[Literal["default", "ignore"], type[Warning], str], ...] = (
+    ("ignore", ResourceWarning, ""),
+    ("ignore", ImportWarning, ""), ("ignore", PendingDeprecationWarning, ""), ("ignore", DeprecationWarning, ""),
+    ("default", DeprecationWarning, "__main__"))
+_INHERITED: list[Any] = []  # in a server forked from the driver: the driver's objects, kept and never used
+
+
+def _forkable() -> bool:
+    """Whether the driver, now, may become its fork server by a plain fork instead of starting a new
+    interpreter (its start, site and tunesmith's imports: 40-50 ms of CPU before the first trial can start).
+    Only while it holds nothing that a new interpreter would not: no module but the standard library's,
+    tunesmith's and those in ``_SHARED`` (no user package, no native library that keeps threads or devices),
+    no thread but the caller of ``run`` and the one forking (a lock another thread holds would stay held in
+    the fork), no tracer or profiler, no interpreter option a plain start does not pass on. Called from the
+    keeper thread while the caller waits for it."""
+    stdlib = sys.stdlib_module_names
+    for name in list(sys.modules):
+        top = name.partition(".")[0]
+        if top not in stdlib and top not in _SHARED and not top.startswith("__editable__"):
+            return False
+    try:
+        if len(os.listdir("/proc/self/task")) != 2:
+            return False
+    except OSError:
+        return False
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and getattr(mp_util, "_finalizer_registry", None):
+        return False  # multiprocessing's exit work for the driver's own pools and queues
+    return (sys.gettrace() is None and sys.getprofile() is None and not sys.warnoptions and not sys._xoptions
+            and not any(getattr(sys.flags, flag, 0) for flag in _FLAGS))
+
+
+def _fork_server(fd: int, ours: int) -> _ServerProcess:
+    """Fork this driver into its fork server, serving on ``fd`` (``ours``: the driver's end); in the fork,
+    ``_as_new`` first undoes what the driver set up, so that the server and its workers are what a new
+    interpreter's would be."""
+    # else what the driver buffered would be written again by the fork
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            serve(_as_new(fd, ours))
+            code = 0
+        except BaseException:  # noqa: BLE001 - printed where the driver's errors go
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return _ServerProcess(pid)
+
+
+def _as_new(fd: int, ours: int) -> int:
+    """In a server just forked from the driver: become what ``python -m tunesmith.executors._forkserver`` would
+    be. Every file descriptor but 0-2 and ``fd`` is closed (the driver's files, sockets and pipes are not held
+    open by the server and its workers); the Python objects that owned them are kept, unused and never
+    finalized (one closing its old number would close a new file); the driver's exit handlers, finalizers,
+    signal handlers, logging handlers, warning filters, hooks, ``__main__`` and ``sys.argv`` are replaced by
+    a new interpreter's. ``ours``: the driver's end of the socket, which the server must not hold (where the
+    driver had 0-2 closed, it may be one of them). Returns where ``fd`` is now (above 0-2)."""
+    import atexit
+    import builtins
+    import gc
+    import types
+    import warnings
+    import weakref
+
+    global _SERVER_LOCK
+    gc.freeze()  # nothing inherited is collected: its finalizer would close a number that names a new file
+    os.setsid()  # as start_new_session: Ctrl-C reaches the driver only
+    if ours <= 2:
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, ours)
+        os.close(null)
+    fd = _procs.standard_fds(fd)  # above 0-2, which get /dev/null where the driver had them closed
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 2 and int(name) != fd:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass  # the listing's own
+    _SERVER_LOCK = threading.Lock()  # held by the driver's caller of get() at the fork
+    keep = _INHERITED
+    keep.append(sys.modules["__main__"])
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    sys.argv = [os.path.abspath(__file__), str(fd)]
+    if sys.path:
+        sys.path[0] = os.getcwd()  # as ``python -m`` started here has it (a worker's is the driver's cwd)
+    for name in ("stdin", "stdout", "stderr", "excepthook", "displayhook", "breakpointhook", "unraisablehook"):
+        keep.append(getattr(sys, name))
+        setattr(sys, name, getattr(sys, "__" + name + "__"))
+    null = os.open(os.devnull, os.O_RDONLY)  # stdin: as subprocess.DEVNULL
+    if null != 0:
+        os.dup2(null, 0)
+        os.close(null)
+    if sys.stdin is not None:  # a new one: the driver's may hold input it read ahead
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stream
+        sys.__stdin__ = sys.stdin  # type: ignore[misc]
+    atexit._clear()
+    keep.append(dict(weakref.finalize._registry))  # type: ignore[attr-defined]
+    weakref.finalize._registry.clear()  # type: ignore[attr-defined]
+    weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]
+    atexit.register(_close_at_exit)
+    if "multiprocessing.util" in sys.modules:
+        atexit.register(sys.modules["multiprocessing.util"]._exit_function)
+    if "logging" in sys.modules:
+        _fresh_logging(keep)
+    warnings.resetwarnings()
+    for action, category, module in _DEFAULT_WARNINGS:
+        warnings.filterwarnings(action, category=category, module=module)
+    signal.set_wakeup_fd(-1)
+    for sig in signal.valid_signals():
+        try:
+            handler = signal.getsignal(sig)
+        except (OSError, ValueError):
+            continue
+        if callable(handler) and handler is not signal.default_int_handler:
+            keep.append(handler)
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    return fd
+
+
+def _fresh_logging(keep: list[Any]) -> None:
+    """Loggers as a new interpreter's: no handler (the driver's may write to a file closed here), the root at
+    WARNING, every other logger at NOTSET, propagating, enabled."""
+    import logging
+
+    keep.append(logging.root.handlers[:])
+    logging.root.handlers.clear()
+    logging.root.setLevel(logging.WARNING)
+    logging.disable(logging.NOTSET)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            keep.append(logger.handlers[:])
+            logger.handlers.clear()
+            logger.setLevel(logging.NOTSET)
+            logger.propagate = True
+            logger.disabled = False
+
+
 class ServerGone(OSError):
     """The fork server died or stopped answering."""
 
@@ -75,10 +235,13 @@ class ForkServer:
             # The server's parent-death signal fires when the thread that started it ends: this one, which
             # waits until the server is closed (or the process ends), not the caller of run().
             try:
-                started["proc"] = subprocess.Popen(
-                    [sys.executable, "-m", "tunesmith.executors._forkserver", str(theirs.fileno())],
-                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=worker_env(),
-                    start_new_session=True)  # Ctrl-C reaches the driver only
+                if _forkable():
+                    started["proc"] = _fork_server(theirs.fileno(), ours.fileno())
+                else:
+                    started["proc"] = subprocess.Popen(
+                        [sys.executable, "-m", "tunesmith.executors._forkserver", str(theirs.fileno())],
+                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=worker_env(),
+                        start_new_session=True)  # Ctrl-C reaches the driver only
             except BaseException as e:  # noqa: BLE001 - handed to the caller
                 started["error"] = e
             finally:
@@ -91,7 +254,7 @@ class ForkServer:
         if "error" in started:
             ours.close()
             raise started["error"]
-        self.proc: subprocess.Popen[bytes] = started["proc"]
+        self.proc: subprocess.Popen[bytes] | _ServerProcess = started["proc"]
         self.pid = os.getpid()  # the driver process this server belongs to (a fork of it must not use it)
         self._sock = ours
         self._lock = threading.Lock()
@@ -191,6 +354,40 @@ class ForkServer:
     def _gone(self) -> None:
         self.dead = True
         self._closed.set()
+
+
+class _ServerProcess:
+    """A fork server forked from the driver (its child): what ``subprocess.Popen`` gives of it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else: it ended
+                self.returncode = -signal.SIGKILL
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.poll() is None:
+            _procs.wait_gone([self.pid], 1e9 if timeout is None else timeout)
+            if self.poll() is None:
+                raise subprocess.TimeoutExpired(f"fork server {self.pid}", timeout or 0.0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class ForkedProcess:

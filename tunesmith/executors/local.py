@@ -10,7 +10,7 @@ stopped the same way and ends in ERROR.
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import logging
 import os
 import select
@@ -39,6 +39,8 @@ from tunesmith.executors.resources import (
 )
 
 log = logging.getLogger("tunesmith")
+# a function's name in its workers' cache: one per setup (hashing its bytes loaded OpenSSL at every run's start)
+_FN_KEYS = itertools.count()
 _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the others
 
 
@@ -111,7 +113,7 @@ class LocalBackend(Executor):
         import inspect
 
         self._fn_bytes = cloudpickle.dumps(fn)
-        self._fn_key = hashlib.sha1(self._fn_bytes).hexdigest()
+        self._fn_key = f"fn{next(_FN_KEYS)}"
         try:
             self._takes_config = len(inspect.signature(fn).parameters) > 0
         except (TypeError, ValueError):
@@ -189,6 +191,12 @@ class LocalBackend(Executor):
         except OSError:
             self._worker_died(worker)
         return True
+
+    def prestart(self) -> None:
+        """The first worker: its start (a fork, or an interpreter with ``spawn``) overlaps the store's creation
+        instead of following it. It has no CUDA devices pinned yet, so any first trial can take it."""
+        if not self._workers:
+            self._spawn()
 
     def _idle_worker(self, cuda: str | None) -> _Worker:
         idle = []

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
 import itertools
 import json
 import os
@@ -728,6 +727,8 @@ def _metric_index_name(key: str, kind: str = "") -> str:
     """The name of a metric's index (every one starts ``results_metric_``: a resume drops them by that prefix):
     by trial and generation (kind ""), by value over the results ("value"), by value over the last results
     ("last")."""
+    import hashlib  # here: only a finished run builds indexes (OpenSSL's load is off the start of every run)
+
     return "results_metric_" + (kind + "_" if kind else "") + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
