@@ -440,6 +440,12 @@ class Store:
         return rec
 
     @_reading
+    def data_version(self) -> int:
+        """SQLite's count for this connection of the commits other connections made (``PRAGMA data_version``): equal
+        between two calls when nothing was written in between (`show --watch` then reads nothing)."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    @_reading
     def trial_counts(self) -> dict[str, int]:
         """{status: number of trials}, counted by SQLite (nothing decoded; in a finished experiment from the index on
         the status that :func:`index_metrics` built)."""
