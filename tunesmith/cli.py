@@ -657,16 +657,17 @@ def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[li
         flat = flatten(t.config)
         return flat.get(sort_key[7:] if sort_key.startswith("config/") else sort_key)
 
-    known = [t for t in trials if _sortable(value(t))]
+    keyed = [(value(t), t) for t in trials]  # each trial's value found once (`show --watch` ranks every draw)
+    known = [(v, t) for v, t in keyed if _sortable(v)]
     if not known and trials and sort_key in rs.metrics:
         return sorted(trials, key=lambda t: t.id), f"no trial has reported {sort_key!r} yet: sorted by id"
     if not known and trials:
         raise ConfigError(f"--sort: no trial has {sort_key!r} (a metric, a config key, 'id', 'status' or "
                           "'iteration')")
-    missing = [t for t in trials if not _sortable(value(t))]
-    numeric = all(isinstance(value(t), (int, float)) and not isinstance(value(t), bool) for t in known)
-    known.sort(key=lambda t: (value(t) if numeric else str(value(t)), t.id), reverse=descending)
-    return known + missing, None
+    missing = [t for v, t in keyed if not _sortable(v)]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _t in known)
+    known.sort(key=lambda p: (p[0] if numeric else str(p[0]), p[1].id), reverse=descending)
+    return [t for _v, t in known] + missing, None
 
 
 def _sortable(value: Any) -> bool:
@@ -1089,10 +1090,10 @@ def _open(name: str, storage_path: str | None) -> Any:
 
 
 def _counts(trials: list[Any]) -> str:
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.status.value.lower()] = counts.get(t.status.value.lower(), 0) + 1
-    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+    from collections import Counter
+
+    counts = Counter(t.status for t in trials)  # by the enum member: its name is read once per status, not per trial
+    return ", ".join(f"{n} {s}" for s, n in sorted((s.value.lower(), n) for s, n in counts.items())) or "none"
 
 
 def _fmt(value: Any) -> str:
