@@ -4,6 +4,7 @@ between draws, and exits 0 once the experiment ended."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
@@ -249,3 +250,29 @@ def test_watch_without_a_value_waits_2_seconds(tmp_path: Any) -> None:
     assert res.output.count("experiment exp (finished), 2 trials") == 1
     help_text = CliRunner().invoke(cli, ["show", "--help"]).output
     assert "--watch" in help_text and "2" in help_text
+
+
+def test_ctrl_c_ends_the_watch_with_exit_0_and_leaves_the_experiment_running(tmp_path: Any) -> None:
+    import fcntl
+    import signal
+
+    from tunesmith._layout import lock_path
+
+    folder = str(tmp_path / "watched")
+    write_store(folder, 2).close()
+    lock = os.open(lock_path(folder), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # a live driver's lock: the experiment runs until the test ends
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "show", "watched", "--storage-path",
+                                 str(tmp_path), "--watch", "0.2"], env=ENV, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        pages = Pages(proc)
+        pages.until(lambda p: "(running), 2 trials" in p[0] and row(p, "trial_00002"))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        pages.until(lambda p: p == ["<end>"])
+        assert not any("interrupted" in line or "Traceback" in line for p in pages.pages for line in p)
+    finally:
+        os.close(lock)
+    # the watch wrote nothing: still marked running (crashed now that no driver holds its lock)
+    assert json.loads(CliRunner().invoke(cli, ["show", folder, "--json"]).output)["status"] == "crashed"
