@@ -2,6 +2,7 @@
 polling beside a running experiment (issue 19 rows 6-9).
 
     .venv/bin/python benchmarks/readers.py [--trials N] [--params P] [--results R] [--writer-trials W]
+        [--rounds R] [--only-writer]
 
 Prints one table. Each measurement is a function returning a dict, so ``benchmarks/scale.py`` can import
 them; the stores are written as the driver writes them (``build_store``), in a temporary folder. Every
@@ -232,36 +233,58 @@ print(json.dumps({"seconds": time.perf_counter() - t}))
 
 
 def measure_reader_beside_writer(n_trials: int = 2000, poll_s: float = 1.0, rounds: int = 2) -> dict[str, Any]:
-    """A run of ``n_trials`` one-result trials alone and with `tunesmith show` of it every ``poll_s`` seconds,
-    interleaved ``rounds`` times: the writer's wall seconds each way, their ratio (medians; the floor is the
-    run alone), and the slowest show."""
+    """A run of ``n_trials`` one-result trials alone, with `tunesmith show` of it started every ``poll_s`` seconds
+    (a new process each time), and with one `tunesmith show --watch poll_s` beside it (where this tunesmith has
+    it), interleaved ``rounds`` times: the writer's wall seconds each way, their ratios to the run alone (medians),
+    and the slowest show."""
     trials = n_trials
-    alone: list[float] = []
-    beside: list[float] = []
+    watch = "--watch" in _show_help()
+    modes = ("alone", "show", "watch") if watch else ("alone", "show")
+    walls: dict[str, list[float]] = {m: [] for m in modes}
     shows: list[float] = []
     with tempfile.TemporaryDirectory() as root:
         for r in range(rounds):
-            for with_reader in (False, True):
-                name = f"w{r}{int(with_reader)}"
+            for mode in modes:
+                name = f"w{r}{mode}"
                 writer = subprocess.Popen([sys.executable, "-c", _WRITER % (trials, name, root)],
                                           stdout=subprocess.PIPE, text=True, env=_env())
                 folder = os.path.join(root, name)
-                while with_reader and writer.poll() is None:
+                watcher = None
+                while mode != "alone" and writer.poll() is None:
                     t = time.perf_counter()
-                    if os.path.exists(os.path.join(folder, "experiment.db")):
-                        try:
-                            shows.append(_cli_s("show", folder)[0])
-                        except RuntimeError:
-                            pass  # the experiment was not published yet
-                    time.sleep(max(0.0, poll_s - (time.perf_counter() - t)))  # a user polling every poll_s
+                    if watcher is None and os.path.exists(os.path.join(folder, "experiment.db")):
+                        if mode == "watch":  # one process, drawing every poll_s until the run ends
+                            watcher = subprocess.Popen(
+                                [sys.executable, "-c", "from tunesmith.cli import main; main()", "show", folder,
+                                 "--watch", str(poll_s)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=_env())
+                            break  # this process only waits from here
+                        else:
+                            try:
+                                shows.append(_cli_s("show", folder)[0])
+                            except RuntimeError:
+                                pass  # the experiment was not published yet
+                    time.sleep(max(0.0, (0.01 if mode == "watch" else poll_s) - (time.perf_counter() - t)))
                 out, _ = writer.communicate(timeout=1200)
-                seconds = json.loads(out.strip().splitlines()[-1])["seconds"]
-                (beside if with_reader else alone).append(seconds)
-    ratio = statistics.median(beside) / statistics.median(alone)
-    return _lines({"what": f"run with `show` polling every {poll_s:g} s: wall", "size": f"{n_trials:,} trials",
-                   "measured": statistics.median(beside), "unit": "s", "floor": statistics.median(alone),
-                   "ratio": ratio, "goal": "<= 1.1x", "met": ratio <= 1.1},
-                  alone_s=statistics.median(alone), with_reader_s=statistics.median(beside), ratio=ratio,
+                if watcher is not None:
+                    try:
+                        watcher.wait(timeout=60)  # it ends itself once the experiment did
+                    except subprocess.TimeoutExpired:
+                        watcher.kill()
+                        watcher.wait()
+                walls[mode].append(json.loads(out.strip().splitlines()[-1])["seconds"])
+    alone = statistics.median(walls["alone"])
+    parts = []
+    for mode, what in (("show", f"run with `show` started every {poll_s:g} s: wall"),
+                       ("watch", f"run with one `show --watch {poll_s:g}`: wall")):
+        if mode in walls:
+            ratio = statistics.median(walls[mode]) / alone
+            parts.append({"what": what, "size": f"{n_trials:,} trials", "measured": statistics.median(walls[mode]),
+                          "unit": "s", "floor": alone, "ratio": ratio, "goal": "<= 1.1x", "met": ratio <= 1.1})
+    beside = statistics.median(walls["show"])
+    return _lines(*parts, alone_s=alone, with_reader_s=beside, ratio=beside / alone,
+                  with_watch_s=statistics.median(walls["watch"]) if watch else None,
+                  watch_ratio=statistics.median(walls["watch"]) / alone if watch else None,
                   slowest_show_s=max(shows) if shows else 0.0, shows=len(shows))
 
 
@@ -273,12 +296,15 @@ def main() -> None:
                                                                            "(100 trials)")
     parser.add_argument("--writer-trials", type=int, default=2000, help="trials of the reader-beside-writer run "
                                                                          "(0: skip it)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the reader-beside-writer run")
+    parser.add_argument("--only-writer", action="store_true", help="measure only the reader-beside-writer run")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON instead of a table")
     args = parser.parse_args()
-    found = [measure_show(args.trials, args.params), measure_dataframe(100, max(args.results // 100, 1)),
-             measure_lookups(args.trials)]
+    found = [] if args.only_writer else [measure_show(args.trials, args.params),
+                                         measure_dataframe(100, max(args.results // 100, 1)),
+                                         measure_lookups(args.trials)]
     if args.writer_trials:
-        found.append(measure_reader_beside_writer(args.writer_trials))
+        found.append(measure_reader_beside_writer(args.writer_trials, rounds=args.rounds))
     if args.json:
         print(json.dumps(found))
         return

@@ -515,7 +515,8 @@ def test_a_finished_run_indexes_its_metric_and_a_resume_drops_the_index_while_it
            storage_path=str(tmp_path), verbose=0, max_concurrent=1)
     seen = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(seen) == 3 and not any(seen)  # no index while it ran
-    assert len(index_names(str(tmp_path / "real"))) == 4  # by trial, by value, by last result; constrained trials
+    assert len(index_names(str(tmp_path / "real"))) == 5  # by trial, by value, by last result; constrained
+    # trials; trials by status
     assert load(str(tmp_path / "real")).get_best(scope="all").metrics["loss"] == 0.1
     store = Store(os.path.join(str(tmp_path / "real"), STORE_FILE))
     with store.transaction() as db:
@@ -541,3 +542,48 @@ def test_reading_a_store_does_not_import_urllib_request(tmp_path: Any) -> None:
                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# -- ls -----------------------------------------------------------------------------------------------------
+
+
+def test_ls_counts_a_finished_experiments_trials_from_an_index_and_answers_as_a_scan(tmp_path: Any) -> None:
+    """`ls` counts each experiment's trials by status: in a finished experiment from the index on the trials'
+    status built at its end (a read of the index, not of every trial's row with its config and last result);
+    the counts equal a plain count of the rows."""
+    statuses = ["TERMINATED", "ERROR", "TERMINATED", "PAUSED", "TERMINATED"]
+    folder = write_store(str(tmp_path / "mixed"), [{"id": i, "config": {"x": i}, "status": statuses[i % 5],
+                                                    "results": [{"loss": float(i)}]} for i in range(1, 51)])
+    store = Store(os.path.join(folder, STORE_FILE), readonly=True)
+    seen: list[str] = []
+    store._db.set_trace_callback(seen.append)
+    counts = store.trial_counts()
+    store._db.set_trace_callback(None)
+    plans = [" ".join(str(r[-1]) for r in store._db.execute("EXPLAIN QUERY PLAN " + sql)) for sql in seen]
+    store.close()
+    assert counts == {"TERMINATED": 30, "ERROR": 10, "PAUSED": 10}
+    assert plans and all("COVERING INDEX" in plan for plan in plans), plans
+    listed = json.loads(invoke("ls", "--storage-path", str(tmp_path), "--json").output)
+    assert [(r["name"], r["trials"], r["errors"]) for r in listed] == [("mixed", 50, 10)]
+
+
+def test_ls_draws_its_table_without_rich(tmp_path: Any) -> None:
+    """`ls` is a handful of rows: its table is plain aligned text, so the command does not import rich (about
+    15 ms of its start); names stay escaped (tests/test_cli.py prints hostile names through it in a terminal)."""
+    import subprocess
+    import sys
+
+    many(str(tmp_path / "one"), 3)
+    many(str(tmp_path / "two\x1b[2J"), 2)
+    code = ("import sys\nfrom tunesmith.cli import main\ntry:\n    main(['ls', '--storage-path', sys.argv[1]])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\nprint('rich' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "False"
+    header, rule, *rows = lines[:-1]
+    assert header.split() == ["name", "status", "trials", "best", "age"] and set(rule.replace(" ", "")) == {"-"}
+    assert [r.split()[:3] for r in rows] == [["one", "finished", "3"], ["two\\x1b[2J", "finished", "2"]]
+    assert all(r.index("finished") == header.index("status") for r in rows)  # aligned columns
+    assert "loss=0 (trial_00003)" in rows[0]

@@ -259,6 +259,40 @@ def _key_values(items: Any, option: str) -> dict[str, float]:
 
 
 SHOW_PAGE = 20  # trials in `tunesmith show`'s table unless --limit or --all
+WATCH_S = 2.0  # `show --watch`'s default seconds between draws
+WATCH_MIN_S = 0.2
+
+
+class _Seconds(click.ParamType):
+    """``--watch``'s period: a number of seconds, at least :data:`WATCH_MIN_S`."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"expected seconds between draws (a number >= {WATCH_MIN_S:g}, e.g. --watch 5), got {value!r}; "
+                      "put --watch after NAME", param, ctx)
+        if not seconds >= WATCH_MIN_S or math.isinf(seconds):  # NaN too
+            self.fail(f"expected seconds between draws of at least {WATCH_MIN_S:g}, got {value!r}", param, ctx)
+        return seconds
+
+
+class _WatchCommand(click.Command):
+    """`show`: click reads the negative number in ``--watch -1`` (or ``--watch=-1``) as an unknown option ``-1``; say
+    what ``--watch`` expects instead."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        for i, arg in enumerate(args):
+            if arg == "--":
+                break
+            value = arg[len("--watch="):] if arg.startswith("--watch=") else (
+                args[i + 1] if arg == "--watch" and i + 1 < len(args) else None)
+            if value is not None and value.startswith("-") and value[1:2].isdigit():
+                raise click.BadParameter(f"expected seconds between draws of at least {WATCH_MIN_S:g}, got {value!r}",
+                                         ctx=ctx, param_hint="'--watch'")
+        return super().parse_args(ctx, args)
 
 
 def _experiments(root: str) -> list[str]:
@@ -353,16 +387,16 @@ def ls_command(storage_path: str | None, as_json: bool) -> None:
     if not rows:
         click.echo(printable(f"no experiments in {root}", one_line=True))
         return
-    table = _table("name", "status", "trials", "best", "age")
+    cells = []
     for r in rows:
         trials = f"{r['trials']}" + (f" ({r['errors']} failed)" if r["errors"] else "")
         best = r["best"]
         best_text = f"{best['metric']}={_fmt(best['value'])} ({best['trial']})" if best else "-"
-        table.add_row(r["name"], r["status"], trials, best_text, _age(r["age_s"]))
-    _print(table)
+        cells.append([r["name"], r["status"], trials, best_text, _age(r["age_s"])])
+    click.echo(_plain_table(["name", "status", "trials", "best", "age"], cells))
 
 
-@cli.command(short_help="Show the trials of an experiment (sortable, --json).")
+@cli.command(cls=_WatchCommand, short_help="Show the trials of an experiment (sortable, --json, --watch).")
 @click.argument("name")
 @_storage_option
 @click.option("--sort", "sort_key", default=None, metavar="KEY",
@@ -375,37 +409,36 @@ def ls_command(storage_path: str | None, as_json: bool) -> None:
               help="Print JSON of every trial (with full configs, results and tracebacks); --limit shortens it.")
 @click.option("--show-secrets", is_flag=True,
               help="Show config values that look like secrets (keys with key/token/secret/password) as stored.")
+@click.option("--watch", type=_Seconds(), is_flag=False, flag_value=WATCH_S, default=None, metavar="[SECONDS]",
+              help=f"Redraw the page every SECONDS (default {WATCH_S:g}, at least {WATCH_MIN_S:g}) until Ctrl-C or the "
+                   "experiment ends; one process, reading only what changed. Put it after NAME.")
 def show(name: str, storage_path: str | None, sort_key: str | None, limit: int | None, show_all: bool,
-         as_json: bool, show_secrets: bool) -> None:
+         as_json: bool, show_secrets: bool, watch: float | None) -> None:
     """Show the trials of experiment NAME (a name under the storage path, or a folder), best first.
 
     The table shows the first 20 in that order and says how many more there are (--limit N, --all);
-    --json gives every trial unless --limit is given.
+    --json gives every trial unless --limit is given. --watch redraws the page until Ctrl-C or the experiment
+    ends, in one process (cheaper beside a running experiment than running show again and again).
 
     \b
     Examples:
       tunesmith show mnist-asha
       tunesmith show mnist-asha --sort=-lr --limit 10
       tunesmith show mnist-asha --json | jq '.trials[0].config'
+      tunesmith show mnist-asha --watch 5
     """
-    from tunesmith.space import flatten
-
     if show_all and limit is not None:
         raise ConfigError(f"--all and --limit {limit}: give one of them (--all shows every trial, --limit N the "
                           "first N)")
+    if watch is not None and as_json:
+        raise ConfigError("--watch and --json: give one of them (--watch redraws the table, --json prints once)")
     rs = _open(name, storage_path)
     if limit is None and not show_all and not as_json:
         limit = SHOW_PAGE  # drawing 10,000 rows takes seconds and nobody reads them: page, and say so
-    if limit is None:
-        everyone = list(rs.trials)
-        trials, note = _sorted_trials(rs, everyone, sort_key)
-    else:  # a page: rank light records, then read the shown trials' rows only
-        everyone = _briefs(rs)
-        ranked, note = _sorted_trials(rs, everyone, sort_key)
-        trials = [rs.trial(t.id) for t in ranked[:limit]]
-    total = len(everyone)
-    if not show_secrets:
-        trials = [shown(t) for t in trials]  # configs and error messages masked
+    if watch is not None:
+        _watch(_Watch(rs, sort_key, limit, show_secrets), watch)
+        return
+    everyone, trials, note = _select(rs, sort_key, limit, show_secrets)
     if as_json:
         click.echo(json.dumps({
             "name": rs.name, "path": rs.path, "status": _live_status(rs.path, rs.status), "metric": rs.metric,
@@ -416,12 +449,41 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
                         "parent_iteration": t.parent_iteration} for t in trials],
         }, indent=2, default=str))
         return
-    click.echo(printable(f"experiment {rs.name} ({_live_status(rs.path, rs.status)}), {total} trials ("
-                         f"{_counts(everyone)}), folder {rs.path}", one_line=True))
+    for item in _page(rs, _live_status(rs.path, rs.status), everyone, trials, note, sort_key):
+        if isinstance(item, str):
+            click.echo(item)
+        else:
+            _print(item)
+
+
+def _select(rs: Any, sort_key: str | None, limit: int | None, show_secrets: bool,
+            briefs: _Briefs | None = None) -> tuple[list[Any], list[Any], str | None]:
+    """(every trial, the shown ones in order, a note on the order) for `show`: with ``limit``, light records of
+    every trial ranked and the shown trials' rows read (``briefs`` keeps them between draws of ``--watch``)."""
+    if limit is None:
+        everyone: list[Any] = list(rs.trials)
+        trials, note = _sorted_trials(rs, everyone, sort_key)
+    else:  # a page: rank light records, then read the shown trials' rows only
+        everyone = (briefs or _Briefs()).read(rs)
+        ranked, note = _sorted_trials(rs, everyone, sort_key)
+        trials = [rs.trial(t.id) for t in ranked[:limit]]
+    if not show_secrets:
+        trials = [shown(t) for t in trials]  # configs and error messages masked
+    return everyone, trials, note
+
+
+def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: str | None,
+          sort_key: str | None) -> list[Any]:
+    """What `show` prints, in order: lines (``printable`` already) and the table of ``trials``."""
+    from tunesmith.space import flatten
+
+    total = len(everyone)
+    out: list[Any] = [printable(f"experiment {rs.name} ({status}), {total} trials ({_counts(everyone)}), folder "
+                                f"{rs.path}", one_line=True)]
     if note:
-        click.echo(printable(note, one_line=True))
+        out.append(printable(note, one_line=True))
     elif sort_key is None and rs.metrics and rs.modes:
-        click.echo(printable(f"best first by each trial's last {rs.metrics[0]} ({rs.modes[0]})", one_line=True))
+        out.append(printable(f"best first by each trial's last {rs.metrics[0]} ({rs.modes[0]})", one_line=True))
     config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
     from tunesmith.results import feasible_result
 
@@ -444,25 +506,97 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
             row.append("" if ok is None else "yes" if ok else "no")
         row += [_fmt(flat.get(k, "")) for k in config_keys]
         table.add_row(*row)
-    _print(table)
+    out.append(table)
     for t in trials:
         if t.error:
             lines = t.error.strip().splitlines()
-            click.echo(printable(f"{t.name} failed: {lines[-1] if lines else ''}", one_line=True))
+            out.append(printable(f"{t.name} failed: {lines[-1] if lines else ''}", one_line=True))
     if len(trials) < total:
-        click.echo(f"{total - len(trials)} more trials not shown: --limit N shows the first N, --all every one, "
+        out.append(f"{total - len(trials)} more trials not shown: --limit N shows the first N, --all every one, "
                    "--json all of them as JSON")
+    return out
+
+
+class _Watch:
+    """The state `show --watch` keeps between draws: one read-only connection (no lock: a reader never blocks the
+    writer, and each read is a statement of its own, so no snapshot is held between draws), SQLite's count of
+    commits by others (a tick with none reads nothing), and the trials' decoded records (:class:`_Briefs`)."""
+
+    def __init__(self, rs: Any, sort_key: str | None, limit: int | None, show_secrets: bool) -> None:
+        self.rs, self.sort_key, self.limit, self.show_secrets = rs, sort_key, limit, show_secrets
+        self.briefs = _Briefs()
+        self.version: int | None = None
+        self.status: str | None = None
+
+    def poll(self) -> tuple[list[Any] | None, bool]:
+        """(the page, or None when nothing changed since the last one; whether the experiment ended: finished,
+        failed, interrupted, or its driver gone)."""
+        version = self.rs._store.data_version()
+        changed = version != self.version
+        if changed:
+            self.rs.refresh()  # its metadata: the status
+        status = _live_status(self.rs.path, str(self.rs.meta.get("status", "running")))
+        ended = status != "running"
+        if not changed and status == self.status:
+            return None, ended
+        self.version, self.status = version, status
+        everyone, trials, note = _select(self.rs, self.sort_key, self.limit, self.show_secrets, self.briefs)
+        return _page(self.rs, status, everyone, trials, note, self.sort_key), ended
+
+
+def _watch(watch: _Watch, seconds: float) -> None:
+    """Draw ``watch``'s page every ``seconds`` until Ctrl-C or the experiment ends (then once more: exit 0). On a
+    terminal rich's Live redraws it in place; elsewhere (a pipe, a file) each changed page is printed after the
+    last, with no control sequences."""
+    from rich.console import Console, Group
+    from rich.text import Text
+
+    out = sys.stdout
+    tty = out.isatty()
+    console = Console(file=out, width=None if tty else 240, highlight=False, soft_wrap=False, markup=False,
+                      emoji=False)
+    live = None
+    if tty:
+        from rich.live import Live
+
+        live = Live(console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False)
+        live.start()
+    try:
+        first = True
+        while True:
+            page, ended = watch.poll()
+            if page is not None and live is not None:
+                live.update(Group(*(Text(i) if isinstance(i, str) else i for i in page)), refresh=True)
+            elif page is not None:
+                if not first:
+                    click.echo("")
+                for item in page:
+                    if isinstance(item, str):
+                        click.echo(item)
+                    else:
+                        console.print(item)
+                out.flush()
+            first = False
+            if ended:
+                return
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        return  # watching was stopped; the experiment goes on
+    finally:
+        if live is not None:
+            live.stop()
 
 
 class _Brief:
     """What ranking a trial in `show` needs: its id, status, iteration and last result, its config decoded only
     when asked for (sorting by a config key). A page of 20 out of 10,000 trials builds 20 TrialResults."""
 
-    __slots__ = ("id", "status", "iteration", "last_result", "_config")
+    __slots__ = ("id", "status", "iteration", "last_result", "_config", "row")
 
     def __init__(self, row: tuple[int, str, int, str | None, str]) -> None:
         from tunesmith.trial import TrialStatus
 
+        self.row = row
         self.id, status, self.iteration, last, self._config = row
         self.status = TrialStatus(status)
         self.last_result = (json.loads(last) if last is not None else None) or {}
@@ -474,14 +608,26 @@ class _Brief:
         return self._config
 
 
-def _briefs(rs: Any) -> list[_Brief]:
-    from tunesmith.store.sqlite import StoreError
+class _Briefs:
+    """Every trial's :class:`_Brief`, kept between draws of `show --watch`: a row equal to the one read last time
+    keeps its brief (its last result is not decoded again)."""
 
-    try:
-        return [_Brief(row) for row in rs._store.trial_briefs()]
-    except (ValueError, TypeError, KeyError) as e:
-        raise StoreError(f"the experiment store {rs._store.path} is damaged: a trial's row cannot be read "
-                         f"({type(e).__name__}: {e})") from e
+    def __init__(self) -> None:
+        self._by_id: dict[int, _Brief] = {}
+
+    def read(self, rs: Any) -> list[_Brief]:
+        from tunesmith.store.sqlite import StoreError
+
+        old, new = self._by_id, {}
+        try:
+            for row in rs._store.trial_briefs():
+                kept = old.get(row[0])
+                new[row[0]] = kept if kept is not None and kept.row == row else _Brief(row)
+        except (ValueError, TypeError, KeyError) as e:
+            raise StoreError(f"the experiment store {rs._store.path} is damaged: a trial's row cannot be read "
+                             f"({type(e).__name__}: {e})") from e
+        self._by_id = new
+        return list(new.values())
 
 
 def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[list[Any], str | None]:
@@ -511,16 +657,17 @@ def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[li
         flat = flatten(t.config)
         return flat.get(sort_key[7:] if sort_key.startswith("config/") else sort_key)
 
-    known = [t for t in trials if _sortable(value(t))]
+    keyed = [(value(t), t) for t in trials]  # each trial's value found once (`show --watch` ranks every draw)
+    known = [(v, t) for v, t in keyed if _sortable(v)]
     if not known and trials and sort_key in rs.metrics:
         return sorted(trials, key=lambda t: t.id), f"no trial has reported {sort_key!r} yet: sorted by id"
     if not known and trials:
         raise ConfigError(f"--sort: no trial has {sort_key!r} (a metric, a config key, 'id', 'status' or "
                           "'iteration')")
-    missing = [t for t in trials if not _sortable(value(t))]
-    numeric = all(isinstance(value(t), (int, float)) and not isinstance(value(t), bool) for t in known)
-    known.sort(key=lambda t: (value(t) if numeric else str(value(t)), t.id), reverse=descending)
-    return known + missing, None
+    missing = [t for v, t in keyed if not _sortable(v)]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _t in known)
+    known.sort(key=lambda p: (p[0] if numeric else str(p[0]), p[1].id), reverse=descending)
+    return [t for _v, t in known] + missing, None
 
 
 def _sortable(value: Any) -> bool:
@@ -943,10 +1090,10 @@ def _open(name: str, storage_path: str | None) -> Any:
 
 
 def _counts(trials: list[Any]) -> str:
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.status.value.lower()] = counts.get(t.status.value.lower(), 0) + 1
-    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+    from collections import Counter
+
+    counts = Counter(t.status for t in trials)  # by the enum member: its name is read once per status, not per trial
+    return ", ".join(f"{n} {s}" for s, n in sorted((s.value.lower(), n) for s, n in counts.items())) or "none"
 
 
 def _fmt(value: Any) -> str:
@@ -982,6 +1129,27 @@ def _table(*columns: str) -> Any:
     for col in columns:
         table.add_column(text(col), overflow="fold")
     return table
+
+
+def _plain_table(columns: list[str], rows: list[list[str]]) -> str:
+    """Aligned plain-text columns under a header and a rule, every cell ``printable`` on one line: what `ls` prints
+    (a few rows: drawing them with rich would cost its import, about 15 ms of a 70 ms command)."""
+    grid = [[printable(c, one_line=True) for c in row] for row in [columns, *rows]]
+    widths = [max(_width(row[i]) for row in grid) for i in range(len(columns))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(grid[0]), line(["-" * w for w in widths]), *(line(row) for row in grid[1:])])
+
+
+def _width(cell: str) -> int:
+    """Columns a terminal gives ``cell``: two for a wide (East Asian) character, none for a combining mark."""
+    if cell.isascii():
+        return len(cell)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in cell)
 
 
 def _print(renderable: Any) -> None:

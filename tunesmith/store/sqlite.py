@@ -298,12 +298,12 @@ class Store:
 
     # -- experiment ---------------------------------------------------------------------------------
     def set_meta(self, db: sqlite3.Connection, key: str, value: Any) -> None:
-        """Set an experiment value. Setting the status to running (a start or a resume) drops the metric indexes
-        of :meth:`index_results`: a running experiment's writes pay for no index."""
+        """Set an experiment value. Setting the status to running (a start or a resume) drops the indexes of
+        :meth:`index_results`: a running experiment's writes pay for no index."""
         db.execute("INSERT OR REPLACE INTO experiment(key, value) VALUES (?, ?)", (key, dumps(value)))
         if key == "status" and value == "running":
-            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE "
-                                      "'results_metric_%'").fetchall():
+            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND (name LIKE "
+                                      f"'results_metric_%' OR name = '{_STATUS_INDEX}')").fetchall():
                 db.execute(f"DROP INDEX {name}")
 
     def index_results(self) -> bool:
@@ -439,8 +439,15 @@ class Store:
         return rec
 
     @_reading
+    def data_version(self) -> int:
+        """SQLite's count for this connection of the commits other connections made (``PRAGMA data_version``): equal
+        between two calls when nothing was written in between (`show --watch` then reads nothing)."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    @_reading
     def trial_counts(self) -> dict[str, int]:
-        """{status: number of trials}, counted by SQLite (nothing decoded)."""
+        """{status: number of trials}, counted by SQLite (nothing decoded; in a finished experiment from the index on
+        the status that :func:`index_metrics` built)."""
         return dict(self._db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
 
     @_reading
@@ -748,8 +755,8 @@ def index_metrics(db: sqlite3.Connection, metrics: Iterable[Any]) -> None:
     cannot read, with NaN or infinities, are marked so) three ways: in the results by trial and generation
     (``top(k, scope="all")``: two index seeks per trial), in the results by value (``get_best(scope="all")``:
     one ordered read from the best end, skipping superseded generations' rows), and in the trials' last results
-    by value (``get_best()``). A metric name an SQLite JSON path cannot hold is not indexed (its best is found
-    by a scan); stores without the indexes are read by a scan."""
+    by value (``get_best()``); and the trials by status (``tunesmith ls``). A metric name an SQLite JSON path
+    cannot hold is not indexed (its best is found by a scan); stores without the indexes are read by a scan."""
     for key in metrics:
         if isinstance(key, str) and _json_path(key) is not None:
             value = _indexed_value(key, "metrics")
@@ -761,6 +768,12 @@ def index_metrics(db: sqlite3.Connection, metrics: Iterable[Any]) -> None:
                        f"{_indexed_value(key, 'last_result')}), id)")
     for key in FLAGGED_KEYS:  # which trials' last results hold the key: most often none, so the index is empty
         db.execute(f"CREATE INDEX IF NOT EXISTS {_metric_index_name(key, 'has')} ON trials(id) WHERE {_has_key(key)}")
+    # the trials by status: `tunesmith ls` counts them (trial_counts) from this small index instead of reading every
+    # trial's row, its config and last result with it
+    db.execute(f"CREATE INDEX IF NOT EXISTS {_STATUS_INDEX} ON trials(status)")
+
+
+_STATUS_INDEX = "trials_status"
 
 
 # keys whose presence in some last result readers ask about (Store.any_last_result_has): "constraint/0" makes an
