@@ -36,7 +36,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not os.environ.get("PYTHONPATH"):  # with PYTHONPATH set, its tunesmith (scale.py's before/after runs)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tunesmith._layout import STORE_FILE  # noqa: E402
 from tunesmith.callbacks.csv_json import CSVLogger, JSONLLogger  # noqa: E402
 from tunesmith.trial import Result, TrialView  # noqa: E402
