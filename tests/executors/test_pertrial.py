@@ -93,3 +93,22 @@ def test_a_short_trials_results_travel_with_its_end(tmp_path):
         assert [row[0] for row in msg[4]] == [1]  # its one result, iteration 1
     finally:
         backend.shutdown()
+
+
+def _leaves_a_file_then_fails_once(config):
+    first = not os.path.exists("mark")
+    with open("mark", "a") as f:  # relative: in the trial's own folder
+        f.write("x")
+    if first:
+        raise RuntimeError("first attempt")
+    ts.report({"cwd": os.getcwd(), "marks": len(open("mark").read())})
+
+
+def test_a_trial_runs_in_its_folder_whether_new_or_already_there(results_dir):
+    """A new trial's folder is made before it starts; a retried trial's is there already (with what its first
+    attempt left in it) and it runs there again."""
+    result = ts.run(_leaves_a_file_then_fails_once, {"k": ts.grid([0, 1])}, verbose=0, max_failures=1,
+                    max_concurrent=1)
+    for trial in result.trials:
+        assert trial.last_result["cwd"] == trial.path
+        assert trial.last_result["marks"] == 2  # the retry found the first attempt's file

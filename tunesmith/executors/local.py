@@ -45,7 +45,8 @@ _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the ot
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen", "limit_at", "over_limit")
+    __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen", "limit_at", "over_limit",
+                 "readable")
 
     def __init__(self, proc: subprocess.Popen[bytes] | _forkserver.ForkedProcess, conn: Connection) -> None:
         self.proc = proc
@@ -57,6 +58,9 @@ class _Worker:
         self.last_seen = time.monotonic()
         self.limit_at: float | None = None  # when the trial's trial_time_limit_s runs out
         self.over_limit: str | None = None  # why the trial was stopped for its time limit: it ends in ERROR
+        # whether its socket has more to read now: one poll object for the worker's life, not one per message
+        self.readable = select.poll()
+        self.readable.register(conn.fileno(), select.POLLIN)
 
 
 class LocalBackend(Executor):
@@ -341,7 +345,7 @@ class LocalBackend(Executor):
                     return
             # READY and HEARTBEAT only prove liveness
             worker.last_seen = time.monotonic()
-            if not _readable(conn.fileno()):
+            if not worker.readable.poll(0):
                 return
 
     def _finish(self, worker: _Worker) -> None:
@@ -418,14 +422,6 @@ class LocalBackend(Executor):
         for worker in list(self._workers):
             self._kill(worker)
         self._by_trial.clear()
-
-
-def _readable(fd: int) -> bool:
-    """Whether ``fd`` has data (or its end) to read now: one poll() (``Connection.poll`` builds a selector per
-    call, and ``select.select`` fails on descriptors past 1023)."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 def _wait_exited(procs: list[Any], timeout: float) -> None:
