@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 
 
 def pid_alive(pid: int) -> bool:
@@ -23,3 +25,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def in_a_terminal(args: list[str], env: dict[str, str], columns: int = 400) -> tuple[int, str]:
+    """Run tunesmith's command line with its output on a pseudo-terminal (rich draws for a terminal then); its
+    exit code and everything it wrote."""
+    import pty
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", *args], stdin=child, stdout=child, stderr=child,
+                            env={**env, "COLUMNS": str(columns), "TERM": "xterm-256color"}, close_fds=True)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")

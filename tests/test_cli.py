@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from proc_helpers import in_a_terminal
 
 import tunesmith as ts
 from tunesmith.cli import cli, load_target
@@ -469,27 +470,6 @@ def test_unknown_searcher_exits_2(project: Any, results_dir: Any) -> None:
     assert res.exit_code == 2 and "nope" in res.output
 
 
-def _in_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run the command line with its output on a pseudo-terminal (rich draws for a terminal then)."""
-    import pty
-
-    main, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", *args], stdin=child, stdout=child, stderr=child,
-                            env={**env, "COLUMNS": "400", "TERM": "xterm-256color"}, close_fds=True)
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:  # EIO: the child closed its end
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
-
-
 HOSTILE = ["[INST] {prompt} [/INST]", "[bold]x[/bold]", "[/]", "\x1b]0;pwned\x07\x1b[2J", ":thumbs_up:"]
 
 
@@ -503,11 +483,11 @@ def test_show_and_ls_in_a_terminal_print_markup_and_control_sequences_as_text(re
            name="hostile", storage_path=str(results_dir), verbose=0)
     env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
     for args in (["show", "hostile"], ["show", "hostile", "--sort", "[b]name"], ["ls"]):
-        code, out = _in_a_terminal(args, env)
+        code, out = in_a_terminal(args, env)
         assert code == 0, out
         assert "\x1b]0;pwned" not in out and "\x07" not in out and "\x1b[2J" not in out, args
         assert "\U0001f44d" not in out
-    code, out = _in_a_terminal(["show", "hostile"], env)
+    code, out = in_a_terminal(["show", "hostile"], env)
     for literal in ("[INST] {prompt} [/INST]", "[bold]x[/bold]", "[/]", "]0;pwned", "[2J", ":thumbs_up:",
                     "[b]name", "[i]v", "[red]m", "[/] closing tag"):
         assert literal in out, literal

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from proc_helpers import in_a_terminal
 
 from tunesmith._layout import STORE_FILE
 from tunesmith.cli import cli
@@ -198,29 +199,12 @@ def test_a_watch_reads_only_what_changed_and_holds_no_snapshot_between_draws(tmp
 
 def test_watch_of_an_ended_experiment_draws_once_and_exits_0_in_a_terminal(tmp_path: Any) -> None:
     """On a terminal the page is drawn with rich's Live; user strings stay text there too."""
-    import pty
-
     store = write_store(str(tmp_path / "done"), 3, status="finished")
     with store.transaction() as db:
         store.update_trial(db, 2, config=dumps({"prompt": "[bold]x[/bold]\x1b]0;pwned\x07"}))
     store.close()
-    main, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "show", "done", "--storage-path", str(tmp_path),
-                             "--watch", "0.2"], stdin=child, stdout=child, stderr=child, close_fds=True,
-                            env={**ENV, "COLUMNS": "200", "TERM": "xterm-256color"})
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:  # EIO: the child closed its end
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    out = b"".join(chunks).decode("utf-8", "replace")
-    assert proc.wait(timeout=60) == 0, out
+    code, out = in_a_terminal(["show", "done", "--storage-path", str(tmp_path), "--watch", "0.2"], ENV, columns=200)
+    assert code == 0, out
     assert "experiment done (finished), 3 trials" in out and "trial_00003" in out
     assert "[bold]x[/bold]" in out and "\x1b]0;pwned" not in out and "\x07" not in out
 
