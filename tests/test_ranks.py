@@ -186,7 +186,8 @@ def resized(config):
         import tempfile
 
         ts.report({"loss": 1.0 / (step + 1), "world": t.item()}, checkpoint=ts.Checkpoint.from_dir(tempfile.mkdtemp()))
-        if step + 1 == config.get("resize_at") and dist.get_world_size() == 2 and ts.get_rank() == 0:
+        if step + 1 == config.get("resize_at") and dist.get_world_size() == config.get("resize_from", 2) \
+                and ts.get_rank() == 0:
             # the resize is decided on this result, asynchronously: rank 0 waits until the driver's pause reaches
             # it (a condition, bounded), so the trial cannot run past the checkpoint it is to restart from
             deadline = time.monotonic() + 60
@@ -207,6 +208,113 @@ def test_resource_changing_restarts_a_two_rank_trial_from_its_checkpoint_with_th
     assert second == {"start": 2, "world": 1, "cpu": 1.0}  # from its checkpoint at the result the resize was decided on
     worlds = [r["world"] for r in result.history(trial.id)]
     assert worlds == [2.0] * second["start"] + [1.0] * (4 - second["start"])
+
+
+def test_resource_changing_grows_a_one_rank_trial_to_two_ranks_from_its_checkpoint():
+    def grow(trial, view):
+        return {"cpu": 2.0} if trial.iteration >= 2 else None
+
+    result = ts.run(resized, {"steps": 4, "resize_at": 2, "resize_from": 1}, metric="loss", mode="min", ranks=1,
+                    resources={"cpu": 1}, scheduler=ts.ResourceChanging(ts.FIFO(), grow),
+                    backend=LocalBackend(total_resources={"cpu": 2}), verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    first, second = _records(_trial_dir(result), "start", 0)
+    assert first == {"start": 0, "world": 1, "cpu": 1.0}
+    assert second == {"start": 2, "world": 2, "cpu": 1.0}  # a new rank joined, each rank keeping its share
+    assert _records(_trial_dir(result), "start", 1) == [second]  # rank 1 exists only after the resize
+    assert [r["world"] for r in result.history(trial.id)] == [1.0, 1.0, 2.0, 2.0]
+
+
+def pbt_ranks(config):
+    """Each rank records the checkpoint it starts from; the model's 'origin' travels in the checkpoint."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    ckpt = ts.get_checkpoint()
+    state = {"step": 0, "origin": config["lr"]}
+    if ckpt is not None:
+        with open(os.path.join(ckpt.as_dir(), "state.json")) as f:
+            state = json.load(f)
+    _note("start", {"step": state["step"], "origin": state["origin"], "world": dist.get_world_size(),
+                    "pid": os.getpid()})
+    while state["step"] < config["steps"]:
+        t = torch.tensor([1.0])
+        dist.all_reduce(t)
+        state["step"] += 1
+        folder = tempfile.mkdtemp()
+        with open(os.path.join(folder, "state.json"), "w") as f:
+            json.dump(state, f)
+        ts.report({"loss": state["origin"] + 1.0 / state["step"], "lr": ts.get_config()["lr"], "world": t.item()},
+                  checkpoint=ts.Checkpoint.from_dir(folder))
+
+
+def test_pbt_exploits_a_two_rank_trial_every_rank_restarting_from_the_copied_checkpoint():
+    pbt = ts.PBT(perturbation_interval=2, hyperparam_mutations={"lr": ts.uniform(0.0, 1.0)}, quantile_fraction=0.5,
+                 resample_probability=0.0, seed=0)
+    result = ts.run(pbt_ranks, {"steps": 4, "lr": ts.grid([0.0, 10.0])}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, scheduler=pbt, backend=LocalBackend(total_resources={"cpu": 2}), verbose=0)
+    # one trial at a time (each takes both CPUs): PBT time-shares them, so trial 1 pauses at step 2 until trial 2
+    # gets there, and trial 2, the worse, is exploited from trial 1's checkpoint at step 2, whatever the timing
+    assert all(t.status == ts.TrialStatus.TERMINATED for t in result.trials), [t.error for t in result.trials]
+    exploited = [t for t in result.trials if t.parent_id is not None]
+    assert exploited, "the bad trial (lr=10) was never exploited"
+    for t in exploited:
+        folder = _trial_dir(result, t.id)
+        starts = [_records(folder, "start", rank) for rank in (0, 1)]
+        # both ranks start each generation together, from the same step of the same model
+        assert [(s["step"], s["origin"], s["world"]) for s in starts[0]] == \
+            [(s["step"], s["origin"], s["world"]) for s in starts[1]]
+        # its first generation from scratch, then one per exploit: the copied step of trial 1's model, two ranks
+        lineage = result.lineage(t.id)
+        assert lineage[0]["source_iteration"] == 2
+        assert [(s["step"], s["origin"], s["world"]) for s in starts[0]] == \
+            [(0, 10.0, 2)] + [(e["source_iteration"], 0.0, 2) for e in lineage]
+        tail = [h for h in result.history(t.id) if h["training_iteration"] > 2]
+        assert tail and {h["lr"] for h in tail} == {0.0} and {h["world"] for h in tail} == {2.0}
+        pids = [s["pid"] for s in starts[1]]
+        assert not _none_alive(pids, timeout=2), "a rank of an exploited generation outlived it"
+
+
+def deadline_ranks(config):
+    """Trains until stopped, a checkpoint each step; each rank records the step and world it starts with."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    ckpt = ts.get_checkpoint()
+    step = 0
+    if ckpt is not None:
+        with open(os.path.join(ckpt.as_dir(), "step.json")) as f:
+            step = json.load(f)["step"]
+    _note("start", {"step": step, "world": dist.get_world_size()})
+    while True:
+        t = torch.tensor([1.0])
+        dist.all_reduce(t)
+        time.sleep(0.05)  # a step's work
+        step += 1
+        folder = tempfile.mkdtemp()
+        with open(os.path.join(folder, "step.json"), "w") as f:
+            json.dump({"step": step}, f)
+        ts.report({"loss": config["q"] + 1.0 / step, "world": t.item(), "step": step},
+                  checkpoint=ts.Checkpoint.from_dir(folder))
+
+
+def test_deadline_gives_the_best_trial_more_ranks_from_its_checkpoint():
+    result = ts.run(deadline_ranks, {"q": ts.grid([0.1, 0.4])}, metric="loss", mode="min", ranks=1,
+                    resources={"cpu": 1}, scheduler=ts.Deadline(deadline_s=6.0), time_budget_s=6.0,
+                    backend=LocalBackend(total_resources={"cpu": 2}), verbose=0)
+    best = min(result.trials, key=lambda t: t.config["q"])
+    history = result.history(best.id)
+    assert [h["step"] for h in history] == list(range(1, best.iteration + 1))  # resumed, never restarted from 0
+    worlds = [h["world"] for h in history]
+    assert worlds[0] == 1.0 and worlds[-1] == 2.0 and worlds == sorted(worlds)  # its CPUs became a second rank
+    starts = _records(_trial_dir(result, best.id), "start", 0)
+    grown = next(s for s in starts if s["world"] == 2)
+    assert grown["step"] > 0 and _records(_trial_dir(result, best.id), "start", 1)[0] == grown
 
 
 # -- the pure parts ------------------------------------------------------------------------------------
