@@ -88,7 +88,8 @@ class Controller:
         self._forgotten: dict[TrialStatus, int] = {}
         self.total_resources: dict[str, float] = {}
         self.best_so_far: tuple[int, float] | None = None
-        self._stop_reasons: dict[int, str] = {}  # why a Stop was sent: "stop_rule" or "experiment" (else a scheduler)
+        # why a Stop was sent: "stop_rule", "experiment" or "dashboard" (else a scheduler)
+        self._stop_reasons: dict[int, str] = {}
         self._plans: dict[int, tuple[Any, ...]] = {}  # the decision plan a running trial was last sent
         self.num_results = 0
         self._next_id = 1

@@ -91,6 +91,28 @@ def test_endpoints_mask_secrets_and_show_why_and_lineage(finished: str) -> None:
     assert {"Best so far", "Parallel coordinates", "Trial timeline"} <= {p["title"] for p in plots["panels"]}
 
 
+def falling(config: dict[str, Any], ctx: Any) -> Any:
+    for step in range(1, 10):
+        yield ({"loss": config["x"] + 1.0 / step}, 1.0, None)
+
+
+def test_why_names_who_ended_each_trial_and_where(results_dir: Any) -> None:
+    """The driver's stop events say who ended a trial: ASHA at a rung, the user's stop rule, the experiment's
+    end; the why table says the same, not a guess from the iteration."""
+    ts.run(falling, space={"x": ts.grid([0.0, 5.0, 6.0, 7.0, 0.01])}, metric="loss", mode="min", name="why",
+           scheduler=ts.ASHA(max_t=9, grace_period=1, reduction_factor=3), stop=lambda tid, r: r["loss"] < 0.2,
+           backend=SimulatedBackend({"cpu": 5}), verbose=0, storage_path=str(results_dir))
+    why = {w["trial"]: w for w in api(make_app(str(results_dir)), "/api/e/why/events")["why"]}
+    solved = why[1]  # loss < 0.2 from iteration 6; the stop may reach the trial one result later
+    assert solved["iteration"] in (6, 7)
+    assert solved["reason"] == f"met the stop rule (stop=) at iteration {solved['iteration']}"
+    asha = [w for w in why.values() if w["reason"].startswith("stopped by ASHA")]
+    assert asha, why  # the worse trials were cut at a rung (1 or 3)
+    for w in asha:
+        assert w["iteration"] in (1, 3) and w["reason"] == f"stopped by ASHA at its rung at iteration {w['iteration']}"
+    assert not any("or a stop rule" in w["reason"] for w in why.values())
+
+
 def test_pages_have_a_strict_csp_no_inline_script_and_escaped_names(finished: str) -> None:
     app = make_app(finished)
     status, headers, body = call(app, "/e/pbt")
@@ -299,6 +321,8 @@ def test_the_driver_applies_valid_commands_refuses_others_and_logs_both(results_
     assert os.listdir(commands_dir(exp)) == []  # every file looked at is gone
     assert outside.exists()  # the link was removed, not its target
     assert result.trials[1].status.value == "TERMINATED"
+    stops = {tid: data["reason"] for _s, _t, kind, tid, data in result._store.events() if kind == "stop"}
+    assert stops.pop(1) == "dashboard" and set(stops.values()) == {"experiment"}  # no scheduler's early stop
 
 
 def test_the_table_pages_and_sorts_in_sqlite_as_it_does_in_python(tmp_path: Any) -> None:

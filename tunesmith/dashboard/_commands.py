@@ -193,6 +193,7 @@ def _apply(ctl: Any, command: dict[str, Any]) -> tuple[bool, str]:
         if tid in ctl._actions:
             return False, f"{trial.name} is already being stopped or paused"
         ctl._actions[tid] = Stop()
+        ctl._stop_reasons[tid] = "dashboard"  # the stop event's reason: not a scheduler's early stop in the plots
         ctl.executor.stop(tid)
         return True, f"stopping {trial.name} at iteration {trial.iteration}"
     if action == "stop_experiment":

@@ -362,6 +362,11 @@ class Experiments:
             exploits = db.execute("SELECT seq, time, kind, trial_id, data FROM events WHERE kind = 'exploit' "
                                   "ORDER BY seq LIMIT ?", (MAX_EVENTS,)).fetchall()
             placed = _placements(db)
+            logged = db.execute("SELECT trial_id, data FROM events WHERE kind = 'stop' ORDER BY seq")
+            stops = {tid: d for tid, data in logged if isinstance(d := json.loads(data or "null"), dict)}
+            spec = store.meta().get("spec")
+        scheduler = spec.get("scheduler") if isinstance(spec, dict) else None
+        scheduler_name = str(scheduler.get("type")) if isinstance(scheduler, dict) and scheduler.get("type") else None
         secrets = set().union(*(secret_strings(c) for c in configs.values())) if configs else set()
         listed = [_event(e, secrets) for e in rows]
         # the last decision per trial: what it says about why the trial is where it is
@@ -381,7 +386,9 @@ class Experiments:
                 reason = f"failed at iteration {e['iteration'] if e and e['iteration'] is not None else it}"
             elif e is not None and e["kind"] == "command" and e.get("applied"):
                 reason = f"stopped from the dashboard at iteration {it}"
-            elif it < longest:
+            elif tid in stops:
+                reason = _stop_reason(stops[tid].get("reason"), scheduler_name, it)
+            elif it < longest:  # a store written before the driver logged its stops
                 reason = f"stopped at iteration {it} (the scheduler or a stop rule; the longest ran {longest})"
             else:
                 reason = f"ran to its end (iteration {it})"
@@ -525,6 +532,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return number(value)
     return value
+
+
+# schedulers that stop a trial only where it reaches a rung (its decision points)
+_RUNG_SCHEDULERS = frozenset({"ASHA", "HyperBand", "BOHB"})
+
+
+def _stop_reason(reason: Any, scheduler: str | None, iteration: int) -> str:
+    """A ``stop`` event's reason (who ended the trial, as the driver logged it) in words."""
+    if reason == "scheduler":
+        who = scheduler or "the scheduler"
+        where = "at its rung at iteration" if scheduler in _RUNG_SCHEDULERS else "at iteration"
+        return f"stopped by {who} {where} {iteration}"
+    if reason == "stop_rule":
+        return f"met the stop rule (stop=) at iteration {iteration}"
+    if reason == "experiment":
+        return f"ended with the experiment at iteration {iteration}"
+    if reason == "dashboard":
+        return f"stopped from the dashboard at iteration {iteration}"
+    return f"stopped at iteration {iteration}"
 
 
 def _event(row: tuple[Any, ...], secrets: set[str]) -> dict[str, Any]:
