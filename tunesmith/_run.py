@@ -525,8 +525,8 @@ def _check_picklable(fn: Any) -> None:
 
 def _acquire(exp_dir: str, name: str) -> Any:
     """Hold the experiment's lock (an exclusive flock on ``.driver.lock``, what ``driver_running`` probes), or a
-    ConfigError naming the driver that holds it. flock directly: the filelock package took 90-250 ms to import
-    on the development VM, a third of a run's start (it stays the fallback where there is no flock)."""
+    ConfigError naming the driver that holds it. flock directly: the filelock package is slow to import, a large
+    share of a run's start (benchmarks/pertrial.py, first result); it stays the fallback where there is no flock."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - no flock here (Windows)

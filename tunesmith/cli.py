@@ -1133,7 +1133,8 @@ def _table(*columns: str) -> Any:
 
 def _plain_table(columns: list[str], rows: list[list[str]]) -> str:
     """Aligned plain-text columns under a header and a rule, every cell ``printable`` on one line: what `ls` prints
-    (a few rows: drawing them with rich would cost its import, about 15 ms of a 70 ms command)."""
+    (a few rows: drawing them with rich would cost its import, a large share of the command; benchmarks/scale.py
+    row 8 measures `ls`)."""
     grid = [[printable(c, one_line=True) for c in row] for row in [columns, *rows]]
     widths = [max(_width(row[i]) for row in grid) for i in range(len(columns))]
 

@@ -573,8 +573,8 @@ class ResultSet:
 
 
 # rows per part of dataframe(all_results=True): its Python objects (the SQL rows, their decoded metrics, pandas'
-# inference) are alive at once; at a million results 65,536 rows added ~60 MB to the peak (0.9x the frame),
-# 16,384 ~22 MB, no slower
+# inference) are alive at once: larger parts raise the peak, smaller ones cost no time (benchmarks/readers.py
+# measures the peak)
 _FRAME_CHUNK = 1 << 14
 _AUTO_ORDER = dict.fromkeys(("training_iteration", "time_total_s", "timestamp"))
 _AUTO_KEYS = frozenset(("trial_id", *_AUTO_ORDER))

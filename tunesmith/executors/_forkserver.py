@@ -1,7 +1,7 @@
 """A fork server for the local executor's workers (Linux).
 
-A worker started as ``python -m tunesmith.executors._worker`` pays an interpreter start and tunesmith's imports:
-about 0.13 s of CPU on a small VM, per worker and per run, before its first trial. The fork server is
+A worker started as ``python -m tunesmith.executors._worker`` pays an interpreter start and tunesmith's imports,
+per worker and per run, before its first trial (benchmarks/overhead.py measures the start). The fork server is
 one such process per driver process, started on first use with those imports done; every worker after
 that is a fork of it, ready in milliseconds. It is started once and kept for the driver's later runs
 (a notebook, a script that tunes twice, a test suite).
@@ -79,7 +79,8 @@ _INHERITED: list[Any] = []  # in a server forked from the driver: the driver's o
 
 def _forkable() -> bool:
     """Whether the driver, now, may become its fork server by a plain fork instead of starting a new
-    interpreter (its start, site and tunesmith's imports: 40-50 ms of CPU before the first trial can start).
+    interpreter (its start, site and tunesmith's imports: CPU the first trial would wait for; measured by
+    benchmarks/pertrial.py's first result).
     Only while it holds nothing that a new interpreter would not: no module but the standard library's,
     tunesmith's and those in ``_SHARED`` (no user package, no native library that keeps threads or devices),
     no thread but the caller of ``run`` and the one forking (a lock another thread holds would stay held in

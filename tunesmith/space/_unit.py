@@ -35,7 +35,7 @@ def _log_lerp(low: float, high: float, base: float, u: float) -> float:
 
 def _normal(mean: float, sd: float, u: float) -> float:
     p = min(max(_unit(u), _TINY), 1.0 - _TINY)
-    from statistics import NormalDist  # here: its import (with decimal, fractions) is ~2 ms of a start
+    from statistics import NormalDist  # here: its import (with decimal, fractions) would weigh on every start
 
     return float(NormalDist(float(mean), float(sd)).inv_cdf(p))
 

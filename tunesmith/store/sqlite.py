@@ -103,7 +103,7 @@ MIGRATIONS: dict[int, Any] = {1: _v1_generations}
 
 class ResultRow(NamedTuple):
     """One stored result, as :meth:`Store.results` gives it back. Made per row on reads only (a resume, the
-    CLI, ``tunesmith.load``): about half a microsecond a row beside SQLite's one; the driver writes plain
+    CLI, ``tunesmith.load``), where it costs little beside SQLite's own work per row; the driver writes plain
     tuples in the same order."""
 
     trial_id: int
@@ -661,9 +661,9 @@ class Store:
         auto = ("training_iteration", "time_total_s", "timestamp")  # columns, as result_dict gives them
         wanted = [k for k in dict.fromkeys(keys) if k not in auto]
         # SQLite's JSON functions pick the numbers out and numpy takes the rows without a Python object per
-        # row (about 3x faster than json.loads and a loop); a row SQLite cannot read (NaN or Infinity, which
-        # Python's JSON writes) is decoded here afterwards. A key a JSON path cannot spell safely (a quote or
-        # a backslash in it) is read by json.loads for every row.
+        # row (faster than json.loads and a loop: benchmarks/readers.py); a row SQLite cannot read (NaN or
+        # Infinity, which Python's JSON writes) is decoded here afterwards. A key a JSON path cannot spell
+        # safely (a quote or a backslash in it) is read by json.loads for every row.
         fast = [k for k in wanted if '"' not in k and "\\" not in k]
         slow = [k for k in wanted if k not in fast]
         picks, args = "", []
@@ -802,8 +802,9 @@ def _real(value: Any) -> float | None:
 
 
 def _pathname2url(path: str) -> str:
-    """``urllib.request.pathname2url`` without importing urllib.request (it imports http, email and ssl: 15 ms
-    of every `tunesmith show`/`ls`): what it is on POSIX (``quote``) and on Windows (``nturl2path``)."""
+    """``urllib.request.pathname2url`` without importing urllib.request (it imports http, email and ssl, a
+    noticeable share of every `tunesmith show`/`ls`): what it is on POSIX (``quote``) and on Windows
+    (``nturl2path``)."""
     if os.name == "nt":
         from nturl2path import pathname2url
 
