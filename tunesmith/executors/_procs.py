@@ -147,7 +147,7 @@ def _forget_helpers(killed: set[int]) -> None:
 
 def wait_gone(pids: list[int], timeout: float) -> set[int]:
     """Wait up to ``timeout`` seconds for the processes ``pids`` (our children or not) to end, woken by the
-    exits themselves through pidfds (``Popen.wait(timeout)`` sleeps in steps that double up to 50 ms,
+    exits themselves through pidfds (``Popen.wait(timeout)`` sleeps in steps that double up to a limit,
     which made a run's end up to twice as late as its workers' exits). Returns those still there; one
     that cannot be watched (no pidfds here) counts as there while it exists. Reaps nothing."""
     deadline = time.monotonic() + timeout
