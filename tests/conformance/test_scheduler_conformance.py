@@ -16,6 +16,10 @@ What every scheduler promises (``tunesmith.schedulers._base``):
 
 A small controller loop (``simulate``) drives each scheduler over a population of trials with the
 ``Harness`` of tests/scheduler_harness.py, on a virtual clock of one second per result.
+
+``PBTReplay`` is not here: it is built from a stored PBT experiment (the lineage of one of its trials) and
+replays that trial's config schedule, deciding nothing of its own from the results it is shown; its contract
+(the schedule, its checks and errors) is in tests/schedulers/test_pbt_replay.py.
 """
 
 from __future__ import annotations
@@ -279,7 +283,7 @@ def replayed(make: Make, uninterrupted: Sim, order: str) -> Sim:
             resumed.h.trial(trial_id).config = dict(config)
             resumed.view.now += 1.0
             resumed.h.report(trial_id, iteration, v, checkpoint=True)
-    else:  # per trial in id order, as Controller.replay does
+    else:  # per trial in id order: the counter-example (Controller.replay feeds results in stored order)
         resumed.view.now = uninterrupted.view.now
         for trial_id in sorted(uninterrupted.view.trials):
             resumed.h.add(trial_id, config=dict(uninterrupted.h.trial(trial_id).config))
