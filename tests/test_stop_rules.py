@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from algorithm_helpers import TotalResults
 
 import tunesmith as ts
 from tunesmith._objective import Objective
@@ -104,20 +105,6 @@ def test_experiment_plateau_ends_the_whole_experiment(results_dir):
     assert 2 <= len(result.trials) < 10
     assert result.status == "finished"
     assert all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
-
-
-class TotalResults(ts.Stopper):
-    """A Ray-style stopper: ends the experiment after `n` results over all trials."""
-
-    def __init__(self, n):
-        self.n, self.seen = n, 0
-
-    def __call__(self, trial_id, result):
-        self.seen += 1
-        return False
-
-    def stop_all(self):
-        return self.seen >= self.n
 
 
 def test_a_stopper_with_stop_all_stays_in_the_driver_and_ends_the_experiment(results_dir):

@@ -6,9 +6,10 @@ import json
 import os
 
 import pytest
+from algorithm_helpers import PauseOnce
 
 import tunesmith as ts
-from tunesmith.schedulers._base import CONTINUE, Exploit, Pause
+from tunesmith.schedulers._base import CONTINUE, Exploit
 
 
 class Counter(ts.Trainable):
@@ -127,25 +128,6 @@ class NoStep(ts.Trainable):
 def test_a_trainable_without_step_is_refused():
     with pytest.raises(ts.ConfigError, match="does not define step"):
         ts.run(NoStep, verbose=0)
-
-
-class PauseOnce(ts.Scheduler):
-    """Pauses each trial at its iteration 2, then resumes it."""
-
-    def __init__(self):
-        self.paused = set()
-
-    def decision_iteration(self, trial):
-        return 2 if trial.id not in self.paused and trial.iteration < 2 else None
-
-    def on_result(self, trial, result, view):
-        if result.iteration == 2 and trial.id not in self.paused:
-            self.paused.add(trial.id)
-            return Pause()
-        return CONTINUE
-
-    def choose_trial_to_run(self, view):
-        return next((t.id for t in view.trials.values() if t.status is ts.TrialStatus.PAUSED), None)
 
 
 def test_a_paused_trainable_is_checkpointed_where_it_paused_and_resumes_there(results_dir):

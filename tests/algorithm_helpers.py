@@ -1,0 +1,40 @@
+"""Small algorithm pieces shared by the local and the Ray tests of the same feature (issue 18): a scheduler that
+pauses each trial once, and a Ray-style stopper that ends the experiment."""
+
+from __future__ import annotations
+
+import tunesmith as ts
+from tunesmith.schedulers._base import CONTINUE, Pause
+
+
+class PauseOnce(ts.Scheduler):
+    """Pauses each trial at its iteration 2, then resumes it."""
+
+    def __init__(self):
+        self.paused = set()
+
+    def decision_iteration(self, trial):
+        return 2 if trial.id not in self.paused and trial.iteration < 2 else None
+
+    def on_result(self, trial, result, view):
+        if result.iteration == 2 and trial.id not in self.paused:
+            self.paused.add(trial.id)
+            return Pause()
+        return CONTINUE
+
+    def choose_trial_to_run(self, view):
+        return next((t.id for t in view.trials.values() if t.status is ts.TrialStatus.PAUSED), None)
+
+
+class TotalResults(ts.Stopper):
+    """A Ray-style stopper: ends the experiment after `n` results over all trials."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return False
+
+    def stop_all(self):
+        return self.seen >= self.n
