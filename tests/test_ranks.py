@@ -305,7 +305,7 @@ def deadline_ranks(config):
 
 def test_deadline_gives_the_best_trial_more_ranks_from_its_checkpoint():
     result = ts.run(deadline_ranks, {"q": ts.grid([0.1, 0.4])}, metric="loss", mode="min", ranks=1,
-                    resources={"cpu": 1}, scheduler=ts.Deadline(deadline_s=6.0), time_budget_s=6.0,
+                    resources={"cpu": 1}, scheduler=ts.Deadline(deadline_s=10.0), time_budget_s=10.0,
                     backend=LocalBackend(total_resources={"cpu": 2}), verbose=0)
     best = min(result.trials, key=lambda t: t.config["q"])
     history = result.history(best.id)
