@@ -128,6 +128,26 @@ def _pickled_by_value(fn: Any) -> Iterator[None]:
             rcp.unregister_pickle_by_value(module)
 
 
+def _close_failed_client_channel(exc: BaseException) -> None:
+    """Close the gRPC channel of a Ray Client connection that failed. Ray Client raises on a connection
+    timeout without closing its channel, whose connectivity-watching thread then goes on calling into gRPC;
+    a later fork in this process (``ray.init`` starting a local Ray runs each of its processes through a
+    ``preexec_fn``) is then made while gRPC is busy and may hang in the child before it executes. The channel is
+    the failed client worker's own, found in the frames of the error's traceback, never by a search of the
+    process (a channel of the user's is left alone)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        worker: Any = tb.tb_frame.f_locals.get("self")
+        channel = worker.__dict__.get("channel") if type(worker).__module__ == "ray.util.client.worker" else None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                channel.unsubscribe(worker._on_channel_state_change)
+            with contextlib.suppress(Exception):
+                channel.close()
+            return
+        tb = tb.tb_next
+
+
 class RayBackend(Executor):
     """Run every trial as a Ray actor on a Ray cluster: ``tunesmith.run(..., backend=RayBackend(...))``, or
     ``backend="ray"`` for the defaults.
@@ -269,9 +289,10 @@ class RayBackend(Executor):
                 if self.address is not None:
                     kwargs["address"] = self.address
                 ray.init(**kwargs)
-            except BaseException:
+            except BaseException as exc:
                 # a failed connection (Ray Client above all) leaves Ray's globals half set, and the
                 # process's next ray.init would fail on them: undo it before the error goes up
+                _close_failed_client_channel(exc)
                 with contextlib.suppress(Exception):
                     ray.shutdown()
                 raise
