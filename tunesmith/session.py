@@ -312,9 +312,9 @@ def should_stop() -> bool:
     when this is True, so the loop ends gracefully.
 
     Once True it stays True, and every later ``report()`` raises and stores nothing. True at once where
-    ``report()`` waited for the decision; otherwise within 50 ms of the stop's arrival, at a ``report()`` or
-    a ``should_stop()`` call, also while the trial trains without reporting. Cheap (at most one syscall in 50
-    ms, which keeps the GIL free for the thread that sends the results); never raises: outside a trial (a
+    ``report()`` waited for the decision; otherwise within 0.05 s of the stop's arrival, at a ``report()`` or
+    a ``should_stop()`` call, also while the trial trains without reporting. Cheap (at most one syscall in
+    0.05 s, which keeps the GIL free for the thread that sends the results); never raises: outside a trial (a
     function run by hand) nothing can stop it, so False.
     """
     s = _session

@@ -36,9 +36,10 @@ HEARTBEAT_S = 0.5
 BATCH = 1024  # results per message at most
 COALESCE_S = 0.002  # a result waits at most this long for others to share its message
 # report() and should_stop() look for a stop message at most this often (a syscall each time). Far above
-# Python's switch interval (5 ms) on purpose: a thread that gives the GIL up and takes it back more often than
-# that starves the others (a waiting thread asks for the GIL only after a whole interval with no switch), and
-# a trial training in Python that asked every millisecond kept the flusher from sending its results at all.
+# Python's switch interval (sys.getswitchinterval()) on purpose: a thread that gives the GIL up and takes it
+# back more often than that starves the others (a waiting thread asks for the GIL only after a whole interval
+# with no switch), and a trial training in Python that asked every millisecond kept the flusher from sending
+# its results at all.
 STOP_CHECK_S = 0.05
 # While results or trial ends came within ACTIVE_S, the flusher ticks every COALESCE_S and a new result needs no
 # wake-up call (a thread switch per trial, some 15% of a no-op trial's cost); beyond, it waits to be woken.
