@@ -69,7 +69,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 # The issue's sizes, and the quick ones (a smoke run: the table's shape, not its numbers).
 FULL = {"million_trials": 100, "million_per_trial": 10_000, "many_trials": 10_000, "many_per_trial": 10,
         "wide_trials": 5_000, "wide_params": 20, "ls_trials": 25_000, "noop": 500, "short": 10_000,
-        "memory_trials": 10_000, "memory_warmup": 2_000, "torch_n": 384, "torch_iters": 300, "draw_timeout": 300}
+        "memory_trials": 20_000, "memory_warmup": 10_000, "torch_n": 384, "torch_iters": 300, "draw_timeout": 300}
 QUICK = {"million_trials": 10, "million_per_trial": 200, "many_trials": 200, "many_per_trial": 5,
          "wide_trials": 100, "wide_params": 20, "ls_trials": 400, "noop": 50, "short": 100,
          "memory_trials": 300, "memory_warmup": 100, "torch_n": 64, "torch_iters": 20, "draw_timeout": 60}
@@ -135,10 +135,11 @@ def _num(x: Any) -> str:
 class Context:
     """Sizes, a scratch folder, and the stores several rows share (built once, on first use)."""
 
-    def __init__(self, sizes: dict[str, int], rounds: int, root: str) -> None:
+    def __init__(self, sizes: dict[str, int], rounds: int, root: str, page_cache: tuple[int, ...] = ()) -> None:
         self.s = sizes
         self.rounds = rounds
         self.root = root
+        self.page_cache = page_cache  # row 3 again with these SQLite page caches (KiB)
         self._built: dict[str, str] = {}
 
     def store(self, key: str) -> str:
@@ -419,11 +420,28 @@ def row2(c: Context) -> list[Line]:
     ]
 
 
-def driver_memory(n: int, warmup: int, root: str) -> dict[str, Any]:
-    """In a fresh driver: RSS after ``warmup`` finished trials and after ``n`` (random search, FIFO)."""
+def driver_memory(n: int, warmup: int, root: str, cache_kib: int | None = None) -> dict[str, Any]:
+    """In a fresh driver: RSS after ``warmup`` finished trials and after ``n`` (random search, FIFO), and the
+    store's page cache, which is part of that RSS: SQLite keeps up to ``PRAGMA cache_size`` pages of the store
+    file per connection (2 MB by default), so the driver's RSS grows until the store outgrows the cache (some
+    10,000 tiny trials) and then stays. The warm-up is what fills it. ``cache_kib``: the store's writer
+    connection gets that cache instead (``--page-cache``: the growth follows the cache, not the trials)."""
     import gc
 
     import psutil
+
+    seen: list[int] = []  # the writer connection's cache_size as SQLite reports it after the change
+    if cache_kib is not None:  # an experiment on a private method: the writer connection's cache, and nothing else
+        from tunesmith.store.sqlite import Store
+
+        opened = Store._open_writer
+
+        def with_cache(self: Any) -> None:
+            opened(self)
+            self._db.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+            seen.append(self._db.execute("PRAGMA cache_size").fetchone()[0])
+
+        Store._open_writer = with_cache  # type: ignore[method-assign]
 
     me = psutil.Process()
     marks: dict[int, float] = {}
@@ -439,17 +457,30 @@ def driver_memory(n: int, warmup: int, root: str) -> dict[str, Any]:
 
     storage = tempfile.mkdtemp(dir=root)
     run(noop, {"a": ts.uniform(0, 1)}, n, storage, callbacks=[Sample()])
+    import sqlite3
+
+    default = sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]  # negative: KiB
+    cache = seen[-1] if seen else default
     shutil.rmtree(storage, ignore_errors=True)
-    return {"rss_warm_mb": marks.get(warmup), "rss_end_mb": marks.get(n), "trials": n, "warmup": warmup}
+    return {"rss_warm_mb": marks.get(warmup), "rss_end_mb": marks.get(n), "trials": n, "warmup": warmup,
+            "cache_mb": -cache / 1024 if cache < 0 else None}
 
 
 def row3(c: Context) -> list[Line]:
     n, w = c.s["memory_trials"], c.s["memory_warmup"]
     m = in_child("driver_memory", n=n, warmup=w, root=c.root)
     per_k = (m["rss_end_mb"] - m["rss_warm_mb"]) / ((n - w) / 1000)
-    return [Line(3, "driver memory growth after warm-up", f"{w:,} -> {n:,} trials (RSS)", per_k,
-                 "MB/1k trials", note=f"RSS {m['rss_warm_mb']:.0f} -> {m['rss_end_mb']:.0f} MB").check(
+    cache = f"; SQLite page cache up to {m['cache_mb']:.1f} MB, filled in the warm-up" if m.get("cache_mb") else ""
+    lines = [Line(3, "driver memory growth after warm-up", f"{w:,} -> {n:,} trials (RSS)", per_k,
+                  "MB/1k trials", note=f"RSS {m['rss_warm_mb']:.0f} -> {m['rss_end_mb']:.0f} MB{cache}").check(
         "value", "<=", 0.1)]
+    for kib in c.page_cache:  # the same run with another page cache: the growth is the cache filling
+        first = c.s["memory_warmup"] // 5
+        m = in_child("driver_memory", n=n, warmup=first, root=c.root, cache_kib=kib)
+        lines.append(Line(3, f"  the same, page cache {kib:,} KiB", f"{first:,} -> {n:,} trials (RSS)",
+                          (m["rss_end_mb"] - m["rss_warm_mb"]) / ((n - first) / 1000), "MB/1k trials",
+                          note=f"RSS {m['rss_warm_mb']:.1f} -> {m['rss_end_mb']:.1f} MB"))
+    return lines
 
 
 def started_pool_s(fn: Callable[[Any], Any], items: Any) -> float:
@@ -888,6 +919,8 @@ def main(argv: list[str] | None = None) -> list[Line]:
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of the two-run comparisons")
     ap.add_argument("--source", choices=("both", "scale", "helpers"), default="both",
                     help="this file's measurement, the per-row modules', or both")
+    ap.add_argument("--page-cache", action="store_true",
+                    help="row 3 also with a 100 KiB and an 8 MiB SQLite page cache, from early in the run")
     ap.add_argument("--json", metavar="OUT", help="also write the lines as JSON")
     ap.add_argument("--keep", metavar="DIR", help="build the stores under DIR and keep them (reused next time)")
     args = ap.parse_args(argv)
@@ -895,7 +928,7 @@ def main(argv: list[str] | None = None) -> list[Line]:
     sizes = QUICK if args.quick else FULL
     root = args.keep or tempfile.mkdtemp(prefix="tunesmith_scale_")
     os.makedirs(root, exist_ok=True)
-    ctx = Context(sizes, max(1, args.rounds), root)
+    ctx = Context(sizes, max(1, args.rounds), root, (100, 8192) if args.page_cache else ())
     lines: list[Line] = []
     started = time.perf_counter()
     try:

@@ -111,3 +111,15 @@ def test_every_row_names_its_helper_functions(scale):
             "pertrial.measure_noop", "pertrial.measure_short_trials", "pertrial.measure_first_result",
             "pertrial.measure_threads", "readers.measure_show", "readers.measure_dataframe",
             "readers.measure_lookups", "readers.measure_reader_beside_writer"} <= named
+
+
+def test_row_3_names_the_page_cache_and_runs_again_with_another(scale, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", ROOT)
+    default = scale.in_child("driver_memory", n=30, warmup=10, root=str(tmp_path))
+    assert default["cache_mb"] > 0 and default["rss_end_mb"] > 0  # SQLite's own default (2 MB unless built otherwise)
+    small = scale.in_child("driver_memory", n=30, warmup=10, root=str(tmp_path), cache_kib=100)
+    assert small["cache_mb"] == pytest.approx(100 / 1024) and small["rss_warm_mb"] > 0
+    lines = scale.row3(scale.Context(scale.QUICK | {"memory_trials": 30, "memory_warmup": 10}, 1, str(tmp_path),
+                                     page_cache=(100,)))
+    assert [ln.what for ln in lines] == ["driver memory growth after warm-up", "  the same, page cache 100 KiB"]
+    assert "SQLite page cache up to" in lines[0].note and lines[0].goal
