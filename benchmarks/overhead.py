@@ -138,18 +138,32 @@ if __name__ == "__main__":
 """
 
 
+def _first_result_once(code: str, storage: str) -> float:
+    """Seconds from starting ``code`` in a fresh interpreter to the time it prints (its first result)."""
+    path = os.path.join(storage, "first.py")
+    with open(path, "w") as f:
+        f.write(code)
+    t0 = time.time()
+    out = subprocess.run([sys.executable, path, tempfile.mkdtemp(dir=storage)], capture_output=True,
+                         text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1]) - t0
+
+
 def first_result_latency(code: str, storage: str, repeats: int = 5) -> float:
-    best = []
-    for _ in range(repeats):
-        path = os.path.join(storage, "first.py")
-        with open(path, "w") as f:
-            f.write(code)
-        t0 = time.time()
-        out = subprocess.run([sys.executable, path, tempfile.mkdtemp(dir=storage)], capture_output=True,
-                             text=True, check=True).stdout
-        best.append(float(out.strip().splitlines()[-1]) - t0)
-    best.sort()
-    return best[len(best) // 2]
+    """The median of ``repeats`` starts of ``code``."""
+    return statistics.median(_first_result_once(code, storage) for _ in range(repeats))
+
+
+def first_result_pairs(storage: str, pairs: int = 15) -> dict[str, float]:
+    """tunesmith's first result against a pool's, interleaved (one of each, ``pairs`` times): the medians of
+    each side and of the ratio pair by pair, which a drift of the machine's speed moves less than a ratio of
+    two separate medians."""
+    ts_s, mp_s = [], []
+    for _ in range(pairs):
+        ts_s.append(_first_result_once(FIRST_RESULT_TS, storage))
+        mp_s.append(_first_result_once(FIRST_RESULT_MP, storage))
+    return {"tunesmith_s": statistics.median(ts_s), "floor_s": statistics.median(mp_s),
+            "ratio": statistics.median(a / b for a, b in zip(ts_s, mp_s)), "pairs": pairs}
 
 
 def repeat_a(times: int, n_trials: int) -> None:
