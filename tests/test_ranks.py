@@ -46,6 +46,25 @@ def _trial_dir(result, trial_id=1):
     return os.path.join(result.path, "trials", f"trial_{trial_id:05d}")
 
 
+def _restored(name, default):
+    """The JSON ``name`` in the checkpoint the trial restores from, or ``default`` on a first start."""
+    ckpt = ts.get_checkpoint()
+    if ckpt is None:
+        return default
+    with open(os.path.join(ckpt.as_dir(), name)) as f:
+        return json.load(f)
+
+
+def _checkpoint_of(name, value):
+    """A checkpoint holding ``value`` as the JSON ``name``."""
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    with open(os.path.join(folder, name), "w") as f:
+        json.dump(value, f)
+    return ts.Checkpoint.from_dir(folder)
+
+
 def ddp_steps(config):
     """A DDP model trained a few steps; each rank records its parameters' hash after each step."""
     import torch.distributed as dist
@@ -111,11 +130,7 @@ def killed_then_resumed(config):
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
-    ckpt = ts.get_checkpoint()
-    start = 0
-    if ckpt is not None:
-        with open(os.path.join(ckpt.as_dir(), "step.json")) as f:
-            start = json.load(f)["step"]
+    start = _restored("step.json", {"step": 0})["step"]
     _note("start", {"start": start, "pid": os.getpid()})
     for step in range(start, config["steps"]):
         t = torch.tensor([float(step)])
@@ -124,13 +139,8 @@ def killed_then_resumed(config):
             other = _records(".", "start", 1)[-1]["pid"]
             os.kill(other, signal.SIGKILL)  # rank 1 dies mid-run
             dist.all_reduce(t)  # gloo raises: the peer is gone
-        import tempfile
-
-        tmp = tempfile.mkdtemp()
-        with open(os.path.join(tmp, "step.json"), "w") as f:
-            json.dump({"step": step + 1}, f)
-        folder = ts.Checkpoint.from_dir(tmp)
-        ts.report({"loss": float(config["steps"] - step), "sum": t.item()}, checkpoint=folder)
+        ts.report({"loss": float(config["steps"] - step), "sum": t.item()},
+                  checkpoint=_checkpoint_of("step.json", {"step": step + 1}))
 
 
 def test_a_killed_rank_fails_the_trial_and_the_retry_resumes_every_rank_from_the_checkpoint():
@@ -228,27 +238,18 @@ def test_resource_changing_grows_a_one_rank_trial_to_two_ranks_from_its_checkpoi
 
 def pbt_ranks(config):
     """Each rank records the checkpoint it starts from; the model's 'origin' travels in the checkpoint."""
-    import tempfile
-
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
-    ckpt = ts.get_checkpoint()
-    state = {"step": 0, "origin": config["lr"]}
-    if ckpt is not None:
-        with open(os.path.join(ckpt.as_dir(), "state.json")) as f:
-            state = json.load(f)
+    state = _restored("state.json", {"step": 0, "origin": config["lr"]})
     _note("start", {"step": state["step"], "origin": state["origin"], "world": dist.get_world_size(),
                     "pid": os.getpid()})
     while state["step"] < config["steps"]:
         t = torch.tensor([1.0])
         dist.all_reduce(t)
         state["step"] += 1
-        folder = tempfile.mkdtemp()
-        with open(os.path.join(folder, "state.json"), "w") as f:
-            json.dump(state, f)
         ts.report({"loss": state["origin"] + 1.0 / state["step"], "lr": ts.get_config()["lr"], "world": t.item()},
-                  checkpoint=ts.Checkpoint.from_dir(folder))
+                  checkpoint=_checkpoint_of("state.json", state))
 
 
 def test_pbt_exploits_a_two_rank_trial_every_rank_restarting_from_the_copied_checkpoint():
@@ -280,27 +281,18 @@ def test_pbt_exploits_a_two_rank_trial_every_rank_restarting_from_the_copied_che
 
 def deadline_ranks(config):
     """Trains until stopped, a checkpoint each step; each rank records the step and world it starts with."""
-    import tempfile
-
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
-    ckpt = ts.get_checkpoint()
-    step = 0
-    if ckpt is not None:
-        with open(os.path.join(ckpt.as_dir(), "step.json")) as f:
-            step = json.load(f)["step"]
+    step = _restored("step.json", {"step": 0})["step"]
     _note("start", {"step": step, "world": dist.get_world_size()})
     while True:
         t = torch.tensor([1.0])
         dist.all_reduce(t)
         time.sleep(0.05)  # a step's work
         step += 1
-        folder = tempfile.mkdtemp()
-        with open(os.path.join(folder, "step.json"), "w") as f:
-            json.dump({"step": step}, f)
         ts.report({"loss": config["q"] + 1.0 / step, "world": t.item(), "step": step},
-                  checkpoint=ts.Checkpoint.from_dir(folder))
+                  checkpoint=_checkpoint_of("step.json", {"step": step}))
 
 
 def test_deadline_gives_the_best_trial_more_ranks_from_its_checkpoint():
