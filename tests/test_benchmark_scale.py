@@ -42,6 +42,8 @@ def test_quick_rows_print_floor_ratio_goal_and_verdict(tmp_path):
         assert isinstance(ln["met"], bool) == bool(ln["goal"]), ln  # a verdict wherever there is a goal
     whats = [ln["what"] for ln in lines]
     assert "short trials, default loggers: wall" in whats
+    [short] = [ln for ln in lines if ln["what"] == "short trials, default loggers: wall"]
+    assert float(short["note"].removeprefix("driver CPU ").removesuffix(" ms a trial")) > 0
     noop, started_in_time = [ln for ln in lines if ln["what"] == "no-op trials"]
     assert noop["goal"] == "ratio >= 0.250" and "started" in noop["floor_what"]
     assert not started_in_time["goal"] and started_in_time["floor"] != noop["floor"]
