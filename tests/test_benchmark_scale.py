@@ -127,3 +127,4 @@ def test_row_3_names_the_page_cache_and_runs_again_with_another(scale, tmp_path,
                                      page_cache=(100,)))
     assert [ln.what for ln in lines] == ["driver memory growth after warm-up", "  the same, page cache 100 KiB"]
     assert "SQLite page cache up to" in lines[0].note and lines[0].goal
+    assert lines[1].note.endswith("the writer's cache as SQLite reports it 100 KiB")  # the variant ran with it
