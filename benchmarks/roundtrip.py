@@ -56,10 +56,21 @@ def round_trips(messages: int, spin: bool) -> list[float]:
     return out
 
 
+def _count(text: str) -> int:
+    """A command-line count: a whole number of at least 1 (a median of no round trips is not a figure)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> list[tuple[str, int, float, float]]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=5000, help="round trips per way and round (default 5000)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds, the two ways interleaved (default 3)")
+    ap.add_argument("--messages", type=_count, default=5000, help="round trips per way and round (default 5000)")
+    ap.add_argument("--rounds", type=_count, default=3, help="rounds, the two ways interleaved (default 3)")
     args = ap.parse_args(argv)
     rows = []
     for r in range(1, args.rounds + 1):

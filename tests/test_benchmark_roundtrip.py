@@ -34,3 +34,11 @@ def test_the_table_has_both_ways_in_every_round(roundtrip, capsys):
                                                      ("blocked in recv", 2), ("spinning", 2)]
     assert all(0 < median <= p90 for _w, _r, median, p90 in rows)
     assert "median us" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "many"])
+def test_a_count_below_one_is_refused_with_the_value(roundtrip, capsys, bad):
+    with pytest.raises(SystemExit) as exit_:
+        roundtrip.main(["--messages", bad])
+    assert exit_.value.code == 2
+    assert f"--messages: expected a whole number of at least 1, got '{bad}'" in capsys.readouterr().err
