@@ -515,8 +515,8 @@ def row4(c: Context) -> list[Line]:
                   "a started multiprocessing pool, 1 per core").check("ratio", ">=", 0.25),
              Line(4, "no-op trials", f"{s['noop']:,} trials", rate, "trials/s", statistics.median(floors),
                   "the same, pool started in the time (overhead.py's)").with_ratio()]
-    walls, folderless, pool, driver_ms = [], [], [], []
-    for _ in range(c.rounds):  # interleaved: the default, the same without trial folders, the pool
+    walls, folderless, behind, pool, driver_ms = [], [], [], [], []
+    for _ in range(c.rounds):  # interleaved: the default, without trial folders, without queue_ahead, the pool
         before = resource.getrusage(resource.RUSAGE_SELF)
         res, wall = run(short, {"ms": ts.uniform(1, 5)}, s["short"], storage, seed=0)
         after = resource.getrusage(resource.RUSAGE_SELF)
@@ -524,6 +524,8 @@ def row4(c: Context) -> list[Line]:
         driver_ms.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / s["short"] * 1e3)
         folderless.append(run(short, {"ms": ts.uniform(1, 5)}, s["short"], storage, seed=0,
                               chdir_to_trial_dir=False)[1])
+        behind.append(run(short, {"ms": ts.uniform(1, 5)}, s["short"], storage, seed=0,
+                          backend=ts.LocalBackend(queue_ahead=False))[1])
         ms = [t.config["ms"] for t in res.trials]
         t = time.perf_counter()
         with overhead.mp.get_context("spawn").Pool(os.cpu_count()) as p:
@@ -538,6 +540,10 @@ def row4(c: Context) -> list[Line]:
     # driver's round trip: the result committed, the next trial chosen, stored and sent)
     lines.append(Line(4, "  the same, no trial folder (chdir_to_trial_dir=False)", f"{s['short']:,} trials of 1-5 ms",
                       statistics.median(folderless), "s", statistics.median(pool),
+                      "the same sleeps on a pool").with_ratio())
+    # what handing a worker its next trial early buys: without it, each worker waits for the driver's round trip
+    lines.append(Line(4, "  the same, a worker given a trial only when free (queue_ahead=False)",
+                      f"{s['short']:,} trials of 1-5 ms", statistics.median(behind), "s", statistics.median(pool),
                       "the same sleeps on a pool").with_ratio())
     shutil.rmtree(storage, ignore_errors=True)
     return lines

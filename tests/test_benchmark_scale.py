@@ -49,7 +49,10 @@ def test_quick_rows_print_floor_ratio_goal_and_verdict(tmp_path):
     assert not started_in_time["goal"] and started_in_time["floor"] != noop["floor"]
     [folderless] = [ln for ln in lines if "no trial folder" in ln["what"]]  # the split of row 4's remainder
     assert not folderless["goal"] and "pool" in folderless["floor_what"]
-    assert all(ln["goal"] for ln in lines if ln is not folderless and (ln["what"] != "no-op trials" or ln is noop))
+    [behind] = [ln for ln in lines if "queue_ahead=False" in ln["what"]]  # what handing trials ahead buys
+    assert not behind["goal"] and "pool" in behind["floor_what"]
+    assert all(ln["goal"] for ln in lines
+               if ln not in (folderless, behind) and (ln["what"] != "no-op trials" or ln is noop))
     assert [w for w in whats if w == "tunesmith show"] == ["tunesmith show", "tunesmith show"]
     # the printed table has the same rows, under its column heads
     for head in ("measured", "floor", "ratio", "goal", "met?"):

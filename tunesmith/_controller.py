@@ -97,6 +97,7 @@ class Controller:
         self._searcher_done = False
         self._stopping = False  # time budget reached or interrupted: start nothing new
         self._running: set[int] = set()
+        self._queued_first: set[int] = set()  # trials first started handed out ahead (Executor.ahead_ok)
         self._paused: set[int] = set()
         self._pending_launch: list[Launch] = []  # created (or to restart) but not yet started
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
@@ -120,7 +121,10 @@ class Controller:
 
     def resources_in_use(self) -> dict[str, float]:
         used: dict[str, float] = {}
+        waiting = self.executor.queued()  # handed to a busy worker ahead: they hold nothing yet
         for tid in self._running:
+            if tid in waiting:
+                continue
             for k, v in self.trials[tid].resources.items():
                 used[k] = used.get(k, 0.0) + v
         return used
@@ -234,7 +238,10 @@ class Controller:
                 return
             trial = self.trials[launch.trial_id]
             trial.status = TrialStatus.RUNNING
-            trial.start_time = trial.start_time or time.time()
+            if trial.start_time is None:
+                trial.start_time = time.time()
+                if launch.trial_id in self.executor.queued():
+                    self._queued_first.add(trial.id)  # its first start: the executor says when it really began
             self._running.add(trial.id)
             self._paused.discard(trial.id)
             self._notify("on_trial_start", trial)
@@ -479,6 +486,10 @@ class Controller:
         """Apply a trial's end (its worker confirmed it). Returns what the store must record, in the batch's
         transaction: the trial row's changed fields, and the event to log (kind, data) if any."""
         self._running.discard(trial.id)
+        late = self.executor.late_starts.pop(trial.id, None)
+        if late is not None and trial.id in self._queued_first:
+            trial.start_time = late  # it was handed out ahead; it began when its worker's trial before ended
+        self._queued_first.discard(trial.id)
         action = self._actions.pop(trial.id, None)
         plan = self._plans.pop(trial.id, None)
         now = time.time()

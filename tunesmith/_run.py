@@ -292,6 +292,9 @@ def run(
     executor.stop_rules = stop_rules
     executor.trial_time_limit_s = trial_time_limit_s
     executor.chdir_to_trial_dir = chdir_to_trial_dir
+    # a trial may be handed to a busy worker ahead (LocalBackend(queue_ahead=True)) only where suggesting it early
+    # changes nothing: no scheduler decisions, a searcher that does not learn
+    executor.ahead_ok = type(scheduler) is FIFO and not searcher.learns_from_results
     if _ships_fn(executor):
         _check_picklable(fn)
 

@@ -88,6 +88,13 @@ class Executor:
     # waiting at a decision point where the plan promised CONTINUE. Then ``Launch.decision_plan`` and ``decide``'s
     # ``plan`` carry it; an executor without (the default) is never sent one, and its trials wait at every point.
     takes_plans: bool = False
+    # Whether the run lets this executor hand a worker its next trial while the worker's current trial still runs
+    # (set by ``run()``: with the FIFO scheduler and a searcher that does not learn from results, where suggesting a
+    # trial early changes nothing). An executor that does may start such a trial later than ``try_start``
+    # returned: it records when in ``late_starts`` (trial -> wall-clock start), which the controller reads at
+    # the trial's end. An executor without the ability ignores it.
+    ahead_ok: bool = False
+    late_starts: dict[int, float] = {}  # an executor that queues trials ahead sets its own
 
     def setup(self, fn: Any, experiment_dir: str) -> None:
         """Called once before any trial starts with the user's training function."""
@@ -126,6 +133,11 @@ class Executor:
 
     def running(self) -> int:
         raise NotImplementedError
+
+    def queued(self) -> frozenset[int]:
+        """Trials ``try_start`` accepted that wait on a busy worker and have not started (see ``ahead_ok``): they
+        hold no resources yet. None by default."""
+        return frozenset()
 
     def prestart(self) -> None:
         """Start what the first trial will need now, while the driver makes the store (``run`` calls it once,

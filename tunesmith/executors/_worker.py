@@ -99,10 +99,25 @@ class _Channel:
             msg = self.conn.recv()
             if msg[0] == STOP and msg[1] == self.trial_id:
                 self.stopped = True
-            elif msg[0] in (STOP, DECIDE):
-                continue  # stale message for an earlier trial
-            else:
+            elif msg[0] == STOP:
+                self._drop_waiting(msg[1])
+            elif msg[0] != DECIDE:  # (a DECIDE for another trial: stale, for an earlier one)
                 self.inbox.append(msg)  # e.g. the next trial's spec, sent ahead
+
+    def read_waiting(self) -> None:
+        """Between trials: read what came (one poll), so that a STOP for a trial still in the inbox drops it."""
+        if self._poller.poll(0):
+            self._read_control()
+
+    def _drop_waiting(self, trial_id: int) -> None:
+        """A STOP for a trial that is not running: if it waits in the inbox (handed ahead by the driver), it is
+        dropped unstarted and its end sent now; otherwise the STOP is stale (for a trial already ended)."""
+        for msg in self.inbox:
+            if msg[0] == RUN and msg[1]["trial_id"] == trial_id:
+                self.inbox.remove(msg)
+                with self.lock:
+                    self.conn.send((DONE, trial_id, "stopped", None, []))
+                return
 
     def _wait_decision(self) -> tuple[bool, int | None, Any]:
         """(continue, the next decision point, the decision plan from it)."""
@@ -113,7 +128,9 @@ class _Channel:
             if msg[0] == STOP and msg[1] == self.trial_id:
                 self.stopped = True
                 return False, None, None
-            if msg[0] not in (STOP, DECIDE):
+            if msg[0] == STOP:
+                self._drop_waiting(msg[1])
+            elif msg[0] != DECIDE:
                 self.inbox.append(msg)
 
     def finish(self, status: str, tb: str | None, retire: bool = False) -> None:
@@ -359,9 +376,14 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
         conn.send((READY, os.getpid()))
     while True:
         try:
-            msg = channel.inbox.popleft() if channel.inbox else conn.recv()
+            if not channel.inbox:
+                channel.inbox.append(conn.recv())
+            channel.read_waiting()  # a trial handed ahead may have been stopped before it could start
         except (EOFError, OSError):
             return
+        if not channel.inbox:
+            continue
+        msg = channel.inbox.popleft()
         kind = msg[0]
         if kind == RUN:
             spec = msg[1]

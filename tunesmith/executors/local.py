@@ -42,11 +42,17 @@ log = logging.getLogger("tunesmith")
 # a function's name in its workers' cache: one per setup (hashing its bytes loaded OpenSSL at every run's start)
 _FN_KEYS = itertools.count()
 _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the others
+# A worker whose last trial ran shorter than this (from its start to the driver reading its end) is handed its next
+# trial while the current one runs (``LocalBackend(queue_ahead=True)``, where the run allows it): for such trials
+# the driver's own work per trial (storing the end, asking the searcher, sending the next) is a large share of a
+# trial, and the worker would otherwise wait for it. Longer trials are not queued: the driver's work is lost in
+# them, and a trial handed out early would wait, counted as running, for as long as the one before it runs.
+AHEAD_S = 0.05
 
 
 class _Worker:
     __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen", "limit_at", "over_limit",
-                 "readable")
+                 "readable", "began", "short", "shape", "queued", "queued_stop")
 
     def __init__(self, proc: subprocess.Popen[bytes] | _forkserver.ForkedProcess, conn: Connection) -> None:
         self.proc = proc
@@ -61,6 +67,12 @@ class _Worker:
         # whether its socket has more to read now: one poll object for the worker's life, not one per message
         self.readable = select.poll()
         self.readable.register(conn.fileno(), select.POLLIN)
+        self.began = 0.0  # when its trial started (monotonic)
+        self.short = False  # its last trial ran shorter than AHEAD_S: it may be handed the next one early
+        # the running trial's resources if a trial could queue behind it (one process, no GPU), else None
+        self.shape: dict[str, float] | None = None
+        self.queued: Launch | None = None  # the trial it was handed ahead, to start when this one ends
+        self.queued_stop = False  # that trial was asked to stop before it started
 
 
 class LocalBackend(Executor):
@@ -81,17 +93,28 @@ class LocalBackend(Executor):
             ready in milliseconds instead of an interpreter start); elsewhere, or if it cannot start,
             ``"spawn"``: each worker is a fresh ``python -m tunesmith.executors._worker``. Either way a worker
             gets the driver's environment, working directory and output at the moment it starts.
+        queue_ahead: hand a worker whose trials are short (under 50 ms) its next trial while the current one
+            runs, so it starts the next one at once instead of waiting for the driver to store the end and
+            choose what follows. Only where the run allows it (the FIFO scheduler and a searcher that does not
+            learn from results: random, grid, Sobol; README, "Short trials"), for one-process CPU trials with the
+            same resources as the one running. ``False``: a worker gets a trial only when it is free.
     """
 
     START_METHODS = ("forkserver", "spawn")
 
     def __init__(self, total_resources: dict[str, float] | None = None, gpu_ids: list[str] | None = None,
                  grace_period_s: float = 5.0, trial_timeout_s: float | None = None,
-                 start_method: str = "forkserver") -> None:
+                 start_method: str = "forkserver", queue_ahead: bool = True) -> None:
         if start_method not in self.START_METHODS:
             raise ConfigError(f"LocalBackend(start_method={start_method!r}): expected one of "
                               f"{', '.join(map(repr, self.START_METHODS))}")
         self.start_method = start_method
+        if not isinstance(queue_ahead, bool):
+            raise ConfigError(f"LocalBackend(queue_ahead={queue_ahead!r}): expected True or False")
+        self.queue_ahead = queue_ahead
+        self._queued: dict[int, _Worker] = {}  # trials handed ahead -> the busy worker that holds them
+        self._orphans: list[_Worker] = []  # killed workers whose queued trial must start elsewhere
+        self.late_starts: dict[int, float] = {}
         self.total_resources_arg = total_resources
         self.gpu_ids = gpu_ids
         self.grace_period_s = grace_period_s
@@ -165,10 +188,8 @@ class LocalBackend(Executor):
         pool = self._ensure_pool(launch.resources.get("gpu", 0.0) > 0)
         gpus = pool.acquire(launch.trial_id, launch.resources)
         if gpus is None:
-            return False
-        env = thread_env(launch.resources, self._user_threads | launch.env.keys())
-        env.update(launch.env)
-        env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
+            return self._hand_ahead(launch)
+        env = self._env(launch)
         cuda = cuda_visible(gpus) if gpus else None
         rank_cuda = None
         if launch.ranks is not None and cuda is not None:  # the trial's devices (all reserved here), dealt to its ranks
@@ -177,24 +198,95 @@ class LocalBackend(Executor):
         if cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = cuda
         worker = self._idle_worker(cuda)
-        known = self._fn_key in worker.fns  # the function (and its import path) is sent once per worker
-        spec = trial_spec(launch, env=env, fn_key=self._fn_key, takes_config=self._takes_config,
-                          sys_path=[] if known else self._sys_path, stop=self._stop_bytes,
-                          chdir=self.chdir_to_trial_dir, fn=None if known else self._fn_bytes, rank_cuda=rank_cuda)
-        worker.fns.add(self._fn_key)
+        spec = self._spec(worker, launch, env, rank_cuda)
         if cuda is not None and worker.cuda is None:
             worker.cuda = cuda
-        worker.trial_id = launch.trial_id
-        worker.stop_deadline = None
-        worker.last_seen = time.monotonic()
-        worker.limit_at = None if self.trial_time_limit_s is None else worker.last_seen + self.trial_time_limit_s
-        worker.over_limit = None
-        self._by_trial[launch.trial_id] = worker
+        self._began(worker, launch)
         try:
             worker.conn.send((RUN, spec))
         except OSError:
             self._worker_died(worker)
         return True
+
+    def _env(self, launch: Launch) -> dict[str, str]:
+        env = thread_env(launch.resources, self._user_threads | launch.env.keys())
+        env.update(launch.env)
+        env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
+        return env
+
+    def _spec(self, worker: _Worker, launch: Launch, env: dict[str, str],
+              rank_cuda: list[str] | None) -> dict[str, Any]:
+        known = self._fn_key in worker.fns  # the function (and its import path) is sent once per worker
+        worker.fns.add(self._fn_key)
+        return trial_spec(launch, env=env, fn_key=self._fn_key, takes_config=self._takes_config,
+                          sys_path=[] if known else self._sys_path, stop=self._stop_bytes,
+                          chdir=self.chdir_to_trial_dir, fn=None if known else self._fn_bytes, rank_cuda=rank_cuda)
+
+    def _began(self, worker: _Worker, launch: Launch) -> None:
+        """``worker`` runs ``launch`` from now (its time limit counts from now)."""
+        worker.trial_id = launch.trial_id
+        worker.stop_deadline = None
+        worker.last_seen = worker.began = time.monotonic()
+        worker.limit_at = None if self.trial_time_limit_s is None else worker.last_seen + self.trial_time_limit_s
+        worker.over_limit = None
+        worker.shape = launch.resources if launch.ranks is None and worker.cuda is None and not launch.resources.get(
+            "gpu", 0.0) else None
+        self._by_trial[launch.trial_id] = worker
+
+    def _hand_ahead(self, launch: Launch) -> bool:
+        """With every resource taken: give ``launch`` to a busy worker to start when its trial ends (``queue_ahead``),
+        if one runs short trials of the same shape and holds no other. False: none does, nothing was sent."""
+        if not (self.queue_ahead and self.ahead_ok) or launch.ranks is not None or launch.resources.get("gpu", 0.0):
+            return False
+        chosen = None
+        for worker in self._by_trial.values():
+            if (worker.short and worker.queued is None and worker.stop_deadline is None
+                    and worker.shape == launch.resources and (chosen is None or worker.began < chosen.began)):
+                chosen = worker  # the one whose trial began first: likely the first to end
+        if chosen is None:
+            return False
+        spec = self._spec(chosen, launch, self._env(launch), None)
+        chosen.queued = launch
+        chosen.queued_stop = False
+        self._queued[launch.trial_id] = chosen
+        try:
+            chosen.conn.send((RUN, spec))
+        except OSError:
+            self._worker_died(chosen)  # its queued trial starts on another worker at the next poll
+        return True
+
+    def _promote(self, worker: _Worker) -> None:
+        """The worker ended its trial and started the one it was handed ahead: that one runs from now, on the
+        resources the ended one gave back (the same shape, CPU only, released just before)."""
+        launch = worker.queued
+        assert launch is not None
+        worker.queued = None
+        del self._queued[launch.trial_id]
+        assert self._pool is not None
+        if self._pool.acquire(launch.trial_id, launch.resources) is None:  # cannot happen: the same amounts were freed
+            log.warning("trial %s started on a worker with no resources left to reserve for it", launch.trial_id)
+        self._began(worker, launch)
+        self.late_starts[launch.trial_id] = time.time()
+        if worker.queued_stop:  # asked to stop while it waited: the worker stops it at once or at its first report
+            worker.stop_deadline = worker.began + self.grace_period_s
+
+    def _start_orphans(self, events: list[Event]) -> None:
+        """Queued trials of workers that died (or were killed) before starting them: on another worker now, with
+        the resources the dead worker's trial gave back; one already asked to stop ends as stopped."""
+        orphans, self._orphans = self._orphans, []
+        for worker in orphans:
+            launch, worker.queued = worker.queued, None
+            if launch is None:
+                continue
+            del self._queued[launch.trial_id]
+            if worker.queued_stop:
+                events.append(Done(launch.trial_id, "stopped", None))
+            elif not self.try_start(launch):
+                events.append(Done(launch.trial_id, "error", "the worker it was handed to died before starting it, "
+                                   "and no other could take it"))
+
+    def queued(self) -> frozenset[int]:
+        return frozenset(self._queued)
 
     def prestart(self) -> None:
         """The first worker: its start (a fork, or an interpreter with ``spawn``) overlaps the store's creation
@@ -263,7 +355,17 @@ class LocalBackend(Executor):
 
     def stop(self, trial_id: int) -> None:
         worker = self._by_trial.get(trial_id)
-        if worker is None or worker.stop_deadline is not None:
+        if worker is None:
+            worker = self._queued.get(trial_id)
+            if worker is not None and not worker.queued_stop:
+                # the worker drops it unstarted (and says so with a DONE), or stops it if it just began
+                worker.queued_stop = True
+                try:
+                    worker.conn.send((STOP, trial_id))
+                except OSError:
+                    pass
+            return
+        if worker.stop_deadline is not None:
             return
         worker.stop_deadline = time.monotonic() + self.grace_period_s
         try:
@@ -272,7 +374,7 @@ class LocalBackend(Executor):
             pass
 
     def running(self) -> int:
-        return len(self._by_trial)
+        return len(self._by_trial) + len(self._queued)
 
     # -- events ---------------------------------------------------------------------------------------
     def poll(self, timeout: float) -> list[Event]:
@@ -295,6 +397,8 @@ class LocalBackend(Executor):
         self._enforce_grace(events)
         if self.trial_timeout_s is not None:
             self._enforce_heartbeat(events)
+        if self._orphans:
+            self._start_orphans(events)
         return events
 
     def _enforce_heartbeat(self, events: list[Event]) -> None:
@@ -338,7 +442,14 @@ class LocalBackend(Executor):
                 if worker.trial_id == done.trial_id:
                     if worker.over_limit is not None and done.status != "error":
                         done = Done(done.trial_id, "error", worker.over_limit)
+                    short = time.monotonic() - worker.began < AHEAD_S
                     self._finish(worker)
+                    worker.short = short
+                    if worker.queued is not None:
+                        self._promote(worker)  # the worker started it as it sent this end
+                elif worker.queued is not None and worker.queued.trial_id == done.trial_id:
+                    worker.queued = None  # stopped before it started: the worker dropped it
+                    del self._queued[done.trial_id]
                 events.append(done)
                 if len(msg) > 5 and msg[5]:  # the worker ends itself (it ran rank 0): no trial goes to it
                     self._kill(worker)
@@ -390,6 +501,8 @@ class LocalBackend(Executor):
             (events if events is not None else self._pending_events).append(event)
 
     def _kill(self, worker: _Worker) -> None:
+        if worker.queued is not None and worker not in self._orphans:
+            self._orphans.append(worker)  # its queued trial starts elsewhere (``_start_orphans``, in poll)
         if worker in self._workers:
             self._workers.remove(worker)
         if self._by_conn.pop(worker.conn, None) is not None:
@@ -422,6 +535,8 @@ class LocalBackend(Executor):
         for worker in list(self._workers):
             self._kill(worker)
         self._by_trial.clear()
+        self._queued.clear()
+        self._orphans.clear()
 
 
 def _wait_exited(procs: list[Any], timeout: float) -> None:

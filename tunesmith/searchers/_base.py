@@ -55,6 +55,11 @@ class Searcher:
         self.mode = mode
         self.num_samples = num_samples
 
+    # Whether what it suggests depends on the results it observed. One that does not (random, grid, Sobol) may be
+    # asked for a trial before the one before it ends: the local backend then hands a busy worker its next trial
+    # early (``LocalBackend(queue_ahead=True)``). Unknown searchers are assumed to learn.
+    learns_from_results: bool = True
+
     def suggest(self, trial_id: int) -> dict[str, Any] | None | _Finished:
         raise NotImplementedError
 

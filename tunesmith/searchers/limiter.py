@@ -28,6 +28,11 @@ class ConcurrencyLimiter(Searcher):
         self.max_concurrent = max_concurrent
         self._live: set[int] = set()
 
+    @property
+    def learns_from_results(self) -> bool:  # type: ignore[override]
+        """As the wrapped searcher does."""
+        return bool(getattr(self.searcher, "learns_from_results", True))
+
     def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
               num_samples: int) -> None:
         """Validate ``searcher`` and ``max_concurrent``, then set up the wrapped searcher.

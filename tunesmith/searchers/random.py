@@ -30,6 +30,8 @@ class Random(Searcher):
             keys are sampled. Points count towards the total of ``grid points x num_samples``.
     """
 
+    learns_from_results = False
+
     def __init__(self, seed: int | None = None, points_to_evaluate: list[dict[str, Any]] | None = None) -> None:
         self.seed = seed
         self.points_to_evaluate = points_to_evaluate

@@ -48,6 +48,11 @@ class Repeat(Searcher):
         self._group_of: dict[int, tuple[int, int]] = {}  # trial id -> (group, repeat index)
         self._finals: dict[int, dict[int, dict[str, Any]]] = {}  # group -> repeat index -> final result
 
+    @property
+    def learns_from_results(self) -> bool:  # type: ignore[override]
+        """As the wrapped searcher does."""
+        return bool(getattr(self.searcher, "learns_from_results", True))
+
     def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
               num_samples: int) -> None:
         """Validate ``searcher`` and ``n``, then set up the wrapped searcher.

@@ -44,6 +44,8 @@ class QuasiRandom(Searcher):
             keys they leave out come from the cube point the trial would have had.
     """
 
+    learns_from_results = False
+
     def __init__(self, seed: int | None = None, method: str = "sobol",
                  points_to_evaluate: list[dict[str, Any]] | None = None) -> None:
         self.seed = seed

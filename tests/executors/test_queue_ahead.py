@@ -1,0 +1,230 @@
+"""A worker handed its next trial while its short trial runs (``LocalBackend(queue_ahead=True)``, issue 19 row 4).
+
+Driven like the controller drives the executor (try_start / poll / stop), on real worker processes. The trial
+that runs while another waits behind it holds until the test creates a file (it reports while it waits, so it
+reads the driver's messages); the first trial on a worker is short, so that the worker counts as running short
+trials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+import tunesmith as ts
+from tunesmith.executors._base import Done, Launch, Results
+from tunesmith.executors.local import LocalBackend
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def trial(config):
+    if config.get("hold"):
+        while not os.path.exists(config["hold"]):  # the test's signal to end
+            ts.report({"pid": os.getpid()})
+            time.sleep(0.005)
+    ts.report({"pid": os.getpid(), "started": time.time()})
+
+
+class Events:
+    def __init__(self, backend):
+        self.backend = backend
+        self.order: list[tuple[str, int]] = []
+        self.done: dict[int, Done] = {}
+        self.rows: dict[int, list[dict]] = {}
+
+    def until(self, cond, timeout=60.0):
+        import json
+
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"not reached; events so far {self.order[-10:]}"
+            for ev in self.backend.poll(0.05):
+                self.order.append((type(ev).__name__, ev.trial_id))
+                if isinstance(ev, Results):
+                    assert ev.trial_id not in self.done, "a result after the trial's end"
+                    self.rows.setdefault(ev.trial_id, []).extend(json.loads(r[3]) for r in ev.rows)
+                else:
+                    self.done[ev.trial_id] = ev
+
+
+@pytest.fixture
+def backend(tmp_path):
+    made = []
+
+    def make(cpus=1, **kw):
+        b = LocalBackend(total_resources={"cpu": cpus}, **kw)
+        b.ahead_ok = True  # what run() sets with FIFO and a searcher that does not learn
+        b.setup(trial, str(tmp_path))
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.shutdown()
+
+
+def _launch(tmp_path, tid, **config):
+    return Launch(trial_id=tid, config=config, trial_dir=str(tmp_path / "trials" / f"t{tid}"), resources={"cpu": 1.0})
+
+
+def _busy_with_one_waiting(make, tmp_path, **kw):
+    """A 1-CPU backend whose worker ran short trials (1 and 11), runs trial 2 until the file ``hold`` exists, and holds
+    trial 3, handed to it ahead."""
+    b = make(**kw)
+    ev = Events(b)
+    for tid in (1, 11):  # the first one on a new worker includes the worker's start: the second is short
+        assert b.try_start(_launch(tmp_path, tid))
+        ev.until(lambda tid=tid: tid in ev.done)
+    hold = str(tmp_path / "hold")
+    assert b.try_start(_launch(tmp_path, 2, hold=hold))
+    ev.until(lambda: 2 in ev.rows)
+    return b, ev, hold
+
+
+def test_a_short_trials_worker_is_handed_the_next_one_and_starts_it_when_the_current_one_ends(backend, tmp_path):
+    b, ev, hold = _busy_with_one_waiting(backend, tmp_path)
+    assert b.try_start(_launch(tmp_path, 3))  # every CPU is taken, yet accepted: handed ahead
+    assert not b.try_start(_launch(tmp_path, 4))  # one waits per worker, no more
+    assert b.queued() == {3} and b.running() == 2
+    assert 3 not in ev.rows and not os.path.exists(tmp_path / "trials" / "t3")  # it has not started
+    released = time.time()
+    open(hold, "w").close()
+    ev.until(lambda: 3 in ev.done)
+    assert ev.done[2].status == ev.done[3].status == "ok"
+    assert ev.order.index(("Done", 2)) < ev.order.index(("Results", 3))  # in order: it began after 2 ended
+    assert ev.rows[3][0]["pid"] == ev.rows[2][0]["pid"]  # on the worker it was handed to
+    assert b.queued() == frozenset() and b.running() == 0
+    assert b.late_starts[3] >= released  # its start is when it began (after 2 ended), not when it was handed out
+
+
+def test_a_waiting_trial_asked_to_stop_ends_without_ever_starting(backend, tmp_path):
+    b, ev, hold = _busy_with_one_waiting(backend, tmp_path)
+    assert b.try_start(_launch(tmp_path, 3))
+    b.stop(3)
+    ev.until(lambda: 3 in ev.done)  # the worker drops it while trial 2 still runs
+    assert ev.done[3] == Done(3, "stopped", None)
+    assert 2 not in ev.done and 3 not in ev.rows and not os.path.exists(tmp_path / "trials" / "t3")
+    assert b.queued() == frozenset()
+    open(hold, "w").close()
+    ev.until(lambda: 2 in ev.done)
+    assert ev.done[2].status == "ok"
+    assert b.try_start(_launch(tmp_path, 4))  # the worker goes on
+    ev.until(lambda: 4 in ev.done)
+    assert ev.done[4].status == "ok" and 3 not in ev.rows
+
+
+def test_a_waiting_trial_whose_worker_dies_starts_on_another(backend, tmp_path):
+    b, ev, _hold = _busy_with_one_waiting(backend, tmp_path)
+    assert b.try_start(_launch(tmp_path, 3))
+    dead = ev.rows[2][0]["pid"]
+    os.kill(dead, signal.SIGKILL)
+    ev.until(lambda: 3 in ev.done)
+    assert ev.done[2].status == "error" and "died" in ev.done[2].error
+    assert ev.done[3].status == "ok" and ev.rows[3][0]["pid"] != dead  # not lost with its worker: run elsewhere
+    assert b.running() == 0
+
+
+def test_a_trial_stopped_while_it_waited_on_a_worker_that_then_died_ends_stopped(backend, tmp_path):
+    b, ev, _hold = _busy_with_one_waiting(backend, tmp_path, grace_period_s=0.5)
+    assert b.try_start(_launch(tmp_path, 3))
+    os.kill(ev.rows[2][0]["pid"], signal.SIGSTOP)  # frozen: it reads nothing more
+    b.stop(2)  # so it never stops, and is killed after the grace period
+    b.stop(3)
+    ev.until(lambda: 2 in ev.done and 3 in ev.done)
+    assert ev.done[3] == Done(3, "stopped", None) and 3 not in ev.rows
+
+
+@pytest.mark.parametrize("why", ["not allowed by the run", "turned off", "first trial not yet ended", "other shape"])
+def test_nothing_is_handed_ahead_unless_allowed_and_the_worker_runs_short_trials_of_that_shape(backend, tmp_path, why):
+    hold = str(tmp_path / "hold")
+    if why in ("not allowed by the run", "turned off", "other shape"):
+        b, ev, hold = _busy_with_one_waiting(backend, tmp_path, queue_ahead=why != "turned off")
+        b.ahead_ok = why != "not allowed by the run"
+    else:
+        b = backend()
+        ev = Events(b)
+        assert b.try_start(_launch(tmp_path, 2, hold=hold))  # the worker's first trial: not known to be short
+        ev.until(lambda: 2 in ev.rows)
+    other = _launch(tmp_path, 3)
+    if why == "other shape":
+        other.resources = {"cpu": 0.5}  # the running trial has 1
+    assert not b.try_start(other)
+    assert b.queued() == frozenset()
+    open(hold, "w").close()
+
+
+def test_a_long_trial_is_not_followed_by_one_handed_ahead(backend, tmp_path, monkeypatch):
+    from tunesmith.executors import local
+
+    monkeypatch.setattr(local, "AHEAD_S", 0.0)  # every trial counts as long
+    b, _ev, hold = _busy_with_one_waiting(backend, tmp_path)
+    assert not b.try_start(_launch(tmp_path, 3))
+    open(hold, "w").close()
+
+
+def test_queue_ahead_must_be_a_bool():
+    with pytest.raises(ts.ConfigError, match=r"queue_ahead='yes'\): expected True or False"):
+        LocalBackend(queue_ahead="yes")
+
+
+# -- through run() ------------------------------------------------------------------------------------------------
+def short(config):
+    time.sleep(config["ms"] / 1000)
+    ts.report({"pid": os.getpid(), "x": config["ms"]})
+
+
+def _allowed(**kw):
+    backend = LocalBackend(total_resources={"cpu": 2})
+    ts.run(short, {"ms": 1}, num_samples=1, verbose=0, backend=backend, **kw)
+    return backend.ahead_ok
+
+
+def test_run_allows_it_only_with_fifo_and_a_searcher_that_does_not_learn(results_dir):
+    assert _allowed()  # the defaults: FIFO, random search
+    assert _allowed(searcher=ts.QuasiRandom(seed=0))
+    assert _allowed(searcher=ts.ConcurrencyLimiter(ts.Random(seed=0), 2))
+    assert not _allowed(scheduler=ts.ASHA(metric="x", mode="min"))
+    assert not _allowed(searcher=ts.ConcurrencyLimiter(ts.OptunaSearch(seed=0), 2), metric="x", mode="min")
+
+
+def _store_rows(path):
+    import sqlite3
+
+    from tunesmith._layout import store_path
+
+    with sqlite3.connect(store_path(path)) as db:
+        rows = db.execute("SELECT id, start_time, status FROM trials")
+        trials = {tid: (start, status) for tid, start, status in rows}
+        last = dict(db.execute("SELECT trial_id, MAX(timestamp) FROM results GROUP BY trial_id"))
+    return trials, last
+
+
+def test_a_run_of_short_trials_records_when_each_began_on_its_worker(results_dir):
+    """A trial handed to a worker ahead began when the worker's trial before it ended: its stored start is not
+    before that trial's last result."""
+    result = ts.run(short, {"ms": ts.uniform(1, 3)}, num_samples=300, verbose=0, seed=0,
+                    backend=LocalBackend(total_resources={"cpu": 2}))
+    trials, last = _store_rows(result.path)
+    assert len(trials) == 300 and {s for _start, s in trials.values()} == {"TERMINATED"}
+    by_worker: dict[int, list[int]] = {}
+    for t in result.trials:
+        by_worker.setdefault(t.last_result["pid"], []).append(t.id)
+    followed = 0
+    for ids in by_worker.values():
+        for before, after in zip(sorted(ids), sorted(ids)[1:]):
+            assert trials[after][0] >= last[before], f"trial {after} recorded as started before trial {before} ended"
+            followed += 1
+    assert followed >= 290
+
+
+def test_a_time_budget_ends_trials_still_waiting_without_running_them(results_dir):
+    result = ts.run(short, {"ms": ts.uniform(1, 3)}, num_samples=-1, time_budget_s=1.0, verbose=0, seed=0,
+                    backend=LocalBackend(total_resources={"cpu": 2}))
+    trials, last = _store_rows(result.path)
+    assert {s for _start, s in trials.values()} == {"TERMINATED"}  # none left RUNNING
+    never = [tid for tid in trials if tid not in last]  # stopped while waiting on a worker: no result
+    assert len(never) <= 2  # at most one per worker
+    assert len(last) >= 50
