@@ -228,3 +228,58 @@ def test_a_time_budget_ends_trials_still_waiting_without_running_them(results_di
     never = [tid for tid in trials if tid not in last]  # stopped while waiting on a worker: no result
     assert len(never) <= 2  # at most one per worker
     assert len(last) >= 50
+
+
+DRIVER = """
+import sys, time
+import tunesmith as ts
+
+def short(config):
+    time.sleep(config["ms"] / 1000)
+    ts.report({"x": config["ms"]})
+
+if __name__ == "__main__":
+    ts.run(short, {"ms": ts.uniform(1, 3)}, num_samples=3000, verbose=0, seed=0, name="ahead",
+           storage_path=sys.argv[1], backend=ts.LocalBackend(total_resources={"cpu": 2}))
+"""
+
+
+def test_ctrl_c_pauses_trials_still_waiting_and_resume_runs_every_trial_once(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "driver.py").write_text(DRIVER)
+    store = tmp_path / "results"
+    driver = subprocess.Popen([sys.executable, "driver.py", str(store)], cwd=tmp_path, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        def results():
+            try:
+                return _store_rows(str(store / "ahead"))[1]
+            except Exception:  # noqa: BLE001 - the store is not made yet, or is being written
+                return {}
+
+        deadline = time.monotonic() + 60
+        while len(results()) < 300:  # then Ctrl-C, mid-experiment
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGINT)
+        _out, err = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode != 0, err  # interrupted, not finished
+    trials, last = _store_rows(str(store / "ahead"))
+    assert len(last) < 3000
+    # a trial made but not started (the one the driver holds when every worker has one waiting) keeps the
+    # status its row was written with: none of those has a result
+    assert all(tid not in last for tid, (_start, s) in trials.items() if s not in ("TERMINATED", "PAUSED"))
+    waiting = [tid for tid, (_start, status) in trials.items() if status == "PAUSED" and tid not in last]
+
+    ts.run(short, {"ms": ts.uniform(1, 3)}, num_samples=3000, verbose=0, seed=0, name="ahead", resume=True,
+           storage_path=str(store), backend=LocalBackend(total_resources={"cpu": 2}))
+    trials, last = _store_rows(str(store / "ahead"))
+    assert len(trials) == 3000 and {s for _start, s in trials.values()} == {"TERMINATED"}
+    assert set(last) == set(trials)  # every trial, those paused before they began included, ran to its result
+    assert all(tid in last for tid in waiting)
