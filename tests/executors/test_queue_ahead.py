@@ -120,10 +120,12 @@ def test_a_waiting_trial_whose_worker_dies_starts_on_another(backend, tmp_path):
     b, ev, _hold = _busy_with_one_waiting(backend, tmp_path)
     assert b.try_start(_launch(tmp_path, 3))
     dead = ev.rows[2][0]["pid"]
+    killed = time.time()
     os.kill(dead, signal.SIGKILL)
     ev.until(lambda: 3 in ev.done)
     assert ev.done[2].status == "error" and "died" in ev.done[2].error
     assert ev.done[3].status == "ok" and ev.rows[3][0]["pid"] != dead  # not lost with its worker: run elsewhere
+    assert b.late_starts[3] >= killed  # and its start is when it began there
     assert b.running() == 0
 
 

@@ -93,11 +93,12 @@ class LocalBackend(Executor):
             ready in milliseconds instead of an interpreter start); elsewhere, or if it cannot start,
             ``"spawn"``: each worker is a fresh ``python -m tunesmith.executors._worker``. Either way a worker
             gets the driver's environment, working directory and output at the moment it starts.
-        queue_ahead: hand a worker whose trials are short (under 50 ms) its next trial while the current one
-            runs, so it starts the next one at once instead of waiting for the driver to store the end and
-            choose what follows. Only where the run allows it (the FIFO scheduler and a searcher that does not
-            learn from results: random, grid, Sobol; README, "Short trials"), for one-process CPU trials with the
-            same resources as the one running. ``False``: a worker gets a trial only when it is free.
+        queue_ahead: hand a worker whose trials are short (under a twentieth of a second each: ``AHEAD_S``)
+            its next trial while the current one runs, so it starts the next one at once instead of waiting for
+            the driver to store the end and choose what follows. Only where the run allows it (the FIFO scheduler
+            and a searcher that does not learn from results: random, grid, Sobol; README, "Short trials"), for
+            one-process CPU trials with the same resources as the one running. ``False``: a worker gets a trial
+            only when it is free.
     """
 
     START_METHODS = ("forkserver", "spawn")
@@ -281,7 +282,10 @@ class LocalBackend(Executor):
             del self._queued[launch.trial_id]
             if worker.queued_stop:
                 events.append(Done(launch.trial_id, "stopped", None))
-            elif not self.try_start(launch):
+            elif self.try_start(launch):
+                if launch.trial_id in self._by_trial:  # started now (not handed ahead again): its start is now
+                    self.late_starts[launch.trial_id] = time.time()
+            else:
                 events.append(Done(launch.trial_id, "error", "the worker it was handed to died before starting it, "
                                    "and no other could take it"))
 
