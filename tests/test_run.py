@@ -535,3 +535,38 @@ def test_a_trial_that_stops_at_its_time_limit_fails_naming_the_limit(results_dir
 def test_trial_time_limit_s_must_be_positive(results_dir):
     with pytest.raises(ts.ConfigError, match="trial_time_limit_s"):
         ts.run(reports_slowly, verbose=0, trial_time_limit_s=0)
+
+
+class _StoredRows(ts.Callback):
+    """At each trial's results, the store's row of every trial as the driver has just committed it."""
+
+    def __init__(self, path_of):
+        self.path_of = path_of
+        self.seen: dict[int, dict[int, tuple[str, float | None]]] = {}
+
+    def on_trial_results(self, trial, results):
+        import sqlite3
+
+        with sqlite3.connect(self.path_of()) as db:
+            rows = db.execute("SELECT id, status, start_time FROM trials").fetchall()
+        self.seen.setdefault(trial.id, {tid: (status, start) for tid, status, start in rows})
+
+
+def _reports_twice(config):
+    ts.report({"x": 1})
+    time.sleep(0.2)  # the trial's work between its two results: the first reaches the driver on its own
+    ts.report({"x": 2})
+
+
+def test_a_trial_waiting_for_a_free_worker_is_stored_pending_until_it_starts(results_dir):
+    """With one CPU, trial 2 is made while trial 1 runs and waits for the worker: committed with trial 1's
+    results, it is PENDING with no start time, not RUNNING; once it runs, its row says so and when it began."""
+    from tunesmith._layout import store_path
+
+    rows = _StoredRows(lambda: store_path(str(results_dir / "pending")))
+    ts.run(_reports_twice, num_samples=3, verbose=0, name="pending", callbacks=[rows],
+           backend=ts.LocalBackend(total_resources={"cpu": 1}))
+    assert rows.seen[1][2] == ("PENDING", None)
+    status, start = rows.seen[2][2]
+    assert start is not None and status in ("RUNNING", "TERMINATED")  # (TERMINATED: both results in one batch)
+

@@ -103,6 +103,10 @@ class Controller:
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
         # trials created since the last store transaction, with the time they were created
         self._new_rows: list[tuple[TrialView, float]] = []
+        # trials whose row went in the store PENDING (made while no worker was free), and those of them started
+        # since the last transaction: their row says RUNNING, and when, with the next one
+        self._stored_pending: set[int] = set()
+        self._started_rows: list[TrialView] = []
         self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
         # (trial, iteration, generation): PBT exploits whose trial continues as a new generation from there
         self._generations: list[tuple[int, int, int]] = []
@@ -244,6 +248,9 @@ class Controller:
                     self._queued_first.add(trial.id)  # its first start: the executor says when it really began
             self._running.add(trial.id)
             self._paused.discard(trial.id)
+            if trial.id in self._stored_pending:
+                self._stored_pending.discard(trial.id)
+                self._started_rows.append(trial)
             self._notify("on_trial_start", trial)
 
     def _next_launch(self) -> Launch | None:
@@ -561,9 +568,15 @@ class Controller:
     def _write_pending(self, db: Any) -> None:
         self._write_generations(db)
         for trial, created in self._new_rows:
-            self.store.insert_trial(db, trial.id, trial.config, trial.resources, TrialStatus.RUNNING.value,
+            # PENDING: made, but waiting for a free worker (``_pending_launch``); it says RUNNING when it starts
+            self.store.insert_trial(db, trial.id, trial.config, trial.resources, trial.status.value,
                                     created=created, start_time=trial.start_time)
+            if trial.status is TrialStatus.PENDING:
+                self._stored_pending.add(trial.id)
         self._new_rows.clear()
+        for trial in self._started_rows:
+            self.store.update_trial(db, trial.id, status=TrialStatus.RUNNING.value, start_time=trial.start_time)
+        self._started_rows.clear()
         for tid, it in self._restarts:
             self.store.truncate_results(db, tid, it)
             self.store.update_trial(db, tid, status=TrialStatus.RUNNING.value, iteration=it)
@@ -571,7 +584,7 @@ class Controller:
 
     def _flush_store(self) -> None:
         drop = self.ledger.take()
-        if self._new_rows or self._restarts or drop:
+        if self._new_rows or self._restarts or self._started_rows or drop:
             with self.store.transaction() as db:
                 self._write_pending(db)
                 if drop:
