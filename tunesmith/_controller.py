@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sqlite3
+import threading
 import time
 from typing import Any
 
@@ -113,6 +115,8 @@ class Controller:
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
         self._fatal: BaseException | None = None
+        # Ctrl-C or SIGTERM came (``interrupt``): the loop raises it at the top of its next pass
+        self._interrupt: BaseException | None = None
         self._chosen: int | None = None
         self.info = ExperimentInfo(self)
         self.view = SchedulerView(self.trials, 0.0, {}, time_budget_s)
@@ -151,9 +155,11 @@ class Controller:
         for trial in [t for t in self.trials.values() if t.status.is_finished]:  # a resume's finished trials
             forget(self, trial)
         self._notify("on_experiment_start", self.info)
+        restore = self._defer_ctrl_c()
         try:
             self._loop()
         except KeyboardInterrupt:
+            restore()  # a second Ctrl-C interrupts the stopping itself
             log.warning("interrupted: stopping %d running trials", len(self._running))
             self._stop_all(grace_s=5.0)
             set_status(self, "interrupted")
@@ -163,12 +169,42 @@ class Controller:
             raise StoreError(f"could not write experiment {self.name}'s store ({e}); free space if the disk is "
                              f"full, then resume: tunesmith resume {self.name}") from e
         finally:
+            restore()
             self.executor.shutdown()
             self._notify("on_experiment_end", self.info)
         if self._fatal is not None:
             set_status(self, "failed")
             raise self._fatal
         set_status(self, "finished")
+
+    def _defer_ctrl_c(self) -> Any:
+        """Ctrl-C during the loop raises KeyboardInterrupt at the top of the loop's next pass (within a poll
+        interval), not wherever it lands: one landing between taking a batch of events from the executor and
+        committing them lost the batch (a trial that had ended stayed RUNNING in the store). A second Ctrl-C
+        before then raises at once. Only where Python's own handler is in place, in the main thread; returns
+        what puts it back (safe to call twice)."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            return lambda: None
+
+        def on_sigint(_signum: int, _frame: Any) -> None:
+            if self._interrupt is not None:
+                raise KeyboardInterrupt  # pressed again before the loop got to it (a callback hangs?): at once
+            self.interrupt(KeyboardInterrupt())
+
+        signal.signal(signal.SIGINT, on_sigint)
+
+        def restore() -> None:
+            if signal.getsignal(signal.SIGINT) is on_sigint:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        return restore
+
+    def interrupt(self, error: BaseException) -> None:
+        """Called from a signal handler: end the run with ``error`` (a KeyboardInterrupt) at the top of the
+        loop's next pass, once the batch in hand is stored and acted on."""
+        if self._interrupt is None:
+            self._interrupt = error
 
     # -- resume -------------------------------------------------------------------------------------
     def replay(self, restart_errored: str | None = None) -> None:
@@ -179,6 +215,8 @@ class Controller:
     # -- loop ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
+            if self._interrupt is not None:
+                raise self._interrupt
             if self.time_budget_s is not None and not self._stopping and self.elapsed() >= self.time_budget_s:
                 self._begin_stopping()
             if not self._stopping:
@@ -206,6 +244,8 @@ class Controller:
             apply_commands(self, self._inbox)
             record_placements(self.executor, self.store, self._placed)
             self._notify("on_tick", self.info)
+        if self._interrupt is not None:  # it came in the last pass: the run ends interrupted, as it would have
+            raise self._interrupt
         self._flush_store()
         close_paused(self)
 

@@ -359,7 +359,7 @@ def run(
             controller.replay(restart_errored)
         board = _start_dashboard(dashboard, root, name)
         try:
-            with _terminate_as_interrupt():
+            with _terminate_as_interrupt(controller):
                 controller.run()
         except KeyboardInterrupt as e:
             log.warning("experiment %s interrupted; its results are stored. Resume with: tunesmith resume %s  "
@@ -445,13 +445,15 @@ class _Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Any:
+def _terminate_as_interrupt(controller: Any) -> Any:
+    """SIGTERM ends the run as Ctrl-C does, once the batch the controller has in hand is done (a handler that
+    raised at once could land between taking a batch of events and storing it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated()
+        controller.interrupt(_Terminated())
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
