@@ -571,31 +571,36 @@ def test_a_trial_waiting_for_a_free_worker_is_stored_pending_until_it_starts(res
     assert start is not None and status in ("RUNNING", "TERMINATED")  # (TERMINATED: both results in one batch)
 
 
-class _CtrlCAtFirstResult(ts.Callback):
-    """Presses Ctrl-C (SIGINT to this process) while the driver handles the first batch, and records which
-    trials the driver then told the callbacks had ended."""
+class _SignalAtFirstResult(ts.Callback):
+    """Sends ``signum`` to this process (Ctrl-C: SIGINT) while the driver handles the first batch, and records
+    which trials the driver then told the callbacks had ended."""
 
-    def __init__(self):
+    def __init__(self, signum):
+        self.signum = signum
         self.completed: list[int] = []
 
     def on_trial_results(self, trial, results):
         if trial.id == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signum)
 
     def on_trial_complete(self, trial):
         self.completed.append(trial.id)
 
 
-def test_ctrl_c_while_a_batch_is_handled_takes_effect_once_the_batch_is_done(results_dir):
-    """Before, KeyboardInterrupt surfaced wherever Ctrl-C landed: in the middle of a batch, whose rest (here
-    trial 1's end, committed in the same transaction) the driver never acted on."""
-    seen = _CtrlCAtFirstResult()
-    with pytest.raises(KeyboardInterrupt):
+@pytest.mark.parametrize(("signum", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SystemExit)])
+def test_ctrl_c_or_sigterm_while_a_batch_is_handled_takes_effect_once_the_batch_is_done(results_dir, signum, raised):
+    """Before, KeyboardInterrupt surfaced wherever Ctrl-C (or SIGTERM) landed: in the middle of a batch, whose
+    rest (here trial 1's end, committed in the same transaction) the driver never acted on."""
+    seen = _SignalAtFirstResult(signum)
+    before = signal.getsignal(signum)
+    with pytest.raises(raised) as got:
         ts.run(_reports_once, num_samples=50, verbose=0, name="ctrlc", callbacks=[seen],
                backend=ts.LocalBackend(total_resources={"cpu": 1}))
+    if raised is SystemExit:
+        assert got.value.code == 128 + signal.SIGTERM
     assert seen.completed[:1] == [1]  # the batch with trial 1's result and end was handled to its end
     assert ts.load(str(results_dir / "ctrlc")).status == "interrupted"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    assert signal.getsignal(signum) is before  # the handler before the run is back
 
 
 def _reports_once(config):

@@ -155,11 +155,11 @@ class Controller:
         for trial in [t for t in self.trials.values() if t.status.is_finished]:  # a resume's finished trials
             forget(self, trial)
         self._notify("on_experiment_start", self.info)
-        restore = self._defer_ctrl_c()
+        restore = self._defer_signals()
         try:
             self._loop()
         except KeyboardInterrupt:
-            restore()  # a second Ctrl-C interrupts the stopping itself
+            restore()  # a second Ctrl-C or SIGTERM interrupts the stopping itself
             log.warning("interrupted: stopping %d running trials", len(self._running))
             self._stop_all(grace_s=5.0)
             set_status(self, "interrupted")
@@ -177,14 +177,14 @@ class Controller:
             raise self._fatal
         set_status(self, "finished")
 
-    def _defer_ctrl_c(self) -> Any:
-        """Ctrl-C during the loop raises KeyboardInterrupt at the top of the loop's next pass (within a poll
-        interval), not wherever it lands: one landing between taking a batch of events from the executor and
-        committing them lost the batch (a trial that had ended stayed RUNNING in the store). A second Ctrl-C
-        before then raises at once. Only where Python's own handler is in place, in the main thread; returns
-        what puts it back (safe to call twice)."""
-        if (threading.current_thread() is not threading.main_thread()
-                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    def _defer_signals(self) -> Any:
+        """Ctrl-C and SIGTERM during the loop end the run at the top of the loop's next pass (within a poll
+        interval), not wherever they land: one landing between taking a batch of events from the executor and
+        committing them lost the batch (a trial that had ended stayed RUNNING in the store). SIGTERM ends it as
+        ``Terminated`` (a KeyboardInterrupt); a second Ctrl-C before then raises at once. Ctrl-C only where
+        Python's own handler is in place; both only in the main thread. Returns what puts the previous handlers
+        back (safe to call twice)."""
+        if threading.current_thread() is not threading.main_thread():
             return lambda: None
 
         def on_sigint(_signum: int, _frame: Any) -> None:
@@ -192,11 +192,18 @@ class Controller:
                 raise KeyboardInterrupt  # pressed again before the loop got to it (a callback hangs?): at once
             self.interrupt(KeyboardInterrupt())
 
-        signal.signal(signal.SIGINT, on_sigint)
+        def on_sigterm(_signum: int, _frame: Any) -> None:
+            self.interrupt(Terminated())
+
+        mine = {signal.SIGTERM: on_sigterm}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            mine[signal.SIGINT] = on_sigint
+        previous = {signum: signal.signal(signum, handler) for signum, handler in mine.items()}
 
         def restore() -> None:
-            if signal.getsignal(signal.SIGINT) is on_sigint:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+            for signum, handler in previous.items():
+                if signal.getsignal(signum) is mine[signum]:
+                    signal.signal(signum, handler)
 
         return restore
 
@@ -657,6 +664,11 @@ class Controller:
 
 
 Decision = Continue | Stop | Pause | Exploit
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: trials are stopped and the store is closed cleanly."""
+
 _CONTINUE = Continue()
 _STOP = Stop()
 

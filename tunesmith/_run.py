@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
 import logging
@@ -11,7 +10,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -189,7 +187,7 @@ def run(
         from tunesmith.executors import _forkserver
 
         _forkserver.get()  # first: its start (an interpreter and imports) overlaps the setup below
-    from tunesmith._controller import Controller
+    from tunesmith._controller import Controller, Terminated
     from tunesmith._objective import Objective
     from tunesmith._retention import Retention
     from tunesmith._stop import StopRules
@@ -359,12 +357,11 @@ def run(
             controller.replay(restart_errored)
         board = _start_dashboard(dashboard, root, name)
         try:
-            with _terminate_as_interrupt(controller):
-                controller.run()
+            controller.run()  # Ctrl-C and SIGTERM end it cleanly (Controller._defer_signals)
         except KeyboardInterrupt as e:
             log.warning("experiment %s interrupted; its results are stored. Resume with: tunesmith resume %s  "
                         "(or tunesmith.run(..., name=%r, resume=True))", name, name, name)
-            if isinstance(e, _Terminated):
+            if isinstance(e, Terminated):
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
         finally:
@@ -438,28 +435,6 @@ def _adopt_drawn_seed(obj: Any, stored: Any) -> bool:
         return False
     obj._seed = seed
     return True
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: trials are stopped and the store is closed cleanly."""
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt(controller: Any) -> Any:
-    """SIGTERM ends the run as Ctrl-C does, once the batch the controller has in hand is done (a handler that
-    raised at once could land between taking a batch of events and storing it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        controller.interrupt(_Terminated())
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _space_json(space: dict[str, Any]) -> Any:
