@@ -540,7 +540,7 @@ class Controller:
         """Apply a trial's end (its worker confirmed it). Returns what the store must record, in the batch's
         transaction: the trial row's changed fields, and the event to log (kind, data) if any."""
         self._running.discard(trial.id)
-        late = self.executor.late_starts.pop(trial.id, None)
+        late = self.executor.late_start(trial.id)
         if late is not None and trial.id in self._queued_first:
             trial.start_time = late  # it was handed out ahead; it began when its worker's trial before ended
         self._queued_first.discard(trial.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -91,10 +92,8 @@ class Executor:
     # Whether the run lets this executor hand a worker its next trial while the worker's current trial still runs
     # (set by ``run()``: with the FIFO scheduler and a searcher that does not learn from results, where suggesting a
     # trial early changes nothing). An executor that does may start such a trial later than ``try_start``
-    # returned: it records when in ``late_starts`` (trial -> wall-clock start), which the controller reads at
-    # the trial's end. An executor without the ability ignores it.
+    # returned: ``late_start`` says when. An executor without the ability ignores it.
     ahead_ok: bool = False
-    late_starts: dict[int, float] = {}  # an executor that queues trials ahead sets its own
 
     def setup(self, fn: Any, experiment_dir: str) -> None:
         """Called once before any trial starts with the user's training function."""
@@ -134,10 +133,15 @@ class Executor:
     def running(self) -> int:
         raise NotImplementedError
 
-    def queued(self) -> frozenset[int]:
+    def queued(self) -> AbstractSet[int]:
         """Trials ``try_start`` accepted that wait on a busy worker and have not started (see ``ahead_ok``): they
         hold no resources yet. None by default."""
         return frozenset()
+
+    def late_start(self, trial_id: int) -> float | None:
+        """Once, the wall-clock time a trial handed to a busy worker ahead really started (the controller asks at
+        the trial's end); None for a trial started when ``try_start`` returned, and by default."""
+        return None
 
     def prestart(self) -> None:
         """Start what the first trial will need now, while the driver makes the store (``run`` calls it once,

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Set as AbstractSet
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -115,7 +116,7 @@ class LocalBackend(Executor):
         self.queue_ahead = queue_ahead
         self._queued: dict[int, _Worker] = {}  # trials handed ahead -> the busy worker that holds them
         self._orphans: list[_Worker] = []  # killed workers whose queued trial must start elsewhere
-        self.late_starts: dict[int, float] = {}
+        self._late_starts: dict[int, float] = {}  # trials handed ahead -> when they really started
         self.total_resources_arg = total_resources
         self.gpu_ids = gpu_ids
         self.grace_period_s = grace_period_s
@@ -267,7 +268,7 @@ class LocalBackend(Executor):
         if self._pool.acquire(launch.trial_id, launch.resources) is None:  # cannot happen: the same amounts were freed
             log.warning("trial %s started on a worker with no resources left to reserve for it", launch.trial_id)
         self._began(worker, launch)
-        self.late_starts[launch.trial_id] = time.time()
+        self._late_starts[launch.trial_id] = time.time()
         if worker.queued_stop:  # asked to stop while it waited: the worker stops it at once or at its first report
             worker.stop_deadline = worker.began + self.grace_period_s
 
@@ -284,13 +285,16 @@ class LocalBackend(Executor):
                 events.append(Done(launch.trial_id, "stopped", None))
             elif self.try_start(launch):
                 if launch.trial_id in self._by_trial:  # started now (not handed ahead again): its start is now
-                    self.late_starts[launch.trial_id] = time.time()
+                    self._late_starts[launch.trial_id] = time.time()
             else:
                 events.append(Done(launch.trial_id, "error", "the worker it was handed to died before starting it, "
                                    "and no other could take it"))
 
-    def queued(self) -> frozenset[int]:
-        return frozenset(self._queued)
+    def queued(self) -> AbstractSet[int]:
+        return self._queued.keys()  # a view: asked once per launch, not copied
+
+    def late_start(self, trial_id: int) -> float | None:
+        return self._late_starts.pop(trial_id, None)
 
     def prestart(self) -> None:
         """The first worker: its start (a fork, or an interpreter with ``spawn``) overlaps the store's creation
