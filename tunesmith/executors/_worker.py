@@ -99,15 +99,22 @@ class _Channel:
             msg = self.conn.recv()
             if msg[0] == STOP and msg[1] == self.trial_id:
                 self.stopped = True
-            elif msg[0] == STOP:
-                self._drop_waiting(msg[1])
-            elif msg[0] != DECIDE:  # (a DECIDE for another trial: stale, for an earlier one)
-                self.inbox.append(msg)  # e.g. the next trial's spec, sent ahead
+            else:
+                self._not_for_this_trial(msg)
 
     def read_waiting(self) -> None:
         """Between trials: read what came (one poll), so that a STOP for a trial still in the inbox drops it."""
         if self._poller.poll(0):
             self._read_control()
+
+    def _not_for_this_trial(self, msg: tuple[Any, ...]) -> None:
+        """A message read during a trial that is not about it: a STOP for a trial waiting in the inbox drops that
+        trial; a DECIDE (or a STOP) for an earlier trial is stale; anything else (the next trial's RUN, sent
+        ahead) waits in the inbox."""
+        if msg[0] == STOP:
+            self._drop_waiting(msg[1])
+        elif msg[0] != DECIDE:
+            self.inbox.append(msg)
 
     def _drop_waiting(self, trial_id: int) -> None:
         """A STOP for a trial that is not running: if it waits in the inbox (handed ahead by the driver), it is
@@ -128,10 +135,7 @@ class _Channel:
             if msg[0] == STOP and msg[1] == self.trial_id:
                 self.stopped = True
                 return False, None, None
-            if msg[0] == STOP:
-                self._drop_waiting(msg[1])
-            elif msg[0] != DECIDE:
-                self.inbox.append(msg)
+            self._not_for_this_trial(msg)
 
     def finish(self, status: str, tb: str | None, retire: bool = False) -> None:
         """The trial's end, after what it reported. The results not sent yet travel with the end: one message,

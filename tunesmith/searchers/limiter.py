@@ -31,7 +31,7 @@ class ConcurrencyLimiter(Searcher):
     @property
     def learns_from_results(self) -> bool:  # type: ignore[override]
         """As the wrapped searcher does."""
-        return bool(getattr(self.searcher, "learns_from_results", True))
+        return self.searcher.learns_from_results
 
     def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
               num_samples: int) -> None:
