@@ -222,7 +222,8 @@ def test_a_run_of_short_trials_records_when_each_began_on_its_worker(results_dir
     assert followed >= 290
 
 
-def test_a_time_budget_ends_trials_still_waiting_without_running_them(results_dir):
+def test_a_time_budget_leaves_no_trial_running_and_few_without_a_result(results_dir):
+    """(That a trial still waiting is dropped unstarted is shown at the executor's level, above.)"""
     result = ts.run(short, {"ms": ts.uniform(1, 3)}, num_samples=-1, time_budget_s=1.0, verbose=0, seed=0,
                     backend=LocalBackend(total_resources={"cpu": 2}))
     trials, last = _store_rows(result.path)
