@@ -219,6 +219,33 @@ def test_a_new_store_appears_only_with_its_spec_and_a_half_made_one_is_replaced(
     s.close()
 
 
+def test_a_store_built_without_a_journal_file_is_published_as_a_wal_store_that_rolls_back(tmp_path):
+    """A new store is built without journal files and flushes (its temporary file is flushed once, whole, by
+    publish); the published file is a WAL store with NORMAL flushing, like every store the driver opens, and a
+    failed transaction while building still leaves nothing."""
+    from tunesmith.store.sqlite import STORE_FILE
+
+    final = tmp_path / "exp" / STORE_FILE
+    s = Store(str(final), create=True)
+    with pytest.raises(RuntimeError), s.transaction() as db:
+        s.set_meta(db, "spec", {"name": "half"})
+        raise RuntimeError("fails while building")
+    assert s.meta() == {}
+    assert [f for f in os.listdir(tmp_path / "exp") if f.endswith(("-journal", "-wal"))] == []
+    with s.transaction() as db:
+        s.set_meta(db, "spec", {"name": "exp"})
+    s.publish()
+    assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with s.transaction() as db:
+        s.set_meta(db, "status", "running")
+    s.close()
+    other = sqlite3.connect(str(final))
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # kept in the file
+    other.close()
+    assert Store(str(final), readonly=True).meta() == {"spec": {"name": "exp"}, "status": "running"}
+
+
 def test_checkpoint_paths_are_stored_relative_to_the_folder_and_read_under_the_current_one(tmp_path):
     """Relative in the file; absolute under the folder the store is in now; old absolute paths re-rooted."""
     import shutil

@@ -194,19 +194,28 @@ class Store:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             try:
-                self._checked(self._open_writer)
+                self._checked(lambda: self._open_writer(building=create))
             except BaseException:
                 self._db.close()
                 raise
         self._db.execute("PRAGMA busy_timeout=5000")
 
-    def _open_writer(self) -> None:
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a committed transaction survives a crash of the process (SIGKILL included);
-        # only an OS crash or power loss can take the last commits. durable=True gives FULL.
-        self._db.execute("PRAGMA synchronous=NORMAL")
+    def _open_writer(self, building: bool = False) -> None:
+        if building:
+            # the temporary file of a new store: nothing reads it and a build that fails is removed, so no
+            # journal file and no flush per commit; publish() flushes it once, whole, before it is renamed
+            self._db.execute("PRAGMA journal_mode=MEMORY")
+            self._db.execute("PRAGMA synchronous=OFF")
+        else:
+            self._writing_pragmas()
         self._migrate()
         self._check_schema()
+
+    def _writing_pragmas(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a committed transaction survives a crash of the process (SIGKILL included);
+        # only an OS crash or power loss can take the last commits.
+        self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _checked(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -221,6 +230,7 @@ class Store:
         """
         if self.path == self.final_path:
             return
+        self._db.execute("PRAGMA journal_mode=WAL")  # kept in the file: the published store opens in WAL mode
         self._db.close()
         if os.path.exists(self.path + "-wal"):
             raise StoreError(f"the new experiment store {self.path} could not be completed (its write-ahead "
@@ -234,7 +244,7 @@ class Store:
         _fsync_dir(self.folder)
         self.path = self.final_path
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._checked(self._open_writer)
+        self._checked(self._writing_pragmas)  # its schema was made and checked while it was built
         self._db.execute("PRAGMA busy_timeout=5000")
 
     # -- schema -------------------------------------------------------------------------------------
