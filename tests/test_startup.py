@@ -112,6 +112,39 @@ def test_a_plain_run_loads_no_hashing_nor_secrets_before_its_first_result(tmp_pa
     assert out.stdout.strip().splitlines()[-2:] == ["''", "''"], out.stdout
 
 
+def test_a_plain_run_imports_no_module_of_a_feature_it_does_not_use_before_its_first_result(tmp_path):
+    # each module is a fraction of a millisecond at start (issue 19 row 11): the file loggers (off by default)
+    # and the optional ones, resume's replay, PBT's exploit, warm starts, and the ResultSet run() returns at
+    # its end. Each is imported when its feature is used (the file loggers' test below)
+    code = textwrap.dedent("""
+        import sys
+        import tunesmith as ts
+
+        UNUSED = ("tunesmith.callbacks.csv_json", "tunesmith.callbacks.mlflow", "tunesmith.callbacks.tensorboard",
+                  "tunesmith.callbacks.wandb", "tunesmith._replay", "tunesmith._exploit", "tunesmith._warm_start",
+                  "tunesmith.results")
+        seen = []
+
+        class First(ts.Callback):
+            def on_trial_results(self, trial, results):
+                seen.append([m for m in UNUSED if m in sys.modules])
+
+        def f(config):
+            ts.report({"x": config["a"]})
+
+        ts.run(f, {"a": ts.uniform(0, 1)}, num_samples=1, storage_path=sys.argv[1], verbose=0, callbacks=[First()])
+        print(seen[0])
+        ts.run(f, {"a": ts.uniform(0, 1)}, num_samples=1, storage_path=sys.argv[1], verbose=0, file_loggers=True)
+        print("tunesmith.callbacks.csv_json" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-2:] == ["[]", "True"], out.stdout
+    second = sorted(tmp_path.glob("f_*"))[-1]
+    assert {p.name for p in (second / "trials" / "trial_00001").iterdir()} >= {"params.json", "progress.csv",
+                                                                                "result.jsonl"}
+
+
 class _AtStart(Callback):
     def __init__(self, backend):
         self.backend = backend

@@ -24,12 +24,10 @@ from typing import Any
 from tunesmith._constraints import add_constraints
 from tunesmith._errors import ConfigError
 from tunesmith._experiment_end import close_paused, set_status
-from tunesmith._exploit import apply_exploit, exploit_source
 from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
 from tunesmith._placements import record_placements
-from tunesmith._replay import replay
 from tunesmith._retention import Retention
 from tunesmith._stop import StopRules
 from tunesmith._trial_memory import forget
@@ -217,6 +215,8 @@ class Controller:
     def replay(self, restart_errored: str | None = None) -> None:
         """Rebuild state from the store after a crash (``tunesmith._replay``); unfinished trials restart from
         their latest good checkpoint."""
+        from tunesmith._replay import replay  # a resume only
+
         replay(self, restart_errored)
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -527,6 +527,8 @@ class Controller:
         if isinstance(decision, Exploit):
             # held from now: the source trains on while this trial's worker stops, and retention must not
             # delete what it will restart from
+            from tunesmith._exploit import exploit_source  # PBT's decisions only
+
             path = exploit_source(self.trials, decision)[1]
             if path is not None:
                 self.ledger.pin(tid, path)
@@ -579,6 +581,8 @@ class Controller:
             return ({"status": trial.status.value, "resources": dumps(trial.resources)},
                     ("pause", {"iteration": trial.iteration, "resources": trial.resources}))
         if isinstance(action, Exploit):
+            from tunesmith._exploit import apply_exploit
+
             return apply_exploit(self, trial, action)
         if status == "ok" and trial.last_result is None and self.objective and action is None:
             log.warning("%s ended without reporting a result, while the experiment optimises %r: call "

@@ -51,6 +51,16 @@ def check_name(name: Any) -> str:
     return name
 
 
+def default_storage() -> str:
+    """The folder of experiment folders when none is given: ``$TUNESMITH_RESULTS``, else ``./tunesmith_results``."""
+    return os.environ.get("TUNESMITH_RESULTS", os.path.join(os.getcwd(), "tunesmith_results"))
+
+
+def storage_root(storage_path: str | None) -> str:
+    """``storage_path`` (or the default) as an absolute path."""
+    return os.path.abspath(storage_path if storage_path is not None else default_storage())
+
+
 def store_path(exp_dir: str) -> str:
     return os.path.join(exp_dir, STORE_FILE)
 

@@ -191,11 +191,9 @@ def run(
     from tunesmith._objective import Objective
     from tunesmith._retention import Retention
     from tunesmith._stop import StopRules
-    from tunesmith._warm_start import warm_start_dirs, warm_start_searcher
     from tunesmith.callbacks import default_callbacks
     from tunesmith.executors._base import Executor
     from tunesmith.executors.resources import normalize
-    from tunesmith.results import ResultSet, default_storage
     from tunesmith.schedulers._base import FIFO, Scheduler
     from tunesmith.searchers._base import Searcher
     from tunesmith.store.sqlite import Store
@@ -244,7 +242,7 @@ def run(
     if constraints is not None and not callable(constraints):
         raise ConfigError(f"constraints must be a function fn(result) -> list of floats (<= 0 feasible), got "
                           f"{type(constraints).__name__}")
-    warm_dirs = warm_start_dirs(warm_start, storage_path)
+    warm_dirs = _warm_start_dirs(warm_start, storage_path)
     stop_rules = StopRules(stop, objective, keep_by=keep_by)
 
     if searcher is None:
@@ -265,6 +263,8 @@ def run(
     searcher.setup(space, objective.metric, objective.mode, num_samples)
     scheduler.setup(objective.metric, objective.mode)
     if warm_dirs:
+        from tunesmith._warm_start import warm_start_searcher
+
         warm_start_searcher(searcher, warm_dirs)
     space_json = _space_json(space)  # before anything is created: a constant the store cannot hold fails here
     _check_sampled_values(space)
@@ -301,7 +301,7 @@ def run(
         base = re.sub(r"[^A-Za-z0-9._-]", "_", getattr(fn, "__name__", "experiment")).lstrip("._-") or "experiment"
         name = f"{base}_{stamp}"
     check_name(name)
-    root = os.path.abspath(storage_path if storage_path is not None else default_storage())
+    root = _layout.storage_root(storage_path)
     exp_dir = os.path.join(root, name)
     store_file = _layout.store_path(exp_dir)
     if resume and not os.path.exists(store_file):
@@ -371,11 +371,21 @@ def run(
     finally:
         executor.shutdown()  # what prestart() started, where the run failed before its controller ran
         _release(lock, exp_dir)
+    from tunesmith.results import ResultSet  # after the run: not part of its start
+
     result = ResultSet(exp_dir)
     if raise_on_failed_trial and result.errors:
         first = result.errors[0]
         raise TrialError(f"{len(result.errors)} trial(s) failed; first: {first.name}:\n{first.error}")
     return result
+
+
+def _warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
+    if warm_start is None:
+        return []
+    from tunesmith._warm_start import warm_start_dirs
+
+    return warm_start_dirs(warm_start, storage_path)
 
 
 def _start_dashboard(option: bool | dict[str, Any], root: str, name: str) -> Any:

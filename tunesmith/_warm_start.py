@@ -11,7 +11,7 @@ from typing import Any
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._layout import STORE_FILE
-from tunesmith.results import ResultSet, default_storage
+from tunesmith.results import ResultSet
 from tunesmith.searchers._base import Searcher
 from tunesmith.trial import TrialStatus
 
@@ -25,7 +25,7 @@ def warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
     items = [warm_start] if isinstance(warm_start, (str, os.PathLike)) else warm_start
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, os.PathLike)) for i in items):
         raise ConfigError(f"warm_start must be an experiment name or folder, or a list of them, got {warm_start!r}")
-    root = os.path.abspath(storage_path if storage_path is not None else default_storage())
+    root = _layout.storage_root(storage_path)
     dirs = []
     for item in items:
         item = os.fspath(item)

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from tunesmith import _layout
 from tunesmith._display import printable
 from tunesmith._errors import ConfigError
 from tunesmith._secrets import shown
@@ -81,9 +82,7 @@ def _storage_option(fn: Any) -> Any:
 
 
 def _root(storage_path: str | None) -> str:
-    from tunesmith.results import default_storage
-
-    return os.path.abspath(storage_path if storage_path is not None else default_storage())
+    return _layout.storage_root(storage_path)
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
-from tunesmith._layout import STORE_FILE
+from tunesmith._layout import STORE_FILE, default_storage
 from tunesmith._objective import Objective
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.store.sqlite import Store, StoreError, result_dict
@@ -745,10 +745,6 @@ def _trial_id(trial: int | str) -> int:
     if isinstance(trial, str) and trial.isdigit():
         return int(trial)
     raise KeyError(f"not a trial id or name: {trial!r}")
-
-
-def default_storage() -> str:
-    return os.environ.get("TUNESMITH_RESULTS", os.path.join(os.getcwd(), "tunesmith_results"))
 
 
 def load(name_or_path: str, metric: str | list[str] | None = None, mode: str | list[str] | None = None

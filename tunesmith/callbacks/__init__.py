@@ -1,20 +1,38 @@
 """Callbacks: progress display and loggers; ``Callback`` is the base class for your own.
 
-The optional loggers import their packages (tensorboardX, mlflow, wandb) only when an experiment starts, so
-importing them here costs nothing.
+The loggers' modules are imported on first use (``from tunesmith.callbacks import CSVLogger`` works as
+always), and the optional loggers import their packages (tensorboardX, mlflow, wandb) only when an
+experiment starts: a run that uses none of them does not pay for their imports.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.callbacks.csv_json import CSVLogger, JSONLLogger
-from tunesmith.callbacks.mlflow import MLflowLogger
 from tunesmith.callbacks.progress import Progress
-from tunesmith.callbacks.tensorboard import TensorBoardLogger
-from tunesmith.callbacks.wandb import WandbLogger
+
+if TYPE_CHECKING:
+    from tunesmith.callbacks.csv_json import CSVLogger, JSONLLogger
+    from tunesmith.callbacks.mlflow import MLflowLogger
+    from tunesmith.callbacks.tensorboard import TensorBoardLogger
+    from tunesmith.callbacks.wandb import WandbLogger
 
 __all__ = ["CSVLogger", "Callback", "ExperimentInfo", "JSONLLogger", "MLflowLogger", "Progress",
            "TensorBoardLogger", "WandbLogger", "default_callbacks"]
+
+_LOGGERS = {"CSVLogger": "csv_json", "JSONLLogger": "csv_json", "MLflowLogger": "mlflow",
+            "TensorBoardLogger": "tensorboard", "WandbLogger": "wandb"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOGGERS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tunesmith.callbacks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tunesmith.callbacks.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 def default_callbacks(verbose: int, callbacks: list[Callback] | None = None,
@@ -34,6 +52,8 @@ def default_callbacks(verbose: int, callbacks: list[Callback] | None = None,
     if not any(isinstance(cb, Progress) for cb in own):
         out.append(Progress(verbose=verbose))
     if file_loggers:
+        from tunesmith.callbacks.csv_json import CSVLogger, JSONLLogger
+
         # params.json once per trial: by the user's own file logger if there is one, else by the first of ours
         writes_params = any(isinstance(cb, (CSVLogger, JSONLLogger)) and cb.params for cb in own)
         for cls in (CSVLogger, JSONLLogger):
