@@ -703,3 +703,24 @@ def test_a_grid_of_a_billion_points_is_indexed_without_being_built() -> None:
     assert points[0] == {("a",): 0, ("n", "b"): 0, ("c",): 0}
     assert points[1001] == {("a",): 0, ("n", "b"): 1, ("c",): 1}  # first key slowest
     assert points[10**9 - 1] == {("a",): 999, ("n", "b"): 999, ("c",): 999}
+
+
+def test_domains_are_values_equal_by_their_arguments_immutable_and_picklable():
+    """Domains (``_record.FrozenRecord``): equal and hashed alike when of one class with equal arguments, shown
+    by them, never changed after they are made, the same after pickling and copying."""
+    import pickle
+
+    a, b = loguniform(1e-4, 1e-1), loguniform(1e-4, 1e-1)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != loguniform(1e-4, 1e-1, base=2) and a != Uniform(1e-4, 1e-1)  # another argument, another class
+    assert repr(a) == "LogUniform(low=0.0001, high=0.1, base=10)"
+    with pytest.raises(AttributeError, match="LogUniform cannot be changed: cannot assign to 'low'"):
+        a.low = 1.0  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="cannot delete 'high'"):
+        del a.high
+    assert a.low == 1e-4
+    for copied in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a), copy.copy(a)):
+        assert copied == a and copied.base == 10 and type(copied) is LogUniform
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(choice([1, 2]))  # a list among its arguments, as in a frozen dataclass
+    assert choice([1, 2]) == Choice([1, 2]) and choice([1, 2]) != grid([1, 2])

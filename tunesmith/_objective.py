@@ -13,17 +13,16 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._record import FrozenRecord
 from tunesmith.trial import Result, trial_name
 
 MODES = ("min", "max")
 
 
-@dataclass(frozen=True)
-class Objective:
+class Objective(FrozenRecord):
     """An experiment's metric(s) and mode(s).
 
     Attributes:
@@ -32,9 +31,13 @@ class Objective:
         multi: given as a list (even of one name): multi-objective, so there is no single "best".
     """
 
-    names: tuple[str, ...] = ()
-    modes: tuple[str, ...] = ()
-    multi: bool = False
+    names: tuple[str, ...]
+    modes: tuple[str, ...]
+    multi: bool
+    _fields = ("names", "modes", "multi")
+
+    def __init__(self, names: tuple[str, ...] = (), modes: tuple[str, ...] = (), multi: bool = False) -> None:
+        self._set(names=names, modes=modes, multi=multi)
 
     # -- construction ---------------------------------------------------------------------------------
     @classmethod

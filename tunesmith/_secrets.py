@@ -136,4 +136,5 @@ def shown(trial: T) -> T:
     changes: dict[str, Any] = {"config": mask(config) if isinstance(config, dict) else config}
     if error:
         changes["error"] = mask_text(error, secret_strings(config))
-    return dataclasses.replace(trial, **changes)  # type: ignore[type-var]
+    replace = getattr(trial, "__replace__", None)  # a TrialView (a Record); a TrialResult is a dataclass
+    return replace(**changes) if replace is not None else dataclasses.replace(trial, **changes)  # type: ignore[type-var]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Any
+
+from tunesmith._record import FrozenRecord, Record
 
 # Keys tunesmith adds to every reported result.
 ITERATION = "training_iteration"
@@ -27,8 +28,7 @@ class TrialStatus(str, enum.Enum):
         return self in (TrialStatus.TERMINATED, TrialStatus.ERROR)
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(FrozenRecord):
     """One reported result of one trial.
 
     Attributes:
@@ -41,10 +41,16 @@ class Result:
     trial_id: int
     iteration: int
     metrics: dict[str, Any]
-    checkpoint_path: str | None = None
+    checkpoint_path: str | None
     # the reported metrics as the trial's JSON text (without the keys above), when it came from a trial:
-    # the JSONL logger writes it as it is instead of encoding the numbers again
-    _json: str | None = field(default=None, repr=False, compare=False)
+    # the JSONL logger writes it as it is instead of encoding the numbers again (not shown, not compared)
+    _json: str | None
+    _fields = ("trial_id", "iteration", "metrics", "checkpoint_path")
+
+    def __init__(self, trial_id: int, iteration: int, metrics: dict[str, Any], checkpoint_path: str | None = None,
+                 _json: str | None = None) -> None:
+        self._set(trial_id=trial_id, iteration=iteration, metrics=metrics, checkpoint_path=checkpoint_path,
+                  _json=_json)
 
     def __getitem__(self, key: str) -> Any:
         return self.metrics[key]
@@ -53,8 +59,7 @@ class Result:
         return self.metrics.get(key, default)
 
 
-@dataclass
-class TrialView:
+class TrialView(Record):
     """What schedulers and callbacks may read about a trial (the controller owns and mutates it).
 
     Schedulers must treat it as read-only.
@@ -62,19 +67,43 @@ class TrialView:
 
     id: int
     config: dict[str, Any]
-    status: TrialStatus = TrialStatus.PENDING
-    resources: dict[str, float] = field(default_factory=dict)
-    last_result: Result | None = None
-    iteration: int = 0
-    checkpoint_path: str | None = None
-    checkpoint_iteration: int = 0
-    parent_id: int | None = None
-    parent_iteration: int | None = None
-    generation: int = 0  # PBT exploits so far (each starts a new generation of its results)
-    num_failures: int = 0
-    error: str | None = None
-    start_time: float | None = None
-    end_time: float | None = None
+    status: TrialStatus
+    resources: dict[str, float]
+    last_result: Result | None
+    iteration: int
+    checkpoint_path: str | None
+    checkpoint_iteration: int
+    parent_id: int | None
+    parent_iteration: int | None
+    generation: int  # PBT exploits so far (each starts a new generation of its results)
+    num_failures: int
+    error: str | None
+    start_time: float | None
+    end_time: float | None
+    _fields = ("id", "config", "status", "resources", "last_result", "iteration", "checkpoint_path",
+               "checkpoint_iteration", "parent_id", "parent_iteration", "generation", "num_failures", "error",
+               "start_time", "end_time")
+
+    def __init__(self, id: int, config: dict[str, Any], status: TrialStatus = TrialStatus.PENDING,
+                 resources: dict[str, float] | None = None, last_result: Result | None = None, iteration: int = 0,
+                 checkpoint_path: str | None = None, checkpoint_iteration: int = 0, parent_id: int | None = None,
+                 parent_iteration: int | None = None, generation: int = 0, num_failures: int = 0,
+                 error: str | None = None, start_time: float | None = None, end_time: float | None = None) -> None:
+        self.id = id
+        self.config = config
+        self.status = status
+        self.resources = {} if resources is None else resources
+        self.last_result = last_result
+        self.iteration = iteration
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_iteration = checkpoint_iteration
+        self.parent_id = parent_id
+        self.parent_iteration = parent_iteration
+        self.generation = generation
+        self.num_failures = num_failures
+        self.error = error
+        self.start_time = start_time
+        self.end_time = end_time
 
     @property
     def name(self) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from tunesmith._errors import ConfigError
+from tunesmith._record import Record
 
 # One result as a trial sends it: (iteration, time_total, timestamp, metrics JSON, checkpoint path or None).
 # A plain tuple: there is one per result, and they cross process boundaries in batches.
@@ -34,28 +34,47 @@ class Done(NamedTuple):
 Event = Results | Done
 
 
-@dataclass
-class Launch:
+class Launch(Record):
     """Everything an executor needs to start (or restart) one trial."""
 
     trial_id: int
     config: dict[str, Any]
     trial_dir: str
     resources: dict[str, float]
-    restore: str | None = None  # checkpoint folder to resume from
-    iteration: int = 0  # iterations already done (the restore checkpoint's)
-    time_offset: float = 0.0
-    decision_iteration: int | None = None
+    restore: str | None  # checkpoint folder to resume from
+    iteration: int  # iterations already done (the restore checkpoint's)
+    time_offset: float
+    decision_iteration: int | None
     # the scheduler's DecisionPlan from decision_iteration on, as a plain tuple (only to an executor that takes_plans)
-    decision_plan: tuple[Any, ...] | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    decision_plan: tuple[Any, ...] | None
+    env: dict[str, str]
     # processes the trial runs as, each with the rendezvous environment (``run(ranks=N)``; ``resources`` is
     # their total); None: a plain trial, one process without it
-    ranks: int | None = None
+    ranks: int | None
     # names of the trial's checkpoint folders the driver let go but still keeps for another trial (a PBT clone
     # restores from one): a trial that rolled back writes the iterations they hold under other names
     # (``checkpoint.checkpoint_dirname``)
-    held_checkpoints: tuple[str, ...] = ()
+    held_checkpoints: tuple[str, ...]
+    _fields = ("trial_id", "config", "trial_dir", "resources", "restore", "iteration", "time_offset",
+               "decision_iteration", "decision_plan", "env", "ranks", "held_checkpoints")
+
+    def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
+                 restore: str | None = None, iteration: int = 0, time_offset: float = 0.0,
+                 decision_iteration: int | None = None, decision_plan: tuple[Any, ...] | None = None,
+                 env: dict[str, str] | None = None, ranks: int | None = None,
+                 held_checkpoints: tuple[str, ...] = ()) -> None:
+        self.trial_id = trial_id
+        self.config = config
+        self.trial_dir = trial_dir
+        self.resources = resources
+        self.restore = restore
+        self.iteration = iteration
+        self.time_offset = time_offset
+        self.decision_iteration = decision_iteration
+        self.decision_plan = decision_plan
+        self.env = {} if env is None else env
+        self.ranks = ranks
+        self.held_checkpoints = held_checkpoints
 
 
 def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config: bool, sys_path: list[str],

@@ -7,43 +7,49 @@ decisions go out as values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from tunesmith._record import FrozenRecord, Record
 from tunesmith._spec import constructor_spec
 from tunesmith.trial import Result, TrialView
 
 
-@dataclass(frozen=True)
-class Continue:
+class Continue(FrozenRecord):
     """Keep running."""
 
 
-@dataclass(frozen=True)
-class Stop:
+class Stop(FrozenRecord):
     """End the trial now (status TERMINATED)."""
 
 
-@dataclass(frozen=True)
-class Pause:
+class Pause(FrozenRecord):
     """Stop the trial and keep it PAUSED; it frees its resources and is resumed later from its latest
     checkpoint when ``choose_trial_to_run`` names it. ``resources``, if given, are the resources it gets
     when resumed (deadline-aware reallocation)."""
 
-    resources: dict[str, float] | None = None
+    resources: dict[str, float] | None
+    _fields = ("resources",)
+
+    def __init__(self, resources: dict[str, float] | None = None) -> None:
+        self._set(resources=resources)
 
 
-@dataclass(frozen=True)
-class Exploit:
+class Exploit(FrozenRecord):
     """Restart this trial from ``source_trial``'s checkpoint with ``config`` (PBT). With ``pause=True`` the
     trial takes the checkpoint and config now but waits PAUSED until ``choose_trial_to_run`` names it
     (time-sharing: others are behind it)."""
 
     source_trial: int
     config: dict[str, Any]
-    source_checkpoint: str | None = None
-    source_iteration: int | None = None
-    pause: bool = False
+    source_checkpoint: str | None
+    source_iteration: int | None
+    pause: bool
+    _fields = ("source_trial", "config", "source_checkpoint", "source_iteration", "pause")
+
+    def __init__(self, source_trial: int, config: dict[str, Any], source_checkpoint: str | None = None,
+                 source_iteration: int | None = None, pause: bool = False) -> None:
+        self._set(source_trial=source_trial, config=config, source_checkpoint=source_checkpoint,
+                  source_iteration=source_iteration, pause=pause)
 
 
 CONTINUE = Continue()
@@ -67,8 +73,7 @@ class DecisionPlan(NamedTuple):
     points: tuple[tuple[int, float | None], ...]
 
 
-@dataclass
-class SchedulerView:
+class SchedulerView(Record):
     """Read-only picture of the experiment handed to schedulers.
 
     Attributes:
@@ -79,9 +84,17 @@ class SchedulerView:
     """
 
     trials: dict[int, TrialView]
-    now: float = 0.0
-    total_resources: dict[str, float] = field(default_factory=dict)
-    deadline_s: float | None = None
+    now: float
+    total_resources: dict[str, float]
+    deadline_s: float | None
+    _fields = ("trials", "now", "total_resources", "deadline_s")
+
+    def __init__(self, trials: dict[int, TrialView], now: float = 0.0,
+                 total_resources: dict[str, float] | None = None, deadline_s: float | None = None) -> None:
+        self.trials = trials
+        self.now = now
+        self.total_resources = {} if total_resources is None else total_resources
+        self.deadline_s = deadline_s
 
 
 class Scheduler:

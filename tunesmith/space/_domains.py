@@ -11,10 +11,10 @@ import math
 import numbers
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tunesmith._errors import ConfigError
+from tunesmith._record import FrozenRecord
 from tunesmith.space._unit import _k_high, _k_low, _lerp, _log_lerp, _normal, _pick, _quantize, _unit
 
 KeyPath = tuple[str, ...]
@@ -23,8 +23,8 @@ KeyPath = tuple[str, ...]
 # --------------------------------------------------------------------------------------------- domains
 
 
-class Domain:
-    """Base class of all domains. Subclasses are frozen dataclasses, so equal arguments compare equal."""
+class Domain(FrozenRecord):
+    """Base class of all domains. Domains are immutable, and equal arguments compare equal (``_record``)."""
 
     kind: ClassVar[str] = ""
 
@@ -49,13 +49,16 @@ class Domain:
         return None
 
 
-@dataclass(frozen=True)
 class Uniform(Domain):
     """Floats uniformly distributed in [low, high]."""
 
     kind: ClassVar[str] = "uniform"
     low: float
     high: float
+    _fields = ("low", "high")
+
+    def __init__(self, low: float, high: float) -> None:
+        self._set(low=low, high=high)
 
     def from_unit(self, u: float) -> float:
         return _lerp(self.low, self.high, _unit(u))
@@ -64,7 +67,6 @@ class Uniform(Domain):
         return _number_problem(self, ("low", "high")) or _order_problem(self)
 
 
-@dataclass(frozen=True)
 class QUniform(Domain):
     """Floats uniformly distributed in [low, high], rounded to a multiple of ``q`` inside the bounds."""
 
@@ -72,6 +74,10 @@ class QUniform(Domain):
     low: float
     high: float
     q: float
+    _fields = ("low", "high", "q")
+
+    def __init__(self, low: float, high: float, q: float) -> None:
+        self._set(low=low, high=high, q=q)
 
     def from_unit(self, u: float) -> float:
         return _quantize(_lerp(self.low, self.high, _unit(u)), self.q, self.low, self.high)
@@ -81,14 +87,17 @@ class QUniform(Domain):
                 or _q_problem(self.q) or _multiple_problem(self.low, self.high, self.q))
 
 
-@dataclass(frozen=True)
 class LogUniform(Domain):
     """Floats in [low, high] whose logarithm is uniformly distributed (``low > 0``)."""
 
     kind: ClassVar[str] = "loguniform"
     low: float
     high: float
-    base: float = 10
+    base: float
+    _fields = ("low", "high", "base")
+
+    def __init__(self, low: float, high: float, base: float = 10) -> None:
+        self._set(low=low, high=high, base=base)
 
     def from_unit(self, u: float) -> float:
         return _log_lerp(self.low, self.high, self.base, _unit(u))
@@ -98,7 +107,6 @@ class LogUniform(Domain):
                 or _order_problem(self) or _base_problem(self.base))
 
 
-@dataclass(frozen=True)
 class QLogUniform(Domain):
     """Log-uniform floats in [low, high], rounded to a multiple of ``q`` inside the bounds."""
 
@@ -106,7 +114,11 @@ class QLogUniform(Domain):
     low: float
     high: float
     q: float
-    base: float = 10
+    base: float
+    _fields = ("low", "high", "q", "base")
+
+    def __init__(self, low: float, high: float, q: float, base: float = 10) -> None:
+        self._set(low=low, high=high, q=q, base=base)
 
     def from_unit(self, u: float) -> float:
         value = _log_lerp(self.low, self.high, self.base, _unit(u))
@@ -118,13 +130,16 @@ class QLogUniform(Domain):
                 or _multiple_problem(self.low, self.high, self.q))
 
 
-@dataclass(frozen=True)
 class Normal(Domain):
     """Normally distributed floats (unbounded)."""
 
     kind: ClassVar[str] = "normal"
-    mean: float = 0.0
-    sd: float = 1.0
+    mean: float
+    sd: float
+    _fields = ("mean", "sd")
+
+    def __init__(self, mean: float = 0.0, sd: float = 1.0) -> None:
+        self._set(mean=mean, sd=sd)
 
     def from_unit(self, u: float) -> float:
         return _normal(self.mean, self.sd, u)
@@ -133,7 +148,6 @@ class Normal(Domain):
         return _number_problem(self, ("mean", "sd")) or _sd_problem(self.sd)
 
 
-@dataclass(frozen=True)
 class QNormal(Domain):
     """Normally distributed floats rounded to a multiple of ``q``."""
 
@@ -141,6 +155,10 @@ class QNormal(Domain):
     mean: float
     sd: float
     q: float
+    _fields = ("mean", "sd", "q")
+
+    def __init__(self, mean: float, sd: float, q: float) -> None:
+        self._set(mean=mean, sd=sd, q=q)
 
     def from_unit(self, u: float) -> float:
         return _quantize(_normal(self.mean, self.sd, u), self.q)
@@ -149,13 +167,16 @@ class QNormal(Domain):
         return _number_problem(self, ("mean", "sd", "q")) or _sd_problem(self.sd) or _q_problem(self.q)
 
 
-@dataclass(frozen=True)
 class RandInt(Domain):
     """Integers uniformly distributed in [low, high) (``high`` excluded, as in Ray Tune)."""
 
     kind: ClassVar[str] = "randint"
     low: int
     high: int
+    _fields = ("low", "high")
+
+    def __init__(self, low: int, high: int) -> None:
+        self._set(low=low, high=high)
 
     def from_unit(self, u: float) -> int:
         low, high = int(self.low), int(self.high)
@@ -165,14 +186,17 @@ class RandInt(Domain):
         return _number_problem(self, ("low", "high"), integer=True) or _order_problem(self)
 
 
-@dataclass(frozen=True)
 class LogRandInt(Domain):
     """Integers in [low, high) (``high`` excluded) whose logarithm is about uniformly distributed."""
 
     kind: ClassVar[str] = "lograndint"
     low: int
     high: int
-    base: float = 10
+    base: float
+    _fields = ("low", "high", "base")
+
+    def __init__(self, low: int, high: int, base: float = 10) -> None:
+        self._set(low=low, high=high, base=base)
 
     def from_unit(self, u: float) -> int:
         low, high = int(self.low), int(self.high)
@@ -184,13 +208,16 @@ class LogRandInt(Domain):
                 or _positive_problem(self) or _order_problem(self) or _base_problem(self.base))
 
 
-@dataclass(frozen=True)
 class Choice(Domain):
     """One of ``options``, each equally likely. An option may be a dict of domains (a conditional
     space: only the chosen option's domains are sampled) or a domain itself."""
 
     kind: ClassVar[str] = "choice"
     options: list[Any]
+    _fields = ("options",)
+
+    def __init__(self, options: list[Any]) -> None:
+        self._set(options=options)
 
     def from_unit(self, u: float) -> Any:
         return _pick(self.options, u)
@@ -199,7 +226,6 @@ class Choice(Domain):
         return _sequence_problem("choice", "options", self.options)
 
 
-@dataclass(frozen=True)
 class Grid(Domain):
     """Every one of ``values``, crossed with every other grid in the space (grid search).
 
@@ -209,6 +235,10 @@ class Grid(Domain):
 
     kind: ClassVar[str] = "grid"
     values: list[Any]
+    _fields = ("values",)
+
+    def __init__(self, values: list[Any]) -> None:
+        self._set(values=values)
 
     def from_unit(self, u: float) -> Any:
         return _pick(self.values, u)
@@ -217,7 +247,6 @@ class Grid(Domain):
         return _sequence_problem("grid", "values", self.values)
 
 
-@dataclass(frozen=True, eq=False)
 class SampleFrom(Domain):
     """A value computed by ``fn(config)`` from the rest of the config, after every other key.
 
@@ -227,7 +256,11 @@ class SampleFrom(Domain):
 
     kind: ClassVar[str] = "sample_from"
     fn: Callable[[dict[str, Any]], Any] | None
-    fn_repr: str | None = None
+    fn_repr: str | None
+    _fields = ("fn", "fn_repr")
+
+    def __init__(self, fn: Callable[[dict[str, Any]], Any] | None, fn_repr: str | None = None) -> None:
+        self._set(fn=fn, fn_repr=fn_repr)
 
     @property
     def description(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import fields
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -53,8 +52,8 @@ def _encode(value: Any, where: str) -> Any:
         return {_TAG: value.kind, "repr": value.description}
     if isinstance(value, Domain):
         out: dict[str, Any] = {_TAG: value.kind}
-        for f in fields(value):  # type: ignore[arg-type]  # every concrete Domain is a dataclass
-            out[f.name] = _encode(getattr(value, f.name), f"{where}.{f.name}")
+        for name in value._fields:
+            out[name] = _encode(getattr(value, name), f"{where}.{name}")
         return out
     if isinstance(value, dict):
         out = {}
