@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -143,6 +144,47 @@ def test_a_plain_run_imports_no_module_of_a_feature_it_does_not_use_before_its_f
     second = sorted(tmp_path.glob("f_*"))[-1]
     assert {p.name for p in (second / "trials" / "trial_00001").iterdir()} >= {"params.json", "progress.csv",
                                                                                 "result.jsonl"}
+
+
+def test_the_garbage_collector_is_paused_while_a_run_sets_up_and_on_for_its_trials_and_after_it(tmp_path):
+    # the setup's collections scan the long-lived objects it makes for nothing (issue 19 row 11); a run must not
+    # leave it off, nor turn it on where the user turned it off
+    code = textwrap.dedent("""
+        import gc, json, sys
+        import tunesmith as ts
+
+        seen = {}
+
+        class Searcher(ts.Random):
+            def setup(self, *args, **kwargs):
+                seen.setdefault("setup", gc.isenabled())
+                super().setup(*args, **kwargs)
+
+        class Watch(ts.Callback):
+            def on_trial_results(self, trial, results):
+                seen.setdefault("results", gc.isenabled())
+
+        def f(config):
+            import gc
+            ts.report({"collector_on": int(gc.isenabled())})
+
+        res = ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0, searcher=Searcher(),
+                     callbacks=[Watch()], metric="collector_on", mode="max")
+        seen.update(trial=res.trials[0].last_result["collector_on"], after=gc.isenabled())
+        try:
+            ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0, searcher=Searcher(), metric="m",
+                   mode="sideways")
+        except ts.ConfigError:
+            seen["after_refused"] = gc.isenabled()
+        gc.disable()
+        ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0)
+        seen["left_off"] = not gc.isenabled()
+        print(json.dumps(seen, sort_keys=True))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "setup": False, "results": True, "trial": 1, "after": True, "after_refused": True, "left_off": True}
 
 
 class _AtStart(Callback):

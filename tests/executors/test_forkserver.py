@@ -160,7 +160,7 @@ def test_a_driver_without_stdout_and_stderr_runs_its_trials(tmp_path, start_meth
 
 
 DRIVER_STATE = """
-    import atexit, json, logging, os, signal, sys, warnings
+    import atexit, gc, json, logging, os, signal, sys, warnings
     {before}
     import tunesmith as ts
 
@@ -195,7 +195,8 @@ DRIVER_STATE = """
                        "usr1_default": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL,
                        "excepthook": sys.excepthook is sys.__excepthook__,
                        "main_has_driver_globals": hasattr(__main__, "DRIVER_ONLY"),
-                       "root_handlers": len(logging.getLogger().handlers)}}, f)
+                       "root_handlers": len(logging.getLogger().handlers),
+                       "collector_on": gc.isenabled()}}, f)
         ts.report({{"x": 1}})
 
     if __name__ == "__main__":
@@ -234,6 +235,7 @@ def test_a_driver_holding_only_tunesmith_is_forked_into_a_server_as_a_new_interp
     assert got["usr1_default"] and got["excepthook"]
     assert not got["main_has_driver_globals"]
     assert got["root_handlers"] == 0
+    assert got["collector_on"]  # forked while the driver's run() had the garbage collector paused for its setup
     assert "from the trial" not in got["driver_log"]  # the trial's log is not written to the driver's file
     assert got["exits"] == "exit\n"  # the driver's exit handler ran in the driver only
 
@@ -245,4 +247,5 @@ def test_a_driver_holding_more_starts_its_server_as_a_new_interpreter(tmp_path, 
     got = _driver_state(tmp_path, before)
     assert "-m\0tunesmith.executors._forkserver" in got["server_cmd"]
     assert got["held"] == [] and got["usr1_default"] and not got["main_has_driver_globals"]
+    assert got["collector_on"]
     assert got["exits"] == "exit\n"

@@ -146,6 +146,7 @@ def _as_new(fd: int, ours: int) -> int:
 
     global _SERVER_LOCK
     gc.freeze()  # nothing inherited is collected: its finalizer would close a number that names a new file
+    gc.enable()  # as in a new interpreter (the driver's run() pauses it while it sets up)
     os.setsid()  # as start_new_session: Ctrl-C reaches the driver only
     if ours <= 2:
         null = os.open(os.devnull, os.O_RDWR)
