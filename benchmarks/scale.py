@@ -435,14 +435,14 @@ def driver_memory(n: int, warmup: int, root: str, cache_kib: int | None = None) 
     if cache_kib is not None:  # an experiment on a private method: the writer connection's cache, and nothing else
         from tunesmith.store.sqlite import Store
 
-        opened = Store._open_writer
+        opened = Store._writing_pragmas  # every connection the driver writes through (a new store's after publish)
 
         def with_cache(self: Any) -> None:
             opened(self)
             self._db.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             seen.append(self._db.execute("PRAGMA cache_size").fetchone()[0])
 
-        Store._open_writer = with_cache  # type: ignore[method-assign]
+        Store._writing_pragmas = with_cache  # type: ignore[method-assign]
 
     me = psutil.Process()
     marks: dict[int, float] = {}
