@@ -193,7 +193,7 @@ class _AtStart(Callback):
         self.workers: list[int] = []
 
     def on_experiment_start(self, info):
-        self.workers = [w.proc.pid for w in self.backend._workers]
+        self.workers = list(self.backend.worker_pids())
 
 
 def _pid(config):
@@ -216,14 +216,14 @@ def test_a_run_refused_after_its_first_worker_started_leaves_no_worker(tmp_path)
     ts.run(_pid, name="exp", num_samples=1, storage_path=str(tmp_path), verbose=0, metric="pid", mode="min")
     backend = LocalBackend()
     started: list[int] = []
-    real_spawn = backend._spawn
+    real_started = backend._started
 
-    def spawn():  # the real spawn, noting the worker's pid
-        worker = real_spawn()
+    def noted(asking):  # the real start, noting the worker's pid
+        worker = real_started(asking)
         started.append(worker.proc.pid)
         return worker
 
-    backend._spawn = spawn
+    backend._started = noted
     with pytest.raises(ts.ConfigError, match="resume"):  # refused once the store is open: another metric
         ts.run(_pid, name="exp", resume=True, storage_path=str(tmp_path), verbose=0, metric="other", mode="min",
                backend=backend)

@@ -249,3 +249,37 @@ def test_a_driver_holding_more_starts_its_server_as_a_new_interpreter(tmp_path, 
     assert got["held"] == [] and got["usr1_default"] and not got["main_has_driver_globals"]
     assert got["collector_on"]
     assert got["exits"] == "exit\n"
+
+
+def test_workers_asked_for_together_each_get_their_own_answer_whichever_is_waited_for_first():
+    """``ForkServer.ask`` returns before the fork (the local executor makes the store meanwhile); the server
+    answers in the order it was asked, and each answer is filed to its own request, whoever reads it."""
+    import socket
+    from multiprocessing.connection import Connection
+
+    server = _forkserver.get()
+    assert server is not None
+    pairs = [socket.socketpair() for _ in range(2)]
+    asked = [server.ask(child.fileno(), _forkserver.worker_env(), os.getcwd()) for _, child in pairs]
+    procs = [asked[1].wait(), asked[0].wait()][::-1]  # the second waited for first
+    for (parent, child), proc in zip(pairs, procs):
+        child.close()
+        conn = Connection(parent.detach())
+        assert conn.poll(30)
+        kind, pid = conn.recv()  # the worker's first message names its process
+        assert pid == proc.pid
+        conn.close()  # the worker exits when the driver's end closes
+        assert proc.wait(30) == 0
+    assert procs[0].pid != procs[1].pid
+
+
+def test_the_first_worker_is_forked_while_the_store_is_made_and_taken_when_first_needed(tmp_path, monkeypatch):
+    from tunesmith.store.sqlite import Store
+
+    order: list[str] = []
+    real_wait, real_publish = _forkserver.Asked.wait, Store.publish
+    monkeypatch.setattr(_forkserver.Asked, "wait", lambda self: order.append("worker") or real_wait(self))
+    monkeypatch.setattr(Store, "publish", lambda self: order.append("store") or real_publish(self))
+    result = ts.run(where, num_samples=1, verbose=0, storage_path=str(tmp_path))
+    assert order == ["store", "worker"]
+    assert result.trials[0].status.value == "TERMINATED"

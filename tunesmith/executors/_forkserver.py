@@ -28,6 +28,7 @@ Protocol (a SOCK_SEQPACKET socket pair, JSON; both ends are our own processes):
 from __future__ import annotations
 
 import atexit
+import collections
 import errno
 import json
 import logging
@@ -261,10 +262,17 @@ class ForkServer:
         self._sock = ours
         self._lock = threading.Lock()
         self._exits: dict[int, int] = {}
+        self._asked: collections.deque[Asked] = collections.deque()  # requests not answered yet, oldest first
         self.dead = False
 
     def spawn(self, conn_fd: int, env: dict[str, str], cwd: str | None) -> ForkedProcess:
         """Fork a worker that talks over ``conn_fd``. Raises ServerGone if the server cannot."""
+        return self.ask(conn_fd, env, cwd).wait()
+
+    def ask(self, conn_fd: int, env: dict[str, str], cwd: str | None) -> Asked:
+        """Ask for a worker that talks over ``conn_fd`` and return without waiting for it: ``wait()`` on the
+        answer gives the process (the caller does other work meanwhile, as the local executor makes the store
+        while its first worker is forked). Raises ServerGone if the request cannot be sent."""
         data = json.dumps({"env": env, "cwd": cwd}).encode()
         nulls = []
         try:
@@ -281,7 +289,7 @@ class ForkServer:
             for fd in nulls:
                 os.close(fd)
 
-    def _request(self, data: bytes, fds: list[int]) -> ForkedProcess:
+    def _request(self, data: bytes, fds: list[int]) -> Asked:
         with self._lock:
             if self.dead:
                 raise ServerGone("the fork server is gone")
@@ -291,19 +299,26 @@ class ForkServer:
                 if e.errno != errno.EMSGSIZE:  # too large a request (environment) is no reason to give up
                     self._gone()
                 raise ServerGone(f"could not reach the fork server: {e}") from e
+            asked = Asked(self)
+            self._asked.append(asked)  # under the lock that sent it: answers come in the order of the requests
+            return asked
+
+    def _answer(self, asked: Asked) -> ForkedProcess:
+        """The process of ``asked``, reading the server's answers until its own is filed (``_read``)."""
+        with self._lock:
             deadline = time.monotonic() + _ANSWER_S
-            while True:
-                msg = self._read(deadline - time.monotonic())
-                if msg is None:
+            while asked.pid is None:
+                if self.dead:
+                    raise ServerGone("the fork server is gone")
+                if self._read(deadline - time.monotonic()) is None:
                     # gone, or hung: killed, so that it cannot fork this request's worker after all (the
                     # caller starts one the plain way on the same socket)
                     self._gone()
                     self.proc.kill()
                     raise ServerGone("the fork server did not answer")
-                if msg[0] == "pid":
-                    if int(msg[1]) < 0:
-                        raise ServerGone("the fork server refused the request")
-                    return ForkedProcess(self, int(msg[1]))
+            if asked.pid < 0:
+                raise ServerGone("the fork server refused the request")
+            return ForkedProcess(self, asked.pid)
 
     def returncode(self, pid: int, timeout: float) -> int | None:
         """The exit code of worker ``pid`` once it ended, waiting up to ``timeout`` seconds; raises
@@ -351,6 +366,8 @@ class ForkServer:
         msg = json.loads(data)
         if msg[0] == "exit":
             self._exits[int(msg[1])] = int(msg[2])
+        elif msg[0] == "pid" and self._asked:
+            self._asked.popleft().pid = int(msg[1])  # whoever reads it: the answer to the oldest request
         return msg
 
     def _gone(self) -> None:
@@ -390,6 +407,19 @@ class _ServerProcess:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+class Asked:
+    """A worker asked of the fork server (``ForkServer.ask``); its pid is filed when the answer is read."""
+
+    def __init__(self, server: ForkServer) -> None:
+        self.server = server
+        self.pid: int | None = None  # negative: the server refused
+
+    def wait(self) -> ForkedProcess:
+        """The forked worker, once the server has answered. Raises ServerGone if it refused, died, or did not
+        answer in time."""
+        return self.server._answer(self)
 
 
 class ForkedProcess:

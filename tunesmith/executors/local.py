@@ -42,6 +42,9 @@ from tunesmith.executors.resources import (
 log = logging.getLogger("tunesmith")
 # a function's name in its workers' cache: one per setup (hashing its bytes loaded OpenSSL at every run's start)
 _FN_KEYS = itertools.count()
+# a worker being started: the driver's and the worker's ends of its socket pair, its environment, and its fork
+# asked of the fork server (None: to be started the plain way)
+_Asking = tuple[socket.socket, socket.socket, dict[str, str], "_forkserver.Asked | None"]
 _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the others
 # A worker whose last trial ran shorter than this (from its start to the driver reading its end) is handed its next
 # trial while the current one runs (``LocalBackend(queue_ahead=True)``, where the run allows it): for such trials
@@ -123,6 +126,7 @@ class LocalBackend(Executor):
         self.trial_timeout_s = trial_timeout_s
         self._pool: ResourcePool | None = None
         self._workers: list[_Worker] = []
+        self._asked: _Asking | None = None  # the first worker, asked for by prestart() and not yet taken
         self._by_trial: dict[int, _Worker] = {}
         self._by_conn: dict[Connection, _Worker] = {}
         # the workers' sockets, registered once each (not a new selector per poll: one per event batch)
@@ -298,11 +302,20 @@ class LocalBackend(Executor):
 
     def prestart(self) -> None:
         """The first worker: its start (a fork, or an interpreter with ``spawn``) overlaps the store's creation
-        instead of following it. It has no CUDA devices pinned yet, so any first trial can take it."""
-        if not self._workers:
-            self._spawn()
+        instead of following it. Asked of the fork server without waiting for its answer, which is read when a
+        worker is first needed (``_prestarted``). It has no CUDA devices pinned yet, so any first trial can
+        take it."""
+        if not self._workers and self._asked is None:
+            self._asked = self._ask()
+
+    def _prestarted(self) -> None:
+        """The worker ``prestart`` asked for, among the workers once it is there (before any use of them)."""
+        if self._asked is not None:
+            asked, self._asked = self._asked, None
+            self._started(asked)
 
     def _idle_worker(self, cuda: str | None) -> _Worker:
+        self._prestarted()
         idle = []
         for w in self._workers:
             if w.trial_id is None:
@@ -321,9 +334,14 @@ class LocalBackend(Executor):
         return self._spawn()
 
     def _spawn(self) -> _Worker:
+        return self._started(self._ask())
+
+    def _ask(self) -> _Asking:
+        """A worker's socket pair and environment, and its fork asked of the fork server (None: the server is
+        not used, or could not be asked; ``_started`` starts it the plain way)."""
         parent, child = socket.socketpair()
         env = _forkserver.worker_env()
-        proc: Any = None
+        asked = None
         server = _forkserver.get() if self.start_method == "forkserver" else None
         if server is not None:
             try:
@@ -331,7 +349,18 @@ class LocalBackend(Executor):
             except OSError:
                 cwd = None  # the working directory was deleted: the worker keeps the server's
             try:
-                proc = server.spawn(child.fileno(), env, cwd)
+                asked = server.ask(child.fileno(), env, cwd)
+            except _forkserver.ServerGone as e:
+                log.warning("%s; starting this worker the plain way", e)
+        return parent, child, env, asked
+
+    def _started(self, asking: _Asking) -> _Worker:
+        """The worker ``asking`` asked for, once forked (or started the plain way), registered."""
+        parent, child, env, asked = asking
+        proc: Any = None
+        if asked is not None:
+            try:
+                proc = asked.wait()
             except _forkserver.ServerGone as e:
                 log.warning("%s; starting this worker the plain way", e)
         if proc is None:
@@ -531,9 +560,11 @@ class LocalBackend(Executor):
             pass
 
     def worker_pids(self) -> list[int]:
+        self._prestarted()
         return [w.proc.pid for w in self._workers]
 
     def shutdown(self) -> None:
+        self._prestarted()  # a worker asked for and never used is stopped with the others
         for worker in list(self._workers):
             try:
                 worker.conn.send((EXIT,))
