@@ -235,6 +235,59 @@ def test_all_results_frame_types_decided_across_chunks_equal_the_old_one(tmp_pat
     pd.testing.assert_frame_equal(new, old)
 
 
+def same_keys_trials(reorder: bool) -> list[dict[str, Any]]:
+    """Every result reports the same keys (a chunk is then built without looking at each row), trials of several
+    lengths whose configs differ in their keys; with ``reorder`` every other result gives its keys in another
+    order (the same keys: still one column each, in the order they first appeared)."""
+    trials = []
+    for i in range(1, 8):
+        config: dict[str, Any] = {"lr": i / 10, "opt": {"name": "adam" if i % 2 else "sgd"}}
+        if i in (3, 6):
+            config["only_some"] = i
+        results = []
+        for it in range(i % 4 + 1):
+            m: dict[str, Any] = {"loss": 1.0 / (i + it), "step": it, "phase": "warm" if it else "start"}
+            if reorder and it % 2:
+                m = {"phase": m["phase"], "step": m["step"], "loss": m["loss"]}
+            results.append(m)
+        trials.append({"id": i, "config": config, "results": results})
+    return trials
+
+
+@pytest.mark.parametrize("reorder", [False, True])
+@pytest.mark.parametrize("chunk", [None, 1, 2, 5])
+def test_all_results_frame_of_results_with_the_same_keys_equals_the_old_one(
+        tmp_path: Any, reorder: bool, chunk: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    import tunesmith.results as results_module
+
+    if chunk is not None:  # trials' rows split across chunks
+        monkeypatch.setattr(results_module, "_FRAME_CHUNK", chunk)
+    rs = load(write_store(str(tmp_path / "same"), same_keys_trials(reorder)))
+    new, old = rs.dataframe(all_results=True), old_all_results_frame(rs)
+    assert list(new.columns)[:4] == ["trial_id", "loss", "step", "phase"] and "config/only_some" in new.columns
+    pd.testing.assert_frame_equal(new, old)
+
+
+def test_all_results_frame_of_a_store_holding_text_in_its_number_columns_equals_the_old_one(tmp_path: Any) -> None:
+    """A store someone else wrote may hold anything in a column (SQLite keeps text in a REAL column): the
+    automatic columns are typed as pandas types them, text kept as text, not read as a number."""
+    import sqlite3
+
+    import pandas as pd
+
+    folder = write_store(str(tmp_path / "odd"), same_keys_trials(False))
+    db = sqlite3.connect(os.path.join(folder, STORE_FILE))
+    db.execute("UPDATE results SET time_total = 'soon' WHERE trial_id = 2 AND iteration = 1")  # not a number
+    db.commit()
+    db.close()
+    rs = load(folder)
+    new = rs.dataframe(all_results=True)
+    assert new["time_total_s"].dtype == object and "soon" in list(new["time_total_s"])
+    pd.testing.assert_frame_equal(new, old_all_results_frame(rs))
+
+
 @pytest.mark.parametrize("counted", [0, 7, 1000])
 def test_all_results_frame_when_the_count_differs_from_the_rows_read(tmp_path: Any, counted: int,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -505,34 +506,54 @@ class ResultSet:
         types and values are those of the chunk frames concatenated, as it was built before, which are those
         of one dict per result (``{"trial_id", **result, **config}``) given to pandas but where a chunk holds
         only None in a column (object, not float64). A result whose metric names clash with those keys is
-        still built one dict per result."""
+        still built one dict per result. A chunk whose results all report the same keys (the usual) is not
+        looked at row by row: its trials' stretches come from ``itertools.groupby`` of the ids; pandas is told
+        the chunk's keys (it would look through every dict for them), and the ids and automatic keys go to it
+        as numpy arrays where they are what pandas would infer (``_typed``)."""
         order: dict[str, None] = {}  # every column by first appearance, as pandas orders a list of dicts
         whole = _FrameColumns(pd, self._store.count_results())
         for rows in self._store.result_chunks(_FRAME_CHUNK):
             metrics = json.loads("[" + ",".join([r[4] for r in rows]) + "]")
             tids = [r[0] for r in rows]
-            prev_tid, prev_keys = None, None
             config_cols: dict[str, list[Any]] = {}
             seg_start, seg_cfg = 0, cast("dict[str, Any]", {})
-            for i, (tid, m) in enumerate(zip(tids, metrics)):
-                if tid != prev_tid or m.keys() != prev_keys:  # only then can a column appear
-                    if _AUTO_KEYS.intersection(m) or any(k.startswith("config/") for k in m):
-                        return self._results_frame_by_row(pd, configs)
-                    order["trial_id"] = None
-                    order.update(dict.fromkeys(m))
-                    order.update(_AUTO_ORDER)
-                    prev_keys = m.keys()
-                if tid != prev_tid:
-                    _fill_config(config_cols, seg_cfg, seg_start, i)
-                    seg_start, seg_cfg, prev_tid = i, configs.get(tid, {}), tid
+            shapes = set(map(tuple, metrics))  # each result's keys in their order
+            if len(shapes) == 1:  # the usual: every result of the chunk reports the same keys
+                keys = dict.fromkeys(next(iter(shapes)))
+                if _AUTO_KEYS.intersection(keys) or any(k.startswith("config/") for k in keys):
+                    return self._results_frame_by_row(pd, configs)
+                order["trial_id"] = None
+                order.update(keys)
+                order.update(_AUTO_ORDER)
+                end = 0
+                for tid, same in itertools.groupby(tids):  # one stretch of rows per trial
+                    start, end = end, end + len(list(same))
+                    _fill_config(config_cols, seg_cfg, seg_start, start)
+                    seg_start, seg_cfg = start, configs.get(tid, {})
                     order.update(dict.fromkeys(seg_cfg))
+            else:
+                keys = {}  # the chunk's keys by first appearance, as pandas would find them
+                prev_tid, prev_keys = None, None
+                for i, (tid, m) in enumerate(zip(tids, metrics)):
+                    if tid != prev_tid or m.keys() != prev_keys:  # only then can a column appear
+                        if _AUTO_KEYS.intersection(m) or any(k.startswith("config/") for k in m):
+                            return self._results_frame_by_row(pd, configs)
+                        order["trial_id"] = None
+                        order.update(dict.fromkeys(m))
+                        order.update(_AUTO_ORDER)
+                        keys.update(dict.fromkeys(m))
+                        prev_keys = m.keys()
+                    if tid != prev_tid:
+                        _fill_config(config_cols, seg_cfg, seg_start, i)
+                        seg_start, seg_cfg, prev_tid = i, configs.get(tid, {}), tid
+                        order.update(dict.fromkeys(seg_cfg))
             _fill_config(config_cols, seg_cfg, seg_start, len(rows))
-            frame = pd.DataFrame(metrics)
+            frame = pd.DataFrame(metrics, columns=list(keys))  # named: pandas need not look through every row
             del metrics
-            columns: dict[str, Any] = {"trial_id": tids}
+            columns: dict[str, Any] = {"trial_id": _typed(whole.np, tids, "int64")}
             columns.update({name: frame[name] for name in frame.columns})
-            for name, pos in (("training_iteration", 1), ("time_total_s", 2), ("timestamp", 3)):
-                columns[name] = [r[pos] for r in rows]
+            for name, pos, dtype in _AUTO_COLUMNS:
+                columns[name] = _typed(whole.np, [r[pos] for r in rows], dtype)
             for name, col in config_cols.items():
                 if len(col) < len(rows):
                     col.extend([math.nan] * (len(rows) - len(col)))
@@ -578,6 +599,19 @@ class ResultSet:
 _FRAME_CHUNK = 1 << 14
 _AUTO_ORDER = dict.fromkeys(("training_iteration", "time_total_s", "timestamp"))
 _AUTO_KEYS = frozenset(("trial_id", *_AUTO_ORDER))
+# the automatic keys' columns: where in a stored row, and their type (the store's INTEGER and REAL columns)
+_AUTO_COLUMNS = (("training_iteration", 1, "int64"), ("time_total_s", 2, "float64"), ("timestamp", 3, "float64"))
+
+
+def _typed(np: Any, values: list[Any], dtype: str) -> Any:
+    """``values`` as numpy makes them an array, where that is ``dtype`` (as pandas would infer it, with less
+    work per value); else the list itself, for pandas to type (a store someone else wrote may hold anything
+    in a column: text, a number past int64)."""
+    try:
+        array = np.array(values)
+    except (TypeError, ValueError, OverflowError):
+        return values
+    return array if array.dtype == dtype else values
 
 
 class _FrameColumns:
