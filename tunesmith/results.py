@@ -508,8 +508,9 @@ class ResultSet:
         only None in a column (object, not float64). A result whose metric names clash with those keys is
         still built one dict per result. A chunk whose results all report the same keys (the usual) is not
         looked at row by row: its trials' stretches come from ``itertools.groupby`` of the ids; pandas is told
-        the chunk's keys (it would look through every dict for them), and the ids and automatic keys go to it
-        as numpy arrays where they are what pandas would infer (``_typed``)."""
+        the chunk's keys (it would look through every dict for them), or, when the results share their keys,
+        given one list per key; the ids and automatic keys go to it as numpy arrays where they are what pandas
+        would infer (``_typed``)."""
         order: dict[str, None] = {}  # every column by first appearance, as pandas orders a list of dicts
         whole = _FrameColumns(pd, self._store.count_results())
         for rows in self._store.result_chunks(_FRAME_CHUNK):
@@ -548,7 +549,10 @@ class ResultSet:
                         seg_start, seg_cfg, prev_tid = i, configs.get(tid, {}), tid
                         order.update(dict.fromkeys(seg_cfg))
             _fill_config(config_cols, seg_cfg, seg_start, len(rows))
-            frame = pd.DataFrame(metrics, columns=list(keys))  # named: pandas need not look through every row
+            if len(shapes) == 1:  # a column per key, typed by pandas as it types them from the dicts
+                frame = pd.DataFrame({key: [m[key] for m in metrics] for key in keys})
+            else:
+                frame = pd.DataFrame(metrics, columns=list(keys))  # named: pandas need not look through every row
             del metrics
             columns: dict[str, Any] = {"trial_id": _typed(whole.np, tids, "int64")}
             columns.update({name: frame[name] for name in frame.columns})
