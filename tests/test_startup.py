@@ -176,6 +176,14 @@ def test_the_garbage_collector_is_paused_while_a_run_sets_up_and_on_for_its_tria
                    mode="sideways")
         except ts.ConfigError:
             seen["after_refused"] = gc.isenabled()
+        class Nested(ts.Random):  # a run inside another run's setup
+            def setup(self, *args, **kwargs):
+                ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0)
+                seen.setdefault("nested_setup", gc.isenabled())
+                super().setup(*args, **kwargs)
+
+        ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0, searcher=Nested())
+        seen["after_nested"] = gc.isenabled()
         gc.disable()
         ts.run(f, num_samples=1, storage_path=sys.argv[1], verbose=0)
         seen["left_off"] = not gc.isenabled()
@@ -184,7 +192,8 @@ def test_the_garbage_collector_is_paused_while_a_run_sets_up_and_on_for_its_tria
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=100)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
-        "setup": False, "results": True, "trial": 1, "after": True, "after_refused": True, "left_off": True}
+        "setup": False, "results": True, "trial": 1, "after": True, "after_refused": True, "nested_setup": False,
+        "after_nested": True, "left_off": True}
 
 
 class _AtStart(Callback):

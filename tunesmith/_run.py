@@ -47,6 +47,7 @@ def _collector_paused(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def paused(*args: Any, **kwargs: Any) -> Any:
+        outer = getattr(_setup, "paused", False)  # a run inside a run's setup (a searcher's, a callback's)
         was_on = _setup.paused = gc.isenabled()
         if was_on:
             gc.disable()
@@ -54,6 +55,7 @@ def _collector_paused(fn: _F) -> _F:
             return fn(*args, **kwargs)
         finally:
             _setup_done()
+            _setup.paused = outer  # the outer run, if still setting up, resumes the collector itself
 
     return cast(_F, paused)
 
