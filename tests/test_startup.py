@@ -241,3 +241,21 @@ def test_a_run_refused_after_its_first_worker_started_leaves_no_worker(tmp_path)
     while pid_alive(started[0]) and time.monotonic() < deadline:
         time.sleep(0.02)  # waiting for a condition (the killed worker is gone), bounded
     assert not pid_alive(started[0])
+
+
+def test_a_first_worker_started_the_plain_way_starts_at_prestart_while_the_store_is_made():
+    """With ``start_method="spawn"`` (a new interpreter per worker) the first worker is started by ``prestart``
+    itself, so its interpreter's start overlaps the store's creation; only a fork server's answer is waited for
+    later."""
+    import psutil
+
+    backend = LocalBackend(start_method="spawn")
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    backend.prestart()
+    try:
+        started = [p for p in me.children() if p.pid not in before]
+        assert any("tunesmith.executors._worker" in " ".join(p.cmdline()) for p in started)
+    finally:
+        backend.shutdown()
+    assert backend.worker_pids() == []

@@ -43,8 +43,8 @@ log = logging.getLogger("tunesmith")
 # a function's name in its workers' cache: one per setup (hashing its bytes loaded OpenSSL at every run's start)
 _FN_KEYS = itertools.count()
 # a worker being started: the driver's and the worker's ends of its socket pair, its environment, and its fork
-# asked of the fork server (None: to be started the plain way)
-_Asking = tuple[socket.socket, socket.socket, dict[str, str], "_forkserver.Asked | None"]
+# asked of the fork server, or its process started the plain way
+_Asking = tuple[socket.socket, socket.socket, dict[str, str], "_forkserver.Asked | subprocess.Popen[bytes]"]
 _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the others
 # A worker whose last trial ran shorter than this (from its start to the driver reading its end) is handed its next
 # trial while the current one runs (``LocalBackend(queue_ahead=True)``, where the run allows it): for such trials
@@ -337,11 +337,10 @@ class LocalBackend(Executor):
         return self._started(self._ask())
 
     def _ask(self) -> _Asking:
-        """A worker's socket pair and environment, and its fork asked of the fork server (None: the server is
-        not used, or could not be asked; ``_started`` starts it the plain way)."""
+        """A worker's socket pair and environment, and its process: asked of the fork server (forked by the
+        time ``_started`` waits for it), or, where the server is not used or cannot be asked, started now."""
         parent, child = socket.socketpair()
         env = _forkserver.worker_env()
-        asked = None
         server = _forkserver.get() if self.start_method == "forkserver" else None
         if server is not None:
             try:
@@ -349,26 +348,23 @@ class LocalBackend(Executor):
             except OSError:
                 cwd = None  # the working directory was deleted: the worker keeps the server's
             try:
-                asked = server.ask(child.fileno(), env, cwd)
+                return parent, child, env, server.ask(child.fileno(), env, cwd)
             except _forkserver.ServerGone as e:
                 log.warning("%s; starting this worker the plain way", e)
-        return parent, child, env, asked
+        return parent, child, env, _plain_worker(child, env)
 
     def _started(self, asking: _Asking) -> _Worker:
-        """The worker ``asking`` asked for, once forked (or started the plain way), registered."""
-        parent, child, env, asked = asking
-        proc: Any = None
-        if asked is not None:
+        """The worker of ``asking``, once forked (or started the plain way if the server failed), registered."""
+        parent, child, env, started = asking
+        proc: subprocess.Popen[bytes] | _forkserver.ForkedProcess
+        if isinstance(started, _forkserver.Asked):
             try:
-                proc = asked.wait()
+                proc = started.wait()
             except _forkserver.ServerGone as e:
                 log.warning("%s; starting this worker the plain way", e)
-        if proc is None:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tunesmith.executors._worker", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True,  # Ctrl-C reaches the driver only; it stops trials in order
-            )
+                proc = _plain_worker(child, env)
+        else:
+            proc = started
         child.close()
         conn = Connection(parent.detach())
         worker = _Worker(proc, conn)
@@ -576,6 +572,15 @@ class LocalBackend(Executor):
         self._by_trial.clear()
         self._queued.clear()
         self._orphans.clear()
+
+
+def _plain_worker(child: socket.socket, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A worker started as a new interpreter, talking over ``child``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.executors._worker", str(child.fileno())],
+        pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env,
+        start_new_session=True,  # Ctrl-C reaches the driver only; it stops trials in order
+    )
 
 
 def _wait_exited(procs: list[Any], timeout: float) -> None:
