@@ -53,8 +53,7 @@ class FrozenRecord(Record):
     fields (a field that is a list or dict makes it unhashable, as in a frozen dataclass)."""
 
     def _set(self, **values: Any) -> None:
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
+        self.__dict__.update(values)  # not through __setattr__, which refuses
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} cannot be changed: cannot assign to {name!r}")
