@@ -265,10 +265,6 @@ class ForkServer:
         self._asked: collections.deque[Asked] = collections.deque()  # requests not answered yet, oldest first
         self.dead = False
 
-    def spawn(self, conn_fd: int, env: dict[str, str], cwd: str | None) -> ForkedProcess:
-        """Fork a worker that talks over ``conn_fd``. Raises ServerGone if the server cannot."""
-        return self.ask(conn_fd, env, cwd).wait()
-
     def ask(self, conn_fd: int, env: dict[str, str], cwd: str | None) -> Asked:
         """Ask for a worker that talks over ``conn_fd`` and return without waiting for it: ``wait()`` on the
         answer gives the process (the caller does other work meanwhile, as the local executor makes the store
