@@ -277,9 +277,10 @@ def test_the_first_worker_is_forked_while_the_store_is_made_and_taken_when_first
     from tunesmith.store.sqlite import Store
 
     order: list[str] = []
-    real_wait, real_publish = _forkserver.Asked.wait, Store.publish
-    monkeypatch.setattr(_forkserver.Asked, "wait", lambda self: order.append("worker") or real_wait(self))
+    real_ask, real_wait, real_publish = _forkserver.ForkServer.ask, _forkserver.Asked.wait, Store.publish
+    monkeypatch.setattr(_forkserver.ForkServer, "ask", lambda self, *a: order.append("asked") or real_ask(self, *a))
+    monkeypatch.setattr(_forkserver.Asked, "wait", lambda self: order.append("taken") or real_wait(self))
     monkeypatch.setattr(Store, "publish", lambda self: order.append("store") or real_publish(self))
     result = ts.run(where, num_samples=1, verbose=0, storage_path=str(tmp_path))
-    assert order == ["store", "worker"]
+    assert order == ["asked", "store", "taken"]  # asked before the store is made, its answer read after
     assert result.trials[0].status.value == "TERMINATED"
