@@ -20,6 +20,11 @@ class Record:
 
     _fields: ClassVar[tuple[str, ...]] = ()
 
+    def _set(self, **values: Any) -> None:
+        """What ``__init__`` sets: one update of the instance's dict (not through ``__setattr__``, which a
+        frozen record refuses)."""
+        self.__dict__.update(values)
+
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._fields)
 
@@ -51,9 +56,6 @@ class Record:
 class FrozenRecord(Record):
     """A ``Record`` that cannot change once made (``__init__`` sets its fields with ``_set``), hashed by its
     fields (a field that is a list or dict makes it unhashable, as in a frozen dataclass)."""
-
-    def _set(self, **values: Any) -> None:
-        self.__dict__.update(values)  # not through __setattr__, which refuses
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} cannot be changed: cannot assign to {name!r}")

@@ -89,21 +89,11 @@ class TrialView(Record):
                  checkpoint_path: str | None = None, checkpoint_iteration: int = 0, parent_id: int | None = None,
                  parent_iteration: int | None = None, generation: int = 0, num_failures: int = 0,
                  error: str | None = None, start_time: float | None = None, end_time: float | None = None) -> None:
-        self.id = id
-        self.config = config
-        self.status = status
-        self.resources = {} if resources is None else resources
-        self.last_result = last_result
-        self.iteration = iteration
-        self.checkpoint_path = checkpoint_path
-        self.checkpoint_iteration = checkpoint_iteration
-        self.parent_id = parent_id
-        self.parent_iteration = parent_iteration
-        self.generation = generation
-        self.num_failures = num_failures
-        self.error = error
-        self.start_time = start_time
-        self.end_time = end_time
+        self._set(id=id, config=config, status=status, resources={} if resources is None else resources,
+                  last_result=last_result, iteration=iteration, checkpoint_path=checkpoint_path,
+                  checkpoint_iteration=checkpoint_iteration, parent_id=parent_id, parent_iteration=parent_iteration,
+                  generation=generation, num_failures=num_failures, error=error, start_time=start_time,
+                  end_time=end_time)
 
     @property
     def name(self) -> str:

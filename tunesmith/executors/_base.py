@@ -63,18 +63,10 @@ class Launch(Record):
                  decision_iteration: int | None = None, decision_plan: tuple[Any, ...] | None = None,
                  env: dict[str, str] | None = None, ranks: int | None = None,
                  held_checkpoints: tuple[str, ...] = ()) -> None:
-        self.trial_id = trial_id
-        self.config = config
-        self.trial_dir = trial_dir
-        self.resources = resources
-        self.restore = restore
-        self.iteration = iteration
-        self.time_offset = time_offset
-        self.decision_iteration = decision_iteration
-        self.decision_plan = decision_plan
-        self.env = {} if env is None else env
-        self.ranks = ranks
-        self.held_checkpoints = held_checkpoints
+        self._set(trial_id=trial_id, config=config, trial_dir=trial_dir, resources=resources, restore=restore,
+                  iteration=iteration, time_offset=time_offset, decision_iteration=decision_iteration,
+                  decision_plan=decision_plan, env={} if env is None else env, ranks=ranks,
+                  held_checkpoints=held_checkpoints)
 
 
 def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config: bool, sys_path: list[str],

@@ -91,10 +91,8 @@ class SchedulerView(Record):
 
     def __init__(self, trials: dict[int, TrialView], now: float = 0.0,
                  total_resources: dict[str, float] | None = None, deadline_s: float | None = None) -> None:
-        self.trials = trials
-        self.now = now
-        self.total_resources = {} if total_resources is None else total_resources
-        self.deadline_s = deadline_s
+        self._set(trials=trials, now=now, total_resources={} if total_resources is None else total_resources,
+                  deadline_s=deadline_s)
 
 
 class Scheduler:
