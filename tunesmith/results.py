@@ -532,6 +532,8 @@ class ResultSet:
                     _fill_config(config_cols, seg_cfg, seg_start, start)
                     seg_start, seg_cfg = start, configs.get(tid, {})
                     order.update(dict.fromkeys(seg_cfg))
+                # a column per key, typed by pandas as it types them from the dicts
+                frame = pd.DataFrame({key: [m[key] for m in metrics] for key in keys})
             else:
                 keys = {}  # the chunk's keys by first appearance, as pandas would find them
                 prev_tid, prev_keys = None, None
@@ -548,11 +550,8 @@ class ResultSet:
                         _fill_config(config_cols, seg_cfg, seg_start, i)
                         seg_start, seg_cfg, prev_tid = i, configs.get(tid, {}), tid
                         order.update(dict.fromkeys(seg_cfg))
-            _fill_config(config_cols, seg_cfg, seg_start, len(rows))
-            if len(shapes) == 1:  # a column per key, typed by pandas as it types them from the dicts
-                frame = pd.DataFrame({key: [m[key] for m in metrics] for key in keys})
-            else:
                 frame = pd.DataFrame(metrics, columns=list(keys))  # named: pandas need not look through every row
+            _fill_config(config_cols, seg_cfg, seg_start, len(rows))
             del metrics
             columns: dict[str, Any] = {"trial_id": _typed(whole.np, tids, "int64")}
             columns.update({name: frame[name] for name in frame.columns})
