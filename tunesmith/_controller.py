@@ -668,13 +668,12 @@ class Controller:
 
 
 Decision = Continue | Stop | Pause | Exploit
+_CONTINUE = Continue()
+_STOP = Stop()
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: trials are stopped and the store is closed cleanly."""
-
-_CONTINUE = Continue()
-_STOP = Stop()
 
 
 def _stopped_on_plan(plan: tuple[Any, ...] | None, trial: TrialView) -> bool:
