@@ -126,6 +126,52 @@ def test_show_builds_only_the_trials_it_shows_in_the_order_of_a_full_read(tmp_pa
     assert "40 trials (" in res.output and "20 more trials not shown" in res.output
 
 
+@pytest.mark.parametrize("sort", [None, "loss", "-loss", "-lr", "id"])
+def test_a_page_of_show_decodes_no_last_result_it_does_not_need(tmp_path: Any, monkeypatch: Any,
+                                                                sort: str | None) -> None:
+    """Ranking by a metric whose values are plain numbers reads them through SQLite (no trial's last result is
+    decoded in Python but the shown ones'); ranking by id or a config key, or an experiment without a metric,
+    decodes no last result at all. The page is the one a full read gives."""
+    from tunesmith import cli as cli_module
+
+    folder = many(str(tmp_path / "plain"), 60)
+    sort_args = [] if sort is None else ["--sort", sort]
+    every = json.loads(invoke("show", folder, "--json", *sort_args).output)["trials"]
+    decoded: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(json, name)
+
+        @staticmethod
+        def loads(text: Any, *args: Any, **kwargs: Any) -> Any:
+            decoded.append(text)
+            return json.loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(cli_module, "json", Counting())
+    res = invoke("show", folder, *sort_args)
+    listed = [w for line in res.output.splitlines() for w in line.split()[:1] if w.startswith("trial_")]
+    assert listed == [t["name"] for t in every[:20]]
+    assert not [t for t in decoded if '"loss"' in t], decoded[:3]
+
+
+def test_show_ranks_by_a_metric_sqlite_cannot_read_as_a_full_read_does(tmp_path: Any) -> None:
+    """A metric whose name a JSON path cannot spell (a quote, a backslash, a dot) or whose values are not all
+    numbers (bools, text, NaN and infinities, which SQLite's JSON cannot read) is ranked from the decoded
+    results, as a full read ranks it."""
+    rng = random.Random(5)
+    values: list[Any] = [1.5, -2, True, False, "7", math.nan, math.inf, -math.inf, None, 3, 0.25, 10**30]
+    for metric in ('lo"ss', "lo\\ss", "lo.ss", "loss"):
+        folder = write_store(str(tmp_path / f"m{len(os.listdir(tmp_path))}"),
+                             [{"id": i, "config": {"x": i},
+                               "results": [{metric: rng.choice(values)}] if i % 9 else [{"acc": 1}]}
+                              for i in range(1, 41)], metric=metric)
+        for sort_args in ([], ["--sort", metric], ["--sort", "-" + metric]):
+            every = json.loads(invoke("show", folder, "--json", *sort_args).output)["trials"]
+            page = json.loads(invoke("show", folder, "--json", "--limit", "12", *sort_args).output)["trials"]
+            assert [t["id"] for t in page] == [t["id"] for t in every[:12]], (metric, sort_args)
+
+
 # -- dataframe ----------------------------------------------------------------------------------------------
 
 

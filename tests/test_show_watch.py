@@ -163,9 +163,9 @@ def test_a_watch_reads_only_what_changed_and_holds_no_snapshot_between_draws(tmp
     built: list[int] = []
     real_init = cli_module._Brief.__init__
 
-    def counted(self: Any, row: Any) -> None:
+    def counted(self: Any, row: Any, key: Any) -> None:
         built.append(row[0])
-        real_init(self, row)
+        real_init(self, row, key)
 
     monkeypatch.setattr(cli_module._Brief, "__init__", counted)
     watch = cli_module._Watch(ResultSet(folder), sort_key=None, limit=20, show_secrets=False)

@@ -463,7 +463,8 @@ def _select(rs: Any, sort_key: str | None, limit: int | None, show_secrets: bool
         everyone: list[Any] = list(rs.trials)
         trials, note = _sorted_trials(rs, everyone, sort_key)
     else:  # a page: rank light records, then read the shown trials' rows only
-        everyone = (briefs or _Briefs()).read(rs)
+        key = _order(rs, sort_key)[0]
+        everyone = (briefs or _Briefs()).read(rs, None if key in ("id", "status", "iteration") else key)
         ranked, note = _sorted_trials(rs, everyone, sort_key)
         trials = [rs.trial(t.id) for t in ranked[:limit]]
     if not show_secrets:
@@ -587,24 +588,43 @@ def _watch(watch: _Watch, seconds: float) -> None:
 
 
 class _Brief:
-    """What ranking a trial in `show` needs: its id, status, iteration and last result, its config decoded only
-    when asked for (sorting by a config key). A page of 20 out of 10,000 trials builds 20 TrialResults."""
+    """What ranking a trial in `show` needs: its id, status, iteration and the value its last result holds at the
+    key it is ranked by (``found``: SQLite's number, else its last result decoded here; ``_ABSENT`` when it has
+    none), its config decoded only when asked for (sorting by a config key). A page of 20 out of 10,000 trials
+    builds 20 TrialResults."""
 
-    __slots__ = ("id", "status", "iteration", "last_result", "_config", "row")
+    __slots__ = ("id", "status", "iteration", "found", "_config", "row")
 
-    def __init__(self, row: tuple[int, str, int, str | None, str]) -> None:
-        from tunesmith.trial import TrialStatus
-
+    def __init__(self, row: tuple[int, str, int, str | None, str, Any], key: str | None) -> None:
         self.row = row
-        self.id, status, self.iteration, last, self._config = row
-        self.status = TrialStatus(status)
-        self.last_result = (json.loads(last) if last is not None else None) or {}
+        self.id, status, self.iteration, last, self._config, picked = row
+        self.status = _STATUSES.get(status) or _status(status)
+        if key is None:
+            self.found: Any = _ABSENT
+        elif picked == "decode" or not isinstance(picked, (str, int, float)):
+            self.found = ((json.loads(last) if last is not None else None) or {}).get(key, _ABSENT)
+        else:
+            self.found = _ABSENT if picked == "absent" else picked
 
     @property
     def config(self) -> Any:
         if isinstance(self._config, str):
             self._config = json.loads(self._config)
         return self._config
+
+
+_ABSENT: Any = object()  # a trial's last result lacks the key it is ranked by
+
+
+def _status(text: str) -> Any:
+    """The TrialStatus named ``text``, kept in ``_STATUSES``: one enum lookup per status rather than per trial."""
+    from tunesmith.trial import TrialStatus
+
+    status = _STATUSES[text] = TrialStatus(text)
+    return status
+
+
+_STATUSES: dict[str, Any] = {}
 
 
 class _Briefs:
@@ -614,19 +634,33 @@ class _Briefs:
     def __init__(self) -> None:
         self._by_id: dict[int, _Brief] = {}
 
-    def read(self, rs: Any) -> list[_Brief]:
+    def read(self, rs: Any, key: str | None) -> list[_Brief]:
+        """Every trial's brief, for ranking by ``key`` (a key of the last results; None when the order needs
+        none: by id, status or iteration, or no order)."""
         from tunesmith.store.sqlite import StoreError
 
         old, new = self._by_id, {}
         try:
-            for row in rs._store.trial_briefs():
+            for row in rs._store.trial_briefs(key):
                 kept = old.get(row[0])
-                new[row[0]] = kept if kept is not None and kept.row == row else _Brief(row)
-        except (ValueError, TypeError, KeyError) as e:
+                new[row[0]] = kept if kept is not None and kept.row == row else _Brief(row, key)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise StoreError(f"the experiment store {rs._store.path} is damaged: a trial's row cannot be read "
                              f"({type(e).__name__}: {e})") from e
         self._by_id = new
         return list(new.values())
+
+
+def _order(rs: Any, sort_key: str | None) -> tuple[str | None, bool]:
+    """(the key `show` sorts by, descending): ``--sort``'s, else the experiment's first metric and its mode; None
+    when there is no order to give (no --sort and no metric)."""
+    if sort_key is None:
+        if not (rs.metrics and rs.modes):
+            return None, False
+        return rs.metrics[0], rs.modes[0] == "max"  # several metrics: by the first
+    if sort_key.startswith("-"):
+        return sort_key[1:], True
+    return sort_key, False
 
 
 def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[list[Any], str | None]:
@@ -636,13 +670,9 @@ def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[li
     from tunesmith.space import flatten
 
     trials = list(trials)
-    descending = False
+    sort_key, descending = _order(rs, sort_key)
     if sort_key is None:
-        if not (rs.metrics and rs.modes):
-            return trials, None
-        sort_key, descending = rs.metrics[0], rs.modes[0] == "max"  # several metrics: by the first
-    elif sort_key.startswith("-"):
-        sort_key, descending = sort_key[1:], True
+        return trials, None
 
     def value(t: Any) -> Any:
         if sort_key == "id":
@@ -651,8 +681,9 @@ def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[li
             return t.status.value
         if sort_key == "iteration":
             return t.iteration
-        if sort_key in t.last_result:
-            return t.last_result[sort_key]
+        found = t.found if isinstance(t, _Brief) else t.last_result.get(sort_key, _ABSENT)
+        if found is not _ABSENT:
+            return found
         flat = flatten(t.config)
         return flat.get(sort_key[7:] if sort_key.startswith("config/") else sort_key)
 

@@ -427,10 +427,26 @@ class Store:
         return [self._trial_record(names, row) for row in cur]
 
     @_reading
-    def trial_briefs(self) -> list[tuple[int, str, int, str | None, str]]:
-        """Every trial's (id, status, iteration, last result, config) by id, the JSON undecoded: what ranking
-        the trials needs (`tunesmith show` decodes the last results, and a config only when sorting by it)."""
-        return self._db.execute("SELECT id, status, iteration, last_result, config FROM trials ORDER BY id").fetchall()
+    def trial_briefs(self, key: str | None = None) -> list[tuple[int, str, int, str | None, str, Any]]:
+        """Every trial's (id, status, iteration, last result, config, value at ``key``) by id, the JSON undecoded:
+        what ranking the trials by ``key`` needs (`tunesmith show` decodes a config only when sorting by it).
+
+        The value at ``key`` is the number the last result holds there, picked by SQLite's JSON functions (no
+        JSON decoded in Python), or the text ``"absent"`` when the trial has no last result or it lacks the key,
+        or ``"decode"`` when only Python's JSON can tell (a bool, text, a list; NaN or Infinity, which SQLite's
+        JSON cannot read; a key a JSON path cannot spell safely, with a quote or a backslash). Without ``key``:
+        None."""
+        args: dict[str, str] = {}
+        if key is None or '"' in key or "\\" in key:
+            pick = "NULL" if key is None else "'decode'"
+        else:
+            pick = ("CASE WHEN last_result IS NULL THEN 'absent' WHEN NOT json_valid(last_result) THEN 'decode' ELSE "
+                    "CASE coalesce(json_type(last_result, :path), 'absent') WHEN 'real' THEN json_extract(last_result, "
+                    ":path) WHEN 'integer' THEN json_extract(last_result, :path) WHEN 'absent' THEN 'absent' ELSE "
+                    "'decode' END END")
+            args["path"] = f'$."{key}"'
+        return self._db.execute(f"SELECT id, status, iteration, last_result, config, {pick} FROM trials ORDER BY id",
+                                args).fetchall()
 
     @_reading
     def trial(self, trial_id: int) -> dict[str, Any] | None:
