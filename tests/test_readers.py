@@ -334,6 +334,54 @@ def test_all_results_frame_of_a_store_holding_text_in_its_number_columns_equals_
     pd.testing.assert_frame_equal(new, old_all_results_frame(rs))
 
 
+def wide_number_trials() -> list[dict[str, Any]]:
+    """Results JSON decoders read differently: ints past 64 bits (alone, in a list, negative), NaN and
+    infinities (not JSON: Python writes them); beside plain rows."""
+    trials = []
+    for i in range(1, 7):
+        results = []
+        for it in range(3):
+            m: dict[str, Any] = {"loss": 1.0 / (i + it), "step": it}
+            if i == 2:
+                m["loss"] = [2**64 + 1 + it, -(2**63) - 1 - it][it % 2]  # in a column of floats
+            if i == 3:
+                m["step"] = [2**64 - 1, 2**70 + 1, 5][it]
+            if i == 4:
+                m["loss"] = [math.nan, math.inf, -math.inf][it]
+            if i == 5 and it == 1:
+                m = {"loss": 0.5, "step": 1, "tags": [1, 2**80, {"deep": -(2**65)}]}
+            results.append(m)
+        trials.append({"id": i, "config": {"x": i}, "results": results})
+    return trials
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3, 4])
+def test_all_results_frame_decodes_every_number_as_python_json_does(tmp_path: Any, chunk: int | None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The results' JSON is decoded by a faster decoder where installed (orjson, the `pandas` extra); a chunk
+    it reads differently or not at all (an int past 64 bits it makes a float; NaN and Infinity it refuses) is
+    decoded by Python's json instead: the frame is the one a dict per result gives."""
+    import pandas as pd
+
+    import tunesmith.results as results_module
+
+    if chunk is not None:
+        monkeypatch.setattr(results_module, "_FRAME_CHUNK", chunk)
+    rs = load(write_store(str(tmp_path / "wide"), wide_number_trials()))
+    new, old = rs.dataframe(all_results=True), old_all_results_frame(rs)
+    assert 2**64 + 1 in list(new["loss"]) and 2**70 + 1 in list(new["step"])  # exact, not a float near it
+    pd.testing.assert_frame_equal(new, old)
+
+
+def test_the_faster_decoder_is_the_pandas_extras_orjson() -> None:
+    """`make test` installs every extra: the frame is decoded by orjson there (the fallback is Python's json)."""
+    import orjson
+
+    import tunesmith.results as results_module
+
+    assert results_module._json_array_loads() is orjson.loads
+
+
 @pytest.mark.parametrize("counted", [0, 7, 1000])
 def test_all_results_frame_when_the_count_differs_from_the_rows_read(tmp_path: Any, counted: int,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:

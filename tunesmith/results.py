@@ -513,8 +513,13 @@ class ResultSet:
         would infer (``_typed``)."""
         order: dict[str, None] = {}  # every column by first appearance, as pandas orders a list of dicts
         whole = _FrameColumns(pd, self._store.count_results())
+        loads = _json_array_loads()
         for rows in self._store.result_chunks(_FRAME_CHUNK):
-            metrics = json.loads("[" + ",".join([r[4] for r in rows]) + "]")
+            text = "[" + ",".join([r[4] for r in rows]) + "]"
+            try:
+                metrics, exact = loads(text), loads is json.loads
+            except ValueError:  # NaN or Infinity (Python's JSON writes them), which orjson refuses
+                metrics, exact = json.loads(text), True
             tids = [r[0] for r in rows]
             config_cols: dict[str, list[Any]] = {}
             seg_start, seg_cfg = 0, cast("dict[str, Any]", {})
@@ -532,8 +537,9 @@ class ResultSet:
                     _fill_config(config_cols, seg_cfg, seg_start, start)
                     seg_start, seg_cfg = start, configs.get(tid, {})
                     order.update(dict.fromkeys(seg_cfg))
-                # a column per key, typed by pandas as it types them from the dicts
-                frame = pd.DataFrame({key: [m[key] for m in metrics] for key in keys})
+                def build(metrics: list[dict[str, Any]], keys: Any = keys) -> Any:
+                    # a column per key, typed by pandas as it types them from the dicts
+                    return pd.DataFrame({key: [m[key] for m in metrics] for key in keys})
             else:
                 keys = {}  # the chunk's keys by first appearance, as pandas would find them
                 prev_tid, prev_keys = None, None
@@ -550,9 +556,13 @@ class ResultSet:
                         _fill_config(config_cols, seg_cfg, seg_start, i)
                         seg_start, seg_cfg, prev_tid = i, configs.get(tid, {}), tid
                         order.update(dict.fromkeys(seg_cfg))
-                frame = pd.DataFrame(metrics, columns=list(keys))  # named: pandas need not look through every row
+                def build(metrics: list[dict[str, Any]], keys: Any = keys) -> Any:
+                    return pd.DataFrame(metrics, columns=list(keys))  # named: pandas need not look through every row
+            frame = build(metrics)
+            if not exact and _widened(frame, whole.np):  # an int past 64 bits that orjson made a float
+                frame = build(json.loads(text))
             _fill_config(config_cols, seg_cfg, seg_start, len(rows))
-            del metrics
+            del metrics, text
             columns: dict[str, Any] = {"trial_id": _typed(whole.np, tids, "int64")}
             columns.update({name: frame[name] for name in frame.columns})
             for name, pos, dtype in _AUTO_COLUMNS:
@@ -604,6 +614,44 @@ _AUTO_ORDER = dict.fromkeys(("training_iteration", "time_total_s", "timestamp"))
 _AUTO_KEYS = frozenset(("trial_id", *_AUTO_ORDER))
 # the automatic keys' columns: where in a stored row, and their type (the store's INTEGER and REAL columns)
 _AUTO_COLUMNS = (("training_iteration", 1, "int64"), ("time_total_s", 2, "float64"), ("timestamp", 3, "float64"))
+
+
+def _json_array_loads() -> Callable[[str], Any]:
+    """The JSON decoder of the results' chunks: orjson's where installed (the `pandas` extra; several times
+    faster than Python's, the one cost of ``dataframe(all_results=True)`` that grows with the size of each
+    result), else Python's. A chunk orjson refuses (NaN, Infinity) or may read differently (an int past 64
+    bits, which it makes a float: :func:`_widened`) is decoded by Python's."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return cast("Callable[[str], Any]", orjson.loads)
+
+
+def _widened(frame: Any, np: Any) -> bool:
+    """Whether a chunk's frame holds a float at least 2**63 in size, anywhere (a number column, or a list or
+    dict in an object column): what orjson makes of an int past 64 bits, which Python's JSON keeps an int."""
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == np.float64:
+            if (np.abs(col.to_numpy()) >= _WIDE).any():
+                return True
+        elif col.dtype == object and any(map(_holds_wide, col)):
+            return True
+    return False
+
+
+_WIDE = 2.0**63
+
+
+def _holds_wide(value: Any) -> bool:
+    if type(value) is float:
+        return abs(value) >= _WIDE
+    if type(value) is list:
+        return any(map(_holds_wide, value))
+    if type(value) is dict:
+        return any(map(_holds_wide, value.values()))
+    return False
 
 
 def _typed(np: Any, values: list[Any], dtype: str) -> Any:
