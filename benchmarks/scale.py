@@ -352,8 +352,12 @@ def row1(c: Context) -> list[Line]:
         Line(1, "tunesmith report: HTML", size, html_mb, "MB").check("value", "<=", 10),
     ]
     draw = chromium_draw_s(out, s["draw_timeout"])
-    if isinstance(draw, float):
-        lines.append(Line(1, "Chromium draws the report", size, draw, "s").check("value", "<=", 3.0))
+    if isinstance(draw, dict):
+        lines.append(Line(1, "Chromium draws the report", size, draw["all"], "s").check("value", "<=", 3.0))
+        # what a reader sees meanwhile: the page painted, then the plot in the window (each plot is drawn in a
+        # task of its own, those in the window first)
+        lines.append(Line(1, "  the same: the page first painted", size, draw["paint"], "s"))
+        lines.append(Line(1, "  the same: the first plot drawn", size, draw["first"], "s"))
     else:
         lines.append(Line(1, "Chromium draws the report", size, draw, goal="<= 3 s"))
     return lines
@@ -363,10 +367,23 @@ DRAWN = """() => {
   const plots = Array.from(document.querySelectorAll('.plot'));
   return plots.length > 0 && plots.every(d => d.querySelector('.main-svg'));
 }"""
+# Milliseconds from the page's start to its first paint with content, and to the first plot with its SVG root.
+FIRST = """
+window.__first_plot = null;
+window.__paint = null;
+new PerformanceObserver(list => {
+  for (const e of list.getEntries()) if (e.name === 'first-contentful-paint') window.__paint = e.startTime;
+}).observe({type: 'paint', buffered: true});
+new MutationObserver(() => {
+  if (window.__first_plot === null && document.querySelector('.plot .main-svg'))
+    window.__first_plot = performance.now();
+}).observe(document, {childList: true, subtree: true});
+"""
 
 
-def chromium_draw_s(path: str, timeout_s: float) -> float | str:
-    """Seconds from opening the report to every plot drawn (plotly's SVG root in each, two frames later)."""
+def chromium_draw_s(path: str, timeout_s: float) -> dict[str, float] | str:
+    """Seconds from opening the report to every plot drawn (plotly's SVG root in each, two frames later): "all";
+    and from the page's start to its first paint ("paint") and to its first plot drawn ("first")."""
     if not os.path.exists(CHROMIUM):
         return f"not measured ({CHROMIUM} missing)"
     try:
@@ -378,11 +395,14 @@ def chromium_draw_s(path: str, timeout_s: float) -> float | str:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
             try:
                 page = browser.new_page()
+                page.add_init_script(FIRST)
                 t = time.perf_counter()
                 page.goto("file://" + os.path.abspath(path), wait_until="load", timeout=timeout_s * 1000)
                 page.wait_for_function(DRAWN, timeout=timeout_s * 1000)
                 page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-                return time.perf_counter() - t
+                drawn = time.perf_counter() - t
+                paint, first = page.evaluate("() => [window.__paint, window.__first_plot]")
+                return {"all": drawn, "paint": (paint or math.nan) / 1000, "first": (first or math.nan) / 1000}
             finally:
                 browser.close()
     except Exception as e:  # a timeout is a measurement too

@@ -111,3 +111,44 @@ def _check_drawn(path: str, titles: list[str]) -> list[dict[str, Any]]:
 
 def page_count(drawn: list[dict[str, Any]]) -> int:
     return len({d["id"] for d in drawn})
+
+
+# Records, from the page's start, when the browser first painted content and when each plot got its first SVG.
+_TIMES = """
+window.__drawn = {};
+window.__paint = null;
+new PerformanceObserver(list => {
+  for (const e of list.getEntries()) if (e.name === 'first-contentful-paint') window.__paint = e.startTime;
+}).observe({type: 'paint', buffered: true});
+new MutationObserver(() => {
+  for (const d of document.querySelectorAll('.plot')) {
+    if (!(d.id in window.__drawn) && d.querySelector('.main-svg')) window.__drawn[d.id] = performance.now();
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+def test_the_report_paints_before_its_plots_are_all_drawn_and_draws_those_in_view_first(tmp_path: Any) -> None:
+    """The page is painted (its heading, facts and the sections' titles) before every plot is drawn, and the
+    plots in the window are drawn before those below it: a report whose plots take seconds (WebGL in a
+    browser without a GPU) is not a blank page meanwhile."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    path, titles = _report(tmp_path)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.add_init_script(_TIMES)
+            page.goto("file://" + path, wait_until="load", timeout=30_000)
+            page.wait_for_function("n => Object.keys(window.__drawn).length === n && window.__paint !== null",
+                                   arg=len(titles), timeout=30_000)
+            drawn, paint = page.evaluate("() => [window.__drawn, window.__paint]")
+            in_view = page.evaluate("""() => [...document.querySelectorAll('.plot')].filter(d => {
+                const r = d.getBoundingClientRect(); return r.top < window.innerHeight && r.bottom > 0;
+            }).map(d => d.id)""")
+        finally:
+            browser.close()
+    assert paint < max(drawn.values()), (paint, drawn)
+    below = [i for i in drawn if i not in in_view]
+    assert in_view and below
+    assert max(drawn[i] for i in in_view) < min(drawn[i] for i in below), drawn

@@ -116,9 +116,25 @@ footer {{ margin-top: 2rem; color: #888; font-size: .8rem; }}
 (function () {{
   var figures = JSON.parse(document.getElementById("tunesmith-figures").textContent);
   var config = {{responsive: true, displaylogo: false}};
-  figures.forEach(function (fig, i) {{
-    Plotly.newPlot("plot-" + i, fig.data, fig.layout || {{}}, config);
-  }});
+  // One plot per task, the browser painting in between: the page shows its text at once and each plot as it
+  // is drawn (a WebGL plot takes a second or more where the browser has no GPU); those in the window first.
+  function inView(i) {{
+    var r = document.getElementById("plot-" + i).getBoundingClientRect();
+    return r.top < window.innerHeight && r.bottom > 0;
+  }}
+  var order = figures.map(function (fig, i) {{ return i; }});
+  order = order.filter(inView).concat(order.filter(function (i) {{ return !inView(i); }}));
+  function later(fn) {{
+    if (document.hidden) setTimeout(fn, 0);
+    else requestAnimationFrame(function () {{ setTimeout(fn, 0); }});
+  }}
+  function drawNext() {{
+    if (!order.length) return;
+    var i = order.shift();
+    Plotly.newPlot("plot-" + i, figures[i].data, figures[i].layout || {{}}, config);
+    later(drawNext);
+  }}
+  later(drawNext);
 }})();
 </script>
 </body>
