@@ -230,7 +230,7 @@ def run(
     from tunesmith.callbacks import default_callbacks
     from tunesmith.executors._base import Executor
     from tunesmith.executors.resources import normalize
-    from tunesmith.schedulers._base import FIFO, Scheduler
+    from tunesmith.schedulers._base import FIFO, Scheduler, starts_trials_early
     from tunesmith.searchers._base import Searcher
     from tunesmith.store.sqlite import Store
 
@@ -327,8 +327,8 @@ def run(
     executor.trial_time_limit_s = trial_time_limit_s
     executor.chdir_to_trial_dir = chdir_to_trial_dir
     # a trial may be handed to a busy worker ahead (LocalBackend(queue_ahead=True)) only where suggesting it early
-    # changes nothing: no scheduler decisions, a searcher that does not learn
-    executor.ahead_ok = type(scheduler) is FIFO and not searcher.learns_from_results
+    # changes nothing: a scheduler that says so (FIFO, ASHA), a searcher that does not learn
+    executor.ahead_ok = starts_trials_early(scheduler) and not searcher.learns_from_results
     if _ships_fn(executor):
         _check_picklable(fn)
 

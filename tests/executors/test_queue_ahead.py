@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import time
 
 import pytest
@@ -184,12 +185,54 @@ def _allowed(**kw):
     return backend.ahead_ok
 
 
-def test_run_allows_it_only_with_fifo_and_a_searcher_that_does_not_learn(results_dir):
+class _MyASHA(ts.ASHA):
+    """A user's ASHA that might pick trials its own way: it inherits the attribute, not the promise."""
+
+
+def test_run_allows_it_only_with_fifo_or_asha_and_a_searcher_that_does_not_learn(results_dir):
     assert _allowed()  # the defaults: FIFO, random search
     assert _allowed(searcher=ts.QuasiRandom(seed=0))
     assert _allowed(searcher=ts.ConcurrencyLimiter(ts.Random(seed=0), 2))
-    assert not _allowed(scheduler=ts.ASHA(metric="x", mode="min"))
+    assert _allowed(scheduler=ts.ASHA(metric="x", mode="min"))
+    assert not _allowed(scheduler=ts.ASHA(), searcher=ts.OptunaSearch(seed=0), metric="x", mode="min")
+    assert not _allowed(scheduler=_MyASHA(metric="x", mode="min"))
+    assert not _allowed(scheduler=ts.HyperBand(metric="x", mode="min", max_t=3))  # pauses and resumes trials
+    assert not _allowed(scheduler=ts.MedianStopping(metric="x", mode="min"))
     assert not _allowed(searcher=ts.ConcurrencyLimiter(ts.OptunaSearch(seed=0), 2), metric="x", mode="min")
+
+
+def rungs(config):
+    for i in range(1, 10):
+        time.sleep(config["ms"] / 9000)
+        ts.report({"loss": config["q"] / i, "pid": os.getpid()})
+
+
+def test_asha_hands_short_trials_ahead_and_decides_as_without(results_dir, monkeypatch):
+    """Under ASHA a worker of short trials is handed its next trial ahead; every trial still ends at a rung or
+    max_t, the rungs still rank (a trial's loss at every rung is its ``q`` scaled: the best ``q`` runs to max_t,
+    those promoted past the first rung have lower ``q`` than those stopped there), and each trial began after
+    the one before it on its worker ended."""
+    handed = []
+    real = LocalBackend._hand_ahead
+
+    def counted(self, launch):
+        ok = real(self, launch)
+        handed.append(ok)
+        return ok
+
+    monkeypatch.setattr(LocalBackend, "_hand_ahead", counted)
+    result = ts.run(rungs, {"ms": ts.uniform(1, 3), "q": ts.uniform(0, 1)}, num_samples=150, verbose=0, seed=0,
+                    metric="loss", mode="min", scheduler=ts.ASHA(max_t=9, grace_period=1, reduction_factor=3),
+                    backend=LocalBackend(total_resources={"cpu": 2}))
+    assert sum(handed) >= 20, f"{sum(handed)} of {len(handed)} trials handed ahead"
+    assert {t.status.value for t in result.trials} == {"TERMINATED"}
+    assert {t.iteration for t in result.trials} <= {1, 3, 9} and max(t.iteration for t in result.trials) == 9
+    best = min(result.trials, key=lambda t: t.config["q"])
+    assert best.iteration == 9  # the best result at each rung so far always continues
+    promoted = [t.config["q"] for t in result.trials if t.iteration >= 3]
+    stopped = [t.config["q"] for t in result.trials if t.iteration == 1]
+    assert promoted and stopped and statistics.median(promoted) < statistics.median(stopped)
+    assert _each_began_after_the_one_before(result) >= 140
 
 
 def _store_rows(path):
@@ -209,8 +252,15 @@ def test_a_run_of_short_trials_records_when_each_began_on_its_worker(results_dir
     before that trial's last result."""
     result = ts.run(short, {"ms": ts.uniform(1, 3)}, num_samples=300, verbose=0, seed=0,
                     backend=LocalBackend(total_resources={"cpu": 2}))
-    trials, last = _store_rows(result.path)
+    trials, _last = _store_rows(result.path)
     assert len(trials) == 300 and {s for _start, s in trials.values()} == {"TERMINATED"}
+    assert _each_began_after_the_one_before(result) >= 290
+
+
+def _each_began_after_the_one_before(result):
+    """Check that each trial's stored start is not before the last result of the trial before it on its worker
+    (the trials report their worker's pid); the number of such pairs."""
+    trials, last = _store_rows(result.path)
     by_worker: dict[int, list[int]] = {}
     for t in result.trials:
         by_worker.setdefault(t.last_result["pid"], []).append(t.id)
@@ -219,7 +269,7 @@ def test_a_run_of_short_trials_records_when_each_began_on_its_worker(results_dir
         for before, after in zip(sorted(ids), sorted(ids)[1:]):
             assert trials[after][0] >= last[before], f"trial {after} recorded as started before trial {before} ended"
             followed += 1
-    assert followed >= 290
+    return followed
 
 
 def test_a_time_budget_leaves_no_trial_running_and_few_without_a_result(results_dir):

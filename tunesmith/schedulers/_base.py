@@ -110,6 +110,12 @@ class Scheduler:
     # Only the class that says False is taken at its word: a subclass of FIFO or ASHA that does not say so
     # itself may read them (``reads_finished_trials``).
     needs_finished_trials: bool = True
+    # Whether a new trial may be created and handed to a busy worker before the results that arrive meanwhile
+    # are decided (``LocalBackend(queue_ahead=True)``, with a searcher that does not learn): True where the
+    # scheduler never pauses, resumes or picks the trial to run, and adding a trial does not turn on results
+    # (FIFO, ASHA: a new trial starts at the first rung whatever the rungs hold). Like ``needs_finished_trials``,
+    # only the class that says True is taken at its word (``starts_trials_early``).
+    new_trials_may_wait: bool = False
 
     def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
         """Called once before any trial starts; raise ``ConfigError`` naming a bad argument.
@@ -181,7 +187,15 @@ def reads_finished_trials(scheduler: Scheduler) -> bool:
     return type(scheduler).__dict__.get("needs_finished_trials", True) is not False
 
 
+def starts_trials_early(scheduler: Scheduler) -> bool:
+    """Whether ``run`` may let an executor hand a new trial to a busy worker ahead under ``scheduler``: only when
+    the scheduler's own class says ``new_trials_may_wait = True`` (a user's subclass of ASHA that overrides
+    ``on_trial_add`` or ``choose_trial_to_run`` inherits the attribute, not the promise)."""
+    return type(scheduler).__dict__.get("new_trials_may_wait", False) is True
+
+
 class FIFO(Scheduler):
     """Run every trial until it returns or a stop rule ends it. The default scheduler."""
 
     needs_finished_trials = False
+    new_trials_may_wait = True

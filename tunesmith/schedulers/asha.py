@@ -128,6 +128,10 @@ class ASHA(Scheduler):
 
     # never reads finished trials from the view; its own record of each trial's rung values grows with the trials
     needs_finished_trials = False
+    # a new trial is assigned its bracket in the order trials are added and starts below the first rung: adding it
+    # before the results that arrive meanwhile are decided changes no decision (a short trial's worker may be handed
+    # its next trial ahead)
+    new_trials_may_wait = True
 
     def __init__(self, max_t: float = 100, grace_period: float = 1, reduction_factor: float = 3,
                  brackets: int = 1, time_attr: str = ITERATION, metric: str | None = None,
