@@ -197,7 +197,7 @@ def test_run_allows_it_only_with_fifo_or_asha_and_a_searcher_that_does_not_learn
     assert not _allowed(scheduler=ts.ASHA(), searcher=ts.OptunaSearch(seed=0), metric="x", mode="min")
     assert not _allowed(scheduler=_MyASHA(metric="x", mode="min"))
     assert not _allowed(scheduler=ts.HyperBand(metric="x", mode="min", max_t=3))  # pauses and resumes trials
-    assert not _allowed(scheduler=ts.MedianStopping(metric="x", mode="min"))
+    assert _allowed(scheduler=ts.MedianStopping(metric="x", mode="min"))
     assert not _allowed(searcher=ts.ConcurrencyLimiter(ts.OptunaSearch(seed=0), 2), metric="x", mode="min")
 
 

@@ -113,8 +113,9 @@ class Scheduler:
     # Whether a new trial may be created and handed to a busy worker before the results that arrive meanwhile
     # are decided (``LocalBackend(queue_ahead=True)``, with a searcher that does not learn): True where the
     # scheduler never pauses, resumes or picks the trial to run, and adding a trial does not turn on results
-    # (FIFO, ASHA: a new trial starts at the first rung whatever the rungs hold). Like ``needs_finished_trials``,
-    # only the class that says True is taken at its word (``starts_trials_early``).
+    # (FIFO, ASHA, MedianStopping: a new trial starts below the first rung whatever the rungs hold, or counts in
+    # no median before its first result). Like ``needs_finished_trials``, only the class that says True is taken
+    # at its word (``starts_trials_early``).
     new_trials_may_wait: bool = False
 
     def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:

@@ -86,6 +86,9 @@ class MedianStopping(Scheduler):
 
     # never reads finished trials from the view; its own running averages of every trial grow with the trials
     needs_finished_trials = False
+    # a new trial's empty history counts in no median: adding it before the results that arrive meanwhile are
+    # decided changes no decision (a short trial's worker may be handed its next trial ahead)
+    new_trials_may_wait = True
 
     def __init__(self, grace_period: float = 1, min_samples: int = 3, time_attr: str = ITERATION,
                  metric: str | None = None, mode: str | None = None) -> None:
