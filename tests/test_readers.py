@@ -734,3 +734,34 @@ def test_ls_draws_its_table_without_rich(tmp_path: Any) -> None:
     assert [r.split()[:3] for r in rows] == [["one", "finished", "3"], ["two\\x1b[2J", "finished", "2"]]
     assert all(r.index("finished") == header.index("status") for r in rows)  # aligned columns
     assert "loss=0 (trial_00003)" in rows[0]
+
+
+@pytest.mark.parametrize("all_results", [False, True])
+def test_a_dataframe_keeps_text_pandas_str_columns_cannot_hold(tmp_path: Any, all_results: bool) -> None:
+    """A file name that is not UTF-8 reaches Python as text with a lone surrogate (``os.listdir``'s
+    surrogateescape); in a config or a metric it made pandas' str columns (pyarrow) fail the whole frame. Such
+    text is kept as it is, its columns Python objects; the number columns keep their types."""
+    odd = "run-\udcff.txt"
+    folder = write_store(str(tmp_path / "odd"), [
+        {"id": 1, "config": {"path": odd}, "results": [{"loss": 1.0, "file": odd}, {"loss": 0.5, "file": "b"}]},
+        {"id": 2, "config": {"path": "b.txt"}, "results": [{"loss": 2.0, "file": "c"}]}])
+    df = load(folder).dataframe(all_results=all_results)
+    assert odd in list(df["config/path"]) and "b.txt" in list(df["config/path"])
+    assert str(df["loss"].dtype) == "float64"
+    if all_results:
+        assert list(df["file"]) == [odd, "b", "c"]
+
+
+def test_where_pandas_can_no_longer_build_text_as_objects_the_error_says_why(tmp_path: Any, monkeypatch: Any) -> None:
+    """pandas 4 drops the option that builds text as objects: the frame then fails with a ValueError naming the
+    cause, not a bare UnicodeEncodeError from pyarrow (the option's absence is what pandas 4 does, imitated)."""
+    import pandas as pd
+
+    def gone(*args: Any) -> Any:
+        raise pd.errors.OptionError("No such keys(s): 'future.infer_string'")
+
+    folder = write_store(str(tmp_path / "odd"), [{"id": 1, "config": {"path": "a\udcff"}, "results": [{"loss": 1}]}])
+    monkeypatch.setattr(pd, "option_context", gone)
+    with pytest.raises(ValueError, match="lone surrogate") as info:
+        load(folder).dataframe()
+    assert isinstance(info.value.__context__, pd.errors.OptionError)

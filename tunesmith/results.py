@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -472,6 +473,9 @@ class ResultSet:
         ``pandas`` extra also installs orjson, which ``all_results=True`` decodes the results with (the same
         values as Python's ``json``, faster); without it Python's ``json`` is used.
 
+        Text pandas' string columns cannot hold (a lone surrogate: a file name that is not UTF-8, as
+        ``os.listdir`` gives it) is kept as it is, in a column of Python objects.
+
         Raises:
             ImportError: pandas is not installed (``pip install tunesmith[pandas]``).
         """
@@ -479,6 +483,14 @@ class ResultSet:
             import pandas as pd
         except ImportError as e:
             raise ImportError("dataframe() needs pandas: pip install 'tunesmith[pandas]'") from e
+        try:
+            return self._dataframe(pd, all_results, show_secrets)
+        except UnicodeEncodeError as e:
+            # pandas' str columns (pyarrow) refuse lone surrogates: build the frame again with text as objects
+            with _text_as_objects(pd, e):
+                return self._dataframe(pd, all_results, show_secrets)
+
+    def _dataframe(self, pd: Any, all_results: bool, show_secrets: bool) -> Any:
         from tunesmith._secrets import shown as masked
         from tunesmith.space import flatten
 
@@ -616,6 +628,23 @@ _AUTO_ORDER = dict.fromkeys(("training_iteration", "time_total_s", "timestamp"))
 _AUTO_KEYS = frozenset(("trial_id", *_AUTO_ORDER))
 # the automatic keys' columns: where in a stored row, and their type (the store's INTEGER and REAL columns)
 _AUTO_COLUMNS = (("training_iteration", 1, "int64"), ("time_total_s", 2, "float64"), ("timestamp", 3, "float64"))
+
+
+@contextlib.contextmanager
+def _text_as_objects(pd: Any, error: UnicodeEncodeError) -> Iterator[None]:
+    """Frames built within infer no str columns (text stays Python objects): pandas 3's
+    ``future.infer_string`` off, its deprecation warning silenced. Where pandas has no such option any more,
+    ``error`` (what building the frame raised) becomes a ValueError that says why."""
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+        warnings.simplefilter("ignore")
+        try:
+            stack.enter_context(pd.option_context("future.infer_string", False))
+        except (KeyError, ValueError) as e:  # pandas.errors.OptionError is a KeyError
+            raise ValueError(f"dataframe(): a config value or a result holds text pandas cannot store in a "
+                             f"column ({error}: a lone surrogate, as a file name that is not UTF-8 gives)") from e
+        yield
 
 
 def _json_array_loads() -> Callable[[str], Any]:
