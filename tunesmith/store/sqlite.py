@@ -436,17 +436,15 @@ class Store:
         or ``"decode"`` when only Python's JSON can tell (a bool, text, a list; NaN or Infinity, which SQLite's
         JSON cannot read; a key a JSON path cannot spell safely, with a quote or a backslash). Without ``key``:
         None."""
-        args: dict[str, str] = {}
-        if key is None or '"' in key or "\\" in key:
+        path = None if key is None else _json_path(key)
+        if path is None:
             pick = "NULL" if key is None else "'decode'"
-        else:
-            pick = ("CASE WHEN last_result IS NULL THEN 'absent' WHEN NOT json_valid(last_result) THEN 'decode' ELSE "
-                    "CASE coalesce(json_type(last_result, :path), 'absent') WHEN 'real' THEN json_extract(last_result, "
-                    ":path) WHEN 'integer' THEN json_extract(last_result, :path) WHEN 'absent' THEN 'absent' ELSE "
-                    "'decode' END END")
-            args["path"] = f'$."{key}"'
+        else:  # a number as _NUMBER reads it; else whether the key is there at all
+            pick = (f"CASE WHEN last_result IS NULL THEN 'absent' WHEN NOT json_valid(last_result) THEN 'decode' ELSE "
+                    f"coalesce({_NUMBER.format('last_result')}, CASE WHEN json_type(last_result, ?) IS NULL THEN "
+                    f"'absent' ELSE 'decode' END) END")
         return self._db.execute(f"SELECT id, status, iteration, last_result, config, {pick} FROM trials ORDER BY id",
-                                args).fetchall()
+                                () if path is None else (path, path, path)).fetchall()
 
     @_reading
     def trial(self, trial_id: int) -> dict[str, Any] | None:
