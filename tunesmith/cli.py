@@ -9,6 +9,7 @@ by SIGTERM (both leave the experiment resumable). Errors are one line on standar
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -598,10 +599,10 @@ class _Brief:
     def __init__(self, row: tuple[int, str, int, str | None, str, Any], key: str | None) -> None:
         self.row = row
         self.id, status, self.iteration, last, self._config, picked = row
-        self.status = _STATUSES.get(status) or _status(status)
-        if key is None:
+        self.status = _status(status)
+        if key is None:  # picked is None: nothing ranks by the last result
             self.found: Any = _ABSENT
-        elif picked == "decode" or not isinstance(picked, (str, int, float)):
+        elif picked == "decode":
             self.found = ((json.loads(last) if last is not None else None) or {}).get(key, _ABSENT)
         else:
             self.found = _ABSENT if picked == "absent" else picked
@@ -616,15 +617,12 @@ class _Brief:
 _ABSENT: Any = object()  # a trial's last result lacks the key it is ranked by
 
 
+@functools.cache
 def _status(text: str) -> Any:
-    """The TrialStatus named ``text``, kept in ``_STATUSES``: one enum lookup per status rather than per trial."""
+    """The TrialStatus named ``text``: one enum lookup per status rather than per trial."""
     from tunesmith.trial import TrialStatus
 
-    status = _STATUSES[text] = TrialStatus(text)
-    return status
-
-
-_STATUSES: dict[str, Any] = {}
+    return TrialStatus(text)
 
 
 class _Briefs:
