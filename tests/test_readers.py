@@ -373,13 +373,26 @@ def test_all_results_frame_decodes_every_number_as_python_json_does(tmp_path: An
     pd.testing.assert_frame_equal(new, old)
 
 
-def test_the_faster_decoder_is_the_pandas_extras_orjson() -> None:
-    """`make test` installs every extra: the frame is decoded by orjson there (the fallback is Python's json)."""
+def test_the_frame_is_decoded_by_the_pandas_extras_orjson(tmp_path: Any, monkeypatch: Any) -> None:
+    """`make test` installs every extra: the results' chunks are decoded by orjson there, one call a chunk (the
+    fallback is Python's json), and the frame is the one a dict per result gives."""
     import orjson
+    import pandas as pd
 
     import tunesmith.results as results_module
 
-    assert results_module._json_array_loads() is orjson.loads
+    real, texts = orjson.loads, []
+
+    def counted(text: Any) -> Any:
+        texts.append(text)
+        return real(text)
+
+    monkeypatch.setattr(orjson, "loads", counted)
+    monkeypatch.setattr(results_module, "_FRAME_CHUNK", 4)
+    rs = load(write_store(str(tmp_path / "same"), same_keys_trials(False)))
+    new = rs.dataframe(all_results=True)
+    assert len(texts) == math.ceil(len(new) / 4) and all(t.startswith("[{") for t in texts)
+    pd.testing.assert_frame_equal(new, old_all_results_frame(rs))
 
 
 @pytest.mark.parametrize("counted", [0, 7, 1000])
