@@ -17,14 +17,15 @@ Two sources per row:
   readers' rows are written with the Store's writer API, as ``benchmarks/dashboard.py`` does), so it runs
   against any version of tunesmith, before and after a change.
 * the per-row benchmark modules beside this file, when present: ``report_scale.measure_report`` (row 1),
-  ``report_scale.measure_plots`` (row 10), ``loggers.measure_loggers`` / ``measure_driver_memory`` (2, 3),
+  ``loggers.measure_loggers`` / ``measure_driver_memory`` (2, 3),
   ``pertrial.measure_noop`` / ``measure_short_trials`` / ``measure_first_result`` / ``measure_threads``
   (4, 5, 11, 12), ``readers.measure_show`` / ``measure_dataframe`` / ``measure_lookups`` /
-  ``measure_reader_beside_writer`` (6-9). A missing module or function prints "not measured". A function
-  returns a dict; the keys ``what, size, measured, unit, floor, ratio, goal, met`` are shown in their
-  columns when present (or a list of such dicts under ``lines``), any other scalar items as ``key=value``.
-  Its parameters are filled by name from this run's sizes (``n_trials``, ``n_results``, ``n``, ``quick``,
-  ``scheduler``, ``rounds``); a parameter with a default and no size of that name keeps its default.
+  ``measure_reader_beside_writer`` (6-9); row 10 has none. A missing module or function prints "not
+  measured". A function returns a dict; the keys ``what, size, measured, unit, floor, ratio, goal, met``
+  are shown in their columns when present (or a list of such dicts under ``lines``), any other scalar items
+  as ``key=value``. Its parameters are filled by name from this run's sizes (``n_trials``, ``n_results``,
+  ``n``, ``quick``, ``scheduler``, ``rounds``); a parameter with a default and no size of that name keeps
+  its default.
 """
 
 from __future__ import annotations
@@ -856,7 +857,7 @@ HELPERS: dict[int, list[tuple[str, str, dict[str, Any]]]] = {
     7: [("readers", "measure_dataframe", {})],
     8: [("readers", "measure_lookups", {})],
     9: [("readers", "measure_reader_beside_writer", {})],
-    10: [("report_scale", "measure_plots", {})],
+    10: [],  # measured here only (row10: the report's figures, read back from its HTML)
     11: [("pertrial", "measure_first_result", {})],
     12: [("pertrial", "measure_threads", {})],
 }
