@@ -140,6 +140,41 @@ def test_a_trial_stopped_while_it_waited_on_a_worker_that_then_died_ends_stopped
     assert ev.done[3] == Done(3, "stopped", None) and 3 not in ev.rows
 
 
+@pytest.mark.parametrize("case", ["made", "trials too short", "not run in their folders"])
+def test_the_driver_makes_the_folder_of_a_trial_handed_ahead_while_the_trial_before_still_runs(backend, tmp_path,
+                                                                                               monkeypatch, case):
+    from tunesmith.executors import local
+
+    # trial 2 holds (reporting) for as long as the test wants: by its own clock it runs long enough, unless the
+    # threshold is raised past any trial
+    monkeypatch.setattr(local, "PREMAKE_S", float("inf") if case == "trials too short" else 0.0)
+    b, ev, hold = _busy_with_one_waiting(backend, tmp_path)
+    b.chdir_to_trial_dir = case != "not run in their folders"
+    folder = tmp_path / "trials" / "t3"
+    assert b.try_start(_launch(tmp_path, 3)) and set(b.queued()) == {3}
+    assert not folder.exists()
+    for _ in range(3):  # moments with nothing to read: trial 2 reports every few milliseconds, polls wait longer
+        ev.until(lambda n=len(ev.rows[2]): len(ev.rows[2]) > n)
+    assert 2 not in ev.done and 3 not in ev.rows  # trial 2 still runs, trial 3 has not started
+    assert folder.is_dir() == (case == "made")
+    open(hold, "w").close()
+    ev.until(lambda: 3 in ev.done)
+    assert ev.done[3].status == "ok" and folder.is_dir() == (case != "not run in their folders")
+
+
+def test_a_trial_handed_ahead_and_stopped_before_it_began_gets_no_folder(backend, tmp_path, monkeypatch):
+    from tunesmith.executors import local
+
+    monkeypatch.setattr(local, "PREMAKE_S", 0.0)
+    b, ev, hold = _busy_with_one_waiting(backend, tmp_path)
+    assert b.try_start(_launch(tmp_path, 3))
+    b.stop(3)  # before the driver's next idle moment
+    ev.until(lambda: 3 in ev.done)
+    assert ev.done[3] == Done(3, "stopped", None) and not (tmp_path / "trials" / "t3").exists()
+    open(hold, "w").close()
+    ev.until(lambda: 2 in ev.done)
+
+
 @pytest.mark.parametrize("why", ["not allowed by the run", "turned off", "first trial not yet ended", "other shape"])
 def test_nothing_is_handed_ahead_unless_allowed_and_the_worker_runs_short_trials_of_that_shape(backend, tmp_path, why):
     hold = str(tmp_path / "hold")

@@ -267,8 +267,9 @@ def _torch_threads(torch: Any) -> None:
 def _enter(folder: str) -> None:
     """Make ``folder`` the working directory, creating it if needed. Most trials are new, so the folder is made
     first: one mkdir and one chdir (a chdir that fails, a stat of the parent and a mkdir before: four system
-    calls, each some microseconds, per trial). A restarted trial's folder is there already (EEXIST); the parent
-    is made only when missing."""
+    calls, each some microseconds, per trial). A restarted trial's folder is there already (EEXIST), and so is
+    the folder of a trial handed ahead that the driver made while this worker ran the one before
+    (``LocalBackend._wait``); the parent is made only when missing."""
     try:
         os.mkdir(folder)
     except FileExistsError:

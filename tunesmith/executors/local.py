@@ -52,11 +52,16 @@ _MAX_MSGS_PER_WORKER = 256  # per poll, so one chatty trial cannot starve the ot
 # trial, and the worker would otherwise wait for it. Longer trials are not queued: the driver's work is lost in
 # them, and a trial handed out early would wait, counted as running, for as long as the one before it runs.
 AHEAD_S = 0.05
+# A trial handed ahead to a worker whose trials run at least this long (by the worker's clock, at their last result)
+# has its folder made by the driver, in a moment with no event to handle, while the worker still runs the trial
+# before (``LocalBackend._wait``): time enough for it to be there when the worker gets to it. A no-op trial is
+# over sooner than the driver could make it; making it anyway only moves the work onto the driver.
+PREMAKE_S = 0.0005
 
 
 class _Worker:
     __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen", "limit_at", "over_limit",
-                 "readable", "began", "short", "shape", "queued", "queued_stop")
+                 "readable", "began", "short", "ran_s", "shape", "queued", "queued_stop")
 
     def __init__(self, proc: subprocess.Popen[bytes] | _forkserver.ForkedProcess, conn: Connection) -> None:
         self.proc = proc
@@ -73,6 +78,9 @@ class _Worker:
         self.readable.register(conn.fileno(), select.POLLIN)
         self.began = 0.0  # when its trial started (monotonic)
         self.short = False  # its last trial ran shorter than AHEAD_S: it may be handed the next one early
+        # how long its trial had run at its last result, by the worker's clock (the running trial's, or before
+        # its first result the one before): how long this worker's trials take (PREMAKE_S)
+        self.ran_s = 0.0
         # the running trial's resources if a trial could queue behind it (one process, no GPU), else None
         self.shape: dict[str, float] | None = None
         self.queued: Launch | None = None  # the trial it was handed ahead, to start when this one ends
@@ -140,6 +148,8 @@ class LocalBackend(Executor):
         self._stop_bytes: bytes | None = None
         self._user_threads: frozenset[str] = frozenset()
         self._pending_events: list[Event] = []
+        # the folders of trials handed ahead, to make while the driver waits for events (chdir_to_trial_dir)
+        self._to_make: dict[int, str] = {}
 
     # -- setup ----------------------------------------------------------------------------------------
     def setup(self, fn: Any, experiment_dir: str) -> None:
@@ -259,7 +269,14 @@ class LocalBackend(Executor):
             chosen.conn.send((RUN, spec))
         except OSError:
             self._worker_died(chosen)  # its queued trial starts on another worker at the next poll
+        if self.chdir_to_trial_dir and chosen.ran_s >= PREMAKE_S:
+            self._to_make[launch.trial_id] = launch.trial_dir
         return True
+
+    def _unqueue(self, trial_id: int) -> None:
+        """A trial handed ahead left its worker's queue: it started there, or it never will there."""
+        del self._queued[trial_id]
+        self._to_make.pop(trial_id, None)
 
     def _promote(self, worker: _Worker) -> None:
         """The worker ended its trial and started the one it was handed ahead: that one runs from now, on the
@@ -267,7 +284,7 @@ class LocalBackend(Executor):
         launch = worker.queued
         assert launch is not None
         worker.queued = None
-        del self._queued[launch.trial_id]
+        self._unqueue(launch.trial_id)
         assert self._pool is not None
         if self._pool.acquire(launch.trial_id, launch.resources) is None:  # cannot happen: the same amounts were freed
             log.warning("trial %s started on a worker with no resources left to reserve for it", launch.trial_id)
@@ -284,7 +301,7 @@ class LocalBackend(Executor):
             launch, worker.queued = worker.queued, None
             if launch is None:
                 continue
-            del self._queued[launch.trial_id]
+            self._unqueue(launch.trial_id)
             if worker.queued_stop:
                 events.append(Done(launch.trial_id, "stopped", None))
             elif self.try_start(launch):
@@ -393,6 +410,7 @@ class LocalBackend(Executor):
             if worker is not None and not worker.queued_stop:
                 # the worker drops it unstarted (and says so with a DONE), or stops it if it just began
                 worker.queued_stop = True
+                self._to_make.pop(trial_id, None)  # no folder for a trial that will not run, if not made yet
                 try:
                     worker.conn.send((STOP, trial_id))
                 except OSError:
@@ -419,7 +437,7 @@ class LocalBackend(Executor):
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         if events:
             timeout = 0.0
-        ready = self._poller.poll(timeout * 1000) if self._by_fd else []
+        ready = self._wait(timeout) if self._by_fd else []
         for fd, _ev in ready:
             worker = self._by_fd.get(fd)
             if worker is None:
@@ -433,6 +451,21 @@ class LocalBackend(Executor):
         if self._orphans:
             self._start_orphans(events)
         return events
+
+    def _wait(self, timeout: float) -> list[tuple[int, int]]:
+        """The workers' sockets with something to read, waiting up to ``timeout`` seconds. While none has, the
+        folders of trials handed ahead (``PREMAKE_S``) are made one at a time, before their workers get to them: a
+        mkdir in a large folder is a large part of a short trial's cost on some file systems, spent here when the
+        driver has nothing else to do instead of on a worker's path from one trial to the next. A worker makes the
+        folder itself when it is not there (``_worker._enter``), so this only saves it the time; a driver with no
+        idle moment makes none."""
+        while self._to_make and timeout > 0:
+            ready = self._poller.poll(0)
+            if ready:
+                return ready
+            tid = next(iter(self._to_make))
+            _make_folder(self._to_make.pop(tid))
+        return self._poller.poll(timeout * 1000)
 
     def _enforce_heartbeat(self, events: list[Event]) -> None:
         now = time.monotonic()
@@ -468,9 +501,11 @@ class LocalBackend(Executor):
             kind = msg[0]
             if kind == RESULTS:
                 events.append(Results(msg[1], msg[2], msg[3]))
+                worker.ran_s = msg[2][-1][1]
             elif kind == DONE:
                 if msg[4]:  # its last results, sent with its end
                     events.append(Results(msg[1], msg[4], False))
+                    worker.ran_s = msg[4][-1][1]
                 done = Done(msg[1], msg[2], msg[3])
                 if worker.trial_id == done.trial_id:
                     if worker.over_limit is not None and done.status != "error":
@@ -482,7 +517,7 @@ class LocalBackend(Executor):
                         self._promote(worker)  # the worker started it as it sent this end
                 elif worker.queued is not None and worker.queued.trial_id == done.trial_id:
                     worker.queued = None  # stopped before it started: the worker dropped it
-                    del self._queued[done.trial_id]
+                    self._unqueue(done.trial_id)
                 events.append(done)
                 if len(msg) > 5 and msg[5]:  # the worker ends itself (it ran rank 0): no trial goes to it
                     self._kill(worker)
@@ -571,7 +606,20 @@ class LocalBackend(Executor):
             self._kill(worker)
         self._by_trial.clear()
         self._queued.clear()
+        self._to_make.clear()
         self._orphans.clear()
+
+
+def _make_folder(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:  # the first trial: its parent, ``trials/``, may not be there yet
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError:
+            pass
+    except OSError:
+        pass  # there already (a restarted trial), or it cannot be made: the worker tries, and says why
 
 
 def _plain_worker(child: socket.socket, env: dict[str, str]) -> subprocess.Popen[bytes]:
