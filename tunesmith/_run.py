@@ -327,7 +327,7 @@ def run(
     executor.trial_time_limit_s = trial_time_limit_s
     executor.chdir_to_trial_dir = chdir_to_trial_dir
     # a trial may be handed to a busy worker ahead (LocalBackend(queue_ahead=True)) only where suggesting it early
-    # changes nothing: a scheduler that says so (FIFO, ASHA), a searcher that does not learn
+    # changes nothing: a scheduler whose class says so (FIFO, ASHA, MedianStopping), a searcher that does not learn
     executor.ahead_ok = starts_trials_early(scheduler) and not searcher.learns_from_results
     if _ships_fn(executor):
         _check_picklable(fn)

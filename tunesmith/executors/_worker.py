@@ -29,7 +29,13 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tunesmith.executors._procs import become_subreaper, die_with_parent, kill_children, standard_fds
+from tunesmith.executors._procs import (
+    become_subreaper,
+    die_with_parent,
+    kill_children,
+    make_folder,
+    standard_fds,
+)
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, HEARTBEAT, READY, RESULTS, RUN, STOP
 
 HEARTBEAT_S = 0.5
@@ -265,17 +271,10 @@ def _torch_threads(torch: Any) -> None:
 
 
 def _enter(folder: str) -> None:
-    """Make ``folder`` the working directory, creating it if needed. Most trials are new, so the folder is made
-    first: one mkdir and one chdir (a chdir that fails, a stat of the parent and a mkdir before: four system
-    calls, each some microseconds, per trial). A restarted trial's folder is there already (EEXIST), and so is
-    the folder of a trial handed ahead that the driver made while this worker ran the one before
-    (``LocalBackend._wait``); the parent is made only when missing."""
-    try:
-        os.mkdir(folder)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
+    """Make ``folder`` the working directory, creating it if needed (``_procs.make_folder``: a mkdir first, then
+    the chdir; the folder of a trial handed ahead may have been made by the driver while this worker ran the one
+    before, ``LocalBackend._wait``)."""
+    make_folder(folder)
     os.chdir(folder)
 
 

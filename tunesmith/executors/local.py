@@ -464,7 +464,10 @@ class LocalBackend(Executor):
             if ready:
                 return ready
             tid = next(iter(self._to_make))
-            _make_folder(self._to_make.pop(tid))
+            try:
+                _procs.make_folder(self._to_make.pop(tid))
+            except OSError:
+                pass  # e.g. a file of that name: the worker tries again, and its trial fails saying why
         return self._poller.poll(timeout * 1000)
 
     def _enforce_heartbeat(self, events: list[Event]) -> None:
@@ -608,18 +611,6 @@ class LocalBackend(Executor):
         self._queued.clear()
         self._to_make.clear()
         self._orphans.clear()
-
-
-def _make_folder(path: str) -> None:
-    try:
-        os.mkdir(path)
-    except FileNotFoundError:  # the first trial: its parent, ``trials/``, may not be there yet
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError:
-            pass
-    except OSError:
-        pass  # there already (a restarted trial), or it cannot be made: the worker tries, and says why
 
 
 def _plain_worker(child: socket.socket, env: dict[str, str]) -> subprocess.Popen[bytes]:
