@@ -19,45 +19,24 @@ import statistics
 import subprocess
 import sys
 
+# The trials are scale.py's (rows 4 and 5), imported in the child: with PYTHONPATH set, scale.py leaves the tree
+# on it first, so the child runs that tree's tunesmith.
 CHILD = r'''
-import json, os, shutil, sys, tempfile, time
+import json, os, shutil, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from scale import ITERS, noop, run, short, short_iters
 import tunesmith as ts
 
-ITERS = 9
 CORES = os.cpu_count() or 1
-
-
-def noop(config):
-    ts.report({"x": 1})
-
-
-def short(config):
-    time.sleep(config["ms"] / 1000)
-    ts.report({"loss": config["ms"]})
-
-
-def short_iters(config):
-    per = config["ms"] / 1000 / ITERS
-    for i in range(1, ITERS + 1):
-        time.sleep(per)
-        ts.report({"loss": config["q"] / i})
-
-
-def run(fn, space, n, root, **kw):
-    t = time.perf_counter()
-    res = ts.run(fn, space=space, num_samples=n, storage_path=root, verbose=0, seed=0, **kw)
-    return res, time.perf_counter() - t
-
-
 root = tempfile.mkdtemp(prefix="tunesmith_short_ab_")
 try:
-    out = {"tunesmith": os.path.dirname(os.path.dirname(os.path.abspath(ts.__file__)))}
+    out = {}
     run(noop, {}, 1, root)
     out["noop_per_s"] = 2000 / run(noop, {}, 2000, root)[1]
-    res, wall = run(short, {"ms": ts.uniform(1, 5)}, 3000, root)
+    res, wall = run(short, {"ms": ts.uniform(1, 5)}, 3000, root, seed=0)
     out["fifo_over_sleeps"] = wall / (sum(t.config["ms"] for t in res.trials) / 1000 / CORES)
-    res, wall = run(short_iters, {"ms": ts.uniform(1, 5), "q": ts.uniform(0, 1)}, 6000, root, metric="loss",
-                    mode="min", scheduler=ts.ASHA(max_t=ITERS, grace_period=1, reduction_factor=3))
+    res, wall = run(short_iters, {"ms": ts.uniform(1, 5), "q": ts.uniform(0, 1)}, 6000, root, seed=0,
+                    metric="loss", mode="min", scheduler=ts.ASHA(max_t=ITERS, grace_period=1, reduction_factor=3))
     slept = sum(t.config["ms"] / 1000 / ITERS * (t.last_result or {}).get("training_iteration", 0) for t in res.trials)
     out["asha_over_sleeps"] = wall / (slept / CORES)
 finally:
@@ -71,7 +50,8 @@ KEYS = ("noop_per_s", "fifo_over_sleeps", "asha_over_sleeps")
 def measure(tree: str) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # both trees' bytecode compiled once, as a user's install has it
-    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, cwd=os.sep,
+    here = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run([sys.executable, "-c", CHILD, here], env=env, capture_output=True, text=True, cwd=os.sep,
                           check=False)
     if done.returncode != 0:
         raise SystemExit(f"the run with {tree} failed:\n{done.stderr[-2000:]}")
