@@ -150,6 +150,22 @@ def test_thin_keeps_each_stretchs_min_and_max() -> None:
     assert list(pd_.thin(np.array(values[:50]), 202)) == list(range(50))  # short: all
 
 
+def test_only_points_drawn_as_markers_go_webgl() -> None:
+    from tunesmith.plots._figure import _webgl
+
+    many = pd_.WEBGL_POINTS + 1
+    lines = {"type": "scatter", "mode": "lines", "x": list(range(many))}
+    dots = {"type": "scatter", "mode": "markers", "x": list(range(many))}
+    both = {"type": "scatter", "mode": "lines+markers", "x": [1, 2]}
+    band = {"type": "scatter", "mode": "markers", "fill": "tonexty", "x": [1, 2]}
+    _webgl(data := [lines, dict(lines)])
+    assert [t["type"] for t in data] == ["scatter", "scatter"]  # lines alone: SVG, simplified by plotly.js
+    _webgl(data := [dict(lines), dots, both, band])
+    assert [t["type"] for t in data] == ["scatter", "scattergl", "scattergl", "scatter"]
+    _webgl(data := [{**dots, "type": "scatter", "x": list(range(pd_.WEBGL_POINTS))}, lines])
+    assert [t["type"] for t in data] == ["scatter", "scatter"]  # the markers fit SVG
+
+
 def test_learning_curves_other_x_and_unknown_metric(pbt: ResultSet) -> None:
     fig = pd_.learning_curves(pbt, x="time_total_s")
     assert _trace(fig, kind="trial", trial_id=2)["x"] == [1.0, 2.0]

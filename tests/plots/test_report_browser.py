@@ -54,12 +54,13 @@ def test_report_draws_every_plot_offline_without_errors(tmp_path: Any) -> None:
 def test_a_big_report_draws_its_many_points_with_webgl(tmp_path: Any) -> None:
     from test_report_scale import build  # same folder; tests have no packages
 
-    rs = build(tmp_path, "big", 30, 1_000)  # 30,000 results: learning curves and best so far go WebGL
+    rs = build(tmp_path, "big", 30, 1_000)  # 30,000 results: best so far's points go WebGL
     path = str(tmp_path / "report.html")
     titles = write_report(rs, path)
     drawn = _check_drawn(path, titles)
     webgl = {titles[int(d["id"].split("-")[1])] for d in drawn if d["canvases"]}
-    assert {"Learning curves", "Best so far"} <= webgl
+    assert "Best so far" in webgl
+    assert "Learning curves" not in webgl  # as many points, but lines: SVG, simplified by plotly.js
 
 
 def _check_drawn(path: str, titles: list[str]) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ STATUS_COLORS = {"RUNNING": "#2ca02c", "PAUSED": "#bcbd22", "PENDING": "#7f7f7f"
 
 
 POINTS_PER_FIGURE = 60_000  # a figure's points, shared among its lines: what a screen can show, many times over
-WEBGL_POINTS = 20_000  # a figure with more points than this draws them with WebGL (scattergl), not as SVG
+WEBGL_POINTS = 20_000  # a figure with more markers than this draws them with WebGL (scattergl), not as SVG
 
 
 def thin(values: np.ndarray, max_points: int) -> np.ndarray:
@@ -54,11 +54,15 @@ def _plain_list(values: np.ndarray) -> list[Any]:
 
 
 def _webgl(data: list[dict[str, Any]]) -> None:
-    """Draw a figure's scatter traces with WebGL when it has too many points for SVG to draw quickly."""
-    if sum(len(t.get("x") or ()) for t in data if t.get("type") == "scatter") > WEBGL_POINTS:
-        for trace in data:
-            if trace.get("type") == "scatter" and "fill" not in trace:
-                trace["type"] = "scattergl"
+    """Draw a figure's markers with WebGL when it has too many for SVG (one element each) to draw quickly.
+
+    Lines stay SVG at any length: plotly.js simplifies an SVG line to the pixels it covers, while WebGL lines
+    are slow to draw where the browser has no GPU and renders them in software (headless, remote desktops).
+    """
+    dotted = [t for t in data if t.get("type") == "scatter" and "fill" not in t and t.get("mode") != "lines"]
+    if sum(len(t.get("x") or ()) for t in dotted) > WEBGL_POINTS:
+        for trace in dotted:
+            trace["type"] = "scattergl"
 
 
 def _label(value: Any) -> str:

@@ -48,11 +48,12 @@ def learning_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATIO
     breaks there (its earlier points are its life before the exploit).
 
     At scale: a long history is thinned to what a screen shows, keeping each stretch's lowest and highest
-    value (:func:`thin`), the points of all lines together bounded by ``POINTS_PER_FIGURE`` and drawn with
-    WebGL beyond ``WEBGL_POINTS``. With more than ``max_trials`` trials, one line per trial is an unreadable
-    band: the figure shows instead the median and the 10–90% and 25–75% bands over trials of their values
-    (each trial's latest value in each of ``BUCKETS`` stretches of ``x``), and the best ``TOP_TRIALS`` trials
-    (by final value in ``mode``; default the experiment's) as lines.
+    value (:func:`thin`), the points of all lines together bounded by ``POINTS_PER_FIGURE`` (lines stay SVG,
+    which plotly.js simplifies to the pixels drawn; single-point markers go WebGL beyond ``WEBGL_POINTS``).
+    With more than ``max_trials`` trials, one line per trial is an unreadable band: the figure shows instead
+    the median and the 10–90% and 25–75% bands over trials of their values (each trial's latest value in each
+    of ``BUCKETS`` stretches of ``x``), and the best ``TOP_TRIALS`` trials (by final value in ``mode``;
+    default the experiment's) as lines.
 
     Args:
         rs: the experiment.
