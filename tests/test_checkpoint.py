@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -72,6 +73,21 @@ def test_in_memory_checkpoint_as_dir(tmp_path):
     assert c.load() == {"x": 1}
     folder = c.as_dir()
     assert os.path.exists(os.path.join(folder, ck.STATE_FILE))
+
+
+@pytest.fixture
+def temp_dir(tmp_path, monkeypatch):
+    """The folder tempfile makes its temporary folders in, empty, to count what is left there."""
+    folder = tmp_path / "temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_as_dir_writes_an_in_memory_checkpoint_once_per_object(temp_dir):
+    c = ts.Checkpoint.from_state({"x": 1})
+    folder = c.as_dir()
+    assert c.as_dir() == folder and os.listdir(temp_dir) == [os.path.basename(folder)]
 
 
 def resumable(config):
@@ -147,6 +163,17 @@ def test_a_checkpoint_uploaded_to_a_url_loads_and_verifies(tmp_path):
     assert not local.startswith(str(tmp_path / "bucket")) and c.as_dir() == local
     assert ck.verify(local)["iteration"] == 3
     assert ck.owner(url) == "trial_00001"
+
+
+def test_loading_a_checkpoint_at_a_url_leaves_no_download_behind(tmp_path, temp_dir):
+    url = _uploaded(tmp_path, {"step": 3})
+    assert ts.Checkpoint(url).load() == {"step": 3}
+    assert os.listdir(temp_dir) == []
+    os.remove(tmp_path / "bucket/exp/trials/trial_00001/checkpoints/checkpoint_000003" / ck.MANIFEST)
+    for get in (ts.Checkpoint.load, ts.Checkpoint.as_dir):
+        with pytest.raises(ck.CheckpointError, match="incomplete upload"):
+            get(ts.Checkpoint(url))
+        assert os.listdir(temp_dir) == []  # nor an empty folder where the download failed
 
 
 def test_uploading_an_iteration_again_replaces_it(tmp_path):

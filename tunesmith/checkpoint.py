@@ -92,7 +92,14 @@ class Checkpoint:
             return self._state
         if self._path is None:
             raise CheckpointError("empty checkpoint")
-        folder = self.as_dir()  # a checkpoint at a URL: downloaded, every checksum checked there
+        if is_url(self._path) and (self._local is None or not os.path.isdir(self._local)):
+            with tempfile.TemporaryDirectory(prefix="tunesmith_ckpt_") as tmp:  # this copy is load()'s alone
+                return self._load_from(download(self._path, tmp), trust_foreign_pickle)
+        return self._load_from(self.as_dir(), trust_foreign_pickle)
+
+    def _load_from(self, folder: str, trust_foreign_pickle: bool) -> Any:
+        """load() of the checkpoint's files in ``folder`` (its own, or a downloaded copy)."""
+        assert self._path is not None
         if not os.path.isdir(folder):
             raise CheckpointError(f"checkpoint folder {self._path} does not exist (deleted or moved)")
         state_file = os.path.join(folder, STATE_FILE)
@@ -113,16 +120,22 @@ class Checkpoint:
             return pickle.load(f)
 
     def as_dir(self) -> str:
-        """The checkpoint's folder (an in-memory one is written to a new temporary folder first, one at a URL
-        is downloaded to one, once per ``Checkpoint`` object)."""
+        """The checkpoint's folder. An in-memory checkpoint is written to a temporary folder, one at a URL
+        downloaded to one (every checksum checked), once per ``Checkpoint`` object; that folder is the
+        caller's to delete (:meth:`load` alone leaves nothing behind)."""
         if self._path is not None and not is_url(self._path):
             return self._path
         if self._local is None or not os.path.isdir(self._local):
             tmp = tempfile.mkdtemp(prefix="tunesmith_ckpt_")
-            if self._path is None:
-                _fill(self, tmp)
-                return tmp
-            self._local = download(self._path, tmp)
+            try:
+                if self._path is None:
+                    _fill(self, tmp)
+                    self._local = tmp
+                else:
+                    self._local = download(self._path, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return self._local
 
     def __repr__(self) -> str:
