@@ -55,14 +55,15 @@ def _restored(name, default):
         return json.load(f)
 
 
-def _checkpoint_of(name, value):
-    """A checkpoint holding ``value`` as the JSON ``name``."""
+def _report_with(metrics, name, value):
+    """ts.report with a checkpoint holding ``value`` as the JSON ``name`` (its folder copied by report, then
+    deleted: the suite leaves nothing in the temporary folder)."""
     import tempfile
 
-    folder = tempfile.mkdtemp()
-    with open(os.path.join(folder, name), "w") as f:
-        json.dump(value, f)
-    return ts.Checkpoint.from_dir(folder)
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, name), "w") as f:
+            json.dump(value, f)
+        ts.report(metrics, checkpoint=ts.Checkpoint.from_dir(folder))
 
 
 def ddp_steps(config):
@@ -139,8 +140,7 @@ def killed_then_resumed(config):
             other = _records(".", "start", 1)[-1]["pid"]
             os.kill(other, signal.SIGKILL)  # rank 1 dies mid-run
             dist.all_reduce(t)  # gloo raises: the peer is gone
-        ts.report({"loss": float(config["steps"] - step), "sum": t.item()},
-                  checkpoint=_checkpoint_of("step.json", {"step": step + 1}))
+        _report_with({"loss": float(config["steps"] - step), "sum": t.item()}, "step.json", {"step": step + 1})
 
 
 def test_a_killed_rank_fails_the_trial_and_the_retry_resumes_every_rank_from_the_checkpoint():
@@ -195,7 +195,8 @@ def resized(config):
         dist.all_reduce(t)
         import tempfile
 
-        ts.report({"loss": 1.0 / (step + 1), "world": t.item()}, checkpoint=ts.Checkpoint.from_dir(tempfile.mkdtemp()))
+        with tempfile.TemporaryDirectory() as empty:
+            ts.report({"loss": 1.0 / (step + 1), "world": t.item()}, checkpoint=ts.Checkpoint.from_dir(empty))
         if step + 1 == config.get("resize_at") and dist.get_world_size() == config.get("resize_from", 2) \
                 and ts.get_rank() == 0:
             # the resize is decided on this result, asynchronously: rank 0 waits until the driver's pause reaches
@@ -248,8 +249,8 @@ def pbt_ranks(config):
         t = torch.tensor([1.0])
         dist.all_reduce(t)
         state["step"] += 1
-        ts.report({"loss": state["origin"] + 1.0 / state["step"], "lr": ts.get_config()["lr"], "world": t.item()},
-                  checkpoint=_checkpoint_of("state.json", state))
+        _report_with({"loss": state["origin"] + 1.0 / state["step"], "lr": ts.get_config()["lr"], "world": t.item()},
+                     "state.json", state)
 
 
 def test_pbt_exploits_a_two_rank_trial_every_rank_restarting_from_the_copied_checkpoint():
@@ -291,8 +292,7 @@ def deadline_ranks(config):
         dist.all_reduce(t)
         time.sleep(0.05)  # a step's work
         step += 1
-        ts.report({"loss": config["q"] + 1.0 / step, "world": t.item(), "step": step},
-                  checkpoint=_checkpoint_of("step.json", {"step": step}))
+        _report_with({"loss": config["q"] + 1.0 / step, "world": t.item(), "step": step}, "step.json", {"step": step})
 
 
 def test_deadline_gives_the_best_trial_more_ranks_from_its_checkpoint():

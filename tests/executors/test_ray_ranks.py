@@ -152,10 +152,10 @@ def killed_then_resumed(config):
             os.kill(os.getpid(), signal.SIGKILL)  # rank 1 dies mid-run; rank 0 waits for it in the all-reduce
         t = torch.tensor([float(step)])
         dist.all_reduce(t)
-        tmp = tempfile.mkdtemp()
-        with open(os.path.join(tmp, "step.json"), "w") as f:
-            json.dump({"step": step + 1}, f)
-        ts.report({"loss": float(config["steps"] - step), "sum": t.item()}, checkpoint=ts.Checkpoint.from_dir(tmp))
+        with tempfile.TemporaryDirectory() as tmp:  # report copies it
+            with open(os.path.join(tmp, "step.json"), "w") as f:
+                json.dump({"step": step + 1}, f)
+            ts.report({"loss": float(config["steps"] - step), "sum": t.item()}, checkpoint=ts.Checkpoint.from_dir(tmp))
 
 
 def test_a_killed_rank_fails_the_trial_and_the_retry_resumes_every_rank_from_the_checkpoint(cluster, tmp_path):
