@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import re
 import sqlite3
 from typing import Any
 
@@ -89,6 +90,26 @@ def test_show_pages_by_default_and_all_dumps_every_trial(tmp_path: Any) -> None:
 
     res = invoke("show", "big", "--storage-path", str(tmp_path), "--all", "--limit", "5")
     assert res.exit_code == 2 and "--all" in res.output and "--limit" in res.output
+
+
+def test_show_all_of_many_trials_prints_one_aligned_plain_line_per_trial(tmp_path: Any) -> None:
+    from tunesmith.cli import SHOW_RICH_ROWS
+
+    n = SHOW_RICH_ROWS + 5
+    write_store(str(tmp_path / "big"), [
+        {"id": i, "config": {"lr": i / 1000, "prompt": "[INST] hi\x1b[31m [/INST]" if i == 3 else "plain"},
+         "results": [{"loss": float(i)}]} for i in range(1, n + 1)])
+    res = invoke("show", "big", "--storage-path", str(tmp_path), "--all")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:3] == ["trial", "status", "iter"])
+    rows = [line for line in lines[head + 2:] if line.startswith("trial_")]
+    assert [r.split()[0] for r in rows] == [f"trial_{i:05d}" for i in range(1, n + 1)]  # one line each, best first
+    assert set(lines[head + 1]) <= {"-", " "}
+    starts = {[m.start() for m in re.finditer(r"\S+", r)][3] for r in rows}  # the loss column: one place in all
+    assert starts == {lines[head].index("loss")}
+    third = rows[2]
+    assert "[INST] hi\\x1b[31m [/INST]" in third and "\x1b" not in res.output  # shown as text, never sent raw
 
 
 def test_show_of_a_small_experiment_has_no_paging_line(tmp_path: Any) -> None:

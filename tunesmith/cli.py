@@ -259,6 +259,9 @@ def _key_values(items: Any, option: str) -> dict[str, float]:
 
 
 SHOW_PAGE = 20  # trials in `tunesmith show`'s table unless --limit or --all
+# more trials than this are printed as plain aligned lines, one per trial, not as rich's table: rich lays out
+# every cell (benchmarks/scale.py row 6 measures `show --all`)
+SHOW_RICH_ROWS = 200
 WATCH_S = 2.0  # `show --watch`'s default seconds between draws
 WATCH_MIN_S = 0.2
 
@@ -495,7 +498,7 @@ def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: st
     parents = any(t.parent_id is not None for t in trials)  # PBT: whose checkpoint the latest exploit cloned
     columns = (["trial", "status", "iter"] + (["parent"] if parents else []) + metrics
                + (["feasible"] if constrained else []) + config_keys)
-    table = _table(*columns)
+    rows = []
     for t in trials:
         flat = flatten(t.config)
         row = [t.name, t.status.value.lower(), str(t.iteration)]
@@ -506,8 +509,14 @@ def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: st
             ok = feasible_result(t.last_result)
             row.append("" if ok is None else "yes" if ok else "no")
         row += [_fmt(flat.get(k, "")) for k in config_keys]
-        table.add_row(*row)
-    out.append(table)
+        rows.append(row)
+    if len(rows) > SHOW_RICH_ROWS:  # a dump (--all, a long --limit): one line per trial, for a pager or grep
+        out.append(_plain_table(columns, rows))
+    else:
+        table = _table(*columns)
+        for row in rows:
+            table.add_row(*row)
+        out.append(table)
     for t in trials:
         if t.error:
             lines = t.error.strip().splitlines()
