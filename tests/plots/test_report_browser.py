@@ -153,3 +153,24 @@ def test_the_report_paints_before_its_plots_are_all_drawn_and_draws_those_in_vie
     below = [i for i in drawn if i not in in_view]
     assert in_view and below
     assert max(drawn[i] for i in in_view) < min(drawn[i] for i in below), drawn
+
+
+def test_the_report_paints_its_text_before_plotly_js_is_evaluated(tmp_path: Any) -> None:
+    """plotly.js (megabytes of script, a second or more to evaluate on a slow machine) comes after the page's
+    text, so the heading and the facts show while it is evaluated."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    path, _titles = _report(tmp_path)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.add_init_script(_TIMES + """
+                let plotly;
+                Object.defineProperty(window, 'Plotly', {configurable: true, get: () => plotly,
+                    set: v => { plotly = v; window.__plotly = performance.now(); }});""")
+            page.goto("file://" + path, wait_until="load", timeout=30_000)
+            page.wait_for_function("() => window.__paint !== null && window.__plotly", timeout=30_000)
+            paint, plotly = page.evaluate("() => [window.__paint, window.__plotly]")
+        finally:
+            browser.close()
+    assert paint < plotly, (paint, plotly)
