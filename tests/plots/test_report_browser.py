@@ -133,22 +133,12 @@ def test_the_report_paints_before_its_plots_are_all_drawn_and_draws_those_in_vie
     """The page is painted (its heading, facts and the sections' titles) before every plot is drawn, and the
     plots in the window are drawn before those below it: a report whose plots take seconds (WebGL in a
     browser without a GPU) is not a blank page meanwhile."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     path, titles = _report(tmp_path)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.add_init_script(_TIMES)
-            page.goto("file://" + path, wait_until="load", timeout=30_000)
-            page.wait_for_function("n => Object.keys(window.__drawn).length === n && window.__paint !== null",
-                                   arg=len(titles), timeout=30_000)
-            drawn, paint = page.evaluate("() => [window.__drawn, window.__paint]")
-            in_view = page.evaluate("""() => [...document.querySelectorAll('.plot')].filter(d => {
-                const r = d.getBoundingClientRect(); return r.top < window.innerHeight && r.bottom > 0;
-            }).map(d => d.id)""")
-        finally:
-            browser.close()
+    drawn, paint, in_view = _timed(
+        path, _TIMES, f"() => Object.keys(window.__drawn).length === {len(titles)} && window.__paint !== null",
+        """() => [window.__drawn, window.__paint, [...document.querySelectorAll('.plot')].filter(d => {
+            const r = d.getBoundingClientRect(); return r.top < window.innerHeight && r.bottom > 0;
+        }).map(d => d.id)]""")
     assert paint < max(drawn.values()), (paint, drawn)
     below = [i for i in drawn if i not in in_view]
     assert in_view and below
@@ -158,19 +148,25 @@ def test_the_report_paints_before_its_plots_are_all_drawn_and_draws_those_in_vie
 def test_the_report_paints_its_text_before_plotly_js_is_evaluated(tmp_path: Any) -> None:
     """plotly.js (megabytes of script, a second or more to evaluate on a slow machine) comes after the page's
     text, so the heading and the facts show while it is evaluated."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     path, _titles = _report(tmp_path)
+    paint, plotly = _timed(path, _TIMES + """
+        let plotly;
+        Object.defineProperty(window, 'Plotly', {configurable: true, get: () => plotly,
+            set: v => { plotly = v; window.__plotly = performance.now(); }});""",
+        "() => window.__paint !== null && window.__plotly", "() => [window.__paint, window.__plotly]")
+    assert paint < plotly, (paint, plotly)
+
+
+def _timed(path: str, init: str, until: str, read: str) -> Any:
+    """Open the report with ``init`` run before its scripts, wait until ``until`` holds, return ``read``."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.add_init_script(_TIMES + """
-                let plotly;
-                Object.defineProperty(window, 'Plotly', {configurable: true, get: () => plotly,
-                    set: v => { plotly = v; window.__plotly = performance.now(); }});""")
+            page.add_init_script(init)
             page.goto("file://" + path, wait_until="load", timeout=30_000)
-            page.wait_for_function("() => window.__paint !== null && window.__plotly", timeout=30_000)
-            paint, plotly = page.evaluate("() => [window.__paint, window.__plotly]")
+            page.wait_for_function(until, timeout=30_000)
+            return page.evaluate(read)
         finally:
             browser.close()
-    assert paint < plotly, (paint, plotly)
