@@ -68,7 +68,7 @@ def test_a_held_name_is_written_beside_and_the_held_folder_stays_whole(tmp_path)
     assert all(ck.CHECKPOINT_NAME.fullmatch(n) for n in os.listdir(tmp_path))
 
 
-def test_in_memory_checkpoint_as_dir(tmp_path):
+def test_in_memory_checkpoint_as_dir(temp_dir):
     c = ts.Checkpoint.from_state({"x": 1})
     assert c.load() == {"x": 1}
     folder = c.as_dir()
@@ -152,7 +152,7 @@ def _uploaded(tmp_path, state, name="checkpoint_000003"):
     return url
 
 
-def test_a_checkpoint_uploaded_to_a_url_loads_and_verifies(tmp_path):
+def test_a_checkpoint_uploaded_to_a_url_loads_and_verifies(tmp_path, temp_dir):
     url = _uploaded(tmp_path, {"w": [1, 2], "step": 3})
     remote = tmp_path / "bucket/exp/trials/trial_00001/checkpoints/checkpoint_000003"
     assert sorted(os.listdir(remote)) == [ck.MANIFEST, ck.STATE_FILE]
