@@ -92,7 +92,7 @@ class Checkpoint:
             return self._state
         if self._path is None:
             raise CheckpointError("empty checkpoint")
-        if is_url(self._path) and (self._local is None or not os.path.isdir(self._local)):
+        if is_url(self._path) and self._copy() is None:
             with tempfile.TemporaryDirectory(prefix="tunesmith_ckpt_") as tmp:  # this copy is load()'s alone
                 return self._load_from(download(self._path, tmp), trust_foreign_pickle)
         return self._load_from(self.as_dir(), trust_foreign_pickle)
@@ -125,18 +125,25 @@ class Checkpoint:
         caller's to delete (:meth:`load` alone leaves nothing behind)."""
         if self._path is not None and not is_url(self._path):
             return self._path
-        if self._local is None or not os.path.isdir(self._local):
-            tmp = tempfile.mkdtemp(prefix="tunesmith_ckpt_")
-            try:
-                if self._path is None:
-                    _fill(self, tmp)
-                    self._local = tmp
-                else:
-                    self._local = download(self._path, tmp)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        return self._local
+        copy = self._copy()
+        if copy is not None:
+            return copy
+        tmp = tempfile.mkdtemp(prefix="tunesmith_ckpt_")
+        try:
+            if self._path is None:
+                _fill(self, tmp)
+                copy = tmp
+            else:
+                copy = download(self._path, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._local = copy
+        return copy
+
+    def _copy(self) -> str | None:
+        """The folder :meth:`as_dir` wrote or downloaded this checkpoint to, while it is still there."""
+        return self._local if self._local is not None and os.path.isdir(self._local) else None
 
     def __repr__(self) -> str:
         where = self._path if self._path is not None else "<in memory>"
