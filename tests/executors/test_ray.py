@@ -257,7 +257,7 @@ def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpu
         assert t.checkpoint.load() == 4
         # the node-local staging copies went when the trial ended (before its end reached the driver)
         stage = _staging_dir(ray.get_runtime_context().get_node_id(), t.path)
-        assert os.path.isdir(stage) and sorted(os.listdir(stage)) == [], os.listdir(stage)
+        assert not os.path.exists(stage), os.listdir(stage)  # and the folder, left empty
     assert ts.load(result.path).get_best("i", "max").checkpoint.load() == 4  # read back from the store
     for bad, match in [({"storage": "bucket/prefix"}, "must be a URL"),
                        ({"storage": f"file://{bucket}", "shared_storage": True}, "pass one of them"),
@@ -318,11 +318,40 @@ def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp
     ch.send_result((1, 0.0, 0.0, "{}", None), wait=False)
     ch.finish("error", "tb")
     assert seen == [["r"]]  # the result, not yet the end
-    assert sorted(os.listdir(stage)) == []
+    assert not stage.exists()  # the copies, then the folder they left empty
     assert ch.take(0) == [("done", 7, "error", "tb")]
     ch.reset(8, None, None)
     ch.finish("ok", None)  # the next trial on this actor does not run the last one's cleanup again
     assert seen == [["r"]]
+
+
+def test_what_a_trial_on_another_node_printed_goes_to_the_driver_before_its_end(tmp_path):
+    # The staging folder's output.log is read for the driver as it grows (each long poll) and to its end before
+    # "done"; only what was written after the trial started is sent (a file an earlier, killed run left was
+    # sent then); then it is removed, and the folder with it unless the trial left files of its own there.
+    from tunesmith.executors._ray_actor import LOG_BYTES, _ActorChannel, _remove_staging
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    log = stage / "output.log"
+    log.write_bytes(b"an earlier run\n")
+    ch = _ActorChannel()
+    ch.reset(3, None, None, on_finish=lambda: _remove_staging(str(stage)), log=str(log))
+    assert ch.take(0) == []  # nothing new yet
+    with open(log, "ab") as f:
+        f.write(b"hello\n")
+    ch.send_result((1, 0.0, 0.0, "{}", None), wait=False)
+    msgs = ch.take(0)
+    assert [m[0] for m in msgs] == ["r", "o"] and msgs[1][2] == b"hello\n"  # the result, then what it printed
+    big = bytes(range(256)) * (LOG_BYTES // 256) + b"tail\n"  # more than one poll reads
+    with open(log, "ab") as f:
+        f.write(big)
+    (stage / "mine.txt").write_text("the trial's own")
+    ch.finish("ok", None)
+    msgs = ch.take(0)
+    assert [m[0] for m in msgs] == ["o", "o", "done"]
+    assert b"".join(m[2] for m in msgs[:2]) == big
+    assert sorted(os.listdir(stage)) == ["mine.txt"]  # the log went, the trial's own file stays
 
 
 def test_a_trial_function_whose_module_globals_do_not_pickle_still_runs(ray_gpus, results_dir, tmp_path,

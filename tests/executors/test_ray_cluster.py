@@ -198,6 +198,66 @@ def test_with_a_storage_url_checkpoints_skip_the_driver_and_a_lost_node_restores
     assert not [p for p in left if any(s in p for s in survivors)], left
 
 
+def chatty(config):
+    """Prints (Python and the file descriptor), waits until the driver's copy of its output.log shows the first
+    line (sent while the trial runs), then prints one more line and ends."""
+    from tunesmith._layout import trial_name
+
+    first = f"trial {config['x']} says hello"
+    print(first, flush=True)
+    os.write(2, b"from the descriptor\n")
+    driver_log = os.path.join(config["exp"], "trials", trial_name(ts.get_trial_id()), "output.log")
+    deadline, seen = time.monotonic() + 30, False
+    while not seen and time.monotonic() < deadline:
+        try:
+            with open(driver_log) as f:
+                seen = first in f.read()
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+    if config["x"] == 2:  # a file of its own in its (node-local) folder: not the staging's to delete
+        with open(os.path.join(ts.get_trial_dir(), "mine.txt"), "w") as f:
+            f.write("kept")
+    print("last words", flush=True)
+    ts.report({"seen": seen, "node": _node_id(), "dir": ts.get_trial_dir()})
+
+
+def test_a_trial_on_another_node_sends_its_output_log_to_the_driver_as_it_runs(cluster, results_dir):
+    exp = str(results_dir / "chatty")
+    result = ts.run(chatty, space={"x": ts.grid([1, 2]), "exp": exp}, backend=RayBackend(), verbose=0,
+                    name="chatty")
+    for t in result.trials:
+        assert t.status is ts.TrialStatus.TERMINATED, t.error
+        assert t.last_result["dir"] != t.path  # it ran in its node's staging folder
+        assert t.last_result["seen"]  # its first line reached the driver while it ran
+        with open(os.path.join(t.path, "output.log")) as f:
+            lines = f.read().splitlines()
+        assert lines == [f"trial {t.config['x']} says hello", "from the descriptor", "last words"]
+        stage = t.last_result["dir"]
+        if t.config["x"] == 2:  # the trial's own file stays where it wrote it; what was sent is gone
+            assert sorted(os.listdir(stage)) == ["mine.txt"]
+        else:  # nothing of its own: the staging folder is gone
+            assert not os.path.exists(stage)
+
+
+def fails_once(config):
+    ck = ts.get_checkpoint()
+    start = ck.load() if ck else 0
+    print(f"run from {start}", flush=True)
+    ts.report({"i": start + 1, "dir": ts.get_trial_dir()}, checkpoint=Checkpoint.from_state(start + 1))
+    if start == 0:
+        raise RuntimeError("first run fails")
+
+
+def test_a_retried_trial_on_another_node_adds_its_output_after_the_run_before(cluster, results_dir):
+    result = ts.run(fails_once, num_samples=1, max_failures=1, backend=RayBackend(), verbose=0, name="twice")
+    (t,) = result.trials
+    assert t.status is ts.TrialStatus.TERMINATED and t.num_failures == 1, t.error
+    with open(os.path.join(t.path, "output.log")) as f:
+        assert f.read().splitlines() == ["run from 0", "run from 1"]
+    assert not os.path.exists(t.last_result["dir"])  # nothing of its own left on the node
+
+
 def quick(config):
     ts.report({"node": _node_id()})
 

@@ -4,7 +4,8 @@
 (``tunesmith.executors._worker._run_trial``, ``tunesmith.session``); only the channel differs:
 :class:`_ActorChannel` buffers results for the driver's long poll (``events``), one message per batch, which
 doubles as the heartbeat, and queues the checkpoints a trial on another node than the driver sends
-(``_ray_transfer``) or uploads them to the storage URL. The driver's side is ``tunesmith.executors.ray``.
+(``_ray_transfer``) or uploads them to the storage URL, and what such a trial prints (its node-local
+``output.log``, read as it grows) for the driver's copy. The driver's side is ``tunesmith.executors.ray``.
 
 Ray exports :class:`_TrialActor` by reference (module and name): every node imports it from this module,
 so it imports no Ray at module level and nothing of the driver's.
@@ -20,14 +21,16 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith._layout import OUTPUT_LOG
 from tunesmith.checkpoint import is_url
 from tunesmith.executors._ray_transfer import CHUNK_BYTES, chunks, receive_folder
 from tunesmith.executors._ray_transfer import staging_dir as _staging_dir
-from tunesmith.executors._wire import CHUNK, DONE, RESULTS
+from tunesmith.executors._wire import CHUNK, DONE, OUTPUT, RESULTS
 
 HEARTBEAT_S = 0.5  # the long poll returns at least this often: a live actor answers, a dead one cannot
 BATCH = 4096  # results per message at most
 MAX_QUEUED_ROWS = 65536  # a trial reporting faster than the driver reads waits here (bounded memory)
+LOG_BYTES = 1 << 20  # of a node-local output.log read per long poll (the rest at the next)
 
 
 class _ActorChannel:
@@ -50,10 +53,23 @@ class _ActorChannel:
         self.keep: str | None = None  # a staging folder that must not be deleted (the restore checkpoint)
         self.chunk_bytes = CHUNK_BYTES
         self.on_finish: Callable[[], None] | None = None
+        self.log: str | None = None  # the node-local output.log whose new bytes go to the driver
+        self.log_fd: int | None = None  # open once the trial has printed
+        self.log_at = 0  # how much of it was sent
 
     def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES,
-              upload_to: str | None = None, on_finish: Callable[[], None] | None = None) -> None:
+              upload_to: str | None = None, on_finish: Callable[[], None] | None = None,
+              log: str | None = None) -> None:
+        """Ready for the next trial. ``log``: its output.log on this node when the driver's folder is on another
+        (only what is written from now on is sent: a file left by a run whose actor was killed was sent then or
+        is lost with it)."""
         with self.cv:
+            self._close_log_locked()
+            self.log = log
+            try:
+                self.log_at = os.path.getsize(log) if log is not None else 0
+            except OSError:
+                self.log_at = 0
             self.on_finish = on_finish
             self.upload_to = upload_to
             self.chunk_bytes = chunk_bytes
@@ -96,6 +112,16 @@ class _ActorChannel:
     def finish(self, status: str, tb: str | None, retire: bool = False) -> None:
         """The trial's end, after what it reported. ``retire``: this actor ran rank 0 of a trial run as several
         ranks (torch.distributed's state stays in the process): the driver kills it instead of reusing it."""
+        # everything it printed (the output was drained before this) goes ahead of its end, in bounded pieces
+        while True:
+            with self.cv:
+                while self.queued_bytes >= self.chunk_bytes:
+                    self.cv.wait(HEARTBEAT_S)
+                if not self._read_log_locked():
+                    self._close_log_locked()
+                    self.log = None
+                    break
+                self.cv.notify_all()
         # before the driver hears of the end: a retry it starts at once may use the same staging folder
         on_finish, self.on_finish = self.on_finish, None
         if on_finish is not None:
@@ -104,6 +130,29 @@ class _ActorChannel:
             self._flush_locked(False)
             self.out.append((DONE, self.trial_id, status, tb, True) if retire else (DONE, self.trial_id, status, tb))
             self.cv.notify_all()
+
+    def _read_log_locked(self) -> int:
+        """Queue what the trial's node-local output.log gained since the last read (at most ``LOG_BYTES``) for
+        the driver; how many bytes. A log that cannot be read (not yet created: nothing printed) gives 0."""
+        if self.log is None:
+            return 0
+        try:
+            if self.log_fd is None:
+                self.log_fd = os.open(self.log, os.O_RDONLY | os.O_NOFOLLOW)
+            data = os.pread(self.log_fd, LOG_BYTES, self.log_at)
+        except OSError:
+            return 0
+        if data:
+            self._flush_locked(False)  # results before it stay before it
+            self.out.append((OUTPUT, self.trial_id, data))
+            self.log_at += len(data)
+            self.queued_bytes += len(data)
+        return len(data)
+
+    def _close_log_locked(self) -> None:
+        if self.log_fd is not None:
+            os.close(self.log_fd)
+            self.log_fd = None
 
     def _flush_locked(self, waiting: bool) -> None:
         if self.rows:
@@ -151,13 +200,15 @@ class _ActorChannel:
         with self.cv:
             if not self.out and not self.rows:
                 self.cv.wait(timeout)
+            self._read_log_locked()  # what it printed meanwhile, as it runs
             self._flush_locked(False)
             msgs, size, n = [], 0, 0
             for msg in self.out:
-                if msg[0] == CHUNK:
-                    if size and size + len(msg[5]) > self.chunk_bytes:
+                if msg[0] in (CHUNK, OUTPUT):
+                    data = msg[5] if msg[0] == CHUNK else msg[2]
+                    if size and size + len(data) > self.chunk_bytes:
                         break
-                    size += len(msg[5])
+                    size += len(data)
                 elif msg[0] == RESULTS:
                     self.queued_rows -= len(msg[2])
                 msgs.append(msg)
@@ -250,7 +301,8 @@ class _TrialActor:
             return {"node": self.node_id, "pid": os.getpid()}
         self.channel.reset(spec["trial_id"], driver_ckpts if remote and not storage else None, keep,
                            spec["chunk_bytes"], upload_to=storage,
-                           on_finish=None if stage is None else lambda: _remove_staging(stage))
+                           on_finish=None if stage is None else lambda: _remove_staging(stage),
+                           log=os.path.join(stage, OUTPUT_LOG) if remote and stage is not None else None)
         self.thread = threading.Thread(target=self._run, args=(spec, fn, group), name="tunesmith-trial", daemon=True)
         self.thread.start()
         return {"node": self.node_id, "pid": os.getpid()}
@@ -272,6 +324,15 @@ class _TrialActor:
 
 def _remove_staging(stage: str) -> None:
     """Every checkpoint of the trial was read for the driver (queued in memory) or uploaded to the
-    storage: the staging copies can go."""
+    storage, and its output.log was read for the driver: the staging copies can go, and the folder with them
+    when the trial left nothing else there (files it wrote itself stay: they are the user's)."""
     shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
     shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
+    try:
+        os.remove(os.path.join(stage, OUTPUT_LOG))
+    except OSError:
+        pass  # nothing printed, or the trial ran on the driver's node (only its checkpoints were staged)
+    try:
+        os.rmdir(stage)
+    except OSError:
+        pass  # not empty: the trial wrote files of its own there

@@ -11,6 +11,7 @@ actor's DONE has no rows, and the same flag fifth).
                     (a Ray actor's DECIDE has no plan: its backend takes none)
   worker -> driver: (READY, pid)  (RESULTS, trial_id, rows, waiting)  (DONE, trial_id, status, error, rows[, retire])
                     (HEARTBEAT,)  (CHUNK, trial_id, dest, relpath, offset, data) (Ray: a checkpoint's bytes)
+                    (OUTPUT, trial_id, data) (Ray: what a trial on another node printed, for its output.log)
 """
 
 from __future__ import annotations
@@ -24,3 +25,4 @@ RESULTS = "r"  # a batch of results
 DONE = "done"  # the trial ended
 HEARTBEAT = "hb"  # alive, nothing to send
 CHUNK = "c"  # part of a checkpoint folder on its way to the driver
+OUTPUT = "o"  # bytes a trial on another node printed, appended to its output.log by the driver

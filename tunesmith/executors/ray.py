@@ -53,7 +53,7 @@ from tunesmith.checkpoint import is_url
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._ray_actor import HEARTBEAT_S, _TrialActor
 from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, put_folder
-from tunesmith.executors._wire import CHUNK, DONE, RESULTS
+from tunesmith.executors._wire import CHUNK, DONE, OUTPUT, RESULTS
 
 log = logging.getLogger("tunesmith")
 
@@ -579,6 +579,8 @@ class RayBackend(Executor):
                 events.append(Results(msg[1], rows, msg[3]))
             elif kind == CHUNK:
                 self._chunk(slot, msg)
+            elif kind == OUTPUT:
+                self._output(slot, msg[2])
             elif kind == DONE:
                 done = Done(msg[1], msg[2], msg[3])
                 if slot.trial_id == done.trial_id:
@@ -593,6 +595,25 @@ class RayBackend(Executor):
         """One chunk of a checkpoint a trial sends from another node."""
         _c, _tid, dest, rel, offset, data = msg
         slot.transfers.chunk(os.path.join(slot.trial_dir, "checkpoints"), dest, rel, offset, data)
+
+    def _output(self, slot: _Slot, data: bytes) -> None:
+        """What a trial on another node printed since the last poll: appended to its output.log here, as a
+        trial on this node appends to it itself (a retry's output after the run before)."""
+        from tunesmith._layout import OUTPUT_LOG
+
+        try:
+            os.makedirs(slot.trial_dir, exist_ok=True)
+            fd = os.open(os.path.join(slot.trial_dir, OUTPUT_LOG),
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        except OSError as e:
+            log.warning("trial %s: what it printed on node %s could not be added to %s (%s); dropped",
+                        slot.trial_id, slot.node, os.path.join(slot.trial_dir, OUTPUT_LOG), e)
 
     def _landed(self, slot: _Slot, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """The row naming a checkpoint whose chunks all came: the checkpoint lands (checked, renamed into
