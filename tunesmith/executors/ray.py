@@ -21,10 +21,12 @@ How a trial runs:
   a node-local staging folder and sends each one to the driver in chunks through the same long poll; the
   driver writes them into the experiment folder (temporary name, checksums verified, renamed) before the
   result that names them reaches the controller. A restart on another node gets its checkpoint through the
-  object store. With ``shared_storage=True`` (NFS and the like) trials write into the experiment folder
-  directly. With ``storage="s3://..."`` (any fsspec URL) every trial uploads its checkpoints there (the
-  manifest last) before the result that names them is sent, and a restart downloads its checkpoint from
-  there (every checksum checked); the driver only records, verifies (sizes) and deletes (``keep=``) URLs.
+  object store. What such a trial prints goes the same way, as it is written (its staged ``output.log``,
+  appended to the trial's ``output.log`` here). With ``shared_storage=True`` (NFS and the like) trials write
+  into the experiment folder directly. With ``storage="s3://..."`` (any fsspec URL) every trial uploads its
+  checkpoints there (the manifest last) before the result that names them is sent, and a restart downloads
+  its checkpoint from there (every checksum checked); the driver only records, verifies (sizes) and deletes
+  (``keep=``) URLs.
 * a trial run as several ranks (``run(ranks=N)``) gets a placement group of one bundle per rank (each its
   share), then the ``bundles=``; its actor is rank 0 on bundle 0 and starts the other ranks as actors on
   theirs (``_ray_ranks``); that actor is never reused.
