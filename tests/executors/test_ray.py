@@ -354,6 +354,51 @@ def test_what_a_trial_on_another_node_printed_goes_to_the_driver_before_its_end(
     assert sorted(os.listdir(stage)) == ["mine.txt"]  # the log went, the trial's own file stays
 
 
+def test_two_experiments_of_one_name_get_their_own_staging_folders():
+    # Staging folders are keyed by the experiment's folder on the driver, not only its name: a trial of one
+    # "exp" must never send (sync_trial_files) what a trial of another "exp" left on the same node.
+    from tunesmith.executors._ray_transfer import staging_dir
+
+    a = staging_dir("n" * 32, "/home/me/results/exp/trials/trial_00001")
+    b = staging_dir("n" * 32, "/home/you/results/exp/trials/trial_00001")
+    assert a != b
+    assert a == staging_dir("n" * 32, "/home/me/results/exp/trials/trial_00001")  # a retry finds its own
+    assert os.path.basename(a) == "trial_00001" and "exp" in a
+
+
+def test_a_trials_files_are_sent_without_links_or_staged_copies_and_land_only_inside_its_folder(tmp_path):
+    from tunesmith.executors._ray_transfer import IncomingFiles, trial_files
+
+    stage = tmp_path / "stage"
+    for rel in ("checkpoints/checkpoint_000001/w.bin", "restore/x", "output.log", "a.txt", "sub/b.txt",
+                "sub/checkpoints/c.txt"):
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / rel).write_text(rel)
+    (tmp_path / "secret").write_text("not the trial's")
+    (stage / "link.txt").symlink_to(tmp_path / "secret")
+    (stage / "linked_dir").symlink_to(tmp_path)
+    assert sorted(trial_files(str(stage))) == ["a.txt", "sub/b.txt", "sub/checkpoints/c.txt"]
+
+    trial = tmp_path / "driver" / "trial_00001"
+    trial.mkdir(parents=True)
+    (trial / "a.txt").write_text("an earlier run's")
+    files = IncomingFiles()
+    files.piece(str(trial), "a.txt", 0, b"new ", False)
+    assert (trial / "a.txt").read_text() == "an earlier run's"  # replaced only with its last piece
+    files.piece(str(trial), "a.txt", 4, b"one", True)
+    assert (trial / "a.txt").read_text() == "new one"
+    files.piece(str(trial), "sub/deep/b.txt", 0, b"", True)
+    assert (trial / "sub" / "deep" / "b.txt").read_bytes() == b""
+    for bad in ("../escape.txt", "/etc/passwd", "checkpoints/checkpoint_000009/x", "output.log", "a/../../x"):
+        with pytest.raises(ValueError, match="refusing the trial file"):
+            files.piece(str(trial), bad, 0, b"x", False)
+        files.piece(str(trial), bad, 1, b"y", True)  # its later pieces are dropped quietly
+    assert not (tmp_path / "driver" / "escape.txt").exists()
+    files.piece(str(trial), "half.txt", 0, b"x", False)
+    files.discard()  # the trial's actor died: the half-sent file leaves nothing behind
+    assert sorted(p.name for p in trial.iterdir()) == ["a.txt", "sub"]
+
+
 def test_a_trial_function_whose_module_globals_do_not_pickle_still_runs(ray_gpus, results_dir, tmp_path,
                                                                         monkeypatch):
     # By value, a function takes the module globals it uses along; a lock does not pickle. Then it goes by

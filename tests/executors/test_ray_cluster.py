@@ -200,7 +200,7 @@ def test_with_a_storage_url_checkpoints_skip_the_driver_and_a_lost_node_restores
 
 def chatty(config):
     """Prints (Python and the file descriptor), waits until the driver's copy of its output.log shows the first
-    line (sent while the trial runs), then prints one more line and ends."""
+    line (sent while the trial runs), writes files of its own (trial 2), then prints one more line and ends."""
     from tunesmith._layout import trial_name
 
     first = f"trial {config['x']} says hello"
@@ -215,17 +215,24 @@ def chatty(config):
         except FileNotFoundError:
             pass
         time.sleep(0.05)
-    if config["x"] == 2:  # a file of its own in its (node-local) folder: not the staging's to delete
-        with open(os.path.join(ts.get_trial_dir(), "mine.txt"), "w") as f:
+    if config["x"] == 2:  # files of its own in its (node-local) folder, one of several pieces, and a link
+        here = ts.get_trial_dir()
+        with open(os.path.join(here, "mine.txt"), "w") as f:
             f.write("kept")
+        os.makedirs(os.path.join(here, "plots", "run"))
+        with open(os.path.join(here, "plots", "run", "curve.bin"), "wb") as f:
+            f.write(bytes(range(256)) * 10)  # 2,560 bytes: three pieces of 1,000
+        os.symlink("/etc/hostname", os.path.join(here, "link"))
     print("last words", flush=True)
     ts.report({"seen": seen, "node": _node_id(), "dir": ts.get_trial_dir()})
 
 
-def test_a_trial_on_another_node_sends_its_output_log_to_the_driver_as_it_runs(cluster, results_dir):
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_trial_on_another_node_sends_its_output_log_as_it_runs_and_its_files_when_it_ends(cluster, results_dir,
+                                                                                             sync):
     exp = str(results_dir / "chatty")
-    result = ts.run(chatty, space={"x": ts.grid([1, 2]), "exp": exp}, backend=RayBackend(), verbose=0,
-                    name="chatty")
+    result = ts.run(chatty, space={"x": ts.grid([1, 2]), "exp": exp}, verbose=0, name="chatty",
+                    backend=RayBackend(chunk_bytes=1000, sync_trial_files=sync))
     for t in result.trials:
         assert t.status is ts.TrialStatus.TERMINATED, t.error
         assert t.last_result["dir"] != t.path  # it ran in its node's staging folder
@@ -234,10 +241,17 @@ def test_a_trial_on_another_node_sends_its_output_log_to_the_driver_as_it_runs(c
             lines = f.read().splitlines()
         assert lines == [f"trial {t.config['x']} says hello", "from the descriptor", "last words"]
         stage = t.last_result["dir"]
-        if t.config["x"] == 2:  # the trial's own file stays where it wrote it; what was sent is gone
-            assert sorted(os.listdir(stage)) == ["mine.txt"]
-        else:  # nothing of its own: the staging folder is gone
+        if t.config["x"] == 1:  # nothing of its own: the staging folder is gone
             assert not os.path.exists(stage)
+            assert sorted(os.listdir(t.path)) == ["output.log"]
+        elif sync:  # its files are in the experiment now, gone from the node; the link was not followed
+            assert sorted(os.listdir(t.path)) == ["mine.txt", "output.log", "plots"]
+            with open(os.path.join(t.path, "plots", "run", "curve.bin"), "rb") as f:
+                assert f.read() == bytes(range(256)) * 10
+            assert sorted(os.listdir(stage)) == ["link"]
+        else:  # they stay where it wrote them
+            assert sorted(os.listdir(t.path)) == ["output.log"]
+            assert sorted(os.listdir(stage)) == ["link", "mine.txt", "plots"]
 
 
 def fails_once(config):

@@ -13,6 +13,7 @@ so it imports no Ray at module level and nothing of the driver's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -23,9 +24,9 @@ from typing import Any
 
 from tunesmith._layout import OUTPUT_LOG
 from tunesmith.checkpoint import is_url
-from tunesmith.executors._ray_transfer import CHUNK_BYTES, chunks, receive_folder
+from tunesmith.executors._ray_transfer import CHUNK_BYTES, chunks, receive_folder, trial_files
 from tunesmith.executors._ray_transfer import staging_dir as _staging_dir
-from tunesmith.executors._wire import CHUNK, DONE, OUTPUT, RESULTS
+from tunesmith.executors._wire import CHUNK, DONE, FILE, OUTPUT, RESULTS
 
 HEARTBEAT_S = 0.5  # the long poll returns at least this often: a live actor answers, a dead one cannot
 BATCH = 4096  # results per message at most
@@ -56,14 +57,16 @@ class _ActorChannel:
         self.log: str | None = None  # the node-local output.log whose new bytes go to the driver
         self.log_fd: int | None = None  # open once the trial has printed
         self.log_at = 0  # how much of it was sent
+        self.files_from: str | None = None  # the node-local folder whose files the trial's end sends
 
     def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES,
               upload_to: str | None = None, on_finish: Callable[[], None] | None = None,
-              log: str | None = None) -> None:
+              log: str | None = None, files_from: str | None = None) -> None:
         """Ready for the next trial. ``log``: its output.log on this node when the driver's folder is on another
         (only what is written from now on is sent: a file left by a run whose actor was killed was sent then or
-        is lost with it)."""
+        is lost with it). ``files_from``: its node-local folder, whose files its end sends to the driver."""
         with self.cv:
+            self.files_from = files_from
             self._close_log_locked()
             self.log = log
             try:
@@ -122,6 +125,9 @@ class _ActorChannel:
                     self.log = None
                     break
                 self.cv.notify_all()
+        files_from, self.files_from = self.files_from, None
+        if files_from is not None:
+            self._send_files(files_from)
         # before the driver hears of the end: a retry it starts at once may use the same staging folder
         on_finish, self.on_finish = self.on_finish, None
         if on_finish is not None:
@@ -176,6 +182,36 @@ class _ActorChannel:
         self._sent(src)
         return (*row[:4], dest)
 
+    def _send_files(self, folder: str) -> None:
+        """Queue the files the trial wrote in ``folder`` (:func:`trial_files`) for the driver, in pieces of at
+        most a chunk, waiting while more than a chunk is queued; each is removed here once queued (as a staged
+        checkpoint is), then the folders they leave empty. A file that cannot be read stays."""
+        for rel in trial_files(folder):
+            path = os.path.join(folder, rel)
+            try:
+                with open(path, "rb", opener=_no_follow) as f:
+                    offset = 0
+                    while True:
+                        data = f.read(self.chunk_bytes)
+                        last = len(data) < self.chunk_bytes
+                        with self.cv:
+                            while self.queued_bytes >= self.chunk_bytes:
+                                self.cv.wait(HEARTBEAT_S)
+                            self._flush_locked(False)
+                            self.out.append((FILE, self.trial_id, rel, offset, data, last))
+                            self.queued_bytes += len(data)
+                            self.cv.notify_all()
+                        offset += len(data)
+                        if last:
+                            break
+                os.remove(path)
+            except OSError:
+                continue  # unreadable (or gone): it stays where it is
+        for root, _dirs, _names in os.walk(folder, topdown=False):
+            if root != folder:
+                with contextlib.suppress(OSError):
+                    os.rmdir(root)  # emptied (a folder that still holds something stays)
+
     def _upload(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """Upload the checkpoint folder ``row[4]`` to the trial's storage URL (before the row is queued, so
         the driver never hears of a checkpoint that is not there); the row then names its URL."""
@@ -204,8 +240,8 @@ class _ActorChannel:
             self._flush_locked(False)
             msgs, size, n = [], 0, 0
             for msg in self.out:
-                if msg[0] in (CHUNK, OUTPUT):
-                    data = msg[5] if msg[0] == CHUNK else msg[2]
+                if msg[0] in (CHUNK, OUTPUT, FILE):
+                    data = msg[2] if msg[0] == OUTPUT else msg[5] if msg[0] == CHUNK else msg[4]
                     if size and size + len(data) > self.chunk_bytes:
                         break
                     size += len(data)
@@ -302,7 +338,8 @@ class _TrialActor:
         self.channel.reset(spec["trial_id"], driver_ckpts if remote and not storage else None, keep,
                            spec["chunk_bytes"], upload_to=storage,
                            on_finish=None if stage is None else lambda: _remove_staging(stage),
-                           log=os.path.join(stage, OUTPUT_LOG) if remote and stage is not None else None)
+                           log=os.path.join(stage, OUTPUT_LOG) if remote and stage is not None else None,
+                           files_from=stage if remote and spec["sync_trial_files"] else None)
         self.thread = threading.Thread(target=self._run, args=(spec, fn, group), name="tunesmith-trial", daemon=True)
         self.thread.start()
         return {"node": self.node_id, "pid": os.getpid()}
@@ -320,6 +357,10 @@ class _TrialActor:
 
     def stop(self, trial_id: int) -> None:
         self.channel.stop(trial_id)
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def _remove_staging(stage: str) -> None:

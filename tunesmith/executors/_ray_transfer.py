@@ -6,12 +6,19 @@ the row naming the checkpoint; the driver writes each into a temporary folder (:
 when that row arrives, checks every file against the manifest, fsyncs and renames the folder into place
 (:meth:`Incoming.land`). The row names the folder the driver will have, never the sender's.
 
+A trial's own files (``RayBackend(sync_trial_files=True)``, the default): what a trial on another node wrote in
+its node-local folder is read as :func:`trial_files` when it ends and sent the same way, each file written by
+the driver under a temporary name and renamed into the trial's folder with its last piece
+(:class:`IncomingFiles`).
+
 Actor-bound (a restart on another node): the driver puts the checkpoint folder into the object store in
 chunks (:func:`put_folder`); the actor writes it back and checks its checksums (:func:`receive_folder`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from tunesmith._layout import CHECKPOINTS, OUTPUT_LOG
 from tunesmith.checkpoint import CHECKPOINT_NAME, MANIFEST, _fsync_dir, inside, verify
 
 CHUNK_BYTES = 16 << 20  # checkpoint data per chunk (and at most about this much queued per actor)
@@ -105,6 +113,86 @@ class Incoming:
         self._tmp.clear()
 
 
+# -- a trial's own files, driver-bound ------------------------------------------------------------------
+STAGED = (CHECKPOINTS, "restore", OUTPUT_LOG)  # in a staging folder: what travels its own way, or not at all
+
+
+def trial_files(folder: str) -> Iterator[str]:
+    """The regular files a trial wrote in its node-local ``folder``, as paths relative to it: not the staged
+    checkpoints, restore copies and output.log (:data:`STAGED`, at the top), and no link (neither followed nor
+    listed: a link's target is not the trial's)."""
+    for root, dirs, names in os.walk(folder):
+        if root == folder:  # (os.walk lists a linked folder but does not go into it)
+            dirs[:] = [d for d in dirs if d not in STAGED]
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if (root != folder or name not in STAGED) and not os.path.islink(path) and os.path.isfile(path):
+                yield os.path.relpath(path, folder)
+
+
+class IncomingFiles:
+    """A trial's own files on their way to its folder on the driver, each in a temporary file beside where it
+    goes until its last piece."""
+
+    __slots__ = ("_refused", "_tmp")
+
+    def __init__(self) -> None:
+        self._tmp: dict[str, str] = {}  # the file's final path -> its temporary file
+        self._refused: set[str] = set()  # files whose pieces are dropped until their last
+
+    def piece(self, trial_dir: str, rel: str, offset: int, data: bytes, last: bool) -> None:
+        """Write one piece of the file ``rel`` (the sender names it; the driver decides where it may go: inside
+        ``trial_dir``, not where its checkpoints or its output.log are). Raises ``ValueError`` for a name that
+        may not be written, ``OSError`` when writing fails (its temporary file removed), once per file: its
+        later pieces are dropped."""
+        if rel in self._refused:
+            if last:
+                self._refused.discard(rel)
+            return
+        try:
+            self._write(trial_dir, rel, offset, data, last)
+        except BaseException:
+            if not last:
+                self._refused.add(rel)
+            raise
+
+    def _write(self, trial_dir: str, rel: str, offset: int, data: bytes, last: bool) -> None:
+        try:
+            path = inside(trial_dir, rel)
+        except ValueError:
+            raise ValueError(f"refusing the trial file {rel!r}: it would leave the trial's folder") from None
+        if rel.split(os.sep)[0] in (CHECKPOINTS, OUTPUT_LOG):
+            raise ValueError(f"refusing the trial file {rel!r}: the driver writes that one itself")
+        tmp = self._tmp.pop(path, None)
+        try:
+            if tmp is None:
+                if offset:
+                    raise OSError(f"a piece at offset {offset} of {rel!r} came without its beginning")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=".tmp_recv_", dir=os.path.dirname(path))
+                os.close(fd)
+            with open(tmp, "r+b") as f:
+                f.seek(offset)
+                f.write(data)
+            if last:
+                os.replace(tmp, path)
+            else:
+                self._tmp[path] = tmp
+        except BaseException:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+            raise
+
+    def discard(self) -> None:
+        """The trial ended (or its actor died): files still on their way are dropped."""
+        for tmp in self._tmp.values():
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        self._tmp.clear()
+        self._refused.clear()
+
+
 # -- actor-bound (a restore checkpoint) ------------------------------------------------------------------
 def put_folder(ray: Any, folder: str, chunk_bytes: int) -> list[tuple[str, list[Any]]]:
     """A checkpoint folder as (relative path, [object refs of its chunks]) for an actor on another node."""
@@ -145,7 +233,10 @@ def receive_folder(files: list[tuple[str, list[Any]]], parent: str, name: str) -
 
 def staging_dir(node_id: str, trial_dir: str) -> str:
     """A node-local folder for a trial whose experiment folder (``<exp>/trials/<trial>``) is on the driver's
-    machine (its actors on that node write there: rank 0's checkpoints on their way, restore copies)."""
-    exp = os.path.basename(os.path.dirname(os.path.dirname(trial_dir)))
-    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], exp, "trials",
-                        os.path.basename(trial_dir))
+    machine (its actors on that node write there: rank 0's checkpoints on their way, restore copies, and the
+    trial itself when it runs there): ``<tmp>/tunesmith-ray/<node>/<exp>-<8 hex digits of the experiment
+    folder's path>/trials/<trial>``, so that two experiments of one name never share one."""
+    exp_dir = os.path.dirname(os.path.dirname(trial_dir))
+    tag = hashlib.sha256(exp_dir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], f"{os.path.basename(exp_dir)}-{tag}",
+                        "trials", os.path.basename(trial_dir))

@@ -54,8 +54,8 @@ from tunesmith._optional import require
 from tunesmith.checkpoint import is_url
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._ray_actor import HEARTBEAT_S, _TrialActor
-from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, put_folder
-from tunesmith.executors._wire import CHUNK, DONE, OUTPUT, RESULTS
+from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, IncomingFiles, put_folder
+from tunesmith.executors._wire import CHUNK, DONE, FILE, OUTPUT, RESULTS
 
 log = logging.getLogger("tunesmith")
 
@@ -66,8 +66,8 @@ class _Slot:
     """One actor as the driver sees it."""
 
     __slots__ = ("actor", "shape", "pg", "demand", "trial_id", "trial_dir", "node", "pid", "ref", "kind", "started",
-                 "last_seen", "stop_deadline", "restore_refs", "transfers", "beyond", "limit_at", "over_limit",
-                 "ranks")
+                 "last_seen", "stop_deadline", "restore_refs", "transfers", "files", "beyond", "limit_at",
+                 "over_limit", "ranks")
 
     def __init__(self, actor: Any, shape: tuple[Any, ...], pg: Any, demand: dict[str, float],
                  ranks: int | None = None) -> None:
@@ -87,6 +87,7 @@ class _Slot:
         self.stop_deadline: float | None = None
         self.restore_refs: Any = None
         self.transfers = Incoming()  # checkpoints its trial is sending from another node
+        self.files = IncomingFiles()  # the files it wrote there, sent when it ends
         self.beyond = False  # created beyond the free resources: it waits in Ray's queue (autoscaling)
         self.limit_at: float | None = None  # when its trial_time_limit_s runs out (counted once it started)
         self.over_limit: str | None = None  # why it was stopped for its time limit: it ends in ERROR
@@ -188,6 +189,11 @@ class RayBackend(Executor):
             actor is killed; the trial fails and is retried per ``max_failures``).
         chunk_bytes: checkpoints sent between nodes go in pieces of this size (memory in flight per trial
             stays about this much).
+        sync_trial_files: a trial on another node than the driver (without ``shared_storage``) works in a
+            node-local folder; when it ends, the files it wrote there are sent to its folder in the experiment
+            (``trials/<trial>/``, replacing those of an earlier run) and removed from the node, as Ray Tune's
+            ``SyncConfig(sync_artifacts=True)`` does. ``False`` leaves them on the node. Its checkpoints and
+            what it prints reach the experiment either way.
     """
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None,
@@ -196,7 +202,7 @@ class RayBackend(Executor):
                  placement_strategy: str = "PACK", autoscaling: bool = False, max_pending_trials: int | None = None,
                  reuse_actors: bool = True, shared_storage: bool = False, grace_period_s: float = 5.0,
                  trial_timeout_s: float | None = None, chunk_bytes: int = CHUNK_BYTES,
-                 storage: str | None = None) -> None:
+                 storage: str | None = None, sync_trial_files: bool = True) -> None:
         self.address = address
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
@@ -213,6 +219,7 @@ class RayBackend(Executor):
         self.trial_timeout_s = trial_timeout_s
         self.chunk_bytes = chunk_bytes
         self.storage = storage
+        self.sync_trial_files = sync_trial_files
         self._exp_name = ""
         self._bundles: list[dict[str, float]] = []  # ``bundles`` in Ray's names, once validated
         self._ray: Any = None
@@ -254,6 +261,9 @@ class RayBackend(Executor):
         mp = self.max_pending_trials
         if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or mp < 0):
             raise ConfigError(f"RayBackend(max_pending_trials=...) must be an integer >= 0, got {mp!r}")
+        if not isinstance(self.sync_trial_files, bool):
+            raise ConfigError(f"RayBackend(sync_trial_files=...) must be True or False, got "
+                              f"{self.sync_trial_files!r}")
         cb = self.chunk_bytes
         if isinstance(cb, bool) or not isinstance(cb, int) or cb < 1:
             raise ConfigError(f"RayBackend(chunk_bytes=...) must be a positive integer, got {cb!r}")
@@ -437,7 +447,8 @@ class RayBackend(Executor):
                           takes_config=self._takes_config, sys_path=self._sys_path, stop=self._stop_bytes,
                           chdir=self.chdir_to_trial_dir, driver_node=self._driver_node,
                           shared_storage=self.shared_storage, chunk_bytes=self.chunk_bytes,
-                          storage=self._storage_url(launch.trial_dir), signing_key=self._signing_key)
+                          storage=self._storage_url(launch.trial_dir), signing_key=self._signing_key,
+                          sync_trial_files=self.sync_trial_files)
         slot.trial_id = launch.trial_id
         slot.trial_dir = launch.trial_dir
         slot.started = slot.node is not None  # a reused actor is up; a new one may wait for resources
@@ -583,6 +594,8 @@ class RayBackend(Executor):
                 self._chunk(slot, msg)
             elif kind == OUTPUT:
                 self._output(slot, msg[2])
+            elif kind == FILE:
+                self._file(slot, msg)
             elif kind == DONE:
                 done = Done(msg[1], msg[2], msg[3])
                 if slot.trial_id == done.trial_id:
@@ -616,6 +629,15 @@ class RayBackend(Executor):
         except OSError as e:
             log.warning("trial %s: what it printed on node %s could not be added to %s (%s); dropped",
                         slot.trial_id, slot.node, os.path.join(slot.trial_dir, OUTPUT_LOG), e)
+
+    def _file(self, slot: _Slot, msg: tuple[Any, ...]) -> None:
+        """One piece of a file a trial on another node wrote in its folder (``sync_trial_files``)."""
+        _f, _tid, rel, offset, data, last = msg
+        try:
+            slot.files.piece(slot.trial_dir, rel, offset, data, last)
+        except (OSError, ValueError) as e:
+            log.warning("trial %s: a file it wrote on node %s is not kept in %s: %s", slot.trial_id, slot.node,
+                        slot.trial_dir, e)
 
     def _landed(self, slot: _Slot, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """The row naming a checkpoint whose chunks all came: the checkpoint lands (checked, renamed into
@@ -664,6 +686,7 @@ class RayBackend(Executor):
         slot.limit_at = slot.over_limit = None
         slot.restore_refs = None
         slot.transfers.discard()
+        slot.files.discard()
         if not keep:
             self._kill(slot)
 
