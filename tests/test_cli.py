@@ -327,6 +327,26 @@ def test_rm_asks_and_refuses_paths_outside_the_storage_root(project: Any, result
     assert res.exit_code == 0 and not (results_dir / "exp2").exists()
 
 
+def test_rm_of_a_link_to_an_experiment_in_the_storage_path_removes_neither(project: Any, results_dir: Any) -> None:
+    # `alias` names a link: removing what it points to (another experiment) is not what "rm alias" says
+    run_ok(project, results_dir, name="victim")
+    os.symlink("victim", results_dir / "alias")
+    res = invoke("rm", "alias", "--storage-path", str(results_dir), "--yes")
+    assert res.exit_code == 2 and "refusing" in res.output and "link" in res.output, res.output
+    assert (results_dir / "victim" / "experiment.db").exists() and os.path.islink(results_dir / "alias")
+
+
+def test_rm_shows_an_odd_experiment_name_escaped(project: Any, results_dir: Any) -> None:
+    run_ok(project, results_dir, name="plain")
+    odd = "ev\x1b[2Jil\nx"
+    os.rename(results_dir / "plain", results_dir / odd)
+    res = invoke("rm", odd, "--storage-path", str(results_dir), input="n\n")
+    assert res.exit_code == 1 and "\x1b" not in res.output and "ev\\x1b[2Jil\\nx" in res.output, repr(res.output)
+    res = invoke("rm", odd, "--storage-path", str(results_dir), "--yes")
+    assert res.exit_code == 0 and "\x1b" not in res.output and "\n" not in res.output.rstrip("\n"), repr(res.output)
+    assert not (results_dir / odd).exists()
+
+
 def test_rm_refuses_a_running_experiment(project: Any, results_dir: Any) -> None:
     from filelock import FileLock
 

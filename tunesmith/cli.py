@@ -67,7 +67,7 @@ class _Cli(click.Group):
                 raise
             config = isinstance(exc, (ConfigError, ImportError))
             hint = "" if config else " (run with --debug for the traceback)"
-            click.echo(f"error: {_one_line(exc)}{hint}", err=True)
+            click.echo(f"error: {printable(_one_line(exc), one_line=True)}{hint}", err=True)
             ctx.exit(2 if config else 1)
 
 
@@ -1096,6 +1096,10 @@ def rm(name: str, storage_path: str | None, yes: bool) -> None:
 
     root = os.path.realpath(_root(storage_path))
     candidate = name if (os.sep in name or name.startswith(".")) else os.path.join(root, name)
+    if os.path.islink(candidate.rstrip(os.sep) or candidate):
+        # what it points to may be another experiment: "rm alias" does not say to delete that one
+        raise ConfigError(f"refusing to remove {name!r}: it is a link (to {os.readlink(candidate.rstrip(os.sep))!r}), "
+                          "not an experiment folder; delete the link itself, or name the folder it points to")
     path = os.path.realpath(candidate)
     if os.path.dirname(path) != root or path == root:
         raise ConfigError(f"refusing to remove {name!r}: not an experiment folder directly under the storage "
@@ -1104,11 +1108,13 @@ def rm(name: str, storage_path: str | None, yes: bool) -> None:
         raise ConfigError(f"no experiment {name!r} in {root}")
     if driver_running(path):
         raise ConfigError(f"experiment {os.path.basename(path)!r} is running (its driver is alive); stop it first")
-    if not yes and not click.confirm(f"Remove experiment {os.path.basename(path)} ({path})?", default=False):
+    shown_path = printable(path, one_line=True)  # a folder's name is the user's: shown, never obeyed
+    if not yes and not click.confirm(f"Remove experiment {printable(os.path.basename(path), one_line=True)} "
+                                     f"({shown_path})?", default=False):
         click.echo("not removed", err=True)
         sys.exit(1)
     shutil.rmtree(path)
-    click.echo(f"removed {path}")
+    click.echo(f"removed {shown_path}")
 
 
 # ---------------------------------------------------------------------------------------------- util
