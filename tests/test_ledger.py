@@ -211,6 +211,18 @@ def test_a_symlinked_checkpoint_is_unlinked_never_followed(tmp_path):
     assert os.path.isdir(target)
 
 
+@pytest.mark.timeout(20)
+def test_a_fifo_where_a_checkpoint_was_is_unlinked_never_opened(tmp_path):
+    # opening a FIFO blocks until someone writes to it: a resume that cleaned one up hung forever
+    exp = tmp_path / "exp"
+    ckdir = exp / "trials" / "trial_00001" / "checkpoints"
+    ckdir.mkdir(parents=True)
+    fifo = ckdir / "checkpoint_000555"
+    os.mkfifo(fifo)
+    assert delete_checkpoint(str(fifo), str(exp)) is True
+    assert not os.path.lexists(fifo)
+
+
 def test_urls_only_under_the_storage_prefix(tmp_path):
     bucket = tmp_path / "bucket"
     local = _ckpt(tmp_path / "staging")

@@ -173,7 +173,7 @@ def delete_checkpoint(path: str, exp_dir: str, url_prefix: str | None = None) ->
     if name in ("", ".", "..") or not _strictly_inside(where, trials):
         log.warning("refusing to delete checkpoint %s: it is not inside this experiment's %s", path, trials)
         return False
-    if os.path.islink(where) or os.path.isfile(where):
+    if os.path.islink(where) or not os.path.isdir(where):  # a link, a file, a FIFO: unlinked, never opened
         try:
             os.unlink(where)
         except FileNotFoundError:
