@@ -21,6 +21,7 @@ keys = st.one_of(st.text(), st.integers(), st.none(), st.floats())
 
 
 AUTO = ("training_iteration", "time_total_s", "timestamp")
+FRAME = ("trial_id", "status")  # dataframe()'s own columns, beside the config's ("config/...")
 scalars = st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.text())
 nested = st.recursive(st.one_of(scalars, anything), lambda inner: st.dictionaries(
     st.one_of(st.sampled_from(["a", "b", "a/b", ""]), keys), inner, max_size=3), max_leaves=8)
@@ -30,7 +31,7 @@ def _flattened(metrics, prefix=""):
     """What report() stores: nested dicts flattened to 'a/b' names, or None where it must refuse."""
     out = {}
     for k, v in metrics.items():
-        if not isinstance(k, str) or (not prefix and k in AUTO):
+        if not isinstance(k, str) or (not prefix and k in AUTO + FRAME) or (prefix + k).startswith("config/"):
             return None
         if isinstance(v, dict):
             inner = _flattened(v, prefix + k + "/")
@@ -48,6 +49,11 @@ def _flattened(metrics, prefix=""):
 @example({"opt": {"lr": 0.1, "m": {"b": True}}, "loss": 1.0})
 @example({"opt/lr": 1, "opt": {"lr": 2}})
 @example({"a": {}})
+@example({"trial_id": 9, "loss": 1.0})
+@example({"status": "diverged"})
+@example({"config/x": 5})
+@example({"config": {"x": 5}})
+@example({"cfg": {"config/x": 5}, "configx": 1})
 def test_report_accepts_json_scalars_and_nested_dicts_and_rejects_the_rest_with_configerror(metrics):
     expected = _flattened(metrics)
     try:

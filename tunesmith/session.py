@@ -203,10 +203,14 @@ def encode_metrics(metrics: Any) -> str:
     if not isinstance(metrics, dict):
         raise ConfigError(f"report() expects a dict of metrics, got {type(metrics).__name__}")
     for key, value in metrics.items():  # the fast path: a flat dict of str -> JSON scalar, encoded as it is
-        if type(value) in _SCALARS and type(key) is str and key not in AUTO_KEYS:
+        if type(value) in _SCALARS and type(key) is str and key not in _RESERVED and not key.startswith("config/"):
             continue
         return _dumps(_flat_metrics(metrics, "", {}))
     return _dumps(metrics)
+
+
+_FRAME_KEYS = ("trial_id", "status")  # dataframe()'s columns beside the results' and "config/..."
+_RESERVED = frozenset((*AUTO_KEYS, *_FRAME_KEYS))
 
 
 def _flat_metrics(metrics: dict[Any, Any], prefix: str, out: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +222,10 @@ def _flat_metrics(metrics: dict[Any, Any], prefix: str, out: dict[str, Any]) -> 
         name = prefix + key
         if not prefix and key in AUTO_KEYS:
             raise ConfigError(f"report(): {key!r} is set by tunesmith; report it under another name")
+        if (not prefix and key in _FRAME_KEYS) or name.startswith("config/"):
+            # ResultSet.dataframe() would show it in place of the trial's id, status or config value
+            raise ConfigError(f"report(): {name!r} names a column of ResultSet.dataframe() (the trial's id, status "
+                              f"and its config/... values); report it under another name")
         if isinstance(value, dict):
             _flat_metrics(value, name + "/", out)
             continue
@@ -300,7 +308,9 @@ def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> Non
             folder.
 
     Raises:
-        ConfigError: a metric is not a JSON scalar, or a name is reserved.
+        ConfigError: a metric is not a JSON scalar, or a name is reserved: tunesmith's own
+            ``training_iteration``, ``time_total_s`` and ``timestamp``, and the names ``dataframe()`` gives its
+            own columns, ``trial_id``, ``status`` and any ``config/...``.
         RuntimeError: called outside a trial.
     """
     _current("report").report(metrics, checkpoint)
