@@ -347,6 +347,40 @@ def test_rm_shows_an_odd_experiment_name_escaped(project: Any, results_dir: Any)
     assert not (results_dir / odd).exists()
 
 
+def _nan_trial(config: dict[str, Any]) -> None:
+    ts.report({"loss": float("nan"), "up": float("inf"), "down": -float("inf"), "ok": 1.5})
+
+
+def test_show_and_ls_json_are_strict_json_with_nan_and_infinities_as_null(results_dir: Any) -> None:
+    # NaN / Infinity are not JSON: a script in another language (JSON.parse, jq) could not read the output
+    ts.run(_nan_trial, {"c": ts.grid([float("nan"), 2.0])}, metric="ok", mode="max", verbose=0, name="nans")
+
+    def strict(text: str) -> Any:
+        def refuse(token: str) -> Any:
+            raise AssertionError(f"not JSON: {token}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    shown = strict(invoke("show", "nans", "--storage-path", str(results_dir), "--json").output)
+    assert [t["last_result"]["loss"] for t in shown["trials"]] == [None, None]
+    assert [t["last_result"]["ok"] for t in shown["trials"]] == [1.5, 1.5]
+    assert sorted(t["config"]["c"] for t in shown["trials"] if t["config"]["c"] is not None) == [2.0]
+    listed = strict(invoke("ls", "--storage-path", str(results_dir), "--json").output)
+    assert listed[0]["name"] == "nans" and listed[0]["best"]["value"] == 1.5
+
+
+def test_ls_lists_the_other_experiments_when_one_has_a_damaged_creation_time(project: Any, results_dir: Any) -> None:
+    import sqlite3
+
+    run_ok(project, results_dir, name="good")
+    run_ok(project, results_dir, name="odd")
+    with sqlite3.connect(results_dir / "odd" / "experiment.db") as db:
+        db.execute("UPDATE experiment SET value = '\"yesterday\"' WHERE key = 'created'")
+    for args in ((), ("--json",)):
+        res = invoke("ls", "--storage-path", str(results_dir), *args)
+        assert res.exit_code == 0 and "good" in res.output and "odd" in res.output, res.output
+
+
 def test_rm_refuses_a_running_experiment(project: Any, results_dir: Any) -> None:
     from filelock import FileLock
 

@@ -338,9 +338,11 @@ def _summary(path: str) -> dict[str, Any]:
         return {"name": name, "path": path, "status": "unreadable", "error": _one_line(exc), "trials": 0,
                 "errors": 0, "best": None, "created": None, "age_s": None}
     created = rs.meta.get("created")
+    if isinstance(created, bool) or not isinstance(created, (int, float)) or not math.isfinite(created):
+        created = None  # not a time (a store someone else wrote): sorted last, its age unknown
     return {"name": name, "path": path, "status": status, "trials": sum(counts.values()),
             "errors": counts.get("ERROR", 0), "best": best, "created": created,
-            "age_s": (time.time() - created) if isinstance(created, (int, float)) else None}
+            "age_s": (time.time() - created) if created is not None else None}
 
 
 @cli.command(short_help="Serve the live dashboard of the experiments (a local web page).")
@@ -385,7 +387,7 @@ def ls_command(storage_path: str | None, as_json: bool) -> None:
     rows = [_summary(p) for p in _experiments(root)]
     rows.sort(key=lambda r: (r["created"] is None, r["created"] or 0, r["name"]))
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(_json_text(rows))
         return
     if not rows:
         click.echo(printable(f"no experiments in {root}", one_line=True))
@@ -443,14 +445,14 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
         return
     everyone, trials, note = _select(rs, sort_key, limit, show_secrets)
     if as_json:
-        click.echo(json.dumps({
+        click.echo(_json_text({
             "name": rs.name, "path": rs.path, "status": _live_status(rs.path, rs.status), "metric": rs.metric,
             "mode": rs.mode,
             "trials": [{"id": t.id, "name": t.name, "status": t.status.value, "iteration": t.iteration,
                         "config": t.config, "last_result": t.last_result, "error": t.error,
                         "num_failures": t.num_failures, "parent_id": t.parent_id,
                         "parent_iteration": t.parent_iteration} for t in trials],
-        }, indent=2, default=str))
+        }))
         return
     for item in _page(rs, _live_status(rs.path, rs.status), everyone, trials, note, sort_key):
         if isinstance(item, str):
@@ -1137,6 +1139,14 @@ def _counts(trials: list[Any]) -> str:
 
     counts = Counter(t.status for t in trials)  # by the enum member: its name is read once per status, not per trial
     return ", ".join(f"{n} {s}" for s, n in sorted((s.value.lower(), n) for s, n in counts.items())) or "none"
+
+
+def _json_text(obj: Any) -> str:
+    """``--json``'s output: strict JSON (NaN and infinities, which JSON has not, as null, as the report and the
+    dashboard give them; numpy numbers as numbers; anything else as its text)."""
+    from tunesmith.plots.render import _plain
+
+    return json.dumps(_plain(obj), indent=2, allow_nan=False, default=str)
 
 
 def _fmt(value: Any) -> str:
