@@ -381,6 +381,22 @@ def test_ls_lists_the_other_experiments_when_one_has_a_damaged_creation_time(pro
         assert res.exit_code == 0 and "good" in res.output and "odd" in res.output, res.output
 
 
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(project: Any, results_dir: Any) -> None:
+    # `tunesmith show exp | head -1`: once head has its line, what is left cannot be written; the command stops
+    # there without a word (click's way: status 1), instead of printing "error: BrokenPipeError"
+    run_ok(project, results_dir)
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+    for args in (["show", "exp"], ["show", "exp", "--json"], ["ls"], ["ls", "--json"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # closed before the command writes anything: its first write fails
+        try:
+            done = subprocess.run([sys.executable, "-m", "tunesmith.cli", *args], stdout=write_end,
+                                  stderr=subprocess.PIPE, env=env, timeout=90)
+        finally:
+            os.close(write_end)
+        assert (done.returncode, done.stderr) == (1, b""), (args, done.returncode, done.stderr)
+
+
 def test_rm_refuses_a_running_experiment(project: Any, results_dir: Any) -> None:
     from filelock import FileLock
 

@@ -57,6 +57,8 @@ class _Cli(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            raise  # the reader closed the pipe (`| head`): click ends quietly, status 1
         except KeyboardInterrupt:
             if ctx.meta.get(_DEBUG):
                 raise
