@@ -799,3 +799,39 @@ def test_where_pandas_can_no_longer_build_text_as_objects_the_error_says_why(tmp
     with pytest.raises(ValueError, match="lone surrogate") as info:
         load(folder).dataframe()
     assert isinstance(info.value.__context__, pd.errors.OptionError)
+
+
+@pytest.mark.parametrize("sql, where", [
+    ("UPDATE results SET metrics = 'garbage' WHERE trial_id = 1", "result"),
+    ("UPDATE results SET metrics = '[1, 2]' WHERE trial_id = 1", "result"),
+    ("UPDATE trials SET config = 'null' WHERE id = 1", "config"),
+    ("UPDATE trials SET last_result = '[1, 2]' WHERE id = 1", "last_result"),
+    ("UPDATE trials SET resources = '\"x\"' WHERE id = 1", "resources"),
+])
+def test_a_damaged_value_in_a_row_is_a_store_error_from_every_reader(tmp_path: Any, sql: str, where: str) -> None:
+    # the README promises a StoreError naming the file, never a raw JSON/attribute/type error
+    from tunesmith.store.sqlite import StoreError
+
+    folder = write_store(str(tmp_path / "bad"), [{"id": 1, "config": {"lr": 0.1}, "results": [{"loss": 1.0}] * 2},
+                                                 {"id": 2, "config": {"lr": 0.2}, "results": [{"loss": 2.0}]}])
+    with sqlite3.connect(os.path.join(folder, STORE_FILE)) as db:
+        db.execute(sql)
+
+    if where == "result":  # the trials' rows are sound: what reads the results says it
+        rs = load(folder)
+        reads = [lambda: rs.history(1), lambda: rs.dataframe(all_results=True)]
+    else:
+        reads = [lambda: load(folder).trials, lambda: load(folder).dataframe()]
+    for read in reads:
+        with pytest.raises(StoreError, match="damaged") as caught:
+            read()
+        assert where in str(caught.value) and "trial 1" in str(caught.value), caught.value
+    readers = [["export", folder, "--to", str(tmp_path / "out")]]
+    if "[1, 2]" not in sql or where != "result":  # (the report's plots read results with SQLite's JSON functions:
+        readers.append(["report", folder, "-o", str(tmp_path / "r.html")])  # in an array they find no metric)
+    if where != "result":  # (show reads the trials' rows, not their results)
+        readers += [["show", folder], ["show", folder, "--json"]]
+    for args in readers:
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 1 and res.output.startswith("error: StoreError: ") and "damaged" in res.output, \
+            (args, res.output)

@@ -533,7 +533,12 @@ class ResultSet:
             try:
                 metrics, exact = loads(text), loads is json.loads
             except ValueError:  # NaN or Infinity (Python's JSON writes them), which orjson refuses
-                metrics, exact = json.loads(text), True
+                try:
+                    metrics, exact = json.loads(text), True
+                except ValueError:  # a result that is not JSON (a damaged store): one by one, it is named
+                    return self._results_frame_by_row(pd, configs)
+            if set(map(type, metrics)) != {dict}:  # a result that is not an object (damaged): named the same way
+                return self._results_frame_by_row(pd, configs)
             tids = [r[0] for r in rows]
             config_cols: dict[str, list[Any]] = {}
             seg_start, seg_cfg = 0, cast("dict[str, Any]", {})

@@ -457,10 +457,13 @@ class Store:
         rec = dict(zip(names, row))
         for key in ("config", "resources", "last_result"):
             if rec[key] is not None:
-                rec[key] = json.loads(rec[key])
+                rec[key] = _object(rec[key], functools.partial(self._damaged, rec["id"], key))
         rec["checkpoint"] = from_stored(self.folder, rec["checkpoint"])
         rec.setdefault("generation", 0)  # schema 1
         return rec
+
+    def _damaged(self, trial_id: int, column: str) -> str:
+        return f"the experiment store {self.path} is damaged: trial {trial_id}'s {column}"
 
     @_reading
     def data_version(self) -> int:
@@ -867,9 +870,21 @@ def _as_float(value: int) -> float:
         return float("nan")
 
 
+def _object(text: str, what: Callable[[], str]) -> dict[str, Any]:
+    """The JSON object ``text`` holds; a ``StoreError`` saying ``what()`` is not one (the file is damaged)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError) as e:
+        raise StoreError(f"{what()} is not valid JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise StoreError(f"{what()} is not a JSON object (a {type(value).__name__})")
+    return value
+
+
 def result_dict(row: ResultRow) -> dict[str, Any]:
     """A stored result row as the metrics dict the user sees (auto keys included)."""
-    out = json.loads(row.metrics)
+    out = _object(row.metrics, lambda: f"the experiment store is damaged: a result of trial {row.trial_id} "
+                                       f"(iteration {row.iteration})")
     out["training_iteration"] = row.iteration
     out["time_total_s"] = row.time_total
     out["timestamp"] = row.timestamp
