@@ -164,11 +164,19 @@ def test_replay_registers_every_borrow_before_retention_lets_anything_go():
     assert sorted(led.take()) == [(1, 3, "t1/c3"), (3, 2, "t3/c2")]
 
 
-def test_keep_by_metric_ranks_victims():
+def test_keep_by_metric_keeps_the_best_n_and_the_latest_besides():
+    # keep=N, keep_by: the best N by the metric; the latest too (the trial restarts from it), beside them, not
+    # in their place: keep=1 once deleted the best and kept only the latest
     led = Ledger(Retention(2, "loss", "min"))
     for it, loss in [(1, 5.0), (2, 1.0), (3, 3.0), (4, 4.0)]:
         led.add(1, it, f"t1/c{it}", {"loss": loss})
-    assert sorted(led.take()) == [(1, 1, "t1/c1"), (1, 3, "t1/c3")]
+    assert sorted(led.take()) == [(1, 1, "t1/c1")]  # 2 and 3 are the best two, 4 the latest
+    led.add(1, 5, "t1/c5", {"loss": 0.5})
+    assert sorted(led.take()) == [(1, 3, "t1/c3"), (1, 4, "t1/c4")]  # 5 is the best and the latest
+    one = Ledger(Retention(1, "acc", "max"))
+    for it, acc in [(1, 0.2), (2, 0.9), (3, 0.1), (4, 0.3)]:
+        one.add(1, it, f"t1/c{it}", {"acc": acc})
+    assert sorted(one.take()) == [(1, 1, "t1/c1"), (1, 3, "t1/c3")]  # the best (2) and the latest (4) stay
 
 
 # ---------------------------------------------------------------------------------------- confined deletion

@@ -1,6 +1,7 @@
 """Checkpoint retention: keep each trial's latest N checkpoints, or its best N by a metric.
 
-A trial's latest checkpoint is always kept (it restarts from it). Per trial and by rank only: what other
+A trial's latest checkpoint is always kept (it restarts from it): with ``keep_by`` beside the best N when it is
+not one of them. Per trial and by rank only: what other
 trials still need (a PBT exploit's source) is :mod:`tunesmith._ledger`'s, which wraps this.
 """
 
@@ -48,9 +49,11 @@ class Retention:
         if len(entries) <= self.keep:
             return []
         latest = max(entries, key=lambda e: e[1])
-        # rank: best first (lower score), the latest always protected
-        ranked = sorted((e for e in entries if e is not latest), key=lambda e: (e[0], -e[1]))
-        kept = [latest] + ranked[: self.keep - 1]
+        # the best N (lower score first; by newest without keep_by), and the latest beside them if it is not
+        # one of them: the trial restarts from it
+        kept = sorted(entries, key=lambda e: (e[0], -e[1]))[: self.keep]
+        if latest not in kept:
+            kept.append(latest)
         victims = [e for e in entries if e not in kept]
         self._by_trial[trial_id] = kept
         return [(it, p) for _, it, p in victims]

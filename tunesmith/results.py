@@ -345,7 +345,8 @@ class ResultSet:
             metric, mode: default the experiment's; for a multi-objective experiment ``metric`` is needed
                 (one of its metrics takes its mode from the experiment).
             scope: "last" compares each trial's last result; "all" its best result at any iteration
-                (``.metrics`` is then that result, ``.checkpoint`` the one saved with it if still kept).
+                (``.metrics`` is then that result, ``.checkpoint`` the one saved with it if still kept, else
+                the trial's latest: ``.checkpoint.iteration`` tells which).
 
         Raises:
             ConfigError: no metric/mode known (or several metrics and none chosen), a bad scope, or no
