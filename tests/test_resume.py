@@ -97,6 +97,29 @@ def test_resume_refuses_unknown_or_mismatched_experiments(results_dir):
         ts.run(flaky, resume=True, verbose=0)
 
 
+def _lr_trial(config):
+    ts.report({"loss": config["lr"]})
+
+
+def test_resume_refuses_another_space_searcher_or_scheduler(results_dir):
+    # A resume replays the stored trials through the searcher and scheduler: with another space (grid points
+    # 5 and 6 were skipped silently, and the stored spec rewritten as if trials 1 and 2 had run from it), another
+    # searcher or scheduler, what it continues is not the experiment it resumes
+    space = {"lr": ts.grid([1, 2]), "f": ts.sample_from(lambda c: c["lr"] * 2)}
+    ts.run(_lr_trial, space, name="same", metric="loss", mode="min", verbose=0)
+    again = {"lr": ts.grid([1, 2]), "f": ts.sample_from(lambda c: c["lr"] * 2)}  # another lambda: the same space
+    assert len(ts.run(_lr_trial, again, name="same", metric="loss", mode="min", resume=True, verbose=0).trials) == 2
+    for changed, match in [({"space": {"lr": ts.grid([5, 6, 7])}}, "space"),
+                           ({"space": {"lr": ts.grid([1, 2]), "g": 1}}, "space"),
+                           ({"searcher": ts.QuasiRandom(seed=0)}, "searcher"),
+                           ({"scheduler": ts.ASHA(max_t=4)}, "scheduler")]:
+        kwargs = {"space": again, **changed}
+        with pytest.raises(ts.ConfigError, match=f"was run with another {match}"):
+            ts.run(_lr_trial, name="same", metric="loss", mode="min", resume=True, verbose=0, **kwargs)
+    stored = ts.load(str(results_dir / "same")).meta["spec"]["space"]
+    assert stored["lr"] == {"__domain__": "grid", "values": [1, 2]}  # the stored spec is untouched
+
+
 def test_resume_of_a_finished_experiment_reruns_nothing_and_can_restart_errors(results_dir):
     calls = results_dir.parent / "calls"
     calls.mkdir()

@@ -356,7 +356,7 @@ def run(
         total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
         if resume:
             stored_spec = store.meta().get("spec", {})
-            _check_resumable(stored_spec, name, objective)
+            _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec())
             total_samples = _with_added_samples(store, searcher, space, objective, num_samples, warm_dirs)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
             # so the resumed experiment continues the stream it replays
@@ -463,11 +463,36 @@ def _with_added_samples(store: Store, searcher: Searcher, space: dict[str, Any],
     return num_samples + added
 
 
-def _check_resumable(stored: dict[str, Any], name: str, objective: Objective) -> None:
+def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, space_json: Any, searcher: Any,
+                     scheduler: Any) -> None:
+    """A resume replays the stored trials through the searcher and scheduler: it must be given the experiment's
+    metric, mode and space (a ``sample_from`` function compares by its place, not its identity), and searcher
+    and scheduler of the same kinds (their settings may change)."""
     for key, value in objective.to_spec().items():
         if stored.get(key) != value:
             raise ConfigError(f"resume: experiment {name!r} was run with {key}={stored.get(key)!r}, not "
                               f"{value!r}; pass the same {key}")
+    hint = "; to build on its results with another one, start a new experiment with warm_start=[its folder]"
+    if "space" in stored and _comparable(stored["space"]) != _comparable(space_json):
+        raise ConfigError(f"resume: experiment {name!r} was run with another space: {stored['space']!r}, not "
+                          f"{space_json!r}; pass the same space{hint}")
+    for kind, spec in (("searcher", searcher), ("scheduler", scheduler)):
+        was = stored.get(kind)
+        if isinstance(was, dict) and "type" in was and was.get("type") != spec.get("type"):
+            raise ConfigError(f"resume: experiment {name!r} was run with another {kind}: {was['type']}, not "
+                              f"{spec.get('type')}; pass the same kind of {kind}{hint}")
+
+
+def _comparable(space_json: Any) -> Any:
+    """A stored space without what differs between two runs of the same code (a ``sample_from``'s repr holds
+    its function's address)."""
+    if isinstance(space_json, dict):
+        if space_json.get("__domain__") == "sample_from":
+            return "sample_from"
+        return {k: _comparable(v) for k, v in space_json.items()}
+    if isinstance(space_json, list):
+        return [_comparable(v) for v in space_json]
+    return space_json
 
 
 def _adopt_drawn_seed(obj: Any, stored: Any) -> bool:
