@@ -274,3 +274,54 @@ def test_checkpoint_paths_are_stored_relative_to_the_folder_and_read_under_the_c
                                     (3, "s3://bucket/x/checkpoint_000003"),
                                     (4, os.path.join(b_ck, "checkpoint_000004"))]
     assert moved.trials()[0]["checkpoint"] == os.path.join(b_ck, "checkpoint_000002")
+
+
+def _read_only_view(folder, code):
+    """Run ``code`` (python, argv[1] = ``folder``) where ``folder`` is a read-only bind mount of itself, in a
+    private mount namespace (root, as in CI's container); skipped where this machine cannot make one."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare here: no read-only mount to test with")
+    script = (f'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" || exit 97; '
+              f'exec "{sys.executable}" -c "$2" "$1"')
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(folder), code], capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode == 97 or "unshare failed" in done.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()[:200]}")
+    return done
+
+
+def test_a_store_in_a_read_only_folder_without_its_side_files_is_read(tmp_path, results_dir):
+    # A WAL store opened read-only needs its -shm file, which a read-only folder cannot get: an archived (or
+    # mounted read-only) experiment folder copied without it could not be read ("is the file damaged?").
+    import shutil
+
+    import tunesmith as ts
+
+    ts.run(lambda c: ts.report({"loss": c["x"]}), {"x": ts.grid([1, 2, 3])}, verbose=0, name="ro")
+    clean = tmp_path / "clean"
+    shutil.copytree(results_dir / "ro", clean)
+    assert os.path.getsize(clean / "experiment.db-wal") == 0  # everything is in the file: the side files go,
+    for side in ("experiment.db-wal", "experiment.db-shm"):  # as a copy or an archive of the file alone has it
+        os.remove(clean / side)
+    read = ("import sys, tunesmith as ts\n"
+            "try:\n    print('trials', len(ts.load(sys.argv[1]).trials))\n"
+            "except ts.StoreError as e:\n    print('StoreError', e)\n")
+    done = _read_only_view(clean, read)
+    assert done.stdout.strip() == "trials 3", (done.stdout, done.stderr)
+
+    # a log not yet written back into the file (its driver was killed): without -shm SQLite cannot read it,
+    # and reading the file alone would miss what it holds: a clear error, not a partial experiment
+    pending = tmp_path / "pending"
+    shutil.copytree(clean, pending)
+    writer = Store(str(pending / "experiment.db"))
+    with writer.transaction() as db:
+        writer.set_meta(db, "note", "only in the log")
+    os.remove(pending / "experiment.db-shm")  # (the open writer keeps its own mapping)
+    done = _read_only_view(pending, read)
+    writer.close()
+    out = done.stdout.strip()
+    assert out.startswith("StoreError") and "read-only" in out and "-wal" in out, (done.stdout, done.stderr)

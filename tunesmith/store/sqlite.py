@@ -185,8 +185,14 @@ class Store:
             # quoted: a folder named C#, a?b or 100% is a path, not a URI's fragment, query or escape
             uri = f"file:{_pathname2url(os.path.abspath(path))}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
-            self._check_schema()
+            try:
+                self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
+                self._check_schema()
+            except StoreError as e:
+                if not isinstance(e.__cause__, sqlite3.OperationalError) or os.access(self.folder, os.W_OK):
+                    raise
+                self._db.close()
+                self._open_read_only_folder(uri)
         else:
             if create:
                 self.path = os.path.join(self.folder, f".{os.path.basename(path)}.new")
@@ -199,6 +205,21 @@ class Store:
                 self._db.close()
                 raise
         self._db.execute("PRAGMA busy_timeout=5000")
+
+    def _open_read_only_folder(self, uri: str) -> None:
+        """The store in a folder this process cannot write (a read-only mount, an archive) whose ``-shm`` file,
+        which SQLite needs to read a WAL store, is not there and cannot be made. Without a ``-wal`` file (or an
+        empty one), everything is in the file: it is read as immutable. A log not yet written back (the driver
+        was killed) cannot be read without its ``-shm``: a StoreError says so, rather than a partial experiment."""
+        wal = self.path + "-wal"
+        if os.path.exists(wal) and os.path.getsize(wal) > 0:
+            raise StoreError(f"cannot read the experiment store {self.path}: its folder is read-only and its "
+                             f"write-ahead log ({os.path.basename(wal)}) holds results that SQLite reads only "
+                             f"with a {os.path.basename(self.path)}-shm file beside it; copy the folder somewhere "
+                             f"writable and read it there")
+        self._db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
+        self._check_schema()
 
     def _open_writer(self, building: bool = False) -> None:
         if building:
