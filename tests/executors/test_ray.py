@@ -325,10 +325,21 @@ def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp
     assert seen == [["r"]]
 
 
+def _until_done(ch):
+    """What the driver's long polls take from ``ch`` until the trial's end (the actor's end runs in its thread)."""
+    msgs = []
+    while not msgs or msgs[-1][0] != "done":
+        msgs += ch.take(5)
+    return msgs
+
+
+@pytest.mark.timeout(60)
 def test_what_a_trial_on_another_node_printed_goes_to_the_driver_before_its_end(tmp_path):
     # The staging folder's output.log is read for the driver as it grows (each long poll) and to its end before
     # "done"; only what was written after the trial started is sent (a file an earlier, killed run left was
     # sent then); then it is removed, and the folder with it unless the trial left files of its own there.
+    import threading
+
     from tunesmith.executors._ray_actor import LOG_BYTES, _ActorChannel, _remove_staging
 
     stage = tmp_path / "stage"
@@ -347,11 +358,41 @@ def test_what_a_trial_on_another_node_printed_goes_to_the_driver_before_its_end(
     with open(log, "ab") as f:
         f.write(big)
     (stage / "mine.txt").write_text("the trial's own")
-    ch.finish("ok", None)
-    msgs = ch.take(0)
+    end = threading.Thread(target=ch.finish, args=("ok", None))
+    end.start()
+    msgs = _until_done(ch)
+    end.join(10)
     assert [m[0] for m in msgs] == ["o", "o", "done"]
     assert b"".join(m[2] for m in msgs[:2]) == big
     assert sorted(os.listdir(stage)) == ["mine.txt"]  # the log went, the trial's own file stays
+
+
+@pytest.mark.timeout(60)
+def test_a_trials_files_leave_its_node_only_once_the_driver_took_them(tmp_path):
+    # sync_trial_files: an actor killed while its files are on their way (past a stop's grace period) must leave
+    # them on the node, so they go only once every piece was taken
+    import threading
+
+    from tunesmith.executors._ray_actor import _ActorChannel, _remove_staging
+
+    stage = tmp_path / "stage"
+    (stage / "plots").mkdir(parents=True)
+    (stage / "plots" / "a.bin").write_bytes(b"01")  # one piece
+    (stage / "plots" / "b.bin").write_bytes(b"0123456789")  # three: the second waits for the driver
+    ch = _ActorChannel()
+    ch.reset(4, None, None, chunk_bytes=4, on_finish=lambda: _remove_staging(str(stage)), files_from=str(stage))
+    end = threading.Thread(target=ch.finish, args=("ok", None))
+    end.start()
+    with ch.cv:  # a.bin is queued whole, and b.bin's first piece: nothing was taken yet
+        assert ch.cv.wait_for(lambda: any(m[0] == "f" and m[2] == "plots/b.bin" for m in ch.out), timeout=10)
+    assert (stage / "plots" / "a.bin").read_bytes() == b"01"  # still here: the driver has not taken it
+    msgs = _until_done(ch)
+    end.join(10)
+    pieces = [m for m in msgs if m[0] == "f"]
+    assert [(m[2], m[3], m[4], m[5]) for m in pieces] == [
+        ("plots/a.bin", 0, b"01", True), ("plots/b.bin", 0, b"0123", False), ("plots/b.bin", 4, b"4567", False),
+        ("plots/b.bin", 8, b"89", True)]
+    assert not stage.exists()  # sent, then removed, its folders with it
 
 
 def test_two_experiments_of_one_name_get_their_own_staging_folders():

@@ -126,8 +126,12 @@ class _ActorChannel:
                     break
                 self.cv.notify_all()
         files_from, self.files_from = self.files_from, None
+        sent = self._send_files(files_from) if files_from is not None else []
+        with self.cv:  # taken by the driver, every piece: only then are the node's copies let go (an actor
+            while self.queued_bytes > 0:  # killed before, e.g. past a stop's grace period, leaves them there)
+                self.cv.wait(HEARTBEAT_S)
         if files_from is not None:
-            self._send_files(files_from)
+            _remove_sent(files_from, sent)
         # before the driver hears of the end: a retry it starts at once may use the same staging folder
         on_finish, self.on_finish = self.on_finish, None
         if on_finish is not None:
@@ -182,10 +186,11 @@ class _ActorChannel:
         self._sent(src)
         return (*row[:4], dest)
 
-    def _send_files(self, folder: str) -> None:
+    def _send_files(self, folder: str) -> list[str]:
         """Queue the files the trial wrote in ``folder`` (:func:`trial_files`) for the driver, in pieces of at
-        most a chunk, waiting while more than a chunk is queued; each is removed here once queued (as a staged
-        checkpoint is), then the folders they leave empty. A file that cannot be read stays."""
+        most a chunk, waiting while more than a chunk is queued; return those queued whole (a file that cannot
+        be read is not sent, and stays)."""
+        sent = []
         for rel in trial_files(folder):
             path = os.path.join(folder, rel)
             try:
@@ -204,13 +209,10 @@ class _ActorChannel:
                         offset += len(data)
                         if last:
                             break
-                os.remove(path)
+                sent.append(path)
             except OSError:
                 continue  # unreadable (or gone): it stays where it is
-        for root, _dirs, _names in os.walk(folder, topdown=False):
-            if root != folder:
-                with contextlib.suppress(OSError):
-                    os.rmdir(root)  # emptied (a folder that still holds something stays)
+        return sent
 
     def _upload(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """Upload the checkpoint folder ``row[4]`` to the trial's storage URL (before the row is queued, so
@@ -357,6 +359,17 @@ class _TrialActor:
 
     def stop(self, trial_id: int) -> None:
         self.channel.stop(trial_id)
+
+
+def _remove_sent(folder: str, sent: list[str]) -> None:
+    """The files ``sent`` to the driver go from the node, then the folders in ``folder`` they leave empty."""
+    for path in sent:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    for root, _dirs, _names in os.walk(folder, topdown=False):
+        if root != folder:
+            with contextlib.suppress(OSError):
+                os.rmdir(root)  # emptied (a folder that still holds something stays)
 
 
 def _no_follow(path: str, flags: int) -> int:
