@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import os
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
@@ -32,6 +33,13 @@ def test_secrets_are_stored_as_given_and_masked_when_shown(results_dir):
     assert result.trials[0].config["api_token"] == "tok-XYZ"  # stored as given
     assert result.dataframe()["config/api_token"][0] == MASK
     assert result.dataframe(show_secrets=True)["config/api_token"][0] == "tok-XYZ"
+
+
+@pytest.mark.parametrize("name", ["nl\n", "ok\n", "a.b\n"])
+def test_a_name_with_a_newline_at_its_end_is_refused(name):
+    # `$` in a regular expression matches before a final newline: the rule said letters, digits and . _ = + -
+    with pytest.raises(ts.ConfigError, match="name must be a folder name"):
+        check_name(name)
 
 
 @given(st.text(min_size=0, max_size=40))
@@ -159,3 +167,40 @@ def json_dumps(value: object) -> str:
     import json
 
     return json.dumps(value)
+
+
+def _too_big(config):
+    return {"cpu": 10_000}
+
+
+def test_an_impossible_resources_request_names_the_config_masked(results_dir):
+    config = {"api_key": "sk-REALSECRET", "db": "postgres://u:hunter2@h/db", "x": 1}
+    with pytest.raises(ts.ConfigError) as caught:
+        ts.run(lambda c: None, config, resources=_too_big, verbose=0, name="res")
+    text = str(caught.value)
+    assert "resources(config) for trial 1" in text and "'x': 1" in text
+    assert "sk-REALSECRET" not in text and "hunter2" not in text and MASK in text, text
+
+
+@pytest.mark.parametrize("space", [
+    {"api_key": ts.choice("sk-NOTALIST99")},
+    {"db_password": ts.uniform("hunter2hunter2", 5)},
+    {"credentials": {"token": ts.choice([])}, "url": ts.choice(["sk-NOTALIST99"])},
+    {"auth": {"client_secret": ts.loguniform(-1.0, "sk-NOTALIST99")}},
+])
+def test_a_bad_domain_under_a_secret_key_is_named_without_its_values(space):
+    with pytest.raises(ts.ConfigError) as caught:
+        ts.run(lambda c: None, space, verbose=0)
+    text = str(caught.value)
+    assert "sk-NOTALIST99" not in text and "hunter2hunter2" not in text, text
+    assert 'space["' in text  # still says where
+
+
+def test_a_point_to_evaluate_under_a_secret_key_is_named_without_its_values():
+    space = {"api_key": ts.choice(["sk-REALSECRET", "sk-SECOND1"]), "x": ts.uniform(0, 1)}
+    searcher = ts.OptunaSearch(points_to_evaluate=[{"api_key": "sk-OTHER9", "x": 0.5}], seed=0)
+    with pytest.raises(ts.ConfigError) as caught:
+        ts.run(lambda c: None, space, searcher=searcher, metric="x", mode="min", verbose=0)
+    text = str(caught.value)
+    assert "points_to_evaluate[0]" in text and "api_key" in text, text
+    assert not any(s in text for s in ("sk-OTHER9", "sk-REALSECRET", "sk-SECOND1")), text

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
+from tunesmith._secrets import mask
 from tunesmith.checkpoint import CheckpointError, verify
 from tunesmith.executors._base import Launch
 from tunesmith.trial import TrialView
@@ -55,7 +56,7 @@ def resources_for(ctl: LaunchHost, trial_id: int, config: dict[str, Any]) -> dic
         return dict(ctl.resources)
     from tunesmith.executors.resources import normalize
 
-    where = f"resources(config) for trial {trial_id} (config {config!r})"
+    where = f"resources(config) for trial {trial_id} (config {mask(config)!r})"
     try:
         resources = normalize(ctl.resources_fn(config), where=where)
         ctl.executor.check_resources(resources)

@@ -111,6 +111,14 @@ def secret_strings(config: Any) -> set[str]:
     return {s for s in found if s and s != MASK}
 
 
+def mask_text_at(path: Iterable[Any], text: str, *values: Any) -> str:
+    """``text`` (an error message that quotes ``values``, found at this key path of a config or space) with
+    those values masked when the path is secret (a key on the way looks like one)."""
+    if not is_secret_path(path):
+        return text
+    return mask_text(text, secret_strings({"secret": list(values)})) or text
+
+
 def mask_text(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     """``text`` (an error message, a traceback) with each of ``secrets`` (as written, as ``repr`` and as
     JSON write it) replaced by ``***``, then URL passwords and bearer tokens masked as in config values."""

@@ -23,6 +23,7 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith._optional import require
+from tunesmith._secrets import mask_text_at
 from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers._seeding import check_seed, seed_sequence
 from tunesmith.searchers._unit_cube import fits, resolve_fixed
@@ -357,11 +358,15 @@ class OptunaSearch(Searcher):
                 match = _fits_partial if partial else fits
                 idx = next((i for i, item in enumerate(param.items) if match(item, got)), None)
                 if idx is None:
-                    raise ConfigError(f"{where}: {got!r} is none of the options {list(param.items)!r}")
+                    raise ConfigError(mask_text_at(name, f"{where}: {got!r} is none of the options "
+                                                         f"{list(param.items)!r}", got, list(param.items)))
                 out[joined] = idx
                 self._encode(param.items[idx], (*name, str(idx)), got, out, partial, where)
             else:
-                out[joined] = param.internal(value, got, where)
+                try:
+                    out[joined] = param.internal(value, got, where)
+                except ConfigError as e:  # it quotes the value, and the options: not under a secret key
+                    raise ConfigError(mask_text_at(name, str(e), got, list(param.items))) from None
         elif isinstance(value, dict) and isinstance(got, dict):
             for key, item in value.items():
                 self._encode(item, (*name, key), got.get(key, _MISSING), out, partial, _key(where, key))

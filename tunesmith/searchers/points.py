@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._secrets import mask
 from tunesmith.space import Domain, KeyPath
 
 __all__ = ["check_points", "check_points_fit", "merge_fixed", "point_paths"]
@@ -37,13 +38,13 @@ def check_points(points: Any, space: dict[str, Any]) -> list[dict[KeyPath, Any]]
     if points is None:
         return []
     if not isinstance(points, (list, tuple)):
-        raise ConfigError(f"points_to_evaluate: expected a list of config dicts; got {points!r} "
+        raise ConfigError(f"points_to_evaluate: expected a list of config dicts; got {mask(points)!r} "
                           f"({type(points).__name__})")
     out = []
     for i, point in enumerate(points):
         where = f"points_to_evaluate[{i}]"
         if not isinstance(point, dict):
-            raise ConfigError(f"{where}: expected a config dict; got {point!r} ({type(point).__name__})")
+            raise ConfigError(f"{where}: expected a config dict; got {mask(point)!r} ({type(point).__name__})")
         out.append(point_paths(point, space, where))
     return out
 

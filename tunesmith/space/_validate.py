@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith._secrets import mask_text_at
 from tunesmith.space._domains import _CONSTRUCTORS, Choice, Domain, Grid, KeyPath
 from tunesmith.space._flatten import FLAT_SEP
 from tunesmith.space._plain import _PLAIN_TYPES
@@ -33,10 +34,10 @@ def validate_space(space: dict[str, Any]) -> None:
     _check_dict(space, "space", in_option=False)
 
 
-def _check_dict(mapping: dict[Any, Any], where: str, in_option: bool) -> None:
+def _check_dict(mapping: dict[Any, Any], where: str, in_option: bool, path: tuple[Any, ...] = ()) -> None:
     for key, value in mapping.items():
         _check_key(key, where)
-        _check_value(value, _key(where, key), in_option)
+        _check_value(value, _key(where, key), in_option, (*path, key))
 
 
 def _check_key(key: Any, where: str) -> None:
@@ -50,20 +51,22 @@ def _check_key(key: Any, where: str) -> None:
                           "character such as '.' or '_'")
 
 
-def _check_value(value: Any, where: str, in_option: bool) -> None:
+def _check_value(value: Any, where: str, in_option: bool, path: tuple[Any, ...] = ()) -> None:
+    """``path``: the keys to ``value`` (a problem with a domain under a secret-looking one is told without the
+    values it quotes)."""
     if isinstance(value, Domain):
         problem = value._problem()
         if problem:
-            raise ConfigError(f"{where}: {problem}")
+            raise ConfigError(f"{where}: {mask_text_at(path, problem, *(getattr(value, f) for f in value._fields))}")
         if isinstance(value, Grid) and in_option:
             raise ConfigError(f"{where}: grid([...]) is not allowed inside a choice or grid option; "
                               "expected it at a top-level or nested dict key (use choice([...]) here)")
         if isinstance(value, (Choice, Grid)):
             items = value.options if isinstance(value, Choice) else value.values
             for i, item in enumerate(items):
-                _check_value(item, f"{where}.{_items_name(value)}[{i}]", in_option=True)
+                _check_value(item, f"{where}.{_items_name(value)}[{i}]", True, path)
     elif isinstance(value, dict):
-        _check_dict(value, where, in_option)
+        _check_dict(value, where, in_option, path)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             _check_constant(item, f"{where}[{i}]")
