@@ -37,7 +37,7 @@ TRIALS = "trials"
 CHECKPOINTS = "checkpoints"
 OUTPUT_LOG = "output.log"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}\Z")  # \Z: `$` matches before a final newline
 # a checkpoint inside some experiment folder: .../trials/trial_00001/checkpoints/checkpoint_000005[/...]
 # (the last such part of the path: the greedy prefix)
 _CHECKPOINT_TAIL = re.compile(r"^(?:.*/)?(" + TRIALS + r"/trial_[0-9]+/" + CHECKPOINTS + r"/[^/]+(?:/.*)?)$")

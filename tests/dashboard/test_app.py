@@ -147,8 +147,9 @@ def test_a_dashboard_started_for_a_notebook_may_be_framed_by_loopback_pages_only
     _status, headers, _body = call(make_app(finished), "/")
     assert "frame-ancestors 'none'" in headers["content-security-policy"][0]
     assert headers["x-frame-options"] == ["DENY"]
-    with pytest.raises(ConfigError, match="frame_ancestors"):
-        make_app(finished, frame_ancestors=("*",))
+    for bad in ("*", "http://localhost:*\n", "http://localhost:8888\nX-Injected: 1"):  # a newline: header injection
+        with pytest.raises(ConfigError, match="frame_ancestors"):
+            make_app(finished, frame_ancestors=(bad,))
     frame = dashboard.show(storage_path=finished)
     assert frame.url.startswith("http://127.0.0.1:") and "iframe" in frame._repr_html_()
 

@@ -52,7 +52,7 @@ CSP = ("default-src 'none'; script-src 'self' 'unsafe-eval'; style-src 'self' 'u
        "form-action 'none'; worker-src blob:; frame-ancestors ")
 # who may frame the page: nobody, unless a notebook's dashboard (tunesmith.dashboard.show) asks for pages on
 # this machine; a CSP source such as http://localhost:* (no wildcard host, no scheme alone)
-_FRAME_SOURCE = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:(\*|[0-9]{1,5}))?$")
+_FRAME_SOURCE = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:(\*|[0-9]{1,5}))?\Z")
 _STATIC = {  # name -> (package, file, content type): nothing else is ever served from disk
     "dashboard.js": ("tunesmith.dashboard", "dashboard.js", "text/javascript; charset=utf-8"),
     "dashboard.css": ("tunesmith.dashboard", "dashboard.css", "text/css; charset=utf-8"),
@@ -172,7 +172,7 @@ class DashboardApp:
     # -- security -----------------------------------------------------------------------------------
     def _check_host(self, environ: dict[str, Any]) -> None:
         host = environ.get("HTTP_HOST", "")
-        match = re.match(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$", host)
+        match = re.match(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?\Z", host)
         if match is None:
             raise HTTPError(HTTPStatus.BAD_REQUEST, "missing or malformed Host header")
         name = match.group(1).strip("[]").lower()
@@ -221,7 +221,7 @@ class DashboardApp:
         path = environ.get("PATH_INFO", "/") or "/"
         allowed = False
         for verb, pattern, handler in _ROUTES:
-            match = pattern.match(path)
+            match = pattern.fullmatch(path)  # (`$` alone matches before a final newline)
             if match is None:
                 continue
             allowed = True

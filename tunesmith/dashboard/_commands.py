@@ -30,7 +30,7 @@ POLL_S = 0.5
 MAX_BYTES = 4096
 MAX_PER_TICK = 32
 ACTIONS = ("stop_trial", "stop_experiment", "add_samples", "extend_time")
-_FILE = re.compile(r"^[0-9a-f]{32}\.json$")
+_FILE = re.compile(r"^[0-9a-f]{32}\.json\Z")
 _INT_MAX = 10**9
 
 

@@ -41,7 +41,7 @@ MAX_PLOT_RESULTS = 200_000
 LOG_TAIL_BYTES = 32 * 1024
 MAX_RESULT_ROWS = 1000  # a trial page's results, thinned
 _AUTO_COLUMNS = {ITERATION: "iteration", TIME_TOTAL: "time_total", TIMESTAMP: "timestamp"}
-_SORT = re.compile(r"^(-?)(id|status|iteration|failures|[mc]:.{1,200})$", re.DOTALL)
+_SORT = re.compile(r"^(-?)(id|status|iteration|failures|[mc]:.{1,200})\Z", re.DOTALL)
 STATUSES = ("RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR")
 
 
