@@ -269,6 +269,22 @@ def test_a_trial_output_log_holds_what_it_printed_and_nothing_of_another_trial(r
         assert not any(o in text for o in others)  # the same worker ran them one after the other
 
 
+def fails_loudly(config):
+    print("before the failure")
+    raise ValueError("boom, as the log says")
+
+
+def test_a_failed_trials_traceback_is_in_its_output_log_after_what_it_printed(results_dir):
+    # as a script's would be on its terminal: the log (and the dashboard's tail of it) shows why it ended
+    result = ts.run(fails_loudly, space={}, verbose=0)
+    t = result.trials[0]
+    assert t.status is ts.TrialStatus.ERROR
+    with open(os.path.join(t.path, "output.log")) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "before the failure" and lines[1] == "Traceback (most recent call last):", lines
+    assert lines[-1] == "ValueError: boom, as the log says" and lines[-1] in t.error
+
+
 def gpu_trial(config):
     ts.report({"cuda": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")})
 

@@ -258,6 +258,20 @@ class _Output:
                 return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
 
 
+def _to_output(text: str) -> None:
+    """``text`` on file descriptor 2: during a trial, the pipe into its output.log."""
+    try:
+        sys.stderr.flush()  # what the trial wrote before comes first
+    except (OSError, ValueError):
+        pass  # the trial closed or broke sys.stderr
+    data = memoryview(text.encode("utf-8", "backslashreplace"))
+    try:
+        while data:
+            data = data[os.write(2, data):]
+    except OSError:
+        pass  # nowhere to write: the traceback is stored with the trial all the same
+
+
 def _torch_threads(torch: Any) -> None:
     """torch reads OMP_NUM_THREADS once, at import: in a worker that imported it for an earlier trial, the
     count follows this trial's (its CPUs, or the user's value). Other libraries' pools (OpenBLAS, MKL loaded
@@ -335,6 +349,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         status = "stopped"
     except BaseException:  # noqa: BLE001 - the trial's failure is reported, the worker lives on
         status, tb = "error", traceback.format_exc()
+        _to_output(tb)  # into its output.log after what it printed, as a script's on its terminal
     finally:
         if ranks is not None:
             failed = ranks.end("stopped" if channel.stopped and status != "error" else status)
