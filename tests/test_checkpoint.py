@@ -214,9 +214,12 @@ def test_a_manifest_naming_a_file_outside_the_checkpoint_is_refused(tmp_path):
     m = json.loads(manifest.read_text())
     m["files"]["../../escape.pkl"] = {"size": 1, "sha256": "0"}
     manifest.write_text(json.dumps(m))
-    with pytest.raises(ValueError, match="leave the checkpoint folder"):
+    with pytest.raises(ck.CheckpointError, match="leave the checkpoint folder"):  # the documented error
         ck.download(url, str(tmp_path / "dl"))
     assert not (tmp_path / "escape.pkl").exists() and not (tmp_path / "dl" / "escape.pkl").exists()
+    manifest.write_text("[]")  # not an object at all: the same error, not an AttributeError
+    with pytest.raises(ck.CheckpointError, match="no 'files' table"):
+        ck.download(url, str(tmp_path / "dl"))
 
 
 def test_delete_removes_a_checkpoint_at_a_url_and_a_missing_one_is_no_error(tmp_path):
@@ -289,6 +292,52 @@ def test_a_pickle_this_user_did_not_write_is_refused_and_not_run(tmp_path, monke
     assert ran.is_dir()
 
 
+def test_a_pickle_added_to_a_signed_checkpoint_that_does_not_list_it_is_refused_and_not_run(tmp_path):
+    # a from_dir checkpoint (no state.pkl) this user signed, with a state.pkl dropped in afterwards: the
+    # signature covers the manifest, the manifest does not list the pickle, so nothing vouches for it
+    ran = tmp_path / "the_pickle_ran"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "weights.bin").write_bytes(b"w")
+    path = ck.write(ts.Checkpoint.from_dir(str(source)), str(tmp_path / "ckpts"), 1)
+    import pickle
+
+    with open(os.path.join(path, ck.STATE_FILE), "wb") as f:
+        pickle.dump(_SideEffect(ran), f)
+    ck.verify(path)  # the files the manifest lists are intact
+    with pytest.raises(ck.CheckpointError, match="does not list"):
+        ts.Checkpoint(path).load()
+    assert not ran.exists()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("which", ["state.pkl", "manifest.json"])
+def test_a_fifo_in_a_checkpoint_is_refused_not_opened(tmp_path, which):
+    # opening a FIFO for reading blocks until someone writes: verify() (load(), `tunesmith trust`) hung
+    path = ck.write(ts.Checkpoint.from_state({"w": 1}), str(tmp_path), 1)
+    os.remove(os.path.join(path, which))
+    os.mkfifo(os.path.join(path, which))
+    with pytest.raises(ck.CheckpointError, match="not a regular file"):
+        ck.verify(path)
+    with pytest.raises(ck.CheckpointError):
+        ts.Checkpoint(path).load()
+
+
+@pytest.mark.parametrize("last", ["..", ".", "checkpoint_1/.."])
+def test_a_checkpoint_url_whose_name_is_not_a_checkpoints_is_refused_before_anything_is_written(tmp_path, last,
+                                                                                                 temp_dir):
+    # a store someone else made named file://<exp>/trials/x/..: the download's "replace the old copy" removed
+    # the parent of the temporary folder, the whole temporary directory
+    keep = temp_dir / "someone_elses_file.txt"
+    keep.write_text("mine")
+    exp = tmp_path / "exp" / "trials" / "x"
+    exp.mkdir(parents=True)
+    (tmp_path / "exp" / "trials" / ck.MANIFEST).write_text('{"files": {}}')
+    with pytest.raises(ck.CheckpointError, match="not a checkpoint folder's name"):
+        ts.Checkpoint(f"file://{exp}/{last}").load()
+    assert keep.read_text() == "mine" and sorted(p.name for p in temp_dir.iterdir()) == [keep.name]
+
+
 def test_a_signed_manifest_changed_afterwards_is_refused(tmp_path):
     path = ck.write(ts.Checkpoint.from_state(1), str(tmp_path), 1)
     manifest = json.load(open(os.path.join(path, ck.MANIFEST)))
@@ -347,3 +396,52 @@ def test_a_crafted_manifest_cannot_make_verify_read_outside_the_folder(tmp_path)
     os.symlink(tmp_path / "elsewhere.pkl", os.path.join(path, ck.STATE_FILE))
     with pytest.raises(ck.CheckpointError, match="unreadable"):
         ck.verify(path)
+
+
+# -- from_dir: what is in the folder goes in, or a clear error ------------------------------------------------
+def test_from_dir_copies_a_linked_folder_by_content_as_it_does_a_linked_file(tmp_path):
+    shared = tmp_path / "shared_tokenizer"
+    shared.mkdir()
+    (shared / "vocab.txt").write_text("a b c")
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(b"w")
+    (src / "tokenizer").symlink_to(shared, target_is_directory=True)
+    (src / "config.json").symlink_to(tmp_path / "cfg")
+    (tmp_path / "cfg").write_text("{}")
+    path = ck.write(ts.Checkpoint.from_dir(str(src)), str(tmp_path / "ckpts"), 1)
+    assert sorted(ck.verify(path)["files"]) == ["config.json", "tokenizer/vocab.txt", "weights.bin"]
+    assert (tmp_path / "ckpts" / "checkpoint_000001" / "tokenizer" / "vocab.txt").read_text() == "a b c"
+    assert not os.path.islink(os.path.join(path, "tokenizer"))  # a copy: the checkpoint stands alone
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("odd", ["loop", "fifo", "foreign_manifest"])
+def test_from_dir_refuses_what_it_cannot_copy_faithfully_naming_it(tmp_path, odd):
+    src = tmp_path / "model"
+    (src / "sub").mkdir(parents=True)
+    (src / "weights.bin").write_bytes(b"w")
+    if odd == "loop":
+        (src / "sub" / "up").symlink_to(src, target_is_directory=True)
+    elif odd == "fifo":
+        os.mkfifo(src / "sub" / "pipe")
+    else:  # the user's own manifest.json: the checkpoint's manifest has that name
+        (src / ck.MANIFEST).write_text('{"model": "mine"}')
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.write(ts.Checkpoint.from_dir(str(src)), str(tmp_path / "ckpts"), 1)
+    named = {"loop": "sub/up", "fifo": "sub/pipe", "foreign_manifest": ck.MANIFEST}[odd]
+    assert named in str(caught.value), caught.value
+    assert not os.path.exists(tmp_path / "ckpts" / "checkpoint_000001")  # nothing half-written left in place
+
+
+def test_from_dir_of_a_restored_checkpoint_folder_rebuilds_its_manifest(tmp_path):
+    first = ck.write(ts.Checkpoint.from_dir(str(_ckpt_source(tmp_path))), str(tmp_path / "a"), 1)
+    again = ck.write(ts.Checkpoint.from_dir(first), str(tmp_path / "b"), 2)  # re-reported as it was restored
+    assert sorted(ck.verify(again)["files"]) == ["weights.bin"] and ck.verify(again)["iteration"] == 2
+
+
+def _ckpt_source(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(b"w")
+    return src

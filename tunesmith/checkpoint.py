@@ -106,6 +106,11 @@ class Checkpoint:
         if not os.path.exists(state_file):
             raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
         manifest = verify(folder)  # never unpickle a file that changed since it was written
+        if STATE_FILE not in manifest.get("files", {}) and not trust_foreign_pickle:  # nothing vouches for it
+            raise CheckpointError(
+                f"refusing to unpickle the checkpoint {self._path}: its {MANIFEST} does not list {STATE_FILE} (a "
+                f"file added after the checkpoint was written). Unpickling runs any code its author chose. If you "
+                "trust where it came from: Checkpoint.load(trust_foreign_pickle=True)")
         why = _signing.check(manifest)
         if why is not None and not trust_foreign_pickle:  # ... or one that this user's tunesmith did not write
             raise CheckpointError(
@@ -214,16 +219,42 @@ def _fill(checkpoint: Checkpoint, folder: str) -> dict[str, dict[str, Any]]:
         return files
     src = checkpoint._path
     assert src is not None
-    for root, _dirs, names in os.walk(src):
+    # linked files and folders are copied by what they hold (a checkpoint stands alone), as long as a linked
+    # folder is not one the walk is already inside (a loop)
+    for root, dirs, names in os.walk(src, followlinks=True):
         rel_root = os.path.relpath(root, src)
         out_root = folder if rel_root == "." else os.path.join(folder, rel_root)
         os.makedirs(out_root, exist_ok=True)
+        here = os.path.realpath(root)
+        for d in dirs:
+            target = os.path.realpath(os.path.join(root, d))
+            if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+                raise CheckpointError(f"Checkpoint.from_dir({src!r}): {_rel(rel_root, d)} links to a folder it is "
+                                      "inside (a loop): a checkpoint holds files; remove the link")
         for name in names:
+            rel = _rel(rel_root, name)
             if rel_root == "." and name == MANIFEST:
-                continue  # a restored checkpoint folder re-reported: its old manifest is rebuilt
-            rel = name if rel_root == "." else os.path.join(rel_root, name)
-            files[rel] = _copy_synced(os.path.join(root, name), os.path.join(out_root, name))
+                if _is_manifest(os.path.join(root, name)):
+                    continue  # a restored checkpoint folder re-reported: its old manifest is rebuilt
+                raise CheckpointError(f"Checkpoint.from_dir({src!r}): {MANIFEST} is a file of yours, and that name "
+                                      "is the checkpoint's own list of its files: rename it (or put it in a "
+                                      "sub-folder)")
+            files[rel] = _copy_synced(os.path.join(root, name), os.path.join(out_root, name), src, rel)
     return files
+
+
+def _rel(rel_root: str, name: str) -> str:
+    return name if rel_root == "." else os.path.join(rel_root, name)
+
+
+def _is_manifest(path: str) -> bool:
+    """Whether ``path`` is a tunesmith checkpoint manifest (a JSON object with a ``files`` table)."""
+    try:
+        with _open_regular(path, os.path.dirname(path), MANIFEST) as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError, CheckpointError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("files"), dict)
 
 
 def _write_synced(path: str, data: bytes) -> None:
@@ -233,12 +264,17 @@ def _write_synced(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _copy_synced(src: str, dst: str) -> dict[str, Any]:
+def _copy_synced(src: str, dst: str, folder: str, rel: str) -> dict[str, Any]:
     import hashlib
 
     h = hashlib.sha256()
     size = 0
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
+    try:
+        fi = _open_regular(src, folder, rel, follow=True)  # a FIFO would wait for a writer forever
+    except CheckpointError as e:
+        raise CheckpointError(f"Checkpoint.from_dir({folder!r}): {rel} is not a regular file (a FIFO, a socket "
+                              "or a device): a checkpoint holds files") from e
+    with fi, open(dst, "wb") as fo:
         while chunk := fi.read(1 << 20):
             h.update(chunk)
             fo.write(chunk)
@@ -278,7 +314,7 @@ def verify(path: str) -> dict[str, Any]:
     import hashlib
 
     try:
-        with open(os.path.join(path, MANIFEST), "rb") as f:
+        with _open_regular(os.path.join(path, MANIFEST), path, MANIFEST) as f:
             manifest = json.loads(f.read())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} has no readable {MANIFEST}: {e}") from e
@@ -286,9 +322,7 @@ def verify(path: str) -> dict[str, Any]:
         h = hashlib.sha256()
         size = 0
         try:
-            # not through a symbolic link: the manifest names files in the folder, nothing elsewhere
-            fd = os.open(inside(path, rel), os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as f:
+            with _open_regular(inside(path, rel), path, rel) as f:
                 while chunk := f.read(1 << 20):
                     h.update(chunk)
                     size += len(chunk)
@@ -297,6 +331,23 @@ def verify(path: str) -> dict[str, Any]:
         if size != meta["size"] or h.hexdigest() != meta["sha256"]:
             raise CheckpointError(f"checkpoint {path}: file {rel} does not match its checksum")
     return manifest
+
+
+def _open_regular(file: str, checkpoint: str, rel: str, follow: bool = False) -> Any:
+    """``file`` opened for reading, only if it is a regular file: not through a symbolic link unless ``follow``
+    (a manifest names files in the folder, nothing elsewhere), and not a FIFO or a device (opened without
+    waiting: reading a FIFO would wait for a writer forever)."""
+    import stat
+
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointError(f"checkpoint {checkpoint}: {rel} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _files(manifest: Any, path: str) -> dict[str, dict[str, Any]]:
@@ -405,6 +456,8 @@ def download(url: str, parent: str) -> str:
     fs, root = storage_fs(url)
     root = root.rstrip("/")
     name = root.rsplit("/", 1)[-1]
+    if name in ("", ".", "..") or "\0" in name:  # (a store names it: ".." would make final the parent folder)
+        raise CheckpointError(f"checkpoint {url}: {name!r} is not a checkpoint folder's name")
     final = os.path.join(parent, name)
     tmp = final + ".part"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -416,7 +469,7 @@ def download(url: str, parent: str) -> str:
                 manifest = json.loads(f.read())
         except (OSError, ValueError) as e:
             raise CheckpointError(f"checkpoint {url} has no readable {MANIFEST} (an incomplete upload?): {e}") from e
-        for rel in manifest.get("files", {}):
+        for rel in _files(manifest, url):
             local = inside(tmp, rel)
             os.makedirs(os.path.dirname(local), exist_ok=True)
             try:

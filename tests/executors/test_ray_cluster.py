@@ -268,7 +268,10 @@ def test_a_retried_trial_on_another_node_adds_its_output_after_the_run_before(cl
     (t,) = result.trials
     assert t.status is ts.TrialStatus.TERMINATED and t.num_failures == 1, t.error
     with open(os.path.join(t.path, "output.log")) as f:
-        assert f.read().splitlines() == ["run from 0", "run from 1"]
+        lines = f.read().splitlines()
+    # the first run's print and its traceback, then the retry's print
+    assert lines[0] == "run from 0" and lines[1] == "Traceback (most recent call last):", lines
+    assert lines[-2:] == ["RuntimeError: first run fails", "run from 1"], lines
     assert not os.path.exists(t.last_result["dir"])  # nothing of its own left on the node
 
 
