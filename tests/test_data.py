@@ -159,3 +159,13 @@ def test_a_download_killed_midway_leaves_no_data_behind(tmp_path):
     download_once(target, fetch)  # the lock died with its holder; the leftover is cleaned up
     assert target.read_bytes() == b"all of it"
     assert sorted(os.listdir(tmp_path)) == ["weights.bin", "weights.bin.lock"]
+
+
+def test_download_once_at_a_dangling_link_says_so_before_fetching(tmp_path):
+    # the data would have been fetched, then thrown away by a raw NotADirectoryError renaming it over the link
+    link = tmp_path / "data"
+    link.symlink_to(tmp_path / "gone")
+    fetched = []
+    with pytest.raises(ts.ConfigError, match="link") as caught:
+        ts.download_once(str(link), lambda tmp: fetched.append(tmp))
+    assert str(link) in str(caught.value) and fetched == [] and os.path.islink(link)

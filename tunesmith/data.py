@@ -277,6 +277,7 @@ def download_once(path: str | os.PathLike[str], fetch_fn: Callable[[str], Any], 
         ``path``, absolute.
 
     Raises:
+        ConfigError: ``path`` is a link to nothing (a dangling symbolic link).
         RuntimeError: ``fetch_fn`` returned without creating ``tmp_path``.
         filelock.Timeout: ``timeout_s`` passed while another process was downloading.
     """
@@ -285,6 +286,9 @@ def download_once(path: str | os.PathLike[str], fetch_fn: Callable[[str], Any], 
     final = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if os.path.exists(final):
         return final
+    if os.path.islink(final):  # the data would be fetched, then could not be put where the link is
+        raise ConfigError(f"download_once({final!r}): that path is a link to {os.readlink(final)!r}, which does "
+                          f"not exist; remove the link, or give the path it should point to")
     parent, name = os.path.split(final)
     os.makedirs(parent, exist_ok=True)
     with FileLock(final + ".lock", timeout=-1 if timeout_s is None else timeout_s):
