@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tunesmith as ts
 from tunesmith._errors import ConfigError
 from tunesmith.schedulers._base import CONTINUE, STOP, Exploit
 from tunesmith.schedulers.pbt import PBT
@@ -203,6 +205,43 @@ def test_space_domains_if_present():
         assert new["act"] in ("relu", "tanh")
     resampled = explorer({"lr": space.loguniform(1e-4, 1e-1)}, resample=1.0).explore({"lr": 5.0})
     assert 1e-4 <= resampled["lr"] <= 1e-1
+
+
+QUANTIZED = {  # name -> (domain, q, low, high)
+    "quniform": (ts.quniform(0, 1, 0.25), 0.25, 0.0, 1.0),
+    "quniform-0.1": (ts.quniform(-1, 2, 0.1), 0.1, -1.0, 2.0),
+    "qloguniform": (ts.qloguniform(1, 100, 5), 5, 5.0, 100.0),  # 5 is the smallest multiple of 5 inside
+    "qnormal": (ts.qnormal(0, 1, 0.5), 0.5, -math.inf, math.inf),
+}
+
+
+def on_grid(value, q):
+    """Whether ``value`` is a multiple of ``q`` as the domain writes one (``0.3``, not ``0.30000000000000004``)."""
+    return isinstance(value, float) and Decimal(repr(value)) % Decimal(repr(float(q))) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(QUANTIZED)), seed=st.integers(0, 2**32), start=st.floats(0, 1))
+def test_quantized_domains_stay_on_their_grid_and_in_their_bounds(name, seed, start):
+    domain, q, low, high = QUANTIZED[name]
+    pbt = explorer({"v": domain}, seed=seed)
+    config = {"v": domain.from_unit(start)}
+    for _ in range(50):  # a lineage: each exploit perturbs the value the last one chose
+        new = pbt.explore(config)["v"]
+        assert on_grid(new, q) and low <= new <= high, (config["v"], new)
+        # a move smaller than q would round back: it moves one q (unless clamped at a bound)
+        assert new != config["v"] or new in (domain.from_unit(0.0), domain.from_unit(1.0)), (config["v"], new)
+        config = {"v": new}
+
+
+def test_quantized_values_move_by_0_8_or_1_2_then_round_as_the_domain_does():
+    pbt = explorer({"q": ts.quniform(0, 1, 0.25), "ql": ts.qloguniform(1, 100, 5), "qn": ts.qnormal(0, 1, 0.5)})
+    moves = [pbt.explore({"q": 0.75, "ql": 50.0, "qn": 1.0}) for _ in range(50)]
+    assert {m["q"] for m in moves} == {0.5, 1.0}  # 0.6 and 0.9: 0.8999999999999999 and 0.72 before
+    assert {m["ql"] for m in moves} == {40.0, 60.0}
+    assert {m["qn"] for m in moves} == {0.5, 1.5}  # 0.8 and 1.2 round back to 1.0: one q instead
+    assert {pbt.explore({"q": 0.25, "ql": 5.0, "qn": 0.0})["q"] for _ in range(50)} == {0.0, 0.5}
+    assert {pbt.explore({"q": 1.0, "ql": 100.0, "qn": 0.0})["ql"] for _ in range(50)} == {80.0, 100.0}
 
 
 def test_nested_paths_and_nested_dicts():

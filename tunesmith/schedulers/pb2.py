@@ -170,7 +170,7 @@ class PB2(PBT):
         self._explore_at = None
         if isinstance(decision, Exploit):
             source = self._tracks.get(decision.source_trial, _Track())
-            track.point = source.point  # as PBT: the clone takes over its source's perturbation point
+            track.point = self._trials[trial.id].last_perturbation  # the point PBT's clone took over (its source's)
             track.x = None  # the restart's first result starts the next interval
             if source.last is not None and decision.source_iteration == source.last[0]:
                 track.base, track.x = source.last, self._unit(decision.config)

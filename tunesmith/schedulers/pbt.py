@@ -15,8 +15,9 @@ key) the value is resampled, otherwise perturbed:
 * a list: resampled uniformly; perturbed to a neighbouring index (-1 or +1, clamped at the ends).
 * a ``tunesmith.space`` domain (anything with ``from_unit``): resampled as ``from_unit(rng.random())``;
   a numeric value is multiplied by 0.8 or 1.2 (an int moves by at least 1) and clipped to
-  ``[from_unit(0), from_unit(1)]``; ``choice``/``grid`` domains (``options``/``values``) behave as a
-  list.
+  ``[from_unit(0), from_unit(1)]``; a ``quniform``/``qloguniform``/``qnormal`` value is then rounded as the
+  domain rounds its draws (a multiple of ``q``, inside the bounds) and moves by at least one ``q``;
+  ``choice``/``grid`` domains (``options``/``values``) behave as a list.
 * a callable: resampled as ``fn()`` (its randomness is its own, not seeded by ``seed``); a numeric
   value is multiplied by 0.8 or 1.2 as above, unclipped.
 
@@ -24,18 +25,25 @@ Every other key keeps the source's value. If no top-quantile trial has a checkpo
 ``CONTINUE``. All randomness comes from ``random.Random(seed)``.
 
 After an exploit the trial takes over its source's last perturbation point, so it trains at least
-``perturbation_interval`` past it before it is judged again (as in Ray Tune).
+``perturbation_interval`` past it before it is judged again (as in Ray Tune); when the source's checkpoint
+is from its next point, whose result is still to be decided, the trial takes that point.
 
 Time-sharing (a population larger than the free slots): the population must evolve together, or the
 first trials would run to the end before the last ones start, and a trial at iteration 25 would clone
 one at 975. So at a perturbation point a trial that is ahead *pauses* (``PAUSE``; after an exploit
 too, ``Exploit(pause=True)``) while another trial is behind it: one the searcher may still add (until
 ``on_no_more_trials``; a new trial is at 0), or a paused or pending one whose progress is lower.
-``choose_trial_to_run`` then resumes the least advanced paused trial (ties to the lower id), and answers
-``None`` while new trials may come (they are the least advanced). This is Ray Tune's PBT with
+``choose_trial_to_run`` then resumes the least advanced paused trial (ties to the one paused first), and
+answers ``None`` while new trials may come (they are the least advanced). This is Ray Tune's PBT with
 ``synch=False``. A trial pauses only when it has a checkpoint at this very result (checkpoint at every
 perturbation point): one without would lose the iterations since its last checkpoint, so it runs on.
 When the population fits in the slots nobody is behind a running trial and nothing pauses.
+
+An exploit that sends a trial back to (or behind) the point it trained from, level with a trial paused
+there (often its source), has used its turn for nothing: it then pauses too and waits behind that trial.
+Otherwise it would keep the slot, train the same interval again, be ranked against the paused trial's
+result from the earlier point, lose and be sent back again, forever, while the paused trial never ran (a
+metric that grows with training, one slot). An exploit that moves a trial forward keeps the rule above.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ from tunesmith.schedulers._milestones import (
     _reached,
     _time,
 )
+from tunesmith.space import QLogUniform, QNormal, QUniform
+from tunesmith.space._unit import _quantize
 from tunesmith.trial import ITERATION, Result, TrialStatus, TrialView
 
 _PERTURB_FACTORS = (0.8, 1.2)
@@ -200,7 +210,8 @@ class PBT(Scheduler):
         self._rng = random.Random(int(self._seed))
         self._trials: dict[int, _PbtTrial] = {}
         self._newcomers = True  # the searcher may still add trials (until on_no_more_trials)
-        self._waiting: set[int] = set()  # trials paused to let the others catch up
+        # trials paused to let the others catch up, in the order they paused (ties resume the first)
+        self._waiting: dict[int, None] = {}
 
     # -- hooks
 
@@ -214,67 +225,86 @@ class PBT(Scheduler):
         t = _time(result, self.time_attr)
         state.last_score = self._objective.score(result)
         state.progress = t
-        self._waiting.discard(trial.id)
+        self._waiting.pop(trial.id, None)
         if not _reached(t - state.last_perturbation, self._interval):
             return CONTINUE
-        state.last_perturbation = t
+        start, state.last_perturbation = state.last_perturbation, t
         bottom, top = self._quantiles(view)
         sources = [s for s in top if s != trial.id and view.trials[s].checkpoint_path is not None]
         if trial.id not in bottom or not sources:
             if trial.checkpoint_path is not None and trial.checkpoint_iteration >= result.iteration \
                     and self._others_behind(trial.id, t, view):
-                self._waiting.add(trial.id)
+                self._waiting[trial.id] = None
                 return PAUSE
             return CONTINUE
         source = view.trials[self._rng.choice(sources)]
-        source_state = self._trials[source.id]
-        state.last_perturbation = source_state.last_perturbation
-        state.progress = source_state.last_perturbation
-        pause = self._others_behind(trial.id, state.progress, view)
+        state.last_perturbation, state.progress = self._landing(source)
+        # sent back to (or behind) the point it trained from, its turn gained nothing: it waits behind a trial
+        # paused there too, or it could take the slot again and again, always ranked against that trial's result
+        # from the earlier point
+        pause = self._others_behind(trial.id, state.progress, view, level=state.progress <= start)
         if pause:
-            self._waiting.add(trial.id)
+            self._waiting[trial.id] = None
         return Exploit(source_trial=source.id, config=self.explore(source.config),
                        source_checkpoint=source.checkpoint_path, source_iteration=source.checkpoint_iteration,
                        pause=pause)
 
     def on_complete(self, trial: TrialView, result: Result | None, view: SchedulerView) -> None:
         self._trials.setdefault(trial.id, _PbtTrial()).ended = True
-        self._waiting.discard(trial.id)
+        self._waiting.pop(trial.id, None)
 
     def on_no_more_trials(self, view: SchedulerView) -> None:
         """No newcomer to wait for: the paused trials take turns, least advanced first."""
         self._newcomers = False
 
     def choose_trial_to_run(self, view: SchedulerView) -> int | None:
-        """The least advanced trial paused for time-sharing (ties to the lower id); ``None`` while the searcher
-        may still add trials (a new trial is the least advanced of all)."""
+        """The least advanced trial paused for time-sharing (ties to the one paused first, so that trials level
+        with each other take turns); ``None`` while the searcher may still add trials (a new trial is the least
+        advanced of all)."""
         if self._newcomers or not self._waiting:
             return None
         best: tuple[float, int] | None = None
-        for trial_id in list(self._waiting):
+        for trial_id in list(self._waiting):  # in the order they paused
             trial = view.trials.get(trial_id)
             if trial is None or trial.status.is_finished:
-                self._waiting.discard(trial_id)
+                del self._waiting[trial_id]
             elif trial.status == TrialStatus.PAUSED:
-                key = (self._trials[trial_id].progress, trial_id)
-                if best is None or key < best:
-                    best = key
+                progress = self._trials[trial_id].progress
+                if best is None or progress < best[0]:
+                    best = (progress, trial_id)
         if best is None:
             return None
-        self._waiting.discard(best[1])
+        del self._waiting[best[1]]
         return best[1]
 
-    def _others_behind(self, trial_id: int, progress: float, view: SchedulerView) -> bool:
-        """Whether another live trial is behind ``progress`` and waiting for a slot (or may still be added)."""
+    def _others_behind(self, trial_id: int, progress: float, view: SchedulerView, level: bool = False) -> bool:
+        """Whether another live trial is behind ``progress`` and waiting for a slot (or may still be added);
+        with ``level``, a paused one at ``progress`` counts too (a pending one starts before any paused one)."""
         if self._newcomers:
             return True
         for other_id, other in self._trials.items():
-            if other_id == trial_id or other.ended or other.progress >= progress:
+            if other_id == trial_id or other.ended:
                 continue
             trial = view.trials.get(other_id)
-            if trial is not None and trial.status in (TrialStatus.PAUSED, TrialStatus.PENDING):
+            if trial is None or trial.status not in (TrialStatus.PAUSED, TrialStatus.PENDING):
+                continue
+            if other.progress < progress or (level and trial.status == TrialStatus.PAUSED
+                                             and other.progress <= progress):
                 return True
         return False
+
+    def _landing(self, source: TrialView) -> tuple[float, float]:
+        """(perturbation point, progress) of a trial restarted from ``source``'s latest checkpoint: the source's
+        last perturbation point, and with ``training_iteration`` the checkpoint's iteration. A checkpoint a whole
+        interval past that point is the source's next point, whose result is not decided yet (results that
+        arrive together are decided one by one, their checkpoints known before): the clone takes that point."""
+        point = self._trials[source.id].last_perturbation
+        if self.time_attr != ITERATION:
+            return point, point
+        at = float(source.checkpoint_iteration)
+        if _reached(at - point, self._interval):
+            point = at
+        return point, at
 
     def decision_iteration(self, trial: TrialView) -> int | None:
         """The trial's next perturbation point (``training_iteration`` only)."""
@@ -319,7 +349,11 @@ class PBT(Scheduler):
             return self._sample(spec)
         factor = self._rng.choice(_PERTURB_FACTORS)
         value: float | int
-        if isinstance(current, numbers.Integral):
+        if isinstance(spec, (QUniform, QLogUniform, QNormal)):
+            value = _on_grid(spec, float(current) * factor)
+            if value == _on_grid(spec, float(current)):  # a move under q rounds back: small values would never move
+                value = _on_grid(spec, float(current) + (spec.q if factor > 1 else -spec.q))
+        elif isinstance(current, numbers.Integral):
             value = round(int(current) * factor)
             if value == current:  # small ints would never move
                 value = int(current) + (1 if factor > 1 else -1)
@@ -354,6 +388,14 @@ def _same(option: Any, current: Any) -> bool:
     # 1 == True in Python; a bool option must match a bool value and a number a number.
     return type(option) is type(current) and option == current or (
         _is_number(option) and _is_number(current) and option == current)
+
+
+def _on_grid(spec: QUniform | QLogUniform | QNormal, value: float) -> float:
+    """``value`` rounded as the quantized domain rounds its draws (``from_unit``): to a multiple of ``q``, inside
+    the bounds of ``quniform``/``qloguniform``."""
+    if isinstance(spec, QNormal):
+        return _quantize(value, spec.q)
+    return _quantize(value, spec.q, spec.low, spec.high)
 
 
 def _bounds(spec: Any) -> tuple[float, float] | None:
