@@ -9,7 +9,8 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import tunesmith as ts
@@ -86,6 +87,77 @@ def test_candidates_whose_every_fit_fails_raise_the_fits_own_error(results_dir):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         TuneSearchCV(LogisticRegression(), {"C": ts.loguniform(0.1, 10)}, n_trials=1, cv=2).fit(bad, y)
+
+
+
+# per-sample weights that matter: a third of the samples count for nothing, the rest unevenly
+WEIGHTS = np.where(np.arange(len(y)) % 3 == 0, 0.0, 1.0 + np.arange(len(y)) % 5)
+SPLITS = list(StratifiedKFold(3).split(X, y))
+
+
+def _weighted_fold_scores(make, steps: int) -> list[float]:
+    """The folds' accuracies of ``make()`` trained on each training fold with its share of ``WEIGHTS``: ``steps``
+    ``partial_fit`` passes, or one ``fit`` when ``steps`` is 0."""
+    scores = []
+    for train, test in SPLITS:
+        model = make()
+        for _ in range(steps):
+            model.partial_fit(X[train], y[train], classes=np.unique(y), sample_weight=WEIGHTS[train])
+        if not steps:
+            model.fit(X[train], y[train], sample_weight=WEIGHTS[train])
+        scores.append(model.score(X[test], y[test]))
+    return scores
+
+
+@pytest.mark.parametrize("path", ["fit", "partial_fit", "warm_start"])
+def test_per_sample_fit_params_are_split_per_fold_on_every_path(path, results_dir):
+    if path == "fit":
+        make, steps, scheduler = (lambda: LogisticRegression()), 0, None
+    elif path == "partial_fit":
+        make, steps, scheduler = (lambda: SGDClassifier(alpha=1e-3, random_state=0)), 3, ts.FIFO()
+    else:  # a warm-started forest grown in 3 steps is the forest fitted at once (scikit-learn draws the same seeds)
+        make, steps, scheduler = (lambda: RandomForestClassifier(n_estimators=6, random_state=0)), 0, ts.FIFO()
+    search = TuneSearchCV(make(), {"random_state": ts.choice([0])}, n_trials=1, cv=SPLITS, scheduler=scheduler,
+                          max_iters=3, seed=0).fit(X, y, sample_weight=WEIGHTS)
+    expected = _weighted_fold_scores(make, steps)
+    (t,) = ts.load(search.experiment_path_).trials
+    assert t.status is ts.TrialStatus.TERMINATED and t.iteration == (1 if scheduler is None else 3)
+    assert [search.cv_results_[f"split{k}_test_score"][0] for k in range(3)] == pytest.approx(expected)
+    assert search.best_score_ == pytest.approx(np.mean(expected))
+
+
+def test_error_score_scores_a_candidate_whose_every_fold_fails_as_gridsearchcv_does(results_dir):
+    theirs = GridSearchCV(LogisticRegression(), {"C": [-1.0, 1.0]}, cv=2, error_score=0.0).fit(X, y)
+    ours = TuneSearchCV(LogisticRegression(), {"C": ts.grid([-1.0, 1.0])}, n_trials=1, cv=2, error_score=0.0).fit(X, y)
+    order = np.argsort([p["C"] for p in ours.cv_results_["params"]])
+    for key in ("split0_test_score", "split1_test_score", "mean_test_score", "std_test_score", "rank_test_score"):
+        assert np.allclose(ours.cv_results_[key][order], theirs.cv_results_[key]), key
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in ts.load(ours.experiment_path_).trials)
+    # incrementally trained: the failed candidate is scored error_score at every increment too
+    search = TuneSearchCV(SGDClassifier(random_state=0), {"alpha": ts.grid([-1.0, 1e-3])}, n_trials=1, cv=2,
+                          max_iters=2, scheduler=ts.FIFO(), error_score=0.0).fit(X, y)
+    failed = [i for i, p in enumerate(search.cv_results_["params"]) if p["alpha"] < 0]
+    assert list(search.cv_results_["mean_test_score"][failed]) == [0.0] and search.best_params_ == {"alpha": 1e-3}
+
+
+@pytest.mark.parametrize("error_score", [np.nan, 0.0, "raise"])
+@pytest.mark.parametrize("incremental", [False, True])
+def test_every_fit_of_every_candidate_failing_raises_the_estimators_own_error(incremental, error_score, results_dir):
+    estimator, name = (SGDClassifier(), "alpha") if incremental else (LogisticRegression(), "C")
+    search = TuneSearchCV(estimator, {name: ts.grid([-1.0, -2.0])}, n_trials=1, cv=2, max_iters=2,
+                          scheduler=ts.FIFO() if incremental else None, error_score=error_score, refit=False)
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of {type(estimator).__name__}"):
+        search.fit(X, y)
+
+
+@pytest.mark.parametrize("scoring", [{"acc": "accuracy", "f1": "f1"}, ["accuracy", "f1"], ("accuracy",),
+                                     {"accuracy"}])
+def test_multi_metric_scoring_is_refused_before_any_trial_runs(scoring, results_dir):
+    search = TuneSearchCV(LogisticRegression(), {"C": ts.loguniform(0.1, 10)}, n_trials=2, cv=2, scoring=scoring)
+    with pytest.raises(ts.ConfigError, match=r"TuneSearchCV\(scoring=\.\.\.\).*one metric.*"
+                                             f"got {type(scoring).__name__}"):
+        search.fit(X, y)
+    assert not results_dir.exists()  # no experiment was started
 
 
 # Checks that do not apply to TuneSearchCV, and why:

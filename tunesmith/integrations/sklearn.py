@@ -12,7 +12,8 @@ scheduler).
 
 Each trial clones the estimator, sets the trial's config with ``set_params`` (keys are parameter names, with
 ``step__param`` for pipelines) and cross-validates it on the same splits, reporting ``mean_test_score``,
-``std_test_score``, ``split<k>_test_score`` and the fit/score times; the experiment maximises
+``std_test_score``, ``split<k>_test_score``, the fit/score times and ``failed_fits`` (the folds whose fit raised,
+scored ``error_score``); the experiment maximises
 ``mean_test_score`` (scikit-learn scorers are greater-is-better). The data reaches the trials through
 ``tunesmith.put`` (shared memory: one copy however many trials run), not inside each trial's function.
 
@@ -29,8 +30,9 @@ import inspect
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from copy import deepcopy
-from typing import Any
+from typing import Any, NoReturn
 
 from tunesmith._optional import require
 
@@ -40,10 +42,10 @@ import numpy as np  # noqa: E402 - after the check that says which extra install
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.metrics import check_scoring  # noqa: E402
-from sklearn.model_selection import check_cv, cross_validate  # noqa: E402
+from sklearn.model_selection import check_cv  # noqa: E402
 from sklearn.utils import get_tags  # noqa: E402
 from sklearn.utils.metaestimators import _safe_split, available_if  # noqa: E402
-from sklearn.utils.validation import check_is_fitted, indexable  # noqa: E402
+from sklearn.utils.validation import _check_method_params, check_is_fitted, indexable  # noqa: E402
 
 import tunesmith  # noqa: E402
 from tunesmith._errors import ConfigError  # noqa: E402
@@ -82,15 +84,16 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         cv: folds (an int), a splitter or an iterable of (train, test) index pairs, as in ``GridSearchCV``;
             stratified for classifiers.
         scoring: ``None`` (the estimator's ``score``), a scorer name (``"roc_auc"``) or a callable
-            ``scorer(estimator, X, y)``. One metric.
+            ``scorer(estimator, X, y)``. One metric: a multi-metric ``scoring`` (a dict, list, tuple or set of
+            names) is refused.
         searcher: a tunesmith searcher (default: random search).
         scheduler: a tunesmith scheduler; with one, estimators that can be trained in increments are (see the
             module's docstring), so it can stop poor candidates early. It must compare ``mean_test_score``
             (``mode="max"``), which it gets from the experiment when it names no metric of its own.
         refit: refit the best candidate on all of ``X, y`` (``best_estimator_``, ``predict``, ``score``...).
         max_iters: increments of an incrementally trained candidate (its ``training_iteration`` runs to this).
-        error_score: the score of a fold whose fit raises (default NaN, as in ``GridSearchCV``), or
-            ``"raise"`` to fail the trial.
+        error_score: the score of a fold whose fit raises (default NaN, as in ``GridSearchCV``), even when every
+            fold of the candidate raises, or ``"raise"`` to fail the trial with the estimator's error.
         **run_kwargs: any other keyword of :func:`tunesmith.run` (``max_concurrent``, ``resources``,
             ``storage_path``, ``seed``, ``backend``, ``verbose``, which defaults to 0 here...).
 
@@ -147,6 +150,10 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
                 raise ConfigError(f"TuneSearchCV({name}=...) must be a positive integer, got {value!r}")
         if not isinstance(self.refit, bool):
             raise ConfigError(f"TuneSearchCV(refit=...) must be True or False, got {self.refit!r}")
+        if self.scoring is not None and not isinstance(self.scoring, str) and not callable(self.scoring):
+            raise ConfigError(f"TuneSearchCV(scoring=...) must be one metric: None (the estimator's score), a scorer "
+                              f"name or a callable scorer(estimator, X, y); got {type(self.scoring).__name__} "
+                              f"{self.scoring!r} (multi-metric scoring is not supported)")
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -162,11 +169,14 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None, groups: Any = None, **fit_params: Any) -> TuneSearchCV:
         """Run the search: ``n_trials`` cross-validations as tunesmith trials, then refit the best.
 
-        ``fit_params`` are passed to every fold's ``fit`` (and to the refit).
+        ``fit_params`` are passed to every fold's ``fit`` (and to the refit); those of one value per sample
+        (``sample_weight``...) are split with the folds, as ``cross_validate`` does.
 
         Raises:
-            ConfigError: no ``space``, bad ``n_trials``/``max_iters``/``refit``.
-            ValueError: every candidate failed (the message gives the first error).
+            ConfigError: no ``space``, bad ``n_trials``/``max_iters``/``refit``, a multi-metric ``scoring``.
+            Exception: the estimator's own error (or its scorer's) when no candidate got a score because its
+                folds raised: every fit of every candidate failed, say.
+            ValueError: no candidate got a score otherwise (the message gives the first error).
         """
         self._check_params()
         X, y, groups = indexable(X, y, groups)
@@ -191,15 +201,8 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         trials = result.trials
         self.cv_results_ = _cv_results(trials, self.n_splits_)
         scores = self.cv_results_["mean_test_score"]
-        if not np.isfinite(scores).any():
-            errors = [t.error for t in trials if t.error]
-            if errors:
-                raise ValueError(f"TuneSearchCV: none of the {len(scores)} candidates got a score; the first "
-                                 f"error:\n{errors[0]}")
-            # every fold's fit failed and was scored error_score: fit one here, so its own error is raised
-            clone(self.estimator).set_params(**trials[0].config).fit(X, y, **fit_params)
-            raise ValueError(f"TuneSearchCV: none of the {len(scores)} candidates got a score (every fold's fit "
-                             f"failed; error_score='raise' fails a trial at its first error)")
+        if not any(_scored(t, self.n_splits_) for t in trials):
+            self._raise_unscored(trials, increments, X, y, splits, fit_params)
         self.best_index_ = int(np.nanargmax(scores))
         self.best_params_ = self.cv_results_["params"][self.best_index_]
         self.best_score_ = float(scores[self.best_index_])
@@ -211,6 +214,25 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             if hasattr(self.best_estimator_, "feature_names_in_"):
                 self.feature_names_in_ = self.best_estimator_.feature_names_in_
         return self
+
+    def _raise_unscored(self, trials: list[Any], increments: str | None, X: Any, y: Any, splits: list[Any],
+                        fit_params: dict[str, Any]) -> NoReturn:
+        """No candidate got a score: cross-validate one again here with ``error_score="raise"``, so that the error of
+        its first failing fold (the estimator's own, not the text of a trial's traceback) is raised. A trial that
+        failed although ``error_score`` scores failed folds failed for another reason: its error is the message."""
+        errors = [t.error for t in trials if t.error]
+        raises = isinstance(self.error_score, str) and self.error_score == "raise"
+        again = [t for t in trials if raises or not t.error]
+        if again:
+            replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, increments, None, None)
+            estimator = clone(self.estimator).set_params(**again[0].config)
+            for _ in replay.cross_validate(estimator, X, y, splits, fit_params):
+                pass
+        if errors:
+            raise ValueError(f"TuneSearchCV: none of the {len(trials)} candidates got a score; the first "
+                             f"error:\n{errors[0]}")
+        raise ValueError(f"TuneSearchCV: none of the {len(trials)} candidates got a score (their scores were NaN; "
+                         f"cross-validating {again[0].config} again raised nothing)")
 
     @property
     def n_features_in_(self) -> int:
@@ -269,6 +291,12 @@ def _puttable(backend: Any) -> bool:
     return isinstance(backend, RayBackend)
 
 
+def _scored(trial: Any, n_splits: int) -> bool:
+    """Whether the trial's last result is a score: finite, with at least one fold fitted."""
+    result = trial.last_result
+    return math.isfinite(result.get("mean_test_score", math.nan)) and result.get("failed_fits", 0) < n_splits
+
+
 def _increments(estimator: Any) -> str | None:
     """How the estimator trains in increments: ``"partial_fit"``, ``"n_estimators"`` (warm start), or None."""
     if hasattr(estimator, "partial_fit"):
@@ -297,23 +325,53 @@ class _Trial:
     def __call__(self, config: dict[str, Any]) -> None:
         X, y, splits, fit_params = tunesmith.get(self.ref) if self.ref is not None else self.data
         estimator = clone(self.estimator).set_params(**config)
-        if self.increments is None:
-            out = cross_validate(estimator, X, y, cv=splits, scoring=self.scorer, error_score=self.error_score,
-                                 **({"params": fit_params} if fit_params else {}))
-            tunesmith.report(_metrics(list(out["test_score"]), list(out["fit_time"]), list(out["score_time"])))
-            return
-        self._incremental(estimator, X, y, splits, fit_params)
+        for metrics in self.cross_validate(estimator, X, y, splits, fit_params):
+            tunesmith.report(metrics)  # a scheduler may stop the trial here (report then ends this function)
 
-    def _incremental(self, estimator: Any, X: Any, y: Any, splits: list[Any], fit_params: dict[str, Any]) -> None:
-        """Train every fold's model in ``max_iters`` steps, reporting after each: a scheduler may stop it there
-        (``report`` then ends this function)."""
-        folds = [(_safe_split(estimator, X, y, train), _safe_split(estimator, X, y, test, train))
-                 for train, test in splits]
+    def cross_validate(self, estimator: Any, X: Any, y: Any, splits: list[Any],
+                       fit_params: dict[str, Any]) -> Iterator[dict[str, float]]:
+        """The candidate's results: one cross-validation, or one after each increment of an incrementally
+        trained candidate."""
+        if self.increments is None:
+            yield self._once(estimator, X, y, splits, fit_params)
+        else:
+            yield from self._incremental(estimator, X, y, splits, fit_params)
+
+    def _once(self, estimator: Any, X: Any, y: Any, splits: list[Any], fit_params: dict[str, Any]) -> dict[str, float]:
+        """Fit and score each fold once, as ``cross_validate`` does, except that a candidate whose every fold's fit
+        raises is scored ``error_score`` (as in ``GridSearchCV``), where ``cross_validate`` raises whatever its
+        ``error_score``."""
+        scores: list[float] = []
+        fit_times: list[float] = []
+        score_times: list[float] = []
+        failed = 0
+        for (Xtr, ytr), (Xte, yte), params in _folds(estimator, X, y, splits, fit_params):
+            model = clone(estimator)
+            start = time.perf_counter()
+            try:
+                model.fit(Xtr, ytr, **params)
+                fitted = True
+            except Exception:
+                if self._raises():
+                    raise
+                fitted = False
+                failed += 1
+            fit_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            scores.append(self._score(model, Xte, yte) if fitted else float(self.error_score))
+            score_times.append(time.perf_counter() - start)
+        return _metrics(scores, fit_times, score_times, failed)
+
+    def _incremental(self, estimator: Any, X: Any, y: Any, splits: list[Any],
+                     fit_params: dict[str, Any]) -> Iterator[dict[str, float]]:
+        """Train every fold's model in ``max_iters`` steps, with the results after each."""
+        folds = _folds(estimator, X, y, splits, fit_params)
         models = [clone(estimator) for _ in splits]
-        extra: dict[str, Any] = dict(fit_params)
         total = 0
         if self.increments == "partial_fit" and is_classifier(estimator):
-            extra["classes"] = np.unique(y)
+            classes = np.unique(y)
+            for _, _, params in folds:
+                params["classes"] = classes
         elif self.increments == "n_estimators":
             total = estimator.get_params()["n_estimators"]
             for model in models:
@@ -323,7 +381,7 @@ class _Trial:
         failed = [False] * len(splits)
         for step in range(1, self.max_iters + 1):
             scores = []
-            for k, ((Xtr, ytr), (Xte, yte)) in enumerate(folds):
+            for k, ((Xtr, ytr), (Xte, yte), params) in enumerate(folds):
                 model = models[k]
                 start = time.perf_counter()
                 try:
@@ -331,23 +389,42 @@ class _Trial:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore", ConvergenceWarning)  # one pass is not convergence
                             if self.increments == "partial_fit":
-                                model.partial_fit(Xtr, ytr, **extra)
+                                model.partial_fit(Xtr, ytr, **params)
                             else:
                                 model.set_params(n_estimators=max(1, math.ceil(total * step / self.max_iters)))
-                                model.fit(Xtr, ytr, **extra)
+                                model.fit(Xtr, ytr, **params)
                 except Exception:
-                    if isinstance(self.error_score, str) and self.error_score == "raise":
+                    if self._raises():
                         raise
                     failed[k] = True
                 fit_times[k] += time.perf_counter() - start
                 start = time.perf_counter()
-                scores.append(float(self.error_score) if failed[k] else float(self.scorer(model, Xte, yte)))
+                scores.append(float(self.error_score) if failed[k] else self._score(model, Xte, yte))
                 score_times[k] += time.perf_counter() - start
-            tunesmith.report(_metrics(scores, fit_times, score_times))
+            yield _metrics(scores, fit_times, score_times, sum(failed))
+
+    def _score(self, model: Any, X: Any, y: Any) -> float:
+        """A fitted fold's score: ``error_score`` if the scorer raises (as in ``cross_validate``)."""
+        try:
+            return float(self.scorer(model, X, y))
+        except Exception:
+            if self._raises():
+                raise
+            return float(self.error_score)
+
+    def _raises(self) -> bool:
+        return isinstance(self.error_score, str) and self.error_score == "raise"
 
 
-def _metrics(scores: list[float], fit_times: list[float], score_times: list[float]) -> dict[str, float]:
+def _folds(estimator: Any, X: Any, y: Any, splits: list[Any], fit_params: dict[str, Any]) -> list[Any]:
+    """Each split's training data, test data and fit parameters, cut as ``cross_validate`` cuts them: the fit
+    parameters of one value per sample (``sample_weight``...) are split with the training fold."""
+    return [(_safe_split(estimator, X, y, train), _safe_split(estimator, X, y, test, train),
+             _check_method_params(X, params=fit_params, indices=train)) for train, test in splits]
+
+def _metrics(scores: list[float], fit_times: list[float], score_times: list[float], failed: int) -> dict[str, float]:
     out = {f"split{k}_test_score": float(s) for k, s in enumerate(scores)}
+    out["failed_fits"] = failed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN scores (failed fits) give NaN means
         out["mean_test_score"] = float(np.mean(scores))
