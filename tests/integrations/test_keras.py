@@ -47,8 +47,9 @@ def _train(config: dict[str, Any]) -> None:
         f.write(json.dumps({"initial_epoch": initial, "weights": _weights_sum(model)}) + "\n")
     callback = ReportCallback(metrics=config.get("metrics"))
     epochs = config["fail_after"] if config.get("fail_after") and initial == 0 else config["epochs"]
-    history = model.fit(x, y, validation_split=0.25, batch_size=16, epochs=epochs, initial_epoch=initial,
-                        verbose=0, callbacks=[callback])
+    history = model.fit(x, y, validation_split=config.get("validation_split", 0.25), batch_size=16, epochs=epochs,
+                        initial_epoch=initial, validation_freq=config.get("validation_freq", 1), verbose=0,
+                        callbacks=[callback])
     with open(log, "a") as f:
         f.write(json.dumps({"ran": history.epoch, "stopped": callback.stopped, "weights": _weights_sum(model)})
                 + "\n")
@@ -81,6 +82,67 @@ def test_chosen_metrics_only_and_a_name_keras_never_logs_is_one_clear_error() ->
                                                                                                    "epoch"}
     assert bad.status == ts.TrialStatus.ERROR
     assert "metrics ['val_los'] are not in Keras' logs" in bad.error and "'val_loss'" in bad.error
+
+
+def _reports(monkeypatch: Any) -> list[tuple[dict[str, Any], Any]]:
+    """What the callback reports, outside a trial: (metrics, checkpoint) pairs."""
+    import tunesmith.integrations.keras as bridge
+
+    reported: list[tuple[dict[str, Any], Any]] = []
+    monkeypatch.setattr(bridge._common, "report",
+                        lambda metrics, checkpoint=None: reported.append((metrics, checkpoint)) or True)
+    return reported
+
+
+@pytest.mark.parametrize("metrics", [["val_loss"], None], ids=["chosen", "all"])
+def test_epochs_keras_does_not_validate_are_not_reported(monkeypatch: Any, metrics: Any) -> None:
+    """``validation_freq=2``: Keras logs ``val_*`` every second epoch; the epochs between are not reported (their
+    logs lack the validation metrics), neither an error nor a result without them (with the experiment's metric
+    ``val_loss``, such a result would fail the experiment)."""
+    reported = _reports(monkeypatch)
+    x, y = _data()
+    history = _model(1e-2).fit(x, y, batch_size=16, epochs=4, verbose=0, validation_split=0.25, validation_freq=2,
+                               callbacks=[ReportCallback(metrics)])
+    assert history.epoch == [0, 1, 2, 3]
+    assert [m["epoch"] for m, _ in reported] == [2, 4]
+    assert all(m["val_loss"] > 0 and isinstance(c, Checkpoint) for m, c in reported)
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.ended.append(epoch)
+
+
+@pytest.mark.parametrize("validation", [{"validation_split": 0.0}, {"validation_split": 0.25, "validation_freq": [5]}],
+                         ids=["no validation", "validates after the last epoch"])
+def test_a_validation_metric_when_fit_never_validates_is_an_error_at_the_first_epoch(
+        validation: dict[str, Any]) -> None:
+    x, y = _data()
+    epochs = _Epochs()
+    with pytest.raises(ts.ConfigError, match=r"metrics \['val_loss'\] are not in Keras' logs; it logged \['loss', "
+                                             r"'mae'\] \(validation metrics need validation_data"):
+        _model(1e-2).fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[ReportCallback(["val_loss"]), epochs],
+                         **validation)
+    assert epochs.ended == []  # raised at the end of the first epoch
+
+
+def test_when_fits_arguments_are_not_visible_the_epochs_without_validation_are_left_out(monkeypatch: Any) -> None:
+    """The fallback when the callback finds no ``fit`` among its callers: epochs without ``val_...`` are left out,
+    and a ``fit`` that never validated is an error at its end."""
+    import tunesmith.integrations.keras as bridge
+
+    reported = _reports(monkeypatch)
+    monkeypatch.setattr(bridge, "_fit_validates", lambda model: None)
+    x, y = _data()
+    _model(1e-2).fit(x, y, batch_size=16, epochs=4, verbose=0, validation_split=0.25, validation_freq=2,
+                     callbacks=[ReportCallback(["val_loss"], checkpoint=False)])
+    assert [m["epoch"] for m, _ in reported] == [2, 4]
+    with pytest.raises(ts.ConfigError, match=r"metrics \['val_loss'\] were never in Keras' logs"):
+        _model(1e-2).fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[ReportCallback(["val_loss"])])
 
 
 def test_a_retry_continues_from_the_checkpoint() -> None:

@@ -133,6 +133,82 @@ def test_a_retry_continues_from_the_checkpoint(tmp_path, monkeypatch):
     assert resumed["end"] == 4
 
 
+class Momentum(MLP):
+    """SGD with momentum (restored state to check), optionally halving its learning rate each epoch."""
+
+    def __init__(self, lr: float, momentum: float = 0.9, step_lr: bool = False) -> None:
+        super().__init__(lr)
+        self.momentum = momentum
+        self.step_lr = step_lr
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum)
+        if not self.step_lr:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)}
+
+
+class Rates(pl.Callback):
+    """The optimizer's hyperparameters at each epoch's start, and its momentum buffers when training starts."""
+
+    def __init__(self) -> None:
+        self.lr, self.momentum, self.buffers = [], [], None
+
+    def on_train_start(self, trainer, module):
+        state = trainer.optimizers[0].state
+        self.buffers = [state[p]["momentum_buffer"].clone() for p in module.parameters() if p in state]
+
+    def on_train_epoch_start(self, trainer, module):
+        group = trainer.optimizers[0].param_groups[0]
+        self.lr.append(group["lr"])
+        self.momentum.append(group["momentum"])
+
+
+def fit_by_hand(module, epochs, ckpt_path=None):
+    """``trainer.fit`` outside a trial with the bridge's callback (no validation: nothing to report)."""
+    rates = Rates()
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[ReportCallback(), rates])
+    trainer.fit(module, loaders()[0], ckpt_path=ckpt_path)
+    return trainer, rates
+
+
+def test_a_restored_optimizer_takes_the_hyperparameters_the_new_config_changed(tmp_path):
+    """A PBT exploit restores the source trial's checkpoint into a module built from the exploited config:
+    Lightning's restore brings back the saved learning rate and momentum; the bridge applies the new ones over
+    them, and keeps the restored optimizer state (momentum buffers) and training progress."""
+    torch.manual_seed(0)
+    saved, _ = fit_by_hand(Momentum(0.05, momentum=0.9), 2)
+    trainer_state = saved.optimizers[0].state
+    buffers = [trainer_state[p]["momentum_buffer"].clone() for p in saved.lightning_module.parameters()]
+    saved.save_checkpoint(tmp_path / "source.ckpt")
+
+    trainer, rates = fit_by_hand(Momentum(0.01, momentum=0.5), 3, ckpt_path=tmp_path / "source.ckpt")
+    assert rates.lr == [0.01] and rates.momentum == [0.5]  # epoch 3 only: epochs 1-2 came from the checkpoint
+    for restored, before in zip(rates.buffers, buffers, strict=True):
+        torch.testing.assert_close(restored, before)
+    assert trainer.global_step == 12  # 8 restored + 4
+
+    retried, rates = fit_by_hand(Momentum(0.05, momentum=0.9), 3, ckpt_path=tmp_path / "source.ckpt")
+    assert rates.lr == [0.05] and rates.momentum == [0.9]  # the same config: the checkpoint's values
+
+
+def test_a_scheduled_learning_rate_keeps_its_progress_scaled_by_the_new_config(tmp_path):
+    """With an LR scheduler the restored rate is the scheduled one: a retry with the same config keeps it; a new
+    base rate scales it (and the scheduler's base), so the schedule goes on from where it was."""
+    torch.manual_seed(0)
+    saved, rates = fit_by_hand(Momentum(0.04, step_lr=True), 2)
+    assert rates.lr == [0.04, 0.02]
+    saved.save_checkpoint(tmp_path / "source.ckpt")
+
+    _, rates = fit_by_hand(Momentum(0.04, step_lr=True), 4, ckpt_path=tmp_path / "source.ckpt")
+    assert rates.lr == [0.01, 0.005]  # a retry: the schedule as saved, not restarted at 0.04
+    trainer, rates = fit_by_hand(Momentum(0.08, step_lr=True), 4, ckpt_path=tmp_path / "source.ckpt")
+    assert rates.lr == pytest.approx([0.02, 0.01])  # twice the base rate: twice the scheduled rate
+    assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == pytest.approx([0.08])
+
+
 def test_a_metric_never_logged_is_one_clear_error():
     result = ts.run(train, space={"lr": 0.05, "metrics": ["val_los"]}, verbose=0)
     trial = result.trials[0]

@@ -12,10 +12,17 @@ from integration_helpers import assert_missing_library_error
 pytest.importorskip("transformers")
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from accelerate.state import GradientState  # noqa: E402
 from transformers.trainer_utils import BestRun  # noqa: E402
 
 import tunesmith as ts  # noqa: E402
-from tunesmith.integrations.transformers import ReportCallback, hyperparameter_search, resume_path  # noqa: E402
+from tunesmith.integrations.transformers import (  # noqa: E402
+    ReportCallback,
+    _pickled,
+    _trial_trainer,
+    hyperparameter_search,
+    resume_path,
+)
 
 STEPS_PER_EPOCH = 4  # 32 examples, batches of 8
 
@@ -42,11 +49,12 @@ def model_init(trial=None):
     return transformers.BertForSequenceClassification(config)
 
 
-def make_trainer(epochs=2, lr=1e-3, callbacks=(), output_dir="trainer_output"):
-    args = transformers.TrainingArguments(
-        output_dir=output_dir, num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=8,
-        per_device_eval_batch_size=16, eval_strategy="epoch", save_strategy="epoch", logging_strategy="no",
-        report_to="none", use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0)
+def make_trainer(epochs=2, lr=1e-3, callbacks=(), output_dir="trainer_output", **arguments):
+    args = transformers.TrainingArguments(**{
+        "output_dir": output_dir, "num_train_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 16, "eval_strategy": "epoch", "save_strategy": "epoch",
+        "logging_strategy": "no", "report_to": "none", "use_cpu": True, "disable_tqdm": True, "seed": 0,
+        "dataloader_num_workers": 0, **arguments})
     return transformers.Trainer(model_init=model_init, args=args, train_dataset=Tokens(32, 0),
                                 eval_dataset=Tokens(16, 1), callbacks=list(callbacks))
 
@@ -140,6 +148,63 @@ def test_hyperparameter_search_returns_the_best_run(tmp_path, monkeypatch):
         assert t.checkpoint is not None
     assert objectives[1e-6] != objectives[3e-3]
     assert trainer.model is not None  # the caller's trainer is left as it was
+
+
+class Rates(transformers.TrainerCallback):
+    """Trains one step: the optimizer's hyperparameters before it and after it (the scheduler stepped), and its
+    Adam moments when training starts."""
+
+    def __init__(self):
+        self.lr, self.weight_decay, self.moments = [], [], None
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.moments = [s["exp_avg"].clone() for s in optimizer.state.values()]
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.lr.append(optimizer.param_groups[0]["lr"])
+        self.weight_decay.append(optimizer.param_groups[0]["weight_decay"])
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        self.lr.append(optimizer.param_groups[0]["lr"])
+        control.should_training_stop = True
+        return control
+
+
+def test_a_trial_restored_after_an_exploit_trains_with_its_configs_optimizer_hyperparameters(tmp_path):
+    """A PBT exploit: the trial resumes from the source's checkpoint with a new learning rate and weight decay.
+    Transformers' resume restores the source's optimizer and scheduler, their rates included; the trial's copy of
+    the Trainer applies its own over them (a scheduled rate keeps its progress, scaled), Adam's moments stay."""
+    # the copies first, as the search makes them: once a Trainer trained in this process, Accelerate's shared
+    # GradientState holds weak references, and no Trainer pickles
+    settings = {"epochs": 3, "lr": 5e-3, "eval_strategy": "no", "save_strategy": "steps", "save_steps": 1}
+    blobs = {(schedule, copy): _pickled(make_trainer(lr_scheduler_type=schedule, callbacks=[Rates()], **settings))
+             for schedule in ("constant", "linear") for copy in ("exploited", "retried")}
+    steps = 3 * STEPS_PER_EPOCH  # the linear schedule's length: the rate after step n is (1 - n/12) of the base
+    try:
+        for schedule in ("constant", "linear"):
+            left = (lambda n: 1.0) if schedule == "constant" else (lambda n: 1 - n / steps)
+            source = make_trainer(output_dir=str(tmp_path / schedule), lr_scheduler_type=schedule, callbacks=[Rates()],
+                                  **settings)
+            source.train()  # one step and its checkpoint, as a trial PBT exploits
+            saved = [s["exp_avg"].clone() for s in source.optimizer.state.values()]
+            folder = str(tmp_path / schedule / "checkpoint-1")
+
+            trainer = _trial_trainer(blobs[schedule, "exploited"], {"learning_rate": 3e-3, "weight_decay": 0.1},
+                                     str(tmp_path / schedule / "exploited"))
+            trainer.train(resume_from_checkpoint=folder)
+            rates = next(c for c in trainer.callback_handler.callbacks if isinstance(c, Rates))
+            assert rates.lr == pytest.approx([3e-3 * left(1), 3e-3 * left(2)]), schedule  # at step 2, after it
+            assert rates.weight_decay == [0.1]
+            for restored, before in zip(rates.moments, saved, strict=True):
+                torch.testing.assert_close(restored, before)
+            assert trainer.state.global_step == 2
+
+            retried = _trial_trainer(blobs[schedule, "retried"], {}, str(tmp_path / schedule / "retried"))
+            retried.train(resume_from_checkpoint=folder)  # the source's config: its rates, as saved
+            rates = next(c for c in retried.callback_handler.callbacks if isinstance(c, Rates))
+            assert rates.lr == pytest.approx([5e-3 * left(1), 5e-3 * left(2)]) and rates.weight_decay == [0.0]
+    finally:
+        GradientState._reset_state()  # for the tests that pickle a Trainer after this one
 
 
 def test_hyperparameter_search_needs_model_init():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -40,7 +41,10 @@ class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc,name-define
     Args:
         metrics: the log names to report, as Keras names them (``"loss"``, ``"val_loss"``,
             ``"val_accuracy"``...), or a dict ``{reported name: log name}``; default: every scalar in the logs.
-            A name that Keras does not log is an error at the first report, naming those it logs.
+            A name that Keras does not log is an error at the first report, naming those it logs. With
+            ``fit(validation_freq=...)``, the epochs that Keras does not validate are not reported (their logs
+            lack the ``val_...`` metrics); ``val_...`` names when ``fit`` validates in none of its epochs (no
+            ``validation_data`` or ``validation_split``) are an error at the first epoch.
         checkpoint: save the model (``model.save``, optimizer state included) with each report; :func:`restore`
             loads it back.
         frequency: report every ``frequency`` epochs.
@@ -61,18 +65,45 @@ class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc,name-define
         self.checkpoint = checkpoint
         self.frequency = frequency
         self.stopped = False
+        self._will_validate: bool | None = None  # whether this fit validates in any of its epochs (None: unknown)
+        self._validated = False  # fit's validation ran in this epoch
+        self._validations = 0  # in this fit
+        self._skipped: list[str] = []  # validation metrics of the epochs left out while _will_validate is None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._will_validate = _fit_validates(self.model)
+        self._validations = 0
+        self._skipped = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._validated = False
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._validated = True  # fit's validation is model.evaluate with fit's callbacks (ours among them)
+        self._validations += 1
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if (epoch + 1) % self.frequency:
             return
         logs = dict(logs or {})
+        # an epoch that fit does not validate (validation_freq) logs no val_...: left out, not reported without them
+        between = not self._validated and self._will_validate is not False
         if self.metrics is None:
+            if between and (self._will_validate or self._validations):
+                self._between_validations()
+                return
             out = {k: v for k, v in logs.items() if _scalar(v)}
         else:
             missing = sorted(set(self.metrics.values()) - set(logs))
+            if missing and between and all(name.startswith("val_") for name in missing):
+                if self._will_validate is None:
+                    self._skipped = missing
+                self._between_validations()
+                return
             if missing:
                 raise ConfigError(f"ReportCallback: metrics {missing} are not in Keras' logs; it logged "
-                                  f"{sorted(logs)} (validation metrics need validation_data or validation_split)")
+                                  f"{sorted(logs)} (validation metrics need validation_data or validation_split, "
+                                  f"and a validation_freq that validates in one of fit's epochs)")
             out = {name: logs[log] for name, log in self.metrics.items()}
         out["epoch"] = epoch + 1
         if self.checkpoint:
@@ -89,6 +120,17 @@ class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc,name-define
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.stopped and batch % 64 == 63 and _common.should_stop():  # told between reports
+            self.stopped = True
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._skipped and not self._validations and not self.stopped:  # fit's arguments were not visible
+            raise ConfigError(f"ReportCallback: metrics {self._skipped} were never in Keras' logs: fit did not "
+                              f"validate in any epoch (validation metrics need validation_data or validation_split, "
+                              f"and a validation_freq that validates in one of fit's epochs)")
+
+    def _between_validations(self) -> None:
+        if not self.stopped and _common.should_stop():  # told since the last report
             self.stopped = True
             self.model.stop_training = True
 
@@ -132,6 +174,27 @@ def restore(model: Any, checkpoint: Any = None) -> int:
         optimizer.learning_rate = lr  # the compiled (current config's) value, not the saved one
     with open(os.path.join(folder, _EPOCH_FILE)) as f:
         return int(json.load(f)["epoch"])
+
+
+def _fit_validates(model: Any) -> bool | None:
+    """Whether the running ``model.fit`` validates in at least one of its epochs, from its arguments (Keras 3
+    gives callbacks no ``do_validation``: ``params`` holds ``verbose``, ``epochs`` and ``steps`` only); None
+    when no ``fit`` of ``model`` is found among the callers (then the epochs that lack ``val_...`` are left
+    out, and a fit that never validated is an error at its end)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        names = frame.f_locals
+        if (frame.f_code.co_name == "fit" and names.get("self") is model and "validation_data" in names
+                and "validation_freq" in names and "epochs" in names):
+            if names["validation_data"] is None:  # validation_split became validation_data before this call
+                return False
+            freq, first = names["validation_freq"], getattr(model, "_initial_epoch", None) or names.get("initial_epoch")
+            epochs = range(int(first or 0) + 1, int(names["epochs"]) + 1)  # as Keras' _should_eval counts them
+            if isinstance(freq, int) and freq > 0:
+                return any(e % freq == 0 for e in epochs)
+            return any(e in freq for e in epochs) if isinstance(freq, (list, tuple)) else None
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def _scalar(value: Any) -> bool:

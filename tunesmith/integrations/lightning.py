@@ -49,6 +49,15 @@ class ReportCallback(_Base):
             with each result, so a retry, a PBT exploit or a resumed experiment continues from it through
             :func:`resume_path`.
 
+    After a restore (``ckpt_path``), the optimizers' hyperparameters that the trial's config changed take their
+    new values: Lightning's restore brings back the saved param groups (learning rate, momentum, weight
+    decay...), which would undo a PBT mutation. The callback keeps, in the checkpoint, the values that
+    ``configure_optimizers`` gave each param group; a value ``configure_optimizers`` now gives differently is
+    applied over the restored one, in proportion where a scheduler moved it since (a learning rate halved twice
+    by ``StepLR`` stays halved twice, of the new rate; the scheduler's ``base_lrs`` follow). Values the config
+    did not change stay as restored (a retry resumes exactly), and so does the optimizer's state (momentum
+    buffers, Adam's moments, step counts).
+
     When the driver stops the trial (a scheduler, a stop rule, the time limit), the callback sets
     ``trainer.should_stop``: ``trainer.fit`` returns after the current step or validation, and the training
     function goes on after it (anything it reports then is not stored). Lightning does not stop before
@@ -60,6 +69,24 @@ class ReportCallback(_Base):
         super().__init__()
         self._picker = MetricPicker(metrics, "lightning.ReportCallback")
         self._checkpoint = bool(checkpoint)
+        self._configured: list[list[dict[str, Any]]] | None = None  # param groups' values from configure_optimizers
+        self._restored: list[list[dict[str, Any]]] | None = None  # the same, of the run that saved the checkpoint
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"configured": self._configured} if self._configured is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict.get("configured")  # from the checkpoint fit(ckpt_path=...) restores
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        # configure_optimizers ran (with the trial's current config); the checkpoint's optimizer state is not
+        # restored yet
+        self._configured = [[_hyperparameters(group) for group in opt.param_groups] for opt in trainer.optimizers]
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._restored is not None and self._configured is not None:  # the checkpoint's optimizers are back
+            _apply_changed(trainer, self._restored, self._configured)
+        self._restored = None
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
@@ -92,7 +119,8 @@ class ReportCallback(_Base):
 
 def resume_path() -> str | None:
     """The ``ckpt_path`` to pass to ``trainer.fit``: the trainer checkpoint this trial was restored from (a
-    retry after an error, a PBT exploit, a resumed experiment), or None on a fresh start.
+    retry after an error, a PBT exploit, a resumed experiment), or None on a fresh start. The optimizer
+    hyperparameters that the trial's config changed apply over the restored ones (see :class:`ReportCallback`).
 
     Raises:
         ConfigError: the trial's checkpoint was not saved by ``ReportCallback(checkpoint=True)``.
@@ -107,3 +135,51 @@ def resume_path() -> str | None:
         raise ConfigError(f"resume_path(): the trial's checkpoint {ckpt.as_dir()} holds no {CHECKPOINT_FILE}: it was "
                           f"not saved by tunesmith.integrations.lightning.ReportCallback(checkpoint=True)")
     return path
+
+
+def _hyperparameters(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A param group's plain values (a checkpoint holds them: numbers, flags, tuples such as Adam's betas)."""
+    return {k: v for k, v in group.items() if k != "params" and _plain(v)}
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(isinstance(v, (bool, int, float)) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _apply_changed(trainer: Any, saved: list[list[dict[str, Any]]], configured: list[list[dict[str, Any]]]) -> None:
+    """Set the values that ``configure_optimizers`` now gives differently than for the checkpoint's run over the
+    restored param groups (scaled where a scheduler moved them since), and the schedulers' ``base_lrs``."""
+    for opt, old_groups, new_groups in zip(trainer.optimizers, saved, configured):
+        if not len(opt.param_groups) == len(old_groups) == len(new_groups):
+            continue  # another model: nothing to match
+        changed = False
+        for group, old, new in zip(opt.param_groups, old_groups, new_groups):
+            for key, value in new.items():
+                if key in old and key in group and old[key] != value:
+                    group[key] = _scaled(group[key], old[key], value)
+                    changed = True
+        if not changed:
+            continue
+        groups = opt.param_groups
+        for config in trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if getattr(scheduler, "optimizer", None) is not opt:
+                continue
+            if hasattr(scheduler, "base_lrs") and all("initial_lr" in g for g in groups):
+                scheduler.base_lrs = [g["initial_lr"] for g in groups]  # as its constructor sets them
+            if hasattr(scheduler, "_last_lr"):
+                scheduler._last_lr = [g["lr"] for g in groups]
+
+
+def _scaled(current: Any, old: Any, new: Any) -> Any:
+    """``new``, or ``current * new / old`` for a number a scheduler moved away from ``old`` (elementwise for a
+    tuple)."""
+    if isinstance(current, (tuple, list)) and isinstance(old, (tuple, list)) and isinstance(new, (tuple, list)) \
+            and len(current) == len(old) == len(new):
+        return type(current)(_scaled(c, o, n) for c, o, n in zip(current, old, new))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (current, old, new))
+    if numbers and current != old and old != 0:
+        return current * new / old
+    return new

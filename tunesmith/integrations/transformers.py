@@ -123,6 +123,10 @@ def resume_path() -> str | None:
     """The ``resume_from_checkpoint`` folder for ``trainer.train``: the Trainer checkpoint this trial was
     restored from (a retry, a PBT exploit, a resumed experiment), or None on a fresh start.
 
+    The Trainer restores the checkpoint's optimizer and scheduler as saved, learning rate and weight decay
+    included, whatever the trial's ``TrainingArguments`` say: after a PBT exploit, only
+    :func:`hyperparameter_search` applies the new config's values over them.
+
     Raises:
         ConfigError: the trial's checkpoint is not a Trainer checkpoint (no ``trainer_state.json``).
         RuntimeError: called outside a trial.
@@ -150,7 +154,10 @@ def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 2
     :class:`ReportCallback` that reports ``objective`` at each evaluation (an evaluation at the end if
     training made none), writes its outputs under its trial folder, and resumes from its checkpoint after a
     retry or a PBT exploit. Schedulers need evaluations during training (``eval_strategy="epoch"`` or
-    ``"steps"``); checkpoints need ``save_strategy`` like ``eval_strategy``.
+    ``"steps"``); checkpoints need ``save_strategy`` like ``eval_strategy``. After a resume, the optimizer
+    hyperparameters the trial's config changed (``learning_rate``, ``weight_decay``, ``adam_beta1``...) are set
+    over the restored ones, so a PBT mutation applies (a scheduled learning rate keeps its progress, scaled by
+    the new base rate over the saved one); the optimizer's state stays restored.
 
     Args:
         trainer: a ``Trainer`` built with ``model_init``.
@@ -213,6 +220,16 @@ def _pickled(trainer: Any) -> bytes:
 
 
 def _run_trial(blob: bytes, config: dict[str, Any], compute_objective: Callable[[dict[str, float]], float]) -> None:
+    trainer = _trial_trainer(blob, config, os.path.join(session.get_trial_dir(), "trainer_output"))
+    callback = ReportCallback(checkpoint=True, compute_objective=compute_objective)
+    trainer.add_callback(callback)
+    trainer.train(resume_from_checkpoint=resume_path(), trial=dict(config))
+    if callback.reported == 0 and not session.should_stop():
+        trainer.evaluate()  # no evaluation during training: one at the end, reported by the callback
+
+
+def _trial_trainer(blob: bytes, config: dict[str, Any], output_dir: str) -> Any:
+    """A fresh copy of the pickled Trainer with the ``TrainingArguments`` fields ``config`` names set."""
     import pickle
 
     trainer = pickle.loads(blob)  # a fresh copy per trial: a worker runs many trials with the same function
@@ -222,12 +239,75 @@ def _run_trial(blob: bytes, config: dict[str, Any], compute_objective: Callable[
             continue  # not a TrainingArguments field: for model_init
         old = getattr(args, key)
         setattr(args, key, type(old)(value) if old is not None and not isinstance(value, type(old)) else value)
-    args.output_dir = os.path.join(session.get_trial_dir(), "trainer_output")
+    args.output_dir = output_dir
     # as Transformers does for its own search backends, once TrainingArguments changed
     trainer._train_batch_size = args.train_batch_size
     trainer.create_accelerator_and_postprocess()
-    callback = ReportCallback(checkpoint=True, compute_objective=compute_objective)
-    trainer.add_callback(callback)
-    trainer.train(resume_from_checkpoint=resume_path(), trial=dict(config))
-    if callback.reported == 0 and not session.should_stop():
-        trainer.evaluate()  # no evaluation during training: one at the end, reported by the callback
+    _keep_config_over_restore(trainer)
+    return trainer
+
+
+def _keep_config_over_restore(trainer: Any) -> None:
+    """Make ``trainer.train(resume_from_checkpoint=...)`` keep the optimizer hyperparameters of the trial's config.
+
+    Transformers restores the checkpoint's optimizer and scheduler state as saved, their learning rates and
+    weight decay included: after a PBT exploit the source trial's values would go on, the new config's doing
+    nothing. Here the values the Trainer configured (from this trial's ``TrainingArguments``) are read just before
+    that restore and set back over it where they differ; a learning rate keeps its schedule's progress (the
+    restored, scheduled rate scaled by new base / saved base; the scheduler's ``base_lrs`` become the new base).
+    The optimizer's state (Adam's moments, step counts) stays restored.
+    """
+    load = getattr(trainer, "_load_optimizer_and_scheduler", None)
+    if load is None:  # a Transformers version without it: the checkpoint's values go on
+        log.warning("hyperparameter_search: this Transformers' Trainer has no _load_optimizer_and_scheduler: a trial "
+                    "resumed from a checkpoint (a PBT exploit) trains with the checkpoint's learning rate, not its "
+                    "config's")
+        return
+
+    def load_keeping_config(checkpoint: str | None) -> None:
+        optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler
+        if checkpoint is None or optimizer is None:
+            load(checkpoint)
+            return
+        configured = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+        bases = list(getattr(scheduler, "base_lrs", None) or [])
+        load(checkpoint)
+        _apply_config(optimizer, scheduler, configured, bases)
+
+    trainer._load_optimizer_and_scheduler = load_keeping_config
+
+
+def _apply_config(optimizer: Any, scheduler: Any, configured: list[dict[str, Any]], bases: list[Any]) -> None:
+    """Set the configured param-group values over the restored ones where they differ (see
+    :func:`_keep_config_over_restore`)."""
+    groups = optimizer.param_groups
+    if len(groups) != len(configured):
+        return  # not the optimizer the checkpoint saved
+    restored_bases = list(getattr(scheduler, "base_lrs", None) or [])
+    lr_changed = False
+    for i, (group, new) in enumerate(zip(groups, configured)):
+        for key, value in new.items():
+            if key in ("lr", "initial_lr") or key not in group or not _plain(value):
+                continue  # the rates below; tensors and other objects as restored
+            if group[key] != value:
+                group[key] = value  # weight decay, betas, eps...: no scheduler moves them
+        new_base = bases[i] if i < len(bases) else new.get("initial_lr", new.get("lr"))
+        old_base = restored_bases[i] if i < len(restored_bases) else group.get("initial_lr", group.get("lr"))
+        if not all(isinstance(v, (int, float)) for v in (new_base, old_base, group.get("lr"))) or new_base == old_base:
+            continue
+        group["lr"] = group["lr"] * new_base / old_base if old_base else new_base  # the schedule's progress, scaled
+        if "initial_lr" in group:
+            group["initial_lr"] = new_base
+        if i < len(restored_bases):
+            restored_bases[i] = new_base
+        lr_changed = True
+    if lr_changed and restored_bases:
+        scheduler.base_lrs = restored_bases  # LambdaLR (Transformers' schedules): lr = base * factor(step)
+    if lr_changed and hasattr(scheduler, "_last_lr"):
+        scheduler._last_lr = [group["lr"] for group in groups]
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(isinstance(v, (int, float)) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
