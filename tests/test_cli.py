@@ -373,12 +373,14 @@ def test_ls_lists_the_other_experiments_when_one_has_a_damaged_creation_time(pro
     import sqlite3
 
     run_ok(project, results_dir, name="good")
-    run_ok(project, results_dir, name="odd")
-    with sqlite3.connect(results_dir / "odd" / "experiment.db") as db:
-        db.execute("UPDATE experiment SET value = '\"yesterday\"' WHERE key = 'created'")
+    for n, created in enumerate(['"yesterday"', "1" + "0" * 400, "NaN", "true"]):  # text, an int past floats...
+        run_ok(project, results_dir, name=f"odd{n}")
+        with sqlite3.connect(results_dir / f"odd{n}" / "experiment.db") as db:
+            db.execute("UPDATE experiment SET value = ? WHERE key = 'created'", (created,))
     for args in ((), ("--json",)):
         res = invoke("ls", "--storage-path", str(results_dir), *args)
-        assert res.exit_code == 0 and "good" in res.output and "odd" in res.output, res.output
+        assert res.exit_code == 0 and "good" in res.output and all(f"odd{n}" in res.output for n in range(4)), \
+            res.output
 
 
 def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(project: Any, results_dir: Any) -> None:

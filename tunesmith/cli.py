@@ -340,8 +340,8 @@ def _summary(path: str) -> dict[str, Any]:
         return {"name": name, "path": path, "status": "unreadable", "error": _one_line(exc), "trials": 0,
                 "errors": 0, "best": None, "created": None, "age_s": None}
     created = rs.meta.get("created")
-    if isinstance(created, bool) or not isinstance(created, (int, float)) or not math.isfinite(created):
-        created = None  # not a time (a store someone else wrote): sorted last, its age unknown
+    if isinstance(created, bool) or not isinstance(created, (int, float)) or not -1e12 < created < 1e12:
+        created = None  # not a time (a store someone else wrote; NaN fails the bounds): sorted last, age unknown
     return {"name": name, "path": path, "status": status, "trials": sum(counts.values()),
             "errors": counts.get("ERROR", 0), "best": best, "created": created,
             "age_s": (time.time() - created) if created is not None else None}
