@@ -349,7 +349,11 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         status = "stopped"
     except BaseException:  # noqa: BLE001 - the trial's failure is reported, the worker lives on
         status, tb = "error", traceback.format_exc()
-        _to_output(tb)  # into its output.log after what it printed, as a script's on its terminal
+        from tunesmith._secrets import mask_text, secret_strings
+
+        # into its output.log after what it printed, as a script's on its terminal; what tunesmith writes there
+        # shows no secret of the config (the stored error keeps the text as raised, masked where it is shown)
+        _to_output(mask_text(tb, secret_strings(spec["config"])) or tb)
     finally:
         if ranks is not None:
             failed = ranks.end("stopped" if channel.stopped and status != "error" else status)
