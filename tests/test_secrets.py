@@ -204,3 +204,15 @@ def test_a_point_to_evaluate_under_a_secret_key_is_named_without_its_values():
     text = str(caught.value)
     assert "points_to_evaluate[0]" in text and "api_key" in text, text
     assert not any(s in text for s in ("sk-OTHER9", "sk-REALSECRET", "sk-SECOND1")), text
+
+
+def test_a_trial_results_repr_masks_its_config_and_error(results_dir):
+    # printing a trial (a notebook cell, a log line, a debugger) is an output too
+    def fails(config):
+        raise RuntimeError(f"cannot reach {config['db']} with {config['api_key']}")
+
+    result = ts.run(fails, {"api_key": "sk-REPRSECRET", "db": "postgres://u:hunter2@h/db", "x": 1}, verbose=0)
+    text = repr(result.trials[0])
+    assert text.startswith("TrialResult(id=1, config={") and "'x': 1" in text and MASK in text
+    assert "sk-REPRSECRET" not in text and "hunter2" not in text, text
+    assert result.trials[0].config["api_key"] == "sk-REPRSECRET"  # the value itself is the user's, as given

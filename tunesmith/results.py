@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -59,6 +60,14 @@ class TrialResult:
     @property
     def name(self) -> str:
         return trial_name(self.id)
+
+    def __repr__(self) -> str:
+        """As the dataclass writes it, but its config's secret-looking values, and their text in its error, as
+        ``***`` (printing a trial is an output too; the attributes keep the values as given)."""
+        from tunesmith._secrets import shown
+
+        masked = shown(self)
+        return f"TrialResult({', '.join(f'{f.name}={getattr(masked, f.name)!r}' for f in dataclasses.fields(self))})"
 
     def _repr_html_(self) -> str:
         """In a notebook: a table of its config (secrets masked), last result and error."""
