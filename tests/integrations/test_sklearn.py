@@ -55,8 +55,11 @@ def test_without_a_scheduler_each_candidate_is_one_cross_validation(results_dir)
                           refit=False, seed=0).fit(X, y)
     assert [t.iteration for t in ts.load(search.experiment_path_).trials] == [1, 1]
     assert not hasattr(search, "best_estimator_")
-    with pytest.raises(AttributeError):
+    # as GridSearchCV: without a refit there is nothing to predict with, and hasattr says so
+    assert not hasattr(search, "predict") and not hasattr(search, "decision_function")
+    with pytest.raises(AttributeError) as err:
         search.predict(X)
+    assert "refit=False" in str(err.value.__cause__)  # (available_if says "no attribute", caused by why)
 
 
 def test_asha_stops_partial_fit_candidates_before_their_last_increment(results_dir):

@@ -66,8 +66,12 @@ _RUN_KEYS = _run_keys()
 
 
 def _delegate(method: str) -> Any:
-    """``available_if`` check: the refitted estimator (or, before fitting, the estimator) has ``method``."""
+    """``available_if`` check: the refitted estimator (or, before fitting, the estimator) has ``method``; with
+    ``refit=False`` there is none to delegate to (as in ``GridSearchCV``)."""
     def check(self: TuneSearchCV) -> bool:
+        if self.refit is False:
+            raise AttributeError(f"This {type(self).__name__} was made with refit=False: {method} needs the best "
+                                 "candidate refitted on all the data (refit=True, or fit best_params_ yourself)")
         return hasattr(self.best_estimator_ if hasattr(self, "best_estimator_") else self.estimator, method)
     return check
 
