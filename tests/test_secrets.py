@@ -185,7 +185,7 @@ def test_an_impossible_resources_request_names_the_config_masked(results_dir):
 @pytest.mark.parametrize("space", [
     {"api_key": ts.choice("sk-NOTALIST99")},
     {"db_password": ts.uniform("hunter2hunter2", 5)},
-    {"credentials": {"token": ts.choice([])}, "url": ts.choice(["sk-NOTALIST99"])},
+    {"credentials": {"value": ts.uniform("sk-NOTALIST99", 1)}},  # secret by an enclosing key
     {"auth": {"client_secret": ts.loguniform(-1.0, "sk-NOTALIST99")}},
 ])
 def test_a_bad_domain_under_a_secret_key_is_named_without_its_values(space):
