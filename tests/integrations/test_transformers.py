@@ -174,8 +174,7 @@ def test_a_trial_restored_after_an_exploit_trains_with_its_configs_optimizer_hyp
     """A PBT exploit: the trial resumes from the source's checkpoint with a new learning rate and weight decay.
     Transformers' resume restores the source's optimizer and scheduler, their rates included; the trial's copy of
     the Trainer applies its own over them (a scheduled rate keeps its progress, scaled), Adam's moments stay."""
-    # the copies first, as the search makes them: once a Trainer trained in this process, Accelerate's shared
-    # GradientState holds weak references, and no Trainer pickles
+    # the copies as the search makes them (before any training here, as a script that only searches)
     settings = {"epochs": 3, "lr": 5e-3, "eval_strategy": "no", "save_strategy": "steps", "save_steps": 1}
     blobs = {(schedule, copy): _pickled(make_trainer(lr_scheduler_type=schedule, callbacks=[Rates()], **settings))
              for schedule in ("constant", "linear") for copy in ("exploited", "retried")}
@@ -205,6 +204,23 @@ def test_a_trial_restored_after_an_exploit_trains_with_its_configs_optimizer_hyp
             assert rates.lr == pytest.approx([5e-3 * left(1), 5e-3 * left(2)]) and rates.weight_decay == [0.0]
     finally:
         GradientState._reset_state()  # for the tests that pickle a Trainer after this one
+
+
+def test_hyperparameter_search_after_a_train_in_the_same_process(tmp_path, monkeypatch):
+    """A script that trains once, then searches: Accelerate's shared GradientState then holds weak references,
+    which no Trainer's Accelerator pickles; the copy sent to the trials leaves the Accelerator out (each trial
+    makes its own)."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        make_trainer(epochs=1, output_dir=str(tmp_path / "first")).train()
+        trainer = make_trainer(epochs=1)
+        accelerator = trainer.accelerator
+        best = hyperparameter_search(trainer, {"learning_rate": ts.grid([1e-3])}, n_trials=1, verbose=0)
+        (trial,) = best.run_summary.trials
+        assert trial.status == ts.TrialStatus.TERMINATED and trial.last_result["objective"] == best.objective
+        assert trainer.accelerator is accelerator  # the caller's trainer is left as it was
+    finally:
+        GradientState._reset_state()
 
 
 def test_hyperparameter_search_needs_model_init():

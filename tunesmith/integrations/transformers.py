@@ -199,14 +199,19 @@ def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 2
     return _utils.BestRun(best.name, best.metrics[OBJECTIVE], best.config, result)
 
 
+# left out of the copy sent to the trials: the model (each trial builds its own with ``model_init``) and the
+# Accelerator with what it made (each trial's ``create_accelerator_and_postprocess`` makes its own; once a Trainer
+# trained in this process, Accelerate's shared GradientState holds weak references, which do not pickle)
+_NOT_SENT = ("model", "model_wrapped", "accelerator", "gather_function")
+
+
 def _pickled(trainer: Any) -> bytes:
-    """``trainer`` cloudpickled without its model (each trial builds its own with ``model_init``)."""
+    """``trainer`` cloudpickled without its model and Accelerator (each trial makes its own)."""
     import cloudpickle
 
-    saved = trainer.model, getattr(trainer, "model_wrapped", None)
-    trainer.model = None
-    if hasattr(trainer, "model_wrapped"):
-        trainer.model_wrapped = None
+    saved = {name: getattr(trainer, name) for name in _NOT_SENT if hasattr(trainer, name)}
+    for name in saved:
+        setattr(trainer, name, None)
     try:
         return cloudpickle.dumps(trainer)
     except Exception as e:  # noqa: BLE001 - any failure to pickle is the same problem for the user
@@ -214,9 +219,8 @@ def _pickled(trainer: Any) -> bytes:
                           f"trials ({type(e).__name__}: {e}); remove what holds an open file, lock or process (a "
                           f"callback, a dataset's handle) or build it from picklable parts") from e
     finally:
-        trainer.model = saved[0]
-        if hasattr(trainer, "model_wrapped"):
-            trainer.model_wrapped = saved[1]
+        for name, value in saved.items():
+            setattr(trainer, name, value)
 
 
 def _run_trial(blob: bytes, config: dict[str, Any], compute_objective: Callable[[dict[str, float]], float]) -> None:
