@@ -357,6 +357,53 @@ def test_mlflow_runs_read_back_through_its_client(tmp_path: Any) -> None:
     assert "too large" in runs[failed.name].data.tags["tunesmith.error"]
 
 
+def test_mlflow_logs_every_metric_whatever_its_name(tmp_path: Any) -> None:
+    """Names MLflow refuses (a path that resolves elsewhere, over 250 characters) are logged under a name it
+    takes; one of them made MLflow refuse the whole batch, so the trial's other metrics were lost too."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from tunesmith.callbacks.mlflow import MLflowLogger, _key
+
+    odd = ["../../up", "a//b", "/lead", "./here", "x" * 300, "tab\there"]
+
+    def f(config: Any) -> None:
+        for i in range(2):
+            ts.report({"ok": float(i), **{name: float(i) for name in odd}})
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = MLflowLogger(tracking_uri=uri)
+    rs = ts.run(f, space={"..": 1, "q" * 300: 2}, name="odd", storage_path=str(tmp_path / "results"), verbose=0,
+                callbacks=[logger])
+    (trial,) = rs.trials
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(logger.run_id(trial.id))
+    keys = [_key(name) for name in odd]
+    assert len(set(keys)) == len(odd) and all(len(k) <= 250 for k in keys)
+    assert set(run.data.metrics) >= {"ok", *keys}
+    for key in ["ok", *keys]:
+        assert [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)] == [
+            0.0, 1.0]
+    assert set(run.data.params) == {_key(".."), _key("q" * 300)}
+    assert run.info.status == "FINISHED"
+
+
+def test_mlflow_that_cannot_start_says_why_once(tmp_path: Any, caplog: Any) -> None:
+    """A tracking URI MLflow cannot open: the one error logged is MLflow's own, not an AttributeError from every
+    later hook."""
+    pytest.importorskip("mlflow")
+    from tunesmith.callbacks.mlflow import MLflowLogger
+
+    def f(config: Any) -> None:
+        ts.report({"x": 1.0})
+
+    rs = ts.run(f, num_samples=2, storage_path=str(tmp_path), verbose=0,
+                callbacks=[MLflowLogger(tracking_uri="nosuchscheme://x")])
+    assert {t.status for t in rs.trials} == {TrialStatus.TERMINATED}
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage().split(" failed")[0] for r in failures] == ["callback MLflowLogger.on_experiment_start"]
+
+
 # -- defaults -----------------------------------------------------------------------------------------
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
+import posixpath
 import re
 import time
 from typing import Any
@@ -16,6 +18,7 @@ from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialStatus, TrialView
 _SKIP = (ITERATION, TIMESTAMP)
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_CHARS = 6000  # MLflow's limit on a param value
+_KEY_CHARS = 250  # ... and on a metric's or param's name
 _BAD_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -69,6 +72,8 @@ class MLflowLogger(Callback):
         self._experiment_id = found.experiment_id if found is not None else self._client.create_experiment(name)
 
     def on_trial_start(self, trial: TrialView) -> None:
+        if self._client is None:
+            return  # on_experiment_start failed (its error logged): no run to log into
         run_id = self._runs.get(trial.id)
         if run_id is None:
             from mlflow.entities import Param
@@ -133,5 +138,15 @@ class MLflowLogger(Callback):
 
 
 def _key(name: str) -> str:
-    """MLflow keys allow letters, digits, ``_ - . /`` and spaces; anything else becomes ``_``."""
-    return _BAD_KEY.sub("_", name)
+    """A metric or param name as MLflow takes it, the same name each time: letters, digits, ``_ - . /`` and
+    spaces kept, anything else ``_``; a path that would resolve to another name (``../x``, ``a//b``, ``/x``,
+    ``./x``) has its empty, ``.`` and ``..`` parts replaced by ``_``, ``_.`` and ``_..``; a name over MLflow's 250
+    characters is cut, with a hash of the whole name so that two long names stay two. MLflow refuses a whole batch
+    for one name it does not take, and with it every other metric of the result."""
+    key = _BAD_KEY.sub("_", name)
+    if posixpath.normpath(key) != key or key in (".", "..") or key.startswith(("..", "/")):
+        key = "/".join("_" + part if part in ("", ".", "..") else part for part in key.split("/"))
+    if len(key) > _KEY_CHARS:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        key = key[:_KEY_CHARS - 13].rstrip("/") + "-" + digest
+    return key
