@@ -377,14 +377,10 @@ class ResultSet:
     def _best_last(self, objective: Objective) -> TrialResult | None:
         """``get_best(scope="last")`` before the trials are read: SQLite ranks the last results and one trial's
         row is read. None when that cannot answer (``top`` then reads every trial): a constrained experiment
-        (feasibility comes first), a metric name an SQLite JSON path cannot hold, or no trial with the metric
-        (``get_best`` then raises as before)."""
+        (feasibility comes first), or no trial with the metric (``get_best`` then raises as before)."""
         if self._store.any_last_result_has(_CONSTRAINT + "0"):
             return None
-        try:
-            found = self._store.best_last(objective.primary, objective.primary_mode)
-        except ValueError:
-            return None
+        found = self._store.best_last(objective.primary, objective.primary_mode)
         return None if found is None else self.trial(found[0])
 
     def _best_overall(self, objective: Objective) -> TrialResult | None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import threading
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -324,6 +326,38 @@ def test_the_driver_applies_valid_commands_refuses_others_and_logs_both(results_
     assert result.trials[1].status.value == "TERMINATED"
     stops = {tid: data["reason"] for _s, _t, kind, tid, data in result._store.events() if kind == "stop"}
     assert stops.pop(1) == "dashboard" and set(stops.values()) == {"experiment"}  # no scheduler's early stop
+
+
+def odd_train(config: dict[str, Any]) -> None:
+    for i in range(3):  # a non-ASCII metric name (JSON stores it escaped), NaN beside the objective, an ESC in a name
+        diverged = i == 1 and config["x"] == 1
+        ts.report({"précision": config["x"] + i, "loss": 1.0 / (i + 1), "grad_norm": math.nan if diverged else 1.0,
+                   "\x1bq": i})
+
+
+def test_odd_but_legal_configs_names_and_values_are_served(results_dir: Any) -> None:
+    """A config value None or of mixed types, NaN in results, metric names SQLite's JSON paths cannot spell: the
+    experiment list, the summary's best and the curves answer, with the values the trials reported."""
+    space = {"x": ts.grid([1, 5, 3]), "clip": ts.grid([None, 1.0]), "batch": ts.grid(["auto", 32])}
+    rs = ts.run(odd_train, space=space, metric="précision", mode="max", verbose=0, name="odd")
+    best = next(t.id for t in rs.trials if t.config["x"] == 5)
+    loaded = ts.load(rs.path)  # the finished store, read by SQLite where it can
+    assert loaded.get_best(scope="all").id == best and [t.id for t in loaded.top(1, scope="all")] == [best]
+    assert loaded.get_best().id == best
+    assert [t.config["x"] for t in loaded.top(3)] == [5, 5, 5]
+    app = make_app(str(results_dir))
+    (row,) = api(app, "/api/experiments")["experiments"]
+    assert row["status"] != "unreadable" and row["best"]["value"] == 7
+    assert row["best"]["trial"] in {t.id for t in rs.trials if t.config["x"] == 5}
+    summary = api(app, "/api/e/odd/summary")
+    assert summary["best"] == row["best"] and set(summary["params"]) == {"x", "clip", "batch"}
+    assert {"précision", "loss", "grad_norm", "\x1bq"} <= set(summary["metrics"])
+    diverged = next(t.id for t in rs.trials if t.config["x"] == 1)
+    for tid, metric, expected in ((best, "précision", [5, 6, 7]), (best, "\x1bq", [0, 1, 2]),
+                                  (diverged, "précision", [1, 2, 3]), (diverged, "loss", [1.0, 0.5, 1 / 3]),
+                                  (diverged, "grad_norm", [1.0, None, 1.0])):
+        curve = api(app, f"/api/e/odd/curves?metric={quote(metric)}&t={tid}")["trials"][str(tid)]
+        assert curve["x"] == [1, 2, 3] and curve["y"] == pytest.approx(expected), metric
 
 
 def test_the_table_pages_and_sorts_in_sqlite_as_it_does_in_python(tmp_path: Any) -> None:

@@ -28,7 +28,7 @@ from tunesmith._objective import Objective
 from tunesmith._secrets import mask_text, secret_strings, shown
 from tunesmith.dashboard._commands import ADDED_KEY
 from tunesmith.plots.lineage import lineage_graph
-from tunesmith.store.sqlite import Store, StoreError
+from tunesmith.store.sqlite import Store, StoreError, _json_path
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP
 
 MAX_POINTS = 1000  # per curve
@@ -65,10 +65,6 @@ def number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _json_path(key: str) -> str:
-    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def flat(config: Any) -> dict[str, Any]:
@@ -147,7 +143,7 @@ class Experiments:
             db = store._db
             counts = dict(db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
             objective = _objective(meta)
-            best = _best(db, objective)
+            best = _best(store, objective)
             results = db.execute("SELECT TOTAL(iteration) FROM trials").fetchone()[0]
             metrics, params = _keys(db)
         status = meta.get("status", "running")
@@ -257,8 +253,13 @@ class Experiments:
             # that (or while it waits) gets the whole curve again
             gens = dict(db.execute(f"SELECT trial_id, COUNT(*) FROM events WHERE kind IN ('pause', 'error', "
                                    f"'exploit') AND trial_id IN ({marks}) GROUP BY trial_id", ids).fetchall())
-            column, path = _metric_sql(metric)
-            x_column, x_path = _metric_sql(x) if x != ITERATION else ("iteration", None)
+            column, args = _metric_sql(metric)
+            x_column, x_args = _metric_sql(x) if x != ITERATION else ("iteration", [])
+            # the row's metrics where SQLite cannot read a value: every row for a name its path cannot spell,
+            # else the rows it refuses (NaN, infinities)
+            decoded = [m for m in (x, metric) if m not in _AUTO_COLUMNS and m != ITERATION]
+            raw = ("metrics" if any(_json_path(m) is None for m in decoded) else
+                   "CASE WHEN json_valid(metrics) THEN NULL ELSE metrics END" if decoded else "NULL")
             for tid in ids:
                 if tid not in state:
                     continue
@@ -275,15 +276,14 @@ class Experiments:
                 stride = max(1, math.ceil(count / cap))
                 if count > cap and not replace:
                     replace, after, stride = True, 0, max(1, math.ceil(iteration / cap))
-                sql = (f"SELECT iteration, {x_column}, {column} FROM results WHERE trial_id = ? AND iteration > ? "
-                       f"AND ((iteration - ?) % ? = 0 OR iteration = ?) ORDER BY iteration")
-                paths = [p for p in (x_path, path) if p is not None]
-                rows = db.execute(sql, [*paths, *_args(tid, after, stride, iteration, None)]).fetchall()
+                sql = (f"SELECT iteration, {x_column}, {column}, {raw} FROM results WHERE trial_id = ? AND "
+                       f"iteration > ? AND ((iteration - ?) % ? = 0 OR iteration = ?) ORDER BY iteration")
+                rows = db.execute(sql, [*x_args, *args, tid, after, after, stride, iteration]).fetchall()
                 # the newest row may be beyond the trial row's iteration (a batch in flight): the row is the truth
                 last_it = rows[-1][0] if rows else after
                 out[str(tid)] = {"mode": "replace" if replace else "append", "status": st,
-                                 "x": [r[1] if x == ITERATION else number(r[1]) for r in rows],
-                                 "y": [number(r[2]) for r in rows],
+                                 "x": [r[1] if x == ITERATION else number(_metric_of(x, r[1], r[3])) for r in rows],
+                                 "y": [number(_metric_of(metric, r[2], r[3])) for r in rows],
                                  "cursor": [max(iteration, last_it) if rows else iteration, gen]}
         return {"trials": out, "cap": cap}
 
@@ -464,15 +464,25 @@ def _nodes(placed: dict[int, dict[str, Any]], trials: dict[int, tuple[str, int]]
                   key=lambda n: (str(n["address"]), n["node"]))
 
 
-def _args(tid: int, after: int, stride: int, iteration: int, path: str | None) -> list[Any]:
-    return [*([path] if path is not None else []), tid, after, after, stride, iteration]
-
-
-def _metric_sql(metric: str) -> tuple[str, str | None]:
-    """The results column or JSON path to read ``metric`` from."""
+def _metric_sql(metric: str) -> tuple[str, list[str]]:
+    """The SQL expression reading ``metric`` from a results row, and its arguments: a column, the value SQLite's
+    JSON reads, or NULL where it cannot (NaN or infinities in the row, a name its JSON path cannot spell:
+    ``_metric_of`` then decodes the row's ``metrics``)."""
     if metric in _AUTO_COLUMNS:
-        return _AUTO_COLUMNS[metric], None
-    return "json_extract(metrics, ?)", _json_path(metric)
+        return _AUTO_COLUMNS[metric], []
+    path = _json_path(metric)
+    if path is None:
+        return "NULL", []
+    return "CASE WHEN json_valid(metrics) THEN json_extract(metrics, ?) END", [path]
+
+
+def _metric_of(metric: str, value: Any, metrics: str | None) -> Any:
+    """``metric``'s value in a results row: what SQLite read, or from the row's ``metrics`` (selected where SQLite
+    could not read it) decoded here."""
+    if metrics is None or metric in _AUTO_COLUMNS:
+        return value
+    decoded = json.loads(metrics)
+    return decoded.get(metric) if isinstance(decoded, dict) else None
 
 
 def _num_samples(spec: dict[str, Any], meta: dict[str, Any]) -> Any:
@@ -491,17 +501,15 @@ def _objective(meta: dict[str, Any]) -> Objective:
         return Objective()
 
 
-def _best(db: Any, objective: Objective) -> dict[str, Any] | None:
+def _best(store: Store, objective: Objective) -> dict[str, Any] | None:
+    """The trial whose last result is best (as ``ResultSet.get_best()`` without constraints), or None."""
     if not objective or objective.is_multi:
         return None
     metric, mode = objective.primary, objective.primary_mode
-    order = "ASC" if mode == "min" else "DESC"
-    row = db.execute(f"SELECT id, v FROM (SELECT id, json_extract(last_result, ?) AS v FROM trials "
-                     f"WHERE last_result IS NOT NULL) WHERE typeof(v) IN ('integer', 'real') ORDER BY v {order} "
-                     f"LIMIT 1", (_json_path(metric),)).fetchone()
-    if row is None:
+    found = store.best_last(metric, mode)
+    if found is None:
         return None
-    return {"trial": row[0], "metric": metric, "mode": mode, "value": number(row[1])}
+    return {"trial": found[0], "metric": metric, "mode": mode, "value": number(found[1])}
 
 
 def _keys(db: Any) -> tuple[list[str], list[str]]:
@@ -511,7 +519,7 @@ def _keys(db: Any) -> tuple[list[str], list[str]]:
     for last, config in db.execute("SELECT last_result, config FROM trials ORDER BY id DESC LIMIT 50"):
         if last:
             metrics.update(k for k, v in json.loads(last).items() if number(v) is not None and k != TIMESTAMP)
-        params.update(flat(json.loads(config)))
+        params.update(flat(json.loads(config)).keys())  # the keys counted (a mapping's values would be added up)
     return sorted(metrics), sorted(params)
 
 

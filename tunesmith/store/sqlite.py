@@ -455,8 +455,7 @@ class Store:
         The value at ``key`` is the number the last result holds there, picked by SQLite's JSON functions (no
         JSON decoded in Python), or the text ``"absent"`` when the trial has no last result or it lacks the key,
         or ``"decode"`` when only Python's JSON can tell (a bool, text, a list; NaN or Infinity, which SQLite's
-        JSON cannot read; a key a JSON path cannot spell safely, with a quote or a backslash). Without ``key``:
-        None."""
+        JSON cannot read; a key a JSON path cannot spell as it is, ``_json_path``). Without ``key``: None."""
         path = None if key is None else _json_path(key)
         if path is None:
             pick = "NULL" if key is None else "'decode'"
@@ -504,8 +503,8 @@ class Store:
         (``mode`` "min" or "max"): {trial: value} for the trials that reported it as a real number (not a bool,
         not NaN). SQLite reads the JSON and aggregates, so a million results are not decoded in Python; only
         rows its JSON reader refuses (Python writes NaN and infinities as ``NaN``/``Infinity``) are decoded
-        here. None when ``key`` cannot be written as an SQLite JSON path (it holds a double quote or a
-        backslash): the caller scans."""
+        here. None when ``key`` cannot be written as an SQLite JSON path (``_json_path``: a quote, a backslash,
+        a character JSON escapes): the caller scans."""
         path = _json_path(key)
         if path is None:
             return None
@@ -604,15 +603,15 @@ class Store:
         """(trial, value) of the trial whose last result has the best real value of ``key`` (the lowest id among
         equals), or None when no trial has one; SQLite ranks (in a finished experiment, from the index of
         :func:`index_metrics` over the last results: two index reads), and only last results its JSON reader
-        refuses (NaN, infinities) are decoded here. Raises ``ValueError`` when ``key`` cannot be an SQLite JSON
-        path."""
+        refuses (NaN, infinities) are decoded here, or every last result for a name its JSON path cannot spell
+        (``_json_path``)."""
         path = _json_path(key)
-        if path is None:
-            raise ValueError(f"metric name {key!r} cannot be an SQLite JSON path")
         order = "ASC" if mode == "min" else "DESC"
         name = _metric_index_name(key, "last")
         best: tuple[int, float] | None = None
-        if self._has_index(name):
+        if path is None:
+            refused = self._db.execute("SELECT id, last_result FROM trials WHERE last_result IS NOT NULL")
+        elif self._has_index(name):
             indexed = _indexed_value(key, "last_result")
             top = self._db.execute(f"SELECT {indexed} FROM trials INDEXED BY {name} WHERE {indexed} < '' ORDER BY "
                                    f"{indexed} {order} LIMIT 1").fetchone()
@@ -631,7 +630,8 @@ class Store:
             refused = self._db.execute("SELECT id, last_result FROM trials WHERE last_result IS NOT NULL "
                                        "AND NOT json_valid(last_result)")
         for tid, last in refused:
-            value = _real(json.loads(last).get(key))
+            decoded = json.loads(last)
+            value = _real(decoded.get(key)) if isinstance(decoded, dict) else None
             if value is None:
                 continue
             if best is None or (value < best[1] if mode == "min" else value > best[1]) or (
@@ -711,12 +711,12 @@ class Store:
         # SQLite's JSON functions pick the numbers out and numpy takes the rows without a Python object per
         # row (faster than json.loads and a loop: benchmarks/readers.py); a row SQLite cannot read (NaN or
         # Infinity, which Python's JSON writes) is decoded here afterwards. A key a JSON path cannot spell
-        # safely (a quote or a backslash in it) is read by json.loads for every row.
-        fast = [k for k in wanted if '"' not in k and "\\" not in k]
+        # as it is (``_json_path``) is read by json.loads for every row.
+        fast = [k for k in wanted if _json_path(k) is not None]
         slow = [k for k in wanted if k not in fast]
         picks, args = "", []
         for key in fast:
-            path = f'$."{key}"'
+            path = _json_path(key)
             # 9e999 is SQLite's infinity: no number here (numpy takes no NULL; infinities become NaN below)
             picks += (", CASE WHEN json_valid(r.metrics) THEN CASE json_type(r.metrics, ?) WHEN 'real' THEN "
                       "json_extract(r.metrics, ?) WHEN 'integer' THEN json_extract(r.metrics, ?) ELSE 9e999 END "
@@ -838,8 +838,10 @@ def _has_key(key: str) -> str:
 
 def _json_path(key: str) -> str | None:
     """The SQLite JSON path of the top-level key ``key`` (quoted: dots and brackets are part of the name), or
-    None when the name holds a character a quoted path cannot carry."""
-    return None if '"' in key or "\\" in key else f'$."{key}"'
+    None when the stored JSON does not spell the name as it is: a quote or a backslash, or a character Python's
+    JSON writes escaped (``é`` as ``\\u00e9``, control characters), which SQLite's path does not match before
+    3.45 (the caller then decodes in Python)."""
+    return f'$."{key}"' if json.dumps(key)[1:-1] == key else None
 
 
 def _real(value: Any) -> float | None:
