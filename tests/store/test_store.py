@@ -325,3 +325,32 @@ def test_a_store_in_a_read_only_folder_without_its_side_files_is_read(tmp_path, 
     writer.close()
     out = done.stdout.strip()
     assert out.startswith("StoreError") and "read-only" in out and "-wal" in out, (done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize("linked", ["experiment.db", "experiment.db-wal", "experiment.db-shm"])
+def test_a_store_or_side_file_that_is_a_link_is_opened_by_no_reader_or_driver(results_dir, linked):
+    """A folder someone else made whose experiment.db links to another experiment's store (a resume would run a
+    second driver in it, the other's lock untouched), or whose -wal/-shm links elsewhere (SQLite writes there,
+    a reader too): refused, and the link's target left as it was."""
+    import shutil
+
+    import tunesmith as ts
+
+    victim = _experiment(results_dir, "victim")
+    ts.load("victim")  # its side files, if any, as a reader leaves them
+    before = {p.name: p.read_bytes() for p in victim.parent.iterdir() if p.is_file()}
+    folder = results_dir / "planted"
+    folder.mkdir()
+    if linked != "experiment.db":
+        shutil.copyfile(victim, folder / "experiment.db")
+    target = victim if linked == "experiment.db" else victim.parent / "elsewhere"
+    if linked != "experiment.db":
+        target.write_bytes(b"the user's own file")
+        before[target.name] = target.read_bytes()
+    os.symlink(target, folder / linked)
+    with pytest.raises(StoreError, match=f"{linked} is a symbolic link") as info:
+        ts.load("planted").trials  # noqa: B018
+    assert str(folder / linked) in str(info.value)
+    with pytest.raises(StoreError, match="symbolic link"):
+        ts.run(lambda c: ts.report({"loss": 1.0}), name="planted", resume=True, verbose=0)
+    assert {p.name: p.read_bytes() for p in victim.parent.iterdir() if p.is_file()} == before

@@ -161,6 +161,16 @@ def _disk_full(exc: BaseException) -> bool:
                                                or "disk is full" in str(exc))
 
 
+def _refuse_links(path: str) -> None:
+    """A store, or its ``-wal``/``-shm``/``-journal`` file, that is a symbolic link is opened by nobody: the folder
+    may be someone else's, and the link would take a driver (a second one, beside the other's lock) or a reader
+    (SQLite writes the ``-shm`` file) into a file elsewhere."""
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        if os.path.islink(name):
+            raise StoreError(f"the experiment store file {name} is a symbolic link (to {os.readlink(name)!r}): "
+                             f"tunesmith opens no store through a link; copy the experiment's folder instead")
+
+
 class Store:
     """One experiment's SQLite file. Open with ``readonly=True`` from anything that is not the driver.
 
@@ -177,6 +187,8 @@ class Store:
         self.final_path = path
         self.folder = os.path.dirname(os.path.abspath(path))
         self.readonly = readonly
+        if not create:
+            _refuse_links(path)
         if readonly:
             if not os.path.exists(path):
                 raise StoreError(f"no experiment store at {path}")
