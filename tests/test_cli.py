@@ -126,6 +126,31 @@ def test_report_x_axis_is_any_reported_counter(project: Any, results_dir: Any) -
     assert res.exit_code == 2 and "'episodes'" in res.output
 
 
+def test_report_of_a_metric_no_trial_reported_is_a_usage_error(project: Any, results_dir: Any) -> None:
+    """As ``--x``: a typo in ``--metric`` or ``--pareto`` names what the trials reported, exit 2, no file."""
+    run_ok(project, results_dir)
+    out = results_dir / "typo.html"
+    for option in (["--metric", "los"], ["--pareto", "loss:min,acc_:max"]):
+        res = invoke("report", "exp", "--storage-path", str(results_dir), "-o", str(out), *option)
+        assert res.exit_code == 2, res.output
+        assert repr(option[1].split(",")[-1].split(":")[0]) in res.output and "'acc', 'loss'" in res.output
+        assert not out.exists()
+
+
+def test_watch_period_and_export_folder_and_storage_variable_edges(project: Any, results_dir: Any,
+                                                                    tmp_path: Any, monkeypatch: Any) -> None:
+    run_ok(project, results_dir)
+    res = invoke("show", "exp", "--storage-path", str(results_dir), "--watch", "1e10")
+    assert res.exit_code == 2 and "at most" in res.output  # was an OverflowError from time.sleep
+    monkeypatch.chdir(tmp_path)
+    res = invoke("export", "exp", "--storage-path", str(results_dir), "--to", "")
+    assert res.exit_code == 2 and "--to" in res.output  # was: the trial folders written into the current folder
+    assert not list(tmp_path.glob("trial_*"))
+    monkeypatch.setenv("TUNESMITH_RESULTS", "")  # set but empty: as unset, not the current folder itself
+    assert ts.run(lambda c: ts.report({"x": 1}), name="here", verbose=0).path == str(tmp_path / "tunesmith_results"
+                                                                                      / "here")
+
+
 def test_a_failed_trial_exits_1(project: Any, results_dir: Any) -> None:
     folder, module = project
     res = invoke("run", f"{folder / module}.py:bad", "--storage-path", str(results_dir), "--name", "bad",

@@ -52,8 +52,9 @@ def check_name(name: Any) -> str:
 
 
 def default_storage() -> str:
-    """The folder of experiment folders when none is given: ``$TUNESMITH_RESULTS``, else ``./tunesmith_results``."""
-    return os.environ.get("TUNESMITH_RESULTS", os.path.join(os.getcwd(), "tunesmith_results"))
+    """The folder of experiment folders when none is given: ``$TUNESMITH_RESULTS`` (when set and not empty), else
+    ``./tunesmith_results``."""
+    return os.environ.get("TUNESMITH_RESULTS") or os.path.join(os.getcwd(), "tunesmith_results")
 
 
 def storage_root(storage_path: str | None) -> str:

@@ -266,6 +266,7 @@ SHOW_PAGE = 20  # trials in `tunesmith show`'s table unless --limit or --all
 SHOW_RICH_ROWS = 200
 WATCH_S = 2.0  # `show --watch`'s default seconds between draws
 WATCH_MIN_S = 0.2
+WATCH_MAX_S = 86_400.0
 
 
 class _Seconds(click.ParamType):
@@ -279,8 +280,9 @@ class _Seconds(click.ParamType):
         except (TypeError, ValueError):
             self.fail(f"expected seconds between draws (a number >= {WATCH_MIN_S:g}, e.g. --watch 5), got {value!r}; "
                       "put --watch after NAME", param, ctx)
-        if not seconds >= WATCH_MIN_S or math.isinf(seconds):  # NaN too
-            self.fail(f"expected seconds between draws of at least {WATCH_MIN_S:g}, got {value!r}", param, ctx)
+        if not WATCH_MIN_S <= seconds <= WATCH_MAX_S:  # NaN too
+            self.fail(f"expected seconds between draws of at least {WATCH_MIN_S:g} and at most {WATCH_MAX_S:g} "
+                      f"(a day), got {value!r}", param, ctx)
         return seconds
 
 
@@ -747,9 +749,20 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
             pairs.append((key, direction))
         if len(pairs) != 2:
             raise ConfigError(f"--pareto: expected two metrics, got {len(pairs)}")
+    _check_reported(rs, ([("--metric", metric)] if metric else []) + [("--pareto", key) for key, _ in pairs or []])
     path = os.path.abspath(output or os.path.join(rs.path, "report.html"))
     plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs, x=x, final=final)
     click.echo(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})")
+
+
+def _check_reported(rs: Any, named: list[tuple[str, str]]) -> None:
+    """Each (option, metric) names a key some trial reported (a typo would draw empty plots), once any trial
+    reported something."""
+    reported = {k for t in rs.trials for k in t.last_result}
+    for option, key in named:
+        if reported and key not in reported:
+            raise ConfigError(f"{option}: no trial reported {key!r}; expected one of the reported keys "
+                              f"{sorted(reported)}")
 
 
 @cli.command(short_help="Write each trial's progress.csv / result.jsonl / params.json from the store.")
@@ -769,6 +782,8 @@ def export(name: str, storage_path: str | None, formats: tuple[str, ...], to: st
     from tunesmith._export import FORMATS
     from tunesmith._export import export as write
 
+    if to is not None and not to.strip():
+        raise click.BadParameter("expected a folder, got an empty path", param_hint="--to")
     rs = _open(name, storage_path)
     n, folder = write(rs.path, formats or FORMATS, to)
     click.echo(printable(f"wrote the files of {n} trials in {folder}", one_line=True))
