@@ -180,7 +180,7 @@ def test_a_wrong_host_header_is_refused(finished: str) -> None:
     app = make_app(finished)
     for host in ("evil.example:8788", "evil.example", "127.0.0.1.evil.example", ""):
         assert call(app, "/api/experiments", host=host)[0] in (400, 403), host
-    for host in ("127.0.0.1:8788", "localhost:8788", "[::1]:8788"):
+    for host in ("127.0.0.1:8788", "localhost:8788", "[::1]:8788", "127.0.0.2:8788", "LOCALHOST"):  # any loopback
         assert call(app, "/api/experiments", host=host)[0] == 200, host
     proxied = make_app(finished, allowed_hosts=("tune.internal",))
     assert call(proxied, "/api/experiments", host="tune.internal")[0] == 200

@@ -178,7 +178,7 @@ class DashboardApp:
         name = match.group(1).strip("[]").lower()
         if _is_wildcard(self.host) and self.token:
             return  # every interface: any name may reach it; the token guards
-        if name not in self.allowed_hosts:
+        if name not in self.allowed_hosts and not is_loopback(name):  # an address typed, not a name resolved
             raise HTTPError(HTTPStatus.FORBIDDEN, f"Host {name!r} is not the dashboard's ({self.host}); "
                                                   f"DNS rebinding is refused (add it with --allowed-host)")
 
