@@ -325,6 +325,53 @@ def test_resume_after_the_driver_was_stopped(tmp_path: Any, results_dir: Any) ->
     assert (tmp_path / "starts_1.txt").read_text().count("start") == 2
 
 
+STUBBORN = textwrap.dedent("""
+    import time
+    import tunesmith as ts
+
+    def train(config):
+        ts.report({"loss": 1.0})
+        time.sleep(120)  # reports nothing more: a stop reaches it only when the grace ends
+""")
+
+
+def test_a_second_ctrl_c_while_trials_stop_still_ends_the_run_interrupted(tmp_path: Any, results_dir: Any) -> None:
+    """Ctrl-C, then Ctrl-C again while the driver gives the trials their grace to stop: no grace, but the
+    experiment is recorded "interrupted" (it was left "running", so ``ls`` said crashed), exit 130, no traceback."""
+    import signal
+    import time
+
+    module = f"resumable_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(STUBBORN)
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.cli", "run", f"{module}.py:train", "--name", "stubborn", "--verbose", "0"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until the trial reported: it sleeps then
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+            try:
+                trials = ts.load(str(results_dir / "stubborn")).trials
+            except Exception:  # noqa: BLE001 - the driver is still creating the store
+                trials = []
+            if trials and trials[0].iteration > 0:
+                break
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGINT)
+        assert driver.stderr is not None
+        first = driver.stderr.readline()  # the driver says it is stopping the trials: it waits for them now
+        assert "interrupted: stopping 1 running trials" in first, first
+        driver.send_signal(signal.SIGINT)
+        _out, err = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert ts.load(str(results_dir / "stubborn")).status == "interrupted"
+
+
 def test_rm_asks_and_refuses_paths_outside_the_storage_root(project: Any, results_dir: Any, tmp_path: Any) -> None:
     run_ok(project, results_dir)
     target = results_dir / "exp"

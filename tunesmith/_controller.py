@@ -157,10 +157,13 @@ class Controller:
         try:
             self._loop()
         except KeyboardInterrupt:
-            restore()  # a second Ctrl-C or SIGTERM interrupts the stopping itself
+            restore()  # a second Ctrl-C or SIGTERM ends the trials' grace: the executor's shutdown kills them
             log.warning("interrupted: stopping %d running trials", len(self._running))
-            self._stop_all(grace_s=5.0)
-            set_status(self, "interrupted")
+            try:
+                self._stop_all(grace_s=5.0)
+            except KeyboardInterrupt:
+                log.warning("interrupted again: the running trials are killed")
+            set_status(self, "interrupted")  # either way: the store says so, and resume continues it
             raise
         except sqlite3.OperationalError as e:
             # the transaction rolled back: the store holds everything committed before, so it resumes

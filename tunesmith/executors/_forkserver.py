@@ -477,7 +477,10 @@ def get() -> ForkServer | None:
 def _close_at_exit() -> None:
     server = _SERVER
     if server is not None and server.pid == os.getpid():
-        server.close()
+        try:
+            server.close()
+        except KeyboardInterrupt:  # Ctrl-C pressed again while the program exits: no wait, and no traceback
+            server.proc.kill()
 
 
 # -- server side ---------------------------------------------------------------------------------------
