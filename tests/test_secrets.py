@@ -24,6 +24,29 @@ def test_mask_keys_and_url_passwords():
     assert config["api_key"] == "sk-123"  # the original is untouched
 
 
+def test_counts_and_names_that_only_contain_key_or_token_are_shown() -> None:
+    """An LLM sweep's ``max_new_tokens`` or a ``tokenizer`` is not a secret: a key is secret-looking by its words
+    (``api_key``, ``hfToken``, ``OPENAI_API_KEY``, ``api_keys``), and where the word is only key(s)/token(s) a
+    number under it is shown (a count, a size); text under it is still masked. Secret, password, credential...
+    anywhere in a key mask every value, numbers too."""
+    from tunesmith._secrets import mask_text, secret_strings
+
+    config = {"max_new_tokens": 1024, "num_tokens": 7, "tokenizer": "gpt2", "keyword": "cat", "key_dim": 64,
+              "token_budget": 2000, "api_key": "sk-1", "apiKey": "sk-2", "OPENAI_API_KEY": "sk-3", "hfToken": "hf-4",
+              "api_keys": ["sk-5", "sk-6"], "db_password": 123456, "client_secret": 42, "pwd": 7777,
+              "credentials": {"pin": 1234}, "sort_key": "loss", "use_token": True, "auth_token": None}
+    m = mask(config)
+    shown = {k: config[k] for k in ("max_new_tokens", "num_tokens", "tokenizer", "keyword", "key_dim", "token_budget",
+                                    "use_token", "auth_token")}
+    assert {k: m[k] for k in shown} == shown
+    for key in ("api_key", "apiKey", "OPENAI_API_KEY", "hfToken", "db_password", "client_secret", "pwd", "sort_key"):
+        assert m[key] == MASK, key
+    assert m["api_keys"] == [MASK, MASK] and m["credentials"] == {"pin": MASK}
+    assert secret_strings(config) == {"sk-1", "sk-2", "sk-3", "hf-4", "sk-5", "sk-6", "123456", "42", "7777", "1234",
+                                      "loss"}
+    assert mask_text("generated 1024 tokens with sk-1", secret_strings(config)) == f"generated 1024 tokens with {MASK}"
+
+
 def test_secrets_are_stored_as_given_and_masked_when_shown(results_dir):
     buf = io.StringIO()
     result = ts.run(lambda c: ts.report({"v": 1}), space={"api_token": "tok-XYZ", "lr": ts.grid([0.1])},

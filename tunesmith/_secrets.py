@@ -17,9 +17,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 MASK = "***"
-# a key whose last part contains one of these holds a secret (``api_key``, ``DB_PASSWORD``, ``pwd``...)
-_SECRET_KEY = re.compile(r"(key|token|secret|passw(or)?d|passphrase|pwd|credential|authorization|bearer)",
+# A key holds a secret when its last part contains one of these anywhere (``DB_PASSWORD``, ``clientsecret``,
+# ``pwd``): every value under it is masked, numbers too ...
+_SECRET_KEY = re.compile(r"(secret|passw(or)?d|passphrase|pwd|credential|authorization|bearer|apikey|privatekey)",
                          re.IGNORECASE)
+# ... or when one of its words (split at ``_ - .``, spaces, digits and case changes: ``apiKey``, ``OPENAI_API_KEY``,
+# ``hfToken``) ends with key(s) or token(s): then text under it is masked and numbers shown (``max_new_tokens: 1024``,
+# ``key_dim: 64`` are sizes; ``tokenizer`` and ``keyword`` are not such words)
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_KEY_WORD = ("key", "keys", "token", "tokens")
+STRONG, WEAK = 2, 1  # how secret a key looks (0: not)
 # ``scheme://user:password@host`` (the password may hold '/' or '@': it ends at the '@' before the host)
 # and ``scheme://TOKEN@host``. The host is what follows the last '@' before the path.
 _URL_AUTH = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/?#@:]*)(?::(?P<pw>\S*?))?"
@@ -32,16 +39,37 @@ MIN_TEXT_SECRET = 4
 T = TypeVar("T")
 
 
+def secrecy(key: str) -> int:
+    """How secret the key looks (its last path part counts): ``STRONG`` (``db_password``, ``client_secret``,
+    ``pwd``...: every value masked), ``WEAK`` (a word ending in key(s)/token(s): ``api_key``, ``TOKEN``,
+    ``hfToken``: text masked, numbers shown), or 0."""
+    last = str(key).rsplit("/", 1)[-1]
+    if _SECRET_KEY.search(last):
+        return STRONG
+    return WEAK if any(w.lower().endswith(_KEY_WORD) for w in _WORDS.findall(last)) else 0
+
+
 def is_secret_key(key: str) -> bool:
     """``api_key``, ``TOKEN``, ``db_password``, ``client_secret``, ``pwd``... (the key's last path part
-    counts)."""
-    return bool(_SECRET_KEY.search(str(key).rsplit("/", 1)[-1]))
+    counts; see :func:`secrecy`)."""
+    return secrecy(key) > 0
 
 
 def is_secret_path(path: Iterable[Any]) -> bool:
-    """A value at this key path is secret: some key on the way is (a dict under ``credentials`` is all
+    """A value at this key path may be secret: some key on the way looks so (a dict under ``credentials`` is all
     secret)."""
     return any(is_secret_key(str(part)) for part in path)
+
+
+def _path_secrecy(path: Iterable[Any]) -> int:
+    return max((secrecy(str(part)) for part in path), default=0)
+
+
+def _hidden(value: Any, level: int) -> bool:
+    """A leaf value under a key of this secrecy is masked: not None or a bool, and text unless the key is STRONG."""
+    if not level or value is None or isinstance(value, bool):
+        return False
+    return level >= STRONG or not isinstance(value, (int, float))
 
 
 def _mask_url(match: re.Match[str]) -> str:
@@ -60,23 +88,24 @@ def mask_string(text: str) -> str:
     return text
 
 
-def mask_value(key: str, value: Any, secret: bool = False) -> Any:
-    """One leaf value at ``key``: ``***`` under a secret-looking key (or when ``secret``: an enclosing key
-    is), else a string with its URL passwords and bearer tokens masked. None and booleans stay (``use_token:
-    true`` tells nothing)."""
-    if (secret or is_secret_key(key)) and value is not None and not isinstance(value, bool):
+def mask_value(key: str, value: Any, secret: int = 0) -> Any:
+    """One leaf value at ``key``: ``***`` under a secret-looking key (``secret``: an enclosing key's
+    :func:`secrecy`) unless it is a number under a WEAK one, else a string with its URL passwords and bearer
+    tokens masked. None and booleans stay (``use_token: true`` tells nothing)."""
+    if _hidden(value, max(secret, secrecy(key))):
         return MASK
     if isinstance(value, str):
         return mask_string(value)
     return value
 
 
-def mask(config: Any, _key: str = "", _secret: bool = False) -> Any:
-    """A copy of ``config`` (nested dicts and lists) with secret-looking values replaced by ``***``: every
-    value under a key containing key/token/secret/password/pwd/passphrase/credential (a dict or list there
-    is masked whole), passwords and tokens in URLs, and ``Bearer`` tokens."""
+def mask(config: Any, _key: str = "", _secret: int = 0) -> Any:
+    """A copy of ``config`` (nested dicts and lists) with secret-looking values replaced by ``***``: under a key
+    containing secret/password/pwd/passphrase/credential every value (a dict or list there whole), under a key
+    with a word ending in key(s)/token(s) every text (:func:`secrecy`); passwords and tokens in URLs, and
+    ``Bearer`` tokens."""
     if isinstance(config, dict):
-        return {k: mask(v, str(k), _secret or is_secret_key(str(k))) for k, v in config.items()}
+        return {k: mask(v, str(k), max(_secret, secrecy(str(k)))) for k, v in config.items()}
     if isinstance(config, (list, tuple)):
         return [mask(v, _key, _secret) for v in config]
     return mask_value(_key, config, _secret)
@@ -84,7 +113,7 @@ def mask(config: Any, _key: str = "", _secret: bool = False) -> Any:
 
 def mask_at(path: Sequence[Any], value: Any) -> Any:
     """``value`` masked as it would be at this key path of a config (``("db", "password")``)."""
-    return mask(value, str(path[-1]) if path else "", is_secret_path(path))
+    return mask(value, str(path[-1]) if path else "", _path_secrecy(path))
 
 
 def secret_strings(config: Any) -> set[str]:
@@ -92,14 +121,14 @@ def secret_strings(config: Any) -> set[str]:
     error message that quotes the config."""
     found: set[str] = set()
 
-    def walk(value: Any, key: str, secret: bool) -> None:
+    def walk(value: Any, key: str, secret: int) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
-                walk(v, str(k), secret or is_secret_key(str(k)))
+                walk(v, str(k), max(secret, secrecy(str(k))))
         elif isinstance(value, (list, tuple)):
             for v in value:
                 walk(v, key, secret)
-        elif (secret or is_secret_key(key)) and value is not None and not isinstance(value, bool):
+        elif _hidden(value, max(secret, secrecy(key))):
             found.add(str(value))
         elif isinstance(value, str):
             for m in _URL_AUTH.finditer(value):
@@ -107,16 +136,17 @@ def secret_strings(config: Any) -> set[str]:
             for m in _BEARER.finditer(value):
                 found.add(m["token"])
 
-    walk(config, "", False)
+    walk(config, "", 0)
     return {s for s in found if s and s != MASK}
 
 
 def mask_text_at(path: Iterable[Any], text: str, *values: Any) -> str:
     """``text`` (an error message that quotes ``values``, found at this key path of a config or space) with
     those values masked when the path is secret (a key on the way looks like one)."""
-    if not is_secret_path(path):
+    level = _path_secrecy(path)
+    if not level:
         return text
-    return mask_text(text, secret_strings({"secret": list(values)})) or text
+    return mask_text(text, secret_strings({"secret" if level >= STRONG else "token": list(values)})) or text
 
 
 def mask_text(text: str | None, secrets: Iterable[str] = ()) -> str | None:
