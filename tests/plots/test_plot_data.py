@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import re
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +35,8 @@ def make_experiment(root: Any, name: str, trials: list[dict[str, Any]], space: d
     """Write an experiment store by hand.
 
     Each trial: ``id``, ``config``, ``status``, ``results`` (metrics dicts with ``iteration`` and ``t``,
-    the timestamp offset), optional ``created`` and ``end`` offsets, ``parent`` = (id, iteration).
+    the timestamp offset), optional ``created`` and ``end`` offsets, ``parent`` = (id, iteration),
+    ``resources`` (default one CPU).
     """
     path = os.path.join(str(root), name)
     store = Store(os.path.join(path, STORE_FILE))
@@ -44,7 +46,7 @@ def make_experiment(root: Any, name: str, trials: list[dict[str, Any]], space: d
         store.set_meta(db, "status", "finished")
         store.set_meta(db, "created", T0)
         for t in trials:
-            store.insert_trial(db, t["id"], t["config"], {"cpu": 1.0}, t["status"])
+            store.insert_trial(db, t["id"], t["config"], t.get("resources", {"cpu": 1.0}), t["status"])
             rows = []
             last = None
             for r in t["results"]:
@@ -626,3 +628,139 @@ def test_a_real_run_records_why_each_trial_stopped(tmp_path: Any) -> None:
     assert stops == {1: {"reason": "scheduler", "iteration": 2}, 2: {"reason": "stop_rule", "iteration": 4}}
     fig = pd_.learning_curves(rs)
     assert [_trace(fig, kind="trial", trial_id=i)["meta"]["stopped"] for i in (1, 2, 3)] == [True, False, False]
+
+
+# -- user strings are text ----------------------------------------------------------------------------
+
+# plotly.js reads a few tags in every text it draws (a link, bold, a style...) and, in hover templates, trace
+# names and titles, ``%{...}`` placeholders: these user strings must be drawn as they are, never read.
+EVIL = '<a href="https://evil.example/phish">click me</a>'
+PLAIN = "<i>plain</i>"
+KEY = "<b>opt %{z}"  # no "/": a config key never has one (it separates nested keys)
+METRIC = "<sub>loss</sub>%{z}"
+OTHER = "<sup>lat</sup>%{meta}"
+COUNTER = "<span style='color:red'>steps</span>"
+RESOURCE = "<b>gpu</b>%{y}"
+USER_STRINGS = (EVIL, PLAIN, KEY, METRIC, OTHER, COUNTER, RESOURCE)
+
+# how plotly.js reads a text (svg_text_utils and Lib.templateString in tunesmith/plots/static/plotly.min.js)
+_PLOTLY_TAG = re.compile(r"(<[^<>]*>)")
+_PLOTLY_PLACEHOLDER = re.compile(r"%{([^\s%{}:]*)([:|\|][^}]*)?}")
+_PLOTLY_ENTITY = re.compile(r"&(#\d+|#x[\da-fA-F]+|[a-z]+);")
+_PLOTLY_ENTITIES = {"mu": "\u03bc", "amp": "&", "lt": "<", "gt": ">", "nbsp": "\xa0", "times": "\xd7",
+                    "plusmn": "\xb1", "deg": "\xb0"}
+OUR_TAGS = {"<br>", "<extra>", "</extra>"}  # what the figures' own hover templates use
+OUR_PLACEHOLDERS = {"x", "y", "text", "customdata", "customdata[0]", "customdata[1]", "customdata[2]",
+                    "customdata[3]"}
+
+
+def _plotly_shows(text: str) -> str:
+    """The characters plotly.js draws for ``text``: its tags and placeholders left out, entities decoded."""
+    def entity(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name.startswith("#"):
+            return chr(int(name[2:], 16) if name[1] == "x" else int(name[1:]))
+        return _PLOTLY_ENTITIES.get(name, m.group(0))
+
+    parts = _PLOTLY_TAG.split(_PLOTLY_PLACEHOLDER.sub("", text))
+    return "".join(_PLOTLY_ENTITY.sub(entity, p) for p in parts if not _PLOTLY_TAG.fullmatch(p))
+
+
+def _texts(node: Any, path: str = "") -> Any:
+    """(path, string) of every string of a figure that plotly.js reads: not its ``meta`` (data for readers, never
+    drawn), nor a parcoords axis's ``ticktext`` (drawn as plain text, read by no one: the browser test checks)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key != "meta" and not (key == "ticktext" and ".dimensions[" in path):
+                yield from _texts(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _texts(value, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def markup_experiment(root: Any) -> ResultSet:
+    """A small experiment whose config keys and values, metrics, counter and resource hold plotly markup and
+    placeholders: a grid of two text values x two learning rates x two seeds, and a PBT exploit."""
+    trials: list[dict[str, Any]] = []
+    n = 0
+    for value in (EVIL, PLAIN):
+        for lr in (0.1, 0.001):
+            for seed in (0, 1):
+                n += 1
+                trials.append({"id": n, "config": {KEY: value, "lr": lr, "seed": seed}, "status": "TERMINATED",
+                               "end": 5.0 + n, "resources": {RESOURCE: 1.0},
+                               "results": [{"iteration": i, "t": float(i), METRIC: lr * 10 / i + seed + n / 10,
+                                            OTHER: float(n % 3 + i), COUNTER: 100 * i} for i in range(1, 4)]})
+    space = {KEY: grid([EVIL, PLAIN]), "lr": grid([0.1, 0.001]), "seed": grid([0, 1])}
+    return make_experiment(root, "markup", trials, space=space, metric=METRIC, mode="min", events=[
+        (2.5, "exploit", 2, {"source": 1, "iteration": 2, "old_config": {KEY: PLAIN, "lr": 0.1},
+                             "config": {KEY: EVIL, "lr": 0.1}, "generation": 1})])
+
+
+@pytest.fixture(scope="module")
+def markup(tmp_path_factory: Any) -> ResultSet:
+    return markup_experiment(tmp_path_factory.mktemp("markup"))
+
+
+_MARKUP_FIGURES: dict[str, tuple[Any, tuple[str, ...]]] = {  # how to draw it, the user strings it shows
+    "learning_curves": (lambda rs: pd_.learning_curves(rs, x=COUNTER), (METRIC, COUNTER)),
+    "learning_curves_aggregated": (lambda rs: pd_.learning_curves(rs, x=COUNTER, max_trials=2), (METRIC, COUNTER)),
+    "seed_curves": (lambda rs: pd_.seed_curves(rs, x=COUNTER), (METRIC, COUNTER, KEY, EVIL, PLAIN)),
+    "best_so_far": (pd_.best_so_far, (METRIC,)),
+    "sensitivity": (pd_.sensitivity, (METRIC, KEY, EVIL, PLAIN)),
+    "parallel_coordinates": (pd_.parallel_coordinates, (METRIC, KEY, EVIL, PLAIN)),
+    "scatter": (pd_.scatter, (METRIC, KEY, EVIL, PLAIN)),
+    "timeline": (pd_.timeline, (RESOURCE,)),
+    "importance": (pd_.importance, (METRIC, KEY)),
+    "pareto_front": (lambda rs: pd_.pareto_front(rs, [METRIC, OTHER], ["min", "min"]), (METRIC, OTHER)),
+    "lineage": (lambda rs: __import__("tunesmith.plots.lineage", fromlist=["x"]).lineage_graph_for(rs),
+                (KEY, PLAIN)),  # a changed value is cut to 30 characters
+}
+
+
+@pytest.mark.parametrize("plot", list(_MARKUP_FIGURES))
+def test_user_strings_are_drawn_as_text_never_read_as_markup_or_placeholders(markup: ResultSet, plot: str) -> None:
+    make, shown = _MARKUP_FIGURES[plot]
+    fig = make(markup)
+    assert fig is not None
+    texts = list(_texts(fig))
+    for path, text in texts:
+        for user in USER_STRINGS:
+            assert user not in text, (path, text)
+        tags = set(_PLOTLY_TAG.findall(text))
+        assert tags <= OUR_TAGS, (path, text)
+        assert {m.group(1) for m in _PLOTLY_PLACEHOLDER.finditer(text)} <= OUR_PLACEHOLDERS, (path, text)
+        assert "&quot;" not in text and "&#x27;" not in text, (path, text)  # plotly.js decodes neither
+    drawn = [_plotly_shows(text) for _path, text in texts]
+    drawn += [text for trace in fig["data"] for d in trace.get("dimensions", []) for text in d.get("ticktext", [])]
+    for user in shown:
+        assert any(user in d for d in drawn), (plot, user)  # escaped, not left out
+
+
+def test_escaped_category_values_stay_numbers_where_they_are_numbers(markup: ResultSet) -> None:
+    fig = pd_.scatter(markup)
+    assert fig is not None
+    by_param = {t["meta"]["param"]: t for t in fig["data"]}
+    assert by_param["lr"]["x"] == [0.1, 0.1, 0.001, 0.001] * 2
+    assert [_plotly_shows(v) for v in by_param[KEY]["x"]] == [EVIL] * 4 + [PLAIN] * 4
+    sens = pd_.sensitivity(markup)
+    assert sens is not None
+    means = {t["meta"]["param"]: t for t in sens["data"] if t["meta"]["kind"] == "mean"}
+    assert all(isinstance(v, float) for v in means["lr"]["x"])
+    axes = [sens["layout"][k] for k in sens["layout"] if k.startswith("xaxis")]
+    categories = next(a["categoryarray"] for a in axes if a.get("type") == "category")
+    assert [_plotly_shows(c) for c in categories] == [EVIL, PLAIN]
+    assert set(means[KEY]["x"]) == set(categories)  # the values drawn are the axis's categories
+
+
+def test_plotly_text_shows_any_string_as_it_is() -> None:
+    from tunesmith.plots._figure import plotly_text
+
+    for text in USER_STRINGS + ("a & b &lt; c", "100% {x}", "%{x:.2f} and %{customdata[0]}", "say \"hi\" 'x'",
+                                "&#60;b&#62;", "<br>line"):
+        shown_ = plotly_text(text)
+        assert not _PLOTLY_TAG.search(shown_) and not _PLOTLY_PLACEHOLDER.search(shown_)
+        assert _plotly_shows(shown_) == text
+    assert plotly_text(0.5) == "0.5" and plotly_text(2.0) == "2"  # numbers as _label writes them

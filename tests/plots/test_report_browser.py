@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -170,3 +171,31 @@ def _timed(path: str, init: str, until: str, read: str) -> Any:
             return page.evaluate(read)
         finally:
             browser.close()
+
+
+def test_user_strings_are_drawn_as_text_never_as_links_or_markup(tmp_path: Any) -> None:
+    """Config keys and values, metric names holding plotly's markup (a link, italics) or a placeholder
+    (``%{z}``) are drawn as they are: in the axes, legends, titles and on hover; no link on the page."""
+    from test_plot_data import EVIL, KEY, METRIC, OTHER, PLAIN, markup_experiment
+
+    rs = markup_experiment(tmp_path)
+    path = str(tmp_path / "report.html")
+    titles = write_report(rs, path, pareto=[(METRIC, "min"), (OTHER, "min")])
+    assert "Metric against each parameter" in titles and "PBT lineage" in titles
+    scatter = titles.index("Metric against each parameter")
+    links, texts, hover = _timed(path, f"window.__hover = {json.dumps([f'plot-{scatter}', KEY])};", (
+        f"() => document.querySelectorAll('.plot.js-plotly-plot').length === {len(titles)} &&"
+        " [...document.querySelectorAll('.plot')].every(d => d.querySelector('.main-svg'))"),
+        """() => {
+            const d = document.getElementById(window.__hover[0]);  // hover the text parameter's first point
+            const i = d.data.findIndex(t => t.meta.param === window.__hover[1]);
+            Plotly.Fx.hover(d, [{curveNumber: i, pointNumber: 0}], d.data[i].xaxis + d.data[i].yaxis);
+            return [document.querySelectorAll('svg a').length,
+                    [...document.querySelectorAll('svg text')].map(t => t.textContent),
+                    d.querySelector('.hoverlayer').textContent];
+        }""")
+    assert links == 0
+    for user in (PLAIN, EVIL, KEY, METRIC, OTHER):
+        assert any(user in t for t in texts), user
+    assert not [t for t in texts if "&lt;" in t or "&quot;" in t or "&#37;" in t]  # decoded, once
+    assert f"{KEY}={EVIL}" in hover and f"{METRIC}=" in hover

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tunesmith._objective import Objective
-from tunesmith.plots._figure import GREY, PALETTE, WEBGL_POINTS, Figure
+from tunesmith.plots._figure import GREY, PALETTE, WEBGL_POINTS, Figure, plotly_text
 from tunesmith.plots._read import PlotSource, _read, resolve_metric, resolve_mode
 from tunesmith.trial import TIMESTAMP
 
@@ -42,6 +42,7 @@ def best_so_far(rs: PlotSource, metric: str | None = None, mode: str | None = No
         best_x.append(float(when[-1]))  # hold the final best to the last result
         best_y.append(best_y[-1])
         best_text.append(best_text[-1])
+    name = plotly_text(metric)
     shown = np.arange(len(values))
     if len(values) > max_points:
         # by time stretch rather than by count: a burst of results is as wide on screen as its seconds
@@ -55,15 +56,15 @@ def best_so_far(rs: PlotSource, metric: str | None = None, mode: str | None = No
                f"results (extremes of {len(values):,})", "x": when[shown].tolist(), "y": values[shown].tolist(),
                "text": [f"trial {i}" for i in ids[shown].tolist()],
                "marker": {"size": 4, "color": GREY}, "meta": {"kind": "results", "n": int(len(values))},
-               "hovertemplate": "%{text}<br>%{x:.1f} s<br>" + metric + "=%{y:.5g}<extra></extra>"}
+               "hovertemplate": "%{text}<br>%{x:.1f} s<br>" + name + "=%{y:.5g}<extra></extra>"}
     if len(shown) > WEBGL_POINTS // 10:
         results["type"] = "scattergl"
     data = [
         results,
-        {"type": "scatter", "mode": "lines", "name": f"best {metric} ({mode})", "x": best_x, "y": best_y,
+        {"type": "scatter", "mode": "lines", "name": f"best {name} ({mode})", "x": best_x, "y": best_y,
          "text": best_text, "line": {"shape": "hv", "width": 2, "color": PALETTE[0]},
          "meta": {"kind": "best"}, "hovertemplate": "%{text}<br>%{x:.1f} s<br>best=%{y:.5g}<extra></extra>"},
     ]
     return {"data": data, "layout": {
-        "title": {"text": f"Best {metric} so far"}, "xaxis": {"title": {"text": "seconds since start"}},
-        "yaxis": {"title": {"text": metric}}, "hovermode": "closest"}}
+        "title": {"text": f"Best {name} so far"}, "xaxis": {"title": {"text": "seconds since start"}},
+        "yaxis": {"title": {"text": name}}, "hovermode": "closest"}}

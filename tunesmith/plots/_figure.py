@@ -1,5 +1,5 @@
-"""What every plot shares: the figure type, colours, thinning lines to what a screen shows, labels
-and subplot grids.
+"""What every plot shares: the figure type, colours, thinning lines to what a screen shows, labels,
+user text as plotly draws it, and subplot grids.
 """
 
 from __future__ import annotations
@@ -72,6 +72,20 @@ def _label(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 1 and 1.0 are the same grid value
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def plotly_text(value: Any) -> str:
+    """A user's string (a config key or value, a metric, counter or resource name) for any text of a figure
+    (a title, a label, a trace name, a category that is a tick label, a hover template), drawn as it is.
+
+    plotly.js reads a few HTML tags in every text it draws (``<a href>``, ``<b>``, ``<br>``, ``<span style>``...)
+    and ``%{...}`` placeholders in hover templates, trace names and titles; it decodes ``&lt;``, ``&gt;``,
+    ``&amp;`` and numeric entities, but not ``&quot;``. So ``&``, ``<``, ``>`` and ``%`` become entities and
+    nothing else changes: a link, a tag or ``%{x}`` in an experiment's strings is shown, never followed or
+    filled in. Not a string: as :func:`_label` writes it (a number drawn as a number stays a number: only
+    text goes through here)."""
+    text = value if isinstance(value, str) else _label(value)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("%", "&#37;")
 
 
 def _transparent(hex_color: str, alpha: float = 0.2) -> str:

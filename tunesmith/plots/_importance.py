@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import PALETTE, Figure
+from tunesmith.plots._figure import PALETTE, Figure, plotly_text
 from tunesmith.plots._read import PlotSource, resolve_metric, resolve_mode
 
 
@@ -20,11 +20,11 @@ def importance(rs: PlotSource, metric: str | None = None, mode: str | None = Non
         return None
     from tunesmith._secrets import MASK, is_secret_path
 
-    names = [MASK if is_secret_path(tuple(name.split("/"))) else name for name in ranked]
+    names = [MASK if is_secret_path(tuple(name.split("/"))) else plotly_text(name) for name in ranked]
     values = list(ranked.values())
     data = [{"type": "bar", "orientation": "h", "x": values[::-1], "y": names[::-1], "name": "importance",
              "marker": {"color": PALETTE[0]}, "hovertemplate": "%{y}: %{x:.3f}<extra></extra>"}]
     return {"data": data, "layout": {
-        "title": {"text": f"Parameter importance for {metric} (PED-ANOVA)"},
+        "title": {"text": f"Parameter importance for {plotly_text(metric)} (PED-ANOVA)"},
         "xaxis": {"title": {"text": "importance (sums to 1)"}, "range": [0, 1]},
         "yaxis": {"automargin": True}, "hovermode": "closest"}}

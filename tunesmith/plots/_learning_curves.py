@@ -20,6 +20,7 @@ from tunesmith.plots._figure import (
     _plain_list,
     _transparent,
     _webgl,
+    plotly_text,
     thin,
 )
 from tunesmith.plots._read import (
@@ -89,6 +90,7 @@ def learning_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATIO
         chosen = set(ranked[:TOP_TRIALS])
         trials = [t for t in trials if t.id in chosen]
     budget = max(2, min(max_points, POINTS_PER_FIGURE // max(1, len(trials))))
+    x_name, name = plotly_text(x), plotly_text(metric)
     colors: dict[int, str] = {}
     lines: list[dict[str, Any]] = []
     for n, t in enumerate(trials):
@@ -119,7 +121,7 @@ def learning_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATIO
         lines.append({
             "type": "scatter", "mode": "lines+markers" if len(ys) == 1 else "lines", "name": t.name,
             "x": xs, "y": ys, "line": line,
-            "hovertemplate": f"{t.name}<br>{x}=%{{x}}<br>{metric}=%{{y:.5g}}<extra></extra>",
+            "hovertemplate": f"{t.name}<br>{x_name}=%{{x}}<br>{name}=%{{y:.5g}}<extra></extra>",
             "meta": {"kind": "trial", "trial_id": t.id, "status": t.status.value, "stopped": stopped},
         })
     data.extend(lines)
@@ -138,13 +140,13 @@ def learning_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATIO
             "meta": {"kind": "lineage", "child": child, "source": source, "iteration": iteration},
         })
     _webgl(data)
-    title = f"Learning curves: {metric}"
+    title = f"Learning curves: {name}"
     if aggregate:
         title += (f" ({len(rs.trials)} trials: median and bands over trials"
                   + (f", the best {len(lines)} drawn)" if lines else ")"))
     return {"data": data, "layout": {
-        "title": {"text": title}, "xaxis": {"title": {"text": x}},
-        "yaxis": {"title": {"text": metric}}, "showlegend": aggregate or len(rs.trials) <= 20,
+        "title": {"text": title}, "xaxis": {"title": {"text": x_name}},
+        "yaxis": {"title": {"text": name}}, "showlegend": aggregate or len(rs.trials) <= 20,
         "hovermode": "closest"}}
 
 
@@ -204,7 +206,8 @@ def _quantile_bands(exp: _Experiment, metric: str, x: str) -> list[dict[str, Any
          "line": {"width": 0, "color": color}, "showlegend": True, "meta": {"kind": "quantile", "q": 0.75}},
         {"type": "scatter", "mode": "lines", "x": cx, "y": q[2], "name": "median over trials",
          "line": {"width": 2.5, "color": "#222"}, "customdata": counts,
-         "hovertemplate": f"{x}≈%{{x:.4g}}<br>median {metric}=%{{y:.5g}}<br>trials=%{{customdata}}<extra></extra>",
+         "hovertemplate": f"{plotly_text(x)}≈%{{x:.4g}}<br>median {plotly_text(metric)}=%{{y:.5g}}<br>"
+                          "trials=%{customdata}<extra></extra>",
          "meta": {"kind": "quantile", "q": 0.5, "n": counts}},
     ]
 

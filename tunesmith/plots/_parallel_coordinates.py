@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import Figure, _label
+from tunesmith.plots._figure import Figure, _label, plotly_text
 from tunesmith.plots._read import (
     PlotSource,
     _log_axis,
@@ -37,26 +37,29 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
         return None
     dimensions = []
     for key, values in _parameters(exp, ids, seeds).items():
+        label = plotly_text(key)
         numeric = all(_number(v) is not None for v in values)
         if numeric and _log_axis(exp, key, values):
-            dimensions.append({"label": f"log10({key})", "values": [math.log10(float(v)) for v in values]})
+            dimensions.append({"label": f"log10({label})", "values": [math.log10(float(v)) for v in values]})
         elif numeric:
-            dimensions.append({"label": key, "values": [float(v) for v in values]})
+            dimensions.append({"label": label, "values": [float(v) for v in values]})
         else:
             labels = [_label(v) for v in values]
             cats = sorted(set(labels))
             index = {c: i for i, c in enumerate(cats)}
-            dimensions.append({"label": key, "values": [index[c] for c in labels],
+            # as they are: plotly.js draws a parcoords tick label as plain text (an entity would show)
+            dimensions.append({"label": label, "values": [index[c] for c in labels],
                                "tickvals": list(range(len(cats))), "ticktext": cats})
     ys = [finals[i] for i in ids]
-    dimensions.append({"label": metric, "values": ys})
+    name = plotly_text(metric)
+    dimensions.append({"label": name, "values": ys})
     try:
         reverse = resolve_mode(rs, mode) == "max"
     except ConfigError:
         reverse = False
     data = [{"type": "parcoords", "dimensions": dimensions,
              "line": {"color": ys, "colorscale": "Viridis", "reversescale": reverse, "showscale": True,
-                      "colorbar": {"title": {"text": metric}}},
+                      "colorbar": {"title": {"text": name}}},
              "meta": {"kind": "parcoords", "trial_ids": ids}}]
-    return {"data": data, "layout": {"title": {"text": f"Parallel coordinates ({metric})"},
+    return {"data": data, "layout": {"title": {"text": f"Parallel coordinates ({name})"},
                                      "margin": {"l": 80, "r": 80}}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import GREY, PALETTE, Figure
+from tunesmith.plots._figure import GREY, PALETTE, Figure, plotly_text
 from tunesmith.plots._pareto import non_dominated
 from tunesmith.plots._read import PlotSource, _metric_values, _read
 
@@ -31,7 +31,8 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
     front = [ids[k] for k in non_dominated(points, modes)]
     front_pts = sorted((a[i], b[i], i) for i in front)
     names = [f"trial_{i:05d}" for i in ids]
-    hover = f"%{{text}}<br>{metrics[0]}=%{{x:.5g}}<br>{metrics[1]}=%{{y:.5g}}<extra></extra>"
+    x_name, y_name = plotly_text(metrics[0]), plotly_text(metrics[1])
+    hover = f"%{{text}}<br>{x_name}=%{{x:.5g}}<br>{y_name}=%{{y:.5g}}<extra></extra>"
     data = [
         {"type": "scatter", "mode": "markers", "name": "trials", "x": [p[0] for p in points],
          "y": [p[1] for p in points], "text": names, "marker": {"color": GREY, "size": 7},
@@ -42,6 +43,6 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
          "hovertemplate": hover, "meta": {"kind": "front", "trial_ids": [p[2] for p in front_pts]}},
     ]
     return {"data": data, "layout": {
-        "title": {"text": f"Pareto front: {metrics[0]} ({modes[0]}) vs {metrics[1]} ({modes[1]})"},
-        "xaxis": {"title": {"text": metrics[0]}}, "yaxis": {"title": {"text": metrics[1]}},
+        "title": {"text": f"Pareto front: {x_name} ({modes[0]}) vs {y_name} ({modes[1]})"},
+        "xaxis": {"title": {"text": x_name}}, "yaxis": {"title": {"text": y_name}},
         "hovermode": "closest"}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith.plots._figure import PALETTE, Figure, _label, _subplots, _webgl
+from tunesmith.plots._figure import PALETTE, Figure, _subplots, _webgl, plotly_text
 from tunesmith.plots._read import PlotSource, _log_axis, _metric_values, _number, _parameters, _read, resolve_metric
 
 
@@ -24,23 +24,25 @@ def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | No
     if not varying:
         return None
     names = [f"trial_{i:05d}" for i in ids]
-    layout, axes = _subplots(len(varying), [f"{metric} vs {k}" for k in varying])
+    name = plotly_text(metric)
+    layout, axes = _subplots(len(varying), [f"{name} vs {plotly_text(k)}" for k in varying])
     data = []
     for (xa, ya, xkey, ykey), (key, values) in zip(axes, varying.items()):
         numeric = all(_number(v) is not None for v in values)
-        xs = values if numeric else [_label(v) for v in values]
+        xs = values if numeric else [plotly_text(v) for v in values]  # categories: the axis's tick labels
+        label = plotly_text(key)
         data.append({"type": "scatter", "mode": "markers", "x": xs, "y": [finals[i] for i in ids],
-                     "text": names, "xaxis": xa, "yaxis": ya, "name": key, "showlegend": False,
+                     "text": names, "xaxis": xa, "yaxis": ya, "name": label, "showlegend": False,
                      "marker": {"size": 7, "color": PALETTE[0], "opacity": 0.75},
-                     "hovertemplate": f"%{{text}}<br>{key}=%{{x}}<br>{metric}=%{{y:.5g}}<extra></extra>",
+                     "hovertemplate": f"%{{text}}<br>{label}=%{{x}}<br>{name}=%{{y:.5g}}<extra></extra>",
                      "meta": {"kind": "scatter", "param": key, "trial_ids": ids}})
-        axis: dict[str, Any] = {"title": {"text": key}}
+        axis: dict[str, Any] = {"title": {"text": label}}
         if not numeric:
             axis["type"] = "category"
         elif _log_axis(exp, key, values):
             axis["type"] = "log"
         layout[xkey].update(axis)
-        layout[ykey].update({"title": {"text": metric}})
-    layout["title"] = {"text": f"{metric} against each parameter"}
+        layout[ykey].update({"title": {"text": name}})
+    layout["title"] = {"text": f"{name} against each parameter"}
     _webgl(data)
     return {"data": data, "layout": layout}

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import PALETTE, Figure, _label, _plain_list, _transparent
+from tunesmith.plots._figure import PALETTE, Figure, _label, _plain_list, _transparent, plotly_text
 from tunesmith.plots._read import PlotSource, _check_x, _read, _seed_set, resolve_metric
 from tunesmith.trial import ITERATION
 
@@ -72,6 +72,7 @@ def seed_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATION, b
     if not any(len(ids) > 1 for ids in groups.values()):
         return None
     data: list[dict[str, Any]] = []
+    x_name, metric_name = plotly_text(x), plotly_text(metric)
     for g, (label, ids) in enumerate(groups.items()):
         grid = np.unique(np.concatenate([curves[tid][0] for tid in ids]))
         if len(grid) > max_points > 1:
@@ -102,19 +103,21 @@ def seed_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATION, b
         xs = _plain_list(grid[at])
         means, lows, highs, ns = mean.tolist(), (mean - half).tolist(), (mean + half).tolist(), counts.tolist()
         color = PALETTE[g % len(PALETTE)]
-        common = {"legendgroup": label, "hoverinfo": "skip", "showlegend": False}
-        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": lows, "name": f"{label} low",
+        name = plotly_text(label)
+        common = {"legendgroup": name, "hoverinfo": "skip", "showlegend": False}
+        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": lows, "name": f"{name} low",
                      "line": {"width": 0, "color": color},
                      "meta": {"kind": "seed_band_low", "group": label}, **common})
-        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": highs, "name": f"{label} high",
+        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": highs, "name": f"{name} high",
                      "fill": "tonexty", "fillcolor": _transparent(color), "line": {"width": 0, "color": color},
                      "meta": {"kind": "seed_band_high", "group": label}, **common})
-        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": means, "name": label,
-                     "legendgroup": label, "line": {"color": color, "width": 2}, "customdata": ns,
-                     "hovertemplate": f"{label}<br>{x}=%{{x}}<br>mean {metric}=%{{y:.5g}}<br>"
+        data.append({"type": "scatter", "mode": "lines", "x": xs, "y": means, "name": name,
+                     "legendgroup": name, "line": {"color": color, "width": 2}, "customdata": ns,
+                     "hovertemplate": f"{name}<br>{x_name}=%{{x}}<br>mean {metric_name}=%{{y:.5g}}<br>"
                                       "seeds=%{customdata}<extra></extra>",
                      "meta": {"kind": "seed_mean", "group": label, "n": ns, "trial_ids": ids}})
     what = "±1 std" if band == "std" else "95% CI"
     return {"data": data, "layout": {
-        "title": {"text": f"{metric} against {x}: mean over seeds ({', '.join(sorted(seed_keys))}), band {what}"},
-        "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": metric}}, "hovermode": "closest"}}
+        "title": {"text": f"{metric_name} against {x_name}: mean over seeds "
+                          f"({plotly_text(', '.join(sorted(seed_keys)))}), band {what}"},
+        "xaxis": {"title": {"text": x_name}}, "yaxis": {"title": {"text": metric_name}}, "hovermode": "closest"}}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith.plots._figure import PALETTE, Figure, _label, _subplots, _transparent
+from tunesmith.plots._figure import PALETTE, Figure, _label, _subplots, _transparent, plotly_text
 from tunesmith.plots._read import PlotSource, _Experiment, _final_values, _number, _read, _seed_set, resolve_metric
 
 MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters than this are pooled
@@ -69,11 +69,13 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
     finals = _final_values(exp, metric, final, last_k, mode)
     trials = [t for t in rs.trials if t.id in finals]
     shown = {q: _shown_labels(path, values) for q, (path, values) in grids.items()}
-    layout, axes = _subplots(len(params), [f"{metric} vs {p}" for p in params])
+    metric_name = plotly_text(metric)
+    layout, axes = _subplots(len(params), [f"{metric_name} vs {plotly_text(p)}" for p in params])
     data: list[dict[str, Any]] = []
     legend_seen: set[str] = set()
     for (xa, ya, xkey, ykey), param in zip(axes, params):
         path, order = grids[param]
+        param_name = plotly_text(param)
         others = [q for q in params if q != param]
         groups: dict[str, dict[str, list[float]]] = {}
         members: dict[str, dict[str, list[int]]] = {}  # the trials behind each value, for the seed points
@@ -95,9 +97,9 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
         labels = list(dict.fromkeys(shown[param].values()))
         for g, (group, by_x) in enumerate(sorted(groups.items())):
             stats = sweep_stats(by_x, order if not masked else labels)
-            xs = [p.value if numeric else _label(p.value) for p in stats]
+            xs = [p.value if numeric else plotly_text(p.value) for p in stats]  # categories: tick labels
             color = PALETTE[g % len(PALETTE)]
-            name = group or metric
+            name = plotly_text(group or metric)
             common = {"xaxis": xa, "yaxis": ya, "legendgroup": name, "hoverinfo": "skip", "showlegend": False}
             data.append({"type": "scatter", "mode": "lines", "x": xs, "y": [p.low for p in stats],
                          "line": {"width": 0, "color": color}, "name": f"{name} min",
@@ -111,24 +113,25 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
                 "name": name, "legendgroup": name, "showlegend": bool(group) and name not in legend_seen,
                 "xaxis": xa, "yaxis": ya, "line": {"color": color, "width": 2},
                 "customdata": [[p.n, p.std, p.low, p.high] for p in stats],
-                "hovertemplate": (f"{param}=%{{x}}<br>mean {metric}=%{{y:.5g}}<br>n=%{{customdata[0]}} "
+                "hovertemplate": (f"{param_name}=%{{x}}<br>mean {metric_name}=%{{y:.5g}}<br>n=%{{customdata[0]}} "
                                   "std=%{customdata[1]:.3g}<br>min=%{customdata[2]:.5g} "
-                                  "max=%{customdata[3]:.5g}<extra>" + (group or "") + "</extra>"),
+                                  "max=%{customdata[3]:.5g}<extra>" + plotly_text(group) + "</extra>"),
                 "meta": {"kind": "mean", "param": param, "group": group,
                          "n": [p.n for p in stats], "std": [p.std for p in stats]},
             })
             legend_seen.add(name)
             # every trial's own value: the seeds behind the mean, so a lucky seed shows
-            by_label = {_label(p.value): (p.value if numeric else _label(p.value)) for p in stats}
+            by_label = {_label(p.value): (p.value if numeric else plotly_text(p.value)) for p in stats}
             ids = [tid for label in by_label for tid in members[group].get(label, [])]
             data.append({"type": "scatter", "mode": "markers", "name": f"{name} trials", "legendgroup": name,
                          "showlegend": False, "xaxis": xa, "yaxis": ya,
                          "x": [by_label[label] for label in by_label for _ in members[group].get(label, [])],
                          "y": [finals[tid] for tid in ids], "text": [f"trial_{tid:05d}" for tid in ids],
                          "marker": {"size": 5, "color": color, "opacity": 0.6},
-                         "hovertemplate": f"%{{text}}<br>{param}=%{{x}}<br>{metric}=%{{y:.5g}}<extra></extra>",
+                         "hovertemplate": f"%{{text}}<br>{param_name}=%{{x}}<br>{metric_name}=%{{y:.5g}}"
+                                          "<extra></extra>",
                          "meta": {"kind": "seeds", "param": param, "group": group, "trial_ids": ids}})
-        axis: dict[str, Any] = {"title": {"text": param}}
+        axis: dict[str, Any] = {"title": {"text": param_name}}
         if numeric:
             numbers_ = [float(v) for v in order]
             if min(numbers_) > 0 and max(numbers_) / min(numbers_) >= 100:
@@ -136,11 +139,11 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
                 axis.update({"type": "log", "tickvals": numbers_, "ticktext": [_label(v) for v in order]})
         else:
             axis["type"] = "category"
-            axis["categoryarray"] = labels
+            axis["categoryarray"] = [plotly_text(label) for label in labels]
         layout[xkey].update(axis)
-        layout[ykey].update({"title": {"text": metric}})
+        layout[ykey].update({"title": {"text": metric_name}})
     what = {"last": "last result", "best": "best result", "mean_last": f"mean of the last {last_k} results"}[final]
-    layout["title"] = {"text": f"Parameter sensitivity: {metric}, {what} (mean, band: min–max over repeats, "
+    layout["title"] = {"text": f"Parameter sensitivity: {metric_name}, {what} (mean, band: min–max over repeats, "
                                "points: trials)"}
     return {"data": data, "layout": layout}
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tunesmith.plots._figure import STATUS_COLORS, Figure
+from tunesmith.plots._figure import STATUS_COLORS, Figure, plotly_text
 from tunesmith.plots._read import PlotSource, _Experiment, _number, _read
 from tunesmith.trial import TIME_TOTAL, TIMESTAMP
 
@@ -77,10 +77,11 @@ def timeline(rs: PlotSource, max_rows: int = MAX_TIMELINE_ROWS) -> Figure:
     held = {tid: (exp.records.get(tid, {}).get("resources") or {}) for tid, *_ in segments}
     usage = _resource_steps([(held[tid], b - exp.t0, e - exp.t0) for tid, _, b, e in segments])
     for key, (xs, ys) in usage.items():
+        name = plotly_text(key)
         data.append({
-            "type": "scatter", "mode": "lines", "name": f"{key} in use", "x": xs, "y": ys, "yaxis": "y2",
+            "type": "scatter", "mode": "lines", "name": f"{name} in use", "x": xs, "y": ys, "yaxis": "y2",
             "line": {"shape": "hv", "width": 2}, "fill": "tozeroy",
-            "hovertemplate": "%{x:.2f} s: %{y:g} " + key + "<extra></extra>",
+            "hovertemplate": "%{x:.2f} s: %{y:g} " + name + "<extra></extra>",
             "meta": {"kind": "resources", "resource": key}})
     gantt_height = 40 + 18 * len(names)
     layout: dict[str, Any] = {

@@ -11,7 +11,6 @@ them; secrets are masked in the labels as everywhere else.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 from tunesmith._flat import flatten
 from tunesmith._secrets import mask_at
+from tunesmith.plots._figure import plotly_text
 
 Figure = dict[str, Any]
 
@@ -37,7 +37,7 @@ def _short(value: Any) -> str:
         return f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     # plotly reads a few tags in text (<br>, <a>...): a config's string is shown, never read as one
-    return html.escape(text if len(text) <= 30 else text[:29] + "…")
+    return plotly_text(text if len(text) <= 30 else text[:29] + "…")
 
 
 def changes(old: Any, new: Any) -> list[str]:
@@ -49,7 +49,7 @@ def changes(old: Any, new: Any) -> list[str]:
         a, b = before.get(key), after.get(key)
         if a != b:
             path = tuple(key.split("/"))
-            out.append(f"{html.escape(key)}: {_short(mask_at(path, a))} → {_short(mask_at(path, b))}")
+            out.append(f"{plotly_text(key)}: {_short(mask_at(path, a))} → {_short(mask_at(path, b))}")
     return out
 
 
