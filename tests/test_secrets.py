@@ -47,6 +47,28 @@ def test_counts_and_names_that_only_contain_key_or_token_are_shown() -> None:
     assert mask_text("generated 1024 tokens with sk-1", secret_strings(config)) == f"generated 1024 tokens with {MASK}"
 
 
+def test_a_swept_size_under_a_tokens_key_is_plotted_and_named(results_dir) -> None:
+    """``max_new_tokens`` swept: its values on the sensitivity plot's axis and its name on the importance chart
+    (both were ``***``); a swept ``hf_token`` is still told apart as ``*** #1``, ``*** #2``."""
+    from tunesmith.plots.data import importance, sensitivity
+
+    def train(config):
+        ts.report({"loss": config["max_new_tokens"] / 100 + len(config["hf_token"]) + config["x"]})
+
+    space = {"max_new_tokens": ts.grid([64, 128, 256]), "hf_token": ts.grid(["hf-aaaa", "hf-bbbbb"]),
+             "x": ts.uniform(0, 1)}
+    result = ts.run(train, space=space, num_samples=2, metric="loss", mode="min", verbose=0, seed=0)
+    figure = sensitivity(result)
+    assert figure is not None
+    layout = figure["layout"]
+    axes = {layout[k]["title"]["text"]: layout[k] for k in layout if k.startswith("xaxis")}
+    assert axes["hf_token"]["categoryarray"] == [f"{MASK} #1", f"{MASK} #2"]
+    tokens = {x for trace in figure["data"] if trace["xaxis"] == "x" for x in trace["x"]}
+    assert tokens == {64, 128, 256}, figure["layout"]["xaxis"]
+    bars = importance(result)
+    assert bars is not None and "max_new_tokens" in bars["data"][0]["y"]
+
+
 def test_secrets_are_stored_as_given_and_masked_when_shown(results_dir):
     buf = io.StringIO()
     result = ts.run(lambda c: ts.report({"v": 1}), space={"api_token": "tok-XYZ", "lr": ts.grid([0.1])},

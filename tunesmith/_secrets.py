@@ -116,6 +116,12 @@ def mask_at(path: Sequence[Any], value: Any) -> Any:
     return mask(value, str(path[-1]) if path else "", _path_secrecy(path))
 
 
+def hidden_at(path: Sequence[Any], value: Any) -> bool:
+    """Whether a config shows ``value`` at this key path masked because of the path (a secret, or text under a
+    key(s)/token(s) key): a plot then tells such values apart (``*** #1``) instead of drawing them."""
+    return mask_at(path, value) != mask(value)
+
+
 def secret_strings(config: Any) -> set[str]:
     """The raw secret values ``mask`` hides in ``config``, as text: what ``mask_text`` must find in an
     error message that quotes the config."""

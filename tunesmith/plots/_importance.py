@@ -18,9 +18,7 @@ def importance(rs: PlotSource, metric: str | None = None, mode: str | None = Non
         return None
     if not ranked or not any(ranked.values()):
         return None
-    from tunesmith._secrets import MASK, is_secret_path
-
-    names = [MASK if is_secret_path(tuple(name.split("/"))) else plotly_text(name) for name in ranked]
+    names = [plotly_text(name) for name in ranked]  # a parameter's name, not its values: no secret
     values = list(ranked.values())
     data = [{"type": "bar", "orientation": "h", "x": values[::-1], "y": names[::-1], "name": "importance",
              "marker": {"color": PALETTE[0]}, "hovertemplate": "%{y}: %{x:.3f}<extra></extra>"}]

@@ -170,22 +170,23 @@ def _shown_labels(path: tuple[str, ...], values: list[Any]) -> dict[str, str]:
     """Label of each grid value (by its ``_label``) as the plot shows it: a secret-looking key's values as
     ``*** #1``, ``*** #2``... (told apart, not shown: a report is shared more widely than the store),
     others with their URL passwords masked."""
-    from tunesmith._secrets import MASK, is_secret_path, mask_at
+    from tunesmith._secrets import MASK, hidden_at, mask_at
 
     out: dict[str, str] = {}
+    hidden = any(hidden_at(path, value) for value in values)
     for value in values:
         key = _label(value)
         if key not in out:
-            out[key] = f"{MASK} #{len(out) + 1}" if is_secret_path(path) else _label(mask_at(path, value))
+            out[key] = f"{MASK} #{len(out) + 1}" if hidden else _label(mask_at(path, value))
     return out
 
 
 def _shown(path: tuple[str, ...], labels: dict[str, str], value: Any) -> str:
     """A trial's value as ``_shown_labels`` shows it; a value off the grid (a PBT exploit's) as ``***`` under
     a secret-looking key, else masked as in a config."""
-    from tunesmith._secrets import MASK, is_secret_path, mask_at
+    from tunesmith._secrets import MASK, hidden_at, mask_at
 
     label = labels.get(_label(value))
     if label is not None:
         return label
-    return MASK if is_secret_path(path) else _label(mask_at(path, value))
+    return MASK if hidden_at(path, value) else _label(mask_at(path, value))
