@@ -78,3 +78,35 @@ def test_lineage_graph_importance_resources_and_nodes_are_drawn(results_dir: Any
     finally:
         board.stop()
     assert problems == []
+
+
+MARKED = '<a href="https://evil.example/">m</a>%{y}'
+
+
+def marked_train(config: dict[str, Any], ctx: Any) -> Any:
+    for step in range(3):
+        yield ({MARKED: config["lr"] * step, "steps<b>": step}, 1.0, None)
+
+
+def test_the_live_curves_draw_metric_and_counter_names_as_text(results_dir: Any) -> None:
+    """The experiment page's live learning curves put the metric and the x counter in their axis titles: shown as
+    written, never read by plotly.js as a link, a tag or a placeholder."""
+    require_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    ts.run(marked_train, space={"lr": ts.grid([0.5, 1.0])}, metric=MARKED, mode="max",
+           backend=SimulatedBackend({"cpu": 2}), verbose=0, name="marked")
+    board = dashboard.start(str(results_dir), port=0)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1200})
+                page.goto(board.url + "e/marked", wait_until="load", timeout=20_000)
+                page.wait_for_selector("#plot-curves .main-svg .ytitle", timeout=15_000)
+                title = page.evaluate("() => document.querySelector('#plot-curves .ytitle').textContent")
+                assert title == MARKED
+                assert page.evaluate("() => document.querySelectorAll('#plot-curves a').length") == 0
+            finally:
+                browser.close()
+    finally:
+        board.stop()

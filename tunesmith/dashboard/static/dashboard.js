@@ -1,8 +1,15 @@
-// tunesmith dashboard. Every value from an experiment is data: it reaches the page through textContent and
-// plotly (which escapes text), never parsed as markup. Served as a file: the page allows no inline script.
+// tunesmith dashboard. Every value from an experiment is data: it reaches the page through textContent, or
+// through plotly as plotlyText writes it (plotly.js reads <a href>, <b>, <br> and %{...} in the texts it draws),
+// never parsed as markup. The plots the server sends are escaped so already. Served as a file: the page allows no
+// inline script.
 (function () {
   "use strict";
   var B = document.body.dataset;
+
+  // a user's string for a text plotly.js draws, shown as written (tunesmith.plots._figure.plotly_text)
+  function plotlyText(s) {
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/%/g, "&#37;");
+  }
   var CONTROL = B.control === "1";
   var CSRF = B.csrf;
   var main = document.getElementById("main");
@@ -298,8 +305,8 @@
         });
         window.__ts.points = traces.reduce(function (n, tr) { return n + tr.x.length; }, 0);
         window.__ts.updates += 1;
-        return draw(curves, traces, {margin: {t: 20}, xaxis: {title: {text: x}},
-          yaxis: {title: {text: metric}}, showlegend: traces.length <= 20, uirevision: metric + "|" + x}, PLOT_CONFIG);
+        return draw(curves, traces, {margin: {t: 20}, xaxis: {title: {text: plotlyText(x)}},
+          yaxis: {title: {text: plotlyText(metric)}}, showlegend: traces.length <= 20, uirevision: metric + "|" + x}, PLOT_CONFIG);
       });
     }
 
