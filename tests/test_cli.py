@@ -360,8 +360,10 @@ def test_a_second_ctrl_c_while_trials_stop_still_ends_the_run_interrupted(tmp_pa
             time.sleep(0.05)
         driver.send_signal(signal.SIGINT)
         assert driver.stderr is not None
-        first = driver.stderr.readline()  # the driver says it is stopping the trials: it waits for them now
-        assert "interrupted: stopping 1 running trials" in first, first
+        said = []
+        while not said or "interrupted: stopping 1 running trials" not in said[-1]:  # it waits for the trial now
+            said.append(driver.stderr.readline())
+            assert said[-1], said  # not the end of its output first
         driver.send_signal(signal.SIGINT)
         _out, err = driver.communicate(timeout=60)
     finally:

@@ -13,12 +13,14 @@ and the placements logged each tick (``dashboard._commands``, ``_placements``), 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tunesmith._constraints import add_constraints
@@ -163,7 +165,8 @@ class Controller:
                 self._stop_all(grace_s=5.0)
             except KeyboardInterrupt:
                 log.warning("interrupted again: the running trials are killed")
-            set_status(self, "interrupted")  # either way: the store says so, and resume continues it
+            with _sigint_ignored():  # either way: the store says so (a third Ctrl-C must not cut that write)
+                set_status(self, "interrupted")
             raise
         except sqlite3.OperationalError as e:
             # the transaction rolled back: the store holds everything committed before, so it resumes
@@ -673,6 +676,19 @@ class Controller:
 Decision = Continue | Stop | Pause | Exploit
 _CONTINUE = Continue()
 _STOP = Stop()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored for the block (in the main thread; elsewhere signals do not land anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Terminated(KeyboardInterrupt):
