@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
+import math
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tunesmith._errors import ConfigError
-from tunesmith._space_file import load_space, parse_space, parse_space_text
+from tunesmith._space_file import EXPONENT_FLOAT, load_space, parse_space, parse_space_text
+from tunesmith.cli import cli
 from tunesmith.space import (
     Domain,
     choice,
@@ -31,9 +33,7 @@ class _Dumper(yaml.SafeDumper):
     """Quotes text such as "1e5" that the space loader (like YAML 1.2) reads as a number."""
 
 
-_Dumper.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+.0123456789"))
 
 # Names with digits are never mistaken for (or close to) a domain name.
 keys = st.from_regex(r"[a-z]{1,3}[0-9]{1,2}", fullmatch=True)
@@ -198,3 +198,87 @@ def test_json_files(tmp_path: Any) -> None:
         load_space(str(path))
     with pytest.raises(ConfigError, match="cannot read the space file"):
         load_space(str(tmp_path / "missing.yaml"))
+
+
+def _bomb(levels: int) -> str:
+    """YAML whose aliases repeat nine times a level: 9**levels values from a few hundred bytes."""
+    names = "abcdefghijklmnop"[:levels]
+    lines = [f"{names[0]}: &{names[0]} [{','.join(['x'] * 9)}]"]
+    lines += [f"{name}: &{name} [{','.join(['*' + prev] * 9)}]" for prev, name in zip(names, names[1:])]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it(tmp_path: Any) -> None:
+    path = tmp_path / "laughs.yaml"
+    path.write_text(_bomb(9))  # 9**9 values in 306 bytes; "f" alone is 9**6
+    assert path.stat().st_size == 306
+    with pytest.raises(ConfigError) as info:
+        load_space(str(path))
+    assert str(info.value).startswith(f'{path}: space["f"]: expands to more than 100000 values')
+    assert "aliases repeat what they refer to" in str(info.value)
+    res = CliRunner().invoke(cli, ["run", "train.py:train", "--space", str(path)])
+    assert res.exit_code == 2 and res.output.startswith(f"error: {path}: ") and res.output.count("\n") == 1
+    # Shared values count each time they are used, but a space within the bound loads.
+    assert parse_space_text(_bomb(5), "s.yaml")["e"] == [[[[["x"] * 9] * 9] * 9] * 9] * 9
+    with pytest.raises(ConfigError, match=r'^s\.yaml: space: expands to more than 100000 values'):
+        parse_space_text(_bomb(5) + "".join(f"k{i}: *d\n" for i in range(20)), "s.yaml")
+
+
+@pytest.mark.parametrize("text, json_only, message", [
+    ("a: &x [*x]", False, 'space["a"]: refers to itself'),
+    ("a: {b: &x [1, [*x]]}", False, 'space["a"]: refers to itself'),
+    ("a: &x {b: *x}", False, "not valid YAML: found unconstructable recursive node"),
+    ("a: " + "[" * 900 + "]" * 900, False, "nested deeper than 100 levels"),
+    ('{"a": ' + "[" * 900 + "]" * 900 + "}", True, "nested deeper than 100 levels"),
+    ('{"a": ' + '{"b": ' * 900 + "1" + "}" * 901, True, "nested deeper than 100 levels"),
+    ('{"a": ' + "[" * 101 + "]" * 101 + "}", True, 'space["a"]: nested deeper than 100 levels'),
+    ("a: &x " + "[" * 60 + "]" * 60 + "\nb: " + "[" * 45 + "*x" + "]" * 45, False,
+     'space["b"]: nested deeper than 100 levels'),
+])
+def test_self_references_and_deep_nesting_are_config_errors(text: str, json_only: bool, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_space_text(text, "s.yaml", json_only)
+    assert message in str(info.value) and str(info.value).startswith("s.yaml: ")
+    assert "\n" not in str(info.value)
+
+
+def test_nesting_up_to_the_bound_loads() -> None:
+    assert parse_space_text('{"a": ' + "[" * 100 + "]" * 100 + "}", "s.json", json_only=True)["a"] is not None
+
+
+@pytest.mark.parametrize("data, where", [
+    (b'a: {choice: ["caf\xe9"]}\n', "byte 0xe9 on line 1"),
+    (b"lr: 0.1\n" * 5000 + b"x: \xff\n", "byte 0xff on line 5001"),
+    ('a: {choice: ["café"]}\n'.encode("utf-16"), "byte 0xff on line 1"),
+])
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Any, data: bytes, where: str) -> None:
+    path = tmp_path / "l.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        load_space(str(path))
+    assert str(info.value).startswith(f"{path}: not UTF-8 text ({where}")
+    assert "save it as UTF-8" in str(info.value)
+
+
+def test_merge_keys_are_overridden_by_explicit_keys() -> None:
+    text = ("defaults: &opt\n  lr: {loguniform: [1e-4, 1e-1]}\n  momentum: 0.9\n"
+            "sgd:\n  <<: *opt\n  momentum: {uniform: [0.8, 0.99]}\n"
+            "adam:\n  <<: [*opt, {beta: 0.9}]\n  beta: 0.95\n")
+    space = parse_space_text(text, "s.yaml")
+    assert space["sgd"] == {"lr": loguniform(1e-4, 1e-1), "momentum": uniform(0.8, 0.99)}
+    assert space["adam"] == {"lr": loguniform(1e-4, 1e-1), "momentum": 0.9, "beta": 0.95}
+    with pytest.raises(ConfigError, match="key 'beta' is given twice"):
+        parse_space_text(text + "  beta: 0.5\n", "s.yaml")
+
+
+@pytest.mark.parametrize("text, value", [
+    (".5e3", 500.0), ("-.5E3", -500.0), ("+.5e+3", 500.0), (".5e-3", 0.0005), (".5", 0.5), ("1e-4", 1e-4),
+    (".inf", float("inf")), ("-.Inf", float("-inf")), (".foo", ".foo"), (".e3", ".e3"), ("-.x5e3", "-.x5e3"),
+])
+def test_exponents_without_a_leading_digit_are_numbers(text: str, value: Any) -> None:
+    assert parse_space_text(f"x: {text}", "s.yaml") == {"x": value}
+
+
+def test_nan_still_reads_as_a_number() -> None:
+    for text in (".nan", ".NaN"):
+        assert math.isnan(parse_space_text(f"x: {text}", "s.yaml")["x"])

@@ -51,25 +51,26 @@ DOMAINS: dict[str, Any] = {
 }
 CONST = "const"
 _LISTS = {"choice": "options", "grid": "values"}
+MAX_VALUES = 100_000  # YAML aliases make a few hundred bytes repeat a list billions of times
+MAX_DEPTH = 100
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML that also reads ``1e-4`` and ``1E5`` as floats (YAML 1.2 does; PyYAML's 1.1 rules need
+    """Safe YAML that also reads ``1e-4``, ``1E5`` and ``.5e3`` as floats (YAML 1.2 does; PyYAML's 1.1 rules need
     a dot, so ``lr: 1e-4`` would otherwise become the string "1e-4")."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+.0123456789"))
 
 
 def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    """A mapping that names a key given twice (PyYAML would keep the last one silently)."""
-    loader.flatten_mapping(node)
+    """A mapping that names a key given twice (PyYAML would keep the last one silently). Keys merged in
+    with ``<<`` are not written here: the ones written here override them, as in YAML."""
     seen: set[Any] = set()
     for key_node, _value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             duplicate = key in seen
@@ -109,6 +110,10 @@ def load_space(path: str) -> dict[str, Any]:
             text = f.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the space file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:  # read() decodes the whole file at once: exc.start is its byte offset
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); save it "
+                          "as UTF-8") from None
     return parse_space_text(text, source=path, json_only=os.path.splitext(path)[1].lower() == ".json")
 
 
@@ -124,6 +129,8 @@ def parse_space_text(text: str, source: str = "space", json_only: bool = False) 
     except (ValueError, yaml.YAMLError) as exc:
         kind = "JSON" if json_only else "YAML"
         raise ConfigError(f"{source}: not valid {kind}: {' '.join(str(exc).split())}") from None
+    except RecursionError:  # the parsers recurse once or more per level
+        raise ConfigError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
     return parse_space(obj, source)
 
 
@@ -144,11 +151,45 @@ def parse_space(obj: Any, source: str = "space") -> dict[str, Any]:
         raise ConfigError(f"{source}: expected a mapping of parameter names to domains or constants at the "
                           f"top level; got {_kind(obj)}")
     try:
+        _check_size(obj)
         space = _mapping(obj, "space")
         validate_space(space)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return space
+
+
+def _check_size(obj: dict[Any, Any]) -> None:
+    """Refuse, before anything is copied, a space that YAML aliases make huge or circular, or that is
+    nested deeper than ``MAX_DEPTH``. PyYAML shares an aliased object; sizes are memoized by identity so
+    that each is measured once, however often it is used."""
+    measured: dict[int, tuple[int, int] | None] = {}  # id -> (values, levels of lists and mappings)
+
+    def measure(value: Any, depth: int, where: str) -> tuple[int, int]:
+        if not isinstance(value, (dict, list)):
+            return 1, 0
+        if id(value) not in measured:
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+            measured[id(value)] = None  # being measured: met again inside, it contains itself
+            items = [measure(item, depth + 1, where) for item in (value.values() if isinstance(value, dict)
+                                                                     else value)]
+            measured[id(value)] = 1 + sum(v for v, _ in items), 1 + max((n for _, n in items), default=0)
+        known = measured[id(value)]
+        if known is None:
+            raise ConfigError(f"{where}: refers to itself (a YAML alias inside what it names), so it never ends")
+        if depth + known[1] - 1 > MAX_DEPTH:  # a shared value met deeper than where it was measured
+            raise ConfigError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+        return known
+
+    total = 0
+    for key, value in obj.items():
+        values = measure(value, 1, _key("space", str(key)))[0]
+        total += values
+        if total > MAX_VALUES:
+            where = _key("space", str(key)) if values > MAX_VALUES else "space"
+            raise ConfigError(f"{where}: expands to more than {MAX_VALUES} values (YAML aliases repeat what "
+                              "they refer to each time they are used)")
 
 
 def _mapping(obj: dict[Any, Any], where: str) -> dict[str, Any]:
