@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 from algorithm_helpers import PauseOnce
@@ -137,3 +138,88 @@ def test_a_paused_trainable_is_checkpointed_where_it_paused_and_resumes_there(re
     assert [h["training_iteration"] for h in history] == [1, 2, 3, 4, 5]
     assert [h["value"] for h in history] == [1.0, 2.0, 3.0, 4.0, 5.0]  # resumed at 2, not from scratch
     assert history[2]["own_steps"] == 1  # a new object after the pause, restored from the checkpoint
+
+
+def _note(obj, name, value):
+    """One line of JSON in ``<trial_dir>/<name>.rank<rank>.json`` (each rank its own file)."""
+    with open(os.path.join(obj.trial_dir, f"{name}.rank{ts.get_rank()}.json"), "a") as f:
+        f.write(json.dumps(value) + "\n")
+
+
+def _notes(trial_dir, name, rank):
+    with open(os.path.join(trial_dir, f"{name}.rank{rank}.json")) as f:
+        return [json.loads(line) for line in f]
+
+
+class SeesItsPlace(Counter):
+    """Records what ``setup`` sees; its first attempt fails at its fourth step, after a checkpoint at 3."""
+
+    def setup(self, config):
+        super().setup(config)
+        _note(self, "setup", {"iteration": self.iteration, "trial_dir": self.trial_dir})
+        self.fresh = ts.get_checkpoint() is None
+
+    def step(self):
+        if self.fresh and self.iteration == 3:
+            raise ValueError("first attempt fails")
+        return super().step()
+
+
+def test_setup_sees_the_trial_dir_and_the_iteration_it_starts_from(results_dir):
+    result = ts.run(SeesItsPlace, {"lr": 1.0, "steps": 5}, metric="value", mode="max", max_failures=1, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    folder = os.path.join(result.path, "trials", f"trial_{trial.id:05d}")
+    # set before setup: 0 on the first start, the checkpoint's iteration (3) on the retry that restores it
+    assert [n["iteration"] for n in _notes(folder, "setup", 0)] == [0, 3]
+    assert all(os.path.samefile(n["trial_dir"], folder) for n in _notes(folder, "setup", 0))
+    assert [h["value"] for h in result.history(trial.id)] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+class OnRanks(ts.Trainable):
+    """Each rank records ``self.iteration`` at setup and at each step; done after 5 results. The first attempt's
+    rank 0 fails at its fourth step (after the checkpoint at 2), so the retry restores every rank from it."""
+
+    checkpoint_frequency = 2
+
+    def setup(self, config):
+        _note(self, "steps", {"setup": self.iteration})
+        self.fresh = ts.get_checkpoint() is None
+
+    def step(self):
+        _note(self, "steps", self.iteration)
+        if self.fresh and self.iteration == 3 and ts.get_rank() == 0:
+            raise ValueError("rank 0 fails once")
+        return {"loss": 1.0, "done": self.iteration + 1 >= 5}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "it.json"), "w") as f:
+            json.dump(self.iteration, f)
+
+
+def _attempts(records):
+    """A rank's records split at each setup: [(the iteration setup saw, the iterations its steps saw)...]."""
+    out = []
+    for r in records:
+        if isinstance(r, dict):
+            out.append((r["setup"], []))
+        else:
+            out[-1][1].append(r)
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="rank supervision is tested on Linux")
+def test_every_rank_counts_the_iterations_and_ends_at_done(results_dir):
+    """Ranks above 0 store no result: their ``self.iteration`` still counts the results reported so far (from
+    the restored iteration after a restore), so ``done`` ends them when it ends rank 0."""
+    result = ts.run(OnRanks, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, max_failures=1, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert [h["training_iteration"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5]
+    folder = os.path.join(result.path, "trials", f"trial_{trial.id:05d}")
+    rank0 = _attempts(_notes(folder, "steps", 0))
+    rank1 = _attempts(_notes(folder, "steps", 1))
+    assert rank0 == [(0, [0, 1, 2, 3]), (2, [2, 3, 4])]
+    assert rank1[-1] == (2, [2, 3, 4])  # restored at 2, ended by done at 5 as rank 0 (not killed after a grace)
+    # the first attempt (if rank 1 got to its setup before rank 0's failure ended it): counting from 0
+    assert all(at == 0 and steps == [0, 1, 2, 3, 4][:len(steps)] for at, steps in rank1[:-1]) and len(rank1) <= 2

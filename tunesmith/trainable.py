@@ -37,8 +37,9 @@ class Trainable:
     also written at every iteration where the scheduler decides (ASHA rungs, PBT perturbation points...),
     so a paused or exploited trial restarts from exactly there.
 
-    Inside the methods ``self.config``, ``self.iteration`` (results reported so far, also after a restore) and
-    ``self.trial_dir`` are set, and the session functions (``ts.get_trial_id()``...) work.
+    Inside the methods, ``setup`` included, ``self.config``, ``self.iteration`` (results reported so far, also
+    after a restore, and on every rank of a ``ranks=N`` trial) and ``self.trial_dir`` are set, and the session
+    functions (``ts.get_trial_id()``...) work.
     """
 
     checkpoint_frequency: int = 0
@@ -86,9 +87,7 @@ class _TrainableFunction:
         from tunesmith import session
 
         s = session._current("Trainable")
-        obj = self._object(s.trial_id, config)
-        obj.trial_dir = s.trial_dir
-        obj.iteration = s.iteration
+        obj = self._object(s, config)
         restore = s.restore
         if restore is not None:
             from tunesmith.integrations._common import checked_dir
@@ -97,13 +96,16 @@ class _TrainableFunction:
         frequency = int(getattr(obj, "checkpoint_frequency", 0) or 0)
         at_end = bool(getattr(obj, "checkpoint_at_end", False))
         limit = getattr(s.stop_rules, "max_iteration", None)  # stop={"training_iteration": n}
+        # counted here, not read from the session: a rank above 0 stores no result, so its session's count stays
+        # at the restored iteration while every rank reports as rank 0 does (and ends at the same ``done``)
+        iteration = s.iteration
         try:
             while True:
                 metrics = obj.step()
                 if not isinstance(metrics, dict):
                     raise TypeError(f"{self.cls.__name__}.step() must return a dict of metrics, got "
                                     f"{type(metrics).__name__}")
-                iteration = s.iteration + 1
+                iteration += 1
                 done = metrics.get("done") is True
                 save = ((frequency > 0 and iteration % frequency == 0)
                         or iteration == s.decision_iteration  # the scheduler may pause it here
@@ -115,16 +117,20 @@ class _TrainableFunction:
         finally:
             self._keep(s.trial_id, obj)
 
-    def _object(self, trial_id: int, config: dict[str, Any]) -> Trainable:
+    def _object(self, s: Any, config: dict[str, Any]) -> Trainable:
+        """The object that runs this start of the trial (session ``s``): the kept one if it takes ``config``,
+        else a new one, set up; ``trial_dir`` and ``iteration`` (the restored one, else 0) set before either."""
         kept = _kept.pop(self.__qualname__, None)
         if kept is not None:
             tid, obj = kept
-            if tid == trial_id and (obj.config == config or obj.reset_config(dict(config))):
-                obj.config = config
-                return obj  # PBT's new config taken in place: no new object, no setup
+            if tid == s.trial_id:
+                obj.trial_dir, obj.iteration = s.trial_dir, s.iteration  # as reset_config restarts it
+                if obj.config == config or obj.reset_config(dict(config)):
+                    obj.config = config
+                    return obj  # PBT's new config taken in place: no new object, no setup
             obj.cleanup()
         obj = self.cls()
-        obj.config = config
+        obj.config, obj.trial_dir, obj.iteration = config, s.trial_dir, s.iteration
         obj.setup(config)
         return obj
 
