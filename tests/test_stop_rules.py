@@ -178,6 +178,40 @@ def test_fail_fast_stops_every_trial_at_the_first_error(results_dir):
         ts.run(fails_or_waits, space, fail_fast="raise", max_concurrent=2, verbose=0)
 
 
+class _Raises(ts.Stopper):
+    """An experiment-level stopper whose ``__call__`` (``where="call"``) or ``stop_all`` raises from the
+    ``at``-th result on, over all trials."""
+
+    def __init__(self, where, at=5):
+        self.where, self.at, self.seen = where, at, 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        if self.where == "call" and self.seen >= self.at:
+            raise ValueError("boom")
+        return False
+
+    def stop_all(self):
+        if self.where == "stop_all" and self.seen >= self.at:
+            raise ValueError("boom")
+        return False
+
+
+@pytest.mark.parametrize("where, method", [("call", "__call__"), ("stop_all", r"stop_all\(\)")])
+def test_an_experiment_level_stopper_that_raises_is_a_config_error_and_the_experiment_ends_cleanly(
+        results_dir, where, method):
+    with pytest.raises(ts.ConfigError, match=rf"stop rule \S*_Raises: {method} raised ValueError: boom at "
+                                             rf"trial_\d+'s result \d+"):
+        ts.run(constant, metric="loss", mode="min", num_samples=4, max_concurrent=2, verbose=0, name="raises",
+               stop=_Raises(where))
+    stored = ts.load("raises")
+    assert stored.status == "failed"
+    assert stored.trials and all(t.status is ts.TrialStatus.TERMINATED for t in stored.trials)
+    # nothing lost: every result the trials made is stored, the fifth (the stopper raised at) included
+    assert sum(t.iteration for t in stored.trials) >= 5
+    assert all(len(stored.history(t.id)) == t.iteration for t in stored.trials)
+
+
 def silent(config):
     pass
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tunesmith._constraints import add_constraints
+from tunesmith._constraints import Constraints
 from tunesmith._errors import ConfigError
 from tunesmith._experiment_end import close_paused, set_status
 from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
@@ -72,7 +72,8 @@ class Controller:
         self.resources_fn = resources_fn  # resources=lambda config: {...}: each trial's own request
         self.ranks = ranks  # processes a trial starts as (run(ranks=N)); a resize changes it (_launches.ranks_of)
         self._rank_unit: dict[int, dict[str, float]] = {}  # a trial's per-rank share, from its first request
-        self.constraints = constraints  # fn(result) -> floats, stored as constraint/<i> with each result
+        # fn(result) -> floats, stored as constraint/<i> with each result
+        self.constraints = Constraints(constraints) if constraints is not None else None
         self.callbacks = callbacks
         self._notify = Notifier(callbacks)  # self._notify(hook, *args): every callback's hook, failures logged
         self.strict_metric = strict_metric
@@ -393,8 +394,7 @@ class Controller:
                 decoded = json.loads("[" + ",".join([row[3] for row in batch]) + "]")
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
                     if self.constraints is not None:
-                        text = add_constraints(self.constraints, self._fail, trial, iteration, time_total, timestamp,
-                                               metrics)
+                        text = self.constraints.add(self._fail, trial, iteration, time_total, timestamp, metrics)
                     rows.append((tid, iteration, time_total, timestamp, text, generation))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
@@ -503,7 +503,8 @@ class Controller:
             self.searcher.observe(tid, metrics, False)
             trial_stop = False
             if self.stop_rules.experiment:  # stateful rules over every trial's results, in order
-                trial_stop, end = self.stop_rules.observe_experiment(tid, metrics)
+                trial_stop, end = self.stop_rules.observe_experiment(tid, metrics, self._fail,
+                                                                     f"{trial.name}'s result {result.iteration}")
                 if end and self._end_reason is None:
                     self._end_reason = f"a stop rule ended the experiment at {trial.name}'s result {result.iteration}"
             if already is not None or not isinstance(decision, Continue):

@@ -201,6 +201,7 @@ class StopRules:
         self._unchecked_stop_keys: set[str] = set()
         self._keep_by = keep_by
         self.watching = keep_by is not None
+        self._raised: set[int] = set()  # the experiment-level stoppers that raised (observe_experiment)
         if stop is None:
             return
         for i, item in enumerate(stop if isinstance(stop, (list, tuple)) else [stop]):
@@ -294,13 +295,33 @@ class StopRules:
         stops = [bool(fn(trial_id, metrics)) for fn in self.fns]
         return any(stops)
 
-    def observe_experiment(self, trial_id: int, metrics: dict[str, Any]) -> tuple[bool, bool]:
+    def observe_experiment(self, trial_id: int, metrics: dict[str, Any],
+                           fail: Callable[[BaseException], None] | None = None,
+                           where: str = "a result") -> tuple[bool, bool]:
         """In the driver, each result of every trial in order: (stop this trial, end the experiment) by the
-        experiment-level stoppers."""
-        trial = False
-        for stopper in self.experiment:
-            trial = bool(stopper(trial_id, metrics)) or trial
-        return trial, any(stopper.stop_all() for stopper in self.experiment)
+        experiment-level stoppers.
+
+        A stopper whose ``__call__`` or ``stop_all()`` raises is a ConfigError naming it, ``where`` (the trial's
+        result) and the exception: given to ``fail`` (the controller's, which ends the experiment), raised
+        without one. The stopper is not asked again."""
+        trial = end = False
+        for method in ("__call__", "stop_all()"):  # every stopper sees the result before any is asked to end
+            for stopper in self.experiment:
+                if id(stopper) in self._raised or (end and method == "stop_all()"):
+                    continue
+                try:
+                    if method == "__call__":
+                        trial = bool(stopper(trial_id, metrics)) or trial
+                    else:
+                        end = bool(stopper.stop_all())
+                except Exception as e:  # noqa: BLE001 - the user's stopper: named in the error
+                    self._raised.add(id(stopper))
+                    error = ConfigError(f"stop rule {stored_name(stopper)}: {method} raised {type(e).__name__}: "
+                                        f"{e} at {where}")
+                    if fail is None:
+                        raise error from e
+                    fail(error)
+        return trial, end
 
     def for_trials(self) -> bytes | None:
         """These rules cloudpickled for the trial's own process, which evaluates them on each result it makes

@@ -122,7 +122,8 @@ class OptunaSearch(Searcher):
     (``study.add_trial``) before the first suggestion; a config outside this space is skipped.
 
     Constraints (``run(constraints=fn)``): ``tpe``, ``nsgaii`` and ``gp`` are created with Optuna's
-    ``constraints_func``, which reads each finished trial's ``constraint/<i>`` values (<= 0 feasible).
+    ``constraints_func``, which reads each finished trial's ``constraint/<i>`` values (<= 0 feasible). A NaN value
+    (not feasible) is told as +inf.
     """
 
     def __init__(self, sampler: Any = "tpe", seed: int | None = None, n_startup_trials: int | None = None,
@@ -419,8 +420,8 @@ class OptunaSearch(Searcher):
                    for name, dist in trial.distributions.items()):
                 continue
             attrs: dict[str, Any] = {}
-            constraints = _constraints(result)
-            if self._constrained and constraints is not None:
+            constraints = self._told_constraints(result) if self._constrained else None
+            if constraints is not None:
                 if _HAS_SET_CONSTRAINT(optuna):  # as Trial.set_constraint stores them
                     attrs = {f"constraints:{CONSTRAINT_PREFIX}{i}": v for i, v in enumerate(constraints)}
                 else:  # as constraints_func's values are stored
@@ -458,9 +459,27 @@ class OptunaSearch(Searcher):
             return [math.inf] * max(self._n_constraints, 1)
         return list(values)
 
+    def _told_constraints(self, result: dict[str, Any], complete: bool = True) -> list[float] | None:
+        """The constraint values a finished trial's ``result`` gives the sampler: as many for every trial as for
+        the first (Optuna's GP sampler refuses trials whose constraints differ; the driver ends an experiment
+        whose function changed its number of values, but a resume replays the stored results), NaN as +inf."""
+        values = _constraints(result)
+        if values is None:
+            if not complete:
+                return None
+            # none stored (warm start from an experiment run without constraints): as Optuna's TPE and NSGA-II
+            # take a trial without constraints, feasible
+            values = [0.0] * max(self._n_constraints, 1)
+        if not self._n_constraints:
+            self._n_constraints = len(values)
+        return _fit(values, self._n_constraints)
+
     def _ask(self, trial_id: int, params: dict[str, Any] | None) -> dict[str, Any]:
         self._study.sampler = self._make_sampler(self._count)
-        with _quiet(self._optuna):
+        with _quiet(self._optuna), warnings.catch_warnings():
+            # the +inf told for a NaN or missing constraint value (infeasible): the GP sampler clips it to the
+            # worst finite value, as meant, and warns on every ask
+            warnings.filterwarnings("ignore", "Clip non-finite values", UserWarning)
             if params is not None:
                 self._study.enqueue_trial(params)
             trial = self._study.ask()
@@ -487,9 +506,9 @@ class OptunaSearch(Searcher):
             return
         del self._trials[trial_id], self._reported[trial_id]
         values = [_number(result.get(m)) for m in self._metrics]
-        constraints = _constraints(result) if self._constrained else None
+        failed = any(v is None or math.isnan(v) for v in values)
+        constraints = self._told_constraints(result, not failed) if self._constrained else None
         if constraints is not None:
-            self._n_constraints = max(self._n_constraints, len(constraints))
             if _HAS_SET_CONSTRAINT(self._optuna):
                 # Optuna >= 5: the samplers that support constraints read these
                 for i, value in enumerate(constraints):
@@ -497,7 +516,7 @@ class OptunaSearch(Searcher):
             else:
                 trial.set_user_attr(_CONSTRAINTS_ATTR, constraints)
         with _quiet(self._optuna):
-            if any(v is None or math.isnan(v) for v in values):
+            if failed:
                 self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
             else:
                 self._study.tell(trial, values[0] if len(values) == 1 else values)
@@ -619,14 +638,23 @@ def _HAS_SET_CONSTRAINT(optuna: Any) -> bool:  # noqa: N802 - read as a constant
 
 
 def _constraints(result: dict[str, Any]) -> list[float] | None:
-    """A result's ``constraint/<i>`` values in order, or None when it has none (or one is not a number)."""
+    """A result's ``constraint/<i>`` values in order, or None when it has none. NaN (and anything not a number)
+    is +inf: not feasible, as ``feasible_result`` has it (Optuna refuses NaN; its samplers take +inf)."""
     values: list[float] = []
     while f"{CONSTRAINT_PREFIX}{len(values)}" in result:
         value = _number(result[f"{CONSTRAINT_PREFIX}{len(values)}"])
-        if value is None or math.isnan(value):
-            return None
-        values.append(value)
+        values.append(math.inf if value is None or math.isnan(value) else value)
     return values or None
+
+
+def _fit(values: list[float], count: int) -> list[float]:
+    """``values`` as ``count`` values: missing ones +inf (not known to be feasible); the last kept one and the
+    extra ones as one with the same feasibility and violation (the sum of the positive ones, else their max)."""
+    if len(values) <= count:
+        return values + [math.inf] * (count - len(values))
+    rest = values[count - 1:]
+    violation = sum(v for v in rest if v > 0)
+    return [*values[:count - 1], violation if violation > 0 else max(rest)]
 
 
 def _number(value: Any) -> float | None:
