@@ -104,10 +104,24 @@ KEYS = ["sk-live-AAAA1111", "sk-live-BBBB2222"]
 DB_URL = "postgres://bob:pa/ss-w0rd@db.example:5432/x"
 
 
+METRIC_SECRETS = ["hf_METRICSECRET", "METRICPW"]
+
+
 def secret_train(config):
-    ts.report({"loss": 1.0 if config["api_key"] == KEYS[0] else 2.0})
+    ts.report({"loss": 1.0 if config["api_key"] == KEYS[0] else 2.0,  # text results: a token, a URL, the config's key
+               "hf_token": METRIC_SECRETS[0], "endpoint": f"https://u:{METRIC_SECRETS[1]}@h.example/",
+               "note": f"called with {config['api_key']}"})
     if config["api_key"] == KEYS[1]:
         raise ValueError(f"request refused for config {config}")  # a message that quotes the config
+
+
+def _get(app, path: str) -> tuple[int, str]:
+    got = {}
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "HTTP_HOST": "127.0.0.1:8788",
+               "wsgi.input": io.BytesIO(b""), "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8788",
+               "wsgi.url_scheme": "http"}
+    body = b"".join(app(environ, lambda status, headers: got.update(status=int(status.split()[0]))))
+    return got["status"], body.decode()
 
 
 def _files_under(path: str) -> list[str]:
@@ -132,7 +146,7 @@ def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd)
     result = ts.run(secret_train, space={"api_key": ts.grid(KEYS), "seed": ts.grid([0, 1]), "db": DB_URL},
                     metric="loss", mode="min", name="sec", storage_path=str(results_dir), verbose=0,
                     callbacks=callbacks)
-    secrets = [*KEYS, "pa/ss-w0rd"]
+    secrets = [*KEYS, "pa/ss-w0rd", *METRIC_SECRETS]
     failed = [t for t in result.trials if t.status.value == "ERROR"]
     assert len(failed) == 2 and KEYS[1] in failed[0].error  # the store keeps the error as raised...
     assert {t.config["api_key"] for t in result.trials} == set(KEYS)  # ... and the config as given
@@ -150,6 +164,15 @@ def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd)
         outputs[" ".join(args)] = res.output
     frame = result.dataframe()
     outputs["dataframe"] = frame.to_csv()
+    outputs["notebook"] = result._repr_html_() + "".join(t._repr_html_() for t in result.trials)
+    outputs["repr"] = repr(result.trials)
+    from tunesmith.dashboard import make_app
+
+    app = make_app(str(results_dir))
+    for path in ("/api/e/sec/trials", "/api/e/sec/t/1", "/api/e/sec/t/2", "/api/e/sec/summary"):
+        status, body = _get(app, path)
+        assert status == 200, body
+        outputs[path] = body
     outputs["dataframe all results"] = result.dataframe(all_results=True).to_csv()
     store_files = {STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm"}
     files = [f for f in _files_under(result.path) if os.path.basename(f) not in store_files]

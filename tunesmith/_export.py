@@ -19,7 +19,15 @@ from collections.abc import Iterable
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._safe_write import replacing
-from tunesmith.callbacks.csv_json import PARAMS_JSON, PROGRESS_CSV, RESULT_JSONL, csv_text, jsonl_lines, params_text
+from tunesmith.callbacks.csv_json import (
+    PARAMS_JSON,
+    PROGRESS_CSV,
+    RESULT_JSONL,
+    csv_text,
+    jsonl_lines,
+    params_text,
+    shown_results,
+)
 from tunesmith.store.sqlite import Store, result_dict
 from tunesmith.trial import Result, TrialView
 
@@ -60,7 +68,8 @@ def export(exp_dir: str, formats: Iterable[str] = FORMATS, to: str | None = None
             folder = os.path.join(out, _layout.trial_name(tid))
             _real_folder(folder)
             # one trial's results at a time: memory follows the largest trial, not the experiment
-            results = [Result(tid, row.iteration, result_dict(row), None, row.metrics) for row in store.results(tid)]
+            results = shown_results(trial.config, [Result(tid, row.iteration, result_dict(row), None, row.metrics)
+                                                   for row in store.results(tid)])
             _write(os.path.join(folder, PARAMS_JSON), params_text(trial))
             if "csv" in formats:
                 _write(os.path.join(folder, PROGRESS_CSV), csv_text(results) if results else "")

@@ -1,4 +1,5 @@
-"""Config values that look like secrets are stored as given and masked wherever they are shown.
+"""Config values that look like secrets are stored as given and masked wherever they are shown (and the text a
+trial reports: ``mask_result``).
 
 The store keeps every value as the user gave it (the trial needs its API key). Every output reads a trial
 through ``shown(trial)``: the progress display, the file loggers' ``params.json``, TensorBoard hparams,
@@ -172,13 +173,40 @@ def mask_text(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     return mask_string(text)
 
 
+def mask_result(metrics: dict[str, Any], secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """Reported metrics as every output shows them: a text value under a secret-looking key ``***``, other text
+    with ``secrets`` (the trial's config's secret values, :func:`secret_strings`), URL passwords and bearer
+    tokens masked; numbers as reported. ``metrics`` itself when nothing changes (the usual: numbers only)."""
+    out: dict[str, Any] | None = None
+    for key, value in metrics.items():
+        if isinstance(value, str):
+            masked = MASK if secrecy(key) and value else (mask_text(value, secrets) or value)
+            if masked != value:
+                if out is None:
+                    out = dict(metrics)
+                out[key] = masked
+    return metrics if out is None else out
+
+
 def shown(trial: T) -> T:
     """A copy of ``trial`` (a ``TrialView`` or ``TrialResult``) as every output shows it: its config masked,
-    and its error message with the config's secret values masked. The store keeps the raw values."""
+    its error message with the config's secret values masked, and its results' text (:func:`mask_result`). The
+    store keeps the raw values."""
     config = getattr(trial, "config", None)
     error = getattr(trial, "error", None)
     changes: dict[str, Any] = {"config": mask(config) if isinstance(config, dict) else config}
+    secrets: set[str] | None = None
     if error:
-        changes["error"] = mask_text(error, secret_strings(config))
+        secrets = secret_strings(config)
+        changes["error"] = mask_text(error, secrets)
+    for name in ("last_result", "metrics"):
+        value = getattr(trial, name, None)
+        metrics = value if isinstance(value, dict) else getattr(value, "metrics", None)  # a dict, or a Result
+        if isinstance(metrics, dict) and any(isinstance(v, str) for v in metrics.values()):
+            secrets = secret_strings(config) if secrets is None else secrets
+            masked = mask_result(metrics, secrets)
+            if masked is not metrics:
+                changes[name] = masked if value is metrics else value.__replace__(  # type: ignore[union-attr]
+                    metrics=masked, _json=None)
     replace = getattr(trial, "__replace__", None)  # a TrialView (a Record); a TrialResult is a dataclass
     return replace(**changes) if replace is not None else dataclasses.replace(trial, **changes)  # type: ignore[type-var]

@@ -506,7 +506,10 @@ class ResultSet:
         rows = []
         by_id = {t.id: t if show_secrets else masked(t) for t in self.trials}  # configs and errors masked
         if all_results:
-            return self._results_frame(pd, {tid: shown(t.config) for tid, t in by_id.items()})
+            frame = self._results_frame(pd, {tid: shown(t.config) for tid, t in by_id.items()})
+            if not show_secrets:
+                _mask_text_results(frame, {t.id: t.config for t in self.trials})
+            return frame
         else:
             for t in by_id.values():
                 rec = {"trial_id": t.id, "status": t.status.value, **t.last_result}
@@ -891,3 +894,19 @@ def load(name_or_path: str, metric: str | list[str] | None = None, mode: str | l
     return ResultSet(path, metric=metric, mode=mode)
 
 
+def _mask_text_results(frame: Any, configs: dict[int, Any]) -> None:
+    """The all-results frame's text results masked in place, as ``mask_result`` masks one result (with its trial's
+    config's secrets): only columns of text are looked at (numbers, the usual, are left alone)."""
+    from tunesmith._secrets import mask_result, secret_strings
+
+    columns = [c for c in frame.columns if c not in ("trial_id", "error") and not str(c).startswith("config/")
+               and frame[c].dtype.kind not in "biufcmM"]
+    if not columns or not len(frame):
+        return
+    secrets = {tid: secret_strings(config) for tid, config in configs.items()}
+    for column in columns:
+        values = frame[column].tolist()
+        masked = [mask_result({column: v}, secrets.get(tid, ()))[column] if isinstance(v, str) else v
+                  for v, tid in zip(values, frame["trial_id"].tolist())]
+        if masked != values:
+            frame[column] = masked

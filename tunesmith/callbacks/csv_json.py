@@ -140,7 +140,7 @@ class _TrialFileLogger(Callback):
             return
         first = results[0].iteration
         restarted = first <= self._last_iteration.get(trial.id, 0)
-        self._do(self._write, trial, self._rows(results), first if restarted else None)
+        self._do(self._write, trial, self._rows(shown_results(trial.config, results)), first if restarted else None)
         self._last_iteration[trial.id] = results[-1].iteration
 
     def _rows(self, results: list[Result]) -> Any:
@@ -335,3 +335,19 @@ def _append(path: str, text: str, truncate: bool = False) -> None:
 def _write_atomic(path: str, text: str) -> None:
     with replacing(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def shown_results(config: Any, results: list[Result]) -> list[Result]:
+    """``results`` of a trial with ``config`` as the files show them: the text they hold masked as every output
+    masks it (``_secrets.mask_result``); the same list when none holds text (the usual), found from their JSON
+    text without decoding (JSON writes ``":"`` only before a text value)."""
+    from tunesmith._secrets import mask_result, secret_strings
+
+    if all(r._json is not None and '":"' not in r._json and '": "' not in r._json for r in results):
+        return results
+    secrets = secret_strings(config)
+    out = []
+    for r in results:
+        masked = mask_result(r.metrics, secrets)
+        out.append(r if masked is r.metrics else r.__replace__(metrics=masked, _json=None))
+    return out

@@ -331,7 +331,8 @@ class Progress(Callback):
         return line
 
     def _trial_line(self, trial: TrialView) -> str:
-        last = trial.last_result.metrics if trial.last_result else {}
+        shown_trial = shown(trial)  # text it reported masked as its config is
+        last = shown_trial.last_result.metrics if shown_trial.last_result else {}
         values = ", ".join([f"{k}={_fmt(v)}" for k, v in last.items() if k not in AUTO_KEYS][:4])
         return printable(f"{trial.name} {trial.status.value} after {trial.iteration} iterations"
                          + (f": {values}" if values else ""), one_line=True)

@@ -25,7 +25,7 @@ from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._flat import flatten
 from tunesmith._objective import Objective
-from tunesmith._secrets import mask_text, secret_strings, shown
+from tunesmith._secrets import mask_result, mask_text, secret_strings, shown
 from tunesmith.dashboard._commands import ADDED_KEY
 from tunesmith.plots.lineage import lineage_graph
 from tunesmith.store.sqlite import Store, StoreError, _json_path
@@ -57,6 +57,18 @@ class _Shown:
 
 def _masked(config: Any, error: str | None = None) -> _Shown:
     return shown(_Shown(config, error))
+
+
+def _masked_last(last: str | None, config: Any) -> str | None:
+    """A trial's last result (JSON text) with the text it reported masked (``mask_result``); as it is when it
+    holds no text value (the usual: JSON writes ``":"`` only before one)."""
+    if not last or ('":"' not in last and '": "' not in last):
+        return last
+    decoded = json.loads(last)
+    if not isinstance(decoded, dict):
+        return last
+    masked = mask_result(decoded, secret_strings(config))
+    return last if masked is decoded else json.dumps(masked)
 
 
 def number(value: Any) -> float | None:
@@ -183,7 +195,8 @@ class Experiments:
                 column = {"id": "id", "status": "status", "iteration": "iteration", "failures": "num_failures"}[key]
                 order = f"{column} {'DESC' if desc else 'ASC'}" + (", id" if key != "id" else "")
                 total = store._db.execute(f"SELECT COUNT(*) FROM trials {where}", args).fetchone()[0]
-                rows = [(tid, _masked(json.loads(config)).config, st, failures, iteration, last, parent)
+                rows = [(tid, _masked(raw := json.loads(config)).config, st, failures, iteration,
+                         _masked_last(last, raw), parent)
                         for tid, config, st, failures, iteration, last, parent in store._db.execute(
                             f"SELECT {columns} FROM trials {where} ORDER BY {order} LIMIT ? OFFSET ?",
                             [*args, limit, offset])]
@@ -191,8 +204,8 @@ class Experiments:
             rows = []
             for tid, config, st, failures, iteration, last, parent in store._db.execute(
                     f"SELECT {columns} FROM trials {where} ORDER BY id", args):
-                masked = _masked(json.loads(config)).config
-                rows.append((tid, masked, st, failures, iteration, last, parent))
+                raw = json.loads(config)
+                rows.append((tid, _masked(raw).config, st, failures, iteration, _masked_last(last, raw), parent))
         if query:
             needle = query.lower()
             rows = [r for r in rows if needle in json.dumps(r[1], default=str).lower() or needle in r[2].lower()
@@ -337,7 +350,7 @@ class Experiments:
         kept = [r for i, r in enumerate(results) if i % stride == 0 or i == len(results) - 1]
         rows = []
         for r in kept:
-            metrics = json.loads(r.metrics)
+            metrics = mask_result(json.loads(r.metrics), secrets)
             rows.append({"iteration": r.iteration, "time_total": number(r.time_total),
                          **{k: _cell(v) for k, v in metrics.items()}})
         return {"id": tid, "status": rec["status"], "config": _plain(view.config), "error": view.error,
