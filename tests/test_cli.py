@@ -151,6 +151,20 @@ def test_watch_period_and_export_folder_and_storage_variable_edges(project: Any,
                                                                                       / "here")
 
 
+def test_show_cuts_a_long_value_to_a_cell_and_json_keeps_it_whole(results_dir: Any) -> None:
+    """An LLM prompt of 10 kB in the config: one line per trial in the table (rich folded it into thousands of
+    lines), its start and its length shown; ``--json`` gives it whole."""
+    prompt = "You are a helpful assistant. " * 350
+    ts.run(lambda c: ts.report({"score": len(c["prompt"])}), space={"prompt": ts.grid([prompt, prompt[:20]])},
+           metric="score", mode="max", name="llm", verbose=0)
+    res = invoke("show", "llm", "--storage-path", str(results_dir))
+    assert res.exit_code == 0, res.output
+    assert len(res.output.splitlines()) < 15, res.output[:2000]
+    assert f"({len(prompt):,} characters)" in res.output and "You are a helpful" in res.output
+    shown = json.loads(invoke("show", "llm", "--storage-path", str(results_dir), "--json").output)
+    assert {t["config"]["prompt"] for t in shown["trials"]} == {prompt, prompt[:20]}
+
+
 def test_a_failed_trial_exits_1(project: Any, results_dir: Any) -> None:
     folder, module = project
     res = invoke("run", f"{folder / module}.py:bad", "--storage-path", str(results_dir), "--name", "bad",

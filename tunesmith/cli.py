@@ -1166,12 +1166,18 @@ def _json_text(obj: Any) -> str:
     return json.dumps(_plain(obj), indent=2, allow_nan=False, default=str)
 
 
+_CELL = 60  # characters of a value `show` and `run` print in a cell; --json gives it whole
+
+
 def _fmt(value: Any) -> str:
+    """A value in a cell: numbers to 6 digits, text cut to ``_CELL`` characters with its length (a 10 kB prompt
+    in a config would fill the screen for each trial)."""
     if isinstance(value, float):
         return f"{value:.6g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)
-    return str(value)
+    text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+    if len(text) > _CELL:
+        return f"{text[:_CELL - 20]}… ({len(text):,} characters)"
+    return text
 
 
 def _age(seconds: float | None) -> str:
