@@ -194,6 +194,15 @@ def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd)
     figure = sensitivity(result)  # the swept key's values told apart, not shown
     assert figure is not None and figure["layout"]["xaxis"]["categoryarray"] == [f"{MASK} #1", f"{MASK} #2"]
     assert {x for trace in figure["data"] for x in trace["x"]} == {f"{MASK} #1", f"{MASK} #2"}  # lines and points
+    from tunesmith.plots.data import parallel_coordinates, scatter
+
+    told_apart = [f"{MASK} #1", f"{MASK} #2"]  # the other plots too (every value *** read as one value: no axis)
+    dimensions = {d["label"]: d for d in parallel_coordinates(result)["data"][0]["dimensions"]}
+    assert dimensions["api_key"]["ticktext"] == told_apart
+    points = scatter(result)
+    assert points is not None
+    assert sorted({x for trace in points["data"] if trace["meta"]["param"] == "api_key" for x in trace["x"]}) == (
+        told_apart)
     shown = json.loads(runner.invoke(cli, ["show", "sec", "--json", "--show-secrets", "--storage-path",
                                            str(results_dir)]).output)
     assert {t["config"]["api_key"] for t in shown["trials"]} == set(KEYS)  # asked for: shown as stored

@@ -310,17 +310,23 @@ def best_result(rs: PlotSource, metric: str, mode: str,
 def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]:
     """Flattened config keys whose value differs between the given trials -> values in trial order (secret
     values masked: a report is shared more widely than the store)."""
-    from tunesmith._secrets import shown
+    from tunesmith._secrets import MASK, shown
     from tunesmith.space import flatten
 
     by_id = {t.id: t for t in exp.rs.trials}
+    raw = [flatten(by_id[i].config) for i in trial_ids]
     flat = [flatten(shown(by_id[i]).config) for i in trial_ids]
-    keys = list(dict.fromkeys(k for cfg in flat for k in cfg))
+    keys = list(dict.fromkeys(k for cfg in raw for k in cfg))
     out = {}
     for key in keys:
+        given = [_label(cfg.get(key)) for cfg in raw]
+        if len(set(given)) < 2:
+            continue
         values = [cfg.get(key) for cfg in flat]
-        if len({_label(v) for v in values}) > 1:
-            out[key] = values
+        if len({_label(v) for v in values}) < len(set(given)):  # the mask made values one: told apart, not shown
+            number: dict[str, int] = {}
+            values = [f"{MASK} #{number.setdefault(g, len(number) + 1)}" for g in given]
+        out[key] = values
     return out
 
 
