@@ -43,7 +43,7 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str, sort_keys=True)
+        return json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
     return str(value)
 
 

@@ -764,3 +764,20 @@ def test_plotly_text_shows_any_string_as_it_is() -> None:
         assert not _PLOTLY_TAG.search(shown_) and not _PLOTLY_PLACEHOLDER.search(shown_)
         assert _plotly_shows(shown_) == text
     assert plotly_text(0.5) == "0.5" and plotly_text(2.0) == "2"  # numbers as _label writes them
+
+
+def test_the_reports_best_config_and_the_notebook_show_unicode_as_written(tmp_path: Any) -> None:
+    """``ünïcode_kéy: naïve`` in the report's facts and a notebook cell, not ``"\\u00fcn\\u00efcode..."``."""
+    from tunesmith.plots.report import write_report
+
+    rs = make_experiment(tmp_path, "uni", [
+        {"id": 1, "config": {"ünïcode_kéy": {"naïve": "日本"}}, "status": "TERMINATED",
+         "results": [{"iteration": 1, "t": 1.0, "loss": 0.5}]}])
+    out = tmp_path / "r.html"
+    write_report(rs, str(out))
+    page = out.read_text(encoding="utf-8")
+    row = page[page.index("<th>best config</th>"):]
+    assert row[:row.index("</tr>")] == ('<th>best config</th><td>{&quot;ünïcode_kéy&quot;: {&quot;naïve&quot;: '
+                                        '&quot;日本&quot;}}</td>')
+    html = rs._repr_html_()
+    assert "日本" in html and "\\u65e5" not in html

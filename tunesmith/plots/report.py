@@ -136,7 +136,8 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
             value = best.metrics.get(metric)
             shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
             facts.append(("best trial (by last result)", f"{best.name}: {metric}={shown}"))
-            facts.append(("best config", json.dumps(masked(best).config, sort_keys=True, default=str)))
+            facts.append(("best config", json.dumps(masked(best).config, sort_keys=True, default=str,
+                                                      ensure_ascii=False)))
             # get_best(scope="all")'s answer from the metric's column (shared with the plots under
             # write_report), not a dict per result: the trials it ranks, the same ties
             ever = plot_data.best_result(rs, metric, mode, [t.id for t in rs._feasible_first()])
