@@ -454,7 +454,9 @@ class Controller:
         if self._paused:
             self._terminate_paused(self.scheduler.trials_to_stop(self.view))
 
-    def _terminate_paused(self, trial_ids: list[int]) -> None:
+    def _terminate_paused(self, trial_ids: list[int], reason: str = "scheduler") -> None:
+        """Paused trials that will never resume end TERMINATED (the scheduler's ``trials_to_stop``, or a stop from
+        the dashboard: ``reason``)."""
         ended = [self.trials[tid] for tid in trial_ids if tid in self._paused]
         if not ended:
             return
@@ -466,7 +468,7 @@ class Controller:
                 trial.end_time = now
                 self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now,
                                         start_time=trial.start_time)
-                self.store.log_event(db, "stop", trial.id, {"reason": "scheduler", "iteration": trial.iteration})
+                self.store.log_event(db, "stop", trial.id, {"reason": reason, "iteration": trial.iteration})
         for trial in ended:
             self._after_complete(trial)
 

@@ -1,5 +1,6 @@
 """The experiment's end, recorded: trials still paused or waiting to start are closed, and the store's meta gets
-the status the run ended with (and when); a finished experiment's results are indexed for the readers."""
+the status the run ended with (and when), then the dashboard commands left are refused; a finished experiment's
+results are indexed for the readers."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tunesmith.dashboard._commands import end_commands
 from tunesmith.trial import TrialStatus, TrialView
 
 if TYPE_CHECKING:
+    from tunesmith.dashboard._commands import CommandInbox
     from tunesmith.executors._base import Launch
     from tunesmith.store.sqlite import Store
 
@@ -23,6 +26,7 @@ class EndHost(Protocol):
     trials: dict[int, TrialView]
     _paused: set[int]
     _pending_launch: list[Launch]
+    _inbox: CommandInbox
 
     def _write_pending(self, db: Any) -> None: ...
 
@@ -55,5 +59,8 @@ def set_status(ctl: EndHost, status: str) -> None:
     except Exception:  # noqa: BLE001
         log.exception("could not record the experiment's status")
         return
+    # after the status: a command the page queued while it still saw the run going is in the folder by now, or
+    # the page sees the end once it has written it and takes it back (dashboard._app.api_control)
+    end_commands(ctl)
     if status == "finished":
         ctl.store.index_results()  # after everything is committed; readers scan without it

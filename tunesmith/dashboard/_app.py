@@ -351,6 +351,11 @@ class DashboardApp:
         if summary["status"] != "running":
             raise HTTPError(HTTPStatus.CONFLICT, f"experiment {name} is not running ({summary['status']})")
         command_id = _commands.write_command(folder, command)
+        # The driver may have ended between the check and the write. Its last look at the inbox comes after it
+        # records its end: if it is still running now, that look will find the file; if not, take the file back,
+        # unless that look took it first (then its command event says what became of it).
+        if self.experiments.summary(name)["status"] != "running" and _commands.take_back(folder, command_id):
+            raise HTTPError(HTTPStatus.CONFLICT, f"experiment {name} ended before the command could be applied")
         return _json({"queued": command_id})
 
 

@@ -6,6 +6,10 @@ file ``<experiment>/commands/<32 hex>.json``, written through a fresh name and r
 at most every ``POLL_S`` seconds (:class:`CommandInbox`), checks each file strictly (the folder is
 untrusted: anyone who can write there can drop a file), applies what is valid through its own paths, logs a
 ``command`` event in the store saying what it did or why it refused, and deletes the file.
+
+A command is for the driver that was running when it was sent: a driver refuses (and logs, and deletes) every file
+older than its own start, one left by a driver killed before it looked, or carried by a copied folder; and a driver
+that ends looks one last time, once its end is in the store, refusing what it finds (``end_commands``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import time
 import uuid
 from typing import Any
 
+from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._safe_write import replacing
+from tunesmith.trial import trial_name
 
 log = logging.getLogger("tunesmith")
 
@@ -29,6 +35,10 @@ COMMANDS = "commands"
 POLL_S = 0.5
 MAX_BYTES = 4096
 MAX_PER_TICK = 32
+MAX_AT_END = 1024  # the last look, as the driver ends: what is left beyond is refused by the next driver
+COARSE_S = 0.05  # a filesystem may stamp files with a clock a jiffy behind time.time()
+ENDED = "the experiment ended before it was applied"
+STALE = "sent before this driver started (a command is for the driver running when it was sent): not applied"
 ACTIONS = ("stop_trial", "stop_experiment", "add_samples", "extend_time")
 _FILE = re.compile(r"^[0-9a-f]{32}\.json\Z")
 _INT_MAX = 10**9
@@ -87,19 +97,54 @@ def write_command(exp_dir: str, command: dict[str, Any]) -> str:
     return command_id
 
 
+def take_back(exp_dir: str, command_id: str) -> bool:
+    """Remove a command the driver has not taken yet: True if it was still there (it will never be applied),
+    False if the driver took it first (its ``command`` event says what became of it)."""
+    try:
+        os.unlink(os.path.join(commands_dir(exp_dir), command_id + ".json"))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def driver_start(exp_dir: str) -> float:
+    """When this driver started, on the clock that stamps the folder's files (what a command file's time is compared
+    with, whatever the clocks of the machines that wrote them say): the time of the pid file it wrote when it took
+    the experiment's lock (``tunesmith._run._acquire``), before the page could see it running. A controller run
+    without that file (tests, an embedding): now, less a moment for filesystems that stamp with a coarse clock."""
+    now = time.time() - COARSE_S
+    try:
+        fd = os.open(_layout.pid_path(exp_dir), os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return now
+    try:
+        st = os.fstat(fd)
+        mine = stat.S_ISREG(st.st_mode) and os.read(fd, 32).strip() == str(os.getpid()).encode()
+    except OSError:
+        return now
+    finally:
+        os.close(fd)
+    return st.st_mtime if mine else now
+
+
+Taken = tuple[dict[str, Any] | None, str, str | None]
+
+
 class CommandInbox:
-    """The driver's side: :meth:`take` gives the valid commands waiting (at most every ``POLL_S``), and
-    removes every file it looked at, valid or not (a refused file is logged, with why)."""
+    """The driver's side: :meth:`take` gives the commands waiting (at most every ``POLL_S``), and removes every file
+    it looked at, valid or not (a refused file is logged, with why)."""
 
     def __init__(self, exp_dir: str, clock: Any = time.monotonic) -> None:
         self.folder = commands_dir(exp_dir)
         self._clock = clock
         self._next = 0.0
+        self.since = driver_start(exp_dir)  # a file older than this was sent to another driver
 
-    def take(self) -> list[tuple[dict[str, Any] | None, str]]:
-        """(command or None when refused, its id or file name / why refused) pairs, oldest first."""
+    def take(self, last: bool = False) -> list[Taken]:
+        """(command or None when unreadable, its id, why it is refused or None) triples, oldest first; an unreadable
+        file's is (None, its name, why). ``last``: the driver's last look (now, up to ``MAX_AT_END`` files)."""
         now = self._clock()
-        if now < self._next:
+        if now < self._next and not last:
             return []
         self._next = now + POLL_S
         try:
@@ -110,46 +155,48 @@ class CommandInbox:
             return []  # a link or file where the folder goes: never followed
         try:
             with os.scandir(self.folder) as it:
-                entries = sorted((e for e in it if _FILE.match(e.name)), key=_mtime)[:MAX_PER_TICK]
+                entries = sorted((e for e in it if _FILE.match(e.name)), key=_mtime)
         except OSError:
             return []
-        out: list[tuple[dict[str, Any] | None, str]] = []
-        for entry in entries:
-            command, why = self._read(entry)
+        out: list[Taken] = []
+        for entry in entries[:MAX_AT_END if last else MAX_PER_TICK]:
+            taken = self._read(entry)
             try:
                 os.unlink(entry.path)  # the name we listed in our own folder: a link is removed, not its target
             except OSError:
-                continue  # someone else took it
-            out.append((command, why))
+                continue  # someone else took it (the page, taking it back)
+            out.append(taken)
         return out
 
-    @staticmethod
-    def _read(entry: os.DirEntry[str]) -> tuple[dict[str, Any] | None, str]:
+    def _read(self, entry: os.DirEntry[str]) -> Taken:
         name = entry.name[:-5]
         try:
             fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
         except OSError as e:
-            return None, f"{entry.name}: cannot be opened ({e.strerror}; a link is never followed)"
+            return None, name, f"{entry.name}: cannot be opened ({e.strerror}; a link is never followed)"
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None, f"{entry.name}: not a regular file"
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None, name, f"{entry.name}: not a regular file"
             data = os.read(fd, MAX_BYTES + 1)
         finally:
             os.close(fd)
         if len(data) > MAX_BYTES:
-            return None, f"{entry.name}: larger than {MAX_BYTES} bytes"
+            return None, name, f"{entry.name}: larger than {MAX_BYTES} bytes"
         try:
             raw = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
-            return None, f"{entry.name}: not JSON ({e})"
+            return None, name, f"{entry.name}: not JSON ({e})"
         if isinstance(raw, dict):
             if raw.get("id") not in (None, name):
-                return None, f"{entry.name}: its id does not match its file name"
+                return None, name, f"{entry.name}: its id does not match its file name"
             raw = {k: v for k, v in raw.items() if k not in ("id", "time")}
         try:
-            return validate(raw), name
+            command = validate(raw)
         except ConfigError as e:
-            return None, f"{entry.name}: {e}"
+            return None, name, f"{entry.name}: {e}"
+        # its mtime, not its "time": the folder's clock, the one driver_start read
+        return command, name, STALE if st.st_mtime < self.since else None
 
 
 def _mtime(entry: os.DirEntry[str]) -> float:
@@ -159,19 +206,22 @@ def _mtime(entry: os.DirEntry[str]) -> float:
         return 0.0
 
 
-def apply_commands(ctl: Any, inbox: CommandInbox) -> None:
+def apply_commands(ctl: Any, inbox: CommandInbox, ended: bool = False) -> None:
     """The driver's loop tick (``Controller._loop``): apply each command waiting through the controller's own
-    paths and log a ``command`` event per file (what was done, or why not)."""
-    taken = inbox.take()
+    paths and log a ``command`` event per file (what was done, or why not). ``ended``: the driver's last look, once
+    its end is in the store (``end_commands``): everything left is refused."""
+    taken = inbox.take(last=ended)
     if not taken:
         return
     events: list[tuple[int | None, dict[str, Any]]] = []
-    for command, ref in taken:
+    for command, ref, refused in taken:
         if command is None:
-            log.warning("dashboard command refused: %s", ref)
-            events.append((None, {"action": None, "applied": False, "detail": ref}))
+            log.warning("dashboard command refused: %s", refused)
+            events.append((None, {"action": None, "applied": False, "detail": refused}))
             continue
-        applied, detail = _apply(ctl, command)
+        if refused is None and ended:
+            refused = ENDED
+        applied, detail = (False, refused) if refused is not None else _apply(ctl, command)
         (log.info if applied else log.warning)("dashboard command %s: %s", command["action"], detail)
         events.append((command.get("trial_id"), {**command, "id": ref, "applied": applied, "detail": detail}))
     with ctl.store.transaction() as db:
@@ -179,23 +229,20 @@ def apply_commands(ctl: Any, inbox: CommandInbox) -> None:
             ctl.store.log_event(db, "command", trial_id, data)
 
 
-def _apply(ctl: Any, command: dict[str, Any]) -> tuple[bool, str]:
-    from tunesmith.schedulers._base import Stop
+def end_commands(ctl: Any) -> None:
+    """The driver's last look at its inbox, after its end status is committed: a command the page queued while it
+    saw the experiment running is refused and logged here, never left for a later driver (``api_control`` takes
+    back one that lands after this look)."""
+    try:
+        apply_commands(ctl, ctl._inbox, ended=True)
+    except Exception:  # noqa: BLE001 - the run has ended and says so; the next driver refuses what is left
+        log.exception("could not refuse the dashboard commands left at the end")
 
+
+def _apply(ctl: Any, command: dict[str, Any]) -> tuple[bool, str]:
     action = command["action"]
     if action == "stop_trial":
-        tid = command["trial_id"]
-        trial = ctl.trials.get(tid)
-        if trial is None:
-            return False, f"no trial {tid} in this experiment"
-        if tid not in ctl._running:
-            return False, f"{trial.name} is not running ({trial.status.value})"
-        if tid in ctl._actions:
-            return False, f"{trial.name} is already being stopped or paused"
-        ctl._actions[tid] = Stop()
-        ctl._stop_reasons[tid] = "dashboard"  # the stop event's reason: not a scheduler's early stop in the plots
-        ctl.executor.stop(tid)
-        return True, f"stopping {trial.name} at iteration {trial.iteration}"
+        return _stop_trial(ctl, command["trial_id"])
     if action == "stop_experiment":
         if ctl._stopping:
             return False, "the experiment is already stopping"
@@ -213,6 +260,42 @@ def _apply(ctl: Any, command: dict[str, Any]) -> tuple[bool, str]:
     ctl.time_budget_s += float(command["seconds"])
     ctl.view.time_budget_s = ctl.time_budget_s
     return True, f"time budget now {ctl.time_budget_s:g} s"
+
+
+def _stop_trial(ctl: Any, tid: int) -> tuple[bool, str]:
+    """A running trial is stopped as a scheduler's Stop is (its worker confirms); a paused one, or one waiting to
+    start, ends now as a scheduler's stop of a paused trial does (``Controller._terminate_paused``: the store first,
+    then the scheduler and searcher hear it ended)."""
+    from tunesmith.schedulers._base import Stop
+
+    trial = ctl.trials.get(tid)
+    if trial is None or trial.status.is_finished:
+        if trial is None and tid >= ctl._next_id:
+            return False, f"no trial {tid} yet"
+        # finished trials leave the controller (``_trial_memory``): the store has their end
+        rec = ctl.store.trial(tid) if trial is None else {"status": trial.status.value}
+        if rec is None:
+            return False, f"no trial {tid} in this experiment"
+        return False, f"{trial_name(tid)} already ended ({rec['status']})"
+    if tid in ctl._running:
+        if tid in ctl._actions:
+            return False, f"{trial.name} is already being stopped or paused"
+        ctl._actions[tid] = Stop()
+        ctl._stop_reasons[tid] = "dashboard"  # the stop event's reason: not a scheduler's early stop in the plots
+        ctl.executor.stop(tid)
+        return True, f"stopping {trial.name} at iteration {trial.iteration}"
+    waiting = [launch for launch in ctl._pending_launch if launch.trial_id == tid]
+    if tid not in ctl._paused and not waiting:
+        return False, f"{trial.name} is not running ({trial.status.value})"
+    state = f"{trial.status.value}: not started" if trial.start_time is None else (
+        f"{trial.status.value} at iteration {trial.iteration}")
+    for launch in waiting:
+        ctl._pending_launch.remove(launch)
+    ctl._paused.add(tid)
+    ctl._flush_store()  # a trial made since the last transaction, or restarted, is in the store before its end
+    ctl._stored_pending.discard(tid)  # it never starts
+    ctl._terminate_paused([tid], reason="dashboard")
+    return True, f"stopped {trial.name} ({state})"
 
 
 ADDED_KEY = "num_samples_added"  # store meta: samples added from the dashboard; a resume adds them to its own
