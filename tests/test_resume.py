@@ -120,6 +120,19 @@ def test_resume_refuses_another_space_searcher_or_scheduler(results_dir):
     assert stored["lr"] == {"__domain__": "grid", "values": [1, 2]}  # the stored spec is untouched
 
 
+def test_resume_accepts_the_same_space_holding_nan(results_dir):
+    """NaN is not equal to itself: the stored space is compared as JSON text, so the same space is the same."""
+    def space():
+        return {"pad_value": float("nan"), "c": ts.choice([1.0, float("nan")]), "lr": ts.grid([1, 2])}
+
+    ts.run(_lr_trial, space(), name="nan", metric="loss", mode="min", verbose=0)
+    assert len(ts.run(_lr_trial, space(), name="nan", metric="loss", mode="min", resume=True, verbose=0).trials) == 2
+    for changed in ({**space(), "pad_value": 0.0}, {**space(), "c": ts.choice([1, float("nan")])},
+                    {**space(), "c": ts.choice([True, float("nan")])}):
+        with pytest.raises(ts.ConfigError, match="was run with another space"):
+            ts.run(_lr_trial, changed, name="nan", metric="loss", mode="min", resume=True, verbose=0)
+
+
 def test_resume_of_a_finished_experiment_reruns_nothing_and_can_restart_errors(results_dir):
     calls = results_dir.parent / "calls"
     calls.mkdir()

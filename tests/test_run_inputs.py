@@ -3,11 +3,14 @@ they simply work. Real worker processes, a real SQLite store."""
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
 import sqlite3
 import threading
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -162,3 +165,72 @@ def test_a_sampled_value_the_store_cannot_hold_ends_the_run_with_a_config_error_
                max_concurrent=1, verbose=0, name="unstorable")
     stored = ts.load("unstorable")
     assert [t.config for t in stored.trials] == [{"x": 1, "y": 1}] and stored.trials[0].last_result["loss"] == 1.0
+
+
+class Optim(str, enum.Enum):
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
+def seen_types(config):
+    ts.report({"optim": type(config["optim"]).__name__, "level": type(config["level"]).__name__,
+               "shape": type(config["shape"]).__name__, "shown": str(config["optim"])})
+
+
+def test_enums_and_tuples_reach_the_trial_as_the_store_holds_them(results_dir):
+    """A (str, Enum) is its str value everywhere (the trial, the store, the spec), an IntEnum its int; a tuple
+    constant is the list a resume reads back from the store, on the first run too."""
+    space = {"optim": ts.choice([Optim.ADAM, Optim.SGD]), "const": Optim.SGD, "level": Level.HIGH,
+             "shape": (3, 224, 224)}
+    result = ts.run(seen_types, space, num_samples=2, name="enums", verbose=0)
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 2
+    for trial in result.trials:
+        assert {k: trial.last_result[k] for k in ("optim", "level", "shape")} == {
+            "optim": "str", "level": "int", "shape": "list"}
+        assert trial.last_result["shown"] in ("adam", "sgd")
+    for config in _stored_configs(results_dir, "enums"):
+        assert config["optim"] in ("adam", "sgd") and config["const"] == "sgd" and config["level"] == 2
+        assert config["shape"] == [3, 224, 224]
+    assert result.meta["spec"]["space"]["optim"] == {"__domain__": "choice", "options": ["adam", "sgd"]}
+
+
+def flag_trial(config):
+    ts.report({"loss": Fraction(1, 2) if config["flag"] else Decimal("0.25"), "n": np.longdouble(1.5)})
+
+
+def test_a_fraction_or_decimal_metric_is_stored_as_a_number(results_dir):
+    result = ts.run(flag_trial, {"flag": ts.grid([True, False])}, metric="loss", mode="min", verbose=0)
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 2, [t.error for t in result.trials]
+    assert [t.last_result["loss"] for t in result.trials] == [0.5, 0.25]
+    assert all(type(t.last_result["n"]) is float and t.last_result["n"] == 1.5 for t in result.trials)
+    assert result.best.config == {"flag": False}
+
+
+def test_filter_by_config_takes_numpy_values(results_dir):
+    result = ts.run(once, {"flag": ts.grid([True, False]), "k": 3}, name="filter", verbose=0)
+    assert [t.id for t in result.filter(config={"flag": np.bool_(True)})] == [result.trials[0].id]
+    assert [t.id for t in result.filter(config={"flag": np.bool_(False), "k": np.int64(3)})] == [result.trials[1].id]
+    assert result.filter(config={"flag": np.int64(1)}) == []  # True is not 1 in a config
+
+
+def test_report_stores_any_real_number_as_a_number():
+    from tunesmith.session import encode_metrics
+
+    text = encode_metrics({"f": Fraction(1, 4), "d": Decimal("2.5"), "n": Decimal("NaN"), "l": np.longdouble(0.5),
+                           "i": Fraction(4, 2), "ok": 1})
+    assert json.loads(text, parse_constant=str) == {"f": 0.25, "d": 2.5, "n": "NaN", "l": 0.5, "i": 2.0, "ok": 1}
+    for bad in (1j, Decimal("sNaN"), Fraction(10**400, 1) / 3, object()):
+        with pytest.raises(ts.ConfigError, match="metric 'x' must be a number, string or bool"):
+            encode_metrics({"x": bad})
+
+
+def test_a_space_nested_too_deep_fails_before_anything_is_created(results_dir):
+    deep: Any = 1
+    for _ in range(400):
+        deep = {"a": deep}
+    _refused_before_anything_is_created(results_dir, r'space\["pad"\]: nested deeper than 100 levels',
+                                        space={"pad": deep})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import enum
 import json
 import math
 import random
@@ -307,7 +308,7 @@ def test_constants_pass_through_and_containers_are_copied() -> None:
     space = {"lr": 0.1, "name": "x", "layers": [16, [32]], "nested": {"k": {"j": None}}, "obj": marker,
              "shape": (2, 3), "flag": False}
     config = resolve(space, random.Random(0))
-    assert config == space
+    assert config == {**space, "shape": [2, 3]}  # a tuple as the store gives it back: a list
     assert config["obj"] is marker
     config["layers"][1].append(64)
     config["nested"]["k"]["j"] = 1
@@ -640,7 +641,7 @@ def test_numpy_and_torch_values_resolve_to_python_numbers() -> None:
     validate_space(space)
     config = resolve(space, random.Random(0))
     assert config == {"g": config["g"], "c": 0.5, "s": 7, "k": 3, "f": 1.5, "b": True, "z": 2.5, "t": 1.0,
-                      "arr": [0, 1], "nested": {"n": [1, (0.25,)]}, "str": "x"}
+                      "arr": [0, 1], "nested": {"n": [1, [0.25]]}, "str": "x"}
     types = {k: type(v) for k, v in config.items()}
     assert types == {"g": int, "c": float, "s": int, "k": int, "f": float, "b": bool, "z": float, "t": float,
                      "arr": list, "nested": dict, "str": str}
@@ -724,3 +725,101 @@ def test_domains_are_values_equal_by_their_arguments_immutable_and_picklable():
     with pytest.raises(TypeError, match="unhashable"):
         hash(choice([1, 2]))  # a list among its arguments, as in a frozen dataclass
     assert choice([1, 2]) == Choice([1, 2]) and choice([1, 2]) != grid([1, 2])
+
+
+# ------------------------------------------------------------------------ values a trial sees (issue 23)
+
+
+class Optim(str, enum.Enum):
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Ratio(float, enum.Enum):
+    HALF = 0.5
+
+
+def test_enum_values_reach_the_config_as_their_str_int_or_float_value() -> None:
+    """A ``(str, Enum)`` is its str value (not ``str(member)``, ``'Optim.ADAM'``), an IntEnum its int: what the
+    store holds and gives back on a resume, and what the spec stores."""
+    space = {"optim": choice([Optim.ADAM, Optim.SGD]), "const": Optim.SGD, "level": grid([Level.HIGH]),
+             "n": Level.LOW, "r": Ratio.HALF, "nested": {"l": [Optim.ADAM, (Level.HIGH,)]}}
+    validate_space(space)
+    for seed in range(4):
+        config = resolve(space, random.Random(seed))
+        assert config["optim"] in ("adam", "sgd") and type(config["optim"]) is str
+        assert config["const"] == "sgd" and type(config["const"]) is str
+        assert config["level"] == 2 and type(config["level"]) is int
+        assert config["n"] == 1 and type(config["n"]) is int
+        assert config["r"] == 0.5 and type(config["r"]) is float
+        assert config["nested"] == {"l": ["adam", [2]]} and type(config["nested"]["l"][0]) is str
+        assert json.loads(json.dumps(config)) == config
+    assert json.loads(json.dumps(space_to_json(space)))["optim"] == {"__domain__": "choice", "options": ["adam", "sgd"]}
+
+
+def test_choice_and_grid_options_are_plain_python_values() -> None:
+    """Options are made plain where the domain is made, so every searcher compares them with the Python values
+    a stored config holds (``np.True_`` is ``True``); tuples among them stay tuples (the space's own JSON)."""
+    c = choice([np.bool_(True), np.bool_(False), np.int64(3), np.float32(0.5), Optim.ADAM, (np.int64(1), 2),
+                {"lr": loguniform(1e-3, 1e-1), "k": np.int32(4)}])
+    assert c.options == [True, False, 3, 0.5, "adam", (1, 2), {"lr": loguniform(1e-3, 1e-1), "k": 4}]
+    assert [type(o) for o in c.options[:6]] == [bool, bool, int, float, str, tuple]
+    assert type(c.options[5][0]) is int and type(c.options[6]["k"]) is int
+    g = grid(list(np.arange(2)) + [np.bool_(True)])
+    assert g.values == [0, 1, True] and [type(v) for v in g.values] == [int, int, bool]
+    assert space_from_json(json.loads(json.dumps(space_to_json({"c": c})))) == {"c": c}
+    assert space_to_json({"c": choice([(1, 2)])})["c"]["options"] == [{"__domain__": "__tuple__", "items": [1, 2]}]
+
+
+def test_tuples_reach_the_config_as_the_lists_a_resume_reads_back() -> None:
+    """The store keeps configs as JSON, which has lists only: a trial sees lists where the space had tuples on
+    its first run too, not a tuple first and a list after a resume."""
+    space = {"shape": (3, 224, 224), "c": choice([(1, 2), [3, 4]]), "n": {"t": ((1, 2), [(3,)])},
+             "s": sample_from(lambda c: (c["shape"][0], tuple(c["c"])))}
+    config = resolve(space, random.Random(0))
+    assert config["shape"] == [3, 224, 224] and type(config["shape"]) is list
+    assert type(config["c"]) is list and config["n"] == {"t": [[1, 2], [[3]]]}
+    assert config["s"] == [3, config["c"]] and type(config["s"][1]) is list
+    assert json.loads(json.dumps(config)) == config
+    seen: list[Any] = []
+    resolve({"t": (1, 2), "s": sample_from(lambda c: seen.append(c["t"]))}, random.Random(0))
+    assert seen == [[1, 2]]  # sample_from sees the list too
+    assert space_from_json(json.loads(json.dumps(space_to_json(space))))["shape"] == (3, 224, 224)  # the space
+
+
+@pytest.mark.parametrize("make", [
+    lambda inner: {"a": inner},
+    lambda inner: [inner],
+    lambda inner: choice([inner, 1]),
+    lambda inner: [{"k": (inner,)}],
+], ids=["dicts", "lists", "choices", "mixed-constants"])
+@pytest.mark.parametrize("levels", [101, 400, 5000])
+def test_a_space_nested_too_deep_is_a_config_error_not_a_recursion_error(make: Any, levels: int) -> None:
+    value: Any = 1
+    for _ in range(levels):
+        value = make(value)
+    with pytest.raises(ConfigError, match=r'^space\["a"\]: nested deeper than 100 levels$'):
+        validate_space({"a": value})
+
+
+def test_a_choice_of_a_constant_nested_too_deep_is_made_and_then_refused() -> None:
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    for space in ({"a": choice([deep, 1])}, {"a": grid([deep])}):
+        with pytest.raises(ConfigError, match=r'^space\["a"\]: nested deeper than 100 levels$'):
+            validate_space(space)
+
+
+def test_a_space_nested_100_levels_deep_is_fine() -> None:
+    value: Any = 1
+    for _ in range(98):
+        value = {"a": value}
+    space = {"a": {"b": [value]}}
+    validate_space(space)
+    assert json.loads(json.dumps(resolve(space, random.Random(0)))) == space

@@ -473,7 +473,7 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, sp
             raise ConfigError(f"resume: experiment {name!r} was run with {key}={stored.get(key)!r}, not "
                               f"{value!r}; pass the same {key}")
     hint = "; to build on its results with another one, start a new experiment with warm_start=[its folder]"
-    if "space" in stored and _comparable(stored["space"]) != _comparable(space_json):
+    if "space" in stored and _comparable(stored["space"]) != _comparable(space_json):  # JSON text: NaN is NaN
         raise ConfigError(f"resume: experiment {name!r} was run with another space: {stored['space']!r}, not "
                           f"{space_json!r}; pass the same space{hint}")
     for kind, spec in (("searcher", searcher), ("scheduler", scheduler)):
@@ -483,15 +483,22 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, sp
                               f"{spec.get('type')}; pass the same kind of {kind}{hint}")
 
 
-def _comparable(space_json: Any) -> Any:
-    """A stored space without what differs between two runs of the same code (a ``sample_from``'s repr holds
-    its function's address)."""
+def _comparable(space_json: Any) -> str:
+    """A stored space's JSON text (keys sorted) without what differs between two runs of the same code (a
+    ``sample_from``'s repr holds its function's address). Texts compare a NaN as equal to itself (``nan != nan``
+    would refuse the same space), and ``True``, ``1`` and ``1.0`` as the different values a config gets."""
+    import json
+
+    return json.dumps(_without_reprs(space_json), sort_keys=True, default=repr)
+
+
+def _without_reprs(space_json: Any) -> Any:
     if isinstance(space_json, dict):
         if space_json.get("__domain__") == "sample_from":
             return "sample_from"
-        return {k: _comparable(v) for k, v in space_json.items()}
+        return {k: _without_reprs(v) for k, v in space_json.items()}
     if isinstance(space_json, list):
-        return [_comparable(v) for v in space_json]
+        return [_without_reprs(v) for v in space_json]
     return space_json
 
 

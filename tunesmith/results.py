@@ -183,7 +183,8 @@ class ResultSet:
             status: one status or several (a trial matches any of them); names are case-insensitive.
             config: values a trial's config must have. A nested dict matches the keys it gives (the
                 trial's dict may have more); a callable is a test of the value; lists and tuples compare
-                alike (stored configs hold lists); anything else compares with ``==``. A trial whose
+                alike (stored configs hold lists); numpy values compare as the Python ones
+                (``np.True_`` as ``True``); anything else compares with ``==``. A trial whose
                 config lacks a key given does not match.
             where: any test of the ``TrialResult``.
 
@@ -837,6 +838,9 @@ def _statuses(status: Any) -> set[TrialStatus]:
     return out
 
 
+_JSON_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def _matches(wanted: Any, got: Any) -> bool:
     if callable(wanted) and not isinstance(wanted, type):
         return bool(wanted(got))
@@ -845,6 +849,12 @@ def _matches(wanted: Any, got: Any) -> bool:
     if isinstance(wanted, (list, tuple)):
         return (isinstance(got, (list, tuple)) and len(got) == len(wanted)
                 and all(_matches(w, g) for w, g in zip(wanted, got)))
+    if type(wanted) not in _JSON_SCALARS:
+        from tunesmith.space import plain
+
+        converted = plain(wanted)  # np.True_ as True (not 1), np.int64(3) as 3, an array as a list: a config's
+        if converted is not wanted:
+            return _matches(converted, got)
     if isinstance(wanted, bool) != isinstance(got, bool):
         return False  # True is not 1 in a config
     return bool(wanted == got)

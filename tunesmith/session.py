@@ -16,6 +16,7 @@ import json
 import math
 import numbers
 import os
+import sys
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -239,13 +240,21 @@ def _flat_metrics(metrics: dict[Any, Any], prefix: str, out: dict[str, Any]) -> 
 
 
 def _number(value: Any, name: str) -> Any:
-    """A numpy / torch scalar (or an array of one element) as a Python number or bool."""
+    """A numpy / torch scalar (or an array of one element) as a Python number or bool; any other real number
+    (``Fraction``, ``Decimal``, ``np.longdouble``) as a float, an integral one as an int."""
+    number = value
     item = getattr(value, "item", None)
     shape = getattr(value, "shape", None)
     if item is not None and (shape is None or shape == () or _size(value) == 1):
-        converted = item()
-        if isinstance(converted, _SCALARS):
-            return converted
+        number = item()
+        if isinstance(number, _SCALARS):
+            return number
+    decimal = sys.modules.get("decimal")  # a Decimal means the module is loaded: not imported for every report
+    if isinstance(number, numbers.Real) or (decimal is not None and isinstance(number, decimal.Decimal)):
+        try:
+            return int(number) if isinstance(number, numbers.Integral) else float(number)
+        except (ValueError, OverflowError, TypeError):  # Decimal('sNaN'); a Fraction too large for a float
+            pass
     raise ConfigError(f"report(): metric {name!r} must be a number, string or bool, got {type(value).__name__} (a "
                       f"dict of them is stored flattened, as '{name}/<key>')")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tunesmith._errors import ConfigError
@@ -169,3 +170,15 @@ def test_warm_start_gives_the_model_its_observations_and_skips_configs_outside_t
     assert searcher.model_budget() == 4.0  # a model from the first suggestion on
     first = [searcher.suggest(i) for i in range(8)]
     assert sum(abs(c["x"] - 0.3) < 0.2 for c in first) >= 6  # type: ignore[index]  # random: about 3
+
+
+def test_warm_start_takes_configs_of_numpy_options_and_constants() -> None:
+    """numpy options and constants are the Python values a stored config holds (np.True_ is True)."""
+    searcher = BOHB(seed=0, min_points_in_model=3, random_fraction=0.0)
+    searcher.setup({"x": uniform(0, 1), "flag": choice([np.bool_(True), np.bool_(False)]), "on": np.bool_(True),
+                    "k": np.int64(2)}, "loss", "min", 20)
+    earlier = [({"x": i / 10, "flag": i % 2 == 0, "on": True, "k": 2}, {"loss": i / 10, "training_iteration": 4})
+               for i in range(10)]
+    assert searcher.warm_start(earlier) == 10
+    config = searcher.suggest(0)
+    assert isinstance(config, dict) and type(config["flag"]) is bool and config["on"] is True

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import sys
 from typing import Any
 
+import numpy as np
 import pytest
 
 optuna = pytest.importorskip("optuna")
@@ -88,7 +90,7 @@ def _inside(config: dict[str, Any]) -> None:
     assert type(config["layers"]) is int and 1 <= config["layers"] < 4
     assert type(config["width"]) is int and 8 <= config["width"] < 512
     assert config["act"] in ("relu", "tanh")
-    assert config["shape"] in ([1, 2], (3, 4))
+    assert config["shape"] in ([1, 2], [3, 4])  # a tuple reaches the config as the list the store holds
     assert config["batch"] in (16, 32)
     assert 0 <= config["nested"]["wd"] <= 1 and config["nested"]["name"] == "fixed"
 
@@ -524,3 +526,45 @@ def test_constraints_reach_the_sampler(sampler: str) -> None:
     else:
         assert attrs["constraints"] == (0.5, -1.0)
     assert OptunaSearch(sampler="random").use_constraints() is False
+
+
+class Optim(str, enum.Enum):
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+def _make_seeded() -> OptunaSearch:
+    return OptunaSearch(seed=5, n_startup_trials=3)
+
+
+def test_enum_options_reach_the_config_as_their_values_and_a_resume_replays_them() -> None:
+    space = {"optim": choice([Optim.ADAM, Optim.SGD]), "x": uniform(0, 1), "const": Optim.ADAM}
+    uninterrupted, configs, observed = _log_run(_make_seeded, space, 8)
+    assert {c["optim"] for c in configs.values()} == {"adam", "sgd"}
+    assert all(type(c["optim"]) is str and type(c["const"]) is str and c["const"] == "adam"
+               for c in configs.values())
+    resumed = _replay(_make_seeded, space, configs, observed)  # the stored configs hold "adam", "sgd"
+    assert [resumed.suggest(8 + i) for i in range(3)] == [uninterrupted.suggest(8 + i) for i in range(3)]
+
+
+def test_numpy_bool_options_and_constants_replay_and_warm_start() -> None:
+    space = {"flag": choice([np.bool_(True), np.bool_(False)]), "on": np.bool_(True), "x": uniform(0, 1)}
+    uninterrupted, configs, observed = _log_run(_make_seeded, space, 8)
+    assert {c["flag"] for c in configs.values()} == {True, False}
+    assert all(type(c["flag"]) is bool and c["on"] is True for c in configs.values())
+    resumed = _replay(_make_seeded, space, configs, observed)
+    assert [resumed.suggest(8 + i) for i in range(3)] == [uninterrupted.suggest(8 + i) for i in range(3)]
+    earlier = [(json.loads(json.dumps(c)), {"loss": _objective(c)}) for c in configs.values()]
+    assert _searcher(space).warm_start(earlier) == 8
+    assert _searcher({"on": np.bool_(True), "x": uniform(0, 1)}).warm_start(
+        [({"on": True, "x": 0.5}, {"loss": 1.0})]) == 1
+
+
+def test_points_to_evaluate_may_hold_numpy_values() -> None:
+    space = {"flag": choice([True, False]), "x": uniform(0, 1), "k": randint(0, 10), "c": choice([(1, 2), "a"])}
+    points = [{"flag": np.bool_(True), "x": np.float32(0.5), "k": np.int64(3), "c": (np.int64(1), 2)},
+              {"flag": np.bool_(False)}]
+    configs = _drive(_searcher(space, num_samples=3, points_to_evaluate=points), 3)
+    assert configs[0] == {"flag": True, "x": 0.5, "k": 3, "c": [1, 2]}
+    assert type(configs[0]["flag"]) is bool and type(configs[0]["k"]) is int
+    assert configs[1]["flag"] is False

@@ -34,8 +34,10 @@ from tunesmith.space import (
     RandInt,
     SampleFrom,
     Uniform,
+    plain,
     resolve,
 )
+from tunesmith.space._plain import _PLAIN_TYPES
 
 __all__ = ["Dim", "Slot", "UnitCube", "fits", "resolve_fixed", "to_unit"]
 
@@ -273,6 +275,7 @@ def _in_domain(domain: Domain, value: Any) -> bool:
 
 
 def _same(a: Any, b: Any) -> bool:
+    a, b = _scalar(a), _scalar(b)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
@@ -283,3 +286,9 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # an object whose == misbehaves is simply not the same
         return False
+
+
+def _scalar(value: Any) -> Any:
+    """A numpy scalar or array, a str/int Enum member, as the Python value a stored config holds (``np.True_`` is
+    ``True``, so not ``1``); containers as they are (``_same`` compares their items)."""
+    return value if isinstance(value, (list, tuple, dict)) or type(value) in _PLAIN_TYPES else plain(value)

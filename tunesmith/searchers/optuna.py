@@ -42,6 +42,7 @@ from tunesmith.space import (
     RandInt,
     SampleFrom,
     Uniform,
+    plain,
     validate_space,
 )
 
@@ -197,13 +198,13 @@ class OptunaSearch(Searcher):
             for i, p in enumerate(self.points_to_evaluate or []):
                 if not isinstance(p, dict):
                     raise ConfigError(f"points_to_evaluate[{i}]: expected a dict of Optuna parameters; got {p!r}")
-                self._points.append(dict(p))
+                self._points.append(plain(p))  # numpy values as the Python ones Optuna compares
             self._probe({})  # the function runs once here: an error in it is a ConfigError now
         else:
             for key, value in space.items():
                 self._collect(value, (key,), (key,), _key("space", key))
             check_points(self.points_to_evaluate, space)  # the keys exist
-            self._points = [self._point_params(p, f"points_to_evaluate[{i}]")
+            self._points = [self._point_params(plain(p), f"points_to_evaluate[{i}]")  # np.True_ is True
                             for i, p in enumerate(self.points_to_evaluate or [])]
         check_points_fit(self._points, self._total)
         directions = ["minimize" if m == "min" else "maximize" for m in self._modes]
@@ -331,7 +332,7 @@ class OptunaSearch(Searcher):
         for key, value in (constants or {}).items():
             if key in config:
                 raise ConfigError(f"{what}: the returned constant {key!r} is also a suggested parameter")
-            config[key] = value
+            config[key] = plain(value)  # as a resume reads it back from the store (a tuple a list)
         return config
 
     def _probe(self, params: dict[str, Any]) -> Any:
@@ -613,7 +614,8 @@ def _plain(items: tuple[Any, ...]) -> bool:
 
 
 def _same_scalar(a: Any, b: Any) -> bool:
-    return isinstance(a, bool) == isinstance(b, bool) and a == b
+    a, b = plain(a), plain(b)  # np.True_ is True (and not 1), as a stored config holds it
+    return isinstance(a, bool) == isinstance(b, bool) and bool(a == b)
 
 
 def _fits_partial(spec: Any, value: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from tunesmith._errors import ConfigError
 from tunesmith._record import FrozenRecord
+from tunesmith.space._plain import plain
 from tunesmith.space._unit import _k_high, _k_low, _lerp, _log_lerp, _normal, _pick, _quantize, _unit
 
 KeyPath = tuple[str, ...]
@@ -217,7 +218,7 @@ class Choice(Domain):
     _fields = ("options",)
 
     def __init__(self, options: list[Any]) -> None:
-        self._set(options=options)
+        self._set(options=_plain_items(options))
 
     def from_unit(self, u: float) -> Any:
         return _pick(self.options, u)
@@ -238,7 +239,7 @@ class Grid(Domain):
     _fields = ("values",)
 
     def __init__(self, values: list[Any]) -> None:
-        self._set(values=values)
+        self._set(values=_plain_items(values))
 
     def from_unit(self, u: float) -> Any:
         return _pick(self.values, u)
@@ -418,6 +419,19 @@ def _sequence_problem(kind: str, name: str, items: Any) -> str | None:
     if not items:
         return f"{kind} expected a non-empty list of {name}; got an empty one"
     return None
+
+
+def _plain_items(items: Any) -> Any:
+    """A choice's options (a grid's values) as the Python values a config holds (``np.True_`` is ``True``, a
+    ``(str, Enum)`` member its str value): every searcher compares them with stored configs. Tuples stay tuples
+    (the space's JSON keeps them; ``resolve`` gives lists); anything but a list or tuple is left for
+    ``_problem`` to refuse."""
+    if not isinstance(items, (list, tuple)):
+        return items
+    try:
+        return plain(items, keep_tuples=True)
+    except RecursionError:  # nested too deep, or holding itself: validate_space says so, naming the key
+        return items
 
 
 def _items_name(domain: Choice | Grid) -> str:

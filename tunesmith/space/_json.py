@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -67,13 +66,9 @@ def _encode(value: Any, where: str) -> Any:
         return [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, tuple):
         return {_TAG: _TUPLE, "items": [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]}
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
-    if isinstance(value, numbers.Integral):  # numpy integers
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    converted = plain(value)  # numpy arrays and scalars, torch tensors
+    converted = plain(value)  # numpy numbers, arrays and scalars, torch tensors, a (str, Enum) or IntEnum member
     if converted is not value:
         return _encode(converted, where)
     raise ConfigError(f"{where}: {type(value).__name__} cannot be stored as JSON; expected a domain, a dict, "

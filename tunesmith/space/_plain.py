@@ -1,4 +1,5 @@
-"""``plain``: a value as the store gives it back (numpy and torch numbers made Python ones, containers copied)."""
+"""``plain``: a value as the store gives it back (numpy and torch numbers made Python ones, tuples lists,
+containers copied)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Any
 _PLAIN_TYPES = frozenset((str, int, float, bool, type(None)))
 
 
-def plain(value: Any) -> Any:
+def plain(value: Any, keep_tuples: bool = False) -> Any:
     """``value`` as the store gives it back: numpy and torch scalars (``np.int64``, ``np.float32``, ``np.bool_``,
-    0-d arrays, ``torch.tensor(1.0)``) and other numbers (``np.float64``, an ``IntEnum``) become Python
-    ``int``/``float``/``bool``, arrays and tensors lists; dicts, lists and tuples are copied (so that a trial
-    mutating its config cannot change the space) with their items made plain. Anything else is returned as it
-    is: ``check_storable`` says whether the store can hold it.
+    0-d arrays, ``torch.tensor(1.0)``), other numbers (``np.float64``, an ``IntEnum``) and strings (``np.str_``, a
+    ``(str, Enum)``: its value ``"adam"``, not ``str(member)``) become Python ``int``/``float``/``bool``/``str``,
+    arrays and tensors lists; dicts, lists and tuples are copied (so that a trial mutating its config cannot
+    change the space) with their items made plain, tuples as lists (JSON has no tuples) unless ``keep_tuples``
+    (a space's own options: its JSON keeps tuples). Anything else is returned as it is: ``check_storable`` says
+    whether the store can hold it.
 
     A trial so sees the same values on its first run as after a resume, which reads its config from the store.
     """
@@ -21,25 +24,27 @@ def plain(value: Any) -> Any:
     if kind in _PLAIN_TYPES:
         return value
     if kind is dict:
-        return {k: plain(v) for k, v in value.items()}
+        return {k: plain(v, keep_tuples) for k, v in value.items()}
     if kind is list:
-        return [plain(v) for v in value]
+        return [plain(v, keep_tuples) for v in value]
     if kind is tuple:
-        return tuple(plain(v) for v in value)
-    return _plain_other(value)
+        return tuple(plain(v, keep_tuples) for v in value) if keep_tuples else [plain(v) for v in value]
+    return _plain_other(value, keep_tuples)
 
 
-def _plain_other(value: Any) -> Any:
+def _plain_other(value: Any, keep_tuples: bool) -> Any:
     if isinstance(value, str):
-        return str(value)  # np.str_
+        return str.__str__(value)  # np.str_, a (str, Enum) member: the text itself (str() of a member is its name)
     if isinstance(value, numbers.Integral):  # np.int64, IntEnum (bool's subclasses cannot exist)
         return int(value)
-    if isinstance(value, numbers.Real):  # np.float32, np.float64
+    if isinstance(value, numbers.Real):  # np.float32, np.float64, a (float, Enum) member
         return float(value)
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+        return {k: plain(v, keep_tuples) for k, v in value.items()}
     if isinstance(value, list):
-        return [plain(v) for v in value]
+        return [plain(v, keep_tuples) for v in value]
+    if isinstance(value, tuple):  # a namedtuple
+        return tuple(plain(v, keep_tuples) for v in value) if keep_tuples else [plain(v) for v in value]
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple):  # numpy arrays and scalars (np.bool_), torch tensors (torch.Size is a tuple)
         item, tolist = getattr(value, "item", None), getattr(value, "tolist", None)

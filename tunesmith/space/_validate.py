@@ -13,6 +13,8 @@ from tunesmith.space._domains import _CONSTRUCTORS, Choice, Domain, Grid, KeyPat
 from tunesmith.space._flatten import FLAT_SEP
 from tunesmith.space._plain import _PLAIN_TYPES
 
+MAX_DEPTH = 100  # levels of dicts, lists, tuples and choice/grid options under a key: as a space file's
+
 _ALLOWED = ("a domain (uniform(...), loguniform(...), randint(...), choice([...]), grid([...]), "
             "sample_from(fn), ...), a nested dict, or a constant (number, string, bool, None, list, "
             "tuple or other object)")
@@ -31,7 +33,31 @@ def validate_space(space: dict[str, Any]) -> None:
     if not isinstance(space, dict):
         raise ConfigError(f"space: expected a dict of parameter names to domains or constants; got "
                           f"{type(space).__name__}")
+    _check_depth(space)
     _check_dict(space, "space", in_option=False)
+
+
+def _check_depth(space: dict[Any, Any]) -> None:
+    """Refuse a value nested deeper than ``MAX_DEPTH`` (the checks below, ``resolve`` and the store recurse once or
+    more per level: a ``RecursionError`` otherwise), naming its top-level key. A walk without recursion; a
+    container that holds itself is too deep."""
+    for key, value in space.items():
+        stack: list[tuple[Any, int]] = [(value, 1)]
+        while stack:
+            item, depth = stack.pop()
+            children: Any
+            if isinstance(item, (Choice, Grid)):
+                children = item.options if isinstance(item, Choice) else item.values
+            elif isinstance(item, dict):
+                children = list(item.values())
+            elif isinstance(item, (list, tuple)):
+                children = item
+            else:
+                continue
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{_key('space', key)}: nested deeper than {MAX_DEPTH} levels")
+            if isinstance(children, (list, tuple)):  # else a choice/grid that _problem refuses
+                stack.extend((child, depth + 1) for child in children)
 
 
 def _check_dict(mapping: dict[Any, Any], where: str, in_option: bool, path: tuple[Any, ...] = ()) -> None:
