@@ -320,30 +320,34 @@ def run(
     else:
         raise ConfigError(f"backend must be 'local', 'ray' or a backend (e.g. tunesmith.RayBackend(address="
                           f"'auto')), got {backend!r}")
-    executor.check_ranks(ranks)  # first: with ranks, a backend checks each rank's share of the resources
-    if resources_fn is None:
-        executor.check_resources(per_trial)  # a function's requests are checked per trial
-    executor.stop_rules = stop_rules
-    executor.trial_time_limit_s = trial_time_limit_s
-    executor.chdir_to_trial_dir = chdir_to_trial_dir
-    # a trial may be handed to a busy worker ahead (LocalBackend(queue_ahead=True)) only where suggesting it early
-    # changes nothing: a scheduler whose class says so (FIFO, ASHA, MedianStopping), a searcher that does not learn
-    executor.ahead_ok = starts_trials_early(scheduler) and not searcher.learns_from_results
-    if _ships_fn(executor):
-        _check_picklable(fn)
+    try:  # a check refusing the run after the backend connected (to Ray: maybe starting it) shuts it down
+        executor.check_ranks(ranks)  # first: with ranks, a backend checks each rank's share of the resources
+        if resources_fn is None:
+            executor.check_resources(per_trial)  # a function's requests are checked per trial
+        executor.stop_rules = stop_rules
+        executor.trial_time_limit_s = trial_time_limit_s
+        executor.chdir_to_trial_dir = chdir_to_trial_dir
+        # a trial may be handed to a busy worker ahead (LocalBackend(queue_ahead=True)) only where suggesting it early
+        # changes nothing: a scheduler whose class says so (FIFO, ASHA, MedianStopping), a searcher that does not learn
+        executor.ahead_ok = starts_trials_early(scheduler) and not searcher.learns_from_results
+        if _ships_fn(executor):
+            _check_picklable(fn)
 
-    if name is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        base = re.sub(r"[^A-Za-z0-9._-]", "_", getattr(fn, "__name__", "experiment")).lstrip("._-") or "experiment"
-        name = f"{base}_{stamp}"
-    check_name(name)
-    root = _layout.storage_root(storage_path)
-    exp_dir = os.path.join(root, name)
-    store_file = _layout.store_path(exp_dir)
-    if resume and not os.path.exists(store_file):
-        raise ConfigError(f"resume=True: there is no experiment {name!r} in {root}")
-    _make_folder(root, exp_dir, storage_path)
-    lock = _acquire(exp_dir, name)  # first: a live experiment is reported as such, not as "exists"
+        if name is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+            base = re.sub(r"[^A-Za-z0-9._-]", "_", getattr(fn, "__name__", "experiment")).lstrip("._-") or "experiment"
+            name = f"{base}_{stamp}"
+        check_name(name)
+        root = _layout.storage_root(storage_path)
+        exp_dir = os.path.join(root, name)
+        store_file = _layout.store_path(exp_dir)
+        if resume and not os.path.exists(store_file):
+            raise ConfigError(f"resume=True: there is no experiment {name!r} in {root}")
+        _make_folder(root, exp_dir, storage_path)
+        lock = _acquire(exp_dir, name)  # first: a live experiment is reported as such, not as "exists"
+    except BaseException:
+        executor.shutdown()
+        raise
     try:
         _layout.unlink_planted_links(exp_dir)  # the driver writes only inside the folder, whoever made it
         if os.path.exists(store_file) and not resume:
