@@ -17,6 +17,7 @@ checkpoints, which refuses anything outside the experiment's own ``trials/`` fol
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import posixpath
@@ -130,12 +131,25 @@ class Ledger:
 # -------------------------------------------------------------------------------------------------
 # deleting, confined to the experiment's trials/ folder
 # -------------------------------------------------------------------------------------------------
+def experiment_key(exp_dir: str) -> str:
+    """``<name>-<8 hex digits of the SHA-256 of the experiment folder's absolute path>``: what keys an experiment
+    outside its folder (its checkpoints with ``RayBackend(storage=...)``, its staging folders on Ray nodes), so
+    that two experiments of one name, or a copy of a folder resumed elsewhere, never share a place."""
+    path = os.path.abspath(exp_dir)
+    tag = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{os.path.basename(path)}-{tag}"
+
+
 def storage_prefix(storage: str | None, exp_dir: str) -> str | None:
-    """The URL prefix checkpoints of this experiment live under with ``RayBackend(storage=...)``, or None."""
+    """The URL prefix checkpoints of this experiment live under with ``RayBackend(storage=...)``, or None:
+    ``<storage>/<name>-<hash of the experiment folder's path>/trials/`` (:func:`experiment_key`). The only
+    prefix :func:`delete_checkpoint` deletes under: checkpoints an older tunesmith wrote under
+    ``<storage>/<name>/trials/`` (which experiments of one name shared) are still read from the URLs the store
+    names, never deleted."""
     if not is_url(storage):
         return None
     assert storage is not None
-    return f"{storage.rstrip('/')}/{os.path.basename(os.path.normpath(exp_dir))}/{TRIALS}/"
+    return f"{storage.rstrip('/')}/{experiment_key(exp_dir)}/{TRIALS}/"
 
 
 def _strictly_inside(path: str, root: str) -> bool:

@@ -238,6 +238,8 @@ def fails_once_after_a_checkpoint(config):
 
 
 def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpus, results_dir, tmp_path):
+    from tunesmith._ledger import experiment_key
+
     (tmp_path / "marks").mkdir()
     bucket = tmp_path / "bucket"
     result = ts.run(fails_once_after_a_checkpoint, space={"marks": str(tmp_path / "marks"), "x": ts.grid([1, 2])},
@@ -251,7 +253,7 @@ def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpu
         assert [r["start"] for r in hist] == [0, 0, 2, 2]  # the retry restored iteration 2 from the URL
         assert {r["dir"] for r in hist} == {t.path}  # the driver's node: the trial's folder is the usual one
         assert not os.path.exists(os.path.join(t.path, "checkpoints"))  # no checkpoint in the experiment folder
-        there = bucket / "to-storage" / "trials" / os.path.basename(t.path) / "checkpoints"
+        there = bucket / experiment_key(result.path) / "trials" / os.path.basename(t.path) / "checkpoints"
         assert sorted(os.listdir(there)) == ["checkpoint_000003", "checkpoint_000004"]  # keep=2, in storage
         assert t.checkpoint.path == f"file://{there}/checkpoint_000004"
         assert t.checkpoint.load() == 4
@@ -264,6 +266,58 @@ def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpu
                        ({"storage": "nosuchfs://b"}, "nosuchfs://b")]:
         with pytest.raises(ts.ConfigError, match=match):
             ts.run(quadratic, backend=RayBackend(**bad), verbose=0, name="bad-storage")
+
+
+def tagged(config):
+    for i in range(1, 4):
+        ts.report({"i": i}, checkpoint=ts.Checkpoint.from_state({"tag": config["tag"], "i": i}))
+
+
+def test_two_experiments_of_one_name_keep_their_own_checkpoints_in_one_storage(ray_gpus, tmp_path):
+    # storage= keys an experiment's checkpoints by its name and a hash of its folder's absolute path (as the
+    # staging folders on the nodes are): another experiment of the same name, or a copy of the folder resumed
+    # elsewhere, neither overwrites them nor deletes them with its keep=
+    from tunesmith._ledger import delete_checkpoint, storage_prefix
+
+    st = f"file://{tmp_path / 'st'}"
+    runs = {}
+    for tag, where, keep in (("A", "p1", None), ("B", "p2", 1)):
+        runs[tag] = ts.run(tagged, {"tag": tag}, metric="i", mode="max", name="same", keep=keep, verbose=0,
+                           storage_path=str(tmp_path / where), backend=RayBackend(storage=st))
+    a = ts.load(str(tmp_path / "p1" / "same"))
+    assert a.best.checkpoint.load() == {"tag": "A", "i": 3}
+    assert ts.load(str(tmp_path / "p2" / "same")).best.checkpoint.load() == {"tag": "B", "i": 3}
+    for tag, kept in (("A", [1, 2, 3]), ("B", [3])):
+        prefix = storage_prefix(st, runs[tag].path)
+        assert prefix is not None
+        key = prefix.rstrip("/").split("/")[-2]
+        assert re.fullmatch(r"same-[0-9a-f]{8}", key), prefix
+        assert runs[tag].trials[0].checkpoint.path == f"{prefix}trial_00001/checkpoints/checkpoint_000003"
+        there = tmp_path / "st" / key / "trials" / "trial_00001" / "checkpoints"
+        assert sorted(os.listdir(there)) == [f"checkpoint_{i:06d}" for i in kept]  # B's keep=1 deleted B's only
+    assert storage_prefix(st, runs["A"].path) != storage_prefix(st, runs["B"].path)
+    # what an experiment may delete is under its own prefix only: B's URLs are not A's (nor a copy's)
+    b_url = runs["B"].trials[0].checkpoint.path
+    assert delete_checkpoint(b_url, runs["A"].path, storage_prefix(st, runs["A"].path)) is False
+    assert ts.Checkpoint(b_url).load() == {"tag": "B", "i": 3}
+    # nor is a URL of the layout before the hash (<storage>/<name>/trials/, shared by experiments of one name):
+    # an older experiment resumed reads its stored URLs, but its keep= deletes none of them
+    legacy = f"{st}/same/trials/trial_00001/checkpoints/checkpoint_000003"
+    from tunesmith.checkpoint import download, upload
+
+    (tmp_path / "dl").mkdir()
+    upload(download(runs["A"].trials[0].checkpoint.path, str(tmp_path / "dl")), legacy)
+    assert ts.Checkpoint(legacy).load() == {"tag": "A", "i": 3}
+    assert delete_checkpoint(legacy, runs["A"].path, storage_prefix(st, runs["A"].path)) is False
+    assert ts.Checkpoint(legacy).load() == {"tag": "A", "i": 3}
+
+
+def test_a_relative_file_url_for_storage_is_refused_with_its_absolute_form(ray_gpus, results_dir):
+    # fsspec reads file://rel_st relative to the working folder, which is each trial's own: the checkpoints
+    # would land in the trials' folders and the store would name URLs nobody can read back
+    with pytest.raises(ts.ConfigError, match=re.escape(f"file://{os.path.abspath('rel_st')}")) as err:
+        ts.run(tagged, {"tag": "A"}, backend=RayBackend(storage="file://rel_st"), verbose=0, name="rel")
+    assert "'file://rel_st'" in str(err.value)
 
 
 def test_the_trial_function_of_a_module_beside_the_driver_ships_by_value_and_installed_ones_by_reference(
@@ -305,7 +359,7 @@ def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp
     from tunesmith.executors._ray_actor import _ActorChannel, _remove_staging
 
     stage = tmp_path / "stage"
-    for sub in ("checkpoints/checkpoint_000001", "restore/checkpoint_000000"):
+    for sub in ("checkpoints/checkpoint_000001", ".tunesmith-restore/checkpoint_000000", "restore/mine"):
         (stage / sub).mkdir(parents=True)
     ch = _ActorChannel()
     seen = []
@@ -318,7 +372,10 @@ def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp
     ch.send_result((1, 0.0, 0.0, "{}", None), wait=False)
     ch.finish("error", "tb")
     assert seen == [["r"]]  # the result, not yet the end
-    assert not stage.exists()  # the copies, then the folder they left empty
+    assert sorted(os.listdir(stage)) == ["restore"]  # the copies went; a restore/ of the trial's own stays
+    assert os.listdir(stage / "restore") == ["mine"]
+    (stage / "restore" / "mine").rmdir()
+    (stage / "restore").rmdir()
     assert ch.take(0) == [("done", 7, "error", "tb")]
     ch.reset(8, None, None)
     ch.finish("ok", None)  # the next trial on this actor does not run the last one's cleanup again
@@ -411,14 +468,15 @@ def test_a_trials_files_are_sent_without_links_or_staged_copies_and_land_only_in
     from tunesmith.executors._ray_transfer import IncomingFiles, trial_files
 
     stage = tmp_path / "stage"
-    for rel in ("checkpoints/checkpoint_000001/w.bin", "restore/x", "output.log", "a.txt", "sub/b.txt",
-                "sub/checkpoints/c.txt"):
+    for rel in ("checkpoints/checkpoint_000001/w.bin", ".tunesmith-restore/checkpoint_000001/x", "output.log",
+                "restore/x", "a.txt", "sub/b.txt", "sub/checkpoints/c.txt"):
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
         (stage / rel).write_text(rel)
     (tmp_path / "secret").write_text("not the trial's")
     (stage / "link.txt").symlink_to(tmp_path / "secret")
     (stage / "linked_dir").symlink_to(tmp_path)
-    assert sorted(trial_files(str(stage))) == ["a.txt", "sub/b.txt", "sub/checkpoints/c.txt"]
+    # a restore/ of the trial's own is sent as any other folder; the staged restore copy is not
+    assert sorted(trial_files(str(stage))) == ["a.txt", "restore/x", "sub/b.txt", "sub/checkpoints/c.txt"]
 
     trial = tmp_path / "driver" / "trial_00001"
     trial.mkdir(parents=True)
@@ -430,14 +488,17 @@ def test_a_trials_files_are_sent_without_links_or_staged_copies_and_land_only_in
     assert (trial / "a.txt").read_text() == "new one"
     files.piece(str(trial), "sub/deep/b.txt", 0, b"", True)
     assert (trial / "sub" / "deep" / "b.txt").read_bytes() == b""
-    for bad in ("../escape.txt", "/etc/passwd", "checkpoints/checkpoint_000009/x", "output.log", "a/../../x"):
+    files.piece(str(trial), "run.sh", 0, b"#!/bin/sh\n", True, 0o755)  # its permission bits, applied
+    assert (trial / "run.sh").stat().st_mode & 0o777 == 0o755
+    for bad in ("../escape.txt", "/etc/passwd", "checkpoints/checkpoint_000009/x", "output.log", "a/../../x",
+                ".tunesmith-restore/checkpoint_000001/x"):
         with pytest.raises(ValueError, match="refusing the trial file"):
             files.piece(str(trial), bad, 0, b"x", False)
         files.piece(str(trial), bad, 1, b"y", True)  # its later pieces are dropped quietly
     assert not (tmp_path / "driver" / "escape.txt").exists()
     files.piece(str(trial), "half.txt", 0, b"x", False)
     files.discard()  # the trial's actor died: the half-sent file leaves nothing behind
-    assert sorted(p.name for p in trial.iterdir()) == ["a.txt", "sub"]
+    assert sorted(p.name for p in trial.iterdir()) == ["a.txt", "run.sh", "sub"]
 
 
 def test_a_trial_function_whose_module_globals_do_not_pickle_still_runs(ray_gpus, results_dir, tmp_path,

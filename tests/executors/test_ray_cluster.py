@@ -99,6 +99,21 @@ def from_state(config):
         time.sleep(config["sleep"])
 
 
+def _run_launch(ex, launch):
+    """Start ``launch`` on ``ex`` and poll until it ends: (its rows, its Done)."""
+    assert ex.try_start(launch)
+    rows, done = [], None
+    deadline = time.monotonic() + 60
+    while done is None:
+        assert time.monotonic() < deadline
+        for ev in ex.poll(0.05):
+            if isinstance(ev, Results):
+                rows.extend(ev.rows)
+            else:
+                done = ev
+    return rows, done
+
+
 def test_a_checkpoint_from_a_worker_node_restores_on_a_worker_node(cluster, results_dir):
     from tunesmith.executors._base import Launch
 
@@ -107,17 +122,7 @@ def test_a_checkpoint_from_a_worker_node_restores_on_a_worker_node(cluster, resu
     trial_dir = str(results_dir / "restore" / "trials" / "trial_00001")
 
     def run(launch):
-        assert ex.try_start(launch)
-        rows, done = [], None
-        deadline = time.monotonic() + 60
-        while done is None:
-            assert time.monotonic() < deadline
-            for ev in ex.poll(0.05):
-                if isinstance(ev, Results):
-                    rows.extend(ev.rows)
-                else:
-                    done = ev
-        return rows, done
+        return _run_launch(ex, launch)
 
     try:
         rows, done = run(Launch(1, {"n": 2, "sleep": 0.0}, trial_dir, {"cpu": 1.0}))
@@ -131,6 +136,64 @@ def test_a_checkpoint_from_a_worker_node_restores_on_a_worker_node(cluster, resu
         import json
 
         assert {json.loads(r[3])["start"] for r in rows} == {2}
+    finally:
+        ex.shutdown()
+
+
+def lists_its_restore(config):
+    ck = ts.get_checkpoint()
+    start = ck.load() if ck else 0
+    names = ",".join(sorted(os.listdir(ck.path))) if ck else ""  # the restore folder on the trial's node
+    for i in range(start, config["n"]):
+        ts.report({"i": i + 1, "start": start, "names": names}, checkpoint=Checkpoint.from_state(i + 1))
+
+
+def test_a_restore_sent_to_another_node_holds_only_what_its_manifest_lists(cluster, results_dir, tmp_path):
+    # A checkpoint folder is data (a folder someone else made, a FIFO or a link planted after a crash): what goes
+    # to the trial's node is the files its manifest lists and the manifest, each opened only if it is a regular
+    # file, never through a link and never waiting (a FIFO's open would wait for a writer forever)
+    import json
+    import threading
+
+    from tunesmith.executors._base import Launch
+
+    ex = RayBackend()
+    ex.setup(lists_its_restore, str(results_dir / "planted"))
+    trial_dir = str(results_dir / "planted" / "trials" / "trial_00001")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the checkpoint's")
+    try:
+        rows, done = _run_launch(ex, Launch(1, {"n": 1}, trial_dir, {"cpu": 1.0}))
+        assert done.status == "ok", done.error
+        ckpt = rows[-1][4]
+        os.symlink(outside, os.path.join(ckpt, "linked.txt"))
+        fifo = os.path.join(ckpt, "extra.fifo")
+        os.mkfifo(fifo)
+        opened = threading.Event()
+
+        def writer():  # lets a reader of the FIFO go (the test then fails instead of hanging)
+            with open(fifo, "wb"):
+                opened.set()
+
+        threading.Thread(target=writer, daemon=True).start()
+        try:
+            rows, done = _run_launch(ex, Launch(1, {"n": 2}, trial_dir, {"cpu": 1.0}, restore=ckpt, iteration=1))
+        finally:
+            was_opened = opened.wait(0.5)
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # lets the writer go
+        assert not was_opened, "the FIFO in the checkpoint folder was opened"
+        assert done.status == "ok", done.error
+        # restored (as a local restore of the same folder is: the unlisted files are not the checkpoint's)...
+        assert [(r[0], json.loads(r[3])["start"]) for r in rows] == [(2, 1)]
+        # ...from a copy holding the checkpoint's files only: the link was not followed, nor the FIFO read
+        assert json.loads(rows[0][3])["names"] == "manifest.json,state.pkl"
+        # a file the manifest lists that is a link: refused, naming it; the trial fails (as loading the same
+        # folder locally fails), and a retry would skip the damaged checkpoint
+        os.remove(os.path.join(ckpt, "state.pkl"))
+        os.symlink(outside, os.path.join(ckpt, "state.pkl"))
+        rows, done = _run_launch(ex, Launch(1, {"n": 2}, trial_dir, {"cpu": 1.0}, restore=ckpt, iteration=1))
+        assert done.status == "error" and rows == []
+        assert "CheckpointError" in done.error and "state.pkl is not a regular file" in done.error, done.error
     finally:
         ex.shutdown()
 
@@ -174,6 +237,8 @@ def test_with_a_storage_url_checkpoints_skip_the_driver_and_a_lost_node_restores
         cluster, results_dir, tmp_path):
     import tempfile
 
+    from tunesmith._ledger import experiment_key
+
     bucket = tmp_path / "bucket"
     killer = RemoveNodeOnce(cluster)
     result = ts.run(from_state, space={"n": 8, "sleep": 0.15, "x": ts.grid([0, 1])}, max_failures=2, keep=2,
@@ -184,7 +249,7 @@ def test_with_a_storage_url_checkpoints_skip_the_driver_and_a_lost_node_restores
         assert t.status is ts.TrialStatus.TERMINATED, t.error
         assert [r["i"] for r in result.history(t.id)] == list(range(1, 9))
         assert not os.path.exists(os.path.join(t.path, "checkpoints"))  # nothing went through the driver
-        there = bucket / "node-storage" / "trials" / os.path.basename(t.path) / "checkpoints"
+        there = bucket / experiment_key(result.path) / "trials" / os.path.basename(t.path) / "checkpoints"
         assert sorted(os.listdir(there)) == ["checkpoint_000007", "checkpoint_000008"]  # keep=2 deleted there
         assert t.checkpoint.path == f"file://{there}/checkpoint_000008" and t.checkpoint.load() == 8
     restarted = [r for r in result.history(killer.victim) if r["start"] > 0]
@@ -223,6 +288,12 @@ def chatty(config):
         with open(os.path.join(here, "plots", "run", "curve.bin"), "wb") as f:
             f.write(bytes(range(256)) * 10)  # 2,560 bytes: three pieces of 1,000
         os.symlink("/etc/hostname", os.path.join(here, "link"))
+        os.makedirs(os.path.join(here, "restore"))  # a name of the trial's own, as any other
+        with open(os.path.join(here, "restore", "model.txt"), "w") as f:
+            f.write("the trial's model")
+        with open(os.path.join(here, "run.sh"), "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(os.path.join(here, "run.sh"), 0o755)  # its permission bits travel with it
     print("last words", flush=True)
     ts.report({"seen": seen, "node": _node_id(), "dir": ts.get_trial_dir()})
 
@@ -245,13 +316,16 @@ def test_a_trial_on_another_node_sends_its_output_log_as_it_runs_and_its_files_w
             assert not os.path.exists(stage)
             assert sorted(os.listdir(t.path)) == ["output.log"]
         elif sync:  # its files are in the experiment now, gone from the node; the link was not followed
-            assert sorted(os.listdir(t.path)) == ["mine.txt", "output.log", "plots"]
+            assert sorted(os.listdir(t.path)) == ["mine.txt", "output.log", "plots", "restore", "run.sh"]
             with open(os.path.join(t.path, "plots", "run", "curve.bin"), "rb") as f:
                 assert f.read() == bytes(range(256)) * 10
+            with open(os.path.join(t.path, "restore", "model.txt")) as f:
+                assert f.read() == "the trial's model"
+            assert os.stat(os.path.join(t.path, "run.sh")).st_mode & 0o777 == 0o755
             assert sorted(os.listdir(stage)) == ["link"]
         else:  # they stay where it wrote them
             assert sorted(os.listdir(t.path)) == ["output.log"]
-            assert sorted(os.listdir(stage)) == ["link", "mine.txt", "plots"]
+            assert sorted(os.listdir(stage)) == ["link", "mine.txt", "plots", "restore", "run.sh"]
 
 
 def fails_once(config):

@@ -24,7 +24,7 @@ from typing import Any
 
 from tunesmith._layout import OUTPUT_LOG
 from tunesmith.checkpoint import is_url
-from tunesmith.executors._ray_transfer import CHUNK_BYTES, chunks, receive_folder, trial_files
+from tunesmith.executors._ray_transfer import CHUNK_BYTES, RESTORE, chunks, receive_folder, trial_files
 from tunesmith.executors._ray_transfer import staging_dir as _staging_dir
 from tunesmith.executors._wire import CHUNK, DONE, FILE, OUTPUT, RESULTS
 
@@ -195,6 +195,7 @@ class _ActorChannel:
             path = os.path.join(folder, rel)
             try:
                 with open(path, "rb", opener=_no_follow) as f:
+                    mode = os.fstat(f.fileno()).st_mode & 0o777  # its permission bits go with it
                     offset = 0
                     while True:
                         data = f.read(self.chunk_bytes)
@@ -203,7 +204,7 @@ class _ActorChannel:
                             while self.queued_bytes >= self.chunk_bytes:
                                 self.cv.wait(HEARTBEAT_S)
                             self._flush_locked(False)
-                            self.out.append((FILE, self.trial_id, rel, offset, data, last))
+                            self.out.append((FILE, self.trial_id, rel, offset, data, last, mode))
                             self.queued_bytes += len(data)
                             self.cv.notify_all()
                         offset += len(data)
@@ -296,6 +297,7 @@ class _TrialActor:
         signing_key = spec.pop("signing_key")
         _signing.use(signing_key)  # the driver's key signs what this trial writes
         storage = spec.pop("storage")  # this trial's checkpoints URL, with RayBackend(storage=...)
+        restore_error = spec.pop("restore_error", None)  # the driver could not send the restore checkpoint
         remote = spec["driver_node"] != self.node_id and not spec["shared_storage"]
         driver_trial_dir, driver_restore = spec["trial_dir"], spec["restore"]
         driver_ckpts = os.path.join(spec["trial_dir"], "checkpoints")
@@ -304,6 +306,10 @@ class _TrialActor:
         keep = None
         group = None
         try:
+            if restore_error is not None:
+                from tunesmith.checkpoint import CheckpointError
+
+                raise CheckpointError(restore_error)
             sys_path = spec.pop("sys_path")
             for p in reversed(sys_path):
                 if p not in sys.path:
@@ -317,11 +323,11 @@ class _TrialActor:
 
                 assert stage is not None  # a URL restore means storage=, which stages
 
-                os.makedirs(os.path.join(stage, "restore"), exist_ok=True)
-                keep = spec["restore"] = download(spec["restore"], os.path.join(stage, "restore"))
+                os.makedirs(os.path.join(stage, RESTORE), exist_ok=True)
+                keep = spec["restore"] = download(spec["restore"], os.path.join(stage, RESTORE))
             elif remote and spec["restore"] is not None and restore_files is not None:
                 assert stage is not None  # remote: staged
-                keep = spec["restore"] = receive_folder(restore_files, os.path.join(stage, "restore"),
+                keep = spec["restore"] = receive_folder(restore_files, os.path.join(stage, RESTORE),
                                                         os.path.basename(spec["restore"]))
             fn = self.functions.get(spec["fn_key"])
             if fn is None:
@@ -381,7 +387,7 @@ def _remove_staging(stage: str) -> None:
     storage, and its output.log was read for the driver: the staging copies can go, and the folder with them
     when the trial left nothing else there (files it wrote itself stay: they are the user's)."""
     shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
-    shutil.rmtree(os.path.join(stage, "restore"), ignore_errors=True)
+    shutil.rmtree(os.path.join(stage, RESTORE), ignore_errors=True)  # (a restore/ of the trial's own stays)
     try:
         os.remove(os.path.join(stage, OUTPUT_LOG))
     except OSError:

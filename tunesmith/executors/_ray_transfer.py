@@ -7,9 +7,10 @@ when that row arrives, checks every file against the manifest, fsyncs and rename
 (:meth:`Incoming.land`). The row names the folder the driver will have, never the sender's.
 
 A trial's own files (``RayBackend(sync_trial_files=True)``, the default): what a trial on another node wrote in
-its node-local folder is read as :func:`trial_files` when it ends and sent the same way, each file written by
-the driver under a temporary name and renamed into the trial's folder with its last piece
-(:class:`IncomingFiles`).
+its node-local folder is read as :func:`trial_files` when it ends and sent the same way (with each file's
+permission bits), each file written by the driver under a temporary name and renamed into the trial's folder
+with its last piece (:class:`IncomingFiles`). The message is ``(FILE, trial_id, relpath, offset, data, last,
+mode)``.
 
 Actor-bound (a restart on another node): the driver puts the checkpoint folder into the object store in
 chunks (:func:`put_folder`); the actor writes it back and checks its checksums (:func:`receive_folder`).
@@ -18,7 +19,6 @@ chunks (:func:`put_folder`); the actor writes it back and checks its checksums (
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +27,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from tunesmith._layout import CHECKPOINTS, OUTPUT_LOG
-from tunesmith.checkpoint import CHECKPOINT_NAME, MANIFEST, _fsync_dir, inside, verify
+from tunesmith.checkpoint import (
+    CHECKPOINT_NAME,
+    MANIFEST,
+    CheckpointError,
+    _files,
+    _fsync_dir,
+    _open_regular,
+    inside,
+    verify,
+)
 
 CHUNK_BYTES = 16 << 20  # checkpoint data per chunk (and at most about this much queued per actor)
 
@@ -114,12 +123,15 @@ class Incoming:
 
 
 # -- a trial's own files, driver-bound ------------------------------------------------------------------
-STAGED = (CHECKPOINTS, "restore", OUTPUT_LOG)  # in a staging folder: what travels its own way, or not at all
+# where a trial's restore checkpoint is written in its staging folder: a name of tunesmith's own (a dot, and
+# "tunesmith"), so that no file of the trial's is taken for it (a trial's "restore/" is its own, sent and kept)
+RESTORE = ".tunesmith-restore"
+STAGED = (CHECKPOINTS, RESTORE, OUTPUT_LOG)  # in a staging folder: what travels its own way, or not at all
 
 
 def trial_files(folder: str) -> Iterator[str]:
     """The regular files a trial wrote in its node-local ``folder``, as paths relative to it: not the staged
-    checkpoints, restore copies and output.log (:data:`STAGED`, at the top), and no link (neither followed nor
+    checkpoints, restore copy and output.log (:data:`STAGED`, at the top), and no link (neither followed nor
     listed: a link's target is not the trial's)."""
     for root, dirs, names in os.walk(folder):
         if root == folder:  # (os.walk lists a linked folder but does not go into it)
@@ -140,29 +152,31 @@ class IncomingFiles:
         self._tmp: dict[str, str] = {}  # the file's final path -> its temporary file
         self._refused: set[str] = set()  # files whose pieces are dropped until their last
 
-    def piece(self, trial_dir: str, rel: str, offset: int, data: bytes, last: bool) -> None:
+    def piece(self, trial_dir: str, rel: str, offset: int, data: bytes, last: bool, mode: int | None = None) -> None:
         """Write one piece of the file ``rel`` (the sender names it; the driver decides where it may go: inside
-        ``trial_dir``, not where its checkpoints or its output.log are). Raises ``ValueError`` for a name that
-        may not be written, ``OSError`` when writing fails (its temporary file removed), once per file: its
-        later pieces are dropped."""
+        ``trial_dir``, not where its checkpoints, its output.log or a staged restore copy are). ``mode``: the
+        file's permission bits on the node (only ``0o777`` of it is used), given it with its last piece. Raises
+        ``ValueError`` for a name that may not be written, ``OSError`` when writing fails (its temporary file
+        removed), once per file: its later pieces are dropped."""
         if rel in self._refused:
             if last:
                 self._refused.discard(rel)
             return
         try:
-            self._write(trial_dir, rel, offset, data, last)
+            self._write(trial_dir, rel, offset, data, last, mode)
         except BaseException:
             if not last:
                 self._refused.add(rel)
             raise
 
-    def _write(self, trial_dir: str, rel: str, offset: int, data: bytes, last: bool) -> None:
+    def _write(self, trial_dir: str, rel: str, offset: int, data: bytes, last: bool, mode: int | None) -> None:
         try:
             path = inside(trial_dir, rel)
         except ValueError:
             raise ValueError(f"refusing the trial file {rel!r}: it would leave the trial's folder") from None
-        if rel.split(os.sep)[0] in (CHECKPOINTS, OUTPUT_LOG):
-            raise ValueError(f"refusing the trial file {rel!r}: the driver writes that one itself")
+        if rel.split(os.sep)[0] in STAGED:
+            raise ValueError(f"refusing the trial file {rel!r}: the driver writes that one itself, or "
+                             f"tunesmith's own staging uses that name")
         tmp = self._tmp.pop(path, None)
         try:
             if tmp is None:
@@ -174,6 +188,8 @@ class IncomingFiles:
             with open(tmp, "r+b") as f:
                 f.seek(offset)
                 f.write(data)
+                if last and mode is not None:
+                    os.fchmod(f.fileno(), mode & 0o777)  # (mkstemp made it 0600)
             if last:
                 os.replace(tmp, path)
             else:
@@ -195,19 +211,42 @@ class IncomingFiles:
 
 # -- actor-bound (a restore checkpoint) ------------------------------------------------------------------
 def put_folder(ray: Any, folder: str, chunk_bytes: int) -> list[tuple[str, list[Any]]]:
-    """A checkpoint folder as (relative path, [object refs of its chunks]) for an actor on another node."""
+    """A checkpoint folder as (relative path, [object refs of its chunks]) for an actor on another node: the
+    files its manifest lists, then the manifest, each opened only if it is a regular file in the folder (never
+    through a link, never waiting on a FIFO); nothing else in the folder is read or sent (a checkpoint folder is
+    data: a file planted in it after a crash is not the checkpoint's, as a local restore ignores it too).
+
+    Raises:
+        CheckpointError: no readable manifest, a malformed one, or a file it lists that is missing, a link (or
+            lies under a linked folder), a FIFO or a device; the message names it.
+    """
+    try:
+        with _open_regular(os.path.join(folder, MANIFEST), folder, MANIFEST) as f:
+            manifest = json.loads(f.read())
+    except (OSError, ValueError, CheckpointError) as e:
+        raise CheckpointError(f"checkpoint {folder} has no readable {MANIFEST} (a regular file): {e}") from e
+    real = os.path.realpath(folder)
     files: list[tuple[str, list[Any]]] = []
-    for root, _dirs, names in os.walk(folder):
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            refs = []
-            with open(path, "rb") as f:
-                while True:
-                    data = f.read(chunk_bytes)
-                    refs.append(ray.put(data))
-                    if len(data) < chunk_bytes:
-                        break
-            files.append((os.path.relpath(path, folder), refs))
+    for rel in [*sorted(_files(manifest, folder)), MANIFEST]:
+        path = inside(folder, rel)
+        sub = os.path.dirname(rel)
+        try:
+            if sub and os.path.realpath(os.path.dirname(path)) != os.path.join(real, sub):
+                raise CheckpointError(f"checkpoint {folder}: {rel} is not a regular file in the folder (it lies "
+                                      "under a link)")
+            f = _open_regular(path, folder, rel)
+        except FileNotFoundError as e:
+            raise CheckpointError(f"checkpoint {folder}: file {rel} missing: {e}") from e
+        except OSError as e:  # a link in its place (O_NOFOLLOW)
+            raise CheckpointError(f"checkpoint {folder}: {rel} is not a regular file in the folder ({e})") from e
+        refs = []
+        with f:
+            while True:
+                data = f.read(chunk_bytes)
+                refs.append(ray.put(data))
+                if len(data) < chunk_bytes:
+                    break
+        files.append((rel, refs))
     return files
 
 
@@ -235,8 +274,10 @@ def staging_dir(node_id: str, trial_dir: str) -> str:
     """A node-local folder for a trial whose experiment folder (``<exp>/trials/<trial>``) is on the driver's
     machine (its actors on that node write there: rank 0's checkpoints on their way, restore copies, and the
     trial itself when it runs there): ``<tmp>/tunesmith-ray/<node>/<exp>-<8 hex digits of the experiment
-    folder's path>/trials/<trial>``, so that two experiments of one name never share one."""
+    folder's path>/trials/<trial>`` (:func:`tunesmith._ledger.experiment_key`, which keys its checkpoints in
+    ``RayBackend(storage=...)`` too), so that two experiments of one name never share one."""
+    from tunesmith._ledger import experiment_key
+
     exp_dir = os.path.dirname(os.path.dirname(trial_dir))
-    tag = hashlib.sha256(exp_dir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], f"{os.path.basename(exp_dir)}-{tag}",
+    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], experiment_key(exp_dir),
                         "trials", os.path.basename(trial_dir))

@@ -12,7 +12,7 @@ actor's DONE has no rows, and the same flag fifth).
   worker -> driver: (READY, pid)  (RESULTS, trial_id, rows, waiting)  (DONE, trial_id, status, error, rows[, retire])
                     (HEARTBEAT,)  (CHUNK, trial_id, dest, relpath, offset, data) (Ray: a checkpoint's bytes)
                     (OUTPUT, trial_id, data) (Ray: what a trial on another node printed, for its output.log)
-                    (FILE, trial_id, relpath, offset, data, last) (Ray: a file a trial on another node wrote)
+                    (FILE, trial_id, relpath, offset, data, last, mode) (Ray: a file a trial on another node wrote)
 """
 
 from __future__ import annotations

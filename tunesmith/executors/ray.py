@@ -51,7 +51,7 @@ from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
-from tunesmith.checkpoint import is_url
+from tunesmith.checkpoint import CheckpointError, is_url
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._ray_actor import HEARTBEAT_S, _TrialActor
 from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, IncomingFiles, put_folder
@@ -178,11 +178,12 @@ class RayBackend(Executor):
             their checkpoints there directly instead of sending them to the driver.
         storage: a URL any fsspec filesystem understands (``"s3://bucket/prefix"``, ``"gs://..."``,
             ``"file:///mnt/shared/ckpts"``; S3 needs ``pip install s3fs``): every trial uploads its
-            checkpoints there directly, as ``<storage>/<experiment>/trials/<trial>/checkpoints/
-            checkpoint_<iteration>``, instead of sending them to the driver; a restarted trial downloads its
-            checkpoint from there. The experiment folder (the SQLite store, logs) stays on the driver.
-            Credentials come from the usual places of that filesystem (environment, config files) on every
-            node.
+            checkpoints there directly, as ``<storage>/<experiment>-<8 hex digits of the experiment folder's
+            path>/trials/<trial>/checkpoints/checkpoint_<iteration>`` (two experiments of one name never share
+            one), instead of sending them to the driver; a restarted trial downloads its checkpoint from there.
+            A ``file://`` URL must name an absolute path (``file:///mnt/shared/ckpts``). The experiment
+            folder (the SQLite store, logs) stays on the driver. Credentials come from the usual places of that
+            filesystem (environment, config files) on every node.
         grace_period_s: how long a stopped trial has to reach its next ``report()`` before its actor is
             killed.
         trial_timeout_s: a started trial whose actor answers nothing for this long is declared dead (its
@@ -220,7 +221,7 @@ class RayBackend(Executor):
         self.chunk_bytes = chunk_bytes
         self.storage = storage
         self.sync_trial_files = sync_trial_files
-        self._exp_name = ""
+        self._storage_prefix: str | None = None  # with storage=: <storage>/<experiment key>/trials/
         self._bundles: list[dict[str, float]] = []  # ``bundles`` in Ray's names, once validated
         self._ray: Any = None
         self._owns_ray = False
@@ -272,6 +273,12 @@ class RayBackend(Executor):
                 raise ConfigError(f"RayBackend(storage=...) must be a URL such as 's3://bucket/prefix' or "
                                   f"'file:///mnt/shared/ckpts', got {self.storage!r} (for a folder every node "
                                   f"mounts at the same path, pass shared_storage=True instead)")
+            protocol, _, rest = self.storage.partition("://")
+            if protocol in ("file", "local") and not rest.startswith("/"):
+                # fsspec reads it relative to the working folder: each trial's own, another on every node
+                raise ConfigError(f"RayBackend(storage={self.storage!r}): a {protocol}:// URL must name an absolute "
+                                  f"path, e.g. '{protocol}://{os.path.abspath(rest)}' (three slashes): a relative "
+                                  "one would be read from each trial's own folder")
             if self.shared_storage:
                 raise ConfigError("RayBackend(storage=..., shared_storage=True): pass one of them (storage sends "
                                   "checkpoints to a URL, shared_storage writes them into the experiment folder)")
@@ -346,7 +353,9 @@ class RayBackend(Executor):
         # absolute: a trial runs in its own folder, where a relative entry would name another one
         self._sys_path = [os.path.abspath(p) if p else self._cwd for p in sys.path]
         self._stop_bytes = self.stop_rules.for_trials() if self.stop_rules is not None else None
-        self._exp_name = os.path.basename(os.path.normpath(experiment_dir))
+        from tunesmith._ledger import storage_prefix
+
+        self._storage_prefix = storage_prefix(self.storage, experiment_dir)
         from tunesmith import _signing
 
         self._signing_key = _signing.key()  # the trials sign their checkpoints with it (a node has no key file)
@@ -440,15 +449,21 @@ class RayBackend(Executor):
             slot = self._create(shape, launch.resources, demand, launch.ranks)
             slot.beyond = beyond
         restore_files = None
+        restore_error = None
         if launch.restore is not None and not self.shared_storage and not is_url(launch.restore) \
                 and self._multi_node():
-            restore_files = slot.restore_refs = put_folder(ray, launch.restore, self.chunk_bytes)
+            try:
+                restore_files = slot.restore_refs = put_folder(ray, launch.restore, self.chunk_bytes)
+            except CheckpointError as e:
+                # a damaged checkpoint (a link or a FIFO among its files): the trial fails in its actor, naming
+                # it, as loading the same folder fails in a local trial; a retry skips the damaged checkpoint
+                restore_error = str(e)
         spec = trial_spec(launch, env={**launch.env, "TUNESMITH_ORIG_WORKING_DIR": self._cwd}, fn_key=self._fn_key,
                           takes_config=self._takes_config, sys_path=self._sys_path, stop=self._stop_bytes,
                           chdir=self.chdir_to_trial_dir, driver_node=self._driver_node,
                           shared_storage=self.shared_storage, chunk_bytes=self.chunk_bytes,
                           storage=self._storage_url(launch.trial_dir), signing_key=self._signing_key,
-                          sync_trial_files=self.sync_trial_files)
+                          sync_trial_files=self.sync_trial_files, restore_error=restore_error)
         slot.trial_id = launch.trial_id
         slot.trial_dir = launch.trial_dir
         slot.started = slot.node is not None  # a reused actor is up; a new one may wait for resources
@@ -460,10 +475,12 @@ class RayBackend(Executor):
         return True
 
     def _storage_url(self, trial_dir: str) -> str | None:
-        """Where a trial's checkpoints go with ``storage=``: ``<storage>/<experiment>/trials/<trial>/checkpoints``."""
-        if self.storage is None:
+        """Where a trial's checkpoints go with ``storage=``: ``<storage>/<experiment>-<hash of the experiment
+        folder's path>/trials/<trial>/checkpoints``, under the prefix the controller deletes in
+        (``_ledger.storage_prefix``): an experiment of the same name elsewhere has its own."""
+        if self._storage_prefix is None:
             return None
-        return f"{self.storage.rstrip('/')}/{self._exp_name}/trials/{os.path.basename(trial_dir)}/checkpoints"
+        return f"{self._storage_prefix}{os.path.basename(trial_dir)}/checkpoints"
 
     def _multi_node(self) -> bool:
         self._refresh()
@@ -632,9 +649,9 @@ class RayBackend(Executor):
 
     def _file(self, slot: _Slot, msg: tuple[Any, ...]) -> None:
         """One piece of a file a trial on another node wrote in its folder (``sync_trial_files``)."""
-        _f, _tid, rel, offset, data, last = msg
+        _f, _tid, rel, offset, data, last, mode = msg
         try:
-            slot.files.piece(slot.trial_dir, rel, offset, data, last)
+            slot.files.piece(slot.trial_dir, rel, offset, data, last, mode)
         except (OSError, ValueError) as e:
             log.warning("trial %s: a file it wrote on node %s is not kept in %s: %s", slot.trial_id, slot.node,
                         slot.trial_dir, e)
