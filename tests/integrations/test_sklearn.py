@@ -38,6 +38,26 @@ def test_a_grid_search_gives_gridsearchcvs_results(results_dir):
     assert len(ts.load(ours.experiment_path_).trials) == 3
 
 
+def test_tuple_parameters_reach_the_estimator_as_tuples(results_dir):
+    """``ngram_range`` must be a tuple (sklearn's parameter check refuses a list): a tuple option of the space
+    reaches ``set_params`` as that tuple, and ``best_params_``/``cv_results_`` give it as GridSearchCV does (a
+    trial's config holds the list that JSON stores)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    texts = ["good movie", "bad movie", "great film", "awful film", "nice one", "terrible one"] * 5
+    labels = [1, 0, 1, 0, 1, 0] * 5
+    search = TuneSearchCV(make_pipeline(TfidfVectorizer(), LogisticRegression()),
+                          {"tfidfvectorizer__ngram_range": ts.grid([(1, 1), (1, 2)]), "logisticregression__C": 1.0},
+                          n_trials=1, cv=2)
+    search.fit(texts, labels)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert [p["tfidfvectorizer__ngram_range"] for p in search.cv_results_["params"]] == [(1, 1), (1, 2)]
+    assert list(search.cv_results_["param_tfidfvectorizer__ngram_range"]) == [(1, 1), (1, 2)]
+    assert isinstance(search.best_params_["tfidfvectorizer__ngram_range"], tuple)
+    assert search.best_estimator_.get_params()["tfidfvectorizer__ngram_range"] in ((1, 1), (1, 2))
+
+
 def test_run_keywords_survive_clone_and_unknown_ones_are_refused(results_dir):
     search = TuneSearchCV(LogisticRegression(), {"C": ts.loguniform(0.1, 10)}, seed=3, max_concurrent=1)
     copy = clone(search)

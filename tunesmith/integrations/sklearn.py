@@ -197,13 +197,13 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         backend = run_kwargs.get("backend", "local")
         ref = tunesmith.put(data, backend) if _puttable(backend) else None
         trial = _Trial(self.estimator, self.scorer_, self.error_score, self.max_iters, increments,
-                       ref, data if ref is None else None)
+                       ref, data if ref is None else None, self.space)
         result = tunesmith.run(trial, self.space, metric="mean_test_score", mode="max", num_samples=self.n_trials,
                                searcher=self.searcher, scheduler=self.scheduler, **run_kwargs)
         del ref  # the shared copy goes with its last reference
         self.experiment_path_ = result.path
         trials = result.trials
-        self.cv_results_ = _cv_results(trials, self.n_splits_)
+        self.cv_results_ = _cv_results(trials, self.n_splits_, self.space)
         scores = self.cv_results_["mean_test_score"]
         if not any(_scored(t, self.n_splits_) for t in trials):
             self._raise_unscored(trials, increments, X, y, splits, fit_params)
@@ -228,8 +228,8 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         raises = isinstance(self.error_score, str) and self.error_score == "raise"
         again = [t for t in trials if raises or not t.error]
         if again:
-            replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, increments, None, None)
-            estimator = clone(self.estimator).set_params(**again[0].config)
+            replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, increments, None, None, self.space)
+            estimator = clone(self.estimator).set_params(**_as_given(self.space, again[0].config))
             for _ in replay.cross_validate(estimator, X, y, splits, fit_params):
                 pass
         if errors:
@@ -317,8 +317,9 @@ class _Trial:
     __name__ = "TuneSearchCV"
 
     def __init__(self, estimator: Any, scorer: Any, error_score: Any, max_iters: int, increments: str | None,
-                 ref: Any, data: Any) -> None:
+                 ref: Any, data: Any, space: Any) -> None:
         self.estimator = estimator
+        self.space = space
         self.scorer = scorer
         self.error_score = error_score
         self.max_iters = max_iters
@@ -328,7 +329,7 @@ class _Trial:
 
     def __call__(self, config: dict[str, Any]) -> None:
         X, y, splits, fit_params = tunesmith.get(self.ref) if self.ref is not None else self.data
-        estimator = clone(self.estimator).set_params(**config)
+        estimator = clone(self.estimator).set_params(**_as_given(self.space, config))
         for metrics in self.cross_validate(estimator, X, y, splits, fit_params):
             tunesmith.report(metrics)  # a scheduler may stop the trial here (report then ends this function)
 
@@ -438,20 +439,44 @@ def _metrics(scores: list[float], fit_times: list[float], score_times: list[floa
     return out
 
 
-def _cv_results(trials: list[Any], n_splits: int) -> dict[str, Any]:
+def _as_given(space: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's ``config`` as ``set_params`` takes it: where the space gave a tuple (a constant, or an option of a
+    ``choice``/``grid``), the config holds the list JSON stores (what a resume reads back too); the tuple is given
+    back (``TfidfVectorizer(ngram_range=...)`` takes only a tuple, as GridSearchCV would pass it)."""
+    if not isinstance(space, dict):
+        return dict(config)
+    return {key: _like(space.get(key), value) for key, value in config.items()}
+
+
+def _like(spec: Any, value: Any) -> Any:
+    from tunesmith.space import plain
+    from tunesmith.space._domains import Choice, Grid
+
+    if isinstance(spec, (Choice, Grid)) and isinstance(value, list):
+        options = spec.options if isinstance(spec, Choice) else spec.values
+        return next((o for o in options if isinstance(o, tuple) and plain(o) == value), value)
+    if isinstance(spec, tuple) and isinstance(value, list) and len(spec) == len(value):
+        return tuple(_like(s, v) for s, v in zip(spec, value))
+    if isinstance(spec, dict) and isinstance(value, dict):
+        return {k: _like(spec.get(k), v) for k, v in value.items()}
+    return value
+
+
+def _cv_results(trials: list[Any], n_splits: int, space: Any = None) -> dict[str, Any]:
     """``GridSearchCV.cv_results_`` from the trials' last results (NaN for a trial that reported nothing)."""
     n = len(trials)
     results: dict[str, Any] = {}
     for key in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"):
         results[key] = np.array([t.last_result.get(key, np.nan) for t in trials], dtype=float)
-    names = sorted({name for t in trials for name in t.config})
+    params = [_as_given(space, t.config) for t in trials]
+    names = sorted({name for config in params for name in config})
     for name in names:
         column = np.ma.MaskedArray(np.empty(n, dtype=object), mask=True)
-        for i, t in enumerate(trials):
-            if name in t.config:
-                column[i] = t.config[name]
+        for i, config in enumerate(params):
+            if name in config:
+                column[i] = config[name]
         results[f"param_{name}"] = column
-    results["params"] = [dict(t.config) for t in trials]
+    results["params"] = params
     for k in range(n_splits):
         results[f"split{k}_test_score"] = np.array([t.last_result.get(f"split{k}_test_score", np.nan)
                                                    for t in trials], dtype=float)
