@@ -409,3 +409,23 @@ def test_curves_and_plots_take_any_reported_counter_as_x_and_a_final(tmp_path: A
     assert plots["x"] == "timesteps" and plots["final"] == "best"
     assert call(app, "/api/e/exp/plots?metric=reward&final=median")[0] == 400
     assert call(app, "/api/e/exp/curves?metric=reward&x=" + "a" * 300 + "&t=1")[0] == 400
+
+
+def tail_train(config: dict[str, Any]) -> None:
+    from tunesmith.dashboard._data import LOG_TAIL_BYTES
+
+    line = f"\rstep using key {config['api_key']} "  # a progress bar: one long line, no newline
+    print(line * (2 * LOG_TAIL_BYTES // len(line) + 7) + config["pad"], end="", flush=True)  # pad: where it cuts
+    ts.report({"x": 1})
+
+
+def test_the_log_tail_cut_inside_a_secret_shows_none_of_it(results_dir: Any) -> None:
+    """The tail starts wherever the last 32 KiB start: at a line's start (after a newline or a carriage return),
+    never inside a secret whose start it cut off (the rest of it was shown)."""
+    secret = "sk-SUPERSECRET123"
+    for pad in range(len(secret)):  # the cut falls at each place of the secret in turn
+        name = f"tail{pad}"
+        ts.run(tail_train, space={"api_key": secret, "pad": "x" * pad}, verbose=0, name=name)
+        log = api(make_app(str(results_dir)), f"/api/e/{name}/t/1")["log"]
+        assert log and "***" in log
+        assert not any(secret[i:] in log for i in range(len(secret) - 3)), (pad, log[:80])

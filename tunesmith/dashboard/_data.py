@@ -625,6 +625,8 @@ def _log_tail(folder: str, tid: int, secrets: set[str]) -> str | None:
     finally:
         os.close(fd)
     text = data.decode("utf-8", errors="replace")
-    if start > 0:
-        text = text.split("\n", 1)[-1]
+    if start > 0:  # from the first line's start (after a newline, or a progress bar's carriage return): the cut
+        # may fall inside a secret, whose rest no mask would find; with neither, the longest secret's length is cut
+        ends = [i for i in (text.find("\n"), text.find("\r")) if i >= 0]
+        text = text[min(ends) + 1:] if ends else "…" + text[max((len(s) for s in secrets), default=0):]
     return mask_text(text, secrets)
