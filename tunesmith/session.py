@@ -17,6 +17,7 @@ import math
 import numbers
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -50,7 +51,7 @@ class _Rules(Protocol):
 class _Session:
     __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
                  "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir", "stop_rules", "stopped",
-                 "rank", "world_size", "plan", "held_checkpoints")
+                 "rank", "world_size", "plan", "held_checkpoints", "pid", "forked", "leftovers")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  channel: _Channel, iteration: int, decision_iteration: int | None,
@@ -78,11 +79,25 @@ class _Session:
         self.held_checkpoints = frozenset(held_checkpoints)  # folder names not to write (Launch.held_checkpoints)
         # the scheduler's decision plan (schedulers._base.DecisionPlan, as sent): where a result may go on unasked
         self.plan = _Plan(plan) if plan else None
+        # report() comes from this process only (not from one the trial forked: _forked marks the child's copy of the
+        # session, no syscall per report), and not from a thread alive before the trial started (one an earlier
+        # trial on this worker left running; tunesmith's own never report, and left out, they leave this empty)
+        self.pid = os.getpid()
+        self.forked = False
+        current = threading.current_thread()
+        self.leftovers = {t.ident: t for t in threading.enumerate()
+                          if t is not current and not t.name.startswith("tunesmith-")}
 
     def report(self, metrics: Any, checkpoint: Checkpoint | None,
                at_end: Callable[[], Checkpoint] | None = None) -> None:
         """``at_end``: makes the checkpoint of a result that carries none when a stop rule evaluated here ends the
         trial with it (a ``Trainable``'s ``checkpoint_at_end``: the rule's verdict is only known here)."""
+        if self.forked and os.getpid() != self.pid:
+            raise RuntimeError(f"report() from a child process of the trial: only the trial's own process reports "
+                               f"(pid {self.pid}); nothing was stored (send the results to it, e.g. through a "
+                               f"multiprocessing queue, and report them there)")
+        if self.leftovers and threading.get_ident() in self.leftovers:
+            self._check_leftover()
         if self.stopped:
             raise StopTrial()  # it caught the stop, or reports in a finally: nothing after a stop is stored
         encoded = encode_metrics(metrics)
@@ -119,6 +134,17 @@ class _Session:
         elif self.channel.stop_requested():
             self.stopped = True
             raise StopTrial()
+
+    def _check_leftover(self) -> None:
+        """A report from a thread whose ident was alive when this trial started: refused if it is that thread (one a
+        finished trial left running), allowed if the ident is reused by a thread started since."""
+        ident = threading.get_ident()
+        if threading.current_thread() is not self.leftovers.get(ident):
+            self.leftovers.pop(ident, None)
+            return
+        raise RuntimeError(f"report() from a thread a finished trial left running: it was alive before trial "
+                           f"{self.trial_id} started, and nothing it reports is stored in it (join the threads a "
+                           f"trial starts before its function returns)")
 
     def _write(self, checkpoint: Any) -> str:
         """Write the checkpoint of the result being reported; its path."""
@@ -291,6 +317,16 @@ def _size(value: Any) -> int:
 
 
 _session: _Session | None = None
+
+
+def _forked() -> None:
+    """In a process forked while a trial runs: its copy of the session no longer speaks for the trial."""
+    if _session is not None:
+        _session.forked = True
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _current(fn: str) -> _Session:

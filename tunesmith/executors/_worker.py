@@ -27,7 +27,7 @@ import time
 import traceback
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 from tunesmith.executors._procs import (
     become_subreaper,
@@ -292,6 +292,27 @@ def _enter(folder: str) -> None:
     os.chdir(folder)
 
 
+def _forked_exit(error: BaseException | None, config: dict[str, Any]) -> NoReturn:
+    """The end of a process the trial forked (``os.fork()`` without an exec) in which the training function returned
+    or raised: it holds a copy of the worker, and must never speak for it (end the trial, run the next): it exits
+    at once, 0 for a return or ``sys.exit(0)``, 1 otherwise, after its own prints (and the traceback of an error,
+    masked as the trial's own is)."""
+    code = 0
+    if error is not None:
+        code = 0 if isinstance(error, SystemExit) and error.code in (0, None) else 1
+        if not isinstance(error, SystemExit):
+            from tunesmith._secrets import mask_text, secret_strings
+
+            tb = traceback.format_exc()
+            _to_output(mask_text(tb, secret_strings(config)) or tb)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001, S110 - a closed or broken stream: exit all the same
+        pass
+    os._exit(code)
+
+
 def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own_children: bool = False,
                fn_bytes: bytes | None = None, group: Any = None) -> bool:
     """Run one trial. ``own_children``: this process runs nothing but trials (a local worker), so any child
@@ -332,7 +353,11 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         held_checkpoints=spec.get("held_checkpoints") or ())
     output.start(os.path.join(spec["trial_dir"], OUTPUT_LOG))
     status, tb = "ok", None
-    home = None
+    try:  # restored after the trial, whether it ran in its own folder or moved itself elsewhere
+        home: str | None = os.getcwd()
+    except OSError:
+        home = None  # the working directory is gone: the trial's chdir, if any, is not undone
+    pid = os.getpid()
     try:
         if ranks is not None:  # their output goes where rank 0's goes now: the trial's output.log
             ranks.start()
@@ -340,9 +365,15 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
             os.environ.update(ranks.rank0_env())
         if spec.get("chdir", False):
             # its own working folder: relative paths written by concurrent trials cannot collide
-            home = os.getcwd()
             _enter(spec["trial_dir"])
-        out = fn(spec["config"]) if spec["takes_config"] else fn()
+        try:
+            out = fn(spec["config"]) if spec["takes_config"] else fn()
+        except BaseException as e:
+            if os.getpid() != pid:
+                _forked_exit(e, spec["config"])
+            raise
+        if os.getpid() != pid:
+            _forked_exit(None, spec["config"])
         if isinstance(out, dict) and not channel.stopped:
             session._session.report(out, None)
     except session.StopTrial:
