@@ -35,12 +35,13 @@ class Watch(ts.Callback):
         self.at_end: dict[str, Any] = {}
 
     def on_experiment_start(self, experiment: Any) -> None:
+        self.controller = experiment._c  # a user's callback gets copies of trials: watch the controller's own
         self.loggers = [cb for cb in experiment._c.callbacks if isinstance(cb, (CSVLogger, JSONLLogger))]
         self.held_at_start = len(experiment.trials)
         self.counts_at_start = dict(experiment.counts)
 
     def on_trial_complete(self, trial: Any) -> None:
-        self.ended.append(weakref.ref(trial))
+        self.ended.append(weakref.ref(self.controller.trials[trial.id]))  # forgotten only after this notification
 
     on_trial_error = on_trial_complete
 

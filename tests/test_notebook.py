@@ -163,3 +163,12 @@ def test_inline_figures_draw_in_a_real_browser_with_plotly_js_sent_once(tmp_path
             browser.close()
     assert problems == []
     assert traces == [4, 1]  # four trials' lines; one parcoords trace
+
+
+def test_trial_html_shows_control_characters_escaped(tmp_path: Any) -> None:
+    rs = make_experiment(tmp_path, "ctl", [
+        {"id": 1, "config": {"name": "a\x1b[2Jb\x07"}, "status": "ERROR", "results": curve([1.0, 0.5])}])
+    for page in (rs.trial(1)._repr_html_(), rs._repr_html_()):
+        assert "\x1b" not in page and "\x07" not in page
+        assert "a\\x1b[2Jb\\x07" in page
+    assert "ValueError: boom" in rs.trial(1)._repr_html_()  # newlines of the traceback kept

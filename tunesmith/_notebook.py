@@ -22,6 +22,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from tunesmith._display import printable
 from tunesmith._errors import ConfigError
 from tunesmith.trial import AUTO_KEYS
 
@@ -35,8 +36,9 @@ _CSS = ("<style>.tunesmith-table td,.tunesmith-table th{text-align:left;padding:
 
 
 def _e(value: Any) -> str:
-    """Any value as escaped HTML text (quotes too: safe in an attribute as well)."""
-    return html.escape(value if isinstance(value, str) else _short(value), quote=True)
+    """Any value as escaped HTML text (quotes too: safe in an attribute as well), control characters written as
+    their escapes (``\\x1b``, ``tunesmith._display.printable``; newlines and tabs kept)."""
+    return html.escape(printable(value if isinstance(value, str) else _short(value)), quote=True)
 
 
 def _short(value: Any) -> str:

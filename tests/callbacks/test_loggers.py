@@ -508,3 +508,24 @@ def test_the_csv_header_is_written_with_the_first_rows_that_reach_the_file(
         rows = list(reader)
     assert reader.fieldnames == ["loss", "training_iteration", "time_total_s", "timestamp"]
     assert [(r["training_iteration"], r["loss"]) for r in rows] == [("2", "0.5"), ("3", "0.25")]
+
+
+def test_tensorboard_gives_each_metric_its_own_tag_every_time(trial_and_info: tuple[TrialView, Any]) -> None:
+    pytest.importorskip("tensorboardX")
+    from tunesmith.callbacks.tensorboard import TensorBoardLogger, _tag
+
+    trial, info = trial_and_info
+    names = ["acc top1", "acc_top1", "acc,top1", "a\nb", "/lead", "été/n"]
+    logger = TensorBoardLogger()
+    logger.on_experiment_start(cast(Any, info))
+    for i in (1, 2):
+        logger.on_trial_results(trial, [_result(7, i, **{n: float(k + i) for k, n in enumerate(names)})])
+    logger.on_trial_complete(trial)
+    scalars, _, metric_tags = _read_events(os.path.join(info.path, "tensorboard", trial.name))
+    tags = [_tag(n) for n in names]
+    assert len(set(tags)) == len(names)
+    assert tags[1] == "acc_top1" and tags[5] == "été/n"  # a name tensorboard takes is kept as it is
+    assert tags[0].startswith("acc_top1-") and tags == [_tag(n) for n in names]  # the same tag each time
+    for k, tag in enumerate(tags):
+        assert [s[1] for s in scalars[tag]] == [float(k + 1), float(k + 2)]
+    assert set(metric_tags) == {*tags, "time_total_s"}  # the HParams metrics are the scalar tags

@@ -238,3 +238,16 @@ def test_plain_lines_escape_control_sequences_too(results_dir) -> None:
     out = buf.getvalue()
     assert "\x1b" not in out and "\x07" not in out
     assert "[/] closing tag" in out
+
+
+def test_a_long_error_line_is_cut_with_its_length() -> None:
+    from tunesmith.trial import TrialStatus, TrialView
+
+    buf = io.StringIO()
+    progress = Progress(verbose=1, console=Console(file=buf, width=10_000))
+    trial = TrialView(id=3, config={}, status=TrialStatus.ERROR,
+                      error="Traceback (most recent call last):\n  ...\nValueError: " + "x" * 5000)
+    progress.on_trial_error(trial)
+    line = buf.getvalue().strip()
+    assert line.startswith("trial_00003 ERROR: ValueError: xxx")
+    assert len(line) < 400 and "(5012 characters)" in line

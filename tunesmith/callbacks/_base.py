@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from tunesmith.trial import Result, TrialStatus, TrialView
@@ -51,10 +54,19 @@ class Callback:
 
 
 class ExperimentInfo:
-    """A read-only window on the running experiment for callbacks."""
+    """A read-only window on the running experiment for callbacks: its dicts are read-only views
+    (``types.MappingProxyType``); a user's callback gets one whose ``trials`` are copies (``Notifier``)."""
 
-    def __init__(self, controller: Any) -> None:
+    def __init__(self, controller: Any, _copies: bool = False) -> None:
         self._c = controller
+        self._copies = _copies
+        self._for_users: ExperimentInfo | None = None
+
+    def _users_window(self) -> ExperimentInfo:
+        """The window given to callbacks that are not tunesmith's own: ``trials`` copies each one read."""
+        if self._for_users is None:
+            self._for_users = ExperimentInfo(self._c, _copies=True)
+        return self._for_users
 
     @property
     def name(self) -> str:
@@ -73,12 +85,14 @@ class ExperimentInfo:
         return self._c.mode
 
     @property
-    def trials(self) -> dict[int, TrialView]:
+    def trials(self) -> Mapping[int, TrialView]:
         """The trials the controller holds, by id: every unfinished one. Finished trials leave it when they end
         (the store keeps them: ``tunesmith.load(path)``), unless the scheduler reads them
         (``Scheduler.needs_finished_trials``: PBT, PB2, HyperBand...): the driver's memory then follows the
-        running trials. ``counts`` and ``num_trials`` count every trial."""
-        return self._c.trials
+        running trials. ``counts`` and ``num_trials`` count every trial. Read-only."""
+        if self._copies:
+            return _CopiedTrials(self._c.trials)
+        return MappingProxyType(self._c.trials)
 
     @property
     def counts(self) -> dict[TrialStatus, int]:
@@ -129,23 +143,131 @@ class ExperimentInfo:
         return self._c.resources_in_use()
 
     @property
-    def total_resources(self) -> dict[str, float]:
-        return self._c.total_resources
+    def total_resources(self) -> Mapping[str, float]:
+        return MappingProxyType(self._c.total_resources)
+
+
+class _CopiedTrials(Mapping[int, TrialView]):
+    """The controller's trials as a user's callback reads them: a copy of each trial it looks up."""
+
+    def __init__(self, trials: dict[int, TrialView]) -> None:
+        self._trials = trials
+
+    def __getitem__(self, trial_id: int) -> TrialView:
+        return _copy_view(self._trials[trial_id])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._trials)
+
+    def __len__(self) -> int:
+        return len(self._trials)
+
+    def __contains__(self, trial_id: object) -> bool:
+        return trial_id in self._trials
+
+
+def _own(cb: Callback) -> bool:
+    """Whether ``cb`` is one of tunesmith's own callbacks (its class defined in a ``tunesmith.`` module)."""
+    return type(cb).__module__.startswith("tunesmith.")
+
+
+def _copy_result(result: Result) -> Result:
+    new = object.__new__(Result)  # as ``__replace__`` does, without its checks (a third of the time)
+    vars(new).update(vars(result), metrics=result.metrics.copy())
+    return new
+
+
+_SCALARS = frozenset((int, float, str, bool, type(None)))
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _plain_copy(value: Any) -> Any:
+    """A deep copy of scalars in dicts, lists and tuples (what a config holds); ``_NotPlain`` for anything else."""
+    cls = value.__class__
+    if cls in _SCALARS:
+        return value
+    if cls is dict:
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if cls is list:
+        return [_plain_copy(v) for v in value]
+    if cls is tuple:
+        return tuple(_plain_copy(v) for v in value)
+    raise _NotPlain
+
+
+def _copy_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a config: built directly when it holds scalars in dicts, lists and tuples (the usual, a
+    fraction of ``copy.deepcopy``'s time), else by ``copy.deepcopy`` (a value it cannot copy is shared)."""
+    try:
+        for v in config.values():
+            if v.__class__ not in _SCALARS:
+                return {k: _plain_copy(v) for k, v in config.items()}
+        return config.copy()  # flat scalars: a new dict is a deep copy
+    except _NotPlain:
+        pass
+    try:
+        return copy.deepcopy(config)
+    except Exception:  # noqa: BLE001 - a config value that cannot be copied: a new dict at least
+        return dict(config)
+
+
+def _copy_view(trial: TrialView) -> TrialView:
+    """A copy of ``trial`` that a callback may change without changing the controller's: config deep-copied,
+    resources and last result copied."""
+    config = _copy_config(trial.config)
+    last = trial.last_result
+    new = object.__new__(type(trial))
+    vars(new).update(vars(trial), config=config, resources=trial.resources.copy(),
+                     last_result=None if last is None else _copy_result(last))
+    return new
+
+
+def _copy_arg(arg: Any) -> Any:
+    if isinstance(arg, TrialView):
+        return _copy_view(arg)
+    if isinstance(arg, ExperimentInfo):
+        return arg._users_window()
+    if isinstance(arg, list):
+        return [_copy_result(r) if isinstance(r, Result) else r for r in arg]
+    return arg
 
 
 class Notifier:
     """The controller's way to call its callbacks: ``notify(hook, *args)`` calls ``hook`` on every callback.
     Callbacks observe and never decide, so one that raises is logged (with its traceback, the first time per
-    callback and hook) and the experiment goes on."""
+    callback and hook) and the experiment goes on.
+
+    Callbacks observe and never change: tunesmith's own (their class in a ``tunesmith.`` module: ``Progress``,
+    the loggers) get the controller's objects, a user's callback gets copies (a ``TrialView`` with a deep-copied
+    config, results with copied ``metrics``), made once per notification for all of them and only when there
+    is one."""
 
     def __init__(self, callbacks: list[Callback]) -> None:
         self.callbacks = callbacks
         self._failures: set[tuple[int, str]] = set()
 
+    @property
+    def callbacks(self) -> list[Callback]:
+        return self._callbacks
+
+    @callbacks.setter
+    def callbacks(self, callbacks: list[Callback]) -> None:
+        self._callbacks = callbacks
+        self._plan = [(cb, _own(cb)) for cb in callbacks]  # whose class is tunesmith's, found once
+
     def __call__(self, hook: str, *args: Any) -> None:
-        for cb in self.callbacks:
+        copies: tuple[Any, ...] | None = None
+        for cb, own in self._plan:
+            given = args
+            if not own:
+                if copies is None:
+                    copies = tuple(_copy_arg(a) for a in args)
+                given = copies
             try:
-                getattr(cb, hook)(*args)
+                getattr(cb, hook)(*given)
             except Exception:  # noqa: BLE001 - a broken logger must not end hours of tuning
                 key = (id(cb), hook)
                 if key not in self._failures:

@@ -12,7 +12,8 @@ interpreter lock cost more than both loggers' writes on one, on a fast disk.)
 
 A trial that restarts from a checkpoint at iteration k (pause/resume, PBT exploit) reports iterations
 after k again: the rows after k are dropped first, as in the store, so a file never holds an iteration
-twice.
+twice. In a resumed experiment (a new driver) a trial's first batch does the same to the files the
+earlier driver left.
 """
 
 from __future__ import annotations
@@ -62,9 +63,14 @@ class _TrialFileLogger(Callback):
         self._last_iteration: dict[int, int] = {}
         self._params: dict[int, dict[str, Any]] = {}
         self._dirs: dict[int, str] = {}
+        self._resumed = False
 
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
         self._root = experiment.path
+        # Files an earlier driver of this experiment left (a resume): a trial's first batch in this driver
+        # replaces their rows from its first iteration on. A fresh experiment has no trials folder yet, and
+        # its loggers look for no file to replace.
+        self._resumed = os.path.isdir(os.path.join(experiment.path, _layout.TRIALS))
         if self.background and self._writer is None:
             self._writer = acquire(experiment.path)
             self._dirs = self._writer.dirs
@@ -139,7 +145,10 @@ class _TrialFileLogger(Callback):
         if not results:
             return
         first = results[0].iteration
-        restarted = first <= self._last_iteration.get(trial.id, 0)
+        last = self._last_iteration.get(trial.id)
+        # a restart: iterations this driver wrote come again, or the trial's first batch in a resumed driver
+        # (the earlier driver's rows from there on are replaced, as in the store)
+        restarted = self._resumed if last is None else first <= last
         self._do(self._write, trial, self._rows(shown_results(trial.config, results)), first if restarted else None)
         self._last_iteration[trial.id] = results[-1].iteration
 

@@ -46,6 +46,7 @@ _RATE_WINDOW_S = 10.0  # throughput is measured over this many recent seconds
 _SAMPLE_S = 0.25  # ... from counts taken this often
 _PLAIN_LINES_PER_RUN = 60  # off a terminal, the status-line interval is at least elapsed / this
 _CONFIG_COLUMNS = 5
+_ERROR_CHARS = 300  # a failure's line shows this much of the error's last line, then its length
 
 
 def _fmt(value: Any) -> str:
@@ -158,8 +159,11 @@ class Progress(Callback):
         if self._error_lines < self.max_error_lines:
             self._error_lines += 1
             last = (shown(trial).error or "").strip().splitlines()
-            self._print(f"{trial.name} ERROR: {printable(last[-1] if last else 'failed', one_line=True)}",
-                        style="red")
+            line = last[-1] if last else "failed"
+            shown_line = printable(line, one_line=True)
+            if len(shown_line) > _ERROR_CHARS:  # one short line per failure: the whole error is in the store
+                shown_line = f"{shown_line[:_ERROR_CHARS]}... ({len(line)} characters)"
+            self._print(f"{trial.name} ERROR: {shown_line}", style="red")
         elif self._error_lines == self.max_error_lines:
             self._error_lines += 1
             self._print("more trials failed: only counted from now on (their errors: tunesmith show <experiment>)",

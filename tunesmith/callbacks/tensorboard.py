@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import os
+import re
 from typing import Any
 
 from tunesmith._flat import flat_metrics
@@ -14,6 +16,8 @@ from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialView
 
 # Not plotted: the step itself and the wall clock (it is the event's wall time already).
 _SKIP = (ITERATION, TIMESTAMP)
+# What tensorboardX turns into ``_`` in a tag (``summary._clean_tag``; it also strips leading ``/``).
+_BAD_TAG = re.compile(r"[^-/\w.]")
 
 
 class TensorBoardLogger(Callback):
@@ -22,7 +26,8 @@ class TensorBoardLogger(Callback):
     Events go to ``<experiment>/tensorboard/<trial_name>/``; view them with
     ``tensorboard --logdir <experiment>/tensorboard``. Every numeric metric of every result is a scalar
     at ``step=training_iteration`` (nested metrics as ``outer/inner``), with the result's timestamp as
-    wall time. When the trial ends, its config (flattened to ``outer/inner``) and its final metrics are
+    wall time; its tag is the metric's name, with a hash when TensorBoard would change it (``_tag``). When
+    the trial ends, its config (flattened to ``outer/inner``) and its final metrics are
     written as an HParams session of the same run, so the HParams tab compares trials.
 
     Needs ``pip install 'tunesmith[tensorboard]'`` (tensorboardX).
@@ -36,6 +41,7 @@ class TensorBoardLogger(Callback):
         self._root: str | None = None
         self._writers: dict[int, Any] = {}
         self._final: dict[int, dict[str, float]] = {}
+        self._tags: dict[str, str] = {}  # metric name -> its tag, made once per name
 
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
         from tunesmith._optional import require
@@ -59,14 +65,18 @@ class TensorBoardLogger(Callback):
             return
         writer = self._writer(trial)
         final = self._final.setdefault(trial.id, {})
+        tags = self._tags
         for result in results:
             walltime = result.metrics.get(TIMESTAMP)
             for key, value in flat_metrics(result.metrics).items():
                 number = _scalar(value)
                 if key in _SKIP or number is None:
                     continue
-                writer.add_scalar(key, number, global_step=result.iteration, walltime=walltime)
-                final[key] = number
+                tag = tags.get(key)
+                if tag is None:
+                    tag = tags[key] = _tag(key)
+                writer.add_scalar(tag, number, global_step=result.iteration, walltime=walltime)
+                final[tag] = number
         writer.flush()
 
     def on_trial_complete(self, trial: TrialView) -> None:
@@ -97,6 +107,18 @@ class TensorBoardLogger(Callback):
         for summary in hparams(hp, metrics):
             writer.file_writer.add_summary(summary)
         writer.close()
+
+
+def _tag(name: str) -> str:
+    """A metric's tag, the same for the same name in every trial and run: the name itself when tensorboardX
+    keeps it (letters, digits, ``_ - . /``, no leading ``/``), else the name as tensorboardX would clean it (other
+    characters ``_``) with a hash of the whole name at its end (``acc top1`` -> ``acc_top1-1a2b3c4d``), so that
+    ``acc top1``, ``acc,top1`` and ``acc_top1`` stay three tags instead of being merged into one."""
+    clean = _BAD_TAG.sub("_", name).lstrip("/")
+    if clean == name:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{clean}-{digest}" if clean else digest
 
 
 def _scalar(value: Any) -> float | None:
