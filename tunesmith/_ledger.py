@@ -17,7 +17,6 @@ checkpoints, which refuses anything outside the experiment's own ``trials/`` fol
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import posixpath
@@ -135,6 +134,8 @@ def experiment_key(exp_dir: str) -> str:
     """``<name>-<8 hex digits of the SHA-256 of the experiment folder's absolute path>``: what keys an experiment
     outside its folder (its checkpoints with ``RayBackend(storage=...)``, its staging folders on Ray nodes), so
     that two experiments of one name, or a copy of a folder resumed elsewhere, never share a place."""
+    import hashlib  # here: OpenSSL's load stays off the start of a run that never asks (tests/test_startup.py)
+
     path = os.path.abspath(exp_dir)
     tag = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{os.path.basename(path)}-{tag}"
