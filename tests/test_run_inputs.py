@@ -234,3 +234,26 @@ def test_a_space_nested_too_deep_fails_before_anything_is_created(results_dir):
         deep = {"a": deep}
     _refused_before_anything_is_created(results_dir, r'space\["pad"\]: nested deeper than 100 levels',
                                         space={"pad": deep})
+
+
+def test_callbacks_that_are_not_a_list_of_callback_objects_are_named(results_dir):
+    def f(config):
+        ts.report({"x": 1})
+
+    for bad, said in ((ts.Callback(), "must be a list"), ([ts.Callback], "the class Callback"),
+                      ([lambda *a: None], "got function"), ([object()], "got object")):
+        with pytest.raises(ts.ConfigError, match=said):
+            ts.run(f, num_samples=1, verbose=0, callbacks=bad, name="cb")
+    assert not (results_dir / "cb").exists()  # refused before anything was made
+
+
+def test_a_storage_path_under_home_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+    def f(config):
+        ts.report({"x": 1})
+
+    result = ts.run(f, num_samples=1, verbose=0, storage_path="~/my results", name="tilde")
+    assert result.path == str(tmp_path / "home" / "my results" / "tilde")
+    assert not (tmp_path / "~").exists()

@@ -58,8 +58,8 @@ def default_storage() -> str:
 
 
 def storage_root(storage_path: str | None) -> str:
-    """``storage_path`` (or the default) as an absolute path."""
-    return os.path.abspath(storage_path if storage_path is not None else default_storage())
+    """``storage_path`` (or the default) as an absolute path, ``~`` expanded (as Ray Tune's ``~/ray_results``)."""
+    return os.path.abspath(os.path.expanduser(storage_path if storage_path is not None else default_storage()))
 
 
 def store_path(exp_dir: str) -> str:

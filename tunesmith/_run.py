@@ -246,6 +246,7 @@ def run(
         raise ConfigError(f"num_samples must be a positive integer or -1 (no limit), got {num_samples!r}")
     _positive("time_budget_s", time_budget_s)
     _positive("max_concurrent", max_concurrent, integer=True)
+    _check_callbacks(callbacks)
     if num_samples == -1 and time_budget_s is None:
         raise ConfigError("num_samples=-1 runs trials without limit: give time_budget_s too")
     if verbose not in (0, 1, 2):
@@ -485,6 +486,23 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, sp
         if isinstance(was, dict) and "type" in was and was.get("type") != spec.get("type"):
             raise ConfigError(f"resume: experiment {name!r} was run with another {kind}: {was['type']}, not "
                               f"{spec.get('type')}; pass the same kind of {kind}{hint}")
+
+
+def _check_callbacks(callbacks: Any) -> None:
+    """``callbacks`` is a list (or tuple) of ``Callback`` objects: one given alone, a class, a function is named."""
+    from tunesmith.callbacks._base import Callback
+
+    if callbacks is None:
+        return
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"callbacks must be a list of Callback objects, e.g. callbacks=[{type(callbacks).__name__}"
+                          f"()]; got {type(callbacks).__name__}")
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            what = f"the class {cb.__name__} (not an instance: {cb.__name__}())" if isinstance(cb, type) else \
+                type(cb).__name__
+            raise ConfigError(f"callbacks[{i}]: expected a Callback object (a subclass of tunesmith.Callback, "
+                              f"instantiated), got {what}")
 
 
 def _comparable(space_json: Any) -> str:
