@@ -139,8 +139,8 @@ def run(
             gets them all, ``result.pareto_front()`` gives the non-dominated trials and ``result.best`` asks
             for one metric (``get_best(metric=...)``). A scheduler that compares trials by one metric (ASHA,
             PBT...) then needs its own ``metric=``/``mode=``.
-        num_samples: trials to run (per grid point when the space has ``grid`` dimensions); ``-1`` for
-            no limit, which needs ``time_budget_s``.
+        num_samples: trials to run (per grid point when the space has ``grid`` dimensions; configs, each run
+            ``n`` times, with ``Repeat(searcher, n)``); ``-1`` for no limit, which needs ``time_budget_s``.
         scheduler: decides per result (default ``FIFO()``: run every trial to its end).
         searcher: proposes configs (default ``Random(seed=seed)``, which also crosses ``grid`` dimensions).
         resources: per trial, e.g. ``{"cpu": 1, "gpu": 0.25}`` (default one CPU). Fractional GPUs share a

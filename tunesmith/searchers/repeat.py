@@ -29,8 +29,9 @@ class Repeat(Searcher):
     first repeat; ``{}`` when no repeat reported anything). Intermediate results are not passed on (``n``
     trials report the same iterations, which a model of learning curves would count ``n`` times).
 
-    The experiment runs ``n`` times as many trials as the wrapped searcher suggests: raise
-    ``num_samples`` accordingly, or pass ``num_samples=-1`` with a time budget.
+    The experiment runs ``n`` trials per config the wrapped searcher suggests: ``num_samples`` counts configs
+    (``num_samples=6`` with ``n=3`` runs 18 trials; Ray Tune's ``Repeater`` counts trials), or pass
+    ``num_samples=-1`` with a time budget.
 
     Args:
         searcher: the searcher to wrap.
