@@ -180,12 +180,23 @@ def mask_result(metrics: dict[str, Any], secrets: Iterable[str] = ()) -> dict[st
     out: dict[str, Any] | None = None
     for key, value in metrics.items():
         if isinstance(value, str):
-            masked = MASK if secrecy(key) and value else (mask_text(value, secrets) or value)
+            masked = mask_reported_text(key, value, secrets)
             if masked != value:
                 if out is None:
                     out = dict(metrics)
                 out[key] = masked
     return metrics if out is None else out
+
+
+def mask_reported_text(key: str, value: str, secrets: Iterable[str] = ()) -> str:
+    """One text result at ``key`` as :func:`mask_result` shows it."""
+    return MASK if secrecy(key) and value else (mask_text(value, secrets) or value)
+
+
+def may_hold_text(json_text: str) -> bool:
+    """Whether a result's JSON text may hold a text value (JSON writes ``":"``, or ``": "``, only before one): a
+    result without one needs no :func:`mask_result`, nor decoding."""
+    return '":"' in json_text or '": "' in json_text
 
 
 def shown(trial: T) -> T:

@@ -907,7 +907,7 @@ def load(name_or_path: str, metric: str | list[str] | None = None, mode: str | l
 def _mask_text_results(frame: Any, configs: dict[int, Any]) -> None:
     """The all-results frame's text results masked in place, as ``mask_result`` masks one result (with its trial's
     config's secrets): only columns of text are looked at (numbers, the usual, are left alone)."""
-    from tunesmith._secrets import mask_result, secret_strings
+    from tunesmith._secrets import mask_reported_text, secret_strings
 
     columns = [c for c in frame.columns if c not in ("trial_id", "error") and not str(c).startswith("config/")
                and frame[c].dtype.kind not in "biufcmM"]
@@ -916,7 +916,7 @@ def _mask_text_results(frame: Any, configs: dict[int, Any]) -> None:
     secrets = {tid: secret_strings(config) for tid, config in configs.items()}
     for column in columns:
         values = frame[column].tolist()
-        masked = [mask_result({column: v}, secrets.get(tid, ()))[column] if isinstance(v, str) else v
+        masked = [mask_reported_text(str(column), v, secrets.get(tid, ())) if isinstance(v, str) else v
                   for v, tid in zip(values, frame["trial_id"].tolist())]
         if masked != values:
             frame[column] = masked

@@ -350,9 +350,9 @@ def shown_results(config: Any, results: list[Result]) -> list[Result]:
     """``results`` of a trial with ``config`` as the files show them: the text they hold masked as every output
     masks it (``_secrets.mask_result``); the same list when none holds text (the usual), found from their JSON
     text without decoding (JSON writes ``":"`` only before a text value)."""
-    from tunesmith._secrets import mask_result, secret_strings
+    from tunesmith._secrets import mask_result, may_hold_text, secret_strings
 
-    if all(r._json is not None and '":"' not in r._json and '": "' not in r._json for r in results):
+    if all(r._json is not None and not may_hold_text(r._json) for r in results):
         return results
     secrets = secret_strings(config)
     out = []

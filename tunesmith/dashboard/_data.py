@@ -25,7 +25,7 @@ from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._flat import flatten
 from tunesmith._objective import Objective
-from tunesmith._secrets import mask_result, mask_text, secret_strings, shown
+from tunesmith._secrets import mask_result, mask_text, may_hold_text, secret_strings, shown
 from tunesmith.dashboard._commands import ADDED_KEY
 from tunesmith.plots.lineage import lineage_graph
 from tunesmith.store.sqlite import Store, StoreError, _json_path
@@ -62,7 +62,7 @@ def _masked(config: Any, error: str | None = None) -> _Shown:
 def _masked_last(last: str | None, config: Any) -> str | None:
     """A trial's last result (JSON text) with the text it reported masked (``mask_result``); as it is when it
     holds no text value (the usual: JSON writes ``":"`` only before one)."""
-    if not last or ('":"' not in last and '": "' not in last):
+    if not last or not may_hold_text(last):
         return last
     decoded = json.loads(last)
     if not isinstance(decoded, dict):
