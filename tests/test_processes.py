@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +99,7 @@ SPAWNER = """
     import os, subprocess, sys, time
     import tunesmith as ts
     PIDS, N = sys.argv[1], int(sys.argv[2])  # globals of __main__: shipped with the function
+    WRITES_TO = sys.argv[3] if len(sys.argv) > 3 else None  # a folder: the worker blocks there while it is frozen
 
     def train(config):
         # a plain child, and a daemon-ish grandchild: double-forked, in its own session, parent gone
@@ -115,6 +117,11 @@ SPAWNER = """
         os.replace(path + ".tmp", path)  # whole when the test sees it
         for i in range(N):
             time.sleep(0.05)
+            if WRITES_TO:
+                with open(os.path.join(WRITES_TO, str(os.getpid())), "w") as f:
+                    f.write("x" * 4096)
+                    f.flush()
+                    os.fsync(f.fileno())
             ts.report({{"i": i}})
 
     if __name__ == "__main__":
@@ -122,10 +129,10 @@ SPAWNER = """
 """
 
 
-def _spawner(tmp_path, pids_dir, iterations: int, extra: str = "") -> subprocess.Popen:
+def _spawner(tmp_path, pids_dir, iterations: int, extra: str = "", writes_to: str | None = None) -> subprocess.Popen:
     script = _script(tmp_path, SPAWNER.format(extra=extra))
-    return subprocess.Popen([sys.executable, script, str(pids_dir), str(iterations)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = [sys.executable, script, str(pids_dir), str(iterations), *([writes_to] if writes_to else [])]
+    return subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _started(pids_dir, n: int, deadline_s: float = 30) -> list[int]:
@@ -156,6 +163,70 @@ def test_no_process_a_trial_started_survives_sigkill_of_the_driver(tmp_path, res
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     assert not _none_alive(pids), "a process a trial started outlived the driver by 10 s"
+
+
+def _blocked(pid: int) -> bool:
+    """Whether a thread of process ``pid`` sleeps uninterruptibly."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "D":
+                return True
+    return False
+
+
+@pytest.fixture
+def freezable(tmp_path):
+    """A small ext4 file system of its own (a loop device) that the test can freeze: a process writing to it
+    then sleeps uninterruptibly, as on a disk that stalls, and even SIGKILL waits until it is thawed."""
+    tools = ("losetup", "mkfs.ext4", "fsfreeze", "mount", "umount")
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
+        pytest.skip("needs root and losetup, mkfs.ext4, fsfreeze (Linux)")
+    image, mnt = tmp_path / "fs.img", tmp_path / "mnt"
+    with open(image, "wb") as f:
+        f.truncate(32 * 2**20)
+    mnt.mkdir()
+    if subprocess.run(["mkfs.ext4", "-q", str(image)], capture_output=True).returncode != 0 or subprocess.run(
+            ["mount", "-o", "loop", str(image), str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a loop device here")
+    try:
+        yield str(mnt)
+    finally:
+        subprocess.run(["fsfreeze", "-u", str(mnt)], capture_output=True)  # thawed whatever happened
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_what_a_trial_started_dies_with_the_driver_while_its_worker_cannot(tmp_path, results_dir, freezable):
+    """SIGKILL of the driver while both workers are stuck in a write to a stalled disk (a frozen file system;
+    they cannot die until it thaws): the processes their trials started die all the same, daemons included,
+    within 10 s, before the thaw (they used to outlive the fork server, which gave up after 5 s, and pass to
+    init for good: the orphans CI's chaos test found)."""
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    driver = _spawner(tmp_path, pids_dir, iterations=100000, writes_to=freezable)
+    try:
+        pids = _started(pids_dir, 2)
+        assert all(pid_alive(p) for p in pids)
+        subprocess.run(["fsfreeze", "-f", freezable], check=True)
+        workers = [int(p) for p in os.listdir(pids_dir) if p.isdigit()]
+        deadline = time.monotonic() + 10
+        while not all(_blocked(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.02)  # waiting for a condition (both workers blocked in their write), bounded
+        assert len(workers) == 2 and all(_blocked(w) for w in workers)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    try:
+        left = _none_alive(pids)
+    finally:
+        subprocess.run(["fsfreeze", "-u", freezable], check=True)
+    try:
+        assert not left, f"{len(left)} of {len(pids)} processes trials started outlived the driver by 10 s"
+        assert not _none_alive(pids), "processes trials started outlived the thaw"
+    finally:
+        for pid in pids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)  # no orphan of a failed test outlives it
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")

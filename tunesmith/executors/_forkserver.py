@@ -505,14 +505,16 @@ def _reap(sock: socket.socket, workers: set[int]) -> None:
 
 
 def _end_all(workers: set[int]) -> None:
-    """Kill every worker with its process group, then everything their trials started (it passes to us as
-    they die), before the server exits: nothing outlives the driver."""
+    """Kill every worker with its process group and everything their trials started, before the server exits:
+    nothing outlives the driver. A worker blocked in a write to a stalled disk cannot die until the write
+    returns: what its trial started is killed all the same (``kill_children`` kills every descendant), and the
+    server waits up to a minute for such a worker, for anything it could still leave us."""
     for pid in workers:
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    _procs.kill_children()
+    _procs.kill_children(timeout=60.0)
 
 
 def _child(request: dict[str, Any], fds: list[int], closing: list[int], server_pid: int, start_cwd: str) -> None:

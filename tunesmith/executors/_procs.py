@@ -72,19 +72,77 @@ def _has_children() -> bool:
     return True
 
 
-def _children() -> list[int]:
-    """This process's children (of every thread), zombies included."""
-    me = os.getpid()
-    if not os.path.exists(f"/proc/{me}/task/{me}/children"):
+def _children(pid: int | None = None) -> list[int]:
+    """The children (of every thread) of process ``pid`` (default: this one), zombies included; none if it
+    is gone."""
+    me = os.getpid() if pid is None else pid
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
         return _children_by_scan(me)  # a kernel without the children file: look at every process
     kids: list[int] = []
-    for tid in os.listdir(f"/proc/{me}/task"):
+    try:
+        tids = os.listdir(f"/proc/{me}/task")
+    except OSError:
+        return kids
+    for tid in tids:
         try:
             with open(f"/proc/{me}/task/{tid}/children") as f:
                 kids.extend(int(p) for p in f.read().split())
         except (OSError, ValueError):
             continue  # a thread that just ended
     return kids
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _running(pidfd: int) -> bool:
+    """Whether the process a pidfd holds has not exited (its pid is still its own)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return not poller.poll(0)
+
+
+def _kill_descendants(root: int) -> None:
+    """SIGKILL every descendant of ``root`` (our own child, unreaped, so its pid is its own), deepest first,
+    without waiting for them to pass to us as their parents die: a process that cannot die yet (a worker
+    stuck in a write to a stalled disk) would keep its trial's daemons alive until it can, and past any time
+    we wait for it. Each descendant is held by a pidfd and signalled only once it is known to be the child of
+    its parent (itself held and still running after its children were read), so a pid that ended and was
+    taken by another process meanwhile is never signalled. Where pidfds are not available, nothing is done:
+    the descendants pass to us as their parents die, as they always did."""
+    held: list[int] = []
+    try:
+        _kill_below(root, None, held, 0)
+    except (OSError, AttributeError):
+        pass  # no pidfds here, or not allowed
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def _kill_below(pid: int, pidfd: int | None, held: list[int], depth: int) -> None:
+    kids = _children(pid)
+    if pidfd is not None and not _running(pidfd):
+        return  # it ended while we read: what we read may be another process's (its children pass upwards)
+    for kid in kids:
+        try:
+            fd = os.pidfd_open(kid)
+        except ProcessLookupError:
+            continue
+        held.append(fd)
+        if _parent(kid) != pid or not _running(fd) or (pidfd is not None and not _running(pidfd)):
+            continue  # not (or no longer) the process we listed
+        if depth < 100:  # a chain deeper than this passes to us as its parents die
+            _kill_below(kid, fd, held, depth + 1)
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _children_by_scan(me: int) -> list[int]:
@@ -101,8 +159,9 @@ def _children_by_scan(me: int) -> list[int]:
 
 
 def kill_children(keep: frozenset[int] | set[int] = frozenset(), timeout: float = 5.0) -> int:
-    """SIGKILL every child of this process but ``keep`` and reap it; again for their children, which a child
-    subreaper inherits as they lose their parents, until none is left (or ``timeout`` seconds passed).
+    """SIGKILL every child of this process but ``keep``, with all its descendants, and reap it; again for any
+    that a child subreaper inherits as they lose their parents, until none is left (or ``timeout`` seconds
+    passed).
     Returns how many were killed. Processes in another session (a daemon) are found all the same: they are
     children, not process group members."""
     if not sys.platform.startswith("linux"):
@@ -118,6 +177,7 @@ def kill_children(keep: frozenset[int] | set[int] = frozenset(), timeout: float 
                 _forget_helpers(killed)
             return len(killed)
         for pid in kids:
+            _kill_descendants(pid)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
