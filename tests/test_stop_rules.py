@@ -212,6 +212,49 @@ def test_an_experiment_level_stopper_that_raises_is_a_config_error_and_the_exper
     assert all(len(stored.history(t.id)) == t.iteration for t in stored.trials)
 
 
+class _AskedTwice(ts.Stopper):
+    """An experiment-level stopper whose ``stop_all`` raises when asked again before a new result came: what
+    a resume's last question (after its replay) does to it."""
+
+    def __init__(self):
+        self.fresh = False
+
+    def __call__(self, trial_id, result):
+        self.fresh = True
+        return False
+
+    def stop_all(self):
+        if not self.fresh:
+            raise ValueError("asked twice")
+        self.fresh = False
+        return False
+
+
+class _InterruptAfter(ts.Callback):
+    def __init__(self, n):
+        self.n, self.done = n, 0
+
+    def on_trial_complete(self, trial):
+        self.done += 1
+        if self.done == self.n:
+            raise KeyboardInterrupt
+
+
+def three_reports(config):
+    for _ in range(3):
+        ts.report({"loss": 1.0})
+
+
+def test_an_experiment_level_stopper_that_raises_at_a_resumes_end_is_a_config_error(results_dir):
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(three_reports, metric="loss", mode="min", num_samples=4, max_concurrent=1, verbose=0, name="asked",
+               stop=_AskedTwice(), callbacks=[_InterruptAfter(2)])
+    with pytest.raises(ts.ConfigError, match=r"stop rule \S*_AskedTwice: stop_all\(\) raised ValueError: asked twice "
+                                             r"at the end of the stored results"):
+        ts.run(three_reports, metric="loss", mode="min", num_samples=4, max_concurrent=1, verbose=0, name="asked",
+               stop=_AskedTwice(), resume=True)
+
+
 def silent(config):
     pass
 

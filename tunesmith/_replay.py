@@ -148,7 +148,7 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
             trial.checkpoint_iteration, trial.checkpoint_path = step.then.cloned, _REPLAYED
     for tid, trial in ctl.trials.items():
         trial.config, trial.status, trial.checkpoint_path, trial.checkpoint_iteration = final[tid]
-    if any(stopper.stop_all() for stopper in ctl.stop_rules.experiment):
+    if ctl.stop_rules.experiment and ctl.stop_rules.ended(where="the end of the stored results"):
         # it ended the experiment before (the interruption came before every trial had stopped): it still does
         ctl._end_reason = "a stop rule ended the experiment before it was resumed"
         ctl._stopping = True

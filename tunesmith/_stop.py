@@ -304,24 +304,30 @@ class StopRules:
         A stopper whose ``__call__`` or ``stop_all()`` raises is a ConfigError naming it, ``where`` (the trial's
         result) and the exception: given to ``fail`` (the controller's, which ends the experiment), raised
         without one. The stopper is not asked again."""
-        trial = end = False
-        for method in ("__call__", "stop_all()"):  # every stopper sees the result before any is asked to end
-            for stopper in self.experiment:
-                if id(stopper) in self._raised or (end and method == "stop_all()"):
-                    continue
-                try:
-                    if method == "__call__":
-                        trial = bool(stopper(trial_id, metrics)) or trial
-                    else:
-                        end = bool(stopper.stop_all())
-                except Exception as e:  # noqa: BLE001 - the user's stopper: named in the error
-                    self._raised.add(id(stopper))
-                    error = ConfigError(f"stop rule {stored_name(stopper)}: {method} raised {type(e).__name__}: "
-                                        f"{e} at {where}")
-                    if fail is None:
-                        raise error from e
-                    fail(error)
-        return trial, end
+        trial = False
+        for stopper in self.experiment:  # every stopper sees the result before any is asked to end
+            trial = bool(self._ask(stopper, "__call__", (trial_id, metrics), fail, where)) or trial
+        return trial, self.ended(fail, where)
+
+    def ended(self, fail: Callable[[BaseException], None] | None = None, where: str = "a result") -> bool:
+        """Whether an experiment-level stopper's ``stop_all()`` ends the experiment (asked in order until one
+        does); one that raises is handled as :meth:`observe_experiment` says."""
+        return any(self._ask(stopper, "stop_all()", (), fail, where) for stopper in self.experiment)
+
+    def _ask(self, stopper: Stopper, method: str, args: tuple[Any, ...],
+             fail: Callable[[BaseException], None] | None, where: str) -> bool:
+        if id(stopper) in self._raised:
+            return False
+        try:
+            return bool(stopper(*args) if method == "__call__" else stopper.stop_all())
+        except Exception as e:  # noqa: BLE001 - the user's stopper: named in the error
+            self._raised.add(id(stopper))
+            error = ConfigError(f"stop rule {stored_name(stopper)}: {method} raised {type(e).__name__}: {e} at "
+                                f"{where}")
+            if fail is None:
+                raise error from e
+            fail(error)
+            return False
 
     def for_trials(self) -> bytes | None:
         """These rules cloudpickled for the trial's own process, which evaluates them on each result it makes
