@@ -38,3 +38,15 @@ class TotalResults(ts.Stopper):
 
     def stop_all(self):
         return self.seen >= self.n
+
+
+class InterruptAfter(ts.Callback):
+    """Ctrl-C in the driver once ``n`` trials have completed (what a user's interrupt does)."""
+
+    def __init__(self, n):
+        self.n, self.done = n, 0
+
+    def on_trial_complete(self, trial):
+        self.done += 1
+        if self.done == self.n:
+            raise KeyboardInterrupt

@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+from algorithm_helpers import InterruptAfter
 from chaos_helpers import kill_and_resume
 
 import tunesmith as ts
@@ -357,18 +358,6 @@ def test_resume_writes_nothing_through_a_folder_planted_as_a_symlink(results_dir
     assert rs.trials[0].checkpoint.load() == 6
 
 
-class _InterruptAfter(ts.Callback):
-    """Ctrl-C in the driver once ``n`` trials have completed (what a user's interrupt does)."""
-
-    def __init__(self, n):
-        self.n, self.done = n, 0
-
-    def on_trial_complete(self, trial):
-        self.done += 1
-        if self.done == self.n:
-            raise KeyboardInterrupt
-
-
 def _one_report(config):
     ts.report({"x": config["x"]})
 
@@ -380,7 +369,7 @@ def test_resume_from_python_with_an_unseeded_searcher_continues_the_stored_strea
     space = {"x": ts.uniform(0, 1)}
     with pytest.raises(KeyboardInterrupt):
         ts.run(_one_report, space, name="drawn", num_samples=6, max_concurrent=1, verbose=0,
-               callbacks=[_InterruptAfter(2)])
+               callbacks=[InterruptAfter(2)])
     seed = ts.load("drawn").meta["spec"]["searcher"]["seed"]
     assert isinstance(seed, int)
     resumed = ts.run(_one_report, space, name="drawn", num_samples=6, max_concurrent=1, verbose=0, resume=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from algorithm_helpers import TotalResults
+from algorithm_helpers import InterruptAfter, TotalResults
 
 import tunesmith as ts
 from tunesmith._objective import Objective
@@ -120,18 +120,6 @@ def three_results(config):
         ts.report({"loss": 1.0})
 
 
-class _InterruptAfter(ts.Callback):
-    """Ctrl-C in the driver once ``n`` trials have completed."""
-
-    def __init__(self, n):
-        self.n, self.done = n, 0
-
-    def on_trial_complete(self, trial):
-        self.done += 1
-        if self.done == self.n:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("make", [lambda: ts.ExperimentPlateau("loss", top=2, std=1e-9, patience=10),
                                   lambda: TotalResults(12)], ids=["plateau", "custom"])
 def test_an_experiment_level_stopper_resumes_with_the_state_of_the_stored_results(results_dir, make):
@@ -142,7 +130,7 @@ def test_an_experiment_level_stopper_resumes_with_the_state_of_the_stored_result
     whole = ts.run(three_results, name="whole", stop=make(), **kw)
     assert len(whole.trials) == 4
     with pytest.raises(KeyboardInterrupt):
-        ts.run(three_results, name="cut", stop=make(), callbacks=[_InterruptAfter(2)], **kw)
+        ts.run(three_results, name="cut", stop=make(), callbacks=[InterruptAfter(2)], **kw)
     assert len(ts.load("cut").trials) == 2
     resumed = ts.run(three_results, name="cut", stop=make(), resume=True, **kw)
     assert len(resumed.trials) == 4 and sum(t.iteration for t in resumed.trials) == 12
@@ -230,28 +218,13 @@ class _AskedTwice(ts.Stopper):
         return False
 
 
-class _InterruptAfter(ts.Callback):
-    def __init__(self, n):
-        self.n, self.done = n, 0
-
-    def on_trial_complete(self, trial):
-        self.done += 1
-        if self.done == self.n:
-            raise KeyboardInterrupt
-
-
-def three_reports(config):
-    for _ in range(3):
-        ts.report({"loss": 1.0})
-
-
 def test_an_experiment_level_stopper_that_raises_at_a_resumes_end_is_a_config_error(results_dir):
     with pytest.raises(KeyboardInterrupt):
-        ts.run(three_reports, metric="loss", mode="min", num_samples=4, max_concurrent=1, verbose=0, name="asked",
-               stop=_AskedTwice(), callbacks=[_InterruptAfter(2)])
+        ts.run(three_results, metric="loss", mode="min", num_samples=4, max_concurrent=1, verbose=0, name="asked",
+               stop=_AskedTwice(), callbacks=[InterruptAfter(2)])
     with pytest.raises(ts.ConfigError, match=r"stop rule \S*_AskedTwice: stop_all\(\) raised ValueError: asked twice "
                                              r"at the end of the stored results"):
-        ts.run(three_reports, metric="loss", mode="min", num_samples=4, max_concurrent=1, verbose=0, name="asked",
+        ts.run(three_results, metric="loss", mode="min", num_samples=4, max_concurrent=1, verbose=0, name="asked",
                stop=_AskedTwice(), resume=True)
 
 
