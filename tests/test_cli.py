@@ -137,6 +137,22 @@ def test_report_of_a_metric_no_trial_reported_is_a_usage_error(project: Any, res
         assert not out.exists()
 
 
+def test_a_report_or_export_path_that_cannot_be_written_is_a_usage_error_naming_it(project: Any, results_dir: Any,
+                                                                                     tmp_path: Any) -> None:
+    """A file where a folder is needed, or a folder that cannot be made: exit 2, the option and the path named,
+    and no temporary file name of ours in the message."""
+    run_ok(project, results_dir)
+    (tmp_path / "f").write_text("a file")
+    for args, option in ((["report", "-o", str(tmp_path / "f" / "r.html")], "-o"),
+                         (["report", "-o", "/proc/r.html"], "-o"),
+                         (["export", "--to", str(tmp_path / "f" / "out")], "--to")):
+        res = invoke(*args[:1], "exp", "--storage-path", str(results_dir), *args[1:])
+        assert res.exit_code == 2, res.output
+        assert option in res.output and repr(args[-1]) in res.output, res.output
+        assert ".tmp" not in res.output and "Error:" in res.output
+        assert ("is a file, where a folder is needed" in res.output) is (args[-1].startswith(str(tmp_path)))
+
+
 def test_watch_period_and_export_folder_and_storage_variable_edges(project: Any, results_dir: Any,
                                                                     tmp_path: Any, monkeypatch: Any) -> None:
     run_ok(project, results_dir)

@@ -751,8 +751,39 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
             raise ConfigError(f"--pareto: expected two metrics, got {len(pairs)}")
     _check_reported(rs, ([("--metric", metric)] if metric else []) + [("--pareto", key) for key, _ in pairs or []])
     path = os.path.abspath(output or os.path.join(rs.path, "report.html"))
-    plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs, x=x, final=final)
+    try:
+        plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs, x=x, final=final)
+    except OSError as e:
+        raise _unwritable(e, output or path, "-o" if output else None) from e
     click.echo(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})")
+
+
+def _unwritable(e: OSError, path: str, option: str | None) -> Exception:
+    """What the user is told when ``path`` (given as ``option``, or None for a default path) cannot be written:
+    the path as given and the reason, with the folder at fault where it is another (a file standing where a
+    folder is needed), never a temporary name of ours; ``e`` itself when it is about another file."""
+    target = os.path.abspath(path)
+    at = os.path.abspath(e.filename) if isinstance(e.filename, str) else target
+    if not (target == at or target.startswith(at.rstrip(os.sep) + os.sep) or at.startswith(target + os.sep)
+            or os.path.dirname(at) == os.path.dirname(target)):
+        return e  # not about where we write: as any other error
+    reason = e.strerror or type(e).__name__
+    blocker = next((p for p in _ancestors(target) if os.path.lexists(p) and not os.path.isdir(p)), None)
+    if isinstance(e, (FileExistsError, NotADirectoryError)) and blocker is not None:
+        reason += f" ({blocker!r} is a file, where a folder is needed)"
+    elif target.startswith(at.rstrip(os.sep) + os.sep):
+        reason += f" ({at!r})"
+    message = f"cannot write {path!r}: {reason}"
+    return click.BadParameter(message, param_hint=option) if option else click.ClickException(message)
+
+
+def _ancestors(path: str) -> list[str]:
+    """The folders above ``path``, outermost first."""
+    out = []
+    while (parent := os.path.dirname(path)) != path:
+        out.append(parent)
+        path = parent
+    return out[::-1]
 
 
 def _check_reported(rs: Any, named: list[tuple[str, str]]) -> None:
@@ -785,7 +816,10 @@ def export(name: str, storage_path: str | None, formats: tuple[str, ...], to: st
     if to is not None and not to.strip():
         raise click.BadParameter("expected a folder, got an empty path", param_hint="--to")
     rs = _open(name, storage_path)
-    n, folder = write(rs.path, formats or FORMATS, to)
+    try:
+        n, folder = write(rs.path, formats or FORMATS, to)
+    except OSError as e:
+        raise _unwritable(e, to or os.path.join(rs.path, "trials"), "--to" if to else None) from e
     click.echo(printable(f"wrote the files of {n} trials in {folder}", one_line=True))
 
 
