@@ -370,11 +370,14 @@ def should_stop() -> bool:
     ``report()`` waited for the decision; otherwise within 0.05 s of the stop's arrival, at a ``report()`` or
     a ``should_stop()`` call, also while the trial trains without reporting. Cheap (at most one syscall in
     0.05 s, which keeps the GIL free for the thread that sends the results); never raises: outside a trial (a
-    function run by hand) nothing can stop it, so False.
+    function run by hand) nothing can stop it, so False. In a thread an earlier trial on the same worker left
+    running, True once the next trial has started (its own trial is over; its ``report()`` raises).
     """
     s = _session
     if s is None:
         return False
+    if s.leftovers and threading.current_thread() is s.leftovers.get(threading.get_ident()):
+        return True  # a thread an earlier trial left running: that trial is over
     if not s.stopped and s.channel.stop_requested():
         s.stopped = True  # as report() would: nothing reported after a stop is stored
     return s.stopped

@@ -70,12 +70,13 @@ def leaves_a_thread(config):
     if config["k"] == 0:
         def late():
             _wait_for(started)
+            stop = ts.should_stop()  # its trial is over: True, whatever the next trial's state
             try:
                 ts.report({"who": "leftover"})
                 text = "stored"
             except RuntimeError as e:
                 text = "refused: " + str(e)
-            _write(outcome, text)
+            _write(outcome, f"should_stop={stop} {text}")
 
         threading.Thread(target=late, daemon=True).start()
         ts.report({"who": "t1", "pid": os.getpid()})
@@ -84,13 +85,13 @@ def leaves_a_thread(config):
         ts.report({"who": "t2", "outcome": _wait_for(outcome), "pid": os.getpid()})
 
 
-def test_a_thread_a_finished_trial_left_running_cannot_report_into_the_next(tmp_path, results_dir):
+def test_a_thread_a_finished_trial_left_running_cannot_report_into_the_next_and_is_told_to_stop(tmp_path, results_dir):
     result = ts.run(leaves_a_thread, {"k": ts.grid([0, 1]), "folder": str(tmp_path)}, max_concurrent=1, verbose=0)
     first, second = sorted(result.trials, key=lambda t: t.config["k"])
     assert first.last_result["pid"] == second.last_result["pid"]  # the same worker
     assert [r["who"] for r in result.history(second.id)] == ["t2"]
     outcome = second.last_result["outcome"]
-    assert outcome.startswith("refused: ") and "a finished trial left running" in outcome, outcome
+    assert outcome.startswith("should_stop=True refused: ") and "a finished trial left running" in outcome, outcome
 
 
 def two_threads_report(config):
