@@ -445,3 +445,66 @@ def _ckpt_source(tmp_path):
     src.mkdir()
     (src / "weights.bin").write_bytes(b"w")
     return src
+
+
+# -- a checkpoint's files are read in its folder: never through a link to a folder under it ---------------------
+def _linked_out(path, sub, outside):
+    """Move the folder ``sub`` of the checkpoint ``path`` to ``outside`` and leave a link to it in its place: the
+    same files, checksums matching, but no longer in the checkpoint's folder."""
+    os.rename(os.path.join(path, sub), outside)
+    os.symlink(outside, os.path.join(path, sub), target_is_directory=True)
+
+
+@pytest.mark.parametrize("linked", ["sub", "sub/deeper"])
+def test_a_file_under_a_linked_folder_in_a_checkpoint_is_refused_not_read_through(tmp_path, linked):
+    # verify() checked only the file's own name for a link: a manifest entry sub/deeper/w.bin was read through a
+    # link `sub` (or `sub/deeper`) to a folder anywhere, while the Ray restore path refused it
+    import pickle
+
+    ran = tmp_path / "the_pickle_ran"
+    src = tmp_path / "src"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    (src / "sub" / "deeper" / "w.bin").write_bytes(b"weights")
+    with open(src / ck.STATE_FILE, "wb") as f:
+        pickle.dump(_SideEffect(ran), f)
+    path = ck.write(ts.Checkpoint.from_dir(str(src)), str(tmp_path / "ckpts"), 1)
+    ck.verify(path)
+    outside = tmp_path / "elsewhere"
+    _linked_out(path, linked, outside)
+    for read in (ck.verify, lambda p: ts.Checkpoint(p).load(), ck.resign):  # verify, load, `tunesmith trust`
+        with pytest.raises(ck.CheckpointError) as caught:
+            read(path)
+        message = str(caught.value)
+        assert "sub/deeper/w.bin" in message and f"symbolic link ({linked})" in message, message
+    assert not ran.exists()  # nothing was unpickled
+    assert (outside / ("w.bin" if linked == "sub/deeper" else "deeper/w.bin")).read_bytes() == b"weights"
+    assert os.path.islink(os.path.join(path, linked))  # refused, left as it was
+
+
+def test_a_state_pkl_that_is_a_link_is_not_unpickled_even_when_its_pickle_is_trusted(tmp_path):
+    # trust_foreign_pickle trusts the checkpoint's pickle, not a file elsewhere that a link in its folder names
+    import pickle
+
+    ran = tmp_path / "the_pickle_ran"
+    path = ck.write(ts.Checkpoint.from_dir(str(_ckpt_source(tmp_path))), str(tmp_path / "ckpts"), 1)
+    with open(tmp_path / "elsewhere.pkl", "wb") as f:
+        pickle.dump(_SideEffect(ran), f)
+    os.symlink(tmp_path / "elsewhere.pkl", os.path.join(path, ck.STATE_FILE))
+    with pytest.raises(ck.CheckpointError, match=ck.STATE_FILE):
+        ts.Checkpoint(path).load(trust_foreign_pickle=True)
+    assert not ran.exists()
+
+
+def test_uploading_a_checkpoint_with_a_linked_folder_is_refused_and_replaces_nothing(tmp_path):
+    # upload() read the files its manifest lists by name: through a link `sub` to a folder outside the checkpoint
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "w.bin").write_bytes(b"weights")
+    local = ck.write(ts.Checkpoint.from_dir(str(src)), str(tmp_path / "staging"), 3)
+    url = f"file://{tmp_path}/bucket/checkpoint_000003"
+    ck.upload(local, url)  # an earlier upload of the same iteration
+    _linked_out(local, "sub", tmp_path / "elsewhere")
+    with pytest.raises(ck.CheckpointError, match=r"sub/w\.bin lies under a symbolic link \(sub\)"):
+        ck.upload(local, url)
+    assert ck.verify(url)["files"].keys() == {"sub/w.bin"}  # the earlier upload is whole
+    assert (tmp_path / "bucket" / "checkpoint_000003" / "sub" / "w.bin").read_bytes() == b"weights"

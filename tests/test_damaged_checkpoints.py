@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -42,6 +43,44 @@ def test_retry_skips_a_damaged_checkpoint_for_the_previous_good_one(results_dir,
     assert [h["i"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
     assert [h["training_iteration"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
     assert any("damaged checkpoint" in r.getMessage() and "iteration 4" in r.getMessage() for r in caplog.records)
+
+
+
+def links_a_folder_of_its_latest_checkpoint(config):
+    ck = ts.get_checkpoint()
+    start = 0
+    if ck is not None:
+        with open(os.path.join(ck.as_dir(), "sub", "step.txt")) as f:
+            start = int(f.read())
+    for i in range(start, 6):
+        with tempfile.TemporaryDirectory() as tmp:  # report copies it
+            os.mkdir(os.path.join(tmp, "sub"))
+            with open(os.path.join(tmp, "sub", "step.txt"), "w") as f:
+                f.write(str(i + 1))
+            ts.report({"i": i + 1, "start": start}, checkpoint=ts.Checkpoint.from_dir(tmp))
+        if ck is None and i + 1 == 4:
+            # the checkpoint just written gets its folder sub/ moved out and linked back (the same files,
+            # checksums matching, no longer in the checkpoint's folder), then the trial crashes
+            folder = os.path.join(ts.get_trial_dir(), "checkpoints")
+            latest = os.path.join(folder, sorted(n for n in os.listdir(folder) if not n.startswith("."))[-1])
+            os.rename(os.path.join(latest, "sub"), config["outside"])
+            os.symlink(config["outside"], os.path.join(latest, "sub"), target_is_directory=True)
+            raise RuntimeError("crash after a checkpoint's folder was linked out")
+
+
+def test_retry_skips_a_checkpoint_whose_folder_is_a_link_for_the_previous_good_one(results_dir, caplog, tmp_path):
+    caplog.set_level(logging.WARNING, logger="tunesmith")
+    outside = tmp_path / "outside"
+    result = ts.run(links_a_folder_of_its_latest_checkpoint, {"outside": str(outside)}, max_failures=1, verbose=0)
+    trial = result.trials[0]
+    assert trial.status is ts.TrialStatus.TERMINATED and trial.num_failures == 1, trial.error
+    history = result.history(trial.id)
+    assert [h["i"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert [h["start"] for h in history] == [0, 0, 0, 3, 3, 3]  # restored from iteration 3, not through the link
+    assert any("damaged checkpoint" in r.getMessage() and "iteration 4" in r.getMessage()
+               and "sub/step.txt" in r.getMessage() and "symbolic link (sub)" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert (outside / "step.txt").read_text() == "4"  # the linked folder is not the checkpoint's: left alone
 
 
 STALE = textwrap.dedent("""

@@ -103,7 +103,7 @@ class Checkpoint:
         if not os.path.isdir(folder):
             raise CheckpointError(f"checkpoint folder {self._path} does not exist (deleted or moved)")
         state_file = os.path.join(folder, STATE_FILE)
-        if not os.path.exists(state_file):
+        if not os.path.lexists(state_file):
             raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
         manifest = verify(folder)  # never unpickle a file that changed since it was written
         if STATE_FILE not in manifest.get("files", {}) and not trust_foreign_pickle:  # nothing vouches for it
@@ -121,7 +121,12 @@ class Checkpoint:
 
         import cloudpickle  # noqa: F401  (pickles made with cloudpickle may need it importable)
 
-        with open(state_file, "rb") as f:
+        try:  # (opened as verify() opens a file: never through a link, not a FIFO)
+            f = _open_regular(state_file, folder, STATE_FILE)
+        except OSError as e:
+            raise CheckpointError(f"checkpoint {self._path}: {STATE_FILE} unreadable (a symbolic link is not "
+                                  f"followed): {e}") from e
+        with f:
             return pickle.load(f)
 
     def as_dir(self) -> str:
@@ -334,12 +339,26 @@ def verify(path: str) -> dict[str, Any]:
 
 
 def _open_regular(file: str, checkpoint: str, rel: str, follow: bool = False) -> Any:
-    """``file`` opened for reading, only if it is a regular file: not through a symbolic link unless ``follow``
-    (a manifest names files in the folder, nothing elsewhere), and not a FIFO or a device (opened without
-    waiting: reading a FIFO would wait for a writer forever)."""
+    """A checkpoint's file opened for reading, only if it is a regular file and not a FIFO or a device (opened
+    without waiting: reading a FIFO would wait for a writer forever).
+
+    Unless ``follow``, the file is ``rel`` in the folder ``checkpoint`` (``file`` is ``checkpoint/rel``), reached
+    one folder at a time from ``checkpoint``, each opened without following a symbolic link, as the file itself is:
+    a manifest names files in the checkpoint's folder, never elsewhere through a link at any depth (``sub/f`` with
+    ``sub`` a link to a folder outside). ``follow`` (``from_dir`` copying a user's folder): ``file`` is opened as
+    it is named, links followed.
+
+    Raises:
+        CheckpointError: not a regular file, or (unless ``follow``) a folder on the way is a symbolic link; the
+            message names ``rel``.
+        OSError: the file or a folder on the way is missing or unreadable, or the file is a symbolic link.
+    """
     import stat
 
-    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
+    if follow:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    else:
+        fd = _open_inside(checkpoint, rel)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise CheckpointError(f"checkpoint {checkpoint}: {rel} is not a regular file")
@@ -348,6 +367,37 @@ def _open_regular(file: str, checkpoint: str, rel: str, follow: bool = False) ->
     except BaseException:
         os.close(fd)
         raise
+
+
+def _open_inside(checkpoint: str, rel: str) -> int:
+    """A read-only descriptor of ``checkpoint/rel``, opened from the checkpoint's folder one component at a time
+    (each relative to the folder before: nothing can swap a link in between), none through a symbolic link: a
+    link in place of a folder is a ``CheckpointError`` naming it, in place of the file an ``OSError`` (ELOOP).
+    A few system calls per file: checkpoints are read on restore, not per result."""
+    import stat
+
+    parts = rel.split(os.sep)
+    nofollow_dir = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_DIRECTORY", 0)
+    here = os.open(checkpoint, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))  # the folder itself, as it is named
+    try:
+        for depth, part in enumerate(parts[:-1], 1):
+            try:
+                down = os.open(part, nofollow_dir, dir_fd=here)
+            except OSError:
+                try:
+                    linked = stat.S_ISLNK(os.stat(part, dir_fd=here, follow_symlinks=False).st_mode)
+                except OSError:
+                    linked = False
+                if linked:
+                    raise CheckpointError(
+                        f"checkpoint {checkpoint}: {rel} lies under a symbolic link ({os.sep.join(parts[:depth])}), "
+                        "not followed: a checkpoint's files are regular files in its own folder") from None
+                raise
+            os.close(here)
+            here = down
+        return os.open(parts[-1], os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW, dir_fd=here)
+    finally:
+        os.close(here)
 
 
 def _files(manifest: Any, path: str) -> dict[str, dict[str, Any]]:
@@ -430,11 +480,22 @@ def storage_fs(url: str, what: str = "storage") -> tuple[Any, str]:
 def upload(folder: str, url: str) -> None:
     """Copy the checkpoint ``folder`` (written by :func:`write`) to ``url``: every file, the manifest last.
 
-    A checkpoint already at ``url`` (a restarted trial re-reaching that iteration) is removed first.
+    A checkpoint already at ``url`` (a restarted trial re-reaching that iteration) is removed first, once every
+    file is known to be a regular file in ``folder`` (as :func:`verify` reads them: none through a link).
+
+    Raises:
+        CheckpointError: a file the manifest lists is missing, a link, under a linked folder, or not a regular
+            file (nothing at ``url`` is replaced then).
     """
     fs, root = storage_fs(url)
-    with open(os.path.join(folder, MANIFEST), "rb") as f:
+    with _open_regular(os.path.join(folder, MANIFEST), folder, MANIFEST) as f:
         manifest = json.loads(f.read())
+    for rel in _files(manifest, folder):
+        try:
+            _open_regular(inside(folder, rel), folder, rel).close()
+        except OSError as e:
+            raise CheckpointError(f"checkpoint {folder}: file {rel} unreadable (a symbolic link is not followed): "
+                                  f"{e}") from e
     if fs.exists(root):
         fs.rm(root, recursive=True)
     fs.makedirs(root, exist_ok=True)

@@ -242,3 +242,49 @@ def test_ranks_1_is_one_rank_with_the_environment(cluster):
     assert trial.status == ts.TrialStatus.TERMINATED, trial.error
     last = trial.last_result
     assert (last["sum"], last["world"]) == (3.0, 1) and last["addr"] == last["ip"]
+
+
+def keeps_a_folder_named_as_the_restore_copy_was(config):
+    """Rank 1 keeps notes in ``restore_rank1/`` of its trial folder (the name tunesmith staged rank 1's restore
+    copy under, and removed); rank 0 checkpoints, then fails its first attempt."""
+    ckpt = ts.get_checkpoint()
+    if ts.get_rank() == 1:
+        mine = os.path.join(ts.get_trial_dir(), "restore_rank1")
+        os.makedirs(mine, exist_ok=True)
+        with open(os.path.join(mine, "notes.txt"), "a") as f:
+            f.write("attempt\n")
+        _note(config, "rank1", {"dir": ts.get_trial_dir(), "restore": ckpt and ckpt.path,
+                                "step": ckpt and ckpt.load()} | _where())
+        return
+    _note(config, "rank0", _where())
+    if ckpt is None:
+        ts.report({"loss": 1.0}, checkpoint=ts.Checkpoint.from_state(1))
+        raise RuntimeError("first attempt fails after its checkpoint")
+    ts.report({"loss": 0.5})
+
+
+def test_a_ranks_restore_copy_never_takes_or_removes_a_folder_of_the_trials(cluster, tmp_path):
+    # rank 1's restore copy was staged as restore_rank1/ in its trial folder, then removed with whatever the trial
+    # kept there under that name (as a restore/ of the trial's once was: it is .tunesmith-restore/ now)
+    import shutil
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(keeps_a_folder_named_as_the_restore_copy_was, {"notes": str(notes)}, metric="loss",
+                    mode="min", ranks=2, resources={"cpu": 2}, max_failures=1, backend=RayBackend(), verbose=0)
+    first, retry = _records(notes, "rank1", 1)
+    try:
+        trial = result.trials[0]
+        assert trial.status == ts.TrialStatus.TERMINATED and trial.num_failures == 1, trial.error
+        node0 = _records(notes, "rank0", 0)[-1]["node"]
+        assert first["restore"] is None and retry["node"] != node0 and retry["step"] == 1  # its own node's copy
+        stage = retry["dir"]
+        # the trial's folder of that name is the trial's: kept whole, nothing of tunesmith's in it
+        assert sorted(os.listdir(os.path.join(stage, "restore_rank1"))) == ["notes.txt"]
+        assert open(os.path.join(stage, "restore_rank1", "notes.txt")).read() == "attempt\n" * 2
+        assert not retry["restore"].startswith(result.path)  # a copy on rank 1's node, under tunesmith's own name
+        assert retry["restore"].startswith(os.path.join(stage, ".tunesmith-restore") + os.sep)
+        assert not os.path.exists(retry["restore"]) and not os.path.exists(os.path.join(stage, ".tunesmith-restore"))
+        assert _alive_trial_actors() == []
+    finally:
+        shutil.rmtree(first["dir"], ignore_errors=True)  # rank 1's node-local folder (left with the trial's files)

@@ -11,7 +11,9 @@ trial ends. Rendezvous: ``MASTER_ADDR`` is rank 0's node's address, ``MASTER_POR
 
 A rank on a node other than the driver's runs in that node's staging folder (as rank 0 does), and gets the
 trial's restore checkpoint there: from rank 0's copy when it shares rank 0's node, from the object store
-chunks the driver sent (``_ray_transfer.receive_folder``) otherwise, or downloaded from ``storage=``'s URL.
+chunks the driver sent (``_ray_transfer.receive_folder``) otherwise, or downloaded from ``storage=``'s URL; its
+own copy is written under the staging folder's ``.tunesmith-restore/rank<N>/`` (``_ray_transfer.RESTORE``: not a
+name of the trial's files, neither sent to the driver nor taken from it) and removed when the rank ends.
 
 The same ends as on the local backend (``_local_ranks``): a rank that fails (raises, its process dies) fails the
 trial with its story, the other rank actors are killed, and rank 0 gets ``FAIL_GRACE_S`` to end by itself (gloo
@@ -25,6 +27,7 @@ Ray exports :class:`_RankActor` by reference: this module imports no Ray at modu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -35,7 +38,7 @@ from typing import Any
 from tunesmith import _ranks
 from tunesmith.checkpoint import is_url
 from tunesmith.executors._local_ranks import FAIL_GRACE_S, RANK0_FAILED_WAIT_S
-from tunesmith.executors._ray_transfer import receive_folder, staging_dir
+from tunesmith.executors._ray_transfer import RESTORE, receive_folder, staging_dir
 
 _WAIT_S = 0.5  # the watcher looks at "rank 0 ended" this often while no rank ends
 
@@ -81,8 +84,10 @@ class _RankActor:
         if remote:
             spec["trial_dir"] = stage
         restore, rank0_restore, rank0_node = spec["restore"], spec.pop("rank0_restore"), spec.pop("rank0_node")
-        # its own copy, in this node's staging folder: other ranks on this node may be reading theirs
-        restore_dir = os.path.join(stage, f"restore_rank{spec['rank_env']['RANK']}")
+        # its own copy, in this node's staging folder (other ranks on this node may be reading theirs), under
+        # tunesmith's own name (RESTORE, where rank 0 keeps its copy on its node; never a name a trial's own files
+        # may have: this folder is the trial's folder here, and the copy is removed by its path)
+        restore_dir = os.path.join(stage, RESTORE, f"rank{spec['rank_env']['RANK']}")
         try:
             if restore is not None and self.node_id == rank0_node:
                 spec["restore"] = rank0_restore  # the copy rank 0 has on this node (written before we started)
@@ -99,6 +104,8 @@ class _RankActor:
         finally:
             if self.restore_dir is not None:
                 shutil.rmtree(self.restore_dir, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(self.restore_dir))  # (another rank's copy still there: it stays)
 
 
 class RayRankGroup:
