@@ -21,22 +21,25 @@ def rate(lr: float) -> float:
     return 1.0 - 4 * (u - BEST_U) ** 2
 
 
-def train_population(Harness, scheduler, *, trials=8, iterations=40, mode="max"):
+def train_population(Harness, scheduler, *, trials=8, iterations=40, mode="max", config=None, lr=None):
     """Synchronous rounds: each trial's reward grows by ``rate(lr)`` per iteration; an exploit restarts a trial
-    from its source's reward at the cloned iteration. Returns (harness, exploits as (iteration, trial, decision,
+    from its source's reward at the cloned iteration. ``config(tid, trials)``: a trial's first config (default
+    ``{"lr", "width"}``), ``lr(config)``: its lr. Returns (harness, exploits as (iteration, trial, decision,
     the source's config))."""
+    config = config or (lambda tid, n: {"lr": 10 ** (-4 + 4 * (tid + 0.5) / n), "width": 32 + tid})
+    lr = lr or (lambda c: c["lr"])
     sign = 1.0 if mode == "max" else -1.0
     h = Harness(scheduler, mode=mode, metric="reward")
     rewards: dict[int, list[float]] = {}
     for tid in range(trials):
-        h.add(tid, config={"lr": 10 ** (-4 + 4 * (tid + 0.5) / trials), "width": 32 + tid})
+        h.add(tid, config=config(tid, trials))
         rewards[tid] = [0.0]
     exploits = []
     for _ in range(iterations):
         for tid in range(trials):
             trial = h.trial(tid)
             rewards[tid] = rewards[tid][:trial.iteration + 1]
-            rewards[tid].append(rewards[tid][-1] + rate(trial.config["lr"]))
+            rewards[tid].append(rewards[tid][-1] + rate(lr(trial.config)))
             decision = h.report(tid, trial.iteration + 1, sign * rewards[tid][-1], checkpoint=True)
             if isinstance(decision, Exploit):
                 exploits.append((trial.iteration, tid, decision, dict(h.trial(decision.source_trial).config)))
@@ -182,3 +185,76 @@ def test_a_replay_rebuilds_what_pb2_saw_live_each_result_with_its_config_of_then
     expected = pb2_state(live)
     assert len(expected["data"]) > 10
     assert snapshot.state == expected
+
+
+def nested_population(Harness, bounds, *, trials=6, iterations=16):
+    """Synchronous rounds over nested configs ({"optim": {"name", "lr", "momentum"}, "batch"}): the reward grows by
+    ``rate(optim.lr)`` per iteration. Returns (scheduler, exploits as (trial, decision, the source's config))."""
+    pb2 = PB2(perturbation_interval=4, hyperparam_bounds=bounds, quantile_fraction=0.25, seed=3)
+    _h, exploits = train_population(
+        Harness, pb2, trials=trials, iterations=iterations, lr=lambda c: c["optim"]["lr"],
+        config=lambda tid, n: {"optim": {"name": "sgd", "lr": 10 ** (-4 + 4 * (tid + 0.5) / n), "momentum": 0.9},
+                               "batch": 16})
+    return pb2, [(tid, decision, source) for _it, tid, decision, source in exploits]
+
+
+def test_nested_bounds_are_the_keys_their_paths_name(Harness):
+    """``{"optim": {"lr": ...}}`` bounds ``config["optim"]["lr"]``, as PBT's nested ``hyperparam_mutations`` do:
+    the same scheduler as the ``"optim/lr"`` path form (same data, same decisions), and it reads and writes the
+    nested values (the GP sees each trial's own lr; the explored lr lands in the nested dict, within its bound;
+    the unbounded nested key is the source's)."""
+    nested = {"optim": {"lr": ts.loguniform(1e-4, 1.0), "momentum": [0.5, 0.99]}, "batch": [8, 64]}
+    paths = {"optim/lr": ts.loguniform(1e-4, 1.0), "optim/momentum": [0.5, 0.99], "batch": [8, 64]}
+    pb2, exploits = nested_population(Harness, nested)
+    same, same_exploits = nested_population(Harness, paths)
+    assert len(exploits) >= 4
+    assert [(t, d) for t, d, _s in exploits] == [(t, d) for t, d, _s in same_exploits]
+    assert pb2._data == same._data
+    assert len({x[0] for _tau, x, _y in pb2._data}) > 3  # each trial's own optim.lr, not a constant
+    for _tid, d, source in exploits:
+        assert set(d.config) == {"optim", "batch"} and set(d.config["optim"]) == {"name", "lr", "momentum"}
+        assert d.config["optim"]["name"] == source["optim"]["name"] == "sgd"
+        assert 1e-4 <= d.config["optim"]["lr"] <= 1.0 and 0.5 <= d.config["optim"]["momentum"] <= 0.99
+        assert isinstance(d.config["batch"], int) and 8 <= d.config["batch"] <= 64
+
+
+@pytest.mark.parametrize(("bounds", "match"), [
+    ({"optim": {"lr": [1.0, 0.1]}}, r"hyperparam_bounds\['optim/lr'\]: expected low < high"),
+    ({"optim": {"lr": ts.choice([1, 2])}}, r"hyperparam_bounds\['optim/lr'\]: expected \[low, high\]"),
+    ({"optim": {"sched": {"gamma": [0, "x"]}}}, r"hyperparam_bounds\['optim/sched/gamma'\]: the bounds must be"),
+    ({"optim": {}}, r"hyperparam_bounds\['optim'\]: an empty dict bounds nothing"),
+    ({"optim": {3: [0, 1]}}, r"hyperparam_bounds: keys must be non-empty strings; got 3"),
+    ({"optim/lr": [0, 1], "optim": {"lr": [0, 2]}}, r"hyperparam_bounds\['optim/lr'\]: given twice"),
+    ({"optim": [0, 1], "optim/lr": [0, 1]}, r"hyperparam_bounds\['optim/lr'\]: inside 'optim', which is bounded"),
+])
+def test_bad_nested_bounds_are_named_by_their_path(bounds, match):
+    pb2 = PB2(perturbation_interval=2, hyperparam_bounds=bounds)
+    with pytest.raises(ts.ConfigError, match=f"^{match}"):
+        pb2.setup("loss", "min")
+
+
+def nested_climbing(config, ctx):
+    """``climbing`` with the learning rate at ``config["optim"]["lr"]``."""
+    state = dict(ctx.checkpoint) if ctx.checkpoint is not None else {"reward": 0.0}
+    for _ in range(ctx.iteration, 12):
+        state["reward"] += rate(config["optim"]["lr"])
+        yield {"reward": state["reward"], "lr": config["optim"]["lr"]}, ctx.rng.uniform(0.5, 1.5), dict(state)
+
+
+def test_a_run_with_nested_bounds_explores_the_nested_key(tmp_path):
+    from tunesmith.executors.simulated import SimulatedBackend
+
+    space = {"optim": {"lr": ts.grid([1e-4, 1e-3, 1e-2, 0.3]), "name": "adam"}}
+    pb2 = PB2(perturbation_interval=3, hyperparam_bounds={"optim": {"lr": ts.loguniform(1e-4, 1.0)}}, seed=1)
+    result = ts.run(nested_climbing, space=space, metric="reward", mode="max", scheduler=pb2,
+                    backend=SimulatedBackend({"cpu": 4}, seed=1), storage_path=str(tmp_path), verbose=0,
+                    file_loggers=False)
+    lineage = result.lineage()
+    assert lineage
+    for e in lineage:
+        assert e["config"]["optim"]["name"] == "adam" and 1e-4 <= e["config"]["optim"]["lr"] <= 1.0
+        assert e["config"]["optim"]["lr"] != e["old_config"]["optim"]["lr"]
+    for t in result.trials:
+        assert t.iteration == 12 and t.status is ts.TrialStatus.TERMINATED
+        after = [h["lr"] for h in result.history(t.id) if h["training_iteration"] > (t.parent_iteration or 0)]
+        assert set(after) == {t.config["optim"]["lr"]}  # the function trained with the explored nested value

@@ -292,3 +292,23 @@ def test_unsampleable_domain_is_rejected_at_setup():
     space = pytest.importorskip("tunesmith.space")
     with pytest.raises(ConfigError, match=r"^hyperparam_mutations\['lr'\]"):
         PBT(5, {"lr": space.sample_from(lambda config: 0.1)}).setup("loss", "min")
+
+
+@pytest.mark.parametrize(("mutations", "match"), [
+    ({"optim/lr": [0.1, 0.2], "optim": {"lr": [0.3]}}, r"hyperparam_mutations\['optim/lr'\]: given twice"),
+    ({"optim": [1, 2], "optim/lr": [0.1]}, r"hyperparam_mutations\['optim/lr'\]: inside 'optim', which is mutated"),
+    ({"optim": {"lr": [0.1]}, "optim/lr/x": [1]},
+     r"hyperparam_mutations\['optim/lr/x'\]: inside 'optim/lr', which is mutated"),
+])
+def test_a_key_given_twice_or_inside_another_mutated_key_is_rejected(mutations, match):
+    """Each config key is mutated once: a path and a nested dict naming the same key (it would be mutated twice,
+    the second from the first's result), or a key inside another mutated one (the outer value would be replaced
+    by a dict of the inner one alone), is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match=f"^{match}"):
+        PBT(1, mutations).setup("loss", "min")
+
+
+def test_nested_and_path_forms_overlap_nowhere_else():
+    # siblings under one prefix, given both ways, are distinct keys
+    pbt = explorer({"optim/lr": lambda: 1.0, "optim": {"beta": lambda: 2.0}, "optimizer": lambda: 3.0}, resample=1.0)
+    assert pbt.explore({}) == {"optim": {"lr": 1.0, "beta": 2.0}, "optimizer": 3.0}

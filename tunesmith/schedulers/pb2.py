@@ -47,7 +47,7 @@ from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.schedulers._base import Decision, Exploit, SchedulerView
 from tunesmith.schedulers.asha import _check_number, _reached, _time
-from tunesmith.schedulers.pbt import PBT, _get, _set
+from tunesmith.schedulers.pbt import PBT, _flatten, _get, _set
 from tunesmith.trial import ITERATION, Result, TrialView
 
 _CANDIDATES = 256
@@ -101,8 +101,9 @@ class PB2(PBT):
 
     Args:
         perturbation_interval: how much ``time_attr`` passes between a trial's perturbation points.
-        hyperparam_bounds: key (or ``"a/b"`` path) -> ``[low, high]`` (a linear scale; two ints give ints)
-            or ``ts.uniform(low, high)`` / ``ts.loguniform(low, high)`` (a log scale). Only these keys are
+        hyperparam_bounds: key (or ``"a/b"`` path, or a nested dict of them, as in PBT's
+            ``hyperparam_mutations``) -> ``[low, high]`` (a linear scale; two ints give ints) or
+            ``ts.uniform(low, high)`` / ``ts.loguniform(low, high)`` (a log scale). Only these keys are
             explored; every other key keeps the source's value.
         quantile_fraction: the share of the population in each quantile, in (0, 0.5].
         seed: seed of the scheduler's random generators; ``None`` draws one at construction.
@@ -291,13 +292,14 @@ class _Posterior:
 
 
 def _check_bounds(bounds: Any) -> list[_Bound]:
+    """The bounds in order, nested dicts walked as PBT walks ``hyperparam_mutations`` (``"a/b"`` paths and nested
+    dicts name the same keys)."""
     if not isinstance(bounds, Mapping) or not bounds:
         raise ConfigError(f"hyperparam_bounds: PB2 expects a non-empty dict of key -> [low, high], ts.uniform or "
-                          f"ts.loguniform; got {bounds!r}")
+                          f"ts.loguniform (or a nested dict of them); got {bounds!r}")
     out = []
-    for key, spec in bounds.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"hyperparam_bounds: keys must be non-empty strings; got {key!r}")
+    for path, spec in _flatten(bounds, (), "hyperparam_bounds", ("bounds", "bounded")):
+        key = "/".join(path)
         log = False
         if isinstance(spec, (list, tuple)) and len(spec) == 2:
             low, high = spec
@@ -313,5 +315,5 @@ def _check_bounds(bounds: Any) -> list[_Bound]:
             raise ConfigError(f"hyperparam_bounds[{key!r}]: expected low < high{' and low > 0' if log else ''}; "
                               f"got {spec!r}")
         integer = all(isinstance(v, numbers.Integral) for v in (low, high)) and not log
-        out.append(_Bound(tuple(key.split("/")), float(low), float(high), log, integer))
+        out.append(_Bound(path, float(low), float(high), log, integer))
     return out

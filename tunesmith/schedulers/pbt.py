@@ -9,8 +9,8 @@ trial is answered ``Exploit``: restart from the latest checkpoint of a random to
 has one (``view.trials[src].checkpoint_path``), with the source's config explored:
 
 for each key of ``hyperparam_mutations`` (a top-level key, a ``"a/b"`` path into nested dicts, or a
-nested dict of mutations), with probability ``resample_probability`` (or when the source lacks the
-key) the value is resampled, otherwise perturbed:
+nested dict of mutations; each config key named once, not inside another mutated key), with probability
+``resample_probability`` (or when the source lacks the key) the value is resampled, otherwise perturbed:
 
 * a list: resampled uniformly; perturbed to a neighbouring index (-1 or +1, clamped at the ends).
 * a ``tunesmith.space`` domain (anything with ``from_unit``): resampled as ``from_unit(rng.random())``;
@@ -97,21 +97,48 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _flatten(mutations: Mapping[str, Any], prefix: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any]]:
+def _flatten(mutations: Mapping[str, Any], prefix: tuple[str, ...], arg: str = "hyperparam_mutations",
+             verb: tuple[str, str] = ("mutates", "mutated")) -> list[tuple[tuple[str, ...], Any]]:
+    """``(path, spec)`` of every leaf of ``mutations`` (PBT's ``hyperparam_mutations``, PB2's ``hyperparam_bounds``:
+    ``arg`` names it, ``verb`` says what it does to a key, present and past): a key is a name or an ``"a/b"`` path,
+    and a dict that is not a domain holds the keys under it. Each config key may be named once. The specs
+    themselves are the caller's to check."""
     out: list[tuple[tuple[str, ...], Any]] = []
     for key, spec in mutations.items():
         where = "/".join((*prefix, str(key)))
         if not isinstance(key, str) or not key:
-            raise ConfigError(f"hyperparam_mutations: keys must be non-empty strings; got {key!r}")
+            raise ConfigError(f"{arg}: keys must be non-empty strings; got {key!r}")
         path = (*prefix, *key.split("/"))
         if isinstance(spec, Mapping) and not hasattr(spec, "from_unit"):
             if not spec:
-                raise ConfigError(f"hyperparam_mutations[{where!r}]: an empty dict mutates nothing")
-            out.extend(_flatten(spec, path))
+                raise ConfigError(f"{arg}[{where!r}]: an empty dict {verb[0]} nothing")
+            out.extend(_flatten(spec, path, arg, verb))
         else:
-            _check_spec(where, spec)
             out.append((path, spec))
+    if not prefix:
+        _check_once(out, arg, verb)
     return out
+
+
+def _check_once(leaves: list[tuple[tuple[str, ...], Any]], arg: str, verb: tuple[str, str]) -> None:
+    """Each config key named once: not twice (a path and a nested dict), not inside another named key (the outer
+    value would become a dict of the inner ones)."""
+    seen: list[tuple[str, ...]] = []
+    for path, _spec in leaves:
+        where = "/".join(path)
+        for other in seen:
+            shared = min(len(path), len(other))
+            if path[:shared] != other[:shared]:
+                continue
+            named = "/".join(other)
+            if len(path) == len(other):
+                raise ConfigError(f"{arg}[{where!r}]: given twice (a path 'a/b' and a nested dict "
+                                  f"{{'a': {{'b': ...}}}} name the same key); give it once")
+            if len(path) > len(other):
+                raise ConfigError(f"{arg}[{where!r}]: inside {named!r}, which is {verb[1]} as a whole; "
+                                  f"give one or the other")
+            raise ConfigError(f"{arg}[{where!r}]: contains {named!r}, which is {verb[1]} too; give one or the other")
+        seen.append(path)
 
 
 def _check_spec(where: str, spec: Any) -> None:
@@ -207,6 +234,8 @@ class PBT(Scheduler):
             raise ConfigError(f"hyperparam_mutations: PBT expects a non-empty dict of key -> list, domain "
                               f"or callable; got {self.hyperparam_mutations!r}")
         self._mutations = _flatten(self.hyperparam_mutations, ())
+        for path, spec in self._mutations:
+            _check_spec("/".join(path), spec)
         self._rng = random.Random(int(self._seed))
         self._trials: dict[int, _PbtTrial] = {}
         self._newcomers = True  # the searcher may still add trials (until on_no_more_trials)
