@@ -106,10 +106,8 @@ class _Session:
         row = (self.iteration, self.time_offset + time.monotonic() - self.start, time.time(), encoded, ckpt_path)
         rules = self.stop_rules
         if rules is not None:
-            # the result as the driver will see it (the same JSON, the same automatic keys): the rules are pure
-            result = json.loads(encoded)
-            result[ITERATION], result[TIME_TOTAL], result[TIMESTAMP] = row[0], row[1], row[2]
-            if rules.should_stop(self.trial_id, self.iteration, result):
+            # the result as the driver will see it: the rules are pure
+            if rules.should_stop(self.trial_id, self.iteration, as_stored(encoded, row)):
                 self.stopped = True
                 if ckpt_path is None and at_end is not None:
                     row = (*row[:4], self._write(at_end()))
@@ -214,6 +212,14 @@ class _NoChannel:
 
 
 _NO_CHANNEL = _NoChannel()
+
+
+def as_stored(encoded: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    """A result as the driver will see it, from its metrics' JSON ``encoded`` and its row (iteration, time total,
+    timestamp, ...): the same JSON, the same automatic keys (what a trial's own stop rules judge)."""
+    result = json.loads(encoded)
+    result[ITERATION], result[TIME_TOTAL], result[TIMESTAMP] = row[0], row[1], row[2]
+    return result
 
 
 def encode_metrics(metrics: Any) -> str:

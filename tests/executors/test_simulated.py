@@ -1,7 +1,9 @@
 """The simulated executor: events, virtual clock, decision points, stop, errors, checkpoints, resources.
 
-The first tests drive the executor directly, the way the controller does; the last ones go through
-``tunesmith.run`` (HyperBand pauses, PBT exploits, ResourceChanging) and check what reached the store.
+The first tests drive the executor directly, the way the controller does; the later ones go through
+``tunesmith.run`` (HyperBand pauses, PBT exploits, ResourceChanging) and check what reached the store. The
+last section checks that stop rules and ``trial_time_limit_s`` end simulated trials at the results where
+local ones end (one test runs the same rules on both backends).
 """
 
 from __future__ import annotations
@@ -496,3 +498,141 @@ def test_resource_changing_speeds_a_trial_up(results_dir):
     assert [h["time_total_s"] for h in history] == [2.0, 4.0, 6.0, 8.0, 8.5, 9.0, 9.5]
     assert ex.clock() == 9.5
     assert result.trial(1).resources["cpu"] == 4.0
+
+
+# -- stop rules and time limits, as on the local executor --------------------------------------------------------
+# The local worker evaluates the experiment's stop rules on each result as it makes it (session.report), so a trial
+# ends on exactly the result that met them; a trial past trial_time_limit_s is stopped (its iteration in flight is
+# reported) and fails. The simulated trials must end at the same results.
+
+
+def _ruled(k, i):
+    """Trial ``k``'s metrics at iteration ``i`` (1-based), made so that one stop rule below fires for each k:
+    k=0 the loss threshold at 3, k=1 the flag at 4, k=2 the plateau of "flat" at 7, k=3 the callable at 5, k=4
+    none (it returns after 8)."""
+    return {"loss": (5 - i) if k == 0 else (20 - i), "done": k == 1 and i >= 4,
+            "flat": min(i, 5) if k == 2 else i, "k": k}
+
+
+_RULED = {0: 3, 1: 4, 2: 7, 3: 5, 4: 8}  # trial k's last iteration
+
+
+def _ruled_stop():
+    return [{"loss": 2}, {"done": True}, ts.TrialPlateau("flat", std=0.01, num_results=3, grace_period=1),
+            lambda tid, r: r["k"] == 3 and r["training_iteration"] >= 5]
+
+
+def _ruled_local(config):
+    for i in range(1, 9):
+        ts.report(_ruled(config["k"], i))
+
+
+def _ruled_sim(config, ctx):
+    for i in range(ctx.iteration + 1, 9):
+        yield _ruled(config["k"], i)
+
+
+def _ends(result):
+    return {t.config["k"]: ([h["training_iteration"] for h in result.history(t.id)], t.status.value)
+            for t in result.trials}
+
+
+@pytest.mark.parametrize("stop, last", [
+    ({"loss": 2}, {0: 3}),  # the experiment's metric, in its mode (<= for min)
+    ({"flat": 4}, {1: 4}),  # another key: >=
+    ({"done": True}, {1: 4}),  # a flag
+    (lambda tid, r: r["training_iteration"] >= 5, {2: 5}),  # a callable
+    (ts.TrialPlateau("flat", std=0.01, num_results=3, grace_period=1), {2: 7}),  # a Stopper with per-trial state
+], ids=["metric", "other-key", "flag", "callable", "plateau"])
+def test_a_stop_rule_ends_a_simulated_trial_at_the_result_that_met_it(results_dir, stop, last):
+    (k, n), = last.items()
+    result = ts.run(_ruled_sim, space={"k": k}, metric="loss", mode="min", stop=stop,
+                    backend=SimulatedBackend({"cpu": 1}), verbose=0, name="rule")
+    assert _ends(result) == {k: (list(range(1, n + 1)), "TERMINATED")}
+    events = ts.load(str(results_dir / "rule"))._store.events()
+    assert [e[4] for e in events if e[2] == "stop"] == [{"reason": "stop_rule", "iteration": n}]
+
+
+def test_stop_rules_end_trials_at_the_same_results_on_the_simulated_and_the_local_backend(results_dir):
+    space = {"k": ts.grid(list(_RULED))}
+    sim = ts.run(_ruled_sim, space=space, metric="loss", mode="min", stop=_ruled_stop(),
+                 backend=SimulatedBackend({"cpu": 2}), verbose=0, name="sim")
+    local = ts.run(_ruled_local, space=space, metric="loss", mode="min", stop=_ruled_stop(),
+                   resources={"cpu": 1}, verbose=0, name="local")
+    expected = {k: (list(range(1, n + 1)), "TERMINATED") for k, n in _RULED.items()}
+    assert _ends(local) == expected
+    assert _ends(sim) == expected
+
+
+def test_a_stop_rule_that_raises_fails_the_simulated_trial_and_its_result_is_not_stored(results_dir):
+    def rule(tid, result):
+        if result["flat"] == 2:
+            raise ValueError("the rule broke at 2")
+        return False
+
+    # as in a worker, where the rule raises inside report(): the trial fails with its traceback
+    result = ts.run(_ruled_sim, space={"k": 4}, metric="loss", mode="min", stop=rule,
+                    backend=SimulatedBackend({"cpu": 1}), verbose=0)
+    assert _ends(result) == {4: ([1], "ERROR")}
+    assert "ValueError: the rule broke at 2" in result.trials[0].error
+
+
+def test_a_stop_rule_met_at_a_decision_point_ends_the_trial_without_waiting(tmp_path):
+    from tunesmith._objective import Objective
+    from tunesmith._stop import StopRules
+
+    ex = SimulatedBackend()
+    ex.stop_rules = StopRules({"i": 2}, Objective.from_args("loss", "min"))  # set by run() before setup()
+    ex.setup(counting(10), str(tmp_path))
+    ex.try_start(launch(1, tmp_path, decision=2))
+    rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
+    # as session.report does: the rule is checked before the wait, the result goes without one, the trial ends
+    assert [(r[0], r[4]) for r in rows[1]] == [(1, False), (2, False)]
+    assert done == [(1, "stopped", None)]
+
+
+def test_trial_time_limit_stops_a_simulated_trial_and_fails_it(results_dir):
+    def train(config, ctx):
+        state = ctx.checkpoint or {"step": 0}
+        while state["step"] < 10:
+            state["step"] += 1
+            yield ({"loss": 1.0 / state["step"], "step": state["step"]}, 1.0, dict(state))
+
+    ex = SimulatedBackend({"cpu": 1})
+    result = ts.run(train, metric="loss", mode="min", trial_time_limit_s=2.5, max_failures=1, backend=ex,
+                    verbose=0)
+    trial = result.trials[0]
+    # stopped at 2.5 virtual seconds: iteration 3, in flight then, is reported, and the trial fails; the retry
+    # restarts from that checkpoint with a new limit (counted from each start): 4, 5 and 6 (in flight at 5.5)
+    assert [h["training_iteration"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
+    assert [h["step"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
+    assert trial.status is TrialStatus.ERROR and trial.num_failures == 2
+    assert trial.error == "the trial ran longer than its limit (trial_time_limit_s=2.5); stopped"
+    assert ex.clock() == 6.0
+
+
+def test_trial_time_limit_ends_a_trial_waiting_at_a_decision_point(tmp_path):
+    ex = SimulatedBackend({"cpu": 2})
+    ex.trial_time_limit_s = 5.0  # set by run()
+    ex.setup(counting(10), str(tmp_path))
+    ex.try_start(launch(1, tmp_path, decision=2))
+    assert [(e.rows[0][0], e.waiting) for e in ex.poll(10)] == [(1, False)]
+    assert [(e.rows[0][0], e.waiting) for e in ex.poll(10)] == [(2, True)] and ex.clock() == 2.0
+    # never decided: at its limit it ends at once, and fails
+    assert ex.poll(10) == [Done(1, "error", "the trial ran longer than its limit (trial_time_limit_s=5); stopped")]
+    assert ex.clock() == 5.0 and ex.running() == 0
+    # a trial that ends before its limit (10.0) leaves nothing behind: idle time passes as without a limit
+    ex.try_start(launch(2, tmp_path, config={"x": 2}, iteration=7))
+    rows, done = rows_of([e for _, ev in drain(ex) for e in ev])
+    assert [r[0] for r in rows[2]] == [8, 9, 10] and done == [(2, "ok", None)] and ex.clock() == 8.0
+    assert ex.poll(0.5) == [] and ex.clock() == 8.5
+
+
+@pytest.mark.xfail(strict=True, reason="documented difference (simulated.py docstring): the driver checks "
+                   "time_budget_s only when poll() returns, and the simulated clock jumps from event to event, so "
+                   "the budget is seen at the first result at or after it; the trials that reported then run one "
+                   "more iteration. The local driver sees it within 0.05 s and stores only the iterations in flight")
+def test_a_time_budget_stores_only_the_iteration_in_flight(results_dir):
+    result = ts.run(_ruled_sim, space={"k": 4}, metric="loss", mode="min", time_budget_s=2.5,
+                    backend=SimulatedBackend({"cpu": 1}), verbose=0)
+    assert _ends(result) == {4: ([1, 2, 3], "TERMINATED")}  # 3 was in flight at 2.5

@@ -109,6 +109,10 @@ class Executor:
     def setup(self, fn: Any, experiment_dir: str) -> None:
         """Called once before any trial starts with the user's training function."""
 
+    def over_limit(self) -> str:
+        """The error of a trial stopped by ``trial_time_limit_s`` (every executor ends it with this)."""
+        return f"the trial ran longer than its limit (trial_time_limit_s={self.trial_time_limit_s:g}); stopped"
+
     def clock(self) -> float:
         """Seconds on this executor's clock: wall time here, virtual time in the simulated executor. The
         controller measures elapsed time, budgets and what schedulers see as ``view.now`` with it."""

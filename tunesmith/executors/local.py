@@ -487,8 +487,7 @@ class LocalBackend(Executor):
         for worker in list(self._by_trial.values()):
             if worker.limit_at is not None and now >= worker.limit_at and worker.stop_deadline is None:
                 # (a trial already being stopped ends as it was asked to, within its grace period)
-                worker.over_limit = (f"the trial ran longer than its limit (trial_time_limit_s="
-                                     f"{self.trial_time_limit_s:g}); stopped")
+                worker.over_limit = self.over_limit()
                 worker.limit_at = None
                 if worker.trial_id is not None:
                     self.stop(worker.trial_id)

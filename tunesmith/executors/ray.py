@@ -676,8 +676,7 @@ class RayBackend(Executor):
                     and slot.stop_deadline is None:  # (one already being stopped ends as it was asked to)
                 # past its wall-clock limit: stopped, killed after the grace period if it does not end; ERROR
                 slot.limit_at = None
-                slot.over_limit = (f"the trial ran longer than its limit (trial_time_limit_s="
-                                   f"{self.trial_time_limit_s:g}); stopped")
+                slot.over_limit = self.over_limit()
                 self.stop(tid)
             if slot.stop_deadline is not None and now >= slot.stop_deadline:
                 over = slot.over_limit

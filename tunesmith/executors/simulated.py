@@ -33,16 +33,44 @@ Semantics, the same as the local executor's:
 * ``stop()`` is cooperative: the iteration in flight finishes and is reported, then the trial ends
   ("stopped"); a trial waiting at a decision point ends at once;
 * a generator that returns ends "ok"; one that raises ends "error" with its traceback (so does a bad
-  yield or a metric that ``report()`` would refuse).
+  yield or a metric that ``report()`` would refuse);
+* the experiment's stop rules (``run(stop=...)``: thresholds, flags, callables, ``TrialPlateau``) are
+  evaluated on each result as it is made, by the trial's own copy of them (``StopRules.for_trials``, loaded
+  at each start, as a worker loads it), as ``session.report`` evaluates them: the result that met them is
+  the trial's last (sent without waiting, also at a decision point) and the trial ends "stopped"; a rule
+  that raises ends the trial "error" and that result is not sent. Rules that cannot be pickled, and
+  experiment-level ones, are the driver's alone, as on the local executor;
+* ``trial_time_limit_s`` counts virtual seconds from each start: at the limit the trial is stopped as
+  ``stop()`` stops it (the iteration in flight is reported; one waiting at a decision point ends at once)
+  and it ends "error" with the local executor's message, unless it was already being stopped.
 
 Events that happen at the same virtual instant are returned by one ``poll()``; a trial's end comes in a
 later ``poll()`` than its last result (at the same instant), as it would from a real worker.
+
+What differs from the local executor:
+
+* ``run(time_budget_s=...)``: the driver checks the budget between polls, and the virtual clock jumps from
+  one instant with events to the next, so the driver sees the budget run out at the first instant at or
+  after it at which ``poll()`` returns events, not within a poll interval (0.05 s) of it. Iterations in
+  flight then finish and are reported, as on the local executor; but a trial whose result came at that
+  very instant starts its next iteration before the stop reaches it, and reports one result more than on
+  the local executor (where the stop reached it during the iteration that ended with that result, for
+  iterations longer than the worker's 0.05 s stop check). So at most one extra result per trial, past the
+  budget, and none when the budget falls on that instant. The executor is not told the budget: matching it
+  would need the controller to hand its deadline to ``poll()``.
+* A stop that answers a result (a scheduler's stop outside a decision point) reaches the trial as it starts
+  its next iteration: that iteration's result is reported, exactly one. On the local executor it is at least
+  that one, and more for a trial reporting faster than its worker looks for a stop (every 0.05 s).
+* No grace period: a stopped trial's iteration in flight is reported however long it takes; the local
+  executor kills a worker that does not end within ``grace_period_s`` of a stop, and that result is lost.
+  Nothing hangs, so ``trial_timeout_s`` (the heartbeat) has nothing to catch.
 """
 
 from __future__ import annotations
 
 import heapq
 import inspect
+import pickle
 import random
 import time
 import traceback
@@ -55,13 +83,14 @@ from tunesmith.checkpoint import Checkpoint
 from tunesmith.checkpoint import write as write_checkpoint
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results
 from tunesmith.executors.resources import ResourcePool
-from tunesmith.session import encode_metrics
+from tunesmith.session import as_stored, encode_metrics
 
 SpeedupFn = Callable[[dict[str, float], dict[str, float]], float]
 
 _STEP = 0  # heap entry kinds: start the next iteration / report the one in flight / end the trial
 _REPORT = 1
 _END = 2
+_LIMIT = 3  # the trial's ``trial_time_limit_s`` runs out
 
 
 def linear_speedup(resources: dict[str, float], base: dict[str, float]) -> float:
@@ -118,7 +147,7 @@ class SimContext:
 
 class _SimTrial:
     __slots__ = ("launch", "gen", "ctx", "speedup", "started", "iteration", "decision_iteration", "stopped",
-                 "waiting", "pending", "outcome", "token")
+                 "waiting", "pending", "outcome", "token", "rules", "over_limit")
 
     def __init__(self, launch: Launch, ctx: SimContext, speedup: float, started: float, token: int) -> None:
         self.launch = launch
@@ -133,6 +162,8 @@ class _SimTrial:
         self.pending: tuple[str, Any] | None = None  # the iteration in flight: (metrics json, state)
         self.outcome: tuple[str, str | None] = ("stopped", None)  # (status, traceback) for an _END entry
         self.token = token  # heap entries of an earlier run of the same trial id are ignored
+        self.rules: Any = None  # this run's own copy of the stop rules (StopRules.for_trials), as a worker's
+        self.over_limit: str | None = None  # stopped by trial_time_limit_s: why it ends in error
 
 
 class SimulatedBackend(Executor):
@@ -162,12 +193,15 @@ class SimulatedBackend(Executor):
         self._heap: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, trial id, token)
         self._seq = 0
         self._tokens = 0
+        self._stop_bytes: bytes | None = None  # the stop rules as shipped to a trial (StopRules.for_trials)
 
     # -- setup ----------------------------------------------------------------------------------------
     def setup(self, fn: Any, experiment_dir: str) -> None:
         if not callable(fn):
             raise ConfigError(f"SimulatedBackend: the trial must be a generator function, got {fn!r}")
         self._fn = fn
+        # run() sets stop_rules before setup(), as for the local executor, which ships the same bytes to its workers
+        self._stop_bytes = self.stop_rules.for_trials() if self.stop_rules is not None else None
         try:
             params = [p for p in inspect.signature(fn).parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
@@ -215,6 +249,8 @@ class SimulatedBackend(Executor):
         try:
             if not factor > 0:
                 raise ValueError(f"speedup must be > 0, got {factor!r} for resources {launch.resources}")
+            if self._stop_bytes is not None:  # a copy per start, as a worker loads one per trial it runs
+                trial.rules = pickle.loads(self._stop_bytes)  # noqa: S301 - pickled by this process just now
             if launch.restore is not None:
                 ctx.checkpoint = Checkpoint(launch.restore, iteration=launch.iteration).load()
             gen = self._call(launch.config, ctx)
@@ -227,6 +263,8 @@ class SimulatedBackend(Executor):
             self._push(self._now, _END, trial, "error", traceback.format_exc())
             return True
         self._push(self._now, _STEP, trial)
+        if self.trial_time_limit_s is not None:  # counted from each start, as on the local executor
+            self._push(self._now + self.trial_time_limit_s, _LIMIT, trial)
         return True
 
     def _call(self, config: dict[str, Any], ctx: SimContext) -> Any:
@@ -271,6 +309,7 @@ class SimulatedBackend(Executor):
         result) go to a later call.
         """
         events: list[Event] = []
+        self._drop_stale()
         if not self._heap:
             self._now += max(0.0, float(timeout))
             return events
@@ -287,9 +326,30 @@ class SimulatedBackend(Executor):
                     self._step(trial, events)
                 elif kind == _REPORT:
                     self._report(trial, events)
+                elif kind == _LIMIT:
+                    self._over_limit(trial)
                 else:
                     self._end(trial, events)
+            self._drop_stale()
         return events
+
+    def _drop_stale(self) -> None:
+        """Pop the entries of trials that ended (or were started again) off the top of the heap: a time limit of
+        a trial that ended before it must not move the clock."""
+        heap = self._heap
+        while heap:
+            trial = self._trials.get(heap[0][3])
+            if trial is not None and trial.token == heap[0][4]:
+                return
+            heapq.heappop(heap)
+
+    def _over_limit(self, trial: _SimTrial) -> None:
+        """Its ``trial_time_limit_s`` ran out: stopped as ``stop()`` stops it, and it ends in error (as
+        ``LocalBackend._enforce_time_limit``); a trial already asked to stop ends as it was asked to."""
+        if trial.stopped:
+            return
+        trial.over_limit = self.over_limit()
+        self.stop(trial.launch.trial_id)
 
     def _push(self, at: float, kind: int, trial: _SimTrial, status: str | None = None,
               tb: str | None = None) -> None:
@@ -332,9 +392,19 @@ class SimulatedBackend(Executor):
                 self._finish(trial, events, "error", traceback.format_exc())
                 return
         time_total = trial.launch.time_offset + (self._now - trial.started)
+        row = (trial.iteration, time_total, self._epoch + self._now, text, ckpt)
+        if trial.rules is not None:
+            # the trial's own copy of the stop rules, on the result as the driver will see it, as session.report
+            # evaluates them: the result that met them is the trial's last, sent without waiting for a decision
+            try:
+                if trial.rules.should_stop(trial.launch.trial_id, trial.iteration, as_stored(text, row)):
+                    trial.stopped = True
+            except Exception:  # noqa: BLE001 - a user's rule raised: the trial fails, its result unsent
+                trial.iteration -= 1
+                self._finish(trial, events, "error", traceback.format_exc())
+                return
         waiting = trial.iteration == trial.decision_iteration and not trial.stopped
-        events.append(Results(trial.launch.trial_id,
-                              [(trial.iteration, time_total, self._epoch + self._now, text, ckpt)], waiting))
+        events.append(Results(trial.launch.trial_id, [row], waiting))
         if waiting:
             trial.waiting = True
         elif trial.stopped:
@@ -347,6 +417,8 @@ class SimulatedBackend(Executor):
 
     def _finish(self, trial: _SimTrial, events: list[Event], status: str, tb: str | None) -> None:
         tid = trial.launch.trial_id
+        if trial.over_limit is not None and status != "error":
+            status, tb = "error", trial.over_limit
         self._trials.pop(tid, None)
         if self._pool is not None:
             self._pool.release(tid)
