@@ -101,6 +101,21 @@ def test_asha_stops_boosting_within_one_round(results_dir):
     assert stopped >= 2
 
 
+def train_early_stopped(config):
+    _bst, log = boost(0.5, callbacks=[lgb.early_stopping(3, verbose=False), ReportCallback()])
+    note(attempt=0, rounds=len(log["valid"]["binary_logloss"]))  # record_evaluation (order 20): every round boosted
+
+
+def test_the_round_lightgbms_early_stopping_ends_is_not_reported(results_dir):
+    """ReportCallback runs after lightgbm's own callbacks (order 40; early_stopping is 30), also when lgb.train
+    numbers the callbacks it is given (it sets an ``order`` on each that has none of its own)."""
+    result = ts.run(train_early_stopped, verbose=0)
+    (t,) = result.trials
+    (facts,) = notes(t)
+    assert facts["rounds"] < 100  # early stopping ended boosting
+    assert t.iteration == len(result.history(t.id)) == facts["rounds"] - 1  # the round it ended: not reported
+
+
 def crash_at(rounds):
     def callback(env):
         if env.iteration + 1 == rounds:

@@ -78,6 +78,26 @@ def test_a_metric_xgboost_never_logged_is_one_error_naming_the_logged_ones(resul
     assert "train-error, train-logloss, valid-error, valid-logloss" in t.error
 
 
+def checkpoints_in_cv(config):
+    xgb.cv(PARAMS, xgb.DMatrix(X, y), num_boost_round=10, nfold=2, callbacks=[ReportCallback(checkpoint_every=2)])
+
+
+def test_checkpoints_asked_of_xgb_cv_are_one_error_saying_why_and_leave_no_folder(results_dir):
+    """xgb.cv hands its callbacks every fold's booster packed together, which has nothing to save: the trial
+    fails with a ConfigError saying so (it was an AttributeError about '_PackedBooster'), and the temporary
+    folder the checkpoint was to be written in is gone."""
+    import glob
+    import tempfile
+
+    pattern = os.path.join(tempfile.gettempdir(), "tunesmith_booster_*")
+    before = set(glob.glob(pattern))
+    result = ts.run(checkpoints_in_cv, verbose=0)
+    (t,) = result.trials
+    assert t.status is ts.TrialStatus.ERROR
+    assert "ConfigError" in t.error and "xgb.cv" in t.error and "checkpoint_every" in t.error, t.error[-500:]
+    assert set(glob.glob(pattern)) <= before
+
+
 def test_a_stop_rule_ends_boosting_at_the_round_it_met(results_dir):
     result = ts.run(train_plain, verbose=0, stop={"training_iteration": 5})
     (t,) = result.trials

@@ -54,10 +54,10 @@ class RoundReporter:
                               f"is nothing to report; {self.hint}")
         chosen = self.picker.pick(logged)
         folder = None
-        if self.checkpoint_every is not None and rounds % self.checkpoint_every == 0:
-            folder = tempfile.mkdtemp(prefix="tunesmith_booster_")
-            self.save(booster, folder)
-        try:  # report() copies the folder before it returns
+        try:  # report() copies the folder before it returns; removed also when saving fails
+            if self.checkpoint_every is not None and rounds % self.checkpoint_every == 0:
+                folder = tempfile.mkdtemp(prefix="tunesmith_booster_")
+                self.save(booster, folder)
             return not report(chosen, Checkpoint.from_dir(folder) if folder is not None else None) or should_stop()
         finally:
             if folder is not None:

@@ -69,6 +69,9 @@ class ReportCallback:
 
     def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None = None,
                  checkpoint_every: int | None = None) -> None:
+        # on the instance: lgb.train gives every callback without an ``order`` in its __dict__ one of its own
+        # (``cb.__dict__.setdefault("order", ...)``), which would hide the class's and run this one first
+        self.order = type(self).order
         self._report = RoundReporter(_WHO, _HINT, metrics,
                                      positive_or_none(checkpoint_every, "checkpoint_every", _WHO), _save)
 

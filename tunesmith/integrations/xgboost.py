@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.integrations._boosting import (
     RoundReporter,
@@ -46,6 +47,9 @@ _HINT = ("names are '<data>-<metric>': the name in evals=[(dmatrix, name)] and t
 
 
 def _save(booster: Any, folder: str) -> None:
+    if not hasattr(booster, "save_model"):  # xgb.cv's callbacks get every fold's booster packed together
+        raise ConfigError(f"{_WHO}(checkpoint_every=...): {type(booster).__name__} has no booster to save: xgb.cv "
+                          f"is not supported with checkpoints (use xgb.train, or checkpoint_every=None)")
     booster.save_model(f"{folder}/{MODEL_FILE}")
 
 
