@@ -355,6 +355,47 @@ def test_resume_after_the_driver_was_stopped(tmp_path: Any, results_dir: Any) ->
     assert (tmp_path / "starts_1.txt").read_text().count("start") == 2
 
 
+SCRIPT = textwrap.dedent("""
+    import os
+    import tunesmith as ts
+
+    class CtrlC(ts.Callback):
+        def on_trial_complete(self, trial):
+            if not os.path.exists("go"):
+                raise KeyboardInterrupt  # what the user's Ctrl-C does once the first trial has completed
+
+    def train(config):
+        ts.report({"loss": config["x"]})
+
+    if __name__ == "__main__":
+        ts.run(train, {"x": ts.grid([1, 2, 3])}, name="script", max_concurrent=1, verbose=0, callbacks=[CtrlC()])
+""")
+
+
+def test_an_experiment_run_as_python_script_py_says_how_to_resume_it(tmp_path: Any, results_dir: Any) -> None:
+    """Its function is __main__:train in the store, which the command line cannot import: the interrupt's hint
+    and `tunesmith resume` name the script to give as --fn (they said `tunesmith resume script`, then
+    '__main__ has no 'train'' after --trust-stored-fn), and that works."""
+    (tmp_path / "train.py").write_text(SCRIPT)
+    env = {**os.environ, "TUNESMITH_RESULTS": str(results_dir)}
+    cut = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert cut.returncode != 0 and "KeyboardInterrupt" in cut.stderr
+    hint = f"tunesmith resume script --fn {tmp_path / 'train.py'}:train"
+    assert hint in cut.stderr, cut.stderr[-2000:]
+    for trusted in ([], ["--trust-stored-fn"]):
+        res = subprocess.run([sys.executable, "-m", "tunesmith.cli", "resume", "script", "--verbose", "0", *trusted],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+        assert res.returncode == 2 and hint in res.stderr and "python" in res.stderr, res.stderr
+    (tmp_path / "go").write_text("")
+    res = subprocess.run([sys.executable, "-m", "tunesmith.cli", "resume", "script", "--verbose", "0", "--fn",
+                          "train.py:train"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    rs = ts.load(str(results_dir / "script"))
+    assert rs.status == "finished" and sorted(t.config["x"] for t in rs.trials) == [1, 2, 3]
+
+
 STUBBORN = textwrap.dedent("""
     import time
     import tunesmith as ts

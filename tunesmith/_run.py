@@ -377,6 +377,7 @@ def run(
             "warm_start": warm_dirs or None, "constraints": constraints and _qualname(constraints),
             "fail_fast": fail_fast, "ranks": ranks, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
             "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
+            "fn_file": script_of(fn),  # a function of a script run as `python train.py`: its file, for the hint
         }
         with store.transaction() as db:
             store.set_meta(db, "spec", spec)
@@ -401,8 +402,8 @@ def run(
         try:
             controller.run()  # Ctrl-C and SIGTERM end it cleanly (Controller._defer_signals)
         except KeyboardInterrupt as e:
-            log.warning("experiment %s interrupted; its results are stored. Resume with: tunesmith resume %s  "
-                        "(or tunesmith.run(..., name=%r, resume=True))", name, name, name)
+            log.warning("experiment %s interrupted; its results are stored. Resume with: %s  "
+                        "(or tunesmith.run(..., name=%r, resume=True))", name, resume_command(name, fn), name)
             if isinstance(e, Terminated):
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
@@ -443,6 +444,26 @@ def _start_dashboard(option: bool | dict[str, Any], root: str, name: str) -> Any
     board = start(root, name, **options)
     print(f"tunesmith dashboard: {board.url}", flush=True)
     return board
+
+
+def script_of(fn: Any) -> str | None:
+    """The file of the script whose ``__main__`` defines ``fn`` (a run started as ``python train.py``), or None.
+    The store names such a function ``__main__:train``, which ``tunesmith resume`` cannot import by that name."""
+    if getattr(fn, "__module__", None) != "__main__":
+        return None
+    file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return os.path.abspath(file) if isinstance(file, str) and file.endswith(".py") else None
+
+
+def resume_command(name: str, fn: Any = None, script: str | None = None, qualname: str | None = None) -> str:
+    """The command that resumes experiment ``name``: with ``--fn FILE:FN`` where its function was defined in a
+    script run as ``python FILE`` (``fn``'s, or the stored ``script`` and ``qualname``)."""
+    import shlex
+
+    script = script or (script_of(fn) if fn is not None else None)
+    qualname = qualname or getattr(fn, "__qualname__", None)
+    command = f"tunesmith resume {shlex.quote(name)}"
+    return f"{command} --fn {shlex.quote(f'{script}:{qualname}')}" if script and qualname else command
 
 
 def _qualname(fn: Any) -> str:

@@ -939,6 +939,17 @@ def _stored_fn(name: str, spec: dict[str, Any]) -> _Stored:
     if not isinstance(stored, str) or not stored:
         raise ConfigError(f"experiment {name!r} names no training function; give it: tunesmith resume {name} "
                           "--fn MODULE_OR_FILE:FN")
+    if stored.startswith("__main__:"):  # run as `python train.py`: __main__ here is the command line's own
+        from tunesmith._run import resume_command
+
+        script = spec.get("fn_file")
+        script = script if isinstance(script, str) and script else None
+        qualname = stored.partition(":")[2]
+        how = resume_command(name, script=script, qualname=qualname) if script else \
+            f"tunesmith resume {name} --fn FILE.py:{qualname}"
+        ran = f"python {script}" if script else "python FILE.py"
+        raise ConfigError(f"experiment {name!r} was run as a script ({ran}), so its store names the function "
+                          f"{stored!r}, which cannot be imported by that name; name the script's function: {how}")
     return _Stored(stored, "the function", "--fn")
 
 
