@@ -247,6 +247,22 @@ def test_callbacks_that_are_not_a_list_of_callback_objects_are_named(results_dir
     assert not (results_dir / "cb").exists()  # refused before anything was made
 
 
+class _Misspelled(ts.Callback):
+    def on_trial_result(self, trial, results):  # on_trial_results: never called
+        pass
+
+    def on_trial_finished_upload(self, trial):  # a method of its own, like no hook: not a misspelling
+        pass
+
+
+def test_a_callback_method_that_misspells_a_hook_is_named_with_the_hook(results_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        ts.run(lambda c: ts.report({"x": 1}), num_samples=1, verbose=0, callbacks=[_Misspelled()])
+    warned = [r.getMessage() for r in caplog.records if "on_trial_result" in r.getMessage()]
+    assert len(warned) == 1 and "_Misspelled.on_trial_result is no hook" in warned[0], warned
+    assert "on_trial_results" in warned[0] and "never called" in warned[0]
+
+
 def test_a_storage_path_under_home_is_expanded(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

@@ -524,6 +524,22 @@ def _check_callbacks(callbacks: Any) -> None:
                 type(cb).__name__
             raise ConfigError(f"callbacks[{i}]: expected a Callback object (a subclass of tunesmith.Callback, "
                               f"instantiated), got {what}")
+        _check_hook_names(cb)
+
+
+def _check_hook_names(cb: Any) -> None:
+    """Warn of a method that looks like a misspelled hook (``on_trial_result``): it would never be called."""
+    import difflib
+
+    from tunesmith.callbacks._base import Callback
+
+    hooks = [name for name in vars(Callback) if name.startswith("on_")]
+    for name in dir(type(cb)):
+        if name.startswith("on_") and name not in hooks and callable(getattr(type(cb), name, None)):
+            near = difflib.get_close_matches(name, hooks, n=1, cutoff=0.85)
+            if near:
+                log.warning("callback %s.%s is no hook of tunesmith.Callback, so it is never called: did you mean %s?",
+                            type(cb).__name__, name, near[0])
 
 
 def _comparable(space_json: Any) -> str:
