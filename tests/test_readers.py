@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from reader_helpers import brute_best_all
 
 from tunesmith._layout import STORE_FILE
 from tunesmith.cli import cli
@@ -464,23 +465,6 @@ def test_all_results_frame_of_an_experiment_without_results(tmp_path: Any) -> No
 
 
 # -- lookups ------------------------------------------------------------------------------------------------
-
-
-def brute_best_all(rs: ResultSet, k: int, metric: str, mode: str) -> list[tuple[int, float, int]]:
-    """(trial, value, iteration) of the k best trials by their best result, scanning every result in Python."""
-    best: list[tuple[float, int, float, int]] = []
-    for t in rs.trials:
-        chosen = None
-        for res in rs.history(t.id):
-            v = res.get(metric)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-                continue
-            if chosen is None or (v < chosen[0] if mode == "min" else v > chosen[0]):
-                chosen = (v, res["training_iteration"])
-        if chosen is not None:
-            best.append((chosen[0] if mode == "min" else -chosen[0], t.id, chosen[0], chosen[1]))
-    best.sort(key=lambda x: (x[0], x[1]))
-    return [(tid, v, it) for _, tid, v, it in best[:k]]
 
 
 def awkward_trials() -> list[dict[str, Any]]:

@@ -66,6 +66,27 @@ def store_path(exp_dir: str) -> str:
     return os.path.join(exp_dir, STORE_FILE)
 
 
+def find_experiment(name_or_path: str | os.PathLike[str], storage_path: str | None = None) -> str:
+    """The experiment folder a name or a path means, as every reader resolves it (``ts.load``, `tunesmith show`):
+    ``<storage_path>/<name_or_path>`` when it holds a store, else ``name_or_path`` itself when it does (a folder
+    path, relative to the current folder or absolute). A folder without a store is no experiment: a data set folder
+    named like the experiment, in the current folder, does not hide the experiment of that name.
+
+    Raises:
+        ConfigError: neither holds a store (both places named).
+    """
+    given = os.fspath(name_or_path)
+    root = storage_root(storage_path)
+    places = list(dict.fromkeys((os.path.normpath(os.path.join(root, given)), os.path.abspath(given))))
+    for place in places:
+        if os.path.isfile(store_path(place)):
+            return place
+    looked = " nor in ".join(places)
+    folders = [p for p in places if os.path.isdir(p)]
+    note = f" ({' and '.join(folders)}: a folder without {STORE_FILE})" if folders else ""
+    raise ConfigError(f"no experiment {given!r}: no {STORE_FILE} in {looked}{note}")
+
+
 def lock_path(exp_dir: str) -> str:
     return os.path.join(exp_dir, LOCK_FILE)
 
@@ -190,6 +211,17 @@ def driver_running(exp_dir: str) -> bool:
     finally:
         os.close(fd)  # releases a lock the probe got
     return False
+
+
+def live_status(exp_dir: str, status: str) -> str:
+    """An experiment's status as every reader shows it (``ResultSet.status``, `ls`, `show`, the dashboard): the
+    status its driver last stored, but "crashed" for one stored as "running" whose driver holds no lock on it
+    (killed: SIGKILL, out of memory, a power cut). The lock is the truth, as for ``resume``: a ``.driver.pid``
+    left by a killed driver can name a process that is alive by now (its number reused). Costs a lock probe (an
+    open, a flock and a close) only when the stored status is "running"."""
+    if status != "running":
+        return status
+    return "running" if driver_running(exp_dir) else "crashed"
 
 
 def write_pid(exp_dir: str) -> None:

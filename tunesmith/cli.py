@@ -310,18 +310,6 @@ def _experiments(root: str) -> list[str]:
     return sorted(os.path.join(root, d) for d in os.listdir(root) if os.path.isfile(store_path(os.path.join(root, d))))
 
 
-def _live_status(path: str, status: str) -> str:
-    """The stored status, or "crashed" for one still marked running whose driver holds no lock on it.
-
-    The lock is the truth, as for ``resume``: a ``.driver.pid`` left by a killed driver can name a process
-    that is alive by now (its number reused)."""
-    from tunesmith._layout import driver_running
-
-    if status != "running":
-        return status
-    return "running" if driver_running(path) else "crashed"
-
-
 def _summary(path: str) -> dict[str, Any]:
     from tunesmith.results import ResultSet
 
@@ -329,7 +317,7 @@ def _summary(path: str) -> dict[str, Any]:
     try:
         rs = ResultSet(path)
         counts = rs._store.trial_counts()  # counted by SQLite; the best is ranked by SQLite, one row read
-        status = _live_status(path, rs.status)
+        status = rs.status
         best = None
         if rs.metric and rs.mode:
             try:
@@ -450,7 +438,7 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
     everyone, trials, note = _select(rs, sort_key, limit, show_secrets)
     if as_json:
         click.echo(_json_text({
-            "name": rs.name, "path": rs.path, "status": _live_status(rs.path, rs.status), "metric": rs.metric,
+            "name": rs.name, "path": rs.path, "status": rs.status, "metric": rs.metric,
             "mode": rs.mode,
             "trials": [{"id": t.id, "name": t.name, "status": t.status.value, "iteration": t.iteration,
                         "config": t.config, "last_result": t.last_result, "error": t.error,
@@ -458,7 +446,7 @@ def show(name: str, storage_path: str | None, sort_key: str | None, limit: int |
                         "parent_iteration": t.parent_iteration} for t in trials],
         }))
         return
-    for item in _page(rs, _live_status(rs.path, rs.status), everyone, trials, note, sort_key):
+    for item in _page(rs, rs.status, everyone, trials, note, sort_key):
         if isinstance(item, str):
             click.echo(item)
         else:
@@ -551,7 +539,7 @@ class _Watch:
         changed = version != self.version
         if changed:
             self.rs.refresh()  # its metadata: the status
-        status = _live_status(self.rs.path, str(self.rs.meta.get("status", "running")))
+        status = _layout.live_status(self.rs.path, str(self.rs.meta.get("status", "running")))
         ended = status != "running"
         if not changed and status == self.status:
             return None, ended
@@ -1110,7 +1098,7 @@ def trust(name: str, storage_path: str | None, yes: bool) -> None:
     from tunesmith.checkpoint import CheckpointError, resign
 
     rs = _open(name, storage_path)
-    if _live_status(rs.path, rs.status) == "running":
+    if rs.status == "running":
         raise ConfigError(f"experiment {name!r} is running (its driver is alive); trust it after it stopped")
     folders = _checkpoint_folders(rs.path)
     if not folders:
@@ -1185,15 +1173,12 @@ def rm(name: str, storage_path: str | None, yes: bool) -> None:
 
 
 def _open(name: str, storage_path: str | None) -> Any:
-    from tunesmith._layout import store_path
     from tunesmith.results import ResultSet
 
-    root = _root(storage_path)
-    for path in (os.path.join(root, name), name):
-        if os.path.isfile(store_path(path)):
-            return ResultSet(path)
-    raise ConfigError(f"no experiment {name!r}: not in {root} and not an experiment folder "
-                      f"(tunesmith ls --storage-path {root})")
+    try:  # resolved as ts.load resolves it
+        return ResultSet(_layout.find_experiment(name, storage_path))
+    except ConfigError as e:
+        raise ConfigError(f"{e} (tunesmith ls --storage-path {_root(storage_path)})") from None
 
 
 def _counts(trials: list[Any]) -> str:

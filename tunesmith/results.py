@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -14,10 +15,10 @@ from typing import Any, cast
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
-from tunesmith._layout import STORE_FILE, default_storage
+from tunesmith._layout import STORE_FILE, default_storage  # noqa: F401 - default_storage: tunesmith.dashboard's
 from tunesmith._objective import Objective
 from tunesmith.checkpoint import Checkpoint
-from tunesmith.store.sqlite import Store, StoreError, result_dict
+from tunesmith.store.sqlite import CONSTRAINT_PREFIX, Store, StoreError, feasible_result, result_dict
 from tunesmith.trial import ITERATION, TrialStatus, trial_name
 
 
@@ -131,8 +132,11 @@ class ResultSet:
 
     @property
     def status(self) -> str:
-        """"running", "finished", "failed" or "interrupted" (as the driver last recorded it)."""
-        return self._store.meta().get("status", "running")
+        """"running", "finished", "failed", "interrupted" (as the driver last recorded it), or "crashed": recorded
+        as running, but no driver holds the experiment's lock (it was killed), as `tunesmith ls` and `show` say.
+        The trials keep the status last recorded (those running when it died stay RUNNING until a resume).
+        Read anew at each access (a poll: ``while rs.status == "running"``)."""
+        return _layout.live_status(self.path, str(self._store.meta().get("status", "running")))
 
     @property
     def trials(self) -> list[TrialResult]:
@@ -314,11 +318,20 @@ class ResultSet:
 
         ``all_generations=True``: every result the trial reported, the ones its exploits superseded included,
         ordered by ``generation`` (a key of each dict) then iteration; the current generation comes last.
+
+        Raises:
+            KeyError: no such trial (as ``trial()``).
         """
         rows = self._store.results(_trial_id(trial), all_generations=all_generations)
+        if not rows:
+            self.trial(trial)  # KeyError for a trial that is not there; one without results has none
         if not all_generations:
             return [result_dict(row) for row in rows]
         return [{**result_dict(row), "generation": row.generation} for row in rows]
+
+    def _results_of(self, trial_id: int) -> list[dict[str, Any]]:
+        """``history`` of a trial known to be there."""
+        return [result_dict(row) for row in self._store.results(trial_id)]
 
     def lineage(self, trial: int | str | None = None) -> list[dict[str, Any]]:
         """Every PBT exploit (of one trial, or of all), in the order they happened, from the store's events.
@@ -328,8 +341,13 @@ class ResultSet:
         ``iteration`` (where the trial itself was when it was exploited); ``old_config`` and ``config`` (before
         and after); ``generation`` (the generation it started); ``time`` (a Unix time). ``iteration``,
         ``old_config`` and ``generation`` are None in stores written before they were recorded (schema 1).
+
+        Raises:
+            KeyError: no such trial (as ``trial()``).
         """
-        wanted = None if trial is None else _trial_id(trial)
+        wanted = None
+        if trial is not None:
+            wanted = self.trial(trial).id  # KeyError for a trial that is not there
         out = []
         for _seq, when, kind, tid, data in self._store.events():
             if kind != "exploit" or not isinstance(data, dict) or (wanted is not None and tid != wanted):
@@ -357,6 +375,11 @@ class ResultSet:
             scope: "last" compares each trial's last result; "all" its best result at any iteration
                 (``.metrics`` is then that result, ``.checkpoint`` the one saved with it if still kept, else
                 the trial's latest: ``.checkpoint.iteration`` tells which).
+
+        With ``run(constraints=...)``, "last" ranks the trials whose last result is feasible (every
+        ``constraint/<i>`` <= 0) and "all" the feasible results (a trial's best feasible result at any iteration;
+        trials that never had one are left out), when there is one; else everything ranks, as without
+        constraints.
 
         Raises:
             ConfigError: no metric/mode known (or several metrics and none chosen), a bad scope, or no
@@ -389,8 +412,7 @@ class ResultSet:
         and one trial's row read. None when that cannot answer (``top`` then ranks the trials): a constrained
         experiment (feasibility comes first), no such index (a running experiment, an older store), or no trial
         with the metric."""
-        if (any(_CONSTRAINT + "0" in t.last_result for t in self._trials) if self._trials is not None
-                else self._store.any_last_result_has(_CONSTRAINT + "0")):
+        if self._constrained():
             return None
         row = self._store.best_overall(objective.primary, objective.primary_mode)
         if row is None:
@@ -419,42 +441,61 @@ class ResultSet:
     def top(self, k: int, metric: str | None = None, mode: str | None = None, scope: str = "last") -> list[TrialResult]:
         """The ``k`` best trials, best first (trials that never reported the metric are left out).
 
-        Arguments and errors as for ``get_best``.
+        Arguments and errors as for ``get_best``; ``k`` is a positive int (else a ``ConfigError``).
         """
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ConfigError(f"k: expected a positive int (how many trials), got {k!r}")
+        k = int(k)
         objective = self._objective(metric, mode)
         if scope not in ("last", "all"):
             raise ConfigError(f"scope must be 'last' or 'all', got {scope!r}")
-        best = self._store.best_by_trial(objective.primary, objective.primary_mode) if scope == "all" else None
-        if best is not None:
-            # SQLite found each trial's best value: only the k best trials are read and their results decoded
-            # (every trial is read only for feasibility, in a constrained experiment)
-            wanted = None
-            if self._trials is not None or self._store.any_last_result_has(_CONSTRAINT + "0"):
-                wanted = {t.id for t in self._feasible_first()}
-            sign = 1 if objective.primary_mode == "min" else -1
-            order = sorted((sign * v, tid) for tid, v in best.items() if wanted is None or tid in wanted)
-            candidates = [self.trial(tid) for _, tid in order[:k]]
-        else:
-            candidates = self._feasible_first()
+        if scope == "all":
+            if self._constrained():
+                return self._top_all(k, objective, feasible=True) or self._top_all(k, objective, feasible=False)
+            return self._top_all(k, objective, feasible=False)
         scored: list[tuple[float, int, TrialResult]] = []
-        for t in candidates:
-            if scope == "last":
-                value, result = objective.value(t.last_result), t.last_result
-            else:
-                value, result = None, None
-                row = self._store.best_result(t.id, objective.primary, objective.primary_mode) if best else None
-                rows = [result_dict(row)] if row is not None else self.history(t.id)  # else: a scan of its rows
-                for res in rows:
-                    v = objective.value(res)
-                    if v is not None and (value is None or objective.better(v, value)):
-                        value, result = v, res
-            if value is None or result is None:
-                continue
-            chosen = t if scope == "last" else TrialResult(**{**t.__dict__, "metrics": result,
-                                                               "checkpoint": self._checkpoint_at(t, result)})
-            scored.append((-objective.score(result), t.id, chosen))
+        for t in self._feasible_first():
+            if objective.value(t.last_result) is not None:
+                scored.append((-objective.score(t.last_result), t.id, t))
         scored.sort(key=lambda x: (x[0], x[1]))
         return [t for _, _, t in scored[:k]]
+
+    def _top_all(self, k: int, objective: Objective, feasible: bool) -> list[TrialResult]:
+        """``top(k, scope="all")``: the trials by their best result (``feasible``: their best result that meets the
+        constraints; [] when no trial has one)."""
+        best = self._store.best_by_trial(objective.primary, objective.primary_mode, feasible=feasible)
+        if best is not None:
+            # SQLite found each trial's best value: only the k best trials are read and their results decoded
+            sign = 1 if objective.primary_mode == "min" else -1
+            order = sorted((sign * v, tid) for tid, v in best.items())
+            candidates = [self.trial(tid) for _, tid in order[:k]]
+        else:
+            candidates = self.trials
+        scored: list[tuple[float, int, TrialResult]] = []
+        for t in candidates:
+            value, result = None, None
+            row = (self._store.best_result(t.id, objective.primary, objective.primary_mode, feasible=feasible)
+                   if best else None)
+            # else: a scan of its rows (no index, rows SQLite cannot read, or a name its JSON path cannot spell)
+            rows = [result_dict(row)] if row is not None else self._results_of(t.id)
+            for res in rows:
+                v = objective.value(res)
+                if (v is not None and (value is None or objective.better(v, value))
+                        and (not feasible or feasible_result(res))):
+                    value, result = v, res
+            if value is None or result is None:
+                continue
+            scored.append((-objective.score(result), t.id, TrialResult(**{
+                **t.__dict__, "metrics": result, "checkpoint": self._checkpoint_at(t, result)})))
+        scored.sort(key=lambda x: (x[0], x[1]))
+        return [t for _, _, t in scored[:k]]
+
+    def _constrained(self) -> bool:
+        """Whether the experiment ran with ``constraints=``: some last result holds ``constraint/0`` (from the
+        trials when read, else one text search by SQLite)."""
+        if self._trials is not None:
+            return any(_CONSTRAINT + "0" in t.last_result for t in self._trials)
+        return self._store.any_last_result_has(_CONSTRAINT + "0")
 
     def _feasible_first(self) -> list[TrialResult]:
         """With ``run(constraints=...)``: the trials whose last result is feasible (every ``constraint/<i>`` <= 0),
@@ -860,21 +901,7 @@ def _matches(wanted: Any, got: Any) -> bool:
     return bool(wanted == got)
 
 
-_CONSTRAINT = "constraint/"
-
-
-def feasible_result(result: dict[str, Any]) -> bool | None:
-    """Whether a result meets ``run(constraints=...)``: every ``constraint/<i>`` is a number <= 0 (NaN is not);
-    None when it carries no constraint values."""
-    if _CONSTRAINT + "0" not in result:
-        return None
-    i = 0
-    while _CONSTRAINT + str(i) in result:
-        value = result[_CONSTRAINT + str(i)]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value <= 0:
-            return False
-        i += 1
-    return True
+_CONSTRAINT = CONSTRAINT_PREFIX  # feasible_result (what run(constraints=...) means): the store's, SQL's beside it
 
 
 def _trial_id(trial: int | str) -> int:
@@ -887,21 +914,21 @@ def _trial_id(trial: int | str) -> int:
     raise KeyError(f"not a trial id or name: {trial!r}")
 
 
-def load(name_or_path: str, metric: str | list[str] | None = None, mode: str | list[str] | None = None
-         ) -> ResultSet:
-    """Read an experiment back: a folder path, or a name under ``./tunesmith_results`` (or
-    ``$TUNESMITH_RESULTS``). Returns the same object as ``run``. Safe while the experiment runs.
+def load(name_or_path: str | os.PathLike[str], metric: str | list[str] | None = None,
+         mode: str | list[str] | None = None) -> ResultSet:
+    """Read an experiment back: a name under ``./tunesmith_results`` (or ``$TUNESMITH_RESULTS``), or a folder path.
+    Returns the same object as ``run``. Safe while the experiment runs.
+
+    The name is looked for as `tunesmith show NAME` looks for it: ``<storage>/<name_or_path>`` when it holds an
+    ``experiment.db``, else ``name_or_path`` as a path to an experiment folder. A folder without an
+    ``experiment.db`` (a data set folder named like the experiment, in the current folder) is not an experiment
+    and does not hide the one of that name.
 
     Raises:
-        ConfigError: no such experiment folder.
+        ConfigError: no such experiment (the message names both places looked at).
         StoreError: its store is damaged, from a newer tunesmith or missing a table (the message names the file).
     """
-    path = name_or_path
-    if not os.path.isdir(path):
-        path = os.path.join(default_storage(), name_or_path)
-    if not os.path.isdir(path):
-        raise ConfigError(f"no experiment {name_or_path!r}: not a folder, and not in {default_storage()}")
-    return ResultSet(path, metric=metric, mode=mode)
+    return ResultSet(_layout.find_experiment(name_or_path), metric=metric, mode=mode)
 
 
 def _mask_text_results(frame: Any, configs: dict[int, Any]) -> None:

@@ -158,9 +158,7 @@ class Experiments:
             best = _best(store, objective)
             results = db.execute("SELECT TOTAL(iteration) FROM trials").fetchone()[0]
             metrics, params = _keys(db)
-        status = meta.get("status", "running")
-        if status == "running" and not _layout.driver_running(self.folder(name)):
-            status = "crashed"
+        status = _layout.live_status(self.folder(name), meta.get("status", "running"))
         created = meta.get("created")
         ended = meta.get("ended") if status != "running" else None
         spec = meta["spec"] if isinstance(meta.get("spec"), dict) else {}

@@ -140,7 +140,11 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
                                                       ensure_ascii=False)))
             # get_best(scope="all")'s answer from the metric's column (shared with the plots under
             # write_report), not a dict per result: the trials it ranks, the same ties
-            ever = plot_data.best_result(rs, metric, mode, [t.id for t in rs._feasible_first()])
+            if rs._constrained():  # feasibility per result: get_best's own answer
+                top = rs.top(1, metric, mode, scope="all")
+                ever = (top[0].id, top[0].metrics[ITERATION], top[0].metrics[metric]) if top else None
+            else:
+                ever = plot_data.best_result(rs, metric, mode, [t.id for t in rs._feasible_first()])
             if ever is not None:
                 tid, iteration, number = ever
                 facts.append(("best result (any iteration)",

@@ -510,16 +510,18 @@ class Store:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
 
     @_reading
-    def best_by_trial(self, key: str, mode: str) -> dict[int, float] | None:
+    def best_by_trial(self, key: str, mode: str, feasible: bool = False) -> dict[int, float] | None:
         """Each trial's best value of the metric ``key`` over the stored results of its current generation
         (``mode`` "min" or "max"): {trial: value} for the trials that reported it as a real number (not a bool,
         not NaN). SQLite reads the JSON and aggregates, so a million results are not decoded in Python; only
         rows its JSON reader refuses (Python writes NaN and infinities as ``NaN``/``Infinity``) are decoded
         here. None when ``key`` cannot be written as an SQLite JSON path (``_json_path``: a quote, a backslash,
-        a character JSON escapes): the caller scans."""
+        a character JSON escapes): the caller scans. ``feasible=True``: only the results that meet
+        ``run(constraints=...)`` (:func:`feasible_result`) count, checked by SQLite too."""
         path = _json_path(key)
         if path is None:
             return None
+        feasible_sql = f" AND {_feasible_sql('r.metrics')}" if feasible else ""
         join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
         agg = "MIN" if mode == "min" else "MAX"
         out: dict[int, float] = {}
@@ -531,14 +533,16 @@ class Store:
             # the index's end only for that spelling)
             value = _indexed_value(key, "r.metrics")
             query = (f"SELECT t.id, (SELECT {value} FROM results r WHERE r.trial_id = t.id AND r.generation = "
-                     f"t.generation AND {value} < '' ORDER BY {value} {'ASC' if mode == 'min' else 'DESC'} "
-                     f"LIMIT 1), EXISTS (SELECT 1 FROM results r INDEXED BY {_metric_index_name(key)} WHERE "
-                     f"r.trial_id = t.id AND r.generation = t.generation AND {value} = '{_UNREADABLE}') FROM trials t")
+                     f"t.generation AND {value} < ''{feasible_sql} ORDER BY {value} "
+                     f"{'ASC' if mode == 'min' else 'DESC'} LIMIT 1), EXISTS (SELECT 1 FROM results r INDEXED BY "
+                     f"{_metric_index_name(key)} WHERE r.trial_id = t.id AND r.generation = t.generation AND "
+                     f"{value} = '{_UNREADABLE}') FROM trials t")
             rows = self._db.execute(query)
         else:
             rows = self._db.execute(
-                f"SELECT r.trial_id, {agg}(CASE WHEN json_valid(r.metrics) THEN {_NUMBER.format('r.metrics')} END), "
-                f"SUM(NOT json_valid(r.metrics)) FROM results r{join} GROUP BY r.trial_id", (path, path))
+                f"SELECT r.trial_id, {agg}(CASE WHEN json_valid(r.metrics){feasible_sql} THEN "
+                f"{_NUMBER.format('r.metrics')} END), SUM(NOT json_valid(r.metrics)) FROM results r{join} "
+                "GROUP BY r.trial_id", (path, path))
         for tid, value, refused in rows:
             if value is not None:
                 out[tid] = value
@@ -548,16 +552,20 @@ class Store:
         for tid in unreadable:
             for (metrics,) in self._db.execute(f"SELECT r.metrics FROM results r{join} WHERE r.trial_id = ? "
                                                "AND NOT json_valid(r.metrics)", (tid,)):
-                found = _real(json.loads(metrics).get(key))
+                decoded = json.loads(metrics)
+                if feasible and not feasible_result(decoded):
+                    continue
+                found = _real(decoded.get(key))
                 if found is not None:
                     out[tid] = found if tid not in out else better(out[tid], found)
         return out
 
     @_reading
-    def best_result(self, trial_id: int, key: str, mode: str) -> ResultRow | None:
+    def best_result(self, trial_id: int, key: str, mode: str, feasible: bool = False) -> ResultRow | None:
         """The result of a trial's current generation with the best real value of ``key`` (the earliest of equals),
         found in the metric's index (:func:`index_metrics`); None when there is no index, the trial has rows
-        SQLite's JSON reader refuses (NaN, infinities: the caller scans the trial's rows), or no such value."""
+        SQLite's JSON reader refuses (NaN, infinities: the caller scans the trial's rows), or no such value.
+        ``feasible=True``: among the results that meet ``run(constraints=...)`` only."""
         if not self._generations or _json_path(key) is None or not self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (_metric_index_name(key),)).fetchone():
             return None
@@ -566,10 +574,11 @@ class Store:
         if self._db.execute(f"SELECT 1 FROM results r INDEXED BY {name} WHERE {where} AND {value} = '{_UNREADABLE}' "
                             "LIMIT 1", (trial_id, trial_id)).fetchone():
             return None
+        kept = f" AND {_feasible_sql('r.metrics')}" if feasible else ""
         row = self._db.execute(
             f"SELECT r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation FROM results r "
-            f"INDEXED BY {name} WHERE {where} AND {value} < '' ORDER BY {value} {'ASC' if mode == 'min' else 'DESC'}, "
-            "r.iteration LIMIT 1", (trial_id, trial_id)).fetchone()
+            f"INDEXED BY {name} WHERE {where} AND {value} < ''{kept} ORDER BY {value} "
+            f"{'ASC' if mode == 'min' else 'DESC'}, r.iteration LIMIT 1", (trial_id, trial_id)).fetchone()
         return None if row is None else ResultRow._make(row)
 
     @_reading
@@ -839,6 +848,34 @@ _STATUS_INDEX = "trials_status"
 # keys whose presence in some last result readers ask about (Store.any_last_result_has): "constraint/0" makes an
 # experiment constrained (feasible trials rank first)
 FLAGGED_KEYS = ("constraint/0",)
+
+
+CONSTRAINT_PREFIX = "constraint/"  # run(constraints=fn) stores fn(result)[i] as the metric constraint/<i>
+
+
+def feasible_result(result: dict[str, Any]) -> bool | None:
+    """Whether a result meets ``run(constraints=...)``: every ``constraint/<i>`` is a number <= 0 (NaN is not);
+    None when it carries no constraint values."""
+    if CONSTRAINT_PREFIX + "0" not in result:
+        return None
+    i = 0
+    while CONSTRAINT_PREFIX + str(i) in result:
+        value = result[CONSTRAINT_PREFIX + str(i)]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value <= 0:
+            return False
+        i += 1
+    return True
+
+
+def _feasible_sql(column: str) -> str:
+    """:func:`feasible_result` of the JSON ``column`` as an SQL condition (false for a row SQLite cannot read: those
+    are decoded and checked in Python): ``constraint/0`` is there and no ``constraint/<digits>`` value is other
+    than a number <= 0. The driver writes ``constraint/0``, ``/1``... without gaps (a trial's own keys of that
+    prefix are replaced), so the two agree on every result it stored."""
+    return (f"(CASE WHEN json_valid({column}) THEN json_type({column}, '$.\"{CONSTRAINT_PREFIX}0\"') IS NOT NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM json_each({column}) WHERE key GLOB '{CONSTRAINT_PREFIX}[0-9]*' AND "
+            f"substr(key, {len(CONSTRAINT_PREFIX) + 1}) NOT GLOB '*[^0-9]*' AND NOT (type IN ('integer', 'real') "
+            "AND value <= 0)) ELSE 0 END)")
 
 
 def _has_key(key: str) -> str:
