@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 from integration_helpers import assert_missing_library_error
 
@@ -13,7 +14,7 @@ pytest.importorskip("transformers")
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from accelerate.state import GradientState  # noqa: E402
-from transformers.trainer_utils import BestRun  # noqa: E402
+from transformers.trainer_utils import BestRun, SchedulerType  # noqa: E402
 
 import tunesmith as ts  # noqa: E402
 from tunesmith.integrations.transformers import (  # noqa: E402
@@ -49,14 +50,15 @@ def model_init(trial=None):
     return transformers.BertForSequenceClassification(config)
 
 
-def make_trainer(epochs=2, lr=1e-3, callbacks=(), output_dir="trainer_output", **arguments):
+def make_trainer(epochs=2, lr=1e-3, callbacks=(), output_dir="trainer_output", eval_dataset=None, **arguments):
     args = transformers.TrainingArguments(**{
         "output_dir": output_dir, "num_train_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": 8,
         "per_device_eval_batch_size": 16, "eval_strategy": "epoch", "save_strategy": "epoch",
         "logging_strategy": "no", "report_to": "none", "use_cpu": True, "disable_tqdm": True, "seed": 0,
         "dataloader_num_workers": 0, **arguments})
     return transformers.Trainer(model_init=model_init, args=args, train_dataset=Tokens(32, 0),
-                                eval_dataset=Tokens(16, 1), callbacks=list(callbacks))
+                                eval_dataset=Tokens(16, 1) if eval_dataset is None else eval_dataset,
+                                callbacks=list(callbacks))
 
 
 class Notes(transformers.TrainerCallback):
@@ -232,3 +234,89 @@ def test_hyperparameter_search_needs_model_init():
 
 def test_importing_without_transformers_says_which_extra():
     assert_missing_library_error("transformers", "transformers", "transformers")
+
+
+def test_a_trials_training_arguments_take_the_configs_values_as_their_fields_accept_them(tmp_path):
+    """A float given to a field declared ``float`` whose default is an int is set as given (``warmup_steps=0.5`` is
+    half the steps in Transformers 5, not 0); an int-only field takes a whole float or numpy integer as an int; a
+    string for an enum field becomes the enum, as ``TrainingArguments`` makes it."""
+    config = {"warmup_steps": 0.5, "save_steps": 0.25, "logging_steps": 0.1, "per_device_train_batch_size": 16.0,
+              "gradient_accumulation_steps": np.int64(2), "save_total_limit": 3.0, "lr_scheduler_type": "cosine"}
+    trainer = _trial_trainer(_pickled(make_trainer()), config, str(tmp_path / "out"))
+    args = trainer.args
+    assert (args.warmup_steps, args.save_steps, args.logging_steps) == (0.5, 0.25, 0.1)
+    assert args.get_warmup_steps(12) == 6
+    for key, value in (("per_device_train_batch_size", 16), ("gradient_accumulation_steps", 2),
+                       ("save_total_limit", 3)):
+        assert getattr(args, key) == value and type(getattr(args, key)) is int, key
+    assert trainer._train_batch_size == 16
+    assert args.lr_scheduler_type is SchedulerType.COSINE
+
+
+def test_a_config_value_that_a_cast_would_change_is_refused(tmp_path):
+    blob = _pickled(make_trainer())
+    for key, value, expected in (("per_device_train_batch_size", 2.5, "int"), ("use_cpu", "yes", "bool"),
+                                 ("lr_scheduler_type", "sometimes", "SchedulerType")):
+        with pytest.raises(ts.ConfigError, match=rf"{key}.*{value!r}.*{expected}"):
+            _trial_trainer(blob, {key: value}, str(tmp_path / "out"))
+
+
+def train_on_two_sets(config):
+    trainer = make_trainer(config.get("epochs", 2), config["lr"], [ReportCallback()],
+                           eval_dataset={"dev": Tokens(16, 1), "test": Tokens(16, 2)})
+    trainer.train(resume_from_checkpoint=resume_path())
+    note(f"train_{ts.get_trial_id()}", global_step=trainer.state.global_step)
+
+
+def test_eval_datasets_in_a_dict_make_one_report_per_evaluation():
+    """Transformers evaluates each set of an ``eval_dataset`` dict in turn, one ``on_evaluate`` each: the callback
+    reports them as one result (both sets' metrics) with the checkpoint of that step."""
+    result = ts.run(train_on_two_sets, space={"lr": 1e-3}, metric="eval_test_loss", mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    history = result.history(trial.id)
+    assert [r["training_iteration"] for r in history] == [1, 2]
+    assert [r["epoch"] for r in history] == [1.0, 2.0]
+    for r in history:
+        assert isinstance(r["eval_dev_loss"], float) and isinstance(r["eval_test_loss"], float)
+        assert r["eval_dev_loss"] != r["eval_test_loss"]
+    assert trial.metrics["eval_test_loss"] == history[-1]["eval_test_loss"]
+    assert json.load(open(os.path.join(trial.checkpoint.as_dir(), "trainer_state.json")))["global_step"] == 8
+
+
+def test_a_stop_with_eval_datasets_in_a_dict_ends_training_at_that_evaluation(tmp_path):
+    result = ts.run(train_on_two_sets, space={"lr": 1e-3, "epochs": 20}, stop={"training_iteration": 1},
+                    metric="eval_test_loss", mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    (only,) = result.history(trial.id)
+    assert "eval_dev_loss" in only and "eval_test_loss" in only
+    assert json.loads((tmp_path / f"train_{trial.id}.json").read_text())["global_step"] == STEPS_PER_EPOCH
+
+
+def test_hyperparameter_search_with_eval_datasets_in_a_dict():
+    """compute_objective sees every set's metrics, at each evaluation and at the one after training (none
+    during it with eval_strategy="no")."""
+    sets = {"dev": Tokens(16, 1), "test": Tokens(16, 2)}
+    for strategy, epochs in (("epoch", [1.0, 2.0]), ("no", [2.0])):
+        trainer = make_trainer(epochs=2, eval_dataset=sets, eval_strategy=strategy)
+        best = hyperparameter_search(trainer, {"learning_rate": ts.grid([1e-3])}, n_trials=1, name=strategy,
+                                     compute_objective=lambda m: m["eval_dev_loss"] + 2 * m["eval_test_loss"],
+                                     verbose=0)
+        (trial,) = best.run_summary.trials
+        assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+        history = best.run_summary.history(trial.id)
+        assert [r["epoch"] for r in history] == epochs, strategy
+        for r in history:
+            assert r["objective"] == pytest.approx(r["eval_dev_loss"] + 2 * r["eval_test_loss"])
+        assert best.objective == history[-1]["objective"]
+
+
+def test_hyperparameter_search_when_every_trial_fails_gives_the_first_error():
+    trainer = make_trainer(epochs=1)
+    with pytest.raises(ts.TrialError) as raised:
+        hyperparameter_search(trainer, {"learning_rate": ts.grid([1e-3, 2e-3])}, n_trials=1, direction="maximize",
+                              compute_objective=lambda m: m["eval_accuracy"], verbose=0)  # no compute_metrics
+    message = str(raised.value)
+    assert "every trial failed (2 of 2)" in message
+    assert "KeyError: 'eval_accuracy'" in message

@@ -12,13 +12,17 @@ Needs ``transformers`` and ``accelerate`` (``pip install 'tunesmith[transformers
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import logging
 import os
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tunesmith import session
-from tunesmith._errors import ConfigError
+from tunesmith._errors import ConfigError, TrialError
 from tunesmith._optional import require
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.integrations import _common
@@ -42,6 +46,12 @@ class ReportCallback(_Base):
     Trainer saves at the same step, and stops training (``control.should_training_stop``) once the driver
     stopped the trial.
 
+    With an ``eval_dataset`` dict (``{"dev": ..., "test": ...}``), the Trainer evaluates each dataset in turn and
+    calls ``on_evaluate`` once for each: their metrics (``eval_dev_loss``, ``eval_test_loss``...) make one result,
+    reported once the last dataset is evaluated. The callback learns the datasets' names from the first such
+    evaluation, which it reports when the Trainer goes on (saves that step's checkpoint, or trains on: a stop then
+    ends training one step later if that step saved no checkpoint).
+
     Args:
         metrics: None (every scalar metric of the evaluation, named as Transformers names them:
             ``eval_loss``, ``eval_accuracy``, ``epoch``...), a name, a list of names, or a dict
@@ -51,7 +61,7 @@ class ReportCallback(_Base):
             of the same step (set ``save_strategy`` like ``eval_strategy``), so :func:`resume_path` resumes
             from it. A checkpoint saved at a step without an evaluation is not reported.
         compute_objective: also report ``objective`` = ``compute_objective(metrics)`` (as
-            ``hyperparameter_search`` does).
+            ``hyperparameter_search`` does), given every dataset's metrics.
     """
 
     def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None = None, checkpoint: bool = True,
@@ -60,6 +70,11 @@ class ReportCallback(_Base):
         self._checkpoint = bool(checkpoint)
         self._objective = compute_objective
         self._pending: dict[str, Any] | None = None  # an evaluation whose step's checkpoint is being saved
+        # an evaluation of an eval_dataset dict whose datasets are still arriving: their metrics, names, step
+        self._merging: dict[str, Any] | None = None
+        self._merged_sets: list[str] = []
+        self._merging_step = -1
+        self._eval_sets: frozenset[str] = frozenset()  # the dict's datasets as their metrics name them ("eval_dev")
         self.reported = 0
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
@@ -67,19 +82,34 @@ class ReportCallback(_Base):
         if session.should_stop():  # e.g. trainer.evaluate() after a stop: nothing more is stored
             control.should_training_stop = True
             return control
-        self._flush(control)
-        values = self._picker.pick(metrics or {})
-        if self._objective is not None:
-            values[OBJECTIVE] = float(self._objective(dict(metrics or {})))
-        if self._checkpoint and control.should_save and state.is_world_process_zero:
-            self._pending = values  # reported by on_save, with the checkpoint written right after
+        self._flush_pending(control)
+        metrics = dict(metrics or {})
+        part = _eval_set(metrics)
+        if part is None:  # one dataset: the evaluation is complete
+            self._flush(control)
+            self._evaluated(metrics, state, control)
             return control
-        self._report(values, None, control)
+        if self._merging is not None and (self._merging_step != state.global_step or part in self._merged_sets):
+            self._flush(control)  # a new evaluation began: the one before was complete
+        if self._merging is None:
+            self._merging, self._merged_sets, self._merging_step = {}, [], state.global_step
+        self._merging.update(metrics)
+        self._merged_sets.append(part)
+        if self._eval_sets and self._eval_sets <= set(self._merged_sets):  # its last dataset
+            merged, self._merging = self._merging, None
+            self._evaluated(merged, state, control)
         return control
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if self._pending is not None:
-            values, self._pending = self._pending, None
+        merged = self._merged()  # an evaluation of a dict of datasets, complete now that the Trainer saves
+        if merged is not None:
+            self._flush_pending(control)
+            if not (self._checkpoint and state.is_world_process_zero):
+                self._report(merged, None, control)
+                return control
+        values = merged if merged is not None else self._pending
+        self._pending = None
+        if values is not None:
             folder = os.path.join(args.output_dir, f"{_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}")
             self._report(values, Checkpoint.from_dir(folder) if os.path.isdir(folder) else None, control)
         return control
@@ -91,6 +121,10 @@ class ReportCallback(_Base):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         return self._check(control)  # a stop that arrived while training (time limit, asynchronous stop)
 
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._flush(control)  # an evaluation before the epoch (eval_on_start, the epoch before's)
+        return self._check(control)
+
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         self._flush(control)
         return self._check(control)
@@ -99,10 +133,44 @@ class ReportCallback(_Base):
         self._flush(control)
         return control
 
-    def _flush(self, control: Any) -> None:
+    def _evaluated(self, metrics: dict[str, Any], state: Any, control: Any) -> None:
+        """A complete evaluation (every dataset's metrics): reported now, or by ``on_save`` with the checkpoint
+        the Trainer saves right after it."""
+        values = self._values(metrics)
+        if self._checkpoint and control.should_save and state.is_world_process_zero:
+            self._pending = values  # reported by on_save, with the checkpoint written right after
+            return
+        self._report(values, None, control)
+
+    def _values(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        values = self._picker.pick(metrics)
+        if self._objective is not None:
+            values[OBJECTIVE] = float(self._objective(dict(metrics)))
+        return values
+
+    def _merged(self) -> dict[str, Any] | None:
+        """The values of the evaluation of a dict of datasets still open, now complete (the Trainer went on), or
+        None; its datasets' names are learnt, so that the next evaluations are reported at their last dataset."""
+        if self._merging is None:
+            return None
+        metrics, self._merging = self._merging, None
+        self._eval_sets |= frozenset(self._merged_sets)
+        if session.should_stop():  # stopped while its datasets were evaluated: nothing more is stored
+            return None
+        return self._values(metrics)
+
+    def _flush_pending(self, control: Any) -> None:
         if self._pending is not None:
             values, self._pending = self._pending, None
             self._report(values, None, control)
+
+    def _flush(self, control: Any) -> None:
+        """Report what waits: an evaluation whose step saved no checkpoint, then an evaluation of a dict of
+        datasets still open."""
+        self._flush_pending(control)
+        merged = self._merged()
+        if merged is not None:
+            self._report(merged, None, control)
 
     def _report(self, values: dict[str, Any], ckpt: Checkpoint | None, control: Any) -> None:
         try:
@@ -117,6 +185,16 @@ class ReportCallback(_Base):
         if session.should_stop():
             control.should_training_stop = True
         return control
+
+
+def _eval_set(metrics: Mapping[str, Any]) -> str | None:
+    """``"eval_dev"`` for the metrics of the dataset ``"dev"`` of an ``eval_dataset`` dict (the Trainer prefixes them
+    ``eval_<name>_``; every evaluation gives ``<prefix>_runtime``), else None (one dataset: ``eval_runtime``)."""
+    runtimes = sorted((k for k in metrics if isinstance(k, str) and k.endswith("_runtime")), key=len)
+    if not runtimes:
+        return None
+    prefix = runtimes[0][: -len("_runtime")]
+    return prefix if prefix.startswith("eval_") else None
 
 
 def resume_path() -> str | None:
@@ -169,9 +247,21 @@ def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 2
         run_kwargs: passed on to :func:`tunesmith.run` (``scheduler=``, ``searcher=``, ``resources=``,
             ``max_failures=``, ``name=``...).
 
+    A ``TrainingArguments`` field takes the config's value as given where the field's declared type accepts it
+    (``warmup_steps: float`` takes 0.5, a ratio of the steps, though its default is the int 0); a value of another
+    type is cast only where the cast changes nothing (3.0 for an ``int`` field, a string for an enum field).
+    With an ``eval_dataset`` dict, each evaluation is one result with every dataset's metrics
+    (``eval_dev_loss``, ``eval_test_loss``...), all given to ``compute_objective``.
+
     Returns:
         ``transformers.trainer_utils.BestRun(run_id, objective, hyperparameters, run_summary)``, where
         ``run_summary`` is the experiment's :class:`tunesmith.ResultSet`.
+
+    Raises:
+        ConfigError: a bad argument; a config value of a ``TrainingArguments`` field that is not of the field's
+            type and that a cast would change (2.5 for ``per_device_train_batch_size``: the trial fails with it).
+        TrialError: no trial reported an objective because trials failed (every one, say, by an error in
+            ``compute_objective``): the message gives the first failed trial's error.
     """
     from tunesmith._run import run
 
@@ -195,7 +285,17 @@ def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 2
 
     result = run(objective, space=space, num_samples=n_trials, metric=OBJECTIVE,
                  mode="min" if direction == "minimize" else "max", **run_kwargs)
-    best = result.best
+    try:
+        best = result.best
+    except ConfigError:  # no trial reported an objective
+        failed = result.errors
+        if not failed:
+            raise
+        total = len(result.trials)
+        what = (f"every trial failed ({total} of {total})" if len(failed) == total else
+                f"no trial reported an objective ({len(failed)} of the {total} trials failed)")
+        raise TrialError(f"hyperparameter_search: {what}; the first error ({failed[0].name}):\n"
+                         f"{failed[0].error}") from None
     return _utils.BestRun(best.name, best.metrics[OBJECTIVE], best.config, result)
 
 
@@ -226,10 +326,13 @@ def _pickled(trainer: Any) -> bytes:
 def _run_trial(blob: bytes, config: dict[str, Any], compute_objective: Callable[[dict[str, float]], float]) -> None:
     trainer = _trial_trainer(blob, config, os.path.join(session.get_trial_dir(), "trainer_output"))
     callback = ReportCallback(checkpoint=True, compute_objective=compute_objective)
+    if isinstance(trainer.eval_dataset, dict):  # each evaluation reported at its last dataset's metrics
+        callback._eval_sets = frozenset(f"eval_{name}" for name in trainer.eval_dataset)
     trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=resume_path(), trial=dict(config))
     if callback.reported == 0 and not session.should_stop():
         trainer.evaluate()  # no evaluation during training: one at the end, reported by the callback
+        callback._flush(trainer.control)
 
 
 def _trial_trainer(blob: bytes, config: dict[str, Any], output_dir: str) -> Any:
@@ -238,17 +341,103 @@ def _trial_trainer(blob: bytes, config: dict[str, Any], output_dir: str) -> Any:
 
     trainer = pickle.loads(blob)  # a fresh copy per trial: a worker runs many trials with the same function
     args = trainer.args
+    declared = _field_types(type(args))
     for key, value in config.items():
-        if not hasattr(args, key):
+        if key not in declared if declared is not None else not hasattr(args, key):
             continue  # not a TrainingArguments field: for model_init
-        old = getattr(args, key)
-        setattr(args, key, type(old)(value) if old is not None and not isinstance(value, type(old)) else value)
+        field_type = None if declared is None else declared[key]
+        setattr(args, key, _as_field(key, value, field_type, getattr(args, key, None)))
     args.output_dir = output_dir
     # as Transformers does for its own search backends, once TrainingArguments changed
     trainer._train_batch_size = args.train_batch_size
     trainer.create_accelerator_and_postprocess()
     _keep_config_over_restore(trainer)
     return trainer
+
+
+def _field_types(cls: type) -> dict[str, Any] | None:
+    """The ``TrainingArguments`` (sub)class's fields and their declared types (a field whose annotation does not
+    resolve here: None); None if it is no dataclass."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation that names what this process cannot import
+        hints = {}
+    return {f.name: hints.get(f.name) for f in dataclasses.fields(cls)}
+
+
+def _as_field(key: str, value: Any, declared: Any, old: Any) -> Any:
+    """``value`` as the ``TrainingArguments`` field ``key`` takes it: as given where its declared type accepts it
+    (``warmup_steps: float`` takes 0.5, although its default is the int 0), else cast where the cast changes
+    nothing (3.0 for an ``int`` field is 3; a string for an enum field is the enum, as ``TrainingArguments`` makes
+    it); numpy scalars as Python's.
+
+    Raises:
+        ConfigError: the value is not of the field's type and a cast would change it (2.5 for an ``int`` field).
+    """
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # np.int64(8) -> 8: TrainingArguments holds Python values (it writes them as JSON)
+    if isinstance(old, enum.Enum) and isinstance(value, str) and not isinstance(value, type(old)):
+        try:
+            return type(old)(value)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in type(old))
+            raise ConfigError(f"hyperparameter_search(): the config sets TrainingArguments.{key} = {value!r}, which "
+                              f"is not a {type(old).__name__}: one of {choices}") from None
+    if declared is None or isinstance(declared, str):  # an annotation that does not resolve here
+        declared = Any if old is None else type(old)
+    if _accepts(declared, value):
+        return value
+    for target in _classes(declared):
+        try:
+            cast = target(value)
+            same = bool(cast == value) and not (isinstance(value, bool) and target is not bool)
+        except Exception:  # noqa: BLE001 - not this one of the field's types
+            continue
+        if same:
+            return cast
+    raise ConfigError(f"hyperparameter_search(): the config sets TrainingArguments.{key} = {value!r}, which is not "
+                      f"of the field's type ({_type_name(declared)}); a cast would change the value, so it is not set")
+
+
+def _accepts(declared: Any, value: Any) -> bool:
+    """Whether ``value`` is of the type ``declared`` (an int is a float, as for type checkers; a bool is no number)."""
+    if declared is Any or declared is object:
+        return True
+    origin = typing.get_origin(declared)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_accepts(arg, value) for arg in typing.get_args(declared))
+    if origin is typing.Literal:
+        return any(type(value) is type(arg) and value == arg for arg in typing.get_args(declared))
+    if declared is None or declared is type(None):
+        return value is None
+    cls = origin if origin is not None else declared
+    if not isinstance(cls, type):
+        return True  # a typing form not checked here
+    if isinstance(value, bool) and cls in (int, float):
+        return False
+    if cls is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, cls)
+
+
+def _classes(declared: Any) -> list[type]:
+    """The classes a value of the type ``declared`` may be cast to, in its order (None left out)."""
+    origin = typing.get_origin(declared)
+    if origin is typing.Union or origin is types.UnionType:
+        return [c for arg in typing.get_args(declared) for c in _classes(arg)]
+    cls = origin if origin is not None else declared
+    return [cls] if isinstance(cls, type) and cls is not type(None) else []
+
+
+def _type_name(declared: Any) -> str:
+    origin = typing.get_origin(declared)
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(_type_name(arg) for arg in typing.get_args(declared))
+    if declared is None or declared is type(None):
+        return "None"
+    return declared.__name__ if isinstance(declared, type) else str(declared).replace("typing.", "")
 
 
 def _keep_config_over_restore(trainer: Any) -> None:
