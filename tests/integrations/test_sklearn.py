@@ -3,13 +3,18 @@ stopping of incrementally trained candidates by ASHA."""
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.neural_network import MLPClassifier
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -112,6 +117,28 @@ def test_candidates_whose_every_fit_fails_raise_the_fits_own_error(results_dir):
         TuneSearchCV(LogisticRegression(), {"C": ts.loguniform(0.1, 10)}, n_trials=1, cv=2).fit(bad, y)
 
 
+def test_a_candidate_without_partial_fit_is_fitted_once_per_fold_under_a_scheduler(results_dir):
+    """Incremental or not is decided per candidate, after its set_params: ``MLPClassifier(solver="lbfgs")`` has no
+    ``partial_fit`` (an ``available_if`` method, there for adam and sgd only), so under a scheduler it is fitted once
+    per fold and reports once, scored as ``cross_val_score`` scores it, while the adam candidate is trained in
+    ``max_iters`` ``partial_fit`` increments. (It was scored NaN, its folds' ``partial_fit`` raising, and lost.)"""
+    mlp = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0)
+    search = TuneSearchCV(mlp, {"solver": ts.grid(["adam", "lbfgs"])}, n_trials=1, cv=2, max_iters=3,
+                          scheduler=ts.FIFO(), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lbfgs stops at max_iter before converging (the refit here)
+        search.fit(X, y)
+        expected = cross_val_score(clone(mlp).set_params(solver="lbfgs"), X, y, cv=2)
+    trials = {t.config["solver"]: t for t in ts.load(search.experiment_path_).trials}
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in trials.values())
+    assert trials["lbfgs"].iteration == 1 and trials["adam"].iteration == 3
+    assert trials["lbfgs"].last_result["failed_fits"] == 0
+    lbfgs = [p["solver"] for p in search.cv_results_["params"]].index("lbfgs")
+    assert [search.cv_results_[f"split{k}_test_score"][lbfgs] for k in range(2)] == pytest.approx(expected)
+    # fitted to the end, lbfgs beats three passes of adam: the best candidate is no longer lost
+    assert search.best_params_ == {"solver": "lbfgs"} and search.best_score_ == pytest.approx(np.mean(expected))
+
+
 
 # per-sample weights that matter: a third of the samples count for nothing, the rest unevenly
 WEIGHTS = np.where(np.arange(len(y)) % 3 == 0, 0.0, 1.0 + np.arange(len(y)) % 5)
@@ -171,6 +198,50 @@ def test_every_fit_of_every_candidate_failing_raises_the_estimators_own_error(in
                           scheduler=ts.FIFO() if incremental else None, error_score=error_score, refit=False)
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of {type(estimator).__name__}"):
         search.fit(X, y)
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_error_score_raise_makes_fit_raise_a_failing_candidates_own_error_as_gridsearchcv_does(incremental,
+                                                                                                  results_dir):
+    """One candidate fails, the other fits: with ``error_score="raise"`` GridSearchCV's fit raises the estimator's
+    error, and so does ours: the failing trial ends the experiment (one trial at a time, the grid's first candidate
+    fails: the second never starts), and its candidate is cross-validated again in this process to raise the error
+    itself, with a note naming the candidate."""
+    if incremental:
+        estimator, name, values, scheduler = SGDClassifier(random_state=0), "alpha", [-1.0, 1e-3], ts.FIFO()
+    else:
+        estimator, name, values, scheduler = LogisticRegression(), "l1_ratio", [2.0, 0.0], None
+    with pytest.raises(InvalidParameterError) as theirs:
+        GridSearchCV(estimator, {name: values}, cv=2, error_score="raise").fit(X, y)
+    search = TuneSearchCV(estimator, {name: ts.grid(values)}, n_trials=1, cv=2, max_iters=2, scheduler=scheduler,
+                          error_score="raise", max_concurrent=1)
+    with pytest.raises(InvalidParameterError) as ours:
+        search.fit(X, y)
+    assert str(ours.value) == str(theirs.value) and f"'{name}' parameter" in str(ours.value)
+    if sys.version_info >= (3, 11):  # a note names the candidate
+        assert any(f"{{'{name}': {values[0]}}}" in note for note in ours.value.__notes__)
+    assert not hasattr(search, "best_params_")
+    (failed,) = ts.load(search.experiment_path_).trials
+    assert failed.status is ts.TrialStatus.ERROR and failed.config == {name: values[0]}
+    assert "InvalidParameterError" in failed.error
+
+
+class FailsInTrialsOnly(LogisticRegression):
+    """A LogisticRegression whose fit raises when ``C > 1`` in a trial's process only (where tunesmith's worker sets
+    ``TUNESMITH_ORIG_WORKING_DIR``), as a failure of the worker's own environment would: cross-validated again in
+    the driver, the candidate fits."""
+
+    def fit(self, X, y, sample_weight=None):
+        if self.C > 1 and "TUNESMITH_ORIG_WORKING_DIR" in os.environ:
+            raise ArithmeticError("no luck in this worker")
+        return super().fit(X, y, sample_weight=sample_weight)
+
+
+def test_error_score_raise_names_the_candidate_and_its_error_when_it_cannot_be_raised_again(results_dir):
+    search = TuneSearchCV(FailsInTrialsOnly(), {"C": ts.grid([0.5, 2.0])}, n_trials=1, cv=2, error_score="raise",
+                          max_concurrent=1)
+    with pytest.raises(ts.TrialError, match=r"(?s)\{'C': 2\.0\}.*ArithmeticError: no luck in this worker"):
+        search.fit(X, y)
+
 
 
 @pytest.mark.parametrize("scoring", [{"acc": "accuracy", "f1": "f1"}, ["accuracy", "f1"], ("accuracy",),

@@ -21,13 +21,22 @@ Early stopping: with a ``scheduler``, an estimator that has ``partial_fit`` (``S
 ``MultinomialNB``...) is trained in ``max_iters`` increments of one ``partial_fit`` pass over each training fold,
 and one that has ``warm_start`` and ``n_estimators`` (random forests, gradient boosting, bagging) grows to its
 ``n_estimators`` in ``max_iters`` steps; the trial reports after each increment, so the scheduler can stop it
-(``ts.ASHA(max_t=max_iters)``). Other estimators are fitted once per fold (one report).
+(``ts.ASHA(max_t=max_iters)``). Other estimators are fitted once per fold (one report). This is decided per
+candidate, once its parameters are set: ``MLPClassifier(solver="lbfgs")`` has no ``partial_fit``, so that candidate
+is fitted once per fold beside ``solver="adam"`` ones trained in increments.
+
+``error_score="raise"``: as in ``GridSearchCV``, a candidate whose fit (or scoring) raises makes ``fit`` raise. The
+failing trial ends the experiment (``fail_fast``), then its candidate is cross-validated again in this process so
+that the estimator's own exception is raised (a trial's error comes back as traceback text only), with a note naming
+the candidate; where that raises nothing, a :class:`tunesmith.TrialError` names the candidate and holds the trial's
+traceback.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -48,7 +57,7 @@ from sklearn.utils.metaestimators import _safe_split, available_if  # noqa: E402
 from sklearn.utils.validation import _check_method_params, check_is_fitted, indexable  # noqa: E402
 
 import tunesmith  # noqa: E402
-from tunesmith._errors import ConfigError  # noqa: E402
+from tunesmith._errors import ConfigError, TrialError  # noqa: E402
 
 __all__ = ["TuneSearchCV"]
 
@@ -97,7 +106,8 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         refit: refit the best candidate on all of ``X, y`` (``best_estimator_``, ``predict``, ``score``...).
         max_iters: increments of an incrementally trained candidate (its ``training_iteration`` runs to this).
         error_score: the score of a fold whose fit raises (default NaN, as in ``GridSearchCV``), even when every
-            fold of the candidate raises, or ``"raise"`` to fail the trial with the estimator's error.
+            fold of the candidate raises, or ``"raise"``: the first candidate whose fit or scoring raises ends the
+            search, and ``fit`` raises the estimator's error (see the module's docstring).
         **run_kwargs: any other keyword of :func:`tunesmith.run` (``max_concurrent``, ``resources``,
             ``storage_path``, ``seed``, ``backend``, ``verbose``, which defaults to 0 here...).
 
@@ -178,8 +188,12 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
 
         Raises:
             ConfigError: no ``space``, bad ``n_trials``/``max_iters``/``refit``, a multi-metric ``scoring``.
-            Exception: the estimator's own error (or its scorer's) when no candidate got a score because its
-                folds raised: every fit of every candidate failed, say.
+            Exception: with ``error_score="raise"``, the error of the first candidate whose fit or scoring raised
+                (the estimator's own, with a note naming the candidate); whatever ``error_score``, the estimator's
+                own error (or its scorer's) when no candidate got a score because its folds raised: every fit of
+                every candidate failed, say.
+            TrialError: with ``error_score="raise"``, a candidate's trial failed but cross-validating it again here
+                raised nothing (the message names the candidate and holds the trial's traceback).
             ValueError: no candidate got a score otherwise (the message gives the first error).
         """
         self._check_params()
@@ -189,24 +203,28 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.n_splits_ = len(splits)
         self.scorer_ = check_scoring(self.estimator, self.scoring)
         self.multimetric_ = False
-        increments = _increments(self.estimator) if self.scheduler is not None else None
+        incremental = self.scheduler is not None  # each candidate trains in increments if it can (_increments)
 
         run_kwargs = self._run_kwargs()
         run_kwargs.setdefault("verbose", 0)
+        if _raises(self.error_score):
+            run_kwargs.setdefault("fail_fast", True)  # the first failed candidate ends the search (fit raises)
         data = (X, y, splits, fit_params)
         backend = run_kwargs.get("backend", "local")
         ref = tunesmith.put(data, backend) if _puttable(backend) else None
-        trial = _Trial(self.estimator, self.scorer_, self.error_score, self.max_iters, increments,
+        trial = _Trial(self.estimator, self.scorer_, self.error_score, self.max_iters, incremental,
                        ref, data if ref is None else None, self.space)
         result = tunesmith.run(trial, self.space, metric="mean_test_score", mode="max", num_samples=self.n_trials,
                                searcher=self.searcher, scheduler=self.scheduler, **run_kwargs)
         del ref  # the shared copy goes with its last reference
         self.experiment_path_ = result.path
         trials = result.trials
+        if _raises(self.error_score) and result.errors:
+            self._raise_failed(result.errors, incremental, X, y, splits, fit_params)
         self.cv_results_ = _cv_results(trials, self.n_splits_, self.space)
         scores = self.cv_results_["mean_test_score"]
         if not any(_scored(t, self.n_splits_) for t in trials):
-            self._raise_unscored(trials, increments, X, y, splits, fit_params)
+            self._raise_unscored(trials, incremental, X, y, splits, fit_params)
         self.best_index_ = int(np.nanargmax(scores))
         self.best_params_ = self.cv_results_["params"][self.best_index_]
         self.best_score_ = float(scores[self.best_index_])
@@ -219,17 +237,38 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
                 self.feature_names_in_ = self.best_estimator_.feature_names_in_
         return self
 
-    def _raise_unscored(self, trials: list[Any], increments: str | None, X: Any, y: Any, splits: list[Any],
+    def _raise_failed(self, errors: list[Any], incremental: bool, X: Any, y: Any, splits: list[Any],
+                      fit_params: dict[str, Any]) -> NoReturn:
+        """``error_score="raise"`` and a trial failed: raise its candidate's error as ``GridSearchCV`` would. The
+        trial's exception stayed in its worker (the error comes back as traceback text), so the candidate is
+        cross-validated again here with ``error_score="raise"``; its error gets a note naming the candidate. If that
+        raises nothing (the trial failed for a reason of its worker's, or not every time), a ``TrialError`` names
+        the candidate and holds the trial's traceback."""
+        first = errors[0]  # (the first in trial order, where trials running beside it failed too)
+        params = _as_given(self.space, first.config)
+        replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, incremental, None, None, self.space)
+        try:
+            for _ in replay.cross_validate(replay.configured(params), X, y, splits, fit_params):
+                pass
+        except Exception as e:
+            if sys.version_info >= (3, 11):  # (notes are new in 3.11)
+                e.add_note(f"TuneSearchCV(error_score='raise'): raised by the candidate {params} ({first.name}), "
+                           "cross-validated again in this process after its trial failed")
+            raise
+        raise TrialError(f"TuneSearchCV(error_score='raise'): the candidate {params} failed ({first.name}; "
+                         f"cross-validated again in this process, it raised nothing); the trial's error:\n"
+                         f"{first.error}")
+
+    def _raise_unscored(self, trials: list[Any], incremental: bool, X: Any, y: Any, splits: list[Any],
                         fit_params: dict[str, Any]) -> NoReturn:
         """No candidate got a score: cross-validate one again here with ``error_score="raise"``, so that the error of
         its first failing fold (the estimator's own, not the text of a trial's traceback) is raised. A trial that
         failed although ``error_score`` scores failed folds failed for another reason: its error is the message."""
         errors = [t.error for t in trials if t.error]
-        raises = isinstance(self.error_score, str) and self.error_score == "raise"
-        again = [t for t in trials if raises or not t.error]
+        again = [t for t in trials if _raises(self.error_score) or not t.error]
         if again:
-            replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, increments, None, None, self.space)
-            estimator = clone(self.estimator).set_params(**_as_given(self.space, again[0].config))
+            replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, incremental, None, None, self.space)
+            estimator = replay.configured(_as_given(self.space, again[0].config))
             for _ in replay.cross_validate(estimator, X, y, splits, fit_params):
                 pass
         if errors:
@@ -301,8 +340,14 @@ def _scored(trial: Any, n_splits: int) -> bool:
     return math.isfinite(result.get("mean_test_score", math.nan)) and result.get("failed_fits", 0) < n_splits
 
 
+def _raises(error_score: Any) -> bool:
+    return isinstance(error_score, str) and error_score == "raise"
+
+
 def _increments(estimator: Any) -> str | None:
-    """How the estimator trains in increments: ``"partial_fit"``, ``"n_estimators"`` (warm start), or None."""
+    """How the estimator trains in increments: ``"partial_fit"``, ``"n_estimators"`` (warm start), or None. Asked
+    of each candidate once its parameters are set: ``partial_fit`` may depend on them (an ``available_if`` method:
+    ``MLPClassifier`` has it for ``solver="adam"``/``"sgd"``, not ``"lbfgs"``)."""
     if hasattr(estimator, "partial_fit"):
         return "partial_fit"
     params = estimator.get_params(deep=False)
@@ -316,31 +361,36 @@ class _Trial:
 
     __name__ = "TuneSearchCV"
 
-    def __init__(self, estimator: Any, scorer: Any, error_score: Any, max_iters: int, increments: str | None,
+    def __init__(self, estimator: Any, scorer: Any, error_score: Any, max_iters: int, incremental: bool,
                  ref: Any, data: Any, space: Any) -> None:
         self.estimator = estimator
         self.space = space
         self.scorer = scorer
         self.error_score = error_score
         self.max_iters = max_iters
-        self.increments = increments
+        self.incremental = incremental  # a scheduler may stop the trial: train in increments where the candidate can
         self.ref = ref
         self.data = data
 
     def __call__(self, config: dict[str, Any]) -> None:
         X, y, splits, fit_params = tunesmith.get(self.ref) if self.ref is not None else self.data
-        estimator = clone(self.estimator).set_params(**_as_given(self.space, config))
+        estimator = self.configured(_as_given(self.space, config))
         for metrics in self.cross_validate(estimator, X, y, splits, fit_params):
             tunesmith.report(metrics)  # a scheduler may stop the trial here (report then ends this function)
 
+    def configured(self, params: dict[str, Any]) -> Any:
+        """The candidate: the estimator cloned, with ``params`` set (each cloned, as ``GridSearchCV`` does)."""
+        return clone(self.estimator).set_params(**clone(params, safe=False))
+
     def cross_validate(self, estimator: Any, X: Any, y: Any, splits: list[Any],
                        fit_params: dict[str, Any]) -> Iterator[dict[str, float]]:
-        """The candidate's results: one cross-validation, or one after each increment of an incrementally
-        trained candidate."""
-        if self.increments is None:
+        """The candidate's results: one cross-validation, or, with a scheduler and a candidate that can be trained
+        in increments (asked of the configured candidate), one after each increment."""
+        increments = _increments(estimator) if self.incremental else None
+        if increments is None:
             yield self._once(estimator, X, y, splits, fit_params)
         else:
-            yield from self._incremental(estimator, X, y, splits, fit_params)
+            yield from self._incremental(estimator, increments, X, y, splits, fit_params)
 
     def _once(self, estimator: Any, X: Any, y: Any, splits: list[Any], fit_params: dict[str, Any]) -> dict[str, float]:
         """Fit and score each fold once, as ``cross_validate`` does, except that a candidate whose every fold's fit
@@ -367,17 +417,17 @@ class _Trial:
             score_times.append(time.perf_counter() - start)
         return _metrics(scores, fit_times, score_times, failed)
 
-    def _incremental(self, estimator: Any, X: Any, y: Any, splits: list[Any],
+    def _incremental(self, estimator: Any, increments: str, X: Any, y: Any, splits: list[Any],
                      fit_params: dict[str, Any]) -> Iterator[dict[str, float]]:
         """Train every fold's model in ``max_iters`` steps, with the results after each."""
         folds = _folds(estimator, X, y, splits, fit_params)
         models = [clone(estimator) for _ in splits]
         total = 0
-        if self.increments == "partial_fit" and is_classifier(estimator):
+        if increments == "partial_fit" and is_classifier(estimator):
             classes = np.unique(y)
             for _, _, params in folds:
                 params["classes"] = classes
-        elif self.increments == "n_estimators":
+        elif increments == "n_estimators":
             total = estimator.get_params()["n_estimators"]
             for model in models:
                 model.set_params(warm_start=True)
@@ -393,7 +443,7 @@ class _Trial:
                     if not failed[k]:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore", ConvergenceWarning)  # one pass is not convergence
-                            if self.increments == "partial_fit":
+                            if increments == "partial_fit":
                                 model.partial_fit(Xtr, ytr, **params)
                             else:
                                 model.set_params(n_estimators=max(1, math.ceil(total * step / self.max_iters)))
@@ -418,7 +468,7 @@ class _Trial:
             return float(self.error_score)
 
     def _raises(self) -> bool:
-        return isinstance(self.error_score, str) and self.error_score == "raise"
+        return _raises(self.error_score)
 
 
 def _folds(estimator: Any, X: Any, y: Any, splits: list[Any], fit_params: dict[str, Any]) -> list[Any]:
