@@ -587,8 +587,11 @@ class Controller:
             if action.resources is not None:
                 trial.resources = dict(action.resources)
             self._paused.add(trial.id)
+            # who paused it: a resume leaves the scheduler's paused trials to it (``_replay``), and restarts the
+            # ones an interruption paused mid-run
+            by = "interrupt" if action is _INTERRUPTED else "scheduler"
             return ({"status": trial.status.value, "resources": dumps(trial.resources)},
-                    ("pause", {"iteration": trial.iteration, "resources": trial.resources}))
+                    ("pause", {"iteration": trial.iteration, "resources": trial.resources, "by": by}))
         if isinstance(action, Exploit):
             from tunesmith._exploit import apply_exploit
 
@@ -661,7 +664,7 @@ class Controller:
         continues them from their checkpoints."""
         self._stopping = True
         for tid in list(self._running):
-            self._actions.setdefault(tid, Pause() if pause else _STOP)
+            self._actions.setdefault(tid, _INTERRUPTED if pause else _STOP)
             if not pause:
                 self._stop_reasons.setdefault(tid, "experiment")
             self.executor.stop(tid)
@@ -679,6 +682,7 @@ class Controller:
 Decision = Continue | Stop | Pause | Exploit
 _CONTINUE = Continue()
 _STOP = Stop()
+_INTERRUPTED = Pause()  # an interruption's pause (told apart by identity): not the scheduler's
 
 
 @contextlib.contextmanager

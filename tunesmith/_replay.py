@@ -2,9 +2,12 @@
 
 The searcher and scheduler see every stored suggestion and result again, in order (their decisions are
 past: only the state they rebuild counts), the checkpoint ledger learns what is on disk, checkpoints no row
-names are removed, and every unfinished trial is queued to restart from its latest good checkpoint. The
-controller then runs its loop as if it had never stopped. Experiment-level stoppers (``Stopper.stop_all``) see
-the stored results too: one that had ended the experiment ends the resumed one before anything starts.
+names are removed, and every unfinished trial is queued to restart from its latest good checkpoint, except the
+trials the scheduler had paused and not chosen to resume since: they stay PAUSED (``Controller._paused``) until
+its ``choose_trial_to_run`` names them, as they would have (a trial an interruption paused mid-run restarts: its
+``pause`` event says who paused it). The controller then runs its loop as if it had never stopped.
+Experiment-level stoppers (``Stopper.stop_all``) see the stored results too: one that had ended the experiment
+ends the resumed one before anything starts.
 
 What the scheduler saw live is what it sees again: the results a PBT exploit superseded (an older generation)
 are replayed too, and each result comes with the config the trial had when it reported it (the original
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from tunesmith._launches import LaunchHost, first_good_checkpoint, restart_launch
 from tunesmith._ledger import clean_leftovers
+from tunesmith.schedulers._base import Exploit, Pause
 from tunesmith.store.sqlite import ResultRow, result_dict
 from tunesmith.trial import Result, TrialStatus, TrialView
 
@@ -49,6 +53,7 @@ class Replayable(LaunchHost, Protocol):
     _next_id: int
     _metric_seen: set[int]
     _pending_launch: list[Launch]
+    _paused: set[int]
     _end_reason: str | None
     _stopping: bool
 
@@ -67,7 +72,11 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     # every stored result and every end, replayed in the order they happened, not trial by trial: a scheduler's
     # state (PBT's random draws, a rung's ranking) depends on the order it saw results from different trials in
     history: list[_Step] = []
-    exploits = _exploits(ctl.store.events())
+    events = ctl.store.events()
+    exploits = _exploits(events)
+    by_scheduler = _paused_by_scheduler(events)
+    # trials the replayed scheduler paused (a Pause, or an Exploit that waits), not resumed since
+    held: set[int] = set()
     # what each trial is when the replay is over (its record); during the replay it is what it was then
     final: dict[int, tuple[dict[str, Any], TrialStatus, str | None, int]] = {}
     for rec in records:
@@ -132,7 +141,12 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         metrics = result_dict(row)
         result = Result(trial.id, row.iteration, metrics)
         ctl.searcher.observe(trial.id, metrics, False)
-        ctl.scheduler.on_result(trial, result, ctl.view)  # rebuilds rungs; the decision is past
+        if trial.id in held:  # it reports again: the scheduler had chosen it to resume
+            _chosen(ctl, trial, held)
+        # rebuilds rungs; the decision is past, but whether it paused the trial is kept
+        decision = ctl.scheduler.on_result(trial, result, ctl.view)
+        if isinstance(decision, Pause) or (isinstance(decision, Exploit) and decision.pause):
+            held.add(trial.id)
         if ctl.stop_rules.experiment:  # experiment-level stoppers (ExperimentPlateau...) rebuild their state
             ctl.stop_rules.observe_experiment(trial.id, metrics)
         if row.generation == trial.generation:  # an older generation's row is history, not where it is
@@ -146,6 +160,14 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         if step.then is not None:  # exploited at this result: the clone's config and checkpoint from here
             trial.config = step.then.config
             trial.checkpoint_iteration, trial.checkpoint_path = step.then.cloned, _REPLAYED
+    # A trial the scheduler had paused, and that was still paused when the run stopped, waits paused for the
+    # scheduler to choose it, as it would have; one it had chosen since (running when the run stopped: the
+    # interruption paused it, or a crash left it running) leaves the scheduler's queue as it did then, and restarts.
+    waiting = {trial.id for trial in restarts if trial.id in held and trial.id in by_scheduler
+               and final[trial.id][1] is TrialStatus.PAUSED}
+    for trial in restarts:
+        if trial.id in held and trial.id not in waiting:
+            _chosen(ctl, trial, held)
     for tid, trial in ctl.trials.items():
         trial.config, trial.status, trial.checkpoint_path, trial.checkpoint_iteration = final[tid]
     if ctl.stop_rules.experiment and ctl.stop_rules.ended(where="the end of the stored results"):
@@ -160,10 +182,14 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
             ctl.ledger.known(tid, it, path, result_dict(by_iter[it]) if it in by_iter else {})
     clean_leftovers(ctl.exp_dir, known)  # keep=N bounds the disk after a crash too
     for trial in restarts:
+        if trial.id in waiting:
+            ctl._paused.add(trial.id)  # PAUSED: restarted from its checkpoint when the scheduler chooses it
+            continue
         trial.status = TrialStatus.PENDING
         trial.error = None
         ctl._pending_launch.append(restart_launch(ctl, trial))
-    log.info("resuming %s: %d trials stored, %d to restart", ctl.name, len(records), len(restarts))
+    log.info("resuming %s: %d trials stored, %d to restart, %d paused by the scheduler", ctl.name, len(records),
+             len(restarts) - len(waiting), len(waiting))
 
 
 # During the replay a checkpoint that was there then but is not any more (superseded by an exploit) stands for
@@ -193,6 +219,39 @@ class _Step(NamedTuple):
     config: dict[str, Any]  # the trial's config when it reported this
     checkpoint: tuple[int, str] | None  # the checkpoint this result came with
     then: _Epoch | None  # the exploit decided at this result (the last of its epoch), if any
+
+
+def _paused_by_scheduler(events: list[tuple[int, float, str, int | None, Any]]) -> set[int]:
+    """The trials whose latest pause was the scheduler's: a ``pause`` event that says so (an interruption's says
+    ``"by": "interrupt"``; a store written before they said who paused has neither: its paused trials restart), or
+    an exploit (PBT's: it may leave the clone paused). Whether the trial is still paused is the store's status."""
+    out: set[int] = set()
+    for _seq, _when, kind, tid, data in events:
+        if tid is None or kind not in ("pause", "exploit"):
+            continue
+        if kind == "exploit" or (isinstance(data, dict) and data.get("by") == "scheduler"):
+            out.add(tid)
+        else:
+            out.discard(tid)
+    return out
+
+
+def _chosen(ctl: Replayable, trial: TrialView, held: set[int]) -> None:
+    """The live run resumed ``trial``, paused by the scheduler, when ``choose_trial_to_run`` named it: ask again now,
+    the view showing it alone PAUSED, so that the scheduler's queue of trials to resume forgets it as it did then
+    (a HyperBand rung winner is queued until chosen: left there, it would be resumed early at its next rung)."""
+    held.discard(trial.id)
+    others = {tid: other.status for tid, other in ctl.trials.items() if other is not trial}
+    for other in ctl.trials.values():
+        if other is not trial and other.status is TrialStatus.PAUSED:
+            other.status = TrialStatus.RUNNING
+    status, trial.status = trial.status, TrialStatus.PAUSED
+    try:
+        ctl.scheduler.choose_trial_to_run(ctl.view)
+    finally:
+        trial.status = status
+        for tid, was in others.items():
+            ctl.trials[tid].status = was
 
 
 def _exploits(events: list[tuple[int, float, str, int | None, Any]]) -> dict[int, list[dict[str, Any]]]:
