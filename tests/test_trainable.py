@@ -46,6 +46,20 @@ def test_a_trainable_class_runs_steps_reports_and_checkpoints(results_dir):
         assert json.load(f) == {"value": 12.0}
 
 
+class NumpyDone(Counter):
+    def step(self):
+        import numpy as np
+
+        metrics = super().step()
+        metrics["done"] = np.float64(self.iteration + 1) >= 4  # a numpy bool, as a computed flag usually is
+        return metrics
+
+
+def test_a_numpy_true_done_flag_ends_the_trial(results_dir):
+    result = ts.run(NumpyDone, {"lr": 1.0}, verbose=0, time_budget_s=20)  # (the budget ends it if done is missed)
+    assert [t.iteration for t in result.trials] == [4]
+
+
 class AtEnd(Counter):
     checkpoint_frequency = 0
     checkpoint_at_end = True

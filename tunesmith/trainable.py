@@ -106,7 +106,7 @@ class _TrainableFunction:
                     raise TypeError(f"{self.cls.__name__}.step() must return a dict of metrics, got "
                                     f"{type(metrics).__name__}")
                 iteration += 1
-                done = metrics.get("done") is True
+                done = _true(metrics.get("done"))
                 save = ((frequency > 0 and iteration % frequency == 0)
                         or iteration == s.decision_iteration  # the scheduler may pause it here
                         or (at_end and (done or iteration == limit)))
@@ -178,3 +178,9 @@ def as_function(fn: Any) -> Any:
                       f"tunesmith.Trainable subclass: a Ray Tune Trainable becomes `class {fn.__qualname__}"
                       f"(tunesmith.Trainable)` with setup/step/save_checkpoint/load_checkpoint, or a function "
                       f"fn(config) that calls tunesmith.report")
+
+
+def _true(value: Any) -> bool:
+    """Whether ``step()``'s ``done`` is True: Python's, or numpy's (a flag computed from arrays)."""
+    return value is True or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+                             and bool(value))
