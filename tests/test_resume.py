@@ -112,6 +112,10 @@ def test_resume_refuses_another_space_searcher_or_scheduler(results_dir):
     assert len(ts.run(_lr_trial, again, name="same", metric="loss", mode="min", resume=True, verbose=0).trials) == 2
     for changed, match in [({"space": {"lr": ts.grid([5, 6, 7])}}, "space"),
                            ({"space": {"lr": ts.grid([1, 2]), "g": 1}}, "space"),
+                           # the same keys in another order: grid points and draws follow the order (a resume
+                           # with a reordered YAML file ran some grid points twice and others never)
+                           ({"space": {"f": again["f"], "lr": ts.grid([1, 2])}}, r"space \(its keys in another "
+                                                                                  r"order: \['lr', 'f'\]"),
                            ({"searcher": ts.QuasiRandom(seed=0)}, "searcher"),
                            ({"scheduler": ts.ASHA(max_t=4)}, "scheduler")]:
         kwargs = {"space": again, **changed}

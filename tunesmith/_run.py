@@ -502,6 +502,12 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, sp
     if "space" in stored and _comparable(stored["space"]) != _comparable(space_json):  # JSON text: NaN is NaN
         raise ConfigError(f"resume: experiment {name!r} was run with another space: {stored['space']!r}, not "
                           f"{space_json!r}; pass the same space{hint}")
+    if "space" in stored and _key_order(stored["space"]) != _key_order(space_json):
+        # the same keys, another order: a grid's points and the random draws follow the keys' order, so the
+        # resumed search would run some grid points again and others never
+        raise ConfigError(f"resume: experiment {name!r} was run with another space (its keys in another order: "
+                          f"{_key_order(stored['space'])}, not {_key_order(space_json)}); the order decides the grid's "
+                          f"order and the draws: pass the keys in the stored order")
     for kind, spec in (("searcher", searcher), ("scheduler", scheduler)):
         was = stored.get(kind)
         if isinstance(was, dict) and "type" in was and was.get("type") != spec.get("type"):
@@ -549,6 +555,16 @@ def _comparable(space_json: Any) -> str:
     import json
 
     return json.dumps(_without_reprs(space_json), sort_keys=True, default=repr)
+
+
+def _key_order(space_json: Any, prefix: str = "") -> list[str]:
+    """The space's keys in their order, nested ones as ``a/b`` (a domain's own keys are not the space's)."""
+    out: list[str] = []
+    if isinstance(space_json, dict) and "__domain__" not in space_json:
+        for key, value in space_json.items():
+            out.append(prefix + str(key))
+            out.extend(_key_order(value, f"{prefix}{key}/"))
+    return out
 
 
 def _without_reprs(space_json: Any) -> Any:
