@@ -263,6 +263,14 @@ def test_a_callback_method_that_misspells_a_hook_is_named_with_the_hook(results_
     assert "on_trial_results" in warned[0] and "never called" in warned[0]
 
 
+def test_a_seed_beside_a_searcher_of_ones_own_is_said_to_be_unused(results_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        ts.run(lambda c: ts.report({"x": c["x"]}), {"x": ts.uniform(0, 1)}, num_samples=1, verbose=0, seed=3,
+               searcher=ts.QuasiRandom())
+    assert "seed=3 seeds only the default searcher, not the QuasiRandom given" in caplog.text
+    assert "QuasiRandom(seed=3)" in caplog.text
+
+
 def test_a_storage_path_under_home_is_expanded(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

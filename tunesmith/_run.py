@@ -166,7 +166,7 @@ def run(
         backend: ``"local"`` (worker processes on this machine), ``"ray"`` (a Ray actor per trial on a local
             Ray, or the cluster ``ray.init`` already joined; needs ``tunesmith[ray]``) or a backend instance:
             ``LocalBackend(start_method="spawn")``, ``RayBackend(address="auto")``, ``SimulatedBackend(...)``.
-        seed: seed of the default searcher.
+        seed: seed of the default searcher (with ``searcher=`` given, it is not used: a warning says so).
         verbose: 0 silent, 1 progress table (plain lines when not a terminal), 2 more detail.
         callbacks: extra :class:`Callback` objects (loggers such as ``TensorBoardLogger``, or your own).
         file_loggers: also write each trial's results live to ``progress.csv`` and ``result.jsonl`` (and its
@@ -288,6 +288,9 @@ def run(
         searcher = Random(seed=seed)
     elif not isinstance(searcher, Searcher):
         raise ConfigError(f"searcher must be a tunesmith searcher (e.g. tunesmith.Random()), got {searcher!r}")
+    elif seed is not None:
+        log.warning("seed=%d seeds only the default searcher, not the %s given: give it its own seed (e.g. %s(seed="
+                    "%d)) for a reproducible search", seed, type(searcher).__name__, type(searcher).__name__, seed)
     if scheduler is None:
         scheduler = FIFO()
     elif not isinstance(scheduler, Scheduler):
