@@ -158,6 +158,10 @@ def test_errors_name_the_key_path(path: list[str]) -> None:
     ("c: {grid: []}", "non-empty list"),
     ("c: {choice: [{grid: [1, 2]}]}", "grid([...]) is not allowed inside a choice"),
     ("x: [{choice: [1, 2]}]", 'space["x"][0]: domains inside a list are not sampled'),
+    # deeper in a list (a mapping in a list holding a domain): refused as the Python API refuses it, not a
+    # constant mapping {"uniform": [0, 1]} handed to the trial
+    ("l: [{a: {uniform: [0, 1]}}]", 'space["l"][0]["a"]: domains inside a list are not sampled'),
+    ("l: [[{b: [{grid: [1]}]}]]", 'space["l"][0][0]["b"][0]: domains inside a list are not sampled'),
     ("f: {sample_from: x}", "sample_from needs Python code"),
     ("d: 2024-01-01", "quote it to keep it as text"),
     ("1: 2", "parameter names must be text"),

@@ -256,23 +256,23 @@ def _domain(name: str, args: Any, where: str) -> Any:
     return fn(*positional, **{str(k): v for k, v in named.items()})
 
 
-def _constant(value: Any, where: str, literal: bool = False) -> Any:
+def _constant(value: Any, where: str, literal: bool = False, in_list: bool = False) -> Any:
     """A constant as JSON holds it: text, numbers, booleans, null, lists and mappings of those. Outside
-    ``const`` (``literal``), a domain in a list is a mistake: lists are not sampled."""
+    ``const`` (``literal``), a domain in a list (``in_list``: at any depth under one) is a mistake: lists are not
+    sampled."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, list):
-        for i, item in enumerate(value):
-            if not literal and isinstance(item, dict) and len(item) == 1 and next(iter(item)) in DOMAINS:
-                raise ConfigError(f"{where}[{i}]: domains inside a list are not sampled; give each its own "
-                                  "key (e.g. layer0: {choice: [...]}), or write {const: [...]} for a literal")
-        return [_constant(item, f"{where}[{i}]", literal) for i, item in enumerate(value)]
+        return [_constant(item, f"{where}[{i}]", literal, in_list=True) for i, item in enumerate(value)]
     if isinstance(value, dict):
+        if in_list and not literal and len(value) == 1 and next(iter(value)) in DOMAINS:
+            raise ConfigError(f"{where}: domains inside a list are not sampled; give each its own key (e.g. layer0: "
+                              "{choice: [...]}), or write {const: [...]} for a literal")
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ConfigError(f"{where}[{key!r}]: keys must be text; got {_kind(key)} (quote it)")
-            out[key] = _constant(item, _key(where, key), literal)
+            out[key] = _constant(item, _key(where, key), literal, in_list)
         return out
     hint = " (quote it to keep it as text)" if type(value).__name__ in ("date", "datetime") else ""
     raise ConfigError(f"{where}: {_kind(value)} is not allowed; expected text, a number, true/false, null, "
