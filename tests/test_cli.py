@@ -643,6 +643,19 @@ def test_show_and_ls_of_a_multi_objective_experiment(results_dir: Any) -> None:
     assert invoke("ls", "--storage-path", str(results_dir)).exit_code == 0
 
 
+@pytest.mark.parametrize("searcher, noted", [("tpe", True), ("bohb", True), ("quasirandom", False), ("random", False)])
+def test_a_searcher_that_does_not_cross_grids_says_what_num_samples_counts(project: Any, results_dir: Any,
+                                                                          searcher: str, noted: bool) -> None:
+    """SPACE has seed: {grid: [0, 1]}: Optuna's samplers and BOHB search it as a choice, so --num-samples 2 is not
+    'per grid point' (it ran seed 0 twice); the run says so."""
+    folder, module = project
+    res = invoke("run", f"{folder / module}.py:train", "--space", str(folder / "space.yaml"), "--metric", "loss",
+                 "--mode", "min", "--num-samples", "1", "--name", searcher, "--storage-path", str(results_dir),
+                 "--stop", "training_iteration=1", "--verbose", "0", "--searcher", searcher)
+    assert res.exit_code == 0, res.output
+    assert ("searches a grid's values as a choice, not crossing them" in res.output) is noted, res.output
+
+
 @pytest.mark.parametrize("searcher, make", [("quasirandom", lambda: ts.QuasiRandom(seed=7)),
                                             ("tpe", lambda: ts.OptunaSearch(sampler="tpe", seed=7))])
 def test_searcher_option_runs_that_searcher_with_the_seed(project: Any, results_dir: Any, searcher: str,

@@ -117,7 +117,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--metric", default=None, help="The reported metric to optimise.")
 @click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="Minimise or maximise --metric.")
 @click.option("--num-samples", type=int, default=1, show_default=True,
-              help="Trials to run (per grid point); -1 for no limit (needs --time-budget).")
+              help="Trials to run (per grid point with the random and quasirandom searchers; the others search "
+                   "a grid's values instead of crossing them); -1 for no limit (needs --time-budget).")
 @click.option("--name", default=None, help="Experiment folder name [default: <fn>_<date>_<time>].")
 @_storage_option
 @click.option("--stop", "stops", multiple=True, metavar="KEY=VALUE",
@@ -154,6 +155,10 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
     sched = _public_class(cls)(**kwargs)
     cls, kwargs = _SEARCHERS[searcher]
     search = _public_class(cls)(seed=seed, **kwargs)
+    if searcher not in ("random", "quasirandom") and _has_grid(space):
+        click.echo(f"note: --searcher {searcher} searches a grid's values as a choice, not crossing them: "
+                   f"--num-samples {num_samples} counts trials, not trials per grid point (--searcher random "
+                   "or quasirandom cross grids)", err=True)
     fn = load_target(target)
     result = run_experiment(
         fn, space, metric=metric, mode=mode, num_samples=num_samples, scheduler=sched, searcher=search,
@@ -180,6 +185,14 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
     if result.status == "failed":
         click.echo(f"error: experiment {result.name} failed", err=True)
         sys.exit(1)
+
+
+def _has_grid(space: Any) -> bool:
+    from tunesmith.space import Grid
+
+    if isinstance(space, Grid):
+        return True
+    return isinstance(space, dict) and any(_has_grid(v) for v in space.values())
 
 
 def load_target(target: str) -> Any:
