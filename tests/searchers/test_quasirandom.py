@@ -177,3 +177,13 @@ def test_missing_scipy_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "scipy.stats.qmc", None)
     with pytest.raises(MissingDependency, match=r"^QuasiRandom: .*pip install 'tunesmith\[optuna\]'"):
         QuasiRandom(seed=0).setup({"x": uniform(0, 1)}, None, None, 2)
+
+
+def test_grid_values_holding_domains_and_nested_grid_keys_are_crossed_in_order() -> None:
+    """Grid points are taken by index (a grid value may hold domains, sampled from the cube as a choice option's)."""
+    space = {"g": grid([{"m": uniform(0, 1)}, "plain"]), "n": {"h": grid([1, 2])}, "x": uniform(0, 1)}
+    configs = _drain(_searcher(space, 2))
+    assert [(c["g"] if c["g"] == "plain" else "m", c["n"]["h"]) for c in configs] == \
+        [("m", 1), ("m", 2), ("plain", 1), ("plain", 2)] * 2
+    assert [c["x"] for c in configs] == [configs[0]["x"]] * 4 + [configs[4]["x"]] * 4  # one cube point per row
+    assert configs[0]["g"] == configs[1]["g"] != configs[4]["g"] and 0 <= configs[4]["g"]["m"] <= 1

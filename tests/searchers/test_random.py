@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -138,26 +139,33 @@ def test_total_trials_matches_suggestions(sizes: list[int], num_samples: int) ->
     assert all(keys.count(k) == num_samples for k in keys)
 
 
-def test_a_huge_grid_suggests_its_first_configs_in_bounded_memory() -> None:
+@pytest.mark.parametrize("module, name", [("random", "Random"), ("sobol", "QuasiRandom")])
+def test_a_huge_grid_suggests_its_first_configs_in_bounded_memory(module: str, name: str) -> None:
     """3 grid keys of 1,000 values: 10^9 points, which used to be built as a list before the first suggestion
-    (MemoryError / OOM). A subprocess with its address space capped at 1 GiB asks for the first few."""
+    (MemoryError / OOM; QuasiRandom: until it too took them by index). A subprocess with its address space capped
+    at 1 GiB asks for the first few; a grid of 10^20 points (more than a len() can count) is set up as well."""
     import subprocess
     import sys
 
-    code = """if True:
+    if name == "QuasiRandom":
+        pytest.importorskip("scipy")
+    code = f"""if True:
         import resource
-        from tunesmith.searchers.random import Random
+        from tunesmith.searchers.{module} import {name} as Searcher
         from tunesmith.space import grid, uniform
         resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
         values = list(range(1000))
-        searcher = Random(seed=0)
-        searcher.setup({"a": grid(values), "b": grid(values), "c": grid(values), "lr": uniform(0, 1)}, None, None, 2)
+        searcher = Searcher(seed=0)
+        searcher.setup({{"a": grid(values), "b": grid(values), "c": grid(values), "lr": uniform(0, 1)}}, None, None, 2)
         configs = [searcher.suggest(i) for i in range(3)]
         assert [(c["a"], c["b"], c["c"]) for c in configs] == [(0, 0, 0), (0, 0, 1), (0, 0, 2)], configs
         assert searcher._total == 2 * 10**9
+        searcher.setup({{f"k{{i}}": grid(list(range(10))) for i in range(20)}}, None, None, 1)
+        assert searcher._total == 10**20 and searcher.suggest(0) == {{f"k{{i}}": 0 for i in range(20)}}
         print("ok")
     """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # thread stacks count against the cap
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 

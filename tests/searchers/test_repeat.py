@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from typing import Any
 
 import pytest
 
@@ -57,3 +59,82 @@ def test_average() -> None:
     assert average([{"a": math.inf}, {"a": 1}])["a"] == math.inf
     assert average([{"ok": True}, {"ok": False}]) == {"ok": True}  # booleans are not averaged
 
+
+
+# -- warm start from an experiment that ran Repeat -----------------------------------------------------------
+def _repeated(key: str = "seed") -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(config, last result) pairs as warm start reads them from an experiment run with ``Repeat(..., 2)``: each
+    config twice, the repeat index under ``key``; a trial without the metric and a config outside the space too."""
+    return [({"x": 0.5, "act": "relu", key: 0}, {"loss": 1.0, "training_iteration": 3}),
+            ({"x": 0.5, "act": "relu", key: 1}, {"loss": 3.0, "training_iteration": 3}),
+            ({"x": -0.5, "act": "tanh", key: 0}, {"loss": 4.0, "training_iteration": 3}),
+            ({"x": -0.5, "act": "tanh", key: 1}, {"loss": 6.0, "training_iteration": 3}),
+            ({"x": 0.25, "act": "relu", key: 0}, {"other": 1.0, "training_iteration": 3}),
+            ({"x": 9.0, "act": "relu", key: 0}, {"loss": 0.0, "training_iteration": 3})]
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["Repeat(OptunaSearch)", "OptunaSearch"])
+def test_optuna_warm_starts_from_a_repeat_experiment_with_each_configs_average(wrapped: bool) -> None:
+    """The key Repeat added is not one of the space's: stripped, and a config's repeats are told once, averaged
+    (as Repeat tells its searcher live results). Every repeat of a config taken in counts."""
+    inner = OptunaSearch(seed=2)
+    searcher = Repeat(inner, 2) if wrapped else inner
+    searcher.setup(SPACE, "loss", "min", 2)
+    assert searcher.warm_start(_repeated()) == 4
+    told = sorted((t.params["x"], t.params["act"], t.value) for t in inner.study.trials)
+    assert told == [(-0.5, "tanh", 5.0), (0.5, "relu", 2.0)]
+    config = searcher.suggest(7)
+    assert isinstance(config, dict) and set(config) == ({"x", "act", "seed"} if wrapped else {"x", "act"})
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["Repeat(BOHB)", "BOHB"])
+def test_bohb_warm_starts_from_a_repeat_experiment_with_each_configs_average(wrapped: bool) -> None:
+    inner = ts.BOHB(seed=2, min_points_in_model=2)
+    searcher = Repeat(inner, 2) if wrapped else inner
+    searcher.setup(SPACE, "loss", "min", 2)
+    assert searcher.warm_start(_repeated()) == 4
+    assert sorted(inner._obs[3.0].values()) == [2.0, 5.0]  # one observation per config, at its budget
+    config = searcher.suggest(7)
+    assert isinstance(config, dict) and set(config) == ({"x", "act", "seed"} if wrapped else {"x", "act"})
+
+
+def test_warm_start_strips_repeat_index_when_the_space_has_a_seed() -> None:
+    """With a "seed" key in the space Repeat numbers repeats under "repeat_index": that key goes, "seed" stays."""
+    space = {**SPACE, "seed": choice([7, 8])}
+    earlier = [({**config, "seed": 7}, result) for config, result in _repeated("repeat_index")]
+    inner = OptunaSearch(seed=2)
+    searcher = Repeat(inner, 2)
+    searcher.setup(space, "loss", "min", 2)
+    assert searcher.warm_start(earlier) == 4
+    told = sorted((t.params["x"], t.params["seed"], t.value) for t in inner.study.trials)
+    assert told == [(-0.5, 7, 5.0), (0.5, 7, 2.0)]
+    plain = OptunaSearch(seed=2)  # the same without Repeat around it
+    plain.setup(space, "loss", "min", 2)
+    assert plain.warm_start(earlier) == 4 and len(plain.study.trials) == 2
+
+
+def test_warm_start_from_an_experiment_without_repeat_takes_each_trial_as_it_is() -> None:
+    inner = OptunaSearch(seed=2)
+    searcher = Repeat(inner, 2)
+    searcher.setup(SPACE, "loss", "min", 2)
+    earlier = [({"x": 0.5, "act": "relu"}, {"loss": 1.0}), ({"x": 0.5, "act": "relu"}, {"loss": 3.0}),
+               ({"x": 0.5, "act": "relu", "seed": "a"}, {"loss": 3.0})]  # not a repeat index: outside the space
+    assert searcher.warm_start(earlier) == 2
+    assert sorted(t.value for t in inner.study.trials) == [1.0, 3.0]
+
+
+def _noisy(config: dict[str, Any]) -> None:
+    ts.report({"loss": (config["x"] - 0.3) ** 2 + config["seed"]})
+
+
+def test_run_warm_starts_from_an_experiment_that_ran_repeat(results_dir: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """End to end, as reported: the earlier trials' configs hold the "seed" Repeat added."""
+    space = {"x": uniform(0, 1)}
+    kw: dict[str, Any] = {"metric": "loss", "mode": "min", "verbose": 0}
+    ts.run(_noisy, space, num_samples=2, searcher=Repeat(OptunaSearch(seed=1), 2), name="rep_src", **kw)
+    inner = OptunaSearch(seed=2)
+    with caplog.at_level(logging.INFO, logger="tunesmith"):
+        ts.run(_noisy, space, num_samples=1, searcher=Repeat(inner, 2), warm_start="rep_src", **kw)
+    assert "Repeat observed 4 of 4 finished earlier trials (0 skipped" in caplog.text
+    earlier = sorted(inner.study.trials[:2], key=lambda t: t.number)
+    assert [t.value for t in earlier] == [pytest.approx((t.params["x"] - 0.3) ** 2 + 0.5) for t in earlier]

@@ -9,7 +9,6 @@ config, ``fits`` tells which option of a choice a stored config took.
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 import random
@@ -24,6 +23,7 @@ from tunesmith.space import (
     Choice,
     Domain,
     Grid,
+    GridPoints,
     KeyPath,
     LogRandInt,
     LogUniform,
@@ -87,7 +87,6 @@ class UnitCube:
         self.space = space
         self.cross_grids = cross_grids
         found: list[Dim] = []
-        self._grid_keys: list[tuple[KeyPath, Grid]] = []
         self._walk_dict(space, (), (), 0, found)
         self.dims: list[Dim] = sorted(found, key=lambda d: d.depth)  # stable: top-level leaves first
         self.index: dict[Slot, int] = {d.slot: i for i, d in enumerate(self.dims)}
@@ -104,9 +103,7 @@ class UnitCube:
             return
         if isinstance(value, (Choice, Grid)):
             items = value.options if isinstance(value, Choice) else value.values
-            if isinstance(value, Grid) and self.cross_grids:
-                self._grid_keys.append((path, value))
-            else:
+            if not (isinstance(value, Grid) and self.cross_grids):  # crossed grid keys: grid_points()
                 out.append(Dim((path, branch), value, depth))
             for i, item in enumerate(items):
                 self._walk_value(item, path, (*branch, (path, i)), depth + 1, out)
@@ -115,11 +112,10 @@ class UnitCube:
         elif isinstance(value, dict):
             self._walk_dict(value, path, branch, depth, out)
 
-    def grid_points(self) -> list[dict[KeyPath, int]]:
-        """Every combination of the crossed grid keys' value indices, first key slowest (``[{}]`` if none)."""
-        paths = [path for path, _ in self._grid_keys]
-        combos = itertools.product(*(range(len(g.values)) for _, g in self._grid_keys))
-        return [dict(zip(paths, combo, strict=True)) for combo in combos]
+    def grid_points(self) -> GridPoints:
+        """Every combination of the crossed grid keys' value indices, first key slowest (one empty point if
+        none), computed from its number when asked for: a grid can have more points than a list could hold."""
+        return GridPoints(self.space, indices=True)
 
     # -- cube -> config -------------------------------------------------------------------------------
     def fixed(self, u: Sequence[float] | np.ndarray, grid: dict[KeyPath, int] | None = None

@@ -28,6 +28,7 @@ from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_
 from tunesmith.searchers._seeding import check_seed, seed_sequence
 from tunesmith.searchers._unit_cube import Dim, UnitCube, fits
 from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
+from tunesmith.searchers.repeat import fold_repeats
 from tunesmith.space import KeyPath, validate_space
 
 __all__ = ["BOHB"]
@@ -166,11 +167,13 @@ class BOHB(Searcher):
 
     def warm_start(self, trials: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
         """Earlier trials become observations at their last result's budget (under ids below zero, which no
-        trial of this experiment has); a config this space cannot draw is skipped."""
+        trial of this experiment has); a config this space cannot draw is skipped. Trials of an experiment that
+        ran ``Repeat``: without the repeat index, a config once with its repeats' average (``fold_repeats``), as
+        ``Repeat`` passes on live results. Returns how many of ``trials`` were taken in, every repeat counted."""
         cube = self._cube
         assert cube is not None, "setup() first"
         used = 0
-        for config, result in trials:
+        for config, result, count in fold_repeats(trials, self.space):
             if (not isinstance(config, dict) or set(config) != set(self.space)
                     or not all(fits(v, config[k]) for k, v in self.space.items())):
                 continue
@@ -181,7 +184,7 @@ class BOHB(Searcher):
             if sum(len(seen) for seen in self._obs.values()) == before:
                 del self._vectors[wid]  # no usable metric
                 continue
-            used += 1
+            used += count
         return used
 
     def model_budget(self) -> float | None:

@@ -28,6 +28,7 @@ from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_
 from tunesmith.searchers._seeding import check_seed, seed_sequence
 from tunesmith.searchers._unit_cube import fits, resolve_fixed
 from tunesmith.searchers.points import check_points, check_points_fit
+from tunesmith.searchers.repeat import fold_repeats
 from tunesmith.space import (
     Choice,
     Domain,
@@ -45,6 +46,7 @@ from tunesmith.space import (
     plain,
     validate_space,
 )
+from tunesmith.space._unit import _multipliers, _quantize, _times  # quniform: as the domain rounds
 
 __all__ = ["SAMPLERS", "OptunaSearch"]
 
@@ -403,11 +405,16 @@ class OptunaSearch(Searcher):
     # -- warm start and constraints -------------------------------------------------------------------
     def warm_start(self, trials: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
         """Add earlier finished trials to the study (``study.add_trial``): those whose config this space
-        can draw (the same parameters, in range) and whose result holds every metric."""
+        can draw (the same parameters, in range) and whose result holds every metric. Trials of an experiment that
+        ran ``Repeat`` are taken in as ``Repeat`` tells live results: without the repeat index, a config once with
+        its repeats' average (``fold_repeats``; not with a define-by-run space, whose parameter names are its
+        own). Returns how many of ``trials`` were taken in, every repeat counted."""
         assert self._study is not None, "setup() first"
         optuna = self._optuna
         used = 0
-        for config, result in trials:
+        folded = ([(config, result, 1) for config, result in trials] if self._define is not None
+                  else fold_repeats(trials, self.space))
+        for config, result, count in folded:
             values = [_number(result.get(m)) for m in self._metrics]
             if any(v is None or math.isnan(v) for v in values):
                 continue
@@ -431,7 +438,7 @@ class OptunaSearch(Searcher):
                 self._study.add_trial(optuna.trial.create_trial(
                     params=trial.params, distributions=trial.distributions, system_attrs=attrs,
                     values=values, state=optuna.trial.TrialState.COMPLETE))
-            used += 1
+            used += count
         return used
 
     def _params_of(self, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -554,7 +561,7 @@ class _Param:
             return _Param("int", int(domain.low), int(domain.high) - 1, log=True)
         if isinstance(domain, (QUniform, QLogUniform)):
             q = domain.q
-            k_low, k_high = math.ceil(domain.low / q - 1e-9), math.floor(domain.high / q + 1e-9)
+            k_low, k_high = _multipliers(domain.low, domain.high, q)  # as Random rounds: the same values
             if isinstance(domain, QUniform):
                 low, high = _times(k_low, q), _times(k_high, q)
                 # Optuna takes a step only when (high - low) is a multiple of it in decimal; else it moves
@@ -575,12 +582,13 @@ class _Param:
 
     def value(self, domain: Domain, got: Any) -> Any:
         """The config value for Optuna's value ``got``."""
-        if self.q is not None:
-            return _times(int(got), self.q)
-        if self.step is not None:
+        if self.q is not None or self.step is not None:
             # Optuna's low + k * step can be 0.30000000000000004; give the multiple of q that Random
-            # would (the replay enqueues that, an ulp away, which no sampler can tell apart).
-            return min(max(_times(round(float(got) / self.step), self.step), self.low), self.high)
+            # would, rounded as the domain rounds its draws (the replay enqueues that, an ulp away, which no
+            # sampler can tell apart).
+            q = self.q if self.q is not None else self.step
+            assert isinstance(domain, (QUniform, QLogUniform)) and q is not None
+            return _quantize(_times(int(got), q) if self.q is not None else float(got), q, domain.low, domain.high)
         return got
 
     def internal(self, domain: Domain, got: Any, where: str) -> Any:
@@ -596,11 +604,6 @@ class _Param:
         if self.kind == "int":
             return math.trunc(got)  # int() of a Real, typed
         return float(got)
-
-
-def _times(k: int, q: float) -> float:
-    """``k * q`` without float noise (``3 * 0.1 == 0.3``), as the space's quantisation does."""
-    return float(Decimal(k) * Decimal(repr(float(q))))
 
 
 def _plain(items: tuple[Any, ...]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from typing import Any
@@ -32,6 +33,9 @@ class Repeat(Searcher):
     The experiment runs ``n`` trials per config the wrapped searcher suggests: ``num_samples`` counts configs
     (``num_samples=6`` with ``n=3`` runs 18 trials; Ray Tune's ``Repeater`` counts trials), or pass
     ``num_samples=-1`` with a time budget.
+
+    Warm start (``run(warm_start=...)``): the wrapped searcher takes earlier trials in the same way, a config once
+    with its repeats' average and without the repeat index (``fold_repeats``).
 
     Args:
         searcher: the searcher to wrap.
@@ -66,7 +70,7 @@ class Repeat(Searcher):
             raise ConfigError(f"searcher: expected a tunesmith searcher to wrap; got {self.searcher!r}")
         if isinstance(self.n, bool) or not isinstance(self.n, numbers.Integral) or self.n < 1:
             raise ConfigError(f"n: expected an int >= 1 (repeats per config); got {self.n!r}")
-        self._key = REPEAT_KEY if isinstance(space, dict) and SEED_KEY in space else SEED_KEY
+        self._key = repeat_key(space)
         self._group, self._base, self._next_repeat, self._done = -1, {}, int(self.n), False
         self._group_of, self._finals = {}, {}
         self.searcher.setup(space, metric, mode, num_samples)
@@ -94,8 +98,14 @@ class Repeat(Searcher):
         self._hand_out(trial_id)
 
     def warm_start(self, trials: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
-        """The wrapped searcher observes the earlier trials."""
-        return self.searcher.warm_start(trials)
+        """The wrapped searcher observes the earlier trials as it observes this experiment's: a config once, with
+        the average of its repeats' results and without the repeat index (``fold_repeats``). Each config is
+        handed over in a call of its own, so the count is of the earlier trials taken in, every repeat included."""
+        used = 0
+        for config, result, count in fold_repeats(trials, self.space):
+            if self.searcher.warm_start([(config, result)]):
+                used += count
+        return used
 
     def use_constraints(self) -> bool:
         return self.searcher.use_constraints()
@@ -123,6 +133,46 @@ class Repeat(Searcher):
         self._group_of[trial_id] = (self._group, self._next_repeat)
         self._next_repeat += 1
         return config
+
+
+def repeat_key(space: Any) -> str:
+    """The key under which ``Repeat`` numbers a config's repeats in this space: ``"seed"``, or ``"repeat_index"``
+    when the space has a top-level ``"seed"`` key."""
+    return REPEAT_KEY if isinstance(space, dict) and SEED_KEY in space else SEED_KEY
+
+
+def fold_repeats(trials: list[tuple[dict[str, Any], dict[str, Any]]], space: dict[str, Any]
+                 ) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+    """Earlier trials (warm start) as a searcher over ``space`` takes them in when they may come from an experiment
+    that ran ``Repeat``: a config holding the repeat index ``Repeat`` adds (``repeat_key(space)``, a key the space
+    lacks, with an int >= 0) loses it, and the repeats of one config become one trial whose result is the
+    ``average`` of theirs, as ``Repeat`` hands its searcher live results (here over the repeats that finished).
+    Other trials stay as they are, one each.
+
+    Args:
+        trials: ``(config, last result)`` pairs.
+        space: the space of the searcher that takes them in.
+
+    Returns:
+        ``(config, result, how many of trials it stands for)``, in order of first appearance.
+    """
+    key = repeat_key(space)
+    out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    groups: dict[str, int] = {}  # a config without its repeat index, as JSON -> its place in out
+    for config, result in trials:
+        index = config.get(key) if isinstance(config, dict) and key not in space else None
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or index < 0:
+            out.append((config, [result]))
+            continue
+        base = {k: v for k, v in config.items() if k != key}
+        ident = json.dumps(base, sort_keys=True, default=repr)
+        if ident in groups:
+            out[groups[ident]][1].append(result)
+        else:
+            groups[ident] = len(out)
+            out.append((base, [result]))
+    return [(config, results[0] if len(results) == 1 else average(results), len(results))
+            for config, results in out]
 
 
 def average(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_
 from tunesmith.searchers._seeding import check_seed, seed_sequence
 from tunesmith.searchers._unit_cube import UnitCube
 from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
-from tunesmith.space import KeyPath, validate_space
+from tunesmith.space import GridPoints, KeyPath, validate_space
 
 __all__ = ["QuasiRandom"]
 
@@ -33,7 +33,9 @@ class QuasiRandom(Searcher):
 
     Grid keys are crossed as with ``Random``: trial ``k`` takes grid point ``k % G`` and cube point
     ``k // G``, so every grid point gets its own ``num_samples`` cube points, a balanced prefix of the
-    sequence (the same points for every grid point). ``sample_from`` keys are computed as usual.
+    sequence (the same points for every grid point). Grid points are computed from their number when a trial
+    needs one (``GridPoints``), so a grid of any size costs nothing up front. ``sample_from`` keys are computed as
+    usual.
 
     Needs SciPy (``pip install 'tunesmith[optuna]'``, which installs it).
 
@@ -54,7 +56,7 @@ class QuasiRandom(Searcher):
         self._seed: Any = seed if seed is not None else random.SystemRandom().randrange(2**63)
         self._cube: UnitCube | None = None
         self._engine: Any = None
-        self._grids: list[dict[KeyPath, int]] = [{}]
+        self._grids = GridPoints({}, indices=True)  # computed one at a time: a grid can have 10^9 points
         self._given: list[dict[KeyPath, Any]] = []
         self._total: int | None = None
         self._count = 0
@@ -78,7 +80,7 @@ class QuasiRandom(Searcher):
         qmc = require("scipy.stats.qmc", "optuna", what="QuasiRandom")
         self._cube = UnitCube(space, cross_grids=True)
         self._grids = self._cube.grid_points()
-        self._total = None if num_samples == UNLIMITED else len(self._grids) * num_samples
+        self._total = None if num_samples == UNLIMITED else self._grids.size * num_samples
         self._given = check_points(self.points_to_evaluate, space)
         check_points_fit(self._given, self._total)
         dim = len(self._cube.dims)
@@ -94,11 +96,11 @@ class QuasiRandom(Searcher):
             return FINISHED
         k = self._count
         self._count += 1
-        row = k // len(self._grids)
+        row = k // self._grids.size
         while self._row < row:
             self._u = self._next_point()
             self._row += 1
-        fixed, _ = self._cube.fixed(self._u, self._grids[k % len(self._grids)])
+        fixed, _ = self._cube.fixed(self._u, self._grids[k % self._grids.size])
         if k < len(self._given):
             fixed = merge_fixed(fixed, self._given[k])
         return self._cube.config(fixed)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from tunesmith._errors import ConfigError
 from tunesmith._record import FrozenRecord
 from tunesmith.space._plain import plain
-from tunesmith.space._unit import _k_high, _k_low, _lerp, _log_lerp, _normal, _pick, _quantize, _unit
+from tunesmith.space._unit import _lerp, _log_lerp, _multipliers, _normal, _pick, _quantize, _unit
 
 KeyPath = tuple[str, ...]
 
@@ -69,7 +69,9 @@ class Uniform(Domain):
 
 
 class QUniform(Domain):
-    """Floats uniformly distributed in [low, high], rounded to a multiple of ``q`` inside the bounds."""
+    """Floats uniformly distributed in [low, high], rounded to a multiple of ``q`` inside the bounds (a bound
+    within float noise of a multiple counts as it: ``quniform(0.3, 1, 0.1)`` can give 0.3; ``quniform(1e-12, 1,
+    0.1)`` gives 0.1 at the least, never 0 or 1e-12). Every searcher draws these same values."""
 
     kind: ClassVar[str] = "quniform"
     low: float
@@ -305,7 +307,7 @@ def uniform(low: float, high: float) -> Uniform:
 
 
 def quniform(low: float, high: float, q: float) -> QUniform:
-    """Uniform floats in [low, high] rounded to a multiple of ``q`` (kept inside the bounds)."""
+    """Uniform floats in [low, high] rounded to a multiple of ``q`` inside the bounds (``QUniform``)."""
     return QUniform(low, high, q)
 
 
@@ -408,7 +410,8 @@ def _base_problem(base: float) -> str | None:
 
 
 def _multiple_problem(low: float, high: float, q: float) -> str | None:
-    if _k_low(low, q) > _k_high(high, q):
+    k_low, k_high = _multipliers(low, high, q)
+    if k_low > k_high:
         return f"expected a multiple of q={q!r} in [low, high]; [{low!r}, {high!r}] holds none"
     return None
 

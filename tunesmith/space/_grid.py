@@ -16,12 +16,18 @@ class GridPoints(Sequence[dict[KeyPath, Any]]):
 
     Point ``i`` is the cartesian product's ``i``-th in key order of appearance, first key slowest (as
     ``itertools.product``); each maps a key path to its value. A space without grid keys has one empty point.
+
+    Args:
+        space: a validated space.
+        indices: map each key path to the index of its value in the grid's ``values`` instead (for a searcher
+            that must know which value it took: ``QuasiRandom`` samples the domains a grid value holds).
     """
 
-    def __init__(self, space: dict[str, Any]) -> None:
+    def __init__(self, space: dict[str, Any], indices: bool = False) -> None:
         grids = [(path, d) for path, d in domains(space) if isinstance(d, Grid)]
         self._paths = [path for path, _ in grids]
         self._values = [d.values for _, d in grids]
+        self._indices = indices
         self.size = math.prod(len(v) for v in self._values)
         """How many points (a Python int: unlike ``len()``, not limited to ``sys.maxsize``)."""
 
@@ -45,7 +51,7 @@ class GridPoints(Sequence[dict[KeyPath, Any]]):
         point: dict[KeyPath, Any] = {}
         for path, values in zip(reversed(self._paths), reversed(self._values), strict=True):
             i, digit = divmod(i, len(values))
-            point[path] = values[digit]
+            point[path] = digit if self._indices else values[digit]
         return {path: point[path] for path in self._paths}  # in key order of appearance
 
 

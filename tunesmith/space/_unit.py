@@ -40,23 +40,39 @@ def _normal(mean: float, sd: float, u: float) -> float:
     return float(NormalDist(float(mean), float(sd)).inv_cdf(p))
 
 
-def _k_low(low: float, q: float) -> int:
-    # The tolerance absorbs float noise such as 0.3 / 0.1 == 2.9999999999999996.
-    return math.ceil(low / q - 1e-9)
+# How far ``bound / q`` may lie from a whole number and still count as that multiple of ``q``, relative to its size:
+# float noise is relative (0.3 / 0.1 == 2.9999999999999996, 1.1 / 0.1 == 11.000000000000002, a few ulps), so
+# a bound 1e-12 above 0 (or above 0.1) is not taken for 0 (or 0.1) when q is 0.1, as an absolute tolerance would.
+_Q_NOISE = 1e-12
 
 
-def _k_high(high: float, q: float) -> int:
-    return math.floor(high / q + 1e-9)
+def _multipliers(low: float, high: float, q: float) -> tuple[int, int]:
+    """``(k_low, k_high)``: the smallest and the largest ``k`` whose ``k * q`` lies in [low, high] (``k_low >
+    k_high`` when none does). A bound within float noise of a multiple of ``q`` counts as that multiple.
+
+    Every searcher takes a ``quniform``/``qloguniform``'s values from here: ``Random``, ``QuasiRandom`` and ``BOHB``
+    through ``_quantize``, ``OptunaSearch`` for its distribution's bounds.
+    """
+    k_low, k_high = low / q, high / q
+    return (math.ceil(k_low - abs(k_low) * _Q_NOISE), math.floor(k_high + abs(k_high) * _Q_NOISE))
+
+
+def _times(k: int, q: float) -> float:
+    """``k * q`` without float noise: Decimal arithmetic on q's shortest repr gives 0.3 rather than
+    0.30000000000000004 for 3 * 0.1."""
+    from decimal import Decimal
+
+    return float(Decimal(k) * Decimal(repr(float(q))))
 
 
 def _quantize(value: float, q: float, low: float | None = None, high: float | None = None) -> float:
+    """``value`` rounded to the nearest multiple of ``q``; with bounds, to the nearest one inside [low, high]
+    (``_multipliers``), then clipped to them (a bound within float noise of that multiple)."""
     k = round(value / q)
     if low is not None and high is not None:
-        k = min(max(k, _k_low(low, q)), _k_high(high, q))
-    # Decimal arithmetic on q's shortest repr gives 0.3 rather than 0.30000000000000004 for 3 * 0.1.
-    from decimal import Decimal
-
-    result = float(Decimal(k) * Decimal(repr(float(q))))
+        k_low, k_high = _multipliers(low, high, q)
+        k = min(max(k, k_low), k_high)
+    result = _times(k, q)
     if low is not None and high is not None:
         result = _clip(result, low, high)
     return result
