@@ -179,7 +179,9 @@ def run(
             dies, or it goes silent for ``trial_timeout_s``; it restarts from its latest checkpoint.
         trial_timeout_s: declare a trial dead when its worker sends nothing, not even its heartbeat (one a
             half second, also while the trial computes), for this long (at least 2 s). A slow but alive trial
-            is never killed.
+            is never killed, with one exception: the heartbeat is sent by a thread of the worker, which needs
+            Python's lock, so one C call that holds it longer than this (a pathological regex, some extension
+            code) looks hung; set it above the longest such call.
         resume: continue the experiment ``name`` after a crash or an interruption: finished trials are not
             run again, unfinished ones restart from their latest good checkpoint, the searcher and scheduler
             continue from their replayed state. Pass the same ``fn`` and ``space``.
