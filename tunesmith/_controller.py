@@ -116,6 +116,7 @@ class Controller:
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
         self._fatal: BaseException | None = None
+        self._events_in_hand = False  # a batch taken from the executor and not yet stored (``_handle``)
         # Ctrl-C or SIGTERM came (``interrupt``): the loop raises it at the top of its next pass
         self._interrupt: BaseException | None = None
         self._chosen: int | None = None
@@ -158,7 +159,7 @@ class Controller:
         self._notify("on_experiment_start", self.info)
         restore = self._defer_signals()
         try:
-            self._loop()
+            self._run_loop()
         except KeyboardInterrupt:
             restore()  # a second Ctrl-C or SIGTERM ends the trials' grace: the executor's shutdown kills them
             log.warning("interrupted: stopping %d running trials", len(self._running))
@@ -178,9 +179,59 @@ class Controller:
             self.executor.shutdown()
             self._notify("on_experiment_end", self.info)
         if self._fatal is not None:
+            self._record_error(self._fatal)
             set_status(self, "failed")
             raise self._fatal
         set_status(self, "finished")
+
+    def _run_loop(self) -> None:
+        """The loop, to its end. An error it does not expect (a searcher's or a scheduler's bug, a ``sample_from``
+        function that raises, a ``resources`` function...) fails the experiment as a fatal error does (``_fail``):
+        nothing new starts, the running trials are stopped and their ends stored, the trials waiting to start are
+        closed, then ``run`` records the experiment "failed" with the error and raises it. Were it left to reach
+        the caller at once, the store kept "running" (``crashed`` once the lock went, as if the driver had died),
+        its running trials RUNNING, and the rows of trials made since the last transaction not at all.
+
+        The bug may strike again while the trials stop (a scheduler's ``on_complete`` at each end): each such
+        error is logged and the stopping goes on as long as it gets anywhere (a trial ended, a result was stored
+        since the error before). Where it does not, or where the error came before a batch of events was
+        stored (those events are gone, so the loop would wait for ends it will never hear of), the trials still
+        running are killed with the executor and stay RUNNING in the store: a resume restarts them from their
+        checkpoints, as after a crash."""
+        progress: tuple[int, int] | None = None
+        while True:
+            try:
+                self._loop()
+                return
+            except sqlite3.OperationalError:
+                raise  # the store could not be written (run() says so): no status can be recorded either
+            except Exception as e:  # noqa: BLE001  (KeyboardInterrupt, SystemExit: not Exceptions; run() has them)
+                lost = self._events_in_hand
+                self._events_in_hand = False
+                if self._fatal is None:
+                    self._fail(e)
+                    if self._running:  # the error itself reaches the caller once they stopped
+                        log.warning("experiment %s failed (%s): stopping its %d running trials", self.name,
+                                    type(e).__name__, len(self._running))
+                elif e is not self._fatal:
+                    log.error("while the trials of experiment %s stop after %s: %s", self.name,
+                              type(self._fatal).__name__, e, exc_info=e)
+                state = (len(self._running), self.num_results)
+                if lost or state == progress:
+                    if self._running:
+                        log.error("%d trials of experiment %s could not be stopped cleanly: they are killed and "
+                                  "stay RUNNING in its store (a resume restarts them)", len(self._running), self.name)
+                    return
+                progress = state
+                self._begin_stopping()
+
+    def _record_error(self, error: BaseException) -> None:
+        """Why the experiment failed, in the store's meta as ``error`` (before its status says "failed")."""
+        try:
+            with self.store.transaction() as db:
+                self.store.set_meta(db, "error", f"{type(error).__name__}: {error}")
+        except Exception:  # noqa: BLE001
+            log.exception("could not record why the experiment failed")
 
     def _defer_signals(self) -> Any:
         """Ctrl-C and SIGTERM during the loop end the run at the top of the loop's next pass (within a poll
@@ -225,6 +276,9 @@ class Controller:
         from tunesmith._replay import replay  # a resume only
 
         replay(self, restart_errored)
+        if self.store.meta().get("error") is not None:  # a failed experiment resumed: that error is history
+            with self.store.transaction() as db:
+                self.store.set_meta(db, "error", None)
 
     # -- loop ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -378,6 +432,7 @@ class Controller:
 
     # -- events -------------------------------------------------------------------------------------
     def _handle(self, events: list[Event]) -> None:
+        self._events_in_hand = True  # until they are stored: an error before then loses them (``_run_loop``)
         rows: list[tuple[int, int, float, float, str, int]] = []
         ckpts: list[tuple[int, int, str, float]] = []
         parsed: list[tuple[TrialView, list[Result], bool]] = []
@@ -441,6 +496,7 @@ class Controller:
                     logged.append((event[0], trial.id, event[1]))
             self.store.update_trials(db, changes, logged)
             self._write_generations(db)  # with the exploit's own rows: a crash never splits them
+        self._events_in_hand = False
         self._delete(drop)
         # 2. then decide
         self.view.now = self.elapsed()

@@ -263,13 +263,19 @@ def _load_local(path: str, digest: str) -> Any:
 def download_once(path: str | os.PathLike[str], fetch_fn: Callable[[str], Any], timeout_s: float | None = None) -> str:
     """Make sure ``path`` exists on this machine, fetching it at most once however many trials ask.
 
-    The first caller on a machine runs ``fetch_fn(tmp_path)`` under a file lock; ``fetch_fn`` writes a file
-    or a folder at ``tmp_path`` (a new name beside ``path``), which is then renamed to ``path``. Other
-    callers wait for the lock and find ``path`` there. A ``fetch_fn`` that raises, or a process killed
-    mid-download, leaves nothing at ``path``; the next caller cleans up and fetches again.
+    The first caller on a machine runs ``fetch_fn(tmp_path)`` under a file lock (``path`` + ``.lock``);
+    ``fetch_fn`` writes a file or a folder at ``tmp_path`` (a new name beside ``path``), which is then renamed to
+    ``path``. Other callers wait for the lock and find ``path`` there. A ``fetch_fn`` that raises, or a process
+    killed mid-download, leaves nothing at ``path``; the next caller cleans up and fetches again. The lock file
+    stays beside ``path`` (empty; removing it safely while others may wait on it would need a locking protocol
+    of our own in place of ``filelock``'s).
 
     Args:
-        path: the file or folder to have, e.g. ``~/data/mnist``.
+        path: the file or folder to have, e.g. ``~/data/mnist``. A relative path is taken from the driver's
+            working directory, where ``tunesmith.run`` was called (``TUNESMITH_ORIG_WORKING_DIR`` in a trial),
+            not from the trial's own folder: ``download_once("data/mnist", ...)`` in every trial is one
+            ``data/mnist`` beside your script (on a Ray cluster: that same path on each node). Outside a trial:
+            the current working directory.
         fetch_fn: ``fetch_fn(tmp_path)`` downloads (or builds) the data at ``tmp_path``.
         timeout_s: wait at most this long for another process's download (default: as long as it takes).
 
@@ -281,9 +287,9 @@ def download_once(path: str | os.PathLike[str], fetch_fn: Callable[[str], Any], 
         RuntimeError: ``fetch_fn`` returned without creating ``tmp_path``.
         filelock.Timeout: ``timeout_s`` passed while another process was downloading.
     """
-    from filelock import FileLock
-
-    final = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    given = os.path.expanduser(os.fspath(path))
+    # a trial runs in its own folder: a relative path is meant from where the driver was started
+    final = os.path.abspath(os.path.join(os.environ.get("TUNESMITH_ORIG_WORKING_DIR") or os.getcwd(), given))
     if os.path.exists(final):
         return final
     if os.path.islink(final):  # the data would be fetched, then could not be put where the link is
@@ -291,6 +297,8 @@ def download_once(path: str | os.PathLike[str], fetch_fn: Callable[[str], Any], 
                           f"not exist; remove the link, or give the path it should point to")
     parent, name = os.path.split(final)
     os.makedirs(parent, exist_ok=True)
+    from filelock import FileLock
+
     with FileLock(final + ".lock", timeout=-1 if timeout_s is None else timeout_s):
         if os.path.exists(final):
             return final  # another process fetched it while we waited

@@ -1,0 +1,123 @@
+"""An error that ends the driver's loop (a searcher's or scheduler's bug, a ``sample_from`` function that raises
+mid-run) fails the experiment: it is stored as "failed" with the error, its running trials are stopped and their
+ends stored, nothing stored is lost, and it resumes. (Before, the error left it "running" with a released lock:
+``crashed``, as if the driver had died, its running trials stored RUNNING.)"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import tunesmith as ts
+from tunesmith.executors.local import LocalBackend
+from tunesmith.searchers._base import FINISHED, Searcher
+
+pytestmark = pytest.mark.timeout(120)
+
+TERMINATED = ts.TrialStatus.TERMINATED
+
+
+def train(config):
+    """A "short" trial reports twice; a "long" one reports until the driver stops it (the pause only paces its
+    results; nothing waits on it)."""
+    for i in range(2 if config["kind"] == "short" else 5000):
+        ts.report({"loss": 1.0 / (i + 1)})
+        if config["kind"] == "long":
+            time.sleep(0.005)
+
+
+class Buggy(Searcher):
+    """Trial 1 is long, the rest short; ``suggest`` raises for trial ``broken_at`` (a searcher's bug), once the
+    trial before it ended (until then it has nothing to suggest)."""
+
+    def __init__(self, broken_at: int = 0) -> None:
+        self.broken_at = broken_at
+        self.ended: set[int] = set()
+
+    def suggest(self, trial_id):
+        if trial_id > self.num_samples:
+            return FINISHED
+        if trial_id == self.broken_at:
+            if trial_id - 1 not in self.ended:
+                return None
+            raise RuntimeError(f"searcher bug at trial {trial_id}")
+        return {"kind": "long" if trial_id == 1 else "short"}
+
+    def observe(self, trial_id, result, final):
+        if final:
+            self.ended.add(trial_id)
+
+
+def _two_at_once():
+    return LocalBackend(total_resources={"cpu": 2})
+
+
+def _assert_nothing_lost(rs):
+    for t in rs.trials:
+        assert len(rs.history(t.id)) == t.iteration, t
+
+
+def test_a_searcher_that_raises_mid_run_fails_the_experiment_and_it_resumes(results_dir):
+    # trial 2 ends while trial 1 runs; the suggestion for trial 3 raises
+    with pytest.raises(RuntimeError, match="searcher bug at trial 3"):
+        ts.run(train, searcher=Buggy(broken_at=3), num_samples=4, metric="loss", mode="min", verbose=0,
+               name="buggy", backend=_two_at_once())
+    rs = ts.load("buggy")
+    assert rs.status == "failed"  # not "crashed": the driver did not die
+    assert "RuntimeError: searcher bug at trial 3" in rs.meta["error"]
+    # the trial still running was stopped cleanly, its end stored, not left RUNNING for a dead driver
+    assert {t.id: t.status for t in rs.trials} == {1: TERMINATED, 2: TERMINATED}
+    assert rs.trial(2).iteration == 2
+    _assert_nothing_lost(rs)
+    long_ran = rs.trial(1).iteration
+
+    resumed = ts.run(train, searcher=Buggy(), num_samples=4, metric="loss", mode="min", verbose=0, name="buggy",
+                     resume=True, backend=_two_at_once())
+    assert resumed.status == "finished" and "error" not in {k for k, v in resumed.meta.items() if v is not None}
+    assert sorted(t.id for t in resumed.trials) == [1, 2, 3, 4]
+    assert all(t.status is TERMINATED for t in resumed.trials)
+    assert resumed.trial(1).iteration == long_ran  # a finished trial is not run again
+    _assert_nothing_lost(resumed)
+
+
+def test_a_sample_from_function_that_raises_mid_run_fails_the_experiment(results_dir):
+    calls = []
+
+    def b(config):  # called once by run's check of the space, then once per trial: raises for the second trial
+        calls.append(config)
+        return 1 // 0 if len(calls) == 3 else 1
+
+    space = {"kind": "long", "b": ts.sample_from(b)}
+    with pytest.raises(ts.ConfigError, match="sample_from function .* raised ZeroDivisionError"):
+        ts.run(train, space, metric="loss", mode="min", num_samples=3, verbose=0, name="sampled",
+               backend=_two_at_once())
+    rs = ts.load("sampled")
+    assert rs.status == "failed"
+    assert "ZeroDivisionError" in rs.meta["error"]
+    assert [t.status for t in rs.trials] == [TERMINATED]  # trial 1 ran while trial 2's draw raised: stopped
+    _assert_nothing_lost(rs)
+
+
+class BuggyScheduler(ts.FIFO):
+    """Raises deciding trial 1's third result, and at every trial's end (so errors come while trials stop too)."""
+
+    def on_result(self, trial, result, view):
+        if trial.id == 1 and result.iteration == 3:
+            raise RuntimeError("scheduler bug in on_result")
+        return super().on_result(trial, result, view)
+
+    def on_complete(self, trial, result, view):
+        raise RuntimeError("scheduler bug in on_complete")
+
+
+def test_a_scheduler_that_raises_fails_the_experiment_and_running_trials_are_stopped_cleanly(results_dir):
+    with pytest.raises(RuntimeError, match="scheduler bug in on_result"):
+        ts.run(train, {"kind": "long", "n": ts.grid([1, 2])}, metric="loss", mode="min", verbose=0, name="sched",
+               scheduler=BuggyScheduler(), backend=_two_at_once())
+    rs = ts.load("sched")
+    assert rs.status == "failed"
+    assert "scheduler bug in on_result" in rs.meta["error"]
+    assert [t.status for t in rs.trials] == [TERMINATED, TERMINATED]  # both stopped, their ends stored
+    assert rs.trial(1).iteration >= 3
+    _assert_nothing_lost(rs)
