@@ -66,6 +66,12 @@ def test_a_searcher_that_raises_mid_run_fails_the_experiment_and_it_resumes(resu
     rs = ts.load("buggy")
     assert rs.status == "failed"  # not "crashed": the driver did not die
     assert "RuntimeError: searcher bug at trial 3" in rs.meta["error"]
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    shown = CliRunner().invoke(cli, ["show", "buggy"]).output
+    assert "(failed)" in shown and "failed: RuntimeError: searcher bug at trial 3" in shown  # why, in `show`
     # the trial still running was stopped cleanly, its end stored, not left RUNNING for a dead driver
     assert {t.id: t.status for t in rs.trials} == {1: TERMINATED, 2: TERMINATED}
     assert rs.trial(2).iteration == 2

@@ -491,6 +491,12 @@ def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: st
     total = len(everyone)
     out: list[Any] = [printable(f"experiment {rs.name} ({status}), {total} trials ({_counts(everyone)}), folder "
                                 f"{rs.path}", one_line=True)]
+    error = rs.meta.get("error") if status == "failed" else None
+    if isinstance(error, str) and error:  # why the driver's loop ended (Controller._record_error)
+        from tunesmith._secrets import mask_text, secret_strings
+
+        secrets = set().union(*(secret_strings(t.config) for t in everyone))  # it may quote a config
+        out.append(printable(f"failed: {mask_text(error, secrets)}"[:300], one_line=True))
     if note:
         out.append(printable(note, one_line=True))
     elif sort_key is None and rs.metrics and rs.modes:
