@@ -333,6 +333,7 @@ def run(
         executor.stop_rules = stop_rules
         executor.trial_time_limit_s = trial_time_limit_s
         executor.chdir_to_trial_dir = chdir_to_trial_dir
+        executor.default_resources = resources is None  # trials ask for what they were given by default
         # a trial may be handed to a busy worker ahead (LocalBackend(queue_ahead=True)) only where suggesting it early
         # changes nothing: a scheduler whose class says so (FIFO, ASHA, MedianStopping), a searcher that does not learn
         executor.ahead_ok = starts_trials_early(scheduler) and not searcher.learns_from_results

@@ -96,6 +96,9 @@ class Executor:
     stop_rules: Any = None
     trial_time_limit_s: float | None = None
     chdir_to_trial_dir: bool = True
+    # Whether the run left ``resources`` at its default (every trial asks for one CPU, no GPU): an executor that
+    # hides the machine's GPUs from a trial that asks for none may say so, once
+    default_resources: bool = False
     # Whether a trial here follows a scheduler's decision plan (``Scheduler.decision_plan``): it goes on without
     # waiting at a decision point where the plan promised CONTINUE. Then ``Launch.decision_plan`` and ``decide``'s
     # ``plan`` carry it; an executor without (the default) is never sent one, and its trials wait at every point.

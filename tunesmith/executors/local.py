@@ -2,9 +2,11 @@
 
 Workers are reused between trials (the training function is sent to each worker once). A trial's
 resources are reserved in a :class:`ResourcePool`; its GPUs reach it through ``CUDA_VISIBLE_DEVICES``.
-A worker that ran a trial on some GPUs is reused only for trials on the same GPUs, since CUDA reads that
-variable once per process. A stopped trial ends at its next ``report()``; if it does not within the
-grace period its worker is killed and replaced. A trial that runs longer than ``trial_time_limit_s`` is
+A trial that asks for no GPU on a machine with GPUs sees none (``CUDA_VISIBLE_DEVICES=""``), as a Ray actor
+with no GPU does. A worker that ran a trial on some GPUs is reused only for trials on the same GPUs, and one
+that ran a trial with no GPU visible only for such trials, since CUDA reads that variable once per process.
+A stopped trial ends at its next ``report()``; if it does not within the grace period its worker is killed
+and replaced. A trial that runs longer than ``trial_time_limit_s`` is
 stopped the same way and ends in ERROR.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import select
 import signal
@@ -57,6 +60,8 @@ AHEAD_S = 0.05
 # before (``LocalBackend._wait``): time enough for it to be there when the worker gets to it. A no-op trial is
 # over sooner than the driver could make it; making it anyway only moves the work onto the driver.
 PREMAKE_S = 0.0005
+# the GPUs nvidia-smi lists, asked once per driver process (``_machine_gpus``)
+_SMI_GPUS: list[str] | None = None
 
 
 class _Worker:
@@ -68,7 +73,9 @@ class _Worker:
         self.conn = conn
         self.trial_id: int | None = None
         self.fns: set[str] = set()
-        self.cuda: str | None = None  # CUDA_VISIBLE_DEVICES this process was first given
+        # CUDA_VISIBLE_DEVICES this process was first given ("": none, to a trial without GPU on a machine with
+        # some); None: never set, as the driver has it
+        self.cuda: str | None = None
         self.stop_deadline: float | None = None
         self.last_seen = time.monotonic()
         self.limit_at: float | None = None  # when the trial's trial_time_limit_s runs out
@@ -91,15 +98,20 @@ class LocalBackend(Executor):
     """Trials in worker processes on this machine.
 
     Args:
-        total_resources: override what the machine offers, e.g. ``{"cpu": 4, "gpu": 2}`` (GPU ids 0..n-1
-            unless ``gpu_ids`` is given). Default: the CPUs this process may use and the GPUs in
-            ``CUDA_VISIBLE_DEVICES`` or listed by ``nvidia-smi``.
-        gpu_ids: the device ids to hand out.
+        total_resources: override what the machine offers, e.g. ``{"cpu": 4, "gpu": 2}``: non-negative numbers,
+            a whole number of GPUs (ids 0..n-1 unless ``gpu_ids`` is given). Default: the CPUs this process may
+            use and the GPUs in ``CUDA_VISIBLE_DEVICES`` or listed by ``nvidia-smi`` (found when the run starts,
+            whatever its trials ask for; nvidia-smi is asked once per process).
+        gpu_ids: the device ids to hand out, a list such as ``["0", "1"]`` (integers are taken as their text).
+            A trial that asks for no GPU sees none of them (``CUDA_VISIBLE_DEVICES=""``); ``gpu_ids=[]`` (or
+            ``total_resources={"gpu": 0}``) hands out no GPU and leaves ``CUDA_VISIBLE_DEVICES`` as the driver has
+            it in every trial, for trials that place their work on devices themselves.
         grace_period_s: how long a stopped trial has to reach its next ``report()`` before its worker is
-            killed.
+            killed (seconds, >= 0).
         trial_timeout_s: a running trial whose worker sends nothing (no result, no heartbeat: workers send
             one every half second, also while the trial computes between reports) for this long is declared
-            dead: its worker is killed and the trial fails (and is retried per ``max_failures``).
+            dead: its worker is killed and the trial fails (and is retried per ``max_failures``). At least 2
+            seconds, as ``run(trial_timeout_s=...)``.
         start_method: ``"forkserver"`` (default; Linux): workers are forks of one server process that has
             tunesmith imported, started once per driver process and kept for its later runs (a worker is
             ready in milliseconds instead of an interpreter start); elsewhere, or if it cannot start,
@@ -118,6 +130,17 @@ class LocalBackend(Executor):
     def __init__(self, total_resources: dict[str, float] | None = None, gpu_ids: list[str] | None = None,
                  grace_period_s: float = 5.0, trial_timeout_s: float | None = None,
                  start_method: str = "forkserver", queue_ahead: bool = True) -> None:
+        # every argument is checked before anything is made (as run() checks the same settings)
+        total_resources = _checked_total(total_resources)
+        gpu_ids = _checked_gpu_ids(gpu_ids)
+        if total_resources is not None and gpu_ids is not None and "gpu" in total_resources and (
+                total_resources["gpu"] != len(gpu_ids)):
+            raise ConfigError(f"LocalBackend: total_resources['gpu'] = {total_resources['gpu']:g} but gpu_ids names "
+                              f"{len(gpu_ids)} devices: leave 'gpu' out of total_resources (gpu_ids sets it)")
+        if (isinstance(grace_period_s, bool) or not isinstance(grace_period_s, (int, float))
+                or not math.isfinite(grace_period_s) or grace_period_s < 0):
+            raise ConfigError(f"LocalBackend: grace_period_s must be a number of seconds >= 0, got {grace_period_s!r}")
+        _check_trial_timeout(trial_timeout_s)
         if start_method not in self.START_METHODS:
             raise ConfigError(f"LocalBackend(start_method={start_method!r}): expected one of "
                               f"{', '.join(map(repr, self.START_METHODS))}")
@@ -145,6 +168,7 @@ class LocalBackend(Executor):
         self._takes_config = True
         self._sys_path: list[str] = []
         self._cwd = ""
+        self._told_hidden = False  # the warning that GPUs are hidden from trials asking for none: once
         self._stop_bytes: bytes | None = None
         self._user_threads: frozenset[str] = frozenset()
         self._pending_events: list[Event] = []
@@ -167,51 +191,55 @@ class LocalBackend(Executor):
         self._stop_bytes = self.stop_rules.for_trials() if self.stop_rules is not None else None
         self._user_threads = frozenset(var for var in THREAD_VARS if var in os.environ)  # the user's: kept
 
-    def _ensure_pool(self, need_gpus: bool) -> ResourcePool:
-        if self._pool is not None and (not need_gpus or self._pool.gpu_ids or self.gpu_ids is not None):
-            return self._pool
-        total = dict(self.total_resources_arg or {})
-        total.setdefault("cpu", float(detect_cpus()))
-        gpu_ids = self.gpu_ids
-        if gpu_ids is None:
-            if "gpu" in total:
-                gpu_ids = [str(i) for i in range(int(total["gpu"]))]
-            elif need_gpus:
-                gpu_ids = detect_gpus()
-            else:
-                gpu_ids = []
-        total["gpu"] = float(len(gpu_ids))
-        if self._pool is not None and self._pool.assigned:
-            raise RuntimeError("GPU detection after trials started")  # cannot happen: checked at setup
-        self._pool = ResourcePool(total, gpu_ids)
+    def _ensure_pool(self) -> ResourcePool:
+        """What this machine offers, found once, at the first question (``run()`` asks before any trial), with its
+        GPUs whatever the trials ask for: a pool made without them for a first trial with no GPU could not take
+        them in later, when a GPU trial comes while that one runs."""
+        if self._pool is None:
+            total = dict(self.total_resources_arg or {})
+            total.setdefault("cpu", float(detect_cpus()))
+            gpu_ids = self.gpu_ids
+            if gpu_ids is None:
+                gpu_ids = [str(i) for i in range(int(total["gpu"]))] if "gpu" in total else _machine_gpus()
+            total["gpu"] = float(len(gpu_ids))
+            self._pool = ResourcePool(total, gpu_ids)
         return self._pool
 
     def total_resources(self) -> dict[str, float]:
-        return dict(self._ensure_pool(False).total)
+        return dict(self._ensure_pool().total)
 
     def check_ranks(self, ranks: int | None) -> None:
         """Any number: the worker runs rank 0, and starts and watches the others (``_local_ranks``)."""
 
     def check_resources(self, resources: dict[str, float]) -> None:
-        pool = self._ensure_pool(resources.get("gpu", 0.0) > 0)
+        pool = self._ensure_pool()
         if resources.get("gpu", 0.0) > 0 and not pool.gpu_ids:
+            if self.gpu_ids is not None or "gpu" in (self.total_resources_arg or {}):
+                told = "gpu_ids=[]" if self.gpu_ids is not None else f"total_resources={self.total_resources_arg!r}"
+                raise ConfigError(f"resources['gpu'] = {resources['gpu']:g} but this backend has no GPU to hand "
+                                  f"out: LocalBackend({told})")
             raise ConfigError(f"resources['gpu'] = {resources['gpu']:g} but no GPU was found (set "
                               f"CUDA_VISIBLE_DEVICES, or check that nvidia-smi works)")
         pool.check(resources)
 
+    def _no_gpu(self) -> str | None:
+        """``CUDA_VISIBLE_DEVICES`` for a trial that asks for no GPU: none visible ("") where this backend hands
+        out GPUs, so it cannot compute on one another trial holds; else None: left as the driver has it."""
+        return "" if self._pool is not None and self._pool.gpu_ids else None
+
     # -- trials ---------------------------------------------------------------------------------------
     def try_start(self, launch: Launch) -> bool:
-        pool = self._ensure_pool(launch.resources.get("gpu", 0.0) > 0)
+        pool = self._ensure_pool()
         gpus = pool.acquire(launch.trial_id, launch.resources)
         if gpus is None:
             return self._hand_ahead(launch)
-        env = self._env(launch)
-        cuda = cuda_visible(gpus) if gpus else None
-        rank_cuda = None
-        if launch.ranks is not None and cuda is not None:  # the trial's devices (all reserved here), dealt to its ranks
-            rank_cuda = [",".join(ids) for ids in _ranks.rank_devices(list(gpus), launch.ranks)]
-            cuda = rank_cuda[0]  # the worker runs rank 0
-        if cuda is not None:
+        env = self._env(launch)  # with CUDA_VISIBLE_DEVICES="" for a trial with no GPU on a machine with some
+        cuda, rank_cuda = self._no_gpu(), None
+        if gpus:
+            cuda = cuda_visible(gpus)
+            if launch.ranks is not None:  # the trial's devices (all reserved here), dealt to its ranks
+                rank_cuda = [",".join(ids) for ids in _ranks.rank_devices(list(gpus), launch.ranks)]
+                cuda = rank_cuda[0]  # the worker runs rank 0
             env["CUDA_VISIBLE_DEVICES"] = cuda
         worker = self._idle_worker(cuda)
         spec = self._spec(worker, launch, env, rank_cuda)
@@ -226,6 +254,14 @@ class LocalBackend(Executor):
 
     def _env(self, launch: Launch) -> dict[str, str]:
         env = thread_env(launch.resources, self._user_threads | launch.env.keys())
+        if not launch.resources.get("gpu", 0.0) and (no_gpu := self._no_gpu()) is not None:
+            env["CUDA_VISIBLE_DEVICES"] = no_gpu  # (a trial with GPUs gets its own in try_start)
+            if self.default_resources and not self._told_hidden:
+                self._told_hidden = True
+                log.warning("this machine has %d GPU(s) but the trials ask for none (resources= left at its default, "
+                            "one CPU each): they see none (CUDA_VISIBLE_DEVICES=\"\"), as Ray Tune's do. Ask for them "
+                            "(resources={\"cpu\": 1, \"gpu\": 0.5}), or leave every GPU visible to every trial with "
+                            "backend=LocalBackend(gpu_ids=[])", len(self._pool.gpu_ids) if self._pool else 0)
         env.update(launch.env)
         env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
         return env
@@ -245,8 +281,8 @@ class LocalBackend(Executor):
         worker.last_seen = worker.began = time.monotonic()
         worker.limit_at = None if self.trial_time_limit_s is None else worker.last_seen + self.trial_time_limit_s
         worker.over_limit = None
-        worker.shape = launch.resources if launch.ranks is None and worker.cuda is None and not launch.resources.get(
-            "gpu", 0.0) else None
+        worker.shape = launch.resources if launch.ranks is None and worker.cuda in (None, "") and not (
+            launch.resources.get("gpu", 0.0)) else None
         self._by_trial[launch.trial_id] = worker
 
     def _hand_ahead(self, launch: Launch) -> bool:
@@ -344,9 +380,9 @@ class LocalBackend(Executor):
             if w.cuda == cuda or (w.cuda is None and cuda is None):
                 return w
         for w in idle:
-            if w.cuda is None:  # a fresh or CPU-only worker: CUDA not yet pinned in it
+            if w.cuda is None:  # a fresh worker, or one of trials without GPU where none are handed out
                 return w
-        if idle:  # every idle worker is pinned to other GPUs: replace one
+        if idle:  # every idle worker is pinned to other devices (or to none): replace one
             self._kill(idle[0])
         return self._spawn()
 
@@ -610,6 +646,74 @@ class LocalBackend(Executor):
         self._queued.clear()
         self._to_make.clear()
         self._orphans.clear()
+
+
+def _checked_total(total: Any) -> dict[str, float] | None:
+    """``LocalBackend(total_resources=...)``: names and amounts as a trial's request has them (non-negative
+    numbers), a whole number of GPUs."""
+    if total is None:
+        return None
+    if not isinstance(total, dict):
+        raise ConfigError(f"LocalBackend: total_resources must be a dict like {{'cpu': 4, 'gpu': 2}}, got "
+                          f"{type(total).__name__}")
+    out = {}
+    for key, value in total.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"LocalBackend: total_resources: resource names must be strings, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"LocalBackend: total_resources[{key!r}] must be a non-negative number, got {value!r}")
+        out[key] = float(value)
+    if "gpu" in out and out["gpu"] != int(out["gpu"]):
+        raise ConfigError(f"LocalBackend: total_resources['gpu'] must be a whole number of GPUs, got {total['gpu']!r} "
+                          f"(a trial may ask for a fraction of one)")
+    return out
+
+
+def _checked_gpu_ids(gpu_ids: Any) -> list[str] | None:
+    """``LocalBackend(gpu_ids=...)``: a list (or tuple) of device ids, each one entry of ``CUDA_VISIBLE_DEVICES``
+    (an index, or a ``GPU-``/``MIG-`` UUID), named once; integers are taken as their text."""
+    if gpu_ids is None:
+        return None
+    if not isinstance(gpu_ids, (list, tuple)):
+        got = f"the string {gpu_ids!r}" if isinstance(gpu_ids, str) else type(gpu_ids).__name__
+        raise ConfigError(f"LocalBackend: gpu_ids must be a list of device ids such as ['0', '1'], got {got}")
+    out: list[str] = []
+    for i, g in enumerate(gpu_ids):
+        text = str(g) if isinstance(g, int) and not isinstance(g, bool) else g
+        # CUDA reads CUDA_VISIBLE_DEVICES up to its first invalid entry: a "-1" hides every device after it
+        if (not isinstance(text, str) or not text.strip() or text != text.strip() or "," in text
+                or text.startswith("-")):
+            raise ConfigError(f"LocalBackend: gpu_ids[{i}] must be one device id (an index such as '0' or a "
+                              f"'GPU-...' UUID, as CUDA_VISIBLE_DEVICES lists them), got {g!r}")
+        if text in out:
+            raise ConfigError(f"LocalBackend: gpu_ids: device {text!r} is named twice (it would be handed out twice)")
+        out.append(text)
+    return out
+
+
+def _check_trial_timeout(value: Any) -> None:
+    """``LocalBackend(trial_timeout_s=...)``, checked as ``run(trial_timeout_s=...)`` checks it, in the same words
+    (``_run._positive`` and the floor after it; not imported from there: ``_run`` imports this module)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"LocalBackend: trial_timeout_s must be a positive number of seconds, got {value!r}")
+    if value < 2:
+        raise ConfigError(f"LocalBackend: trial_timeout_s must be at least 2 seconds (workers send a heartbeat every "
+                          f"0.5 s), got {value!r}")
+
+
+def _machine_gpus() -> list[str]:
+    """The GPUs this process may use (``detect_gpus``): ``CUDA_VISIBLE_DEVICES``, read each time (a driver may set
+    it between runs), else what nvidia-smi lists, asked once per process (a subprocess: tens of milliseconds or
+    more, which a run whose trials use no GPU would otherwise pay each time; a machine without nvidia-smi pays a
+    look along PATH)."""
+    global _SMI_GPUS
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return detect_gpus()
+    if _SMI_GPUS is None:
+        _SMI_GPUS = detect_gpus()
+    return list(_SMI_GPUS)
 
 
 def _plain_worker(child: socket.socket, env: dict[str, str]) -> subprocess.Popen[bytes]:
