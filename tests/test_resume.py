@@ -138,6 +138,22 @@ def test_resume_accepts_the_same_space_holding_nan(results_dir):
             ts.run(_lr_trial, changed, name="nan", metric="loss", mode="min", resume=True, verbose=0)
 
 
+def _sleepy(config):
+    time.sleep(0.05)
+    ts.report({"loss": config["x"]})
+
+
+def test_a_time_budget_is_the_experiments_not_each_runs(results_dir):
+    """time_budget_s counts the time earlier drivers ran: resuming an experiment whose budget ran out runs no new
+    trial (it ran a whole new budget of them, as if the experiment had just started)."""
+    space = {"x": ts.uniform(0, 1)}
+    first = ts.run(_sleepy, space, name="budget", num_samples=-1, time_budget_s=1.0, max_concurrent=1, verbose=0)
+    assert first.status == "finished" and len(first.trials) >= 3
+    again = ts.run(_sleepy, space, name="budget", num_samples=-1, time_budget_s=1.0, max_concurrent=1, verbose=0,
+                   resume=True)
+    assert len(again.trials) == len(first.trials)
+
+
 def test_resume_of_a_finished_experiment_reruns_nothing_and_can_restart_errors(results_dir):
     calls = results_dir.parent / "calls"
     calls.mkdir()

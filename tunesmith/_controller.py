@@ -116,6 +116,7 @@ class Controller:
         self._metric_seen: set[int] = set()
         self._ckpt_time: dict[int, float] = {}
         self._fatal: BaseException | None = None
+        self._spent_before = 0.0  # seconds earlier drivers of this experiment ran (a resume's: ``replay``)
         self._events_in_hand = False  # a batch taken from the executor and not yet stored (``_handle``)
         # Ctrl-C or SIGTERM came (``interrupt``): the loop raises it at the top of its next pass
         self._interrupt: BaseException | None = None
@@ -276,6 +277,11 @@ class Controller:
         from tunesmith._replay import replay  # a resume only
 
         replay(self, restart_errored)
+        # the time budget is the experiment's: what earlier drivers ran counts (and the schedulers' deadline is
+        # what is left of it, on this run's clock)
+        self._spent_before = self.store.time_spent()
+        if self.time_budget_s is not None:
+            self.view.deadline_s = self.time_budget_s - self._spent_before
         if self.store.meta().get("error") is not None:  # a failed experiment resumed: that error is history
             with self.store.transaction() as db:
                 self.store.set_meta(db, "error", None)
@@ -285,7 +291,8 @@ class Controller:
         while True:
             if self._interrupt is not None:
                 raise self._interrupt
-            if self.time_budget_s is not None and not self._stopping and self.elapsed() >= self.time_budget_s:
+            if (self.time_budget_s is not None and not self._stopping
+                    and self.elapsed() + self._spent_before >= self.time_budget_s):
                 self._begin_stopping()
             if not self._stopping:
                 self._launch()

@@ -80,7 +80,7 @@ class SchedulerView(Record):
         trials: every trial by id (the controller's own objects: do not mutate).
         now: seconds since the experiment started, on the controller's clock.
         total_resources: what the executor can run at once, e.g. ``{"cpu": 8, "gpu": 2}``.
-        deadline_s: the experiment's ``time_budget_s`` if any.
+        deadline_s: the experiment's ``time_budget_s`` if any (after a resume: what earlier drivers left of it).
     """
 
     trials: dict[int, TrialView]

@@ -785,6 +785,24 @@ class Store:
                 for s, t, k, tid, d in self._db.execute("SELECT * FROM events ORDER BY seq")]
 
     @_reading
+    def time_spent(self) -> float:
+        """Seconds the experiment's earlier drivers ran, on the clock of the results' timestamps: from each start
+        (or resume) to the last result or event stored before the next one. The latest start is the running
+        driver's own, not counted."""
+        db = self._db
+        starts = [t for (t,) in db.execute("SELECT time FROM events WHERE kind IN ('start', 'resume') ORDER BY seq")]
+        total = 0.0
+        for begin, after in zip(starts, starts[1:]):
+            ends = [begin]
+            for sql in ("SELECT MAX(time) FROM events WHERE time >= ? AND time < ?",
+                        "SELECT MAX(timestamp) FROM results WHERE timestamp >= ? AND timestamp < ?"):
+                last = db.execute(sql, (begin, after)).fetchone()[0]
+                if last is not None:
+                    ends.append(last)
+            total += max(ends) - begin
+        return total
+
+    @_reading
     def count_results(self) -> int:
         if not self._generations:
             return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
