@@ -128,13 +128,32 @@ def rank_env(rank: int, world_size: int, local_rank: int, local_world_size: int,
     return env
 
 
+def rank_threads(env: Mapping[str, str], resources: Mapping[str, float],
+                 share: Mapping[str, float]) -> dict[str, str]:
+    """The thread variables (``OMP_NUM_THREADS`` and its family) of one rank of a trial whose environment is
+    ``env`` and whose TOTAL resources are ``resources``: where the backend sized them from the trial's CPUs
+    (``env`` holds what ``resources.thread_env`` gives with nothing set by the user), the same sized from the
+    rank's ``share`` (2 ranks of ``{"cpu": 2}``: 1 thread each, not 2); else none (the user set them: their
+    count is every rank's; or the backend set none, as Ray, which sets each actor's OMP_NUM_THREADS itself)."""
+    from tunesmith.executors.resources import thread_env
+
+    whole = thread_env(resources, ())
+    if any(env.get(var) != count for var, count in whole.items()):
+        return {}
+    return thread_env(share, ())
+
+
 def rank_spec(spec: dict[str, Any], fn_bytes: bytes, env: dict[str, str], resources: dict[str, float],
               sys_path: list[str]) -> dict[str, Any]:
     """What :func:`run_rank` needs, from the trial's spec (``executors._base.trial_spec``): the function's
-    cloudpickled bytes, the rank's environment (``rank_env``) and share of resources, and where to import from."""
-    keep = ("trial_id", "config", "trial_dir", "restore", "iteration", "env", "takes_config", "chdir", "ranks")
-    return {**{k: spec.get(k) for k in keep}, "fn": fn_bytes, "rank_env": env, "resources": resources,
-            "sys_path": sys_path}
+    cloudpickled bytes, the trial's environment with the thread variables of the rank's share
+    (:func:`rank_threads`), the rank's own environment (``rank_env``) and share of resources, and where to import
+    from."""
+    keep = ("trial_id", "config", "trial_dir", "restore", "iteration", "takes_config", "chdir", "ranks")
+    trial_env = spec.get("env") or {}
+    return {**{k: spec.get(k) for k in keep},
+            "env": {**trial_env, **rank_threads(trial_env, spec.get("resources") or {}, resources)},
+            "fn": fn_bytes, "rank_env": env, "resources": resources, "sys_path": sys_path}
 
 
 def run_rank(spec: dict[str, Any], fn: Any = None) -> None:
@@ -199,22 +218,34 @@ def main() -> None:
     except BaseException:  # noqa: BLE001 - reported to the worker, which fails the trial with it
         code = 1
         tb = traceback.format_exc()
-        sys.stderr.write(tb)
+        _flush(sys.stderr)  # what the rank printed comes first
+        _write(2, tb)  # the descriptor, not sys.stderr: the function may have closed or replaced that
         if err_fd >= 0:
-            try:
-                os.write(err_fd, tb[-TRACEBACK_MAX:].encode("utf-8", "backslashreplace"))
-            except OSError:
-                pass
+            _write(err_fd, tb[-TRACEBACK_MAX:])
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        # whatever the function made of them (closed, replaced, None): a rank that returned exits 0
+        _flush(sys.stdout)
+        _flush(sys.stderr)
     # The rank's work is over and said: skip the interpreter's teardown, where a collective library's threads
     # still running (gloo's, when the function did not call destroy_process_group()) abort the process
     # ("terminate called without an active exception", SIGABRT) and would fail a trial that finished.
     os._exit(code)
+
+
+def _flush(stream: Any) -> None:
+    try:
+        stream.flush()
+    except BaseException:  # noqa: BLE001, S110 - closed, None, broken: what it held is lost
+        pass
+
+
+def _write(fd: int, text: str) -> None:
+    data = memoryview(text.encode("utf-8", "backslashreplace"))
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
+        pass  # nowhere to write
 
 
 if __name__ == "__main__":

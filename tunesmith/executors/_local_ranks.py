@@ -2,8 +2,9 @@
 
 Rank 0 is the trial as a worker always runs it (its session, its reports through the worker's channel). The
 others are fresh interpreters (``python -m tunesmith._ranks``), started before rank 0's function, with the
-worker's environment plus their own (``_ranks.rank_env``: the torchrun variables, their devices), and
-their output going where rank 0's goes (the trial's ``output.log``). A thread watches them:
+worker's environment plus their own (``_ranks.rank_env``: the torchrun variables, their devices; the thread
+variables of a rank's share, ``_ranks.rank_threads``, rank 0's too), and their output going where rank 0's goes
+(the trial's ``output.log``). A thread watches them:
 
 * a rank that fails (a non-zero exit, a signal) fails the trial with its traceback: every other rank is
   killed at once, and rank 0 gets ``FAIL_GRACE_S`` to end by itself (gloo raises in a collective whose peer is
@@ -54,10 +55,12 @@ class RankGroup:
         self.retiring = False  # the watcher ends the trial and the worker (rank 0 is stuck)
         self.rank0_done = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
+        self._threads: dict[str, str] = {}  # each rank's thread variables (start)
 
     def rank0_env(self) -> dict[str, str]:
-        """Rank 0's rendezvous environment (for the worker's own ``os.environ``), chosen with the others'."""
-        return self._envs[0]
+        """Rank 0's rendezvous environment, chosen with the others', and its thread variables (its share's, as
+        every rank's: ``_ranks.rank_threads``), for the worker's own ``os.environ``."""
+        return {**self._envs[0], **self._threads}
 
     def share(self) -> dict[str, float]:
         """Each rank's share of the trial's resources."""
@@ -71,9 +74,13 @@ class RankGroup:
                                       None if devices[r] is None else devices[r].split(","))  # type: ignore[union-attr]
                       for r in range(self.world)]
         share = self.share()
+        # each rank's thread pools from its share of the trial's CPUs, where the worker's environment has them from
+        # the whole trial's (``spec["env"]``; none where the user set them)
+        self._threads = _ranks.rank_threads(self.spec.get("env") or {}, self.spec["resources"], share)
         for rank in range(1, self.world):
             r_err, w_err = os.pipe()
             env = dict(os.environ)
+            env.update(self._threads)  # from its start (rank_spec's env sets them again, before the function runs)
             env.update(self._envs[rank])
             data = pickle.dumps(_ranks.rank_spec(self.spec, self.fn_bytes, self._envs[rank], share, list(sys.path)))
             proc = subprocess.Popen([sys.executable, "-m", "tunesmith._ranks", str(w_err)], stdin=subprocess.PIPE,

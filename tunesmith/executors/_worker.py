@@ -17,6 +17,7 @@ Messages: pickled tuples over the socket (both ends are our own processes), tagg
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import select
@@ -188,7 +189,13 @@ class _Output:
     into the trial's ``output.log``, created on the first byte (a trial that prints nothing costs no file,
     which matters when trials are short: a file creation can take a millisecond); between trials they are
     the process's own stdout and stderr again. Output of C code and subprocesses is captured too (it is
-    the descriptors that change, not only ``sys.stdout``)."""
+    the descriptors that change, not only ``sys.stdout``).
+
+    What a trial does with ``sys.stdout``/``sys.stderr`` (and ``sys.__stdout__``/``sys.__stderr__``) is undone
+    when it ends: a stream it replaced (by a file, None, anything), or one of the process's own that it closed
+    (a new one is made on the same descriptor), is the process's own again for the next trial."""
+
+    _NAMES = (("stdout", 1), ("stderr", 2), ("__stdout__", 1), ("__stderr__", 2))
 
     def __init__(self) -> None:
         self.base = (os.dup(1), os.dup(2))
@@ -197,31 +204,52 @@ class _Output:
         self.lock = threading.Lock()
         self.path: str | None = None
         self.fd: int | None = None
+        # the process's own streams, put back after every trial (``sys.__stdout__`` is None where Python started
+        # without a descriptor 1: then it is our stdout too, so that a trial's ``sys.stdout = sys.__stdout__`` prints)
+        out, err = sys.stdout, sys.stderr
+        self.own: list[Any] = [out, err, sys.__stdout__ or out, sys.__stderr__ or err]
+        self._put_back()
         threading.Thread(target=self._pump, name="tunesmith-output", daemon=True).start()
 
     def start(self, path: str) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush(sys.stdout)  # the process's own (``end`` put them back): what they hold is not the trial's
+        _flush(sys.stderr)
         with self.lock:
             self.path = path
         os.dup2(self.w, 1)
         os.dup2(self.w, 2)
 
     def end(self) -> None:
-        """Back to the process's stdout/stderr, once everything the trial printed is in its file."""
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass  # the trial closed or broke sys.stdout: what it held is lost, the descriptors are not
+        """Back to the process's stdout/stderr, once everything the trial printed is in its file. Never raises,
+        whatever the trial did to its streams: its end (and its results) must reach the driver."""
+        _flush(sys.stdout)  # the trial's (closed, broken, None: what it held is lost, the descriptors are not)
+        _flush(sys.stderr)
+        for i, (name, _) in enumerate(self._NAMES):
+            if getattr(sys, name, None) is not self.own[i]:  # replaced: what the trial printed before is its too
+                _flush(self.own[i])
         os.dup2(self.base[0], 1)
         os.dup2(self.base[1], 2)
+        self._put_back()  # after the descriptors: a stream made anew here needs descriptor 1 or 2 open
         with self.lock:
             self._drain()  # written before the switch: it is in the pipe now
             if self.fd is not None:
                 os.close(self.fd)
                 self.fd = None
             self.path = None
+
+    def _put_back(self) -> None:
+        """``sys.stdout``, ``sys.stderr``, ``sys.__stdout__``, ``sys.__stderr__``: the process's own again, whatever
+        a trial put there (a file, None, anything); one of its own that a trial closed is replaced by a new one on
+        the same descriptor. No system call unless a stream was closed: a usual trial leaves them as they were."""
+        own = self.own
+        for i, (name, fd) in enumerate(self._NAMES):
+            stream = own[i]
+            if _closed(stream):
+                new = _reopened(stream, fd)
+                own[:] = [new if s is stream else s for s in own]  # sys.stdout is sys.__stdout__: both, the new one
+                stream = new
+            if getattr(sys, name, None) is not stream:
+                setattr(sys, name, stream)
 
     def _pump(self) -> None:
         poller = select.poll()
@@ -258,12 +286,43 @@ class _Output:
                 return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
 
 
+def _flush(stream: Any) -> None:
+    """Flush ``stream``, whatever a trial made of it (closed, None, an object of its own whose flush raises)."""
+    try:
+        stream.flush()
+    except BaseException:  # noqa: BLE001, S110 - what it held is lost, the descriptors are not
+        pass
+
+
+def _closed(stream: Any) -> bool:
+    """Whether one of the process's own streams can no longer be written (a trial closed it), or is none."""
+    try:
+        return stream is None or bool(stream.closed)
+    except BaseException:  # noqa: BLE001 - no way to tell: a new one
+        return True
+
+
+def _reopened(old: Any, fd: int) -> Any:
+    """A new text stream on ``fd`` (never closing it) in place of ``old``, one of the process's own that a trial
+    closed: its encoding, errors and buffering where it has them. ``old`` itself where none can be made (no file
+    descriptor left): a trial's print() then raises in the trial, which fails it, not the worker."""
+    encoding, errors, line_buffering, write_through, buffering = "utf-8", "backslashreplace", True, False, -1
+    try:
+        encoding, errors = old.encoding, old.errors
+        line_buffering, write_through = old.line_buffering, old.write_through
+        buffering = 0 if isinstance(old.buffer, io.RawIOBase) else -1  # python -u: unbuffered as it was
+    except BaseException:  # noqa: BLE001, S110 - not a TextIOWrapper: the defaults
+        pass
+    try:
+        return io.TextIOWrapper(open(fd, "wb", buffering=buffering, closefd=False), encoding=encoding,  # noqa: SIM115
+                                errors=errors, line_buffering=line_buffering, write_through=write_through)
+    except BaseException:  # noqa: BLE001 - e.g. EMFILE, an encoding name gone
+        return old
+
+
 def _to_output(text: str) -> None:
     """``text`` on file descriptor 2: during a trial, the pipe into its output.log."""
-    try:
-        sys.stderr.flush()  # what the trial wrote before comes first
-    except (OSError, ValueError):
-        pass  # the trial closed or broke sys.stderr
+    _flush(sys.stderr)  # what the trial wrote before comes first (a stream it closed or broke: nothing)
     data = memoryview(text.encode("utf-8", "backslashreplace"))
     try:
         while data:
@@ -273,15 +332,24 @@ def _to_output(text: str) -> None:
 
 
 def _torch_threads(torch: Any) -> None:
-    """torch reads OMP_NUM_THREADS once, at import: in a worker that imported it for an earlier trial, the
-    count follows this trial's (its CPUs, or the user's value). Other libraries' pools (OpenBLAS, MKL loaded
-    by numpy) keep the size they had when first loaded in this worker."""
-    try:
-        count = int(os.environ.get("OMP_NUM_THREADS", ""))
-        if count >= 1 and torch.get_num_threads() != count:
-            torch.set_num_threads(count)
-    except (ValueError, AttributeError, RuntimeError):
-        pass  # not a number, or a torch without the call: left as it is
+    """torch sizes its pool once, at import: in a worker that imported it for an earlier trial, the count follows
+    this trial's (its CPUs, or the user's value), read as torch reads it at import: ``MKL_NUM_THREADS`` over
+    ``OMP_NUM_THREADS``, so that a worker's first trial and its later ones agree. Other libraries' pools
+    (OpenBLAS, MKL loaded by numpy) keep the size they had when first loaded in this worker."""
+    environ = os.environ
+    for var in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        try:
+            count = int(environ.get(var, ""))
+        except ValueError:
+            continue  # unset or not a number: torch's import skips it too
+        if count < 1:
+            continue
+        try:
+            if torch.get_num_threads() != count:
+                torch.set_num_threads(count)
+        except (AttributeError, RuntimeError):
+            pass  # a torch without the call: left as it is
+        return
 
 
 def _enter(folder: str) -> None:
@@ -361,8 +429,11 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
     try:
         if ranks is not None:  # their output goes where rank 0's goes now: the trial's output.log
             ranks.start()
-            saved_env = {k: os.environ.get(k) for k in ranks.rank0_env()}
-            os.environ.update(ranks.rank0_env())
+            env0 = ranks.rank0_env()  # its rendezvous, and its thread variables sized from its share
+            saved_env = {k: os.environ.get(k) for k in env0}
+            os.environ.update(env0)
+            if "torch" in sys.modules:
+                _torch_threads(sys.modules["torch"])
         if spec.get("chdir", False):
             # its own working folder: relative paths written by concurrent trials cannot collide
             _enter(spec["trial_dir"])

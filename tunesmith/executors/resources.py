@@ -143,10 +143,25 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NU
                "VECLIB_MAXIMUM_THREADS")
 
 
-def thread_env(resources: Mapping[str, float], given: Container[str]) -> dict[str, str]:
-    """The thread variables a trial with ``resources`` gets: its CPUs rounded up (at least 1), for each
-    variable not in ``given`` (what the user set: the driver's environment, the trial's own). Without them a
-    1-CPU trial running numpy or torch starts a thread per core, and trials side by side oversubscribe the
-    machine (Ray Tune sets OMP_NUM_THREADS the same way)."""
-    count = str(max(1, math.ceil(resources.get("cpu", 1.0) - _EPS)))
-    return {var: count for var in THREAD_VARS if var not in given}
+def thread_env(resources: Mapping[str, float], given: Container[str],
+               environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The thread variables a trial with ``resources`` gets, for each variable not in ``given`` (what the user
+    set: the driver's environment, the trial's own; their values read from ``environ``, default ``os.environ``):
+
+    * the user set none: the trial's CPUs rounded up (at least 1). Without them a 1-CPU trial running numpy or
+      torch starts a thread per core, and trials side by side oversubscribe the machine (Ray Tune sets
+      OMP_NUM_THREADS the same way);
+    * the user set some: the others follow the user's count (``OMP_NUM_THREADS``'s, else the first set in
+      ``THREAD_VARS``' order), so that every library uses it. A CPU count beside it would override it: torch
+      at import takes MKL_NUM_THREADS's count over OMP_NUM_THREADS's. None when that value is not a whole
+      number >= 1 (OpenMP's nested ``"4,2"``, a typo) or not in ``environ``: MKL, OpenBLAS, numexpr and torch
+      then fall back to OMP_NUM_THREADS by themselves where it is set."""
+    user = [var for var in THREAD_VARS if var in given]
+    if not user:
+        count = str(max(1, math.ceil(resources.get("cpu", 1.0) - _EPS)))
+        return dict.fromkeys(THREAD_VARS, count)
+    values = os.environ if environ is None else environ
+    value = values.get(user[0], "").strip()  # OMP_NUM_THREADS comes first in THREAD_VARS
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        return {}
+    return {var: str(int(value)) for var in THREAD_VARS if var not in given}
