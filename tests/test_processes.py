@@ -192,7 +192,12 @@ def freezable(tmp_path):
         yield str(mnt)
     finally:
         subprocess.run(["fsfreeze", "-u", str(mnt)], capture_output=True)  # thawed whatever happened
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        # the workers that were blocked in it may still be closing their files: busy until they are gone
+        deadline = time.monotonic() + 20
+        while subprocess.run(["umount", str(mnt)], capture_output=True).returncode and time.monotonic() < deadline:
+            time.sleep(0.1)  # waiting for a condition (the file system no longer in use), bounded
+        if os.path.ismount(mnt):
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)  # detached once the last user is gone
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
