@@ -60,3 +60,12 @@ def test_every_searcher_draws_the_multiples_of_q_inside_the_bounds(name: str, do
 def test_bounds_that_hold_no_multiple_of_q_are_refused(domain: Any) -> None:
     with pytest.raises(ConfigError, match=r'space\["x"\]: expected a multiple of q'):
         validate_space({"x": domain})
+
+
+@pytest.mark.parametrize("domain", [quniform(0, 1e300, 1e-10), quniform(-1e300, 1e300, 1e-300),
+                                    quniform(0, 2.0**60, 1)])
+def test_a_q_too_fine_for_its_bounds_is_refused_naming_it(domain: Any) -> None:
+    # (0, 1e300, 1e-10) was an OverflowError at the first suggestion; past 2**53 multiples, floats cannot tell
+    # neighbouring multiples apart (k * q rounds to a value that is not one)
+    with pytest.raises(ConfigError, match=r'space\["x"\]: q=.* is too fine for \[.*\]'):
+        validate_space({"x": domain})

@@ -410,6 +410,10 @@ def _base_problem(base: float) -> str | None:
 
 
 def _multiple_problem(low: float, high: float, q: float) -> str | None:
+    most = max(abs(low), abs(high)) / q
+    if not math.isfinite(most) or most > 2.0**53:  # floats cannot tell neighbouring multiples apart past it
+        return (f"q={q!r} is too fine for [{low!r}, {high!r}]: a bound is more than 2**53 times q, where floats no "
+                "longer hold every multiple of q; give a larger q or narrower bounds")
     k_low, k_high = _multipliers(low, high, q)
     if k_low > k_high:
         return f"expected a multiple of q={q!r} in [low, high]; [{low!r}, {high!r}] holds none"
