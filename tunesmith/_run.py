@@ -230,7 +230,7 @@ def run(
     from tunesmith._retention import Retention
     from tunesmith._stop import StopRules
     from tunesmith.callbacks import default_callbacks
-    from tunesmith.executors._base import Executor
+    from tunesmith.executors._base import Executor, check_trial_timeout
     from tunesmith.executors.resources import normalize
     from tunesmith.schedulers._base import FIFO, Scheduler, starts_trials_early
     from tunesmith.searchers._base import Searcher
@@ -257,10 +257,7 @@ def run(
         raise ConfigError(f"seed must be an integer, got {seed!r}")
     if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < -1:
         raise ConfigError(f"max_failures must be an integer >= 0, or -1 for no limit, got {max_failures!r}")
-    _positive("trial_timeout_s", trial_timeout_s)
-    if trial_timeout_s is not None and trial_timeout_s < 2:
-        raise ConfigError(f"trial_timeout_s must be at least 2 seconds (workers send a heartbeat every 0.5 s), "
-                          f"got {trial_timeout_s!r}")
+    check_trial_timeout(trial_timeout_s)
     _positive("trial_time_limit_s", trial_time_limit_s)
     if not isinstance(chdir_to_trial_dir, bool):
         raise ConfigError(f"chdir_to_trial_dir must be True or False, got {chdir_to_trial_dir!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Set as AbstractSet
 from typing import Any, NamedTuple
@@ -82,6 +83,17 @@ def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config
         "env": env, "fn_key": fn_key, "takes_config": takes_config, "sys_path": sys_path, "stop": stop,
         "chdir": chdir, "ranks": launch.ranks, "held_checkpoints": launch.held_checkpoints, **own,
     }
+
+
+def check_trial_timeout(value: Any, name: str = "trial_timeout_s") -> None:
+    """``trial_timeout_s`` (``run()``'s, a backend's: ``name`` says which): None, or a number of seconds of at least
+    2 (workers send a heartbeat every 0.5 s)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    if value < 2:
+        raise ConfigError(f"{name} must be at least 2 seconds (workers send a heartbeat every 0.5 s), got {value!r}")
 
 
 class Executor:

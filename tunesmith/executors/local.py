@@ -31,11 +31,12 @@ import cloudpickle
 from tunesmith import _ranks
 from tunesmith._errors import ConfigError
 from tunesmith.executors import _forkserver, _procs
-from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results, check_trial_timeout, trial_spec
 from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
 from tunesmith.executors.resources import (
     THREAD_VARS,
     ResourcePool,
+    amounts,
     cuda_visible,
     detect_cpus,
     detect_gpus,
@@ -140,7 +141,7 @@ class LocalBackend(Executor):
         if (isinstance(grace_period_s, bool) or not isinstance(grace_period_s, (int, float))
                 or not math.isfinite(grace_period_s) or grace_period_s < 0):
             raise ConfigError(f"LocalBackend: grace_period_s must be a number of seconds >= 0, got {grace_period_s!r}")
-        _check_trial_timeout(trial_timeout_s)
+        check_trial_timeout(trial_timeout_s, "LocalBackend: trial_timeout_s")
         if start_method not in self.START_METHODS:
             raise ConfigError(f"LocalBackend(start_method={start_method!r}): expected one of "
                               f"{', '.join(map(repr, self.START_METHODS))}")
@@ -261,7 +262,7 @@ class LocalBackend(Executor):
                 log.warning("this machine has %d GPU(s) but the trials ask for none (resources= left at its default, "
                             "one CPU each): they see none (CUDA_VISIBLE_DEVICES=\"\"), as Ray Tune's do. Ask for them "
                             "(resources={\"cpu\": 1, \"gpu\": 0.5}), or leave every GPU visible to every trial with "
-                            "backend=LocalBackend(gpu_ids=[])", len(self._pool.gpu_ids) if self._pool else 0)
+                            "backend=LocalBackend(gpu_ids=[])", len(self._ensure_pool().gpu_ids))
         env.update(launch.env)
         env["TUNESMITH_ORIG_WORKING_DIR"] = self._cwd
         return env
@@ -653,16 +654,7 @@ def _checked_total(total: Any) -> dict[str, float] | None:
     numbers), a whole number of GPUs."""
     if total is None:
         return None
-    if not isinstance(total, dict):
-        raise ConfigError(f"LocalBackend: total_resources must be a dict like {{'cpu': 4, 'gpu': 2}}, got "
-                          f"{type(total).__name__}")
-    out = {}
-    for key, value in total.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"LocalBackend: total_resources: resource names must be strings, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"LocalBackend: total_resources[{key!r}] must be a non-negative number, got {value!r}")
-        out[key] = float(value)
+    out = amounts(total, "LocalBackend: total_resources", "{'cpu': 4, 'gpu': 2}")
     if "gpu" in out and out["gpu"] != int(out["gpu"]):
         raise ConfigError(f"LocalBackend: total_resources['gpu'] must be a whole number of GPUs, got {total['gpu']!r} "
                           f"(a trial may ask for a fraction of one)")
@@ -689,18 +681,6 @@ def _checked_gpu_ids(gpu_ids: Any) -> list[str] | None:
             raise ConfigError(f"LocalBackend: gpu_ids: device {text!r} is named twice (it would be handed out twice)")
         out.append(text)
     return out
-
-
-def _check_trial_timeout(value: Any) -> None:
-    """``LocalBackend(trial_timeout_s=...)``, checked as ``run(trial_timeout_s=...)`` checks it, in the same words
-    (``_run._positive`` and the floor after it; not imported from there: ``_run`` imports this module)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"LocalBackend: trial_timeout_s must be a positive number of seconds, got {value!r}")
-    if value < 2:
-        raise ConfigError(f"LocalBackend: trial_timeout_s must be at least 2 seconds (workers send a heartbeat every "
-                          f"0.5 s), got {value!r}")
 
 
 def _machine_gpus() -> list[str]:

@@ -47,6 +47,21 @@ def detect_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
+def amounts(resources: Any, where: str, example: str) -> dict[str, float]:
+    """``resources`` (a trial's request, a backend's total) checked: a dict of resource names (strings) to
+    non-negative numbers, as floats; ``where`` names it in the errors, ``example`` shows the expected form."""
+    if not isinstance(resources, dict):
+        raise ConfigError(f"{where} must be a dict like {example}, got {type(resources).__name__}")
+    out = {}
+    for key, value in resources.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: resource names must be strings, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{where}[{key!r}] must be a non-negative number, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
 def normalize(resources: Any, where: str = "resources") -> dict[str, float]:
     """Check a per-trial resource request; default ``{"cpu": 1, "gpu": 0}``.
 
@@ -55,15 +70,7 @@ def normalize(resources: Any, where: str = "resources") -> dict[str, float]:
     """
     if resources is None:
         return {"cpu": 1.0, "gpu": 0.0}
-    if not isinstance(resources, dict):
-        raise ConfigError(f"{where} must be a dict like {{'cpu': 1, 'gpu': 0.5}}, got {type(resources).__name__}")
-    out = {"cpu": 1.0, "gpu": 0.0}
-    for key, value in resources.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"{where}: resource names must be strings, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{where}[{key!r}] must be a non-negative number, got {value!r}")
-        out[key] = float(value)
+    out = {"cpu": 1.0, "gpu": 0.0, **amounts(resources, where, "{'cpu': 1, 'gpu': 0.5}")}
     if not any(value > 0 for value in out.values()):
         raise ConfigError(f"{where}['cpu'] must be more than 0 (a fraction such as 0.5 is fine), or the trial must "
                           f"ask for a GPU or another resource: a trial that asks for nothing is never held back, "
