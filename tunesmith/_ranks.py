@@ -205,7 +205,7 @@ def main() -> None:
     wrote it) from stdin, run it, exit 0; on a failure print the traceback (it lands in the trial's
     ``output.log``), write its end to ``ERROR_FD`` for the worker, and exit 1. Dies with its parent, the worker
     that runs rank 0."""
-    from tunesmith.executors._procs import die_with_parent
+    from tunesmith.executors._procs import die_with_parent, flush_quietly
 
     die_with_parent()
     err_fd = int(sys.argv[1]) if len(sys.argv) > 1 else -1
@@ -218,25 +218,18 @@ def main() -> None:
     except BaseException:  # noqa: BLE001 - reported to the worker, which fails the trial with it
         code = 1
         tb = traceback.format_exc()
-        _flush(sys.stderr)  # what the rank printed comes first
+        flush_quietly(sys.stderr)  # what the rank printed comes first
         _write(2, tb)  # the descriptor, not sys.stderr: the function may have closed or replaced that
         if err_fd >= 0:
             _write(err_fd, tb[-TRACEBACK_MAX:])
     finally:
         # whatever the function made of them (closed, replaced, None): a rank that returned exits 0
-        _flush(sys.stdout)
-        _flush(sys.stderr)
+        flush_quietly(sys.stdout)
+        flush_quietly(sys.stderr)
     # The rank's work is over and said: skip the interpreter's teardown, where a collective library's threads
     # still running (gloo's, when the function did not call destroy_process_group()) abort the process
     # ("terminate called without an active exception", SIGABRT) and would fail a trial that finished.
     os._exit(code)
-
-
-def _flush(stream: Any) -> None:
-    try:
-        stream.flush()
-    except BaseException:  # noqa: BLE001, S110 - closed, None, broken: what it held is lost
-        pass
 
 
 def _write(fd: int, text: str) -> None:

@@ -10,6 +10,7 @@ import select
 import signal
 import sys
 import time
+from typing import Any
 
 
 def standard_fds(fd: int) -> int:
@@ -35,6 +36,15 @@ def standard_fds(fd: int) -> int:
     if sys.stderr is None:
         sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
     return fd
+
+
+def flush_quietly(stream: Any) -> None:
+    """Flush ``stream``, whatever a trial made of it (closed, None, an object of its own whose flush raises):
+    what it held is lost, the descriptors are not."""
+    try:
+        stream.flush()
+    except BaseException:  # noqa: BLE001, S110
+        pass
 
 
 def _prctl(option: int, value: int) -> bool:

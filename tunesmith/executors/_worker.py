@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 from tunesmith.executors._procs import (
     become_subreaper,
     die_with_parent,
+    flush_quietly,
     kill_children,
     make_folder,
     standard_fds,
@@ -212,8 +213,8 @@ class _Output:
         threading.Thread(target=self._pump, name="tunesmith-output", daemon=True).start()
 
     def start(self, path: str) -> None:
-        _flush(sys.stdout)  # the process's own (``end`` put them back): what they hold is not the trial's
-        _flush(sys.stderr)
+        flush_quietly(sys.stdout)  # the process's own (``end`` put them back): what they hold is not the trial's
+        flush_quietly(sys.stderr)
         with self.lock:
             self.path = path
         os.dup2(self.w, 1)
@@ -222,11 +223,11 @@ class _Output:
     def end(self) -> None:
         """Back to the process's stdout/stderr, once everything the trial printed is in its file. Never raises,
         whatever the trial did to its streams: its end (and its results) must reach the driver."""
-        _flush(sys.stdout)  # the trial's (closed, broken, None: what it held is lost, the descriptors are not)
-        _flush(sys.stderr)
+        flush_quietly(sys.stdout)  # the trial's (closed, broken, None: what it held is lost, the descriptors are not)
+        flush_quietly(sys.stderr)
         for i, (name, _) in enumerate(self._NAMES):
             if getattr(sys, name, None) is not self.own[i]:  # replaced: what the trial printed before is its too
-                _flush(self.own[i])
+                flush_quietly(self.own[i])
         os.dup2(self.base[0], 1)
         os.dup2(self.base[1], 2)
         self._put_back()  # after the descriptors: a stream made anew here needs descriptor 1 or 2 open
@@ -286,14 +287,6 @@ class _Output:
                 return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
 
 
-def _flush(stream: Any) -> None:
-    """Flush ``stream``, whatever a trial made of it (closed, None, an object of its own whose flush raises)."""
-    try:
-        stream.flush()
-    except BaseException:  # noqa: BLE001, S110 - what it held is lost, the descriptors are not
-        pass
-
-
 def _closed(stream: Any) -> bool:
     """Whether one of the process's own streams can no longer be written (a trial closed it), or is none."""
     try:
@@ -322,7 +315,7 @@ def _reopened(old: Any, fd: int) -> Any:
 
 def _to_output(text: str) -> None:
     """``text`` on file descriptor 2: during a trial, the pipe into its output.log."""
-    _flush(sys.stderr)  # what the trial wrote before comes first (a stream it closed or broke: nothing)
+    flush_quietly(sys.stderr)  # what the trial wrote before comes first (a stream it closed or broke: nothing)
     data = memoryview(text.encode("utf-8", "backslashreplace"))
     try:
         while data:
