@@ -187,12 +187,10 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
         sys.exit(1)
 
 
-def _has_grid(space: Any) -> bool:
-    from tunesmith.space import Grid
+def _has_grid(space: dict[str, Any]) -> bool:
+    from tunesmith.space import Grid, domains
 
-    if isinstance(space, Grid):
-        return True
-    return isinstance(space, dict) and any(_has_grid(v) for v in space.values())
+    return any(isinstance(domain, Grid) for _path, domain in domains(space))
 
 
 def load_target(target: str) -> Any:

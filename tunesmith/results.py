@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
-from tunesmith._layout import STORE_FILE, default_storage  # noqa: F401 - default_storage: tunesmith.dashboard's
+from tunesmith._layout import STORE_FILE
 from tunesmith._objective import Objective
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.store.sqlite import CONSTRAINT_PREFIX, Store, StoreError, feasible_result, result_dict

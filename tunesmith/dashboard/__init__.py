@@ -35,8 +35,8 @@ def make_app(storage_path: str | None = None, name: str | None = None, *, host: 
         allowed_hosts: more names the ``Host`` header may carry (a reverse proxy's).
         frame_ancestors: loopback origins that may frame the page (``NOTEBOOK_FRAME_ANCESTORS``); default none.
     """
+    from tunesmith._layout import default_storage
     from tunesmith.dashboard._app import DashboardApp
-    from tunesmith.results import default_storage
 
     root = os.path.abspath(storage_path if storage_path is not None else default_storage())
     return DashboardApp(root, name, host=host, token=token, allow_control=allow_control,
