@@ -791,16 +791,17 @@ class Store:
         driver's own, not counted."""
         db = self._db
         starts = [t for (t,) in db.execute("SELECT time FROM events WHERE kind IN ('start', 'resume') ORDER BY seq")]
-        total = 0.0
-        for begin, after in zip(starts, starts[1:]):
-            ends = [begin]
-            for sql in ("SELECT MAX(time) FROM events WHERE time >= ? AND time < ?",
-                        "SELECT MAX(timestamp) FROM results WHERE timestamp >= ? AND timestamp < ?"):
-                last = db.execute(sql, (begin, after)).fetchone()[0]
-                if last is not None:
-                    ends.append(last)
-            total += max(ends) - begin
-        return total
+        if len(starts) < 2:
+            return 0.0
+        # one pass over each table: a row's run is the last start at or before it (bucket i: [starts[i], starts[i+1]))
+        run = "CASE " + " ".join(f"WHEN {{col}} < ? THEN {i}" for i in range(len(starts) - 1)) + " END"
+        ends = list(starts[:-1])
+        for table, col in (("events", "time"), ("results", "timestamp")):
+            sql = (f"SELECT {run.format(col=col)} AS r, MAX({col}) FROM {table} WHERE {col} >= ? AND {col} < ? "
+                   "GROUP BY r")
+            for i, last in db.execute(sql, (*starts[1:], starts[0], starts[-1])):
+                ends[i] = max(ends[i], last)
+        return sum(end - begin for begin, end in zip(starts, ends))
 
     @_reading
     def count_results(self) -> int:
