@@ -246,10 +246,8 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         the candidate and holds the trial's traceback."""
         first = errors[0]  # (the first in trial order, where trials running beside it failed too)
         params = _as_given(self.space, first.config)
-        replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, incremental, None, None, self.space)
         try:
-            for _ in replay.cross_validate(replay.configured(params), X, y, splits, fit_params):
-                pass
+            self._cross_validate_here(params, incremental, X, y, splits, fit_params)
         except Exception as e:
             if sys.version_info >= (3, 11):  # (notes are new in 3.11)
                 e.add_note(f"TuneSearchCV(error_score='raise'): raised by the candidate {params} ({first.name}), "
@@ -267,15 +265,20 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         errors = [t.error for t in trials if t.error]
         again = [t for t in trials if _raises(self.error_score) or not t.error]
         if again:
-            replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, incremental, None, None, self.space)
-            estimator = replay.configured(_as_given(self.space, again[0].config))
-            for _ in replay.cross_validate(estimator, X, y, splits, fit_params):
-                pass
+            self._cross_validate_here(_as_given(self.space, again[0].config), incremental, X, y, splits, fit_params)
         if errors:
             raise ValueError(f"TuneSearchCV: none of the {len(trials)} candidates got a score; the first "
                              f"error:\n{errors[0]}")
         raise ValueError(f"TuneSearchCV: none of the {len(trials)} candidates got a score (their scores were NaN; "
                          f"cross-validating {again[0].config} again raised nothing)")
+
+    def _cross_validate_here(self, params: dict[str, Any], incremental: bool, X: Any, y: Any, splits: list[Any],
+                             fit_params: dict[str, Any]) -> None:
+        """Cross-validate the candidate ``params`` again in this process, with ``error_score="raise"``: the error of its
+        first failing fold (the estimator's own exception) propagates."""
+        replay = _Trial(self.estimator, self.scorer_, "raise", self.max_iters, incremental, None, None, self.space)
+        for _ in replay.cross_validate(replay.configured(params), X, y, splits, fit_params):
+            pass
 
     @property
     def n_features_in_(self) -> int:
