@@ -84,28 +84,6 @@ def test_trials_read_one_shared_copy(results_dir):
 
 
 # -- download_once -------------------------------------------------------------------------------------------
-def test_download_once_fetches_once_for_many_trials(results_dir, tmp_path):
-    target = str(tmp_path / "data" / "set.txt")
-    log = str(tmp_path / "fetches.log")
-
-    def fetch(tmp):
-        with open(log, "a") as f:
-            f.write(f"{os.getpid()}\n")
-        with open(tmp, "w") as f:
-            f.write("payload")
-
-    def train(config):
-        path = download_once(target, fetch)
-        with open(path) as f:
-            ts.report({"content": f.read()})
-
-    result = ts.run(train, num_samples=4, backend=LocalBackend(total_resources={"cpu": 4}), verbose=0)
-    assert [t.last_result["content"] for t in result.trials] == ["payload"] * 4
-    with open(log) as f:
-        assert len(f.read().split()) == 1
-    assert sorted(os.listdir(tmp_path / "data")) == ["set.txt", "set.txt.lock"]
-
-
 def test_a_failed_fetch_leaves_nothing_and_the_next_call_fetches_again(tmp_path):
     target = tmp_path / "ds"
 

@@ -14,9 +14,11 @@ from tunesmith.executors.local import LocalBackend
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_a_relative_path_is_resolved_against_the_drivers_folder_and_fetched_once(results_dir, tmp_path,
-                                                                                  monkeypatch):
+@pytest.mark.parametrize("relative", [True, False])
+def test_a_path_is_fetched_once_for_many_trials_a_relative_one_beside_the_driver(results_dir, tmp_path, monkeypatch,
+                                                                                 relative):
     monkeypatch.chdir(tmp_path)
+    given = "data/set.txt" if relative else str(tmp_path / "data" / "set.txt")
     log = str(tmp_path / "fetches.log")
 
     def fetch(tmp):
@@ -26,7 +28,7 @@ def test_a_relative_path_is_resolved_against_the_drivers_folder_and_fetched_once
             f.write("payload")
 
     def train(config):
-        path = download_once("data/set.txt", fetch)  # as a user means it: beside the script, not in the trial's folder
+        path = download_once(given, fetch)  # relative: as a user means it, beside the script, not in the trial's folder
         with open(path) as f:
             ts.report({"path": path, "content": f.read()})
 
@@ -38,7 +40,7 @@ def test_a_relative_path_is_resolved_against_the_drivers_folder_and_fetched_once
     assert not any(os.path.exists(os.path.join(t.path, "data")) for t in result.trials)
     assert sorted(os.listdir(tmp_path / "data")) == ["set.txt", "set.txt.lock"]  # (filelock's file stays)
     # in the driver (no trial around) a relative path is the working directory's, as before
-    assert download_once("data/set.txt", fetch) == str(tmp_path / "data" / "set.txt")
+    assert download_once(given, fetch) == str(tmp_path / "data" / "set.txt")
 
 
 def test_a_wait_past_timeout_s_raises_and_fetches_nothing(tmp_path):

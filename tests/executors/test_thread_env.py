@@ -93,30 +93,22 @@ def _rank_records(trial, world):
     return out
 
 
-def test_each_rank_sizes_its_pools_from_its_share(results_dir, monkeypatch):
+@pytest.mark.parametrize("user_omp, cpus, share", [
+    (None, 2, 1.0),  # 2 ranks of 1 thread on 2 CPUs, not 2 of 2
+    ("1", 4, 2.0),  # the user's count: neither the trial's 4 CPUs nor a rank's share of 2
+], ids=["sized-from-share", "users-count"])
+def test_each_ranks_pools_follow_its_share_or_the_users_count(results_dir, monkeypatch, user_omp, cpus, share):
     pytest.importorskip("torch")
-    _clear(monkeypatch)
-    result = ts.run(_rank_threads, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, verbose=0,
-                    backend=LocalBackend(total_resources={"cpu": 2}))
-    trial = result.trials[0]
-    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
-    for record in _rank_records(trial, 2):
-        assert record["share"] == 1.0
-        assert {var: record[var] for var in THREAD_VARS} == {var: "1" for var in THREAD_VARS}, record
-        assert record["torch"] == 1, record  # 2 ranks of 1 thread on 2 CPUs, not 2 of 2
-
-
-def test_a_count_the_user_set_is_every_ranks(results_dir, monkeypatch):
-    pytest.importorskip("torch")
-    if detect_cpus() < 2:
+    if user_omp is not None and detect_cpus() < 2:
         pytest.skip("needs 2 CPUs: torch caps its count at the machine's cores")
     _clear(monkeypatch)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # neither the trial's 4 CPUs nor a rank's share of 2
-    result = ts.run(_rank_threads, metric="loss", mode="min", ranks=2, resources={"cpu": 4}, verbose=0,
-                    backend=LocalBackend(total_resources={"cpu": 4}))
+    if user_omp is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", user_omp)
+    result = ts.run(_rank_threads, metric="loss", mode="min", ranks=2, resources={"cpu": cpus}, verbose=0,
+                    backend=LocalBackend(total_resources={"cpu": cpus}))
     trial = result.trials[0]
     assert trial.status == ts.TrialStatus.TERMINATED, trial.error
     for record in _rank_records(trial, 2):
-        assert record["share"] == 2.0
+        assert record["share"] == share
         assert {var: record[var] for var in THREAD_VARS} == {var: "1" for var in THREAD_VARS}, record
         assert record["torch"] == 1, record
