@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tunesmith._errors import ConfigError
-from tunesmith._space_file import EXPONENT_FLOAT, load_space, parse_space, parse_space_text
+from tunesmith._space_file import _Loader, load_space, parse_space, parse_space_text
 from tunesmith.cli import cli
 from tunesmith.space import (
     Domain,
@@ -30,10 +30,10 @@ from tunesmith.space import (
 
 
 class _Dumper(yaml.SafeDumper):
-    """Quotes text such as "1e5" that the space loader (like YAML 1.2) reads as a number."""
+    """Quotes exactly the text that the space loader (YAML 1.2) reads as something else, such as "1e5" or
+    "010", and leaves "on" or "1:30" plain, as the loader keeps them text."""
 
-
-_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+.0123456789"))
+    yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
 
 # Names with digits are never mistaken for (or close to) a domain name.
 keys = st.from_regex(r"[a-z]{1,3}[0-9]{1,2}", fullmatch=True)
@@ -163,7 +163,7 @@ def test_errors_name_the_key_path(path: list[str]) -> None:
     ("l: [{a: {uniform: [0, 1]}}]", 'space["l"][0]["a"]: domains inside a list are not sampled'),
     ("l: [[{b: [{grid: [1]}]}]]", 'space["l"][0][0]["b"][0]: domains inside a list are not sampled'),
     ("f: {sample_from: x}", "sample_from needs Python code"),
-    ("d: 2024-01-01", "quote it to keep it as text"),
+    ("d: !!timestamp 2024-01-01", "quote it to keep it as text"),
     ("1: 2", "parameter names must be text"),
     ("a: 1\na: 2", "key 'a' is given twice"),
     ("a: [", "not valid YAML"),
@@ -286,3 +286,51 @@ def test_exponents_without_a_leading_digit_are_numbers(text: str, value: Any) ->
 def test_nan_still_reads_as_a_number() -> None:
     for text in (".nan", ".NaN"):
         assert math.isnan(parse_space_text(f"x: {text}", "s.yaml")["x"])
+
+
+YAML_12 = """\
+time: 1:30
+neg_time: -1:30
+time_float: 1:30.5
+decimal: 010
+negative: -010
+octal: 0o10
+hex: 0x10
+thousands: 1_000
+half: -.5
+whole: 1.
+date: 2024-01-01
+equals: =
+words: [on, off, yes, no, y, n, On, OFF, Yes, NO]
+flags: [true, True, TRUE, false, False, FALSE, tRUE]
+nothing: [null, Null, NULL, ~]
+empty:
+durations: [1:30, 2:00:00]
+act: {choice: [on, off]}
+width: {randint: [010, 020]}
+on: 1
+"""
+
+
+def test_space_files_are_read_as_yaml_1_2(tmp_path: Any) -> None:
+    """YAML 1.1 read on/off/yes/no as booleans, 1:30 as 90 (base 60) and 010 as 8 (octal); 1.2 does not."""
+    path = tmp_path / "space.yaml"
+    path.write_text(YAML_12)
+    space = load_space(str(path))
+    assert space == {
+        "time": "1:30", "neg_time": "-1:30", "time_float": "1:30.5", "decimal": 10, "negative": -10, "octal": 8,
+        "hex": 16, "thousands": 1000, "half": -0.5, "whole": 1.0, "date": "2024-01-01", "equals": "=",
+        "words": ["on", "off", "yes", "no", "y", "n", "On", "OFF", "Yes", "NO"],
+        "flags": [True, True, True, False, False, False, "tRUE"],
+        "nothing": [None, None, None, None], "empty": None,
+        "durations": ["1:30", "2:00:00"],
+        "act": choice(["on", "off"]),
+        "width": randint(10, 20),
+        "on": 1,
+    }
+    assert [type(space[k]) for k in ("decimal", "octal", "hex", "half")] == [int, int, int, float]
+
+
+def test_the_yaml_1_2_reading_leaves_pyyaml_itself_alone() -> None:
+    assert yaml.safe_load("a: on\nb: 010\nc: 1:30\nd: 1e3") == {"a": True, "b": 8, "c": 90, "d": "1e3"}
+    assert _Loader.yaml_implicit_resolvers is not yaml.SafeLoader.yaml_implicit_resolvers

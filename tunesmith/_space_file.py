@@ -12,8 +12,9 @@ name, holding its arguments as a list (positional) or a mapping (by name)::
       betas: [0.9, 0.999]
     odd: {const: {choice: 1}}               # a constant that would otherwise read as a domain
 
-``sample_from`` needs Python code, so it has no file form. Numbers such as ``1e-4`` are read as numbers
-(YAML 1.1 would read them as text). Every error names the file and the key path
+``sample_from`` needs Python code, so it has no file form. Plain values are read as in YAML 1.2 (``_Loader``):
+``1e-4`` is a number, ``010`` is 10, ``on``/``yes``/``1:30``/``2024-01-01`` are text (YAML 1.1, PyYAML's own
+reading, would give 1e-4 as text, 8, booleans, 90 and a date). Every error names the file and the key path
 (``space["optim"]["lr"]``) and says what was expected.
 """
 
@@ -56,12 +57,43 @@ MAX_DEPTH = 100
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML that also reads ``1e-4``, ``1E5`` and ``.5e3`` as floats (YAML 1.2 does; PyYAML's 1.1 rules need
-    a dot, so ``lr: 1e-4`` would otherwise become the string "1e-4")."""
+    """Safe YAML whose plain scalars are read by the YAML 1.2 core schema, as every current YAML tool reads them,
+    not by PyYAML's YAML 1.1 rules:
+
+    * booleans are only ``true``/``false`` (``True``, ``FALSE``, ...): ``on``, ``off``, ``yes``, ``no`` stay text;
+    * integers are decimal (``010`` is 10), ``0o10`` octal, ``0x10`` hex: ``1:30`` (base 60 in 1.1) is text;
+    * floats include ``1e-4``, ``1E5`` and ``.5e3`` (1.1 needs a dot), ``-.5``, ``.inf`` and ``.nan``;
+    * there are no timestamps (``2024-01-01`` is text) and no ``=`` value keys.
+
+    Kept from PyYAML, as Python writes numbers: ``_`` between digits (``1_000``), ``0b`` binary, a sign before
+    ``0x``/``0o``. ``null``/``~``/empty and ``<<`` merge keys are as before. The table is this class's own:
+    ``yaml.SafeLoader`` keeps reading YAML 1.1.
+    """
 
 
-EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+.0123456789"))
+# The class's own table (``add_implicit_resolver`` would append to a copy of SafeLoader's 1.1 one): SafeLoader's null
+# and ``<<`` merge resolvers, then YAML 1.2's, in this order (the first that matches wins; _FLOAT matches "10" too).
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_INT = re.compile(r"^[-+]?(?:[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+.0123456789"))
+
+
+def _yaml_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An ``_INT``: decimal unless ``0o``/``0x``/``0b`` says otherwise (PyYAML reads a leading 0 as octal)."""
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    base = {"0o": 8, "0x": 16, "0b": 2}.get(digits[:2], 10)
+    return sign * int(digits if base == 10 else digits[2:], base)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _yaml_int)
 
 
 def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:

@@ -10,13 +10,24 @@ from __future__ import annotations
 import math
 import numbers
 import random
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from tunesmith._errors import ConfigError
 from tunesmith._record import FrozenRecord
 from tunesmith.space._plain import plain
-from tunesmith.space._unit import _lerp, _log_lerp, _multipliers, _normal, _pick, _quantize, _unit
+from tunesmith.space._unit import (
+    _int_offset,
+    _lerp,
+    _log_int,
+    _log_lerp,
+    _multipliers,
+    _normal,
+    _pick,
+    _quantize,
+    _unit,
+)
 
 KeyPath = tuple[str, ...]
 
@@ -134,7 +145,8 @@ class QLogUniform(Domain):
 
 
 class Normal(Domain):
-    """Normally distributed floats (unbounded)."""
+    """Normally distributed floats, up to about 8.21 ``sd`` from the mean (the inverse CDF of a ``u`` in [2**-53,
+    1 - 2**-53]); refused where those reach past the largest float."""
 
     kind: ClassVar[str] = "normal"
     mean: float
@@ -148,7 +160,7 @@ class Normal(Domain):
         return _normal(self.mean, self.sd, u)
 
     def _problem(self) -> str | None:
-        return _number_problem(self, ("mean", "sd")) or _sd_problem(self.sd)
+        return _number_problem(self, ("mean", "sd")) or _sd_problem(self.sd) or _reach_problem(self)
 
 
 class QNormal(Domain):
@@ -167,11 +179,13 @@ class QNormal(Domain):
         return _quantize(_normal(self.mean, self.sd, u), self.q)
 
     def _problem(self) -> str | None:
-        return _number_problem(self, ("mean", "sd", "q")) or _sd_problem(self.sd) or _q_problem(self.q)
+        return (_number_problem(self, ("mean", "sd", "q")) or _sd_problem(self.sd) or _q_problem(self.q)
+                or _reach_problem(self))
 
 
 class RandInt(Domain):
-    """Integers uniformly distributed in [low, high) (``high`` excluded, as in Ray Tune)."""
+    """Integers uniformly distributed in [low, high) (``high`` excluded, as in Ray Tune), at most 2**53 of them (a
+    draw's ``u`` tells no more apart); each is drawn exactly, however large."""
 
     kind: ClassVar[str] = "randint"
     low: int
@@ -182,15 +196,16 @@ class RandInt(Domain):
         self._set(low=low, high=high)
 
     def from_unit(self, u: float) -> int:
-        low, high = int(self.low), int(self.high)
-        return min(low + math.floor(_unit(u) * (high - low)), high - 1)
+        return int(self.low) + _int_offset(int(self.high) - int(self.low), u)
 
     def _problem(self) -> str | None:
-        return _number_problem(self, ("low", "high"), integer=True) or _order_problem(self)
+        return _number_problem(self, ("low", "high"), integer=True) or _order_problem(self) or _share_problem(self)
 
 
 class LogRandInt(Domain):
-    """Integers in [low, high) (``high`` excluded) whose logarithm is about uniformly distributed."""
+    """Integers in [low, high) (``high`` excluded) whose logarithm is about uniformly distributed; refused where
+    the largest one's share of [0, 1] is below 2**-53, the finest a draw's ``u`` resolves. Drawn exactly, however
+    large (the base does not change the distribution)."""
 
     kind: ClassVar[str] = "lograndint"
     low: int
@@ -202,13 +217,12 @@ class LogRandInt(Domain):
         self._set(low=low, high=high, base=base)
 
     def from_unit(self, u: float) -> int:
-        low, high = int(self.low), int(self.high)
-        value = math.floor(_log_lerp(low, high, self.base, _unit(u)))
-        return min(max(value, low), high - 1)
+        return _log_int(int(self.low), int(self.high), self.base, u)
 
     def _problem(self) -> str | None:
         return (_number_problem(self, ("low", "high"), integer=True) or _number_problem(self, ("base",))
-                or _positive_problem(self) or _order_problem(self) or _base_problem(self.base))
+                or _positive_problem(self) or _order_problem(self) or _base_problem(self.base)
+                or _share_problem(self))
 
 
 class Choice(Domain):
@@ -409,15 +423,61 @@ def _base_problem(base: float) -> str | None:
     return None
 
 
+def _fine_q_problem(most: float, q: float, span: str, which: str, remedy: str) -> str | None:
+    """``most`` (the largest value's size) is past 2**53 times ``q``, where floats cannot tell neighbouring multiples
+    of ``q`` apart."""
+    if math.isfinite(most / q) and most / q <= 2.0**53:
+        return None
+    return (f"q={q!r} is too fine for {span}: {which} is more than 2**53 times q, where floats no longer hold every "
+            f"multiple of q; give a larger q or {remedy}")
+
+
 def _multiple_problem(low: float, high: float, q: float) -> str | None:
-    most = max(abs(low), abs(high)) / q
-    if not math.isfinite(most) or most > 2.0**53:  # floats cannot tell neighbouring multiples apart past it
-        return (f"q={q!r} is too fine for [{low!r}, {high!r}]: a bound is more than 2**53 times q, where floats no "
-                "longer hold every multiple of q; give a larger q or narrower bounds")
+    fine = _fine_q_problem(max(abs(low), abs(high)), q, f"[{low!r}, {high!r}]", "a bound", "narrower bounds")
+    if fine:
+        return fine
     k_low, k_high = _multipliers(low, high, q)
     if k_low > k_high:
         return f"expected a multiple of q={q!r} in [low, high]; [{low!r}, {high!r}] holds none"
     return None
+
+
+def _share_problem(domain: RandInt | LogRandInt) -> str | None:
+    """A draw is a float ``u`` in [0, 1], which tells at most 2**53 values apart: an integer whose share of [0, 1] is
+    smaller could never be drawn."""
+    low, high = int(domain.low), int(domain.high)
+    got = f"got low={domain.low!r}, high={domain.high!r}"
+    if isinstance(domain, RandInt):
+        if high - low <= 2**53:
+            return None
+        return (f"randint expected high - low <= 2**53, the most integers that a draw (a float u in [0, 1]) tells "
+                f"apart; {got}, which hold more, so some could never be drawn")
+    share = math.log1p(1 / (high - 1)) / math.log1p((high - low) / low)  # the largest integer's, the smallest
+    if share >= 2.0**-53:
+        return None
+    return (f"lograndint expected (high - 1) * ln(high / low) below about 2**53 (9.007e15): its largest integer's "
+            f"share of [0, 1] must be at least 2**-53, the finest that a draw (a float u in [0, 1]) resolves; {got}, "
+            "which give it less, so it and others could never be drawn; raise low or lower high")
+
+
+def _reach_problem(domain: Normal | QNormal) -> str | None:
+    """A normal's draws reach ``_normal(..., 0)`` and ``_normal(..., 1)``, about 8.21 sd from the mean: refused
+    where that (or, for ``qnormal``, the multiple of q it rounds to) is past the largest float."""
+    z = _normal(0.0, 1.0, 1.0)
+    most = max(abs(_normal(domain.mean, domain.sd, u)) for u in (0.0, 1.0))
+    rounded = ""
+    if isinstance(domain, QNormal) and math.isfinite(most):
+        fine = _fine_q_problem(most, domain.q, f"qnormal's values, mean ± {z:.2f} * sd", "one",
+                               "a smaller mean or sd")
+        if fine:
+            return fine
+        most = max(abs(domain.from_unit(u)) for u in (0.0, 1.0))
+        rounded = " (rounded to a multiple of q)"
+    if math.isfinite(most):
+        return None
+    return (f"{domain.kind} expected abs(mean) + {z:.2f} * sd{rounded} to be at most {sys.float_info.max:.4g}, the "
+            f"largest float: it draws up to {z:.2f} sd from the mean, and config values must be finite; got "
+            f"mean={domain.mean!r}, sd={domain.sd!r}")
 
 
 def _sequence_problem(kind: str, name: str, items: Any) -> str | None:
