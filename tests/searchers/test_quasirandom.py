@@ -10,9 +10,11 @@ import pytest
 
 pytest.importorskip("scipy")
 
+from searcher_helpers import drain  # noqa: E402
+
 from tunesmith._errors import ConfigError  # noqa: E402
 from tunesmith._optional import MissingDependency  # noqa: E402
-from tunesmith.searchers._base import FINISHED, Searcher  # noqa: E402
+from tunesmith.searchers._base import Searcher  # noqa: E402
 from tunesmith.searchers._unit_cube import UnitCube  # noqa: E402
 from tunesmith.searchers.sobol import QuasiRandom  # noqa: E402
 from tunesmith.space import (  # noqa: E402
@@ -54,17 +56,6 @@ def _searcher(space: dict[str, Any], num_samples: int, seed: int | None = 0, **k
     return searcher
 
 
-def _drain(searcher: QuasiRandom, limit: int = 10_000) -> list[dict[str, Any]]:
-    configs = []
-    for trial_id in range(limit):
-        config = searcher.suggest(trial_id)
-        if config is FINISHED:
-            return configs
-        assert isinstance(config, dict)
-        configs.append(config)
-    raise AssertionError("never finished")
-
-
 def test_is_a_searcher_and_stores_constructor_args() -> None:
     searcher = QuasiRandom(seed=4, method="halton")
     assert isinstance(searcher, Searcher)
@@ -74,7 +65,7 @@ def test_is_a_searcher_and_stores_constructor_args() -> None:
 
 @pytest.mark.parametrize("method", ["sobol", "halton"])
 def test_configs_stay_inside_the_space(method: str) -> None:
-    configs = _drain(_searcher(SPACE, 64, method=method))
+    configs = drain(_searcher(SPACE, 64, method=method))
     assert len(configs) == 64
     for c in configs:
         assert 1e-4 <= c["lr"] <= 1e-1
@@ -89,19 +80,19 @@ def test_configs_stay_inside_the_space(method: str) -> None:
 
 def test_points_are_evenly_spread() -> None:
     """64 scrambled Sobol points in 2-D: every one of 64 strips of each axis holds exactly one."""
-    configs = _drain(_searcher({"a": uniform(0, 1), "b": uniform(0, 1)}, 64))
+    configs = drain(_searcher({"a": uniform(0, 1), "b": uniform(0, 1)}, 64))
     for key in ("a", "b"):
         assert sorted(math.floor(c[key] * 64) for c in configs) == list(range(64))
 
 
 def test_a_negative_seed_is_another_seed() -> None:
     # (same seed / other seed / unseeded: tests/conformance/test_searcher_conformance.py)
-    assert _drain(_searcher(SPACE, 8, seed=-3)) != _drain(_searcher(SPACE, 8, seed=3))
+    assert drain(_searcher(SPACE, 8, seed=-3)) != drain(_searcher(SPACE, 8, seed=3))
 
 
 def test_grid_is_crossed_and_each_grid_point_gets_a_balanced_prefix() -> None:
     space = {"g": grid(["a", "b", "c"]), "x": uniform(0, 1)}
-    configs = _drain(_searcher(space, 8))
+    configs = drain(_searcher(space, 8))
     assert len(configs) == 24
     assert [c["g"] for c in configs[:6]] == ["a", "b", "c", "a", "b", "c"]
     for g in "abc":
@@ -116,7 +107,7 @@ def test_conditional_space_takes_every_branch_into_the_cube() -> None:
     # Top-level leaves first (space order), then the branches' domains.
     assert dims == [(("x",), "Uniform"), (("optim",), "Choice"), (("optim", "momentum"), "Uniform"),
                     (("optim", "beta"), "RandInt")]
-    configs = _drain(searcher)
+    configs = drain(searcher)
     assert len(configs) == 64
     kinds = set()
     for c in configs:
@@ -134,7 +125,7 @@ def test_conditional_space_takes_every_branch_into_the_cube() -> None:
 
 
 def test_no_sampled_domain_at_all() -> None:
-    configs = _drain(_searcher({"g": grid([1, 2]), "c": 3}, 2))
+    configs = drain(_searcher({"g": grid([1, 2]), "c": 3}, 2))
     assert configs == [{"g": 1, "c": 3}, {"g": 2, "c": 3}, {"g": 1, "c": 3}, {"g": 2, "c": 3}]
 
 
@@ -146,8 +137,8 @@ def test_unlimited() -> None:
 def test_points_to_evaluate_come_first() -> None:
     points = [{"x": 0.5, "optim": {"type": "sgd", "momentum": 0.9}}, {"optim": "none"}]
     searcher = _searcher(CONDITIONAL, 3, points_to_evaluate=points)
-    plain = _drain(_searcher(CONDITIONAL, 3))
-    configs = _drain(searcher)
+    plain = drain(_searcher(CONDITIONAL, 3))
+    configs = drain(searcher)
     assert configs[0]["x"] == 0.5 and configs[0]["optim"] == {"type": "sgd", "momentum": 0.9}
     assert configs[0]["seed"] == 0  # the grid point of its slot
     assert configs[1]["optim"] == "none" and configs[1]["x"] == plain[1]["x"]  # the rest from the cube
@@ -157,7 +148,7 @@ def test_points_to_evaluate_come_first() -> None:
 def test_unit_cube_encode_inverts_decode() -> None:
     cube = UnitCube(SPACE | {"o": choice([{"m": uniform(0, 1)}, [1, 2], 3])}, cross_grids=False)
     searcher = _searcher(SPACE | {"o": choice([{"m": uniform(0, 1)}, [1, 2], 3])}, 30)
-    for config in _drain(searcher):
+    for config in drain(searcher):
         fixed, active = cube.fixed(cube.encode(config))
         again = cube.config(fixed)
         assert again.keys() == config.keys()
@@ -182,7 +173,7 @@ def test_missing_scipy_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
 def test_grid_values_holding_domains_and_nested_grid_keys_are_crossed_in_order() -> None:
     """Grid points are taken by index (a grid value may hold domains, sampled from the cube as a choice option's)."""
     space = {"g": grid([{"m": uniform(0, 1)}, "plain"]), "n": {"h": grid([1, 2])}, "x": uniform(0, 1)}
-    configs = _drain(_searcher(space, 2))
+    configs = drain(_searcher(space, 2))
     assert [(c["g"] if c["g"] == "plain" else "m", c["n"]["h"]) for c in configs] == \
         [("m", 1), ("m", 2), ("plain", 1), ("plain", 2)] * 2
     assert [c["x"] for c in configs] == [configs[0]["x"]] * 4 + [configs[4]["x"]] * 4  # one cube point per row

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from searcher_helpers import drain
 
 from tunesmith._errors import ConfigError
 from tunesmith.searchers._base import FINISHED, Searcher
@@ -27,17 +28,6 @@ def _searcher(space: dict[str, Any], num_samples: int, seed: int | None = 0) -> 
     return searcher
 
 
-def _drain(searcher: Random, limit: int = 10_000) -> list[dict[str, Any]]:
-    configs: list[dict[str, Any]] = []
-    for trial_id in range(limit):
-        config = searcher.suggest(trial_id)
-        if config is FINISHED:
-            return configs
-        assert isinstance(config, dict)
-        configs.append(config)
-    raise AssertionError("searcher never finished")
-
-
 def test_is_a_searcher_and_stores_constructor_args() -> None:
     searcher = Random(seed=3)
     assert isinstance(searcher, Searcher)
@@ -46,7 +36,7 @@ def test_is_a_searcher_and_stores_constructor_args() -> None:
 
 
 def test_grid_times_num_samples_repeat_major() -> None:
-    configs = _drain(_searcher(SPACE, num_samples=2))
+    configs = drain(_searcher(SPACE, num_samples=2))
     assert [c["seed"] for c in configs] == [0, 1, 2, 0, 1, 2]
     assert len({c["lr"] for c in configs}) == 6  # random keys sampled afresh for every trial
     assert all(1e-4 <= c["lr"] <= 1e-1 and c["width"] in (32, 64) for c in configs)
@@ -61,13 +51,13 @@ def test_finished_stays_finished() -> None:
 
 def test_two_grids_are_crossed() -> None:
     space = {"a": grid([1, 2]), "nested": {"b": grid(["x", "y", "z"])}, "c": uniform(0, 1)}
-    configs = _drain(_searcher(space, num_samples=1))
+    configs = drain(_searcher(space, num_samples=1))
     assert [(c["a"], c["nested"]["b"]) for c in configs] == [
         (1, "x"), (1, "y"), (1, "z"), (2, "x"), (2, "y"), (2, "z")]
 
 
 def test_no_grid_gives_num_samples_configs() -> None:
-    configs = _drain(_searcher({"x": randint(0, 1000), "y": normal()}, num_samples=5))
+    configs = drain(_searcher({"x": randint(0, 1000), "y": normal()}, num_samples=5))
     assert len(configs) == 5
     assert all(type(c["x"]) is int and type(c["y"]) is float for c in configs)
 
@@ -81,9 +71,9 @@ def test_unlimited_never_finishes() -> None:
 
 def test_setup_restarts_the_sequence() -> None:
     searcher = _searcher(SPACE, 2)
-    first = _drain(searcher)
+    first = drain(searcher)
     searcher.setup(SPACE, "loss", "min", 2)
-    assert _drain(searcher) == first
+    assert drain(searcher) == first
 
 
 def test_observe_does_not_change_suggestions() -> None:
@@ -99,7 +89,7 @@ def test_sample_from_and_conditional_spaces() -> None:
         "batch": grid([32, 64]),
         "steps": sample_from(lambda c: 1000 // c["batch"]),
     }
-    configs = _drain(_searcher(space, num_samples=20))
+    configs = drain(_searcher(space, num_samples=20))
     assert len(configs) == 40
     assert all(c["steps"] == 1000 // c["batch"] for c in configs)
     assert {c["model"]["type"] for c in configs} == {"mlp", "linear"}
@@ -132,7 +122,7 @@ def test_total_trials() -> None:
 def test_total_trials_matches_suggestions(sizes: list[int], num_samples: int) -> None:
     space: dict[str, Any] = {f"g{i}": grid(list(range(n))) for i, n in enumerate(sizes)}
     space["x"] = uniform(0, 1)
-    configs = _drain(_searcher(space, num_samples))
+    configs = drain(_searcher(space, num_samples))
     assert len(configs) == total_trials(space, num_samples)
     # Every grid point appears exactly num_samples times.
     keys = [tuple(c[f"g{i}"] for i in range(len(sizes))) for c in configs]
@@ -174,6 +164,6 @@ def test_numpy_grid_and_choice_values_are_suggested_as_python_numbers() -> None:
 
     searcher = _searcher({"g": grid(list(np.arange(3))), "c": choice([np.float32(0.5)]),
                           "s": sample_from(lambda c: np.int64(c["g"]) * 2)}, 1)
-    configs = _drain(searcher)
+    configs = drain(searcher)
     assert configs == [{"g": 0, "c": 0.5, "s": 0}, {"g": 1, "c": 0.5, "s": 2}, {"g": 2, "c": 0.5, "s": 4}]
     assert {type(v) for c in configs for v in c.values()} == {int, float}

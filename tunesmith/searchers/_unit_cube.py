@@ -39,7 +39,7 @@ from tunesmith.space import (
 )
 from tunesmith.space._plain import _PLAIN_TYPES
 
-__all__ = ["Dim", "Slot", "UnitCube", "fits", "resolve_fixed", "to_unit"]
+__all__ = ["Dim", "Slot", "UnitCube", "fits", "options", "resolve_fixed", "to_unit"]
 
 # (config key path, the branch taken to reach it: ((choice path, option index), ...))
 Slot = tuple[KeyPath, tuple[tuple[KeyPath, int], ...]]
@@ -73,6 +73,21 @@ class _NoRandom:
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class _Walk:
+    """What ``UnitCube.fixed`` reads and fills as it walks the space."""
+
+    u: Sequence[float] | np.ndarray
+    grid: dict[KeyPath, int]
+    point: dict[KeyPath, Any]
+    fixed: dict[KeyPath, Any]
+    active: np.ndarray
+
+    def given(self, path: KeyPath) -> Any:
+        """The point's value at ``path``, or ``_MISSING``."""
+        return self.point.get(path, _MISSING)
+
+
 class UnitCube:
     """The unit-cube view of a space: one coordinate per sampled domain, every branch included.
 
@@ -102,7 +117,7 @@ class UnitCube:
         if isinstance(value, SampleFrom):
             return
         if isinstance(value, (Choice, Grid)):
-            items = value.options if isinstance(value, Choice) else value.values
+            items = options(value)
             if not (isinstance(value, Grid) and self.cross_grids):  # crossed grid keys: grid_points()
                 out.append(Dim((path, branch), value, depth))
             for i, item in enumerate(items):
@@ -118,48 +133,57 @@ class UnitCube:
         return GridPoints(self.space, indices=True)
 
     # -- cube -> config -------------------------------------------------------------------------------
-    def fixed(self, u: Sequence[float] | np.ndarray, grid: dict[KeyPath, int] | None = None
-              ) -> tuple[dict[KeyPath, Any], np.ndarray]:
+    def fixed(self, u: Sequence[float] | np.ndarray, grid: dict[KeyPath, int] | None = None,
+              point: dict[KeyPath, Any] | None = None) -> tuple[dict[KeyPath, Any], np.ndarray]:
         """The values a cube point gives, as ``resolve``'s ``fixed=``, and which coordinates it used.
 
         Args:
             u: one number in [0, 1] per coordinate.
             grid: option indices of the crossed grid keys (from ``grid_points()``).
+            point: a point to evaluate (``points.check_points``): the values it gives are used as given, and
+                nothing below them comes from the cube, but for an option it picked (its object from the space),
+                which is taken as if the cube had chosen it: its keys the point leaves out come from the cube.
 
         Returns:
             ``(fixed, active)``: ``active[i]`` is whether coordinate ``i`` lies on the branches taken.
         """
         active = np.zeros(len(self.dims), dtype=bool)
         fixed: dict[KeyPath, Any] = {}
+        walk = _Walk(u, grid or {}, point or {}, fixed, active)
         for key, value in self.space.items():
-            fixed[(key,)] = self._value(value, (key,), (), u, grid or {}, fixed, active)
+            fixed[(key,)] = self._value(value, (key,), (), walk.given((key,)), walk)
         return fixed, active
 
     def config(self, fixed: dict[KeyPath, Any]) -> dict[str, Any]:
         """The config for ``fixed`` (``sample_from`` keys computed last, as ``resolve`` does)."""
         return resolve_fixed(self.space, fixed)
 
-    def _value(self, value: Any, path: KeyPath, branch: tuple[tuple[KeyPath, int], ...],
-               u: Sequence[float] | np.ndarray, grid: dict[KeyPath, int], fixed: dict[KeyPath, Any],
-               active: np.ndarray) -> Any:
+    def _value(self, value: Any, path: KeyPath, branch: tuple[tuple[KeyPath, int], ...], given: Any,
+               walk: _Walk) -> Any:
+        items = options(value) if isinstance(value, (Choice, Grid)) else []
+        picked = next((i for i, item in enumerate(items) if item is given), None)  # an option a point picked
+        if given is not _MISSING and picked is None:
+            return given  # a point's value: nothing below it comes from the cube
         if isinstance(value, SampleFrom):
             return value  # resolve defers it
         if isinstance(value, (Choice, Grid)):
-            items = value.options if isinstance(value, Choice) else value.values
-            if isinstance(value, Grid) and self.cross_grids:
-                idx = grid[path]
+            if picked is not None:
+                idx = picked
+            elif isinstance(value, Grid) and self.cross_grids:
+                idx = walk.grid[path]
             else:
                 i = self.index[(path, branch)]
-                active[i] = True
-                idx = min(math.floor(_unit(u[i]) * len(items)), len(items) - 1)
-            return self._value(items[idx], path, (*branch, (path, idx)), u, grid, fixed, active)
+                walk.active[i] = True
+                idx = min(math.floor(_unit(walk.u[i]) * len(items)), len(items) - 1)
+            return self._value(items[idx], path, (*branch, (path, idx)), _MISSING, walk)
         if isinstance(value, Domain):
             i = self.index[(path, branch)]
-            active[i] = True
-            return value.from_unit(_unit(u[i]))
+            walk.active[i] = True
+            return value.from_unit(_unit(walk.u[i]))
         if isinstance(value, dict):
             for key, item in value.items():
-                fixed[(*path, key)] = self._value(item, (*path, key), branch, u, grid, fixed, active)
+                sub = (*path, key)
+                walk.fixed[sub] = self._value(item, sub, branch, walk.given(sub), walk)
         return value
 
     # -- config -> cube -------------------------------------------------------------------------------
@@ -180,7 +204,7 @@ class UnitCube:
         if got is _MISSING or isinstance(value, SampleFrom):
             return
         if isinstance(value, (Choice, Grid)):
-            items = value.options if isinstance(value, Choice) else value.values
+            items = options(value)
             idx = next((i for i, item in enumerate(items) if fits(item, got)), None)
             if idx is None:
                 return
@@ -196,6 +220,11 @@ class UnitCube:
                 self._encode(item, (*path, key), branch, got.get(key, _MISSING), out)
 
 
+def options(domain: Choice | Grid) -> list[Any]:
+    """A choice's options, a grid's values."""
+    return domain.options if isinstance(domain, Choice) else domain.values
+
+
 def resolve_fixed(space: dict[str, Any], fixed: dict[KeyPath, Any]) -> dict[str, Any]:
     """``resolve`` for a ``fixed`` that gives every sampled domain on the branches taken (no draws)."""
     return resolve(space, cast(random.Random, _NoRandom()), fixed=fixed)
@@ -209,7 +238,7 @@ def to_unit(domain: Domain, value: Any) -> float | None:
     """The inverse of ``domain.from_unit``: a ``u`` that maps to ``value`` (the middle of its interval
     for integers and options), or ``None`` when ``value`` is not a value of the domain's kind."""
     if isinstance(domain, (Choice, Grid)):
-        items = domain.options if isinstance(domain, Choice) else domain.values
+        items = options(domain)
         idx = next((i for i, item in enumerate(items) if fits(item, value)), None)
         return None if idx is None else (idx + 0.5) / len(items)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
@@ -247,7 +276,7 @@ def fits(spec: Any, value: Any) -> bool:
     if isinstance(spec, SampleFrom):
         return True
     if isinstance(spec, (Choice, Grid)):
-        items = spec.options if isinstance(spec, Choice) else spec.values
+        items = options(spec)
         return any(fits(item, value) for item in items)
     if isinstance(spec, Domain):
         return _in_domain(spec, value)

@@ -27,7 +27,7 @@ from tunesmith._objective import Objective
 from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers._seeding import check_seed, seed_sequence
 from tunesmith.searchers._unit_cube import Dim, UnitCube, fits
-from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
+from tunesmith.searchers.points import check_points, check_points_fit
 from tunesmith.searchers.repeat import fold_repeats
 from tunesmith.space import KeyPath, validate_space
 
@@ -136,7 +136,7 @@ class BOHB(Searcher):
         k = self._count
         rng = np.random.default_rng(seed_sequence(self._seed, k))
         if k < len(self._given):
-            fixed = merge_fixed(cube.fixed(rng.random(len(cube.dims)))[0], self._given[k])
+            fixed = cube.fixed(rng.random(len(cube.dims)), point=self._given[k])[0]
         else:
             fixed = cube.fixed(self._propose(rng))[0]
         config = cube.config(fixed)

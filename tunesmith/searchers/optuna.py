@@ -26,8 +26,8 @@ from tunesmith._optional import require
 from tunesmith._secrets import mask_text_at
 from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers._seeding import check_seed, seed_sequence
-from tunesmith.searchers._unit_cube import fits, resolve_fixed
-from tunesmith.searchers.points import check_points, check_points_fit
+from tunesmith.searchers._unit_cube import fits, options, resolve_fixed
+from tunesmith.searchers.points import check_points, check_points_fit, fits_partial
 from tunesmith.searchers.repeat import fold_repeats
 from tunesmith.space import (
     Choice,
@@ -359,7 +359,7 @@ class OptunaSearch(Searcher):
             joined = _SEP.join(name)
             param = self._params[joined]
             if param.by_index:
-                match = _fits_partial if partial else fits
+                match = fits_partial if partial else fits
                 idx = next((i for i, item in enumerate(param.items) if match(item, got)), None)
                 if idx is None:
                     raise ConfigError(mask_text_at(name, f"{where}: {got!r} is none of the options "
@@ -549,7 +549,7 @@ class _Param:
     @staticmethod
     def of(domain: Domain) -> _Param:
         if isinstance(domain, (Choice, Grid)):
-            items = tuple(domain.options if isinstance(domain, Choice) else domain.values)
+            items = tuple(options(domain))
             return _Param("categorical", items=items, by_index=not _plain(items))
         if isinstance(domain, Uniform):
             return _Param("float", domain.low, domain.high)
@@ -619,14 +619,6 @@ def _plain(items: tuple[Any, ...]) -> bool:
 def _same_scalar(a: Any, b: Any) -> bool:
     a, b = plain(a), plain(b)  # np.True_ is True (and not 1), as a stored config holds it
     return isinstance(a, bool) == isinstance(b, bool) and bool(a == b)
-
-
-def _fits_partial(spec: Any, value: Any) -> bool:
-    """``fits``, but a dict may give only some of an option's keys (a partial point)."""
-    if isinstance(spec, dict) and not isinstance(spec, Domain):
-        return (isinstance(value, dict) and set(value) <= set(spec)
-                and all(_fits_partial(spec[k], value[k]) for k in value))
-    return fits(spec, value)
 
 
 def _key(where: str, key: str) -> str:

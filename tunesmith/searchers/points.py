@@ -2,24 +2,34 @@
 
 Every built-in searcher takes ``points_to_evaluate=[{...}, ...]``. A point is a (possibly partial)
 config: the keys it gives are used as given, the rest are sampled from the space as usual. A point
-follows the space's nesting (``{"optim": {"lr": 0.1}}``); a value given for a ``choice`` key fixes the
-whole choice (give the chosen option, e.g. a whole dict for a conditional choice). Values are not
-checked against their domains, so a point may lie outside the space on purpose (a known baseline).
+follows the space's nesting (``{"optim": {"lr": 0.1}}``). A dict given for a ``choice`` (or ``grid``) of
+dicts picks the first option it fits (``fits_partial``: it gives some of that option's keys, with the
+option's constants and values of its domains), else the first whose keys and constants it agrees with; the
+option's keys it leaves out are sampled as for any partial point, so ``{"optim": {"type": "sgd"}}`` gets the
+sgd option's momentum. Any other value for a choice key (a dict that fits no option, a scalar) is the whole
+value. Values are not checked against their domains, so a point may lie outside the space on purpose (a
+known baseline).
 
-Points count towards the experiment's trials: with ``num_samples=8`` and 3 points, 5 more configs
-are sampled.
+Points count towards the experiment's trials: with ``num_samples=8`` and 3 points, 5 more configs are
+sampled. ``Random`` and ``QuasiRandom``, which cross ``grid`` keys, run every grid point ``num_samples``
+times with or without points: a point is one of those tries, of the grid point whose values it gives
+(``GridSlots``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith._secrets import mask
-from tunesmith.space import Domain, KeyPath
+from tunesmith.searchers._base import UNLIMITED
+from tunesmith.searchers._unit_cube import fits, options
+from tunesmith.space import FLAT_SEP, Choice, Domain, Grid, KeyPath, domains
 
-__all__ = ["check_points", "check_points_fit", "merge_fixed", "point_paths"]
+__all__ = ["GridSlots", "check_points", "check_points_fit", "fits_partial", "point_paths"]
 
 
 def check_points(points: Any, space: dict[str, Any]) -> list[dict[KeyPath, Any]]:
@@ -64,6 +74,11 @@ def check_points_fit(points: list[Any], total: int | None) -> None:
 def point_paths(point: dict[str, Any], space: dict[str, Any], where: str = "point") -> dict[KeyPath, Any]:
     """A nested (partial) config as ``{key path: value}``, following the space's nested dicts.
 
+    A dict given for a choice (or grid) of dicts that picks an option (see the module docstring) is that option
+    itself (the space's own object, with its domains) at the choice's path, and the dict's values at the paths
+    below it: ``space.resolve`` then draws the option's other keys, and ``UnitCube.fixed`` takes them from the
+    cube as for that option.
+
     Args:
         point: a (partial) config.
         space: the space it belongs to.
@@ -84,21 +99,129 @@ def _collect(point: dict[Any, Any], space: dict[str, Any], path: KeyPath, where:
         if key not in space:
             raise ConfigError(f"{name}: not a key of the space; expected one of {sorted(map(str, space))}")
         sub = space[key]
-        if isinstance(sub, dict) and not isinstance(sub, Domain) and isinstance(value, dict):
+        option = _picked_option(sub, value) if isinstance(sub, (Choice, Grid)) else None
+        if option is not None:
+            fixed[(*path, key)] = option
+            _collect(value, option, (*path, key), name, fixed)
+        elif isinstance(sub, dict) and not isinstance(sub, Domain) and isinstance(value, dict):
             _collect(value, sub, (*path, key), name, fixed)
         else:
             fixed[(*path, key)] = value
 
 
-def merge_fixed(base: dict[KeyPath, Any], given: dict[KeyPath, Any]) -> dict[KeyPath, Any]:
-    """``base`` updated with ``given``, dropping ``base``'s entries below a path that ``given`` sets
-    (a point's whole value for a choice key must not be overwritten by sampled values inside it).
+def _picked_option(domain: Choice | Grid, value: Any) -> dict[str, Any] | None:
+    """The option (a dict) of a choice or grid that a dict given for it picks; ``None`` if it picks none."""
+    if not isinstance(value, dict):
+        return None
+    dicts = [item for item in options(domain) if isinstance(item, dict) and not isinstance(item, Domain)]
+    for loose in (False, True):  # one whose domains hold the values first; else one they lie outside of
+        for option in dicts:
+            if fits_partial(option, value, loose):
+                return option
+    return None
+
+
+def fits_partial(spec: Any, value: Any, loose: bool = False) -> bool:
+    """``fits`` (whether ``value`` could have been drawn from ``spec``), but a dict may give only some of a
+    dict's keys (a partial point), in nested options too.
 
     Args:
-        base: fixed values, e.g. decoded from a Sobol point.
-        given: a point's fixed values (from ``check_points``).
+        spec: a domain, a nested dict of the space, a constant.
+        value: a (partial) value.
+        loose: a value given for a numeric domain need not lie in it (constants and option choices still
+            must agree).
     """
-    out = {path: value for path, value in base.items()
-           if not any(len(path) > len(g) and path[:len(g)] == g for g in given)}
-    out.update(given)
+    if isinstance(spec, dict) and not isinstance(spec, Domain):
+        return (isinstance(value, dict) and set(value) <= set(spec)
+                and all(fits_partial(spec[k], value[k], loose) for k in value))
+    if isinstance(spec, (Choice, Grid)):
+        return any(fits_partial(item, value, loose) for item in options(spec))
+    return (loose and isinstance(spec, Domain)) or fits(spec, value)
+
+
+class GridSlots:
+    """Which try of the grid each trial takes, for the searchers that cross ``grid`` keys (``Random``,
+    ``QuasiRandom``), with ``points_to_evaluate`` first.
+
+    The grid's ``size`` points are each tried ``num_samples`` times: slot ``s`` is repeat ``s // size`` of grid
+    point ``s % size``, and without points trial ``k`` takes slot ``k`` (repeat-major). Each point takes the
+    first free slot (lowest repeat, then lowest grid point) of a grid point whose values agree with those the
+    point gives for grid keys (any grid point when it gives none); the trials after the points take the slots
+    left, in order. So a point is one of its grid point's ``num_samples`` tries, and every grid point is still
+    tried ``num_samples`` times. A point that gives a grid key a value not in the grid takes no slot: it is one
+    trial more (``total`` counts it), and it gets the values it leaves out as slot ``k`` (its own number).
+
+    Args:
+        space: a validated space.
+        points: the checked points (``check_points``).
+        num_samples: tries of each grid point (checked), or -1 for unlimited.
+
+    Raises:
+        ConfigError: more points than trials, or more points for some grid point(s) than ``num_samples``.
+    """
+
+    def __init__(self, space: dict[str, Any], points: list[dict[KeyPath, Any]], num_samples: int) -> None:
+        grids = [(path, d.values) for path, d in domains(space) if isinstance(d, Grid)]
+        self.size = math.prod(len(values) for _, values in grids)
+        """How many grid points (1 without grid keys)."""
+        repeats = None if num_samples == UNLIMITED else num_samples
+        wanted = [_grid_indices(point, grids) for point in points]
+        self.total = None if repeats is None else self.size * repeats + sum(w is None for w in wanted)
+        """How many trials in all (``None``: unlimited)."""
+        check_points_fit(points, self.total)
+        self._points: list[int] = []  # the slot of each point
+        taken: set[int] = set()
+        for i, indices in enumerate(wanted):
+            if indices is None:
+                self._points.append(i)
+                continue
+            slot = self._first_free(indices, [len(values) for _, values in grids], taken, repeats)
+            if slot is None:
+                given = {FLAT_SEP.join(grids[j][0]): grids[j][1][idx] for j, idx in indices.items()}
+                raise ConfigError(f"points_to_evaluate[{i}]: every grid point with "
+                                  f"{json.dumps(mask(given), default=repr)} is already tried num_samples={repeats} "
+                                  f"times by the points before it; raise num_samples or pass fewer points for it")
+            taken.add(slot)
+            self._points.append(slot)
+        self._taken = sorted(taken)
+
+    def slot(self, k: int) -> int:
+        """The slot of trial ``k`` (``k`` >= 0, below ``total``)."""
+        if k < len(self._points):
+            return self._points[k]
+        slot = k - len(self._points)  # the slot-th of the slots no point took
+        for taken in self._taken:
+            if taken > slot:
+                break
+            slot += 1
+        return slot
+
+    def _first_free(self, indices: dict[int, int], sizes: list[int], taken: set[int], repeats: int | None
+                    ) -> int | None:
+        # Grid points agreeing with ``indices`` in increasing order, lazily (a grid may have 10^9 points): at most
+        # one step per slot taken before a free one is found.
+        digits = [(indices[j],) if j in indices else range(n) for j, n in enumerate(sizes)]
+        repeat = 0
+        while repeats is None or repeat < repeats:
+            for combination in itertools.product(*digits):
+                point = 0
+                for digit, n in zip(combination, sizes, strict=True):
+                    point = point * n + digit
+                if repeat * self.size + point not in taken:
+                    return repeat * self.size + point
+            repeat += 1
+        return None
+
+
+def _grid_indices(point: dict[KeyPath, Any], grids: list[tuple[KeyPath, list[Any]]]) -> dict[int, int] | None:
+    """For each grid key (by its position in ``grids``) the point gives, the index of its value; ``None`` when
+    one is no value of its grid."""
+    out = {}
+    for j, (path, values) in enumerate(grids):
+        if path in point:
+            given = point[path]
+            idx = next((i for i, item in enumerate(values) if item is given or fits(item, given)), None)
+            if idx is None:
+                return None
+            out[j] = idx
     return out

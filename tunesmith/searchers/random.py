@@ -8,7 +8,7 @@ from typing import Any
 
 from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers._seeding import check_seed
-from tunesmith.searchers.points import check_points, check_points_fit
+from tunesmith.searchers.points import GridSlots, check_points
 from tunesmith.space import Grid, GridPoints, KeyPath, domains, resolve, validate_space
 
 __all__ = ["Random", "total_trials"]
@@ -25,9 +25,12 @@ class Random(Searcher):
             ``random.SystemRandom``; the seed used is ``self._seed`` either way (the spec records it), so
             it can be reported and the same configs drawn again.
         points_to_evaluate: (partial) configs to suggest first (see ``tunesmith.searchers.points``).
-            Trial ``k < len(points_to_evaluate)`` takes point ``k``; it still gets grid point
-            ``k % len(grid points)`` for the grid keys the point does not give, and its other missing
-            keys are sampled. Points count towards the total of ``grid points x num_samples``.
+            Trial ``k < len(points_to_evaluate)`` takes point ``k``. A point is one of the ``grid points x
+            num_samples`` trials: one of the tries of the grid point whose values it gives (the first with a try
+            left; for the grid keys it does not give, that grid point's values), so every grid point is still
+            tried ``num_samples`` times (``points.GridSlots``). With grid keys of 3 values, ``num_samples=2``
+            and the point ``{"g": "c"}``, the 6 trials are ``c`` (the point), then ``a, b, a, b, c``. A point
+            whose grid value is not in the grid is one trial more. Its other missing keys are sampled.
     """
 
     learns_from_results = False
@@ -39,6 +42,7 @@ class Random(Searcher):
         self._rng = random.Random()
         self._points = GridPoints({})  # computed one at a time: a grid can have 10^9 points
         self._given: list[dict[KeyPath, Any]] = []
+        self._slots = GridSlots({}, [], 1)
         self._total: int | None = None
         self._count = 0
 
@@ -56,16 +60,16 @@ class Random(Searcher):
         check_seed(self._seed)
         self._rng = random.Random(int(self._seed))
         self._points = GridPoints(space)
-        self._total = None if num_samples == UNLIMITED else self._points.size * num_samples
         self._given = check_points(self.points_to_evaluate, space)
-        check_points_fit(self._given, self._total)
+        self._slots = GridSlots(space, self._given, num_samples)
+        self._total = self._slots.total
         self._count = 0
 
     def suggest(self, trial_id: int) -> dict[str, Any] | _Finished | None:
         """The next config (``trial_id`` is not used: configs depend only on the seed and their order)."""
         if self._total is not None and self._count >= self._total:
             return FINISHED
-        point = self._points[self._count % self._points.size]
+        point = self._points[self._slots.slot(self._count) % self._points.size]
         if self._count < len(self._given):
             point = {**point, **self._given[self._count]}
         config = resolve(self.space, self._rng, fixed=point)

@@ -11,10 +11,10 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
-from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
+from tunesmith.searchers._base import FINISHED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers._seeding import check_seed, seed_sequence
 from tunesmith.searchers._unit_cube import UnitCube
-from tunesmith.searchers.points import check_points, check_points_fit, merge_fixed
+from tunesmith.searchers.points import GridSlots, check_points
 from tunesmith.space import GridPoints, KeyPath, validate_space
 
 __all__ = ["QuasiRandom"]
@@ -32,18 +32,21 @@ class QuasiRandom(Searcher):
     that of all branches together; a config uses only the dimensions of the branches it took.
 
     Grid keys are crossed as with ``Random``: trial ``k`` takes grid point ``k % G`` and cube point
-    ``k // G``, so every grid point gets its own ``num_samples`` cube points, a balanced prefix of the
-    sequence (the same points for every grid point). Grid points are computed from their number when a trial
-    needs one (``GridPoints``), so a grid of any size costs nothing up front. ``sample_from`` keys are computed as
-    usual.
+    ``k // G`` (with points to evaluate: below), so every grid point gets its own ``num_samples`` cube points,
+    a balanced prefix of the sequence (the same points for every grid point). Grid points are computed from
+    their number when a trial needs one (``GridPoints``), so a grid of any size costs nothing up front.
+    ``sample_from`` keys are computed as usual.
 
     Needs SciPy (``pip install 'tunesmith[optuna]'``, which installs it).
 
     Args:
         seed: seed of the scrambling; ``None`` draws one at construction (``self._seed``), as ``Random``.
         method: ``"sobol"`` or ``"halton"``.
-        points_to_evaluate: (partial) configs to suggest first (see ``tunesmith.searchers.points``); the
-            keys they leave out come from the cube point the trial would have had.
+        points_to_evaluate: (partial) configs to suggest first (see ``tunesmith.searchers.points``). As with
+            ``Random``, a point is one of the tries of the grid point whose values it gives, and every grid point
+            is still tried ``num_samples`` times (``points.GridSlots``); the keys a point leaves out come from
+            the cube point of that try, and the trials after the points are those of the tries left, each with
+            the cube point it has without points.
     """
 
     learns_from_results = False
@@ -58,6 +61,7 @@ class QuasiRandom(Searcher):
         self._engine: Any = None
         self._grids = GridPoints({}, indices=True)  # computed one at a time: a grid can have 10^9 points
         self._given: list[dict[KeyPath, Any]] = []
+        self._slots = GridSlots({}, [], 1)
         self._total: int | None = None
         self._count = 0
         self._row = -1  # index of the cube point in self._u
@@ -80,9 +84,9 @@ class QuasiRandom(Searcher):
         qmc = require("scipy.stats.qmc", "optuna", what="QuasiRandom")
         self._cube = UnitCube(space, cross_grids=True)
         self._grids = self._cube.grid_points()
-        self._total = None if num_samples == UNLIMITED else self._grids.size * num_samples
         self._given = check_points(self.points_to_evaluate, space)
-        check_points_fit(self._given, self._total)
+        self._slots = GridSlots(space, self._given, num_samples)
+        self._total = self._slots.total
         dim = len(self._cube.dims)
         rng = np.random.default_rng(seed_sequence(self._seed))
         engine = qmc.Sobol if self.method == "sobol" else qmc.Halton
@@ -96,17 +100,24 @@ class QuasiRandom(Searcher):
             return FINISHED
         k = self._count
         self._count += 1
-        row = k // self._grids.size
+        slot = self._slots.slot(k)
+        row = slot // self._grids.size
+        if row < self._row:  # a point's try lies before the last cube point drawn: draw the sequence again
+            self._restart()
         while self._row < row:
             self._u = self._next_point()
             self._row += 1
-        fixed, _ = self._cube.fixed(self._u, self._grids[k % self._grids.size])
-        if k < len(self._given):
-            fixed = merge_fixed(fixed, self._given[k])
+        point = self._given[k] if k < len(self._given) else None
+        fixed, _ = self._cube.fixed(self._u, self._grids[slot % self._grids.size], point)
         return self._cube.config(fixed)
 
     def observe(self, trial_id: int, result: dict[str, Any], final: bool) -> None:
         """Quasi-random search ignores results."""
+
+    def _restart(self) -> None:
+        if self._engine is not None:
+            self._engine.reset()
+        self._row, self._u = -1, np.zeros(0)
 
     def _next_point(self) -> np.ndarray:
         if self._engine is None:
