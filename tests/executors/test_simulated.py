@@ -122,6 +122,35 @@ def test_resources_are_accounted_and_refused_when_not_free(tmp_path):
     assert SimulatedBackend().total_resources() == {"cpu": 4.0, "gpu": 0.0}
 
 
+@pytest.mark.parametrize(("total", "match"), [
+    ("cpu=4", r"^SimulatedBackend: total_resources must be a dict like \{'cpu': 4, 'gpu': 2\}, got str$"),
+    ({3: 4}, r"^SimulatedBackend: total_resources: resource names must be strings, got 3$"),
+    ({"cpu": -2}, r"^SimulatedBackend: total_resources\['cpu'\] must be a non-negative number, got -2$"),
+    ({"cpu": "four"}, r"^SimulatedBackend: total_resources\['cpu'\] must be a non-negative number, got 'four'$"),
+    ({"cpu": math.nan}, r"^SimulatedBackend: total_resources\['cpu'\] must be a non-negative number, got nan$"),
+    ({"cpu": True}, r"^SimulatedBackend: total_resources\['cpu'\] must be a non-negative number, got True$"),
+    ({"cpu": 4, "gpu": 1.5}, r"^SimulatedBackend: total_resources\['gpu'\] must be a whole number of GPUs, got 1.5"),
+    ({"cpu": 0}, r"^SimulatedBackend: total_resources = \{'cpu': 0\} offers none of any resource: no trial could "
+                 r"ever start"),
+    ({"cpu": 0, "gpu": 0, "tpu": 0.0}, r"offers none of any resource"),
+])
+def test_total_resources_are_checked_when_the_backend_is_made(tmp_path, total, match):
+    """As ``LocalBackend(total_resources=...)``: before, these were taken as they were (a negative or NaN total, a
+    fraction of a GPU rounded down, a name that no request can have), or failed later in the run with a message
+    about the trial's request, or with a ValueError or AttributeError."""
+    with pytest.raises(ts.ConfigError, match=match):
+        SimulatedBackend(total_resources=total)
+
+
+def test_checked_total_resources_are_what_the_run_has(results_dir):
+    backend = SimulatedBackend(total_resources={"cpu": 2, "gpu": 1, "tpu": 0.5})
+    assert backend.total_resources() == {"cpu": 2.0, "gpu": 1.0, "tpu": 0.5}
+    assert SimulatedBackend(total_resources={"gpu": 2}).total_resources() == {"gpu": 2.0, "cpu": 0.0}
+    result = ts.run(counting(1), {"x": ts.grid([1, 2, 3])}, backend=backend, verbose=0,
+                    resources={"cpu": 0, "tpu": 0.25})
+    assert [t.status for t in result.trials] == [TrialStatus.TERMINATED] * 3
+
+
 def test_idle_poll_lets_virtual_time_pass(tmp_path):
     ex = SimulatedBackend()
     ex.setup(counting(1), str(tmp_path))

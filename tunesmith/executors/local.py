@@ -36,11 +36,11 @@ from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
 from tunesmith.executors.resources import (
     THREAD_VARS,
     ResourcePool,
-    amounts,
     cuda_visible,
     detect_cpus,
     detect_gpus,
     thread_env,
+    total_amounts,
 )
 
 log = logging.getLogger("tunesmith")
@@ -132,7 +132,7 @@ class LocalBackend(Executor):
                  grace_period_s: float = 5.0, trial_timeout_s: float | None = None,
                  start_method: str = "forkserver", queue_ahead: bool = True) -> None:
         # every argument is checked before anything is made (as run() checks the same settings)
-        total_resources = _checked_total(total_resources)
+        total_resources = total_amounts(total_resources, "LocalBackend")
         gpu_ids = _checked_gpu_ids(gpu_ids)
         if total_resources is not None and gpu_ids is not None and "gpu" in total_resources and (
                 total_resources["gpu"] != len(gpu_ids)):
@@ -647,18 +647,6 @@ class LocalBackend(Executor):
         self._queued.clear()
         self._to_make.clear()
         self._orphans.clear()
-
-
-def _checked_total(total: Any) -> dict[str, float] | None:
-    """``LocalBackend(total_resources=...)``: names and amounts as a trial's request has them (non-negative
-    numbers), a whole number of GPUs."""
-    if total is None:
-        return None
-    out = amounts(total, "LocalBackend: total_resources", "{'cpu': 4, 'gpu': 2}")
-    if "gpu" in out and out["gpu"] != int(out["gpu"]):
-        raise ConfigError(f"LocalBackend: total_resources['gpu'] must be a whole number of GPUs, got {total['gpu']!r} "
-                          f"(a trial may ask for a fraction of one)")
-    return out
 
 
 def _checked_gpu_ids(gpu_ids: Any) -> list[str] | None:

@@ -62,6 +62,18 @@ def amounts(resources: Any, where: str, example: str) -> dict[str, float]:
     return out
 
 
+def total_amounts(total: Any, who: str) -> dict[str, float] | None:
+    """A backend's ``total_resources=`` (``who``: the backend's name, for the errors) checked: names and amounts
+    as a trial's request has them (non-negative numbers), a whole number of GPUs; ``None`` stays ``None``."""
+    if total is None:
+        return None
+    out = amounts(total, f"{who}: total_resources", "{'cpu': 4, 'gpu': 2}")
+    if "gpu" in out and out["gpu"] != int(out["gpu"]):
+        raise ConfigError(f"{who}: total_resources['gpu'] must be a whole number of GPUs, got {total['gpu']!r} "
+                          f"(a trial may ask for a fraction of one)")
+    return out
+
+
 def normalize(resources: Any, where: str = "resources") -> dict[str, float]:
     """Check a per-trial resource request; default ``{"cpu": 1, "gpu": 0}``.
 

@@ -82,7 +82,7 @@ from tunesmith._layout import checkpoints_dir
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.checkpoint import write as write_checkpoint
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results
-from tunesmith.executors.resources import ResourcePool
+from tunesmith.executors.resources import ResourcePool, total_amounts
 from tunesmith.session import as_stored, encode_metrics
 
 SpeedupFn = Callable[[dict[str, float], dict[str, float]], float]
@@ -171,7 +171,8 @@ class SimulatedBackend(Executor):
 
     Args:
         total_resources: what the simulated machine offers, e.g. ``{"cpu": 8, "gpu": 2}`` (GPU ids
-            ``"0"..``). Default ``{"cpu": 4}``.
+            ``"0"..``): checked as ``LocalBackend``'s (names and non-negative numbers, a whole number of GPUs),
+            and some of at least one resource. Default ``{"cpu": 4}``.
         seed: seeds each trial's ``ctx.rng``.
         speedup: ``(resources, first_resources) -> factor`` by which an iteration runs faster; default
             :func:`linear_speedup`.
@@ -179,7 +180,7 @@ class SimulatedBackend(Executor):
 
     def __init__(self, total_resources: dict[str, float] | None = None, seed: int = 0,
                  speedup: SpeedupFn | None = None) -> None:
-        self.total_resources_arg = total_resources
+        self.total_resources_arg = _checked_total(total_resources)
         self.seed = seed
         self.speedup = speedup
         self.trial_timeout_s: float | None = None  # accepted for symmetry with local; nothing hangs here
@@ -216,7 +217,7 @@ class SimulatedBackend(Executor):
 
     def _ensure_pool(self) -> ResourcePool:
         if self._pool is None:
-            total = {k: float(v) for k, v in (self.total_resources_arg or {"cpu": 4}).items()}
+            total = dict(self.total_resources_arg or {"cpu": 4.0})
             total.setdefault("cpu", 0.0)
             gpus = int(total.get("gpu", 0.0))
             total["gpu"] = float(gpus)
@@ -441,6 +442,16 @@ class SimulatedBackend(Executor):
                 self._pool.release(trial.launch.trial_id)
         self._trials.clear()
         self._heap.clear()
+
+
+def _checked_total(total: Any) -> dict[str, float] | None:
+    """``SimulatedBackend(total_resources=...)``: checked as ``LocalBackend``'s (``resources.total_amounts``), and
+    some of at least one resource: a trial asks for some of one, so no trial would fit in a total of zeros."""
+    out = total_amounts(total, "SimulatedBackend")
+    if out and not any(value > 0 for value in out.values()):
+        raise ConfigError(f"SimulatedBackend: total_resources = {total!r} offers none of any resource: no trial could "
+                          f"ever start; expected some of at least one, e.g. {{'cpu': 4}}")
+    return out
 
 
 def _parse(item: Any) -> tuple[Any, float, Any]:
