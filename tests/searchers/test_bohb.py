@@ -9,8 +9,9 @@ import pytest
 
 from tunesmith._errors import ConfigError
 from tunesmith.searchers._base import FINISHED, Searcher
+from tunesmith.searchers._unit_cube import to_unit
 from tunesmith.searchers.bohb import BOHB
-from tunesmith.space import choice, grid, loguniform, randint, sample_from, uniform
+from tunesmith.space import choice, grid, lograndint, loguniform, randint, sample_from, uniform
 
 SPACE: dict[str, Any] = {
     "x": uniform(-1, 1),
@@ -182,3 +183,16 @@ def test_warm_start_takes_configs_of_numpy_options_and_constants() -> None:
     assert searcher.warm_start(earlier) == 10
     config = searcher.suggest(0)
     assert isinstance(config, dict) and type(config["flag"]) is bool and config["on"] is True
+
+
+@pytest.mark.parametrize(("make", "low", "high"), [
+    (randint, 0, 7), (randint, 2**53, 2**53 + 4), (randint, 10**300, 10**300 + 5),
+    (lograndint, 1, 9), (lograndint, 2**53, 2**53 + 3), (lograndint, 10**300, 10**300 + 5),
+])
+def test_an_integer_config_maps_back_to_itself_through_the_unit_cube(make: Any, low: int, high: int) -> None:
+    """BOHB learns from configs mapped into the cube (``to_unit``): each integer must come back as itself, also past
+    2**53, where floats no longer hold every integer."""
+    domain = make(low, high)
+    for k in range(low, high):
+        u = to_unit(domain, k)
+        assert u is not None and domain.from_unit(u) == k, (k, u)

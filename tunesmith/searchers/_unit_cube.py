@@ -243,6 +243,8 @@ def to_unit(domain: Domain, value: Any) -> float | None:
         return None if idx is None else (idx + 0.5) / len(items)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         return None
+    if isinstance(domain, (RandInt, LogRandInt)):
+        return _int_to_unit(domain, value)
     v = float(value)
     u: float
     if isinstance(domain, (Uniform, QUniform)):
@@ -251,20 +253,25 @@ def to_unit(domain: Domain, value: Any) -> float | None:
         if v <= 0:
             return None
         u = math.log(v / domain.low) / math.log(domain.high / domain.low)
-    elif isinstance(domain, RandInt):
-        u = (math.floor(v) - domain.low + 0.5) / (domain.high - domain.low)
-    elif isinstance(domain, LogRandInt):
-        if v <= 0:
-            return None
-        span = math.log(domain.high / domain.low)
-        lo = math.log(max(math.floor(v), domain.low) / domain.low) / span
-        hi = math.log(min(math.floor(v) + 1, domain.high) / domain.low) / span
-        u = (lo + hi) / 2
     elif isinstance(domain, (Normal, QNormal)):
         u = NormalDist(float(domain.mean), float(domain.sd)).cdf(v)
     else:
         return None
     return _unit(u)
+
+
+def _int_to_unit(domain: RandInt | LogRandInt, value: numbers.Real) -> float | None:
+    """``to_unit`` of an integer domain, in integer terms (past 2**53 floats no longer hold every integer, and
+    ``high / low`` rounds to 1.0 for ``lograndint(10**300, 10**300 + 5)``): the middle of the value's interval."""
+    low, high = int(domain.low), int(domain.high)
+    k = min(max(int(math.floor(value)), low), high - 1)
+    if isinstance(domain, RandInt):
+        return _unit((2 * (k - low) + 1) / (2 * (high - low)))
+    if value <= 0:
+        return None
+    span = math.log1p((high - low) / low)  # ln(x / low) as log1p((x - low) / low): exact for x near low
+    lo, hi = math.log1p((k - low) / low) / span, math.log1p((k + 1 - low) / low) / span
+    return _unit((lo + hi) / 2)
 
 
 def fits(spec: Any, value: Any) -> bool:
