@@ -1,7 +1,11 @@
 """Small algorithm pieces shared by the local and the Ray tests of the same feature (issue 18): a scheduler that
-pauses each trial once, and a Ray-style stopper that ends the experiment."""
+pauses each trial once, and a Ray-style stopper that ends the experiment; and the interruptions the resume tests
+make (a Ctrl-C after so many trials or results)."""
 
 from __future__ import annotations
+
+import os
+import signal
 
 import tunesmith as ts
 from tunesmith.schedulers._base import CONTINUE, Pause
@@ -50,3 +54,17 @@ class InterruptAfter(ts.Callback):
         self.done += 1
         if self.done == self.n:
             raise KeyboardInterrupt
+
+
+class CtrlCAfter(ts.Callback):
+    """SIGINT to the driver once ``n`` results are in (what a user's Ctrl-C does: the run stops at the top of
+    its loop's next pass, with every decision on the results in hand applied)."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def on_trial_results(self, trial, results):
+        self.seen += len(results)
+        if self.n and self.seen >= self.n:
+            self.n = 0
+            os.kill(os.getpid(), signal.SIGINT)

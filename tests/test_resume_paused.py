@@ -8,26 +8,10 @@ mid-run restarts from its checkpoint.
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
+from algorithm_helpers import CtrlCAfter
 
 import tunesmith as ts
-
-
-class CtrlCAfter(ts.Callback):
-    """SIGINT to the driver once ``n`` results are in (what a user's Ctrl-C does: the run stops at the top of
-    its loop's next pass, with every decision on the results in hand applied)."""
-
-    def __init__(self, n):
-        self.n, self.seen = n, 0
-
-    def on_trial_results(self, trial, results):
-        self.seen += len(results)
-        if self.n and self.seen >= self.n:
-            self.n = 0
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 class Reported(ts.Callback):
@@ -68,8 +52,8 @@ def _hb_run(name, resume=False, callbacks=()):
 # Each cut right after a result the scheduler paused its trial at (the only trial running): the worker reports
 # nothing more before the run stops. 6 results: every trial so far paused at the first rung; 10: the first rung
 # decided, a winner resumed and paused at the second while the others wait to be chosen; 14: the second decided,
-# a winner paused at the third. (A cut while a trial streams, its next result arriving as the run stops, is
-# another matter: that result is stored but never decided.)
+# a winner paused at the third. (A cut while a trial streams, its next result arriving as the run stops: that
+# result is stored undecided and the resume decides it, tests/test_resume_edges.py.)
 @pytest.mark.parametrize("after", [6, 10, 14])
 def test_hyperband_resume_lets_the_scheduler_resume_its_paused_trials(after, results_dir):
     seen = Reported()

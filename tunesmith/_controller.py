@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from tunesmith._constraints import Constraints
-from tunesmith._errors import ConfigError
+from tunesmith._errors import ConfigError, TrialError
 from tunesmith._experiment_end import close_paused, set_status
-from tunesmith._launches import make_launch, resources_for, restart_launch, verify_before_retry
+from tunesmith._launches import make_launch, resources_for, restart_launch, restart_rules, verify_before_retry
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
 from tunesmith._placements import record_placements
@@ -66,6 +66,9 @@ class Controller:
         self.mode = self.objective.mode
         self.num_samples = num_samples
         self.stop_rules = stop
+        if stop.fns:  # what every trial starts from, made before any result changes the driver's copy
+            stop.for_trials()
+        self._trial_rules: dict[int, StopRules] = {}  # restarted trials' own copies (_launches.restart_rules)
         self.time_budget_s = time_budget_s
         self.max_concurrent = max_concurrent
         self.resources = resources
@@ -79,6 +82,7 @@ class Controller:
         self.strict_metric = strict_metric
         self.max_failures = max_failures
         self.fail_fast = fail_fast  # the first trial error ends the experiment ("raise": and run raises it)
+        self._failed_fast: TrialError | None = None  # the error that fail_fast ended the experiment with
         self._end_reason: str | None = None  # why the experiment ended early (an experiment-level stop rule...)
         # which checkpoints may be deleted: retention, and what decisions and restarted trials still need
         self.ledger = Ledger(retention or Retention(None, None, None))
@@ -93,6 +97,9 @@ class Controller:
         self.best_so_far: tuple[int, float] | None = None
         # why a Stop was sent: "stop_rule", "experiment" or "dashboard" (else a scheduler)
         self._stop_reasons: dict[int, str] = {}
+        # trials a pause of the whole run (Ctrl-C, fail_fast) is stopping: the iteration of their last decided result
+        # (what they report after it is stored undecided, for a resume to decide: its ``pause`` event says where)
+        self._decided_at: dict[int, int] = {}
         self._plans: dict[int, tuple[Any, ...]] = {}  # the decision plan a running trial was last sent
         self.num_results = 0
         self._next_id = 1
@@ -103,6 +110,9 @@ class Controller:
         self._queued_first: set[int] = set()  # trials first started handed out ahead (Executor.ahead_ok)
         self._paused: set[int] = set()
         self._pending_launch: list[Launch] = []  # created (or to restart) but not yet started
+        # a resume's trials with results stored but never decided (``_replay``), each with whether an experiment-level
+        # stopper stopped the trial there: decided before anything else (``_decide_undecided``)
+        self._undecided: list[tuple[TrialView, list[tuple[Result, bool]]]] = []
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
         # trials created since the last store transaction, with the time they were created
         self._new_rows: list[tuple[TrialView, float]] = []
@@ -179,10 +189,13 @@ class Controller:
             restore()
             self.executor.shutdown()
             self._notify("on_experiment_end", self.info)
-        if self._fatal is not None:
-            self._record_error(self._fatal)
+        failure = self._fatal or self._failed_fast
+        if failure is not None:  # fail_fast=True: "failed" too (its paused trials resume), without raising
+            self._record_error(failure)
             set_status(self, "failed")
-            raise self._fatal
+            if self._fatal is not None:
+                raise self._fatal
+            return
         set_status(self, "finished")
 
     def _run_loop(self) -> None:
@@ -288,6 +301,8 @@ class Controller:
 
     # -- loop ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        if self._undecided:
+            self._decide_undecided()
         while True:
             if self._interrupt is not None:
                 raise self._interrupt
@@ -322,7 +337,8 @@ class Controller:
         if self._interrupt is not None:  # it came in the last pass: the run ends interrupted, as it would have
             raise self._interrupt
         self._flush_store()
-        close_paused(self)
+        if self._failed_fast is None:  # after fail_fast, what did not end stays for a resume, as after Ctrl-C
+            close_paused(self)
 
     def _resumable(self) -> int | None:
         """The paused trial the scheduler wants resumed next (asked once; kept until it is launched)."""
@@ -495,14 +511,7 @@ class Controller:
                            "last_result": trial.last_result and dumps(trial.last_result.metrics),
                            "checkpoint": trial.checkpoint_path, "checkpoint_iteration": trial.checkpoint_iteration}
                 for trial, _results, _w in parsed}
-            logged: list[tuple[str, int, dict[str, Any]]] = []
-            for trial, status, tb in done:
-                fields, event = self._complete(trial, status, tb)
-                changes[trial.id] = {**changes[trial.id], **fields} if trial.id in changes else fields
-                if event is not None:
-                    logged.append((event[0], trial.id, event[1]))
-            self.store.update_trials(db, changes, logged)
-            self._write_generations(db)  # with the exploit's own rows: a crash never splits them
+            self._store_ends(db, done, changes)
         self._events_in_hand = False
         self._delete(drop)
         # 2. then decide
@@ -512,8 +521,12 @@ class Controller:
         for trial, _status, _tb in done:
             self._after_complete(trial)
         if self._end_reason is not None and not self._stopping:
-            log.info("%s: stopping every trial", self._end_reason)
-            self._begin_stopping()
+            if self._failed_fast is not None:  # the others did nothing wrong: cut short, they resume
+                log.info("%s: pausing every trial (a resume continues them)", self._end_reason)
+                self._begin_stopping(_FAILED_FAST)
+            else:
+                log.info("%s: stopping every trial", self._end_reason)
+                self._begin_stopping()
         if self._paused:
             self._terminate_paused(self.scheduler.trials_to_stop(self.view))
 
@@ -543,6 +556,7 @@ class Controller:
         already = self._actions.get(tid) or (_STOP if acted else None)
         decision: Decision = _CONTINUE
         objective = self.objective
+        rules = self._trial_rules.get(tid, self.stop_rules)
         for result in results:
             metrics = result.metrics
             if objective and tid not in self._metric_seen:
@@ -574,11 +588,7 @@ class Controller:
                     self._end_reason = f"a stop rule ended the experiment at {trial.name}'s result {result.iteration}"
             if already is not None or not isinstance(decision, Continue):
                 continue  # already stopped: stored and observed, but nothing more to decide
-            if trial_stop or self.stop_rules.should_stop(tid, result.iteration, metrics):
-                decision = _STOP
-                self._stop_reasons[tid] = "stop_rule"
-                continue
-            decision = self.scheduler.on_result(trial, result, self.view)
+            decision = self._decide(trial, result, rules, trial_stop)
         self._notify("on_trial_results", trial, results)
         if ended:
             return  # nothing left to decide: a decision now would outlive the run it was meant for
@@ -595,6 +605,22 @@ class Controller:
                 else:
                     self.executor.decide(tid, True, first, plan)
             return
+        self._hold(tid, decision)
+        if waiting:
+            self.executor.decide(tid, False, None)
+        else:
+            self.executor.stop(tid)
+
+    def _decide(self, trial: TrialView, result: Result, rules: StopRules, trial_stop: bool) -> Decision:
+        """The decision on a result of a running trial: a stop by its stop ``rules`` (or, ``trial_stop``, by an
+        experiment-level stopper), else the scheduler's."""
+        if trial_stop or rules.should_stop(trial.id, result.iteration, result.metrics):
+            self._stop_reasons[trial.id] = "stop_rule"
+            return _STOP
+        return self.scheduler.on_result(trial, result, self.view)
+
+    def _hold(self, tid: int, decision: Decision) -> None:
+        """Keep a decision other than Continue, applied when the trial's worker has stopped (``_complete``)."""
         self._actions[tid] = decision
         if isinstance(decision, Exploit):
             # held from now: the source trains on while this trial's worker stops, and retention must not
@@ -604,10 +630,32 @@ class Controller:
             path = exploit_source(self.trials, decision)[1]
             if path is not None:
                 self.ledger.pin(tid, path)
-        if waiting:
-            self.executor.decide(tid, False, None)
-        else:
-            self.executor.stop(tid)
+
+    def _decide_undecided(self) -> None:
+        """A resume's first step: the results that came while a pause of the whole run (Ctrl-C, fail_fast) stopped
+        their trials are stored but were never decided (``_replay`` kept them from the scheduler). Each trial's are
+        decided now, as they would have been then (its stop rules as they were before them), and the decision is
+        applied to the trial, which stopped meanwhile: it restarts on Continue, and ends, pauses or is exploited
+        otherwise, as if its worker had just confirmed the stop."""
+        undecided, self._undecided = self._undecided, []
+        self.view.now = self.elapsed()
+        for trial, results in undecided:
+            restart_rules(self, trial, results[0][0].iteration - 1)
+            rules = self._trial_rules.get(trial.id, self.stop_rules)
+            trial.status = TrialStatus.RUNNING  # as it was when they came
+            decision: Decision = _CONTINUE
+            for result, trial_stop in results:
+                decision = self._decide(trial, result, rules, trial_stop)
+                if not isinstance(decision, Continue):
+                    break
+            if isinstance(decision, Continue):
+                trial.status = TrialStatus.PENDING
+                self._pending_launch.append(restart_launch(self, trial))
+                continue
+            self._hold(trial.id, decision)
+            with self.store.transaction() as db:
+                self._store_ends(db, [(trial, "stopped", None)], {})
+            self._after_complete(trial)
 
     def _complete(self, trial: TrialView, status: str, tb: str | None) -> tuple[dict[str, Any],
                                                                               tuple[str, dict[str, Any]] | None]:
@@ -639,10 +687,9 @@ class Controller:
             trial.end_time = now
             if self.fail_fast and self._end_reason is None:
                 self._end_reason = f"fail_fast: {trial.name} failed"
+                self._failed_fast = TrialError(f"fail_fast: {trial.name} failed:\n{tb}")
                 if self.fail_fast == "raise":
-                    from tunesmith._errors import TrialError
-
-                    self._fail(TrialError(f"fail_fast: {trial.name} failed:\n{tb}"))
+                    self._fail(self._failed_fast)
             return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures, "end_time": now,
                     "start_time": trial.start_time}, event
         if isinstance(action, Pause):
@@ -651,10 +698,12 @@ class Controller:
                 trial.resources = dict(action.resources)
             self._paused.add(trial.id)
             # who paused it: a resume leaves the scheduler's paused trials to it (``_replay``), and restarts the
-            # ones an interruption paused mid-run
-            by = "interrupt" if action is _INTERRUPTED else "scheduler"
-            return ({"status": trial.status.value, "resources": dumps(trial.resources)},
-                    ("pause", {"iteration": trial.iteration, "resources": trial.resources, "by": by}))
+            # ones an interruption or fail_fast paused mid-run, deciding first what they reported undecided
+            by = _RUN_PAUSES.get(id(action), "scheduler")
+            paused = {"iteration": trial.iteration, "resources": trial.resources, "by": by}
+            if trial.id in self._decided_at:
+                paused["decided"] = self._decided_at.pop(trial.id)
+            return {"status": trial.status.value, "resources": dumps(trial.resources)}, ("pause", paused)
         if isinstance(action, Exploit):
             from tunesmith._exploit import apply_exploit
 
@@ -672,6 +721,19 @@ class Controller:
         stop = ("stop", {"reason": reason, "iteration": trial.iteration}) if reason else None
         return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, stop
 
+    def _store_ends(self, db: Any, done: list[tuple[TrialView, str, str | None]],
+                    changes: dict[int, dict[str, Any]]) -> None:
+        """Apply trials' ends (``_complete``) and write them, in the transaction ``db``, with ``changes`` (the trial
+        rows' other changed fields)."""
+        logged: list[tuple[str, int, dict[str, Any]]] = []
+        for trial, status, tb in done:
+            fields, event = self._complete(trial, status, tb)
+            changes[trial.id] = {**changes[trial.id], **fields} if trial.id in changes else fields
+            if event is not None:
+                logged.append((event[0], trial.id, event[1]))
+        self.store.update_trials(db, changes, logged)
+        self._write_generations(db)  # with the exploit's own rows: a crash never splits them
+
     def _delete(self, drop: list[tuple[int, int, str]]) -> None:
         """Delete checkpoint folders whose index rows are gone (committed): only inside this experiment."""
         for _owner, _it, path in drop:
@@ -683,6 +745,7 @@ class Controller:
             self.scheduler.on_complete(trial, trial.last_result, self.view)
             self.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
             self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)
+            self._trial_rules.pop(trial.id, None)
             forget(self, trial)
 
     # -- store --------------------------------------------------------------------------------------
@@ -722,18 +785,21 @@ class Controller:
         if self._fatal is None:
             self._fatal = error
 
-    def _begin_stopping(self, pause: bool = False) -> None:
-        """Stop every running trial; ``pause=True`` (an interruption) leaves them PAUSED, so a resume
-        continues them from their checkpoints."""
+    def _begin_stopping(self, pause: Pause | None = None) -> None:
+        """Stop every running trial; ``pause`` (an interruption's or fail_fast's, ``_RUN_PAUSES``) leaves them
+        PAUSED, so a resume continues them from their checkpoints. Their results decided so far are noted
+        (``_decided_at``): those that come while they stop are stored, and decided by the resume."""
         self._stopping = True
         for tid in list(self._running):
-            self._actions.setdefault(tid, _INTERRUPTED if pause else _STOP)
-            if not pause:
+            action = self._actions.setdefault(tid, _STOP if pause is None else pause)
+            if pause is None:
                 self._stop_reasons.setdefault(tid, "experiment")
+            elif action is pause:
+                self._decided_at[tid] = self.trials[tid].iteration
             self.executor.stop(tid)
 
     def _stop_all(self, grace_s: float) -> None:
-        self._begin_stopping(pause=True)
+        self._begin_stopping(_INTERRUPTED)
         deadline = time.monotonic() + grace_s
         while self._running and time.monotonic() < deadline:
             events = self.executor.poll(0.1)
@@ -745,7 +811,10 @@ class Controller:
 Decision = Continue | Stop | Pause | Exploit
 _CONTINUE = Continue()
 _STOP = Stop()
-_INTERRUPTED = Pause()  # an interruption's pause (told apart by identity): not the scheduler's
+# pauses of the whole run, not the scheduler's (told apart by identity): a resume restarts their trials
+_INTERRUPTED = Pause()  # Ctrl-C, SIGTERM
+_FAILED_FAST = Pause()  # another trial failed, with fail_fast
+_RUN_PAUSES = {id(_INTERRUPTED): "interrupt", id(_FAILED_FAST): "fail_fast"}
 
 
 @contextlib.contextmanager

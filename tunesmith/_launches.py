@@ -1,5 +1,6 @@
 """A trial's start, prepared: its resources (``resources(config)``), its world size (``ranks``), its restore point
-and where it resumes from after a pause, an exploit or a failure, as the ``Launch`` the executor starts.
+and where it resumes from after a pause, an exploit or a failure (with its stop rules' state as it was there), as
+the ``Launch`` the executor starts.
 
 The controller decides when a trial starts; these say what it starts as. They change only launch state: the
 trial's iteration and checkpoint, the ledger's hold on its restore point, the restarts the next store
@@ -16,10 +17,12 @@ from tunesmith._errors import ConfigError
 from tunesmith._secrets import mask
 from tunesmith.checkpoint import CheckpointError, verify
 from tunesmith.executors._base import Launch
+from tunesmith.store.sqlite import result_dict
 from tunesmith.trial import TrialView
 
 if TYPE_CHECKING:
     from tunesmith._ledger import Ledger
+    from tunesmith._stop import StopRules
     from tunesmith.executors._base import Executor
     from tunesmith.store.sqlite import Store
 
@@ -33,6 +36,9 @@ class LaunchHost(Protocol):
     executor: Executor
     store: Store
     ledger: Ledger
+    stop_rules: StopRules
+    # a restarted trial's own copy of the stop rules, their state rebuilt from its results (``restart_rules``)
+    _trial_rules: dict[int, StopRules]
     resources: dict[str, float]
     resources_fn: Any
     ranks: int | None
@@ -71,7 +77,9 @@ def resources_for(ctl: LaunchHost, trial_id: int, config: dict[str, Any]) -> dic
     return None
 
 
-def make_launch(ctl: LaunchHost, trial: TrialView) -> Launch:
+def make_launch(ctl: LaunchHost, trial: TrialView, restart: bool = False) -> Launch:
+    """``trial``'s start from its iteration and checkpoint; ``restart``: it ran before (its stop rules go on from
+    its stored results: ``restart_rules``)."""
     restore = trial.checkpoint_path if trial.iteration > 0 else None
     first = ctl._decision_iteration(trial)
     return Launch(trial_id=trial.id, config=trial.config, trial_dir=_layout.trial_dir(ctl.exp_dir, trial.id),
@@ -79,7 +87,25 @@ def make_launch(ctl: LaunchHost, trial: TrialView) -> Launch:
                   time_offset=ctl._ckpt_time.get(trial.id, 0.0),
                   decision_iteration=first,
                   decision_plan=ctl._decision_plan(trial, first), ranks=ranks_of(ctl, trial),
-                  held_checkpoints=ctl.ledger.held_names(_layout.trial_name(trial.id)))
+                  held_checkpoints=ctl.ledger.held_names(_layout.trial_name(trial.id)),
+                  stop_rules=restart_rules(ctl, trial, trial.iteration) if restart else None)
+
+
+def restart_rules(ctl: LaunchHost, trial: TrialView, upto: int) -> bytes | None:
+    """The stop rules of a trial that starts again, their state rebuilt from its stored results up to iteration
+    ``upto`` (where it restarts), as they were when it reported that one. The driver judges the trial's results with
+    this copy from now on (``_trial_rules``: its shared rules hold all the trial reported before, also after
+    ``upto``, or after a resume nothing of it), and the trial's process gets it pickled. None: the experiment's
+    rules, as every trial starts with them (no rule keeps state, or they cannot be pickled)."""
+    ctl._trial_rules.pop(trial.id, None)
+    if not ctl.stop_rules.fns:
+        return None
+    history = [result_dict(row) for row in ctl.store.results(trial.id) if row.iteration <= upto] if upto else []
+    made = ctl.stop_rules.for_restart(trial.id, history)
+    if made is None:
+        return None
+    ctl._trial_rules[trial.id], shipped = made
+    return shipped
 
 
 def ranks_of(ctl: LaunchHost, trial: TrialView) -> int | None:
@@ -124,7 +150,7 @@ def restart_launch(ctl: LaunchHost, trial: TrialView) -> Launch:
     trial.iteration = keep
     if keep == 0:
         trial.checkpoint_path = None
-    return make_launch(ctl, trial)
+    return make_launch(ctl, trial, restart=True)
 
 
 def first_good_checkpoint(trial: TrialView, candidates: list[tuple[int, str]]) -> tuple[int, str] | None:

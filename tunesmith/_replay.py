@@ -4,8 +4,11 @@ The searcher and scheduler see every stored suggestion and result again, in orde
 past: only the state they rebuild counts), the checkpoint ledger learns what is on disk, checkpoints no row
 names are removed, and every unfinished trial is queued to restart from its latest good checkpoint, except the
 trials the scheduler had paused and not chosen to resume since: they stay PAUSED (``Controller._paused``) until
-its ``choose_trial_to_run`` names them, as they would have (a trial an interruption paused mid-run restarts: its
-``pause`` event says who paused it). The controller then runs its loop as if it had never stopped.
+its ``choose_trial_to_run`` names them, as they would have (a trial an interruption or ``fail_fast`` paused mid-run
+restarts: its ``pause`` event says who paused it). The results such a trial reported while the run stopped it
+were stored but never decided (its ``pause`` event says up to which iteration they were): they are kept from the
+scheduler here and left to the controller (``Controller._undecided``), which decides them first, as it would have,
+before the trial restarts or not. The controller then runs its loop as if it had never stopped.
 Experiment-level stoppers (``Stopper.stop_all``) see the stored results too: one that had ended the experiment
 ends the resumed one before anything starts.
 
@@ -53,6 +56,7 @@ class Replayable(LaunchHost, Protocol):
     _next_id: int
     _metric_seen: set[int]
     _pending_launch: list[Launch]
+    _undecided: list[tuple[TrialView, list[tuple[Result, bool]]]]
     _paused: set[int]
     _end_reason: str | None
     _stopping: bool
@@ -74,7 +78,10 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     history: list[_Step] = []
     events = ctl.store.events()
     exploits = _exploits(events)
-    by_scheduler = _paused_by_scheduler(events)
+    by_scheduler, decided_at = _pauses(events)
+    # the results of a trial a pause of the whole run stopped that came after its last decided one (it has not run
+    # since: still PAUSED), with whether an experiment-level stopper stopped the trial at each
+    undecided: dict[int, list[tuple[Result, bool]]] = {}
     # trials the replayed scheduler paused (a Pause, or an Exploit that waits), not resumed since
     held: set[int] = set()
     # what each trial is when the replay is over (its record); during the replay it is what it was then
@@ -112,6 +119,8 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
             if not own or path != own[-1][1]:  # another trial's (a PBT exploit), or an older own one
                 ctl.ledger.restore(trial.id, path)
         final[trial.id] = (final_config, trial.status, trial.checkpoint_path, trial.checkpoint_iteration)
+        if trial.status is not TrialStatus.PAUSED:
+            decided_at.pop(trial.id, None)
         errored = trial.status is TrialStatus.ERROR
         if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
             end = trial.end_time if trial.end_time is not None else 0.0
@@ -143,12 +152,17 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         ctl.searcher.observe(trial.id, metrics, False)
         if trial.id in held:  # it reports again: the scheduler had chosen it to resume
             _chosen(ctl, trial, held)
-        # rebuilds rungs; the decision is past, but whether it paused the trial is kept
-        decision = ctl.scheduler.on_result(trial, result, ctl.view)
-        if isinstance(decision, Pause) or (isinstance(decision, Exploit) and decision.pause):
-            held.add(trial.id)
+        later = trial.id in decided_at and row.generation == trial.generation and row.iteration > decided_at[trial.id]
+        if not later:
+            # rebuilds rungs; the decision is past, but whether it paused the trial is kept
+            decision = ctl.scheduler.on_result(trial, result, ctl.view)
+            if isinstance(decision, Pause) or (isinstance(decision, Exploit) and decision.pause):
+                held.add(trial.id)
+        stopped = False
         if ctl.stop_rules.experiment:  # experiment-level stoppers (ExperimentPlateau...) rebuild their state
-            ctl.stop_rules.observe_experiment(trial.id, metrics)
+            stopped = ctl.stop_rules.observe_experiment(trial.id, metrics)[0]
+        if later:  # never decided: the controller decides it (the stoppers saw it then, and said this)
+            undecided.setdefault(trial.id, []).append((result, stopped))
         if row.generation == trial.generation:  # an older generation's row is history, not where it is
             trial.iteration, trial.last_result = row.iteration, result
         ctl.num_results += 1
@@ -181,15 +195,18 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         for it, path in own:
             ctl.ledger.known(tid, it, path, result_dict(by_iter[it]) if it in by_iter else {})
     clean_leftovers(ctl.exp_dir, known)  # keep=N bounds the disk after a crash too
+    ctl._undecided = [(ctl.trials[tid], results) for tid, results in undecided.items()]
     for trial in restarts:
         if trial.id in waiting:
             ctl._paused.add(trial.id)  # PAUSED: restarted from its checkpoint when the scheduler chooses it
             continue
+        if trial.id in undecided:
+            continue  # restarted, or not, once its results are decided
         trial.status = TrialStatus.PENDING
         trial.error = None
         ctl._pending_launch.append(restart_launch(ctl, trial))
-    log.info("resuming %s: %d trials stored, %d to restart, %d paused by the scheduler", ctl.name, len(records),
-             len(restarts) - len(waiting), len(waiting))
+    log.info("resuming %s: %d trials stored, %d to restart (%d with results to decide first), %d paused by the "
+             "scheduler", ctl.name, len(records), len(restarts) - len(waiting), len(undecided), len(waiting))
 
 
 # During the replay a checkpoint that was there then but is not any more (superseded by an exploit) stands for
@@ -221,19 +238,26 @@ class _Step(NamedTuple):
     then: _Epoch | None  # the exploit decided at this result (the last of its epoch), if any
 
 
-def _paused_by_scheduler(events: list[tuple[int, float, str, int | None, Any]]) -> set[int]:
-    """The trials whose latest pause was the scheduler's: a ``pause`` event that says so (an interruption's says
-    ``"by": "interrupt"``; a store written before they said who paused has neither: its paused trials restart), or
-    an exploit (PBT's: it may leave the clone paused). Whether the trial is still paused is the store's status."""
-    out: set[int] = set()
+def _pauses(events: list[tuple[int, float, str, int | None, Any]]) -> tuple[set[int], dict[int, int]]:
+    """(the trials whose latest pause was the scheduler's, the iteration of the last decided result of those whose
+    latest was the whole run's). The scheduler's: a ``pause`` event that says so (an interruption's says ``"by":
+    "interrupt"``, fail_fast's ``"fail_fast"``; a store written before they said who paused has neither: its paused
+    trials restart), or an exploit (PBT's: it may leave the clone paused). The run's says up to which iteration the
+    trial's results were decided (``"decided"``; none in a store written before: all of them were taken as decided).
+    Whether the trial is still paused is the store's status."""
+    by_scheduler: set[int] = set()
+    decided: dict[int, int] = {}
     for _seq, _when, kind, tid, data in events:
         if tid is None or kind not in ("pause", "exploit"):
             continue
+        decided.pop(tid, None)
         if kind == "exploit" or (isinstance(data, dict) and data.get("by") == "scheduler"):
-            out.add(tid)
-        else:
-            out.discard(tid)
-    return out
+            by_scheduler.add(tid)
+            continue
+        by_scheduler.discard(tid)
+        if isinstance(data, dict) and type(data.get("decided")) is int:
+            decided[tid] = data["decided"]
+    return by_scheduler, decided
 
 
 def _chosen(ctl: Replayable, trial: TrialView, held: set[int]) -> None:

@@ -202,6 +202,7 @@ class StopRules:
         self._keep_by = keep_by
         self.watching = keep_by is not None
         self._raised: set[int] = set()  # the experiment-level stoppers that raised (observe_experiment)
+        self._shipped: tuple[bytes | None] | None = None  # (for_trials(),) once made
         if stop is None:
             return
         for i, item in enumerate(stop if isinstance(stop, (list, tuple)) else [stop]):
@@ -334,7 +335,15 @@ class StopRules:
         and stops at exactly the one that met them (the driver sees results in batches, thousands late in a
         tight loop). None when there is nothing to ship: no rule, or only ``training_iteration``, which the
         trial already waits for at its report; or a callable that cannot be pickled (the driver alone
-        evaluates it then, as before)."""
+        evaluates it then, as before).
+
+        Made once, at the first call (the executor's setup, before any result): the rules as given, with no
+        trial's state, which every trial starts from (and ``for_restart`` rebuilds a restarted trial's on)."""
+        if self._shipped is None:
+            self._shipped = (self._pickled_for_trials(),)
+        return self._shipped[0]
+
+    def _pickled_for_trials(self) -> bytes | None:
         if not self.rules and not self.flags and not self.fns:
             return None
         import copy
@@ -347,6 +356,29 @@ class StopRules:
             return cloudpickle.dumps(shipped)
         except Exception:  # noqa: BLE001 - e.g. a callable holding a lock: evaluated in the driver only
             return None
+
+    def for_restart(self, trial_id: int, history: list[dict[str, Any]]) -> tuple[StopRules, bytes] | None:
+        """The rules a trial that starts again (after a pause, a retry, an exploit, a resume) goes on with: those
+        every trial starts from (``for_trials``) shown its stored results first, in order, so that a rule that
+        keeps state (``TrialPlateau``'s window, a callable's count) is where it was at the restart point rather
+        than empty; with them pickled for the trial's process. None where no rule keeps state (thresholds and
+        flags judge each result alone) or the rules cannot be pickled (the driver's, as they are, judge then)."""
+        shipped = self.for_trials()
+        if shipped is None or not self.fns:
+            return None
+        import pickle
+
+        rules: StopRules = pickle.loads(shipped)  # noqa: S301 - pickled by this process (for_trials)
+        for result in history:
+            rules.should_stop(trial_id, result[ITERATION], result)
+        if not history:
+            return rules, shipped
+        import cloudpickle
+
+        try:
+            return rules, cloudpickle.dumps(rules)
+        except Exception:  # noqa: BLE001 - a state that cannot be pickled: the driver's copy judges alone
+            return rules, shipped
 
     def to_spec(self) -> Any:
         spec: dict[str, Any] = {k: t for k, t, _ in self.rules}

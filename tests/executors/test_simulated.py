@@ -606,6 +606,28 @@ def test_a_stop_rule_that_raises_fails_the_simulated_trial_and_its_result_is_not
     assert "ValueError: the rule broke at 2" in result.trials[0].error
 
 
+def test_a_retried_simulated_trial_stops_on_its_stop_rule_where_the_uninterrupted_one_does(results_dir):
+    """A trial that fails once after iteration 2 and restarts from its checkpoint there: its rule's window goes on
+    from the stored results (``StopRules.for_restart``), so it stops at 4 as without the failure (it went on to 5,
+    its rule counting from an empty window)."""
+    def flat(config, ctx):
+        start = ctx.checkpoint or 0
+        for it in range(start + 1, 13):
+            if it == 3 and config["fail"] and ctx.checkpoint is None:
+                raise RuntimeError("fails once, before iteration 3")
+            yield ({"loss": 1.0}, 1.0, it)
+
+    def run(fail):
+        return ts.run(flat, space={"fail": fail}, metric="loss", mode="min", max_failures=1, verbose=0,
+                      stop=ts.TrialPlateau("loss", std=0.01, num_results=3, grace_period=4),
+                      backend=SimulatedBackend({"cpu": 1}))
+
+    assert [h["training_iteration"] for h in run(False).history(1)] == [1, 2, 3, 4]
+    retried = run(True)
+    assert retried.trials[0].num_failures == 1
+    assert [h["training_iteration"] for h in retried.history(1)] == [1, 2, 3, 4]
+
+
 def test_a_stop_rule_met_at_a_decision_point_ends_the_trial_without_waiting(tmp_path):
     from tunesmith._objective import Objective
     from tunesmith._stop import StopRules

@@ -56,31 +56,36 @@ class Launch(Record):
     # restores from one): a trial that rolled back writes the iterations they hold under other names
     # (``checkpoint.checkpoint_dirname``)
     held_checkpoints: tuple[str, ...]
+    # a restarted trial's own stop rules, pickled, their state rebuilt from its stored results
+    # (``StopRules.for_restart``); None: the experiment's, as every trial starts with them (``StopRules.for_trials``)
+    stop_rules: bytes | None
     _fields = ("trial_id", "config", "trial_dir", "resources", "restore", "iteration", "time_offset",
-               "decision_iteration", "decision_plan", "env", "ranks", "held_checkpoints")
+               "decision_iteration", "decision_plan", "env", "ranks", "held_checkpoints", "stop_rules")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  restore: str | None = None, iteration: int = 0, time_offset: float = 0.0,
                  decision_iteration: int | None = None, decision_plan: tuple[Any, ...] | None = None,
                  env: dict[str, str] | None = None, ranks: int | None = None,
-                 held_checkpoints: tuple[str, ...] = ()) -> None:
+                 held_checkpoints: tuple[str, ...] = (), stop_rules: bytes | None = None) -> None:
         self._set(trial_id=trial_id, config=config, trial_dir=trial_dir, resources=resources, restore=restore,
                   iteration=iteration, time_offset=time_offset, decision_iteration=decision_iteration,
                   decision_plan=decision_plan, env={} if env is None else env, ranks=ranks,
-                  held_checkpoints=held_checkpoints)
+                  held_checkpoints=held_checkpoints, stop_rules=stop_rules)
 
 
 def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config: bool, sys_path: list[str],
                stop: bytes | None, chdir: bool, **own: Any) -> dict[str, Any]:
     """What a worker runs one trial from (``_worker._run_trial`` reads it): the launch's fields, then what
     every executor sends (the trial's environment, which function and how to call it, where to import from,
-    the stop rules, whether to change into the trial's folder), then the executor's ``own`` keys."""
+    the stop rules (``stop``: the experiment's, unless the launch brings the trial's own), whether to change into
+    the trial's folder), then the executor's ``own`` keys."""
     return {
         "trial_id": launch.trial_id, "config": launch.config, "trial_dir": launch.trial_dir,
         "resources": launch.resources, "restore": launch.restore, "iteration": launch.iteration,
         "time_offset": launch.time_offset, "decision_iteration": launch.decision_iteration,
         "decision_plan": launch.decision_plan,
-        "env": env, "fn_key": fn_key, "takes_config": takes_config, "sys_path": sys_path, "stop": stop,
+        "env": env, "fn_key": fn_key, "takes_config": takes_config, "sys_path": sys_path,
+        "stop": stop if launch.stop_rules is None else launch.stop_rules,
         "chdir": chdir, "ranks": launch.ranks, "held_checkpoints": launch.held_checkpoints, **own,
     }
 

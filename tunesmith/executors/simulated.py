@@ -250,8 +250,9 @@ class SimulatedBackend(Executor):
         try:
             if not factor > 0:
                 raise ValueError(f"speedup must be > 0, got {factor!r} for resources {launch.resources}")
-            if self._stop_bytes is not None:  # a copy per start, as a worker loads one per trial it runs
-                trial.rules = pickle.loads(self._stop_bytes)  # noqa: S301 - pickled by this process just now
+            shipped = self._stop_bytes if launch.stop_rules is None else launch.stop_rules  # a restart's own
+            if shipped is not None:  # a copy per start, as a worker loads one per trial it runs
+                trial.rules = pickle.loads(shipped)  # noqa: S301 - pickled by this process just now
             if launch.restore is not None:
                 ctx.checkpoint = Checkpoint(launch.restore, iteration=launch.iteration).load()
             gen = self._call(launch.config, ctx)
