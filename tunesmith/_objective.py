@@ -219,6 +219,16 @@ class Objective(FrozenRecord):
             raise ConfigError(f"metric {name!r}{where} must be a number; got {value!r}")
         return float(value) if self.primary_mode == "max" else -float(value)
 
+    def reported_score(self, result: Result | Mapping[str, Any]) -> float | None:
+        """:meth:`score`, or None when the result does not hold the metric (absent, or ``None``): a result that a
+        scheduler has nothing to decide on (a trial that validates every few steps reports its metric only then).
+
+        Raises:
+            ConfigError: the metric is there but is not a number.
+        """
+        metrics = result.metrics if isinstance(result, Result) else result
+        return None if metrics.get(self.primary) is None else self.score(result)
+
     def missing(self, metrics: Mapping[str, Any]) -> list[str]:
         """The objective's metrics that a result does not hold (absent or None)."""
         return [name for name in self.names if metrics.get(name) is None]

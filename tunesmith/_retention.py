@@ -8,6 +8,7 @@ trials still need (a PBT exploit's source) is :mod:`tunesmith._ledger`'s, which 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -22,8 +23,8 @@ class Retention:
         mode: "min" or "max" for ``keep_by``.
     """
 
-    def __init__(self, keep: int | None, keep_by: str | None, mode: str | None) -> None:
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+    def __init__(self, keep: numbers.Integral | int | None, keep_by: str | None, mode: str | None) -> None:
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 1):
             raise ConfigError(f"keep must be a positive integer (checkpoints kept per trial), got {keep!r}")
         if keep_by is not None and not isinstance(keep_by, str):
             raise ConfigError(f"keep_by must be a metric name, got {keep_by!r}")
@@ -31,7 +32,7 @@ class Retention:
             raise ConfigError("keep_by needs keep=N (how many of the best checkpoints to keep)")
         if keep_by is not None and mode not in ("min", "max"):
             raise ConfigError(f"keep_by={keep_by!r} needs mode 'min' or 'max' to rank checkpoints")
-        self.keep = keep
+        self.keep = None if keep is None else int(keep)  # a numpy integer as well
         self.keep_by = keep_by
         self.sign = -1.0 if mode == "max" else 1.0
         self._by_trial: dict[int, list[tuple[float, int, str]]] = {}

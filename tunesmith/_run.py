@@ -378,10 +378,14 @@ def run(
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
             "resources": per_trial if resources_fn is None else {"callable": _qualname(resources_fn)},
             "warm_start": warm_dirs or None, "constraints": constraints and _qualname(constraints),
-            "fail_fast": fail_fast, "ranks": ranks, "keep": keep, "keep_by": keep_by, "max_failures": max_failures,
+            "fail_fast": fail_fast, "ranks": ranks, "keep": retention.keep, "keep_by": keep_by,
+            "max_failures": max_failures,
             "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
             "fn_file": script_of(fn),  # a function of a script run as `python train.py`: its file, for the hint
         }
+        from tunesmith.trainable import end_at_done
+
+        end_at_done(fn, stop_rules)  # a Trainable's done ends its trial (after the spec: not the user's rule)
         with store.transaction() as db:
             store.set_meta(db, "spec", spec)
             store.set_meta(db, "status", "running")

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesmith._errors import ConfigError
+
+if TYPE_CHECKING:
+    from tunesmith._stop import StopRules
 
 __all__ = ["Trainable"]
 
@@ -93,6 +96,7 @@ class _TrainableFunction:
             from tunesmith.integrations._common import checked_dir
 
             obj.load_checkpoint(checked_dir(restore, f"{self.cls.__name__}.load_checkpoint"))
+        _return_at_done(s)
         frequency = int(getattr(obj, "checkpoint_frequency", 0) or 0)
         at_end = bool(getattr(obj, "checkpoint_at_end", False))
         limit = getattr(s.stop_rules, "max_iteration", None)  # stop={"training_iteration": n}
@@ -178,6 +182,28 @@ def as_function(fn: Any) -> Any:
                       f"tunesmith.Trainable subclass: a Ray Tune Trainable becomes `class {fn.__qualname__}"
                       f"(tunesmith.Trainable)` with setup/step/save_checkpoint/load_checkpoint, or a function "
                       f"fn(config) that calls tunesmith.report")
+
+
+_DONE = ("done", True)  # the stop rule {"done": True}, as StopRules keeps it
+
+
+def end_at_done(fn: Any, stop_rules: StopRules) -> None:
+    """Have ``run``'s stop ``rules`` end the trial of a Trainable (``fn`` as :func:`as_function` made it) at the result
+    whose ``done`` is true, as a ``stop={"done": True}`` rule does: the driver checks it before the scheduler decides,
+    so a scheduler that would pause the trial there (PBT's time-sharing, a HyperBand rung) cannot resume it to step
+    on. Implicit: added after the rules were checked and stored (the spec keeps the user's stop), so results without
+    ``done`` are not warned about. Any other ``fn``: nothing."""
+    if isinstance(fn, _TrainableFunction) and _DONE not in stop_rules.flags:
+        stop_rules.flags.append(_DONE)
+
+
+def _return_at_done(s: Any) -> None:
+    """In the trial: the trial's own copy of the rules leaves ``done`` to the loop, which returns there on every rank
+    (a rule met in the trial would stop rank 0 and have the others ended); the driver's copy still ends the trial
+    at that result."""
+    rules = getattr(s, "stop_rules", None)
+    if rules is not None and _DONE in rules.flags:
+        rules.flags = [flag for flag in rules.flags if flag != _DONE]
 
 
 def _true(value: Any) -> bool:

@@ -153,10 +153,12 @@ def test_unknown_trial_is_registered_on_first_result():
     assert asha.rungs_passed(7) == 1
 
 
-def test_missing_metric_in_result_names_it(Harness):
+def test_a_result_without_the_metric_is_recorded_at_no_rung(Harness):
+    """Nothing to decide on (a trial that validates every few steps): it continues, the rung waits for the trial's
+    next result with the metric (tests/test_scheduler_edges.py has the rest)."""
     h = Harness(ASHA(max_t=27))
-    with pytest.raises(ConfigError, match="'loss'"):
-        h.scheduler.on_result(h.add(0), Result(0, 1, {"acc": 1.0}), h.view)
+    assert h.scheduler.on_result(h.add(0), Result(0, 1, {"acc": 1.0}), h.view) is CONTINUE
+    assert h.scheduler.rung_counts()[0][1] == 0 and h.scheduler.rungs_passed(0) == 0
 
 
 def test_own_metric_and_mode_override_the_experiment(Harness):

@@ -38,6 +38,11 @@ promotion is order-dependent anyway; the rung's recorded values stay the same fu
 too empty to rank against (every number would pass) is left to the rule (no cutoff), which also keeps the
 first trials of a run from all being promoted on stale cutoffs.
 
+A result without the metric (absent or ``None``: a trial that validates every few steps) is nothing to decide on:
+it continues, is recorded at no rung, and the rung it reached is judged at the trial's first later result that has
+the metric (recorded there with that value, at each rung it has reached by then). Until then the trial waits for
+the decision at each result. ``max_t`` stops a trial whatever its result holds.
+
 The helpers ASHA shares with the other schedulers (progress counters, milestones, ranks, argument checks)
 live in ``schedulers/_milestones.py``; the metric a scheduler compares by, and its score, is an
 ``Objective`` (``Objective.for_scheduler``: the scheduler's own ``metric``/``mode``, else the experiment's).
@@ -196,11 +201,11 @@ class ASHA(Scheduler):
             return STOP
         t = _time(result, self.time_attr)
         rungs = self._rungs[state.bracket]
-        score: float | None = None
+        due = state.next_rung < len(rungs) and _reached(t, rungs[state.next_rung].milestone)
+        # None without the metric: the rung waits for the trial's next result that has it
+        score = self._objective.reported_score(result) if due else None
         # Ascending, so a trial that jumps past several rungs in one result must pass each of them.
-        while state.next_rung < len(rungs) and _reached(t, rungs[state.next_rung].milestone):
-            if score is None:
-                score = self._objective.score(result)
+        while score is not None and state.next_rung < len(rungs) and _reached(t, rungs[state.next_rung].milestone):
             promised = state.promises.pop(state.next_rung, None) if state.promises else None
             if not rungs[state.next_rung].record(score, self._rf, promised):
                 state.stopped = True

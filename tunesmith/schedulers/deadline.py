@@ -100,7 +100,9 @@ class Deadline(_Wrapper):
             return STOP
         self._base.setdefault(trial.id, dict(trial.resources))
         decision = self._inner.on_result(trial, result, view)
-        self._scores[trial.id] = self._objective.score(result)
+        score = self._objective.reported_score(result)
+        if score is not None:  # without the metric its latest score stands
+            self._scores[trial.id] = score
         elapsed = result.get(TIME_TOTAL)
         if isinstance(elapsed, numbers.Real) and result.iteration > 0 and math.isfinite(float(elapsed)):
             self._speed[trial.id] = float(elapsed) / result.iteration

@@ -22,6 +22,10 @@ end while every trial of the bracket is paused at a rung (a ``ConcurrencyLimiter
 as unfinished), the controller calls ``on_no_more_trials(view)``: partly filled brackets are then processed
 with what they have (as Ray Tune's HyperBandForBOHB does), otherwise their trials would wait at the first
 rung forever; trials added later start a new bracket.
+
+A result without the metric (absent or ``None``: a trial that validates every few steps) is nothing to decide on:
+it continues, and a trial that reached its rung with such a result arrives there with its next result that has the
+metric (ranked by that value). ``max_t`` stops a trial whatever its result holds.
 """
 
 from __future__ import annotations
@@ -144,9 +148,10 @@ class HyperBand(Scheduler):
             if bracket.rung_complete():  # it may have been the last one the rung waited for
                 self._halve(bracket, current=None)
             return STOP
-        if not _reached(t, bracket.milestones[bracket.level]):
+        score = self._objective.reported_score(result) if _reached(t, bracket.milestones[bracket.level]) else None
+        if score is None:  # short of the rung, or no metric: it arrives there with its next result that has it
             return CONTINUE
-        bracket.arrived[trial.id] = self._objective.score(result)
+        bracket.arrived[trial.id] = score
         state.waiting = True
         if not bracket.rung_complete():
             return PAUSE

@@ -11,6 +11,10 @@ only NaN results has no best, and a NaN median stops nobody (nothing real is wor
 after ``k``: a result whose ``time_attr`` is not beyond the trial's latest one truncates its history
 there first.
 
+A result without the metric (absent or ``None``: a trial that validates every few steps) is nothing to decide on:
+it continues, and is no step of the trial's running average (its history holds the results with the metric), so
+the medians at a step count the trials that reported the metric there.
+
 With ``time_attr="training_iteration"`` every trial reports every step, so the other trials' running
 averages at step ``t`` are kept in one sorted list per step: a decision costs O(log n) plus a list
 insert. With any other ``time_attr`` (e.g. ``time_total_s``) steps do not line up across trials and
@@ -121,9 +125,11 @@ class MedianStopping(Scheduler):
         if history.stopped:
             return STOP
         t = _time(result, self.time_attr)
-        score = self._objective.score(result)
         if history.times and t <= history.times[-1]:
             self._forget(history, t)
+        score = self._objective.reported_score(result)
+        if score is None:  # no metric (a trial that validates every few steps): no step of its average, no decision
+            return CONTINUE
         if not _reached(t, self._grace):
             self._append(history, t, score)
             return CONTINUE

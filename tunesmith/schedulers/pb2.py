@@ -151,7 +151,9 @@ class PB2(PBT):
 
     def on_result(self, trial: TrialView, result: Result, view: SchedulerView) -> Decision:
         t = _time(result, self.time_attr)
-        score = self._objective.score(result)
+        score = self._objective.reported_score(result)
+        if score is None:  # no metric: no data point, no interval starts or ends; PBT's decision (it continues)
+            return super().on_result(trial, result, view)
         track = self._tracks.setdefault(trial.id, _Track())
         x = self._unit(trial.config)
         if track.base is None or track.x != x or t <= track.base[0]:

@@ -44,6 +44,10 @@ there (often its source), has used its turn for nothing: it then pauses too and 
 Otherwise it would keep the slot, train the same interval again, be ranked against the paused trial's
 result from the earlier point, lose and be sent back again, forever, while the paused trial never ran (a
 metric that grows with training, one slot). An exploit that moves a trial forward keeps the rule above.
+
+A result without the metric (absent or ``None``: a trial that validates every few steps) is nothing to decide on:
+it continues, the trial keeps its latest score (for the quantiles) and its perturbation point, which is then the
+first later result that has the metric (PB2: no data point comes of it either).
 """
 
 from __future__ import annotations
@@ -252,9 +256,12 @@ class PBT(Scheduler):
         if state.ended:
             return STOP
         t = _time(result, self.time_attr)
-        state.last_score = self._objective.score(result)
         state.progress = t
         self._waiting.pop(trial.id, None)
+        score = self._objective.reported_score(result)
+        if score is None:  # no metric: nothing to rank it by; its perturbation point waits for a result that has it
+            return CONTINUE
+        state.last_score = score
         if not _reached(t - state.last_perturbation, self._interval):
             return CONTINUE
         start, state.last_perturbation = state.last_perturbation, t
