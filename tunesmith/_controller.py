@@ -768,7 +768,13 @@ class Controller:
         self._started_rows.clear()
         for tid, it in self._restarts:
             self.store.truncate_results(db, tid, it)
-            self.store.update_trial(db, tid, status=TrialStatus.RUNNING.value, iteration=it)
+            # queued to restart (written before it starts: ``_launch``): PENDING until it starts, as a new trial
+            # waiting for a free worker, so an interruption before then leaves it PENDING, not RUNNING
+            started = self.trials[tid].status is TrialStatus.RUNNING
+            self.store.update_trial(db, tid, status=(TrialStatus.RUNNING if started else TrialStatus.PENDING).value,
+                                    iteration=it)
+            if not started:
+                self._stored_pending.add(tid)
         self._restarts.clear()
 
     def _flush_store(self) -> None:

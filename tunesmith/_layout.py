@@ -51,6 +51,17 @@ def check_name(name: Any) -> str:
     return name
 
 
+def check_folder_name(name: Any) -> str:
+    """The name of an experiment folder that exists (a resume's): any one folder name, whatever the folder was
+    renamed to (``my exp``, ``.old``, ``-v2``), but never a path: the folder is directly under the storage folder.
+    ``check_name`` is for the folders tunesmith creates."""
+    seps = {os.sep, os.altsep or os.sep, "/"}
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in seps) or "\0" in name:
+        raise ConfigError(f"name must be the name of an experiment folder (one folder name, not a path: no "
+                          f"{' or '.join(sorted(map(repr, seps)))}, not '.' or '..'), got {name!r}")
+    return name
+
+
 def default_storage() -> str:
     """The folder of experiment folders when none is given: ``$TUNESMITH_RESULTS`` (when set and not empty), else
     ``./tunesmith_results``."""

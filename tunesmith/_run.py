@@ -341,7 +341,11 @@ def run(
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             base = re.sub(r"[^A-Za-z0-9._-]", "_", getattr(fn, "__name__", "experiment")).lstrip("._-") or "experiment"
             name = f"{base}_{stamp}"
-        check_name(name)
+        # a resume's folder exists: any folder name (it may have been renamed); a new one gets a safe name
+        if resume:
+            _layout.check_folder_name(name)
+        else:
+            check_name(name)
         root = _layout.storage_root(storage_path)
         exp_dir = os.path.join(root, name)
         store_file = _layout.store_path(exp_dir)
@@ -362,8 +366,9 @@ def run(
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
         total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
+        before = store.meta() if resume else {}  # what a resume refused below puts back (_undo_resume)
         if resume:
-            stored_spec = store.meta().get("spec", {})
+            stored_spec = before.get("spec", {})
             _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec())
             total_samples = _with_added_samples(store, searcher, space, objective, num_samples, warm_dirs)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
@@ -392,25 +397,32 @@ def run(
             if not resume:
                 store.set_meta(db, "created", time.time())
             store.log_event(db, "resume" if resume else "start", None, {"pid": os.getpid()})
+            event = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
         store.publish()
-        executor.setup(fn, exp_dir)
-        all_callbacks: list[Callback] = default_callbacks(verbose, callbacks, file_loggers=file_loggers)
-        controller = Controller(
-            name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
-            store=store, metric=objective.metric, mode=objective.mode, num_samples=total_samples, stop=stop_rules,
-            time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
-            callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
-            retention=retention, fail_fast=fail_fast, resources_fn=resources_fn, constraints=constraints,
-            ranks=ranks)
-        if resume:
-            controller.replay(restart_errored)
-        board = _start_dashboard(dashboard, root, name)
+        try:
+            executor.setup(fn, exp_dir)
+            all_callbacks: list[Callback] = default_callbacks(verbose, callbacks, file_loggers=file_loggers)
+            controller = Controller(
+                name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
+                store=store, metric=objective.metric, mode=objective.mode, num_samples=total_samples,
+                stop=stop_rules, time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
+                callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
+                retention=retention, fail_fast=fail_fast, resources_fn=resources_fn, constraints=constraints,
+                ranks=ranks)
+            if resume:
+                controller.replay(restart_errored)  # a damaged store fails here
+            board = _start_dashboard(dashboard, root, name)
+        except BaseException:
+            if resume:
+                _undo_resume(store, before, event)
+            store.close()
+            raise
         _setup_done()  # the collector runs as usual from the first trial on
         try:
             controller.run()  # Ctrl-C and SIGTERM end it cleanly (Controller._defer_signals)
         except KeyboardInterrupt as e:
-            log.warning("experiment %s interrupted; its results are stored. Resume with: %s  "
-                        "(or tunesmith.run(..., name=%r, resume=True))", name, resume_command(name, fn), name)
+            log.warning("experiment %s interrupted; its results are stored. Resume with: %s  (or %s)", name,
+                        resume_command(name, fn, root=root), python_resume_hint(name, root))
             if isinstance(e, Terminated):
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
@@ -462,15 +474,46 @@ def script_of(fn: Any) -> str | None:
     return os.path.abspath(file) if isinstance(file, str) and file.endswith(".py") else None
 
 
-def resume_command(name: str, fn: Any = None, script: str | None = None, qualname: str | None = None) -> str:
-    """The command that resumes experiment ``name``: with ``--fn FILE:FN`` where its function was defined in a
-    script run as ``python FILE`` (``fn``'s, or the stored ``script`` and ``qualname``)."""
+def resume_command(name: str, fn: Any = None, script: str | None = None, qualname: str | None = None,
+                   root: str | None = None) -> str:
+    """The command that resumes experiment ``name`` (quoted for the shell): with ``--fn FILE:FN`` where its function
+    was defined in a script run as ``python FILE`` (``fn``'s, or the stored ``script`` and ``qualname``), and with
+    ``--storage-path ROOT`` where ``root`` (the experiment's storage folder) is not the default one. A name that
+    starts with ``-`` comes after ``--`` (else it reads as an option)."""
     import shlex
 
     script = script or (script_of(fn) if fn is not None else None)
     qualname = qualname or getattr(fn, "__qualname__", None)
-    command = f"tunesmith resume {shlex.quote(name)}"
-    return f"{command} --fn {shlex.quote(f'{script}:{qualname}')}" if script and qualname else command
+    options = f" --fn {shlex.quote(f'{script}:{qualname}')}" if script and qualname else ""
+    if root is not None and os.path.abspath(root) != _layout.storage_root(None):
+        options += f" --storage-path {shlex.quote(root)}"
+    if name.startswith("-"):
+        return f"tunesmith resume{options} -- {shlex.quote(name)}"
+    return f"tunesmith resume {shlex.quote(name)}{options}"
+
+
+def python_resume_hint(name: str, root: str | None = None) -> str:
+    """The ``tunesmith.run`` call that resumes experiment ``name``, with ``storage_path=`` where ``root`` is not the
+    default storage folder."""
+    where = f", storage_path={root!r}" if root is not None and os.path.abspath(root) != _layout.storage_root(None) \
+        else ""
+    return f"tunesmith.run(..., name={name!r}{where}, resume=True)"
+
+
+def _undo_resume(store: Store, before: dict[str, Any], event: int) -> None:
+    """A resume that failed before its loop ran anything (a damaged store its replay could not read, a dashboard
+    that could not start) leaves the experiment as it was: its status (a finished one is not left "running", which
+    readers show as crashed), spec and error, without the ``resume`` event, and a finished one's results index."""
+    try:
+        with store.transaction() as db:
+            for key in ("spec", "status", "error"):
+                if key in before:
+                    store.set_meta(db, key, before[key])
+            db.execute("DELETE FROM events WHERE seq = ? AND kind = 'resume'", (event,))
+        if before.get("status") == "finished":
+            store.index_results()  # marking it running dropped the index
+    except Exception:  # noqa: BLE001 - the resume's own error is the one the user must see
+        log.exception("could not restore experiment %s's status after its resume failed", store.path)
 
 
 def _qualname(fn: Any) -> str:
@@ -507,8 +550,9 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, sp
                               f"{value!r}; pass the same {key}")
     hint = "; to build on its results with another one, start a new experiment with warm_start=[its folder]"
     if "space" in stored and _comparable(stored["space"]) != _comparable(space_json):  # JSON text: NaN is NaN
-        raise ConfigError(f"resume: experiment {name!r} was run with another space: {stored['space']!r}, not "
-                          f"{space_json!r}; pass the same space{hint}")
+        # shown as every output shows a config: a secret in either space is ***
+        raise ConfigError(f"resume: experiment {name!r} was run with another space: {_shown_space(stored['space'])!r}, "
+                          f"not {_shown_space(space_json)!r}; pass the same space{hint}")
     if "space" in stored and _key_order(stored["space"]) != _key_order(space_json):
         # the same keys, another order: a grid's points and the random draws follow the keys' order, so the
         # resumed search would run some grid points again and others never
@@ -562,6 +606,18 @@ def _comparable(space_json: Any) -> str:
     import json
 
     return json.dumps(_without_reprs(space_json), sort_keys=True, default=repr)
+
+
+def _shown_space(space_json: Any, path: tuple[Any, ...] = ()) -> Any:
+    """A stored space as messages show it: each value masked as a config's value at its key path would be (a
+    constant, a domain's arguments and options), the domains' names kept."""
+    from tunesmith._secrets import mask_at
+
+    if isinstance(space_json, dict):
+        if "__domain__" in space_json:
+            return {k: v if k == "__domain__" else mask_at(path, v) for k, v in space_json.items()}
+        return {k: _shown_space(v, (*path, k)) for k, v in space_json.items()}
+    return mask_at(path, space_json)
 
 
 def _key_order(space_json: Any, prefix: str = "") -> list[str]:

@@ -149,11 +149,11 @@ def secret_strings(config: Any) -> set[str]:
 
 def mask_text_at(path: Iterable[Any], text: str, *values: Any) -> str:
     """``text`` (an error message that quotes ``values``, found at this key path of a config or space) with
-    those values masked when the path is secret (a key on the way looks like one)."""
+    those values masked as a config shows them there: whole when the path is secret (a key on the way looks like
+    one), else their URL passwords and tokens."""
     level = _path_secrecy(path)
-    if not level:
-        return text
-    return mask_text(text, secret_strings({"secret" if level >= STRONG else "token": list(values)})) or text
+    key = "secret" if level >= STRONG else "token" if level else ""
+    return mask_text(text, secret_strings({key: list(values)})) or text
 
 
 def mask_text(text: str | None, secrets: Iterable[str] = ()) -> str | None:

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from tunesmith._errors import ConfigError
+from tunesmith._secrets import mask_at
 from tunesmith.space import (
     choice,
     grid,
@@ -224,16 +225,17 @@ def _check_size(obj: dict[Any, Any]) -> None:
                               "they refer to each time they are used)")
 
 
-def _mapping(obj: dict[Any, Any], where: str) -> dict[str, Any]:
+def _mapping(obj: dict[Any, Any], where: str, path: tuple[Any, ...] = ()) -> dict[str, Any]:
     out = {}
     for key, value in obj.items():
         if not isinstance(key, str):
             raise ConfigError(f"{where}[{key!r}]: parameter names must be text; got {_kind(key)} (quote it)")
-        out[key] = _value(value, _key(where, key))
+        out[key] = _value(value, _key(where, key), (*path, key))
     return out
 
 
-def _value(value: Any, where: str) -> Any:
+def _value(value: Any, where: str, path: tuple[Any, ...] = ()) -> Any:
+    """``path``: the keys to ``value``; an error quotes a value as a config shows it there (a secret as ***)."""
     if isinstance(value, dict):
         names = [k for k in value if k in DOMAINS or k == CONST]
         if names and len(value) > 1:
@@ -243,9 +245,9 @@ def _value(value: Any, where: str) -> Any:
         if len(value) == 1:
             (name, args), = value.items()
             if name == CONST:
-                return _constant(args, f"{where}.{CONST}", literal=True)
+                return _constant(args, f"{where}.{CONST}", literal=True, path=path)
             if name in DOMAINS:
-                return _domain(name, args, where)
+                return _domain(name, args, where, path)
             if name == "sample_from":
                 raise ConfigError(f"{where}: sample_from needs Python code and has no file form; pass the "
                                   "space from Python (tunesmith.run) for it")
@@ -253,17 +255,17 @@ def _value(value: Any, where: str) -> Any:
             if near and isinstance(args, (list, dict)):
                 raise ConfigError(f"{where}: unknown domain {name!r}; did you mean {near[0]!r}? (for a nested "
                                   f"parameter named {name!r} write {{const: {{{name}: ...}}}} or add keys)")
-        return _mapping(value, where)
-    return _constant(value, where)
+        return _mapping(value, where, path)
+    return _constant(value, where, path=path)
 
 
-def _domain(name: str, args: Any, where: str) -> Any:
+def _domain(name: str, args: Any, where: str, path: tuple[Any, ...] = ()) -> Any:
     if name in _LISTS:
         items = args.get(_LISTS[name]) if isinstance(args, dict) and set(args) == {_LISTS[name]} else args
         if not isinstance(items, list):
             raise ConfigError(f"{where}: {name} expected a list of {_LISTS[name]}, e.g. {{{name}: [1, 2, 3]}}; "
-                              f"got {_kind(args)}")
-        return DOMAINS[name]([_value(item, f"{where}.{_LISTS[name]}[{i}]") for i, item in enumerate(items)])
+                              f"got {_kind(args, path)}")
+        return DOMAINS[name]([_value(item, f"{where}.{_LISTS[name]}[{i}]", path) for i, item in enumerate(items)])
     fn = DOMAINS[name]
     params = list(inspect.signature(fn).parameters.values())
     usage = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default}"
@@ -276,26 +278,27 @@ def _domain(name: str, args: Any, where: str) -> Any:
         positional, named = [], args
     else:
         raise ConfigError(f"{where}: {name} expected its arguments as a list [{usage}] or a mapping; "
-                          f"got {_kind(args)}")
+                          f"got {_kind(args, path)}")
     try:
         inspect.signature(fn).bind(*positional, **{str(k): v for k, v in named.items()})
     except TypeError as exc:
-        raise ConfigError(f"{where}: {name} takes [{usage}]; got {json.dumps(args, default=str)} ({exc})") from None
+        raise ConfigError(f"{where}: {name} takes [{usage}]; got {json.dumps(mask_at(path, args), default=str)} "
+                          f"({exc})") from None
     for i, arg in enumerate([*positional, *named.values()]):
         if isinstance(arg, (dict, list)):
             label = params[i].name if i < len(positional) else list(named)[i - len(positional)]
-            raise ConfigError(f"{where}: {name} expected {label} to be a number; got {_kind(arg)}")
+            raise ConfigError(f"{where}: {name} expected {label} to be a number; got {_kind(arg, path)}")
     return fn(*positional, **{str(k): v for k, v in named.items()})
 
 
-def _constant(value: Any, where: str, literal: bool = False, in_list: bool = False) -> Any:
+def _constant(value: Any, where: str, literal: bool = False, in_list: bool = False, path: tuple[Any, ...] = ()) -> Any:
     """A constant as JSON holds it: text, numbers, booleans, null, lists and mappings of those. Outside
     ``const`` (``literal``), a domain in a list (``in_list``: at any depth under one) is a mistake: lists are not
     sampled."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, list):
-        return [_constant(item, f"{where}[{i}]", literal, in_list=True) for i, item in enumerate(value)]
+        return [_constant(item, f"{where}[{i}]", literal, in_list=True, path=path) for i, item in enumerate(value)]
     if isinstance(value, dict):
         if in_list and not literal and len(value) == 1 and next(iter(value)) in DOMAINS:
             raise ConfigError(f"{where}: domains inside a list are not sampled; give each its own key (e.g. layer0: "
@@ -304,10 +307,10 @@ def _constant(value: Any, where: str, literal: bool = False, in_list: bool = Fal
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ConfigError(f"{where}[{key!r}]: keys must be text; got {_kind(key)} (quote it)")
-            out[key] = _constant(item, _key(where, key), literal, in_list)
+            out[key] = _constant(item, _key(where, key), literal, in_list, (*path, key))
         return out
     hint = " (quote it to keep it as text)" if type(value).__name__ in ("date", "datetime") else ""
-    raise ConfigError(f"{where}: {_kind(value)} is not allowed; expected text, a number, true/false, null, "
+    raise ConfigError(f"{where}: {_kind(value, path)} is not allowed; expected text, a number, true/false, null, "
                       f"a list or a mapping{hint}")
 
 
@@ -315,8 +318,11 @@ def _key(where: str, key: str) -> str:
     return f"{where}[{json.dumps(key)}]"
 
 
-def _kind(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, (set, bytes)) else repr(value)
+def _kind(value: Any, path: tuple[Any, ...] = ()) -> str:
+    """``value`` quoted (short) with its type; ``path``: where it is in the space, to mask it as a config would be
+    there (a secret as ***, a URL's password)."""
+    shown = mask_at(path, value) if isinstance(value, (dict, list, str, int, float)) else value
+    text = json.dumps(shown, default=str) if not isinstance(value, (set, bytes)) else repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"

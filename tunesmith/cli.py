@@ -759,14 +759,15 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
     try:
         plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs, x=x, final=final)
     except OSError as e:
-        raise _unwritable(e, output or path, "-o" if output else None) from e
+        raise _unwritable(e, output or path, "-o" if output else None, "-o FILE") from e
     click.echo(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})")
 
 
-def _unwritable(e: OSError, path: str, option: str | None) -> Exception:
+def _unwritable(e: OSError, path: str, option: str | None, instead: str) -> Exception:
     """What the user is told when ``path`` (given as ``option``, or None for a default path) cannot be written:
     the path as given and the reason, with the folder at fault where it is another (a file standing where a
-    folder is needed), never a temporary name of ours; ``e`` itself when it is about another file."""
+    folder is needed), never a temporary name of ours; ``e`` itself when it is about another file. Either way
+    exit 2: a default path (in the experiment folder, maybe read-only) says to give ``instead`` (``-o FILE``)."""
     target = os.path.abspath(path)
     at = os.path.abspath(e.filename) if isinstance(e.filename, str) else target
     if not (target == at or target.startswith(at.rstrip(os.sep) + os.sep) or at.startswith(target + os.sep)
@@ -779,7 +780,9 @@ def _unwritable(e: OSError, path: str, option: str | None) -> Exception:
     elif target.startswith(at.rstrip(os.sep) + os.sep):
         reason += f" ({at!r})"
     message = f"cannot write {path!r}: {reason}"
-    return click.BadParameter(message, param_hint=option) if option else click.ClickException(message)
+    if option:
+        return click.BadParameter(message, param_hint=option)
+    return ConfigError(f"{message}; pass {instead} to write elsewhere")
 
 
 def _ancestors(path: str) -> list[str]:
@@ -824,7 +827,7 @@ def export(name: str, storage_path: str | None, formats: tuple[str, ...], to: st
     try:
         n, folder = write(rs.path, formats or FORMATS, to)
     except OSError as e:
-        raise _unwritable(e, to or os.path.join(rs.path, "trials"), "--to" if to else None) from e
+        raise _unwritable(e, to or os.path.join(rs.path, "trials"), "--to" if to else None, "--to DIR") from e
     click.echo(printable(f"wrote the files of {n} trials in {folder}", one_line=True))
 
 
@@ -1182,7 +1185,12 @@ def rm(name: str, storage_path: str | None, yes: bool) -> None:
                                      f"({shown_path})?", default=False):
         click.echo("not removed", err=True)
         sys.exit(1)
-    shutil.rmtree(path)
+    try:
+        shutil.rmtree(path)
+    except OSError as e:  # a read-only mount, a folder of another user's: rmtree names only the file, relative
+        at = f" ({printable(str(e.filename), one_line=True)})" if e.filename else ""
+        raise ConfigError(f"cannot remove experiment folder {shown_path}: {e.strerror or e}{at}; what it could "
+                          "not remove is still there") from None
     click.echo(f"removed {shown_path}")
 
 
