@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -142,3 +143,24 @@ def test_a_full_disk_is_a_clear_error_and_the_experiment_resumes(tiny_disk):
     assert trial.status is ts.TrialStatus.TERMINATED
     assert [h["i"] for h in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
     assert trial.checkpoint.load()["i"] == 6
+
+
+def big_metrics(config):
+    for i in range(400):  # about 20 MB of results: more than the tiny disk holds
+        ts.report({"i": i + 1, "notes": os.urandom(25_000).hex()})
+
+
+def test_a_full_disk_under_the_store_names_the_folder_to_resume_wherever_the_storage_is(tiny_disk):
+    """The store's own write fails (SQLite: database or disk is full): the error says how to resume, by the
+    experiment folder's path (a name alone would be looked for under the default storage folder, not here)."""
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    with pytest.raises(ts.StoreError, match="could not write experiment full's store") as caught:
+        ts.run(big_metrics, name="full", storage_path=str(tiny_disk), verbose=0, file_loggers=False)
+    command = str(caught.value).rsplit("then resume: ", 1)[1]
+    assert shlex.split(command) == ["tunesmith", "resume", str(tiny_disk / "full")]
+    subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)
+    shown = CliRunner().invoke(cli, ["show", shlex.split(command)[2]])  # the path finds it from anywhere
+    assert shown.exit_code == 0 and "full" in shown.output, shown.output

@@ -183,8 +183,10 @@ class Controller:
             raise
         except sqlite3.OperationalError as e:
             # the transaction rolled back: the store holds everything committed before, so it resumes
+            import shlex  # its folder's path: it resumes wherever the storage folder is (--storage-path or not)
+
             raise StoreError(f"could not write experiment {self.name}'s store ({e}); free space if the disk is "
-                             f"full, then resume: tunesmith resume {self.name}") from e
+                             f"full, then resume: tunesmith resume {shlex.quote(self.exp_dir)}") from e
         finally:
             restore()
             self.executor.shutdown()
