@@ -389,6 +389,9 @@ def test_a_sampler_instance_is_used_as_given() -> None:
     # a '/' in a key, which could make two keys one Optuna name, is refused by validate_space first
     ({"a/b": uniform(0, 1), "a": {"b": uniform(0, 1)}}, r'^space\["a/b"\]: a key may not contain'),
     ({"lr": loguniform(0, 1)}, r'^space\["lr"\]: .*positive'),
+    # Optuna holds ints as floats: past 2**53 it drew the wrong integers, or failed inside numpy
+    ({"k": lograndint(10**20, 10**20 + 4)}, r'^space\["k"\]: lograndint bounds beyond 2\*\*53'),
+    ({"k": {"n": randint(-(2**53) - 2, -(2**53) + 5)}}, r'^space\["k"\]\["n"\]: randint bounds beyond 2\*\*53'),
 ])
 def test_bad_spaces_name_the_key(space: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -284,6 +284,11 @@ class OptunaSearch(Searcher):
                               "function, or use Random / QuasiRandom")
         if isinstance(value, Domain):
             param = _Param.of(value)
+            if param.kind == "int" and max(abs(int(param.low)), abs(int(param.high))) > 2**53:
+                # Optuna keeps an int parameter as a float: past 2**53 its draws lose integers (or fail in numpy)
+                raise ConfigError(f"{where}: {value.kind} bounds beyond 2**53 (9007199254740992) in magnitude; "
+                                  f"OptunaSearch holds integers as floats, which lose those; expected bounds within "
+                                  f"+-2**53, or Random / QuasiRandom, which draw such integers exactly")
             joined = _SEP.join(name)
             if joined in self._params:
                 raise ConfigError(f"{where}: its Optuna parameter name {joined!r} is also that of another "
