@@ -26,7 +26,6 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._secrets import mask
 from tunesmith.searchers._base import UNLIMITED
-from tunesmith.searchers._unit_cube import fits, options
 from tunesmith.space import FLAT_SEP, Choice, Domain, Grid, KeyPath, domains
 
 __all__ = ["GridSlots", "check_points", "check_points_fit", "fits_partial", "point_paths"]
@@ -113,6 +112,8 @@ def _picked_option(domain: Choice | Grid, value: Any) -> dict[str, Any] | None:
     """The option (a dict) of a choice or grid that a dict given for it picks; ``None`` if it picks none."""
     if not isinstance(value, dict):
         return None
+    from tunesmith.searchers._unit_cube import options  # here: it imports NumPy, which a plain run never needs
+
     dicts = [item for item in options(domain) if isinstance(item, dict) and not isinstance(item, Domain)]
     for loose in (False, True):  # one whose domains hold the values first; else one they lie outside of
         for option in dicts:
@@ -135,7 +136,10 @@ def fits_partial(spec: Any, value: Any, loose: bool = False) -> bool:
         return (isinstance(value, dict) and set(value) <= set(spec)
                 and all(fits_partial(spec[k], value[k], loose) for k in value))
     if isinstance(spec, (Choice, Grid)):
-        return any(fits_partial(item, value, loose) for item in options(spec))
+        items = spec.options if isinstance(spec, Choice) else spec.values
+        return any(fits_partial(item, value, loose) for item in items)
+    from tunesmith.searchers._unit_cube import fits  # here: it imports NumPy, which a plain run never needs
+
     return (loose and isinstance(spec, Domain)) or fits(spec, value)
 
 
@@ -220,6 +224,8 @@ def _grid_indices(point: dict[KeyPath, Any], grids: list[tuple[KeyPath, list[Any
     for j, (path, values) in enumerate(grids):
         if path in point:
             given = point[path]
+            from tunesmith.searchers._unit_cube import fits  # here: it imports NumPy (a run with points only)
+
             idx = next((i for i, item in enumerate(values) if item is given or fits(item, given)), None)
             if idx is None:
                 return None
