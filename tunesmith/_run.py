@@ -202,8 +202,10 @@ def run(
             a relative data path as ``os.path.join(os.environ["TUNESMITH_ORIG_WORKING_DIR"], path)``.
             ``False``: trials run in the driver's working directory.
         dashboard: serve the live dashboard of this experiment from a thread of this process while it runs
-            (read-only; the URL is printed); a dict passes options to ``tunesmith.dashboard.start``
-            (``port``, ``host``, ``token``, ``allow_control``). See docs/dashboard.md.
+            (read-only; the URL is printed, with ``?token=`` when it has a token); a dict passes options to
+            ``tunesmith.dashboard.start`` (``port``, ``host``, ``token``, ``allow_control``, ``allowed_hosts``),
+            checked, and the port bound, before anything is written: a bad option or a port in use is a
+            ``ConfigError``. See docs/dashboard.md.
         warm_start: an earlier experiment (a name under ``storage_path``, or a folder), or a list of them: its
             finished trials are handed to the searcher (``searcher.warm_start``) before the first suggestion.
             Model-based searchers (``OptunaSearch``, ``BOHB``) learn from those whose config fits this space
@@ -280,6 +282,9 @@ def run(
                           f"{type(constraints).__name__}")
     warm_dirs = _warm_start_dirs(warm_start, storage_path)
     stop_rules = StopRules(stop, objective, keep_by=keep_by)
+    from tunesmith.dashboard import check_run_option
+
+    board_options = check_run_option(dashboard)  # the dashboard's options too, before anything is written
 
     if searcher is None:
         from tunesmith.searchers.random import Random
@@ -323,6 +328,7 @@ def run(
     else:
         raise ConfigError(f"backend must be 'local', 'ray' or a backend (e.g. tunesmith.RayBackend(address="
                           f"'auto')), got {backend!r}")
+    board = None  # the dashboard: its port bound before anything is written, served once the run is set up
     try:  # a check refusing the run after the backend connected (to Ray: maybe starting it) shuts it down
         executor.check_ranks(ranks)  # first: with ranks, a backend checks each rank's share of the resources
         if resources_fn is None:
@@ -351,9 +357,12 @@ def run(
         store_file = _layout.store_path(exp_dir)
         if resume and not os.path.exists(store_file):
             raise ConfigError(f"resume=True: there is no experiment {name!r} in {root}")
+        board = _bind_dashboard(board_options, root, name)  # a port in use is refused before anything is written
         _make_folder(root, exp_dir, storage_path)
         lock = _acquire(exp_dir, name)  # first: a live experiment is reported as such, not as "exists"
     except BaseException:
+        if board is not None:
+            board.stop()
         executor.shutdown()
         raise
     try:
@@ -411,7 +420,9 @@ def run(
                 ranks=ranks)
             if resume:
                 controller.replay(restart_errored)  # a damaged store fails here
-            board = _start_dashboard(dashboard, root, name)
+            if board is not None:
+                board.start()
+                print(board.announce(), flush=True)  # the URL with its token: printed for its user to open
         except BaseException:
             if resume:
                 _undo_resume(store, before, event)
@@ -427,10 +438,10 @@ def run(
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
         finally:
-            if board is not None:
-                board.stop()
             store.close()
     finally:
+        if board is not None:
+            board.stop()  # also where the run failed before it served (its port bound, or its thread started)
         executor.shutdown()  # what prestart() started, where the run failed before its controller ran
         _release(lock, exp_dir)
     from tunesmith.results import ResultSet  # after the run: not part of its start
@@ -450,19 +461,17 @@ def _warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
     return warm_start_dirs(warm_start, storage_path)
 
 
-def _start_dashboard(option: bool | dict[str, Any], root: str, name: str) -> Any:
-    if not option:
+def _bind_dashboard(options: dict[str, Any] | None, root: str, name: str) -> Any:
+    """The run's dashboard (checked options, ``check_run_option``) with its port bound, not yet serving; None
+    without one. A port in use is a ConfigError here, before the run writes anything."""
+    if options is None:
         return None
-    from tunesmith.dashboard import start
+    from tunesmith.dashboard import make_app
+    from tunesmith.dashboard._server import Dashboard
 
-    options = dict(option) if isinstance(option, dict) else {}
-    unknown = sorted(set(options) - {"host", "port", "token", "allow_control", "allowed_hosts"})
-    if unknown:
-        raise ConfigError(f"dashboard: unknown option(s) {unknown}; expected host, port, token, allow_control, "
-                          f"allowed_hosts")
-    board = start(root, name, **options)
-    print(f"tunesmith dashboard: {board.url}", flush=True)
-    return board
+    host, port = options.get("host", "127.0.0.1"), options.get("port", 0)
+    app = make_app(root, name, **{k: v for k, v in options.items() if k != "port"})
+    return Dashboard(app, host, port)
 
 
 def script_of(fn: Any) -> str | None:

@@ -364,7 +364,8 @@ def dashboard(name: str | None, storage_path: str | None, host: str, port: int, 
               allow_control: bool, allowed_hosts: tuple[str, ...]) -> None:
     """Serve a live dashboard of the experiments under the storage path (or only NAME) until Ctrl-C.
 
-    The first line printed is `tunesmith dashboard: http://HOST:PORT/` (with ?token=... when a token is set).
+    The first line printed is `tunesmith dashboard: http://HOST:PORT/` (with ?token=... when a token is set,
+    URL-encoded). A port in use is an error (exit 2): pass another --port, or --port 0 for a free one.
     """
     from tunesmith._layout import check_name, store_path
     from tunesmith.dashboard import serve
@@ -373,8 +374,8 @@ def dashboard(name: str | None, storage_path: str | None, host: str, port: int, 
     if name is not None and not os.path.isfile(store_path(os.path.join(root, check_name(name)))):
         raise ConfigError(f"no experiment {name!r} in {root} (tunesmith ls --storage-path {root})")
 
-    def announce(line: str) -> None:
-        click.echo(line + (f"?token={token}" if token else ""))
+    def announce(line: str) -> None:  # the URL with its token (URL-encoded): printed for its user to open
+        click.echo(line)
         sys.stdout.flush()
 
     serve(root, name, host=host, port=port, token=token, allow_control=allow_control,

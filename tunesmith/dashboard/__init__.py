@@ -92,17 +92,62 @@ def show(url: str | None = None, *, storage_path: str | None = None, name: str |
 def serve(storage_path: str | None = None, name: str | None = None, *, host: str = "127.0.0.1", port: int = 8788,
           token: str | None = None, allow_control: bool = False, allowed_hosts: tuple[str, ...] = (),
           announce: Any = print) -> None:
-    """Serve the dashboard until interrupted; ``announce`` gets the URL line first."""
+    """Serve the dashboard until interrupted; ``announce`` gets the URL line first
+    (``tunesmith dashboard: URL``, with ``?token=...`` URL-encoded when there is a token).
+
+    Raises:
+        ConfigError: a bad host or token, or a port in use (or not one this process may listen on).
+    """
     from tunesmith.dashboard._server import Dashboard
 
     app = make_app(storage_path, name, host=host, token=token, allow_control=allow_control,
                    allowed_hosts=allowed_hosts)
     dashboard = Dashboard(app, host, port)
-    announce(f"tunesmith dashboard: {dashboard.url}")
+    announce(dashboard.announce())
     try:
         dashboard.serve_forever()
     finally:
         dashboard.server.server_close()
+
+
+RUN_OPTIONS = ("host", "port", "token", "allow_control", "allowed_hosts")  # what run(dashboard={...}) passes on
+
+
+def check_run_option(option: Any) -> dict[str, Any] | None:
+    """``run(dashboard=...)`` checked before the run writes anything: None for False, else the options for
+    :func:`start` (True: none). Raises ConfigError naming the bad option and what was expected."""
+    from tunesmith._errors import ConfigError
+
+    if option is False or option is None:
+        return None
+    if option is not True and not isinstance(option, dict):
+        raise ConfigError(f"dashboard must be True, False or a dict of options ({', '.join(RUN_OPTIONS)}), got "
+                          f"{option!r}")
+    options = dict(option) if isinstance(option, dict) else {}
+    unknown = sorted(set(options) - set(RUN_OPTIONS), key=str)
+    if unknown:
+        raise ConfigError(f"dashboard: unknown option(s) {unknown}; expected {', '.join(RUN_OPTIONS)}")
+    host, port = options.get("host", "127.0.0.1"), options.get("port", 0)
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"dashboard: host must be an address to bind (e.g. '127.0.0.1'), got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"dashboard: port must be a whole number from 0 to 65535 (0 picks a free one), got "
+                          f"{port!r}")
+    token = options.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ConfigError(f"dashboard: token must be a string, got {type(token).__name__}")
+    if not isinstance(options.get("allow_control", False), bool):
+        raise ConfigError(f"dashboard: allow_control must be True or False, got {options['allow_control']!r}")
+    allowed = options.get("allowed_hosts", ())
+    if isinstance(allowed, str) or not isinstance(allowed, (list, tuple)) or \
+            not all(isinstance(h, str) and h for h in allowed):
+        raise ConfigError(f"dashboard: allowed_hosts must be a list of host names (e.g. ['tune.example.com']), got "
+                          f"{allowed!r}")
+    # imported here: the app imports the plots (NumPy), which a run without a dashboard never needs
+    from tunesmith.dashboard._app import check_access
+
+    check_access(host, token)
+    return {**options, "allowed_hosts": tuple(allowed)} if "allowed_hosts" in options else options
 
 
 def __getattr__(name: str) -> Any:

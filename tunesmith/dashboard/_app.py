@@ -92,6 +92,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_access(host: str, token: str | None) -> str | None:
+    """The dashboard's token (``token``, else ``$TUNESMITH_DASHBOARD_TOKEN``, else None), checked: one is required
+    off loopback, and must be at least 8 characters. Raises ConfigError (naming the host, never the token)."""
+    token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    if not is_loopback(host) and not token:
+        raise ConfigError(f"dashboard: host {host!r} is not a loopback address: give a token (--token, token=, or "
+                          f"{TOKEN_ENV}) so that only those who have it can see the experiments")
+    if token is not None and len(token) < 8:
+        raise ConfigError(f"dashboard: the token must be at least 8 characters, got {len(token)}")
+    return token
+
+
 def _is_wildcard(host: str) -> bool:
     return host.strip("[]") in ("0.0.0.0", "::", "")
 
@@ -121,12 +133,7 @@ class DashboardApp:
                                   f"{source!r}")
         self._frame_headers = ([("Content-Security-Policy", CSP + " ".join(frame_ancestors))] if frame_ancestors
                                else [("Content-Security-Policy", CSP + "'none'"), ("X-Frame-Options", "DENY")])
-        token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
-        if not is_loopback(host) and not token:
-            raise ConfigError(f"--host {host} is not a loopback address: give --token (or set {TOKEN_ENV}) so that "
-                              f"only those who have it can see the experiments")
-        if token is not None and len(token) < 8:
-            raise ConfigError("the dashboard token must be at least 8 characters")
+        token = check_access(host, token)
         self.experiments = Experiments(storage_path, name)
         self.host = host
         self.token = token

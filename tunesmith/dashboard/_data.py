@@ -79,6 +79,15 @@ def number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def shown_number(value: Any) -> float | str | None:
+    """A number for the page: finite as itself, NaN and infinities as the text ``nan``, ``inf``, ``-inf`` (JSON
+    has no such numbers; the page shows text as it is), anything else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
+
+
 def flat(config: Any) -> dict[str, Any]:
     """Nested config as ``a/b`` keys (``tunesmith._flat``, as the rest of tunesmith flattens them); {} for a
     stored value that is not a dict."""
@@ -214,20 +223,26 @@ class Experiments:
         else:
             kind, field = key[0], key[2:]
 
-            def value(r: tuple[Any, ...]) -> Any:
+            def value(r: tuple[Any, ...]) -> tuple[int, float, str]:
+                """(group, number, text): 0 a number (infinities too), 1 text, 2 NaN, 3 no value."""
                 if kind == "m":
                     v = json.loads(r[5]).get(field) if r[5] else None
                 else:
                     v = flat(r[1]).get(field)
+                if isinstance(v, float) and math.isnan(v):
+                    return (2, 0.0, "")
+                if isinstance(v, float) and math.isinf(v):
+                    return (0, v, "")
                 n = number(v)
                 if n is not None:
                     return (0, n, "")
-                return (1 if v is not None else 2, 0.0, str(v))
+                return (1 if v is not None else 3, 0.0, str(v))
 
-            present = [r for r in rows if value(r)[0] < 2]
-            absent = [r for r in rows if value(r)[0] == 2]
-            present.sort(key=value, reverse=desc)
-            rows = present + absent  # trials without the value last, either way
+            keyed = [(value(r), r) for r in rows]
+            present = [(k, r) for k, r in keyed if k[0] < 2]
+            present.sort(key=lambda kr: kr[0], reverse=desc)
+            # trials with NaN, then those without the value, last either way
+            rows = [r for _k, r in present] + [r for k, r in keyed if k[0] == 2] + [r for k, r in keyed if k[0] == 3]
         return self._page(rows[offset:offset + limit], len(rows), offset, limit, objective, placed)
 
     @staticmethod
@@ -520,7 +535,7 @@ def _best(store: Store, objective: Objective) -> dict[str, Any] | None:
     found = store.best_last(metric, mode)
     if found is None:
         return None
-    return {"trial": found[0], "metric": metric, "mode": mode, "value": number(found[1])}
+    return {"trial": found[0], "metric": metric, "mode": mode, "value": shown_number(found[1])}
 
 
 def _keys(db: Any) -> tuple[list[str], list[str]]:
@@ -529,17 +544,18 @@ def _keys(db: Any) -> tuple[list[str], list[str]]:
     params: Counter[str] = Counter()
     for last, config in db.execute("SELECT last_result, config FROM trials ORDER BY id DESC LIMIT 50"):
         if last:
-            metrics.update(k for k, v in json.loads(last).items() if number(v) is not None and k != TIMESTAMP)
+            metrics.update(k for k, v in json.loads(last).items() if shown_number(v) is not None and k != TIMESTAMP)
         params.update(flat(json.loads(config)).keys())  # the keys counted (a mapping's values would be added up)
     return sorted(metrics), sorted(params)
 
 
 def _cell(value: Any) -> Any:
-    """A table cell: numbers (NaN as null), strings, booleans; anything else as compact JSON text."""
+    """A table cell: numbers (NaN and infinities as ``nan``, ``inf``, ``-inf``), strings, booleans; anything else
+    as compact JSON text."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, float)):
-        return number(value) if isinstance(value, float) else value
+        return shown_number(value) if isinstance(value, float) else value
     return json.dumps(value, default=str, allow_nan=True)[:500]
 
 

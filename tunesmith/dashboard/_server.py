@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
 import threading
 from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from tunesmith._errors import ConfigError
 from tunesmith.dashboard._app import DashboardApp
 
 log = logging.getLogger("tunesmith")
@@ -38,31 +41,59 @@ class Dashboard:
     def __init__(self, app: DashboardApp, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
         server_class = _Server6 if ":" in host else _Server
-        self.server = make_server(host, port, app, server_class=server_class, handler_class=_Handler)
+        try:  # binds the port: one in use (or an address not of this machine) is the caller's to change
+            self.server = make_server(host, port, app, server_class=server_class, handler_class=_Handler)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(f"dashboard: port {port} on {host} is in use; pass another port or port=0 (a free "
+                                  f"one)") from e
+            raise ConfigError(f"dashboard: cannot listen on {host} port {port} ({e.strerror or e}); expected an "
+                              f"address of this machine and a port you may use (port=0 picks a free one)") from e
         self.host = host
         self.port = self.server.server_address[1]
         self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
+    @property
+    def login_url(self) -> str:
+        """The URL to open: ``url`` with ``?token=`` (URL-encoded) when the dashboard has a token. The line
+        ``announce`` prints: the token is shown there on purpose, for its user to open, and nowhere else."""
+        token = self.app.token
+        return self.url + (f"?token={quote(token, safe='')}" if token else "")
+
+    def announce(self) -> str:
+        """The first line a dashboard prints: ``tunesmith dashboard: URL`` (``login_url``)."""
+        return f"tunesmith dashboard: {self.login_url}"
+
     def start(self) -> Dashboard:
-        """Serve from a daemon thread (beside a run, in a notebook)."""
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="tunesmith-dashboard", daemon=True)
-        self._thread.start()
+        """Serve from a daemon thread (beside a run, in a notebook). Starting a running dashboard again does
+        nothing; a stopped one cannot start again (its port is closed): a RuntimeError."""
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("this dashboard was stopped: start a new one (tunesmith.dashboard.start)")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                                name="tunesmith-dashboard", daemon=True)
+                self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         self.server.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
-        self.server.shutdown() if self._thread is not None else None
-        self.server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        with self._lock:
+            if self._thread is not None and not self._stopped:
+                self.server.shutdown()
+            self._stopped = True
+            self.server.server_close()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
 
     def __enter__(self) -> Dashboard:
         return self
