@@ -4,6 +4,7 @@ they simply work. Real worker processes, a real SQLite store."""
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import os
@@ -281,3 +282,42 @@ def test_a_storage_path_under_home_is_expanded(tmp_path, monkeypatch):
     result = ts.run(f, num_samples=1, verbose=0, storage_path="~/my results", name="tilde")
     assert result.path == str(tmp_path / "home" / "my results" / "tilde")
     assert not (tmp_path / "~").exists()
+
+
+def test_numpy_scalars_are_taken_for_runs_numbers_and_flags(results_dir):
+    """A sweep over np.arange values, or a flag computed with numpy, is what a user passes: each argument takes
+    a numpy integer, float or bool as the Python value it stands for (the spec stores plain JSON)."""
+    result = ts.run(once, {"a": ts.uniform(0, 1)}, metric="x", mode="max", num_samples=np.int64(3),
+                    max_concurrent=np.int64(2), seed=np.int64(1), max_failures=np.int64(1),
+                    time_budget_s=np.float32(600), trial_timeout_s=np.float32(600), chdir_to_trial_dir=np.True_,
+                    fail_fast=np.bool_(False), resources={"cpu": np.int64(1), "gpu": np.float64(0)},
+                    verbose=np.int64(0), name="np")
+    assert len(result.trials) == 3 and all(t.status is ts.TrialStatus.TERMINATED for t in result.trials)
+    spec = result.meta["spec"]
+    assert (spec["num_samples"], spec["max_concurrent"], spec["fail_fast"]) == (3, 2, False)
+    assert type(spec["fail_fast"]) is bool and type(spec["num_samples"]) is int
+
+
+def counted(config):
+    ts.report({"x": 1, "n": np.int64(2)})
+
+
+def test_resources_returned_as_numpy_numbers_are_taken(results_dir):
+    result = ts.run(counted, {"a": ts.grid([1, 2])}, resources=lambda config: {"cpu": np.int64(1)}, verbose=0)
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 2
+    assert result.trials[0].resources["cpu"] == 1.0
+
+
+def yields(config):
+    yield {"x": 1}
+
+
+async def awaits(config):
+    ts.report({"x": 1})
+
+
+@pytest.mark.parametrize("fn", [yields, awaits, functools.partial(yields), functools.partial(awaits)],
+                         ids=["generator", "async", "partial-generator", "partial-async"])
+def test_a_generator_or_async_training_function_is_refused_before_anything_is_created(results_dir, fn):
+    """It would run nothing (a generator is only made, a coroutine never awaited) and the run say finished."""
+    _refused_before_anything_is_created(results_dir, r"fn .* (a generator|an async) function", fn=fn)

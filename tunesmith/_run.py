@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import math
+import numbers
 import os
 import re
 import signal
@@ -74,6 +75,34 @@ def _keep_by_mode(keep_by: Any, objective: Objective) -> Any:
         raise ConfigError(f"keep_by={keep_by!r}: with several metrics, keep_by must be one of {objective.metric!r} "
                           f"(its mode ranks the checkpoints)")
     return objective.mode_of(keep_by) if keep_by is not None else None
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar (or another ``numbers`` one) given for a number or a flag of ``run``, as the Python ``bool``,
+    ``int`` or ``float`` it stands for (a sweep over ``np.arange`` passes them); anything else as it is."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _not_a_plain_function(fn: Any) -> str | None:
+    """What ``fn`` is if calling it would run nothing: a generator or an async function (a partial of one too)."""
+    import functools
+    import inspect
+
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        return "a generator function (its body runs only when iterated)"
+    if inspect.iscoroutinefunction(fn):
+        return "an async function (its body runs only when awaited)"
+    return None
 
 
 def _positive(name: str, value: Any, integer: bool = False) -> None:
@@ -243,6 +272,15 @@ def run(
     from tunesmith.trainable import as_function
 
     fn = as_function(fn)  # a tunesmith.Trainable subclass runs as a function; any other class is refused
+    what = _not_a_plain_function(fn)
+    if what is not None:
+        raise ConfigError(f"fn {getattr(fn, '__qualname__', fn)!r} is {what}: tunesmith calls it and it would run "
+                          "nothing; expected a plain function that calls tunesmith.report (SimulatedBackend takes "
+                          "generator functions)")
+    num_samples, time_budget_s, max_concurrent, verbose, seed, max_failures, trial_timeout_s, trial_time_limit_s = (
+        _plain(v) for v in (num_samples, time_budget_s, max_concurrent, verbose, seed, max_failures, trial_timeout_s,
+                            trial_time_limit_s))
+    chdir_to_trial_dir, fail_fast, ranks, keep = (_plain(v) for v in (chdir_to_trial_dir, fail_fast, ranks, keep))
     if space is None:
         space = {}
     objective = Objective.from_args(metric, mode)  # checked once; everything below is handed the value
@@ -263,7 +301,7 @@ def run(
     _positive("trial_time_limit_s", trial_time_limit_s)
     if not isinstance(chdir_to_trial_dir, bool):
         raise ConfigError(f"chdir_to_trial_dir must be True or False, got {chdir_to_trial_dir!r}")
-    if fail_fast not in (True, False, "raise"):
+    if not (fail_fast is True or fail_fast is False or fail_fast == "raise"):
         raise ConfigError(f"fail_fast must be True, False or 'raise', got {fail_fast!r}")
     if restart_errored not in (None, "restart", "resume"):
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
