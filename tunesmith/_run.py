@@ -273,7 +273,7 @@ def run(
 
     fn = as_function(fn)  # a tunesmith.Trainable subclass runs as a function; any other class is refused
     what = _not_a_plain_function(fn)
-    if what is not None:
+    if what is not None and not getattr(backend, "takes_generator_functions", False):  # SimulatedBackend's are
         raise ConfigError(f"fn {getattr(fn, '__qualname__', fn)!r} is {what}: tunesmith calls it and it would run "
                           "nothing; expected a plain function that calls tunesmith.report (SimulatedBackend takes "
                           "generator functions)")

@@ -178,6 +178,8 @@ class SimulatedBackend(Executor):
             :func:`linear_speedup`.
     """
 
+    takes_generator_functions = True  # its trials are generator functions (run() refuses them for other backends)
+
     def __init__(self, total_resources: dict[str, float] | None = None, seed: int = 0,
                  speedup: SpeedupFn | None = None) -> None:
         self.total_resources_arg = _checked_total(total_resources)
