@@ -20,6 +20,7 @@ from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._safe_write import replacing
 from tunesmith.callbacks.csv_json import (
+    ERRORS,
     PARAMS_JSON,
     PROGRESS_CSV,
     RESULT_JSONL,
@@ -96,7 +97,7 @@ def _real_folder(path: str) -> None:
 def _write(path: str, text: str) -> None:
     """A new file is created in one step (``O_EXCL | O_NOFOLLOW``: never an existing file or link); one that
     exists (a second export, the live loggers' file, a planted link) is replaced through a fresh name."""
-    data = text.encode("utf-8")
+    data = text.encode("utf-8", ERRORS)  # as the loggers encode it: a lone surrogate as its escape
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except FileExistsError:

@@ -43,6 +43,10 @@ PARAMS_JSON = "params.json"
 # json.dumps with options builds an encoder per call; one shared encoder halves the cost of a line
 _ENCODER = json.JSONEncoder(default=str, allow_nan=True)
 _PLAIN = (int, float, str, bool)  # written by csv as they are (None, lists, dicts need _cell)
+# A character UTF-8 cannot encode (a lone surrogate: ``os.listdir`` decodes a file name's bytes that are not UTF-8
+# to ``\udcff``...) is written as its escape, ``\udcff``, as ``result.jsonl`` writes it: the files stay UTF-8,
+# and one such value costs neither its batch's rows nor the export. Every file these loggers and the export write.
+ERRORS = "backslashreplace"
 
 
 class _TrialFileLogger(Callback):
@@ -181,7 +185,7 @@ class JSONLLogger(_TrialFileLogger):
     def _write(self, trial: TrialView, rows: list[str], restart_at: int | None) -> None:
         path = os.path.join(self.trial_dir(trial), RESULT_JSONL)
         if restart_at is not None and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8", errors=ERRORS) as f:
                 kept = [line for line in f if line.strip() and _iteration(json.loads(line)) < restart_at]
             _write_atomic(path, "".join(kept))
         _append(path, "".join(rows))
@@ -192,8 +196,10 @@ class CSVLogger(_TrialFileLogger):
 
     The header is the keys of the trial's first result, in order. A key that first appears later is
     added at the end of the header and the file is rewritten once (earlier rows get an empty cell);
-    a row without some key gets an empty cell too. Lists and other non-scalar values are written as
-    JSON. The config is in ``params.json`` beside it.
+    a row without some key gets an empty cell too. When a restart drops rows, the header is made again from the
+    rows that stay (the file is then the one ``tunesmith export`` writes). Lists and other non-scalar values are
+    written as JSON; text UTF-8 cannot encode (a lone surrogate) as its backslash escape (``ERRORS``). The config
+    is in ``params.json`` beside it.
 
     Args:
         params: also write the trial's config to ``params.json`` (default True).
@@ -206,10 +212,14 @@ class CSVLogger(_TrialFileLogger):
     def __init__(self, params: bool = True, background: bool = True) -> None:
         super().__init__(params, background)
         self._header: dict[int, list[str]] = {}
+        # trial -> column -> the iteration of the first row that had it: a restart drops the columns only the
+        # dropped rows had (one number per column, kept for the columns this logger added)
+        self._since: dict[int, dict[str, float]] = {}
 
     def _forget(self, trial: TrialView) -> None:
         super()._forget(trial)
         self._header.pop(trial.id, None)
+        self._since.pop(trial.id, None)
 
     def _rows(self, results: list[Result]) -> tuple[bool, list[dict[str, Any]]]:
         # (scalars, rows): results a trial reported are flat dicts of scalars already (report() checked
@@ -224,11 +234,24 @@ class CSVLogger(_TrialFileLogger):
         header = self._header.get(trial.id)
         if header is None:
             header = self._header[trial.id] = _read_header(path)
+        since = self._since.setdefault(trial.id, {})
+        old: list[dict[str, str]] | None = None
+        if header and restart_at is not None and os.path.exists(path):
+            # The rows from restart_at on go, and with them the columns only they had: the header is then the
+            # keys of the rows that stay, in the order they first appear, as the export writes it.
+            old = _kept_rows(path, restart_at)
+            header = [k for k in header if (since[k] < restart_at if k in since else any(row.get(k) for row in old))]
+            for k in set(since).difference(header):
+                del since[k]
         known = set(header)
         new_keys = [k for row in rows if not known.issuperset(row) for k in row if k not in known]
         grown = list(dict.fromkeys([*header, *new_keys])) if new_keys else header
-        if header and (grown != header or restart_at is not None) and os.path.exists(path):
-            self._rewrite(path, grown, restart_at)
+        for row in rows if new_keys else ():
+            for k in row:
+                if k not in since and k not in known:
+                    since[k] = _iteration(row)
+        if old is not None or (header and grown != header and os.path.exists(path)):
+            self._rewrite(path, grown, old)
             self._header[trial.id] = header = grown
         write_header = not header  # no file yet, or an empty one; a rewrite above wrote its own header
         buf = io.StringIO()
@@ -248,13 +271,12 @@ class CSVLogger(_TrialFileLogger):
         self._header[trial.id] = grown
 
     @staticmethod
-    def _rewrite(path: str, header: list[str], restart_at: int | None) -> None:
-        with open(path, encoding="utf-8", newline="") as f:
-            old = list(csv.DictReader(f))
-        if restart_at is not None:
-            old = [row for row in old if _iteration(row) < restart_at]
-        with replacing(path, "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=header, restval="")
+    def _rewrite(path: str, header: list[str], old: list[dict[str, str]] | None) -> None:
+        """``path`` again with ``header`` and the ``old`` rows (default: every row it has)."""
+        if old is None:
+            old = _kept_rows(path, None)
+        with replacing(path, "w", encoding="utf-8", errors=ERRORS, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(old)
 
@@ -299,8 +321,15 @@ def _read_header(path: str) -> list[str]:
     """The header of an existing file (a logger re-created for the same folder appends to it)."""
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors=ERRORS, newline="") as f:
         return next(csv.reader(f), [])
+
+
+def _kept_rows(path: str, restart_at: int | None) -> list[dict[str, str]]:
+    """The rows of the CSV file at ``path`` (those before iteration ``restart_at`` when given)."""
+    with open(path, encoding="utf-8", errors=ERRORS, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows if restart_at is None else [row for row in rows if _iteration(row) < restart_at]
 
 
 def _iteration(row: dict[str, Any]) -> float:
@@ -332,7 +361,7 @@ def _append(path: str, text: str, truncate: bool = False) -> None:
     """Write ``text`` at the end of ``path`` (created if missing; emptied first with ``truncate``) in three
     system calls, where ``open()`` makes six or seven: a short trial's three small files are most of the
     writer thread's time (``.venv/bin/python benchmarks/slow_fs.py`` measures it)."""
-    data = memoryview(text.encode("utf-8"))
+    data = memoryview(text.encode("utf-8", ERRORS))
     fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND))
     try:
         while data:
@@ -342,7 +371,7 @@ def _append(path: str, text: str, truncate: bool = False) -> None:
 
 
 def _write_atomic(path: str, text: str) -> None:
-    with replacing(path, "w", encoding="utf-8") as f:
+    with replacing(path, "w", encoding="utf-8", errors=ERRORS) as f:
         f.write(text)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import numbers
 import posixpath
@@ -13,13 +13,17 @@ from typing import Any
 from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.callbacks._names import experiment_key, hashed
 from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialStatus, TrialView
 
 _SKIP = (ITERATION, TIMESTAMP)
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_CHARS = 6000  # MLflow's limit on a param value
 _KEY_CHARS = 250  # ... and on a metric's or param's name
-_BAD_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
+# What MLflow refuses in a name (``validate_param_and_metric_name``: ``\w`` is any script's letters and digits)
+_BAD_KEY = re.compile(r"[^\w\-. /]")
+_DIGITS = 12  # of the hash a changed name gets
+_KEY_TAG = "tunesmith.experiment_key"
 
 
 class MLflowLogger(Callback):
@@ -30,7 +34,9 @@ class MLflowLogger(Callback):
     FINISHED when its trial terminates, FAILED when it errors, KILLED if the experiment ends first. MLflow
     params cannot change, so a config changed later (a PBT exploit) is recorded in the run's
     ``tunesmith.config`` tag (JSON) instead. A trial restarted from a checkpoint logs the re-run
-    iterations again (MLflow keeps both values at that step).
+    iterations again (MLflow keeps both values at that step). A resumed experiment continues each trial's run
+    (found by its ``tunesmith.trial_id`` and ``tunesmith.experiment_key`` tags) instead of starting another. A
+    name MLflow takes is logged as it is; another is changed with a hash of it at its end (``_key``).
 
     Uses an ``MlflowClient`` of its own: MLflow's global tracking URI and active run are left alone.
     Needs ``pip install 'tunesmith[mlflow]'``.
@@ -51,6 +57,8 @@ class MLflowLogger(Callback):
         self._runs: dict[int, str] = {}
         self._open: set[int] = set()
         self._configs: dict[int, dict[str, Any]] = {}
+        self._key = ""  # tags each run: a resume finds the trial's run by it (``_names.experiment_key``)
+        self._resumed = False
 
     @property
     def experiment_id(self) -> str | None:
@@ -70,28 +78,49 @@ class MLflowLogger(Callback):
         name = self.experiment_name or experiment.name
         found = self._client.get_experiment_by_name(name)
         self._experiment_id = found.experiment_id if found is not None else self._client.create_experiment(name)
+        self._key = experiment_key(experiment.path)
+        self._resumed = getattr(experiment, "num_trials", 0) > 0  # the store had trials: a resume
+
+    def _earlier_run(self, trial: TrialView) -> Any:
+        """The run an earlier driver of this experiment made for ``trial`` (a resume), or None."""
+        found = self._client.search_runs(
+            [self._experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`{_KEY_TAG}` = '{self._key}' and tags.`tunesmith.trial_id` = '{int(trial.id)}'")
+        return found[0] if found else None
 
     def on_trial_start(self, trial: TrialView) -> None:
         if self._client is None:
             return  # on_experiment_start failed (its error logged): no run to log into
         run_id = self._runs.get(trial.id)
-        if run_id is None:
+        earlier = self._earlier_run(trial) if run_id is None and self._resumed else None
+        if earlier is not None:  # a resumed experiment: the trial's run goes on (one run per trial)
+            run_id = self._runs[trial.id] = earlier.info.run_id
+            self._open.add(trial.id)
+            if earlier.info.status != "RUNNING":
+                self._client.update_run(run_id, status="RUNNING")
+            if earlier.data.params != self._params(trial):
+                self._client.set_tag(run_id, "tunesmith.config", json.dumps(shown(trial).config, default=str))
+        elif run_id is None:
             from mlflow.entities import Param
 
             run = self._client.create_run(
                 self._experiment_id, run_name=trial.name,
-                tags={"tunesmith.experiment": self._tunesmith_name, "tunesmith.trial_id": str(trial.id)})
+                tags={"tunesmith.experiment": self._tunesmith_name, "tunesmith.trial_id": str(trial.id),
+                      _KEY_TAG: self._key})
             run_id = self._runs[trial.id] = run.info.run_id
             self._open.add(trial.id)
-            # secret-looking values masked, as everywhere tunesmith shows a config (the tracking server is
-            # shared more widely than the experiment folder)
-            config = shown(trial).config
-            params = [Param(_key(k), str(v)[:_PARAM_CHARS]) for k, v in flat_metrics(config).items()]
+            params = [Param(k, v) for k, v in self._params(trial).items()]
             for i in range(0, len(params), 100):  # MLflow's limit of params per batch
                 self._client.log_batch(run_id, params=params[i:i + 100])
         elif self._configs.get(trial.id) != trial.config:
             self._client.set_tag(run_id, "tunesmith.config", json.dumps(shown(trial).config, default=str))
         self._configs[trial.id] = dict(trial.config)
+
+    @staticmethod
+    def _params(trial: TrialView) -> dict[str, str]:
+        # secret-looking values masked, as everywhere tunesmith shows a config (the tracking server is shared more
+        # widely than the experiment folder)
+        return {_key(k): str(v)[:_PARAM_CHARS] for k, v in flat_metrics(shown(trial).config).items()}
 
     def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
         run_id = self._runs.get(trial.id)
@@ -137,16 +166,22 @@ class MLflowLogger(Callback):
             self._client.set_terminated(self._runs[trial_id], status=status)
 
 
+@functools.lru_cache(maxsize=4096)  # the same few names in every result
 def _key(name: str) -> str:
-    """A metric or param name as MLflow takes it, the same name each time: letters, digits, ``_ - . /`` and
-    spaces kept, anything else ``_``; a path that would resolve to another name (``../x``, ``a//b``, ``/x``,
-    ``./x``) has its empty, ``.`` and ``..`` parts replaced by ``_``, ``_.`` and ``_..``; a name over MLflow's 250
-    characters is cut, with a hash of the whole name so that two long names stay two. MLflow refuses a whole batch
-    for one name it does not take, and with it every other metric of the result."""
+    """A metric or param name as MLflow takes it, the same name each time, never another name's.
+
+    A name MLflow takes is kept as it is: letters (any script: ``学习率``, ``été``), digits, ``_ - . /`` and spaces
+    (``mlflow.utils.validation``; MLflow also takes ``:`` except on Windows, so it is changed like the others), at
+    most 250 characters, not a path that resolves to another name. Any other name is changed so that MLflow takes
+    it and gets a hash of the whole name at its end (``acc,top1`` -> ``acc_top1-`` and 12 hex digits), so two names
+    are never merged into one (``acc,top1`` and ``acc_top1``; MLflow refuses a whole param batch that holds a name
+    twice): other characters become ``_``; an empty, ``.`` or ``..`` part (``../x``, ``a//b``, ``/x``, ``./x``)
+    and a first part starting with ``..`` get a ``_`` in front; a name over 250 characters is cut. MLflow refuses a
+    whole batch for one name it does not take, and with it every other metric of the result."""
     key = _BAD_KEY.sub("_", name)
-    if posixpath.normpath(key) != key or key in (".", "..") or key.startswith(("..", "/")):
-        key = "/".join("_" + part if part in ("", ".", "..") else part for part in key.split("/"))
-    if len(key) > _KEY_CHARS:
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-        key = key[:_KEY_CHARS - 13].rstrip("/") + "-" + digest
-    return key
+    if posixpath.normpath(key) != key or key == "." or key.startswith(("..", "/")):
+        key = "/".join("_" + part if part in ("", ".", "..") or (i == 0 and part.startswith(".."))
+                       else part for i, part in enumerate(key.split("/")))
+    if key == name and len(key) <= _KEY_CHARS:
+        return name
+    return hashed(name, key[:_KEY_CHARS - _DIGITS - 1].rstrip("/"), _DIGITS)

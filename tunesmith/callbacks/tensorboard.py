@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 import os
@@ -12,6 +11,7 @@ from typing import Any
 from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.callbacks._names import hashed
 from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialView
 
 # Not plotted: the step itself and the wall clock (it is the event's wall time already).
@@ -115,10 +115,7 @@ def _tag(name: str) -> str:
     characters ``_``) with a hash of the whole name at its end (``acc top1`` -> ``acc_top1-1a2b3c4d``), so that
     ``acc top1``, ``acc,top1`` and ``acc_top1`` stay three tags instead of being merged into one."""
     clean = _BAD_TAG.sub("_", name).lstrip("/")
-    if clean == name:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{clean}-{digest}" if clean else digest
+    return name if clean == name else hashed(name, clean)
 
 
 def _scalar(value: Any) -> float | None:

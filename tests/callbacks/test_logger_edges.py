@@ -1,0 +1,182 @@
+"""Loggers at the edges: text that UTF-8 cannot encode, names MLflow would merge, a restarted trial's columns, and a
+resumed experiment's MLflow and W&B runs."""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import tunesmith as ts
+from tunesmith.cli import cli
+
+pytestmark = pytest.mark.timeout(120)
+
+ODD_PATH = "data/\udcff.bin"  # what os.listdir gives for a file name whose bytes are not UTF-8
+
+
+# -- text UTF-8 cannot encode ---------------------------------------------------------------------------
+
+
+def _reports_a_lone_surrogate(config: Any) -> None:
+    for i in range(4):
+        metrics: dict[str, Any] = {"loss": float(i)}
+        if i == 1:
+            metrics["path"] = ODD_PATH  # a key first seen in the second result: the file is rewritten
+        if i == 2:
+            metrics["k\udc80"] = 1.0  # and one in a name
+        ts.report(metrics)
+
+
+def test_a_lone_surrogate_is_written_backslash_escaped_and_export_writes_the_same_bytes(
+        results_dir: Any, tmp_path: Any) -> None:
+    """It made the whole batch's rows never reach progress.csv (``surrogates not allowed``) and export exit 1."""
+    rs = ts.run(_reports_a_lone_surrogate, {"x": 1}, metric="loss", mode="min", name="sur", verbose=0,
+                file_loggers=True)
+    (trial,) = rs.trials
+    path = os.path.join(trial.path, "progress.csv")
+    with open(path, encoding="utf-8", newline="") as f:  # valid UTF-8: any CSV reader opens it
+        rows = list(csv.DictReader(f))
+    assert [r["training_iteration"] for r in rows] == ["1", "2", "3", "4"]
+    assert [r["path"] for r in rows] == ["", "data/\\udcff.bin", "", ""]  # visible, and the original recoverable
+    assert rows[1]["path"].encode().decode("unicode_escape") == ODD_PATH
+    assert [r["k\\udc80"] for r in rows] == ["", "", "1.0", ""]
+
+    res = CliRunner().invoke(cli, ["export", "sur", "--storage-path", str(results_dir), "--to", str(tmp_path / "x")])
+    assert res.exit_code == 0, res.output
+    for name in ("progress.csv", "result.jsonl", "params.json"):
+        with open(os.path.join(trial.path, name), "rb") as fa, open(tmp_path / "x" / trial.name / name, "rb") as fb:
+            assert fa.read() == fb.read(), name
+
+
+# -- MLflow names -----------------------------------------------------------------------------------------
+
+
+def test_mlflow_keeps_the_names_it_takes_and_never_merges_two(tmp_path: Any) -> None:
+    """Non-ASCII letters became ``_``: 学习率 and 动量权 were both ``___``, and MLflow refused the whole param batch
+    (``Duplicate parameter keys``: not even ``lr`` was logged); 损失 and 精度 were one metric ``__`` with two values
+    per step; ``acc,top1`` and ``acc_top1`` were merged too."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.validation import path_not_unique, validate_param_and_metric_name
+
+    from tunesmith.callbacks.mlflow import MLflowLogger, _key
+
+    metric_names = ["loss", "损失", "精度", "acc,top1", "acc_top1", "acc top1", "..x", "été/n"]
+
+    def f(config: Any) -> None:
+        for i in range(3):
+            ts.report({name: float(10 * k + i) for k, name in enumerate(metric_names)})
+
+    space = {"学习率": 0.1, "动量权": 0.9, "lr": 0.5, "a,b": 1, "a_b": 2}
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = MLflowLogger(tracking_uri=uri)
+    rs = ts.run(f, space=space, name="names", storage_path=str(tmp_path / "results"), verbose=0, callbacks=[logger])
+    (trial,) = rs.trials
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(logger.run_id(trial.id))
+
+    # every param, under its own name; the names MLflow takes as they are
+    assert {k: v for k, v in run.data.params.items() if k != _key("a,b")} == {
+        "学习率": "0.1", "动量权": "0.9", "lr": "0.5", "a_b": "2"}
+    assert run.data.params[_key("a,b")] == "1" and _key("a,b").startswith("a_b-")
+    # every metric, its own history; a changed name gets a hash of the original, the same each time
+    keys = [_key(name) for name in metric_names]
+    assert keys[:3] == ["loss", "损失", "精度"] and keys[4] == "acc_top1" and keys[7] == "été/n"
+    assert len(set(keys)) == len(keys) and keys == [_key(name) for name in metric_names]
+    for k, key in enumerate(keys):
+        assert validate_param_and_metric_name(key) and not path_not_unique(key), key
+        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        assert [(m.step, m.value) for m in history] == [(i + 1, float(10 * k + i)) for i in range(3)], key
+
+
+# -- a restarted trial's columns --------------------------------------------------------------------------
+
+
+def _fails_once(config: Any) -> None:
+    """The first attempt reports ``only_first`` and fails at its 4th result; the second reports ``only_second``.
+    With ``ckpt``, a checkpoint at its 2nd result: the restart drops its 3rd and 4th."""
+    first = not os.path.exists(config["marker"])
+    checkpoint = ts.get_checkpoint()
+    start = checkpoint.load()["i"] if checkpoint is not None else 0
+    for i in range(start, 6):
+        metrics: dict[str, Any] = {"loss": float(i + (10 if first else 0)), "only_first" if first else "only_second": 1}
+        ts.report(metrics, checkpoint=ts.Checkpoint.from_state({"i": i + 1}) if config["ckpt"] and i == 1 else None)
+        if first and i == 3:
+            open(config["marker"], "w").close()
+            raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_a_restarted_trials_progress_csv_is_the_exports_byte_for_byte(results_dir: Any, tmp_path: Any,
+                                                                      ckpt: bool) -> None:
+    """Without a checkpoint the first attempt's rows are dropped, and its column ``only_first`` stayed in the
+    header (empty in every row), before the second attempt's ``only_second``: not the export's file."""
+    space = {"marker": str(tmp_path / "failed"), "ckpt": ckpt}
+    rs = ts.run(_fails_once, space, metric="loss", mode="min", name="re", verbose=0, file_loggers=True,
+                max_failures=2)
+    (trial,) = rs.trials
+    assert [r["training_iteration"] for r in rs.history(trial.id)] == [1, 2, 3, 4, 5, 6]
+    assert [r.get("only_second") for r in rs.history(trial.id)] == [None, None, 1, 1, 1, 1] if ckpt else [1] * 6
+    res = CliRunner().invoke(cli, ["export", "re", "--storage-path", str(results_dir), "--to", str(tmp_path / "x")])
+    assert res.exit_code == 0, res.output
+    with open(os.path.join(trial.path, "progress.csv"), encoding="utf-8", newline="") as f:
+        live = f.read()
+    with open(tmp_path / "x" / trial.name / "progress.csv", encoding="utf-8", newline="") as f:
+        assert live == f.read()
+    header = live.splitlines()[0].split(",")
+    if ckpt:  # the first attempt's rows before its checkpoint (iterations 1, 2) stay, with their column
+        assert header == ["loss", "only_first", "training_iteration", "time_total_s", "timestamp", "only_second"]
+    else:
+        assert header == ["loss", "only_second", "training_iteration", "time_total_s", "timestamp"]
+
+
+# -- a resumed experiment's runs ----------------------------------------------------------------------------
+
+
+def _until_go(config: Any) -> None:
+    """Reports (a checkpoint every 2) until the file ``go`` exists, then 2 more: the first driver is interrupted
+    while it runs, the resumed one sees it end."""
+    checkpoint = ts.get_checkpoint()
+    i = checkpoint.load()["i"] if checkpoint is not None else 0
+    left = None
+    while left is None or left > 0:
+        i += 1
+        ts.report({"loss": float(i + config["x"])}, checkpoint=ts.Checkpoint.from_state({"i": i}) if i % 2 else None)
+        if left is None and os.path.exists(config["go"]):
+            left = 2
+        elif left is not None:
+            left -= 1
+
+
+def test_a_resumed_experiment_continues_each_trials_mlflow_run(tmp_path: Any) -> None:
+    """After Ctrl-C and ``resume=True`` each trial got a second MLflow run, the first left KILLED."""
+    pytest.importorskip("mlflow")
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from tunesmith.callbacks.mlflow import MLflowLogger
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from algorithm_helpers import CtrlCAfter
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    space = {"x": ts.grid([0, 1]), "go": str(tmp_path / "go")}
+    kwargs: dict[str, Any] = {"metric": "loss", "mode": "min", "name": "res", "verbose": 0}
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(_until_go, space, callbacks=[MLflowLogger(tracking_uri=uri), CtrlCAfter(6)], **kwargs)
+    (tmp_path / "go").write_text("")
+    logger = MLflowLogger(tracking_uri=uri)
+    rs = ts.run(_until_go, space, callbacks=[logger], resume=True, **kwargs)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([logger.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["trial_00001", "trial_00002"]  # one run per trial
+    for trial in rs.trials:
+        (run,) = [r for r in runs if r.info.run_name == trial.name]
+        assert run.info.run_id == logger.run_id(trial.id) and run.info.status == "FINISHED"
+        steps = {m.step for m in client.get_metric_history(run.info.run_id, "loss")}
+        assert steps == {r["training_iteration"] for r in rs.history(trial.id)}  # both drivers' results in it
