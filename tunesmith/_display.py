@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# C0 controls but tab and newline, DEL, C1 controls (0x9b is a one-byte CSI on some terminals), and the
-# bidirectional overrides and isolates that make a terminal show text in another order than it is.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 controls but tab and newline, DEL, C1 controls (0x9b is a one-byte CSI on some terminals), the
+# bidirectional overrides and isolates that make a terminal show text in another order than it is, and lone
+# surrogates (a cut-off escaped emoji, a file name's bytes that are not UTF-8), which no terminal encoding carries.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _LINE_BREAKS = re.compile("[\t\n]")
 
 

@@ -150,6 +150,8 @@ def write_html(path: str, title: str, panels: Sequence[Panel], facts: Sequence[t
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     html = render_html(title, panels, facts, notes)
-    with replacing(path, "w", encoding="utf-8") as f:  # a fresh name: never through a link planted beside it
+    # a fresh name: never through a link planted beside it; a lone surrogate in user text (no UTF-8 carries it)
+    # is written as its escape, \ud83d, text in the page (and the same character inside a script's JSON)
+    with replacing(path, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(html)
     return path
