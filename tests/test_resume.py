@@ -397,3 +397,16 @@ def test_resume_from_python_with_an_unseeded_searcher_continues_the_stored_strea
                   searcher=ts.Random(seed=seed))
     assert [t.config for t in resumed.trials] == [t.config for t in same.trials]
     assert resumed.meta["spec"]["searcher"]["seed"] == seed
+
+
+def test_a_resume_refused_for_another_space_names_the_first_key_that_differs_and_stays_short(results_dir):
+    """A 20 KB prompt in the space: the refusal names the key that changed (here one inside a nested dict) and
+    shows long values cut, not both whole spaces (41 KB before)."""
+    prompt = "You are a helpful assistant. " * 700
+    space = {"system": prompt, "opt": {"lr": ts.grid([1, 2]), "wd": 0.1}}
+    ts.run(_lr_trial, {**space, "lr": ts.grid([1])}, name="long", metric="loss", mode="min", verbose=0)
+    changed = {**space, "opt": {"lr": ts.grid([1, 2]), "wd": 0.2}, "lr": ts.grid([1])}
+    with pytest.raises(ts.ConfigError, match=r"was run with another space: it differs at space\['opt'\]\['wd'\]: "
+                                             r"0\.1 there, 0\.2 here") as info:
+        ts.run(_lr_trial, changed, name="long", metric="loss", mode="min", resume=True, verbose=0)
+    assert len(str(info.value)) < 3000, len(str(info.value))

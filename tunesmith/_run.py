@@ -598,8 +598,11 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, sp
     hint = "; to build on its results with another one, start a new experiment with warm_start=[its folder]"
     if "space" in stored and _comparable(stored["space"]) != _comparable(space_json):  # JSON text: NaN is NaN
         # shown as every output shows a config: a secret in either space is ***
-        raise ConfigError(f"resume: experiment {name!r} was run with another space: {_shown_space(stored['space'])!r}, "
-                          f"not {_shown_space(space_json)!r}; pass the same space{hint}")
+        where, there, here = _first_difference(_without_reprs(stored["space"]), _without_reprs(space_json))
+        shown = [_shortened(_shown_space(v, where)) for v in (there, here)]
+        raise ConfigError(f"resume: experiment {name!r} was run with another space: it differs at space"
+                          f"{''.join(f'[{k!r}]' for k in where)}: {shown[0]!r} there, {shown[1]!r} here (stored space: "
+                          f"{_shortened(_shown_space(stored['space']))!r}); pass the same space{hint}")
     if "space" in stored and _key_order(stored["space"]) != _key_order(space_json):
         # the same keys, another order: a grid's points and the random draws follow the keys' order, so the
         # resumed search would run some grid points again and others never
@@ -653,6 +656,37 @@ def _comparable(space_json: Any) -> str:
     import json
 
     return json.dumps(_without_reprs(space_json), sort_keys=True, default=repr)
+
+
+_MISSING_KEY = "(no such key)"
+
+
+def _first_difference(a: Any, b: Any, path: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], Any, Any]:
+    """The first key path (in ``a``'s key order, then ``b``'s) where two stored spaces differ, with the value each
+    has there; a domain is compared whole (its arguments are not keys of the space)."""
+    import json
+
+    def same(x: Any, y: Any) -> bool:
+        return json.dumps(x, sort_keys=True, default=repr) == json.dumps(y, sort_keys=True, default=repr)
+
+    if (isinstance(a, dict) and isinstance(b, dict) and "__domain__" not in a and "__domain__" not in b):
+        for key in [*a, *(k for k in b if k not in a)]:
+            x, y = a.get(key, _MISSING_KEY), b.get(key, _MISSING_KEY)
+            if not same(x, y):
+                return _first_difference(x, y, (*path, key))
+    return path, a, b
+
+
+def _shortened(value: Any, most: int = 80) -> Any:
+    """``value`` with every string longer than ``most`` characters cut (``...`` and how many more): a message that
+    quotes a space stays readable when the space holds a 20 KB prompt."""
+    if isinstance(value, str) and len(value) > most:
+        return f"{value[:most]}... ({len(value) - most} more characters)"
+    if isinstance(value, dict):
+        return {k: _shortened(v, most) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shortened(v, most) for v in value]
+    return value
 
 
 def _shown_space(space_json: Any, path: tuple[Any, ...] = ()) -> Any:
