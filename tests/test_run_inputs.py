@@ -321,3 +321,27 @@ async def awaits(config):
 def test_a_generator_or_async_training_function_is_refused_before_anything_is_created(results_dir, fn):
     """It would run nothing (a generator is only made, a coroutine never awaited) and the run say finished."""
     _refused_before_anything_is_created(results_dir, r"fn .* (a generator|an async) function", fn=fn)
+
+
+def two_arguments(config, extra):
+    ts.report({"x": 1})
+
+
+def keyword_only(*, config):
+    ts.report({"x": 1})
+
+
+@pytest.mark.parametrize("fn", [two_arguments, keyword_only], ids=["two-arguments", "keyword-only"])
+def test_a_training_function_that_cannot_take_the_config_is_refused_before_anything_is_created(results_dir, fn):
+    """Each trial calls fn(config) (or fn() when it takes nothing): every trial failed with a TypeError and the run
+    said finished."""
+    _refused_before_anything_is_created(results_dir, r"fn '.*' cannot be called as fn\(config\)", fn=fn)
+
+
+def optional_more(config, extra=1, *more, **named):
+    ts.report({"x": extra})
+
+
+def test_a_training_function_with_optional_parameters_runs(results_dir):
+    result = ts.run(optional_more, {}, verbose=0)
+    assert result.trials[0].status is ts.TrialStatus.TERMINATED and result.trials[0].last_result["x"] == 1

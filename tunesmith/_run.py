@@ -105,6 +105,25 @@ def _not_a_plain_function(fn: Any) -> str | None:
     return None
 
 
+def _cannot_take_config(fn: Any) -> str | None:
+    """The signature of ``fn`` when a trial cannot call it as ``fn(config)`` though it takes parameters (a trial
+    calls ``fn()`` when it takes none): ``f(config, extra)``, ``f(*, config)``. None when it can, or when Python
+    cannot tell (a builtin)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    if not signature.parameters:
+        return None
+    try:
+        signature.bind(None)
+    except TypeError:
+        return str(signature)
+    return None
+
+
 def _positive(name: str, value: Any, integer: bool = False) -> None:
     if value is None:
         return
@@ -277,6 +296,10 @@ def run(
         raise ConfigError(f"fn {getattr(fn, '__qualname__', fn)!r} is {what}: tunesmith calls it and it would run "
                           "nothing; expected a plain function that calls tunesmith.report (SimulatedBackend takes "
                           "generator functions)")
+    signature = None if getattr(backend, "takes_generator_functions", False) else _cannot_take_config(fn)
+    if signature is not None:  # each trial would fail with a TypeError, and the run say finished
+        raise ConfigError(f"fn {getattr(fn, '__qualname__', fn)!r} cannot be called as fn(config): its parameters are "
+                          f"{signature}; expected one parameter for the config (others optional), or none")
     num_samples, time_budget_s, max_concurrent, verbose, seed, max_failures, trial_timeout_s, trial_time_limit_s = (
         _plain(v) for v in (num_samples, time_budget_s, max_concurrent, verbose, seed, max_failures, trial_timeout_s,
                             trial_time_limit_s))
