@@ -8,7 +8,6 @@ import functools
 import gc
 import logging
 import math
-import numbers
 import os
 import re
 import signal
@@ -75,20 +74,6 @@ def _keep_by_mode(keep_by: Any, objective: Objective) -> Any:
         raise ConfigError(f"keep_by={keep_by!r}: with several metrics, keep_by must be one of {objective.metric!r} "
                           f"(its mode ranks the checkpoints)")
     return objective.mode_of(keep_by) if keep_by is not None else None
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar (or another ``numbers`` one) given for a number or a flag of ``run``, as the Python ``bool``,
-    ``int`` or ``float`` it stands for (a sweep over ``np.arange`` passes them); anything else as it is."""
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
-        return bool(value)
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    return value
 
 
 def _not_a_plain_function(fn: Any) -> str | None:
@@ -300,10 +285,13 @@ def run(
     if signature is not None:  # each trial would fail with a TypeError, and the run say finished
         raise ConfigError(f"fn {getattr(fn, '__qualname__', fn)!r} cannot be called as fn(config): its parameters are "
                           f"{signature}; expected one parameter for the config (others optional), or none")
+    # numpy (and torch) scalars as the Python numbers and flags they stand for (a sweep over np.arange passes them)
+    from tunesmith.space._plain import plain
+
     num_samples, time_budget_s, max_concurrent, verbose, seed, max_failures, trial_timeout_s, trial_time_limit_s = (
-        _plain(v) for v in (num_samples, time_budget_s, max_concurrent, verbose, seed, max_failures, trial_timeout_s,
+        plain(v) for v in (num_samples, time_budget_s, max_concurrent, verbose, seed, max_failures, trial_timeout_s,
                             trial_time_limit_s))
-    chdir_to_trial_dir, fail_fast, ranks, keep = (_plain(v) for v in (chdir_to_trial_dir, fail_fast, ranks, keep))
+    chdir_to_trial_dir, fail_fast, ranks, keep = (plain(v) for v in (chdir_to_trial_dir, fail_fast, ranks, keep))
     if space is None:
         space = {}
     objective = Objective.from_args(metric, mode)  # checked once; everything below is handed the value
