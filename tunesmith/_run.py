@@ -675,15 +675,10 @@ _MISSING_KEY = "(no such key)"
 def _first_difference(a: Any, b: Any, path: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], Any, Any]:
     """The first key path (in ``a``'s key order, then ``b``'s) where two stored spaces differ, with the value each
     has there; a domain is compared whole (its arguments are not keys of the space)."""
-    import json
-
-    def same(x: Any, y: Any) -> bool:
-        return json.dumps(x, sort_keys=True, default=repr) == json.dumps(y, sort_keys=True, default=repr)
-
-    if (isinstance(a, dict) and isinstance(b, dict) and "__domain__" not in a and "__domain__" not in b):
+    if isinstance(a, dict) and isinstance(b, dict) and "__domain__" not in a and "__domain__" not in b:
         for key in [*a, *(k for k in b if k not in a)]:
             x, y = a.get(key, _MISSING_KEY), b.get(key, _MISSING_KEY)
-            if not same(x, y):
+            if _comparable(x) != _comparable(y):
                 return _first_difference(x, y, (*path, key))
     return path, a, b
 
