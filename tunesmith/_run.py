@@ -454,8 +454,7 @@ def run(
             store.set_meta(db, "status", "running")
             if not resume:
                 store.set_meta(db, "created", time.time())
-            store.log_event(db, "resume" if resume else "start", None, {"pid": os.getpid()})
-            event = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+            event = store.log_event(db, "resume" if resume else "start", None, {"pid": os.getpid()})
         store.publish()
         try:
             executor.setup(fn, exp_dir)
@@ -567,7 +566,7 @@ def _undo_resume(store: Store, before: dict[str, Any], event: int) -> None:
             for key in ("spec", "status", "error"):
                 if key in before:
                     store.set_meta(db, key, before[key])
-            db.execute("DELETE FROM events WHERE seq = ? AND kind = 'resume'", (event,))
+            store.delete_event(db, event)
         if before.get("status") == "finished":
             store.index_results()  # marking it running dropped the index
     except Exception:  # noqa: BLE001 - the resume's own error is the one the user must see

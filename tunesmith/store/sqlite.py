@@ -447,9 +447,16 @@ class Store:
         db.execute("DELETE FROM checkpoints WHERE trial_id = ? AND iteration > ?", (trial_id, at_iteration))
 
     @staticmethod
-    def log_event(db: sqlite3.Connection, kind: str, trial_id: int | None, data: Any = None) -> None:
-        db.execute("INSERT INTO events(time, kind, trial_id, data) VALUES (?, ?, ?, ?)",
-                   (time.time(), kind, trial_id, None if data is None else dumps(data)))
+    def log_event(db: sqlite3.Connection, kind: str, trial_id: int | None, data: Any = None) -> int:
+        """Append an event; returns its ``seq``."""
+        cur = db.execute("INSERT INTO events(time, kind, trial_id, data) VALUES (?, ?, ?, ?)",
+                         (time.time(), kind, trial_id, None if data is None else dumps(data)))
+        return int(cur.lastrowid or 0)
+
+    @staticmethod
+    def delete_event(db: sqlite3.Connection, seq: int) -> None:
+        """Remove the event ``seq`` (one logged by a run that then did nothing, e.g. a refused resume's)."""
+        db.execute("DELETE FROM events WHERE seq = ?", (seq,))
 
     # -- reads --------------------------------------------------------------------------------------
     @_reading
