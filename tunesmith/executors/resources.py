@@ -57,9 +57,8 @@ def amounts(resources: Any, where: str, example: str) -> dict[str, float]:
     for key, value in resources.items():
         if not isinstance(key, str):
             raise ConfigError(f"{where}: resource names must be strings, got {key!r}")
-        # a numpy number too (resources(config) computed with numpy), not a bool (numpy's neither)
-        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or type(value).__name__ == "bool_"
-                or not math.isfinite(value) or value < 0):
+        # a numpy number too (resources(config) computed with numpy); not a bool (numpy's is no numbers.Real)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
             raise ConfigError(f"{where}[{key!r}] must be a non-negative number, got {value!r}")
         out[key] = float(value)
     return out
