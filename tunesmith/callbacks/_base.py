@@ -77,6 +77,12 @@ class ExperimentInfo:
         return self._c.exp_dir
 
     @property
+    def created(self) -> float | None:
+        """When the experiment's store was created (epoch seconds; the same after a resume or a move)."""
+        created = self._c.store.meta().get("created")
+        return float(created) if isinstance(created, (int, float)) else None
+
+    @property
     def metric(self) -> Any:
         return self._c.metric
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 
 def hashed(name: str, clean: str, digits: int = 8, limit: int | None = None) -> str:
@@ -17,27 +16,12 @@ def hashed(name: str, clean: str, digits: int = 8, limit: int | None = None) -> 
     return f"{clean}-{digest}" if clean else digest
 
 
-def experiment_key(path: str) -> str:
+def experiment_key(path: str, created: float | None) -> str:
     """A name for the experiment in ``path`` that a resume of it gives again, also after the folder was moved, and
-    no other experiment gives (one made again at the same path included): a hash of the folder's name and the time
-    its store was created; of the whole path when the store cannot tell (a logger used outside ``run``)."""
-    import json
+    no other experiment gives (one made again at the same path included): a hash of the folder's name and
+    ``created`` (when its store was created: ``ExperimentInfo.created``); of the whole path without it (a logger
+    used outside ``run``)."""
     import os
-    import sqlite3
 
-    from tunesmith import _layout
-
-    created: Any = None
-    store = _layout.store_path(path)
-    if os.path.exists(store):
-        try:
-            db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-            try:
-                row = db.execute("SELECT value FROM experiment WHERE key = 'created'").fetchone()
-            finally:
-                db.close()
-            created = json.loads(row[0]) if row else None
-        except (sqlite3.Error, ValueError):
-            created = None
     text = f"{os.path.basename(os.path.abspath(path))}\0{created!r}" if created is not None else os.path.abspath(path)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -78,7 +78,7 @@ class MLflowLogger(Callback):
         name = self.experiment_name or experiment.name
         found = self._client.get_experiment_by_name(name)
         self._experiment_id = found.experiment_id if found is not None else self._client.create_experiment(name)
-        self._key = experiment_key(experiment.path)
+        self._key = experiment_key(experiment.path, getattr(experiment, "created", None))
         self._resumed = getattr(experiment, "num_trials", 0) > 0  # the store had trials: a resume
 
     def _earlier_run(self, trial: TrialView) -> Any:
