@@ -196,7 +196,7 @@ def test_a_failed_trial_exits_1(project: Any, results_dir: Any) -> None:
     (["--stop", "loss"], "--stop: expected KEY=NUMBER"),
     (["--resources", "cpu=lots"], "--resources: expected KEY=NUMBER"),
     (["--metric", "loss"], "mode must be 'min' or 'max'"),
-    (["--num-samples", "0"], "num_samples must be"),
+    (["--num-samples", "0"], "--num-samples must be"),
 ])
 def test_config_errors_exit_2_on_one_line(project: Any, results_dir: Any, args: list[str], message: str) -> None:
     folder, module = project

@@ -266,3 +266,20 @@ def test_report_export_and_rm_on_a_read_only_folder_exit_2_naming_it(train_file:
     assert res.exit_code == 2, res.output
     assert res.output.startswith(f"error: cannot remove experiment folder {folder}: Read-only file system"), res.output
     assert len(res.output.splitlines()) == 1 and (source / "r1" / "experiment.db").is_file()
+
+
+@pytest.mark.parametrize("option, named", [
+    (["--time-budget", "-5"], "--time-budget must be a positive number"),
+    (["--max-concurrent", "0"], "--max-concurrent must be a positive integer"),
+    (["--num-samples", "0"], "--num-samples must be a positive integer or -1"),
+    (["--num-samples", "-1"], "--num-samples=-1 runs trials without limit: give --time-budget too"),
+    (["--resources", "cpu=-1"], "--resources cpu must be a non-negative number"),
+    (["--stop", "training_iteration=0"], "--stop training_iteration must be >= 1"),
+])
+def test_run_errors_name_the_command_line_option_not_the_python_parameter(train_file: Any, tmp_path: Any,
+                                                                        option: list[str], named: str) -> None:
+    result = CliRunner().invoke(cli, ["run", f"{train_file}:train", "--storage-path", str(tmp_path / "res"),
+                                      "--verbose", "0", *option])
+    assert result.exit_code == 2, result.output
+    assert named in result.output, result.output
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())

@@ -9,6 +9,7 @@ by SIGTERM (both leave the experiment resumable). Errors are one line on standar
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
 import importlib.util
@@ -16,6 +17,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -77,6 +79,24 @@ def _one_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = " ".join(lines) if isinstance(exc, ConfigError) else (lines[0] if lines else "")
     return text if isinstance(exc, (ConfigError, ImportError)) else f"{type(exc).__name__}: {text}"
+
+
+# run()'s parameters that `tunesmith run` takes as options, for its errors: run()'s words are the Python names
+_OPTION_OF = {"time_budget_s": "--time-budget", "max_concurrent": "--max-concurrent", "num_samples": "--num-samples",
+              "resources": "--resources", "stop": "--stop"}
+_PARAMETER = re.compile(r"(?<![\w'\"-])(time_budget_s|max_concurrent|num_samples)\b"
+                        r"|(?<![\w'\"-])(resources|stop)\[('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\]")
+
+
+def _as_options(message: str) -> str:
+    """``message`` (a ConfigError of run()) naming the command line's options where it names run()'s parameters:
+    ``max_concurrent`` is ``--max-concurrent``, ``stop['loss']`` is ``--stop loss``. Quoted text (a user's keys
+    and values) is left as it is."""
+    def option(match: re.Match[str]) -> str:
+        if match[1]:
+            return _OPTION_OF[match[1]]
+        return f"{_OPTION_OF[match[2]]} {ast.literal_eval(match[3])}"
+    return _PARAMETER.sub(option, message)
 
 
 def _storage_option(fn: Any) -> Any:
@@ -160,10 +180,13 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
                    f"--num-samples {num_samples} counts trials, not trials per grid point (--searcher random "
                    "or quasirandom cross grids)", err=True)
     fn = load_target(target)
-    result = run_experiment(
-        fn, space, metric=metric, mode=mode, num_samples=num_samples, scheduler=sched, searcher=search,
-        resources=per_trial, name=name, storage_path=storage_path, stop=stop, time_budget_s=time_budget,
-        max_concurrent=max_concurrent, verbose=verbose)
+    try:
+        result = run_experiment(
+            fn, space, metric=metric, mode=mode, num_samples=num_samples, scheduler=sched, searcher=search,
+            resources=per_trial, name=name, storage_path=storage_path, stop=stop, time_budget_s=time_budget,
+            max_concurrent=max_concurrent, verbose=verbose)
+    except ConfigError as exc:
+        raise ConfigError(_as_options(str(exc))) from exc
     counts = _counts(result.trials)
     click.echo(printable(f"experiment {result.name}: {len(result.trials)} trials ({counts}); folder {result.path}"))
     if result.metric and result.mode:
