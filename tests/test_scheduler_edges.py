@@ -243,3 +243,35 @@ def test_retention_stores_keep_as_an_int(keep):
 def test_keep_that_is_not_a_positive_integer_is_refused(keep):
     with pytest.raises(ConfigError, match="keep must be a positive integer"):
         Retention(keep, None, None)
+
+
+def _reports_a_and_b(config, ctx):
+    for i in range(1, 10):
+        yield {"a": config["x"] * i, "b": 1.0 / i + config["x"]}, 1.0, None
+
+
+@pytest.mark.parametrize("name", ["asha", "hyperband", "median", "pbt", "pb2"])
+@pytest.mark.parametrize("objective", [{"metric": "a", "mode": "max"},
+                                       {"metric": ["a", "b"], "mode": ["max", "min"]}, {}])
+def test_a_scheduler_metric_no_trial_reports_is_a_config_error_at_the_first_result(results_dir, name, objective):
+    """A scheduler's own ``metric=`` that the trials never report (a typo: "acc") ran every trial to its end as
+    FIFO, with no error and no warning: the first result must hold it, as it must the experiment's metric."""
+    scheduler = {"asha": ts.ASHA(max_t=9, grace_period=1, metric="acc", mode="max"),
+                 "hyperband": ts.HyperBand(max_t=9, metric="acc", mode="max"),
+                 "median": ts.MedianStopping(grace_period=1, metric="acc", mode="max"),
+                 "pbt": ts.PBT(perturbation_interval=3, hyperparam_mutations={"x": ts.uniform(0, 1)}, seed=0,
+                               metric="acc", mode="max"),
+                 "pb2": ts.PB2(perturbation_interval=3, hyperparam_bounds={"x": [0, 1]}, seed=0, metric="acc",
+                               mode="max")}[name]
+    owner = type(scheduler).__name__
+    with pytest.raises(ConfigError, match=rf"metric 'acc' \({owner}'s metric=\) is not in the results of "
+                                          r"trial_0000\d \(it reported: a, b, training_iteration\)"):
+        ts.run(_reports_a_and_b, space={"x": ts.uniform(0, 1)}, num_samples=4, scheduler=scheduler,
+               backend=SimulatedBackend({"cpu": 2}), seed=1, verbose=0, **objective)
+
+
+def test_a_scheduler_metric_missing_is_not_checked_without_strict_metric_checking(results_dir):
+    result = ts.run(_reports_a_and_b, space={"x": ts.uniform(0, 1)}, num_samples=2, metric="a", mode="max",
+                    scheduler=ts.ASHA(max_t=9, grace_period=1, metric="acc", mode="max"), seed=1, verbose=0,
+                    backend=SimulatedBackend({"cpu": 2}), strict_metric_checking=False)
+    assert result.status == "finished" and [t.iteration for t in result.trials] == [9, 9]

@@ -124,6 +124,9 @@ class Controller:
         # (trial, iteration, generation): PBT exploits whose trial continues as a new generation from there
         self._generations: list[tuple[int, int, int]] = []
         self._metric_seen: set[int] = set()
+        # the scheduler's own metrics beside the experiment's (ASHA(metric="acc")): checked in first results too
+        self._scheduler_metrics = tuple(name for name in scheduler.compared_metrics()
+                                        if name not in self.objective.names)
         self._ckpt_time: dict[int, float] = {}
         self._fatal: BaseException | None = None
         self._spent_before = 0.0  # seconds earlier drivers of this experiment ran (a resume's: ``replay``)
@@ -561,14 +564,18 @@ class Controller:
         rules = self._trial_rules.get(tid, self.stop_rules)
         for result in results:
             metrics = result.metrics
-            if objective and tid not in self._metric_seen:
-                # every metric must be in a trial's first result
+            if tid not in self._metric_seen and (objective or self._scheduler_metrics):
+                # every metric (the experiment's, the scheduler's own) must be in a trial's first result
                 missing = objective.missing(metrics)
-                if missing and self.strict_metric:
+                unread = [name for name in self._scheduler_metrics if metrics.get(name) is None]
+                if (missing or unread) and self.strict_metric:
                     reported = ", ".join(sorted(k for k in metrics if k not in (TIME_TOTAL, TIMESTAMP)))
-                    self._fail(objective.missing_error(missing, trial.name, reported))
+                    self._fail(objective.missing_error(missing, trial.name, reported) if missing else
+                               ConfigError(f"metric {unread[0]!r} ({type(self.scheduler).__name__}'s metric=) is "
+                                           f"not in the results of {trial.name} (it reported: {reported}); report "
+                                           "it, or pass the scheduler metric= one of those"))
                     return
-                if not missing:
+                if not missing and not unread:
                     self._metric_seen.add(tid)
             value = objective.value(metrics)  # None with several metrics: no single best
             if value is not None:

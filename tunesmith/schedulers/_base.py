@@ -128,6 +128,14 @@ class Scheduler:
         self.metric = metric
         self.mode = mode
 
+    def compared_metrics(self) -> tuple[str, ...]:
+        """The metrics this scheduler compares trials by, once ``setup`` ran (none for FIFO). A trial's first
+        result must hold them, as it must the experiment's (``strict_metric_checking``): a scheduler's own
+        ``metric=`` that no trial reports would otherwise decide nothing, silently. The built-in schedulers'
+        ``Objective.for_scheduler``; a scheduler of your own says its own."""
+        objective = getattr(self, "_objective", None)
+        return tuple(objective.names) if objective is not None else ()
+
     def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
         """A new trial was created (before it starts)."""
 

@@ -47,6 +47,9 @@ class _Wrapper(Scheduler):
 
     _inner: Scheduler
 
+    def compared_metrics(self) -> tuple[str, ...]:
+        return self._inner.compared_metrics()
+
     def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
         self._inner.on_trial_add(trial, view)
 
