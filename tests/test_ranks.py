@@ -375,3 +375,20 @@ def test_lightning_ddp_joins_the_trial_ranks_instead_of_launching_its_own():
     ranks = [_records(folder, "lightning", r)[0] for r in (0, 1)]
     assert [(r["global_rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)]  # our two processes, no third
     assert [r["training_iteration"] for r in result.history(trial.id)] == [1, 2]  # rank 0's validations only
+
+
+def _reports_once(config):
+    ts.report({"loss": 1.0})
+
+
+@pytest.mark.parametrize("gpu, ranks", [(3, 2), (2, 3)])
+def test_a_resources_function_whose_gpus_cannot_split_over_the_ranks_names_the_trial_and_its_config(
+        results_dir, gpu, ranks):
+    """resources(config) asking for GPUs the ranks cannot share evenly: the error names the trial and its config,
+    as the function's other refusals do (it said only "resources['gpu'] = 3 over ranks=2: ..."), and it comes
+    before the trial is created (the store held a PENDING trial nothing would ever start)."""
+    with pytest.raises(ts.ConfigError, match=rf"^resources\(config\) for trial 1 \(config \{{'x': 7\}}\)\['gpu'\] = "
+                                             rf"{gpu} over ranks={ranks}: "):
+        ts.run(_reports_once, {"x": 7}, ranks=ranks, resources=lambda c: {"cpu": 1, "gpu": gpu}, name="split",
+               backend=LocalBackend(gpu_ids=["0", "1", "2", "3"]), verbose=0)
+    assert ts.load("split").trials == []

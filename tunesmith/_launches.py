@@ -66,6 +66,10 @@ def resources_for(ctl: LaunchHost, trial_id: int, config: dict[str, Any]) -> dic
     try:
         resources = normalize(ctl.resources_fn(config), where=where)
         ctl.executor.check_resources(resources)
+        if ctl.ranks is not None:  # a split the ranks cannot share (gpu=3 over 2 ranks): before the trial exists
+            from tunesmith import _ranks
+
+            _ranks.split_resources(resources, ctl.ranks, where=where)
     except ConfigError as e:
         message = str(e) if str(e).startswith(where) else f"{where}: {e}"
         ctl._fail(ConfigError(message))
