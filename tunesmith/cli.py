@@ -522,7 +522,9 @@ def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: st
     if note:
         out.append(printable(note, one_line=True))
     elif sort_key is None and rs.metrics and rs.modes:
-        out.append(printable(f"best first by each trial's last {rs.metrics[0]} ({rs.modes[0]})", one_line=True))
+        feasible = ", the trials whose last result is feasible first" if rs._constrained() else ""
+        out.append(printable(f"best first by each trial's last {rs.metrics[0]} ({rs.modes[0]}){feasible}",
+                             one_line=True))
     config_keys = list(dict.fromkeys(k for t in trials for k in flatten(t.config)))
     from tunesmith.results import feasible_result
 
@@ -657,6 +659,14 @@ class _Brief:
             self._config = json.loads(self._config)
         return self._config
 
+    def result(self, key: str, whole: bool) -> dict[str, Any]:
+        """Its last result as ranking by ``key`` needs it: decoded whole when ``whole`` (feasibility reads its
+        ``constraint/<i>`` values), else only the value at ``key`` (none when absent)."""
+        if not whole:
+            return {} if self.found is _ABSENT else {key: self.found}
+        decoded = json.loads(self.row[3]) if self.row[3] is not None else {}  # ValueError: damaged
+        return decoded if isinstance(decoded, dict) else {}
+
 
 _ABSENT: Any = object()  # a trial's last result lacks the key it is ranked by
 
@@ -712,6 +722,8 @@ def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[li
     from tunesmith.space import flatten
 
     trials = list(trials)
+    if sort_key is None and rs.metrics and rs.modes:
+        return _best_first(rs, trials)
     sort_key, descending = _order(rs, sort_key)
     if sort_key is None:
         return trials, None
@@ -740,6 +752,28 @@ def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[li
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _t in known)
     known.sort(key=lambda p: (p[0] if numeric else str(p[0]), p[1].id), reverse=descending)
     return [t for _v, t in known] + missing, None
+
+
+def _best_first(rs: Any, trials: list[Any]) -> tuple[list[Any], str | None]:
+    """`show`'s default order: ``result.best``'s (``results.best_first``: by the experiment's first metric, with
+    constraints the feasible trials first), then the other trials (infeasible, then without the metric)."""
+    from tunesmith._objective import Objective
+    from tunesmith.results import best_first
+
+    metric = rs.metrics[0]
+    whole = rs._constrained()  # feasibility needs a trial's whole last result; else the metric's value is enough
+
+    try:  # each trial's last result decoded once at most
+        results = {t.id: t.result(metric, whole) if isinstance(t, _Brief) else t.last_result for t in trials}
+    except ValueError as e:  # a last result that is not JSON
+        from tunesmith.store.sqlite import StoreError
+
+        raise StoreError(f"the experiment store {rs._store.path} is damaged: a trial's last result cannot be read "
+                         f"({type(e).__name__}: {e})") from e
+    ranked, others = best_first(Objective.single(metric, rs.modes[0]), trials, lambda t: results[t.id])
+    if trials and not any(_sortable(results[t.id].get(metric)) for t in trials):  # others: every trial, by id
+        return others, f"no trial has reported {metric!r} yet: sorted by id"
+    return ranked + others, None
 
 
 def _sortable(value: Any) -> bool:

@@ -9,9 +9,9 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
@@ -88,11 +88,16 @@ class ResultSet:
 
     Args:
         path: the experiment folder.
-        metric, mode: what "best" means; default: the experiment's own. With a multi-objective experiment,
-            ``metric="loss"`` alone takes ``"loss"``'s mode from the experiment.
+        metric, mode: what "best" means; default: the experiment's own. Given, they are checked as ``run()``
+            checks them: one name and ``"min"``/``"max"``, or a list of names and a list of as many modes. A
+            metric of the experiment given without ``mode`` keeps its mode from the experiment
+            (``metric="loss"``, ``metric=["latency", "loss"]``); ``mode`` alone re-ranks the experiment's own
+            metric(s) (``mode="max"`` for a single metric, a list of modes for several).
 
     Raises:
-        ConfigError: no experiment store in the folder.
+        ConfigError: no experiment store in the folder; ``metric``/``mode`` that ``run()`` would refuse (a single
+            mode for a list of metrics, a mode for the experiment's several metrics that is not a list of as
+            many, a metric not of the experiment's several whose mode is not given...), naming the argument.
         StoreError: the store is damaged, from a newer tunesmith, or missing a table (the message names it).
     """
 
@@ -108,11 +113,9 @@ class ResultSet:
         if not isinstance(spec, dict):
             raise StoreError(f"the experiment store {db_path} is damaged: its spec is not a JSON object")
         self.name: str = os.path.basename(self.path)
-        stored = Objective.from_spec(spec)
-        self.metric: str | list[str] | None = metric if metric is not None else stored.metric
-        if mode is None and isinstance(metric, str) and stored.is_multi:
-            mode = stored.mode_of(metric)  # one of the experiment's metrics keeps its mode
-        self.mode: str | list[str] | None = mode if mode is not None else stored.mode
+        chosen = _chosen_objective(Objective.from_spec(spec), metric, mode)
+        self.metric: str | list[str] | None = chosen.metric
+        self.mode: str | list[str] | None = chosen.mode
         self._trials: list[TrialResult] | None = None
         self._by_id: dict[int, TrialResult] = {}
 
@@ -218,7 +221,8 @@ class ResultSet:
 
         A trial dominates another when its last result is at least as good in every metric and better in
         one (as ``best`` compares last results). Trials whose last result lacks a metric, or holds NaN
-        or a non-number for it, are left out; trials with equal values are all kept.
+        or a non-number for it, are left out; trials with equal values are all kept. With ``run(constraints=...)``
+        only the trials whose last result is feasible rank, when there is one (:func:`feasible_first`).
 
         Args:
             metrics: the metrics to trade off; default the experiment's (``run(metric=[...])``).
@@ -453,12 +457,7 @@ class ResultSet:
             if self._constrained():
                 return self._top_all(k, objective, feasible=True) or self._top_all(k, objective, feasible=False)
             return self._top_all(k, objective, feasible=False)
-        scored: list[tuple[float, int, TrialResult]] = []
-        for t in self._feasible_first():
-            if objective.value(t.last_result) is not None:
-                scored.append((-objective.score(t.last_result), t.id, t))
-        scored.sort(key=lambda x: (x[0], x[1]))
-        return [t for _, _, t in scored[:k]]
+        return best_first(objective, self.trials, _last_result)[0][:k]
 
     def _top_all(self, k: int, objective: Objective, feasible: bool) -> list[TrialResult]:
         """``top(k, scope="all")``: the trials by their best result (``feasible``: their best result that meets the
@@ -500,11 +499,7 @@ class ResultSet:
     def _feasible_first(self) -> list[TrialResult]:
         """With ``run(constraints=...)``: the trials whose last result is feasible (every ``constraint/<i>`` <= 0),
         when there is one; else (or without constraints) every trial."""
-        trials = self.trials
-        if not any(_CONSTRAINT + "0" in t.last_result for t in trials):
-            return trials
-        feasible = [t for t in trials if feasible_result(t.last_result)]
-        return feasible or trials
+        return feasible_first(self.trials, _last_result)
 
     def _checkpoint_at(self, t: TrialResult, result: dict[str, Any]) -> Checkpoint | None:
         """The checkpoint saved with ``result`` if it is still kept, else the trial's latest."""
@@ -904,6 +899,81 @@ def _matches(wanted: Any, got: Any) -> bool:
 _CONSTRAINT = CONSTRAINT_PREFIX  # feasible_result (what run(constraints=...) means): the store's, SQL's beside it
 
 
+def _chosen_objective(stored: Objective, metric: Any, mode: Any) -> Objective:
+    """What ``load(metric=, mode=)`` ranks by, over the experiment's own objective (``stored``), checked by
+    ``Objective.from_args`` as ``run()``'s arguments are. Without ``mode``, each metric given takes its mode from
+    the experiment (one metric of a single-objective experiment's, the experiment's one mode, as before).
+
+    Raises:
+        ConfigError: naming ``metric`` or ``mode`` and what was expected.
+    """
+    if metric is None and mode is None:
+        return stored
+    if metric is None:
+        metric = stored.metric
+    elif mode is None:
+        names = [metric] if isinstance(metric, str) else list(metric) if isinstance(metric, (list, tuple)) else []
+        if all(isinstance(m, str) and m for m in names):
+            unknown = [m for m in names if stored.mode_of(m) is None]
+            if isinstance(metric, str) and unknown and not stored.is_multi:
+                mode = stored.mode  # a single-objective experiment's mode, for another metric
+            elif unknown:
+                wanted = ("mode='min' or 'max'" if isinstance(metric, str)
+                          else f"mode=[...], a list of {len(names)} 'min'/'max' values")
+                raise ConfigError(f"mode: {unknown[0]!r} is not one of the experiment's metrics "
+                                  f"{list(stored.names)!r}, so its mode is unknown; pass {wanted}")
+            else:
+                modes = [stored.mode_of(m) for m in names]
+                mode = modes[0] if isinstance(metric, str) else modes
+    return Objective.from_args(metric, mode)
+
+
+class _Ranked(Protocol):
+    """What :func:`best_first` ranks: a trial (``TrialResult``, or a lighter record of one with its id)."""
+
+    @property
+    def id(self) -> int: ...
+
+
+_T = TypeVar("_T", bound=_Ranked)
+
+
+def _last_result(t: TrialResult) -> dict[str, Any]:
+    return t.last_result
+
+
+def feasible_first(items: Sequence[_T], result: Callable[[_T], dict[str, Any]]) -> list[_T]:
+    """The ``items`` (trials) that rank: with ``run(constraints=...)``, those whose ``result(item)`` is feasible
+    (:func:`feasible_result`), when there is one; else (or without constraints) every one, in the order given.
+    What ``best``, ``top()`` and ``pareto_front()`` rank, and so the report's Pareto plot and `tunesmith show`."""
+    feasible = [item for item in items if feasible_result(result(item))]
+    return feasible or list(items)
+
+
+def best_first(objective: Objective, items: Sequence[_T],
+               result: Callable[[_T], dict[str, Any]]) -> tuple[list[_T], list[_T]]:
+    """``items`` (trials, by id) as ``best``/``top()`` rank them by the single ``objective``'s value in
+    ``result(item)`` (a trial's last result): (the ranked ones, best first; the others).
+
+    The ranked ones are those of :func:`feasible_first` whose result holds a real number (not NaN, not a bool)
+    for the metric, by value, ties by id. The others: the trials outside that set with a value (with constraints:
+    the infeasible ones), in the same order, then the trials without a value, in the order given. `tunesmith
+    show` lists both, so its order is ``result.best``'s (feasible first)."""
+    pool = {id(item) for item in feasible_first(items, result)}
+    ranked: list[tuple[float, int, _T]] = []
+    outside: list[tuple[float, int, _T]] = []
+    unvalued: list[_T] = []
+    for item in items:
+        metrics = result(item)
+        if objective.value(metrics) is None:
+            unvalued.append(item)
+        else:
+            (ranked if id(item) in pool else outside).append((-objective.score(metrics), item.id, item))
+    ranked.sort(key=lambda x: (x[0], x[1]))
+    outside.sort(key=lambda x: (x[0], x[1]))
+    return [t for _, _, t in ranked], [t for _, _, t in outside] + unvalued
+
+
 def _trial_id(trial: int | str) -> int:
     if isinstance(trial, int):
         return trial
@@ -924,8 +994,11 @@ def load(name_or_path: str | os.PathLike[str], metric: str | list[str] | None = 
     ``experiment.db`` (a data set folder named like the experiment, in the current folder) is not an experiment
     and does not hide the one of that name.
 
+    ``metric``/``mode``: what "best" means, checked as ``run()`` checks them (``ResultSet``).
+
     Raises:
-        ConfigError: no such experiment (the message names both places looked at).
+        ConfigError: no such experiment (the message names both places looked at), or a ``metric``/``mode`` that
+            ``run()`` would refuse (naming the argument and what was expected).
         StoreError: its store is damaged, from a newer tunesmith or missing a table (the message names the file).
     """
     return ResultSet(_layout.find_experiment(name_or_path), metric=metric, mode=mode)

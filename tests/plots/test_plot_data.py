@@ -13,13 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import tunesmith as ts
 from tunesmith._errors import ConfigError
 from tunesmith.plots import data as pd_
-from tunesmith.plots._pareto import non_dominated
 from tunesmith.plots.render import Panel, figure_json, plotly_js, render_html
 from tunesmith.plots.report import write_report
 from tunesmith.results import ResultSet
@@ -394,32 +391,6 @@ def test_pareto_front_of_two_metrics(tmp_path: Any) -> None:
     assert _trace(fig, kind="front")["meta"]["trial_ids"] == [4]
     with pytest.raises(ConfigError):
         pd_.pareto_front(rs, ["loss"], ["min"])
-
-
-def _dominated_brute(points: list[tuple[float, ...]], modes: list[str]) -> list[int]:
-    sign = [1 if m == "min" else -1 for m in modes]
-    s = [tuple(v * k for v, k in zip(p, sign)) for p in points]
-    return [i for i, p in enumerate(s)
-            if not any(all(a <= b for a, b in zip(q, p)) and q != p for q in s)]
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.data())
-def test_non_dominated_matches_brute_force(data: st.DataObject) -> None:
-    dims = data.draw(st.integers(2, 3))
-    values = st.integers(-5, 5).map(float)  # small range: many ties and duplicates
-    points = data.draw(st.lists(st.tuples(*[values] * dims), max_size=30))
-    modes = data.draw(st.lists(st.sampled_from(["min", "max"]), min_size=dims, max_size=dims))
-    assert non_dominated(points, modes) == _dominated_brute(points, modes)
-
-
-def test_non_dominated_rejects_bad_input() -> None:
-    with pytest.raises(ConfigError, match="mode"):
-        non_dominated([(1.0, 2.0)], ["min", "up"])
-    with pytest.raises(ConfigError, match="points\\[0\\]"):
-        non_dominated([(1.0,)], ["min", "min"])
-    with pytest.raises(ConfigError, match="finite"):
-        non_dominated([(1.0, math.nan)], ["min", "min"])
 
 
 # -- rendering ----------------------------------------------------------------------------------------

@@ -6,12 +6,18 @@ from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import GREY, PALETTE, Figure, plotly_text
-from tunesmith.plots._pareto import non_dominated
-from tunesmith.plots._read import PlotSource, _metric_values, _read
+from tunesmith.plots._read import PlotSource, _number
+from tunesmith.store.sqlite import feasible_result
 
 
 def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -> Figure:
-    """Two objectives: every trial's final pair of values, the non-dominated ones highlighted and joined.
+    """Two objectives: every trial's last result as a point, the non-dominated ones highlighted and joined.
+
+    The front is ``rs.pareto_front(metrics, modes)``'s (the one rule: with ``run(constraints=...)`` only the
+    trials whose last result is feasible rank, when there is one). Trials whose last result breaks a constraint
+    are drawn apart, as crosses (the trace named "infeasible"). A trial whose last result lacks a finite
+    number for either metric is not drawn (``pareto_front()`` leaves out the missing and NaN values too; an
+    infinity it ranks cannot be drawn).
 
     Args:
         rs: the experiment.
@@ -23,25 +29,36 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
     """
     if len(metrics) != 2 or len(modes) != 2:
         raise ConfigError(f"pareto_front needs two metrics and two modes, got {list(metrics)} and {list(modes)}")
-    exp = _read(rs)
-    a = _metric_values(exp, metrics[0])
-    b = _metric_values(exp, metrics[1])
-    ids = sorted(set(a) & set(b))
-    points = [(a[i], b[i]) for i in ids]
-    front = [ids[k] for k in non_dominated(points, modes)]
-    front_pts = sorted((a[i], b[i], i) for i in front)
-    names = [f"trial_{i:05d}" for i in ids]
+    on_front = {t.id for t in rs.pareto_front(list(metrics), list(modes))}
+    points: dict[int, tuple[float, float]] = {}
+    infeasible: list[int] = []
+    for t in rs.trials:  # by id
+        a, b = _number(t.last_result.get(metrics[0])), _number(t.last_result.get(metrics[1]))
+        if a is None or b is None:
+            continue
+        points[t.id] = (a, b)
+        if feasible_result(t.last_result) is False:
+            infeasible.append(t.id)
+    apart = set(infeasible)
+    ranked = [i for i in points if i not in apart]
+    front_pts = sorted((*points[i], i) for i in on_front if i in points)
     x_name, y_name = plotly_text(metrics[0]), plotly_text(metrics[1])
     hover = f"%{{text}}<br>{x_name}=%{{x:.5g}}<br>{y_name}=%{{y:.5g}}<extra></extra>"
-    data = [
-        {"type": "scatter", "mode": "markers", "name": "trials", "x": [p[0] for p in points],
-         "y": [p[1] for p in points], "text": names, "marker": {"color": GREY, "size": 7},
-         "hovertemplate": hover, "meta": {"kind": "trials", "trial_ids": ids}},
+
+    def markers(name: str, kind: str, ids: list[int], marker: dict[str, object], note: str = "") -> dict[str, object]:
+        return {"type": "scatter", "mode": "markers", "name": name, "x": [points[i][0] for i in ids],
+                "y": [points[i][1] for i in ids], "text": [f"trial_{i:05d}{note}" for i in ids], "marker": marker,
+                "hovertemplate": hover, "meta": {"kind": kind, "trial_ids": ids}}
+
+    data = [markers("trials", "trials", ranked, {"color": GREY, "size": 7})]
+    if infeasible:
+        data.append(markers("infeasible", "infeasible", infeasible,
+                            {"color": GREY, "size": 8, "symbol": "x", "opacity": 0.7}, " (infeasible)"))
+    data.append(
         {"type": "scatter", "mode": "lines+markers", "name": "Pareto front", "x": [p[0] for p in front_pts],
          "y": [p[1] for p in front_pts], "text": [f"trial_{p[2]:05d}" for p in front_pts],
          "marker": {"color": PALETTE[1], "size": 9}, "line": {"color": PALETTE[1]},
-         "hovertemplate": hover, "meta": {"kind": "front", "trial_ids": [p[2] for p in front_pts]}},
-    ]
+         "hovertemplate": hover, "meta": {"kind": "front", "trial_ids": [p[2] for p in front_pts]}})
     return {"data": data, "layout": {
         "title": {"text": f"Pareto front: {x_name} ({modes[0]}) vs {y_name} ({modes[1]})"},
         "xaxis": {"title": {"text": x_name}}, "yaxis": {"title": {"text": y_name}},

@@ -52,7 +52,8 @@ class PlotTrial(Protocol):
 
 class PlotSource(Protocol):
     """An experiment's results as the plots read them (``tunesmith.results.ResultSet`` is one): its folder (the
-    plots read the store there, in columns), its spec and metadata, its objective and its trials."""
+    plots read the store there, in columns), its spec and metadata, its objective and its trials, and what it
+    ranks (``pareto_front``: the Pareto plot's front is the results API's, feasible trials first)."""
 
     @property
     def path(self) -> str: ...
@@ -67,6 +68,8 @@ class PlotSource(Protocol):
     @property
     def trials(self) -> Sequence[PlotTrial]: ...
     def importance(self, metric: str | None = None, mode: str | None = None) -> dict[str, float]: ...
+    def pareto_front(self, metrics: list[str] | None = None,
+                     modes: list[str] | None = None) -> Sequence[PlotTrial]: ...
 
 
 @dataclass

@@ -101,7 +101,8 @@ def _add_panels(rs: ResultSet, metric: str, mode: str | None, pareto: Sequence[t
     if pairs:
         if len(pairs) != 2:
             raise ConfigError(f"pareto: expected two (metric, mode) pairs, got {pairs!r}")
-        add("Pareto front", "Final values of two metrics; the non-dominated trials are joined.", "",
+        add("Pareto front", "Each trial's last values of two metrics; the non-dominated trials are joined (as "
+            "result.pareto_front(): with constraints, among the feasible ones; crosses: infeasible trials).", "",
             plot_data.pareto_front, rs, [p[0] for p in pairs], [p[1] for p in pairs])
 
 
