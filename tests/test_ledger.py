@@ -78,6 +78,19 @@ def test_a_restored_checkpoint_is_kept_until_the_borrower_has_its_own():
     assert led.take() == [(1, 3, "t1/c3")]
 
 
+def test_a_start_as_ranks_keeps_its_restore_point_until_it_ends_whatever_it_reports():
+    led = keep(1)
+    led.add(1, 4, "t1/c4", {})
+    led.started(1, "t1/c4")  # a retry of a trial run as ranks, from its own latest
+    led.add(1, 5, "t1/c5", {})
+    led.add(1, 6, "t1/c6", {})
+    assert paths(led.take()) == ["t1/c5"]  # c4 stays for the ranks that have yet to read it
+    led.ended(1)
+    assert paths(led.take()) == ["t1/c4"]
+    led.ended(1)  # a second end (nothing held) changes nothing
+    assert led.take() == []
+
+
 def test_two_borrowers_of_one_checkpoint_both_keep_it():
     led = keep(1)
     led.add(1, 3, "t1/c3", {})

@@ -392,3 +392,59 @@ def test_a_resources_function_whose_gpus_cannot_split_over_the_ranks_names_the_t
         ts.run(_reports_once, {"x": 7}, ranks=ranks, resources=lambda c: {"cpu": 1, "gpu": gpu}, name="split",
                backend=LocalBackend(gpu_ids=["0", "1", "2", "3"]), verbose=0)
     assert ts.load("split").trials == []
+
+
+def _until(condition, what, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _indexed(iteration):
+    """Wait until the driver has indexed this trial's checkpoint at ``iteration``: the batch that brought it is
+    handled, and what it let go is deleted."""
+    import sqlite3
+
+    db = os.path.join(os.path.dirname(os.path.dirname(os.getcwd())), "experiment.db")
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        _until(lambda: con.execute("SELECT 1 FROM checkpoints WHERE trial_id = ? AND iteration = ?",
+                                   (ts.get_trial_id(), iteration)).fetchone() is not None, f"checkpoint {iteration}")
+    finally:
+        con.close()
+
+
+def rank_1_loads_late(config):
+    """Rank 0 fails once at iteration 4; on the retry rank 1 reads the restore point only after rank 0 has reported
+    two newer checkpoints (keep=1 lets the restore point go at the first of them)."""
+    restored = ts.get_checkpoint()
+    if ts.get_rank() == 1:
+        if restored is None:
+            return
+        _until(lambda: os.path.exists("go"), "rank 0")
+        _note("loaded", _restored("state.json", None))
+        open("loaded", "w").close()
+        return
+    start = _restored("state.json", 0)
+    for i in range(start + 1, start + 3 if start else 5):
+        _report_with({"loss": 1.0 / i}, "state.json", i)
+        _indexed(i)
+    if not start:
+        raise RuntimeError("fails once, at iteration 4")
+    open("go", "w").close()
+    _until(lambda: os.path.exists("loaded"), "rank 1's load")
+
+
+def test_every_rank_can_load_the_restore_point_until_the_attempt_ends_with_keep_1(results_dir):
+    """keep=1 deleted the checkpoint a retry started from as soon as rank 0 reported a newer one, while rank 1 had
+    yet to read it: CheckpointError '... checkpoint_000004 does not exist (deleted or moved)', the trial ERROR. A
+    trial run as several ranks holds its restore point until the attempt ends."""
+    result = ts.run(rank_1_loads_late, {}, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, keep=1,
+                    max_failures=1, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert _records(_trial_dir(result), "loaded", 1) == [4]
+    assert [r["training_iteration"] for r in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
+    kept = os.listdir(os.path.join(_trial_dir(result), "checkpoints"))
+    assert kept == ["checkpoint_000006"]  # the restore point went once the attempt ended: keep=1 still holds

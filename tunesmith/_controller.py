@@ -377,6 +377,8 @@ class Controller:
                 self._pending_launch.insert(0, launch)
                 return
             trial = self.trials[launch.trial_id]
+            if launch.restore is not None and (launch.ranks or 1) > 1:
+                self.ledger.started(trial.id, launch.restore)  # every rank may read it until this start ends
             trial.status = TrialStatus.RUNNING
             if trial.start_time is None:
                 trial.start_time = time.time()
@@ -671,6 +673,7 @@ class Controller:
         """Apply a trial's end (its worker confirmed it). Returns what the store must record, in the batch's
         transaction: the trial row's changed fields, and the event to log (kind, data) if any."""
         self._running.discard(trial.id)
+        self.ledger.ended(trial.id)
         late = self.executor.late_start(trial.id)
         if late is not None and trial.id in self._queued_first:
             trial.start_time = late  # it was handed out ahead; it began when its worker's trial before ended

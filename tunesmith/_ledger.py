@@ -8,7 +8,9 @@ Three things keep a checkpoint:
   stop, and the source trains on and checkpoints meanwhile: without the pin ``keep=1`` deleted what the
   clone was about to restore from;
 * a borrow: a trial restarted from a checkpoint it does not own (or from an older one of its own) holds it
-  until it has a checkpoint of its own. A trial that ends first keeps holding it: it is that trial's latest.
+  until it has a checkpoint of its own. A trial that ends first keeps holding it: it is that trial's latest;
+* a start: a trial run as several ranks holds the checkpoint it started from until that start ends (the
+  worker's end). Each rank reads it when it wants: rank 0 may report newer ones before rank 1 has read it.
 
 The ledger only decides; the controller drops the index rows of what :meth:`Ledger.take` returns in a store
 transaction and then deletes the folders through :func:`delete_checkpoint`, the one function that deletes
@@ -40,7 +42,8 @@ class Ledger:
         self.retention = retention
         self._pins: dict[int, str] = {}  # trial -> checkpoint a pending decision named for it
         self._borrows: dict[int, str] = {}  # trial -> checkpoint it restarted from, until it has its own
-        self._holders: dict[str, int] = {}  # path -> number of pins and borrows on it
+        self._starts: dict[int, str] = {}  # trial run as ranks -> checkpoint it started from, until it ends
+        self._holders: dict[str, int] = {}  # path -> number of pins, borrows and starts on it
         self._waiting: dict[str, tuple[int, int]] = {}  # let go but held: path -> (owner, iteration)
         self._deletable: dict[str, tuple[int, int]] = {}  # path -> (owner, iteration), in order
 
@@ -80,6 +83,19 @@ class Ledger:
         if path is not None:
             self._borrows[trial_id] = path
 
+    def started(self, trial_id: int, path: str | None) -> None:
+        """``trial_id`` started as several ranks from ``path``: keep it until :meth:`ended`, whatever the trial
+        reports meanwhile (its other ranks may read it later than rank 0 reports newer ones)."""
+        if path is not None:
+            self._hold(path)
+        self._release(self._starts.pop(trial_id, None))
+        if path is not None:
+            self._starts[trial_id] = path
+
+    def ended(self, trial_id: int) -> None:
+        """``trial_id``'s start ended (it returned, failed, was stopped or paused): its ranks read nothing more."""
+        self._release(self._starts.pop(trial_id, None))
+
     def forget_after(self, trial_id: int, iteration: int) -> None:
         """``trial_id`` restarts from ``iteration``: its later checkpoints are superseded (their index rows go
         with its later results) and may go too, unless another trial still needs one."""
@@ -87,7 +103,7 @@ class Ledger:
 
     # -- questions -----------------------------------------------------------------------------------
     def holds(self, path: str) -> bool:
-        """Whether a pin or a borrow keeps ``path``."""
+        """Whether a pin, a borrow or a start keeps ``path``."""
         return path in self._holders
 
     def held_names(self, trial_name: str) -> tuple[str, ...]:
