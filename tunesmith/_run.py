@@ -355,7 +355,7 @@ def run(
     # the objective's run form, a name or a list
     searcher.setup(space, objective.metric, objective.mode, num_samples)
     scheduler.setup(objective.metric, objective.mode)
-    if warm_dirs:
+    if warm_dirs and not resume:  # a resume's sources are known once its store is open (below)
         from tunesmith._warm_start import warm_start_searcher
 
         warm_start_searcher(searcher, warm_dirs)
@@ -428,11 +428,16 @@ def run(
         if resume:
             stored_spec = before.get("spec", {})
             _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec())
-            total_samples = _with_added_samples(store, searcher, space, objective, num_samples, warm_dirs)
+            warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
+            total_samples = _with_added_samples(store, num_samples)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
             # so the resumed experiment continues the stream it replays
-            if _adopt_drawn_seed(searcher, stored_spec.get("searcher")):
+            if _adopt_drawn_seed(searcher, stored_spec.get("searcher")) or total_samples != num_samples:
                 searcher.setup(space, objective.metric, objective.mode, total_samples)
+            if warm_dirs:  # after the searcher's last setup: a setup starts it afresh
+                from tunesmith._warm_start import warm_start_searcher
+
+                warm_start_searcher(searcher, warm_dirs)
             if _adopt_drawn_seed(scheduler, stored_spec.get("scheduler")):
                 scheduler.setup(objective.metric, objective.mode)
         spec = {
@@ -440,7 +445,7 @@ def run(
             "space": space_json, "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
             "resources": per_trial if resources_fn is None else {"callable": _qualname(resources_fn)},
-            "warm_start": warm_dirs or None, "constraints": constraints and _qualname(constraints),
+            "warm_start": _recorded_warm_start(warm_dirs, root), "constraints": constraints and _qualname(constraints),
             "fail_fast": fail_fast, "ranks": ranks, "keep": retention.keep, "keep_by": keep_by,
             "max_failures": max_failures,
             "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
@@ -480,8 +485,8 @@ def run(
         try:
             controller.run()  # Ctrl-C and SIGTERM end it cleanly (Controller._defer_signals)
         except KeyboardInterrupt as e:
-            log.warning("experiment %s interrupted; its results are stored. Resume with: %s  (or %s)", name,
-                        resume_command(name, fn, root=root), python_resume_hint(name, root))
+            log.warning("experiment %s interrupted; its results are stored. Resume with: %s", name,
+                        resume_hint(name, fn, root, spec))
             if isinstance(e, Terminated):
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
@@ -509,6 +514,26 @@ def _warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
     return warm_start_dirs(warm_start, storage_path)
 
 
+def _resume_warm_dirs(stored: Any, warm_start: Any, given: list[str], root: str, name: str) -> list[str]:
+    """A resume's warm-start sources: the recorded ones (``warm_start`` None), or the same given again (one no longer
+    found: at its new place, or left out); others are refused as the other resume mismatches are."""
+    record = stored.get("warm_start") if isinstance(stored, dict) else None
+    if record is None and warm_start is None:
+        return []
+    from tunesmith._warm_start import resume_sources
+
+    return resume_sources(record, warm_start, given, root, name, resume_command(name, root=root))
+
+
+def _recorded_warm_start(warm_dirs: list[str], root: str) -> list[str] | None:
+    """The spec's record of the sources: those in the storage folder by their path in it (found after it moves)."""
+    if not warm_dirs:
+        return None
+    from tunesmith._warm_start import recorded
+
+    return recorded(warm_dirs, root)
+
+
 def _bind_dashboard(options: dict[str, Any] | None, root: str, name: str) -> Any:
     """The run's dashboard (checked options, ``check_run_option``) with its port bound, not yet serving; None
     without one. A port in use is a ConfigError here, before the run writes anything."""
@@ -532,21 +557,78 @@ def script_of(fn: Any) -> str | None:
 
 
 def resume_command(name: str, fn: Any = None, script: str | None = None, qualname: str | None = None,
-                   root: str | None = None) -> str:
+                   root: str | None = None, spec: dict[str, Any] | None = None) -> str:
     """The command that resumes experiment ``name`` (quoted for the shell): with ``--fn FILE:FN`` where its function
-    was defined in a script run as ``python FILE`` (``fn``'s, or the stored ``script`` and ``qualname``), and with
-    ``--storage-path ROOT`` where ``root`` (the experiment's storage folder) is not the default one. A name that
-    starts with ``-`` comes after ``--`` (else it reads as an option)."""
+    was defined in a script run as ``python FILE`` (``fn``'s, or the stored ``script`` and ``qualname``), with
+    ``--resources``, ``--constraints`` and ``--stop`` for the functions of the user's in its stored ``spec`` that
+    the script defines (see ``_function_options``), and with ``--storage-path ROOT`` where ``root`` (the
+    experiment's storage folder) is not the default one. A name that starts with ``-`` comes after ``--`` (else
+    it reads as an option)."""
     import shlex
 
     script = script or (script_of(fn) if fn is not None else None)
     qualname = qualname or getattr(fn, "__qualname__", None)
     options = f" --fn {shlex.quote(f'{script}:{qualname}')}" if script and qualname else ""
+    if spec:
+        named, _cannot = _function_options(spec, script or _main_script())
+        options += "".join(f" {option} {shlex.quote(value)}" for option, value in named)
     if root is not None and os.path.abspath(root) != _layout.storage_root(None):
         options += f" --storage-path {shlex.quote(root)}"
     if name.startswith("-"):
         return f"tunesmith resume{options} -- {shlex.quote(name)}"
     return f"tunesmith resume {shlex.quote(name)}{options}"
+
+
+def resume_hint(name: str, fn: Any, root: str, spec: dict[str, Any]) -> str:
+    """How to resume experiment ``name``, as the interrupt message says it: the command, and the ``tunesmith.run``
+    call; the call alone where the command line could not import a function of the user's the experiment needs."""
+    python = python_resume_hint(name, root)
+    _named, cannot = _function_options(spec, script_of(fn) or _main_script())
+    if cannot:
+        return (f"{python} (the command line cannot import {', '.join(cannot)} by name: a lambda, a function "
+                f"defined inside another, or one of an interactive session; pass the same functions)")
+    return f"{resume_command(name, fn, root=root, spec=spec)}  (or {python})"
+
+
+_WHAT = {"--resources": "the resources function", "--constraints": "the constraints function",
+         "--stop": "the stop rule"}
+
+
+def _function_options(spec: dict[str, Any], script: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """The options of `tunesmith resume` that name the user's functions (and Stoppers) a stored ``spec`` needs,
+    ``(option, FILE.py:NAME)`` for those defined in the script run as ``python FILE.py`` (stored as ``__main__:NAME``,
+    which the command line cannot import by that name); and the ones it cannot import at all, described. The
+    others (``module:NAME``) are left to the command, which imports them once the user confirms, as ``--fn``'s.
+    Stop rules go all or none, in their order (the command takes one ``--stop`` per stored rule)."""
+    stored: list[tuple[str, Any]] = []
+    resources = spec.get("resources")
+    if isinstance(resources, dict) and "callable" in resources:
+        stored.append(("--resources", resources["callable"]))
+    if spec.get("constraints"):
+        stored.append(("--constraints", spec["constraints"]))
+    stop = spec.get("stop")
+    for rule in stop if isinstance(stop, list) else [stop]:
+        if isinstance(rule, dict) and ("callable" in rule or "stopper" in rule):
+            stored.append(("--stop", rule["callable"] if "callable" in rule else rule["stopper"]))
+    found: list[tuple[str, str, bool]] = []  # (option, what the command line imports, defined in the script)
+    cannot: list[str] = []
+    for option, value in stored:
+        module, sep, attr = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+        if not sep or not module or not attr or "<" in attr or (module == "__main__" and not script):
+            cannot.append(f"{_WHAT[option]} {value!r}")
+        elif module == "__main__":
+            found.append((option, f"{script}:{attr}", True))
+        else:
+            found.append((option, value, False))
+    stops_in_script = any(in_script for option, _value, in_script in found if option == "--stop")
+    return [(option, value) for option, value, in_script in found
+            if in_script or (option == "--stop" and stops_in_script)], cannot
+
+
+def _main_script() -> str | None:
+    """The file of the script this process runs as ``python FILE.py`` (its ``__main__``), or None."""
+    file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return os.path.abspath(file) if isinstance(file, str) and file.endswith(".py") else None
 
 
 def python_resume_hint(name: str, root: str | None = None) -> str:
@@ -579,20 +661,15 @@ def _qualname(fn: Any) -> str:
     return stored_name(fn)  # module:qualname: `tunesmith resume` imports it once the user confirms
 
 
-def _with_added_samples(store: Store, searcher: Searcher, space: dict[str, Any], objective: Objective,
-                        num_samples: int, warm_dirs: list[str]) -> int:
+def _with_added_samples(store: Store, num_samples: int) -> int:
     """A resume's num_samples: the run's own plus those the dashboard added (``add_samples``, kept in the store's
-    meta); the searcher is set up again with the sum."""
-    from tunesmith._warm_start import warm_start_searcher
+    meta); the searcher is to be set up again with the sum."""
     from tunesmith.dashboard._commands import ADDED_KEY
 
     added = store.meta().get(ADDED_KEY)
     if num_samples == -1 or isinstance(added, bool) or not isinstance(added, int) or added <= 0:
         return num_samples
     log.info("resume: num_samples %d + %d added from the dashboard", num_samples, added)
-    searcher.setup(space, objective.metric, objective.mode, num_samples + added)
-    if warm_dirs:
-        warm_start_searcher(searcher, warm_dirs)
     return num_samples + added
 
 

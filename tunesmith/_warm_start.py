@@ -19,21 +19,126 @@ log = logging.getLogger("tunesmith")
 
 
 def warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
-    """The experiment folders ``warm_start`` names (names under the storage path, or folders), checked."""
+    """The experiment folders ``warm_start`` names, checked: each found as ``ts.load`` finds it (a name under the
+    storage path, else a folder path)."""
     if warm_start is None:
         return []
     items = [warm_start] if isinstance(warm_start, (str, os.PathLike)) else warm_start
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, os.PathLike)) for i in items):
         raise ConfigError(f"warm_start must be an experiment name or folder, or a list of them, got {warm_start!r}")
-    root = _layout.storage_root(storage_path)
     dirs = []
     for item in items:
-        item = os.fspath(item)
-        path = os.path.abspath(item) if (os.sep in item or item.startswith(".")) else os.path.join(root, item)
-        if not os.path.isfile(_layout.store_path(path)):
-            raise ConfigError(f"warm_start: {item!r} is no experiment (no {STORE_FILE} in {path})")
-        dirs.append(path)
+        try:
+            dirs.append(_layout.find_experiment(item, storage_path))
+        except ConfigError as e:  # its message names both places looked in
+            where = str(e).removeprefix(f"no experiment {os.fspath(item)!r}: ")
+            raise ConfigError(f"warm_start: {os.fspath(item)!r} is no experiment: {where}") from None
     return dirs
+
+
+def recorded(dirs: list[str], root: str) -> list[str] | None:
+    """How the spec records the sources of an experiment in the storage folder ``root``: a source inside ``root``
+    by its path relative to it (``A``: found next to the experiment after the storage folder moves), any other by
+    its absolute path."""
+    out = []
+    for path in dirs:
+        inside = path != root and os.path.commonpath([path, root]) == root
+        out.append(os.path.relpath(path, root) if inside else path)
+    return out or None
+
+
+def recorded_places(record: Any, root: str, name: str, command: str = "tunesmith resume NAME") -> list[str]:
+    """The folders an experiment's recorded sources (``recorded``) name, the relative ones under ``root``, its
+    storage folder now. The record is data from the folder: a relative entry that would leave ``root`` is refused
+    (only read, never followed to write, delete or import anything). ``command``: the resume command, for the
+    message that says how to point at the sources."""
+    if record is None:
+        return []
+    if not isinstance(record, list) or not all(isinstance(e, str) and e and "\0" not in e for e in record):
+        raise ConfigError(f"resume: experiment {name!r} records its warm_start sources as {record!r}, not a list of "
+                          f"folders; {_point_at(command)}")
+    places = []
+    for entry in record:
+        if not os.path.isabs(entry) and (os.path.normpath(entry) != entry or entry.split(os.sep)[0] == os.pardir):
+            raise ConfigError(f"resume: experiment {name!r} records the warm_start source {entry!r}, which is "
+                              f"neither a folder path nor one inside its storage folder; {_point_at(command)}")
+        places.append(os.path.normpath(os.path.join(root, entry)))
+    return places
+
+
+def _point_at(command: str) -> str:
+    return (f"pass its sources where they are now: {command} --warm-start FOLDER (once per source, in their order; "
+            f"Python: warm_start=[...]); or, to go on without them (the search then differs from the one the "
+            f"experiment began), --no-warm-start (Python: warm_start=[])")
+
+
+def resume_sources(record: Any, warm_start: Any, given: list[str], root: str, name: str,
+                   command: str = "tunesmith resume NAME") -> list[str]:
+    """The sources a resume of experiment ``name`` warm-starts from: those it recorded (``record``, found under
+    ``root``, its storage folder now) when ``warm_start`` is None (said in the log); else those given (``given``,
+    found), which must be the recorded ones, except that one no longer found may be given at its new place (the
+    folder is not compared: a moved folder and another experiment look alike) or left out (with a warning).
+
+    Raises:
+        ConfigError: a recorded source is not found and none was given (how to point at it said); or the sources
+            given are others than the recorded ones.
+    """
+    places = recorded_places(record, root, name, command)
+    missing = [p for p in places if not os.path.isfile(_layout.store_path(p))]
+    shown = list(record or [])
+    if warm_start is None:
+        if missing:
+            raise ConfigError(f"resume: experiment {name!r} was run with warm_start={shown!r}, and "
+                              f"{' and '.join(missing)} holds no experiment now (no {STORE_FILE}: moved or deleted); "
+                              f"{_point_at(command)}")
+        if places:
+            log.info("resume: warm start from the sources experiment %r was run with: %s", name, ", ".join(places))
+        return places
+    new, other = list(given), False  # each source found still is given again; the rest stand in for missing ones
+    for place in (p for p in places if p not in missing):
+        again = next((g for g in new if _same(g, place)), None)
+        if again is None:
+            other = True
+            break
+        new.remove(again)
+    if other or len(new) > len(missing):
+        raise ConfigError(f"resume: experiment {name!r} was run with warm_start={shown!r}, not {given!r}; pass the "
+                          f"same (one no longer found: its new folder in its place); to build on other results, "
+                          f"start a new experiment with warm_start=[...]")
+    for place in missing[len(new):]:
+        log.warning("resume: experiment %r goes on without the earlier trials of its warm_start source %s (no "
+                    "experiment there now): its search differs from the one it began", name, place)
+    if new:
+        log.info("resume: warm start from %s in place of %s (not found)", ", ".join(new),
+                 ", ".join(missing[:len(new)]))
+    return given
+
+
+def warm_start_sources_now(record: Any, root: str, name: str) -> list[str]:
+    """The recorded sources of the running experiment ``name`` (its storage folder ``root``) that hold an experiment
+    now, for a searcher set up again while it runs (the dashboard's ``add_samples``); one moved or deleted since
+    the run began is left out, with a warning."""
+    try:
+        places = recorded_places(record, root, name)
+    except ConfigError as e:
+        log.warning("warm start: %s; the searcher is set up again without earlier trials", e)
+        return []
+    found = [p for p in places if os.path.isfile(_layout.store_path(p))]
+    for place in places:
+        if place not in found:
+            log.warning("warm start: %s holds no experiment now (moved or deleted since the run began); the searcher "
+                        "is set up again without its trials", place)
+    return found
+
+
+def _same(a: str, b: str) -> bool:
+    """Whether two folders are one (their paths, or the same folder on disk: a link, another name for it)."""
+    if os.path.normcase(os.path.normpath(a)) == os.path.normcase(os.path.normpath(b)):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def warm_start_searcher(searcher: Searcher, dirs: list[str]) -> None:

@@ -912,13 +912,20 @@ def export(name: str, storage_path: str | None, formats: tuple[str, ...], to: st
 @click.option("--stop", "stop_options", multiple=True, metavar="MODULE_OR_FILE:OBJ",
               help="A stop rule of your own (a function, a Stopper or a Stopper class) for the experiment's: "
                    "one per such rule, in their order.")
+@click.option("--warm-start", "warm_starts", multiple=True, metavar="NAME_OR_FOLDER",
+              help="Where the experiment's warm-start sources are now, when one was moved: one per source, in "
+                   "their order [default: the ones it was run with]. Repeatable.")
+@click.option("--no-warm-start", is_flag=True,
+              help="Go on without the warm-start sources that can no longer be found (the search then differs "
+                   "from the one the experiment began).")
 @click.option("--trust-stored-fn", is_flag=True,
               help="Run what the experiment's store names without asking: the training function, and a "
                    "resources function, constraints function or stop rule of your own (they are imported and "
                    "called: only for a folder you trust).")
 def resume(name: str, target: str | None, storage_path: str | None, space_file: str | None,
            restart_errored: str | None, verbose: int, fn_option: str | None, resources_option: str | None,
-           constraints_option: str | None, stop_options: tuple[str, ...], trust_stored_fn: bool) -> None:
+           constraints_option: str | None, stop_options: tuple[str, ...], warm_starts: tuple[str, ...],
+           no_warm_start: bool, trust_stored_fn: bool) -> None:
     """Resume experiment NAME after its driver stopped (crash, Ctrl-C, kill): finished trials are kept,
     unfinished ones continue from their latest checkpoint, the search goes on where it was.
 
@@ -928,6 +935,8 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     terminal, or with --trust-stored-fn. A folder someone else made could name any importable function. The
     same holds for a resources function, a constraints function or a stop rule of your own that the
     experiment was run with: name yours (--resources, --constraints, --stop) or confirm the stored ones.
+    An experiment run with warm_start= reads its sources again (those in its storage folder are found there
+    after the folder moved): --warm-start says where one went, --no-warm-start goes on without the lost ones.
     """
     from tunesmith import _run
 
@@ -940,6 +949,10 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     kwargs = {k: v for k, v in kwargs.items() if k in params}
     if target and fn_option and target != fn_option:
         raise ConfigError(f"two functions given: TARGET {target!r} and --fn {fn_option!r}; give one")
+    if warm_starts and no_warm_start:
+        raise ConfigError("--warm-start and --no-warm-start given: give one, not both")
+    if warm_starts or no_warm_start:  # else run() reuses the recorded sources
+        kwargs["warm_start"] = list(warm_starts)
     stored = _own_instead(kwargs, resources_option, constraints_option, stop_options)
     if not (target or fn_option):
         stored.insert(0, _stored_fn(name, spec))
@@ -1011,7 +1024,7 @@ def _stored_fn(name: str, spec: dict[str, Any]) -> _Stored:
         script = spec.get("fn_file")
         script = script if isinstance(script, str) and script else None
         qualname = stored.partition(":")[2]
-        how = resume_command(name, script=script, qualname=qualname) if script else \
+        how = resume_command(name, script=script, qualname=qualname, spec=spec) if script else \
             f"tunesmith resume {name} --fn FILE.py:{qualname}"
         ran = f"python {script}" if script else "python FILE.py"
         raise ConfigError(f"experiment {name!r} was run as a script ({ran}), so its store names the function "
@@ -1116,7 +1129,7 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
     }
     if constraints:
         out["constraints"] = _Stored(constraints, "the constraints function", "--constraints")
-    for key in ("keep", "keep_by", "max_failures", "fail_fast", "warm_start"):
+    for key in ("keep", "keep_by", "max_failures", "fail_fast"):  # warm_start: run() reads its record itself
         if key in spec:
             out[key] = spec[key]
     return out

@@ -343,15 +343,16 @@ def add_samples(ctl: Any, n: int) -> tuple[bool, str]:
 def _set_up_again(ctl: Any, num_samples: int) -> None:
     """``setup`` with ``num_samples``, the warm start again, then the stored suggestions and results replayed in
     the order they happened (as ``tunesmith._replay`` does on resume)."""
-    from tunesmith._warm_start import warm_start_searcher
+    from tunesmith._warm_start import warm_start_searcher, warm_start_sources_now
     from tunesmith.store.sqlite import result_dict
 
     searcher, store = ctl.searcher, ctl.store
     searcher.setup(searcher.space, ctl.metric, ctl.mode, num_samples)
     spec = store.meta().get("spec") or {}
-    warm = spec.get("warm_start") if isinstance(spec, dict) else None
-    if isinstance(warm, list) and warm:
-        warm_start_searcher(searcher, [str(d) for d in warm])
+    record = spec.get("warm_start") if isinstance(spec, dict) else None
+    warm = warm_start_sources_now(record, os.path.dirname(ctl.exp_dir), ctl.name)  # the run checked them
+    if warm:
+        warm_start_searcher(searcher, warm)
     history: list[tuple[float, int, int, int, Any]] = []
     for rec in store.trials():
         tid = rec["id"]
