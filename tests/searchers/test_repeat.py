@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 import tunesmith as ts
 from tunesmith.searchers._base import FINISHED
 from tunesmith.searchers.optuna import OptunaSearch
-from tunesmith.searchers.repeat import Repeat, average
+from tunesmith.searchers.repeat import Repeat, average, fold_repeats
 from tunesmith.space import choice, uniform
 
 SPACE = {"x": uniform(-1, 1), "act": choice(["relu", "tanh"])}
@@ -138,3 +139,54 @@ def test_run_warm_starts_from_an_experiment_that_ran_repeat(results_dir: Any, ca
     assert "Repeat observed 4 of 4 finished earlier trials (0 skipped" in caplog.text
     earlier = sorted(inner.study.trials[:2], key=lambda t: t.number)
     assert [t.value for t in earlier] == [pytest.approx((t.params["x"] - 0.3) ** 2 + 0.5) for t in earlier]
+
+
+# -- averages that overflow, and opposite infinities ---------------------------------------------------------
+BIG = sys.float_info.max
+
+
+def test_average_of_values_whose_sum_overflows_is_their_mean() -> None:
+    """A sum past the float range (float max as a "diverged" value in every repeat) is no error: the mean is."""
+    assert average([{"loss": BIG}, {"loss": BIG}]) == {"loss": BIG}
+    assert average([{"loss": -BIG}, {"loss": -BIG}, {"loss": -BIG}]) == {"loss": -BIG}
+    assert average([{"loss": BIG}, {"loss": BIG}, {"loss": -BIG}])["loss"] == pytest.approx(BIG / 3)
+    assert average([{"loss": BIG}, {"loss": BIG / 2}])["loss"] == pytest.approx(BIG * 0.75)
+    assert average([{"a": 0.1}, {"a": 0.2}, {"a": 0.3}])["a"] == math.fsum([0.1, 0.2, 0.3]) / 3  # as before
+
+
+def test_average_of_opposite_infinities_is_nan() -> None:
+    """+inf in one repeat and -inf in another: the mean is undefined, NaN (as when no repeat gave a number)."""
+    assert math.isnan(average([{"score": math.inf}, {"score": -math.inf}, {"score": 1.0}])["score"])
+    assert average([{"score": math.inf}, {"score": math.inf}, {"score": BIG}]) == {"score": math.inf}
+    assert average([{"score": -math.inf}, {"score": BIG}, {"score": BIG}]) == {"score": -math.inf}
+
+
+def test_warm_start_folds_repeats_whose_sum_overflows() -> None:
+    """fold_repeats averages as Repeat does: no error, float max for two float max, NaN (skipped) for +-inf."""
+    earlier = [({"x": 0.5, "act": "relu", "seed": 0}, {"loss": BIG, "s": math.inf}),
+               ({"x": 0.5, "act": "relu", "seed": 1}, {"loss": BIG, "s": -math.inf}),
+               ({"x": -0.5, "act": "tanh", "seed": 0}, {"loss": math.inf}),
+               ({"x": -0.5, "act": "tanh", "seed": 1}, {"loss": -math.inf})]
+    folded = fold_repeats(earlier, SPACE)
+    assert [(c, r["loss"], n) for c, r, n in folded][:1] == [({"x": 0.5, "act": "relu"}, BIG, 2)]
+    assert math.isnan(folded[0][1]["s"]) and math.isnan(folded[1][1]["loss"])
+    inner = OptunaSearch(seed=2)
+    searcher = Repeat(inner, 2)
+    searcher.setup(SPACE, "loss", "min", 2)
+    assert searcher.warm_start(earlier) == 2  # the +-inf config has no mean: skipped, as a result without it
+    assert [(t.params["x"], t.value) for t in inner.study.trials] == [(0.5, BIG)]
+
+
+def _diverges(config: dict[str, Any]) -> None:
+    """float max for a config that diverged in every repeat; an extra key +inf in one repeat, -inf in the other."""
+    ts.report({"loss": BIG if config["x"] > 0.5 else config["x"],
+               "score": math.inf if config["seed"] == 0 else -math.inf})
+
+
+def test_run_with_repeats_whose_average_overflows_finishes(results_dir: Any) -> None:
+    inner = OptunaSearch(seed=1, points_to_evaluate=[{"x": 0.9}, {"x": 0.2}])
+    result = ts.run(_diverges, {"x": uniform(0, 1)}, metric="loss", mode="min", num_samples=3,
+                    searcher=Repeat(inner, 2), verbose=0, name="overflow")
+    assert ts.load("overflow").status == "finished" and len(result.trials) == 6
+    told = {t.params["x"]: t.value for t in inner.study.trials}
+    assert told[0.9] == BIG and told[0.2] == 0.2

@@ -43,6 +43,7 @@ from tunesmith.space import (
     RandInt,
     SampleFrom,
     Uniform,
+    check_storable,
     plain,
     validate_space,
 )
@@ -107,19 +108,26 @@ class OptunaSearch(Searcher):
     Args:
         sampler: ``"tpe"`` (default; see above), ``"cmaes"``,
             ``"gp"``, ``"nsgaii"``, ``"random"``, or an ``optuna.samplers.BaseSampler`` instance used as
-            given (then ``seed`` and ``n_startup_trials`` must stay ``None``: set them on the instance).
+            given (then ``seed`` and ``n_startup_trials`` must stay ``None``: set them on the instance). A sampler
+            that stops the study (``study.stop()``: ``GridSampler`` and ``BruteForceSampler`` once every point was
+            told) ends the search: ``suggest`` says ``FINISHED``, so ``num_samples`` beyond the grid's size (or
+            ``-1``) ends with the grid. Trials asked while the grid's last points still run may be given a point
+            again (Optuna's own behaviour, as in a distributed study; one trial at a time avoids it).
         seed: seed of the named samplers; ``None`` draws one at construction (``self._seed``, recorded in
             the spec).
         n_startup_trials: random trials before the model takes over (``tpe``, ``gp``, ``cmaes``);
             ``None``: Optuna's default.
         points_to_evaluate: (partial) configs to try first, through ``study.enqueue_trial`` (see
-            ``tunesmith.searchers.points``; a partial option dict picks the first option it fits). With a
-            define-by-run ``space``: dicts of Optuna parameters (the names the function suggests).
+            ``tunesmith.searchers.points``; a partial option dict picks the first option it fits). A number outside
+            its domain's bounds is used as given, but a ``choice``/``grid`` value that is none of its options
+            cannot be (an Optuna categorical holds only its choices): ``setup`` raises ``ConfigError`` naming the
+            point. With a define-by-run ``space``: dicts of Optuna parameters (the names the function suggests).
         space: a define-by-run function ``fn(trial)`` that calls ``trial.suggest_float/int/categorical``, as
             Optuna users write conditional spaces; it may return a dict of constants to add to the config. The
             config is the suggested parameters (by the names given) plus those constants; pass ``space=None``
-            to ``run``. The function is called once at ``setup`` on a throwaway study, so an error in it is a
-            ``ConfigError`` before anything is created. Conditional spaces get grouped TPE (see above).
+            to ``run``. The function is called at ``setup`` on a throwaway study, once and once per point to
+            evaluate, so an error in it, a point it refuses or a config the store cannot hold (a ``/`` in a name) is
+            a ``ConfigError`` before anything is created. Conditional spaces get grouped TPE (see above).
 
     Warm start (``run(warm_start=...)``): earlier trials are added to the study as finished trials
     (``study.add_trial``) before the first suggestion; a config outside this space is skipped.
@@ -151,6 +159,7 @@ class OptunaSearch(Searcher):
         self._points: list[dict[str, Any]] = []
         self._total: int | None = None
         self._count = 0
+        self._stopped = False  # the sampler stopped the study (study.stop()): no more suggestions
         self._trials: dict[int, Any] = {}
         self._reported: dict[int, set[int]] = {}
 
@@ -178,7 +187,8 @@ class OptunaSearch(Searcher):
         Raises:
             ConfigError: naming the key of a domain Optuna cannot express, or the argument at fault
                 (``metric``, ``mode``, ``sampler``, ``seed``, ``n_startup_trials``, ``num_samples``,
-                ``points_to_evaluate``); ``MissingDependency`` (a ``ConfigError``) without Optuna.
+                ``points_to_evaluate``), or what a define-by-run function does wrong on the probe (raises,
+                suggests a name with ``/``); ``MissingDependency`` (a ``ConfigError``) without Optuna.
         """
         super().setup(space, metric, mode, num_samples)
         validate_space(space)
@@ -201,7 +211,14 @@ class OptunaSearch(Searcher):
                 if not isinstance(p, dict):
                     raise ConfigError(f"points_to_evaluate[{i}]: expected a dict of Optuna parameters; got {p!r}")
                 self._points.append(plain(p))  # numpy values as the Python ones Optuna compares
-            self._probe({})  # the function runs once here: an error in it is a ConfigError now
+            # the function runs here, once and once per point (the branches the first trials take): an error in it,
+            # a point it cannot take, or a config the store cannot hold (a "/" in a name) is a ConfigError now
+            check_storable(self._probe({})[1], "config")
+            for i, point in enumerate(self._points):
+                try:
+                    check_storable(self._probe(point)[1], "config")
+                except ConfigError as e:
+                    raise ConfigError(f"points_to_evaluate[{i}]: {e}") from e
         else:
             for key, value in space.items():
                 self._collect(value, (key,), (key,), _key("space", key))
@@ -213,8 +230,16 @@ class OptunaSearch(Searcher):
         with _quiet(optuna):
             self._study = optuna.create_study(directions=directions, sampler=self._make_sampler(0),
                                               pruner=optuna.pruners.NopPruner())
+        # A sampler ends the search with study.stop() (GridSampler, BruteForceSampler: in the tell of the last point),
+        # which Optuna allows only inside study.optimize: the request is kept, and suggest says FINISHED.
+        self._stopped = False
+        self._study.stop = self._stop
         self._count = 0
         self._trials, self._reported = {}, {}
+
+    def _stop(self) -> None:
+        """The study's ``stop``: the sampler has nothing more to suggest."""
+        self._stopped = True
 
     def _check_sampler(self, optuna: Any) -> None:
         sampler, n = self.sampler, self.n_startup_trials
@@ -390,7 +415,7 @@ class OptunaSearch(Searcher):
     def suggest(self, trial_id: int) -> dict[str, Any] | None | _Finished:
         """``study.ask()`` (a point to evaluate first, if any are left) and the config it draws."""
         assert self._study is not None, "setup() first"
-        if self._total is not None and self._count >= self._total:
+        if self._stopped or (self._total is not None and self._count >= self._total):
             return FINISHED
         params = self._points[self._count] if self._count < len(self._points) else None
         return self._ask(trial_id, params)

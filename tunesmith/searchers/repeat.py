@@ -26,9 +26,10 @@ class Repeat(Searcher):
 
     The wrapped searcher sees one trial per config (its own trial ids ``0, 1, 2, ...``): once all ``n``
     repeats have ended it observes, once and ``final=True``, the average of their final results (every
-    numeric key averaged over the repeats where it is a number, NaN left out; other keys from the
-    first repeat; ``{}`` when no repeat reported anything). Intermediate results are not passed on (``n``
-    trials report the same iterations, which a model of learning curves would count ``n`` times).
+    numeric key averaged over the repeats where it is a number, NaN left out: an infinity makes it infinite, +inf
+    and -inf together NaN, float max in every repeat averages to float max; other keys from the first repeat;
+    ``{}`` when no repeat reported anything). Intermediate results are not passed on (``n`` trials report the
+    same iterations, which a model of learning curves would count ``n`` times).
 
     The experiment runs ``n`` trials per config the wrapped searcher suggests: ``num_samples`` counts configs
     (``num_samples=6`` with ``n=3`` runs 18 trials; Ray Tune's ``Repeater`` counts trials), or pass
@@ -177,7 +178,8 @@ def fold_repeats(trials: list[tuple[dict[str, Any], dict[str, Any]]], space: dic
 
 def average(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The mean of each numeric key over the results where it is a number other than NaN (NaN where it
-    never is; an infinity makes the mean infinite); other keys from the first result that has them.
+    never is; ``_mean``: an infinity makes the mean infinite, +inf and -inf together NaN, a sum past the float
+    range is no error); other keys from the first result that has them.
 
     Args:
         results: final results (``{}`` for a trial that reported nothing).
@@ -196,8 +198,23 @@ def average(results: list[dict[str, Any]]) -> dict[str, Any]:
             else:
                 out.setdefault(key, value)
     for key, values in sums.items():
-        out[key] = math.fsum(values) / len(values) if values else math.nan
+        out[key] = _mean(values)
     return out
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of numbers (none NaN): NaN for none, or for +inf and -inf together (undefined); an infinity
+    otherwise; else the mean of finite numbers, also where their sum overflows (float max in every repeat, a
+    common value for a diverged run, averages to float max) and never outside their range (rounding)."""
+    if not values or (math.inf in values and -math.inf in values):
+        return math.nan
+    try:
+        mean = math.fsum(values) / len(values)
+    except OverflowError:  # "intermediate overflow": the sum is past the float range, the mean is not
+        k = len(values).bit_length()  # 2**k > len(values): the sum of the values over 2**k (exact) fits
+        scaled = [math.ldexp(value, -k) for value in values]
+        mean = math.ldexp(min(max(math.fsum(scaled) / len(values), min(scaled)), max(scaled)), k)
+    return min(max(mean, min(values)), max(values))
 
 
 def _copy(value: Any) -> Any:
