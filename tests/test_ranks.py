@@ -448,3 +448,74 @@ def test_every_rank_can_load_the_restore_point_until_the_attempt_ends_with_keep_
     assert [r["training_iteration"] for r in result.history(trial.id)] == [1, 2, 3, 4, 5, 6]
     kept = os.listdir(os.path.join(_trial_dir(result), "checkpoints"))
     assert kept == ["checkpoint_000006"]  # the restore point went once the attempt ended: keep=1 still holds
+
+
+RANKED_FILE = '''
+import json
+import os
+import time
+
+import tunesmith as ts
+
+
+def ranked(config):
+    with open(f"world.rank{ts.get_rank()}.json", "a") as f:
+        f.write(json.dumps({"world": ts.get_world_size(), "env": os.environ.get("WORLD_SIZE")}) + "\\n")
+    ckpt = ts.get_checkpoint()
+    start = ckpt.load()["i"] if ckpt else 0
+    for i in range(start + 1, 4):
+        while i > 1 and not os.path.exists(config["go"]):  # the test makes it once the run was interrupted
+            if ts.should_stop():
+                return
+            time.sleep(0.01)
+        ts.report({"loss": 1.0 / i}, checkpoint=ts.Checkpoint.from_state({"i": i}))
+'''
+
+
+def _interrupted_ranked(tmp_path, results_dir):
+    """A trial run as 2 ranks, interrupted (Ctrl-C) after its first result; its function in a file, as the
+    command line imports it."""
+    import uuid
+
+    from algorithm_helpers import CtrlCAfter
+
+    from tunesmith.cli import load_target
+
+    path = tmp_path / f"ranked_{uuid.uuid4().hex[:8]}.py"
+    path.write_text(RANKED_FILE)
+    ranked = load_target(f"{path}:ranked")  # as the command line loads it (the workers import it by name)
+    go = tmp_path / "go"
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(ranked, {"go": str(go)}, metric="loss", mode="min", ranks=2, resources={"cpu": 2},
+               name="ranked", callbacks=[CtrlCAfter(1)], verbose=0)
+    go.touch()
+    return path, ranked
+
+
+@pytest.mark.parametrize("ranks", [None, 1, 3])
+def test_a_resume_with_other_ranks_is_refused_naming_ranks(tmp_path, results_dir, ranks):
+    """A resume given another ranks= (None, the default, included) went on as one process from a checkpoint two
+    ranks wrote, with no warning."""
+    _path, ranked = _interrupted_ranked(tmp_path, results_dir)
+    with pytest.raises(ts.ConfigError, match=rf"resume: experiment 'ranked' was run with ranks=2, not {ranks}; "
+                                             r"pass the same ranks"):
+        ts.run(ranked, {"go": str(tmp_path / "go")}, metric="loss", mode="min", ranks=ranks,
+               resources={"cpu": 2}, name="ranked", resume=True, verbose=0)
+
+
+def test_tunesmith_resume_runs_the_trial_as_its_ranks_again(tmp_path, results_dir):
+    """`tunesmith resume` (the command printed at Ctrl-C) dropped ranks=: the trial went on as one process
+    (world 1, no WORLD_SIZE), and real DDP then failed ('environment variable RANK expected')."""
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    path, _ranked = _interrupted_ranked(tmp_path, results_dir)
+    out = CliRunner().invoke(cli, ["resume", "ranked", "--fn", f"{path}:ranked", "--storage-path",
+                                   str(results_dir)], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    result = ts.load("ranked")
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED]
+    folder = _trial_dir(result)
+    assert _records(folder, "world", 0)[-1] == {"world": 2, "env": "2"}
+    assert _records(folder, "world", 1)[-1] == {"world": 2, "env": "2"}

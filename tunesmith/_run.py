@@ -427,7 +427,8 @@ def run(
         before = store.meta() if resume else {}  # what a resume refused below puts back (_undo_resume)
         if resume:
             stored_spec = before.get("spec", {})
-            _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec())
+            _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec(),
+                             ranks)
             warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
             total_samples = _with_added_samples(store, num_samples)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
@@ -674,11 +675,13 @@ def _with_added_samples(store: Store, num_samples: int) -> int:
 
 
 def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, space_json: Any, searcher: Any,
-                     scheduler: Any) -> None:
+                     scheduler: Any, ranks: int | None = None) -> None:
     """A resume replays the stored trials through the searcher and scheduler: it must be given the experiment's
-    metric, mode and space (a ``sample_from`` function compares by its place, not its identity), and searcher
-    and scheduler of the same kinds (their settings may change)."""
-    for key, value in objective.to_spec().items():
+    metric, mode and space (a ``sample_from`` function compares by its place, not its identity), searcher
+    and scheduler of the same kinds (their settings may change), and its ``ranks`` (its trials' checkpoints were
+    written by that many processes)."""
+    same = {**objective.to_spec(), **({"ranks": ranks} if "ranks" in stored else {})}
+    for key, value in same.items():
         if stored.get(key) != value:
             raise ConfigError(f"resume: experiment {name!r} was run with {key}={stored.get(key)!r}, not "
                               f"{value!r}; pass the same {key}")

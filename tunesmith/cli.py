@@ -1129,7 +1129,7 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
     }
     if constraints:
         out["constraints"] = _Stored(constraints, "the constraints function", "--constraints")
-    for key in ("keep", "keep_by", "max_failures", "fail_fast"):  # warm_start: run() reads its record itself
+    for key in ("keep", "keep_by", "max_failures", "fail_fast", "ranks"):  # warm_start: run() reads its record
         if key in spec:
             out[key] = spec[key]
     return out
