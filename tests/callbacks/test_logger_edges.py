@@ -1,10 +1,11 @@
 """Loggers at the edges: text that UTF-8 cannot encode, names MLflow would merge, a restarted trial's columns, and a
-resumed experiment's MLflow and W&B runs."""
+resumed experiment's MLflow runs and CSV columns (its W&B runs: tests/integrations/test_wandb.py)."""
 
 from __future__ import annotations
 
 import csv
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -12,6 +13,9 @@ from click.testing import CliRunner
 
 import tunesmith as ts
 from tunesmith.cli import cli
+
+sys.path.insert(0, os.path.dirname(__file__))
+from resume_helpers import interrupted_then_resumed, until_go  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,6 +114,16 @@ def _fails_once(config: Any) -> None:
             raise RuntimeError("boom")
 
 
+def _live_and_exported_csv(name: str, trial: Any, results_dir: Any, to: Any) -> tuple[str, str]:
+    """The trial's ``progress.csv`` as the run left it, and as ``tunesmith export --to`` writes it."""
+    res = CliRunner().invoke(cli, ["export", name, "--storage-path", str(results_dir), "--to", str(to)])
+    assert res.exit_code == 0, res.output
+    with open(os.path.join(trial.path, "progress.csv"), encoding="utf-8", newline="") as f:
+        live = f.read()
+    with open(os.path.join(to, trial.name, "progress.csv"), encoding="utf-8", newline="") as f:
+        return live, f.read()
+
+
 @pytest.mark.parametrize("ckpt", [False, True])
 def test_a_restarted_trials_progress_csv_is_the_exports_byte_for_byte(results_dir: Any, tmp_path: Any,
                                                                       ckpt: bool) -> None:
@@ -121,12 +135,8 @@ def test_a_restarted_trials_progress_csv_is_the_exports_byte_for_byte(results_di
     (trial,) = rs.trials
     assert [r["training_iteration"] for r in rs.history(trial.id)] == [1, 2, 3, 4, 5, 6]
     assert [r.get("only_second") for r in rs.history(trial.id)] == [None, None, 1, 1, 1, 1] if ckpt else [1] * 6
-    res = CliRunner().invoke(cli, ["export", "re", "--storage-path", str(results_dir), "--to", str(tmp_path / "x")])
-    assert res.exit_code == 0, res.output
-    with open(os.path.join(trial.path, "progress.csv"), encoding="utf-8", newline="") as f:
-        live = f.read()
-    with open(tmp_path / "x" / trial.name / "progress.csv", encoding="utf-8", newline="") as f:
-        assert live == f.read()
+    live, exported = _live_and_exported_csv("re", trial, results_dir, tmp_path / "x")
+    assert live == exported
     header = live.splitlines()[0].split(",")
     if ckpt:  # the first attempt's rows before its checkpoint (iterations 1, 2) stay, with their column
         assert header == ["loss", "only_first", "training_iteration", "time_total_s", "timestamp", "only_second"]
@@ -137,41 +147,18 @@ def test_a_restarted_trials_progress_csv_is_the_exports_byte_for_byte(results_di
 # -- a resumed experiment's runs ----------------------------------------------------------------------------
 
 
-def _until_go(config: Any) -> None:
-    """Reports (a checkpoint every 2) until the file ``go`` exists, then 2 more: the first driver is interrupted
-    while it runs, the resumed one sees it end."""
-    checkpoint = ts.get_checkpoint()
-    i = checkpoint.load()["i"] if checkpoint is not None else 0
-    left = None
-    while left is None or left > 0:
-        i += 1
-        ts.report({"loss": float(i + config["x"])}, checkpoint=ts.Checkpoint.from_state({"i": i}) if i % 2 else None)
-        if left is None and os.path.exists(config["go"]):
-            left = 2
-        elif left is not None:
-            left -= 1
-
-
 def test_a_resumed_experiment_continues_each_trials_mlflow_run(tmp_path: Any) -> None:
     """After Ctrl-C and ``resume=True`` each trial got a second MLflow run, the first left KILLED."""
     pytest.importorskip("mlflow")
-    import sys
-
     from mlflow.tracking import MlflowClient
 
     from tunesmith.callbacks.mlflow import MLflowLogger
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from algorithm_helpers import CtrlCAfter
-
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     space = {"x": ts.grid([0, 1]), "go": str(tmp_path / "go")}
-    kwargs: dict[str, Any] = {"metric": "loss", "mode": "min", "name": "res", "verbose": 0}
-    with pytest.raises(KeyboardInterrupt):
-        ts.run(_until_go, space, callbacks=[MLflowLogger(tracking_uri=uri), CtrlCAfter(6)], **kwargs)
-    (tmp_path / "go").write_text("")
     logger = MLflowLogger(tracking_uri=uri)
-    rs = ts.run(_until_go, space, callbacks=[logger], resume=True, **kwargs)
+    rs = interrupted_then_resumed(until_go, space, 6, [MLflowLogger(tracking_uri=uri)], [logger], metric="loss",
+                                  mode="min", name="res", verbose=0)
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([logger.experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["trial_00001", "trial_00002"]  # one run per trial
@@ -180,3 +167,32 @@ def test_a_resumed_experiment_continues_each_trials_mlflow_run(tmp_path: Any) ->
         assert run.info.run_id == logger.run_id(trial.id) and run.info.status == "FINISHED"
         steps = {m.step for m in client.get_metric_history(run.info.run_id, "loss")}
         assert steps == {r["training_iteration"] for r in rs.history(trial.id)}  # both drivers' results in it
+
+
+def _blank_then_dropped(config: Any) -> None:
+    """Every result has ``note`` = "" (an empty cell in every row). The first driver checkpoints at iteration 2,
+    then reports ``dropped`` in every later result until it is interrupted; the resumed one (``go`` exists)
+    restarts from iteration 2 and ends after iteration 5, without ``dropped``."""
+    checkpoint = ts.get_checkpoint()
+    i = checkpoint.load()["i"] if checkpoint is not None else 0
+    resumed = os.path.exists(config["go"])
+    while not resumed or i < 5:
+        i += 1
+        metrics: dict[str, Any] = {"loss": float(i), "note": ""}
+        if i > 2 and not resumed:
+            metrics["dropped"] = 1.0
+        ts.report(metrics, checkpoint=ts.Checkpoint.from_state({"i": i}) if i == 2 else None)
+
+
+def test_a_resumed_trials_progress_csv_keeps_a_column_empty_in_every_kept_row(results_dir: Any, tmp_path: Any) -> None:
+    """The resumed driver rebuilt the header from the kept rows' cells: ``note``, empty in each, went (and came
+    back at the end with the next batch), where the export, made from the results, keeps it in its place; and
+    ``dropped``, which only the replaced rows had, must go as the export has it not."""
+    rs = interrupted_then_resumed(_blank_then_dropped, {"go": str(tmp_path / "go")}, 4, [], [], metric="loss",
+                                  mode="min", name="blank", verbose=0, file_loggers=True)
+    (trial,) = rs.trials
+    assert [(r["training_iteration"], r["note"], "dropped" in r) for r in rs.history(trial.id)] == [
+        (i, "", False) for i in range(1, 6)]
+    live, exported = _live_and_exported_csv("blank", trial, results_dir, tmp_path / "x")
+    assert live == exported
+    assert live.splitlines()[0] == "loss,note,training_iteration,time_total_s,timestamp"

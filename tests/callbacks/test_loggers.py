@@ -388,6 +388,38 @@ def test_mlflow_logs_every_metric_whatever_its_name(tmp_path: Any) -> None:
     assert run.info.status == "FINISHED"
 
 
+def _reports_bools(config: dict[str, Any]) -> None:
+    import numpy as np
+
+    for i in range(1, 4):
+        ts.report({"loss": float(i), "converged": i == 2, "np_flag": np.bool_(i != 2)})
+
+
+def test_mlflow_logs_bools_as_0_and_1_as_tensorboard_does(tmp_path: Any) -> None:
+    """A bool metric (``converged``; a numpy bool is stored as one) was not logged to MLflow at all, where
+    TensorBoard plots it as 0/1."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboardX")
+    from mlflow.tracking import MlflowClient
+
+    from tunesmith.callbacks.mlflow import MLflowLogger
+    from tunesmith.callbacks.tensorboard import TensorBoardLogger
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = MLflowLogger(tracking_uri=uri)
+    rs = ts.run(_reports_bools, space={"x": 1}, name="bools", storage_path=str(tmp_path / "results"), verbose=0,
+                callbacks=[logger, TensorBoardLogger()])
+    (trial,) = rs.trials
+    assert [(r["converged"], r["np_flag"]) for r in rs.history(trial.id)] == [(False, True), (True, False),
+                                                                           (False, True)]
+    client = MlflowClient(tracking_uri=uri)
+    scalars, _, _ = _read_events(os.path.join(rs.path, "tensorboard", trial.name))
+    for key, values in (("converged", [0.0, 1.0, 0.0]), ("np_flag", [1.0, 0.0, 1.0])):
+        history = sorted(client.get_metric_history(logger.run_id(trial.id), key), key=lambda m: m.step)
+        assert [(m.step, m.value) for m in history] == list(zip([1, 2, 3], values)), key
+        assert [(s[0], s[1]) for s in scalars[key]] == list(zip([1, 2, 3], values)), key
+
+
 def test_mlflow_that_cannot_start_says_why_once(tmp_path: Any, caplog: Any) -> None:
     """A tracking URI MLflow cannot open: the one error logged is MLflow's own, not an AttributeError from every
     later hook."""

@@ -128,6 +128,8 @@ def test_one_run_per_trial_with_config_results_and_summary(_offline: str) -> Non
 def test_the_logger_refuses_the_arguments_it_sets() -> None:
     with pytest.raises(ts.ConfigError, match=r"\['group', 'name'\] are set by the logger"):
         ts.WandbLogger(project="p", name="mine", group="g")
+    with pytest.raises(ts.ConfigError, match=r"\['id', 'resume'\] are set by the logger"):  # a resume continues the run
+        ts.WandbLogger(project="p", id="mine", resume="never")
 
 
 def _train_with_setup(config: dict[str, Any]) -> None:
@@ -156,3 +158,39 @@ def test_setup_outside_a_trial_says_so() -> None:
 
     with pytest.raises(RuntimeError, match="outside a trial"):
         setup(project="p")
+
+
+def test_a_resumed_experiment_continues_each_trials_wandb_run(_offline: str, tmp_path: Any) -> None:
+    """After Ctrl-C and ``resume=True`` each trial got a second W&B run (a new random id): its history was split
+    over two runs. Offline, each driver writes a folder of its own, both under the trial's one run id."""
+    import sys
+
+    import wandb
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "callbacks"))
+    from resume_helpers import interrupted_then_resumed, until_go
+
+    space = {"x": ts.grid([0, 1]), "go": str(tmp_path / "go")}
+    # ``dir``: W&B keeps the WANDB_DIR it read first in this process (an earlier test's folder)
+    rs = interrupted_then_resumed(until_go, space, 6, [ts.WandbLogger(project="p", dir=_offline)],
+                                  [ts.WandbLogger(project="p", dir=_offline)], metric="loss", mode="min",
+                                  name="wb-res", verbose=0, storage_path=str(tmp_path / "results"))
+
+    ids: dict[str, set[str]] = {}  # trial name -> the run ids its offline folders hold
+    logged: dict[str, set[int]] = {}  # run id -> the training iterations logged into it, by either driver
+    folders = glob.glob(os.path.join(_offline, "wandb", "offline-run-*", "*.wandb"))
+    for path in folders:
+        records = _records(path)
+        (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        ids.setdefault(run.display_name, set()).add(run.run_id)
+        logged.setdefault(run.run_id, set()).update(
+            int(json.loads(item.value_json)) for r in records if r.WhichOneof("record_type") == "history"
+            for item in r.history.item if ("/".join(item.nested_key) or item.key) == "training_iteration")
+    assert len(folders) == 4  # two drivers, two trials
+    assert sorted(ids) == ["trial_00001", "trial_00002"]
+    assert all(len(one) == 1 for one in ids.values()), ids  # one run per trial
+    assert len(set.union(*ids.values())) == 2
+    for trial in rs.trials:
+        (run_id,) = ids[trial.name]
+        wandb.Settings(run_id=run_id)  # an id W&B takes (it refuses ``/`` and other reserved characters)
+        assert logged[run_id] == {r["training_iteration"] for r in rs.history(trial.id)}  # both drivers' results

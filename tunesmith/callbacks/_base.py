@@ -82,6 +82,20 @@ class ExperimentInfo:
         created = self._c.store.meta().get("created")
         return float(created) if isinstance(created, (int, float)) else None
 
+    def _result_keys(self, trial_id: int, before: int) -> dict[str, int]:
+        """The keys of the stored results of ``trial_id`` (its current generation) before iteration ``before``,
+        each with the iteration of the first result that has it, in that order: ``progress.csv``'s header as
+        ``tunesmith export`` writes it for those results. For tunesmith's file loggers in a resumed driver."""
+        from tunesmith.store.sqlite import result_dict
+
+        keys: dict[str, int] = {}
+        for row in self._c.store.results(trial_id):
+            if row.iteration >= before:
+                break
+            for key in result_dict(row):
+                keys.setdefault(key, row.iteration)
+        return keys
+
     @property
     def metric(self) -> Any:
         return self._c.metric

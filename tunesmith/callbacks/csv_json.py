@@ -213,13 +213,37 @@ class CSVLogger(_TrialFileLogger):
         super().__init__(params, background)
         self._header: dict[int, list[str]] = {}
         # trial -> column -> the iteration of the first row that had it: a restart drops the columns only the
-        # dropped rows had (one number per column, kept for the columns this logger added)
+        # dropped rows had (one number per column, kept for the columns this logger added, and for every column
+        # of a trial restarted in a resumed driver: ``_kept``)
         self._since: dict[int, dict[str, float]] = {}
+        self._kept_keys: dict[int, dict[str, int]] = {}  # trial -> its kept results' keys, until its next _write
+        self._experiment: ExperimentInfo | None = None  # a resumed driver's: the store has the kept results' keys
+
+    def on_experiment_start(self, experiment: ExperimentInfo) -> None:
+        super().on_experiment_start(experiment)
+        self._experiment = experiment if self._resumed else None
+
+    def on_experiment_end(self, experiment: ExperimentInfo) -> None:
+        self._experiment = None
+        super().on_experiment_end(experiment)
+
+    def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
+        # A trial's first batch in a resumed driver replaces the earlier driver's rows from its first iteration
+        # on. The header is then the keys of the results kept before it, which the file cannot tell (an empty cell
+        # is a key reported as "" as well as one not reported): they are read from the store, once per trial.
+        result_keys = getattr(self._experiment, "_result_keys", None)
+        if result_keys is not None and results and results[0].iteration > 1 and trial.id not in self._last_iteration:
+            self._do(self._kept, trial, result_keys(trial.id, results[0].iteration))
+        super().on_trial_results(trial, results)
+
+    def _kept(self, trial: TrialView, keys: dict[str, int]) -> None:
+        self._kept_keys[trial.id] = keys
 
     def _forget(self, trial: TrialView) -> None:
         super()._forget(trial)
         self._header.pop(trial.id, None)
         self._since.pop(trial.id, None)
+        self._kept_keys.pop(trial.id, None)
 
     def _rows(self, results: list[Result]) -> tuple[bool, list[dict[str, Any]]]:
         # (scalars, rows): results a trial reported are flat dicts of scalars already (report() checked
@@ -235,14 +259,22 @@ class CSVLogger(_TrialFileLogger):
         if header is None:
             header = self._header[trial.id] = _read_header(path)
         since = self._since.setdefault(trial.id, {})
+        kept = self._kept_keys.pop(trial.id, None)
         old: list[dict[str, str]] | None = None
         if header and restart_at is not None and os.path.exists(path):
             # The rows from restart_at on go, and with them the columns only they had: the header is then the
             # keys of the rows that stay, in the order they first appear, as the export writes it.
             old = _kept_rows(path, restart_at)
-            header = [k for k in header if (since[k] < restart_at if k in since else any(row.get(k) for row in old))]
-            for k in set(since).difference(header):
-                del since[k]
+            if kept is not None:  # the store's (a resumed driver): also a key every kept row has as ""
+                header = list(kept)
+                since.clear()
+                since.update(kept)
+            else:  # a column this logger did not add (no store: a logger used outside run) stays if a kept row
+                # has a value in it
+                header = [k for k in header
+                          if (since[k] < restart_at if k in since else any(row.get(k) for row in old))]
+                for k in set(since).difference(header):
+                    del since[k]
         known = set(header)
         new_keys = [k for row in rows if not known.issuperset(row) for k in row if k not in known]
         grown = list(dict.fromkeys([*header, *new_keys])) if new_keys else header

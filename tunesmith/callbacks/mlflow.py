@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import numbers
 import posixpath
 import re
 import time
@@ -14,9 +13,9 @@ from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import experiment_key, hashed
-from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialStatus, TrialView
+from tunesmith.callbacks._scalars import scalars
+from tunesmith.trial import TIMESTAMP, Result, TrialStatus, TrialView
 
-_SKIP = (ITERATION, TIMESTAMP)
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_CHARS = 6000  # MLflow's limit on a param value
 _KEY_CHARS = 250  # ... and on a metric's or param's name
@@ -27,7 +26,7 @@ _KEY_TAG = "tunesmith.experiment_key"
 
 
 class MLflowLogger(Callback):
-    """Logs each trial as an MLflow run: config as params, every numeric result as metrics.
+    """Logs each trial as an MLflow run: config as params, every numeric result as metrics (bools as 0/1).
 
     Runs are named after the trial (``trial_00001``) and tagged ``tunesmith.experiment`` and
     ``tunesmith.trial_id``. Metrics use ``step=training_iteration`` and the result's timestamp. A run ends
@@ -132,10 +131,8 @@ class MLflowLogger(Callback):
         for result in results:
             stamp = result.metrics.get(TIMESTAMP)
             millis = int((stamp if isinstance(stamp, (int, float)) else time.time()) * 1000)
-            for key, value in flat_metrics(result.metrics).items():
-                if key in _SKIP or isinstance(value, bool) or not isinstance(value, numbers.Real):
-                    continue
-                metrics.append(Metric(_key(key), float(value), millis, result.iteration))
+            for key, value in scalars(result.metrics):  # bools as 0/1, as TensorBoard plots them
+                metrics.append(Metric(_key(key), value, millis, result.iteration))
         for i in range(0, len(metrics), _BATCH):
             self._client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import re
 from typing import Any
@@ -12,10 +11,9 @@ from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import hashed
-from tunesmith.trial import ITERATION, TIMESTAMP, Result, TrialView
+from tunesmith.callbacks._scalars import scalars
+from tunesmith.trial import TIMESTAMP, Result, TrialView
 
-# Not plotted: the step itself and the wall clock (it is the event's wall time already).
-_SKIP = (ITERATION, TIMESTAMP)
 # What tensorboardX turns into ``_`` in a tag (``summary._clean_tag``; it also strips leading ``/``).
 _BAD_TAG = re.compile(r"[^-/\w.]")
 
@@ -68,10 +66,7 @@ class TensorBoardLogger(Callback):
         tags = self._tags
         for result in results:
             walltime = result.metrics.get(TIMESTAMP)
-            for key, value in flat_metrics(result.metrics).items():
-                number = _scalar(value)
-                if key in _SKIP or number is None:
-                    continue
+            for key, number in scalars(result.metrics):
                 tag = tags.get(key)
                 if tag is None:
                     tag = tags[key] = _tag(key)
@@ -116,11 +111,6 @@ def _tag(name: str) -> str:
     ``acc top1``, ``acc,top1`` and ``acc_top1`` stay three tags instead of being merged into one."""
     clean = _BAD_TAG.sub("_", name).lstrip("/")
     return name if clean == name else hashed(name, clean)
-
-
-def _scalar(value: Any) -> float | None:
-    """A plottable number (bools and numpy scalars included), or None for text, lists and the like."""
-    return float(value) if isinstance(value, numbers.Real) else None
 
 
 def _hparam(value: Any) -> bool | float | str:

@@ -8,7 +8,11 @@ from typing import Any
 from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
+from tunesmith.callbacks._names import experiment_key
 from tunesmith.trial import Result, TrialStatus, TrialView
+
+# wandb.init arguments the logger sets; ``resume_from`` and ``fork_from`` W&B refuses beside ``resume``
+_SET_BY_LOGGER = frozenset({"name", "group", "config", "reinit", "id", "resume", "resume_from", "fork_from"})
 
 
 class WandbLogger(Callback):
@@ -22,6 +26,12 @@ class WandbLogger(Callback):
     (a PBT exploit) updates the run's config. Secret-looking config values are masked (``***``), as everywhere
     tunesmith shows a config.
 
+    A run's id is made from the experiment (``_names.experiment_key``: the same for a resume of it, also after the
+    folder was moved, another for an experiment made again under the same name) and the trial's id, and the run is
+    opened with ``resume="allow"``: a resumed experiment (``resume=True``) continues each trial's run instead of
+    starting another, the re-run iterations after the checkpoint logged again. Offline, each driver writes a folder
+    of its own under the trial's run id (``wandb sync`` uploads the folders of one run id in the order they began).
+
     Logged from the driver, so trials need no W&B setup; to log from inside a trial (gradients, media) use
     ``tunesmith.integrations.wandb.setup()`` instead. Needs ``pip install 'tunesmith[wandb]'`` and a W&B login
     (or ``WANDB_MODE=offline``).
@@ -29,21 +39,23 @@ class WandbLogger(Callback):
     Args:
         project: the W&B project.
         **init_kwargs: passed to every ``wandb.init`` (``entity``, ``tags``, ``mode``, ``settings``...);
-            ``name``, ``group``, ``config`` and ``reinit`` are set by the logger. Without ``settings``, console
-            capture and system metrics are off (the driver logs many runs at once).
+            ``name``, ``group``, ``config``, ``reinit``, ``id`` and ``resume`` are set by the logger (and
+            ``resume_from`` and ``fork_from``, which W&B refuses beside ``resume``, are refused). Without
+            ``settings``, console capture and system metrics are off (the driver logs many runs at once).
     """
 
     def __init__(self, project: str | None = None, **init_kwargs: Any) -> None:
-        taken = sorted({"name", "group", "config", "reinit"} & set(init_kwargs))
+        taken = sorted(_SET_BY_LOGGER & set(init_kwargs))
         if taken:
             from tunesmith._errors import ConfigError
 
             raise ConfigError(f"WandbLogger: {taken} are set by the logger (one run per trial, named after it, "
-                              f"grouped by experiment); remove them from its arguments")
+                              f"grouped by experiment, continued by a resume); remove them from its arguments")
         self.project = project
         self.init_kwargs = init_kwargs
         self._wandb: Any = None
         self._group = ""
+        self._key = ""  # the experiment's part of each run id (``_run_id``)
         self._runs: dict[int, Any] = {}
         self._configs: dict[int, dict[str, Any]] = {}
 
@@ -56,6 +68,7 @@ class WandbLogger(Callback):
 
         self._wandb = require("wandb", "wandb", "WandbLogger")
         self._group = experiment.name
+        self._key = experiment_key(experiment.path, getattr(experiment, "created", None))
 
     def on_trial_start(self, trial: TrialView) -> None:
         run = self._runs.get(trial.id)
@@ -67,7 +80,8 @@ class WandbLogger(Callback):
                 kwargs["settings"] = self._wandb.Settings(console="off", x_disable_stats=True, save_code=False)
             self._runs[trial.id] = self._wandb.init(
                 project=self.project, name=trial.name, group=self._group, config=config,
-                tags=[*tags, self._group][:64], reinit="create_new", **kwargs)
+                tags=[*tags, self._group][:64], reinit="create_new", id=_run_id(self._key, trial.id),
+                resume="allow", **kwargs)
         elif self._configs.get(trial.id) != trial.config:
             run.config.update(config, allow_val_change=True)
         self._configs[trial.id] = dict(trial.config)
@@ -102,3 +116,9 @@ class WandbLogger(Callback):
         if error is not None:
             run.summary["tunesmith/error"] = error
         run.finish(exit_code=1 if error is not None else 0)
+
+
+def _run_id(key: str, trial_id: int) -> str:
+    """The W&B run id of a trial: the experiment's key (16 hex digits) and the trial's number, ``<key>-<n>``. No
+    user text goes into it: W&B names the run's local folder after it and refuses ``/``, ``:`` and the like."""
+    return f"{key}-{int(trial_id):d}"
