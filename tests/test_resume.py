@@ -399,6 +399,25 @@ def test_resume_from_python_with_an_unseeded_searcher_continues_the_stored_strea
     assert resumed.meta["spec"]["searcher"]["seed"] == seed
 
 
+@pytest.mark.parametrize("wrap", [lambda s: ts.ConcurrencyLimiter(s, 1), lambda s: ts.Repeat(s, 2)],
+                         ids=["limiter", "repeat"])
+def test_resume_of_an_unseeded_searcher_inside_a_wrapper_continues_the_stored_stream(results_dir, wrap):
+    """ConcurrencyLimiter(QuasiRandom()) resumed drew a new seed for the wrapped searcher: the configs after the
+    interruption differed from the uninterrupted run's, and the recorded seed was overwritten."""
+    space = {"x": ts.uniform(0, 1), "y": ts.uniform(0, 1)}
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(_one_report, space, name="wrapped", num_samples=6, max_concurrent=1, verbose=0,
+               searcher=wrap(ts.QuasiRandom()), callbacks=[InterruptAfter(2)])
+    seed = ts.load("wrapped").meta["spec"]["searcher"]["searcher"]["seed"]
+    assert isinstance(seed, int)
+    resumed = ts.run(_one_report, space, name="wrapped", num_samples=6, max_concurrent=1, verbose=0, resume=True,
+                     searcher=wrap(ts.QuasiRandom()))
+    same = ts.run(_one_report, space, name="same", num_samples=6, max_concurrent=1, verbose=0,
+                  searcher=wrap(ts.QuasiRandom(seed=seed)))
+    assert [t.config for t in resumed.trials] == [t.config for t in same.trials]
+    assert resumed.meta["spec"]["searcher"]["searcher"]["seed"] == seed
+
+
 def test_a_resume_refused_for_another_space_names_the_first_key_that_differs_and_stays_short(results_dir):
     """A 20 KB prompt in the space: the refusal names the key that changed (here one inside a nested dict) and
     shows long values cut, not both whole spaces (41 KB before)."""

@@ -808,14 +808,20 @@ def _without_reprs(space_json: Any) -> Any:
 
 def _adopt_drawn_seed(obj: Any, stored: Any) -> bool:
     """Give ``obj`` (built with ``seed=None``, so it drew one) the seed its stored spec recorded, when the spec
-    is of the same type; return whether it changed (its ``setup`` must then run again)."""
-    if getattr(obj, "seed", 0) is not None or not hasattr(obj, "_seed") or not isinstance(stored, dict):
+    is of the same type, and likewise the searcher or scheduler it wraps (``ConcurrencyLimiter``, ``Repeat``: a
+    constructor argument stored as a spec of its own); return whether one changed (``obj``'s ``setup``, which
+    sets up what it wraps, must then run again)."""
+    if not isinstance(stored, dict) or stored.get("type") != type(obj).__name__:
         return False
+    changed = False
+    for key, inner in stored.items():  # what obj wraps, stored as its spec (constructor_spec: to_spec())
+        wrapped = getattr(obj, key, None) if isinstance(inner, dict) and "type" in inner else None
+        if wrapped is not None and hasattr(wrapped, "to_spec") and _adopt_drawn_seed(wrapped, inner):
+            changed = True
     seed = stored.get("seed")
-    if stored.get("type") != type(obj).__name__ or isinstance(seed, bool) or not isinstance(seed, int):
-        return False
-    if obj._seed == seed:
-        return False
+    if getattr(obj, "seed", 0) is not None or not hasattr(obj, "_seed") or isinstance(seed, bool) \
+            or not isinstance(seed, int) or obj._seed == seed:
+        return changed
     obj._seed = seed
     return True
 
