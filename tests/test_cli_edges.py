@@ -283,3 +283,19 @@ def test_run_errors_name_the_command_line_option_not_the_python_parameter(train_
     assert result.exit_code == 2, result.output
     assert named in result.output, result.output
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+
+
+def test_resume_of_a_searcher_given_an_object_says_to_resume_from_python(train_file: Any, results_dir: Any) -> None:
+    """An OptunaSearch given a sampler instance is stored with the sampler's repr: `tunesmith resume` rebuilt the
+    searcher with that text and then blamed the user's argument ("sampler: expected one of ['tpe', ...] or an
+    optuna.samplers.BaseSampler instance; got '<optuna.samplers._qmc.QMCSampler object at 0x...>'")."""
+    optuna = pytest.importorskip("optuna")
+    train = load_target(f"{train_file}:train")
+    ts.run(train, {"lr": ts.uniform(0.1, 1.0)}, metric="loss", mode="min", num_samples=2, name="qmc", verbose=0,
+           searcher=ts.OptunaSearch(sampler=optuna.samplers.QMCSampler(seed=0)))
+    result = invoke("resume", "qmc", "--fn", f"{train_file}:train", "--storage-path", str(results_dir))
+    assert result.exit_code == 2, result.output
+    assert ("the experiment's searcher OptunaSearch was given sampler=<optuna.samplers._qmc.QMCSampler object at "
+            in result.output), result.output
+    assert "cannot be rebuilt from the command line; resume it from Python: tunesmith.run(" in result.output
+    assert "expected one of" not in result.output

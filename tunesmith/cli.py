@@ -1154,6 +1154,9 @@ def _rebuild_stop(stop: Any) -> Any:
     return stop
 
 
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")  # object.__repr__'s text
+
+
 def _rebuild(spec: Any, kind: str) -> Any:
     """A scheduler or searcher from its stored constructor arguments (``{"type": "ASHA", ...}``)."""
     if not spec:
@@ -1163,6 +1166,11 @@ def _rebuild(spec: Any, kind: str) -> Any:
         raise ConfigError(f"the experiment's {kind} {type_name!r} cannot be rebuilt from the command line "
                           f"(it can rebuild {', '.join(sorted(_REBUILDABLE[kind]))}); resume it from Python: "
                           "tunesmith.run(..., resume=True)")
+    for key, value in spec.items():  # an object argument is stored by its repr (_spec._jsonable): not rebuildable
+        if isinstance(value, str) and _OBJECT_REPR.fullmatch(value):
+            raise ConfigError(f"the experiment's {kind} {type_name} was given {key}={value} (an object, stored by "
+                              f"its text): it cannot be rebuilt from the command line; resume it from Python: "
+                              f"tunesmith.run(..., resume=True) with the same {key}")
     cls = _public_class(str(type_name))
     try:
         return cls(**{k: v for k, v in spec.items() if k != "type"})
