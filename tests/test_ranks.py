@@ -519,3 +519,19 @@ def test_tunesmith_resume_runs_the_trial_as_its_ranks_again(tmp_path, results_di
     folder = _trial_dir(result)
     assert _records(folder, "world", 0)[-1] == {"world": 2, "env": "2"}
     assert _records(folder, "world", 1)[-1] == {"world": 2, "env": "2"}
+
+
+def reports_on_rank_1_only(config):
+    if ts.get_rank() == 1:
+        ts.report({"loss": 1.0})
+
+
+def test_a_trial_whose_reports_come_from_rank_1_only_is_told_rank_0_reports(results_dir, caplog):
+    """Only rank 0's reports are the trial's: the warning said "call tunesmith.report({...}) in the training
+    function" to a user who did, on rank 1."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        ts.run(reports_on_rank_1_only, {}, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, verbose=0)
+    assert "trial_00001 ended without reporting a result" in caplog.text
+    assert "only rank 0's reports count (ts.get_rank() == 0); the other ranks' are ignored" in caplog.text

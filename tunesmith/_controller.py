@@ -722,8 +722,9 @@ class Controller:
             return apply_exploit(self, trial, action)
         if status == "ok" and trial.last_result is None and self.objective and action is None:
             log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
-                        "tunesmith.report({...}) in the training function (or return a dict of metrics)",
-                        trial.name, self.metric)
+                        "tunesmith.report({...}) in the training function (or return a dict of metrics)%s",
+                        trial.name, self.metric, "; only rank 0's reports count (ts.get_rank() == 0); the other "
+                        "ranks' are ignored" if (self.ranks or 1) > 1 else "")
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
         # why it ended before returning, for the record (a plot greys only a scheduler's early stop); "stopped"
