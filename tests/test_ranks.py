@@ -535,3 +535,26 @@ def test_a_trial_whose_reports_come_from_rank_1_only_is_told_rank_0_reports(resu
         ts.run(reports_on_rank_1_only, {}, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, verbose=0)
     assert "trial_00001 ended without reporting a result" in caplog.text
     assert "only rank 0's reports count (ts.get_rank() == 0); the other ranks' are ignored" in caplog.text
+
+
+def rank_1_returns_early(config):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", timeout=__import__("datetime").timedelta(seconds=30))
+    if dist.get_rank() == 1:
+        return  # leaves rank 0 alone in its next collective
+    t = torch.ones(1)
+    dist.all_reduce(t)
+    ts.report({"loss": t.item()})
+
+
+def test_a_rank_that_returned_while_rank_0_ran_is_named_when_rank_0_then_fails(results_dir):
+    """Rank 1 returning (exit code 0) mid-training made rank 0's collective fail, and the trial's error was only
+    rank 0's gloo message ("Connection closed by peer"), naming nothing that had ended."""
+    result = ts.run(rank_1_returns_early, {}, metric="loss", mode="min", ranks=2, resources={"cpu": 2}, verbose=0,
+                    raise_on_failed_trial=False)
+    error = result.trials[0].error
+    assert result.trials[0].status is ts.TrialStatus.ERROR
+    assert error.startswith("rank 0 failed after rank 1 of 2 (pid "), error
+    assert "had returned (exit code 0) while rank 0 still ran" in error
+    assert "\n\nrank 0 then failed:\nTraceback" in error

@@ -51,6 +51,7 @@ class RankGroup:
         self.errs: dict[int, int] = {}  # rank -> read end of its error pipe
         self.lock = threading.Lock()
         self.failure: str | None = None  # the first failed rank's story
+        self.returned: dict[int, int] = {}  # rank -> pid of one that returned (exit code 0) while rank 0 ran
         self.ending = False  # rank 0 is over: exits from now on are ours (or the grace period's)
         self.retiring = False  # the watcher ends the trial and the worker (rank 0 is stuck)
         self.rank0_done = threading.Event()
@@ -125,7 +126,9 @@ class RankGroup:
                                 poller.unregister(fd)
                                 os.close(fd)
                                 del fds[fd]
-                        if code != 0 and self.failure is None:
+                        if code == 0:
+                            self.returned[rank] = proc.pid  # no failure: named if rank 0 then fails
+                        elif self.failure is None:
                             self.failure = self._story(rank, proc.pid, code)
                     failed = self.failure is not None
                 if failed:
@@ -183,6 +186,11 @@ class RankGroup:
                     code = proc.poll()
                     if code is not None and code != 0 and self.failure is None:
                         self.failure = self._story(rank, proc.pid, code)
+                if self.failure is None and self.returned:  # rank 0's collective may have failed for that
+                    rank, pid = min(self.returned.items())
+                    self.failure = (f"rank 0 failed after rank {rank} of {self.world} (pid {pid}) had returned (exit "
+                                    f"code 0) while rank 0 still ran: a rank that ends early leaves the others "
+                                    f"alone in their collectives")
         if status == "ok" and self.failure is None:
             deadline = time.monotonic() + _ranks.END_GRACE_S
             for rank, proc in self.procs.items():
