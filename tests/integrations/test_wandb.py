@@ -93,7 +93,8 @@ def _no_secret_in(folder: str) -> None:
 
 def _train(config: dict[str, Any]) -> None:
     for i in range(1, 4):
-        ts.report({"loss": config["x"] / i, "opt": {"lr": 0.1 * i}, "note": "text is not logged"})
+        ts.report({"loss": config["x"] / i, "opt": {"lr": 0.1 * i}, "note": "text is not logged",
+                   "converged": i == 2})
     if config["x"] > 1:
         raise RuntimeError(f"x too large, token {config['api_token']}")
 
@@ -118,6 +119,7 @@ def test_one_run_per_trial_with_config_results_and_summary(_offline: str) -> Non
             for key in ("loss", "opt/lr", "training_iteration", "time_total_s", "timestamp"):
                 assert logged[key] == pytest.approx(reported[key]), key
             assert "note" not in logged
+            assert logged["converged"] == int(reported["converged"])  # bools as 0/1, as MLflow and TensorBoard
     ok, failed = runs["trial_00001"], runs["trial_00002"]
     assert ok["summary"]["tunesmith/status"] == "TERMINATED" and ok["exit"] == 0
     assert failed["summary"]["tunesmith/status"] == "ERROR" and failed["exit"] == 1

@@ -91,8 +91,8 @@ class WandbLogger(Callback):
         if run is None:
             return
         for result in results:
-            row = {k: v for k, v in flat_metrics(result.metrics).items()
-                   if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+            row = {k: int(v) if isinstance(v, bool) else v for k, v in flat_metrics(result.metrics).items()
+                   if isinstance(v, numbers.Real)}  # bools as 0/1, as the other tracking loggers plot them
             run.log(row)
 
     def on_trial_complete(self, trial: TrialView) -> None:
