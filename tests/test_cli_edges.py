@@ -299,3 +299,17 @@ def test_resume_of_a_searcher_given_an_object_says_to_resume_from_python(train_f
             in result.output), result.output
     assert "cannot be rebuilt from the command line; resume it from Python: tunesmith.run(" in result.output
     assert "expected one of" not in result.output
+
+
+@pytest.mark.parametrize("name", ["my exp; rm -rf ~", "-dash"])
+def test_the_resume_hint_for_a_store_without_a_function_is_quoted_for_the_shell(results_dir: Any, name: str) -> None:
+    """The hint printed for an experiment whose store names no training function put the name in the command
+    as it was: a name with spaces or ';' broke the command, and '-dash' read as an option."""
+    from tunesmith.cli import _stored_fn
+
+    with pytest.raises(ts.ConfigError) as info:
+        _stored_fn(name, {"fn": None})
+    command = str(info.value).split("give it: ", 1)[1]
+    args = shlex.split(command)
+    assert args[:2] == ["tunesmith", "resume"] and name in args and "--fn" in args
+    assert args.index(name) > args.index("--fn") if name.startswith("-") else args[2] == name

@@ -1015,17 +1015,16 @@ class _Stored:
 
 def _stored_fn(name: str, spec: dict[str, Any]) -> _Stored:
     stored = spec.get("fn") if isinstance(spec, dict) else None
-    if not isinstance(stored, str) or not stored:
-        raise ConfigError(f"experiment {name!r} names no training function; give it: tunesmith resume {name} "
-                          "--fn MODULE_OR_FILE:FN")
-    if stored.startswith("__main__:"):  # run as `python train.py`: __main__ here is the command line's own
-        from tunesmith._run import resume_command
+    from tunesmith._run import resume_command
 
+    if not isinstance(stored, str) or not stored:
+        raise ConfigError(f"experiment {name!r} names no training function; give it: "
+                          f"{resume_command(name, script='MODULE_OR_FILE', qualname='FN')}")
+    if stored.startswith("__main__:"):  # run as `python train.py`: __main__ here is the command line's own
         script = spec.get("fn_file")
         script = script if isinstance(script, str) and script else None
         qualname = stored.partition(":")[2]
-        how = resume_command(name, script=script, qualname=qualname, spec=spec) if script else \
-            f"tunesmith resume {name} --fn FILE.py:{qualname}"
+        how = resume_command(name, script=script or "FILE.py", qualname=qualname, spec=spec if script else None)
         ran = f"python {script}" if script else "python FILE.py"
         raise ConfigError(f"experiment {name!r} was run as a script ({ran}), so its store names the function "
                           f"{stored!r}, which cannot be imported by that name; name the script's function: {how}")
