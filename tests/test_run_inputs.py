@@ -345,3 +345,18 @@ def optional_more(config, extra=1, *more, **named):
 def test_a_training_function_with_optional_parameters_runs(results_dir):
     result = ts.run(optional_more, {}, verbose=0)
     assert result.trials[0].status is ts.TrialStatus.TERMINATED and result.trials[0].last_result["x"] == 1
+
+
+@pytest.mark.parametrize("url", ["file:///tmp/x", "memory://bucket/x", "s3://bucket/runs"])
+def test_a_storage_path_that_is_a_url_is_refused_before_anything_is_made(tmp_path, monkeypatch, url):
+    """storage_path='file:///tmp/x' made a folder named 'file:' in the current folder and ran there; a URL is
+    for RayBackend(storage=...), the experiment folder is local."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ts.ConfigError, match=r"storage_path must be a local folder, got '[a-z0-9]+://[^']*': a URL "
+                                             r"is for RayBackend\(storage=\.\.\.\)"):
+        ts.run(lambda config: ts.report({"x": 1}), {}, storage_path=url, verbose=0)
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setenv("TUNESMITH_RESULTS", url)
+    with pytest.raises(ts.ConfigError, match=r"\$TUNESMITH_RESULTS must be a local folder"):
+        ts.run(lambda config: ts.report({"x": 1}), {}, verbose=0)
+    assert os.listdir(tmp_path) == []

@@ -68,9 +68,23 @@ def default_storage() -> str:
     return os.environ.get("TUNESMITH_RESULTS") or os.path.join(os.getcwd(), "tunesmith_results")
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def storage_root(storage_path: str | None) -> str:
-    """``storage_path`` (or the default) as an absolute path, ``~`` expanded (as Ray Tune's ``~/ray_results``)."""
-    return os.path.abspath(os.path.expanduser(storage_path if storage_path is not None else default_storage()))
+    """``storage_path`` (or the default) as an absolute path, ``~`` expanded (as Ray Tune's ``~/ray_results``).
+
+    Raises:
+        ConfigError: a URL (``s3://``, ``file://``): experiment folders are local; a URL is for
+            ``RayBackend(storage=...)`` (it made a folder named ``file:`` in the current folder).
+    """
+    path = storage_path if storage_path is not None else default_storage()
+    if _URL.match(os.fspath(path)):
+        what = "storage_path" if storage_path is not None else "$TUNESMITH_RESULTS"
+        raise ConfigError(f"{what} must be a local folder, got {os.fspath(path)!r}: a URL is for "
+                          f"RayBackend(storage=...), which keeps checkpoints there while the experiment folder "
+                          f"stays local (docs/ray.md)")
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def store_path(exp_dir: str) -> str:

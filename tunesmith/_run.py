@@ -189,7 +189,8 @@ def run(
             one rank with it. See docs/distributed-trials.md. Local and Ray backends.
         name: the experiment folder's name (default ``<fn name>_<date>_<time>``).
         storage_path: where experiment folders go (default ``./tunesmith_results`` or
-            ``$TUNESMITH_RESULTS``).
+            ``$TUNESMITH_RESULTS``): a local folder (a URL is a ``ConfigError``: checkpoints go to a URL with
+            ``RayBackend(storage=...)``).
         stop: ``{"training_iteration": 100}``, ``{"loss": 0.01}`` (reached in the direction of ``mode``),
             ``{"done": True}`` (a flag the trial reports), ``fn(trial_id, result) -> bool``, a
             :class:`Stopper` (``TrialPlateau(...)`` per trial; ``ExperimentPlateau(...)`` or your own with
