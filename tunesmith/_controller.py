@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sqlite3
 import threading
@@ -26,7 +27,14 @@ from typing import Any
 from tunesmith._constraints import Constraints
 from tunesmith._errors import ConfigError, TrialError
 from tunesmith._experiment_end import close_paused, set_status
-from tunesmith._launches import make_launch, resources_for, restart_launch, restart_rules, verify_before_retry
+from tunesmith._launches import (
+    EXPERIMENT_ENV,
+    make_launch,
+    resources_for,
+    restart_launch,
+    restart_rules,
+    verify_before_retry,
+)
 from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
 from tunesmith._placements import record_placements
@@ -56,6 +64,10 @@ class Controller:
                  resources_fn: Any = None, constraints: Any = None, ranks: int | None = None) -> None:
         self.name = name
         self.exp_dir = exp_dir
+        created = store.meta().get("created")  # as ExperimentInfo.created reads it: the loggers' key is the same
+        created = float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
+        # what the trial makes the experiment's key of (_names.experiment_key: hashed there, when a tool asks)
+        self.launch_env = {EXPERIMENT_ENV: json.dumps([os.path.basename(os.path.abspath(exp_dir)), created])}
         self.fn = fn
         self.searcher = searcher
         self.scheduler = scheduler

@@ -33,6 +33,8 @@ class LaunchHost(Protocol):
     """What preparing a launch reads and changes of the controller (``tunesmith._controller.Controller``)."""
 
     exp_dir: str
+    # the trial's environment from the driver: what the experiment's key is made of (EXPERIMENT_ENV)
+    launch_env: dict[str, str]
     executor: Executor
     store: Store
     ledger: Ledger
@@ -53,6 +55,12 @@ class LaunchHost(Protocol):
     def _decision_iteration(self, trial: TrialView) -> int | None: ...
 
     def _decision_plan(self, trial: TrialView, first: int | None) -> tuple[Any, ...] | None: ...
+
+
+# What a trial makes its experiment's key of (``callbacks._names.experiment_key``: the same for a resume of it, also
+# after a move; another experiment's differs), for a tracking tool's run id from inside the trial
+# (integrations.wandb): JSON ``[folder name, created]``, hashed in the trial (a plain run loads no hashlib)
+EXPERIMENT_ENV = "TUNESMITH_EXPERIMENT"
 
 
 def resources_for(ctl: LaunchHost, trial_id: int, config: dict[str, Any]) -> dict[str, float] | None:
@@ -87,7 +95,7 @@ def make_launch(ctl: LaunchHost, trial: TrialView, restart: bool = False) -> Lau
     restore = trial.checkpoint_path if trial.iteration > 0 else None
     first = ctl._decision_iteration(trial)
     return Launch(trial_id=trial.id, config=trial.config, trial_dir=_layout.trial_dir(ctl.exp_dir, trial.id),
-                  resources=trial.resources, restore=restore, iteration=trial.iteration,
+                  resources=trial.resources, restore=restore, iteration=trial.iteration, env=ctl.launch_env,
                   time_offset=ctl._ckpt_time.get(trial.id, 0.0),
                   decision_iteration=first,
                   decision_plan=ctl._decision_plan(trial, first), ranks=ranks_of(ctl, trial),

@@ -51,7 +51,7 @@ class _Rules(Protocol):
 class _Session:
     __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
                  "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir", "stop_rules", "stopped",
-                 "rank", "world_size", "plan", "held_checkpoints", "pid", "forked", "leftovers")
+                 "rank", "world_size", "plan", "held_checkpoints", "pid", "forked", "leftovers", "end_hooks")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  channel: _Channel, iteration: int, decision_iteration: int | None,
@@ -87,6 +87,8 @@ class _Session:
         current = threading.current_thread()
         self.leftovers = {t.ident: t for t in threading.enumerate()
                           if t is not current and not t.name.startswith("tunesmith-")}
+        # run when the trial's function is over, in its process, before what it started is ended (at_trial_end)
+        self.end_hooks: list[Callable[[], None]] = []
 
     def report(self, metrics: Any, checkpoint: Checkpoint | None,
                at_end: Callable[[], Checkpoint] | None = None) -> None:
@@ -387,6 +389,30 @@ def should_stop() -> bool:
     if not s.stopped and s.channel.stop_requested():
         s.stopped = True  # as report() would: nothing reported after a stop is stored
     return s.stopped
+
+
+def at_trial_end(hook: Callable[[], None]) -> None:
+    """Run ``hook()`` once the current trial's function is over (returned, raised or stopped), in the trial's
+    process, before the processes it started are ended: for a library's own shutdown (W&B's service process,
+    which the next trial on the worker would otherwise find dead). A hook that raises is written to the trial's
+    ``output.log``; the trial's status stays what it was. A hook given twice runs once."""
+    s = _current("at_trial_end")
+    if hook not in s.end_hooks:
+        s.end_hooks.append(hook)
+
+
+def run_end_hooks(s: _Session) -> None:
+    """The trial's ``at_trial_end`` hooks, in the order given (the worker calls this)."""
+    for hook in s.end_hooks:
+        try:
+            hook()
+        except (Exception, SystemExit):  # noqa: BLE001 - the trial is over: its status is not a shutdown's to
+            # change (wandb.teardown() calls sys.exit when its service ended badly)
+            import traceback
+
+            print(f"tunesmith: a trial-end hook ({getattr(hook, '__qualname__', hook)!r}) raised:\n"
+                  f"{traceback.format_exc()}", file=sys.stderr)
+    s.end_hooks.clear()
 
 
 def get_checkpoint() -> Checkpoint | None:

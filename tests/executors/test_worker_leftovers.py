@@ -160,3 +160,36 @@ def test_a_trial_that_changes_directory_does_not_move_the_next(tmp_path, monkeyp
     for trial in result.trials:
         expected = trial.path if chdir else str(here)
         assert os.path.realpath(trial.last_result["cwd"]) == os.path.realpath(expected)
+
+
+def _boom():
+    raise RuntimeError("hook boom")
+
+
+def _children():
+    import psutil
+
+    print(f"second hook ran, children {len(psutil.Process().children())}")
+
+
+def _with_end_hooks(config):
+    import subprocess
+
+    from tunesmith import session
+
+    session.at_trial_end(_boom)
+    session.at_trial_end(_children)
+    session.at_trial_end(_children)  # given twice: runs once
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ts.report({"x": 1})
+
+
+def test_trial_end_hooks_run_before_the_trials_children_are_ended_and_cannot_fail_it(results_dir):
+    """session.at_trial_end (what integrations.wandb uses to shut W&B down): each hook runs once the function is
+    over, while what the trial started still runs; one that raises is written to output.log, the trial's status
+    stays."""
+    result = ts.run(_with_end_hooks, {}, verbose=0)
+    assert result.trials[0].status is ts.TrialStatus.TERMINATED
+    log = (results_dir / result.name / "trials" / "trial_00001" / "output.log").read_text()
+    assert "RuntimeError: hook boom" in log
+    assert log.count("second hook ran, children 1") == 1

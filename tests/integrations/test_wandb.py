@@ -155,6 +155,54 @@ def test_setup_inside_a_trial_names_the_run_after_it_and_groups_by_experiment(_o
     _no_secret_in(_offline)
 
 
+def test_setup_works_in_every_trial_a_worker_runs(_offline: str) -> None:
+    """A worker runs trial after trial, and ends what a trial started when it ends: W&B's service process too. The
+    next trial's setup() on that worker failed (wandb's MailboxClosedError / ConnectionResetError): every trial
+    but the first on each worker ended ERROR."""
+    rs = ts.run(_train_with_setup, {"x": ts.grid([1.0, 2.0, 3.0])}, name="wb-seq", max_concurrent=1, verbose=0,
+                raise_on_failed_trial=False)
+    assert [t.status for t in rs.trials] == [ts.TrialStatus.TERMINATED] * 3, [t.error for t in rs.trials]
+    runs = _runs(_offline)
+    assert sorted(runs) == ["trial_00001", "trial_00002", "trial_00003"]
+    assert [runs[t.name]["history"][-1]["inner"] for t in rs.trials] == [2.0, 4.0, 6.0]
+
+
+def _fails_once_with_setup(config: dict[str, Any]) -> None:
+    from tunesmith.integrations.wandb import setup
+
+    run = setup(project="in-trial")
+    ckpt = ts.get_checkpoint()
+    start = ckpt.load() if ckpt else 0
+    for i in range(start + 1, 4):
+        run.log({"inner": i})
+        ts.report({"loss": 1.0 / i}, checkpoint=ts.Checkpoint.from_state(i))
+        if i == 2 and ckpt is None:
+            raise RuntimeError("fails once")
+    run.finish()
+
+
+def test_setup_inside_a_trial_continues_the_trials_run_when_it_restarts(_offline: str) -> None:
+    """Each start of a trial (a retry here; a PBT exploit or pause, a resume) called setup() again and opened a new
+    W&B run: its steps were split over runs. The run id is the trial's in its experiment (not the WandbLogger's)."""
+    from tunesmith.callbacks.wandb import _run_id
+
+    rs = ts.run(_fails_once_with_setup, {}, name="wb-retry", max_failures=1, verbose=0)
+    trial = rs.trials[0]
+    assert trial.status is ts.TrialStatus.TERMINATED and trial.num_failures == 1, (trial.error or "")[-1500:]
+    ids, inner = set(), []
+    folders = glob.glob(os.path.join(_offline, "wandb", "offline-run-*", "*.wandb"))
+    for path in sorted(folders):
+        records = _records(path)
+        ids.update(r.run.run_id for r in records if r.WhichOneof("record_type") == "run")
+        inner += [json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "history"
+                  for item in r.history.item if ("/".join(item.nested_key) or item.key) == "inner"]
+    assert len(folders) == 2 and len(ids) == 1, ids  # two starts, one run
+    assert sorted(inner) == [1, 2, 3]
+    (run_id,) = ids
+    key = run_id.split("-")[0]
+    assert run_id == f"{key}-t1" != _run_id(key, 1)  # the trial's own, not the driver logger's run
+
+
 def test_setup_outside_a_trial_says_so() -> None:
     from tunesmith.integrations.wandb import setup
 

@@ -450,6 +450,8 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         # shows no secret of the config (the stored error keeps the text as raised, masked where it is shown)
         _to_output(mask_text(tb, secret_strings(spec["config"])) or tb)
     finally:
+        if session._session is not None and session._session.end_hooks:
+            session.run_end_hooks(session._session)  # before its children are ended (session.at_trial_end)
         if ranks is not None:
             failed = ranks.end("stopped" if channel.stopped and status != "error" else status)
             if failed is not None:  # a rank's failure is the trial's, whatever rank 0 did after it
