@@ -59,12 +59,21 @@ class Checkpoint:
 
     @classmethod
     def from_state(cls, state: Any) -> Checkpoint:
-        """A checkpoint holding any object cloudpickle can serialise (model weights, optimiser, step)."""
+        """A checkpoint holding any object cloudpickle can serialise (model weights, optimiser, step).
+
+        It is pickled when reported (or by :meth:`as_dir`): a state that cannot be pickled is a
+        ``CheckpointError`` there, naming the part that cannot (``state['opt'].lock``) and why."""
         return cls(None, _state=state)
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike[str]) -> Checkpoint:
-        """A checkpoint made of the files in ``path`` (copied when reported; the folder may be reused)."""
+        """A checkpoint made of the files in ``path`` (copied when reported; the folder may be reused).
+
+        Links are copied by what they point to. The folder the checkpoints are written in (the trial's
+        ``checkpoints/``) is left out wherever met, so ``from_dir(".")`` in a trial copies the trial's own files
+        and not its earlier checkpoints. ``report()`` raises ``CheckpointError``, naming the entry and why, for
+        what cannot be copied faithfully: a folder gone by then, a link to nothing, a loop of links or folders, a
+        FIFO, a socket or a device, a top-level ``manifest.json`` of yours."""
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise ValueError(f"Checkpoint.from_dir: {path!r} is not a folder")
@@ -196,7 +205,7 @@ def write(checkpoint: Checkpoint, parent: str, iteration: int, held: Collection[
     final = os.path.join(parent, name)
     tmp = tempfile.mkdtemp(prefix=".tmp_" + name + "_", dir=parent)
     try:
-        files = _fill(checkpoint, tmp)
+        files = _fill(checkpoint, tmp, leave_out=(parent,))
         manifest = _signing.sign({"iteration": iteration, "created": time.time(), "files": files})
         _write_synced(os.path.join(tmp, MANIFEST), json.dumps(manifest, sort_keys=True).encode())
         _fsync_dir(tmp)
@@ -210,46 +219,173 @@ def write(checkpoint: Checkpoint, parent: str, iteration: int, held: Collection[
     return final
 
 
-def _fill(checkpoint: Checkpoint, folder: str) -> dict[str, dict[str, Any]]:
-    """Put the checkpoint's files into ``folder`` (fsynced); return {relative path: {size, sha256}}."""
+def _fill(checkpoint: Checkpoint, folder: str, leave_out: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+    """Put the checkpoint's files into ``folder`` (fsynced); return {relative path: {size, sha256}}.
+
+    ``leave_out``: folders a ``from_dir`` copy leaves out where it meets them (``write`` names the folder the
+    checkpoints are written in); ``folder`` itself is always left out (a copy never descends into itself).
+
+    Raises:
+        CheckpointError: the state cannot be pickled, or the ``from_dir`` folder is gone or holds what cannot be
+            copied faithfully (the message names it and why).
+    """
     files: dict[str, dict[str, Any]] = {}
     if checkpoint._state is not _MISSING:
         import hashlib  # here, as below: a run that writes no checkpoint never loads OpenSSL for it
 
-        import cloudpickle
-
-        data = cloudpickle.dumps(checkpoint._state)
+        data = _pickled(checkpoint._state)
         _write_synced(os.path.join(folder, STATE_FILE), data)
         files[STATE_FILE] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         return files
     src = checkpoint._path
     assert src is not None
-    # linked files and folders are copied by what they hold (a checkpoint stands alone), as long as a linked
-    # folder is not one the walk is already inside (a loop)
-    for root, dirs, names in os.walk(src, followlinks=True):
-        rel_root = os.path.relpath(root, src)
-        out_root = folder if rel_root == "." else os.path.join(folder, rel_root)
+    return _copy_tree(src, folder, leave_out)
+
+
+def _pickled(state: Any) -> bytes:
+    """``state`` pickled with cloudpickle.
+
+    Raises:
+        CheckpointError: it cannot be; the message names the part of ``state`` that cannot (``state['opt'].lock``)
+            and cloudpickle's reason.
+    """
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(state)
+    except MemoryError:
+        raise
+    except Exception as e:
+        part, obj = _unpicklable_part(state, cloudpickle.dumps)
+        what = type(obj).__qualname__ if type(obj).__module__ == "builtins" else \
+            f"{type(obj).__module__}.{type(obj).__qualname__}"
+        raise CheckpointError(
+            f"Checkpoint.from_state: the state cannot be pickled (with cloudpickle), so it cannot be checkpointed: "
+            f"{part} ({what}) cannot: {type(e).__name__}: {e}. Leave it out of the state (rebuild it when "
+            "restoring), or give its class __getstate__/__setstate__") from e
+
+
+def _unpicklable_part(state: Any, dumps: Any) -> tuple[str, Any]:
+    """(the deepest part of ``state`` found that ``dumps`` refuses, as an expression: ``state['a'][1].b``; that
+    part), looking into dicts, lists, tuples and objects' attributes along the parts that fail (the error path
+    only: each step pickles the parts of one object again)."""
+    import types
+
+    where, obj = "state", state
+    for _ in range(32):  # deep enough for any state a person writes; a bound on pathological ones
+        if isinstance(obj, dict):
+            parts: list[tuple[str, Any]] = [(f"[{k!r}]", v) for k, v in obj.items()]
+        elif isinstance(obj, (list, tuple)):
+            parts = [(f"[{i}]", v) for i, v in enumerate(obj)]
+        elif isinstance(getattr(obj, "__dict__", None), dict) and not isinstance(
+                obj, (type, types.ModuleType, types.FunctionType, types.MethodType)):
+            parts = [(f".{k}", v) for k, v in vars(obj).items()]
+        else:
+            break
+        for label, child in parts:
+            try:
+                dumps(child)
+            except MemoryError:
+                raise
+            except Exception:
+                where, obj = where + label, child
+                break
+        else:  # every part pickles alone: the object itself is what cannot be (its own __reduce__...)
+            break
+    return where, obj
+
+
+def _copy_tree(src: str, folder: str, leave_out: Collection[str]) -> dict[str, dict[str, Any]]:
+    """``from_dir``'s copy of the folder ``src`` into ``folder``; {relative path: {size, sha256}}.
+
+    Links are followed (a linked file or folder is copied by what it holds: a checkpoint stands alone). Each
+    folder is listed at its real path; a folder whose real path is one the copy is inside, or holds one (a link
+    back up, or a cycle of links through folders anywhere), is a loop and refused. ``folder`` and ``leave_out``
+    are left out wherever met (compared by device and inode, so also through a link)."""
+    import stat
+
+    where = f"Checkpoint.from_dir({src!r})"
+    try:
+        top = os.stat(src)
+    except FileNotFoundError:
+        raise CheckpointError(f"{where}: the folder {src} no longer exists: it was deleted (or moved) after "
+                              "from_dir() and before report(), which copies its files; report while it is there "
+                              "(inside the `with tempfile.TemporaryDirectory()` block)") from None
+    except OSError as e:
+        raise CheckpointError(f"{where}: the folder {src} cannot be read: {e}") from e
+    if not stat.S_ISDIR(top.st_mode):
+        raise CheckpointError(f"{where}: {src} is no longer a folder (it was replaced after from_dir())")
+    skip = {_identity(os.stat(path)) for path in (folder, *leave_out) if os.path.isdir(path)}
+    files: dict[str, dict[str, Any]] = {}
+    # (relative path, real path, the real paths and identities of the folders the copy is inside)
+    pending: list[tuple[str, str, tuple[str, ...], frozenset[tuple[int, int]]]] = [
+        ("", os.path.realpath(src), (os.path.realpath(src),), frozenset({_identity(top)}))]
+    while pending:
+        rel_root, here, reals, idents = pending.pop()
+        out_root = os.path.join(folder, rel_root) if rel_root else folder
         os.makedirs(out_root, exist_ok=True)
-        here = os.path.realpath(root)
-        for d in dirs:
-            target = os.path.realpath(os.path.join(root, d))
-            if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
-                raise CheckpointError(f"Checkpoint.from_dir({src!r}): {_rel(rel_root, d)} links to a folder it is "
-                                      "inside (a loop): a checkpoint holds files; remove the link")
+        try:
+            names = sorted(os.listdir(here))
+        except OSError as e:
+            raise CheckpointError(f"{where}: {rel_root or src} cannot be listed: {e}") from e
+        below = []
         for name in names:
             rel = _rel(rel_root, name)
-            if rel_root == "." and name == MANIFEST:
-                if _is_manifest(os.path.join(root, name)):
+            path = os.path.join(here, name)
+            try:
+                st = os.stat(path)  # what a link points to
+            except OSError as e:
+                raise _unreachable(where, rel, path, e) from e
+            if stat.S_ISDIR(st.st_mode):
+                if _identity(st) in skip:
+                    continue  # the checkpoint being written, or the folder of checkpoints it goes in
+                real = os.path.realpath(path)
+                inside_it = [r for r in reals if r == real or r.startswith(real.rstrip(os.sep) + os.sep)]
+                if inside_it or _identity(st) in idents:
+                    raise CheckpointError(
+                        f"{where}: {rel} links to a folder it is inside ({real}): a loop, which a copy would "
+                        "follow forever; a checkpoint holds files: remove the link")
+                below.append((rel, real, (*reals, real), idents | {_identity(st)}))
+            elif not stat.S_ISREG(st.st_mode):
+                kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                        else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a file")
+                raise CheckpointError(f"{where}: {rel} is {kind}, not a regular file: a checkpoint holds files "
+                                      "(remove it, or report a folder without it)")
+            elif not rel_root and name == MANIFEST:
+                if _is_manifest(os.path.join(src, name)):
                     continue  # a restored checkpoint folder re-reported: its old manifest is rebuilt
-                raise CheckpointError(f"Checkpoint.from_dir({src!r}): {MANIFEST} is a file of yours, and that name "
-                                      "is the checkpoint's own list of its files: rename it (or put it in a "
-                                      "sub-folder)")
-            files[rel] = _copy_synced(os.path.join(root, name), os.path.join(out_root, name), src, rel)
+                raise CheckpointError(f"{where}: {MANIFEST} is a file of yours, and that name is the checkpoint's "
+                                      "own list of its files: rename it (or put it in a sub-folder)")
+            else:
+                files[rel] = _copy_synced(path, os.path.join(out_root, name), where, rel)
+        pending.extend(reversed(below))  # depth first, in name order
     return files
 
 
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _unreachable(where: str, rel: str, path: str, e: OSError) -> CheckpointError:
+    """The error for the entry ``rel`` of a ``from_dir`` folder that ``os.stat`` failed on with ``e``."""
+    import errno
+
+    if os.path.islink(path):
+        with contextlib.suppress(OSError):
+            target = os.readlink(path)
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                return CheckpointError(f"{where}: {rel} is a link to nothing ({target} does not exist): a "
+                                       "checkpoint holds files (remove the link, or make what it names)")
+            if e.errno == errno.ELOOP:
+                return CheckpointError(f"{where}: {rel} is a link that never reaches a file (to {target}, a loop "
+                                       "of links): remove it")
+    if e.errno == errno.ENOENT:
+        return CheckpointError(f"{where}: {rel} vanished while the folder was being copied")
+    return CheckpointError(f"{where}: {rel} cannot be read: {e}")
+
+
 def _rel(rel_root: str, name: str) -> str:
-    return name if rel_root == "." else os.path.join(rel_root, name)
+    return os.path.join(rel_root, name) if rel_root else name
 
 
 def _is_manifest(path: str) -> bool:
@@ -269,18 +405,32 @@ def _write_synced(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _copy_synced(src: str, dst: str, folder: str, rel: str) -> dict[str, Any]:
+def _copy_synced(src: str, dst: str, where: str, rel: str) -> dict[str, Any]:
+    """Copy the regular file ``src`` (``rel`` of a ``from_dir`` folder, named by ``where``) to ``dst``, fsynced.
+
+    Raises:
+        CheckpointError: ``src`` cannot be read, or is no longer a regular file.
+        OSError: writing ``dst`` failed (no space left...).
+    """
     import hashlib
 
     h = hashlib.sha256()
     size = 0
     try:
-        fi = _open_regular(src, folder, rel, follow=True)  # a FIFO would wait for a writer forever
+        fi = _open_regular(src, where, rel, follow=True)  # a FIFO swapped in would wait for a writer forever
     except CheckpointError as e:
-        raise CheckpointError(f"Checkpoint.from_dir({folder!r}): {rel} is not a regular file (a FIFO, a socket "
-                              "or a device): a checkpoint holds files") from e
+        raise CheckpointError(f"{where}: {rel} is not a regular file (it was replaced while being copied): a "
+                              "checkpoint holds files") from e
+    except OSError as e:
+        raise CheckpointError(f"{where}: {rel} cannot be read: {e}") from e
     with fi, open(dst, "wb") as fo:
-        while chunk := fi.read(1 << 20):
+        while True:
+            try:
+                chunk = fi.read(1 << 20)
+            except OSError as e:
+                raise CheckpointError(f"{where}: {rel} cannot be read: {e}") from e
+            if not chunk:
+                break
             h.update(chunk)
             fo.write(chunk)
             size += len(chunk)
