@@ -257,3 +257,37 @@ def test_tunesmith_resume_rebuilds_plateau_rules_and_leaves_the_users_own_as_sto
         "the constraints function 'train:feasible'"]
     with pytest.raises(ts.ConfigError, match=r"the resources function '<lambda>' of your own, which cannot be "):
         resume_arguments({"resources": {"callable": "<lambda>"}})["resources"].check()
+
+
+class _StopsTrial1At5(ts.Stopper):
+    """Experiment-level (it defines stop_all), so asked in the driver; its __call__ stops trial 1 at iteration 5."""
+
+    def __call__(self, trial_id, result):
+        return trial_id == 1 and result["training_iteration"] >= 5
+
+    def stop_all(self):
+        return False
+
+
+def _thirty_fast_results(config):
+    for i in range(30):
+        ts.report({"loss": config["x"] / (i + 1)})
+
+
+def test_a_trial_stopped_by_an_experiment_level_stopper_stores_nothing_after_the_result_that_met_it(results_dir):
+    """README: a trial stops at the result that met its stop rule (that result is its last stored one). A Stopper
+    asked in the driver stopped trial 1 at 5, and its iteration 6 (or more) was stored: the trial did not wait for
+    the driver's answer. It now waits at each result when such a stopper may stop trials."""
+    result = ts.run(_thirty_fast_results, {"x": ts.grid([1.0, 2.0])}, metric="loss", mode="min",
+                    stop=_StopsTrial1At5(), verbose=0)
+    assert [r["training_iteration"] for r in result.history(1)] == [1, 2, 3, 4, 5]
+    assert result.trial(2).iteration == 30
+
+
+def test_a_stopper_that_only_observes_trials_lets_them_run_without_waiting():
+    """ExperimentPlateau's __call__ only observes (stops_trials = False): no wait for the driver at each result."""
+    from tunesmith._objective import Objective
+    from tunesmith._stop import StopRules
+
+    assert not StopRules(ts.ExperimentPlateau("loss"), Objective.from_args("loss", "min")).stops_trials_from_driver
+    assert StopRules(_StopsTrial1At5(), Objective.from_args("loss", "min")).stops_trials_from_driver

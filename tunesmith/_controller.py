@@ -452,7 +452,9 @@ class Controller:
     def _decision_iteration(self, trial: TrialView) -> int | None:
         a = self.scheduler.decision_iteration(trial)
         b = self.stop_rules.max_iteration
-        points = [p for p in (a, b) if p is not None and p > trial.iteration]
+        # a stopper asked in the driver may stop the trial at any result: it waits for the answer at each one
+        c = trial.iteration + 1 if self.stop_rules.stops_trials_from_driver else None
+        points = [p for p in (a, b, c) if p is not None and p > trial.iteration]
         return min(points) if points else None
 
     def _decision_plan(self, trial: TrialView, first: int | None) -> tuple[Any, ...] | None:

@@ -33,6 +33,11 @@ class Stopper:
     One that overrides ``stop_all`` sees every trial's results in order, in the driver only.
     """
 
+    # Whether an experiment-level stopper's ``__call__`` may stop a trial. It is asked in the driver, so a trial then
+    # waits for the driver's answer at each result (one round trip a result), to make the result that met the rule
+    # its last stored one. A stopper whose ``__call__`` only observes (``ExperimentPlateau``) says False.
+    stops_trials: bool = True
+
     def __call__(self, trial_id: int, result: dict[str, Any]) -> bool:
         return False
 
@@ -133,6 +138,8 @@ class ExperimentPlateau(Stopper):
     direction of ``mode``, default the experiment's) have a standard deviation below ``std`` for ``patience``
     results in a row (Ray Tune's ``ExperimentPlateauStopper``). Running trials are stopped, none is started.
     """
+
+    stops_trials = False  # its __call__ only observes: trials do not wait for the driver at each result
 
     def __init__(self, metric: str, top: int = 10, std: float = 0.001, patience: int = 0,
                  mode: str | None = None) -> None:
@@ -295,6 +302,12 @@ class StopRules:
         # every per-trial stopper sees every result (they keep state), even once one of them said stop
         stops = [bool(fn(trial_id, metrics)) for fn in self.fns]
         return any(stops)
+
+    @property
+    def stops_trials_from_driver(self) -> bool:
+        """Whether an experiment-level stopper may stop a single trial (``__call__``, asked in the driver): a trial
+        then waits for the driver at each result (``Controller._decision_iteration``)."""
+        return any(s.stops_trials and type(s).__call__ is not Stopper.__call__ for s in self.experiment)
 
     def observe_experiment(self, trial_id: int, metrics: dict[str, Any],
                            fail: Callable[[BaseException], None] | None = None,
