@@ -9,7 +9,7 @@ restores a copied model WITH the mutated values (a plain ``PPO.load`` would keep
 population is larger than the cores: trials take turns.
 
     python examples/sb3_pbt.py                          # population 6, one trial per core
-    python examples/sb3_pbt.py --population 4 --timesteps 2000 --eval-freq 1000   # a smoke run
+    python examples/sb3_pbt.py --population 4 --timesteps 2000 --eval-freq 1000 --target 0   # a smoke run
 
 Exits non-zero if no trial reached ``--target`` (CartPole-v1's 475 by default).
 """
@@ -17,6 +17,7 @@ Exits non-zero if no trial reached ``--target`` (CartPole-v1's 475 by default).
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 import time
 from typing import Any
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=475.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--storage-path", default=None)
+    parser.add_argument("--name", default=None, help="experiment name (default sb3-pbt-<date>-<time>)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     result = ts.run(train, space=space, metric="mean_reward", mode="max", num_samples=args.population,
                     scheduler=pbt, seed=args.seed, storage_path=args.storage_path, verbose=args.verbose,
-                    name="sb3_pbt")
+                    name=args.name or "sb3-pbt-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f"))
     elapsed = time.monotonic() - start
     best = max((row for t in result.trials for row in result.history(t.id)), key=lambda r: r["mean_reward"])
     print(f"best mean_reward {best['mean_reward']:.1f} at {best['timesteps']} timesteps; "

@@ -442,8 +442,9 @@ def ls_command(storage_path: str | None, as_json: bool) -> None:
 @click.option("--show-secrets", is_flag=True,
               help="Show config values that look like secrets (keys with key/token/secret/password) as stored.")
 @click.option("--watch", type=_Seconds(), is_flag=False, flag_value=WATCH_S, default=None, metavar="[SECONDS]",
-              help=f"Redraw the page every SECONDS (default {WATCH_S:g}, at least {WATCH_MIN_S:g}) until Ctrl-C or the "
-                   "experiment ends; one process, reading only what changed. Put it after NAME.")
+              help=f"Redraw the page every SECONDS (default {WATCH_S:g}, at least {WATCH_MIN_S:g}, at most "
+                   f"{WATCH_MAX_S:g}) until Ctrl-C or the experiment ends; one process, reading only what changed. "
+                   "Put it after NAME.")
 def show(name: str, storage_path: str | None, sort_key: str | None, limit: int | None, show_all: bool,
          as_json: bool, show_secrets: bool, watch: float | None) -> None:
     """Show the trials of experiment NAME (a name under the storage path, or a folder), best first.

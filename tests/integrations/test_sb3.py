@@ -144,6 +144,8 @@ def test_the_pbt_example_runs_with_tiny_settings(tmp_path: Any) -> None:
                           "--storage-path", str(tmp_path)], capture_output=True, text=True, timeout=100)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3 trials" in out.stdout
-    result = ts.load(str(tmp_path / "sb3_pbt"))
+    # a name of its own each run (a fixed one made a second run in the same folder fail)
+    (name,) = [n for n in os.listdir(tmp_path) if n.startswith("sb3-pbt-")]
+    result = ts.load(str(tmp_path / name))
     assert all(t.status == ts.TrialStatus.TERMINATED for t in result.trials)
     assert {row["timesteps"] for t in result.trials for row in result.history(t.id)} <= {256, 512, 768}
