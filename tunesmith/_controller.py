@@ -155,6 +155,11 @@ class Controller:
     def elapsed(self) -> float:
         return self.executor.clock() - self._start
 
+    def _now(self) -> float:
+        """The schedulers' clock (``SchedulerView.now``): seconds since the experiment started, the time its earlier
+        drivers ran included (a resume's ``_spent_before``), as ``time_budget_s`` counts them."""
+        return self._spent_before + self.elapsed()
+
     def resources_in_use(self) -> dict[str, float]:
         used: dict[str, float] = {}
         waiting = self.executor.queued()  # handed to a busy worker ahead: they hold nothing yet
@@ -306,12 +311,12 @@ class Controller:
         their latest good checkpoint."""
         from tunesmith._replay import replay  # a resume only
 
-        replay(self, restart_errored)
-        # the time budget is the experiment's: what earlier drivers ran counts (and the schedulers' deadline is
-        # what is left of it, on this run's clock)
+        # the time budget is the experiment's: what earlier drivers ran counts, on the schedulers' clock too
+        # (view.now goes on from there; view.deadline_s stays time_budget_s). The replay happens now, at that time:
+        # the replayed results are shown at it (when each came is not known to a scheduler in the replay)
         self._spent_before = self.store.time_spent()
-        if self.time_budget_s is not None:
-            self.view.deadline_s = self.time_budget_s - self._spent_before
+        self.view.now = self._spent_before
+        replay(self, restart_errored)
         if self.store.meta().get("error") is not None:  # a failed experiment resumed: that error is history
             with self.store.transaction() as db:
                 self.store.set_meta(db, "error", None)
@@ -347,7 +352,7 @@ class Controller:
                 self._flush_store()  # a quiet moment: trials started since the last batch go in the store
             if self._fatal is not None and not self._stopping:
                 self._begin_stopping()
-            self.view.now = self.elapsed()
+            self.view.now = self._now()
             apply_commands(self, self._inbox)
             record_placements(self.executor, self.store, self._placed)
             self._notify("on_tick", self.info)
@@ -364,7 +369,7 @@ class Controller:
         self._chosen = None
         if not self._paused:
             return None
-        self.view.now = self.elapsed()
+        self.view.now = self._now()
         tid = self.scheduler.choose_trial_to_run(self.view)
         self._chosen = tid if tid in self._paused else None
         return self._chosen
@@ -536,7 +541,7 @@ class Controller:
         self._events_in_hand = False
         self._delete(drop)
         # 2. then decide
-        self.view.now = self.elapsed()
+        self.view.now = self._now()
         for trial, results, waiting in parsed:
             self._on_results(trial, results, waiting, trial.id in ended, trial.id in acted)
         for trial, _status, _tb in done:
@@ -642,7 +647,32 @@ class Controller:
         if trial_stop or rules.should_stop(trial.id, result.iteration, result.metrics):
             self._stop_reasons[trial.id] = "stop_rule"
             return _STOP
-        return self.scheduler.on_result(trial, result, self.view)
+        decision = self.scheduler.on_result(trial, result, self.view)
+        if isinstance(decision, Pause) and decision.resources is not None:
+            return self._resize(trial, decision)
+        return decision
+
+    def _resize(self, trial: TrialView, pause: Pause) -> Decision:
+        """A scheduler's ``Pause(resources=new)`` (ResourceChanging, Deadline), the request checked as ``run`` checks
+        ``resources=`` (``normalize``) and, where it changes, against what the executor has (``check_resources``, as
+        ``resources_for`` does): a request that could never run (paused, the trial would wait for ever) ends the
+        experiment with a ConfigError naming who asked, the trial and the request; the trial stops."""
+        from tunesmith._secrets import mask
+        from tunesmith.executors.resources import normalize
+        from tunesmith.schedulers.resource_changing import ResourceChanging, _normalized
+
+        try:
+            resources = normalize(pause.resources)
+            if _normalized(resources) != _normalized(trial.resources):
+                self.executor.check_resources(resources)
+        except ConfigError as e:
+            who = ("allocate_fn (ResourceChanging)" if isinstance(self.scheduler, ResourceChanging)
+                   else f"{type(self.scheduler).__name__}'s Pause(resources=...)")
+            self._fail(ConfigError(f"{who} asked for {pause.resources!r} for {trial.name} (config "
+                                   f"{mask(trial.config)!r}), which it could never run with: {e}"))
+            self._stop_reasons[trial.id] = "experiment"
+            return _STOP
+        return Pause(resources=resources)
 
     def _hold(self, tid: int, decision: Decision) -> None:
         """Keep a decision other than Continue, applied when the trial's worker has stopped (``_complete``)."""
@@ -663,7 +693,7 @@ class Controller:
         applied to the trial, which stopped meanwhile: it restarts on Continue, and ends, pauses or is exploited
         otherwise, as if its worker had just confirmed the stop."""
         undecided, self._undecided = self._undecided, []
-        self.view.now = self.elapsed()
+        self.view.now = self._now()
         for trial, results in undecided:
             restart_rules(self, trial, results[0][0].iteration - 1)
             rules = self._trial_rules.get(trial.id, self.stop_rules)
@@ -768,7 +798,7 @@ class Controller:
 
     def _after_complete(self, trial: TrialView) -> None:
         if trial.status.is_finished:
-            self.view.now = self.elapsed()
+            self.view.now = self._now()
             self.scheduler.on_complete(trial, trial.last_result, self.view)
             self.searcher.observe(trial.id, trial.last_result.metrics if trial.last_result else {}, True)
             self._notify("on_trial_error" if trial.status is TrialStatus.ERROR else "on_trial_complete", trial)

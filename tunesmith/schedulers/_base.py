@@ -78,9 +78,12 @@ class SchedulerView(Record):
 
     Attributes:
         trials: every trial by id (the controller's own objects: do not mutate).
-        now: seconds since the experiment started, on the controller's clock.
+        now: seconds since the experiment started, on the controller's clock; after a resume the time earlier
+            drivers ran counts too (as ``time_budget_s`` counts it), and the replay of the stored results is shown
+            the time the resume starts at.
         total_resources: what the executor can run at once, e.g. ``{"cpu": 8, "gpu": 2}``.
-        deadline_s: the experiment's ``time_budget_s`` if any (after a resume: what earlier drivers left of it).
+        deadline_s: the experiment's ``time_budget_s`` if any, on the same clock (``deadline_s - now`` is what
+            is left of it).
     """
 
     trials: dict[int, TrialView]

@@ -8,8 +8,8 @@ Gaussian-process bandit fitted to the whole population's recent progress.
 
 The data: at each perturbation point of every trial, one point ``(tau, x) -> y`` where ``tau`` is the
 trial's time in perturbation intervals, ``x`` its bounded hyperparameters mapped to [0, 1] (linearly, or
-logarithmically for a ``ts.loguniform`` bound) and ``y`` the change of its score (the metric signed so
-that higher is better) since its previous perturbation point, per interval. Only the latest
+logarithmically for a ``ts.loguniform`` or ``ts.lograndint`` bound) and ``y`` the change of its score (the
+metric signed so that higher is better) since its previous perturbation point, per interval. Only the latest
 ``max_data`` points are kept.
 
 The model: a GP on standardised ``y`` with the paper's time-varying kernel::
@@ -59,11 +59,15 @@ _GP_STARTS = ((0.3, 1.0, 0.1, 0.05), (1.0, 1.0, 0.5, 0.1), (0.1, 2.0, 0.01, 0.01
 
 @dataclass(frozen=True)
 class _Bound:
+    """A bounded key: ``low``/``high`` inclusive (an integer domain's ``high - 1``), ``log`` for a log scale, and
+    whether proposals are whole numbers: ``True`` (``ts.randint``, ``ts.lograndint``), ``False`` (``ts.uniform``,
+    ``ts.loguniform``), ``None`` (a ``[low, high]`` list: as the explored config's value, ``_whole``)."""
+
     path: tuple[str, ...]
     low: float
     high: float
     log: bool
-    integer: bool
+    integer: bool | None
 
     def to_unit(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
@@ -75,14 +79,24 @@ class _Bound:
             u = (v - self.low) / (self.high - self.low)
         return min(max(u, 0.0), 1.0)
 
-    def from_unit(self, u: float) -> float | int:
+    def from_unit(self, u: float, like: Any = None) -> float | int:
+        """The value at ``u`` in [0, 1]; a whole number for an integer domain, or for a list bound when ``like``
+        (the explored config's value) is an int and a whole number lies within the bounds."""
         u = min(max(float(u), 0.0), 1.0)
         if self.log:
             v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
         else:
             v = self.low + u * (self.high - self.low)
         v = min(max(v, self.low), self.high)
-        return int(round(v)) if self.integer else v
+        whole = self.integer if self.integer is not None else _whole(like)
+        if whole and math.ceil(self.low) <= math.floor(self.high):
+            return min(max(int(round(v)), math.ceil(self.low)), math.floor(self.high))
+        return v
+
+
+def _whole(value: Any) -> bool:
+    """Whether a config value is an int (not a bool): Ray Tune's PB2 proposes ints for those keys."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass
@@ -102,9 +116,13 @@ class PB2(PBT):
     Args:
         perturbation_interval: how much ``time_attr`` passes between a trial's perturbation points.
         hyperparam_bounds: key (or ``"a/b"`` path, or a nested dict of them, as in PBT's
-            ``hyperparam_mutations``) -> ``[low, high]`` (a linear scale; two ints give ints) or
-            ``ts.uniform(low, high)`` / ``ts.loguniform(low, high)`` (a log scale). Only these keys are
-            explored; every other key keeps the source's value.
+            ``hyperparam_mutations``) -> ``[low, high]`` (a linear scale), ``ts.uniform(low, high)``,
+            ``ts.loguniform(low, high)`` (a log scale), ``ts.randint(low, high)`` or
+            ``ts.lograndint(low, high)`` (whole numbers, ``high`` excluded as the domains draw them). A
+            ``ts.uniform``/``ts.loguniform`` bound gives floats whatever its literals (``ts.uniform(0, 1)``
+            proposes 0.37); a list gives floats too, except for a key whose value in the explored config is an
+            int (a batch size), which gets ints, as in Ray Tune's PB2. Only these keys are explored; every
+            other key keeps the source's value.
         quantile_fraction: the share of the population in each quantile, in (0, 0.5].
         seed: seed of the scheduler's random generators; ``None`` draws one at construction.
         time_attr: the progress counter perturbation points are measured in.
@@ -192,7 +210,7 @@ class PB2(PBT):
         tau = t / self._interval
         u = self._select(tau)
         for bound, value in zip(self._bounds, u):
-            _set(new, bound.path, bound.from_unit(float(value)))
+            _set(new, bound.path, bound.from_unit(float(value), _get(config, bound.path)[1]))
         if trial_id >= 0:
             self._pending[trial_id] = (tau, tuple(float(v) for v in u))
         return new
@@ -297,25 +315,37 @@ def _check_bounds(bounds: Any) -> list[_Bound]:
     """The bounds in order, nested dicts walked as PBT walks ``hyperparam_mutations`` (``"a/b"`` paths and nested
     dicts name the same keys)."""
     if not isinstance(bounds, Mapping) or not bounds:
-        raise ConfigError(f"hyperparam_bounds: PB2 expects a non-empty dict of key -> [low, high], ts.uniform or "
-                          f"ts.loguniform (or a nested dict of them); got {bounds!r}")
+        raise ConfigError(f"hyperparam_bounds: PB2 expects a non-empty dict of key -> [low, high], ts.uniform, "
+                          f"ts.loguniform, ts.randint or ts.lograndint (or a nested dict of them); got {bounds!r}")
     out = []
     for path, spec in _flatten(bounds, (), "hyperparam_bounds", ("bounds", "bounded")):
         key = "/".join(path)
-        log = False
+        kind = type(spec).__name__
+        integer: bool | None = None  # a list: continuous bounds, whole numbers where the config's value is an int
         if isinstance(spec, (list, tuple)) and len(spec) == 2:
             low, high = spec
-        elif type(spec).__name__ in ("Uniform", "LogUniform") and hasattr(spec, "low"):
-            low, high, log = spec.low, spec.high, type(spec).__name__ == "LogUniform"
+        elif kind in _DOMAINS and hasattr(spec, "low") and hasattr(spec, "high"):
+            low, high = spec.low, spec.high
+            integer = kind in ("RandInt", "LogRandInt")
         else:
-            raise ConfigError(f"hyperparam_bounds[{key!r}]: expected [low, high], ts.uniform(low, high) or "
-                              f"ts.loguniform(low, high); got {spec!r}")
+            raise ConfigError(f"hyperparam_bounds[{key!r}]: expected [low, high], ts.uniform(low, high), "
+                              f"ts.loguniform(low, high), ts.randint(low, high) or ts.lograndint(low, high); "
+                              f"got {spec!r}")
+        log = kind in ("LogUniform", "LogRandInt")
         for value in (low, high):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
                 raise ConfigError(f"hyperparam_bounds[{key!r}]: the bounds must be finite numbers; got {spec!r}")
+        if integer:
+            if not float(low) < float(high) - 1:  # high excluded, as the domain draws
+                raise ConfigError(f"hyperparam_bounds[{key!r}]: {spec!r} holds one value or none (high is "
+                                  f"excluded): nothing to explore")
+            high = float(high) - 1
         if not float(low) < float(high) or (log and float(low) <= 0):
             raise ConfigError(f"hyperparam_bounds[{key!r}]: expected low < high{' and low > 0' if log else ''}; "
                               f"got {spec!r}")
-        integer = all(isinstance(v, numbers.Integral) for v in (low, high)) and not log
         out.append(_Bound(path, float(low), float(high), log, integer))
     return out
+
+
+# the search-space domains a bound may be, by class name: continuous, then integer (high excluded)
+_DOMAINS = ("Uniform", "LogUniform", "RandInt", "LogRandInt")

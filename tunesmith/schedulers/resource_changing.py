@@ -42,6 +42,21 @@ def _check_resources(owner: str, name: str, resources: Any) -> dict[str, float]:
     return {k: float(v) for k, v in resources.items()}
 
 
+def _request(resources: Any, trial: TrialView) -> dict[str, float]:
+    """``allocate_fn``'s request as ``run(resources=...)`` takes one (``executors.resources.normalize``: a CPU
+    unless it says otherwise; ``{"cpu": 0}`` alone, which would hold nothing, is refused), keeping the keys it
+    gave. The controller checks that it fits the executor (``Controller._resize``)."""
+    from tunesmith.executors.resources import normalize
+
+    checked = _check_resources("ResourceChanging", "allocate_fn", resources)
+    try:
+        request = normalize(checked)
+    except ConfigError as e:
+        raise ConfigError(f"allocate_fn: ResourceChanging's allocate_fn asked for {resources!r} for {trial.name}: "
+                          f"{e}") from None
+    return {k: v for k, v in request.items() if k in checked or v}
+
+
 class _Wrapper(Scheduler):
     """Passes every hook, the extra ones included, to ``self._inner``."""
 
@@ -92,8 +107,11 @@ class ResourceChanging(_Wrapper):
 
     Args:
         scheduler: the scheduler that decides continue/stop.
-        allocate_fn: ``(trial, view) -> dict | None``; ``None`` keeps the trial's resources. Must be
-            pure (no I/O, no wall clock), like a scheduler.
+        allocate_fn: ``(trial, view) -> dict | None``; ``None`` keeps the trial's resources. A dict is a
+            request as ``run(resources=...)`` takes one (``{"gpu": 1}`` holds a CPU too; ``{"cpu": 0}`` alone
+            is refused with a ``ConfigError``), and one the executor could never meet (more CPUs than the
+            machine has, a GPU where there is none) ends the experiment with a ``ConfigError`` naming
+            ``allocate_fn``, the trial and the request. Must be pure (no I/O, no wall clock), like a scheduler.
     """
 
     def __init__(self, scheduler: Scheduler, allocate_fn: AllocateFn) -> None:
@@ -123,7 +141,7 @@ class ResourceChanging(_Wrapper):
         wanted = self.allocate_fn(trial, view)
         if wanted is None:
             return CONTINUE
-        wanted = _check_resources("ResourceChanging", "allocate_fn", wanted)
+        wanted = _request(wanted, trial)
         if _normalized(wanted) == _normalized(trial.resources):
             return CONTINUE
         self._resize[trial.id] = wanted
