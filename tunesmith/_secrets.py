@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterable, Sequence
+import string
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 MASK = "***"
@@ -29,9 +30,16 @@ _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 _KEY_WORD = ("key", "keys", "token", "tokens")
 STRONG, WEAK = 2, 1  # how secret a key looks (0: not)
 # ``scheme://user:password@host`` (the password may hold '/' or '@': it ends at the '@' before the host)
-# and ``scheme://TOKEN@host``. The host is what follows the last '@' before the path.
-_URL_AUTH = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/?#@:]*)(?::(?P<pw>\S*?))?"
-                       r"@(?=[^\s/?#@]*(?:[\s/?#]|$))")
+# and ``scheme://TOKEN@host``. The host is what follows the last '@' before the path. :func:`_url_auths` finds
+# them as ``re.finditer`` would find this pattern, in linear time: the pattern itself rescans a long run of letters
+# from each of its positions for a "://" (a 50 KB DNA sequence in a config: a second per call; 2 MB, extrapolated:
+# half an hour), and each "://" for a valid '@' to the end of the text.
+#   (?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/?#@:]*)(?::(?P<pw>\S*?))?@(?=[^\s/?#@]*(?:[\s/?#]|$))
+_LETTERS = frozenset(string.ascii_letters)
+_SCHEME_CHARS = _LETTERS | frozenset(string.digits + "+.-")
+_USER_END = re.compile(r"[\s/?#@:]")
+_AT_OR_SPACE = re.compile(r"[@\s]")
+_HOST_END = re.compile(r"[\s/?#@]")
 _BEARER = re.compile(r"(?P<word>\bbearer\s+)(?P<token>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 # A known secret shorter than this is not replaced inside free text (error messages): replacing "42" in a
 # traceback would mangle every line number; such a value is still masked in the config itself.
@@ -73,17 +81,64 @@ def _hidden(value: Any, level: int) -> bool:
     return level >= STRONG or not isinstance(value, (int, float))
 
 
-def _mask_url(match: re.Match[str]) -> str:
-    if match["pw"] is not None:
-        return f"{match['scheme']}{match['user']}:{MASK}@"
-    return f"{match['scheme']}{MASK}@"  # https://TOKEN@host
+def _host_follows(text: str, at: int) -> bool:
+    """The '@' at ``at`` ends a URL's user part: what follows it up to whitespace, '/', '?', '#' or the end holds
+    no other '@'."""
+    end = _HOST_END.search(text, at + 1)
+    return end is None or text[end.start()] != "@"
+
+
+def _url_auths(text: str) -> Iterator[tuple[int, int, str, str, str | None]]:
+    """``(start, end, scheme, user, password)`` of each ``scheme://user:password@`` (password None for
+    ``scheme://TOKEN@``) in ``text``, left to right, as the pattern above matches them; each character is looked
+    at a bounded number of times."""
+    floor = 0  # where the last match ended: the next one starts here or later
+    colons = text.find("://")
+    while colons >= 0:
+        start = colons
+        while start > floor and text[start - 1] in _SCHEME_CHARS:  # the run of scheme characters before "://"
+            start -= 1
+        while start < colons and text[start] not in _LETTERS:  # a scheme starts with a letter
+            start += 1
+        next_from = colons + 1
+        if start < colons:
+            user_from = colons + 3
+            stop = _USER_END.search(text, user_from)
+            user_end = len(text) if stop is None else stop.start()
+            mark = text[user_end] if user_end < len(text) else ""
+            if mark == ":":  # a password: up to the first '@' that a host follows, never past whitespace
+                at = user_end + 1
+                while (found := _AT_OR_SPACE.search(text, at)) is not None and text[found.start()] == "@":
+                    if _host_follows(text, found.start()):
+                        break
+                    at = found.start() + 1
+                if found is not None and text[found.start()] == "@":
+                    end = found.start() + 1
+                    yield start, end, text[start:colons + 3], text[user_from:user_end], text[user_end + 1:end - 1]
+                    floor = next_from = end
+                else:  # no such '@' before whitespace: no "://" before that whitespace can match either
+                    next_from = len(text) if found is None else found.start()
+            elif mark == "@" and _host_follows(text, user_end):
+                yield start, user_end + 1, text[start:colons + 3], text[user_from:user_end], None
+                floor = next_from = user_end + 1
+        colons = text.find("://", next_from)
+
+
+def _mask_urls(text: str) -> str:
+    parts: list[str] = []
+    done = 0
+    for start, end, scheme, user, password in _url_auths(text):
+        # https://user:***@host, https://***@host (a token)
+        parts += [text[done:start], scheme, MASK if password is None else f"{user}:{MASK}", "@"]
+        done = end
+    return "".join(parts) + text[done:] if parts else text
 
 
 def mask_string(text: str) -> str:
     """``text`` with URL passwords and tokens (``scheme://user:pw@host``, ``https://TOKEN@host``) and
     ``Bearer <token>`` replaced by ``***``."""
-    if "@" in text:
-        text = _URL_AUTH.sub(_mask_url, text)
+    if "@" in text and "://" in text:
+        text = _mask_urls(text)
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(lambda m: f"{m['word']}{MASK}", text)
     return text
@@ -138,8 +193,8 @@ def secret_strings(config: Any) -> set[str]:
         elif _hidden(value, max(secret, secrecy(key))):
             found.add(str(value))
         elif isinstance(value, str):
-            for m in _URL_AUTH.finditer(value):
-                found.add(m["pw"] if m["pw"] is not None else m["user"])
+            if "@" in value and "://" in value:
+                found.update(user if password is None else password for *_, user, password in _url_auths(value))
             for m in _BEARER.finditer(value):
                 found.add(m["token"])
 

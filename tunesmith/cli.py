@@ -206,7 +206,7 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
                              one_line=True), err=True)
         sys.exit(1)
     if result.status == "failed":
-        click.echo(f"error: experiment {result.name} failed", err=True)
+        click.echo(printable(f"error: experiment {result.name} failed", one_line=True), err=True)
         sys.exit(1)
 
 
@@ -740,16 +740,16 @@ def _sorted_trials(rs: Any, trials: list[Any], sort_key: str | None) -> tuple[li
         if found is not _ABSENT:
             return found
         flat = flatten(t.config)
-        return flat.get(sort_key[7:] if sort_key.startswith("config/") else sort_key)
+        return flat.get(sort_key[7:] if sort_key.startswith("config/") else sort_key, _ABSENT)
 
     keyed = [(value(t), t) for t in trials]  # each trial's value found once (`show --watch` ranks every draw)
-    known = [(v, t) for v, t in keyed if _sortable(v)]
+    known = [(v, t) for v, t in keyed if v is not _ABSENT and _sortable(v)]
     if not known and trials and sort_key in rs.metrics:
         return sorted(trials, key=lambda t: t.id), f"no trial has reported {sort_key!r} yet: sorted by id"
-    if not known and trials:
+    if not known and trials and all(v is _ABSENT for v, _t in keyed):  # a key some trial has (None, NaN) is taken
         raise ConfigError(f"--sort: no trial has {sort_key!r} (a metric, a config key, 'id', 'status' or "
                           "'iteration')")
-    missing = [t for v, t in keyed if not _sortable(v)]
+    missing = [t for v, t in keyed if v is _ABSENT or not _sortable(v)]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _t in known)
     known.sort(key=lambda p: (p[0] if numeric else str(p[0]), p[1].id), reverse=descending)
     return [t for _v, t in known] + missing, None
@@ -819,7 +819,7 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
         plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs, x=x, final=final)
     except OSError as e:
         raise _unwritable(e, output or path, "-o" if output else None, "-o FILE") from e
-    click.echo(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})")
+    click.echo(printable(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})", one_line=True))
 
 
 def _unwritable(e: OSError, path: str, option: str | None, instead: str) -> Exception:
@@ -967,10 +967,11 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     # the folder found is the experiment resumed (its name is the folder's, whatever name is stored in it)
     result = _run.run(fn, name=os.path.basename(rs.path), storage_path=os.path.dirname(rs.path), resume=True,
                       verbose=verbose, **kwargs)
-    click.echo(f"experiment {result.name}: {len(result.trials)} trials ({_counts(result.trials)}); "
-               f"folder {result.path}")
+    click.echo(printable(f"experiment {result.name}: {len(result.trials)} trials ({_counts(result.trials)}); "
+                         f"folder {result.path}", one_line=True))
     if result.errors or result.status == "failed":
-        click.echo(f"error: {len(result.errors)} trial(s) failed (tunesmith show {result.name})", err=True)
+        click.echo(printable(f"error: {len(result.errors)} trial(s) failed (tunesmith show {result.name})",
+                             one_line=True), err=True)
         sys.exit(1)
 
 
@@ -1094,7 +1095,7 @@ def _confirm_stored(name: str, stored: list[_Stored], trusted: bool) -> None:
     it = "it" if len(stored) == 1 else "them"
     if not click.confirm(f"Experiment {name!r} was run with {named} (named in its store). Import and run {it}? "
                          "Only if you trust whoever made this folder", default=False):
-        click.echo(f"not resumed: {ways}", err=True)
+        click.echo(printable(f"not resumed: {ways}", one_line=True), err=True)
         sys.exit(1)
 
 
@@ -1201,14 +1202,14 @@ def trust(name: str, storage_path: str | None, yes: bool) -> None:
         raise ConfigError(f"experiment {name!r} is running (its driver is alive); trust it after it stopped")
     folders = _checkpoint_folders(rs.path)
     if not folders:
-        click.echo(f"experiment {name!r} has no checkpoints in {rs.path}")
+        click.echo(printable(f"experiment {name!r} has no checkpoints in {rs.path}", one_line=True))
         return
     if not yes and not sys.stdin.isatty():
         raise ConfigError(f"tunesmith trust {name}: not on a terminal, so not asked; pass --yes to sign the "
                           f"{len(folders)} checkpoints of {rs.path}")
-    if not yes and not click.confirm(
+    if not yes and not click.confirm(printable(
             f"Sign the {len(folders)} checkpoints of {rs.path} with your key? Their pickles then load like your "
-            "own: only for a folder whose origin you trust", default=False):
+            "own: only for a folder whose origin you trust", one_line=True), default=False):
         click.echo("not signed", err=True)
         sys.exit(1)
     signed, damaged = 0, []
@@ -1217,10 +1218,11 @@ def trust(name: str, storage_path: str | None, yes: bool) -> None:
             signed += resign(folder)
         except (CheckpointError, OSError) as exc:
             damaged.append(f"{os.path.relpath(folder, rs.path)} ({_one_line(exc)})")
-    click.echo(f"signed {signed} of {len(folders)} checkpoints of {rs.path} "
-               f"({len(folders) - signed - len(damaged)} were signed by your key already)")
+    click.echo(printable(f"signed {signed} of {len(folders)} checkpoints of {rs.path} "
+                         f"({len(folders) - signed - len(damaged)} were signed by your key already)", one_line=True))
     if damaged:
-        click.echo(f"error: {len(damaged)} damaged checkpoint(s) left unsigned: {'; '.join(damaged)}", err=True)
+        click.echo(printable(f"error: {len(damaged)} damaged checkpoint(s) left unsigned: {'; '.join(damaged)}",
+                             one_line=True), err=True)
         sys.exit(1)
 
 

@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 from tunesmith._layout import STORE_FILE, from_stored, to_stored
 
@@ -112,6 +112,18 @@ class ResultRow(NamedTuple):
     timestamp: float
     metrics: str  # JSON, without the automatic keys (result_dict adds them)
     generation: int = 0  # bumped by each PBT exploit of the trial
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_of(path: str) -> type[ResultRow]:
+    """ResultRow of the store at ``path``: the rows a store reads name their file (``store``, a class attribute: no
+    cost per row) in :func:`result_dict`'s message about a damaged one. Pickled and copied as a ResultRow."""
+
+    def reduce(row: ResultRow) -> tuple[Any, ...]:
+        return ResultRow._make, (tuple(row),)
+
+    return cast("type[ResultRow]", type("ResultRow", (ResultRow,), {"__slots__": (), "store": path,
+                                                                    "__reduce__": reduce}))
 
 
 # rows of 6 values per INSERT statement, within SQLite's limit on bound variables (999 before 3.32)
@@ -557,9 +569,9 @@ class Store:
                 unreadable.append(tid)
         better = min if mode == "min" else max
         for tid in unreadable:
-            for (metrics,) in self._db.execute(f"SELECT r.metrics FROM results r{join} WHERE r.trial_id = ? "
-                                               "AND NOT json_valid(r.metrics)", (tid,)):
-                decoded = json.loads(metrics)
+            for it, metrics in self._db.execute(f"SELECT r.iteration, r.metrics FROM results r{join} WHERE "
+                                                "r.trial_id = ? AND NOT json_valid(r.metrics)", (tid,)):
+                decoded = _object(metrics, functools.partial(_damaged_result, self.path, tid, it))
                 if feasible and not feasible_result(decoded):
                     continue
                 found = _real(decoded.get(key))
@@ -586,7 +598,7 @@ class Store:
             f"SELECT r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation FROM results r "
             f"INDEXED BY {name} WHERE {where} AND {value} < ''{kept} ORDER BY {value} "
             f"{'ASC' if mode == 'min' else 'DESC'}, r.iteration LIMIT 1", (trial_id, trial_id)).fetchone()
-        return None if row is None else ResultRow._make(row)
+        return None if row is None else _rows_of(self.path)._make(row)
 
     @_reading
     def best_overall(self, key: str, mode: str) -> ResultRow | None:
@@ -612,11 +624,12 @@ class Store:
         if top is not None:
             row = self._db.execute(f"SELECT {cols}{source} WHERE {value} = ? ORDER BY r.trial_id, r.generation, "
                                    "r.iteration LIMIT 1", (top[0],)).fetchone()
-            candidates.append((top[0], ResultRow._make(row)))
+            candidates.append((top[0], _rows_of(self.path)._make(row)))
         for row in self._db.execute(f"SELECT {cols}{source} WHERE {value} = '{_UNREADABLE}'"):
-            found = _real(json.loads(row[4]).get(key))
+            decoded = _object(row[4], functools.partial(_damaged_result, self.path, row[0], row[1], row[5]))
+            found = _real(decoded.get(key))
             if found is not None:
-                candidates.append((found, ResultRow._make(row)))
+                candidates.append((found, _rows_of(self.path)._make(row)))
         if not candidates:
             return None
         sign = 1 if mode == "min" else -1
@@ -698,9 +711,9 @@ class Store:
         elif join:  # every trial's: trials first, then each one's rows by key, already in order (no sort)
             cur = self._db.execute(f"SELECT {cols} FROM trials t CROSS JOIN results r ON r.trial_id = t.id AND "
                                    "r.generation = t.generation ORDER BY t.id, r.iteration")
-            return list(map(ResultRow._make, cur))
+            return list(map(_rows_of(self.path)._make, cur))
         cur = self._db.execute(f"SELECT {cols} FROM results r{join}{where} ORDER BY {order}", args)
-        return list(map(ResultRow._make, cur))
+        return list(map(_rows_of(self.path)._make, cur))
 
     def result_chunks(self, size: int = 4096) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of :meth:`results` (all trials, current generations, by trial and iteration) as lists of up
@@ -755,7 +768,11 @@ class Store:
         # makes SQLite sort each trial's rows again
         order = " ORDER BY r.trial_id, r.generation, r.iteration" if self._generations else \
             " ORDER BY r.trial_id, r.iteration"
-        valid = ", json_valid(r.metrics)" if wanted else ", 1"
+        # a row SQLite reads as a JSON object (json_type after json_valid: measured no slower on a million rows);
+        # any other row is decoded here, and one that is not an object (a damaged store) is a StoreError naming
+        # it, not a row left out of every plot
+        readable = "CASE WHEN json_valid(r.metrics) THEN json_type(r.metrics) = 'object' ELSE 0 END"
+        valid = f", {readable}" if wanted else ", 1"
         sql = f"SELECT r.trial_id, r.iteration, r.time_total, r.timestamp{valid}{picks} FROM results r{join}{order}"
         dtype = [("trial_id", "i8"), ("it", "i8"), ("total", "f8"), ("stamp", "f8"), ("valid", "i8")]
         dtype += [(f"k{i}", "f8") for i in range(len(fast))]
@@ -767,12 +784,14 @@ class Store:
             out[key] = np.full(len(table), math.nan)
         redo = np.arange(len(table)) if slow else np.flatnonzero(table["valid"] == 0)
         if len(redo):
-            where = "" if slow else " WHERE NOT json_valid(r.metrics)"
-            texts = self._db.execute(f"SELECT r.metrics FROM results r{join}{where}{order}")
-            for at, (text,) in zip(redo.tolist(), texts):
-                decoded = json.loads(text)
+            where = "" if slow else f" WHERE NOT ({readable})"
+            generation = "r.generation" if self._generations else "0"  # schema 1: none
+            texts = self._db.execute(f"SELECT r.trial_id, r.iteration, {generation}, r.metrics FROM results r{join}"
+                                     f"{where}{order}")
+            for at, (tid, it, gen, text) in zip(redo.tolist(), texts):
+                decoded = _object(text, functools.partial(_damaged_result, self.path, tid, it, gen))
                 for key in wanted:
-                    v = decoded.get(key)
+                    v: Any = decoded.get(key)
                     kind = type(v)
                     out[key][at] = v if kind is float else _as_float(v) if kind is int else math.nan
         for key in wanted:
@@ -979,10 +998,17 @@ def _object(text: str, what: Callable[[], str]) -> dict[str, Any]:
     return value
 
 
+def _damaged_result(path: str | None, trial_id: int, iteration: int, generation: int = 0) -> str:
+    """What a damaged result row is called (as a damaged trial row: ``Store._damaged``)."""
+    of = f"iteration {iteration}" + (f" (generation {generation})" if generation else "")
+    return f"the experiment store {path or ''}{' ' if path else ''}is damaged: trial {trial_id}'s result of {of}"
+
+
 def result_dict(row: ResultRow) -> dict[str, Any]:
-    """A stored result row as the metrics dict the user sees (auto keys included)."""
-    out = _object(row.metrics, lambda: f"the experiment store is damaged: a result of trial {row.trial_id} "
-                                       f"(iteration {row.iteration})")
+    """A stored result row as the metrics dict the user sees (auto keys included); a ``StoreError`` naming the store
+    file (a row a :class:`Store` read), the trial and the iteration when its metrics are not a JSON object."""
+    out = _object(row.metrics, lambda: _damaged_result(getattr(row, "store", None), row.trial_id, row.iteration,
+                                                      row.generation))
     out["training_iteration"] = row.iteration
     out["time_total_s"] = row.time_total
     out["timestamp"] = row.timestamp
