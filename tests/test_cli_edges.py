@@ -313,3 +313,25 @@ def test_the_resume_hint_for_a_store_without_a_function_is_quoted_for_the_shell(
     args = shlex.split(command)
     assert args[:2] == ["tunesmith", "resume"] and name in args and "--fn" in args
     assert args.index(name) > args.index("--fn") if name.startswith("-") else args[2] == name
+
+
+def test_resume_on_a_ray_cluster_the_store_names_needs_the_users_confirmation(train_file: Any,
+                                                                              results_dir: Any) -> None:
+    """A store's backend record is data anyone could have written: `tunesmith resume` would send the trials (their
+    configs, the signing key) to the cluster it names. Refused without --trust-stored-fn (no terminal here), before
+    anything runs."""
+    pytest.importorskip("ray")
+    from tunesmith.store.sqlite import Store
+
+    ts.run(load_target(f"{train_file}:train"), {"lr": 0.5}, name="elsewhere", verbose=0)
+    folder = results_dir / "elsewhere"
+    store = Store(str(folder / "experiment.db"))
+    spec = store.meta()["spec"]
+    spec["backend"] = {"kind": "ray", "address": "ray://203.0.113.7:10001"}
+    with store.transaction() as db:
+        store.set_meta(db, "spec", spec)
+    store.close()
+    result = invoke("resume", "elsewhere", "--fn", f"{train_file}:train", "--storage-path", str(results_dir))
+    assert result.exit_code == 2, result.output
+    assert "ran on a RayBackend with address='ray://203.0.113.7:10001' (named in its store)" in result.output
+    assert ts.load(str(folder)).status == "finished"

@@ -452,6 +452,7 @@ def run(
             "max_failures": max_failures,
             "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
             "fn_file": script_of(fn),  # a function of a script run as `python train.py`: its file, for the hint
+            "backend": _backend_record(executor),  # `tunesmith resume` runs on the same kind (RayBackend: its args)
         }
         from tunesmith.trainable import end_at_done
 
@@ -534,6 +535,17 @@ def _recorded_warm_start(warm_dirs: list[str], root: str) -> list[str] | None:
     from tunesmith._warm_start import recorded
 
     return recorded(warm_dirs, root)
+
+
+def _backend_record(executor: Executor) -> dict[str, Any]:
+    """The spec's record of the backend: ``{"kind": "local"}``, a RayBackend's plain arguments (``record``), or
+    another backend's class name (which `tunesmith resume` cannot build)."""
+    record = getattr(executor, "record", None)
+    if callable(record):
+        return cast(dict[str, Any], record())
+    from tunesmith.executors.local import LocalBackend
+
+    return {"kind": "local" if isinstance(executor, LocalBackend) else type(executor).__name__}
 
 
 def _bind_dashboard(options: dict[str, Any] | None, root: str, name: str) -> Any:

@@ -960,6 +960,7 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     for item in stored:  # checked as text: nothing imported yet
         item.check()
     _confirm_stored(name, stored, trust_stored_fn)
+    _confirm_backend(name, kwargs.get("backend"), trust_stored_fn)
     fn = load_target(target or fn_option or stored.pop(0).name)
     kwargs = _resolve(kwargs)
     if "restart_errored" in params:
@@ -1099,6 +1100,30 @@ def _confirm_stored(name: str, stored: list[_Stored], trusted: bool) -> None:
         sys.exit(1)
 
 
+def _confirm_backend(name: str, backend: Any, trusted: bool) -> None:
+    """Return once the user confirmed a Ray cluster or storage the store names (``--trust-stored-fn`` or yes at a
+    prompt on a terminal), as for a stored function: the store is data anyone could have written, and resuming
+    there sends the trials (their configs, the signing key) to that cluster and writes checkpoints to that
+    storage. A local Ray (``address`` None) or ``"auto"`` (this machine's, or ``$RAY_ADDRESS``) needs none."""
+    address, storage = getattr(backend, "address", None), getattr(backend, "storage", None)
+    named = []
+    if address not in (None, "auto"):
+        named.append(f"address={address!r}")
+    if storage is not None:
+        named.append(f"storage={storage!r}")
+    if not named or trusted:
+        return
+    what = f"a RayBackend with {' and '.join(named)} (named in its store)"
+    ways = ("confirm it with --trust-stored-fn, or resume from Python with a backend of yours: "
+            "tunesmith.run(..., resume=True, backend=tunesmith.RayBackend(...))")
+    if not sys.stdin.isatty():
+        raise ConfigError(f"experiment {name!r} ran on {what}; resume runs there only once you confirm: {ways}")
+    if not click.confirm(printable(f"Experiment {name!r} ran on {what}. Resume there? Only if you trust whoever "
+                                   "made this folder", one_line=True), default=False):
+        click.echo(printable(f"not resumed: {ways}", one_line=True), err=True)
+        sys.exit(1)
+
+
 def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dict[str, Any]:
     """``run`` arguments rebuilt from an experiment's stored spec (as ``run`` wrote it). Nothing is imported: a
     function or Stopper of the user's (``resources``, ``constraints``, ``stop``) is left as the ``_Stored`` name
@@ -1133,7 +1158,41 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
     for key in ("keep", "keep_by", "max_failures", "fail_fast", "ranks"):  # warm_start: run() reads its record
         if key in spec:
             out[key] = spec[key]
+    backend = _rebuild_backend(spec.get("backend"))
+    if backend is not None:
+        out["backend"] = backend
     return out
+
+
+def _rebuild_backend(record: Any) -> Any:
+    """The backend an experiment ran on, from its spec's record (``_run._backend_record``): ``None`` for the local
+    backend (and a store written before backends were recorded), a ``RayBackend`` built with the recorded
+    arguments. Never the local backend in place of another: a Ray experiment resumed on this machine's processes
+    would write its checkpoints beside the driver instead of to its ``storage=``.
+
+    Raises:
+        ConfigError: a backend that cannot be built from the record (one of the user's own, a RayBackend whose
+            ``init_kwargs`` or credentials were not stored); resume it from Python with that backend.
+    """
+    if not isinstance(record, dict) or record.get("kind") in (None, "local"):
+        return None
+    python = "tunesmith.run(..., resume=True, backend=...)"
+    if record.get("kind") != "ray":
+        raise ConfigError(f"the experiment ran on a backend of its own ({record.get('kind')!r}), which the command "
+                          f"line cannot build; resume it from Python with that backend: {python}")
+    from tunesmith.executors.ray import RayBackend
+
+    python = "tunesmith.run(..., resume=True, backend=tunesmith.RayBackend(...))"
+    left = record.get("not_recorded")
+    if left:
+        raise ConfigError(f"the experiment ran on a RayBackend whose {' and '.join(map(str, left))} the store does not "
+                          f"keep (they may hold credentials); resume it from Python with the same backend: {python}")
+    args = {k: v for k, v in record.items() if k in RayBackend.RECORDED}
+    try:
+        return RayBackend(**args)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"the experiment's RayBackend cannot be built again from its stored arguments ({exc}); "
+                          f"resume it from Python: {python}") from exc
 
 
 def _rebuild_stop(stop: Any) -> Any:

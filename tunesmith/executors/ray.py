@@ -151,16 +151,92 @@ def _close_failed_client_channel(exc: BaseException) -> None:
         tb = tb.tb_next
 
 
+def _process_local(fs: Any) -> bool:
+    """Whether an fsspec filesystem (or one it wraps: ``simplecache::memory://...``) keeps its files in this
+    process's memory, where no other process (a trial's actor, the driver) can see them."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    seen = 0
+    while fs is not None and seen < 8:
+        protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        if isinstance(fs, MemoryFileSystem) or "memory" in protocols:
+            return True
+        fs, seen = getattr(fs, "fs", None), seen + 1
+    return False
+
+
+def group_fits(bundles: list[dict[str, float]], nodes: list[dict[str, float]], strategy: str,
+               budget: int = 100_000) -> bool:
+    """Whether a placement group of ``bundles`` (Ray's resource names) can be placed on a cluster whose nodes
+    have ``nodes`` in all, with ``strategy``: ``STRICT_PACK`` puts every bundle on one node, ``STRICT_SPREAD``
+    each on a node of its own, ``PACK`` and ``SPREAD`` (best effort) wherever they fit. An exact search (bin
+    packing), cut short after ``budget`` steps: a group it could not decide on counts as fitting (a group that
+    may fit is never refused)."""
+    keys = {k for b in bundles for k in b}
+
+    def fits(bundle: dict[str, float], free: dict[str, float]) -> bool:
+        return all(free.get(k, 0.0) + _EPS >= v for k, v in bundle.items())
+
+    if strategy == "STRICT_PACK":
+        total: dict[str, float] = {}
+        for b in bundles:
+            for k, v in b.items():
+                total[k] = total.get(k, 0.0) + v
+        return any(fits(total, node) for node in nodes)
+    free = [{k: float(node.get(k, 0.0)) for k in keys} for node in nodes]  # only what the bundles use
+    size = {k: max(sum(n[k] for n in free), _EPS) for k in keys}
+    order = sorted(bundles, key=lambda b: sum(v / size[k] for k, v in b.items()), reverse=True)  # largest first
+    used = [False] * len(free)
+    steps = 0
+
+    class _TooLong(Exception):
+        pass
+
+    def place(i: int) -> bool:
+        nonlocal steps
+        if i == len(order):
+            return True
+        steps += 1
+        if steps > budget:
+            raise _TooLong
+        tried: set[tuple[Any, ...]] = set()
+        for j, node in enumerate(free):
+            if strategy == "STRICT_SPREAD" and used[j]:
+                continue
+            same = tuple(sorted(node.items()))
+            if same in tried or not fits(order[i], node):
+                continue  # a node like one tried already leads to the same placements
+            tried.add(same)
+            was = used[j]
+            for k, v in order[i].items():
+                node[k] -= v
+            used[j] = True
+            if place(i + 1):
+                return True
+            for k, v in order[i].items():
+                node[k] += v
+            used[j] = was
+        return False
+
+    try:
+        return place(0)
+    except _TooLong:
+        return True
+
+
 class RayBackend(Executor):
     """Run every trial as a Ray actor on a Ray cluster: ``tunesmith.run(..., backend=RayBackend(...))``, or
     ``backend="ray"`` for the defaults.
 
     Args:
-        address: ``None`` starts a local Ray (or uses the one this process already started with
-            ``ray.init``), ``"auto"`` joins the cluster this machine belongs to, ``"ray://host:10001"``
-            connects through Ray Client.
+        address: ``None`` starts a local Ray of the run's own (or uses the one this process already started
+            with ``ray.init``), even where ``RAY_ADDRESS`` is set or a ``ray start`` cluster runs on this machine;
+            ``"auto"`` joins the cluster this machine belongs to (``RAY_ADDRESS``, else the latest ``ray start``
+            here), ``"host:6379"`` that cluster's head (refused at once when nothing listens there),
+            ``"ray://host:10001"`` connects through Ray Client.
         num_cpus, num_gpus, resources, object_store_memory: for a local Ray started here (``address=None``),
-            what it offers; ignored when connecting to a cluster.
+            what it offers (whole numbers of CPUs and GPUs, non-negative custom amounts, bytes; checked here);
+            ignored when connecting to a cluster.
         init_kwargs: more arguments for ``ray.init`` (e.g. ``runtime_env={"working_dir": "."}`` to ship
             your code to a remote cluster).
         bundles: extra placement-group bundles per trial, for trials that start their own Ray tasks or
@@ -181,7 +257,8 @@ class RayBackend(Executor):
             checkpoints there directly, as ``<storage>/<experiment>-<8 hex digits of the experiment folder's
             path>/trials/<trial>/checkpoints/checkpoint_<iteration>`` (two experiments of one name never share
             one), instead of sending them to the driver; a restarted trial downloads its checkpoint from there.
-            A ``file://`` URL must name an absolute path (``file:///mnt/shared/ckpts``). The experiment
+            A ``file://`` URL must name an absolute path (``file:///mnt/shared/ckpts``); ``memory://`` (a
+            filesystem inside one process, which no actor shares with the driver) is refused. The experiment
             folder (the SQLite store, logs) stays on the driver. Credentials come from the usual places of that
             filesystem (environment, config files) on every node.
         grace_period_s: how long a stopped trial has to reach its next ``report()`` before its actor is
@@ -242,6 +319,42 @@ class RayBackend(Executor):
         self._addresses: dict[str, str | None] = {}  # Ray node id -> its IP (placements)
         self._cluster_at = -1e9
         self._ranks: int | None = None  # run(ranks=N): each rank's share is what must fit on a node
+        self._validate()  # a wrong argument is refused here, before Ray starts (and again at connect)
+
+    # the arguments an experiment's spec records (``record``), for `tunesmith resume` to build the backend again
+    RECORDED = ("address", "num_cpus", "num_gpus", "resources", "object_store_memory", "bundles", "placement_strategy",
+                "autoscaling", "max_pending_trials", "reuse_actors", "shared_storage", "grace_period_s",
+                "trial_timeout_s", "chunk_bytes", "storage", "sync_trial_files")
+
+    def record(self) -> dict[str, Any]:
+        """What an experiment's spec keeps of this backend: ``{"kind": "ray", ...}`` with the arguments of
+        ``RECORDED`` (plain values, checked by the constructor), so that ``tunesmith resume`` builds the same
+        backend. Never a secret: ``init_kwargs`` (a ``runtime_env`` may carry environment variables) and an address or
+        storage URL with credentials in it (``user:password@``) are not kept, only named in ``"not_recorded"``
+        (such an experiment is resumed from Python)."""
+        from urllib.parse import urlsplit
+
+        out: dict[str, Any] = {"kind": "ray"}
+        left = []
+        for name in self.RECORDED:
+            v = getattr(self, name)
+            if name in ("address", "storage") and isinstance(v, str) and "@" in urlsplit(v).netloc:
+                left.append(name)
+                continue
+            if name == "resources" and v is not None:
+                v = {k: float(x) for k, x in v.items()}
+            elif name == "bundles" and v is not None:
+                v = [{k: float(x) for k, x in b.items()} for b in v]
+            elif name in ("num_cpus", "object_store_memory", "chunk_bytes", "max_pending_trials") and v is not None:
+                v = int(v)
+            elif name in ("num_gpus", "grace_period_s", "trial_timeout_s") and v is not None:
+                v = float(v)
+            out[name] = v
+        if self.init_kwargs:
+            left.append("init_kwargs")
+        if left:
+            out["not_recorded"] = left
+        return out
 
     # -- connection -----------------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -284,11 +397,67 @@ class RayBackend(Executor):
                                   "checkpoints to a URL, shared_storage writes them into the experiment folder)")
             from tunesmith.checkpoint import storage_fs
 
-            storage_fs(self.storage, "RayBackend(storage=...)")  # fsspec and the protocol's package are here
+            fs, _path = storage_fs(self.storage, "RayBackend(storage=...)")  # fsspec and the protocol's package
+            if _process_local(fs):
+                raise ConfigError(f"RayBackend(storage={self.storage!r}): this filesystem lives inside one process "
+                                  "(fsspec's memory://): each trial's actor would write into its own memory, and "
+                                  "the driver, a retried trial and a later load() would find no checkpoint; pass a "
+                                  "URL every process and node reaches (s3://, gs://, file:///mnt/shared/...)")
         for name in ("grace_period_s", "trial_timeout_s"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
                 raise ConfigError(f"RayBackend({name}=...) must be a number of seconds >= 0, got {v!r}")
+        self._validate_sizes()
+
+    def _validate_sizes(self) -> None:
+        """``num_cpus``, ``num_gpus``, ``resources``, ``object_store_memory`` (what a local Ray started here offers)
+        checked as ``LocalBackend(total_resources=...)`` checks its own: Ray's own checks fail only once it is
+        starting, with an AssertionError or ValueError that names no argument of ours."""
+        import math
+        import numbers
+
+        from tunesmith.executors.resources import amounts
+
+        for name in ("num_cpus", "num_gpus"):
+            v: Any = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+                                  or v < 0 or v != math.floor(v)):
+                raise ConfigError(f"RayBackend({name}=...) must be a whole number >= 0 (what the local Ray started "
+                                  f"here offers), got {v!r}")
+        if self.resources is not None:
+            amounts(self.resources, "RayBackend(resources=...)", "{'accel': 4}")
+            for key in self.resources:
+                if key in ("cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"):
+                    arg = {"cpu": "num_cpus", "gpu": "num_gpus"}.get(key.lower(), key)
+                    raise ConfigError(f"RayBackend(resources=...) names {key!r}, which is not a custom resource: "
+                                      f"pass RayBackend({arg}=...) instead")
+        osm = self.object_store_memory
+        if osm is not None and (isinstance(osm, bool) or not isinstance(osm, numbers.Integral) or osm <= 0):
+            raise ConfigError(f"RayBackend(object_store_memory=...) must be a positive number of bytes (an integer), "
+                              f"got {osm!r}")
+
+    def _check_listening(self, timeout: float = 5.0) -> None:
+        """A ``host:port`` address (a cluster's GCS) must have something listening: Ray itself retries a closed port
+        for minutes ("Failed to connect to GCS") and answers SIGTERM slowly meanwhile. A TCP connection with a
+        short timeout tells at once."""
+        import socket
+
+        a = self.address
+        if not isinstance(a, str) or a == "auto" or "://" in a:
+            return  # "auto" is resolved by Ray; Ray Client (ray://) fails on its own after its retries
+        host, _, port_text = a.rpartition(":")
+        host = host.strip("[]")  # [::1]:6379
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ConfigError(f"RayBackend(address={a!r}): expected host:port (the head's GCS address, e.g. "
+                              f"'10.0.0.5:6379'), 'auto' or 'ray://host:10001'") from None
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as e:
+            raise ConfigError(f"RayBackend(address={a!r}): nothing answers at {host}:{port} ({e}); is the Ray head "
+                              f"running there (`ray start --head` prints its address)? Pass address='auto' to "
+                              f"join the cluster this machine belongs to, or None to start a local Ray") from None
 
     def connect(self) -> Any:
         """Connect to (or start) Ray; return the ``ray`` module. Called on first use; call it yourself
@@ -304,9 +473,15 @@ class RayBackend(Executor):
                 for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
                     if getattr(self, key) is not None:
                         kwargs.setdefault(key, getattr(self, key))
+            if self.address is None:
+                # a Ray of this run's own, as documented: ray.init() without an address would join the cluster
+                # RAY_ADDRESS names or the latest `ray start` on this machine (someone else's, maybe), and then
+                # refuse num_cpus=...; address="auto" is the way to join one
+                kwargs.setdefault("address", "local")
+            else:
+                kwargs["address"] = self.address
+                self._check_listening()
             try:
-                if self.address is not None:
-                    kwargs["address"] = self.address
                 ray.init(**kwargs)
             except BaseException as exc:
                 # a failed connection (Ray Client above all) leaves Ray's globals half set, and the
@@ -409,6 +584,43 @@ class RayBackend(Executor):
             raise ConfigError(f"{where} = {shown} fits on no single node "
                               f"of the Ray cluster; a trial asking for it could never start (pass "
                               f"RayBackend(autoscaling=True) if the cluster grows)")
+        self._check_group(first)
+
+    def _check_group(self, first: dict[str, float]) -> None:
+        """Each bundle fits on a node (checked before); the trial's placement group as a whole must be placeable
+        too (``_create``: a rank's share per rank, or ``resources``, then the ``bundles=``), with
+        ``placement_strategy``: else Ray keeps the group pending, and the trial with it, forever."""
+        ranks = self._ranks if self._ranks is not None and self._ranks > 1 else None
+        group = [ray_resources(first)] * (ranks or 1) + self._bundles
+        if len(group) < 2 or group_fits(group, self._nodes, self.placement_strategy):
+            return
+        ours = {"CPU": "cpu", "GPU": "gpu"}
+        strategy = self.placement_strategy
+        what = (f"resources / ranks={ranks} for each of {ranks} ranks" if ranks else "resources") + (
+            f" + RayBackend(bundles={self.bundles})" if self.bundles else "")
+        total: dict[str, float] = {}
+        for b in group:
+            for k, v in b.items():
+                total[k] = total.get(k, 0.0) + v
+        why = ""
+        for k, v in total.items():
+            if strategy == "STRICT_PACK":
+                most = max((node.get(k, 0.0) for node in self._nodes), default=0.0)
+                if v > most + _EPS:
+                    why = f"{ours.get(k, k)!r} = {v:g} in all on one node, and the largest node has {most:g}"
+                    break
+            else:
+                have = sum(node.get(k, 0.0) for node in self._nodes)
+                if v > have + _EPS:
+                    why = f"{ours.get(k, k)!r} = {v:g} in all, and the whole Ray cluster has {have:g}"
+                    break
+        if not why and strategy == "STRICT_SPREAD" and len(group) > len(self._nodes):
+            why = f"{len(group)} bundles each on a node of its own, and the Ray cluster has {len(self._nodes)} nodes"
+        if not why:
+            why = f"its {len(group)} bundles {group}, and they fit on no combination of the nodes"
+        raise ConfigError(f"a trial's placement group ({what}, placement_strategy={strategy!r}) needs {why}: it "
+                          f"could never be placed and the trial never start (ask for less, or pass "
+                          f"RayBackend(autoscaling=True) if the cluster grows)")
 
     def _demand(self, resources: dict[str, float]) -> dict[str, float]:
         total = dict(ray_resources(resources))
