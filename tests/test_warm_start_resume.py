@@ -322,3 +322,17 @@ def test_add_samples_sets_the_searcher_up_again_with_the_recorded_sources(result
     [event] = [data for _s, _t, kind, _tid, data in result._store.events() if kind == "command"]
     assert event["applied"] is True, event
     assert caplog.text.count("OptunaSearch observed 3 of 3 finished earlier trials") == 2  # at the start, and again
+
+
+@pytest.mark.parametrize("backend", [{"kind": "ray", "address": None, "not_recorded": ["init_kwargs"]},
+                                     {"kind": "SimulatedBackend"}])
+def test_the_interrupt_hint_for_a_backend_the_command_line_cannot_build_is_the_python_call(results_dir: Any,
+                                                                                          backend: Any) -> None:
+    """`tunesmith resume` refuses an experiment whose backend it cannot build (a RayBackend with init_kwargs, a
+    backend of the user's own): the hint printed at Ctrl-C named that command anyway."""
+    from tunesmith._run import resume_hint
+
+    hint = resume_hint("E", quadratic, str(results_dir), {"backend": backend})
+    assert "tunesmith resume" not in hint and "tunesmith.run(..., name='E', resume=True)" in hint, hint
+    assert "backend" in hint
+    assert resume_hint("E", quadratic, str(results_dir), {"backend": {"kind": "local"}}).startswith("tunesmith resume")

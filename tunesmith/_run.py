@@ -601,6 +601,11 @@ def resume_hint(name: str, fn: Any, root: str, spec: dict[str, Any]) -> str:
     if cannot:
         return (f"{python} (the command line cannot import {', '.join(cannot)} by name: a lambda, a function "
                 f"defined inside another, or one of an interactive session; pass the same functions)")
+    backend = spec.get("backend")
+    if isinstance(backend, dict) and (backend.get("kind") not in (None, "local", "ray") or backend.get("not_recorded")):
+        # `tunesmith resume` refuses it (cli._rebuild_backend): a backend of your own, or a RayBackend with init_kwargs
+        # or credentials the store does not keep
+        return f"{python} with the same backend= (the command line cannot build it from the store)"
     return f"{resume_command(name, fn, root=root, spec=spec)}  (or {python})"
 
 
