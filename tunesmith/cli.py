@@ -1090,12 +1090,19 @@ def _confirm_stored(name: str, stored: list[_Stored], trusted: bool) -> None:
     own = ", ".join(f"{item.option} MODULE_OR_FILE:{'FN' if item.option != '--stop' else 'OBJ'}" for item in stored)
     ways = (f"name your own (tunesmith resume {name} {own}), or confirm the stored "
             f"{'one' if len(stored) == 1 else 'ones'} with --trust-stored-fn")
-    if not sys.stdin.isatty():
-        raise ConfigError(f"experiment {name!r} was run with {named} (named in its store); resume runs only what "
-                          f"you name or confirm: {ways}")
     it = "it" if len(stored) == 1 else "them"
-    if not click.confirm(f"Experiment {name!r} was run with {named} (named in its store). Import and run {it}? "
-                         "Only if you trust whoever made this folder", default=False):
+    _confirmed(f"experiment {name!r} was run with {named} (named in its store); resume runs only what you name or "
+               "confirm", f"Experiment {name!r} was run with {named} (named in its store). Import and run {it}?",
+               ways)
+
+
+def _confirmed(refusal: str, question: str, ways: str) -> None:
+    """Return once the user says yes to ``question`` at a prompt on a terminal; without a terminal, a ConfigError
+    (``refusal``: ``ways``); a no ends the command (status 1) saying ``ways``."""
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{refusal}: {ways}")
+    if not click.confirm(printable(f"{question} Only if you trust whoever made this folder", one_line=True),
+                         default=False):
         click.echo(printable(f"not resumed: {ways}", one_line=True), err=True)
         sys.exit(1)
 
@@ -1116,12 +1123,8 @@ def _confirm_backend(name: str, backend: Any, trusted: bool) -> None:
     what = f"a RayBackend with {' and '.join(named)} (named in its store)"
     ways = ("confirm it with --trust-stored-fn, or resume from Python with a backend of yours: "
             "tunesmith.run(..., resume=True, backend=tunesmith.RayBackend(...))")
-    if not sys.stdin.isatty():
-        raise ConfigError(f"experiment {name!r} ran on {what}; resume runs there only once you confirm: {ways}")
-    if not click.confirm(printable(f"Experiment {name!r} ran on {what}. Resume there? Only if you trust whoever "
-                                   "made this folder", one_line=True), default=False):
-        click.echo(printable(f"not resumed: {ways}", one_line=True), err=True)
-        sys.exit(1)
+    _confirmed(f"experiment {name!r} ran on {what}; resume runs there only once you confirm",
+               f"Experiment {name!r} ran on {what}. Resume there?", ways)
 
 
 def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dict[str, Any]:
