@@ -64,10 +64,11 @@ class Controller:
                  resources_fn: Any = None, constraints: Any = None, ranks: int | None = None) -> None:
         self.name = name
         self.exp_dir = exp_dir
-        created = store.meta().get("created")  # as ExperimentInfo.created reads it: the loggers' key is the same
-        created = float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
+        created = store.meta().get("created")
+        # when the store was created (ExperimentInfo.created: the loggers' experiment key is made of it)
+        self.created = float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
         # what the trial makes the experiment's key of (_names.experiment_key: hashed there, when a tool asks)
-        self.launch_env = {EXPERIMENT_ENV: json.dumps([os.path.basename(os.path.abspath(exp_dir)), created])}
+        self.launch_env = {EXPERIMENT_ENV: json.dumps([os.path.basename(os.path.abspath(exp_dir)), self.created])}
         self.fn = fn
         self.searcher = searcher
         self.scheduler = scheduler

@@ -79,8 +79,7 @@ class ExperimentInfo:
     @property
     def created(self) -> float | None:
         """When the experiment's store was created (epoch seconds; the same after a resume or a move)."""
-        created = self._c.store.meta().get("created")
-        return float(created) if isinstance(created, (int, float)) else None
+        return self._c.created  # read once, by the controller (the trials' experiment key is made of it too)
 
     def _result_keys(self, trial_id: int, before: int) -> dict[str, int]:
         """The keys of the stored results of ``trial_id`` (its current generation) before iteration ``before``,
