@@ -107,3 +107,40 @@ def test_a_rank_without_streams_ends_as_its_function_did(results_dir):
     assert "rank 1 was here" in _log(by[False])
     assert by[True].status == ts.TrialStatus.ERROR
     assert "rank 1 failed on purpose" in (by[True].error or ""), by[True].error  # its traceback, not only its code
+
+
+_OPENS_AFTER_THE_CLOSE = r"""
+import json, os, sys, time
+from tunesmith.executors._worker import _Output
+
+log = sys.argv[1]
+output = _Output()
+base = [os.fstat(fd).st_ino for fd in output.base]
+output.start(log)
+with output.lock:  # the copying thread cannot open the trial's file before the trial closes 1 and 2
+    os.write(2, b"err before closing\n")
+    os.close(1)
+    os.close(2)
+deadline = time.monotonic() + 30
+while output.fd is None and time.monotonic() < deadline:  # it opens the file on its own once the lock is free
+    time.sleep(0.001)
+opened_at = output.fd
+output.end()
+with open(log + ".result", "w") as f:
+    json.dump([opened_at, [os.fstat(fd).st_ino for fd in (1, 2)] == base], f)
+"""
+
+
+def test_the_trial_file_opened_after_a_trial_closed_1_and_2_is_not_the_workers_stdout(tmp_path):
+    # the trial closed descriptors 1 and 2 before the copying thread created its output.log: the file must not
+    # take descriptor 1 (end() put the worker's stdout there, then closed "the file", i.e. the worker's stdout;
+    # and while the thread opened it, end()'s dup2 onto that number failed with EBUSY and killed the worker)
+    import json
+    import subprocess
+
+    log = tmp_path / "output.log"
+    subprocess.run([sys.executable, "-c", _OPENS_AFTER_THE_CLOSE, str(log)], check=True, timeout=60)
+    opened_at, own_streams_back = json.loads((tmp_path / "output.log.result").read_text())
+    assert opened_at is not None and opened_at > 2, opened_at
+    assert own_streams_back  # descriptors 1 and 2 are the worker's own again, both open
+    assert log.read_text() == "err before closing\n"

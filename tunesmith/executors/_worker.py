@@ -17,6 +17,8 @@ Messages: pickled tuples over the socket (both ends are our own processes), tagg
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import os
 import pickle
@@ -217,8 +219,8 @@ class _Output:
         flush_quietly(sys.stderr)
         with self.lock:
             self.path = path
-        os.dup2(self.w, 1)
-        os.dup2(self.w, 2)
+            _dup2(self.w, 1)
+            _dup2(self.w, 2)
 
     def end(self) -> None:
         """Back to the process's stdout/stderr, once everything the trial printed is in its file. Never raises,
@@ -228,8 +230,9 @@ class _Output:
         for i, (name, _) in enumerate(self._NAMES):
             if getattr(sys, name, None) is not self.own[i]:  # replaced: what the trial printed before is its too
                 flush_quietly(self.own[i])
-        os.dup2(self.base[0], 1)
-        os.dup2(self.base[1], 2)
+        with self.lock:  # not while the copying thread opens the trial's file: that takes a number too
+            _dup2(self.base[0], 1)
+            _dup2(self.base[1], 2)
         self._put_back()  # after the descriptors: a stream made anew here needs descriptor 1 or 2 open
         with self.lock:
             self._drain()  # written before the switch: it is in the pipe now
@@ -274,7 +277,7 @@ class _Output:
         if self.path is not None and self.fd is None:
             try:
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self.fd = _above_std(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
             except OSError:
                 self.path = None  # e.g. the disk is full: to the worker's own output instead
         # between trials: output of a subprocess the last trial left running
@@ -285,6 +288,28 @@ class _Output:
                 view = view[os.write(target, view):]
             except OSError:
                 return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
+
+
+def _dup2(fd: int, target: int) -> None:
+    """``os.dup2``, again while Linux answers EBUSY: another thread of the trial is opening a file that took
+    ``target``'s number (the trial closed 1 or 2); the open completes, and ``target`` is then ours."""
+    while True:
+        try:
+            os.dup2(fd, target)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+
+
+def _above_std(fd: int) -> int:
+    """``fd`` moved above 0-2, where a trial that closed its standard descriptors let a new file land: the
+    worker puts its own stdout and stderr back on 1 and 2 when the trial ends, which would close that file."""
+    if fd > 2:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return moved
 
 
 def _closed(stream: Any) -> bool:
