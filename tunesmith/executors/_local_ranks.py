@@ -186,6 +186,8 @@ class RankGroup:
                     code = proc.poll()
                     if code is not None and code != 0 and self.failure is None:
                         self.failure = self._story(rank, proc.pid, code)
+                    elif code == 0:  # the watcher may not have seen it yet (it waits for this lock)
+                        self.returned.setdefault(rank, proc.pid)
                 if self.failure is None and self.returned:  # rank 0's collective may have failed for that
                     rank, pid = min(self.returned.items())
                     self.failure = (f"rank 0 failed after rank {rank} of {self.world} (pid {pid}) had returned (exit "
