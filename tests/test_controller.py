@@ -50,10 +50,11 @@ def make(tmp_path, fn=train, *, scheduler=None, executor=None, n=3, max_failures
 
 
 def stored(ctl):
-    """(trial rows by id, {trial: [(iteration, metrics)]}, [(kind, trial, data)]) as the store holds them."""
+    """(trial rows by id, {trial: [(iteration, metrics)]}, [(kind, trial, data)]) as the store holds them; the
+    events are the trials' (the driver's own "end" left out)."""
     rows = {rec["id"]: rec for rec in ctl.store.trials()}
     results = {tid: [(r.iteration, json.loads(r.metrics)) for r in ctl.store.results(tid)] for tid in rows}
-    events = [(kind, tid, data) for _seq, _t, kind, tid, data in ctl.store.events()]
+    events = [(kind, tid, data) for _seq, _t, kind, tid, data in ctl.store.events() if kind != "end"]
     return rows, results, events
 
 
@@ -70,6 +71,7 @@ def test_a_fresh_experiment_stores_every_result_once_and_ends_finished(tmp_path)
     assert ctl.num_results == 3 * ITERS and ctl.store.count_results() == 3 * ITERS
     assert ctl.best_so_far == (1, 0 + 1 / ITERS)
     assert ctl.store.meta()["status"] == "finished" and events == []
+    assert [(kind, data) for _s, _t, kind, _tid, data in ctl.store.events()] == [("end", {"status": "finished"})]
 
 
 class PauseOnce(Scheduler):

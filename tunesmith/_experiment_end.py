@@ -56,6 +56,9 @@ def set_status(ctl: EndHost, status: str) -> None:
             ctl._write_pending(db)
             ctl.store.set_meta(db, "status", status)
             ctl.store.set_meta(db, "ended", time.time())
+            # this driver's end among the events: a resume's time_budget_s counts the time it ran to here
+            # (Store.time_spent), not only to its last stored result (a stopped trial's last report is not stored)
+            ctl.store.log_event(db, "end", None, {"status": status})
     except Exception:  # noqa: BLE001
         log.exception("could not record the experiment's status")
         return
