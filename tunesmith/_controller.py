@@ -126,6 +126,9 @@ class Controller:
         # a resume's trials with results stored but never decided (``_replay``), each with whether an experiment-level
         # stopper stopped the trial there: decided before anything else (``_decide_undecided``)
         self._undecided: list[tuple[TrialView, list[tuple[Result, bool]]]] = []
+        # a resume's trials that end before anything starts (``_replay``: stopped from the dashboard, or stopping with
+        # an experiment that stays stopped), PAUSED until then, with their ``stop`` event's reason
+        self._stop_at_start: list[tuple[int, str]] = []
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
         # trials created since the last store transaction, with the time they were created
         self._new_rows: list[tuple[TrialView, float]] = []
@@ -324,6 +327,10 @@ class Controller:
 
     # -- loop ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        if self._stop_at_start:
+            stops, self._stop_at_start = self._stop_at_start, []
+            for reason in dict.fromkeys(reason for _tid, reason in stops):
+                self._terminate_paused([tid for tid, why in stops if why == reason], reason=reason)
         if self._undecided:
             self._decide_undecided()
         while True:

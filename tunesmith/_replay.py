@@ -10,7 +10,10 @@ were stored but never decided (its ``pause`` event says up to which iteration th
 scheduler here and left to the controller (``Controller._undecided``), which decides them first, as it would have,
 before the trial restarts or not. The controller then runs its loop as if it had never stopped.
 Experiment-level stoppers (``Stopper.stop_all``) see the stored results too: one that had ended the experiment
-ends the resumed one before anything starts.
+ends the resumed one before anything starts, as a ``stop_experiment`` from the dashboard does (its ``command``
+event); nothing runs again then, failed trials included (``restart_errored``), and the trials that were stopping
+when the driver died end with a ``stop`` event. A trial a ``stop_trial`` from the dashboard was applied to (its
+``command`` event, stored before the trial was told) whose end is not in the store ends where it is, not restarted.
 
 What the scheduler saw live is what it sees again: the results a PBT exploit superseded (an older generation)
 are replayed too, and each result comes with the config the trial had when it reported it (the original
@@ -60,6 +63,7 @@ class Replayable(LaunchHost, Protocol):
     _paused: set[int]
     _end_reason: str | None
     _stopping: bool
+    _stop_at_start: list[tuple[int, str]]
 
 
 def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
@@ -79,6 +83,7 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     events = ctl.store.events()
     exploits = _exploits(events)
     by_scheduler, decided_at = _pauses(events)
+    dashboard_stops, dashboard_ended = _dashboard_stops(events)
     # the results of a trial a pause of the whole run stopped that came after its last decided one (it has not run
     # since: still PAUSED), with whether an experiment-level stopper stopped the trial at each
     undecided: dict[int, list[tuple[Result, bool]]] = {}
@@ -188,6 +193,17 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         # it ended the experiment before (the interruption came before every trial had stopped): it still does
         ctl._end_reason = "a stop rule ended the experiment before it was resumed"
         ctl._stopping = True
+    elif dashboard_ended:  # stop_experiment, applied: kept as a stop rule's end is
+        ctl._end_reason = "the experiment was stopped from the dashboard before it was resumed"
+        ctl._stopping = True
+    if ctl._stopping:
+        # nothing runs again, the failed trials included (restart_errored): they stay ERROR; the trials that were
+        # stopping with the experiment when its driver died end now, as they would have (a ``stop`` event)
+        kept = [trial for trial in restarts if final[trial.id][1] is TrialStatus.ERROR]
+        if kept:
+            log.warning("resuming %s: %s; its %d failed trials are not run again (restart_errored)", ctl.name,
+                        ctl._end_reason, len(kept))
+        restarts = [trial for trial in restarts if final[trial.id][1] is not TrialStatus.ERROR]
     # every restart point is held above before retention sees the index: nothing a trial restarts
     # from is let go
     for tid, own, rows in indexed:
@@ -197,6 +213,14 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     clean_leftovers(ctl.exp_dir, known)  # keep=N bounds the disk after a crash too
     ctl._undecided = [(ctl.trials[tid], results) for tid, results in undecided.items()]
     for trial in restarts:
+        stopped = (trial.id in dashboard_stops and final[trial.id][1] is not TrialStatus.ERROR
+                   and trial.id not in undecided and trial.id not in waiting)
+        if stopped or (ctl._stopping and trial.id not in waiting and trial.id not in undecided):
+            # stopped from the dashboard (its command applied, its end not stored: the driver died before), or
+            # stopping with the experiment: it ends where it is, before anything starts (``Controller._loop``)
+            ctl._paused.add(trial.id)
+            ctl._stop_at_start.append((trial.id, "dashboard" if stopped else "experiment"))
+            continue
         if trial.id in waiting:
             ctl._paused.add(trial.id)  # PAUSED: restarted from its checkpoint when the scheduler chooses it
             continue
@@ -258,6 +282,22 @@ def _pauses(events: list[tuple[int, float, str, int | None, Any]]) -> tuple[set[
         if isinstance(data, dict) and type(data.get("decided")) is int:
             decided[tid] = data["decided"]
     return by_scheduler, decided
+
+
+def _dashboard_stops(events: list[tuple[int, float, str, int | None, Any]]) -> tuple[set[int], bool]:
+    """(the trials a ``stop_trial`` from the dashboard was applied to, whether a ``stop_experiment`` was applied), from
+    the ``command`` events (``dashboard._commands``: stored before the executor was told). A trial among them that is
+    not finished in the store was still stopping when its driver died."""
+    stopped: set[int] = set()
+    ended = False
+    for _seq, _when, kind, tid, data in events:
+        if kind != "command" or not isinstance(data, dict) or data.get("applied") is not True:
+            continue
+        if data.get("action") == "stop_trial" and tid is not None:
+            stopped.add(tid)
+        elif data.get("action") == "stop_experiment":
+            ended = True
+    return stopped, ended
 
 
 def _chosen(ctl: Replayable, trial: TrialView, held: set[int]) -> None:

@@ -425,6 +425,7 @@ def run(
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
         total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
+        total_time = time_budget_s  # the same for the seconds extend_time added
         before = store.meta() if resume else {}  # what a resume refused below puts back (_undo_resume)
         if resume:
             stored_spec = before.get("spec", {})
@@ -432,6 +433,7 @@ def run(
                              ranks)
             warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
             total_samples = _with_added_samples(store, num_samples)
+            total_time = _with_added_time(store, time_budget_s)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
             # so the resumed experiment continues the stream it replays
             if _adopt_drawn_seed(searcher, stored_spec.get("searcher")) or total_samples != num_samples:
@@ -470,7 +472,7 @@ def run(
             controller = Controller(
                 name=name, exp_dir=exp_dir, fn=fn, searcher=searcher, scheduler=scheduler, executor=executor,
                 store=store, metric=objective.metric, mode=objective.mode, num_samples=total_samples,
-                stop=stop_rules, time_budget_s=time_budget_s, max_concurrent=max_concurrent, resources=per_trial,
+                stop=stop_rules, time_budget_s=total_time, max_concurrent=max_concurrent, resources=per_trial,
                 callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
                 retention=retention, fail_fast=fail_fast, resources_fn=resources_fn, constraints=constraints,
                 ranks=ranks)
@@ -690,6 +692,21 @@ def _with_added_samples(store: Store, num_samples: int) -> int:
         return num_samples
     log.info("resume: num_samples %d + %d added from the dashboard", num_samples, added)
     return num_samples + added
+
+
+def _with_added_time(store: Store, time_budget_s: float | None) -> float | None:
+    """A resume's time budget: the run's own plus the seconds the dashboard added (``extend_time``, kept in the
+    store's meta); none without a budget of its own."""
+    from tunesmith.dashboard._commands import TIME_ADDED_KEY, added_time
+
+    meta = store.meta()
+    added = added_time(meta)
+    if time_budget_s is None or not added:
+        if time_budget_s is None and TIME_ADDED_KEY in meta:
+            log.info("resume: no time_budget_s: the %g s added from the dashboard do not apply", added)
+        return time_budget_s
+    log.info("resume: time_budget_s %g + %g s added from the dashboard", time_budget_s, added)
+    return time_budget_s + added
 
 
 def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, space_json: Any, searcher: Any,

@@ -22,6 +22,7 @@ import re
 import stat
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from tunesmith import _layout
@@ -214,6 +215,7 @@ def apply_commands(ctl: Any, inbox: CommandInbox, ended: bool = False) -> None:
     if not taken:
         return
     events: list[tuple[int | None, dict[str, Any]]] = []
+    then: list[Callable[[], None]] = []  # what the commands applied ask of the executor, after their events
     for command, ref, refused in taken:
         if command is None:
             log.warning("dashboard command refused: %s", refused)
@@ -221,12 +223,14 @@ def apply_commands(ctl: Any, inbox: CommandInbox, ended: bool = False) -> None:
             continue
         if refused is None and ended:
             refused = ENDED
-        applied, detail = (False, refused) if refused is not None else _apply(ctl, command)
+        applied, detail = (False, refused) if refused is not None else _apply(ctl, command, then)
         (log.info if applied else log.warning)("dashboard command %s: %s", command["action"], detail)
         events.append((command.get("trial_id"), {**command, "id": ref, "applied": applied, "detail": detail}))
     with ctl.store.transaction() as db:
         for trial_id, data in events:
             ctl.store.log_event(db, "command", trial_id, data)
+    for act in then:  # the stops, once the store says they were applied: a resume honours them from there
+        act()
 
 
 def end_commands(ctl: Any) -> None:
@@ -239,14 +243,17 @@ def end_commands(ctl: Any) -> None:
         log.exception("could not refuse the dashboard commands left at the end")
 
 
-def _apply(ctl: Any, command: dict[str, Any]) -> tuple[bool, str]:
+def _apply(ctl: Any, command: dict[str, Any], then: list[Callable[[], None]]) -> tuple[bool, str]:
+    """Apply ``command`` to the driver's state; what it asks of the executor (a stop) goes in ``then``, done once the
+    command's event is in the store (a resume reads the stops applied there: ``tunesmith._replay``)."""
     action = command["action"]
     if action == "stop_trial":
-        return _stop_trial(ctl, command["trial_id"])
+        return _stop_trial(ctl, command["trial_id"], then)
     if action == "stop_experiment":
         if ctl._stopping:
             return False, "the experiment is already stopping"
-        ctl._begin_stopping()
+        ctl._stopping = True  # the commands after it see it stopping; its trials are stopped once it is stored
+        then.append(ctl._begin_stopping)
         return True, f"stopping the experiment ({len(ctl._running)} running trials)"
     if action == "add_samples":
         if ctl._stopping:
@@ -257,15 +264,34 @@ def _apply(ctl: Any, command: dict[str, Any]) -> tuple[bool, str]:
         return False, "the experiment has no time budget to extend"
     if ctl._stopping:
         return False, "the experiment is already stopping"
-    ctl.time_budget_s += float(command["seconds"])
-    ctl.view.time_budget_s = ctl.time_budget_s
+    seconds = float(command["seconds"])
+    with ctl.store.transaction() as db:  # kept for a resume, which adds it to its own time_budget_s
+        added = ctl.store.meta().get(TIME_ADDED_KEY, 0)
+        ctl.store.set_meta(db, TIME_ADDED_KEY, (added if _is_number(added) else 0) + seconds)
+    ctl.time_budget_s += seconds
+    ctl.view.deadline_s = ctl.time_budget_s  # the schedulers' deadline (Deadline's too)
     return True, f"time budget now {ctl.time_budget_s:g} s"
 
 
-def _stop_trial(ctl: Any, tid: int) -> tuple[bool, str]:
-    """A running trial is stopped as a scheduler's Stop is (its worker confirms); a paused one, or one waiting to
-    start, ends now as a scheduler's stop of a paused trial does (``Controller._terminate_paused``: the store first,
-    then the scheduler and searcher hear it ended)."""
+TIME_ADDED_KEY = "time_budget_added"  # store meta: seconds added from the dashboard; a resume adds them to its own
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value > 0
+
+
+def added_time(meta: dict[str, Any]) -> float:
+    """The seconds ``extend_time`` added to the experiment's time budget (the store's meta), 0 for none."""
+    added = meta.get(TIME_ADDED_KEY)
+    return float(added) if isinstance(added, (int, float)) and _is_number(added) and added != float("inf") else 0.0
+
+
+def _stop_trial(ctl: Any, tid: int, then: list[Callable[[], None]]) -> tuple[bool, str]:
+    """A running trial is stopped as a scheduler's Stop is (its worker confirms), told to stop once the command's
+    event is stored (``then``): a driver that dies before the trial's end leaves the stop to the resume, which ends
+    the trial where it was (``tunesmith._replay``); a paused one, or one waiting to start, ends now as a scheduler's
+    stop of a paused trial does (``Controller._terminate_paused``: the store first, then the scheduler and searcher
+    hear it ended)."""
     from tunesmith.schedulers._base import Stop
 
     trial = ctl.trials.get(tid)
@@ -282,7 +308,7 @@ def _stop_trial(ctl: Any, tid: int) -> tuple[bool, str]:
             return False, f"{trial.name} is already being stopped or paused"
         ctl._actions[tid] = Stop()
         ctl._stop_reasons[tid] = "dashboard"  # the stop event's reason: not a scheduler's early stop in the plots
-        ctl.executor.stop(tid)
+        then.append(lambda: ctl.executor.stop(tid))
         return True, f"stopping {trial.name} at iteration {trial.iteration}"
     waiting = [launch for launch in ctl._pending_launch if launch.trial_id == tid]
     if tid not in ctl._paused and not waiting:

@@ -26,7 +26,7 @@ from tunesmith._errors import ConfigError
 from tunesmith._flat import flatten
 from tunesmith._objective import Objective
 from tunesmith._secrets import mask_result, mask_text, may_hold_text, secret_strings, shown
-from tunesmith.dashboard._commands import ADDED_KEY
+from tunesmith.dashboard._commands import ADDED_KEY, added_time
 from tunesmith.plots.lineage import lineage_graph
 from tunesmith.store.sqlite import Store, StoreError, _json_path
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP
@@ -176,7 +176,7 @@ class Experiments:
                 "created": created if isinstance(created, (int, float)) else None,
                 "age_s": time.time() - created if isinstance(created, (int, float)) else None,
                 "ended": ended if isinstance(ended, (int, float)) else None,
-                "time_budget_s": number(spec.get("time_budget_s")), "num_samples": _num_samples(spec, meta),
+                "time_budget_s": _time_budget(spec, meta), "num_samples": _num_samples(spec, meta),
                 "scheduler": (spec.get("scheduler") or {}).get("type") if isinstance(spec.get("scheduler"), dict)
                 else None, "metrics": metrics, "params": params}
 
@@ -388,8 +388,13 @@ class Experiments:
             exploits = db.execute("SELECT seq, time, kind, trial_id, data FROM events WHERE kind = 'exploit' "
                                   "ORDER BY seq LIMIT ?", (MAX_EVENTS,)).fetchall()
             placed = _placements(db)
-            logged = db.execute("SELECT trial_id, data FROM events WHERE kind = 'stop' ORDER BY seq")
-            stops = {tid: d for tid, data in logged if isinstance(d := json.loads(data or "null"), dict)}
+            logged = db.execute("SELECT seq, trial_id, data FROM events WHERE kind = 'stop' ORDER BY seq")
+            stops = {tid: (seq, d) for seq, tid, data in logged if isinstance(d := json.loads(data or "null"), dict)}
+            # the first stop_experiment from the dashboard applied: the trials "ended with the experiment" after it
+            halted = next((seq for seq, data in db.execute(
+                "SELECT seq, data FROM events WHERE kind = 'command' ORDER BY seq")
+                if isinstance(d := json.loads(data or "null"), dict) and d.get("action") == "stop_experiment"
+                and d.get("applied") is True), None)
             spec = store.meta().get("spec")
         scheduler = spec.get("scheduler") if isinstance(spec, dict) else None
         scheduler_name = str(scheduler.get("type")) if isinstance(scheduler, dict) and scheduler.get("type") else None
@@ -410,10 +415,11 @@ class Experiments:
                 reason = f"paused by the scheduler at iteration {e['iteration'] if e else it}"
             elif st == "ERROR":
                 reason = f"failed at iteration {e['iteration'] if e and e['iteration'] is not None else it}"
-            elif e is not None and e["kind"] == "command" and e.get("applied"):
-                reason = f"stopped from the dashboard at iteration {it}"
-            elif tid in stops:
-                reason = _stop_reason(stops[tid].get("reason"), scheduler_name, it)
+            elif tid in stops:  # the driver's own word (a dashboard command's event says it was sent, not how it ended)
+                seq, stop = stops[tid]
+                reason = _stop_reason(stop.get("reason"), scheduler_name, it)
+                if stop.get("reason") == "experiment" and halted is not None and seq > halted:
+                    reason = f"stopped from the dashboard with the experiment at iteration {it}"
             elif it < longest:  # a store written before the driver logged its stops
                 reason = f"stopped at iteration {it} (the scheduler or a stop rule; the longest ran {longest})"
             else:
@@ -517,6 +523,13 @@ def _num_samples(spec: dict[str, Any], meta: dict[str, Any]) -> Any:
     if isinstance(own, int) and own > 0 and isinstance(added, int) and not isinstance(added, bool) and added > 0:
         return own + added
     return own
+
+
+def _time_budget(spec: dict[str, Any], meta: dict[str, Any]) -> float | None:
+    """The time budget in force: the run's time_budget_s plus the seconds added from the dashboard
+    (``_commands.extend_time``)."""
+    own = number(spec.get("time_budget_s"))
+    return own + added_time(meta) if isinstance(own, (int, float)) else own
 
 
 def _objective(meta: dict[str, Any]) -> Objective:

@@ -97,6 +97,12 @@ class SchedulerView(Record):
         self._set(trials=trials, now=now, total_resources={} if total_resources is None else total_resources,
                   deadline_s=deadline_s)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Only its fields: a misspelt one (``view.time_budget_s = ...``) would change nothing a scheduler reads."""
+        if name not in self._fields:
+            raise AttributeError(f"SchedulerView has no field {name!r}; it has {list(self._fields)}")
+        self.__dict__[name] = value
+
 
 class Scheduler:
     """Base class: FIFO behaviour (every trial runs to its end) with all hooks as no-ops.
