@@ -334,3 +334,93 @@ def test_space_files_are_read_as_yaml_1_2(tmp_path: Any) -> None:
 def test_the_yaml_1_2_reading_leaves_pyyaml_itself_alone() -> None:
     assert yaml.safe_load("a: on\nb: 010\nc: 1:30\nd: 1e3") == {"a": True, "b": 8, "c": 90, "d": "1e3"}
     assert _Loader.yaml_implicit_resolvers is not yaml.SafeLoader.yaml_implicit_resolvers
+
+
+@pytest.mark.parametrize("text, value", [
+    ("0x_", "0x_"), ("0o_", "0o_"), ("0b_", "0b_"), ("-0x__", "-0x__"), ("0x_1f", 31), ("0b1_0", 2),
+])
+def test_a_base_prefix_without_digits_is_text(text: str, value: Any) -> None:
+    """YAML 1.2 reads ``0x_`` as text: its integers need a digit after ``0x``/``0o``/``0b``."""
+    assert parse_space_text(f"a: {text}", "s.yaml") == {"a": value}
+
+
+@pytest.mark.parametrize("text, where, expected", [
+    ("a: 1\nb: !!int 1:30\n", "line 2, column 4", "an integer"),
+    ("a:\n  b: !!float abc\n", "line 2, column 6", "a number"),
+    ("a: !!bool maybe\n", "line 1, column 4", "true or false"),
+    ("a: !!timestamp 2024-13-45\n", "line 1, column 4", "a date"),
+    ("a: !!timestamp nope\n", "line 1, column 4", "a date"),
+])
+def test_a_tagged_value_that_is_not_of_its_tag_names_the_line(text: str, where: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_space_text(text, "s.yaml")
+    message = str(info.value)
+    assert message.startswith("s.yaml: not valid YAML: ") and where in message and expected in message, message
+    assert "invalid literal" not in message
+
+
+def test_a_tagged_secret_that_is_not_of_its_tag_is_not_quoted() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_space_text("password: !!int hunter2hunter2\n", "s.yaml")
+    assert "hunter2" not in str(info.value) and "line 1, column 11" in str(info.value)
+
+
+@pytest.mark.parametrize("text, where, line", [
+    ('{"opt": {"lr": 1, "lr": 2}}', 'space["opt"]["lr"]', 1),
+    ('{\n  "a": 1,\n  "b": [{"x": 1},\n        {"x": 2,\n         "x": 3}]\n}', 'space["b"][1]["x"]', 5),
+    ('{"a": 1,\n "a": {"c": 1, "c": 2}}', 'space["a"]', 2),
+])
+def test_a_json_key_given_twice_names_its_key_path_and_line(tmp_path: Any, text: str, where: str,
+                                                             line: int) -> None:
+    path = tmp_path / "dup.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_space(str(path))
+    key = where.rsplit('["', 1)[1][:-2]
+    assert str(info.value) == f"{path}: {where}: key {key!r} is given twice (line {line}); give each key once"
+
+
+@pytest.mark.parametrize("name, text", [
+    ("s.json", '{"a": {"uniform": [0, 1]}}'), ("s.yaml", "a: {uniform: [0, 1]}\n"),
+])
+def test_a_utf8_bom_is_read_past(tmp_path: Any, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_space(str(path)) == {"a": uniform(0, 1)}
+    assert parse_space_text("\ufeff" + text, name, json_only=name.endswith(".json")) == {"a": uniform(0, 1)}
+
+
+def test_the_size_limit_names_aliases_only_where_they_were_used(tmp_path: Any) -> None:
+    """25,001 parameters of 4 values each, or a grid of 100,001 values: too many, but no alias to blame."""
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps({f"p{i}": {"uniform": [0, 1]} for i in range(25_001)}))
+    big = tmp_path / "big.yaml"
+    big.write_text("g: {grid: [" + ", ".join(map(str, range(100_001))) + "]}\n")
+    for path, where in ((many, "space"), (big, 'space["g"]')):
+        with pytest.raises(ConfigError) as info:
+            load_space(str(path))
+        message = str(info.value)
+        assert message.startswith(f"{path}: {where}: holds more than 100000 values") and "alias" not in message
+    fits = tmp_path / "fits.yaml"
+    fits.write_text("g: {grid: [" + ", ".join(map(str, range(99_990))) + "]}\n")
+    assert len(load_space(str(fits))["g"].values) == 99_990
+
+
+def test_a_huge_yaml_file_is_refused_before_it_is_built() -> None:
+    """70,000 parameters of a mapping each (140,001 values): refused while PyYAML composes the file, before a
+    Python object is made of each node."""
+    text = "".join(f"k{i}: {{a: 1}}\n" for i in range(70_000))
+    with pytest.raises(ConfigError, match=r'^s\.yaml: space: holds more than 100000 values'):
+        parse_space_text(text, "s.yaml")
+
+
+@pytest.mark.parametrize("text", [
+    "password: !!binary aGVsbG8gaHVudGVyMg==\n", "password: [!!binary aGVsbG8gaHVudGVyMg==]\n",
+    "db_password: !!timestamp 2024-01-01\n", "client_secret: !!set {hello hunter2: null}\n",
+    "api_key: !!binary aGVsbG8gaHVudGVyMg==\n",
+])
+def test_a_value_of_any_type_under_a_secret_key_is_masked_in_errors(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_space_text(text, "s.yaml")
+    message = str(info.value)
+    assert "hunter2" not in message and "2024" not in message and '"***"' in message, message

@@ -53,7 +53,7 @@ DOMAINS: dict[str, Any] = {
 }
 CONST = "const"
 _LISTS = {"choice": "options", "grid": "values"}
-MAX_VALUES = 100_000  # YAML aliases make a few hundred bytes repeat a list billions of times
+MAX_VALUES = 100_000  # a space file's values: YAML aliases make a few hundred bytes repeat a list billions of times
 MAX_DEPTH = 100
 
 
@@ -69,7 +69,24 @@ class _Loader(yaml.SafeLoader):
     Kept from PyYAML, as Python writes numbers: ``_`` between digits (``1_000``), ``0b`` binary, a sign before
     ``0x``/``0o``. ``null``/``~``/empty and ``<<`` merge keys are as before. The table is this class's own:
     ``yaml.SafeLoader`` keeps reading YAML 1.1.
+
+    A file of more nodes than a space of ``MAX_VALUES`` values can have is refused while it is composed, before a
+    Python object is made of each node (``_TooMany``).
     """
+
+    _nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # every node but the top mapping is a key or a value (an alias counts once here and its whole size as
+        # values), and a key has a value: more than 2 * MAX_VALUES + 1 nodes are more than MAX_VALUES values
+        self._nodes += 1
+        if self._nodes > 2 * MAX_VALUES + 1:
+            raise _TooMany(None, None, "too many values", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+class _TooMany(yaml.MarkedYAMLError):
+    """A YAML file with more values than ``MAX_VALUES``, found while it is composed."""
 
 
 # The class's own table (``add_implicit_resolver`` would append to a copy of SafeLoader's 1.1 one): SafeLoader's null
@@ -79,7 +96,7 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                               list("tTfF"))
-_INT = re.compile(r"^[-+]?(?:[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)$")
+_INT = re.compile(r"^[-+]?(?:[0-9][0-9_]*|0o_*[0-7][0-7_]*|0x_*[0-9a-fA-F][0-9a-fA-F_]*|0b_*[01][01_]*)$")
 _Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
 _FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
                     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
@@ -95,6 +112,26 @@ def _yaml_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _yaml_int)
+
+
+def _tagged(construct: Any, expected: str) -> Any:
+    """``construct`` for a scalar whose tag may be written explicitly (``!!int 1:30``): a value it cannot read is
+    an error naming the line and column and what the tag expected (not the value: it may be a secret)."""
+    def build(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, KeyError, AttributeError, OverflowError):
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a value tagged !!{tag} must be {expected} (leave the tag out, or quote the value "
+                "for text)", node.start_mark) from None
+    return build
+
+
+for _tag, _expected in (("int", "an integer"), ("float", "a number"), ("bool", "true or false"),
+                        ("timestamp", "a date")):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}",
+                            _tagged(_Loader.yaml_constructors[f"tag:yaml.org,2002:{_tag}"], _expected))
 
 
 def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -118,13 +155,81 @@ def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool =
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
-def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+class _Twice(dict):  # type: ignore[type-arg]
+    """A JSON object that gives ``key`` twice (found after parsing, to name its key path)."""
+
+    key: str
+
+
+def _json_pairs(pairs: list[tuple[str, Any]], twice: list[_Twice]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
-        if key in out:
-            raise ValueError(f"key {key!r} is given twice")
+        if key in out and not isinstance(out, _Twice):
+            out = _Twice(out)
+            out.key = key
+            twice.append(out)
         out[key] = value
     return out
+
+
+def _json_twice(obj: Any, text: str, source: str) -> None:
+    """Refuse a JSON object that gives a key twice (JSON would keep the last one silently), naming its key path
+    and the line where it is given again."""
+    found: tuple[Any, ...] | None = None
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
+    while stack and found is None:  # the object closest to the top (its parents give each key once)
+        value, path = stack.pop()
+        if isinstance(value, _Twice):
+            found = (*path, value.key)
+        elif isinstance(value, dict):
+            stack.extend(reversed([(v, (*path, k)) for k, v in value.items()]))
+        elif isinstance(value, list):
+            stack.extend(reversed([(v, (*path, i)) for i, v in enumerate(value)]))
+    if found is None:
+        return
+    where = "space" + "".join(f"[{i}]" if isinstance(i, int) else _key("", i) for i in found)
+    try:
+        line = f" (line {_json_line(text, found)})"
+    except (ValueError, IndexError):
+        line = ""
+    raise ConfigError(f"{source}: {where}: key {found[-1]!r} is given twice{line}; give each key once")
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, pos: int) -> int:
+    """Past the JSON whitespace at ``pos``."""
+    space = _JSON_SPACE.match(text, pos)
+    return space.end() if space else pos
+
+
+def _json_line(text: str, path: tuple[Any, ...]) -> int:
+    """The line of the second time the last key of ``path`` is given (the keys before it are given once), found by
+    stepping over the values before it with the C JSON decoder."""
+    decode = json.JSONDecoder().raw_decode
+    pos = _skip(text, int(text.startswith("\ufeff")))
+    for depth, part in enumerate(path):
+        pos = _skip(text, pos + 1)  # past the '{' or '['
+        if isinstance(part, int):
+            for _ in range(part):
+                pos = _skip(text, decode(text, pos)[1]) + 1  # past the value and its ','
+                pos = _skip(text, pos)
+            continue
+        seen = 0
+        while True:
+            key, end = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+            if key == part:
+                seen += 1
+                if depth < len(path) - 1 or seen == 2:
+                    break
+            pos = _skip(text, end) + 1  # past the ':'
+            pos = _skip(text, decode(text, _skip(text, pos))[1]) + 1  # past the value and its ','
+            pos = _skip(text, pos)  # the next key
+        if depth == len(path) - 1:
+            return text.count("\n", 0, pos) + 1
+        pos = _skip(text, _skip(text, end) + 1)  # past the ':': the value
+    raise ValueError("no such key")
 
 
 def load_space(path: str) -> dict[str, Any]:
@@ -139,7 +244,7 @@ def load_space(path: str) -> dict[str, Any]:
             message starts with the file's path and names the key path.
     """
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte order mark, as some Windows editors write, is skipped
             text = f.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the space file ({exc.strerror or exc})") from None
@@ -152,18 +257,24 @@ def load_space(path: str) -> dict[str, Any]:
 
 def parse_space_text(text: str, source: str = "space", json_only: bool = False) -> dict[str, Any]:
     """Parse the text of a space file (YAML, or JSON with ``json_only``); see :func:`load_space`."""
+    twice: list[_Twice] = []  # JSON objects that give a key twice
     try:
         if json_only:
-            obj = json.loads(text, object_pairs_hook=_json_pairs)
+            obj = json.loads(text.removeprefix("\ufeff"), object_pairs_hook=lambda pairs: _json_pairs(pairs, twice))
         else:
             stream = io.StringIO(text)
             stream.name = source  # type: ignore[misc]  # PyYAML names it in error marks
             obj = yaml.load(stream, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except _TooMany as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise ConfigError(f"{source}: space: {_too_many(False)} (reached by line {line})") from None
     except (ValueError, yaml.YAMLError) as exc:
         kind = "JSON" if json_only else "YAML"
         raise ConfigError(f"{source}: not valid {kind}: {' '.join(str(exc).split())}") from None
     except RecursionError:  # the parsers recurse once or more per level
         raise ConfigError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
+    if json_only and twice:
+        _json_twice(obj, text, source)
     return parse_space(obj, source)
 
 
@@ -197,10 +308,13 @@ def _check_size(obj: dict[Any, Any]) -> None:
     nested deeper than ``MAX_DEPTH``. PyYAML shares an aliased object; sizes are memoized by identity so
     that each is measured once, however often it is used."""
     measured: dict[int, tuple[int, int] | None] = {}  # id -> (values, levels of lists and mappings)
+    aliased = False  # some list or mapping is used more than once (a YAML alias)
 
     def measure(value: Any, depth: int, where: str) -> tuple[int, int]:
+        nonlocal aliased
         if not isinstance(value, (dict, list)):
             return 1, 0
+        aliased = aliased or id(value) in measured
         if id(value) not in measured:
             if depth > MAX_DEPTH:
                 raise ConfigError(f"{where}: nested deeper than {MAX_DEPTH} levels")
@@ -221,8 +335,16 @@ def _check_size(obj: dict[Any, Any]) -> None:
         total += values
         if total > MAX_VALUES:
             where = _key("space", str(key)) if values > MAX_VALUES else "space"
-            raise ConfigError(f"{where}: expands to more than {MAX_VALUES} values (YAML aliases repeat what "
-                              "they refer to each time they are used)")
+            raise ConfigError(f"{where}: {_too_many(aliased)}")
+
+
+def _too_many(aliased: bool) -> str:
+    """Why a space is refused as too big; YAML aliases are named only where the space uses one."""
+    if aliased:
+        return (f"expands to more than {MAX_VALUES} values (YAML aliases repeat what they refer to each time they "
+                "are used)")
+    return (f"holds more than {MAX_VALUES} values (each number, text, true/false/null, list and mapping counts "
+            f"once); a space file holds at most {MAX_VALUES:,}: give a larger space from Python (tunesmith.run)")
 
 
 def _mapping(obj: dict[Any, Any], where: str, path: tuple[Any, ...] = ()) -> dict[str, Any]:
@@ -321,8 +443,8 @@ def _key(where: str, key: str) -> str:
 def _kind(value: Any, path: tuple[Any, ...] = ()) -> str:
     """``value`` quoted (short) with its type; ``path``: where it is in the space, to mask it as a config would be
     there (a secret as ***, a URL's password)."""
-    shown = mask_at(path, value) if isinstance(value, (dict, list, str, int, float)) else value
-    text = json.dumps(shown, default=str) if not isinstance(value, (set, bytes)) else repr(value)
+    shown = mask_at(path, value)  # any type: binary, a set or a date under a secret key is *** too
+    text = json.dumps(shown, default=str) if not isinstance(shown, (set, bytes)) else repr(shown)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"
