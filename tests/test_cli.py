@@ -1056,3 +1056,30 @@ def test_trial_files_are_not_written_through_planted_links(results_dir: Any, tmp
     assert all(v.read_text() == "precious" for v in victims.values())
     assert json.loads((trial_dir / "params.json").read_text()) == {"lr": 0.5}  # the link replaced by the file
     assert not (trial_dir / "result.jsonl").is_symlink()
+
+
+def test_show_tells_apart_values_that_print_alike(results_dir: Any) -> None:
+    """Text "1", 1 and 1.0, text "true" and true, text "null" and null: distinct options, each recognisable in
+    the table (text quoted where it would read as another value); empty text is ``""``, a key the trial lacks
+    (a conditional space's other branch) blank."""
+    values = ["1", 1, 1.0, "true", True, "null", None, ""]
+    ts.run(lambda c: ts.report({"loss": 1.0}), space={"b": ts.grid(values), "m": ts.grid([{"k": ""}, {"j": 2}])},
+           metric="loss", mode="min", name="alike", verbose=0)
+    res = invoke("show", "alike", "--storage-path", str(results_dir), "--all", "--sort", "id")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    header = next(line for line in lines if " trial " in line and " b " in line)
+    starts = {name: header.index(f" {name} ") + 1 for name in ("b", "m/k", "m/j")}
+    cells = [{name: line[at:].split("  ")[0].strip() for name, at in starts.items()}
+             for line in lines if line.strip().startswith("trial_")]
+    shown = json.loads(invoke("show", "alike", "--storage-path", str(results_dir), "--json").output)
+    by_name = {t["name"]: t["config"] for t in shown["trials"]}
+    names = [line.split()[0] for line in lines if line.strip().startswith("trial_")]
+    expected = {"1": '"1"', "true": '"true"', "null": '"null"', "": '""'}
+    for name, row in zip(names, cells):
+        config = by_name[name]
+        b = config["b"]
+        assert row["b"] == (expected[b] if isinstance(b, str) else json.dumps(b)), (name, row, config)
+        assert row["m/k"] == ('""' if "k" in config["m"] else ""), (name, row, config)
+        assert row["m/j"] == ("2" if "j" in config["m"] else ""), (name, row, config)
+    assert len(names) == 16 and sorted({row["b"] for row in cells}) == sorted(json.dumps(v) for v in values)

@@ -546,7 +546,7 @@ def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: st
         if constrained:
             ok = feasible_result(t.last_result)
             row.append("" if ok is None else "yes" if ok else "no")
-        row += [_fmt(flat.get(k, "")) for k in config_keys]
+        row += [_fmt_value(flat[k]) if k in flat else "" for k in config_keys]  # blank: a key the trial lacks
         rows.append(row)
     if len(rows) > SHOW_RICH_ROWS:  # a dump (--all, a long --limit): one line per trial, for a pager or grep
         out.append(_plain_table(columns, rows))
@@ -1376,6 +1376,18 @@ def _fmt(value: Any) -> str:
     if len(text) > _CELL:
         return f"{text[:_CELL - 20]}… ({len(text):,} characters)"
     return text
+
+
+def _fmt_value(value: Any) -> str:
+    """A config value in a cell, each value recognisable as the report writes it (``plots._figure._label``): text
+    as it is (``adam``) unless it would read as another value, then quoted (``"1"``, ``"true"``, ``"null"``,
+    ``""``); ``true``/``false``/``null``; a float with its point (``1.0``, to 6 digits); cut as ``_fmt`` cuts."""
+    from tunesmith.plots._figure import _label
+
+    if isinstance(value, float) and math.isfinite(value):
+        text = f"{value:.6g}"
+        return text if any(c in text for c in ".en") else f"{text}.0"
+    return _fmt(_label(value) if isinstance(value, (str, bool, float)) or value is None else value)
 
 
 def _age(seconds: float | None) -> str:

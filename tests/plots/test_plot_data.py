@@ -734,7 +734,7 @@ def test_plotly_text_shows_any_string_as_it_is() -> None:
         shown_ = plotly_text(text)
         assert not _PLOTLY_TAG.search(shown_) and not _PLOTLY_PLACEHOLDER.search(shown_)
         assert _plotly_shows(shown_) == text
-    assert plotly_text(0.5) == "0.5" and plotly_text(2.0) == "2"  # numbers as _label writes them
+    assert plotly_text(0.5) == "0.5" and plotly_text(2.0) == "2.0"  # numbers as _label writes them
 
 
 def test_the_reports_best_config_and_the_notebook_show_unicode_as_written(tmp_path: Any) -> None:
@@ -752,3 +752,72 @@ def test_the_reports_best_config_and_the_notebook_show_unicode_as_written(tmp_pa
                                         '&quot;日本&quot;}}</td>')
     html = rs._repr_html_()
     assert "日本" in html and "\\u65e5" not in html
+
+
+# -- values that print alike, keys a trial lacks ------------------------------------------------------
+
+ALIKE = ["1", 1, 1.0, "true", True, "null", None, ""]
+ALIKE_LABELS = ['"1"', "1", "1.0", '"true"', "true", '"null"', "null", '""']
+
+
+def test_values_that_print_alike_stay_apart_in_the_report(tmp_path: Any) -> None:
+    """Text "1", the int 1 and the float 1.0, text "true" and true, text "null" and null, and empty text are
+    distinct grid options: each its own category, recognisable (text quoted where it would read as another value),
+    in parallel coordinates, the sensitivity plot (one mean each, not n=2) and the scatter."""
+    rs = make_experiment(tmp_path, "alike", [
+        {"id": i + 1, "config": {"b": v}, "status": "TERMINATED", "results": curve([float(i)])}
+        for i, v in enumerate(ALIKE)], space={"b": grid(ALIKE)})
+    par = pd_.parallel_coordinates(rs)
+    assert par is not None
+    dim = par["data"][0]["dimensions"][0]
+    assert [dim["ticktext"][v] for v in dim["values"]] == ALIKE_LABELS
+    sens = pd_.sensitivity(rs)
+    assert sens is not None
+    mean = _trace(sens, kind="mean")
+    assert mean["x"] == ALIKE_LABELS and mean["y"] == [float(i) for i in range(len(ALIKE))]
+    assert mean["meta"]["n"] == [1] * len(ALIKE)
+    assert sens["layout"]["xaxis"]["categoryarray"] == ALIKE_LABELS
+    assert _trace(sens, kind="seeds")["x"] == ALIKE_LABELS
+    sc = pd_.scatter(rs)
+    assert sc is not None
+    assert sc["data"][0]["x"] == ALIKE_LABELS and sc["layout"]["xaxis"]["type"] == "category"
+
+
+def test_a_numeric_parameter_some_trials_lack_stays_numeric(tmp_path: Any) -> None:
+    """A conditional space: trials of the other branch lack ``model/lr``. The scatter leaves them out of that
+    subplot (a numeric axis); parallel coordinates draw them below the axis's values at a "(missing)" tick."""
+    from tunesmith.space import randint
+
+    configs = [{"model": {"lr": 0.01}}, {"model": {"depth": 2}}, {"model": {"lr": 0.05}}, {"model": {"depth": 4}}]
+    rs = make_experiment(tmp_path, "cond", [
+        {"id": i + 1, "config": c, "status": "TERMINATED", "results": curve([float(i)])}
+        for i, c in enumerate(configs)],
+        space={"model": choice([{"lr": uniform(0.001, 0.1)}, {"depth": randint(1, 5)}])})
+    sc = pd_.scatter(rs)
+    assert sc is not None
+    lr = _trace(sc, kind="scatter", param="model/lr")
+    assert lr["x"] == [0.01, 0.05] and lr["meta"]["trial_ids"] == [1, 3] and lr["y"] == [0.0, 2.0]
+    axis = sc["layout"]["xaxis" if lr["xaxis"] == "x" else "xaxis" + lr["xaxis"][1:]]
+    assert axis.get("type") != "category"
+    par = pd_.parallel_coordinates(rs)
+    assert par is not None
+    dims = {d["label"]: d for d in par["data"][0]["dimensions"]}
+    for key, present in (("model/lr", {0: 0.01, 2: 0.05}), ("model/depth", {1: 2.0, 3: 4.0})):
+        dim = dims[key]
+        assert all(isinstance(v, float) for v in dim["values"])
+        assert {i: v for i, v in enumerate(dim["values"]) if i in present} == present
+        gone = [v for i, v in enumerate(dim["values"]) if i not in present]
+        assert len(set(gone)) == 1 and gone[0] < min(present.values())  # below the values, all at one place
+        assert dim["range"][0] <= gone[0] and dim["range"][1] >= max(present.values())
+        assert dim["ticktext"][dim["tickvals"].index(gone[0])] == "(missing)"
+        assert all(float(t) == v for t, v in zip(dim["ticktext"], dim["tickvals"]) if v != gone[0])
+
+
+def test_a_text_that_reads_as_another_value_is_quoted() -> None:
+    from tunesmith.plots._figure import MISSING, _label
+
+    assert [_label(v) for v in ALIKE] == ALIKE_LABELS
+    assert _label("adam") == "adam" and _label("1e-3") == '"1e-3"' and _label("[1, 2]") == '"[1, 2]"'
+    assert _label([1, 2]) == "[1, 2]" and _label("NaN") == '"NaN"' and _label(math.nan) == "NaN"
+    assert _label("(missing)") == '"(missing)"' and _label(MISSING) == "(missing)"
+    assert _label("naïve 1") == "naïve 1" and _label('"x"') == '"\\"x\\""'

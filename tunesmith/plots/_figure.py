@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: `tunesmith show` writes values with _label, without it
+    import numpy as np
 
 Figure = dict[str, Any]
 
@@ -30,6 +31,8 @@ def thin(values: np.ndarray, max_points: int) -> np.ndarray:
     first and the last, and in each of ``(max_points - 2) // 2`` stretches of consecutive points its lowest
     and its highest, so no spike or dip is lost (min/max decimation). All of them when they fit.
     ``max_points`` < 2 keeps all."""
+    import numpy as np
+
     n = len(values)
     if max_points < 2 or n <= max_points:
         return np.arange(n)
@@ -65,13 +68,41 @@ def _webgl(data: list[dict[str, Any]]) -> None:
             trace["type"] = "scattergl"
 
 
+class _Missing:
+    """A key a trial's config lacks (a conditional space's other branch): not null, which a config may hold."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+MISSING_LABEL = "(missing)"
+
+
 def _label(value: Any) -> str:
-    """A stable text for a value (grid values may be numbers, strings, lists or dicts)."""
+    """A stable text for a value, a different one for each value (grid values may be numbers, strings, lists or
+    dicts): JSON (``1``, ``1.0``, ``true``, ``null``, ``[1, 2]``, ``NaN``), but text as it is (``adam``) unless it
+    would read as another value, then quoted (``"1"``, ``"true"``, ``"null"``, ``"[1, 2]"``, ``""``,
+    ``"(missing)"``). A key the config lacks (``MISSING``) is ``(missing)``."""
+    if value is MISSING:
+        return MISSING_LABEL
     if isinstance(value, str):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 1 and 1.0 are the same grid value
+        return json.dumps(value, ensure_ascii=False) if _reads_as_another(value) else value
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def _reads_as_another(text: str) -> bool:
+    """Whether ``text`` shown as it is would read as another value: JSON for one (a number, true/false/null, a
+    list, a mapping or quoted text, which Python's JSON extends with NaN and Infinity), empty, or ``(missing)``."""
+    if not text.strip() or text == MISSING_LABEL:
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    except RecursionError:  # "[[[[..." nested past Python's limit: it reads as a list
+        return True
+    return True
 
 
 def plotly_text(value: Any) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import Figure, _label, plotly_text
+from tunesmith.plots._figure import MISSING, MISSING_LABEL, Figure, _label, plotly_text
 from tunesmith.plots._read import (
     PlotSource,
     _log_axis,
@@ -24,7 +25,8 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
     """One line per trial through an axis per varying parameter (not the seed keys: ``seeds=`` declares
     them, default :func:`is_seed_key`) and a last axis for the final metric,
     coloured by the metric (the best trials darkest). Text and other non-numeric parameters are
-    categorical axes; log-scaled ones are shown as ``log10(key)``.
+    categorical axes (values as :func:`_label` writes them); log-scaled ones are shown as ``log10(key)``. On a
+    numeric axis, the trials that lack the key (a conditional space) sit below the values at ``(missing)``.
 
     Returns:
         The figure, or None when no trial reported the metric.
@@ -38,11 +40,13 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
     dimensions = []
     for key, values in _parameters(exp, ids, seeds).items():
         label = plotly_text(key)
-        numeric = all(_number(v) is not None for v in values)
-        if numeric and _log_axis(exp, key, values):
-            dimensions.append({"label": f"log10({label})", "values": [math.log10(float(v)) for v in values]})
-        elif numeric:
-            dimensions.append({"label": label, "values": [float(v) for v in values]})
+        present = [v for v in values if v is not MISSING]
+        numeric = all(_number(v) is not None for v in present)
+        if numeric:
+            log = _log_axis(exp, key, present)
+            dimensions.append(_numeric({"label": f"log10({label})" if log else label},
+                                       [None if v is MISSING else math.log10(float(v)) if log else float(v)
+                                        for v in values]))
         else:
             labels = [_label(v) for v in values]
             cats = sorted(set(labels))
@@ -63,3 +67,25 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
              "meta": {"kind": "parcoords", "trial_ids": ids}}]
     return {"data": data, "layout": {"title": {"text": f"Parallel coordinates ({name})"},
                                      "margin": {"l": 80, "r": 80}}}
+
+
+def _numeric(dimension: dict[str, Any], values: list[float | None]) -> dict[str, Any]:
+    """A numeric axis; trials that lack the key (None: a conditional space's other branch) are drawn together
+    below its values at a ``(missing)`` tick, not read as a number (plotly.js draws NaN as 0)."""
+    present = [v for v in values if v is not None]
+    if len(present) == len(values):
+        return {**dimension, "values": values}
+    low, high = min(present), max(present)
+    span = high - low or abs(high) or 1.0
+    below = low - span / 4
+    ticks = _ticks(low, high) if high > low else [low]
+    return {**dimension, "values": [below if v is None else v for v in values], "range": [below, high],
+            "tickvals": [below, *ticks], "ticktext": [MISSING_LABEL, *(f"{t:.4g}" for t in ticks)]}
+
+
+def _ticks(low: float, high: float) -> list[float]:
+    """Round values from ``low`` to ``high``, 3 to 10 of them (1, 2 or 5 times a power of ten apart)."""
+    step = 10.0 ** math.floor(math.log10((high - low) / 4))
+    step *= next(m for m in (1, 2, 5, 10) if (high - low) / (step * m) <= 8)
+    first = math.ceil(low / step - 1e-9)
+    return [float(f"{i * step:.12g}") for i in range(first, math.floor(high / step + 1e-9) + 1)]

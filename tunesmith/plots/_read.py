@@ -22,7 +22,7 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._layout import store_path
-from tunesmith.plots._figure import _label
+from tunesmith.plots._figure import MISSING, _label
 from tunesmith.store.sqlite import Store
 from tunesmith.trial import AUTO_KEYS, ITERATION, TrialStatus
 
@@ -312,7 +312,7 @@ def best_result(rs: PlotSource, metric: str, mode: str,
 
 def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]:
     """Flattened config keys whose value differs between the given trials -> values in trial order (secret
-    values masked: a report is shared more widely than the store)."""
+    values masked: a report is shared more widely than the store; ``MISSING`` where a trial lacks the key)."""
     from tunesmith._secrets import MASK, shown
     from tunesmith.space import flatten
 
@@ -322,13 +322,14 @@ def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]
     keys = list(dict.fromkeys(k for cfg in raw for k in cfg))
     out = {}
     for key in keys:
-        given = [_label(cfg.get(key)) for cfg in raw]
+        given = [_label(cfg.get(key, MISSING)) for cfg in raw]
         if len(set(given)) < 2:
             continue
-        values = [cfg.get(key) for cfg in flat]
+        values = [cfg.get(key, MISSING) for cfg in flat]
         if len({_label(v) for v in values}) < len(set(given)):  # the mask made values one: told apart, not shown
             number: dict[str, int] = {}
-            values = [f"{MASK} #{number.setdefault(g, len(number) + 1)}" for g in given]
+            values = [v if v is MISSING else f"{MASK} #{number.setdefault(g, len(number) + 1)}"
+                      for g, v in zip(given, values)]
         out[key] = values
     return out
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith.plots._figure import PALETTE, Figure, _subplots, _webgl, plotly_text
+from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _subplots, _webgl, plotly_text
 from tunesmith.plots._read import PlotSource, _log_axis, _metric_values, _number, _parameters, _read, resolve_metric
 
 
 def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | None = None) -> Figure | None:
     """The final metric against each parameter that varies between trials, one subplot per parameter
-    (seed keys are not parameters: ``seeds=`` declares them, default :func:`is_seed_key`).
+    (seed keys are not parameters: ``seeds=`` declares them, default :func:`is_seed_key`). A parameter that is
+    not a number in every trial that has it is a categorical axis (values as :func:`_label` writes them); a trial
+    without it (a conditional space's other branch) has no point in its subplot.
 
     Returns:
         The figure, or None when no parameter varies or no trial reported the metric.
@@ -27,15 +29,18 @@ def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | No
     name = plotly_text(metric)
     layout, axes = _subplots(len(varying), [f"{name} vs {plotly_text(k)}" for k in varying])
     data = []
-    for (xa, ya, xkey, ykey), (key, values) in zip(axes, varying.items()):
+    for (xa, ya, xkey, ykey), (key, all_values) in zip(axes, varying.items()):
+        # a trial that lacks the key (a conditional space's other branch) has no point here
+        kept = [n for n, v in enumerate(all_values) if v is not MISSING]
+        values = [all_values[n] for n in kept]
         numeric = all(_number(v) is not None for v in values)
-        xs = values if numeric else [plotly_text(v) for v in values]  # categories: the axis's tick labels
+        xs = values if numeric else [plotly_text(_label(v)) for v in values]  # categories: the axis's tick labels
         label = plotly_text(key)
-        data.append({"type": "scatter", "mode": "markers", "x": xs, "y": [finals[i] for i in ids],
-                     "text": names, "xaxis": xa, "yaxis": ya, "name": label, "showlegend": False,
+        data.append({"type": "scatter", "mode": "markers", "x": xs, "y": [finals[ids[n]] for n in kept],
+                     "text": [names[n] for n in kept], "xaxis": xa, "yaxis": ya, "name": label, "showlegend": False,
                      "marker": {"size": 7, "color": PALETTE[0], "opacity": 0.75},
                      "hovertemplate": f"%{{text}}<br>{label}=%{{x}}<br>{name}=%{{y:.5g}}<extra></extra>",
-                     "meta": {"kind": "scatter", "param": key, "trial_ids": ids}})
+                     "meta": {"kind": "scatter", "param": key, "trial_ids": [ids[n] for n in kept]}})
         axis: dict[str, Any] = {"title": {"text": label}}
         if not numeric:
             axis["type"] = "category"

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import PALETTE, Figure, _label, _plain_list, _transparent, plotly_text
+from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _plain_list, _transparent, plotly_text
 from tunesmith.plots._read import PlotSource, _check_x, _read, _seed_set, resolve_metric
 from tunesmith.trial import ITERATION
 
@@ -64,10 +64,10 @@ def seed_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATION, b
             counters, first = np.unique(cx, return_index=True)  # one value per counter: the latest
             curves[t.id] = (counters, cy[first])
     others = [k for k in dict.fromkeys(k for cfg in flat.values() for k in cfg) if k not in seed_keys]
-    varying = [k for k in others if len({_label(flat[i].get(k)) for i in curves}) > 1]
+    varying = [k for k in others if len({_label(flat[i].get(k, MISSING)) for i in curves}) > 1]
     groups: dict[str, list[int]] = {}
     for tid in curves:
-        label = ", ".join(f"{k}={_label(flat[tid].get(k))}" for k in varying) or metric
+        label = ", ".join(f"{k}={_label(flat[tid].get(k, MISSING))}" for k in varying) or metric
         groups.setdefault(label, []).append(tid)
     if not any(len(ids) > 1 for ids in groups.values()):
         return None

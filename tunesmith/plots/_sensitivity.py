@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith.plots._figure import PALETTE, Figure, _label, _subplots, _transparent, plotly_text
+from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _subplots, _transparent, plotly_text
 from tunesmith.plots._read import PlotSource, _Experiment, _final_values, _number, _read, _seed_set, resolve_metric
 
 MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters than this are pooled
@@ -25,12 +25,13 @@ class SweepPoint:
     high: float
 
 
-def sweep_stats(values_by_x: dict[str, list[float]], order: Sequence[Any]) -> list[SweepPoint]:
+def sweep_stats(values_by_x: dict[str, list[float]], order: Sequence[Any], labelled: bool = False) -> list[SweepPoint]:
     """Mean, sample standard deviation (0 for one value), min and max per x, in ``order``; x values with
-    no finite metric are left out. Keys of ``values_by_x`` are ``_label(x)``."""
+    no finite metric are left out. Keys of ``values_by_x`` are ``_label(x)`` (``labelled``: ``order`` holds
+    those labels)."""
     out = []
     for value in order:
-        ys = values_by_x.get(_label(value), [])
+        ys = values_by_x.get(value if labelled else _label(value), [])
         if not ys:
             continue
         std = statistics.stdev(ys) if len(ys) > 1 else 0.0
@@ -80,8 +81,11 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
         groups: dict[str, dict[str, list[float]]] = {}
         members: dict[str, dict[str, list[int]]] = {}  # the trials behind each value, for the seed points
         for t in trials:
+            value = _get(t.config, path)
+            if value is MISSING:  # not a grid point of this parameter (a trial of another space)
+                continue
             group = ", ".join(f"{q}={_shown(grids[q][0], shown[q], _get(t.config, grids[q][0]))}" for q in others)
-            label = _shown(path, shown[param], _get(t.config, path))
+            label = _shown(path, shown[param], value)
             groups.setdefault(group, {}).setdefault(label, []).append(finals[t.id])
             members.setdefault(group, {}).setdefault(label, []).append(t.id)
         if len(groups) > MAX_LINES:
@@ -96,8 +100,9 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
         numeric = not masked and all(_number(v) is not None for v in order)
         labels = list(dict.fromkeys(shown[param].values()))
         for g, (group, by_x) in enumerate(sorted(groups.items())):
-            stats = sweep_stats(by_x, order if not masked else labels)
-            xs = [p.value if numeric else plotly_text(p.value) for p in stats]  # categories: tick labels
+            stats = sweep_stats(by_x, order if not masked else labels, labelled=masked)
+            # categories: the axis's tick labels
+            xs = [p.value if numeric else plotly_text(p.value if masked else _label(p.value)) for p in stats]
             color = PALETTE[g % len(PALETTE)]
             name = plotly_text(group or metric)
             common = {"xaxis": xa, "yaxis": ya, "legendgroup": name, "hoverinfo": "skip", "showlegend": False}
@@ -121,7 +126,7 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
             })
             legend_seen.add(name)
             # every trial's own value: the seeds behind the mean, so a lucky seed shows
-            by_label = {_label(p.value): (p.value if numeric else plotly_text(p.value)) for p in stats}
+            by_label = {(p.value if masked else _label(p.value)): x for p, x in zip(stats, xs)}
             ids = [tid for label in by_label for tid in members[group].get(label, [])]
             data.append({"type": "scatter", "mode": "markers", "name": f"{name} trials", "legendgroup": name,
                          "showlegend": False, "xaxis": xa, "yaxis": ya,
@@ -158,10 +163,11 @@ def _grids(exp: _Experiment) -> dict[str, tuple[tuple[str, ...], list[Any]]]:
 
 
 def _get(config: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path``, or ``MISSING``."""
     value: Any = config
     for key in path:
         if not isinstance(value, dict) or key not in value:
-            return None
+            return MISSING
         value = value[key]
     return value
 
@@ -189,4 +195,6 @@ def _shown(path: tuple[str, ...], labels: dict[str, str], value: Any) -> str:
     label = labels.get(_label(value))
     if label is not None:
         return label
+    if value is MISSING:
+        return _label(value)
     return MASK if hidden_at(path, value) else _label(mask_at(path, value))

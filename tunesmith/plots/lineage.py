@@ -18,7 +18,7 @@ from typing import Any
 
 from tunesmith._flat import flatten
 from tunesmith._secrets import mask_at
-from tunesmith.plots._figure import plotly_text
+from tunesmith.plots._figure import _label, plotly_text
 
 Figure = dict[str, Any]
 
@@ -35,7 +35,7 @@ def _short(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, (int, float)):
         return f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = _label(value)  # text quoted where it would read as another value ("1", "true")
     # plotly reads a few tags in text (<br>, <a>...): a config's string is shown, never read as one
     return plotly_text(text if len(text) <= 30 else text[:29] + "…")
 
