@@ -320,3 +320,90 @@ def test_hyperparameter_search_when_every_trial_fails_gives_the_first_error():
     message = str(raised.value)
     assert "every trial failed (2 of 2)" in message
     assert "KeyError: 'eval_accuracy'" in message
+
+
+class FailOnce(transformers.TrainerCallback):
+    """Raises once, at the start of epoch ``at_epoch`` of the first attempt (a marker file beside the test says it
+    did), and notes the step each attempt starts training at."""
+
+    def __init__(self, at_epoch):
+        self.at_epoch = at_epoch
+        self.noted = False
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if not self.noted:
+            self.noted = True
+            note(f"start_{ts.get_trial_id()}_{'resumed' if ts.get_checkpoint() else 'fresh'}",
+                 first_step=state.global_step)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        marker = os.path.join(os.environ["TUNESMITH_ORIG_WORKING_DIR"], f"failed_{ts.get_trial_id()}")
+        if round(state.epoch or 0) == self.at_epoch and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("injected failure")
+
+
+class BestAtEnd(transformers.TrainerCallback):
+    """Notes, when training ends (after the Trainer loaded its best model), the checkpoint it loaded it from."""
+
+    def on_train_end(self, args, state, control, **kwargs):
+        best = state.best_model_checkpoint
+        note(f"best_{ts.get_trial_id()}", best=best and os.path.basename(best),
+             existed=bool(best) and os.path.isdir(best))
+
+
+def _trainer_checkpoints(result, trial):
+    """The checkpoint folders a trial left: (the Trainer's under trainer_output, tunesmith's under checkpoints)."""
+    folder = os.path.join(result.path, "trials", f"trial_{trial.id:05d}")
+    listed = [sorted(n for n in os.listdir(os.path.join(folder, sub)) if n.startswith("checkpoint"))
+              for sub in ("trainer_output", "checkpoints")]
+    return listed[0], listed[1]
+
+
+def test_hyperparameter_search_with_keep_1_leaves_one_copy_of_one_checkpoint(tmp_path):
+    """keep= is the retention rule: each Trainer checkpoint-N, once copied into tunesmith's checkpoint, is removed
+    from trainer_output (which kept every one of them beside tunesmith's copies), and the retry still resumes from
+    tunesmith's copy of the latest."""
+    trainer = make_trainer(epochs=4, callbacks=[FailOnce(at_epoch=2)])
+    best = hyperparameter_search(trainer, {"learning_rate": ts.grid([1e-3])}, n_trials=1, keep=1, max_failures=1,
+                                 verbose=0)
+    (trial,) = best.run_summary.trials
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert trial.num_failures == 1
+    assert [r["epoch"] for r in best.run_summary.history(trial.id)] == [1.0, 2.0, 3.0, 4.0]
+    resumed = json.loads((tmp_path / f"start_{trial.id}_resumed.json").read_text())
+    assert resumed["first_step"] == 2 * STEPS_PER_EPOCH  # from tunesmith's copy of checkpoint-8
+    assert _trainer_checkpoints(best.run_summary, trial) == ([], ["checkpoint_000004"])
+    assert json.load(open(os.path.join(trial.checkpoint.as_dir(), "trainer_state.json")))["global_step"] == 16
+
+
+def test_hyperparameter_search_keeps_the_trainers_best_checkpoint_until_it_loaded_it(tmp_path):
+    """load_best_model_at_end: the Trainer's folder of the best checkpoint stays until training ended (the Trainer
+    loads the best model from it), across a retry, then goes too; the others go as they are copied. A user's
+    save_total_limit changes nothing on the disk: keep= rules."""
+    trainer = make_trainer(epochs=3, callbacks=[BestAtEnd(), FailOnce(at_epoch=2)], load_best_model_at_end=True,
+                           metric_for_best_model="eval_loss", greater_is_better=True, save_total_limit=2)
+    best = hyperparameter_search(trainer, {"learning_rate": ts.grid([1e-3])}, n_trials=1, max_failures=1, verbose=0)
+    (trial,) = best.run_summary.trials
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert trial.num_failures == 1  # the retry resumed from step 8, the best being step 4's
+    # greater_is_better on a falling loss: the best is the first evaluation's, the oldest folder
+    assert json.loads((tmp_path / f"best_{trial.id}.json").read_text()) == {
+        "best": f"checkpoint-{STEPS_PER_EPOCH}", "existed": True}
+    assert _trainer_checkpoints(best.run_summary, trial) == (
+        [], ["checkpoint_000001", "checkpoint_000002", "checkpoint_000003"])
+
+
+def test_pbt_through_hyperparameter_search_with_keep_1_restores_from_tunesmiths_copies():
+    """PBT exploits restore from the source trial's tunesmith checkpoint; the Trainer's own folders are gone."""
+    trainer = make_trainer(epochs=4)
+    pbt = ts.PBT(perturbation_interval=1, hyperparam_mutations={"learning_rate": [1e-4, 3e-3]},
+                 quantile_fraction=0.5, resample_probability=1.0)
+    best = hyperparameter_search(trainer, {"learning_rate": ts.grid([1e-6, 3e-3])}, n_trials=1, keep=1,
+                                 scheduler=pbt, seed=0, verbose=0)
+    summary = best.run_summary
+    for trial in summary.trials:
+        assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+        assert [r["training_iteration"] for r in summary.history(trial.id)][-1] == 4
+        trainer_side, ours = _trainer_checkpoints(summary, trial)
+        assert trainer_side == [] and len(ours) == 1

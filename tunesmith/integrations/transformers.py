@@ -16,6 +16,8 @@ import dataclasses
 import enum
 import logging
 import os
+import re
+import shutil
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +77,9 @@ class ReportCallback(_Base):
         self._merged_sets: list[str] = []
         self._merging_step = -1
         self._eval_sets: frozenset[str] = frozenset()  # the dict's datasets as their metrics name them ("eval_dev")
+        # hyperparameter_search's: remove the Trainer's checkpoint folders once saved and reported (tunesmith's
+        # copies and keep= are what a trial keeps)
+        self._drop_saved = False
         self.reported = 0
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
@@ -101,18 +106,24 @@ class ReportCallback(_Base):
         return control
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._report_saved(args, state, control)
+        if self._drop_saved and args.should_save:  # copied (or not to be reported): tunesmith's copy is what stays
+            # other ranks may still be writing their RNG state into this step's folder: it goes at the next save
+            _drop_trainer_checkpoints(args, state, spare_latest=args.world_size > 1)
+        return control
+
+    def _report_saved(self, args: Any, state: Any, control: Any) -> None:
         merged = self._merged()  # an evaluation of a dict of datasets, complete now that the Trainer saves
         if merged is not None:
             self._flush_pending(control)
             if not (self._checkpoint and state.is_world_process_zero):
                 self._report(merged, None, control)
-                return control
+                return
         values = merged if merged is not None else self._pending
         self._pending = None
         if values is not None:
             folder = os.path.join(args.output_dir, f"{_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}")
             self._report(values, Checkpoint.from_dir(folder) if os.path.isdir(folder) else None, control)
-        return control
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         self._flush(control)  # an evaluation whose step saved nothing after all (save_strategy="best")
@@ -253,6 +264,11 @@ def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 2
     With an ``eval_dataset`` dict, each evaluation is one result with every dataset's metrics
     (``eval_dev_loss``, ``eval_test_loss``...), all given to ``compute_objective``.
 
+    Each ``checkpoint-<step>`` folder the Trainer saves in the trial's ``trainer_output`` is removed once copied
+    into tunesmith's checkpoint (or, saved at a step without an evaluation, at once): ``keep=`` rules what stays, and
+    ``save_total_limit`` is set aside in the trial's copy. With ``load_best_model_at_end``, the best one's folder
+    stays until training ended (the Trainer loads the best model from it then).
+
     Returns:
         ``transformers.trainer_utils.BestRun(run_id, objective, hyperparameters, run_summary)``, where
         ``run_summary`` is the experiment's :class:`tunesmith.ResultSet`.
@@ -326,13 +342,58 @@ def _pickled(trainer: Any) -> bytes:
 def _run_trial(blob: bytes, config: dict[str, Any], compute_objective: Callable[[dict[str, float]], float]) -> None:
     trainer = _trial_trainer(blob, config, os.path.join(session.get_trial_dir(), "trainer_output"))
     callback = ReportCallback(checkpoint=True, compute_objective=compute_objective)
+    callback._drop_saved = True
+    # set aside, the user's or the config's: the Trainer's checkpoint folders go once copied, keep= rules what stays
+    # (and the Trainer's rotation at the end would compare its folders with a best one removed already)
+    trainer.args.save_total_limit = None
     if isinstance(trainer.eval_dataset, dict):  # each evaluation reported at its last dataset's metrics
         callback._eval_sets = frozenset(f"eval_{name}" for name in trainer.eval_dataset)
     trainer.add_callback(callback)
-    trainer.train(resume_from_checkpoint=resume_path(), trial=dict(config))
-    if callback.reported == 0 and not session.should_stop():
-        trainer.evaluate()  # no evaluation during training: one at the end, reported by the callback
-        callback._flush(trainer.control)
+    ended = False
+    try:
+        trainer.train(resume_from_checkpoint=resume_path(), trial=dict(config))
+        ended = True  # (every rank's saves are done: train() ends with a collective, store_flos)
+        if callback.reported == 0 and not session.should_stop():
+            trainer.evaluate()  # no evaluation during training: one at the end, reported by the callback
+            callback._flush(trainer.control)
+    finally:
+        if trainer.args.should_save:
+            # the best model's folder is loaded by now; after an error, a retry's Trainer may still load it
+            _drop_trainer_checkpoints(trainer.args, trainer.state, spare_best=not ended)
+
+
+_TRAINER_CHECKPOINT = re.compile(rf"{re.escape(_utils.PREFIX_CHECKPOINT_DIR)}-\d+")
+
+
+def _drop_trainer_checkpoints(args: Any, state: Any, *, spare_best: bool = True, spare_latest: bool = False) -> None:
+    """Remove the Trainer's ``checkpoint-<step>`` folders in ``args.output_dir``: under ``hyperparameter_search``
+    they are scratch, copied into tunesmith's checkpoints as they are saved, and ``keep=`` rules what stays.
+
+    Spared: with ``spare_best``, the folder the Trainer loads its best model from when training ends
+    (``load_best_model_at_end``: ``state.best_model_checkpoint``); with ``spare_latest``, the folder of this step
+    (in a trial of several ranks, the others may still be writing their RNG state into it)."""
+    folder = args.output_dir
+    spared = set()
+    if spare_best and args.load_best_model_at_end and state.best_model_checkpoint:
+        spared.add(os.path.realpath(state.best_model_checkpoint))
+    if spare_latest:
+        spared.add(os.path.realpath(os.path.join(folder, f"{_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}")))
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        if (not _TRAINER_CHECKPOINT.fullmatch(name) or os.path.islink(path) or not os.path.isdir(path)
+                or os.path.realpath(path) in spared):
+            continue
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("hyperparameter_search: could not remove the Trainer's checkpoint folder %s (tunesmith "
+                        "keeps its own copy): %s", path, e)
 
 
 def _trial_trainer(blob: bytes, config: dict[str, Any], output_dir: str) -> Any:
