@@ -133,6 +133,42 @@ def test_a_retry_continues_from_the_checkpoint(tmp_path, monkeypatch):
     assert resumed["end"] == 4
 
 
+def train_ddp(config):
+    """``train`` as a DDP fit over the trial's two ranks (Lightning joins them instead of launching its own)."""
+    ckpt_path = resume_path()  # every rank: the trial's restore point
+    fail = config["fail_at_epoch"] if ckpt_path is None else None
+    start = {}
+
+    class Start(pl.Callback):
+        def on_train_start(self, trainer, module):
+            start["step"] = trainer.global_step
+
+    trainer = pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_epochs=config["epochs"], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[ReportCallback(["val_loss", "epoch_seen"]), Start()])
+    torch.manual_seed(0)
+    trainer.fit(MLP(config["lr"], fail), *loaders(), ckpt_path=ckpt_path)
+    note(f"ddp_{ts.get_trial_id()}_rank{trainer.global_rank}", start_step=start["step"], world=trainer.world_size,
+         resumed=ckpt_path is not None)
+
+
+def test_a_ddp_trial_over_two_ranks_retries_every_rank_from_rank_0s_checkpoint(tmp_path):
+    """ranks=2 with strategy="ddp": rank 0 reports and saves (Lightning's save_checkpoint on every rank), both ranks
+    fail at epoch 2, and the retry resumes both from the trial's one kept checkpoint (keep=1)."""
+    result = ts.run(train_ddp, space={"lr": 0.05, "epochs": 4, "fail_at_epoch": 2}, metric="val_loss", mode="min",
+                    ranks=2, resources={"cpu": 2}, max_failures=1, keep=1, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert trial.num_failures == 1
+    assert [r["epoch_seen"] for r in result.history(trial.id)] == [0.0, 1.0, 2.0, 3.0]  # rank 0's, once each
+    for rank in (0, 1):
+        done = json.loads((tmp_path / f"ddp_{trial.id}_rank{rank}.json").read_text())
+        # 2 epochs of 2 batches a rank (64 examples, batches of 16, split over 2 ranks)
+        assert done == {"start_step": 4, "world": 2, "resumed": True}, rank
+    checkpoints = os.path.join(result.path, "trials", f"trial_{trial.id:05d}", "checkpoints")
+    assert os.listdir(checkpoints) == ["checkpoint_000004"]
+
+
 class Momentum(MLP):
     """SGD with momentum (restored state to check), optionally halving its learning rate each epoch."""
 

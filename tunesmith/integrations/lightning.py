@@ -9,7 +9,10 @@ with them, and end ``trainer.fit`` gracefully when the driver stops the trial.
 
 Needs ``lightning`` (``pip install 'tunesmith[lightning]'``); the callback is a ``lightning.pytorch``
 callback (the ``lightning`` package; the older standalone ``pytorch_lightning`` package's Trainer does not
-accept it). One process per trial: under DDP only the trial's own process has a session.
+accept it). DDP over a trial's ranks: ``ts.run(..., ranks=N)`` with ``Trainer(strategy="ddp", devices=N)``;
+Lightning joins the processes tunesmith started, rank 0 reports and its checkpoint is the trial's, and
+:func:`resume_path` gives every rank the restore point (docs/distributed-trials.md). A DDP that Lightning
+launches itself, without ``ranks=``, starts processes with no session: not supported.
 """
 
 from __future__ import annotations
