@@ -296,8 +296,11 @@ def deadline_ranks(config):
 
 
 def test_deadline_gives_the_best_trial_more_ranks_from_its_checkpoint():
+    # the exploit phase from 6 s on; the run ends once the grown trial reported as two ranks, not at a time (a
+    # loaded machine may take seconds to start a rank: a fixed end once left it no result in world 2)
     result = ts.run(deadline_ranks, {"q": ts.grid([0.1, 0.4])}, metric="loss", mode="min", ranks=1,
-                    resources={"cpu": 1}, scheduler=ts.Deadline(deadline_s=10.0), time_budget_s=10.0,
+                    resources={"cpu": 1}, scheduler=ts.Deadline(deadline_s=60.0, exploit_fraction=0.9),
+                    time_budget_s=60.0, stop=lambda _tid, r: r["world"] == 2.0,
                     backend=LocalBackend(total_resources={"cpu": 2}), verbose=0)
     best = min(result.trials, key=lambda t: t.config["q"])
     history = result.history(best.id)
