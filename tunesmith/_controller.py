@@ -197,13 +197,15 @@ class Controller:
             self._run_loop()
         except KeyboardInterrupt:
             restore()  # a second Ctrl-C or SIGTERM ends the trials' grace: the executor's shutdown kills them
-            log.warning("interrupted: stopping %d running trials", len(self._running))
             try:
-                self._stop_all(grace_s=5.0)
-            except KeyboardInterrupt:
-                log.warning("interrupted again: the running trials are killed")
-            with _sigint_ignored():  # either way: the store says so (a third Ctrl-C must not cut that write)
-                set_status(self, "interrupted")
+                try:  # the warning too: a second Ctrl-C may land as it is written
+                    log.warning("interrupted: stopping %d running trials", len(self._running))
+                    self._stop_all(grace_s=5.0)
+                except KeyboardInterrupt:
+                    log.warning("interrupted again: the running trials are killed")
+            finally:
+                with _sigint_ignored():  # either way: the store says so (a third Ctrl-C must not cut that write)
+                    set_status(self, "interrupted")
             raise
         except sqlite3.OperationalError as e:
             # the transaction rolled back: the store holds everything committed before, so it resumes
