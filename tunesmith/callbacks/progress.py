@@ -19,7 +19,9 @@ text they are: never read as rich markup, control characters written as escapes 
 secret-looking config values and their copies in error messages are masked (``tunesmith._secrets``).
 
 Time is the experiment's own clock (``ExperimentInfo.elapsed``), so under the simulated executor the
-table follows virtual time.
+table follows virtual time (and the plain lines come per virtual interval); the live table and the notebook
+display are redrawn on the wall clock (every ``refresh_s``, at least 1 s in a notebook), whatever the
+experiment's clock does.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import heapq
 import math
 import sys
+import time
 from collections import deque
 from typing import Any
 
@@ -106,6 +109,7 @@ class Progress(Callback):
         self._display: Any = None  # the notebook's display handle, updated in place
         self._notebook = False  # in a notebook, lines are printed as text under the display, not as displays
         self._last = -math.inf
+        self._drawn = -math.inf  # wall clock (time.monotonic) of the last redraw of a live table or notebook display
         self._t0 = 0.0
         self._samples: deque[tuple[float, int, int]] = deque()  # (time, results, finished) for the rates
         self._results0 = 0
@@ -128,6 +132,7 @@ class Progress(Callback):
             self.console = Console()
         self._experiment = experiment
         self._t0 = self._last = experiment.elapsed  # the first status line comes one interval in
+        self._drawn = time.monotonic()  # the live table's or the notebook display's last redraw (wall clock)
         self._results0 = experiment.num_results
         self._samples.append((self._t0, self._results0, 0))
         if getattr(self.console, "is_jupyter", False) and self.console.file is sys.stdout:  # not a console to a file
@@ -175,15 +180,17 @@ class Progress(Callback):
         now = experiment.elapsed
         if not self._samples or now - self._samples[-1][0] >= _SAMPLE_S:
             self._sample(experiment, now)
-        if self._live is not None:
-            every = self.refresh_s
-        elif self._display is not None:
-            every = max(self.refresh_s, 1.0)  # each redraw is a message to the notebook
-        else:
-            every = max(self.plain_every_s, (now - self._t0) / _PLAIN_LINES_PER_RUN)
-        if now - self._last < every:
-            return
-        self._last = now
+        if self._live is not None or self._display is not None:
+            # a screen's redraws on the wall clock: the experiment's may be virtual (the simulated executor moves it
+            # a second or more a tick), and each notebook redraw is a message to the page
+            wall = time.monotonic()
+            if wall - self._drawn < (self.refresh_s if self._live is not None else max(self.refresh_s, 1.0)):
+                return
+            self._drawn = wall
+        else:  # lines in a log: as many per run of the experiment's own time
+            if now - self._last < max(self.plain_every_s, (now - self._t0) / _PLAIN_LINES_PER_RUN):
+                return
+            self._last = now
         if self._live is not None:
             self._live.update(self.render(experiment), refresh=True)
         elif self._display is not None:
