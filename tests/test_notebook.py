@@ -172,3 +172,27 @@ def test_trial_html_shows_control_characters_escaped(tmp_path: Any) -> None:
         assert "\x1b" not in page and "\x07" not in page
         assert "a\\x1b[2Jb\\x07" in page
     assert "ValueError: boom" in rs.trial(1)._repr_html_()  # newlines of the traceback kept
+
+
+def _long_strings(config: dict[str, Any]) -> None:
+    import tunesmith as ts
+
+    if config["i"] % 2:
+        raise ValueError("E" * 50_000)  # one line of 50 KB
+    ts.report({"loss": float(config["i"]), "note": "N" * 50_000})
+
+
+def test_a_long_value_is_cut_in_the_notebook_tables_not_written_whole(results_dir: Any) -> None:
+    """A 50 KB prompt in each config and a 50 KB one-line error made a 20-row ResultSet table 1.5 MB (7.4 MB with
+    ten such keys): each cell is cut, saying how long the value was (the value itself is in the store)."""
+    import tunesmith as ts
+
+    rs = ts.run(_long_strings, {"i": ts.grid(list(range(30))), "prompt": "P" * 50_000}, verbose=0,
+                max_concurrent=2)
+    table = rs._repr_html_()
+    assert len(table) < 60_000, len(table)
+    assert "(50000 characters)" in table  # said, not silently dropped
+    one = rs.trial(2)._repr_html_()
+    assert len(one) < 10_000, len(one)
+    assert "(50000 characters)" in one
+    assert rs.trial(2).config["prompt"] == "P" * 50_000  # the data is whole

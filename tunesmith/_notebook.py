@@ -29,16 +29,22 @@ from tunesmith.trial import AUTO_KEYS
 MAX_ROWS = 20  # trials shown in a ResultSet's table; the rest are counted
 MAX_CONFIG_COLUMNS = 8
 MAX_TRACEBACK_LINES = 30
+MAX_CELL_CHARS = 200  # a value in a ResultSet's table (the whole value is in the store: result.trial(id))
+MAX_VALUE_CHARS = 1_000  # a value, a key or a traceback line in a TrialResult's table
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 _CSS = ("<style>.tunesmith-table td,.tunesmith-table th{text-align:left;padding:2px 8px;font-family:monospace;"
         "vertical-align:top}.tunesmith-table caption{text-align:left;font-weight:600}</style>")
 
 
-def _e(value: Any) -> str:
+def _e(value: Any, limit: int | None = None) -> str:
     """Any value as escaped HTML text (quotes too: safe in an attribute as well), control characters written as
-    their escapes (``\\x1b``, ``tunesmith._display.printable``; newlines and tabs kept)."""
-    return html.escape(printable(value if isinstance(value, str) else _short(value)), quote=True)
+    their escapes (``\\x1b``, ``tunesmith._display.printable``; newlines and tabs kept); with ``limit``, cut to
+    that many characters, saying how long it was (a 50 KB prompt in a config is data, not a cell)."""
+    text = value if isinstance(value, str) else _short(value)
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}… ({len(text)} characters)"
+    return html.escape(printable(text), quote=True)
 
 
 def _short(value: Any) -> str:
@@ -92,12 +98,12 @@ def result_set_html(rs: Any, max_rows: int = MAX_ROWS) -> str:
         cells = [t.name + (" ★" if t.id == best_id else ""), t.status.value, t.iteration,
                  *[t.last_result.get(m, "") for m in metrics], *[config.get(k, "") for k in config_keys],
                  error[-1] if error else ""]
-        rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td>{_e(c, MAX_CELL_CHARS)}</td>" for c in cells) + "</tr>")
     if len(trials) > len(head):
         rows.append(f'<tr><td colspan="{len(columns)}">… and {len(trials) - len(head)} more trials '
                     f"(result.dataframe() has them all)</td></tr>")
     return (f'{_CSS}<table class="tunesmith-table"><caption>{_e(caption)}</caption><thead><tr>'
-            + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr></thead><tbody>" + "".join(rows)
+            + "".join(f"<th>{_e(c, MAX_CELL_CHARS)}</th>" for c in columns) + "</tr></thead><tbody>" + "".join(rows)
             + "</tbody></table>")
 
 
@@ -115,10 +121,11 @@ def trial_html(trial: Any) -> str:
     rows += [(k, v) for k, v in t.metrics.items() if k not in AUTO_KEYS]
     if t.checkpoint is not None:
         rows.append(("checkpoint", t.checkpoint.path))
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    body = "".join(f"<tr><th>{_e(k, MAX_VALUE_CHARS)}</th><td>{_e(v, MAX_VALUE_CHARS)}</td></tr>" for k, v in rows)
     if t.error:
         lines = t.error.strip().splitlines()[-MAX_TRACEBACK_LINES:]
-        body += f'<tr><th>error</th><td><pre>{_e(chr(10).join(lines))}</pre></td></tr>'
+        shown_lines = chr(10).join(_e(line, MAX_VALUE_CHARS) for line in lines)
+        body += f"<tr><th>error</th><td><pre>{shown_lines}</pre></td></tr>"
     return f'{_CSS}<table class="tunesmith-table"><caption>{_e(t.name)}</caption>{body}</table>'
 
 
