@@ -268,10 +268,17 @@ class Controller:
                 self._begin_stopping()
 
     def _record_error(self, error: BaseException) -> None:
-        """Why the experiment failed, in the store's meta as ``error`` (before its status says "failed")."""
+        """Why the experiment failed, in the store's meta as ``error`` (before its status says "failed"), masked as
+        every output shows it: the message may quote a config, so the secret values of the trials in hand are
+        replaced, and URL passwords and bearer tokens (a ``sample_from`` function's error is masked with the config
+        it was making where it is raised, ``SampleFrom.call``)."""
         try:
+            from tunesmith._secrets import mask_text, secret_strings
+
+            secrets = set().union(*(secret_strings(t.config) for t in self.trials.values()))
+            message = mask_text(f"{type(error).__name__}: {error}", secrets)
             with self.store.transaction() as db:
-                self.store.set_meta(db, "error", f"{type(error).__name__}: {error}")
+                self.store.set_meta(db, "error", message)
         except Exception:  # noqa: BLE001
             log.exception("could not record why the experiment failed")
 

@@ -12,6 +12,7 @@ training function does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import string
@@ -228,10 +229,20 @@ def mask_text(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     return mask_string(text)
 
 
+@functools.lru_cache(maxsize=4096)  # a result's names repeat at every report: each is looked at once
+def result_secrecy(key: str) -> int:
+    """How secret a reported result's name looks: the most secret of its ``/``-joined parts, as a config value is
+    masked by every key on its path (a nested dict a trial reports is stored flat: ``{"credentials": {"pass":
+    ...}}`` as ``credentials/pass``, ``{"db_password": {"value": ...}}`` as ``db_password/value``)."""
+    key = str(key)
+    return max(map(secrecy, key.split("/"))) if "/" in key else secrecy(key)
+
+
 def mask_result(metrics: dict[str, Any], secrets: Iterable[str] = ()) -> dict[str, Any]:
-    """Reported metrics as every output shows them: a text value under a secret-looking key ``***``, other text
-    with ``secrets`` (the trial's config's secret values, :func:`secret_strings`), URL passwords and bearer
-    tokens masked; numbers as reported. ``metrics`` itself when nothing changes (the usual: numbers only)."""
+    """Reported metrics as every output shows them: a text value under a secret-looking key (any part of its
+    ``/``-joined name: :func:`result_secrecy`) ``***``, other text with ``secrets`` (the trial's config's secret
+    values, :func:`secret_strings`), URL passwords and bearer tokens masked; numbers as reported. ``metrics``
+    itself when nothing changes (the usual: numbers only)."""
     out: dict[str, Any] | None = None
     for key, value in metrics.items():
         if isinstance(value, str):
@@ -244,8 +255,8 @@ def mask_result(metrics: dict[str, Any], secrets: Iterable[str] = ()) -> dict[st
 
 
 def mask_reported_text(key: str, value: str, secrets: Iterable[str] = ()) -> str:
-    """One text result at ``key`` as :func:`mask_result` shows it."""
-    return MASK if secrecy(key) and value else (mask_text(value, secrets) or value)
+    """One text result at ``key`` (its flat name: ``credentials/pass``) as :func:`mask_result` shows it."""
+    return MASK if value and result_secrecy(key) else (mask_text(value, secrets) or value)
 
 
 def may_hold_text(json_text: str) -> bool:

@@ -300,8 +300,12 @@ class SampleFrom(Domain):
         try:
             return self.fn(config)
         except Exception as exc:
+            from tunesmith._secrets import mask_text, secret_strings
+
+            # its message may quote a secret of the config being made (a trial never stored: nothing else holds it)
+            said = mask_text(str(exc), secret_strings(config)) if isinstance(config, dict) else str(exc)
             raise ConfigError(f"{where}: sample_from function {self.description} raised "
-                              f"{type(exc).__name__}: {exc}") from exc
+                              f"{type(exc).__name__}: {said}") from exc
 
     def _problem(self) -> str | None:
         if self.fn is None and self.fn_repr is not None:
