@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import threading
+import time
 from typing import Any
 
 from tunesmith._flat import flat_metrics
@@ -17,6 +20,26 @@ from tunesmith.trial import TIMESTAMP, Result, TrialView
 # What tensorboardX turns into ``_`` in a tag (``summary._clean_tag``; it also strips leading ``/``).
 _BAD_TAG = re.compile(r"[^-/\w.]")
 
+# tensorboardX warns of every NaN or infinite value it writes (``x2num.check_nan``): a line per value on stderr
+# for a diverged trial. Those are values tunesmith keeps; the warning is dropped while this logger writes them.
+_NAN_LOGGER = "tensorboardX.x2num"
+_NAN_MESSAGE = "NaN or Inf found in input tensor."
+
+
+class _QuietNaN(logging.Filter):
+    """Drops tensorboardX's NaN/Inf warning in a thread that is writing a ``TensorBoardLogger``'s scalars; other
+    code's (tensorboardX used elsewhere in the process, or another thread) still gets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (getattr(self.writing, "on", False) and record.msg == _NAN_MESSAGE)
+
+
+_quiet_nan = _QuietNaN()
+
 
 class TensorBoardLogger(Callback):
     """Writes each trial's results as TensorBoard scalars, one run per trial.
@@ -28,6 +51,13 @@ class TensorBoardLogger(Callback):
     the trial ends, its config (flattened to ``outer/inner``) and its final metrics are
     written as an HParams session of the same run, so the HParams tab compares trials.
 
+    A trial restarted from a checkpoint at iteration k (a retry, a PBT exploit, a resumed experiment) logs the
+    iterations after k again; a ``SessionLog.START`` event at step k + 1 (what tensorboardX's ``purge_step``
+    writes) before them makes TensorBoard drop the points from step k + 1 on that it read before, so the run shows
+    the trial's current history, as the store holds it. Each writer starts with one (TensorBoard takes a run's first
+    START as its start, each later one as a restart). NaN and infinities are written as they are, without
+    tensorboardX's warning per value.
+
     Needs ``pip install 'tunesmith[tensorboard]'`` (tensorboardX).
 
     Args:
@@ -38,7 +68,10 @@ class TensorBoardLogger(Callback):
         self.flush_secs = flush_secs
         self._root: str | None = None
         self._writers: dict[int, Any] = {}
-        self._final: dict[int, dict[str, float]] = {}
+        # trial -> tag -> the first iteration this driver logged it at (a restart drops the tags only the dropped
+        # iterations had from the HParams metrics)
+        self._final: dict[int, dict[str, int]] = {}
+        self._last: dict[int, int] = {}  # trial -> the last iteration its writer logged
         self._tags: dict[str, str] = {}  # metric name -> its tag, made once per name
 
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
@@ -46,32 +79,62 @@ class TensorBoardLogger(Callback):
 
         require("tensorboardX", "tensorboard")  # fail at the start, not at the first result
         self._root = os.path.join(experiment.path, "tensorboard")
+        nan_logger = logging.getLogger(_NAN_LOGGER)
+        if _quiet_nan not in nan_logger.filters:
+            nan_logger.addFilter(_quiet_nan)
 
-    def _writer(self, trial: TrialView) -> Any:
+    def _writer(self, trial: TrialView, first: int) -> Any:
+        """The trial's writer; a new one (a new event file) starts with a ``SessionLog.START`` at ``first``, and
+        with a second one when the run's folder has earlier event files (a resumed experiment): their points from
+        ``first`` on are the ones this driver logs again."""
         writer = self._writers.get(trial.id)
         if writer is None:
             from tensorboardX import SummaryWriter
 
             if self._root is None:
                 raise RuntimeError("TensorBoardLogger used before on_experiment_start")
-            writer = SummaryWriter(logdir=os.path.join(self._root, trial.name), flush_secs=self.flush_secs)
+            logdir = os.path.join(self._root, trial.name)
+            try:
+                earlier = any("tfevents" in name for name in os.listdir(logdir))
+            except FileNotFoundError:
+                earlier = False
+            # tensorboardX names a file after the second it was made (``events.out.tfevents.<s>.<host>``) and
+            # truncates one of that name: a resumed driver within the same second would erase the earlier
+            # driver's file. A suffix in nanoseconds keeps the names apart and in the order they were made.
+            writer = SummaryWriter(logdir=logdir, flush_secs=self.flush_secs, purge_step=first,
+                                   filename_suffix=f".{time.time_ns():d}")
+            if earlier:  # a first START in files of an older tunesmith would be read as the run's start
+                _restart(writer, first)
             self._writers[trial.id] = writer
+            self._last.pop(trial.id, None)
         return writer
 
     def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
         if not results:
             return
-        writer = self._writer(trial)
+        first = results[0].iteration
+        writer = self._writer(trial, first)
         final = self._final.setdefault(trial.id, {})
+        last = self._last.get(trial.id)
+        if last is not None and first <= last:  # a restart from a checkpoint before ``first``
+            _restart(writer, first)
+            for dropped in [name for name, since in final.items() if since >= first]:
+                del final[dropped]
         tags = self._tags
-        for result in results:
-            walltime = result.metrics.get(TIMESTAMP)
-            for key, number in scalars(result.metrics):
-                tag = tags.get(key)
-                if tag is None:
-                    tag = tags[key] = _tag(key)
-                writer.add_scalar(tag, number, global_step=result.iteration, walltime=walltime)
-                final[tag] = number
+        _quiet_nan.writing.on = True
+        try:
+            for result in results:
+                walltime = result.metrics.get(TIMESTAMP)
+                step = result.iteration
+                for key, number in scalars(result.metrics):
+                    tag = tags.get(key)
+                    if tag is None:
+                        tag = tags[key] = _tag(key)
+                    writer.add_scalar(tag, number, global_step=step, walltime=walltime)
+                    final.setdefault(tag, step)
+        finally:
+            _quiet_nan.writing.on = False
+        self._last[trial.id] = results[-1].iteration
         writer.flush()
 
     def on_trial_complete(self, trial: TrialView) -> None:
@@ -90,6 +153,7 @@ class TensorBoardLogger(Callback):
 
     def _close(self, trial: TrialView) -> None:
         writer = self._writers.pop(trial.id, None)
+        self._last.pop(trial.id, None)
         if writer is None:
             return
         from tensorboardX.summary import hparams
@@ -98,10 +162,18 @@ class TensorBoardLogger(Callback):
         hp = {key: _hparam(value) for key, value in flat_metrics(shown(trial).config).items()}
         # Metric names equal to the scalar tags: the HParams tab then shows each tag's last value in this
         # run (the trial's final metrics) without a duplicate scalar point.
-        metrics = self._final.pop(trial.id, {})
+        metrics = dict.fromkeys(self._final.pop(trial.id, {}), 0.0)  # the values are not written: only the tags
         for summary in hparams(hp, metrics):
             writer.file_writer.add_summary(summary)
         writer.close()
+
+
+def _restart(writer: Any, step: int) -> None:
+    """A ``SessionLog.START`` at ``step``, as tensorboardX's ``purge_step`` writes: TensorBoard's readers (its
+    ``EventAccumulator``s) drop the points at ``step`` and after it that they read before it, in every tag."""
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+    writer.file_writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
 
 
 def _tag(name: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
-from tunesmith.callbacks._names import experiment_key
+from tunesmith.callbacks._names import experiment_key, hashed
 from tunesmith.trial import Result, TrialStatus, TrialView
 
 # wandb.init arguments the logger sets; ``resume_from`` and ``fork_from`` W&B refuses beside ``resume``
@@ -25,6 +25,11 @@ class WandbLogger(Callback):
     had when the experiment ended) and, for a failed trial, the last line of its error. A config changed later
     (a PBT exploit) updates the run's config. Secret-looking config values are masked (``***``), as everywhere
     tunesmith shows a config.
+
+    W&B reserves the names that start with ``_`` (its own ``_step``, ``_runtime``, ``_timestamp``; its charts
+    hide the others): a metric so named is logged without its leading ``_`` and with a hash of its whole name at
+    its end (``_step`` -> ``step-`` and 8 hex digits, ``_name``), the same name in every trial and run, never
+    another metric's (``step`` stays ``step``).
 
     A run's id is made from the experiment (``_names.experiment_key``: the same for a resume of it, also after the
     folder was moved, another for an experiment made again under the same name) and the trial's id, and the run is
@@ -58,6 +63,7 @@ class WandbLogger(Callback):
         self._key = ""  # the experiment's part of each run id (``_run_id``)
         self._runs: dict[int, Any] = {}
         self._configs: dict[int, dict[str, Any]] = {}
+        self._names: dict[str, str] = {}  # metric name -> the name it is logged under, made once per name
 
     def run(self, trial_id: int) -> Any:
         """The W&B run of a trial while it is open (None before it started and after it ended)."""
@@ -90,9 +96,15 @@ class WandbLogger(Callback):
         run = self._runs.get(trial.id)
         if run is None:
             return
+        names = self._names
         for result in results:
-            row = {k: int(v) if isinstance(v, bool) else v for k, v in flat_metrics(result.metrics).items()
-                   if isinstance(v, numbers.Real)}  # bools as 0/1, as the other tracking loggers plot them
+            row = {}
+            for key, value in flat_metrics(result.metrics).items():
+                if isinstance(value, numbers.Real):
+                    name = names.get(key)
+                    if name is None:
+                        name = names[key] = _name(key)
+                    row[name] = int(value) if isinstance(value, bool) else value  # bools as 0/1, as elsewhere
             run.log(row)
 
     def on_trial_complete(self, trial: TrialView) -> None:
@@ -116,6 +128,14 @@ class WandbLogger(Callback):
         if error is not None:
             run.summary["tunesmith/error"] = error
         run.finish(exit_code=1 if error is not None else 0)
+
+
+def _name(key: str) -> str:
+    """The name a metric is logged under: ``key`` itself, unless it starts with ``_``, which W&B reserves (its own
+    ``_step``, ``_runtime`` and ``_timestamp`` replace or drop a metric so named): then ``key`` without its leading
+    ``_`` with a hash of the whole name at its end (``_step`` -> ``step-1a2b3c4d``), so that it is no other metric's
+    name (``step`` stays ``step``, ``_step`` and ``__step`` two names)."""
+    return hashed(key, key.lstrip("_")) if key.startswith("_") else key
 
 
 def _run_id(key: str, trial_id: int) -> str:
