@@ -3,13 +3,9 @@ event accumulators), NaN/inf values (no warning per value), and metric names W&B
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import json
 import logging
 import math
 import os
-import struct
 import sys
 from typing import Any
 
@@ -132,74 +128,3 @@ def test_nan_and_inf_are_logged_without_a_warning_per_value(results_dir: Any, ca
         assert all(math.isnan(v) for _, v in loss) and all(v == math.inf for _, v in grad)
     check_nan(np.array([float("nan")]))  # tensorboardX's own warning, outside the logger, is left alone
     assert [r for r in caplog.records if "NaN or Inf" in r.getMessage()]
-
-
-# -- W&B: names it reserves ----------------------------------------------------------------------------------
-
-
-def _wandb_history(folder: str) -> list[dict[str, Any]]:
-    """The history rows of the one offline run under ``folder`` (a ``.wandb`` file: a 7-byte header, then 32 KiB
-    blocks of chunks: crc32, length, type 1 full, 2 first, 3 middle, 4 last, each a protobuf ``Record``)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    (path,) = glob.glob(os.path.join(folder, "wandb", "offline-run-*", "*.wandb"))
-    with open(path, "rb") as f:
-        data = f.read()
-    pos, block, buf, rows = 7, 32768, b"", []
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:
-            pos += block - pos % block
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if kind == 0 and length == 0:
-            break
-        buf += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):
-            record = pb.Record.FromString(buf)
-            buf = b""
-            if record.WhichOneof("record_type") == "history":
-                rows.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item})
-    return rows
-
-
-def _reports_reserved_names(config: Any) -> None:
-    for i in range(3):
-        ts.report({"loss": float(i), "_step": 100.0 + i, "_runtime": 200.0 + i, "_timestamp": 300.0 + i,
-                   "step": 400.0 + i, "__x": {"_y": 500.0 + i}})
-
-
-def test_wandb_logs_metrics_named_as_its_own_fields_under_other_names(tmp_path: Any,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """``_step`` and ``_runtime`` were dropped from the history and ``_timestamp`` replaced W&B's wall clock (300:
-    1970)."""
-    pytest.importorskip("wandb")
-    from tunesmith.callbacks.wandb import _name
-
-    folder = str(tmp_path / "wandb")
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-        monkeypatch.setenv(var, folder)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    rs = ts.run(_reports_reserved_names, {"x": 1}, metric="loss", mode="min", name="wb-names", verbose=0,
-                storage_path=str(tmp_path / "results"), callbacks=[ts.WandbLogger(project="p", dir=folder)])
-
-    def sha(name: str) -> str:
-        return hashlib.sha256(name.encode()).hexdigest()[:8]
-
-    renamed = {"_step": f"step-{sha('_step')}", "_runtime": f"runtime-{sha('_runtime')}",
-               "_timestamp": f"timestamp-{sha('_timestamp')}", "__x/_y": f"x/_y-{sha('__x/_y')}"}
-    assert {name: _name(name) for name in renamed} == renamed
-    assert _name("step") == "step" and _name("opt/_lr") == "opt/_lr"  # a name W&B takes is kept
-    rows = _wandb_history(folder)
-    (trial,) = rs.trials
-    history = rs.history(trial.id)
-    assert len(rows) == len(history) == 3
-    for i, (row, reported) in enumerate(zip(rows, history)):
-        assert row["_step"] == i  # W&B's own fields are W&B's
-        assert row["_timestamp"] == pytest.approx(reported["timestamp"], abs=3600)
-        assert 0 <= row["_runtime"] < 3600
-        for name, logged in renamed.items():
-            assert row[logged] == reported[name], name
-        assert row["step"] == reported["step"] and row["loss"] == reported["loss"]

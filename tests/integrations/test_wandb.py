@@ -4,9 +4,11 @@ files are read back (W&B's record format: a LevelDB-style log of protobuf record
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 import tunesmith as ts
 
 pytest.importorskip("wandb")
+import wandb  # noqa: E402
 from wandb.proto import wandb_internal_pb2 as pb  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,14 +26,18 @@ URL_PASSWORD = "hunter2pass"
 
 
 @pytest.fixture(autouse=True)
-def _offline(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+def _offline(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     folder = str(tmp_path / "wandb")
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(var, folder)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    return folder
+    # W&B reads its settings (WANDB_DIR...) once per process, where the driver's WandbLogger runs: each test's
+    # runs go to its own folder only with W&B's process state set up again
+    wandb.teardown()
+    yield folder
+    wandb.teardown()
 
 
 def _records(path: str) -> list[Any]:
@@ -244,3 +251,48 @@ def test_a_resumed_experiment_continues_each_trials_wandb_run(_offline: str, tmp
         (run_id,) = ids[trial.name]
         wandb.Settings(run_id=run_id)  # an id W&B takes (it refuses ``/`` and other reserved characters)
         assert logged[run_id] == {r["training_iteration"] for r in rs.history(trial.id)}  # both drivers' results
+
+
+# -- W&B: names it reserves ----------------------------------------------------------------------------------
+
+
+def _wandb_history(folder: str) -> list[dict[str, Any]]:
+    """The history rows of the one offline run under ``folder``."""
+    (path,) = glob.glob(os.path.join(folder, "wandb", "offline-run-*", "*.wandb"))
+    return [{"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item}
+            for record in _records(path) if record.WhichOneof("record_type") == "history"]
+
+
+def _reports_reserved_names(config: Any) -> None:
+    for i in range(3):
+        ts.report({"loss": float(i), "_step": 100.0 + i, "_runtime": 200.0 + i, "_timestamp": 300.0 + i,
+                   "step": 400.0 + i, "__x": {"_y": 500.0 + i}})
+
+
+def test_wandb_logs_metrics_named_as_its_own_fields_under_other_names(tmp_path: Any, _offline: str) -> None:
+    """``_step`` and ``_runtime`` were dropped from the history and ``_timestamp`` replaced W&B's wall clock (300:
+    1970)."""
+    from tunesmith.callbacks.wandb import _name
+
+    folder = _offline
+    rs = ts.run(_reports_reserved_names, {"x": 1}, metric="loss", mode="min", name="wb-names", verbose=0,
+                storage_path=str(tmp_path / "results"), callbacks=[ts.WandbLogger(project="p")])
+
+    def sha(name: str) -> str:
+        return hashlib.sha256(name.encode()).hexdigest()[:8]
+
+    renamed = {"_step": f"step-{sha('_step')}", "_runtime": f"runtime-{sha('_runtime')}",
+               "_timestamp": f"timestamp-{sha('_timestamp')}", "__x/_y": f"x/_y-{sha('__x/_y')}"}
+    assert {name: _name(name) for name in renamed} == renamed
+    assert _name("step") == "step" and _name("opt/_lr") == "opt/_lr"  # a name W&B takes is kept
+    rows = _wandb_history(folder)
+    (trial,) = rs.trials
+    history = rs.history(trial.id)
+    assert len(rows) == len(history) == 3
+    for i, (row, reported) in enumerate(zip(rows, history)):
+        assert row["_step"] == i  # W&B's own fields are W&B's
+        assert row["_timestamp"] == pytest.approx(reported["timestamp"], abs=3600)
+        assert 0 <= row["_runtime"] < 3600
+        for name, logged in renamed.items():
+            assert row[logged] == reported[name], name
+        assert row["step"] == reported["step"] and row["loss"] == reported["loss"]
