@@ -697,7 +697,7 @@ class _Briefs:
             for row in rs._store.trial_briefs(key):
                 kept = old.get(row[0])
                 new[row[0]] = kept if kept is not None and kept.row == row else _Brief(row, key)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:  # nested too deeply too
             raise StoreError(f"the experiment store {rs._store.path} is damaged: a trial's row cannot be read "
                              f"({type(e).__name__}: {e})") from e
         self._by_id = new

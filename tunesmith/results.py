@@ -578,11 +578,13 @@ class ResultSet:
             text = "[" + ",".join([r[4] for r in rows]) + "]"
             try:
                 metrics, exact = loads(text), loads is json.loads
+            except RecursionError:  # nested too deeply for Python's decoder (a damaged store): named one by one
+                return self._results_frame_by_row(pd, configs)
             except ValueError:  # NaN or Infinity (Python's JSON writes them), which orjson refuses
                 try:
                     metrics, exact = json.loads(text), True
-                except ValueError:  # a result that is not JSON (a damaged store): one by one, it is named
-                    return self._results_frame_by_row(pd, configs)
+                except (ValueError, RecursionError):  # a result that is not JSON (a damaged store, or one nested
+                    return self._results_frame_by_row(pd, configs)  # too deeply): one by one, it is named
             if set(map(type, metrics)) != {dict}:  # a result that is not an object (damaged): named the same way
                 return self._results_frame_by_row(pd, configs)
             tids = [r[0] for r in rows]

@@ -25,10 +25,11 @@ def test_schema_version_and_newer_store_refused(tmp_path):
 
 def test_results_replace_not_duplicate_and_truncate(tmp_path):
     s = Store(str(tmp_path / "e.db"))
+    c2 = str(tmp_path / "trials" / "trial_00001" / "checkpoints" / "c2")  # paths in the folder (stored relative)
     with s.transaction() as db:
         s.insert_trial(db, 1, {"x": 1}, {"cpu": 1}, "RUNNING")
         s.append_results(db, [(1, i, float(i), 0.0, f'{{"v": {i}}}') for i in range(1, 6)])
-        s.add_checkpoints(db, [(1, 2, "/c2", 0.0), (1, 4, "/c4", 0.0)])
+        s.add_checkpoints(db, [(1, 2, c2, 0.0), (1, 4, str(tmp_path / "trials/trial_00001/checkpoints/c4"), 0.0)])
     with s.transaction() as db:  # the trial restarted from its checkpoint at iteration 2
         s.truncate_results(db, 1, 2)
         s.append_results(db, [(1, 3, 3.0, 0.0, '{"v": 30}')])
@@ -37,7 +38,7 @@ def test_results_replace_not_duplicate_and_truncate(tmp_path):
     assert rows[0]._fields == ("trial_id", "iteration", "time_total", "timestamp", "metrics", "generation")
     assert rows[-1].trial_id == 1 and json.loads(rows[-1].metrics)["v"] == 30
     assert result_dict(rows[-1])["v"] == 30
-    assert s.checkpoints(1) == [(2, "/c2")]
+    assert s.checkpoints(1) == [(2, c2)]
 
 
 def test_a_batch_larger_than_one_statement_is_stored_whole_and_a_later_row_of_an_iteration_wins(tmp_path):

@@ -162,6 +162,9 @@ def _reading(fn: _F) -> _F:
         except ValueError as e:  # json.JSONDecodeError
             raise StoreError(f"the experiment store {self.path} holds a value that is not valid JSON ({e}): "
                              f"the file is damaged") from e
+        except RecursionError as e:  # JSON nested deeper than Python decodes (a made-up store)
+            raise StoreError(f"the experiment store {self.path} holds a value nested too deeply to read ({e}): "
+                             f"the file is damaged") from e
 
     return wrapper  # type: ignore[return-value]
 
@@ -379,7 +382,11 @@ class Store:
 
     @_reading
     def meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM experiment")}
+        return {k: _json(v, functools.partial(self._damaged_meta, k))
+                for k, v in self._db.execute("SELECT key, value FROM experiment")}
+
+    def _damaged_meta(self, key: str) -> str:
+        return f"the experiment store {self.path} is damaged: its {key!r}"
 
     # -- writes (driver only, inside transaction()) -------------------------------------------------
     @staticmethod
@@ -509,9 +516,19 @@ class Store:
         for key in ("config", "resources", "last_result"):
             if rec[key] is not None:
                 rec[key] = _object(rec[key], functools.partial(self._damaged, rec["id"], key))
-        rec["checkpoint"] = from_stored(self.folder, rec["checkpoint"])
+        rec["checkpoint"] = self._checkpoint_path(rec["checkpoint"], rec["id"])
         rec.setdefault("generation", 0)  # schema 1
         return rec
+
+    def _checkpoint_path(self, stored: Any, trial_id: int, iteration: int | None = None) -> Any:
+        """A stored checkpoint path (a trial's, or the index row of its checkpoint of ``iteration``) under this
+        folder (``_layout.from_stored``); a ``StoreError`` naming the store, the trial and the path when it leaves
+        the folder's ``trials/<trial>/checkpoints/`` or is not text: the store may be someone else's."""
+        try:
+            return from_stored(self.folder, stored)
+        except ValueError as e:
+            of = "checkpoint" if iteration is None else f"checkpoint of iteration {iteration} (the index)"
+            raise StoreError(f"{self._damaged(trial_id, of)}: {e}") from None
 
     def _damaged(self, trial_id: int, column: str) -> str:
         return f"the experiment store {self.path} is damaged: trial {trial_id}'s {column}"
@@ -801,8 +818,7 @@ class Store:
     @_reading
     def checkpoints(self, trial_id: int) -> list[tuple[int, str]]:
         """(iteration, absolute path under this folder, or a URL) of a trial's indexed checkpoints."""
-        folder = self.folder
-        return [(it, from_stored(folder, path)) for it, path in self._db.execute(
+        return [(it, self._checkpoint_path(path, trial_id, it)) for it, path in self._db.execute(
             "SELECT iteration, path FROM checkpoints WHERE trial_id = ? ORDER BY iteration", (trial_id,))]
 
     @_reading
@@ -987,12 +1003,20 @@ def _as_float(value: int) -> float:
         return float("nan")
 
 
-def _object(text: str, what: Callable[[], str]) -> dict[str, Any]:
-    """The JSON object ``text`` holds; a ``StoreError`` saying ``what()`` is not one (the file is damaged)."""
+def _json(text: str, what: Callable[[], str]) -> Any:
+    """The JSON value ``text`` holds; a ``StoreError`` saying ``what()`` is not valid JSON (the file is damaged):
+    not JSON, not text (a BLOB), or nested deeper than Python's decoder goes (a RecursionError)."""
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except (ValueError, TypeError) as e:
         raise StoreError(f"{what()} is not valid JSON ({e})") from e
+    except RecursionError as e:
+        raise StoreError(f"{what()} is not valid JSON: nested too deeply to read ({e})") from e
+
+
+def _object(text: str, what: Callable[[], str]) -> dict[str, Any]:
+    """The JSON object ``text`` holds; a ``StoreError`` saying ``what()`` is not one (the file is damaged)."""
+    value = _json(text, what)
     if not isinstance(value, dict):
         raise StoreError(f"{what()} is not a JSON object (a {type(value).__name__})")
     return value
