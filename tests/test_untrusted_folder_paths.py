@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import tunesmith as ts
 from tests.test_resume import _snapshot
+from tunesmith.checkpoint import CheckpointError
 from tunesmith.cli import cli
 
 pytestmark = pytest.mark.timeout(180)
@@ -232,3 +233,19 @@ def test_a_value_no_reader_can_decode_is_a_store_error_naming_it(results_dir, wh
                metric="i", mode="max")
     assert store in str(e.value)
 
+
+
+def test_a_checkpoint_read_through_a_linked_trial_folder_is_refused(results_dir):
+    """The stored path was a plain trials/trial_00001/checkpoints/checkpoint_000003, but trials/trial_00001 was
+    a link to the user's other experiment's trial: ts.load(folder).best.checkpoint.load() unpickled that
+    experiment's state (signed by the user's own key). A resume removes such links first; a reader did not."""
+    import shutil
+
+    _two_experiments(results_dir)
+    trial = results_dir / "attacker" / "trials" / "trial_00001"
+    shutil.rmtree(trial)
+    os.symlink(results_dir / "secret" / "trials" / "trial_00001", trial)
+    checkpoint = ts.load(str(results_dir / "attacker")).trials[0].checkpoint
+    with pytest.raises(CheckpointError, match="symbolic link"):
+        checkpoint.load()
+    assert ts.load(str(results_dir / "secret")).trials[0].checkpoint.load() == 3  # the user's own, as before

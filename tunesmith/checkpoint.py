@@ -468,6 +468,7 @@ def verify(path: str) -> dict[str, Any]:
         return _verify_remote(path)
     import hashlib
 
+    _not_through_a_link(path)
     try:
         with _open_regular(os.path.join(path, MANIFEST), path, MANIFEST) as f:
             manifest = json.loads(f.read())
@@ -548,6 +549,30 @@ def _open_inside(checkpoint: str, rel: str) -> int:
         return os.open(parts[-1], os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW, dir_fd=here)
     finally:
         os.close(here)
+
+
+def _not_through_a_link(path: str) -> None:
+    """Refuse a checkpoint of an experiment's layout (``.../trials/<trial>/checkpoints/<name>``) reached through a
+    symbolic link at any of those four levels: a folder someone else made could link its ``trials/<trial>`` to a
+    trial of another of this user's experiments, whose checkpoints this user's key signed, and a reader would load
+    them as the folder's. (A resume removes such links first: ``_layout.unlink_planted_links``.) Four ``lstat``
+    calls; the folders above the experiment's are the user's own and are not looked at."""
+    import stat
+
+    from tunesmith._layout import CHECKPOINTS, TRIALS
+
+    parts = os.path.normpath(path).split(os.sep)
+    if len(parts) < 5 or parts[-2] != CHECKPOINTS or parts[-4] != TRIALS:
+        return
+    for depth in range(4):
+        level = os.sep.join(parts[:len(parts) - depth])
+        try:
+            linked = stat.S_ISLNK(os.lstat(level).st_mode)
+        except OSError:
+            return  # not there: the manifest's read names it
+        if linked:
+            raise CheckpointError(f"checkpoint {path}: {level} is a symbolic link, not followed: an experiment's "
+                                  "checkpoints are read from its own folder")
 
 
 def _files(manifest: Any, path: str) -> dict[str, dict[str, Any]]:
