@@ -579,7 +579,7 @@ class Controller:
         ended = [self.trials[tid] for tid in trial_ids if tid in self._paused]
         if not ended:
             return
-        now = time.time()
+        now = self.executor.timestamp()  # on the results' clock: a resume replays ends and results in order by it
         with self.store.transaction() as db:
             for trial in ended:
                 self._paused.discard(trial.id)
@@ -741,7 +741,7 @@ class Controller:
         self._queued_first.discard(trial.id)
         action = self._actions.pop(trial.id, None)
         plan = self._plans.pop(trial.id, None)
-        now = time.time()
+        now = self.executor.timestamp()  # on the results' clock: a resume replays ends and results in order by it
         if status == "error" and not isinstance(action, (Stop, Pause)):
             self.ledger.unpin(trial.id)  # a pending exploit is dropped with its decision
             trial.error = tb

@@ -13,7 +13,7 @@ from tunesmith.trial import TrialStatus, TrialView
 
 if TYPE_CHECKING:
     from tunesmith.dashboard._commands import CommandInbox
-    from tunesmith.executors._base import Launch
+    from tunesmith.executors._base import Executor, Launch
     from tunesmith.store.sqlite import Store
 
 log = logging.getLogger("tunesmith")
@@ -27,6 +27,7 @@ class EndHost(Protocol):
     _paused: set[int]
     _pending_launch: list[Launch]
     _inbox: CommandInbox
+    executor: Executor
 
     def _write_pending(self, db: Any) -> None: ...
 
@@ -42,7 +43,7 @@ def close_paused(ctl: EndHost) -> None:
         for tid in sorted(ctl._paused):
             trial = ctl.trials[tid]
             trial.status = TrialStatus.TERMINATED
-            trial.end_time = time.time()
+            trial.end_time = ctl.executor.timestamp()  # on the results' clock, as the controller's ends (_replay)
             ctl.store.update_trial(db, tid, status=trial.status.value, end_time=trial.end_time,
                                     start_time=trial.start_time)
     ctl._paused.clear()

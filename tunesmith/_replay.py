@@ -129,7 +129,9 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         errored = trial.status is TrialStatus.ERROR
         if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
             end = trial.end_time if trial.end_time is not None else 0.0
-            # not before its last result (the simulated executor's timestamps are virtual: ahead of the clock)
+            # stamped on the results' clock (``Executor.timestamp``), so it falls among the other trials' results where
+            # it came; never before its own last result (a store written before stamped ends on the wall clock, behind
+            # the simulated executor's virtual timestamps)
             end = max(end, steps[-1].time) if steps else end
             history.append(_Step(end, 1, trial.id, len(epochs), 0, trial, None, epochs[-1].config, None, None))
             continue
@@ -138,6 +140,11 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
             ctl.ledger.restore(trial.id, None)
             final[trial.id] = (final_config, trial.status, None, 0)
         restarts.append(trial)
+    # what this run stamps (results, ends) comes after everything stored, on the executor's clock (the simulated
+    # one's is its own: it would start again from its epoch, before an earlier run's late results)
+    stamped = [step.time for step in history] + [rec["end_time"] for rec in records if rec["end_time"] is not None]
+    if stamped:
+        ctl.executor.resumed_after(max(stamped))
     # as they were at the start: running, without a checkpoint
     for trial in ctl.trials.values():
         trial.status, trial.checkpoint_path, trial.checkpoint_iteration = TrialStatus.RUNNING, None, 0

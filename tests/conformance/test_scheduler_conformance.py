@@ -7,8 +7,9 @@ What every scheduler promises (``tunesmith.schedulers._base``):
 * bad constructor arguments are stored, and ``setup`` raises ``ConfigError`` naming the argument;
 * ``mode`` is a sign: minimising ``loss`` and maximising ``-loss`` give the same decisions;
 * resume by replay: after the stored history is replayed the way the controller does it on resume (every
-  stored result in the order it came, with the config its trial had then; ``on_complete`` if it ended) the
-  scheduler decides the next results as it would have without the interruption;
+  stored result in the order it came, with the config its trial had then; ``on_complete`` where its trial ended,
+  among the results, in the order they came) the scheduler decides the next results as it would have without the
+  interruption;
 * purity: no file, socket or clock (time arrives as ``view.now``);
 * decisions only at the iterations announced: when ``decision_iteration`` names an iteration, a decision
   other than ``CONTINUE`` comes only at that iteration (the trial runs freely before it);
@@ -94,6 +95,15 @@ class Sim:
         self.told_no_more = False
         # every result as the store keeps it, with the config its trial had then (the exploit events' configs)
         self.stored: list[tuple[int, int, float, dict[str, Any]]] = []
+        # every trial's end, in the order they came: (trial, how many results were stored before it, its status)
+        self.ends: list[tuple[int, int, TrialStatus]] = []
+        ending = self.h.end
+
+        def end(trial_id: int, status: TrialStatus = TrialStatus.TERMINATED) -> None:
+            self.ends.append((trial_id, len(self.stored), status))
+            ending(trial_id, status)
+
+        self.h.end = end  # type: ignore[method-assign]  # the harness's own end (a decision's STOP too), noted
 
     @property
     def view(self) -> Any:
@@ -276,13 +286,27 @@ ORDER_SENSITIVE = {"pbt", "pb2"}
 def replayed(make: Make, uninterrupted: Sim, order: str) -> Sim:
     resumed = Sim(make(7))
     s = resumed.h.scheduler
-    if order == "stored":  # every stored result in the order it was stored
-        for trial_id, iteration, v, config in uninterrupted.stored:
+
+    def end(trial_id: int, status: TrialStatus) -> None:
+        if not resumed.h.trial(trial_id).status.is_finished:  # a STOP it decided again ended it already
+            resumed.h.end(trial_id, status)
+
+    if order in ("stored", "ends-early"):  # every stored result in the order it was stored
+        # "stored": each end where it came among them (as Controller.replay orders them, by the time each was
+        # stamped, on the executor's one clock); "ends-early": each right after its trial's own last result
+        last = {trial_id: index + 1 for index, (trial_id, *_rest) in enumerate(uninterrupted.stored)}
+        ends = sorted(((at if order == "stored" else last.get(trial_id, at)), seq, trial_id, status)
+                      for seq, (trial_id, at, status) in enumerate(uninterrupted.ends))
+        for index, (trial_id, iteration, v, config) in enumerate(uninterrupted.stored):
+            while ends and ends[0][0] <= index:
+                end(*ends.pop(0)[2:])
             if trial_id not in resumed.view.trials:
                 resumed.h.add(trial_id, config=dict(config))
             resumed.h.trial(trial_id).config = dict(config)
             resumed.view.now += 1.0
             resumed.h.report(trial_id, iteration, v, checkpoint=True)
+        for _at, _seq, trial_id, status in ends:
+            end(trial_id, status)
     else:  # per trial in id order: the counter-example (Controller.replay feeds results in stored order)
         resumed.view.now = uninterrupted.view.now
         for trial_id in sorted(uninterrupted.view.trials):
@@ -319,6 +343,24 @@ def test_resume_by_replay_decides_the_next_results_the_same(make: Make, crash_af
     uninterrupted.run()
     resumed.run()
     assert resumed.log == uninterrupted.log[cut:]
+
+
+def test_hyperband_needs_each_end_replayed_where_it_came() -> None:
+    # The counter-example for ends: replayed right after their trial's own last result (what Controller.replay did
+    # while a trial's end was stamped on the wall clock and the simulated executor's results on its virtual clock,
+    # hundreds of seconds ahead), HyperBand takes each loser out of its rung before the rung is decided, and the
+    # rung ranks fewer trials: it decides the next results otherwise
+    make = SCHEDULERS["hyperband"]
+    decided = {}
+    for order in ("stored", "ends-early"):
+        uninterrupted = Sim(make(7))
+        for _ in range(4):
+            assert uninterrupted.step()
+        resumed = replayed(make, uninterrupted, order)
+        cut = len(uninterrupted.log)
+        uninterrupted.run()
+        decided[order] = resumed.run().log == uninterrupted.log[cut:]
+    assert decided == {"stored": True, "ends-early": False}
 
 
 # -- purity --------------------------------------------------------------------------------------------------------

@@ -138,6 +138,18 @@ class Executor:
         controller measures elapsed time, budgets and what schedulers see as ``view.now`` with it."""
         return time.monotonic()
 
+    def timestamp(self) -> float:
+        """Now, on the clock this executor's results are stamped with (``Results`` rows' timestamp: seconds since the
+        epoch): the wall clock here, as a worker stamps them; the simulated executor's virtual clock from its epoch.
+        The controller stamps a trial's end with it, so that a resume replays results and ends in the order they
+        happened, sorted by time on one clock (``_replay``)."""
+        return time.time()
+
+    def resumed_after(self, timestamp: float) -> None:
+        """A resume: what the experiment stored (results, trials' ends) was stamped at ``timestamp`` at the latest,
+        on ``timestamp()``'s clock. An executor whose clock is its own (the simulated one) goes on after it, so that
+        what it stamps now comes after everything stored. Nothing by default: the wall clock goes on by itself."""
+
     def total_resources(self) -> dict[str, float]:
         raise NotImplementedError
 

@@ -187,7 +187,7 @@ class SimulatedBackend(Executor):
         self.speedup = speedup
         self.trial_timeout_s: float | None = None  # accepted for symmetry with local; nothing hangs here
         self._now = 0.0
-        self._epoch = time.time()  # timestamps: wall time at construction + virtual time
+        self._epoch = time.time()  # timestamps: wall time at construction (or after a resume's) + virtual time
         self._fn: Any = None
         self._nargs = 2
         self._pool: ResourcePool | None = None
@@ -216,6 +216,16 @@ class SimulatedBackend(Executor):
     def clock(self) -> float:
         """The virtual time in seconds (0 at construction)."""
         return self._now
+
+    def timestamp(self) -> float:
+        """Now, as results are stamped: the epoch (the wall time at construction, or after what a resumed experiment
+        stored: ``resumed_after``) plus the virtual time."""
+        return self._epoch + self._now
+
+    def resumed_after(self, timestamp: float) -> None:
+        """A resumed experiment stored results and ends stamped up to ``timestamp`` (an earlier run's virtual time,
+        ahead of the wall clock): this run's are stamped from a second after it, so they come after them."""
+        self._epoch = max(self._epoch, timestamp + 1.0 - self._now)
 
     def _ensure_pool(self) -> ResourcePool:
         if self._pool is None:
@@ -396,7 +406,7 @@ class SimulatedBackend(Executor):
                 self._finish(trial, events, "error", traceback.format_exc())
                 return
         time_total = trial.launch.time_offset + (self._now - trial.started)
-        row = (trial.iteration, time_total, self._epoch + self._now, text, ckpt)
+        row = (trial.iteration, time_total, self.timestamp(), text, ckpt)
         if trial.rules is not None:
             # the trial's own copy of the stop rules, on the result as the driver will see it, as session.report
             # evaluates them: the result that met them is the trial's last, sent without waiting for a decision

@@ -1,0 +1,107 @@
+"""A resume replays every stored result and every trial's end in the order they happened: on one clock.
+
+On the simulated backend results are stamped on its virtual clock (its epoch + virtual seconds, running far ahead
+of the wall clock), so a trial's end must be stamped on that clock too (``Executor.timestamp``): stamped with the
+wall clock, every end was replayed right after its trial's own last result, before the results of other trials
+that came in between, and HyperBand took each loser out of its rung before the rung was decided (the rung then
+ranked fewer trials: a resumed run cut its best trial short). And a resumed simulated backend's clock goes on after
+everything stored (``Executor.resumed_after``): from a new epoch and a virtual clock at 0, a second run's results
+were stamped before the first run's late ones, and a second interruption's resume replayed them out of order.
+
+An interrupted (Ctrl-C: SIGINT to the driver, after some trials ended) and resumed seeded simulated experiment must
+end as the same experiment uninterrupted: every trial's history, status and the best trial.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import tunesmith as ts
+
+
+def _train(config, ctx):
+    state = ctx.checkpoint or {"w": 0.0}
+    for _ in range(ctx.iteration, 27):
+        state = {"w": state["w"] + config["lr"] * (1 - state["w"])}
+        yield {"loss": 1 - state["w"] + config["noise"] * 0.01}, 10.0 + 50 * config["noise"], dict(state)
+
+
+class _CtrlCAfterEnds(ts.Callback):
+    """SIGINT to the driver once ``n`` trials ended (a user's Ctrl-C: the run stops at the top of its next pass)."""
+
+    def __init__(self, n):
+        self.n, self.ended = n, 0
+
+    def on_trial_complete(self, trial):
+        self.ended += 1
+        if self.ended == self.n:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _run(folder, name, resume=False, callbacks=()):
+    return ts.run(_train, {"lr": ts.loguniform(1e-3, 0.5), "noise": ts.uniform(0, 1)}, metric="loss", mode="min",
+                  num_samples=30, scheduler=ts.HyperBand(max_t=27), keep=2, seed=7, name=name,
+                  storage_path=str(folder), verbose=0,
+                  backend=ts.SimulatedBackend({"cpu": 6}, seed=0), resume=resume, callbacks=list(callbacks))
+
+
+def _histories(results):
+    return {t.id: (t.status, t.config, [(r["training_iteration"], r["loss"]) for r in results.history(t.id)])
+            for t in results.trials}
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The uninterrupted run (once for the module: it is the same for every cut)."""
+    results = _run(tmp_path_factory.mktemp("whole"), "whole")
+    assert all(t.status is ts.TrialStatus.TERMINATED for t in results.trials)
+    return _histories(results), results.best.id
+
+
+@pytest.mark.parametrize("cuts", [(6,), (12,), (20,), (6, 8), (12, 5)])
+def test_an_interrupted_hyperband_run_resumed_ends_as_the_uninterrupted_one(cuts, whole, tmp_path):
+    histories, best = whole
+    for index, ends in enumerate(cuts):  # each cut after that many trials ended in that run
+        with pytest.raises(KeyboardInterrupt):
+            _run(tmp_path, "cut", resume=index > 0, callbacks=[_CtrlCAfterEnds(ends)])
+        assert any(t.status is ts.TrialStatus.PAUSED for t in ts.load(str(tmp_path / "cut")).trials)
+    resumed = _run(tmp_path, "cut", resume=True)
+    got = _histories(resumed)
+    assert [tid for tid in histories if got.get(tid) != histories[tid]] == []
+    assert got == histories
+    assert resumed.best.id == best
+
+
+def test_a_simulated_trials_end_is_stamped_on_its_results_clock(tmp_path):
+    results = _run(tmp_path, "ends")
+    store = results._store
+    last = max(row.timestamp for t in results.trials for row in store.results(t.id))
+    for rec in store.trials():
+        rows = store.results(rec["id"])
+        # at or after its own last result, and among the others' (a wall-clock end came long before them)
+        assert rows[-1].timestamp <= rec["end_time"] <= last, rec["id"]
+
+
+def test_a_resumed_simulated_backend_stamps_after_what_was_stored(tmp_path):
+    from tunesmith.executors._base import Launch, Results
+    from tunesmith.executors.simulated import SimulatedBackend
+
+    def one(config, ctx):
+        yield {"loss": 1.0}, 5.0
+
+    first = SimulatedBackend()
+    later = first.timestamp() + 1000.0  # an earlier run's virtual time ran far ahead of the wall clock
+    backend = SimulatedBackend()
+    backend.resumed_after(later)
+    backend.setup(one, str(tmp_path))
+    assert backend.timestamp() > later
+    assert backend.try_start(Launch(trial_id=1, config={}, trial_dir=str(tmp_path / "t1"), resources={"cpu": 1.0}))
+    stamps = []
+    while backend.running():
+        stamps += [row[2] for event in backend.poll(0.05) if isinstance(event, Results) for row in event.rows]
+    assert stamps == [backend.timestamp()] and stamps[0] > later
+    backend.resumed_after(0.0)  # never back
+    assert backend.timestamp() == stamps[0]
