@@ -15,7 +15,7 @@ from tunesmith._ledger import Ledger, delete_checkpoint
 from tunesmith._retention import Retention
 from tunesmith.executors.simulated import SimulatedBackend
 from tunesmith.schedulers._base import CONTINUE, Exploit
-from tunesmith.store.sqlite import STORE_FILE
+from tunesmith.store.sqlite import STORE_FILE, StoreError
 from tunesmith.trial import TrialStatus
 
 
@@ -438,7 +438,8 @@ def test_resume_never_deletes_a_store_path_outside_the_experiment(results_dir, t
     with db:  # a store (from someone else's folder) naming a path outside this experiment as trial 1's oldest
         db.execute("INSERT OR REPLACE INTO checkpoints VALUES (1, 1, ?, 0)", (precious,))
     db.close()
-    ts.run(_steps, num_samples=2, keep=1, verbose=0, name="outside", resume=True)
+    with pytest.raises(StoreError, match="is not in the experiment folder's trials/<trial>/checkpoints/"):
+        ts.run(_steps, num_samples=2, keep=1, verbose=0, name="outside", resume=True)  # refused: a damaged store
     assert ck.Checkpoint(precious).load() == {"i": 1}
 
 
