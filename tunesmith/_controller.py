@@ -414,8 +414,8 @@ class Controller:
             if launch.restore is not None and (launch.ranks or 1) > 1:
                 self.ledger.started(trial.id, launch.restore)  # every rank may read it until this start ends
             trial.status = TrialStatus.RUNNING
-            if trial.start_time is None:
-                trial.start_time = time.time()
+            if trial.start_time is None:  # on the results' clock too (the simulated one's is virtual): the timeline
+                trial.start_time = self.executor.timestamp()  # draws a trial from its start to its end on one clock
                 if launch.trial_id in self.executor.queued():
                     self._queued_first.add(trial.id)  # its first start: the executor says when it really began
             self._running.add(trial.id)
