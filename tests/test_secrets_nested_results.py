@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import tunesmith as ts
+from tests.test_secrets import _get
 from tunesmith._secrets import MASK, mask_reported_text, mask_result
 from tunesmith.callbacks import CSVLogger, JSONLLogger
 from tunesmith.callbacks.progress import Progress
@@ -43,15 +44,6 @@ def test_a_text_result_is_masked_when_any_part_of_its_name_looks_secret() -> Non
 
 def _nested_train(config):
     ts.report({"loss": 1.0, **NESTED, "flat_password": "FLAT-PW-222", "phase": "train"})
-
-
-def _get(app, path: str) -> tuple[int, str]:
-    got = {}
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "HTTP_HOST": "127.0.0.1:8788",
-               "wsgi.input": io.BytesIO(b""), "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8788",
-               "wsgi.url_scheme": "http"}
-    body = b"".join(app(environ, lambda status, headers: got.update(status=int(status.split()[0]))))
-    return got["status"], body.decode()
 
 
 def test_text_results_nested_under_a_secret_key_appear_in_no_output(results_dir, tmp_path, capfd) -> None:

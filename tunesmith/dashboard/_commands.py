@@ -266,8 +266,7 @@ def _apply(ctl: Any, command: dict[str, Any], then: list[Callable[[], None]]) ->
         return False, "the experiment is already stopping"
     seconds = float(command["seconds"])
     with ctl.store.transaction() as db:  # kept for a resume, which adds it to its own time_budget_s
-        added = ctl.store.meta().get(TIME_ADDED_KEY, 0)
-        ctl.store.set_meta(db, TIME_ADDED_KEY, (added if _is_number(added) else 0) + seconds)
+        ctl.store.set_meta(db, TIME_ADDED_KEY, added_time(ctl.store.meta()) + seconds)
     ctl.time_budget_s += seconds
     ctl.view.deadline_s = ctl.time_budget_s  # the schedulers' deadline (Deadline's too)
     return True, f"time budget now {ctl.time_budget_s:g} s"
@@ -276,14 +275,13 @@ def _apply(ctl: Any, command: dict[str, Any], then: list[Callable[[], None]]) ->
 TIME_ADDED_KEY = "time_budget_added"  # store meta: seconds added from the dashboard; a resume adds them to its own
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value > 0
-
-
 def added_time(meta: dict[str, Any]) -> float:
-    """The seconds ``extend_time`` added to the experiment's time budget (the store's meta), 0 for none."""
+    """The seconds ``extend_time`` added to the experiment's time budget (the store's meta), 0 for none (or for a
+    value that is not a finite positive number: the meta is data from the folder)."""
     added = meta.get(TIME_ADDED_KEY)
-    return float(added) if isinstance(added, (int, float)) and _is_number(added) and added != float("inf") else 0.0
+    if isinstance(added, (int, float)) and not isinstance(added, bool) and 0 < added < float("inf"):
+        return float(added)
+    return 0.0
 
 
 def _stop_trial(ctl: Any, tid: int, then: list[Callable[[], None]]) -> tuple[bool, str]:
