@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -32,14 +31,22 @@ DRIVER = """
 """
 
 
-def _stored(db_path: str) -> dict[tuple[int, int], str]:
+def _stored(db_path: str) -> tuple[dict[tuple[int, int], str], set[tuple[int, int, str]]]:
+    """(each trial's current history: (trial, iteration) -> metrics; every stored row of every generation as
+    (trial, iteration, metrics)). A PBT exploit moves a trial's rows up to its restart point to a new
+    generation and keeps the ones after it as the superseded lineage: no row goes, so a row once seen must
+    stay in the second set whatever happened since."""
     if not os.path.exists(db_path):
-        return {}
+        return {}, set()
     db = sqlite3.connect(db_path)
     try:
-        return {(t, i): m for t, i, m in db.execute("SELECT trial_id, iteration, metrics FROM results")}
+        rows = set(db.execute("SELECT trial_id, iteration, metrics FROM results"))
+        current = {(t, i): m for t, i, m in db.execute(
+            "SELECT r.trial_id, r.iteration, r.metrics FROM results r JOIN trials t ON t.id = r.trial_id "
+            "AND t.generation = r.generation")}
+        return current, rows
     except sqlite3.OperationalError:
-        return {}
+        return {}, set()
     finally:
         db.close()
 
@@ -98,18 +105,16 @@ def sleepers(pids_dir: str) -> list[int]:
 def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random, driver: str = DRIVER,
                     args: tuple[str, ...] = (), before_kill: Callable[[], None] | None = None,
                     after_kill: Callable[[], None] | None = None, window: tuple[float, float] = (0.15, 1.2),
-                    replaced: Callable[[str, int], dict[int, int]] | None = None) -> tuple[dict, int]:
+                    ) -> tuple[dict, int]:
     """Run the driver, SIGKILL it ``kills`` times at random moments (``window`` seconds after it starts),
     resume until it finishes; after every start, no stored result may be lost or changed. ``before_kill``/
     ``after_kill``: called around each kill (e.g. to count the processes trials run, then check for
-    orphans). ``replaced(db_path, since_seq)``: trial -> iteration after which its results may legitimately
-    change (a PBT exploit logged since event ``since_seq`` replaces the clone's later results)."""
+    orphans). Returns the final run's current histories ((trial, iteration) -> metrics) and the starts."""
     script = tmp_path / "chaos_driver.py"
     script.write_text(textwrap.dedent(driver))
     storage = str(tmp_path / "store")
     db_path = os.path.join(storage, name, STORE_FILE)
-    seen: dict[tuple[int, int], str] = {}
-    seen_seq = 0
+    seen: set[tuple[int, int, str]] = set()
     starts = 0
     while True:
         starts += 1
@@ -131,14 +136,12 @@ def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random, driver:
         if not killed:
             err = proc.communicate(timeout=120)[1]
             assert proc.returncode == 0, err.decode()[-2000:]
-        now = _stored(db_path)
-        may_go = replaced(db_path, seen_seq) if replaced is not None and os.path.exists(db_path) else {}
-        lost = {(t, i) for (t, i), m in seen.items()
-                if ((t, i) not in now or now[(t, i)] != m) and i <= may_go.get(t, 10**9)}
-        assert not lost, f"stored results lost or changed: {sorted(lost)[:5]}"
-        seen, seen_seq = now, _last_seq(db_path)
+        current, rows = _stored(db_path)
+        lost = seen - rows
+        assert not lost, f"stored results lost or changed (trial, iteration, metrics): {sorted(lost)[:5]}"
+        seen = rows
         if not killed:
-            return now, starts
+            return current, starts
 
 
 PBT_DRIVER = """
@@ -161,35 +164,10 @@ PBT_DRIVER = """
 """
 
 
-def _exploits_since(db_path: str, seq: int) -> dict[int, int]:
-    """trial -> the lowest iteration it restarted from in an exploit logged after event ``seq``."""
-    db = sqlite3.connect(db_path)
-    try:
-        out: dict[int, int] = {}
-        for tid, data in db.execute("SELECT trial_id, data FROM events WHERE kind = 'exploit' AND seq > ?", (seq,)):
-            out[tid] = min(out.get(tid, 10**9), json.loads(data)["iteration"])
-        return out
-    finally:
-        db.close()
-
-
-def _last_seq(db_path: str) -> int:
-    if not os.path.exists(db_path):
-        return 0
-    db = sqlite3.connect(db_path)
-    try:
-        return db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        db.close()
-
-
 def pbt_kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> dict[str, int]:
     """PBT with keep=1: SIGKILL the driver ``kills`` times at random moments, resume until it finishes.
 
-    A stored result may only go when its trial exploited another after it was seen (its later results are
-    replaced by the new lineage's); any other missing or changed one is lost (an assertion fails). Returns counts:
+    No stored result may go or change, an exploit's superseded lineage included (an assertion fails). Returns counts:
     kills done, starts."""
     done = {"kills": 0}
 
@@ -197,5 +175,5 @@ def pbt_kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random) -> 
         done["kills"] += 1
 
     _final, starts = kill_and_resume(tmp_path, name, kills, rng, driver=PBT_DRIVER, before_kill=count,
-                                     window=(0.2, 1.5), replaced=_exploits_since)
+                                     window=(0.2, 1.5))
     return {"kills": done["kills"], "starts": starts}

@@ -47,9 +47,10 @@ def test_sigkill_driver_at_random_moments_and_resume(tmp_path):
 @pytest.mark.timeout(600)
 def test_sigkill_a_pbt_driver_with_keep_1_and_resume(tmp_path):
     """PBT (6 trials x 12 iterations, 3 concurrent, exploits every 2 iterations) with keep=1, 1-2 kills per run:
-    no clone fails for a missing checkpoint, no stored result lost (only those an exploit replaced go), every
-    trial finishes, and each trial's folder holds at most keep=1 checkpoint (beside those other trials
-    restarted from) and no .tmp_checkpoint_* or unindexed leftovers."""
+    no clone fails for a missing checkpoint, no stored result lost or changed (an exploit's superseded lineage
+    stays, in the generation before, whichever driver logged the exploit), every trial finishes, and each
+    trial's folder holds at most keep=1 checkpoint (beside those other trials restarted from) and no
+    .tmp_checkpoint_* or unindexed leftovers."""
     rng = random.Random(20261204)
     totals = {"kills": 0, "leftover": 0}
     for run in range(PBT_RUNS):
@@ -60,6 +61,14 @@ def test_sigkill_a_pbt_driver_with_keep_1_and_resume(tmp_path):
         assert [e[4]["traceback"][-300:] for e in events if e[2] == "error"] == [], f"run {run}"
         assert result.status == "finished" and len(result.trials) == 6
         assert all(t.iteration == 12 for t in result.trials)
+        # each exploit kept the lineage it superseded: the clone's rows after the copied checkpoint, up to where
+        # it stood, stay in the generation before (whichever driver wrote them and whichever logged the exploit)
+        rows = {(r.trial_id, r.generation, r.iteration) for r in result._store.results(all_generations=True)}
+        for _seq, _time, kind, tid, data in events:
+            if kind == "exploit":
+                after = range(data["iteration"] + 1, data["from_iteration"] + 1)
+                kept = {(tid, data["generation"] - 1, i) for i in after}
+                assert kept <= rows, (run, tid, data, sorted(kept - rows))
         for t in result.trials:
             pointers = {o.checkpoint.path for o in result.trials if o.id != t.id and o.checkpoint is not None}
             folder = os.path.join(t.path, "checkpoints")
