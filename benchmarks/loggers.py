@@ -24,7 +24,6 @@ import gc
 import json
 import os
 import resource
-import shutil
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from rich.table import Table
 
 if not os.environ.get("PYTHONPATH"):  # with PYTHONPATH set, its tunesmith (scale.py's before/after runs)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import overhead  # noqa: E402  (discard: stores are deleted when the process exits)
+
 from tunesmith._layout import STORE_FILE  # noqa: E402
 from tunesmith.callbacks.csv_json import CSVLogger, JSONLLogger  # noqa: E402
 from tunesmith.trial import Result, TrialView  # noqa: E402
@@ -126,7 +127,7 @@ def measure_loggers(n_trials: int, root: str | None = None) -> dict[str, Any]:
         return out
     finally:
         if own:
-            shutil.rmtree(root, ignore_errors=True)
+            overhead.discard(root)
 
 
 def measure_driver_memory(n_trials: int, warmup: int | None = None, file_loggers: bool | None = None
@@ -156,7 +157,7 @@ def measure_driver_memory(n_trials: int, warmup: int | None = None, file_loggers
                max_concurrent=2, storage_path=root, name="memory", verbose=0, seed=0, callbacks=[Mark()], **kw)
     finally:
         tracemalloc.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        overhead.discard(root)
     grown = marks[n_trials] - marks[warmup]
     return {"n_trials": n_trials, "warmup": warmup, "mb_at_warmup": marks[warmup] / 1e6,
             "mb_at_end": marks[n_trials] / 1e6, "mb_per_1000_trials": grown / 1e6 / ((n_trials - warmup) / 1000)}

@@ -37,6 +37,22 @@ if not os.environ.get("PYTHONPATH"):  # with PYTHONPATH set, its tunesmith (scal
 import tunesmith as ts  # noqa: E402
 from tunesmith.executors.local import LocalBackend  # noqa: E402
 
+_DISCARDED: list[str] = []
+
+
+def discard(path: str) -> None:
+    """Delete ``path`` (a benchmark's store) when this process exits, not now. On ext4 without a journal (this
+    development VM's disk) the kernel will not reuse an inode for 60-300 s after its file is deleted
+    (``recently_deleted`` in fs/ext4/ialloc.c), and each new file or folder scans past them: deleting 10,000
+    trial folders between two measured runs made the second run's folder making several times dearer (a
+    10,000 no-op-trial run: 1.85 s with nothing deleted before it, 2.4-7.3 s after deletions, most of it kernel
+    time), a cost charged to whichever run came next. Delete nothing a later measurement of this process sees."""
+    if not _DISCARDED:
+        import atexit
+
+        atexit.register(lambda: [shutil.rmtree(p, ignore_errors=True) for p in _DISCARDED])
+    _DISCARDED.append(path)
+
 
 # --- trial functions ----------------------------------------------------------------------------------
 def noop(config):
@@ -184,7 +200,7 @@ def repeat_a(times: int, n_trials: int) -> None:
                       f"{statistics.median(rates):,.0f} trials/s; runs: {', '.join(f'{r:,.0f}' for r in rates)}")
     finally:
         for _, root in roots:
-            shutil.rmtree(root, ignore_errors=True)
+            discard(root)
 
 
 def main() -> None:
@@ -278,7 +294,7 @@ def main() -> None:
         ts_d = first_result_latency(FIRST_RESULT_TS, storage)
         mp_d = first_result_latency(FIRST_RESULT_MP, storage)
     finally:
-        shutil.rmtree(storage, ignore_errors=True)
+        discard(storage)
 
     rows = [
         (f"(a) {n_trials} no-op trials", "trials/s", f"{ts_a:,.0f}", f"{mp_a:,.0f}", ">= 1,000"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -74,7 +73,7 @@ def measure_noop(n: int = 500) -> dict[str, float]:
         overhead._mp_noops(n)
         floor = n / (time.perf_counter() - t)
     finally:
-        shutil.rmtree(storage, ignore_errors=True)
+        overhead.discard(storage)
     return {"trials": n, "tunesmith_per_s": loggers, "no_loggers_per_s": plain, "floor_per_s": floor,
             "ratio": loggers / floor, "ratio_no_loggers": plain / floor, "no_folder_per_s": no_folder,
             "ratio_no_folder": no_folder / floor}
@@ -107,7 +106,7 @@ def measure_short_trials(n: int = 10_000, scheduler: str = "fifo",
             pool.map(_mp_short, lengths, chunksize=1)
         floor = time.perf_counter() - t
     finally:
-        shutil.rmtree(storage, ignore_errors=True)
+        overhead.discard(storage)
     ideal = work / cores
     floor_ideal = sum(lengths) / cores
     return {"trials": n, "scheduler": scheduler, "max_concurrent": max_concurrent, "wall_s": wall, "ideal_s": ideal,
@@ -122,7 +121,7 @@ def measure_first_result(repeats: int = 15) -> dict[str, float]:
     try:
         return overhead.first_result_pairs(storage, repeats)
     finally:
-        shutil.rmtree(storage, ignore_errors=True)
+        overhead.discard(storage)
 
 
 def _matmul(config):
@@ -168,7 +167,7 @@ def measure_threads(n: int = 200) -> dict[str, float]:
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
-        shutil.rmtree(storage, ignore_errors=True)
+        overhead.discard(storage)
     out["speedup"] = out["every_core_compute_s"] / out["per_cpu_compute_s"]
     return out
 

@@ -14,6 +14,7 @@ compare before/after interleaved in one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -23,10 +24,23 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from typing import Any
 
 if not os.environ.get("PYTHONPATH"):  # this checkout's tunesmith, unless PYTHONPATH names one (before/after runs)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import overhead  # noqa: E402  (discard: stores are deleted when the process exits)
+
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[str]:
+    """A folder for one measurement's stores, deleted when the process exits (``overhead.discard``)."""
+    root = tempfile.mkdtemp(prefix="tunesmith_readers_")
+    try:
+        yield root
+    finally:
+        overhead.discard(root)
 
 
 def _env() -> dict[str, str]:
@@ -113,7 +127,7 @@ def measure_show(n_trials: int = 10_000, params: int = 20, folder: str | None = 
     """`tunesmith show` as a command (a fresh process) of ``n_trials`` trials of ``params`` parameters (or of the
     experiment in ``folder``): its default (a page) and ``--all`` (every trial), seconds and bytes printed,
     beside the floor of any command."""
-    with tempfile.TemporaryDirectory() as root:
+    with _scratch() as root:
         folder = folder or build_store(os.path.join(root, "wide"), n_trials, 5, params)
         size = f"{n_trials:,} trials x {params} params"
         floor = _floor_s()
@@ -134,7 +148,7 @@ def measure_dataframe(n_trials: int = 100, n_results: int = 10_000, folder: str 
     experiment in ``folder``), in a fresh process: seconds, the process's peak memory above what it held
     before the call (MB), and the frame's own size (MB, ``memory_usage(deep=True)``), the floor of the time
     being SQLite reading the same rows."""
-    with tempfile.TemporaryDirectory() as root:
+    with _scratch() as root:
         folder = folder or build_store(os.path.join(root, "deep"), n_trials, n_results, 3)
         m = _child(f"""
             import json, resource, sqlite3, time
@@ -188,7 +202,7 @@ def measure_lookups(n_trials: int = 10_000, n_results: int = 5, folder: str | No
         t = time.perf_counter(); rs.get_best(scope="all"); out["best_all_warm_s"] = time.perf_counter() - t
         print(json.dumps(out))
     """
-    with tempfile.TemporaryDirectory() as root:
+    with _scratch() as root:
         wide = folder or build_store(os.path.join(root, "wide"), n_trials, n_results, 3)
         m = _child(code.format(folder=wide))
         size = f"{n_trials:,} trials x {n_results}" if folder is None else os.path.basename(folder)
@@ -242,9 +256,9 @@ def measure_reader_beside_writer(n_trials: int = 2000, poll_s: float = 1.0, roun
     modes = ("alone", "show", "watch") if watch else ("alone", "show")
     walls: dict[str, list[float]] = {m: [] for m in modes}
     shows: list[float] = []
-    with tempfile.TemporaryDirectory() as root:
+    with _scratch() as root:
         for r in range(rounds):
-            for mode in modes:
+            for mode in modes[r % len(modes):] + modes[:r % len(modes)]:  # rotated: the VM's drift spread evenly
                 name = f"w{r}{mode}"
                 writer = subprocess.Popen([sys.executable, "-c", _WRITER % (trials, name, root)],
                                           stdout=subprocess.PIPE, text=True, env=_env())

@@ -448,7 +448,7 @@ def run_loggers_pair(c: Context, n: int, loggers: bool | None) -> dict[str, floa
     assert len(res.trials) == n
     out = {"wall": wall, "cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
            "disk_mb": disk_bytes(storage) / 2**20}
-    shutil.rmtree(storage, ignore_errors=True)
+    overhead.discard(storage)
     return out
 
 
@@ -511,7 +511,7 @@ def driver_memory(n: int, warmup: int, root: str, cache_kib: int | None = None) 
 
     default = sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]  # negative: KiB
     cache = seen[-1] if seen else default
-    shutil.rmtree(storage, ignore_errors=True)
+    overhead.discard(storage)
     return {"rss_warm_mb": marks.get(warmup), "rss_end_mb": marks.get(n), "trials": n, "warmup": warmup,
             "cache_mb": -cache / 1024 if cache < 0 else None}
 
@@ -594,7 +594,7 @@ def row4(c: Context) -> list[Line]:
     lines.append(Line(4, "  the same, a worker given a trial only when free (queue_ahead=False)",
                       f"{s['short']:,} trials of 1-5 ms", statistics.median(behind), "s", statistics.median(pool),
                       "the same sleeps on a pool").with_ratio())
-    shutil.rmtree(storage, ignore_errors=True)
+    overhead.discard(storage)
     return lines
 
 
@@ -629,7 +629,7 @@ def row5(c: Context) -> list[Line]:
     wall, ideal = statistics.median(w for w, _ in over["pool"]), statistics.median(i for _, i in over["pool"])
     lines.append(Line(5, "  a started pool running the sleeps ASHA's trials ran", size, wall, "s", ideal,
                       "ideal: time slept / cores").with_ratio())
-    shutil.rmtree(storage, ignore_errors=True)
+    overhead.discard(storage)
     return lines
 
 
@@ -721,8 +721,10 @@ def row9(c: Context) -> list[Line]:
     modes = ("alone", "show", "watch") if has_watch else ("alone", "show")
     walls: dict[str, list[float]] = {m: [] for m in modes}
     shows: list[float] = []
-    for _ in range(c.rounds):
-        for mode in modes:
+    for r in range(c.rounds):
+        # each round starts with the next mode: this VM slows and speeds up over a run's seconds, and a fixed
+        # order (the run alone always first) charged that drift to the readers
+        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
             storage = c.fresh("reader_")
             warm(storage)
             stop = threading.Event()
@@ -760,7 +762,7 @@ def row9(c: Context) -> list[Line]:
                 stop.set()
                 if reader:
                     reader.join()
-            shutil.rmtree(storage, ignore_errors=True)
+            overhead.discard(storage)
     lines = [Line(9, "run with `show` started every second: wall", f"{n:,} no-op trials",
                   statistics.median(walls["show"]), "s", statistics.median(walls["alone"]), "the same run, no reader",
                   note=f"{len(shows)} shows, longest {max(shows, default=0):.1f} s").check("ratio", "<=", 1.1)]
@@ -821,7 +823,7 @@ def row11(c: Context) -> list[Line]:
     first = overhead.first_result_pairs(storage, pairs=5 if c.s is QUICK else 15)  # interleaved, pair by pair
     bare = statistics.median(measured([sys.executable, "-c", "pass"])["wall"] for _ in range(5))
     imp = statistics.median(measured([sys.executable, "-c", "import tunesmith"])["wall"] for _ in range(5))
-    shutil.rmtree(storage, ignore_errors=True)
+    overhead.discard(storage)
     return [
         Line(11, "start -> first stored result", f"1 trial, fresh interpreter, {first['pairs']} pairs",
              first["tunesmith_s"], "s", first["floor_s"], "multiprocessing pool's first result",
@@ -846,7 +848,7 @@ def row12(c: Context) -> list[Line]:
                             storage, resources={"cpu": 1}, max_concurrent=2)
             walls[by_hand].append(wall)
             seen[by_hand] = sorted({(t.last_result or {}).get("threads") for t in res.trials}, key=str)
-    shutil.rmtree(storage, ignore_errors=True)
+    overhead.discard(storage)
     size = f"2 trials, cpu=1, {s['torch_iters']} matmuls {s['torch_n']}x{s['torch_n']}, {os.cpu_count()} cores"
     return [
         Line(12, "torch threads inside a 1-CPU trial", size, max(seen[False], key=lambda v: v or 0), "threads",
