@@ -167,6 +167,22 @@ def test_a_failure_beyond_max_failures_ends_the_trial_in_error(tmp_path):
     assert rows[2]["status"] == "TERMINATED"
 
 
+def test_a_config_error_ends_the_trial_in_error_without_a_retry(tmp_path):
+    def misconfigured(config, ctx):
+        yield {"loss": 1.0}, 1.0, {"step": 1}
+        if config["i"] == 0:
+            raise ts.ConfigError("metric 'val_los' was not logged")
+        yield {"loss": 0.5}, 1.0, {"step": 2}
+
+    ctl = make(tmp_path, misconfigured, n=2, max_failures=3)
+    ctl.run()
+    rows, _results, events = stored(ctl)
+    assert rows[1]["status"] == "ERROR" and rows[1]["num_failures"] == 1 and rows[1]["end_time"] is not None
+    assert "ConfigError: metric 'val_los' was not logged" in rows[1]["error"]
+    assert [(kind, tid, data["failure"]) for kind, tid, data in events] == [("error", 1, 1)]
+    assert rows[2]["status"] == "TERMINATED"
+
+
 class Crash(BaseException):
     """The driver dying: nothing after it runs, what was committed stays."""
 

@@ -74,6 +74,29 @@ def test_a_raising_trial_is_error_with_traceback_and_others_go_on(results_dir):
         ts.run(maybe_raise, space={"x": ts.grid([2])}, verbose=0, raise_on_failed_trial=True)
 
 
+def misconfigured_or_flaky(config):
+    ts.report({"v": 0})
+    if config["x"] == "typo":
+        raise ts.ConfigError("ReportCallback(metrics=...): metric 'val_los' was not logged; it logged: val_loss")
+    raise RuntimeError("flaky: may pass on a retry")
+
+
+def test_a_config_error_in_a_trial_is_not_retried_and_says_so_once(results_dir, caplog):
+    """A ConfigError (a bridge's metric typo, a bad report()) fails every attempt the same way: the trial ends
+    ERROR at its first failure, whatever max_failures allows; another error is still retried."""
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        result = ts.run(misconfigured_or_flaky, space={"x": ts.grid(["typo", "flaky"])}, max_failures=2,
+                        verbose=0)
+    by_x = {t.config["x"]: t for t in result.trials}
+    typo, flaky = by_x["typo"], by_x["flaky"]
+    assert typo.status is ts.TrialStatus.ERROR and typo.num_failures == 1
+    assert "ConfigError: ReportCallback(metrics=...): metric 'val_los' was not logged" in typo.error
+    assert flaky.status is ts.TrialStatus.ERROR and flaky.num_failures == 3  # retried twice, as before
+    said = [r.getMessage() for r in caplog.records if typo.name in r.getMessage()]
+    assert said == [f"{typo.name} failed with a ConfigError: not retried (a retry would fail the same way; "
+                    "fix the input its error names)"]
+
+
 def kill_self(config):
     for i in range(5):
         # a result with a checkpoint is sent at once (others may wait a few ms to be batched)

@@ -43,7 +43,7 @@ from tunesmith._stop import StopRules
 from tunesmith._trial_memory import forget
 from tunesmith.callbacks._base import Callback, ExperimentInfo, Notifier
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
-from tunesmith.executors._base import Done, Event, Executor, Launch, Results
+from tunesmith.executors._base import CONFIG_ERROR, Done, Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher
 from tunesmith.space import check_storable
@@ -742,12 +742,17 @@ class Controller:
         action = self._actions.pop(trial.id, None)
         plan = self._plans.pop(trial.id, None)
         now = self.executor.timestamp()  # on the results' clock: a resume replays ends and results in order by it
-        if status == "error" and not isinstance(action, (Stop, Pause)):
+        if status in ("error", CONFIG_ERROR) and not isinstance(action, (Stop, Pause)):
             self.ledger.unpin(trial.id)  # a pending exploit is dropped with its decision
             trial.error = tb
             trial.num_failures += 1
             event = ("error", {"traceback": tb, "iteration": trial.iteration, "failure": trial.num_failures})
-            if (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping:
+            retry = (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping
+            if retry and status == CONFIG_ERROR:  # a misconfiguration: every retry would fail the same way
+                retry = False
+                log.warning("%s failed with a ConfigError: not retried (a retry would fail the same way; fix the "
+                            "input its error names)", trial.name)
+            if retry:
                 # retry from its latest checkpoint (from scratch if it has none)
                 trial.status = TrialStatus.PENDING
                 verify_before_retry(self, trial)

@@ -210,7 +210,9 @@ def run(
         strict_metric_checking: fail the experiment when a trial's first result lacks ``metric``.
         raise_on_failed_trial: raise :class:`TrialError` at the end if any trial ended in ERROR.
         max_failures: restarts allowed per trial (0 default, -1 forever) when its function raises, its worker
-            dies, or it goes silent for ``trial_timeout_s``; it restarts from its latest checkpoint.
+            dies, or it goes silent for ``trial_timeout_s``; it restarts from its latest checkpoint. A
+            ``ConfigError`` the function raises (a misconfiguration, e.g. a bridge's metric never logged) is
+            never retried: a retry would fail the same way.
         trial_timeout_s: declare a trial dead when its worker sends nothing, not even its heartbeat (one a
             half second, also while the trial computes), for this long (at least 2 s). A slow but alive trial
             is never killed, with one exception: the heartbeat is sent by a thread of the worker, which needs

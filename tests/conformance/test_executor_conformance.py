@@ -25,7 +25,7 @@ import pytest
 
 import tunesmith as ts
 from tunesmith.checkpoint import Checkpoint, verify
-from tunesmith.executors._base import Launch, Results
+from tunesmith.executors._base import CONFIG_ERROR, Launch, Results
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,6 +120,9 @@ def trial(config):
     elif kind == "raise":
         ts.report({"i": 1})
         _explode(config["x"])
+    elif kind == "misconfigured":  # a ConfigError, as a bridge raises for a metric the framework never logged
+        ts.report({"i": 1})
+        raise ts.ConfigError("ReportCallback(metrics=...): metric 'val_los' was not logged")
     elif kind == "forever":
         i = 0
         while True:
@@ -182,6 +185,19 @@ def test_exception_comes_back_with_its_traceback(make_executor, tmp_path):
     assert ex.try_start(launch(6, tmp_path, {"kind": "count", "n": 2, "x": 0}))
     poll_until(ex, log, lambda: 6 in log.done)
     assert log.done[6][0] == "ok"
+
+
+def test_a_config_error_comes_back_as_config_error(make_executor, tmp_path):
+    """A misconfiguration ends "config_error", which the driver does not retry (every retry would fail the same
+    way); its traceback comes back as any error's."""
+    ex = make_executor(trial)
+    assert ex.try_start(launch(5, tmp_path, {"kind": "misconfigured", "x": 0}))
+    log = Log()
+    poll_until(ex, log, lambda: 5 in log.done)
+    status, tb = log.done[5]
+    assert status == CONFIG_ERROR
+    assert "Traceback" in tb and "ConfigError: ReportCallback(metrics=...): metric 'val_los' was not logged" in tb
+    assert log.iterations(5) == [1]
 
 
 def test_stop_ends_a_trial_at_its_next_report(make_executor, tmp_path):

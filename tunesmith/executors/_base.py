@@ -24,12 +24,23 @@ class Results(NamedTuple):
 
 
 class Done(NamedTuple):
-    """An event from ``poll``: a trial ended. ``status``: "ok" (it returned), "stopped" (we asked it to), or
-    "error" (``error`` says why: a traceback, or what the executor saw happen to its worker)."""
+    """An event from ``poll``: a trial ended. ``status``: "ok" (it returned), "stopped" (we asked it to),
+    "error" (``error`` says why: a traceback, or what the executor saw happen to its worker), or
+    ``CONFIG_ERROR`` (its function raised a ``ConfigError``: ``error`` is the traceback)."""
 
     trial_id: int
     status: str
     error: str | None
+
+
+# A trial's end when its function raised a ConfigError: a misconfiguration (a bridge's metric that the framework
+# never logged, a bad report()) that every retry would meet again, so the driver does not retry it
+CONFIG_ERROR = "config_error"
+
+
+def error_status(error: BaseException) -> str:
+    """The ``Done`` status of a trial whose function raised ``error``."""
+    return CONFIG_ERROR if isinstance(error, ConfigError) else "error"
 
 
 Event = Results | Done

@@ -33,6 +33,8 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
+from tunesmith._errors import ConfigError
+from tunesmith.executors._base import CONFIG_ERROR
 from tunesmith.executors._procs import (
     become_subreaper,
     die_with_parent,
@@ -459,6 +461,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         held_checkpoints=spec.get("held_checkpoints") or ())
     output.start(os.path.join(spec["trial_dir"], OUTPUT_LOG))
     status, tb = "ok", None
+    misconfigured = False  # the function raised a ConfigError: the trial ends CONFIG_ERROR, which is not retried
     try:  # restored after the trial, whether it ran in its own folder or moved itself elsewhere
         home: str | None = os.getcwd()
     except OSError:
@@ -487,8 +490,8 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
             session._session.report(out, None)
     except session.StopTrial:
         status = "stopped"
-    except BaseException:  # noqa: BLE001 - the trial's failure is reported, the worker lives on
-        status, tb = "error", traceback.format_exc()
+    except BaseException as e:  # noqa: BLE001 - the trial's failure is reported, the worker lives on
+        status, tb, misconfigured = "error", traceback.format_exc(), isinstance(e, ConfigError)
         from tunesmith._secrets import mask_text, secret_strings
 
         # into its output.log after what it printed, as a script's on its terminal; what tunesmith writes there
@@ -500,7 +503,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         if ranks is not None:
             failed = ranks.end("stopped" if channel.stopped and status != "error" else status)
             if failed is not None:  # a rank's failure is the trial's, whatever rank 0 did after it
-                status, tb = "error", failed + (f"\n\nrank 0 then failed:\n{tb}" if tb else "")
+                status, tb, misconfigured = "error", failed + (f"\n\nrank 0 then failed:\n{tb}" if tb else ""), False
             for key, old in saved_env.items():  # a later trial on this worker must not see this one's ranks
                 if old is None:
                     os.environ.pop(key, None)
@@ -519,7 +522,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         status = "stopped"
     # a process that ran rank 0 keeps torch.distributed's process group (and a GPU's collective state): it
     # runs no further trial
-    channel.finish(status, tb, retire=ranks is not None)
+    channel.finish(CONFIG_ERROR if misconfigured else status, tb, retire=ranks is not None)
     return ranks is not None
 
 

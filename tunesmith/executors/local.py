@@ -547,7 +547,7 @@ class LocalBackend(Executor):
                     worker.ran_s = msg[4][-1][1]
                 done = Done(msg[1], msg[2], msg[3])
                 if worker.trial_id == done.trial_id:
-                    if worker.over_limit is not None and done.status != "error":
+                    if worker.over_limit is not None and done.status in ("ok", "stopped"):
                         done = Done(done.trial_id, "error", worker.over_limit)
                     short = time.monotonic() - worker.began < AHEAD_S
                     self._finish(worker)

@@ -828,7 +828,7 @@ class RayBackend(Executor):
             elif kind == DONE:
                 done = Done(msg[1], msg[2], msg[3])
                 if slot.trial_id == done.trial_id:
-                    if slot.over_limit is not None and done.status != "error":
+                    if slot.over_limit is not None and done.status in ("ok", "stopped"):
                         done = Done(done.trial_id, "error", slot.over_limit)
                     self._finish(slot, keep=self.reuse_actors and slot.ranks is None and len(msg) < 5)
                 events.append(done)

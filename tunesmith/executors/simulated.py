@@ -33,7 +33,7 @@ Semantics, the same as the local executor's:
 * ``stop()`` is cooperative: the iteration in flight finishes and is reported, then the trial ends
   ("stopped"); a trial waiting at a decision point ends at once;
 * a generator that returns ends "ok"; one that raises ends "error" with its traceback (so does a bad
-  yield or a metric that ``report()`` would refuse);
+  yield), ``CONFIG_ERROR`` for a ``ConfigError`` (a metric that ``report()`` would refuse too);
 * the experiment's stop rules (``run(stop=...)``: thresholds, flags, callables, ``TrialPlateau``) are
   evaluated on each result as it is made, by the trial's own copy of them (``StopRules.for_trials``, loaded
   at each start, as a worker loads it), as ``session.report`` evaluates them: the result that met them is
@@ -81,7 +81,7 @@ from tunesmith._errors import ConfigError
 from tunesmith._layout import checkpoints_dir
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.checkpoint import write as write_checkpoint
-from tunesmith.executors._base import Done, Event, Executor, Launch, Results
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results, error_status
 from tunesmith.executors.resources import ResourcePool, total_amounts
 from tunesmith.session import as_stored, encode_metrics
 
@@ -273,8 +273,8 @@ class SimulatedBackend(Executor):
                                 f"per iteration); {getattr(self._fn, '__name__', self._fn)!r} returned "
                                 f"{type(gen).__name__}")
             trial.gen = gen
-        except Exception:  # noqa: BLE001 - the trial fails, like a worker whose function raised
-            self._push(self._now, _END, trial, "error", traceback.format_exc())
+        except Exception as e:  # noqa: BLE001 - the trial fails, like a worker whose function raised
+            self._push(self._now, _END, trial, error_status(e), traceback.format_exc())
             return True
         self._push(self._now, _STEP, trial)
         if self.trial_time_limit_s is not None:  # counted from each start, as on the local executor
@@ -382,8 +382,8 @@ class SimulatedBackend(Executor):
         except StopIteration:
             self._finish(trial, events, "stopped" if trial.stopped else "ok", None)
             return
-        except Exception:  # noqa: BLE001 - the trial's failure is reported; the executor goes on
-            self._finish(trial, events, "error", traceback.format_exc())
+        except Exception as e:  # noqa: BLE001 - the trial's failure is reported; the executor goes on
+            self._finish(trial, events, error_status(e), traceback.format_exc())
             return
         trial.pending = (text, state)
         heapq.heappush(self._heap, (self._now + seconds / trial.speedup, self._seq, _REPORT,
@@ -431,7 +431,7 @@ class SimulatedBackend(Executor):
 
     def _finish(self, trial: _SimTrial, events: list[Event], status: str, tb: str | None) -> None:
         tid = trial.launch.trial_id
-        if trial.over_limit is not None and status != "error":
+        if trial.over_limit is not None and status in ("ok", "stopped"):
             status, tb = "error", trial.over_limit
         self._trials.pop(tid, None)
         if self._pool is not None:
