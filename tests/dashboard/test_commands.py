@@ -321,10 +321,10 @@ def test_a_command_racing_the_drivers_end_is_taken_back_or_left_to_the_driver(re
         lock = running()
 
         def write_late(exp_dir: str, command: dict[str, Any], lock: Any = lock,
-                       took: bool = driver_took_it) -> str:
+                       took: bool = driver_took_it, key: str | None = None) -> str:
             if not took:
                 ended(lock)  # the driver ends between the app's check and its write
-            command_id = real_write(exp_dir, command)
+            command_id = real_write(exp_dir, command, key=key)
             if took:  # the driver's last look takes the file, then the driver ends
                 os.remove(os.path.join(commands_dir(exp_dir), command_id + ".json"))
                 ended(lock)

@@ -106,3 +106,82 @@ def test_live_page_grows_draws_every_plot_stops_a_trial_and_never_runs_config_ma
         finally:
             browser.close()
     assert problems == []
+
+
+def _command_events(folder: str) -> list[dict[str, Any]]:
+    s = Store(os.path.join(folder, "experiment.db"), readonly=True)
+    try:
+        return s.command_events()
+    finally:
+        s.close()
+
+
+def test_add_samples_is_one_command_per_click_through_a_double_click_and_a_lost_answer(live: Any) -> None:
+    """The button is disabled while its request is in flight, so a double click sends one request; a request whose
+    answer is lost (the server applied it, the connection reset) is sent again by the page with the same
+    Idempotency-Key, and the server answers it without applying it again. Two clicks, two commands of 10 samples."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    url, folder = live
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto(url, wait_until="load", timeout=20_000)  # the token cookie, then the experiment's page
+            page.goto(url + "e/live", wait_until="load", timeout=20_000)
+            button = page.locator("#controls button", has_text="add samples")
+            message = page.locator("#controls .msg")
+            button.wait_for(timeout=15_000)
+
+            held: list[Any] = []  # the first click's request, held until the test lets it go
+            page.route("**/api/e/live/control", lambda route: held.append(route))
+            with page.expect_request("**/api/e/live/control", timeout=10_000):
+                button.dblclick()
+            assert button.is_disabled()  # in flight: a second click cannot send another
+            assert page.evaluate("() => window.__ts.controls") == 1
+            [first] = held
+            key = first.request.headers.get("idempotency-key", "")
+            assert len(key) == 32 and all(c in "0123456789abcdef" for c in key), key
+            first.continue_()
+            page.unroute("**/api/e/live/control")
+            page.wait_for_function("() => !document.querySelector('#controls .msg').textContent.startsWith('sending')",
+                                   timeout=15_000)
+            assert message.inner_text().startswith("sent: add_samples"), message.inner_text()
+            assert not button.is_disabled()
+
+            keys: list[str] = []
+            replayed: list[str | None] = []
+
+            def lose_the_first_answer(route: Any) -> None:
+                keys.append(route.request.headers.get("idempotency-key", ""))
+                answer = route.fetch()  # the server gets it (the first time, it queues the command)
+                if len(keys) == 1:
+                    route.abort("connectionreset")  # ...and its answer never reaches the page
+                else:
+                    replayed.append(answer.headers.get("idempotent-replayed"))
+                    route.fulfill(response=answer)
+
+            page.route("**/api/e/live/control", lose_the_first_answer)
+            button.click()
+            page.wait_for_function("() => !document.querySelector('#controls .msg').textContent.startsWith('sending')",
+                                   timeout=15_000)
+            assert message.inner_text().startswith("sent: add_samples"), message.inner_text()
+            assert len(keys) == 2 and keys[0] == keys[1] != key, keys  # the retry is the same request
+            assert replayed == ["true"]  # answered as the first time, nothing queued again
+            assert not button.is_disabled()
+            assert page.evaluate("() => window.__ts.controls") == 2
+        finally:
+            browser.close()
+    deadline = time.monotonic() + 30
+    inbox = os.path.join(folder, "commands")
+    while (os.listdir(inbox) or len(_command_events(folder)) < 2) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polls the driver's inbox and store (bounded) until it has taken every command
+    events = _command_events(folder)
+    assert [(e["action"], e["n"], e["applied"]) for e in events] == [("add_samples", 10, True)] * 2, events
+    s = Store(os.path.join(folder, "experiment.db"), readonly=True)
+    try:
+        assert s.meta()["num_samples_added"] == 20
+    finally:
+        s.close()
+    assert problems == []

@@ -8,8 +8,10 @@ Security, every request: the ``Host`` header must name the bound host, ``localho
 (DNS rebinding), unless the server is bound to every interface, where the token guards instead; with a
 token (required off loopback) the request carries it in an ``X-Tunesmith-Token`` header or the
 ``tunesmith_token`` cookie, which a first visit with ``?token=`` sets; control requests (POST, only with
-``allow_control``) need the ``X-Tunesmith-CSRF`` header matching the session cookie's token. Every answer
-has a Content-Security-Policy with no inline script; static files come only from the package.
+``allow_control``) need the ``X-Tunesmith-CSRF`` header matching the session cookie's token, and may carry an
+``Idempotency-Key`` (the page sends one per click): the same request again is answered as the first time and
+applied once (``_commands``). Every answer has a Content-Security-Policy with no inline script; static files come
+only from the package.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -43,6 +46,8 @@ TOKEN_COOKIE = "tunesmith_token"
 SESSION_COOKIE = "tunesmith_session"
 TOKEN_HEADER = "HTTP_X_TUNESMITH_TOKEN"
 CSRF_HEADER = "HTTP_X_TUNESMITH_CSRF"
+KEY_HEADER = "HTTP_IDEMPOTENCY_KEY"
+REPLAYED = ("Idempotent-Replayed", "true")  # on the answer to a request whose key named a command already queued
 MAX_BODY = 4096
 # No inline script: every script is a packaged file. 'unsafe-eval' because plotly.js draws parallel coordinates
 # with WebGL through regl, which compiles its shaders' glue with Function(...) (never with page data); plotly.js
@@ -140,6 +145,7 @@ class DashboardApp:
         self.allow_control = allow_control
         self.allowed_hosts = {h.lower() for h in (*_LOOPBACK_NAMES, host, *allowed_hosts)}
         self._secret = secrets.token_bytes(32)
+        self._control = threading.Lock()  # one control request at a time: the same key twice sees the first's file
 
     # -- WSGI ---------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -340,6 +346,9 @@ class DashboardApp:
         if not self.allow_control:
             raise HTTPError(HTTPStatus.FORBIDDEN, "control is off: start the dashboard with --allow-control")
         self._check_csrf(environ)
+        key = environ.get(KEY_HEADER)
+        if key is not None:
+            key = _commands.check_key(key)  # untrusted: a 400 saying what a key is
         if not environ.get("CONTENT_TYPE", "").startswith("application/json"):
             raise HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "control requests are JSON")
         try:
@@ -354,16 +363,39 @@ class DashboardApp:
             raise HTTPError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
         command = _commands.validate(command)  # a bad command is a 400 whatever the experiment's state
         folder = self.experiments.folder(name)
-        summary = self.experiments.summary(name)
-        if summary["status"] != "running":
-            raise HTTPError(HTTPStatus.CONFLICT, f"experiment {name} is not running ({summary['status']})")
-        command_id = _commands.write_command(folder, command)
-        # The driver may have ended between the check and the write. Its last look at the inbox comes after it
-        # records its end: if it is still running now, that look will find the file; if not, take the file back,
-        # unless that look took it first (then its command event says what became of it).
-        if self.experiments.summary(name)["status"] != "running" and _commands.take_back(folder, command_id):
-            raise HTTPError(HTTPStatus.CONFLICT, f"experiment {name} ended before the command could be applied")
+        with self._control:
+            if key is not None and self._known(name, folder, command, _commands.command_id(key)):
+                # the same request again (a double click, a retry): the first answer, whatever the state now
+                headers.append(REPLAYED)
+                return _json({"queued": _commands.command_id(key)})
+            summary = self.experiments.summary(name)
+            if summary["status"] != "running":
+                raise HTTPError(HTTPStatus.CONFLICT, f"experiment {name} is not running ({summary['status']})")
+            command_id = _commands.write_command(folder, command, key=key)
+            # The driver may have ended between the check and the write. Its last look at the inbox comes after it
+            # records its end: if it is still running now, that look will find the file; if not, take the file
+            # back, unless that look took it first (then its command event says what became of it).
+            if self.experiments.summary(name)["status"] != "running" and _commands.take_back(folder, command_id):
+                if key is not None and self._known(name, folder, command, command_id):
+                    headers.append(REPLAYED)  # a first copy's event landed meanwhile: it stands for this one
+                    return _json({"queued": command_id})
+                raise HTTPError(HTTPStatus.CONFLICT, f"experiment {name} ended before the command could be applied")
         return _json({"queued": command_id})
+
+    def _known(self, name: str, folder: str, command: dict[str, Any], command_id: str) -> bool:
+        """Whether the command ``command_id`` was sent before: still queued, or taken by a driver (its ``command``
+        event). A key that named another command is a 422: a new command needs a new key."""
+        recorded = _commands.queued(folder, command_id)
+        if recorded is None:
+            with self.experiments.store(name) as store:
+                recorded = next((d for d in store.command_events() if d.get("id") == command_id), None)
+        if recorded is None:
+            return False
+        if not _commands.same_command(command, recorded):
+            raise HTTPError(HTTPStatus.UNPROCESSABLE_ENTITY, f"this Idempotency-Key was already used for another "
+                                                             f"command than this {command['action']}: send a new "
+                                                             f"key with a new command")
+        return True
 
 
 def _static_bytes(package: str, file: str, _cache: dict[tuple[str, str], bytes] = {}) -> bytes:  # noqa: B006

@@ -7,6 +7,12 @@ at most every ``POLL_S`` seconds (:class:`CommandInbox`), checks each file stric
 untrusted: anyone who can write there can drop a file), applies what is valid through its own paths, logs a
 ``command`` event in the store saying what it did or why it refused, and deletes the file.
 
+A request may carry an idempotency key (the page sends a fresh one per click): its command's id, and so its file's
+name, is derived from the key (``command_id``), so the same request sent twice (a double click, a retry) names one
+command. The app answers a request whose command is still queued or already logged with the first answer and writes
+nothing; a driver drops, without applying or logging it again, a file whose id is already among the store's
+``command`` events (:meth:`CommandInbox.seen`: read from the store, so it holds across a resume too).
+
 A command is for the driver that was running when it was sent: a driver refuses (and logs, and deletes) every file
 older than its own start, one left by a driver killed before it looked, or carried by a copied folder; and a driver
 that ends looks one last time, once its end is in the store, refusing what it finds (``end_commands``).
@@ -15,6 +21,7 @@ that ends looks one last time, once its end is in the store, refusing what it fi
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +49,8 @@ ENDED = "the experiment ended before it was applied"
 STALE = "sent before this driver started (a command is for the driver running when it was sent): not applied"
 ACTIONS = ("stop_trial", "stop_experiment", "add_samples", "extend_time")
 _FILE = re.compile(r"^[0-9a-f]{32}\.json\Z")
+_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
+KEY_RULE = "16 to 64 letters, digits, '-' or '_' (a fresh random id per command, e.g. a UUID)"
 _INT_MAX = 10**9
 
 
@@ -80,10 +89,29 @@ def validate(command: Any) -> dict[str, Any]:
     return out
 
 
-def write_command(exp_dir: str, command: dict[str, Any]) -> str:
-    """Validate ``command`` and leave it for the driver; returns the command's id. The folder is made here
+def check_key(key: str) -> str:
+    """An idempotency key (the ``Idempotency-Key`` header: untrusted) as the key, or ``ConfigError`` saying what a
+    key is (never echoing the value). One pair of surrounding double quotes is dropped: the IETF draft's header is a
+    structured-field string, ``"..."``."""
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not _KEY.match(key):
+        what = "some not allowed" if 16 <= len(key) <= 64 else "too few" if len(key) < 16 else "too many"
+        raise ConfigError(f"Idempotency-Key must be {KEY_RULE}; got {len(key)} characters ({what})")
+    return key
+
+
+def command_id(key: str) -> str:
+    """The id (and file name) of the command an idempotency key names: 32 hex digits, the same for the same key."""
+    return hashlib.sha256(b"tunesmith-command:" + check_key(key).encode()).hexdigest()[:32]
+
+
+def write_command(exp_dir: str, command: dict[str, Any], key: str | None = None) -> str:
+    """Validate ``command`` and leave it for the driver; returns the command's id: ``command_id(key)`` with an
+    idempotency ``key`` (the same key writes the same file again), else a fresh one. The folder is made here
     (private to this user); a ``commands`` that is a link or not a folder is refused, never followed."""
     clean = validate(command)
+    cid = command_id(key) if key is not None else uuid.uuid4().hex
     folder = commands_dir(exp_dir)
     try:
         os.mkdir(folder, 0o700)
@@ -92,20 +120,45 @@ def write_command(exp_dir: str, command: dict[str, Any]) -> str:
     st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"{folder} is not a folder (a link or a file): refusing to write a command there")
-    command_id = uuid.uuid4().hex
-    with replacing(os.path.join(folder, command_id + ".json"), "w", encoding="utf-8") as f:
-        json.dump({**clean, "id": command_id, "time": time.time()}, f)
-    return command_id
+    with replacing(os.path.join(folder, cid + ".json"), "w", encoding="utf-8") as f:
+        json.dump({**clean, "id": cid, "time": time.time()}, f)
+    return cid
 
 
-def take_back(exp_dir: str, command_id: str) -> bool:
+def take_back(exp_dir: str, cid: str) -> bool:
     """Remove a command the driver has not taken yet: True if it was still there (it will never be applied),
     False if the driver took it first (its ``command`` event says what became of it)."""
     try:
-        os.unlink(os.path.join(commands_dir(exp_dir), command_id + ".json"))
+        os.unlink(os.path.join(commands_dir(exp_dir), cid + ".json"))
     except FileNotFoundError:
         return False
     return True
+
+
+def queued(exp_dir: str, cid: str) -> dict[str, Any] | None:
+    """The command file ``cid`` still waiting for the driver, as written (``{}`` for one that cannot be read as a
+    JSON object), or None when there is none (never written, or taken by the driver)."""
+    path = os.path.join(commands_dir(exp_dir), cid + ".json")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        data = os.read(fd, MAX_BYTES + 1) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    finally:
+        os.close(fd)
+    try:
+        raw = json.loads(data.decode("utf-8")) if len(data) <= MAX_BYTES else None
+    except (UnicodeDecodeError, ValueError):
+        raw = None
+    return raw if isinstance(raw, dict) else {}
+
+
+def same_command(command: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Whether ``recorded`` (a queued file, or a ``command`` event's data) is the validated ``command``."""
+    return {k: v for k, v in recorded.items() if k not in ("id", "time", "applied", "detail")} == command
 
 
 def driver_start(exp_dir: str) -> float:
@@ -140,6 +193,14 @@ class CommandInbox:
         self._clock = clock
         self._next = 0.0
         self.since = driver_start(exp_dir)  # a file older than this was sent to another driver
+        self._seen: set[str] | None = None
+
+    def seen(self, store: Any) -> set[str]:
+        """The ids of the commands already taken, by this driver or one before it (the store's ``command`` events,
+        read once; the caller adds those it logs): a file with one of them is the same request again."""
+        if self._seen is None:
+            self._seen = {d["id"] for d in store.command_events() if isinstance(d.get("id"), str)}
+        return self._seen
 
     def take(self, last: bool = False) -> list[Taken]:
         """(command or None when unreadable, its id, why it is refused or None) triples, oldest first; an unreadable
@@ -216,11 +277,16 @@ def apply_commands(ctl: Any, inbox: CommandInbox, ended: bool = False) -> None:
         return
     events: list[tuple[int | None, dict[str, Any]]] = []
     then: list[Callable[[], None]] = []  # what the commands applied ask of the executor, after their events
+    seen = inbox.seen(ctl.store)
     for command, ref, refused in taken:
         if command is None:
             log.warning("dashboard command refused: %s", refused)
             events.append((None, {"action": None, "applied": False, "detail": refused}))
             continue
+        if ref in seen:  # the same request again (its idempotency key): its first copy's event stands for it
+            log.info("dashboard command %s %s: already taken, not applied again", command["action"], ref)
+            continue
+        seen.add(ref)
         if refused is None and ended:
             refused = ENDED
         applied, detail = (False, refused) if refused is not None else _apply(ctl, command, then)

@@ -827,6 +827,13 @@ class Store:
                 for s, t, k, tid, d in self._db.execute("SELECT * FROM events ORDER BY seq")]
 
     @_reading
+    def command_events(self) -> list[dict[str, Any]]:
+        """The data of the ``command`` events (``tunesmith.dashboard._commands``: one per command file the drivers
+        took, with its ``id``), oldest first."""
+        rows = self._db.execute("SELECT data FROM events WHERE kind = 'command' AND data IS NOT NULL ORDER BY seq")
+        return [d for d in (json.loads(text) for (text,) in rows) if isinstance(d, dict)]
+
+    @_reading
     def time_spent(self) -> float:
         """Seconds the experiment's earlier drivers ran, on the clock of the results' timestamps: from each start
         (or resume) to the last result or event stored before the next one. The latest start is the running

@@ -24,7 +24,7 @@
   function draw(node, data, layout, config) {
     return plotlyReady.then(function () { return Plotly.react(node, data, layout, config); });
   }
-  window.__ts = {updates: 0, points: 0, errors: []};
+  window.__ts = {updates: 0, points: 0, errors: [], controls: 0};
 
   function el(tag, attrs) {
     var node = document.createElement(tag);
@@ -72,13 +72,37 @@
       });
     });
   }
-  function control(name, command, msg) {
-    return fetch("/api/e/" + enc(name) + "/control", {
-      method: "POST", credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-Tunesmith-CSRF": CSRF}, body: JSON.stringify(command)
-    }).then(function (r) { return r.json().then(function (b) {
+  // A control command, once per click: the button stays disabled until the answer, and the request carries an
+  // Idempotency-Key made for this click, so that sending it again (below, when no answer came back: the server may
+  // have queued it) is answered as the first time and never applied twice. crypto.getRandomValues, not
+  // crypto.randomUUID: a dashboard served over plain http off loopback is not a secure context.
+  function requestKey() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
+  }
+  function control(name, command, msg, button) {
+    if (button) {
+      if (button.disabled) return Promise.resolve();
+      button.disabled = true;
+    }
+    window.__ts.controls += 1;
+    var key = requestKey();
+    msg.textContent = "sending: " + command.action + "...";
+    function send(triesLeft) {
+      return fetch("/api/e/" + enc(name) + "/control", {
+        method: "POST", credentials: "same-origin", body: JSON.stringify(command),
+        headers: {"Content-Type": "application/json", "X-Tunesmith-CSRF": CSRF, "Idempotency-Key": key}
+      }).catch(function (e) {  // no answer: the same request again, which the server applies at most once
+        if (triesLeft <= 0) throw e;
+        return new Promise(function (ok) { setTimeout(ok, 300); }).then(function () { return send(triesLeft - 1); });
+      });
+    }
+    return send(2).then(function (r) { return r.json().catch(function () { return {}; }).then(function (b) {
       msg.textContent = r.ok ? "sent: " + command.action + " (the driver applies it on its next tick)" : (b.error || r.statusText);
-    }); });
+    }); }, function (e) {
+      msg.textContent = "not sent: " + command.action + " (" + e.message + "); the experiment's events say whether it was applied";
+    }).then(function () { if (button) button.disabled = false; });
   }
   function live(ok, text) {
     var node = document.getElementById("live");
@@ -166,13 +190,13 @@
       var samples = el("input", {type: "number", min: 1, value: 10, size: 5});
       main.appendChild(el("div", {cls: "bar", id: "controls"},
         el("button", {cls: "danger", id: "stop-experiment", text: "stop experiment", on: {click: function () {
-          if (confirm("Stop every trial of " + name + "?")) control(name, {action: "stop_experiment"}, msg);
+          if (confirm("Stop every trial of " + name + "?")) control(name, {action: "stop_experiment"}, msg, this);
         }}}),
-        el("button", {text: "extend time budget by", on: {click: function () {
-          control(name, {action: "extend_time", seconds: Number(seconds.value)}, msg);
+        el("button", {id: "extend-time", text: "extend time budget by", on: {click: function () {
+          control(name, {action: "extend_time", seconds: Number(seconds.value)}, msg, this);
         }}}), seconds, "s",
-        el("button", {text: "add samples", on: {click: function () {
-          control(name, {action: "add_samples", n: Number(samples.value)}, msg);
+        el("button", {id: "add-samples", text: "add samples", on: {click: function () {
+          control(name, {action: "add_samples", n: Number(samples.value)}, msg, this);
         }}}), samples, msg));
     }
     main.appendChild(el("h2", {text: "Trials"}));
@@ -259,7 +283,7 @@
           params.forEach(function (p) { tr.appendChild(el("td", {cls: "cfg", text: fmt(r.config[p])})); });
           if (CONTROL) {
             tr.appendChild(el("td", null, r.status === "RUNNING" ? el("button", {cls: "danger stop-trial", text: "stop",
-              on: {click: function () { control(name, {action: "stop_trial", trial_id: r.id}, msg); }}}) : null));
+              on: {click: function () { control(name, {action: "stop_trial", trial_id: r.id}, msg, this); }}}) : null));
           }
           body.appendChild(tr);
         });
@@ -401,7 +425,7 @@
     var msg = el("span", {cls: "msg"});
     main.appendChild(el("h1", {text: name + " / " + trialName(id)}));
     if (CONTROL) main.appendChild(el("div", {cls: "bar"}, el("button", {cls: "danger", text: "stop trial", on: {click: function () {
-      control(name, {action: "stop_trial", trial_id: id}, msg);
+      control(name, {action: "stop_trial", trial_id: id}, msg, this);
     }}}), msg));
     main.appendChild(box);
     every(2000, function () {
