@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -47,3 +48,23 @@ def open_nofollow(path: str, flags: int, mode: int = 0o644) -> int:
             raise
     os.unlink(path)
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL, mode)
+
+
+def open_log(path: str) -> int:
+    """A trial's ``output.log`` opened to append, never through what is in its place: a symbolic link (a folder
+    someone else made may link it to any file of the user's, there or not yet) or a FIFO is removed (the link,
+    never its target) and a new file made there. A FIFO is opened without blocking, so no reader is waited for
+    (one nobody reads would block the writer for good). The local worker writes its trial's log with it, and the
+    Ray driver its copy of what a trial on another node printed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENXIO):  # ENXIO: a FIFO nobody reads
+            raise
+    else:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        os.close(fd)  # a FIFO someone reads, a device
+    os.unlink(path)
+    return os.open(path, flags | os.O_EXCL, 0o644)

@@ -24,7 +24,6 @@ import os
 import pickle
 import select
 import signal
-import stat
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from tunesmith._errors import ConfigError
+from tunesmith._safe_write import open_log as _open_log
 from tunesmith.executors._base import CONFIG_ERROR
 from tunesmith.executors._procs import (
     become_subreaper,
@@ -291,25 +291,6 @@ class _Output:
                 view = view[os.write(target, view):]
             except OSError:
                 return  # nowhere to write (disk full, stdout closed): dropped, the trial goes on
-
-
-def _open_log(path: str) -> int:
-    """The trial's ``output.log`` opened to append, never through what is in its place: a symbolic link (a folder
-    someone else made may link it to any file of the user's, there or not yet) or a FIFO is removed (the link,
-    never its target) and a new file made in the trial folder. A FIFO is opened without blocking, so no reader
-    is waited for."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as e:
-        if e.errno not in (errno.ELOOP, errno.ENXIO):  # ENXIO: a FIFO nobody reads
-            raise
-    else:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fd
-        os.close(fd)  # a FIFO someone reads, a device
-    os.unlink(path)
-    return os.open(path, flags | os.O_EXCL, 0o644)
 
 
 def _dup2(fd: int, target: int) -> None:

@@ -842,13 +842,15 @@ class RayBackend(Executor):
 
     def _output(self, slot: _Slot, data: bytes) -> None:
         """What a trial on another node printed since the last poll: appended to its output.log here, as a
-        trial on this node appends to it itself (a retry's output after the run before)."""
+        trial on this node appends to it itself (a retry's output after the run before), and opened the same
+        way (``_safe_write.open_log``): a link or a FIFO in its place (a folder someone else made) is replaced by
+        a file, never written through, waited on, or a reason to drop the output."""
         from tunesmith._layout import OUTPUT_LOG
+        from tunesmith._safe_write import open_log
 
         try:
             os.makedirs(slot.trial_dir, exist_ok=True)
-            fd = os.open(os.path.join(slot.trial_dir, OUTPUT_LOG),
-                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+            fd = open_log(os.path.join(slot.trial_dir, OUTPUT_LOG))
             try:
                 view = memoryview(data)
                 while view:
