@@ -113,6 +113,92 @@ def test_the_worker_replaces_a_link_in_the_output_logs_place_by_a_file(results_d
     assert not log_file.is_symlink() and "printed after the link was made" in log_file.read_text()
 
 
+def writes_deeper(config):
+    """``counts_to_six`` that also writes in folders of its working folder (its trial folder), as a training
+    script writes ``artifacts/`` or ``runs/``."""
+    ck = ts.get_checkpoint()
+    start = ck.load() if ck else 0
+    for sub in ("artifacts", "somedir"):
+        os.makedirs(sub, exist_ok=True)
+    with open(os.path.join("artifacts", "x"), "w") as f:
+        f.write(f"trial wrote this at {start}")
+    with open(os.path.join("somedir", "new.txt"), "w") as f:
+        f.write(f"new at {start}")
+    for i in range(start, 6):
+        ts.report({"i": i + 1}, checkpoint=ts.Checkpoint.from_state(i + 1))
+        if i + 1 == 3 and not os.path.exists(config["go"]):
+            raise RuntimeError("stopped at 3")
+
+
+def test_a_resume_removes_links_deeper_in_a_trial_folder_that_lead_out_of_it(results_dir, tmp_path, caplog):
+    """Links below the top of a trial folder: ``artifacts/x`` to a file of the user's, ``somedir`` to a folder of
+    the user's (which holds a link of its own, never looked at), one whose name holds a newline, and a chain that
+    leaves the trial folder through a second link, are removed (never their targets), with a warning that names
+    them escaped; a link the trial could have made itself and that stays in its folder (``latest -> y``, as W&B
+    makes ``wandb/latest-run``), is kept. The resumed trial writes real files."""
+    space = {"go": str(results_dir.parent / "go")}
+    rs = ts.run(writes_deeper, space=space, name="deep", verbose=0)
+    assert rs.trials[0].status is ts.TrialStatus.ERROR and rs.trials[0].iteration == 3
+    (results_dir.parent / "go").write_text("")
+    victim = _victim(tmp_path)
+    os.symlink(victim / "precious.txt", victim / "own_link")  # the user's own link, outside the experiment
+    trial = results_dir / "deep" / "trials" / "trial_00001"
+    (trial / "artifacts" / "x").unlink()
+    os.symlink(victim / "precious.txt", trial / "artifacts" / "x")
+    for name in os.listdir(trial / "somedir"):
+        (trial / "somedir" / name).unlink()
+    (trial / "somedir").rmdir()
+    os.symlink(victim, trial / "somedir")
+    (trial / "artifacts" / "deeper").mkdir()
+    os.symlink("/etc", trial / "artifacts" / "deeper" / "evil\nWARNING fake")
+    os.symlink("hop", trial / "artifacts" / "deeper" / "chain")  # chain -> hop -> the user's folder
+    os.symlink(victim, trial / "artifacts" / "deeper" / "hop")
+    (trial / "artifacts" / "y").write_text("the trial's")
+    os.symlink("y", trial / "artifacts" / "latest")  # stays in the trial folder: kept
+    os.symlink(str(trial / "artifacts"), trial / "artifacts" / "deeper" / "up")  # absolute, still inside: kept
+    before = _snapshot(victim)
+    caplog.set_level(logging.WARNING, logger="tunesmith")
+    rs = ts.run(writes_deeper, space=space, name="deep", resume=True, restart_errored="resume", verbose=0)
+    assert rs.trials[0].status is ts.TrialStatus.TERMINATED and rs.trials[0].iteration == 6
+    assert _snapshot(victim) == before and os.path.islink(victim / "own_link")
+    assert sorted(os.listdir(victim)) == ["own_link", "precious.txt"]
+    assert not (trial / "artifacts" / "x").is_symlink()
+    assert (trial / "artifacts" / "x").read_text() == "trial wrote this at 3"
+    assert not (trial / "somedir").is_symlink() and (trial / "somedir" / "new.txt").read_text() == "new at 3"
+    assert sorted(os.listdir(trial / "artifacts" / "deeper")) == ["up"]
+    assert os.readlink(trial / "artifacts" / "latest") == "y"
+    message = "\n".join(r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage())
+    assert str(trial / "somedir") in message and "evil\\nWARNING fake" in message
+    assert "\nWARNING fake" not in message  # a name cannot start a line of its own in the log
+    assert "5 symbolic link(s)" in message
+
+
+def test_a_resume_walks_no_link_and_deletes_nothing_outside_the_folder(results_dir, tmp_path):
+    """A linked folder in a trial folder is removed as a link: nothing under its target is listed or removed,
+    links there included. Every link in ``checkpoints/`` goes, even one to a checkpoint beside it; the inside of a
+    checkpoint folder is not walked."""
+    from tunesmith._layout import unlink_planted_links
+
+    victim = _victim(tmp_path)
+    (victim / "inner").mkdir()
+    os.symlink("/etc/hostname", victim / "inner" / "a_link")
+    exp = results_dir / "walk"
+    trial = exp / "trials" / "trial_00001"
+    (trial / "a" / "b").mkdir(parents=True)
+    os.symlink(victim, trial / "a" / "b" / "linked")
+    os.symlink(victim / "inner", trial / "a" / "inner")
+    os.symlink("b", trial / "a" / "kept")  # a folder link inside: kept, and not walked into
+    ckpts = trial / "checkpoints"
+    (ckpts / "checkpoint_000001").mkdir(parents=True)
+    os.symlink("checkpoint_000001", ckpts / "checkpoint_000002")  # where the driver renames one: removed
+    os.symlink(victim, ckpts / "checkpoint_000001" / "sub")  # a checkpoint's inside is not walked (readers refuse it)
+    removed = unlink_planted_links(str(exp))
+    assert sorted(removed) == [str(trial / "a" / "b" / "linked"), str(trial / "a" / "inner"),
+                               str(ckpts / "checkpoint_000002")]
+    assert os.path.islink(victim / "inner" / "a_link") and (victim / "precious.txt").read_text() == "precious"
+    assert os.path.islink(trial / "a" / "kept") and os.path.islink(ckpts / "checkpoint_000001" / "sub")
+
+
 # -- 2. checkpoint paths in the store -----------------------------------------------------------------------------
 def _two_experiments(results_dir):
     """The user's experiment ``secret`` (its checkpoints signed by the user's key) and a folder ``attacker`` beside

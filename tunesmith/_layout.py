@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, overload
 
+from tunesmith._display import printable
 from tunesmith._errors import ConfigError
 from tunesmith._safe_write import replacing
 from tunesmith.trial import trial_name
@@ -153,32 +154,65 @@ def checkpoint_entries(exp_dir: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
 
 
 def unlink_planted_links(exp_dir: str) -> list[str]:
-    """Remove symbolic links where the experiment's own folders and files go: ``trials``, ``trials/<trial>``,
-    and every link directly in a trial folder (``checkpoints``, ``output.log``, ``params.json``, and what the
-    trial itself writes in its working folder, which is its trial folder: ``open("metrics.txt", "w")``). The
-    driver and the trials write there, and a folder someone else made could point them at any file or folder
-    of this user's. The link is removed, never what it points to; the driver makes a real folder in its place.
-    Return what was removed.
+    """Remove the symbolic links a resume must not let the driver or a trial write through, in a folder that
+    someone else may have made; return them. Removed: a link at ``trials`` or ``trials/<trial>``; every link
+    directly in a trial folder (``checkpoints``, ``output.log``, ``params.json``, and what the trial writes in
+    its working folder, which is its trial folder: ``open("metrics.txt", "w")``) or in its ``checkpoints``
+    folder (where the driver renames new checkpoints into place); and, deeper in a trial folder
+    (``artifacts/x``, ``somedir`` linked to a folder a trial then writes into), every link that leads out of
+    its trial folder (its target, resolved, is not inside it). A link that stays inside (``wandb/latest-run ->
+    run-...``, which W&B makes in a trial's working folder) is kept: writing through it writes in the trial
+    folder. The link is removed, never what it points to; the driver and the trial make a real file or folder
+    in its place. A warning names them (escaped).
 
-    Only the top level of each trial folder is looked at: one ``scandir`` per trial folder, no ``stat`` per
-    entry (measured at 10,000 trial folders, warm cache: 0.04 s with the ``lstat`` of ``checkpoints`` it
-    replaced, 0.09 s now; a walk of every trial's files would grow with what the trials wrote). A link deeper
-    in a folder the trial writes into (``logs/x``) is not looked for; a checkpoint's files are read through no
-    link (``checkpoint.py``)."""
+    Nothing is followed: the walk goes into real folders only (a linked one is judged as a link, never listed),
+    so nothing outside the experiment folder is listed or removed. Not walked: the inside of each checkpoint
+    folder (``checkpoints/<checkpoint>/``), which nothing writes into once it is in place and whose files are
+    read through no link (``checkpoint.py``; a checkpoint holding a link is refused), so a trial with many
+    checkpoints costs one more folder read, not one per checkpoint. Cost: one ``scandir`` per folder, no ``stat``
+    per entry (``DirEntry`` types), ``realpath`` for links only. At 10,000 trial folders, warm cache, on a
+    loaded 2-core VM: as a run leaves them (a checkpoint each) 0.07 s for the top level alone, 0.14 s for this
+    walk, of a 1.2 s resume of that experiment; with 6 folders of the trial's own and 3 checkpoints each,
+    0.08 s, 0.41 s, and 0.57 s walking into the checkpoints too. It grows with the folders and files the trials
+    wrote, as reading them does."""
     trials = os.path.join(exp_dir, TRIALS)
     links = [trials] if os.path.islink(trials) else []
+    real_trials = "" if links else os.path.realpath(trials)
     for entry in [] if links else _scan(trials):
         if entry.is_symlink():
             links.append(entry.path)
-        elif entry.is_dir():
-            links.extend(inner.path for inner in _scan(entry.path) if inner.is_symlink())
+        elif entry.is_dir(follow_symlinks=False):  # a real folder in a real one: its real path is known
+            links.extend(_links_in_trial(entry.path, os.path.join(real_trials, entry.name)))
     for path in links:
         os.unlink(path)
     if links:
-        log.warning("removed %d symbolic link(s) where the experiment's own folders and files go (%s%s): the "
-                    "experiment writes only inside its folder", len(links), ", ".join(links[:3]),
-                    ", ..." if len(links) > 3 else "")
+        shown = sorted(links)
+        log.warning("removed %d symbolic link(s) where the experiment's own folders and files go or leading out "
+                    "of a trial folder (%s%s): the experiment writes only inside its folder", len(links),
+                    ", ".join(printable(p, one_line=True) for p in shown[:10]), ", ..." if len(shown) > 10 else "")
     return links
+
+
+def _links_in_trial(folder: str, real: str) -> list[str]:
+    """The links ``unlink_planted_links`` removes in the trial folder ``folder`` (a real folder, whose real path
+    is ``real``): every one at its top and in its ``checkpoints``, and below those whose target leaves it. Only
+    real folders are walked into."""
+    found = []
+    stack = [(folder, 0)]
+    while stack:
+        here, depth = stack.pop()
+        for entry in _scan(here):
+            if entry.is_symlink():
+                if depth <= 0 or not _inside_real(os.path.realpath(entry.path), real):
+                    found.append(entry.path)
+            elif entry.is_dir(follow_symlinks=False) and depth >= 0:
+                # checkpoints/ (-1) is read as the top is (every link goes), the checkpoint folders in it are not
+                stack.append((entry.path, -1 if depth == 0 and entry.name == CHECKPOINTS else depth + 1))
+    return found
+
+
+def _inside_real(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _scan(folder: str) -> list[os.DirEntry[str]]:
