@@ -18,6 +18,7 @@ import os
 import signal
 
 import pytest
+from algorithm_helpers import CtrlCAfter
 
 import tunesmith as ts
 
@@ -105,3 +106,54 @@ def test_a_resumed_simulated_backend_stamps_after_what_was_stored(tmp_path):
     assert stamps == [backend.timestamp()] and stamps[0] > later
     backend.resumed_after(0.0)  # never back
     assert backend.timestamp() == stamps[0]
+
+
+# -- PBT ---------------------------------------------------------------------------------------------------------------
+# A seeded simulated PBT with one slot: its trials take turns (time-sharing: each pauses at a perturbation point while
+# another is behind it), so the order of everything is the scheduler's alone and a resume must rebuild all it decided
+# on. Three things it did not: (1) the scheduler was told there would be no more trials (``on_no_more_trials``: PBT
+# stops pausing trials for newcomers) only when the resumed run asked the searcher again, after the replay and the
+# results left undecided by the interruption: now the controller stores when it told it (a ``no_more_trials`` event)
+# and the replay tells it there, among the results; the replay's view then shows the trials the scheduler had paused
+# as PAUSED (they are what PBT pauses others behind); (2) a trial interrupted while it ran restarted behind the trials
+# that were waiting for a slot (its restart was queued in id order, or after them when the resume decided its last
+# results first): it took its own slot back in the uninterrupted run; (3) the results left undecided were each decided
+# with the trials decided before them waiting to restart, not running as they were when those results came.
+# With several slots a resume still differs: see docs/architecture.md (what a resume of PBT cannot repeat).
+def _pbt_train(config, ctx):
+    state = ctx.checkpoint or {"w": 0.0}
+    for _ in range(ctx.iteration, 12):
+        state = {"w": state["w"] + config["lr"] * (1 - state["w"])}
+        yield {"loss": 1 - state["w"] + config["noise"] * 0.01}, 10.0 + 50 * config["noise"], dict(state)
+
+
+def _pbt_run(folder, name, resume=False, callbacks=()):
+    pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"lr": ts.loguniform(1e-3, 0.5)}, seed=3)
+    return ts.run(_pbt_train, {"lr": ts.loguniform(1e-3, 0.5), "noise": ts.uniform(0, 1)}, metric="loss", mode="min",
+                  num_samples=10, scheduler=pbt, keep=None, seed=7, name=name, storage_path=str(folder), verbose=0,
+                  backend=ts.SimulatedBackend({"cpu": 1}, seed=0), resume=resume, callbacks=list(callbacks))
+
+
+def _lineage(results):
+    return [(e["trial_id"], e["iteration"], e["source"], e["source_iteration"]) for e in results.lineage()]
+
+
+@pytest.fixture(scope="module")
+def whole_pbt(tmp_path_factory):
+    results = _pbt_run(tmp_path_factory.mktemp("whole_pbt"), "whole")
+    assert len(_lineage(results)) >= 5  # it exploits
+    return _histories(results), _lineage(results)
+
+
+# each cut after that many results in that run: 2, 14 (a trial interrupted while another waited to start), 38 and 77
+# (after the searcher said it had no more trials), and a double interruption
+@pytest.mark.parametrize("cuts", [(2,), (14,), (38,), (77,), (38, 20)])
+def test_an_interrupted_pbt_run_on_one_slot_resumed_ends_as_the_uninterrupted_one(cuts, whole_pbt, tmp_path):
+    histories, lineage = whole_pbt
+    for index, results in enumerate(cuts):
+        with pytest.raises(KeyboardInterrupt):
+            _pbt_run(tmp_path, "cut", resume=index > 0, callbacks=[CtrlCAfter(results)])
+    resumed = _pbt_run(tmp_path, "cut", resume=True)
+    got = _histories(resumed)
+    assert [tid for tid in histories if got.get(tid) != histories[tid]] == []
+    assert _lineage(resumed) == lineage

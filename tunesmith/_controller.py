@@ -118,6 +118,8 @@ class Controller:
         self._next_id = 1
         self._start = executor.clock()
         self._searcher_done = False
+        # what had happened when the scheduler was last told there are no more trials (``_no_more_trials``)
+        self._told_no_more: tuple[int, int, int, int, bool] | None = None
         self._stopping = False  # time budget reached or interrupted: start nothing new
         self._running: set[int] = set()
         self._queued_first: set[int] = set()  # trials first started handed out ahead (Executor.ahead_ok)
@@ -437,14 +439,14 @@ class Controller:
         config = self.searcher.suggest(trial_id)
         if config is FINISHED:
             self._searcher_done = True
-            self.scheduler.on_no_more_trials(self.view)
+            self._no_more_trials(exhausted=True)
             return self._resume_chosen()
         if config is None:
             if not self._running and self._paused:
                 # Stalled: the searcher waits for a trial to end (a ConcurrencyLimiter counts paused trials as
                 # unfinished) and nothing runs that could end. The scheduler decides with the trials it has
                 # (HyperBand closes a bracket that cannot fill, PBT stops waiting for newcomers).
-                self.scheduler.on_no_more_trials(self.view)
+                self._no_more_trials(exhausted=False)
                 return self._resume_chosen()
             return None
         assert isinstance(config, dict)
@@ -463,6 +465,20 @@ class Controller:
         self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
         return make_launch(self, trial)
+
+    def _no_more_trials(self, exhausted: bool) -> None:
+        """Tell the scheduler no trial will be added for now (``Scheduler.on_no_more_trials``) and store when, on the
+        results' clock (a ``no_more_trials`` event): a resume replays it there among the results and ends (``_replay``),
+        for what the scheduler decides after it depends on it (PBT stops pausing trials for newcomers, HyperBand closes
+        its brackets). A stalled run asks again at every pass: it is stored again only once something happened since.
+        A scheduler without the hook (``Scheduler``'s, which does nothing: FIFO, ASHA) has nothing to replay."""
+        mark = (self.num_results, self._next_id, len(self._running), len(self._paused), exhausted)
+        if mark != self._told_no_more and type(self.scheduler).on_no_more_trials is not Scheduler.on_no_more_trials:
+            self._told_no_more = mark
+            with self.store.transaction() as db:  # stored before the scheduler decides anything on it
+                self.store.log_event(db, "no_more_trials", None,
+                                     {"at": self.executor.timestamp(), "exhausted": exhausted})
+        self.scheduler.on_no_more_trials(self.view)
 
     def _resume_chosen(self) -> Launch | None:
         tid = self._resumable()
@@ -711,23 +727,31 @@ class Controller:
         otherwise, as if its worker had just confirmed the stop."""
         undecided, self._undecided = self._undecided, []
         self.view.now = self._now()
+        # the trials were all running when these came: each is decided with the others running, not waiting to
+        # restart (PBT pauses a trial at a perturbation point while another is waiting behind it)
+        for trial, _results in undecided:
+            trial.status = TrialStatus.RUNNING
+        going_on: list[TrialView] = []
+        first: list[Launch] = []  # they held slots: they restart before the trials that were waiting to start
         for trial, results in undecided:
             restart_rules(self, trial, results[0][0].iteration - 1)
             rules = self._trial_rules.get(trial.id, self.stop_rules)
-            trial.status = TrialStatus.RUNNING  # as it was when they came
             decision: Decision = _CONTINUE
             for result, trial_stop in results:
                 decision = self._decide(trial, result, rules, trial_stop)
                 if not isinstance(decision, Continue):
                     break
             if isinstance(decision, Continue):
-                trial.status = TrialStatus.PENDING
-                self._pending_launch.append(restart_launch(self, trial))
+                going_on.append(trial)
+                first.append(restart_launch(self, trial))
                 continue
             self._hold(trial.id, decision)
             with self.store.transaction() as db:
                 self._store_ends(db, [(trial, "stopped", None)], {})
             self._after_complete(trial)
+        for trial in going_on:
+            trial.status = TrialStatus.PENDING  # to restart from its checkpoint
+        self._pending_launch[:0] = first
 
     def _complete(self, trial: TrialView, status: str, tb: str | None) -> tuple[dict[str, Any],
                                                                               tuple[str, dict[str, Any]] | None]:

@@ -84,6 +84,9 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     exploits = _exploits(events)
     by_scheduler, decided_at = _pauses(events)
     dashboard_stops, dashboard_ended = _dashboard_stops(events)
+    # each time the scheduler was told that no trial would be added (the searcher exhausted, or stalled): where it came
+    # among the results and ends (after those of its instant), as what the scheduler decided next depended on it
+    history.extend(_Step(at, 2, 0, 0, 0, None, None, {}, None, None) for at in _no_more_trials(events))
     # the results of a trial a pause of the whole run stopped that came after its last decided one (it has not run
     # since: still PAUSED), with whether an experiment-level stopper stopped the trial at each
     undecided: dict[int, list[tuple[Result, bool]]] = {}
@@ -150,6 +153,9 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         trial.status, trial.checkpoint_path, trial.checkpoint_iteration = TrialStatus.RUNNING, None, 0
     history.sort(key=lambda step: step[:5])
     for step in history:
+        if step.trial is None:  # no trial would be added from here (``Controller._no_more_trials``)
+            ctl.scheduler.on_no_more_trials(ctl.view)
+            continue
         trial, row = step.trial, step.row
         trial.config = step.config
         if row is None:  # the trial ended here
@@ -170,6 +176,7 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
             decision = ctl.scheduler.on_result(trial, result, ctl.view)
             if isinstance(decision, Pause) or (isinstance(decision, Exploit) and decision.pause):
                 held.add(trial.id)
+                trial.status = TrialStatus.PAUSED  # as the scheduler saw it from here (PBT: a trial paused behind)
         stopped = False
         if ctl.stop_rules.experiment:  # experiment-level stoppers (ExperimentPlateau...) rebuild their state
             stopped = ctl.stop_rules.observe_experiment(trial.id, metrics)[0]
@@ -219,6 +226,9 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
             ctl.ledger.known(tid, it, path, result_dict(by_iter[it]) if it in by_iter else {})
     clean_leftovers(ctl.exp_dir, known)  # keep=N bounds the disk after a crash too
     ctl._undecided = [(ctl.trials[tid], results) for tid, results in undecided.items()]
+    # the trials that were running when the run stopped (RUNNING after a crash, PAUSED by the interruption) held their
+    # slots, and those waiting to start (PENDING) waited behind them: they restart in that order, as they would have run
+    restarts.sort(key=lambda trial: final[trial.id][1] not in (TrialStatus.RUNNING, TrialStatus.PAUSED))
     for trial in restarts:
         stopped = (trial.id in dashboard_stops and final[trial.id][1] is not TrialStatus.ERROR
                    and trial.id not in undecided and trial.id not in waiting)
@@ -258,11 +268,13 @@ class _Epoch(NamedTuple):
 
 class _Step(NamedTuple):
     time: float
-    order: int  # 0 a result, 1 the trial's end (after its results of the same instant)
+    # 0 a result, 1 the trial's end (after its results of the same instant), 2 the scheduler told that no trial would
+    # be added (after the results and ends of its instant: the controller asks the searcher when a slot frees)
+    order: int
     trial_id: int
     epoch: int
     iteration: int
-    trial: TrialView
+    trial: TrialView | None  # None: the scheduler was told no trial would be added
     row: ResultRow | None
     config: dict[str, Any]  # the trial's config when it reported this
     checkpoint: tuple[int, str] | None  # the checkpoint this result came with
@@ -291,6 +303,15 @@ def _pauses(events: list[tuple[int, float, str, int | None, Any]]) -> tuple[set[
     return by_scheduler, decided
 
 
+def _no_more_trials(events: list[tuple[int, float, str, int | None, Any]]) -> list[float]:
+    """When the scheduler was told that no trial would be added (``no_more_trials`` events, stamped on the results'
+    clock: ``Controller._no_more_trials``). A store written before they were recorded has none: its scheduler is told
+    again when the resumed run asks the searcher."""
+    return [data["at"] for _seq, _when, kind, _tid, data in events
+            if kind == "no_more_trials" and isinstance(data, dict) and isinstance(data.get("at"), (int, float))
+            and not isinstance(data.get("at"), bool)]
+
+
 def _dashboard_stops(events: list[tuple[int, float, str, int | None, Any]]) -> tuple[set[int], bool]:
     """(the trials a ``stop_trial`` from the dashboard was applied to, whether a ``stop_experiment`` was applied), from
     the ``command`` events (``dashboard._commands``: stored before the executor was told). A trial among them that is
@@ -316,11 +337,11 @@ def _chosen(ctl: Replayable, trial: TrialView, held: set[int]) -> None:
     for other in ctl.trials.values():
         if other is not trial and other.status is TrialStatus.PAUSED:
             other.status = TrialStatus.RUNNING
-    status, trial.status = trial.status, TrialStatus.PAUSED
+    trial.status = TrialStatus.PAUSED
     try:
         ctl.scheduler.choose_trial_to_run(ctl.view)
     finally:
-        trial.status = status
+        trial.status = TrialStatus.RUNNING  # resumed
         for tid, was in others.items():
             ctl.trials[tid].status = was
 

@@ -8,8 +8,8 @@ What every scheduler promises (``tunesmith.schedulers._base``):
 * ``mode`` is a sign: minimising ``loss`` and maximising ``-loss`` give the same decisions;
 * resume by replay: after the stored history is replayed the way the controller does it on resume (every
   stored result in the order it came, with the config its trial had then; ``on_complete`` where its trial ended,
-  among the results, in the order they came) the scheduler decides the next results as it would have without the
-  interruption;
+  among the results, in the order they came; ``on_no_more_trials`` where it was told, among them) the scheduler
+  decides the next results as it would have without the interruption;
 * purity: no file, socket or clock (time arrives as ``view.now``);
 * decisions only at the iterations announced: when ``decision_iteration`` names an iteration, a decision
   other than ``CONTINUE`` comes only at that iteration (the trial runs freely before it);
@@ -93,6 +93,7 @@ class Sim:
         self.log: list[tuple[int, int, Decision]] = []
         self.announced: list[tuple[int, int, int | None, Decision]] = []  # (trial, iteration, announced, decision)
         self.told_no_more = False
+        self.told_no_more_at: int | None = None  # how many results were stored when it was told
         # every result as the store keeps it, with the config its trial had then (the exploit events' configs)
         self.stored: list[tuple[int, int, float, dict[str, Any]]] = []
         # every trial's end, in the order they came: (trial, how many results were stored before it, its status)
@@ -128,7 +129,7 @@ class Sim:
                 self.next_id += 1
                 continue
             if self.next_id >= self.trials and not self.told_no_more:
-                self.told_no_more = True
+                self.told_no_more, self.told_no_more_at = True, len(self.stored)
                 s.on_no_more_trials(self.view)
                 continue
             break
@@ -297,16 +298,26 @@ def replayed(make: Make, uninterrupted: Sim, order: str) -> Sim:
         last = {trial_id: index + 1 for index, (trial_id, *_rest) in enumerate(uninterrupted.stored)}
         ends = sorted(((at if order == "stored" else last.get(trial_id, at)), seq, trial_id, status)
                       for seq, (trial_id, at, status) in enumerate(uninterrupted.ends))
-        for index, (trial_id, iteration, v, config) in enumerate(uninterrupted.stored):
+        # told that no trial would be added where it was, among them (the controller stores when: its
+        # ``no_more_trials`` event), after the ends that came before it
+        no_more = uninterrupted.told_no_more_at
+
+        def tell(index: int) -> None:
+            nonlocal no_more
             while ends and ends[0][0] <= index:
                 end(*ends.pop(0)[2:])
+            if no_more is not None and no_more <= index:
+                s.on_no_more_trials(resumed.view)
+                no_more = None
+
+        for index, (trial_id, iteration, v, config) in enumerate(uninterrupted.stored):
+            tell(index)
             if trial_id not in resumed.view.trials:
                 resumed.h.add(trial_id, config=dict(config))
             resumed.h.trial(trial_id).config = dict(config)
             resumed.view.now += 1.0
             resumed.h.report(trial_id, iteration, v, checkpoint=True)
-        for _at, _seq, trial_id, status in ends:
-            end(trial_id, status)
+        tell(len(uninterrupted.stored))
     else:  # per trial in id order: the counter-example (Controller.replay feeds results in stored order)
         resumed.view.now = uninterrupted.view.now
         for trial_id in sorted(uninterrupted.view.trials):
@@ -324,7 +335,7 @@ def replayed(make: Make, uninterrupted: Sim, order: str) -> Sim:
         trial.status = original.status
     resumed.h.pending_resources = dict(uninterrupted.h.pending_resources)
     resumed.next_id, resumed.told_no_more = uninterrupted.next_id, uninterrupted.told_no_more
-    if uninterrupted.told_no_more:
+    if uninterrupted.told_no_more and order == "by-trial":
         s.on_no_more_trials(resumed.view)
     return resumed
 
