@@ -199,6 +199,36 @@ def test_a_resume_walks_no_link_and_deletes_nothing_outside_the_folder(results_d
     assert os.path.islink(trial / "a" / "kept") and os.path.islink(ckpts / "checkpoint_000001" / "sub")
 
 
+@pytest.mark.timeout(120)
+def test_a_resume_removes_fifos_and_sockets_in_a_trial_folder(results_dir, tmp_path, caplog):
+    """A FIFO planted where the trial writes (``artifacts/x``, which the resumed trial opens for writing: it would
+    wait there for a reader forever) and a socket and a FIFO elsewhere in the trial folder are removed with a
+    warning naming them; the trial writes a real file and finishes."""
+    import socket
+
+    space = {"go": str(results_dir.parent / "go")}
+    rs = ts.run(writes_deeper, space=space, name="fifo", verbose=0)
+    assert rs.trials[0].iteration == 3
+    (results_dir.parent / "go").write_text("")
+    trial = results_dir / "fifo" / "trials" / "trial_00001"
+    (trial / "artifacts" / "x").unlink()
+    os.mkfifo(trial / "artifacts" / "x")
+    os.mkfifo(trial / "pipe")
+    listener = socket.socket(socket.AF_UNIX)
+    sock = trial / "somedir" / "s"
+    try:
+        listener.bind(str(sock))
+    finally:
+        listener.close()
+    caplog.set_level(logging.WARNING, logger="tunesmith")
+    rs = ts.run(writes_deeper, space=space, name="fifo", resume=True, restart_errored="resume", verbose=0)
+    assert rs.trials[0].status is ts.TrialStatus.TERMINATED and rs.trials[0].iteration == 6
+    assert (trial / "artifacts" / "x").read_text() == "trial wrote this at 3"
+    assert not (trial / "pipe").exists() and not os.path.lexists(sock)
+    message = "\n".join(r.getMessage() for r in caplog.records if "FIFO" in r.getMessage())
+    assert "removed 3 FIFO(s)" in message and str(trial / "pipe") in message, message
+
+
 # -- 2. checkpoint paths in the store -----------------------------------------------------------------------------
 def _two_experiments(results_dir):
     """The user's experiment ``secret`` (its checkpoints signed by the user's key) and a folder ``attacker`` beside

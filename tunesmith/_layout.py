@@ -163,7 +163,9 @@ def unlink_planted_links(exp_dir: str) -> list[str]:
     its trial folder (its target, resolved, is not inside it). A link that stays inside (``wandb/latest-run ->
     run-...``, which W&B makes in a trial's working folder) is kept: writing through it writes in the trial
     folder. The link is removed, never what it points to; the driver and the trial make a real file or folder
-    in its place. A warning names them (escaped).
+    in its place. A warning names them (escaped). FIFOs, sockets and device files anywhere the walk goes are
+    removed too (returned after the links): nothing a trial stores is one, and a trial opening a planted FIFO
+    (``metrics.txt``) for writing would block until someone read it.
 
     Nothing is followed: the walk goes into real folders only (a linked one is judged as a link, never listed),
     so nothing outside the experiment folder is listed or removed. Not walked: the inside of each checkpoint
@@ -183,14 +185,19 @@ def unlink_planted_links(exp_dir: str) -> list[str]:
             links.append(entry.path)
         elif entry.is_dir(follow_symlinks=False):  # a real folder in a real one: its real path is known
             links.extend(_links_in_trial(entry.path, os.path.join(real_trials, entry.name)))
-    for path in links:
+    special = [path for path in links if not os.path.islink(path)]  # FIFOs, sockets, devices (_links_in_trial)
+    links = [path for path in links if path not in set(special)]
+    for path in links + special:
         os.unlink(path)
-    if links:
-        shown = sorted(links)
-        log.warning("removed %d symbolic link(s) where the experiment's own folders and files go or leading out "
-                    "of a trial folder (%s%s): the experiment writes only inside its folder", len(links),
-                    ", ".join(printable(p, one_line=True) for p in shown[:10]), ", ..." if len(shown) > 10 else "")
-    return links
+    for found, what, why in ((links, "symbolic link(s)", "where the experiment's own folders and files go or leading "
+                              "out of a trial folder (%s%s): the experiment writes only inside its folder"),
+                             (special, "FIFO(s), socket(s) or device file(s)", "in trial folders (%s%s): a trial "
+                              "that opened one would wait for whoever is at its other end, or write to a device")):
+        if found:
+            shown = sorted(found)
+            log.warning("removed %d " + what + " " + why, len(found),
+                        ", ".join(printable(p, one_line=True) for p in shown[:10]), ", ..." if len(shown) > 10 else "")
+    return links + special
 
 
 def _links_in_trial(folder: str, real: str) -> list[str]:
@@ -205,9 +212,12 @@ def _links_in_trial(folder: str, real: str) -> list[str]:
             if entry.is_symlink():
                 if depth <= 0 or not _inside_real(os.path.realpath(entry.path), real):
                     found.append(entry.path)
-            elif entry.is_dir(follow_symlinks=False) and depth >= 0:
-                # checkpoints/ (-1) is read as the top is (every link goes), the checkpoint folders in it are not
-                stack.append((entry.path, -1 if depth == 0 and entry.name == CHECKPOINTS else depth + 1))
+            elif entry.is_dir(follow_symlinks=False):
+                if depth >= 0:
+                    # checkpoints/ (-1) is read as the top is (every link goes), the checkpoint folders in it are not
+                    stack.append((entry.path, -1 if depth == 0 and entry.name == CHECKPOINTS else depth + 1))
+            elif not entry.is_file(follow_symlinks=False):  # a FIFO, a socket, a device: no trial's data, and
+                found.append(entry.path)  # opening one for writing blocks (a FIFO) or writes elsewhere (a device)
     return found
 
 
