@@ -21,7 +21,6 @@ that ends looks one last time, once its end is in the store, refusing what it fi
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -103,6 +102,8 @@ def check_key(key: str) -> str:
 
 def command_id(key: str) -> str:
     """The id (and file name) of the command an idempotency key names: 32 hex digits, the same for the same key."""
+    import hashlib  # here: the driver imports this module, and hashlib loads OpenSSL (tests/test_startup.py)
+
     return hashlib.sha256(b"tunesmith-command:" + check_key(key).encode()).hexdigest()[:32]
 
 
