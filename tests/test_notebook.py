@@ -63,9 +63,9 @@ def test_plot_accessor_returns_the_reports_figures(hostile: ResultSet) -> None:
     fig = hostile.plot.learning_curves()
     assert isinstance(fig, _notebook.PlotFigure)
     assert fig.figure == plot_data.learning_curves(hostile)  # the same pure function as the report
-    bundle = fig._repr_mimebundle_()
+    bundle = fig._repr_mimebundle_(include=[_notebook.PLOTLY_MIME])
     assert bundle[_notebook.PLOTLY_MIME]["data"][0]["meta"]["trial_id"] == 1
-    html = bundle["text/html"]
+    html = fig.to_html()
     assert "Plotly.newPlot" in html and "</script><script>" not in html.split("var fig=")[1].split(";")[0]
     assert hostile.plot.sensitivity() is None  # does not apply: no grid
     assert "learning_curves()" in repr(hostile.plot)
@@ -73,8 +73,8 @@ def test_plot_accessor_returns_the_reports_figures(hostile: ResultSet) -> None:
 
 def test_plotly_js_is_sent_once_per_kernel(hostile: ResultSet, monkeypatch: Any) -> None:
     monkeypatch.setattr(_notebook, "_plotly_sent", False)
-    first = hostile.plot.timeline()._repr_html_()
-    second = hostile.plot.timeline()._repr_html_()
+    first = hostile.plot.timeline().to_html()
+    second = hostile.plot.timeline().to_html()
     assert "plotly.js v4" in first and len(first) > 1_000_000
     assert "plotly.js v4" not in second and len(second) < 100_000 and "window.Plotly" in second
 
@@ -85,7 +85,7 @@ def test_a_figure_cannot_close_its_script_element(tmp_path: Any) -> None:
     rs_plain = make_experiment(tmp_path, "plain2", [
         {"id": 1, "config": {"x": 1}, "status": "TERMINATED",
          "results": [{"iteration": 1, "t": 1.0, f"loss{EVIL}": 1.0}]}], metric=f"loss{EVIL}")
-    html = rs_plain.plot.learning_curves()._repr_html_()
+    html = rs_plain.plot.learning_curves().to_html()
     body = html.split("var fig=", 1)[1]
     assert "</script" not in body.split("function draw")[0]  # the JSON holds \u003c/script
     assert rs.plot.learning_curves(metric="loss") is not None
@@ -125,8 +125,9 @@ def test_the_example_notebook_runs_on_a_real_kernel(tmp_path: Any, monkeypatch: 
     assert 'class="tunesmith-table"' in html[table_cell] and "6 trials (6 terminated)" in html[table_cell]
     assert "config/lr" in html[best_cell]
     assert "plotly.js v4" in html[seeds_cell] and "Plotly.newPlot" in html[seeds_cell]
-    seeds = next(o for i, o in outputs if i == seeds_cell and _notebook.PLOTLY_MIME in o.get("data", {}))
-    figure = seeds.data[_notebook.PLOTLY_MIME]
+    seeds = next(o for i, o in outputs if i == seeds_cell and "text/html" in o.get("data", {}))
+    assert sorted(seeds.data) == ["text/html", "text/plain"]  # the figure once (no plotly MIME copy)
+    figure = _figure_in(seeds.data)
     assert [t["name"] for t in figure["data"] if t["meta"]["kind"] == "seed_mean"] == ["lr=0.01", "lr=0.1"]
     assert "plotly.js v4" not in html[curves_cell] and "Plotly.newPlot" in html[curves_cell]  # sent once
     assert json.loads(json.dumps(figure))  # plain JSON in the saved notebook
@@ -143,7 +144,7 @@ def test_inline_figures_draw_in_a_real_browser_with_plotly_js_sent_once(tmp_path
         {"id": i, "config": {"lr": 10.0 ** -i, "seed": i % 2}, "status": "TERMINATED",
          "results": curve([1.0 / i, 0.5 / i, 0.2 / i])} for i in range(1, 5)])
     monkeypatch.setattr(_notebook, "_plotly_sent", False)
-    cells = [rs.plot.learning_curves()._repr_html_(), rs.plot.parallel_coordinates()._repr_html_()]  # type: ignore[union-attr]
+    cells = [rs.plot.learning_curves().to_html(), rs.plot.parallel_coordinates().to_html()]  # type: ignore[union-attr]
     page_file = tmp_path / "cells.html"
     page_file.write_text("<!DOCTYPE html><html><body>" + "".join(f"<div class='cell'>{c}</div>" for c in cells)
                          + "</body></html>")
@@ -196,3 +197,112 @@ def test_a_long_value_is_cut_in_the_notebook_tables_not_written_whole(results_di
     assert len(one) < 10_000, len(one)
     assert "(50000 characters)" in one
     assert rs.trial(2).config["prompt"] == "P" * 50_000  # the data is whole
+
+
+# ------------------------------------------------------------------------------ inline figures at scale
+
+_OPTS = ["adam", "sgd", "rms", "lamb"]
+
+
+def _simulated(config: dict[str, Any], ctx: Any) -> Any:
+    rate = config["lr"] * (1 + _OPTS.index(config["opt"])) * 10
+    for i in range(ctx.iteration, 3):
+        noise = 0.01 * ((config["seed"] * 7919 + config["width"] * 31 + i * 104729) % 97) / 97
+        yield ({"loss": 1.0 / (1.0 + rate * (i + 1)) + noise, "latency": config["width"] / 64 + 0.001 * i}, 1.0)
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: Any) -> ResultSet:
+    """4,000 trials (a grid of 4 optimizers x 5 seeds, 200 samples of lr and width), 3 results each, in
+    virtual time: more trials than any per-trial plot draws."""
+    import tunesmith as ts
+
+    return ts.run(_simulated, {"opt": ts.grid(_OPTS), "seed": ts.grid(list(range(5))),
+                               "lr": ts.loguniform(1e-4, 1e-1), "width": ts.randint(8, 64)},
+                  metric="loss", mode="min", num_samples=200, backend=ts.SimulatedBackend({"cpu": 64}, seed=0),
+                  name="large", storage_path=str(tmp_path_factory.mktemp("large")), verbose=0, seed=0)
+
+
+_KINDS = {
+    "learning_curves": lambda p: p.learning_curves(), "best_so_far": lambda p: p.best_so_far(),
+    "sensitivity": lambda p: p.sensitivity(), "parallel_coordinates": lambda p: p.parallel_coordinates(),
+    "scatter": lambda p: p.scatter(), "timeline": lambda p: p.timeline(),
+    "pareto_front": lambda p: p.pareto_front(["loss", "latency"], ["min", "min"])}
+
+
+def _figure_in(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The figure a display bundle carries: the plotly MIME type's, else the one inside the HTML's script."""
+    if _notebook.PLOTLY_MIME in bundle:
+        return bundle[_notebook.PLOTLY_MIME]  # type: ignore[no-any-return]
+    return json.loads(bundle["text/html"].split("var fig=", 1)[1].split(",n=0;", 1)[0])  # type: ignore[no-any-return]
+
+
+def test_a_figure_is_sent_once_in_one_mime_type(hostile: ResultSet, monkeypatch: Any) -> None:
+    """A bundle carried the figure twice (as the plotly MIME type and inside the HTML): a saved notebook held
+    each plot twice. Now one or the other, with text/plain."""
+    monkeypatch.delenv("VSCODE_PID", raising=False)
+    fig = hostile.plot.learning_curves()
+    bundle = fig._repr_mimebundle_()
+    assert sorted(bundle) == ["text/html", "text/plain"]  # the vendored plotly.js draws it everywhere
+    assert bundle["text/html"].count('"trial_id":1') == 1
+    assert _figure_in(bundle)["data"][0]["meta"]["trial_id"] == 1
+    # VS Code renders plotly's MIME type itself (as plotly's own default renderer there assumes): no plotly.js
+    monkeypatch.setenv("VSCODE_PID", "1")
+    monkeypatch.setattr(_notebook, "_plotly_sent", False)
+    bundle = fig._repr_mimebundle_()
+    assert sorted(bundle) == [_notebook.PLOTLY_MIME, "text/plain"]
+    assert not _notebook._plotly_sent  # plotly.js still goes with the first HTML figure
+    assert json.loads(json.dumps(bundle[_notebook.PLOTLY_MIME])) == _figure_in(bundle)
+    # display(fig, include=[...]) / exclude=[...] choose
+    monkeypatch.delenv("VSCODE_PID")
+    assert sorted(fig._repr_mimebundle_(include=[_notebook.PLOTLY_MIME])) == [_notebook.PLOTLY_MIME, "text/plain"]
+    assert sorted(fig._repr_mimebundle_(exclude=["text/html"])) == [_notebook.PLOTLY_MIME, "text/plain"]
+    # what IPython sends: it adds any _repr_*_ type a bundle lacks, so a figure has no _repr_html_
+    from IPython.core.formatters import DisplayFormatter
+
+    for env in ({}, {"VSCODE_PID": "1"}):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        data, _meta = DisplayFormatter().format(fig)
+        assert len(set(data) & {"text/html", _notebook.PLOTLY_MIME}) == 1, sorted(data)
+
+
+@pytest.mark.timeout(120)
+def test_inline_figures_of_a_large_experiment_are_bounded_and_keep_the_best(large: ResultSet,
+                                                                            monkeypatch: Any) -> None:
+    """4,000 trials: the per-trial plots (scatter, parallel coordinates, Pareto front, the sensitivity plot's
+    points) drew every trial (20,000 trials: 0.9-2.9 MB a figure, each sent twice); now at most
+    ``MAX_TRIAL_MARKS`` trials each, always the best ones and each stretch's best and worst, while the means
+    and bands still count every trial."""
+    monkeypatch.delenv("VSCODE_PID", raising=False)
+    monkeypatch.setattr(_notebook, "_plotly_sent", True)  # plotly.js (4.8 MB, once a kernel) apart
+    best = sorted(large.trials, key=lambda t: t.last_result["loss"])[:plot_data.TOP_TRIALS]
+    best_ids = {t.id for t in best}
+    assert len(large.trials) == 4_000 > plot_data.MAX_TRIAL_MARKS
+    for kind, make in _KINDS.items():
+        fig = make(large.plot)
+        assert fig is not None, kind
+        bundle = fig._repr_mimebundle_()
+        size = sum(len(v.encode()) for v in bundle.values())
+        assert size < 400_000, (kind, size)  # before: every trial drawn, the figure twice in the bundle
+        drawn = _figure_in(bundle)
+        assert drawn == json.loads(fig.to_json())
+        for trace in drawn["data"]:
+            ids = trace["meta"].get("trial_ids")
+            if ids is not None and trace["meta"]["kind"] in ("scatter", "parcoords", "trials", "seeds"):
+                assert len(ids) <= plot_data.MAX_TRIAL_MARKS, kind
+                if trace["meta"]["kind"] != "seeds" or trace["meta"]["group"] == "":
+                    assert best_ids <= set(ids), (kind, trace["meta"])
+    lines = large.plot.learning_curves().figure["data"]
+    assert {t["meta"]["q"] for t in lines if t["meta"]["kind"] == "quantile"} == {0.1, 0.25, 0.5, 0.75, 0.9}
+    assert {t["meta"]["trial_id"] for t in lines if t["meta"]["kind"] == "trial"} == best_ids
+    sens = large.plot.sensitivity().figure  # type: ignore[union-attr]
+    means = [t for t in sens["data"] if t["meta"]["kind"] == "mean"]
+    assert sum(n for t in means for n in t["meta"]["n"]) == 4_000  # the bands and means count every trial
+    assert {t["meta"]["kind"] for t in sens["data"]} >= {"band_low", "band_high", "mean", "seeds"}
+    front = large.plot.pareto_front(["loss", "latency"], ["min", "min"]).figure["data"]
+    assert next(t for t in front if t["meta"]["kind"] == "front")["meta"]["trial_ids"] == sorted(
+        (t.id for t in large.pareto_front(["loss", "latency"], ["min", "min"])),
+        key=lambda i: (large.trial(i).last_result["loss"], large.trial(i).last_result["latency"], i))
+    scatter = large.plot.scatter().figure  # type: ignore[union-attr]
+    assert f"of {len(large.trials):,} trials" in scatter["layout"]["title"]["text"]  # says what it shows

@@ -10,8 +10,16 @@ markup).
 function in ``tunesmith.plots.data`` per plot), drawn inline by the plotly.js that ships with tunesmith.
 It is the same object whether or not the ``plotly`` Python package is installed (a notebook behaves alike
 on every machine, and the core takes no 60 MB dependency for one 4.8 MB script it already has);
-``.to_plotly()`` gives a ``plotly.graph_objects.Figure`` when that package is there, and frontends that
-render plotly's own MIME type (VS Code, JupyterLab with its plotly extension) get it too.
+``.to_plotly()`` gives a ``plotly.graph_objects.Figure`` when that package is there.
+
+A figure goes to the frontend once, in one MIME type (with ``text/plain``): ``text/html`` (the figure JSON in a
+script that draws it with that plotly.js) everywhere but in VS Code, which renders plotly's own
+``application/vnd.plotly.v1+json`` itself (plotly's default renderer there sends that type alone: it needs no
+plotly.js in the notebook). ``display(fig, include=[...])`` or ``exclude=[...]`` choose the other. Sending both
+(as before) saved every figure twice in the notebook, the plotly MIME type's copy the larger (nbformat writes
+it indented, a number a line). Plots with a mark per trial draw at most ``MAX_TRIAL_MARKS`` trials (the best
+and each stretch's extremes, ``tunesmith.plots._figure.drawn_trials``, as the report does), so a figure's size
+does not grow with the experiment's.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import os
 from collections import Counter
 from typing import Any
 
@@ -163,7 +172,9 @@ class PlotFigure:
 
         return figure_json(self.figure)
 
-    def _repr_html_(self) -> str:
+    def to_html(self) -> str:
+        """The figure as HTML for a notebook output: a div and a script that draws it with plotly.js (the
+        vendored plotly.js itself, 4.8 MB, with the first figure of this kernel only)."""
         global _plotly_sent
         from tunesmith.plots.render import plotly_js
 
@@ -180,10 +191,17 @@ class PlotFigure:
                 "else if(n++<100){setTimeout(draw,100);}}draw();})();</script>")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The figure once: as plotly's MIME type in VS Code (or when ``include``/``exclude`` ask for it), else as
+        ``text/html``; and ``text/plain``. (No ``_repr_html_``: IPython would add its HTML to a bundle of the
+        plotly MIME type, the figure twice again.)"""
         from tunesmith.plots.render import _plain
 
-        return {PLOTLY_MIME: _plain(self.figure), "text/html": self._repr_html_(),
-                "text/plain": repr(self)}
+        wanted = PLOTLY_MIME if "VSCODE_PID" in os.environ else "text/html"
+        other = "text/html" if wanted == PLOTLY_MIME else PLOTLY_MIME
+        if (include and wanted not in include and other in include) or (exclude and wanted in exclude):
+            wanted = other
+        body = _plain(self.figure) if wanted == PLOTLY_MIME else self.to_html()
+        return {wanted: body, "text/plain": repr(self)}
 
     def __repr__(self) -> str:
         return f"PlotFigure({self.title or 'plot'!r}, traces={len(self.figure.get('data', []))})"

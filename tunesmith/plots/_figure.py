@@ -24,6 +24,7 @@ STATUS_COLORS = {"RUNNING": "#2ca02c", "PAUSED": "#bcbd22", "PENDING": "#7f7f7f"
 
 POINTS_PER_FIGURE = 60_000  # a figure's points, shared among its lines: what a screen can show, many times over
 WEBGL_POINTS = 20_000  # a figure with more markers than this draws them with WebGL (scattergl), not as SVG
+MAX_TRIAL_MARKS = 2_000  # a plot with a mark per trial (scatter, parallel coordinates...) draws this many at most
 
 
 def thin(values: np.ndarray, max_points: int) -> np.ndarray:
@@ -46,6 +47,36 @@ def thin(values: np.ndarray, max_points: int) -> np.ndarray:
         last = np.r_[b[1:] != b[:-1], True]
         picked += [order[first], order[last]]
     return np.unique(np.concatenate(picked))
+
+
+def drawn_trials(finals: dict[int, float], mode: str | None = None, most: int = MAX_TRIAL_MARKS,
+                 top: int = 10) -> list[int]:
+    """Which trials a plot with a mark per trial draws (ascending ids): all of them up to ``most``; beyond, the
+    best ``top`` by their final value in ``mode`` (``"min"``/``"max"``; None: none singled out) and, by
+    :func:`thin` over the values in trial order, the first and last trial and each stretch's lowest and highest
+    value: the cloud keeps its outline, its best and its worst, and a figure its size whatever the experiment's.
+
+    Args:
+        finals: trial id -> its final value of the metric.
+    """
+    import numpy as np
+
+    ids = sorted(finals)
+    if len(ids) <= most:
+        return ids
+    values = np.array([finals[i] for i in ids], dtype=float)
+    picked = set(np.asarray(ids)[thin(values, max(2, most - top))].tolist())
+    if mode in ("min", "max"):  # stable: the first trials first among equal values; NaN last
+        ranked = np.argsort(values if mode == "min" else -values, kind="stable")
+        picked.update(np.asarray(ids)[ranked[:top]].tolist())
+    return sorted(picked)
+
+
+def drawn_note(drawn: int, total: int) -> str:
+    """What a title adds when :func:`drawn_trials` left trials out: how many of how many it draws."""
+    if drawn >= total:
+        return ""
+    return f" ({drawn:,} of {total:,} trials: the best and each stretch's best and worst)"
 
 
 def _plain_list(values: np.ndarray) -> list[Any]:

@@ -6,17 +6,16 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import MISSING, MISSING_LABEL, Figure, _label, plotly_text
+from tunesmith.plots._figure import MISSING, MISSING_LABEL, Figure, _label, drawn_note, plotly_text
 from tunesmith.plots._read import (
     PlotSource,
+    _drawn_parameters,
     _log_axis,
     _metric_values,
+    _mode_or_none,
     _number,
-    _parameters,
     _read,
     resolve_metric,
-    resolve_mode,
 )
 
 
@@ -27,6 +26,7 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
     coloured by the metric (the best trials darkest). Text and other non-numeric parameters are
     categorical axes (values as :func:`_label` writes them); log-scaled ones are shown as ``log10(key)``. On a
     numeric axis, the trials that lack the key (a conditional space) sit below the values at ``(missing)``.
+    Beyond ``MAX_TRIAL_MARKS`` trials, the lines of those :func:`drawn_trials` picks (the best among them).
 
     Returns:
         The figure, or None when no trial reported the metric.
@@ -34,11 +34,12 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
     finals = _metric_values(exp, metric)
-    ids = sorted(finals)
-    if not ids:
+    if not finals:
         return None
+    mode = _mode_or_none(rs, mode)
+    ids, varying = _drawn_parameters(exp, finals, seeds, mode)
     dimensions = []
-    for key, values in _parameters(exp, ids, seeds).items():
+    for key, values in varying.items():
         label = plotly_text(key)
         present = [v for v in values if v is not MISSING]
         numeric = all(_number(v) is not None for v in present)
@@ -57,16 +58,13 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
     ys = [finals[i] for i in ids]
     name = plotly_text(metric)
     dimensions.append({"label": name, "values": ys})
-    try:
-        reverse = resolve_mode(rs, mode) == "max"
-    except ConfigError:
-        reverse = False
+    reverse = mode == "max"
     data = [{"type": "parcoords", "dimensions": dimensions,
              "line": {"color": ys, "colorscale": "Viridis", "reversescale": reverse, "showscale": True,
                       "colorbar": {"title": {"text": name}}},
              "meta": {"kind": "parcoords", "trial_ids": ids}}]
-    return {"data": data, "layout": {"title": {"text": f"Parallel coordinates ({name})"},
-                                     "margin": {"l": 80, "r": 80}}}
+    title = f"Parallel coordinates ({name}){drawn_note(len(ids), len(finals))}"
+    return {"data": data, "layout": {"title": {"text": title}, "margin": {"l": 80, "r": 80}}}
 
 
 def _numeric(dimension: dict[str, Any], values: list[float | None]) -> dict[str, Any]:

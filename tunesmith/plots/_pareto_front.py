@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
-from tunesmith.plots._figure import GREY, PALETTE, Figure, plotly_text
+from tunesmith.plots._figure import GREY, MAX_TRIAL_MARKS, PALETTE, Figure, drawn_note, drawn_trials, plotly_text
 from tunesmith.plots._read import PlotSource, _number
 from tunesmith.store.sqlite import feasible_result
 
@@ -17,7 +17,8 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
     trials whose last result is feasible rank, when there is one). Trials whose last result breaks a constraint
     are drawn apart, as crosses (the trace named "infeasible"). A trial whose last result lacks a finite
     number for either metric is not drawn (``pareto_front()`` leaves out the missing and NaN values too; an
-    infinity it ranks cannot be drawn).
+    infinity it ranks cannot be drawn). Beyond ``MAX_TRIAL_MARKS`` trials, every trial of the front and, of the
+    others, those :func:`drawn_trials` picks by each metric in turn (half of them each).
 
     Args:
         rs: the experiment.
@@ -39,8 +40,14 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
         points[t.id] = (a, b)
         if feasible_result(t.last_result) is False:
             infeasible.append(t.id)
+    if len(points) > MAX_TRIAL_MARKS:
+        drawn = {i for k in (0, 1) for i in drawn_trials({i: p[k] for i, p in points.items()}, modes[k],
+                                                          MAX_TRIAL_MARKS // 2)}
+        infeasible = [i for i in infeasible if i in drawn]
+    else:
+        drawn = set(points)
     apart = set(infeasible)
-    ranked = [i for i in points if i not in apart]
+    ranked = [i for i in points if i in drawn and i not in apart]
     front_pts = sorted((*points[i], i) for i in on_front if i in points)
     x_name, y_name = plotly_text(metrics[0]), plotly_text(metrics[1])
     hover = f"%{{text}}<br>{x_name}=%{{x:.5g}}<br>{y_name}=%{{y:.5g}}<extra></extra>"
@@ -60,6 +67,7 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
          "marker": {"color": PALETTE[1], "size": 9}, "line": {"color": PALETTE[1]},
          "hovertemplate": hover, "meta": {"kind": "front", "trial_ids": [p[2] for p in front_pts]}})
     return {"data": data, "layout": {
-        "title": {"text": f"Pareto front: {x_name} ({modes[0]}) vs {y_name} ({modes[1]})"},
+        "title": {"text": f"Pareto front: {x_name} ({modes[0]}) vs {y_name} ({modes[1]})"
+                          f"{drawn_note(len(drawn), len(points))}"},
         "xaxis": {"title": {"text": x_name}}, "yaxis": {"title": {"text": y_name}},
         "hovermode": "closest"}}

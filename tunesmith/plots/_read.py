@@ -22,7 +22,7 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith._layout import store_path
-from tunesmith.plots._figure import MISSING, _label
+from tunesmith.plots._figure import MISSING, _label, drawn_trials
 from tunesmith.store.sqlite import Store
 from tunesmith.trial import AUTO_KEYS, ITERATION, TrialStatus
 
@@ -187,6 +187,14 @@ def resolve_mode(rs: PlotSource, mode: str | None = None) -> str:
     return str(chosen)
 
 
+def _mode_or_none(rs: PlotSource, mode: str | None = None) -> str | None:
+    """``mode``, else the experiment's, else None (no best to single out)."""
+    try:
+        return resolve_mode(rs, mode)
+    except ConfigError:
+        return None
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
@@ -339,6 +347,20 @@ def _parameters(exp: _Experiment, trial_ids: Sequence[int], seeds: Sequence[str]
     varying = _varying(exp, trial_ids)
     skip = _seed_set(list(varying), seeds)
     return {k: v for k, v in varying.items() if k not in skip}
+
+
+def _drawn_parameters(exp: _Experiment, finals: dict[int, float], seeds: Sequence[str] | None,
+                      mode: str | None) -> tuple[list[int], dict[str, list[Any]]]:
+    """The trials a plot with a mark per trial draws (``drawn_trials``, the best in ``mode``, default the
+    experiment's) and ``_parameters`` in their order: the parameters that vary among all the trials, not only
+    among those drawn."""
+    everyone = sorted(finals)
+    varying = _parameters(exp, everyone, seeds)
+    ids = drawn_trials(finals, _mode_or_none(exp.rs, mode))
+    if len(ids) < len(everyone):
+        at = {tid: n for n, tid in enumerate(everyone)}
+        varying = {k: [values[at[tid]] for tid in ids] for k, values in varying.items()}
+    return ids, varying
 
 
 def _log_axis(exp: _Experiment, key: str, values: list[Any]) -> bool:

@@ -5,15 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _subplots, _webgl, plotly_text
-from tunesmith.plots._read import PlotSource, _log_axis, _metric_values, _number, _parameters, _read, resolve_metric
+from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _subplots, _webgl, drawn_note, plotly_text
+from tunesmith.plots._read import (
+    PlotSource,
+    _drawn_parameters,
+    _log_axis,
+    _metric_values,
+    _number,
+    _read,
+    resolve_metric,
+)
 
 
 def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | None = None) -> Figure | None:
     """The final metric against each parameter that varies between trials, one subplot per parameter
     (seed keys are not parameters: ``seeds=`` declares them, default :func:`is_seed_key`). A parameter that is
     not a number in every trial that has it is a categorical axis (values as :func:`_label` writes them); a trial
-    without it (a conditional space's other branch) has no point in its subplot.
+    without it (a conditional space's other branch) has no point in its subplot. Beyond ``MAX_TRIAL_MARKS``
+    trials, those :func:`drawn_trials` picks (the best in the experiment's mode among them).
 
     Returns:
         The figure, or None when no parameter varies or no trial reported the metric.
@@ -21,8 +30,7 @@ def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | No
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
     finals = _metric_values(exp, metric)
-    ids = sorted(finals)
-    varying = _parameters(exp, ids, seeds)
+    ids, varying = _drawn_parameters(exp, finals, seeds, None)
     if not varying:
         return None
     names = [f"trial_{i:05d}" for i in ids]
@@ -48,6 +56,6 @@ def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | No
             axis["type"] = "log"
         layout[xkey].update(axis)
         layout[ykey].update({"title": {"text": name}})
-    layout["title"] = {"text": f"{name} against each parameter"}
+    layout["title"] = {"text": f"{name} against each parameter{drawn_note(len(ids), len(finals))}"}
     _webgl(data)
     return {"data": data, "layout": layout}

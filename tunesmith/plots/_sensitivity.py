@@ -7,8 +7,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _subplots, _transparent, plotly_text
-from tunesmith.plots._read import PlotSource, _Experiment, _final_values, _number, _read, _seed_set, resolve_metric
+from tunesmith.plots._figure import (
+    MISSING,
+    PALETTE,
+    Figure,
+    _label,
+    _subplots,
+    _transparent,
+    drawn_note,
+    drawn_trials,
+    plotly_text,
+)
+from tunesmith.plots._read import (
+    PlotSource,
+    _Experiment,
+    _final_values,
+    _mode_or_none,
+    _number,
+    _read,
+    _seed_set,
+    resolve_metric,
+)
 
 MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters than this are pooled
 
@@ -46,7 +65,8 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
 
     One subplot per swept parameter. When other swept parameters have at most ``MAX_LINES`` combinations,
     each combination gets its own line (its band is the spread over the repeats); otherwise they are
-    pooled into one line.
+    pooled into one line. The means and bands count every trial; beyond ``MAX_TRIAL_MARKS`` trials, the points
+    are those :func:`drawn_trials` picks (the best in ``mode``, default the experiment's, among them).
 
     Args:
         rs: the experiment; its stored space says which keys are ``grid`` dimensions.
@@ -69,6 +89,7 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
         return None
     finals = _final_values(exp, metric, final, last_k, mode)
     trials = [t for t in rs.trials if t.id in finals]
+    drawn = set(drawn_trials(finals, _mode_or_none(rs, mode)))
     shown = {q: _shown_labels(path, values) for q, (path, values) in grids.items()}
     metric_name = plotly_text(metric)
     layout, axes = _subplots(len(params), [f"{metric_name} vs {plotly_text(p)}" for p in params])
@@ -127,10 +148,11 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
             legend_seen.add(name)
             # every trial's own value: the seeds behind the mean, so a lucky seed shows
             by_label = {(p.value if masked else _label(p.value)): x for p, x in zip(stats, xs)}
-            ids = [tid for label in by_label for tid in members[group].get(label, [])]
+            ids = [tid for label in by_label for tid in members[group].get(label, []) if tid in drawn]
             data.append({"type": "scatter", "mode": "markers", "name": f"{name} trials", "legendgroup": name,
                          "showlegend": False, "xaxis": xa, "yaxis": ya,
-                         "x": [by_label[label] for label in by_label for _ in members[group].get(label, [])],
+                         "x": [by_label[label] for label in by_label for tid in members[group].get(label, [])
+                               if tid in drawn],
                          "y": [finals[tid] for tid in ids], "text": [f"trial_{tid:05d}" for tid in ids],
                          "marker": {"size": 5, "color": color, "opacity": 0.6},
                          "hovertemplate": f"%{{text}}<br>{param_name}=%{{x}}<br>{metric_name}=%{{y:.5g}}"
@@ -149,7 +171,7 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
         layout[ykey].update({"title": {"text": metric_name}})
     what = {"last": "last result", "best": "best result", "mean_last": f"mean of the last {last_k} results"}[final]
     layout["title"] = {"text": f"Parameter sensitivity: {metric_name}, {what} (mean, band: min–max over repeats, "
-                               "points: trials)"}
+                               f"points: trials){drawn_note(len(drawn), len(finals))}"}
     return {"data": data, "layout": layout}
 
 

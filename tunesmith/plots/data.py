@@ -26,11 +26,13 @@ from tunesmith.plots._best_so_far import MAX_RESULT_POINTS, best_so_far
 from tunesmith.plots._figure import (
     ERROR_RED,
     GREY,
+    MAX_TRIAL_MARKS,
     PALETTE,
     POINTS_PER_FIGURE,
     STATUS_COLORS,
     WEBGL_POINTS,
     Figure,
+    drawn_trials,
     thin,
 )
 from tunesmith.plots._importance import importance
@@ -53,6 +55,7 @@ __all__ = [
     "MAX_LINES",
     "MAX_RESULT_POINTS",
     "MAX_TIMELINE_ROWS",
+    "MAX_TRIAL_MARKS",
     "MAX_TRIAL_LINES",
     "PALETTE",
     "POINTS_PER_FIGURE",
@@ -62,6 +65,7 @@ __all__ = [
     "WEBGL_POINTS",
     "best_result",
     "best_so_far",
+    "drawn_trials",
     "importance",
     "is_seed_key",
     "learning_curves",
