@@ -271,7 +271,7 @@ def test_a_figure_is_sent_once_in_one_mime_type(hostile: ResultSet, monkeypatch:
 def test_inline_figures_of_a_large_experiment_are_bounded_and_keep_the_best(large: ResultSet,
                                                                             monkeypatch: Any) -> None:
     """4,000 trials: the per-trial plots (scatter, parallel coordinates, Pareto front, the sensitivity plot's
-    points) drew every trial (20,000 trials: 0.9-2.9 MB a figure, each sent twice); now at most
+    points, the timeline's bars) drew every trial (20,000 trials: 0.9-2.9 MB a figure, each sent twice); now at most
     ``MAX_TRIAL_MARKS`` trials each, always the best ones and each stretch's best and worst, while the means
     and bands still count every trial."""
     monkeypatch.delenv("VSCODE_PID", raising=False)
@@ -293,6 +293,12 @@ def test_inline_figures_of_a_large_experiment_are_bounded_and_keep_the_best(larg
                 assert len(ids) <= plot_data.MAX_TRIAL_MARKS, kind
                 if trace["meta"]["kind"] != "seeds" or trace["meta"]["group"] == "":
                     assert best_ids <= set(ids), (kind, trace["meta"])
+    # the timeline: at most MAX_TRIAL_MARKS bars, consecutive trials of a slot merged into spans that count
+    # them, the best trials each a bar of their own (before: a bar per trial, 2 MB at 20,000 trials)
+    timeline = [t for t in large.plot.timeline().figure["data"] if t["meta"]["kind"] == "timeline"]
+    assert sum(len(t["y"]) for t in timeline) <= plot_data.MAX_TRIAL_MARKS
+    assert best_ids <= {i for t in timeline for i in t["meta"]["trial_ids"]}
+    assert sum(n for t in timeline for n in t["meta"]["counts"]) == 4_000
     lines = large.plot.learning_curves().figure["data"]
     assert {t["meta"]["q"] for t in lines if t["meta"]["kind"] == "quantile"} == {0.1, 0.25, 0.5, 0.75, 0.9}
     assert {t["meta"]["trial_id"] for t in lines if t["meta"]["kind"] == "trial"} == best_ids

@@ -22,9 +22,10 @@ T0 = 1_000_000.0
 
 
 def build(root: Any, name: str, trials: int, per_trial: int, slots: int = 8, seed: int = 0,
-          metric: str = "loss", mode: str = "min") -> ResultSet:
+          metric: str = "loss", mode: str = "min", errors: frozenset[int] = frozenset()) -> ResultSet:
     """A finished experiment written straight into a store: ``trials`` trials of ``per_trial`` noisy, falling
-    losses each (a spike and a dip in each), ``slots`` trials at a time, one second per result."""
+    losses each (a spike and a dip in each), ``slots`` trials at a time, one second per result; the trials in
+    ``errors`` ended in an error."""
     path = os.path.join(str(root), name)
     store = Store(os.path.join(path, STORE_FILE))
     rng = random.Random(seed)
@@ -41,7 +42,8 @@ def build(root: Any, name: str, trials: int, per_trial: int, slots: int = 8, see
                 values[rng.randrange(per_trial)] = 50.0 + tid  # a spike
                 values[rng.randrange(per_trial)] = -5.0 - tid  # a dip
             store.insert_trial(db, tid, {"lr": rng.choice([0.1, 0.01, 0.001]), "width": rng.randrange(8, 64)},
-                               {"cpu": 1.0}, "TERMINATED", created=T0 + begin, start_time=T0 + begin)
+                               {"cpu": 1.0}, "ERROR" if tid in errors else "TERMINATED", created=T0 + begin,
+                               start_time=T0 + begin)
             store.append_results(db, [(tid, i + 1, float(i + 1), T0 + begin + i + 1, dumps({metric: v}))
                                       for i, v in enumerate(values)])
             end = begin + per_trial + 0.5
@@ -131,24 +133,80 @@ def test_hundreds_of_trials_are_drawn_as_quantile_bands_and_the_best_trials(tmp_
     assert len([t for t in pd_.learning_curves(rs, max_trials=300)["data"] if t["meta"]["kind"] == "trial"]) == 300
 
 
-def test_a_5000_trial_timeline_has_a_row_per_slot_and_a_bounded_height(tmp_path: Any) -> None:
+def _timeline_bars(fig: dict[str, Any]) -> list[tuple[str, str, int | None, int, float, float]]:
+    """Each bar of a timeline: (row, status, its trial id or None for a span of several, how many trials it
+    holds, begin, end)."""
+    out = []
+    for t in fig["data"]:
+        if t["meta"]["kind"] != "timeline":
+            continue
+        counts = t["meta"].get("counts") or [1] * len(t["y"])
+        for row, tid, n, (begin, end) in zip(t["y"], t["meta"]["trial_ids"], counts, t["customdata"]):
+            out.append((row, t["meta"]["status"], tid, n, begin, end))
+    return out
+
+
+def test_a_5000_trial_timeline_has_a_row_per_slot_and_a_bounded_size(tmp_path: Any) -> None:
+    """A bar per trial only up to ``MAX_TRIAL_MARKS`` trials (every trial its own bar below it: see
+    test_more_concurrent_trials_than_rows_share_the_earliest_freed_slot and the small tests of
+    test_plot_data): a bar per trial was ~100 bytes, 2 MB a figure at 20,000 trials, more than a screen's
+    pixels. Beyond, consecutive trials in a slot merge into spans, each counting its trials, so every trial is
+    still counted once and the slots still hold one trial at a time."""
     rs = build(tmp_path, "wide", 5_000, 1, slots=8)
     fig = pd_.timeline(rs)
     assert fig["layout"]["height"] <= 40 + 18 * pd_.MAX_TIMELINE_ROWS + 160
-    bars = [t for t in fig["data"] if t["meta"]["kind"] == "timeline"]
-    assert sorted(tid for t in bars for tid in t["meta"]["trial_ids"]) == list(range(1, 5_001))
+    bars = _timeline_bars(fig)
+    assert len(bars) <= pd_.MAX_TRIAL_MARKS
+    assert sum(n for *_, n, _b, _e in bars) == 5_000  # every trial counted once, in its bar or a span
+    alone = [tid for _r, _s, tid, *_ in bars if tid is not None]
+    assert len(alone) == len(set(alone)) and all(n == 1 for _r, _s, tid, n, *_ in bars if tid is not None)
+    assert f"5,000 trials in {len(bars):,} bars" in fig["layout"]["title"]["text"]
     rows: dict[str, list[tuple[float, float]]] = {}
-    for trace in bars:
-        for row, (begin, end) in zip(trace["y"], trace["customdata"]):  # the spans (a bar is drawn >= 0.3% wide)
-            rows.setdefault(row, []).append((begin, end))
+    for row, *_, begin, end in bars:  # the spans (a bar is drawn >= 0.3% wide)
+        rows.setdefault(row, []).append((begin, end))
     assert len(rows) == 8 == len(fig["layout"]["yaxis"]["categoryarray"])  # 8 ran at once: 8 slots
-    for spans in rows.values():  # a slot holds one trial at a time
+    for spans in rows.values():  # a slot holds one trial (or one span of consecutive trials) at a time
         spans.sort()
         assert all(a[1] <= b[0] + 1e-9 for a, b in zip(spans, spans[1:]))
     assert all(math.isfinite(h) for h in fig["layout"]["yaxis"]["domain"])
 
 
+@pytest.mark.timeout(120)
+def test_a_20000_trial_timeline_is_bounded_and_keeps_the_best_and_errored_trials_alone(tmp_path: Any) -> None:
+    errors = frozenset(range(7, 20_000, 97))  # 207 errored trials, among terminated ones
+    rs = build(tmp_path, "huge", 20_000, 1, slots=8, errors=errors)
+    fig = pd_.timeline(rs)
+    size = len(json.dumps(fig))
+    assert size < 300_000, size  # before: 1.3 MB (a bar per trial)
+    bars = _timeline_bars(fig)
+    assert len(bars) <= pd_.MAX_TRIAL_MARKS
+    assert sum(n for *_, n, _b, _e in bars) == 20_000
+    alone = {tid for _r, _s, tid, *_ in bars if tid is not None}
+    best = sorted(rs.trials, key=lambda t: (t.last_result["loss"], t.id))[:pd_.TOP_TRIALS]
+    assert {t.id for t in best} <= alone  # the best stay visible and hoverable, each its own bar
+    assert errors <= alone
+    assert {tid for _r, status, tid, *_ in bars if status == "ERROR"} == set(errors)  # no red span hides one
+    spans = [b for b in bars if b[2] is None]
+    assert spans and all(n > 1 for *_, n, _b, _e in spans)
+    span_trace = next(t for t in fig["data"] if t["meta"]["kind"] == "timeline" and None in t["meta"]["trial_ids"])
+    text = span_trace["text"][span_trace["meta"]["trial_ids"].index(None)]
+    assert " trials: trial_" in text  # hover: how many, the first and the last
+    usage = next(t for t in fig["data"] if t["meta"]["kind"] == "resources")
+    assert len(usage["x"]) <= pd_.MAX_TRIAL_MARKS and max(usage["y"]) == 8.0  # thinned, the peak kept
+
+
+def test_a_timeline_at_the_bound_keeps_a_bar_per_trial(tmp_path: Any) -> None:
+    """Up to ``MAX_TRIAL_MARKS`` trials nothing merges: a bar per trial, named, as for a small experiment."""
+    rs = build(tmp_path, "bound", pd_.MAX_TRIAL_MARKS, 1, slots=8)
+    fig = pd_.timeline(rs)
+    bars = _timeline_bars(fig)
+    assert sorted(tid for _r, _s, tid, *_ in bars) == list(range(1, pd_.MAX_TRIAL_MARKS + 1))  # type: ignore[type-var]
+    assert all("counts" not in t["meta"] for t in fig["data"])
+    assert " bars" not in fig["layout"]["title"]["text"]
+
+
 def test_more_concurrent_trials_than_rows_share_the_earliest_freed_slot(tmp_path: Any) -> None:
+    """A small experiment (fewer trials than ``MAX_TRIAL_MARKS``): every trial still has its own bar."""
     rs = build(tmp_path, "crowd", 30, 1, slots=30)  # all 30 at once
     fig = pd_.timeline(rs, max_rows=10)
     names = fig["layout"]["yaxis"]["categoryarray"]

@@ -66,10 +66,25 @@ def drawn_trials(finals: dict[int, float], mode: str | None = None, most: int = 
         return ids
     values = np.array([finals[i] for i in ids], dtype=float)
     picked = set(np.asarray(ids)[thin(values, max(2, most - top))].tolist())
-    if mode in ("min", "max"):  # stable: the first trials first among equal values; NaN last
-        ranked = np.argsort(values if mode == "min" else -values, kind="stable")
-        picked.update(np.asarray(ids)[ranked[:top]].tolist())
+    picked.update(best_trials(finals, mode, top))
     return sorted(picked)
+
+
+def best_trials(finals: dict[int, float], mode: str | None, top: int = 10) -> list[int]:
+    """The ``top`` best trials by their final value in ``mode`` (``"min"``/``"max"``; None: none), best first;
+    stable (the first trials first among equal values), NaN last.
+
+    Args:
+        finals: trial id -> its final value of the metric.
+    """
+    import numpy as np
+
+    if mode not in ("min", "max") or not finals:
+        return []
+    ids = sorted(finals)
+    values = np.array([finals[i] for i in ids], dtype=float)
+    ranked = np.argsort(values if mode == "min" else -values, kind="stable")
+    return np.asarray(ids)[ranked[:top]].tolist()  # type: ignore[no-any-return]
 
 
 def drawn_note(drawn: int, total: int) -> str:
