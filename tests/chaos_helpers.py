@@ -102,6 +102,26 @@ def sleepers(pids_dir: str) -> list[int]:
     return alive
 
 
+def describe(pid: int) -> str:
+    """What a test needs to tell why process ``pid`` is still there: its state, session, age, and its parent
+    (init or the nearest subreaper when the trial's worker and the fork server are gone, the fork server while
+    it is still killing, a worker that cannot die yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        state, ppid, sid, start = fields[0], int(fields[1]), int(fields[3]), int(fields[19])
+        with open("/proc/uptime") as f:
+            age = float(f.read().split()[0]) - start / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{ppid}/cmdline", "rb") as f:
+            parent = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+        with open(f"/proc/{ppid}/stat") as f:
+            parent_state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError) as e:
+        return f"{pid} (gone or unreadable: {e})"
+    return (f"{pid} state {state}, session {sid}, started {age:.1f} s ago, parent {ppid} "
+            f"(state {parent_state}: {parent})")
+
+
 def kill_and_resume(tmp_path, name: str, kills: int, rng: random.Random, driver: str = DRIVER,
                     args: tuple[str, ...] = (), before_kill: Callable[[], None] | None = None,
                     after_kill: Callable[[], None] | None = None, window: tuple[float, float] = (0.15, 1.2),

@@ -11,7 +11,7 @@ import textwrap
 
 import psutil
 import pytest
-from chaos_helpers import SPAWNING_DRIVER, kill_and_resume, pbt_kill_and_resume, sleepers
+from chaos_helpers import SPAWNING_DRIVER, describe, kill_and_resume, pbt_kill_and_resume, sleepers
 
 import tunesmith as ts
 from tunesmith import checkpoint as ck
@@ -93,8 +93,9 @@ def test_sigkill_driver_whose_trials_start_processes_leaves_no_orphans(tmp_path)
     rng = random.Random(20261204)
     pids = tmp_path / "pids"
     pids.mkdir()
-    orphans: set[int] = set()
+    orphans: dict[int, str] = {}  # pid -> what it was when the 10 s were up, and whether it ended later
     kills = []  # per kill: the processes trials had running when it came
+    where = {"run": 0}
 
     def count() -> None:
         kills.append(len(sleepers(str(pids))))
@@ -103,10 +104,20 @@ def test_sigkill_driver_whose_trials_start_processes_leaves_no_orphans(tmp_path)
         deadline = time.monotonic() + 10
         while sleepers(str(pids)) and time.monotonic() < deadline:
             time.sleep(0.05)  # waiting for a condition (the trials' processes gone), bounded
-        orphans.update(sleepers(str(pids)))
+        left = {pid: describe(pid) for pid in sleepers(str(pids)) if pid not in orphans}
+        if left:  # failed already; what follows only says how: slow to be killed, or never killed
+            later = time.monotonic() + 30
+            while set(left) & set(sleepers(str(pids))) and time.monotonic() < later:
+                time.sleep(0.05)  # waiting for a condition (the survivors gone), bounded
+            waited = 30 - max(0.0, later - time.monotonic())
+            for pid, what in left.items():
+                fate = (f"still running {waited:.1f} s later" if pid in sleepers(str(pids))
+                        else f"ended within {waited:.1f} s more")
+                orphans[pid] = f"run {where['run']}, {len(kills)} kills so far: {what}; {fate}"
 
     try:
         for run in range(PROC_RUNS):
+            where["run"] = run
             final, _starts = kill_and_resume(tmp_path, f"procs{run}", kills=rng.randint(1, 3), rng=rng,
                                              driver=SPAWNING_DRIVER, args=(str(pids),), before_kill=count,
                                              after_kill=no_orphans,
@@ -117,7 +128,8 @@ def test_sigkill_driver_whose_trials_start_processes_leaves_no_orphans(tmp_path)
         print(f"{len(kills)} kills, {sum(1 for k in kills if k)} while trial processes ran ({sum(kills)} "
               f"processes), {len(orphans)} orphans")
         assert any(kills), "no kill came while trials had started their processes"
-        assert not orphans, f"{len(orphans)} processes started by trials outlived their driver"
+        assert not orphans, (f"{len(orphans)} processes started by trials outlived their driver by 10 s:\n"
+                             + "\n".join(orphans.values()))
     finally:
         for pid in sleepers(str(pids)):
             os.kill(pid, signal.SIGKILL)
