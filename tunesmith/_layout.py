@@ -185,8 +185,9 @@ def unlink_planted_links(exp_dir: str) -> list[str]:
             links.append(entry.path)
         elif entry.is_dir(follow_symlinks=False):  # a real folder in a real one: its real path is known
             links.extend(_links_in_trial(entry.path, os.path.join(real_trials, entry.name)))
-    special = [path for path in links if not os.path.islink(path)]  # FIFOs, sockets, devices (_links_in_trial)
-    links = [path for path in links if path not in set(special)]
+    is_link = [os.path.islink(path) for path in links]  # the rest: FIFOs, sockets, devices (_links_in_trial)
+    special = [path for path, link in zip(links, is_link) if not link]
+    links = [path for path, link in zip(links, is_link) if link]
     for path in links + special:
         os.unlink(path)
     for found, what, why in ((links, "symbolic link(s)", "where the experiment's own folders and files go or leading "
