@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -32,3 +33,17 @@ def _signing_key(tmp_path_factory, monkeypatch):
     path = tmp_path_factory.getbasetemp() / "tunesmith-key"
     monkeypatch.setenv("TUNESMITH_KEY_FILE", str(path))
     return path
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 3 MB tmpfs: room for the store and two 1 MB checkpoints (mounting needs root, as in CI)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

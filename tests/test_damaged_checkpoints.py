@@ -113,20 +113,6 @@ def big_checkpoints(config):
         ts.report({"i": i + 1}, checkpoint=ts.Checkpoint.from_state({"i": i + 1, "blob": os.urandom(1 << 20)}))
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 3 MB tmpfs: room for the store and two 1 MB checkpoints (mounting needs root, as in CI)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def test_a_full_disk_is_a_clear_error_and_the_experiment_resumes(tiny_disk):
     result = ts.run(big_checkpoints, name="full", storage_path=str(tiny_disk), keep=None, verbose=0)
     trial = result.trials[0]

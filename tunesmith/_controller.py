@@ -147,6 +147,8 @@ class Controller:
                                         if name not in self.objective.names)
         self._ckpt_time: dict[int, float] = {}
         self._fatal: BaseException | None = None
+        # how the run ended, once it has ("finished", "failed", "interrupted"): what callbacks read at its end
+        self.ended: str | None = None
         self._spent_before = 0.0  # seconds earlier drivers of this experiment ran (a resume's: ``replay``)
         self._events_in_hand = False  # a batch taken from the executor and not yet stored (``_handle``)
         # Ctrl-C or SIGTERM came (``interrupt``): the loop raises it at the top of its next pass
@@ -197,7 +199,9 @@ class Controller:
         restore = self._defer_signals()
         try:
             self._run_loop()
+            self.ended = "failed" if self._fatal is not None or self._failed_fast is not None else "finished"
         except KeyboardInterrupt:
+            self.ended = "interrupted"
             restore()  # a second Ctrl-C or SIGTERM ends the trials' grace: the executor's shutdown kills them
             try:
                 try:  # the warning too: a second Ctrl-C may land as it is written
@@ -216,6 +220,8 @@ class Controller:
             raise StoreError(f"could not write experiment {self.name}'s store ({e}); free space if the disk is "
                              f"full, then resume: tunesmith resume {shlex.quote(self.exp_dir)}") from e
         finally:
+            if self.ended is None:  # the store could not be written, or anything else escaped the loop
+                self.ended = "failed"
             restore()
             self.executor.shutdown()
             self._notify("on_experiment_end", self.info)

@@ -275,3 +275,81 @@ def test_the_live_table_is_redrawn_on_the_wall_clock_when_the_experiment_runs_in
            backend=SimulatedBackend({"cpu": 4}), verbose=0, callbacks=[progress])
     wall = time.monotonic() - began
     assert progress.redraws <= wall / 0.5 + 3, (progress.redraws, wall)  # start, end, and one per half second
+
+
+class _EndSeen(ts.Callback):
+    """Keeps ``experiment.status`` as the callbacks see it, during the run and at its end."""
+
+    def __init__(self) -> None:
+        self.during: list[str] = []
+        self.at_end: str | None = None
+
+    def on_trial_results(self, trial, results) -> None:
+        self.during.append(self._status)
+
+    def on_experiment_start(self, experiment) -> None:
+        self._experiment = experiment
+
+    @property
+    def _status(self) -> str:
+        return self._experiment.status
+
+    def on_experiment_end(self, experiment) -> None:
+        self.at_end = experiment.status
+
+
+class _CtrlCAtFirstResult(ts.Callback):
+    def on_trial_results(self, trial, results) -> None:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def _fails(config):
+    raise ValueError("diverged")
+
+
+def _big_results(config):
+    for i in range(400):  # about 20 MB of results: more than the tiny disk holds
+        ts.report({"i": i + 1, "notes": "ab" * 25_000})
+
+
+def _last_line(buf: io.StringIO) -> str:
+    return buf.getvalue().strip().splitlines()[-2]  # the summary; the last line names the results folder
+
+
+@pytest.mark.parametrize("ending", ["finished", "interrupted", "failed", "store full"])
+def test_the_final_line_and_experiment_status_say_how_the_run_ended(results_dir, request, ending) -> None:
+    """The summary line said "done in" whatever ended the run: a Ctrl-C, fail_fast, a store that could not be
+    written (a full disk), each followed by the exception. Now it says how it ended, and callbacks read the same
+    in ``experiment.status`` ("running" until then)."""
+    buf = io.StringIO()
+    seen = _EndSeen()
+    callbacks: list[Any] = [Progress(console=Console(file=buf, width=300)), seen]
+    kw: dict[str, Any] = {"space": {"x": ts.grid([0.5, 0.25])}, "metric": "loss", "mode": "min"}
+    fn: Any = train
+    if ending == "interrupted":
+        callbacks.append(_CtrlCAtFirstResult())
+        expect: type[BaseException] | None = KeyboardInterrupt
+    elif ending == "failed":  # fail_fast: the first error ends the run, without raising
+        fn, kw["fail_fast"] = _fails, True
+        expect = None
+    elif ending == "store full":
+        fn, kw = _big_results, {"storage_path": str(request.getfixturevalue("tiny_disk"))}
+        expect = ts.StoreError
+    else:
+        expect = None
+    if expect is None:
+        ts.run(fn, verbose=0, callbacks=callbacks, **kw)
+    else:
+        with pytest.raises(expect):
+            ts.run(fn, verbose=0, callbacks=callbacks, **kw)
+    word = {"finished": " done in ", "interrupted": " interrupted after ", "failed": " failed after ",
+            "store full": " failed after "}[ending]
+    last = _last_line(buf)
+    assert last.startswith("tunesmith ") and word in last, last
+    assert seen.at_end == ("finished" if ending == "finished" else "interrupted" if ending == "interrupted"
+                           else "failed")
+    if seen.during:  # (the failed runs never started a trial) "running" until the end was known: once a Ctrl-C
+        assert seen.during[0] == "running", seen.during  # came, results of trials being stopped see "interrupted"

@@ -128,6 +128,13 @@ class ExperimentInfo:
         return self._c.elapsed()
 
     @property
+    def status(self) -> str:
+        """``"running"``, then how the run ended, as ``on_experiment_end`` sees it: ``"finished"``, ``"failed"`` (a
+        fatal error, ``fail_fast``, a store that could not be written) or ``"interrupted"`` (Ctrl-C, SIGTERM; from
+        then on, while its running trials are stopped)."""
+        return getattr(self._c, "ended", None) or "running"
+
+    @property
     def best(self) -> tuple[int, float] | None:
         """(trial id, value) of the best single result so far for the metric, or None."""
         return self._c.best_so_far

@@ -323,8 +323,9 @@ class Progress(Callback):
         of = f" (of {total})" if total is not None else ""
         results_s, trials_s = self.rates(final)
         elapsed = format_duration(experiment.elapsed)
-        if final:
-            head = f"tunesmith {printable(experiment.name, one_line=True)} done in {elapsed}"
+        if final:  # how it ended: a run that failed or was interrupted is not "done"
+            ended = {"interrupted": "interrupted after", "failed": "failed after"}.get(experiment.status, "done in")
+            head = f"tunesmith {printable(experiment.name, one_line=True)} {ended} {elapsed}"
         else:
             eta = self.eta(experiment, counts)
             head = f"tunesmith {printable(experiment.name, one_line=True)} running {elapsed}" + (
