@@ -3,10 +3,12 @@ every plot drawn without console errors, a trial stopped from the page, markup i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -108,6 +110,23 @@ def test_live_page_grows_draws_every_plot_stops_a_trial_and_never_runs_config_ma
     assert problems == []
 
 
+@contextlib.contextmanager
+def _experiment_page(url: str, problems: list[str]) -> Iterator[Any]:
+    """The live experiment's page in a fresh Chromium (the list page first, for the token cookie); its page errors
+    go to ``problems``."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto(url, wait_until="load", timeout=20_000)
+            page.goto(url + "e/live", wait_until="load", timeout=20_000)
+            yield page
+        finally:
+            browser.close()
+
+
 def _command_events(folder: str) -> list[dict[str, Any]]:
     s = Store(os.path.join(folder, "experiment.db"), readonly=True)
     try:
@@ -120,62 +139,53 @@ def test_add_samples_is_one_command_per_click_through_a_double_click_and_a_lost_
     """The button is disabled while its request is in flight, so a double click sends one request; a request whose
     answer is lost (the server applied it, the connection reset) is sent again by the page with the same
     Idempotency-Key, and the server answers it without applying it again. Two clicks, two commands of 10 samples."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     url, folder = live
     problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.goto(url, wait_until="load", timeout=20_000)  # the token cookie, then the experiment's page
-            page.goto(url + "e/live", wait_until="load", timeout=20_000)
-            button = page.locator("#controls button", has_text="add samples")
-            message = page.locator("#controls .msg")
-            button.wait_for(timeout=15_000)
+    with _experiment_page(url, problems) as page:
+        button = page.locator("#controls button", has_text="add samples")
+        message = page.locator("#controls .msg")
+        button.wait_for(timeout=15_000)
 
-            held: list[Any] = []  # the first click's request, held until the test lets it go
-            page.route("**/api/e/live/control", lambda route: held.append(route))
-            with page.expect_request("**/api/e/live/control", timeout=10_000):
-                button.dblclick()
-            assert button.is_disabled()  # in flight: a second click cannot send another
-            assert page.evaluate("() => window.__ts.controls") == 1
-            [first] = held
-            key = first.request.headers.get("idempotency-key", "")
-            assert len(key) == 32 and all(c in "0123456789abcdef" for c in key), key
-            first.continue_()
-            page.unroute("**/api/e/live/control")
-            page.wait_for_function("() => !document.querySelector('#controls .msg').textContent.startsWith('sending')",
-                                   timeout=15_000)
-            assert message.inner_text().startswith("sent: add_samples"), message.inner_text()
-            assert not button.is_disabled()
+        held: list[Any] = []  # the first click's request, held until the test lets it go
+        page.route("**/api/e/live/control", lambda route: held.append(route))
+        with page.expect_request("**/api/e/live/control", timeout=10_000):
+            button.dblclick()
+        assert button.is_disabled()  # in flight: a second click cannot send another
+        assert page.evaluate("() => window.__ts.controls") == 1
+        [first] = held
+        key = first.request.headers.get("idempotency-key", "")
+        assert len(key) == 32 and all(c in "0123456789abcdef" for c in key), key
+        first.continue_()
+        page.unroute("**/api/e/live/control")
+        page.wait_for_function("() => !document.querySelector('#controls .msg').textContent.startsWith('sending')",
+                               timeout=15_000)
+        assert message.inner_text().startswith("sent: add_samples"), message.inner_text()
+        assert not button.is_disabled()
 
-            keys: list[str] = []
-            replayed: list[str | None] = []
+        keys: list[str] = []
+        replayed: list[str | None] = []
 
-            def lose_the_first_answer(route: Any) -> None:
-                keys.append(route.request.headers.get("idempotency-key", ""))
-                answer = route.fetch()  # the server gets it (the first time, it queues the command)
-                if len(keys) == 1:
-                    route.abort("connectionreset")  # ...and its answer never reaches the page
-                else:
-                    replayed.append(answer.headers.get("idempotent-replayed"))
-                    route.fulfill(response=answer)
+        def lose_the_first_answer(route: Any) -> None:
+            keys.append(route.request.headers.get("idempotency-key", ""))
+            answer = route.fetch()  # the server gets it (the first time, it queues the command)
+            if len(keys) == 1:
+                route.abort("connectionreset")  # ...and its answer never reaches the page
+            else:
+                replayed.append(answer.headers.get("idempotent-replayed"))
+                route.fulfill(response=answer)
 
-            page.route("**/api/e/live/control", lose_the_first_answer)
-            button.click()
-            page.wait_for_function("() => !document.querySelector('#controls .msg').textContent.startsWith('sending')",
-                                   timeout=15_000)
-            assert message.inner_text().startswith("sent: add_samples"), message.inner_text()
-            assert len(keys) == 2 and keys[0] == keys[1] != key, keys  # the retry is the same request
-            # answered as a replay, or, when the retry came while the driver had taken the first copy's file and not
-            # yet logged its event (a loaded machine), queued again and dropped by the driver: applied once either way
-            # (the two commands and 20 samples below)
-            assert len(replayed) == 1 and replayed[0] in ("true", None), replayed
-            assert not button.is_disabled()
-            assert page.evaluate("() => window.__ts.controls") == 2
-        finally:
-            browser.close()
+        page.route("**/api/e/live/control", lose_the_first_answer)
+        button.click()
+        page.wait_for_function("() => !document.querySelector('#controls .msg').textContent.startsWith('sending')",
+                               timeout=15_000)
+        assert message.inner_text().startswith("sent: add_samples"), message.inner_text()
+        assert len(keys) == 2 and keys[0] == keys[1] != key, keys  # the retry is the same request
+        # answered as a replay, or, when the retry came while the driver had taken the first copy's file and not
+        # yet logged its event (a loaded machine), queued again and dropped by the driver: applied once either way
+        # (the two commands and 20 samples below)
+        assert len(replayed) == 1 and replayed[0] in ("true", None), replayed
+        assert not button.is_disabled()
+        assert page.evaluate("() => window.__ts.controls") == 2
     deadline = time.monotonic() + 30
     inbox = os.path.join(folder, "commands")
     while (os.listdir(inbox) or len(_command_events(folder)) < 2) and time.monotonic() < deadline:
@@ -187,4 +197,74 @@ def test_add_samples_is_one_command_per_click_through_a_double_click_and_a_lost_
         assert s.meta()["num_samples_added"] == 20
     finally:
         s.close()
+    assert problems == []
+
+
+# Every state the stop button of trial 1 is drawn in, from the moment it is armed: the trials table is redrawn from
+# polled data every second, so a redraw that draws the button afresh is caught here.
+WATCH_STOP = """() => {
+    window.__stops = [];
+    new MutationObserver(() => {
+        const b = document.querySelector('#trials tr[data-trial="1"] button.stop-trial');
+        if (b) window.__stops.push(
+            {disabled: b.disabled, text: b.textContent, pending: b.classList.contains('pending')});
+    }).observe(document.getElementById('trials'), {childList: true, subtree: true, attributes: true});
+}"""
+
+
+def _redrawn(page: Any) -> None:
+    """Wait for the page's next redraw of the trials table (a new tbody), counted in redraws, not seconds."""
+    page.evaluate("() => { window.__body = document.querySelector('#trials tbody'); }")
+    page.wait_for_function("() => document.querySelector('#trials tbody') !== window.__body", timeout=15_000)
+
+
+def test_a_trials_stop_button_stays_disabled_through_redraws_until_answered_and_again_when_not_sent(live: Any) -> None:
+    """The trials table is redrawn every second. A stop whose answer has not come yet is drawn disabled and
+    pending ("stopping…") by every redraw, then "stop sent" until the trial stops (the button goes away); never a
+    live button a user could click again. A stop that could not be sent (no answer, its retries too) leaves the
+    trial's button live again, the others never touched."""
+    url, _folder = live
+    problems: list[str] = []
+    with _experiment_page(url, problems) as page:
+        stop1 = page.locator('#trials tr[data-trial="1"] button.stop-trial')
+        stop2 = page.locator('#trials tr[data-trial="2"] button.stop-trial')
+        message = page.locator("#controls .msg")
+        stop2.wait_for(timeout=15_000)
+        stop1.wait_for(timeout=15_000)
+
+        # trial 2: no answer to the stop nor its retries (the network is down): nothing was sent, the button
+        # is live again, through redraws too
+        refused: list[str] = []
+        page.route("**/api/e/live/control",
+                   lambda route: (refused.append(route.request.post_data or ""), route.abort("connectionrefused")))
+        stop2.click()
+        page.wait_for_function("() => document.querySelector('#controls .msg').textContent.startsWith('not sent')",
+                               timeout=15_000)
+        page.unroute("**/api/e/live/control")
+        assert len(refused) == 3 and all('"trial_id":2' in b for b in refused), refused
+        _redrawn(page)
+        assert stop2.is_enabled() and stop2.inner_text() == "stop"
+
+        # trial 1: its stop's answer held back while the table is redrawn
+        page.evaluate(WATCH_STOP)
+        held: list[Any] = []
+        page.route("**/api/e/live/control", lambda route: held.append(route))
+        with page.expect_request("**/api/e/live/control", timeout=10_000):
+            stop1.click()
+        _redrawn(page)
+        _redrawn(page)
+        assert stop1.is_disabled() and "pending" in (stop1.get_attribute("class") or "")
+        assert stop1.inner_text() == "stopping\u2026"
+        assert stop2.is_enabled()  # another trial's button is not held by this one's command
+        assert len(held) == 1
+        held[0].continue_()
+        page.unroute("**/api/e/live/control")
+        page.wait_for_function("() => document.querySelector('#controls .msg').textContent.startsWith('sent')",
+                               timeout=15_000)
+        assert message.inner_text().startswith("sent: stop_trial"), message.inner_text()
+        page.wait_for_selector('#trials tr[data-trial="1"] td.status-TERMINATED', timeout=30_000)
+        assert stop1.count() == 0  # gone as the trial stopped
+        seen = page.evaluate("() => window.__stops")
+        assert seen and all(s["disabled"] and s["pending"] for s in seen), seen
+        assert {s["text"] for s in seen} <= {"stopping\u2026", "stop sent"}, seen
     assert problems == []

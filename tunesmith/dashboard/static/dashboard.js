@@ -81,9 +81,10 @@
     crypto.getRandomValues(bytes);
     return Array.prototype.map.call(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
   }
+  // Resolves to whether the command was queued (a 200 answer).
   function control(name, command, msg, button) {
     if (button) {
-      if (button.disabled) return Promise.resolve();
+      if (button.disabled) return Promise.resolve(false);
       button.disabled = true;
     }
     window.__ts.controls += 1;
@@ -100,9 +101,11 @@
     }
     return send(2).then(function (r) { return r.json().catch(function () { return {}; }).then(function (b) {
       msg.textContent = r.ok ? "sent: " + command.action + " (the driver applies it on its next tick)" : (b.error || r.statusText);
+      return r.ok;
     }); }, function (e) {
       msg.textContent = "not sent: " + command.action + " (" + e.message + "); the experiment's events say whether it was applied";
-    }).then(function () { if (button) button.disabled = false; });
+      return false;
+    }).then(function (ok) { if (button) button.disabled = false; return ok; });
   }
   function live(ok, text) {
     var node = document.getElementById("live");
@@ -216,6 +219,31 @@
     main.appendChild(lineageGraph);
     main.appendChild(lineage);
 
+    // The trials table is redrawn from polled data every second, so its stop buttons are drawn from this, by trial
+    // id: "sending" while the request is in flight, then "sent" (the driver stops the trial at its next report)
+    // until a redraw shows the trial no longer running. Never a live button for a stop already on its way; one
+    // that was not sent (an error, or no answer) leaves the button live again.
+    var stopping = {};
+    function stopButton(id) {
+      var state = stopping[id];
+      return el("button", {cls: "danger stop-trial" + (state ? " pending" : ""), disabled: state ? "" : null,
+                           text: state === "sending" ? "stopping\u2026" : state === "sent" ? "stop sent" : "stop",
+                           on: {click: function () { stopTrial(id); }}});
+    }
+    function redrawStop(id) {
+      var old = table.querySelector('tr[data-trial="' + Number(id) + '"] button.stop-trial');
+      if (old) old.parentNode.replaceChild(stopButton(id), old);
+    }
+    function stopTrial(id) {
+      if (stopping[id]) return;
+      stopping[id] = "sending";
+      redrawStop(id);
+      control(name, {action: "stop_trial", trial_id: id}, msg).then(function (ok) {
+        if (ok) stopping[id] = "sent"; else delete stopping[id];
+        redrawStop(id);
+      });
+    }
+
     var typing;
     filter.addEventListener("input", function () {
       clearTimeout(typing);
@@ -282,8 +310,8 @@
           metrics.forEach(function (m) { tr.appendChild(el("td", {cls: "num", text: fmt(r.metrics[m])})); });
           params.forEach(function (p) { tr.appendChild(el("td", {cls: "cfg", text: fmt(r.config[p])})); });
           if (CONTROL) {
-            tr.appendChild(el("td", null, r.status === "RUNNING" ? el("button", {cls: "danger stop-trial", text: "stop",
-              on: {click: function () { control(name, {action: "stop_trial", trial_id: r.id}, msg, this); }}}) : null));
+            if (r.status !== "RUNNING" && stopping[r.id] === "sent") delete stopping[r.id];
+            tr.appendChild(el("td", null, r.status === "RUNNING" ? stopButton(r.id) : null));
           }
           body.appendChild(tr);
         });
