@@ -150,3 +150,34 @@ def test_a_full_disk_under_the_store_names_the_folder_to_resume_wherever_the_sto
     subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)
     shown = CliRunner().invoke(cli, ["show", shlex.split(command)[2]])  # the path finds it from anywhere
     assert shown.exit_code == 0 and "full" in shown.output, shown.output
+
+
+def test_a_full_disk_under_a_script_run_names_the_command_that_resumes_it(tiny_disk, tmp_path):
+    """A run started as ``python train.py`` stores its function as ``__main__:train``, which ``tunesmith resume
+    PATH`` cannot import: the full-disk error named that command, which then refused, asking for ``--fn``. Now
+    the error's command carries ``--fn train.py:train`` (as the Ctrl-C message does), and it resumes the run."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f"""
+        import tunesmith as ts
+
+        def train(config):
+            ck = ts.get_checkpoint()
+            for i in range(ck.load() if ck else 0, 400):  # about 20 MB of results: more than the tiny disk holds
+                ts.report({{"i": i + 1, "notes": "ab" * 25_000}}, checkpoint=ts.Checkpoint.from_state(i + 1))
+
+        if __name__ == "__main__":
+            ts.run(train, name="full", storage_path={str(tiny_disk)!r}, verbose=0)
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100, env=env,
+                           cwd=tmp_path)
+    assert first.returncode != 0 and "StoreError" in first.stderr, first.stderr[-2000:]
+    command = first.stderr.rsplit("then resume: ", 1)[1].splitlines()[0]
+    assert shlex.split(command) == ["tunesmith", "resume", str(tiny_disk / "full"), "--fn", f"{script}:train"]
+    subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)
+    tunesmith = os.path.join(os.path.dirname(sys.executable), "tunesmith")
+    resumed = subprocess.run([tunesmith, *shlex.split(command)[1:]], capture_output=True, text=True,
+                             timeout=100, env=env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (trial,) = ts.load(str(tiny_disk / "full")).trials
+    assert trial.status is ts.TrialStatus.TERMINATED and trial.last_result["i"] == 400

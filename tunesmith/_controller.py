@@ -21,7 +21,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tunesmith._constraints import Constraints
@@ -61,9 +61,14 @@ class Controller:
                  num_samples: int, stop: StopRules, time_budget_s: float | None, max_concurrent: int | None,
                  resources: dict[str, float], callbacks: list[Callback], strict_metric: bool = True,
                  max_failures: int = 0, retention: Retention | None = None, fail_fast: bool | str = False,
-                 resources_fn: Any = None, constraints: Any = None, ranks: int | None = None) -> None:
+                 resources_fn: Any = None, constraints: Any = None, ranks: int | None = None,
+                 resume_command: Callable[[], str] | None = None) -> None:
         self.name = name
         self.exp_dir = exp_dir
+        # how the store-write error says to resume: by the folder's path (it resumes wherever the storage folder is,
+        # --storage-path or not), with --fn where a script's function needs it (run's _run.resume_command); made
+        # only then (shlex is not imported by a run that never needs it)
+        self._resume_command = resume_command
         created = store.meta().get("created")
         # when the store was created (ExperimentInfo.created: the loggers' experiment key is made of it)
         self.created = float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
@@ -215,10 +220,11 @@ class Controller:
             raise
         except sqlite3.OperationalError as e:
             # the transaction rolled back: the store holds everything committed before, so it resumes
-            import shlex  # its folder's path: it resumes wherever the storage folder is (--storage-path or not)
+            import shlex
 
+            how = self._resume_command() if self._resume_command else f"tunesmith resume {shlex.quote(self.exp_dir)}"
             raise StoreError(f"could not write experiment {self.name}'s store ({e}); free space if the disk is "
-                             f"full, then resume: tunesmith resume {shlex.quote(self.exp_dir)}") from e
+                             f"full, then resume: {how}") from e
         finally:
             if self.ended is None:  # the store could not be written, or anything else escaped the loop
                 self.ended = "failed"

@@ -477,7 +477,7 @@ def run(
                 stop=stop_rules, time_budget_s=total_time, max_concurrent=max_concurrent, resources=per_trial,
                 callbacks=all_callbacks, strict_metric=strict_metric_checking, max_failures=max_failures,
                 retention=retention, fail_fast=fail_fast, resources_fn=resources_fn, constraints=constraints,
-                ranks=ranks)
+                ranks=ranks, resume_command=lambda: resume_command(exp_dir, fn, spec=spec))
             if resume:
                 controller.replay(restart_errored)  # a damaged store fails here
             if board is not None:
