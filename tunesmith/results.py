@@ -277,15 +277,17 @@ class ResultSet:
         return [t for t in self.trials if t.status is TrialStatus.ERROR]
 
     def trial(self, trial: int | str) -> TrialResult:
-        """One trial by id or name (``3``, ``"3"``, ``"trial_00003"``): from the trials already read (a dict by
-        id), else one row read from the store by its key.
+        """One trial by id or name (``3``, ``"3"``, ``"trial_00003"``; an id from ``dataframe()["trial_id"]``, a
+        numpy int, too): from the trials already read (a dict by id), else one row read from the store by its key.
 
         Raises:
-            KeyError: no such trial.
+            KeyError: no such trial, or ``trial`` is neither a whole number (a bool is not) nor a trial's name.
         """
         tid = _trial_id(trial)
         if self._trials is not None:
             found = self._by_id.get(tid)
+        elif not _storable_id(tid):
+            found = None
         else:
             rec = self._store.trial(tid)
             try:
@@ -326,7 +328,8 @@ class ResultSet:
         Raises:
             KeyError: no such trial (as ``trial()``).
         """
-        rows = self._store.results(_trial_id(trial), all_generations=all_generations)
+        tid = _trial_id(trial)
+        rows = self._store.results(tid, all_generations=all_generations) if _storable_id(tid) else []
         if not rows:
             self.trial(trial)  # KeyError for a trial that is not there; one without results has none
         if not all_generations:
@@ -977,13 +980,24 @@ def best_first(objective: Objective, items: Sequence[_T],
 
 
 def _trial_id(trial: int | str) -> int:
-    if isinstance(trial, int):
-        return trial
-    if isinstance(trial, str) and trial.startswith("trial_") and trial[6:].isdigit():
-        return int(trial[6:])
-    if isinstance(trial, str) and trial.isdigit():
+    """A trial's id from an id (any whole number: the dataframe's ``trial_id`` is numpy's, not a bool) or a name
+    (``"3"``, ``"trial_00003"``, ASCII digits).
+
+    Raises:
+        KeyError: anything else, naming it.
+    """
+    if isinstance(trial, numbers.Integral) and not isinstance(trial, bool):
         return int(trial)
-    raise KeyError(f"not a trial id or name: {trial!r}")
+    if isinstance(trial, str) and trial.isascii():
+        digits = trial[6:] if trial.startswith("trial_") else trial
+        if digits.isdigit():
+            return int(digits)
+    raise KeyError(f"not a trial id or name: {trial!r}; expected an id (3) or a name ('3', 'trial_00003')")
+
+
+def _storable_id(tid: int) -> bool:
+    """Whether ``tid`` fits SQLite's INTEGER (an id past it is no trial of any store; SQLite would overflow)."""
+    return -(2**63) <= tid < 2**63
 
 
 def load(name_or_path: str | os.PathLike[str], metric: str | list[str] | None = None,

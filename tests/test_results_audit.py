@@ -1,0 +1,70 @@
+"""An audit of the results API off the happy path (ts.load, the ResultSet, its plots): trial ids as the dataframe
+gives them, ranking by the automatic keys over every result, the plots of a multi-objective experiment, and the
+plot arguments a plot cannot draw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import tunesmith as ts
+from tunesmith.results import ResultSet
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def steps(config: dict[str, Any]) -> None:
+    for i in range(config["n"]):
+        ts.report({"loss": config["n"] - i + 0.5})
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: Any) -> ResultSet:
+    """Three trials of 1, 3 and 2 results."""
+    return ts.run(steps, {"n": ts.grid([1, 3, 2])}, metric="loss", mode="min", name="counted", verbose=0,
+                  storage_path=str(tmp_path_factory.mktemp("audit")))
+
+
+def two_metrics(config: dict[str, Any]) -> None:
+    x = config["x"]
+    for i in range(3):
+        # "size" comes first: no metric of the experiment's, but the first number of each result
+        ts.report({"size": 10 - x, "lat": x + i, "acc": x * x - i})
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: Any) -> ResultSet:
+    return ts.run(two_metrics, {"x": ts.grid([0.5, 1.0, 2.0, 3.0])}, metric=["lat", "acc"], mode=["min", "max"],
+                  name="multi", verbose=0, storage_path=str(tmp_path_factory.mktemp("audit")))
+
+
+# -- trial ids ------------------------------------------------------------------------------------------------------
+
+
+def test_trial_ids_from_the_dataframe_find_their_trials(counted: ResultSet) -> None:
+    """``rs.trial(df.trial_id[i])`` (a numpy int64) is the trial of that id, read lazily or from the trials."""
+    np = pytest.importorskip("numpy")
+    for fresh in (ts.load(counted.path), counted):
+        assert fresh.trial(np.int64(2)).id == 2
+        assert fresh.history(np.int64(2)) == counted.history(2)
+    frame = counted.dataframe()
+    assert [counted.trial(tid).config["n"] for tid in frame["trial_id"]] == list(frame["config/n"])
+
+
+@pytest.mark.parametrize("bad", [True, 2.0, None])
+def test_a_trial_id_that_is_no_whole_number_is_refused_naming_it(counted: ResultSet, bad: Any) -> None:
+    with pytest.raises(KeyError, match=f"not a trial id or name: {bad!r}"):
+        counted.trial(bad)
+    with pytest.raises(KeyError, match=f"not a trial id or name: {bad!r}"):
+        ts.load(counted.path).history(bad)
+
+
+@pytest.mark.parametrize("tid", [2**70, -(2**70)])
+def test_an_id_past_any_store_is_no_such_trial(counted: ResultSet, tid: int) -> None:
+    """An id SQLite cannot hold is a trial that is not there (as when the trials were read), not an OverflowError."""
+    for rs in (ts.load(counted.path), counted):
+        with pytest.raises(KeyError, match=f"no trial {tid} in experiment counted"):
+            rs.trial(tid)
+        with pytest.raises(KeyError, match=f"no trial {tid} in experiment counted"):
+            rs.history(tid)
