@@ -68,3 +68,20 @@ def test_an_id_past_any_store_is_no_such_trial(counted: ResultSet, tid: int) -> 
             rs.trial(tid)
         with pytest.raises(KeyError, match=f"no trial {tid} in experiment counted"):
             rs.history(tid)
+
+
+# -- ranking by the automatic keys ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode, expected", [("max", 2), ("min", 1)])
+def test_best_by_training_iteration_over_every_result(counted: ResultSet, mode: str, expected: int) -> None:
+    """Every result has a training_iteration (kept beside the metrics in the store): ranked over every result as
+    over the last ones."""
+    for scope in ("last", "all"):
+        for rs in (ts.load(counted.path), counted):
+            best = rs.get_best("training_iteration", mode, scope=scope)
+            assert best.id == expected, (scope, mode)
+            assert best.metrics["training_iteration"] == {"max": 3, "min": 1}[mode]
+    assert [t.id for t in counted.top(3, "training_iteration", "max", scope="all")] == [2, 3, 1]
+    assert [t.id for t in counted.top(3, "time_total_s", "max", scope="all")] == [
+        t.id for t in counted.top(3, "time_total_s", "max", scope="last")]

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar, cast
 
 from tunesmith._layout import STORE_FILE, from_stored, to_stored
+from tunesmith.trial import AUTO_KEYS as COLUMN_KEYS  # columns of the results table, not in a result's JSON
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "ResultRow", "Store", "StoreError", "dumps", "result_dict"]
 
@@ -552,10 +553,11 @@ class Store:
         not NaN). SQLite reads the JSON and aggregates, so a million results are not decoded in Python; only
         rows its JSON reader refuses (Python writes NaN and infinities as ``NaN``/``Infinity``) are decoded
         here. None when ``key`` cannot be written as an SQLite JSON path (``_json_path``: a quote, a backslash,
-        a character JSON escapes): the caller scans. ``feasible=True``: only the results that meet
-        ``run(constraints=...)`` (:func:`feasible_result`) count, checked by SQLite too."""
+        a character JSON escapes) or is an automatic key (``COLUMN_KEYS``, not in the JSON): the caller scans.
+        ``feasible=True``: only the results that meet ``run(constraints=...)`` (:func:`feasible_result`) count,
+        checked by SQLite too."""
         path = _json_path(key)
-        if path is None:
+        if path is None or key in COLUMN_KEYS:
             return None
         feasible_sql = f" AND {_feasible_sql('r.metrics')}" if feasible else ""
         join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
@@ -602,7 +604,7 @@ class Store:
         found in the metric's index (:func:`index_metrics`); None when there is no index, the trial has rows
         SQLite's JSON reader refuses (NaN, infinities: the caller scans the trial's rows), or no such value.
         ``feasible=True``: among the results that meet ``run(constraints=...)`` only."""
-        if not self._generations or _json_path(key) is None or not self._db.execute(
+        if not self._generations or _json_path(key) is None or key in COLUMN_KEYS or not self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (_metric_index_name(key),)).fetchone():
             return None
         value, name = _indexed_value(key, "r.metrics"), _metric_index_name(key)
@@ -624,7 +626,7 @@ class Store:
         (:func:`index_metrics`): the best value at one end of it, then the first current row holding it; rows
         SQLite's JSON reader refuses (NaN, infinities) are found by one seek and decoded here. None when there
         is no such index or no trial reported a real value (the caller ranks the trials)."""
-        if not self._generations or _json_path(key) is None:
+        if not self._generations or _json_path(key) is None or key in COLUMN_KEYS:
             return None
         name = _metric_index_name(key, "value")
         if not self._has_index(name):
@@ -764,7 +766,7 @@ class Store:
 
         import numpy as np
 
-        auto = ("training_iteration", "time_total_s", "timestamp")  # columns, as result_dict gives them
+        auto = COLUMN_KEYS  # columns, as result_dict gives them
         wanted = [k for k in dict.fromkeys(keys) if k not in auto]
         # SQLite's JSON functions pick the numbers out and numpy takes the rows without a Python object per
         # row (faster than json.loads and a loop: benchmarks/readers.py); a row SQLite cannot read (NaN or
