@@ -85,3 +85,44 @@ def test_best_by_training_iteration_over_every_result(counted: ResultSet, mode: 
     assert [t.id for t in counted.top(3, "training_iteration", "max", scope="all")] == [2, 3, 1]
     assert [t.id for t in counted.top(3, "time_total_s", "max", scope="all")] == [
         t.id for t in counted.top(3, "time_total_s", "max", scope="last")]
+
+
+# -- plots of a multi-objective experiment --------------------------------------------------------------------------
+
+
+def test_plots_of_a_multi_objective_experiment_take_its_metrics_and_modes(multi: ResultSet) -> None:
+    """The plots' default metric is the experiment's first (not the first number a result holds), and a metric of
+    the experiment's is ranked in its own mode: best so far and importance are drawn, the best trial marked."""
+    from tunesmith.plots.report import build_panels
+
+    assert "Learning curves: lat" in multi.plot.learning_curves().figure["layout"]["title"]["text"]
+    for metric, mode in (("lat", "min"), (None, "min"), ("acc", "max")):
+        figure = multi.plot.best_so_far(metric).figure
+        best = figure["data"][1]["y"]
+        assert best == sorted(best, reverse=mode == "min"), metric
+        assert best[-1] == {"min": 0.5, "max": 9.0}[mode], metric
+    panels, notes = build_panels(multi)
+    assert "Best so far" in [p.title for p in panels], notes
+    assert not [n for n in notes if "no mode" in n]
+    panels, notes = build_panels(multi, "acc")
+    assert "Best so far" in [p.title for p in panels], notes
+
+
+# -- plot arguments a plot cannot draw ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plot", ["best_so_far", "parallel_coordinates"])
+def test_a_plot_mode_that_is_not_min_or_max_is_refused_naming_it(counted: ResultSet, plot: str) -> None:
+    with pytest.raises(ts.ConfigError, match="mode: expected 'min' or 'max', got 'sideways'"):
+        getattr(counted.plot, plot)(mode="sideways")
+
+
+@pytest.mark.parametrize("plot", ["learning_curves", "best_so_far", "scatter", "parallel_coordinates", "sensitivity"])
+def test_a_plot_of_a_metric_no_result_reported_names_it_and_the_reported_ones(counted: ResultSet, plot: str) -> None:
+    """A typo is an error naming it and what the results hold, not an empty figure (or None, "does not apply")."""
+    with pytest.raises(ts.ConfigError, match=r"metric: no result reported a number for 'lose'; expected one of "
+                                             r"the reported keys \['loss', 'time_total_s', 'timestamp', "
+                                             r"'training_iteration'\]"):
+        getattr(counted.plot, plot)(metric="lose")
+    with pytest.raises(ts.ConfigError, match="metric: expected a metric's name, got 3"):
+        getattr(counted.plot, plot)(metric=3)

@@ -168,8 +168,8 @@ def test_only_points_drawn_as_markers_go_webgl() -> None:
 def test_learning_curves_other_x_and_unknown_metric(pbt: ResultSet) -> None:
     fig = pd_.learning_curves(pbt, x="time_total_s")
     assert _trace(fig, kind="trial", trial_id=2)["x"] == [1.0, 2.0]
-    fig = pd_.learning_curves(pbt, metric="nope")
-    assert all(t["y"] == [] for t in fig["data"])
+    with pytest.raises(ConfigError, match="metric: no result reported a number for 'nope'"):
+        pd_.learning_curves(pbt, metric="nope")  # a typo is named, not drawn as empty curves
 
 
 # -- best so far --------------------------------------------------------------------------------------

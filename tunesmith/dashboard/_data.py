@@ -452,7 +452,7 @@ def _importance_only(rs: Any, metric: str | None, name: str) -> tuple[list[Any],
              f"{MAX_PLOT_RESULTS:,} results (they read every result): `tunesmith report {name}` writes them to a file"]
     metric = plot_data.resolve_metric(rs, metric)
     try:
-        mode = plot_data.resolve_mode(rs)
+        mode = plot_data.resolve_mode(rs, None, metric)
     except ConfigError:
         return [], notes
     figure = plot_data.importance(rs, metric, mode)

@@ -6,7 +6,7 @@ import numpy as np
 
 from tunesmith._objective import Objective
 from tunesmith.plots._figure import GREY, PALETTE, WEBGL_POINTS, Figure, plotly_text
-from tunesmith.plots._read import PlotSource, _read, resolve_metric, resolve_mode
+from tunesmith.plots._read import PlotSource, _check_metric, _read, resolve_metric, resolve_mode
 from tunesmith.trial import TIMESTAMP
 
 MAX_RESULT_POINTS = 4000  # best so far: the results behind the line, at most (each time stretch's extremes kept)
@@ -19,8 +19,9 @@ def best_so_far(rs: PlotSource, metric: str | None = None, mode: str | None = No
     of each short stretch of time (:func:`thin`; drawn with WebGL), so the cloud keeps its outline and
     every result that made a new best is on the line."""
     metric = resolve_metric(rs, metric)
-    mode = resolve_mode(rs, mode)
+    mode = resolve_mode(rs, mode, metric)
     exp = _read(rs, [metric])
+    _check_metric(exp, metric)
     values, stamps, ids = exp.column(metric), exp.column(TIMESTAMP), exp.column("trial_id")
     keep = ~(np.isnan(values) | np.isnan(stamps))
     order = np.lexsort((values[keep], stamps[keep]))  # by time (ties by value, as sorting the points did)

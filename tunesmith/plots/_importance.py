@@ -11,7 +11,7 @@ def importance(rs: PlotSource, metric: str | None = None, mode: str | None = Non
     """A horizontal bar per parameter: its PED-ANOVA importance for the metric (``ResultSet.importance``),
     largest on top; None with fewer than 4 trials that reported the metric or no parameter that varies."""
     metric = resolve_metric(rs, metric)
-    mode = resolve_mode(rs, mode)
+    mode = resolve_mode(rs, mode, metric)
     try:
         ranked = rs.importance(metric, mode)
     except ConfigError:

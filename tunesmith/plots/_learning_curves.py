@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith.plots._figure import (
     ERROR_RED,
@@ -25,13 +24,14 @@ from tunesmith.plots._figure import (
 )
 from tunesmith.plots._read import (
     PlotSource,
+    _check_metric,
     _check_x,
     _Experiment,
     _metric_values,
     _read,
     _stopped_early,
+    mode_or_none,
     resolve_metric,
-    resolve_mode,
 )
 from tunesmith.trial import ITERATION, TrialStatus
 
@@ -66,11 +66,14 @@ def learning_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATIO
         max_trials: more trials than this are aggregated.
 
     Raises:
-        ConfigError: no result reported a number for ``x``.
+        ConfigError: no result reported a number for ``x`` (or for a ``metric`` not the experiment's), or a
+            ``mode`` not ``"min"``/``"max"``.
     """
     metric = resolve_metric(rs, metric)
+    mode = mode_or_none(rs, mode, metric)
     exp = _read(rs, [metric, x])
     _check_x(exp, x)
+    _check_metric(exp, metric)
     early = _stopped_early(exp)
     links = _lineage(exp)
     breaks: dict[int, set[int]] = defaultdict(set)
@@ -81,10 +84,7 @@ def learning_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATIO
     data: list[dict[str, Any]] = []
     if aggregate:
         data.extend(_quantile_bands(exp, metric, x))
-        try:
-            objective = Objective.single(metric, resolve_mode(rs, mode))
-        except ConfigError:
-            objective = None
+        objective = Objective.single(metric, mode) if mode else None
         finals = _metric_values(exp, metric)
         ranked = sorted(finals, key=lambda i: -objective.score({metric: finals[i]})) if objective else []
         chosen = set(ranked[:TOP_TRIALS])

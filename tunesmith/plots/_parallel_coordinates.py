@@ -9,12 +9,13 @@ from typing import Any
 from tunesmith.plots._figure import MISSING, MISSING_LABEL, Figure, _label, drawn_note, plotly_text
 from tunesmith.plots._read import (
     PlotSource,
+    _check_metric,
     _drawn_parameters,
     _log_axis,
     _metric_values,
-    _mode_or_none,
     _number,
     _read,
+    mode_or_none,
     resolve_metric,
 )
 
@@ -33,11 +34,12 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
     """
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
+    _check_metric(exp, metric)
+    mode = mode_or_none(rs, mode, metric)
     finals = _metric_values(exp, metric)
     if not finals:
         return None
-    mode = _mode_or_none(rs, mode)
-    ids, varying = _drawn_parameters(exp, finals, seeds, mode)
+    ids, varying = _drawn_parameters(exp, finals, seeds, mode, metric)
     dimensions = []
     for key, values in varying.items():
         label = plotly_text(key)

@@ -159,15 +159,19 @@ def _read(rs: PlotSource, keys: Sequence[str] = ()) -> _Experiment:
 
 
 def resolve_metric(rs: PlotSource, metric: str | None = None) -> str:
-    """The metric to plot: ``metric``, else the experiment's, else the first numeric key trials reported.
+    """The metric to plot: ``metric``, else the experiment's (the first of several), else the first numeric key
+    trials reported.
 
     Raises:
-        ConfigError: no trial reported a numeric metric.
+        ConfigError: ``metric`` is not a name, or none was given and no trial reported a numeric metric.
     """
+    if metric is not None and not isinstance(metric, str):
+        raise ConfigError(f"metric: expected a metric's name, got {metric!r}")
     if metric:
         return metric
-    if isinstance(rs.metric, str) and rs.metric:
-        return rs.metric
+    names = _objective_names(rs)
+    if names:
+        return names[0]
     for t in rs.trials:
         for key, value in t.last_result.items():
             if key not in AUTO_KEYS and _number(value) is not None:
@@ -175,24 +179,43 @@ def resolve_metric(rs: PlotSource, metric: str | None = None) -> str:
     raise ConfigError(f"experiment {rs.name} has no metric to plot: no trial reported a number")
 
 
-def resolve_mode(rs: PlotSource, mode: str | None = None) -> str:
-    """``mode``, else the experiment's.
+def resolve_mode(rs: PlotSource, mode: str | None = None, metric: str | None = None) -> str:
+    """``mode``, else the experiment's for ``metric`` (with several metrics, that one's mode among them; default
+    the first's).
 
     Raises:
-        ConfigError: neither is ``"min"`` or ``"max"``.
+        ConfigError: ``mode`` given that is not ``"min"``/``"max"``, or none given and the experiment has none
+            (for ``metric``).
     """
-    chosen = mode or rs.mode
+    if mode is not None:
+        if mode not in ("min", "max"):
+            raise ConfigError(f"mode: expected 'min' or 'max', got {mode!r}")
+        return str(mode)
+    chosen = rs.mode
+    if isinstance(rs.mode, list) and isinstance(rs.metric, list):
+        modes = dict(zip(rs.metric, rs.mode))
+        chosen = modes.get(metric if metric is not None else rs.metric[0])
     if chosen not in ("min", "max"):
-        raise ConfigError(f"experiment {rs.name} has no mode ('min' or 'max'): pass mode=")
+        which = "" if metric is None else f" for {metric!r}"
+        raise ConfigError(f"experiment {rs.name} has no mode ('min' or 'max'){which}: pass mode=")
     return str(chosen)
 
 
-def _mode_or_none(rs: PlotSource, mode: str | None = None) -> str | None:
-    """``mode``, else the experiment's, else None (no best to single out)."""
-    try:
+def mode_or_none(rs: PlotSource, mode: str | None = None, metric: str | None = None) -> str | None:
+    """``resolve_mode``, or None when no mode was given and the experiment has none for ``metric`` (no best to
+    single out). A ``mode`` given that is not ``"min"``/``"max"`` is still a ConfigError."""
+    if mode is not None:
         return resolve_mode(rs, mode)
+    try:
+        return resolve_mode(rs, None, metric)
     except ConfigError:
         return None
+
+
+def _objective_names(rs: PlotSource) -> list[str]:
+    """The experiment's metrics (none, one, or several)."""
+    names = rs.metric if isinstance(rs.metric, list) else [rs.metric]
+    return [name for name in names if isinstance(name, str) and name]
 
 
 def _number(value: Any) -> float | None:
@@ -235,7 +258,7 @@ def _final_values(exp: _Experiment, metric: str, final: str = "last", last_k: in
         raise ConfigError(f"last_k: expected a whole number >= 1 of last results to average, got {last_k!r}")
     sign = 1.0
     if final == "best":
-        sign = 1.0 if resolve_mode(exp.rs, mode) == "max" else -1.0
+        sign = 1.0 if resolve_mode(exp.rs, mode, metric) == "max" else -1.0
     out: dict[int, float] = {}
     for t in exp.rs.trials:
         values = [float(v) for v in exp.series(t.id, metric) if not math.isnan(v)]
@@ -289,12 +312,22 @@ def _stopped_early(exp: _Experiment) -> set[int]:
 
 def _check_x(exp: _Experiment, x: str) -> None:
     """``x`` must be a counter some result reported as a number (``timesteps``, ``episodes``...)."""
-    if x == ITERATION:
-        return
-    if not np.isnan(exp.column(x)).all():
+    if x != ITERATION:
+        _check_reported(exp, x, "x")
+
+
+def _check_metric(exp: _Experiment, metric: str) -> None:
+    """A ``metric`` the experiment does not optimise must be one some result reported as a number (a typo is an
+    error naming it, not an empty plot); the experiment's own may have none yet (a run just started)."""
+    if metric not in _objective_names(exp.rs):
+        _check_reported(exp, metric, "metric")
+
+
+def _check_reported(exp: _Experiment, key: str, argument: str) -> None:
+    if not np.isnan(exp.column(key)).all():
         return
     keys = {k for t in exp.rs.trials for k, v in t.last_result.items() if _number(v) is not None}
-    raise ConfigError(f"x: no result reported a number for {x!r}; expected one of the reported keys "
+    raise ConfigError(f"{argument}: no result reported a number for {key!r}; expected one of the reported keys "
                       f"{sorted(keys) or [ITERATION]}")
 
 
@@ -350,13 +383,13 @@ def _parameters(exp: _Experiment, trial_ids: Sequence[int], seeds: Sequence[str]
 
 
 def _drawn_parameters(exp: _Experiment, finals: dict[int, float], seeds: Sequence[str] | None,
-                      mode: str | None) -> tuple[list[int], dict[str, list[Any]]]:
+                      mode: str | None, metric: str) -> tuple[list[int], dict[str, list[Any]]]:
     """The trials a plot with a mark per trial draws (``drawn_trials``, the best in ``mode``, default the
     experiment's) and ``_parameters`` in their order: the parameters that vary among all the trials, not only
     among those drawn."""
     everyone = sorted(finals)
     varying = _parameters(exp, everyone, seeds)
-    ids = drawn_trials(finals, _mode_or_none(exp.rs, mode))
+    ids = drawn_trials(finals, mode_or_none(exp.rs, mode, metric))
     if len(ids) < len(everyone):
         at = {tid: n for n, tid in enumerate(everyone)}
         varying = {k: [values[at[tid]] for tid in ids] for k, values in varying.items()}

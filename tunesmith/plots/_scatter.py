@@ -8,6 +8,7 @@ from typing import Any
 from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _subplots, _webgl, drawn_note, plotly_text
 from tunesmith.plots._read import (
     PlotSource,
+    _check_metric,
     _drawn_parameters,
     _log_axis,
     _metric_values,
@@ -29,8 +30,9 @@ def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | No
     """
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
+    _check_metric(exp, metric)
     finals = _metric_values(exp, metric)
-    ids, varying = _drawn_parameters(exp, finals, seeds, None)
+    ids, varying = _drawn_parameters(exp, finals, seeds, None, metric)
     if not varying:
         return None
     names = [f"trial_{i:05d}" for i in ids]

@@ -9,7 +9,7 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _plain_list, _transparent, plotly_text
-from tunesmith.plots._read import PlotSource, _check_x, _read, _seed_set, resolve_metric
+from tunesmith.plots._read import PlotSource, _check_metric, _check_x, _read, _seed_set, resolve_metric
 from tunesmith.trial import ITERATION
 
 BANDS = ("std", "ci95")
@@ -51,6 +51,7 @@ def seed_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATION, b
     metric = resolve_metric(rs, metric)
     exp = _read(rs, [metric, x])
     _check_x(exp, x)
+    _check_metric(exp, metric)
     flat = {t.id: flatten(shown(t).config) for t in rs.trials}
     seed_keys = _seed_set(list(dict.fromkeys(k for cfg in flat.values() for k in cfg)), seeds)
     if not seed_keys:

@@ -20,12 +20,13 @@ from tunesmith.plots._figure import (
 )
 from tunesmith.plots._read import (
     PlotSource,
+    _check_metric,
     _Experiment,
     _final_values,
-    _mode_or_none,
     _number,
     _read,
     _seed_set,
+    mode_or_none,
     resolve_metric,
 )
 
@@ -82,6 +83,7 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
     """
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
+    _check_metric(exp, metric)
     grids = _grids(exp)
     repeat_keys = _seed_set(list(grids), repeats)
     params = [k for k in grids if k not in repeat_keys]
@@ -89,7 +91,7 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
         return None
     finals = _final_values(exp, metric, final, last_k, mode)
     trials = [t for t in rs.trials if t.id in finals]
-    drawn = set(drawn_trials(finals, _mode_or_none(rs, mode)))
+    drawn = set(drawn_trials(finals, mode_or_none(rs, mode, metric)))
     shown = {q: _shown_labels(path, values) for q, (path, values) in grids.items()}
     metric_name = plotly_text(metric)
     layout, axes = _subplots(len(params), [f"{metric_name} vs {plotly_text(p)}" for p in params])

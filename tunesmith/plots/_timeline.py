@@ -10,7 +10,7 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import MAX_TRIAL_MARKS, STATUS_COLORS, Figure, best_trials, plotly_text, thin
-from tunesmith.plots._read import PlotSource, _Experiment, _metric_values, _mode_or_none, _number, _read, resolve_metric
+from tunesmith.plots._read import PlotSource, _Experiment, _metric_values, _number, _read, mode_or_none, resolve_metric
 from tunesmith.trial import TIME_TOTAL, TIMESTAMP
 
 MAX_TIMELINE_ROWS = 100  # the timeline: one row per trial up to this many trials, then rows of concurrent slots
@@ -137,7 +137,8 @@ def _alone(exp: _Experiment, rs: PlotSource, segments: list[Segment], most: int)
     experiment's mode, if it has both), then errored ones in trial order, while their bars fill at most half of
     ``most`` (the rest merge with their status kept: a red span)."""
     try:
-        best = best_trials(_metric_values(exp, resolve_metric(rs)), _mode_or_none(rs))
+        metric = resolve_metric(rs)
+        best = best_trials(_metric_values(exp, metric), mode_or_none(rs, None, metric))
     except ConfigError:  # no metric reported: none singled out
         best = []
     bars_of = Counter(tid for tid, *_ in segments)

@@ -39,7 +39,15 @@ from tunesmith.plots._importance import importance
 from tunesmith.plots._learning_curves import BUCKETS, MAX_TRIAL_LINES, TOP_TRIALS, learning_curves
 from tunesmith.plots._parallel_coordinates import parallel_coordinates
 from tunesmith.plots._pareto_front import pareto_front
-from tunesmith.plots._read import FINALS, best_result, is_seed_key, resolve_metric, resolve_mode, shared_read
+from tunesmith.plots._read import (
+    FINALS,
+    best_result,
+    is_seed_key,
+    mode_or_none,
+    resolve_metric,
+    resolve_mode,
+    shared_read,
+)
 from tunesmith.plots._scatter import scatter
 from tunesmith.plots._seed_curves import BANDS, seed_curves
 from tunesmith.plots._sensitivity import MAX_LINES, SweepPoint, sensitivity, sweep_stats
@@ -69,6 +77,7 @@ __all__ = [
     "importance",
     "is_seed_key",
     "learning_curves",
+    "mode_or_none",
     "parallel_coordinates",
     "pareto_front",
     "resolve_metric",

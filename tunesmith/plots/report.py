@@ -45,10 +45,7 @@ def build_panels(rs: ResultSet, metric: str | None = None, mode: str | None = No
         metric = plot_data.resolve_metric(rs, metric)
     except ConfigError as exc:
         return panels, [str(exc)]
-    try:
-        mode = plot_data.resolve_mode(rs, mode)
-    except ConfigError:
-        mode = None
+    mode = plot_data.mode_or_none(rs, mode, metric)
     with plot_data.shared_read(rs, [metric, x]):  # one pass over the results, shared by every plot
         _add_panels(rs, metric, mode, pareto, x, final, panels, notes)
     return panels, notes
