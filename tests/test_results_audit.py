@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import tunesmith as ts
+from tunesmith._secrets import MASK
 from tunesmith.results import ResultSet
 
 pytestmark = pytest.mark.timeout(120)
@@ -126,3 +127,34 @@ def test_a_plot_of_a_metric_no_result_reported_names_it_and_the_reported_ones(co
         getattr(counted.plot, plot)(metric="lose")
     with pytest.raises(ts.ConfigError, match="metric: expected a metric's name, got 3"):
         getattr(counted.plot, plot)(metric=3)
+
+
+def _reports_an_error_text(config):
+    ts.report({"loss": 1.0, "error": f"auth failed for key {config['api_key']}", "note": f"key {config['api_key']}"})
+
+
+def test_a_text_result_named_error_is_masked_in_the_frame_of_every_result(results_dir) -> None:
+    """``dataframe(all_results=True)`` masks the config's secrets in text results, but skipped a column named
+    ``error`` (the per-trial frame's column for a failed trial's error, which that frame does not have): a trial's
+    own ``error`` text showed the key. The per-trial frame masked it already."""
+    secret = "sk-AUDITSECRET-4242"
+    rs = ts.run(_reports_an_error_text, {"api_key": secret}, metric="loss", mode="min", verbose=0)
+    every = rs.dataframe(all_results=True)
+    assert secret not in every.to_csv() and secret not in rs.dataframe().to_csv()
+    assert every["error"][0] == f"auth failed for key {MASK}" and every["note"][0] == f"key {MASK}"
+
+
+def _reports_error_then_fails(config):
+    ts.report({"error": 0.25 + config["k"]})
+    if config["k"]:
+        raise RuntimeError("after reporting")
+
+
+def test_a_metric_named_error_is_not_overwritten_by_a_failed_trials_error_in_the_frame(results_dir) -> None:
+    """The per-trial frame put a failed trial's error (its last line) in a column ``error``, over the trial's own
+    metric of that name: the metric read "RuntimeError: after reporting". The metric stays; the status column
+    says the trial failed, and ``rs.errors`` holds the traceback."""
+    rs = ts.run(_reports_error_then_fails, {"k": ts.grid([0, 1])}, metric="error", mode="min", verbose=0)
+    frame = rs.dataframe().set_index("trial_id")
+    assert frame.loc[2, "status"] == "ERROR" and frame.loc[2, "error"] == 1.25 and frame.loc[1, "error"] == 0.25
+    assert "RuntimeError: after reporting" in rs.errors[0].error

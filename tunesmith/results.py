@@ -514,8 +514,10 @@ class ResultSet:
 
     def dataframe(self, all_results: bool = False, show_secrets: bool = False) -> Any:
         """A pandas DataFrame: one row per trial (config as ``config/<key>``, last result's metrics), or one
-        row per stored result with ``all_results=True``. Config values that look like secrets (keys with
-        key/token/secret/password, passwords in URLs) show as ``***`` unless ``show_secrets=True``. The
+        row per stored result with ``all_results=True``; a failed trial's row has its error's last line in
+        ``error``, unless the trial reported a metric of that name (``errors`` has every traceback). Config
+        values that look like secrets (keys with key/token/secret/password, passwords in URLs) and the config's
+        secrets quoted in text results show as ``***`` unless ``show_secrets=True``. The
         ``pandas`` extra also installs orjson, which ``all_results=True`` decodes the results with (the same
         values as Python's ``json``, faster); without it Python's ``json`` is used.
 
@@ -554,7 +556,7 @@ class ResultSet:
             for t in by_id.values():
                 rec = {"trial_id": t.id, "status": t.status.value, **t.last_result}
                 rec.update(shown(t.config))
-                if t.error:
+                if t.error and "error" not in rec:  # a metric of that name stays (status says it failed)
                     rec["error"] = t.error.strip().splitlines()[-1]
                 rows.append(rec)
         return pd.DataFrame(rows)
@@ -1025,7 +1027,7 @@ def _mask_text_results(frame: Any, configs: dict[int, Any]) -> None:
     config's secrets): only columns of text are looked at (numbers, the usual, are left alone)."""
     from tunesmith._secrets import mask_reported_text, secret_strings
 
-    columns = [c for c in frame.columns if c not in ("trial_id", "error") and not str(c).startswith("config/")
+    columns = [c for c in frame.columns if c != "trial_id" and not str(c).startswith("config/")
                and frame[c].dtype.kind not in "biufcmM"]
     if not columns or not len(frame):
         return
