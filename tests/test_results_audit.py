@@ -158,3 +158,16 @@ def test_a_metric_named_error_is_not_overwritten_by_a_failed_trials_error_in_the
     frame = rs.dataframe().set_index("trial_id")
     assert frame.loc[2, "status"] == "ERROR" and frame.loc[2, "error"] == 1.25 and frame.loc[1, "error"] == 0.25
     assert "RuntimeError: after reporting" in rs.errors[0].error
+
+
+def test_the_pareto_plot_names_a_metric_given_as_text_or_never_reported(multi: ResultSet) -> None:
+    """``plot.pareto_front("loss", "min")`` complained about ``['l', 'o', 's', 's']``, and a metric no result
+    reported drew an empty front without a word."""
+    from tunesmith._errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"two metrics and two modes as lists .*got 'lat' and 'min'"):
+        multi.plot.pareto_front("lat", "min")
+    with pytest.raises(ConfigError, match=r"metric: no result reported a number for 'latency'.*'acc'"):
+        multi.plot.pareto_front(["latency", "acc"], ["min", "max"])
+    fig = multi.plot.pareto_front(["lat", "acc"], ["min", "max"])
+    assert any(trace.get("name") == "Pareto front" for trace in fig.figure["data"]), fig.figure["data"]

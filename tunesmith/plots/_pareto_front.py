@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import GREY, MAX_TRIAL_MARKS, PALETTE, Figure, drawn_note, drawn_trials, plotly_text
-from tunesmith.plots._read import PlotSource, _number
+from tunesmith.plots._read import PlotSource, _check_metric, _number, _read
 from tunesmith.store.sqlite import feasible_result
 
 
@@ -26,10 +26,16 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
         modes: ``"min"`` or ``"max"`` for each.
 
     Raises:
-        ConfigError: not two metrics and two modes, or a bad mode.
+        ConfigError: not two metrics and two modes (lists), a bad mode, or a metric no result reported as a number
+            that the experiment does not optimise.
     """
-    if len(metrics) != 2 or len(modes) != 2:
-        raise ConfigError(f"pareto_front needs two metrics and two modes, got {list(metrics)} and {list(modes)}")
+    if isinstance(metrics, str) or isinstance(modes, str) or len(metrics) != 2 or len(modes) != 2:
+        shown = [repr(m) if isinstance(m, str) else repr(list(m)) for m in (metrics, modes)]
+        raise ConfigError(f"pareto_front needs two metrics and two modes as lists (['loss', 'latency'], ['min', "
+                          f"'min']), got {shown[0]} and {shown[1]}")
+    exp = _read(rs, list(metrics))
+    for metric in metrics:
+        _check_metric(exp, metric)  # a typo is named, not drawn as an empty front
     on_front = {t.id for t in rs.pareto_front(list(metrics), list(modes))}
     points: dict[int, tuple[float, float]] = {}
     infeasible: list[int] = []
