@@ -775,6 +775,9 @@ def test_where_pandas_can_no_longer_build_text_as_objects_the_error_says_why(tmp
     cause, not a bare UnicodeEncodeError from pyarrow (the option's absence is what pandas 4 does, imitated)."""
     import pandas as pd
 
+    if not pd.get_option("future.infer_string"):  # pandas 2 (Python 3.10's newest) builds text as objects already
+        pytest.skip("this pandas stores text as objects by default: there is nothing to fall back from")
+
     def gone(*args: Any) -> Any:
         raise pd.errors.OptionError("No such keys(s): 'future.infer_string'")
 
