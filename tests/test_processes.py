@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import pytest
+from chaos_helpers import describe
 from proc_helpers import pid_alive
 
 pytestmark = pytest.mark.timeout(120)
@@ -165,6 +166,52 @@ def test_no_process_a_trial_started_survives_sigkill_of_the_driver(tmp_path, res
     assert not _none_alive(pids), "a process a trial started outlived the driver by 10 s"
 
 
+def _in_sessions(sids: set[int]) -> list[int]:
+    """The processes of sessions ``sids`` still running (a zombie, exited, does not count)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if fields[0] != "Z" and int(fields[3]) in sids:
+                found.append(int(name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_no_process_of_a_plain_worker_survives_sigkill_of_the_driver(tmp_path, results_dir):
+    """Workers started the plain way (``start_method="spawn"``; also where the fork server cannot start or died),
+    each in a session of its own, whose trials start a child and a daemon (a session of its own too): SIGKILL of
+    the driver leaves, within 10 s, no process of the workers' sessions and no daemon."""
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    driver = _spawner(tmp_path, pids_dir, iterations=100000, extra=", backend=ts.LocalBackend(start_method='spawn')")
+    try:
+        pids = _started(pids_dir, 2)
+        sessions = {os.getsid(int(p)) for p in os.listdir(pids_dir) if p.isdigit()}
+        assert not sessions & {os.getsid(0), os.getsid(driver.pid)}  # the workers' own: none of ours is scanned
+        assert all(pid_alive(p) for p in pids) and set(pids) & set(_in_sessions(sessions))
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    left: list[int] = []
+    try:
+        deadline = time.monotonic() + 10
+        while (left := sorted(set(_in_sessions(sessions)) | {p for p in pids if pid_alive(p)})) and (
+                time.monotonic() < deadline):
+            time.sleep(0.05)  # waiting for a condition (the workers' sessions and the daemons gone), bounded
+        assert not left, "outlived the driver by 10 s:\n" + "\n".join(describe(p) for p in left)
+    finally:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)  # no orphan of a failed test outlives it
+            except ProcessLookupError:
+                pass
+
+
 def _blocked(pid: int) -> bool:
     """Whether a thread of process ``pid`` sleeps uninterruptibly."""
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -201,14 +248,17 @@ def freezable(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
-def test_what_a_trial_started_dies_with_the_driver_while_its_worker_cannot(tmp_path, results_dir, freezable):
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_what_a_trial_started_dies_with_the_driver_while_its_worker_cannot(tmp_path, results_dir, freezable,
+                                                                           start_method):
     """SIGKILL of the driver while both workers are stuck in a write to a stalled disk (a frozen file system;
     they cannot die until it thaws): the processes their trials started die all the same, daemons included,
     within 10 s, before the thaw (they used to outlive the fork server, which gave up after 5 s, and pass to
-    init for good: the orphans CI's chaos test found)."""
+    init for good: the orphans CI's chaos test found). Workers started the plain way too."""
     pids_dir = tmp_path / "pids"
     pids_dir.mkdir()
-    driver = _spawner(tmp_path, pids_dir, iterations=100000, writes_to=freezable)
+    driver = _spawner(tmp_path, pids_dir, iterations=100000, writes_to=freezable,
+                      extra=f", backend=ts.LocalBackend(start_method={start_method!r})")
     try:
         pids = _started(pids_dir, 2)
         assert all(pid_alive(p) for p in pids)

@@ -18,9 +18,13 @@ pytestmark = [pytest.mark.timeout(120),
 
 
 def where(config):
+    with open(f"/proc/{os.getppid()}/stat") as f:
+        grandparent = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+        parent_cmd = f.read().decode(errors="replace")
     ts.report({"ppid": os.getppid(), "pid": os.getpid(), "env": os.environ.get("TS_TEST_VAR", ""),
                "cwd": os.getcwd(), "orig": os.environ["TUNESMITH_ORIG_WORKING_DIR"],
-               "path": os.pathsep.join(sys.path)})
+               "path": os.pathsep.join(sys.path), "grandparent": grandparent, "parent_cmd": parent_cmd})
 
 
 def test_workers_are_forks_of_one_server_kept_across_runs_with_the_drivers_env_and_cwd_of_now(
@@ -110,9 +114,31 @@ def test_a_fork_server_killed_mid_run_fails_its_trials_and_the_retries_run_on_a_
 
 
 def test_spawn_start_method_starts_workers_from_the_driver(results_dir):
+    """Each worker is a fork of a new interpreter the driver started, which keeps it (``_worker.keep``)."""
     result = ts.run(where, num_samples=2, verbose=0, storage_path=str(results_dir),
-                    backend=LocalBackend(start_method="spawn"))
-    assert {t.last_result["ppid"] for t in result.trials} == {os.getpid()}
+                    backend=LocalBackend(start_method="spawn"), max_concurrent=2)
+    keepers = {t.last_result["ppid"] for t in result.trials}
+    assert len(keepers) == 2 and os.getpid() not in keepers
+    assert {t.last_result["grandparent"] for t in result.trials} == {os.getpid()}
+    assert all("\0-m\0tunesmith.executors._worker\0" in t.last_result["parent_cmd"] for t in result.trials)
+
+
+def dies(config):
+    if config["how"] == "exit":
+        os._exit(3)
+    os.kill(os.getpid(), getattr(signal, config["how"]))
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_a_worker_that_dies_is_reported_with_how_it_ended(results_dir, start_method):
+    """A worker started the plain way is a fork its keeper waits for (``_worker.keep``): the keeper ends as it did,
+    so the driver names its exit code or signal as it does for a fork server's worker."""
+    result = ts.run(dies, space={"how": ts.grid(["exit", "SIGKILL", "SIGSEGV", "SIGTERM"])}, verbose=0,
+                    storage_path=str(results_dir), backend=LocalBackend(start_method=start_method))
+    died = "the worker process running this trial died"
+    assert {t.config["how"]: t.error for t in result.trials} == {
+        "exit": f"{died} (exit code 3)", "SIGKILL": f"{died} (killed by signal SIGKILL)",
+        "SIGSEGV": f"{died} (killed by signal SIGSEGV)", "SIGTERM": f"{died} (killed by signal SIGTERM)"}
 
 
 def test_an_unknown_start_method_is_a_configerror():
@@ -140,12 +166,15 @@ def test_a_driver_without_stdout_and_stderr_runs_its_trials(tmp_path, start_meth
 
         def where(config):
             print("to the trial's output.log")
-            ts.report({{"ppid": os.getppid()}})
+            with open(f"/proc/{{os.getppid()}}/stat") as f:
+                grandparent = int(f.read().rsplit(")", 1)[1].split()[1])
+            ts.report({{"ppid": os.getppid(), "grandparent": grandparent}})
 
         result = ts.run(where, num_samples=2, verbose=0, storage_path={str(tmp_path / "results")!r},
                         backend=LocalBackend(start_method={start_method!r}))
         with open({str(out)!r}, "w") as f:
             json.dump({{"ppids": [t.last_result["ppid"] for t in result.trials],
+                       "grandparents": [t.last_result["grandparent"] for t in result.trials],
                        "status": [t.status.value for t in result.trials],
                        "logs": [open(os.path.join(t.path, "output.log")).read() for t in result.trials],
                        "server": _forkserver._SERVER.proc.pid if _forkserver._SERVER else None,
@@ -156,7 +185,10 @@ def test_a_driver_without_stdout_and_stderr_runs_its_trials(tmp_path, start_meth
     got = json.loads(out.read_text())
     assert got["status"] == ["TERMINATED", "TERMINATED"]
     assert got["logs"] == ["to the trial's output.log\n"] * 2
-    assert set(got["ppids"]) == ({got["server"]} if start_method == "forkserver" else {got["driver"]})
+    if start_method == "forkserver":
+        assert set(got["ppids"]) == {got["server"]}
+    else:  # a fork of a new interpreter the driver started (``_worker.keep``)
+        assert got["driver"] not in got["ppids"] and set(got["grandparents"]) == {got["driver"]}
 
 
 DRIVER_STATE = """

@@ -58,10 +58,10 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
+def die_with_parent(sig: int = signal.SIGKILL) -> bool:
     """Ask Linux to send us ``sig`` (default SIGKILL) when our parent dies, so no worker outlives the driver.
-    Best effort: the socket's EOF still ends an idle worker."""
-    _prctl(1, sig)  # PR_SET_PDEATHSIG
+    Best effort: the socket's EOF still ends an idle worker. False where it is not available."""
+    return _prctl(1, sig)  # PR_SET_PDEATHSIG
 
 
 def become_subreaper() -> bool:

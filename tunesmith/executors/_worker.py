@@ -1,12 +1,13 @@
 """A long-lived worker process: runs one trial at a time for the local executor.
 
-Forked by the fork server (``tunesmith.executors._forkserver``, on Linux), or started as
-``python -m tunesmith.executors._worker FD``, with one end of a socket pair. It never imports the driver's
-``__main__``: the training function arrives cloudpickled. It dies with its parent, the driver or the
-fork server (Linux parent-death signal; the fork server dies with the driver), also when the driver is
-killed with SIGKILL. It is a child subreaper: processes a trial started, daemons included, stay its
-descendants, and are killed when the trial ends; when the worker itself is killed they pass to the fork
-server (a subreaper too), which kills them, and kills everything before it exits.
+Forked by the fork server (``tunesmith.executors._forkserver``, on Linux), or started the plain way as
+``python -m tunesmith.executors._worker FD DRIVER_PID``, with one end of a socket pair: that process forks the
+worker on Linux and keeps it (``keep``), as the fork server keeps its own. It never imports the driver's
+``__main__``: the training function arrives cloudpickled. It dies with its parent, the fork server or the
+keeper (Linux parent-death signal; they die with the driver), also when the driver is killed with SIGKILL.
+It is a child subreaper: processes a trial started, daemons included, stay its descendants, and are killed
+when the trial ends; when the worker itself is killed they pass to its parent (a subreaper too), which
+kills them, and kills everything before it exits.
 
 A trial runs in its own folder (the trial's folder) unless the run said otherwise, with the driver's
 working directory in ``TUNESMITH_ORIG_WORKING_DIR`` and still first on ``sys.path``.
@@ -17,6 +18,7 @@ Messages: pickled tuples over the socket (both ends are our own processes), tagg
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import io
@@ -509,8 +511,8 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
 
 def main(fd: int | None = None, parent: int | None = None) -> None:
     """Serve trials over the socket ``fd`` (default: the one named on the command line) until told to
-    exit or the driver is gone. ``parent``: the fork server this worker was forked from (None: started
-    by the driver itself)."""
+    exit or the driver is gone. ``parent``: the process this worker was started by (the fork server, the
+    keeper of a worker started the plain way, or the driver), which it dies with; None: the one it has."""
     die_with_parent()
     conn = Connection(standard_fds(int(sys.argv[1]) if fd is None else fd))
     if os.getppid() == 1 or (parent is not None and os.getppid() != parent):
@@ -555,5 +557,61 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
             return
 
 
+def keep(fd: int, driver: int) -> None:
+    """A worker started the plain way (``python -m tunesmith.executors._worker FD DRIVER_PID``): this process forks
+    the worker and stays its parent, a child subreaper told of the driver's death by a catchable parent-death
+    signal, as the fork server is for the workers it forks. When the driver dies (SIGKILL included) it kills the
+    worker and everything its trials started, daemons and processes the worker cannot reap yet included
+    (``kill_children``); when the worker ends it kills what its trial left, then ends as the worker did (its
+    exit code, or the same signal), which is what the driver sees. The worker stays in this process's group,
+    which the driver kills to end a worker. Where Linux's parent-death signal or child subreapers are not
+    available, the worker runs in this process: a driver SIGKILL then leaves what its trials started."""
+    waited = {signal.SIGTERM, signal.SIGCHLD}
+    # blocked before the parent-death signal is asked for: it waits, pending, for sigwaitinfo below
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    if not (die_with_parent(signal.SIGTERM) and become_subreaper()):
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        main(fd, parent=driver)
+        return
+    if os.getppid() != driver:
+        return  # the driver died before we could ask to follow it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the worker in order
+    me = os.getpid()
+    worker = os.fork()
+    if worker == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # nothing a trial starts inherits them blocked
+        main(fd, parent=me)
+        return  # the interpreter's end, as a worker's of its own
+    os.close(fd)  # the worker's alone: the driver's end sees it close when the worker ends
+    while signal.sigwaitinfo(waited).si_signo != signal.SIGTERM:
+        try:
+            pid, status = os.waitpid(worker, os.WNOHANG)
+        except ChildProcessError:  # not ours to reap: gone without a status
+            pid, status = worker, 1 << 8
+        if pid == worker:
+            kill_children()  # what its trial left, passed to us
+            _end_as(os.waitstatus_to_exitcode(status))
+    kill_children(timeout=60.0)  # the driver is gone: the worker with everything its trials started
+    _end_as(-signal.SIGTERM)
+
+
+def _end_as(code: int) -> NoReturn:
+    """End this process as one that ended with ``code`` (negative: killed by that signal, without a second core
+    dump)."""
+    if code < 0:
+        import resource
+
+        sig = -code
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)  # SIGKILL and SIGSTOP have none to set
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+            os.kill(os.getpid(), sig)
+        os._exit(128 + sig)  # a signal that does not end a process: the shell's code for it
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    keep(int(sys.argv[1]), int(sys.argv[2]))

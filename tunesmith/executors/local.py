@@ -116,8 +116,9 @@ class LocalBackend(Executor):
         start_method: ``"forkserver"`` (default; Linux): workers are forks of one server process that has
             tunesmith imported, started once per driver process and kept for its later runs (a worker is
             ready in milliseconds instead of an interpreter start); elsewhere, or if it cannot start,
-            ``"spawn"``: each worker is a fresh ``python -m tunesmith.executors._worker``. Either way a worker
-            gets the driver's environment, working directory and output at the moment it starts.
+            ``"spawn"``: each worker is a fresh ``python -m tunesmith.executors._worker`` (on Linux, a fork that
+            process keeps, so that nothing its trials start outlives the driver). Either way a worker gets the
+            driver's environment, working directory and output at the moment it starts.
         queue_ahead: hand a worker whose trials are short (under a twentieth of a second each: ``AHEAD_S``)
             its next trial while the current one runs, so it starts the next one at once instead of waiting for
             the driver to store the end and choose what follows. Only where the run allows it (the FIFO scheduler
@@ -630,6 +631,7 @@ class LocalBackend(Executor):
             pass
 
     def worker_pids(self) -> list[int]:
+        """The processes the workers were started as (a worker started the plain way: its keeper, on Linux)."""
         self._prestarted()
         return [w.proc.pid for w in self._workers]
 
@@ -685,9 +687,10 @@ def _machine_gpus() -> list[str]:
 
 
 def _plain_worker(child: socket.socket, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A worker started as a new interpreter, talking over ``child``."""
+    """A worker started as a new interpreter, talking over ``child``; on Linux, a fork of it that it keeps, so
+    that nothing its trials start outlives the driver (``_worker.keep``)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tunesmith.executors._worker", str(child.fileno())],
+        [sys.executable, "-m", "tunesmith.executors._worker", str(child.fileno()), str(os.getpid())],
         pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env,
         start_new_session=True,  # Ctrl-C reaches the driver only; it stops trials in order
     )
