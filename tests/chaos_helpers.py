@@ -56,6 +56,7 @@ SPAWNING_DRIVER = """
     import os, subprocess, sys, time
     import tunesmith as ts
     PIDS = sys.argv[3]
+    START_METHOD = sys.argv[4]  # how the workers start: forked by the fork server, or the plain way
 
     def train(config):
         child = subprocess.Popen(["sleep", "600"])
@@ -79,7 +80,7 @@ SPAWNING_DRIVER = """
     name, storage = sys.argv[1], sys.argv[2]
     resume = os.path.exists(os.path.join(storage, name, "experiment.db"))
     ts.run(train, num_samples=4, max_concurrent=2, name=name, seed=0, verbose=0, storage_path=storage,
-           resume=resume)
+           resume=resume, backend=ts.LocalBackend(start_method=START_METHOD))
 """
 
 

@@ -85,9 +85,11 @@ def test_sigkill_a_pbt_driver_with_keep_1_and_resume(tmp_path):
 
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
-def test_sigkill_driver_whose_trials_start_processes_leaves_no_orphans(tmp_path):
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_sigkill_driver_whose_trials_start_processes_leaves_no_orphans(tmp_path, start_method):
     """Trials start a child and a double-forked daemon; the driver is SIGKILLed at random moments: after
-    each kill, within 10 s, none of the processes any trial started is still running; every run finishes."""
+    each kill, within 10 s, none of the processes any trial started is still running; every run finishes.
+    Workers forked by the fork server, and started the plain way (``spawn``, also the fallback)."""
     import time
 
     rng = random.Random(20261204)
@@ -119,7 +121,7 @@ def test_sigkill_driver_whose_trials_start_processes_leaves_no_orphans(tmp_path)
         for run in range(PROC_RUNS):
             where["run"] = run
             final, _starts = kill_and_resume(tmp_path, f"procs{run}", kills=rng.randint(1, 3), rng=rng,
-                                             driver=SPAWNING_DRIVER, args=(str(pids),), before_kill=count,
+                                             driver=SPAWNING_DRIVER, args=(str(pids), start_method), before_kill=count,
                                              after_kill=no_orphans,
                                              window=(0.5, 2.0))
             assert sorted(final) == [(t, i) for t in range(1, 5) for i in range(1, 11)], f"run {run}"
