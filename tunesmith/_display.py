@@ -34,6 +34,15 @@ def printable(value: Any, one_line: bool = False) -> str:
     return text
 
 
+CELL = 60  # characters of a value in a cell or a line (`tunesmith show`, `run`, the progress); --json gives it whole
+
+
+def cut(text: str, limit: int = CELL) -> str:
+    """``text`` as it is, or when longer than ``limit``, its start and its length (a 10 kB LLM prompt in a config
+    is data, not a screenful for each trial)."""
+    return text if len(text) <= limit else f"{text[:limit - 20]}… ({len(text):,} characters)"
+
+
 def text(value: Any, style: str = "", one_line: bool = True) -> Any:
     """A rich ``Text`` of ``printable(value)``: rich shows it literally (no markup, no emoji codes)."""
     from rich.text import Text

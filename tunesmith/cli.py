@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from tunesmith import _layout
-from tunesmith._display import printable
+from tunesmith._display import cut, printable
 from tunesmith._errors import ConfigError
 from tunesmith._secrets import shown
 
@@ -193,7 +193,7 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
         try:
             best = result.best
             value = best.metrics.get(result.metric) if isinstance(result.metric, str) else None
-            config = json.dumps(shown(best).config, default=str)
+            config = json.dumps(_cut_texts(shown(best).config), default=str)
             click.echo(printable(f"best {best.name} by its last result: {result.metric}={_fmt(value)} "
                                  f"config={config}"))
         except ConfigError:
@@ -1364,18 +1364,21 @@ def _json_text(obj: Any) -> str:
     return json.dumps(_plain(obj), indent=2, allow_nan=False, default=str)
 
 
-_CELL = 60  # characters of a value `show` and `run` print in a cell; --json gives it whole
-
-
 def _fmt(value: Any) -> str:
-    """A value in a cell: numbers to 6 digits, text cut to ``_CELL`` characters with its length (a 10 kB prompt
-    in a config would fill the screen for each trial)."""
+    """A value in a cell: numbers to 6 digits, text ``cut`` with its length (a 10 kB prompt in a config would fill
+    the screen for each trial)."""
     if isinstance(value, float):
         return f"{value:.6g}"
-    text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
-    if len(text) > _CELL:
-        return f"{text[:_CELL - 20]}… ({len(text):,} characters)"
-    return text
+    return cut(json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+
+
+def _cut_texts(value: Any) -> Any:
+    """``value`` with each text in it ``cut`` (a config printed as JSON on one line)."""
+    if isinstance(value, dict):
+        return {k: _cut_texts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_texts(v) for v in value]
+    return cut(value) if isinstance(value, str) else value
 
 
 def _fmt_value(value: Any) -> str:

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import Any
 
-from tunesmith._display import printable, text
+from tunesmith._display import cut, printable, text
 from tunesmith._flat import flatten
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -57,7 +57,7 @@ def _fmt(value: Any) -> str:
         if math.isnan(value) or math.isinf(value):
             return str(value)
         return f"{value:.4g}"
-    return str(value)
+    return cut(str(value))
 
 
 def _rate(per_s: float) -> str:

@@ -1,0 +1,67 @@
+"""What a demanding user of the command line met off the happy path: a long LLM prompt in a config (or a long text
+metric) printed whole by `tunesmith run` and by the live progress, an error naming the plots' parameter instead of
+the command line's option, and paths given where an experiment folder is expected (a file, the store file itself,
+a folder of experiments) answered without saying what was expected."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+import uuid
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+import tunesmith as ts
+from tunesmith.cli import cli
+
+pytestmark = pytest.mark.timeout(120)
+
+PROMPT = "You are a helpful assistant. [bold]Answer[/bold] in French.\n" * 100  # 5,800 characters
+ANSWER = "The answer is forty-two. " * 100  # a text metric as long
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def long_text_train(config: dict[str, Any]) -> None:
+    ts.report({"loss": float(len(config["prompt"])) / 1e4, "answer": ANSWER})
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_progress_cuts_a_long_config_value_and_text_metric_to_their_start_and_length(results_dir: Any,
+                                                                                          terminal: bool) -> None:
+    """A 5,800-character prompt filled the live table's cell (rich folds it: 37 kB a draw) and the best line; a long
+    text metric filled each trial's line. Each is cut to its start and its length, as `tunesmith show` cuts it."""
+    buf = io.StringIO()
+    ts.run(long_text_train, space={"prompt": PROMPT, "lr": 0.1}, metric="loss", mode="min", verbose=0,
+           callbacks=[ts.Progress(verbose=2, console=Console(file=buf, force_terminal=terminal, width=200),
+                                  refresh_s=0.0)])
+    out = buf.getvalue()
+    for line in out.splitlines():  # its start, not the whole text (folded over lines in a table's cell)
+        assert line.count("helpful") <= 1 and line.count("forty-two") <= 1, out[-3000:]
+    assert f"({len(ANSWER):,} characters)" in out, out[-3000:]
+    if terminal:  # the table and the best line show the config
+        assert f"({len(PROMPT):,} characters)" in out, out[-3000:]
+        assert max(out.count("\n") // max(out.count("tunesmith "), 1), 1) < 30, out[-3000:]  # lines a draw
+
+
+def test_run_prints_the_best_config_with_a_long_value_cut(tmp_path: Any, results_dir: Any) -> None:
+    module = f"train_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+        import tunesmith as ts
+
+        def train(config):
+            ts.report({"loss": config["lr"]})
+    """))
+    (tmp_path / "space.json").write_text(json.dumps({"lr": 0.5, "prompt": PROMPT}))
+    res = invoke("run", f"{tmp_path / module}.py:train", "--space", str(tmp_path / "space.json"), "--metric", "loss",
+                 "--mode", "min", "--name", "long", "--verbose", "0")
+    assert res.exit_code == 0, res.output
+    best = next(line for line in res.output.splitlines() if line.startswith("best "))
+    assert '"lr": 0.5' in best and f"({len(PROMPT):,} characters)" in best, best
+    assert len(best) < 300, best
