@@ -65,3 +65,10 @@ def test_run_prints_the_best_config_with_a_long_value_cut(tmp_path: Any, results
     best = next(line for line in res.output.splitlines() if line.startswith("best "))
     assert '"lr": 0.5' in best and f"({len(PROMPT):,} characters)" in best, best
     assert len(best) < 300, best
+
+
+def test_report_names_its_x_option_when_no_result_has_that_counter(results_dir: Any) -> None:
+    ts.run(long_text_train, space={"prompt": "p"}, metric="loss", mode="min", name="xs", verbose=0)
+    res = invoke("report", "xs", "--x", "answer", "-o", str(results_dir / "r.html"))
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error: --x: no result reported a number for 'answer'"), res.output

@@ -817,6 +817,8 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
     path = os.path.abspath(output or os.path.join(rs.path, "report.html"))
     try:
         plots = write_report(rs, path, metric=metric, mode=mode, pareto=pairs, x=x, final=final)
+    except ConfigError as e:  # the plots name their parameter `x`: here it is the option --x
+        raise ConfigError(f"--x: {str(e)[3:]}") if str(e).startswith("x: ") else e from None
     except OSError as e:
         raise _unwritable(e, output or path, "-o" if output else None, "-o FILE") from e
     click.echo(printable(f"wrote {path} ({len(plots)} plots: {', '.join(plots)})", one_line=True))
