@@ -72,3 +72,28 @@ def test_report_names_its_x_option_when_no_result_has_that_counter(results_dir: 
     res = invoke("report", "xs", "--x", "answer", "-o", str(results_dir / "r.html"))
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error: --x: no result reported a number for 'answer'"), res.output
+
+
+@pytest.mark.parametrize("command", ["show", "report", "export", "trust", "resume"])
+def test_a_path_that_is_no_experiment_folder_says_what_it_is_and_what_to_give(results_dir: Any, tmp_path: Any,
+                                                                            command: str) -> None:
+    ts.run(long_text_train, space={"prompt": "p"}, metric="loss", mode="min", name="e1", verbose=0)
+    ts.run(long_text_train, space={"prompt": "p"}, metric="loss", mode="min", name="e2", verbose=0)
+    store = results_dir / "e1" / "experiment.db"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+
+    res = invoke(command, str(store))
+    assert res.exit_code == 2, res.output
+    assert f"{str(store)!r} is the experiment's store file; give its folder {str(results_dir / 'e1')!r}" \
+        in res.output, res.output
+
+    res = invoke(command, str(a_file))
+    assert res.exit_code == 2, res.output
+    assert f"{str(a_file)!r} is a file, not an experiment folder" in res.output, res.output
+
+    res = invoke(command, str(results_dir))  # the storage folder itself: it holds experiments
+    assert res.exit_code == 2, res.output
+    assert (f"{str(results_dir)!r} is a folder of experiments (e1, e2), not one: give one of them, e.g. "
+            f"{str(results_dir / 'e1')!r}") in res.output, res.output
+    assert len(res.output.splitlines()) == 1, res.output

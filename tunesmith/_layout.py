@@ -109,9 +109,30 @@ def find_experiment(name_or_path: str | os.PathLike[str], storage_path: str | No
         if os.path.isfile(store_path(place)):
             return place
     looked = " nor in ".join(places)
-    folders = [p for p in places if os.path.isdir(p)]
-    note = f" ({' and '.join(folders)}: a folder without {STORE_FILE})" if folders else ""
-    raise ConfigError(f"no experiment {given!r}: no {STORE_FILE} in {looked}{note}")
+    notes = [note for note in map(_no_experiment, places) if note]
+    raise ConfigError(f"no experiment {given!r}: no {STORE_FILE} in {looked}" + (f" ({'; '.join(notes)})" if notes
+                                                                                 else ""))
+
+
+def _no_experiment(place: str) -> str | None:
+    """What ``place`` (no experiment folder) is, and what to give instead; None when nothing is there."""
+    if os.path.isfile(place):
+        if os.path.basename(place) == STORE_FILE:
+            return f"{place!r} is the experiment's store file; give its folder {os.path.dirname(place)!r}"
+        return f"{place!r} is a file, not an experiment folder"
+    if not os.path.isdir(place):
+        return None
+    try:
+        with os.scandir(place) as it:
+            inside = sorted(e.name for e in it
+                            if e.is_dir(follow_symlinks=False) and os.path.isfile(store_path(e.path)))
+    except OSError:
+        inside = []
+    if not inside:
+        return f"{place}: a folder without {STORE_FILE}"
+    names = ", ".join(inside[:3]) + (f" and {len(inside) - 3:,} more" if len(inside) > 3 else "")
+    return (f"{place!r} is a folder of experiments ({names}), not one: give one of them, e.g. "
+            f"{os.path.join(place, inside[0])!r}")
 
 
 def lock_path(exp_dir: str) -> str:
