@@ -97,3 +97,16 @@ def test_a_path_that_is_no_experiment_folder_says_what_it_is_and_what_to_give(re
     assert (f"{str(results_dir)!r} is a folder of experiments (e1, e2), not one: give one of them, e.g. "
             f"{str(results_dir / 'e1')!r}") in res.output, res.output
     assert len(res.output.splitlines()) == 1, res.output
+
+
+def test_dashboard_of_a_renamed_folder_says_why_it_is_not_served_and_what_to_do(results_dir: Any) -> None:
+    """`ls`, `show` and `resume` take a folder renamed to any name (`my exp 日本`); the dashboard serves only plain
+    names (its page addresses carry them) and refused one as if it were a bad name for a new experiment."""
+    ts.run(long_text_train, space={"prompt": "p"}, metric="loss", mode="min", name="plain", verbose=0)
+    (results_dir / "plain").rename(results_dir / "my exp 日本")
+    assert invoke("show", "my exp 日本").exit_code == 0
+    res = invoke("dashboard", "my exp 日本", "--port", "0")
+    assert res.exit_code == 2, res.output
+    assert res.output == ("error: the dashboard serves experiments whose folder names are letters, digits and "
+                          ". _ = + - (not starting with '.' or '-'), and 'my exp 日本' is not one: rename its folder "
+                          f"{str(results_dir / 'my exp 日本')!r} to one, or read it with tunesmith show\n"), res.output
