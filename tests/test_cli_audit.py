@@ -110,3 +110,19 @@ def test_dashboard_of_a_renamed_folder_says_why_it_is_not_served_and_what_to_do(
     assert res.output == ("error: the dashboard serves experiments whose folder names are letters, digits and "
                           ". _ = + - (not starting with '.' or '-'), and 'my exp 日本' is not one: rename its folder "
                           f"{str(results_dir / 'my exp 日本')!r} to one, or read it with tunesmith show\n"), res.output
+
+
+@pytest.mark.parametrize("command", [["ls"], ["show", "e1"], ["rm", "e1", "--yes"], ["report", "e1"],
+                                     ["export", "e1"], ["resume", "e1"], ["trust", "e1", "--yes"],
+                                     ["dashboard", "e1", "--token", "short"]])  # refused, not served, if it went on
+def test_an_empty_storage_path_is_refused_not_taken_as_the_current_folder(results_dir: Any, tmp_path: Any,
+                                                                         monkeypatch: Any, command: list[str]) -> None:
+    """`--storage-path "$RESULTS"` with the variable unset: the command worked on the current folder (`rm e1 --yes`
+    removed ./e1)."""
+    ts.run(long_text_train, space={"prompt": "p"}, metric="loss", mode="min", name="e1", storage_path=str(tmp_path),
+           verbose=0)
+    monkeypatch.chdir(tmp_path)
+    res = invoke(*command, "--storage-path", "")
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for '--storage-path': expected a folder, got an empty value" in res.output, res.output
+    assert (tmp_path / "e1" / "experiment.db").is_file()

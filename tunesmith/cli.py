@@ -100,8 +100,17 @@ def _as_options(message: str) -> str:
 
 
 def _storage_option(fn: Any) -> Any:
-    return click.option("--storage-path", type=click.Path(file_okay=False), default=None,
+    return click.option("--storage-path", type=click.Path(file_okay=False), default=None, callback=_not_empty,
                         help="Folder of experiment folders [default: $TUNESMITH_RESULTS or ./tunesmith_results].")(fn)
+
+
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An empty path is refused: it is ``--storage-path "$RESULTS"`` with the variable unset, and taken as the
+    current folder it made `rm NAME` remove ``./NAME``."""
+    if value == "":
+        raise click.BadParameter("expected a folder, got an empty value (an unset variable?); leave the option out "
+                                 "for the default", ctx=ctx, param=param)
+    return value
 
 
 def _root(storage_path: str | None) -> str:
