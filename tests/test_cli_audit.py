@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import textwrap
 import uuid
 from typing import Any
@@ -126,3 +129,17 @@ def test_an_empty_storage_path_is_refused_not_taken_as_the_current_folder(result
     assert res.exit_code == 2, res.output
     assert "Invalid value for '--storage-path': expected a folder, got an empty value" in res.output, res.output
     assert (tmp_path / "e1" / "experiment.db").is_file()
+
+
+def test_python_dash_m_tunesmith_is_the_command(tmp_path: Any) -> None:
+    """`python -m tunesmith ls` said "No module named tunesmith.__main__; 'tunesmith' is a package and cannot be
+    directly executed" (only `python -m tunesmith.cli` worked): the form to use where the console script is not
+    on PATH (a virtual environment not activated)."""
+    env = {**os.environ, "TUNESMITH_RESULTS": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "tunesmith", "ls"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"no experiments in {tmp_path}\n"
+    done = subprocess.run([sys.executable, "-m", "tunesmith", "ls", "--nope"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 2 and "Usage: tunesmith ls" in done.stderr, done.stderr
