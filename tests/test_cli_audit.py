@@ -143,3 +143,22 @@ def test_python_dash_m_tunesmith_is_the_command(tmp_path: Any) -> None:
     done = subprocess.run([sys.executable, "-m", "tunesmith", "ls", "--nope"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 2 and "Usage: tunesmith ls" in done.stderr, done.stderr
+
+
+def test_run_and_show_cut_a_long_error_to_its_start_and_length(tmp_path: Any, results_dir: Any) -> None:
+    """A 5,000-character exception message (a model's output quoted in it) was one 5 kB line in `run`'s error
+    and in `show`'s failed-trial lines; the live progress already cut it (its line, the whole in `show --json`)."""
+    module = f"train_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+        def boom(config):
+            raise ValueError("x" * 5000)
+    """))
+    res = invoke("run", f"{tmp_path / module}.py:boom", "--name", "boom", "--verbose", "0")
+    assert res.exit_code == 1, res.output
+    line = next(line for line in res.output.splitlines() if line.startswith("error: 1 trial(s) failed"))
+    assert "ValueError: xxx" in line and "(5,012 characters)" in line and len(line) < 450, line
+    res = invoke("show", "boom")
+    assert res.exit_code == 0, res.output
+    line = next(line for line in res.output.splitlines() if line.startswith("trial_00001 failed: "))
+    assert "ValueError: xxx" in line and "(5,012 characters)" in line and len(line) < 400, line
+    assert json.loads(invoke("show", "boom", "--json").output)["trials"][0]["error"].count("x") >= 5000

@@ -35,6 +35,7 @@ def printable(value: Any, one_line: bool = False) -> str:
 
 
 CELL = 60  # characters of a value in a cell or a line (`tunesmith show`, `run`, the progress); --json gives it whole
+ERROR_CHARS = 300  # of a failure's line (the last line of its error); the whole error is in the store
 
 
 def cut(text: str, limit: int = CELL) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from tunesmith import _layout
-from tunesmith._display import cut, printable
+from tunesmith._display import ERROR_CHARS, cut, printable
 from tunesmith._errors import ConfigError
 from tunesmith._secrets import shown
 
@@ -211,8 +211,8 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
         first = shown(result.errors[0])
         last = (first.error or "").strip().splitlines()
         click.echo(printable(f"error: {len(result.errors)} trial(s) failed; first {first.name}: "
-                             f"{last[-1] if last else 'failed'} (traceback: tunesmith show {result.name} --json)",
-                             one_line=True), err=True)
+                             f"{cut(last[-1], ERROR_CHARS) if last else 'failed'} (traceback: tunesmith show "
+                             f"{result.name} --json)", one_line=True), err=True)
         sys.exit(1)
     if result.status == "failed":
         click.echo(printable(f"error: experiment {result.name} failed", one_line=True), err=True)
@@ -536,7 +536,7 @@ def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: st
         from tunesmith._secrets import mask_text, secret_strings
 
         secrets = set().union(*(secret_strings(t.config) for t in everyone))  # it may quote a config
-        out.append(printable(f"failed: {mask_text(error, secrets)}"[:300], one_line=True))
+        out.append(printable(f"failed: {cut(mask_text(error, secrets) or error, ERROR_CHARS)}", one_line=True))
     if note:
         out.append(printable(note, one_line=True))
     elif sort_key is None and rs.metrics and rs.modes:
@@ -575,7 +575,7 @@ def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: st
     for t in trials:
         if t.error:
             lines = t.error.strip().splitlines()
-            out.append(printable(f"{t.name} failed: {lines[-1] if lines else ''}", one_line=True))
+            out.append(printable(f"{t.name} failed: {cut(lines[-1], ERROR_CHARS) if lines else ''}", one_line=True))
     if len(trials) < total:
         out.append(f"{total - len(trials)} more trials not shown: --limit N shows the first N, --all every one, "
                    "--json all of them as JSON")

@@ -250,7 +250,7 @@ def test_a_long_error_line_is_cut_with_its_length() -> None:
     progress.on_trial_error(trial)
     line = buf.getvalue().strip()
     assert line.startswith("trial_00003 ERROR: ValueError: xxx")
-    assert len(line) < 400 and "(5012 characters)" in line
+    assert len(line) < 400 and "(5,012 characters)" in line
 
 
 class _CountsRedraws(Progress):

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import Any
 
-from tunesmith._display import cut, printable, text
+from tunesmith._display import ERROR_CHARS, cut, printable, text
 from tunesmith._flat import flatten
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -49,7 +49,6 @@ _RATE_WINDOW_S = 10.0  # throughput is measured over this many recent seconds
 _SAMPLE_S = 0.25  # ... from counts taken this often
 _PLAIN_LINES_PER_RUN = 60  # off a terminal, the status-line interval is at least elapsed / this
 _CONFIG_COLUMNS = 5
-_ERROR_CHARS = 300  # a failure's line shows this much of the error's last line, then its length
 
 
 def _fmt(value: Any) -> str:
@@ -165,10 +164,7 @@ class Progress(Callback):
             self._error_lines += 1
             last = (shown(trial).error or "").strip().splitlines()
             line = last[-1] if last else "failed"
-            shown_line = printable(line, one_line=True)
-            if len(shown_line) > _ERROR_CHARS:  # one short line per failure: the whole error is in the store
-                shown_line = f"{shown_line[:_ERROR_CHARS]}... ({len(line)} characters)"
-            self._print(f"{trial.name} ERROR: {shown_line}", style="red")
+            self._print(f"{trial.name} ERROR: {cut(printable(line, one_line=True), ERROR_CHARS)}", style="red")
         elif self._error_lines == self.max_error_lines:
             self._error_lines += 1
             self._print("more trials failed: only counted from now on (their errors: tunesmith show <experiment>)",
