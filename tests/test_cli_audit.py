@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
+from test_cli_edges import read_only  # noqa: F401 - the fixture: a folder and its read-only bind mount
 
 import tunesmith as ts
 from tunesmith.cli import cli
@@ -162,3 +163,24 @@ def test_run_and_show_cut_a_long_error_to_its_start_and_length(tmp_path: Any, re
     line = next(line for line in res.output.splitlines() if line.startswith("trial_00001 failed: "))
     assert "ValueError: xxx" in line and "(5,012 characters)" in line and len(line) < 400, line
     assert json.loads(invoke("show", "boom", "--json").output)["trials"][0]["error"].count("x") >= 5000
+
+
+def checkpointed_train(config: dict[str, Any]) -> None:
+    for i in range(2):
+        ts.report({"loss": 1.0 / (i + 1)}, checkpoint=ts.Checkpoint.from_state({"i": i}))
+
+
+def test_trust_on_a_read_only_folder_says_it_cannot_write_not_that_the_checkpoints_are_damaged(
+        read_only: Any, tmp_path: Any, monkeypatch: Any) -> None:  # noqa: F811 - the imported fixture
+    """`trust` of a folder on a read-only mount listed every checkpoint as "damaged", each with the name of the
+    temporary file it could not create, exit 1: they are intact, the folder cannot be written."""
+    source, mount = read_only
+    monkeypatch.setenv("TUNESMITH_KEY_FILE", str(tmp_path / "their-key"))  # written by someone else
+    ts.run(checkpointed_train, space={"x": ts.grid([1, 2])}, metric="loss", mode="min", name="theirs",
+           storage_path=str(source), verbose=0)
+    monkeypatch.setenv("TUNESMITH_KEY_FILE", str(tmp_path / "my-key"))
+    res = invoke("trust", str(mount / "theirs"), "--yes")
+    assert res.exit_code == 2, res.output
+    assert res.output == (f"error: cannot sign the checkpoints of {mount / 'theirs'}: cannot write in "
+                          "trials/trial_00001/checkpoints/checkpoint_000001 (Read-only file system); none of the 4 "
+                          "is signed\n"), res.output

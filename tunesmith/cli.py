@@ -1297,8 +1297,13 @@ def trust(name: str, storage_path: str | None, yes: bool) -> None:
     for folder in folders:
         try:
             signed += resign(folder)
-        except (CheckpointError, OSError) as exc:
+        except CheckpointError as exc:
             damaged.append(f"{os.path.relpath(folder, rs.path)} ({_one_line(exc)})")
+        except OSError as exc:  # not damaged (a read is a CheckpointError): the folder refuses writes (read-only)
+            done = f"{signed} of the {len(folders)} are signed" if signed else f"none of the {len(folders)} is signed"
+            raise ConfigError(f"cannot sign the checkpoints of {rs.path}: cannot write in "
+                              f"{os.path.relpath(folder, rs.path)} ({exc.strerror or type(exc).__name__}); {done}"
+                              ) from exc
     click.echo(printable(f"signed {signed} of {len(folders)} checkpoints of {rs.path} "
                          f"({len(folders) - signed - len(damaged)} were signed by your key already)", one_line=True))
     if damaged:
