@@ -184,3 +184,15 @@ def test_trust_on_a_read_only_folder_says_it_cannot_write_not_that_the_checkpoin
     assert res.output == (f"error: cannot sign the checkpoints of {mount / 'theirs'}: cannot write in "
                           "trials/trial_00001/checkpoints/checkpoint_000001 (Read-only file system); none of the 4 "
                           "is signed\n"), res.output
+
+
+def test_resume_on_a_read_only_folder_says_to_resume_a_writable_copy(read_only: Any) -> None:  # noqa: F811
+    """It said "cannot open experiment 'theirs''s lock file ... (Read-only file system); expected a plain file (a
+    link is not followed)": the lock file is a plain file, the folder cannot be written."""
+    source, mount = read_only
+    ts.run(checkpointed_train, space={"x": 1}, metric="loss", mode="min", name="theirs", storage_path=str(source),
+           verbose=0)
+    res = invoke("resume", str(mount / "theirs"), f"{__file__}:checkpointed_train", "--verbose", "0")
+    assert res.exit_code == 2, res.output
+    assert res.output == (f"error: cannot write in the folder of experiment 'theirs' ({mount / 'theirs'}: Read-only "
+                          "file system); copy it somewhere writable and resume the copy\n"), res.output

@@ -941,6 +941,9 @@ def _acquire(exp_dir: str, name: str) -> Any:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as e:
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # the folder, not the file: a read-only mount
+            raise ConfigError(f"cannot write in the folder of experiment {name!r} ({exp_dir}: {e.strerror}); copy "
+                              f"it somewhere writable and resume the copy") from None
         raise ConfigError(f"cannot open experiment {name!r}'s lock file {path} ({e.strerror}); expected a plain "
                           f"file (a link is not followed)") from None
     # a moment's patience: `tunesmith ls` probes the lock (a shared flock, held for microseconds)
