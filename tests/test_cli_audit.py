@@ -1,7 +1,8 @@
-"""What a demanding user of the command line met off the happy path: a long LLM prompt in a config (or a long text
-metric) printed whole by `tunesmith run` and by the live progress, an error naming the plots' parameter instead of
-the command line's option, and paths given where an experiment folder is expected (a file, the store file itself,
-a folder of experiments) answered without saying what was expected."""
+"""What a demanding user of the command line met off the happy path: long LLM prompts, text metrics and errors
+printed whole (`run`, the live progress, `show`), an error naming the plots' parameter instead of the option, paths
+given where an experiment folder is expected (a file, the store file, a folder of experiments), the dashboard's
+refusal of a renamed folder, an empty --storage-path taken as the current folder, `python -m tunesmith`, and
+`trust` and `resume` on a read-only folder."""
 
 from __future__ import annotations
 
