@@ -197,3 +197,20 @@ def test_resume_on_a_read_only_folder_says_to_resume_a_writable_copy(read_only: 
     assert res.exit_code == 2, res.output
     assert res.output == (f"error: cannot write in the folder of experiment 'theirs' ({mount / 'theirs'}: Read-only "
                           "file system); copy it somewhere writable and resume the copy\n"), res.output
+
+
+def test_an_empty_output_path_and_an_empty_storage_path_in_python_are_refused(results_dir: Any, tmp_path: Any,
+                                                                              monkeypatch: Any) -> None:
+    """`report -o "$OUT"` with the variable unset wrote into the experiment folder as if -o were not given, and
+    `run(storage_path="")` (or `load(..., storage_path="")`) meant the current folder, as the empty
+    --storage-path did before it was refused."""
+    ts.run(long_text_train, space={"prompt": "p"}, metric="loss", mode="min", name="e1", verbose=0)
+    res = invoke("report", "e1", "-o", "")
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for '-o' / '--output': expected a file, got an empty value" in res.output, res.output
+    assert not (results_dir / "e1" / "report.html").exists()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ts.ConfigError, match=r"storage_path: expected a folder, got '' \(an unset variable\?\)"):
+        ts.run(long_text_train, space={"prompt": "p"}, metric="loss", mode="min", name="e2", verbose=0,
+               storage_path="")
+    assert not (tmp_path / "e2").exists()

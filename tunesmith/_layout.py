@@ -77,10 +77,13 @@ def storage_root(storage_path: str | None) -> str:
     """``storage_path`` (or the default) as an absolute path, ``~`` expanded (as Ray Tune's ``~/ray_results``).
 
     Raises:
-        ConfigError: a URL (``s3://``, ``file://``): experiment folders are local; a URL is for
+        ConfigError: an empty path, or a URL (``s3://``, ``file://``): experiment folders are local; a URL is for
             ``RayBackend(storage=...)`` (it made a folder named ``file:`` in the current folder).
     """
     path = storage_path if storage_path is not None else default_storage()
+    if not os.fspath(path):  # os.environ.get("RESULTS", ""): the current folder was not asked for
+        raise ConfigError("storage_path: expected a folder, got '' (an unset variable?); pass None for the default "
+                          "($TUNESMITH_RESULTS or ./tunesmith_results)")
     if _URL.match(os.fspath(path)):
         what = "storage_path" if storage_path is not None else "$TUNESMITH_RESULTS"
         raise ConfigError(f"{what} must be a local folder, got {os.fspath(path)!r}: a URL is for "

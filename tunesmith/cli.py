@@ -104,11 +104,11 @@ def _storage_option(fn: Any) -> Any:
                         help="Folder of experiment folders [default: $TUNESMITH_RESULTS or ./tunesmith_results].")(fn)
 
 
-def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None, what: str = "a folder") -> str | None:
     """An empty path is refused: it is ``--storage-path "$RESULTS"`` with the variable unset, and taken as the
-    current folder it made `rm NAME` remove ``./NAME``."""
+    current folder it made `rm NAME` remove ``./NAME`` (``-o ""``: the default file)."""
     if value == "":
-        raise click.BadParameter("expected a folder, got an empty value (an unset variable?); leave the option out "
+        raise click.BadParameter(f"expected {what}, got an empty value (an unset variable?); leave the option out "
                                  "for the default", ctx=ctx, param=param)
     return value
 
@@ -804,8 +804,8 @@ def _sortable(value: Any) -> bool:
 @cli.command(short_help="Write an HTML report with every plot.")
 @click.argument("name")
 @_storage_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="The HTML file to write [default: <experiment folder>/report.html].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, callback=lambda c, p, v: _not_empty(
+              c, p, v, "a file"), help="The HTML file to write [default: <experiment folder>/report.html].")
 @click.option("--metric", default=None, help="Metric to plot [default: the experiment's].")
 @click.option("--mode", type=click.Choice(["min", "max"]), default=None, help="[default: the experiment's]")
 @click.option("--pareto", default=None, metavar="M1:MODE,M2:MODE",
