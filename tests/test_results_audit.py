@@ -161,13 +161,21 @@ def test_a_metric_named_error_is_not_overwritten_by_a_failed_trials_error_in_the
 
 
 def test_the_pareto_plot_names_a_metric_given_as_text_or_never_reported(multi: ResultSet) -> None:
-    """``plot.pareto_front("loss", "min")`` complained about ``['l', 'o', 's', 's']``, and a metric no result
-    reported drew an empty front without a word."""
+    """``plot.pareto_front("loss", "min")`` complained about ``['l', 'o', 's', 's']``, a metric no result
+    reported drew an empty front without a word, and one metric twice (``--pareto loss:min,loss:min`` too) drew a
+    diagonal."""
+    from click.testing import CliRunner
+
     from tunesmith._errors import ConfigError
+    from tunesmith.cli import cli
 
     with pytest.raises(ConfigError, match=r"two metrics and two modes as lists .*got 'lat' and 'min'"):
         multi.plot.pareto_front("lat", "min")
     with pytest.raises(ConfigError, match=r"metric: no result reported a number for 'latency'.*'acc'"):
         multi.plot.pareto_front(["latency", "acc"], ["min", "max"])
+    with pytest.raises(ConfigError, match=r"two different metrics, got 'lat' twice"):
+        multi.plot.pareto_front(["lat", "lat"], ["min", "max"])
+    res = CliRunner().invoke(cli, ["report", multi.path, "--pareto", "lat:min,lat:max"])
+    assert res.exit_code == 2 and "--pareto: expected two different metrics, got 'lat:min,lat:max'" in res.output
     fig = multi.plot.pareto_front(["lat", "acc"], ["min", "max"])
     assert any(trace.get("name") == "Pareto front" for trace in fig.figure["data"]), fig.figure["data"]

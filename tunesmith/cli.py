@@ -828,8 +828,8 @@ def report(name: str, storage_path: str | None, output: str | None, metric: str 
             if not key or direction not in ("min", "max"):
                 raise ConfigError(f"--pareto: expected METRIC:min|max,METRIC:min|max, got {pareto!r}")
             pairs.append((key, direction))
-        if len(pairs) != 2:
-            raise ConfigError(f"--pareto: expected two metrics, got {len(pairs)}")
+        if len(pairs) != 2 or pairs[0][0] == pairs[1][0]:
+            raise ConfigError(f"--pareto: expected two different metrics, got {pareto!r}")
     _check_reported(rs, ([("--metric", metric)] if metric else []) + [("--pareto", key) for key, _ in pairs or []])
     path = os.path.abspath(output or os.path.join(rs.path, "report.html"))
     try:

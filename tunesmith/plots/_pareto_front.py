@@ -33,6 +33,8 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
         shown = [repr(m) if isinstance(m, str) else repr(list(m)) for m in (metrics, modes)]
         raise ConfigError(f"pareto_front needs two metrics and two modes as lists (['loss', 'latency'], ['min', "
                           f"'min']), got {shown[0]} and {shown[1]}")
+    if metrics[0] == metrics[1]:
+        raise ConfigError(f"pareto_front needs two different metrics, got {metrics[0]!r} twice")
     exp = _read(rs, list(metrics))
     for metric in metrics:
         _check_metric(exp, metric)  # a typo is named, not drawn as an empty front
