@@ -543,9 +543,10 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
                     sys.path.insert(0, p)
             fn = functions.get(spec["fn_key"])
             if fn is None:
-                try:
+                if spec.get("fn") is not None:  # sent once per worker: kept, to load again if loading it failed
                     fn_bytes[spec["fn_key"]] = spec["fn"]
-                    fn = functions[spec["fn_key"]] = pickle.loads(spec["fn"])
+                try:
+                    fn = functions[spec["fn_key"]] = pickle.loads(fn_bytes[spec["fn_key"]])
                 except BaseException:  # noqa: BLE001 - e.g. the function's module is not importable here
                     channel.trial_id = spec["trial_id"]
                     channel.finish("error", "could not load the training function in the worker:\n"
