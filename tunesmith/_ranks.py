@@ -171,7 +171,10 @@ def run_rank(spec: dict[str, Any], fn: Any = None) -> None:
     os.environ.update(spec.get("env") or {})
     os.environ.update(spec.get("rank_env") or {})
     if fn is None:
-        fn = pickle.loads(spec["fn"])
+        from tunesmith._importing import importing
+
+        with importing("the training function's module (in a rank, to load the function)"):
+            fn = pickle.loads(spec["fn"])
     restore = Checkpoint(spec["restore"], iteration=spec["iteration"]) if spec.get("restore") else None
     rank_env_ = spec.get("rank_env") or {}
     rank = int(rank_env_.get("RANK", "1"))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from tunesmith import _layout
+from tunesmith import _importing, _layout
 from tunesmith._errors import ConfigError, TrialError
 from tunesmith._layout import LOCK_FILE, PID_FILE, STORE_FILE, check_name  # noqa: F401 - names kept here
 
@@ -259,6 +259,7 @@ def run(
     Raises:
         ConfigError: bad input (before any trial starts), or a metric that trials do not report.
     """
+    _importing.check()  # a script's top level imported to load its function: no experiment of its own
     if backend == "local" or getattr(backend, "start_method", None) == "forkserver":
         from tunesmith.executors import _forkserver
 

@@ -28,6 +28,7 @@ import click
 from tunesmith import _layout
 from tunesmith._display import ERROR_CHARS, cut, printable
 from tunesmith._errors import ConfigError
+from tunesmith._importing import importing
 from tunesmith._secrets import shown
 
 _DEBUG = "tunesmith.debug"
@@ -278,7 +279,8 @@ def _load_file(path: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with importing(path):
+            spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
         raise ConfigError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from exc

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith._importing import importing
 from tunesmith._layout import OUTPUT_LOG
 from tunesmith.checkpoint import is_url
 from tunesmith.executors._ray_transfer import CHUNK_BYTES, RESTORE, chunks, receive_folder, trial_files
@@ -331,7 +332,8 @@ class _TrialActor:
                                                         os.path.basename(spec["restore"]))
             fn = self.functions.get(spec["fn_key"])
             if fn is None:
-                fn = self.functions[spec["fn_key"]] = ray.get(fn_ref[0])
+                with importing("the training function's module (in a Ray actor, to load the function)"):
+                    fn = self.functions[spec["fn_key"]] = ray.get(fn_ref[0])
             if spec.get("ranks") is not None:  # ranks 1..N-1 on the other bundles of this actor's group
                 from tunesmith.executors._ray_ranks import RayRankGroup
 

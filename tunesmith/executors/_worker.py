@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from tunesmith._errors import ConfigError
+from tunesmith._importing import importing
 from tunesmith._safe_write import open_log as _open_log
 from tunesmith.executors._base import CONFIG_ERROR
 from tunesmith.executors._procs import (
@@ -546,7 +547,8 @@ def main(fd: int | None = None, parent: int | None = None) -> None:
                 if spec.get("fn") is not None:  # sent once per worker: kept, to load again if loading it failed
                     fn_bytes[spec["fn_key"]] = spec["fn"]
                 try:
-                    fn = functions[spec["fn_key"]] = pickle.loads(fn_bytes[spec["fn_key"]])
+                    with importing("the training function's module (in a worker, to load the function)"):
+                        fn = functions[spec["fn_key"]] = pickle.loads(fn_bytes[spec["fn_key"]])
                 except BaseException:  # noqa: BLE001 - e.g. the function's module is not importable here
                     channel.trial_id = spec["trial_id"]
                     channel.finish("error", "could not load the training function in the worker:\n"
