@@ -53,6 +53,7 @@ first later result that has the metric (PB2: no data point comes of it either).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import numbers
 import random
@@ -62,6 +63,7 @@ from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
+from tunesmith._secrets import mask_text_at
 from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP, Decision, Exploit, Scheduler, SchedulerView
 from tunesmith.schedulers._milestones import (
     _as_iteration,
@@ -71,7 +73,7 @@ from tunesmith.schedulers._milestones import (
     _reached,
     _time,
 )
-from tunesmith.space import QLogUniform, QNormal, QUniform
+from tunesmith.space import Choice, Domain, Grid, QLogUniform, QNormal, QUniform
 from tunesmith.space._unit import _quantize
 from tunesmith.trial import ITERATION, Result, TrialStatus, TrialView
 
@@ -145,7 +147,11 @@ def _check_once(leaves: list[tuple[tuple[str, ...], Any]], arg: str, verb: tuple
         seen.append(path)
 
 
-def _check_spec(where: str, spec: Any) -> None:
+def _check_spec(path: tuple[str, ...], spec: Any) -> None:
+    """A mutation: a non-empty list of values, a domain with valid arguments (checked as ``validate_space`` checks a
+    space's), or a callable. A list's values and a choice's or grid's options are taken as they are (PBT resolves
+    nothing), so a domain inside them is refused: it would reach the config as the domain object itself."""
+    where = "/".join(path)
     if isinstance(spec, tuple):
         raise ConfigError(
             f"hyperparam_mutations[{where!r}]: a tuple is ambiguous; pass a list of values or a domain "
@@ -153,7 +159,16 @@ def _check_spec(where: str, spec: Any) -> None:
     if isinstance(spec, list):
         if not spec:
             raise ConfigError(f"hyperparam_mutations[{where!r}]: the list of values is empty")
+        _check_values(f"hyperparam_mutations[{where!r}]", spec)
         return
+    if isinstance(spec, Domain):
+        problem = spec._problem()
+        if problem:  # uniform(2, 1) gave 1.0 at every draw, randint(5, 3) gave 2
+            raise ConfigError(f"hyperparam_mutations[{where!r}]: "
+                              f"{mask_text_at(path, problem, *(getattr(spec, f) for f in spec._fields))}")
+        if isinstance(spec, (Choice, Grid)):
+            _check_values(f"hyperparam_mutations[{where!r}].{'options' if isinstance(spec, Choice) else 'values'}",
+                          spec.options if isinstance(spec, Choice) else spec.values)
     if hasattr(spec, "from_unit"):
         try:
             spec.from_unit(0.5)
@@ -166,6 +181,22 @@ def _check_spec(where: str, spec: Any) -> None:
         return
     raise ConfigError(f"hyperparam_mutations[{where!r}]: expected a list, a tunesmith.space domain or a "
                       f"callable; got {spec!r}")
+
+
+def _check_values(where: str, values: Any) -> None:
+    """A ``ConfigError`` naming the first domain inside ``values`` (a mutation's list, a choice's options)."""
+    stack: list[tuple[str, Any]] = [(where, values)]
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, Domain) and at != where:
+            raise ConfigError(f"{at}: a domain inside a mutation's values is not sampled (PBT takes a value as it "
+                              f"is, and the config would hold the domain itself); expected constants there, or "
+                              f"mutate the inner key itself (a nested dict or an 'a/b' key of hyperparam_mutations)")
+        if isinstance(value, dict):
+            stack.extend((f"{at}[{json.dumps(k) if isinstance(k, str) else repr(k)}]", v)
+                         for k, v in reversed(value.items()))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{at}[{i}]", v) for i, v in reversed(list(enumerate(value))))
 
 
 def _get(config: dict[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
@@ -239,7 +270,7 @@ class PBT(Scheduler):
                               f"or callable; got {self.hyperparam_mutations!r}")
         self._mutations = _flatten(self.hyperparam_mutations, ())
         for path, spec in self._mutations:
-            _check_spec("/".join(path), spec)
+            _check_spec(path, spec)
         self._rng = random.Random(int(self._seed))
         self._trials: dict[int, _PbtTrial] = {}
         self._newcomers = True  # the searcher may still add trials (until on_no_more_trials)
