@@ -2,7 +2,8 @@
 front naming the argument and what was expected, or behaves as documented; none fails deep in a run or silently.
 
 Covered here: PBT ``hyperparam_mutations`` domains checked as a space's are (reversed bounds gave a constant, a
-choice of dicts holding domains failed mid-run).
+choice of dicts holding domains failed mid-run), an exploit config the store cannot hold (a raw ``TypeError`` that
+left trials RUNNING).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 import tunesmith as ts
 from tunesmith._errors import ConfigError
+from tunesmith.trial import TrialStatus
 
 # ----------------------------------------------------------------- PBT's hyperparam_mutations as domains
 
@@ -58,3 +60,34 @@ def test_run_refuses_a_bad_pbt_mutation_before_anything_is_created(results_dir: 
         ts.run(train, space={"lr": ts.uniform(0, 1)}, metric="loss", mode="min", verbose=0, name="bad-pbt",
                scheduler=ts.PBT(perturbation_interval=1, hyperparam_mutations={"lr": ts.uniform(1, 0)}))
     assert not os.path.exists(os.path.join(results_dir, "bad-pbt"))
+
+
+# ------------------------------------------------------------------ an exploit config the store cannot hold
+
+
+def _climb(config: dict[str, Any]) -> None:
+    checkpoint = ts.get_checkpoint()
+    start = checkpoint.load()["i"] if checkpoint else 0
+    for i in range(start, 6):
+        ts.report({"score": float(config["a"] * (i + 1))}, checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
+
+
+def _a_set() -> set[int]:
+    return {1, 2}
+
+
+def test_an_exploit_config_the_store_cannot_hold_ends_the_run_with_a_config_error_naming_it(results_dir: Any) -> None:
+    """A PBT mutation function's value is known only at an exploit. Before, the store's ``json.dumps`` raised a raw
+    ``TypeError: Object of type set is not JSON serializable`` and the experiment's trials were left RUNNING ("could
+    not be stopped cleanly"). Now the experiment ends with a ConfigError naming the scheduler, the trial and the key,
+    and every trial ends."""
+    pbt = ts.PBT(perturbation_interval=2, hyperparam_mutations={"a": _a_set}, resample_probability=1.0, seed=0)
+    # one slot: trial 1 (a=1) pauses at iteration 2 for trial 2 (a=0), which is then the bottom and exploits trial 1
+    with pytest.raises(ConfigError, match=r"PBT's Exploit of trial_00002 .*config\[\"a\"\]: set \{1, 2\} cannot be "
+                                          r"stored"):
+        ts.run(_climb, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1, verbose=0,
+               name="unstorable-exploit", scheduler=pbt)
+    stored = ts.load("unstorable-exploit")
+    assert stored.meta["status"] == "failed"
+    assert all(t.status is not TrialStatus.RUNNING for t in stored.trials), [t.status for t in stored.trials]
+    assert all(t.config["a"] in (0, 1) for t in stored.trials)

@@ -695,7 +695,22 @@ class Controller:
         decision = self.scheduler.on_result(trial, result, self.view)
         if isinstance(decision, Pause) and decision.resources is not None:
             return self._resize(trial, decision)
+        if isinstance(decision, Exploit):
+            return self._check_exploit(trial, decision)
         return decision
+
+    def _check_exploit(self, trial: TrialView, exploit: Exploit) -> Decision:
+        """An ``Exploit``'s config, checked as a suggested one is (``check_storable``): one the store cannot hold (a
+        PBT mutation function's value) ends the experiment with a ConfigError naming the scheduler, the trial and the
+        key, not a ``TypeError`` from the store; the trial stops."""
+        try:
+            check_storable(exploit.config, "config")
+        except ConfigError as e:
+            self._fail(ConfigError(f"{type(self.scheduler).__name__}'s Exploit of {trial.name} gives a config the "
+                                   f"store cannot hold: {e}"))
+            self._stop_reasons[trial.id] = "experiment"
+            return _STOP
+        return exploit
 
     def _resize(self, trial: TrialView, pause: Pause) -> Decision:
         """A scheduler's ``Pause(resources=new)`` (ResourceChanging, Deadline), the request checked as ``run`` checks
