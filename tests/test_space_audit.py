@@ -3,7 +3,8 @@ front naming the argument and what was expected, or behaves as documented; none 
 
 Covered here: PBT ``hyperparam_mutations`` domains checked as a space's are (reversed bounds gave a constant, a
 choice of dicts holding domains failed mid-run), an exploit config the store cannot hold (a raw ``TypeError`` that
-left trials RUNNING).
+left trials RUNNING), and OptunaSearch's partial point for a choice of dicts with a number outside its domain (refused,
+where every other searcher uses it as given).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import pytest
 
 import tunesmith as ts
 from tunesmith._errors import ConfigError
+from tunesmith.searchers.bohb import BOHB
+from tunesmith.searchers.optuna import OptunaSearch
+from tunesmith.searchers.random import Random
+from tunesmith.searchers.sobol import QuasiRandom
 from tunesmith.trial import TrialStatus
 
 # ----------------------------------------------------------------- PBT's hyperparam_mutations as domains
@@ -91,3 +96,40 @@ def test_an_exploit_config_the_store_cannot_hold_ends_the_run_with_a_config_erro
     assert stored.meta["status"] == "failed"
     assert all(t.status is not TrialStatus.RUNNING for t in stored.trials), [t.status for t in stored.trials]
     assert all(t.config["a"] in (0, 1) for t in stored.trials)
+
+
+# --------------------------------------------- OptunaSearch: a partial point for a choice of dicts, out of bounds
+
+COND = {"m": ts.choice([{"t": "a", "lr": ts.uniform(0, 1)}, {"t": "b", "k": ts.randint(1, 3)}]),
+        "x": ts.uniform(0, 1)}
+
+
+@pytest.mark.parametrize(("point", "expected"), [
+    ({"m": {"t": "a", "lr": 5.0}}, {"t": "a", "lr": 5.0}),
+    ({"m": {"lr": 5.0}}, {"t": "a", "lr": 5.0}),
+    ({"m": {"k": 7}}, {"t": "b", "k": 7}),
+])
+@pytest.mark.parametrize("make", [Random, QuasiRandom, BOHB, OptunaSearch])
+def test_every_searcher_takes_a_conditional_point_with_a_number_outside_its_domain(make: Any, point: dict[str, Any],
+                                                                                  expected: dict[str, Any]) -> None:
+    """A number outside its domain is used as given (a known baseline), in a choice's option too: the option it
+    picks is the first whose keys and constants it agrees with. OptunaSearch refused it ("is none of the options")."""
+    searcher = make(seed=0, points_to_evaluate=[point])
+    searcher.setup(COND, "loss", "min", 2)
+    with pytest.warns(UserWarning, match="out of range") if make is OptunaSearch else _nothing():
+        config = searcher.suggest(0)
+    assert isinstance(config, dict) and config["m"] == expected
+
+
+class _nothing:  # noqa: N801 - a context manager used as pytest.warns is
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_optuna_still_refuses_a_conditional_point_that_fits_no_option() -> None:
+    searcher = OptunaSearch(seed=0, points_to_evaluate=[{"m": {"t": "c"}}])
+    with pytest.raises(ConfigError, match=r"points_to_evaluate\[0\]\[\"m\"\]: \{'t': 'c'\} is none of the options"):
+        searcher.setup(COND, "loss", "min", 2)

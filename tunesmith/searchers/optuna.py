@@ -27,7 +27,7 @@ from tunesmith._secrets import mask_text_at
 from tunesmith.searchers._base import FINISHED, UNLIMITED, Searcher, _check_num_samples, _Finished
 from tunesmith.searchers._seeding import check_seed, seed_sequence
 from tunesmith.searchers._unit_cube import fits, options, resolve_fixed
-from tunesmith.searchers.points import check_points, check_points_fit, fits_partial
+from tunesmith.searchers.points import check_points, check_points_fit, fits_partial, picked_option
 from tunesmith.searchers.repeat import fold_repeats
 from tunesmith.space import (
     Choice,
@@ -119,9 +119,10 @@ class OptunaSearch(Searcher):
             ``None``: Optuna's default.
         points_to_evaluate: (partial) configs to try first, through ``study.enqueue_trial`` (see
             ``tunesmith.searchers.points``; a partial option dict picks the first option it fits). A number outside
-            its domain's bounds is used as given, but a ``choice``/``grid`` value that is none of its options
-            cannot be (an Optuna categorical holds only its choices): ``setup`` raises ``ConfigError`` naming the
-            point. With a define-by-run ``space``: dicts of Optuna parameters (the names the function suggests).
+            its domain's bounds is used as given (in an option of a choice of dicts too), but a ``choice``/``grid``
+            value that is none of its options cannot be (an Optuna categorical holds only its choices): ``setup``
+            raises ``ConfigError`` naming the point. With a define-by-run ``space``: dicts of Optuna parameters (the
+            names the function suggests).
         space: a define-by-run function ``fn(trial)`` that calls ``trial.suggest_float/int/categorical``, as
             Optuna users write conditional spaces; it may return a dict of constants to add to the config. The
             config is the suggested parameters (by the names given) plus those constants; pass ``space=None``
@@ -391,6 +392,9 @@ class OptunaSearch(Searcher):
             if param.by_index:
                 match = fits_partial if partial else fits
                 idx = next((i for i, item in enumerate(param.items) if match(item, got)), None)
+                if idx is None and partial and isinstance(value, (Choice, Grid)):  # a point's number outside its domain
+                    option = picked_option(value, got)
+                    idx = next((i for i, item in enumerate(param.items) if item is option), None)
                 if idx is None:
                     raise ConfigError(mask_text_at(name, f"{where}: {got!r} is none of the options "
                                                          f"{list(param.items)!r}", got, list(param.items)))

@@ -28,7 +28,7 @@ from tunesmith._secrets import mask
 from tunesmith.searchers._base import UNLIMITED
 from tunesmith.space import FLAT_SEP, Choice, Domain, Grid, KeyPath, domains
 
-__all__ = ["GridSlots", "check_points", "check_points_fit", "fits_partial", "point_paths"]
+__all__ = ["GridSlots", "check_points", "check_points_fit", "fits_partial", "picked_option", "point_paths"]
 
 
 def check_points(points: Any, space: dict[str, Any]) -> list[dict[KeyPath, Any]]:
@@ -98,7 +98,7 @@ def _collect(point: dict[Any, Any], space: dict[str, Any], path: KeyPath, where:
         if key not in space:
             raise ConfigError(f"{name}: not a key of the space; expected one of {sorted(map(str, space))}")
         sub = space[key]
-        option = _picked_option(sub, value) if isinstance(sub, (Choice, Grid)) else None
+        option = picked_option(sub, value) if isinstance(sub, (Choice, Grid)) else None
         if option is not None:
             fixed[(*path, key)] = option
             _collect(value, option, (*path, key), name, fixed)
@@ -108,7 +108,7 @@ def _collect(point: dict[Any, Any], space: dict[str, Any], path: KeyPath, where:
             fixed[(*path, key)] = value
 
 
-def _picked_option(domain: Choice | Grid, value: Any) -> dict[str, Any] | None:
+def picked_option(domain: Choice | Grid, value: Any) -> dict[str, Any] | None:
     """The option (a dict) of a choice or grid that a dict given for it picks; ``None`` if it picks none."""
     if not isinstance(value, dict):
         return None
