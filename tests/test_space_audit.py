@@ -4,7 +4,8 @@ front naming the argument and what was expected, or behaves as documented; none 
 Covered here: PBT ``hyperparam_mutations`` domains checked as a space's are (reversed bounds gave a constant, a
 choice of dicts holding domains failed mid-run), an exploit config the store cannot hold (a raw ``TypeError`` that
 left trials RUNNING), and OptunaSearch's partial point for a choice of dicts with a number outside its domain (refused,
-where every other searcher uses it as given).
+where every other searcher uses it as given), and ``Repeat`` over a space with both ``seed`` and ``repeat_index``
+(the repeat index replaced the space's value).
 """
 
 from __future__ import annotations
@@ -133,3 +134,22 @@ def test_optuna_still_refuses_a_conditional_point_that_fits_no_option() -> None:
     searcher = OptunaSearch(seed=0, points_to_evaluate=[{"m": {"t": "c"}}])
     with pytest.raises(ConfigError, match=r"points_to_evaluate\[0\]\[\"m\"\]: \{'t': 'c'\} is none of the options"):
         searcher.setup(COND, "loss", "min", 2)
+
+
+# ------------------------------------------------------------- Repeat: a space that has both of its keys
+
+
+def test_repeat_refuses_a_space_with_both_seed_and_repeat_index_naming_them() -> None:
+    """``Repeat`` numbers repeats under ``seed``, or ``repeat_index`` where the space has ``seed``. With both keys in
+    the space it overwrote the space's ``repeat_index`` (a choice of 5 and 6 became 0 and 1) without a word."""
+    searcher = ts.Repeat(Random(seed=0), 2)
+    with pytest.raises(ConfigError, match=r"space\[\"repeat_index\"\]: .*Repeat.*'seed' and 'repeat_index'"):
+        searcher.setup({"seed": 1, "repeat_index": ts.choice([5, 6])}, "loss", "min", 1)
+
+
+def test_repeat_leaves_a_space_seed_alone_and_numbers_repeats_under_repeat_index() -> None:
+    searcher = ts.Repeat(Random(seed=0), 2)
+    searcher.setup({"seed": ts.choice([5, 6]), "x": 1}, "loss", "min", 1)
+    configs = [searcher.suggest(i) for i in range(2)]
+    assert [c["repeat_index"] for c in configs] == [0, 1]  # type: ignore[index]
+    assert configs[0]["seed"] == configs[1]["seed"] in (5, 6)  # type: ignore[index]

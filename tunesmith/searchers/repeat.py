@@ -22,7 +22,7 @@ class Repeat(Searcher):
     The ``n`` trials of a config differ only in one key: ``config["seed"] = i`` for the ``i``-th repeat
     (``0 .. n-1``), so the training function can seed itself from it. When the space already has a
     top-level ``"seed"`` key, that key is left as the wrapped searcher chose it and the repeat index
-    goes to ``config["repeat_index"]`` instead.
+    goes to ``config["repeat_index"]`` instead (a space with both keys is refused).
 
     The wrapped searcher sees one trial per config (its own trial ids ``0, 1, 2, ...``): once all ``n``
     repeats have ended it observes, once and ``final=True``, the average of their final results (every
@@ -71,6 +71,11 @@ class Repeat(Searcher):
             raise ConfigError(f"searcher: expected a tunesmith searcher to wrap; got {self.searcher!r}")
         if isinstance(self.n, bool) or not isinstance(self.n, numbers.Integral) or self.n < 1:
             raise ConfigError(f"n: expected an int >= 1 (repeats per config); got {self.n!r}")
+        if isinstance(space, dict) and SEED_KEY in space and REPEAT_KEY in space:
+            raise ConfigError(f"space[{json.dumps(REPEAT_KEY)}]: Repeat numbers a config's repeats under "
+                              f"{SEED_KEY!r}, or under {REPEAT_KEY!r} when the space has {SEED_KEY!r}; this space has "
+                              f"both {SEED_KEY!r} and {REPEAT_KEY!r}, whose value the repeat index would replace: "
+                              "rename one of them")
         self._key = repeat_key(space)
         self._group, self._base, self._next_repeat, self._done = -1, {}, int(self.n), False
         self._group_of, self._finals = {}, {}
