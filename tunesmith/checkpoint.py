@@ -389,13 +389,16 @@ def _rel(rel_root: str, name: str) -> str:
 
 
 def _is_manifest(path: str) -> bool:
-    """Whether ``path`` is a tunesmith checkpoint manifest (a JSON object with a ``files`` table)."""
+    """Whether ``path`` is a tunesmith checkpoint manifest: a JSON object whose ``iteration`` is an int and each
+    entry of whose ``files`` table is ``{size, sha256}`` (a data set's own ``{"files": ...}`` manifest is the user's
+    file, never left out)."""
     try:
         with _open_regular(path, os.path.dirname(path), MANIFEST) as f:
             data = json.loads(f.read())
+        _files(data, path)
     except (OSError, ValueError, CheckpointError):
         return False
-    return isinstance(data, dict) and isinstance(data.get("files"), dict)
+    return type(data.get("iteration")) is int
 
 
 def _write_synced(path: str, data: bytes) -> None:
