@@ -27,3 +27,21 @@ def test_from_dir_still_rebuilds_the_manifest_of_a_restored_checkpoint(tmp_path)
     again = ck.write(ts.Checkpoint.from_dir(first), str(tmp_path / "b"), 4)
     assert ck.verify(again)["iteration"] == 4
     assert ts.Checkpoint(again).load() == {"step": 3}
+
+
+def huge_loss(config):
+    for i in range(3):
+        loss = 10 ** 400 if i == 1 else float(i)
+        ts.report({"loss": loss}, checkpoint=ts.Checkpoint.from_state({"i": i}))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("keep", [None, {"keep": 2, "keep_by": "loss"}])
+def test_an_integer_metric_beyond_float_range_fails_its_trial_naming_it_not_the_driver(results_dir, keep):
+    # was: the driver died with OverflowError: int too large to convert to float (keep_by, or the objective)
+    result = ts.run(huge_loss, metric="loss", mode="min", verbose=0, **(keep or {}))
+    t = result.trials[0]
+    assert t.status == ts.TrialStatus.ERROR and "ConfigError" in t.error, t.error
+    assert "'loss'" in t.error and "float" in t.error, t.error
+    assert [h["loss"] for h in result.history(t.id)] == [0.0]  # the good result and its checkpoint are kept
+    assert t.checkpoint.load() == {"i": 0}

@@ -238,12 +238,15 @@ def encode_metrics(metrics: Any) -> str:
     if not isinstance(metrics, dict):
         raise ConfigError(f"report() expects a dict of metrics, got {type(metrics).__name__}")
     for key, value in metrics.items():  # the fast path: a flat dict of str -> JSON scalar, encoded as it is
-        if type(value) in _SCALARS and type(key) is str and key not in _RESERVED and not key.startswith("config/"):
+        if type(value) in _SCALARS and type(key) is str and key not in _RESERVED and not key.startswith("config/") \
+                and (type(value) is not int or -_FLOAT_LIMIT < value < _FLOAT_LIMIT):
             continue
         return _dumps(_flat_metrics(metrics, "", {}))
     return _dumps(metrics)
 
 
+# the integers a float holds (one this large or larger rounds to inf: float() raises OverflowError)
+_FLOAT_LIMIT = 2 ** 1024 - 2 ** 970
 _FRAME_KEYS = ("trial_id", "status")  # dataframe()'s columns beside the results' and "config/..."
 _RESERVED = frozenset((*AUTO_KEYS, *_FRAME_KEYS))
 
@@ -266,6 +269,10 @@ def _flat_metrics(metrics: dict[Any, Any], prefix: str, out: dict[str, Any]) -> 
             continue
         if not isinstance(value, _SCALARS):
             value = _number(value, name)
+        if isinstance(value, int) and not -_FLOAT_LIMIT < value < _FLOAT_LIMIT:
+            raise ConfigError(f"report(): metric {name!r} is an integer of {value.bit_length()} bits, beyond the range "
+                              f"of a float (about 1.8e308), which no scheduler, searcher or keep_by can rank: report "
+                              f"float('inf'), a smaller number or a string")
         if name in out:
             raise ConfigError(f"report(): metric {name!r} is given twice (nested dicts are stored under their keys "
                               f"joined with '/'): rename one")
@@ -361,9 +368,9 @@ def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> Non
             folder.
 
     Raises:
-        ConfigError: a metric is not a JSON scalar, or a name is reserved: tunesmith's own
-            ``training_iteration``, ``time_total_s`` and ``timestamp``, and the names ``dataframe()`` gives its
-            own columns, ``trial_id``, ``status`` and any ``config/...``.
+        ConfigError: a metric is not a JSON scalar (or is an integer beyond a float's range), or a name is
+            reserved: tunesmith's own ``training_iteration``, ``time_total_s`` and ``timestamp``, and the names
+            ``dataframe()`` gives its own columns, ``trial_id``, ``status`` and any ``config/...``.
         RuntimeError: called outside a trial.
     """
     _current("report").report(metrics, checkpoint)
