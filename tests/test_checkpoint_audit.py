@@ -4,6 +4,7 @@ was expected (not a deep traceback, not a retry of what every retry meets again)
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -45,3 +46,38 @@ def test_an_integer_metric_beyond_float_range_fails_its_trial_naming_it_not_the_
     assert "'loss'" in t.error and "float" in t.error, t.error
     assert [h["loss"] for h in result.history(t.id)] == [0.0]  # the good result and its checkpoint are kept
     assert t.checkpoint.load() == {"i": 0}
+
+
+class _Note(ts.Trainable):
+    """Notes each setup in its trial's folder (a retry sets up a new object)."""
+
+    def setup(self, config):
+        with open(os.path.join(self.trial_dir, "setups"), "a") as f:
+            f.write("x")
+        self.n = 0
+
+    def step(self):
+        self.n += 1
+        return {"loss": 1.0 / self.n, "done": self.n >= 3}
+
+
+class StepReturnsNone(_Note):
+    def step(self):
+        result = super().step()
+        return None if self.n == 2 else result
+
+
+def _setups(result, trial):
+    with open(os.path.join(result.path, "trials", f"trial_{trial.id:05d}", "setups")) as f:
+        return len(f.read())
+
+
+@pytest.mark.timeout(120)
+def test_a_step_returning_no_dict_is_a_config_error_not_retried(results_dir):
+    # was: TypeError, retried max_failures times although every retry meets it again (report() of a non-dict is a
+    # ConfigError, and so is save_checkpoint returning the wrong thing)
+    result = ts.run(StepReturnsNone, metric="loss", mode="min", max_failures=2, verbose=0)
+    t = result.trials[0]
+    assert t.status == ts.TrialStatus.ERROR, t.error
+    assert "ConfigError: StepReturnsNone.step() must return a dict of metrics, got NoneType" in t.error, t.error
+    assert _setups(result, t) == 1

@@ -131,9 +131,9 @@ class _TrainableFunction:
             iteration = s.iteration
             while True:
                 metrics = obj.step()
-                if not isinstance(metrics, dict):
-                    raise TypeError(f"{self.cls.__name__}.step() must return a dict of metrics, got "
-                                    f"{type(metrics).__name__}")
+                if not isinstance(metrics, dict):  # as report() refuses a non-dict: every retry would meet it
+                    raise ConfigError(f"{self.cls.__name__}.step() must return a dict of metrics, got "
+                                      f"{type(metrics).__name__}")
                 iteration += 1
                 done = _done(metrics)
                 save = ((frequency > 0 and iteration % frequency == 0)
