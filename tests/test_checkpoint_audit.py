@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import pytest
 
@@ -67,6 +68,16 @@ class StepReturnsNone(_Note):
         return None if self.n == 2 else result
 
 
+class SavesALock(_Note):
+    checkpoint_frequency = 1
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"n": self.n, "guard": threading.Lock()} if self.n == 2 else {"n": self.n}
+
+    def load_checkpoint(self, checkpoint):
+        self.n = checkpoint["n"]
+
+
 def _setups(result, trial):
     with open(os.path.join(result.path, "trials", f"trial_{trial.id:05d}", "setups")) as f:
         return len(f.read())
@@ -81,3 +92,15 @@ def test_a_step_returning_no_dict_is_a_config_error_not_retried(results_dir):
     assert t.status == ts.TrialStatus.ERROR, t.error
     assert "ConfigError: StepReturnsNone.step() must return a dict of metrics, got NoneType" in t.error, t.error
     assert _setups(result, t) == 1
+
+
+@pytest.mark.timeout(120)
+def test_save_checkpoint_returning_a_dict_that_cannot_be_pickled_names_the_part(results_dir):
+    # was: a raw TypeError: cannot pickle '_thread.lock' object from inside cloudpickle, naming neither
+    # save_checkpoint nor the part
+    result = ts.run(SavesALock, metric="loss", mode="min", verbose=0)
+    t = result.trials[0]
+    assert t.status == ts.TrialStatus.ERROR, t.error
+    assert "CheckpointError" in t.error and "SavesALock.save_checkpoint()" in t.error, t.error
+    assert "['guard'] (_thread.lock)" in t.error, t.error
+    assert t.checkpoint.iteration == 1  # the last good checkpoint stays

@@ -242,12 +242,12 @@ def _fill(checkpoint: Checkpoint, folder: str, leave_out: Collection[str] = ()) 
     return _copy_tree(src, folder, leave_out)
 
 
-def _pickled(state: Any) -> bytes:
+def _pickled(state: Any, whose: str = "Checkpoint.from_state: the state", name: str = "state") -> bytes:
     """``state`` pickled with cloudpickle.
 
     Raises:
-        CheckpointError: it cannot be; the message names the part of ``state`` that cannot (``state['opt'].lock``)
-            and cloudpickle's reason.
+        CheckpointError: it cannot be; the message, which starts with ``whose``, names the part of ``state`` that
+            cannot (``state['opt'].lock``, with ``state`` called ``name``) and cloudpickle's reason.
     """
     import cloudpickle
 
@@ -256,22 +256,22 @@ def _pickled(state: Any) -> bytes:
     except MemoryError:
         raise
     except Exception as e:
-        part, obj = _unpicklable_part(state, cloudpickle.dumps)
+        part, obj = _unpicklable_part(state, cloudpickle.dumps, name)
         what = type(obj).__qualname__ if type(obj).__module__ == "builtins" else \
             f"{type(obj).__module__}.{type(obj).__qualname__}"
         raise CheckpointError(
-            f"Checkpoint.from_state: the state cannot be pickled (with cloudpickle), so it cannot be checkpointed: "
-            f"{part} ({what}) cannot: {type(e).__name__}: {e}. Leave it out of the state (rebuild it when "
-            "restoring), or give its class __getstate__/__setstate__") from e
+            f"{whose} cannot be pickled (with cloudpickle), so it cannot be checkpointed: {part} ({what}) cannot: "
+            f"{type(e).__name__}: {e}. Leave it out of the {name} (rebuild it when restoring), or give its class "
+            "__getstate__/__setstate__") from e
 
 
-def _unpicklable_part(state: Any, dumps: Any) -> tuple[str, Any]:
-    """(the deepest part of ``state`` found that ``dumps`` refuses, as an expression: ``state['a'][1].b``; that
-    part), looking into dicts, lists, tuples and objects' attributes along the parts that fail (the error path
-    only: each step pickles the parts of one object again)."""
+def _unpicklable_part(state: Any, dumps: Any, name: str = "state") -> tuple[str, Any]:
+    """(the deepest part of ``state`` found that ``dumps`` refuses, as an expression: ``state['a'][1].b``, with
+    ``state`` called ``name``; that part), looking into dicts, lists, tuples and objects' attributes along the parts
+    that fail (the error path only: each step pickles the parts of one object again)."""
     import types
 
-    where, obj = "state", state
+    where, obj = name, state
     for _ in range(32):  # deep enough for any state a person writes; a bound on pathological ones
         if isinstance(obj, dict):
             parts: list[tuple[str, Any]] = [(f"[{k!r}]", v) for k, v in obj.items()]

@@ -221,10 +221,11 @@ def _save(obj: Trainable, folder: str) -> None:
     if os.path.lexists(path):
         raise ConfigError(f"{name} returned a dict and wrote a file named {DICT_FILE}, the name the dict is stored "
                           f"under: rename that file")
-    import cloudpickle
+    from tunesmith.checkpoint import _pickled
 
+    data = _pickled(out, f"{name} returned a dict that", "dict")
     with open(path, "wb") as f:
-        cloudpickle.dump(out, f)
+        f.write(data)
 
 
 def _kind(value: Any) -> str:
