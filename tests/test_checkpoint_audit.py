@@ -104,3 +104,30 @@ def test_save_checkpoint_returning_a_dict_that_cannot_be_pickled_names_the_part(
     assert "CheckpointError" in t.error and "SavesALock.save_checkpoint()" in t.error, t.error
     assert "['guard'] (_thread.lock)" in t.error, t.error
     assert t.checkpoint.iteration == 1  # the last good checkpoint stays
+
+
+@pytest.mark.parametrize("frequency", [0.5, -2, "5", True])
+def test_a_checkpoint_frequency_that_is_not_a_count_is_refused_before_anything_runs(results_dir, frequency):
+    # was: 0.5 and -2 ran with no checkpoint at all, "5" checkpointed every 5, True every iteration, silently
+    class Every(_Note):
+        checkpoint_frequency = frequency
+
+    with pytest.raises(ts.ConfigError, match=r"Every\.checkpoint_frequency must be a whole number of iterations "
+                                             r"\(0: none\), got " + repr(frequency).replace(".", r"\.")):
+        ts.run(Every, metric="loss", mode="min", verbose=0)
+    assert not results_dir.exists() or os.listdir(results_dir) == []  # refused before an experiment is made
+
+
+class SetsItsFrequency(_Note):
+    def setup(self, config):
+        super().setup(config)
+        self.checkpoint_frequency = config["every"]
+
+
+@pytest.mark.timeout(120)
+def test_a_checkpoint_frequency_set_in_setup_is_checked_in_the_trial(results_dir):
+    result = ts.run(SetsItsFrequency, {"every": 1.5}, metric="loss", mode="min", max_failures=2, verbose=0)
+    t = result.trials[0]
+    assert t.status == ts.TrialStatus.ERROR, t.error
+    assert "ConfigError: SetsItsFrequency.checkpoint_frequency must be a whole number" in t.error, t.error
+    assert _setups(result, t) == 1  # not retried

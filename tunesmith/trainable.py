@@ -123,7 +123,7 @@ class _TrainableFunction:
             if s.restore is not None:
                 obj.load_checkpoint(_restored(s.restore, f"{self.cls.__name__}.load_checkpoint"))
             _return_at_done(s)
-            frequency = int(getattr(obj, "checkpoint_frequency", 0) or 0)
+            frequency = _frequency(type(obj), getattr(obj, "checkpoint_frequency", 0))  # (setup may have set it)
             at_end = bool(getattr(obj, "checkpoint_at_end", False))
             limit = getattr(s.stop_rules, "max_iteration", None)  # stop={"training_iteration": n}
             # counted here, not read from the session: a rank above 0 stores no result, so its session's count
@@ -328,12 +328,28 @@ def as_function(fn: Any) -> Any:
         if fn.step is Trainable.step:
             raise ConfigError(f"{fn.__qualname__} subclasses tunesmith.Trainable but does not define step(): "
                               f"define step(self) -> dict of metrics")
+        _frequency(fn, getattr(fn, "checkpoint_frequency", 0))
         return _TrainableFunction(fn)
     bases = ", ".join(f"{b.__module__}.{b.__qualname__}" for b in fn.__mro__[1:-1]) or "object"
     raise ConfigError(f"fn {fn.__qualname__!r} is a class (bases: {bases}), not a training function or a "
                       f"tunesmith.Trainable subclass: a Ray Tune Trainable becomes `class {fn.__qualname__}"
                       f"(tunesmith.Trainable)` with setup/step/save_checkpoint/load_checkpoint, or a function "
                       f"fn(config) that calls tunesmith.report")
+
+
+def _frequency(cls: type, value: Any) -> int:
+    """``checkpoint_frequency`` of the Trainable class ``cls`` as an int: a whole number of iterations, 0 or more (a
+    numpy integer too).
+
+    Raises:
+        ConfigError: anything else (``0.5`` or ``-2`` would checkpoint never, ``"5"`` or ``True`` not as meant).
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ConfigError(f"{cls.__name__}.checkpoint_frequency must be a whole number of iterations (0: none), got "
+                          f"{value!r}")
+    return int(value)
 
 
 _DONE = ("done", True)  # the stop rule {"done": True}, as StopRules keeps it
