@@ -131,3 +131,24 @@ def test_a_checkpoint_frequency_set_in_setup_is_checked_in_the_trial(results_dir
     assert t.status == ts.TrialStatus.ERROR, t.error
     assert "ConfigError: SetsItsFrequency.checkpoint_frequency must be a whole number" in t.error, t.error
     assert _setups(result, t) == 1  # not retried
+
+
+class SavesADict(_Note):
+    checkpoint_frequency = 1
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"n": self.n}
+
+
+@pytest.mark.timeout(120)
+def test_the_dict_a_trainable_saved_is_what_its_checkpoint_loads(results_dir):
+    # was: CheckpointError '... holds no state.pkl: it was made with from_dir; use as_dir()' (the user never called
+    # from_dir), leaving them to unpickle _dict_checkpoint.pkl by hand, unchecked
+    result = ts.run(SavesADict, metric="loss", mode="min", verbose=0)
+    assert result.best.checkpoint.load() == {"n": 3}
+    assert result.trials[0].checkpoint.load() == {"n": 3}
+    path = result.best.checkpoint.path
+    with open(os.path.join(path, "_dict_checkpoint.pkl"), "r+b") as f:  # damaged since written: never unpickled
+        f.write(b"X")
+    with pytest.raises(ck.CheckpointError, match="does not match its checksum"):
+        ts.Checkpoint(path).load()

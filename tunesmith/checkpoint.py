@@ -32,6 +32,7 @@ from tunesmith import _signing
 
 MANIFEST = "manifest.json"
 STATE_FILE = "state.pkl"
+DICT_FILE = "_dict_checkpoint.pkl"  # the dict a Trainable's save_checkpoint returned (Ray Tune's name for it)
 _MISSING = object()
 
 
@@ -86,7 +87,8 @@ class Checkpoint:
         return self._path
 
     def load(self, *, trust_foreign_pickle: bool = False) -> Any:
-        """The state given to :meth:`from_state`; for a folder checkpoint, the unpickled ``state.pkl``.
+        """The state given to :meth:`from_state`; for a folder checkpoint, the unpickled ``state.pkl`` (or the dict a
+        ``Trainable``'s ``save_checkpoint`` returned).
 
         Args:
             trust_foreign_pickle: also unpickle a ``state.pkl`` whose manifest this user's key did not sign
@@ -111,13 +113,16 @@ class Checkpoint:
         assert self._path is not None
         if not os.path.isdir(folder):
             raise CheckpointError(f"checkpoint folder {self._path} does not exist (deleted or moved)")
-        state_file = os.path.join(folder, STATE_FILE)
-        if not os.path.lexists(state_file):
-            raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir; use as_dir()")
+        # from_state's pickle, else the dict a Trainable's save_checkpoint returned (checked the same way)
+        name = next((n for n in (STATE_FILE, DICT_FILE) if os.path.lexists(os.path.join(folder, n))), None)
+        if name is None:
+            raise CheckpointError(f"{self._path} holds no {STATE_FILE}: it was made with from_dir (or by a Trainable's "
+                                  "save_checkpoint that returned no dict); use as_dir()")
+        state_file = os.path.join(folder, name)
         manifest = verify(folder)  # never unpickle a file that changed since it was written
-        if STATE_FILE not in manifest.get("files", {}) and not trust_foreign_pickle:  # nothing vouches for it
+        if name not in manifest.get("files", {}) and not trust_foreign_pickle:  # nothing vouches for it
             raise CheckpointError(
-                f"refusing to unpickle the checkpoint {self._path}: its {MANIFEST} does not list {STATE_FILE} (a "
+                f"refusing to unpickle the checkpoint {self._path}: its {MANIFEST} does not list {name} (a "
                 f"file added after the checkpoint was written). Unpickling runs any code its author chose. If you "
                 "trust where it came from: Checkpoint.load(trust_foreign_pickle=True)")
         why = _signing.check(manifest)
@@ -131,9 +136,9 @@ class Checkpoint:
         import cloudpickle  # noqa: F401  (pickles made with cloudpickle may need it importable)
 
         try:  # (opened as verify() opens a file: never through a link, not a FIFO)
-            f = _open_regular(state_file, folder, STATE_FILE)
+            f = _open_regular(state_file, folder, name)
         except OSError as e:
-            raise CheckpointError(f"checkpoint {self._path}: {STATE_FILE} unreadable (a symbolic link is not "
+            raise CheckpointError(f"checkpoint {self._path}: {name} unreadable (a symbolic link is not "
                                   f"followed): {e}") from e
         with f:
             return pickle.load(f)

@@ -19,6 +19,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from tunesmith._errors import ConfigError
+from tunesmith.checkpoint import DICT_FILE  # what save_checkpoint's returned dict is stored as in the folder
 
 if TYPE_CHECKING:
     from tunesmith._stop import StopRules
@@ -100,8 +101,6 @@ class Trainable:
 _kept: list[tuple[type[Trainable], int, str, Trainable, str | None]] = []
 _exit_hook: list[int] = []  # the process that registered _cleanup_at_exit (a forked worker registers its own)
 
-# What save_checkpoint's returned dict is stored as in the checkpoint folder (Ray Tune's name for it)
-DICT_FILE = "_dict_checkpoint.pkl"
 
 
 class _TrainableFunction:
