@@ -152,3 +152,32 @@ def test_the_dict_a_trainable_saved_is_what_its_checkpoint_loads(results_dir):
         f.write(b"X")
     with pytest.raises(ck.CheckpointError, match="does not match its checksum"):
         ts.Checkpoint(path).load()
+
+
+def _accuracy_rises_then_falls(config):
+    for i, acc in enumerate([0.5, 0.9, 0.8, 0.6, 0.3]):
+        ts.report({"loss": 1.0 - acc, "accuracy": acc}, checkpoint=ts.Checkpoint.from_state(i))
+
+
+def _kept_states(result):
+    (trial,) = result.trials
+    return sorted(c.load() for c in (ts.Checkpoint(p) for _it, p in result._store.checkpoints(trial.id)))
+
+
+def test_keep_by_a_metric_the_run_does_not_optimise_needs_its_direction(results_dir):
+    """``keep_by`` ranked checkpoints in the direction of ``run``'s ``mode``: with ``metric="loss", mode="min"``,
+    ``keep_by="accuracy"`` kept the lowest accuracies and deleted the best checkpoints. Now a metric other than the
+    run's must come with its direction, ``keep_by=("accuracy", "max")``; refused before anything is created."""
+    with pytest.raises(ts.ConfigError, match=r"keep_by='accuracy' is not a metric the run optimises.*"
+                                             r"keep_by=\('accuracy', 'max'\) or \('accuracy', 'min'\)"):
+        ts.run(_accuracy_rises_then_falls, metric="loss", mode="min", keep=2, keep_by="accuracy", name="k0",
+               verbose=0)
+    assert not (results_dir / "k0").exists()
+    result = ts.run(_accuracy_rises_then_falls, metric="loss", mode="min", keep=2, keep_by=("accuracy", "max"),
+                    name="k1", verbose=0)
+    assert _kept_states(result) == [1, 2, 4]  # the best two by accuracy (0.9, 0.8), and the latest
+    result = ts.run(_accuracy_rises_then_falls, metric="loss", mode="min", keep=2, keep_by="loss", name="k2",
+                    verbose=0)
+    assert _kept_states(result) == [1, 2, 4]  # the run's own metric: its mode, as before
+    with pytest.raises(ts.ConfigError, match=r"keep_by: expected a metric name or \(name, 'min'\|'max'\)"):
+        ts.run(_accuracy_rises_then_falls, keep=2, keep_by=("accuracy", "up"), name="k3", verbose=0)

@@ -114,11 +114,11 @@ def test_a_stop_key_no_trial_reports_is_warned_about_once(results_dir, caplog):
 def test_a_keep_by_the_trials_do_not_report_fails_the_experiment_naming_it(results_dir):
     with pytest.raises(ts.ConfigError, match=r"keep_by='accuracy' is not in the result of trial_\d+ that carries a "
                                              r"checkpoint \(it reported: loss, training_iteration, x\)"):
-        ts.run(three_results, {}, metric="loss", mode="min", keep=1, keep_by="accuracy", verbose=0)
+        ts.run(three_results, {}, metric="loss", mode="min", keep=1, keep_by=("accuracy", "max"), verbose=0)
 
 
 def test_a_keep_by_the_trials_report_ranks_checkpoints(results_dir):
-    result = ts.run(three_results, {}, metric="loss", mode="min", keep=1, keep_by="x", verbose=0)
+    result = ts.run(three_results, {}, metric="loss", mode="min", keep=1, keep_by=("x", "min"), verbose=0)
     assert result.trials[0].status is ts.TrialStatus.TERMINATED
 
 

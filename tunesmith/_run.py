@@ -66,14 +66,26 @@ def _setup_done() -> None:
         gc.enable()
 
 
-def _keep_by_mode(keep_by: Any, objective: Objective) -> Any:
-    """The mode that ranks checkpoints by ``keep_by``: with several metrics, that of ``keep_by`` among them."""
-    if not objective.is_multi:
-        return objective.mode
-    if keep_by is not None and keep_by not in objective.names:
-        raise ConfigError(f"keep_by={keep_by!r}: with several metrics, keep_by must be one of {objective.metric!r} "
-                          f"(its mode ranks the checkpoints)")
-    return objective.mode_of(keep_by) if keep_by is not None else None
+def _keep_by(keep_by: Any, objective: Objective) -> tuple[Any, Any]:
+    """``keep_by`` as (the metric ranking checkpoints, its mode): a metric the run optimises takes its mode; another
+    comes with its own, ``("accuracy", "max")`` (ranked in the run's mode it kept the worst checkpoints).
+
+    Raises:
+        ConfigError: a metric the run does not optimise without its direction, or a malformed pair.
+    """
+    if keep_by is None:
+        return None, None
+    if isinstance(keep_by, (list, tuple)):  # (name, mode); a list once stored in the spec (a resume)
+        if len(keep_by) != 2 or not isinstance(keep_by[0], str) or not keep_by[0] or keep_by[1] not in ("min", "max"):
+            raise ConfigError(f"keep_by: expected a metric name or (name, 'min'|'max'), got {keep_by!r}")
+        return keep_by[0], keep_by[1]
+    if not isinstance(keep_by, str) or not keep_by:
+        raise ConfigError(f"keep_by: expected a metric name or (name, 'min'|'max'), got {keep_by!r}")
+    if keep_by not in objective.names:
+        raise ConfigError(f"keep_by={keep_by!r} is not a metric the run optimises ({objective.metric!r}), so the "
+                          f"direction that makes a checkpoint better is unknown: give it, keep_by=({keep_by!r}, "
+                          f"'max') or ({keep_by!r}, 'min')")
+    return keep_by, objective.mode_of(keep_by)
 
 
 def _not_a_plain_function(fn: Any) -> str | None:
@@ -146,7 +158,7 @@ def run(
     resume: bool = False,
     restart_errored: str | None = None,
     keep: int | None = None,
-    keep_by: str | None = None,
+    keep_by: str | tuple[str, str] | None = None,
     trial_time_limit_s: float | None = None,
     chdir_to_trial_dir: bool = True,
     dashboard: bool | dict[str, Any] = False,
@@ -223,9 +235,10 @@ def run(
             continue from their replayed state. Pass the same ``fn`` and ``space``.
         keep: checkpoints kept per trial (default all). A trial's latest checkpoint, and one another trial
             still needs (PBT), are never deleted.
-        keep_by: keep the ``keep`` best checkpoints by this metric (in the direction of ``mode``) instead of
-            the latest ones. The first result with a checkpoint must hold it (else a ``ConfigError``, or a warning
-            without ``strict_metric_checking``).
+        keep_by: keep the ``keep`` best checkpoints by this metric instead of the latest ones: a metric the run
+            optimises (ranked in its ``mode``), or any other with its direction, ``("accuracy", "max")``. The first
+            result with a checkpoint must hold it (else a ``ConfigError``, or a warning without
+            ``strict_metric_checking``).
         restart_errored: on resume, ``"restart"`` runs ERROR trials again from scratch, ``"resume"``
             continues them from their latest checkpoint; ``None`` leaves them as they are.
         trial_time_limit_s: wall-clock seconds a trial may run (counted from each start: a restart or resume
@@ -322,7 +335,8 @@ def run(
         raise ConfigError(f"restart_errored must be None, 'restart' or 'resume', got {restart_errored!r}")
     if resume and name is None:
         raise ConfigError("resume=True needs the name of the experiment to resume")
-    retention = Retention(keep, keep_by, _keep_by_mode(keep_by, objective))
+    keep_metric, keep_mode = _keep_by(keep_by, objective)
+    retention = Retention(keep, keep_metric, keep_mode)
     resources_fn = resources if callable(resources) else None
     per_trial = normalize(None if resources_fn is not None else resources)
     from tunesmith import _ranks
@@ -334,7 +348,7 @@ def run(
         raise ConfigError(f"constraints must be a function fn(result) -> list of floats (<= 0 feasible), got "
                           f"{type(constraints).__name__}")
     warm_dirs = _warm_start_dirs(warm_start, storage_path)
-    stop_rules = StopRules(stop, objective, keep_by=keep_by)
+    stop_rules = StopRules(stop, objective, keep_by=keep_metric)
     from tunesmith.dashboard import check_run_option
 
     board_options = check_run_option(dashboard)  # the dashboard's options too, before anything is written
