@@ -201,12 +201,13 @@ class Rates(pl.Callback):
 
 
 def fit_by_hand(module, epochs, ckpt_path=None):
-    """``trainer.fit`` outside a trial with the bridge's callback (no validation: nothing to report)."""
+    """``trainer.fit`` outside a trial with the bridge's callback (no validation is due: nothing to report; a fit
+    without validation reports each epoch)."""
     rates = Rates()
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[ReportCallback(), rates])
-    trainer.fit(module, loaders()[0], ckpt_path=ckpt_path)
+                         check_val_every_n_epoch=100, callbacks=[ReportCallback(), rates])
+    trainer.fit(module, *loaders(), ckpt_path=ckpt_path)
     return trainer, rates
 
 
@@ -245,12 +246,68 @@ def test_a_scheduled_learning_rate_keeps_its_progress_scaled_by_the_new_config(t
     assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == pytest.approx([0.08])
 
 
+class Epochs(MLP):
+    """Logs the epoch from training (aggregated over the epoch, as ``on_epoch=True`` metrics are) and from
+    validation, so a report shows which epoch each of its metrics came from."""
+
+    def training_step(self, batch, batch_idx):
+        self.log("train_epoch", float(self.current_epoch), on_epoch=True, on_step=False)
+        return super().training_step(batch, batch_idx)
+
+
+def train_epochs(config):
+    trainer = pl.Trainer(max_epochs=config["epochs"], accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[ReportCallback(config.get("metrics"))], **config["trainer"])
+    train_loader, val_loader = loaders()
+    trainer.fit(Epochs(), train_loader, val_loader)
+
+
+@pytest.mark.parametrize("trainer", [{}, {"check_val_every_n_epoch": 2}])
+def test_a_report_holds_the_training_metrics_of_its_own_epoch(trainer):
+    """A validation at an epoch's end is reported with that epoch's training metrics (``on_epoch=True``), which
+    Lightning computes only after the validation: they were reported one epoch late (the first report had none,
+    and ``metrics=["train_loss"]`` failed as 'not logged')."""
+    result = ts.run(train_epochs, space={"epochs": 4, "trainer": trainer}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    history = result.history(trial.id)
+    validated = [1, 3] if trainer else [0, 1, 2, 3]
+    assert [r["epoch_seen"] for r in history] == validated
+    assert [r["train_epoch"] for r in history] == validated
+    result = ts.run(train_epochs, space={"epochs": 2, "trainer": trainer, "metrics": ["train_loss"]}, verbose=0)
+    assert result.trials[0].status == ts.TrialStatus.TERMINATED, result.trials[0].error
+
+
+def test_a_validation_within_an_epoch_is_reported_when_it_ends():
+    """``val_check_interval=2`` (of 4 batches): two validations an epoch, each one report; the one at the epoch's
+    end holds that epoch's training metrics."""
+    result = ts.run(train_epochs, space={"epochs": 2, "trainer": {"val_check_interval": 2}}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    history = result.history(trial.id)
+    assert [r["epoch_seen"] for r in history] == [0, 0, 1, 1]
+    assert [r.get("train_epoch") for r in history[1::2]] == [0, 1]
+
+
+def test_a_fit_that_never_validates_reports_each_training_epoch():
+    """``limit_val_batches=0``: no validation end ever came, and the trial ended with no result, silently."""
+    result = ts.run(train_epochs, space={"epochs": 3, "trainer": {"limit_val_batches": 0}}, metric="train_loss",
+                    mode="min", verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    history = result.history(trial.id)
+    assert [r["train_epoch"] for r in history] == [0, 1, 2]
+    assert all("val_loss" not in r for r in history)
+    assert trial.checkpoint is not None
+
+
 def test_a_metric_never_logged_is_one_clear_error():
     result = ts.run(train, space={"lr": 0.05, "metrics": ["val_los"]}, verbose=0)
     trial = result.trials[0]
     assert trial.status == ts.TrialStatus.ERROR
     assert ("lightning.ReportCallback(metrics=...): metric 'val_los' was not logged; the framework logged: "
-            "epoch_seen, val_loss") in trial.error
+            "epoch_seen, train_loss, val_loss") in trial.error
     assert result.history(trial.id) == []
 
 

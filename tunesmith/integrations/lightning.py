@@ -41,8 +41,12 @@ _Base: Any = _pl.Callback  # the library's callback class, known only at run tim
 
 
 class ReportCallback(_Base):
-    """Reports the chosen logged metrics (``trainer.callback_metrics``) at the end of each validation run
-    (sanity checks excepted): one ``training_iteration`` per validation.
+    """Reports the chosen logged metrics (``trainer.callback_metrics``) once per validation run (sanity checks
+    excepted): one ``training_iteration`` per validation. A validation that ends an epoch is reported at that
+    epoch's end (``on_train_epoch_end``), with the epoch's training metrics (``on_epoch=True``), which Lightning
+    computes after the validation; one within an epoch (``val_check_interval``) at its own end, where those are
+    the previous epoch's. A fit that never validates (``limit_val_batches=0``, no validation loader) reports at
+    each training epoch's end.
 
     Args:
         metrics: None (every scalar logged metric, under its logged name), a name, a list of names, or a dict
@@ -70,10 +74,13 @@ class ReportCallback(_Base):
     def __init__(self, metrics: str | Sequence[str] | Mapping[str, str] | None = None,
                  checkpoint: bool = True) -> None:
         super().__init__()
-        self._picker = MetricPicker(metrics, "lightning.ReportCallback")
+        self._picker = MetricPicker(metrics, "lightning.ReportCallback",
+                                    "a metric logged in the LightningModule's on_train_epoch_end is seen one report "
+                                    "later: log it in training_step with on_epoch=True, or in a validation hook")
         self._checkpoint = bool(checkpoint)
         self._configured: list[list[dict[str, Any]]] | None = None  # param groups' values from configure_optimizers
         self._restored: list[list[dict[str, Any]]] | None = None  # the same, of the run that saved the checkpoint
+        self._epoch_end_validated = False  # this epoch ended with a validation, reported at on_train_epoch_end
 
     def state_dict(self) -> dict[str, Any]:
         return {"configured": self._configured} if self._configured is not None else {}
@@ -84,6 +91,7 @@ class ReportCallback(_Base):
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         # configure_optimizers ran (with the trial's current config); the checkpoint's optimizer state is not
         # restored yet
+        self._epoch_end_validated = False
         self._configured = [[_hyperparameters(group) for group in opt.param_groups] for opt in trainer.optimizers]
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -94,6 +102,20 @@ class ReportCallback(_Base):
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return
+        if trainer.state.fn == "fit" and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            # the validation that ends an epoch: Lightning computes the epoch's training metrics (on_epoch=True)
+            # only after it, so they would be reported one epoch late; reported at the epoch's end instead
+            self._epoch_end_validated = True
+            return
+        self._report(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        # a fit without validation (limit_val_batches=0, no val_dataloaders) reports each training epoch
+        if self._epoch_end_validated or not trainer.enable_validation:
+            self._epoch_end_validated = False
+            self._report(trainer)
+
+    def _report(self, trainer: Any) -> None:
         if session.should_stop():  # e.g. a second validation in the epoch after a stop: nothing to store
             trainer.should_stop = True
             return
