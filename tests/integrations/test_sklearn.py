@@ -15,6 +15,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -252,6 +254,27 @@ def test_multi_metric_scoring_is_refused_before_any_trial_runs(scoring, results_
                                              f"got {type(scoring).__name__}"):
         search.fit(X, y)
     assert not results_dir.exists()  # no experiment was started
+
+
+def test_a_space_key_that_is_no_parameter_of_the_estimator_is_refused_before_any_trial_runs(results_dir):
+    """A typo in a pipeline's step name failed every trial in set_params, and fit then raised 'none of the N
+    candidates got a score' with a trial's traceback as its message."""
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    search = TuneSearchCV(pipe, {"logisticregresion__C": ts.loguniform(0.1, 10)}, n_trials=2, cv=2)
+    with pytest.raises(ts.ConfigError, match=r"TuneSearchCV\(space=\.\.\.\): 'logisticregresion__C' is not a "
+                                             r"parameter of Pipeline; its parameters: .*'logisticregression__C'"):
+        search.fit(X, y)
+    assert not results_dir.exists()  # no experiment was started
+
+
+def test_multi_metric_scoring_with_refit_naming_a_metric_is_refused_for_its_scoring(results_dir):
+    """GridSearchCV's multi-metric form (``refit`` naming the metric to refit on) is refused for what is not
+    supported, its ``scoring``: the ``refit`` check came first and said only that refit must be True or False."""
+    search = TuneSearchCV(LogisticRegression(), {"C": ts.loguniform(0.1, 10)}, n_trials=2, cv=2,
+                          scoring={"acc": "accuracy", "f1": "f1"}, refit="acc")
+    with pytest.raises(ts.ConfigError, match=r"TuneSearchCV\(scoring=\.\.\.\).*multi-metric scoring is not supported"):
+        search.fit(X, y)
+    assert not results_dir.exists()
 
 
 # Checks that do not apply to TuneSearchCV, and why:

@@ -162,12 +162,20 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"TuneSearchCV({name}=...) must be a positive integer, got {value!r}")
-        if not isinstance(self.refit, bool):
-            raise ConfigError(f"TuneSearchCV(refit=...) must be True or False, got {self.refit!r}")
+        # scoring first: a GridSearchCV-style multi-metric search (refit naming a metric) is refused for its scoring
         if self.scoring is not None and not isinstance(self.scoring, str) and not callable(self.scoring):
             raise ConfigError(f"TuneSearchCV(scoring=...) must be one metric: None (the estimator's score), a scorer "
                               f"name or a callable scorer(estimator, X, y); got {type(self.scoring).__name__} "
                               f"{self.scoring!r} (multi-metric scoring is not supported)")
+        if not isinstance(self.refit, bool):
+            raise ConfigError(f"TuneSearchCV(refit=...) must be True or False, got {self.refit!r}")
+        # a key set_params would refuse fails every trial alike: refused here, before any trial runs
+        params = self.estimator.get_params(deep=True)
+        for key in self.space:
+            # "step__param" is also settable where the space itself sets "step" (another estimator)
+            if key not in params and key.rpartition("__")[0] not in self.space:
+                raise ConfigError(f"TuneSearchCV(space=...): {key!r} is not a parameter of "
+                                  f"{type(self.estimator).__name__}; its parameters: {sorted(params)}")
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
