@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from accelerate.state import GradientState  # noqa: E402
-from transformers.trainer_utils import BestRun, SchedulerType  # noqa: E402
+from transformers.trainer_utils import BestRun, HPSearchBackend, SchedulerType  # noqa: E402
 
 import tunesmith as ts  # noqa: E402
 from tunesmith.integrations.transformers import (  # noqa: E402
@@ -230,6 +230,23 @@ def test_hyperparameter_search_needs_model_init():
     trainer.model_init = None
     with pytest.raises(ts.ConfigError, match="needs a model_init"):
         hyperparameter_search(trainer, {"learning_rate": ts.uniform(0, 1)}, n_trials=1)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_trials": 0}, r"hyperparameter_search\(n_trials=\.\.\.\): expected a positive number of trials.*got 0"),
+    ({"hp_space": lambda trial: {}}, r"hyperparameter_search\(hp_space=\.\.\.\): Transformers' .*pass a tunesmith "
+                                     r"search space as space="),
+    ({"hp_name": lambda trial: "x"}, r"hyperparameter_search\(hp_name=\.\.\.\): Transformers' .*"),
+    ({"backend": HPSearchBackend.WANDB}, r"hyperparameter_search\(backend='wandb'\): Transformers' search backends"),
+    ({"backend": "optuna"}, r"hyperparameter_search\(backend='optuna'\): Transformers' search backends do not apply.*"
+                            r"'local', 'ray'"),
+])
+def test_transformers_own_arguments_and_a_bad_n_trials_are_refused_by_their_names(kwargs, match):
+    """A Transformers user switching keeps ``Trainer.hyperparameter_search``'s arguments: they reached ``ts.run``
+    ('run() got an unexpected keyword argument 'hp_space'', 'backend must be 'local', 'ray'...', 'num_samples must
+    be a positive integer')."""
+    with pytest.raises(ts.ConfigError, match=match):
+        hyperparameter_search(make_trainer(), {"learning_rate": ts.uniform(1e-4, 1e-3)}, **{"n_trials": 1, **kwargs})
 
 
 def test_importing_without_transformers_says_which_extra():

@@ -289,6 +289,20 @@ def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 2
     if not isinstance(space, dict):
         raise ConfigError(f"hyperparameter_search(space=...): expected a tunesmith search space (a dict), got "
                           f"{type(space).__name__}")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or not (n_trials > 0 or n_trials == -1):
+        raise ConfigError(f"hyperparameter_search(n_trials=...): expected a positive number of trials (or -1: as many "
+                          f"as the searcher gives), got {n_trials!r}")
+    for key in ("hp_space", "hp_name"):  # Trainer.hyperparameter_search's own, for Optuna/Ray trials
+        if key in run_kwargs:
+            raise ConfigError(f"hyperparameter_search({key}=...): Transformers' {key} (a function of an Optuna or Ray "
+                              f"trial) has no use here: pass a tunesmith search space as space= (a dict, e.g. "
+                              f"{{'learning_rate': ts.loguniform(1e-5, 1e-3)}}); trials are named by tunesmith")
+    backend = run_kwargs.get("backend")
+    backend = backend.value if isinstance(backend, enum.Enum) else backend  # HPSearchBackend.OPTUNA, say
+    if isinstance(backend, str) and backend in {b.value for b in _utils.HPSearchBackend} - {"ray"}:
+        raise ConfigError(f"hyperparameter_search(backend={backend!r}): Transformers' search backends do not apply "
+                          f"(tunesmith runs the search); backend= is tunesmith.run's: 'local', 'ray' or a backend "
+                          f"such as tunesmith.RayBackend(address='auto')")
     for key in ("metric", "mode", "num_samples", "space"):
         if key in run_kwargs:
             raise ConfigError(f"hyperparameter_search(): {key}= is set from the arguments (objective, direction, "
