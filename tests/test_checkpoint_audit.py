@@ -181,3 +181,23 @@ def test_keep_by_a_metric_the_run_does_not_optimise_needs_its_direction(results_
     assert _kept_states(result) == [1, 2, 4]  # the run's own metric: its mode, as before
     with pytest.raises(ts.ConfigError, match=r"keep_by: expected a metric name or \(name, 'min'\|'max'\)"):
         ts.run(_accuracy_rises_then_falls, keep=2, keep_by=("accuracy", "up"), name="k3", verbose=0)
+
+
+def _from_dir_then_chdir(config):
+    os.makedirs("ckpt", exist_ok=True)
+    with open(os.path.join("ckpt", "weights.txt"), "w") as f:
+        f.write("w1")
+    checkpoint = ts.Checkpoint.from_dir("ckpt")  # relative to the trial's folder, where the trial runs
+    os.makedirs("elsewhere", exist_ok=True)
+    os.chdir("elsewhere")  # a library changing the working folder between the two lines
+    ts.report({"loss": 1.0}, checkpoint=checkpoint)
+
+
+def test_from_dir_of_a_relative_path_means_the_folder_it_named_when_made(results_dir):
+    """``from_dir("ckpt")`` kept the path relative: after a change of working folder, ``report()`` looked for
+    ``ckpt`` in the new one (it said the folder was gone, or copied another folder of that name)."""
+    result = ts.run(_from_dir_then_chdir, name="rel", verbose=0)
+    (trial,) = result.trials
+    assert trial.status is ts.TrialStatus.TERMINATED, trial.error
+    with open(os.path.join(trial.checkpoint.as_dir(), "weights.txt")) as f:
+        assert f.read() == "w1"

@@ -74,11 +74,12 @@ class Checkpoint:
         ``checkpoints/``) is left out wherever met, so ``from_dir(".")`` in a trial copies the trial's own files
         and not its earlier checkpoints. ``report()`` raises ``CheckpointError``, naming the entry and why, for
         what cannot be copied faithfully: a folder gone by then, a link to nothing, a loop of links or folders, a
-        FIFO, a socket or a device, a top-level ``manifest.json`` of yours."""
+        FIFO, a socket or a device, a top-level ``manifest.json`` of yours. A relative ``path`` is the folder it
+        names now (made absolute: a later change of working folder does not change which folder it is)."""
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise ValueError(f"Checkpoint.from_dir: {path!r} is not a folder")
-        return cls(path)
+        return cls(os.path.abspath(path))
 
     @property
     def path(self) -> str | None:
