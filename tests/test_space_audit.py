@@ -153,3 +153,35 @@ def test_repeat_leaves_a_space_seed_alone_and_numbers_repeats_under_repeat_index
     configs = [searcher.suggest(i) for i in range(2)]
     assert [c["repeat_index"] for c in configs] == [0, 1]  # type: ignore[index]
     assert configs[0]["seed"] == configs[1]["seed"] in (5, 6)  # type: ignore[index]
+
+
+def _pbt_trial(config):
+    for i in range(4):
+        ts.report({"loss": config.get("learning_rate", 0.5) / (i + 1)})
+
+
+@pytest.mark.parametrize("scheduler", [
+    lambda: ts.PBT(perturbation_interval=2, hyperparam_mutations={"lr": ts.uniform(0, 1)}),
+    lambda: ts.PBT(perturbation_interval=2, hyperparam_mutations={"opt": {"lr": [0.1, 0.2]}}),
+    lambda: ts.PB2(perturbation_interval=2, hyperparam_bounds={"lr": [0.0, 1.0]}),
+])
+def test_a_pbt_mutation_of_a_key_the_space_does_not_have_is_refused_naming_it(results_dir, scheduler):
+    """``hyperparam_mutations={"lr": ...}`` over a space whose key is ``learning_rate`` (a typo, or a renamed key):
+    exploited trials got a new ``lr`` nothing read, and ``learning_rate`` was only copied, never explored. Refused
+    before anything is created, naming the key and the space's keys."""
+    space = {"learning_rate": ts.uniform(0.1, 1.0), "opt": ts.choice([{"kind": "sgd", "momentum": 0.9},
+                                                                      {"kind": "adam"}])}
+    with pytest.raises(ts.ConfigError, match=r"(mutations|bounds)\['(lr|opt/lr)'\] is not a key of the space "
+                                             r"\(its keys: learning_rate, opt, opt/kind, opt/momentum\)"):
+        ts.run(_pbt_trial, space, metric="loss", mode="min", num_samples=2, scheduler=scheduler(), name="typo",
+               verbose=0)
+    assert not (results_dir / "typo").exists()
+
+
+def test_pbt_mutations_of_keys_the_space_has_run(results_dir):
+    """Constants, keys inside a choice of dicts and whole nested dicts are keys of the space."""
+    space = {"learning_rate": 0.5, "opt": ts.choice([{"kind": "sgd", "momentum": 0.9}, {"kind": "adam"}])}
+    scheduler = ts.PBT(perturbation_interval=2, hyperparam_mutations={"learning_rate": ts.uniform(0.1, 1.0),
+                                                                      "opt/momentum": [0.8, 0.9]})
+    result = ts.run(_pbt_trial, space, metric="loss", mode="min", num_samples=2, scheduler=scheduler, verbose=0)
+    assert {t.status for t in result.trials} == {ts.TrialStatus.TERMINATED}

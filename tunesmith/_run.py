@@ -66,6 +66,34 @@ def _setup_done() -> None:
         gc.enable()
 
 
+def _check_mutated_keys(scheduler: Scheduler, space: Any) -> None:
+    """Each key a scheduler mutates (PBT, PB2) must be a key of ``space`` (when it is a dict): a constant, a
+    domain, a key of a nested dict or of a choice's dict options. Else a ConfigError naming it: a typo (``lr`` for
+    ``learning_rate``) gave exploited trials a new key nothing read, and left the real one unexplored. Skipped
+    without a space (a define-by-run or a searcher of your own makes the keys)."""
+    if not isinstance(space, dict) or not space:
+        return
+    from tunesmith.space import Choice, Grid
+
+    keys: set[tuple[str, ...]] = set()
+    stack: list[tuple[tuple[str, ...], Any]] = [((), space)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                keys.add((*path, str(key)))
+                stack.append(((*path, str(key)), value))
+        elif isinstance(node, (Choice, Grid)):  # a choice of dicts: their keys are under the choice's
+            stack.extend((path, option) for option in (node.options if isinstance(node, Choice) else node.values)
+                         if isinstance(option, dict))
+    for path, where in scheduler.mutated_keys():
+        if tuple(path) not in keys:
+            shown = sorted("/".join(k) for k in keys)
+            raise ConfigError(f"{where} is not a key of the space (its keys: {', '.join(shown[:30])}"
+                              f"{', ...' if len(shown) > 30 else ''}): a trial's config would get it only once "
+                              f"exploited, and nothing of the space would be explored under it")
+
+
 def _keep_by(keep_by: Any, objective: Objective) -> tuple[Any, Any]:
     """``keep_by`` as (the metric ranking checkpoints, its mode): a metric the run optimises takes its mode; another
     comes with its own, ``("accuracy", "max")`` (ranked in the run's mode it kept the worst checkpoints).
@@ -373,6 +401,7 @@ def run(
     # the objective's run form, a name or a list
     searcher.setup(space, objective.metric, objective.mode, num_samples)
     scheduler.setup(objective.metric, objective.mode)
+    _check_mutated_keys(scheduler, space)
     if warm_dirs and not resume:  # a resume's sources are known once its store is open (below)
         from tunesmith._warm_start import warm_start_searcher
 

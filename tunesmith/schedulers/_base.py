@@ -137,6 +137,12 @@ class Scheduler:
         self.metric = metric
         self.mode = mode
 
+    def mutated_keys(self) -> list[tuple[tuple[str, ...], str]]:
+        """The config keys this scheduler changes in a trial's config, once ``setup`` ran, each as (its path, how
+        the argument that names it reads: ``hyperparam_mutations['lr']``); none by default. ``run`` refuses one
+        its space does not have (a typo would go unexplored, silently)."""
+        return []
+
     def compared_metrics(self) -> tuple[str, ...]:
         """The metrics this scheduler compares trials by, once ``setup`` ran (none for FIFO). A trial's first
         result must hold them, as it must the experiment's (``strict_metric_checking``): a scheduler's own

@@ -131,6 +131,8 @@ class PB2(PBT):
         max_data: how many of the latest data points the GP is fitted to.
     """
 
+    _mutations_arg = "hyperparam_bounds"
+
     def __init__(self, perturbation_interval: float, hyperparam_bounds: dict[str, Any],
                  quantile_fraction: float = 0.25, seed: int | None = None, time_attr: str = ITERATION,
                  metric: str | None = None, mode: str | None = None, max_data: int = 400) -> None:

@@ -277,6 +277,11 @@ class PBT(Scheduler):
         # trials paused to let the others catch up, in the order they paused (ties resume the first)
         self._waiting: dict[int, None] = {}
 
+    _mutations_arg = "hyperparam_mutations"  # the argument that names the mutated keys (PB2: hyperparam_bounds)
+
+    def mutated_keys(self) -> list[tuple[tuple[str, ...], str]]:
+        return [(path, f"{self._mutations_arg}[{'/'.join(path)!r}]") for path, _spec in self._mutations]
+
     # -- hooks
 
     def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
