@@ -144,6 +144,10 @@ class Controller:
         self._stored_pending: set[int] = set()
         self._started_rows: list[TrialView] = []
         self._restarts: list[tuple[int, int]] = []  # (trial, iteration) whose later results must go
+        # a trial's failures before a resume's restart_errored ran it again: max_failures counts the retries after
+        # (``_replay``); those restarted by this run, logged (``restart_errored`` events) with their restart's row
+        self._failures_before: dict[int, int] = {}
+        self._errored_restarts: list[tuple[int, str]] = []
         # (trial, iteration, generation): PBT exploits whose trial continues as a new generation from there
         self._generations: list[tuple[int, int, int]] = []
         self._metric_seen: set[int] = set()
@@ -798,7 +802,8 @@ class Controller:
             trial.error = tb
             trial.num_failures += 1
             event = ("error", {"traceback": tb, "iteration": trial.iteration, "failure": trial.num_failures})
-            retry = (self.max_failures < 0 or trial.num_failures <= self.max_failures) and not self._stopping
+            failures = trial.num_failures - self._failures_before.get(trial.id, 0)  # since restart_errored ran it
+            retry = (self.max_failures < 0 or failures <= self.max_failures) and not self._stopping
             if retry and status == CONFIG_ERROR:  # a misconfiguration: every retry would fail the same way
                 retry = False
                 log.warning("%s failed with a ConfigError: not retried (a retry would fail the same way; fix the "
@@ -809,7 +814,7 @@ class Controller:
                 verify_before_retry(self, trial)
                 self._pending_launch.append(restart_launch(self, trial))
                 log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,
-                            trial.num_failures, "unlimited" if self.max_failures < 0 else self.max_failures,
+                            failures, "unlimited" if self.max_failures < 0 else self.max_failures,
                             trial.iteration)
                 return {"status": trial.status.value, "error": tb, "num_failures": trial.num_failures}, event
             trial.status = TrialStatus.ERROR
@@ -896,6 +901,9 @@ class Controller:
         for trial in self._started_rows:
             self.store.update_trial(db, trial.id, status=TrialStatus.RUNNING.value, start_time=trial.start_time)
         self._started_rows.clear()
+        for tid, how in self._errored_restarts:
+            self.store.log_event(db, "restart_errored", tid, {"failures": self._failures_before[tid], "how": how})
+        self._errored_restarts.clear()
         for tid, it in self._restarts:
             self.store.truncate_results(db, tid, it)
             # queued to restart (written before it starts: ``_launch``): PENDING until it starts, as a new trial

@@ -64,6 +64,8 @@ class Replayable(LaunchHost, Protocol):
     _end_reason: str | None
     _stopping: bool
     _stop_at_start: list[tuple[int, str]]
+    _failures_before: dict[int, int]
+    _errored_restarts: list[tuple[int, str]]
 
 
 def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
@@ -84,6 +86,7 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     exploits = _exploits(events)
     by_scheduler, decided_at = _pauses(events)
     dashboard_stops, dashboard_ended = _dashboard_stops(events)
+    ctl._failures_before.update(_errored_restarts(events))  # a trial's retries count from its latest restart_errored
     # each time the scheduler was told that no trial would be added (the searcher exhausted, or stalled): where it came
     # among the results and ends (after those of its instant), as what the scheduler decided next depended on it
     history.extend(_Step(at, 2, 0, 0, 0, None, None, {}, None, None) for at in _no_more_trials(events))
@@ -243,6 +246,9 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
             continue
         if trial.id in undecided:
             continue  # restarted, or not, once its results are decided
+        if final[trial.id][1] is TrialStatus.ERROR:  # restart_errored: max_failures retries again from here
+            ctl._failures_before[trial.id] = trial.num_failures
+            ctl._errored_restarts.append((trial.id, restart_errored or ""))  # stored with its restart
         trial.status = TrialStatus.PENDING
         trial.error = None
         ctl._pending_launch.append(restart_launch(ctl, trial))
@@ -301,6 +307,14 @@ def _pauses(events: list[tuple[int, float, str, int | None, Any]]) -> tuple[set[
         if isinstance(data, dict) and type(data.get("decided")) is int:
             decided[tid] = data["decided"]
     return by_scheduler, decided
+
+
+def _errored_restarts(events: list[tuple[int, float, str, int | None, Any]]) -> dict[int, int]:
+    """Each trial's failures when a resume's ``restart_errored`` last ran it again (its ``restart_errored`` events):
+    ``max_failures`` counts its retries from there. A store without them (written before) has none: all count."""
+    return {tid: data["failures"] for _seq, _when, kind, tid, data in events
+            if kind == "restart_errored" and tid is not None and isinstance(data, dict)
+            and type(data.get("failures")) is int}
 
 
 def _no_more_trials(events: list[tuple[int, float, str, int | None, Any]]) -> list[float]:

@@ -268,7 +268,8 @@ def run(
             result with a checkpoint must hold it (else a ``ConfigError``, or a warning without
             ``strict_metric_checking``).
         restart_errored: on resume, ``"restart"`` runs ERROR trials again from scratch, ``"resume"``
-            continues them from their latest checkpoint; ``None`` leaves them as they are.
+            continues them from their latest checkpoint; ``None`` leaves them as they are. A trial run again gets
+            its ``max_failures`` retries again (its ``num_failures`` still counts every failure).
         trial_time_limit_s: wall-clock seconds a trial may run (counted from each start: a restart or resume
             starts its clock again); then it is stopped, killed after the grace period if it does not end,
             and fails (retried per ``max_failures``). Catches a trial that hangs alive, which

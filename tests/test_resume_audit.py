@@ -1,0 +1,70 @@
+"""Resume off the happy path: what a user who continues experiments meets (restart_errored, the resume command)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+import tunesmith as ts
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _failing_until(marks, good_call, interrupt_at=None):
+    """A trial function that fails on its calls before ``good_call`` (counted by files in ``marks``, across
+    drivers), and on call ``interrupt_at`` reports, then Ctrl-C's this driver and waits to be stopped."""
+    driver = os.getpid()
+
+    def train(config):
+        n = len(os.listdir(marks))
+        (marks / str(n)).touch()
+        if n == interrupt_at:
+            ts.report({"loss": 2.0})
+            os.kill(driver, signal.SIGINT)
+            while True:  # a report after the stop decision raises: the trial ends PAUSED by the interruption
+                time.sleep(0.05)
+                ts.report({"loss": 2.0})
+        if n < good_call:
+            raise RuntimeError(f"transient failure on call {n}")
+        ts.report({"loss": 1.0})
+
+    return train
+
+
+def test_restart_errored_gives_a_restarted_trial_its_max_failures_again(results_dir, tmp_path):
+    # max_failures is the restarts allowed per trial: a trial restarted with restart_errored got none (its earlier
+    # failures counted against it), so one more transient failure ended it ERROR at once
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    train = _failing_until(marks, good_call=4)
+    kw = dict(metric="loss", mode="min", name="flaky", verbose=0, max_failures=1)
+    first = ts.run(train, **kw)
+    assert (first.trials[0].status, first.trials[0].num_failures) == (ts.TrialStatus.ERROR, 2)  # calls 0, 1
+    again = ts.run(train, resume=True, restart_errored="restart", **kw)
+    t = again.trials[0]
+    # call 2 fails and is retried (1 of 1 allowed since the restart), call 3 fails: ERROR again
+    assert (t.status, t.num_failures, len(os.listdir(marks))) == (ts.TrialStatus.ERROR, 4, 4)
+    # every failure stays counted and stored; a second restart gets its retry again: call 4 succeeds
+    last = ts.run(train, resume=True, restart_errored="resume", **kw)
+    t = last.trials[0]
+    assert (t.status, t.num_failures, len(os.listdir(marks))) == (ts.TrialStatus.TERMINATED, 4, 5)
+    assert [e[4]["failure"] for e in last._store.events() if e[2] == "error"] == [1, 2, 3, 4]
+
+
+def test_the_retries_a_restart_gave_last_through_an_interruption(results_dir, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # calls 0-2 fail (ERROR); restarted: call 3 fails (1 of 2 since the restart), call 4 is interrupted; resumed
+    # (no restart_errored): call 5 fails (2 of 2), call 6 succeeds
+    train = _failing_until(marks, good_call=6, interrupt_at=4)
+    kw = dict(metric="loss", mode="min", name="flaky", verbose=0, max_failures=2)
+    assert ts.run(train, **kw).trials[0].status is ts.TrialStatus.ERROR
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(train, resume=True, restart_errored="restart", **kw)
+    stopped = ts.load(str(results_dir / "flaky")).trials[0]
+    assert (stopped.status, stopped.num_failures) == (ts.TrialStatus.PAUSED, 4)
+    t = ts.run(train, resume=True, **kw).trials[0]
+    assert (t.status, t.num_failures, len(os.listdir(marks))) == (ts.TrialStatus.TERMINATED, 5, 7)
