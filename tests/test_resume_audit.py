@@ -68,3 +68,46 @@ def test_the_retries_a_restart_gave_last_through_an_interruption(results_dir, tm
     assert (stopped.status, stopped.num_failures) == (ts.TrialStatus.PAUSED, 4)
     t = ts.run(train, resume=True, **kw).trials[0]
     assert (t.status, t.num_failures, len(os.listdir(marks))) == (ts.TrialStatus.TERMINATED, 5, 7)
+
+
+RUN_SETTINGS = """
+import os, time
+import tunesmith as ts
+
+def train(config):
+    open("cwd_marker_%d" % ts.get_trial_id(), "w").close()  # relative: the driver's folder, not the trial's
+    ts.report({"loss": config["x"]})
+    if config["x"] == 2:  # hangs alive past trial_time_limit_s (long enough to tell a limit from none)
+        for _ in range(200):
+            time.sleep(0.05)
+"""
+
+
+def test_the_resume_command_keeps_the_settings_the_run_was_given(results_dir, tmp_path, monkeypatch):
+    # the interrupt message prints `tunesmith resume NAME --fn ...` for a Python run: it ran the rest without the
+    # run's trial_time_limit_s (a hung trial hung), in the trials' folders though chdir_to_trial_dir=False, and
+    # without file_loggers, trial_timeout_s and strict_metric_checking
+    from algorithm_helpers import InterruptAfter
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli, load_target, resume_arguments
+
+    (tmp_path / "settings_train.py").write_text(RUN_SETTINGS)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    train = load_target(f"{tmp_path / 'settings_train.py'}:train")
+    settings = dict(trial_time_limit_s=1.0, chdir_to_trial_dir=False, file_loggers=True, trial_timeout_s=30.0,
+                    strict_metric_checking=False)
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(train, {"x": ts.grid([1, 2])}, metric="loss", mode="min", name="exp", max_concurrent=1, verbose=0,
+               callbacks=[InterruptAfter(1)], **settings)
+    spec = ts.load(str(results_dir / "exp")).meta["spec"]
+    assert {k: v for k, v in resume_arguments(spec).items() if k in settings} == settings
+    res = CliRunner().invoke(cli, ["resume", "exp", "--fn", f"{tmp_path / 'settings_train.py'}:train", "--verbose",
+                                   "0"], catch_exceptions=False)
+    assert res.exit_code == 1, res.output  # trial 2 failed on its time limit
+    t = ts.load(str(results_dir / "exp")).trial(2)
+    assert t.status is ts.TrialStatus.ERROR and "trial_time_limit_s" in t.error, t.error
+    assert sorted(os.listdir(work)) == ["cwd_marker_1", "cwd_marker_2"]
+    assert os.path.isfile(results_dir / "exp" / "trials" / "trial_00002" / "progress.csv")

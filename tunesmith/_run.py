@@ -498,7 +498,9 @@ def run(
             "resources": per_trial if resources_fn is None else {"callable": _qualname(resources_fn)},
             "warm_start": _recorded_warm_start(warm_dirs, root), "constraints": constraints and _qualname(constraints),
             "fail_fast": fail_fast, "ranks": ranks, "keep": retention.keep, "keep_by": keep_by,
-            "max_failures": max_failures,
+            "max_failures": max_failures, "trial_timeout_s": trial_timeout_s, "trial_time_limit_s": trial_time_limit_s,
+            "chdir_to_trial_dir": chdir_to_trial_dir, "file_loggers": file_loggers,
+            "strict_metric_checking": strict_metric_checking,  # `tunesmith resume` runs with them too
             "fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
             "fn_file": script_of(fn),  # a function of a script run as `python train.py`: its file, for the hint
             "backend": _backend_record(executor),  # `tunesmith resume` runs on the same kind (RayBackend: its args)

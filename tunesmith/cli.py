@@ -1179,7 +1179,8 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
     }
     if constraints:
         out["constraints"] = _Stored(constraints, "the constraints function", "--constraints")
-    for key in ("keep", "keep_by", "max_failures", "fail_fast", "ranks"):  # warm_start: run() reads its record
+    for key in ("keep", "keep_by", "max_failures", "fail_fast", "ranks", "trial_timeout_s", "trial_time_limit_s",
+                "chdir_to_trial_dir", "file_loggers", "strict_metric_checking"):  # warm_start: run() reads its record
         if key in spec:
             out[key] = spec[key]
     backend = _rebuild_backend(spec.get("backend"))
