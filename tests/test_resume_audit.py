@@ -111,3 +111,18 @@ def test_the_resume_command_keeps_the_settings_the_run_was_given(results_dir, tm
     assert t.status is ts.TrialStatus.ERROR and "trial_time_limit_s" in t.error, t.error
     assert sorted(os.listdir(work)) == ["cwd_marker_1", "cwd_marker_2"]
     assert os.path.isfile(results_dir / "exp" / "trials" / "trial_00002" / "progress.csv")
+
+
+def test_warm_start_naming_one_experiment_twice_is_refused(results_dir):
+    # each of its trials was handed to the searcher twice (by its name and by its folder, or listed twice), so a
+    # model-based searcher weighed them double
+    ts.run(_reports_x, {"x": ts.uniform(0, 1)}, metric="loss", mode="min", num_samples=2, name="src", verbose=0)
+    for twice in (["src", "src"], ["src", str(results_dir / "src")], ["src", str(results_dir / "." / "src")]):
+        with pytest.raises(ts.ConfigError, match=r"warm_start: .*'src'.* name the same experiment"):
+            ts.run(_reports_x, {"x": ts.uniform(0, 1)}, metric="loss", mode="min", name="new", verbose=0,
+                   warm_start=twice)
+        assert not os.path.exists(results_dir / "new")  # refused before anything is created
+
+
+def _reports_x(config):
+    ts.report({"loss": config["x"]})

@@ -33,6 +33,10 @@ def warm_start_dirs(warm_start: Any, storage_path: str | None) -> list[str]:
         except ConfigError as e:  # its message names both places looked in
             where = str(e).removeprefix(f"no experiment {os.fspath(item)!r}: ")
             raise ConfigError(f"warm_start: {os.fspath(item)!r} is no experiment: {where}") from None
+        first = next((i for i, d in enumerate(dirs[:-1]) if _same(d, dirs[-1])), None)
+        if first is not None:  # its trials would be handed to the searcher twice, weighed double
+            raise ConfigError(f"warm_start: {os.fspath(items[first])!r} and {os.fspath(item)!r} name the same "
+                              f"experiment ({dirs[-1]}); give each experiment once")
     return dirs
 
 
