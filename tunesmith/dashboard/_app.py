@@ -49,6 +49,9 @@ CSRF_HEADER = "HTTP_X_TUNESMITH_CSRF"
 KEY_HEADER = "HTTP_IDEMPOTENCY_KEY"
 REPLAYED = ("Idempotent-Replayed", "true")  # on the answer to a request whose key named a command already queued
 MAX_BODY = 4096
+# on every answer, the app's and the server's own refusals alike (with the CSP and frame headers)
+SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+                    ("Cross-Origin-Opener-Policy", "same-origin"), ("Cross-Origin-Resource-Policy", "same-origin")]
 # No inline script: every script is a packaged file. 'unsafe-eval' because plotly.js draws parallel coordinates
 # with WebGL through regl, which compiles its shaders' glue with Function(...) (never with page data); plotly.js
 # sets inline styles.
@@ -175,8 +178,7 @@ class DashboardApp:
             status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json", b'{"error": "internal error"}'
         code = HTTPStatus(status)
         headers += [("Content-Type", ctype), ("Content-Length", str(len(body))),
-                    *self._frame_headers, ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
-                    ("Cross-Origin-Opener-Policy", "same-origin"), ("Cross-Origin-Resource-Policy", "same-origin")]
+                    *self._frame_headers, *SECURITY_HEADERS]
         if not any(k == "Cache-Control" for k, _v in headers):
             headers.append(("Cache-Control", "no-store"))
         start_response(f"{code.value} {code.phrase}", headers)
@@ -200,15 +202,17 @@ class DashboardApp:
         if not self.token:
             return None
         expected = self.token.encode()
-        given = environ.get(TOKEN_HEADER) or _cookies(environ).get(TOKEN_COOKIE) or ""
-        if given and hmac.compare_digest(given.encode(), expected):
+        header = environ.get(TOKEN_HEADER)
+        given = _header_bytes(header) if header else (_cookies(environ).get(TOKEN_COOKIE) or "").encode()
+        if given and hmac.compare_digest(given, expected):
             return None
         query = parse_qs(environ.get("QUERY_STRING", ""))
         offered = (query.get("token") or [""])[0]
         if environ.get("REQUEST_METHOD") == "GET" and offered and hmac.compare_digest(offered.encode(), expected):
             headers.append(("Set-Cookie", f"{TOKEN_COOKIE}={quote(self.token, safe='')}; Path=/; HttpOnly; "
                                           f"SameSite=Strict"))
-            return quote(environ.get("PATH_INFO", "/") or "/")
+            # a path of this server, never //host (a PATH_INFO other WSGI servers pass on as sent)
+            return quote(b"/" + _header_bytes(environ.get("PATH_INFO", "")).lstrip(b"/"))
         raise HTTPError(HTTPStatus.UNAUTHORIZED, "this dashboard needs its token: open the URL it printed "
                                                  "(with ?token=...) or send the X-Tunesmith-Token header")
 
@@ -232,16 +236,22 @@ class DashboardApp:
     def _route(self, environ: dict[str, Any], headers: list[tuple[str, str]]) -> tuple[int, bytes, str]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/") or "/"
-        allowed = False
+        allowed: list[str] = []
         for verb, pattern, handler in _ROUTES:
             match = pattern.fullmatch(path)  # (`$` alone matches before a final newline)
             if match is None:
                 continue
-            allowed = True
+            allowed += [verb, "HEAD"] if verb == "GET" else [verb]
             if verb == method or (verb == "GET" and method == "HEAD"):
-                query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+                try:
+                    parsed = parse_qs(environ.get("QUERY_STRING", ""), errors="strict")
+                except UnicodeDecodeError:
+                    raise HTTPError(HTTPStatus.BAD_REQUEST, "the query string is not UTF-8: percent-encode its "
+                                                            "values' UTF-8 bytes") from None
+                query = {k: v[-1] for k, v in parsed.items()}
                 return getattr(self, handler)(environ, headers, query, *match.groups())
         if allowed:
+            headers.append(("Allow", ", ".join(allowed)))
             raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
         raise HTTPError(HTTPStatus.NOT_FOUND, "no such page")
 
@@ -349,17 +359,26 @@ class DashboardApp:
         key = environ.get(KEY_HEADER)
         if key is not None:
             key = _commands.check_key(key)  # untrusted: a 400 saying what a key is
-        if not environ.get("CONTENT_TYPE", "").startswith("application/json"):
-            raise HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "control requests are JSON")
+        media_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()  # case-insensitive (RFC 9110)
+        if media_type != "application/json":
+            raise HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "control requests are JSON (Content-Type: "
+                                                               "application/json)")
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
-        if not 0 < length <= MAX_BODY:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"a control request is a JSON body of at most {MAX_BODY} bytes")
+        if length > MAX_BODY:
+            raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a control request is a JSON body of at most "
+                                                                  f"{MAX_BODY} bytes, got {length}")
+        if length <= 0:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"a control request is a JSON body of at most {MAX_BODY} bytes "
+                                                    f"(with its Content-Length)")
         try:
-            command = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            command = json.loads(environ["wsgi.input"].read(length).decode("utf-8"), object_pairs_hook=_once)
+        except _Twice as e:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"the body names {e.field[:40]!r} twice: a command names each "
+                                                    f"field once") from None
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested deeper than json can read
             raise HTTPError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
         command = _commands.validate(command)  # a bad command is a 400 whatever the experiment's state
         folder = self.experiments.folder(name)
@@ -426,6 +445,30 @@ def _int(query: dict[str, str], key: str, default: int) -> int:
     if not re.fullmatch(r"\d{1,9}", value):
         raise ConfigError(f"{key} must be a non-negative integer, got {value[:20]!r}")
     return int(value)
+
+
+class _Twice(ValueError):
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose every field is named once (json keeps the last of two, other parsers the first)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Twice(key)
+        out[key] = value
+    return out
+
+
+def _header_bytes(value: str) -> bytes:
+    """A header's (or PATH_INFO's) bytes as sent: a WSGI server hands them over decoded as latin-1 (PEP 3333)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # not what a WSGI server passes: no bytes it could have been sent as
+        return value.encode("utf-8")
 
 
 def _cookies(environ: dict[str, Any]) -> dict[str, str]:
