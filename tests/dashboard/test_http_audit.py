@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from typing import Any
 from urllib.parse import quote
 
@@ -12,7 +13,7 @@ import pytest
 from test_app import call  # noqa: E402  (tests have no packages)
 
 import tunesmith as ts
-from tunesmith.dashboard import make_app
+from tunesmith.dashboard import make_app, start
 from tunesmith.executors.simulated import SimulatedBackend
 
 
@@ -109,3 +110,32 @@ def test_a_query_string_that_is_not_utf8_is_a_400_naming_it(root: str) -> None:
         status, _headers, body = call(app, path)
         assert status == 400 and "UTF-8" in json.loads(body)["error"], (path, body)
     assert call(app, "/api/e/exp/trials?sort=m:na%C3%AFve")[0] == 200
+
+
+def _raw(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return lines[0], headers, body
+
+
+def test_what_the_server_refuses_before_the_app_is_json_with_the_security_headers(root: str) -> None:
+    board = start(root, port=0)
+    try:
+        for request, code in ((b"GET /" + b"a" * 70000 + b" HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", 414),
+                              (b"GET / HTTP/1.0\r\n" + b"X-A: 1\r\n" * 200 + b"\r\n", 431),
+                              (b"GET /<script>x</script> HTTP/9<b>\r\n\r\n", 400),
+                              (b"<script>x</script>\r\n\r\n", 400)):
+            status, headers, body = _raw(board.port, request)
+            assert status.startswith(f"HTTP/1.0 {code} "), (request[:40], status)
+            assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+            assert "default-src 'none'" in headers["content-security-policy"]
+            error = json.loads(body)["error"]
+            assert "script" not in error and "<b>" not in error and str(code) in error, error
+    finally:
+        board.stop()

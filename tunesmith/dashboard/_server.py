@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import socket
 import sys
 import threading
+from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from tunesmith._errors import ConfigError
-from tunesmith.dashboard._app import DashboardApp
+from tunesmith.dashboard._app import CSP, SECURITY_HEADERS, DashboardApp
 
 log = logging.getLogger("tunesmith")
 
@@ -28,6 +30,28 @@ class _Server6(_Server):
 
 
 class _Handler(WSGIRequestHandler):
+    # a request line refused before the app (no version, a bad one) is answered with a status line and headers,
+    # not as HTTP/0.9's bare body
+    default_request_version = "HTTP/1.0"
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the server refuses before the app (a request line or headers too long, a malformed request line):
+        JSON with the app's security headers, like the app's own errors, naming the status and never the request's
+        text (the standard library's HTML page quotes it)."""
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        status = HTTPStatus(code)
+        body = json.dumps({"error": f"{status.value} {status.phrase}: {status.description}"}).encode()
+        self.send_response(status.value, status.phrase)
+        for name, value in [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                            ("Connection", "close"), ("Cache-Control", "no-store"),
+                            ("Content-Security-Policy", CSP + "'none'"), ("X-Frame-Options", "DENY"),
+                            *SECURITY_HEADERS]:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("dashboard: " + format, *args)
 
