@@ -139,3 +139,33 @@ def test_what_the_server_refuses_before_the_app_is_json_with_the_security_header
             assert "script" not in error and "<b>" not in error and str(code) in error, error
     finally:
         board.stop()
+
+
+def test_a_client_that_stops_sending_is_let_go_not_waited_for_forever(root: str, capfd: Any) -> None:
+    """A connection that never ends its headers, or sends less body than its Content-Length, held a server thread
+    for good (no socket timeout): now it is answered 408 (a body cut short) or closed, quietly."""
+    from tunesmith.dashboard._server import Dashboard
+
+    app = make_app(root, allow_control=True)
+    headers = _session(app)
+    board = Dashboard(app, port=0, request_timeout_s=0.5).start()
+    try:
+        status, _headers, body = _raw(board.port, (
+            f"POST /api/e/exp/control HTTP/1.0\r\nHost: 127.0.0.1\r\nCookie: {headers['Cookie']}\r\n"
+            f"X-Tunesmith-CSRF: {headers['X-Tunesmith-CSRF']}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 100\r\n\r\n{{").encode())
+        assert status.startswith("HTTP/1.0 408 ") and "Content-Length" in json.loads(body)["error"], (status, body)
+        with socket.create_connection(("127.0.0.1", board.port), timeout=30) as s:  # a body cut short: refused
+            command = b'{"action": "stop_experiment"}'
+            s.sendall(f"POST /api/e/exp/control HTTP/1.0\r\nHost: 127.0.0.1\r\nCookie: {headers['Cookie']}\r\n"
+                      f"X-Tunesmith-CSRF: {headers['X-Tunesmith-CSRF']}\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: 100\r\n\r\n".encode() + command)
+            s.shutdown(socket.SHUT_WR)
+            answer = b"".join(iter(lambda: s.recv(65536), b""))
+            assert answer.startswith(b"HTTP/1.0 400 ") and b"ended after 29 of its Content-Length 100" in answer
+        with socket.create_connection(("127.0.0.1", board.port), timeout=30) as s:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n")  # and nothing more
+            assert s.recv(65536) == b""  # closed by the server, not by this test's timeout (an exception)
+    finally:
+        board.stop()
+    assert "Traceback" not in capfd.readouterr().err

@@ -374,7 +374,15 @@ class DashboardApp:
             raise HTTPError(HTTPStatus.BAD_REQUEST, f"a control request is a JSON body of at most {MAX_BODY} bytes "
                                                     f"(with its Content-Length)")
         try:
-            command = json.loads(environ["wsgi.input"].read(length).decode("utf-8"), object_pairs_hook=_once)
+            raw = environ["wsgi.input"].read(length)
+        except OSError:  # the server's timeout: the client stopped sending
+            raise HTTPError(HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive: Content-Length said {length} "
+                                                        f"bytes") from None
+        if len(raw) < length:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"the body ended after {len(raw)} of its Content-Length "
+                                                    f"{length} bytes")
+        try:
+            command = json.loads(raw.decode("utf-8"), object_pairs_hook=_once)
         except _Twice as e:
             raise HTTPError(HTTPStatus.BAD_REQUEST, f"the body names {e.field[:40]!r} twice: a command names each "
                                                     f"field once") from None

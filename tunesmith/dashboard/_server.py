@@ -18,6 +18,7 @@ from tunesmith._errors import ConfigError
 from tunesmith.dashboard._app import CSP, SECURITY_HEADERS, DashboardApp
 
 log = logging.getLogger("tunesmith")
+REQUEST_TIMEOUT_S = 60.0  # the longest a client may stay silent while the server reads its request (or writes)
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -52,6 +53,13 @@ class _Handler(WSGIRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (TimeoutError, ConnectionError) as e:  # a client that stopped sending (or left): let it go, quietly
+            log.debug("dashboard: %s from %s", type(e).__name__, self.client_address[0])
+            self.close_connection = True
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("dashboard: " + format, *args)
 
@@ -62,11 +70,14 @@ class _Handler(WSGIRequestHandler):
 class Dashboard:
     """A running dashboard: ``url``, and ``stop()`` (or use it as a context manager)."""
 
-    def __init__(self, app: DashboardApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: DashboardApp, host: str = "127.0.0.1", port: int = 0,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.app = app
         server_class = _Server6 if ":" in host else _Server
+        # a client silent this long while sending its request is let go: it no longer holds a thread for good
+        handler = type("_Handler", (_Handler,), {"timeout": request_timeout_s})
         try:  # binds the port: one in use (or an address not of this machine) is the caller's to change
-            self.server = make_server(host, port, app, server_class=server_class, handler_class=_Handler)
+            self.server = make_server(host, port, app, server_class=server_class, handler_class=handler)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise ConfigError(f"dashboard: port {port} on {host} is in use; pass another port or port=0 (a free "
