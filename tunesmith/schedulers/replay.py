@@ -111,25 +111,32 @@ class PBTReplay(Scheduler):
     def setup(self, metric: str | list[str] | None, mode: str | list[str] | None) -> None:
         """Replays need no metric: the decisions depend on the iteration only."""
         self.metric, self.mode = metric, mode
+        # each trial's latest change applied (an index in ``schedule``; -1 before its first result). A change is
+        # applied once: a trial it restarted from a checkpoint older than an earlier change trains on with the
+        # new config, instead of being sent back to the config of those iterations, then forward again, for ever
+        self._applied: dict[int, int] = {}
 
-    def _config_after(self, iteration: int) -> dict[str, Any]:
-        """The config the lineage trained with for the iteration after ``iteration``."""
-        current = self.schedule[0][1]
-        for it, cfg in self.schedule:
-            if it <= iteration:
-                current = cfg
-        return current
+    def _change_at(self, iteration: int) -> int:
+        """The index of the change the lineage trained with for the iteration after ``iteration``."""
+        return max(index for index, (it, _cfg) in enumerate(self.schedule) if it <= iteration)  # the first is at 0
 
     def on_result(self, trial: TrialView, result: Result, view: SchedulerView) -> Decision:
         if result.iteration >= self.last_iteration:
             return STOP
-        wanted = self._config_after(result.iteration)
+        due = self._change_at(result.iteration)
+        if due <= self._applied.get(trial.id, -1):
+            return CONTINUE
+        self._applied[trial.id] = due
+        wanted = self.schedule[due][1]
         if wanted == trial.config:
             return CONTINUE
         return Exploit(source_trial=trial.id, config=copy.deepcopy(wanted), source_checkpoint=trial.checkpoint_path,
                        source_iteration=trial.checkpoint_iteration)
 
     def decision_iteration(self, trial: TrialView) -> int | None:
-        """The next iteration at which the config changes (or the last one)."""
-        later = [it for it, _cfg in self.schedule if it > trial.iteration]
-        return min([*later, self.last_iteration]) if trial.iteration < self.last_iteration else None
+        """The iteration of the next change not applied yet (or the last one)."""
+        if trial.iteration >= self.last_iteration:
+            return None
+        applied = self._applied.get(trial.id, 0)
+        later = [it for it, _cfg in self.schedule[applied + 1:]]
+        return max(min([*later, self.last_iteration]), trial.iteration + 1)
