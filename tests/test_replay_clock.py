@@ -127,10 +127,10 @@ def _pbt_train(config, ctx):
         yield {"loss": 1 - state["w"] + config["noise"] * 0.01}, 10.0 + 50 * config["noise"], dict(state)
 
 
-def _pbt_run(folder, name, resume=False, callbacks=()):
+def _pbt_run(folder, name, resume=False, callbacks=(), keep=None):
     pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"lr": ts.loguniform(1e-3, 0.5)}, seed=3)
     return ts.run(_pbt_train, {"lr": ts.loguniform(1e-3, 0.5), "noise": ts.uniform(0, 1)}, metric="loss", mode="min",
-                  num_samples=10, scheduler=pbt, keep=None, seed=7, name=name, storage_path=str(folder), verbose=0,
+                  num_samples=10, scheduler=pbt, keep=keep, seed=7, name=name, storage_path=str(folder), verbose=0,
                   backend=ts.SimulatedBackend({"cpu": 1}, seed=0), resume=resume, callbacks=list(callbacks))
 
 
@@ -157,3 +157,14 @@ def test_an_interrupted_pbt_run_on_one_slot_resumed_ends_as_the_uninterrupted_on
     got = _histories(resumed)
     assert [tid for tid in histories if got.get(tid) != histories[tid]] == []
     assert _lineage(resumed) == lineage
+
+
+# Not fixed: the replay knows a result came with a checkpoint only from the store's index, and keep= deleted the
+# older ones from it; PBT's replayed decisions (a source needs a checkpoint, a trial pauses at a perturbation point
+# only with one there) then differ from the live ones, and its random draws shift (here the fifth exploit clones
+# another source). The uninterrupted run is the same with keep=1 (live, the latest checkpoint is always kept).
+@pytest.mark.xfail(strict=True, reason="a resume replays checkpoints keep= deleted as absent (docs/schedulers.md)")
+def test_an_interrupted_pbt_run_with_keep_1_on_one_slot_resumed_ends_as_the_uninterrupted_one(whole_pbt, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _pbt_run(tmp_path, "cut", callbacks=[CtrlCAfter(77)], keep=1)
+    assert _lineage(_pbt_run(tmp_path, "cut", resume=True, keep=1)) == whole_pbt[1]

@@ -38,3 +38,4 @@ def test_pbt_replay_restarted_before_an_earlier_change_keeps_the_new_config(tmp_
     assert [(e["iteration"], e["config"]) for e in again.lineage()] == [(3, {"lr": 0.5})]  # one exploit per change
     assert trial.status is ts.TrialStatus.TERMINATED and trial.iteration == replay.last_iteration == 5
     assert [r["w"] for r in again.history(trial.id)] == [0.5, 1.0, 1.5, 2.0, 2.5]
+
