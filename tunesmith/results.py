@@ -18,7 +18,7 @@ from tunesmith._errors import ConfigError
 from tunesmith._layout import STORE_FILE
 from tunesmith._objective import Objective
 from tunesmith.checkpoint import Checkpoint
-from tunesmith.store.sqlite import CONSTRAINT_PREFIX, Store, StoreError, feasible_result, result_dict
+from tunesmith.store.sqlite import CONSTRAINT_PREFIX, Store, StoreError, feasible_result, result_dict, too_deep
 from tunesmith.trial import ITERATION, TrialStatus, trial_name
 
 
@@ -590,8 +590,8 @@ class ResultSet:
                     metrics, exact = json.loads(text), True
                 except (ValueError, RecursionError):  # a result that is not JSON (a damaged store, or one nested
                     return self._results_frame_by_row(pd, configs)  # too deeply): one by one, it is named
-            if set(map(type, metrics)) != {dict}:  # a result that is not an object (damaged): named the same way
-                return self._results_frame_by_row(pd, configs)
+            if set(map(type, metrics)) != {dict} or too_deep(text, metrics, len(rows) + 1):
+                return self._results_frame_by_row(pd, configs)  # a result that is no flat object (damaged): named
             tids = [r[0] for r in rows]
             config_cols: dict[str, list[Any]] = {}
             seg_start, seg_cfg = 0, cast("dict[str, Any]", {})

@@ -1012,15 +1012,42 @@ def _as_float(value: int) -> float:
         return float("nan")
 
 
+# levels a stored value may nest: configs nest as their space does (a few), results are flat. A made-up store's
+# deeper value is damaged whatever the Python: 3.11's decoder refuses 5,000 levels (a RecursionError), 3.13's reads
+# them, and every reader that walks the value (masking, flattening) would then overflow the stack.
+MAX_DEPTH = 100
+
+
+def too_deep(text: str, value: Any, brackets: int = 0) -> bool:
+    """Whether ``value`` (decoded from ``text``) nests more than ``MAX_DEPTH`` levels: counted only where ``text``
+    has that many brackets at all beyond the ``brackets`` it holds anyway (a list of flat results: one each, and the
+    list's), two C-speed counts per value."""
+    if text.count("{") + text.count("[") <= brackets + MAX_DEPTH:
+        return False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
+
+
 def _json(text: str, what: Callable[[], str]) -> Any:
     """The JSON value ``text`` holds; a ``StoreError`` saying ``what()`` is not valid JSON (the file is damaged):
-    not JSON, not text (a BLOB), or nested deeper than Python's decoder goes (a RecursionError)."""
+    not JSON, not text (a BLOB), or nested deeper than ``MAX_DEPTH`` (or than Python's decoder goes)."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (ValueError, TypeError) as e:
         raise StoreError(f"{what()} is not valid JSON ({e})") from e
     except RecursionError as e:
         raise StoreError(f"{what()} is not valid JSON: nested too deeply to read ({e})") from e
+    if too_deep(text, value):
+        raise StoreError(f"{what()} is not valid JSON: nested more than {MAX_DEPTH} levels")
+    return value
 
 
 def _object(text: str, what: Callable[[], str]) -> dict[str, Any]:
