@@ -126,3 +126,24 @@ def test_warm_start_naming_one_experiment_twice_is_refused(results_dir):
 
 def _reports_x(config):
     ts.report({"loss": config["x"]})
+
+
+def _one_report(config):
+    ts.report({"loss": 1.0})
+
+
+def test_the_command_line_resumes_on_the_local_backend_the_run_was_given(results_dir):
+    """A run on ``LocalBackend(total_resources={"cpu": 1}, start_method="spawn", ...)`` stored only ``{"kind":
+    "local"}``: `tunesmith resume` ran it on the default local backend (every core, the fork server, trials handed
+    ahead). The spec now keeps the backend's arguments, and the command rebuilds it."""
+    from tunesmith.cli import resume_arguments
+
+    backend = ts.LocalBackend(total_resources={"cpu": 1}, start_method="spawn", queue_ahead=False,
+                              grace_period_s=2.0, trial_timeout_s=30.0)
+    result = ts.run(_one_report, name="lb", verbose=0, backend=backend)
+    rebuilt = resume_arguments(result._store.meta()["spec"])["backend"]
+    assert isinstance(rebuilt, ts.LocalBackend)
+    assert (rebuilt.total_resources_arg, rebuilt.start_method, rebuilt.queue_ahead, rebuilt.grace_period_s,
+            rebuilt.trial_timeout_s, rebuilt.gpu_ids) == ({"cpu": 1.0}, "spawn", False, 2.0, 30.0, None)
+    default = ts.run(_one_report, name="plain", verbose=0)
+    assert "backend" not in resume_arguments(default._store.meta()["spec"])  # the default, built by run()

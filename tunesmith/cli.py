@@ -1191,7 +1191,8 @@ def resume_arguments(spec: dict[str, Any], space_file: str | None = None) -> dic
 
 def _rebuild_backend(record: Any) -> Any:
     """The backend an experiment ran on, from its spec's record (``_run._backend_record``): ``None`` for the local
-    backend (and a store written before backends were recorded), a ``RayBackend`` built with the recorded
+    backend with its defaults (and a store written before backends were recorded), a ``LocalBackend`` with the
+    arguments it was given, a ``RayBackend`` built with the recorded
     arguments. Never the local backend in place of another: a Ray experiment resumed on this machine's processes
     would write its checkpoints beside the driver instead of to its ``storage=``.
 
@@ -1199,8 +1200,13 @@ def _rebuild_backend(record: Any) -> Any:
         ConfigError: a backend that cannot be built from the record (one of the user's own, a RayBackend whose
             ``init_kwargs`` or credentials were not stored); resume it from Python with that backend.
     """
-    if not isinstance(record, dict) or record.get("kind") in (None, "local"):
+    if not isinstance(record, dict) or record.get("kind") is None:
         return None
+    if record.get("kind") == "local":  # its arguments other than the defaults, if any (checked by the constructor)
+        from tunesmith.executors.local import LocalBackend
+
+        local = {k: v for k, v in record.items() if k in LocalBackend.RECORDED}
+        return LocalBackend(**local) if local else None
     python = "tunesmith.run(..., resume=True, backend=...)"
     if record.get("kind") != "ray":
         raise ConfigError(f"the experiment ran on a backend of its own ({record.get('kind')!r}), which the command "

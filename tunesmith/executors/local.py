@@ -129,6 +129,19 @@ class LocalBackend(Executor):
 
     START_METHODS = ("forkserver", "spawn")
 
+    # what an experiment's spec keeps of it (``record``), for `tunesmith resume` to build the same backend
+    RECORDED = ("total_resources", "gpu_ids", "grace_period_s", "trial_timeout_s", "start_method", "queue_ahead")
+
+    def record(self) -> dict[str, Any]:
+        """``{"kind": "local"}`` with the arguments it was given that differ from the defaults (plain values,
+        checked by the constructor): `tunesmith resume` builds the same backend from them."""
+        given = {"total_resources": self.total_resources_arg, "gpu_ids": self.gpu_ids,
+                 "grace_period_s": self.grace_period_s, "trial_timeout_s": self.trial_timeout_s,
+                 "start_method": self.start_method, "queue_ahead": self.queue_ahead}
+        defaults = {"total_resources": None, "gpu_ids": None, "grace_period_s": 5.0, "trial_timeout_s": None,
+                    "start_method": "forkserver", "queue_ahead": True}
+        return {"kind": "local", **{k: v for k, v in given.items() if v != defaults[k]}}
+
     def __init__(self, total_resources: dict[str, float] | None = None, gpu_ids: list[str] | None = None,
                  grace_period_s: float = 5.0, trial_timeout_s: float | None = None,
                  start_method: str = "forkserver", queue_ahead: bool = True) -> None:
