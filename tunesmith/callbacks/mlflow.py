@@ -19,6 +19,7 @@ from tunesmith.trial import TIMESTAMP, Result, TrialStatus, TrialView
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_CHARS = 6000  # MLflow's limit on a param value
 _KEY_CHARS = 250  # ... and on a metric's or param's name
+_PART_BYTES = 255  # a file name's limit: MLflow's file store names a file (a folder) after each ``/`` part of a name
 # What MLflow refuses in a name (``validate_param_and_metric_name``: ``\w`` is any script's letters and digits)
 _BAD_KEY = re.compile(r"[^\w\-. /]")
 _DIGITS = 12  # of the hash a changed name gets
@@ -169,16 +170,30 @@ def _key(name: str) -> str:
 
     A name MLflow takes is kept as it is: letters (any script: ``学习率``, ``été``), digits, ``_ - . /`` and spaces
     (``mlflow.utils.validation``; MLflow also takes ``:`` except on Windows, so it is changed like the others), at
-    most 250 characters, not a path that resolves to another name. Any other name is changed so that MLflow takes
-    it and gets a hash of the whole name at its end (``acc,top1`` -> ``acc_top1-`` and 12 hex digits), so two names
-    are never merged into one (``acc,top1`` and ``acc_top1``; MLflow refuses a whole param batch that holds a name
-    twice): other characters become ``_``; an empty, ``.`` or ``..`` part (``../x``, ``a//b``, ``/x``, ``./x``)
-    and a first part starting with ``..`` get a ``_`` in front; a name over 250 characters is cut. MLflow refuses a
-    whole batch for one name it does not take, and with it every other metric of the result."""
+    most 250 characters, not a path that resolves to another name, each ``/`` part at most 255 bytes in UTF-8 (the
+    file store names a file after each part: 100 Chinese characters are 300 bytes). Any other name is changed so
+    that MLflow takes it and gets a hash of the whole name at its end (``acc,top1`` -> ``acc_top1-`` and 12 hex
+    digits), so two names are never merged into one (``acc,top1`` and ``acc_top1``; MLflow refuses a whole param
+    batch that holds a name twice): other characters become ``_``; an empty, ``.`` or ``..`` part (``../x``,
+    ``a//b``, ``/x``, ``./x``) and a first part starting with ``..`` get a ``_`` in front; a name over 250
+    characters, and a part over 255 bytes, is cut. MLflow refuses a whole batch for one name it does not take (or
+    its file store cannot hold), and with it every other metric of the result."""
     key = _BAD_KEY.sub("_", name)
     if posixpath.normpath(key) != key or key == "." or key.startswith(("..", "/")):
         key = "/".join("_" + part if part in ("", ".", "..") or (i == 0 and part.startswith(".."))
                        else part for i, part in enumerate(key.split("/")))
-    if key == name and len(key) <= _KEY_CHARS:
+    if key == name and len(key) <= _KEY_CHARS and all(_fits(part, _PART_BYTES) for part in key.split("/")):
         return name
-    return hashed(name, key[:_KEY_CHARS - _DIGITS - 1].rstrip("/"), _DIGITS)
+    parts = key[:_KEY_CHARS - _DIGITS - 1].rstrip("/").split("/")
+    last = len(parts) - 1  # the hash goes at its end
+    return hashed(name, "/".join(_cut(part, _PART_BYTES - (_DIGITS + 1 if i == last else 0))
+                                 for i, part in enumerate(parts)), _DIGITS)
+
+
+def _fits(part: str, limit: int) -> bool:
+    return len(part) * 4 <= limit or len(part.encode("utf-8")) <= limit  # (``_BAD_KEY`` left no lone surrogate)
+
+
+def _cut(part: str, limit: int) -> str:
+    """``part`` cut to at most ``limit`` bytes in UTF-8, at a character's end."""
+    return part if _fits(part, limit) else part.encode("utf-8")[:limit].decode("utf-8", "ignore")
