@@ -296,3 +296,21 @@ def test_wandb_logs_metrics_named_as_its_own_fields_under_other_names(tmp_path: 
         for name, logged in renamed.items():
             assert row[logged] == reported[name], name
         assert row["step"] == reported["step"] and row["loss"] == reported["loss"]
+
+
+def _reports_an_empty_name(config: dict[str, Any]) -> None:
+    for i in range(3):
+        ts.report({"loss": float(i), "": 10.0 + i, "/": 20.0 + i})
+
+
+def test_wandb_logs_a_metric_named_with_the_empty_string_under_a_name(tmp_path: Any, _offline: str) -> None:
+    """W&B drops a metric named ``""`` from the row without a word: it was in no history row."""
+    from tunesmith.callbacks.wandb import _name
+
+    rs = ts.run(_reports_an_empty_name, {"x": 1}, metric="loss", mode="min", name="wb-empty", verbose=0,
+                storage_path=str(tmp_path / "results"), callbacks=[ts.WandbLogger(project="p")])
+    rows = _wandb_history(_offline)
+    assert [{k: v for k, v in row.items() if k in ("loss", "/") or v == 10.0 + i} for i, row in enumerate(rows)] == [
+        {"loss": float(i), _name(""): 10.0 + i, "/": 20.0 + i} for i in range(3)]
+    assert _name("") == hashlib.sha256(b"").hexdigest()[:8] and _name("/") == "/"  # no other metric's name
+    assert len(rs.history(rs.trials[0].id)) == 3

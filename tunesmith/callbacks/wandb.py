@@ -29,7 +29,7 @@ class WandbLogger(Callback):
     W&B reserves the names that start with ``_`` (its own ``_step``, ``_runtime``, ``_timestamp``; its charts
     hide the others): a metric so named is logged without its leading ``_`` and with a hash of its whole name at
     its end (``_step`` -> ``step-`` and 8 hex digits, ``_name``), the same name in every trial and run, never
-    another metric's (``step`` stays ``step``).
+    another metric's (``step`` stays ``step``). A metric named ``""`` (W&B drops it) is logged as ``e3b0c442``.
 
     A run's id is made from the experiment (``_names.experiment_key``: the same for a resume of it, also after the
     folder was moved, another for an experiment made again under the same name) and the trial's id, and the run is
@@ -134,8 +134,9 @@ def _name(key: str) -> str:
     """The name a metric is logged under: ``key`` itself, unless it starts with ``_``, which W&B reserves (its own
     ``_step``, ``_runtime`` and ``_timestamp`` replace or drop a metric so named): then ``key`` without its leading
     ``_`` with a hash of the whole name at its end (``_step`` -> ``step-1a2b3c4d``), so that it is no other metric's
-    name (``step`` stays ``step``, ``_step`` and ``__step`` two names)."""
-    return hashed(key, key.lstrip("_")) if key.startswith("_") else key
+    name (``step`` stays ``step``, ``_step`` and ``__step`` two names). The empty name, which W&B drops without a
+    word, is the hash alone (``e3b0c442``)."""
+    return hashed(key, key.lstrip("_")) if key.startswith("_") or not key else key
 
 
 def _run_id(key: str, trial_id: int) -> str:
