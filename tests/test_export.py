@@ -107,3 +107,17 @@ def test_export_refuses_a_trial_id_from_the_store_that_is_no_whole_number(result
     db.close()
     res = export("odd", "--storage-path", str(results_dir))
     assert res.exit_code != 0 and "names a trial -1; expected a whole number" in res.output
+
+
+@pytest.mark.parametrize("target", ["elsewhere", "missing"])
+def test_export_to_a_symbolic_link_is_refused_naming_it(results_dir: Any, tmp_path: Any, target: str) -> None:
+    """A link to a missing folder was ``cannot write '...': File exists`` (``os.makedirs`` of a link it cannot
+    follow); a link to a folder was refused as a symbolic link. Both now say so, and nothing is written."""
+    ts.run(train, {"x": 1.0}, metric="loss", mode="min", verbose=0, name="linked")
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "out"
+    os.symlink(tmp_path / target, link)
+    res = export("linked", "--storage-path", str(results_dir), "--to", str(link))
+    assert res.exit_code != 0
+    assert f"{link} is a symbolic link; nothing is written through it" in res.output, res.output
+    assert os.listdir(tmp_path / "elsewhere") == [] and not os.path.lexists(tmp_path / "missing")

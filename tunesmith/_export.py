@@ -55,7 +55,7 @@ def export(exp_dir: str, formats: Iterable[str] = FORMATS, to: str | None = None
     if unknown or not formats:
         raise ConfigError(f"export: unknown format(s) {unknown or formats!r}; expected one or more of {list(FORMATS)}")
     out = os.path.abspath(to) if to is not None else os.path.join(exp_dir, _layout.TRIALS)
-    if to is not None:
+    if to is not None and not os.path.islink(out):  # a link (to a missing folder too) is refused below, by name
         os.makedirs(out, exist_ok=True)  # the user's own path: made as given
     _real_folder(out)
     store = Store(_layout.store_path(exp_dir), readonly=True)
