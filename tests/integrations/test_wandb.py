@@ -314,3 +314,20 @@ def test_wandb_logs_a_metric_named_with_the_empty_string_under_a_name(tmp_path: 
         {"loss": float(i), _name(""): 10.0 + i, "/": 20.0 + i} for i in range(3)]
     assert _name("") == hashlib.sha256(b"").hexdigest()[:8] and _name("/") == "/"  # no other metric's name
     assert len(rs.history(rs.trials[0].id)) == 3
+
+
+@pytest.mark.parametrize("length", [64, 65, 200])
+def test_an_experiment_named_longer_than_a_wandb_tag_is_logged(tmp_path: Any, _offline: str, length: int) -> None:
+    """W&B refuses a tag over 64 characters (``run_tags``) and the logger tagged each run with the experiment's name
+    (up to 200): wandb.init failed for every trial, and nothing of a 65-character experiment reached W&B."""
+    name = ("e" * length)[:-3] + "end"
+    rs = ts.run(_reports_an_empty_name, {"x": 1}, metric="loss", mode="min", name=name, verbose=0,
+                storage_path=str(tmp_path / "results"), callbacks=[ts.WandbLogger(project="p")])
+    (run,) = _runs(_offline).values()
+    assert run["group"] == name and len(run["history"]) == len(rs.history(rs.trials[0].id)) == 3
+    (tag,) = run["tags"]
+    if length <= 64:
+        assert tag == name
+    else:  # cut, with a hash of the whole name: two long names that differ only at their ends stay two tags
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        assert tag == f"{name[:64 - 9]}-{digest}"

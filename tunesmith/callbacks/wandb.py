@@ -13,18 +13,19 @@ from tunesmith.trial import Result, TrialStatus, TrialView
 
 # wandb.init arguments the logger sets; ``resume_from`` and ``fork_from`` W&B refuses beside ``resume``
 _SET_BY_LOGGER = frozenset({"name", "group", "config", "reinit", "id", "resume", "resume_from", "fork_from"})
+_TAG_CHARS = 64  # W&B's limit on a tag (``Settings.run_tags``)
 
 
 class WandbLogger(Callback):
     """Logs each trial as a W&B run: its config, every result, and its end in the summary.
 
-    Runs are named after the trial (``trial_00001``), grouped under the experiment's name (``group``) and
-    tagged with it. Every numeric result is logged with its ``training_iteration`` as a metric (W&B's own
-    step counts the rows: a trial restarted from a checkpoint logs its re-run iterations again instead of W&B
-    dropping them). The summary gets ``tunesmith/status`` (``TERMINATED``, ``ERROR``, or the status the trial
-    had when the experiment ended) and, for a failed trial, the last line of its error. A config changed later
-    (a PBT exploit) updates the run's config. Secret-looking config values are masked (``***``), as everywhere
-    tunesmith shows a config.
+    Runs are named after the trial (``trial_00001``), grouped under the experiment's name (``group``) and tagged
+    with it (a name over 64 characters, W&B's limit on a tag, cut and with a hash of it at its end). Every numeric
+    result is logged with its ``training_iteration`` as a metric (W&B's own step counts the rows: a trial restarted
+    from a checkpoint logs its re-run iterations again instead of W&B dropping them). The summary gets
+    ``tunesmith/status`` (``TERMINATED``, ``ERROR``, or the status the trial had when the experiment ended) and, for
+    a failed trial, the last line of its error. A config changed later (a PBT exploit) updates the run's config.
+    Secret-looking config values are masked (``***``), as everywhere tunesmith shows a config.
 
     W&B reserves the names that start with ``_`` (its own ``_step``, ``_runtime``, ``_timestamp``; its charts
     hide the others): a metric so named is logged without its leading ``_`` and with a hash of its whole name at
@@ -86,7 +87,7 @@ class WandbLogger(Callback):
                 kwargs["settings"] = self._wandb.Settings(console="off", x_disable_stats=True, save_code=False)
             self._runs[trial.id] = self._wandb.init(
                 project=self.project, name=trial.name, group=self._group, config=config,
-                tags=[*tags, self._group][:64], reinit="create_new", id=_run_id(self._key, trial.id),
+                tags=[*tags, _tag(self._group)][:64], reinit="create_new", id=_run_id(self._key, trial.id),
                 resume="allow", **kwargs)
         elif self._configs.get(trial.id) != trial.config:
             run.config.update(config, allow_val_change=True)
@@ -137,6 +138,12 @@ def _name(key: str) -> str:
     name (``step`` stays ``step``, ``_step`` and ``__step`` two names). The empty name, which W&B drops without a
     word, is the hash alone (``e3b0c442``)."""
     return hashed(key, key.lstrip("_")) if key.startswith("_") or not key else key
+
+
+def _tag(name: str) -> str:
+    """The experiment's name as a run's tag: W&B refuses a tag over ``_TAG_CHARS`` characters (and with it the run),
+    so a longer name is cut and gets a hash of the whole name at its end, two names never one tag."""
+    return name if len(name) <= _TAG_CHARS else hashed(name, name, limit=_TAG_CHARS)
 
 
 def _run_id(key: str, trial_id: int) -> str:
