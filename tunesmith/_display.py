@@ -34,6 +34,25 @@ def printable(value: Any, one_line: bool = False) -> str:
     return text
 
 
+def error_lines(error: str | None) -> list[str]:
+    """A stored error's (a traceback's) lines, split at newlines only: ``str.splitlines`` also splits at the line
+    and paragraph separators (U+2028, U+2029), form feeds and U+0085 that an exception's message may hold, and
+    would cut its last line, the one that names the exception, there. ``[]`` for no error."""
+    text = (error or "").strip()
+    return text.split("\n") if text else []
+
+
+def trial_counts(trials: Any, unit: str = "") -> str:
+    """How many trials, ``unit`` after the number, and how many of each status: ``16 (4 error, 12 terminated)``
+    (``16 trials (...)`` with ``unit=" trials"``); ``0`` for none, not ``0 ()``."""
+    from collections import Counter
+
+    counts = Counter(t.status.value.lower() for t in trials)
+    total = sum(counts.values())
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{total}{unit} ({by_status})" if total else f"0{unit}"
+
+
 CELL = 60  # characters of a value in a cell or a line (`tunesmith show`, `run`, the progress); --json gives it whole
 ERROR_CHARS = 300  # of a failure's line (the last line of its error); the whole error is in the store
 

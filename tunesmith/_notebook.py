@@ -28,10 +28,9 @@ import html
 import itertools
 import json
 import os
-from collections import Counter
 from typing import Any
 
-from tunesmith._display import printable
+from tunesmith._display import error_lines, printable, trial_counts
 from tunesmith._errors import ConfigError
 from tunesmith.trial import AUTO_KEYS
 
@@ -81,7 +80,6 @@ def result_set_html(rs: Any, max_rows: int = MAX_ROWS) -> str:
 
     trials = rs.trials
     head = list(itertools.islice(trials, max_rows))
-    counts = Counter(t.status.value.lower() for t in trials)
     best_text, best_id = "", None
     if len(rs.metrics) == 1 and rs.modes:
         try:
@@ -92,8 +90,7 @@ def result_set_html(rs: Any, max_rows: int = MAX_ROWS) -> str:
             best_id = best.id
             best_text = (f"; best by last result: {best.name} {rs.metrics[0]}="
                          f"{_short(best.last_result.get(rs.metrics[0]))} ({rs.modes[0]})")
-    caption = (f"tunesmith experiment {rs.name} ({rs.status}): {len(trials)} trials ("
-               + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")" + best_text)
+    caption = f"tunesmith experiment {rs.name} ({rs.status}): {trial_counts(trials, ' trials')}{best_text}"
     masked = [shown(t) for t in head]
     configs = [flatten(t.config) for t in masked]
     keys = list(dict.fromkeys(k for c in configs for k in c))
@@ -103,7 +100,7 @@ def result_set_html(rs: Any, max_rows: int = MAX_ROWS) -> str:
     columns = ["trial", "status", "iter", *metrics, *config_keys, "error"]
     rows = []
     for t, config in zip(masked, configs):
-        error = (t.error or "").strip().splitlines()
+        error = error_lines(t.error)
         cells = [t.name + (" ★" if t.id == best_id else ""), t.status.value, t.iteration,
                  *[t.last_result.get(m, "") for m in metrics], *[config.get(k, "") for k in config_keys],
                  error[-1] if error else ""]
@@ -132,7 +129,7 @@ def trial_html(trial: Any) -> str:
         rows.append(("checkpoint", t.checkpoint.path))
     body = "".join(f"<tr><th>{_e(k, MAX_VALUE_CHARS)}</th><td>{_e(v, MAX_VALUE_CHARS)}</td></tr>" for k, v in rows)
     if t.error:
-        lines = t.error.strip().splitlines()[-MAX_TRACEBACK_LINES:]
+        lines = error_lines(t.error)[-MAX_TRACEBACK_LINES:]
         shown_lines = chr(10).join(_e(line, MAX_VALUE_CHARS) for line in lines)
         body += f"<tr><th>error</th><td><pre>{shown_lines}</pre></td></tr>"
     return f'{_CSS}<table class="tunesmith-table"><caption>{_e(t.name)}</caption>{body}</table>'

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from browser_helpers import ARGS, CHROMIUM, require_chromium
+from browser_helpers import ARGS, CHROMIUM, require_chromium, watched_page
 
 from tunesmith.plots.report import write_report
 
@@ -71,18 +71,7 @@ def _check_drawn(path: str, titles: list[str]) -> list[dict[str, Any]]:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-
-            def route(r: Any) -> None:
-                requests.append(r.request.url)
-                if r.request.url.startswith("file://"):
-                    r.continue_()
-                else:
-                    r.abort()  # the report must not need the network
-
-            page.route("**/*", route)
+            page = watched_page(browser, problems, requests, viewport={"width": 1280, "height": 900})
             page.goto("file://" + path, wait_until="load", timeout=30_000)
             # plotly.js marks each drawn div js-plotly-plot and gives it its main SVG layers
             page.wait_for_function(

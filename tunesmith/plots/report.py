@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from tunesmith._display import trial_counts
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
 from tunesmith._secrets import shown as masked
@@ -112,9 +112,7 @@ def _spec_objectives(rs: ResultSet) -> list[tuple[str, str]]:
 
 def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -> list[tuple[str, str]]:
     """The facts shown at the top of a report: experiment, status, trials, best."""
-    counts = Counter(t.status.value.lower() for t in rs.trials)
-    facts = [("experiment", rs.name), ("folder", rs.path), ("status", rs.status),
-             ("trials", f"{len(rs.trials)} (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")")]
+    facts = [("experiment", rs.name), ("folder", rs.path), ("status", rs.status), ("trials", trial_counts(rs.trials))]
     constrained = [feasible_result(t.last_result) for t in rs.trials]
     if any(ok is not None for ok in constrained):  # run(constraints=...): best is among the feasible ones
         facts.append(("feasible trials", f"{sum(ok is True for ok in constrained)} of {len(rs.trials)} "
