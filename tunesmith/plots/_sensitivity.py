@@ -79,7 +79,8 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
         mode: for ``final="best"``; default: the experiment's.
 
     Returns:
-        The figure, or None when the space has no grid dimension besides the repeats.
+        The figure, or None when the space has no grid dimension besides the repeats or no trial reported the
+        metric.
     """
     exp = _read(rs)
     metric = resolve_metric(rs, metric)
@@ -90,6 +91,8 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
     if not params:
         return None
     finals = _final_values(exp, metric, final, last_k, mode)
+    if not finals:  # no trial reported the metric (all failed first): no point to draw
+        return None
     trials = [t for t in rs.trials if t.id in finals]
     drawn = set(drawn_trials(finals, mode_or_none(rs, mode, metric)))
     shown = {q: _shown_labels(path, values) for q, (path, values) in grids.items()}

@@ -81,7 +81,8 @@ def _add_panels(rs: ResultSet, metric: str, mode: str | None, pareto: Sequence[t
         raise ConfigError(f"final: expected one of {list(plot_data.FINALS)}, got {final!r}")
     which = {"last": "last result", "best": "best result", "mean_last": "mean of the last 5 results"}[final]
     add("Parameter sensitivity", f"Each trial's {which} per grid value: mean line, band from min to max over "
-        "repeats, a point per trial.", "no grid dimension besides seeds in the search space",
+        "repeats, a point per trial.",
+        "no grid dimension besides seeds in the search space, or no trial reported the metric",
         plot_data.sensitivity, rs, metric, None, final, 5, mode)
     add("Parallel coordinates", "One line per trial, coloured by the final metric.",
         "no trial reported the metric", plot_data.parallel_coordinates, rs, metric, mode)
