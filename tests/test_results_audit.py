@@ -179,3 +179,22 @@ def test_the_pareto_plot_names_a_metric_given_as_text_or_never_reported(multi: R
     assert res.exit_code == 2 and "--pareto: expected two different metrics, got 'lat:min,lat:max'" in res.output
     fig = multi.plot.pareto_front(["lat", "acc"], ["min", "max"])
     assert any(trace.get("name") == "Pareto front" for trace in fig.figure["data"]), fig.figure["data"]
+
+
+def _raises_with_line_separators(config):
+    ts.report({"loss": 1.0})
+    raise RuntimeError("first\u2028second\x85third")
+
+
+def test_a_failed_trials_error_line_keeps_its_exception_name_whatever_separators_its_message_holds(results_dir):
+    """``str.splitlines`` also splits at U+2028, U+0085 and form feeds: the frame's ``error`` column, ``run``'s
+    failure line and ``show``'s showed only the message's end, without the exception's name."""
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    rs = ts.run(_raises_with_line_separators, name="seps", verbose=0)
+    whole = "RuntimeError: first\u2028second\x85third"
+    assert rs.dataframe()["error"][0] == whole
+    shown = CliRunner().invoke(cli, ["show", "seps"]).output
+    assert "trial_00001 failed: RuntimeError: first" in shown, shown

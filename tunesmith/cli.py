@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from tunesmith import _layout
-from tunesmith._display import ERROR_CHARS, cut, printable
+from tunesmith._display import ERROR_CHARS, cut, error_lines, printable
 from tunesmith._errors import ConfigError
 from tunesmith._importing import importing
 from tunesmith._secrets import shown
@@ -210,7 +210,7 @@ def run(target: str, space_file: str | None, metric: str | None, mode: str | Non
             pass
     if result.errors:
         first = shown(result.errors[0])
-        last = (first.error or "").strip().splitlines()
+        last = error_lines(first.error)
         click.echo(printable(f"error: {len(result.errors)} trial(s) failed; first {first.name}: "
                              f"{cut(last[-1], ERROR_CHARS) if last else 'failed'} (traceback: tunesmith show "
                              f"{result.name} --json)", one_line=True), err=True)
@@ -576,7 +576,7 @@ def _page(rs: Any, status: str, everyone: list[Any], trials: list[Any], note: st
         out.append(table)
     for t in trials:
         if t.error:
-            lines = t.error.strip().splitlines()
+            lines = error_lines(t.error)
             out.append(printable(f"{t.name} failed: {cut(lines[-1], ERROR_CHARS) if lines else ''}", one_line=True))
     if len(trials) < total:
         out.append(f"{total - len(trials)} more trials not shown: --limit N shows the first N, --all every one, "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
 from tunesmith import _layout
+from tunesmith._display import error_lines
 from tunesmith._errors import ConfigError
 from tunesmith._layout import STORE_FILE
 from tunesmith._objective import Objective
@@ -557,7 +558,7 @@ class ResultSet:
                 rec = {"trial_id": t.id, "status": t.status.value, **t.last_result}
                 rec.update(shown(t.config))
                 if t.error and "error" not in rec:  # a metric of that name stays (status says it failed)
-                    rec["error"] = t.error.strip().splitlines()[-1]
+                    rec["error"] = error_lines(t.error)[-1]
                 rows.append(rec)
         return pd.DataFrame(rows)
 

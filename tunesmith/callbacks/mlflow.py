@@ -9,6 +9,7 @@ import re
 import time
 from typing import Any
 
+from tunesmith._display import error_lines
 from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -144,7 +145,7 @@ class MLflowLogger(Callback):
         run_id = self._runs.get(trial.id)
         error = shown(trial).error if trial.error else None  # an error message may quote the config
         if run_id is not None and error:
-            last = error.strip().splitlines()
+            last = error_lines(error)
             self._client.set_tag(run_id, "tunesmith.error", (last[-1] if last else "")[:_PARAM_CHARS])
         self._end(trial.id, "FAILED")
 

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import Any
 
-from tunesmith._display import ERROR_CHARS, cut, printable, text
+from tunesmith._display import ERROR_CHARS, cut, error_lines, printable, text
 from tunesmith._flat import flatten
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -162,7 +162,7 @@ class Progress(Callback):
             return
         if self._error_lines < self.max_error_lines:
             self._error_lines += 1
-            last = (shown(trial).error or "").strip().splitlines()
+            last = error_lines(shown(trial).error)
             line = last[-1] if last else "failed"
             self._print(f"{trial.name} ERROR: {cut(printable(line, one_line=True), ERROR_CHARS)}", style="red")
         elif self._error_lines == self.max_error_lines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from tunesmith._display import error_lines
 from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -113,7 +114,7 @@ class WandbLogger(Callback):
 
     def on_trial_error(self, trial: TrialView) -> None:
         error = shown(trial).error if trial.error else None  # an error message may quote the config
-        last = error.strip().splitlines() if error else []
+        last = error_lines(error)
         self._end(trial.id, TrialStatus.ERROR.name, last[-1] if last else "")
 
     def on_experiment_end(self, experiment: ExperimentInfo) -> None:
