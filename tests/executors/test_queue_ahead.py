@@ -372,3 +372,30 @@ def test_ctrl_c_pauses_trials_still_waiting_and_resume_runs_every_trial_once(tmp
     assert len(trials) == 3000 and {s for _start, s in trials.values()} == {"TERMINATED"}
     assert set(last) == set(trials)  # every trial, those paused before they began included, ran to its result
     assert all(tid in last for tid in waiting)
+
+
+def _gone(pid):
+    """True once ``pid`` has exited (a zombie holds no socket any more)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_trial_handed_to_a_worker_found_dead_as_it_is_handed_starts_elsewhere_before_any_later_one(backend,
+                                                                                                     tmp_path):
+    # the worker died after the driver last polled: handing it a trial is what finds it dead. Its trial's CPU is free
+    # again, and is the handed trial's: not a later trial's, which would leave that one no worker ("no other could
+    # take it": an ERROR, counted against max_failures, for a trial that never ran)
+    b, ev, _hold = _busy_with_one_waiting(backend, tmp_path)
+    dead = ev.rows[2][0]["pid"]
+    os.kill(dead, signal.SIGKILL)
+    while not _gone(dead):
+        time.sleep(0.005)
+    assert b.try_start(_launch(tmp_path, 3))
+    assert not b.try_start(_launch(tmp_path, 4))  # the one CPU is trial 3's
+    ev.until(lambda: 2 in ev.done and 3 in ev.done)
+    assert ev.done[2].status == "error" and "died" in ev.done[2].error
+    assert ev.done[3].status == "ok" and ev.rows[3][0]["pid"] != dead
+    assert b.running() == 0

@@ -319,7 +319,12 @@ class LocalBackend(Executor):
         try:
             chosen.conn.send((RUN, spec))
         except OSError:
-            self._worker_died(chosen)  # its queued trial starts on another worker at the next poll
+            # found dead only now: its trial's resources are free again, and go to this trial at once (left for
+            # the next poll, a later launch would take them, and this one have no worker to start on)
+            chosen.queued = None
+            self._unqueue(launch.trial_id)
+            self._worker_died(chosen)
+            return self.try_start(launch)
         if self.chdir_to_trial_dir and chosen.ran_s >= PREMAKE_S:
             self._to_make[launch.trial_id] = launch.trial_dir
         return True
