@@ -72,7 +72,10 @@ def resources_for(ctl: LaunchHost, trial_id: int, config: dict[str, Any]) -> dic
 
     where = f"resources(config) for trial {trial_id} (config {mask(config)!r})"
     try:
-        resources = normalize(ctl.resources_fn(config), where=where)
+        asked = ctl.resources_fn(config)
+        if asked is None:  # a function that forgot its return: not the default (one CPU, no GPU) in silence
+            raise ConfigError(f"{where} returned None; expected a dict like {{'cpu': 1, 'gpu': 0.5}}")
+        resources = normalize(asked, where=where)
         ctl.executor.check_resources(resources)
         if ctl.ranks is not None:  # a split the ranks cannot share (gpu=3 over 2 ranks): before the trial exists
             from tunesmith import _ranks

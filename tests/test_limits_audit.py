@@ -1,0 +1,25 @@
+"""Resources, concurrency and time limits off the happy path (an audit's findings)."""
+
+from __future__ import annotations
+
+import pytest
+
+import tunesmith as ts
+from tunesmith import ConfigError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def reports(config):
+    ts.report({"x": 1})
+
+
+def needs_a_gpu(config):  # forgot its return: every trial would run on the default, one CPU and no GPU
+    wanted = {"cpu": 1, "gpu": 1}
+    del wanted
+
+
+def test_a_resources_function_that_returns_nothing_is_named_not_taken_as_the_default(results_dir):
+    with pytest.raises(ConfigError, match=r"resources\(config\) for trial 1 .* returned None; expected a dict"):
+        ts.run(reports, {"a": ts.grid([1, 2])}, resources=needs_a_gpu, name="nothing", verbose=0)
+    assert ts.load("nothing").trials == []  # no trial ran on resources it did not ask for
