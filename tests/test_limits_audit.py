@@ -23,3 +23,17 @@ def test_a_resources_function_that_returns_nothing_is_named_not_taken_as_the_def
     with pytest.raises(ConfigError, match=r"resources\(config\) for trial 1 .* returned None; expected a dict"):
         ts.run(reports, {"a": ts.grid([1, 2])}, resources=needs_a_gpu, name="nothing", verbose=0)
     assert ts.load("nothing").trials == []  # no trial ran on resources it did not ask for
+
+
+def _noop(config):
+    ts.report({"x": 1})
+
+
+def test_more_than_total_resources_gives_is_named_as_such_not_as_the_machine(results_dir):
+    """The error said "more than this machine has (1)" on a machine of 2 CPUs, where the 1 came from
+    ``LocalBackend(total_resources={"cpu": 1})``."""
+    with pytest.raises(ts.ConfigError, match=r"resources\['cpu'\] = 2 is more than LocalBackend\(total_resources=\) "
+                                             r"gives \(1\)"):
+        ts.run(_noop, resources={"cpu": 2}, verbose=0, backend=ts.LocalBackend(total_resources={"cpu": 1}))
+    with pytest.raises(ts.ConfigError, match=r"resources\['tok'\] = 1 is more than this machine has \(0\)"):
+        ts.run(_noop, resources={"cpu": 1, "tok": 1}, verbose=0)

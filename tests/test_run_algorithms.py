@@ -93,7 +93,7 @@ def test_resources_can_depend_on_the_config(results_dir):
 
 def test_a_config_asking_for_more_than_there_is_is_a_config_error_naming_it(results_dir):
     with pytest.raises(ts.ConfigError, match=r"resources\(config\) for trial 2 \(config \{'x': 0.9\}\).*"
-                                             r"more than this machine has"):
+                                             r"more than LocalBackend\(total_resources=\) gives"):
         ts.run(quadratic, {"x": ts.grid([0.1, 0.9])}, verbose=0, max_concurrent=1,
                backend=LocalBackend(total_resources={"cpu": 2}),
                resources=lambda config: {"cpu": 1 if config["x"] < 0.5 else 8})

@@ -109,7 +109,7 @@ def test_resources_are_accounted_and_refused_when_not_free(tmp_path):
     ex = SimulatedBackend({"cpu": 3, "gpu": 1})
     ex.setup(counting(1), str(tmp_path))
     assert ex.total_resources() == {"cpu": 3.0, "gpu": 1.0}
-    with pytest.raises(ts.ConfigError, match="more than this machine has"):
+    with pytest.raises(ts.ConfigError, match=r"more than SimulatedBackend\(total_resources=\) gives \(3\)"):
         ex.check_resources({"cpu": 4.0, "gpu": 0.0})
     ex.check_resources({"cpu": 3.0, "gpu": 1.0})
     assert ex.try_start(launch(1, tmp_path, resources={"cpu": 2, "gpu": 0.5}))

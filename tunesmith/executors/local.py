@@ -217,7 +217,8 @@ class LocalBackend(Executor):
             if gpu_ids is None:
                 gpu_ids = [str(i) for i in range(int(total["gpu"]))] if "gpu" in total else _machine_gpus()
             total["gpu"] = float(len(gpu_ids))
-            self._pool = ResourcePool(total, gpu_ids)
+            given = ("LocalBackend(total_resources=)", self.total_resources_arg or ())  # named in its errors
+            self._pool = ResourcePool(total, gpu_ids, given)
         return self._pool
 
     def total_resources(self) -> dict[str, float]:

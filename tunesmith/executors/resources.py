@@ -100,7 +100,10 @@ class ResourcePool:
     (best fit, so small trials pack together and whole devices stay free); whole numbers take free
     devices."""
 
-    def __init__(self, total: dict[str, float], gpu_ids: list[str]) -> None:
+    def __init__(self, total: dict[str, float], gpu_ids: list[str], given: tuple[str, Any] = ("", ())) -> None:
+        """``given``: (the argument the user set totals with, e.g. ``"LocalBackend(total_resources=)"``, the keys it
+        set): an error names it for those, "this machine" for the others."""
+        self._given_by, self._given = given[0], frozenset(given[1])
         self.total = dict(total)
         self.free = dict(total)
         self.gpu_ids = list(gpu_ids)
@@ -111,7 +114,8 @@ class ResourcePool:
         for key, value in resources.items():
             have = self.total.get(key, 0.0)
             if value > have + _EPS:
-                raise ConfigError(f"{where}[{key!r}] = {value:g} is more than this machine has ({have:g}); "
+                source = f"{self._given_by} gives" if key in self._given else "this machine has"
+                raise ConfigError(f"{where}[{key!r}] = {value:g} is more than {source} ({have:g}); "
                                   f"a trial asking for it could never start")
 
     def acquire(self, trial_id: int, resources: dict[str, float]) -> dict[str, float] | None:

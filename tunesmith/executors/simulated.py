@@ -233,7 +233,8 @@ class SimulatedBackend(Executor):
             total.setdefault("cpu", 0.0)
             gpus = int(total.get("gpu", 0.0))
             total["gpu"] = float(gpus)
-            self._pool = ResourcePool(total, [str(i) for i in range(gpus)])
+            self._pool = ResourcePool(total, [str(i) for i in range(gpus)],
+                                      ("SimulatedBackend(total_resources=)", total))
         return self._pool
 
     def total_resources(self) -> dict[str, float]:
