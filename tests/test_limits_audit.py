@@ -37,3 +37,11 @@ def test_more_than_total_resources_gives_is_named_as_such_not_as_the_machine(res
         ts.run(_noop, resources={"cpu": 2}, verbose=0, backend=ts.LocalBackend(total_resources={"cpu": 1}))
     with pytest.raises(ts.ConfigError, match=r"resources\['tok'\] = 1 is more than this machine has \(0\)"):
         ts.run(_noop, resources={"cpu": 1, "tok": 1}, verbose=0)
+
+
+@pytest.mark.parametrize("resources", [{"cpu": 1e-12}, {"cpu": 0, "gpu": 1e-9}, {"cpu": 0.00001}])
+def test_a_request_too_small_to_hold_anything_back_is_refused(results_dir, resources):
+    """``{"cpu": 1e-12}`` passed the "must ask for something" check yet held nothing back: every trial could start
+    at once (and a GPU share under the packing tolerance counts as none)."""
+    with pytest.raises(ts.ConfigError, match=r"resources\['(cpu|gpu)'\] = .* is more than 0 but under 0.0001"):
+        ts.run(_noop, resources=resources, verbose=0)

@@ -13,6 +13,7 @@ from typing import Any
 from tunesmith._errors import ConfigError
 
 _EPS = 1e-9
+MIN_AMOUNT = 1e-4  # the least of a resource a trial may ask for, other than none (Ray Tune's precision)
 KNOWN = ("cpu", "gpu")
 
 
@@ -85,6 +86,10 @@ def normalize(resources: Any, where: str = "resources") -> dict[str, float]:
     if resources is None:
         return {"cpu": 1.0, "gpu": 0.0}
     out = {"cpu": 1.0, "gpu": 0.0, **amounts(resources, where, "{'cpu': 1, 'gpu': 0.5}")}
+    for key, value in out.items():  # 1e-12 of a CPU passes "more than 0" and holds back nothing
+        if 0 < value < MIN_AMOUNT:
+            raise ConfigError(f"{where}[{key!r}] = {value:g} is more than 0 but under {MIN_AMOUNT:g}, too little to "
+                              f"limit how many trials run at once: ask for 0 or at least {MIN_AMOUNT:g}")
     if not any(value > 0 for value in out.values()):
         raise ConfigError(f"{where}['cpu'] must be more than 0 (a fraction such as 0.5 is fine), or the trial must "
                           f"ask for a GPU or another resource: a trial that asks for nothing is never held back, "
