@@ -36,7 +36,6 @@ from tunesmith.executors import _procs
 
 FAIL_GRACE_S = 3.0  # how long rank 0 has to end by itself after another rank failed
 RANK0_FAILED_WAIT_S = 1.0  # how long the other ranks have to end when rank 0 failed (one may be why)
-END_STOP_CHECK_S = 0.1  # while the others have END_GRACE_S to return after rank 0: how often a stop is looked for
 
 
 class RankGroup:
@@ -197,9 +196,10 @@ class RankGroup:
         if status == "ok" and self.failure is None:
             deadline = time.monotonic() + _ranks.END_GRACE_S
             for rank, proc in self.procs.items():
-                code = self._returned(proc, deadline)
-                if code is None:
-                    break  # the grace period is over, or a stop came: the rest are killed below
+                try:
+                    code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    break
                 with self.lock:
                     if code != 0 and self.failure is None:
                         self.failure = self._story(rank, proc.pid, code)
@@ -211,19 +211,6 @@ class RankGroup:
         self._kill_all()
         self._close()
         return self.failure
-
-    def _returned(self, proc: subprocess.Popen[bytes], deadline: float) -> int | None:
-        """``proc``'s exit code once it ends before ``deadline``; None past it, or once a stop (the time limit, a
-        scheduler's) reaches this trial: the trial is to end now, not after the driver's grace period."""
-        while not self.channel.stop_requested():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                return proc.wait(timeout=min(left, END_STOP_CHECK_S))
-            except subprocess.TimeoutExpired:
-                continue
-        return None
 
     def _kill_all(self) -> None:
         for proc in self.procs.values():
