@@ -234,7 +234,7 @@ class SimulatedBackend(Executor):
             gpus = int(total.get("gpu", 0.0))
             total["gpu"] = float(gpus)
             self._pool = ResourcePool(total, [str(i) for i in range(gpus)],
-                                      ("SimulatedBackend(total_resources=)", total))
+                                      ("SimulatedBackend(total_resources=)", self.total_resources_arg or {"cpu": 4.0}))
         return self._pool
 
     def total_resources(self) -> dict[str, float]:
