@@ -135,12 +135,12 @@ class LocalBackend(Executor):
     def record(self) -> dict[str, Any]:
         """``{"kind": "local"}`` with the arguments it was given that differ from the defaults (plain values,
         checked by the constructor): `tunesmith resume` builds the same backend from them."""
-        given = {"total_resources": self.total_resources_arg, "gpu_ids": self.gpu_ids,
-                 "grace_period_s": self.grace_period_s, "trial_timeout_s": self.trial_timeout_s,
-                 "start_method": self.start_method, "queue_ahead": self.queue_ahead}
-        defaults = {"total_resources": None, "gpu_ids": None, "grace_period_s": 5.0, "trial_timeout_s": None,
-                    "start_method": "forkserver", "queue_ahead": True}
-        return {"kind": "local", **{k: v for k, v in given.items() if v != defaults[k]}}
+        import inspect
+
+        defaults = inspect.signature(LocalBackend.__init__).parameters  # one place for them: the constructor's
+        given = {name: getattr(self, "total_resources_arg" if name == "total_resources" else name)
+                 for name in self.RECORDED}
+        return {"kind": "local", **{k: v for k, v in given.items() if v != defaults[k].default}}
 
     def __init__(self, total_resources: dict[str, float] | None = None, gpu_ids: list[str] | None = None,
                  grace_period_s: float = 5.0, trial_timeout_s: float | None = None,
