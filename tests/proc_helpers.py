@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 
 def pid_alive(pid: int) -> bool:
@@ -18,6 +19,14 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def until(condition, what: str, timeout: float = 60.0) -> None:
+    """Wait for ``condition()`` to hold (checked every 10 ms); fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def free_port() -> int:

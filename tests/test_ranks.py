@@ -13,7 +13,7 @@ import time
 import pytest
 
 import tunesmith as ts
-from tests.proc_helpers import pid_alive
+from tests.proc_helpers import pid_alive, until
 from tunesmith import _ranks
 from tunesmith.executors.local import LocalBackend
 
@@ -397,13 +397,6 @@ def test_a_resources_function_whose_gpus_cannot_split_over_the_ranks_names_the_t
     assert ts.load("split").trials == []
 
 
-def _until(condition, what, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def _indexed(iteration):
     """Wait until the driver has indexed this trial's checkpoint at ``iteration``: the batch that brought it is
     handled, and what it let go is deleted."""
@@ -412,8 +405,8 @@ def _indexed(iteration):
     db = os.path.join(os.path.dirname(os.path.dirname(os.getcwd())), "experiment.db")
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        _until(lambda: con.execute("SELECT 1 FROM checkpoints WHERE trial_id = ? AND iteration = ?",
-                                   (ts.get_trial_id(), iteration)).fetchone() is not None, f"checkpoint {iteration}")
+        until(lambda: con.execute("SELECT 1 FROM checkpoints WHERE trial_id = ? AND iteration = ?",
+                                  (ts.get_trial_id(), iteration)).fetchone() is not None, f"checkpoint {iteration}")
     finally:
         con.close()
 
@@ -425,7 +418,7 @@ def rank_1_loads_late(config):
     if ts.get_rank() == 1:
         if restored is None:
             return
-        _until(lambda: os.path.exists("go"), "rank 0")
+        until(lambda: os.path.exists("go"), "rank 0")
         _note("loaded", _restored("state.json", None))
         open("loaded", "w").close()
         return
@@ -436,7 +429,7 @@ def rank_1_loads_late(config):
     if not start:
         raise RuntimeError("fails once, at iteration 4")
     open("go", "w").close()
-    _until(lambda: os.path.exists("loaded"), "rank 1's load")
+    until(lambda: os.path.exists("loaded"), "rank 1's load")
 
 
 def test_every_rank_can_load_the_restore_point_until_the_attempt_ends_with_keep_1(results_dir):
@@ -561,3 +554,4 @@ def test_a_rank_that_returned_while_rank_0_ran_is_named_when_rank_0_then_fails(r
     assert error.startswith("rank 0 failed after rank 1 of 2 (pid "), error
     assert "had returned (exit code 0) while rank 0 still ran" in error
     assert "\n\nrank 0 then failed:\nTraceback" in error
+

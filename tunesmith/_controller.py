@@ -688,7 +688,7 @@ class Controller:
         if waiting:
             self.executor.decide(tid, False, None)
         else:
-            self.executor.stop(tid)
+            self.executor.stop_on_result(tid)
 
     def _decide(self, trial: TrialView, result: Result, rules: StopRules, trial_stop: bool) -> Decision:
         """The decision on a result of a running trial: a stop by its stop ``rules`` (or, ``trial_stop``, by an

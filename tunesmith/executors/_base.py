@@ -184,6 +184,13 @@ class Executor:
         """Ask a trial to end at its next report(); kill it after the grace period."""
         raise NotImplementedError
 
+    def stop_on_result(self, trial_id: int) -> None:
+        """:meth:`stop`, decided on one of the trial's results (``done``, a stop rule, the scheduler's decision on
+        it): where rank 0 of a trial run as several ranks returned after that result, the others are left their time
+        to return (``_ranks.END_GRACE_S``), as after any return of rank 0's; any other stop ends them at once.
+        :meth:`stop` by default."""
+        self.stop(trial_id)
+
     def poll(self, timeout: float) -> list[Event]:
         """Events since the last call; waits up to ``timeout`` seconds for the first."""
         raise NotImplementedError

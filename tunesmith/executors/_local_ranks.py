@@ -13,7 +13,9 @@ variables of a rank's share, ``_ranks.rank_threads``, rank 0's too), and their o
   retire this worker, and the process exits (the driver kills what is left of its process group);
 * when rank 0 ends (returned, stopped, paused, failed), the others end with it: after a return they get
   ``_ranks.END_GRACE_S`` to return too (a DDP loop's ranks end together; one that fails then fails the
-  trial), otherwise they are killed at once.
+  trial) unless a stop from outside the trial's results comes meanwhile (the time limit, the dashboard's, the
+  experiment's end; not the driver's stop at ``done`` or a stop rule met by rank 0's last result:
+  ``Executor.stop_on_result``); otherwise they are killed at once.
 
 Nothing outlives the trial: what the ranks started is killed with the rest of the trial's descendants (the
 worker is a child subreaper), and a rank dies with the worker (its parent-death signal).
@@ -36,6 +38,7 @@ from tunesmith.executors import _procs
 
 FAIL_GRACE_S = 3.0  # how long rank 0 has to end by itself after another rank failed
 RANK0_FAILED_WAIT_S = 1.0  # how long the other ranks have to end when rank 0 failed (one may be why)
+END_STOP_CHECK_S = 0.1  # while the others have END_GRACE_S to return after rank 0: how often a stop is looked for
 
 
 class RankGroup:
@@ -173,9 +176,10 @@ class RankGroup:
     # rank 0's thread ---------------------------------------------------------------------------------
     def end(self, status: str) -> str | None:
         """Rank 0's function is over (``status``: "ok" it returned, "stopped", "error"): end the other ranks
-        (after a return, once they returned too, within ``_ranks.END_GRACE_S``; after a failure, once they
-        ended within ``RANK0_FAILED_WAIT_S``; after a stop, at once). Returns why the trial failed because of
-        them, or None. Blocks forever if the watcher is already ending the worker."""
+        (after a return, once they returned too, within ``_ranks.END_GRACE_S`` unless a stop from outside the
+        trial's results comes first; after a failure, once they ended within ``RANK0_FAILED_WAIT_S``; after a stop,
+        at once). Returns why the trial failed because of them, or None. Blocks forever if the watcher is already
+        ending the worker."""
         self.rank0_done.set()
         if status == "error" and self.failure is None:
             # rank 0 failed or was stopped: when another rank's death made it fail (gloo raises once the peer's
@@ -196,10 +200,9 @@ class RankGroup:
         if status == "ok" and self.failure is None:
             deadline = time.monotonic() + _ranks.END_GRACE_S
             for rank, proc in self.procs.items():
-                try:
-                    code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    break
+                code = self._returned(proc, deadline)
+                if code is None:
+                    break  # the time is over, or a stop from outside came: the rest are killed below
                 with self.lock:
                     if code != 0 and self.failure is None:
                         self.failure = self._story(rank, proc.pid, code)
@@ -211,6 +214,21 @@ class RankGroup:
         self._kill_all()
         self._close()
         return self.failure
+
+    def _returned(self, proc: subprocess.Popen[bytes], deadline: float) -> int | None:
+        """``proc``'s exit code once it ends before ``deadline``; None past it, or once a stop from outside the
+        trial's results reaches it (the time limit, the dashboard, the experiment's end: the trial is to end now,
+        not after the driver's grace period). A stop the driver decided on a result rank 0 reported (``done``, a stop
+        rule, the scheduler's decision) changes nothing: rank 0 has returned, and the others are ending too."""
+        while not (self.channel.stop_requested() and self.channel.stopped_outside):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                return proc.wait(timeout=min(left, END_STOP_CHECK_S))
+            except subprocess.TimeoutExpired:
+                continue
+        return None
 
     def _kill_all(self) -> None:
         for proc in self.procs.values():

@@ -72,6 +72,9 @@ class _Channel:
         self.buf: list[tuple[Any, ...]] = []
         self.trial_id = -1
         self.stopped = False
+        # a stop came that the driver did not decide on one of the trial's results (the time limit, the dashboard, the
+        # experiment's end): the other ranks of a trial run as several are ended at once (``_local_ranks``)
+        self.stopped_outside = False
         self.inbox: deque[tuple[Any, ...]] = deque()
         self.last_send = time.monotonic()
         self.wake = threading.Event()
@@ -114,9 +117,15 @@ class _Channel:
         while self.conn.poll():
             msg = self.conn.recv()
             if msg[0] == STOP and msg[1] == self.trial_id:
-                self.stopped = True
+                self._stop(msg)
             else:
                 self._not_for_this_trial(msg)
+
+    def _stop(self, msg: tuple[Any, ...]) -> None:
+        """This trial's STOP (``_wire``: whether the driver decided it on one of the trial's results)."""
+        self.stopped = True
+        if not msg[2]:
+            self.stopped_outside = True
 
     def read_waiting(self) -> None:
         """Between trials: read what came (one poll), so that a STOP for a trial still in the inbox drops it."""
@@ -149,7 +158,7 @@ class _Channel:
             if msg[0] == DECIDE and msg[1] == self.trial_id:
                 return (msg[2] and not self.stopped), msg[3], msg[4]
             if msg[0] == STOP and msg[1] == self.trial_id:
-                self.stopped = True
+                self._stop(msg)
                 return False, None, None
             self._not_for_this_trial(msg)
 
@@ -417,7 +426,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
 
     trial_id = spec["trial_id"]
     channel.trial_id = trial_id
-    channel.stopped = False
+    channel.stopped = channel.stopped_outside = False
     environ = os.environ
     for key, value in spec["env"].items():
         if environ.get(key) != value:  # a reused worker mostly has them already: a putenv each is a trial's 10%

@@ -461,6 +461,12 @@ class LocalBackend(Executor):
                 pass  # its death shows up in poll()
 
     def stop(self, trial_id: int) -> None:
+        self._stop(trial_id, False)
+
+    def stop_on_result(self, trial_id: int) -> None:
+        self._stop(trial_id, True)
+
+    def _stop(self, trial_id: int, on_result: bool) -> None:
         worker = self._by_trial.get(trial_id)
         if worker is None:
             worker = self._queued.get(trial_id)
@@ -469,7 +475,7 @@ class LocalBackend(Executor):
                 worker.queued_stop = True
                 self._to_make.pop(trial_id, None)  # no folder for a trial that will not run, if not made yet
                 try:
-                    worker.conn.send((STOP, trial_id))
+                    worker.conn.send((STOP, trial_id, on_result))
                 except OSError:
                     pass
             return
@@ -477,7 +483,7 @@ class LocalBackend(Executor):
             return
         worker.stop_deadline = time.monotonic() + self.grace_period_s
         try:
-            worker.conn.send((STOP, trial_id))
+            worker.conn.send((STOP, trial_id, on_result))
         except OSError:
             pass
 
