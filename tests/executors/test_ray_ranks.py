@@ -22,6 +22,7 @@ import tunesmith as ts
 
 ray = pytest.importorskip("ray")
 torch = pytest.importorskip("torch")
+from proc_helpers import until  # noqa: E402
 from ray_helpers import start_cluster  # noqa: E402
 
 from tunesmith.executors.ray import RayBackend  # noqa: E402
@@ -318,3 +319,37 @@ def test_a_ranks_restore_copy_never_takes_or_removes_a_folder_of_the_trials(clus
         assert _alive_trial_actors() == []
     finally:
         shutil.rmtree(first["dir"], ignore_errors=True)  # rank 1's node-local folder (left with the trial's files)
+
+
+def rank_1_outlives_rank_0(config):
+    """Rank 0 reports once and returns once rank 1 runs; rank 1 blocks for good. Rank 0 notes a stop that came before
+    rank 1 ran (a slow start)."""
+    import threading
+
+    if ts.get_rank() == 1:
+        _note(config, "pid", _where())
+        threading.Event().wait()
+    ts.report({"loss": 1.0})
+    until(lambda: os.path.exists(os.path.join(config["notes"], "pid.rank1.json")) or ts.should_stop(), "rank 1")
+    if ts.should_stop():
+        _note(config, "stopped before rank 1 ran", True)
+
+
+def test_a_stop_from_outside_while_rank_0_waits_for_the_others_to_return_ends_them_at_once(cluster, tmp_path):
+    """As on the local backend (tests/test_ranks_end.py): the time limit's stop while rank 0's actor waited for rank 1
+    to return was not looked at, and the trial's error said '..., then killed: it did not end within the grace period'
+    for a trial whose rank 0 had ended."""
+    from tunesmith import _ranks
+
+    assert _ranks.END_GRACE_S > 6 + 1  # the limit and the grace period are over before the others' time to return
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(rank_1_outlives_rank_0, {"notes": str(notes)}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, trial_time_limit_s=6, backend=RayBackend(grace_period_s=1), verbose=0,
+                    raise_on_failed_trial=False)
+    trial = result.trials[0]
+    if os.path.exists(notes / "stopped before rank 1 ran.rank0.json"):
+        pytest.skip("rank 1 started after the time limit: the stop came before rank 0 returned")
+    assert trial.error == "the trial ran longer than its limit (trial_time_limit_s=6); stopped", trial.error
+    assert [r["loss"] for r in result.history(trial.id)] == [1.0]
+    assert _alive_trial_actors() == []

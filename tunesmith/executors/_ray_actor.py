@@ -48,6 +48,7 @@ class _ActorChannel:
         self.queued_bytes = 0
         self.trial_id = -1
         self.stopped = False
+        self.stopped_outside = False  # a stop not decided on the trial's results came (``_worker._Channel``'s)
         self.decision: tuple[bool, int | None] | None = None
         self.ship_to: str | None = None  # the driver's checkpoints folder, when checkpoints must be sent
         self.upload_to: str | None = None  # the trial's checkpoints URL, with RayBackend(storage=...)
@@ -80,7 +81,7 @@ class _ActorChannel:
             self.rows, self.out = [], []
             self.queued_rows = self.queued_bytes = 0
             self.trial_id = trial_id
-            self.stopped = False
+            self.stopped = self.stopped_outside = False
             self.decision = None
             self.ship_to = ship_to
             self.last_shipped = None
@@ -264,10 +265,13 @@ class _ActorChannel:
                 self.decision = (cont, next_decision)
                 self.cv.notify_all()
 
-    def stop(self, trial_id: int) -> None:
+    def stop(self, trial_id: int, on_result: bool = False) -> None:
+        """``on_result``: the driver decided the stop on one of the trial's results (``Executor.stop_on_result``)."""
         with self.cv:
             if trial_id == self.trial_id:
                 self.stopped = True
+                if not on_result:
+                    self.stopped_outside = True
                 self.cv.notify_all()
 
 
@@ -365,8 +369,8 @@ class _TrialActor:
     def decide(self, trial_id: int, cont: bool, next_decision: int | None) -> None:
         self.channel.decide(trial_id, cont, next_decision)
 
-    def stop(self, trial_id: int) -> None:
-        self.channel.stop(trial_id)
+    def stop(self, trial_id: int, on_result: bool = False) -> None:
+        self.channel.stop(trial_id, on_result)
 
 
 def _remove_sent(folder: str, sent: list[str]) -> None:

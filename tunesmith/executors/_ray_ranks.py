@@ -19,8 +19,8 @@ The same ends as on the local backend (``_local_ranks``): a rank that fails (rai
 trial with its story, the other rank actors are killed, and rank 0 gets ``FAIL_GRACE_S`` to end by itself (gloo
 raises in a collective whose peer is gone); one stuck where Python cannot reach it is not waited for: the
 trial's end is reported and the driver kills the actor (an actor that ran rank 0 is never reused). When rank 0
-ends, the others end with it: after a return they get ``_ranks.END_GRACE_S`` to return too, otherwise they are
-killed at once.
+ends, the others end with it: after a return they get ``_ranks.END_GRACE_S`` to return too (cut short by a stop
+from outside the trial's results, as there), otherwise they are killed at once.
 
 Ray exports :class:`_RankActor` by reference: this module imports no Ray at module level.
 """
@@ -37,7 +37,7 @@ from typing import Any
 
 from tunesmith import _ranks
 from tunesmith.checkpoint import is_url
-from tunesmith.executors._local_ranks import FAIL_GRACE_S, RANK0_FAILED_WAIT_S
+from tunesmith.executors._local_ranks import END_STOP_CHECK_S, FAIL_GRACE_S, RANK0_FAILED_WAIT_S
 from tunesmith.executors._ray_transfer import RESTORE, receive_folder, staging_dir
 
 _WAIT_S = 0.5  # the watcher looks at "rank 0 ended" this often while no rank ends
@@ -221,15 +221,21 @@ class RayRankGroup:
     # rank 0's thread ---------------------------------------------------------------------------------
     def end(self, status: str) -> str | None:
         """Rank 0's function is over (``status``: "ok", "stopped", "error"): end the other ranks (after a
-        return, once they returned too, within ``_ranks.END_GRACE_S``; after a failure, once they ended within
-        ``RANK0_FAILED_WAIT_S``; after a stop, at once). Returns why the trial failed because of them, or None.
-        Blocks for good if the watcher already reported the trial's end (the driver kills this actor)."""
+        return, once they returned too, within ``_ranks.END_GRACE_S`` unless a stop from outside the trial's results
+        comes first; after a failure, once they ended within ``RANK0_FAILED_WAIT_S``; after a stop, at once).
+        Returns why the trial failed because of them, or None. Blocks for good if the watcher already reported the
+        trial's end (the driver kills this actor)."""
         import ray
 
         self.rank0_done.set()
         wait = {"ok": _ranks.END_GRACE_S, "error": RANK0_FAILED_WAIT_S}.get(status, 0.0)
-        if wait and self.refs and self.failure is None:
-            ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=wait)
+        deadline, left = time.monotonic() + wait, list(self.refs)
+        # after a return, a stop from outside the trial's results (the time limit, the dashboard, the experiment's
+        # end) ends the wait: the trial is to end now, not after the driver's grace period (``_local_ranks``)
+        while (wait and left and self.failure is None and time.monotonic() < deadline
+               and not (status == "ok" and self.channel.stopped_outside)):
+            ready, left = ray.wait(left, num_returns=len(left),
+                                   timeout=min(END_STOP_CHECK_S, max(0.0, deadline - time.monotonic())))
             with self.lock:
                 for ref in ready:
                     self._collect(ref)

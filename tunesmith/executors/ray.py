@@ -745,11 +745,17 @@ class RayBackend(Executor):
             self._orphans.add(slot.actor.decide.remote(trial_id, cont, next_decision))
 
     def stop(self, trial_id: int) -> None:
+        self._stop(trial_id, False)
+
+    def stop_on_result(self, trial_id: int) -> None:
+        self._stop(trial_id, True)
+
+    def _stop(self, trial_id: int, on_result: bool) -> None:
         slot = self._by_trial.get(trial_id)
         if slot is None or slot.stop_deadline is not None:
             return
         slot.stop_deadline = time.monotonic() + self.grace_period_s
-        self._orphans.add(slot.actor.stop.remote(trial_id))
+        self._orphans.add(slot.actor.stop.remote(trial_id, on_result))
 
     def running(self) -> int:
         return len(self._by_trial)
