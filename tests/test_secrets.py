@@ -110,7 +110,9 @@ METRIC_SECRETS = ["hf_METRICSECRET", "METRICPW"]
 def secret_train(config):
     ts.report({"loss": 1.0 if config["api_key"] == KEYS[0] else 2.0,  # text results: a token, a URL, the config's key
                "hf_token": METRIC_SECRETS[0], "endpoint": f"https://u:{METRIC_SECRETS[1]}@h.example/",
-               "note": f"called with {config['api_key']}"})
+               "note": f"called with {config['api_key']}",
+               # the config's key in a metric's name (a nested one too): masked there as in a value
+               f"loss_{config['api_key']}": 1.0, "by_key": {config["api_key"]: 2.0}})
     if config["api_key"] == KEYS[1]:
         raise ValueError(f"request refused for config {config}")  # a message that quotes the config
 
@@ -183,12 +185,25 @@ def test_a_grid_swept_api_key_appears_in_no_output(results_dir, tmp_path, capfd)
     for f in files:
         with open(f, "rb") as fh:
             outputs[f] = fh.read().decode("utf-8", "replace")
-    for where, text in outputs.items():
-        for secret in secrets:
-            assert secret not in text, f"{secret!r} in {where}"
+    res = runner.invoke(cli, ["report", "sec", "--metric", "typo", "--storage-path", str(results_dir)])
+    assert res.exit_code != 0 and f"loss_{MASK}" in res.output, res.output  # the reported names it lists, masked
+    outputs["report --metric typo"] = res.output
+    from tunesmith.plots.data import learning_curves
+
+    with pytest.raises(ts.ConfigError, match="no result reported a number") as refused:
+        learning_curves(result, metric="typo")
+    outputs["learning_curves(metric='typo')"] = str(refused.value)
+    leaks = [f"{secret!r} in {where}" for where, text in outputs.items() for secret in secrets if secret in text]
+    assert not leaks, "\n".join(leaks)
     assert MASK in outputs["show sec"] and "***" in outputs["progress"]
     assert json.loads(outputs["show sec --json"])["trials"][0]["config"]["api_key"] == MASK
     assert "request refused" in outputs["show sec"]  # the error is shown, its secret masked
+    # a name that quoted the key is there masked, its value as reported
+    assert json.loads(outputs["show sec --json"])["trials"][0]["last_result"]["by_key/***"] == 2.0
+    every = result.dataframe(all_results=True)
+    assert every["loss_***"].tolist() == [1.0] * 4 and every["by_key/***"].tolist() == [2.0] * 4  # one column
+    assert all(f"loss_{MASK}" in outputs[f].splitlines()[0] for f in files if f.endswith("progress.csv"))
+    assert f"loss_{MASK}" in json.loads(outputs["/api/e/sec/summary"])["metrics"]
     from tunesmith.plots.data import sensitivity
 
     figure = sensitivity(result)  # the swept key's values told apart, not shown

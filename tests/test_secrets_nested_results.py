@@ -109,3 +109,24 @@ def test_an_experiment_error_masks_the_secrets_of_the_config_being_made(results_
     res = CliRunner().invoke(cli, ["show", "m", "--storage-path", str(results_dir)])
     assert res.exit_code == 0, res.output
     assert "failed: ConfigError" in res.output and "sk-DRAWN-SECRET-0002" not in res.output, res.output
+
+
+def _names_a_metric_after_its_key(config):
+    ts.report({"loss": 1.0, f"acc_{config['api_key']}": 0.5})
+
+
+def test_a_metric_name_that_quotes_a_secret_is_masked_in_place(results_dir) -> None:
+    """``f"acc_{config['api_key']}"``: the name is shown with the key masked, in its place among the others; a
+    result whose names quote no secret is shown as it is (the same dict)."""
+    from tunesmith._secrets import secret_strings
+
+    secrets = secret_strings({"api_key": "sk-NAME-4242"})
+    masked = mask_result({"a": 1.0, "loss_sk-NAME-4242": 2.0, "z": "t"}, secrets)
+    assert list(masked.items()) == [("a", 1.0), (f"loss_{MASK}", 2.0), ("z", "t")]
+    plain = {"a": 1.0, "b": 2.0}
+    assert mask_result(plain, secrets) is plain
+    # no metric given: the notebook's table lists the names the trials reported
+    rs = ts.run(_names_a_metric_after_its_key, {"api_key": "sk-NAME-4242"}, name="names", verbose=0,
+                storage_path=str(results_dir))
+    html = rs._repr_html_()
+    assert "sk-NAME-4242" not in html and f"acc_{MASK}" in html and "0.5" in html

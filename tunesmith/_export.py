@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._safe_write import replacing
+from tunesmith._secrets import shown_results
 from tunesmith.callbacks.csv_json import (
     ERRORS,
     PARAMS_JSON,
@@ -27,7 +28,6 @@ from tunesmith.callbacks.csv_json import (
     csv_text,
     jsonl_lines,
     params_text,
-    shown_results,
 )
 from tunesmith.store.sqlite import Store, result_dict
 from tunesmith.trial import Result, TrialView

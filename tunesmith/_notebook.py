@@ -96,7 +96,7 @@ def result_set_html(rs: Any, max_rows: int = MAX_ROWS) -> str:
     keys = list(dict.fromkeys(k for c in configs for k in c))
     varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     config_keys = (varying + [k for k in keys if k not in varying])[:MAX_CONFIG_COLUMNS]
-    metrics = _metric_keys(rs, head)
+    metrics = _metric_keys(rs, masked)  # a reported name that quotes a secret masked
     columns = ["trial", "status", "iter", *metrics, *config_keys, "error"]
     rows = []
     for t, config in zip(masked, configs):

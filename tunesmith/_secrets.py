@@ -217,16 +217,23 @@ def mask_text(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     JSON write it) replaced by ``***``, then URL passwords and bearer tokens masked as in config values."""
     if not text:
         return text
+    for form in _text_forms(secrets if isinstance(secrets, frozenset) else frozenset(secrets)):
+        if form in text:
+            text = text.replace(form, MASK)
+    return mask_string(text)
+
+
+@functools.lru_cache(maxsize=256)  # a trial's secrets are looked for in each of its results' names and texts
+def _text_forms(secrets: frozenset[str]) -> tuple[str, ...]:
+    """Each of ``secrets`` as written, as ``repr`` and as JSON write it; longest first (a secret may contain
+    another)."""
     forms: set[str] = set()
     for s in secrets:
         if len(s) >= MIN_TEXT_SECRET:
             escaped = s.encode("unicode_escape").decode("ascii")  # as repr writes it, in either quotes
             forms.update((s, repr(s)[1:-1], json.dumps(s)[1:-1], escaped.replace("'", "\\'"),
                           escaped.replace('"', '\\"')))
-    for form in sorted(forms, key=len, reverse=True):  # longest first: a secret may contain another
-        if form in text:
-            text = text.replace(form, MASK)
-    return mask_string(text)
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 @functools.lru_cache(maxsize=4096)  # a result's names repeat at every report: each is looked at once
@@ -241,17 +248,29 @@ def result_secrecy(key: str) -> int:
 def mask_result(metrics: dict[str, Any], secrets: Iterable[str] = ()) -> dict[str, Any]:
     """Reported metrics as every output shows them: a text value under a secret-looking key (any part of its
     ``/``-joined name: :func:`result_secrecy`) ``***``, other text with ``secrets`` (the trial's config's secret
-    values, :func:`secret_strings`), URL passwords and bearer tokens masked; numbers as reported. ``metrics``
-    itself when nothing changes (the usual: numbers only)."""
+    values, :func:`secret_strings`), URL passwords and bearer tokens masked; numbers as reported. A name that
+    quotes one of ``secrets`` (``f"loss_{config['api_key']}"``) is masked as text is (:func:`mask_name`).
+    ``metrics`` itself when nothing changes (the usual: numbers only, names without a secret)."""
+    secrets = frozenset(secrets)
     out: dict[str, Any] | None = None
     for key, value in metrics.items():
-        if isinstance(value, str):
-            masked = mask_reported_text(key, value, secrets)
-            if masked != value:
-                if out is None:
-                    out = dict(metrics)
-                out[key] = masked
+        name = mask_name(key, secrets)
+        masked = mask_reported_text(key, value, secrets) if isinstance(value, str) else value
+        if out is None and (name != key or masked is not value):
+            out = {}
+            for k, v in metrics.items():  # the names before this one, in order
+                if k == key:
+                    break
+                out[k] = v
+        if out is not None:
+            out[name] = masked
     return metrics if out is None else out
+
+
+def mask_name(name: str, secrets: Iterable[str]) -> str:
+    """A reported metric's name with each of ``secrets`` (its trial's config's secret values) it quotes masked,
+    as in text (:func:`mask_text`); the name itself when it quotes none or there are none."""
+    return (mask_text(name, secrets) or name) if secrets else name
 
 
 def mask_reported_text(key: str, value: str, secrets: Iterable[str] = ()) -> str:
@@ -279,7 +298,7 @@ def shown(trial: T) -> T:
     for name in ("last_result", "metrics"):
         value = getattr(trial, name, None)
         metrics = value if isinstance(value, dict) else getattr(value, "metrics", None)  # a dict, or a Result
-        if isinstance(metrics, dict) and any(isinstance(v, str) for v in metrics.values()):
+        if isinstance(metrics, dict) and metrics:  # a name may quote a secret too (``loss_<api_key>``)
             secrets = secret_strings(config) if secrets is None else secrets
             masked = mask_result(metrics, secrets)
             if masked is not metrics:
@@ -287,3 +306,22 @@ def shown(trial: T) -> T:
                     metrics=masked, _json=None)
     replace = getattr(trial, "__replace__", None)  # a TrialView (a Record); a TrialResult is a dataclass
     return replace(**changes) if replace is not None else dataclasses.replace(trial, **changes)  # type: ignore[type-var]
+
+
+R = TypeVar("R")  # a trial.Result
+
+
+def shown_results(config: Any, results: list[R]) -> list[R]:
+    """``results`` of a trial with ``config`` as every output shows them (:func:`mask_result`: the text they hold
+    and names that quote a secret of the config masked); the same list when none holds text and the config has no
+    secret (the usual), found from their JSON text without decoding (JSON writes ``":"`` only before a text
+    value)."""
+    secrets = secret_strings(config)
+    if not secrets and all((j := getattr(r, "_json", None)) is not None and not may_hold_text(j) for r in results):
+        return results
+    out = []
+    for r in results:
+        metrics = r.metrics  # type: ignore[attr-defined]
+        masked = mask_result(metrics, secrets)
+        out.append(r if masked is metrics else r.__replace__(metrics=masked, _json=None))  # type: ignore[attr-defined]
+    return out

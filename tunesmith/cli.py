@@ -880,8 +880,9 @@ def _check_reported(rs: Any, named: list[tuple[str, str]]) -> None:
     reported = {k for t in rs.trials for k in t.last_result}
     for option, key in named:
         if reported and key not in reported:
+            listed = {k for t in rs.trials for k in shown(t).last_result}  # a name may quote a secret
             raise ConfigError(f"{option}: no trial reported {key!r}; expected one of the reported keys "
-                              f"{sorted(reported)}")
+                              f"{sorted(listed)}")
 
 
 @cli.command(short_help="Write each trial's progress.csv / result.jsonl / params.json from the store.")

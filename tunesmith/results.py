@@ -1025,17 +1025,25 @@ def load(name_or_path: str | os.PathLike[str], metric: str | list[str] | None = 
 
 def _mask_text_results(frame: Any, configs: dict[int, Any]) -> None:
     """The all-results frame's text results masked in place, as ``mask_result`` masks one result (with its trial's
-    config's secrets): only columns of text are looked at (numbers, the usual, are left alone)."""
-    from tunesmith._secrets import mask_reported_text, secret_strings
+    config's secrets): only columns of text are looked at (numbers, the usual, are left alone); then a column whose
+    name quotes a secret of any trial's config is renamed masked (``mask_name``), merged with one masked alike."""
+    from tunesmith._secrets import mask_name, mask_reported_text, secret_strings
 
-    columns = [c for c in frame.columns if c != "trial_id" and not str(c).startswith("config/")
-               and frame[c].dtype.kind not in "biufcmM"]
-    if not columns or not len(frame):
-        return
     secrets = {tid: secret_strings(config) for tid, config in configs.items()}
+    metrics = [c for c in frame.columns if c != "trial_id" and not str(c).startswith("config/")]
+    columns = [c for c in metrics if frame[c].dtype.kind not in "biufcmM"] if len(frame) else []
     for column in columns:
         values = frame[column].tolist()
         masked = [mask_reported_text(str(column), v, secrets.get(tid, ())) if isinstance(v, str) else v
                   for v, tid in zip(values, frame["trial_id"].tolist())]
         if masked != values:
             frame[column] = masked
+    every = frozenset().union(*secrets.values())
+    for column in metrics:
+        name = mask_name(str(column), every)
+        if name == column:
+            continue
+        if name in frame.columns:  # another trial's name masked alike: one column, as each trial has one
+            frame[name] = frame[name].combine_first(frame.pop(column))
+        else:
+            frame.rename(columns={column: name}, inplace=True)

@@ -101,7 +101,7 @@ def _no_secret_in(folder: str) -> None:
 def _train(config: dict[str, Any]) -> None:
     for i in range(1, 4):
         ts.report({"loss": config["x"] / i, "opt": {"lr": 0.1 * i}, "note": "text is not logged",
-                   "converged": i == 2})
+                   "converged": i == 2, f"loss_{config['api_token']}": float(i)})  # a name quoting the token
     if config["x"] > 1:
         raise RuntimeError(f"x too large, token {config['api_token']}")
 
@@ -127,6 +127,7 @@ def test_one_run_per_trial_with_config_results_and_summary(_offline: str) -> Non
                 assert logged[key] == pytest.approx(reported[key]), key
             assert "note" not in logged
             assert logged["converged"] == int(reported["converged"])  # bools as 0/1, as MLflow and TensorBoard
+            assert logged["loss_***"] == reported[f"loss_{SECRET}"]  # logged under its name masked
     ok, failed = runs["trial_00001"], runs["trial_00002"]
     assert ok["summary"]["tunesmith/status"] == "TERMINATED" and ok["exit"] == 0
     assert failed["summary"]["tunesmith/status"] == "ERROR" and failed["exit"] == 1

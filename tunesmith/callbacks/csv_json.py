@@ -31,7 +31,7 @@ from typing import Any
 from tunesmith import _layout
 from tunesmith._flat import flat_metrics
 from tunesmith._safe_write import open_nofollow, replacing
-from tunesmith._secrets import shown
+from tunesmith._secrets import shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._writer import Writer, acquire, release
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialView
@@ -405,19 +405,3 @@ def _append(path: str, text: str, truncate: bool = False) -> None:
 def _write_atomic(path: str, text: str) -> None:
     with replacing(path, "w", encoding="utf-8", errors=ERRORS) as f:
         f.write(text)
-
-
-def shown_results(config: Any, results: list[Result]) -> list[Result]:
-    """``results`` of a trial with ``config`` as the files show them: the text they hold masked as every output
-    masks it (``_secrets.mask_result``); the same list when none holds text (the usual), found from their JSON
-    text without decoding (JSON writes ``":"`` only before a text value)."""
-    from tunesmith._secrets import mask_result, may_hold_text, secret_strings
-
-    if all(r._json is not None and not may_hold_text(r._json) for r in results):
-        return results
-    secrets = secret_strings(config)
-    out = []
-    for r in results:
-        masked = mask_result(r.metrics, secrets)
-        out.append(r if masked is r.metrics else r.__replace__(metrics=masked, _json=None))
-    return out

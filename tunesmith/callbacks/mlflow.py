@@ -11,7 +11,7 @@ from typing import Any
 
 from tunesmith._display import error_lines
 from tunesmith._flat import flat_metrics
-from tunesmith._secrets import shown
+from tunesmith._secrets import shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import experiment_key, hashed
 from tunesmith.callbacks._scalars import scalars
@@ -130,7 +130,7 @@ class MLflowLogger(Callback):
         from mlflow.entities import Metric
 
         metrics = []
-        for result in results:
+        for result in shown_results(trial.config, results):  # a name may quote a secret of the config
             stamp = result.metrics.get(TIMESTAMP)
             millis = int((stamp if isinstance(stamp, (int, float)) else time.time()) * 1000)
             for key, value in scalars(result.metrics):  # bools as 0/1, as TensorBoard plots them

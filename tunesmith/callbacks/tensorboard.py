@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from tunesmith._flat import flat_metrics
-from tunesmith._secrets import shown
+from tunesmith._secrets import shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import hashed
 from tunesmith.callbacks._scalars import scalars
@@ -123,7 +123,7 @@ class TensorBoardLogger(Callback):
         tags = self._tags
         _quiet_nan.writing.on = True
         try:
-            for result in results:
+            for result in shown_results(trial.config, results):  # a name may quote a secret of the config
                 walltime = result.metrics.get(TIMESTAMP)
                 step = result.iteration
                 for key, number in scalars(result.metrics):

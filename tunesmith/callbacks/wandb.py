@@ -7,7 +7,7 @@ from typing import Any
 
 from tunesmith._display import error_lines
 from tunesmith._flat import flat_metrics
-from tunesmith._secrets import shown
+from tunesmith._secrets import shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import experiment_key, hashed
 from tunesmith.trial import Result, TrialStatus, TrialView
@@ -99,7 +99,7 @@ class WandbLogger(Callback):
         if run is None:
             return
         names = self._names
-        for result in results:
+        for result in shown_results(trial.config, results):  # a name may quote a secret of the config
             row = {}
             for key, value in flat_metrics(result.metrics).items():
                 if isinstance(value, numbers.Real):

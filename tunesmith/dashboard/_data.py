@@ -25,7 +25,7 @@ from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._flat import flatten
 from tunesmith._objective import Objective
-from tunesmith._secrets import mask_result, mask_text, may_hold_text, secret_strings, shown
+from tunesmith._secrets import mask_name, mask_result, mask_text, may_hold_text, secret_strings, shown
 from tunesmith.dashboard._commands import ADDED_KEY, added_time
 from tunesmith.plots.lineage import lineage_graph
 from tunesmith.store.sqlite import Store, StoreError, _json_path
@@ -60,14 +60,18 @@ def _masked(config: Any, error: str | None = None) -> _Shown:
 
 
 def _masked_last(last: str | None, config: Any) -> str | None:
-    """A trial's last result (JSON text) with the text it reported masked (``mask_result``); as it is when it
-    holds no text value (the usual: JSON writes ``":"`` only before one)."""
-    if not last or not may_hold_text(last):
+    """A trial's last result (JSON text) with the text it reported and names quoting a secret of ``config`` masked
+    (``mask_result``); as it is when it holds no text value (the usual: JSON writes ``":"`` only before one) and
+    the config no secret."""
+    if not last:
+        return last
+    secrets = secret_strings(config)
+    if not secrets and not may_hold_text(last):
         return last
     decoded = json.loads(last)
     if not isinstance(decoded, dict):
         return last
-    masked = mask_result(decoded, secret_strings(config))
+    masked = mask_result(decoded, secrets)
     return last if masked is decoded else json.dumps(masked)
 
 
@@ -552,13 +556,17 @@ def _best(store: Store, objective: Objective) -> dict[str, Any] | None:
 
 
 def _keys(db: Any) -> tuple[list[str], list[str]]:
-    """Metric names (from a few last results) and flat config keys (from a few configs)."""
+    """Metric names (from a few last results; a name quoting a secret of its trial's config masked) and flat config
+    keys (from a few configs)."""
     metrics: Counter[str] = Counter()
     params: Counter[str] = Counter()
     for last, config in db.execute("SELECT last_result, config FROM trials ORDER BY id DESC LIMIT 50"):
+        config = json.loads(config)
         if last:
-            metrics.update(k for k, v in json.loads(last).items() if shown_number(v) is not None and k != TIMESTAMP)
-        params.update(flat(json.loads(config)).keys())  # the keys counted (a mapping's values would be added up)
+            secrets = secret_strings(config)
+            metrics.update(mask_name(k, secrets) for k, v in json.loads(last).items()
+                           if shown_number(v) is not None and k != TIMESTAMP)
+        params.update(flat(config).keys())  # the keys counted (a mapping's values would be added up)
     return sorted(metrics), sorted(params)
 
 

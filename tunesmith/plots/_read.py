@@ -326,7 +326,10 @@ def _check_metric(exp: _Experiment, metric: str) -> None:
 def _check_reported(exp: _Experiment, key: str, argument: str) -> None:
     if not np.isnan(exp.column(key)).all():
         return
-    keys = {k for t in exp.rs.trials for k, v in t.last_result.items() if _number(v) is not None}
+    from tunesmith._secrets import mask_name, secret_strings
+
+    keys = {mask_name(k, secret_strings(t.config)) for t in exp.rs.trials  # a name may quote a secret
+            for k, v in t.last_result.items() if _number(v) is not None}
     raise ConfigError(f"{argument}: no result reported a number for {key!r}; expected one of the reported keys "
                       f"{sorted(keys) or [ITERATION]}")
 
