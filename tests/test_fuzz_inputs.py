@@ -31,7 +31,8 @@ def _flattened(metrics, prefix=""):
     """What report() stores: nested dicts flattened to 'a/b' names, or None where it must refuse."""
     out = {}
     for k, v in metrics.items():
-        if not isinstance(k, str) or (not prefix and k in AUTO + FRAME) or (prefix + k).startswith("config/"):
+        if not isinstance(k, str) or (not prefix and k in AUTO + FRAME) or (prefix + k).startswith("config/") \
+                or "\0" in k:  # progress.csv would hold it raw
             return None
         if isinstance(v, dict):
             inner = _flattened(v, prefix + k + "/")
@@ -52,6 +53,8 @@ def _flattened(metrics, prefix=""):
 @example({"trial_id": 9, "loss": 1.0})
 @example({"status": "diverged"})
 @example({"config/x": 5})
+@example({"lo\x00ss": 1.0})
+@example({"opt": {"l\nr": 0.1}})
 @example({"config": {"x": 5}})
 @example({"cfg": {"config/x": 5}, "configx": 1})
 def test_report_accepts_json_scalars_and_nested_dicts_and_rejects_the_rest_with_configerror(metrics):

@@ -360,3 +360,27 @@ def test_a_storage_path_that_is_a_url_is_refused_before_anything_is_made(tmp_pat
     with pytest.raises(ts.ConfigError, match=r"\$TUNESMITH_RESULTS must be a local folder"):
         ts.run(lambda config: ts.report({"x": 1}), {}, verbose=0)
     assert os.listdir(tmp_path) == []
+
+
+def _reports_extra(config):
+    ts.report({"loss": 1.0, **config["extra"]})
+
+
+@pytest.mark.parametrize("extra, name", [({"lo\x00ss": 2.0}, "lo\x00ss"), ({"\x00": "t"}, "\x00"),
+                                         ({"opt": {"l\x00r": 0.1}}, "opt/l\x00r")])
+def test_a_metric_named_with_a_nul_character_is_refused_naming_it(results_dir, extra, name):
+    """A NUL went raw into progress.csv's header (csv writes it as it is): report() refuses it, as it refuses a
+    reserved name, and no file gets the name. (Other control characters are kept, as before: files hold them as
+    written, a terminal shows them escaped.)"""
+    from tunesmith.callbacks import CSVLogger, JSONLLogger
+
+    result = ts.run(_reports_extra, {"extra": extra}, name="ctl", verbose=0,
+                    callbacks=[CSVLogger(), JSONLLogger()])
+    (trial,) = result.trials
+    assert trial.status is ts.TrialStatus.ERROR and trial.iteration == 0
+    assert f"ConfigError: report(): metric {name!r} has a NUL character" in trial.error, trial.error
+    for root, _, files in os.walk(result.path):
+        for f in files:
+            if f.endswith((".csv", ".jsonl")):
+                with open(os.path.join(root, f), encoding="utf-8") as fh:
+                    assert name not in fh.read(), f

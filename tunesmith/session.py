@@ -239,7 +239,7 @@ def encode_metrics(metrics: Any) -> str:
         raise ConfigError(f"report() expects a dict of metrics, got {type(metrics).__name__}")
     for key, value in metrics.items():  # the fast path: a flat dict of str -> JSON scalar, encoded as it is
         if type(value) in _SCALARS and type(key) is str and key not in _RESERVED and not key.startswith("config/") \
-                and (type(value) is not int or -_FLOAT_LIMIT < value < _FLOAT_LIMIT):
+                and (type(value) is not int or -_FLOAT_LIMIT < value < _FLOAT_LIMIT) and "\0" not in key:
             continue
         return _dumps(_flat_metrics(metrics, "", {}))
     return _dumps(metrics)
@@ -258,6 +258,9 @@ def _flat_metrics(metrics: dict[Any, Any], prefix: str, out: dict[str, Any]) -> 
             where = f" (in {prefix[:-1]!r})" if prefix else ""
             raise ConfigError(f"report(): metric names must be strings, got {key!r}{where}")
         name = prefix + key
+        if "\0" in key:  # progress.csv would hold it raw (csv writes it as it is; many readers stop there)
+            raise ConfigError(f"report(): metric {name!r} has a NUL character ('\\x00') in its name; expected text "
+                              f"without one")
         if not prefix and key in AUTO_KEYS:
             raise ConfigError(f"report(): {key!r} is set by tunesmith; report it under another name")
         if (not prefix and key in _FRAME_KEYS) or name.startswith("config/"):
@@ -368,9 +371,10 @@ def report(metrics: dict[str, Any], checkpoint: Checkpoint | None = None) -> Non
             folder.
 
     Raises:
-        ConfigError: a metric is not a JSON scalar (or is an integer beyond a float's range), or a name is
-            reserved: tunesmith's own ``training_iteration``, ``time_total_s`` and ``timestamp``, and the names
-            ``dataframe()`` gives its own columns, ``trial_id``, ``status`` and any ``config/...``.
+        ConfigError: a metric is not a JSON scalar (or is an integer beyond a float's range), a name holds a
+            NUL character, or a name is reserved: tunesmith's own ``training_iteration``, ``time_total_s`` and
+            ``timestamp``, and the names ``dataframe()`` gives its own columns, ``trial_id``, ``status`` and any
+            ``config/...``.
         RuntimeError: called outside a trial.
     """
     _current("report").report(metrics, checkpoint)
