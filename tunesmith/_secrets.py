@@ -49,6 +49,7 @@ MIN_TEXT_SECRET = 4
 T = TypeVar("T")
 
 
+@functools.lru_cache(maxsize=4096)  # the same config keys are looked at for every trial shown
 def secrecy(key: str) -> int:
     """How secret the key looks (its last path part counts): ``STRONG`` (``db_password``, ``client_secret``,
     ``pwd``...: every value masked), ``WEAK`` (a word ending in key(s)/token(s): ``api_key``, ``TOKEN``,
