@@ -146,25 +146,50 @@ def whole_pbt(tmp_path_factory):
 
 
 # each cut after that many results in that run: 2, 14 (a trial interrupted while another waited to start), 38 and 77
-# (after the searcher said it had no more trials), and a double interruption
+# (after the searcher said it had no more trials), and a double interruption. With keep=1 the uninterrupted run is the
+# same (the latest checkpoint is always kept), but the older checkpoints are deleted: the replay knows a result came
+# with one from its row (``results.checkpointed``), not from the index (PBT clones and pauses only where there is
+# one; replayed as absent, the fifth exploit cloned another source)
+@pytest.mark.parametrize("keep", [None, 1])
 @pytest.mark.parametrize("cuts", [(2,), (14,), (38,), (77,), (38, 20)])
-def test_an_interrupted_pbt_run_on_one_slot_resumed_ends_as_the_uninterrupted_one(cuts, whole_pbt, tmp_path):
+def test_an_interrupted_pbt_run_on_one_slot_resumed_ends_as_the_uninterrupted_one(cuts, keep, whole_pbt, tmp_path):
     histories, lineage = whole_pbt
     for index, results in enumerate(cuts):
         with pytest.raises(KeyboardInterrupt):
-            _pbt_run(tmp_path, "cut", resume=index > 0, callbacks=[CtrlCAfter(results)])
-    resumed = _pbt_run(tmp_path, "cut", resume=True)
+            _pbt_run(tmp_path, "cut", resume=index > 0, callbacks=[CtrlCAfter(results)], keep=keep)
+    resumed = _pbt_run(tmp_path, "cut", resume=True, keep=keep)
     got = _histories(resumed)
     assert [tid for tid in histories if got.get(tid) != histories[tid]] == []
     assert _lineage(resumed) == lineage
 
 
-# Not fixed: the replay knows a result came with a checkpoint only from the store's index, and keep= deleted the
-# older ones from it; PBT's replayed decisions (a source needs a checkpoint, a trial pauses at a perturbation point
-# only with one there) then differ from the live ones, and its random draws shift (here the fifth exploit clones
-# another source). The uninterrupted run is the same with keep=1 (live, the latest checkpoint is always kept).
-@pytest.mark.xfail(strict=True, reason="a resume replays checkpoints keep= deleted as absent (docs/schedulers.md)")
-def test_an_interrupted_pbt_run_with_keep_1_on_one_slot_resumed_ends_as_the_uninterrupted_one(whole_pbt, tmp_path):
+# A store written before results said whether they came with a checkpoint (schema 2): a reader opens it as it is,
+# a resume migrates it (its rows say nothing: NULL, replayed by the index as before) and goes on; the rows it writes
+# from there say it.
+def test_a_schema_2_store_without_checkpointed_results_opens_and_resumes(whole_pbt, tmp_path):
+    import sqlite3
+
+    from tunesmith.store.sqlite import SCHEMA_VERSION, STORE_FILE, Store
+
     with pytest.raises(KeyboardInterrupt):
-        _pbt_run(tmp_path, "cut", callbacks=[CtrlCAfter(77)], keep=1)
-    assert _lineage(_pbt_run(tmp_path, "cut", resume=True, keep=1)) == whole_pbt[1]
+        _pbt_run(tmp_path, "old", callbacks=[CtrlCAfter(77)], keep=1)
+    path = os.path.join(str(tmp_path), "old", STORE_FILE)
+    new = Store(path, readonly=True)
+    stored, checkpointed = new.results(all_generations=True), new.checkpointed(1)
+    new.close()
+    assert checkpointed
+    db = sqlite3.connect(path)
+    db.executescript("ALTER TABLE results DROP COLUMN checkpointed; PRAGMA user_version = 2;")
+    db.close()
+    before = Store(path, readonly=True)
+    assert before.results(all_generations=True) == stored and before.checkpointed(1) == set()
+    before.close()
+    resumed = _pbt_run(tmp_path, "old", resume=True, keep=1)
+    assert _lineage(resumed)[:4] == whole_pbt[1][:4]  # the exploits stored before the interruption
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    old = db.execute("SELECT checkpointed FROM results WHERE timestamp <= ?", (max(r.timestamp for r in stored),))
+    assert {row[0] for row in old} == {None}
+    new = db.execute("SELECT checkpointed FROM results WHERE timestamp > ?", (max(r.timestamp for r in stored),))
+    assert {row[0] for row in new} == {1}  # _pbt_train checkpoints every iteration
+    db.close()

@@ -45,7 +45,8 @@ def test_every_result_is_durable_in_sqlite(results_dir):
     for tid in range(1, 6):
         assert [r[1] for r in rows if r[0] == tid] == list(range(1, 21))
     with pytest.raises(sqlite3.IntegrityError):  # UNIQUE(trial, generation, iteration)
-        db.execute("INSERT INTO results VALUES (1, 1, 0, 0, '{}', 0)")
+        db.execute("INSERT INTO results(trial_id, iteration, time_total, timestamp, metrics, generation) "
+                   "VALUES (1, 1, 0, 0, '{}', 0)")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     history = result.history(3)
     assert [h["training_iteration"] for h in history] == list(range(1, 21))

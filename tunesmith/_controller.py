@@ -531,7 +531,7 @@ class Controller:
     # -- events -------------------------------------------------------------------------------------
     def _handle(self, events: list[Event]) -> None:
         self._events_in_hand = True  # until they are stored: an error before then loses them (``_run_loop``)
-        rows: list[tuple[int, int, float, float, str, int]] = []
+        rows: list[tuple[int, int, float, float, str, int, bool]] = []
         ckpts: list[tuple[int, int, str, float]] = []
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
@@ -548,7 +548,9 @@ class Controller:
                 for (iteration, time_total, timestamp, text, ckpt), metrics in zip(batch, decoded):
                     if self.constraints is not None:
                         text = self.constraints.add(self._fail, trial, iteration, time_total, timestamp, metrics)
-                    rows.append((tid, iteration, time_total, timestamp, text, generation))
+                    # whether it came with a checkpoint stays with the row when keep= deletes the checkpoint: a
+                    # resume replays it as the scheduler saw it
+                    rows.append((tid, iteration, time_total, timestamp, text, generation, ckpt is not None))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
                     metrics[TIMESTAMP] = timestamp

@@ -113,7 +113,7 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         every = ctl.store.results(trial.id, all_generations=True)
         rows = [row for row in every if row.generation == trial.generation]  # its current history
         own = ctl.store.checkpoints(trial.id)
-        steps = _steps(trial, every, epochs, dict(own))
+        steps = _steps(trial, every, epochs, dict(own), ctl.store.checkpointed(trial.id))
         history.extend(steps)
         indexed.append((trial.id, own, rows))
         known.update([path for _it, path in own] + ([rec["checkpoint"]] if rec["checkpoint"] else []))
@@ -256,8 +256,9 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
              "scheduler", ctl.name, len(records), len(restarts) - len(waiting), len(undecided), len(waiting))
 
 
-# During the replay a checkpoint that was there then but is not any more (superseded by an exploit) stands for
-# itself by this path: schedulers only compare it with None, and decisions made during the replay are dropped.
+# During the replay a checkpoint that was there then but is not any more (superseded by an exploit, or deleted by
+# ``keep=``) stands for itself by this path: schedulers only compare it with None, and decisions made during the
+# replay are dropped.
 _REPLAYED = "<replayed checkpoint>"
 
 
@@ -394,8 +395,12 @@ def _epoch_of(row: ResultRow, epochs: list[_Epoch]) -> int:
     return 0
 
 
-def _steps(trial: TrialView, rows: list[ResultRow], epochs: list[_Epoch], own: dict[int, str]) -> list[_Step]:
-    """A trial's results (every generation) as replay steps, with what the trial was when it reported each."""
+def _steps(trial: TrialView, rows: list[ResultRow], epochs: list[_Epoch], own: dict[int, str],
+           checkpointed: set[tuple[int, int]]) -> list[_Step]:
+    """A trial's results (every generation) as replay steps, with what the trial was when it reported each.
+    A result came with a checkpoint when the store says so (``checkpointed``: (generation, iteration), whether
+    ``keep=`` deleted it since or not), else (a store written before it said so) when its checkpoint is still
+    indexed or an exploit dropped it from the index."""
     # the exploit that started generation g + 1 dropped these checkpoint iterations of generation g's rows
     dropped = {e.generation - 1: prev.dropped for prev, e in zip(epochs, epochs[1:])}
     steps = []
@@ -404,7 +409,7 @@ def _steps(trial: TrialView, rows: list[ResultRow], epochs: list[_Epoch], own: d
         checkpoint = None
         if row.generation == trial.generation and row.iteration in own:  # indexed: its own, still there
             checkpoint = (row.iteration, own[row.iteration])
-        elif row.iteration in dropped.get(row.generation, ()):
+        elif (row.generation, row.iteration) in checkpointed or row.iteration in dropped.get(row.generation, ()):
             checkpoint = (row.iteration, _REPLAYED)
         steps.append(_Step(row.timestamp, 0, trial.id, epoch, row.iteration, trial, row, epochs[epoch].config,
                            checkpoint, None))

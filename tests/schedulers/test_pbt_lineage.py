@@ -150,8 +150,9 @@ def test_a_trial_that_clones_a_final_checkpoint_ends_there_without_new_results(t
 
 def test_the_replay_knows_each_results_config_and_checkpoint_of_then():
     """Controller.replay's reading of a twice-exploited trial's rows: which stretch between exploits each was
-    reported in (so its config then), whether it came with a checkpoint (one the index still has, or one an
-    exploit dropped), and the result each exploit was decided at."""
+    reported in (so its config then), whether it came with a checkpoint (one the index still has, one an
+    exploit dropped, or one its row says it came with: keep= deleted it), and the result each exploit was decided
+    at."""
     from tunesmith._replay import _epochs, _steps
     from tunesmith.store.sqlite import ResultRow
     from tunesmith.trial import TrialView
@@ -168,7 +169,8 @@ def test_the_replay_knows_each_results_config_and_checkpoint_of_then():
     rows = [ResultRow(1, it, float(t), float(t), "{}", gen) for it, gen, t in stored]
     own = {it: f"ckpt{it}" for it in (1, 2, 3, 4, 5, 6, 7, 8, 10)}  # none at 9; 4..6 of generation 2
     trial = TrialView(id=1, config=c, generation=2)
-    steps = _steps(trial, sorted(rows, key=lambda r: (r.generation, r.iteration)), _epochs(c, exploits), own)
+    # rows that do not say whether they came with a checkpoint (a store written before schema 3): the index says
+    steps = _steps(trial, sorted(rows, key=lambda r: (r.generation, r.iteration)), _epochs(c, exploits), own, set())
     got = [(s.iteration, s.epoch, s.config["lr"], s.checkpoint, s.then and s.then.config["lr"]) for s in steps]
     assert got == [
         (1, 0, 1, (1, "ckpt1"), None), (2, 0, 1, (2, "ckpt2"), None), (3, 0, 1, (3, "ckpt3"), None),
@@ -178,4 +180,14 @@ def test_the_replay_knows_each_results_config_and_checkpoint_of_then():
         (7, 1, 2, (7, "ckpt7"), None), (8, 1, 2, (8, "ckpt8"), 3),
         (9, 2, 3, None, None), (10, 2, 3, (10, "ckpt10"), None)]
     # a store that did not record the configs (schema 1) replays the latest config throughout
-    assert {s.config["lr"] for s in _steps(trial, rows, _epochs(c, [{"iteration": 3, "config": b}]), own)} == {3}
+    assert {s.config["lr"] for s in _steps(trial, rows, _epochs(c, [{"iteration": 3, "config": b}]), own,
+                                          set())} == {3}
+    # keep= deleted the checkpoint of 7 and its index row: the row says it came with one (9's did not)
+    ordered = sorted(rows, key=lambda r: (r.generation, r.iteration))
+    kept = {it: path for it, path in own.items() if it != 7}
+    by_row = {s.iteration: s.checkpoint for s in _steps(trial, ordered, _epochs(c, exploits), kept, {(2, 7)})
+              if s.epoch > 0}
+    assert (by_row[7], by_row[9]) == ((7, "<replayed checkpoint>"), None)
+    by_index = {s.iteration: s.checkpoint for s in _steps(trial, ordered, _epochs(c, exploits), kept, set())
+                if s.epoch > 0}
+    assert by_index[7] is None

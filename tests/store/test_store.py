@@ -41,6 +41,26 @@ def test_results_replace_not_duplicate_and_truncate(tmp_path):
     assert s.checkpoints(1) == [(2, c2)]
 
 
+def test_results_say_whether_they_came_with_a_checkpoint_after_its_index_row_is_gone(tmp_path):
+    from tunesmith.store.sqlite import ROWS_PER_INSERT
+
+    s = Store(str(tmp_path / "e.db"))
+    n = 2 * ROWS_PER_INSERT + 7  # three statements of 7 values a row
+    c = str(tmp_path / "trials" / "trial_00001" / "checkpoints" / "c")
+    with s.transaction() as db:
+        s.insert_trial(db, 1, {}, {}, "RUNNING")
+        s.insert_trial(db, 2, {}, {}, "RUNNING")
+        s.append_results(db, [(1, i, float(i), float(i), "{}", 0, i % 3 == 0) for i in range(1, n + 1)])
+        s.append_results(db, [(2, 1, 1.0, 1.0, "{}")])  # a row that does not say (as before schema 3): unknown
+        s.add_checkpoints(db, [(1, 3, c, 3.0)])
+        s.remove_checkpoints(db, [(1, 3, c)])  # keep= deleted it
+        s.new_generation(db, 1, 6, 1)  # a PBT exploit: the rows up to 6 move to generation 1
+    assert s.checkpoints(1) == [] and len(s.results(all_generations=True)) == n + 1
+    assert s.checkpointed(1) == {(1, 3), (1, 6)} | {(0, i) for i in range(9, n + 1, 3)}
+    assert s.checkpointed(2) == set()
+    assert s._db.execute("SELECT checkpointed FROM results WHERE trial_id = 2").fetchone() == (None,)
+
+
 def test_a_batch_larger_than_one_statement_is_stored_whole_and_a_later_row_of_an_iteration_wins(tmp_path):
     from tunesmith.store.sqlite import ROWS_PER_INSERT
 

@@ -33,7 +33,7 @@ from tunesmith.trial import AUTO_KEYS as COLUMN_KEYS  # columns of the results t
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "ResultRow", "Store", "StoreError", "dumps", "result_dict"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _TABLES = ("experiment", "trials", "results", "checkpoints", "events")
 _SQLITE_FULL = 13  # sqlite3.SQLITE_FULL from Python 3.11
 
@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS results (
     timestamp REAL NOT NULL,
     metrics TEXT NOT NULL,
     generation INTEGER NOT NULL DEFAULT 0,
+    checkpointed INTEGER,
     PRIMARY KEY (trial_id, generation, iteration)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -98,8 +99,15 @@ def _v1_generations(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE results_v1")
 
 
+def _v2_checkpointed(db: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: whether each result came with a checkpoint (1 or 0), kept when ``keep=`` deletes the
+    checkpoint and its index row: a resume replays it to the scheduler as it came (PBT clones and pauses only
+    where there was one). The rows written before are NULL, unknown: the replay goes by the index for them."""
+    db.execute("ALTER TABLE results ADD COLUMN checkpointed INTEGER")
+
+
 # Small migration functions, one per version step: MIGRATIONS[v] takes a store at version v to v + 1.
-MIGRATIONS: dict[int, Any] = {1: _v1_generations}
+MIGRATIONS: dict[int, Any] = {1: _v1_generations, 2: _v2_checkpointed}
 
 
 class ResultRow(NamedTuple):
@@ -127,16 +135,20 @@ def _rows_of(path: str) -> type[ResultRow]:
                                                                     "__reduce__": reduce}))
 
 
-# rows of 6 values per INSERT statement, within SQLite's limit on bound variables (999 before 3.32)
-ROWS_PER_INSERT = 1000 if sqlite3.sqlite_version_info >= (3, 32) else 166
+# rows of up to 7 values per INSERT statement, within SQLite's limit on bound variables (999 before 3.32)
+ROWS_PER_INSERT = 1000 if sqlite3.sqlite_version_info >= (3, 32) else 142
+
+
+_RESULT_COLUMNS = ("trial_id", "iteration", "time_total", "timestamp", "metrics", "generation", "checkpointed")
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_results_sql(n: int, width: int = 6) -> str:
-    if width == 5:  # rows without a generation: generation 0
-        return ("INSERT OR REPLACE INTO results(trial_id, iteration, time_total, timestamp, metrics) VALUES "
-                + ",".join(["(?, ?, ?, ?, ?)"] * n))
-    return "INSERT OR REPLACE INTO results VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * n)
+def _insert_results_sql(n: int, width: int = 7) -> str:
+    """Rows of the first ``width`` columns: without a generation, generation 0; without ``checkpointed``,
+    NULL (unknown)."""
+    values = "(" + ", ".join(["?"] * width) + ")"
+    return (f"INSERT OR REPLACE INTO results({', '.join(_RESULT_COLUMNS[:width])}) VALUES "
+            + ",".join([values] * n))
 
 
 def dumps(obj: Any) -> str:
@@ -302,6 +314,7 @@ class Store:
         version = self._checked(lambda: self._db.execute("PRAGMA user_version").fetchone()[0])
         # a reader of a schema-1 store (never migrated: readers do not write) reads it without generations
         self._generations = version >= 2 or version == 0
+        self._checkpointed = version >= 3 or version == 0  # schema 2: no results.checkpointed
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer tunesmith (schema {version} > "
                              f"{SCHEMA_VERSION}); upgrade tunesmith to read it")
@@ -405,7 +418,8 @@ class Store:
     @staticmethod
     def append_results(db: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
         """Insert (or replace: a later row of the same trial, generation and iteration wins) result rows
-        (trial, iteration, time_total, timestamp, metrics, generation; without the generation: 0), up to
+        (trial, iteration, time_total, timestamp, metrics, generation, checkpointed: whether it came with a
+        checkpoint; without it: NULL, unknown; without the generation as well: generation 0), up to
         ``ROWS_PER_INSERT`` in one statement. Not ``executemany``: it gives up the interpreter lock around
         every row's step, and with another thread of the driver busy (the file loggers' writer, a user's
         callback thread) taking it back can wait the interpreter's switch interval per row
@@ -413,7 +427,7 @@ class Store:
         ``.venv/bin/python benchmarks/store.py``)."""
         rows = rows if isinstance(rows, list) else list(rows)
         step = ROWS_PER_INSERT
-        width = len(rows[0]) if rows else 6  # 5: (trial, iteration, time_total, timestamp, metrics), generation 0
+        width = len(rows[0]) if rows else 7
         for start in range(0, len(rows), step):
             part = rows[start:start + step]
             db.execute(_insert_results_sql(len(part), width), list(itertools.chain.from_iterable(part)))
@@ -816,6 +830,16 @@ class Store:
         for key in wanted:
             out[key][~np.isfinite(out[key])] = np.nan  # infinities are no more plottable than NaN
         return out
+
+    @_reading
+    def checkpointed(self, trial_id: int) -> set[tuple[int, int]]:
+        """(generation, iteration) of a trial's results that came with a checkpoint, every generation, whether
+        the checkpoint is still there or not (``keep=`` deletes it and its index row). The rows of a store written
+        before schema 3 say nothing (NULL): none of them is here."""
+        if not self._checkpointed:
+            return set()
+        return set(self._db.execute("SELECT generation, iteration FROM results WHERE trial_id = ? AND checkpointed = 1",
+                                    (trial_id,)))
 
     @_reading
     def checkpoints(self, trial_id: int) -> list[tuple[int, str]]:
