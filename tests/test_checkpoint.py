@@ -508,3 +508,17 @@ def test_uploading_a_checkpoint_with_a_linked_folder_is_refused_and_replaces_not
         ck.upload(local, url)
     assert ck.verify(url)["files"].keys() == {"sub/w.bin"}  # the earlier upload is whole
     assert (tmp_path / "bucket" / "checkpoint_000003" / "sub" / "w.bin").read_bytes() == b"weights"
+
+
+def test_as_dir_of_a_checkpoint_whose_folder_was_deleted_names_it(tmp_path):
+    """as load() does: a CheckpointError naming the folder, not its path handed on as if it were there (the caller's
+    open() then failed on a file in it, saying nothing of the checkpoint)."""
+    import re
+    import shutil
+
+    path = ck.write(ts.Checkpoint.from_state({"w": 1}), str(tmp_path), 3)
+    c = ts.Checkpoint(path)
+    shutil.rmtree(path)
+    for get in (ts.Checkpoint.as_dir, ts.Checkpoint.load):
+        with pytest.raises(ck.CheckpointError, match=re.escape(f"checkpoint folder {path} does not exist")):
+            get(c)

@@ -113,7 +113,7 @@ class Checkpoint:
         """load() of the checkpoint's files in ``folder`` (its own, or a downloaded copy)."""
         assert self._path is not None
         if not os.path.isdir(folder):
-            raise CheckpointError(f"checkpoint folder {self._path} does not exist (deleted or moved)")
+            raise _gone(self._path)
         # from_state's pickle, else the dict a Trainable's save_checkpoint returned (checked the same way)
         name = next((n for n in (STATE_FILE, DICT_FILE) if os.path.lexists(os.path.join(folder, n))), None)
         if name is None:
@@ -147,8 +147,14 @@ class Checkpoint:
     def as_dir(self) -> str:
         """The checkpoint's folder. An in-memory checkpoint is written to a temporary folder, one at a URL
         downloaded to one (every checksum checked), once per ``Checkpoint`` object; that folder is the
-        caller's to delete (:meth:`load` alone leaves nothing behind)."""
+        caller's to delete (:meth:`load` alone leaves nothing behind).
+
+        Raises:
+            CheckpointError: the checkpoint's local folder no longer exists (deleted or moved), as :meth:`load` does.
+        """
         if self._path is not None and not is_url(self._path):
+            if not os.path.isdir(self._path):
+                raise _gone(self._path)
             return self._path
         copy = self._copy()
         if copy is not None:
@@ -178,6 +184,11 @@ class Checkpoint:
 
 # a checkpoint folder's name: its iteration, then ``_<n>`` when the driver still held a folder of that name
 CHECKPOINT_NAME = re.compile(r"checkpoint_\d+(?:_\d+)?")
+
+
+def _gone(path: str) -> CheckpointError:
+    """The error for a checkpoint whose folder ``path`` no longer exists."""
+    return CheckpointError(f"checkpoint folder {path} does not exist (deleted or moved)")
 
 
 def checkpoint_dirname(iteration: int, held: Collection[str] = ()) -> str:
