@@ -325,3 +325,51 @@ def test_the_next_trial_on_a_worker_can_use_multiprocessing_again(results_dir):
     result = ts.run(uses_a_multiprocessing_forkserver, num_samples=3, max_concurrent=1, verbose=0)
     assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 3, [t.error for t in result.trials]
     assert len({t.last_result["pid"] for t in result.trials}) == 1  # one worker ran them all
+
+
+def starts_a_daemon(config):
+    import threading
+
+    import tunesmith as ts
+
+    daemon = subprocess.Popen(["sleep", "600"], start_new_session=True)  # a session (and group) of its own
+    ts.report({"daemon": daemon.pid, "worker": os.getpid()})
+    threading.Event().wait()  # reports no more: a stop kills its worker after the grace period
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_a_worker_killed_after_the_grace_period_takes_the_daemons_its_trial_started(tmp_path, start_method):
+    """A stopped trial that does not end within the grace period has its worker killed with everything the trial
+    started, a daemon in a session of its own included, the plain way (``start_method="spawn"``, a keeper per
+    worker) as with the fork server: the plain way killed the worker's process group only, and the daemon lived
+    on until the driver ended."""
+    import json
+
+    from tunesmith.executors._base import Done, Launch, Results
+    from tunesmith.executors._procs import wait_gone
+    from tunesmith.executors.local import LocalBackend
+
+    b = LocalBackend(total_resources={"cpu": 1}, grace_period_s=0, start_method=start_method)
+    b.setup(starts_a_daemon, str(tmp_path))
+    rows: list[dict] = []
+    done: list[Done] = []
+    try:
+        assert b.try_start(Launch(trial_id=1, config={}, trial_dir=str(tmp_path / "t1"), resources={"cpu": 1.0}))
+        deadline = time.monotonic() + 60
+        while not rows:
+            assert time.monotonic() < deadline, "the trial reported nothing in 60 s"
+            rows += [json.loads(r[3]) for ev in b.poll(0.05) if isinstance(ev, Results) for r in ev.rows]
+        daemon, worker = rows[0]["daemon"], rows[0]["worker"]
+        assert pid_alive(daemon) and os.getsid(daemon) not in (os.getsid(worker), os.getsid(0))
+        b.stop(1)
+        while not done:
+            assert time.monotonic() < deadline, "the stopped trial did not end in 60 s"
+            done += [ev for ev in b.poll(0.05) if isinstance(ev, Done)]
+        assert done[0].status == "stopped"
+        assert not wait_gone([worker], 10.0), "the worker of a trial that ignored its stop was not killed"
+        assert not wait_gone([daemon], 10.0), "the daemon its trial started outlived the killed worker by 10 s"
+    finally:
+        b.shutdown()
+        if rows and pid_alive(rows[0]["daemon"]):
+            os.kill(rows[0]["daemon"], signal.SIGKILL)  # no orphan of a failed test outlives it

@@ -117,7 +117,7 @@ def _running(pidfd: int) -> bool:
     return not poller.poll(0)
 
 
-def _kill_descendants(root: int) -> None:
+def kill_descendants(root: int) -> None:
     """SIGKILL every descendant of ``root`` (our own child, unreaped, so its pid is its own), deepest first,
     without waiting for them to pass to us as their parents die: a process that cannot die yet (a worker
     stuck in a write to a stalled disk) would keep its trial's daemons alive until it can, and past any time
@@ -187,7 +187,7 @@ def kill_children(keep: frozenset[int] | set[int] = frozenset(), timeout: float 
                 _forget_helpers(killed)
             return len(killed)
         for pid in kids:
-            _kill_descendants(pid)
+            kill_descendants(pid)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
