@@ -237,3 +237,64 @@ def test_every_rank_counts_the_iterations_and_ends_at_done(results_dir):
     assert rank1[-1] == (2, [2, 3, 4])  # restored at 2, ended by done at 5 as rank 0 (not killed after a grace)
     # the first attempt (if rank 1 got to its setup before rank 0's failure ended it): counting from 0
     assert all(at == 0 and steps == [0, 1, 2, 3, 4][:len(steps)] for at, steps in rank1[:-1]) and len(rank1) <= 2
+
+
+class BlocksInSave(ts.Trainable):
+    """Its first checkpoint never ends: ``save_checkpoint`` writes where it was asked to save into the file
+    ``config["saving"]``, then opens the FIFO ``config["fifo"]`` for reading, which blocks until a writer opens it
+    (the test opens none)."""
+
+    checkpoint_frequency = 1
+
+    def step(self):
+        return {"x": 1}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "partial.bin"), "wb") as f:
+            f.write(b"half a model")
+        with open(self.config["saving"] + ".tmp", "w") as f:
+            f.write(checkpoint_dir)
+        os.replace(self.config["saving"] + ".tmp", self.config["saving"])  # whole when the test sees it
+        with open(self.config["fifo"]):
+            pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a FIFO and SIGKILL")
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_a_worker_killed_in_save_checkpoint_leaves_nothing_in_the_temp_folder(tmp_path, monkeypatch, start_method):
+    """save_checkpoint writes into a folder in the trial's checkpoints/ (``.tmp_trainable_*``, deleted after the
+    report; one a killed worker leaves is deleted on resume, as a cut-short checkpoint write is), not in the system
+    temp folder, where the folder of a worker killed there (a stop or time limit past the grace period) stayed."""
+    import time
+
+    from tunesmith.executors._base import Done, Launch
+    from tunesmith.executors.local import LocalBackend
+    from tunesmith.trainable import as_function
+
+    temp = tmp_path / "system_tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    fifo, saving, trial_dir = tmp_path / "fifo", tmp_path / "saving", tmp_path / "trials" / "t1"
+    os.mkfifo(fifo)
+    b = LocalBackend(total_resources={"cpu": 1}, grace_period_s=0, start_method=start_method)
+    b.setup(as_function(BlocksInSave), str(tmp_path))
+    try:
+        assert b.try_start(Launch(trial_id=1, config={"fifo": str(fifo), "saving": str(saving)},
+                                  trial_dir=str(trial_dir), resources={"cpu": 1.0}))
+        deadline = time.monotonic() + 60
+        done: list[Done] = []
+        while not saving.exists():  # the worker is in save_checkpoint, blocked
+            assert time.monotonic() < deadline, "save_checkpoint was not reached in 60 s"
+            done += [ev for ev in b.poll(0.05) if isinstance(ev, Done)]
+            assert not done, done
+        folder = saving.read_text()
+        b.stop(1)
+        while not done:  # it reads no stop: its worker is killed
+            assert time.monotonic() < deadline, "the stopped trial did not end in 60 s"
+            done += [ev for ev in b.poll(0.05) if isinstance(ev, Done)]
+        assert done[0].status == "stopped"
+    finally:
+        b.shutdown()
+    assert os.listdir(temp) == [], folder
+    assert os.path.dirname(folder) == str(trial_dir / "checkpoints") and os.path.basename(folder).startswith(
+        ".tmp_trainable_"), folder

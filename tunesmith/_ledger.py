@@ -215,8 +215,8 @@ def delete_checkpoint(path: str, exp_dir: str, url_prefix: str | None = None) ->
 
 
 def clean_leftovers(exp_dir: str, known: set[str]) -> list[str]:
-    """On resume: delete what a killed run left in ``trials/*/checkpoints/``: ``.tmp_*`` folders (writes and
-    transfers cut short before their rename) and ``checkpoint_*`` folders the store does not know (written, but
+    """On resume: delete what a killed run left in ``trials/*/checkpoints/``: ``.tmp_*`` folders (writes,
+    transfers and ``Trainable`` saves cut short) and ``checkpoint_*`` folders the store does not know (written, but
     the driver died before indexing them; or let go, but not yet deleted). Return what was deleted.
 
     ``known``: the paths the store names (its checkpoints index and every trial's pointer), compared by their
@@ -227,7 +227,8 @@ def clean_leftovers(exp_dir: str, known: set[str]) -> list[str]:
     removed: list[str] = []
     for trial, entry in checkpoint_entries(exp_dir):
         name = entry.name
-        # .tmp_*: a checkpoint write (.tmp_checkpoint_*) or a Ray transfer (.tmp_recv_*) cut short
+        # .tmp_*: a checkpoint write (.tmp_checkpoint_*), a Ray transfer (.tmp_recv_*) or a Trainable's
+        # save_checkpoint (.tmp_trainable_*) cut short
         stray = name.startswith(".tmp_") or (
             name.startswith("checkpoint_") and (trial, CHECKPOINTS, name) not in tails)
         if stray and delete_checkpoint(entry.path, exp_dir):

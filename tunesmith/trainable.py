@@ -79,8 +79,9 @@ class Trainable:
         raise NotImplementedError(f"{type(self).__name__}.step() must return a dict of metrics")
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any] | None:
-        """Write this trial's state into ``checkpoint_dir`` (an empty folder) and return None, or return it as a
-        dict (stored with the folder's files, as ``_dict_checkpoint.pkl``, and handed back to ``load_checkpoint``)."""
+        """Write this trial's state into ``checkpoint_dir`` (an empty folder in the trial's ``checkpoints``) and
+        return None, or return it as a dict (stored with the folder's files, as ``_dict_checkpoint.pkl``, and
+        handed back to ``load_checkpoint``)."""
         return None
 
     def load_checkpoint(self, checkpoint: Any) -> None:
@@ -190,7 +191,10 @@ class _TrainableFunction:
         folders: list[str] = []
 
         def checkpoint() -> Checkpoint:
-            folders.append(tempfile.mkdtemp(prefix="tunesmith_trainable_"))
+            # in the trial's checkpoints folder, not the system's temp folder: one a worker killed in save_checkpoint
+            # leaves is the experiment's, deleted on resume as a cut-short checkpoint write is (_ledger.clean_leftovers)
+            os.makedirs(s.checkpoint_dir, exist_ok=True)
+            folders.append(tempfile.mkdtemp(prefix=".tmp_trainable_", dir=s.checkpoint_dir))
             _save(obj, folders[-1])
             return Checkpoint.from_dir(folders[-1])  # copied when reported
 
