@@ -429,3 +429,24 @@ def test_the_log_tail_cut_inside_a_secret_shows_none_of_it(results_dir: Any) -> 
         log = api(make_app(str(results_dir)), f"/api/e/{name}/t/1")["log"]
         assert log and "***" in log
         assert not any(secret[i:] in log for i in range(len(secret) - 3)), (pad, log[:80])
+
+
+def test_a_post_from_another_origin_is_refused_and_one_without_origin_is_not(finished: str) -> None:
+    """The Origin header, when a browser sends one, must be the dashboard's own scheme://host:port (the Host the
+    request names); a request without one (curl, a script) goes on to the other checks."""
+    body = json.dumps({"action": "stop_experiment"}).encode()
+    app = make_app(finished, allow_control=True)
+    cookie, csrf = _csrf(app)
+    ok = {"Content-Type": "application/json", "Cookie": cookie, "X-Tunesmith-CSRF": csrf}
+    for origin in ("http://evil.example", "http://127.0.0.1:9999", "https://127.0.0.1:8788", "http://localhost:8788",
+                   "null", "http://127.0.0.1:8788/x"):
+        status, headers, out = call(app, "/api/e/pbt/control", method="POST", body=body,
+                                    headers={**ok, "Origin": origin})
+        assert status == 403 and headers["content-type"] == ["application/json"], origin
+        assert "Origin" in json.loads(out)["error"] and "http://127.0.0.1:8788" in json.loads(out)["error"], out
+    # its own origin, or none: past the origin check (to the finished experiment's 409)
+    for extra in ({"Origin": "http://127.0.0.1:8788"}, {"Origin": "HTTP://127.0.0.1:8788"}, {}):
+        assert call(app, "/api/e/pbt/control", method="POST", body=body, headers={**ok, **extra})[0] == 409, extra
+    status, _h, _b = call(app, "/api/e/pbt/control", method="POST", body=body, host="localhost",
+                          headers={**ok, "Origin": "http://localhost:80"})
+    assert status == 409  # the default port, written or not, is the same origin

@@ -8,8 +8,9 @@ Security, every request: the ``Host`` header must name the bound host, ``localho
 (DNS rebinding), unless the server is bound to every interface, where the token guards instead; with a
 token (required off loopback) the request carries it in an ``X-Tunesmith-Token`` header or the
 ``tunesmith_token`` cookie, which a first visit with ``?token=`` sets; control requests (POST, only with
-``allow_control``) need the ``X-Tunesmith-CSRF`` header matching the session cookie's token, and may carry an
-``Idempotency-Key`` (the page sends one per click): the same request again is answered as the first time and
+``allow_control``) need the ``X-Tunesmith-CSRF`` header matching the session cookie's token and, when they
+name an ``Origin``, come from the dashboard's own scheme://host:port, and may carry an ``Idempotency-Key`` (the
+page sends one per click): the same request again is answered as the first time and
 applied once (``_commands``). Every answer has a Content-Security-Policy with no inline script; static files come
 only from the package.
 """
@@ -156,6 +157,8 @@ class DashboardApp:
         status: int
         try:
             self._check_host(environ)
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                _check_origin(environ)
             redirect = self._check_token(environ, headers)
             if redirect is not None:
                 status, body, ctype = HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8"
@@ -423,6 +426,30 @@ class DashboardApp:
                                                              f"command than this {command['action']}: send a new "
                                                              f"key with a new command")
         return True
+
+
+def _origin(scheme: str, netloc: str) -> str:
+    """``scheme://host:port``, lowercased, the scheme's default port dropped (a browser writes it in neither the
+    Host header nor Origin)."""
+    scheme, netloc = scheme.lower(), netloc.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default and netloc.endswith(default):
+        netloc = netloc[:-len(default)]
+    return f"{scheme}://{netloc}"
+
+
+def _check_origin(environ: dict[str, Any]) -> None:
+    """A request that changes something and names an ``Origin`` (a browser's, on every POST) must come from the
+    dashboard's own page: the scheme it is served with and the host and port the request's Host header names
+    (checked before). No Origin (curl, a script) goes on to the token and CSRF checks."""
+    given = environ.get("HTTP_ORIGIN")
+    if given is None:
+        return
+    own = _origin(environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST", ""))
+    scheme, sep, netloc = given.partition("://")
+    if not sep or "/" in netloc or _origin(scheme, netloc) != own:
+        raise HTTPError(HTTPStatus.FORBIDDEN, f"a control request's Origin must be this dashboard's ({own}); a "
+                                              f"page of another origin may not send one")
 
 
 def _static_bytes(package: str, file: str, _cache: dict[tuple[str, str], bytes] = {}) -> bytes:  # noqa: B006
