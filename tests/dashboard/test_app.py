@@ -450,3 +450,14 @@ def test_a_post_from_another_origin_is_refused_and_one_without_origin_is_not(fin
     status, _h, _b = call(app, "/api/e/pbt/control", method="POST", body=body, host="localhost",
                           headers={**ok, "Origin": "http://localhost:80"})
     assert status == 409  # the default port, written or not, is the same origin
+
+
+def test_a_trial_page_limit_outside_1_to_200_is_a_400_naming_it(finished: str) -> None:
+    app = make_app(finished)
+    for limit in ("0", "201", "999999"):
+        status, _h, out = call(app, f"/api/e/pbt/trials?limit={limit}")
+        assert status == 400, limit
+        error = json.loads(out)["error"]
+        assert error == f"limit must be a whole number from 1 to 200 (trials a page), got {limit}", error
+    for limit, rows in (("1", 1), ("200", 4)):
+        assert len(api(app, f"/api/e/pbt/trials?limit={limit}")["rows"]) == rows

@@ -187,7 +187,8 @@ class Experiments:
     # -- the trial table ----------------------------------------------------------------------------
     def trials(self, name: str, offset: int = 0, limit: int = 50, sort: str = "id", status: str = "",
                query: str = "") -> dict[str, Any]:
-        limit = max(1, min(MAX_PAGE, limit))
+        if not 1 <= limit <= MAX_PAGE:  # 0 is not "every trial": a page is at most MAX_PAGE, as the page asks
+            raise ConfigError(f"limit must be a whole number from 1 to {MAX_PAGE} (trials a page), got {limit}")
         match = _SORT.match(sort)
         if match is None:
             raise ConfigError(f"sort must be id, status, iteration, failures, m:<metric> or c:<param>, got {sort!r}")
