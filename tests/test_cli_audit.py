@@ -104,17 +104,22 @@ def test_a_path_that_is_no_experiment_folder_says_what_it_is_and_what_to_give(re
     assert len(res.output.splitlines()) == 1, res.output
 
 
-def test_dashboard_of_a_renamed_folder_says_why_it_is_not_served_and_what_to_do(results_dir: Any) -> None:
-    """`ls`, `show` and `resume` take a folder renamed to any name (`my exp 日本`); the dashboard serves only plain
-    names (its page addresses carry them) and refused one as if it were a bad name for a new experiment."""
+def test_dashboard_of_a_renamed_folder_serves_it(results_dir: Any) -> None:
+    """`ls`, `show`, `resume` and `dashboard` take a folder renamed to any name (`my exp 日本`): the dashboard got as
+    far as binding its port (here one in use, so it stops there instead of serving)."""
+    import socket
+
     ts.run(long_text_train, space={"prompt": "p"}, metric="loss", mode="min", name="plain", verbose=0)
     (results_dir / "plain").rename(results_dir / "my exp 日本")
     assert invoke("show", "my exp 日本").exit_code == 0
-    res = invoke("dashboard", "my exp 日本", "--port", "0")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = invoke("dashboard", "my exp 日本", "--port", str(port))
     assert res.exit_code == 2, res.output
-    assert res.output == ("error: the dashboard serves experiments whose folder names are letters, digits and "
-                          ". _ = + - (not starting with '.' or '-'), and 'my exp 日本' is not one: rename its folder "
-                          f"{str(results_dir / 'my exp 日本')!r} to one, or read it with tunesmith show\n"), res.output
+    assert res.output == (f"error: dashboard: port {port} on 127.0.0.1 is in use; pass another port or port=0 (a "
+                          f"free one)\n"), res.output
 
 
 @pytest.mark.parametrize("command", [["ls"], ["show", "e1"], ["rm", "e1", "--yes"], ["report", "e1"],

@@ -401,7 +401,7 @@ def dashboard(name: str | None, storage_path: str | None, host: str, port: int, 
     The first line printed is `tunesmith dashboard: http://HOST:PORT/` (with ?token=... when a token is set,
     URL-encoded). A port in use is an error (exit 2): pass another --port, or --port 0 for a free one.
     """
-    from tunesmith._layout import check_folder_name, check_name, store_path
+    from tunesmith._layout import check_folder_name, store_path
     from tunesmith.dashboard import serve
 
     root = _root(storage_path)
@@ -409,12 +409,6 @@ def dashboard(name: str | None, storage_path: str | None, host: str, port: int, 
         folder = os.path.join(root, check_folder_name(name))
         if not os.path.isfile(store_path(folder)):
             raise ConfigError(f"no experiment {name!r} in {root} (tunesmith ls --storage-path {root})")
-        try:
-            check_name(name)
-        except ConfigError:  # a folder renamed by hand (`ls` lists it): its pages' addresses carry plain names only
-            raise ConfigError(f"the dashboard serves experiments whose folder names are letters, digits and "
-                              f". _ = + - (not starting with '.' or '-'), and {name!r} is not one: rename its folder "
-                              f"{folder!r} to one, or read it with tunesmith show") from None
 
     def announce(line: str) -> None:  # the URL with its token (URL-encoded): printed for its user to open
         click.echo(line)

@@ -461,3 +461,52 @@ def test_a_trial_page_limit_outside_1_to_200_is_a_400_naming_it(finished: str) -
         assert error == f"limit must be a whole number from 1 to 200 (trials a page), got {limit}", error
     for limit, rows in (("1", 1), ("200", 4)):
         assert len(api(app, f"/api/e/pbt/trials?limit={limit}")["rows"]) == rows
+
+
+def test_folders_renamed_to_any_name_are_listed_and_served_and_links_are_not(results_dir: Any) -> None:
+    """A folder renamed by hand (spaces, unicode, quotes, markup) is listed and served through its percent-encoded
+    address, its name data in the JSON and escaped in the page; a link to an experiment folder is never followed."""
+    import shutil
+    import urllib.request
+
+    import tunesmith.dashboard
+
+    ts.run(odd_train, space={"x": 1, "clip": None, "batch": 32}, metric="loss", mode="min", verbose=0, name="base")
+    odd = ["my exp", "café 日本", "q\"uo'te <b>&amp;", ".old", "-v2", "100%25"]
+    for name in odd:
+        shutil.copytree(results_dir / "base", results_dir / name)
+    os.symlink(results_dir / "base", results_dir / "linked exp")
+    os.symlink(results_dir / "base", results_dir / "linked")
+    board = tunesmith.dashboard.start(str(results_dir), port=0)
+    try:
+        def get(path: str) -> tuple[int, bytes]:
+            try:
+                with urllib.request.urlopen(board.url.rstrip("/") + path) as answer:
+                    return answer.status, answer.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+
+        status, out = get("/api/experiments")
+        assert status == 200
+        assert sorted(e["name"] for e in json.loads(out)["experiments"]) == sorted(["base", *odd])
+        for name in odd:
+            status, out = get(f"/api/e/{quote(name, safe='')}/summary")
+            assert status == 200 and json.loads(out)["name"] == name, (name, out)
+            status, out = get(f"/api/e/{quote(name, safe='')}/t/1")
+            assert status == 200 and json.loads(out)["id"] == 1, (name, out)
+            status, out = get(f"/e/{quote(name, safe='')}")
+            page = out.decode()
+            assert status == 200 and f'data-experiment="{html_escape(name)}"' in page, (name, page)
+            assert f"<title>{html_escape(name)} - tunesmith</title>" in page, page
+        assert "<b>" not in get(f"/e/{quote(odd[2], safe='')}")[1].decode()
+        for name in ("linked exp", "linked"):
+            assert get(f"/api/e/{quote(name, safe='')}/summary")[0] == 404, name
+        assert get("/api/e/%2e%2e/summary")[0] == 404 and get("/api/e/%FF/summary")[0] == 404
+    finally:
+        board.stop()
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)

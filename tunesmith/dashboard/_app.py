@@ -68,7 +68,9 @@ _STATIC = {  # name -> (package, file, content type): nothing else is ever serve
     "plotly.min.js": ("tunesmith.plots", "plotly.min.js", "text/javascript; charset=utf-8"),
 }
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-_NAME = r"([A-Za-z0-9][A-Za-z0-9._=+-]{0,199})"
+# an experiment's folder name, any one (a folder renamed by hand: `my exp`), as PATH_INFO carries it: its
+# percent-decoded bytes as latin-1 (PEP 3333), decoded as UTF-8 by _route; _data.Experiments checks the name
+_NAME = r"([^/]{1,255})"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/$"), "page_list"),
     ("GET", re.compile(rf"^/e/{_NAME}/?$"), "page_experiment"),
@@ -252,7 +254,12 @@ class DashboardApp:
                     raise HTTPError(HTTPStatus.BAD_REQUEST, "the query string is not UTF-8: percent-encode its "
                                                             "values' UTF-8 bytes") from None
                 query = {k: v[-1] for k, v in parsed.items()}
-                return getattr(self, handler)(environ, headers, query, *match.groups())
+                try:
+                    args = [_header_bytes(group).decode("utf-8") for group in match.groups()]
+                except UnicodeDecodeError:
+                    raise HTTPError(HTTPStatus.NOT_FOUND, "no such page (an address is percent-encoded UTF-8)") \
+                        from None
+                return getattr(self, handler)(environ, headers, query, *args)
         if allowed:
             headers.append(("Allow", ", ".join(allowed)))
             raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")

@@ -117,7 +117,7 @@ class Experiments:
         out = []
         for name in entries:
             try:
-                _layout.check_name(name)
+                _layout.check_folder_name(name)
             except ConfigError:
                 continue
             folder = os.path.join(self.root, name)
@@ -126,9 +126,10 @@ class Experiments:
         return out
 
     def folder(self, name: str) -> str:
-        """The experiment's folder: a plain name of one, directly under the root, not a link."""
+        """The experiment's folder: one folder name (any, also one renamed by hand), directly under the root, not a
+        link."""
         try:
-            _layout.check_name(name)
+            _layout.check_folder_name(name)
         except ConfigError:
             raise NotFound(f"no experiment {name!r}") from None
         if self.only is not None and name != self.only:
