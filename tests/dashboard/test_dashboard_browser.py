@@ -111,9 +111,9 @@ def test_live_page_grows_draws_every_plot_stops_a_trial_and_never_runs_config_ma
 
 
 @contextlib.contextmanager
-def _experiment_page(url: str, problems: list[str]) -> Iterator[Any]:
-    """The live experiment's page in a fresh Chromium (the list page first, for the token cookie); its page errors
-    go to ``problems``."""
+def _experiment_page(url: str, problems: list[str], path: str = "e/live") -> Iterator[Any]:
+    """The live experiment's page (or another, ``path``) in a fresh Chromium (the list page first, for the token
+    cookie); its page errors go to ``problems``."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
@@ -121,7 +121,7 @@ def _experiment_page(url: str, problems: list[str]) -> Iterator[Any]:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.goto(url, wait_until="load", timeout=20_000)
-            page.goto(url + "e/live", wait_until="load", timeout=20_000)
+            page.goto(url + path, wait_until="load", timeout=20_000)
             yield page
         finally:
             browser.close()
@@ -200,16 +200,21 @@ def test_add_samples_is_one_command_per_click_through_a_double_click_and_a_lost_
     assert problems == []
 
 
-# Every state the stop button of trial 1 is drawn in, from the moment it is armed: the trials table is redrawn from
-# polled data every second, so a redraw that draws the button afresh is caught here.
-WATCH_STOP = """() => {
+# Records every state a stop button ([selector, id of the element to watch under]) is drawn in, from the next click
+# on the page (armed before the button's own handler runs: a redraw between this script and the click draws the
+# button idle, rightly): the trials table is redrawn from polled data every second, so a redraw that draws the
+# button afresh is caught here.
+WATCH_STOP = """([button, within]) => {
     window.__stops = [];
-    new MutationObserver(() => {
-        const b = document.querySelector('#trials tr[data-trial="1"] button.stop-trial');
+    const observer = new MutationObserver(() => {
+        const b = document.querySelector(button);
         if (b) window.__stops.push(
             {disabled: b.disabled, text: b.textContent, pending: b.classList.contains('pending')});
-    }).observe(document.getElementById('trials'), {childList: true, subtree: true, attributes: true});
+    });
+    document.addEventListener('click', () => observer.observe(document.getElementById(within),
+        {childList: true, subtree: true, attributes: true}), {capture: true, once: true});
 }"""
+TABLE_STOP = ['#trials tr[data-trial="1"] button.stop-trial', "trials"]
 
 
 def _redrawn(page: Any) -> None:
@@ -246,7 +251,7 @@ def test_a_trials_stop_button_stays_disabled_through_redraws_until_answered_and_
         assert stop2.is_enabled() and stop2.inner_text() == "stop"
 
         # trial 1: its stop's answer held back while the table is redrawn
-        page.evaluate(WATCH_STOP)
+        page.evaluate(WATCH_STOP, TABLE_STOP)
         held: list[Any] = []
         page.route("**/api/e/live/control", lambda route: held.append(route))
         with page.expect_request("**/api/e/live/control", timeout=10_000):
@@ -267,4 +272,41 @@ def test_a_trials_stop_button_stays_disabled_through_redraws_until_answered_and_
         seen = page.evaluate("() => window.__stops")
         assert seen and all(s["disabled"] and s["pending"] for s in seen), seen
         assert {s["text"] for s in seen} <= {"stopping\u2026", "stop sent"}, seen
+    assert problems == []
+
+
+def test_the_trial_pages_stop_button_stays_disabled_once_sent_until_the_trial_ends(live: Any) -> None:
+    """The trial page's own stop button behaves as the table's: not sent (no answer, its retries too), it is live
+    again; sent, it is disabled and pending ("stopping…", then "stop sent") and never live again, and goes away
+    once the page shows the trial ended."""
+    url, _folder = live
+    problems: list[str] = []
+    with _experiment_page(url, problems, "e/live/t/1") as page:
+        stop = page.locator("main .bar button.danger")
+        stop.wait_for(timeout=15_000)
+        page.wait_for_selector("table.facts", timeout=15_000)
+        page.route("**/api/e/live/control", lambda route: route.abort("connectionrefused"))
+        stop.click()
+        page.wait_for_function("() => document.querySelector('main .msg').textContent.startsWith('not sent')",
+                               timeout=15_000)
+        page.unroute("**/api/e/live/control")
+        assert stop.is_enabled() and stop.inner_text() == "stop trial"
+
+        page.evaluate(WATCH_STOP, ["main .bar button.danger", "main"])
+        held: list[Any] = []
+        page.route("**/api/e/live/control", lambda route: held.append(route))
+        with page.expect_request("**/api/e/live/control", timeout=10_000):
+            stop.click()
+        assert stop.is_disabled() and stop.inner_text() == "stopping\u2026"
+        assert len(held) == 1
+        held[0].continue_()
+        page.unroute("**/api/e/live/control")
+        page.wait_for_function("() => document.querySelector('main .msg').textContent.startsWith('sent')",
+                               timeout=15_000)
+        page.wait_for_function("() => document.querySelector('table.facts').textContent.includes('TERMINATED')",
+                               timeout=30_000)
+        assert stop.count() == 0  # gone as the trial stopped
+        seen = page.evaluate("() => window.__stops")
+        assert seen and all(s["disabled"] and s["pending"] for s in seen), seen
+        assert {s["text"] for s in seen} == {"stopping\u2026", "stop sent"}, seen
     assert problems == []

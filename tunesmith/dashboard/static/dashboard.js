@@ -107,6 +107,14 @@
       return false;
     }).then(function (ok) { if (button) button.disabled = false; return ok; });
   }
+  // A stop trial button in its state: none (live, labelled idle), "sending" (disabled, "stopping…") or "sent"
+  // (disabled, "stop sent": the driver stops the trial at its next report). The table's and the trial page's alike.
+  function drawStop(button, state, idle) {
+    button.disabled = !!state;
+    button.classList.toggle("pending", !!state);
+    button.textContent = state === "sending" ? "stopping\u2026" : state === "sent" ? "stop sent" : idle;
+    return button;
+  }
   function live(ok, text) {
     var node = document.getElementById("live");
     node.textContent = text;
@@ -225,10 +233,8 @@
     // that was not sent (an error, or no answer) leaves the button live again.
     var stopping = {};
     function stopButton(id) {
-      var state = stopping[id];
-      return el("button", {cls: "danger stop-trial" + (state ? " pending" : ""), disabled: state ? "" : null,
-                           text: state === "sending" ? "stopping\u2026" : state === "sent" ? "stop sent" : "stop",
-                           on: {click: function () { stopTrial(id); }}});
+      return drawStop(el("button", {cls: "danger stop-trial", on: {click: function () { stopTrial(id); }}}),
+                      stopping[id], "stop");
     }
     function redrawStop(id) {
       var old = table.querySelector('tr[data-trial="' + Number(id) + '"] button.stop-trial');
@@ -452,12 +458,21 @@
     var box = el("div");
     var msg = el("span", {cls: "msg"});
     main.appendChild(el("h1", {text: name + " / " + trialName(id)}));
-    if (CONTROL) main.appendChild(el("div", {cls: "bar"}, el("button", {cls: "danger", text: "stop trial", on: {click: function () {
-      control(name, {action: "stop_trial", trial_id: id}, msg, this);
-    }}}), msg));
+    // as the table's: once sent, disabled ("stop sent") until the page shows the trial no longer running, where it
+    // goes away; not sent, live again
+    var stopping = null;
+    var stop = el("button", {id: "stop-trial", cls: "danger", on: {click: function () {
+      if (stopping) return;
+      drawStop(stop, stopping = "sending", "stop trial");
+      control(name, {action: "stop_trial", trial_id: id}, msg).then(function (ok) {
+        drawStop(stop, stopping = ok ? "sent" : null, "stop trial");
+      });
+    }}});
+    if (CONTROL) main.appendChild(el("div", {cls: "bar"}, drawStop(stop, null, "stop trial"), msg));
     main.appendChild(box);
     every(2000, function () {
       return api("/api/e/" + enc(name) + "/t/" + id).then(function (t) {
+        if (stopping === "sent" && t.status !== "RUNNING" && stop.parentNode) stop.parentNode.removeChild(stop);
         clear(box);
         var facts = el("tbody");
         [["status", t.status], ["iteration", t.iteration], ["failures (retries)", t.failures],
