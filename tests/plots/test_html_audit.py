@@ -142,16 +142,18 @@ def test_a_hostile_experiments_notebook_outputs_run_none_of_its_scripts(tmp_path
     assert any(c.endswith(f"ValueError: {HOSTILE}") for c in seen["cells"])  # the failed trial's error cell
 
 
-def test_an_all_errored_experiments_report_leaves_out_the_sensitivity_plot_it_has_no_point_for(tmp_path: Any) -> None:
-    """Every trial failed before reporting: the sensitivity plot of its grid was drawn as empty axes (a figure
-    of no trace); now it is left out with the reason, as parallel coordinates are."""
+def test_an_all_errored_experiments_report_leaves_out_the_plots_it_has_no_point_for(tmp_path: Any) -> None:
+    """Every trial failed before reporting: the sensitivity plot of its grid, the learning curves and the best so
+    far were drawn as empty axes; now each is left out with the reason, as parallel coordinates are."""
     rs = make_experiment(tmp_path, "failed", [
         {"id": n, "config": {"x": x}, "status": "ERROR", "results": []} for n, x in enumerate((HOSTILE, 2), 1)],
         space={"x": ts.grid([HOSTILE, 2])})
     report = str(tmp_path / "report.html")
     titles = write_report(rs, report)
-    assert "Parameter sensitivity" not in titles
+    assert titles == ["Trial timeline"]
     problems, seen = _open(report, f"() => document.querySelectorAll('.plot .main-svg').length >= {len(titles)}")
     assert problems == [] and seen["pwned"] is None
     assert "Parameter sensitivity: left out (no grid dimension besides seeds in the search space, or no trial " \
            "reported the metric)" in seen["cells"]
+    for title in ("Learning curves", "Best so far"):
+        assert f"{title}: left out (no trial reported the metric)" in seen["cells"], seen["cells"]

@@ -323,8 +323,18 @@ def _check_metric(exp: _Experiment, metric: str) -> None:
         _check_reported(exp, metric, "metric")
 
 
+def reported(rs: PlotSource, key: str) -> bool:
+    """Whether any result reported a number for ``key`` (an experiment whose every trial failed at once has none:
+    its curves would be empty axes)."""
+    return _reported(_read(rs, [key]), key)
+
+
+def _reported(exp: _Experiment, key: str) -> bool:
+    return not np.isnan(exp.column(key)).all()
+
+
 def _check_reported(exp: _Experiment, key: str, argument: str) -> None:
-    if not np.isnan(exp.column(key)).all():
+    if _reported(exp, key):
         return
     from tunesmith._secrets import mask_name, secret_strings
 

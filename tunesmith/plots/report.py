@@ -66,13 +66,20 @@ def _add_panels(rs: ResultSet, metric: str, mode: str | None, pareto: Sequence[t
 
     curves = plot_data.learning_curves(rs, metric, x)  # a bad x is the user's error, not a plot left out
     many = len(rs.trials) > plot_data.MAX_TRIAL_LINES
-    panels.append(Panel("Learning curves", curves, (
-        f"{len(rs.trials)} trials: the median and the 25–75% and 10–90% bands over trials, and the best "
-        f"{plot_data.TOP_TRIALS} trials as lines. " if many else "One line per trial. ")
-        + "Grey: stopped early by the scheduler; red dashed: failed; dotted: PBT exploit."))
+    reported = plot_data.reported(rs, metric)  # else empty axes (every trial failed at once): a note instead
+    unreported = "no trial reported the metric"
+    if reported:
+        panels.append(Panel("Learning curves", curves, (
+            f"{len(rs.trials)} trials: the median and the 25–75% and 10–90% bands over trials, and the best "
+            f"{plot_data.TOP_TRIALS} trials as lines. " if many else "One line per trial. ")
+            + "Grey: stopped early by the scheduler; red dashed: failed; dotted: PBT exploit."))
+    else:
+        notes.append(f"Learning curves: left out ({unreported})")
     add("Learning curves by value", "Mean over the seeds of each swept value, band: ±1 std; the figure RL "
         "papers show.", "no seed key (seed, *_seed) repeated for a value", plot_data.seed_curves, rs, metric, x)
-    if mode is not None:
+    if mode is not None and not reported:
+        notes.append(f"Best so far: left out ({unreported})")
+    elif mode is not None:
         add("Best so far", "The best result found so far over wall-clock time; grey points: every result.",
             "", plot_data.best_so_far, rs, metric, mode)
     else:
