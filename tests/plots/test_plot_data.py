@@ -821,3 +821,23 @@ def test_a_text_that_reads_as_another_value_is_quoted() -> None:
     assert _label([1, 2]) == "[1, 2]" and _label("NaN") == '"NaN"' and _label(math.nan) == "NaN"
     assert _label("(missing)") == '"(missing)"' and _label(MISSING) == "(missing)"
     assert _label("naïve 1") == "naïve 1" and _label('"x"') == '"\\"x\\""'
+
+
+def test_control_characters_in_a_metric_and_experiment_name_are_written_as_escapes_in_the_report(tmp_path: Any
+                                                                                                 ) -> None:
+    """NUL and ESC in a metric name (and ESC in a folder's name) reached the report's facts and notes as raw
+    characters (a NUL that HTML turns into U+FFFD, an ESC that a terminal paging the file obeys): they are
+    written as their escapes, \\x00 and \\x1b, as the notebook's tables and the CLI write them."""
+    metric = "lo\x00ss\x1b[31m"
+    rs = make_experiment(tmp_path, "ex\x1bp", [
+        {"id": n, "config": {"x": n}, "status": "TERMINATED",
+         "results": [{"iteration": i, "t": float(i), metric: 1.0 / (n + i)} for i in (1, 2)]} for n in (1, 2)],
+        space={"x": ts.grid([1, 2])}, metric=metric)
+    report = str(tmp_path / "r.html")
+    write_report(rs, report)
+    with open(report, encoding="utf-8") as f:
+        page = f.read()
+    assert "\x00" not in page and "\x1b" not in page
+    assert "metric</th><td>lo\\x00ss\\x1b[31m (min)</td>" in page, page[:3000]
+    assert "<title>tunesmith report: ex\\x1bp</title>" in page
+    assert "trial_00002 at iteration 2: lo\\x00ss\\x1b[31m=" in page

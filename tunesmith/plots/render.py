@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from tunesmith._display import printable
 from tunesmith._safe_write import replacing
 
 PLOTLY_JS_VERSION = "4.1.1"
@@ -64,6 +65,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _text(value: str) -> str:
+    """User text (a metric or experiment name in a fact, a title) as HTML text: escaped, and every control
+    character written as its escape (``\\x00``, ``\\x1b``: ``tunesmith._display.printable``; newlines and tabs
+    kept), never a raw NUL or ESC in the file."""
+    return html.escape(printable(value))
+
+
 def render_html(title: str, panels: Sequence[Panel], facts: Sequence[tuple[str, str]] = (),
                 notes: Sequence[str] = ()) -> str:
     """A complete HTML page drawing ``panels`` in order.
@@ -74,12 +82,12 @@ def render_html(title: str, panels: Sequence[Panel], facts: Sequence[tuple[str, 
         facts: (label, value) pairs shown as a small table under the heading.
         notes: lines shown after the facts (e.g. why a plot is absent).
     """
-    facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
-    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    facts_html = "".join(f"<tr><th>{_text(k)}</th><td>{_text(v)}</td></tr>" for k, v in facts)
+    notes_html = "".join(f"<li>{_text(n)}</li>" for n in notes)
     sections = []
     for i, panel in enumerate(panels):
-        note = f'<p class="note">{html.escape(panel.note)}</p>' if panel.note else ""
-        sections.append(f'<section><h2>{html.escape(panel.title)}</h2>{note}'
+        note = f'<p class="note">{_text(panel.note)}</p>' if panel.note else ""
+        sections.append(f'<section><h2>{_text(panel.title)}</h2>{note}'
                         f'<div class="plot" id="plot-{i}"></div></section>')
     figures = "[" + ",".join(figure_json(p.figure) for p in panels) + "]"
     js = plotly_js().replace("</script", "<\\/script")
@@ -90,7 +98,7 @@ def render_html(title: str, panels: Sequence[Panel], facts: Sequence[tuple[str, 
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="tunesmith">
-<title>{html.escape(title)}</title>
+<title>{_text(title)}</title>
 <style>
 body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto; max-width: 1200px;
        padding: 0 1rem; color: #222; }}
@@ -105,7 +113,7 @@ footer {{ margin-top: 2rem; color: #888; font-size: .8rem; }}
 </style>
 </head>
 <body>
-<h1>{html.escape(title)}</h1>
+<h1>{_text(title)}</h1>
 <table class="facts">{facts_html}</table>
 <ul class="notes">{notes_html}</ul>
 {"".join(sections)}
