@@ -841,3 +841,20 @@ def test_control_characters_in_a_metric_and_experiment_name_are_written_as_escap
     assert "metric</th><td>lo\\x00ss\\x1b[31m (min)</td>" in page, page[:3000]
     assert "<title>tunesmith report: ex\\x1bp</title>" in page
     assert "trial_00002 at iteration 2: lo\\x00ss\\x1b[31m=" in page
+
+
+@pytest.mark.parametrize(("mode", "extreme"), [("min", -math.inf), ("max", math.inf)])
+def test_the_reports_best_result_at_any_iteration_is_get_bests_with_infinities_too(tmp_path: Any, mode: str,
+                                                                                   extreme: float) -> None:
+    """An infinite result (a loss that went to -inf) is what ``get_best(scope="all")`` ranks best; the report's
+    "best result (any iteration)" read the metric's column, where infinities are NaN, and named another."""
+    rs = make_experiment(tmp_path, "inf", [
+        {"id": 1, "config": {"x": 1}, "status": "TERMINATED", "results": curve([3.0, 2.0])},
+        {"id": 2, "config": {"x": 2}, "status": "TERMINATED", "results": curve([1.0, extreme, 4.0])}],
+        space={"x": grid([1, 2])}, mode=mode)
+    best = ts.load(rs.path).get_best("loss", mode, scope="all")
+    assert (best.id, best.metrics["training_iteration"], best.metrics["loss"]) == (2, 2, extreme)
+    write_report(rs, str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text()
+    assert f"best result (any iteration)</th><td>trial_00002 at iteration 2: loss={extreme}</td>" in page, \
+        re.findall(r"best result \(any iteration\).*?</td>", page)

@@ -344,26 +344,6 @@ def _check_reported(exp: _Experiment, key: str, argument: str) -> None:
                       f"{sorted(keys) or [ITERATION]}")
 
 
-def best_result(rs: PlotSource, metric: str, mode: str,
-                trial_ids: Sequence[int] | None = None) -> tuple[int, int, float] | None:
-    """(trial id, iteration, value) of the best result of ``metric`` at any iteration, as
-    ``rs.get_best(metric, mode, scope="all")`` finds it (ties: the lowest trial id, then its first such
-    iteration), among ``trial_ids`` (default: every trial), from the metric's column rather than a dict per
-    result; None when no result holds a finite number."""
-    exp = _read(rs, [metric])
-    values, ids, its = exp.column(metric), exp.column("trial_id"), exp.column(ITERATION)
-    keep = ~np.isnan(values)
-    if trial_ids is not None:
-        keep &= np.isin(ids, np.fromiter(trial_ids, dtype=np.int64))
-    hits = np.flatnonzero(keep)
-    if not len(hits):
-        return None
-    chosen = values[hits]
-    best = chosen.min() if mode == "min" else chosen.max()
-    first = hits[np.flatnonzero(chosen == best)[0]]  # rows are by trial id, then iteration
-    return int(ids[first]), int(its[first]), float(values[first])
-
-
 def _varying(exp: _Experiment, trial_ids: Sequence[int]) -> dict[str, list[Any]]:
     """Flattened config keys whose value differs between the given trials -> values in trial order (secret
     values masked: a report is shared more widely than the store; ``MISSING`` where a trial lacks the key)."""

@@ -41,7 +41,6 @@ from tunesmith.plots._parallel_coordinates import parallel_coordinates
 from tunesmith.plots._pareto_front import pareto_front
 from tunesmith.plots._read import (
     FINALS,
-    best_result,
     is_seed_key,
     mode_or_none,
     reported,
@@ -72,7 +71,6 @@ __all__ = [
     "SweepPoint",
     "TOP_TRIALS",
     "WEBGL_POINTS",
-    "best_result",
     "best_so_far",
     "drawn_trials",
     "importance",

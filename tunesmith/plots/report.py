@@ -16,7 +16,7 @@ from tunesmith.plots import data as plot_data
 from tunesmith.plots.lineage import lineage_graph_for
 from tunesmith.plots.render import Panel, write_html
 from tunesmith.results import ResultSet, feasible_result, load
-from tunesmith.trial import ITERATION, trial_name
+from tunesmith.trial import ITERATION
 
 log = logging.getLogger("tunesmith")
 
@@ -137,26 +137,24 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
         except ConfigError:
             best = None
         if best is not None:
-            value = best.metrics.get(metric)
-            shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
-            facts.append(("best trial (by last result)", f"{best.name}: {metric}={shown}"))
+            facts.append(("best trial (by last result)", f"{best.name}: {metric}={_shown(best.metrics.get(metric))}"))
             facts.append(("best config", json.dumps(masked(best).config, sort_keys=True, default=str,
                                                       ensure_ascii=False)))
-            # get_best(scope="all")'s answer from the metric's column (shared with the plots under
-            # write_report), not a dict per result: the trials it ranks, the same ties
-            if rs._constrained():  # feasibility per result: get_best's own answer
-                top = rs.top(1, metric, mode, scope="all")
-                ever = (top[0].id, top[0].metrics[ITERATION], top[0].metrics[metric]) if top else None
-            else:
-                ever = plot_data.best_result(rs, metric, mode, [t.id for t in rs._feasible_first()])
+            try:  # get_best's own answer (infinities rank, as there; a finished store answers from its index)
+                ever = rs.get_best(metric, mode, scope="all")
+            except ConfigError:  # no trial reported the metric
+                ever = None
             if ever is not None:
-                tid, iteration, number = ever
-                facts.append(("best result (any iteration)",
-                              f"{trial_name(tid)} at iteration {iteration}: {metric}={number:.6g}"))
+                facts.append(("best result (any iteration)", f"{ever.name} at iteration {ever.metrics[ITERATION]}: "
+                                                             f"{metric}={_shown(ever.metrics[metric])}"))
     created = rs.meta.get("created")
     if isinstance(created, (int, float)):
         facts.append(("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))))
     return facts
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
 
 
 def write_report(result_set: ResultSet | str, path: str, *, metric: str | None = None,
