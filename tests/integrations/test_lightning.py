@@ -200,13 +200,20 @@ class Rates(pl.Callback):
         self.momentum.append(group["momentum"])
 
 
+class Unreported(ReportCallback):
+    """The bridge's callback outside a trial, where there is no session to report to: its optimizer restore
+    only."""
+
+    def _report(self, trainer):
+        pass
+
+
 def fit_by_hand(module, epochs, ckpt_path=None):
-    """``trainer.fit`` outside a trial with the bridge's callback (no validation is due: nothing to report; a fit
-    without validation reports each epoch)."""
+    """``trainer.fit`` outside a trial with the bridge's callback (which does not report there)."""
     rates = Rates()
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         check_val_every_n_epoch=100, callbacks=[ReportCallback(), rates])
+                         limit_val_batches=0, callbacks=[Unreported(), rates])
     trainer.fit(module, *loaders(), ckpt_path=ckpt_path)
     return trainer, rates
 
@@ -290,16 +297,28 @@ def test_a_validation_within_an_epoch_is_reported_when_it_ends():
     assert [r.get("train_epoch") for r in history[1::2]] == [0, 1]
 
 
-def test_a_fit_that_never_validates_reports_each_training_epoch():
-    """``limit_val_batches=0``: no validation end ever came, and the trial ended with no result, silently."""
-    result = ts.run(train_epochs, space={"epochs": 3, "trainer": {"limit_val_batches": 0}}, metric="train_loss",
-                    mode="min", verbose=0)
+@pytest.mark.parametrize("trainer", [{"limit_val_batches": 0}, {"check_val_every_n_epoch": 4}])
+def test_a_fit_that_never_validates_reports_each_training_epoch(trainer):
+    """``limit_val_batches=0``, or ``check_val_every_n_epoch`` past the last epoch: no validation end ever came,
+    and the trial ended with no result, silently."""
+    result = ts.run(train_epochs, space={"epochs": 3, "trainer": trainer}, metric="train_loss", mode="min",
+                    verbose=0)
     trial = result.trials[0]
     assert trial.status == ts.TrialStatus.TERMINATED, trial.error
     history = result.history(trial.id)
     assert [r["train_epoch"] for r in history] == [0, 1, 2]
     assert all("val_loss" not in r for r in history)
     assert trial.checkpoint is not None
+
+
+def test_a_validation_metric_when_no_epoch_of_the_fit_validates_is_an_error_that_says_so():
+    result = ts.run(train_epochs, space={"epochs": 3, "trainer": {"check_val_every_n_epoch": 5},
+                                         "metrics": ["val_loss"]}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.ERROR
+    assert "metric 'val_loss' was not logged; the framework logged: train_epoch, train_loss" in trial.error
+    assert "no epoch of this fit validates (check_val_every_n_epoch=5, max_epochs=3)" in trial.error
+    assert result.history(trial.id) == []
 
 
 def test_a_metric_never_logged_is_one_clear_error():

@@ -43,8 +43,9 @@ class MetricPicker:
         if self.names == {}:
             raise ConfigError(f"{who}(metrics=...): no metric chosen; pass None to report every logged metric")
 
-    def pick(self, logged: Mapping[str, Any]) -> dict[str, Any]:
-        """The metrics to report, as Python scalars.
+    def pick(self, logged: Mapping[str, Any], why_missing: str = "") -> dict[str, Any]:
+        """The metrics to report, as Python scalars. ``why_missing`` replaces the hint in the error when the
+        bridge knows why a metric may be missing (e.g. the fit does not validate).
 
         Raises:
             ConfigError: a chosen metric is not in ``logged`` (or is not a scalar).
@@ -63,7 +64,7 @@ class MetricPicker:
                 seen = ", ".join(sorted(str(k) for k in logged)) or "nothing"
                 why = "was not logged" if name not in logged else f"is not a number ({type(logged[name]).__name__})"
                 raise ConfigError(f"{self.who}(metrics=...): metric {name!r} {why}; the framework logged: {seen}"
-                                  + (f" ({self.hint})" if self.hint else ""))
+                                  + (f" ({why_missing or self.hint})" if why_missing or self.hint else ""))
             out[reported] = value
         return out
 

@@ -45,8 +45,9 @@ class ReportCallback(_Base):
     excepted): one ``training_iteration`` per validation. A validation that ends an epoch is reported at that
     epoch's end (``on_train_epoch_end``), with the epoch's training metrics (``on_epoch=True``), which Lightning
     computes after the validation; one within an epoch (``val_check_interval``) at its own end, where those are
-    the previous epoch's. A fit that never validates (``limit_val_batches=0``, no validation loader) reports at
-    each training epoch's end.
+    the previous epoch's. A fit that never validates (``limit_val_batches=0``, no validation loader, or a
+    ``check_val_every_n_epoch`` that no epoch up to ``max_epochs`` reaches) reports at each training epoch's end,
+    with the training metrics; a chosen validation metric is then an error at the first epoch that says why.
 
     Args:
         metrics: None (every scalar logged metric, under its logged name), a name, a list of names, or a dict
@@ -81,6 +82,7 @@ class ReportCallback(_Base):
         self._configured: list[list[dict[str, Any]]] | None = None  # param groups' values from configure_optimizers
         self._restored: list[list[dict[str, Any]]] | None = None  # the same, of the run that saved the checkpoint
         self._epoch_end_validated = False  # this epoch ended with a validation, reported at on_train_epoch_end
+        self._no_validation = ""  # why no epoch of this fit validates ("" when one may): each epoch is reported
 
     def state_dict(self) -> dict[str, Any]:
         return {"configured": self._configured} if self._configured is not None else {}
@@ -95,6 +97,7 @@ class ReportCallback(_Base):
         self._configured = [[_hyperparameters(group) for group in opt.param_groups] for opt in trainer.optimizers]
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._no_validation = _why_no_validation(trainer)
         if self._restored is not None and self._configured is not None:  # the checkpoint's optimizers are back
             _apply_changed(trainer, self._restored, self._configured)
         self._restored = None
@@ -110,8 +113,9 @@ class ReportCallback(_Base):
         self._report(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        # a fit without validation (limit_val_batches=0, no val_dataloaders) reports each training epoch
-        if self._epoch_end_validated or not trainer.enable_validation:
+        # a fit without validation (limit_val_batches=0, no val_dataloaders, check_val_every_n_epoch past the
+        # last epoch) reports each training epoch
+        if self._epoch_end_validated or self._no_validation:
             self._epoch_end_validated = False
             self._report(trainer)
 
@@ -119,7 +123,7 @@ class ReportCallback(_Base):
         if session.should_stop():  # e.g. a second validation in the epoch after a stop: nothing to store
             trainer.should_stop = True
             return
-        metrics = self._picker.pick(trainer.callback_metrics)
+        metrics = self._picker.pick(trainer.callback_metrics, self._no_validation)
         folder = tempfile.mkdtemp(prefix="tunesmith-lightning-") if self._checkpoint else None
         try:
             ckpt = None
@@ -140,6 +144,20 @@ class ReportCallback(_Base):
         # wait) ends the epoch early instead of at the next validation (a cheap check: one syscall a ms)
         if session.should_stop():
             trainer.should_stop = True
+
+
+def _why_no_validation(trainer: Any) -> str:
+    """Why no epoch of this fit (from the current, possibly restored, epoch to ``max_epochs``) runs a validation,
+    or "" when one may."""
+    if not trainer.enable_validation:
+        return "this fit does not validate (no val_dataloaders, validation_step or limit_val_batches)"
+    every, last = trainer.check_val_every_n_epoch, trainer.max_epochs
+    if every is None or last is None or last < 0:
+        return ""  # validation by steps across epochs, or no last epoch: one may come
+    first = -(-(trainer.current_epoch + 1) // every) * every - 1  # the first validating epoch from here on
+    if first < last:
+        return ""
+    return f"no epoch of this fit validates (check_val_every_n_epoch={every}, max_epochs={last})"
 
 
 def resume_path() -> str | None:
