@@ -84,6 +84,35 @@ def test_chosen_metrics_only_and_a_name_keras_never_logs_is_one_clear_error() ->
     assert "metrics ['val_los'] are not in Keras' logs" in bad.error and "'val_loss'" in bad.error
 
 
+def _train_per_class(config: dict[str, Any]) -> None:
+    """A classifier whose ``F1Score(average=None)`` logs one value per class (an array)."""
+    x, _ = _data()
+    y = keras.utils.to_categorical((x[:, 0] > 0).astype("int64"), 2)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=[keras.metrics.F1Score(average=None)])
+    model.fit(x, y, validation_split=0.25, batch_size=16, epochs=2, verbose=0,
+              callbacks=[ReportCallback(metrics=config["metrics"], checkpoint=False)])
+
+
+def test_a_metric_with_one_value_per_class_is_refused_by_name_or_left_out_of_every_scalar() -> None:
+    """``F1Score(average=None)`` logs an array: chosen, it was refused by ``report()`` with an error naming
+    neither the callback nor the metric; it is a ``ConfigError`` at the first epoch that names both and says what
+    to do. ``metrics=None`` reports every scalar log and leaves it out, as the other bridges do."""
+    result = ts.run(_train_per_class, space={"metrics": ts.grid([None, ["val_f1_score"], {"f1": "f1_score"}])},
+                    verbose=0, name="keras-per-class")
+    every, chosen, renamed = sorted(result.trials, key=lambda t: t.id)
+    assert every.status == ts.TrialStatus.TERMINATED, every.error
+    assert [set(r) - {"training_iteration", "time_total_s", "timestamp"} for r in result.history(every.id)] \
+        == [{"loss", "val_loss", "epoch"}] * 2
+    for trial, name in ((chosen, "val_f1_score"), (renamed, "f1_score")):
+        assert trial.status == ts.TrialStatus.ERROR
+        assert (f"keras.ReportCallback(metrics=...): metric {name!r} is not a number: Keras logged an array of "
+                f"shape (2,)") in trial.error, trial.error
+        assert "F1Score(average='macro')" in trial.error
+        assert result.history(trial.id) == []
+
+
 def _reports(monkeypatch: Any) -> list[tuple[dict[str, Any], Any]]:
     """What the callback reports, outside a trial: (metrics, checkpoint) pairs."""
     import tunesmith.integrations.keras as bridge

@@ -53,13 +53,13 @@ class MetricPicker:
         if self.names is None:
             out = {}
             for name, value in logged.items():
-                scalar = _scalar(value)
-                if scalar is not None:
-                    out[str(name)] = scalar
+                scalar_value = scalar(value)
+                if scalar_value is not None:
+                    out[str(name)] = scalar_value
             return out
         out = {}
         for reported, name in self.names.items():
-            value = _scalar(logged[name]) if name in logged else None
+            value = scalar(logged[name]) if name in logged else None
             if value is None:
                 seen = ", ".join(sorted(str(k) for k in logged)) or "nothing"
                 why = "was not logged" if name not in logged else f"is not a number ({type(logged[name]).__name__})"
@@ -69,7 +69,7 @@ class MetricPicker:
         return out
 
 
-def _scalar(value: Any) -> int | float | bool | None:
+def scalar(value: Any) -> int | float | bool | None:
     """``value`` as a Python number (numpy/torch scalars and one-element tensors included), or None."""
     if isinstance(value, (bool, int, float)):
         return value

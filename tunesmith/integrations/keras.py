@@ -41,6 +41,7 @@ class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc,name-define
     Args:
         metrics: the log names to report, as Keras names them (``"loss"``, ``"val_loss"``,
             ``"val_accuracy"``...), or a dict ``{reported name: log name}``; default: every scalar in the logs.
+            A chosen log that is not one number (``F1Score(average=None)``'s array) is an error at the first report.
             A name that Keras does not log is an error at the first report, naming those it logs. With
             ``fit(validation_freq=...)``, the epochs that Keras does not validate are not reported (their logs
             lack the ``val_...`` metrics); ``val_...`` names when ``fit`` validates in none of its epochs (no
@@ -92,7 +93,7 @@ class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc,name-define
             if between and (self._will_validate or self._validations):
                 self._between_validations()
                 return
-            out = {k: v for k, v in logs.items() if _scalar(v)}
+            out = {k: v for k, v in ((k, _common.scalar(v)) for k, v in logs.items()) if v is not None}
         else:
             missing = sorted(set(self.metrics.values()) - set(logs))
             if missing and between and all(name.startswith("val_") for name in missing):
@@ -104,7 +105,7 @@ class ReportCallback(keras.callbacks.Callback):  # type: ignore[misc,name-define
                 raise ConfigError(f"ReportCallback: metrics {missing} are not in Keras' logs; it logged "
                                   f"{sorted(logs)} (validation metrics need validation_data or validation_split, "
                                   f"and a validation_freq that validates in one of fit's epochs)")
-            out = {name: logs[log] for name, log in self.metrics.items()}
+            out = {name: _chosen_scalar(log, logs[log]) for name, log in self.metrics.items()}
         out["epoch"] = epoch + 1
         if self.checkpoint:
             with tempfile.TemporaryDirectory(prefix="keras-") as folder:
@@ -197,8 +198,17 @@ def _fit_validates(model: Any) -> bool | None:
     return None
 
 
-def _scalar(value: Any) -> bool:
-    if isinstance(value, (int, float, bool)):
-        return True
-    shape = getattr(value, "shape", None)
-    return shape is not None and tuple(shape) in ((), (1,))
+def _chosen_scalar(name: str, value: Any) -> int | float | bool:
+    """A chosen log as a Python number.
+
+    Raises:
+        ConfigError: the log is not one number (an array such as ``F1Score(average=None)``'s, one per class).
+    """
+    number = _common.scalar(value)
+    if number is None:
+        shape = getattr(value, "shape", None)
+        what = f"an array of shape {tuple(shape)}" if shape is not None else f"a {type(value).__name__}"
+        raise ConfigError(f"keras.ReportCallback(metrics=...): metric {name!r} is not a number: Keras logged {what} "
+                          f"(a metric with one value per class, such as F1Score(average=None)?); report one number, "
+                          f"e.g. F1Score(average='macro'), or leave {name!r} out of metrics=")
+    return number
