@@ -4,6 +4,7 @@ no download) trained by a real Trainer on synthetic token ids, on CPU, in real w
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -327,6 +328,25 @@ def test_hyperparameter_search_with_eval_datasets_in_a_dict():
         for r in history:
             assert r["objective"] == pytest.approx(r["eval_dev_loss"] + 2 * r["eval_test_loss"])
         assert best.objective == history[-1]["objective"]
+
+
+def test_a_scheduler_without_evaluations_during_training_is_warned_of(caplog):
+    """``eval_strategy="no"``: each trial reports once, the evaluation after training, so ASHA can stop none
+    early; nothing said so (training losses are not reported in its place: results without ``objective``
+    would be compared with ones that have it)."""
+    trainer = make_trainer(epochs=2, eval_strategy="no", save_strategy="no")
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        best = hyperparameter_search(trainer, {"learning_rate": ts.grid([1e-3])}, n_trials=1, verbose=0,
+                                     scheduler=ts.ASHA(max_t=2, grace_period=1), name="no-eval")
+    assert [r["epoch"] for r in best.run_summary.history(best.run_summary.trials[0].id)] == [2.0]
+    assert ("hyperparameter_search: the Trainer's eval_strategy is 'no': each trial reports once, after training, "
+            "so scheduler=ASHA cannot stop or change a trial early; set eval_strategy='epoch' or 'steps' (and "
+            "save_strategy like it)") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        hyperparameter_search(make_trainer(epochs=1, eval_strategy="no", save_strategy="no"),
+                              {"learning_rate": ts.grid([1e-3])}, n_trials=1, verbose=0, name="no-eval-fifo")
+    assert "eval_strategy" not in caplog.text  # no scheduler: nothing to warn of
 
 
 def test_hyperparameter_search_when_every_trial_fails_gives_the_first_error():

@@ -198,6 +198,21 @@ class ReportCallback(_Base):
         return control
 
 
+def _warn_if_unschedulable(trainer: Any, space: Mapping[str, Any], scheduler: Any) -> None:
+    """A warning when a scheduler is given but the trials evaluate only after training (``eval_strategy="no"``):
+    one result a trial, so the scheduler can stop or change none early. Training losses are not reported in
+    place of evaluations: those results would have no ``objective`` to compare."""
+    from tunesmith.schedulers._base import FIFO
+
+    strategy = getattr(trainer.args, "eval_strategy", None)
+    if scheduler is None or isinstance(scheduler, FIFO) or "eval_strategy" in space \
+            or getattr(strategy, "value", strategy) != "no":
+        return
+    log.warning("hyperparameter_search: the Trainer's eval_strategy is 'no': each trial reports once, after "
+                "training, so scheduler=%s cannot stop or change a trial early; set eval_strategy='epoch' or "
+                "'steps' (and save_strategy like it)", type(scheduler).__name__)
+
+
 def _eval_set(metrics: Mapping[str, Any]) -> str | None:
     """``"eval_dev"`` for the metrics of the dataset ``"dev"`` of an ``eval_dataset`` dict (the Trainer prefixes them
     ``eval_<name>_``; every evaluation gives ``<prefix>_runtime``), else None (one dataset: ``eval_runtime``)."""
@@ -243,7 +258,8 @@ def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 2
     :class:`ReportCallback` that reports ``objective`` at each evaluation (an evaluation at the end if
     training made none), writes its outputs under its trial folder, and resumes from its checkpoint after a
     retry or a PBT exploit. Schedulers need evaluations during training (``eval_strategy="epoch"`` or
-    ``"steps"``); checkpoints need ``save_strategy`` like ``eval_strategy``. After a resume, the optimizer
+    ``"steps"``; with ``"no"`` and a ``scheduler=``, a warning says the scheduler can stop no trial early);
+    checkpoints need ``save_strategy`` like ``eval_strategy``. After a resume, the optimizer
     hyperparameters the trial's config changed (``learning_rate``, ``weight_decay``, ``adam_beta1``...) are set
     over the restored ones, so a PBT mutation applies (a scheduled learning rate keeps its progress, scaled by
     the new base rate over the saved one); the optimizer's state stays restored.
@@ -307,6 +323,7 @@ def hyperparameter_search(trainer: Any, space: dict[str, Any], n_trials: int = 2
         if key in run_kwargs:
             raise ConfigError(f"hyperparameter_search(): {key}= is set from the arguments (objective, direction, "
                               f"n_trials, space); leave it out")
+    _warn_if_unschedulable(trainer, space, run_kwargs.get("scheduler"))
     objective_fn = compute_objective or _utils.default_compute_objective
     blob = _pickled(trainer)
 
