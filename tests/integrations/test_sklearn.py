@@ -104,6 +104,20 @@ def test_asha_stops_partial_fit_candidates_before_their_last_increment(results_d
     assert search.best_params_ == trials[search.best_index_].config
 
 
+def test_the_refit_after_partial_fit_candidates_is_the_estimators_own_fit_as_in_gridsearchcv(results_dir):
+    """The candidates were scored after ``max_iters`` passes of ``partial_fit``; the refit is ``fit`` on all the
+    data, as ``GridSearchCV`` refits, so it runs the estimator's own ``max_iter`` epochs (here 20, not 2), and
+    gives the same model as fitting ``best_params_`` by hand."""
+    estimator = SGDClassifier(random_state=0, max_iter=20, tol=None)
+    search = TuneSearchCV(estimator, {"alpha": ts.choice([1e-4])}, n_trials=1, cv=2, max_iters=2,
+                          scheduler=ts.FIFO(), seed=0).fit(X, y)
+    (t,) = ts.load(search.experiment_path_).trials
+    assert t.iteration == 2  # trained in 2 increments in the search
+    by_hand = clone(estimator).set_params(**search.best_params_).fit(X, y)
+    assert search.best_estimator_.n_iter_ == by_hand.n_iter_ == 20
+    np.testing.assert_array_equal(search.best_estimator_.coef_, by_hand.coef_)
+
+
 def test_warm_start_ensembles_grow_in_increments(results_dir):
     search = TuneSearchCV(RandomForestClassifier(n_estimators=8, random_state=0), {"max_depth": ts.choice([2, 4])},
                           n_trials=1, cv=2, max_iters=4, scheduler=ts.FIFO(), seed=0).fit(X, y)

@@ -23,7 +23,9 @@ and one that has ``warm_start`` and ``n_estimators`` (random forests, gradient b
 ``n_estimators`` in ``max_iters`` steps; the trial reports after each increment, so the scheduler can stop it
 (``ts.ASHA(max_t=max_iters)``). Other estimators are fitted once per fold (one report). This is decided per
 candidate, once its parameters are set: ``MLPClassifier(solver="lbfgs")`` has no ``partial_fit``, so that candidate
-is fitted once per fold beside ``solver="adam"`` ones trained in increments.
+is fitted once per fold beside ``solver="adam"`` ones trained in increments. The refit of the best candidate is
+its ``fit`` on all the data, as ``GridSearchCV`` refits (the estimator's own ``max_iter``/``tol``), not
+``max_iters`` passes of ``partial_fit``.
 
 ``error_score="raise"``: as in ``GridSearchCV``, a candidate whose fit (or scoring) raises makes ``fit`` raise. The
 failing trial ends the experiment (``fail_fast``), then its candidate is cross-validated again in this process so
