@@ -468,17 +468,19 @@ def run(
             raise ConfigError(f"experiment {name!r} already exists in {root}: resume it (resume=True), choose "
                               f"another name, or remove it (tunesmith rm {name})")
         executor.prestart()  # the first worker starts while the store is made (shut down below if the run fails)
+        before: dict[str, Any] = {}  # what a resume that fails once the store is written puts back (_undo_resume)
+        if resume:  # checked through a reader first: a refused resume leaves the file as it was (not migrated)
+            before = _stored_meta(store_file)
+            stored_spec = before.get("spec", {})
+            _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec(),
+                             ranks)
+            warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
         # a new store is renamed into place with its spec (publish): a driver killed before leaves no
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
         total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
         total_time = time_budget_s  # the same for the seconds extend_time added
-        before = store.meta() if resume else {}  # what a resume refused below puts back (_undo_resume)
         if resume:
-            stored_spec = before.get("spec", {})
-            _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec(),
-                             ranks)
-            warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
             total_samples = _with_added_samples(store, num_samples)
             total_time = _with_added_time(store, time_budget_s)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
@@ -707,6 +709,18 @@ def python_resume_hint(name: str, root: str | None = None) -> str:
     where = f", storage_path={root!r}" if root is not None and os.path.abspath(root) != _layout.storage_root(None) \
         else ""
     return f"tunesmith.run(..., name={name!r}{where}, resume=True)"
+
+
+def _stored_meta(store_file: str) -> dict[str, Any]:
+    """The metadata of the store a resume continues, read without writing: the writer opened after the resume's
+    checks migrates an older schema."""
+    from tunesmith.store.sqlite import Store
+
+    reader = Store(store_file, readonly=True)
+    try:
+        return reader.meta()
+    finally:
+        reader.close()
 
 
 def _undo_resume(store: Store, before: dict[str, Any], event: int) -> None:

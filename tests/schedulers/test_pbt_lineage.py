@@ -3,9 +3,12 @@ old lineage's; a restart from the trial's own checkpoint still replaces what cam
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sqlite3
+
+import pytest
 
 import tunesmith as ts
 from tunesmith.executors.simulated import SimulatedBackend
@@ -117,6 +120,31 @@ def test_a_schema_1_store_loads_and_resumes(tmp_path):
     assert [h["training_iteration"] for h in resumed.history(1)] == list(range(1, 7))
     assert [h["training_iteration"] for h in resumed.history(2)] == list(range(1, 7))
     assert Store(db_path, readonly=True)._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_refused_resume_leaves_a_schema_1_store_as_it_was(tmp_path):
+    """The resume is checked before the store is migrated: one refused (another metric) leaves the old file, byte for
+    byte, for the tunesmith that wrote it."""
+    def steady(config, ctx):
+        yield {"loss": config["x"]}, 1.0, None
+
+    def run(**kw):
+        return ts.run(steady, space={"x": ts.grid([1.0, 2.0])}, mode="min", name="old", storage_path=str(tmp_path),
+                      backend=SimulatedBackend({"cpu": 2}), verbose=0, file_loggers=False, **kw)
+
+    run(metric="loss")
+    db_path = os.path.join(str(tmp_path), "old", "experiment.db")
+    _downgrade_to_schema_1(db_path)
+    with open(db_path, "rb") as f:
+        before = f.read()
+    with pytest.raises(ts.ConfigError, match="was run with metric='loss', not 'acc'"):
+        run(metric="acc", resume=True)
+    db = sqlite3.connect(db_path)  # reads the write-ahead log too: what a connection left open wrote is seen
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
+    gc.collect()  # a connection left open folds its log into the file when it is collected
+    with open(db_path, "rb") as f:
+        assert f.read() == before
 
 
 def uneven(config, ctx):
