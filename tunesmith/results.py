@@ -19,7 +19,16 @@ from tunesmith._errors import ConfigError
 from tunesmith._layout import STORE_FILE
 from tunesmith._objective import Objective
 from tunesmith.checkpoint import Checkpoint
-from tunesmith.store.sqlite import CONSTRAINT_PREFIX, Store, StoreError, feasible_result, result_dict, too_deep
+from tunesmith.store.sqlite import (
+    CONSTRAINT_PREFIX,
+    Store,
+    StoreError,
+    feasible_result,
+    holds_huge_int,
+    result_dict,
+    too_deep,
+    within_floats,
+)
 from tunesmith.trial import ITERATION, TrialStatus, trial_name
 
 
@@ -593,6 +602,9 @@ class ResultSet:
                     return self._results_frame_by_row(pd, configs)  # too deeply): one by one, it is named
             if set(map(type, metrics)) != {dict} or too_deep(text, metrics, len(rows) + 1):
                 return self._results_frame_by_row(pd, configs)  # a result that is no flat object (damaged): named
+            if exact and holds_huge_int(text):  # orjson refuses one: json.loads read it
+                for m in metrics:
+                    within_floats(m)
             tids = [r[0] for r in rows]
             config_cols: dict[str, list[Any]] = {}
             seg_start, seg_cfg = 0, cast("dict[str, Any]", {})

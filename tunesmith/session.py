@@ -26,7 +26,7 @@ from tunesmith import _layout
 from tunesmith import checkpoint as _ckpt
 from tunesmith._errors import ConfigError
 from tunesmith.checkpoint import Checkpoint
-from tunesmith.trial import AUTO_KEYS, ITERATION, TIME_TOTAL, TIMESTAMP
+from tunesmith.trial import AUTO_KEYS, FLOAT_LIMIT, ITERATION, TIME_TOTAL, TIMESTAMP
 
 _SCALARS = (int, float, bool, str)
 
@@ -239,14 +239,12 @@ def encode_metrics(metrics: Any) -> str:
         raise ConfigError(f"report() expects a dict of metrics, got {type(metrics).__name__}")
     for key, value in metrics.items():  # the fast path: a flat dict of str -> JSON scalar, encoded as it is
         if type(value) in _SCALARS and type(key) is str and key not in _RESERVED and not key.startswith("config/") \
-                and (type(value) is not int or -_FLOAT_LIMIT < value < _FLOAT_LIMIT) and "\0" not in key:
+                and (type(value) is not int or -FLOAT_LIMIT < value < FLOAT_LIMIT) and "\0" not in key:
             continue
         return _dumps(_flat_metrics(metrics, "", {}))
     return _dumps(metrics)
 
 
-# the integers a float holds (one this large or larger rounds to inf: float() raises OverflowError)
-_FLOAT_LIMIT = 2 ** 1024 - 2 ** 970
 _FRAME_KEYS = ("trial_id", "status")  # dataframe()'s columns beside the results' and "config/..."
 _RESERVED = frozenset((*AUTO_KEYS, *_FRAME_KEYS))
 
@@ -272,7 +270,7 @@ def _flat_metrics(metrics: dict[Any, Any], prefix: str, out: dict[str, Any]) -> 
             continue
         if not isinstance(value, _SCALARS):
             value = _number(value, name)
-        if isinstance(value, int) and not -_FLOAT_LIMIT < value < _FLOAT_LIMIT:
+        if isinstance(value, int) and not -FLOAT_LIMIT < value < FLOAT_LIMIT:
             raise ConfigError(f"report(): metric {name!r} is an integer of {value.bit_length()} bits, beyond the range "
                               f"of a float (about 1.8e308), which no scheduler, searcher or keep_by can rank: report "
                               f"float('inf'), a smaller number or a string")

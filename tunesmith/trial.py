@@ -12,6 +12,9 @@ ITERATION = "training_iteration"
 TIME_TOTAL = "time_total_s"
 TIMESTAMP = "timestamp"
 AUTO_KEYS = (ITERATION, TIME_TOTAL, TIMESTAMP)
+# the integers a float holds (one this large or larger rounds to inf: float() raises OverflowError); report()
+# refuses a metric beyond them, and a store an older tunesmith wrote reads one as the infinity of its sign
+FLOAT_LIMIT = 2 ** 1024 - 2 ** 970
 
 
 class TrialStatus(str, enum.Enum):

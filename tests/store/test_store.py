@@ -375,3 +375,40 @@ def test_a_store_or_side_file_that_is_a_link_is_opened_by_no_reader_or_driver(re
     with pytest.raises(StoreError, match="symbolic link"):
         ts.run(lambda c: ts.report({"loss": 1.0}), name="planted", resume=True, verbose=0)
     assert {p.name: p.read_bytes() for p in victim.parent.iterdir() if p.is_file()} == before
+
+
+def test_an_integer_beyond_a_float_that_an_older_tunesmith_stored_is_read_as_infinity(tmp_path):
+    """report() refuses an integer past a float's range, but an older tunesmith stored it: a load and a resume read
+    it as the infinity of its sign (as SQLite's own JSON reads it), not as an OverflowError."""
+    import tunesmith as ts
+    from tunesmith.executors.simulated import SimulatedBackend
+
+    def steady(config, ctx):
+        state = ctx.checkpoint or {"step": 0}
+        while state["step"] < 3:
+            state["step"] += 1
+            yield {"loss": config["x"] / state["step"], "acc": 0.5}, 1.0, dict(state)
+
+    def run(**kw):
+        return ts.run(steady, space={"x": ts.grid([1.0, 2.0])}, metric="loss", mode="min", name="old",
+                      storage_path=str(tmp_path), backend=SimulatedBackend({"cpu": 2}), verbose=0,
+                      file_loggers=False, **kw)
+
+    run()
+    huge, low = "1" + "0" * 400, "-1" + "0" * 400
+    db = sqlite3.connect(os.path.join(str(tmp_path), "old", "experiment.db"))
+    # as the older tunesmith wrote them: trial 1's second result and trial 2's last, a JSON integer of 401 digits
+    db.execute("UPDATE results SET metrics = ? WHERE trial_id = 1 AND iteration = 2",
+               (f'{{"loss": {huge}, "acc": {low}}}',))
+    db.execute("UPDATE results SET metrics = ? WHERE trial_id = 2 AND iteration = 3",
+               (f'{{"loss": {huge}, "acc": 0.5}}',))
+    db.execute("UPDATE trials SET last_result = ? WHERE id = 2", (f'{{"loss": {huge}, "acc": 0.5}}',))
+    db.commit()
+    db.close()
+    loaded = ts.load(os.path.join(str(tmp_path), "old"))
+    assert loaded.history(1)[1]["loss"] == math.inf and loaded.history(1)[1]["acc"] == -math.inf
+    assert loaded.trial(2).last_result["loss"] == math.inf
+    assert loaded.best.id == 1 and ts.load(os.path.join(str(tmp_path), "old"), mode="max").best.id == 2
+    assert loaded.dataframe(all_results=True)["loss"].tolist()[1] == math.inf
+    resumed = run(resume=True)  # replays the stored results through the searcher and scheduler
+    assert len(resumed.trials) == 2 and resumed.history(2)[-1]["loss"] == math.inf

@@ -21,7 +21,9 @@ import errno
 import functools
 import itertools
 import json
+import math
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +32,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 from tunesmith._layout import STORE_FILE, from_stored, to_stored
 from tunesmith.trial import AUTO_KEYS as COLUMN_KEYS  # columns of the results table, not in a result's JSON
+from tunesmith.trial import FLOAT_LIMIT
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "ResultRow", "Store", "StoreError", "dumps", "result_dict"]
 
@@ -531,6 +534,8 @@ class Store:
         for key in ("config", "resources", "last_result"):
             if rec[key] is not None:
                 rec[key] = _object(rec[key], functools.partial(self._damaged, rec["id"], key))
+        if rec["last_result"] is not None:
+            rec["last_result"] = within_floats(rec["last_result"])
         rec["checkpoint"] = self._checkpoint_path(rec["checkpoint"], rec["id"])
         rec.setdefault("generation", 0)  # schema 1
         return rec
@@ -1082,6 +1087,24 @@ def _object(text: str, what: Callable[[], str]) -> dict[str, Any]:
     return value
 
 
+def within_floats(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` (decoded from the store) with an integer beyond a float's range as the infinity of its sign, as
+    SQLite's JSON reads it: ``report()`` refuses one, but a store an older tunesmith wrote may hold it, which every
+    ranking (``float()``) would fail on. ``metrics`` itself, changed in place where it holds one."""
+    for key, value in metrics.items():
+        if type(value) is int and not -FLOAT_LIMIT < value < FLOAT_LIMIT:
+            metrics[key] = math.inf if value > 0 else -math.inf
+    return metrics
+
+
+def holds_huge_int(text: str) -> bool:
+    """Whether JSON ``text`` may hold an integer beyond a float's range (309 digits or more): one C-speed scan."""
+    return _DIGITS_309.search(text) is not None
+
+
+_DIGITS_309 = re.compile("[0-9]{309}")
+
+
 def _damaged_result(path: str | None, trial_id: int, iteration: int, generation: int = 0) -> str:
     """What a damaged result row is called (as a damaged trial row: ``Store._damaged``)."""
     of = f"iteration {iteration}" + (f" (generation {generation})" if generation else "")
@@ -1093,6 +1116,8 @@ def result_dict(row: ResultRow) -> dict[str, Any]:
     file (a row a :class:`Store` read), the trial and the iteration when its metrics are not a JSON object."""
     out = _object(row.metrics, lambda: _damaged_result(getattr(row, "store", None), row.trial_id, row.iteration,
                                                       row.generation))
+    if len(row.metrics) > 308 and holds_huge_int(row.metrics):
+        within_floats(out)
     out["training_iteration"] = row.iteration
     out["time_total_s"] = row.time_total
     out["timestamp"] = row.timestamp
