@@ -219,3 +219,15 @@ def test_load_takes_each_listed_metric_s_own_mode(two: str) -> None:
     assert ts.load(two, metric=["acc", "loss"], mode=["min", "min"]).modes == ["min", "min"]  # given: kept
     assert [t.id for t in ts.load(two, mode=["min", "min"]).pareto_front()] == [1]  # loss and acc both low
     assert [t.id for t in swapped.pareto_front()] == [t.id for t in ts.load(two).pareto_front()] == [1, 2, 3]
+
+
+def test_one_metric_in_a_list_is_the_single_metric(two: str, tmp_path: Any) -> None:
+    """``load(metric=["acc"])`` ranks by acc as ``metric="acc"`` does: ``best`` is its best, not refused as a
+    multi-objective result set."""
+    one = ts.load(two, metric=["acc"])  # acc's mode from the experiment
+    assert (one.metric, one.mode, one.best.config["x"]) == ("acc", "max", 0.8)
+    assert ts.load(two, metric=["loss"], mode=["max"]).best.config["x"] == 0.8
+    rs = ts.run(two_train, {"x": ts.grid([0.2, 0.8])}, metric="loss", mode="min", name="single",
+                storage_path=str(tmp_path), verbose=0)
+    assert ts.load(rs.path, metric=["loss"]).best.config["x"] == 0.2
+    assert ts.load(rs.path, metric=("latency",), mode="min").best.config["x"] == 0.8

@@ -922,11 +922,15 @@ _CONSTRAINT = CONSTRAINT_PREFIX  # feasible_result (what run(constraints=...) me
 def _chosen_objective(stored: Objective, metric: Any, mode: Any) -> Objective:
     """What ``load(metric=, mode=)`` ranks by, over the experiment's own objective (``stored``), checked by
     ``Objective.from_args`` as ``run()``'s arguments are. Without ``mode``, each metric given takes its mode from
-    the experiment (one metric of a single-objective experiment's, the experiment's one mode, as before).
+    the experiment (one metric of a single-objective experiment's, the experiment's one mode, as before). One metric
+    in a list (and its mode, alone in a list or not) is that single metric: ``best`` ranks by it.
 
     Raises:
         ConfigError: naming ``metric`` or ``mode`` and what was expected.
     """
+    if isinstance(metric, (list, tuple)) and len(metric) == 1:
+        metric = metric[0]
+        mode = mode[0] if isinstance(mode, (list, tuple)) and len(mode) == 1 else mode
     if metric is None and mode is None:
         return stored
     if metric is None:
