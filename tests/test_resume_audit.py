@@ -147,3 +147,60 @@ def test_the_command_line_resumes_on_the_local_backend_the_run_was_given(results
             rebuilt.trial_timeout_s, rebuilt.gpu_ids) == ({"cpu": 1.0}, "spawn", False, 2.0, 30.0, None)
     default = ts.run(_one_report, name="plain", verbose=0)
     assert "backend" not in resume_arguments(default._store.meta()["spec"])  # the default, built by run()
+
+
+def _draws(config, ctx):
+    yield {"loss": config["x"]}, 1.0, None
+
+
+def _simulated(tmp_path, **kw):
+    from tunesmith.executors.simulated import SimulatedBackend
+
+    kw.setdefault("space", {"x": ts.uniform(0.0, 1.0)})
+    return ts.run(_draws, metric="loss", mode="min", name="seeded", storage_path=str(tmp_path),
+                  backend=SimulatedBackend({"cpu": 1}), verbose=0, file_loggers=False, **kw)
+
+
+def _store_bytes(tmp_path):
+    with open(os.path.join(str(tmp_path), "seeded", "experiment.db"), "rb") as f:
+        return f.read()
+
+
+def test_a_resume_with_another_seed_is_refused_as_another_metric_is(tmp_path):
+    """The resumed searcher goes on with the stream it replays: another seed would draw what the experiment never
+    would have, so it is refused naming both (no seed, or the same, resumes)."""
+    _simulated(tmp_path, num_samples=2, seed=1)
+    before = _store_bytes(tmp_path)
+    with pytest.raises(ts.ConfigError, match=r"experiment 'seeded' was run with seed=1 \(its Random searcher's\), "
+                                             r"not 2; pass the same seed, or none"):
+        _simulated(tmp_path, num_samples=3, seed=2, resume=True)
+    with pytest.raises(ts.ConfigError, match=r"was run with seed=1 \(its Random searcher's\), not 5"):
+        _simulated(tmp_path, num_samples=3, searcher=ts.Random(seed=5), resume=True)
+    assert _store_bytes(tmp_path) == before
+    same = [t.config for t in _simulated(tmp_path, num_samples=3, seed=1, resume=True).trials]
+    first = [t.config for t in _simulated(tmp_path, num_samples=4, resume=True).trials]  # no seed: the stored one
+    assert len(first) == 4 and first[:3] == same
+    import shutil
+
+    shutil.rmtree(os.path.join(str(tmp_path), "seeded"))
+    assert [t.config for t in _simulated(tmp_path, num_samples=4, seed=1).trials] == first  # as uninterrupted
+
+
+def test_a_resume_with_num_samples_below_its_trials_is_refused(tmp_path):
+    """num_samples may grow or shrink on a resume, but not below the trials the experiment already has (they would
+    be left as they are, without a word): the error names both counts."""
+    _simulated(tmp_path, num_samples=3, seed=1)
+    before = _store_bytes(tmp_path)
+    with pytest.raises(ts.ConfigError, match=r"experiment 'seeded' already has 3 trials: num_samples=2 allows "
+                                             r"2; pass num_samples=3 or more"):
+        _simulated(tmp_path, num_samples=2, resume=True)
+    assert _store_bytes(tmp_path) == before
+    assert len(_simulated(tmp_path, num_samples=3, resume=True).trials) == 3
+
+
+def test_num_samples_counts_per_grid_point_on_a_resume_too(tmp_path):
+    """With a grid, Random's num_samples counts tries of each grid point: 2 points x 1 is 2 trials, resumable with
+    num_samples=1."""
+    space = {"x": ts.grid([0.1, 0.2])}
+    _simulated(tmp_path, space=space, seed=1)
+    assert len(_simulated(tmp_path, space=space, resume=True).trials) == 2

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from tunesmith import _importing, _layout
@@ -470,10 +470,12 @@ def run(
         executor.prestart()  # the first worker starts while the store is made (shut down below if the run fails)
         before: dict[str, Any] = {}  # what a resume that fails once the store is written puts back (_undo_resume)
         if resume:  # checked through a reader first: a refused resume leaves the file as it was (not migrated)
-            before = _stored_meta(store_file)
+            before, trials = _stored_meta(store_file)
             stored_spec = before.get("spec", {})
             _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec(),
                              ranks)
+            _check_seeds(stored_spec, name, searcher, scheduler)
+            _check_num_samples(name, searcher, space, num_samples, _with_added_samples(before, num_samples), trials)
             warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
         # a new store is renamed into place with its spec (publish): a driver killed before leaves no
         # half-made experiment, and the name can be created again
@@ -481,7 +483,7 @@ def run(
         total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
         total_time = time_budget_s  # the same for the seconds extend_time added
         if resume:
-            total_samples = _with_added_samples(store, num_samples)
+            total_samples = _with_added_samples(before, num_samples)
             total_time = _with_added_time(store, time_budget_s)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
             # so the resumed experiment continues the stream it replays
@@ -711,14 +713,14 @@ def python_resume_hint(name: str, root: str | None = None) -> str:
     return f"tunesmith.run(..., name={name!r}{where}, resume=True)"
 
 
-def _stored_meta(store_file: str) -> dict[str, Any]:
-    """The metadata of the store a resume continues, read without writing: the writer opened after the resume's
-    checks migrates an older schema."""
+def _stored_meta(store_file: str) -> tuple[dict[str, Any], int]:
+    """The metadata of the store a resume continues and its number of trials, read without writing: the writer
+    opened after the resume's checks migrates an older schema."""
     from tunesmith.store.sqlite import Store
 
     reader = Store(store_file, readonly=True)
     try:
-        return reader.meta()
+        return reader.meta(), sum(reader.trial_counts().values())
     finally:
         reader.close()
 
@@ -745,12 +747,12 @@ def _qualname(fn: Any) -> str:
     return stored_name(fn)  # module:qualname: `tunesmith resume` imports it once the user confirms
 
 
-def _with_added_samples(store: Store, num_samples: int) -> int:
+def _with_added_samples(meta: dict[str, Any], num_samples: int) -> int:
     """A resume's num_samples: the run's own plus those the dashboard added (``add_samples``, kept in the store's
-    meta); the searcher is to be set up again with the sum."""
+    ``meta``); the searcher is to be set up again with the sum."""
     from tunesmith.dashboard._commands import ADDED_KEY
 
-    added = store.meta().get(ADDED_KEY)
+    added = meta.get(ADDED_KEY)
     if num_samples == -1 or isinstance(added, bool) or not isinstance(added, int) or added <= 0:
         return num_samples
     log.info("resume: num_samples %d + %d added from the dashboard", num_samples, added)
@@ -776,8 +778,8 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, sp
                      scheduler: Any, ranks: int | None = None) -> None:
     """A resume replays the stored trials through the searcher and scheduler: it must be given the experiment's
     metric, mode and space (a ``sample_from`` function compares by its place, not its identity), searcher
-    and scheduler of the same kinds (their settings may change), and its ``ranks`` (its trials' checkpoints were
-    written by that many processes)."""
+    and scheduler of the same kinds (their settings may change, but not a seed: ``_check_seeds``), and its
+    ``ranks`` (its trials' checkpoints were written by that many processes)."""
     same = {**objective.to_spec(), **({"ranks": ranks} if "ranks" in stored else {})}
     for key, value in same.items():
         if stored.get(key) != value:
@@ -904,24 +906,77 @@ def _without_reprs(space_json: Any) -> Any:
     return space_json
 
 
-def _adopt_drawn_seed(obj: Any, stored: Any) -> bool:
-    """Give ``obj`` (built with ``seed=None``, so it drew one) the seed its stored spec recorded, when the spec
-    is of the same type, and likewise the searcher or scheduler it wraps (``ConcurrencyLimiter``, ``Repeat``: a
-    constructor argument stored as a spec of its own); return whether one changed (``obj``'s ``setup``, which
-    sets up what it wraps, must then run again)."""
+def _with_specs(obj: Any, stored: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """``obj`` with its stored spec when the spec is of its type, after the searchers or schedulers it wraps
+    (``ConcurrencyLimiter``, ``Repeat``: a constructor argument stored as a spec of its own) with theirs."""
     if not isinstance(stored, dict) or stored.get("type") != type(obj).__name__:
-        return False
-    changed = False
+        return
     for key, inner in stored.items():  # what obj wraps, stored as its spec (constructor_spec: to_spec())
         wrapped = getattr(obj, key, None) if isinstance(inner, dict) and "type" in inner else None
-        if wrapped is not None and hasattr(wrapped, "to_spec") and _adopt_drawn_seed(wrapped, inner):
+        if wrapped is not None and hasattr(wrapped, "to_spec"):
+            yield from _with_specs(wrapped, inner)
+    yield obj, stored
+
+
+def _stored_seed(spec: dict[str, Any]) -> int | None:
+    seed = spec.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _adopt_drawn_seed(obj: Any, stored: Any) -> bool:
+    """Give ``obj`` (built with ``seed=None``, so it drew one) the seed its stored spec recorded, when the spec
+    is of the same type, and likewise the searcher or scheduler it wraps; return whether one changed (``obj``'s
+    ``setup``, which sets up what it wraps, must then run again)."""
+    changed = False
+    for each, spec in _with_specs(obj, stored):
+        seed = _stored_seed(spec)
+        if getattr(each, "seed", 0) is None and hasattr(each, "_seed") and seed is not None and each._seed != seed:
+            each._seed = seed
             changed = True
-    seed = stored.get("seed")
-    if getattr(obj, "seed", 0) is not None or not hasattr(obj, "_seed") or isinstance(seed, bool) \
-            or not isinstance(seed, int) or obj._seed == seed:
-        return changed
-    obj._seed = seed
-    return True
+    return changed
+
+
+def _check_seeds(stored: dict[str, Any], name: str, searcher: Any, scheduler: Any) -> None:
+    """A resume goes on with the random streams it replays: a searcher or scheduler (or one it wraps) given another
+    seed than its stored one would draw what the experiment never would have, and is refused as another metric is
+    (one given none takes the stored seed: ``_adopt_drawn_seed``)."""
+    for kind, obj in (("searcher", searcher), ("scheduler", scheduler)):
+        for each, spec in _with_specs(obj, stored.get(kind)):
+            seed, given = _stored_seed(spec), getattr(each, "seed", None)
+            if seed is not None and isinstance(given, int) and not isinstance(given, bool) and given != seed:
+                raise ConfigError(f"resume: experiment {name!r} was run with seed={seed} (its {type(each).__name__} "
+                                  f"{kind}'s), not {given}; pass the same seed, or none (the stored one is taken): "
+                                  f"another would draw what the experiment never would have")
+
+
+def _trials_per_sample(searcher: Any, space: dict[str, Any]) -> int | None:
+    """How many trials each of ``num_samples`` makes with one of tunesmith's searchers (``Random`` and
+    ``QuasiRandom`` cross the grid, ``Repeat`` runs each config ``n`` times); None for another searcher."""
+    from tunesmith.searchers.limiter import ConcurrencyLimiter
+    from tunesmith.searchers.random import Random, total_trials
+    from tunesmith.searchers.repeat import Repeat
+    from tunesmith.searchers.sobol import QuasiRandom
+
+    if isinstance(searcher, ConcurrencyLimiter):
+        return _trials_per_sample(searcher.searcher, space)
+    if isinstance(searcher, Repeat):
+        inner = _trials_per_sample(searcher.searcher, space)
+        return None if inner is None else inner * searcher.n
+    if type(searcher) in (Random, QuasiRandom):
+        return total_trials(space, 1)
+    return 1 if type(searcher).__name__ in ("OptunaSearch", "BOHB") else None
+
+
+def _check_num_samples(name: str, searcher: Any, space: dict[str, Any], num_samples: int, total: int,
+                       trials: int) -> None:
+    """A resume's ``num_samples`` may grow or shrink, but not below the trials the experiment has: those beyond
+    would be left as they are without a word (``total``: with the samples the dashboard added)."""
+    per = _trials_per_sample(searcher, space) if total != -1 else None
+    if per is None or per * total >= trials:
+        return
+    need = num_samples + -(-(trials - per * total) // per)
+    raise ConfigError(f"resume: experiment {name!r} already has {trials} trials: num_samples={num_samples} allows "
+                      f"{per * total}; pass num_samples={need} or more")
 
 
 def _space_json(space: dict[str, Any]) -> Any:
