@@ -86,14 +86,14 @@ def test_lineage_through_a_source_that_was_exploited_later():
     assert lineage_schedule(events, configs, 4) == [(0, {"lr": 0.1}), (4, {"lr": 0.2}), (12, {"lr": 0.3})]
     assert lineage_schedule(events, configs, 1) == [(0, {"lr": 0.05}), (8, {"lr": 0.5})]
     without = [(s, t, k, tid, {key: v for key, v in d.items() if key != "old_config"}) for s, t, k, tid, d in events]
-    with pytest.raises(ts.ConfigError, match="^trial: the config trial_00001 started with"):
+    with pytest.raises(ts.ConfigError, match="^trial_id=4: the config trial_00001 started with"):
         lineage_schedule(without, configs, 4)
 
 
 def test_bad_experiment_or_trial(pbt_experiment, fast_dir):
     with pytest.raises(ts.ConfigError, match="no experiment"):
         ts.PBTReplay(os.path.join(fast_dir, "nope"), 1)
-    with pytest.raises(ts.ConfigError, match="^trial: 99"):
+    with pytest.raises(ts.ConfigError, match="^trial_id: 99 is not in the experiment"):
         ts.PBTReplay(os.path.join(fast_dir, "pbt"), 99)
     with pytest.raises(ts.ConfigError, match="^trial_id"):
         ts.PBTReplay(os.path.join(fast_dir, "pbt"), "best")

@@ -149,3 +149,17 @@ def test_define_by_run_point_outside_a_choice_is_refused_before_the_experiment_f
         ts.run(_act_train, space=None, metric="loss", mode="min", num_samples=2, verbose=0, name="pts",
                searcher=searcher)
     assert not (results_dir / "pts").exists()
+
+
+def test_a_point_keeps_its_option_where_a_choice_holds_1_and_1_0() -> None:
+    """1 and 1.0 are one value to ``==``, but two options of ``choice([1, 1.0, True])``: a point (and a replayed
+    config) is the option of its own type, not the first equal one."""
+    points = [{"x": 1.0}, {"x": 1}, {"x": True}]
+    searcher = OptunaSearch(seed=0, points_to_evaluate=points)
+    searcher.setup({"x": choice([1, 1.0, True])}, "loss", "min", 3)
+    given = [searcher.suggest(i) for i in (1, 2, 3)]
+    assert [(c["x"], type(c["x"])) for c in given] == [(1.0, float), (1, int), (True, bool)]
+    replayed = OptunaSearch(seed=0)
+    replayed.setup({"x": choice([1, 1.0, True])}, "loss", "min", 3)
+    replayed.restore_suggestion(1, {"x": 1.0})
+    assert replayed._study.trials[0].params == {"x": 1}  # the option's index: 1.0 is the second

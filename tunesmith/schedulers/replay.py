@@ -47,12 +47,12 @@ def lineage_schedule(events: list[tuple[int, float, str, int | None, Any]], conf
         own = exploits.get(tid)
         if not own:
             if tid not in configs:
-                raise ConfigError(f"trial: {trial_name(tid)} is not in the experiment")
+                raise ConfigError(f"trial_id={trial_id}: {trial_name(tid)} (of its lineage) is not in the experiment")
             return copy.deepcopy(configs[tid])
         first = own[0][1].get("old_config")
         if not isinstance(first, dict):
-            raise ConfigError(f"trial: the config {trial_name(tid)} started with is not stored (its exploit events "
-                              f"do not keep the config they replaced); its lineage cannot be replayed")
+            raise ConfigError(f"trial_id={trial_id}: the config {trial_name(tid)} started with is not stored (its "
+                              f"exploit events do not keep the config they replaced); its lineage cannot be replayed")
         return copy.deepcopy(first)
 
     def schedule(tid: int, before_seq: float) -> list[tuple[int, dict[str, Any]]]:
@@ -101,7 +101,7 @@ class PBTReplay(Scheduler):
                 from None
         trials = {t.id: t for t in result.trials}
         if tid not in trials:
-            raise ConfigError(f"trial: {trial_id!r} is not in the experiment {result.path} "
+            raise ConfigError(f"trial_id: {trial_id!r} is not in the experiment {result.path} "
                               f"(ids {min(trials, default=0)}..{max(trials, default=-1)})")
         store = result._store
         self.schedule = lineage_schedule(store.events(), {t.id: t.config for t in result.trials}, tid)

@@ -15,7 +15,7 @@ import math
 import numbers
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -390,8 +390,7 @@ class OptunaSearch(Searcher):
             joined = _SEP.join(name)
             param = self._params[joined]
             if param.by_index:
-                match = fits_partial if partial else fits
-                idx = next((i for i, item in enumerate(param.items) if match(item, got)), None)
+                idx = _option_index(param.items, got, fits_partial if partial else fits)
                 if idx is None and partial and isinstance(value, (Choice, Grid)):  # a point's number outside its domain
                     option = picked_option(value, got)
                     idx = next((i for i, item in enumerate(param.items) if item is option), None)
@@ -648,6 +647,18 @@ def _plain(items: tuple[Any, ...]) -> bool:
         return False
     # Optuna finds a value's index with ==, to which 1, 1.0 and True are one value.
     return len(set(items)) == len(items)
+
+
+def _option_index(items: tuple[Any, ...], got: Any, match: Callable[[Any, Any], bool]) -> int | None:
+    """The index of the option ``got`` is: one of its own type first (``==`` takes 1, 1.0 and True for one value, a
+    choice holds three options), else the first that ``match`` finds it could be."""
+    value = plain(got)
+    if type(value) in _SCALARS:
+        same = next((i for i, item in enumerate(items) if type(plain(item)) is type(value) and plain(item) == value),
+                    None)
+        if same is not None:
+            return same
+    return next((i for i, item in enumerate(items) if match(item, got)), None)
 
 
 def _same_scalar(a: Any, b: Any) -> bool:
