@@ -119,7 +119,9 @@ def test_a_schema_1_store_loads_and_resumes(tmp_path):
     resumed = run(resume=True)
     assert [h["training_iteration"] for h in resumed.history(1)] == list(range(1, 7))
     assert [h["training_iteration"] for h in resumed.history(2)] == list(range(1, 7))
-    assert Store(db_path, readonly=True)._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    reader = Store(db_path, readonly=True)  # held: a Store let go closes its connection
+    assert reader._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    reader.close()
 
 
 def test_a_refused_resume_leaves_a_schema_1_store_as_it_was(tmp_path):

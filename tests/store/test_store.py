@@ -412,3 +412,42 @@ def test_an_integer_beyond_a_float_that_an_older_tunesmith_stored_is_read_as_inf
     assert loaded.dataframe(all_results=True)["loss"].tolist()[1] == math.inf
     resumed = run(resume=True)  # replays the stored results through the searcher and scheduler
     assert len(resumed.trials) == 2 and resumed.history(2)[-1]["loss"] == math.inf
+
+
+def _open_files_named(name: str) -> int:
+    """How many of this process's file descriptors are open on a file named ``name`` (Linux)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == name
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")
+def test_a_result_set_let_go_closes_its_store_at_once(tmp_path):
+    """A ResultSet dropped (a script's loop of runs, a notebook cell run again) kept its reader's SQLite connection open
+    until the garbage collector ran (a connection sits in a reference cycle of its own: its statement cache), so an
+    experiment folder copied or checked right after could still change when it closed (it folds a write-ahead log
+    into the file: tests/schedulers/test_pbt_lineage.py's refused resume saw the file change under it)."""
+    import gc
+
+    import tunesmith as ts
+    from tunesmith.executors.simulated import SimulatedBackend
+
+    def steady(config, ctx):
+        yield {"loss": config["x"]}, 1.0, None
+
+    gc.collect()
+    gc.disable()
+    try:
+        ts.run(steady, {"x": ts.grid([1.0, 2.0])}, metric="loss", mode="min", name="e", storage_path=str(tmp_path),
+               backend=SimulatedBackend({"cpu": 2}), verbose=0, file_loggers=False)
+        assert _open_files_named("experiment.db") == 0
+        rs = ts.load(os.path.join(str(tmp_path), "e"))
+        assert len(rs.trials) == 2 and _open_files_named("experiment.db") == 1
+        del rs
+        assert _open_files_named("experiment.db") == 0
+    finally:
+        gc.enable()

@@ -371,6 +371,17 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    def __del__(self) -> None:
+        # a Store let go closes its file now: a sqlite3 connection sits in a reference cycle of its own (its
+        # statement cache), and left to the garbage collector it stays open, then folds its write-ahead log into
+        # the file at some later moment (a ResultSet dropped in a loop of runs, a folder copied right after)
+        db = getattr(self, "_db", None)
+        if db is not None:
+            try:
+                db.close()
+            except Exception:  # noqa: BLE001 - an interpreter at exit, a connection already gone
+                pass
+
     # -- experiment ---------------------------------------------------------------------------------
     def set_meta(self, db: sqlite3.Connection, key: str, value: Any) -> None:
         """Set an experiment value. Setting the status to running (a start or a resume) drops the indexes of
