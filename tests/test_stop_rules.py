@@ -291,3 +291,31 @@ def test_a_stopper_that_only_observes_trials_lets_them_run_without_waiting():
 
     assert not StopRules(ts.ExperimentPlateau("loss"), Objective.from_args("loss", "min")).stops_trials_from_driver
     assert StopRules(_StopsTrial1At5(), Objective.from_args("loss", "min")).stops_trials_from_driver
+
+
+class _PerTrialOneArgument(ts.Stopper):
+    def __call__(self, result):  # forgot trial_id
+        return False
+
+
+class _StopAllWithArgument(ts.Stopper):
+    def stop_all(self, results):
+        return False
+
+
+@pytest.mark.parametrize("stop, match", [
+    (lambda result: result["loss"] < 1, r"stop: <lambda>\(result\) cannot be called as fn\(trial_id, result\)"),
+    ([{"m": 3}, lambda: True], r"stop\[1\]: <lambda>\(\) cannot be called as fn\(trial_id, result\)"),
+    (_PerTrialOneArgument(), r"stop: _PerTrialOneArgument\.__call__\(result\) cannot be called as "
+                             r"fn\(trial_id, result\)"),
+    (_StopAllWithArgument(), r"stop: _StopAllWithArgument\.stop_all\(results\) cannot be called as stop_all\(\)"),
+    (ts.TrialPlateau, r"stop is the class TrialPlateau: pass an instance, TrialPlateau\(\.\.\.\)"),
+    ([_PerTrialOneArgument], r"stop\[0\] is the class _PerTrialOneArgument: pass an instance"),
+], ids=["lambda-one-argument", "in-a-list", "stopper-call", "stopper-stop-all", "class", "class-in-a-list"])
+def test_a_stop_rule_that_cannot_be_called_as_the_trials_call_it_is_refused_before_anything_starts(
+        results_dir, stop, match):
+    """Before: each trial ERRORed at its first result with ``TypeError: <lambda>() takes 1 positional argument but
+    2 were given`` (a class was constructed with (trial_id, result) at each result), the run returning normally."""
+    with pytest.raises(ts.ConfigError, match=match):
+        ts.run(count_forever, metric="loss", mode="min", name="badstop", stop=stop, verbose=0)
+    assert not (results_dir / "badstop").exists()

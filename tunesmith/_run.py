@@ -136,17 +136,14 @@ def _cannot_take_config(fn: Any) -> str | None:
     cannot tell (a builtin)."""
     import inspect
 
+    from tunesmith._stop import signature_refusing
+
     try:
-        signature = inspect.signature(fn)
+        if not inspect.signature(fn).parameters:  # a trial calls fn()
+            return None
     except (TypeError, ValueError):
         return None
-    if not signature.parameters:
-        return None
-    try:
-        signature.bind(None)
-    except TypeError:
-        return str(signature)
-    return None
+    return signature_refusing(fn, None)
 
 
 def _positive(name: str, value: Any, integer: bool = False) -> None:

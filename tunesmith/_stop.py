@@ -68,6 +68,38 @@ def stored_name(obj: Any) -> str:
     return getattr(target, "__qualname__", None) or type(target).__qualname__
 
 
+def signature_refusing(fn: Any, *args: Any) -> str | None:
+    """The signature of ``fn`` when it cannot be called with ``args``; None when it can, or when Python cannot tell
+    (a builtin)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args)
+    except TypeError:
+        return str(signature)
+    return None
+
+
+def _check_callable(stop: Any, where: str) -> None:
+    """A stop rule that cannot be called as the trials and the driver call it is refused before anything starts
+    (else every trial fails at its first result with a ``TypeError``)."""
+    is_stopper = isinstance(stop, Stopper)
+    name = f"{type(stop).__qualname__}.__call__" if is_stopper else getattr(stop, "__qualname__", repr(stop))
+    refused = signature_refusing(stop, 0, {})
+    if refused is not None:
+        raise ConfigError(f"{where}: {name}{refused} cannot be called as fn(trial_id, result) (a trial's id and its "
+                          f"result's metrics), which is how a stop rule is called")
+    if is_stopper and stop.experiment_level:
+        refused = signature_refusing(stop.stop_all)
+        if refused is not None:
+            raise ConfigError(f"{where}: {type(stop).__qualname__}.stop_all{refused} cannot be called as "
+                              f"stop_all(), which is how an experiment-level stop rule is asked")
+
+
 def _std(values: Any) -> float:
     values = list(values)
     mean = sum(values) / len(values)
@@ -218,6 +250,11 @@ class StopRules:
         self.watching = self.watching or bool(self._unchecked_stop_keys)
 
     def _add(self, stop: Any, objective: Objective, where: str) -> None:
+        if isinstance(stop, type):  # called with (trial_id, result), a class would be built at each result
+            name = stop.__qualname__
+            raise ConfigError(f"{where} is the class {name}: pass an instance, {name}(...)")
+        if callable(stop):
+            _check_callable(stop, where)
         if isinstance(stop, Stopper):
             stop.bind(objective)
             (self.experiment if stop.experiment_level else self.fns).append(stop)
