@@ -319,3 +319,35 @@ def test_a_stop_rule_that_cannot_be_called_as_the_trials_call_it_is_refused_befo
     with pytest.raises(ts.ConfigError, match=match):
         ts.run(count_forever, metric="loss", mode="min", name="badstop", stop=stop, verbose=0)
     assert not (results_dir / "badstop").exists()
+
+
+def _needs_accuracy(trial_id, result):
+    return result["acc"] > 0.9  # a careless rule: the trials report no "acc"
+
+
+def test_a_per_trial_stop_rule_that_raises_fails_the_trial_with_an_error_naming_the_rule(results_dir):
+    """Before: the trial's error was the bare ``KeyError: 'acc'`` from inside tunesmith's own frames."""
+    result = ts.run(count_forever, metric="loss", mode="min", num_samples=2, verbose=0, stop=_needs_accuracy)
+    assert [t.status for t in result.trials] == [ts.TrialStatus.ERROR] * 2
+    for t in result.trials:
+        assert (f"ConfigError: stop rule {__name__}:_needs_accuracy raised KeyError: 'acc' at {t.name}'s result 1"
+                in t.error)
+
+
+def test_a_stop_rule_judged_in_the_driver_that_raises_is_a_config_error_naming_it(results_dir):
+    """A callable that cannot be pickled is judged in the driver alone. Before: its exception itself (a bare
+    ``KeyError``) came out of ``run``."""
+    import threading
+
+    lock = threading.Lock()
+
+    def needs_accuracy(trial_id, result):
+        with lock:
+            return result["acc"] > 0.9
+
+    with pytest.raises(ts.ConfigError, match=r"stop rule .*needs_accuracy raised KeyError: 'acc' at "
+                                             r"trial_00001's result 1"):
+        ts.run(three_results, metric="loss", mode="min", name="driver", verbose=0, stop=needs_accuracy)
+    stored = ts.load("driver")
+    assert stored.status == "failed"
+    assert all(len(stored.history(t.id)) == t.iteration for t in stored.trials)

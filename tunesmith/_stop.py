@@ -17,7 +17,7 @@ from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
-from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP
+from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, trial_name
 
 log = logging.getLogger("tunesmith")
 
@@ -337,8 +337,17 @@ class StopRules:
             if isinstance(value, (bool, numbers.Real)) and not isinstance(value, str) and bool(value) is flag:
                 return True
         # every per-trial stopper sees every result (they keep state), even once one of them said stop
-        stops = [bool(fn(trial_id, metrics)) for fn in self.fns]
+        stops = [self._call(fn, trial_id, iteration, metrics) for fn in self.fns]
         return any(stops)
+
+    @staticmethod
+    def _call(fn: StopFn, trial_id: int, iteration: int, metrics: dict[str, Any]) -> bool:
+        """A per-trial rule's verdict; one that raises (or returns what has no truth value) is a ConfigError naming
+        it and the result: the trial fails with it (in the trial), or the experiment does (in the driver)."""
+        try:
+            return bool(fn(trial_id, metrics))
+        except Exception as e:  # noqa: BLE001 - the user's rule: named in the error
+            raise _rule_error(fn, "", e, f"{trial_name(trial_id)}'s result {iteration}") from e
 
     @property
     def stops_trials_from_driver(self) -> bool:
@@ -373,8 +382,7 @@ class StopRules:
             return bool(stopper(*args) if method == "__call__" else stopper.stop_all())
         except Exception as e:  # noqa: BLE001 - the user's stopper: named in the error
             self._raised.add(id(stopper))
-            error = ConfigError(f"stop rule {stored_name(stopper)}: {method} raised {type(e).__name__}: {e} at "
-                                f"{where}")
+            error = _rule_error(stopper, f": {method}", e, where)
             if fail is None:
                 raise error from e
             fail(error)
@@ -442,6 +450,10 @@ class StopRules:
         if len(others) == 1 and not spec:
             return others[0]
         return [spec, *others] if spec else others
+
+
+def _rule_error(rule: Any, method: str, error: Exception, where: str) -> ConfigError:
+    return ConfigError(f"stop rule {stored_name(rule)}{method} raised {type(error).__name__}: {error} at {where}")
 
 
 def _reported(metrics: dict[str, Any]) -> str:
