@@ -102,6 +102,8 @@ class Controller:
         self.fail_fast = fail_fast  # the first trial error ends the experiment ("raise": and run raises it)
         self._failed_fast: TrialError | None = None  # the error that fail_fast ended the experiment with
         self._end_reason: str | None = None  # why the experiment ended early (an experiment-level stop rule...)
+        # what ended the experiment before its trials were done, for the user ("time_budget_s=600", "stop rule ...")
+        self.ended_by: str | None = None
         # which checkpoints may be deleted: retention, and what decisions and restarted trials still need
         self.ledger = Ledger(retention or Retention(None, None, None))
         self._storage_prefix = storage_prefix(getattr(executor, "storage", None), exp_dir)
@@ -365,6 +367,7 @@ class Controller:
                 raise self._interrupt
             if (self.time_budget_s is not None and not self._stopping
                     and self.elapsed() + self._spent_before >= self.time_budget_s):
+                self.ended_by = self.ended_by or f"time_budget_s={self.time_budget_s:g}"
                 self._begin_stopping()
             if not self._stopping:
                 self._launch()
@@ -667,6 +670,8 @@ class Controller:
                                                                      f"{trial.name}'s result {result.iteration}")
                 if end and self._end_reason is None:
                     self._end_reason = f"a stop rule ended the experiment at {trial.name}'s result {result.iteration}"
+                    self.ended_by = self.ended_by or (f"stop rule {type(self.stop_rules.ended_by).__qualname__} at "
+                                                      f"{trial.name}'s result {result.iteration}")
             if already is not None or not isinstance(decision, Continue):
                 continue  # already stopped: stored and observed, but nothing more to decide
             decision = self._decide(trial, result, rules, trial_stop)

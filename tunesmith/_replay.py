@@ -62,6 +62,7 @@ class Replayable(LaunchHost, Protocol):
     _undecided: list[tuple[TrialView, list[tuple[Result, bool]]]]
     _paused: set[int]
     _end_reason: str | None
+    ended_by: str | None
     _stopping: bool
     _stop_at_start: list[tuple[int, str]]
     _failures_before: dict[int, int]
@@ -209,9 +210,11 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     if ctl.stop_rules.experiment and ctl.stop_rules.ended(where="the end of the stored results"):
         # it ended the experiment before (the interruption came before every trial had stopped): it still does
         ctl._end_reason = "a stop rule ended the experiment before it was resumed"
+        ctl.ended_by = f"stop rule {type(ctl.stop_rules.ended_by).__qualname__}, before the resume"
         ctl._stopping = True
     elif dashboard_ended:  # stop_experiment, applied: kept as a stop rule's end is
         ctl._end_reason = "the experiment was stopped from the dashboard before it was resumed"
+        ctl.ended_by = "a stop from the dashboard, before the resume"
         ctl._stopping = True
     if ctl._stopping:
         # nothing runs again, the failed trials included (restart_errored): they stay ERROR; the trials that were

@@ -241,6 +241,7 @@ class StopRules:
         self._keep_by = keep_by
         self.watching = keep_by is not None
         self._raised: set[int] = set()  # the experiment-level stoppers that raised (observe_experiment)
+        self.ended_by: Stopper | None = None  # the experiment-level stopper whose stop_all() ended the experiment
         self._shipped: tuple[bytes | None] | None = None  # (for_trials(),) once made
         if stop is None:
             return
@@ -372,7 +373,11 @@ class StopRules:
     def ended(self, fail: Callable[[BaseException], None] | None = None, where: str = "a result") -> bool:
         """Whether an experiment-level stopper's ``stop_all()`` ends the experiment (asked in order until one
         does); one that raises is handled as :meth:`observe_experiment` says."""
-        return any(self._ask(stopper, "stop_all()", (), fail, where) for stopper in self.experiment)
+        for stopper in self.experiment:
+            if self._ask(stopper, "stop_all()", (), fail, where):
+                self.ended_by = stopper
+                return True
+        return False
 
     def _ask(self, stopper: Stopper, method: str, args: tuple[Any, ...],
              fail: Callable[[BaseException], None] | None, where: str) -> bool:

@@ -353,3 +353,33 @@ def test_the_final_line_and_experiment_status_say_how_the_run_ended(results_dir,
                            else "failed")
     if seen.during:  # (the failed runs never started a trial) "running" until the end was known: once a Ctrl-C
         assert seen.during[0] == "running", seen.during  # came, results of trials being stopped see "interrupted"
+
+
+def _flat_forever(config):
+    """One result a virtual second, the same loss, for ever."""
+    while True:
+        yield {"loss": 1.0}
+
+
+@pytest.mark.parametrize("ending", ["time budget", "stop rule", "on its own"])
+def test_the_final_line_says_what_ended_the_run_before_its_trials_were_done(results_dir, ending) -> None:
+    """Before: "done in 5s: trials 2 terminated (of 4)", whether the trials were all done or a time budget or an
+    experiment-level stop rule had cut them short and left two of four never started."""
+    buf = io.StringIO()
+    kw: dict[str, Any] = {"num_samples": 4, "metric": "loss", "mode": "min", "verbose": 0,
+                          "backend": SimulatedBackend({"cpu": 2}),
+                          "callbacks": [Progress(console=Console(file=buf, width=300))]}
+    if ending == "time budget":
+        ts.run(_flat_forever, time_budget_s=5.0, **kw)
+        expect: str | None = r" done in \d+s, ended by time_budget_s=5: trials \d terminated \(of 4\)"
+    elif ending == "stop rule":
+        ts.run(_flat_forever, stop=ts.ExperimentPlateau("loss", top=3, std=1e-9), **kw)
+        expect = r" done in \d+s, ended by stop rule ExperimentPlateau at trial_\d+'s result \d+: trials \d terminated"
+    else:
+        ts.run(_flat_forever, stop={"training_iteration": 2}, **kw)
+        expect = None
+    last = _last_line(buf)
+    if expect is None:
+        assert "ended by" not in last and " done in 4s: trials 4 terminated (of 4)" in last, last
+    else:
+        assert re.search(expect, last), last

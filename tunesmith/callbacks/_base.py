@@ -135,6 +135,13 @@ class ExperimentInfo:
         return getattr(self._c, "ended", None) or "running"
 
     @property
+    def ended_by(self) -> str | None:
+        """What stopped the experiment before its trials were done, once it began stopping them:
+        ``"time_budget_s=600"``, ``"stop rule ExperimentPlateau at trial_00003's result 12"``, ``"a stop from the
+        dashboard"``; None otherwise (the trials ran out, or a Ctrl-C or an error ended it: ``status`` says)."""
+        return self._c.ended_by
+
+    @property
     def best(self) -> tuple[int, float] | None:
         """(trial id, value) of the best single result so far for the metric, or None."""
         return self._c.best_so_far

@@ -322,6 +322,8 @@ class Progress(Callback):
         if final:  # how it ended: a run that failed or was interrupted is not "done"
             ended = {"interrupted": "interrupted after", "failed": "failed after"}.get(experiment.status, "done in")
             head = f"tunesmith {printable(experiment.name, one_line=True)} {ended} {elapsed}"
+            if experiment.ended_by and experiment.status == "finished":  # why not every trial ran to its end
+                head += f", ended by {printable(experiment.ended_by, one_line=True)}"
         else:
             eta = self.eta(experiment, counts)
             head = f"tunesmith {printable(experiment.name, one_line=True)} running {elapsed}" + (

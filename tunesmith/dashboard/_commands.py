@@ -320,6 +320,7 @@ def _apply(ctl: Any, command: dict[str, Any], then: list[Callable[[], None]]) ->
         if ctl._stopping:
             return False, "the experiment is already stopping"
         ctl._stopping = True  # the commands after it see it stopping; its trials are stopped once it is stored
+        ctl.ended_by = ctl.ended_by or "a stop from the dashboard"
         then.append(ctl._begin_stopping)
         return True, f"stopping the experiment ({len(ctl._running)} running trials)"
     if action == "add_samples":
