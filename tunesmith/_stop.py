@@ -167,8 +167,9 @@ class TrialPlateau(Stopper):
 
 class ExperimentPlateau(Stopper):
     """End the whole experiment once the best ``top`` values of ``metric`` (over all results so far, in the
-    direction of ``mode``, default the experiment's) have a standard deviation below ``std`` for ``patience``
-    results in a row (Ray Tune's ``ExperimentPlateauStopper``). Running trials are stopped, none is started.
+    direction of ``mode``, default the experiment's) have a standard deviation below ``std`` for more than
+    ``patience`` results in a row (Ray Tune's ``ExperimentPlateauStopper``; ``patience=0``: at the first). Running
+    trials are stopped, none is started.
     """
 
     stops_trials = False  # its __call__ only observes: trials do not wait for the driver at each result
