@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from typing import Any
 
 os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported, here and in the workers (they inherit it)
@@ -213,3 +215,18 @@ class _Saver(keras.callbacks.Callback):  # the files ReportCallback puts in a ch
         self.folder.mkdir()
         self.model.save(str(self.folder / MODEL_FILE))
         (self.folder / "epoch.json").write_text(json.dumps({"epoch": epoch + 1}))
+
+
+def test_a_keras_backend_that_is_not_installed_is_named_with_kerass_backend_setting_not_the_extra() -> None:
+    """Keras is installed but the backend it is set to load is not (KERAS_BACKEND unset means TensorFlow):
+    the error said 'needs the optional package 'tensorflow' ... pip install 'tunesmith[keras]'', which installs
+    only keras and so could never fix it. It names the backend and KERAS_BACKEND, the setting that chooses it."""
+    code = ("import sys\nsys.modules['tensorflow'] = None\n"  # tensorflow cannot be imported, installed or not
+            "try:\n    import tunesmith.integrations.keras\n"
+            "except ImportError as e:\n    print(type(e).__name__ + ': ' + str(e))\nelse:\n    print('imported')\n")
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("MissingDependency: tunesmith.integrations.keras: "), out.stdout
+    assert "Keras' backend 'tensorflow' (KERAS_BACKEND='tensorflow')" in out.stdout, out.stdout
+    assert "set KERAS_BACKEND to" in out.stdout and "tunesmith[keras]" not in out.stdout, out.stdout

@@ -23,11 +23,32 @@ import tempfile
 from typing import Any
 
 from tunesmith._errors import ConfigError
-from tunesmith._optional import require
+from tunesmith._optional import MissingDependency, require
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.integrations import _common
 
-keras = require("keras", "keras", "tunesmith.integrations.keras")
+_BACKENDS = ("jax", "torch", "tensorflow")
+
+
+def _require_keras() -> Any:
+    """``keras``, or a MissingDependency saying what to install. Keras imports its backend as it loads
+    (``KERAS_BACKEND``, else TensorFlow): a missing backend is named with that setting, since the ``keras``
+    extra installs none (its ``pip install`` line could never fix it)."""
+    try:
+        return require("keras", "keras", "tunesmith.integrations.keras")
+    except MissingDependency as e:
+        missing = (getattr(e.__cause__, "name", None) or "").split(".")[0]
+        if missing not in _BACKENDS:
+            raise
+        chosen = os.environ.get("KERAS_BACKEND")
+        setting = f"KERAS_BACKEND={chosen!r}" if chosen else "KERAS_BACKEND is not set: Keras' default"
+        raise MissingDependency(
+            f"tunesmith.integrations.keras: Keras' backend {missing!r} ({setting}) cannot be imported "
+            f"({e.__cause__}); install it, or set KERAS_BACKEND to one that is installed "
+            f"({', '.join(map(repr, _BACKENDS))}) before keras is first imported") from e.__cause__
+
+
+keras = _require_keras()
 
 __all__ = ["MODEL_FILE", "ReportCallback", "restore"]
 
