@@ -11,7 +11,7 @@ PUBLIC = [
     "BOHB", "ConcurrencyLimiter", "OptunaSearch", "QuasiRandom", "Repeat",
     "CSVLogger", "JSONLLogger", "MLflowLogger", "Progress", "TensorBoardLogger", "WandbLogger",
     "DataRef", "LocalBackend", "RayBackend", "SimulatedBackend", "download_once", "get", "put", "StoreError",
-    "Callback", "Checkpoint", "ConfigError", "FIFO", "Random", "ResultSet", "Scheduler", "Searcher",
+    "Callback", "Checkpoint", "CheckpointError", "ConfigError", "FIFO", "Random", "ResultSet", "Scheduler", "Searcher",
     "TrialError", "TrialResult", "TrialStatus", "__version__", "choice", "get_checkpoint", "get_config",
     "get_rank", "get_resources", "get_trial_dir", "get_trial_id", "get_world_size", "grid", "lograndint",
     "loguniform", "load", "normal",

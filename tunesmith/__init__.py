@@ -20,7 +20,7 @@ import importlib
 from typing import Any
 
 from tunesmith._errors import ConfigError, TrialError  # noqa: F401
-from tunesmith.checkpoint import Checkpoint  # noqa: F401
+from tunesmith.checkpoint import Checkpoint, CheckpointError  # noqa: F401
 from tunesmith.session import (  # noqa: F401
     get_checkpoint,
     get_config,
@@ -92,7 +92,7 @@ _LAZY = {
 }
 
 __all__ = sorted([
-    "Checkpoint", "ConfigError", "TrialError", "__version__",
+    "Checkpoint", "CheckpointError", "ConfigError", "TrialError", "__version__",
     "get_checkpoint", "get_config", "get_rank", "get_resources", "get_trial_dir", "get_trial_id",
     "get_world_size", "report", "should_stop", *_LAZY,
 ])
