@@ -147,3 +147,15 @@ def test_download_once_at_a_dangling_link_says_so_before_fetching(tmp_path):
     with pytest.raises(ts.ConfigError, match="link") as caught:
         ts.download_once(str(link), lambda tmp: fetched.append(tmp))
     assert str(link) in str(caught.value) and fetched == [] and os.path.islink(link)
+
+
+def test_a_value_read_in_the_driver_lets_its_memory_go_with_the_reference():
+    # get() in the driver (a notebook checking its data) kept the mapping in a per-process cache for good: the
+    # file was unlinked when the reference went, but its shared-memory pages stayed held until the driver exited
+    ref = put(np.ones(1000), backend="local")
+    path = ref.path
+    assert get(ref).sum() == 1000 and get(ref) is get(ref)  # read twice: mapped once
+    del ref
+    gc.collect()
+    with open(f"/proc/{os.getpid()}/maps") as f:
+        assert path not in f.read()  # nothing maps the removed file: its memory is free

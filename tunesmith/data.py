@@ -201,8 +201,15 @@ def _put_local(obj: Any) -> DataRef:
         # a small /dev/shm (containers default to 64 MB): a file on disk is shared through the page cache
         path = _write(_my_dir(tempfile.gettempdir()), head, start, offsets, views, start + pos)
     ref = DataRef("local", path, hashlib.sha256(header + stream).hexdigest(), start + pos)
-    weakref.finalize(ref, _remove, path)  # only the driver's own reference owns the file
+    weakref.finalize(ref, _release, path)  # only the driver's own reference owns the file
     return ref
+
+
+def _release(path: str) -> None:
+    """The driver's reference is gone: remove the file, and drop this process's mapping of it (a get() in the
+    driver) so that its shared memory is freed once the caller lets go of the values too."""
+    _cache.pop(path, None)
+    _remove(path)
 
 
 def _write(folder: str, head: bytes, start: int, offsets: list[list[int]], views: list[memoryview],
