@@ -159,3 +159,14 @@ def test_a_value_read_in_the_driver_lets_its_memory_go_with_the_reference():
     gc.collect()
     with open(f"/proc/{os.getpid()}/maps") as f:
         assert path not in f.read()  # nothing maps the removed file: its memory is free
+
+
+@pytest.mark.parametrize("space", [lambda r: {"ref": r}, lambda r: {"ref": ts.choice([r])},
+                                   lambda r: {"d": {"data": r}, "x": ts.uniform(0, 1)}])
+def test_a_dataref_in_the_space_says_to_capture_it_instead(results_dir, space):
+    # the docs said "pass ref in the config"; it failed with "DataRef cannot be stored as JSON", no way out named
+    ref = put(np.zeros(10), backend="local")
+    with pytest.raises(ts.ConfigError, match=r"DataRef.*not a config value.*ts\.get\(ref\)") as caught:
+        ts.run(lambda config: None, space(ref), num_samples=1, verbose=0, name="refs")
+    assert "space[" in str(caught.value)  # names where in the space it is
+    assert not os.path.exists(os.path.join(results_dir, "refs"))

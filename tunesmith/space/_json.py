@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunesmith._errors import ConfigError
+from tunesmith.data import DataRef
 from tunesmith.space._domains import _KINDS, Domain, SampleFrom
 from tunesmith.space._plain import plain
 from tunesmith.space._validate import _key
@@ -68,6 +69,10 @@ def _encode(value: Any, where: str) -> Any:
         return {_TAG: _TUPLE, "items": [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]}
     if value is None or type(value) in (bool, int, float, str):
         return value
+    if isinstance(value, DataRef):
+        raise ConfigError(f"{where}: a DataRef is not a config value (configs are stored as JSON in the experiment; "
+                          "the data lasts only while its driver runs); capture it in the training function "
+                          "instead: ref = ts.put(data) in the driver, then def train(config): data = ts.get(ref)")
     converted = plain(value)  # numpy numbers, arrays and scalars, torch tensors, a (str, Enum) or IntEnum member
     if converted is not value:
         return _encode(converted, where)
