@@ -60,3 +60,45 @@ def test_a_wait_past_timeout_s_raises_and_fetches_nothing(tmp_path):
         os.close(held)
     assert download_once(target, lambda tmp: open(tmp, "w").close(), timeout_s=0.1) == str(target)
     assert sorted(os.listdir(tmp_path)) == ["ds", "ds.lock"]
+
+
+def _never(tmp):
+    pytest.fail(f"fetched to {tmp} for a bad argument")
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("", r"download_once\(path=''\): .*empty"),  # was: the working directory, returned as if downloaded
+    ("data/a\x00b", r"download_once\(path='data/a\\x00b'\): .*NUL"),  # was: a bare "embedded null byte"
+    (None, r"download_once\(path=None\): expected a file or folder path"),  # was: a TypeError naming no argument
+])
+def test_a_bad_path_is_refused_naming_it(tmp_path, monkeypatch, path, expected):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ts.ConfigError, match=expected):
+        download_once(path, _never)
+    assert os.listdir(tmp_path) == []  # nothing made
+
+
+@pytest.mark.parametrize("timeout_s", [-1, float("nan"), "10"])
+def test_a_bad_timeout_or_fetch_fn_is_refused_before_anything_is_made(tmp_path, timeout_s):
+    # a negative timeout_s was filelock's "wait forever"
+    with pytest.raises(ts.ConfigError, match=r"download_once\(timeout_s=.*\): expected None or a number >= 0"):
+        download_once(tmp_path / "ds", _never, timeout_s=timeout_s)
+    with pytest.raises(ts.ConfigError, match=r"download_once\(fetch_fn='http://x'\): expected a function"):
+        download_once(tmp_path / "ds", "http://x")  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_file_where_a_folder_of_the_path_should_be_is_named(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    with pytest.raises(ts.ConfigError, match=r"download_once\(.*data/set.*\): .*data' is a file, not a folder"):
+        download_once(tmp_path / "data" / "set", _never)  # was: FileExistsError, as if data/set existed
+    assert (tmp_path / "data").read_text() == "not a folder"
+
+
+def test_a_link_planted_at_the_lock_is_not_followed_and_is_named(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "ds.lock").symlink_to(victim)  # opening it with O_TRUNC would empty the victim
+    with pytest.raises(ts.ConfigError, match=r"ds\.lock' is a symbolic link .*victim.*remove it"):
+        download_once(tmp_path / "ds", _never)  # was: a bare OSError "Too many levels of symbolic links"
+    assert victim.read_text() == "precious" and not (tmp_path / "ds").exists()

@@ -290,23 +290,39 @@ def download_once(path: str | os.PathLike[str], fetch_fn: Callable[[str], Any], 
         ``path``, absolute.
 
     Raises:
-        ConfigError: ``path`` is a link to nothing (a dangling symbolic link).
+        ConfigError: ``path`` is empty, holds a NUL or is not a path; a folder of it is a file; it is a link to
+            nothing (a dangling symbolic link); its lock file is a symbolic link (never followed); ``fetch_fn``
+            is not callable; ``timeout_s`` is not None or a number >= 0.
         RuntimeError: ``fetch_fn`` returned without creating ``tmp_path``.
         filelock.Timeout: ``timeout_s`` passed while another process was downloading.
     """
-    given = os.path.expanduser(os.fspath(path))
-    # a trial runs in its own folder: a relative path is meant from where the driver was started
-    final = os.path.abspath(os.path.join(os.environ.get("TUNESMITH_ORIG_WORKING_DIR") or os.getcwd(), given))
+    final = _download_path(path)
+    if not callable(fetch_fn):
+        raise ConfigError(f"download_once(fetch_fn={fetch_fn!r}): expected a function that writes the data at the "
+                          f"path it is given, fetch_fn(tmp_path)")
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                  or not timeout_s >= 0):
+        raise ConfigError(f"download_once(timeout_s={timeout_s!r}): expected None or a number >= 0 of seconds "
+                          f"to wait for another process's download")
     if os.path.exists(final):
         return final
     if os.path.islink(final):  # the data would be fetched, then could not be put where the link is
         raise ConfigError(f"download_once({final!r}): that path is a link to {os.readlink(final)!r}, which does "
                           f"not exist; remove the link, or give the path it should point to")
     parent, name = os.path.split(final)
-    os.makedirs(parent, exist_ok=True)
+    _make_folder(final, parent)
+    lock = final + ".lock"
     from filelock import FileLock
 
-    with FileLock(final + ".lock", timeout=-1 if timeout_s is None else timeout_s):
+    try:
+        held = FileLock(lock, timeout=-1 if timeout_s is None else timeout_s)
+        held.acquire()
+    except OSError as e:
+        if not os.path.islink(lock):
+            raise
+        raise ConfigError(f"download_once({final!r}): {lock!r} is a symbolic link (to {os.readlink(lock)!r}), "
+                          f"not a lock file; refusing to follow it: remove it") from e
+    try:
         if os.path.exists(final):
             return final  # another process fetched it while we waited
         for stale in os.listdir(parent):  # leftovers of a download that crashed; we hold the lock
@@ -322,7 +338,35 @@ def download_once(path: str | os.PathLike[str], fetch_fn: Callable[[str], Any], 
         except BaseException:
             _rm(tmp)
             raise
+    finally:
+        held.release()
     return final
+
+
+def _download_path(path: Any) -> str:
+    """``download_once``'s ``path``, absolute: a relative one from where the driver was started (a trial runs in
+    its own folder)."""
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise ConfigError(f"download_once(path={path!r}): expected a file or folder path (a str or os.PathLike), "
+                          f"e.g. 'data/mnist'")
+    given = os.path.expanduser(os.fspath(path))
+    if not given:
+        raise ConfigError("download_once(path=''): the path is empty; expected the file or folder to fetch to, "
+                          "e.g. 'data/mnist'")
+    if "\0" in given:
+        raise ConfigError(f"download_once(path={given!r}): a path cannot hold a NUL character")
+    return os.path.abspath(os.path.join(os.environ.get("TUNESMITH_ORIG_WORKING_DIR") or os.getcwd(), given))
+
+
+def _make_folder(final: str, parent: str) -> None:
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = parent
+        while not os.path.lexists(blocker):  # the deepest part of the path that exists is not a folder
+            blocker = os.path.dirname(blocker)
+        raise ConfigError(f"download_once({final!r}): {blocker!r} is a file, not a folder; expected the folders "
+                          f"of the path to be folders (or not to exist yet)") from None
 
 
 def _rm(path: str) -> None:
