@@ -170,3 +170,26 @@ def test_a_dataref_in_the_space_says_to_capture_it_instead(results_dir, space):
         ts.run(lambda config: None, space(ref), num_samples=1, verbose=0, name="refs")
     assert "space[" in str(caught.value)  # names where in the space it is
     assert not os.path.exists(os.path.join(results_dir, "refs"))
+
+
+def test_put_takes_what_a_trial_function_can_hold_and_names_what_it_cannot(results_dir):
+    # the local backend pickled with the standard pickle: a lambda or a class defined in the script failed to
+    # put (they go to Ray's object store, and trial functions travel, with cloudpickle)
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+    ref = put({"f": lambda x: x * 2, "s": Scaler(3), "a": np.arange(5.0)}, backend="local")
+
+    def train(config):
+        got = get(ref)
+        ts.report({"v": got["f"](got["s"].k) + float(got["a"].sum())})
+
+    result = ts.run(train, num_samples=1, verbose=0)
+    assert result.trials[0].last_result["v"] == 16.0, result.trials[0].error
+    import threading
+
+    with pytest.raises(ts.ConfigError, match=r"put\(obj\): dict cannot be pickled \(cannot pickle '_thread.lock'") \
+            as caught:
+        put({"model": threading.Lock()}, backend="local")
+    assert isinstance(caught.value.__cause__, TypeError)

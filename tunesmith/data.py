@@ -74,7 +74,8 @@ def put(obj: Any, backend: Any = None) -> DataRef:
     """Store ``obj`` once for every trial to read with :func:`get`.
 
     Args:
-        obj: any picklable object; numpy arrays (and objects made of them) are shared without copies.
+        obj: any object cloudpickle can pickle (lambdas and classes of your script too); numpy arrays (and
+            objects made of them) are shared without copies.
         backend: ``"local"`` (shared memory on this machine), ``"ray"`` (the object store of the Ray this
             process is connected to) or a :class:`~tunesmith.RayBackend` (connected first). Default: Ray's
             object store if this process is connected to Ray (``ray.init`` or ``RayBackend.connect()``),
@@ -84,7 +85,8 @@ def put(obj: Any, backend: Any = None) -> DataRef:
         A :class:`DataRef`.
 
     Raises:
-        ConfigError: an unknown backend, or ``"ray"`` without a Ray connection.
+        ConfigError: an unknown backend, ``"ray"`` without a Ray connection, or (local) ``obj`` cannot be
+            pickled.
     """
     kind = _backend_kind(backend)
     if kind == "ray":
@@ -181,8 +183,14 @@ def _sweep(root: str) -> None:
 
 
 def _put_local(obj: Any) -> DataRef:
+    import cloudpickle  # as trial functions travel, and Ray's put: a lambda or a class of the script is data too
+
     buffers: list[pickle.PickleBuffer] = []
-    stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    try:
+        stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        raise ConfigError(f"put(obj): {type(obj).__name__} cannot be pickled ({e}); expected an object that "
+                          f"pickles (numpy arrays, pandas objects, tensors, plain Python objects)") from e
     views = [b.raw() for b in buffers]
     # layout: magic, header length, header (JSON: offsets), pickle stream, then each buffer 64-byte aligned
     offsets, pos = [], 0
