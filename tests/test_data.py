@@ -193,3 +193,24 @@ def test_put_takes_what_a_trial_function_can_hold_and_names_what_it_cannot(resul
             as caught:
         put({"model": threading.Lock()}, backend="local")
     assert isinstance(caught.value.__cause__, TypeError)
+
+
+KILLED_DRIVER = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    import tunesmith as ts
+
+    ref = ts.put(np.zeros(1000), backend="local")
+    print(ref.path, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no exit handler runs
+""")
+
+
+def test_the_file_of_a_sigkilled_driver_is_removed_by_the_next_put():
+    mine = put(0, backend="local")  # this process has its folder already: a notebook that put before
+    proc = subprocess.run([sys.executable, "-c", KILLED_DRIVER], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    left = os.path.dirname(proc.stdout.strip())
+    assert os.path.isfile(proc.stdout.strip())  # left behind in shared memory...
+    put(1, backend="local")  # ...until the next put() on the machine, not only a process's first (it was)
+    assert not os.path.exists(left) and os.path.isfile(mine.path)

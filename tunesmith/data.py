@@ -148,11 +148,12 @@ def _shm_root() -> str:
 
 def _my_dir(root: str | None = None) -> str:
     """This driver's private folder (0700) for put() files under ``root`` (shared memory by default);
-    removed at exit."""
+    removed at exit. Each call first removes the folders of dead drivers (a notebook's puts too, not only its
+    first)."""
     root = root or _shm_root()
+    _sweep(root)
     folder = _local_dirs.get(root)
     if folder is None or not os.path.isdir(folder):
-        _sweep(root)
         folder = _local_dirs[root] = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=root)  # mode 0700
         atexit.register(shutil.rmtree, folder, True)
     return folder
