@@ -214,3 +214,27 @@ def test_the_file_of_a_sigkilled_driver_is_removed_by_the_next_put():
     assert os.path.isfile(proc.stdout.strip())  # left behind in shared memory...
     put(1, backend="local")  # ...until the next put() on the machine, not only a process's first (it was)
     assert not os.path.exists(left) and os.path.isfile(mine.path)
+
+
+RESUMED_READER = textwrap.dedent("""
+    import pickle, sys
+    import tunesmith as ts
+
+    ref = pickle.loads(bytes.fromhex(sys.argv[1]))  # a DataRef kept from an earlier driver (a checkpoint, a file)
+    try:
+        ts.get(ref)
+    except ts.ConfigError as e:
+        print(e)
+""")
+
+
+def test_a_dataref_outliving_its_driver_says_so():
+    # the message spoke only of another machine and Ray; the common cause is a driver that has exited (a DataRef
+    # kept in a checkpoint and read after a resume) or a reference that was garbage-collected
+    ref = put(np.zeros(10), backend="local")
+    wire = pickle.dumps(DataRef(ref.kind, ref.path, ref.digest, ref.nbytes)).hex()
+    del ref
+    gc.collect()
+    out = subprocess.run([sys.executable, "-c", RESUMED_READER, wire], capture_output=True, text=True, timeout=60)
+    assert "lasts only while the driver that put it holds it" in out.stdout, out.stdout + out.stderr
+    assert "put it again" in out.stdout

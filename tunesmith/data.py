@@ -105,7 +105,7 @@ def get(ref: DataRef) -> Any:
 
     Raises:
         ConfigError: ``ref`` is not a :class:`DataRef`, or its data is not reachable from here (a local
-            ``put`` read on another machine).
+            ``put`` read on another machine, or after its driver exited or let go of its reference).
     """
     if not isinstance(ref, DataRef):
         raise ConfigError(f"get(ref) expects the DataRef returned by tunesmith.put, got {type(ref).__name__}")
@@ -251,9 +251,12 @@ def _load_local(path: str, digest: str) -> Any:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise ConfigError(f"get(): the data of this DataRef ({path}) is not on this machine: it was stored with "
-                          f"the local backend; on a Ray cluster call ray.init(...) (or RayBackend.connect()) "
-                          f"before tunesmith.put, so that it goes to Ray's object store") from None
+        raise ConfigError(f"get(): the data of this DataRef ({path}) is gone or not on this machine. It was "
+                          f"stored with the local backend, where it lasts only while the driver that put it holds "
+                          f"it: a DataRef from an earlier run (kept in a checkpoint or a file) or one the driver "
+                          f"let go of finds nothing; put it again in this driver. On a Ray cluster call "
+                          f"ray.init(...) (or RayBackend.connect()) before tunesmith.put, so that it goes to "
+                          f"Ray's object store") from None
     try:
         size = os.fstat(fd).st_size
         mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
