@@ -308,3 +308,44 @@ def test_a_trial_results_repr_masks_its_config_and_error(results_dir):
     assert text.startswith("TrialResult(id=1, config={") and "'x': 1" in text and MASK in text
     assert "sk-REPRSECRET" not in text and "hunter2" not in text, text
     assert result.trials[0].config["api_key"] == "sk-REPRSECRET"  # the value itself is the user's, as given
+
+
+def test_plots_of_an_experiment_without_a_metric_mask_a_secret_in_the_name_they_plot(results_dir, tmp_path) -> None:
+    """``run(metric=None)``: the plots take the first number a trial reported as their metric; a name that quotes
+    the trial's key (``loss_<api_key>``) is masked in every figure, the report and a refusal naming it, as every
+    other output masks it."""
+    import json
+
+    from tunesmith.plots import data as plot_data
+    from tunesmith.plots.report import write_report
+
+    def train(config):
+        for step in range(3):
+            ts.report({f"loss_{config['api_key']}": step + config["seed"] + len(config["api_key"]), "other": 1.0})
+
+    result = ts.run(train, space={"api_key": ts.grid(KEYS), "seed": ts.grid([0, 1]), "x": ts.grid([1, 2])},
+                    name="nometric", storage_path=str(results_dir), verbose=0)
+    assert result.metric is None and any(KEYS[0] in k for k in result.trials[0].last_result)  # stored raw
+    report = tmp_path / "report.html"
+    write_report(result, str(report))
+    outputs = {"report": report.read_text()}
+    write_report(result, str(tmp_path / "named.html"), metric=f"loss_{KEYS[0]}", mode="min")  # its summary names it
+    outputs["report with metric="] = (tmp_path / "named.html").read_text()
+    figures = {"learning_curves": plot_data.learning_curves(result),
+               "learning_curves aggregated": plot_data.learning_curves(result, mode="min", max_trials=2),
+               "seed_curves": plot_data.seed_curves(result),
+               "best_so_far": plot_data.best_so_far(result, mode="min"),
+               "sensitivity": plot_data.sensitivity(result),
+               "parallel_coordinates": plot_data.parallel_coordinates(result),
+               "scatter": plot_data.scatter(result),
+               "importance": plot_data.importance(result, mode="min")}
+    for name, figure in figures.items():
+        assert figure is not None, name
+        outputs[name] = json.dumps(figure)
+    with pytest.raises(ts.ConfigError, match="no mode") as refused:
+        plot_data.best_so_far(result)
+    outputs["best_so_far refused"] = str(refused.value)
+    leaks = [f"{key!r} in {where}" for where, text in outputs.items() for key in KEYS if key in text]
+    assert not leaks, "\n".join(leaks)
+    assert f"loss_{MASK}" in figures["learning_curves"]["layout"]["yaxis"]["title"]["text"]
+    assert f"loss_{MASK}" in outputs["best_so_far refused"] and f"loss_{MASK}" in outputs["report"]

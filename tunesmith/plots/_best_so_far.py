@@ -6,7 +6,7 @@ import numpy as np
 
 from tunesmith._objective import Objective
 from tunesmith.plots._figure import GREY, PALETTE, WEBGL_POINTS, Figure, plotly_text
-from tunesmith.plots._read import PlotSource, _check_metric, _read, resolve_metric, resolve_mode
+from tunesmith.plots._read import PlotSource, _check_metric, _read, resolve_metric, resolve_mode, shown_name
 from tunesmith.trial import TIMESTAMP
 
 MAX_RESULT_POINTS = 4000  # best so far: the results behind the line, at most (each time stretch's extremes kept)
@@ -43,7 +43,7 @@ def best_so_far(rs: PlotSource, metric: str | None = None, mode: str | None = No
         best_x.append(float(when[-1]))  # hold the final best to the last result
         best_y.append(best_y[-1])
         best_text.append(best_text[-1])
-    name = plotly_text(metric)
+    name = plotly_text(shown_name(rs, metric))
     shown = np.arange(len(values))
     if len(values) > max_points:
         # by time stretch rather than by count: a burst of results is as wide on screen as its seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import PALETTE, Figure, plotly_text
-from tunesmith.plots._read import PlotSource, resolve_metric, resolve_mode
+from tunesmith.plots._read import PlotSource, resolve_metric, resolve_mode, shown_name
 
 
 def importance(rs: PlotSource, metric: str | None = None, mode: str | None = None) -> Figure | None:
@@ -23,6 +23,6 @@ def importance(rs: PlotSource, metric: str | None = None, mode: str | None = Non
     data = [{"type": "bar", "orientation": "h", "x": values[::-1], "y": names[::-1], "name": "importance",
              "marker": {"color": PALETTE[0]}, "hovertemplate": "%{y}: %{x:.3f}<extra></extra>"}]
     return {"data": data, "layout": {
-        "title": {"text": f"Parameter importance for {plotly_text(metric)} (PED-ANOVA)"},
+        "title": {"text": f"Parameter importance for {plotly_text(shown_name(rs, metric))} (PED-ANOVA)"},
         "xaxis": {"title": {"text": "importance (sums to 1)"}, "range": [0, 1]},
         "yaxis": {"automargin": True}, "hovermode": "closest"}}

@@ -32,6 +32,7 @@ from tunesmith.plots._read import (
     _stopped_early,
     mode_or_none,
     resolve_metric,
+    shown_name,
 )
 from tunesmith.trial import ITERATION, TrialStatus
 
@@ -82,15 +83,15 @@ def learning_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATIO
     trials = list(rs.trials)
     aggregate = len(trials) > max_trials
     data: list[dict[str, Any]] = []
+    x_name, name = plotly_text(shown_name(rs, x)), plotly_text(shown_name(rs, metric))
     if aggregate:
-        data.extend(_quantile_bands(exp, metric, x))
+        data.extend(_quantile_bands(exp, metric, x, x_name, name))
         objective = Objective.single(metric, mode) if mode else None
         finals = _metric_values(exp, metric)
         ranked = sorted(finals, key=lambda i: -objective.score({metric: finals[i]})) if objective else []
         chosen = set(ranked[:TOP_TRIALS])
         trials = [t for t in trials if t.id in chosen]
     budget = max(2, min(max_points, POINTS_PER_FIGURE // max(1, len(trials))))
-    x_name, name = plotly_text(x), plotly_text(metric)
     colors: dict[int, str] = {}
     lines: list[dict[str, Any]] = []
     for n, t in enumerate(trials):
@@ -167,9 +168,10 @@ def _lineage(exp: _Experiment) -> list[tuple[int, int, int]]:
 BUCKETS = 200  # aggregated learning curves: stretches of x
 
 
-def _quantile_bands(exp: _Experiment, metric: str, x: str) -> list[dict[str, Any]]:
+def _quantile_bands(exp: _Experiment, metric: str, x: str, x_name: str, name: str) -> list[dict[str, Any]]:
     """The 10–90% and 25–75% bands and the median over trials of the metric along ``x``: in each of
-    ``BUCKETS`` equal stretches of ``x``, each trial's latest value there counts once."""
+    ``BUCKETS`` equal stretches of ``x``, each trial's latest value there counts once (``x_name``, ``name``: their
+    names as the figure shows them)."""
     xs, ys, ids = exp.column(x), exp.column(metric), exp.column("trial_id")
     keep = ~(np.isnan(xs) | np.isnan(ys))
     xs, ys, ids = xs[keep], ys[keep], ids[keep]
@@ -206,7 +208,7 @@ def _quantile_bands(exp: _Experiment, metric: str, x: str) -> list[dict[str, Any
          "line": {"width": 0, "color": color}, "showlegend": True, "meta": {"kind": "quantile", "q": 0.75}},
         {"type": "scatter", "mode": "lines", "x": cx, "y": q[2], "name": "median over trials",
          "line": {"width": 2.5, "color": "#222"}, "customdata": counts,
-         "hovertemplate": f"{plotly_text(x)}≈%{{x:.4g}}<br>median {plotly_text(metric)}=%{{y:.5g}}<br>"
+         "hovertemplate": f"{x_name}≈%{{x:.4g}}<br>median {name}=%{{y:.5g}}<br>"
                           "trials=%{customdata}<extra></extra>",
          "meta": {"kind": "quantile", "q": 0.5, "n": counts}},
     ]

@@ -17,6 +17,7 @@ from tunesmith.plots._read import (
     _read,
     mode_or_none,
     resolve_metric,
+    shown_name,
 )
 
 
@@ -58,7 +59,7 @@ def parallel_coordinates(rs: PlotSource, metric: str | None = None, mode: str | 
             dimensions.append({"label": label, "values": [index[c] for c in labels],
                                "tickvals": list(range(len(cats))), "ticktext": cats})
     ys = [finals[i] for i in ids]
-    name = plotly_text(metric)
+    name = plotly_text(shown_name(rs, metric))
     dimensions.append({"label": name, "values": ys})
     reverse = mode == "max"
     data = [{"type": "parcoords", "dimensions": dimensions,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import GREY, MAX_TRIAL_MARKS, PALETTE, Figure, drawn_note, drawn_trials, plotly_text
-from tunesmith.plots._read import PlotSource, _check_metric, _number, _read
+from tunesmith.plots._read import PlotSource, _check_metric, _number, _read, shown_name
 from tunesmith.store.sqlite import feasible_result
 
 
@@ -57,7 +57,7 @@ def pareto_front(rs: PlotSource, metrics: Sequence[str], modes: Sequence[str]) -
     apart = set(infeasible)
     ranked = [i for i in points if i in drawn and i not in apart]
     front_pts = sorted((*points[i], i) for i in on_front if i in points)
-    x_name, y_name = plotly_text(metrics[0]), plotly_text(metrics[1])
+    x_name, y_name = (plotly_text(shown_name(rs, m)) for m in metrics)
     hover = f"%{{text}}<br>{x_name}=%{{x:.5g}}<br>{y_name}=%{{y:.5g}}<extra></extra>"
 
     def markers(name: str, kind: str, ids: list[int], marker: dict[str, object], note: str = "") -> dict[str, object]:

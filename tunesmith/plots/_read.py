@@ -85,6 +85,7 @@ class _Experiment:
     columns: dict[str, np.ndarray]
     slices: dict[int, slice]  # each trial's rows in the columns
     space: dict[str, Any] | None = None
+    secrets: frozenset[str] | None = None  # every trial's config's secret values, once asked (shown_name)
 
     def need(self, *keys: str) -> None:
         """Read the columns of ``keys`` not read yet, all in one more pass over the results."""
@@ -179,6 +180,22 @@ def resolve_metric(rs: PlotSource, metric: str | None = None) -> str:
     raise ConfigError(f"experiment {rs.name} has no metric to plot: no trial reported a number")
 
 
+def shown_name(rs: PlotSource, name: str) -> str:
+    """A result's name (the metric, a counter) as a plot shows it: a config secret it quotes masked
+    (``f"loss_{config['api_key']}"``, as every output masks it: ``_secrets.mask_name``), with the secret values
+    of every trial's config (a name picked from one trial's results may be another's)."""
+    from tunesmith._secrets import mask_name, secret_strings
+
+    current = _shared.get()
+    exp = current[1] if current is not None and current[0] is rs else None
+    secrets = exp.secrets if exp is not None else None
+    if secrets is None:
+        secrets = frozenset(s for t in rs.trials for s in secret_strings(t.config))
+        if exp is not None:
+            exp.secrets = secrets
+    return mask_name(name, secrets)
+
+
 def resolve_mode(rs: PlotSource, mode: str | None = None, metric: str | None = None) -> str:
     """``mode``, else the experiment's for ``metric`` (with several metrics, that one's mode among them; default
     the first's).
@@ -196,7 +213,7 @@ def resolve_mode(rs: PlotSource, mode: str | None = None, metric: str | None = N
         modes = dict(zip(rs.metric, rs.mode))
         chosen = modes.get(metric if metric is not None else rs.metric[0])
     if chosen not in ("min", "max"):
-        which = "" if metric is None else f" for {metric!r}"
+        which = "" if metric is None else f" for {shown_name(rs, metric)!r}"
         raise ConfigError(f"experiment {rs.name} has no mode ('min' or 'max'){which}: pass mode=")
     return str(chosen)
 

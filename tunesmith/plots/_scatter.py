@@ -15,6 +15,7 @@ from tunesmith.plots._read import (
     _number,
     _read,
     resolve_metric,
+    shown_name,
 )
 
 
@@ -36,7 +37,7 @@ def scatter(rs: PlotSource, metric: str | None = None, seeds: Sequence[str] | No
     if not varying:
         return None
     names = [f"trial_{i:05d}" for i in ids]
-    name = plotly_text(metric)
+    name = plotly_text(shown_name(rs, metric))
     layout, axes = _subplots(len(varying), [f"{name} vs {plotly_text(k)}" for k in varying])
     data = []
     for (xa, ya, xkey, ykey), (key, all_values) in zip(axes, varying.items()):

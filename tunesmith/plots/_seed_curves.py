@@ -9,7 +9,7 @@ import numpy as np
 
 from tunesmith._errors import ConfigError
 from tunesmith.plots._figure import MISSING, PALETTE, Figure, _label, _plain_list, _transparent, plotly_text
-from tunesmith.plots._read import PlotSource, _check_metric, _check_x, _read, _seed_set, resolve_metric
+from tunesmith.plots._read import PlotSource, _check_metric, _check_x, _read, _seed_set, resolve_metric, shown_name
 from tunesmith.trial import ITERATION
 
 BANDS = ("std", "ci95")
@@ -68,12 +68,12 @@ def seed_curves(rs: PlotSource, metric: str | None = None, x: str = ITERATION, b
     varying = [k for k in others if len({_label(flat[i].get(k, MISSING)) for i in curves}) > 1]
     groups: dict[str, list[int]] = {}
     for tid in curves:
-        label = ", ".join(f"{k}={_label(flat[tid].get(k, MISSING))}" for k in varying) or metric
+        label = ", ".join(f"{k}={_label(flat[tid].get(k, MISSING))}" for k in varying) or shown_name(rs, metric)
         groups.setdefault(label, []).append(tid)
     if not any(len(ids) > 1 for ids in groups.values()):
         return None
     data: list[dict[str, Any]] = []
-    x_name, metric_name = plotly_text(x), plotly_text(metric)
+    x_name, metric_name = plotly_text(shown_name(rs, x)), plotly_text(shown_name(rs, metric))
     for g, (label, ids) in enumerate(groups.items()):
         grid = np.unique(np.concatenate([curves[tid][0] for tid in ids]))
         if len(grid) > max_points > 1:

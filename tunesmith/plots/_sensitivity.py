@@ -28,6 +28,7 @@ from tunesmith.plots._read import (
     _seed_set,
     mode_or_none,
     resolve_metric,
+    shown_name,
 )
 
 MAX_LINES = 6  # sensitivity: more combinations of the other swept parameters than this are pooled
@@ -96,7 +97,7 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
     trials = [t for t in rs.trials if t.id in finals]
     drawn = set(drawn_trials(finals, mode_or_none(rs, mode, metric)))
     shown = {q: _shown_labels(path, values) for q, (path, values) in grids.items()}
-    metric_name = plotly_text(metric)
+    metric_name = plotly_text(shown_name(rs, metric))
     layout, axes = _subplots(len(params), [f"{metric_name} vs {plotly_text(p)}" for p in params])
     data: list[dict[str, Any]] = []
     legend_seen: set[str] = set()
@@ -130,7 +131,7 @@ def sensitivity(rs: PlotSource, metric: str | None = None, repeats: Sequence[str
             # categories: the axis's tick labels
             xs = [p.value if numeric else plotly_text(p.value if masked else _label(p.value)) for p in stats]
             color = PALETTE[g % len(PALETTE)]
-            name = plotly_text(group or metric)
+            name = plotly_text(group) if group else metric_name
             common = {"xaxis": xa, "yaxis": ya, "legendgroup": name, "hoverinfo": "skip", "showlegend": False}
             data.append({"type": "scatter", "mode": "lines", "x": xs, "y": [p.low for p in stats],
                          "line": {"width": 0, "color": color}, "name": f"{name} min",

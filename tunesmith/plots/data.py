@@ -47,6 +47,7 @@ from tunesmith.plots._read import (
     resolve_metric,
     resolve_mode,
     shared_read,
+    shown_name,
 )
 from tunesmith.plots._scatter import scatter
 from tunesmith.plots._seed_curves import BANDS, seed_curves
@@ -86,6 +87,7 @@ __all__ = [
     "seed_curves",
     "sensitivity",
     "shared_read",
+    "shown_name",
     "sweep_stats",
     "thin",
     "timeline",

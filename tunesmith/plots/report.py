@@ -131,13 +131,14 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
         objective = Objective()
     if objective and not objective.is_multi:  # several metrics: no single best to show
         metric, mode = objective.primary, objective.primary_mode
-        facts.append(("metric", f"{metric} ({mode})"))
+        name = plot_data.shown_name(rs, metric)  # a name may quote a config's secret
+        facts.append(("metric", f"{name} ({mode})"))
         try:
             best = rs.get_best(metric, mode)
         except ConfigError:
             best = None
         if best is not None:
-            facts.append(("best trial (by last result)", f"{best.name}: {metric}={_shown(best.metrics.get(metric))}"))
+            facts.append(("best trial (by last result)", f"{best.name}: {name}={_shown(best.metrics.get(metric))}"))
             facts.append(("best config", json.dumps(masked(best).config, sort_keys=True, default=str,
                                                       ensure_ascii=False)))
             try:  # get_best's own answer (infinities rank, as there; a finished store answers from its index)
@@ -146,7 +147,7 @@ def summary(rs: ResultSet, metric: str | None = None, mode: str | None = None) -
                 ever = None
             if ever is not None:
                 facts.append(("best result (any iteration)", f"{ever.name} at iteration {ever.metrics[ITERATION]}: "
-                                                             f"{metric}={_shown(ever.metrics[metric])}"))
+                                                             f"{name}={_shown(ever.metrics[metric])}"))
     created = rs.meta.get("created")
     if isinstance(created, (int, float)):
         facts.append(("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))))
