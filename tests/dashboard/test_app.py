@@ -496,7 +496,8 @@ def test_folders_renamed_to_any_name_are_listed_and_served_and_links_are_not(res
             assert status == 200 and json.loads(out)["id"] == 1, (name, out)
             status, out = get(f"/e/{quote(name, safe='')}")
             page = out.decode()
-            assert status == 200 and f'data-experiment="{html_escape(name)}"' in page, (name, page)
+            assert status == 200 and f'data-experiment="{quote(name, safe="")}"' in page, (name, page)  # as addressed
+            assert f'data-shown="{html_escape(name)}"' in page, (name, page)
             assert f"<title>{html_escape(name)} - tunesmith</title>" in page, page
         assert "<b>" not in get(f"/e/{quote(odd[2], safe='')}")[1].decode()
         for name in ("linked exp", "linked"):

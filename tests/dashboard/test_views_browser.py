@@ -4,7 +4,9 @@ placement events written as the driver writes them on the Ray backend); no conso
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -91,22 +93,67 @@ def marked_train(config: dict[str, Any], ctx: Any) -> Any:
 def test_the_live_curves_draw_metric_and_counter_names_as_text(results_dir: Any) -> None:
     """The experiment page's live learning curves put the metric and the x counter in their axis titles: shown as
     written, never read by plotly.js as a link, a tag or a placeholder."""
-    require_chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     ts.run(marked_train, space={"lr": ts.grid([0.5, 1.0])}, metric=MARKED, mode="max",
            backend=SimulatedBackend({"cpu": 2}), verbose=0, name="marked")
+    with _served_page(results_dir) as (board, page):
+        page.goto(board.url + "e/marked", wait_until="load", timeout=20_000)
+        page.wait_for_selector("#plot-curves .main-svg .ytitle", timeout=15_000)
+        title = page.evaluate("() => document.querySelector('#plot-curves .ytitle').textContent")
+        assert title == MARKED
+        assert page.evaluate("() => document.querySelectorAll('#plot-curves a').length") == 0
+
+
+@contextlib.contextmanager
+def _served_page(results_dir: Any) -> Iterator[tuple[Any, Any]]:
+    """(the dashboard serving ``results_dir``, a page of a headless Chromium): both closed after."""
+    require_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     board = dashboard.start(str(results_dir), port=0)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
             try:
-                page = browser.new_page(viewport={"width": 1280, "height": 1200})
-                page.goto(board.url + "e/marked", wait_until="load", timeout=20_000)
-                page.wait_for_selector("#plot-curves .main-svg .ytitle", timeout=15_000)
-                title = page.evaluate("() => document.querySelector('#plot-curves .ytitle').textContent")
-                assert title == MARKED
-                assert page.evaluate("() => document.querySelectorAll('#plot-curves a').length") == 0
+                yield board, browser.new_page(viewport={"width": 1280, "height": 1200})
             finally:
                 browser.close()
     finally:
         board.stop()
+
+
+ODD = "odd\x1b[31mname\nx\ry"  # a folder renamed by hand: ESC, newline, carriage return
+ODD_SHOWN = "odd\\x1b[31mname\\nx\\x0dy"  # as printable(one_line=True) writes it
+
+
+def one_loss(config: dict[str, Any]) -> None:
+    ts.report({"loss": config["x"]})
+
+
+def test_an_experiment_name_with_control_characters_is_shown_escaped_and_its_pages_still_work(
+        results_dir: Any) -> None:
+    """Its pages' title and the name the page shows are escaped as the report writes them (``\\x1b``, ``\\n``),
+    no raw control character in the page's HTML, and the page still asks the API under the name itself (its
+    trials are listed, the trial page shows the trial)."""
+    from urllib.parse import quote
+
+    ts.run(one_loss, space={"x": ts.grid([0.1, 0.2])}, metric="loss", mode="min", verbose=0, name="plain")
+    os.rename(os.path.join(str(results_dir), "plain"), os.path.join(str(results_dir), ODD))
+    with _served_page(results_dir) as (board, page):
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        address = board.url + "e/" + quote(ODD, safe="")
+        page.goto(address, wait_until="load", timeout=20_000)
+        page.wait_for_selector('#trials tr[data-trial="2"]', timeout=15_000)  # its API asked by its name
+        assert page.title() == f"{ODD_SHOWN} - tunesmith"
+        assert page.inner_text("h1") == ODD_SHOWN
+        assert page.evaluate("() => document.querySelector('#crumb a').getAttribute('href')") == (
+            "/e/" + quote(ODD, safe=""))
+        page.goto(address + "/t/1", wait_until="load", timeout=20_000)
+        page.wait_for_selector("#log", timeout=10_000)
+        assert page.title() == f"{ODD_SHOWN} trial 1 - tunesmith"
+        assert page.inner_text("h1") == f"{ODD_SHOWN} / trial_00001"
+        served = [page.request.get(u).text() for u in (address, address + "/t/1")]  # the HTML as sent
+        assert not problems, problems
+    for text in served:  # the page's head and body attributes (the scripts fill the rest)
+        head = text.split("<main", 1)[0]
+        assert "<title>" in head and 'data-experiment="' in head, head
+        assert "\x1b" not in head and "\r" not in head and "name\nx" not in head, head

@@ -34,6 +34,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
+from tunesmith._display import printable
 from tunesmith._errors import ConfigError
 from tunesmith.dashboard import _commands
 from tunesmith.dashboard._data import Experiments, NotFound
@@ -271,13 +272,19 @@ class DashboardApp:
         session = self._session(environ, headers)
         attrs = {"page": kind, "control": "1" if self.allow_control else "0", "csrf": self.csrf_token(session),
                  **{k: str(v) for k, v in data.items()}}
-        body_attrs = " ".join(f'data-{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
+        if "experiment" in attrs:  # the name as in the page's address, which an HTML attribute keeps as it is (a
+            # raw one loses a carriage return or NUL to the HTML parser); and as the page shows it
+            attrs["shown"] = printable(attrs["experiment"], one_line=True)
+            attrs["experiment"] = quote(attrs["experiment"], safe="")
+        # user text as the report writes it: escaped, control characters as their escapes (\x1b, \n)
+        body_attrs = " ".join(f'data-{k}="{html.escape(printable(v, one_line=True), quote=True)}"'
+                              for k, v in attrs.items())
         page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title>
+<title>{html.escape(printable(title, one_line=True))}</title>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/dashboard.css">
 <script src="/static/plotly.min.js" defer></script>

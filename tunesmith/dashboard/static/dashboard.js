@@ -164,8 +164,9 @@
   }
 
   // ---------------------------------------------------------------------------------- an experiment
-  function experimentPage(name) {
-    crumb([el("a", {href: "/e/" + enc(name), text: name})]);
+  // name: the experiment's folder name (addresses), shown: as the page shows it (control characters escaped)
+  function experimentPage(name, shown) {
+    crumb([el("a", {href: "/e/" + enc(name), text: shown})]);
     clear(main);
     var state = {sort: "id", offset: 0, limit: 50, status: "", q: "", metric: null, summary: null,
                  x: "training_iteration", final: "last",
@@ -194,14 +195,14 @@
     var lineage = el("table", {id: "lineage"});
     var lineageGraph = el("div", {cls: "plot", id: "plot-lineage"});
     var nodesBox = el("div", {id: "nodes"});
-    main.appendChild(el("h1", {text: name}));
+    main.appendChild(el("h1", {text: shown}));
     main.appendChild(head);
     if (CONTROL) {
       var seconds = el("input", {type: "number", min: 1, value: 600, size: 6});
       var samples = el("input", {type: "number", min: 1, value: 10, size: 5});
       main.appendChild(el("div", {cls: "bar", id: "controls"},
         el("button", {cls: "danger", id: "stop-experiment", text: "stop experiment", on: {click: function () {
-          if (confirm("Stop every trial of " + name + "?")) control(name, {action: "stop_experiment"}, msg, this);
+          if (confirm("Stop every trial of " + shown + "?")) control(name, {action: "stop_experiment"}, msg, this);
         }}}),
         el("button", {id: "extend-time", text: "extend time budget by", on: {click: function () {
           control(name, {action: "extend_time", seconds: Number(seconds.value)}, msg, this);
@@ -452,12 +453,12 @@
   }
 
   // ---------------------------------------------------------------------------------------- a trial
-  function trialPage(name, id) {
-    crumb([el("a", {href: "/e/" + enc(name), text: name}), el("span", {text: trialName(id)})]);
+  function trialPage(name, shown, id) {
+    crumb([el("a", {href: "/e/" + enc(name), text: shown}), el("span", {text: trialName(id)})]);
     clear(main);
     var box = el("div");
     var msg = el("span", {cls: "msg"});
-    main.appendChild(el("h1", {text: name + " / " + trialName(id)}));
+    main.appendChild(el("h1", {text: shown + " / " + trialName(id)}));
     // as the table's: once sent, disabled ("stop sent") until the page shows the trial no longer running, where it
     // goes away; not sent, live again
     var stopping = null;
@@ -524,6 +525,7 @@
   }
 
   if (B.page === "list") listPage();
-  else if (B.page === "experiment") experimentPage(B.experiment);
-  else if (B.page === "trial") trialPage(B.experiment, Number(B.trial));
+  // data-experiment: the name percent-encoded, as in the page's address (an HTML attribute keeps that as it is)
+  else if (B.page === "experiment") experimentPage(decodeURIComponent(B.experiment), B.shown);
+  else if (B.page === "trial") trialPage(decodeURIComponent(B.experiment), B.shown, Number(B.trial));
 })();
