@@ -351,3 +351,36 @@ def test_a_stop_rule_judged_in_the_driver_that_raises_is_a_config_error_naming_i
     stored = ts.load("driver")
     assert stored.status == "failed"
     assert all(len(stored.history(t.id)) == t.iteration for t in stored.trials)
+
+
+def reports_text(config):
+    for i in range(3):
+        ts.report({"loss": str(5 - i), "state": "done" if i == 2 else "running", "n": i})
+
+
+def test_a_stop_key_reported_as_text_is_warned_about_once_naming_its_type(results_dir, caplog):
+    """A threshold rule (or a flag) on a key the trials report as text never fires, as one on a key they never
+    report: the driver says so once per key, naming the key and the type reported (not its value, which may quote a
+    secret), and the trials run on."""
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        result = ts.run(reports_text, {"k": ts.grid([1, 2, 3])}, stop={"loss": 1, "state": True, "n": 100},
+                        verbose=0)
+    assert [t.iteration for t in result.trials] == [3, 3, 3]
+    warnings = sorted(r.getMessage() for r in caplog.records if "stop[" in r.getMessage())
+    assert len(warnings) == 2, warnings
+    assert "stop['loss']" in warnings[0] and "reported 'loss' as str, not a number" in warnings[0], warnings
+    assert "stop['state']" in warnings[1] and "reported 'state' as str, not a number" in warnings[1], warnings
+    assert not any("'5'" in w or "running" in w for w in warnings)
+
+
+def reports_nan_done(config):
+    for i in range(5):
+        ts.report({"loss": 1.0, "done": float("nan") if i == config["at"] else False})
+
+
+def test_a_nan_done_is_a_non_zero_number_and_stops_the_trial(results_dir):
+    """``done`` is judged as a number may be (Ray Tune's ``"done": 1``): NaN is not zero, so it stops the trial on
+    that result, as bool(nan) says, in the trial and the driver alike."""
+    result = ts.run(reports_nan_done, {"at": ts.grid([1, 3])}, stop={"done": True}, verbose=0)
+    assert [t.iteration for t in result.trials] == [2, 4]
+    assert StopRules({"done": True}, Objective()).should_stop(1, 1, {"done": float("nan")})

@@ -299,9 +299,10 @@ class StopRules:
                    strict: bool = True) -> ConfigError | None:
         """Check a result (in the driver, while ``watching``) for the keys that ``stop`` and ``keep_by`` name.
 
-        A ``stop`` key missing from a result logs one warning per key (a rule on a key no trial reports never
-        fires); a key once seen is not checked again. The first result that carries a checkpoint must hold
-        ``keep_by`` (it ranks the checkpoints): without it, the returned ``ConfigError`` (``strict``) or a warning.
+        A ``stop`` key missing from a result, or reported as text, logs one warning per key (a rule on a key no
+        trial reports as a number never fires); a key once seen is not checked again. The first result that carries
+        a checkpoint must hold ``keep_by`` (it ranks the checkpoints): without it, the returned ``ConfigError``
+        (``strict``) or a warning.
 
         Returns:
             The error that should end the experiment, or None.
@@ -311,6 +312,10 @@ class StopRules:
             if key not in metrics:
                 log.warning("stop[%r]: %s reported a result without %r (it reported: %s); a stop rule on a key "
                             "that trials never report never stops them", key, trial_name, key, _reported(metrics))
+            elif not isinstance(metrics[key], numbers.Real):  # text: judged by no threshold nor flag (a bool is one)
+                log.warning("stop[%r]: %s reported %r as %s, not a number; a stop rule on a key that trials report "
+                            "as %s never stops them", key, trial_name, key, type(metrics[key]).__name__,
+                            type(metrics[key]).__name__)
         error = None
         if self._keep_by is not None and has_checkpoint:
             keep_by, self._keep_by = self._keep_by, None
