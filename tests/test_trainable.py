@@ -298,3 +298,57 @@ def test_a_worker_killed_in_save_checkpoint_leaves_nothing_in_the_temp_folder(tm
     assert os.listdir(temp) == [], folder
     assert os.path.dirname(folder) == str(trial_dir / "checkpoints") and os.path.basename(folder).startswith(
         ".tmp_trainable_"), folder
+
+
+class DiesInFirstSave(ts.Trainable):
+    """Its worker is killed (SIGKILL) inside its first ``save_checkpoint``, after writing half a checkpoint there
+    and planting, beside it, a link named as such a folder to ``config["outside"]``; the retry (``max_failures``)
+    saves normally and records what its trial's ``checkpoints/`` held when it first saved."""
+
+    checkpoint_frequency = 1
+
+    def step(self):
+        return {"x": 1.0, "done": self.iteration + 1 >= 3}
+
+    def save_checkpoint(self, checkpoint_dir):
+        import signal
+
+        checkpoints = os.path.dirname(checkpoint_dir)
+        marker = self.config["marker"]
+        if not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(checkpoint_dir)
+            with open(os.path.join(checkpoint_dir, "partial.bin"), "wb") as f:
+                f.write(b"half a model")
+            os.symlink(self.config["outside"], os.path.join(checkpoints, ".tmp_trainable_link"))
+            os.kill(os.getpid(), signal.SIGKILL)
+        seen = self.config["seen"]
+        if not os.path.exists(seen):
+            with open(seen, "w") as f:
+                json.dump(sorted(n for n in os.listdir(checkpoints) if n != os.path.basename(checkpoint_dir)), f)
+        with open(os.path.join(checkpoint_dir, "state.json"), "w") as f:
+            json.dump({"i": self.iteration}, f)
+
+    def load_checkpoint(self, checkpoint_dir):
+        pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL")
+def test_a_retry_deletes_what_a_worker_killed_in_save_checkpoint_left_in_its_trial(results_dir, tmp_path):
+    """A trial whose worker was killed in ``save_checkpoint`` is retried in the same run (``max_failures``): the
+    ``.tmp_trainable_*`` folder it left in its ``checkpoints/`` is deleted before the retry starts, not kept until a
+    resume; a link there is only unlinked (its target outside the trial is kept)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the trial's")
+    config = {"marker": str(tmp_path / "marker"), "seen": str(tmp_path / "seen.json"), "outside": str(outside)}
+    result = ts.run(DiesInFirstSave, config, max_failures=1, name="dies", storage_path=str(results_dir), verbose=0)
+    trial = result.trials[0]
+    assert trial.status is ts.TrialStatus.TERMINATED and trial.num_failures == 1 and trial.iteration == 3
+    left = (tmp_path / "marker").read_text()
+    assert os.path.basename(left).startswith(".tmp_trainable_") and os.path.dirname(left).endswith(
+        os.path.join("trial_00001", "checkpoints")), left
+    assert json.loads((tmp_path / "seen.json").read_text()) == []  # gone when the retry saved
+    assert not os.path.lexists(left) and not os.path.lexists(os.path.join(os.path.dirname(left),
+                                                                         ".tmp_trainable_link"))
+    assert (outside / "keep.txt").read_text() == "not the trial's"

@@ -35,7 +35,7 @@ from tunesmith._launches import (
     restart_rules,
     verify_before_retry,
 )
-from tunesmith._ledger import Ledger, delete_checkpoint, storage_prefix
+from tunesmith._ledger import Ledger, clean_trial_leftovers, delete_checkpoint, storage_prefix
 from tunesmith._objective import Objective
 from tunesmith._placements import record_placements
 from tunesmith._retention import Retention
@@ -818,6 +818,7 @@ class Controller:
             if retry:
                 # retry from its latest checkpoint (from scratch if it has none)
                 trial.status = TrialStatus.PENDING
+                clean_trial_leftovers(self.exp_dir, trial.id)  # its process ended: its cut-short writes go now
                 verify_before_retry(self, trial)
                 self._pending_launch.append(restart_launch(self, trial))
                 log.warning("%s failed (%d of %s allowed failures); restarting from iteration %d", trial.name,

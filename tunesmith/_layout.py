@@ -165,12 +165,13 @@ def _real_subdirs(folder: str, pattern: str) -> list[os.DirEntry[str]]:
         return []
 
 
-def checkpoint_entries(exp_dir: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """(trial folder name, entry) for everything in each ``trials/<trial>/checkpoints/`` of the folder, found
-    on disk (not from paths a store names). Nothing is followed: a ``trials``, trial or ``checkpoints``
-    folder that is a symbolic link is skipped."""
+def checkpoint_entries(exp_dir: str, trial_id: int | None = None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(trial folder name, entry) for everything in each ``trials/<trial>/checkpoints/`` of the folder (only that
+    trial's with ``trial_id``), found on disk (not from paths a store names). Nothing is followed: a ``trials``,
+    trial or ``checkpoints`` folder that is a symbolic link is skipped."""
+    pattern = r"trial_-?\d+" if trial_id is None else re.escape(trial_name(trial_id))
     for trials in _real_subdirs(exp_dir, TRIALS):
-        for trial in _real_subdirs(trials.path, r"trial_-?\d+"):
+        for trial in _real_subdirs(trials.path, pattern):
             for ckpts in _real_subdirs(trial.path, CHECKPOINTS):
                 with os.scandir(ckpts.path) as it:
                     for entry in sorted(it, key=lambda e: e.name):

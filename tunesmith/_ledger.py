@@ -239,6 +239,26 @@ def clean_leftovers(exp_dir: str, known: set[str]) -> list[str]:
     return removed
 
 
+# what a trial's own process writes into its checkpoints/ before moving it into place: a Trainable's save_checkpoint
+# (.tmp_trainable_*), a checkpoint write (.tmp_checkpoint_*); a Ray transfer's (.tmp_recv_*) is the driver's
+TRIAL_TMP_PREFIXES = (".tmp_trainable_", ".tmp_checkpoint_")
+
+
+def clean_trial_leftovers(exp_dir: str, trial_id: int) -> list[str]:
+    """When a trial is retried within the run (``max_failures``), its process ended: delete what that process left
+    in the trial's ``checkpoints/`` when it was killed while writing (:data:`TRIAL_TMP_PREFIXES`), as a resume does
+    (:func:`clean_leftovers`), instead of keeping it until one. Return what was deleted. Nothing is followed
+    (:func:`checkpoint_entries`, :func:`delete_checkpoint`): a symlinked trial or checkpoints folder is skipped, a
+    link inside one only unlinked."""
+    removed = []
+    for _trial, entry in checkpoint_entries(exp_dir, trial_id):
+        if entry.name.startswith(TRIAL_TMP_PREFIXES) and delete_checkpoint(entry.path, exp_dir):
+            removed.append(entry.path)
+    if removed:
+        log.info("removed %d unfinished checkpoint writes the failed run of trial %d left", len(removed), trial_id)
+    return removed
+
+
 def _tail(path: str) -> tuple[str, ...]:
     parts = (path.split("://", 1)[1] if is_url(path) else path).replace(os.sep, "/").rstrip("/")
     return tuple(posixpath.normpath(parts).split("/")[-3:])

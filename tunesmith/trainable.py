@@ -192,7 +192,8 @@ class _TrainableFunction:
 
         def checkpoint() -> Checkpoint:
             # in the trial's checkpoints folder, not the system's temp folder: one a worker killed in save_checkpoint
-            # leaves is the experiment's, deleted on resume as a cut-short checkpoint write is (_ledger.clean_leftovers)
+            # leaves is the experiment's, deleted at the trial's retry or on resume as a cut-short checkpoint write is
+            # (_ledger.clean_trial_leftovers, clean_leftovers)
             os.makedirs(s.checkpoint_dir, exist_ok=True)
             folders.append(tempfile.mkdtemp(prefix=".tmp_trainable_", dir=s.checkpoint_dir))
             _save(obj, folders[-1])
