@@ -349,3 +349,31 @@ def test_plots_of_an_experiment_without_a_metric_mask_a_secret_in_the_name_they_
     assert not leaks, "\n".join(leaks)
     assert f"loss_{MASK}" in figures["learning_curves"]["layout"]["yaxis"]["title"]["text"]
     assert f"loss_{MASK}" in outputs["best_so_far refused"] and f"loss_{MASK}" in outputs["report"]
+
+
+def test_a_refreshed_result_set_masks_the_secret_of_a_trial_added_since_in_a_plotted_name(results_dir) -> None:
+    """The plots keep a source's config secrets while it lives (a notebook plots one experiment again and again);
+    a refresh that reads a trial added since (a resume: another key) must mask that trial's key in the names too."""
+    import json
+
+    from tunesmith.plots import data as plot_data
+
+    keys = [f"sk-refresh-{i:02d}-abcdefgh" for i in range(6)]
+
+    def train(config):
+        ts.report({f"loss_{config['api_key']}": 1.0})
+
+    def run(n, resume=False):
+        return ts.run(train, space={"api_key": ts.choice(keys)}, num_samples=n, name="grows",
+                      storage_path=str(results_dir), verbose=0, seed=0, resume=resume)
+
+    first = run(1)
+    rs = ts.load(first.path)
+    json.dumps(plot_data.learning_curves(rs))  # the secrets of the one trial so far, kept for rs
+    more = run(6, resume=True)
+    new = {t.config["api_key"] for t in more.trials} - {first.trials[0].config["api_key"]}
+    assert new, "the resume drew no other key"
+    rs.refresh()
+    key = sorted(new)[0]
+    drawn = json.dumps(plot_data.learning_curves(rs, metric=f"loss_{key}", mode="min"))  # its own trial's name
+    assert f"loss_{MASK}" in drawn and key not in drawn

@@ -13,6 +13,7 @@ import contextvars
 import math
 import numbers
 import statistics
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -190,10 +191,27 @@ def shown_name(rs: PlotSource, name: str) -> str:
     exp = current[1] if current is not None and current[0] is rs else None
     secrets = exp.secrets if exp is not None else None
     if secrets is None:
-        secrets = frozenset(s for t in rs.trials for s in secret_strings(t.config))
+        trials = rs.trials
+        try:
+            known = _SECRETS.get(rs)
+        except TypeError:  # a source that cannot be weakly referenced: read each time
+            known = None
+        if known is not None and known[0] is trials:  # the trials read as before: a notebook's next plot
+            secrets = known[1]
+        else:
+            secrets = frozenset(s for t in trials for s in secret_strings(t.config))
+            try:
+                _SECRETS[rs] = (trials, secrets)  # a refresh reads the trials into a new list
+            except TypeError:
+                pass
         if exp is not None:
             exp.secrets = secrets
     return mask_name(name, secrets)
+
+
+# shown_name's secrets of each source asked, while it lives: (its trials list, their configs' secret values); a
+# source that reads its trials again (a refresh) makes a new list
+_SECRETS: weakref.WeakKeyDictionary[Any, tuple[Any, frozenset[str]]] = weakref.WeakKeyDictionary()
 
 
 def resolve_mode(rs: PlotSource, mode: str | None = None, metric: str | None = None) -> str:
