@@ -468,9 +468,17 @@ class Controller:
                 self._no_more_trials(exhausted=False)
                 return self._resume_chosen()
             return None
-        assert isinstance(config, dict)
+        who = f"{type(self.searcher).__name__}.suggest({trial_id})"
         try:  # run() drew sample_from values once; one drawn now may still be something the store cannot hold
-            check_storable(config, "config")
+            if not isinstance(config, dict):  # a searcher of the user's own: a list, a string, a forgotten return
+                import reprlib
+
+                raise ConfigError(f"{who} returned {type(config).__name__} {reprlib.repr(config)}; expected a config "
+                                  "dict, None (nothing yet: ask again later) or FINISHED (no more configs)")
+            try:
+                check_storable(config, "config")
+            except ConfigError as e:
+                raise ConfigError(f"{who} returned a config the store cannot hold: {e}") from None
         except ConfigError as e:
             self._fail(e)
             self._searcher_done = True  # the experiment ends: nothing more is suggested

@@ -1,0 +1,59 @@
+"""A user's own ``Searcher`` and ``Scheduler`` subclasses that misbehave as real code does (a forgotten
+``return``, a list for a dict, numpy values, a searcher that never says FINISHED): the run says which class and
+method broke and what was expected, and what the store holds stays right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tunesmith as ts
+from tunesmith.executors.local import LocalBackend
+from tunesmith.searchers._base import FINISHED
+
+pytestmark = pytest.mark.timeout(120)
+
+TERMINATED = ts.TrialStatus.TERMINATED
+
+
+def train(config):
+    for i in range(5):
+        ts.report({"loss": config["x"] + i})
+
+
+def _one_at_a_time():
+    return LocalBackend(total_resources={"cpu": 1})
+
+
+class Suggests(ts.Searcher):
+    """Suggests ``make(trial_id)`` for two trials."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def suggest(self, trial_id):
+        return FINISHED if trial_id > 2 else self.make(trial_id)
+
+
+@pytest.mark.parametrize("bad", [[0.5], "x=0.5", 0.5])
+def test_a_searcher_whose_suggest_returns_no_dict_fails_the_run_naming_it(results_dir, bad):
+    with pytest.raises(ts.ConfigError, match=r"Suggests\.suggest\(1\) returned .*; expected a config dict, None "
+                                             r"\(nothing yet: ask again later\) or FINISHED"):
+        ts.run(train, {"x": ts.uniform(0, 1)}, searcher=Suggests(lambda t: bad), metric="loss", mode="min",
+               verbose=0, name="nodict", backend=_one_at_a_time())
+    rs = ts.load("nodict")
+    assert rs.status == "failed" and "Suggests.suggest(1) returned" in rs.meta["error"]
+    assert rs.trials == []
+
+
+def test_a_searcher_suggesting_a_value_the_store_cannot_hold_is_named(results_dir):
+    with pytest.raises(ts.ConfigError, match=r"Suggests\.suggest\(2\) returned a config the store cannot hold: "
+                                             r"config\[\"x\"\]: int64"):
+        ts.run(train, {"x": ts.uniform(0, 1)}, metric="loss", mode="min", verbose=0, name="numpy",
+               searcher=Suggests(lambda t: {"x": 0.5} if t == 1 else {"x": np.int64(1)}),
+               backend=_one_at_a_time())
+    rs = ts.load("numpy")
+    assert rs.status == "failed"
+    # trial 1 ran while trial 2 was suggested: stopped, its end and every result it sent stored
+    assert [(t.id, t.status) for t in rs.trials] == [(1, TERMINATED)]
+    assert len(rs.history(1)) == rs.trial(1).iteration >= 1
