@@ -57,3 +57,31 @@ def test_a_searcher_suggesting_a_value_the_store_cannot_hold_is_named(results_di
     # trial 1 ran while trial 2 was suggested: stopped, its end and every result it sent stored
     assert [(t.id, t.status) for t in rs.trials] == [(1, TERMINATED)]
     assert len(rs.history(1)) == rs.trial(1).iteration >= 1
+
+
+class Decides(ts.FIFO):
+    """Waits for its decision at every result and answers ``answer`` at the second one."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def decision_iteration(self, trial):
+        return trial.iteration + 1
+
+    def on_result(self, trial, result, view):
+        from tunesmith.schedulers._base import CONTINUE
+
+        return self.answer if result.iteration == 2 else CONTINUE
+
+
+@pytest.mark.parametrize("answer", [None, "STOP", True], ids=["forgot-return", "string", "bool"])
+def test_a_scheduler_whose_on_result_returns_no_decision_fails_the_run_naming_it(results_dir, answer):
+    # before: any such value stopped the trial silently, as STOP would, and the run "finished"
+    with pytest.raises(ts.ConfigError, match=r"Decides\.on_result returned .* for trial_00001's result 2; expected "
+                                             r"CONTINUE, STOP, a Pause or an Exploit"):
+        ts.run(train, {"x": 0.5}, scheduler=Decides(answer), metric="loss", mode="min", verbose=0, name="decides",
+               backend=_one_at_a_time())
+    rs = ts.load("decides")
+    assert rs.status == "failed" and "Decides.on_result returned" in rs.meta["error"]
+    assert [(t.status, t.iteration) for t in rs.trials] == [(TERMINATED, 2)]  # the result decided on is stored
+    assert len(rs.history(1)) == 2

@@ -712,6 +712,14 @@ class Controller:
             self._stop_reasons[trial.id] = "stop_rule"
             return _STOP
         decision = self.scheduler.on_result(trial, result, self.view)
+        if not isinstance(decision, (Continue, Stop, Pause, Exploit)):  # a scheduler of the user's own: a forgotten
+            import reprlib  # return (None), "STOP", the class Stop: taken for a stop before, silently
+
+            self._fail(ConfigError(f"{type(self.scheduler).__name__}.on_result returned {type(decision).__name__} "
+                                   f"{reprlib.repr(decision)} for {trial.name}'s result {result.iteration}; expected "
+                                   "CONTINUE, STOP, a Pause or an Exploit (tunesmith.schedulers._base)"))
+            self._stop_reasons[trial.id] = "experiment"
+            return _STOP
         if isinstance(decision, Pause) and decision.resources is not None:
             return self._resize(trial, decision)
         if isinstance(decision, Exploit):
