@@ -49,7 +49,7 @@ def test_a_searcher_whose_suggest_returns_no_dict_fails_the_run_naming_it(result
 def test_a_searcher_suggesting_a_value_the_store_cannot_hold_is_named(results_dir):
     with pytest.raises(ts.ConfigError, match=r"Suggests\.suggest\(2\) returned a config the store cannot hold: "
                                              r"config\[\"x\"\]: int64"):
-        ts.run(train, {"x": ts.uniform(0, 1)}, metric="loss", mode="min", verbose=0, name="numpy",
+        ts.run(train, {"x": ts.uniform(0, 1)}, metric="loss", mode="min", verbose=0, name="numpy", num_samples=2,
                searcher=Suggests(lambda t: {"x": 0.5} if t == 1 else {"x": np.int64(1)}),
                backend=_one_at_a_time())
     rs = ts.load("numpy")
@@ -85,3 +85,48 @@ def test_a_scheduler_whose_on_result_returns_no_decision_fails_the_run_naming_it
     assert rs.status == "failed" and "Decides.on_result returned" in rs.meta["error"]
     assert [(t.status, t.iteration) for t in rs.trials] == [(TERMINATED, 2)]  # the result decided on is stored
     assert len(rs.history(1)) == 2
+
+
+class Endless(ts.Searcher):
+    """Never says FINISHED: a config for every trial id, ``num_samples`` unread (as a user's first searcher is)."""
+
+    def suggest(self, trial_id):
+        return {"x": trial_id / 10}
+
+
+@pytest.mark.parametrize("wrap, trials", [
+    (lambda s: s, 3),
+    (lambda s: ts.ConcurrencyLimiter(s, max_concurrent=1), 3),
+    (lambda s: ts.Repeat(s, 2), 6),  # num_samples counts the configs Repeat runs n times each
+], ids=["alone", "limited", "repeated"])
+def test_a_searcher_of_your_own_gets_num_samples_trials_when_it_never_says_finished(results_dir, caplog, wrap,
+                                                                                   trials):
+    # before: the run never ended (the controller asked it for ever)
+    caplog.set_level("WARNING", logger="tunesmith")
+    rs = ts.run(train, {"x": ts.uniform(0, 1)}, searcher=wrap(Endless()), num_samples=3, metric="loss", mode="min",
+                verbose=0, name="endless")
+    assert rs.status == "finished"
+    assert [t.id for t in rs.trials] == list(range(1, trials + 1))
+    assert all(t.status is TERMINATED and t.iteration == 5 for t in rs.trials)
+    assert f"suggested more configs than num_samples=3: the experiment ends with its {trials} trials" in caplog.text
+
+
+class Listed(ts.Searcher):
+    """A finite list of configs, ``num_samples`` unread: it says FINISHED after them."""
+
+    def suggest(self, trial_id):
+        return {"x": trial_id / 10} if trial_id <= 3 else FINISHED
+
+
+def test_a_searcher_that_says_finished_before_num_samples_ends_the_experiment_then(results_dir, caplog):
+    caplog.set_level("WARNING", logger="tunesmith")
+    rs = ts.run(train, {"x": ts.uniform(0, 1)}, searcher=Listed(), num_samples=10, metric="loss", mode="min",
+                verbose=0, name="listed")
+    assert [t.config["x"] for t in rs.trials] == [0.1, 0.2, 0.3]
+    rs = ts.run(train, {"x": ts.uniform(0, 1)}, searcher=Listed(), num_samples=3, metric="loss", mode="min",
+                verbose=0, name="listed3")  # exactly its count: no word of more configs
+    assert len(rs.trials) == 3 and "more configs" not in caplog.text
+    rs = ts.run(train, {"x": ts.uniform(0, 1)}, searcher=Listed(), metric="loss", mode="min", verbose=0,
+                name="listed1")  # num_samples=1, the default: one trial, and the warning says why
+    assert len(rs.trials) == 1
+    assert "Listed suggested more configs than num_samples=1: the experiment ends with its 1 trials" in caplog.text

@@ -45,7 +45,7 @@ from tunesmith.callbacks._base import Callback, ExperimentInfo, Notifier
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import CONFIG_ERROR, Done, Event, Executor, Launch, Results
 from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
-from tunesmith.searchers._base import FINISHED, Searcher
+from tunesmith.searchers._base import FINISHED, Searcher, trial_cap, unwrapped
 from tunesmith.space import check_storable
 from tunesmith.store.sqlite import Store, StoreError, dumps
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView
@@ -455,11 +455,13 @@ class Controller:
         if self._searcher_done or not self.scheduler.accepting_new_trials(self.view):
             return None
         trial_id = self._next_id
-        config = self.searcher.suggest(trial_id)
+        cap = trial_cap(self.searcher, self.num_samples)  # read each time: the dashboard may add samples
+        config = self._past_cap() if cap is not None and trial_id > cap else self.searcher.suggest(trial_id)
         if config is FINISHED:
             self._searcher_done = True
             self._no_more_trials(exhausted=True)
             return self._resume_chosen()
+        who = f"{type(self.searcher).__name__}.suggest({trial_id})"
         if config is None:
             if not self._running and self._paused:
                 # Stalled: the searcher waits for a trial to end (a ConcurrencyLimiter counts paused trials as
@@ -468,7 +470,6 @@ class Controller:
                 self._no_more_trials(exhausted=False)
                 return self._resume_chosen()
             return None
-        who = f"{type(self.searcher).__name__}.suggest({trial_id})"
         try:  # run() drew sample_from values once; one drawn now may still be something the store cannot hold
             if not isinstance(config, dict):  # a searcher of the user's own: a list, a string, a forgotten return
                 import reprlib
@@ -492,6 +493,22 @@ class Controller:
         self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
         return make_launch(self, trial)
+
+    def _past_cap(self) -> Any:
+        """``FINISHED``: a searcher of the user's own made its ``num_samples`` trials (``trial_cap``). It is asked once
+        more (inside its wrappers, which may hold it back), and a warning says where it had another config: one
+        that ignores ``num_samples`` would be asked for ever; one that counts its own configs (a list) gets
+        ``num_samples`` trials, 1 by default."""
+        inner = unwrapped(self.searcher)[0]
+        try:
+            more = inner.suggest(self.num_samples + 1)
+        except Exception:  # noqa: BLE001 - only asked whether it had more; the experiment ends either way
+            more = None
+        if isinstance(more, dict):
+            log.warning("%s suggested more configs than num_samples=%d: the experiment ends with its %d trials (pass "
+                        "a larger num_samples, which its FINISHED may end sooner, or num_samples=-1 with "
+                        "time_budget_s)", type(inner).__name__, self.num_samples, self._next_id - 1)
+        return FINISHED
 
     def _no_more_trials(self, exhausted: bool) -> None:
         """Tell the scheduler no trial will be added for now (``Scheduler.on_no_more_trials``) and store when, on the
