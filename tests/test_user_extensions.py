@@ -111,6 +111,24 @@ def test_a_searcher_of_your_own_gets_num_samples_trials_when_it_never_says_finis
     assert f"suggested more configs than num_samples=3: the experiment ends with its {trials} trials" in caplog.text
 
 
+class Waits(ts.Searcher):
+    """One config, then None for ever: it waits for a result that no trial will send (a user's bug)."""
+
+    def suggest(self, trial_id):
+        return {"x": 0.5} if trial_id == 1 else None
+
+
+def test_a_searcher_that_waits_while_nothing_runs_fails_the_run_naming_it(results_dir):
+    # before: the driver polled for ever, the run never ended and nothing said why
+    with pytest.raises(ts.ConfigError, match=r"Waits\.suggest\(2\) returned None \(ask again later\) while no trial "
+                                             r"runs or is paused"):
+        ts.run(train, {"x": ts.uniform(0, 1)}, searcher=Waits(), num_samples=3, metric="loss", mode="min", verbose=0,
+               name="waits")
+    rs = ts.load("waits")
+    assert rs.status == "failed" and "Waits.suggest(2) returned None" in rs.meta["error"]
+    assert [(t.status, t.iteration) for t in rs.trials] == [(TERMINATED, 5)]
+
+
 class Listed(ts.Searcher):
     """A finite list of configs, ``num_samples`` unread: it says FINISHED after them."""
 

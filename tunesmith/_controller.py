@@ -469,6 +469,12 @@ class Controller:
                 # (HyperBand closes a bracket that cannot fill, PBT stops waiting for newcomers).
                 self._no_more_trials(exhausted=False)
                 return self._resume_chosen()
+            if not self._running and not self._paused:
+                # it waits for results, and none can come (a searcher is pure: nothing else changes its answer)
+                self._fail(ConfigError(f"{who} returned None (ask again later) while no trial runs or is paused: no "
+                                       "result can come that would change its answer, and the experiment would wait "
+                                       "for ever; return FINISHED once it has no more configs"))
+                self._searcher_done = True
             return None
         try:  # run() drew sample_from values once; one drawn now may still be something the store cannot hold
             if not isinstance(config, dict):  # a searcher of the user's own: a list, a string, a forgotten return
