@@ -46,6 +46,18 @@ def test_a_searcher_whose_suggest_returns_no_dict_fails_the_run_naming_it(result
     assert rs.trials == []
 
 
+@pytest.mark.parametrize("wrap, where", [
+    (lambda s: ts.Repeat(s, 2), r"Suggests\.suggest \(inside Repeat, for trial 1\)"),
+    (lambda s: ts.ConcurrencyLimiter(s, 1), r"Suggests\.suggest \(inside ConcurrencyLimiter, for trial 1\)"),
+], ids=["repeat", "limiter"])
+def test_a_wrapped_searcher_whose_suggest_returns_no_dict_is_named_inside_its_wrapper(results_dir, wrap, where):
+    # before: Repeat took the list for None, and the run failed as if Repeat waited for results
+    with pytest.raises(ts.ConfigError, match=where + r" returned list \[0\.5\]; expected a config dict"):
+        ts.run(train, {"x": ts.uniform(0, 1)}, searcher=wrap(Suggests(lambda t: [0.5])), metric="loss", mode="min",
+               verbose=0, name="wrapped", backend=_one_at_a_time())
+    assert ts.load("wrapped").status == "failed"
+
+
 def test_a_searcher_suggesting_a_value_the_store_cannot_hold_is_named(results_dir):
     with pytest.raises(ts.ConfigError, match=r"Suggests\.suggest\(2\) returned a config the store cannot hold: "
                                              r"config\[\"x\"\]: int64"):

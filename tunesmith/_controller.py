@@ -461,7 +461,6 @@ class Controller:
             self._searcher_done = True
             self._no_more_trials(exhausted=True)
             return self._resume_chosen()
-        who = f"{type(self.searcher).__name__}.suggest({trial_id})"
         if config is None:
             if not self._running and self._paused:
                 # Stalled: the searcher waits for a trial to end (a ConcurrencyLimiter counts paused trials as
@@ -471,21 +470,22 @@ class Controller:
                 return self._resume_chosen()
             if not self._running and not self._paused:
                 # it waits for results, and none can come (a searcher is pure: nothing else changes its answer)
-                self._fail(ConfigError(f"{who} returned None (ask again later) while no trial runs or is paused: no "
-                                       "result can come that would change its answer, and the experiment would wait "
-                                       "for ever; return FINISHED once it has no more configs"))
+                self._fail(ConfigError(f"{self._suggester(trial_id)} returned None (ask again later) while no trial "
+                                       "runs or is paused: no result can come that would change its answer, and the "
+                                       "experiment would wait for ever; return FINISHED once it has no more configs"))
                 self._searcher_done = True
             return None
         try:  # run() drew sample_from values once; one drawn now may still be something the store cannot hold
             if not isinstance(config, dict):  # a searcher of the user's own: a list, a string, a forgotten return
                 import reprlib
 
-                raise ConfigError(f"{who} returned {type(config).__name__} {reprlib.repr(config)}; expected a config "
-                                  "dict, None (nothing yet: ask again later) or FINISHED (no more configs)")
+                raise ConfigError(f"{self._suggester(trial_id)} returned {type(config).__name__} "
+                                  f"{reprlib.repr(config)}; expected a config dict, None (nothing yet: ask again "
+                                  "later) or FINISHED (no more configs)")
             try:
                 check_storable(config, "config")
             except ConfigError as e:
-                raise ConfigError(f"{who} returned a config the store cannot hold: {e}") from None
+                raise ConfigError(f"{self._suggester(trial_id)} returned a config the store cannot hold: {e}") from None
         except ConfigError as e:
             self._fail(e)
             self._searcher_done = True  # the experiment ends: nothing more is suggested
@@ -499,6 +499,14 @@ class Controller:
         self._new_rows.append((trial, time.time()))
         self.scheduler.on_trial_add(trial, self.view)
         return make_launch(self, trial)
+
+    def _suggester(self, trial_id: int) -> str:
+        """Who suggested ``trial_id``'s config, for an error: the searcher inside its wrappers, which pass its
+        answers on."""
+        inner = unwrapped(self.searcher)[0]
+        if inner is self.searcher:
+            return f"{type(inner).__name__}.suggest({trial_id})"
+        return f"{type(inner).__name__}.suggest (inside {type(self.searcher).__name__}, for trial {trial_id})"
 
     def _past_cap(self) -> Any:
         """``FINISHED``: a searcher of the user's own made its ``num_samples`` trials (``trial_cap``). It is asked once

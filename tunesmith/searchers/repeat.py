@@ -91,7 +91,7 @@ class Repeat(Searcher):
                 self._done = True
                 return FINISHED
             if not isinstance(config, dict):
-                return None
+                return config  # None: ask later; anything else the controller names as the searcher's error
             self._start_group(config)
         return self._hand_out(trial_id)
 
