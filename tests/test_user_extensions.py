@@ -160,3 +160,30 @@ def test_a_searcher_that_says_finished_before_num_samples_ends_the_experiment_th
                 name="listed1")  # num_samples=1, the default: one trial, and the warning says why
     assert len(rs.trials) == 1
     assert "Listed suggested more configs than num_samples=1: the experiment ends with its 1 trials" in caplog.text
+
+
+class ObserveRaises(Endless):
+    def observe(self, trial_id, result, final):
+        if final:
+            raise KeyError("no such trial in my table")
+
+
+class OnCompleteRaises(ts.FIFO):
+    def on_complete(self, trial, result, view):
+        raise ValueError("my scheduler's bug")
+
+
+@pytest.mark.parametrize("kw, error, origin", [
+    ({"searcher": ObserveRaises()}, KeyError, "ObserveRaises.observe"),
+    ({"scheduler": OnCompleteRaises()}, ValueError, "OnCompleteRaises.on_complete"),
+], ids=["searcher-observe", "scheduler-on_complete"])
+def test_an_extension_that_raises_is_named_with_its_method_in_the_error_and_the_store(results_dir, kw, error, origin):
+    # before: the store said only "KeyError: 'no such trial in my table'" (tunesmith show too): whose?
+    with pytest.raises(error) as raised:
+        ts.run(train, {"x": 0.5}, num_samples=2, metric="loss", mode="min", verbose=0, name="raises",
+               backend=_one_at_a_time(), **kw)
+    assert any(f"raised in {origin} (" in note and "test_user_extensions.py:" in note
+               for note in getattr(raised.value, "__notes__", []))
+    rs = ts.load("raises")
+    assert rs.status == "failed" and f"raised in {origin} (" in rs.meta["error"]
+    assert rs.trial(1).status is TERMINATED and len(rs.history(1)) == 5  # the trial whose end was observed

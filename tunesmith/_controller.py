@@ -271,6 +271,7 @@ class Controller:
                 lost = self._events_in_hand
                 self._events_in_hand = False
                 if self._fatal is None:
+                    _name_origin(e)
                     self._fail(e)
                     if self._running:  # the error itself reaches the caller once they stopped
                         log.warning("experiment %s failed (%s): stopping its %d running trials", self.name,
@@ -296,7 +297,8 @@ class Controller:
             from tunesmith._secrets import mask_text, secret_strings
 
             secrets = set().union(*(secret_strings(t.config) for t in self.trials.values()))
-            message = mask_text(f"{type(error).__name__}: {error}", secrets)
+            notes = "".join(f" ({note})" for note in getattr(error, "__notes__", ()) if isinstance(note, str))
+            message = mask_text(f"{type(error).__name__}: {error}{notes}", secrets)
             with self.store.transaction() as db:
                 self.store.set_meta(db, "error", message)
         except Exception:  # noqa: BLE001
@@ -1014,6 +1016,24 @@ _STOP = Stop()
 _INTERRUPTED = Pause()  # Ctrl-C, SIGTERM
 _FAILED_FAST = Pause()  # another trial failed, with fail_fast
 _RUN_PAUSES = {id(_INTERRUPTED): "interrupt", id(_FAILED_FAST): "fail_fast"}
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _name_origin(error: BaseException) -> None:
+    """Add a note to an error that escaped the loop naming the first function outside tunesmith that it came
+    through (``raised in MySearcher.observe (file:line)``): a user's searcher, scheduler, ``resources`` or
+    ``constraints`` function. Its message alone (``KeyError: 'x'``) does not say whose it is, in the store's
+    ``error`` (``tunesmith show``) above all, which keeps no traceback."""
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not os.path.abspath(code.co_filename).startswith(_PACKAGE):
+            error.add_note(f"raised in {code.co_qualname} ({code.co_filename}:{tb.tb_lineno}), which tunesmith's "
+                           "driver called")
+            return
+        tb = tb.tb_next
 
 
 @contextlib.contextmanager
