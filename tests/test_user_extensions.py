@@ -114,13 +114,16 @@ class Endless(ts.Searcher):
 def test_a_searcher_of_your_own_gets_num_samples_trials_when_it_never_says_finished(results_dir, caplog, wrap,
                                                                                    trials):
     # before: the run never ended (the controller asked it for ever)
-    caplog.set_level("WARNING", logger="tunesmith")
+    caplog.set_level("INFO", logger="tunesmith")
     rs = ts.run(train, {"x": ts.uniform(0, 1)}, searcher=wrap(Endless()), num_samples=3, metric="loss", mode="min",
                 verbose=0, name="endless")
     assert rs.status == "finished"
     assert [t.id for t in rs.trials] == list(range(1, trials + 1))
     assert all(t.status is TERMINATED and t.iteration == 5 for t in rs.trials)
-    assert f"suggested more configs than num_samples=3: the experiment ends with its {trials} trials" in caplog.text
+    [said] = [r for r in caplog.records if "suggested more configs" in r.getMessage()]
+    assert f"Endless suggested more configs than num_samples=3: the experiment ends with its {trials} trials" in (
+        said.getMessage())
+    assert said.levelname == "INFO"  # num_samples given: it bounds the run as asked
 
 
 class Waits(ts.Searcher):
@@ -159,7 +162,10 @@ def test_a_searcher_that_says_finished_before_num_samples_ends_the_experiment_th
     rs = ts.run(train, {"x": ts.uniform(0, 1)}, searcher=Listed(), metric="loss", mode="min", verbose=0,
                 name="listed1")  # num_samples=1, the default: one trial, and the warning says why
     assert len(rs.trials) == 1
-    assert "Listed suggested more configs than num_samples=1: the experiment ends with its 1 trials" in caplog.text
+    [said] = [r for r in caplog.records if "suggested more configs" in r.getMessage()]
+    assert "Listed suggested more configs than num_samples=1: the experiment ends with its 1 trials" in (
+        said.getMessage())
+    assert said.levelname == "WARNING"  # the default, likely left unset
 
 
 class ObserveRaises(Endless):

@@ -512,7 +512,7 @@ class Controller:
 
     def _past_cap(self) -> Any:
         """``FINISHED``: a searcher of the user's own made its ``num_samples`` trials (``trial_cap``). It is asked once
-        more (inside its wrappers, which may hold it back), and a warning says where it had another config: one
+        more (inside its wrappers, which may hold it back), and the log says where it had another config: one
         that ignores ``num_samples`` would be asked for ever; one that counts its own configs (a list) gets
         ``num_samples`` trials, 1 by default."""
         inner = unwrapped(self.searcher)[0]
@@ -521,9 +521,11 @@ class Controller:
         except Exception:  # noqa: BLE001 - only asked whether it had more; the experiment ends either way
             more = None
         if isinstance(more, dict):
-            log.warning("%s suggested more configs than num_samples=%d: the experiment ends with its %d trials (pass "
-                        "a larger num_samples, which its FINISHED may end sooner, or num_samples=-1 with "
-                        "time_budget_s)", type(inner).__name__, self.num_samples, self._next_id - 1)
+            # a warning where num_samples is 1, run's default, likely left unset; else it bounds the run as asked
+            log.log(logging.WARNING if self.num_samples == 1 else logging.INFO,
+                    "%s suggested more configs than num_samples=%d: the experiment ends with its %d trials (pass a "
+                    "larger num_samples, which its FINISHED may end sooner, or num_samples=-1 with time_budget_s)",
+                    type(inner).__name__, self.num_samples, self._next_id - 1)
         return FINISHED
 
     def _no_more_trials(self, exhausted: bool) -> None:
