@@ -193,3 +193,28 @@ def test_an_extension_that_raises_is_named_with_its_method_in_the_error_and_the_
     rs = ts.load("raises")
     assert rs.status == "failed" and f"raised in {origin} (" in rs.meta["error"]
     assert rs.trial(1).status is TERMINATED and len(rs.history(1)) == 5  # the trial whose end was observed
+
+
+def test_the_decisions_and_finished_are_reached_through_the_public_base_classes(results_dir):
+    """A scheduler or searcher of your own returns tunesmith's decisions and FINISHED; they are reached through
+    ``ts.Scheduler`` and ``ts.Searcher`` (``self.STOP``, ``ts.Searcher.FINISHED``), not a private module."""
+    assert ts.Scheduler.CONTINUE is not None and ts.Searcher.FINISHED is FINISHED
+
+    class Twice(ts.Searcher):
+        def suggest(self, trial_id):
+            return self.FINISHED if trial_id > 2 else {"x": float(trial_id)}
+
+    class StopAtTwo(ts.FIFO):
+        def decision_iteration(self, trial):  # each result waits for on_result's decision
+            return trial.iteration + 1
+
+        def on_result(self, trial, result, view):
+            return self.STOP if result.iteration >= 2 else self.CONTINUE
+
+    rs = ts.run(train, {}, metric="loss", mode="min", num_samples=5, searcher=Twice(), scheduler=StopAtTwo(),
+                storage_path=str(results_dir), verbose=0)
+    assert [(t.status, t.iteration) for t in rs.trials] == [(TERMINATED, 2), (TERMINATED, 2)]
+    assert {name: type(getattr(ts.Scheduler, name)).__name__ for name in ("CONTINUE", "STOP", "PAUSE")} == \
+        {"CONTINUE": "Continue", "STOP": "Stop", "PAUSE": "Pause"}
+    assert ts.Scheduler.Pause(resources={"cpu": 1}).resources == {"cpu": 1}
+    assert ts.Scheduler.Exploit(1, {"x": 1.0}).source_trial == 1

@@ -7,7 +7,7 @@ decisions go out as values.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from tunesmith._record import FrozenRecord, Record
 from tunesmith._spec import constructor_spec
@@ -112,6 +112,12 @@ class Scheduler:
 
     metric: str | list[str] | None = None
     mode: str | list[str] | None = None
+    # the decisions ``on_result`` returns, reached from a scheduler of your own as ``self.STOP``, ``self.Exploit(...)``
+    CONTINUE: ClassVar[Continue] = CONTINUE
+    STOP: ClassVar[Stop] = STOP
+    PAUSE: ClassVar[Pause] = PAUSE
+    Pause: ClassVar[type[Pause]] = Pause
+    Exploit: ClassVar[type[Exploit]] = Exploit
     # Whether the scheduler reads finished trials in ``view.trials``. While True (the safe default for a
     # scheduler of your own), the controller keeps every finished trial in memory (about 1.5 KB each); a
     # scheduler that sets it False sees only unfinished trials there, and the controller forgets a trial when

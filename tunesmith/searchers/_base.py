@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 from tunesmith._errors import ConfigError
 from tunesmith._spec import constructor_spec
@@ -66,8 +66,10 @@ class Searcher:
     ``ConfigError``), then ``suggest`` whenever it has capacity, and ``observe`` for each stored result.
 
     ``suggest`` returns a config dict, ``None`` ("nothing right now, ask again later", e.g. waiting for
-    results) or ``FINISHED`` (never ask again).
+    results) or ``FINISHED`` (never ask again; ``self.FINISHED`` in a searcher of your own).
     """
+
+    FINISHED: ClassVar[_Finished] = FINISHED
 
     def setup(self, space: dict[str, Any], metric: str | list[str] | None, mode: str | list[str] | None,
               num_samples: int) -> None:
