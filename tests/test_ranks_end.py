@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 import pytest
 
@@ -57,3 +58,44 @@ def test_a_stop_from_outside_while_rank_0_waits_for_the_others_to_return_ends_th
         pid = int(f.read())
     assert not pid_alive(pid), "rank 1 outlived its trial"
 
+
+
+GRACE_S = 1.0  # the driver's grace period in the test below: the window rank 1 returns after
+
+
+class Rank1ReturnsAfterTheGracePeriod(ts.Trainable):
+    """Done at its first result: the driver stops it on that result (its ``done``), and every rank returns. Rank 0's
+    ``cleanup`` marks when it ends, after that stop came (``config["stop_first"]``) or at once (the stop then comes
+    while its worker waits for rank 1); rank 1's returns ``2 * GRACE_S`` after that mark (a DDP loop's last
+    all-reduce, a save: within the others' END_GRACE_S after rank 0, beyond the driver's grace period)."""
+
+    def step(self):
+        return {"loss": 1.0, "done": True}
+
+    def cleanup(self):
+        if ts.get_rank() == 0:
+            if self.config["stop_first"]:
+                until(ts.should_stop, "the driver's stop at done")
+            _mark("rank0 ends", repr(time.monotonic()))  # the system's clock: the same in every process
+            return
+        until(lambda: os.path.exists("rank0 ends"), "rank 0's end")
+        with open("rank0 ends") as f:
+            ends_at = float(f.read())
+        # the window under test (rank 1 outlasting the driver's grace period), not a synchronisation
+        time.sleep(max(0.0, ends_at + 2 * GRACE_S - time.monotonic()))
+        _mark("rank1 returned")
+
+
+@pytest.mark.parametrize("stop_first", [True, False], ids=["stop-before-rank-0-returns", "stop-while-it-waits"])
+def test_the_others_have_their_time_to_return_after_a_stop_at_rank_0s_last_result(results_dir, stop_first):
+    """The driver's stop at ``done`` (decided on rank 0's last result) ended rank 1 before its time to return
+    (END_GRACE_S, 10 s): at once when it reached rank 0 before it returned (as a stop from outside), or, when it came
+    while rank 0's worker waited for rank 1, by the kill of that worker after the grace period (1 s)."""
+    assert _ranks.END_GRACE_S > 2 * GRACE_S + 1  # rank 1 returns within the others' time to return
+    result = ts.run(Rank1ReturnsAfterTheGracePeriod, {"stop_first": stop_first}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, backend=LocalBackend(grace_period_s=GRACE_S), verbose=0,
+                    raise_on_failed_trial=False)
+    trial = result.trials[0]
+    assert os.path.exists(_trial_file(result, "rank1 returned")), "rank 1 was ended before it returned"
+    assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
+    assert [r["loss"] for r in result.history(trial.id)] == [1.0]

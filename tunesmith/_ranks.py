@@ -32,6 +32,14 @@ TRACEBACK_MAX = 16_000  # characters of a failed rank's traceback sent back (its
 END_GRACE_S = 10.0
 
 
+def ends_by(rank0_returned_at: float, grace_s: float) -> float:
+    """When the driver kills a trial stopped on one of its results (``Executor.stop_on_result``: ``done``, a stop rule,
+    the scheduler's decision) whose rank 0 returned at ``rank0_returned_at`` (its clock, when it heard so: ENDING):
+    after the others' END_GRACE_S to return, and then the grace period ``grace_s`` to end, not after ``grace_s``
+    alone (a DDP loop's last all-reduce or save on the other ranks)."""
+    return rank0_returned_at + END_GRACE_S + grace_s
+
+
 def check_ranks(ranks: Any, where: str = "ranks") -> int:
     """``ranks`` as an int >= 1, or a ConfigError naming it."""
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:

@@ -353,3 +353,49 @@ def test_a_stop_from_outside_while_rank_0_waits_for_the_others_to_return_ends_th
     assert trial.error == "the trial ran longer than its limit (trial_time_limit_s=6); stopped", trial.error
     assert [r["loss"] for r in result.history(trial.id)] == [1.0]
     assert _alive_trial_actors() == []
+
+
+GRACE_S = 1.0  # the driver's grace period below: the window rank 1 returns after
+
+
+class Rank1ReturnsAfterTheGracePeriod(ts.Trainable):
+    """As tests/test_ranks_end.py's: done at its first result, which the driver stops it on; rank 0's ``cleanup``
+    marks when it ends (after that stop, ``config["stop_first"]``, or at once), rank 1's returns ``2 * GRACE_S``
+    after that mark (within the others' END_GRACE_S, beyond the driver's grace period)."""
+
+    def step(self):
+        return {"loss": 1.0, "done": True}
+
+    def cleanup(self):
+        mark = os.path.join(self.config["notes"], "rank0 ends")
+        if ts.get_rank() == 0:
+            if self.config["stop_first"]:
+                until(ts.should_stop, "the driver's stop at done")
+            with open(mark + ".tmp", "w") as f:
+                f.write(repr(time.monotonic()))  # the system's clock: the same in every process of the machine
+            os.rename(mark + ".tmp", mark)
+            return
+        until(lambda: os.path.exists(mark), "rank 0's end")
+        with open(mark) as f:
+            ends_at = float(f.read())
+        # the window under test (rank 1 outlasting the driver's grace period), not a synchronisation
+        time.sleep(max(0.0, ends_at + 2 * GRACE_S - time.monotonic()))
+        _note(self.config, "returned", True)
+
+
+@pytest.mark.parametrize("stop_first", [True, False], ids=["stop-before-rank-0-returns", "stop-while-it-waits"])
+def test_the_others_have_their_time_to_return_after_a_stop_at_rank_0s_last_result(cluster, tmp_path, stop_first):
+    """As on the local backend (tests/test_ranks_end.py): the driver's stop at ``done`` ended rank 1 before its time
+    to return, at once or by the kill of rank 0's actor after the grace period."""
+    from tunesmith import _ranks
+
+    assert _ranks.END_GRACE_S > 2 * GRACE_S + 1
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(Rank1ReturnsAfterTheGracePeriod, {"notes": str(notes), "stop_first": stop_first}, metric="loss",
+                    mode="min", ranks=2, resources={"cpu": 2}, backend=RayBackend(grace_period_s=GRACE_S), verbose=0,
+                    raise_on_failed_trial=False)
+    trial = result.trials[0]
+    assert os.path.exists(notes / "returned.rank1.json"), "rank 1 was ended before it returned"
+    assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
+    assert [r["loss"] for r in result.history(trial.id)] == [1.0]

@@ -187,8 +187,8 @@ class Executor:
     def stop_on_result(self, trial_id: int) -> None:
         """:meth:`stop`, decided on one of the trial's results (``done``, a stop rule, the scheduler's decision on
         it): where rank 0 of a trial run as several ranks returned after that result, the others are left their time
-        to return (``_ranks.END_GRACE_S``), as after any return of rank 0's; any other stop ends them at once.
-        :meth:`stop` by default."""
+        to return (``_ranks.END_GRACE_S``), as after any return of rank 0's, and the trial is killed only after that
+        time and the grace period (``_ranks.ends_by``); any other stop ends them at once. :meth:`stop` by default."""
         self.stop(trial_id)
 
     def poll(self, timeout: float) -> list[Event]:

@@ -15,7 +15,8 @@ variables of a rank's share, ``_ranks.rank_threads``, rank 0's too), and their o
   ``_ranks.END_GRACE_S`` to return too (a DDP loop's ranks end together; one that fails then fails the
   trial) unless a stop from outside the trial's results comes meanwhile (the time limit, the dashboard's, the
   experiment's end; not the driver's stop at ``done`` or a stop rule met by rank 0's last result:
-  ``Executor.stop_on_result``); otherwise they are killed at once.
+  ``Executor.stop_on_result``: told by the worker that rank 0 returned (ENDING), the driver kills the trial only
+  after that time, ``_ranks.ends_by``); otherwise they are killed at once.
 
 Nothing outlives the trial: what the ranks started is killed with the rest of the trial's descendants (the
 worker is a child subreaper), and a rank dies with the worker (its parent-death signal).
@@ -199,6 +200,8 @@ class RankGroup:
                                     f"alone in their collectives")
         if status == "ok" and self.failure is None:
             deadline = time.monotonic() + _ranks.END_GRACE_S
+            if any(proc.poll() is None for proc in self.procs.values()):
+                self.channel.ending()  # the driver's stop on a result of the trial's kills only after this wait
             for rank, proc in self.procs.items():
                 code = self._returned(proc, deadline)
                 if code is None:

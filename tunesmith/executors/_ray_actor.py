@@ -27,7 +27,7 @@ from tunesmith._layout import OUTPUT_LOG
 from tunesmith.checkpoint import is_url
 from tunesmith.executors._ray_transfer import CHUNK_BYTES, RESTORE, chunks, receive_folder, trial_files
 from tunesmith.executors._ray_transfer import staging_dir as _staging_dir
-from tunesmith.executors._wire import CHUNK, DONE, FILE, OUTPUT, RESULTS
+from tunesmith.executors._wire import CHUNK, DONE, ENDING, FILE, OUTPUT, RESULTS
 
 HEARTBEAT_S = 0.5  # the long poll returns at least this often: a live actor answers, a dead one cannot
 BATCH = 4096  # results per message at most
@@ -113,6 +113,13 @@ class _ActorChannel:
 
     def stop_requested(self) -> bool:
         return self.stopped
+
+    def ending(self) -> None:
+        """As ``_worker._Channel.ending``: rank 0 returned, the other ranks have their time to return."""
+        with self.cv:
+            self._flush_locked(False)
+            self.out.append((ENDING, self.trial_id))
+            self.cv.notify_all()
 
     def finish(self, status: str, tb: str | None, retire: bool = False) -> None:
         """The trial's end, after what it reported. ``retire``: this actor ran rank 0 of a trial run as several

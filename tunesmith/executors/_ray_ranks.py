@@ -230,6 +230,8 @@ class RayRankGroup:
         self.rank0_done.set()
         wait = {"ok": _ranks.END_GRACE_S, "error": RANK0_FAILED_WAIT_S}.get(status, 0.0)
         deadline, left = time.monotonic() + wait, list(self.refs)
+        if status == "ok" and left and self.failure is None:
+            self.channel.ending()  # the driver's stop on a result of the trial's kills only after this wait
         # after a return, a stop from outside the trial's results (the time limit, the dashboard, the experiment's
         # end) ends the wait: the trial is to end now, not after the driver's grace period (``_local_ranks``)
         while (wait and left and self.failure is None and time.monotonic() < deadline

@@ -14,6 +14,8 @@ actor's DONE has no rows, and the same flag fifth).
                     (HEARTBEAT,)  (CHUNK, trial_id, dest, relpath, offset, data) (Ray: a checkpoint's bytes)
                     (OUTPUT, trial_id, data) (Ray: what a trial on another node printed, for its output.log)
                     (FILE, trial_id, relpath, offset, data, last, mode) (Ray: a file a trial on another node wrote)
+                    (ENDING, trial_id) (rank 0 of a trial run as several ranks returned: the others have
+                    ``_ranks.END_GRACE_S`` to return, which a stop decided on one of its results leaves them)
 """
 
 from __future__ import annotations
@@ -29,3 +31,4 @@ HEARTBEAT = "hb"  # alive, nothing to send
 CHUNK = "c"  # part of a checkpoint folder on its way to the driver
 OUTPUT = "o"  # bytes a trial on another node printed, appended to its output.log by the driver
 FILE = "f"  # part of a file a trial on another node wrote in its folder, on its way to the driver's
+ENDING = "e"  # rank 0 returned: the trial's other ranks have their time to return (``_ranks.END_GRACE_S``)

@@ -46,7 +46,7 @@ from tunesmith.executors._procs import (
     make_folder,
     standard_fds,
 )
-from tunesmith.executors._wire import DECIDE, DONE, EXIT, HEARTBEAT, READY, RESULTS, RUN, STOP
+from tunesmith.executors._wire import DECIDE, DONE, ENDING, EXIT, HEARTBEAT, READY, RESULTS, RUN, STOP
 
 HEARTBEAT_S = 0.5
 BATCH = 1024  # results per message at most
@@ -161,6 +161,14 @@ class _Channel:
                 self._stop(msg)
                 return False, None, None
             self._not_for_this_trial(msg)
+
+    def ending(self) -> None:
+        """Rank 0 of this trial returned and its other ranks have their time to return (after what it reported):
+        a stop the driver decides on one of its results leaves them that time (``_ranks.ends_by``)."""
+        with self.lock:
+            self._flush_locked(waiting=False)
+            self.conn.send((ENDING, self.trial_id))
+            self.last_send = time.monotonic()
 
     def finish(self, status: str, tb: str | None, retire: bool = False) -> None:
         """The trial's end, after what it reported. The results not sent yet travel with the end: one message,
@@ -494,7 +502,9 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         if session._session is not None and session._session.end_hooks:
             session.run_end_hooks(session._session)  # before its children are ended (session.at_trial_end)
         if ranks is not None:
-            failed = ranks.end("stopped" if channel.stopped and status != "error" else status)
+            # rank 0 returned after a stop the driver decided on one of its results (its ``done``, a stop rule): the
+            # others have their time to return too; after any other stop, they are ended at once
+            failed = ranks.end("stopped" if channel.stopped_outside and status != "error" else status)
             if failed is not None:  # a rank's failure is the trial's, whatever rank 0 did after it
                 status, tb, misconfigured = "error", failed + (f"\n\nrank 0 then failed:\n{tb}" if tb else ""), False
             for key, old in saved_env.items():  # a later trial on this worker must not see this one's ranks

@@ -32,7 +32,7 @@ from tunesmith import _ranks
 from tunesmith._errors import ConfigError
 from tunesmith.executors import _forkserver, _procs
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, check_trial_timeout, trial_spec
-from tunesmith.executors._wire import DECIDE, DONE, EXIT, RESULTS, RUN, STOP
+from tunesmith.executors._wire import DECIDE, DONE, ENDING, EXIT, RESULTS, RUN, STOP
 from tunesmith.executors.resources import (
     THREAD_VARS,
     ResourcePool,
@@ -67,7 +67,8 @@ _SMI_GPUS: list[str] | None = None
 
 class _Worker:
     __slots__ = ("proc", "conn", "trial_id", "fns", "cuda", "stop_deadline", "last_seen", "limit_at", "over_limit",
-                 "readable", "began", "short", "ran_s", "shape", "queued", "queued_stop")
+                 "readable", "began", "short", "ran_s", "shape", "queued", "queued_stop", "stop_on_result",
+                 "rank0_returned")
 
     def __init__(self, proc: subprocess.Popen[bytes] | _forkserver.ForkedProcess, conn: Connection) -> None:
         self.proc = proc
@@ -78,6 +79,8 @@ class _Worker:
         # some); None: never set, as the driver has it
         self.cuda: str | None = None
         self.stop_deadline: float | None = None
+        self.stop_on_result = False  # that stop was decided on one of the trial's results (stop_on_result)
+        self.rank0_returned: float | None = None  # when it said its trial's rank 0 returned (ENDING)
         self.last_seen = time.monotonic()
         self.limit_at: float | None = None  # when the trial's trial_time_limit_s runs out
         self.over_limit: str | None = None  # why the trial was stopped for its time limit: it ends in ERROR
@@ -108,7 +111,8 @@ class LocalBackend(Executor):
             ``total_resources={"gpu": 0}``) hands out no GPU and leaves ``CUDA_VISIBLE_DEVICES`` as the driver has
             it in every trial, for trials that place their work on devices themselves.
         grace_period_s: how long a stopped trial has to reach its next ``report()`` before its worker is
-            killed (seconds, >= 0).
+            killed (seconds, >= 0); a trial run as several ranks stopped on one of its results, after its rank 0
+            returned: the other ranks' time to return (``_ranks.END_GRACE_S``) first.
         trial_timeout_s: a running trial whose worker sends nothing (no result, no heartbeat: workers send
             one every half second, also while the trial computes between reports) for this long is declared
             dead: its worker is killed and the trial fails (and is retried per ``max_failures``). At least 2
@@ -482,10 +486,19 @@ class LocalBackend(Executor):
         if worker.stop_deadline is not None:
             return
         worker.stop_deadline = time.monotonic() + self.grace_period_s
+        worker.stop_on_result = on_result
+        self._after_ranks(worker)
         try:
             worker.conn.send((STOP, trial_id, on_result))
         except OSError:
             pass
+
+    def _after_ranks(self, worker: _Worker) -> None:
+        """A trial stopped on one of its results whose rank 0 returned is killed only after its other ranks' time to
+        return (``_ranks.ends_by``): they may still be in their last all-reduce, or saving."""
+        if worker.stop_deadline is not None and worker.stop_on_result and worker.rank0_returned is not None:
+            worker.stop_deadline = max(worker.stop_deadline,
+                                       _ranks.ends_by(worker.rank0_returned, self.grace_period_s))
 
     def running(self) -> int:
         return len(self._by_trial) + len(self._queued)
@@ -567,6 +580,10 @@ class LocalBackend(Executor):
             if kind == RESULTS:
                 events.append(Results(msg[1], msg[2], msg[3]))
                 worker.ran_s = msg[2][-1][1]
+            elif kind == ENDING:
+                if worker.trial_id == msg[1]:
+                    worker.rank0_returned = time.monotonic()
+                    self._after_ranks(worker)
             elif kind == DONE:
                 if msg[4]:  # its last results, sent with its end
                     events.append(Results(msg[1], msg[4], False))
@@ -599,7 +616,8 @@ class LocalBackend(Executor):
             if self._pool is not None:
                 self._pool.release(tid)
         worker.trial_id = None
-        worker.stop_deadline = None
+        worker.stop_deadline = worker.rank0_returned = None
+        worker.stop_on_result = False
         worker.limit_at = None
         worker.over_limit = None
 

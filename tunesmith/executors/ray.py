@@ -55,7 +55,7 @@ from tunesmith.checkpoint import CheckpointError, is_url
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
 from tunesmith.executors._ray_actor import HEARTBEAT_S, _TrialActor
 from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, IncomingFiles, put_folder
-from tunesmith.executors._wire import CHUNK, DONE, FILE, OUTPUT, RESULTS
+from tunesmith.executors._wire import CHUNK, DONE, ENDING, FILE, OUTPUT, RESULTS
 
 log = logging.getLogger("tunesmith")
 
@@ -67,7 +67,7 @@ class _Slot:
 
     __slots__ = ("actor", "shape", "pg", "demand", "trial_id", "trial_dir", "node", "pid", "ref", "kind", "started",
                  "last_seen", "stop_deadline", "restore_refs", "transfers", "files", "beyond", "limit_at",
-                 "over_limit", "ranks")
+                 "over_limit", "ranks", "stop_on_result", "rank0_returned")
 
     def __init__(self, actor: Any, shape: tuple[Any, ...], pg: Any, demand: dict[str, float],
                  ranks: int | None = None) -> None:
@@ -85,6 +85,8 @@ class _Slot:
         self.started = False
         self.last_seen = 0.0
         self.stop_deadline: float | None = None
+        self.stop_on_result = False  # that stop was decided on one of the trial's results (stop_on_result)
+        self.rank0_returned: float | None = None  # when it said its trial's rank 0 returned (ENDING)
         self.restore_refs: Any = None
         self.transfers = Incoming()  # checkpoints its trial is sending from another node
         self.files = IncomingFiles()  # the files it wrote there, sent when it ends
@@ -262,7 +264,8 @@ class RayBackend(Executor):
             folder (the SQLite store, logs) stays on the driver. Credentials come from the usual places of that
             filesystem (environment, config files) on every node.
         grace_period_s: how long a stopped trial has to reach its next ``report()`` before its actor is
-            killed.
+            killed; a trial run as several ranks stopped on one of its results, after its rank 0 returned: the
+            other ranks' time to return (``_ranks.END_GRACE_S``) first.
         trial_timeout_s: a started trial whose actor answers nothing for this long is declared dead (its
             actor is killed; the trial fails and is retried per ``max_failures``).
         chunk_bytes: checkpoints sent between nodes go in pieces of this size (memory in flight per trial
@@ -755,7 +758,17 @@ class RayBackend(Executor):
         if slot is None or slot.stop_deadline is not None:
             return
         slot.stop_deadline = time.monotonic() + self.grace_period_s
+        slot.stop_on_result = on_result
+        self._after_ranks(slot)
         self._orphans.add(slot.actor.stop.remote(trial_id, on_result))
+
+    def _after_ranks(self, slot: _Slot) -> None:
+        """As ``LocalBackend._after_ranks``: a trial stopped on one of its results whose rank 0 returned is killed
+        only after its other ranks' time to return (``_ranks.ends_by``)."""
+        if slot.stop_deadline is not None and slot.stop_on_result and slot.rank0_returned is not None:
+            from tunesmith import _ranks
+
+            slot.stop_deadline = max(slot.stop_deadline, _ranks.ends_by(slot.rank0_returned, self.grace_period_s))
 
     def running(self) -> int:
         return len(self._by_trial)
@@ -831,6 +844,10 @@ class RayBackend(Executor):
                 self._output(slot, msg[2])
             elif kind == FILE:
                 self._file(slot, msg)
+            elif kind == ENDING:
+                if slot.trial_id == msg[1]:
+                    slot.rank0_returned = time.monotonic()
+                    self._after_ranks(slot)
             elif kind == DONE:
                 done = Done(msg[1], msg[2], msg[3])
                 if slot.trial_id == done.trial_id:
@@ -918,7 +935,8 @@ class RayBackend(Executor):
         if slot.trial_id is not None:
             self._by_trial.pop(slot.trial_id, None)
         slot.trial_id = None
-        slot.stop_deadline = None
+        slot.stop_deadline = slot.rank0_returned = None
+        slot.stop_on_result = False
         slot.limit_at = slot.over_limit = None
         slot.restore_refs = None
         slot.transfers.discard()
