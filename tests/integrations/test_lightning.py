@@ -297,11 +297,24 @@ def test_a_validation_within_an_epoch_is_reported_when_it_ends():
     assert [r.get("train_epoch") for r in history[1::2]] == [0, 1]
 
 
-@pytest.mark.parametrize("trainer", [{"limit_val_batches": 0}, {"check_val_every_n_epoch": 4}])
-def test_a_fit_that_never_validates_reports_each_training_epoch(trainer):
-    """``limit_val_batches=0``, or ``check_val_every_n_epoch`` past the last epoch: no validation end ever came,
-    and the trial ended with no result, silently."""
-    result = ts.run(train_epochs, space={"epochs": 3, "trainer": trainer}, metric="train_loss", mode="min",
+# fits that never validate, over 4 training batches an epoch (loaders()): each reports its 3 epochs
+_NEVER_VALIDATES = {
+    "limit_val_batches=0": (3, {"limit_val_batches": 0}),
+    "every-4-epochs-of-3": (3, {"check_val_every_n_epoch": 4}),
+    # validation by batches across epochs, every 20: the fit's 12 batches never get there
+    "steps-past-the-fit": (3, {"check_val_every_n_epoch": None, "val_check_interval": 20}),
+    # max_steps=10 ends the fit in its third epoch (reported at its end too); the fourth would have validated
+    "max_steps-before-the-epoch": (10, {"check_val_every_n_epoch": 4, "max_steps": 10}),
+    # no epoch limit: max_steps alone ends the fit
+    "max_epochs=-1": (-1, {"check_val_every_n_epoch": 4, "max_steps": 10}),
+}
+
+
+@pytest.mark.parametrize("epochs,trainer", _NEVER_VALIDATES.values(), ids=_NEVER_VALIDATES.keys())
+def test_a_fit_that_never_validates_reports_each_training_epoch(epochs, trainer):
+    """``limit_val_batches=0``, or validation configured but the fit ends (``max_epochs``, ``max_steps``) before it
+    comes: no validation end ever came, and the trial ended with no result, silently."""
+    result = ts.run(train_epochs, space={"epochs": epochs, "trainer": trainer}, metric="train_loss", mode="min",
                     verbose=0)
     trial = result.trials[0]
     assert trial.status == ts.TrialStatus.TERMINATED, trial.error
@@ -311,13 +324,27 @@ def test_a_fit_that_never_validates_reports_each_training_epoch(trainer):
     assert trial.checkpoint is not None
 
 
-def test_a_validation_metric_when_no_epoch_of_the_fit_validates_is_an_error_that_says_so():
-    result = ts.run(train_epochs, space={"epochs": 3, "trainer": {"check_val_every_n_epoch": 5},
-                                         "metrics": ["val_loss"]}, verbose=0)
+def test_a_fit_validating_by_steps_across_epochs_reports_each_validation():
+    """``check_val_every_n_epoch=None``: a validation every 6 batches across the 4-batch epochs (after the 6th and the
+    12th): those are reported, not each training epoch."""
+    result = ts.run(train_epochs, space={"epochs": 3, "trainer": {"check_val_every_n_epoch": None,
+                                                                  "val_check_interval": 6}}, verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert [r["epoch_seen"] for r in result.history(trial.id)] == [1, 2]
+
+
+@pytest.mark.parametrize("epochs,trainer,why", [
+    (3, {"check_val_every_n_epoch": 5}, "no epoch of this fit validates (check_val_every_n_epoch=5, max_epochs=3)"),
+    (-1, {"check_val_every_n_epoch": 4, "max_steps": 10},
+     "this fit ends at max_steps=10, before its first validation (check_val_every_n_epoch=4, val_check_interval=1.0)"),
+], ids=["max_epochs", "max_steps"])
+def test_a_validation_metric_the_fit_ends_before_is_an_error_that_says_why(epochs, trainer, why):
+    result = ts.run(train_epochs, space={"epochs": epochs, "trainer": trainer, "metrics": ["val_loss"]}, verbose=0)
     trial = result.trials[0]
     assert trial.status == ts.TrialStatus.ERROR
     assert "metric 'val_loss' was not logged; the framework logged: train_epoch, train_loss" in trial.error
-    assert "no epoch of this fit validates (check_val_every_n_epoch=5, max_epochs=3)" in trial.error
+    assert why in trial.error, trial.error
     assert result.history(trial.id) == []
 
 

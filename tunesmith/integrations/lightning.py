@@ -17,6 +17,7 @@ launches itself, without ``ranks=``, starts processes with no session: not suppo
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -45,9 +46,12 @@ class ReportCallback(_Base):
     excepted): one ``training_iteration`` per validation. A validation that ends an epoch is reported at that
     epoch's end (``on_train_epoch_end``), with the epoch's training metrics (``on_epoch=True``), which Lightning
     computes after the validation; one within an epoch (``val_check_interval``) at its own end, where those are
-    the previous epoch's. A fit that never validates (``limit_val_batches=0``, no validation loader, or a
-    ``check_val_every_n_epoch`` that no epoch up to ``max_epochs`` reaches) reports at each training epoch's end,
-    with the training metrics; a chosen validation metric is then an error at the first epoch that says why.
+    the previous epoch's. A fit that never validates (``limit_val_batches=0``, no validation loader, or one that
+    ends before its first validation: a ``check_val_every_n_epoch`` that no epoch up to ``max_epochs`` reaches,
+    ``check_val_every_n_epoch=None`` with a ``val_check_interval`` of more batches than the fit runs, ``max_steps``
+    first) reports at each training epoch's end, with the training metrics; a chosen validation metric is then an
+    error at the first epoch that says why. Told at the fit's start from the trainer's limits; validation by time,
+    a training loader without a length and ``max_steps`` with manual optimization are not foreseen.
 
     Args:
         metrics: None (every scalar logged metric, under its logged name), a name, a list of names, or a dict
@@ -113,8 +117,8 @@ class ReportCallback(_Base):
         self._report(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        # a fit without validation (limit_val_batches=0, no val_dataloaders, check_val_every_n_epoch past the
-        # last epoch) reports each training epoch
+        # a fit without validation (limit_val_batches=0, no val_dataloaders, one that ends before its first
+        # validation: _why_no_validation) reports each training epoch
         if self._epoch_end_validated or self._no_validation:
             self._epoch_end_validated = False
             self._report(trainer)
@@ -147,17 +151,81 @@ class ReportCallback(_Base):
 
 
 def _why_no_validation(trainer: Any) -> str:
-    """Why no epoch of this fit (from the current, possibly restored, epoch to ``max_epochs``) runs a validation,
-    or "" when one may."""
+    """Why this fit (from where it starts, possibly restored) ends before its first validation, or "" when one may
+    come (or cannot be foreseen: validation by time, a training loader without a length, manual optimization with
+    ``max_steps``)."""
     if not trainer.enable_validation:
         return "this fit does not validate (no val_dataloaders, validation_step or limit_val_batches)"
     every, last = trainer.check_val_every_n_epoch, trainer.max_epochs
-    if every is None or last is None or last < 0:
-        return ""  # validation by steps across epochs, or no last epoch: one may come
-    first = -(-(trainer.current_epoch + 1) // every) * every - 1  # the first validating epoch from here on
-    if first < last:
+    if 0 < trainer.num_training_batches == trainer.fit_loop.epoch_loop.batch_progress.current.processed:
+        # restored from a checkpoint saved at an epoch's end (where this callback saves): Lightning (2.6) then runs
+        # one more batch in that epoch before the next one; batches are not counted here, only epochs
+        if every is None or last is None or last < 0 or _next_validating_epoch(trainer.current_epoch, every) < last:
+            return ""
+        return f"no epoch of this fit validates (check_val_every_n_epoch={every}, max_epochs={last})"
+    first = _first_validation(trainer)
+    if first is None:
         return ""
-    return f"no epoch of this fit validates (check_val_every_n_epoch={every}, max_epochs={last})"
+    by_epochs, by_steps = _batches_left(trainer)
+    if first < by_epochs and first < by_steps:
+        return ""
+    if by_steps < by_epochs:
+        return (f"this fit ends at max_steps={trainer.max_steps}, before its first validation (check_val_every_n_epoch="
+                f"{every}, val_check_interval={trainer.val_check_interval})")
+    if every is not None:
+        return f"no epoch of this fit validates (check_val_every_n_epoch={every}, max_epochs={last})"
+    return (f"this fit ends at max_epochs={last}, before its first validation (check_val_every_n_epoch="
+            f"None, val_check_interval={trainer.val_check_interval}: {by_epochs} training batches left)")
+
+
+def _next_validating_epoch(epoch: int, every: int) -> int:
+    """The first epoch from ``epoch`` on that validates (``check_val_every_n_epoch=every``)."""
+    return -(-(epoch + 1) // every) * every - 1
+
+
+def _position(trainer: Any) -> tuple[float, int]:
+    """(the training batches an epoch, those of the current epoch already run: a fit restored within an epoch)."""
+    return trainer.num_training_batches, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
+def _first_validation(trainer: Any) -> float | None:
+    """How many training batches from here the first validation comes after (math.inf: none ever), or None when
+    that cannot be told."""
+    n, done = _position(trainer)
+    every, check = trainer.check_val_every_n_epoch, trainer.val_check_batch
+    if getattr(trainer, "_val_check_time_interval", None) is not None or not isinstance(check, int) or check < 1:
+        return None  # by time, or at the end of an epoch of unknown length
+    if every is None:  # every `check` batches, counted across epochs
+        total = trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        return (total // check + 1) * check - 1 - total
+    if not math.isfinite(n) or n < 1:
+        return None
+    epoch = trainer.current_epoch
+    if (epoch + 1) % every == 0 and (done // check + 1) * check <= n:  # later in the current epoch
+        return (done // check + 1) * check - 1 - done
+    ahead = _next_validating_epoch(epoch + 1, every) - epoch  # epochs from the current one to the next validating
+    return n - done + (ahead - 1) * n + check - 1
+
+
+def _batches_left(trainer: Any) -> tuple[float, float]:
+    """How many training batches this fit runs from here: (until max_epochs, until max_steps), math.inf where that
+    limit is not set (or cannot be counted in batches: manual optimization, a loader without a length)."""
+    n, done = _position(trainer)
+    by_epochs = by_steps = math.inf
+    if trainer.max_epochs is not None and trainer.max_epochs >= 0 and math.isfinite(n):
+        by_epochs = (trainer.max_epochs - trainer.current_epoch) * n - done
+    steps = trainer.max_steps - trainer.global_step
+    if trainer.max_steps >= 0 and trainer.lightning_module.automatic_optimization:
+        k = trainer.accumulate_grad_batches  # an optimizer step every k batches, and at each epoch's last batch
+        in_epoch = (n // k - done // k + (1 if n % k else 0)) if math.isfinite(n) else math.inf
+        if steps <= 0:
+            by_steps = 0
+        elif steps <= in_epoch:
+            by_steps = min((done // k + steps) * k, n) - done
+        else:
+            full, rest = divmod(steps - in_epoch, -(-n // k))  # whole epochs, then steps into the last one
+            by_steps = n - done + full * n + (min(rest * k, n) if rest else 0)
+    return by_epochs, by_steps
 
 
 def resume_path() -> str | None:
