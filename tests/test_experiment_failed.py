@@ -127,3 +127,37 @@ def test_a_scheduler_that_raises_fails_the_experiment_and_running_trials_are_sto
     assert [t.status for t in rs.trials] == [TERMINATED, TERMINATED]  # both stopped, their ends stored
     assert rs.trial(1).iteration >= 3
     _assert_nothing_lost(rs)
+
+
+class ObserveBug(Searcher):
+    """Three short trials; with ``broken``, ``observe`` raises at trial 1's first result (a searcher's bug), when
+    the trials after it are made but not all started (one slot)."""
+
+    def __init__(self, broken: bool) -> None:
+        self.broken = broken
+
+    def suggest(self, trial_id):
+        return FINISHED if trial_id > self.num_samples else {"kind": "short"}
+
+    def observe(self, trial_id, result, final):
+        if self.broken and trial_id == 1:
+            raise RuntimeError("searcher bug in observe")
+
+
+def test_trials_made_but_not_run_when_the_experiment_fails_run_on_its_resume(results_dir):
+    """A failed experiment resumes (its error fixed): the trials it had made but not started were closed
+    TERMINATED with no result, so the resume never ran them (a trial of the experiment lost for good)."""
+    one_slot = LocalBackend(total_resources={"cpu": 1})
+    with pytest.raises(RuntimeError, match="searcher bug in observe"):
+        ts.run(train, searcher=ObserveBug(broken=True), num_samples=3, metric="loss", mode="min", verbose=0,
+               name="unrun", backend=one_slot)
+    rs = ts.load("unrun")
+    assert rs.status == "failed"
+    unrun = [t.id for t in rs.trials if t.iteration == 0]
+    assert unrun, "every trial made had started: the case is not here"
+    assert [t.status for t in rs.trials if t.iteration == 0] == [ts.TrialStatus.PENDING] * len(unrun)
+    resumed = ts.run(train, searcher=ObserveBug(broken=False), num_samples=3, metric="loss", mode="min",
+                     verbose=0, name="unrun", resume=True, backend=LocalBackend(total_resources={"cpu": 1}))
+    assert resumed.status == "finished"
+    assert [(t.id, t.status, t.iteration) for t in resumed.trials] == [(i, TERMINATED, 2) for i in (1, 2, 3)]
+    _assert_nothing_lost(resumed)

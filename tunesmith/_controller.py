@@ -249,10 +249,11 @@ class Controller:
     def _run_loop(self) -> None:
         """The loop, to its end. An error it does not expect (a searcher's or a scheduler's bug, a ``sample_from``
         function that raises, a ``resources`` function...) fails the experiment as a fatal error does (``_fail``):
-        nothing new starts, the running trials are stopped and their ends stored, the trials waiting to start are
-        closed, then ``run`` records the experiment "failed" with the error and raises it. Were it left to reach
-        the caller at once, the store kept "running" (``crashed`` once the lock went, as if the driver had died),
-        its running trials RUNNING, and the rows of trials made since the last transaction not at all.
+        nothing new starts, the running trials are stopped and their ends stored, the trials waiting to start (or
+        paused) are left so for a resume, then ``run`` records the experiment "failed" with the error and raises
+        it. Were it left to reach the caller at once, the store kept "running" (``crashed`` once the lock went, as
+        if the driver had died), its running trials RUNNING, and the rows of trials made since the last
+        transaction not at all.
 
         The bug may strike again while the trials stop (a scheduler's ``on_complete`` at each end): each such
         error is logged and the stopping goes on as long as it gets anywhere (a trial ended, a result was stored
@@ -399,7 +400,9 @@ class Controller:
         if self._interrupt is not None:  # it came in the last pass: the run ends interrupted, as it would have
             raise self._interrupt
         self._flush_store()
-        if self._failed_fast is None:  # after fail_fast, what did not end stays for a resume, as after Ctrl-C
+        # after fail_fast or a fatal error (a failed experiment resumes once its error is fixed), what did not end
+        # stays for a resume, as after Ctrl-C: trials made but not started, or paused, run then
+        if self._failed_fast is None and self._fatal is None:
             close_paused(self)
 
     def _resumable(self) -> int | None:

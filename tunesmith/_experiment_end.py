@@ -1,6 +1,6 @@
-"""The experiment's end, recorded: trials still paused or waiting to start are closed, and the store's meta gets
-the status the run ended with (and when), then the dashboard commands left are refused; a finished experiment's
-results are indexed for the readers."""
+"""The experiment's end, recorded: trials still paused or waiting to start are closed (not after fail_fast or a
+fatal error: a resume runs them), and the store's meta gets the status the run ended with (and when), then the
+dashboard commands left are refused; a finished experiment's results are indexed for the readers."""
 
 from __future__ import annotations
 
