@@ -562,3 +562,25 @@ def test_ray_trials_stop_exactly_at_their_rule_run_in_their_folder_and_obey_thei
     assert time.monotonic() - start < 60
     (t,) = result.trials
     assert t.status is ts.TrialStatus.ERROR and "trial_time_limit_s=1" in t.error and "killed" in t.error
+
+
+def shuts_ray_down(config):
+    import ray as _ray
+
+    _ray.shutdown()  # the user's code ends Ray in its actor's process
+    ts.report({"loss": config["x"]})
+
+
+@pytest.mark.timeout(60)
+def test_a_trial_that_calls_ray_shutdown_runs_as_on_the_local_backend(ray_gpus, results_dir):
+    """A trial that called ray.shutdown() left its actor's process without Ray: Ray killed the actor at its next call
+    ("'Worker' object has no attribute 'core_worker'"), and the trial failed with its results unsent, or the next
+    trial sent to that actor (reused) did. As on the local backend, the call does nothing."""
+    result = ts.run(shuts_ray_down, space={"x": ts.grid([1.0, 2.0, 3.0])}, max_concurrent=1, verbose=0,
+                    backend=RayBackend(), name="shuts-ray-down")
+    assert [(t.status, (t.last_result or {}).get("loss")) for t in result.trials] == [
+        (ts.TrialStatus.TERMINATED, x) for x in (1.0, 2.0, 3.0)], [t.error for t in result.trials]
+    for t in result.trials:  # ray.shutdown() in a trial does nothing, and says so where the trial prints
+        with open(os.path.join(t.path, "output.log")) as f:
+            assert "ray.shutdown() in a trial is ignored" in f.read()
+

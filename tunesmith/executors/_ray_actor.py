@@ -282,6 +282,24 @@ class _ActorChannel:
                 self.cv.notify_all()
 
 
+def keep_ray_up() -> None:
+    """Make ``ray.shutdown()`` a no-op in this actor's process (a trial's actor, a rank's), with a note on stderr (the
+    trial's ``output.log``): the user's code (or a library it calls) ending Ray here would leave the actor without
+    its connection, and Ray kills it at its next call, its trial's last results with it (on the local backend the
+    same call does nothing: a worker process has no Ray). Ray's own exit uses ``ray._private.worker.shutdown``."""
+    import ray
+
+    if getattr(ray.shutdown, "_tunesmith_kept", False):
+        return
+
+    def shutdown(*args: Any, **kwargs: Any) -> None:
+        print("tunesmith: ray.shutdown() in a trial is ignored: the trial runs in a Ray actor, which needs its "
+              "connection to Ray", file=sys.stderr, flush=True)
+
+    shutdown._tunesmith_kept = True  # type: ignore[attr-defined]
+    ray.shutdown = shutdown
+
+
 class _TrialActor:
     """One Ray actor: runs one trial at a time (in its own thread), reused for the next trial with the same
     resources. Created as a threaded actor so that ``events``, ``decide`` and ``stop`` run while the trial
@@ -290,6 +308,7 @@ class _TrialActor:
     def __init__(self) -> None:
         import ray
 
+        keep_ray_up()
         self.channel = _ActorChannel()
         self.functions: dict[str, Any] = {}
         from tunesmith.executors._worker import _Output
