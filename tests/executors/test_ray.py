@@ -584,3 +584,20 @@ def test_a_trial_that_calls_ray_shutdown_runs_as_on_the_local_backend(ray_gpus, 
         with open(os.path.join(t.path, "output.log")) as f:
             assert "ray.shutdown() in a trial is ignored" in f.read()
 
+
+def test_sizes_the_ray_this_process_joined_does_not_offer_are_refused_naming_them(ray_gpus):
+    """The module's Ray (ray.init(num_cpus=4, num_gpus=2, resources={"accel": 2})) is used as it is: sizes asked of a
+    RayBackend that it does not offer were ignored silently (a trial asking for the 8 CPUs was then refused as more
+    than any node has, naming no RayBackend argument)."""
+    for bad, match in [({"num_cpus": 8}, r"num_cpus=8 \(it offers 4\)"),
+                       ({"num_gpus": 1}, r"num_gpus=1 \(it offers 2\)"),
+                       ({"resources": {"accel": 4, "tpu": 1}},
+                        r"resources=\{'accel': 4, 'tpu': 1\} \(it offers \{'accel': 2.0, 'tpu': 0.0\}\)")]:
+        with pytest.raises(ts.ConfigError, match=match) as e:
+            RayBackend(**bad).connect()
+        assert "ray.init" in str(e.value)
+        assert ray.is_initialized()  # the user's Ray is left as it was
+    ok = RayBackend(num_cpus=4, num_gpus=2, resources={"accel": 2})
+    assert ok.connect() is ray  # what it offers: used
+    ok.shutdown()
+    assert ray.is_initialized()  # not ours to stop

@@ -238,7 +238,8 @@ class RayBackend(Executor):
             ``"ray://host:10001"`` connects through Ray Client.
         num_cpus, num_gpus, resources, object_store_memory: for a local Ray started here (``address=None``),
             what it offers (whole numbers of CPUs and GPUs, non-negative custom amounts, bytes; checked here);
-            ignored when connecting to a cluster.
+            ignored when connecting to a cluster; with a Ray this process already joined (``ray.init``), one it
+            does not offer is refused.
         init_kwargs: more arguments for ``ray.init`` (e.g. ``runtime_env={"working_dir": "."}`` to ship
             your code to a remote cluster).
         bundles: extra placement-group bundles per trial, for trials that start their own Ray tasks or
@@ -462,6 +463,26 @@ class RayBackend(Executor):
                               f"running there (`ray start --head` prints its address)? Pass address='auto' to "
                               f"join the cluster this machine belongs to, or None to start a local Ray") from None
 
+    def _check_joined(self, ray: Any) -> None:
+        """This process joined a Ray before (the user's ``ray.init``), which ``address=None`` uses as it is: sizes asked
+        of this backend that it does not offer are refused, naming them (they would be ignored silently)."""
+        have = ray.cluster_resources()
+        wrong = []
+        for name, key in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+            v = getattr(self, name)
+            if v is not None and abs(float(have.get(key, 0.0)) - v) > _EPS:
+                wrong.append(f"{name}={v!r} (it offers {have.get(key, 0.0):g})")
+        if self.resources:
+            missing = {k: v for k, v in self.resources.items() if abs(float(have.get(k, 0.0)) - v) > _EPS}
+            if missing:
+                offers = {k: float(have.get(k, 0.0)) for k in missing}
+                wrong.append(f"resources={missing!r} (it offers {offers!r})")
+        if wrong:
+            raise ConfigError(f"RayBackend({', '.join(wrong)}): this process already joined a Ray (ray.init was "
+                              "called before), which tunesmith uses as it is and cannot resize; pass these sizes to "
+                              "your ray.init, or leave them out of RayBackend(...), or call ray.shutdown() first so "
+                              "that tunesmith starts a local Ray of its own")
+
     def connect(self) -> Any:
         """Connect to (or start) Ray; return the ``ray`` module. Called on first use; call it yourself
         before ``tunesmith.put`` so that shared data goes to this cluster's object store."""
@@ -494,6 +515,8 @@ class RayBackend(Executor):
                     ray.shutdown()
                 raise
             self._owns_ray = True
+        elif self.address is None:
+            self._check_joined(ray)
         self._ray = ray
         client = False
         try:
