@@ -262,6 +262,10 @@ def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpu
         # the node-local staging copies went when the trial ended (before its end reached the driver)
         stage = _staging_dir(ray.get_runtime_context().get_node_id(), t.path)
         assert not os.path.exists(stage), os.listdir(stage)  # and the folder, left empty
+    # and the experiment's folder on the node (<tmp>/tunesmith-ray/<node>/<experiment>-<hash>), left empty: one was
+    # left in /tmp by every experiment on every Ray session
+    experiment_stage = os.path.dirname(os.path.dirname(stage))
+    assert not os.path.exists(experiment_stage), os.listdir(experiment_stage)
     assert ts.load(result.path).get_best("i", "max").checkpoint.load() == 4  # read back from the store
     for bad, match in [({"storage": "bucket/prefix"}, "must be a URL"),
                        ({"storage": f"file://{bucket}", "shared_storage": True}, "pass one of them"),

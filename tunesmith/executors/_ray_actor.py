@@ -25,7 +25,15 @@ from typing import Any
 from tunesmith._importing import importing
 from tunesmith._layout import OUTPUT_LOG
 from tunesmith.checkpoint import is_url
-from tunesmith.executors._ray_transfer import CHUNK_BYTES, RESTORE, chunks, receive_folder, trial_files
+from tunesmith.executors._ray_transfer import (
+    CHUNK_BYTES,
+    RESTORE,
+    chunks,
+    make_staging,
+    receive_folder,
+    remove_staging_parents,
+    trial_files,
+)
 from tunesmith.executors._ray_transfer import staging_dir as _staging_dir
 from tunesmith.executors._wire import CHUNK, DONE, ENDING, FILE, OUTPUT, RESULTS
 
@@ -337,6 +345,8 @@ class _TrialActor:
         keep = None
         group = None
         try:
+            if stage is not None:
+                make_staging(stage)
             if restore_error is not None:
                 from tunesmith.checkpoint import CheckpointError
 
@@ -372,7 +382,8 @@ class _TrialActor:
                                      shared_storage=spec["shared_storage"], driver_trial_dir=driver_trial_dir,
                                      driver_restore=driver_restore, signing_key=signing_key)
         except BaseException:  # noqa: BLE001 - reported as the trial's failure; the actor lives on
-            self.channel.reset(spec["trial_id"], None, None)
+            self.channel.reset(spec["trial_id"], None, None,
+                               on_finish=None if stage is None else lambda: _remove_staging(stage))
             self.channel.finish("error", "could not start the trial in its Ray actor:\n" + traceback.format_exc())
             return {"node": self.node_id, "pid": os.getpid()}
         self.channel.reset(spec["trial_id"], driver_ckpts if remote and not storage else None, keep,
@@ -427,4 +438,5 @@ def _remove_staging(stage: str) -> None:
     try:
         os.rmdir(stage)
     except OSError:
-        pass  # not empty: the trial wrote files of its own there
+        return  # not empty: the trial wrote files of its own there
+    remove_staging_parents(stage)

@@ -281,3 +281,30 @@ def staging_dir(node_id: str, trial_dir: str) -> str:
     exp_dir = os.path.dirname(os.path.dirname(trial_dir))
     return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], experiment_key(exp_dir),
                         "trials", os.path.basename(trial_dir))
+
+
+def make_staging(stage: str) -> None:
+    """Create the trial's staging folder (:func:`staging_dir`) at its start. Another trial's end may remove the folders
+    above it as this runs (:func:`remove_staging_parents`: the last one of its experiment on this node), between
+    ``makedirs``'s steps: it is tried again; once the folder exists, those above it are not empty and stay."""
+    for attempt in range(8):
+        try:
+            os.makedirs(stage, exist_ok=True)
+            return
+        except FileNotFoundError:
+            if attempt == 7:
+                raise
+
+
+def remove_staging_parents(stage: str) -> None:
+    """The folders above a trial's removed staging folder, up to ``<tmp>/tunesmith-ray`` (kept): ``trials``, the
+    experiment's and the node's, each removed only when empty (``rmdir``: a link or a folder holding anything, another
+    trial's staging folder above all, stays), so that no experiment leaves folders in the node's ``/tmp``."""
+    root = os.path.join(tempfile.gettempdir(), "tunesmith-ray")
+    parent = os.path.dirname(stage)
+    while os.path.dirname(parent) != parent and parent.startswith(root + os.sep):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            return  # not empty (or gone): what is above it is not either
+        parent = os.path.dirname(parent)
