@@ -605,3 +605,22 @@ def test_sizes_the_ray_this_process_joined_does_not_offer_are_refused_naming_the
     assert ok.connect() is ray  # what it offers: used
     ok.shutdown()
     assert ray.is_initialized()  # not ours to stop
+
+
+def killed_after_its_checkpoint(config):
+    ck = ts.get_checkpoint()
+    if ck is None:
+        ts.report({"restored": 0}, checkpoint=ts.Checkpoint.from_state(1))
+        os.kill(os.getpid(), 9)  # the actor dies at once, its trial's last result sent or not
+    ts.report({"restored": ck.load()})
+
+
+@pytest.mark.timeout(60)
+def test_a_result_with_a_checkpoint_outlives_its_actor_killed_right_after(ray_gpus, results_dir):
+    """The result (and the checkpoint it names) waited in the actor for the driver's next poll, and died with it: the
+    retry started from scratch and was killed again (ERROR), where the local backend's retry restores it."""
+    result = ts.run(killed_after_its_checkpoint, space={"x": 1}, max_failures=1, verbose=0, backend=RayBackend(),
+                    name="killed-after-checkpoint")
+    (t,) = result.trials
+    assert (t.status, t.num_failures) == (ts.TrialStatus.TERMINATED, 1), t.error
+    assert [r["restored"] for r in result.history(t.id)] == [0, 1]

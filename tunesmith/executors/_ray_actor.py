@@ -68,6 +68,7 @@ class _ActorChannel:
         self.log_fd: int | None = None  # open once the trial has printed
         self.log_at = 0  # how much of it was sent
         self.files_from: str | None = None  # the node-local folder whose files the trial's end sends
+        self.polls = 0  # the driver's long polls begun (each sent once it had the answer to the one before)
 
     def reset(self, trial_id: int, ship_to: str | None, keep: str | None, chunk_bytes: int = CHUNK_BYTES,
               upload_to: str | None = None, on_finish: Callable[[], None] | None = None,
@@ -106,10 +107,12 @@ class _ActorChannel:
                 self.cv.wait(HEARTBEAT_S)
             self.rows.append(row)
             self.queued_rows += 1
-            if wait or len(self.rows) >= BATCH:
+            if wait or len(self.rows) >= BATCH or row[4] is not None:
                 self._flush_locked(wait)
             self.cv.notify_all()
             if not wait:
+                if row[4] is not None:
+                    self._delivered_locked(self.out[-1])
                 return None
             while True:
                 if self.stopped:
@@ -118,6 +121,17 @@ class _ActorChannel:
                     decision, self.decision = self.decision, None
                     return decision[0] and not self.stopped, decision[1]
                 self.cv.wait()
+
+    def _delivered_locked(self, msg: tuple[Any, ...]) -> None:
+        """Wait until the driver has ``msg`` (a result naming a checkpoint), as a local worker's write into its pipe
+        does: an actor killed right after must not take it along (the retry restores the checkpoint). Taken by a long
+        poll is not enough (its answer may die with the process): the driver's next poll, sent once it has the answer,
+        tells it came."""
+        while any(m is msg for m in self.out):
+            self.cv.wait(HEARTBEAT_S)
+        taken_by = self.polls
+        while self.polls <= taken_by:
+            self.cv.wait(HEARTBEAT_S)
 
     def stop_requested(self) -> bool:
         return self.stopped
@@ -254,6 +268,8 @@ class _ActorChannel:
     # driver's calls, from Ray's method threads -----------------------------------------------------------
     def take(self, timeout: float) -> list[tuple[Any, ...]]:
         with self.cv:
+            self.polls += 1  # the driver has the answer to its previous poll (``_delivered_locked``)
+            self.cv.notify_all()
             if not self.out and not self.rows:
                 self.cv.wait(timeout)
             self._read_log_locked()  # what it printed meanwhile, as it runs
