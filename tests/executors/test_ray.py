@@ -595,13 +595,14 @@ def test_sizes_the_ray_this_process_joined_does_not_offer_are_refused_naming_the
     than any node has, naming no RayBackend argument)."""
     for bad, match in [({"num_cpus": 8}, r"num_cpus=8 \(it offers 4\)"),
                        ({"num_gpus": 1}, r"num_gpus=1 \(it offers 2\)"),
+                       ({"object_store_memory": 2**20}, r"object_store_memory=1048576 \(it offers 209715200\)"),
                        ({"resources": {"accel": 4, "tpu": 1}},
                         r"resources=\{'accel': 4, 'tpu': 1\} \(it offers \{'accel': 2.0, 'tpu': 0.0\}\)")]:
         with pytest.raises(ts.ConfigError, match=match) as e:
             RayBackend(**bad).connect()
         assert "ray.init" in str(e.value)
         assert ray.is_initialized()  # the user's Ray is left as it was
-    ok = RayBackend(num_cpus=4, num_gpus=2, resources={"accel": 2})
+    ok = RayBackend(num_cpus=4, num_gpus=2, resources={"accel": 2}, object_store_memory=200 * 2**20)
     assert ok.connect() is ray  # what it offers: used
     ok.shutdown()
     assert ray.is_initialized()  # not ours to stop

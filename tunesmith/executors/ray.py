@@ -239,7 +239,7 @@ class RayBackend(Executor):
         num_cpus, num_gpus, resources, object_store_memory: for a local Ray started here (``address=None``),
             what it offers (whole numbers of CPUs and GPUs, non-negative custom amounts, bytes; checked here);
             ignored when connecting to a cluster; with a Ray this process already joined (``ray.init``), one it
-            does not offer is refused.
+            does not offer is refused (``init_kwargs`` are not applied to it).
         init_kwargs: more arguments for ``ray.init`` (e.g. ``runtime_env={"working_dir": "."}`` to ship
             your code to a remote cluster).
         bundles: extra placement-group bundles per trial, for trials that start their own Ray tasks or
@@ -468,15 +468,16 @@ class RayBackend(Executor):
         of this backend that it does not offer are refused, naming them (they would be ignored silently)."""
         have = ray.cluster_resources()
         wrong = []
-        for name, key in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+        for name, key in (("num_cpus", "CPU"), ("num_gpus", "GPU"), ("object_store_memory", "object_store_memory")):
             v = getattr(self, name)
-            if v is not None and abs(float(have.get(key, 0.0)) - v) > _EPS:
-                wrong.append(f"{name}={v!r} (it offers {have.get(key, 0.0):g})")
+            offers = float(have.get(key, 0.0))
+            if v is not None and abs(offers - v) > _EPS:
+                wrong.append(f"{name}={v!r} (it offers {int(offers) if offers.is_integer() else offers})")
         if self.resources:
             missing = {k: v for k, v in self.resources.items() if abs(float(have.get(k, 0.0)) - v) > _EPS}
             if missing:
-                offers = {k: float(have.get(k, 0.0)) for k in missing}
-                wrong.append(f"resources={missing!r} (it offers {offers!r})")
+                offered = {k: float(have.get(k, 0.0)) for k in missing}
+                wrong.append(f"resources={missing!r} (it offers {offered!r})")
         if wrong:
             raise ConfigError(f"RayBackend({', '.join(wrong)}): this process already joined a Ray (ray.init was "
                               "called before), which tunesmith uses as it is and cannot resize; pass these sizes to "
