@@ -625,3 +625,21 @@ def test_a_result_with_a_checkpoint_outlives_its_actor_killed_right_after(ray_gp
     (t,) = result.trials
     assert (t.status, t.num_failures) == (ts.TrialStatus.TERMINATED, 1), t.error
     assert [r["restored"] for r in result.history(t.id)] == [0, 1]
+
+
+def checkpoints_then_hangs(config):
+    ts.report({"i": 1}, checkpoint=ts.Checkpoint.from_state(1))
+    time.sleep(120)  # past its trial_time_limit_s: its actor is killed
+
+
+@pytest.mark.timeout(60)
+def test_a_trial_killed_with_storage_leaves_no_staged_copies_on_the_node(ray_gpus, results_dir, tmp_path):
+    """With storage=, a trial stages its checkpoints on its node before uploading them; one whose actor was killed
+    (past its time limit, no retry) left those copies in <tmp>/tunesmith-ray for good."""
+    result = ts.run(checkpoints_then_hangs, space={"x": 1}, trial_time_limit_s=2, verbose=0, name="killed-staged",
+                    backend=RayBackend(storage=f"file://{tmp_path}/bucket", grace_period_s=0.5))
+    (t,) = result.trials
+    assert t.status is ts.TrialStatus.ERROR and "trial_time_limit_s=2" in t.error
+    assert t.checkpoint.load() == 1  # uploaded: the staged copy was only a copy
+    stage = _staging_dir(ray.get_runtime_context().get_node_id(), t.path)
+    assert not os.path.exists(stage), [os.path.join(r, n) for r, d, f in os.walk(stage) for n in d + f]

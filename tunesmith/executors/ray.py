@@ -53,8 +53,8 @@ from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.checkpoint import CheckpointError, is_url
 from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
-from tunesmith.executors._ray_actor import HEARTBEAT_S, _TrialActor
-from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, IncomingFiles, put_folder
+from tunesmith.executors._ray_actor import HEARTBEAT_S, _remove_staging, _TrialActor
+from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, IncomingFiles, put_folder, staging_dir
 from tunesmith.executors._wire import CHUNK, DONE, ENDING, FILE, OUTPUT, RESULTS
 
 log = logging.getLogger("tunesmith")
@@ -318,6 +318,7 @@ class RayBackend(Executor):
         self._by_trial: dict[int, _Slot] = {}
         self._by_ref: dict[Any, _Slot] = {}
         self._orphans: set[Any] = set()  # refs whose results nobody needs; consumed so Ray does not warn
+        self._killed_stages: set[str] = set()  # staging folders here of trials whose actor was killed (shutdown)
         self._cluster: dict[str, float] = {}
         self._nodes: list[dict[str, float]] = []
         self._addresses: dict[str, str | None] = {}  # Ray node id -> its IP (placements)
@@ -958,6 +959,11 @@ class RayBackend(Executor):
     def _finish(self, slot: _Slot, keep: bool) -> None:
         if slot.trial_id is not None:
             self._by_trial.pop(slot.trial_id, None)
+            if not keep and self._storage_prefix is not None and slot.node is not None \
+                    and slot.node == self._driver_node:
+                # with storage=, a trial on this node stages copies of its checkpoints here (its files are in its
+                # folder): one whose actor is killed cannot remove them; at shutdown, once no actor writes there
+                self._killed_stages.add(staging_dir(slot.node, slot.trial_dir))
         slot.trial_id = None
         slot.stop_deadline = slot.rank0_returned = None
         slot.stop_on_result = False
@@ -1016,3 +1022,6 @@ class RayBackend(Executor):
             self._ray.shutdown()
             self._owns_ray = False
             self._ray = None
+        for stage in self._killed_stages:
+            _remove_staging(stage)  # (a trial that ended, or a retry that did, removed it already)
+        self._killed_stages.clear()
