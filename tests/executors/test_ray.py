@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
+import tempfile
 import time
 from collections import Counter
 
@@ -262,8 +264,8 @@ def test_storage_url_takes_the_checkpoints_and_a_retry_downloads_its_own(ray_gpu
         # the node-local staging copies went when the trial ended (before its end reached the driver)
         stage = _staging_dir(ray.get_runtime_context().get_node_id(), t.path)
         assert not os.path.exists(stage), os.listdir(stage)  # and the folder, left empty
-    # and the experiment's folder on the node (<tmp>/tunesmith-ray/<node>/<experiment>-<hash>), left empty: one was
-    # left in /tmp by every experiment on every Ray session
+    # and the experiment's folder on the node (<tmp>/tunesmith-ray-<uid>/<node>/<experiment>-<hash>), left empty: one
+    # was left in /tmp by every experiment on every Ray session
     experiment_stage = os.path.dirname(os.path.dirname(stage))
     assert not os.path.exists(experiment_stage), os.listdir(experiment_stage)
     assert ts.load(result.path).get_best("i", "max").checkpoint.load() == 4  # read back from the store
@@ -358,13 +360,24 @@ def test_the_trial_function_of_a_module_beside_the_driver_ships_by_value_and_ins
         assert not any(m.startswith("numpy") for m in rcp.list_registry_pickle_by_value())
 
 
-def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp_path):
+def _stage(tmp_path, monkeypatch):
+    """A trial's staging folder, made (in this user's private root) in a temporary folder of the test's own."""
+    from tunesmith.executors._ray_transfer import make_staging, staging_dir
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    stage = staging_dir("n" * 32, str(tmp_path / "results" / "exp" / "trials" / "trial_00001"))
+    make_staging(stage)
+    return pathlib.Path(stage)
+
+
+def test_a_trial_removes_its_staging_copies_before_the_driver_hears_it_ended(tmp_path, monkeypatch):
     # A retry the driver starts as soon as it hears "done" may use the same node-local staging folder (same
     # node, same trial): the ended attempt must not delete it under the retry (it once did, in a thread,
     # after "done" was queued, and a retry's download failed with FileNotFoundError).
     from tunesmith.executors._ray_actor import _ActorChannel, _remove_staging
 
-    stage = tmp_path / "stage"
+    stage = _stage(tmp_path, monkeypatch)
     for sub in ("checkpoints/checkpoint_000001", ".tunesmith-restore/checkpoint_000000", "restore/mine"):
         (stage / sub).mkdir(parents=True)
     ch = _ActorChannel()
@@ -397,7 +410,7 @@ def _until_done(ch):
 
 
 @pytest.mark.timeout(60)
-def test_what_a_trial_on_another_node_printed_goes_to_the_driver_before_its_end(tmp_path):
+def test_what_a_trial_on_another_node_printed_goes_to_the_driver_before_its_end(tmp_path, monkeypatch):
     # The staging folder's output.log is read for the driver as it grows (each long poll) and to its end before
     # "done"; only what was written after the trial started is sent (a file an earlier, killed run left was
     # sent then); then it is removed, and the folder with it unless the trial left files of its own there.
@@ -405,8 +418,7 @@ def test_what_a_trial_on_another_node_printed_goes_to_the_driver_before_its_end(
 
     from tunesmith.executors._ray_actor import LOG_BYTES, _ActorChannel, _remove_staging
 
-    stage = tmp_path / "stage"
-    stage.mkdir()
+    stage = _stage(tmp_path, monkeypatch)
     log = stage / "output.log"
     log.write_bytes(b"an earlier run\n")
     ch = _ActorChannel()
@@ -431,14 +443,14 @@ def test_what_a_trial_on_another_node_printed_goes_to_the_driver_before_its_end(
 
 
 @pytest.mark.timeout(60)
-def test_a_trials_files_leave_its_node_only_once_the_driver_took_them(tmp_path):
+def test_a_trials_files_leave_its_node_only_once_the_driver_took_them(tmp_path, monkeypatch):
     # sync_trial_files: an actor killed while its files are on their way (past a stop's grace period) must leave
     # them on the node, so they go only once every piece was taken
     import threading
 
     from tunesmith.executors._ray_actor import _ActorChannel, _remove_staging
 
-    stage = tmp_path / "stage"
+    stage = _stage(tmp_path, monkeypatch)
     (stage / "plots").mkdir(parents=True)
     (stage / "plots" / "a.bin").write_bytes(b"01")  # one piece
     (stage / "plots" / "b.bin").write_bytes(b"0123456789")  # three: the second waits for the driver
@@ -635,7 +647,7 @@ def checkpoints_then_hangs(config):
 @pytest.mark.timeout(60)
 def test_a_trial_killed_with_storage_leaves_no_staged_copies_on_the_node(ray_gpus, results_dir, tmp_path):
     """With storage=, a trial stages its checkpoints on its node before uploading them; one whose actor was killed
-    (past its time limit, no retry) left those copies in <tmp>/tunesmith-ray for good."""
+    (past its time limit, no retry) left those copies in <tmp>/tunesmith-ray-<uid> for good."""
     result = ts.run(checkpoints_then_hangs, space={"x": 1}, trial_time_limit_s=2, verbose=0, name="killed-staged",
                     backend=RayBackend(storage=f"file://{tmp_path}/bucket", grace_period_s=0.5))
     (t,) = result.trials

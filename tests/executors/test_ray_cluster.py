@@ -235,9 +235,8 @@ def test_a_lost_node_costs_its_trial_a_restart_from_its_checkpoint(cluster, resu
 
 def test_with_a_storage_url_checkpoints_skip_the_driver_and_a_lost_node_restores_from_there(
         cluster, results_dir, tmp_path):
-    import tempfile
-
     from tunesmith._ledger import experiment_key
+    from tunesmith.executors._ray_transfer import staging_root
 
     bucket = tmp_path / "bucket"
     killer = RemoveNodeOnce(cluster)
@@ -256,7 +255,7 @@ def test_with_a_storage_url_checkpoints_skip_the_driver_and_a_lost_node_restores
     assert restarted and restarted[0]["start"] >= 3  # downloaded from the storage on another node
     assert {r["node"] for r in restarted}.isdisjoint({killer.removed})
     # the surviving nodes' staging copies were removed when their trials ended
-    staging = os.path.join(tempfile.gettempdir(), "tunesmith-ray")
+    staging = staging_root()
     left = [os.path.join(root, d) for root, dirs, _ in os.walk(staging) for d in dirs
             if d == "checkpoints" and "node-storage" in root and os.listdir(os.path.join(root, d))]
     survivors = {n.node_id[:16] for n in cluster.worker_nodes}

@@ -33,6 +33,7 @@ from tunesmith.executors._ray_transfer import (
     receive_folder,
     remove_staging_parents,
     trial_files,
+    under_staging_root,
 )
 from tunesmith.executors._ray_transfer import staging_dir as _staging_dir
 from tunesmith.executors._wire import CHUNK, DONE, ENDING, FILE, OUTPUT, RESULTS
@@ -444,7 +445,10 @@ def _no_follow(path: str, flags: int) -> int:
 def _remove_staging(stage: str) -> None:
     """Every checkpoint of the trial was read for the driver (queued in memory) or uploaded to the
     storage, and its output.log was read for the driver: the staging copies can go, and the folder with them
-    when the trial left nothing else there (files it wrote itself stay: they are the user's)."""
+    when the trial left nothing else there (files it wrote itself stay: they are the user's). Only a staging folder
+    below this user's private root, with no link on the way (``under_staging_root``): nothing is removed elsewhere."""
+    if not under_staging_root(stage):
+        return
     shutil.rmtree(os.path.join(stage, "checkpoints"), ignore_errors=True)
     shutil.rmtree(os.path.join(stage, RESTORE), ignore_errors=True)  # (a restore/ of the trial's own stays)
     try:

@@ -38,7 +38,7 @@ from typing import Any
 from tunesmith import _ranks
 from tunesmith.checkpoint import is_url
 from tunesmith.executors._local_ranks import END_STOP_CHECK_S, FAIL_GRACE_S, RANK0_FAILED_WAIT_S
-from tunesmith.executors._ray_transfer import RESTORE, receive_folder, staging_dir
+from tunesmith.executors._ray_transfer import RESTORE, make_staging, receive_folder, staging_dir, under_staging_root
 
 _WAIT_S = 0.5  # the watcher looks at "rank 0 ended" this often while no rank ends
 
@@ -85,6 +85,7 @@ class _RankActor:
         remote = driver_node != self.node_id and not shared_storage  # the driver's folder is not here
         stage = staging_dir(self.node_id, spec["trial_dir"])
         if remote:
+            make_staging(stage)  # (in this user's private root, checked)
             spec["trial_dir"] = stage
         restore, rank0_restore, rank0_node = spec["restore"], spec.pop("rank0_restore"), spec.pop("rank0_node")
         # its own copy, in this node's staging folder (other ranks on this node may be reading theirs), under
@@ -97,6 +98,7 @@ class _RankActor:
             elif is_url(restore):
                 from tunesmith.checkpoint import download
 
+                make_staging(stage)
                 os.makedirs(restore_dir, exist_ok=True)
                 self.restore_dir = restore_dir
                 spec["restore"] = download(restore, restore_dir)
@@ -105,7 +107,7 @@ class _RankActor:
                 spec["restore"] = receive_folder(restore_files, restore_dir, os.path.basename(restore))
             _ranks.run_rank(spec, ray.get(fn_ref[0]))
         finally:
-            if self.restore_dir is not None:
+            if self.restore_dir is not None and under_staging_root(self.restore_dir):
                 shutil.rmtree(self.restore_dir, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.dirname(self.restore_dir))  # (another rank's copy still there: it stays)

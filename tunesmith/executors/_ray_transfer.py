@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -270,39 +271,113 @@ def receive_folder(files: list[tuple[str, list[Any]]], parent: str, name: str) -
     return final
 
 
+def staging_root() -> str:
+    """This user's root of the node's staging folders: ``<tmp>/tunesmith-ray-<uid>`` (``<tmp>/tunesmith-ray`` where
+    there are no user ids: Windows, whose temporary folder is the user's own). One per user, never shared: the
+    machine's ``/tmp`` is, and a folder there may be another user's (:func:`check_staging_root`)."""
+    getuid = getattr(os, "getuid", None)
+    return os.path.join(tempfile.gettempdir(), "tunesmith-ray" if getuid is None else f"tunesmith-ray-{getuid()}")
+
+
+def _not_private(st: os.stat_result) -> str | None:
+    """Why a folder with this ``lstat`` is not this user's private one, or None when it is."""
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a folder"
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and st.st_uid != getuid():
+        return f"owned by another user (uid {st.st_uid}, this process runs as uid {getuid()})"
+    if st.st_mode & 0o022:
+        return f"writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def check_staging_root(create: bool = True) -> str:
+    """:func:`staging_root`, made (mode 0700) when it is missing and ``create``, and checked on every use by its
+    ``lstat``: a folder (not a link) of this process's user that neither group nor others may write to. Nothing is
+    ever written or removed under a root that is not: another user may have made it first in the shared ``/tmp``,
+    to read the checkpoints or to redirect what is written or deleted there. Once it is checked nobody else can
+    change it (``/tmp``'s sticky bit keeps others from renaming it; only this user writes in it).
+
+    Raises:
+        PermissionError: the root is not private; the message names it and what to do.
+        FileNotFoundError: it is missing and not ``create``.
+    """
+    root = staging_root()
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(root, 0o700)
+    why = _not_private(os.lstat(root))
+    if why is not None:
+        raise PermissionError(
+            f"the Ray staging folder {root} is {why}: expected a folder of this user's that nobody else may write "
+            f"to (another user may have made it, to read or redirect your checkpoints). Nothing is written or "
+            f"deleted there: remove it (or give Ray's workers another TMPDIR) and run again")
+    return root
+
+
+def under_staging_root(path: str) -> bool:
+    """True when ``path`` exists below this user's staging root, the root is private (:func:`check_staging_root`)
+    and no folder on the way from it down to ``path`` (``path`` included) is a link: what is removed by that path
+    is then removed there, never through a link somewhere else. False otherwise (nothing to remove there)."""
+    try:
+        root = check_staging_root(create=False)
+    except OSError:
+        return False
+    rel = os.path.relpath(path, root)
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return False
+    here = root
+    for part in rel.split(os.sep):
+        here = os.path.join(here, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(here).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def staging_dir(node_id: str, trial_dir: str) -> str:
     """A node-local folder for a trial whose experiment folder (``<exp>/trials/<trial>``) is on the driver's
     machine (its actors on that node write there: rank 0's checkpoints on their way, restore copies, and the
-    trial itself when it runs there): ``<tmp>/tunesmith-ray/<node>/<exp>-<8 hex digits of the experiment
+    trial itself when it runs there): ``<tmp>/tunesmith-ray-<uid>/<node>/<exp>-<8 hex digits of the experiment
     folder's path>/trials/<trial>`` (:func:`tunesmith._ledger.experiment_key`, which keys its checkpoints in
-    ``RayBackend(storage=...)`` too), so that two experiments of one name never share one."""
+    ``RayBackend(storage=...)`` too), so that two experiments of one name never share one. Only the path:
+    :func:`make_staging` checks the root before anything is written there."""
     from tunesmith._ledger import experiment_key
 
     exp_dir = os.path.dirname(os.path.dirname(trial_dir))
-    return os.path.join(tempfile.gettempdir(), "tunesmith-ray", node_id[:16], experiment_key(exp_dir),
-                        "trials", os.path.basename(trial_dir))
+    return os.path.join(staging_root(), node_id[:16], experiment_key(exp_dir), "trials", os.path.basename(trial_dir))
 
 
 def make_staging(stage: str) -> None:
-    """Create the trial's staging folder (:func:`staging_dir`) at its start. Another trial's end may remove the folders
-    above it as this runs (:func:`remove_staging_parents`: the last one of its experiment on this node), between
-    ``makedirs``'s steps: it is tried again; once the folder exists, those above it are not empty and stay."""
+    """Create the trial's staging folder (:func:`staging_dir`) before anything is written there, in this user's
+    private root (:func:`check_staging_root`: raises ``PermissionError`` for one that is not). Another trial's end
+    may remove the folders above it as this runs (:func:`remove_staging_parents`: the last one of its experiment on
+    this node), between ``makedirs``'s steps: it is tried again; once the folder exists, those above it are not
+    empty and stay."""
+    check_staging_root()
     for attempt in range(8):
         try:
             os.makedirs(stage, exist_ok=True)
-            return
+            break
         except FileNotFoundError:
             if attempt == 7:
                 raise
+    if not under_staging_root(stage):
+        raise PermissionError(f"the Ray staging folder {stage} is not a folder below {staging_root()} (a link on "
+                              f"the way): nothing is written there")
 
 
 def remove_staging_parents(stage: str) -> None:
-    """The folders above a trial's removed staging folder, up to ``<tmp>/tunesmith-ray`` (kept): ``trials``, the
-    experiment's and the node's, each removed only when empty (``rmdir``: a link or a folder holding anything, another
-    trial's staging folder above all, stays), so that no experiment leaves folders in the node's ``/tmp``."""
-    root = os.path.join(tempfile.gettempdir(), "tunesmith-ray")
+    """The folders above a trial's removed staging folder, up to this user's root (kept): ``trials``, the
+    experiment's and the node's, each removed only when empty (``rmdir``: a folder holding anything, another
+    trial's staging folder above all, stays) and only while it is a folder below a private root with no link on the
+    way (:func:`under_staging_root`), so that no experiment leaves folders in the node's ``/tmp``."""
     parent = os.path.dirname(stage)
-    while os.path.dirname(parent) != parent and parent.startswith(root + os.sep):
+    while under_staging_root(parent):
         try:
             os.rmdir(parent)
         except OSError:
