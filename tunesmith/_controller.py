@@ -44,7 +44,7 @@ from tunesmith._trial_memory import forget
 from tunesmith.callbacks._base import Callback, ExperimentInfo, Notifier
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import CONFIG_ERROR, Done, Event, Executor, Launch, Results
-from tunesmith.schedulers._base import Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
+from tunesmith.schedulers._base import CONTINUE, Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
 from tunesmith.searchers._base import FINISHED, Searcher, trial_cap, unwrapped
 from tunesmith.space import check_storable
 from tunesmith.store.sqlite import Store, StoreError, dumps
@@ -750,12 +750,15 @@ class Controller:
             self._stop_reasons[trial.id] = "stop_rule"
             return _STOP
         decision = self.scheduler.on_result(trial, result, self.view)
+        if decision is CONTINUE:  # the usual answer, at every result: nothing to check
+            return decision
         if not isinstance(decision, (Continue, Stop, Pause, Exploit)):  # a scheduler of the user's own: a forgotten
             import reprlib  # return (None), "STOP", the class Stop: taken for a stop before, silently
 
             self._fail(ConfigError(f"{type(self.scheduler).__name__}.on_result returned {type(decision).__name__} "
                                    f"{reprlib.repr(decision)} for {trial.name}'s result {result.iteration}; expected "
-                                   "CONTINUE, STOP, a Pause or an Exploit (tunesmith.schedulers._base)"))
+                                   "CONTINUE, STOP, a Pause or an Exploit (self.CONTINUE, self.STOP, self.Pause(...), "
+                                   "self.Exploit(...))"))
             self._stop_reasons[trial.id] = "experiment"
             return _STOP
         if isinstance(decision, Pause) and decision.resources is not None:
