@@ -28,14 +28,15 @@ from tunesmith.store.sqlite import Store  # noqa: E402
 
 
 def executemany(db: sqlite3.Connection, rows: list) -> None:
-    db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def per_row_us(insert, n: int, batch: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         store = Store(os.path.join(d, "e.db"))
         t0 = time.time()
-        rows = [(1 + i % 2, i // 2 + 1, 0.001 * i, t0 + i, '{"loss": %r}' % (1 / (i + 1))) for i in range(n)]
+        rows = [(1 + i % 2, i // 2 + 1, 0.001 * i, t0 + i, '{"loss": %r}' % (1 / (i + 1)), 0, 0)  # as the driver writes
+                for i in range(n)]
         with store.transaction() as db:
             store.insert_trial(db, 1, {}, {}, "RUNNING")
             store.insert_trial(db, 2, {}, {}, "RUNNING")

