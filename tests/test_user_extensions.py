@@ -218,3 +218,78 @@ def test_the_decisions_and_finished_are_reached_through_the_public_base_classes(
         {"CONTINUE": "Continue", "STOP": "Stop", "PAUSE": "Pause"}
     assert ts.Scheduler.Pause(resources={"cpu": 1}).resources == {"cpu": 1}
     assert ts.Scheduler.Exploit(1, {"x": 1.0}).source_trial == 1
+
+
+class PausesAtTwo(ts.FIFO):
+    """Waits for its decision at every result, pauses each trial at its second result and, unless a subclass
+    answers otherwise, resumes the trial paused first."""
+
+    def __init__(self):
+        self.paused = []
+
+    def decision_iteration(self, trial):
+        return trial.iteration + 1
+
+    def on_result(self, trial, result, view):
+        if result.iteration == 2 and trial.id not in self.paused:
+            self.paused.append(trial.id)
+            return self.PAUSE
+        return self.CONTINUE
+
+    def choose_trial_to_run(self, view):
+        return next((t for t in self.paused if view.trials[t].status is ts.TrialStatus.PAUSED), None)
+
+
+def _answering(name, base=ts.FIFO, **hooks):
+    """A subclass of ``base`` named ``name`` whose hooks are ``hooks``: a user's scheduler that answers junk."""
+    return type(name, (base,), hooks)()
+
+
+PAUSED_AT_2 = [(ts.TrialStatus.PAUSED, 2)]  # its results stored, it resumes from there
+NOT_STARTED = [(ts.TrialStatus.PENDING, 0)]  # made, failed before it started: a resume starts it
+
+
+@pytest.mark.parametrize("scheduler, said, trials", [
+    (_answering("Forgot", accepting_new_trials=lambda self, view: None),
+     r"Forgot\.accepting_new_trials returned NoneType None; expected True or False", []),
+    (_answering("Says", accepting_new_trials=lambda self, view: "no"),
+     r"Says\.accepting_new_trials returned str 'no'; expected True or False", []),
+    (_answering("NoSuch", PausesAtTwo, choose_trial_to_run=lambda self, view: 99),
+     r"NoSuch\.choose_trial_to_run returned int 99; expected None or the id of a paused trial \(paused: \[1\]\)",
+     PAUSED_AT_2),
+    (_answering("Named", PausesAtTwo, choose_trial_to_run=lambda self, view: "trial_00001"),
+     r"Named\.choose_trial_to_run returned str 'trial_00001'; expected None or the id of a paused trial",
+     PAUSED_AT_2),
+    (_answering("NoList", PausesAtTwo, trials_to_stop=lambda self, view: None),
+     r"NoList\.trials_to_stop returned NoneType None; expected a list of trial ids", PAUSED_AT_2),
+    (_answering("Strings", PausesAtTwo, trials_to_stop=lambda self, view: ["1"]),
+     r"Strings\.trials_to_stop returned list \['1'\]; expected a list of trial ids", PAUSED_AT_2),
+    (_answering("Text", decision_iteration=lambda self, trial: "3"),
+     r"Text\.decision_iteration returned str '3' for trial_00001 at iteration 0; expected None or an iteration "
+     r"after 0", NOT_STARTED),
+    (_answering("Same", decision_iteration=lambda self, trial: trial.iteration),
+     r"Same\.decision_iteration returned int 0 for trial_00001 at iteration 0; expected None or an iteration "
+     r"after 0", NOT_STARTED),
+    (_answering("Plain", decision_iteration=lambda self, trial: trial.iteration + 1,
+                decision_plan=lambda self, trial: [(trial.iteration + 1, 0.0)]),
+     r"Plain\.decision_plan returned list \[\(1, 0\.0\)\] for trial_00001; expected None or a DecisionPlan",
+     NOT_STARTED),
+], ids=["accepting-forgot-return", "accepting-string", "choose-no-such-trial", "choose-a-name", "to-stop-none",
+        "to-stop-strings", "decision-iteration-string", "decision-iteration-not-after", "decision-plan-list"])
+def test_a_scheduler_hook_that_answers_junk_fails_the_run_naming_it(results_dir, scheduler, said, trials):
+    # before: accepting_new_trials' None ended the run "finished" with no trial, its string was taken for True; a
+    # choose_trial_to_run naming no paused trial left the paused one unresumed, closed TERMINATED at 2 in a
+    # "finished" run; an unexpected decision_iteration streamed results; the others failed deep in the driver
+    # with a bare TypeError or AttributeError
+    with pytest.raises(ts.ConfigError, match=said):
+        ts.run(train, {"x": 0.5}, scheduler=scheduler, metric="loss", mode="min", verbose=0, name="junk",
+               backend=_one_at_a_time())
+    rs = ts.load("junk")
+    assert rs.status == "failed" and f"{type(scheduler).__name__}." in rs.meta["error"]
+    assert [(t.status, t.iteration) for t in rs.trials] == trials
+    assert [len(rs.history(t.id)) for t in rs.trials] == [t.iteration for t in rs.trials]
+    fixed = type(type(scheduler).__name__, type(scheduler).__bases__, {})()  # the same class, its hook fixed
+    rs = ts.run(train, {"x": 0.5}, scheduler=fixed, metric="loss", mode="min", verbose=0, name="junk", resume=True,
+                backend=_one_at_a_time())
+    assert rs.status == "finished"
+    assert [(t.status, t.iteration) for t in rs.trials] == [(TERMINATED, 5)] * max(len(trials), 1)

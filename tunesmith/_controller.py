@@ -44,7 +44,18 @@ from tunesmith._trial_memory import forget
 from tunesmith.callbacks._base import Callback, ExperimentInfo, Notifier
 from tunesmith.dashboard._commands import CommandInbox, apply_commands
 from tunesmith.executors._base import CONFIG_ERROR, Done, Event, Executor, Launch, Results
-from tunesmith.schedulers._base import CONTINUE, Continue, Exploit, Pause, Scheduler, SchedulerView, Stop
+from tunesmith.schedulers._base import (
+    CONTINUE,
+    Continue,
+    DecisionPlan,
+    Exploit,
+    Pause,
+    Scheduler,
+    SchedulerView,
+    Stop,
+    is_trial_id,
+    misanswered,
+)
 from tunesmith.searchers._base import FINISHED, Searcher, trial_cap, unwrapped
 from tunesmith.space import check_storable
 from tunesmith.store.sqlite import Store, StoreError, dumps
@@ -378,7 +389,7 @@ class Controller:
                 if self._stopping or self._fatal is not None:
                     break
                 if not self._pending_launch and self._resumable() is None and (
-                        self._searcher_done or not self.scheduler.accepting_new_trials(self.view)):
+                        self._searcher_done or not self._accepting_new_trials()):
                     # nothing runs, nothing is left to resume, and no new trial may start: nothing could
                     # change that (a scheduler that refuses new trials, Deadline's after its deadline, while
                     # idle would refuse forever)
@@ -414,8 +425,20 @@ class Controller:
             return None
         self.view.now = self._now()
         tid = self.scheduler.choose_trial_to_run(self.view)
-        self._chosen = tid if tid in self._paused else None
+        if tid is not None and not (is_trial_id(tid) and tid in self._paused):  # taken for None before: the paused
+            raise misanswered(self.scheduler, "choose_trial_to_run", tid,  # trials never resumed, silently
+                              f"None or the id of a paused trial (paused: {sorted(self._paused)})")
+        self._chosen = None if tid is None else int(tid)
         return self._chosen
+
+    def _accepting_new_trials(self) -> bool:
+        """The scheduler's ``accepting_new_trials``, a bool (numpy's too): a forgotten ``return``'s None ended the
+        experiment with no trial, a string was taken for True."""
+        answer = self.scheduler.accepting_new_trials(self.view)
+        kind = type(answer)
+        if kind is not bool and (kind.__module__, kind.__name__) not in (("numpy", "bool_"), ("numpy", "bool")):
+            raise misanswered(self.scheduler, "accepting_new_trials", answer, "True or False")
+        return bool(answer)
 
     def _capacity_left(self) -> bool:
         limit = self.max_concurrent
@@ -457,7 +480,7 @@ class Controller:
         launch = self._resume_chosen()
         if launch is not None:
             return launch
-        if self._searcher_done or not self.scheduler.accepting_new_trials(self.view):
+        if self._searcher_done or not self._accepting_new_trials():
             return None
         trial_id = self._next_id
         cap = trial_cap(self.searcher, self.num_samples)  # read each time: the dashboard may add samples
@@ -554,6 +577,10 @@ class Controller:
 
     def _decision_iteration(self, trial: TrialView) -> int | None:
         a = self.scheduler.decision_iteration(trial)
+        if a is not None and not (is_trial_id(a) and a > trial.iteration):
+            raise misanswered(self.scheduler, "decision_iteration", a, f"None or an iteration after {trial.iteration}",
+                              f" for {trial.name} at iteration {trial.iteration}")
+        a = None if a is None else int(a)  # numpy's int goes on as Python's
         b = self.stop_rules.max_iteration
         # a stopper asked in the driver may stop the trial at any result: it waits for the answer at each one
         c = trial.iteration + 1 if self.stop_rules.stops_trials_from_driver else None
@@ -567,6 +594,9 @@ class Controller:
         if first is None or not self.executor.takes_plans or self.stop_rules.experiment:
             return None
         plan = self.scheduler.decision_plan(trial)
+        if plan is not None and not isinstance(plan, DecisionPlan):
+            raise misanswered(self.scheduler, "decision_plan", plan,
+                              "None or a DecisionPlan (tunesmith.schedulers._base)", f" for {trial.name}")
         if plan is None or not plan.points or plan.points[0][0] != first:
             self._plans.pop(trial.id, None)
             return None
@@ -655,7 +685,16 @@ class Controller:
                 log.info("%s: stopping every trial", self._end_reason)
                 self._begin_stopping()
         if self._paused:
-            self._terminate_paused(self.scheduler.trials_to_stop(self.view))
+            self._terminate_paused(self._trials_to_stop())
+
+    def _trials_to_stop(self) -> list[int]:
+        """The scheduler's ``trials_to_stop``: ids of trials (those not paused are let be: a built-in may name one
+        whose pause is on its way)."""
+        answer = self.scheduler.trials_to_stop(self.view)
+        if not isinstance(answer, (list, tuple, set, frozenset)) or not all(is_trial_id(tid) for tid in answer):
+            raise misanswered(self.scheduler, "trials_to_stop", answer, "a list of trial ids (the paused trials that "
+                              "will never resume)")
+        return [int(tid) for tid in answer]
 
     def _terminate_paused(self, trial_ids: list[int], reason: str = "scheduler") -> None:
         """Paused trials that will never resume end TERMINATED (the scheduler's ``trials_to_stop``, or a stop from
@@ -754,12 +793,10 @@ class Controller:
         if decision is CONTINUE:  # the usual answer, at every result: nothing to check
             return decision
         if not isinstance(decision, (Continue, Stop, Pause, Exploit)):  # a scheduler of the user's own: a forgotten
-            import reprlib  # return (None), "STOP", the class Stop: taken for a stop before, silently
-
-            self._fail(ConfigError(f"{type(self.scheduler).__name__}.on_result returned {type(decision).__name__} "
-                                   f"{reprlib.repr(decision)} for {trial.name}'s result {result.iteration}; expected "
-                                   "CONTINUE, STOP, a Pause or an Exploit (self.CONTINUE, self.STOP, self.Pause(...), "
-                                   "self.Exploit(...))"))
+            # return (None), "STOP", the class Stop: taken for a stop before, silently
+            self._fail(misanswered(self.scheduler, "on_result", decision, "CONTINUE, STOP, a Pause or an Exploit "
+                                   "(self.CONTINUE, self.STOP, self.Pause(...), self.Exploit(...))",
+                                   f" for {trial.name}'s result {result.iteration}"))
             self._stop_reasons[trial.id] = "experiment"
             return _STOP
         if isinstance(decision, Pause) and decision.resources is not None:

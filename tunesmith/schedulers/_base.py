@@ -7,8 +7,10 @@ decisions go out as values.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, ClassVar, NamedTuple
 
+from tunesmith._errors import ConfigError
 from tunesmith._record import FrozenRecord, Record
 from tunesmith._spec import constructor_spec
 from tunesmith.trial import Result, TrialView
@@ -222,6 +224,21 @@ def starts_trials_early(scheduler: Scheduler) -> bool:
     the scheduler's own class says ``new_trials_may_wait = True`` (a user's subclass of ASHA that overrides
     ``on_trial_add`` or ``choose_trial_to_run`` inherits the attribute, not the promise)."""
     return type(scheduler).__dict__.get("new_trials_may_wait", False) is True
+
+
+def misanswered(scheduler: Scheduler, method: str, answer: Any, expected: str, about: str = "") -> ConfigError:
+    """The error for a hook of a scheduler of the user's own that answered what the controller cannot use (a
+    forgotten ``return``, a string for a bool or an id): it names the class, the method, the answer (``about``: for
+    what) and what was expected. The controller raises it where it receives the answer, failing the run."""
+    import reprlib
+
+    return ConfigError(f"{type(scheduler).__name__}.{method} returned {type(answer).__name__} {reprlib.repr(answer)}"
+                       f"{about}; expected {expected}")
+
+
+def is_trial_id(value: Any) -> bool:
+    """Whether a hook's answer may be a trial id: an int (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class FIFO(Scheduler):
