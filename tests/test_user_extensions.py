@@ -293,3 +293,24 @@ def test_a_scheduler_hook_that_answers_junk_fails_the_run_naming_it(results_dir,
                 backend=_one_at_a_time())
     assert rs.status == "finished"
     assert [(t.status, t.iteration) for t in rs.trials] == [(TERMINATED, 5)] * max(len(trials), 1)
+
+
+@pytest.mark.parametrize("scheduler, said", [
+    (_answering("NoMetrics", compared_metrics=lambda self: None),
+     r"NoMetrics\.compared_metrics returned NoneType None; expected a list of metric names"),
+    (_answering("OneName", compared_metrics=lambda self: "loss"),
+     r"OneName\.compared_metrics returned str 'loss'; expected a list of metric names"),
+    (_answering("NoKeys", mutated_keys=lambda self: None),
+     r"NoKeys\.mutated_keys returned NoneType None; expected a list of \(path, name\) pairs"),
+    (_answering("KeyNames", mutated_keys=lambda self: ["x"]),
+     r"KeyNames\.mutated_keys returned list \['x'\]; expected a list of \(path, name\) pairs"),
+], ids=["compared-none", "compared-string", "mutated-none", "mutated-names"])
+def test_a_scheduler_that_lists_its_metrics_or_keys_as_junk_is_refused_before_the_run_starts(results_dir, scheduler,
+                                                                                           said):
+    # before: compared_metrics' None was a TypeError in the driver, its store left 'running' (then 'crashed'); its
+    # string was read a letter at a time ("metric 'l' ... is not in the results"); mutated_keys' None a TypeError
+    with pytest.raises(ts.ConfigError, match=said):
+        ts.run(train, {"x": 0.5}, scheduler=scheduler, metric="loss", mode="min", verbose=0, name="lists",
+               backend=_one_at_a_time())
+    with pytest.raises(ts.ConfigError, match="no experiment"):  # refused as a bad argument is: nothing stored
+        ts.load("lists")

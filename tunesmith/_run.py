@@ -66,6 +66,18 @@ def _setup_done() -> None:
         gc.enable()
 
 
+def _check_compared_metrics(scheduler: Scheduler) -> None:
+    """``compared_metrics`` must be names, checked before anything is stored: a scheduler of the user's own that
+    answered None failed in the driver with a TypeError, its store left 'running'; a string was read a letter at a
+    time."""
+    from tunesmith.schedulers._base import misanswered
+
+    names = scheduler.compared_metrics()
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        raise misanswered(scheduler, "compared_metrics", names, "a list of metric names (those it compares "
+                          "trials by; none for FIFO)")
+
+
 def _check_mutated_keys(scheduler: Scheduler, space: Any) -> None:
     """Each key a scheduler mutates (PBT, PB2) must be a key of ``space`` (when it is a dict): a constant, a
     domain, a key of a nested dict or of a choice's dict options. Else a ConfigError naming it: a typo (``lr`` for
@@ -73,7 +85,15 @@ def _check_mutated_keys(scheduler: Scheduler, space: Any) -> None:
     without a space (a define-by-run or a searcher of your own makes the keys)."""
     if not isinstance(space, dict) or not space:
         return
+    from tunesmith.schedulers._base import misanswered
     from tunesmith.space import Choice, Grid
+
+    pairs = scheduler.mutated_keys()
+    if not isinstance(pairs, (list, tuple)) or not all(
+            isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], (list, tuple))
+            and all(isinstance(key, str) for key in pair[0]) and isinstance(pair[1], str) for pair in pairs):
+        raise misanswered(scheduler, "mutated_keys", pairs, "a list of (path, name) pairs, a tuple of keys and how "
+                          "the argument names it: (('optim', 'lr'), \"hyperparam_mutations['optim']['lr']\")")
 
     keys: set[tuple[str, ...]] = set()
     stack: list[tuple[tuple[str, ...], Any]] = [((), space)]
@@ -86,7 +106,7 @@ def _check_mutated_keys(scheduler: Scheduler, space: Any) -> None:
         elif isinstance(node, (Choice, Grid)):  # a choice of dicts: their keys are under the choice's
             stack.extend((path, option) for option in (node.options if isinstance(node, Choice) else node.values)
                          if isinstance(option, dict))
-    for path, where in scheduler.mutated_keys():
+    for path, where in pairs:
         if tuple(path) not in keys:
             shown = sorted("/".join(k) for k in keys)
             raise ConfigError(f"{where} is not a key of the space (its keys: {', '.join(shown[:30])}"
@@ -400,6 +420,7 @@ def run(
     searcher.setup(space, objective.metric, objective.mode, num_samples)
     scheduler.setup(objective.metric, objective.mode)
     _check_mutated_keys(scheduler, space)
+    _check_compared_metrics(scheduler)
     if warm_dirs and not resume:  # a resume's sources are known once its store is open (below)
         from tunesmith._warm_start import warm_start_searcher
 
