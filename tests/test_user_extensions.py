@@ -314,3 +314,20 @@ def test_a_scheduler_that_lists_its_metrics_or_keys_as_junk_is_refused_before_th
                backend=_one_at_a_time())
     with pytest.raises(ts.ConfigError, match="no experiment"):  # refused as a bad argument is: nothing stored
         ts.load("lists")
+
+
+@pytest.mark.parametrize("inner, said, trials", [
+    (_answering("Forgot", accepting_new_trials=lambda self, view: None),
+     r"Forgot\.accepting_new_trials \(inside ResourceChanging\) returned NoneType None; expected True or False", []),
+    (_answering("NoList", PausesAtTwo, trials_to_stop=lambda self, view: None),
+     r"NoList\.trials_to_stop \(inside ResourceChanging\) returned NoneType None; expected a list of trial ids",
+     PAUSED_AT_2),
+], ids=["accepting-forgot-return", "to-stop-none"])
+def test_a_wrapped_scheduler_hook_that_answers_junk_is_named_inside_its_wrapper(results_dir, inner, said, trials):
+    # before: ResourceChanging took None for False (the run "finished" with no trial), and its list(None) failed
+    # inside it with a bare TypeError
+    with pytest.raises(ts.ConfigError, match=said):
+        ts.run(train, {"x": 0.5}, scheduler=ts.ResourceChanging(inner, lambda trial, view: None), metric="loss",
+               mode="min", verbose=0, name="wrapped", backend=_one_at_a_time())
+    rs = ts.load("wrapped")
+    assert rs.status == "failed" and [(t.status, t.iteration) for t in rs.trials] == trials

@@ -229,11 +229,18 @@ def starts_trials_early(scheduler: Scheduler) -> bool:
 def misanswered(scheduler: Scheduler, method: str, answer: Any, expected: str, about: str = "") -> ConfigError:
     """The error for a hook of a scheduler of the user's own that answered what the controller cannot use (a
     forgotten ``return``, a string for a bool or an id): it names the class, the method, the answer (``about``: for
-    what) and what was expected. The controller raises it where it receives the answer, failing the run."""
+    what) and what was expected. The controller raises it where it receives the answer, failing the run. A built-in
+    wrapper (``ResourceChanging``, ``Deadline``) passes the answers of the scheduler it wraps on: that one is named,
+    inside its wrappers (theirs are never junk)."""
     import reprlib
 
-    return ConfigError(f"{type(scheduler).__name__}.{method} returned {type(answer).__name__} {reprlib.repr(answer)}"
-                       f"{about}; expected {expected}")
+    inner, wrappers = scheduler, []
+    while type(inner).__module__.startswith("tunesmith.") and isinstance(getattr(inner, "_inner", None), Scheduler):
+        wrappers.append(type(inner).__name__)
+        inner = inner._inner  # type: ignore[attr-defined]
+    inside = f" (inside {', '.join(wrappers)})" if wrappers else ""
+    return ConfigError(f"{type(inner).__name__}.{method}{inside} returned {type(answer).__name__} "
+                       f"{reprlib.repr(answer)}{about}; expected {expected}")
 
 
 def is_trial_id(value: Any) -> bool:

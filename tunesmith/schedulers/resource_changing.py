@@ -81,9 +81,10 @@ class _Wrapper(Scheduler):
         return self._inner.choose_trial_to_run(view)
 
     def trials_to_stop(self, view: SchedulerView) -> list[int]:
-        """The wrapped scheduler's ``trials_to_stop``, or ``[]``."""
+        """The wrapped scheduler's ``trials_to_stop`` as it answered (the controller checks it and names the wrapped
+        one, ``misanswered``), or ``[]``."""
         hook = getattr(self._inner, "trials_to_stop", None)
-        return list(hook(view)) if hook is not None else []
+        return hook(view) if hook is not None else []
 
     def on_no_more_trials(self, view: SchedulerView) -> None:
         """Forwarded to the wrapped scheduler if it has the hook."""
@@ -92,9 +93,10 @@ class _Wrapper(Scheduler):
             hook(view)
 
     def accepting_new_trials(self, view: SchedulerView) -> bool:
-        """The wrapped scheduler's ``accepting_new_trials``, or ``True``."""
+        """The wrapped scheduler's ``accepting_new_trials`` as it answered (a forgotten ``return``'s None, taken for
+        False, ended the run with no trial: the controller checks it), or ``True``."""
         hook = getattr(self._inner, "accepting_new_trials", None)
-        return bool(hook(view)) if hook is not None else True
+        return hook(view) if hook is not None else True
 
 
 class ResourceChanging(_Wrapper):
