@@ -164,6 +164,9 @@ def _pbt_trial(config):
     lambda: ts.PBT(perturbation_interval=2, hyperparam_mutations={"lr": ts.uniform(0, 1)}),
     lambda: ts.PBT(perturbation_interval=2, hyperparam_mutations={"opt": {"lr": [0.1, 0.2]}}),
     lambda: ts.PB2(perturbation_interval=2, hyperparam_bounds={"lr": [0.0, 1.0]}),
+    # wrapped: ResourceChanging passed every hook on but mutated_keys, so the typo ran unexplored
+    lambda: ts.ResourceChanging(ts.PBT(perturbation_interval=2, hyperparam_mutations={"lr": ts.uniform(0, 1)}),
+                                lambda trial, view: None),
 ])
 def test_a_pbt_mutation_of_a_key_the_space_does_not_have_is_refused_naming_it(results_dir, scheduler):
     """``hyperparam_mutations={"lr": ...}`` over a space whose key is ``learning_rate`` (a typo, or a renamed key):

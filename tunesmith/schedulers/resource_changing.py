@@ -65,6 +65,9 @@ class _Wrapper(Scheduler):
     def compared_metrics(self) -> tuple[str, ...]:
         return self._inner.compared_metrics()
 
+    def mutated_keys(self) -> list[tuple[tuple[str, ...], str]]:
+        return self._inner.mutated_keys()
+
     def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
         self._inner.on_trial_add(trial, view)
 
