@@ -244,8 +244,9 @@ def misanswered(scheduler: Scheduler, method: str, answer: Any, expected: str, a
 
 
 def is_trial_id(value: Any) -> bool:
-    """Whether a hook's answer may be a trial id: an int (numpy's too), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    """Whether a hook's answer may be a trial id: an int (numpy's too), not a bool. Asked at every result
+    (``decision_iteration``): an int is answered without the ABC's isinstance."""
+    return type(value) is int or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
 
 
 class FIFO(Scheduler):
