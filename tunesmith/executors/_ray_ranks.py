@@ -60,7 +60,7 @@ class _RankActor:
     def __init__(self) -> None:
         import ray
 
-        from tunesmith.executors._ray_actor import keep_ray_up
+        from tunesmith.executors._ray_keep import keep_ray_up
 
         keep_ray_up()
         self.node_id = ray.get_runtime_context().get_node_id()
