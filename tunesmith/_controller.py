@@ -56,7 +56,8 @@ from tunesmith.schedulers._base import (
     is_trial_id,
     misanswered,
 )
-from tunesmith.searchers._base import FINISHED, Searcher, trial_cap, unwrapped
+from tunesmith.searchers._base import FINISHED, Searcher
+from tunesmith.searchers._wrapped import trial_cap, unwrapped
 from tunesmith.space import check_storable
 from tunesmith.store.sqlite import Store, StoreError, dumps
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView

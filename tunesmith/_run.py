@@ -970,19 +970,15 @@ def _check_seeds(stored: dict[str, Any], name: str, searcher: Any, scheduler: An
 def _trials_per_sample(searcher: Any, space: dict[str, Any]) -> int | None:
     """How many trials each of ``num_samples`` makes with one of tunesmith's searchers (``Random`` and
     ``QuasiRandom`` cross the grid, ``Repeat`` runs each config ``n`` times); None for another searcher."""
-    from tunesmith.searchers.limiter import ConcurrencyLimiter
+    from tunesmith.searchers._wrapped import unwrapped
     from tunesmith.searchers.random import Random, total_trials
-    from tunesmith.searchers.repeat import Repeat
     from tunesmith.searchers.sobol import QuasiRandom
 
-    if isinstance(searcher, ConcurrencyLimiter):
-        return _trials_per_sample(searcher.searcher, space)
-    if isinstance(searcher, Repeat):
-        inner = _trials_per_sample(searcher.searcher, space)
-        return None if inner is None else inner * searcher.n
-    if type(searcher) in (Random, QuasiRandom):
-        return total_trials(space, 1)
-    return 1 if type(searcher).__name__ in ("OptunaSearch", "BOHB") else None
+    inner, per_config = unwrapped(searcher)
+    if type(inner) in (Random, QuasiRandom):
+        grid = total_trials(space, 1)
+        return None if grid is None else grid * per_config
+    return per_config if type(inner).__name__ in ("OptunaSearch", "BOHB") else None
 
 
 def _check_num_samples(name: str, searcher: Any, space: dict[str, Any], num_samples: int, total: int,
