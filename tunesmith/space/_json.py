@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tunesmith._errors import ConfigError
-from tunesmith.data import DataRef
 from tunesmith.space._domains import _KINDS, Domain, SampleFrom
 from tunesmith.space._plain import plain
 from tunesmith.space._validate import _key
@@ -69,7 +69,8 @@ def _encode(value: Any, where: str) -> Any:
         return {_TAG: _TUPLE, "items": [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]}
     if value is None or type(value) in (bool, int, float, str):
         return value
-    if isinstance(value, DataRef):
+    data = sys.modules.get("tunesmith.data")  # not imported here: a plain run's start loads no hashing (a DataRef
+    if data is not None and isinstance(value, data.DataRef):  # exists only once tunesmith.data was imported)
         raise ConfigError(f"{where}: a DataRef is not a config value (configs are stored as JSON in the experiment; "
                           "the data lasts only while its driver runs); capture it in the training function "
                           "instead: ref = ts.put(data) in the driver, then def train(config): data = ts.get(ref)")
