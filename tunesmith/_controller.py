@@ -630,7 +630,7 @@ class Controller:
                         text = self.constraints.add(self._fail, trial, iteration, time_total, timestamp, metrics)
                     # whether it came with a checkpoint stays with the row when keep= deletes the checkpoint: a
                     # resume replays it as the scheduler saw it. An int, not a bool: sqlite3 binds a bool (and None)
-                    # through its adapter lookup: 1.07 against 0.83 us a row (80,000 rows, the 2-core VM)
+                    # through its adapter lookup, a third more a row (benchmarks/store.py, "flag as a bool")
                     rows.append((tid, iteration, time_total, timestamp, text, generation, 0 if ckpt is None else 1))
                     metrics[ITERATION] = iteration
                     metrics[TIME_TOTAL] = time_total
