@@ -121,7 +121,7 @@ def test_a_searcher_of_your_own_gets_num_samples_trials_when_it_never_says_finis
     assert [t.id for t in rs.trials] == list(range(1, trials + 1))
     assert all(t.status is TERMINATED and t.iteration == 5 for t in rs.trials)
     [said] = [r for r in caplog.records if "suggested more configs" in r.getMessage()]
-    assert f"Endless suggested more configs than num_samples=3: the experiment ends with its {trials} trials" in (
+    assert f"Endless suggested more configs than num_samples=3: no more trials are made ({trials} in all;" in (
         said.getMessage())
     assert said.levelname == "INFO"  # num_samples given: it bounds the run as asked
 
@@ -163,7 +163,7 @@ def test_a_searcher_that_says_finished_before_num_samples_ends_the_experiment_th
                 name="listed1")  # num_samples=1, the default: one trial, and the warning says why
     assert len(rs.trials) == 1
     [said] = [r for r in caplog.records if "suggested more configs" in r.getMessage()]
-    assert "Listed suggested more configs than num_samples=1: the experiment ends with its 1 trials" in (
+    assert "Listed suggested more configs than num_samples=1: no more trials are made (1 in all;" in (
         said.getMessage())
     assert said.levelname == "WARNING"  # the default, likely left unset
 

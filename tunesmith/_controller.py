@@ -550,7 +550,7 @@ class Controller:
         if isinstance(more, dict):
             # a warning where num_samples is 1, run's default, likely left unset; else it bounds the run as asked
             log.log(logging.WARNING if self.num_samples == 1 else logging.INFO,
-                    "%s suggested more configs than num_samples=%d: the experiment ends with its %d trials (pass a "
+                    "%s suggested more configs than num_samples=%d: no more trials are made (%d in all; pass a "
                     "larger num_samples, which its FINISHED may end sooner, or num_samples=-1 with time_budget_s)",
                     type(inner).__name__, self.num_samples, self._next_id - 1)
         return FINISHED
