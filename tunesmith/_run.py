@@ -487,21 +487,21 @@ def run(
                               f"another name, or remove it (tunesmith rm {name})")
         executor.prestart()  # the first worker starts while the store is made (shut down below if the run fails)
         before: dict[str, Any] = {}  # what a resume that fails once the store is written puts back (_undo_resume)
+        total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
         if resume:  # checked through a reader first: a refused resume leaves the file as it was (not migrated)
             before, trials = _stored_meta(store_file)
             stored_spec = before.get("spec", {})
             _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec(),
                              ranks)
             _check_seeds(stored_spec, name, searcher, scheduler)
-            _check_num_samples(name, searcher, space, num_samples, _with_added_samples(before, num_samples), trials)
+            total_samples = _with_added_samples(before, num_samples)
+            _check_num_samples(name, searcher, space, num_samples, total_samples, trials)
             warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
         # a new store is renamed into place with its spec (publish): a driver killed before leaves no
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
-        total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
         total_time = time_budget_s  # the same for the seconds extend_time added
         if resume:
-            total_samples = _with_added_samples(before, num_samples)
             total_time = _with_added_time(store, time_budget_s)
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
             # so the resumed experiment continues the stream it replays
