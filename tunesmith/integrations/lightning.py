@@ -157,7 +157,8 @@ def _why_no_validation(trainer: Any) -> str:
     if not trainer.enable_validation:
         return "this fit does not validate (no val_dataloaders, validation_step or limit_val_batches)"
     every, last = trainer.check_val_every_n_epoch, trainer.max_epochs
-    if 0 < trainer.num_training_batches == trainer.fit_loop.epoch_loop.batch_progress.current.processed:
+    n, done = _position(trainer)
+    if 0 < n == done:
         # restored from a checkpoint saved at an epoch's end (where this callback saves): Lightning (2.6) then runs
         # one more batch in that epoch before the next one; batches are not counted here, only epochs
         if every is None or last is None or last < 0 or _next_validating_epoch(trainer.current_epoch, every) < last:
