@@ -136,6 +136,12 @@ def _mask_urls(text: str) -> str:
     return "".join(parts) + text[done:] if parts else text
 
 
+def may_hold_credential(text: str) -> bool:
+    """Whether ``text`` may hold a URL's password or token (``scheme://...@``) or a ``Bearer <token>``: substring
+    tests, several times cheaper than one compiled pattern on a metric's name (``docs/secrets.md``)."""
+    return ("@" in text and "://" in text) or "earer" in text or "EARER" in text
+
+
 def mask_string(text: str) -> str:
     """``text`` with URL passwords and tokens (``scheme://user:pw@host``, ``https://TOKEN@host``) and
     ``Bearer <token>`` replaced by ``***``."""
@@ -144,6 +150,10 @@ def mask_string(text: str) -> str:
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(lambda m: f"{m['word']}{MASK}", text)
     return text
+
+
+# a result's names repeat at every report: each is looked at once
+_mask_name_credentials = functools.lru_cache(maxsize=4096)(mask_string)
 
 
 def mask_value(key: str, value: Any, secret: int = 0) -> Any:
@@ -269,9 +279,11 @@ def mask_result(metrics: dict[str, Any], secrets: Iterable[str] = ()) -> dict[st
 
 
 def mask_name(name: str, secrets: Iterable[str]) -> str:
-    """A reported metric's name with each of ``secrets`` (its trial's config's secret values) it quotes masked,
-    as in text (:func:`mask_text`); the name itself when it quotes none or there are none."""
-    return (mask_text(name, secrets) or name) if secrets else name
+    """A reported metric's name with each of ``secrets`` (its trial's config's secret values) it quotes, and URL
+    passwords and bearer tokens, masked as in text (:func:`mask_text`); the name itself when it quotes none."""
+    if secrets:
+        return mask_text(name, secrets) or name
+    return _mask_name_credentials(name)
 
 
 def mask_reported_text(key: str, value: str, secrets: Iterable[str] = ()) -> str:
@@ -279,10 +291,11 @@ def mask_reported_text(key: str, value: str, secrets: Iterable[str] = ()) -> str
     return MASK if value and result_secrecy(key) else (mask_text(value, secrets) or value)
 
 
-def may_hold_text(json_text: str) -> bool:
-    """Whether a result's JSON text may hold a text value (JSON writes ``":"``, or ``": "``, only before one): a
-    result without one needs no :func:`mask_result`, nor decoding."""
-    return '":"' in json_text or '": "' in json_text
+def may_need_mask(json_text: str) -> bool:
+    """Whether a result's JSON text may hold a text value (JSON writes ``":"``, or ``": "``, only before one) or a
+    name with a credential (:func:`may_hold_credential`): a result with neither needs no :func:`mask_result`, nor
+    decoding, when its config has no secret."""
+    return '":"' in json_text or '": "' in json_text or may_hold_credential(json_text)
 
 
 def shown(trial: T) -> T:
@@ -315,10 +328,9 @@ R = TypeVar("R")  # a trial.Result
 def shown_results(config: Any, results: list[R]) -> list[R]:
     """``results`` of a trial with ``config`` as every output shows them (:func:`mask_result`: the text they hold
     and names that quote a secret of the config masked); the same list when none holds text and the config has no
-    secret (the usual), found from their JSON text without decoding (JSON writes ``":"`` only before a text
-    value)."""
+    secret (the usual), found from their JSON text without decoding (:func:`may_need_mask`)."""
     secrets = secret_strings(config)
-    if not secrets and all((j := getattr(r, "_json", None)) is not None and not may_hold_text(j) for r in results):
+    if not secrets and all((j := getattr(r, "_json", None)) is not None and not may_need_mask(j) for r in results):
         return results
     out = []
     for r in results:

@@ -25,7 +25,7 @@ from tunesmith import _layout
 from tunesmith._errors import ConfigError
 from tunesmith._flat import flatten
 from tunesmith._objective import Objective
-from tunesmith._secrets import mask_name, mask_result, mask_text, may_hold_text, secret_strings, shown
+from tunesmith._secrets import mask_name, mask_result, mask_text, may_need_mask, secret_strings, shown
 from tunesmith.dashboard._commands import ADDED_KEY, added_time
 from tunesmith.plots.lineage import lineage_graph
 from tunesmith.store.sqlite import Store, StoreError, _json_path
@@ -61,12 +61,12 @@ def _masked(config: Any, error: str | None = None) -> _Shown:
 
 def _masked_last(last: str | None, config: Any) -> str | None:
     """A trial's last result (JSON text) with the text it reported and names quoting a secret of ``config`` masked
-    (``mask_result``); as it is when it holds no text value (the usual: JSON writes ``":"`` only before one) and
+    (``mask_result``); as it is when it holds no text value nor a credential in a name (``may_need_mask``) and
     the config no secret."""
     if not last:
         return last
     secrets = secret_strings(config)
-    if not secrets and not may_hold_text(last):
+    if not secrets and not may_need_mask(last):
         return last
     decoded = json.loads(last)
     if not isinstance(decoded, dict):
