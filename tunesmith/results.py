@@ -164,6 +164,18 @@ class ResultSet:
                                  f"read ({type(e).__name__}: {e})") from e
         return self._trials
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[ResultSet]:
+        """Read the experiment as one state of its store (a run still writing it goes on meanwhile): within
+        the block the trials (read anew on entry), ``get_best``/``top`` and the plots of this result set all see
+        the store as at the block's start. ``tunesmith report`` reads through one."""
+        if self._store.in_snapshot:
+            yield self
+            return
+        with self._store.snapshot():
+            self.refresh()
+            yield self
+
     def refresh(self) -> ResultSet:
         """Re-read the store (for an experiment still running)."""
         self._trials = None
@@ -406,11 +418,12 @@ class ResultSet:
             found = self._best_last(self._objective(metric, mode))
             if found is not None:
                 return found
-        if scope == "all":
-            found = self._best_overall(self._objective(metric, mode))
-            if found is not None:
-                return found
-        ranked = self.top(1, metric=metric, mode=mode, scope=scope)
+        with self._store.snapshot():  # its several reads (the index, each trial's rows) of one state
+            if scope == "all":
+                found = self._best_overall(self._objective(metric, mode))
+                if found is not None:
+                    return found
+            ranked = self.top(1, metric=metric, mode=mode, scope=scope)
         if not ranked:
             raise ConfigError(f"no trial of {self.name} reported a numeric {self._objective(metric, mode).primary!r}")
         return ranked[0]
@@ -467,9 +480,10 @@ class ResultSet:
         if scope not in ("last", "all"):
             raise ConfigError(f"scope must be 'last' or 'all', got {scope!r}")
         if scope == "all":
-            if self._constrained():
-                return self._top_all(k, objective, feasible=True) or self._top_all(k, objective, feasible=False)
-            return self._top_all(k, objective, feasible=False)
+            with self._store.snapshot():  # each trial's best value, then the k best trials' rows: one state
+                if self._constrained():
+                    return self._top_all(k, objective, feasible=True) or self._top_all(k, objective, feasible=False)
+                return self._top_all(k, objective, feasible=False)
         return best_first(objective, self.trials, _last_result)[0][:k]
 
     def _top_all(self, k: int, objective: Objective, feasible: bool) -> list[TrialResult]:

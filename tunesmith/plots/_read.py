@@ -134,13 +134,17 @@ def _read(rs: PlotSource, keys: Sequence[str] = ()) -> _Experiment:
     if current is not None and current[0] is rs:
         current[1].need(*keys)
         return current[1]
-    store = Store(store_path(rs.path), readonly=True)
+    held = getattr(rs, "_store", None)  # a ResultSet's own, inside its snapshot(): the report's one state
+    own = not (isinstance(held, Store) and held.in_snapshot)
+    store = held if isinstance(held, Store) and not own else Store(store_path(rs.path), readonly=True)
     try:
-        records = {rec["id"]: rec for rec in store.trials()}
-        columns = store.result_columns(keys)
-        events = store.events()
+        with store.snapshot():  # the trials, their results and the events of one state of a store being written
+            records = {rec["id"]: rec for rec in store.trials()}
+            columns = store.result_columns(keys)
+            events = store.events()
     finally:
-        store.close()
+        if own:
+            store.close()
     ids = columns["trial_id"]
     starts_at = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
     ends_at = np.r_[starts_at[1:], len(ids)]

@@ -174,6 +174,9 @@ def write_report(result_set: ResultSet | str, path: str, *, metric: str | None =
             (``timesteps``, ``episodes``).
         final: a trial's value in the sensitivity plot: ``last`` result, ``best``, or ``mean_last`` (of 5).
 
+    The experiment is read as one state of its store (``ResultSet.snapshot``: a ``ResultSet`` given is
+    refreshed), so a report of a run still writing names the trials, the best results and the plots of one moment.
+
     Returns:
         The titles of the plots written, in page order (plots that do not apply are listed as notes on
         the page instead).
@@ -182,13 +185,14 @@ def write_report(result_set: ResultSet | str, path: str, *, metric: str | None =
         ConfigError: no such experiment, a bad ``pareto`` or ``final``, or no result reported ``x``.
     """
     rs = load(result_set) if isinstance(result_set, str) else result_set
-    try:
-        shared = plot_data.resolve_metric(rs, metric)
-    except ConfigError:
-        shared = None
-    with plot_data.shared_read(rs, [k for k in (shared, x) if k]):  # the summary and the plots: one read
-        panels, notes = build_panels(rs, metric, mode, pareto, x, final)
-        facts = summary(rs, metric, mode)
+    with rs.snapshot():  # one state of a store a run may still be writing: the trials read anew, then all of it
+        try:
+            shared = plot_data.resolve_metric(rs, metric)
+        except ConfigError:
+            shared = None
+        with plot_data.shared_read(rs, [k for k in (shared, x) if k]):  # the summary and the plots: one read
+            panels, notes = build_panels(rs, metric, mode, pareto, x, final)
+            facts = summary(rs, metric, mode)
     write_html(path, title or f"tunesmith report: {rs.name}", panels, facts, notes)
     log.info("report of %s written to %s (%d plots)", rs.name, path, len(panels))
     return [p.title for p in panels]

@@ -368,6 +368,27 @@ class Store:
                 note(f"the disk holding {self.path} is full (ENOSPC): free space, then resume")
             raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within this block every read of this connection sees the store as at the block's first read (one read
+        transaction: the driver's commits meanwhile are not seen, and do not wait for it; in WAL mode a reader never
+        blocks the writer, it only keeps the log from being folded back past its state until it ends). Nested
+        blocks share the outer one's state."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")  # a read transaction: nothing to write, it ends it
+
+    @property
+    def in_snapshot(self) -> bool:
+        """Whether a :meth:`snapshot` block is open on this connection."""
+        return self._db.in_transaction
+
     def close(self) -> None:
         self._db.close()
 
