@@ -157,3 +157,58 @@ def test_an_experiment_name_with_control_characters_is_shown_escaped_and_its_pag
         head = text.split("<main", 1)[0]
         assert "<title>" in head and 'data-experiment="' in head, head
         assert "\x1b" not in head and "\r" not in head and "name\nx" not in head, head
+
+
+ODD_METRIC = "loss\x1b[2J\t<b>x</b>"  # a metric's name, a config value and a text result with control characters
+ODD_VALUE = "v\x07\u202e<img src=x onerror=window.pwned=1>"
+RAW_CONTROLS = "() => [...document.body.textContent].filter(c => /[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u202a-\\u202e" \
+               "\\u2066-\\u2069]/.test(c)).map(c => c.charCodeAt(0))"
+
+
+def odd_train(config: dict[str, Any]) -> None:
+    ts.report({ODD_METRIC: config["x"], "note": config["note"]})
+
+
+def test_every_page_shows_the_control_characters_of_names_metrics_and_values_escaped(results_dir: Any) -> None:
+    """The list, experiment and trial pages draw user strings from the API as text with their control
+    characters written as escapes (``\\x1b``, as ``_display.printable`` writes them): none reaches the page raw,
+    and markup in them is never run."""
+    from urllib.parse import quote
+
+    from tunesmith._display import printable
+
+    ts.run(odd_train, space={"x": ts.grid([0.1, 0.2]), "note": ODD_VALUE}, metric=ODD_METRIC, mode="min",
+           verbose=0, name="plain")
+    os.rename(os.path.join(str(results_dir), "plain"), os.path.join(str(results_dir), ODD))
+    metric_shown, value_shown = printable(ODD_METRIC, one_line=True), printable(ODD_VALUE, one_line=True)
+    with _served_page(results_dir) as (board, page):
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.goto(board.url, wait_until="load", timeout=20_000)
+        page.wait_for_selector("#experiments tr[data-name] a", timeout=15_000)
+        cells = page.evaluate("() => [...document.querySelectorAll('#experiments tr[data-name] td')]"
+                              ".map(td => td.textContent)")
+        assert cells[0] == ODD_SHOWN and cells[4].startswith(f"{metric_shown} = 0.1 "), cells
+        assert page.evaluate(RAW_CONTROLS) == []
+        page.goto(board.url + "e/" + quote(ODD, safe=""), wait_until="load", timeout=20_000)
+        page.wait_for_selector('#trials tr[data-trial="2"]', timeout=15_000)
+        table = page.inner_text("#trials")
+        assert value_shown in table, table
+        assert page.evaluate(RAW_CONTROLS) == []
+        page.goto(board.url + "e/" + quote(ODD, safe="") + "/t/1", wait_until="load", timeout=20_000)
+        page.wait_for_selector("#log", timeout=10_000)
+        text = page.evaluate("() => document.getElementById('main').textContent")
+        assert value_shown in text and metric_shown in text, text
+        assert page.evaluate(RAW_CONTROLS) == []
+        assert page.evaluate("() => window.pwned") is None
+        assert not problems, problems
+
+
+def test_the_dashboard_script_writes_no_markup() -> None:
+    """API data reaches the page as text (textContent, text nodes): the script never parses a string as HTML."""
+    from importlib import resources
+
+    script = (resources.files("tunesmith.dashboard") / "static" / "dashboard.js").read_text(encoding="utf-8")
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "DOMParser",
+                 "createContextualFragment", "srcdoc"):
+        assert sink not in script, sink

@@ -8,6 +8,8 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from tunesmith._display import printable
+
 if TYPE_CHECKING:  # numpy is imported where it is used: `tunesmith show` writes values with _label, without it
     import numpy as np
 
@@ -157,11 +159,12 @@ def plotly_text(value: Any) -> str:
 
     plotly.js reads a few HTML tags in every text it draws (``<a href>``, ``<b>``, ``<br>``, ``<span style>``...)
     and ``%{...}`` placeholders in hover templates, trace names and titles; it decodes ``&lt;``, ``&gt;``,
-    ``&amp;`` and numeric entities, but not ``&quot;``. So ``&``, ``<``, ``>`` and ``%`` become entities and
-    nothing else changes: a link, a tag or ``%{x}`` in an experiment's strings is shown, never followed or
-    filled in. Not a string: as :func:`_label` writes it (a number drawn as a number stays a number: only
-    text goes through here)."""
-    text = value if isinstance(value, str) else _label(value)
+    ``&amp;`` and numeric entities, but not ``&quot;``. So ``&``, ``<``, ``>`` and ``%`` become entities: a
+    link, a tag or ``%{x}`` in an experiment's strings is shown, never followed or filled in. Control
+    characters are written as their escapes (``\\x1b``, ``\\n``: ``_display.printable``), as the report's
+    facts and the dashboard's pages write them: an SVG text would hide them. Not a string: as :func:`_label`
+    writes it (a number drawn as a number stays a number: only text goes through here)."""
+    text = printable(value if isinstance(value, str) else _label(value), one_line=True)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("%", "&#37;")
 
 

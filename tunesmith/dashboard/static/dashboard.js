@@ -1,14 +1,15 @@
 // tunesmith dashboard. Every value from an experiment is data: it reaches the page through textContent, or
 // through plotly as plotlyText writes it (plotly.js reads <a href>, <b>, <br> and %{...} in the texts it draws),
-// never parsed as markup. The plots the server sends are escaped so already. Served as a file: the page allows no
+// never parsed as markup, its control characters written as their escapes (printable). The plots the server sends are escaped so already. Served as a file: the page allows no
 // inline script.
 (function () {
   "use strict";
   var B = document.body.dataset;
 
-  // a user's string for a text plotly.js draws, shown as written (tunesmith.plots._figure.plotly_text)
+  // a user's string for a text plotly.js draws, shown as written, its control characters as their escapes
+  // (tunesmith.plots._figure.plotly_text)
   function plotlyText(s) {
-    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/%/g, "&#37;");
+    return printable(s, true).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/%/g, "&#37;");
   }
   var CONTROL = B.control === "1";
   var CSRF = B.csrf;
@@ -26,13 +27,26 @@
   }
   window.__ts = {updates: 0, points: 0, errors: [], controls: 0};
 
+  // A user's string as the page shows it: each control character (ESC, CR, NUL, C1, bidi overrides, a lone
+  // surrogate) written as its escape (\x1b, \u202e), as tunesmith._display.printable writes it; with oneLine
+  // also tab and newline (\t, \n), as the server writes the page's title and name. Every text el() draws goes
+  // through it (one line, but in a <pre>), so none is obeyed or hidden by the browser.
+  var CONTROL_CHARS = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]/gu;
+  function printable(s, oneLine) {
+    var out = String(s).replace(CONTROL_CHARS, function (c) {
+      var code = c.charCodeAt(0);
+      return code < 0x100 ? "\\x" + code.toString(16).padStart(2, "0") : "\\u" + code.toString(16).padStart(4, "0");
+    });
+    return oneLine ? out.replace(/[\t\n]/g, function (c) { return c === "\t" ? "\\t" : "\\n"; }) : out;
+  }
   function el(tag, attrs) {
     var node = document.createElement(tag);
+    var oneLine = tag !== "pre";
     if (attrs) {
       Object.keys(attrs).forEach(function (k) {
         var v = attrs[k];
         if (v === undefined || v === null) return;
-        if (k === "text") node.textContent = String(v);
+        if (k === "text") node.textContent = printable(v, oneLine);
         else if (k === "cls") node.className = v;
         else if (k === "on") Object.keys(v).forEach(function (e) { node.addEventListener(e, v[e]); });
         else node.setAttribute(k, String(v));
@@ -41,7 +55,7 @@
     for (var i = 2; i < arguments.length; i++) {
       var c = arguments[i];
       if (c === null || c === undefined) continue;
-      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+      node.appendChild(typeof c === "string" ? document.createTextNode(printable(c, oneLine)) : c);
     }
     return node;
   }
@@ -100,10 +114,10 @@
       });
     }
     return send(2).then(function (r) { return r.json().catch(function () { return {}; }).then(function (b) {
-      msg.textContent = r.ok ? "sent: " + command.action + " (the driver applies it on its next tick)" : (b.error || r.statusText);
+      msg.textContent = r.ok ? "sent: " + command.action + " (the driver applies it on its next tick)" : printable(b.error || r.statusText, true);
       return r.ok;
     }); }, function (e) {
-      msg.textContent = "not sent: " + command.action + " (" + e.message + "); the experiment's events say whether it was applied";
+      msg.textContent = "not sent: " + command.action + " (" + printable(e.message, true) + "); the experiment's events say whether it was applied";
       return false;
     }).then(function (ok) { if (button) button.disabled = false; return ok; });
   }
@@ -117,7 +131,7 @@
   }
   function live(ok, text) {
     var node = document.getElementById("live");
-    node.textContent = text;
+    node.textContent = printable(text, true);
     node.style.color = ok ? "#9c9" : "#f99";
   }
   function every(ms, fn) {
