@@ -187,7 +187,7 @@ def test_a_schema_2_store_without_checkpointed_results_opens_and_resumes(whole_p
     resumed = _pbt_run(tmp_path, "old", resume=True, keep=1)
     assert _lineage(resumed)[:4] == whole_pbt[1][:4]  # the exploits stored before the interruption
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     old = db.execute("SELECT checkpointed FROM results WHERE timestamp <= ?", (max(r.timestamp for r in stored),))
     assert {row[0] for row in old} == {None}
     new = db.execute("SELECT checkpointed FROM results WHERE timestamp > ?", (max(r.timestamp for r in stored),))

@@ -58,6 +58,21 @@ def _spec(folder: Any) -> Any:
     return ts.load(str(folder)).meta["spec"]
 
 
+def _as_schema_3(folder: Any) -> None:
+    """Make the experiment in ``folder`` a store of schema 3, which kept no earlier trials: its resume reads its
+    warm_start sources again (what every resume did before schema 4)."""
+    import sqlite3
+
+    from tunesmith.store.sqlite import WARM_START_KEY
+
+    db = sqlite3.connect(folder / "experiment.db")
+    with db:
+        db.execute("DROP TABLE warm_start")
+        db.execute("DELETE FROM experiment WHERE key = ?", (WARM_START_KEY,))
+    db.execute("PRAGMA user_version = 3")
+    db.close()
+
+
 # -- 1. a moved storage folder: the sources in it are recorded by name ---------------------------------------------
 def test_a_warm_started_experiment_resumes_after_its_storage_folder_moves(train_file: Any, tmp_path: Any,
                                                                           caplog: Any) -> None:
@@ -89,9 +104,11 @@ def test_a_source_outside_the_storage_folder_is_recorded_by_its_absolute_path(tr
 
 def test_a_resume_whose_source_moved_elsewhere_says_how_to_point_at_it(train_file: Any, tmp_path: Any,
                                                                         caplog: Any) -> None:
+    """An experiment stored before schema 4 reads its sources again on resume: one moved elsewhere is asked for."""
     fn = load_target(f"{train_file}:train")
     storage = tmp_path / "store"
     _earlier_and_interrupted(fn, storage)
+    _as_schema_3(storage / "B")
     elsewhere = tmp_path / "archive 'old'" / "A v1"
     elsewhere.parent.mkdir()
     os.rename(storage / "A", elsewhere)
@@ -106,13 +123,16 @@ def test_a_resume_whose_source_moved_elsewhere_says_how_to_point_at_it(train_fil
     assert res.exit_code == 0, res.output
     assert "OptunaSearch observed 3 of 3 finished earlier trials" in caplog.text
     assert _spec(storage / "B")["warm_start"] == [str(elsewhere)]  # its new place, for the next resume
+    assert ts.load(str(storage / "B")).meta["warm_start_taken"] == 3  # kept now: a later resume replays them
 
 
 def test_a_resume_whose_source_is_gone_goes_on_without_it_only_when_told(train_file: Any, tmp_path: Any,
                                                                           caplog: Any) -> None:
+    """An experiment stored before schema 4 (its resume reads its sources again) whose source is gone."""
     fn = load_target(f"{train_file}:train")
     storage = tmp_path / "store"
     _earlier_and_interrupted(fn, storage)
+    _as_schema_3(storage / "B")
     shutil.rmtree(storage / "A")
     cmd = ("resume", "B", "--fn", f"{train_file}:train", "--storage-path", str(storage), "--verbose", "0")
     res = invoke(*cmd)
@@ -134,6 +154,7 @@ def test_a_recorded_source_is_data_a_relative_one_never_leaves_the_storage_folde
     fn = load_target(f"{train_file}:train")
     storage = tmp_path / "store"
     _earlier_and_interrupted(fn, storage)
+    _as_schema_3(storage / "B")  # a store of schema 4 replays the trials it kept and follows no recorded path
     ts.run(fn, SPACE, num_samples=1, name="A", storage_path=str(tmp_path), **ARGS)  # tmp_path/A: ../A from B's root
     with sqlite3.connect(storage / "B" / "experiment.db") as db:
         spec = json.loads(db.execute("SELECT value FROM experiment WHERE key = 'spec'").fetchone()[0])
@@ -161,15 +182,15 @@ def test_warm_start_finds_a_folder_by_name_as_load_does(tmp_path: Any, results_d
     assert str(results_dir / "nope") in str(e.value) and str(tmp_path / "nope") in str(e.value)  # both places
 
 
-# -- 3. a resume from Python without warm_start reuses the recorded sources ------------------------------------------
-def test_a_python_resume_without_warm_start_reuses_the_recorded_sources(results_dir: Any, caplog: Any) -> None:
+# -- 3. a resume from Python without warm_start reuses the earlier trials it kept --------------------------------
+def test_a_python_resume_without_warm_start_reuses_the_earlier_trials_it_kept(results_dir: Any, caplog: Any) -> None:
     _earlier_and_interrupted(quadratic, results_dir)
     searcher = ts.OptunaSearch(seed=0)
     with caplog.at_level(logging.INFO, logger="tunesmith"):
         result = ts.run(quadratic, SPACE, num_samples=4, name="B", searcher=searcher, max_concurrent=1, resume=True,
                         **ARGS)
     assert result.meta["spec"]["warm_start"] == ["A"]  # kept for the next resume
-    assert "resume: warm start from the sources experiment 'B' was run with" in caplog.text
+    assert "resume: warm start from the 3 earlier trials experiment 'B' took in when it began" in caplog.text
     assert len(searcher.study.trials) == 3 + 4  # A's 3 observed, then B's 4
 
 
@@ -199,6 +220,53 @@ def test_a_resume_with_other_warm_start_sources_is_refused(results_dir: Any) -> 
     result = ts.run(quadratic, SPACE, num_samples=4, name="B", searcher=ts.OptunaSearch(seed=0), resume=True,
                     warm_start=str(results_dir / "A"), **ARGS)
     assert result.status == "finished" and result.meta["spec"]["warm_start"] == ["A"]
+
+
+# -- 3b. a resume replays the earlier trials taken in at the start, stored with the experiment ---------------------
+def _seeded() -> Any:
+    return ts.OptunaSearch(seed=0, n_startup_trials=2)  # a model from the start: earlier trials change its suggestions
+
+
+def _configs(folder: Any) -> list[Any]:
+    return [t.config for t in ts.load(str(folder)).trials]
+
+
+def _reference_and_interrupted(results_dir: Any, tmp_path: Any) -> Any:
+    """A (3 finished trials); ``ref``: 4 trials warm-started from a copy of A as it is now, run through; B: the same
+    warm-started from A, interrupted after its first result. Returns ref's configs."""
+    ts.run(quadratic, SPACE, num_samples=3, name="A", **ARGS)
+    shutil.copytree(results_dir / "A", tmp_path / "A then")
+    ts.run(quadratic, SPACE, num_samples=4, name="ref", searcher=_seeded(), warm_start=str(tmp_path / "A then"),
+           max_concurrent=1, **ARGS)
+    with pytest.raises(KeyboardInterrupt):
+        ts.run(quadratic, SPACE, num_samples=4, name="B", searcher=_seeded(), warm_start="A", max_concurrent=1,
+               callbacks=[CtrlCAfter(1)], **ARGS)
+    return _configs(results_dir / "ref")
+
+
+def test_a_resume_replays_the_earlier_trials_it_took_not_its_source_grown_since(results_dir: Any, tmp_path: Any,
+                                                                              caplog: Any) -> None:
+    reference = _reference_and_interrupted(results_dir, tmp_path)
+    ts.run(quadratic, SPACE, num_samples=8, name="A", resume=True, **ARGS)  # A grows after B began
+    assert len(ts.load(str(results_dir / "A")).trials) == 8
+    searcher = _seeded()
+    with caplog.at_level(logging.INFO, logger="tunesmith"):
+        result = ts.run(quadratic, SPACE, num_samples=4, name="B", searcher=searcher, max_concurrent=1, resume=True,
+                        **ARGS)
+    assert "OptunaSearch observed 3 of 3 finished earlier trials" in caplog.text, caplog.text
+    assert len(searcher.study.trials) == 3 + 4  # A's 3 as B first took them in, then B's 4
+    assert _configs(result.path) == reference  # the searcher saw the same history: the same suggestions
+
+
+def test_a_resume_whose_source_was_deleted_replays_what_it_took(results_dir: Any, tmp_path: Any) -> None:
+    reference = _reference_and_interrupted(results_dir, tmp_path)
+    shutil.rmtree(results_dir / "A")
+    searcher = _seeded()
+    result = ts.run(quadratic, SPACE, num_samples=4, name="B", searcher=searcher, max_concurrent=1, resume=True,
+                    **ARGS)
+    assert result.status == "finished" and result.meta["spec"]["warm_start"] == ["A"]
+    assert len(searcher.study.trials) == 3 + 4
+    assert _configs(result.path) == reference
 
 
 # -- 4. the resume command printed at Ctrl-C names every function of the user's --------------------------------------

@@ -421,10 +421,12 @@ def run(
     scheduler.setup(objective.metric, objective.mode)
     _check_mutated_keys(scheduler, space)
     _check_compared_metrics(scheduler)
-    if warm_dirs and not resume:  # a resume's sources are known once its store is open (below)
-        from tunesmith._warm_start import warm_start_searcher
+    earlier = None  # the earlier trials handed to the searcher, to keep in the store (a resume replays them)
+    if warm_dirs and not resume:  # a resume's are known once its store is open (below)
+        from tunesmith._warm_start import earlier_trials, warm_start_searcher
 
-        warm_start_searcher(searcher, warm_dirs)
+        earlier = earlier_trials(warm_dirs)
+        warm_start_searcher(searcher, earlier)
     space_json = _space_json(space)  # before anything is created: a constant the store cannot hold fails here
     _check_sampled_values(space)
 
@@ -488,6 +490,7 @@ def run(
         executor.prestart()  # the first worker starts while the store is made (shut down below if the run fails)
         before: dict[str, Any] = {}  # what a resume that fails once the store is written puts back (_undo_resume)
         total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
+        warm_record, kept = _recorded_warm_start(warm_dirs, root), None  # the spec's record of the sources
         if resume:  # checked through a reader first: a refused resume leaves the file as it was (not migrated)
             before, trials = _stored_meta(store_file)
             stored_spec = before.get("spec", {})
@@ -496,7 +499,10 @@ def run(
             _check_seeds(stored_spec, name, searcher, scheduler)
             total_samples = _with_added_samples(before, num_samples)
             _check_num_samples(name, searcher, space, num_samples, total_samples, trials)
-            warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
+            kept = _kept_warm_start(before, warm_start, warm_dirs, root, name)
+            if kept is None:  # a store of before schema 4 kept no earlier trials: its sources are read again
+                warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
+                warm_record = _recorded_warm_start(warm_dirs, root)
         # a new store is renamed into place with its spec (publish): a driver killed before leaves no
         # half-made experiment, and the name can be created again
         store = Store(store_file, create=not resume)
@@ -507,10 +513,18 @@ def run(
             # so the resumed experiment continues the stream it replays
             if _adopt_drawn_seed(searcher, stored_spec.get("searcher")) or total_samples != num_samples:
                 searcher.setup(space, objective.metric, objective.mode, total_samples)
-            if warm_dirs:  # after the searcher's last setup: a setup starts it afresh
+            taken: list[Any] = []
+            if kept is not None:
+                taken, earlier, warm_record = _replayed_warm_start(store, kept, stored_spec, warm_start, warm_record,
+                                                                   name)
+            elif warm_dirs:
+                from tunesmith._warm_start import earlier_trials
+
+                taken = earlier = earlier_trials(warm_dirs)
+            if taken:  # after the searcher's last setup: a setup starts it afresh
                 from tunesmith._warm_start import warm_start_searcher
 
-                warm_start_searcher(searcher, warm_dirs)
+                warm_start_searcher(searcher, taken)
             if _adopt_drawn_seed(scheduler, stored_spec.get("scheduler")):
                 scheduler.setup(objective.metric, objective.mode)
         spec = {
@@ -518,7 +532,7 @@ def run(
             "space": space_json, "searcher": searcher.to_spec(), "scheduler": scheduler.to_spec(),
             "stop": stop_rules.to_spec(), "time_budget_s": time_budget_s, "max_concurrent": max_concurrent,
             "resources": per_trial if resources_fn is None else {"callable": _qualname(resources_fn)},
-            "warm_start": _recorded_warm_start(warm_dirs, root), "constraints": constraints and _qualname(constraints),
+            "warm_start": warm_record, "constraints": constraints and _qualname(constraints),
             "fail_fast": fail_fast, "ranks": ranks, "keep": retention.keep, "keep_by": keep_by,
             "max_failures": max_failures, "trial_timeout_s": trial_timeout_s, "trial_time_limit_s": trial_time_limit_s,
             "chdir_to_trial_dir": chdir_to_trial_dir, "file_loggers": file_loggers,
@@ -535,6 +549,8 @@ def run(
             store.set_meta(db, "status", "running")
             if not resume:
                 store.set_meta(db, "created", time.time())
+            if earlier is not None:
+                store.set_warm_start(db, earlier)
             event = store.log_event(db, "resume" if resume else "start", None, {"pid": os.getpid()})
         store.publish()
         try:
@@ -599,6 +615,40 @@ def _resume_warm_dirs(stored: Any, warm_start: Any, given: list[str], root: str,
     from tunesmith._warm_start import resume_sources
 
     return resume_sources(record, warm_start, given, root, name, resume_command(name, root=root))
+
+
+def _kept_warm_start(meta: dict[str, Any], warm_start: Any, given: list[str], root: str,
+                     name: str) -> dict[int, int] | None:
+    """For a resume of an experiment that kept the earlier trials it took in (schema 4): which of its recorded
+    sources it keeps (index in the record -> index in ``given``; all, when ``warm_start`` is None). None for a
+    store that kept none: its sources are read again (``_resume_warm_dirs``)."""
+    from tunesmith.store.sqlite import WARM_START_KEY
+
+    if WARM_START_KEY not in meta:
+        return None
+    spec = meta.get("spec")
+    record = spec.get("warm_start") if isinstance(spec, dict) else None
+    if warm_start is None:
+        return {i: i for i in range(len(record))} if isinstance(record, list) else {}
+    from tunesmith._warm_start import kept_sources
+
+    return kept_sources(record, given, root, name, resume_command(name, root=root))
+
+
+def _replayed_warm_start(store: Store, kept: dict[int, int], spec: dict[str, Any], warm_start: Any,
+                         record: list[str] | None, name: str) -> tuple[list[Any], list[Any] | None, Any]:
+    """A resume's earlier trials: those the store kept of the sources it keeps (``_kept_warm_start``; the sources
+    are not read); the same to keep again, renumbered, where the sources were given (at another place, or left
+    out), else None (the store keeps what it has); and the spec's record of the sources (the one stored, or that
+    of those given)."""
+    trials = store.warm_start_trials()
+    if warm_start is None:
+        if trials:
+            log.info("resume: warm start from the %d earlier trials experiment %r took in when it began (kept with "
+                     "it: its sources are not read again)", len(trials), name)
+        return trials, None, spec.get("warm_start")
+    again = [(kept[source], config, result) for source, config, result in trials if source in kept]
+    return again, again, record
 
 
 def _recorded_warm_start(warm_dirs: list[str], root: str) -> list[str] | None:

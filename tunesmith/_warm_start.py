@@ -78,61 +78,61 @@ def _point_at(command: str) -> str:
 
 def resume_sources(record: Any, warm_start: Any, given: list[str], root: str, name: str,
                    command: str = "tunesmith resume NAME") -> list[str]:
-    """The sources a resume of experiment ``name`` warm-starts from: those it recorded (``record``, found under
-    ``root``, its storage folder now) when ``warm_start`` is None (said in the log); else those given (``given``,
-    found), which must be the recorded ones, except that one no longer found may be given at its new place (the
-    folder is not compared: a moved folder and another experiment look alike) or left out (with a warning).
+    """The sources a resume of experiment ``name`` warm-starts from, for an experiment stored without the trials it
+    took in (a store of before schema 4): those it recorded (``record``, found under ``root``, its storage folder
+    now) when ``warm_start`` is None (said in the log); else those given (``given``, found), as
+    :func:`kept_sources` checks them.
 
     Raises:
         ConfigError: a recorded source is not found and none was given (how to point at it said); or the sources
             given are others than the recorded ones.
     """
     places = recorded_places(record, root, name, command)
-    missing = [p for p in places if not os.path.isfile(_layout.store_path(p))]
-    shown = list(record or [])
     if warm_start is None:
+        missing = [p for p in places if not os.path.isfile(_layout.store_path(p))]
         if missing:
-            raise ConfigError(f"resume: experiment {name!r} was run with warm_start={shown!r}, and "
+            raise ConfigError(f"resume: experiment {name!r} was run with warm_start={list(record or [])!r}, and "
                               f"{' and '.join(missing)} holds no experiment now (no {STORE_FILE}: moved or deleted); "
                               f"{_point_at(command)}")
         if places:
             log.info("resume: warm start from the sources experiment %r was run with: %s", name, ", ".join(places))
         return places
-    new, other = list(given), False  # each source found still is given again; the rest stand in for missing ones
-    for place in (p for p in places if p not in missing):
-        again = next((g for g in new if _same(g, place)), None)
-        if again is None:
-            other = True
-            break
-        new.remove(again)
-    if other or len(new) > len(missing):
-        raise ConfigError(f"resume: experiment {name!r} was run with warm_start={shown!r}, not {given!r}; pass the "
-                          f"same (one no longer found: its new folder in its place); to build on other results, "
-                          f"start a new experiment with warm_start=[...]")
-    for place in missing[len(new):]:
-        log.warning("resume: experiment %r goes on without the earlier trials of its warm_start source %s (no "
-                    "experiment there now): its search differs from the one it began", name, place)
-    if new:
-        log.info("resume: warm start from %s in place of %s (not found)", ", ".join(new),
-                 ", ".join(missing[:len(new)]))
+    kept_sources(record, given, root, name, command)
     return given
 
 
-def warm_start_sources_now(record: Any, root: str, name: str) -> list[str]:
-    """The recorded sources of the running experiment ``name`` (its storage folder ``root``) that hold an experiment
-    now, for a searcher set up again while it runs (the dashboard's ``add_samples``); one moved or deleted since
-    the run began is left out, with a warning."""
-    try:
-        places = recorded_places(record, root, name)
-    except ConfigError as e:
-        log.warning("warm start: %s; the searcher is set up again without earlier trials", e)
-        return []
-    found = [p for p in places if os.path.isfile(_layout.store_path(p))]
-    for place in places:
-        if place not in found:
-            log.warning("warm start: %s holds no experiment now (moved or deleted since the run began); the searcher "
-                        "is set up again without its trials", place)
-    return found
+def kept_sources(record: Any, given: list[str], root: str, name: str,
+                 command: str = "tunesmith resume NAME") -> dict[int, int]:
+    """Which recorded sources (``record``, found under ``root``) a resume of experiment ``name`` given the sources
+    ``given`` (found) keeps: each kept one's index in the record to its index in ``given``. ``given`` must be the
+    recorded ones, except that one no longer found may be given at its new place (the folder is not compared: a
+    moved folder and another experiment look alike) or left out (with a warning).
+
+    Raises:
+        ConfigError: the sources given are others than the recorded ones.
+    """
+    places = recorded_places(record, root, name, command)
+    missing = [i for i, p in enumerate(places) if not os.path.isfile(_layout.store_path(p))]
+    kept: dict[int, int] = {}
+    for i, place in enumerate(places):  # each source found still is given again; the rest stand in for missing ones
+        if i not in missing:
+            again = next((j for j, g in enumerate(given) if j not in kept.values() and _same(g, place)), None)
+            if again is None:
+                break
+            kept[i] = again
+    new = [j for j in range(len(given)) if j not in kept.values()]
+    if len(kept) < len(places) - len(missing) or len(new) > len(missing):
+        raise ConfigError(f"resume: experiment {name!r} was run with warm_start={list(record or [])!r}, not "
+                          f"{given!r}; pass the same (one no longer found: its new folder in its place); to build on "
+                          f"other results, start a new experiment with warm_start=[...]")
+    kept.update(zip(missing, new))
+    for i in missing[len(new):]:
+        log.warning("resume: experiment %r goes on without the earlier trials of its warm_start source %s (no "
+                    "experiment there now): its search differs from the one it began", name, places[i])
+    if new:
+        log.info("resume: warm start from %s in place of %s (not found)", ", ".join(given[j] for j in new),
+                 ", ".join(places[i] for i in missing[:len(new)]))
+    return kept
 
 
 def _same(a: str, b: str) -> bool:
@@ -145,14 +145,22 @@ def _same(a: str, b: str) -> bool:
         return False
 
 
-def warm_start_searcher(searcher: Searcher, dirs: list[str]) -> None:
-    """Hand the earlier experiments' finished trials to the searcher as data: (config, last result) pairs read
-    here (the searcher stays pure). Read as data only: nothing in those folders is imported or unpickled."""
-    trials: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for path in dirs:
+def earlier_trials(dirs: list[str]) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """The earlier experiments' finished trials, (index of its folder in ``dirs``, config, last result), read as
+    data only: nothing in those folders is imported or unpickled. The run keeps them in its store
+    (``Store.set_warm_start``): a resume replays them from there, never reading the folders again."""
+    trials: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+    for source, path in enumerate(dirs):
         earlier = ResultSet(path)
-        trials += [(t.config, t.last_result) for t in earlier.trials
+        trials += [(source, t.config, t.last_result) for t in earlier.trials
                    if t.status is TrialStatus.TERMINATED and t.last_result]
+    return trials
+
+
+def warm_start_searcher(searcher: Searcher, earlier: list[tuple[int, Any, Any]]) -> None:
+    """Hand the earlier trials (``earlier_trials``, or those the store kept) to the searcher as (config, last
+    result) pairs (the searcher stays pure)."""
+    trials = [(config, result) for _source, config, result in earlier]
     used = searcher.warm_start(trials)
     if used:
         log.info("warm start: %s observed %d of %d finished earlier trials (%d skipped: outside this space or "

@@ -952,8 +952,9 @@ def resume(name: str, target: str | None, storage_path: str | None, space_file: 
     terminal, or with --trust-stored-fn. A folder someone else made could name any importable function. The
     same holds for a resources function, a constraints function or a stop rule of your own that the
     experiment was run with: name yours (--resources, --constraints, --stop) or confirm the stored ones.
-    An experiment run with warm_start= reads its sources again (those in its storage folder are found there
-    after the folder moved): --warm-start says where one went, --no-warm-start goes on without the lost ones.
+    An experiment run with warm_start= replays the earlier trials it kept, without reading its sources; one
+    stored by a tunesmith before that reads them again: --warm-start says where one went, --no-warm-start goes
+    on without the lost ones.
     """
     from tunesmith import _run
 

@@ -435,16 +435,14 @@ def add_samples(ctl: Any, n: int) -> tuple[bool, str]:
 def _set_up_again(ctl: Any, num_samples: int) -> None:
     """``setup`` with ``num_samples``, the warm start again, then the stored suggestions and results replayed in
     the order they happened (as ``tunesmith._replay`` does on resume)."""
-    from tunesmith._warm_start import warm_start_searcher, warm_start_sources_now
+    from tunesmith._warm_start import warm_start_searcher
     from tunesmith.store.sqlite import result_dict
 
     searcher, store = ctl.searcher, ctl.store
     searcher.setup(searcher.space, ctl.metric, ctl.mode, num_samples)
-    spec = store.meta().get("spec") or {}
-    record = spec.get("warm_start") if isinstance(spec, dict) else None
-    warm = warm_start_sources_now(record, os.path.dirname(ctl.exp_dir), ctl.name)  # the run checked them
-    if warm:
-        warm_start_searcher(searcher, warm)
+    earlier = store.warm_start_trials()  # those the run took in and kept (its sources are not read again)
+    if earlier:
+        warm_start_searcher(searcher, earlier)
     history: list[tuple[float, int, int, int, Any]] = []
     for rec in store.trials():
         tid = rec["id"]

@@ -36,8 +36,10 @@ from tunesmith.trial import FLOAT_LIMIT
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "ResultRow", "Store", "StoreError", "dumps", "result_dict"]
 
-SCHEMA_VERSION = 3
-_TABLES = ("experiment", "trials", "results", "checkpoints", "events")
+SCHEMA_VERSION = 4
+_TABLES = ("experiment", "trials", "results", "checkpoints", "events")  # and warm_start (schema 4: a reader of an
+# older store finds none; the WARM_START_KEY meta says whether one was written)
+WARM_START_KEY = "warm_start_taken"
 _SQLITE_FULL = 13  # sqlite3.SQLITE_FULL from Python 3.11
 
 _SCHEMA = """
@@ -87,6 +89,12 @@ CREATE TABLE IF NOT EXISTS events (
     trial_id INTEGER,
     data TEXT
 );
+CREATE TABLE IF NOT EXISTS warm_start (
+    seq INTEGER PRIMARY KEY,
+    source INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    result TEXT NOT NULL
+);
 """
 
 
@@ -109,8 +117,16 @@ def _v2_checkpointed(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE results ADD COLUMN checkpointed INTEGER")
 
 
+def _v3_warm_start(db: sqlite3.Connection) -> None:
+    """Schema 3 -> 4: the earlier trials a warm-started experiment took in (``run(warm_start=...)``), kept with it
+    so that a resume replays them instead of reading its sources again. A store of before has none (no
+    ``WARM_START_KEY`` meta): its resume reads its sources once more, then keeps what it took."""
+    db.execute("CREATE TABLE IF NOT EXISTS warm_start (seq INTEGER PRIMARY KEY, source INTEGER NOT NULL, "
+               "config TEXT NOT NULL, result TEXT NOT NULL)")
+
+
 # Small migration functions, one per version step: MIGRATIONS[v] takes a store at version v to v + 1.
-MIGRATIONS: dict[int, Any] = {1: _v1_generations, 2: _v2_checkpointed}
+MIGRATIONS: dict[int, Any] = {1: _v1_generations, 2: _v2_checkpointed, 3: _v3_warm_start}
 
 
 class ResultRow(NamedTuple):
@@ -514,6 +530,24 @@ class Store:
                    (generation, trial_id, generation - 1, at_iteration))
         db.execute("UPDATE trials SET generation = ? WHERE id = ?", (generation, trial_id))
         db.execute("DELETE FROM checkpoints WHERE trial_id = ? AND iteration > ?", (trial_id, at_iteration))
+
+    def set_warm_start(self, db: sqlite3.Connection, trials: list[tuple[int, Any, Any]]) -> None:
+        """Keep the earlier trials a warm start handed the searcher, (source index in the spec's ``warm_start``,
+        config, last result) in order, in place of any kept before; ``WARM_START_KEY`` says how many."""
+        db.execute("DELETE FROM warm_start")
+        db.executemany("INSERT INTO warm_start(source, config, result) VALUES (?, ?, ?)",
+                       [(source, dumps(config), dumps(result)) for source, config, result in trials])
+        self.set_meta(db, WARM_START_KEY, len(trials))
+
+    @_reading
+    def warm_start_trials(self) -> list[tuple[int, Any, Any]]:
+        """The earlier trials kept by :meth:`set_warm_start`, in their order."""
+        return [(source, _json(config, functools.partial(self._damaged_warm, seq)),
+                 _json(result, functools.partial(self._damaged_warm, seq)))
+                for seq, source, config, result in self._db.execute("SELECT * FROM warm_start ORDER BY seq")]
+
+    def _damaged_warm(self, seq: int) -> str:
+        return f"the experiment store {self.path} is damaged: its warm_start row {seq}"
 
     @staticmethod
     def log_event(db: sqlite3.Connection, kind: str, trial_id: int | None, data: Any = None) -> int:
