@@ -384,3 +384,29 @@ def test_a_metric_named_with_a_nul_character_is_refused_naming_it(results_dir, e
             if f.endswith((".csv", ".jsonl")):
                 with open(os.path.join(root, f), encoding="utf-8") as fh:
                     assert name not in fh.read(), f
+
+
+# -- a config too big for the store: said once, naming the key ----------------------------------------------------
+def _big_config_warnings(caplog: Any) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "ts.put" in r.getMessage()]
+
+
+@pytest.mark.parametrize(("space", "named"), [
+    ({"lr": ts.uniform(0, 1), "table": np.arange(20_000)}, 'config["table"]'),
+    ({"lr": ts.uniform(0, 1), "data": {"small": 1, "rows": list(range(20_000))}}, 'config["data"]["rows"]'),
+])
+def test_a_config_too_big_for_the_store_is_said_once_naming_its_key(results_dir, caplog, space, named):
+    """A numpy array (or a long list) in the space is stored as a JSON list with every trial's config: a warning,
+    once per run, names its key and points to ts.put; the run goes on as before."""
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        result = ts.run(once, space, metric="x", mode="max", num_samples=3, name="big", verbose=0)
+    [message] = _big_config_warnings(caplog)
+    assert named in message and "64 KiB" in message and "docs/ray.md" in message, message
+    assert len(result.trials) == 3 and all(len(json.dumps(t.config)) > 64 * 1024 for t in result.trials)
+
+
+def test_a_config_under_the_size_bound_says_nothing(results_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        ts.run(once, {"lr": ts.uniform(0, 1), "table": np.arange(1_000)}, metric="x", mode="max", num_samples=2,
+               name="small", verbose=0)
+    assert _big_config_warnings(caplog) == []

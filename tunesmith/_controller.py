@@ -65,6 +65,7 @@ from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatu
 log = logging.getLogger("tunesmith")
 
 _POLL_S = 0.05
+BIG_CONFIG = 64 * 1024  # characters of a trial's config as JSON over which the run says so, once
 
 
 class Controller:
@@ -153,6 +154,7 @@ class Controller:
         self._actions: dict[int, Decision] = {}  # decision to apply when the trial's worker confirms
         # trials created since the last store transaction, with the time they were created
         self._new_rows: list[tuple[TrialView, float]] = []
+        self._said_big_config = False  # a config over BIG_CONFIG is said once per run
         # trials whose row went in the store PENDING (made while no worker was free), and those of them started
         # since the last transaction: their row says RUNNING, and when, with the next one
         self._stored_pending: set[int] = set()
@@ -997,8 +999,11 @@ class Controller:
         self._write_generations(db)
         for trial, created in self._new_rows:
             # PENDING: made, but waiting for a free worker (``_pending_launch``); it says RUNNING when it starts
-            self.store.insert_trial(db, trial.id, trial.config, trial.resources, trial.status.value,
-                                    created=created, start_time=trial.start_time)
+            size = self.store.insert_trial(db, trial.id, trial.config, trial.resources, trial.status.value,
+                                           created=created, start_time=trial.start_time)
+            if size > BIG_CONFIG and not self._said_big_config:
+                self._said_big_config = True
+                log.warning("%s", big_config_warning(trial.id, trial.config, size))
             if trial.status is TrialStatus.PENDING:
                 self._stored_pending.add(trial.id)
         self._new_rows.clear()
@@ -1108,3 +1113,19 @@ def _stopped_on_plan(plan: tuple[Any, ...] | None, trial: TrialView) -> bool:
     from tunesmith.session import _Plan
 
     return _Plan(plan).decision(trial.iteration, trial.last_result.metrics)[0] is False
+
+
+def big_config_warning(trial_id: int, config: dict[str, Any], size: int) -> str:
+    """What the run says of a trial whose config is ``size`` characters of JSON (over ``BIG_CONFIG``): the key
+    holding most of it (down nested dicts; its name escaped), and ``ts.put`` for large objects."""
+    from tunesmith.space._validate import _key
+
+    where, value = "config", config
+    while isinstance(value, dict) and value:
+        key, value = max(value.items(), key=lambda item: len(dumps(item[1])))
+        where = _key(where, key)
+    return (f"trial {trial_id}'s config is {size / 1024:,.0f} KiB as JSON (over {BIG_CONFIG // 1024} KiB), "
+            f"{len(dumps(value)) / 1024:,.0f} KiB of it in {where}: every trial's config is stored in the experiment "
+            f"and sent to its worker, so a large array or list in the space makes a large store and a slow run. "
+            f"Store a large object once instead: ref = ts.put(obj) before ts.run, data = ts.get(ref) in the "
+            f"training function (docs/ray.md, Shared data). Said once per run.")

@@ -458,13 +458,16 @@ class Store:
     def insert_trial(db: sqlite3.Connection, trial_id: int, config: dict[str, Any],
                      resources: dict[str, float], status: str, parent_id: int | None = None,
                      parent_iteration: int | None = None, created: float | None = None,
-                     start_time: float | None = None) -> None:
-        """``created``: when the trial was made (default now; the row may be written after it started)."""
+                     start_time: float | None = None) -> int:
+        """``created``: when the trial was made (default now; the row may be written after it started). Returns the
+        length of the config's JSON (the driver says when it is large: ``_controller.big_config_warning``)."""
+        text = dumps(config)
         db.execute(
             "INSERT INTO trials(id, config, status, resources, parent_id, parent_iteration, created, start_time) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (trial_id, dumps(config), status, dumps(resources), parent_id, parent_iteration,
+            (trial_id, text, status, dumps(resources), parent_id, parent_iteration,
              time.time() if created is None else created, start_time))
+        return len(text)
 
     @staticmethod
     def append_results(db: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
