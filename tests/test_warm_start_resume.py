@@ -269,6 +269,36 @@ def test_a_resume_whose_source_was_deleted_replays_what_it_took(results_dir: Any
     assert _configs(result.path) == reference
 
 
+def test_a_resume_that_leaves_a_lost_source_out_drops_its_trials_and_a_failed_one_keeps_them(
+        results_dir: Any, tmp_path: Any, caplog: Any) -> None:
+    import sqlite3
+
+    _reference_and_interrupted(results_dir, tmp_path)
+    shutil.rmtree(results_dir / "A")
+    db = sqlite3.connect(results_dir / "B" / "experiment.db")
+    with db:
+        config = db.execute("SELECT config FROM trials WHERE id = 1").fetchone()[0]
+        db.execute("UPDATE trials SET config = '[1' WHERE id = 1")  # its replay fails after the spec is written
+    with pytest.raises(ts.StoreError, match="trial 1's config is not valid JSON"):
+        ts.run(quadratic, SPACE, num_samples=4, name="B", searcher=_seeded(), max_concurrent=1, resume=True,
+               warm_start=[], **ARGS)
+    kept = ts.load(str(results_dir / "B"))
+    assert kept.meta["spec"]["warm_start"] == ["A"] and kept.meta["warm_start_taken"] == 3
+    assert len(kept._store.warm_start_trials()) == 3  # the failed resume put them back
+    kept._store.close()
+    with db:
+        db.execute("UPDATE trials SET config = ? WHERE id = 1", (config,))
+    db.close()
+
+    searcher = _seeded()
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        result = ts.run(quadratic, SPACE, num_samples=4, name="B", searcher=searcher, max_concurrent=1, resume=True,
+                        warm_start=[], **ARGS)
+    assert "goes on without the earlier trials of its warm_start source" in caplog.text
+    assert len(searcher.study.trials) == 4  # none of A's
+    assert result.meta["spec"]["warm_start"] is None and result.meta["warm_start_taken"] == 0
+
+
 # -- 4. the resume command printed at Ctrl-C names every function of the user's --------------------------------------
 SCRIPT = textwrap.dedent("""
     import os

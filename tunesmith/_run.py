@@ -491,6 +491,7 @@ def run(
         before: dict[str, Any] = {}  # what a resume that fails once the store is written puts back (_undo_resume)
         total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
         warm_record, kept = _recorded_warm_start(warm_dirs, root), None  # the spec's record of the sources
+        stored_earlier: list[Any] | None = None  # the earlier trials the store kept before this resume
         if resume:  # checked through a reader first: a refused resume leaves the file as it was (not migrated)
             before, trials = _stored_meta(store_file)
             stored_spec = before.get("spec", {})
@@ -515,8 +516,9 @@ def run(
                 searcher.setup(space, objective.metric, objective.mode, total_samples)
             taken: list[Any] = []
             if kept is not None:
-                taken, earlier, warm_record = _replayed_warm_start(store, kept, stored_spec, warm_start, warm_record,
-                                                                   name)
+                stored_earlier = store.warm_start_trials()
+                taken, earlier, warm_record = _replayed_warm_start(stored_earlier, kept, stored_spec, warm_start,
+                                                                   warm_record, name)
             elif warm_dirs:
                 from tunesmith._warm_start import earlier_trials
 
@@ -570,7 +572,7 @@ def run(
                 print(board.announce(), flush=True)  # the URL with its token: printed for its user to open
         except BaseException:
             if resume:
-                _undo_resume(store, before, event)
+                _undo_resume(store, before, event, (stored_earlier,) if earlier is not None else None)
             store.close()
             raise
         _setup_done()  # the collector runs as usual from the first trial on
@@ -635,13 +637,12 @@ def _kept_warm_start(meta: dict[str, Any], warm_start: Any, given: list[str], ro
     return kept_sources(record, given, root, name, resume_command(name, root=root))
 
 
-def _replayed_warm_start(store: Store, kept: dict[int, int], spec: dict[str, Any], warm_start: Any,
+def _replayed_warm_start(trials: list[Any], kept: dict[int, int], spec: dict[str, Any], warm_start: Any,
                          record: list[str] | None, name: str) -> tuple[list[Any], list[Any] | None, Any]:
-    """A resume's earlier trials: those the store kept of the sources it keeps (``_kept_warm_start``; the sources
-    are not read); the same to keep again, renumbered, where the sources were given (at another place, or left
-    out), else None (the store keeps what it has); and the spec's record of the sources (the one stored, or that
-    of those given)."""
-    trials = store.warm_start_trials()
+    """A resume's earlier trials: those the store kept (``trials``) of the sources it keeps (``_kept_warm_start``;
+    the sources are not read); the same to keep again, renumbered, where the sources were given (at another place,
+    or left out), else None (the store keeps what it has); and the spec's record of the sources (the one stored,
+    or that of those given)."""
     if warm_start is None:
         if trials:
             log.info("resume: warm start from the %d earlier trials experiment %r took in when it began (kept with "
@@ -793,15 +794,19 @@ def _stored_meta(store_file: str) -> tuple[dict[str, Any], int]:
         reader.close()
 
 
-def _undo_resume(store: Store, before: dict[str, Any], event: int) -> None:
+def _undo_resume(store: Store, before: dict[str, Any], event: int, earlier: tuple[list[Any] | None] | None) -> None:
     """A resume that failed before its loop ran anything (a damaged store its replay could not read, a dashboard
     that could not start) leaves the experiment as it was: its status (a finished one is not left "running", which
-    readers show as crashed), spec and error, without the ``resume`` event, and a finished one's results index."""
+    readers show as crashed), spec and error, without the ``resume`` event, a finished one's results index, and
+    the earlier trials of its warm start where the resume wrote them (``earlier``: a tuple of those kept before,
+    or of None where none were; None where the resume wrote none)."""
     try:
         with store.transaction() as db:
             for key in ("spec", "status", "error"):
                 if key in before:
                     store.set_meta(db, key, before[key])
+            if earlier is not None:
+                store.set_warm_start(db, earlier[0])
             store.delete_event(db, event)
         if before.get("status") == "finished":
             store.index_results()  # marking it running dropped the index

@@ -534,10 +534,14 @@ class Store:
         db.execute("UPDATE trials SET generation = ? WHERE id = ?", (generation, trial_id))
         db.execute("DELETE FROM checkpoints WHERE trial_id = ? AND iteration > ?", (trial_id, at_iteration))
 
-    def set_warm_start(self, db: sqlite3.Connection, trials: list[tuple[int, Any, Any]]) -> None:
+    def set_warm_start(self, db: sqlite3.Connection, trials: list[tuple[int, Any, Any]] | None) -> None:
         """Keep the earlier trials a warm start handed the searcher, (source index in the spec's ``warm_start``,
-        config, last result) in order, in place of any kept before; ``WARM_START_KEY`` says how many."""
+        config, last result) in order, in place of any kept before; ``WARM_START_KEY`` says how many. None: none
+        kept, as in a store of before schema 4 (a failed resume of one puts that back)."""
         db.execute("DELETE FROM warm_start")
+        if trials is None:
+            db.execute("DELETE FROM experiment WHERE key = ?", (WARM_START_KEY,))
+            return
         db.executemany("INSERT INTO warm_start(source, config, result) VALUES (?, ?, ?)",
                        [(source, dumps(config), dumps(result)) for source, config, result in trials])
         self.set_meta(db, WARM_START_KEY, len(trials))
