@@ -4,6 +4,7 @@ import pytest
 
 from tunesmith._errors import ConfigError
 from tunesmith.schedulers._base import CONTINUE, PAUSE, STOP, Pause, Scheduler
+from tunesmith.schedulers.asha import ASHA
 from tunesmith.schedulers.deadline import Deadline
 from tunesmith.schedulers.hyperband import HyperBand
 from tunesmith.schedulers.resource_changing import ResourceChanging
@@ -88,6 +89,21 @@ def test_forwards_extra_hooks_and_decision_iteration(Harness):
     assert h.choose_all() == [0]
 
 
+@pytest.mark.parametrize("wrap", [
+    lambda asha: ResourceChanging(asha, lambda trial, view: None),
+    lambda asha: Deadline(1000.0, scheduler=asha),
+], ids=["ResourceChanging", "Deadline"])
+def test_a_wrapped_asha_gives_the_plan_the_bare_one_gives(Harness, wrap):
+    """The plan, its promises included: the wrapped ASHA decides the new trial's rung-1 result as it promised."""
+    bare, wrapped = Harness(ASHA(max_t=9, grace_period=1)), Harness(wrap(ASHA(max_t=9, grace_period=1)))
+    for h in (bare, wrapped):
+        h.run([(i, 1, float(i)) for i in range(3)], now=1.0)
+    plan = bare.scheduler.decision_plan(bare.add(3))
+    assert plan is not None and plan.points[0] == (1, -1.0)
+    assert wrapped.scheduler.decision_plan(wrapped.add(3)) == plan
+    assert wrapped.report(3, 1, 1.0, now=2.0) == CONTINUE
+
+
 def test_bad_allocation_names_allocate_fn(Harness):
     h = Harness(ResourceChanging(Scripted(), lambda trial, view: {"cpu": -1}))
     with pytest.raises(ConfigError, match="^allocate_fn:"):
@@ -110,6 +126,15 @@ def test_before_the_exploit_phase_the_wrapped_asha_decides(Harness):
     assert h.scheduler.decision_iteration(h.trial(0)) == 1  # the default ASHA's first rung
     # Default ASHA (rf 3) at rung 1: 2.0 after 1.0 stops.
     assert h.run([(0, 1, 1.0), (1, 1, 2.0)], now=10.0) == [CONTINUE, STOP]
+
+
+def test_the_exploit_phase_gives_no_plan(Harness):
+    """From the exploit phase on any result may pause its trial: the trial waits at its decision points again."""
+    h = deadline_run(Harness, n=2, inner=ASHA(max_t=9, grace_period=1))
+    h.run([(0, 1, 1.0)], now=10.0)
+    assert h.scheduler.decision_plan(h.trial(1)) is not None  # exploring: the wrapped ASHA's plan
+    h.run([(0, 2, 1.0)], now=60.0)  # past deadline * (1 - 0.5)
+    assert h.scheduler.decision_plan(h.trial(1)) is None
 
 
 def test_exploit_phase_focuses_resources(Harness):

@@ -456,15 +456,21 @@ def flat_curve(config):
 
 
 @pytest.mark.timeout(120)
-def test_local_asha_decides_at_a_rung_in_the_worker_when_the_cutoff_was_known(fast_dir):
+@pytest.mark.parametrize("wrap", [
+    lambda asha: asha,
+    lambda asha: ts.ResourceChanging(asha, lambda trial, view: None),
+    lambda asha: ts.Deadline(deadline_s=1e6, scheduler=asha),
+], ids=["ASHA", "ResourceChanging(ASHA)", "Deadline(ASHA)"])
+def test_local_asha_decides_at_a_rung_in_the_worker_when_the_cutoff_was_known(fast_dir, wrap):
     """One trial at a time, each better than all before, then a bad one. The first trial finds its rungs empty:
     it waits at rungs 1 and 3 for the driver's decisions. Each later one was given the rungs' cutoffs at its start:
     its result at a rung beats the cutoff and it goes on without a round trip; the last one's is below rung 1's and
-    it ends there without one; max_t ends every trial the same way. The rungs record what the rule alone decides."""
+    it ends there without one; max_t ends every trial the same way. The rungs record what the rule alone decides.
+    Wrapped (a ResourceChanging that changes nothing, a Deadline still exploring) it runs on the same plans."""
     backend = CountingBackend()
     asha = ts.ASHA(max_t=9, grace_period=1, reduction_factor=3)
     values = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 9.0]
-    result = ts.run(flat_curve, space={"v": ts.grid(values)}, metric="loss", mode="min", scheduler=asha,
+    result = ts.run(flat_curve, space={"v": ts.grid(values)}, metric="loss", mode="min", scheduler=wrap(asha),
                     backend=backend, max_concurrent=1, verbose=0, storage_path=fast_dir)
     assert [t.config["v"] for t in result.trials] == values
     assert [t.iteration for t in result.trials] == [9, 9, 9, 9, 9, 9, 1]

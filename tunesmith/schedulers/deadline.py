@@ -12,7 +12,7 @@ from typing import Any
 
 from tunesmith._errors import ConfigError
 from tunesmith._objective import Objective
-from tunesmith.schedulers._base import CONTINUE, STOP, Continue, Decision, Pause, Scheduler, SchedulerView
+from tunesmith.schedulers._base import CONTINUE, STOP, Continue, Decision, DecisionPlan, Pause, Scheduler, SchedulerView
 from tunesmith.schedulers._milestones import _check_number, _rank_key
 from tunesmith.schedulers.asha import ASHA
 from tunesmith.schedulers.resource_changing import _normalized, _pop_paused, _Wrapper
@@ -46,6 +46,12 @@ class Deadline(_Wrapper):
 
     From ``deadline_s`` on every result is answered ``STOP``. Decisions of the wrapped scheduler other
     than ``CONTINUE`` (its rung stops, ``max_t``, pauses, exploits) always pass through.
+
+    While exploring, the wrapped scheduler's ``decision_plan`` is the trial's: a trial past a rung whose cutoff it
+    beats goes on without waiting for the driver, as under a bare ASHA. A plan given then still holds when the
+    exploit phase begins: a promised stop is a stop, and a trial gone on past a promised ``CONTINUE`` that this
+    wrapper pauses (or stops at ``deadline_s``) pauses at its next step, as at any result it did not wait at. From
+    the exploit phase on no plan is given: the trials wait at their decision points again.
 
     Args:
         deadline_s: the time budget in seconds, on the controller's clock (``view.now``).
@@ -133,6 +139,11 @@ class Deadline(_Wrapper):
         self._weak.pop(trial.id, None)
         self._resize.pop(trial.id, None)
         self._inner.on_complete(trial, result, view)
+
+    def decision_plan(self, trial: TrialView) -> DecisionPlan | None:
+        """The wrapped scheduler's plan while exploring (``_Wrapper.decision_plan``); none from the exploit phase
+        on, where any result may pause its trial: it waits at its decision points, so a pause lands there."""
+        return None if self._exploiting else super().decision_plan(trial)
 
     def choose_trial_to_run(self, view: SchedulerView) -> int | None:
         """First a kept trial paused for its share, then (exploit phase) the best weak paused trial if

@@ -1,9 +1,9 @@
 """Schedulers that move resources between trials: ``ResourceChanging`` (the generic wrapper) and the
 machinery ``Deadline`` (``schedulers/deadline.py``) shares with it.
 
-Both wrap another scheduler and pass every hook through to it. Resources change through
-``Pause(resources=new)``: the controller pauses the trial and, when ``choose_trial_to_run`` names it,
-resumes it from its latest checkpoint with ``new`` as its resources.
+Both wrap another scheduler and pass every hook through to it (``decision_plan`` too: ``_Wrapper``).
+Resources change through ``Pause(resources=new)``: the controller pauses the trial and, when
+``choose_trial_to_run`` names it, resumes it from its latest checkpoint with ``new`` as its resources.
 
 Hooks beyond ``Scheduler`` that the controller should call when a scheduler has them (both wrappers
 have all three and forward them to the wrapped scheduler):
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunesmith._errors import ConfigError
-from tunesmith.schedulers._base import CONTINUE, Continue, Decision, Pause, Scheduler, SchedulerView
+from tunesmith.schedulers._base import CONTINUE, Continue, Decision, DecisionPlan, Pause, Scheduler, SchedulerView
 from tunesmith.trial import Result, TrialStatus, TrialView
 
 AllocateFn = Callable[[TrialView, SchedulerView], "dict[str, float] | None"]
@@ -80,6 +80,14 @@ class _Wrapper(Scheduler):
     def decision_iteration(self, trial: TrialView) -> int | None:
         return self._inner.decision_iteration(trial)
 
+    def decision_plan(self, trial: TrialView) -> DecisionPlan | None:
+        """The wrapped scheduler's plan: a wrapped ASHA's trial goes on past a rung whose cutoff it beats without
+        waiting for the driver. What the plan promises stays true: the wrapper passes every decision but
+        ``CONTINUE`` through, so a promised stop is one; a promised ``CONTINUE`` that it turns into a ``Pause``
+        (``Deadline``: or a ``STOP``) lets the trial, gone on, pause or stop at its next step, as at any result it
+        did not wait at (a resize or a deadline does not need the very iteration a rung is at)."""
+        return self._inner.decision_plan(trial)
+
     def choose_trial_to_run(self, view: SchedulerView) -> int | None:
         return self._inner.choose_trial_to_run(view)
 
@@ -109,6 +117,10 @@ class ResourceChanging(_Wrapper):
     if it returns resources that differ from ``trial.resources`` (zero entries ignored), the decision
     becomes ``Pause(resources=new)`` and ``choose_trial_to_run`` offers the trial back first, before
     the wrapped scheduler's own choice. Every other decision passes through unchanged.
+
+    The wrapped scheduler's ``decision_plan`` is the trial's: a trial past a rung whose cutoff it beats goes on
+    without waiting for the driver, as under a bare ASHA; a resize asked for at that result then pauses it at its
+    next step (as at any result it did not wait at), from its latest checkpoint.
 
     Args:
         scheduler: the scheduler that decides continue/stop.
