@@ -13,7 +13,10 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.naive_bayes import BernoulliNB, MultinomialNB
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -154,6 +157,35 @@ def test_a_candidate_without_partial_fit_is_fitted_once_per_fold_under_a_schedul
     # fitted to the end, lbfgs beats three passes of adam: the best candidate is no longer lost
     assert search.best_params_ == {"solver": "lbfgs"} and search.best_score_ == pytest.approx(np.mean(expected))
 
+
+# word-count-like data: naive Bayes' partial_fit adds these counts up
+COUNTS = np.random.default_rng(0).poisson(1.0, size=(60, 6))
+LABELS = (COUNTS[:, 0] + COUNTS[:, 1] + np.arange(60) % 3 > COUNTS[:, 2] + COUNTS[:, 3] + 1).astype(int)
+
+
+@pytest.mark.parametrize("estimator", [MultinomialNB(), BernoulliNB(), OneVsRestClassifier(MultinomialNB())],
+                         ids=["MultinomialNB", "BernoulliNB", "OneVsRestClassifier(MultinomialNB)"])
+def test_a_naive_bayes_candidate_is_fitted_once_per_fold_under_a_scheduler(estimator, results_dir):
+    """Naive Bayes' ``partial_fit`` adds the batch's counts to the model's: one pass over the fold is its whole fit,
+    and ``max_iters`` passes counted the fold ``max_iters`` times, a model that no single fit gives (less smoothing:
+    log loss differs). Under a scheduler it is fitted once per fold (one report), scored as ``cross_val_score``
+    scores it, inside a meta-estimator too."""
+    alpha = "estimator__alpha" if isinstance(estimator, OneVsRestClassifier) else "alpha"
+    search = TuneSearchCV(estimator, {alpha: ts.grid([0.5, 5.0])}, n_trials=1, cv=2, max_iters=4,
+                          scoring="neg_log_loss", scheduler=ts.FIFO(), seed=0).fit(COUNTS, LABELS)
+    trials = ts.load(search.experiment_path_).trials
+    assert [t.iteration for t in trials] == [1, 1]
+    for i, params in enumerate(search.cv_results_["params"]):
+        model = clone(estimator).set_params(**params)
+        expected = cross_val_score(model, COUNTS, LABELS, cv=2, scoring="neg_log_loss")
+        assert [search.cv_results_[f"split{k}_test_score"][i] for k in range(2)] == pytest.approx(expected)
+        counted_4_times = []  # what 4 passes over each fold give: not the model above
+        for train, test in StratifiedKFold(2).split(COUNTS, LABELS):
+            passes = clone(model)
+            for _ in range(4):
+                passes.partial_fit(COUNTS[train], LABELS[train], classes=[0, 1])
+            counted_4_times.append(get_scorer("neg_log_loss")(passes, COUNTS[test], LABELS[test]))
+        assert counted_4_times != pytest.approx(expected)
 
 
 # per-sample weights that matter: a third of the samples count for nothing, the rest unevenly

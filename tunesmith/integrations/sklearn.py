@@ -18,10 +18,13 @@ scored ``error_score``); the experiment maximises
 ``tunesmith.put`` (shared memory: one copy however many trials run), not inside each trial's function.
 
 Early stopping: with a ``scheduler``, an estimator that has ``partial_fit`` (``SGDClassifier``, ``MLPClassifier``,
-``MultinomialNB``...) is trained in ``max_iters`` increments of one ``partial_fit`` pass over each training fold,
+``Perceptron``...) is trained in ``max_iters`` increments of one ``partial_fit`` pass over each training fold,
 and one that has ``warm_start`` and ``n_estimators`` (random forests, gradient boosting, bagging) grows to its
 ``n_estimators`` in ``max_iters`` steps; the trial reports after each increment, so the scheduler can stop it
-(``ts.ASHA(max_t=max_iters)``). Other estimators are fitted once per fold (one report). This is decided per
+(``ts.ASHA(max_t=max_iters)``). Other estimators are fitted once per fold (one report), naive Bayes ones too
+(``MultinomialNB``, ``BernoulliNB``, ``GaussianNB``..., alone or inside a meta-estimator): their ``partial_fit`` adds
+the batch's counts to the model, so one pass is their whole fit and more passes over the same fold would count it
+again (a different model than ``fit`` gives, as ``GridSearchCV`` scores it). This is decided per
 candidate, once its parameters are set: ``MLPClassifier(solver="lbfgs")`` has no ``partial_fit``, so that candidate
 is fitted once per fold beside ``solver="adam"`` ones trained in increments. The refit of the best candidate is
 its ``fit`` on all the data, as ``GridSearchCV`` refits (the estimator's own ``max_iter``/``tol``), not
@@ -360,13 +363,25 @@ def _raises(error_score: Any) -> bool:
 def _increments(estimator: Any) -> str | None:
     """How the estimator trains in increments: ``"partial_fit"``, ``"n_estimators"`` (warm start), or None. Asked
     of each candidate once its parameters are set: ``partial_fit`` may depend on them (an ``available_if`` method:
-    ``MLPClassifier`` has it for ``solver="adam"``/``"sgd"``, not ``"lbfgs"``)."""
-    if hasattr(estimator, "partial_fit"):
+    ``MLPClassifier`` has it for ``solver="adam"``/``"sgd"``, not ``"lbfgs"``). Not ``partial_fit`` where it adds
+    counts (``_adds_counts``)."""
+    if hasattr(estimator, "partial_fit") and not _adds_counts(estimator):
         return "partial_fit"
     params = estimator.get_params(deep=False)
     if "warm_start" in params and "n_estimators" in params:
         return "n_estimators"
     return None
+
+
+def _adds_counts(estimator: Any) -> bool:
+    """Whether the estimator is naive Bayes or holds one (``OneVsRestClassifier(MultinomialNB())``): its
+    ``partial_fit`` adds the batch's counts (class counts, feature counts, sums) to the model's, so one pass over a
+    fold is its whole fit, and passes over the same fold would count it that many times (``MultinomialNB``'s
+    smoothing would weigh ``1/max_iters`` as much), a model no ``fit`` gives."""
+    from sklearn.naive_bayes import _BaseNB
+
+    return isinstance(estimator, _BaseNB) or any(isinstance(value, _BaseNB)
+                                                 for value in estimator.get_params(deep=True).values())
 
 
 class _Trial:
