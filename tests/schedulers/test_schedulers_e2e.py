@@ -276,6 +276,16 @@ def test_deadline_ends_by_the_deadline_and_gives_the_best_the_resources(fast_dir
     assert result.history(best.id)[-1]["time_total_s"] <= 61
 
 
+def test_a_deadline_metric_no_trial_reports_is_refused_beside_its_wrapped_schedulers(fast_dir):
+    """``Deadline(metric="acc")`` ranks the trials by acc, the ASHA it wraps by loss: a trial's first result must
+    hold both, as it must the metric of an unwrapped ASHA of its own. Only the wrapped one's was checked, so a
+    metric no trial reports ranked nothing, silently."""
+    deadline = ts.Deadline(deadline_s=60, metric="acc", mode="max", scheduler=ts.ASHA(metric="loss", mode="min"))
+    with pytest.raises(ts.ConfigError, match=r"metric 'acc' \(Deadline's metric=\) is not in the results"):
+        ts.run(deadline_sim, space={"q": ts.grid([0.1])}, metric="loss", mode="min", scheduler=deadline,
+               backend=SimulatedBackend({"cpu": 4}), time_budget_s=60, verbose=0, storage_path=fast_dir)
+
+
 def test_deadline_beats_asha_alone_at_the_same_deadline(fast_dir):
     qs = [0.5, 0.3, 0.8, 0.1, 0.6, 0.4, 0.7, 0.2]
 

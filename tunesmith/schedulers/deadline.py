@@ -97,6 +97,10 @@ class Deadline(_Wrapper):
 
     # -- hooks
 
+    def compared_metrics(self) -> tuple[str, ...]:
+        """Its own metric (it ranks trials by it) and the wrapped scheduler's, each once."""
+        return tuple(dict.fromkeys((*self._objective.names, *self._inner.compared_metrics())))
+
     def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
         self._base.setdefault(trial.id, dict(trial.resources))
         self._inner.on_trial_add(trial, view)
