@@ -378,10 +378,17 @@ def _adds_counts(estimator: Any) -> bool:
     ``partial_fit`` adds the batch's counts (class counts, feature counts, sums) to the model's, so one pass over a
     fold is its whole fit, and passes over the same fold would count it that many times (``MultinomialNB``'s
     smoothing would weigh ``1/max_iters`` as much), a model no ``fit`` gives."""
-    from sklearn.naive_bayes import _BaseNB
+    import sklearn.naive_bayes
 
-    return isinstance(estimator, _BaseNB) or any(isinstance(value, _BaseNB)
-                                                 for value in estimator.get_params(deep=True).values())
+    # _BaseNB is private to scikit-learn: where a release drops it, a class of its naive_bayes module serves
+    base = getattr(sklearn.naive_bayes, "_BaseNB", None)
+
+    def counts(value: Any) -> bool:
+        if base is not None:
+            return isinstance(value, base)
+        return type(value).__module__ == "sklearn.naive_bayes"
+
+    return counts(estimator) or any(counts(value) for value in estimator.get_params(deep=True).values())
 
 
 class _Trial:
