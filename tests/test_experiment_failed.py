@@ -1,7 +1,7 @@
 """An error that ends the driver's loop (a searcher's or scheduler's bug, a ``sample_from`` function that raises
-mid-run) fails the experiment: it is stored as "failed" with the error, its running trials are stopped and their
-ends stored, nothing stored is lost, and it resumes. (Before, the error left it "running" with a released lock:
-``crashed``, as if the driver had died, its running trials stored RUNNING.)"""
+mid-run) fails the experiment: it is stored as "failed" with the error, its running trials are paused (their pauses
+stored), nothing stored is lost, and it resumes them from their checkpoints. (Before, the error left it "running" with a
+released lock: ``crashed``, as if the driver had died, its running trials stored RUNNING.)"""
 
 from __future__ import annotations
 
@@ -15,15 +15,22 @@ from tunesmith.searchers._base import FINISHED, Searcher
 
 pytestmark = pytest.mark.timeout(120)
 
-TERMINATED = ts.TrialStatus.TERMINATED
+TERMINATED, PAUSED = ts.TrialStatus.TERMINATED, ts.TrialStatus.PAUSED
 
 
 def train(config):
-    """A "short" trial reports twice; a "long" one reports until the driver stops it (the pause only paces its
-    results; nothing waits on it)."""
-    for i in range(2 if config["kind"] == "short" else 5000):
-        ts.report({"loss": 1.0 / (i + 1)})
-        if config["kind"] == "long":
+    """A "short" trial reports twice; a "long" one reports, a checkpoint with each result, until the driver stops
+    it (the sleep only paces its results; nothing waits on it), and restarted from a checkpoint twice more. Each
+    result says where its start restored from (``start``)."""
+    if config["kind"] == "short":
+        for i in range(2):
+            ts.report({"loss": 1.0 / (i + 1)})
+        return
+    ckpt = ts.get_checkpoint()
+    start = ckpt.load() if ckpt else 0
+    for i in range(start, start + 2 if start else 5000):
+        ts.report({"loss": 1.0 / (i + 1), "start": start}, checkpoint=ts.Checkpoint.from_state(i + 1))
+        if not start:
             time.sleep(0.005)
 
 
@@ -72,18 +79,24 @@ def test_a_searcher_that_raises_mid_run_fails_the_experiment_and_it_resumes(resu
 
     shown = CliRunner().invoke(cli, ["show", "buggy"]).output
     assert "(failed)" in shown and "failed: RuntimeError: searcher bug at trial 3" in shown  # why, in `show`
-    # the trial still running was stopped cleanly, its end stored, not left RUNNING for a dead driver
-    assert {t.id: t.status for t in rs.trials} == {1: TERMINATED, 2: TERMINATED}
+    # the trial still running was paused cleanly (not left RUNNING for a dead driver, nor ended: the failure was
+    # not its own), with its checkpoint
+    assert {t.id: t.status for t in rs.trials} == {1: PAUSED, 2: TERMINATED}
+    assert [e[4]["by"] for e in rs._store.events() if e[2] == "pause" and e[3] == 1] == ["failed"]
     assert rs.trial(2).iteration == 2
     _assert_nothing_lost(rs)
     long_ran = rs.trial(1).iteration
+    assert long_ran >= 1 and rs.trial(1).checkpoint is not None
 
     resumed = ts.run(train, searcher=Buggy(), num_samples=4, metric="loss", mode="min", verbose=0, name="buggy",
                      resume=True, backend=_two_at_once())
     assert resumed.status == "finished" and "error" not in {k for k, v in resumed.meta.items() if v is not None}
     assert sorted(t.id for t in resumed.trials) == [1, 2, 3, 4]
     assert all(t.status is TERMINATED for t in resumed.trials)
-    assert resumed.trial(1).iteration == long_ran  # a finished trial is not run again
+    assert resumed.trial(2).iteration == 2  # a finished trial is not run again
+    # the paused one continued from its last checkpoint: two results more, not a restart from zero
+    assert resumed.trial(1).iteration == long_ran + 2
+    assert [h["start"] for h in resumed.history(1)] == [0] * long_ran + [long_ran] * 2
     _assert_nothing_lost(resumed)
 
 
@@ -101,7 +114,7 @@ def test_a_sample_from_function_that_raises_mid_run_fails_the_experiment(results
     rs = ts.load("sampled")
     assert rs.status == "failed"
     assert "ZeroDivisionError" in rs.meta["error"]
-    assert [t.status for t in rs.trials] == [TERMINATED]  # trial 1 ran while trial 2's draw raised: stopped
+    assert [t.status for t in rs.trials] == [PAUSED]  # trial 1 ran while trial 2's draw raised: paused
     _assert_nothing_lost(rs)
 
 
@@ -124,7 +137,7 @@ def test_a_scheduler_that_raises_fails_the_experiment_and_running_trials_are_sto
     rs = ts.load("sched")
     assert rs.status == "failed"
     assert "scheduler bug in on_result" in rs.meta["error"]
-    assert [t.status for t in rs.trials] == [TERMINATED, TERMINATED]  # both stopped, their ends stored
+    assert [t.status for t in rs.trials] == [PAUSED, PAUSED]  # both paused, their pauses stored
     assert rs.trial(1).iteration >= 3
     _assert_nothing_lost(rs)
 

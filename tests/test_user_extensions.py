@@ -66,8 +66,8 @@ def test_a_searcher_suggesting_a_value_the_store_cannot_hold_is_named(results_di
                backend=_one_at_a_time())
     rs = ts.load("numpy")
     assert rs.status == "failed"
-    # trial 1 ran while trial 2 was suggested: stopped, its end and every result it sent stored
-    assert [(t.id, t.status) for t in rs.trials] == [(1, TERMINATED)]
+    # trial 1 ran while trial 2 was suggested: paused for a resume, every result it sent stored
+    assert [(t.id, t.status) for t in rs.trials] == [(1, ts.TrialStatus.PAUSED)]
     assert len(rs.history(1)) == rs.trial(1).iteration >= 1
 
 
@@ -95,8 +95,10 @@ def test_a_scheduler_whose_on_result_returns_no_decision_fails_the_run_naming_it
                backend=_one_at_a_time())
     rs = ts.load("decides")
     assert rs.status == "failed" and "Decides.on_result returned" in rs.meta["error"]
-    assert [(t.status, t.iteration) for t in rs.trials] == [(TERMINATED, 2)]  # the result decided on is stored
+    # the trial pauses, the result the answer was about stored and left for a resume to decide
+    assert [(t.status, t.iteration) for t in rs.trials] == [(ts.TrialStatus.PAUSED, 2)]
     assert len(rs.history(1)) == 2
+    assert [(e[4]["by"], e[4]["decided"]) for e in rs._store.events() if e[2] == "pause"] == [("failed", 1)]
 
 
 class Endless(ts.Searcher):

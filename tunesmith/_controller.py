@@ -263,11 +263,11 @@ class Controller:
     def _run_loop(self) -> None:
         """The loop, to its end. An error it does not expect (a searcher's or a scheduler's bug, a ``sample_from``
         function that raises, a ``resources`` function...) fails the experiment as a fatal error does (``_fail``):
-        nothing new starts, the running trials are stopped and their ends stored, the trials waiting to start (or
-        paused) are left so for a resume, then ``run`` records the experiment "failed" with the error and raises
-        it. Were it left to reach the caller at once, the store kept "running" (``crashed`` once the lock went, as
-        if the driver had died), its running trials RUNNING, and the rows of trials made since the last
-        transaction not at all.
+        nothing new starts, the running trials are paused (``_FAILED``: the failure was not theirs) and their pauses
+        stored, the trials waiting to start (or paused) are left so, and a resume continues them all from their
+        checkpoints; then ``run`` records the experiment "failed" with the error and raises it. Were it left to reach
+        the caller at once, the store kept "running" (``crashed`` once the lock went, as if the driver had died), its
+        running trials RUNNING, and the rows of trials made since the last transaction not at all.
 
         The bug may strike again while the trials stop (a scheduler's ``on_complete`` at each end): each such
         error is logged and the stopping goes on as long as it gets anywhere (a trial ended, a result was stored
@@ -301,7 +301,7 @@ class Controller:
                                   "stay RUNNING in its store (a resume restarts them)", len(self._running), self.name)
                     return
                 progress = state
-                self._begin_stopping()
+                self._begin_stopping(_FAILED)
 
     def _record_error(self, error: BaseException) -> None:
         """Why the experiment failed, in the store's meta as ``error`` (before its status says "failed"), masked as
@@ -406,7 +406,7 @@ class Controller:
             else:
                 self._flush_store()  # a quiet moment: trials started since the last batch go in the store
             if self._fatal is not None and not self._stopping:
-                self._begin_stopping()
+                self._begin_stopping(_FAILED)
             self.view.now = self._now()
             apply_commands(self, self._inbox)
             record_placements(self.executor, self.store, self._placed)
@@ -800,32 +800,32 @@ class Controller:
             self._fail(misanswered(self.scheduler, "on_result", decision, "CONTINUE, STOP, a Pause or an Exploit "
                                    "(self.CONTINUE, self.STOP, self.Pause(...), self.Exploit(...))",
                                    f" for {trial.name}'s result {result.iteration}"))
-            self._stop_reasons[trial.id] = "experiment"
-            return _STOP
-        if isinstance(decision, Pause) and decision.resources is not None:
-            return self._resize(trial, decision)
-        if isinstance(decision, Exploit):
-            return self._check_exploit(trial, decision)
+            decision = _FAILED
+        elif isinstance(decision, Pause) and decision.resources is not None:
+            decision = self._resize(trial, decision)
+        elif isinstance(decision, Exploit):
+            decision = self._check_exploit(trial, decision)
+        if decision is _FAILED:  # the answer failed the experiment: the trial pauses, this result is the resume's
+            self._decided_at[trial.id] = result.iteration - 1
         return decision
 
     def _check_exploit(self, trial: TrialView, exploit: Exploit) -> Decision:
         """An ``Exploit``'s config, checked as a suggested one is (``check_storable``): one the store cannot hold (a
         PBT mutation function's value) ends the experiment with a ConfigError naming the scheduler, the trial and the
-        key, not a ``TypeError`` from the store; the trial stops."""
+        key, not a ``TypeError`` from the store; the trial pauses (``_FAILED``), for a resume to decide again."""
         try:
             check_storable(exploit.config, "config")
         except ConfigError as e:
             self._fail(ConfigError(f"{type(self.scheduler).__name__}'s Exploit of {trial.name} gives a config the "
                                    f"store cannot hold: {e}"))
-            self._stop_reasons[trial.id] = "experiment"
-            return _STOP
+            return _FAILED
         return exploit
 
     def _resize(self, trial: TrialView, pause: Pause) -> Decision:
         """A scheduler's ``Pause(resources=new)`` (ResourceChanging, Deadline), the request checked as ``run`` checks
         ``resources=`` (``normalize``) and, where it changes, against what the executor has (``check_resources``, as
         ``resources_for`` does): a request that could never run (paused, the trial would wait for ever) ends the
-        experiment with a ConfigError naming who asked, the trial and the request; the trial stops."""
+        experiment with a ConfigError naming who asked, the trial and the request; the trial pauses (``_FAILED``)."""
         from tunesmith._secrets import mask
         from tunesmith.executors.resources import normalize
         from tunesmith.schedulers.resource_changing import ResourceChanging, _normalized
@@ -839,8 +839,7 @@ class Controller:
                    else f"{type(self.scheduler).__name__}'s Pause(resources=...)")
             self._fail(ConfigError(f"{who} asked for {pause.resources!r} for {trial.name} (config "
                                    f"{mask(trial.config)!r}), which it could never run with: {e}"))
-            self._stop_reasons[trial.id] = "experiment"
-            return _STOP
+            return _FAILED
         return Pause(resources=resources)
 
     def _hold(self, tid: int, decision: Decision) -> None:
@@ -1039,16 +1038,17 @@ class Controller:
             self._fatal = error
 
     def _begin_stopping(self, pause: Pause | None = None) -> None:
-        """Stop every running trial; ``pause`` (an interruption's or fail_fast's, ``_RUN_PAUSES``) leaves them
-        PAUSED, so a resume continues them from their checkpoints. Their results decided so far are noted
-        (``_decided_at``): those that come while they stop are stored, and decided by the resume."""
+        """Stop every running trial; ``pause`` (an interruption's, fail_fast's or a fatal error's, ``_RUN_PAUSES``)
+        leaves them PAUSED, so a resume continues them from their checkpoints. Their results decided so far are
+        noted (``_decided_at``, where the failed decision did not note it first): those that come while they stop
+        are stored, and decided by the resume."""
         self._stopping = True
         for tid in list(self._running):
             action = self._actions.setdefault(tid, _STOP if pause is None else pause)
             if pause is None:
                 self._stop_reasons.setdefault(tid, "experiment")
             elif action is pause:
-                self._decided_at[tid] = self.trials[tid].iteration
+                self._decided_at.setdefault(tid, self.trials[tid].iteration)
             self.executor.stop(tid)
 
     def _stop_all(self, grace_s: float) -> None:
@@ -1067,7 +1067,8 @@ _STOP = Stop()
 # pauses of the whole run, not the scheduler's (told apart by identity): a resume restarts their trials
 _INTERRUPTED = Pause()  # Ctrl-C, SIGTERM
 _FAILED_FAST = Pause()  # another trial failed, with fail_fast
-_RUN_PAUSES = {id(_INTERRUPTED): "interrupt", id(_FAILED_FAST): "fail_fast"}
+_FAILED = Pause()  # an error failed the experiment (``_fail``: a searcher's, a scheduler's bug...)
+_RUN_PAUSES = {id(_INTERRUPTED): "interrupt", id(_FAILED_FAST): "fail_fast", id(_FAILED): "failed"}
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -294,10 +294,10 @@ class _Step(NamedTuple):
 def _pauses(events: list[tuple[int, float, str, int | None, Any]]) -> tuple[set[int], dict[int, int]]:
     """(the trials whose latest pause was the scheduler's, the iteration of the last decided result of those whose
     latest was the whole run's). The scheduler's: a ``pause`` event that says so (an interruption's says ``"by":
-    "interrupt"``, fail_fast's ``"fail_fast"``; a store written before they said who paused has neither: its paused
-    trials restart), or an exploit (PBT's: it may leave the clone paused). The run's says up to which iteration the
-    trial's results were decided (``"decided"``; none in a store written before: all of them were taken as decided).
-    Whether the trial is still paused is the store's status."""
+    "interrupt"``, fail_fast's ``"fail_fast"``, a fatal error's ``"failed"``; a store written before they said who
+    paused has neither: its paused trials restart), or an exploit (PBT's: it may leave the clone paused). The run's says
+    up to which iteration the trial's results were decided (``"decided"``; none in a store written before: all of them
+    were taken as decided). Whether the trial is still paused is the store's status."""
     by_scheduler: set[int] = set()
     decided: dict[int, int] = {}
     for _seq, _when, kind, tid, data in events:
