@@ -231,3 +231,35 @@ def test_one_metric_in_a_list_is_the_single_metric(two: str, tmp_path: Any) -> N
                 storage_path=str(tmp_path), verbose=0)
     assert ts.load(rs.path, metric=["loss"]).best.config["x"] == 0.2
     assert ts.load(rs.path, metric=("latency",), mode="min").best.config["x"] == 0.8
+
+
+@pytest.mark.parametrize(("metric", "mode"), [(["loss"], ["min"]), (("loss",), "min")], ids=["lists", "tuple"])
+def test_run_with_one_metric_in_a_list_is_the_single_metric(tmp_path: Any, metric: Any, mode: Any) -> None:
+    """``run(metric=["loss"], mode=["min"])`` optimises loss as ``metric="loss"`` does, as ``load`` reads one
+    metric in a list: ``best`` answers, not refused as a multi-objective experiment of one metric."""
+    space = {"x": ts.grid([0.8, 0.2])}
+    rs = ts.run(two_train, space, metric=metric, mode=mode, name="one", storage_path=str(tmp_path), verbose=0)
+    assert (rs.metric, rs.mode, rs.best.config["x"], rs.get_best().config["x"]) == ("loss", "min", 0.2, 0.2)
+    assert ts.load(rs.path).best.config["x"] == 0.2
+    # stored as the single metric: it resumes with either spelling
+    again = ts.run(two_train, space, metric="loss", mode="min", name="one", storage_path=str(tmp_path), verbose=0,
+                   resume=True)
+    assert again.best.config["x"] == 0.2
+
+
+def test_an_experiment_stored_with_one_metric_in_a_list_reads_and_resumes_as_the_single_metric(tmp_path: Any) -> None:
+    """An experiment an earlier tunesmith stored with ``metric=["loss"]`` (its spec keeps the lists) loads with a
+    ``best`` and resumes with either spelling."""
+    from tunesmith.store.sqlite import STORE_FILE, Store
+
+    space = {"x": ts.grid([0.8, 0.2])}
+    rs = ts.run(two_train, space, metric="loss", mode="min", name="old", storage_path=str(tmp_path), verbose=0)
+    store = Store(str(tmp_path / "old" / STORE_FILE))
+    with store.transaction() as db:  # as the earlier version stored it
+        store.set_meta(db, "spec", {**store.meta()["spec"], "metric": ["loss"], "mode": ["min"]})
+    store.close()
+    assert ts.load(rs.path).best.config["x"] == 0.2
+    for metric, mode in ((["loss"], ["min"]), ("loss", "min")):
+        again = ts.run(two_train, space, metric=metric, mode=mode, name="old", storage_path=str(tmp_path),
+                       verbose=0, resume=True)
+        assert (again.metric, again.best.config["x"]) == ("loss", 0.2)

@@ -22,13 +22,23 @@ from tunesmith.trial import Result, trial_name
 MODES = ("min", "max")
 
 
+def unwrap_single(metric: Any, mode: Any) -> tuple[Any, Any]:
+    """One metric in a list (``["loss"]``, a tuple too) as that single metric, and its mode alone in a list as that
+    mode: what ``run``, ``load`` and a stored spec mean by it (a multi-objective experiment of one metric would have
+    no ``best``). Anything else is returned as given, for :meth:`Objective.from_args` to check."""
+    if isinstance(metric, (list, tuple)) and len(metric) == 1:
+        return metric[0], mode[0] if isinstance(mode, (list, tuple)) and len(mode) == 1 else mode
+    return metric, mode
+
+
 class Objective(FrozenRecord):
     """An experiment's metric(s) and mode(s).
 
     Attributes:
         names: the metric names (none when the experiment has no metric).
         modes: ``"min"``/``"max"`` per name.
-        multi: given as a list (even of one name): multi-objective, so there is no single "best".
+        multi: given as a list of several names: multi-objective, so there is no single "best" (one name in a list
+            is that single metric: ``unwrap_single``).
     """
 
     names: tuple[str, ...]
@@ -127,8 +137,8 @@ class Objective(FrozenRecord):
         """The objective an experiment was run with, from its stored spec (``metric``/``mode`` as ``run``
         stored them). A spec that does not hold a valid pair (a damaged or foreign store) reads as no
         objective rather than failing: the trials can still be read."""
-        try:
-            return cls.from_args(spec.get("metric"), spec.get("mode"))
+        try:  # a spec an earlier version stored with one metric in a list: that metric
+            return cls.from_args(*unwrap_single(spec.get("metric"), spec.get("mode")))
         except ConfigError:
             return cls()
 

@@ -228,7 +228,8 @@ def run(
             metrics and a list of modes (``metric=["loss", "latency"], mode=["min", "min"]``): the searcher
             gets them all, ``result.pareto_front()`` gives the non-dominated trials and ``result.best`` asks
             for one metric (``get_best(metric=...)``). A scheduler that compares trials by one metric (ASHA,
-            PBT...) then needs its own ``metric=``/``mode=``.
+            PBT...) then needs its own ``metric=``/``mode=``. One metric in a list (``["loss"]``, its mode alone
+            in a list or not) is that single metric, as ``load`` reads it.
         num_samples: trials to run (per grid point when the space has ``grid`` dimensions; configs, each run
             ``n`` times, with ``Repeat(searcher, n)``); ``-1`` for no limit, which needs ``time_budget_s``.
         scheduler: decides per result (default ``FIFO()``: run every trial to its end).
@@ -324,7 +325,7 @@ def run(
 
         _forkserver.get()  # first: its start (an interpreter and imports) overlaps the setup below
     from tunesmith._controller import Controller, Terminated
-    from tunesmith._objective import Objective
+    from tunesmith._objective import Objective, unwrap_single
     from tunesmith._retention import Retention
     from tunesmith._stop import StopRules
     from tunesmith.callbacks import default_callbacks
@@ -357,7 +358,8 @@ def run(
     chdir_to_trial_dir, fail_fast, ranks, keep = (plain(v) for v in (chdir_to_trial_dir, fail_fast, ranks, keep))
     if space is None:
         space = {}
-    objective = Objective.from_args(metric, mode)  # checked once; everything below is handed the value
+    # checked once (one metric in a list is that metric, as load reads it); everything below is handed the value
+    objective = Objective.from_args(*unwrap_single(metric, mode))
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or (num_samples < 1 and num_samples != -1):
         raise ConfigError(f"num_samples must be a positive integer or -1 (no limit), got {num_samples!r}")
     _positive("time_budget_s", time_budget_s)
@@ -853,10 +855,14 @@ def _check_resumable(stored: dict[str, Any], name: str, objective: Objective, sp
     metric, mode and space (a ``sample_from`` function compares by its place, not its identity), searcher
     and scheduler of the same kinds (their settings may change, but not a seed: ``_check_seeds``), and its
     ``ranks`` (its trials' checkpoints were written by that many processes)."""
+    from tunesmith._objective import unwrap_single
+
     same = {**objective.to_spec(), **({"ranks": ranks} if "ranks" in stored else {})}
+    # one metric in a list, as an earlier version stored it, is that metric (``run`` reads it so now)
+    ran = dict(stored, **dict(zip(("metric", "mode"), unwrap_single(stored.get("metric"), stored.get("mode")))))
     for key, value in same.items():
-        if stored.get(key) != value:
-            raise ConfigError(f"resume: experiment {name!r} was run with {key}={stored.get(key)!r}, not "
+        if ran.get(key) != value:
+            raise ConfigError(f"resume: experiment {name!r} was run with {key}={ran.get(key)!r}, not "
                               f"{value!r}; pass the same {key}")
     hint = "; to build on its results with another one, start a new experiment with warm_start=[its folder]"
     if "space" in stored and _comparable(stored["space"]) != _comparable(space_json):  # JSON text: NaN is NaN

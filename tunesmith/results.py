@@ -17,7 +17,7 @@ from tunesmith import _layout
 from tunesmith._display import error_lines
 from tunesmith._errors import ConfigError
 from tunesmith._layout import STORE_FILE
-from tunesmith._objective import Objective
+from tunesmith._objective import Objective, unwrap_single
 from tunesmith.checkpoint import Checkpoint
 from tunesmith.store.sqlite import (
     CONSTRAINT_PREFIX,
@@ -942,9 +942,7 @@ def _chosen_objective(stored: Objective, metric: Any, mode: Any) -> Objective:
     Raises:
         ConfigError: naming ``metric`` or ``mode`` and what was expected.
     """
-    if isinstance(metric, (list, tuple)) and len(metric) == 1:
-        metric = metric[0]
-        mode = mode[0] if isinstance(mode, (list, tuple)) and len(mode) == 1 else mode
+    metric, mode = unwrap_single(metric, mode)
     if metric is None and mode is None:
         return stored
     if metric is None:
