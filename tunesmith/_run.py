@@ -494,7 +494,10 @@ def run(
         total_samples = num_samples  # the run's own, plus any added from the dashboard (a resume honours them)
         warm_record, kept = _recorded_warm_start(warm_dirs, root), None  # the spec's record of the sources
         stored_earlier: list[Any] | None = None  # the earlier trials the store kept before this resume
-        if resume:  # checked through a reader first: a refused resume leaves the file as it was (not migrated)
+        total_time = time_budget_s  # the same for the seconds extend_time added
+        # A resume is checked, and everything that may still refuse it done, through a reader first: the store is
+        # opened for writing (an older schema migrated) only then, so a refused resume leaves the file as it was.
+        if resume:
             before, trials = _stored_meta(store_file)
             stored_spec = before.get("spec", {})
             _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec(),
@@ -506,26 +509,21 @@ def run(
             if kept is None:  # a store of before schema 4 kept no earlier trials: its sources are read again
                 warm_dirs = _resume_warm_dirs(stored_spec, warm_start, warm_dirs, root, name)
                 warm_record = _recorded_warm_start(warm_dirs, root)
-        # a new store is renamed into place with its spec (publish): a driver killed before leaves no
-        # half-made experiment, and the name can be created again
-        store = Store(store_file, create=not resume)
-        total_time = time_budget_s  # the same for the seconds extend_time added
-        if resume:
-            total_time = _with_added_time(store, time_budget_s)
+            total_time = _with_added_time(before, time_budget_s)  # the lock is held: the meta read is current
             # an unseeded searcher/scheduler drew a new seed: take the one drawn first (recorded in the spec),
             # so the resumed experiment continues the stream it replays
             if _adopt_drawn_seed(searcher, stored_spec.get("searcher")) or total_samples != num_samples:
                 searcher.setup(space, objective.metric, objective.mode, total_samples)
             taken: list[Any] = []
             if kept is not None:
-                stored_earlier = store.warm_start_trials()
+                stored_earlier = _stored_warm_start(store_file)
                 taken, earlier, warm_record = _replayed_warm_start(stored_earlier, kept, stored_spec, warm_start,
                                                                    warm_record, name)
             elif warm_dirs:
                 from tunesmith._warm_start import earlier_trials
 
                 taken = earlier = earlier_trials(warm_dirs)
-            if taken:  # after the searcher's last setup: a setup starts it afresh
+            if taken:  # after the searcher's last setup: a setup starts it afresh (a source unread refuses)
                 from tunesmith._warm_start import warm_start_searcher
 
                 warm_start_searcher(searcher, taken)
@@ -548,6 +546,9 @@ def run(
         from tunesmith.trainable import end_at_done
 
         end_at_done(fn, stop_rules)  # a Trainable's done ends its trial (after the spec: not the user's rule)
+        # a new store is renamed into place with its spec (publish): a driver killed before leaves no
+        # half-made experiment, and the name can be created again
+        store = Store(store_file, create=not resume)
         with store.transaction() as db:
             store.set_meta(db, "spec", spec)
             store.set_meta(db, "status", "running")
@@ -796,6 +797,18 @@ def _stored_meta(store_file: str) -> tuple[dict[str, Any], int]:
         reader.close()
 
 
+def _stored_warm_start(store_file: str) -> list[Any]:
+    """The earlier trials a store of schema 4 on kept of its warm start, read without writing (as
+    :func:`_stored_meta`)."""
+    from tunesmith.store.sqlite import Store
+
+    reader = Store(store_file, readonly=True)
+    try:
+        return reader.warm_start_trials()
+    finally:
+        reader.close()
+
+
 def _undo_resume(store: Store, before: dict[str, Any], event: int, earlier: tuple[list[Any] | None] | None) -> None:
     """A resume that failed before its loop ran anything (a damaged store its replay could not read, a dashboard
     that could not start) leaves the experiment as it was: its status (a finished one is not left "running", which
@@ -834,12 +847,11 @@ def _with_added_samples(meta: dict[str, Any], num_samples: int) -> int:
     return num_samples + added
 
 
-def _with_added_time(store: Store, time_budget_s: float | None) -> float | None:
+def _with_added_time(meta: dict[str, Any], time_budget_s: float | None) -> float | None:
     """A resume's time budget: the run's own plus the seconds the dashboard added (``extend_time``, kept in the
-    store's meta); none without a budget of its own."""
+    store's ``meta``); none without a budget of its own."""
     from tunesmith.dashboard._commands import TIME_ADDED_KEY, added_time
 
-    meta = store.meta()
     added = added_time(meta)
     if time_budget_s is None or not added:
         if time_budget_s is None and TIME_ADDED_KEY in meta:

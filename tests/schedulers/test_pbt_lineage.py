@@ -124,6 +124,17 @@ def test_a_schema_1_store_loads_and_resumes(tmp_path):
     reader.close()
 
 
+def _assert_left_as_it_was(db_path: str, before: bytes) -> None:
+    """The schema-1 store at ``db_path`` is not migrated (its write-ahead log read too) and, once any connection
+    left open is collected (it folds its log into the file then), is ``before`` byte for byte."""
+    db = sqlite3.connect(db_path)  # reads the write-ahead log too: what a connection left open wrote is seen
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
+    gc.collect()  # a connection left open folds its log into the file when it is collected
+    with open(db_path, "rb") as f:
+        assert f.read() == before
+
+
 def test_a_refused_resume_leaves_a_schema_1_store_as_it_was(tmp_path):
     """The resume is checked before the store is migrated: one refused (another metric) leaves the old file, byte for
     byte, for the tunesmith that wrote it."""
@@ -141,12 +152,33 @@ def test_a_refused_resume_leaves_a_schema_1_store_as_it_was(tmp_path):
         before = f.read()
     with pytest.raises(ts.ConfigError, match="was run with metric='loss', not 'acc'"):
         run(metric="acc", resume=True)
-    db = sqlite3.connect(db_path)  # reads the write-ahead log too: what a connection left open wrote is seen
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
-    db.close()
-    gc.collect()  # a connection left open folds its log into the file when it is collected
+    _assert_left_as_it_was(db_path, before)
+
+
+def test_a_resume_refused_after_its_checks_leaves_a_schema_1_store_as_it_was(tmp_path):
+    """A resume its checks accept can still be refused before it runs anything: here the warm-start source it
+    recorded was since written by a newer tunesmith, and cannot be read. The store is opened for writing (and
+    migrated) only once nothing is left that could refuse it, so the old file is left byte for byte."""
+    def steady(config, ctx):
+        yield {"loss": config["x"]}, 1.0, None
+
+    def run(name, **kw):
+        return ts.run(steady, space={"x": ts.grid([1.0, 2.0])}, metric="loss", mode="min", name=name,
+                      storage_path=str(tmp_path), backend=SimulatedBackend({"cpu": 2}), verbose=0, file_loggers=False,
+                      **kw)
+
+    run("src")
+    run("old", warm_start=[os.path.join(str(tmp_path), "src")])
+    db_path = os.path.join(str(tmp_path), "old", "experiment.db")
+    _downgrade_to_schema_1(db_path)
+    src = sqlite3.connect(os.path.join(str(tmp_path), "src", "experiment.db"))
+    src.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    src.close()
     with open(db_path, "rb") as f:
-        assert f.read() == before
+        before = f.read()
+    with pytest.raises(ts.StoreError, match="newer tunesmith"):
+        run("old", resume=True)
+    _assert_left_as_it_was(db_path, before)
 
 
 def uneven(config, ctx):
