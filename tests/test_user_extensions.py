@@ -99,6 +99,12 @@ def test_a_scheduler_whose_on_result_returns_no_decision_fails_the_run_naming_it
     assert [(t.status, t.iteration) for t in rs.trials] == [(ts.TrialStatus.PAUSED, 2)]
     assert len(rs.history(1)) == 2
     assert [(e[4]["by"], e[4]["decided"]) for e in rs._store.events() if e[2] == "pause"] == [("failed", 1)]
+    # resumed with the scheduler fixed (it answers STOP at result 2), the paused trial ends at 2 and the run finishes
+    resumed = ts.run(train, {"x": 0.5}, scheduler=Decides(ts.FIFO.STOP), metric="loss", mode="min", verbose=0,
+                     name="decides", backend=_one_at_a_time(), resume=True)
+    assert resumed.status == "finished"
+    assert [(t.status, t.iteration) for t in resumed.trials] == [(TERMINATED, 2)]
+    assert len(resumed.history(1)) == 2
 
 
 class Endless(ts.Searcher):
