@@ -424,7 +424,7 @@ def run(
     _check_mutated_keys(scheduler, space)
     _check_compared_metrics(scheduler)
     earlier = None  # the earlier trials handed to the searcher, to keep in the store (a resume replays them)
-    if warm_dirs and not resume:  # a resume's are known once its store is open (below)
+    if warm_dirs and not resume:  # a resume's are known once its checks pass (below)
         from tunesmith._warm_start import earlier_trials, warm_start_searcher
 
         earlier = earlier_trials(warm_dirs)
