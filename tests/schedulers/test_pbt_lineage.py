@@ -74,7 +74,8 @@ def test_show_has_a_parent_column(tmp_path):
 
 
 def _downgrade_to_schema_1(db_path: str) -> None:
-    """What a tunesmith of schema 1 wrote: results keyed by (trial, iteration), no generation anywhere."""
+    """What a tunesmith of schema 1 wrote: results keyed by (trial, iteration), no generation anywhere, no kept
+    warm-start trials (schema 4)."""
     db = sqlite3.connect(db_path)
     db.executescript("""
         CREATE TABLE results_v1 (trial_id INTEGER NOT NULL, iteration INTEGER NOT NULL, time_total REAL NOT NULL,
@@ -84,6 +85,8 @@ def _downgrade_to_schema_1(db_path: str) -> None:
         DROP TABLE results;
         ALTER TABLE results_v1 RENAME TO results;
         ALTER TABLE trials DROP COLUMN generation;
+        DROP TABLE IF EXISTS warm_start;
+        DELETE FROM experiment WHERE key = 'warm_start_taken';
         PRAGMA user_version = 1;
     """)
     db.commit()
