@@ -99,3 +99,38 @@ def test_the_others_have_their_time_to_return_after_a_stop_at_rank_0s_last_resul
     assert os.path.exists(_trial_file(result, "rank1 returned")), "rank 1 was ended before it returned"
     assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
     assert [r["loss"] for r in result.history(trial.id)] == [1.0]
+
+
+def stopped_by_a_rule_at_rank_0s_last_result(config):
+    """Rank 0's report meets the trial's stop rule (``stop={"loss": 1.0}``, judged in its worker): it
+    raises StopTrial, and rank 0 marks it and when it ended; rank 1 returns ``2 * GRACE_S`` after that mark (the
+    rest of its step: a save, a last all-reduce)."""
+    if ts.get_rank() == 1:
+        until(lambda: os.path.exists("rank0 ends"), "rank 0's end")
+        with open("rank0 ends") as f:
+            ends_at = float(f.read())
+        # the window under test (rank 1 outlasting the driver's grace period), not a synchronisation
+        time.sleep(max(0.0, ends_at + 2 * GRACE_S - time.monotonic()))
+        _mark("rank1 returned")
+        return
+    try:
+        ts.report({"loss": 1.0})
+    except BaseException:
+        _mark("rank0 stopped at its report")
+        raise
+    finally:
+        _mark("rank0 ends", repr(time.monotonic()))
+
+
+def test_the_others_have_their_time_to_return_after_a_stop_rule_met_in_rank_0s_worker(results_dir):
+    """A stop rule judged in the worker, at rank 0's report, ends rank 0 at that result (StopTrial) as the driver's
+    stop at a rule met by rank 0's last result would: the others had no time to return, they were killed at once."""
+    assert _ranks.END_GRACE_S > 2 * GRACE_S + 1  # rank 1 returns within the others' time to return
+    result = ts.run(stopped_by_a_rule_at_rank_0s_last_result, {}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, stop={"loss": 1.0}, backend=LocalBackend(grace_period_s=GRACE_S),
+                    verbose=0, raise_on_failed_trial=False)
+    trial = result.trials[0]
+    assert os.path.exists(_trial_file(result, "rank0 stopped at its report")), "the rule did not stop rank 0"
+    assert os.path.exists(_trial_file(result, "rank1 returned")), "rank 1 was ended before it returned"
+    assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
+    assert [r["loss"] for r in result.history(trial.id)] == [1.0]

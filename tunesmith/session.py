@@ -51,7 +51,8 @@ class _Rules(Protocol):
 class _Session:
     __slots__ = ("trial_id", "config", "trial_dir", "resources", "channel", "iteration", "decision_iteration",
                  "restore", "start", "time_offset", "latest_checkpoint", "checkpoint_dir", "stop_rules", "stopped",
-                 "rank", "world_size", "plan", "held_checkpoints", "pid", "forked", "leftovers", "end_hooks")
+                 "stopped_at_result", "rank", "world_size", "plan", "held_checkpoints", "pid", "forked", "leftovers",
+                 "end_hooks")
 
     def __init__(self, trial_id: int, config: dict[str, Any], trial_dir: str, resources: dict[str, float],
                  channel: _Channel, iteration: int, decision_iteration: int | None,
@@ -74,6 +75,9 @@ class _Session:
         self.checkpoint_dir = checkpoint_dir or _layout.checkpoints_dir(trial_dir)
         self.stop_rules = stop_rules  # the experiment's stop rules, where they could end a trial between waits
         self.stopped = False  # a stop was decided: no later report is stored
+        # the stop rules judged here ended the trial at the result it just sent (StopTrial from that report): a stop
+        # on that result, as the driver's (``Executor.stop_on_result``), not one from outside the trial's results
+        self.stopped_at_result = False
         self.rank = rank  # this process's rank in a trial run as several (``run(ranks=N)``); 0 is the trial's
         self.world_size = world_size
         self.held_checkpoints = frozenset(held_checkpoints)  # folder names not to write (Launch.held_checkpoints)
@@ -110,7 +114,7 @@ class _Session:
         if rules is not None:
             # the result as the driver will see it: the rules are pure
             if rules.should_stop(self.trial_id, self.iteration, as_stored(encoded, row)):
-                self.stopped = True
+                self.stopped = self.stopped_at_result = True
                 if ckpt_path is None and at_end is not None:
                     row = (*row[:4], self._write(at_end()))
                 self.channel.send_result(row, False)  # stored: the result that met the rule is the last

@@ -502,9 +502,10 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
         if session._session is not None and session._session.end_hooks:
             session.run_end_hooks(session._session)  # before its children are ended (session.at_trial_end)
         if ranks is not None:
-            # rank 0 returned after a stop the driver decided on one of its results (its ``done``, a stop rule): the
-            # others have their time to return too; after any other stop, they are ended at once
-            failed = ranks.end("stopped" if channel.stopped_outside and status != "error" else status)
+            # rank 0 returned after a stop the driver decided on one of its results (its ``done``, a stop rule), or a
+            # stop rule judged here ended it at its result: the others have their time to return too; after any other
+            # stop, they are ended at once
+            failed = ranks.end(_rank0_end(status, channel, session._session))
             if failed is not None:  # a rank's failure is the trial's, whatever rank 0 did after it
                 status, tb, misconfigured = "error", failed + (f"\n\nrank 0 then failed:\n{tb}" if tb else ""), False
             for key, old in saved_env.items():  # a later trial on this worker must not see this one's ranks
@@ -527,6 +528,17 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
     # runs no further trial
     channel.finish(CONFIG_ERROR if misconfigured else status, tb, retire=ranks is not None)
     return ranks is not None
+
+
+def _rank0_end(status: str, channel: Any, trial_session: Any) -> str:
+    """How rank 0 ended, for its other ranks (``RankGroup.end``): "stopped" (they are ended at once) after a stop from
+    outside the trial's results; "ok" (their time to return) when a stop rule judged in this trial ended rank 0 at
+    the result it just reported, as the driver's stop on that result would after rank 0 returned; else ``status``."""
+    if status != "error" and channel.stopped_outside:
+        return "stopped"
+    if status == "stopped" and getattr(trial_session, "stopped_at_result", False):
+        return "ok"
+    return status
 
 
 def main(fd: int | None = None, parent: int | None = None) -> None:
