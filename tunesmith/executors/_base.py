@@ -184,12 +184,24 @@ class Executor:
         """Ask a trial to end at its next report(); kill it after the grace period."""
         raise NotImplementedError
 
+    # True while :meth:`stop` runs for :meth:`stop_on_result`: an executor that ends such a stop differently reads it
+    # in its ``stop``
+    stopping_on_result: bool = False
+
     def stop_on_result(self, trial_id: int) -> None:
         """:meth:`stop`, decided on one of the trial's results (``done``, a stop rule, the scheduler's decision on
         it): where rank 0 of a trial run as several ranks returned after that result, the others are left their time
         to return (``_ranks.END_GRACE_S``), as after any return of rank 0's, and the trial is killed only after that
-        time and the grace period (``_ranks.ends_by``); any other stop ends them at once. :meth:`stop` by default."""
-        self.stop(trial_id)
+        time and the grace period (``_ranks.ends_by``); any other stop ends them at once.
+
+        Always through :meth:`stop`, with ``stopping_on_result`` True while it runs: a subclass that overrides
+        ``stop`` alone sees every stop (and calls its parent's ``stop`` from within it, so that the parent reads the
+        flag); an executor overrides this method only to add to it, not to stop another way."""
+        self.stopping_on_result = True
+        try:
+            self.stop(trial_id)
+        finally:
+            self.stopping_on_result = False
 
     def poll(self, timeout: float) -> list[Event]:
         """Events since the last call; waits up to ``timeout`` seconds for the first."""

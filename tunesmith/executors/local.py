@@ -465,12 +465,7 @@ class LocalBackend(Executor):
                 pass  # its death shows up in poll()
 
     def stop(self, trial_id: int) -> None:
-        self._stop(trial_id, False)
-
-    def stop_on_result(self, trial_id: int) -> None:
-        self._stop(trial_id, True)
-
-    def _stop(self, trial_id: int, on_result: bool) -> None:
+        on_result = self.stopping_on_result  # (``stop_on_result`` comes through here)
         worker = self._by_trial.get(trial_id)
         if worker is None:
             worker = self._queued.get(trial_id)

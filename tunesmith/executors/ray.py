@@ -773,12 +773,7 @@ class RayBackend(Executor):
             self._orphans.add(slot.actor.decide.remote(trial_id, cont, next_decision))
 
     def stop(self, trial_id: int) -> None:
-        self._stop(trial_id, False)
-
-    def stop_on_result(self, trial_id: int) -> None:
-        self._stop(trial_id, True)
-
-    def _stop(self, trial_id: int, on_result: bool) -> None:
+        on_result = self.stopping_on_result  # (``stop_on_result`` comes through here)
         slot = self._by_trial.get(trial_id)
         if slot is None or slot.stop_deadline is not None:
             return
