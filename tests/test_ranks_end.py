@@ -3,6 +3,7 @@ workers, real rank processes. No torch here: a rank imports this module, and sta
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -134,3 +135,51 @@ def test_the_others_have_their_time_to_return_after_a_stop_rule_met_in_rank_0s_w
     assert os.path.exists(_trial_file(result, "rank1 returned")), "rank 1 was ended before it returned"
     assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
     assert [r["loss"] for r in result.history(trial.id)] == [1.0]
+
+
+class NotesItsStops(LocalBackend):
+    """The local backend, noting each stop it is asked for and whether it was decided on a result (the order tells
+    whether the test below met the case it is about)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.stops = []
+
+    def stop(self, trial_id):
+        self.stops.append(self.stopping_on_result)
+        super().stop(trial_id)
+
+
+class DoneWhileRank1Blocks(ts.Trainable):
+    """Done at its first result, on rank 0 once rank 1 runs; rank 1 blocks for good (it would outlast the others'
+    time to return)."""
+
+    def step(self):
+        if ts.get_rank() == 1:
+            _mark("rank1.pid", str(os.getpid()))
+            threading.Event().wait()
+        until(lambda: os.path.exists("rank1.pid"), "rank 1")
+        return {"loss": 1.0, "done": True}
+
+
+def test_a_stop_from_outside_after_a_stop_on_rank_0s_last_result_still_ends_the_others_at_once(results_dir, caplog):
+    """The driver's stop at ``done`` leaves the other ranks their time to return (END_GRACE_S, 10 s); the time limit's
+    stop coming meanwhile was not sent (a stop was already pending) nor even decided (a trial being stopped was not
+    checked against its limit): rank 1 ran out the 10 s plus the grace period, and the driver killed the worker. Now
+    the worker ends rank 1 at the limit's stop and reports the trial's end itself; the trial stays TERMINATED (the
+    driver had stopped it at ``done``: its end is that stop's)."""
+    assert _ranks.END_GRACE_S > 4 + 1  # the limit comes within the others' time to return
+    caplog.set_level(logging.WARNING, logger="tunesmith")
+    backend = NotesItsStops(grace_period_s=1)
+    result = ts.run(DoneWhileRank1Blocks, {}, metric="loss", mode="min", ranks=2, resources={"cpu": 2},
+                    trial_time_limit_s=4, backend=backend, verbose=0, raise_on_failed_trial=False)
+    trial = result.trials[0]
+    if backend.stops[:1] != [True]:
+        pytest.skip(f"the time limit came before the stop at done (stops: {backend.stops})")
+    assert backend.stops == [True, False], backend.stops  # at done, then the time limit's
+    assert "did not stop within" not in caplog.text  # the worker ended rank 1 and said so, no kill of it
+    assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
+    assert [r["loss"] for r in result.history(trial.id)] == [1.0]
+    with open(_trial_file(result, "rank1.pid")) as f:
+        pid = int(f.read())
+    assert not pid_alive(pid), "rank 1 outlived its trial"

@@ -101,6 +101,15 @@ def trial_spec(launch: Launch, *, env: dict[str, str], fn_key: str, takes_config
     }
 
 
+def stop_changes(deadline: float | None, pending_on_result: bool, on_result: bool) -> bool:
+    """Whether a stop (``on_result``: decided on one of the trial's results, ``Executor.stop_on_result``) is news to
+    a trial whose backend has its stop so far with kill ``deadline`` (None: not being stopped), decided on a result or
+    not (``pending_on_result``): the first stop is; one from outside the trial's results (the time limit, the
+    experiment's end) after one on a result is too: a trial run as several ranks is then ended at once, not after the
+    others' time to return; any other stop changes nothing."""
+    return deadline is None or (pending_on_result and not on_result)
+
+
 def check_trial_timeout(value: Any, name: str = "trial_timeout_s") -> None:
     """``trial_timeout_s`` (``run()``'s, a backend's: ``name`` says which): None, or a number of seconds of at least
     2 (workers send a heartbeat every 0.5 s)."""

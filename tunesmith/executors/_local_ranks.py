@@ -223,7 +223,7 @@ class RankGroup:
         trial's results reaches it (the time limit, the dashboard, the experiment's end: the trial is to end now,
         not after the driver's grace period). A stop the driver decided on a result rank 0 reported (``done``, a stop
         rule, the scheduler's decision) changes nothing: rank 0 has returned, and the others are ending too."""
-        while not (self.channel.stop_requested() and self.channel.stopped_outside):
+        while not self.channel.stopped_from_outside():
             left = deadline - time.monotonic()
             if left <= 0:
                 return None

@@ -113,6 +113,13 @@ class _Channel:
                     self._read_control()
         return self.stopped
 
+    def stopped_from_outside(self) -> bool:
+        """Whether a stop from outside the trial's results came (``stopped_outside``), read now if a message waits: also
+        after a stop on a result, which ``stop_requested`` no longer reads past."""
+        if not self.stopped_outside and self._poller.poll(0):
+            self._read_control()
+        return self.stopped_outside
+
     def _read_control(self) -> None:
         while self.conn.poll():
             msg = self.conn.recv()

@@ -31,7 +31,16 @@ import cloudpickle
 from tunesmith import _ranks
 from tunesmith._errors import ConfigError
 from tunesmith.executors import _forkserver, _procs
-from tunesmith.executors._base import Done, Event, Executor, Launch, Results, check_trial_timeout, trial_spec
+from tunesmith.executors._base import (
+    Done,
+    Event,
+    Executor,
+    Launch,
+    Results,
+    check_trial_timeout,
+    stop_changes,
+    trial_spec,
+)
 from tunesmith.executors._wire import DECIDE, DONE, ENDING, EXIT, RESULTS, RUN, STOP
 from tunesmith.executors.resources import (
     THREAD_VARS,
@@ -478,9 +487,10 @@ class LocalBackend(Executor):
                 except OSError:
                     pass
             return
-        if worker.stop_deadline is not None:
+        if not stop_changes(worker.stop_deadline, worker.stop_on_result, on_result):
             return
-        worker.stop_deadline = time.monotonic() + self.grace_period_s
+        deadline = time.monotonic() + self.grace_period_s
+        worker.stop_deadline = deadline if worker.stop_deadline is None else min(worker.stop_deadline, deadline)
         worker.stop_on_result = on_result
         self._after_ranks(worker)
         try:
@@ -556,8 +566,10 @@ class LocalBackend(Executor):
         and ends in ERROR: the heartbeat cannot tell a hung trial from a slow one, the clock can."""
         now = time.monotonic()
         for worker in list(self._by_trial.values()):
-            if worker.limit_at is not None and now >= worker.limit_at and worker.stop_deadline is None:
-                # (a trial already being stopped ends as it was asked to, within its grace period)
+            if worker.limit_at is not None and now >= worker.limit_at and stop_changes(
+                    worker.stop_deadline, worker.stop_on_result, False):
+                # (a trial already being stopped ends as it was asked to, within its grace period; one stopped on a
+                # result, whose other ranks may have their time to return, is stopped from outside: at once)
                 worker.over_limit = self.over_limit()
                 worker.limit_at = None
                 if worker.trial_id is not None:

@@ -52,7 +52,7 @@ from typing import Any
 from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.checkpoint import CheckpointError, is_url
-from tunesmith.executors._base import Done, Event, Executor, Launch, Results, trial_spec
+from tunesmith.executors._base import Done, Event, Executor, Launch, Results, stop_changes, trial_spec
 from tunesmith.executors._ray_actor import HEARTBEAT_S, _remove_staging, _TrialActor
 from tunesmith.executors._ray_transfer import CHUNK_BYTES, Incoming, IncomingFiles, put_folder, staging_dir
 from tunesmith.executors._wire import CHUNK, DONE, ENDING, FILE, OUTPUT, RESULTS
@@ -775,9 +775,10 @@ class RayBackend(Executor):
     def stop(self, trial_id: int) -> None:
         on_result = self.stopping_on_result  # (``stop_on_result`` comes through here)
         slot = self._by_trial.get(trial_id)
-        if slot is None or slot.stop_deadline is not None:
+        if slot is None or not stop_changes(slot.stop_deadline, slot.stop_on_result, on_result):
             return
-        slot.stop_deadline = time.monotonic() + self.grace_period_s
+        deadline = time.monotonic() + self.grace_period_s
+        slot.stop_deadline = deadline if slot.stop_deadline is None else min(slot.stop_deadline, deadline)
         slot.stop_on_result = on_result
         self._after_ranks(slot)
         self._orphans.add(slot.actor.stop.remote(trial_id, on_result))
@@ -930,7 +931,8 @@ class RayBackend(Executor):
         now = time.monotonic()
         for tid, slot in list(self._by_trial.items()):
             if slot.limit_at is not None and now >= slot.limit_at \
-                    and slot.stop_deadline is None:  # (one already being stopped ends as it was asked to)
+                    and stop_changes(slot.stop_deadline, slot.stop_on_result, False):
+                # (one already being stopped ends as it was asked to; one stopped on a result: now, from outside)
                 # past its wall-clock limit: stopped, killed after the grace period if it does not end; ERROR
                 slot.limit_at = None
                 slot.over_limit = self.over_limit()
