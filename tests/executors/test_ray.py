@@ -655,3 +655,28 @@ def test_a_trial_killed_with_storage_leaves_no_staged_copies_on_the_node(ray_gpu
     assert t.checkpoint.load() == 1  # uploaded: the staged copy was only a copy
     stage = _staging_dir(ray.get_runtime_context().get_node_id(), t.path)
     assert not os.path.exists(stage), [os.path.join(r, n) for r, d, f in os.walk(stage) for n in d + f]
+
+
+def waits_for_its_stop(config):
+    """Reports nothing: waits (bounded) for the driver's stop, and marks in its folder that it came."""
+    deadline = time.monotonic() + 90
+    while not ts.should_stop():
+        assert time.monotonic() < deadline, "no stop came"
+        time.sleep(0.01)
+    with open("saw its stop", "w"):
+        pass
+
+
+@pytest.mark.timeout(200)
+def test_a_stop_sent_as_the_trial_starts_is_not_lost(backend, tmp_path):
+    """A stop sent right after the trial's run (the experiment ending as it starts it) reached the actor before its
+    run() had reset the channel for that trial (ignored: another trial's id), or between that reset and the trial
+    thread clearing the channel's stop again (_run_trial): either way lost, and the trial ran on until the driver killed
+    its actor after the grace period (here 60 s, so that only a lost stop ends in that kill)."""
+    ex = backend(waits_for_its_stop, grace_period_s=60)
+    start = launch(1, tmp_path, {"cpu": 0.5, "gpu": 0.0})
+    assert ex.try_start(start)
+    ex.stop(1)
+    _rows, done = collect(ex, lambda r, d: 1 in d, timeout=120)
+    assert done[1] == ("stopped", None), done
+    assert os.path.exists(os.path.join(start.trial_dir, "saw its stop")), "the stop was lost: its actor was killed"

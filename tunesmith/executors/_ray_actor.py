@@ -59,6 +59,9 @@ class _ActorChannel:
         self.trial_id = -1
         self.stopped = False
         self.stopped_outside = False  # a stop not decided on the trial's results came (``_worker._Channel``'s)
+        # stops that came for a trial before its run() reset the channel for it (the actor's methods run in threads of
+        # their own, in any order): trial -> whether one came from outside its results; taken by that reset
+        self.early_stops: dict[int, bool] = {}
         self.decision: tuple[bool, int | None] | None = None
         self.ship_to: str | None = None  # the driver's checkpoints folder, when checkpoints must be sent
         self.upload_to: str | None = None  # the trial's checkpoints URL, with RayBackend(storage=...)
@@ -92,7 +95,9 @@ class _ActorChannel:
             self.rows, self.out = [], []
             self.queued_rows = self.queued_bytes = 0
             self.trial_id = trial_id
-            self.stopped = self.stopped_outside = False
+            outside = self.early_stops.pop(trial_id, None)
+            self.early_stops.clear()  # any other is for a trial that ended
+            self.stopped, self.stopped_outside = outside is not None, bool(outside)
             self.decision = None
             self.ship_to = ship_to
             self.last_shipped = None
@@ -134,6 +139,10 @@ class _ActorChannel:
         taken_by = self.polls
         while self.polls <= taken_by:
             self.cv.wait(HEARTBEAT_S)
+
+    def begin(self, trial_id: int) -> None:
+        """``_run_trial`` starts the trial: the channel is its since ``reset``, with any stop that came since (or
+        before, ``early_stops``), which is kept."""
 
     def stop_requested(self) -> bool:
         return self.stopped
@@ -306,6 +315,8 @@ class _ActorChannel:
                 if not on_result:
                     self.stopped_outside = True
                 self.cv.notify_all()
+            else:  # for the trial whose run() has not reset the channel yet (or a stale one, dropped at that reset)
+                self.early_stops[trial_id] = self.early_stops.get(trial_id, False) or not on_result
 
 
 class _TrialActor:

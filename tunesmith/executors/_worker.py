@@ -113,6 +113,11 @@ class _Channel:
                     self._read_control()
         return self.stopped
 
+    def begin(self, trial_id: int) -> None:
+        """The trial ``trial_id`` starts: no stop yet (this worker's thread reads every STOP, after this)."""
+        self.trial_id = trial_id
+        self.stopped = self.stopped_outside = False
+
     def stopped_from_outside(self) -> bool:
         """Whether a stop from outside the trial's results came (``stopped_outside``), read now if a message waits: also
         after a stop on a result, which ``stop_requested`` no longer reads past."""
@@ -440,8 +445,7 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
     from tunesmith.checkpoint import Checkpoint
 
     trial_id = spec["trial_id"]
-    channel.trial_id = trial_id
-    channel.stopped = channel.stopped_outside = False
+    channel.begin(trial_id)
     environ = os.environ
     for key, value in spec["env"].items():
         if environ.get(key) != value:  # a reused worker mostly has them already: a putenv each is a trial's 10%
