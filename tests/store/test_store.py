@@ -325,9 +325,11 @@ def test_a_store_in_a_read_only_folder_without_its_side_files_is_read(tmp_path, 
     ts.run(lambda c: ts.report({"loss": c["x"]}), {"x": ts.grid([1, 2, 3])}, verbose=0, name="ro")
     clean = tmp_path / "clean"
     shutil.copytree(results_dir / "ro", clean)
-    assert os.path.getsize(clean / "experiment.db-wal") == 0  # everything is in the file: the side files go,
+    wal = clean / "experiment.db-wal"
+    assert not wal.exists() or os.path.getsize(wal) == 0  # everything is in the file: the side files go,
     for side in ("experiment.db-wal", "experiment.db-shm"):  # as a copy or an archive of the file alone has it
-        os.remove(clean / side)
+        if (clean / side).exists():
+            os.remove(clean / side)
     read = ("import sys, tunesmith as ts\n"
             "try:\n    print('trials', len(ts.load(sys.argv[1]).trials))\n"
             "except ts.StoreError as e:\n    print('StoreError', e)\n")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar, cast
 
-from tunesmith._layout import STORE_FILE, from_stored, to_stored
+from tunesmith._layout import STORE_FILE, driver_running, from_stored, to_stored
 from tunesmith.trial import AUTO_KEYS as COLUMN_KEYS  # columns of the results table, not in a result's JSON
 from tunesmith.trial import FLOAT_LIMIT
 
@@ -188,6 +188,8 @@ def _reading(fn: _F) -> _F:
     @functools.wraps(fn)
     def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
+            if self.readonly:
+                self._still_unwatched()
             return fn(self, *args, **kwargs)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot read the experiment store {self.path}: {e} (is the file damaged?)") from e
@@ -206,6 +208,13 @@ def _disk_full(exc: BaseException) -> bool:
         return True
     return isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
                                                or "disk is full" in str(exc))
+
+
+def _unwatched_uri(side_files: tuple[int, ...] | None) -> str:
+    """The URI parameters of a reader's connection, as :meth:`Store._side_files` chose it."""
+    if side_files is None:
+        return ""
+    return "&readonly_shm=1" if side_files[0] else "&immutable=1"
 
 
 def _refuse_links(path: str) -> None:
@@ -243,7 +252,9 @@ class Store:
                 raise StoreError(f"the experiment store {path} is not a file")
             # quoted: a folder named C#, a?b or 100% is a path, not a URI's fragment, query or escape
             uri = f"file:{_pathname2url(os.path.abspath(path))}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._unwatched = self._side_files()
+            self._db = sqlite3.connect(uri + _unwatched_uri(self._unwatched), uri=True, isolation_level=None,
+                                       check_same_thread=False)
             try:
                 self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
                 self._check_schema()
@@ -263,6 +274,41 @@ class Store:
             except BaseException:
                 self._db.close()
                 raise
+        self._db.execute("PRAGMA busy_timeout=5000")
+
+    def _side_files(self) -> tuple[int, ...] | None:
+        """How a reader opens a store that no driver holds (copied, moved, finished, or its driver killed), so that it
+        writes nothing in the folder: SQLite's usual reader of a WAL store makes the ``-wal`` and ``-shm`` files
+        where they are missing (and leaves them), and writes its read marks into the ``-shm`` file. Without a log
+        to read (no ``-wal`` file, or an empty one) the file alone is the experiment: read as immutable. With one,
+        read through its ``-shm`` file opened read-only (SQLite keeps the log's index in memory). None: a driver
+        holds the store (SQLite's usual reader: the driver writes the folder anyway), or a log without its ``-shm``
+        file, which SQLite reads only by making one. Otherwise (the ``-wal`` file's size, whether there is a
+        ``-shm``, the store file's size, mtime and inode), what :meth:`_still_unwatched` compares before each read:
+        after a driver that came since (a resume, running or done) the store is read through a usual connection."""
+        if driver_running(self.folder):
+            return None
+        try:
+            wal = os.lstat(self.path + "-wal").st_size
+        except OSError:
+            wal = 0
+        shm = int(os.path.isfile(self.path + "-shm"))
+        try:
+            db = os.stat(self.path)
+        except OSError:
+            return None  # gone: the usual reader's error names it
+        return None if wal and not shm else (wal, shm, db.st_size, db.st_mtime_ns, db.st_ino)
+
+    def _still_unwatched(self) -> None:
+        """Before a read through a connection that :meth:`_side_files` chose: still no driver, the log as it was;
+        else reopen as SQLite's usual reader (it then reads what the driver wrote since)."""
+        if self._unwatched is None or self._side_files() == self._unwatched:
+            return
+        self._db.close()
+        self._unwatched = None
+        uri = f"file:{_pathname2url(os.path.abspath(self.path))}?mode=ro"
+        self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
         self._db.execute("PRAGMA busy_timeout=5000")
 
     def _open_read_only_folder(self, uri: str) -> None:

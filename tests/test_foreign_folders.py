@@ -1,0 +1,149 @@
+"""Experiment folders as users get them (copied, moved, shared) read by every reader: `ls`, `show`, `report -o`,
+`export --to`, ``tunesmith.load`` and its ResultSet, the dashboard's pages. A reader of a folder whose experiment
+no driver is running writes nothing in it: no file made, none touched (SQLite's ``-wal`` and ``-shm`` files
+included)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import urllib.request
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import tunesmith as ts
+import tunesmith.dashboard as dashboard
+from tunesmith.cli import cli
+from tunesmith.store.sqlite import Store
+
+pytestmark = pytest.mark.timeout(120)
+
+WAL, SHM = "experiment.db-wal", "experiment.db-shm"
+
+
+def train(config: dict[str, Any]) -> None:
+    for i in range(3):
+        ts.report({"loss": config["x"] / (i + 1)}, checkpoint=ts.Checkpoint.from_state({"i": i}))
+
+
+def snapshot(folder: Any) -> dict[str, Any]:
+    """Every entry under ``folder`` (and the folder itself): its type, size, mtime and bytes; links not followed."""
+    seen: dict[str, Any] = {}
+    for path in [str(folder)] + [os.path.join(d, n) for d, dirs, files in os.walk(folder) for n in dirs + files]:
+        st = os.lstat(path)
+        digest = None
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        seen[os.path.relpath(path, folder)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
+    return seen
+
+
+def read_everything(folder: Any, out: Any) -> list[int]:
+    """Every reader of ``folder``, its outputs in ``out``; the number of trials each saw."""
+    runner = CliRunner()
+    counts = []
+    for args in (["ls", "--storage-path", str(folder.parent), "--json"], ["show", str(folder)],
+                 ["show", str(folder), "--json"], ["report", str(folder), "-o", str(out / "r.html")],
+                 ["export", str(folder), "--to", str(out / "export")], ["show", str(folder), "--watch", "1"]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 0, (args, res.output)
+        if args[-1] == "--json" and args[0] == "show":
+            counts.append(len(json.loads(res.output)["trials"]))
+    rs = ts.load(str(folder))
+    counts.append(len(rs.trials))
+    rs.dataframe(all_results=True)
+    rs.get_best(scope="all").checkpoint.load()
+    rs.refresh()
+    board = dashboard.start(str(folder.parent), folder.name)
+    try:
+        for page in ("api/experiments", f"api/e/{folder.name}/summary", f"api/e/{folder.name}/trials",
+                     f"api/e/{folder.name}/t/1", f"api/e/{folder.name}/events"):
+            with urllib.request.urlopen(board.url + page, timeout=30) as r:
+                assert r.status == 200, page
+    finally:
+        board.stop()
+    del rs
+    return counts
+
+
+@pytest.fixture
+def finished(results_dir: Any) -> Any:
+    ts.run(train, {"x": ts.grid([1.0, 2.0, 3.0])}, metric="loss", mode="min", name="theirs", verbose=0)
+    return results_dir / "theirs"
+
+
+@pytest.mark.parametrize("side_files", ["none", "both"])
+def test_readers_of_a_copied_finished_experiment_write_nothing_in_it(finished: Any, tmp_path: Any,
+                                                                   side_files: str) -> None:
+    """A folder copied without SQLite's side files (an archive of the store alone, a copy that skipped them): every
+    reader opened the store in a way that made ``experiment.db-wal`` and ``experiment.db-shm`` in it (`ls` of a
+    folder of experiments did so in each), and left them; with them there, each read wrote into the -shm file."""
+    copy = tmp_path / "shared" / "theirs"
+    shutil.copytree(finished, copy)
+    if side_files == "none":
+        for side in (WAL, SHM):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(copy / side)
+    else:  # as SQLite's usual reader leaves them (tunesmith's own did, the ResultSet a run returns included)
+        with contextlib.closing(sqlite3.connect(f"file:{copy / 'experiment.db'}?mode=ro", uri=True)) as db:
+            db.execute("SELECT COUNT(*) FROM trials").fetchall()
+        assert os.path.getsize(copy / WAL) == 0 and (copy / SHM).is_file()
+    before = snapshot(copy)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert read_everything(copy, out) == [3, 3]
+    after = snapshot(copy)
+    assert after == before, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+
+def test_readers_of_a_folder_copied_while_its_driver_wrote_read_its_log_and_write_nothing(finished: Any,
+                                                                                         tmp_path: Any) -> None:
+    """Copied mid-run (``cp -r`` while a driver wrote): results still in the write-ahead log, a -shm file beside it,
+    no driver. They are read, and the copy is left as it was."""
+    writer = Store(str(finished / "experiment.db"))
+    try:
+        with writer.transaction() as db:
+            writer.set_meta(db, "note", "only in the log")
+        assert os.path.getsize(finished / WAL) > 0
+        copy = tmp_path / "shared" / "theirs"
+        shutil.copytree(finished, copy)
+    finally:
+        writer.close()
+    before = snapshot(copy)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert read_everything(copy, out) == [3, 3]
+    assert ts.load(str(copy)).meta["note"] == "only in the log"
+    after = snapshot(copy)
+    assert after == before, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+
+@pytest.mark.parametrize("writer_closed", [False, True])
+def test_a_result_set_loaded_before_a_writer_came_reads_what_it_wrote(finished: Any, writer_closed: bool) -> None:
+    """A ResultSet of a folder nobody was running, kept while a driver writes in it (a resume, running or done): its
+    reads and its refresh() see what was written, as they did when every reader went through SQLite's -shm file.
+    (Done: the log folded into the store file and gone, as before the load; the store file is not.)"""
+    for side in (WAL, SHM):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(finished / side)
+    rs = ts.load(str(finished))
+    assert "note" not in rs.meta and len(rs.trials) == 3
+    writer = Store(str(finished / "experiment.db"))
+    try:
+        with writer.transaction() as db:
+            writer.set_meta(db, "note", "written after the load")
+            db.execute("UPDATE trials SET status = 'ERROR', error = 'late' WHERE id = 2")
+        if writer_closed:
+            writer.close()
+            assert not (finished / WAL).exists()
+        assert rs.refresh().meta["note"] == "written after the load"
+        assert rs.trial(2).error == "late"
+    finally:
+        writer.close()
