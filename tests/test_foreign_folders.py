@@ -103,10 +103,12 @@ def test_readers_of_a_copied_finished_experiment_write_nothing_in_it(finished: A
     assert after == before, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
 
-def test_readers_of_a_folder_copied_while_its_driver_wrote_read_its_log_and_write_nothing(finished: Any,
-                                                                                         tmp_path: Any) -> None:
+def test_readers_of_a_folder_copied_while_its_driver_wrote_read_its_log_and_change_no_file_but_the_shm(
+        finished: Any, tmp_path: Any) -> None:
     """Copied mid-run (``cp -r`` while a driver wrote): results still in the write-ahead log, a -shm file beside it,
-    no driver. They are read, and the copy is left as it was."""
+    no driver. They are read, no file is made and none changed but the -shm, where SQLite's reader of a log keeps
+    its read marks (one opened read-only, ``readonly_shm``, would be the read-only one of a driver opened later in
+    the same process: `tunesmith resume` loads the experiment first)."""
     writer = Store(str(finished / "experiment.db"))
     try:
         with writer.transaction() as db:
@@ -122,7 +124,9 @@ def test_readers_of_a_folder_copied_while_its_driver_wrote_read_its_log_and_writ
     assert read_everything(copy, out) == [3, 3]
     assert ts.load(str(copy)).meta["note"] == "only in the log"
     after = snapshot(copy)
-    assert after == before, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert after.keys() == before.keys()
+    assert [k for k in before if before[k] != after[k]] in ([], [SHM])
+    assert after[SHM][1] == before[SHM][1]
 
 
 @pytest.mark.parametrize("writer_closed", [False, True])

@@ -210,13 +210,6 @@ def _disk_full(exc: BaseException) -> bool:
                                                or "disk is full" in str(exc))
 
 
-def _unwatched_uri(side_files: tuple[int, ...] | None) -> str:
-    """The URI parameters of a reader's connection, as :meth:`Store._side_files` chose it."""
-    if side_files is None:
-        return ""
-    return "&readonly_shm=1" if side_files[0] else "&immutable=1"
-
-
 def _refuse_links(path: str) -> None:
     """A store, or its ``-wal``/``-shm``/``-journal`` file, that is a symbolic link is opened by nobody: the folder
     may be someone else's, and the link would take a driver (a second one, beside the other's lock) or a reader
@@ -253,8 +246,8 @@ class Store:
             # quoted: a folder named C#, a?b or 100% is a path, not a URI's fragment, query or escape
             uri = f"file:{_pathname2url(os.path.abspath(path))}?mode=ro"
             self._unwatched = self._side_files()
-            self._db = sqlite3.connect(uri + _unwatched_uri(self._unwatched), uri=True, isolation_level=None,
-                                       check_same_thread=False)
+            self._db = sqlite3.connect(uri if self._unwatched is None else uri + "&immutable=1", uri=True,
+                                       isolation_level=None, check_same_thread=False)
             try:
                 self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
                 self._check_schema()
@@ -277,31 +270,31 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
 
     def _side_files(self) -> tuple[int, ...] | None:
-        """How a reader opens a store that no driver holds (copied, moved, finished, or its driver killed), so that it
-        writes nothing in the folder: SQLite's usual reader of a WAL store makes the ``-wal`` and ``-shm`` files
-        where they are missing (and leaves them), and writes its read marks into the ``-shm`` file. Without a log
-        to read (no ``-wal`` file, or an empty one) the file alone is the experiment: read as immutable. With one,
-        read through its ``-shm`` file opened read-only (SQLite keeps the log's index in memory). None: a driver
-        holds the store (SQLite's usual reader: the driver writes the folder anyway), or a log without its ``-shm``
-        file, which SQLite reads only by making one. Otherwise (the ``-wal`` file's size, whether there is a
-        ``-shm``, the store file's size, mtime and inode), what :meth:`_still_unwatched` compares before each read:
-        after a driver that came since (a resume, running or done) the store is read through a usual connection."""
+        """How a reader opens a store that no driver holds (copied, moved, finished), so that it writes nothing in the
+        folder: SQLite's usual reader of a WAL store makes the ``-wal`` and ``-shm`` files where they are missing
+        (and leaves them), and writes its read marks into the ``-shm`` file. Without a log to read (no ``-wal``
+        file, or an empty one) the store file alone is the experiment: it is read as immutable, and the store
+        file's size, mtime and inode returned are what :meth:`_still_unwatched` compares before each read. None:
+        SQLite's usual reader, for a store a driver holds (it writes the folder anyway) or one whose log holds
+        results (its driver was killed): SQLite reads a log only through a ``-shm`` file, and one opened read-only
+        (``readonly_shm``) would be the read-only one of a driver later opened in this process too (a resume
+        after ``ts.load``)."""
         if driver_running(self.folder):
             return None
         try:
-            wal = os.lstat(self.path + "-wal").st_size
+            if os.lstat(self.path + "-wal").st_size:
+                return None
         except OSError:
-            wal = 0
-        shm = int(os.path.isfile(self.path + "-shm"))
+            pass  # no log
         try:
             db = os.stat(self.path)
         except OSError:
             return None  # gone: the usual reader's error names it
-        return None if wal and not shm else (wal, shm, db.st_size, db.st_mtime_ns, db.st_ino)
+        return (db.st_size, db.st_mtime_ns, db.st_ino)
 
     def _still_unwatched(self) -> None:
-        """Before a read through a connection that :meth:`_side_files` chose: still no driver, the log as it was;
-        else reopen as SQLite's usual reader (it then reads what the driver wrote since)."""
+        """Before a read through an immutable connection that :meth:`_side_files` chose: still no driver, no log, the
+        store file as it was; else reopen as SQLite's usual reader (it reads what a driver wrote since)."""
         if self._unwatched is None or self._side_files() == self._unwatched:
             return
         self._db.close()
