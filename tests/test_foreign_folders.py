@@ -151,3 +151,14 @@ def test_a_result_set_loaded_before_a_writer_came_reads_what_it_wrote(finished: 
         assert rs.trial(2).error == "late"
     finally:
         writer.close()
+
+
+def test_checkpoint_folders_are_made_under_the_umask_as_the_rest_of_the_folder(finished: Any) -> None:
+    """Every checkpoint folder was 0700 (made as a temporary folder, then renamed into place) while everything else
+    follows the umask: a colleague given the experiment folder read its store, but no checkpoint (and was told that
+    each 'holds no state.pkl: it was made with from_dir')."""
+    checkpoints = finished / "trials" / "trial_00001" / "checkpoints"
+    made = sorted(p.name for p in checkpoints.iterdir())
+    assert made == ["checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
+    expected = {oct(os.stat(checkpoints).st_mode & 0o777)}
+    assert {oct(os.stat(checkpoints / name).st_mode & 0o777) for name in made} == expected

@@ -208,6 +208,19 @@ def checkpoint_dirname(iteration: int, held: Collection[str] = ()) -> str:
     return f"{name}_{n}"
 
 
+def temp_folder(parent: str, prefix: str) -> str:
+    """A new folder in ``parent`` named ``prefix`` and a random tail, made with the umask's mode as every other folder
+    of an experiment (``tempfile.mkdtemp`` makes 0700): renamed into place as a checkpoint, it can be read by
+    whoever may read the experiment's folder (a colleague it was shared with)."""
+    while True:
+        path = os.path.join(parent, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path
+
+
 def write(checkpoint: Checkpoint, parent: str, iteration: int, held: Collection[str] = ()) -> str:
     """Write ``checkpoint`` atomically as ``parent/checkpoint_<iteration>``; return that path.
 
@@ -220,7 +233,7 @@ def write(checkpoint: Checkpoint, parent: str, iteration: int, held: Collection[
     os.makedirs(parent, exist_ok=True)
     name = checkpoint_dirname(iteration, held)
     final = os.path.join(parent, name)
-    tmp = tempfile.mkdtemp(prefix=".tmp_" + name + "_", dir=parent)
+    tmp = temp_folder(parent, ".tmp_" + name + "_")
     try:
         files = _fill(checkpoint, tmp, leave_out=(parent,))
         manifest = _signing.sign({"iteration": iteration, "created": time.time(), "files": files})

@@ -36,6 +36,7 @@ from tunesmith.checkpoint import (
     _fsync_dir,
     _open_regular,
     inside,
+    temp_folder,
     verify,
 )
 
@@ -81,8 +82,7 @@ class Incoming:
         tmp = self._tmp.get(dest)
         if tmp is None:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            tmp = self._tmp[dest] = tempfile.mkdtemp(prefix=".tmp_recv_" + os.path.basename(dest) + "_",
-                                                     dir=os.path.dirname(dest))
+            tmp = self._tmp[dest] = temp_folder(os.path.dirname(dest), ".tmp_recv_" + os.path.basename(dest) + "_")
         path = inside(tmp, rel)
         if offset == 0:
             os.makedirs(os.path.dirname(path), exist_ok=True)
