@@ -11,6 +11,9 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import urllib.request
 from typing import Any
 
@@ -162,3 +165,33 @@ def test_checkpoint_folders_are_made_under_the_umask_as_the_rest_of_the_folder(f
     assert made == ["checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
     expected = {oct(os.stat(checkpoints).st_mode & 0o777)}
     assert {oct(os.stat(checkpoints / name).st_mode & 0o777) for name in made} == expected
+
+
+def test_a_checkpoint_folder_this_user_cannot_read_is_named_so(finished: Any, tmp_path: Any) -> None:
+    """A checkpoint folder another user made 0700 (every one was, before they followed the umask) could not be
+    listed, and Checkpoint.load() said it 'holds no state.pkl: it was made with from_dir (...); use as_dir()'.
+    Root reads any folder: as root the load runs as user 65534 (nobody), through setpriv(1)."""
+    shared = tempfile.mkdtemp(dir="/tmp" if os.path.isdir("/tmp") else None)
+    try:
+        os.chmod(shared, 0o755)
+        copy = os.path.join(shared, "theirs")
+        shutil.copytree(finished, copy)
+        folder = os.path.join(copy, "trials", "trial_00001", "checkpoints", "checkpoint_000003")
+        os.chmod(folder, 0o700 if os.geteuid() == 0 else 0o000)
+        code = ("import sys, tunesmith as ts\n"
+                "try:\n    ts.load(sys.argv[1]).trial(1).checkpoint.load(trust_foreign_pickle=True)\n"
+                "except ts.CheckpointError as e:\n    print(e)\n")
+        command = [sys.executable, "-c", code, copy]
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("no setpriv here: root reads any folder, and no other user can run the load")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HOME": shared})
+        if "No module named" in done.stderr or "Permission denied: '/" in done.stderr and not done.stdout:
+            pytest.skip(f"user 65534 cannot run this tunesmith here: {done.stderr.strip()[-200:]}")
+        assert done.stdout.strip() == (f"cannot read the checkpoint {folder}: this user may not list its folder "
+                                       "(Permission denied); ask its owner to make it readable (chmod -R a+rX), "
+                                       "or copy it"), (done.stdout, done.stderr)
+    finally:
+        shutil.rmtree(shared)

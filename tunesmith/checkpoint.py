@@ -114,6 +114,10 @@ class Checkpoint:
         assert self._path is not None
         if not os.path.isdir(folder):
             raise _gone(self._path)
+        if not os.access(folder, os.R_OK | os.X_OK):  # (lexists says False for a file in a folder it may not list)
+            raise CheckpointError(f"cannot read the checkpoint {self._path}: this user may not list its folder "
+                                  f"(Permission denied); ask its owner to make it readable (chmod -R a+rX), or "
+                                  f"copy it")
         # from_state's pickle, else the dict a Trainable's save_checkpoint returned (checked the same way)
         name = next((n for n in (STATE_FILE, DICT_FILE) if os.path.lexists(os.path.join(folder, n))), None)
         if name is None:
