@@ -6,6 +6,7 @@ included)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -106,30 +107,47 @@ def test_readers_of_a_copied_finished_experiment_write_nothing_in_it(finished: A
     assert after == before, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
 
+def copied_mid_run(finished: Any, tmp_path: Any, *leave_out: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(a copy of ``finished`` made while a writer held a result in its log, the copy's snapshot before and after
+    every reader read it (each saw the 3 trials and the log's value))."""
+    writer = Store(str(finished / "experiment.db"))
+    try:
+        with writer.transaction() as db:
+            writer.set_meta(db, "note", "only in the log")
+        copy = tmp_path / "shared" / "theirs"
+        shutil.copytree(finished, copy, ignore=shutil.ignore_patterns(*leave_out))
+    finally:
+        writer.close()
+    assert os.path.getsize(copy / WAL) > 0 and (copy / SHM).exists() is not bool(leave_out)
+    before = snapshot(copy)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert read_everything(copy, out) == [3, 3]
+    assert ts.load(str(copy)).meta["note"] == "only in the log"
+    return copy, before, snapshot(copy)
+
+
 def test_readers_of_a_folder_copied_while_its_driver_wrote_read_its_log_and_change_no_file_but_the_shm(
         finished: Any, tmp_path: Any) -> None:
     """Copied mid-run (``cp -r`` while a driver wrote): results still in the write-ahead log, a -shm file beside it,
     no driver. They are read, no file is made and none changed but the -shm, where SQLite's reader of a log keeps
     its read marks (one opened read-only, ``readonly_shm``, would be the read-only one of a driver opened later in
     the same process: `tunesmith resume` loads the experiment first)."""
-    writer = Store(str(finished / "experiment.db"))
-    try:
-        with writer.transaction() as db:
-            writer.set_meta(db, "note", "only in the log")
-        assert os.path.getsize(finished / WAL) > 0
-        copy = tmp_path / "shared" / "theirs"
-        shutil.copytree(finished, copy)
-    finally:
-        writer.close()
-    before = snapshot(copy)
-    out = tmp_path / "out"
-    out.mkdir()
-    assert read_everything(copy, out) == [3, 3]
-    assert ts.load(str(copy)).meta["note"] == "only in the log"
-    after = snapshot(copy)
+    _, before, after = copied_mid_run(finished, tmp_path)
     assert after.keys() == before.keys()
     assert [k for k in before if before[k] != after[k]] in ([], [SHM])
     assert after[SHM][1] == before[SHM][1]
+
+
+def test_readers_of_a_log_copied_without_its_shm_read_it_and_write_nothing(finished: Any, tmp_path: Any) -> None:
+    """Copied mid-run without the -shm file (copied file by file, or by a tool that skips it): SQLite reads the log
+    only by making a -shm beside it, which every reader did (and left) in the folder. They read a private copy of
+    the store and its log instead, and leave no copy behind."""
+    leftovers = set(os.listdir(tempfile.gettempdir()))
+    _, before, after = copied_mid_run(finished, tmp_path, SHM)
+    assert after == before, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    gc.collect()
+    assert not {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("tunesmith_store_")} - leftovers
 
 
 @pytest.mark.parametrize("writer_closed", [False, True])

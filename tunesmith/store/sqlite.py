@@ -24,7 +24,9 @@ import json
 import math
 import os
 import re
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -210,6 +212,23 @@ def _disk_full(exc: BaseException) -> bool:
                                                or "disk is full" in str(exc))
 
 
+def _private_copy(path: str) -> str:
+    """A copy of the store at ``path`` and its ``-wal`` file in a new private temporary folder (its -shm is made
+    there): what a reader reads of a log left without its -shm (:meth:`Store._side_files`). Neither file is opened
+    through a link."""
+    folder = tempfile.mkdtemp(prefix="tunesmith_store_")
+    try:
+        for suffix in ("", "-wal"):
+            fd = os.open(path + suffix, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as src, open(os.path.join(folder, STORE_FILE + suffix), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    except OSError as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise StoreError(f"cannot read the experiment store {path}: its write-ahead log has no -shm file beside it, "
+                         f"and copying both to read them failed ({e})") from e
+    return folder
+
+
 def _refuse_links(path: str) -> None:
     """A store, or its ``-wal``/``-shm``/``-journal`` file, that is a symbolic link is opened by nobody: the folder
     may be someone else's, and the link would take a driver (a second one, beside the other's lock) or a reader
@@ -246,8 +265,13 @@ class Store:
             # quoted: a folder named C#, a?b or 100% is a path, not a URI's fragment, query or escape
             uri = f"file:{_pathname2url(os.path.abspath(path))}?mode=ro"
             self._unwatched = self._side_files()
-            self._db = sqlite3.connect(uri if self._unwatched is None else uri + "&immutable=1", uri=True,
-                                       isolation_level=None, check_same_thread=False)
+            self._copy: str | None = None  # the private copy of a log without its -shm (:meth:`_side_files`)
+            if self._unwatched is not None and self._unwatched[0]:
+                self._copy = _private_copy(self.path)
+                uri = f"file:{_pathname2url(os.path.join(self._copy, STORE_FILE))}?mode=ro"
+            elif self._unwatched is not None:
+                uri += "&immutable=1"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             try:
                 self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
                 self._check_schema()
@@ -273,31 +297,35 @@ class Store:
         """How a reader opens a store that no driver holds (copied, moved, finished), so that it writes nothing in the
         folder: SQLite's usual reader of a WAL store makes the ``-wal`` and ``-shm`` files where they are missing
         (and leaves them), and writes its read marks into the ``-shm`` file. Without a log to read (no ``-wal``
-        file, or an empty one) the store file alone is the experiment: it is read as immutable, and the store
-        file's size, mtime and inode returned are what :meth:`_still_unwatched` compares before each read. None:
-        SQLite's usual reader, for a store a driver holds (it writes the folder anyway) or one whose log holds
-        results (its driver was killed): SQLite reads a log only through a ``-shm`` file, and one opened read-only
-        (``readonly_shm``) would be the read-only one of a driver later opened in this process too (a resume
-        after ``ts.load``)."""
+        file, or an empty one) the store file alone is the experiment: it is read as immutable. A log holding
+        results without its ``-shm`` (copied without it): SQLite would make one, so a private copy of the store
+        and its log is read. Either way the sizes, mtimes and inodes returned are what :meth:`_still_unwatched`
+        compares before each read (the first number: 1 for a copy). None: SQLite's usual reader, for a store a
+        driver holds (it writes the folder anyway) or a log beside its ``-shm`` (a driver killed): one opened
+        read-only (``readonly_shm``) would be the read-only one of a driver later opened in this process too (a
+        resume after ``ts.load``), and copying every crashed experiment's store at each read costs too much."""
         if driver_running(self.folder):
             return None
-        try:
-            if os.lstat(self.path + "-wal").st_size:
-                return None
-        except OSError:
-            pass  # no log
         try:
             db = os.stat(self.path)
         except OSError:
             return None  # gone: the usual reader's error names it
-        return (db.st_size, db.st_mtime_ns, db.st_ino)
+        try:
+            wal = os.lstat(self.path + "-wal")
+        except OSError:
+            wal = None  # no log
+        if wal is None or not wal.st_size:
+            return (0, db.st_size, db.st_mtime_ns, db.st_ino)
+        if os.path.lexists(self.path + "-shm"):
+            return None
+        return (1, db.st_size, db.st_mtime_ns, db.st_ino, wal.st_size, wal.st_mtime_ns, wal.st_ino)
 
     def _still_unwatched(self) -> None:
         """Before a read through an immutable connection that :meth:`_side_files` chose: still no driver, no log, the
         store file as it was; else reopen as SQLite's usual reader (it reads what a driver wrote since)."""
         if self._unwatched is None or self._side_files() == self._unwatched:
             return
-        self._db.close()
+        self.close()
         self._unwatched = None
         uri = f"file:{_pathname2url(os.path.abspath(self.path))}?mode=ro"
         self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -446,6 +474,10 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        copy = getattr(self, "_copy", None)
+        if copy is not None:
+            self._copy = None
+            shutil.rmtree(copy, ignore_errors=True)
 
     def __del__(self) -> None:
         # a Store let go closes its file now: a sqlite3 connection sits in a reference cycle of its own (its
@@ -457,6 +489,9 @@ class Store:
                 db.close()
             except Exception:  # noqa: BLE001 - an interpreter at exit, a connection already gone
                 pass
+        copy = getattr(self, "_copy", None)
+        if copy is not None:
+            shutil.rmtree(copy, ignore_errors=True)
 
     # -- experiment ---------------------------------------------------------------------------------
     def set_meta(self, db: sqlite3.Connection, key: str, value: Any) -> None:
