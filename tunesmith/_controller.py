@@ -58,7 +58,7 @@ from tunesmith.schedulers._base import (
 )
 from tunesmith.searchers._base import FINISHED, Searcher
 from tunesmith.searchers._wrapped import trial_cap, unwrapped
-from tunesmith.space import check_storable
+from tunesmith.space import check_storable, plain
 from tunesmith.store.sqlite import Store, StoreError, dumps
 from tunesmith.trial import ITERATION, TIME_TOTAL, TIMESTAMP, Result, TrialStatus, TrialView
 
@@ -812,7 +812,9 @@ class Controller:
     def _check_exploit(self, trial: TrialView, exploit: Exploit) -> Decision:
         """An ``Exploit``'s config, checked as a suggested one is (``check_storable``): one the store cannot hold (a
         PBT mutation function's value) ends the experiment with a ConfigError naming the scheduler, the trial and the
-        key, not a ``TypeError`` from the store; the trial pauses (``_FAILED``), for a resume to decide again."""
+        key, not a ``TypeError`` from the store; the trial pauses (``_FAILED``), for a resume to decide again. numpy
+        and torch numbers in it (a mutation list built with ``np.arange``) become the Python ones, as a space's do."""
+        exploit = exploit.__replace__(config=plain(exploit.config))
         try:
             check_storable(exploit.config, "config")
         except ConfigError as e:
