@@ -1,13 +1,16 @@
 """What a PBT mutation gives, on real worker processes: numpy values (a list built from ``np.arange``, a function that
-returns ``np.float32``) reach the trial and the store as the Python numbers they stand for, as the space's do."""
+returns ``np.float32``) reach the trial and the store as the Python numbers they stand for, as the space's do; a
+mutation function that raises ends the run with a ``ConfigError`` naming its key."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pytest
 
 import tunesmith as ts
+from tunesmith._errors import ConfigError
 from tunesmith.trial import TrialStatus
 
 
@@ -22,6 +25,10 @@ def _climb(config: dict[str, Any]) -> None:
 
 def _np_float() -> Any:
     return np.float32(0.5)
+
+
+def _boom() -> float:
+    raise ValueError("no value today")
 
 
 def test_numpy_values_of_a_mutation_reach_the_trial_and_the_store_as_python_numbers(results_dir: Any) -> None:
@@ -39,3 +46,18 @@ def test_numpy_values_of_a_mutation_reach_the_trial_and_the_store_as_python_numb
     for t in result.trials:
         assert t.status is TrialStatus.TERMINATED, (t.id, t.status, t.error)
         assert {(h["a_type"], h["b_type"]) for h in result.history(t.id, all_generations=True)} == {("int", "float")}
+
+
+def test_a_mutation_function_that_raises_ends_the_run_with_a_config_error_naming_its_key(results_dir: Any) -> None:
+    """Before, the function's own ``ValueError: no value today`` ended the experiment, naming neither PBT nor the
+    key it was called for."""
+    pbt = ts.PBT(perturbation_interval=2, hyperparam_mutations={"opt": {"a": _boom}}, resample_probability=1.0,
+                 seed=0)
+    with pytest.raises(ConfigError, match=r"hyperparam_mutations\['opt/a'\]: the mutation function .*_boom raised "
+                                          r"ValueError: no value today") as raised:
+        ts.run(_climb, space={"opt": {"a": ts.grid([1, 0])}, "a": 1, "b": 0.5}, metric="score", mode="max",
+               max_concurrent=1, verbose=0, name="raising-mutation", scheduler=pbt)
+    assert isinstance(raised.value.__cause__, ValueError)
+    stored = ts.load("raising-mutation")
+    assert stored.meta["status"] == "failed"
+    assert all(t.status is not TrialStatus.RUNNING for t in stored.trials), [t.status for t in stored.trials]

@@ -19,7 +19,7 @@ nested dict of mutations; each config key named once, not inside another mutated
   domain rounds its draws (a multiple of ``q``, inside the bounds) and moves by at least one ``q``;
   ``choice``/``grid`` domains (``options``/``values``) behave as a list.
 * a callable: resampled as ``fn()`` (its randomness is its own, not seeded by ``seed``); a numeric
-  value is multiplied by 0.8 or 1.2 as above, unclipped.
+  value is multiplied by 0.8 or 1.2 as above, unclipped. One that raises is a ``ConfigError`` naming the key.
 
 Every other key keeps the source's value. If no top-quantile trial has a checkpoint the answer is
 ``CONTINUE``. All randomness comes from ``random.Random(seed)``.
@@ -390,14 +390,25 @@ class PBT(Scheduler):
     # -- exploration
 
     def explore(self, config: dict[str, Any]) -> dict[str, Any]:
-        """A deep copy of ``config`` with every mutation key resampled or perturbed (uses the RNG)."""
+        """A deep copy of ``config`` with every mutation key resampled or perturbed (uses the RNG).
+
+        Raises:
+            ConfigError: a mutation function raised; it names the key and the function (its error is the cause).
+        """
         new = copy.deepcopy(config)
         for path, spec in self._mutations:
             present, current = _get(new, path)
-            if not present or self._rng.random() < self._resample:
-                value = self._sample(spec)
-            else:
-                value = self._perturb(spec, current)
+            try:
+                if not present or self._rng.random() < self._resample:
+                    value = self._sample(spec)
+                else:
+                    value = self._perturb(spec, current)
+            except Exception as exc:  # only a function of the user's can raise: lists and domains were checked
+                if isinstance(spec, list) or hasattr(spec, "from_unit"):
+                    raise
+                raise ConfigError(f"{self._mutations_arg}[{'/'.join(path)!r}]: the mutation function "
+                                  f"{getattr(spec, '__qualname__', repr(spec))} raised {type(exc).__name__}: "
+                                  f"{exc}") from exc
             _set(new, path, value)
         return new
 
