@@ -8,7 +8,9 @@ its ``choose_trial_to_run`` names them, as they would have (a trial an interrupt
 restarts: its ``pause`` event says who paused it). The results such a trial reported while the run stopped it
 were stored but never decided (its ``pause`` event says up to which iteration they were): they are kept from the
 scheduler here and left to the controller (``Controller._undecided``), which decides them first, as it would have,
-before the trial restarts or not. The controller then runs its loop as if it had never stopped.
+before the trial restarts or not. So is the last result of a trial a crash (SIGKILL) left RUNNING: a decision
+on it other than Continue (a PBT exploit) was held until its worker stopped, and stored nowhere. The controller
+then runs its loop as if it had never stopped.
 Experiment-level stoppers (``Stopper.stop_all``) see the stored results too: one that had ended the experiment
 ends the resumed one before anything starts, as a ``stop_experiment`` from the dashboard does (its ``command``
 event); nothing runs again then, failed trials included (``restart_errored``), and the trials that were stopping
@@ -94,6 +96,7 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
     # the results of a trial a pause of the whole run stopped that came after its last decided one (it has not run
     # since: still PAUSED), with whether an experiment-level stopper stopped the trial at each
     undecided: dict[int, list[tuple[Result, bool]]] = {}
+    crashed: set[int] = set()  # trials a crash left running: their last result is undecided
     # trials the replayed scheduler paused (a Pause, or an Exploit that waits), not resumed since
     held: set[int] = set()
     # what each trial is when the replay is over (its record); during the replay it is what it was then
@@ -133,6 +136,12 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         final[trial.id] = (final_config, trial.status, trial.checkpoint_path, trial.checkpoint_iteration)
         if trial.status is not TrialStatus.PAUSED:
             decided_at.pop(trial.id, None)
+        if trial.status is TrialStatus.RUNNING and rows and trial.id not in dashboard_stops and not dashboard_ended:
+            # the driver died (a crash, SIGKILL) while it ran: a decision on its last result other than Continue (an
+            # exploit, a pause, a stop) was held until its worker stopped, and is nowhere: it is decided again (unless
+            # a stop from the dashboard, applied, or the experiment's end ends the trial anyway)
+            decided_at[trial.id] = rows[-1].iteration - 1
+            crashed.add(trial.id)
         errored = trial.status is TrialStatus.ERROR
         if trial.status is TrialStatus.TERMINATED or (errored and restart_errored is None):
             end = trial.end_time if trial.end_time is not None else 0.0
@@ -217,6 +226,8 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         ctl.ended_by = "a stop from the dashboard, before the resume"
         ctl._stopping = True
     if ctl._stopping:
+        for tid in crashed:  # it ends with the experiment, as it would have: nothing left to decide
+            undecided.pop(tid, None)
         # nothing runs again, the failed trials included (restart_errored): they stay ERROR; the trials that were
         # stopping with the experiment when its driver died end now, as they would have (a ``stop`` event)
         kept = [trial for trial in restarts if final[trial.id][1] is TrialStatus.ERROR]
