@@ -680,3 +680,22 @@ def test_a_stop_sent_as_the_trial_starts_is_not_lost(backend, tmp_path):
     _rows, done = collect(ex, lambda r, d: 1 in d, timeout=120)
     assert done[1] == ("stopped", None), done
     assert os.path.exists(os.path.join(start.trial_dir, "saw its stop")), "the stop was lost: its actor was killed"
+
+
+def test_an_address_other_than_the_ray_this_process_joined_is_refused_naming_both(ray_gpus):
+    """A RayBackend(address=...) on a process that already joined a Ray (ray.init) used that Ray whatever the
+    address said: trials ran on the joined cluster, not on the one asked for."""
+    from proc_helpers import free_port
+
+    joined = ray.get_runtime_context().gcs_address
+    port = joined.rpartition(":")[2]
+    other = f"127.0.0.1:{free_port()}"
+    with pytest.raises(ts.ConfigError, match=re.escape(f"RayBackend(address='{other}')")) as e:
+        RayBackend(address=other).connect()
+    assert joined in str(e.value)
+    assert ray.is_initialized()  # the user's Ray is left as it was
+    for same in ("auto", joined, f"localhost:{port}"):  # the Ray it joined, however named
+        ok = RayBackend(address=same)
+        assert ok.connect() is ray, same
+        ok.shutdown()
+    assert ray.is_initialized()  # not ours to stop

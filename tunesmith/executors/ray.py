@@ -226,6 +226,58 @@ def group_fits(bundles: list[dict[str, float]], nodes: list[dict[str, float]], s
         return True
 
 
+def _joined_address(ray: Any) -> str | None:
+    """The address of the Ray this process joined: ``ray://host:port`` through Ray Client, else its GCS's
+    ``host:port``; None where Ray does not tell."""
+    try:
+        from ray.util.client import ray as client_ray
+
+        if client_ray.is_connected():
+            conn = getattr(client_ray.get_context().client_worker, "_conn_str", None)
+            if not isinstance(conn, str) or not conn:
+                return None
+            return conn if "://" in conn else f"ray://{conn}"
+    except Exception:  # noqa: BLE001 - an older Ray without the client module
+        pass
+    try:
+        gcs = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - a Ray that does not tell
+        return None
+    return gcs if isinstance(gcs, str) and gcs else None
+
+
+def _same_address(a: str, b: str, ray: Any) -> bool:
+    """Whether two Ray addresses (``host:port``, ``ray://host:port``) name the same endpoint: the same scheme and
+    port, and hosts that resolve to a shared IP (a loopback one counts as this machine's node IP)."""
+    import ipaddress
+    import socket
+
+    def split(addr: str) -> tuple[str, str, str]:
+        scheme, sep, rest = addr.partition("://")
+        if not sep:
+            scheme, rest = "", addr
+        host, _, port = rest.rstrip("/").rpartition(":")
+        return scheme, host.strip("[]").lower(), port
+
+    (sa, ha, pa), (sb, hb, pb) = split(a), split(b)
+    if (sa, pa) != (sb, pb):
+        return False
+    if ha == hb:
+        return True
+
+    def ips(host: str) -> set[str]:
+        try:
+            found = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+        except OSError:
+            return {host}
+        if any(ipaddress.ip_address(ip.split("%")[0]).is_loopback for ip in found):
+            with contextlib.suppress(Exception):
+                found.add(ray.util.get_node_ip_address())
+        return found
+
+    return bool(ips(ha) & ips(hb))
+
+
 class RayBackend(Executor):
     """Run every trial as a Ray actor on a Ray cluster: ``tunesmith.run(..., backend=RayBackend(...))``, or
     ``backend="ray"`` for the defaults.
@@ -235,7 +287,8 @@ class RayBackend(Executor):
             with ``ray.init``), even where ``RAY_ADDRESS`` is set or a ``ray start`` cluster runs on this machine;
             ``"auto"`` joins the cluster this machine belongs to (``RAY_ADDRESS``, else the latest ``ray start``
             here), ``"host:6379"`` that cluster's head (refused at once when nothing listens there),
-            ``"ray://host:10001"`` connects through Ray Client.
+            ``"ray://host:10001"`` connects through Ray Client. With a Ray this process already joined
+            (``ray.init``), an address naming another one is refused (``"auto"`` uses the joined one).
         num_cpus, num_gpus, resources, object_store_memory: for a local Ray started here (``address=None``),
             what it offers (whole numbers of CPUs and GPUs, non-negative custom amounts, bytes; checked here);
             ignored when connecting to a cluster; with a Ray this process already joined (``ray.init``), one it
@@ -485,6 +538,21 @@ class RayBackend(Executor):
                               "your ray.init, or leave them out of RayBackend(...), or call ray.shutdown() first so "
                               "that tunesmith starts a local Ray of its own")
 
+    def _check_joined_address(self, ray: Any) -> None:
+        """This process joined a Ray before (the user's ``ray.init``), which is the one tunesmith uses: an ``address``
+        naming another is refused, naming both (the trials would run on the joined one). ``"auto"`` takes the joined
+        one; a host is the same when it resolves to the same addresses (``localhost`` is this machine's node)."""
+        a = self.address
+        if a is None or a == "auto":
+            return
+        joined = _joined_address(ray)
+        if joined is None or _same_address(a, joined, ray):
+            return
+        raise ConfigError(f"RayBackend(address={a!r}): this process already joined the Ray at {joined!r} (ray.init "
+                          "was called before), which is the one tunesmith would use; pass address="
+                          f"{joined!r} or 'auto' to use it, or call ray.shutdown() first so that tunesmith connects to "
+                          f"{a!r}")
+
     def connect(self) -> Any:
         """Connect to (or start) Ray; return the ``ray`` module. Called on first use; call it yourself
         before ``tunesmith.put`` so that shared data goes to this cluster's object store."""
@@ -519,6 +587,8 @@ class RayBackend(Executor):
             self._owns_ray = True
         elif self.address is None:
             self._check_joined(ray)
+        else:
+            self._check_joined_address(ray)
         self._ray = ray
         client = False
         try:
