@@ -399,3 +399,34 @@ def test_the_others_have_their_time_to_return_after_a_stop_at_rank_0s_last_resul
     assert os.path.exists(notes / "returned.rank1.json"), "rank 1 was ended before it returned"
     assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
     assert [r["loss"] for r in result.history(trial.id)] == [1.0]
+
+
+def notes_its_folder(config):
+    """Each rank notes where it ran and its trial folder there; rank 0 reports once rank 1 has run, then returns."""
+    _note(config, "dir", {"dir": ts.get_trial_dir()} | _where())
+    if ts.get_rank() == 0:
+        until(lambda: os.path.exists(os.path.join(config["notes"], "dir.rank1.json")), "rank 1")
+        ts.report({"loss": 1.0})
+
+
+def test_no_rank_leaves_its_staging_folder_on_its_node(cluster, tmp_path):
+    """Rank 0's actor removed its node's staging folder of the trial when the trial ended; rank 1's, on another node,
+    stayed there for good (nothing ran on that node to remove it)."""
+    from tunesmith._ledger import experiment_key
+    from tunesmith.executors._ray_transfer import staging_root
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(notes_its_folder, {"notes": str(notes)}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, backend=RayBackend(), verbose=0)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    (rank0,), (rank1,) = _records(notes, "dir", 0), _records(notes, "dir", 1)
+    assert rank0["node"] != rank1["node"]  # one rank per worker node, neither the driver's
+    for rank in (rank0, rank1):
+        assert rank["dir"].startswith(staging_root() + os.sep)  # a node-local staging folder
+        assert not os.path.exists(rank["dir"]), rank
+    # nor the folders above them: the experiment's on each node
+    assert not [n for n in os.listdir(staging_root())
+                if os.path.exists(os.path.join(staging_root(), n, experiment_key(result.path)))]
+    assert _alive_trial_actors() == []

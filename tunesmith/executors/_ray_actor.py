@@ -32,7 +32,7 @@ from tunesmith.executors._ray_transfer import (
     chunks,
     make_staging,
     receive_folder,
-    remove_staging_parents,
+    remove_empty_staging,
     trial_files,
     under_staging_root,
 )
@@ -449,8 +449,4 @@ def _remove_staging(stage: str) -> None:
         os.remove(os.path.join(stage, OUTPUT_LOG))
     except OSError:
         pass  # nothing printed, or the trial ran on the driver's node (only its checkpoints were staged)
-    try:
-        os.rmdir(stage)
-    except OSError:
-        return  # not empty: the trial wrote files of its own there
-    remove_staging_parents(stage)
+    remove_empty_staging(stage)  # (not empty: the trial wrote files of its own there)

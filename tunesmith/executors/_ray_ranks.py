@@ -13,7 +13,10 @@ A rank on a node other than the driver's runs in that node's staging folder (as 
 trial's restore checkpoint there: from rank 0's copy when it shares rank 0's node, from the object store
 chunks the driver sent (``_ray_transfer.receive_folder``) otherwise, or downloaded from ``storage=``'s URL; its
 own copy is written under the staging folder's ``.tunesmith-restore/rank<N>/`` (``_ray_transfer.RESTORE``: not a
-name of the trial's files, neither sent to the driver nor taken from it) and removed when the rank ends.
+name of the trial's files, neither sent to the driver nor taken from it) and removed when the rank ends. On a node
+without rank 0, the last of the trial's ranks there to end also removes the node's staging folder of the trial (when
+the trial left no files of its own in it), as rank 0's actor removes its own node's; a rank killed (a stop, a failed
+rank) removes nothing.
 
 The same ends as on the local backend (``_local_ranks``): a rank that fails (raises, its process dies) fails the
 trial with its story, the other rank actors are killed, and rank 0 gets ``FAIL_GRACE_S`` to end by itself (gloo
@@ -38,7 +41,14 @@ from typing import Any
 from tunesmith import _ranks
 from tunesmith.checkpoint import is_url
 from tunesmith.executors._local_ranks import END_STOP_CHECK_S, FAIL_GRACE_S, RANK0_FAILED_WAIT_S
-from tunesmith.executors._ray_transfer import RESTORE, make_staging, receive_folder, staging_dir, under_staging_root
+from tunesmith.executors._ray_transfer import (
+    RESTORE,
+    make_staging,
+    receive_folder,
+    remove_empty_staging,
+    staging_dir,
+    under_staging_root,
+)
 
 _WAIT_S = 0.5  # the watcher looks at "rank 0 ended" this often while no rank ends
 
@@ -92,7 +102,14 @@ class _RankActor:
         # tunesmith's own name (RESTORE, where rank 0 keeps its copy on its node; never a name a trial's own files
         # may have: this folder is the trial's folder here, and the copy is removed by its path)
         restore_dir = os.path.join(stage, RESTORE, f"rank{spec['rank_env']['RANK']}")
+        # on a node without rank 0 (whose actor removes its node's folder when the trial ends), this node's staging
+        # folder of the trial is its ranks' here: each holds its own folder (restore_dir) in it while it runs, so the
+        # staging folder is empty only once the last of them ended, which removes it
+        own = self.node_id != rank0_node and (remote or is_url(restore))
         try:
+            if own:
+                make_staging(restore_dir)
+                self.restore_dir = restore_dir
             if restore is not None and self.node_id == rank0_node:
                 spec["restore"] = rank0_restore  # the copy rank 0 has on this node (written before we started)
             elif is_url(restore):
@@ -111,6 +128,8 @@ class _RankActor:
                 shutil.rmtree(self.restore_dir, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.dirname(self.restore_dir))  # (another rank's copy still there: it stays)
+                if own:
+                    remove_empty_staging(stage)  # (another rank's folder, or files the trial wrote: it stays)
 
 
 class RayRankGroup:

@@ -371,6 +371,19 @@ def make_staging(stage: str) -> None:
                               f"the way): nothing is written there")
 
 
+def remove_empty_staging(stage: str) -> None:
+    """Remove a trial's staging folder left empty, then the folders above it it leaves empty
+    (:func:`remove_staging_parents`); one holding anything (files the trial wrote itself, another rank's folder)
+    stays. Only below a private root with no link on the way (:func:`under_staging_root`)."""
+    if not under_staging_root(stage):
+        return
+    try:
+        os.rmdir(stage)
+    except OSError:
+        return  # not empty (or gone)
+    remove_staging_parents(stage)
+
+
 def remove_staging_parents(stage: str) -> None:
     """The folders above a trial's removed staging folder, up to this user's root (kept): ``trials``, the
     experiment's and the node's, each removed only when empty (``rmdir``: a folder holding anything, another
