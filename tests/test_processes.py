@@ -373,3 +373,86 @@ def test_a_worker_killed_after_the_grace_period_takes_the_daemons_its_trial_star
         b.shutdown()
         if rows and pid_alive(rows[0]["daemon"]):
             os.kill(rows[0]["daemon"], signal.SIGKILL)  # no orphan of a failed test outlives it
+
+
+# a process in a session of its own that makes 100 children waiting for it to end, then forks children in a loop
+# that wait 20 ms for it; each notes its pid while it runs; a child that sees its parent end (its pipe closes) before
+# being killed lives on, as a daemon would (a plain interpreter, small: its forks are quick)
+FORKER = """
+import itertools, os, select, sys, time
+r, w = os.pipe()  # the children's: closed (EOF) when this process ends
+alive = 0
+for n in itertools.count():
+    if os.fork() == 0:
+        try:
+            os.close(w)
+            note = os.path.join(sys.argv[1], str(os.getpid()))
+            open(note, "w").close()
+            if not select.select([r], [], [], None if n < 100 else 0.02)[0]:
+                os.remove(note)  # its parent lived its 20 ms: it ends
+            else:
+                time.sleep(600)  # its parent ended
+        finally:
+            os._exit(0)
+    alive += 1
+    if n == 300:  # in full: 100 waiting, the others coming and going
+        open(os.path.join(sys.argv[1], "forking"), "w").close()
+    while alive > 100 and os.waitpid(-1, os.WNOHANG)[0]:
+        alive -= 1
+"""
+
+
+def forks_while_it_is_stopped(config):
+    """Reports once, then ignores its stop while the FORKER it started forks (each child in the FORKER's session
+    from its birth: out of the worker's process group)."""
+    import threading
+
+    import tunesmith as ts
+
+    subprocess.Popen([sys.executable, "-c", FORKER, config["pids"]], start_new_session=True)
+    ts.report({"worker": os.getpid()})
+    threading.Event().wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux-only")
+def test_a_killed_plain_worker_takes_the_children_its_trial_forks_as_it_is_killed(tmp_path):
+    """A plain worker (``start_method="spawn"``) killed after the grace period while a process its trial started forks
+    children out of the worker's process group: a child forked between the driver's look at its parent's children and
+    its parent's death passed to the keeper, which the driver killed at once with the worker's group, and lived on
+    (reparented to init)."""
+    import json
+
+    from tunesmith.executors._base import Done, Launch, Results
+    from tunesmith.executors._procs import wait_gone
+    from tunesmith.executors.local import LocalBackend
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    b = LocalBackend(total_resources={"cpu": 1}, grace_period_s=0, start_method="spawn")
+    b.setup(forks_while_it_is_stopped, str(tmp_path))
+    rows: list[dict] = []
+    done: list[Done] = []
+    try:
+        assert b.try_start(Launch(trial_id=1, config={"pids": str(pids)}, trial_dir=str(tmp_path / "t1"),
+                                  resources={"cpu": 1.0}))
+        deadline = time.monotonic() + 60
+        while not rows:
+            assert time.monotonic() < deadline, "the trial reported nothing in 60 s"
+            rows += [json.loads(r[3]) for ev in b.poll(0.05) if isinstance(ev, Results) for r in ev.rows]
+        while not os.path.exists(pids / "forking"):
+            assert time.monotonic() < deadline, "the trial's FORKER did not fork 300 children in 60 s"
+            time.sleep(0.01)  # waiting for a condition, bounded
+        os.remove(pids / "forking")
+        b.stop(1)
+        while not done:
+            assert time.monotonic() < deadline, "the stopped trial did not end in 60 s"
+            done += [ev for ev in b.poll(0.05) if isinstance(ev, Done)]
+        assert done[0].status == "stopped"
+        assert not wait_gone([rows[0]["worker"]], 10.0), "the worker of a trial that ignored its stop was not killed"
+        left = [int(p) for p in os.listdir(pids)]
+        assert not wait_gone(left, 10.0), "a child its trial forked as it was killed outlived the kill by 10 s"
+    finally:
+        b.shutdown()
+        for p in os.listdir(pids):
+            if pid_alive(int(p)):
+                os.kill(int(p), signal.SIGKILL)  # no orphan of a failed test outlives it

@@ -135,6 +135,21 @@ def kill_descendants(root: int) -> None:
             os.close(fd)
 
 
+def kill_all_descendants(root: int, timeout: float = 5.0) -> None:
+    """:func:`kill_descendants`, again until ``root`` (a child subreaper, left alive) has no child left running, or
+    ``timeout`` seconds passed. A process forked after its parent's children were read and before the parent was
+    killed escapes a pass; ``root`` adopts it as its parents die, and the next pass takes it."""
+    if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
+        kill_descendants(root)  # (nothing is done there: see kill_descendants)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        kill_descendants(root)
+        # once its children have exited, what they left was passed to root: running, or none left
+        if wait_gone(_children(root), max(0.0, deadline - time.monotonic())) or not wait_gone(_children(root), 0):
+            return
+
+
 def _kill_below(pid: int, pidfd: int | None, held: list[int], depth: int) -> None:
     kids = _children(pid)
     if pidfd is not None and not _running(pidfd):

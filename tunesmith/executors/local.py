@@ -670,8 +670,9 @@ class LocalBackend(Executor):
         if isinstance(worker.proc, subprocess.Popen) and worker.proc.returncode is None:
             # started the plain way: its keeper, our child, dies with the worker's group below and cannot kill what
             # the trial started in a session of its own (a daemon), as the fork server does for its workers. Every
-            # descendant of the keeper is killed first, the worker included, deepest first
-            _procs.kill_descendants(worker.proc.pid)
+            # descendant of the keeper is killed first, the worker included, deepest first, and again until none is
+            # left: one forked as its parent was killed passes to the keeper (a child subreaper), kept alive for that
+            _procs.kill_all_descendants(worker.proc.pid)
         try:
             os.killpg(worker.proc.pid, signal.SIGKILL)  # the worker and anything the trial started in its group
         except (ProcessLookupError, PermissionError):
