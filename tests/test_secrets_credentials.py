@@ -73,3 +73,11 @@ def test_credentials_in_names_and_errors_of_a_config_without_secrets_appear_in_n
     assert last[f"latency_https://bob:{MASK}@api.example/v1"] == 2.0
     assert last[f"calls Authorization: Bearer {MASK}"] == 3.0
     assert f"fetch failed: https://bob:{MASK}@api.example" in outputs["show cred"]
+
+
+def test_a_bearer_token_after_the_word_in_any_case_is_masked() -> None:
+    # the regex ignores case; the substring pre-test must not skip what it would mask
+    for word in ("BeArEr", "bEARER", "BEARer"):
+        assert mask_name(f"calls {word} {TOKEN}", ()) == f"calls {word} {MASK}"
+        assert mask_name(f"calls {word} {TOKEN}", frozenset({"unrelated-secret"})) == f"calls {word} {MASK}"
+        assert mask_text(f"failed with {word} {TOKEN}") == f"failed with {word} {MASK}"

@@ -136,10 +136,16 @@ def _mask_urls(text: str) -> str:
     return "".join(parts) + text[done:] if parts else text
 
 
+def _may_hold_bearer(text: str) -> bool:
+    """Whether ``text`` may hold ``Bearer`` in any case (``BeArEr``, as ``_BEARER`` matches it): a text without a
+    'b' is not lowercased."""
+    return ("b" in text or "B" in text) and "bearer" in text.lower()
+
+
 def may_hold_credential(text: str) -> bool:
     """Whether ``text`` may hold a URL's password or token (``scheme://...@``) or a ``Bearer <token>``: substring
-    tests, several times cheaper than one compiled pattern on a metric's name (``docs/secrets.md``)."""
-    return ("@" in text and "://" in text) or "earer" in text or "EARER" in text
+    tests, several times cheaper than one compiled pattern on a metric's name."""
+    return ("@" in text and "://" in text) or _may_hold_bearer(text)
 
 
 def mask_string(text: str) -> str:
@@ -147,7 +153,7 @@ def mask_string(text: str) -> str:
     ``Bearer <token>`` replaced by ``***``."""
     if "@" in text and "://" in text:
         text = _mask_urls(text)
-    if "earer" in text or "EARER" in text:
+    if _may_hold_bearer(text):
         text = _BEARER.sub(lambda m: f"{m['word']}{MASK}", text)
     return text
 
