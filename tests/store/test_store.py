@@ -297,6 +297,12 @@ def test_checkpoint_paths_are_stored_relative_to_the_folder_and_read_under_the_c
     assert moved.trials()[0]["checkpoint"] == os.path.join(b_ck, "checkpoint_000002")
 
 
+# run in a read-only view of a folder: how many trials it reads and its meta's note, or the StoreError
+_READ = ("import sys, tunesmith as ts\n"
+         "try:\n    rs = ts.load(sys.argv[1])\n    print('trials', len(rs.trials), rs.meta.get('note'))\n"
+         "except ts.StoreError as e:\n    print('StoreError', e)\n")
+
+
 def _read_only_view(folder, code):
     """Run ``code`` (python, argv[1] = ``folder``) where ``folder`` is a read-only bind mount of itself, in a
     private mount namespace (root, as in CI's container); skipped where this machine cannot make one."""
@@ -330,10 +336,7 @@ def test_a_store_in_a_read_only_folder_without_its_side_files_is_read(tmp_path, 
     for side in ("experiment.db-wal", "experiment.db-shm"):  # as a copy or an archive of the file alone has it
         if (clean / side).exists():
             os.remove(clean / side)
-    read = ("import sys, tunesmith as ts\n"
-            "try:\n    rs = ts.load(sys.argv[1])\n    print('trials', len(rs.trials), rs.meta.get('note'))\n"
-            "except ts.StoreError as e:\n    print('StoreError', e)\n")
-    done = _read_only_view(clean, read)
+    done = _read_only_view(clean, _READ)
     assert done.stdout.strip() == "trials 3 None", (done.stdout, done.stderr)
 
     # a log not yet written back into the file (its driver was killed): without -shm SQLite cannot read it there,
@@ -344,9 +347,46 @@ def test_a_store_in_a_read_only_folder_without_its_side_files_is_read(tmp_path, 
     with writer.transaction() as db:
         writer.set_meta(db, "note", "only in the log")
     os.remove(pending / "experiment.db-shm")  # (the open writer keeps its own mapping)
-    done = _read_only_view(pending, read)
+    done = _read_only_view(pending, _READ)
     writer.close()
     assert done.stdout.strip() == "trials 3 only in the log", (done.stdout, done.stderr)
+
+
+def test_a_read_only_folder_whose_lock_a_process_holds_is_read_through_sqlite_or_a_clear_error(tmp_path, results_dir):
+    # A process holding the experiment's lock (a driver) makes a reader use SQLite's usual connection, which in a
+    # read-only folder needs the -shm beside a log that holds results: the one path left to _open_read_only_folder.
+    import fcntl
+    import shutil
+
+    import tunesmith as ts
+    from tunesmith._layout import lock_path
+
+    ts.run(lambda c: ts.report({"loss": c["x"]}), {"x": ts.grid([1, 2, 3])}, verbose=0, name="ro")
+    clean, pending = tmp_path / "clean", tmp_path / "pending"
+    shutil.copytree(results_dir / "ro", clean)
+    for side in ("experiment.db-wal", "experiment.db-shm"):
+        if (clean / side).exists():
+            os.remove(clean / side)
+    shutil.copytree(clean, pending)
+    writer = Store(str(pending / "experiment.db"))
+    with writer.transaction() as db:
+        writer.set_meta(db, "note", "only in the log")
+    os.remove(pending / "experiment.db-shm")  # (the open writer keeps its own mapping)
+    try:
+        for folder in (clean, pending):
+            with open(lock_path(str(folder)), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                done = _read_only_view(folder, _READ)
+            if folder == clean:  # no log: the file holds everything and is read as immutable
+                assert done.stdout.strip() == "trials 3 None", (done.stdout, done.stderr)
+    finally:
+        writer.close()
+    wal, shm = pending / "experiment.db-wal", pending / "experiment.db-shm"
+    assert done.stdout.strip() == (
+        f"StoreError cannot read the experiment store {pending / 'experiment.db'}: its folder is read-only, and its "
+        f"write-ahead log ({wal.name}) holds results that SQLite reads only through a -shm file beside it "
+        f"({shm.name}), which it can neither open nor make there; copy the folder somewhere writable and read it "
+        f"there"), done.stdout
 
 
 @pytest.mark.parametrize("linked", ["experiment.db", "experiment.db-wal", "experiment.db-shm"])

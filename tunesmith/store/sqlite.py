@@ -333,16 +333,18 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
 
     def _open_read_only_folder(self, uri: str) -> None:
-        """The store in a folder this process cannot write (a read-only mount, an archive) whose ``-shm`` file,
-        which SQLite needs to read a WAL store, is not there and cannot be made. Without a ``-wal`` file (or an
-        empty one), everything is in the file: it is read as immutable. A log not yet written back (the driver
-        was killed) cannot be read without its ``-shm``: a StoreError says so, rather than a partial experiment."""
+        """The store in a folder this process cannot write (a read-only mount, an archive) that SQLite's usual reader
+        could not open: :meth:`_side_files` chose that reader because a process holds the experiment's lock (a
+        driver), and the ``-shm`` file it needs beside a WAL store is not there and cannot be made. Without a
+        ``-wal`` file (or an empty one), everything is in the file: it is read as immutable. A log holding results
+        cannot be read without its ``-shm`` (nor copied safely while a driver may write it): a StoreError says so,
+        rather than a partial experiment."""
         wal = self.path + "-wal"
         if os.path.exists(wal) and os.path.getsize(wal) > 0:
-            raise StoreError(f"cannot read the experiment store {self.path}: its folder is read-only and its "
+            raise StoreError(f"cannot read the experiment store {self.path}: its folder is read-only, and its "
                              f"write-ahead log ({os.path.basename(wal)}) holds results that SQLite reads only "
-                             f"with a {os.path.basename(self.path)}-shm file beside it; copy the folder somewhere "
-                             f"writable and read it there")
+                             f"through a -shm file beside it ({os.path.basename(self.path)}-shm), which it can "
+                             f"neither open nor make there; copy the folder somewhere writable and read it there")
         self._db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
         self._checked(lambda: self._db.execute("PRAGMA query_only=1"))
         self._check_schema()
