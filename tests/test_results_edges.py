@@ -4,6 +4,7 @@ refuse."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -81,10 +82,9 @@ def test_load_resolves_a_name_or_path_as_the_cli_does(tmp_path: Any, results_dir
 # -- status of a killed driver's experiment -------------------------------------------------------------------------
 
 
-def test_a_killed_drivers_experiment_is_crashed_for_the_result_set_as_for_the_cli(tmp_path: Any, results_dir: Any
-                                                                                  ) -> None:
-    """The driver's lock decides "running" everywhere: SIGKILL of the driver makes the experiment "crashed" for
-    ``ResultSet.status`` as for `ls` and `show`, even with a ``.driver.pid`` naming a live process."""
+def _killed_driver(tmp_path: Any) -> tuple[subprocess.Popen[bytes], ResultSet]:
+    """A real driver in a subprocess, running its experiment "killed" (trial 1 running, its first result stored;
+    trial 2 waiting: one at a time), and a result set of it read while it runs; the caller kills the driver."""
     started = tmp_path / "started"
     os.mkfifo(started)
     script = tmp_path / "driver.py"
@@ -92,15 +92,22 @@ def test_a_killed_drivers_experiment_is_crashed_for_the_result_set_as_for_the_cl
         import time
         import tunesmith as ts
 
+        class Asked(ts.Stopper):  # asked in the driver: report() returns once its result is stored
+            def __call__(self, trial_id, result):
+                return False
+
+            def stop_all(self):
+                return False
+
         def train(config):
             ts.report({{"loss": config["x"]}})
-            with open({str(started)!r}, "w") as f:  # the test reads it: the trial runs
+            with open({str(started)!r}, "w") as f:  # the test reads it: the trial runs, stored RUNNING
                 f.write("started\\n")
             time.sleep(600)  # until the driver is killed (its trials die with it)
 
         if __name__ == "__main__":
             ts.run(train, {{"x": ts.grid([1.0, 2.0])}}, metric="loss", mode="min", name="killed", verbose=0,
-                   max_concurrent=1)
+                   max_concurrent=1, stop=Asked())
     """))
     driver = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -116,7 +123,19 @@ def test_a_killed_drivers_experiment_is_crashed_for_the_result_set_as_for_the_cl
                 assert driver.poll() is None, f"the driver ended (rc {driver.returncode}) before its trial started"
         finally:
             os.close(fd)
-        live = ts.load("killed")
+        return driver, ts.load("killed")
+    except BaseException:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+        raise
+
+
+def test_a_killed_drivers_experiment_is_crashed_for_the_result_set_as_for_the_cli(tmp_path: Any, results_dir: Any
+                                                                                  ) -> None:
+    """The driver's lock decides "running" everywhere: SIGKILL of the driver makes the experiment "crashed" for
+    ``ResultSet.status`` as for `ls` and `show`, even with a ``.driver.pid`` naming a live process."""
+    driver, live = _killed_driver(tmp_path)
+    try:
         assert live.status == "running"  # the driver holds its lock
     finally:
         driver.send_signal(signal.SIGKILL)
@@ -132,6 +151,54 @@ def test_a_killed_drivers_experiment_is_crashed_for_the_result_set_as_for_the_cl
     # trials keep the status last recorded, in the result set as in `show`
     assert [t.status.value for t in rs.trials] == [t["status"] for t in shown["trials"]]
     assert rs.path == folder
+
+
+
+def _folder_state(folder: Any) -> dict[str, tuple[int, int]]:
+    return {os.path.join(d, f): (os.stat(os.path.join(d, f)).st_size, os.stat(os.path.join(d, f)).st_mtime_ns)
+            for d, _, files in os.walk(folder) for f in files}
+
+
+def test_the_trials_a_killed_driver_was_running_are_shown_paused_as_a_resume_continues_them(
+        tmp_path: Any, results_dir: Any) -> None:
+    """A crashed experiment's trials stored RUNNING run no more: every reader shows them PAUSED (as Ctrl-C or a
+    failure leaves them, and as a resume continues them from their last checkpoint), writing nothing in the folder;
+    the store keeps RUNNING, as recorded."""
+    from tunesmith.dashboard._data import Experiments
+
+    driver, live = _killed_driver(tmp_path)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=60)
+    folder = results_dir / "killed"
+    before = _folder_state(folder)
+    rs = ts.load("killed")
+    assert rs.status == "crashed"
+    assert rs.trial(1).status is ts.TrialStatus.PAUSED  # one row read
+    statuses = [t.status.value for t in rs.trials]
+    assert statuses[0] == "PAUSED" and "RUNNING" not in statuses, statuses
+    assert live.refresh().trials[0].status is ts.TrialStatus.PAUSED  # a result set read while it ran, re-read
+    assert rs.filter(status="RUNNING") == [] and [t.id for t in rs.filter(status="PAUSED")] == [1]
+    assert rs.dataframe()["status"].tolist() == statuses
+    shown = json.loads(invoke("show", "killed", "--json").output)
+    assert [t["status"] for t in shown["trials"]] == statuses
+    for args in ([], ["--limit", "1"]):  # every trial read whole, or ranked from the light rows
+        text = invoke("show", "killed", *args).output
+        assert "paused" in text and "running" not in text, text
+    report = tmp_path / "report.html"
+    assert invoke("report", "killed", "-o", str(report)).exit_code == 0
+    assert "1 paused" in report.read_text() and "running" not in report.read_text().lower().split("<script")[0]
+    dashboard = Experiments(str(results_dir))
+    summary = dashboard.summary("killed")
+    assert summary["status"] == "crashed" and "RUNNING" not in summary["counts"] and summary["counts"]["PAUSED"] == 1
+    assert [t["status"] for t in dashboard.trials("killed")["rows"]] == statuses
+    assert [t["id"] for t in dashboard.trials("killed", status="PAUSED")["rows"]] == [1]
+    assert dashboard.trials("killed", status="RUNNING")["rows"] == []
+    assert dashboard.trial("killed", 1)["status"] == "PAUSED"
+    assert _folder_state(folder) == before  # readers write nothing
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{folder / 'experiment.db'}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT status FROM trials WHERE id = 1").fetchone() == ("RUNNING",)  # as recorded
 
 
 # -- get_best / top over every result of a constrained experiment ---------------------------------------------------

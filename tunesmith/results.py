@@ -147,7 +147,8 @@ class ResultSet:
     def status(self) -> str:
         """"running", "finished", "failed", "interrupted" (as the driver last recorded it), or "crashed": recorded
         as running, but no driver holds the experiment's lock (it was killed), as `tunesmith ls` and `show` say.
-        The trials keep the status last recorded (those running when it died stay RUNNING until a resume).
+        Its trials stored RUNNING are shown PAUSED then (the store keeps RUNNING), as a Ctrl-C leaves them and as a
+        resume continues them.
         Read anew at each access (a poll: ``while rs.status == "running"``)."""
         return _layout.live_status(self.path, str(self._store.meta().get("status", "running")))
 

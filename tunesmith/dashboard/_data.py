@@ -167,7 +167,7 @@ class Experiments:
         with self.store(name) as store:
             meta = store.meta()
             db = store._db
-            counts = dict(db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+            counts = store.trial_counts()
             objective = _objective(meta)
             best = _best(store, objective)
             results = db.execute("SELECT TOTAL(iteration) FROM trials").fetchone()[0]
@@ -197,15 +197,16 @@ class Experiments:
         if statuses - set(STATUSES):
             raise ConfigError(f"status must be among {', '.join(STATUSES)}, got {status!r}")
         desc, key = match.group(1) == "-", match.group(2)
-        columns = "id, config, status, num_failures, iteration, last_result, parent_id"
-        where = f"WHERE status IN ({','.join('?' * len(statuses))})" if statuses else ""
         args = sorted(statuses)
         with self.store(name) as store:
+            shown = store.status_sql()  # PAUSED for RUNNING in a crashed experiment
+            columns = f"id, config, {shown}, num_failures, iteration, last_result, parent_id"
+            where = f"WHERE {shown} IN ({','.join('?' * len(statuses))})" if statuses else ""
             objective = _objective(store.meta())
             placed = _placements(store._db)
             if not query and key in ("id", "status", "iteration", "failures"):
                 # the page's default view: sorted and paged by SQLite, only the page's configs read and masked
-                column = {"id": "id", "status": "status", "iteration": "iteration", "failures": "num_failures"}[key]
+                column = {"id": "id", "status": shown, "iteration": "iteration", "failures": "num_failures"}[key]
                 order = f"{column} {'DESC' if desc else 'ASC'}" + (", id" if key != "id" else "")
                 total = store._db.execute(f"SELECT COUNT(*) FROM trials {where}", args).fetchone()[0]
                 rows = [(tid, _masked(raw := json.loads(config)).config, st, failures, iteration,
@@ -387,7 +388,8 @@ class Experiments:
         with self.store(name) as store:
             db = store._db
             configs = {tid: json.loads(c) for tid, c in db.execute("SELECT id, config FROM trials")}
-            trials = {tid: (st, it) for tid, st, it in db.execute("SELECT id, status, iteration FROM trials")}
+            trials = {tid: (st, it) for tid, st, it in db.execute(f"SELECT id, {store.status_sql()}, iteration "
+                                                                  f"FROM trials")}
             rows = db.execute("SELECT seq, time, kind, trial_id, data FROM events WHERE kind IN "
                               "('pause', 'exploit', 'error', 'restart', 'command') ORDER BY seq DESC LIMIT ?",
                               (MAX_EVENTS,)).fetchall()

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar, cast
 
-from tunesmith._layout import STORE_FILE, driver_running, from_stored, to_stored
+from tunesmith._layout import STORE_FILE, driver_running, from_stored, live_status, to_stored
 from tunesmith.trial import AUTO_KEYS as COLUMN_KEYS  # columns of the results table, not in a result's JSON
 from tunesmith.trial import FLOAT_LIMIT
 
@@ -645,12 +645,36 @@ class Store:
         db.execute("DELETE FROM events WHERE seq = ?", (seq,))
 
     # -- reads --------------------------------------------------------------------------------------
+    def _crashed(self) -> bool:
+        """Whether this reader's experiment is crashed (``_layout.live_status``: stored as running, no driver holds
+        its lock): its trials stored RUNNING run no more, and every read shows them PAUSED, as a Ctrl-C or a failure
+        leaves them and as a resume continues them (from their last checkpoint). The store keeps RUNNING."""
+        if not self.readonly:
+            return False
+        row = self._db.execute("SELECT value FROM experiment WHERE key = 'status'").fetchone()
+        stored = "running" if row is None else _json(row[0], functools.partial(self._damaged_meta, "status"))
+        return live_status(self.folder, str(stored)) == "crashed"
+
+    def status_sql(self) -> str:
+        """The SQL expression of a trial's status as this reader shows it (the ``status`` column, but PAUSED for
+        RUNNING in a crashed experiment: :meth:`_crashed`), for a query over the trials table."""
+        return _SHOWN_STATUS if self._crashed() else "status"
+
+    def _shown_statuses(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``records`` with the status this reader shows (:meth:`_crashed`; asked only when one is RUNNING)."""
+        if any(rec["status"] == "RUNNING" for rec in records) and self._crashed():
+            for rec in records:
+                if rec["status"] == "RUNNING":
+                    rec["status"] = "PAUSED"
+        return records
+
     @_reading
     def trials(self) -> list[dict[str, Any]]:
-        """Every trial's row, JSON decoded; ``checkpoint`` an absolute path under this folder (or a URL)."""
+        """Every trial's row, JSON decoded; ``checkpoint`` an absolute path under this folder (or a URL); the status
+        as readers show it (:meth:`_crashed`)."""
         cur = self._db.execute("SELECT * FROM trials ORDER BY id")
         names = [d[0] for d in cur.description]
-        return [self._trial_record(names, row) for row in cur]
+        return self._shown_statuses([self._trial_record(names, row) for row in cur])
 
     @_reading
     def trial_briefs(self, key: str | None = None) -> list[tuple[int, str, int, str | None, str, Any]]:
@@ -668,15 +692,16 @@ class Store:
             pick = (f"CASE WHEN last_result IS NULL THEN 'absent' WHEN NOT json_valid(last_result) THEN 'decode' ELSE "
                     f"coalesce({_NUMBER.format('last_result')}, CASE WHEN json_type(last_result, ?) IS NULL THEN "
                     f"'absent' ELSE 'decode' END) END")
-        return self._db.execute(f"SELECT id, status, iteration, last_result, config, {pick} FROM trials ORDER BY id",
-                                () if path is None else (path, path, path)).fetchall()
+        return self._db.execute(f"SELECT id, {self.status_sql()}, iteration, last_result, config, {pick} FROM trials "
+                                f"ORDER BY id", () if path is None else (path, path, path)).fetchall()
 
     @_reading
     def trial(self, trial_id: int) -> dict[str, Any] | None:
         """One trial's row as :meth:`trials` gives it (None if there is no such trial): one primary-key lookup."""
         cur = self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,))
         row = cur.fetchone()
-        return None if row is None else self._trial_record([d[0] for d in cur.description], row)
+        return None if row is None else self._shown_statuses([self._trial_record([d[0] for d in cur.description],
+                                                                                 row)])[0]
 
     def _trial_record(self, names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
         rec = dict(zip(names, row))
@@ -711,8 +736,9 @@ class Store:
     @_reading
     def trial_counts(self) -> dict[str, int]:
         """{status: number of trials}, counted by SQLite (nothing decoded; in a finished experiment from the index on
-        the status that :func:`index_metrics` built)."""
-        return dict(self._db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+        the status that :func:`index_metrics` built), by the status readers show (:meth:`_crashed`)."""
+        return dict(self._db.execute(f"SELECT {self.status_sql()} AS shown, COUNT(*) FROM trials GROUP BY shown"
+                                     ).fetchall())
 
     @_reading
     def best_by_trial(self, key: str, mode: str, feasible: bool = False) -> dict[int, float] | None:
@@ -1045,6 +1071,10 @@ _NUMBER = "CASE WHEN json_type({0}, ?) IN ('integer', 'real') THEN json_extract(
 
 
 _UNREADABLE = "unreadable"  # the indexed value of a row whose JSON SQLite cannot read (NaN, infinities)
+
+
+# a trial's status in a crashed experiment's store as readers show it (Store.status_sql)
+_SHOWN_STATUS = "CASE status WHEN 'RUNNING' THEN 'PAUSED' ELSE status END"
 
 
 def _metric_index_name(key: str, kind: str = "") -> str:
