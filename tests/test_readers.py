@@ -526,6 +526,24 @@ def test_best_over_all_results_equals_a_scan(tmp_path: Any, mode: str, indexed: 
         brute_best_all(rs, 1, "loss", other)[0]
 
 
+def test_best_over_all_results_of_a_running_experiment_reads_the_results_in_one_statement(tmp_path: Any) -> None:
+    """Without the metric's indexes (built when an experiment ends: a running one has none) ``get_best(scope=
+    "all")`` is one pass of SQLite over the results, not each trial's best and then the best trial's rows decoded
+    here (seconds at a million results)."""
+    folder = many(str(tmp_path / "running"), 200, per_trial=5)
+    drop_indexes(folder)
+    rs = load(folder)
+    seen: list[str] = []
+    rs._store._db.set_trace_callback(seen.append)
+    best = rs.get_best(scope="all")
+    rs._store._db.set_trace_callback(None)
+    reads = [sql for sql in seen if re.search(r"\bresults\b", sql)]
+    assert len(reads) == 1, reads
+    want = brute_best_all(rs, 1, "loss", "min")[0]
+    assert (best.id, best.metrics["loss"], best.metrics["training_iteration"]) == want
+    assert best.metrics == rs.history(best.id)[want[2] - 1]
+
+
 @pytest.mark.parametrize("odd", ["val.loss $[0]", 'val "loss"'])  # SQLite's JSON path quoted; a scan
 def test_best_over_all_results_of_a_metric_name_that_needs_quoting(tmp_path: Any, odd: str) -> None:
     trials = [{"id": i, "config": {}, "results": [{odd: v} for v in vals]}

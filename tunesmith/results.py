@@ -439,10 +439,10 @@ class ResultSet:
         return None if found is None else self.trial(found[0])
 
     def _best_overall(self, objective: Objective) -> TrialResult | None:
-        """``get_best(scope="all")`` from the finished experiment's value-ordered index: the best current result
-        and one trial's row read. None when that cannot answer (``top`` then ranks the trials): a constrained
-        experiment (feasibility comes first), no such index (a running experiment, an older store), or no trial
-        with the metric."""
+        """``get_best(scope="all")`` by SQLite (``Store.best_overall``: the finished experiment's value-ordered
+        index, or one pass over a running one's results): the best current result and one trial's row read. None
+        when that cannot answer (``top`` then ranks the trials): a constrained experiment (feasibility comes
+        first), a schema-1 store, or no trial with the metric."""
         if self._constrained():
             return None
         row = self._store.best_overall(objective.primary, objective.primary_mode)

@@ -816,29 +816,45 @@ class Store:
     @_reading
     def best_overall(self, key: str, mode: str) -> ResultRow | None:
         """The result with the best real value of ``key`` among every trial's current generation (the lowest trial
-        id, then the earliest iteration, among equals), read from the metric's value-ordered index
-        (:func:`index_metrics`): the best value at one end of it, then the first current row holding it; rows
-        SQLite's JSON reader refuses (NaN, infinities) are found by one seek and decoded here. None when there
-        is no such index or no trial reported a real value (the caller ranks the trials)."""
+        id, then the earliest iteration, among equals). In a finished experiment it is read from the metric's
+        value-ordered index (:func:`index_metrics`): the best value at one end of it, then the first current row
+        holding it. In a running one (no index yet) SQLite reads every current result's JSON in one pass, in key
+        order: its min()/max() takes the other columns from the first row holding the best value. Rows SQLite's
+        JSON reader refuses (NaN, infinities) are found by one more seek (a second pass without the index, only
+        when the first counted some) and decoded here. None when no trial reported a real value, for a name a
+        JSON path cannot spell or a schema-1 store (the caller ranks the trials)."""
         if not self._generations or _json_path(key) is None or key in COLUMN_KEYS:
             return None
         name = _metric_index_name(key, "value")
-        if not self._has_index(name):
-            return None
-        value = _indexed_value(key, "r.metrics")
+        indexed = self._has_index(name)
         # CROSS JOIN: the index is the outer loop, so rows come in its order; a row is current when its generation
         # is its trial's (a PBT exploit's superseded rows are skipped)
-        source = (f" FROM results r INDEXED BY {name} CROSS JOIN trials t ON t.id = r.trial_id "
-                  "AND t.generation = r.generation")
+        source = (f" FROM results r{f' INDEXED BY {name}' if indexed else ''} CROSS JOIN trials t ON t.id = "
+                  "r.trial_id AND t.generation = r.generation")
         cols = "r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation"
-        top = self._db.execute(f"SELECT {value}{source} WHERE {value} < '' ORDER BY {value} "
-                               f"{'ASC' if mode == 'min' else 'DESC'} LIMIT 1").fetchone()
         candidates: list[tuple[float, ResultRow]] = []
-        if top is not None:
-            row = self._db.execute(f"SELECT {cols}{source} WHERE {value} = ? ORDER BY r.trial_id, r.generation, "
-                                   "r.iteration LIMIT 1", (top[0],)).fetchone()
-            candidates.append((top[0], _rows_of(self.path)._make(row)))
-        for row in self._db.execute(f"SELECT {cols}{source} WHERE {value} = '{_UNREADABLE}'"):
+        value = _indexed_value(key, "r.metrics")  # a number, NULL, or 'unreadable' (numbers sort before text)
+        if indexed:
+            top = self._db.execute(f"SELECT {value}{source} WHERE {value} < '' ORDER BY {value} "
+                                   f"{'ASC' if mode == 'min' else 'DESC'} LIMIT 1").fetchone()
+            if top is not None:
+                row = self._db.execute(f"SELECT {cols}{source} WHERE {value} = ? ORDER BY r.trial_id, r.generation, "
+                                       "r.iteration LIMIT 1", (top[0],)).fetchone()
+                candidates.append((top[0], _rows_of(self.path)._make(row)))
+            refusing = True
+        else:
+            # the subquery's order is kept (an aggregate's subquery with ORDER BY is not flattened) and is the order
+            # the results are scanned in, their key's (nothing sorted); min()/max() keep the first row of the best
+            top = self._db.execute(
+                f"SELECT {'MIN' if mode == 'min' else 'MAX'}(CASE WHEN v < '' THEN v END), SUM(v = '{_UNREADABLE}'), "
+                f"trial_id, iteration, time_total, timestamp, metrics, generation FROM (SELECT {value} AS v, {cols} "
+                f"FROM trials t JOIN results r ON r.trial_id = t.id AND r.generation = t.generation ORDER BY "
+                f"r.trial_id, r.generation, r.iteration)").fetchone()
+            if top[0] is not None:
+                candidates.append((top[0], _rows_of(self.path)._make(top[2:])))
+            refusing = bool(top[1])
+        refused = self._db.execute(f"SELECT {cols}{source} WHERE {value} = '{_UNREADABLE}'") if refusing else ()
+        for row in refused:
             decoded = _object(row[4], functools.partial(_damaged_result, self.path, row[0], row[1], row[5]))
             found = _real(decoded.get(key))
             if found is not None:
