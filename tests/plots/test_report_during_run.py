@@ -93,3 +93,35 @@ def test_tunesmith_report_during_a_run_names_one_state(writing, tmp_path: Any) -
         assert res.exit_code == 0, res.output
         by_last, ever = _best_values(_facts(out.read_text(encoding="utf-8")))
         assert by_last == ever
+
+
+def test_a_report_lets_its_snapshot_go_before_it_computes_the_plots(tmp_path: Any) -> None:
+    """Everything the page shows is read in one snapshot, which is let go before the plots are computed (seconds at
+    10,000 trials): a writer's log cannot be checkpointed past a reader's snapshot, so it grew meanwhile (70 MB in
+    1.6 s beside a fast run). Here a connection writes and then checkpoints the whole log (TRUNCATE: only when no
+    reader holds a snapshot in it) from the plot of parameter importance, computed with the other plots."""
+    import contextlib
+    import sqlite3
+
+    from tunesmith.results import ResultSet
+
+    def train(config: dict) -> None:
+        for i in range(1, 4):
+            ts.report({"loss": config["lr"] / i})
+
+    done = ts.run(train, space={"lr": ts.grid([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])}, metric="loss", mode="min",
+                  storage_path=str(tmp_path), name="small", verbose=0)
+    with contextlib.closing(sqlite3.connect(os.path.join(done.path, STORE_FILE), isolation_level=None,
+                                                  timeout=0)) as writer:  # busy: answered at once
+        writer.execute("INSERT INTO experiment VALUES ('probe', '0')")  # a log the report reads through
+        checkpoints = []
+
+        class Probe(ResultSet):
+            def importance(self, metric: str | None = None, mode: str | None = None) -> dict[str, float]:
+                writer.execute("UPDATE experiment SET value = '1' WHERE key = 'probe'")
+                checkpoints.append(writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+                return super().importance(metric, mode)
+
+        titles = write_report(Probe(done.path), str(tmp_path / "report.html"))
+    assert "Parameter importance" in titles and len(checkpoints) == 1
+    assert checkpoints[0][0] == 0, f"the checkpoint was blocked by the report's snapshot: {checkpoints}"

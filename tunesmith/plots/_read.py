@@ -129,6 +129,15 @@ def shared_read(rs: PlotSource, keys: Sequence[str] = ()) -> Iterator[None]:
         _shared.reset(token)
 
 
+def events(rs: Any) -> list[tuple[int, float, str, int | None, Any]]:
+    """The experiment's events: those :func:`shared_read` read with its results (one state of the store, which
+    ``write_report`` has let go by the time the plots are computed), else read now."""
+    current = _shared.get()
+    if current is not None and current[0] is rs:
+        return current[1].events
+    return list(rs._store.events())
+
+
 def _read(rs: PlotSource, keys: Sequence[str] = ()) -> _Experiment:
     current = _shared.get()
     if current is not None and current[0] is rs:

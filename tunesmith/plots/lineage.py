@@ -133,6 +133,8 @@ def lineage_graph(trials: Mapping[int, int], exploits: Sequence[Mapping[str, Any
 def lineage_graph_for(rs: Any) -> Figure | None:
     """:func:`lineage_graph` of a ``ResultSet`` (the report's panel)."""
     trials = {t.id: t.iteration for t in rs.trials}
-    exploits = [{**data, "trial": tid} for _seq, _t, kind, tid, data in rs._store.events()
+    from tunesmith.plots._read import events  # (numpy: only a report draws this)
+
+    exploits = [{**data, "trial": tid} for _seq, _t, kind, tid, data in events(rs)
                 if kind == "exploit" and isinstance(data, dict)]
     return lineage_graph(trials, exploits)

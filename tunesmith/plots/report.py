@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -175,7 +176,8 @@ def write_report(result_set: ResultSet | str, path: str, *, metric: str | None =
         final: a trial's value in the sensitivity plot: ``last`` result, ``best``, or ``mean_last`` (of 5).
 
     The experiment is read as one state of its store (``ResultSet.snapshot``: a ``ResultSet`` given is
-    refreshed), so a report of a run still writing names the trials, the best results and the plots of one moment.
+    refreshed), so a report of a run still writing names the trials, the best results and the plots of one moment;
+    the snapshot ends before the plots are computed.
 
     Returns:
         The titles of the plots written, in page order (plots that do not apply are listed as notes on
@@ -185,14 +187,18 @@ def write_report(result_set: ResultSet | str, path: str, *, metric: str | None =
         ConfigError: no such experiment, a bad ``pareto`` or ``final``, or no result reported ``x``.
     """
     rs = load(result_set) if isinstance(result_set, str) else result_set
-    with rs.snapshot():  # one state of a store a run may still be writing: the trials read anew, then all of it
-        try:
-            shared = plot_data.resolve_metric(rs, metric)
-        except ConfigError:
-            shared = None
-        with plot_data.shared_read(rs, [k for k in (shared, x) if k]):  # the summary and the plots: one read
-            panels, notes = build_panels(rs, metric, mode, pareto, x, final)
+    with contextlib.ExitStack() as read:
+        # one state of a store a run may still be writing: the trials read anew, the results and events the plots
+        # use, and the summary's best, all read in it; then it is let go before the plots are computed (seconds
+        # at 10,000 trials), as the writer's log cannot be checkpointed past it and grows meanwhile
+        with rs.snapshot():
+            try:
+                shared = plot_data.resolve_metric(rs, metric)
+            except ConfigError:
+                shared = None
+            read.enter_context(plot_data.shared_read(rs, [k for k in (shared, x) if k]))
             facts = summary(rs, metric, mode)
+        panels, notes = build_panels(rs, metric, mode, pareto, x, final)
     write_html(path, title or f"tunesmith report: {rs.name}", panels, facts, notes)
     log.info("report of %s written to %s (%d plots)", rs.name, path, len(panels))
     return [p.title for p in panels]
