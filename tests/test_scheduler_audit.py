@@ -39,3 +39,50 @@ def test_pbt_replay_restarted_before_an_earlier_change_keeps_the_new_config(tmp_
     assert trial.status is ts.TrialStatus.TERMINATED and trial.iteration == replay.last_iteration == 5
     assert [r["w"] for r in again.history(trial.id)] == [0.5, 1.0, 1.5, 2.0, 2.5]
 
+
+
+def _climb_to_4(config):
+    """4 iterations of ``a * i``, a checkpoint each; each result says which ``a`` produced it."""
+    checkpoint = ts.get_checkpoint()
+    start = checkpoint.load()["i"] if checkpoint else 0
+    for i in range(start, 4):
+        ts.report({"score": float(config["a"] * (i + 1)), "a_used": config["a"]},
+                  checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
+
+
+def test_a_trial_exploited_at_its_last_result_shows_no_metric_its_new_config_did_not_produce(results_dir):
+    """Real workers, one slot: trial 1 (a=1) pauses at its perturbation point 4 (its last) for trial 2 (a=0), which
+    is then the bottom and is exploited at its own last result: it restarts from trial 1's checkpoint of iteration
+    4 with a new ``a``, has nothing left to train and reports nothing. It showed its new config beside the score
+    its old one produced (``result.best``, ``top``, ``dataframe``, ``show`` paired them); a trial's shown result
+    is now always one its shown config produced."""
+    pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"a": [2, 3]}, resample_probability=1.0, seed=0)
+    result = ts.run(_climb_to_4, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1,
+                    verbose=0, name="pbt-last", scheduler=pbt)
+    (exploit,) = result.lineage()
+    assert (exploit["trial_id"], exploit["source"], exploit["iteration"]) == (2, 1, 4)
+    trials = {t.id: t for t in result.trials}
+    assert trials[2].config["a"] in (2, 3)
+    for t in result.trials:  # what each trial shows was produced by the config it shows
+        assert t.last_result.get("a_used", t.config["a"]) == t.config["a"], (t.id, t.config, t.last_result)
+    assert trials[1].last_result["score"] == 4.0 and trials[2].last_result == {}
+    for t in result.top(2) + result.top(2, scope="all"):
+        assert t.metrics["a_used"] == t.config["a"], (t.id, t.config, t.metrics)
+    assert [t.id for t in result.top(2, scope="all")] == [1]
+    assert result.best.id == result.get_best(scope="all").id == 1
+    # trial 2's score 0 (a=0) was the lowest: it ranked as best by min beside its new a
+    assert result.get_best(scope="all", mode="min").metrics["a_used"] == 1
+    frame = result.dataframe()
+    assert list(frame.loc[frame.trial_id == 2, "score"].isna()) == [True]
+    # the old lineage's results are kept as data
+    assert [h["a_used"] for h in result.history(2, all_generations=True)] == [0, 0, 0, 0]
+
+
+def test_a_result_that_meets_a_stop_rule_is_not_exploited(results_dir):
+    """The same run with ``stop={"training_iteration": 4}``: the result at 4 ends each trial before PBT is asked, so
+    no exploit comes of it and every trial keeps the config that produced its result."""
+    pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"a": [2, 3]}, resample_probability=1.0, seed=0)
+    result = ts.run(_climb_to_4, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1,
+                    verbose=0, name="pbt-stop", scheduler=pbt, stop={"training_iteration": 4})
+    assert result.lineage() == []
+    assert [(t.config["a"], t.last_result["a_used"], t.iteration) for t in result.trials] == [(1, 1, 4), (0, 0, 4)]

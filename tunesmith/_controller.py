@@ -950,10 +950,15 @@ class Controller:
 
             return apply_exploit(self, trial, action)
         if status == "ok" and trial.last_result is None and self.objective and action is None:
-            log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
-                        "tunesmith.report({...}) in the training function (or return a dict of metrics)%s",
-                        trial.name, self.metric, "; only rank 0's reports count (ts.get_rank() == 0); the other "
-                        "ranks' are ignored" if (self.ranks or 1) > 1 else "")
+            if trial.parent_id is not None:  # its function had nothing left to train from the checkpoint it cloned
+                log.info("%s ended without a result since its exploit (the checkpoint of iteration %s it cloned was "
+                         "its function's last): its new config trained nothing, so it shows no result (its earlier "
+                         "ones: history(%d, all_generations=True))", trial.name, trial.parent_iteration, trial.id)
+            else:
+                log.warning("%s ended without reporting a result, while the experiment optimises %r: call "
+                            "tunesmith.report({...}) in the training function (or return a dict of metrics)%s",
+                            trial.name, self.metric, "; only rank 0's reports count (ts.get_rank() == 0); the other "
+                            "ranks' are ignored" if (self.ranks or 1) > 1 else "")
         trial.status = TrialStatus.TERMINATED
         trial.end_time = now
         # why it ended before returning, for the record (a plot greys only a scheduler's early stop); "stopped"

@@ -206,6 +206,7 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
         if step.then is not None:  # exploited at this result: the clone's config and checkpoint from here
             trial.config = step.then.config
             trial.checkpoint_iteration, trial.checkpoint_path = step.then.cloned, _REPLAYED
+            trial.last_result = None  # as live (``apply_exploit``): the new config has reported nothing yet
     # A trial the scheduler had paused, and that was still paused when the run stopped, waits paused for the
     # scheduler to choose it, as it would have; one it had chosen since (running when the run stopped: the
     # interruption paused it, or a crash left it running) leaves the scheduler's queue as it did then, and restarts.

@@ -41,7 +41,8 @@ class TrialResult:
         config: the configuration it ran with (after a PBT exploit, its latest).
         status: ``TrialStatus`` (TERMINATED, ERROR, PAUSED, RUNNING, PENDING).
         metrics: for ``result.best``, the result that made it best; otherwise its last result ({} if none).
-        last_result: its last result ({} if none).
+        last_result: its last result ({} if none). A trial shows only results its ``config`` produced: after a PBT
+            exploit it has none until the new config reports one (exploited at its last iteration, none at all).
         checkpoint: its latest checkpoint, or None; from ``get_best(scope="all")``/``top(scope="all")``, the
             checkpoint saved with the result that made it best when that one is still kept. ``.load()``
             gives the state back. Paths are under the folder the experiment is read from (moved or copied
@@ -404,7 +405,8 @@ class ResultSet:
                 (one of its metrics takes its mode from the experiment).
             scope: "last" compares each trial's last result; "all" its best result at any iteration
                 (``.metrics`` is then that result, ``.checkpoint`` the one saved with it if still kept, else
-                the trial's latest: ``.checkpoint.iteration`` tells which).
+                the trial's latest: ``.checkpoint.iteration`` tells which). After a PBT exploit a trial's best
+                result is one its current config produced (after ``parent_iteration``), as its last one is.
 
         With ``run(constraints=...)``, "last" ranks the trials whose last result is feasible (every
         ``constraint/<i>`` <= 0) and "all" the feasible results (a trial's best feasible result at any iteration;
@@ -504,7 +506,9 @@ class ResultSet:
             row = (self._store.best_result(t.id, objective.primary, objective.primary_mode, feasible=feasible)
                    if best else None)
             # else: a scan of its rows (no index, rows SQLite cannot read, or a name its JSON path cannot spell)
-            rows = [result_dict(row)] if row is not None else self._results_of(t.id)
+            rows = [result_dict(row)] if row is not None else [
+                res for res in self._results_of(t.id)  # those its config produced: after its latest exploit's clone
+                if t.parent_iteration is None or res[ITERATION] > t.parent_iteration]
             for res in rows:
                 v = objective.value(res)
                 if (v is not None and (value is None or objective.better(v, value))

@@ -742,19 +742,20 @@ class Store:
 
     @_reading
     def best_by_trial(self, key: str, mode: str, feasible: bool = False) -> dict[int, float] | None:
-        """Each trial's best value of the metric ``key`` over the stored results of its current generation
-        (``mode`` "min" or "max"): {trial: value} for the trials that reported it as a real number (not a bool,
-        not NaN). SQLite reads the JSON and aggregates, so a million results are not decoded in Python; only
-        rows its JSON reader refuses (Python writes NaN and infinities as ``NaN``/``Infinity``) are decoded
-        here. None when ``key`` cannot be written as an SQLite JSON path (``_json_path``: a quote, a backslash,
-        a character JSON escapes) or is an automatic key (``COLUMN_KEYS``, not in the JSON): the caller scans.
+        """Each trial's best value of the metric ``key`` over the stored results its current config produced
+        (``_PRODUCED``; ``mode`` "min" or "max"): {trial: value} for the trials that reported it as a real
+        number (not a bool, not NaN). SQLite reads the JSON and aggregates, so a million results are not
+        decoded in Python; only rows its JSON reader refuses (Python writes NaN and infinities as
+        ``NaN``/``Infinity``) are decoded here. None when ``key`` cannot be written as an SQLite JSON path
+        (``_json_path``: a quote, a backslash, a character JSON escapes) or is an automatic key (``COLUMN_KEYS``,
+        not in the JSON): the caller scans.
         ``feasible=True``: only the results that meet ``run(constraints=...)`` (:func:`feasible_result`) count,
         checked by SQLite too."""
         path = _json_path(key)
         if path is None or key in COLUMN_KEYS:
             return None
         feasible_sql = f" AND {_feasible_sql('r.metrics')}" if feasible else ""
-        join = " JOIN trials t ON t.id = r.trial_id AND t.generation = r.generation" if self._generations else ""
+        join = f" JOIN trials t ON t.id = r.trial_id AND {_PRODUCED if self._generations else _PRODUCED_V1}"
         agg = "MIN" if mode == "min" else "MAX"
         out: dict[int, float] = {}
         unreadable: list[int] = []
@@ -764,10 +765,10 @@ class Store:
             # (numbers sort before text, so "< ''" is the numbers; ORDER BY ... LIMIT 1, not MIN(): SQLite seeks
             # the index's end only for that spelling)
             value = _indexed_value(key, "r.metrics")
-            query = (f"SELECT t.id, (SELECT {value} FROM results r WHERE r.trial_id = t.id AND r.generation = "
-                     f"t.generation AND {value} < ''{feasible_sql} ORDER BY {value} "
+            query = (f"SELECT t.id, (SELECT {value} FROM results r WHERE r.trial_id = t.id AND {_PRODUCED} "
+                     f"AND {value} < ''{feasible_sql} ORDER BY {value} "
                      f"{'ASC' if mode == 'min' else 'DESC'} LIMIT 1), EXISTS (SELECT 1 FROM results r INDEXED BY "
-                     f"{_metric_index_name(key)} WHERE r.trial_id = t.id AND r.generation = t.generation AND "
+                     f"{_metric_index_name(key)} WHERE r.trial_id = t.id AND {_PRODUCED} AND "
                      f"{value} = '{_UNREADABLE}') FROM trials t")
             rows = self._db.execute(query)
         else:
@@ -794,43 +795,46 @@ class Store:
 
     @_reading
     def best_result(self, trial_id: int, key: str, mode: str, feasible: bool = False) -> ResultRow | None:
-        """The result of a trial's current generation with the best real value of ``key`` (the earliest of equals),
-        found in the metric's index (:func:`index_metrics`); None when there is no index, the trial has rows
-        SQLite's JSON reader refuses (NaN, infinities: the caller scans the trial's rows), or no such value.
+        """The result a trial's current config produced (``_PRODUCED``) with the best real value of ``key`` (the
+        earliest of equals), found in the metric's index (:func:`index_metrics`); None when there is no index, the
+        trial has rows SQLite's JSON reader refuses (NaN, infinities: the caller scans the trial's rows), or no such
+        value.
         ``feasible=True``: among the results that meet ``run(constraints=...)`` only."""
         if not self._generations or _json_path(key) is None or key in COLUMN_KEYS or not self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (_metric_index_name(key),)).fetchone():
             return None
         value, name = _indexed_value(key, "r.metrics"), _metric_index_name(key)
-        where = "r.trial_id = ? AND r.generation = (SELECT generation FROM trials WHERE id = ?)"
+        # ``_PRODUCED``, with the trial's row read once for each of its two columns
+        where = ("r.trial_id = ? AND r.generation = (SELECT generation FROM trials WHERE id = ?) AND r.iteration > "
+                 "(SELECT coalesce(parent_iteration, -1) FROM trials WHERE id = ?)")
         if self._db.execute(f"SELECT 1 FROM results r INDEXED BY {name} WHERE {where} AND {value} = '{_UNREADABLE}' "
-                            "LIMIT 1", (trial_id, trial_id)).fetchone():
+                            "LIMIT 1", (trial_id,) * 3).fetchone():
             return None
         kept = f" AND {_feasible_sql('r.metrics')}" if feasible else ""
         row = self._db.execute(
             f"SELECT r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation FROM results r "
             f"INDEXED BY {name} WHERE {where} AND {value} < ''{kept} ORDER BY {value} "
-            f"{'ASC' if mode == 'min' else 'DESC'}, r.iteration LIMIT 1", (trial_id, trial_id)).fetchone()
+            f"{'ASC' if mode == 'min' else 'DESC'}, r.iteration LIMIT 1", (trial_id,) * 3).fetchone()
         return None if row is None else _rows_of(self.path)._make(row)
 
     @_reading
     def best_overall(self, key: str, mode: str) -> ResultRow | None:
-        """The result with the best real value of ``key`` among every trial's current generation (the lowest trial
-        id, then the earliest iteration, among equals). In a finished experiment it is read from the metric's
-        value-ordered index (:func:`index_metrics`): the best value at one end of it, then the first current row
-        holding it. In a running one (no index yet) SQLite reads every current result's JSON in one pass, in key
-        order: its min()/max() takes the other columns from the first row holding the best value. Rows SQLite's
-        JSON reader refuses (NaN, infinities) are found by one more seek (a second pass without the index, only
-        when the first counted some) and decoded here. None when no trial reported a real value, for a name a
-        JSON path cannot spell or a schema-1 store (the caller ranks the trials)."""
+        """The result with the best real value of ``key`` among those every trial's current config produced
+        (``_PRODUCED``; the lowest trial id, then the earliest iteration, among equals). In a finished experiment it
+        is read from the metric's value-ordered index (:func:`index_metrics`): the best value at one end of it, then
+        the first current row holding it. In a running one (no index yet) SQLite reads every current result's JSON
+        in one pass, in key order: its min()/max() takes the other columns from the first row holding the best
+        value. Rows SQLite's JSON reader refuses (NaN, infinities) are found by one more seek (a second pass without
+        the index, only when the first counted some) and decoded here. None when no trial reported a real value,
+        for a name a JSON path cannot spell or a schema-1 store (the caller ranks the trials)."""
         if not self._generations or _json_path(key) is None or key in COLUMN_KEYS:
             return None
         name = _metric_index_name(key, "value")
         indexed = self._has_index(name)
-        # CROSS JOIN: the index is the outer loop, so rows come in its order; a row is current when its generation
-        # is its trial's (a PBT exploit's superseded rows are skipped)
+        # CROSS JOIN: the index is the outer loop, so rows come in its order; a row counts when its trial's current
+        # config produced it (``_PRODUCED``: a PBT exploit's superseded rows, and those before its clone, are skipped)
         source = (f" FROM results r{f' INDEXED BY {name}' if indexed else ''} CROSS JOIN trials t ON t.id = "
-                  "r.trial_id AND t.generation = r.generation")
+                  f"r.trial_id AND {_PRODUCED}")
         cols = "r.trial_id, r.iteration, r.time_total, r.timestamp, r.metrics, r.generation"
         candidates: list[tuple[float, ResultRow]] = []
         value = _indexed_value(key, "r.metrics")  # a number, NULL, or 'unreadable' (numbers sort before text)
@@ -848,7 +852,7 @@ class Store:
             top = self._db.execute(
                 f"SELECT {'MIN' if mode == 'min' else 'MAX'}(CASE WHEN v < '' THEN v END), SUM(v = '{_UNREADABLE}'), "
                 f"trial_id, iteration, time_total, timestamp, metrics, generation FROM (SELECT {value} AS v, {cols} "
-                f"FROM trials t JOIN results r ON r.trial_id = t.id AND r.generation = t.generation ORDER BY "
+                f"FROM trials t JOIN results r ON r.trial_id = t.id AND {_PRODUCED} ORDER BY "
                 f"r.trial_id, r.generation, r.iteration)").fetchone()
             if top[0] is not None:
                 candidates.append((top[0], _rows_of(self.path)._make(top[2:])))
@@ -1086,6 +1090,11 @@ class Store:
 _NUMBER = "CASE WHEN json_type({0}, ?) IN ('integer', 'real') THEN json_extract({0}, ?) END"
 
 
+# a result of the trial's current config: its current generation, after its latest PBT exploit's cloned iteration (the
+# rows up to it moved to the new generation with the clone, but an earlier config reported them): what ranks a trial
+# by its best result, so that the config shown beside that result is the one that produced it
+_PRODUCED_V1 = "(t.parent_iteration IS NULL OR r.iteration > t.parent_iteration)"  # schema 1: one generation
+_PRODUCED = f"r.generation = t.generation AND {_PRODUCED_V1}"
 _UNREADABLE = "unreadable"  # the indexed value of a row whose JSON SQLite cannot read (NaN, infinities)
 
 
