@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import math
+import numbers
 import os
 import re
 import signal
@@ -81,7 +82,8 @@ def _check_compared_metrics(scheduler: Scheduler) -> None:
 def _check_mutated_keys(scheduler: Scheduler, space: Any) -> None:
     """Each key a scheduler mutates (PBT, PB2) must be a key of ``space`` (when it is a dict): a constant, a
     domain, a key of a nested dict or of a choice's dict options. Else a ConfigError naming it: a typo (``lr`` for
-    ``learning_rate``) gave exploited trials a new key nothing read, and left the real one unexplored. Skipped
+    ``learning_rate``) gave exploited trials a new key nothing read, and left the real one unexplored. And the values
+    the scheduler may set there (``mutation_values``) must be of the entry's kind (``_check_mutation_kind``). Skipped
     without a space (a define-by-run or a searcher of your own makes the keys)."""
     if not isinstance(space, dict) or not space:
         return
@@ -95,23 +97,66 @@ def _check_mutated_keys(scheduler: Scheduler, space: Any) -> None:
         raise misanswered(scheduler, "mutated_keys", pairs, "a list of (path, name) pairs, a tuple of keys and how "
                           "the argument names it: (('optim', 'lr'), \"hyperparam_mutations['optim']['lr']\")")
 
-    keys: set[tuple[str, ...]] = set()
+    values = scheduler.mutation_values()
+    if not isinstance(values, dict):
+        raise misanswered(scheduler, "mutation_values", values, "a dict of path -> a list of values or a domain")
+    # each key's entries in the space: one, or one per dict option of a choice that holds it
+    entries: dict[tuple[str, ...], list[Any]] = {}
     stack: list[tuple[tuple[str, ...], Any]] = [((), space)]
     while stack:
         path, node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
-                keys.add((*path, str(key)))
+                entries.setdefault((*path, str(key)), []).append(value)
                 stack.append(((*path, str(key)), value))
         elif isinstance(node, (Choice, Grid)):  # a choice of dicts: their keys are under the choice's
-            stack.extend((path, option) for option in (node.options if isinstance(node, Choice) else node.values)
-                         if isinstance(option, dict))
+            stack.extend(reversed([(path, option) for option in (node.options if isinstance(node, Choice) else
+                                                                 node.values) if isinstance(option, dict)]))
     for path, where in pairs:
-        if tuple(path) not in keys:
-            shown = sorted("/".join(k) for k in keys)
+        if tuple(path) not in entries:
+            shown = sorted("/".join(k) for k in entries)
             raise ConfigError(f"{where} is not a key of the space (its keys: {', '.join(shown[:30])}"
                               f"{', ...' if len(shown) > 30 else ''}): a trial's config would get it only once "
                               f"exploited, and nothing of the space would be explored under it")
+        if tuple(path) in values:
+            _check_mutation_kind(tuple(path), where, values[tuple(path)], entries[tuple(path)])
+
+
+def _check_mutation_kind(path: tuple[str, ...], where: str, spec: Any, entries: list[Any]) -> None:
+    """A ConfigError naming the key, the space's entry and the mutation when the mutation's values are of another
+    kind than the entry's (``_kind``): an exploit silently gave ``ts.choice(["adam", "sgd"])``'s key a float."""
+    from tunesmith._secrets import mask_text_at
+    from tunesmith.space import Domain
+
+    mutated, kind = _kind(spec if isinstance(spec, list) else [spec]), _kind(entries)
+    if mutated is None or kind is None or mutated == kind:
+        return
+    quoted = [field for value in [spec, *entries] for field in (
+        [getattr(value, f) for f in value._fields] if isinstance(value, Domain) else [value])]
+    text = (f"{where}: {spec!r} gives {mutated}, but the space's {'/'.join(path)!r} is "
+            f"{', '.join(repr(entry) for entry in entries)} ({kind}): an exploit would replace its value with "
+            f"{mutated}; give {kind} there, or leave the key out")
+    raise ConfigError(mask_text_at(path, text, *quoted))
+
+
+def _kind(values: list[Any]) -> str | None:
+    """"numbers", "text" or "booleans" when every one of ``values`` (constants, or domains: a numeric one gives
+    numbers, a choice or grid its options') is of that kind; None when they mix or one is of no such kind (None, a
+    dict, a list, a ``sample_from``): nothing to compare then."""
+    import tunesmith.space as d
+
+    found: set[str | None] = set()
+    for value in values:
+        if isinstance(value, (d.Uniform, d.QUniform, d.LogUniform, d.QLogUniform, d.Normal, d.QNormal, d.RandInt,
+                              d.LogRandInt)):
+            found.add("numbers")
+        elif isinstance(value, (d.Choice, d.Grid)):
+            found.add(_kind(list(value.options if isinstance(value, d.Choice) else value.values)))
+        elif isinstance(value, bool):
+            found.add("booleans")
+        else:
+            found.add("numbers" if isinstance(value, numbers.Real) else "text" if isinstance(value, str) else None)
+    return found.pop() if len(found) == 1 else None
 
 
 def _keep_by(keep_by: Any, objective: Objective) -> tuple[Any, Any]:

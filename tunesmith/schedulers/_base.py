@@ -151,6 +151,13 @@ class Scheduler:
         its space does not have (a typo would go unexplored, silently)."""
         return []
 
+    def mutation_values(self) -> dict[tuple[str, ...], Any]:
+        """What this scheduler may set at the keys of ``mutated_keys`` whose values are known up front, once
+        ``setup`` ran: path -> a list of values or a ``tunesmith.space`` domain (a function's are known only when
+        it is called: left out); none by default. ``run`` refuses one whose values are of another kind (numbers,
+        text, booleans) than the space's entry at that key."""
+        return {}
+
     def compared_metrics(self) -> tuple[str, ...]:
         """The metrics this scheduler compares trials by, once ``setup`` ran (none for FIFO). A trial's first
         result must hold them, as it must the experiment's (``strict_metric_checking``): a scheduler's own

@@ -282,6 +282,10 @@ class PBT(Scheduler):
     def mutated_keys(self) -> list[tuple[tuple[str, ...], str]]:
         return [(path, f"{self._mutations_arg}[{'/'.join(path)!r}]") for path, _spec in self._mutations]
 
+    def mutation_values(self) -> dict[tuple[str, ...], Any]:
+        """Each mutation's list or domain (PB2: its bounds); a function's values are not known up front."""
+        return {path: spec for path, spec in self._mutations if isinstance(spec, list) or hasattr(spec, "from_unit")}
+
     # -- hooks
 
     def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:

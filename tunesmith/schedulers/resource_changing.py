@@ -68,6 +68,9 @@ class _Wrapper(Scheduler):
     def mutated_keys(self) -> list[tuple[tuple[str, ...], str]]:
         return self._inner.mutated_keys()
 
+    def mutation_values(self) -> dict[tuple[str, ...], Any]:
+        return self._inner.mutation_values()
+
     def on_trial_add(self, trial: TrialView, view: SchedulerView) -> None:
         self._inner.on_trial_add(trial, view)
 
