@@ -102,10 +102,10 @@ def test_the_others_have_their_time_to_return_after_a_stop_at_rank_0s_last_resul
     assert [r["loss"] for r in result.history(trial.id)] == [1.0]
 
 
-def stopped_by_a_rule_at_rank_0s_last_result(config):
-    """Rank 0's report meets the trial's stop rule (``stop={"loss": 1.0}``, judged in its worker): it
-    raises StopTrial, and rank 0 marks it and when it ended; rank 1 returns ``2 * GRACE_S`` after that mark (the
-    rest of its step: a save, a last all-reduce)."""
+def stopped_at_rank_0s_report(config):
+    """Rank 0's report is stopped at its result (a stop rule judged in its worker, the driver's answer at a decision
+    point, a STOP the scheduler's plan promised): it raises StopTrial, and rank 0 marks it and when it ended; rank 1
+    returns ``2 * GRACE_S`` after that mark (the rest of its step: a save, a last all-reduce)."""
     if ts.get_rank() == 1:
         until(lambda: os.path.exists("rank0 ends"), "rank 0's end")
         with open("rank0 ends") as f:
@@ -123,18 +123,44 @@ def stopped_by_a_rule_at_rank_0s_last_result(config):
         _mark("rank0 ends", repr(time.monotonic()))
 
 
-def test_the_others_have_their_time_to_return_after_a_stop_rule_met_in_rank_0s_worker(results_dir):
-    """A stop rule judged in the worker, at rank 0's report, ends rank 0 at that result (StopTrial) as the driver's
-    stop at a rule met by rank 0's last result would: the others had no time to return, they were killed at once."""
+class NotesItsDecisions(LocalBackend):
+    """The local backend, noting the decisions it sends to a trial waiting at a decision point and the stops it is
+    asked for (whether each was decided on a result): which way the driver ended the trial below."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.sent = []
+
+    def decide(self, trial_id, cont, next_decision, plan=None):
+        self.sent.append(("decide", cont))
+        super().decide(trial_id, cont, next_decision, plan)
+
+    def stop(self, trial_id):
+        self.sent.append(("stop", self.stopping_on_result))
+        super().stop(trial_id)
+
+
+@pytest.mark.parametrize(("how", "sent"), [
+    ({"stop": {"loss": 1.0}}, [("stop", True)]),  # judged in the worker, at rank 0's report
+    ({"stop": {"training_iteration": 1}}, [("stop", True)]),  # the driver's answer at the decision point
+    ({"scheduler": ts.ASHA(max_t=1, grace_period=1)}, [("stop", True)]),  # the STOP its plan promised, in the worker
+], ids=["stop-rule-in-the-worker", "training_iteration-at-the-decision-point", "asha-plan-stop-in-the-worker"])
+def test_the_others_have_their_time_to_return_after_a_stop_on_rank_0s_result_at_its_report(results_dir, how, sent):
+    """A stop decided on the result rank 0 reports, at that report (StopTrial), ends rank 0 there as the driver's stop
+    on that result would after rank 0 returned: a stop rule judged in the worker, the driver's STOP answering the
+    report at a decision point (``training_iteration``, an ASHA rung without a plan), a STOP the scheduler's plan
+    promised for that result. The others had no time to return, they were killed at once (at a decision point the
+    worker took the driver's stop for a pause, and the driver killed the trial after its grace period alone)."""
     assert _ranks.END_GRACE_S > 2 * GRACE_S + 1  # rank 1 returns within the others' time to return
-    result = ts.run(stopped_by_a_rule_at_rank_0s_last_result, {}, metric="loss", mode="min", ranks=2,
-                    resources={"cpu": 2}, stop={"loss": 1.0}, backend=LocalBackend(grace_period_s=GRACE_S),
-                    verbose=0, raise_on_failed_trial=False)
+    backend = NotesItsDecisions(grace_period_s=GRACE_S)
+    result = ts.run(stopped_at_rank_0s_report, {}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, backend=backend, verbose=0, raise_on_failed_trial=False, **how)
     trial = result.trials[0]
     assert os.path.exists(_trial_file(result, "rank0 stopped at its report")), "the rule did not stop rank 0"
     assert os.path.exists(_trial_file(result, "rank1 returned")), "rank 1 was ended before it returned"
     assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
     assert [r["loss"] for r in result.history(trial.id)] == [1.0]
+    assert backend.sent == sent, backend.sent  # a stop on a result, also where the trial waited for the answer
 
 
 class NotesItsStops(LocalBackend):

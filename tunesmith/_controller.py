@@ -781,9 +781,11 @@ class Controller:
                     self.executor.decide(tid, True, first, plan)
             return
         self._hold(tid, decision)
-        if waiting:
-            self.executor.decide(tid, False, None)
+        if waiting and not isinstance(decision, Stop):
+            self.executor.decide(tid, False, None)  # a pause, an exploit: the trial ends as at any stop
         else:
+            # a stop on this result, also where the trial waits for the answer: the executor tells it from a pause
+            # (rank 0 of a trial run as several ranks ends at this result and leaves the others their time to return)
             self.executor.stop_on_result(tid)
 
     def _decide(self, trial: TrialView, result: Result, rules: StopRules, trial_stop: bool) -> Decision:

@@ -75,8 +75,9 @@ class _Session:
         self.checkpoint_dir = checkpoint_dir or _layout.checkpoints_dir(trial_dir)
         self.stop_rules = stop_rules  # the experiment's stop rules, where they could end a trial between waits
         self.stopped = False  # a stop was decided: no later report is stored
-        # the stop rules judged here ended the trial at the result it just sent (StopTrial from that report): a stop
-        # on that result, as the driver's (``Executor.stop_on_result``), not one from outside the trial's results
+        # the trial ended at the result it just sent (StopTrial from that report) by a stop on that result: the stop
+        # rules judged here, a STOP the scheduler's plan promised for it, the driver's stop answering it at a decision
+        # point (``Executor.stop_on_result``); not one from outside the trial's results, not a pause
         self.stopped_at_result = False
         self.rank = rank  # this process's rank in a trial run as several (``run(ranks=N)``); 0 is the trial's
         self.world_size = world_size
@@ -122,8 +123,8 @@ class _Session:
         wait = self.iteration == self.decision_iteration
         if wait and self.plan is not None:
             promised, after = self.plan.decision(self.iteration, encoded)
-            if promised is False:  # the scheduler promised STOP for this result: sent, and the trial ends
-                self.stopped = True
+            if promised is False:  # the scheduler promised STOP for this result: sent, and the trial ends at it
+                self.stopped = self.stopped_at_result = True
                 self.channel.send_result(row, False)
                 raise StopTrial()
             if promised:  # it promised CONTINUE: sent, and no wait for the answer
@@ -133,7 +134,8 @@ class _Session:
             cont, self.decision_iteration, *plan = decision  # a channel without plans answers two items
             self.plan = _Plan(plan[0]) if plan and plan[0] else None
             if not cont:
-                self.stopped = True
+                # the driver's stop on this result (a STOP answered the wait) ends the trial at it; a pause does not
+                self.stopped, self.stopped_at_result = True, self.channel.stop_requested()
                 raise StopTrial()
         elif self.channel.stop_requested():
             self.stopped = True

@@ -401,6 +401,53 @@ def test_the_others_have_their_time_to_return_after_a_stop_at_rank_0s_last_resul
     assert [r["loss"] for r in result.history(trial.id)] == [1.0]
 
 
+def stopped_at_rank_0s_report(config):
+    """As tests/test_ranks_end.py's: rank 0's report is stopped at its result (the driver's answer where it waits for
+    the decision); it marks when it ended, and rank 1 returns ``2 * GRACE_S`` after that mark."""
+    mark = os.path.join(config["notes"], "rank0 ends")
+    if ts.get_rank() == 1:
+        until(lambda: os.path.exists(mark), "rank 0's end")
+        with open(mark) as f:
+            ends_at = float(f.read())
+        # the window under test (rank 1 outlasting the driver's grace period), not a synchronisation
+        time.sleep(max(0.0, ends_at + 2 * GRACE_S - time.monotonic()))
+        _note(config, "returned", True)
+        return
+    try:
+        ts.report({"loss": 1.0})
+    except BaseException:
+        _note(config, "stopped at its report", True)
+        raise
+    finally:
+        with open(mark + ".tmp", "w") as f:
+            f.write(repr(time.monotonic()))  # the system's clock: the same in every process of the machine
+        os.rename(mark + ".tmp", mark)
+
+
+@pytest.mark.parametrize("how", [{"stop": {"training_iteration": 1}}, {"scheduler": "asha"}],
+                         ids=["training_iteration", "asha-max_t"])
+def test_the_others_have_their_time_to_return_after_a_stop_at_a_decision_point(cluster, tmp_path, how):
+    """As on the local backend (tests/test_ranks_end.py): the driver's stop answering rank 0's report at a decision
+    point (``training_iteration``, ASHA's ``max_t``: a Ray actor takes no decision plan) reached the actor as a
+    decision not to continue, which it took for a pause: rank 1 was killed at once."""
+    from tunesmith import _ranks
+
+    assert _ranks.END_GRACE_S > 2 * GRACE_S + 1
+    if how.get("scheduler") == "asha":
+        how = {"scheduler": ts.ASHA(max_t=1, grace_period=1)}
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(stopped_at_rank_0s_report, {"notes": str(notes)}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, backend=RayBackend(grace_period_s=GRACE_S), verbose=0,
+                    raise_on_failed_trial=False, **how)
+    trial = result.trials[0]
+    assert os.path.exists(notes / "stopped at its report.rank0.json"), "the stop did not reach rank 0 at its report"
+    assert os.path.exists(notes / "returned.rank1.json"), "rank 1 was ended before it returned"
+    assert trial.status == ts.TrialStatus.TERMINATED, (trial.status, trial.error)
+    assert [r["loss"] for r in result.history(trial.id)] == [1.0]
+    assert _alive_trial_actors() == []
+
+
 def notes_its_folder(config):
     """Each rank notes where it ran and its trial folder there; rank 0 reports once rank 1 has run, then returns."""
     _note(config, "dir", {"dir": ts.get_trial_dir()} | _where())

@@ -201,7 +201,9 @@ class Executor:
         """:meth:`stop`, decided on one of the trial's results (``done``, a stop rule, the scheduler's decision on
         it): where rank 0 of a trial run as several ranks returned after that result, the others are left their time
         to return (``_ranks.END_GRACE_S``), as after any return of rank 0's, and the trial is killed only after that
-        time and the grace period (``_ranks.ends_by``); any other stop ends them at once.
+        time and the grace period (``_ranks.ends_by``); any other stop ends them at once. The controller calls it also
+        for a stop decided on the result a trial waits at a decision point with (instead of ``decide(..., False, ...)``,
+        which is a pause's or an exploit's): the executor's stop ends that wait, and the trial ends at that result.
 
         Always through :meth:`stop`, with ``stopping_on_result`` True while it runs: a subclass that overrides
         ``stop`` alone sees every stop (and calls its parent's ``stop`` from within it, so that the parent reads the

@@ -11,12 +11,14 @@ variables of a rank's share, ``_ranks.rank_threads``, rank 0's too), and their o
   gone). One blocked where Python cannot interrupt it (a NCCL collective, a C loop) is not waited for: the
   thread sends what rank 0 reported, then the trial's end with the rank's traceback, asking the driver to
   retire this worker, and the process exits (the driver kills what is left of its process group);
-* when rank 0 ends (returned, stopped, paused, failed), the others end with it: after a return they get
-  ``_ranks.END_GRACE_S`` to return too (a DDP loop's ranks end together; one that fails then fails the
-  trial) unless a stop from outside the trial's results comes meanwhile (the time limit, the dashboard's, the
-  experiment's end; not the driver's stop at ``done`` or a stop rule met by rank 0's last result:
-  ``Executor.stop_on_result``: told by the worker that rank 0 returned (ENDING), the driver kills the trial only
-  after that time, ``_ranks.ends_by``); otherwise they are killed at once.
+* when rank 0 ends (returned, stopped, paused, failed), the others end with it: after a return, or a stop on the
+  result rank 0 just reported that ended it at that report (a stop rule judged in the worker, a STOP the scheduler's
+  plan promised, the driver's stop answering it at a decision point), they get ``_ranks.END_GRACE_S`` to return too
+  (a DDP loop's ranks end together; one that fails then fails the trial) unless a stop from outside the trial's
+  results comes meanwhile (the time limit, the dashboard's, the experiment's end; not the driver's stop at ``done``
+  or a stop rule met by rank 0's last result: ``Executor.stop_on_result``: told by the worker that rank 0 returned
+  (ENDING), the driver kills the trial only after that time, ``_ranks.ends_by``); otherwise (a pause, an exploit, a
+  stop read at a later report) they are killed at once.
 
 Nothing outlives the trial: what the ranks started is killed with the rest of the trial's descendants (the
 worker is a child subreaper), and a rank dies with the worker (its parent-death signal).

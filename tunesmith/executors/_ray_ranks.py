@@ -22,8 +22,9 @@ The same ends as on the local backend (``_local_ranks``): a rank that fails (rai
 trial with its story, the other rank actors are killed, and rank 0 gets ``FAIL_GRACE_S`` to end by itself (gloo
 raises in a collective whose peer is gone); one stuck where Python cannot reach it is not waited for: the
 trial's end is reported and the driver kills the actor (an actor that ran rank 0 is never reused). When rank 0
-ends, the others end with it: after a return they get ``_ranks.END_GRACE_S`` to return too (cut short by a stop
-from outside the trial's results, as there), otherwise they are killed at once.
+ends, the others end with it: after a return, or a stop on the result rank 0 just reported that ended it there, they
+get ``_ranks.END_GRACE_S`` to return too (cut short by a stop from outside the trial's results, as there), otherwise
+they are killed at once.
 
 Ray exports :class:`_RankActor` by reference: this module imports no Ray at module level.
 """

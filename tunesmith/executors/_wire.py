@@ -9,7 +9,8 @@ actor's DONE has no rows, and the same flag fifth).
 
   driver -> worker: (RUN, spec)  (DECIDE, trial_id, continue, next_decision, plan)  (STOP, trial_id, on_result)
                     (EXIT,)  (a Ray actor's DECIDE has no plan: its backend takes none; on_result: the driver
-                    decided the stop on one of the trial's results, ``Executor.stop_on_result``)
+                    decided the stop on one of the trial's results, ``Executor.stop_on_result``; a trial waiting at
+                    a decision point is answered a stop so: a DECIDE not to continue is a pause or an exploit)
   worker -> driver: (READY, pid)  (RESULTS, trial_id, rows, waiting)  (DONE, trial_id, status, error, rows[, retire])
                     (HEARTBEAT,)  (CHUNK, trial_id, dest, relpath, offset, data) (Ray: a checkpoint's bytes)
                     (OUTPUT, trial_id, data) (Ray: what a trial on another node printed, for its output.log)

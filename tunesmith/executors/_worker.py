@@ -514,8 +514,8 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
             session.run_end_hooks(session._session)  # before its children are ended (session.at_trial_end)
         if ranks is not None:
             # rank 0 returned after a stop the driver decided on one of its results (its ``done``, a stop rule), or a
-            # stop rule judged here ended it at its result: the others have their time to return too; after any other
-            # stop, they are ended at once
+            # stop on the result it just reported ended it there (``_rank0_end``): the others have their time to return
+            # too; after any other stop (a pause, an exploit), they are ended at once
             failed = ranks.end(_rank0_end(status, channel, session._session))
             if failed is not None:  # a rank's failure is the trial's, whatever rank 0 did after it
                 status, tb, misconfigured = "error", failed + (f"\n\nrank 0 then failed:\n{tb}" if tb else ""), False
@@ -543,8 +543,10 @@ def _run_trial(spec: dict[str, Any], fn: Any, channel: Any, output: _Output, own
 
 def _rank0_end(status: str, channel: Any, trial_session: Any) -> str:
     """How rank 0 ended, for its other ranks (``RankGroup.end``): "stopped" (they are ended at once) after a stop from
-    outside the trial's results; "ok" (their time to return) when a stop rule judged in this trial ended rank 0 at
-    the result it just reported, as the driver's stop on that result would after rank 0 returned; else ``status``."""
+    outside the trial's results; "ok" (their time to return) when a stop on the result rank 0 just reported ended it
+    at that report (a stop rule judged in this trial, a STOP the scheduler's plan promised, the driver's stop
+    answering it at a decision point: ``session._Session.stopped_at_result``), as the driver's stop on that result
+    would after rank 0 returned; else ``status`` (a pause or an exploit at a decision point: "stopped")."""
     if status != "error" and channel.stopped_outside:
         return "stopped"
     if status == "stopped" and getattr(trial_session, "stopped_at_result", False):
