@@ -477,3 +477,77 @@ def test_no_rank_leaves_its_staging_folder_on_its_node(cluster, tmp_path):
     assert not [n for n in os.listdir(staging_root())
                 if os.path.exists(os.path.join(staging_root(), n, experiment_key(result.path)))]
     assert _alive_trial_actors() == []
+
+
+def rank_1_killed(config):
+    """Rank 1 notes where it runs and blocks for good; rank 0, once rank 1 has noted, fails (the group kills rank 1)
+    or, ``config["hangs"]``, ignores the stop that comes (the driver kills rank 0's actor after the grace period, and
+    rank 1's with it)."""
+    import threading
+
+    _note(config, "dir", {"dir": ts.get_trial_dir()} | _where())
+    if ts.get_rank() == 1:
+        threading.Event().wait()
+    until(lambda: os.path.exists(os.path.join(config["notes"], "dir.rank1.json")), "rank 1")
+    ts.report({"loss": 1.0})
+    if config["hangs"]:
+        threading.Event().wait()
+    raise RuntimeError("rank 0 fails while rank 1 runs")
+
+
+@pytest.mark.parametrize("hangs", [False, True], ids=["killed-by-rank-0s-actor", "killed-with-rank-0s-actor"])
+def test_a_killed_rank_on_another_node_leaves_no_staging_folder_there(cluster, tmp_path, hangs):
+    """A rank that ends removes its node's staging folder of the trial; one killed (a failed rank 0, a stop past its
+    grace period) left it on its node for good, with its hold on it (``.tunesmith-restore/``), nothing of the trial's
+    own in it. The driver removes it now, on that node, once the rank is gone."""
+    from tunesmith.executors._ray_transfer import staging_root
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    result = ts.run(rank_1_killed, {"notes": str(notes), "hangs": hangs}, metric="loss", mode="min", ranks=2,
+                    resources={"cpu": 2}, trial_time_limit_s=3 if hangs else None,
+                    backend=RayBackend(grace_period_s=1), verbose=0, raise_on_failed_trial=False)
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.ERROR, (trial.status, trial.error)
+    why = "did not end within the grace period" if hangs else "rank 0 fails while rank 1 runs"
+    assert why in trial.error, trial.error
+    (rank0,), (rank1,) = _records(notes, "dir", 0), _records(notes, "dir", 1)
+    try:
+        assert rank0["node"] != rank1["node"]  # one rank per worker node, neither the driver's
+        assert rank1["dir"].startswith(staging_root() + os.sep)  # rank 1's own node-local folder (its node's key)
+        # the folder, and the experiment's above it on that node (which nothing else there holds)
+        experiment = os.path.dirname(os.path.dirname(rank1["dir"]))
+        until(lambda: not os.path.exists(experiment), "rank 1's staging folder to go", timeout=30)
+        assert _alive_trial_actors() == []
+    finally:
+        import shutil
+
+        # rank 0's node's, left where its actor was killed (as a plain trial's killed actor leaves its own)
+        shutil.rmtree(os.path.dirname(os.path.dirname(rank0["dir"])), ignore_errors=True)
+
+
+def test_the_cleanup_after_killed_ranks_removes_that_attempts_folders_alone_and_follows_no_link(tmp_path):
+    """``remove_killed_ranks`` (the driver's task on a node after a kill) in a staging folder holding that attempt's
+    killed rank's folder, a retry's rank's folder, and a link named as that attempt's folder would be: it removes the
+    first alone, and nothing the link points to."""
+    import uuid
+
+    from tunesmith.executors._ray_ranks import remove_killed_ranks
+    from tunesmith.executors._ray_transfer import RESTORE, check_staging_root
+
+    stage = os.path.join(check_staging_root(), f"test-{uuid.uuid4().hex}", "exp", "trials", "trial_00001")
+    held = os.path.join(stage, RESTORE)
+    os.makedirs(os.path.join(held, "a1-rank1-999999999", "checkpoint_000001"))  # the killed rank's (no such pid)
+    os.makedirs(os.path.join(held, "b2-rank1-999999998"))  # a retry's
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("x")
+    os.symlink(outside, os.path.join(held, "a1-rank2-999999997"))
+    try:
+        remove_killed_ranks(stage, "a1", wait_s=0)
+        assert sorted(os.listdir(held)) == ["a1-rank2-999999997", "b2-rank1-999999998"]
+        assert (outside / "keep.txt").read_text() == "x"
+    finally:
+        import shutil
+
+        shutil.rmtree(os.path.dirname(os.path.dirname(os.path.dirname(stage))), ignore_errors=True)

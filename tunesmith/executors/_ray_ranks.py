@@ -12,11 +12,13 @@ trial ends. Rendezvous: ``MASTER_ADDR`` is rank 0's node's address, ``MASTER_POR
 A rank on a node other than the driver's runs in that node's staging folder (as rank 0 does), and gets the
 trial's restore checkpoint there: from rank 0's copy when it shares rank 0's node, from the object store
 chunks the driver sent (``_ray_transfer.receive_folder``) otherwise, or downloaded from ``storage=``'s URL; its
-own copy is written under the staging folder's ``.tunesmith-restore/rank<N>/`` (``_ray_transfer.RESTORE``: not a
-name of the trial's files, neither sent to the driver nor taken from it) and removed when the rank ends. On a node
+own copy is written under the staging folder's ``.tunesmith-restore/<attempt>-rank<N>-<pid>/``
+(``_ray_transfer.RESTORE``: not a name of the trial's files, neither sent to the driver nor taken from it;
+:func:`held_name`) and removed when the rank ends. On a node
 without rank 0, the last of the trial's ranks there to end also removes the node's staging folder of the trial (when
 the trial left no files of its own in it), as rank 0's actor removes its own node's; a rank killed (a stop, a failed
-rank) removes nothing.
+rank, rank 0's actor killed) removes nothing: the driver, once it killed the trial's actor, runs
+:func:`remove_killed_ranks` on each node of the other ranks but rank 0's, which does it for them.
 
 The same ends as on the local backend (``_local_ranks``): a rank that fails (raises, its process dies) fails the
 trial with its story, the other rank actors are killed, and rank 0 gets ``FAIL_GRACE_S`` to end by itself (gloo
@@ -52,6 +54,7 @@ from tunesmith.executors._ray_transfer import (
 )
 
 _WAIT_S = 0.5  # the watcher looks at "rank 0 ended" this often while no rank ends
+KILLED_WAIT_S = 10.0  # how long the driver's cleanup after a kill waits for a killed rank's process to be gone
 
 
 def actor_options(share: dict[str, float]) -> dict[str, Any]:
@@ -101,8 +104,9 @@ class _RankActor:
         restore, rank0_restore, rank0_node = spec["restore"], spec.pop("rank0_restore"), spec.pop("rank0_node")
         # its own copy, in this node's staging folder (other ranks on this node may be reading theirs), under
         # tunesmith's own name (RESTORE, where rank 0 keeps its copy on its node; never a name a trial's own files
-        # may have: this folder is the trial's folder here, and the copy is removed by its path)
-        restore_dir = os.path.join(stage, RESTORE, f"rank{spec['rank_env']['RANK']}")
+        # may have: this folder is the trial's folder here, and the copy is removed by its path), named for the
+        # trial's attempt and this process (``remove_killed_ranks``: the driver's cleanup after a kill)
+        restore_dir = os.path.join(stage, RESTORE, held_name(spec.pop("attempt"), spec["rank_env"]["RANK"]))
         # on a node without rank 0 (whose actor removes its node's folder when the trial ends), this node's staging
         # folder of the trial is its ranks' here: each holds its own folder (restore_dir) in it while it runs, so the
         # staging folder is empty only once the last of them ended, which removes it
@@ -125,12 +129,48 @@ class _RankActor:
                 spec["restore"] = receive_folder(restore_files, restore_dir, os.path.basename(restore))
             _ranks.run_rank(spec, ray.get(fn_ref[0]))
         finally:
-            if self.restore_dir is not None and under_staging_root(self.restore_dir):
-                shutil.rmtree(self.restore_dir, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    os.rmdir(os.path.dirname(self.restore_dir))  # (another rank's copy still there: it stays)
-                if own:
-                    remove_empty_staging(stage)  # (another rank's folder, or files the trial wrote: it stays)
+            if self.restore_dir is not None:
+                _release(self.restore_dir, stage if own else None)
+
+
+def held_name(attempt: str, rank: Any) -> str:
+    """The name of a rank's folder in its node's ``RESTORE`` folder of the trial (its restore copy, and its hold on
+    the staging folder): the attempt (its placement group's id), the rank, and its process id, so that the driver's
+    cleanup after a kill (:func:`remove_killed_ranks`) finds that attempt's alone (a retry's ranks may already hold
+    theirs on the node) and waits for the process to be gone."""
+    return f"{attempt}-rank{rank}-{os.getpid()}"
+
+
+def _release(held: str, stage: str | None) -> None:
+    """Remove a rank's folder ``held`` (:func:`held_name`), the ``RESTORE`` folder above it when that is left empty,
+    and, ``stage``, the trial's staging folder when left empty (``remove_empty_staging``: another rank's folder, or
+    files the trial wrote, keep it). Only below the private staging root with no link on the way."""
+    if not under_staging_root(held):
+        return
+    shutil.rmtree(held, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(held))  # (another rank's copy still there: it stays)
+    if stage is not None:
+        remove_empty_staging(stage)
+
+
+def remove_killed_ranks(stage: str, attempt: str, wait_s: float = KILLED_WAIT_S) -> None:
+    """On a node where ranks of the trial's ``attempt`` were killed (their actors, with rank 0's or by it), do what
+    each would have done as it ended: once its process is gone (at most ``wait_s``), remove its folder in the
+    node's staging folder of the trial, then that folder when left empty. Run there by the driver
+    (``RayBackend``, a task pinned to the node). A folder not named for this attempt (a retry's rank's), or not below
+    the private staging root with no link on the way, is left alone."""
+    from tunesmith.executors._procs import wait_gone
+
+    held = os.path.join(stage, RESTORE)
+    if not under_staging_root(held):
+        return
+    prefix = f"{attempt}-rank"
+    for name in os.listdir(held):
+        pid = name.rpartition("-")[2]
+        if attempt and name.startswith(prefix) and pid.isdigit():
+            wait_gone([int(pid)], wait_s)  # killed a moment ago: it may still be writing its copy
+            _release(os.path.join(held, name), stage)
 
 
 class RayRankGroup:
@@ -160,6 +200,7 @@ class RayRankGroup:
         self.retiring = False  # the watcher reported the trial's end (rank 0 is stuck): the driver kills us
         self.rank0_done = threading.Event()
         self._envs = [_ranks.rank_env(0, self.world, 0, 1, "127.0.0.1", 0)]
+        self.attempt = ""  # the trial's placement group's id (start)
 
     def share(self) -> dict[str, float]:
         return _ranks.split_resources(self.spec["resources"], self.world)
@@ -179,6 +220,7 @@ class RayRankGroup:
             pg = get_current_placement_group()
             if pg is None:
                 raise RuntimeError("a trial run as several ranks on Ray must run in its placement group")
+            self.attempt = pg.id.hex()  # the driver names it so too (its cleanup after a kill: remove_killed_ranks)
             cls = ray.remote(max_restarts=0, max_task_retries=0)(_RankActor)
             for rank in range(1, self.world):
                 self.actors[rank] = cls.options(**actor_options(share), scheduling_strategy=(
@@ -195,7 +237,7 @@ class RayRankGroup:
             spec = {**_ranks.rank_spec(base, b"", self._envs[rank], share, list(self.spec.get("sys_path") or [])),
                     "signing_key": self.signing_key, "driver_node": self.driver_node,
                     "shared_storage": self.shared_storage, "rank0_restore": self.spec["restore"],
-                    "rank0_node": self.node_id}
+                    "rank0_node": self.node_id, "attempt": self.attempt}
             self.refs[actor.run.remote(spec, self.fn_ref, self.restore_files)] = rank
         threading.Thread(target=self._watch, name="tunesmith-ray-ranks", daemon=True).start()
 

@@ -60,6 +60,9 @@ from tunesmith.executors._wire import CHUNK, DONE, ENDING, FILE, OUTPUT, RESULTS
 log = logging.getLogger("tunesmith")
 
 _EPS = 1e-9
+# at the shutdown of a Ray this backend started: how long the cleanups after killed ranks (``_clean_ranks``) may
+# still take (each waits up to ``_ray_ranks.KILLED_WAIT_S`` for a rank's process to be gone)
+CLEANUP_WAIT_S = 15.0
 
 
 class _Slot:
@@ -371,6 +374,8 @@ class RayBackend(Executor):
         self._by_trial: dict[int, _Slot] = {}
         self._by_ref: dict[Any, _Slot] = {}
         self._orphans: set[Any] = set()  # refs whose results nobody needs; consumed so Ray does not warn
+        self._cleanups: set[Any] = set()  # of those, cleanups after killed ranks (_clean_ranks): awaited at shutdown
+        self._cleanup_fn: Any = None  # the Ray task that runs them (_ray_ranks.remove_killed_ranks), made once
         self._killed_stages: set[str] = set()  # staging folders here of trials whose actor was killed (shutdown)
         self._cluster: dict[str, float] = {}
         self._nodes: list[dict[str, float]] = []
@@ -884,6 +889,7 @@ class RayBackend(Executor):
         for ref in ready:
             if ref in self._orphans:
                 self._orphans.discard(ref)
+                self._cleanups.discard(ref)
                 try:
                     ray.get(ref)
                 except Exception:  # noqa: BLE001 - nobody waits for this answer (its actor may be gone)
@@ -1054,10 +1060,40 @@ class RayBackend(Executor):
         if slot.pg is not None:
             from ray.util.placement_group import remove_placement_group
 
+            if slot.ranks is not None and slot.trial_dir:
+                self._clean_ranks(slot)
             try:
                 remove_placement_group(slot.pg)
             except Exception:  # noqa: BLE001
                 pass
+
+    def _clean_ranks(self, slot: _Slot) -> None:
+        """The ranks of a trial's attempt (``slot``, whose actor was just killed; each attempt has its own actor and
+        placement group) on nodes other than rank 0's: one killed (with rank 0's actor, or by it: a failed rank, a
+        stop) left its node's staging folder of the trial there, which only a process on that node can remove. A
+        task pinned to each such node removes what that attempt's killed ranks held there (``_ray_ranks.
+        remove_killed_ranks``: nothing where they ended by themselves and removed it already)."""
+        from ray.util.placement_group import placement_group_table
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from tunesmith.executors._ray_ranks import remove_killed_ranks
+
+        try:
+            by_bundle = placement_group_table(slot.pg).get("bundles_to_node_id") or {}
+        except Exception:  # noqa: BLE001 - its group is gone (the cluster's): nothing of it to find
+            return
+        assert slot.ranks is not None
+        nodes: set[str] = {by_bundle[b] for b in range(1, slot.ranks) if by_bundle.get(b)} - {slot.node or ""}
+        if not nodes:
+            return
+        if self._cleanup_fn is None:
+            self._cleanup_fn = self._ray.remote(num_cpus=0, max_retries=0)(remove_killed_ranks)
+        fn, attempt = self._cleanup_fn, slot.pg.id.hex()
+        for node in sorted(nodes):
+            ref = fn.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
+                staging_dir(node, slot.trial_dir), attempt)
+            self._orphans.add(ref)
+            self._cleanups.add(ref)
 
     def placements(self) -> dict[int, dict[str, Any]]:
         """Where each running trial runs, once its actor has started it: {trial: {"node": Ray node id, "address":
@@ -1081,6 +1117,10 @@ class RayBackend(Executor):
             return
         for slot in list(self._slots):
             self._finish(slot, keep=False)
+        if self._owns_ray and self._cleanups:  # (Ray's end would cut them short)
+            with contextlib.suppress(Exception):
+                self._ray.wait(list(self._cleanups), num_returns=len(self._cleanups), timeout=CLEANUP_WAIT_S)
+        self._cleanups.clear()
         self._by_trial.clear()
         self._by_ref.clear()
         self._orphans.clear()
