@@ -96,6 +96,28 @@ def test_a_trial_working_in_its_folder_never_writes_through_a_planted_link(resul
     assert (victim / "precious.txt").read_text() == "precious"
 
 
+@pytest.mark.parametrize("linked", ["tensorboard", "tensorboard/trial_00001"])
+def test_a_resume_never_writes_tensorboard_events_through_a_planted_link(results_dir, tmp_path, caplog, linked):
+    """``tensorboard`` (or a trial's run folder in it) linked to a folder of the user's: the resumed experiment's
+    ``TensorBoardLogger`` wrote its event files there (``trial_00001/events.out.tfevents...``). The link is removed as
+    the trial folders' are, and the events go into the experiment folder."""
+    space = _failed_at_three(results_dir, "linked_tb")
+    (results_dir.parent / "go").write_text("")
+    victim = _victim(tmp_path)
+    link = results_dir / "linked_tb" / linked
+    link.parent.mkdir(exist_ok=True)
+    os.symlink(victim, link)
+    before = _snapshot(victim)
+    caplog.set_level(logging.WARNING, logger="tunesmith")
+    rs = ts.run(counts_to_six, space=space, name="linked_tb", resume=True, restart_errored="resume", verbose=0,
+                callbacks=[ts.TensorBoardLogger()])
+    assert rs.trials[0].status is ts.TrialStatus.TERMINATED
+    assert _snapshot(victim) == before and os.listdir(victim) == ["precious.txt"]
+    run_dir = results_dir / "linked_tb" / "tensorboard" / "trial_00001"
+    assert not link.is_symlink() and any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+    assert any(str(link) in r.getMessage() for r in caplog.records)  # the warning names the link it removed
+
+
 def plants_its_own_log_link(config):
     """Puts a link where its ``output.log`` goes before it prints its first byte (what a folder someone else
     made, or anything else, may hold there when the worker opens the log)."""

@@ -13,6 +13,7 @@ archived and still be read and resumed. Nothing here does I/O beyond the folder 
         trials/trial_00001/
             output.log                what the trial printed
             checkpoints/checkpoint_000005/
+        tensorboard/trial_00001/      TensorBoardLogger's event files (with that logger)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ PID_FILE = ".driver.pid"
 TRIALS = "trials"
 CHECKPOINTS = "checkpoints"
 OUTPUT_LOG = "output.log"
+TENSORBOARD = "tensorboard"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}\Z")  # \Z: `$` matches before a final newline
 # a checkpoint inside some experiment folder: .../trials/trial_00001/checkpoints/checkpoint_000005[/...]
@@ -180,8 +182,9 @@ def checkpoint_entries(exp_dir: str, trial_id: int | None = None) -> Iterator[tu
 
 def unlink_planted_links(exp_dir: str) -> list[str]:
     """Remove the symbolic links a resume must not let the driver or a trial write through, in a folder that
-    someone else may have made; return them. Removed: a link at ``trials`` or ``trials/<trial>``; every link
-    directly in a trial folder (``checkpoints``, ``output.log``, ``params.json``, and what the trial writes in
+    someone else may have made; return them. Removed: a link at ``trials`` or ``trials/<trial>``, and at
+    ``tensorboard`` or ``tensorboard/<trial>`` (where ``TensorBoardLogger`` makes each trial's event files); every
+    link directly in a trial folder (``checkpoints``, ``output.log``, ``params.json``, and what the trial writes in
     its working folder, which is its trial folder: ``open("metrics.txt", "w")``) or in its ``checkpoints``
     folder (where the driver renames new checkpoints into place); and, deeper in a trial folder
     (``artifacts/x``, ``somedir`` linked to a folder a trial then writes into), every link that leads out of
@@ -210,6 +213,8 @@ def unlink_planted_links(exp_dir: str) -> list[str]:
             links.append(entry.path)
         elif entry.is_dir(follow_symlinks=False):  # a real folder in a real one: its real path is known
             links.extend(_links_in_trial(entry.path, os.path.join(real_trials, entry.name)))
+    events = os.path.join(exp_dir, TENSORBOARD)
+    links += [events] if os.path.islink(events) else [entry.path for entry in _scan(events) if entry.is_symlink()]
     is_link = [os.path.islink(path) for path in links]  # the rest: FIFOs, sockets, devices (_links_in_trial)
     special = [path for path, link in zip(links, is_link) if not link]
     links = [path for path, link in zip(links, is_link) if link]

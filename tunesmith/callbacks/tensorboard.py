@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from tunesmith import _layout
 from tunesmith._flat import flat_metrics
 from tunesmith._secrets import shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
@@ -78,7 +79,8 @@ class TensorBoardLogger(Callback):
         from tunesmith._optional import require
 
         require("tensorboardX", "tensorboard")  # fail at the start, not at the first result
-        self._root = os.path.join(experiment.path, "tensorboard")
+        # a link there in a folder someone else made is removed by a resume (``_layout.unlink_planted_links``)
+        self._root = os.path.join(experiment.path, _layout.TENSORBOARD)
         nan_logger = logging.getLogger(_NAN_LOGGER)
         if _quiet_nan not in nan_logger.filters:
             nan_logger.addFilter(_quiet_nan)
