@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from tunesmith._errors import ConfigError
 
-__all__ = ["MissingDependency", "require"]
+__all__ = ["MissingDependency", "installed", "require"]
 
 
 class MissingDependency(ConfigError, ImportError):
@@ -36,8 +37,25 @@ def require(module: str, extra: str, what: str | None = None) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        who = what or module
-        missing = getattr(exc, "name", None) or module
-        raise MissingDependency(
-            f"{who}: needs the optional package {missing.split('.')[0]!r}, which is not installed "
-            f"({exc}); install it with: pip install 'tunesmith[{extra}]'") from exc
+        raise _missing(what or module, getattr(exc, "name", None) or module, extra, f" ({exc})") from exc
+
+
+def installed(module: str, extra: str, what: str) -> None:
+    """Check that ``module``'s package is installed, without importing it (a logger made, long before the
+    experiment starts and imports it, says at once what to install, before anything runs).
+
+    Raises:
+        MissingDependency: as ``require``'s.
+    """
+    top = module.split(".")[0]
+    try:
+        found = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):  # ValueError: a module in ``sys.modules`` without a spec
+        found = False
+    if not found:
+        raise _missing(what, top, extra, "")
+
+
+def _missing(who: str, module: str, extra: str, why: str) -> MissingDependency:
+    return MissingDependency(f"{who}: needs the optional package {module.split('.')[0]!r}, which is not installed"
+                             f"{why}; install it with: pip install 'tunesmith[{extra}]'")

@@ -234,6 +234,19 @@ def test_tensorboard_logger_without_tensorboardx_says_what_to_install(monkeypatc
         TensorBoardLogger().on_experiment_start(cast(Any, SimpleNamespace(path=str(tmp_path), name="x", trials={})))
 
 
+@pytest.mark.parametrize(("package", "logger", "extra"), [("tensorboardX", "TensorBoardLogger", "tensorboard"),
+                                                      ("mlflow", "MLflowLogger", "mlflow"),
+                                                      ("wandb", "WandbLogger", "wandb")])
+def test_a_logger_whose_package_is_missing_says_what_to_install_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch, package: str, logger: str, extra: str) -> None:
+    """The logger was made, the run went on without it (the missing package only logged, as a callback's failure,
+    and W&B's and TensorBoard's later hooks logged an error of their own): hours of tuning not logged where the
+    user asked, found out at the end. Making the logger raises, so nothing is created or run."""
+    monkeypatch.setitem(sys.modules, package, None)  # makes "import <package>" fail
+    with pytest.raises(ImportError, match=rf"^{logger}: needs .*pip install 'tunesmith\[{extra}\]'$"):
+        getattr(ts, logger)()
+
+
 # -- TensorBoard --------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from tunesmith._display import error_lines
 from tunesmith._flat import flat_metrics
+from tunesmith._optional import installed
 from tunesmith._secrets import shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import experiment_key, hashed
@@ -50,6 +51,7 @@ class MLflowLogger(Callback):
     """
 
     def __init__(self, tracking_uri: str | None = None, experiment_name: str | None = None) -> None:
+        installed("mlflow", "mlflow", "MLflowLogger")  # said now, not logged once the run goes on
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self._client: Any = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from tunesmith import _layout
 from tunesmith._flat import flat_metrics
+from tunesmith._optional import installed
 from tunesmith._secrets import shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import hashed
@@ -66,6 +67,7 @@ class TensorBoardLogger(Callback):
     """
 
     def __init__(self, flush_secs: int = 30) -> None:
+        installed("tensorboardX", "tensorboard", "TensorBoardLogger")  # said now, not logged once the run goes on
         self.flush_secs = flush_secs
         self._root: str | None = None
         self._writers: dict[int, Any] = {}

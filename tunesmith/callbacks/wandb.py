@@ -7,6 +7,7 @@ from typing import Any
 
 from tunesmith._display import error_lines
 from tunesmith._flat import flat_metrics
+from tunesmith._optional import installed
 from tunesmith._secrets import shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import experiment_key, hashed
@@ -58,6 +59,7 @@ class WandbLogger(Callback):
 
             raise ConfigError(f"WandbLogger: {taken} are set by the logger (one run per trial, named after it, "
                               f"grouped by experiment, continued by a resume); remove them from its arguments")
+        installed("wandb", "wandb", "WandbLogger")  # said now, not logged once the run goes on
         self.project = project
         self.init_kwargs = init_kwargs
         self._wandb: Any = None
