@@ -29,8 +29,8 @@ from tunesmith.callbacks.csv_json import (
     jsonl_lines,
     params_text,
 )
-from tunesmith.store.sqlite import Store, result_dict
-from tunesmith.trial import Result, TrialView
+from tunesmith.store.sqlite import Store, stored_results
+from tunesmith.trial import TrialView
 
 FORMATS = ("csv", "jsonl")
 
@@ -69,8 +69,7 @@ def export(exp_dir: str, formats: Iterable[str] = FORMATS, to: str | None = None
             folder = os.path.join(out, _layout.trial_name(tid))
             _real_folder(folder)
             # one trial's results at a time: memory follows the largest trial, not the experiment
-            results = shown_results(trial.config, [Result(tid, row.iteration, result_dict(row), None, row.metrics)
-                                                   for row in store.results(tid)])
+            results = shown_results(trial.config, stored_results(store, tid))
             _write(os.path.join(folder, PARAMS_JSON), params_text(trial))
             if "csv" in formats:
                 _write(os.path.join(folder, PROGRESS_CSV), csv_text(results) if results else "")

@@ -196,3 +196,20 @@ def test_a_resumed_trials_progress_csv_keeps_a_column_empty_in_every_kept_row(re
     live, exported = _live_and_exported_csv("blank", trial, results_dir, tmp_path / "x")
     assert live == exported
     assert live.splitlines()[0] == "loss,note,training_iteration,time_total_s,timestamp"
+
+
+def test_a_resumed_driver_writes_the_rows_its_files_lack_before_the_checkpoint(results_dir: Any, tmp_path: Any) -> None:
+    """Files that lack rows the store has (here: the interrupted driver had no file loggers; a driver killed with
+    SIGKILL leaves the rows its writer thread had not written yet): each trial restarts from its checkpoint, and
+    its files held only the resumed driver's rows (from the checkpoint on), forever short of the export's."""
+    space = {"x": ts.grid([0, 1]), "go": str(tmp_path / "go")}
+    rs = interrupted_then_resumed(until_go, space, 6, [], [ts.CSVLogger(), ts.JSONLLogger()], metric="loss",
+                                  mode="min", name="short", verbose=0)
+    res = CliRunner().invoke(cli, ["export", "short", "--storage-path", str(results_dir), "--to", str(tmp_path / "x")])
+    assert res.exit_code == 0, res.output
+    for trial in rs.trials:
+        assert rs.history(trial.id)[0]["training_iteration"] == 1
+        for name in ("progress.csv", "result.jsonl"):
+            with open(os.path.join(trial.path, name), encoding="utf-8", newline="") as live, \
+                    open(os.path.join(tmp_path, "x", trial.name, name), encoding="utf-8", newline="") as exported:
+                assert live.read() == exported.read(), (trial.name, name)

@@ -81,19 +81,13 @@ class ExperimentInfo:
         """When the experiment's store was created (epoch seconds; the same after a resume or a move)."""
         return self._c.created  # read once, by the controller (the trials' experiment key is made of it too)
 
-    def _result_keys(self, trial_id: int, before: int) -> dict[str, int]:
-        """The keys of the stored results of ``trial_id`` (its current generation) before iteration ``before``,
-        each with the iteration of the first result that has it, in that order: ``progress.csv``'s header as
-        ``tunesmith export`` writes it for those results. For tunesmith's file loggers in a resumed driver."""
-        from tunesmith.store.sqlite import result_dict
+    def _stored_results(self, trial_id: int) -> list[Result]:
+        """The stored results of ``trial_id`` (its current generation), for tunesmith's file loggers in a resumed
+        driver: a trial's files start as the store has it (``tunesmith export``'s), whatever an earlier driver
+        left."""
+        from tunesmith.store.sqlite import stored_results
 
-        keys: dict[str, int] = {}
-        for row in self._c.store.results(trial_id):
-            if row.iteration >= before:
-                break
-            for key in result_dict(row):
-                keys.setdefault(key, row.iteration)
-        return keys
+        return stored_results(self._c.store, trial_id)
 
     @property
     def metric(self) -> Any:

@@ -12,8 +12,9 @@ interpreter lock cost more than both loggers' writes on one, on a fast disk.)
 
 A trial that restarts from a checkpoint at iteration k (pause/resume, PBT exploit) reports iterations
 after k again: the rows after k are dropped first, as in the store, so a file never holds an iteration
-twice. In a resumed experiment (a new driver) a trial's first batch does the same to the files the
-earlier driver left.
+twice. In a resumed experiment (a new driver) a trial's files are first written again from the store as it starts
+(the earlier driver's may lack rows: one killed with SIGKILL leaves those its writer thread had not written yet, one
+without file loggers none at all), then its restart replaces the rows after k.
 """
 
 from __future__ import annotations
@@ -68,18 +69,21 @@ class _TrialFileLogger(Callback):
         self._params: dict[int, dict[str, Any]] = {}
         self._dirs: dict[int, str] = {}
         self._resumed = False
+        self._experiment: ExperimentInfo | None = None  # a resumed driver's: its store has the trials' results
 
     def on_experiment_start(self, experiment: ExperimentInfo) -> None:
         self._root = experiment.path
-        # Files an earlier driver of this experiment left (a resume): a trial's first batch in this driver
-        # replaces their rows from its first iteration on. A fresh experiment has no trials folder yet, and
-        # its loggers look for no file to replace.
+        # Files an earlier driver of this experiment left (a resume): a trial's files are written from the store
+        # when it starts in this driver (``on_trial_start``), and its first batch replaces their rows from its first
+        # iteration on. A fresh experiment has no trials folder yet, and its loggers look for no file to replace.
         self._resumed = os.path.isdir(os.path.join(experiment.path, _layout.TRIALS))
+        self._experiment = experiment if self._resumed else None
         if self.background and self._writer is None:
             self._writer = acquire(experiment.path)
             self._dirs = self._writer.dirs
 
     def on_experiment_end(self, experiment: ExperimentInfo) -> None:
+        self._experiment = None
         writer, self._writer = self._writer, None
         if writer is None:
             return
@@ -120,6 +124,12 @@ class _TrialFileLogger(Callback):
         return path
 
     def on_trial_start(self, trial: TrialView) -> None:
+        stored = getattr(self._experiment, "_stored_results", None)  # tunesmith's ExperimentInfo in a resumed driver
+        if stored is not None and trial.id not in self._last_iteration:  # its first start in this driver
+            results = shown_results(trial.config, stored(trial.id))  # read here: the store is the loop's
+            if results:
+                self._do(self._write_stored, trial, results)
+                self._last_iteration[trial.id] = results[-1].iteration  # a batch from here on is a restart
         # Written again only when the config changed (a PBT exploit gives the trial a new one).
         if self.params and self._params.get(trial.id) != trial.config:
             # secret-looking values masked (``tunesmith._secrets``): the store keeps them, the trial gets them
@@ -163,6 +173,10 @@ class _TrialFileLogger(Callback):
     def _write(self, trial: TrialView, rows: Any, restart_at: int | None) -> None:
         raise NotImplementedError
 
+    def _write_stored(self, trial: TrialView, results: list[Result]) -> None:
+        """The trial's file as ``tunesmith export`` writes it from ``results`` (the store's)."""
+        raise NotImplementedError
+
 
 class JSONLLogger(_TrialFileLogger):
     """Writes every result of a trial as one JSON object per line to ``trials/<trial>/result.jsonl``.
@@ -190,6 +204,9 @@ class JSONLLogger(_TrialFileLogger):
             _write_atomic(path, "".join(kept))
         _append(path, "".join(rows))
 
+    def _write_stored(self, trial: TrialView, results: list[Result]) -> None:
+        _write_atomic(os.path.join(self.trial_dir(trial), RESULT_JSONL), "".join(jsonl_lines(results)))
+
 
 class CSVLogger(_TrialFileLogger):
     """Writes every result of a trial as one row of ``trials/<trial>/progress.csv``.
@@ -213,37 +230,24 @@ class CSVLogger(_TrialFileLogger):
         super().__init__(params, background)
         self._header: dict[int, list[str]] = {}
         # trial -> column -> the iteration of the first row that had it: a restart drops the columns only the
-        # dropped rows had (one number per column, kept for the columns this logger added, and for every column
-        # of a trial restarted in a resumed driver: ``_kept``)
+        # dropped rows had (one number per column, kept for the columns this logger added, and for every column of a
+        # trial whose file was written from the store: ``_write_stored``; the file cannot tell, as an empty cell is a
+        # key reported as "" as well as one not reported)
         self._since: dict[int, dict[str, float]] = {}
-        self._kept_keys: dict[int, dict[str, int]] = {}  # trial -> its kept results' keys, until its next _write
-        self._experiment: ExperimentInfo | None = None  # a resumed driver's: the store has the kept results' keys
-
-    def on_experiment_start(self, experiment: ExperimentInfo) -> None:
-        super().on_experiment_start(experiment)
-        self._experiment = experiment if self._resumed else None
-
-    def on_experiment_end(self, experiment: ExperimentInfo) -> None:
-        self._experiment = None
-        super().on_experiment_end(experiment)
-
-    def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
-        # A trial's first batch in a resumed driver replaces the earlier driver's rows from its first iteration
-        # on. The header is then the keys of the results kept before it, which the file cannot tell (an empty cell
-        # is a key reported as "" as well as one not reported): they are read from the store, once per trial.
-        result_keys = getattr(self._experiment, "_result_keys", None)
-        if result_keys is not None and results and results[0].iteration > 1 and trial.id not in self._last_iteration:
-            self._do(self._kept, trial, result_keys(trial.id, results[0].iteration))
-        super().on_trial_results(trial, results)
-
-    def _kept(self, trial: TrialView, keys: dict[str, int]) -> None:
-        self._kept_keys[trial.id] = keys
 
     def _forget(self, trial: TrialView) -> None:
         super()._forget(trial)
         self._header.pop(trial.id, None)
         self._since.pop(trial.id, None)
-        self._kept_keys.pop(trial.id, None)
+
+    def _write_stored(self, trial: TrialView, results: list[Result]) -> None:
+        since: dict[str, float] = {}
+        for r in results:
+            for key in r.metrics if r._json is not None else flat_metrics(r.metrics):
+                since.setdefault(key, r.iteration)
+        _write_atomic(os.path.join(self.trial_dir(trial), PROGRESS_CSV), csv_text(results), newline="")
+        self._header[trial.id] = list(since)  # csv_text's header: every key in the order it first appears
+        self._since[trial.id] = since
 
     def _rows(self, results: list[Result]) -> tuple[bool, list[dict[str, Any]]]:
         # (scalars, rows): results a trial reported are flat dicts of scalars already (report() checked
@@ -259,22 +263,16 @@ class CSVLogger(_TrialFileLogger):
         if header is None:
             header = self._header[trial.id] = _read_header(path)
         since = self._since.setdefault(trial.id, {})
-        kept = self._kept_keys.pop(trial.id, None)
         old: list[dict[str, str]] | None = None
         if header and restart_at is not None and os.path.exists(path):
             # The rows from restart_at on go, and with them the columns only they had: the header is then the
             # keys of the rows that stay, in the order they first appear, as the export writes it.
             old = _kept_rows(path, restart_at)
-            if kept is not None:  # the store's (a resumed driver): also a key every kept row has as ""
-                header = list(kept)
-                since.clear()
-                since.update(kept)
-            else:  # a column this logger did not add (no store: a logger used outside run) stays if a kept row
-                # has a value in it
-                header = [k for k in header
-                          if (since[k] < restart_at if k in since else any(row.get(k) for row in old))]
-                for k in set(since).difference(header):
-                    del since[k]
+            # a column this logger neither added nor wrote from the store (a logger used outside run, on a file
+            # it did not write) stays if a kept row has a value in it
+            header = [k for k in header if (since[k] < restart_at if k in since else any(row.get(k) for row in old))]
+            for k in set(since).difference(header):
+                del since[k]
         known = set(header)
         new_keys = [k for row in rows if not known.issuperset(row) for k in row if k not in known]
         grown = list(dict.fromkeys([*header, *new_keys])) if new_keys else header
@@ -402,6 +400,6 @@ def _append(path: str, text: str, truncate: bool = False) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: str, text: str) -> None:
-    with replacing(path, "w", encoding="utf-8", errors=ERRORS) as f:
+def _write_atomic(path: str, text: str, newline: str | None = None) -> None:
+    with replacing(path, "w", encoding="utf-8", errors=ERRORS, newline=newline) as f:
         f.write(text)

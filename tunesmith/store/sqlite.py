@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 from tunesmith._layout import STORE_FILE, driver_running, from_stored, live_status, to_stored
 from tunesmith.trial import AUTO_KEYS as COLUMN_KEYS  # columns of the results table, not in a result's JSON
-from tunesmith.trial import FLOAT_LIMIT
+from tunesmith.trial import FLOAT_LIMIT, Result
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "ResultRow", "Store", "StoreError", "dumps", "result_dict"]
 
@@ -1313,6 +1313,12 @@ def _damaged_result(path: str | None, trial_id: int, iteration: int, generation:
     """What a damaged result row is called (as a damaged trial row: ``Store._damaged``)."""
     of = f"iteration {iteration}" + (f" (generation {generation})" if generation else "")
     return f"the experiment store {path or ''}{' ' if path else ''}is damaged: trial {trial_id}'s result of {of}"
+
+
+def stored_results(store: Store, trial_id: int) -> list[Result]:
+    """The current results of ``trial_id`` in ``store`` as ``Result``s, each carrying its stored JSON text (as the
+    file loggers get a trial's results: ``tunesmith export`` and a resumed driver's loggers write them)."""
+    return [Result(trial_id, row.iteration, result_dict(row), None, row.metrics) for row in store.results(trial_id)]
 
 
 def result_dict(row: ResultRow) -> dict[str, Any]:
