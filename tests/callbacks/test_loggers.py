@@ -555,6 +555,44 @@ def test_the_csv_header_is_written_with_the_first_rows_that_reach_the_file(
     assert [(r["training_iteration"], r["loss"]) for r in rows] == [("2", "0.5"), ("3", "0.25")]
 
 
+@pytest.mark.timeout(60, method="thread")  # the old code blocked where no signal handler runs
+def test_tensorboard_on_a_full_disk_raises_in_the_hook_and_logs_the_next_batches(
+        trial_and_info: tuple[TrialView, Any]) -> None:
+    """tensorboardX's SummaryWriter wrote on a thread of its own behind a queue of 10 events: its first failed write
+    (here the file-size limit; a full disk in a run) ended that thread, and the next events filled the queue and
+    blocked the driver's loop for good (SIGTERM did not end it). The hook raises instead (the controller logs it, the
+    experiment goes on), and once the disk has room the later batches are logged."""
+    import resource
+    import signal
+
+    pytest.importorskip("tensorboardX")
+    from tunesmith.callbacks.tensorboard import TensorBoardLogger
+
+    trial, info = trial_and_info
+    logger = TensorBoardLogger()
+    logger.on_experiment_start(info)
+    logger.on_trial_results(trial, [_result(7, 1, loss=1.0)])  # the trial's event file is made
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(_event_file(info, trial)), old_limit[1]))
+        with pytest.raises(OSError):  # more than a file buffer (8 KiB) of events: a write, not only the flush, fails
+            logger.on_trial_results(trial, [_result(7, i, loss=float(i), **{f"m{k}": 1.0 for k in range(20)})
+                                            for i in range(2, 31)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    logger.on_trial_results(trial, [_result(7, i, loss=float(i)) for i in range(31, 34)])
+    logger.on_trial_complete(trial)
+    scalars, _, _ = _read_events(os.path.join(info.path, "tensorboard", trial.name))
+    assert [step for step, _, _ in scalars["loss"]][-3:] == [31, 32, 33]
+
+
+def _event_file(info: Any, trial: TrialView) -> str:
+    (path,) = glob.glob(os.path.join(info.path, "tensorboard", trial.name, "events.out.tfevents.*"))
+    return path
+
+
 def test_tensorboard_gives_each_metric_its_own_tag_every_time(trial_and_info: tuple[TrialView, Any]) -> None:
     pytest.importorskip("tensorboardX")
     from tunesmith.callbacks.tensorboard import TensorBoardLogger, _tag

@@ -43,6 +43,49 @@ class _QuietNaN(logging.Filter):
 _quiet_nan = _QuietNaN()
 
 
+class _EventFile:
+    """A trial's event file, written in the calling thread, as tensorboardX's ``SummaryWriter(purge_step=first)``
+    writes it. (The ``SummaryWriter`` writes on a thread of its own behind a queue of 10 events: a write that failed
+    there, on a full disk or with the folder gone, ended that thread, and the next events filled the queue and
+    blocked the driver's loop for good, SIGTERM included. Here a failed write raises in the hook, the controller logs
+    it and the experiment goes on; each batch is flushed anyway.)"""
+
+    def __init__(self, logdir: str, first: int) -> None:
+        from tensorboardX.event_file_writer import EventsWriter
+
+        os.makedirs(logdir, exist_ok=True)
+        # tensorboardX names a file after the second it was made (``events.out.tfevents.<s>.<host>``) and truncates one
+        # of that name: a resumed driver within the same second would erase the earlier driver's file. A suffix in
+        # nanoseconds keeps the names apart and in the order they were made.
+        self._events = EventsWriter(os.path.join(logdir, "events"), f".{time.time_ns():d}")
+        self.add(_event(step=first, file_version="brain.Event:2"))
+        self.restart(first)  # TensorBoard takes a run's first START as its start, each later one as a restart
+
+    def add(self, event: Any) -> None:
+        if not event.wall_time:
+            event.wall_time = time.time()
+        self._events.write_event(event)
+
+    def restart(self, step: int) -> None:
+        """A ``SessionLog.START`` at ``step``, as tensorboardX's ``purge_step`` writes: TensorBoard's readers (its
+        ``EventAccumulator``s) drop the points at ``step`` and after it that they read before it, in every tag."""
+        from tensorboardX.proto.event_pb2 import SessionLog
+
+        self.add(_event(step=step, session_log=SessionLog(status=SessionLog.START)))
+
+    def flush(self) -> None:
+        self._events.flush()
+
+    def close(self) -> None:
+        self._events.close()
+
+
+def _event(**fields: Any) -> Any:
+    from tensorboardX.proto.event_pb2 import Event
+
+    return Event(**fields)
+
+
 class TensorBoardLogger(Callback):
     """Writes each trial's results as TensorBoard scalars, one run per trial.
 
@@ -63,7 +106,8 @@ class TensorBoardLogger(Callback):
     Needs ``pip install 'tunesmith[tensorboard]'`` (tensorboardX).
 
     Args:
-        flush_secs: passed to tensorboardX's ``SummaryWriter``; each batch of results is flushed anyway.
+        flush_secs: not used (kept so that code passing it still runs): each batch of results is written and
+            flushed when it comes, in the driver's thread (``_EventFile``).
     """
 
     def __init__(self, flush_secs: int = 30) -> None:
@@ -87,14 +131,12 @@ class TensorBoardLogger(Callback):
         if _quiet_nan not in nan_logger.filters:
             nan_logger.addFilter(_quiet_nan)
 
-    def _writer(self, trial: TrialView, first: int) -> Any:
-        """The trial's writer; a new one (a new event file) starts with a ``SessionLog.START`` at ``first``, and
-        with a second one when the run's folder has earlier event files (a resumed experiment): their points from
-        ``first`` on are the ones this driver logs again."""
+    def _writer(self, trial: TrialView, first: int) -> _EventFile:
+        """The trial's event file; a new one starts with a ``SessionLog.START`` at ``first``, and with a second one
+        when the run's folder has earlier event files (a resumed experiment): their points from ``first`` on are the
+        ones this driver logs again."""
         writer = self._writers.get(trial.id)
         if writer is None:
-            from tensorboardX import SummaryWriter
-
             if self._root is None:
                 raise RuntimeError("TensorBoardLogger used before on_experiment_start")
             logdir = os.path.join(self._root, trial.name)
@@ -102,13 +144,9 @@ class TensorBoardLogger(Callback):
                 earlier = any("tfevents" in name for name in os.listdir(logdir))
             except FileNotFoundError:
                 earlier = False
-            # tensorboardX names a file after the second it was made (``events.out.tfevents.<s>.<host>``) and
-            # truncates one of that name: a resumed driver within the same second would erase the earlier
-            # driver's file. A suffix in nanoseconds keeps the names apart and in the order they were made.
-            writer = SummaryWriter(logdir=logdir, flush_secs=self.flush_secs, purge_step=first,
-                                   filename_suffix=f".{time.time_ns():d}")
+            writer = _EventFile(logdir, first)
             if earlier:  # a first START in files of an older tunesmith would be read as the run's start
-                _restart(writer, first)
+                writer.restart(first)
             self._writers[trial.id] = writer
             self._last.pop(trial.id, None)
         return writer
@@ -121,9 +159,11 @@ class TensorBoardLogger(Callback):
         final = self._final.setdefault(trial.id, {})
         last = self._last.get(trial.id)
         if last is not None and first <= last:  # a restart from a checkpoint before ``first``
-            _restart(writer, first)
+            writer.restart(first)
             for dropped in [name for name, since in final.items() if since >= first]:
                 del final[dropped]
+        from tensorboardX.summary import scalar
+
         tags = self._tags
         _quiet_nan.writing.on = True
         try:
@@ -134,7 +174,7 @@ class TensorBoardLogger(Callback):
                     tag = tags.get(key)
                     if tag is None:
                         tag = tags[key] = _tag(key)
-                    writer.add_scalar(tag, number, global_step=step, walltime=walltime)
+                    writer.add(_event(summary=scalar(tag, number), step=step, wall_time=walltime or 0.0))
                     final.setdefault(tag, step)
         finally:
             _quiet_nan.writing.on = False
@@ -148,12 +188,18 @@ class TensorBoardLogger(Callback):
         self._close(trial)
 
     def on_experiment_end(self, experiment: ExperimentInfo) -> None:
-        for trial_id in list(self._writers):
+        failed: OSError | None = None
+        for trial_id in list(self._writers):  # every file closed, also after one that could not be (a full disk)
             trial = experiment.trials.get(trial_id)
-            if trial is not None:
-                self._close(trial)
-            else:
-                self._writers.pop(trial_id).close()
+            try:
+                if trial is not None:
+                    self._close(trial)
+                else:
+                    self._writers.pop(trial_id).close()
+            except OSError as e:
+                failed = failed or e
+        if failed is not None:
+            raise failed
 
     def _close(self, trial: TrialView) -> None:
         writer = self._writers.pop(trial.id, None)
@@ -167,17 +213,11 @@ class TensorBoardLogger(Callback):
         # Metric names equal to the scalar tags: the HParams tab then shows each tag's last value in this
         # run (the trial's final metrics) without a duplicate scalar point.
         metrics = dict.fromkeys(self._final.pop(trial.id, {}), 0.0)  # the values are not written: only the tags
-        for summary in hparams(hp, metrics):
-            writer.file_writer.add_summary(summary)
-        writer.close()
-
-
-def _restart(writer: Any, step: int) -> None:
-    """A ``SessionLog.START`` at ``step``, as tensorboardX's ``purge_step`` writes: TensorBoard's readers (its
-    ``EventAccumulator``s) drop the points at ``step`` and after it that they read before it, in every tag."""
-    from tensorboardX.proto.event_pb2 import Event, SessionLog
-
-    writer.file_writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+        try:
+            for summary in hparams(hp, metrics):
+                writer.add(_event(summary=summary))
+        finally:
+            writer.close()
 
 
 def _tag(name: str) -> str:
