@@ -449,6 +449,29 @@ def test_mlflow_that_cannot_start_says_why_once(tmp_path: Any, caplog: Any) -> N
     assert [r.getMessage().split(" failed")[0] for r in failures] == ["callback MLflowLogger.on_experiment_start"]
 
 
+def test_mlflow_whose_server_does_not_answer_fails_once_not_at_every_trial(
+        tmp_path: Any, caplog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracking server that is down: MLflow's client is made, its first call fails (after MLflow's retries: minutes
+    by default, none here). Every trial's start then called the server again (create_run), waiting out those retries
+    each time in the driver's loop: an error and minutes of stalled run per trial, where the logger had meant to
+    stop at its start."""
+    pytest.importorskip("mlflow")
+    from tests.proc_helpers import free_port
+    from tunesmith.callbacks.mlflow import MLflowLogger
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+    def f(config: Any) -> None:
+        ts.report({"x": 1.0})
+
+    rs = ts.run(f, num_samples=3, storage_path=str(tmp_path), verbose=0,
+                callbacks=[MLflowLogger(tracking_uri=f"http://127.0.0.1:{free_port()}")])  # nothing listens there
+    assert {t.status for t in rs.trials} == {TrialStatus.TERMINATED}
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage().split(" failed")[0] for r in failures] == ["callback MLflowLogger.on_experiment_start"]
+
+
 # -- defaults -----------------------------------------------------------------------------------------
 
 

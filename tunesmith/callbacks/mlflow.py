@@ -76,11 +76,14 @@ class MLflowLogger(Callback):
         from tunesmith._optional import require
 
         tracking = require("mlflow.tracking", "mlflow")
-        self._client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
         self._tunesmith_name = experiment.name
         name = self.experiment_name or experiment.name
-        found = self._client.get_experiment_by_name(name)
-        self._experiment_id = found.experiment_id if found is not None else self._client.create_experiment(name)
+        found = client.get_experiment_by_name(name)
+        self._experiment_id = found.experiment_id if found is not None else client.create_experiment(name)
+        # Kept only now: a server that does not answer fails the start once (its error logged), and the later hooks
+        # do not call it again, each waiting out MLflow's retries in the driver's loop.
+        self._client = client
         self._key = experiment_key(experiment.path, getattr(experiment, "created", None))
         self._resumed = getattr(experiment, "num_trials", 0) > 0  # the store had trials: a resume
 
