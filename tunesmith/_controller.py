@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1092,8 +1093,14 @@ def _name_origin(error: BaseException) -> None:
     while tb is not None:
         code = tb.tb_frame.f_code
         if not os.path.abspath(code.co_filename).startswith(_PACKAGE):
-            error.add_note(f"raised in {code.co_qualname} ({code.co_filename}:{tb.tb_lineno}), which tunesmith's "
-                           "driver called")
+            # Python 3.10: no co_qualname (the function's own name is given) and no add_note (the note is kept in
+            # __notes__ as 3.11 does, which _record_error reads; 3.10's tracebacks do not show it)
+            name = getattr(code, "co_qualname", code.co_name)
+            note = f"raised in {name} ({code.co_filename}:{tb.tb_lineno}), which tunesmith's driver called"
+            if sys.version_info >= (3, 11):
+                error.add_note(note)
+            else:
+                error.__notes__ = [*getattr(error, "__notes__", []), note]
             return
         tb = tb.tb_next
 
