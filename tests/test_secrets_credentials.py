@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 from click.testing import CliRunner
 
@@ -38,6 +39,18 @@ def test_a_secret_shorter_than_the_text_minimum_is_left_in_free_text() -> None:
 def _train(config):
     ts.report({"loss": 1.0, URL_NAME: 2.0, BEARER_NAME: 3.0})
     raise RuntimeError(f"fetch failed: https://bob:{URL_PW}@api.example/v1 with Authorization: Bearer {TOKEN}")
+
+
+def test_the_all_results_frame_renames_a_masked_column_without_a_deprecated_pandas_call(results_dir) -> None:
+    """The masked metric names were renamed with ``DataFrame.rename(inplace=True)``, deprecated in pandas 3.1
+    (a ``DeprecationWarning`` from tunesmith's own line)."""
+    result = ts.run(_train, space={"lr": 0.1}, metric="loss", mode="min", name="renamed",
+                    storage_path=str(results_dir), verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        frame = result.dataframe(all_results=True)
+    masked = [f"latency_https://bob:{MASK}@api.example/v1", f"calls Authorization: Bearer {MASK}"]
+    assert frame[masked].values.tolist() == [[2.0, 3.0]] and URL_NAME not in frame.columns
 
 
 def test_credentials_in_names_and_errors_of_a_config_without_secrets_appear_in_no_output(results_dir,

@@ -1079,4 +1079,4 @@ def _mask_text_results(frame: Any, configs: dict[int, Any]) -> None:
         if name in frame.columns:  # another trial's name masked alike: one column, as each trial has one
             frame[name] = frame[name].combine_first(frame.pop(column))
         else:
-            frame.rename(columns={column: name}, inplace=True)
+            frame.columns = [name if c == column else c for c in frame.columns]  # (rename's inplace: deprecated)
