@@ -35,7 +35,7 @@ def test_more_than_total_resources_gives_is_named_as_such_not_as_the_machine(res
     with pytest.raises(ts.ConfigError, match=r"resources\['cpu'\] = 2 is more than LocalBackend\(total_resources=\) "
                                              r"gives \(1\)"):
         ts.run(_noop, resources={"cpu": 2}, verbose=0, backend=ts.LocalBackend(total_resources={"cpu": 1}))
-    with pytest.raises(ts.ConfigError, match=r"resources\['tok'\] = 1 is more than this machine has \(0\)"):
+    with pytest.raises(ts.ConfigError, match=r"resources\['tok'\] = 1: this machine has no resource named 'tok'"):
         ts.run(_noop, resources={"cpu": 1, "tok": 1}, verbose=0)
 
 
@@ -45,3 +45,21 @@ def test_a_request_too_small_to_hold_anything_back_is_refused(results_dir, resou
     at once (and a GPU share under the packing tolerance counts as none)."""
     with pytest.raises(ts.ConfigError, match=r"resources\['(cpu|gpu)'\] = .* is more than 0 but under 0.0001"):
         ts.run(_noop, resources=resources, verbose=0)
+
+
+@pytest.mark.parametrize("resources, hint", [
+    ({"cpu": 1, "gpus": 1}, r" \(did you mean 'gpu'\?\)"), ({"CPU": 2}, r" \(did you mean 'cpu'\?\)"),
+    ({"cpu": 1, "memory": 2e9}, ""), ({"cpu": 1, "tpu": 1}, ""),
+])
+def test_a_resource_name_the_backend_does_not_have_is_named_as_unknown_not_as_too_much(results_dir, resources, hint):
+    """``{"gpus": 1}`` (a typo) and ``{"tpu": 1}`` (a resource of the user's own, never declared) said "is more than
+    this machine has (0)": as if the machine had none of a thing it knows, with no word of the typo or of where a
+    resource of one's own is declared."""
+    key = next(k for k in resources if k != "cpu")
+    with pytest.raises(ConfigError, match=rf"resources\['{key}'\] = .*: this machine has no resource named '{key}'"
+                                          rf"{hint}; it has 'cpu', 'gpu'.*LocalBackend\(total_resources=\)"):
+        ts.run(_noop, resources=resources, verbose=0)
+    declared = ts.LocalBackend(total_resources={key: resources[key]})  # declared, it is accounted as any other
+    if key not in ("gpus", "CPU"):
+        assert ts.run(_noop, resources=resources, verbose=0, backend=declared).trials[0].status == "TERMINATED"
+

@@ -117,11 +117,25 @@ class ResourcePool:
 
     def check(self, resources: dict[str, float], where: str = "resources") -> None:
         for key, value in resources.items():
+            if key not in self.total and value > 0:
+                self._unknown(key, value, where)
             have = self.total.get(key, 0.0)
             if value > have + _EPS:
                 source = f"{self._given_by} gives" if key in self._given else "this machine has"
                 raise ConfigError(f"{where}[{key!r}] = {value:g} is more than {source} ({have:g}); "
                                   f"a trial asking for it could never start")
+
+    def _unknown(self, key: str, value: float, where: str) -> None:
+        """A name the totals lack: a typo of a known one (``"gpus"``, ``"CPU"``; not ``"tpu"``, a resource of its own)
+        or a resource of the user's own never declared; "more than this machine has (0)" said neither."""
+        import difflib  # on this error only
+
+        close = difflib.get_close_matches(key.lower(), list(self.total), n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        declare = self._given_by or "total_resources="
+        raise ConfigError(f"{where}[{key!r}] = {value:g}: this machine has no resource named {key!r}{hint}; it has "
+                          f"{', '.join(map(repr, self.total))}. A resource of your own is declared with its amount in "
+                          f"{declare}, e.g. {{{key!r}: 4}}")
 
     def acquire(self, trial_id: int, resources: dict[str, float]) -> dict[str, float] | None:
         """Reserve ``resources``; return the GPU share per device id, or None if they are not free."""
