@@ -63,3 +63,11 @@ def test_a_resource_name_the_backend_does_not_have_is_named_as_unknown_not_as_to
     if key not in ("gpus", "CPU"):
         assert ts.run(_noop, resources=resources, verbose=0, backend=declared).trials[0].status == "TERMINATED"
 
+
+@pytest.mark.parametrize("visible", ["", "-1"])
+def test_a_gpu_request_where_cuda_visible_devices_hides_every_gpu_says_so(results_dir, monkeypatch, visible):
+    """The error said "set CUDA_VISIBLE_DEVICES" to a user whose own CUDA_VISIBLE_DEVICES hid every GPU."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    with pytest.raises(ConfigError, match=rf"no GPU was found: CUDA_VISIBLE_DEVICES={visible!r} in this process's "
+                                          rf"environment hides every GPU"):
+        ts.run(_noop, resources={"cpu": 1, "gpu": 0.5}, verbose=0)

@@ -247,6 +247,11 @@ class LocalBackend(Executor):
                 told = "gpu_ids=[]" if self.gpu_ids is not None else f"total_resources={self.total_resources_arg!r}"
                 raise ConfigError(f"resources['gpu'] = {resources['gpu']:g} but this backend has no GPU to hand "
                                   f"out: LocalBackend({told})")
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            if visible is not None:  # the user's own setting hides them: "set it" would not help
+                raise ConfigError(f"resources['gpu'] = {resources['gpu']:g} but no GPU was found: "
+                                  f"CUDA_VISIBLE_DEVICES={visible!r} in this process's environment hides every GPU "
+                                  f"(list the devices to use in it, or unset it to use those nvidia-smi lists)")
             raise ConfigError(f"resources['gpu'] = {resources['gpu']:g} but no GPU was found (set "
                               f"CUDA_VISIBLE_DEVICES, or check that nvidia-smi works)")
         pool.check(resources)
