@@ -59,9 +59,13 @@ def test_a_resource_name_the_backend_does_not_have_is_named_as_unknown_not_as_to
     with pytest.raises(ConfigError, match=rf"resources\['{key}'\] = .*: this machine has no resource named '{key}'"
                                           rf"{hint}; it has 'cpu', 'gpu'.*LocalBackend\(total_resources=\)"):
         ts.run(_noop, resources=resources, verbose=0)
-    declared = ts.LocalBackend(total_resources={key: resources[key]})  # declared, it is accounted as any other
-    if key not in ("gpus", "CPU"):
-        assert ts.run(_noop, resources=resources, verbose=0, backend=declared).trials[0].status == "TERMINATED"
+
+
+@pytest.mark.parametrize("resources", [{"cpu": 1, "memory": 2e9}, {"cpu": 1, "tpu": 1}])
+def test_a_resource_of_ones_own_declared_in_total_resources_is_accounted(results_dir, resources):
+    declared = ts.LocalBackend(total_resources={k: v for k, v in resources.items() if k != "cpu"})
+    result = ts.run(_noop, {"i": ts.grid([0, 1])}, resources=resources, verbose=0, backend=declared)
+    assert [t.status for t in result.trials] == [ts.TrialStatus.TERMINATED] * 2
 
 
 @pytest.mark.parametrize("visible", ["", "-1"])
@@ -71,3 +75,13 @@ def test_a_gpu_request_where_cuda_visible_devices_hides_every_gpu_says_so(result
     with pytest.raises(ConfigError, match=rf"no GPU was found: CUDA_VISIBLE_DEVICES={visible!r} in this process's "
                                           rf"environment hides every GPU"):
         ts.run(_noop, resources={"cpu": 1, "gpu": 0.5}, verbose=0)
+
+
+@pytest.mark.parametrize("backend", [ts.LocalBackend, ts.SimulatedBackend])
+@pytest.mark.parametrize("name, known", [("cpus", "cpu"), ("CPU", "cpu"), ("gpus", "gpu"), ("GPU", "gpu")])
+def test_a_total_named_like_cpu_or_gpu_is_refused_not_taken_for_a_resource_of_ones_own(backend, name, known):
+    """``LocalBackend(total_resources={"cpus": 1})`` was taken for a resource of the user's own named "cpus": the run
+    went on with every CPU of the machine, and as many trials at once as it has, where the user meant one."""
+    with pytest.raises(ConfigError, match=rf"^{backend.__name__}: total_resources\['{name}'\]: did you mean "
+                                          rf"'{known}'\?"):
+        backend(total_resources={"cpu": 1, name: 1})

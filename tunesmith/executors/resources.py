@@ -7,7 +7,7 @@ import numbers
 import os
 import shutil
 import subprocess
-from collections.abc import Container, Mapping
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from tunesmith._errors import ConfigError
@@ -71,10 +71,23 @@ def total_amounts(total: Any, who: str) -> dict[str, float] | None:
     if total is None:
         return None
     out = amounts(total, f"{who}: total_resources", "{'cpu': 4, 'gpu': 2}")
+    for key in out:
+        if key not in KNOWN and (close := close_name(key, KNOWN)):  # "cpus": 1 would leave every CPU in use
+            raise ConfigError(f"{who}: total_resources[{key!r}]: did you mean {close!r}? A resource of your own may "
+                              f"not be named like {close!r}: a typo of it would be taken for one")
     if "gpu" in out and out["gpu"] != int(out["gpu"]):
         raise ConfigError(f"{who}: total_resources['gpu'] must be a whole number of GPUs, got {total['gpu']!r} "
                           f"(a trial may ask for a fraction of one)")
     return out
+
+
+def close_name(key: str, names: Sequence[str]) -> str | None:
+    """The one of ``names`` that ``key`` looks like a typo of (``"gpus"``, ``"CPU"`` for ``"gpu"``, ``"cpu"``; not
+    ``"tpu"``), or None."""
+    import difflib  # for names other than cpu and gpu only
+
+    close = difflib.get_close_matches(key.lower(), names, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def normalize(resources: Any, where: str = "resources") -> dict[str, float]:
@@ -128,10 +141,8 @@ class ResourcePool:
     def _unknown(self, key: str, value: float, where: str) -> None:
         """A name the totals lack: a typo of a known one (``"gpus"``, ``"CPU"``; not ``"tpu"``, a resource of its own)
         or a resource of the user's own never declared; "more than this machine has (0)" said neither."""
-        import difflib  # on this error only
-
-        close = difflib.get_close_matches(key.lower(), list(self.total), n=1, cutoff=0.8)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = close_name(key, list(self.total))
+        hint = f" (did you mean {close!r}?)" if close else ""
         declare = self._given_by or "total_resources="
         raise ConfigError(f"{where}[{key!r}] = {value:g}: this machine has no resource named {key!r}{hint}; it has "
                           f"{', '.join(map(repr, self.total))}. A resource of your own is declared with its amount in "
