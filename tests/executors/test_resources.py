@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tunesmith import ConfigError
-from tunesmith.executors.resources import ResourcePool, detect_gpus, normalize
+from tunesmith.executors.resources import ResourcePool, cpu_quota, detect_cpus, detect_gpus, normalize
 
 
 def test_fractional_gpus_pack_best_fit_and_keep_whole_devices_free():
@@ -63,3 +65,25 @@ def test_a_request_for_no_resource_at_all_is_refused(resources):
 @pytest.mark.parametrize("resources", [{"cpu": 0.5}, {"cpu": 0.01}, {"cpu": 0, "gpu": 0.25}, {"cpu": 0, "tpu": 1}])
 def test_a_fraction_of_a_cpu_or_cpu_0_beside_another_resource_stays_allowed(resources):
     assert normalize(resources)["cpu"] == resources["cpu"]
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "200000 100000\n"}, 2.0),  # cgroup v2: docker --cpus=2, a Kubernetes limit of 2
+    ({"cpu.max": "150000 100000\n"}, 1.5),
+    ({"cpu.max": "max 100000\n"}, None),  # no limit
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3.0),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu.max": "garbage\n"}, None), ({}, None),
+])
+def test_a_containers_cpu_quota_is_read_from_its_cgroup(tmp_path, files, expected):
+    """In a container limited to 2 CPUs on a 16-core host (``docker --cpus=2``, a Kubernetes CPU limit) the CPUs this
+    process may run on are all 16: the quota is only in the cgroup, and 16 one-CPU trials ran at once on 2 CPUs'
+    time."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(str(tmp_path), "/") == expected
+
+
+def test_the_cpus_found_are_no_more_than_this_process_may_run_on():
+    assert 0 < detect_cpus() <= len(os.sched_getaffinity(0))

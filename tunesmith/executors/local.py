@@ -114,9 +114,9 @@ class LocalBackend(Executor):
         total_resources: override what the machine offers, e.g. ``{"cpu": 4, "gpu": 2}``: non-negative numbers,
             a whole number of GPUs (ids 0..n-1 unless ``gpu_ids`` is given); other names are resources of your
             own (``{"tpu": 2}``), but not a name like ``cpu`` or ``gpu`` (``"cpus"``, ``"GPU"``: a typo).
-            Default: the CPUs this process may use and the GPUs in ``CUDA_VISIBLE_DEVICES`` or listed by
-            ``nvidia-smi`` (found when the run starts, whatever its trials ask for; nvidia-smi is asked once per
-            process).
+            Default: the CPUs this process may use (fewer under a cgroup CPU quota: ``cpu_quota``) and the GPUs
+            in ``CUDA_VISIBLE_DEVICES`` or listed by ``nvidia-smi`` (found when the run starts, whatever its trials
+            ask for; nvidia-smi is asked once per process).
         gpu_ids: the device ids to hand out, a list such as ``["0", "1"]`` (integers are taken as their text).
             A trial that asks for no GPU sees none of them (``CUDA_VISIBLE_DEVICES=""``); ``gpu_ids=[]`` (or
             ``total_resources={"gpu": 0}``) hands out no GPU and leaves ``CUDA_VISIBLE_DEVICES`` as the driver has

@@ -17,11 +17,42 @@ MIN_AMOUNT = 1e-4  # the least of a resource a trial may ask for, other than non
 KNOWN = ("cpu", "gpu")
 
 
-def detect_cpus() -> int:
+def detect_cpus() -> float:
+    """The CPUs this process may use: those it may run on, or fewer where its cgroup has a CPU quota
+    (``cpu_quota``: a container's ``--cpus=2`` on a larger host), a fraction (1.5) kept."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+    quota = cpu_quota()
+    return cpus if quota is None else max(MIN_AMOUNT, min(cpus, quota))
+
+
+def cpu_quota(root: str = "/sys/fs/cgroup", own: str | None = None) -> float | None:
+    """The CPU time this process's cgroup may use, in CPUs (``docker --cpus=2``, a Kubernetes CPU limit: 2.0), or
+    None where it has no limit or none is found. cgroup v2: ``cpu.max`` of ``own``, the process's cgroup (the ``0::``
+    line of ``/proc/self/cgroup``) under ``root``; cgroup v1: ``cpu/cpu.cfs_quota_us`` over ``cpu.cfs_period_us``."""
+    if own is None:
+        try:
+            with open("/proc/self/cgroup") as f:
+                own = next((line[3:].strip() for line in f if line.startswith("0::")), "/")
+        except OSError:
+            own = "/"
+    try:
+        with open(os.path.join(root, own.lstrip("/"), "cpu.max")) as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        try:
+            with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as f, \
+                    open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as g:
+                quota, period = f.read().strip(), g.read().strip()
+        except OSError:
+            return None
+    try:
+        cpus = int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):  # "max": no limit
+        return None
+    return cpus if cpus > 0 else None  # v1's -1: no limit
 
 
 def detect_gpus(env: Mapping[str, str] | None = None) -> list[str]:
