@@ -680,3 +680,34 @@ def test_a_second_ctrl_c_as_the_driver_starts_stopping_still_records_the_run_int
     finally:
         logger.removeHandler(handler)
     assert ts.load(str(results_dir / "again")).status == "interrupted"
+
+
+class _ExitAtFirstResult(ts.Callback):
+    """``sys.exit(3)`` in a user's callback once the first result is in (a script that gives up from a hook)."""
+
+    def on_trial_results(self, trial, results):
+        raise SystemExit(3)
+
+
+class _ExitingScheduler(ts.Scheduler):
+    """``sys.exit(4)`` in a user's scheduler hook at the first result."""
+
+    def on_result(self, trial, result, view):
+        raise SystemExit(4)
+
+
+def _reports_on(config):
+    for i in range(100_000):  # stopped at a report long before its end
+        ts.report({"x": i})
+
+
+@pytest.mark.parametrize(("where", "code"), [("callback", 3), ("scheduler", 4)])
+def test_sys_exit_in_a_users_hook_records_the_run_interrupted_and_keeps_its_code(results_dir, where, code):
+    """It escaped the driver past what handles Ctrl-C: the store stayed "running" and read "crashed"."""
+    extra = {"callbacks": [_ExitAtFirstResult()]} if where == "callback" else {"scheduler": _ExitingScheduler()}
+    with pytest.raises(SystemExit) as got:
+        ts.run(_reports_on, num_samples=1, verbose=0, name="exits", **extra)
+    assert got.value.code == code
+    stored = ts.load(str(results_dir / "exits"))
+    assert stored.status == "interrupted"
+    assert [t.status for t in stored.trials] == [ts.TrialStatus.PAUSED]

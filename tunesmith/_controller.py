@@ -221,19 +221,23 @@ class Controller:
         self.view.total_resources = self.total_resources
         for trial in [t for t in self.trials.values() if t.status.is_finished]:  # a resume's finished trials
             forget(self, trial)
-        self._notify("on_experiment_start", self.info)
         restore = self._defer_signals()
         try:
+            self._notify("on_experiment_start", self.info)
             self._run_loop()
             self.ended = "failed" if self._fatal is not None or self._failed_fast is not None else "finished"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as e:
+            # sys.exit() in a user's callback, searcher or scheduler hook: the user ends the run, as Ctrl-C does;
+            # the SystemExit goes on with its code once the trials are paused and the store says "interrupted"
             self.ended = "interrupted"
+            self._notify.exiting = isinstance(e, SystemExit)
             restore()  # a second Ctrl-C or SIGTERM ends the trials' grace: the executor's shutdown kills them
             try:
                 try:  # the warning too: a second Ctrl-C may land as it is written
-                    log.warning("interrupted: stopping %d running trials", len(self._running))
+                    how = "interrupted" if isinstance(e, KeyboardInterrupt) else f"SystemExit({e.code!r})"
+                    log.warning("%s: stopping %d running trials", how, len(self._running))
                     self._stop_all(grace_s=5.0)
-                except KeyboardInterrupt:
+                except (KeyboardInterrupt, SystemExit):  # a hook that exits at every result exits as they stop
                     log.warning("interrupted again: the running trials are killed")
             finally:
                 with _sigint_ignored():  # either way: the store says so (a third Ctrl-C must not cut that write)

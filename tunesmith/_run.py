@@ -626,7 +626,7 @@ def run(
         _setup_done()  # the collector runs as usual from the first trial on
         try:
             controller.run()  # Ctrl-C and SIGTERM end it cleanly (Controller._defer_signals)
-        except KeyboardInterrupt as e:
+        except (KeyboardInterrupt, SystemExit) as e:  # SystemExit: sys.exit() in a user's hook (Controller.run)
             log.warning("experiment %s interrupted; its results are stored. Resume with: %s", name,
                         resume_hint(name, fn, root, spec))
             if isinstance(e, Terminated):

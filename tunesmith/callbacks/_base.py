@@ -275,6 +275,9 @@ class Notifier:
     def __init__(self, callbacks: list[Callback]) -> None:
         self.callbacks = callbacks
         self._failures: set[tuple[int, str]] = set()
+        # set once a callback's sys.exit() ends the run: while its trials stop, another SystemExit (a hook that
+        # exits at every result) is logged and the stopping goes on, so they are paused, not killed
+        self.exiting = False
 
     @property
     def callbacks(self) -> list[Callback]:
@@ -295,6 +298,11 @@ class Notifier:
                 given = copies
             try:
                 getattr(cb, hook)(*given)
+            except SystemExit as e:
+                if not self.exiting:
+                    raise
+                log.warning("callback %s.%s raised SystemExit(%r) again while the run stops: ignored",
+                            type(cb).__name__, hook, e.code)
             except Exception:  # noqa: BLE001 - a broken logger must not end hours of tuning
                 key = (id(cb), hook)
                 if key not in self._failures:
