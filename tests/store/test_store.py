@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tunesmith.store.sqlite import SCHEMA_VERSION, Store, StoreError, result_dict
+from tunesmith.store.sqlite import SCHEMA_VERSION, WAL_SIZE_LIMIT, Store, StoreError, result_dict
 
 
 def test_schema_version_and_newer_store_refused(tmp_path):
@@ -492,3 +492,34 @@ def test_a_result_set_let_go_closes_its_store_at_once(tmp_path):
         assert _open_files_named("experiment.db") == 0
     finally:
         gc.enable()
+
+
+def test_the_writer_truncates_a_log_that_grew_under_a_readers_snapshot(tmp_path):
+    """A reader's snapshot (``tunesmith report`` during a fast run) keeps checkpoints from getting past it, so the
+    -wal grows; it kept its largest size on disk until the driver ended. Once the reader lets go, the writer's
+    next checkpoint folds the log in and the commit after it truncates the file to ``WAL_SIZE_LIMIT``."""
+    path = str(tmp_path / "e.db")
+    s = Store(path)
+    with s.transaction() as db:
+        s.insert_trial(db, 1, {}, {}, "RUNNING")
+    big = json.dumps({"blob": "x" * 50_000})
+    it = 0
+
+    def write() -> None:
+        nonlocal it
+        with s.transaction() as db:
+            s.append_results(db, [(1, it + k, 0.0, 0.0, big) for k in range(1, 51)])
+        it += 50
+
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM results").fetchone()  # its snapshot, held until it ends
+    while os.path.getsize(path + "-wal") <= 2 * WAL_SIZE_LIMIT:
+        write()
+    reader.execute("COMMIT")
+    reader.close()
+    write()  # its commit's checkpoint folds the whole log into the file
+    write()  # the log restarts from its start: the commit truncates it
+    assert os.path.getsize(path + "-wal") <= WAL_SIZE_LIMIT
+    assert s.count_results() == it
+    s.close()

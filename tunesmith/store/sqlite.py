@@ -177,6 +177,13 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=True)
 
 
+# the most the writer's -wal file keeps on disk after a checkpoint (``PRAGMA journal_size_limit``): a log that grew
+# while a reader held a snapshot (``tunesmith report`` during a fast run) is cut back to it at the first commit once
+# the log restarts; 4 times what SQLite's automatic checkpoint (1000 pages) lets it reach otherwise, so a steady
+# run's log is never cut and grown again
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+
+
 class StoreError(RuntimeError):
     """The experiment file is missing, newer than this tunesmith, or damaged."""
 
@@ -365,6 +372,7 @@ class Store:
         # WAL + NORMAL: a committed transaction survives a crash of the process (SIGKILL included);
         # only an OS crash or power loss can take the last commits.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
     def _checked(self, fn: Callable[[], Any]) -> Any:
         try:
