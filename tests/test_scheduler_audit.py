@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import tunesmith as ts
 from tunesmith.executors.simulated import SimulatedBackend
 
@@ -86,3 +88,32 @@ def test_a_result_that_meets_a_stop_rule_is_not_exploited(results_dir):
                     verbose=0, name="pbt-stop", scheduler=pbt, stop={"training_iteration": 4})
     assert result.lineage() == []
     assert [(t.config["a"], t.last_result["a_used"], t.iteration) for t in result.trials] == [(1, 1, 4), (0, 0, 4)]
+
+
+def _climb_to_4_keys_vary(config):
+    """``_climb_to_4`` whose first result holds one more key (the frame's rows are not all alike)."""
+    checkpoint = ts.get_checkpoint()
+    start = checkpoint.load()["i"] if checkpoint else 0
+    for i in range(start, 4):
+        extra = {"first": True} if i == 0 else {}
+        ts.report({"score": float(config["a"] * (i + 1)), "a_used": config["a"], **extra},
+                  checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
+
+
+@pytest.mark.parametrize("fn", [_climb_to_4, _climb_to_4_keys_vary])
+def test_dataframe_of_all_results_gives_each_row_the_config_that_produced_it(results_dir, fn):
+    """Real workers, one slot: trial 2 (a=0) is exploited at iteration 2 onto trial 1's checkpoint of 2 and goes on
+    with a new ``a``; its rows 1 and 2 (a=0) move into its new generation. ``dataframe(all_results=True)`` showed
+    them beside the new ``a``, as if it had produced them; each row now has the config that produced it (from the
+    exploit events, as ``lineage`` reads them)."""
+    pbt = ts.PBT(perturbation_interval=2, hyperparam_mutations={"a": [2, 3]}, resample_probability=1.0, seed=0)
+    result = ts.run(fn, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1,
+                    verbose=0, name="pbt-rows", scheduler=pbt)
+    exploits = result.lineage()
+    assert exploits and exploits[0]["source_iteration"] == 2, exploits
+    moved = exploits[0]["trial_id"]  # its old config's rows 1 and 2 are in its current generation
+    assert [h["a_used"] for h in result.history(moved)][:2] == [exploits[0]["old_config"]["a"]] * 2
+    frame = result.dataframe(all_results=True)
+    assert list(frame["config/a"]) == list(frame["a_used"]), frame[["trial_id", "training_iteration", "a_used",
+                                                                   "config/a"]]
+    assert len(frame) == sum(len(result.history(t.id)) for t in result.trials)

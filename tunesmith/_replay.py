@@ -28,6 +28,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from tunesmith._epochs import Epoch as _Epoch
+from tunesmith._epochs import epoch_of as _epoch_of
+from tunesmith._epochs import epochs as _epochs
+from tunesmith._epochs import exploits as _exploits
 from tunesmith._launches import LaunchHost, first_good_checkpoint, restart_launch
 from tunesmith._ledger import clean_leftovers
 from tunesmith.schedulers._base import Exploit, Pause
@@ -277,17 +281,6 @@ def replay(ctl: Replayable, restart_errored: str | None = None) -> None:
 _REPLAYED = "<replayed checkpoint>"
 
 
-class _Epoch(NamedTuple):
-    """A stretch of a trial's life between two PBT exploits: the exploit that began it (its generation, the
-    cloned checkpoint's iteration), the config the trial had through it, and the iterations of its own
-    checkpoints the *next* exploit dropped from the index (their results stayed in this generation)."""
-
-    generation: int
-    cloned: int
-    config: dict[str, Any]
-    dropped: frozenset[int]
-
-
 class _Step(NamedTuple):
     time: float
     # 0 a result, 1 the trial's end (after its results of the same instant), 2 the scheduler told that no trial would
@@ -376,40 +369,6 @@ def _chosen(ctl: Replayable, trial: TrialView, held: set[int]) -> None:
             ctl.trials[tid].status = was
 
 
-def _exploits(events: list[tuple[int, float, str, int | None, Any]]) -> dict[int, list[dict[str, Any]]]:
-    """Each trial's exploit events' data, in the order they happened."""
-    out: dict[int, list[dict[str, Any]]] = {}
-    for _seq, _when, kind, tid, data in events:
-        if kind == "exploit" and tid is not None and isinstance(data, dict):
-            out.setdefault(tid, []).append(data)
-    return out
-
-
-def _epochs(config: dict[str, Any], exploits: list[dict[str, Any]]) -> list[_Epoch]:
-    """A trial's epochs: the suggested config first (the first exploit's ``old_config``), then each exploit's. A
-    store that did not record them (schema 1: no ``old_config`` nor ``generation``) gives the latest config
-    throughout."""
-    if not exploits or any(not isinstance(e.get("generation"), int) or not isinstance(e.get("old_config"), dict)
-                           or not isinstance(e.get("config"), dict) or not isinstance(e.get("iteration"), int)
-                           for e in exploits):
-        return [_Epoch(0, 0, config, frozenset())]
-    begins = [(0, 0, exploits[0]["old_config"])] + [(e["generation"], e["iteration"], e["config"]) for e in exploits]
-    ends = [frozenset(i for i in e.get("dropped_checkpoints") or () if isinstance(i, int)) for e in exploits]
-    ends.append(frozenset())
-    return [_Epoch(g, it, c, d) for (g, it, c), d in zip(begins, ends)]
-
-
-def _epoch_of(row: ResultRow, epochs: list[_Epoch]) -> int:
-    """The epoch a row was reported in. Reported after exploit k (which started generation g_k from iteration
-    it_k), a row is past it_k and its generation is g_k or later (an exploit moves the rows up to its cloned
-    iteration into its generation); a row from before exploit k is at or below it_k, or kept an older
-    generation."""
-    for index in range(len(epochs) - 1, 0, -1):
-        if row.generation >= epochs[index].generation and row.iteration > epochs[index].cloned:
-            return index
-    return 0
-
-
 def _steps(trial: TrialView, rows: list[ResultRow], epochs: list[_Epoch], own: dict[int, str],
            checkpointed: set[tuple[int, int]]) -> list[_Step]:
     """A trial's results (every generation) as replay steps, with what the trial was when it reported each.
@@ -420,7 +379,7 @@ def _steps(trial: TrialView, rows: list[ResultRow], epochs: list[_Epoch], own: d
     dropped = {e.generation - 1: prev.dropped for prev, e in zip(epochs, epochs[1:])}
     steps = []
     for row in rows:
-        epoch = _epoch_of(row, epochs)
+        epoch = _epoch_of(row.generation, row.iteration, epochs)
         checkpoint = None
         if row.generation == trial.generation and row.iteration in own:  # indexed: its own, still there
             checkpoint = (row.iteration, own[row.iteration])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import itertools
@@ -15,6 +16,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from tunesmith import _layout
 from tunesmith._display import error_lines
+from tunesmith._epochs import Epoch, epoch_of, epochs, exploits
 from tunesmith._errors import ConfigError
 from tunesmith._layout import STORE_FILE
 from tunesmith._objective import Objective, unwrap_single
@@ -568,6 +570,7 @@ class ResultSet:
                 return self._dataframe(pd, all_results, show_secrets)
 
     def _dataframe(self, pd: Any, all_results: bool, show_secrets: bool) -> Any:
+        from tunesmith._secrets import mask
         from tunesmith._secrets import shown as masked
         from tunesmith.space import flatten
 
@@ -577,7 +580,9 @@ class ResultSet:
         rows = []
         by_id = {t.id: t if show_secrets else masked(t) for t in self.trials}  # configs and errors masked
         if all_results:
-            frame = self._results_frame(pd, {tid: shown(t.config) for tid, t in by_id.items()})
+            configs = {tid: shown(t.config) for tid, t in by_id.items()}
+            frame = self._results_frame(pd, _ProducedBy(configs, self._store.events("exploit"), shown,
+                                                         (lambda c: c) if show_secrets else mask))
             if not show_secrets:
                 _mask_text_results(frame, {t.id: t.config for t in self.trials})
             return frame
@@ -590,7 +595,7 @@ class ResultSet:
                 rows.append(rec)
         return pd.DataFrame(rows)
 
-    def _results_frame(self, pd: Any, configs: dict[int, dict[str, Any]]) -> Any:
+    def _results_frame(self, pd: Any, configs: _ProducedBy) -> Any:
         """``dataframe(all_results=True)``, built as columns, ``_FRAME_CHUNK`` rows at a time: the chunk's
         metrics decoded in one ``json.loads`` and made a frame by pandas, the automatic keys and the trial id
         straight from the rows, and each trial's config (masked and flattened once, in ``configs``) repeated
@@ -638,9 +643,10 @@ class ResultSet:
                 end = 0
                 for tid, same in itertools.groupby(tids):  # one stretch of rows per trial
                     start, end = end, end + len(list(same))
-                    _fill_config(config_cols, seg_cfg, seg_start, start)
-                    seg_start, seg_cfg = start, configs.get(tid, {})
-                    order.update(dict.fromkeys(seg_cfg))
+                    for at, config in configs.stretches(tid, rows, start, end):  # one per config (PBT)
+                        _fill_config(config_cols, seg_cfg, seg_start, at)
+                        seg_start, seg_cfg = at, config
+                        order.update(dict.fromkeys(seg_cfg))
                 def build(metrics: list[dict[str, Any]], keys: Any = keys) -> Any:
                     # a column per key, typed by pandas as it types them from the dicts
                     return pd.DataFrame({key: [m[key] for m in metrics] for key in keys})
@@ -656,9 +662,10 @@ class ResultSet:
                         order.update(_AUTO_ORDER)
                         keys.update(dict.fromkeys(m))
                         prev_keys = m.keys()
-                    if tid != prev_tid:
+                    config = configs.at(tid, rows[i][1]) if tid != prev_tid or tid in configs.exploited else seg_cfg
+                    if tid != prev_tid or config is not seg_cfg:
                         _fill_config(config_cols, seg_cfg, seg_start, i)
-                        seg_start, seg_cfg, prev_tid = i, configs.get(tid, {}), tid
+                        seg_start, seg_cfg, prev_tid = i, config, tid
                         order.update(dict.fromkeys(seg_cfg))
                 def build(metrics: list[dict[str, Any]], keys: Any = keys) -> Any:
                     return pd.DataFrame(metrics, columns=list(keys))  # named: pandas need not look through every row
@@ -679,12 +686,12 @@ class ResultSet:
             del rows, columns, frame, config_cols
         return whole.frame(order)
 
-    def _results_frame_by_row(self, pd: Any, configs: dict[int, dict[str, Any]]) -> Any:
+    def _results_frame_by_row(self, pd: Any, configs: _ProducedBy) -> Any:
         """``dataframe(all_results=True)`` one dict per result: for results whose metric names clash with the
         trial id, the automatic keys or the config columns (the later key wins, as it always did)."""
         rows = []
         for row in self._store.results():
-            rows.append({"trial_id": row[0], **result_dict(row), **configs.get(row[0], {})})
+            rows.append({"trial_id": row[0], **result_dict(row), **configs.at(row[0], row[1])})
         return pd.DataFrame(rows)
 
     @property
@@ -883,6 +890,48 @@ def _number_kind(dtype: Any, np: Any) -> str | None:
     if dtype == np.dtype(np.float64):
         return "f"
     return None
+
+
+class _ProducedBy:
+    """The config columns of each result of ``dataframe(all_results=True)``: those of the config that produced it.
+    A trial's current config (``configs``: shown, flattened) for most; after a PBT exploit the trial's rows up to
+    the cloned checkpoint's iteration (its current generation holds them) were produced by its config before,
+    which its exploit events tell (``_epochs``), shown as its current one is (``show``: flattened, ``mask``:
+    masked unless ``show_secrets``)."""
+
+    def __init__(self, configs: dict[int, dict[str, Any]], events: list[tuple[int, float, str, int | None, Any]],
+                 show: Callable[[dict[str, Any]], dict[str, Any]], mask: Callable[[Any], Any]) -> None:
+        self.configs = configs
+        self.exploited: dict[int, tuple[list[Epoch], list[dict[str, Any]]]] = {}
+        for tid, data in exploits(events).items():
+            if tid in configs and len(found := epochs({}, data)) > 1:  # schema 1 stores: one epoch, no old configs
+                shown = [show(mask(e.config)) for e in found[:-1]] + [configs[tid]]
+                self.exploited[tid] = (found, shown)
+
+    def at(self, tid: int, iteration: int) -> dict[str, Any]:
+        """The shown config that produced the trial's current-generation result at ``iteration``."""
+        found = self.exploited.get(tid)
+        if found is None:
+            return self.configs.get(tid, {})
+        return found[1][epoch_of(found[0][-1].generation, iteration, found[0])]
+
+    def stretches(self, tid: int, rows: Sequence[tuple[Any, ...]], start: int, end: int
+                  ) -> Iterable[tuple[int, dict[str, Any]]]:
+        """(first row, config) of each stretch of one config among the trial's rows start..end-1 (by iteration).
+        The epoch of a row only grows with its iteration and changes only past an exploit's cloned iteration: the
+        stretches begin where those iterations fall among the rows' (a bisection each, not a look at every row)."""
+        found = self.exploited.get(tid)
+        if found is None:
+            return ((start, self.configs.get(tid, {})),)
+        iterations = [rows[i][1] for i in range(start, end)]
+        cuts = sorted({0} | {bisect.bisect_right(iterations, e.cloned) for e in found[0][1:]})
+        out: list[tuple[int, dict[str, Any]]] = []
+        for cut in cuts:
+            if cut < len(iterations):
+                config = self.at(tid, iterations[cut])
+                if not out or config is not out[-1][1]:
+                    out.append((start + cut, config))
+        return out
 
 
 def _fill_config(cols: dict[str, list[Any]], config: dict[str, Any], start: int, end: int) -> None:

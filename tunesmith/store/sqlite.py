@@ -1056,9 +1056,11 @@ class Store:
             "SELECT iteration, path FROM checkpoints WHERE trial_id = ? ORDER BY iteration", (trial_id,))]
 
     @_reading
-    def events(self) -> list[tuple[int, float, str, int | None, Any]]:
+    def events(self, kind: str | None = None) -> list[tuple[int, float, str, int | None, Any]]:
+        """(seq, time, kind, trial, data) of every event, oldest first; only those of one ``kind`` if given."""
+        where, args = (" WHERE kind = ?", (kind,)) if kind is not None else ("", ())
         return [(s, t, k, tid, None if d is None else json.loads(d))
-                for s, t, k, tid, d in self._db.execute("SELECT * FROM events ORDER BY seq")]
+                for s, t, k, tid, d in self._db.execute(f"SELECT * FROM events{where} ORDER BY seq", args)]
 
     @_reading
     def command_events(self) -> list[dict[str, Any]]:
