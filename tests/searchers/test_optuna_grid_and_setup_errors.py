@@ -137,6 +137,49 @@ def test_run_refuses_a_point_outside_a_choice_before_the_experiment_folder_exist
     assert min(result.trials, key=lambda t: t.id).config == {"x": 5.0, "act": "tanh"}
 
 
+_NUMBERS_SPACE: dict[str, Any] = {"x": uniform(0, 1), "n": randint(0, 5), "q": ts.quniform(0, 1, 0.25),
+                                   "l": ts.loguniform(1e-3, 1), "ql": ts.qloguniform(1, 100, 5), "k": 3,
+                                   "d": {"y": uniform(0, 1)}}
+
+
+_NAN = r"expected a number Optuna can hold \(not NaN\); got nan"
+
+
+@pytest.mark.parametrize(("point", "message"), [
+    pytest.param({"x": float("nan")}, _NAN, id="nan-uniform"),
+    pytest.param({"q": float("nan")}, _NAN, id="nan-quniform"),
+    pytest.param({"n": float("nan")}, _NAN, id="nan-randint"),
+    pytest.param({"n": float("inf")}, r"expected an integer \(randint\); got inf", id="inf-randint"),
+    pytest.param({"n": 2.5}, r"expected an integer \(randint\); got 2.5", id="2.5-randint"),
+    pytest.param({"l": 0.0}, r"expected a positive number \(loguniform is on a log scale\); got 0.0",
+                 id="0-loguniform"),
+    pytest.param({"ql": 0.33}, r"expected a number that rounds to a positive multiple of q=5 \(qloguniform is on a log",
+                 id="qloguniform"),
+    pytest.param({"k": 5}, r"5 is not the space's constant 3", id="constant"),
+    pytest.param({"d": 5}, r"5 is not the space's constant \{'y': Uniform", id="nested-dict"),
+])
+def test_run_refuses_a_point_value_optuna_cannot_hold_before_the_experiment_folder_exists(
+        results_dir: Path, point: dict[str, Any], message: str) -> None:
+    """Optuna makes the config from its parameters: a NaN (no Optuna distribution holds one), a non-integer for an
+    integer domain, a value a log-scaled distribution cannot hold, or another value for a constant of the space
+    could not be run as given. Such a point is named at setup, not a raw ValueError at the first suggestion (NaN,
+    inf, 0 on a log scale) nor a config that silently differs from it (2.5 run as 2, a constant's value dropped)."""
+    match = rf'^points_to_evaluate\[0\]\["{next(iter(point))}"\]: {message}'
+    searcher = OptunaSearch(seed=0, points_to_evaluate=[point])
+    with pytest.raises(ConfigError, match=match):
+        ts.run(_act_train, _NUMBERS_SPACE, metric="loss", mode="min", num_samples=2, verbose=0, name="pts",
+               searcher=searcher)
+    assert not (results_dir / "pts").exists()
+
+
+def test_a_point_takes_an_integral_float_for_an_integer_domain_and_the_space_constant() -> None:
+    searcher = OptunaSearch(seed=0, points_to_evaluate=[{"n": 3.0, "k": 3, "d": {"y": 0.5}}])
+    searcher.setup(_NUMBERS_SPACE, "loss", "min", 2)
+    config = searcher.suggest(1)
+    assert isinstance(config, dict)
+    assert (config["n"], config["k"], config["d"]) == (3, 3, {"y": 0.5})
+
+
 def _act_space(trial: Any) -> None:
     trial.suggest_float("x", 0, 1)
     trial.suggest_categorical("act", ["relu", "tanh"])

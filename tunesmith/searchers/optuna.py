@@ -120,9 +120,10 @@ class OptunaSearch(Searcher):
         points_to_evaluate: (partial) configs to try first, through ``study.enqueue_trial`` (see
             ``tunesmith.searchers.points``; a partial option dict picks the first option it fits). A number outside
             its domain's bounds is used as given (in an option of a choice of dicts too), but a ``choice``/``grid``
-            value that is none of its options cannot be (an Optuna categorical holds only its choices): ``setup``
-            raises ``ConfigError`` naming the point. With a define-by-run ``space``: dicts of Optuna parameters (the
-            names the function suggests).
+            value that is none of its options cannot be (an Optuna categorical holds only its choices), nor can a NaN,
+            a non-integer for an integer domain, a value <= 0 for a log-scaled one or another value for a constant of
+            the space (the config is made from Optuna's parameters only): ``setup`` raises ``ConfigError`` naming the
+            point. With a define-by-run ``space``: dicts of Optuna parameters (the names the function suggests).
         space: a define-by-run function ``fn(trial)`` that calls ``trial.suggest_float/int/categorical``, as
             Optuna users write conditional spaces; it may return a dict of constants to add to the config. The
             config is the suggested parameters (by the names given) plus those constants; pass ``space=None``
@@ -407,6 +408,11 @@ class OptunaSearch(Searcher):
         elif isinstance(value, dict) and isinstance(got, dict):
             for key, item in value.items():
                 self._encode(item, (*name, key), got.get(key, _MISSING), out, partial, _key(where, key))
+        elif partial and not fits_partial(value, got):
+            # a constant (or nested dict) of the space has no Optuna parameter: the config would hold the space's own
+            raise ConfigError(mask_text_at(name, f"{where}: {got!r} is not the space's constant {value!r}; "
+                                                 "OptunaSearch makes a config from its parameters, so a point may give "
+                                                 "a constant's value or leave it out, not another", got, value))
 
     def _point_params(self, point: dict[str, Any], where: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -632,10 +638,23 @@ class _Param:
             return got
         if isinstance(got, bool) or not isinstance(got, numbers.Real):
             raise ConfigError(f"{where}: expected a number; got {got!r}")
+        if not isinstance(got, numbers.Integral) and math.isnan(got):  # no Optuna distribution holds NaN
+            raise ConfigError(f"{where}: expected a number Optuna can hold (not NaN); got {got!r}")
         if self.q is not None:
-            return int(round(float(got) / self.q))
+            if not math.isfinite(got):
+                raise ConfigError(f"{where}: expected a finite number ({domain.kind} holds multiples of q); "
+                                  f"got {got!r}")
+            k = int(round(float(got) / self.q))
+            if self.log and k < 1:  # Optuna's log-scaled multiplier holds k >= 1 only
+                raise ConfigError(f"{where}: expected a number that rounds to a positive multiple of q={self.q!r} "
+                                  f"({domain.kind} is on a log scale); got {got!r}")
+            return k
+        if self.log and got <= 0:  # Optuna's log-scaled distributions hold positive values only
+            raise ConfigError(f"{where}: expected a positive number ({domain.kind} is on a log scale); got {got!r}")
         if self.kind == "int":
-            return math.trunc(got)  # int() of a Real, typed
+            if not isinstance(got, numbers.Integral) and not float(got).is_integer():  # 2.5 would run as 2
+                raise ConfigError(f"{where}: expected an integer ({domain.kind}); got {got!r}")
+            return math.trunc(got)  # an integral value: int() of a Real, typed
         return float(got)
 
 
