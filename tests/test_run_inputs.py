@@ -272,6 +272,28 @@ def test_a_seed_beside_a_searcher_of_ones_own_is_said_to_be_unused(results_dir, 
     assert "QuasiRandom(seed=3)" in caplog.text
 
 
+@pytest.mark.parametrize("kind", ["BOHB", "OptunaSearch"])
+def test_a_grid_searched_by_a_model_searcher_is_said_to_be_searched_not_crossed(results_dir, caplog, kind):
+    """Random runs every grid point num_samples times; OptunaSearch and BOHB search a grid key as a choice, so 2
+    trials over a grid of 4 values leave 2 or more untried: the log says so, where it said nothing."""
+    if kind == "OptunaSearch":
+        pytest.importorskip("optuna")
+    searcher = ts.Repeat(ts.BOHB(seed=0) if kind == "BOHB" else ts.OptunaSearch(seed=0), 1)
+    space = {"g": ts.grid([1, 2, 3, 4]), "x": ts.uniform(0, 1)}
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        result = ts.run(lambda c: ts.report({"x": c["x"]}), space, metric="x", mode="min", num_samples=2, verbose=0,
+                        searcher=searcher)
+    assert len(result.trials) == 2
+    warned = [r.getMessage() for r in caplog.records if "grid" in r.getMessage()]
+    assert warned == [f"{kind} searches the grid keys ['g'] as choices, not crossing them as Random and QuasiRandom "
+                      f"do: num_samples=2 configs need not include each of the 4 grid points"], warned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        ts.run(lambda c: ts.report({"x": c["x"]}), space, metric="x", mode="min", num_samples=2, verbose=0,
+               searcher=ts.Random(seed=0))
+    assert not [r for r in caplog.records if "grid" in r.getMessage()]
+
+
 def test_a_storage_path_under_home_is_expanded(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

@@ -465,6 +465,7 @@ def run(
     # setup keeps its public (metric, mode) arguments (users' own searchers and schedulers implement it):
     # the objective's run form, a name or a list
     searcher.setup(space, objective.metric, objective.mode, num_samples)
+    _say_grid_is_searched(searcher, space, num_samples)
     scheduler.setup(objective.metric, objective.mode)
     _check_mutated_keys(scheduler, space)
     _check_compared_metrics(scheduler)
@@ -1083,6 +1084,22 @@ def _check_seeds(stored: dict[str, Any], name: str, searcher: Any, scheduler: An
                 raise ConfigError(f"resume: experiment {name!r} was run with seed={seed} (its {type(each).__name__} "
                                   f"{kind}'s), not {given}; pass the same seed, or none (the stored one is taken): "
                                   f"another would draw what the experiment never would have")
+
+
+def _say_grid_is_searched(searcher: Any, space: Any, num_samples: int) -> None:
+    """``OptunaSearch`` and ``BOHB`` (wrapped or not) take a ``grid`` key for a choice and search it: unlike ``Random``
+    they need not run every grid point, which ``grid`` does not say (a warning)."""
+    from tunesmith.searchers._wrapped import unwrapped
+    from tunesmith.space import Grid, domains
+
+    kind = type(unwrapped(searcher)[0]).__name__
+    if kind not in ("OptunaSearch", "BOHB") or not isinstance(space, dict):
+        return
+    grids = [(path, d) for path, d in domains(space) if isinstance(d, Grid)]
+    if grids:
+        log.warning("%s searches the grid keys %s as choices, not crossing them as Random and QuasiRandom do: "
+                    "num_samples=%d configs need not include each of the %d grid points", kind,
+                    ["/".join(path) for path, _ in grids], num_samples, math.prod(len(d.values) for _, d in grids))
 
 
 def _trials_per_sample(searcher: Any, space: dict[str, Any]) -> int | None:
