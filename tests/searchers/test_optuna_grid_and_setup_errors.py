@@ -5,6 +5,7 @@ experiment folder exists."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,20 @@ def test_a_point_keeps_its_option_where_a_choice_holds_1_and_1_0() -> None:
     replayed.setup({"x": choice([1, 1.0, True])}, "loss", "min", 3)
     replayed.restore_suggestion(1, {"x": 1.0})
     assert replayed._study.trials[0].params == {"x": 1}  # the option's index: 1.0 is the second
+
+
+# -- a NaN option ----------------------------------------------------------------------------------------------
+def _nan_train(config: dict[str, Any]) -> None:
+    ts.report({"loss": 1.0 if config["c"] == 1 else 2.0})
+
+
+def test_an_experiment_whose_choice_holds_nan_resumes_and_takes_a_nan_point(results_dir: Path) -> None:
+    """``choice([nan, 1])``: a stored config holding the NaN option (or a point giving it) is that option, though
+    NaN != NaN; the resume's replay and the point were refused ("nan is none of the options [nan, 1]")."""
+    space = {"c": choice([float("nan"), 1])}
+    first = ts.run(_nan_train, space, metric="loss", mode="min", num_samples=2, verbose=0, name="nan",
+                   searcher=OptunaSearch(seed=0, points_to_evaluate=[{"c": float("nan")}]))
+    assert math.isnan(min(first.trials, key=lambda t: t.id).config["c"])
+    again = ts.run(_nan_train, space, metric="loss", mode="min", num_samples=3, verbose=0, name="nan", resume=True,
+                   searcher=OptunaSearch(seed=0, points_to_evaluate=[{"c": float("nan")}]))
+    assert len(again.trials) == 3 and all(t.status.value == "TERMINATED" for t in again.trials)

@@ -278,7 +278,7 @@ def fits(spec: Any, value: Any) -> bool:
     """Whether ``value`` could have been drawn from ``spec`` (a domain, a nested dict, a constant).
 
     Used to tell which option of a choice a stored config took. Lists and tuples compare alike (a
-    config read back from JSON has lists); ``True`` is not ``1``.
+    config read back from JSON has lists); ``True`` is not ``1``; a NaN is a NaN option.
     """
     if isinstance(spec, SampleFrom):
         return True
@@ -314,6 +314,8 @@ def _same(a: Any, b: Any) -> bool:
         return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, bool) != isinstance(b, bool):
         return False
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True  # choice([nan, 1]): a config holding NaN took that option, though NaN != NaN
     try:
         return bool(a == b)
     except Exception:  # an object whose == misbehaves is simply not the same
