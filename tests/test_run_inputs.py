@@ -286,11 +286,14 @@ def test_a_grid_searched_by_a_model_searcher_is_said_to_be_searched_not_crossed(
     assert len(result.trials) == 2
     warned = [r.getMessage() for r in caplog.records if "grid" in r.getMessage()]
     assert warned == [f"{kind} searches the grid keys ['g'] as choices, not crossing them as Random and QuasiRandom "
-                      f"do: num_samples=2 configs need not include each of the 4 grid points"], warned
+                      f"do: the configs need not include each of the grid's 4 points (num_samples=2)"], warned
     caplog.clear()
+    one = {"g": ts.grid([5]), "x": ts.uniform(0, 1)}  # every config holds its one point
     with caplog.at_level(logging.WARNING, logger="tunesmith"):
         ts.run(lambda c: ts.report({"x": c["x"]}), space, metric="x", mode="min", num_samples=2, verbose=0,
                searcher=ts.Random(seed=0))
+        ts.run(lambda c: ts.report({"x": c["x"]}), one, metric="x", mode="min", num_samples=2, verbose=0,
+               searcher=ts.BOHB(seed=0) if kind == "BOHB" else ts.OptunaSearch(seed=0))
     assert not [r for r in caplog.records if "grid" in r.getMessage()]
 
 

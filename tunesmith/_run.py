@@ -1095,11 +1095,11 @@ def _say_grid_is_searched(searcher: Any, space: Any, num_samples: int) -> None:
     kind = type(unwrapped(searcher)[0]).__name__
     if kind not in ("OptunaSearch", "BOHB") or not isinstance(space, dict):
         return
-    grids = [(path, d) for path, d in domains(space) if isinstance(d, Grid)]
+    grids = [(path, d) for path, d in domains(space) if isinstance(d, Grid) and len(d.values) > 1]  # one: in each
     if grids:
-        log.warning("%s searches the grid keys %s as choices, not crossing them as Random and QuasiRandom do: "
-                    "num_samples=%d configs need not include each of the %d grid points", kind,
-                    ["/".join(path) for path, _ in grids], num_samples, math.prod(len(d.values) for _, d in grids))
+        log.warning("%s searches the grid keys %s as choices, not crossing them as Random and QuasiRandom do: the "
+                    "configs need not include each of the grid's %d points (num_samples=%d)", kind,
+                    ["/".join(path) for path, _ in grids], math.prod(len(d.values) for _, d in grids), num_samples)
 
 
 def _trials_per_sample(searcher: Any, space: dict[str, Any]) -> int | None:
