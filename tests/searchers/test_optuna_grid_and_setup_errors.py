@@ -154,7 +154,7 @@ _NAN = r"expected a number Optuna can hold \(not NaN\); got nan"
     pytest.param({"n": 2.5}, r"expected an integer \(randint\); got 2.5", id="2.5-randint"),
     pytest.param({"l": 0.0}, r"expected a positive number \(loguniform is on a log scale\); got 0.0",
                  id="0-loguniform"),
-    pytest.param({"ql": 0.33}, r"expected a number that rounds to a positive multiple of q=5 \(qloguniform is on a log",
+    pytest.param({"ql": -1.0}, r"expected a positive number \(qloguniform is on a log scale\); got -1.0",
                  id="qloguniform"),
     pytest.param({"k": 5}, r"5 is not the space's constant 3", id="constant"),
     pytest.param({"d": 5}, r"5 is not the space's constant \{'y': Uniform", id="nested-dict"),
@@ -174,11 +174,12 @@ def test_run_refuses_a_point_value_optuna_cannot_hold_before_the_experiment_fold
 
 
 def test_a_point_takes_an_integral_float_for_an_integer_domain_and_the_space_constant() -> None:
-    searcher = OptunaSearch(seed=0, points_to_evaluate=[{"n": 3.0, "k": 3, "d": {"y": 0.5}}])
+    """3.0 is the integer 3; 0.33 for qloguniform(1, 100, 5) (below q/2) is 5, as the domain rounds a draw."""
+    searcher = OptunaSearch(seed=0, points_to_evaluate=[{"n": 3.0, "k": 3, "d": {"y": 0.5}, "ql": 0.33}])
     searcher.setup(_NUMBERS_SPACE, "loss", "min", 2)
     config = searcher.suggest(1)
     assert isinstance(config, dict)
-    assert (config["n"], config["k"], config["d"]) == (3, 3, {"y": 0.5})
+    assert (config["n"], config["k"], config["d"], config["ql"]) == (3, 3, {"y": 0.5}, 5)
 
 
 def _act_space(trial: Any) -> None:

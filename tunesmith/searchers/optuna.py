@@ -640,17 +640,15 @@ class _Param:
             raise ConfigError(f"{where}: expected a number; got {got!r}")
         if not isinstance(got, numbers.Integral) and math.isnan(got):  # no Optuna distribution holds NaN
             raise ConfigError(f"{where}: expected a number Optuna can hold (not NaN); got {got!r}")
+        if self.log and got <= 0:  # Optuna's log-scaled distributions hold positive values only
+            raise ConfigError(f"{where}: expected a positive number ({domain.kind} is on a log scale); got {got!r}")
         if self.q is not None:
             if not math.isfinite(got):
                 raise ConfigError(f"{where}: expected a finite number ({domain.kind} holds multiples of q); "
                                   f"got {got!r}")
             k = int(round(float(got) / self.q))
-            if self.log and k < 1:  # Optuna's log-scaled multiplier holds k >= 1 only
-                raise ConfigError(f"{where}: expected a number that rounds to a positive multiple of q={self.q!r} "
-                                  f"({domain.kind} is on a log scale); got {got!r}")
-            return k
-        if self.log and got <= 0:  # Optuna's log-scaled distributions hold positive values only
-            raise ConfigError(f"{where}: expected a positive number ({domain.kind} is on a log scale); got {got!r}")
+            # qloguniform's multiplier is >= 1 (Optuna's log scale): 0 < got < q/2 is q, as the domain rounds it
+            return max(k, 1) if self.log else k
         if self.kind == "int":
             if not isinstance(got, numbers.Integral) and not float(got).is_integer():  # 2.5 would run as 2
                 raise ConfigError(f"{where}: expected an integer ({domain.kind}); got {got!r}")
