@@ -145,6 +145,29 @@ def test_a_retry_continues_boosting_from_the_checkpoint(results_dir):
     assert [h["valid-binary_logloss"] for h in history] == pytest.approx(log["valid"]["binary_logloss"], rel=1e-6)
 
 
+def train_cv(config):
+    lgb.cv(PARAMS, lgb.Dataset(X, y), num_boost_round=6, nfold=2, stratified=False, shuffle=False,
+           callbacks=[ReportCallback(checkpoint_every=config["checkpoint_every"])])
+
+
+def test_lgb_cv_reports_the_fold_mean_and_a_checkpoint_asked_of_it_is_one_error_saying_why(results_dir):
+    """lgb.cv hands its callbacks a CVBooster (every fold's booster): each round reports the mean over the
+    folds; checkpoint_every fails the trial with a ConfigError at the first checkpoint, where it used to save
+    the CVBooster's JSON as model.txt, which resume() then could not load (a retry failed with lightgbm's
+    'Unknown model format or submodel type')."""
+    result = ts.run(train_cv, {"checkpoint_every": ts.grid([None, 2])}, max_failures=1, verbose=0)
+    plain, checkpointed = sorted(result.trials, key=lambda t: t.config["checkpoint_every"] is not None)
+    assert plain.status is ts.TrialStatus.TERMINATED
+    folds = lgb.cv(PARAMS, lgb.Dataset(X, y), num_boost_round=6, nfold=2, stratified=False, shuffle=False)
+    assert [h["valid-binary_logloss"] for h in result.history(plain.id)] == pytest.approx(
+        folds["valid binary_logloss-mean"], rel=1e-6)
+    assert checkpointed.status is ts.TrialStatus.ERROR
+    assert checkpointed.num_failures == 1  # a ConfigError: no retry
+    assert checkpointed.checkpoint is None
+    assert "ConfigError" in checkpointed.error and "lgb.cv" in checkpointed.error, checkpointed.error[-500:]
+    assert "checkpoint_every" in checkpointed.error
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ts.ConfigError, match="checkpoint_every"):
         ReportCallback(checkpoint_every=0)

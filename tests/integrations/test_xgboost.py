@@ -99,6 +99,18 @@ def test_checkpoints_asked_of_xgb_cv_are_one_error_saying_why_and_leave_no_folde
     assert set(glob.glob(pattern)) <= before
 
 
+def plain_cv(config):
+    xgb.cv(PARAMS, xgb.DMatrix(X, y), num_boost_round=6, nfold=2, shuffle=False, callbacks=[ReportCallback()])
+
+
+def test_xgb_cv_reports_the_mean_over_the_folds(results_dir):
+    result = ts.run(plain_cv, verbose=0)
+    (t,) = result.trials
+    assert t.status is ts.TrialStatus.TERMINATED
+    folds = xgb.cv(PARAMS, xgb.DMatrix(X, y), num_boost_round=6, nfold=2, shuffle=False)
+    assert [h["test-logloss"] for h in result.history(t.id)] == pytest.approx(list(folds["test-logloss-mean"]))
+
+
 def test_a_stop_rule_ends_boosting_at_the_round_it_met(results_dir):
     result = ts.run(train_plain, verbose=0, stop={"training_iteration": 5})
     (t,) = result.trials

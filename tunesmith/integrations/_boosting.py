@@ -64,6 +64,13 @@ class RoundReporter:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+def no_booster_in_cv(who: str, booster: Any, cv: str, train: str) -> ConfigError:
+    """The error for ``checkpoint_every`` inside a library's cross-validation, whose callbacks get every fold's
+    booster together: there is no one booster to save, nor one that ``resume`` could give back."""
+    return ConfigError(f"{who}(checkpoint_every=...): {type(booster).__name__} has no booster to save: {cv} is not "
+                       f"supported with checkpoints (use {train}, or checkpoint_every=None)")
+
+
 def restored_model_file(filename: str, who: str) -> str | None:
     """The model file of the trial's checkpoint (retry, PBT exploit, resume), or None on a fresh start."""
     checkpoint = tunesmith.get_checkpoint()

@@ -21,7 +21,8 @@ binary_logloss``. One ``report()`` per round, so ``training_iteration`` is the n
 holds. When the driver stops the trial (a scheduler, a stop rule, a time limit), the callback raises
 ``lightgbm.callback.EarlyStopException`` at the round just reported: ``lgb.train`` returns the booster
 normally (its ``best_iteration`` is that round). Works with ``lgb.train`` and the scikit-learn wrappers
-(``LGBMClassifier().fit(..., callbacks=[...])``); not with ``lgb.cv``.
+(``LGBMClassifier().fit(..., callbacks=[...])``); with ``lgb.cv`` each round reports the mean over the
+folds (``valid-binary_logloss``), without checkpoints.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 from tunesmith._optional import require
 from tunesmith.integrations._boosting import (
     RoundReporter,
+    no_booster_in_cv,
     positive_or_none,
     restored_model_file,
     rounds_left,
@@ -48,6 +50,8 @@ _HINT = ("names are '<data>-<metric>': the name in valid_names (default 'valid_0
 
 
 def _save(booster: Any, folder: str) -> None:
+    if not isinstance(booster, lgb.Booster):  # lgb.cv's callbacks get a CVBooster: every fold's booster
+        raise no_booster_in_cv(_WHO, booster, "lgb.cv", "lgb.train")
     booster.save_model(f"{folder}/{MODEL_FILE}", num_iteration=-1)  # every round, not only a best_iteration
 
 

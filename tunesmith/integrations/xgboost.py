@@ -18,8 +18,8 @@ and the ``eval_metric`` (``valid-logloss``, ``train-auc``, ``valid-ndcg@5``). On
 ``training_iteration`` is the number of rounds the booster holds. When the driver stops the trial (a
 scheduler, a stop rule, a time limit), ``after_iteration`` returns True: xgboost ends boosting after the round
 just reported and ``xgb.train`` returns normally. Works with ``xgb.train`` and the scikit-learn wrappers
-(``XGBClassifier(callbacks=[...])``, whose evaluation sets are named ``validation_0``...); not with
-``xgb.cv``.
+(``XGBClassifier(callbacks=[...])``, whose evaluation sets are named ``validation_0``...); with ``xgb.cv``
+each round reports the mean over the folds (``test-logloss``), without checkpoints.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tunesmith._errors import ConfigError
 from tunesmith._optional import require
 from tunesmith.integrations._boosting import (
     RoundReporter,
+    no_booster_in_cv,
     positive_or_none,
     restored_model_file,
     rounds_left,
@@ -48,8 +48,7 @@ _HINT = ("names are '<data>-<metric>': the name in evals=[(dmatrix, name)] and t
 
 def _save(booster: Any, folder: str) -> None:
     if not hasattr(booster, "save_model"):  # xgb.cv's callbacks get every fold's booster packed together
-        raise ConfigError(f"{_WHO}(checkpoint_every=...): {type(booster).__name__} has no booster to save: xgb.cv "
-                          f"is not supported with checkpoints (use xgb.train, or checkpoint_every=None)")
+        raise no_booster_in_cv(_WHO, booster, "xgb.cv", "xgb.train")
     booster.save_model(f"{folder}/{MODEL_FILE}")
 
 
