@@ -119,6 +119,27 @@ def test_a_new_model_gets_the_config_and_bad_input_is_named(tmp_path: Any) -> No
         ReportCallback(_env(), eval_freq=0)
 
 
+def _evaluating_on_the_training_env(config: dict[str, Any]) -> None:
+    import gymnasium as gym
+
+    env = _env(2) if config["vec"] else gym.make("CartPole-v1")
+    model = PPO("MlpPolicy", env, seed=0, **SMALL)
+    model.learn(256, callback=ReportCallback(env, eval_freq=64, n_eval_episodes=1))
+
+
+def test_evaluating_on_the_training_environment_is_one_error() -> None:
+    """evaluate_policy resets the environment it is given: were it the training one (a vectorised env, or the
+    gym env SB3 wrapped for training), training would go on from observations that no longer hold, with the
+    evaluation's episodes in its episode statistics, silently."""
+    result = ts.run(_evaluating_on_the_training_env, space={"vec": ts.grid([True, False])}, max_failures=1,
+                    verbose=0, name="sb3-same-env")
+    for trial in result.trials:
+        assert trial.status == ts.TrialStatus.ERROR, trial.config
+        assert trial.num_failures == 1  # a ConfigError: not retried
+        assert result.history(trial.id) == []
+        assert "ConfigError" in trial.error and "eval_env" in trial.error, trial.error[-500:]
+
+
 def test_a_checkpoint_this_user_did_not_write_is_not_loaded(tmp_path: Any) -> None:
     model = PPO("MlpPolicy", _env(), seed=0, **SMALL)
     ckpt = _saved(tmp_path, model)

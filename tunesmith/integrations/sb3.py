@@ -46,8 +46,9 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
     ends ``learn`` at once; :attr:`stopped` then says so (a later ``ts.report`` raises again).
 
     Args:
-        eval_env: the environment (or vectorised environment) to evaluate on; keep it apart from the
-            training environment.
+        eval_env: the environment (or vectorised environment) to evaluate on, apart from the training one
+            (the training environment itself is a ``ConfigError`` when ``learn`` starts: ``evaluate_policy``
+            resets it).
         eval_freq: timesteps between evaluations, counted over all training environments together
             (``model.num_timesteps``; SB3's own ``EvalCallback`` counts calls instead).
         n_eval_episodes: episodes per evaluation.
@@ -70,6 +71,10 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         self._next_eval: int | None = None
 
     def _on_training_start(self) -> None:
+        if _is_training_env(self.eval_env, self.training_env):
+            raise ConfigError("ReportCallback(eval_env=...): the evaluation environment is the training one; "
+                              "evaluate_policy resets it, and training would go on from observations that no "
+                              "longer hold: give a separate environment (e.g. another make_vec_env(...))")
         # a restored model continues its count: the next evaluation is eval_freq after where it is now
         self._next_eval = self.num_timesteps + self.eval_freq
 
@@ -102,6 +107,19 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
             ok = _common.report(metrics)
         self.stopped = not ok
         return ok
+
+
+def _is_training_env(eval_env: Any, training_env: Any) -> bool:
+    """Whether ``eval_env`` is ``training_env``, a vectorised env it wraps (``VecTransposeImage``, which SB3
+    adds for images) or, for a gym environment, one of those SB3 wrapped (``Monitor``, ``DummyVecEnv``) to
+    train on."""
+    while getattr(training_env, "venv", None) is not None and training_env is not eval_env:
+        training_env = training_env.venv
+    if eval_env is training_env:
+        return True
+    unwrapped = getattr(eval_env, "unwrapped", None)
+    return unwrapped is not None and any(getattr(env, "unwrapped", None) is unwrapped
+                                         for env in getattr(training_env, "envs", ()))
 
 
 def load_or_create(algo_class: Any, env: Any, config: dict[str, Any], *, checkpoint: Any = _DEFAULT,
