@@ -75,6 +75,37 @@ def test_a_retry_continues_from_the_checkpoint() -> None:
     assert [h["timesteps"] for h in result.history(trial.id)] == [256, 512, 768, 1024]
 
 
+def _dqn(config: dict[str, Any]) -> None:
+    import torch
+    from stable_baselines3 import DQN
+
+    torch.set_num_threads(1)
+    restored = ts.get_checkpoint() is not None
+    model = load_or_create(DQN, _env(), {}, policy="MlpPolicy", seed=0, learning_starts=100, buffer_size=5000,
+                           policy_kwargs={"net_arch": [16]})
+    with open(os.path.join(ts.get_trial_dir(), "starts.jsonl"), "a") as f:
+        f.write(json.dumps({"timesteps": model.num_timesteps, "buffer": model.replay_buffer.size()}) + "\n")
+    callback = ReportCallback(_env(), eval_freq=200, n_eval_episodes=1, **config["callback"])
+    model.learn(600 - model.num_timesteps, callback=callback, reset_num_timesteps=False)
+    if not restored:
+        raise RuntimeError("first attempt fails after learning")
+
+
+def test_an_off_policy_model_can_be_restored_with_its_replay_buffer() -> None:
+    """model.save leaves the replay buffer out: a restored DQN started with an empty one and, past
+    learning_starts, trained at once on the few transitions it had collected since."""
+    result = ts.run(_dqn, space={"callback": ts.grid([{}, {"replay_buffer": True}])}, max_failures=1, verbose=0,
+                    name="sb3-replay")
+    without, with_buffer = sorted(result.trials, key=lambda t: bool(t.config["callback"]))
+    for trial in result.trials:
+        assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    assert _lines(os.path.join(without.path, "starts.jsonl"))[1] == {"timesteps": 600, "buffer": 0}
+    # saved at step 600's evaluation, which SB3 runs before it stores that step's transition
+    assert _lines(os.path.join(with_buffer.path, "starts.jsonl"))[1] == {"timesteps": 600, "buffer": 599}
+    with pytest.raises(ts.ConfigError, match="replay_buffer"):
+        PPO("MlpPolicy", _env(), **SMALL).learn(64, callback=ReportCallback(_env(), eval_freq=64, replay_buffer=True))
+
+
 def _saved(tmp_path: Any, model: Any) -> Checkpoint:
     folder = tmp_path / "model"
     folder.mkdir()
@@ -117,6 +148,8 @@ def test_a_new_model_gets_the_config_and_bad_input_is_named(tmp_path: Any) -> No
         load_or_create(PPO, _env(), {"gamma": 0.95}, checkpoint=None, policy="MlpPolicy", gamma=0.9)
     with pytest.raises(ts.ConfigError, match="eval_freq must be a positive integer"):
         ReportCallback(_env(), eval_freq=0)
+    with pytest.raises(ts.ConfigError, match="pass checkpoint=True too"):
+        ReportCallback(_env(), eval_freq=1, checkpoint=False, replay_buffer=True)
 
 
 def _evaluating_on_the_training_env(config: dict[str, Any]) -> None:

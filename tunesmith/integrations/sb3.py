@@ -29,9 +29,10 @@ require("stable_baselines3", "sb3", "tunesmith.integrations.sb3")
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 
-__all__ = ["MODEL_FILE", "ReportCallback", "load_or_create"]
+__all__ = ["MODEL_FILE", "REPLAY_BUFFER_FILE", "ReportCallback", "load_or_create"]
 
 MODEL_FILE = "model.zip"  # the file ``model.save`` writes in a checkpoint folder
+REPLAY_BUFFER_FILE = "replay_buffer.pkl"  # ``model.save_replay_buffer``'s, with ReportCallback(replay_buffer=True)
 _DEFAULT: Any = object()
 
 
@@ -54,19 +55,27 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         n_eval_episodes: episodes per evaluation.
         deterministic: evaluate the deterministic policy (SB3's default).
         checkpoint: save the model with each report.
+        replay_buffer: also save an off-policy model's replay buffer (DQN, SAC, TD3...) with each checkpoint,
+            which ``model.save`` leaves out; :func:`load_or_create` restores it. Without it a restored model
+            starts with an empty buffer and, past ``learning_starts``, trains at once on the few transitions
+            collected since. The file is as large as the buffer (``buffer_size`` transitions).
     """
 
     def __init__(self, eval_env: Any, eval_freq: int, n_eval_episodes: int = 5, deterministic: bool = True,
-                 checkpoint: bool = True, verbose: int = 0) -> None:
+                 checkpoint: bool = True, replay_buffer: bool = False, verbose: int = 0) -> None:
         for name, value in (("eval_freq", eval_freq), ("n_eval_episodes", n_eval_episodes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"ReportCallback: {name} must be a positive integer, got {value!r}")
+        if replay_buffer and not checkpoint:
+            raise ConfigError("ReportCallback: replay_buffer=True saves the buffer with each checkpoint, and "
+                              "checkpoint is False; pass checkpoint=True too")
         super().__init__(verbose)
         self.eval_env = eval_env
         self.eval_freq = eval_freq
         self.n_eval_episodes = n_eval_episodes
         self.deterministic = deterministic
         self.checkpoint = checkpoint
+        self.replay_buffer = replay_buffer
         self.stopped = False
         self._next_eval: int | None = None
 
@@ -75,6 +84,9 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
             raise ConfigError("ReportCallback(eval_env=...): the evaluation environment is the training one; "
                               "evaluate_policy resets it, and training would go on from observations that no "
                               "longer hold: give a separate environment (e.g. another make_vec_env(...))")
+        if self.replay_buffer and not hasattr(self.model, "save_replay_buffer"):
+            raise ConfigError(f"ReportCallback(replay_buffer=True): {type(self.model).__name__} has no replay "
+                              f"buffer (only off-policy algorithms such as DQN, SAC, TD3 have one)")
         # a restored model continues its count: the next evaluation is eval_freq after where it is now
         self._next_eval = self.num_timesteps + self.eval_freq
 
@@ -102,6 +114,9 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         if self.checkpoint:
             with tempfile.TemporaryDirectory(prefix="sb3-") as folder:
                 self.model.save(os.path.join(folder, MODEL_FILE))
+                if self.replay_buffer:  # an OffPolicyAlgorithm: _on_training_start checked
+                    off_policy: Any = self.model
+                    off_policy.save_replay_buffer(os.path.join(folder, REPLAY_BUFFER_FILE))
                 ok = _common.report(metrics, Checkpoint.from_dir(folder))  # copied before the folder goes
         else:
             ok = _common.report(metrics)
@@ -144,8 +159,8 @@ def load_or_create(algo_class: Any, env: Any, config: dict[str, Any], *, checkpo
             one keeps its network).
 
     Returns:
-        The model; continue its count with ``model.learn(total - model.num_timesteps,
-        reset_num_timesteps=False)``.
+        The model, with its replay buffer when the checkpoint holds one (``ReportCallback(replay_buffer=True)``);
+        continue its count with ``model.learn(total - model.num_timesteps, reset_num_timesteps=False)``.
 
     Raises:
         ConfigError: a key is both in ``config`` and ``fixed``.
@@ -171,5 +186,9 @@ def load_or_create(algo_class: Any, env: Any, config: dict[str, Any], *, checkpo
     # custom_objects: the saved values are not even deserialised (an old schedule may be a closure that no
     # longer unpickles); the keyword arguments are set before SB3's _setup_model builds the learning-rate and
     # clip-range schedules and the rollout buffer from them
-    return algo_class.load(path, env=env, device=fixed.get("device", "auto"), custom_objects=dict(hyper),
-                           **hyper, **rest)
+    model = algo_class.load(path, env=env, device=fixed.get("device", "auto"), custom_objects=dict(hyper),
+                            **hyper, **rest)
+    buffer = os.path.join(folder, REPLAY_BUFFER_FILE)
+    if os.path.isfile(buffer):  # saved by ReportCallback(replay_buffer=True); checked with the folder above
+        model.load_replay_buffer(buffer)
+    return model
