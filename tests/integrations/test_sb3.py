@@ -36,7 +36,10 @@ def _train(config: dict[str, Any]) -> None:
     callback = ReportCallback(_env(), eval_freq=config["eval_freq"], n_eval_episodes=2)
     with open(os.path.join(ts.get_trial_dir(), "starts.jsonl"), "a") as f:
         f.write(json.dumps({"restored": restored, "timesteps": model.num_timesteps}) + "\n")
-    model.learn(config["total"] - model.num_timesteps, callback=callback, reset_num_timesteps=False)
+    if config.get("reset"):  # SB3's default: learn counts from 0 again
+        model.learn(config["total"], callback=callback)
+    else:
+        model.learn(config["total"] - model.num_timesteps, callback=callback, reset_num_timesteps=False)
     with open(os.path.join(ts.get_trial_dir(), "end.json"), "w") as f:
         json.dump({"timesteps": model.num_timesteps, "stopped": callback.stopped}, f)
     if not restored and config.get("fail_once"):
@@ -104,6 +107,18 @@ def test_an_off_policy_model_can_be_restored_with_its_replay_buffer() -> None:
     assert _lines(os.path.join(with_buffer.path, "starts.jsonl"))[1] == {"timesteps": 600, "buffer": 599}
     with pytest.raises(ts.ConfigError, match="replay_buffer"):
         PPO("MlpPolicy", _env(), **SMALL).learn(64, callback=ReportCallback(_env(), eval_freq=64, replay_buffer=True))
+
+
+def test_restarting_the_count_of_a_restored_model_is_one_error() -> None:
+    """learn(reset_num_timesteps=True), SB3's default, counts a restored model's timesteps from 0 again: the
+    trial reported 256 and 512 after 512 (PBT with time_attr='timesteps' then ran each exploited trial for
+    its whole budget again) and its linear schedules started over."""
+    result = ts.run(_train, space={"eval_freq": 256, "total": 512, "fail_once": True, "reset": True},
+                    max_failures=1, verbose=0, name="sb3-reset")
+    trial = result.trials[0]
+    assert [h["timesteps"] for h in result.history(trial.id)] == [256, 512]
+    assert trial.status == ts.TrialStatus.ERROR
+    assert "ConfigError" in trial.error and "reset_num_timesteps=False" in trial.error, trial.error[-500:]
 
 
 def _saved(tmp_path: Any, model: Any) -> Checkpoint:

@@ -44,7 +44,9 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
     ``mean_reward``, ``std_reward`` and ``timesteps`` (the model's ``num_timesteps``), with the model saved
     as a checkpoint (``model.save`` into ``model.zip`` of a folder; :func:`load_or_create` restores it). When
     the driver stops the trial (a scheduler, a stop rule, a time limit), ``_on_step`` returns False, so SB3
-    ends ``learn`` at once; :attr:`stopped` then says so (a later ``ts.report`` raises again).
+    ends ``learn`` at once; :attr:`stopped` then says so (a later ``ts.report`` raises again). A ``learn`` that
+    counts a model which has already trained from 0 again (``reset_num_timesteps=True``, SB3's default) is a
+    ``ConfigError`` when it starts: the reported ``timesteps`` would go back.
 
     Args:
         eval_env: the environment (or vectorised environment) to evaluate on, apart from the training one
@@ -87,6 +89,12 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         if self.replay_buffer and not hasattr(self.model, "save_replay_buffer"):
             raise ConfigError(f"ReportCallback(replay_buffer=True): {type(self.model).__name__} has no replay "
                               f"buffer (only off-policy algorithms such as DQN, SAC, TD3 have one)")
+        if self.num_timesteps == 0 and getattr(self.model, "_n_updates", 0) > 0:
+            raise ConfigError(f"ReportCallback: learn() counts the timesteps of a model that has already trained "
+                              f"({self.model._n_updates} updates) from 0 again (reset_num_timesteps=True, SB3's "
+                              f"default): the reported 'timesteps' would go back and linear schedules start over; "
+                              f"continue the count with model.learn(total - model.num_timesteps, "
+                              f"reset_num_timesteps=False)")
         # a restored model continues its count: the next evaluation is eval_freq after where it is now
         self._next_eval = self.num_timesteps + self.eval_freq
 
