@@ -188,6 +188,34 @@ def test_evaluating_on_the_training_environment_is_one_error() -> None:
         assert "ConfigError" in trial.error and "eval_env" in trial.error, trial.error[-500:]
 
 
+def _normalized(config: dict[str, Any]) -> None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(_env())
+    eval_env = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=1), training=False, norm_reward=False)
+    model = PPO("MlpPolicy", env, seed=0, **SMALL)
+    model.learn(1024, callback=ReportCallback(eval_env, eval_freq=256, n_eval_episodes=1))
+    with open(os.path.join(ts.get_trial_dir(), "end.json"), "w") as f:
+        json.dump({"training": env.obs_rms.count, "evaluation": eval_env.obs_rms.count}, f)
+
+
+def test_a_normalized_evaluation_uses_the_training_statistics() -> None:
+    """As SB3's EvalCallback does (sync_envs_normalization): a VecNormalize evaluation environment gets the
+    training environment's running mean and variance before each evaluation; it evaluated the policy on
+    observations normalised with its own, never-updated statistics."""
+    result = ts.run(_normalized, stop={"training_iteration": 1}, verbose=0, name="sb3-normalize")
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    with open(os.path.join(trial.path, "end.json")) as f:
+        end = json.load(f)
+    assert end["evaluation"] == end["training"] > 256  # copied at the evaluation at step 256, where learn ended
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    model = PPO("MlpPolicy", VecNormalize(_env()), seed=0, **SMALL)
+    with pytest.raises(ts.ConfigError, match="eval_env is not"):  # at the first evaluation, before any report
+        model.learn(128, callback=ReportCallback(_env(), eval_freq=64, n_eval_episodes=1))
+
+
 def test_a_checkpoint_this_user_did_not_write_is_not_loaded(tmp_path: Any) -> None:
     model = PPO("MlpPolicy", _env(), seed=0, **SMALL)
     ckpt = _saved(tmp_path, model)

@@ -14,6 +14,7 @@ Needs ``pip install 'tunesmith[sb3]'``.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import tempfile
@@ -28,6 +29,7 @@ require("stable_baselines3", "sb3", "tunesmith.integrations.sb3")
 
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
 __all__ = ["MODEL_FILE", "REPLAY_BUFFER_FILE", "ReportCallback", "load_or_create"]
 
@@ -51,7 +53,8 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
     Args:
         eval_env: the environment (or vectorised environment) to evaluate on, apart from the training one
             (the training environment itself is a ``ConfigError`` when ``learn`` starts: ``evaluate_policy``
-            resets it).
+            resets it). With a ``VecNormalize`` training environment, wrap it in ``VecNormalize(...,
+            training=False, norm_reward=False)``: it gets the training statistics before each evaluation.
         eval_freq: timesteps between evaluations, counted over all training environments together
             (``model.num_timesteps``; SB3's own ``EvalCallback`` counts calls instead).
         n_eval_episodes: episodes per evaluation.
@@ -115,6 +118,7 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
 
     def evaluate(self) -> bool:
         """Evaluate, report (with a checkpoint) now; False when the trial was stopped."""
+        _sync_normalization(self.training_env, self.eval_env)
         out: Any = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
                                    deterministic=self.deterministic)
         mean, std = out  # (mean, std): return_episode_rewards is False
@@ -130,6 +134,31 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
             ok = _common.report(metrics)
         self.stopped = not ok
         return ok
+
+
+def _vec_normalize(env: Any) -> Any:
+    """The ``VecNormalize`` among ``env``'s vectorised-env wrappers, or None."""
+    while env is not None and not isinstance(env, VecNormalize):
+        env = getattr(env, "venv", None)
+    return env
+
+
+def _sync_normalization(training_env: Any, eval_env: Any) -> None:
+    """As SB3's ``EvalCallback`` (``sync_envs_normalization``): a ``VecNormalize`` evaluation environment
+    normalises with the training environment's current statistics. Only the ``VecNormalize`` wrappers are
+    matched, not the whole chain (SB3 adds ``VecTransposeImage`` to an image env for training alone)."""
+    training = _vec_normalize(training_env)
+    if training is None:
+        return
+    evaluation = _vec_normalize(eval_env)
+    if evaluation is None:
+        if not training.norm_obs:  # rewards alone normalised: the policy sees raw observations in training too
+            return
+        raise ConfigError("ReportCallback(eval_env=...): the training environment is wrapped in VecNormalize and "
+                          "eval_env is not: the policy would be evaluated on raw observations; wrap it too, "
+                          "e.g. VecNormalize(make_vec_env(...), training=False, norm_reward=False)")
+    evaluation.obs_rms = copy.deepcopy(training.obs_rms)
+    evaluation.ret_rms = copy.deepcopy(training.ret_rms)
 
 
 def _is_training_env(eval_env: Any, training_env: Any) -> bool:
