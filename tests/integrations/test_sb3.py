@@ -16,7 +16,7 @@ pytest.importorskip("stable_baselines3")
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 
-from tunesmith.integrations.sb3 import MODEL_FILE, ReportCallback, load_or_create  # noqa: E402
+from tunesmith.integrations.sb3 import MODEL_FILE, NORMALIZE_FILE, ReportCallback, load_or_create  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,6 +125,8 @@ def _saved(tmp_path: Any, model: Any) -> Checkpoint:
     folder = tmp_path / "model"
     folder.mkdir()
     model.save(str(folder / MODEL_FILE))
+    if model.get_vec_normalize_env() is not None:
+        model.get_vec_normalize_env().save(str(folder / NORMALIZE_FILE))
     return Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
 
 
@@ -192,18 +194,24 @@ def _normalized(config: dict[str, Any]) -> None:
     from stable_baselines3.common.vec_env import VecNormalize
 
     env = VecNormalize(_env())
+    restored = ts.get_checkpoint() is not None
+    model = load_or_create(PPO, env, {}, policy="MlpPolicy", seed=0, **SMALL)
+    with open(os.path.join(ts.get_trial_dir(), "starts.jsonl"), "a") as f:
+        f.write(json.dumps({"timesteps": model.num_timesteps, "count": env.obs_rms.count}) + "\n")
     eval_env = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=1), training=False, norm_reward=False)
-    model = PPO("MlpPolicy", env, seed=0, **SMALL)
-    model.learn(1024, callback=ReportCallback(eval_env, eval_freq=256, n_eval_episodes=1))
+    model.learn(config["total"] - model.num_timesteps, reset_num_timesteps=False,
+                callback=ReportCallback(eval_env, eval_freq=256, n_eval_episodes=1))
     with open(os.path.join(ts.get_trial_dir(), "end.json"), "w") as f:
         json.dump({"training": env.obs_rms.count, "evaluation": eval_env.obs_rms.count}, f)
+    if config.get("fail_once") and not restored:
+        raise RuntimeError("first attempt fails after learning")
 
 
 def test_a_normalized_evaluation_uses_the_training_statistics() -> None:
     """As SB3's EvalCallback does (sync_envs_normalization): a VecNormalize evaluation environment gets the
     training environment's running mean and variance before each evaluation; it evaluated the policy on
     observations normalised with its own, never-updated statistics."""
-    result = ts.run(_normalized, stop={"training_iteration": 1}, verbose=0, name="sb3-normalize")
+    result = ts.run(_normalized, {"total": 1024}, stop={"training_iteration": 1}, verbose=0, name="sb3-normalize")
     trial = result.trials[0]
     assert trial.status == ts.TrialStatus.TERMINATED, trial.error
     with open(os.path.join(trial.path, "end.json")) as f:
@@ -214,6 +222,26 @@ def test_a_normalized_evaluation_uses_the_training_statistics() -> None:
     model = PPO("MlpPolicy", VecNormalize(_env()), seed=0, **SMALL)
     with pytest.raises(ts.ConfigError, match="eval_env is not"):  # at the first evaluation, before any report
         model.learn(128, callback=ReportCallback(_env(), eval_freq=64, n_eval_episodes=1))
+
+
+def test_a_restored_model_gets_its_normalization_statistics_back() -> None:
+    """model.save leaves VecNormalize's running mean and variance out: a restored model's env started from
+    none, so the policy saw observations normalised unlike those it was trained on."""
+    result = ts.run(_normalized, {"total": 512, "fail_once": True}, max_failures=1, verbose=0,
+                    name="sb3-normalize-restore")
+    trial = result.trials[0]
+    assert trial.status == ts.TrialStatus.TERMINATED, trial.error
+    # saved at the evaluation at step 512: 512 steps and the first reset's observation (and VecNormalize's 1e-4)
+    assert _lines(os.path.join(trial.path, "starts.jsonl")) == [{"timesteps": 0, "count": 0.0001},
+                                                               {"timesteps": 512, "count": 513.0001}]
+
+
+def test_normalization_statistics_need_a_vec_normalize_env(tmp_path: Any) -> None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    checkpoint = _saved(tmp_path, PPO("MlpPolicy", VecNormalize(_env()), seed=0, **SMALL))
+    with pytest.raises(ts.ConfigError, match="holds VecNormalize statistics and env has no VecNormalize"):
+        load_or_create(PPO, _env(), {}, checkpoint=checkpoint, policy="MlpPolicy")
 
 
 def test_a_checkpoint_this_user_did_not_write_is_not_loaded(tmp_path: Any) -> None:

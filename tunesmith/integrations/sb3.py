@@ -31,9 +31,10 @@ from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
-__all__ = ["MODEL_FILE", "REPLAY_BUFFER_FILE", "ReportCallback", "load_or_create"]
+__all__ = ["MODEL_FILE", "NORMALIZE_FILE", "REPLAY_BUFFER_FILE", "ReportCallback", "load_or_create"]
 
 MODEL_FILE = "model.zip"  # the file ``model.save`` writes in a checkpoint folder
+NORMALIZE_FILE = "vec_normalize.pkl"  # a VecNormalize training env's statistics (``VecNormalize.save``)
 REPLAY_BUFFER_FILE = "replay_buffer.pkl"  # ``model.save_replay_buffer``'s, with ReportCallback(replay_buffer=True)
 _DEFAULT: Any = object()
 
@@ -126,6 +127,9 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         if self.checkpoint:
             with tempfile.TemporaryDirectory(prefix="sb3-") as folder:
                 self.model.save(os.path.join(folder, MODEL_FILE))
+                normalize = _vec_normalize(self.training_env)
+                if normalize is not None:  # its running mean and variance, which model.save leaves out
+                    normalize.save(os.path.join(folder, NORMALIZE_FILE))
                 if self.replay_buffer:  # an OffPolicyAlgorithm: _on_training_start checked
                     off_policy: Any = self.model
                     off_policy.save_replay_buffer(os.path.join(folder, REPLAY_BUFFER_FILE))
@@ -159,6 +163,19 @@ def _sync_normalization(training_env: Any, eval_env: Any) -> None:
                           "e.g. VecNormalize(make_vec_env(...), training=False, norm_reward=False)")
     evaluation.obs_rms = copy.deepcopy(training.obs_rms)
     evaluation.ret_rms = copy.deepcopy(training.ret_rms)
+
+
+def _restore_normalization(path: str, env: Any) -> None:
+    """Give ``env``'s ``VecNormalize`` the statistics saved at ``path`` (in a folder checked_dir verified: the
+    file is a pickle), if the checkpoint holds them."""
+    if not os.path.isfile(path):
+        return
+    target = _vec_normalize(env)
+    if target is None:
+        raise ConfigError("load_or_create: the checkpoint holds VecNormalize statistics and env has no "
+                          "VecNormalize: wrap env as it was for training, e.g. VecNormalize(make_vec_env(...))")
+    saved = VecNormalize.load(path, target.venv)  # checks that the observation spaces match
+    target.obs_rms, target.ret_rms = saved.obs_rms, saved.ret_rms
 
 
 def _is_training_env(eval_env: Any, training_env: Any) -> bool:
@@ -196,11 +213,13 @@ def load_or_create(algo_class: Any, env: Any, config: dict[str, Any], *, checkpo
             one keeps its network).
 
     Returns:
-        The model, with its replay buffer when the checkpoint holds one (``ReportCallback(replay_buffer=True)``);
+        The model, with its replay buffer when the checkpoint holds one (``ReportCallback(replay_buffer=True)``),
+        and ``env``'s ``VecNormalize`` given the saved statistics when training used one;
         continue its count with ``model.learn(total - model.num_timesteps, reset_num_timesteps=False)``.
 
     Raises:
-        ConfigError: a key is both in ``config`` and ``fixed``.
+        ConfigError: a key is both in ``config`` and ``fixed``; the checkpoint holds ``VecNormalize``
+            statistics and ``env`` has no ``VecNormalize``.
         CheckpointError: the checkpoint is not one this user's tunesmith wrote, or is damaged.
     """
     params = set(inspect.signature(algo_class.__init__).parameters) - {"self", "env", "_init_setup_model"}
@@ -225,6 +244,7 @@ def load_or_create(algo_class: Any, env: Any, config: dict[str, Any], *, checkpo
     # clip-range schedules and the rollout buffer from them
     model = algo_class.load(path, env=env, device=fixed.get("device", "auto"), custom_objects=dict(hyper),
                             **hyper, **rest)
+    _restore_normalization(os.path.join(folder, NORMALIZE_FILE), env)
     buffer = os.path.join(folder, REPLAY_BUFFER_FILE)
     if os.path.isfile(buffer):  # saved by ReportCallback(replay_buffer=True); checked with the folder above
         model.load_replay_buffer(buffer)
