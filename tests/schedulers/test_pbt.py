@@ -163,6 +163,16 @@ def test_bool_options_are_not_confused_with_numbers():
     assert typed == {(int, 0), (int, 1)}
 
 
+def test_a_nan_option_is_recognised_and_moves_to_its_neighbours():
+    # NaN != NaN: a trial holding the NaN option (a new float read back from the store) was taken for one outside
+    # the options and resampled anywhere, as was a list option holding a NaN
+    for spec in ([1.0, float("nan"), 2.0, 3.0, 4.0], ts.choice([1.0, float("nan"), 2.0, 3.0, 4.0])):
+        pbt = explorer({"v": spec})
+        assert {pbt.explore({"v": float("nan")})["v"] for _ in range(50)} == {1.0, 2.0}
+    pbt = explorer({"pair": [[1, 1], [0, float("nan")], [2, 2], [3, 3], [4, 4]]})
+    assert {tuple(pbt.explore({"pair": [0, float("nan")]})["pair"]) for _ in range(50)} == {(1, 1), (2, 2)}
+
+
 def test_callable_values_are_scaled_by_0_8_or_1_2():
     pbt = explorer({"lr": lambda: 123.0})
     assert {pbt.explore({"lr": 0.5})["lr"] for _ in range(50)} == {0.4, 0.6}

@@ -12,7 +12,9 @@ for each key of ``hyperparam_mutations`` (a top-level key, a ``"a/b"`` path into
 nested dict of mutations; each config key named once, not inside another mutated key), with probability
 ``resample_probability`` (or when the source lacks the key) the value is resampled, otherwise perturbed:
 
-* a list: resampled uniformly; perturbed to a neighbouring index (-1 or +1, clamped at the ends).
+* a list: resampled uniformly; perturbed to a neighbouring index (-1 or +1, clamped at the ends). The current
+  value's index is found as the searchers find a choice's option (``True`` is not ``1``, a NaN is a NaN option);
+  a value that is none of them is resampled.
 * a ``tunesmith.space`` domain (anything with ``from_unit``): resampled as ``from_unit(rng.random())``;
   a numeric value is multiplied by 0.8 or 1.2 (an int moves by at least 1) and clipped to
   ``[from_unit(0), from_unit(1)]``; a ``quniform``/``qloguniform``/``qnormal`` value is then rounded as the
@@ -74,6 +76,7 @@ from tunesmith.schedulers._milestones import (
     _time,
 )
 from tunesmith.space import Choice, Domain, Grid, QLogUniform, QNormal, QUniform
+from tunesmith.space._plain import same_value
 from tunesmith.space._unit import _quantize
 from tunesmith.trial import ITERATION, Result, TrialStatus, TrialView
 
@@ -427,7 +430,7 @@ class PBT(Scheduler):
     def _perturb(self, spec: Any, current: Any) -> Any:
         options = _categories(spec)
         if options is not None:
-            index = next((i for i, option in enumerate(options) if _same(option, current)), None)
+            index = next((i for i, option in enumerate(options) if same_value(option, current)), None)
             if index is None:
                 return self._sample(spec)
             index = min(max(index + self._rng.choice((-1, 1)), 0), len(options) - 1)
@@ -469,12 +472,6 @@ class PBT(Scheduler):
         top = [t for t, s in scored[:size] if not math.isnan(s) and t in view.trials]
         bottom = [t for t, _ in scored[n - size:]]
         return bottom, top
-
-
-def _same(option: Any, current: Any) -> bool:
-    # 1 == True in Python; a bool option must match a bool value and a number a number.
-    return type(option) is type(current) and option == current or (
-        _is_number(option) and _is_number(current) and option == current)
 
 
 def _on_grid(spec: QUniform | QLogUniform | QNormal, value: float) -> float:

@@ -34,10 +34,9 @@ from tunesmith.space import (
     RandInt,
     SampleFrom,
     Uniform,
-    plain,
     resolve,
 )
-from tunesmith.space._plain import _PLAIN_TYPES
+from tunesmith.space._plain import same_value
 
 __all__ = ["Dim", "Slot", "UnitCube", "fits", "options", "resolve_fixed", "to_unit"]
 
@@ -290,7 +289,7 @@ def fits(spec: Any, value: Any) -> bool:
     if isinstance(spec, dict):
         return (isinstance(value, dict) and set(value) == set(spec)
                 and all(fits(spec[k], value[k]) for k in spec))
-    return _same(spec, value)
+    return same_value(spec, value)
 
 
 def _in_domain(domain: Domain, value: Any) -> bool:
@@ -306,23 +305,3 @@ def _in_domain(domain: Domain, value: Any) -> bool:
     return bool(low <= value <= high)
 
 
-def _same(a: Any, b: Any) -> bool:
-    a, b = _scalar(a), _scalar(b)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True  # choice([nan, 1]): a config holding NaN took that option, though NaN != NaN
-    try:
-        return bool(a == b)
-    except Exception:  # an object whose == misbehaves is simply not the same
-        return False
-
-
-def _scalar(value: Any) -> Any:
-    """A numpy scalar or array, a str/int Enum member, as the Python value a stored config holds (``np.True_`` is
-    ``True``, so not ``1``); containers as they are (``_same`` compares their items)."""
-    return value if isinstance(value, (list, tuple, dict)) or type(value) in _PLAIN_TYPES else plain(value)

@@ -3,6 +3,7 @@ containers copied)."""
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -55,3 +56,28 @@ def _plain_other(value: Any, keep_tuples: bool) -> Any:
         elif callable(tolist):
             return plain(tolist())
     return value
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether a config value ``b`` is ``a`` (an option of a choice or of a PBT mutation list): lists and tuples
+    compare alike (a config read back from JSON has lists), numpy scalars as Python values, ``True`` is not
+    ``1``, a NaN is a NaN (NaN != NaN)."""
+    a, b = _scalar(a), _scalar(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True  # choice([nan, 1]): a config holding NaN took that option, though NaN != NaN
+    try:
+        return bool(a == b)
+    except Exception:  # an object whose == misbehaves is simply not the same
+        return False
+
+
+def _scalar(value: Any) -> Any:
+    """A numpy scalar or array, a str/int Enum member, as the Python value a stored config holds (``np.True_`` is
+    ``True``, so not ``1``); containers as they are (``same_value`` compares their items)."""
+    return value if isinstance(value, (list, tuple, dict)) or type(value) in _PLAIN_TYPES else plain(value)
