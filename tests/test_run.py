@@ -711,3 +711,21 @@ def test_sys_exit_in_a_users_hook_records_the_run_interrupted_and_keeps_its_code
     stored = ts.load(str(results_dir / "exits"))
     assert stored.status == "interrupted"
     assert [t.status for t in stored.trials] == [ts.TrialStatus.PAUSED]
+
+
+class _ExitAtTheEnd(ts.Callback):
+    """``sys.exit(5)`` in a user's ``on_experiment_end`` (a script that exits with its own code once tuning ends)."""
+
+    def on_experiment_end(self, info):
+        raise SystemExit(5)
+
+
+def test_sys_exit_in_on_experiment_end_still_records_the_run_finished_and_keeps_its_code(results_dir, caplog):
+    """The status was written after that hook: the SystemExit left a finished run "running" (read "crashed")."""
+    with pytest.raises(SystemExit) as got:
+        ts.run(_reports_once, num_samples=2, verbose=0, name="ends", callbacks=[_ExitAtTheEnd()])
+    assert got.value.code == 5
+    stored = ts.load(str(results_dir / "ends"))
+    assert stored.status == "finished"
+    assert [t.status for t in stored.trials] == [ts.TrialStatus.TERMINATED] * 2
+    assert "interrupted" not in caplog.text  # nor is it told to resume a run that has ended

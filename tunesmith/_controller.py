@@ -222,10 +222,13 @@ class Controller:
         for trial in [t for t in self.trials.values() if t.status.is_finished]:  # a resume's finished trials
             forget(self, trial)
         restore = self._defer_signals()
+        exit_at_end: SystemExit | None = None  # sys.exit() in on_experiment_end: raised once the status is stored
+        loop_ended = False
         try:
             self._notify("on_experiment_start", self.info)
             self._run_loop()
             self.ended = "failed" if self._fatal is not None or self._failed_fast is not None else "finished"
+            loop_ended = True
         except (KeyboardInterrupt, SystemExit) as e:
             # sys.exit() in a user's callback, searcher or scheduler hook: the user ends the run, as Ctrl-C does;
             # the SystemExit goes on with its code once the trials are paused and the store says "interrupted"
@@ -255,15 +258,24 @@ class Controller:
                 self.ended = "failed"
             restore()
             self.executor.shutdown()
-            self._notify("on_experiment_end", self.info)
+            try:
+                self._notify("on_experiment_end", self.info)
+            except SystemExit as e:
+                if not loop_ended:  # the run was interrupted (its status is stored) or could not store one
+                    raise
+                exit_at_end = e  # the run ended: its status is stored first, then the SystemExit goes on
         failure = self._fatal or self._failed_fast
         if failure is not None:  # fail_fast=True: "failed" too (its paused trials resume), without raising
             self._record_error(failure)
             set_status(self, "failed")
+            if exit_at_end is not None:
+                raise exit_at_end  # the user's exit code wins over the fatal error, which the store holds
             if self._fatal is not None:
                 raise self._fatal
             return
         set_status(self, "finished")
+        if exit_at_end is not None:
+            raise exit_at_end
 
     def _run_loop(self) -> None:
         """The loop, to its end. An error it does not expect (a searcher's or a scheduler's bug, a ``sample_from``

@@ -628,8 +628,9 @@ def run(
         try:
             controller.run()  # Ctrl-C and SIGTERM end it cleanly (Controller._defer_signals)
         except (KeyboardInterrupt, SystemExit) as e:  # SystemExit: sys.exit() in a user's hook (Controller.run)
-            log.warning("experiment %s interrupted; its results are stored. Resume with: %s", name,
-                        resume_hint(name, fn, root, spec))
+            if controller.ended == "interrupted":  # not a run that ended, then exited in on_experiment_end
+                log.warning("experiment %s interrupted; its results are stored. Resume with: %s", name,
+                            resume_hint(name, fn, root, spec))
             if isinstance(e, Terminated):
                 raise SystemExit(128 + signal.SIGTERM) from None
             raise
