@@ -4,6 +4,7 @@ plot arguments a plot cannot draw."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -54,11 +55,32 @@ def test_trial_ids_from_the_dataframe_find_their_trials(counted: ResultSet) -> N
 
 
 @pytest.mark.parametrize("bad", [True, 2.0, None])
-def test_a_trial_id_that_is_no_whole_number_is_refused_naming_it(counted: ResultSet, bad: Any) -> None:
-    with pytest.raises(KeyError, match=f"not a trial id or name: {bad!r}"):
-        counted.trial(bad)
-    with pytest.raises(KeyError, match=f"not a trial id or name: {bad!r}"):
-        ts.load(counted.path).history(bad)
+def test_a_trial_id_of_a_wrong_type_is_a_config_error_naming_it_and_what_was_expected(counted: ResultSet,
+                                                                                      bad: Any) -> None:
+    expected = rf"trial: expected an id \(3\), a name \('3', 'trial_00003'\) or a TrialResult; got {bad!r}"
+    readers = (counted.trial, ts.load(counted.path).history, *([counted.lineage] if bad is not None else []))
+    for read in readers:  # lineage(None): every trial's
+        with pytest.raises(ts.ConfigError, match=expected):
+            read(bad)
+
+
+def test_a_name_that_is_no_trial_name_is_no_such_trial(counted: ResultSet) -> None:
+    with pytest.raises(KeyError, match="not a trial id or name: 'best'"):
+        counted.trial("best")
+
+
+def test_a_trial_result_stands_for_its_id(counted: ResultSet) -> None:
+    """``rs.history(rs.best)`` raised a KeyError printing the trial's whole record."""
+    for rs in (ts.load(counted.path), counted):
+        two = rs.trial(2)
+        assert rs.trial(two).id == 2
+        assert rs.history(two) == rs.history(2) != []
+        assert rs.history(two, all_generations=True) == rs.history(2, all_generations=True)
+        assert rs.lineage(two) == rs.lineage(2)
+        assert rs.history(rs.best) == rs.history(rs.best.id)
+        elsewhere = dataclasses.replace(two, id=99)  # a trial of another experiment: named by its id alone
+        with pytest.raises(KeyError, match=r"^'no trial 99 in experiment counted'$"):
+            rs.history(elsewhere)
 
 
 @pytest.mark.parametrize("tid", [2**70, -(2**70)])

@@ -10,6 +10,7 @@ import json
 import math
 import numbers
 import os
+import reprlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
@@ -302,12 +303,14 @@ class ResultSet:
         """Trials that ended in ERROR (``.error`` holds the traceback)."""
         return [t for t in self.trials if t.status is TrialStatus.ERROR]
 
-    def trial(self, trial: int | str) -> TrialResult:
+    def trial(self, trial: int | str | TrialResult) -> TrialResult:
         """One trial by id or name (``3``, ``"3"``, ``"trial_00003"``; an id from ``dataframe()["trial_id"]``, a
-        numpy int, too): from the trials already read (a dict by id), else one row read from the store by its key.
+        numpy int, too) or a ``TrialResult`` (its ``id``): from the trials already read (a dict by id), else one row
+        read from the store by its key.
 
         Raises:
-            KeyError: no such trial, or ``trial`` is neither a whole number (a bool is not) nor a trial's name.
+            KeyError: no such trial, or a string that is no trial's name.
+            ConfigError: ``trial`` is neither a whole number (a bool is not), a string nor a ``TrialResult``.
         """
         tid = _trial_id(trial)
         if self._trials is not None:
@@ -322,7 +325,8 @@ class ResultSet:
                 raise StoreError(f"the experiment store {self._store.path} is damaged: a trial's row cannot be "
                                  f"read ({type(e).__name__}: {e})") from e
         if found is None:
-            raise KeyError(f"no trial {trial!r} in experiment {self.name}")
+            raise KeyError(f"no trial {tid if isinstance(trial, TrialResult) else repr(trial)} in experiment "
+                           f"{self.name}")  # a TrialResult by its id, not its whole record
         return found
 
     def importance(self, metric: str | None = None, mode: str | None = None) -> dict[str, float]:
@@ -343,7 +347,7 @@ class ResultSet:
         ranked = ped_anova([t.config for t in done], scores)
         return dict(sorted(ranked.items(), key=lambda item: (-item[1], item[0])))
 
-    def history(self, trial: int | str, all_generations: bool = False) -> list[dict[str, Any]]:
+    def history(self, trial: int | str | TrialResult, all_generations: bool = False) -> list[dict[str, Any]]:
         """The stored results of one trial's current generation, in iteration order: after PBT exploits, the
         results it reported before its latest exploit up to the cloned checkpoint's iteration, then the ones
         since (a restart from its own checkpoint replaced what came after it).
@@ -352,7 +356,7 @@ class ResultSet:
         ordered by ``generation`` (a key of each dict) then iteration; the current generation comes last.
 
         Raises:
-            KeyError: no such trial (as ``trial()``).
+            KeyError, ConfigError: as ``trial()``.
         """
         tid = _trial_id(trial)
         rows = self._store.results(tid, all_generations=all_generations) if _storable_id(tid) else []
@@ -366,7 +370,7 @@ class ResultSet:
         """``history`` of a trial known to be there."""
         return [result_dict(row) for row in self._store.results(trial_id)]
 
-    def lineage(self, trial: int | str | None = None) -> list[dict[str, Any]]:
+    def lineage(self, trial: int | str | TrialResult | None = None) -> list[dict[str, Any]]:
         """Every PBT exploit (of one trial, or of all), in the order they happened, from the store's events.
 
         Each is a dict: ``trial_id``; ``source`` (the trial whose checkpoint was cloned) and
@@ -376,7 +380,7 @@ class ResultSet:
         ``old_config`` and ``generation`` are None in stores written before they were recorded (schema 1).
 
         Raises:
-            KeyError: no such trial (as ``trial()``).
+            KeyError, ConfigError: as ``trial()``.
         """
         wanted = None
         if trial is not None:
@@ -1064,16 +1068,22 @@ def best_first(objective: Objective, items: Sequence[_T],
     return [t for _, _, t in ranked], [t for _, _, t in outside] + unvalued
 
 
-def _trial_id(trial: int | str) -> int:
-    """A trial's id from an id (any whole number: the dataframe's ``trial_id`` is numpy's, not a bool) or a name
-    (``"3"``, ``"trial_00003"``, ASCII digits).
+def _trial_id(trial: int | str | TrialResult) -> int:
+    """A trial's id from an id (any whole number: the dataframe's ``trial_id`` is numpy's, not a bool), a name
+    (``"3"``, ``"trial_00003"``, ASCII digits) or a ``TrialResult`` (``rs.history(rs.best)``: its ``id``).
 
     Raises:
-        KeyError: anything else, naming it.
+        KeyError: a string that is no trial's name, naming it.
+        ConfigError: anything else, naming it and what was expected.
     """
+    if isinstance(trial, TrialResult):
+        return trial.id
     if isinstance(trial, numbers.Integral) and not isinstance(trial, bool):
         return int(trial)
-    if isinstance(trial, str) and trial.isascii():
+    if not isinstance(trial, str):
+        raise ConfigError(f"trial: expected an id (3), a name ('3', 'trial_00003') or a TrialResult; got "
+                          f"{reprlib.repr(trial)} ({type(trial).__name__})")
+    if trial.isascii():
         digits = trial[6:] if trial.startswith("trial_") else trial
         if digits.isdigit():
             return int(digits)

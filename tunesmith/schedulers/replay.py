@@ -96,7 +96,7 @@ class PBTReplay(Scheduler):
         result = load(experiment)
         try:
             tid = _trial_id(trial_id)
-        except KeyError:
+        except (KeyError, ConfigError):
             raise ConfigError(f"trial_id: expected a trial id or a name such as 'trial_00003'; got {trial_id!r}") \
                 from None
         trials = {t.id: t for t in result.trials}
