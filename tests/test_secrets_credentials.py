@@ -94,3 +94,13 @@ def test_a_bearer_token_after_the_word_in_any_case_is_masked() -> None:
         assert mask_name(f"calls {word} {TOKEN}", ()) == f"calls {word} {MASK}"
         assert mask_name(f"calls {word} {TOKEN}", frozenset({"unrelated-secret"})) == f"calls {word} {MASK}"
         assert mask_text(f"failed with {word} {TOKEN}") == f"failed with {word} {MASK}"
+
+
+def test_a_bearer_token_glued_to_a_name_by_a_separator_is_masked() -> None:
+    # \bbearer: "_" is a word character, so "loss_Bearer <token>" was left as it was
+    for sep in ("_", "-", ".", "/"):
+        assert mask_name(f"loss{sep}Bearer {TOKEN}", ()) == f"loss{sep}Bearer {MASK}"
+        assert mask_text(f"failed: auth{sep}bearer {TOKEN}") == f"failed: auth{sep}bearer {MASK}"
+    # a word that merely ends in the letters is not the word: "Xbearer", "2bearer" are left
+    assert mask_name(f"Xbearer {TOKEN}", ()) == f"Xbearer {TOKEN}"
+    assert mask_name(f"2bearer {TOKEN}", ()) == f"2bearer {TOKEN}"
