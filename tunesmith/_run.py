@@ -544,7 +544,7 @@ def run(
         # A resume is checked, and everything that may still refuse it done, through a reader first: the store is
         # opened for writing (an older schema migrated) only then, so a refused resume leaves the file as it was.
         if resume:
-            before, trials = _stored_meta(store_file)
+            before, trials, kept_earlier = _stored_meta(store_file)
             stored_spec = before.get("spec", {})
             _check_resumable(stored_spec, name, objective, space_json, searcher.to_spec(), scheduler.to_spec(),
                              ranks)
@@ -562,7 +562,7 @@ def run(
                 searcher.setup(space, objective.metric, objective.mode, total_samples)
             taken: list[Any] = []
             if kept is not None:
-                stored_earlier = _stored_warm_start(store_file)
+                stored_earlier = kept_earlier or []
                 taken, earlier, warm_record = _replayed_warm_start(stored_earlier, kept, stored_spec, warm_start,
                                                                    warm_record, name)
             elif warm_dirs:
@@ -832,26 +832,17 @@ def python_resume_hint(name: str, root: str | None = None) -> str:
     return f"tunesmith.run(..., name={name!r}{where}, resume=True)"
 
 
-def _stored_meta(store_file: str) -> tuple[dict[str, Any], int]:
-    """The metadata of the store a resume continues and its number of trials, read without writing: the writer
-    opened after the resume's checks migrates an older schema."""
-    from tunesmith.store.sqlite import Store
+def _stored_meta(store_file: str) -> tuple[dict[str, Any], int, list[Any] | None]:
+    """The metadata of the store a resume continues, its number of trials and the earlier trials its warm start kept
+    (None for a store that kept none: before schema 4), read without writing: the writer opened after the resume's
+    checks migrates an older schema."""
+    from tunesmith.store.sqlite import WARM_START_KEY, Store
 
     reader = Store(store_file, readonly=True)
     try:
-        return reader.meta(), sum(reader.trial_counts().values())
-    finally:
-        reader.close()
-
-
-def _stored_warm_start(store_file: str) -> list[Any]:
-    """The earlier trials a store of schema 4 on kept of its warm start, read without writing (as
-    :func:`_stored_meta`)."""
-    from tunesmith.store.sqlite import Store
-
-    reader = Store(store_file, readonly=True)
-    try:
-        return reader.warm_start_trials()
+        meta = reader.meta()
+        return (meta, sum(reader.trial_counts().values()),
+                reader.warm_start_trials() if WARM_START_KEY in meta else None)
     finally:
         reader.close()
 
