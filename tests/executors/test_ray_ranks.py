@@ -526,6 +526,36 @@ def test_a_killed_rank_on_another_node_leaves_no_staging_folder_there(cluster, t
         shutil.rmtree(os.path.dirname(os.path.dirname(rank0["dir"])), ignore_errors=True)
 
 
+def test_the_cleanup_after_killed_ranks_removes_what_a_rank_killed_halfway_through_its_own_removal_left(tmp_path):
+    """A killed rank's own removal of its folder (Ray may end an actor whose owner died gracefully first) cut short
+    between its steps: its folder gone, the empty ``RESTORE`` folder and the staging folder above left (CI saw this
+    leave both on the node for good). ``remove_killed_ranks`` removes those it finds empty, with or without a folder
+    of that attempt's in them, and nothing that holds anything."""
+    import uuid
+
+    from tunesmith.executors._ray_ranks import remove_killed_ranks
+    from tunesmith.executors._ray_transfer import RESTORE, check_staging_root
+
+    top = os.path.join(check_staging_root(), f"test-{uuid.uuid4().hex}")
+    try:
+        stage = os.path.join(top, "exp", "trials", "trial_00001")
+        os.makedirs(os.path.join(stage, RESTORE))  # its folder removed, the killed rank ended before the rest
+        remove_killed_ranks(stage, "a1", wait_s=0)
+        assert not os.path.exists(os.path.join(top, "exp"))
+        stage2 = os.path.join(top, "exp2", "trials", "trial_00001")
+        os.makedirs(stage2)  # RESTORE removed too, the staging folder not yet
+        remove_killed_ranks(stage2, "a1", wait_s=0)
+        assert not os.path.exists(os.path.join(top, "exp2"))
+        stage3 = os.path.join(top, "exp3", "trials", "trial_00001")
+        os.makedirs(os.path.join(stage3, RESTORE, "b2-rank1-999999998"))  # a retry's rank holds it
+        remove_killed_ranks(stage3, "a1", wait_s=0)
+        assert os.listdir(os.path.join(stage3, RESTORE)) == ["b2-rank1-999999998"]
+    finally:
+        import shutil
+
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def test_the_cleanup_after_killed_ranks_removes_that_attempts_folders_alone_and_follows_no_link(tmp_path):
     """``remove_killed_ranks`` (the driver's task on a node after a kill) in a staging folder holding that attempt's
     killed rank's folder, a retry's rank's folder, and a link named as that attempt's folder would be: it removes the

@@ -145,11 +145,18 @@ def _release(held: str, stage: str | None) -> None:
     """Remove a rank's folder ``held`` (:func:`held_name`), the ``RESTORE`` folder above it when that is left empty,
     and, ``stage``, the trial's staging folder when left empty (``remove_empty_staging``: another rank's folder, or
     files the trial wrote, keep it). Only below the private staging root with no link on the way."""
-    if not under_staging_root(held):
-        return
-    shutil.rmtree(held, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(held))  # (another rank's copy still there: it stays)
+    if under_staging_root(held):
+        shutil.rmtree(held, ignore_errors=True)
+    _remove_empty(os.path.dirname(held), stage)
+
+
+def _remove_empty(restore: str, stage: str | None) -> None:
+    """The last steps of :func:`_release`: the trial's ``RESTORE`` folder ``restore`` when empty (another rank's
+    copy still there: it stays), then ``stage`` when left empty; only below the private staging root with no link on
+    the way."""
+    if under_staging_root(restore):
+        with contextlib.suppress(OSError):
+            os.rmdir(restore)
     if stage is not None:
         remove_empty_staging(stage)
 
@@ -163,14 +170,14 @@ def remove_killed_ranks(stage: str, attempt: str, wait_s: float = KILLED_WAIT_S)
     from tunesmith.executors._procs import wait_gone
 
     held = os.path.join(stage, RESTORE)
-    if not under_staging_root(held):
-        return
     prefix = f"{attempt}-rank"
-    for name in os.listdir(held):
+    for name in os.listdir(held) if under_staging_root(held) else []:
         pid = name.rpartition("-")[2]
         if attempt and name.startswith(prefix) and pid.isdigit():
             wait_gone([int(pid)], wait_s)  # killed a moment ago: it may still be writing its copy
             _release(os.path.join(held, name), stage)
+    # what a rank's own release, cut short by the kill between its steps, left empty (its folder gone already)
+    _remove_empty(held, stage)
 
 
 class RayRankGroup:
