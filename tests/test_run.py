@@ -714,17 +714,23 @@ def test_sys_exit_in_a_users_hook_records_the_run_interrupted_and_keeps_its_code
 
 
 class _ExitAtTheEnd(ts.Callback):
-    """``sys.exit(5)`` in a user's ``on_experiment_end`` (a script that exits with its own code once tuning ends)."""
+    """``sys.exit(5)`` in a user's ``on_experiment_end`` (a script that exits with its own code once tuning ends), or
+    the Ctrl-C that lands there (a logger's upload at the end that the user will not wait for)."""
+
+    def __init__(self, error=None):
+        self.error = error or SystemExit(5)
 
     def on_experiment_end(self, info):
-        raise SystemExit(5)
+        raise self.error
 
 
-def test_sys_exit_in_on_experiment_end_still_records_the_run_finished_and_keeps_its_code(results_dir, caplog):
-    """The status was written after that hook: the SystemExit left a finished run "running" (read "crashed")."""
-    with pytest.raises(SystemExit) as got:
-        ts.run(_reports_once, num_samples=2, verbose=0, name="ends", callbacks=[_ExitAtTheEnd()])
-    assert got.value.code == 5
+@pytest.mark.parametrize("error", [SystemExit(5), KeyboardInterrupt()], ids=["sys-exit", "ctrl-c"])
+def test_sys_exit_in_on_experiment_end_still_records_the_run_finished_and_keeps_its_code(results_dir, caplog, error):
+    """The status was written after that hook: the SystemExit (or a Ctrl-C in it) left a finished run "running"
+    (read "crashed")."""
+    with pytest.raises(type(error)) as got:
+        ts.run(_reports_once, num_samples=2, verbose=0, name="ends", callbacks=[_ExitAtTheEnd(error)])
+    assert got.value is error
     stored = ts.load(str(results_dir / "ends"))
     assert stored.status == "finished"
     assert [t.status for t in stored.trials] == [ts.TrialStatus.TERMINATED] * 2

@@ -222,7 +222,9 @@ class Controller:
         for trial in [t for t in self.trials.values() if t.status.is_finished]:  # a resume's finished trials
             forget(self, trial)
         restore = self._defer_signals()
-        exit_at_end: SystemExit | None = None  # sys.exit() in on_experiment_end: raised once the status is stored
+        # sys.exit() in on_experiment_end, or a Ctrl-C there (a logger's upload at the end the user will not wait
+        # for; the signals are the default ones again by then): raised once the status is stored
+        exit_at_end: SystemExit | KeyboardInterrupt | None = None
         loop_ended = False
         try:
             self._notify("on_experiment_start", self.info)
@@ -260,10 +262,10 @@ class Controller:
             self.executor.shutdown()
             try:
                 self._notify("on_experiment_end", self.info)
-            except SystemExit as e:
+            except (SystemExit, KeyboardInterrupt) as e:
                 if not loop_ended:  # the run was interrupted (its status is stored) or could not store one
                     raise
-                exit_at_end = e  # the run ended: its status is stored first, then the SystemExit goes on
+                exit_at_end = e  # the run ended: its status is stored first, then the exit goes on
         failure = self._fatal or self._failed_fast
         if failure is not None:  # fail_fast=True: "failed" too (its paused trials resume), without raising
             self._record_error(failure)
