@@ -194,6 +194,8 @@ def test_the_trials_a_killed_driver_was_running_are_shown_paused_as_a_resume_con
     assert [t["id"] for t in dashboard.trials("killed", status="PAUSED")["rows"]] == [1]
     assert dashboard.trials("killed", status="RUNNING")["rows"] == []
     assert dashboard.trial("killed", 1)["status"] == "PAUSED"
+    assert [c["status"] for c in dashboard.curves("killed", "loss", {1: None, 2: None})["trials"].values()] \
+        == statuses  # the live learning curves' line style
     assert _folder_state(folder) == before  # readers write nothing
     import sqlite3
 

@@ -279,8 +279,10 @@ class Experiments:
         marks = ",".join("?" * len(ids))
         with self.store(name) as store:
             db = store._db
-            state = {tid: (it, st) for tid, it, st in db.execute(
-                f"SELECT id, iteration, status FROM trials WHERE id IN ({marks})", ids)}
+            # the status as stored (whether the curve may still change) and as shown (PAUSED for RUNNING in a
+            # crashed experiment: the line's style)
+            state = {tid: (it, st, shown) for tid, it, st, shown in db.execute(
+                f"SELECT id, iteration, status, {store.status_sql()} FROM trials WHERE id IN ({marks})", ids)}
             # a trial restarts from a checkpoint only after a pause, an error or an exploit (logged first), and the
             # results it supersedes go in the transaction that makes it RUNNING again: a cursor taken before
             # that (or while it waits) gets the whole curve again
@@ -296,12 +298,12 @@ class Experiments:
             for tid in ids:
                 if tid not in state:
                     continue
-                iteration, st = state[tid]
+                iteration, st, shown = state[tid]
                 # 0: not settled (paused or pending a restart): the next poll replaces the curve again
                 gen = gens.get(tid, 0) + 1 if st not in ("PAUSED", "PENDING") else 0
                 cursor = cursors[tid]
                 if cursor is not None and cursor[1] == gen != 0 and cursor[0] == iteration:
-                    out[str(tid)] = {"mode": "same", "status": st}
+                    out[str(tid)] = {"mode": "same", "status": shown}
                     continue
                 replace = cursor is None or cursor[1] != gen or gen == 0 or iteration < cursor[0]
                 after = 0 if replace else cursor[0]  # type: ignore[index]
@@ -314,7 +316,7 @@ class Experiments:
                 rows = db.execute(sql, [*x_args, *args, tid, after, after, stride, iteration]).fetchall()
                 # the newest row may be beyond the trial row's iteration (a batch in flight): the row is the truth
                 last_it = rows[-1][0] if rows else after
-                out[str(tid)] = {"mode": "replace" if replace else "append", "status": st,
+                out[str(tid)] = {"mode": "replace" if replace else "append", "status": shown,
                                  "x": [r[1] if x == ITERATION else number(_metric_of(x, r[1], r[3])) for r in rows],
                                  "y": [number(_metric_of(metric, r[2], r[3])) for r in rows],
                                  "cursor": [max(iteration, last_it) if rows else iteration, gen]}
