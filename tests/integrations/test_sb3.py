@@ -94,6 +94,18 @@ def _dqn(config: dict[str, Any]) -> None:
         raise RuntimeError("first attempt fails after learning")
 
 
+def test_the_steps_after_the_last_evaluation_are_evaluated_and_checkpointed_when_learn_ends() -> None:
+    """``learn(640)`` with ``eval_freq=256``: the model trained 128 steps past its last evaluation, and those were
+    neither reported nor saved (the trial's last checkpoint was the model of 512 steps, not the one learn ended
+    with). ``learn`` ending now evaluates and reports that model once more, with its checkpoint."""
+    result = ts.run(_train, space={"eval_freq": 256, "total": 640}, verbose=0, name="sb3-end")
+    trial = result.trials[0]
+    assert [h["timesteps"] for h in result.history(trial.id)] == [256, 512, 640]
+    assert trial.checkpoint is not None
+    model = PPO.load(os.path.join(trial.checkpoint.as_dir(), MODEL_FILE))
+    assert model.num_timesteps == 640
+
+
 def test_an_off_policy_model_can_be_restored_with_its_replay_buffer() -> None:
     """model.save leaves the replay buffer out: a restored DQN started with an empty one and, past
     learning_starts, trained at once on the few transitions it had collected since."""

@@ -40,8 +40,8 @@ _DEFAULT: Any = object()
 
 
 class ReportCallback(BaseCallback):  # type: ignore[misc]
-    """Evaluates the policy every ``eval_freq`` timesteps and reports it; ends ``learn`` when the trial is
-    stopped.
+    """Evaluates the policy every ``eval_freq`` timesteps, and once more when ``learn`` ends past the last
+    evaluation, and reports it; ends ``learn`` when the trial is stopped.
 
     Each evaluation runs ``evaluate_policy`` on ``eval_env`` for ``n_eval_episodes`` episodes and reports
     ``mean_reward``, ``std_reward`` and ``timesteps`` (the model's ``num_timesteps``), with the model saved
@@ -61,6 +61,11 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         n_eval_episodes: episodes per evaluation.
         deterministic: evaluate the deterministic policy (SB3's default).
         checkpoint: save the model with each report.
+        final_eval: when ``learn`` ends (not stopped) with steps trained since the last evaluation, evaluate
+            and report that model once more, with its checkpoint, so that the model ``learn`` ended with is the
+            trial's last result and checkpoint (otherwise the steps after the last multiple of ``eval_freq`` are
+            neither reported nor saved). ``False``: only every ``eval_freq`` steps (e.g. a loop that calls
+            ``learn`` in pieces shorter than ``eval_freq``).
         replay_buffer: also save an off-policy model's replay buffer (DQN, SAC, TD3...) with each checkpoint,
             which ``model.save`` leaves out; :func:`load_or_create` restores it. Without it a restored model
             starts with an empty buffer and, past ``learning_starts``, trains at once on the few transitions
@@ -68,7 +73,8 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
     """
 
     def __init__(self, eval_env: Any, eval_freq: int, n_eval_episodes: int = 5, deterministic: bool = True,
-                 checkpoint: bool = True, replay_buffer: bool = False, verbose: int = 0) -> None:
+                 checkpoint: bool = True, replay_buffer: bool = False, final_eval: bool = True,
+                 verbose: int = 0) -> None:
         for name, value in (("eval_freq", eval_freq), ("n_eval_episodes", n_eval_episodes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"ReportCallback: {name} must be a positive integer, got {value!r}")
@@ -82,8 +88,10 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         self.deterministic = deterministic
         self.checkpoint = checkpoint
         self.replay_buffer = replay_buffer
+        self.final_eval = final_eval
         self.stopped = False
         self._next_eval: int | None = None
+        self._evaluated_at: int | None = None  # the model's num_timesteps at its last evaluation (or start)
 
     def _on_training_start(self) -> None:
         if _is_training_env(self.eval_env, self.training_env):
@@ -101,6 +109,7 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
                               f"reset_num_timesteps=False)")
         # a restored model continues its count: the next evaluation is eval_freq after where it is now
         self._next_eval = self.num_timesteps + self.eval_freq
+        self._evaluated_at = self.num_timesteps  # (a restored model was reported where it was saved)
 
     def _on_step(self) -> bool:
         if self.stopped:
@@ -113,6 +122,11 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
             self._next_eval += self.eval_freq
         return self.evaluate()
 
+    def _on_training_end(self) -> None:
+        if (self.final_eval and not self.stopped and self._evaluated_at is not None
+                and self.num_timesteps > self._evaluated_at):
+            self.evaluate()  # the model learn ended with: the trial's last result and checkpoint
+
     def _on_rollout_end(self) -> None:
         if _common.should_stop():  # told between evaluations: _on_step ends learn at its next call
             self.stopped = True
@@ -123,6 +137,7 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         out: Any = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
                                    deterministic=self.deterministic)
         mean, std = out  # (mean, std): return_episode_rewards is False
+        self._evaluated_at = int(self.num_timesteps)
         metrics = {"mean_reward": float(mean), "std_reward": float(std), "timesteps": int(self.num_timesteps)}
         if self.checkpoint:
             with tempfile.TemporaryDirectory(prefix="sb3-") as folder:
