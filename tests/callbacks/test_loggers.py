@@ -472,6 +472,60 @@ def test_mlflow_whose_server_does_not_answer_fails_once_not_at_every_trial(
     assert [r.getMessage().split(" failed")[0] for r in failures] == ["callback MLflowLogger.on_experiment_start"]
 
 
+def test_mlflow_whose_server_goes_down_mid_run_is_not_called_again_at_every_result(
+        tmp_path: Any, caplog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real ``mlflow server`` that takes the first trial's run and results, then ends: each later hook called it
+    again, each call waiting out MLflow's HTTP retries in the driver's loop (minutes by default: a run stalled for
+    minutes at every result). The first failed call ends the logger's calls for the run, with one error."""
+    pytest.importorskip("mlflow")
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.proc_helpers import free_port, until
+    from tunesmith.callbacks.mlflow import MLflowLogger
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                               "--default-artifact-root", str(tmp_path / "artifacts")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def up() -> bool:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).status == 200
+        except OSError:
+            return False
+
+    class Down(ts.Callback):  # after the first result reached MLflow: the server goes away
+        def on_trial_results(self, trial: Any, results: Any) -> None:
+            if server.poll() is None:
+                os.killpg(server.pid, 9)
+                server.wait(timeout=30)
+
+    def f(config: Any) -> None:
+        for i in range(3):
+            ts.report({"x": float(i)})
+
+    try:
+        until(up, "the MLflow server to answer", timeout=90)
+        logger = MLflowLogger(tracking_uri=f"http://127.0.0.1:{port}")
+        rs = ts.run(f, num_samples=3, max_concurrent=1, storage_path=str(tmp_path), verbose=0,
+                    callbacks=[logger, Down()])
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=30)
+    assert {t.status for t in rs.trials} == {TrialStatus.TERMINATED}
+    assert len(rs.history(3)) == 3  # the store has every result
+    failures = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failures) == 1 and "MLflowLogger" in failures[0], failures
+    assert f"127.0.0.1:{port}" in caplog.text and "no more" in caplog.text  # what failed, and what that means
+    assert logger.run_id(1) is not None and logger.run_id(3) is None  # no run made once it was down
+
+
 # -- defaults -----------------------------------------------------------------------------------------
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import posixpath
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tunesmith._display import error_lines
 from tunesmith._flat import flat_metrics
 from tunesmith._optional import installed
-from tunesmith._secrets import shown, shown_results
+from tunesmith._secrets import mask_string, shown, shown_results
 from tunesmith.callbacks._base import Callback, ExperimentInfo
 from tunesmith.callbacks._names import experiment_key, hashed
 from tunesmith.callbacks._scalars import scalars
@@ -27,6 +29,46 @@ _BAD_KEY = re.compile(r"[^\w\-. /]")
 _DIGITS = 12  # of the hash a changed name gets
 _KEY_TAG = "tunesmith.experiment_key"
 
+log = logging.getLogger("tunesmith")
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the tracking server did not answer: MLflow's client raises an ``MlflowException``
+    from (or while handling) the ``requests`` error it got once its HTTP retries were spent (a refused connection, a
+    timeout, too many 5xx answers); a name or value the server refused is not that."""
+    import requests
+
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        if isinstance(e, requests.exceptions.RequestException):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _server_call(hook: F) -> F:
+    """A hook that calls the tracking server: nothing once the logger has no client (its start failed, or the
+    server stopped answering); a call the server does not answer ends the logger's calls for the run, with one
+    error, instead of each later hook waiting out MLflow's HTTP retries (minutes by default) in the driver's loop."""
+
+    @functools.wraps(hook)
+    def call(self: MLflowLogger, *args: Any) -> None:
+        if self._client is None:
+            return
+        try:
+            hook(self, *args)
+        except Exception as e:
+            if not _unreachable(e):
+                raise  # (logged by the callbacks' notifier; the logger goes on)
+            self._client = None
+            log.error("MLflowLogger: the tracking server did not answer (%s); no more MLflow logging in this run: "
+                      "every result is in the experiment's store", mask_string(str(e)))
+
+    return call  # type: ignore[return-value]
+
 
 class MLflowLogger(Callback):
     """Logs each trial as an MLflow run: config as params, every numeric result as metrics (bools as 0/1).
@@ -39,6 +81,9 @@ class MLflowLogger(Callback):
     iterations again (MLflow keeps both values at that step). A resumed experiment continues each trial's run
     (found by its ``tunesmith.trial_id`` and ``tunesmith.experiment_key`` tags) instead of starting another. A
     name MLflow takes is logged as it is; another is changed with a hash of it at its end (``_key``).
+
+    A tracking server that does not answer (at the start, or later: once MLflow's HTTP retries are spent) is one
+    error logged, and the logger calls it no more in that run (the store holds every result).
 
     Uses an ``MlflowClient`` of its own: MLflow's global tracking URI and active run are left alone.
     Needs ``pip install 'tunesmith[mlflow]'``.
@@ -94,9 +139,8 @@ class MLflowLogger(Callback):
             filter_string=f"tags.`{_KEY_TAG}` = '{self._key}' and tags.`tunesmith.trial_id` = '{int(trial.id)}'")
         return found[0] if found else None
 
+    @_server_call  # (nothing when on_experiment_start failed, its error logged: no run to log into)
     def on_trial_start(self, trial: TrialView) -> None:
-        if self._client is None:
-            return  # on_experiment_start failed (its error logged): no run to log into
         run_id = self._runs.get(trial.id)
         earlier = self._earlier_run(trial) if run_id is None and self._resumed else None
         if earlier is not None:  # a resumed experiment: the trial's run goes on (one run per trial)
@@ -128,6 +172,7 @@ class MLflowLogger(Callback):
         # widely than the experiment folder)
         return {_key(k): str(v)[:_PARAM_CHARS] for k, v in flat_metrics(shown(trial).config).items()}
 
+    @_server_call
     def on_trial_results(self, trial: TrialView, results: list[Result]) -> None:
         run_id = self._runs.get(trial.id)
         if run_id is None or not results:
@@ -143,9 +188,11 @@ class MLflowLogger(Callback):
         for i in range(0, len(metrics), _BATCH):
             self._client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
 
+    @_server_call
     def on_trial_complete(self, trial: TrialView) -> None:
         self._end(trial.id, "FINISHED")
 
+    @_server_call
     def on_trial_error(self, trial: TrialView) -> None:
         run_id = self._runs.get(trial.id)
         error = shown(trial).error if trial.error else None  # an error message may quote the config
@@ -154,6 +201,7 @@ class MLflowLogger(Callback):
             self._client.set_tag(run_id, "tunesmith.error", (last[-1] if last else "")[:_PARAM_CHARS])
         self._end(trial.id, "FAILED")
 
+    @_server_call
     def on_experiment_end(self, experiment: ExperimentInfo) -> None:
         for trial_id in sorted(self._open):
             trial = experiment.trials.get(trial_id)
