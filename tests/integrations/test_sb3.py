@@ -33,7 +33,8 @@ def _train(config: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     restored = ts.get_checkpoint() is not None
     model = load_or_create(PPO, _env(), config, policy="MlpPolicy", seed=0, **SMALL)
-    callback = ReportCallback(_env(), eval_freq=config["eval_freq"], n_eval_episodes=2)
+    callback = ReportCallback(_env(), eval_freq=config["eval_freq"], n_eval_episodes=2,
+                              final_eval=config.get("final_eval", True))
     with open(os.path.join(ts.get_trial_dir(), "starts.jsonl"), "a") as f:
         f.write(json.dumps({"restored": restored, "timesteps": model.num_timesteps}) + "\n")
     if config.get("reset"):  # SB3's default: learn counts from 0 again
@@ -94,16 +95,26 @@ def _dqn(config: dict[str, Any]) -> None:
         raise RuntimeError("first attempt fails after learning")
 
 
-def test_the_steps_after_the_last_evaluation_are_evaluated_and_checkpointed_when_learn_ends() -> None:
+@pytest.mark.parametrize("final_eval", [True, False])
+def test_the_steps_after_the_last_evaluation_are_evaluated_and_checkpointed_when_learn_ends(final_eval) -> None:
     """``learn(640)`` with ``eval_freq=256``: the model trained 128 steps past its last evaluation, and those were
     neither reported nor saved (the trial's last checkpoint was the model of 512 steps, not the one learn ended
-    with). ``learn`` ending now evaluates and reports that model once more, with its checkpoint."""
-    result = ts.run(_train, space={"eval_freq": 256, "total": 640}, verbose=0, name="sb3-end")
+    with). ``learn`` ending now evaluates and reports that model once more, with its checkpoint; ``final_eval=False``
+    keeps the plain cadence."""
+    result = ts.run(_train, space={"eval_freq": 256, "total": 640, "final_eval": final_eval}, verbose=0,
+                    name="sb3-end")
     trial = result.trials[0]
-    assert [h["timesteps"] for h in result.history(trial.id)] == [256, 512, 640]
+    end = 640 if final_eval else 512
+    assert [h["timesteps"] for h in result.history(trial.id)] == [256, 512, 640][:3 if final_eval else 2]
     assert trial.checkpoint is not None
     model = PPO.load(os.path.join(trial.checkpoint.as_dir(), MODEL_FILE))
-    assert model.num_timesteps == 640
+    assert model.num_timesteps == end
+
+
+def test_the_arguments_before_final_eval_keep_their_places() -> None:
+    """``final_eval`` came after ``verbose``: a callback made with every argument by position is made as before."""
+    callback = ReportCallback(_env(), 256, 2, True, True, False, 1)
+    assert (callback.verbose, callback.replay_buffer, callback.final_eval) == (1, False, True)
 
 
 def test_an_off_policy_model_can_be_restored_with_its_replay_buffer() -> None:

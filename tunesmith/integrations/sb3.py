@@ -61,20 +61,20 @@ class ReportCallback(BaseCallback):  # type: ignore[misc]
         n_eval_episodes: episodes per evaluation.
         deterministic: evaluate the deterministic policy (SB3's default).
         checkpoint: save the model with each report.
+        replay_buffer: also save an off-policy model's replay buffer (DQN, SAC, TD3...) with each checkpoint,
+            which ``model.save`` leaves out; :func:`load_or_create` restores it. Without it a restored model
+            starts with an empty buffer and, past ``learning_starts``, trains at once on the few transitions
+            collected since. The file is as large as the buffer (``buffer_size`` transitions).
         final_eval: when ``learn`` ends (not stopped) with steps trained since the last evaluation, evaluate
             and report that model once more, with its checkpoint, so that the model ``learn`` ended with is the
             trial's last result and checkpoint (otherwise the steps after the last multiple of ``eval_freq`` are
             neither reported nor saved). ``False``: only every ``eval_freq`` steps (e.g. a loop that calls
             ``learn`` in pieces shorter than ``eval_freq``).
-        replay_buffer: also save an off-policy model's replay buffer (DQN, SAC, TD3...) with each checkpoint,
-            which ``model.save`` leaves out; :func:`load_or_create` restores it. Without it a restored model
-            starts with an empty buffer and, past ``learning_starts``, trains at once on the few transitions
-            collected since. The file is as large as the buffer (``buffer_size`` transitions).
     """
 
     def __init__(self, eval_env: Any, eval_freq: int, n_eval_episodes: int = 5, deterministic: bool = True,
-                 checkpoint: bool = True, replay_buffer: bool = False, final_eval: bool = True,
-                 verbose: int = 0) -> None:
+                 checkpoint: bool = True, replay_buffer: bool = False, verbose: int = 0,
+                 final_eval: bool = True) -> None:
         for name, value in (("eval_freq", eval_freq), ("n_eval_episodes", n_eval_episodes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"ReportCallback: {name} must be a positive integer, got {value!r}")
