@@ -194,8 +194,10 @@ def test_the_trials_a_killed_driver_was_running_are_shown_paused_as_a_resume_con
     assert [t["id"] for t in dashboard.trials("killed", status="PAUSED")["rows"]] == [1]
     assert dashboard.trials("killed", status="RUNNING")["rows"] == []
     assert dashboard.trial("killed", 1)["status"] == "PAUSED"
-    assert [c["status"] for c in dashboard.curves("killed", "loss", {1: None, 2: None})["trials"].values()] \
-        == statuses  # the live learning curves' line style
+    curves = dashboard.curves("killed", "loss", {1: None, 2: None})["trials"]
+    assert [c["status"] for c in curves.values()] == statuses  # the live learning curves' line style
+    again = dashboard.curves("killed", "loss", {1: tuple(curves["1"]["cursor"])})["trials"]["1"]
+    assert again == {"mode": "same", "status": "PAUSED"}  # a crashed run's curve is not sent again
     assert _folder_state(folder) == before  # readers write nothing
     import sqlite3
 
