@@ -517,7 +517,14 @@ def test_a_killed_rank_on_another_node_leaves_no_staging_folder_there(cluster, t
         assert rank1["dir"].startswith(staging_root() + os.sep)  # rank 1's own node-local folder (its node's key)
         # the folder, and the experiment's above it on that node (which nothing else there holds)
         experiment = os.path.dirname(os.path.dirname(rank1["dir"]))
-        until(lambda: not os.path.exists(experiment), "rank 1's staging folder to go", timeout=30)
+        try:
+            until(lambda: not os.path.exists(experiment), "rank 1's staging folder to go", timeout=30)
+        except AssertionError as e:  # what is left, and whether rank 1's process is (the next flake's evidence)
+            left = [os.path.relpath(os.path.join(d, n), experiment) for d, ds, fs in os.walk(experiment)
+                    for n in ds + fs]
+            pid = rank1["pid"]
+            raise AssertionError(f"{e}: left {left}, rank 1 (pid {pid}) alive: {os.path.exists(f'/proc/{pid}')}") \
+                from None
         assert _alive_trial_actors() == []
     finally:
         import shutil
@@ -546,6 +553,10 @@ def test_the_cleanup_after_killed_ranks_removes_what_a_rank_killed_halfway_throu
         os.makedirs(stage2)  # RESTORE removed too, the staging folder not yet
         remove_killed_ranks(stage2, "a1", wait_s=0)
         assert not os.path.exists(os.path.join(top, "exp2"))
+        stage4 = os.path.join(top, "exp4", "trials", "trial_00001")
+        os.makedirs(os.path.dirname(stage4))  # its staging folder removed too, the folders above it not yet
+        remove_killed_ranks(stage4, "a1", wait_s=0)
+        assert not os.path.exists(os.path.join(top, "exp4"))
         stage3 = os.path.join(top, "exp3", "trials", "trial_00001")
         os.makedirs(os.path.join(stage3, RESTORE, "b2-rank1-999999998"))  # a retry's rank holds it
         remove_killed_ranks(stage3, "a1", wait_s=0)
