@@ -38,10 +38,15 @@ lint: venv-test
 	$(LINT_RUFF)
 	$(LINT_MYPY)
 
+# The suite runs on two pytest-xdist workers (a 2-core CI runner's cores; much of a test's time is waiting on worker
+# processes and Ray): each test file whole on one worker, files that must not run side by side in one group
+# (tests/conftest.py). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+
 test: venv-test browser
 	$(LINT_RUFF)
 	$(LINT_MYPY)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) tunesmith_results .pytest_cache

@@ -5,6 +5,13 @@ import signal
 import subprocess
 
 import pytest
+from hypothesis import settings
+from xdist_helpers import XDIST_GROUPS
+
+# Property tests have no per-example deadline: a shared 2-core runner (and pytest-xdist's second worker beside
+# them) can make one example slower than Hypothesis's 200 ms default, which fails a test for the machine's load.
+settings.register_profile("tunesmith", deadline=None)
+settings.load_profile("tunesmith")
 
 # Every Ray that the tests start runs its workers (trial actors, rank actors) at the same priority as the rest:
 # Ray's default is nice 15, and on a busy 2-core machine (a shared CI runner) a worker importing torch then gets
@@ -54,3 +61,15 @@ def tiny_disk(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`): the groups are in xdist_helpers.
+_GROUP_OF = {path: group for group, paths in XDIST_GROUPS.items() for path in paths}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config, items):
+    root = str(config.rootpath)
+    for item in items:
+        path = os.path.relpath(str(item.path), root)
+        item.add_marker(pytest.mark.xdist_group(_GROUP_OF.get(path, path)))

@@ -199,16 +199,24 @@ KILLED_DRIVER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
     import tunesmith as ts
+    import tunesmith.data
 
+    tunesmith.data._shm_root = lambda: sys.argv[1]  # the test's own (no other put on the machine sweeps it)
     ref = ts.put(np.zeros(1000), backend="local")
     print(ref.path, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no exit handler runs
 """)
 
 
-def test_the_file_of_a_sigkilled_driver_is_removed_by_the_next_put():
+def test_the_file_of_a_sigkilled_driver_is_removed_by_the_next_put(tmp_path, monkeypatch):
+    import tunesmith.data
+
+    # a shared-memory folder of this test's own: any put() on the machine sweeps the folders of dead drivers, and
+    # another test's (pytest-xdist) would remove the dead driver's before this test sees it left
+    monkeypatch.setattr(tunesmith.data, "_shm_root", lambda: str(tmp_path))
     mine = put(0, backend="local")  # this process has its folder already: a notebook that put before
-    proc = subprocess.run([sys.executable, "-c", KILLED_DRIVER], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", KILLED_DRIVER, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == -9, proc.stderr
     left = os.path.dirname(proc.stdout.strip())
     assert os.path.isfile(proc.stdout.strip())  # left behind in shared memory...

@@ -139,15 +139,20 @@ def test_readers_of_a_folder_copied_while_its_driver_wrote_read_its_log_and_chan
     assert after[SHM][1] == before[SHM][1]
 
 
-def test_readers_of_a_log_copied_without_its_shm_read_it_and_write_nothing(finished: Any, tmp_path: Any) -> None:
+def test_readers_of_a_log_copied_without_its_shm_read_it_and_write_nothing(finished: Any, tmp_path: Any,
+                                                                          monkeypatch: Any) -> None:
     """Copied mid-run without the -shm file (copied file by file, or by a tool that skips it): SQLite reads the log
     only by making a -shm beside it, which every reader did (and left) in the folder. They read a private copy of
     the store and its log instead, and leave no copy behind."""
-    leftovers = set(os.listdir(tempfile.gettempdir()))
+    # the readers' temporary folder, this test's alone (every reader here runs in this process; the machine's /tmp
+    # has the copies other tests' readers hold at the moment, under pytest-xdist)
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     _, before, after = copied_mid_run(finished, tmp_path, SHM)
     assert after == before, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     gc.collect()
-    assert not {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("tunesmith_store_")} - leftovers
+    assert not [n for n in os.listdir(private_tmp) if n.startswith("tunesmith_store_")]
 
 
 @pytest.mark.parametrize("writer_closed", [False, True])

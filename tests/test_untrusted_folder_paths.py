@@ -238,9 +238,12 @@ def test_a_resume_removes_fifos_and_sockets_in_a_trial_folder(results_dir, tmp_p
     os.mkfifo(trial / "pipe")
     listener = socket.socket(socket.AF_UNIX)
     sock = trial / "somedir" / "s"
+    here = os.getcwd()
+    os.chdir(sock.parent)  # bound by a relative name: the full path may pass AF_UNIX's 108 bytes (pytest-xdist's)
     try:
-        listener.bind(str(sock))
+        listener.bind(sock.name)
     finally:
+        os.chdir(here)
         listener.close()
     caplog.set_level(logging.WARNING, logger="tunesmith")
     rs = ts.run(writes_deeper, space=space, name="fifo", resume=True, restart_errored="resume", verbose=0)

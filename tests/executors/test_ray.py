@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def ray_gpus():
-    ray.init(num_cpus=4, num_gpus=2, resources={"accel": 2}, object_store_memory=200 * 2**20,
+    ray.init(address="local", num_cpus=4, num_gpus=2, resources={"accel": 2}, object_store_memory=200 * 2**20,
              include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -199,7 +199,9 @@ def test_put_stores_a_large_array_once_for_all_trials(backend, tmp_path):
     rows, _ = collect(ex, lambda r, d: len(r) == 4)  # all four hold the array at once
     from ray._private.internal_api import memory_summary
 
-    usage = re.search(r"Plasma memory usage (\d+) MiB, (\d+) objects", memory_summary(stats_only=True))
+    # this Ray's, by its address (with none, Ray looks for running ones, and another test's may be ending)
+    summary = memory_summary(ray.get_runtime_context().gcs_address, stats_only=True)
+    usage = re.search(r"Plasma memory usage (\d+) MiB, (\d+) objects", summary)
     mib, objects = int(usage.group(1)), int(usage.group(2))
     _finish_all(ex, range(1, 5))
     for t in range(1, 5):
