@@ -181,6 +181,116 @@ def test_restoring_applies_the_new_config_to_what_training_uses(tmp_path: Any) -
     assert restored.clip_range(1.0) == 0.1
 
 
+def _ordered(buffer: Any, name: str = "observations") -> Any:
+    """A replay buffer's transitions of one field, oldest first."""
+    import numpy as np
+
+    array = getattr(buffer, name)
+    if not buffer.full:
+        return array[:buffer.pos]
+    return np.concatenate([array[buffer.pos:], array[:buffer.pos]])
+
+
+@pytest.mark.parametrize(("n_envs", "new_size"), [(1, 40), (1, 500), (2, 100)])
+def test_a_restored_replay_buffer_takes_the_configs_buffer_size(tmp_path: Any, n_envs: int, new_size: int) -> None:
+    """PBT (or a retry with a changed config) giving buffer_size a new value: the model was built with it, then the
+    saved buffer replaced its own, and the new size was silently not applied (the saved buffer kept its 100). The
+    restored buffer now has the config's size and the newest transitions the saved one held, oldest first."""
+    import numpy as np
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.save_util import load_from_pkl
+
+    from tunesmith.integrations.sb3 import REPLAY_BUFFER_FILE
+
+    fixed = {"policy": "MlpPolicy", "seed": 0, "learning_starts": 50, "policy_kwargs": {"net_arch": [16]}}
+    model = DQN(env=_env(n_envs), buffer_size=100, **fixed)  # SB3 counts transitions per environment: 100 / n_envs
+    model.learn(130 * n_envs)  # the buffer went round once: its oldest transition is not at 0
+    assert model.replay_buffer.full and model.replay_buffer.pos > 0
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model.save(str(folder / MODEL_FILE))
+    model.save_replay_buffer(str(folder / REPLAY_BUFFER_FILE))
+    ckpt = Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
+    saved = load_from_pkl(str(folder / REPLAY_BUFFER_FILE))
+
+    restored = load_or_create(DQN, _env(n_envs), {"buffer_size": new_size}, checkpoint=ckpt, **fixed)
+    buffer = restored.replay_buffer
+    per_env = new_size // n_envs
+    assert (restored.buffer_size, buffer.buffer_size) == (new_size, per_env)
+    kept = min(per_env, 100 // n_envs)
+    assert buffer.size() == kept and buffer.full == (kept == per_env)
+    if per_env != 100 // n_envs:  # resized: oldest first from 0 (the same size: the saved buffer as it was)
+        assert buffer.pos == kept % per_env
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        assert np.array_equal(_ordered(buffer, name), _ordered(saved, name)[-kept:]), name
+        assert getattr(buffer, name).shape[0] == per_env, name
+    restored.learn(20 * n_envs, reset_num_timesteps=False)  # trains on it (samples) and adds to it
+    assert buffer is restored.replay_buffer and buffer.size() == min(per_env, kept + 20)
+
+
+def test_a_restored_dict_replay_buffer_takes_the_configs_buffer_size(tmp_path: Any) -> None:
+    """The same for observations that are a dict (SB3's DictReplayBuffer keeps one array per key)."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.save_util import load_from_pkl
+
+    from tunesmith.integrations.sb3 import REPLAY_BUFFER_FILE
+
+    class Two(gym.Env):  # observations {"a": 2 numbers, "b": 1}, an episode of 5 steps
+        observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,)), "b": gym.spaces.Box(-1, 1, (1,))})
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            self.t += 1
+            return self.observation_space.sample(), float(action), self.t >= 5, False, {}
+
+    fixed = {"policy": "MultiInputPolicy", "seed": 0, "learning_starts": 20, "policy_kwargs": {"net_arch": [8]}}
+    model = DQN(env=Two(), buffer_size=50, **fixed)
+    model.learn(70)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model.save(str(folder / MODEL_FILE))
+    model.save_replay_buffer(str(folder / REPLAY_BUFFER_FILE))
+    ckpt = Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
+    saved = load_from_pkl(str(folder / REPLAY_BUFFER_FILE))
+    restored = load_or_create(DQN, Two(), {"buffer_size": 30}, checkpoint=ckpt, **fixed)
+    buffer = restored.replay_buffer
+    assert type(buffer).__name__ == "DictReplayBuffer" and buffer.buffer_size == 30 and buffer.full
+    for name in ("observations", "next_observations"):
+        for key in ("a", "b"):
+            newest = np.concatenate([getattr(saved, name)[key][saved.pos:], getattr(saved, name)[key][:saved.pos]])
+            assert np.array_equal(getattr(buffer, name)[key], newest[-30:]), (name, key)
+    assert np.array_equal(buffer.actions, _ordered(saved, "actions")[-30:])
+    restored.learn(10, reset_num_timesteps=False)
+
+
+def test_a_replay_buffer_that_cannot_be_resized_keeps_its_size_with_a_warning(tmp_path: Any, caplog: Any) -> None:
+    """SB3's memory-saving buffer keeps each next observation as the following slot's observation: a cut copy
+    would pair transitions wrongly, so it is restored as saved, and the warning names both sizes."""
+    from stable_baselines3 import DQN
+
+    from tunesmith.integrations.sb3 import REPLAY_BUFFER_FILE
+
+    fixed = {"policy": "MlpPolicy", "seed": 0, "learning_starts": 50, "policy_kwargs": {"net_arch": [16]},
+             "optimize_memory_usage": True, "replay_buffer_kwargs": {"handle_timeout_termination": False}}
+    model = DQN(env=_env(), buffer_size=100, **fixed)
+    model.learn(60)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model.save(str(folder / MODEL_FILE))
+    model.save_replay_buffer(str(folder / REPLAY_BUFFER_FILE))
+    ckpt = Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
+    restored = load_or_create(DQN, _env(), {"buffer_size": 40}, checkpoint=ckpt, **fixed)
+    assert restored.replay_buffer.buffer_size == 100 and restored.replay_buffer.size() == model.replay_buffer.size()
+    assert "keeps its saved buffer_size=100; buffer_size=40 is not applied" in caplog.text
+
+
 def test_a_new_model_gets_the_config_and_bad_input_is_named(tmp_path: Any) -> None:
     model = load_or_create(PPO, _env(), {"gamma": 0.95, "lr": 1}, checkpoint=None, policy="MlpPolicy", **SMALL)
     assert model.gamma == model.rollout_buffer.gamma == 0.95

@@ -262,5 +262,56 @@ def load_or_create(algo_class: Any, env: Any, config: dict[str, Any], *, checkpo
     _restore_normalization(os.path.join(folder, NORMALIZE_FILE), env)
     buffer = os.path.join(folder, REPLAY_BUFFER_FILE)
     if os.path.isfile(buffer):  # saved by ReportCallback(replay_buffer=True); checked with the folder above
-        model.load_replay_buffer(buffer)
+        _load_replay_buffer(model, buffer)
     return model
+
+
+def _load_replay_buffer(model: Any, path: str) -> None:
+    """``model.load_replay_buffer(path)``, then the buffer at the size the model was built with (a config's new
+    ``buffer_size``: SB3 puts the saved buffer in place of the model's own, at its saved size): the newest
+    transitions it holds, oldest first. A buffer that cannot be resized so (HER's episodes, SB3's
+    ``optimize_memory_usage``, a class of the user's) keeps its saved size, with a warning saying so."""
+    model.load_replay_buffer(path)
+    saved = model.replay_buffer
+    size = max(int(model.buffer_size) // saved.n_envs, 1)  # per environment, as SB3's buffers count it
+    if saved.buffer_size == size:
+        return
+    resized = _resized(saved, size)
+    if resized is None:
+        import logging
+
+        logging.getLogger("tunesmith").warning(
+            "load_or_create: the restored %s keeps its saved buffer_size=%d; buffer_size=%d is not applied to it",
+            type(saved).__name__, saved.buffer_size, size)
+        return
+    model.replay_buffer = resized
+
+
+def _resized(buffer: Any, size: int) -> Any:
+    """A copy of a ``ReplayBuffer`` or ``DictReplayBuffer`` holding ``size`` transitions (per environment), the
+    newest of ``buffer``'s, oldest first; None for another kind."""
+    import numpy as np
+    from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+
+    if type(buffer) not in (ReplayBuffer, DictReplayBuffer) or getattr(buffer, "optimize_memory_usage", False):
+        return None
+    old = buffer.buffer_size
+    order = np.arange(buffer.pos, buffer.pos + old) % old if buffer.full else np.arange(buffer.pos)
+    keep = order[-size:]
+
+    def cut(array: Any) -> Any:
+        out = np.zeros((size, *array.shape[1:]), dtype=array.dtype)
+        out[:len(keep)] = array[keep]
+        return out
+
+    new = copy.copy(buffer)
+    for name, value in vars(buffer).items():  # every per-transition array (a dict of them: DictReplayBuffer's)
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == old:
+            setattr(new, name, cut(value))
+        elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray) and v.ndim and v.shape[0] == old
+                                                       for v in value.values()):
+            setattr(new, name, {k: cut(v) for k, v in value.items()})
+    new.buffer_size = size
+    new.pos = len(keep) % size
+    new.full = len(keep) == size
+    return new
