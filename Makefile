@@ -40,7 +40,7 @@ lint: venv-test
 
 # The suite runs on two pytest-xdist workers (a 2-core CI runner's cores; much of a test's time is waiting on worker
 # processes and Ray): each test file whole on one worker, files that must not run side by side in one group
-# (tests/conftest.py). PYTEST_WORKERS=0 runs it in one process.
+# (tests/xdist_helpers.py). PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 
 test: venv-test browser

@@ -36,3 +36,10 @@ def test_every_file_that_starts_a_ray_is_in_the_ray_group():
                 starting.append(path)
     assert "tests/executors/test_ray_ranks.py" in starting  # the pattern finds what it is for
     assert sorted(set(starting) - set(XDIST_GROUPS["ray"])) == []
+
+
+def test_each_test_carries_its_files_group(request):
+    """tests/conftest.py marks every test with its file's group (the file itself where it is in none), which
+    pytest-xdist's loadgroup reads: a test without it would be sent to either worker on its own."""
+    marks = [m.args[0] for m in request.node.iter_markers("xdist_group")]
+    assert marks == ["tests/test_xdist_groups.py"]
