@@ -152,21 +152,14 @@ def _release(held: str, stage: str | None) -> None:
 
 def _remove_empty(restore: str, stage: str | None) -> None:
     """The last steps of :func:`_release`: the trial's ``RESTORE`` folder ``restore`` when empty (another rank's
-    copy still there: it stays), then ``stage`` when left empty and the folders above it it leaves empty, from the
-    nearest one still there (a rank killed halfway through these steps, as Ray may do to one ending gracefully, left
-    the rest: an empty experiment folder was seen left on a node); only below the private staging root with no link on
+    copy still there: it stays), then ``stage`` when left empty (``remove_empty_staging``: the folders above it too,
+    also where a release cut short by a kill removed it already); only below the private staging root with no link on
     the way."""
     if under_staging_root(restore):
         with contextlib.suppress(OSError):
             os.rmdir(restore)
-    if stage is None:
-        return
-    # from the staging folder, or, where a release cut short by a kill removed it (and maybe folders above it),
-    # from the nearest folder above it still there: the experiment's folder on the node is never left empty
-    here = stage
-    while not os.path.lexists(here) and os.path.dirname(here) != here:
-        here = os.path.dirname(here)
-    remove_empty_staging(here)
+    if stage is not None:
+        remove_empty_staging(stage)
 
 
 def remove_killed_ranks(stage: str, attempt: str, wait_s: float = KILLED_WAIT_S) -> None:

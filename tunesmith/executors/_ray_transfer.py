@@ -374,7 +374,11 @@ def make_staging(stage: str) -> None:
 def remove_empty_staging(stage: str) -> None:
     """Remove a trial's staging folder left empty, then the folders above it it leaves empty
     (:func:`remove_staging_parents`); one holding anything (files the trial wrote itself, another rank's folder)
-    stays. Only below a private root with no link on the way (:func:`under_staging_root`)."""
+    stays. A staging folder gone already (its remover killed between these steps, as Ray may kill a rank ending
+    gracefully: an empty experiment folder was seen left on a node) leaves the rest to this call, from the nearest
+    folder above it still there. Only below a private root with no link on the way (:func:`under_staging_root`)."""
+    while not os.path.lexists(stage) and os.path.dirname(stage) != stage:
+        stage = os.path.dirname(stage)
     if not under_staging_root(stage):
         return
     try:
