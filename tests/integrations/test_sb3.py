@@ -16,7 +16,13 @@ pytest.importorskip("stable_baselines3")
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 
-from tunesmith.integrations.sb3 import MODEL_FILE, NORMALIZE_FILE, ReportCallback, load_or_create  # noqa: E402
+from tunesmith.integrations.sb3 import (  # noqa: E402
+    MODEL_FILE,
+    NORMALIZE_FILE,
+    REPLAY_BUFFER_FILE,
+    ReportCallback,
+    load_or_create,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -150,6 +156,8 @@ def _saved(tmp_path: Any, model: Any) -> Checkpoint:
     model.save(str(folder / MODEL_FILE))
     if model.get_vec_normalize_env() is not None:
         model.get_vec_normalize_env().save(str(folder / NORMALIZE_FILE))
+    if hasattr(model, "save_replay_buffer"):  # an off-policy model: as ReportCallback(replay_buffer=True) saves it
+        model.save_replay_buffer(str(folder / REPLAY_BUFFER_FILE))
     return Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
 
 
@@ -181,11 +189,11 @@ def test_restoring_applies_the_new_config_to_what_training_uses(tmp_path: Any) -
     assert restored.clip_range(1.0) == 0.1
 
 
-def _ordered(buffer: Any, name: str = "observations") -> Any:
-    """A replay buffer's transitions of one field, oldest first."""
+def _ordered(buffer: Any, name: str, key: str | None = None) -> Any:
+    """A replay buffer's transitions of one field (of one observation ``key``: a DictReplayBuffer's), oldest first."""
     import numpy as np
 
-    array = getattr(buffer, name)
+    array = getattr(buffer, name) if key is None else getattr(buffer, name)[key]
     if not buffer.full:
         return array[:buffer.pos]
     return np.concatenate([array[buffer.pos:], array[:buffer.pos]])
@@ -198,20 +206,12 @@ def test_a_restored_replay_buffer_takes_the_configs_buffer_size(tmp_path: Any, n
     restored buffer now has the config's size and the newest transitions the saved one held, oldest first."""
     import numpy as np
     from stable_baselines3 import DQN
-    from stable_baselines3.common.save_util import load_from_pkl
-
-    from tunesmith.integrations.sb3 import REPLAY_BUFFER_FILE
 
     fixed = {"policy": "MlpPolicy", "seed": 0, "learning_starts": 50, "policy_kwargs": {"net_arch": [16]}}
     model = DQN(env=_env(n_envs), buffer_size=100, **fixed)  # SB3 counts transitions per environment: 100 / n_envs
     model.learn(130 * n_envs)  # the buffer went round once: its oldest transition is not at 0
     assert model.replay_buffer.full and model.replay_buffer.pos > 0
-    folder = tmp_path / "model"
-    folder.mkdir()
-    model.save(str(folder / MODEL_FILE))
-    model.save_replay_buffer(str(folder / REPLAY_BUFFER_FILE))
-    ckpt = Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
-    saved = load_from_pkl(str(folder / REPLAY_BUFFER_FILE))
+    ckpt, saved = _saved(tmp_path, model), model.replay_buffer  # (it trains no more: its buffer is the saved one)
 
     restored = load_or_create(DQN, _env(n_envs), {"buffer_size": new_size}, checkpoint=ckpt, **fixed)
     buffer = restored.replay_buffer
@@ -233,9 +233,6 @@ def test_a_restored_dict_replay_buffer_takes_the_configs_buffer_size(tmp_path: A
     import gymnasium as gym
     import numpy as np
     from stable_baselines3 import DQN
-    from stable_baselines3.common.save_util import load_from_pkl
-
-    from tunesmith.integrations.sb3 import REPLAY_BUFFER_FILE
 
     class Two(gym.Env):  # observations {"a": 2 numbers, "b": 1}, an episode of 5 steps
         observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,)), "b": gym.spaces.Box(-1, 1, (1,))})
@@ -253,19 +250,13 @@ def test_a_restored_dict_replay_buffer_takes_the_configs_buffer_size(tmp_path: A
     fixed = {"policy": "MultiInputPolicy", "seed": 0, "learning_starts": 20, "policy_kwargs": {"net_arch": [8]}}
     model = DQN(env=Two(), buffer_size=50, **fixed)
     model.learn(70)
-    folder = tmp_path / "model"
-    folder.mkdir()
-    model.save(str(folder / MODEL_FILE))
-    model.save_replay_buffer(str(folder / REPLAY_BUFFER_FILE))
-    ckpt = Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
-    saved = load_from_pkl(str(folder / REPLAY_BUFFER_FILE))
+    ckpt, saved = _saved(tmp_path, model), model.replay_buffer  # (it trains no more: its buffer is the saved one)
     restored = load_or_create(DQN, Two(), {"buffer_size": 30}, checkpoint=ckpt, **fixed)
     buffer = restored.replay_buffer
     assert type(buffer).__name__ == "DictReplayBuffer" and buffer.buffer_size == 30 and buffer.full
     for name in ("observations", "next_observations"):
         for key in ("a", "b"):
-            newest = np.concatenate([getattr(saved, name)[key][saved.pos:], getattr(saved, name)[key][:saved.pos]])
-            assert np.array_equal(getattr(buffer, name)[key], newest[-30:]), (name, key)
+            assert np.array_equal(_ordered(buffer, name, key), _ordered(saved, name, key)[-30:]), (name, key)
     assert np.array_equal(buffer.actions, _ordered(saved, "actions")[-30:])
     restored.learn(10, reset_num_timesteps=False)
 
@@ -275,17 +266,11 @@ def test_a_replay_buffer_that_cannot_be_resized_keeps_its_size_with_a_warning(tm
     would pair transitions wrongly, so it is restored as saved, and the warning names both sizes."""
     from stable_baselines3 import DQN
 
-    from tunesmith.integrations.sb3 import REPLAY_BUFFER_FILE
-
     fixed = {"policy": "MlpPolicy", "seed": 0, "learning_starts": 50, "policy_kwargs": {"net_arch": [16]},
              "optimize_memory_usage": True, "replay_buffer_kwargs": {"handle_timeout_termination": False}}
     model = DQN(env=_env(), buffer_size=100, **fixed)
     model.learn(60)
-    folder = tmp_path / "model"
-    folder.mkdir()
-    model.save(str(folder / MODEL_FILE))
-    model.save_replay_buffer(str(folder / REPLAY_BUFFER_FILE))
-    ckpt = Checkpoint(_ckpt.write(Checkpoint.from_dir(folder), str(tmp_path / "ckpts"), 1))
+    ckpt = _saved(tmp_path, model)
     restored = load_or_create(DQN, _env(), {"buffer_size": 40}, checkpoint=ckpt, **fixed)
     assert restored.replay_buffer.buffer_size == 100 and restored.replay_buffer.size() == model.replay_buffer.size()
     assert "keeps its saved buffer_size=100; buffer_size=40 is not applied" in caplog.text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import os
 import tempfile
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = ["MODEL_FILE", "NORMALIZE_FILE", "REPLAY_BUFFER_FILE", "ReportCallback
 MODEL_FILE = "model.zip"  # the file ``model.save`` writes in a checkpoint folder
 NORMALIZE_FILE = "vec_normalize.pkl"  # a VecNormalize training env's statistics (``VecNormalize.save``)
 REPLAY_BUFFER_FILE = "replay_buffer.pkl"  # ``model.save_replay_buffer``'s, with ReportCallback(replay_buffer=True)
+log = logging.getLogger("tunesmith")
 _DEFAULT: Any = object()
 
 
@@ -278,9 +280,7 @@ def _load_replay_buffer(model: Any, path: str) -> None:
         return
     resized = _resized(saved, size)
     if resized is None:
-        import logging
-
-        logging.getLogger("tunesmith").warning(
+        log.warning(
             "load_or_create: the restored %s keeps its saved buffer_size=%d; buffer_size=%d is not applied to it",
             type(saved).__name__, saved.buffer_size, size)
         return
