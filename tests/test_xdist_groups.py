@@ -11,8 +11,8 @@ from xdist_helpers import XDIST_GROUPS
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
-# what starts a Ray in a test: ray.init, a cluster_utils Cluster (start_cluster), a RayBackend that runs trials
-STARTS_RAY = re.compile(r"ray\.init\(|start_cluster\(|Cluster\(|RayBackend\([^)]*\)[^\n]*\.run\(|backend=RayBackend\(")
+# what starts a Ray in a test: ray.init, a cluster_utils Cluster (start_cluster), a run given a RayBackend
+STARTS_RAY = re.compile(r"ray\.init\(|start_cluster\(|Cluster\(|backend=RayBackend\(")
 
 
 def _test_files():
