@@ -455,12 +455,15 @@ def test_an_integer_beyond_a_float_that_an_older_tunesmith_stored_is_read_as_inf
     assert len(resumed.trials) == 2 and resumed.history(2)[-1]["loss"] == math.inf
 
 
-def _open_files_named(name: str) -> int:
-    """How many of this process's file descriptors are open on a file named ``name`` (Linux)."""
+def _open_files(path: str) -> int:
+    """How many of this process's file descriptors are open on the file ``path`` (Linux). By path, not by name: a
+    store another test of the same process left to the garbage collector is not this one (pytest-xdist runs many
+    test files in one process)."""
     count = 0
+    wanted = os.path.realpath(path)
     for fd in os.listdir("/proc/self/fd"):
         try:
-            count += os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == name
+            count += os.readlink(f"/proc/self/fd/{fd}") == wanted
         except OSError:  # the listing's own descriptor, closed by now
             pass
     return count
@@ -485,11 +488,12 @@ def test_a_result_set_let_go_closes_its_store_at_once(tmp_path):
     try:
         ts.run(steady, {"x": ts.grid([1.0, 2.0])}, metric="loss", mode="min", name="e", storage_path=str(tmp_path),
                backend=SimulatedBackend({"cpu": 2}), verbose=0, file_loggers=False)
-        assert _open_files_named("experiment.db") == 0
+        db = os.path.join(str(tmp_path), "e", "experiment.db")
+        assert _open_files(db) == 0
         rs = ts.load(os.path.join(str(tmp_path), "e"))
-        assert len(rs.trials) == 2 and _open_files_named("experiment.db") == 1
+        assert len(rs.trials) == 2 and _open_files(db) == 1
         del rs
-        assert _open_files_named("experiment.db") == 0
+        assert _open_files(db) == 0
     finally:
         gc.enable()
 
