@@ -52,32 +52,32 @@ def _climb_to_4(config):
                   checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
 
 
-def test_a_trial_exploited_at_its_last_result_shows_no_metric_its_new_config_did_not_produce(results_dir):
+def test_a_trial_exploited_at_its_last_result_ends_with_its_own_config_and_result(results_dir):
     """Real workers, one slot: trial 1 (a=1) pauses at its perturbation point 4 (its last) for trial 2 (a=0), which
     is then the bottom and is exploited at its own last result: it restarts from trial 1's checkpoint of iteration
-    4 with a new ``a``, has nothing left to train and reports nothing. It showed its new config beside the score
-    its old one produced (``result.best``, ``top``, ``dataframe``, ``show`` paired them); a trial's shown result
-    is now always one its shown config produced."""
+    4 with a new ``a``, has nothing left to train and reports nothing. It first showed its new config beside the
+    score its old one produced, then (a trial shows only what its config produced) no result at all; the exploit
+    is now undone: it ends with its own config, score and checkpoint, as if never exploited."""
     pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"a": [2, 3]}, resample_probability=1.0, seed=0)
     result = ts.run(_climb_to_4, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1,
                     verbose=0, name="pbt-last", scheduler=pbt)
-    (exploit,) = result.lineage()
-    assert (exploit["trial_id"], exploit["source"], exploit["iteration"]) == (2, 1, 4)
+    (undone,) = [(tid, data) for _s, _t, kind, tid, data in result._store.events() if kind == "exploit_undone"]
+    assert (undone[0], undone[1]["source"], undone[1]["from_iteration"], undone[1]["old_config"]) == (2, 1, 4,
+                                                                                                    {"a": 0})
+    assert result.lineage() == []  # an undone exploit is not part of any lineage
     trials = {t.id: t for t in result.trials}
-    assert trials[2].config["a"] in (2, 3)
+    assert (trials[2].config, trials[2].parent_id, trials[2].generation, trials[2].iteration) == ({"a": 0}, None, 0, 4)
     for t in result.trials:  # what each trial shows was produced by the config it shows
-        assert t.last_result.get("a_used", t.config["a"]) == t.config["a"], (t.id, t.config, t.last_result)
-    assert trials[1].last_result["score"] == 4.0 and trials[2].last_result == {}
-    for t in result.top(2) + result.top(2, scope="all"):
-        assert t.metrics["a_used"] == t.config["a"], (t.id, t.config, t.metrics)
-    assert [t.id for t in result.top(2, scope="all")] == [1]
+        assert t.last_result["a_used"] == t.config["a"], (t.id, t.config, t.last_result)
+    assert trials[1].last_result["score"] == 4.0 and trials[2].last_result["score"] == 0.0
+    assert trials[2].checkpoint.iteration == 4 and trials[2].checkpoint.path.startswith(trials[2].path)  # its own
+    assert [t.id for t in result.top(2, scope="all")] == [1, 2]
     assert result.best.id == result.get_best(scope="all").id == 1
-    # trial 2's score 0 (a=0) was the lowest: it ranked as best by min beside its new a
-    assert result.get_best(scope="all", mode="min").metrics["a_used"] == 1
+    assert result.get_best(scope="all", mode="min").id == 2
     frame = result.dataframe()
-    assert list(frame.loc[frame.trial_id == 2, "score"].isna()) == [True]
-    # the old lineage's results are kept as data
+    assert list(frame.loc[frame.trial_id == 2, "score"]) == [0.0]
     assert [h["a_used"] for h in result.history(2, all_generations=True)] == [0, 0, 0, 0]
+    assert [h["generation"] for h in result.history(2, all_generations=True)] == [0, 0, 0, 0]
 
 
 def test_a_result_that_meets_a_stop_rule_is_not_exploited(results_dir):

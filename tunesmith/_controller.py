@@ -28,6 +28,7 @@ from typing import Any
 from tunesmith._constraints import Constraints
 from tunesmith._errors import ConfigError, TrialError
 from tunesmith._experiment_end import close_paused, set_status
+from tunesmith._exploit import apply_exploit, exploit_source, undo_untrained_exploit
 from tunesmith._launches import (
     EXPERIMENT_ENV,
     make_launch,
@@ -167,6 +168,8 @@ class Controller:
         self._errored_restarts: list[tuple[int, str]] = []
         # (trial, iteration, generation): PBT exploits whose trial continues as a new generation from there
         self._generations: list[tuple[int, int, int]] = []
+        # (trial, generation, exploit event): exploits undone, the trial having ended before its new config reported
+        self._undone_generations: list[tuple[int, int, int]] = []
         self._metric_seen: set[int] = set()
         # the scheduler's own metrics beside the experiment's (ASHA(metric="acc")): checked in first results too
         self._scheduler_metrics = tuple(name for name in scheduler.compared_metrics()
@@ -730,9 +733,10 @@ class Controller:
                 self._paused.discard(trial.id)
                 trial.status = TrialStatus.TERMINATED
                 trial.end_time = now
-                self.store.update_trial(db, trial.id, status=trial.status.value, end_time=now,
-                                        start_time=trial.start_time)
+                self.store.update_trial(db, trial.id, **undo_untrained_exploit(self, trial), status=trial.status.value,
+                                        end_time=now, start_time=trial.start_time)
                 self.store.log_event(db, "stop", trial.id, {"reason": reason, "iteration": trial.iteration})
+            self._write_generations(db)
         for trial in ended:
             self._after_complete(trial)
 
@@ -871,8 +875,6 @@ class Controller:
         if isinstance(decision, Exploit):
             # held from now: the source trains on while this trial's worker stops, and retention must not
             # delete what it will restart from
-            from tunesmith._exploit import exploit_source  # PBT's decisions only
-
             path = exploit_source(self.trials, decision)[1]
             if path is not None:
                 self.ledger.pin(tid, path)
@@ -967,11 +969,12 @@ class Controller:
                 paused["decided"] = self._decided_at.pop(trial.id)
             return {"status": trial.status.value, "resources": dumps(trial.resources)}, ("pause", paused)
         if isinstance(action, Exploit):
-            from tunesmith._exploit import apply_exploit
-
             return apply_exploit(self, trial, action)
+        # it ended before an exploit's config reported anything (nothing left to train from the checkpoint it
+        # cloned, or stopped first): the exploit is undone, and it ends with what its own config produced
+        undone = undo_untrained_exploit(self, trial)
         if status == "ok" and trial.last_result is None and self.objective and action is None:
-            if trial.parent_id is not None:  # its function had nothing left to train from the checkpoint it cloned
+            if trial.parent_id is not None:  # a store that did not record the config it replaced (schema 1)
                 log.info("%s ended without a result since its exploit (the checkpoint of iteration %s it cloned was "
                          "its function's last): its new config trained nothing, so it shows no result (its earlier "
                          "ones: history(%d, all_generations=True))", trial.name, trial.parent_iteration, trial.id)
@@ -987,7 +990,7 @@ class Controller:
         reason = self._stop_reasons.pop(trial.id, "scheduler") if isinstance(action, Stop) else (
             ("scheduler" if _stopped_on_plan(plan, trial) else "stop_rule") if status == "stopped" else None)
         stop = ("stop", {"reason": reason, "iteration": trial.iteration}) if reason else None
-        return {"status": trial.status.value, "end_time": now, "start_time": trial.start_time}, stop
+        return {**undone, "status": trial.status.value, "end_time": now, "start_time": trial.start_time}, stop
 
     def _store_ends(self, db: Any, done: list[tuple[TrialView, str, str | None]],
                     changes: dict[int, dict[str, Any]]) -> None:
@@ -1021,6 +1024,9 @@ class Controller:
         for tid, it, generation in self._generations:
             self.store.new_generation(db, tid, it, generation)
         self._generations.clear()
+        for tid, generation, seq in self._undone_generations:
+            self.store.undo_generation(db, tid, generation, seq)
+        self._undone_generations.clear()
 
     def _write_pending(self, db: Any) -> None:
         self._write_generations(db)

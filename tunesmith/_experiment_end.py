@@ -8,6 +8,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tunesmith._exploit import UndoHost, undo_untrained_exploit
 from tunesmith.dashboard._commands import end_commands
 from tunesmith.trial import TrialStatus, TrialView
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunesmith")
 
 
-class EndHost(Protocol):
+class EndHost(UndoHost, Protocol):
     """What the end reads and changes of the controller (``tunesmith._controller.Controller``)."""
 
     store: Store
@@ -30,6 +31,8 @@ class EndHost(Protocol):
     executor: Executor
 
     def _write_pending(self, db: Any) -> None: ...
+
+    def _write_generations(self, db: Any) -> None: ...
 
 
 def close_paused(ctl: EndHost) -> None:
@@ -44,8 +47,10 @@ def close_paused(ctl: EndHost) -> None:
             trial = ctl.trials[tid]
             trial.status = TrialStatus.TERMINATED
             trial.end_time = ctl.executor.timestamp()  # on the results' clock, as the controller's ends (_replay)
-            ctl.store.update_trial(db, tid, status=trial.status.value, end_time=trial.end_time,
-                                    start_time=trial.start_time)
+            # a PBT clone that never ran its new config ends as it was before the exploit
+            ctl.store.update_trial(db, tid, **undo_untrained_exploit(ctl, trial), status=trial.status.value,
+                                   end_time=trial.end_time, start_time=trial.start_time)
+        ctl._write_generations(db)
     ctl._paused.clear()
 
 

@@ -45,7 +45,8 @@ class TrialResult:
         status: ``TrialStatus`` (TERMINATED, ERROR, PAUSED, RUNNING, PENDING).
         metrics: for ``result.best``, the result that made it best; otherwise its last result ({} if none).
         last_result: its last result ({} if none). A trial shows only results its ``config`` produced: after a PBT
-            exploit it has none until the new config reports one (exploited at its last iteration, none at all).
+            exploit it has none until the new config reports one (one that ends before it did has the exploit
+            undone: it ends with its own config and result).
         checkpoint: its latest checkpoint, or None; from ``get_best(scope="all")``/``top(scope="all")``, the
             checkpoint saved with the result that made it best when that one is still kept. ``.load()``
             gives the state back. Paths are under the folder the experiment is read from (moved or copied

@@ -9,10 +9,11 @@ import os
 import sqlite3
 
 import pytest
+from algorithm_helpers import TotalResults
 
 import tunesmith as ts
 from tunesmith.executors.simulated import SimulatedBackend
-from tunesmith.store.sqlite import SCHEMA_VERSION, Store
+from tunesmith.store.sqlite import SCHEMA_VERSION, STORE_FILE, Store
 
 
 def two_speeds(config, ctx):
@@ -195,22 +196,69 @@ def uneven(config, ctx):
                dict(state) if state["step"] % 3 == 0 else None)
 
 
-def test_a_trial_that_clones_a_final_checkpoint_ends_there_without_new_results(tmp_path):
+class _SeenPBT(ts.PBT):
+    """PBT recording the last result it is told each trial ended with."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.ended_with = {}
+
+    def on_complete(self, trial, result, view):
+        self.ended_with[trial.id] = result and (result.iteration, result.metrics["loss"])
+        super().on_complete(trial, result, view)
+
+
+def run_uneven(path, **kw):
+    pbt = _SeenPBT(perturbation_interval=3, hyperparam_mutations={"lr": ts.loguniform(1e-4, 10.0)},
+                   resample_probability=0.0, seed=39)
+    result = ts.run(uneven, space={"lr": ts.grid([0.001, 0.1, 0.01, 1.0])}, metric="loss", mode="min",
+                    scheduler=pbt, backend=SimulatedBackend({"cpu": 4}, seed=39), storage_path=str(path),
+                    name="uneven", verbose=0, file_loggers=False, **kw)
+    return result, pbt
+
+
+def test_an_exploit_onto_a_final_checkpoint_is_undone_when_the_clone_trains_nothing(tmp_path):
     """Trial 3, at its perturbation point 9, clones trial 2's checkpoint of iteration 12: trial 2 reported its
     last result but its end is not in yet, so it is still in the population. Cloned ahead, trial 3 has nothing
-    left to train: its current history ends where it was exploited, while its iteration and checkpoint are
-    the clone's. (The e2e test's flaky failure, 'a history ended at iteration 9', was this, in real time.)"""
-    pbt = ts.PBT(perturbation_interval=3, hyperparam_mutations={"lr": ts.loguniform(1e-4, 10.0)},
-                 resample_probability=0.0, seed=39)
-    result = ts.run(uneven, space={"lr": ts.grid([0.001, 0.1, 0.01, 1.0])}, metric="loss", mode="min",
-                    scheduler=pbt, backend=SimulatedBackend({"cpu": 4}, seed=39), storage_path=str(tmp_path),
-                    verbose=0, file_loggers=False)
-    last = result.lineage(3)[-1]
-    assert (last["source"], last["source_iteration"], last["iteration"]) == (2, 12, 9), result.lineage(3)
+    left to train, so its new config produced nothing: the exploit is undone, and trial 3 ends as it was at 9 (its
+    own config, result, checkpoint and generation), never without a result. The event stays, as
+    ``exploit_undone``."""
+    result, pbt = run_uneven(tmp_path)
+    events = Store(str(tmp_path / "uneven" / STORE_FILE), readonly=True).events()
+    undone = [(tid, data) for _s, _t, kind, tid, data in events if kind == "exploit_undone"]
+    assert [(tid, d["source"], d["iteration"], d["from_iteration"]) for tid, d in undone] == [(3, 2, 12, 9)]
+    before = undone[0][1]
+    lineage = result.lineage(3)
+    assert all(e["generation"] != before["generation"] for e in lineage), lineage  # not in the lineage
     t3 = result.trial(3)
+    assert t3.status is ts.TrialStatus.TERMINATED
+    assert t3.config == before["old_config"] and t3.generation == before["generation"] - 1 == len(lineage)
+    assert (t3.parent_id, t3.parent_iteration) == ((lineage[-1]["source"], lineage[-1]["source_iteration"])
+                                                   if lineage else (None, None))
+    assert t3.iteration == 9 and t3.last_result["training_iteration"] == 9
+    assert t3.last_result["loss"] == result.history(3)[-1]["loss"]
     assert [h["training_iteration"] for h in result.history(3)] == list(range(1, 10))
-    assert t3.iteration == 12 and t3.checkpoint.iteration == 12 and t3.status is ts.TrialStatus.TERMINATED
-    assert t3.checkpoint.load()["step"] == 12  # trial 2's final state
+    assert t3.checkpoint.iteration == 9 and t3.checkpoint.load()["step"] == 9  # its own, not trial 2's
+    assert all(t.last_result for t in result.trials)  # no trial without a result
+    assert pbt.ended_with[3] == (9, t3.last_result["loss"])  # the scheduler was told it ended with it
+    # its rows since its last applied exploit were produced by the config it shows
+    frame = result.dataframe(all_results=True)
+    cloned = lineage[-1]["source_iteration"] if lineage else 0
+    since = frame[(frame["trial_id"] == 3) & (frame["training_iteration"] > cloned)]
+    assert list(since["training_iteration"])[-1] == 9 and set(since["config/lr"]) == {t3.config["lr"]}
+
+
+def test_a_resume_replays_an_undone_exploit_as_it_was(tmp_path):
+    """A resume after the undo (adding trials) replays trial 3 to where it ended (the replay leaves the undone
+    exploit out, as every reader of exploits does): the scheduler is told again that it ended with its own result
+    of iteration 9, and the trial is what the store says, unchanged."""
+    first, seen = run_uneven(tmp_path)
+    t3 = first.trial(3)
+    again, replayed = run_uneven(tmp_path, resume=True, num_samples=2)
+    assert replayed.ended_with[3] == seen.ended_with[3] == (9, t3.last_result["loss"])
+    r3 = again.trial(3)
+    assert (r3.config, r3.last_result, r3.generation, r3.iteration, r3.checkpoint.iteration) == (
+        t3.config, t3.last_result, t3.generation, t3.iteration, t3.checkpoint.iteration)
 
 
 def test_the_replay_knows_each_results_config_and_checkpoint_of_then():
@@ -256,3 +304,14 @@ def test_the_replay_knows_each_results_config_and_checkpoint_of_then():
     by_index = {s.iteration: s.checkpoint for s in _steps(trial, ordered, _epochs(c, exploits), kept, set())
                 if s.epoch > 0}
     assert by_index[7] is None
+
+
+@pytest.mark.parametrize("n", [25, 26, 32, 33, 34, 40])
+def test_an_experiment_ended_before_a_clone_reported_ends_it_with_its_own_result(tmp_path, n):
+    """The experiment ends (a stopper's stop_all) while a clone waits to restart or has not reported yet: the clone
+    ends with the exploit undone, like one with nothing left to train, never without a result."""
+    result, _pbt = run_uneven(tmp_path, stop=TotalResults(n))
+    for t in result.trials:
+        assert t.last_result, (t.id, t.status, t.config, result.lineage(t.id))
+        produced = [e for e in result.lineage(t.id) if e["generation"] == t.generation]
+        assert t.config == (produced[-1]["config"] if produced else t.config)

@@ -618,6 +618,17 @@ class Store:
         db.execute("UPDATE trials SET generation = ? WHERE id = ?", (generation, trial_id))
         db.execute("DELETE FROM checkpoints WHERE trial_id = ? AND iteration > ?", (trial_id, at_iteration))
 
+    @staticmethod
+    def undo_generation(db: sqlite3.Connection, trial_id: int, generation: int, event_seq: int) -> None:
+        """A PBT exploit undone (``tunesmith._exploit.undo_exploit``: the trial ended before its new config reported
+        anything): the rows :meth:`new_generation` moved into ``generation`` go back to the one before, the trial is
+        of that generation again, and the exploit's event ``event_seq`` becomes an ``exploit_undone`` one (the
+        readers of ``exploit`` events leave it out; a resume's replay reads it)."""
+        db.execute("UPDATE results SET generation = ? WHERE trial_id = ? AND generation = ?",
+                   (generation - 1, trial_id, generation))
+        db.execute("UPDATE trials SET generation = ? WHERE id = ?", (generation - 1, trial_id))
+        db.execute("UPDATE events SET kind = 'exploit_undone' WHERE seq = ? AND kind = 'exploit'", (event_seq,))
+
     def set_warm_start(self, db: sqlite3.Connection, trials: list[tuple[int, Any, Any]] | None) -> None:
         """Keep the earlier trials a warm start handed the searcher, (source index in the spec's ``warm_start``,
         config, last result) in order, in place of any kept before; ``WARM_START_KEY`` says how many. None: none
@@ -1061,6 +1072,12 @@ class Store:
         where, args = (" WHERE kind = ?", (kind,)) if kind is not None else ("", ())
         return [(s, t, k, tid, None if d is None else json.loads(d))
                 for s, t, k, tid, d in self._db.execute(f"SELECT * FROM events{where} ORDER BY seq", args)]
+
+    @_reading
+    def exploit_events(self, trial_id: int) -> list[tuple[int, Any]]:
+        """(seq, data) of a trial's ``exploit`` events, oldest first."""
+        return [(seq, None if d is None else json.loads(d)) for seq, d in self._db.execute(
+            "SELECT seq, data FROM events WHERE kind = 'exploit' AND trial_id = ? ORDER BY seq", (trial_id,))]
 
     @_reading
     def command_events(self) -> list[dict[str, Any]]:
