@@ -27,8 +27,7 @@ from typing import Any
 
 from tunesmith._constraints import Constraints
 from tunesmith._errors import ConfigError, TrialError
-from tunesmith._experiment_end import close_paused, set_status
-from tunesmith._exploit import apply_exploit, exploit_source, undo_untrained_exploit
+from tunesmith._experiment_end import close_paused, set_status, undo_if_untrained
 from tunesmith._launches import (
     EXPERIMENT_ENV,
     make_launch,
@@ -733,7 +732,7 @@ class Controller:
                 self._paused.discard(trial.id)
                 trial.status = TrialStatus.TERMINATED
                 trial.end_time = now
-                self.store.update_trial(db, trial.id, **undo_untrained_exploit(self, trial), status=trial.status.value,
+                self.store.update_trial(db, trial.id, **undo_if_untrained(self, trial), status=trial.status.value,
                                         end_time=now, start_time=trial.start_time)
                 self.store.log_event(db, "stop", trial.id, {"reason": reason, "iteration": trial.iteration})
             self._write_generations(db)
@@ -875,6 +874,8 @@ class Controller:
         if isinstance(decision, Exploit):
             # held from now: the source trains on while this trial's worker stops, and retention must not
             # delete what it will restart from
+            from tunesmith._exploit import exploit_source  # PBT's decisions only
+
             path = exploit_source(self.trials, decision)[1]
             if path is not None:
                 self.ledger.pin(tid, path)
@@ -969,10 +970,12 @@ class Controller:
                 paused["decided"] = self._decided_at.pop(trial.id)
             return {"status": trial.status.value, "resources": dumps(trial.resources)}, ("pause", paused)
         if isinstance(action, Exploit):
+            from tunesmith._exploit import apply_exploit
+
             return apply_exploit(self, trial, action)
         # it ended before an exploit's config reported anything (nothing left to train from the checkpoint it
         # cloned, or stopped first): the exploit is undone, and it ends with what its own config produced
-        undone = undo_untrained_exploit(self, trial)
+        undone = undo_if_untrained(self, trial)
         if status == "ok" and trial.last_result is None and self.objective and action is None:
             if trial.parent_id is not None:  # a store that did not record the config it replaced (schema 1)
                 log.info("%s ended without a result since its exploit (the checkpoint of iteration %s it cloned was "

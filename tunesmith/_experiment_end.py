@@ -8,11 +8,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tunesmith._exploit import UndoHost, undo_untrained_exploit
 from tunesmith.dashboard._commands import end_commands
 from tunesmith.trial import TrialStatus, TrialView
 
 if TYPE_CHECKING:
+    from tunesmith._exploit import UndoHost
     from tunesmith.dashboard._commands import CommandInbox
     from tunesmith.executors._base import Executor, Launch
     from tunesmith.store.sqlite import Store
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunesmith")
 
 
-class EndHost(UndoHost, Protocol):
+class EndHost(Protocol):
     """What the end reads and changes of the controller (``tunesmith._controller.Controller``)."""
 
     store: Store
@@ -29,6 +29,10 @@ class EndHost(UndoHost, Protocol):
     _pending_launch: list[Launch]
     _inbox: CommandInbox
     executor: Executor
+    # what undoing an exploit changes (``_exploit.UndoHost``)
+    ledger: Any
+    _ckpt_time: dict[int, float]
+    _undone_generations: list[tuple[int, int, int]]
 
     def _write_pending(self, db: Any) -> None: ...
 
@@ -48,10 +52,21 @@ def close_paused(ctl: EndHost) -> None:
             trial.status = TrialStatus.TERMINATED
             trial.end_time = ctl.executor.timestamp()  # on the results' clock, as the controller's ends (_replay)
             # a PBT clone that never ran its new config ends as it was before the exploit
-            ctl.store.update_trial(db, tid, **undo_untrained_exploit(ctl, trial), status=trial.status.value,
+            ctl.store.update_trial(db, tid, **undo_if_untrained(ctl, trial), status=trial.status.value,
                                    end_time=trial.end_time, start_time=trial.start_time)
         ctl._write_generations(db)
     ctl._paused.clear()
+
+
+def undo_if_untrained(ctl: UndoHost, trial: TrialView) -> dict[str, Any]:
+    """A trial that ends before the config a PBT exploit gave it reported anything ends as it was before the exploit
+    (``_exploit.undo_untrained_exploit``); the trial row's changed fields, {} for every other trial (never
+    exploited: ``_exploit`` is not even imported)."""
+    if trial.parent_id is None or trial.last_result is not None:
+        return {}
+    from tunesmith._exploit import undo_untrained_exploit  # PBT's only
+
+    return undo_untrained_exploit(ctl, trial)
 
 
 def set_status(ctl: EndHost, status: str) -> None:
