@@ -16,7 +16,7 @@ PUBLIC = [
     "get_rank", "get_resources", "get_trial_dir", "get_trial_id", "get_world_size", "grid", "lograndint",
     "loguniform", "load", "normal",
     "qloguniform", "qnormal", "quniform", "randint", "report", "run", "sample_from", "uniform",
-    "should_stop", "Stopper", "TrialPlateau", "ExperimentPlateau", "Trainable",
+    "should_stop", "Stopper", "TrialPlateau", "ExperimentPlateau", "Trainable", "MissingDependency",
 ]
 
 

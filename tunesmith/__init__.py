@@ -42,6 +42,7 @@ _LAZY = {
     "ResultSet": "tunesmith.results",
     "TrialResult": "tunesmith.results",
     "StoreError": "tunesmith.store.sqlite",
+    "MissingDependency": "tunesmith._optional",
     "Random": "tunesmith.searchers.random",
     "QuasiRandom": "tunesmith.searchers.sobol",
     "OptunaSearch": "tunesmith.searchers.optuna",

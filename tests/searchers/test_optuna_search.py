@@ -16,6 +16,7 @@ optuna = pytest.importorskip("optuna")
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+import tunesmith as ts  # noqa: E402
 from tunesmith._errors import ConfigError  # noqa: E402
 from tunesmith._optional import MissingDependency  # noqa: E402
 from tunesmith.searchers._base import FINISHED, Searcher  # noqa: E402
@@ -411,6 +412,7 @@ def test_missing_optuna_says_what_to_install(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError, match=r"pip install 'tunesmith\[optuna\]'") as info:
         OptunaSearch(seed=0).setup({"x": uniform(0, 1)}, "loss", "min", 2)
     assert isinstance(info.value, MissingDependency) and isinstance(info.value, ImportError)
+    assert MissingDependency is ts.MissingDependency  # catchable by its public name
 
 
 # -- define-by-run spaces (issue 18 §2.9) --------------------------------------------------------------------
