@@ -375,7 +375,11 @@ def test_pbt_keep_1_real_workers_no_clone_fails(results_dir):
         events = result._store.events()
         assert [e for e in events if e[2] == "exploit"]
         assert [e[4]["traceback"][-300:] for e in events if e[2] == "error"] == [], f"run {run}"
-        assert all(t.iteration == 16 for t in result.trials)
+        # each trial trains to 16, but one exploited onto a source's final checkpoint (nothing left to train) has the
+        # exploit undone: it ends at its own last result
+        undone = {e[3] for e in events if e[2] == "exploit_undone"}
+        assert all(t.iteration == 16 or (t.id in undone and t.last_result["training_iteration"] == t.iteration)
+                   for t in result.trials), [(t.id, t.iteration) for t in result.trials]
         _assert_bounded(result, keep=1)
 
 

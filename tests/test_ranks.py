@@ -270,10 +270,13 @@ def test_pbt_exploits_a_two_rank_trial_every_rank_restarting_from_the_copied_che
         assert [(s["step"], s["origin"], s["world"]) for s in starts[0]] == \
             [(s["step"], s["origin"], s["world"]) for s in starts[1]]
         # its first generation from scratch, then one per exploit: the copied step of trial 1's model, two ranks
-        lineage = result.lineage(t.id)
-        assert lineage[0]["source_iteration"] == 2
+        # (an exploit at its last step, onto trial 1's final checkpoint, started the ranks too, then was undone: the
+        # clone had nothing left to train)
+        exploits = [data for _s, _t, kind, tid, data in result._store.events()
+                    if tid == t.id and kind in ("exploit", "exploit_undone")]
+        assert exploits[0]["iteration"] == 2
         assert [(s["step"], s["origin"], s["world"]) for s in starts[0]] == \
-            [(0, 10.0, 2)] + [(e["source_iteration"], 0.0, 2) for e in lineage]
+            [(0, 10.0, 2)] + [(e["iteration"], 0.0, 2) for e in exploits]
         tail = [h for h in result.history(t.id) if h["training_iteration"] > 2]
         assert tail and {h["lr"] for h in tail} == {0.0} and {h["world"] for h in tail} == {2.0}
         pids = [s["pid"] for s in starts[1]]
