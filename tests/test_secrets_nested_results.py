@@ -130,3 +130,44 @@ def test_a_metric_name_that_quotes_a_secret_is_masked_in_place(results_dir) -> N
                 storage_path=str(results_dir))
     html = rs._repr_html_()
     assert "sk-NAME-4242" not in html and f"acc_{MASK}" in html and "0.5" in html
+
+
+def _keyed_climb(config):
+    """Prints and reports the key it trains with; climbs faster with the good key; a checkpoint each step."""
+    print(f"training with {config['api_key']}", flush=True)
+    checkpoint = ts.get_checkpoint()
+    start = checkpoint.load()["i"] if checkpoint else 0
+    for i in range(start, 4):
+        good = config["api_key"].startswith("sk-GOOD")
+        ts.report({"score": float((i + 1) * (2 if good else 1)), "note": f"used {config['api_key']}"},
+                  checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
+
+
+def test_an_exploited_trials_earlier_key_appears_in_no_output(results_dir, tmp_path) -> None:
+    """PBT copies the source's whole config, key included: trial 2 (the bad key) becomes a clone with the good key at
+    its perturbation point 2. What it printed and reported with its earlier key (its log, the rows of its current
+    generation up to the clone's iteration) was masked with its current config's secrets only, so the earlier key
+    showed in the clear."""
+    from tunesmith.dashboard import make_app
+
+    bad = "sk-BADKEY-2222"
+    pbt = ts.PBT(perturbation_interval=2, hyperparam_mutations={"lr": [0.1, 0.2]}, quantile_fraction=0.5,
+                 resample_probability=1.0, seed=0)
+    result = ts.run(_keyed_climb, {"api_key": ts.grid(["sk-GOODKEY-1111", bad]), "lr": 0.1}, metric="score",
+                    mode="max", max_concurrent=1, name="k", storage_path=str(results_dir), verbose=0, scheduler=pbt)
+    (exploit,) = result.lineage(2)
+    assert exploit["old_config"]["api_key"] == bad and result.trial(2).config["api_key"] != bad
+    assert any(bad in h["note"] for h in result.history(2))  # the store keeps what it reported, as reported
+    outputs = {"dataframe all results": result.dataframe(all_results=True).to_csv()}
+    res = CliRunner().invoke(cli, ["export", "k", "--to", str(tmp_path / "exported"), "--storage-path",
+                                   str(results_dir)])
+    assert res.exit_code == 0, res.output
+    for d, _, names in os.walk(tmp_path / "exported"):
+        for f in names:
+            with open(os.path.join(d, f), encoding="utf-8") as fh:
+                outputs[os.path.join(d, f)] = fh.read()
+    status, body = _get(make_app(str(results_dir)), "/api/e/k/t/2")
+    assert status == 200 and "training with" in body, body
+    outputs["dashboard trial"] = body
+    for where, text in outputs.items():
+        assert bad not in text, f"{bad!r} in {where}"

@@ -200,7 +200,8 @@ def hidden_at(path: Sequence[Any], value: Any) -> bool:
 
 def secret_strings(config: Any) -> set[str]:
     """The raw secret values ``mask`` hides in ``config``, as text: what ``mask_text`` must find in an
-    error message that quotes the config."""
+    error message that quotes the config. A list of configs gives all of theirs (a trial's current config and
+    those it had before PBT exploits: ``Store.past_configs``)."""
     found: set[str] = set()
 
     def walk(value: Any, key: str, secret: int) -> None:

@@ -589,7 +589,7 @@ class ResultSet:
             frame = self._results_frame(pd, _ProducedBy(configs, self._store.events("exploit"), shown,
                                                          (lambda c: c) if show_secrets else mask))
             if not show_secrets:
-                _mask_text_results(frame, {t.id: t.config for t in self.trials})
+                _mask_text_results(frame, {t.id: t.config for t in self.trials}, self._store.past_configs())
             return frame
         else:
             for t in by_id.values():
@@ -1116,13 +1116,15 @@ def load(name_or_path: str | os.PathLike[str], metric: str | list[str] | None = 
     return ResultSet(_layout.find_experiment(name_or_path), metric=metric, mode=mode)
 
 
-def _mask_text_results(frame: Any, configs: dict[int, Any]) -> None:
-    """The all-results frame's text results masked in place, as ``mask_result`` masks one result (with its trial's
-    config's secrets): only columns of text are looked at (numbers, the usual, are left alone); then a column whose
-    name quotes a secret of any trial's config is renamed masked (``mask_name``), merged with one masked alike."""
+def _mask_text_results(frame: Any, configs: dict[int, Any], past: dict[int, list[Any]]) -> None:
+    """The all-results frame's text results masked in place, as ``mask_result`` masks one result (with the secrets
+    of its trial's config and of the configs it had before, ``past``: a PBT exploit's rows up to its clone were
+    reported under the old one): only columns of text are looked at (numbers, the usual, are left alone); then a
+    column whose name quotes a secret of any trial's config is renamed masked (``mask_name``), merged with one
+    masked alike."""
     from tunesmith._secrets import mask_name, mask_reported_text, secret_strings
 
-    secrets = {tid: secret_strings(config) for tid, config in configs.items()}
+    secrets = {tid: secret_strings([config, *past.get(tid, ())]) for tid, config in configs.items()}
     metrics = [c for c in frame.columns if c != "trial_id" and not str(c).startswith("config/")]
     columns = [c for c in metrics if frame[c].dtype.kind not in "biufcmM"] if len(frame) else []
     for column in columns:

@@ -361,13 +361,15 @@ class Experiments:
             if rec is None:
                 raise NotFound(f"no trial {tid} in {name}")
             results = store.results(tid)
+            past = store.past_configs(tid).get(tid, [])
             checkpoints = store.checkpoints(tid)
             events = [e for e in store._db.execute(
                 "SELECT seq, time, kind, trial_id, data FROM events WHERE trial_id = ? ORDER BY seq DESC LIMIT ?",
                 (tid, MAX_EVENTS))]
         placement = next((e for e in events if e[2] == "placement"), None)  # the newest first
         view = _masked(rec["config"], rec["error"])
-        secrets = secret_strings(rec["config"])
+        # its results and log may quote the secrets of a config it had before a PBT exploit too
+        secrets = secret_strings([rec["config"], *past])
         stride = max(1, math.ceil(len(results) / MAX_RESULT_ROWS))
         kept = [r for i, r in enumerate(results) if i % stride == 0 or i == len(results) - 1]
         rows = []

@@ -1074,6 +1074,21 @@ class Store:
                 for s, t, k, tid, d in self._db.execute(f"SELECT * FROM events{where} ORDER BY seq", args)]
 
     @_reading
+    def past_configs(self, trial_id: int | None = None) -> dict[int, list[Any]]:
+        """The configs each PBT-exploited trial (or only ``trial_id``) had besides its current one: its exploit
+        events' ``old_config`` and ``config`` (undone ones too). Text it printed or reported under them may quote
+        their secrets: every output masks those as well (``secret_strings([config, *past])``)."""
+        where, args = ("", ()) if trial_id is None else (" AND trial_id = ?", (trial_id,))
+        out: dict[int, list[Any]] = {}
+        for tid, data in self._db.execute("SELECT trial_id, data FROM events WHERE kind IN ('exploit', "
+                                          f"'exploit_undone') AND trial_id IS NOT NULL{where} ORDER BY seq", args):
+            decoded = json.loads(data) if data else None
+            if isinstance(decoded, dict):
+                out.setdefault(tid, []).extend(decoded.get(k) for k in ("old_config", "config")
+                                               if isinstance(decoded.get(k), dict))
+        return out
+
+    @_reading
     def exploit_events(self, trial_id: int) -> list[tuple[int, Any]]:
         """(seq, data) of a trial's ``exploit`` events, oldest first."""
         return [(seq, None if d is None else json.loads(d)) for seq, d in self._db.execute(
