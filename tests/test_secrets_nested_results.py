@@ -171,3 +171,31 @@ def test_an_exploited_trials_earlier_key_appears_in_no_output(results_dir, tmp_p
     outputs["dashboard trial"] = body
     for where, text in outputs.items():
         assert bad not in text, f"{bad!r} in {where}"
+
+
+def test_a_resumed_drivers_files_of_an_exploited_trial_mask_its_earlier_key(results_dir) -> None:
+    """The file loggers of a resumed driver write a trial's files again from the store at its first start: the rows
+    it reported before its exploit, with its earlier key, were masked with its current config's secrets only."""
+    from algorithm_helpers import CtrlCAfter
+
+    bad = "sk-BADKEY-2222"
+
+    def go(**kw):
+        pbt = ts.PBT(perturbation_interval=2, hyperparam_mutations={"lr": [0.1, 0.2]}, quantile_fraction=0.5,
+                     resample_probability=1.0, seed=0)
+        return ts.run(_keyed_climb, {"api_key": ts.grid(["sk-GOODKEY-1111", bad]), "lr": 0.1}, metric="score",
+                      mode="max", max_concurrent=1, name="r", storage_path=str(results_dir), verbose=0,
+                      scheduler=pbt, file_loggers=True, **kw)
+
+    with pytest.raises(KeyboardInterrupt):
+        go(callbacks=[CtrlCAfter(5)])
+    stopped = ts.load(str(results_dir / "r"))
+    assert [e["old_config"]["api_key"] for e in stopped.lineage(2)] == [bad]
+    assert not stopped.trial(2).status.is_finished  # it starts again in the resumed driver
+    result = go(resume=True)
+    assert result.trial(2).config["api_key"] != bad
+    folder = os.path.join(result.path, "trials", "trial_00002")
+    for name in ("progress.csv", "result.jsonl"):
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            text = fh.read()
+        assert "used ***" in text and bad not in text, (name, text)

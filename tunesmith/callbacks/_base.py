@@ -89,6 +89,11 @@ class ExperimentInfo:
 
         return stored_results(self._c.store, trial_id)
 
+    def _past_configs(self, trial_id: int) -> list[Any]:
+        """The configs ``trial_id`` had before its PBT exploits (``Store.past_configs``): its stored results up to an
+        exploit's clone were reported under one of them, and are masked with its secrets too."""
+        return self._c.store.past_configs(trial_id).get(trial_id, [])
+
     @property
     def metric(self) -> Any:
         return self._c.metric
