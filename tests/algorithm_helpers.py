@@ -68,3 +68,21 @@ class CtrlCAfter(ts.Callback):
         if self.n and self.seen >= self.n:
             self.n = 0
             os.kill(os.getpid(), signal.SIGINT)
+
+
+def climb_to_4(config):
+    """4 iterations of ``a * i``, a checkpoint each; each result says which ``a`` produced it."""
+    checkpoint = ts.get_checkpoint()
+    start = checkpoint.load()["i"] if checkpoint else 0
+    for i in range(start, 4):
+        ts.report({"score": float(config["a"] * (i + 1)), "a_used": config["a"]},
+                  checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
+
+
+def exploited_at_its_last_result(**kw):
+    """Real workers, one slot, PBT at iteration 4, ``climb_to_4``'s last: trial 1 (a=1) pauses there for trial 2
+    (a=0), which is then the bottom and is exploited at its own last result; its clone (a=2 or 3) starts, has nothing
+    left to train, and the exploit is undone: trial 2 ends with a=0 and its own score."""
+    pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"a": [2, 3]}, resample_probability=1.0, seed=0)
+    return ts.run(climb_to_4, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1, verbose=0,
+                  scheduler=pbt, **kw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from algorithm_helpers import climb_to_4, exploited_at_its_last_result
 
 import tunesmith as ts
 from tunesmith.executors.simulated import SimulatedBackend
@@ -42,25 +43,13 @@ def test_pbt_replay_restarted_before_an_earlier_change_keeps_the_new_config(tmp_
     assert [r["w"] for r in again.history(trial.id)] == [0.5, 1.0, 1.5, 2.0, 2.5]
 
 
-
-def _climb_to_4(config):
-    """4 iterations of ``a * i``, a checkpoint each; each result says which ``a`` produced it."""
-    checkpoint = ts.get_checkpoint()
-    start = checkpoint.load()["i"] if checkpoint else 0
-    for i in range(start, 4):
-        ts.report({"score": float(config["a"] * (i + 1)), "a_used": config["a"]},
-                  checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
-
-
 def test_a_trial_exploited_at_its_last_result_ends_with_its_own_config_and_result(results_dir):
     """Real workers, one slot: trial 1 (a=1) pauses at its perturbation point 4 (its last) for trial 2 (a=0), which
     is then the bottom and is exploited at its own last result: it restarts from trial 1's checkpoint of iteration
     4 with a new ``a``, has nothing left to train and reports nothing. It first showed its new config beside the
     score its old one produced, then (a trial shows only what its config produced) no result at all; the exploit
     is now undone: it ends with its own config, score and checkpoint, as if never exploited."""
-    pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"a": [2, 3]}, resample_probability=1.0, seed=0)
-    result = ts.run(_climb_to_4, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1,
-                    verbose=0, name="pbt-last", scheduler=pbt)
+    result = exploited_at_its_last_result(name="pbt-last")
     (undone,) = [(tid, data) for _s, _t, kind, tid, data in result._store.events() if kind == "exploit_undone"]
     assert (undone[0], undone[1]["source"], undone[1]["from_iteration"], undone[1]["old_config"]) == (2, 1, 4,
                                                                                                     {"a": 0})
@@ -84,14 +73,14 @@ def test_a_result_that_meets_a_stop_rule_is_not_exploited(results_dir):
     """The same run with ``stop={"training_iteration": 4}``: the result at 4 ends each trial before PBT is asked, so
     no exploit comes of it and every trial keeps the config that produced its result."""
     pbt = ts.PBT(perturbation_interval=4, hyperparam_mutations={"a": [2, 3]}, resample_probability=1.0, seed=0)
-    result = ts.run(_climb_to_4, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1,
+    result = ts.run(climb_to_4, space={"a": ts.grid([1, 0])}, metric="score", mode="max", max_concurrent=1,
                     verbose=0, name="pbt-stop", scheduler=pbt, stop={"training_iteration": 4})
     assert result.lineage() == []
     assert [(t.config["a"], t.last_result["a_used"], t.iteration) for t in result.trials] == [(1, 1, 4), (0, 0, 4)]
 
 
 def _climb_to_4_keys_vary(config):
-    """``_climb_to_4`` whose first result holds one more key (the frame's rows are not all alike)."""
+    """``climb_to_4`` whose first result holds one more key (the frame's rows are not all alike)."""
     checkpoint = ts.get_checkpoint()
     start = checkpoint.load()["i"] if checkpoint else 0
     for i in range(start, 4):
@@ -100,7 +89,7 @@ def _climb_to_4_keys_vary(config):
                   checkpoint=ts.Checkpoint.from_state({"i": i + 1}))
 
 
-@pytest.mark.parametrize("fn", [_climb_to_4, _climb_to_4_keys_vary])
+@pytest.mark.parametrize("fn", [climb_to_4, _climb_to_4_keys_vary])
 def test_dataframe_of_all_results_gives_each_row_the_config_that_produced_it(results_dir, fn):
     """Real workers, one slot: trial 2 (a=0) is exploited at iteration 2 onto trial 1's checkpoint of 2 and goes on
     with a new ``a``; its rows 1 and 2 (a=0) move into its new generation. ``dataframe(all_results=True)`` showed

@@ -689,3 +689,20 @@ def test_tensorboard_gives_each_metric_its_own_tag_every_time(trial_and_info: tu
     for k, tag in enumerate(tags):
         assert [s[1] for s in scalars[tag]] == [float(k + 1), float(k + 2)]
     assert set(metric_tags) == {*tags, "time_total_s"}  # the HParams metrics are the scalar tags
+
+
+def test_mlflow_tags_the_config_a_trial_ends_with_after_an_undone_exploit(tmp_path: Any) -> None:
+    """One slot: trial 2 is exploited at its last result (its clone started: the run's ``tunesmith.config`` tag got
+    the new config), has nothing left to train, and the exploit is undone: the tag named a config it never trained
+    with."""
+    pytest.importorskip("mlflow")
+    from algorithm_helpers import exploited_at_its_last_result
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = ts.MLflowLogger(tracking_uri=uri)
+    result = exploited_at_its_last_result(name="undo", storage_path=str(tmp_path / "results"), callbacks=[logger])
+    assert [kind for _s, _t, kind, tid, _d in result._store.events() if tid == 2 and kind.startswith("exploit")] == [
+        "exploit_undone"]
+    run = MlflowClient(tracking_uri=uri).get_run(logger.run_id(2))
+    assert run.data.params == {"a": "0"} and json.loads(run.data.tags["tunesmith.config"]) == {"a": 0}

@@ -332,3 +332,15 @@ def test_an_experiment_named_longer_than_a_wandb_tag_is_logged(tmp_path: Any, _o
     else:  # cut, with a hash of the whole name: two long names that differ only at their ends stay two tags
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
         assert tag == f"{name[:64 - 9]}-{digest}"
+
+
+def test_a_run_ends_with_the_config_its_trial_ends_with_after_an_undone_exploit(_offline: str) -> None:
+    """One slot: trial 2 is exploited at its last result (its clone started, and the run's config was updated to the
+    new one), has nothing left to train, and the exploit is undone: the run showed the config it never trained with."""
+    from algorithm_helpers import exploited_at_its_last_result
+
+    result = exploited_at_its_last_result(name="wb-undo", callbacks=[ts.WandbLogger(project="tunesmith-test")])
+    assert [(tid, d["config"]["a"]) for _s, _t, kind, tid, d in result._store.events()
+            if kind == "exploit_undone"] and result.trial(2).config == {"a": 0}
+    runs = _runs(_offline)
+    assert runs["trial_00002"]["config"]["a"] == 0 and runs["trial_00001"]["config"]["a"] == 1

@@ -190,6 +190,11 @@ class MLflowLogger(Callback):
 
     @_server_call
     def on_trial_complete(self, trial: TrialView) -> None:
+        run_id = self._runs.get(trial.id)
+        if run_id is not None and trial.id in self._open and self._configs.get(trial.id) != trial.config:
+            # a PBT exploit undone at the trial's end (its new config reported nothing): the config it ends with
+            self._client.set_tag(run_id, "tunesmith.config", json.dumps(shown(trial).config, default=str))
+        self._configs.pop(trial.id, None)
         self._end(trial.id, "FINISHED")
 
     @_server_call

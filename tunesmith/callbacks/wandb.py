@@ -112,6 +112,11 @@ class WandbLogger(Callback):
             run.log(row)
 
     def on_trial_complete(self, trial: TrialView) -> None:
+        run = self._runs.get(trial.id)
+        if run is not None and self._configs.get(trial.id) != trial.config:
+            # a PBT exploit undone at the trial's end (its new config reported nothing): the config it ends with
+            run.config.update(shown(trial).config, allow_val_change=True)
+        self._configs.pop(trial.id, None)
         self._end(trial.id, TrialStatus.TERMINATED.name, None)
 
     def on_trial_error(self, trial: TrialView) -> None:
