@@ -71,7 +71,7 @@ def export(exp_dir: str, formats: Iterable[str] = FORMATS, to: str | None = None
             # one trial's results at a time: memory follows the largest trial, not the experiment
             # masked with the secrets of every config it had (a PBT exploit's rows up to its clone came from the old)
             past = store.past_configs(tid).get(tid, [])
-            results = shown_results([trial.config, *past] if past else trial.config, stored_results(store, tid))
+            results = shown_results([trial.config, *past], stored_results(store, tid))
             _write(os.path.join(folder, PARAMS_JSON), params_text(trial))
             if "csv" in formats:
                 _write(os.path.join(folder, PROGRESS_CSV), csv_text(results) if results else "")

@@ -337,7 +337,8 @@ R = TypeVar("R")  # a trial.Result
 def shown_results(config: Any, results: list[R]) -> list[R]:
     """``results`` of a trial with ``config`` as every output shows them (:func:`mask_result`: the text they hold
     and names that quote a secret of the config masked); the same list when none holds text and the config has no
-    secret (the usual), found from their JSON text without decoding (:func:`may_need_mask`)."""
+    secret (the usual), found from their JSON text without decoding (:func:`may_need_mask`). ``config`` may be a list
+    of configs (:func:`secret_strings`): the trial's and those it had before PBT exploits."""
     secrets = secret_strings(config)
     if not secrets and all((j := getattr(r, "_json", None)) is not None and not may_need_mask(j) for r in results):
         return results

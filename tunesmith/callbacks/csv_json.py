@@ -128,7 +128,7 @@ class _TrialFileLogger(Callback):
         if stored is not None and trial.id not in self._last_iteration:  # its first start in this driver
             # read here: the store is the loop's; masked with the secrets of every config it had (PBT exploits)
             past = self._experiment._past_configs(trial.id)  # type: ignore[union-attr]
-            results = shown_results([trial.config, *past] if past else trial.config, stored(trial.id))
+            results = shown_results([trial.config, *past], stored(trial.id))
             if results:
                 self._do(self._write_stored, trial, results)
                 self._last_iteration[trial.id] = results[-1].iteration  # a batch from here on is a restart
