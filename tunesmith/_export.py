@@ -61,6 +61,7 @@ def export(exp_dir: str, formats: Iterable[str] = FORMATS, to: str | None = None
     store = Store(_layout.store_path(exp_dir), readonly=True)
     try:
         n = 0
+        past = store.past_configs()  # every trial's, in one read of the event log
         for rec in store.trials():
             tid = rec["id"]
             if type(tid) is not int or tid < 0:
@@ -70,8 +71,7 @@ def export(exp_dir: str, formats: Iterable[str] = FORMATS, to: str | None = None
             _real_folder(folder)
             # one trial's results at a time: memory follows the largest trial, not the experiment
             # masked with the secrets of every config it had (a PBT exploit's rows up to its clone came from the old)
-            past = store.past_configs(tid).get(tid, [])
-            results = shown_results([trial.config, *past], stored_results(store, tid))
+            results = shown_results([trial.config, *past.get(tid, ())], stored_results(store, tid))
             _write(os.path.join(folder, PARAMS_JSON), params_text(trial))
             if "csv" in formats:
                 _write(os.path.join(folder, PROGRESS_CSV), csv_text(results) if results else "")

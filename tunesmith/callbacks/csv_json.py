@@ -126,8 +126,9 @@ class _TrialFileLogger(Callback):
     def on_trial_start(self, trial: TrialView) -> None:
         stored = getattr(self._experiment, "_stored_results", None)  # tunesmith's ExperimentInfo in a resumed driver
         if stored is not None and trial.id not in self._last_iteration:  # its first start in this driver
-            # read here: the store is the loop's; masked with the secrets of every config it had (PBT exploits)
-            past = self._experiment._past_configs(trial.id)  # type: ignore[union-attr]
+            # read here: the store is the loop's; masked with the secrets of every config it had (an exploited
+            # trial's rows up to its clone came from its config before; none without an exploit: no read)
+            past = [] if trial.parent_id is None else self._experiment._past_configs(trial.id)  # type: ignore[union-attr]
             results = shown_results([trial.config, *past], stored(trial.id))
             if results:
                 self._do(self._write_stored, trial, results)

@@ -1089,12 +1089,6 @@ class Store:
         return out
 
     @_reading
-    def exploit_events(self, trial_id: int) -> list[tuple[int, Any]]:
-        """(seq, data) of a trial's ``exploit`` events, oldest first."""
-        return [(seq, None if d is None else json.loads(d)) for seq, d in self._db.execute(
-            "SELECT seq, data FROM events WHERE kind = 'exploit' AND trial_id = ? ORDER BY seq", (trial_id,))]
-
-    @_reading
     def command_events(self) -> list[dict[str, Any]]:
         """The data of the ``command`` events (``tunesmith.dashboard._commands``: one per command file the drivers
         took, with its ``id``), oldest first."""
